@@ -1,0 +1,69 @@
+//! `mom operator`: starts the operator process (flags → `OperatorConfig`, logging, runtime).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Namespace of the leader-election Lease (defaults to $POD_NAMESPACE, else mom-system).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "mom-system")]
+    namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "mom-operator-leader")]
+    lease_name: String,
+    /// Identity in the Lease; defaults to $POD_NAME, else hostname and process id.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds a Lease stays valid without renewal.
+    #[arg(long, default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// Seconds between renewals and acquisition attempts.
+    #[arg(long, default_value_t = 2)]
+    renew_period_seconds: u64,
+    /// Listen address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Log format: json (structured, default) or text.
+    #[arg(long, default_value = "json", value_parser = ["json", "text"])]
+    log_format: String,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_logging(&args.log_format);
+    if args.renew_period_seconds == 0 || args.renew_period_seconds >= args.lease_duration_seconds {
+        anyhow::bail!(
+            "--renew-period-seconds ({}) must be at least 1 and below --lease-duration-seconds ({})",
+            args.renew_period_seconds,
+            args.lease_duration_seconds
+        );
+    }
+    let identity = args.identity.unwrap_or_else(|| {
+        let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "mom".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let config = mom::operator::OperatorConfig {
+        namespace: args.namespace,
+        lease_name: args.lease_name,
+        identity,
+        lease_duration: Duration::from_secs(args.lease_duration_seconds),
+        renew_period: Duration::from_secs(args.renew_period_seconds),
+        metrics_addr: args.metrics_addr,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(mom::operator::run(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().with_current_span(false).init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,13 @@
+//! MOM: places, moves and scales Kubernetes workloads using distances in the Poincaré ball,
+//! and records every action as a hash-chained, signed receipt.
+//!
+//! The crate has two worlds (DESIGN §1):
+//! - the **core** — every module outside `operator` — pure, deterministic decision logic with no
+//!   Kubernetes, no async runtime, no clock; it builds with `--no-default-features`;
+//! - the **operator** (feature `operator`, on by default) — CRD types, controllers, the
+//!   scheduler extender, metrics — a thin shell that observes, calls the core and applies.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+#[cfg(feature = "operator")]
+pub mod operator;

@@ -1,0 +1,33 @@
+//! Errors of the operator process, one enum for the process-level failures.
+
+use std::net::SocketAddr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot reach the Kubernetes apiserver: {0}")]
+    Connect(#[source] kube::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("leader election on Lease {namespace}/{name}: {source}")]
+    Lease {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// A short, stable label for metrics (`mom_errors_total{kind=...}`).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Connect(_) => "connect",
+            Error::Bind { .. } => "bind",
+            Error::Lease { .. } => "lease",
+        }
+    }
+}

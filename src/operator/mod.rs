@@ -1,0 +1,88 @@
+//! The operator process: leader election, the HTTP endpoints (metrics, health) and the
+//! controllers. Thin by design — it observes the cluster, calls the core and applies results.
+
+pub mod crd;
+pub mod error;
+pub mod leader;
+pub mod metrics;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::Error;
+
+/// Everything `mom operator` needs to start, resolved from flags and the environment.
+#[derive(Debug, Clone)]
+pub struct OperatorConfig {
+    /// Namespace holding the leader-election Lease.
+    pub namespace: String,
+    /// Name of the leader-election Lease.
+    pub lease_name: String,
+    /// This replica's identity in the Lease (unique per process).
+    pub identity: String,
+    /// How long a Lease stays valid without renewal.
+    pub lease_duration: Duration,
+    /// How often the holder renews (and candidates retry).
+    pub renew_period: Duration,
+    /// Address of the metrics and health server.
+    pub metrics_addr: SocketAddr,
+}
+
+/// Runs the operator until SIGTERM/SIGINT, then releases the Lease and returns.
+pub async fn run(config: OperatorConfig) -> Result<(), Error> {
+    let client = kube::Client::try_default().await.map_err(Error::Connect)?;
+    let version = client.apiserver_version().await.map_err(Error::Connect)?;
+    tracing::info!(server = %version.git_version, identity = %config.identity, "connected to the apiserver");
+
+    let metrics = Arc::new(metrics::Metrics::default());
+    let listener = tokio::net::TcpListener::bind(config.metrics_addr)
+        .await
+        .map_err(|source| Error::Bind { addr: config.metrics_addr, source })?;
+    let bound = listener.local_addr().map_err(|source| Error::Bind { addr: config.metrics_addr, source })?;
+    tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+
+    let elector = leader::LeaderElector::new(
+        client.clone(),
+        leader::LeaseSettings {
+            namespace: config.namespace.clone(),
+            name: config.lease_name.clone(),
+            identity: config.identity.clone(),
+            lease_duration: config.lease_duration,
+            renew_period: config.renew_period,
+        },
+    );
+    let leading = elector.subscribe();
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+
+    let server = tokio::spawn(server::serve(listener, metrics.clone(), leading.clone(), shutdown_rx.clone()));
+    let election = tokio::spawn(elector.run(metrics.clone(), shutdown_rx.clone()));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    match election.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "leader election ended with an error"),
+        Err(err) => tracing::warn!(error = %err, "leader election task failed"),
+    }
+    let _ = server.await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the operator");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
