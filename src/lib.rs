@@ -9,5 +9,6 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod cluster_layout;
 #[cfg(feature = "operator")]
 pub mod operator;

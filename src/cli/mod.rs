@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cluster;
 #[cfg(feature = "operator")]
 mod crdgen;
 #[cfg(feature = "operator")]
@@ -24,6 +25,9 @@ struct Cli {
 enum Command {
     /// Print the version of this build.
     Version,
+    /// Synthetic clusters for tests and demos (kwok nodes).
+    #[command(subcommand)]
+    Cluster(cluster::Command),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD with `--out-dir`.
     #[cfg(feature = "operator")]
     Crdgen(crdgen::Args),
@@ -39,6 +43,7 @@ pub fn main() -> ExitCode {
             println!("mom {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cluster(command) => cluster::run(command),
         #[cfg(feature = "operator")]
         Command::Crdgen(args) => crdgen::run(args),
         #[cfg(feature = "operator")]

@@ -1,0 +1,62 @@
+# MOM — developer entry points. The two that matter first:
+#   make demo   a local control plane with kwok nodes, MOM running, the examples applied
+#   make test   unit tests + integration tests against a real local control plane
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+CARGO ?= cargo
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+.PHONY: components
+components: ## Build (once per version) the control-plane binaries from their Go modules
+	@tests/cluster/build.sh
+
+.PHONY: build
+build: ## Build the mom binary (debug)
+	$(CARGO) build --bin mom
+
+.PHONY: demo
+demo: build components ## Start a local cluster, run MOM on it, apply the examples, show what happened
+	@hack/demo.sh "$(CLUSTER_DIR)"
+
+.PHONY: down
+down: ## Stop the cluster started by `make demo`
+	@tests/cluster/down.sh "$(CLUSTER_DIR)"
+
+.PHONY: test
+test: test-unit test-integration ## Unit tests, then integration tests on a real control plane
+
+.PHONY: test-unit
+test-unit: ## Unit and property tests of the core and operator (no cluster needed)
+	$(CARGO) test --lib --bins
+	$(CARGO) test --no-default-features --lib
+
+.PHONY: test-integration
+test-integration: components ## Integration tests against a fresh local control plane
+	$(CARGO) test --tests --no-run
+	tests/cluster/with-cluster.sh $(CARGO) test --tests -- --test-threads=4
+
+.PHONY: lint
+lint: ## rustfmt, clippy (both feature sets), the core-purity check and CRD staleness
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --no-default-features --lib --bins -- -D warnings
+	$(CARGO) check --no-default-features
+	$(MAKE) check-crds
+
+.PHONY: crds
+crds: ## Regenerate crds/ from the Rust types
+	$(CARGO) run --quiet --bin mom -- crdgen --out-dir crds
+
+.PHONY: check-crds
+check-crds: crds ## Fail when crds/ differs from what the code generates
+	@git diff --exit-code -- crds/ || { echo "crds/ is stale: run 'make crds' and commit" >&2; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard crds/)" || { echo "crds/ has uncommitted new files: run 'make crds' and commit" >&2; exit 1; }
+
+.PHONY: ci
+ci: lint test ## What .ci/run runs

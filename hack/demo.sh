@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# `make demo`: a local control plane with a multi-zone cluster of kwok nodes, the MOM CRDs and
+# operator, the example objects applied; prints what happened and leaves it all running.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+state=${1:-$root/.cluster}
+target=${CARGO_TARGET_DIR:-$root/target}
+mom=$target/debug/mom
+[[ -x $mom ]] || { echo "demo: $mom is missing; run 'make build' first" >&2; exit 1; }
+
+if [[ -f $state/pids ]] && "$root/tests/cluster/down.sh" --check "$state"; then
+  echo "demo: a cluster is already running from $state; 'make down' first" >&2
+  exit 1
+fi
+"$root/tests/cluster/up.sh" "$state" >/dev/null
+bin=$("$root/tests/cluster/build.sh")
+export KUBECONFIG=$state/kubeconfig
+k() { "$bin/kubectl" "$@"; }
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "kwok nodes: 2 regions x 3 zones x 2 nodes"
+"$mom" cluster nodes --regions 2 --zones-per-region 3 --nodes-per-rack 2 | k apply --server-side -f - >/dev/null
+k get nodes -L topology.kubernetes.io/region,topology.kubernetes.io/zone,topology.mom.hypersync.io/rack
+
+say "CRDs"
+if compgen -G "$root/crds/*.yaml" >/dev/null; then
+  k apply --server-side -f "$root/crds/" >/dev/null
+  k wait --for condition=Established crd -l app.kubernetes.io/part-of=mom --timeout 60s >/dev/null 2>&1 || true
+  k get crd | grep -E 'NAME|mom.hypersync.io' || true
+else
+  echo "(no CRDs generated yet)"
+fi
+
+say "operator"
+k create namespace mom-system --dry-run=client -o yaml | k apply -f - >/dev/null
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$mom" operator --namespace mom-system --metrics-addr "127.0.0.1:$port" --lease-duration-seconds 15 \
+  >"$state/logs/operator.log" 2>&1 &
+echo "operator $!" >> "$state/pids"
+for _ in $(seq 1 100); do
+  holder=$(k get lease -n mom-system mom-operator-leader -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)
+  [[ -n $holder ]] && break
+  sleep 0.2
+done
+echo "leader: ${holder:-<none yet>}    metrics: http://127.0.0.1:$port/metrics"
+
+if compgen -G "$root/manifests/examples/*.yaml" >/dev/null && compgen -G "$root/crds/*.yaml" >/dev/null; then
+  say "example objects"
+  k apply -f "$root/manifests/examples/" || true
+  sleep 3
+  k get momconfigs,orchestrationstrategies,geometricagents -A 2>/dev/null || true
+fi
+
+say "pods"
+k get pods -A -o wide 2>/dev/null || true
+
+cat <<MSG
+
+The cluster keeps running. Use it with:
+  export KUBECONFIG=$state/kubeconfig
+  export PATH=$bin:\$PATH        # kubectl v1.36.3 built from source
+  kubectl get nodes,pods -A
+Logs: $state/logs/   Stop everything: make down
+MSG

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Starts a real Kubernetes control plane on loopback: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler and kwok (simulated nodes and kubelets), each on a
+# free port, and writes a kubeconfig. Everything runs from the version-keyed build of build.sh.
+#
+# Usage: up.sh STATE_DIR [--watch-pid PID]
+#   STATE_DIR  where pki, data, logs, pids and the kubeconfig go (created; must not be running)
+#   --watch-pid  tear everything down when process PID exits (used by the Rust test harness)
+#
+# On success prints "KUBECONFIG=<path>" as the last line and returns; the components keep
+# running until `down.sh STATE_DIR`, or until the watched PID exits. On any failure it tears
+# down what it started, prints the failing component's log tail and exits non-zero.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+state=${1:?usage: up.sh STATE_DIR [--watch-pid PID]}
+shift
+watch_pid=""
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --watch-pid) watch_pid=${2:?--watch-pid needs a PID}; shift 2 ;;
+    *) echo "up.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+bin=$("$here/build.sh")
+cache=$(dirname "$bin")
+mkdir -p "$state"
+state=$(cd "$state" && pwd)
+if [[ -f "$state/pids" ]] && "$here/down.sh" --check "$state"; then
+  echo "up.sh: a control plane is already running from $state (run down.sh $state first)" >&2
+  exit 1
+fi
+rm -rf "$state/etcd" "$state/logs" "$state/pids" "$state/pki"
+mkdir -p "$state/logs" "$state/pki"
+: > "$state/pids"
+
+log() { echo "up.sh: $*" >&2; }
+fail() {
+  log "FAILED: $1"
+  if [[ -n ${2:-} && -f "$state/logs/$2.log" ]]; then
+    log "last lines of $2.log:"; tail -n 40 "$state/logs/$2.log" >&2
+  fi
+  "$here/down.sh" "$state" >/dev/null 2>&1 || true
+  exit 1
+}
+trap 'fail "interrupted or errored at line $LINENO"' ERR INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+start() { # name args...
+  local name=$1; shift
+  "$@" >"$state/logs/$name.log" 2>&1 &
+  echo "$name $!" >> "$state/pids"
+}
+
+# --- credentials: a static admin token, a service-account signing key -----------------------
+token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+echo "$token,admin,admin,system:masters" > "$state/pki/tokens.csv"
+openssl genrsa -out "$state/pki/sa.key" 2048 2>/dev/null
+openssl rsa -in "$state/pki/sa.key" -pubout -out "$state/pki/sa.pub" 2>/dev/null
+
+etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port)
+sched_port=$(free_port); kcm_port=$(free_port); kwok_port=$(free_port)
+echo "$api_port" > "$state/apiserver-port"
+
+# --- etcd ---------------------------------------------------------------------------------------
+start etcd "$bin/etcd" --name mom-test --data-dir "$state/etcd" \
+  --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+  --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+  --initial-cluster "mom-test=http://127.0.0.1:$etcd_peer" --unsafe-no-fsync --quota-backend-bytes 4294967296 \
+  --log-level warn
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null || fail "etcd did not become healthy" etcd
+
+# --- kube-apiserver -----------------------------------------------------------------------------
+start kube-apiserver "$bin/kube-apiserver" \
+  --etcd-servers "http://127.0.0.1:$etcd_port" \
+  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+  --cert-dir "$state/pki" --token-auth-file "$state/pki/tokens.csv" \
+  --authorization-mode RBAC \
+  --service-account-issuer https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file "$state/pki/sa.pub" --service-account-signing-key-file "$state/pki/sa.key" \
+  --api-audiences https://kubernetes.default.svc.cluster.local \
+  --service-cluster-ip-range 10.96.0.0/16 --allow-privileged \
+  --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
+  --profiling=false --v 1
+
+kubeconfig=$state/kubeconfig
+cat > "$kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: mom-local
+  cluster:
+    server: https://127.0.0.1:$api_port
+    insecure-skip-tls-verify: true
+users:
+- name: admin
+  user:
+    token: $token
+contexts:
+- name: mom-local
+  context: {cluster: mom-local, user: admin, namespace: default}
+current-context: mom-local
+KC
+kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
+ready=""
+for _ in $(seq 1 300); do
+  if kubectl get --raw /readyz >/dev/null 2>&1; then ready=1; break; fi
+  sleep 0.2
+done
+[[ -n $ready ]] || fail "kube-apiserver did not become ready within 60 s" kube-apiserver
+
+# --- kube-controller-manager, kube-scheduler ----------------------------------------------------
+start kube-controller-manager "$bin/kube-controller-manager" \
+  --kubeconfig "$kubeconfig" --authentication-kubeconfig "$kubeconfig" --authorization-kubeconfig "$kubeconfig" \
+  --bind-address 127.0.0.1 --secure-port "$kcm_port" --leader-elect=false \
+  --service-account-private-key-file "$state/pki/sa.key" --use-service-account-credentials=false \
+  --controllers '*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route' \
+  --concurrent-gc-syncs 20 --v 1
+start kube-scheduler "$bin/kube-scheduler" \
+  --kubeconfig "$kubeconfig" --authentication-kubeconfig "$kubeconfig" --authorization-kubeconfig "$kubeconfig" \
+  --bind-address 127.0.0.1 --secure-port "$sched_port" --leader-elect=false --v 1
+
+# --- kwok: simulated kubelets for nodes annotated kwok.x-k8s.io/node=fake ----------------------
+start kwok "$bin/kwok" --kubeconfig "$kubeconfig" --config "$cache/kwok-stages.yaml" \
+  --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+  --server-address "127.0.0.1:$kwok_port" --cidr 10.244.0.0/16 --node-ip 10.1.0.1
+
+wait_healthy() { # name port
+  for _ in $(seq 1 300); do
+    curl -skf "https://127.0.0.1:$2/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  fail "$1 did not become healthy within 60 s" "$1"
+}
+wait_healthy kube-controller-manager "$kcm_port"
+wait_healthy kube-scheduler "$sched_port"
+for _ in $(seq 1 150); do
+  curl -sf "http://127.0.0.1:$kwok_port/healthz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+curl -sf "http://127.0.0.1:$kwok_port/healthz" >/dev/null 2>&1 || fail "kwok did not become healthy within 30 s" kwok
+
+# The default ServiceAccount appears once the controller-manager runs; pods need it.
+for _ in $(seq 1 150); do
+  kubectl get serviceaccount default -n default >/dev/null 2>&1 && break
+  sleep 0.2
+done
+
+if [[ -n $watch_pid ]]; then
+  # Watchdog: tear down when the owner dies, however it dies.
+  nohup bash -c "while kill -0 $watch_pid 2>/dev/null; do sleep 1; done; '$here/down.sh' '$state'" \
+    >"$state/logs/watchdog.log" 2>&1 &
+  echo "watchdog $!" >> "$state/pids"
+fi
+trap - ERR INT TERM
+log "control plane up: apiserver https://127.0.0.1:$api_port, logs in $state/logs"
+echo "KUBECONFIG=$kubeconfig"

@@ -1,0 +1,183 @@
+//! Shared harness of the integration tests: one real control plane per test binary (or the
+//! one named by `MOM_TEST_KUBECONFIG`), a client, a namespace per test, kwok nodes.
+//!
+//! The control plane is started by `tests/cluster/up.sh` with `--watch-pid <this process>`, so
+//! it is torn down when the test binary exits, however it exits.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+pub struct ControlPlane {
+    pub kubeconfig: PathBuf,
+    /// Folder of the control-plane binaries (kubectl among them).
+    pub bin: PathBuf,
+}
+
+static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
+
+fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The control plane of this test binary, started on first use.
+///
+/// Panics with the start-up log when it cannot come up: a test without a real control plane
+/// must fail loudly, never pass quietly.
+pub fn control_plane() -> &'static ControlPlane {
+    CONTROL_PLANE.get_or_init(|| {
+        let root = project_root();
+        let build = Command::new(root.join("tests/cluster/build.sh"))
+            .output()
+            .expect("running tests/cluster/build.sh");
+        assert!(
+            build.status.success(),
+            "building the control plane failed:\n{}",
+            String::from_utf8_lossy(&build.stderr)
+        );
+        let bin = PathBuf::from(String::from_utf8_lossy(&build.stdout).trim());
+        if let Ok(path) = std::env::var("MOM_TEST_KUBECONFIG") {
+            return ControlPlane {
+                kubeconfig: PathBuf::from(path),
+                bin,
+            };
+        }
+        let state = std::env::temp_dir().join(format!("mom-test-cluster-{}", std::process::id()));
+        let out = Command::new(root.join("tests/cluster/up.sh"))
+            .arg(&state)
+            .arg("--watch-pid")
+            .arg(std::process::id().to_string())
+            .output()
+            .expect("running tests/cluster/up.sh");
+        assert!(
+            out.status.success(),
+            "the local control plane did not come up:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ControlPlane {
+            kubeconfig: state.join("kubeconfig"),
+            bin,
+        }
+    })
+}
+
+/// A client for the test control plane.
+pub async fn client() -> kube::Client {
+    let cp = control_plane();
+    client_for(&cp.kubeconfig).await
+}
+
+pub async fn client_for(kubeconfig: &Path) -> kube::Client {
+    let kc = Kubeconfig::read_from(kubeconfig).expect("reading the test kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    kube::Client::try_from(config).expect("building a client")
+}
+
+/// Runs the control plane's kubectl; returns (success, stdout, stderr).
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let cp = control_plane();
+    let mut cmd = Command::new(cp.bin.join("kubectl"));
+    cmd.arg("--kubeconfig").arg(&cp.kubeconfig).args(args);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawning kubectl");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("writing kubectl stdin");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("waiting for kubectl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A namespace of its own for one test; deleted (without waiting) when dropped.
+pub struct TestNamespace {
+    pub name: String,
+    client: kube::Client,
+}
+
+impl TestNamespace {
+    pub async fn new(prefix: &str) -> Self {
+        let client = client().await;
+        let api: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"generateName": format!("{prefix}-"), "labels": {"mom.hypersync.io/test": "true"}}
+        }))
+        .expect("namespace");
+        let created = api
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("creating a test namespace");
+        let name = created.metadata.name.expect("generated name");
+        Self { name, client }
+    }
+
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        // Best effort, without blocking the (possibly finished) runtime.
+        let _ = kubectl(&["delete", "namespace", &self.name, "--wait=false"], None);
+    }
+}
+
+/// Makes sure kwok nodes of a uniform layout exist (server-side apply: idempotent).
+pub fn ensure_kwok_nodes(regions: u32, zones_per_region: u32, nodes_per_rack: u32) {
+    let layout = mom::cluster_layout::UniformLayout {
+        regions,
+        zones_per_region,
+        nodes_per_rack,
+        ..Default::default()
+    };
+    let nodes = layout.nodes().expect("layout");
+    let items: Vec<serde_json::Value> = nodes.iter().map(|n| n.kwok_manifest()).collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
+    let (ok, _, err) = kubectl(
+        &["apply", "--server-side", "--field-manager", "mom-tests", "-f", "-"],
+        Some(&list),
+    );
+    assert!(ok, "creating kwok nodes failed: {err}");
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn background_delete() -> DeleteParams {
+    DeleteParams::background()
+}
