@@ -9,5 +9,6 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod geometry;
 #[cfg(feature = "operator")]
 pub mod operator;

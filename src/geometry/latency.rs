@@ -1,0 +1,1 @@
+//! Latency embedding (placeholder, filled in next commit).

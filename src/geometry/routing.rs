@@ -1,0 +1,1 @@
+//! Greedy routing (placeholder, filled in next commit).
