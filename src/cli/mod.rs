@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 #[cfg(feature = "operator")]
 mod crdgen;
+mod geometry;
 #[cfg(feature = "operator")]
 mod operator;
 
@@ -24,6 +25,10 @@ struct Cli {
 enum Command {
     /// Print the version of this build.
     Version,
+    /// Embed latencies or a topology hierarchy in hyperbolic space and report the errors.
+    Embed(geometry::EmbedArgs),
+    /// Evaluate greedy routing over embedded graphs.
+    Route(geometry::RouteArgs),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD with `--out-dir`.
     #[cfg(feature = "operator")]
     Crdgen(crdgen::Args),
@@ -39,6 +44,8 @@ pub fn main() -> ExitCode {
             println!("mom {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Embed(args) => geometry::run_embed(args),
+        Command::Route(args) => geometry::run_route(args),
         #[cfg(feature = "operator")]
         Command::Crdgen(args) => crdgen::run(args),
         #[cfg(feature = "operator")]

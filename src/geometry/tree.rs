@@ -162,22 +162,7 @@ impl TreeEmbedding {
         if paths.is_empty() {
             return Err(GeometryError::EmptyInput("hierarchy paths"));
         }
-        if !(config.epsilon.is_finite() && config.epsilon > 0.0) {
-            return Err(GeometryError::InvalidParameter {
-                name: "epsilon",
-                value: config.epsilon,
-                reason: "must be finite and > 0",
-            });
-        }
-        if let Some(t) = config.edge_length
-            && !(t.is_finite() && t > 0.0)
-        {
-            return Err(GeometryError::InvalidParameter {
-                name: "edge_length",
-                value: t,
-                reason: "must be finite and > 0",
-            });
-        }
+        Self::check_config(config)?;
         let mut parent = vec![None];
         let mut depth = vec![0usize];
         let mut kids: Vec<BTreeMap<&str, usize>> = vec![BTreeMap::new()];
@@ -227,6 +212,90 @@ impl TreeEmbedding {
             leaves.push(cur);
         }
         let children: Vec<Vec<usize>> = kids.iter().map(|m| m.values().copied().collect()).collect();
+        Ok(Self::build(parent, depth, children, leaves, config))
+    }
+
+    /// Embed a rooted tree given by parent pointers (exactly one `None`: the root); children
+    /// are ordered by index. Every node counts as a "leaf" for [`Self::leaf_point`] etc. (leaf
+    /// index = node index). Errors: not exactly one root, a parent index out of range, a cycle.
+    pub fn from_parents(parent: &[Option<usize>], config: SarkarConfig) -> Result<Self, GeometryError> {
+        Self::check_config(config)?;
+        let n = parent.len();
+        let roots: Vec<usize> = (0..n).filter(|v| parent[*v].is_none()).collect();
+        if roots.len() != 1 {
+            return Err(GeometryError::InvalidGraph(format!(
+                "{} roots (need exactly 1)",
+                roots.len()
+            )));
+        }
+        let mut children = vec![Vec::new(); n];
+        for (v, p) in parent.iter().enumerate() {
+            if let Some(p) = *p {
+                if p >= n {
+                    return Err(GeometryError::InvalidGraph(format!("node {v} has parent {p} ≥ {n}")));
+                }
+                children[p].push(v);
+            }
+        }
+        // Depths by BFS from the root; an unvisited node means a cycle.
+        let mut depth = vec![usize::MAX; n];
+        depth[roots[0]] = 0;
+        let mut queue = std::collections::VecDeque::from([roots[0]]);
+        while let Some(u) = queue.pop_front() {
+            for &c in &children[u] {
+                depth[c] = depth[u] + 1;
+                queue.push_back(c);
+            }
+        }
+        if let Some(v) = depth.iter().position(|d| *d == usize::MAX) {
+            return Err(GeometryError::InvalidGraph(format!("node {v} is on a cycle")));
+        }
+        // Re-index so that the root is node 0 (the builder's convention).
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|v| (depth[*v], *v));
+        let mut new_of = vec![0; n];
+        for (k, v) in order.iter().enumerate() {
+            new_of[*v] = k;
+        }
+        let par: Vec<Option<usize>> = order.iter().map(|v| parent[*v].map(|p| new_of[p])).collect();
+        let dep: Vec<usize> = order.iter().map(|v| depth[*v]).collect();
+        let mut ch = vec![Vec::new(); n];
+        for (k, p) in par.iter().enumerate() {
+            if let Some(p) = p {
+                ch[*p].push(k);
+            }
+        }
+        let leaves: Vec<usize> = (0..n).map(|v| new_of[v]).collect();
+        Ok(Self::build(par, dep, ch, leaves, config))
+    }
+
+    fn check_config(config: SarkarConfig) -> Result<(), GeometryError> {
+        if !(config.epsilon.is_finite() && config.epsilon > 0.0) {
+            return Err(GeometryError::InvalidParameter {
+                name: "epsilon",
+                value: config.epsilon,
+                reason: "must be finite and > 0",
+            });
+        }
+        if let Some(t) = config.edge_length
+            && !(t.is_finite() && t > 0.0)
+        {
+            return Err(GeometryError::InvalidParameter {
+                name: "edge_length",
+                value: t,
+                reason: "must be finite and > 0",
+            });
+        }
+        Ok(())
+    }
+
+    fn build(
+        parent: Vec<Option<usize>>,
+        depth: Vec<usize>,
+        children: Vec<Vec<usize>>,
+        leaves: Vec<usize>,
+        config: SarkarConfig,
+    ) -> Self {
         let n = parent.len();
         let deg_max = (0..n)
             .map(|v| children[v].len() + usize::from(parent[v].is_some()))
@@ -259,7 +328,7 @@ impl TreeEmbedding {
             leaves,
         };
         emb.root_polar = (0..n).map(|v| emb.polar_relative_to(v, 0)).collect();
-        Ok(emb)
+        emb
     }
 
     /// Hyperbolic length τ of each tree edge.
@@ -301,14 +370,14 @@ impl TreeEmbedding {
         u
     }
 
-    /// Exact tree distance (hops) between nodes u and v.
-    fn node_tree_distance(&self, u: usize, v: usize) -> usize {
+    /// Exact tree distance (hops) between internal node numbers u and v (< `node_count`).
+    pub fn node_tree_distance(&self, u: usize, v: usize) -> usize {
         let w = self.lca(u, v);
         self.depth[u] + self.depth[v] - 2 * self.depth[w]
     }
 
     /// Embedded hyperbolic distance between nodes u and v, computed in the frame of their LCA.
-    fn node_distance(&self, u: usize, v: usize) -> f64 {
+    pub fn node_distance(&self, u: usize, v: usize) -> f64 {
         if u == v {
             return 0.0;
         }
