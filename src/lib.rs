@@ -10,5 +10,6 @@
 #![deny(rust_2018_idioms)]
 
 pub mod cluster_layout;
+pub mod geometry;
 #[cfg(feature = "operator")]
 pub mod operator;

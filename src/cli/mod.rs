@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod cluster;
 #[cfg(feature = "operator")]
 mod crdgen;
+mod geometry;
 #[cfg(feature = "operator")]
 mod operator;
 
@@ -28,6 +29,10 @@ enum Command {
     /// Synthetic clusters for tests and demos (kwok nodes).
     #[command(subcommand)]
     Cluster(cluster::Command),
+    /// Embed latencies or a topology hierarchy in hyperbolic space and report the errors.
+    Embed(geometry::EmbedArgs),
+    /// Evaluate greedy routing over embedded graphs.
+    Route(geometry::RouteArgs),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD with `--out-dir`.
     #[cfg(feature = "operator")]
     Crdgen(crdgen::Args),
@@ -44,6 +49,8 @@ pub fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Cluster(command) => cluster::run(command),
+        Command::Embed(args) => geometry::run_embed(args),
+        Command::Route(args) => geometry::run_route(args),
         #[cfg(feature = "operator")]
         Command::Crdgen(args) => crdgen::run(args),
         #[cfg(feature = "operator")]
