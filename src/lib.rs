@@ -13,3 +13,4 @@ pub mod cluster_layout;
 pub mod geometry;
 #[cfg(feature = "operator")]
 pub mod operator;
+pub mod placement;

@@ -1,0 +1,232 @@
+//! Placement decisions for the scheduler extender: which nodes a pod may use (filter, with a
+//! reason per rejected node) and how good each is (prioritize, 0…10), from a plain snapshot of
+//! nodes in the Poincaré ball and the pod's agent policy. Pure and deterministic.
+//!
+//! Inputs: [`NodeState`] per node (position in the ball, capacity, load, tenants, price,
+//! energy class), the pod's [`PodDemand`] and, for pods of a GeometricAgent, its
+//! [`AgentPolicy`] (target point, avoid-list, maximum distance, spread rule, replicas placed).
+//! Outputs: [`FilterVerdict`] and a sorted list of `(node, score)`.
+
+mod embed;
+mod score;
+mod target;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+pub use embed::{NodeEmbedding, embed_nodes};
+pub use score::{prioritize, scale_down_order};
+pub use target::{TargetInputs, agent_target};
+
+use crate::geometry::poincare;
+
+/// CPU and memory, the resources MOM accounts for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resources {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+impl Resources {
+    pub fn saturating_add(self, other: Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_add(other.cpu_millis),
+            memory_bytes: self.memory_bytes.saturating_add(other.memory_bytes),
+        }
+    }
+}
+
+/// What the extender knows about one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeState {
+    pub name: String,
+    /// Labels, sorted by key.
+    pub labels: BTreeMap<String, String>,
+    /// Position in the Poincaré ball (curvature −κ).
+    pub position: Vec<f64>,
+    pub allocatable: Resources,
+    /// Sum of the requests of pods bound or assumed on the node.
+    pub requested: Resources,
+    pub pods: u32,
+    pub max_pods: u32,
+    /// Tenants with pods on the node, and whether any of those pods demands strict isolation.
+    pub tenants: BTreeMap<String, bool>,
+    /// Price per hour (label `mom.hypersync.io/hourly-cost`), if known.
+    pub hourly_cost: Option<f64>,
+    /// Spot/preemptible capacity (label `mom.hypersync.io/spot=true`).
+    pub spot: bool,
+    /// Energy class A (best) … E (worst), label `mom.hypersync.io/energy-class`.
+    pub energy_class: Option<char>,
+}
+
+/// The pod being placed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodDemand {
+    pub requests: Resources,
+    pub tenant: Option<String>,
+    /// The pod's agent demands that no other tenant shares its nodes.
+    pub strict_isolation: bool,
+}
+
+/// How replicas of an agent map to nodes (MomConfig `routingAlgorithm`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Routing {
+    /// Each replica to the feasible node nearest to the target.
+    #[default]
+    GreedyForwarding,
+    /// Replicas spread over the k nearest feasible nodes, balanced by load.
+    MultipathHyperbolic,
+    /// Attraction to the target, repulsion from load and from the agent's own replicas.
+    GradientFlow,
+}
+
+/// Objective weights of MomConfig; they sum to 1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Objectives {
+    pub performance: f64,
+    pub cost: f64,
+    pub reliability: f64,
+    pub sustainability: f64,
+}
+
+impl Default for Objectives {
+    fn default() -> Self {
+        Self {
+            performance: 0.55,
+            cost: 0.15,
+            reliability: 0.2,
+            sustainability: 0.1,
+        }
+    }
+}
+
+/// The placement policy of the pod's GeometricAgent, resolved from its strategy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentPolicy {
+    /// Where the agent's replicas belong.
+    pub target: Vec<f64>,
+    /// Nodes the agent must never use.
+    pub avoid_nodes: BTreeSet<String>,
+    /// Hard limit on the hyperbolic distance from the target.
+    pub max_distance: Option<f64>,
+    /// Label of the failure domain replicas spread over (normally the zone label).
+    pub spread_label: Option<String>,
+    /// Most replicas allowed in one failure domain (from the redundancy policy), if any.
+    pub max_per_domain: Option<u32>,
+    /// Replicas of the agent already placed, per failure domain value.
+    pub replicas_by_domain: BTreeMap<String, u32>,
+    /// Positions of the agent's replicas already placed (gradient-flow repulsion).
+    pub replica_positions: Vec<Vec<f64>>,
+    /// Desired replicas of the agent.
+    pub replicas: u32,
+}
+
+/// The most replicas one failure domain may hold so that losing `tolerated` domains still
+/// leaves the agent running: `ceil(R / (tolerated + 1))`, but never fewer than
+/// `ceil(R / domains)` when the cluster has too few domains to do better.
+pub fn max_per_domain(replicas: u32, tolerated: u32, domains: u32) -> u32 {
+    let spread = tolerated.saturating_add(1).min(domains.max(1));
+    replicas.div_ceil(spread).max(1)
+}
+
+/// The result of the filter verb.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterVerdict {
+    /// Nodes that pass, in input order.
+    pub passed: Vec<String>,
+    /// Nodes that fail for a reason preemption could fix (capacity).
+    pub failed: BTreeMap<String, String>,
+    /// Nodes that fail for a reason preemption cannot fix (avoid-list, isolation, distance,
+    /// spread).
+    pub unresolvable: BTreeMap<String, String>,
+}
+
+/// Hard constraints: avoid-list, tenant isolation, maximum distance, failure-domain spread,
+/// capacity. Every rejected node gets one reason naming the rule.
+pub fn filter(pod: &PodDemand, agent: Option<&AgentPolicy>, nodes: &[&NodeState], kappa: f64) -> FilterVerdict {
+    let mut verdict = FilterVerdict::default();
+    for node in nodes {
+        match check_node(pod, agent, node, kappa) {
+            Ok(()) => verdict.passed.push(node.name.clone()),
+            Err(Rejection::Resolvable(reason)) => {
+                verdict.failed.insert(node.name.clone(), reason);
+            }
+            Err(Rejection::Unresolvable(reason)) => {
+                verdict.unresolvable.insert(node.name.clone(), reason);
+            }
+        }
+    }
+    verdict
+}
+
+enum Rejection {
+    Resolvable(String),
+    Unresolvable(String),
+}
+
+fn check_node(pod: &PodDemand, agent: Option<&AgentPolicy>, node: &NodeState, kappa: f64) -> Result<(), Rejection> {
+    if let Some(agent) = agent {
+        if agent.avoid_nodes.contains(&node.name) {
+            return Err(Rejection::Unresolvable("node is on the agent's avoid-list".into()));
+        }
+        if let Some(max) = agent.max_distance
+            && !agent.target.is_empty()
+            && agent.target.len() == node.position.len()
+        {
+            let d = poincare::distance(&agent.target, &node.position, kappa);
+            if d > max {
+                return Err(Rejection::Unresolvable(format!(
+                    "hyperbolic distance {d:.3} from the agent's target exceeds maxDistance {max}"
+                )));
+            }
+        }
+        if let (Some(label), Some(cap)) = (&agent.spread_label, agent.max_per_domain) {
+            let domain = node.labels.get(label).map(String::as_str).unwrap_or("");
+            let have = agent.replicas_by_domain.get(domain).copied().unwrap_or(0);
+            if have >= cap {
+                return Err(Rejection::Unresolvable(format!(
+                    "{label}={domain} already holds {have} of the agent's replicas; the redundancy policy allows {cap}"
+                )));
+            }
+        }
+    }
+    let tenant = pod.tenant.as_deref().unwrap_or("");
+    for (other, strict) in &node.tenants {
+        if other != tenant && (pod.strict_isolation || *strict) {
+            return Err(Rejection::Unresolvable(format!(
+                "strict tenant isolation: node runs pods of tenant {other:?}, this pod belongs to {tenant:?}"
+            )));
+        }
+    }
+    let after = node.requested.saturating_add(pod.requests);
+    if after.cpu_millis > node.allocatable.cpu_millis {
+        return Err(Rejection::Resolvable(format!(
+            "insufficient cpu: {}m requested of {}m allocatable",
+            after.cpu_millis, node.allocatable.cpu_millis
+        )));
+    }
+    if after.memory_bytes > node.allocatable.memory_bytes {
+        return Err(Rejection::Resolvable(format!(
+            "insufficient memory: {} bytes requested of {} allocatable",
+            after.memory_bytes, node.allocatable.memory_bytes
+        )));
+    }
+    if node.pods >= node.max_pods {
+        return Err(Rejection::Resolvable(format!(
+            "too many pods: {} of {}",
+            node.pods, node.max_pods
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,180 @@
+//! Soft preferences of the prioritize verb: each node gets 0…10 from the MomConfig objective
+//! weights, the routing algorithm and current load.
+//!
+//! Per node m, with every term in [0, 1]:
+//! - performance `p(m)`: closeness to the agent's target, shaped by the routing algorithm:
+//!   - greedy_forwarding: `p = 1` for the nearest feasible node(s), else `0.5·(1 − d/d_max)`;
+//!   - multipath_hyperbolic: the k = max(replicas, 2) nearest nodes get `p = 1 − 0.5·u(m)`
+//!     (u = utilisation), so replicas spread over them by load; the rest `0.4·(1 − d/d_max)`;
+//!   - gradient_flow: potential `φ(m) = d(target, m) + γ·Σⱼ exp(−d(m, rⱼ))` over the agent's
+//!     placed replicas rⱼ (repulsion, γ = 1), `p = 1 − (φ − φ_min)/(φ_max − φ_min)`;
+//! - reliability `r = 1 − c(m)/(c_max + 1)`, c = the agent's replicas in m's failure domain;
+//! - cost `c = 1 − price/price_max` (spot nodes at 0.3× price); 1 when prices are unknown;
+//! - sustainability `s`: energy class A…E → 1, 0.75, 0.5, 0.25, 0; unknown 0.5;
+//! - load `l = 1 − max(cpu, memory utilisation after placing the pod)`.
+//!
+//! `score = round(10·(0.85·(w_p·p + w_r·r + w_c·c + w_s·s) + 0.15·l))`.
+
+use super::{AgentPolicy, NodeState, Objectives, PodDemand, Routing};
+use crate::geometry::poincare;
+
+/// Scores the candidate nodes; the result is sorted by node name.
+pub fn prioritize(
+    pod: &PodDemand,
+    agent: Option<&AgentPolicy>,
+    nodes: &[&NodeState],
+    objectives: &Objectives,
+    routing: Routing,
+    kappa: f64,
+) -> Vec<(String, i64)> {
+    let perf = performance_terms(agent, nodes, routing, kappa);
+    let reliability = reliability_terms(agent, nodes);
+    let max_price = nodes.iter().filter_map(|n| effective_price(n)).fold(0.0_f64, f64::max);
+    let mut out: Vec<(String, i64)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let cost = match effective_price(node) {
+                Some(p) if max_price > 0.0 => 1.0 - p / max_price,
+                _ => 1.0,
+            };
+            let green = match node.energy_class.map(|c| c.to_ascii_uppercase()) {
+                Some(c @ 'A'..='E') => 1.0 - f64::from(c as u8 - b'A') * 0.25,
+                _ => 0.5,
+            };
+            let load = 1.0 - utilisation_after(node, pod);
+            let weighted = objectives.performance * perf[i]
+                + objectives.reliability * reliability[i]
+                + objectives.cost * cost
+                + objectives.sustainability * green;
+            let total = (0.85 * weighted + 0.15 * load).clamp(0.0, 1.0);
+            let total = if total.is_finite() { total } else { 0.0 };
+            (node.name.clone(), (10.0 * total).round() as i64)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn effective_price(node: &NodeState) -> Option<f64> {
+    let p = node.hourly_cost.filter(|p| p.is_finite() && *p >= 0.0)?;
+    Some(if node.spot { p * 0.3 } else { p })
+}
+
+fn utilisation(node: &NodeState) -> f64 {
+    utilisation_after(node, &PodDemand::default())
+}
+
+fn utilisation_after(node: &NodeState, pod: &PodDemand) -> f64 {
+    let after = node.requested.saturating_add(pod.requests);
+    let frac = |used: u64, cap: u64| {
+        if cap == 0 {
+            1.0
+        } else {
+            (used as f64 / cap as f64).min(1.0)
+        }
+    };
+    frac(after.cpu_millis, node.allocatable.cpu_millis).max(frac(after.memory_bytes, node.allocatable.memory_bytes))
+}
+
+fn distances(agent: &AgentPolicy, nodes: &[&NodeState], kappa: f64) -> Option<Vec<f64>> {
+    if agent.target.is_empty() {
+        return None;
+    }
+    nodes
+        .iter()
+        .map(|n| {
+            (n.position.len() == agent.target.len()).then(|| poincare::distance(&agent.target, &n.position, kappa))
+        })
+        .collect()
+}
+
+fn performance_terms(agent: Option<&AgentPolicy>, nodes: &[&NodeState], routing: Routing, kappa: f64) -> Vec<f64> {
+    let neutral = vec![0.5; nodes.len()];
+    let Some(agent) = agent else { return neutral };
+    let Some(d) = distances(agent, nodes, kappa) else {
+        return neutral;
+    };
+    if nodes.is_empty() {
+        return neutral;
+    }
+    let d_max = d.iter().copied().fold(0.0_f64, f64::max);
+    let d_min = d.iter().copied().fold(f64::INFINITY, f64::min);
+    let closeness = |x: f64| if d_max > 0.0 { 1.0 - x / d_max } else { 1.0 };
+    match routing {
+        Routing::GreedyForwarding => d
+            .iter()
+            .map(|&x| if x <= d_min + 1e-9 { 1.0 } else { 0.5 * closeness(x) })
+            .collect(),
+        Routing::MultipathHyperbolic => {
+            let k = (agent.replicas.max(2) as usize).min(nodes.len());
+            let mut order: Vec<usize> = (0..nodes.len()).collect();
+            order.sort_by(|&a, &b| d[a].total_cmp(&d[b]).then_with(|| nodes[a].name.cmp(&nodes[b].name)));
+            let mut p: Vec<f64> = d.iter().map(|&x| 0.4 * closeness(x)).collect();
+            for &i in order.iter().take(k) {
+                p[i] = 1.0 - 0.5 * utilisation(nodes[i]);
+            }
+            p
+        }
+        Routing::GradientFlow => {
+            let phi: Vec<f64> = nodes
+                .iter()
+                .zip(&d)
+                .map(|(n, &x)| {
+                    let repulsion: f64 = agent
+                        .replica_positions
+                        .iter()
+                        .filter(|r| r.len() == n.position.len())
+                        .map(|r| (-poincare::distance(r, &n.position, kappa)).exp())
+                        .sum();
+                    x + repulsion
+                })
+                .collect();
+            let lo = phi.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = phi.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            phi.iter()
+                .map(|&v| if hi > lo { 1.0 - (v - lo) / (hi - lo) } else { 1.0 })
+                .collect()
+        }
+    }
+}
+
+fn reliability_terms(agent: Option<&AgentPolicy>, nodes: &[&NodeState]) -> Vec<f64> {
+    let Some(agent) = agent else {
+        return vec![1.0; nodes.len()];
+    };
+    let Some(label) = &agent.spread_label else {
+        return vec![1.0; nodes.len()];
+    };
+    let counts: Vec<u32> = nodes
+        .iter()
+        .map(|n| {
+            let domain = n.labels.get(label).map(String::as_str).unwrap_or("");
+            agent.replicas_by_domain.get(domain).copied().unwrap_or(0)
+        })
+        .collect();
+    let max = counts.iter().copied().max().unwrap_or(0);
+    counts
+        .iter()
+        .map(|&c| 1.0 - f64::from(c) / f64::from(max + 1))
+        .collect()
+}
+
+/// Order in which to remove replicas on scale-down: farthest from the target first (ties by
+/// name, descending, so the newest-looking generated names go first). Input: (pod, position).
+pub fn scale_down_order(replicas: &[(String, Option<Vec<f64>>)], target: &[f64], kappa: f64) -> Vec<String> {
+    let mut scored: Vec<(f64, &str)> = replicas
+        .iter()
+        .map(|(name, pos)| {
+            let d = match pos {
+                // Unplaced replicas go first: they serve nobody yet.
+                None => f64::INFINITY,
+                Some(p) if p.len() == target.len() && !target.is_empty() => poincare::distance(target, p, kappa),
+                Some(_) => 0.0,
+            };
+            (d, name.as_str())
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| b.1.cmp(a.1)));
+    scored.into_iter().map(|(_, n)| n.to_string()).collect()
+}

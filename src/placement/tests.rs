@@ -1,0 +1,260 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::cluster_layout::{UniformLayout, ZONE_LABEL};
+
+fn cluster() -> (Vec<NodeState>, NodeEmbedding) {
+    let layout = UniformLayout {
+        regions: 2,
+        zones_per_region: 2,
+        racks_per_zone: 1,
+        nodes_per_rack: 2,
+        ..Default::default()
+    };
+    let specs = layout.nodes().unwrap();
+    let labels: BTreeMap<String, BTreeMap<String, String>> =
+        specs.iter().map(|n| (n.name.clone(), n.labels.clone())).collect();
+    let keys: Vec<String> = [
+        crate::cluster_layout::REGION_LABEL,
+        ZONE_LABEL,
+        crate::cluster_layout::RACK_LABEL,
+        crate::cluster_layout::HOSTNAME_LABEL,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let emb = embed_nodes(&labels, &keys).unwrap();
+    let nodes = specs
+        .iter()
+        .map(|n| NodeState {
+            name: n.name.clone(),
+            labels: n.labels.clone(),
+            position: emb.positions[&n.name].clone(),
+            allocatable: Resources {
+                cpu_millis: n.cpu_millis,
+                memory_bytes: n.memory_bytes,
+            },
+            requested: Resources::default(),
+            pods: 0,
+            max_pods: n.pods,
+            tenants: BTreeMap::new(),
+            hourly_cost: None,
+            spot: false,
+            energy_class: None,
+        })
+        .collect();
+    (nodes, emb)
+}
+
+fn refs(nodes: &[NodeState]) -> Vec<&NodeState> {
+    nodes.iter().collect()
+}
+
+fn pod(cpu: u64) -> PodDemand {
+    PodDemand {
+        requests: Resources {
+            cpu_millis: cpu,
+            memory_bytes: 1 << 20,
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn nodes_in_the_same_zone_are_closer_than_nodes_in_another_region() {
+    let (nodes, emb) = cluster();
+    let p = |n: &str| emb.positions[n].clone();
+    let same_rack = poincare::distance(&p("r0-z0-k0-n0"), &p("r0-z0-k0-n1"), 1.0);
+    let same_region = poincare::distance(&p("r0-z0-k0-n0"), &p("r0-z1-k0-n0"), 1.0);
+    let other_region = poincare::distance(&p("r0-z0-k0-n0"), &p("r1-z0-k0-n0"), 1.0);
+    assert!(same_rack < same_region, "{same_rack} < {same_region}");
+    assert!(same_region < other_region, "{same_region} < {other_region}");
+    assert!(nodes.iter().all(|n| n.position.iter().all(|x| x.is_finite())));
+}
+
+#[test]
+fn greedy_forwarding_gives_the_best_score_to_the_node_nearest_the_target() {
+    let (nodes, _) = cluster();
+    let target = nodes.iter().find(|n| n.name == "r1-z1-k0-n1").unwrap().position.clone();
+    let agent = AgentPolicy {
+        target,
+        replicas: 1,
+        ..Default::default()
+    };
+    let scores = prioritize(
+        &pod(100),
+        Some(&agent),
+        &refs(&nodes),
+        &Objectives::default(),
+        Routing::GreedyForwarding,
+        1.0,
+    );
+    let best = scores
+        .iter()
+        .max_by_key(|(n, s)| (*s, std::cmp::Reverse(n.clone())))
+        .unwrap();
+    assert_eq!(best.0, "r1-z1-k0-n1");
+    assert!(scores.iter().all(|(_, s)| (0..=10).contains(s)));
+}
+
+#[test]
+fn scores_are_sorted_by_node_name_and_reproducible() {
+    let (nodes, _) = cluster();
+    let agent = AgentPolicy {
+        target: nodes[3].position.clone(),
+        replicas: 3,
+        ..Default::default()
+    };
+    for routing in [
+        Routing::GreedyForwarding,
+        Routing::MultipathHyperbolic,
+        Routing::GradientFlow,
+    ] {
+        let a = prioritize(
+            &pod(100),
+            Some(&agent),
+            &refs(&nodes),
+            &Objectives::default(),
+            routing,
+            1.0,
+        );
+        let b = prioritize(
+            &pod(100),
+            Some(&agent),
+            &refs(&nodes),
+            &Objectives::default(),
+            routing,
+            1.0,
+        );
+        assert_eq!(a, b);
+        assert!(a.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+}
+
+#[test]
+fn avoid_listed_nodes_are_rejected_as_unresolvable_with_a_reason() {
+    let (nodes, _) = cluster();
+    let agent = AgentPolicy {
+        avoid_nodes: ["r0-z0-k0-n0".to_string()].into(),
+        ..Default::default()
+    };
+    let v = filter(&pod(100), Some(&agent), &refs(&nodes), 1.0);
+    assert!(!v.passed.contains(&"r0-z0-k0-n0".to_string()));
+    assert!(v.unresolvable["r0-z0-k0-n0"].contains("avoid-list"));
+    assert_eq!(v.passed.len(), nodes.len() - 1);
+}
+
+#[test]
+fn strict_isolation_keeps_tenants_apart_in_both_directions() {
+    let (mut nodes, _) = cluster();
+    nodes[0].tenants.insert("blue".into(), true);
+    nodes[1].tenants.insert("green".into(), false);
+    let red_strict = PodDemand {
+        tenant: Some("red".into()),
+        strict_isolation: true,
+        ..pod(100)
+    };
+    let v = filter(&red_strict, None, &refs(&nodes), 1.0);
+    assert!(v.unresolvable[&nodes[0].name].contains("blue"));
+    assert!(v.unresolvable[&nodes[1].name].contains("green"));
+    let green_relaxed = PodDemand {
+        tenant: Some("green".into()),
+        ..pod(100)
+    };
+    let v = filter(&green_relaxed, None, &refs(&nodes), 1.0);
+    assert!(
+        v.unresolvable.contains_key(&nodes[0].name),
+        "a strict tenant's node is closed to others"
+    );
+    assert!(v.passed.contains(&nodes[1].name), "same tenant may share");
+}
+
+#[test]
+fn a_full_node_fails_as_resolvable_naming_the_resource() {
+    let (mut nodes, _) = cluster();
+    nodes[2].requested.cpu_millis = nodes[2].allocatable.cpu_millis - 50;
+    let v = filter(&pod(100), None, &refs(&nodes), 1.0);
+    assert!(v.failed[&nodes[2].name].contains("insufficient cpu"));
+}
+
+#[test]
+fn max_distance_rejects_far_nodes() {
+    let (nodes, _) = cluster();
+    let agent = AgentPolicy {
+        target: nodes[0].position.clone(),
+        max_distance: Some(1e-6),
+        ..Default::default()
+    };
+    let v = filter(&pod(100), Some(&agent), &refs(&nodes), 1.0);
+    assert_eq!(v.passed, vec![nodes[0].name.clone()]);
+    assert!(v.unresolvable.values().all(|r| r.contains("maxDistance")));
+}
+
+#[test]
+fn n_plus_1_caps_replicas_per_zone() {
+    assert_eq!(max_per_domain(4, 1, 3), 2);
+    assert_eq!(max_per_domain(3, 1, 3), 2);
+    assert_eq!(max_per_domain(6, 2, 3), 2);
+    assert_eq!(max_per_domain(4, 1, 1), 4, "one zone cannot do better than all in it");
+    let (nodes, _) = cluster();
+    let zone = nodes[0].labels[ZONE_LABEL].clone();
+    let agent = AgentPolicy {
+        spread_label: Some(ZONE_LABEL.into()),
+        max_per_domain: Some(2),
+        replicas_by_domain: [(zone.clone(), 2)].into(),
+        ..Default::default()
+    };
+    let v = filter(&pod(100), Some(&agent), &refs(&nodes), 1.0);
+    for n in &nodes {
+        assert_eq!(v.unresolvable.contains_key(&n.name), n.labels[ZONE_LABEL] == zone);
+    }
+}
+
+#[test]
+fn scale_down_removes_the_farthest_replicas_first() {
+    let (nodes, _) = cluster();
+    let target = nodes[0].position.clone();
+    let replicas = vec![
+        ("near".to_string(), Some(nodes[1].position.clone())),
+        ("far".to_string(), Some(nodes[7].position.clone())),
+        ("pending".to_string(), None),
+        ("mid".to_string(), Some(nodes[2].position.clone())),
+    ];
+    assert_eq!(
+        scale_down_order(&replicas, &target, 1.0),
+        vec!["pending", "far", "mid", "near"]
+    );
+}
+
+#[test]
+fn a_target_follows_the_peers_and_falls_back_deterministically() {
+    let (nodes, _) = cluster();
+    let peer = vec![nodes[6].position.clone(), nodes[7].position.clone()];
+    let t = agent_target(
+        &TargetInputs {
+            peers: vec![(1.0, peer)],
+            ..Default::default()
+        },
+        1.0,
+    )
+    .unwrap();
+    let nearest = nodes
+        .iter()
+        .min_by(|a, b| poincare::distance(&t, &a.position, 1.0).total_cmp(&poincare::distance(&t, &b.position, 1.0)))
+        .unwrap();
+    assert_eq!(nearest.labels[ZONE_LABEL], nodes[6].labels[ZONE_LABEL]);
+    let free: Vec<_> = nodes
+        .iter()
+        .map(|n| (1000, n.name.clone(), n.position.clone()))
+        .collect();
+    let fallback = agent_target(
+        &TargetInputs {
+            free_capacity: free,
+            ..Default::default()
+        },
+        1.0,
+    )
+    .unwrap();
+    assert_eq!(fallback, nodes[0].position, "ties go to the first name");
+    assert_eq!(agent_target(&TargetInputs::default(), 1.0), None);
+}
