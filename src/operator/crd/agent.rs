@@ -1,0 +1,261 @@
+//! `GeometricAgent` (namespaced): a workload MOM places, scales and moves — its type, tenant,
+//! strategy, replica count, pod template, the peers it talks to and its bid for scarce capacity.
+//!
+//! It has the `scale` subresource (`spec.replicas`, `status.replicas`, `status.selector`), so
+//! `kubectl scale` and a HorizontalPodAutoscaler work on it.
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::strategy::WorkloadType;
+
+/// Desired state of a workload managed by MOM.
+// Several `printcolumn(...)` entries repeat `type_ = ...`; clippy mistakes them for duplicate attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "mom.hypersync.io",
+    version = "v1alpha1",
+    kind = "GeometricAgent",
+    plural = "geometricagents",
+    singular = "geometricagent",
+    shortname = "gagent",
+    category = "mom",
+    namespaced,
+    status = "GeometricAgentStatus",
+    derive = "PartialEq",
+    doc = "A workload MOM places, scales and moves in hyperbolic space.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Desired replicas"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyReplicas",
+        description = "Ready replicas"
+    ),
+    printcolumn(
+        name = "Tenant",
+        type_ = "string",
+        json_path = ".spec.tenant",
+        description = "Owning tenant"
+    ),
+    printcolumn(
+        name = "Strategy",
+        type_ = "string",
+        json_path = ".status.strategy",
+        description = "The OrchestrationStrategy in use"
+    ),
+    printcolumn(
+        name = "Type",
+        type_ = "string",
+        json_path = ".spec.workloadType",
+        description = "Workload type",
+        priority = 1
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GeometricAgentSpec {
+    /// The kind of work; selects strategies by their `triggers.workloadTypes`.
+    pub workload_type: WorkloadType,
+    /// The tenant that owns and pays for this agent.
+    #[serde(default = "default_tenant")]
+    #[x_kube(validation = Rule::new("self != ''").message("spec.tenant must not be empty"))]
+    pub tenant: String,
+    /// `strict`: pods of this agent never share a node with pods of another tenant.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// The OrchestrationStrategy (same namespace) to use; when absent the highest-priority strategy
+    /// whose triggers match is selected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy_ref: Option<StrategyRef>,
+    /// Desired replicas (set by MOM for predictive/reactive scaling, by you for manual); ≥ 0.
+    #[serde(default = "default_replicas")]
+    #[x_kube(validation = Rule::new("self >= 0").message("spec.replicas must be >= 0"))]
+    pub replicas: i32,
+    /// Pod template of the replicas, as in a Deployment. Its schema is kept open
+    /// (`x-kubernetes-preserve-unknown-fields`) rather than inlining the full PodTemplateSpec
+    /// schema (hundreds of KB); the operator decodes it as a `PodTemplateSpec` and reports errors.
+    #[schemars(schema_with = "super::preserved_object")]
+    pub template: PodTemplateSpec,
+    /// Agents (same namespace) this agent talks to, and how much; pulls its replicas towards theirs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["agent".into()]))]
+    pub peers: Vec<Peer>,
+    /// What this agent declares each replica is worth, used when capacity is auctioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bid: Option<Bid>,
+}
+
+fn default_tenant() -> String {
+    "default".into()
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// Tenant isolation of an agent's pods.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// Pods may share nodes with any tenant.
+    #[default]
+    None,
+    /// Pods never share a node with pods of another tenant.
+    Strict,
+}
+
+/// A reference to an OrchestrationStrategy in the agent's namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StrategyRef {
+    /// Name of the OrchestrationStrategy.
+    pub name: String,
+}
+
+/// Another agent this one talks to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Peer {
+    /// Name of the peer GeometricAgent (same namespace).
+    pub agent: String,
+    /// Relative traffic volume to that peer; > 0. Weights are normalised over all peers.
+    #[serde(default = "default_peer_weight")]
+    #[x_kube(validation = Rule::new("self > 0.0").message("spec.peers.weight must be > 0"))]
+    pub weight: f64,
+}
+
+fn default_peer_weight() -> f64 {
+    1.0
+}
+
+/// The agent's declared valuation of replicas (VCG bid).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Bid {
+    /// Value of one replica per hour; ≥ 0. When `marginalValues` is empty every replica up to the
+    /// strategy's `maxReplicas` is worth this much.
+    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.bid.valuePerReplica must be >= 0"))]
+    pub value_per_replica: f64,
+    /// Value per hour of the 1st, 2nd, … replica, each ≥ 0; must not increase (diminishing marginal
+    /// value; checked by the operator). Replicas beyond the list are worth nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    #[x_kube(validation = Rule::new("self.all(v, v >= 0.0)").message("spec.bid.marginalValues must all be >= 0"))]
+    pub marginal_values: Vec<f64>,
+}
+
+impl Bid {
+    /// The marginal values the auction uses: `marginalValues` as given, or `valuePerReplica`
+    /// repeated `max_replicas` times when the list is empty.
+    pub fn marginal_values_up_to(&self, max_replicas: usize) -> Vec<f64> {
+        if self.marginal_values.is_empty() {
+            vec![self.value_per_replica; max_replicas]
+        } else {
+            self.marginal_values.clone()
+        }
+    }
+}
+
+/// Observed state of an agent.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GeometricAgentStatus {
+    /// Pods of this agent that exist.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Pods of this agent that are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the agent's pods, in string form (for the scale subresource and HPA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// The OrchestrationStrategy in use (from `strategyRef` or selected by triggers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// The agent's target point in the ball.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+    /// What the last auction granted this agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation: Option<Allocation>,
+    /// `Ready` and `Degraded`, following the Kubernetes condition conventions; problems such as a
+    /// missing strategy or peer are reported here with a reason naming the object.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The newest receipt about this agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_receipt: Option<ReceiptRef>,
+}
+
+/// A point in the Poincaré ball.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Position {
+    /// Coordinates, one per dimension (Euclidean norm < 1/√κ).
+    pub coordinates: Vec<f64>,
+}
+
+/// The outcome of the last auction for this agent.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Allocation {
+    /// Replicas granted (an upper bound on `spec.replicas` while capacity is scarce).
+    pub quota: i32,
+    /// Clarke-pivot payment per hour for the granted replicas.
+    pub payment: f64,
+}
+
+/// A pointer to a Receipt.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptRef {
+    /// Name of the Receipt object.
+    pub name: String,
+    /// Its sequence number in the global chain.
+    pub sequence: i64,
+    /// Its hash (hex).
+    pub hash: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bid_without_marginal_values_values_every_replica_up_to_the_maximum_equally() {
+        let bid = Bid {
+            value_per_replica: 2.5,
+            marginal_values: Vec::new(),
+        };
+        assert_eq!(bid.marginal_values_up_to(3), vec![2.5, 2.5, 2.5]);
+        assert!(bid.marginal_values_up_to(0).is_empty());
+    }
+
+    #[test]
+    fn a_bid_with_marginal_values_uses_them_as_given() {
+        let bid = Bid {
+            value_per_replica: 9.0,
+            marginal_values: vec![4.0, 3.0],
+        };
+        assert_eq!(bid.marginal_values_up_to(10), vec![4.0, 3.0]);
+    }
+}

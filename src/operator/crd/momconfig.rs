@@ -1,0 +1,351 @@
+//! `MomConfig` (cluster-scoped): the global settings of MOM — orchestration mode, objective
+//! weights, geometry of the Poincaré ball, receipt verification, control tick and budget.
+//!
+//! The operator acts on the one object named [`ACTIVE_NAME`] (`default`); any other MomConfig is
+//! marked ignored in its status. CEL rules in the generated CRD reject objective weights outside
+//! [0,1] or not summing to 1 (±1e-6), curvature ≤ 0, dimension outside 2…512, and a `sampleRate`
+//! given without `level: sample` (or missing with it).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The name of the only MomConfig the operator acts on.
+pub const ACTIVE_NAME: &str = "default";
+
+/// Tolerance on the sum of the objective weights (the CEL rule uses the same literal).
+pub const OBJECTIVE_SUM_TOLERANCE: f64 = 1e-6;
+
+/// Desired state of MOM as a whole.
+// Several `printcolumn(...)` entries repeat `type_ = ...`; clippy mistakes them for duplicate attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "mom.hypersync.io",
+    version = "v1alpha1",
+    kind = "MomConfig",
+    plural = "momconfigs",
+    singular = "momconfig",
+    shortname = "momcfg",
+    category = "mom",
+    status = "MomConfigStatus",
+    derive = "PartialEq",
+    doc = "Global configuration of MOM. The operator acts on the one named `default`; others are marked ignored.",
+    printcolumn(
+        name = "Mode",
+        type_ = "string",
+        json_path = ".spec.mode",
+        description = "Orchestration mode"
+    ),
+    printcolumn(
+        name = "Routing",
+        type_ = "string",
+        json_path = ".spec.geometry.routingAlgorithm",
+        description = "How replicas are mapped to nodes"
+    ),
+    printcolumn(
+        name = "Verification",
+        type_ = "string",
+        json_path = ".spec.verification.level",
+        description = "Receipt verification level"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the configuration is in effect"
+    ),
+    printcolumn(
+        name = "Nodes",
+        type_ = "integer",
+        json_path = ".status.nodesEmbedded",
+        description = "Nodes embedded in the ball"
+    ),
+    printcolumn(
+        name = "Chain",
+        type_ = "integer",
+        json_path = ".status.receiptChainHead.sequence",
+        description = "Sequence number of the newest receipt"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MomConfigSpec {
+    /// Version of the MOM configuration format this object was written for (informational, e.g. "2.0").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The orchestration paradigm; only `autonomous_geometric_distributed_orchestration` exists.
+    #[serde(default)]
+    pub paradigm: Paradigm,
+    /// How the operator replicas coordinate: one leader (`centralized`), one leader per shard
+    /// (`federated`), or peers agreeing by geometric consensus (`fully_distributed`, `geometric_mesh`).
+    #[serde(default)]
+    pub mode: OrchestrationMode,
+    /// Weights of the four objectives in every placement and scaling score; each in [0,1], summing to 1.
+    pub objectives: Objectives,
+    /// The hyperbolic space nodes and workloads are placed in, and how pods are routed to nodes.
+    #[serde(default)]
+    pub geometry: GeometrySpec,
+    /// Which actions produce receipts and how they are signed.
+    #[serde(default)]
+    pub verification: VerificationSpec,
+    /// Seconds between two runs of the control loop (observe, predict, optimize, act, verify).
+    #[serde(default = "default_tick_seconds")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 3600").message("spec.tickSeconds must be between 1 and 3600"))]
+    pub tick_seconds: i32,
+    /// Spending limit; when absent there is no cost ceiling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+}
+
+fn default_tick_seconds() -> i32 {
+    15
+}
+
+/// The orchestration paradigm (kept for compatibility with the MOM v2 configuration format).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Paradigm {
+    /// Autonomous, geometric, distributed orchestration — the only paradigm.
+    #[default]
+    AutonomousGeometricDistributedOrchestration,
+}
+
+/// How the operator's replicas coordinate their decisions.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum OrchestrationMode {
+    /// One active replica, chosen by Lease leader election.
+    Centralized,
+    /// Shards (e.g. one per region), each with its own Lease.
+    Federated,
+    /// Every replica proposes; peers agree by geometric consensus.
+    FullyDistributed,
+    /// Full hyperbolic mesh: geometric consensus weighted by distance in the ball.
+    #[default]
+    GeometricMesh,
+}
+
+/// Weights of the objectives. Each is in [0,1] and the four sum to 1 within 1e-6.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new(
+    "self.performance + self.cost + self.reliability + self.sustainability >= 0.999999 && self.performance + self.cost + self.reliability + self.sustainability <= 1.000001"
+).message("spec.objectives: performance + cost + reliability + sustainability must sum to 1 (within 1e-6)"))]
+pub struct Objectives {
+    /// Weight of performance: latency to peers and data, throughput, SLA.
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("spec.objectives.performance must be in [0, 1]"))]
+    pub performance: f64,
+    /// Weight of cost: node price, spot capacity, budget.
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("spec.objectives.cost must be in [0, 1]"))]
+    pub cost: f64,
+    /// Weight of reliability: spread across failure domains, redundancy.
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("spec.objectives.reliability must be in [0, 1]"))]
+    pub reliability: f64,
+    /// Weight of sustainability: node energy and carbon class.
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("spec.objectives.sustainability must be in [0, 1]"))]
+    pub sustainability: f64,
+}
+
+impl Objectives {
+    /// Sum of the four weights (should be 1 within [`OBJECTIVE_SUM_TOLERANCE`]).
+    pub fn sum(&self) -> f64 {
+        self.performance + self.cost + self.reliability + self.sustainability
+    }
+}
+
+/// The Poincaré ball of dimension n with curvature −κ, and the routing of pods to nodes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GeometrySpec {
+    /// κ > 0: the ball has constant curvature −κ; larger κ clusters points more tightly.
+    #[serde(default = "default_curvature")]
+    #[x_kube(validation = Rule::new("self > 0.0").message("spec.geometry.curvature must be > 0"))]
+    pub curvature: f64,
+    /// Dimension n of the ball, 2…512.
+    #[serde(default = "default_dimension")]
+    #[x_kube(validation = Rule::new("self >= 2 && self <= 512").message("spec.geometry.dimension must be between 2 and 512"))]
+    pub dimension: i32,
+    /// How the replicas of an agent are mapped to nodes around its target point.
+    #[serde(default)]
+    pub routing_algorithm: RoutingAlgorithm,
+    /// Node labels, from the root of the topology tree to the leaves, used to embed nodes.
+    #[serde(default = "default_topology_keys")]
+    #[schemars(length(max = 16))]
+    pub topology_keys: Vec<String>,
+    /// Measured latencies used to refine the embedding; when absent only the topology labels count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_source: Option<LatencySource>,
+}
+
+fn default_curvature() -> f64 {
+    1.0
+}
+
+fn default_dimension() -> i32 {
+    64
+}
+
+fn default_topology_keys() -> Vec<String> {
+    vec![
+        "topology.kubernetes.io/region".into(),
+        "topology.kubernetes.io/zone".into(),
+        "kubernetes.io/hostname".into(),
+    ]
+}
+
+impl Default for GeometrySpec {
+    fn default() -> Self {
+        Self {
+            curvature: default_curvature(),
+            dimension: default_dimension(),
+            routing_algorithm: RoutingAlgorithm::default(),
+            topology_keys: default_topology_keys(),
+            latency_source: None,
+        }
+    }
+}
+
+/// How pods of an agent are mapped to nodes.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutingAlgorithm {
+    /// Each replica to the feasible node nearest to the agent's target point.
+    #[default]
+    GreedyForwarding,
+    /// Replicas spread over the k nearest feasible nodes, balanced by load.
+    MultipathHyperbolic,
+    /// Continuous optimisation of replica positions, then snapped to nodes.
+    GradientFlow,
+}
+
+/// Where measured node-to-node latencies come from. Exactly one source is set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.configMap) != has(self.nodeAnnotation)")
+    .message("spec.geometry.latencySource: set exactly one of configMap or nodeAnnotation"))]
+pub struct LatencySource {
+    /// A ConfigMap key holding the latency matrix (JSON: {"from": {"to": milliseconds}}).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapKeyRef>,
+    /// A node annotation holding that node's latencies to the others (JSON: {"node": milliseconds}).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_annotation: Option<String>,
+}
+
+/// A key in a ConfigMap.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeyRef {
+    /// Namespace of the ConfigMap.
+    pub namespace: String,
+    /// Name of the ConfigMap.
+    pub name: String,
+    /// Key within the ConfigMap's data.
+    pub key: String,
+}
+
+/// Receipt settings. `sampleRate` is required exactly when `level` is `sample`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.level) && self.level == 'sample') == has(self.sampleRate)")
+    .message("spec.verification.sampleRate is required when level is sample, and only then")
+    .field_path(".sampleRate"))]
+pub struct VerificationSpec {
+    /// `none`: no receipts; `sample`: a deterministic sample, still one chain; `full_audit`: every
+    /// action is recorded before it is taken.
+    #[serde(default)]
+    pub level: VerificationLevel,
+    /// Fraction of actions recorded when `level` is `sample`, in (0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0").message("spec.verification.sampleRate must be in (0, 1]"))]
+    pub sample_rate: Option<f64>,
+    /// The Secret holding the Ed25519 signing key of receipts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<SecretKeyRef>,
+}
+
+/// How much of the operator's activity is recorded as receipts.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationLevel {
+    /// No receipts are written.
+    None,
+    /// A deterministic sample of actions is recorded, still as one unbroken chain.
+    Sample,
+    /// Every action is recorded, and the receipt is persisted before the action is taken.
+    #[default]
+    FullAudit,
+}
+
+/// A key in a Secret.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Namespace of the Secret.
+    pub namespace: String,
+    /// Name of the Secret.
+    pub name: String,
+    /// Key within the Secret's data (the 32-byte Ed25519 seed).
+    pub key: String,
+}
+
+/// Cost ceiling of all workloads MOM manages.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Budget {
+    /// Maximum total cost per hour, in the currency of the node prices; ≥ 0.
+    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.budget.maxHourlyCost must be >= 0"))]
+    pub max_hourly_cost: f64,
+}
+
+/// Observed state of MOM.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MomConfigStatus {
+    /// `Ready` (the configuration is in effect) and `Degraded` (running with a problem), following
+    /// the Kubernetes condition conventions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Number of nodes currently embedded in the ball.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes_embedded: Option<i32>,
+    /// Distortion of the node embedding: mean |d_ball − d_tree| / d_tree over node pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_distortion: Option<f64>,
+    /// Mean average precision of the node embedding (1 = neighbourhoods preserved exactly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_map: Option<f64>,
+    /// The newest receipt of the global chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_chain_head: Option<ChainHead>,
+    /// The newest signed checkpoint (Merkle root over the chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint: Option<CheckpointRef>,
+}
+
+/// The head of the receipt chain.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainHead {
+    /// Sequence number of the newest receipt.
+    pub sequence: i64,
+    /// Hash of the newest receipt (hex).
+    pub hash: String,
+}
+
+/// A signed checkpoint of the receipt chain.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointRef {
+    /// Sequence number of the last receipt covered by the checkpoint.
+    pub sequence: i64,
+    /// Merkle root (RFC 6962) over the receipts up to `sequence` (hex).
+    pub merkle_root: String,
+    /// When the checkpoint was written (RFC 3339).
+    pub time: String,
+}

@@ -1,0 +1,338 @@
+//! `OrchestrationStrategy` (namespaced): how MOM scales, places and protects the agents it
+//! applies to — triggers that select agents, a priority to break ties, and scaling, placement and
+//! resilience policies.
+//!
+//! An agent uses the strategy named by its `strategyRef`, or else the highest-priority strategy of
+//! its namespace whose triggers match it (see `validate::select_strategy`). CEL rejects
+//! `minReplicas > maxReplicas`, a custom target without a query, and out-of-range numbers.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Desired behaviour for the agents this strategy applies to.
+// Several `printcolumn(...)` entries repeat `type_ = ...`; clippy mistakes them for duplicate attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "mom.hypersync.io",
+    version = "v1alpha1",
+    kind = "OrchestrationStrategy",
+    plural = "orchestrationstrategies",
+    singular = "orchestrationstrategy",
+    shortname = "ostrat",
+    category = "mom",
+    namespaced,
+    status = "OrchestrationStrategyStatus",
+    derive = "PartialEq",
+    doc = "How MOM scales, places and protects the GeometricAgents it applies to.",
+    printcolumn(
+        name = "Priority",
+        type_ = "integer",
+        json_path = ".spec.priority",
+        description = "Higher wins"
+    ),
+    printcolumn(
+        name = "Method",
+        type_ = "string",
+        json_path = ".spec.scaling.method",
+        description = "Scaling method"
+    ),
+    printcolumn(
+        name = "Min",
+        type_ = "integer",
+        json_path = ".spec.scaling.minReplicas",
+        description = "Minimum replicas"
+    ),
+    printcolumn(
+        name = "Max",
+        type_ = "integer",
+        json_path = ".spec.scaling.maxReplicas",
+        description = "Maximum replicas"
+    ),
+    printcolumn(
+        name = "Agents",
+        type_ = "integer",
+        json_path = ".status.matchedAgentCount",
+        description = "Agents currently using this strategy"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct OrchestrationStrategySpec {
+    /// When the strategy applies to an agent that has no `strategyRef`. Empty lists match anything.
+    #[serde(default)]
+    pub triggers: Triggers,
+    /// Among matching strategies the highest priority wins; two matching at the same top priority
+    /// is an error reported on the agent.
+    #[serde(default)]
+    pub priority: i32,
+    /// How replica counts are chosen.
+    pub scaling: ScalingSpec,
+    /// Where replicas go.
+    #[serde(default)]
+    pub placement: PlacementSpec,
+    /// Redundancy and failover.
+    #[serde(default)]
+    pub resilience: ResilienceSpec,
+}
+
+/// Conditions under which the strategy applies. All given dimensions must match (AND); within a
+/// dimension one matching entry suffices (OR); an empty list matches anything.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Triggers {
+    /// Workload types the strategy applies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub workload_types: Vec<WorkloadType>,
+    /// Cluster resource-pressure levels during which the strategy applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub resource_pressure: Vec<ResourcePressure>,
+    /// Anomaly flags (raised by anomaly detection on an agent) that activate the strategy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub anomaly_flags: Vec<String>,
+}
+
+/// The kind of work an agent does.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadType {
+    /// Run-to-completion jobs; throughput matters more than latency.
+    Batch,
+    /// Continuous stream processing.
+    Streaming,
+    /// Request/response services with a latency SLA.
+    Interactive,
+    /// Model training; long-running, accelerator-heavy, checkpointed.
+    MlTraining,
+}
+
+/// How close the cluster is to its allocatable capacity.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourcePressure {
+    /// Plenty of free capacity.
+    Low,
+    /// Capacity is getting used.
+    Medium,
+    /// Demand near capacity; scarce capacity is auctioned.
+    High,
+    /// Demand exceeds capacity.
+    Critical,
+}
+
+/// How replica counts are chosen, within [minReplicas, maxReplicas].
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas")
+    .message("spec.scaling.minReplicas must be <= spec.scaling.maxReplicas")
+    .field_path(".minReplicas"))]
+pub struct ScalingSpec {
+    /// `predictive` (forecast + MPC), `reactive` (the HPA algorithm) or `manual` (spec.replicas).
+    #[serde(default)]
+    pub method: ScalingMethod,
+    /// Fewest replicas MOM will run; ≥ 0.
+    #[serde(default = "default_min_replicas")]
+    #[x_kube(validation = Rule::new("self >= 0").message("spec.scaling.minReplicas must be >= 0"))]
+    pub min_replicas: i32,
+    /// Most replicas MOM will run; ≥ 1 and ≥ minReplicas.
+    #[x_kube(validation = Rule::new("self >= 1").message("spec.scaling.maxReplicas must be >= 1"))]
+    pub max_replicas: i32,
+    /// Seconds to wait after a scaling action before the next one; ≥ 0.
+    #[serde(default = "default_cooldown_seconds")]
+    #[x_kube(validation = Rule::new("self >= 0").message("spec.scaling.cooldownSeconds must be >= 0"))]
+    pub cooldown_seconds: i32,
+    /// Metrics scaling aims at; replicas are sized for the most demanding one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub targets: Vec<ScalingTarget>,
+    /// Forecast and MPC horizon in seconds (predictive only); ≥ 1.
+    #[serde(default = "default_horizon_seconds")]
+    #[x_kube(validation = Rule::new("self >= 1").message("spec.scaling.horizonSeconds must be >= 1"))]
+    pub horizon_seconds: i32,
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+
+fn default_cooldown_seconds() -> i32 {
+    60
+}
+
+fn default_horizon_seconds() -> i32 {
+    900
+}
+
+/// How replica counts are chosen.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ScalingMethod {
+    /// Forecast demand over the horizon and choose replicas by model-predictive control.
+    Predictive,
+    /// The Kubernetes HPA algorithm on the current metrics.
+    #[default]
+    Reactive,
+    /// Exactly `spec.replicas` of the agent (within min/max).
+    Manual,
+}
+
+/// One metric to scale on and its target value.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(self.metric == 'custom') == has(self.query)")
+    .message("spec.scaling.targets: query is required for a custom metric, and only then")
+    .field_path(".query"))]
+#[x_kube(validation = Rule::new("self.metric == 'custom' || self.target <= 1.0")
+    .message("spec.scaling.targets: a cpu or memory target is a utilisation fraction in (0, 1]")
+    .field_path(".target"))]
+pub struct ScalingTarget {
+    /// `cpu` or `memory` (average utilisation of requests), or `custom` (a Prometheus query).
+    pub metric: TargetMetric,
+    /// PromQL returning the per-replica value to hold at `target` (custom metrics only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Target value: a fraction in (0, 1] for cpu and memory, the per-replica value for custom; > 0.
+    #[x_kube(validation = Rule::new("self > 0.0").message("spec.scaling.targets.target must be > 0"))]
+    pub target: f64,
+}
+
+/// The metric a scaling target refers to.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetMetric {
+    /// CPU usage over CPU requests, averaged over replicas.
+    Cpu,
+    /// Memory usage over memory requests, averaged over replicas.
+    Memory,
+    /// A Prometheus query.
+    Custom,
+}
+
+/// Where the replicas of matching agents are placed.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementSpec {
+    /// Attraction to points of the ball: other agents, nodes, explicit coordinates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geometric_affinity: Option<GeometricAffinity>,
+    /// Regions (values of the region topology label) preferred, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub preferred_regions: Vec<String>,
+    /// Node names never used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub avoid_nodes: Vec<String>,
+    /// Data locality: nodes that hold the agent's data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locality: Option<Locality>,
+}
+
+/// The target point of an agent: a weighted mean of what it should be near.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GeometricAffinity {
+    /// Names of agents (same namespace) whose replicas this agent should be near.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub near_agents: Vec<String>,
+    /// Nodes this agent should be near.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub near_nodes: Option<LabelSelector>,
+    /// An explicit point in the ball (Euclidean norm < 1/√κ), one entry per dimension.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 512))]
+    pub coordinates: Vec<f64>,
+    /// Hard limit on the hyperbolic distance between a replica's node and the target; > 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0").message("spec.placement.geometricAffinity.maxDistance must be > 0"))]
+    pub max_distance: Option<f64>,
+}
+
+/// Data-locality constraint.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Locality {
+    /// Nodes holding the data.
+    pub data_nodes: LabelSelector,
+    /// `required`: only those nodes (and their failure domain) are used; `preferred`: they score higher.
+    #[serde(default)]
+    pub mode: LocalityMode,
+}
+
+/// How strictly data locality is enforced.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalityMode {
+    /// Replicas may only go to nodes selected by `dataNodes`.
+    Required,
+    /// Nodes selected by `dataNodes` are preferred.
+    #[default]
+    Preferred,
+}
+
+/// Fault tolerance of the matching agents.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResilienceSpec {
+    /// Spare replicas kept beyond demand.
+    #[serde(default)]
+    pub redundancy: Redundancy,
+    /// How traffic moves when a replica fails.
+    #[serde(default)]
+    pub failover: Failover,
+}
+
+/// Spare capacity kept beyond demand.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Redundancy {
+    /// One spare replica, in a different failure domain.
+    #[default]
+    #[serde(rename = "n_plus_1")]
+    NPlus1,
+    /// Two spare replicas, in two other failure domains.
+    #[serde(rename = "n_plus_2")]
+    NPlus2,
+    /// An odd number of replicas so that a majority survives one failure domain.
+    #[serde(rename = "quorum")]
+    Quorum,
+}
+
+/// How traffic moves when a replica fails.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Failover {
+    /// Hot standby: spares take over when an active replica fails.
+    #[serde(rename = "active_passive")]
+    ActivePassive,
+    /// All replicas serve; the survivors absorb the load.
+    #[default]
+    #[serde(rename = "active_active")]
+    ActiveActive,
+    /// Any spare replaces any failed replica.
+    #[serde(rename = "n_plus_1")]
+    NPlus1,
+}
+
+/// Observed state of a strategy.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrchestrationStrategyStatus {
+    /// Names of the agents currently using this strategy (sorted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matched_agents: Vec<String>,
+    /// Number of agents currently using this strategy.
+    #[serde(default)]
+    pub matched_agent_count: i32,
+    /// `Ready` and `Degraded`, following the Kubernetes condition conventions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
