@@ -31,18 +31,14 @@ else
   echo "(no CRDs generated yet)"
 fi
 
-say "operator"
-k create namespace mom-system --dry-run=client -o yaml | k apply -f - >/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$mom" operator --namespace mom-system --metrics-addr "127.0.0.1:$port" --lease-duration-seconds 15 \
-  >"$state/logs/operator.log" 2>&1 &
-echo "operator $!" >> "$state/pids"
+say "operator and mom-scheduler"
+eval "$("$root/tests/cluster/start-mom.sh" "$state" "$mom" | grep -E '^[A-Z_]+=')"
 for _ in $(seq 1 100); do
   holder=$(k get lease -n mom-system mom-operator-leader -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)
   [[ -n $holder ]] && break
   sleep 0.2
 done
-echo "leader: ${holder:-<none yet>}    metrics: http://127.0.0.1:$port/metrics"
+echo "leader: ${holder:-<none yet>}    metrics: $METRICS_URL/metrics    extender: $EXTENDER_URL"
 
 if compgen -G "$root/manifests/examples/*.yaml" >/dev/null && compgen -G "$root/crds/*.yaml" >/dev/null; then
   say "example objects"

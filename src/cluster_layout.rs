@@ -167,7 +167,6 @@ impl NodeSpec {
             "status": {
                 "allocatable": resources.clone(),
                 "capacity": resources,
-                "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "fake"},
             },
         })
     }

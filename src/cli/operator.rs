@@ -26,6 +26,9 @@ pub struct Args {
     /// Listen address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
+    /// Listen address of the scheduler extender (filter, prioritize, bind).
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    extender_addr: SocketAddr,
     /// Log format: json (structured, default) or text.
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -53,6 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         lease_duration: Duration::from_secs(args.lease_duration_seconds),
         renew_period: Duration::from_secs(args.renew_period_seconds),
         metrics_addr: args.metrics_addr,
+        extender_addr: args.extender_addr,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

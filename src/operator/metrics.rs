@@ -20,6 +20,11 @@ pub struct ControllerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabels {
+    pub verb: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub kind: String,
 }
@@ -32,6 +37,7 @@ pub struct Metrics {
     pub reconcile_duration: Family<ControllerLabels, Histogram>,
     pub errors: Family<ErrorLabels, Counter>,
     pub leader: Gauge,
+    pub extender_duration: Family<VerbLabels, Histogram>,
     encode_lock: Mutex<()>,
 }
 
@@ -45,6 +51,14 @@ impl Default for Metrics {
         });
         let errors = Family::<ErrorLabels, Counter>::default();
         let leader = Gauge::default();
+        let extender_duration = Family::<VerbLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_01, 2.0, 20))
+        });
+        registry.register(
+            "extender_request_duration_seconds",
+            "Server-side duration of scheduler-extender calls, per verb",
+            extender_duration.clone(),
+        );
         registry.register("reconciles", "Reconciliations run, per controller", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -65,6 +79,7 @@ impl Default for Metrics {
             reconcile_duration,
             errors,
             leader,
+            extender_duration,
             encode_lock: Mutex::new(()),
         }
     }
@@ -77,6 +92,12 @@ impl Metrics {
                 kind: err.metric_label().to_string(),
             })
             .inc();
+    }
+
+    pub fn observe_extender(&self, verb: &str, elapsed: std::time::Duration) {
+        self.extender_duration
+            .get_or_create(&VerbLabels { verb: verb.to_string() })
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn set_leader(&self, leading: bool) {

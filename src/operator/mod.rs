@@ -1,11 +1,15 @@
 //! The operator process: leader election, the HTTP endpoints (metrics, health) and the
 //! controllers. Thin by design — it observes the cluster, calls the core and applies results.
 
+pub mod agents;
 pub mod crd;
 pub mod error;
+pub mod extender;
 pub mod leader;
 pub mod metrics;
 pub mod server;
+pub mod view;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +32,8 @@ pub struct OperatorConfig {
     pub renew_period: Duration,
     /// Address of the metrics and health server.
     pub metrics_addr: SocketAddr,
+    /// Address of the scheduler-extender server.
+    pub extender_addr: SocketAddr,
 }
 
 /// Runs the operator until SIGTERM/SIGINT, then releases the Lease and returns.
@@ -37,17 +43,16 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     tracing::info!(server = %version.git_version, identity = %config.identity, "connected to the apiserver");
 
     let metrics = Arc::new(metrics::Metrics::default());
-    let listener = tokio::net::TcpListener::bind(config.metrics_addr)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: config.metrics_addr,
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| Error::Bind {
-        addr: config.metrics_addr,
-        source,
-    })?;
+    let bind = |addr: SocketAddr| async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let bound = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
+        Ok::<_, Error>((listener, bound))
+    };
+    let (listener, bound) = bind(config.metrics_addr).await?;
     tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    let (extender_listener, extender_bound) = bind(config.extender_addr).await?;
 
     let elector = leader::LeaderElector::new(
         client.clone(),
@@ -70,6 +75,36 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     ));
     let election = tokio::spawn(elector.run(metrics.clone(), shutdown_rx.clone()));
 
+    // The placement view, fed by watches on every replica.
+    let view: view::SharedView = Default::default();
+    let (nodes_ready_tx, mut nodes_ready) = tokio::sync::watch::channel(false);
+    let (config_ready_tx, mut config_ready) = tokio::sync::watch::channel(false);
+    let watches = [
+        tokio::spawn(watch::momconfig(client.clone(), view.clone(), config_ready_tx)),
+        tokio::spawn(watch::nodes(client.clone(), view.clone(), nodes_ready_tx)),
+        tokio::spawn(watch::pods(client.clone(), view.clone())),
+    ];
+    // Settings first, then nodes: the first embedding then already uses the configured keys.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), config_ready.wait_for(|r| *r)).await;
+    let _ = nodes_ready.wait_for(|r| *r).await;
+
+    tracing::info!(addr = %extender_bound, "serving the scheduler extender");
+    let extender_state = extender::ExtenderState {
+        view: view.clone(),
+        metrics: metrics.clone(),
+        client: Some(client.clone()),
+    };
+    let extender_task = tokio::spawn(extender::serve(extender_listener, extender_state, shutdown_rx.clone()));
+
+    let agent_ctx = Arc::new(agents::AgentContext {
+        client: client.clone(),
+        view: view.clone(),
+        metrics: metrics.clone(),
+        leading: leading.clone(),
+        recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
+    });
+    let agent_controller = tokio::spawn(agents::run(agent_ctx, shutdown_rx.clone()));
+
     wait_for_signal().await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
@@ -79,6 +114,11 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         Err(err) => tracing::warn!(error = %err, "leader election task failed"),
     }
     let _ = server.await;
+    let _ = extender_task.await;
+    let _ = agent_controller.await;
+    for w in watches {
+        w.abort();
+    }
     Ok(())
 }
 

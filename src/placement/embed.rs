@@ -2,8 +2,12 @@
 //! (e.g. region → zone → rack → hostname) forms a hierarchy, embedded by Sarkar's construction.
 //!
 //! The edge length is capped so that the deepest leaf stays within hyperbolic radius 30 of the
-//! origin, where plain f64 ball coordinates are exact enough (DESIGN §3); distances between
-//! nodes then follow the hierarchy (same rack < same zone < same region < elsewhere).
+//! origin, inside the ≈ 35 that f64 ball coordinates hold (DESIGN §3). Placement needs plain
+//! coordinates (targets are Fréchet means of arbitrary points). At radius 30, `1 − ‖x‖²` ≈ 4·10⁻¹³
+//! carries ~3 good digits, and since distances enter through `arcosh`, that is an absolute error
+//! below 10⁻³ — far below the gap between hierarchy levels. Shorter edges would not help: Sarkar
+//! needs long edges to separate siblings, and at radius 20 the level order already breaks for
+//! 40-node racks (the tests check the order for narrow and wide layouts).
 
 use std::collections::BTreeMap;
 
@@ -74,4 +78,71 @@ pub fn embed_nodes(
         max_distortion: quality.max_distortion,
         edge_length,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster_layout::{HOSTNAME_LABEL, RACK_LABEL, REGION_LABEL, UniformLayout, ZONE_LABEL};
+    use crate::geometry::poincare;
+
+    fn ordering_holds(layout: UniformLayout, keys: &[&str]) {
+        let nodes = layout.nodes().unwrap();
+        let labels: BTreeMap<String, BTreeMap<String, String>> =
+            nodes.iter().map(|n| (n.name.clone(), n.labels.clone())).collect();
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let emb = embed_nodes(&labels, &keys).unwrap();
+        // Number of leading hierarchy levels two nodes share (higher = closer in the tree).
+        let common = |a: &str, b: &str| {
+            keys.iter()
+                .filter(|k| k.as_str() != HOSTNAME_LABEL)
+                .take_while(|k| labels[a].get(*k) == labels[b].get(*k))
+                .count()
+        };
+        let names: Vec<&String> = labels.keys().collect();
+        let probe: Vec<&String> = names.iter().step_by((names.len() / 7).max(1)).copied().collect();
+        for a in &probe {
+            let pa = &emb.positions[*a];
+            let mut by_level: BTreeMap<usize, (f64, f64)> = BTreeMap::new();
+            for b in &names {
+                if a == b {
+                    continue;
+                }
+                let d = poincare::distance(pa, &emb.positions[*b], 1.0);
+                assert!(d.is_finite() && d > 0.0);
+                let e = by_level.entry(common(a, b)).or_insert((f64::INFINITY, 0.0));
+                e.0 = e.0.min(d);
+                e.1 = e.1.max(d);
+            }
+            let levels: Vec<&(f64, f64)> = by_level.values().collect();
+            for w in levels.windows(2) {
+                // Every node sharing fewer levels is farther than every node sharing more.
+                assert!(w[0].0 > w[1].1, "{a}: level order broken: {by_level:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn embedded_distances_keep_the_hierarchy_order_for_wide_and_deep_layouts() {
+        let four = [REGION_LABEL, ZONE_LABEL, RACK_LABEL, HOSTNAME_LABEL];
+        let three = [REGION_LABEL, ZONE_LABEL, HOSTNAME_LABEL];
+        let small = UniformLayout {
+            regions: 2,
+            zones_per_region: 3,
+            racks_per_zone: 1,
+            nodes_per_rack: 2,
+            ..Default::default()
+        };
+        ordering_holds(small.clone(), &three);
+        ordering_holds(small, &four);
+        let wide = UniformLayout {
+            regions: 3,
+            zones_per_region: 4,
+            racks_per_zone: 4,
+            nodes_per_rack: 40,
+            ..Default::default()
+        };
+        ordering_holds(wide.clone(), &four);
+        ordering_holds(wide, &three);
+    }
 }

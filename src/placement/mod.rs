@@ -8,6 +8,7 @@
 //! Outputs: [`FilterVerdict`] and a sorted list of `(node, score)`.
 
 mod embed;
+pub mod quantity;
 mod score;
 mod target;
 
@@ -128,12 +129,15 @@ pub struct AgentPolicy {
     pub replicas: u32,
 }
 
-/// The most replicas one failure domain may hold so that losing `tolerated` domains still
-/// leaves the agent running: `ceil(R / (tolerated + 1))`, but never fewer than
-/// `ceil(R / domains)` when the cluster has too few domains to do better.
-pub fn max_per_domain(replicas: u32, tolerated: u32, domains: u32) -> u32 {
-    let spread = tolerated.saturating_add(1).min(domains.max(1));
-    replicas.div_ceil(spread).max(1)
+/// The most replicas one failure domain may hold so that `spares` replicas sit outside the
+/// fullest domain: `max(R − spares, ⌈R / domains⌉, 1)` — never tighter than the number of
+/// domains allows. `n_plus_1` passes spares = 1, `n_plus_2` spares = 2, and `quorum`
+/// spares = ⌊R/2⌋ + 1 (losing any one domain leaves a majority).
+pub fn max_per_domain(replicas: u32, spares: u32, domains: u32) -> u32 {
+    replicas
+        .saturating_sub(spares)
+        .max(replicas.div_ceil(domains.max(1)))
+        .max(1)
 }
 
 /// The result of the filter verb.

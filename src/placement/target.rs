@@ -6,7 +6,9 @@
 //!    the peer's replicas) together with the nodes it should be near;
 //! 3. the mean position of the nodes of its preferred regions;
 //! 4. the mean of its own placed replicas (stay together);
-//! 5. the node with the most free CPU (ties: name) — a deterministic home for a new group.
+//! 5. its previous target (so a new agent's home does not drift while its first replicas are
+//!    still being scheduled);
+//! 6. the node with the most free CPU (ties: name) — a deterministic home for a new group.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +27,8 @@ pub struct TargetInputs {
     pub preferred_region_nodes: Vec<Vec<f64>>,
     /// Positions of the agent's own placed replicas.
     pub own_replicas: Vec<Vec<f64>>,
+    /// The target computed last time, if any.
+    pub previous: Option<Vec<f64>>,
     /// (free CPU millis, node name, position) of every schedulable node.
     pub free_capacity: Vec<(u64, String, Vec<f64>)>,
 }
@@ -57,6 +61,9 @@ pub fn agent_target(inputs: &TargetInputs, kappa: f64) -> Option<Vec<f64>> {
         if let Some(m) = mean(group, &w, kappa) {
             return Some(m);
         }
+    }
+    if let Some(p) = &inputs.previous {
+        return Some(poincare::project(p, kappa));
     }
     inputs
         .free_capacity

@@ -192,10 +192,17 @@ fn max_distance_rejects_far_nodes() {
 
 #[test]
 fn n_plus_1_caps_replicas_per_zone() {
-    assert_eq!(max_per_domain(4, 1, 3), 2);
-    assert_eq!(max_per_domain(3, 1, 3), 2);
-    assert_eq!(max_per_domain(6, 2, 3), 2);
+    assert_eq!(
+        max_per_domain(4, 1, 3),
+        3,
+        "n_plus_1: one spare outside the fullest zone"
+    );
+    assert_eq!(max_per_domain(2, 1, 3), 1);
+    assert_eq!(max_per_domain(6, 2, 3), 4);
+    assert_eq!(max_per_domain(3, 3 / 2 + 1, 3), 1, "quorum of 3: one per zone");
+    assert_eq!(max_per_domain(5, 5 / 2 + 1, 3), 2, "quorum of 5: losing a zone keeps 3");
     assert_eq!(max_per_domain(4, 1, 1), 4, "one zone cannot do better than all in it");
+    assert_eq!(max_per_domain(1, 1, 3), 1);
     let (nodes, _) = cluster();
     let zone = nodes[0].labels[ZONE_LABEL].clone();
     let agent = AgentPolicy {
@@ -257,4 +264,17 @@ fn a_target_follows_the_peers_and_falls_back_deterministically() {
     .unwrap();
     assert_eq!(fallback, nodes[0].position, "ties go to the first name");
     assert_eq!(agent_target(&TargetInputs::default(), 1.0), None);
+    let sticky = TargetInputs {
+        previous: Some(nodes[5].position.clone()),
+        free_capacity: nodes
+            .iter()
+            .map(|n| (1000, n.name.clone(), n.position.clone()))
+            .collect(),
+        ..Default::default()
+    };
+    assert_eq!(
+        agent_target(&sticky, 1.0).unwrap(),
+        nodes[5].position,
+        "the previous home wins over free capacity"
+    );
 }

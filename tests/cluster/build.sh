@@ -16,7 +16,7 @@ source "$here/versions.env"
 
 command -v go >/dev/null || { echo "build.sh: Go is required (go 1.26+ on PATH)" >&2; exit 1; }
 go_version=$(go env GOVERSION)
-sum_hash=$(cat "$here"/{kube,etcd,kwok,helm}/go.{mod,sum} "$here/build.sh" | sha256sum | cut -c1-12)
+sum_hash=$(cat "$here"/{kube,etcd,kwok,helm}/go.{mod,sum} | sha256sum | cut -c1-12)
 key="kube-${KUBE_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_${go_version}_${sum_hash}"
 cache=${MOM_CACHE_DIR:-$HOME/.cache/mom}/components/$key
 bin=$cache/bin

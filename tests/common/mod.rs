@@ -181,3 +181,86 @@ where
 pub fn background_delete() -> DeleteParams {
     DeleteParams::background()
 }
+
+/// A running MOM (operator + mom-scheduler) for this test binary.
+pub struct Mom {
+    pub operator_pid: u32,
+    pub metrics_url: String,
+    pub extender_url: String,
+}
+
+static MOM: OnceLock<Mom> = OnceLock::new();
+
+/// Installs the CRDs (idempotent) and waits until they are served.
+pub fn install_crds() {
+    let crds = project_root().join("crds");
+    let (ok, _, err) = kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            crds.to_str().expect("path"),
+        ],
+        None,
+    );
+    assert!(ok, "installing the CRDs failed: {err}");
+    let (ok, _, err) = kubectl(
+        &[
+            "wait",
+            "--for",
+            "condition=Established",
+            "--timeout",
+            "60s",
+            "-f",
+            crds.to_str().expect("path"),
+        ],
+        None,
+    );
+    assert!(ok, "CRDs not established: {err}");
+}
+
+/// Starts MOM once per test binary (after the CRDs and a 2-region × 3-zone kwok cluster exist);
+/// it stops when the test binary exits.
+pub fn mom() -> &'static Mom {
+    MOM.get_or_init(|| {
+        let cp = control_plane();
+        install_crds();
+        ensure_kwok_nodes(2, 3, 2);
+        let state = cp.kubeconfig.parent().expect("state dir").to_path_buf();
+        let out = Command::new(project_root().join("tests/cluster/start-mom.sh"))
+            .arg(&state)
+            .arg(env!("CARGO_BIN_EXE_mom"))
+            .arg("--watch-pid")
+            .arg(std::process::id().to_string())
+            .output()
+            .expect("running start-mom.sh");
+        assert!(
+            out.status.success(),
+            "MOM did not start:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let field = |key: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("start-mom.sh printed no {key}: {stdout}"))
+                .to_string()
+        };
+        Mom {
+            operator_pid: field("OPERATOR_PID").parse().expect("pid"),
+            metrics_url: field("METRICS_URL"),
+            extender_url: field("EXTENDER_URL"),
+        }
+    })
+}
+
+/// Applies YAML/JSON with kubectl (server-side), panicking with kubectl's message on failure.
+pub fn apply(manifest: &str) {
+    let (ok, _, err) = kubectl(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(manifest),
+    );
+    assert!(ok, "kubectl apply failed: {err}\n{manifest}");
+}

@@ -1,0 +1,478 @@
+//! The GeometricAgent controller: owns an agent's pods directly (like a ReplicaSet), keeps its
+//! placement policy in the shared view for the extender, and reports status.
+//!
+//! Pipeline per reconcile: observe (the agent, its strategies and sibling agents, its pods by a
+//! fresh quorum list — never a possibly stale cache, so a replica is never created twice) →
+//! validate (pure, `crd::validate`) → decide (pure: the target point from `placement`, the
+//! replicas to add or remove, farthest from the target first) → act (leader only: create or
+//! delete pods, Events) → record (status, conditions).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use tokio::sync::watch;
+
+use super::crd::conditions::{self, ConditionStatus, DesiredCondition};
+use super::crd::strategy::{OrchestrationStrategy, Redundancy};
+use super::crd::validate::{self, AgentFacts, StrategyFacts};
+use super::crd::{GeometricAgent, GeometricAgentStatus};
+use super::metrics::{ControllerLabels, Metrics};
+use super::view::{AGENT_LABEL, AgentKey, ISOLATION_LABEL, SharedView, SpreadRule, TENANT_LABEL};
+use crate::placement::{self, AgentPolicy, TargetInputs};
+
+/// Name of the second scheduler that calls MOM's extender.
+pub const SCHEDULER_NAME: &str = "mom-scheduler";
+/// Field manager of MOM's writes.
+pub const MANAGER: &str = "mom-operator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("Kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+    #[error("spec.template of {agent} cannot be turned into a pod: {reason}")]
+    Template { agent: String, reason: String },
+}
+
+impl AgentError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            AgentError::Api(_) => "api",
+            AgentError::Template { .. } => "template",
+        }
+    }
+}
+
+pub struct AgentContext {
+    pub client: kube::Client,
+    pub view: SharedView,
+    pub metrics: Arc<Metrics>,
+    pub leading: watch::Receiver<bool>,
+    pub recorder: Recorder,
+}
+
+/// Runs the controller until `shutdown` turns true.
+pub async fn run(ctx: Arc<AgentContext>, mut shutdown: watch::Receiver<bool>) {
+    let agents: Api<GeometricAgent> = Api::all(ctx.client.clone());
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let controller = Controller::new(agents, watcher::Config::default())
+        .owns(pods, watcher::Config::default().labels(AGENT_LABEL))
+        .graceful_shutdown_on(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "agent reconcile failed");
+            }
+        });
+    controller.await;
+}
+
+fn error_policy(agent: Arc<GeometricAgent>, err: &AgentError, ctx: Arc<AgentContext>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ControllerLabels {
+            controller: "geometricagent".into(),
+        })
+        .inc();
+    tracing::warn!(agent = %agent.name_any(), error = %err, kind = err.metric_label(), "agent reconcile failed");
+    match err {
+        // An unusable template waits for the user to change the agent.
+        AgentError::Template { .. } => Action::requeue(Duration::from_secs(300)),
+        AgentError::Api(_) => Action::requeue(Duration::from_secs(5)),
+    }
+}
+
+/// The redundancy rule of a strategy as the extender applies it.
+pub fn spread_rule(redundancy: Redundancy) -> SpreadRule {
+    match redundancy {
+        Redundancy::NPlus1 => SpreadRule::Spares(1),
+        Redundancy::NPlus2 => SpreadRule::Spares(2),
+        Redundancy::Quorum => SpreadRule::Quorum,
+    }
+}
+
+fn label_selector_matches(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let labels_ok = selector
+        .match_labels
+        .as_ref()
+        .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let exprs_ok = selector.match_expressions.as_ref().is_none_or(|exprs| {
+        exprs.iter().all(|e| {
+            let values = e.values.clone().unwrap_or_default();
+            match e.operator.as_str() {
+                "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
+                "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
+                "Exists" => labels.contains_key(&e.key),
+                "DoesNotExist" => !labels.contains_key(&e.key),
+                _ => false,
+            }
+        })
+    });
+    labels_ok && exprs_ok
+}
+
+/// Resolves the agent's placement policy (pure over the view) and stores it for the extender.
+fn resolve_policy(agent: &GeometricAgent, strategy: Option<&OrchestrationStrategy>, view: &SharedView) -> AgentPolicy {
+    let ns = agent.namespace().unwrap_or_default();
+    let key: AgentKey = (ns.clone(), agent.name_any());
+    let Ok(mut v) = view.write() else {
+        return AgentPolicy::default();
+    };
+    let kappa = v.settings.kappa;
+    let mut inputs = TargetInputs::default();
+    let mut peers: BTreeMap<String, f64> = agent.spec.peers.iter().map(|p| (p.agent.clone(), p.weight)).collect();
+    let placement_spec = strategy.map(|s| s.spec.placement.clone()).unwrap_or_default();
+    if let Some(aff) = &placement_spec.geometric_affinity {
+        for a in &aff.near_agents {
+            peers.entry(a.clone()).or_insert(1.0);
+        }
+        if !aff.coordinates.is_empty() {
+            inputs.explicit = Some(aff.coordinates.clone());
+        }
+        if let Some(sel) = &aff.near_nodes {
+            inputs.near_nodes = v
+                .node_names()
+                .filter(|n| v.node_labels(n).is_some_and(|l| label_selector_matches(sel, l)))
+                .filter_map(|n| v.node_position(n).cloned())
+                .collect();
+        }
+    }
+    inputs.peers = peers
+        .iter()
+        .map(|(peer, w)| (*w, v.agent_replica_positions(&(ns.clone(), peer.clone()))))
+        .collect();
+    let region_key = crate::cluster_layout::REGION_LABEL;
+    inputs.preferred_region_nodes = v
+        .node_names()
+        .filter(|n| {
+            v.node_labels(n)
+                .and_then(|l| l.get(region_key))
+                .is_some_and(|r| placement_spec.preferred_regions.contains(r))
+        })
+        .filter_map(|n| v.node_position(n).cloned())
+        .collect();
+    inputs.own_replicas = v.agent_replica_positions(&key);
+    // The previous target only means something in the embedding it was computed in; after a
+    // restart the status position is used once (the embedding is rebuilt the same way).
+    inputs.previous = v.previous_target(&key).cloned().or_else(|| {
+        (v.generation() <= 1)
+            .then(|| {
+                agent
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.position.as_ref())
+                    .map(|p| p.coordinates.clone())
+            })
+            .flatten()
+    });
+    inputs.free_capacity = v.free_capacity();
+    let target = placement::agent_target(&inputs, kappa).unwrap_or_default();
+    let policy = AgentPolicy {
+        target,
+        avoid_nodes: placement_spec.avoid_nodes.iter().cloned().collect(),
+        max_distance: placement_spec.geometric_affinity.as_ref().and_then(|a| a.max_distance),
+        replicas: agent.spec.replicas.max(0) as u32,
+        ..AgentPolicy::default()
+    };
+    let spread = strategy.map(|s| spread_rule(s.spec.resilience.redundancy));
+    v.set_policy(key, policy.clone(), spread);
+    policy
+}
+
+/// The pod for one new replica, from the agent's template.
+pub fn build_pod(agent: &GeometricAgent) -> Result<Pod, AgentError> {
+    let name = agent.name_any();
+    let template = &agent.spec.template;
+    let mut spec = template.spec.clone().ok_or_else(|| AgentError::Template {
+        agent: name.clone(),
+        reason: "spec.template.spec is missing".into(),
+    })?;
+    if spec.containers.is_empty() {
+        return Err(AgentError::Template {
+            agent: name,
+            reason: "spec.template.spec.containers is empty".into(),
+        });
+    }
+    spec.scheduler_name = Some(SCHEDULER_NAME.to_string());
+    let mut labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    labels.insert(AGENT_LABEL.into(), name.clone());
+    labels.insert(TENANT_LABEL.into(), agent.spec.tenant.clone());
+    if agent.spec.isolation == super::crd::agent::Isolation::Strict {
+        labels.insert(ISOLATION_LABEL.into(), "strict".into());
+    }
+    let owner = OwnerReference {
+        api_version: GeometricAgent::api_version(&()).into_owned(),
+        kind: GeometricAgent::kind(&()).into_owned(),
+        name: name.clone(),
+        uid: agent.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+    Ok(Pod {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            generate_name: Some(format!("{name}-")),
+            namespace: agent.namespace(),
+            labels: Some(labels),
+            annotations: template.metadata.as_ref().and_then(|m| m.annotations.clone()),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    })
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn reconcile(agent: Arc<GeometricAgent>, ctx: Arc<AgentContext>) -> Result<Action, AgentError> {
+    let started = Instant::now();
+    let labels = ControllerLabels {
+        controller: "geometricagent".into(),
+    };
+    ctx.metrics.reconciles.get_or_create(&labels).inc();
+    let result = reconcile_inner(&agent, &ctx).await;
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<Action, AgentError> {
+    let ns = agent.namespace().unwrap_or_default();
+    let name = agent.name_any();
+    let client = ctx.client.clone();
+
+    // Observe.
+    let strategies: Vec<OrchestrationStrategy> = Api::<OrchestrationStrategy>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let sibling_agents = Api::<GeometricAgent>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let siblings: BTreeSet<String> = sibling_agents.iter().map(|a| a.name_any()).collect();
+
+    // Validate.
+    let facts = AgentFacts::from_agent(agent, BTreeSet::new());
+    let strategy_facts: Vec<StrategyFacts> = strategies.iter().map(StrategyFacts::from_strategy).collect();
+    let check = validate::check_agent(&facts, &siblings, &strategy_facts, None);
+    let strategy = check
+        .strategy
+        .as_ref()
+        .and_then(|s| strategies.iter().find(|x| &x.name_any() == s));
+
+    // Decide the placement policy (every replica: the extender needs it).
+    let policy = resolve_policy(agent, strategy, &ctx.view);
+    if !*ctx.leading.borrow() {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+
+    // Act (leader only).
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pods = pods_api
+        .list(&ListParams::default().labels(&format!("{AGENT_LABEL}={name}")))
+        .await?
+        .items;
+    let uid = agent.uid();
+    let mut active: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref()))
+        .filter(|p| {
+            !matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
+        })
+        .collect();
+    let desired = agent.spec.replicas.max(0) as usize;
+    let reference = agent.object_ref(&());
+    if active.is_empty() && desired > 0 && waits_for_peers(agent, &sibling_agents, &ctx.view) {
+        // A group of talking agents created together would otherwise each pick its own home;
+        // the peer with the smallest name goes first and the others follow its replicas.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    if active.len() < desired {
+        let pod = build_pod(agent)?;
+        let missing = desired - active.len();
+        for _ in 0..missing {
+            pods_api
+                .create(
+                    &PostParams {
+                        field_manager: Some(MANAGER.into()),
+                        ..Default::default()
+                    },
+                    &pod,
+                )
+                .await?;
+        }
+        publish(
+            ctx,
+            &reference,
+            "ScaledUp",
+            format!("created {missing} pod(s): {} → {desired}", active.len()),
+        )
+        .await;
+    } else if active.len() > desired {
+        let excess = active.len() - desired;
+        let kappa = ctx.view.read().map(|v| v.settings.kappa).unwrap_or(1.0);
+        let replicas: Vec<(String, Option<Vec<f64>>)> = {
+            let v = ctx.view.read().ok();
+            active
+                .iter()
+                .map(|p| {
+                    let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+                    let pos = node.and_then(|n| v.as_ref().and_then(|v| v.node_position(&n).cloned()));
+                    (p.name_any(), pos)
+                })
+                .collect()
+        };
+        let victims: Vec<String> = placement::scale_down_order(&replicas, &policy.target, kappa)
+            .into_iter()
+            .take(excess)
+            .collect();
+        for victim in &victims {
+            match pods_api.delete(victim, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        active.retain(|p| !victims.contains(&p.name_any()));
+        publish(
+            ctx,
+            &reference,
+            "ScaledDown",
+            format!("deleted {} (farthest from the target first)", victims.join(", ")),
+        )
+        .await;
+    }
+
+    // Record.
+    let ready = active.iter().filter(|p| is_ready(p)).count() as i32;
+    let mut desired_conditions = vec![validate::readiness(&check.problems)];
+    desired_conditions.push(if check.problems.is_empty() {
+        DesiredCondition::new(
+            conditions::DEGRADED,
+            ConditionStatus::False,
+            conditions::reason::RECONCILED,
+            "",
+        )
+    } else {
+        let first = &check.problems[0];
+        DesiredCondition::new(
+            conditions::DEGRADED,
+            ConditionStatus::True,
+            first.reason(),
+            first.to_string(),
+        )
+    });
+    let existing = agent.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let status = GeometricAgentStatus {
+        replicas: desired.min(active.len().max(desired)) as i32,
+        ready_replicas: ready,
+        selector: Some(format!("{AGENT_LABEL}={name}")),
+        strategy: check.strategy.clone(),
+        position: (!policy.target.is_empty()).then(|| super::crd::agent::Position {
+            coordinates: policy.target.clone(),
+        }),
+        allocation: agent.status.as_ref().and_then(|s| s.allocation.clone()),
+        conditions: conditions::merge(&existing, &desired_conditions, agent.metadata.generation, &now),
+        observed_generation: agent.metadata.generation,
+        last_receipt: agent.status.as_ref().and_then(|s| s.last_receipt.clone()),
+    };
+    let same = agent.status.as_ref().is_some_and(|old| {
+        let mut a = old.clone();
+        let mut b = status.clone();
+        a.conditions.clear();
+        b.conditions.clear();
+        a == b
+            && old.conditions.len() == status.conditions.len()
+            && old
+                .conditions
+                .iter()
+                .zip(&status.conditions)
+                .all(|(x, y)| x.status == y.status && x.reason == y.reason && x.message == y.message)
+    });
+    if !same {
+        let agents: Api<GeometricAgent> = Api::namespaced(client, &ns);
+        let patch = serde_json::json!({ "status": status });
+        agents
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(10)))
+}
+
+/// Whether a new agent should hold its first replicas back until a peer with a smaller name
+/// has placed some (for at most 30 s after the agent's creation), so that the first placement
+/// of a group already follows its peers.
+fn waits_for_peers(agent: &GeometricAgent, siblings: &[GeometricAgent], view: &SharedView) -> bool {
+    let young = agent
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .is_some_and(|t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0).as_secs_f64() < 30.0);
+    if !young {
+        return false;
+    }
+    let me = agent.name_any();
+    let ns = agent.namespace().unwrap_or_default();
+    let Ok(v) = view.read() else { return false };
+    agent.spec.peers.iter().any(|p| {
+        p.agent < me
+            && siblings.iter().any(|s| s.name_any() == p.agent && s.spec.replicas > 0)
+            && v.agent_replica_positions(&(ns.clone(), p.agent.clone())).is_empty()
+    })
+}
+
+async fn publish(
+    ctx: &AgentContext,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    reason: &str,
+    note: String,
+) {
+    let event = KubeEvent {
+        type_: EventType::Normal,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, reference).await {
+        tracing::debug!(error = %err, "cannot publish an event");
+    }
+}
+
+/// The reporter of MOM's Events.
+pub fn reporter(identity: &str) -> Reporter {
+    Reporter {
+        controller: MANAGER.into(),
+        instance: Some(identity.to_string()),
+    }
+}

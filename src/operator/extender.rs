@@ -1,0 +1,318 @@
+//! The kube-scheduler extender webhook (`k8s.io/kube-scheduler/extender/v1`): `filter`,
+//! `prioritize` and `bind` over HTTP, a thin shell over [`crate::placement`].
+//!
+//! Wire format: the Go types carry no JSON tags, so top-level fields are PascalCase
+//! (`Pod`, `NodeNames`, `FailedNodes`, `Host`, `Score`…); the embedded Pod and NodeList are
+//! ordinary Kubernetes JSON. MOM runs with `nodeCacheCapable: true` (only node names are sent)
+//! but also accepts full `Nodes` lists. A malformed request gets 400 with the reason.
+//!
+//! The extender has no reserve/unreserve hooks, so it binds pods itself (`bindVerb`) and records
+//! each binding as *assumed* in the view until the watch shows the pod bound; later decisions in
+//! the same burst therefore see the capacity, isolation and spread those pods take.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, PostParams};
+use serde::{Deserialize, Serialize};
+
+use super::metrics::Metrics;
+use super::view::{SharedView, pod_record};
+use crate::placement;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExtenderArgs {
+    pub pod: Option<Pod>,
+    #[serde(default)]
+    pub nodes: Option<NodeList>,
+    #[serde(default)]
+    pub node_names: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct NodeList {
+    #[serde(default)]
+    pub items: Vec<Node>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExtenderFilterResult {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeList>,
+    pub node_names: Option<Vec<String>>,
+    pub failed_nodes: BTreeMap<String, String>,
+    pub failed_and_unresolvable_nodes: BTreeMap<String, String>,
+    pub error: String,
+}
+
+impl PartialEq for NodeList {
+    fn eq(&self, other: &Self) -> bool {
+        self.items.len() == other.items.len()
+            && self
+                .items
+                .iter()
+                .zip(&other.items)
+                .all(|(a, b)| a.metadata.name == b.metadata.name)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostPriority {
+    pub host: String,
+    pub score: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExtenderBindingArgs {
+    pub pod_name: String,
+    pub pod_namespace: String,
+    #[serde(rename = "PodUID")]
+    pub pod_uid: String,
+    pub node: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExtenderBindingResult {
+    pub error: String,
+}
+
+#[derive(Clone)]
+pub struct ExtenderState {
+    pub view: SharedView,
+    pub metrics: Arc<Metrics>,
+    pub client: Option<kube::Client>,
+}
+
+pub fn router(state: ExtenderState) -> Router {
+    Router::new()
+        .route("/filter", post(filter_handler))
+        .route("/prioritize", post(prioritize_handler))
+        .route("/bind", post(bind_handler))
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// Why a request could not be answered; every variant is the caller's fault (HTTP 400).
+#[derive(Debug, thiserror::Error)]
+pub enum ExtenderError {
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl IntoResponse for ExtenderError {
+    fn into_response(self) -> Response {
+        (StatusCode::BAD_REQUEST, self.to_string()).into_response()
+    }
+}
+
+fn bad_request(reason: String) -> ExtenderError {
+    ExtenderError::BadRequest(reason)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ExtenderError> {
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("malformed extender request: {e}")))
+}
+
+/// The node names of a request (NodeNames when node-cache capable, else Nodes.items).
+fn requested_nodes(args: &ExtenderArgs) -> Result<Vec<String>, ExtenderError> {
+    if let Some(names) = &args.node_names {
+        return Ok(names.clone());
+    }
+    if let Some(list) = &args.nodes {
+        return list
+            .items
+            .iter()
+            .map(|n| {
+                n.metadata
+                    .name
+                    .clone()
+                    .ok_or_else(|| bad_request("Nodes.items[].metadata.name is missing".into()))
+            })
+            .collect();
+    }
+    Err(bad_request("request has neither NodeNames nor Nodes".into()))
+}
+
+struct Decision {
+    pod: Pod,
+    names: Vec<String>,
+}
+
+fn decode(body: &[u8]) -> Result<(Decision, ExtenderArgs), ExtenderError> {
+    let args: ExtenderArgs = parse(body)?;
+    let pod = args
+        .pod
+        .clone()
+        .ok_or_else(|| bad_request("request has no Pod".into()))?;
+    super::view::pod_requests(&pod).map_err(|e| bad_request(format!("Pod resources: {e}")))?;
+    let names = requested_nodes(&args)?;
+    Ok((Decision { pod, names }, args))
+}
+
+/// Pure core of the filter verb over the current view.
+pub fn filter(state: &ExtenderState, body: &[u8]) -> Result<ExtenderFilterResult, ExtenderError> {
+    let (d, args) = decode(body)?;
+    let view = state
+        .view
+        .read()
+        .map_err(|_| bad_request("internal state unavailable".into()))?;
+    let rec = pod_record(&d.pod).ok_or_else(|| bad_request("Pod has already finished".into()))?;
+    let policy = rec.agent.as_ref().and_then(|k| view.policy_for(k));
+    let (states, unknown) = view.node_states(&d.names);
+    let refs: Vec<&placement::NodeState> = states.iter().collect();
+    let verdict = placement::filter(&rec.demand, policy.as_ref(), &refs, view.settings.kappa);
+    let mut failed = verdict.failed;
+    for name in unknown {
+        failed.insert(name, "node is not (yet) in MOM's node cache".into());
+    }
+    let nodes = args.nodes.map(|list| NodeList {
+        items: list
+            .items
+            .into_iter()
+            .filter(|n| {
+                n.metadata
+                    .name
+                    .as_ref()
+                    .is_some_and(|name| verdict.passed.contains(name))
+            })
+            .collect(),
+    });
+    Ok(ExtenderFilterResult {
+        node_names: if nodes.is_some() { None } else { Some(verdict.passed) },
+        nodes,
+        failed_nodes: failed,
+        failed_and_unresolvable_nodes: verdict.unresolvable,
+        error: String::new(),
+    })
+}
+
+/// Pure core of the prioritize verb over the current view.
+pub fn prioritize(state: &ExtenderState, body: &[u8]) -> Result<Vec<HostPriority>, ExtenderError> {
+    let (d, _) = decode(body)?;
+    let mut view = state
+        .view
+        .write()
+        .map_err(|_| bad_request("internal state unavailable".into()))?;
+    let rec = pod_record(&d.pod).ok_or_else(|| bad_request("Pod has already finished".into()))?;
+    let policy = rec.agent.as_ref().and_then(|k| view.policy_for(k));
+    let (states, unknown) = view.node_states(&d.names);
+    let refs: Vec<&placement::NodeState> = states.iter().collect();
+    let s = &view.settings;
+    let mut scores: Vec<HostPriority> =
+        placement::prioritize(&rec.demand, policy.as_ref(), &refs, &s.objectives, s.routing, s.kappa)
+            .into_iter()
+            .map(|(host, score)| HostPriority { host, score })
+            .collect();
+    scores.extend(unknown.into_iter().map(|host| HostPriority { host, score: 0 }));
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let best = scores
+            .iter()
+            .max_by_key(|h| h.score)
+            .map(|h| (h.host.as_str(), h.score));
+        tracing::debug!(pod = ?d.pod.metadata.name, agent = ?rec.agent, has_policy = policy.is_some(),
+            target = ?policy.as_ref().map(|p| &p.target), ?best, "prioritized");
+    }
+    // The scheduler binds asynchronously and may schedule the next pod first: assume now that
+    // it follows our top score (ties: first name), so the next decision sees this pod.
+    let top = scores
+        .iter()
+        .filter(|h| h.score >= 0)
+        .max_by(|a, b| a.score.cmp(&b.score).then_with(|| b.host.cmp(&a.host)));
+    if let (Some(top), Some(uid)) = (top, d.pod.metadata.uid.as_deref()) {
+        let host = top.host.clone();
+        view.assume(uid, rec, &host, true);
+    }
+    Ok(scores)
+}
+
+async fn filter_handler(State(state): State<ExtenderState>, body: Bytes) -> Response {
+    let start = Instant::now();
+    let out = match filter(&state, &body) {
+        Ok(result) => axum::Json(result).into_response(),
+        Err(err) => err.into_response(),
+    };
+    state.metrics.observe_extender("filter", start.elapsed());
+    out
+}
+
+async fn prioritize_handler(State(state): State<ExtenderState>, body: Bytes) -> Response {
+    let start = Instant::now();
+    let out = match prioritize(&state, &body) {
+        Ok(result) => axum::Json(result).into_response(),
+        Err(err) => err.into_response(),
+    };
+    state.metrics.observe_extender("prioritize", start.elapsed());
+    out
+}
+
+async fn bind_handler(State(state): State<ExtenderState>, body: Bytes) -> Response {
+    let start = Instant::now();
+    let args: ExtenderBindingArgs = match parse(&body) {
+        Ok(a) => a,
+        Err(err) => return err.into_response(),
+    };
+    let result = bind(&state, &args).await;
+    state.metrics.observe_extender("bind", start.elapsed());
+    axum::Json(ExtenderBindingResult {
+        error: result.err().unwrap_or_default(),
+    })
+    .into_response()
+}
+
+/// Binds the pod through the API and records the binding as assumed.
+async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(), String> {
+    let client = state.client.clone().ok_or("the extender has no API client")?;
+    let pods: Api<Pod> = Api::namespaced(client, &args.pod_namespace);
+    let binding = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": args.pod_name, "namespace": args.pod_namespace, "uid": args.pod_uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": args.node},
+    });
+    let pod = pods
+        .get(&args.pod_name)
+        .await
+        .map_err(|e| format!("reading pod {}: {e}", args.pod_name))?;
+    pods.create_subresource::<serde_json::Value, serde_json::Value>(
+        "binding",
+        &args.pod_name,
+        &PostParams::default(),
+        &binding,
+    )
+    .await
+    .map_err(|e| format!("binding {}/{} to {}: {e}", args.pod_namespace, args.pod_name, args.node))?;
+    if let (Some(rec), Ok(mut view)) = (pod_record(&pod), state.view.write()) {
+        view.assume(&args.pod_uid, rec, &args.node, false);
+    }
+    tracing::debug!(pod = %args.pod_name, namespace = %args.pod_namespace, node = %args.node, "bound");
+    Ok(())
+}
+
+/// Serves the extender until `shutdown` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ExtenderState,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
+    if let Err(err) = result {
+        tracing::error!(error = %err, "extender server failed");
+    }
+}

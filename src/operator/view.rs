@@ -1,0 +1,472 @@
+//! The operator's in-memory view of the cluster for placement: nodes with their positions in
+//! the ball, per-node load and tenants from the pods, pods bound by the extender but not yet
+//! seen bound (assumed), and each agent's resolved placement policy.
+//!
+//! Fed by watches (nodes, pods) and by the agent controller (policies); read by the extender on
+//! every request. The node embedding is recomputed when the node set or labels change, never
+//! per request.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+
+use crate::placement::{self, AgentPolicy, NodeEmbedding, NodeState, Objectives, PodDemand, Resources, Routing};
+
+/// Labels MOM puts on the pods it creates.
+pub const AGENT_LABEL: &str = "mom.hypersync.io/agent";
+pub const TENANT_LABEL: &str = "mom.hypersync.io/tenant";
+pub const ISOLATION_LABEL: &str = "mom.hypersync.io/isolation";
+
+/// Global placement settings (from the MomConfig `default`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub kappa: f64,
+    pub objectives: Objectives,
+    pub routing: Routing,
+    pub topology_keys: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            kappa: 1.0,
+            objectives: Objectives::default(),
+            routing: Routing::GreedyForwarding,
+            topology_keys: vec![
+                crate::cluster_layout::REGION_LABEL.into(),
+                crate::cluster_layout::ZONE_LABEL.into(),
+                crate::cluster_layout::RACK_LABEL.into(),
+                crate::cluster_layout::HOSTNAME_LABEL.into(),
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct NodeRecord {
+    labels: BTreeMap<String, String>,
+    allocatable: Resources,
+    max_pods: u32,
+    schedulable: bool,
+}
+
+/// What placement needs to know about one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodRecord {
+    pub namespace: String,
+    pub name: String,
+    pub node: Option<String>,
+    pub demand: PodDemand,
+    /// `(namespace, agent)` when the pod belongs to a GeometricAgent.
+    pub agent: Option<(String, String)>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct NodeLoad {
+    requested: Resources,
+    pods: u32,
+    /// tenant → (pods, strict pods)
+    tenants: BTreeMap<String, (u32, u32)>,
+}
+
+/// Agent key: (namespace, name).
+pub type AgentKey = (String, String);
+
+#[derive(Debug, Default)]
+pub struct View {
+    pub settings: Settings,
+    nodes: BTreeMap<String, NodeRecord>,
+    embedding: Option<NodeEmbedding>,
+    embedding_error: Option<String>,
+    /// Bumped on every re-embedding: positions (and targets computed from them) of an older
+    /// generation are meaningless in the new one.
+    generation: u64,
+    policy_generation: BTreeMap<AgentKey, u64>,
+    /// Pods by uid, as last seen in the watch.
+    pods: BTreeMap<String, PodRecord>,
+    /// Pods the extender placed (uid → record with node) until the watch shows them bound:
+    /// first tentatively at prioritize time (its top-scored node), then for sure at bind time.
+    assumed: BTreeMap<String, PodRecord>,
+    /// When each tentative assumption was made; bound ones are not listed.
+    tentative: BTreeMap<String, std::time::Instant>,
+    load: BTreeMap<String, NodeLoad>,
+    /// Resolved placement policy per agent (target, avoid-list, spread), from the agent controller.
+    policies: BTreeMap<AgentKey, AgentPolicy>,
+    /// Spares required outside the fullest failure domain, per agent (0: no spread rule).
+    spares: BTreeMap<AgentKey, SpreadRule>,
+}
+
+/// The redundancy rule of an agent as the extender applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpreadRule {
+    Spares(u32),
+    Quorum,
+}
+
+pub type SharedView = Arc<RwLock<View>>;
+
+/// Parses a pod's CPU and memory requests (sum over containers, max with init containers).
+pub fn pod_requests(pod: &Pod) -> Result<Resources, placement::quantity::QuantityError> {
+    let Some(spec) = &pod.spec else {
+        return Ok(Resources::default());
+    };
+    let sum = |containers: &[k8s_openapi::api::core::v1::Container]| -> Result<Resources, placement::quantity::QuantityError> {
+        let mut total = Resources::default();
+        for c in containers {
+            let Some(req) = c.resources.as_ref().and_then(|r| r.requests.as_ref()) else { continue };
+            if let Some(q) = req.get("cpu") {
+                total.cpu_millis = total.cpu_millis.saturating_add(placement::quantity::cpu_millis(&q.0)?);
+            }
+            if let Some(q) = req.get("memory") {
+                total.memory_bytes = total.memory_bytes.saturating_add(placement::quantity::memory_bytes(&q.0)?);
+            }
+        }
+        Ok(total)
+    };
+    let main = sum(&spec.containers)?;
+    let init = sum(spec.init_containers.as_deref().unwrap_or_default())?;
+    Ok(Resources {
+        cpu_millis: main.cpu_millis.max(init.cpu_millis),
+        memory_bytes: main.memory_bytes.max(init.memory_bytes),
+    })
+}
+
+/// The placement-relevant facts of a pod; `None` for pods that hold no resources (finished).
+pub fn pod_record(pod: &Pod) -> Option<PodRecord> {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded") | Some("Failed")) {
+        return None;
+    }
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let requests = pod_requests(pod).unwrap_or_default();
+    let agent = labels.get(AGENT_LABEL).map(|a| (namespace.clone(), a.clone()));
+    Some(PodRecord {
+        namespace,
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        node: pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty()),
+        demand: PodDemand {
+            requests,
+            tenant: labels.get(TENANT_LABEL).cloned(),
+            strict_isolation: labels.get(ISOLATION_LABEL).map(String::as_str) == Some("strict"),
+        },
+        agent,
+    })
+}
+
+fn node_record(node: &Node) -> NodeRecord {
+    let status = node.status.as_ref();
+    let alloc = status.and_then(|s| s.allocatable.as_ref());
+    let get = |k: &str| alloc.and_then(|a| a.get(k)).map(|q| q.0.clone());
+    NodeRecord {
+        labels: node.metadata.labels.clone().unwrap_or_default().into_iter().collect(),
+        allocatable: Resources {
+            cpu_millis: get("cpu")
+                .and_then(|q| placement::quantity::cpu_millis(&q).ok())
+                .unwrap_or(0),
+            memory_bytes: get("memory")
+                .and_then(|q| placement::quantity::memory_bytes(&q).ok())
+                .unwrap_or(0),
+        },
+        max_pods: get("pods").and_then(|q| q.parse().ok()).unwrap_or(110),
+        schedulable: !node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+    }
+}
+
+impl View {
+    /// Adds or updates a node; returns whether the embedding must be recomputed.
+    pub fn apply_node(&mut self, node: &Node) -> bool {
+        let Some(name) = node.metadata.name.clone() else {
+            return false;
+        };
+        let rec = node_record(node);
+        let relabelled = self
+            .nodes
+            .get(&name)
+            .map(|old| old.labels != rec.labels)
+            .unwrap_or(true);
+        self.nodes.insert(name, rec);
+        relabelled
+    }
+
+    pub fn delete_node(&mut self, name: &str) -> bool {
+        self.nodes.remove(name).is_some()
+    }
+
+    /// Recomputes node positions from the topology labels.
+    pub fn reembed(&mut self) {
+        let labels: BTreeMap<String, BTreeMap<String, String>> =
+            self.nodes.iter().map(|(n, r)| (n.clone(), r.labels.clone())).collect();
+        match placement::embed_nodes(&labels, &self.settings.topology_keys) {
+            Ok(e) => {
+                self.embedding = Some(e);
+                self.embedding_error = None;
+                self.generation += 1;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot embed the nodes");
+                self.embedding_error = Some(err.to_string());
+            }
+        }
+    }
+
+    pub fn embedding(&self) -> Option<&NodeEmbedding> {
+        self.embedding.as_ref()
+    }
+
+    pub fn node_position(&self, node: &str) -> Option<&Vec<f64>> {
+        self.embedding.as_ref()?.positions.get(node)
+    }
+
+    pub fn node_labels(&self, node: &str) -> Option<&BTreeMap<String, String>> {
+        self.nodes.get(node).map(|r| &r.labels)
+    }
+
+    pub fn node_names(&self) -> impl Iterator<Item = &String> {
+        self.nodes.keys()
+    }
+
+    fn add_load(&mut self, rec: &PodRecord) {
+        let Some(node) = &rec.node else { return };
+        let load = self.load.entry(node.clone()).or_default();
+        load.requested = load.requested.saturating_add(rec.demand.requests);
+        load.pods += 1;
+        let t = load
+            .tenants
+            .entry(rec.demand.tenant.clone().unwrap_or_default())
+            .or_default();
+        t.0 += 1;
+        t.1 += u32::from(rec.demand.strict_isolation);
+    }
+
+    fn remove_load(&mut self, rec: &PodRecord) {
+        let Some(node) = &rec.node else { return };
+        let Some(load) = self.load.get_mut(node) else { return };
+        load.requested.cpu_millis = load.requested.cpu_millis.saturating_sub(rec.demand.requests.cpu_millis);
+        load.requested.memory_bytes = load
+            .requested
+            .memory_bytes
+            .saturating_sub(rec.demand.requests.memory_bytes);
+        load.pods = load.pods.saturating_sub(1);
+        let tenant = rec.demand.tenant.clone().unwrap_or_default();
+        if let Some(t) = load.tenants.get_mut(&tenant) {
+            t.0 = t.0.saturating_sub(1);
+            t.1 = t.1.saturating_sub(u32::from(rec.demand.strict_isolation));
+            if t.0 == 0 {
+                load.tenants.remove(&tenant);
+            }
+        }
+    }
+
+    /// Adds or updates a pod from the watch.
+    pub fn apply_pod(&mut self, pod: &Pod) {
+        let Some(uid) = pod.metadata.uid.clone() else { return };
+        if let Some(old) = self.pods.remove(&uid) {
+            self.remove_load(&old);
+        }
+        match pod_record(pod) {
+            Some(rec) => {
+                if rec.node.is_some()
+                    && let Some(assumed) = self.assumed.remove(&uid)
+                {
+                    self.tentative.remove(&uid);
+                    self.remove_load(&assumed);
+                }
+                self.add_load(&rec);
+                self.pods.insert(uid, rec);
+            }
+            None => {
+                if let Some(assumed) = self.assumed.remove(&uid) {
+                    self.remove_load(&assumed);
+                }
+            }
+        }
+    }
+
+    pub fn delete_pod(&mut self, pod: &Pod) {
+        let Some(uid) = pod.metadata.uid.as_deref() else { return };
+        if let Some(old) = self.pods.remove(uid) {
+            self.remove_load(&old);
+        }
+        if let Some(assumed) = self.assumed.remove(uid) {
+            self.remove_load(&assumed);
+        }
+    }
+
+    /// Records where the extender placed a pod, so the next decisions of a burst see it before
+    /// the watch does. `tentative`: decided at prioritize time (the scheduler normally follows
+    /// MOM's top score); a later bind or another prioritize replaces it; expires after 30 s.
+    pub fn assume(&mut self, uid: &str, mut rec: PodRecord, node: &str, tentative: bool) {
+        if self.pods.get(uid).and_then(|p| p.node.as_ref()).is_some() {
+            return;
+        }
+        if let Some(old) = self.assumed.remove(uid) {
+            self.remove_load(&old);
+        }
+        rec.node = Some(node.to_string());
+        self.add_load(&rec);
+        self.assumed.insert(uid.to_string(), rec);
+        let now = std::time::Instant::now();
+        if tentative {
+            self.tentative.insert(uid.to_string(), now);
+        } else {
+            self.tentative.remove(uid);
+        }
+        let expired: Vec<String> = self
+            .tentative
+            .iter()
+            .filter(|(_, at)| now.duration_since(**at) > std::time::Duration::from_secs(30))
+            .map(|(u, _)| u.clone())
+            .collect();
+        for u in expired {
+            self.tentative.remove(&u);
+            if let Some(old) = self.assumed.remove(&u) {
+                self.remove_load(&old);
+            }
+        }
+    }
+
+    pub fn set_policy(&mut self, key: AgentKey, policy: AgentPolicy, spread: Option<SpreadRule>) {
+        self.policy_generation.insert(key.clone(), self.generation);
+        self.policies.insert(key.clone(), policy);
+        match spread {
+            Some(rule) => self.spares.insert(key, rule),
+            None => self.spares.remove(&key),
+        };
+    }
+
+    /// The target last stored for an agent, if it was computed in the current embedding.
+    pub fn previous_target(&self, key: &AgentKey) -> Option<&Vec<f64>> {
+        if self.policy_generation.get(key) != Some(&self.generation) {
+            return None;
+        }
+        self.policies.get(key).map(|p| &p.target).filter(|t| !t.is_empty())
+    }
+
+    /// Generation of the current node embedding.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn remove_policy(&mut self, key: &AgentKey) {
+        self.policies.remove(key);
+        self.spares.remove(key);
+    }
+
+    /// Pods of an agent, bound or assumed, as (name, node).
+    pub fn agent_pods(&self, key: &AgentKey) -> Vec<(String, Option<String>)> {
+        let mut out: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for rec in self.pods.values().chain(self.assumed.values()) {
+            if rec.agent.as_ref() == Some(key) {
+                let entry = out.entry(rec.name.clone()).or_default();
+                if rec.node.is_some() {
+                    *entry = rec.node.clone();
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Positions of the nodes holding an agent's pods.
+    pub fn agent_replica_positions(&self, key: &AgentKey) -> Vec<Vec<f64>> {
+        self.agent_pods(key)
+            .iter()
+            .filter_map(|(_, n)| n.as_ref().and_then(|n| self.node_position(n)).cloned())
+            .collect()
+    }
+
+    /// Free CPU per schedulable node with its position (target fallback).
+    pub fn free_capacity(&self) -> Vec<(u64, String, Vec<f64>)> {
+        self.nodes
+            .iter()
+            .filter(|(_, r)| r.schedulable)
+            .filter_map(|(name, r)| {
+                let used = self.load.get(name).map(|l| l.requested.cpu_millis).unwrap_or(0);
+                Some((
+                    r.allocatable.cpu_millis.saturating_sub(used),
+                    name.clone(),
+                    self.node_position(name)?.clone(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Node states for the given names (unknown names are skipped and returned separately).
+    pub fn node_states(&self, names: &[String]) -> (Vec<NodeState>, Vec<String>) {
+        let mut states = Vec::with_capacity(names.len());
+        let mut unknown = Vec::new();
+        for name in names {
+            let (Some(rec), Some(pos)) = (self.nodes.get(name), self.node_position(name)) else {
+                unknown.push(name.clone());
+                continue;
+            };
+            let load = self.load.get(name).cloned().unwrap_or_default();
+            states.push(NodeState {
+                name: name.clone(),
+                labels: rec.labels.clone(),
+                position: pos.clone(),
+                allocatable: rec.allocatable,
+                requested: load.requested,
+                pods: load.pods,
+                max_pods: rec.max_pods,
+                tenants: load
+                    .tenants
+                    .iter()
+                    .map(|(t, (_, strict))| (t.clone(), *strict > 0))
+                    .collect(),
+                hourly_cost: rec
+                    .labels
+                    .get("mom.hypersync.io/hourly-cost")
+                    .and_then(|v| v.parse().ok()),
+                spot: rec.labels.get("mom.hypersync.io/spot").map(String::as_str) == Some("true"),
+                energy_class: rec
+                    .labels
+                    .get("mom.hypersync.io/energy-class")
+                    .and_then(|v| v.chars().next()),
+            });
+        }
+        (states, unknown)
+    }
+
+    /// The full placement policy for a pod of `key` right now: the controller's policy plus the
+    /// current per-domain replica counts and the redundancy cap.
+    pub fn policy_for(&self, key: &AgentKey) -> Option<AgentPolicy> {
+        let mut policy = self.policies.get(key)?.clone();
+        let spread_label = crate::cluster_layout::ZONE_LABEL.to_string();
+        let mut by_domain: BTreeMap<String, u32> = BTreeMap::new();
+        for (_, node) in self.agent_pods(key) {
+            if let Some(domain) = node
+                .as_ref()
+                .and_then(|n| self.nodes.get(n))
+                .and_then(|r| r.labels.get(&spread_label))
+            {
+                *by_domain.entry(domain.clone()).or_default() += 1;
+            }
+        }
+        policy.replica_positions = self.agent_replica_positions(key);
+        if let Some(rule) = self.spares.get(key) {
+            let domains: std::collections::BTreeSet<&String> = self
+                .nodes
+                .values()
+                .filter_map(|r| r.labels.get(&spread_label))
+                .collect();
+            let r = policy.replicas;
+            let spares = match rule {
+                SpreadRule::Spares(k) => *k,
+                SpreadRule::Quorum => r / 2 + 1,
+            };
+            policy.max_per_domain = Some(placement::max_per_domain(r, spares, domains.len() as u32));
+            policy.spread_label = Some(spread_label);
+        } else {
+            policy.spread_label = Some(spread_label);
+            policy.max_per_domain = None;
+        }
+        policy.replicas_by_domain = by_domain;
+        Some(policy)
+    }
+}

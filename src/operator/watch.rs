@@ -1,0 +1,129 @@
+//! Watches that feed the shared placement view: Nodes (re-embedding when the node set or labels
+//! change) and Pods (load, tenants, replicas per agent), plus the MomConfig `default` (global
+//! settings). Every replica runs them; they only read the cluster.
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use tokio::sync::watch;
+
+use super::crd::MomConfig;
+use super::crd::momconfig::RoutingAlgorithm;
+use super::view::SharedView;
+use crate::placement::{Objectives, Routing};
+
+/// Keeps the view's nodes and embedding current.
+pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<bool>) {
+    let api: Api<Node> = Api::all(client);
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut initialising = true;
+    loop {
+        match stream.try_next().await {
+            Ok(Some(event)) => {
+                let Ok(mut v) = view.write() else { return };
+                match event {
+                    Event::Init => initialising = true,
+                    Event::InitApply(node) => {
+                        v.apply_node(&node);
+                    }
+                    Event::InitDone => {
+                        initialising = false;
+                        v.reembed();
+                        let _ = ready.send(true);
+                    }
+                    Event::Apply(node) => {
+                        if v.apply_node(&node) && !initialising {
+                            v.reembed();
+                        }
+                    }
+                    Event::Delete(node) => {
+                        if v.delete_node(&node.metadata.name.unwrap_or_default()) {
+                            v.reembed();
+                        }
+                    }
+                }
+            }
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "node watch failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Keeps the view's pods (load, tenants, agent replicas) current.
+pub async fn pods(client: kube::Client, view: SharedView) {
+    let api: Api<Pod> = Api::all(client);
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    loop {
+        match stream.try_next().await {
+            Ok(Some(event)) => {
+                let Ok(mut v) = view.write() else { return };
+                match event {
+                    Event::Init | Event::InitDone => {}
+                    Event::InitApply(pod) | Event::Apply(pod) => v.apply_pod(&pod),
+                    Event::Delete(pod) => v.delete_pod(&pod),
+                }
+            }
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "pod watch failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Applies the MomConfig named `default` to the view's settings; `ready` turns true once the
+/// initial state is known (or the MomConfig CRD is missing).
+pub async fn momconfig(client: kube::Client, view: SharedView, ready: watch::Sender<bool>) {
+    let api: Api<MomConfig> = Api::all(client);
+    let config = watcher::Config::default().fields("metadata.name=default");
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    loop {
+        match stream.try_next().await {
+            Ok(Some(Event::Apply(cfg) | Event::InitApply(cfg))) => {
+                let Ok(mut v) = view.write() else { return };
+                let g = &cfg.spec.geometry;
+                let o = &cfg.spec.objectives;
+                let keys_changed = v.settings.topology_keys != g.topology_keys;
+                v.settings.kappa = g.curvature;
+                v.settings.objectives = Objectives {
+                    performance: o.performance,
+                    cost: o.cost,
+                    reliability: o.reliability,
+                    sustainability: o.sustainability,
+                };
+                v.settings.routing = match g.routing_algorithm {
+                    RoutingAlgorithm::GreedyForwarding => Routing::GreedyForwarding,
+                    RoutingAlgorithm::MultipathHyperbolic => Routing::MultipathHyperbolic,
+                    RoutingAlgorithm::GradientFlow => Routing::GradientFlow,
+                };
+                if keys_changed {
+                    v.settings.topology_keys = g.topology_keys.clone();
+                    v.reembed();
+                }
+                tracing::info!(routing = ?v.settings.routing, kappa = v.settings.kappa, "applied MomConfig default");
+            }
+            Ok(Some(Event::InitDone)) => {
+                let _ = ready.send(true);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(err) => {
+                let _ = ready.send(true);
+                tracing::debug!(error = %err, "MomConfig watch failed (CRD not installed?); retrying");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}

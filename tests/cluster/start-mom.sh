@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Starts MOM against a control plane from up.sh: `mom operator` (extender + controllers) on free
+# loopback ports, then the `mom-scheduler` kube-scheduler wired to its extender.
+#   start-mom.sh STATE_DIR MOM_BINARY [--watch-pid PID] [-- extra operator flags]
+# Prints OPERATOR_PID=, METRICS_URL= and EXTENDER_URL= lines. Both processes join
+# STATE_DIR/pids (down.sh stops them); with --watch-pid they also stop when PID exits.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+state=${1:?usage: start-mom.sh STATE_DIR MOM_BINARY [--watch-pid PID] [-- flags]}
+mom=${2:?usage: start-mom.sh STATE_DIR MOM_BINARY [--watch-pid PID] [-- flags]}
+shift 2
+watch_pid=""
+extra=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --watch-pid) watch_pid=$2; shift 2 ;;
+    --) shift; extra=("$@"); break ;;
+    *) echo "start-mom.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+bin=$("$here/build.sh")
+export KUBECONFIG=$state/kubeconfig
+"$bin/kubectl" create namespace mom-system --dry-run=client -o yaml | "$bin/kubectl" apply -f - >/dev/null
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+metrics_port=$(free_port); extender_port=$(free_port)
+mkdir -p "$state/logs"
+"$mom" operator --namespace mom-system --metrics-addr "127.0.0.1:$metrics_port" \
+  --extender-addr "127.0.0.1:$extender_port" "${extra[@]}" >>"$state/logs/operator.log" 2>&1 &
+op=$!
+echo "operator $op" >> "$state/pids"
+for _ in $(seq 1 300); do
+  curl -sf "http://127.0.0.1:$extender_port/healthz" >/dev/null 2>&1 && break
+  kill -0 "$op" 2>/dev/null || { echo "start-mom.sh: the operator exited; log:" >&2; tail -n 30 "$state/logs/operator.log" >&2; exit 1; }
+  sleep 0.2
+done
+curl -sf "http://127.0.0.1:$extender_port/healthz" >/dev/null 2>&1 || { echo "start-mom.sh: extender not up" >&2; exit 1; }
+sched=$("$here/mom-scheduler.sh" "$state" "http://127.0.0.1:$extender_port")
+if [[ -n $watch_pid ]]; then
+  nohup bash -c "while kill -0 $watch_pid 2>/dev/null; do sleep 1; done; kill $op $sched 2>/dev/null" >/dev/null 2>&1 &
+fi
+echo "OPERATOR_PID=$op"
+echo "SCHEDULER_PID=$sched"
+echo "METRICS_URL=http://127.0.0.1:$metrics_port"
+echo "EXTENDER_URL=http://127.0.0.1:$extender_port"

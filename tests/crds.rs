@@ -1,0 +1,143 @@
+//! The four CRDs against the real apiserver: valid examples apply, invalid ones are rejected
+//! with a message naming the field, receipts cannot be edited, printer columns show, the scale
+//! subresource works, and the operator reports a dangling strategyRef as a condition.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::api::Api;
+use mom::operator::crd::GeometricAgent;
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests/examples")
+}
+
+/// Applies the valid examples (idempotent) so each test can build on them.
+fn apply_valid_examples() {
+    common::install_crds();
+    let (ok, out, err) = common::kubectl(&["apply", "-f", examples().to_str().unwrap()], None);
+    assert!(ok, "a valid example was rejected: {err}\n{out}");
+}
+
+#[test]
+fn every_valid_example_is_accepted_by_the_apiserver() {
+    apply_valid_examples();
+    let (ok, out, _) = common::kubectl(&["get", "geometricagents", "-n", "shop", "-o", "name"], None);
+    assert!(ok);
+    for agent in ["frontend", "api", "cache", "db"] {
+        assert!(
+            out.contains(&format!("geometricagent.mom.hypersync.io/{agent}")),
+            "{agent} missing in {out}"
+        );
+    }
+}
+
+#[test]
+fn every_invalid_example_is_rejected_with_a_message_naming_the_field() {
+    apply_valid_examples();
+    let dir = examples().join("invalid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 7, "expected the invalid examples, found {}", files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let expect = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect:"))
+            .unwrap_or_else(|| panic!("{} has no '# expect:' line", file.display()))
+            .trim()
+            .to_string();
+        let (ok, out, err) = common::kubectl(&["apply", "-f", file.to_str().unwrap()], None);
+        assert!(!ok, "{} was accepted: {out}", file.display());
+        assert!(
+            err.contains(&expect),
+            "{}: expected {expect:?} in the rejection, got: {err}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn a_receipt_cannot_be_edited_or_patched() {
+    apply_valid_examples();
+    let (ok, _, err) = common::kubectl(
+        &[
+            "patch",
+            "receipt",
+            "receipt-0000000000",
+            "-n",
+            "shop",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"sequence":7}}"#,
+        ],
+        None,
+    );
+    assert!(!ok, "a receipt patch was accepted");
+    assert!(err.contains("receipts are immutable"), "{err}");
+}
+
+#[test]
+fn kubectl_get_shows_the_printer_columns() {
+    apply_valid_examples();
+    let (ok, out, err) = common::kubectl(&["get", "geometricagents", "-n", "shop"], None);
+    assert!(ok, "{err}");
+    let header = out.lines().next().unwrap_or_default();
+    for col in ["NAME", "REPLICAS", "READY", "TENANT", "STRATEGY", "AGE"] {
+        assert!(header.contains(col), "column {col} missing from {header:?}");
+    }
+    let (ok, out, _) = common::kubectl(&["get", "receipts", "-n", "shop"], None);
+    assert!(ok);
+    let header = out.lines().next().unwrap_or_default();
+    for col in ["SEQ", "ACTION", "SUBJECT", "AGE"] {
+        assert!(header.contains(col), "column {col} missing from {header:?}");
+    }
+}
+
+#[tokio::test]
+async fn kubectl_scale_changes_spec_replicas_through_the_scale_subresource() {
+    let ns = common::TestNamespace::new("crd-scale").await;
+    common::install_crds();
+    common::apply(&format!(
+        r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"GeometricAgent",
+            "metadata":{{"name":"scaled","namespace":"{}"}},
+            "spec":{{"workloadType":"batch","replicas":1,
+                     "template":{{"spec":{{"containers":[{{"name":"c","image":"pause"}}]}}}}}}}}"#,
+        ns.name
+    ));
+    let (ok, _, err) = common::kubectl(
+        &["scale", "geometricagent", "scaled", "-n", &ns.name, "--replicas", "4"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let agents: Api<GeometricAgent> = Api::namespaced(ns.client(), &ns.name);
+    assert_eq!(agents.get("scaled").await.unwrap().spec.replicas, 4);
+}
+
+#[tokio::test]
+async fn a_dangling_strategy_ref_is_reported_as_a_condition_naming_it() {
+    common::mom();
+    let ns = common::TestNamespace::new("crd-dangling").await;
+    common::apply(&format!(
+        r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"GeometricAgent",
+            "metadata":{{"name":"lost","namespace":"{}"}},
+            "spec":{{"workloadType":"batch","replicas":0,"strategyRef":{{"name":"no-such-strategy"}},
+                     "template":{{"spec":{{"containers":[{{"name":"c","image":"pause"}}]}}}}}}}}"#,
+        ns.name
+    ));
+    let agents: Api<GeometricAgent> = Api::namespaced(ns.client(), &ns.name);
+    let condition = common::eventually("a Ready=False condition on the agent", Duration::from_secs(60), || {
+        let agents = agents.clone();
+        async move {
+            let a = agents.get("lost").await.ok()?;
+            let c = a.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+            (c.status == "False").then_some(c)
+        }
+    })
+    .await;
+    assert_eq!(condition.reason, "StrategyNotFound");
+    assert!(condition.message.contains("no-such-strategy"), "{}", condition.message);
+}
