@@ -375,9 +375,9 @@ pub fn evaluate(g: &Graph, sp: &[Vec<f64>], emb: &Embedding, policy: Policy, mul
     let n = g.node_count();
     let (mut pairs, mut delivered, mut fallback, mut zero) = (0usize, 0usize, 0usize, 0usize);
     let (mut sum, mut count, mut max) = (0.0, 0usize, 1.0f64);
-    for s in 0..n {
-        for t in 0..n {
-            if s == t || !sp[s][t].is_finite() {
+    for (s, row) in sp.iter().enumerate().take(n) {
+        for (t, &d) in row.iter().enumerate().take(n) {
+            if s == t || !d.is_finite() {
                 continue;
             }
             pairs += 1;
@@ -395,11 +395,11 @@ pub fn evaluate(g: &Graph, sp: &[Vec<f64>], emb: &Embedding, policy: Policy, mul
             }
             let Some(best) = best else { continue };
             delivered += 1;
-            if sp[s][t] <= 0.0 {
+            if d <= 0.0 {
                 zero += 1;
                 continue;
             }
-            let st = best.delay / sp[s][t];
+            let st = best.delay / d;
             sum += st;
             count += 1;
             max = max.max(st);
