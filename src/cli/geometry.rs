@@ -52,7 +52,7 @@ struct LatencyArgs {
     restarts: usize,
     #[arg(long, default_value_t = 0.05)]
     learning_rate: f64,
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.02)]
     huber_delta: f64,
     /// Vivaldi rounds (each node makes one measurement per round).
     #[arg(long, default_value_t = 4000)]

@@ -134,7 +134,7 @@ impl Default for HyperbolicConfig {
             restarts: 3,
             epochs: 1500,
             learning_rate: 0.05,
-            huber_delta: 0.05,
+            huber_delta: 0.02,
             heights: true,
         }
     }
@@ -420,8 +420,14 @@ pub fn fit_vivaldi(n: usize, train: &[Sample], cfg: &VivaldiConfig) -> Result<Vi
         }
     }
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut rtts: Vec<f64> = train.iter().map(|s| s.rtt).collect();
+    rtts.sort_by(f64::total_cmp);
+    let median = rtts[rtts.len() / 2];
+    // The height update is multiplicative in (hᵢ+hⱼ): heights starting at 0 would never move.
+    // Start at 1% of the median RTT and keep them ≥ 10⁻⁴·median (Serf uses a 10 µs floor).
+    let h_min = 1e-4 * median;
     let mut x = vec![[0.0f64; 2]; n];
-    let mut h = vec![0.0f64; n];
+    let mut h = vec![0.01 * median; n];
     let mut e = vec![1.0f64; n];
     for _ in 0..cfg.rounds {
         for i in 0..n {
@@ -444,7 +450,7 @@ pub fn fit_vivaldi(n: usize, train: &[Sample], cfg: &VivaldiConfig) -> Result<Vi
             };
             x[i][0] += force * ux[0];
             x[i][1] += force * ux[1];
-            h[i] = (h[i] + force * uh).max(0.0);
+            h[i] = (h[i] + force * uh).max(h_min);
         }
     }
     Ok(VivaldiModel {
