@@ -491,6 +491,54 @@ mod tests {
     }
 
     #[test]
+    fn hybrid_falls_back_to_the_tree_embedding_and_still_delivers_every_pair() {
+        let g = ring_with_chord();
+        let sp = shortest_path_delays(&g);
+        let useless = HyperbolicModel {
+            points: (0..6).map(|_| vec![1.0, 0.0]).collect(),
+            heights: vec![5.0; 6],
+            scale: 1.0,
+            loss: 0.0,
+        };
+        let emb = Embedding::Hybrid {
+            tree: Box::new(Embedding::spt_sarkar(&g, &sp, SarkarConfig::default()).unwrap()),
+            fitted: useless,
+            tree_progress_always: false,
+        };
+        for s in 0..6 {
+            for t in 0..6 {
+                let r = route(&g, &emb, s, t, Policy::DelayAware, None);
+                assert!(r.delivered, "{s}->{t}: {r:?}");
+                assert!(r.path.len() <= 6, "tree mode never loops: {r:?}");
+            }
+        }
+        assert!(evaluate(&g, &sp, &emb, Policy::DelayAware, 1).fallback_pairs > 0);
+    }
+
+    #[test]
+    fn hybrid_on_a_real_graph_beats_routing_along_its_spanning_tree() {
+        let g = load_node_link(&data_dir().join("TopoHub/topozoo/Abilene.json")).unwrap();
+        let sp = shortest_path_delays(&g);
+        let fit = HyperbolicConfig {
+            dim: 3,
+            epochs: 200,
+            restarts: 1,
+            ..Default::default()
+        };
+        let emb = Embedding::hybrid(&g, &sp, SarkarConfig::default(), &fit, false).unwrap();
+        let st = evaluate(&g, &sp, &emb, Policy::DelayAware, 1);
+        let (tree_mean, _) = tree_baseline(&sp, &emb).unwrap();
+        assert_eq!(st.delivery_rate, 1.0);
+        assert!(st.mean_stretch < tree_mean, "{st:?} vs tree {tree_mean}");
+    }
+
+    #[test]
+    fn an_empty_graph_is_rejected() {
+        let g = parse_node_link(r#"{"nodes":[],"edges":[]}"#, "empty").unwrap();
+        assert!(Embedding::spt_sarkar(&g, &[], SarkarConfig::default()).is_err());
+    }
+
+    #[test]
     fn multipath_is_never_worse_than_single_path() {
         let g = load_node_link(&data_dir().join("TopoHub/topozoo/Abilene.json")).unwrap();
         let sp = shortest_path_delays(&g);
