@@ -54,6 +54,10 @@ struct LatencyArgs {
     learning_rate: f64,
     #[arg(long, default_value_t = 0.02)]
     huber_delta: f64,
+    /// Score unordered pairs of the symmetrised matrix (mean of both directions) instead of
+    /// the raw ordered entries.
+    #[arg(long)]
+    symmetrize: bool,
     /// Vivaldi rounds (each node makes one measurement per round).
     #[arg(long, default_value_t = 4000)]
     vivaldi_rounds: usize,
@@ -149,6 +153,7 @@ pub fn run_route(args: RouteArgs) -> anyhow::Result<ExitCode> {
 
 fn run_latency(a: LatencyArgs) -> anyhow::Result<ExitCode> {
     let m = data::load_rtt_matrix(&a.matrix)?;
+    let m = if a.symmetrize { m.symmetrized() } else { m };
     let hyp = latency::HyperbolicConfig {
         dim: a.dim,
         seed: a.seed,
@@ -161,6 +166,7 @@ fn run_latency(a: LatencyArgs) -> anyhow::Result<ExitCode> {
     let viv = latency::VivaldiConfig {
         seed: a.seed,
         rounds: a.vivaldi_rounds,
+        symmetric_samples: a.symmetrize,
         ..Default::default()
     };
     let start = Instant::now();
@@ -171,7 +177,7 @@ fn run_latency(a: LatencyArgs) -> anyhow::Result<ExitCode> {
             "{}",
             json!({
                 "matrix": a.matrix.display().to_string(), "nodes": m.n, "dim": c.dim,
-                "holdout": a.holdout, "seed": a.seed,
+                "holdout": a.holdout, "seed": a.seed, "symmetrize": a.symmetrize,
                 "train_pairs": c.train_pairs, "test_pairs": c.test_pairs,
                 "median_rel_error": c.hyperbolic.median_rel_error,
                 "p90_rel_error": c.hyperbolic.p90_rel_error,

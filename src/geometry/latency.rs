@@ -373,6 +373,8 @@ pub struct VivaldiConfig {
     pub rounds: usize,
     pub cc: f64,
     pub ce: f64,
+    /// Each sample (i, j) is also a measurement for j (use with symmetrised, unordered pairs).
+    pub symmetric_samples: bool,
 }
 
 impl Default for VivaldiConfig {
@@ -382,6 +384,7 @@ impl Default for VivaldiConfig {
             rounds: 4000,
             cc: 0.25,
             ce: 0.25,
+            symmetric_samples: false,
         }
     }
 }
@@ -417,6 +420,9 @@ pub fn fit_vivaldi(n: usize, train: &[Sample], cfg: &VivaldiConfig) -> Result<Vi
     for s in train {
         if s.i != s.j {
             nbrs[s.i].push((s.j, s.rtt));
+            if cfg.symmetric_samples {
+                nbrs[s.j].push((s.i, s.rtt));
+            }
         }
     }
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
