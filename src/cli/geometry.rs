@@ -52,8 +52,12 @@ struct LatencyArgs {
     restarts: usize,
     #[arg(long, default_value_t = 0.05)]
     learning_rate: f64,
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.02)]
     huber_delta: f64,
+    /// Score unordered pairs of the symmetrised matrix (mean of both directions) instead of
+    /// the raw ordered entries.
+    #[arg(long)]
+    symmetrize: bool,
     /// Vivaldi rounds (each node makes one measurement per round).
     #[arg(long, default_value_t = 4000)]
     vivaldi_rounds: usize,
@@ -98,6 +102,10 @@ enum Method {
     Spt,
     /// Hyperbolic fit of the shortest-path delay matrix, gravity–pressure fallback.
     Fitted,
+    /// Fitted estimates, spanning-tree embedding as the fallback at dead ends.
+    Hybrid,
+    /// Fitted estimates for choosing hops, progress always measured on the tree embedding.
+    HybridTree,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -111,13 +119,16 @@ struct EvalArgs {
     /// TopoHub node-link JSON file, or a directory of them.
     #[arg(long)]
     topology: PathBuf,
-    #[arg(long, value_enum, default_value_t = Method::Spt)]
+    #[arg(long, value_enum, default_value_t = Method::Hybrid)]
     method: Method,
     #[arg(long, value_enum, default_value_t = PolicyArg::Delay)]
     policy: PolicyArg,
     /// Copies per packet (multipath); 1 = single path.
     #[arg(long, default_value_t = 1)]
     multipath: usize,
+    /// Seed of the fitted embedding.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// Dimension for `--method fitted`.
     #[arg(long, default_value_t = 4)]
     dim: usize,
@@ -142,6 +153,7 @@ pub fn run_route(args: RouteArgs) -> anyhow::Result<ExitCode> {
 
 fn run_latency(a: LatencyArgs) -> anyhow::Result<ExitCode> {
     let m = data::load_rtt_matrix(&a.matrix)?;
+    let m = if a.symmetrize { m.symmetrized() } else { m };
     let hyp = latency::HyperbolicConfig {
         dim: a.dim,
         seed: a.seed,
@@ -154,6 +166,7 @@ fn run_latency(a: LatencyArgs) -> anyhow::Result<ExitCode> {
     let viv = latency::VivaldiConfig {
         seed: a.seed,
         rounds: a.vivaldi_rounds,
+        symmetric_samples: a.symmetrize,
         ..Default::default()
     };
     let start = Instant::now();
@@ -164,7 +177,7 @@ fn run_latency(a: LatencyArgs) -> anyhow::Result<ExitCode> {
             "{}",
             json!({
                 "matrix": a.matrix.display().to_string(), "nodes": m.n, "dim": c.dim,
-                "holdout": a.holdout, "seed": a.seed,
+                "holdout": a.holdout, "seed": a.seed, "symmetrize": a.symmetrize,
                 "train_pairs": c.train_pairs, "test_pairs": c.test_pairs,
                 "median_rel_error": c.hyperbolic.median_rel_error,
                 "p90_rel_error": c.hyperbolic.p90_rel_error,
@@ -246,26 +259,25 @@ fn run_topology(a: TopologyArgs) -> anyhow::Result<ExitCode> {
 fn eval_one(path: &Path, a: &EvalArgs) -> anyhow::Result<serde_json::Value> {
     let g = data::load_node_link(path)?;
     let sp = routing::shortest_path_delays(&g);
+    let tree_cfg = tree::SarkarConfig {
+        epsilon: a.epsilon,
+        edge_length: None,
+    };
+    let fit_cfg = latency::HyperbolicConfig {
+        dim: a.dim,
+        epochs: 800,
+        restarts: 1,
+        huber_delta: 0.02,
+        seed: a.seed,
+        ..Default::default()
+    };
     let start = Instant::now();
     let emb = match a.method {
-        Method::Spt => routing::Embedding::spt_sarkar(
-            &g,
-            &sp,
-            tree::SarkarConfig {
-                epsilon: a.epsilon,
-                edge_length: None,
-            },
-        )?,
-        Method::Fitted => routing::Embedding::fitted(
-            &sp,
-            &latency::HyperbolicConfig {
-                dim: a.dim,
-                epochs: 800,
-                restarts: 1,
-                huber_delta: 0.02,
-                ..Default::default()
-            },
-        )?,
+        Method::Spt => routing::Embedding::spt_sarkar(&g, &sp, tree_cfg)?,
+        Method::Fitted => routing::Embedding::fitted(&sp, &fit_cfg)?,
+        Method::Hybrid | Method::HybridTree => {
+            routing::Embedding::hybrid(&g, &sp, tree_cfg, &fit_cfg, a.method == Method::HybridTree)?
+        }
     };
     let embed_seconds = start.elapsed().as_secs_f64();
     let policy = match a.policy {

@@ -45,6 +45,26 @@ impl RttMatrix {
         out
     }
 
+    /// Symmetrised, one entry per unordered pair: (i, j) with i < j holds the mean of the
+    /// measured values of (i, j) and (j, i); the lower triangle is `None`. Use it to score
+    /// symmetric models on unordered pairs (no pair can then sit in both train and test).
+    pub fn symmetrized(&self) -> RttMatrix {
+        let n = self.n;
+        let mut rtt = vec![None; n * n];
+        for i in 0..n {
+            for j in (i + 1)..n {
+                let v: Vec<f64> = [self.rtt[i * n + j], self.rtt[j * n + i]]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                if !v.is_empty() {
+                    rtt[i * n + j] = Some(v.iter().sum::<f64>() / v.len() as f64);
+                }
+            }
+        }
+        RttMatrix { n, rtt }
+    }
+
     /// The top-left `k×k` sub-matrix (for quick tests).
     pub fn submatrix(&self, k: usize) -> RttMatrix {
         let k = k.min(self.n);
@@ -221,6 +241,11 @@ mod tests {
         assert_eq!(m.get(0, 2), None);
         assert_eq!(m.get(1, 1), None);
         assert_eq!(m.measured_pairs().len(), 4);
+        let s = m.symmetrized();
+        assert_eq!(s.get(0, 1), Some(1.75));
+        assert_eq!(s.get(0, 2), Some(0.5));
+        assert_eq!(s.get(1, 0), None);
+        assert_eq!(s.measured_pairs().len(), 3);
     }
 
     #[test]

@@ -134,7 +134,7 @@ impl Default for HyperbolicConfig {
             restarts: 3,
             epochs: 1500,
             learning_rate: 0.05,
-            huber_delta: 0.05,
+            huber_delta: 0.02,
             heights: true,
         }
     }
@@ -373,6 +373,8 @@ pub struct VivaldiConfig {
     pub rounds: usize,
     pub cc: f64,
     pub ce: f64,
+    /// Each sample (i, j) is also a measurement for j (use with symmetrised, unordered pairs).
+    pub symmetric_samples: bool,
 }
 
 impl Default for VivaldiConfig {
@@ -382,6 +384,7 @@ impl Default for VivaldiConfig {
             rounds: 4000,
             cc: 0.25,
             ce: 0.25,
+            symmetric_samples: false,
         }
     }
 }
@@ -417,11 +420,20 @@ pub fn fit_vivaldi(n: usize, train: &[Sample], cfg: &VivaldiConfig) -> Result<Vi
     for s in train {
         if s.i != s.j {
             nbrs[s.i].push((s.j, s.rtt));
+            if cfg.symmetric_samples {
+                nbrs[s.j].push((s.i, s.rtt));
+            }
         }
     }
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut rtts: Vec<f64> = train.iter().map(|s| s.rtt).collect();
+    rtts.sort_by(f64::total_cmp);
+    let median = rtts[rtts.len() / 2];
+    // The height update is multiplicative in (hᵢ+hⱼ): heights starting at 0 would never move.
+    // Start at 1% of the median RTT and keep them ≥ 10⁻⁴·median (Serf uses a 10 µs floor).
+    let h_min = 1e-4 * median;
     let mut x = vec![[0.0f64; 2]; n];
-    let mut h = vec![0.0f64; n];
+    let mut h = vec![0.01 * median; n];
     let mut e = vec![1.0f64; n];
     for _ in 0..cfg.rounds {
         for i in 0..n {
@@ -444,7 +456,7 @@ pub fn fit_vivaldi(n: usize, train: &[Sample], cfg: &VivaldiConfig) -> Result<Vi
             };
             x[i][0] += force * ux[0];
             x[i][1] += force * ux[1];
-            h[i] = (h[i] + force * uh).max(0.0);
+            h[i] = (h[i] + force * uh).max(h_min);
         }
     }
     Ok(VivaldiModel {

@@ -80,6 +80,16 @@ pub enum Embedding {
     },
     /// A fitted hyperbolic model whose predictions are in ms.
     Fitted(HyperbolicModel),
+    /// Fitted estimates for choosing hops, the spanning-tree embedding for guaranteed
+    /// progress: greedy on the fitted estimate while it makes progress; at a dead end the
+    /// packet switches to *tree mode* (progress measured in the Sarkar tree embedding, which
+    /// never dead-ends; hops still chosen by `delay + fitted estimate`). With
+    /// `tree_progress_always` tree mode is used from the first hop.
+    Hybrid {
+        tree: Box<Embedding>,
+        fitted: HyperbolicModel,
+        tree_progress_always: bool,
+    },
 }
 
 impl Embedding {
@@ -177,7 +187,15 @@ impl Embedding {
     pub fn estimate(&self, u: usize, v: usize) -> f64 {
         match self {
             Self::Tree { tree, ms_per_unit, .. } => tree.embedded_distance(u, v).unwrap_or(f64::INFINITY) * ms_per_unit,
-            Self::Fitted(m) => m.predict(u, v),
+            Self::Fitted(m) | Self::Hybrid { fitted: m, .. } => m.predict(u, v),
+        }
+    }
+
+    /// The embedding used for progress in tree mode (Hybrid only).
+    fn tree_part(&self) -> Option<&Embedding> {
+        match self {
+            Self::Hybrid { tree, .. } => Some(tree),
+            _ => None,
         }
     }
 }
@@ -197,8 +215,9 @@ pub struct Route {
     pub path: Vec<usize>,
     pub delay: f64,
     pub delivered: bool,
-    /// Hops taken in pressure mode (0 when greedy alone delivered).
-    pub pressure_hops: usize,
+    /// Hops taken in a fallback mode — pressure, or tree mode entered at a dead end (0 when
+    /// greedy alone delivered).
+    pub fallback_hops: usize,
 }
 
 /// Forward a packet from `s` to `t` with gravity–pressure: greedy (per `policy`) while some
@@ -212,12 +231,24 @@ pub fn route(g: &Graph, emb: &Embedding, s: usize, t: usize, policy: Policy, fir
     let mut delay = 0.0;
     let mut cur = s;
     let mut pressure: Option<f64> = None;
-    let mut pressure_hops = 0;
+    let mut fallback_hops = 0;
     let limit = 4 * n * n + 4;
     let mut first = first_hop;
+    let always_tree = matches!(
+        emb,
+        Embedding::Hybrid {
+            tree_progress_always: true,
+            ..
+        }
+    );
+    let mut tree_mode = always_tree;
     while cur != t && path.len() <= limit {
         visits[cur] += 1;
-        let here = emb.estimate(cur, t);
+        let progress = match (tree_mode, emb.tree_part()) {
+            (true, Some(tr)) => tr,
+            _ => emb,
+        };
+        let here = progress.estimate(cur, t);
         let mut next = None;
         if let Some(f) = first.take() {
             next = g.adj[cur].iter().find(|(v, _)| *v == f).copied();
@@ -226,7 +257,7 @@ pub fn route(g: &Graph, emb: &Embedding, s: usize, t: usize, policy: Policy, fir
             let mut best: Option<(f64, usize, f64)> = None;
             for &(v, w) in &g.adj[cur] {
                 let est = emb.estimate(v, t);
-                if est < here || v == t {
+                if progress.estimate(v, t) < here || v == t {
                     let score = match policy {
                         Policy::Greedy => est,
                         Policy::DelayAware => w + est,
@@ -238,6 +269,12 @@ pub fn route(g: &Graph, emb: &Embedding, s: usize, t: usize, policy: Policy, fir
             }
             match best {
                 Some((_, v, w)) => next = Some((v, w)),
+                None if !tree_mode && emb.tree_part().is_some() => {
+                    // Dead end in the fitted embedding: retry this hop in tree mode.
+                    tree_mode = true;
+                    visits[cur] -= 1;
+                    continue;
+                }
                 None => pressure = Some(here),
             }
         }
@@ -251,12 +288,15 @@ pub fn route(g: &Graph, emb: &Embedding, s: usize, t: usize, policy: Policy, fir
             }
             if let Some((_, _, v, w)) = best {
                 next = Some((v, w));
-                pressure_hops += 1;
+                fallback_hops += 1;
             }
         }
         let Some((v, w)) = next else { break };
+        if tree_mode && !always_tree && pressure.is_none() {
+            fallback_hops += 1;
+        }
         if let Some(p) = pressure
-            && emb.estimate(v, t) < p
+            && progress.estimate(v, t) < p
         {
             pressure = None;
         }
@@ -268,7 +308,28 @@ pub fn route(g: &Graph, emb: &Embedding, s: usize, t: usize, policy: Policy, fir
         delivered: cur == t,
         path,
         delay,
-        pressure_hops,
+        fallback_hops,
+    }
+}
+
+impl Embedding {
+    /// Hybrid of [`Embedding::spt_sarkar`] and [`Embedding::fitted`] (see the variant doc).
+    pub fn hybrid(
+        g: &Graph,
+        sp: &[Vec<f64>],
+        tree_cfg: SarkarConfig,
+        fit_cfg: &HyperbolicConfig,
+        tree_progress_always: bool,
+    ) -> Result<Self, GeometryError> {
+        let tree = Box::new(Self::spt_sarkar(g, sp, tree_cfg)?);
+        let Self::Fitted(fitted) = Self::fitted(sp, fit_cfg)? else {
+            return Err(GeometryError::InvalidGraph("fit failed".into()));
+        };
+        Ok(Self::Hybrid {
+            tree,
+            fitted,
+            tree_progress_always,
+        })
     }
 }
 
@@ -314,9 +375,9 @@ pub fn evaluate(g: &Graph, sp: &[Vec<f64>], emb: &Embedding, policy: Policy, mul
     let n = g.node_count();
     let (mut pairs, mut delivered, mut fallback, mut zero) = (0usize, 0usize, 0usize, 0usize);
     let (mut sum, mut count, mut max) = (0.0, 0usize, 1.0f64);
-    for s in 0..n {
-        for t in 0..n {
-            if s == t || !sp[s][t].is_finite() {
+    for (s, row) in sp.iter().enumerate().take(n) {
+        for (t, &d) in row.iter().enumerate().take(n) {
+            if s == t || !d.is_finite() {
                 continue;
             }
             pairs += 1;
@@ -329,16 +390,16 @@ pub fn evaluate(g: &Graph, sp: &[Vec<f64>], emb: &Embedding, policy: Policy, mul
                 .iter()
                 .filter(|r| r.delivered)
                 .min_by(|a, b| a.delay.total_cmp(&b.delay));
-            if routes.iter().any(|r| r.pressure_hops > 0) {
+            if routes.iter().any(|r| r.fallback_hops > 0) {
                 fallback += 1;
             }
             let Some(best) = best else { continue };
             delivered += 1;
-            if sp[s][t] <= 0.0 {
+            if d <= 0.0 {
                 zero += 1;
                 continue;
             }
-            let st = best.delay / sp[s][t];
+            let st = best.delay / d;
             sum += st;
             count += 1;
             max = max.max(st);
@@ -361,6 +422,7 @@ pub fn evaluate(g: &Graph, sp: &[Vec<f64>], emb: &Embedding, policy: Policy, mul
 /// Stretch of routing along the shortest-path tree itself (the baseline the embedding must
 /// beat): mean and max over pairs with shortest delay > 0.
 pub fn tree_baseline(sp: &[Vec<f64>], emb: &Embedding) -> Option<(f64, f64)> {
+    let emb = emb.tree_part().unwrap_or(emb);
     let Embedding::Tree { tree_delay, .. } = emb else {
         return None;
     };
@@ -426,6 +488,54 @@ mod tests {
         let st = evaluate(&g, &sp, &emb, Policy::Greedy, 1);
         assert_eq!(st.delivery_rate, 1.0);
         assert!(st.fallback_pairs > 0);
+    }
+
+    #[test]
+    fn hybrid_falls_back_to_the_tree_embedding_and_still_delivers_every_pair() {
+        let g = ring_with_chord();
+        let sp = shortest_path_delays(&g);
+        let useless = HyperbolicModel {
+            points: (0..6).map(|_| vec![1.0, 0.0]).collect(),
+            heights: vec![5.0; 6],
+            scale: 1.0,
+            loss: 0.0,
+        };
+        let emb = Embedding::Hybrid {
+            tree: Box::new(Embedding::spt_sarkar(&g, &sp, SarkarConfig::default()).unwrap()),
+            fitted: useless,
+            tree_progress_always: false,
+        };
+        for s in 0..6 {
+            for t in 0..6 {
+                let r = route(&g, &emb, s, t, Policy::DelayAware, None);
+                assert!(r.delivered, "{s}->{t}: {r:?}");
+                assert!(r.path.len() <= 6, "tree mode never loops: {r:?}");
+            }
+        }
+        assert!(evaluate(&g, &sp, &emb, Policy::DelayAware, 1).fallback_pairs > 0);
+    }
+
+    #[test]
+    fn hybrid_on_a_real_graph_beats_routing_along_its_spanning_tree() {
+        let g = load_node_link(&data_dir().join("TopoHub/topozoo/Abilene.json")).unwrap();
+        let sp = shortest_path_delays(&g);
+        let fit = HyperbolicConfig {
+            dim: 3,
+            epochs: 200,
+            restarts: 1,
+            ..Default::default()
+        };
+        let emb = Embedding::hybrid(&g, &sp, SarkarConfig::default(), &fit, false).unwrap();
+        let st = evaluate(&g, &sp, &emb, Policy::DelayAware, 1);
+        let (tree_mean, _) = tree_baseline(&sp, &emb).unwrap();
+        assert_eq!(st.delivery_rate, 1.0);
+        assert!(st.mean_stretch < tree_mean, "{st:?} vs tree {tree_mean}");
+    }
+
+    #[test]
+    fn an_empty_graph_is_rejected() {
+        let g = parse_node_link(r#"{"nodes":[],"edges":[]}"#, "empty").unwrap();
+        assert!(Embedding::spt_sarkar(&g, &[], SarkarConfig::default()).is_err());
     }
 
     #[test]
