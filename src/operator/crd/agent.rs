@@ -27,6 +27,8 @@ use super::strategy::WorkloadType;
     namespaced,
     status = "GeometricAgentStatus",
     derive = "PartialEq",
+    selectable = ".spec.tenant",
+    selectable = ".spec.workloadType",
     doc = "A workload MOM places, scales and moves in hyperbolic space.",
     scale(
         spec_replicas_path = ".spec.replicas",

@@ -33,6 +33,12 @@ pub mod reason {
     pub const NO_MATCHING_STRATEGY: &str = "NoMatchingStrategy";
     /// The agent's bid has increasing marginal values.
     pub const BID_NOT_DIMINISHING: &str = "BidNotDiminishing";
+    /// A strategy's `geometricAffinity.nearAgents` names an agent that does not exist.
+    pub const NEAR_AGENT_NOT_FOUND: &str = "NearAgentNotFound";
+    /// A strategy's coordinates do not have the MomConfig's dimension.
+    pub const COORDINATES_WRONG_DIMENSION: &str = "CoordinatesWrongDimension";
+    /// A strategy's coordinates lie on or outside the ball's boundary.
+    pub const COORDINATES_OUTSIDE_BALL: &str = "CoordinatesOutsideBall";
 }
 
 /// Longest message the apiserver accepts in a condition.

@@ -11,11 +11,28 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::conditions::{self, ConditionStatus, DesiredCondition};
+
 /// The name of the only MomConfig the operator acts on.
 pub const ACTIVE_NAME: &str = "default";
 
 /// Tolerance on the sum of the objective weights (the CEL rule uses the same literal).
 pub const OBJECTIVE_SUM_TOLERANCE: f64 = 1e-6;
+
+/// Whether the operator acts on this MomConfig (only the one named [`ACTIVE_NAME`]).
+pub fn is_active(config: &MomConfig) -> bool {
+    config.metadata.name.as_deref() == Some(ACTIVE_NAME)
+}
+
+/// The `Ready` condition of a MomConfig the operator ignores because of its name.
+pub fn ignored_condition(name: &str) -> DesiredCondition {
+    DesiredCondition::new(
+        conditions::READY,
+        ConditionStatus::False,
+        conditions::reason::IGNORED,
+        format!("MomConfig {name} is ignored: the operator only acts on the MomConfig named {ACTIVE_NAME}"),
+    )
+}
 
 /// Desired state of MOM as a whole.
 // Several `printcolumn(...)` entries repeat `type_ = ...`; clippy mistakes them for duplicate attributes.
@@ -348,4 +365,57 @@ pub struct CheckpointRef {
     pub merkle_root: String,
     /// When the checkpoint was written (RFC 3339).
     pub time: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(name: &str) -> MomConfig {
+        let spec = MomConfigSpec {
+            version: None,
+            paradigm: Paradigm::default(),
+            mode: OrchestrationMode::default(),
+            objectives: Objectives {
+                performance: 0.25,
+                cost: 0.25,
+                reliability: 0.25,
+                sustainability: 0.25,
+            },
+            geometry: GeometrySpec::default(),
+            verification: VerificationSpec::default(),
+            tick_seconds: default_tick_seconds(),
+            budget: None,
+        };
+        MomConfig::new(name, spec)
+    }
+
+    #[test]
+    fn only_the_momconfig_named_default_is_active() {
+        assert!(is_active(&config("default")));
+        assert!(!is_active(&config("staging")));
+    }
+
+    #[test]
+    fn an_ignored_momconfig_is_not_ready_and_the_message_names_it() {
+        let condition = ignored_condition("staging");
+        assert_eq!(condition.status, ConditionStatus::False);
+        assert_eq!(condition.reason, "Ignored");
+        assert!(condition.message.contains("staging") && condition.message.contains("default"));
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let spec: MomConfigSpec = serde_json::from_value(serde_json::json!({
+            "objectives": {"performance": 0.4, "cost": 0.3, "reliability": 0.2, "sustainability": 0.1}
+        }))
+        .unwrap();
+        assert_eq!(spec.mode, OrchestrationMode::GeometricMesh);
+        assert_eq!(spec.geometry.routing_algorithm, RoutingAlgorithm::GreedyForwarding);
+        assert_eq!(spec.geometry.dimension, 64);
+        assert_eq!(spec.geometry.curvature, 1.0);
+        assert_eq!(spec.verification.level, VerificationLevel::FullAudit);
+        assert_eq!(spec.tick_seconds, 15);
+        assert!((spec.objectives.sum() - 1.0).abs() <= OBJECTIVE_SUM_TOLERANCE);
+    }
 }

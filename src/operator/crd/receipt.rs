@@ -28,6 +28,10 @@ pub const IMMUTABLE_MESSAGE: &str = "receipts are immutable";
     category = "mom",
     namespaced,
     derive = "PartialEq",
+    selectable = ".spec.action",
+    selectable = ".spec.subject.kind",
+    selectable = ".spec.subject.name",
+    selectable = ".spec.subject.namespace",
     doc = "An immutable, hash-chained, signed record of one action MOM took.",
     printcolumn(
         name = "Seq",

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "OrchestrationStrategyStatus",
     derive = "PartialEq",
+    selectable = ".spec.scaling.method",
     doc = "How MOM scales, places and protects the GeometricAgents it applies to.",
     printcolumn(
         name = "Priority",

@@ -650,3 +650,29 @@ fn the_receipt_edit_differs_from_the_valid_receipt_only_in_spec() {
     );
     assert_ne!(original.spec, edited.spec, "the edit must change the spec");
 }
+
+#[test]
+fn receipts_and_agents_can_be_listed_by_field_selector() {
+    let selectable = |kind: &str| -> Vec<String> {
+        crd_json(kind)["spec"]["versions"][0]["selectableFields"]
+            .as_array()
+            .map(|fields| {
+                fields
+                    .iter()
+                    .map(|f| f["jsonPath"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        selectable("Receipt"),
+        vec![
+            ".spec.action",
+            ".spec.subject.kind",
+            ".spec.subject.name",
+            ".spec.subject.namespace"
+        ]
+    );
+    assert_eq!(selectable("GeometricAgent"), vec![".spec.tenant", ".spec.workloadType"]);
+    assert_eq!(selectable("OrchestrationStrategy"), vec![".spec.scaling.method"]);
+}

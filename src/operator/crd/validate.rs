@@ -7,6 +7,9 @@
 //! marginal values increase. Each problem names the objects involved and maps to a condition
 //! reason; the controllers report them in status (never crash, never ignore them silently).
 //!
+//! For a strategy ([`check_strategy`]): every `nearAgents` entry exists, and explicit
+//! coordinates have the MomConfig's dimension and lie strictly inside the ball (‖x‖ < 1/√κ).
+//!
 //! Strategy selection: a `strategyRef` wins (and is never silently replaced by a trigger match
 //! when it dangles). Otherwise a strategy of the agent's namespace matches when every trigger
 //! dimension matches — workload type listed (or list empty), current pressure listed (or list
@@ -64,15 +67,22 @@ pub struct StrategyFacts {
     pub name: String,
     pub priority: i32,
     pub triggers: Triggers,
+    /// `spec.placement.geometricAffinity.nearAgents`.
+    pub near_agents: Vec<String>,
+    /// `spec.placement.geometricAffinity.coordinates`.
+    pub coordinates: Vec<f64>,
 }
 
 impl StrategyFacts {
     pub fn from_strategy(strategy: &OrchestrationStrategy) -> Self {
+        let affinity = strategy.spec.placement.geometric_affinity.as_ref();
         Self {
             namespace: strategy.namespace().unwrap_or_default(),
             name: strategy.name_any(),
             priority: strategy.spec.priority,
             triggers: strategy.spec.triggers.clone(),
+            near_agents: affinity.map(|a| a.near_agents.clone()).unwrap_or_default(),
+            coordinates: affinity.map(|a| a.coordinates.clone()).unwrap_or_default(),
         }
     }
 
@@ -125,6 +135,32 @@ pub enum Problem {
         previous: f64,
         value: f64,
     },
+    #[error(
+        "spec.placement.geometricAffinity.nearAgents: GeometricAgent {namespace}/{agent} not found (named by OrchestrationStrategy {namespace}/{strategy})"
+    )]
+    NearAgentNotFound {
+        namespace: String,
+        strategy: String,
+        agent: String,
+    },
+    #[error(
+        "spec.placement.geometricAffinity.coordinates of OrchestrationStrategy {namespace}/{strategy} has {got} entries; the ball (MomConfig spec.geometry.dimension) has {want}"
+    )]
+    CoordinatesWrongDimension {
+        namespace: String,
+        strategy: String,
+        got: usize,
+        want: usize,
+    },
+    #[error(
+        "spec.placement.geometricAffinity.coordinates of OrchestrationStrategy {namespace}/{strategy} has norm {norm} but must be < 1/sqrt(curvature) = {radius}"
+    )]
+    CoordinatesOutsideBall {
+        namespace: String,
+        strategy: String,
+        norm: f64,
+        radius: f64,
+    },
 }
 
 impl Problem {
@@ -136,6 +172,9 @@ impl Problem {
             Problem::SelfPeer { .. } => reason::SELF_PEER,
             Problem::AmbiguousStrategy { .. } => reason::AMBIGUOUS_STRATEGY,
             Problem::BidNotDiminishing { .. } => reason::BID_NOT_DIMINISHING,
+            Problem::NearAgentNotFound { .. } => reason::NEAR_AGENT_NOT_FOUND,
+            Problem::CoordinatesWrongDimension { .. } => reason::COORDINATES_WRONG_DIMENSION,
+            Problem::CoordinatesOutsideBall { .. } => reason::COORDINATES_OUTSIDE_BALL,
         }
     }
 }
@@ -233,7 +272,59 @@ pub fn check_agent(
     check
 }
 
-/// The `Ready` condition an agent check implies: `True` when there are no problems, otherwise
+/// The ball explicit coordinates must fit in (from the active MomConfig's `spec.geometry`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ball {
+    pub dimension: usize,
+    /// κ > 0 (CEL guarantees it on the MomConfig).
+    pub curvature: f64,
+}
+
+/// Checks one strategy: `nearAgents` exist in its namespace; explicit coordinates (when given
+/// and a ball is known) have the ball's dimension and satisfy ‖x‖ < 1/√κ.
+pub fn check_strategy(
+    strategy: &StrategyFacts,
+    agents_in_namespace: &BTreeSet<String>,
+    ball: Option<Ball>,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    for agent in &strategy.near_agents {
+        if seen.insert(agent.as_str()) && !agents_in_namespace.contains(agent) {
+            problems.push(Problem::NearAgentNotFound {
+                namespace: strategy.namespace.clone(),
+                strategy: strategy.name.clone(),
+                agent: agent.clone(),
+            });
+        }
+    }
+    if let (Some(ball), false) = (ball, strategy.coordinates.is_empty()) {
+        if strategy.coordinates.len() != ball.dimension {
+            problems.push(Problem::CoordinatesWrongDimension {
+                namespace: strategy.namespace.clone(),
+                strategy: strategy.name.clone(),
+                got: strategy.coordinates.len(),
+                want: ball.dimension,
+            });
+        }
+        let norm = strategy.coordinates.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let radius = 1.0 / ball.curvature.sqrt();
+        // Inside means norm < radius with both finite; NaN (or a non-positive curvature, which gives
+        // an infinite or NaN radius) counts as outside.
+        let inside = norm.is_finite() && radius.is_finite() && norm < radius;
+        if !inside {
+            problems.push(Problem::CoordinatesOutsideBall {
+                namespace: strategy.namespace.clone(),
+                strategy: strategy.name.clone(),
+                norm,
+                radius,
+            });
+        }
+    }
+    problems
+}
+
+/// The `Ready` condition a check implies (agent or strategy): `True` when there are no problems, otherwise
 /// `False` with the first problem's reason and every problem's message joined by "; ".
 pub fn readiness(problems: &[Problem]) -> DesiredCondition {
     match problems.first() {
@@ -299,6 +390,8 @@ mod tests {
                 workload_types: workload_types.to_vec(),
                 ..Triggers::default()
             },
+            near_agents: Vec::new(),
+            coordinates: Vec::new(),
         }
     }
 
@@ -504,5 +597,88 @@ mod tests {
             vec!["pinned", "web"]
         );
         assert_eq!(matched[&("shop".to_string(), "batch".to_string())], vec!["job"]);
+    }
+
+    #[test]
+    fn a_missing_near_agent_is_reported_naming_it() {
+        let mut s = strategy("web-tier", 1, &[]);
+        s.near_agents = vec!["api".into(), "gone".into()];
+        let problems = check_strategy(&s, &names(&["api"]), None);
+        assert_eq!(
+            problems,
+            vec![Problem::NearAgentNotFound {
+                namespace: "shop".into(),
+                strategy: "web-tier".into(),
+                agent: "gone".into()
+            }]
+        );
+        assert!(problems[0].to_string().contains("shop/gone"));
+    }
+
+    #[test]
+    fn coordinates_must_have_the_ball_dimension_and_lie_inside_it() {
+        let ball = Ball {
+            dimension: 2,
+            curvature: 4.0,
+        }; // radius 1/2
+        let mut s = strategy("s", 1, &[]);
+        s.coordinates = vec![0.3, 0.3];
+        assert!(
+            check_strategy(&s, &names(&[]), Some(ball)).is_empty(),
+            "norm 0.42 < 0.5"
+        );
+        s.coordinates = vec![0.3, 0.4];
+        let problems = check_strategy(&s, &names(&[]), Some(ball));
+        assert!(
+            matches!(problems.as_slice(), [Problem::CoordinatesOutsideBall { .. }]),
+            "norm 0.5 is on the boundary: {problems:?}"
+        );
+        s.coordinates = vec![0.1, 0.1, 0.1];
+        let problems = check_strategy(&s, &names(&[]), Some(ball));
+        assert!(
+            matches!(
+                problems.as_slice(),
+                [Problem::CoordinatesWrongDimension { got: 3, want: 2, .. }]
+            ),
+            "{problems:?}"
+        );
+        assert_eq!(problems[0].reason(), "CoordinatesWrongDimension");
+    }
+
+    #[test]
+    fn coordinates_are_not_checked_without_a_ball_and_absent_coordinates_never_fail() {
+        let mut s = strategy("s", 1, &[]);
+        s.coordinates = vec![5.0, 5.0];
+        assert!(check_strategy(&s, &names(&[]), None).is_empty());
+        s.coordinates.clear();
+        assert!(
+            check_strategy(
+                &s,
+                &names(&[]),
+                Some(Ball {
+                    dimension: 8,
+                    curvature: 1.0
+                })
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_non_positive_curvature_reports_coordinates_outside_instead_of_panicking() {
+        let mut s = strategy("s", 1, &[]);
+        s.coordinates = vec![0.0, 0.0];
+        let problems = check_strategy(
+            &s,
+            &names(&[]),
+            Some(Ball {
+                dimension: 2,
+                curvature: 0.0,
+            }),
+        );
+        assert!(
+            matches!(problems.as_slice(), [Problem::CoordinatesOutsideBall { .. }]),
+            "{problems:?}"
+        );
     }
 }
