@@ -11,3 +11,4 @@
 
 #[cfg(feature = "operator")]
 pub mod operator;
+pub mod receipts;
