@@ -26,6 +26,7 @@
 
 pub mod canonical;
 pub mod chain;
+pub mod demo;
 pub mod merkle;
 pub mod replay;
 pub mod retention;
