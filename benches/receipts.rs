@@ -2,10 +2,17 @@
 //! parsing, hashing, and the writer's cost to seal (hash + sign) one receipt.
 //!
 //! Run: `cargo bench --no-default-features --bench receipts`.
+//!
+//! Times are this thread's CPU time (`CLOCK_THREAD_CPUTIME_ID` via `cpu-time`), not wall time:
+//! the development machine is shared by several builds at once, and CPU time is what "one
+//! core" means. The thread being descheduled does not count; everything it executes does.
 
 use std::hint::black_box;
+use std::time::Duration;
 
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use mom::receipts::chain::canonical_body;
 use mom::receipts::demo::{demo_chain, demo_draft};
 use mom::receipts::{
     ChainBuilder, SignatureCheck, Signer, TrustedKeys, VerifyOptions, parse_json_lines, receipt_hash, to_json_lines,
@@ -15,7 +22,37 @@ use mom::receipts::{
 const N: u64 = 20_000;
 const CHECKPOINT_EVERY: u64 = 1_000;
 
-fn bench(c: &mut Criterion) {
+/// CPU time of the benchmarking thread.
+struct ThreadCpu {
+    wall: WallTime,
+}
+
+impl Measurement for ThreadCpu {
+    type Intermediate = cpu_time::ThreadTime;
+    type Value = Duration;
+
+    fn start(&self) -> Self::Intermediate {
+        cpu_time::ThreadTime::now()
+    }
+    fn end(&self, i: Self::Intermediate) -> Self::Value {
+        i.elapsed()
+    }
+    fn add(&self, v1: &Duration, v2: &Duration) -> Duration {
+        *v1 + *v2
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // Values are nanoseconds, exactly as for wall time.
+        self.wall.formatter()
+    }
+}
+
+fn bench(c: &mut Criterion<ThreadCpu>) {
     let signer = Signer::from_seed([7; 32]);
     let chain = demo_chain(&signer, N, CHECKPOINT_EVERY).expect("demo chain");
     let text = to_json_lines(&chain);
@@ -41,6 +78,21 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let rs = parse_json_lines(black_box(&text)).expect("parse");
             black_box(verify_chain(&rs, &keys, &anchors))
+        })
+    });
+    g.bench_function("canonical_body", |b| {
+        b.iter(|| {
+            for r in &chain {
+                black_box(canonical_body(black_box(r)).expect("body"));
+            }
+        })
+    });
+    let bodies: Vec<String> = chain.iter().map(|r| canonical_body(r).expect("body")).collect();
+    g.bench_function("sha256_of_bodies", |b| {
+        b.iter(|| {
+            for body in &bodies {
+                black_box(<sha2::Sha256 as sha2::Digest>::digest(black_box(body.as_bytes())));
+            }
         })
     });
     g.bench_function("receipt_hash", |b| {
@@ -73,5 +125,9 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpu { wall: WallTime });
+    targets = bench
+}
 criterion_main!(benches);

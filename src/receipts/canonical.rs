@@ -57,22 +57,29 @@ pub fn write_value(out: &mut String, value: &Value) -> Result<(), CanonicalError
             out.push(']');
         }
         Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            // serde_json's map is already sorted by UTF-8 bytes; UTF-16 order differs only when
-            // a key holds characters above U+FFFF next to U+E000..U+FFFF, so sort again only then.
-            if entries.iter().any(|(k, _)| !k.is_ascii()) {
-                entries.sort_by(|a, b| utf16_cmp(a.0, b.0));
-            } else if !entries.is_sorted_by(|a, b| a.0 <= b.0) {
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-            }
             out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
+            if map.keys().all(|k| k.is_ascii()) && map.keys().is_sorted() {
+                // Sorted ASCII keys are in UTF-16 order already (serde_json sorts unless a
+                // dependency turns on `preserve_order`, hence the check).
+                for (i, (k, v)) in map.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_str(out, k);
+                    out.push(':');
+                    write_value(out, v)?;
                 }
-                write_str(out, k);
-                out.push(':');
-                write_value(out, v)?;
+            } else {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| utf16_cmp(a.0, b.0));
+                for (i, (k, v)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_str(out, k);
+                    out.push(':');
+                    write_value(out, v)?;
+                }
             }
             out.push('}');
         }
@@ -88,27 +95,29 @@ pub fn utf16_cmp(a: &str, b: &str) -> Ordering {
 /// Appends a JSON string literal with RFC 8785 escaping.
 pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
+    // Every byte that needs escaping is ASCII, and ASCII bytes never occur inside a multi-byte
+    // UTF-8 sequence, so scanning bytes is exact and splitting at them keeps `&s[..]` valid.
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let esc: Option<&str> = match c {
-            '"' => Some("\\\""),
-            '\\' => Some("\\\\"),
-            '\u{08}' => Some("\\b"),
-            '\t' => Some("\\t"),
-            '\n' => Some("\\n"),
-            '\u{0c}' => Some("\\f"),
-            '\r' => Some("\\r"),
-            c if (c as u32) < 0x20 => None,
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            0x0c => "\\f",
+            b'\r' => "\\r",
+            0x00..=0x1f => "",
             _ => continue,
         };
         out.push_str(&s[start..i]);
-        match esc {
-            Some(e) => out.push_str(e),
-            None => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{:04x}", b);
+        } else {
+            out.push_str(esc);
         }
-        start = i + c.len_utf8();
+        start = i + 1;
     }
     out.push_str(&s[start..]);
     out.push('"');
@@ -257,6 +266,14 @@ mod tests {
             write_f64(&mut s, x).unwrap();
             let back: f64 = s.parse().unwrap();
             prop_assert_eq!(back, x);
+        }
+
+        #[test]
+        fn any_string_escapes_to_json_that_parses_back_to_it(text in any::<String>()) {
+            let c = canon(&Value::String(text.clone()));
+            prop_assert!(!c.bytes().any(|b| b < 0x20), "raw control byte in {:?}", c);
+            let back: Value = serde_json::from_str(&c).unwrap();
+            prop_assert_eq!(back, Value::String(text));
         }
 
         #[test]

@@ -10,6 +10,8 @@
 //! Merkle leaf `i` is the 32-byte `hash` of the receipt with sequence `i`; a checkpoint at
 //! sequence `c` signs the tree head of size `c` (every receipt before it).
 
+use std::fmt::Write as _;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -78,7 +80,7 @@ impl CheckpointDecision {
 /// Written field by field in sorted key order; equal to `canonical::to_string` of the same
 /// object (a test checks this), only faster.
 pub fn canonical_body(r: &Receipt) -> Result<String, ReceiptError> {
-    let mut s = String::with_capacity(384);
+    let mut s = String::with_capacity(1024);
     s.push_str("{\"action\":");
     write_str(&mut s, r.action.as_str());
     s.push_str(",\"decision\":");
@@ -92,7 +94,7 @@ pub fn canonical_body(r: &Receipt) -> Result<String, ReceiptError> {
     s.push_str(",\"prevHash\":");
     write_str(&mut s, &r.prev_hash);
     s.push_str(",\"sequence\":");
-    s.push_str(&r.sequence.to_string());
+    let _ = write!(s, "{}", r.sequence);
     s.push_str(",\"subject\":{\"apiVersion\":");
     let sub = &r.subject;
     write_str(&mut s, &sub.api_version);
