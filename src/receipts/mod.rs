@@ -23,6 +23,19 @@
 //!   not see is a corrupted *signature field* on an otherwise intact receipt inside a run (the
 //!   content is still authenticated); [`verify::SignatureCheck::All`] (`mom verify
 //!   --all-signatures`) checks every signature with batch verification for that.
+//!
+//! Measured (`cargo bench --no-default-features --bench receipts`, CPU time of one thread,
+//! 20,000 demo receipts of ~730 bytes, a checkpoint every 1,000): verifying parsed receipts
+//! ≈ 375,000/s with anchors, ≈ 47,000/s checking every signature in batches; parsing the JSON
+//! lines ≈ 200,000/s, so parse + verify from a file ≈ 165,000/s; sealing (hash + sign) ≈ 20 µs.
+//!
+//! # What is evident and what needs outside help
+//! Edits, re-hashed rewrites, gaps, reordering, insertions, forks, foreign keys and forged
+//! checkpoints are evident from the chain alone. Deleting the *newest* receipts, or everything
+//! before some checkpoint, looks like a shorter or a pruned chain: that is evident only against
+//! a head remembered elsewhere ([`verify::VerifyOptions::pinned`], `mom verify --pin SEQ:HASH`),
+//! as for any transparency log. Retention ([`retention`]) prunes only up to a checkpoint, whose
+//! signed tree head and frontier keep later checkpoints and inclusion proofs verifiable.
 
 pub mod canonical;
 pub mod chain;
@@ -201,9 +214,14 @@ pub fn parse_json_lines(text: &str) -> Result<Vec<Receipt>, ReceiptError> {
         if line.trim().is_empty() {
             continue;
         }
-        let receipt: Receipt = serde_json::from_str(line).map_err(|e| ReceiptError::Parse {
-            line: i + 1,
-            message: e.to_string(),
+        let receipt: Receipt = serde_json::from_str(line).map_err(|e| {
+            // serde_json appends " at line 1 column N" (of this one line); say column only.
+            let text = e.to_string();
+            let cause = text.rsplit_once(" at line ").map_or(text.as_str(), |(m, _)| m);
+            ReceiptError::Parse {
+                line: i + 1,
+                message: format!("column {}: {cause}", e.column()),
+            }
         })?;
         out.push(receipt);
     }
@@ -296,7 +314,8 @@ mod tests {
         text.push_str("{\"sequence\": 3, \"action\": \"spawn\"\n");
         let err = parse_json_lines(&text).unwrap_err();
         assert!(matches!(err, ReceiptError::Parse { line: 4, .. }), "{err}");
-        assert!(err.to_string().starts_with("line 4:"), "{err}");
+        assert!(err.to_string().starts_with("line 4: column"), "{err}");
+        assert!(!err.to_string().contains("line 1"), "{err}");
     }
 
     #[test]
