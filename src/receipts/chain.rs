@@ -267,10 +267,17 @@ impl ChainBuilder {
         self.tree.as_ref()
     }
 
-    fn next_position(&self) -> (u64, String) {
+    fn next_position(&self) -> Result<(u64, String), ReceiptError> {
         match &self.head {
-            None => (0, GENESIS_PREV_HASH.to_string()),
-            Some(h) => (h.sequence + 1, h.hash.clone()),
+            None => Ok((0, GENESIS_PREV_HASH.to_string())),
+            Some(h) => match h.sequence.checked_add(1) {
+                Some(next) => Ok((next, h.hash.clone())),
+                None => Err(ReceiptError::BadField {
+                    field: "sequence",
+                    value: h.sequence.to_string(),
+                    expected: "below u64::MAX so the chain can continue",
+                }),
+            },
         }
     }
 
@@ -287,7 +294,7 @@ impl ChainBuilder {
             return Err(ReceiptError::CheckpointDraft);
         }
         super::decode_hash("inputsDigest", &draft.inputs_digest)?;
-        let (sequence, prev_hash) = self.next_position();
+        let (sequence, prev_hash) = self.next_position()?;
         self.finish(Receipt {
             sequence,
             action: draft.action,
@@ -305,7 +312,7 @@ impl ChainBuilder {
 
     /// Makes `receipt` (persisted by the caller) the new head.
     pub fn commit(&mut self, receipt: &Receipt) -> Result<(), ReceiptError> {
-        let (sequence, prev_hash) = self.next_position();
+        let (sequence, prev_hash) = self.next_position()?;
         if receipt.sequence != sequence {
             return Err(ReceiptError::NotNext {
                 sequence: receipt.sequence,
@@ -349,7 +356,7 @@ impl ChainBuilder {
 
     /// The next checkpoint receipt (signed tree head over every receipt so far), unchanged builder.
     pub fn prepare_checkpoint(&self, subject: SubjectRef, time: String) -> Result<Receipt, ReceiptError> {
-        let (sequence, prev_hash) = self.next_position();
+        let (sequence, prev_hash) = self.next_position()?;
         let tree = self.tree.as_ref().ok_or(ReceiptError::NoMerkleState(sequence))?;
         let root = tree.root();
         let decision = CheckpointDecision {

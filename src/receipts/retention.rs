@@ -36,7 +36,7 @@ pub struct Split {
 pub fn prune_point(receipts: &[Receipt], policy: &RetentionPolicy) -> Option<u64> {
     let first = receipts.first()?.sequence;
     let last = receipts.last()?.sequence;
-    let cutoff = (last + 1).saturating_sub(policy.keep_last);
+    let cutoff = last.saturating_add(1).saturating_sub(policy.keep_last);
     receipts
         .iter()
         .rev()

@@ -329,7 +329,7 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
         if prev.is_none() {
             report.first_sequence = Some(seq);
             if seq > 0 {
-                let pinned_before = options.pinned.iter().any(|p| p.sequence + 1 == seq);
+                let pinned_before = options.pinned.iter().any(|p| p.sequence.checked_add(1) == Some(seq));
                 if ci.r.action == Action::Checkpoint {
                     report.starts_at_checkpoint = true;
                     starts_here = true;
@@ -540,11 +540,15 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
                         pin.sequence
                     ),
                 ),
-                (Some(first), _) if pin.sequence + 1 == first && items[canon[0]].r.prev_hash != pin.hash => f.add(
-                    first,
-                    ProblemKind::Forked,
-                    format!("prevHash differs from the pinned head {}", pin.hash),
-                ),
+                (Some(first), _)
+                    if pin.sequence.checked_add(1) == Some(first) && items[canon[0]].r.prev_hash != pin.hash =>
+                {
+                    f.add(
+                        first,
+                        ProblemKind::Forked,
+                        format!("prevHash differs from the pinned head {}", pin.hash),
+                    )
+                }
                 (None, None) => f.add(
                     pin.sequence,
                     ProblemKind::Missing,
@@ -882,6 +886,35 @@ mod tests {
         };
         let rep = verify_chain(&rs, &keys_for(&s), &opts);
         assert_eq!(kinds(&rep), vec![(4, ProblemKind::Forked)]);
+    }
+
+    #[test]
+    fn sequence_numbers_at_the_top_of_the_range_are_reported_without_panicking() {
+        let s = signer(1);
+        let mut rs = chain(3, 0, &s);
+        rs[2].sequence = u64::MAX;
+        reseal(&mut rs[2], &s);
+        let opts = VerifyOptions {
+            pinned: vec![ChainHead {
+                sequence: u64::MAX,
+                hash: "33".repeat(32),
+            }],
+            ..Default::default()
+        };
+        let rep = verify_chain(&rs, &keys_for(&s), &opts);
+        let k = kinds(&rep);
+        assert!(
+            k.contains(&(2, ProblemKind::Missing)) && k.contains(&(u64::MAX, ProblemKind::Forked)),
+            "{k:?}"
+        );
+        let mut b = ChainBuilder::after(
+            s,
+            ChainHead {
+                sequence: u64::MAX,
+                hash: rs[2].hash.clone(),
+            },
+        );
+        assert!(b.seal(draft(0)).unwrap_err().to_string().contains("sequence"));
     }
 
     #[test]
