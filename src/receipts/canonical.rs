@@ -123,11 +123,31 @@ pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Appends an unsigned integer in decimal (no formatting machinery: this is on the hot path).
+pub fn push_u64(out: &mut String, mut u: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    for &d in &buf[i..] {
+        out.push(d as char);
+    }
+}
+
 fn write_number(out: &mut String, n: &Number) -> Result<(), CanonicalError> {
     if let Some(u) = n.as_u64() {
-        let _ = write!(out, "{u}");
+        push_u64(out, u);
     } else if let Some(i) = n.as_i64() {
-        let _ = write!(out, "{i}");
+        if i < 0 {
+            out.push('-');
+        }
+        push_u64(out, i.unsigned_abs());
     } else {
         let x = n.as_f64().unwrap_or(f64::NAN);
         write_f64(out, x)?;

@@ -10,8 +10,6 @@
 //! Merkle leaf `i` is the 32-byte `hash` of the receipt with sequence `i`; a checkpoint at
 //! sequence `c` signs the tree head of size `c` (every receipt before it).
 
-use std::fmt::Write as _;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -79,44 +77,57 @@ impl CheckpointDecision {
 ///
 /// Written field by field in sorted key order; equal to `canonical::to_string` of the same
 /// object (a test checks this), only faster.
-pub fn canonical_body(r: &Receipt) -> Result<String, ReceiptError> {
-    let mut s = String::with_capacity(1024);
+pub fn write_canonical_body(s: &mut String, r: &Receipt) -> Result<(), ReceiptError> {
     s.push_str("{\"action\":");
-    write_str(&mut s, r.action.as_str());
+    write_str(s, r.action.as_str());
     s.push_str(",\"decision\":");
-    write_value(&mut s, &r.decision)?;
+    write_value(s, &r.decision)?;
     s.push_str(",\"inputsDigest\":");
-    write_str(&mut s, &r.inputs_digest);
+    write_str(s, &r.inputs_digest);
     s.push_str(",\"keyId\":");
-    write_str(&mut s, &r.key_id);
+    write_str(s, &r.key_id);
     s.push_str(",\"level\":");
-    write_str(&mut s, r.level.as_str());
+    write_str(s, r.level.as_str());
     s.push_str(",\"prevHash\":");
-    write_str(&mut s, &r.prev_hash);
+    write_str(s, &r.prev_hash);
     s.push_str(",\"sequence\":");
-    let _ = write!(s, "{}", r.sequence);
+    canonical::push_u64(s, r.sequence);
     s.push_str(",\"subject\":{\"apiVersion\":");
     let sub = &r.subject;
-    write_str(&mut s, &sub.api_version);
+    write_str(s, &sub.api_version);
     s.push_str(",\"kind\":");
-    write_str(&mut s, &sub.kind);
+    write_str(s, &sub.kind);
     s.push_str(",\"name\":");
-    write_str(&mut s, &sub.name);
+    write_str(s, &sub.name);
     s.push_str(",\"namespace\":");
-    write_str(&mut s, &sub.namespace);
+    write_str(s, &sub.namespace);
     if let Some(uid) = &sub.uid {
         s.push_str(",\"uid\":");
-        write_str(&mut s, uid);
+        write_str(s, uid);
     }
     s.push_str("},\"time\":");
-    write_str(&mut s, &r.time);
+    write_str(s, &r.time);
     s.push('}');
+    Ok(())
+}
+
+/// [`canonical_body`] as a new string.
+pub fn canonical_body(r: &Receipt) -> Result<String, ReceiptError> {
+    let mut s = String::with_capacity(1024);
+    write_canonical_body(&mut s, r)?;
     Ok(s)
 }
 
 /// `SHA-256(canonical_body(r))`: the value `r.hash` must hold.
 pub fn receipt_hash(r: &Receipt) -> Result<Hash, ReceiptError> {
-    Ok(Sha256::digest(canonical_body(r)?.as_bytes()).into())
+    receipt_hash_with(r, &mut String::with_capacity(1024))
+}
+
+/// [`receipt_hash`] reusing `buf` (cleared first) for the canonical body.
+pub fn receipt_hash_with(r: &Receipt, buf: &mut String) -> Result<Hash, ReceiptError> {
+    buf.clear();
+    write_canonical_body(buf, r)?;
+    Ok(Sha256::digest(buf.as_bytes()).into())
 }
 
 /// Merkle leaf hashes of `receipts` (which must be the chain from sequence 0, in order):

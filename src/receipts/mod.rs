@@ -194,15 +194,33 @@ pub enum ReceiptError {
     NoMerkleState(u64),
 }
 
-/// Decodes a 64-digit hex string into 32 bytes, naming the field when it is not one.
-pub fn decode_hash(field: &'static str, hex_str: &str) -> Result<[u8; 32], ReceiptError> {
+/// Decodes exactly 64 lowercase hex digits (the only spelling MOM writes) into 32 bytes.
+pub fn hex32(text: &str) -> Option<[u8; 32]> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    let b = text.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
     let mut out = [0u8; 32];
-    hex::decode_to_slice(hex_str, &mut out).map_err(|_| ReceiptError::BadField {
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = (nibble(b[2 * i])? << 4) | nibble(b[2 * i + 1])?;
+    }
+    Some(out)
+}
+
+/// Decodes a 64-digit lowercase hex string into 32 bytes, naming the field when it is not one.
+pub fn decode_hash(field: &'static str, hex_str: &str) -> Result<[u8; 32], ReceiptError> {
+    hex32(hex_str).ok_or_else(|| ReceiptError::BadField {
         field,
         value: hex_str.to_string(),
         expected: "64 lowercase hex digits",
-    })?;
-    Ok(out)
+    })
 }
 
 /// Reads receipts from JSON lines (one receipt per line; blank lines are skipped).
@@ -338,6 +356,14 @@ mod tests {
         assert!(text.contains("\"prevHash\"") && text.contains("\"inputsDigest\""));
         assert!(text.contains("\"level\":\"full_audit\"") && text.contains("\"apiVersion\""));
         assert_eq!(parse_json_lines(&text).unwrap(), chain);
+    }
+
+    #[test]
+    fn hashes_decode_from_lowercase_hex_only() {
+        let h: [u8; 32] = std::array::from_fn(|i| (i * 37) as u8);
+        assert_eq!(hex32(&hex::encode(h)), Some(h));
+        assert_eq!(hex32(&hex::encode(h).to_uppercase()), None);
+        assert_eq!(hex32(&"g".repeat(64)), None);
     }
 
     #[test]

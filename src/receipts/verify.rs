@@ -33,7 +33,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::chain::{ChainHead, CheckpointDecision, receipt_hash};
+use super::chain::{ChainHead, CheckpointDecision, receipt_hash_with};
 use super::merkle::{Frontier, Hash, leaf_hash};
 use super::signing::{TrustedKeys, checkpoint_message, parse_signature, receipt_message, verify_many};
 use super::{Action, GENESIS_PREV_HASH, Receipt};
@@ -165,8 +165,7 @@ fn longest_non_decreasing(seqs: &[u64]) -> Vec<bool> {
 }
 
 fn decode(hex_str: &str) -> Option<Hash> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(hex_str, &mut out).ok().map(|_| out)
+    super::hex32(hex_str)
 }
 
 /// Verifies `receipts` (in export order) against `keys`.
@@ -196,11 +195,12 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
     }
 
     // 2. Content hashes and key ids, for every receipt.
+    let mut buf = String::with_capacity(1024);
     let items: Vec<Item<'_>> = receipts
         .iter()
         .map(|r| {
             let stored = decode(&r.hash);
-            let content_ok = match (stored, receipt_hash(r)) {
+            let content_ok = match (stored, receipt_hash_with(r, &mut buf)) {
                 (Some(s), Ok(h)) => s == h,
                 _ => false,
             };
@@ -362,7 +362,7 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
         // Content and link.
         if !ci.content_ok {
             let what = if ci.stored.is_none() {
-                "its hash field is not 64 hex digits"
+                "its hash field is not 64 lowercase hex digits"
             } else {
                 "its content does not match its hash"
             };
