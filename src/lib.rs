@@ -14,3 +14,4 @@ pub mod geometry;
 #[cfg(feature = "operator")]
 pub mod operator;
 pub mod placement;
+pub mod receipts;

@@ -13,6 +13,8 @@ mod crdgen;
 mod geometry;
 #[cfg(feature = "operator")]
 mod operator;
+mod receipts;
+mod verify;
 
 /// MOM — hyperbolic placement, predictive scaling and verifiable receipts for Kubernetes.
 #[derive(Debug, Parser)]
@@ -39,6 +41,10 @@ enum Command {
     /// Run the operator: controllers, leader election, metrics and health endpoints.
     #[cfg(feature = "operator")]
     Operator(operator::Args),
+    /// Verify an exported receipt chain offline: hashes, links, signatures, checkpoints, replay.
+    Verify(verify::Args),
+    /// Receipt tools: key generation, a demo chain, retention pruning.
+    Receipts(receipts::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -55,6 +61,8 @@ pub fn main() -> ExitCode {
         Command::Crdgen(args) => crdgen::run(args),
         #[cfg(feature = "operator")]
         Command::Operator(args) => operator::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Receipts(args) => receipts::run(args),
     };
     match result {
         Ok(code) => code,

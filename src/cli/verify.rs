@@ -1,0 +1,213 @@
+//! `mom verify --file FILE`: offline verification of an exported receipt chain.
+//!
+//! Reads JSON lines (one receipt per line), checks hashes, links, signatures and checkpoints
+//! against the trusted public keys, optionally replays recorded decisions, prints a table or
+//! (with `--format json`) one JSON object, and exits 1 when any problem is found.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args as ClapArgs, ValueEnum};
+use mom::receipts::replay::{InlineOnly, ReplayRegistry, ReplayReport};
+use mom::receipts::signing::parse_public_key;
+use mom::receipts::{ChainHead, Report, SignatureCheck, TrustedKeys, VerifyOptions, parse_json_lines, verify_chain};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// Verify a receipt chain exported as JSON lines.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// JSON-lines export to check (one receipt per line).
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Trusted Ed25519 public key: 64 hex digits, or a file holding one key per line.
+    #[arg(long = "public-key", value_name = "FILE|HEX")]
+    pub public_keys: Vec<String>,
+    /// Re-run recorded decisions from their recorded inputs and report any that differ.
+    #[arg(long)]
+    pub replay: bool,
+    /// Check every receipt's signature (batch verification) instead of only the anchors.
+    #[arg(long)]
+    pub all_signatures: bool,
+    /// A head known from elsewhere, `SEQUENCE:HASH`; truncation or rewriting past it is evident.
+    #[arg(long = "pin", value_name = "SEQ:HASH")]
+    pub pins: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Reads `--public-key` values: hex directly, else a file of hex keys (`#` comments allowed).
+pub fn load_keys(values: &[String]) -> anyhow::Result<TrustedKeys> {
+    let mut keys = TrustedKeys::new();
+    for v in values {
+        let looks_hex = v.len() == 64 && v.chars().all(|c| c.is_ascii_hexdigit());
+        if looks_hex {
+            keys.add(parse_public_key(v)?);
+            continue;
+        }
+        let text = std::fs::read_to_string(Path::new(v))
+            .with_context(|| format!("--public-key {v}: not 64 hex digits and not a readable file"))?;
+        let mut n = 0;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            keys.add(parse_public_key(line).with_context(|| format!("{v} line {}", i + 1))?);
+            n += 1;
+        }
+        if n == 0 {
+            bail!("--public-key {v}: the file holds no key");
+        }
+    }
+    Ok(keys)
+}
+
+fn parse_pin(s: &str) -> anyhow::Result<ChainHead> {
+    let (seq, hash) = s
+        .split_once(':')
+        .with_context(|| format!("--pin {s:?}: want SEQUENCE:HASH"))?;
+    let sequence = seq
+        .parse()
+        .with_context(|| format!("--pin {s:?}: sequence {seq:?} is not a number"))?;
+    mom::receipts::decode_hash("--pin hash", hash)?;
+    Ok(ChainHead {
+        sequence,
+        hash: hash.to_string(),
+    })
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.public_keys.is_empty() {
+        bail!("give at least one trusted key with --public-key FILE|HEX");
+    }
+    let keys = load_keys(&args.public_keys)?;
+    let pinned = args
+        .pins
+        .iter()
+        .map(|p| parse_pin(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let started = Instant::now();
+    let receipts = parse_json_lines(&text).with_context(|| format!("{}", args.file.display()))?;
+    let parsed = started.elapsed();
+    let options = VerifyOptions {
+        signatures: if args.all_signatures {
+            SignatureCheck::All
+        } else {
+            SignatureCheck::Anchors
+        },
+        pinned,
+    };
+    let report = verify_chain(&receipts, &keys, &options);
+    let elapsed = started.elapsed();
+    let replay = args
+        .replay
+        .then(|| ReplayRegistry::with_builtins().replay_all(&receipts, &InlineOnly));
+    let ok = report.is_ok() && replay.as_ref().is_none_or(|r| r.mismatches.is_empty());
+
+    match args.format {
+        Format::Json => {
+            let out = serde_json::json!({
+                "file": args.file.display().to_string(),
+                "ok": ok,
+                "signatures": options.signatures,
+                "report": report,
+                "replay": replay,
+                "parseSeconds": parsed.as_secs_f64(),
+                "verifySeconds": elapsed.as_secs_f64(),
+            });
+            println!("{}", serde_json::to_string(&out)?);
+        }
+        Format::Table => print_table(
+            &args.file,
+            &report,
+            replay.as_ref(),
+            options.signatures,
+            elapsed.as_secs_f64(),
+            ok,
+        ),
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn print_table(
+    file: &Path,
+    report: &Report,
+    replay: Option<&ReplayReport>,
+    signatures: SignatureCheck,
+    seconds: f64,
+    ok: bool,
+) {
+    println!("file         {}", file.display());
+    let range = match (report.first_sequence, report.last_sequence) {
+        (Some(a), Some(b)) => format!("sequences {a}..={b}"),
+        _ => "empty".to_string(),
+    };
+    let pruned = if report.starts_at_checkpoint {
+        ", starts at a checkpoint (older receipts pruned)"
+    } else {
+        ""
+    };
+    println!("receipts     {} ({range}{pruned})", report.receipts);
+    println!(
+        "checkpoints  {} recomputed, {} accepted on signature",
+        report.checkpoints_recomputed, report.checkpoints_on_signature
+    );
+    let mode = match signatures {
+        SignatureCheck::Anchors => "anchors",
+        SignatureCheck::All => "all",
+    };
+    println!("signatures   {} checked ({mode})", report.signatures_checked);
+    let rate = if seconds > 0.0 {
+        report.receipts as f64 / seconds
+    } else {
+        0.0
+    };
+    println!("time         {:.3} s parse+verify ({rate:.0} receipts/s)", seconds);
+    if !report.problems.is_empty() {
+        println!();
+        println!("{:<10} {:<20} DETAIL", "SEQUENCE", "PROBLEM");
+        for p in &report.problems {
+            println!("{:<10} {:<20} {}", p.sequence, p.kind.as_str(), p.detail);
+        }
+    }
+    if let Some(r) = replay {
+        println!();
+        println!(
+            "replay       {} replayed, {} matched, {} without inputs, {} without a kind",
+            r.replayed, r.matched, r.without_inputs, r.without_kind
+        );
+        for (kind, n) in &r.unregistered {
+            println!("             {n} decisions of unregistered kind {kind} not replayed");
+        }
+        if !r.mismatches.is_empty() {
+            println!("{:<10} {:<20} DETAIL", "SEQUENCE", "REPLAY MISMATCH");
+            for m in &r.mismatches {
+                println!(
+                    "{:<10} {:<20} {} ({})",
+                    m.sequence,
+                    format!("{:?}", m.what).to_lowercase(),
+                    m.detail,
+                    m.kind
+                );
+            }
+        }
+    }
+    println!();
+    let n = report.problems.len() + replay.map_or(0, |r| r.mismatches.len());
+    println!(
+        "result       {}",
+        if ok {
+            "OK".to_string()
+        } else {
+            format!("FAILED ({n} problems)")
+        }
+    );
+}

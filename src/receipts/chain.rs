@@ -1,0 +1,744 @@
+//! Sealing receipts into the chain: canonical hash, signature, checkpoints, sampling.
+//!
+//! Inputs: the chain head (or the chain tail to resume from), a [`Signer`], unsigned
+//! [`ReceiptDraft`]s, the caller's RFC 3339 time. Outputs: sealed [`Receipt`]s whose
+//! `prevHash` is the previous receipt's `hash`, and checkpoint receipts carrying a signed
+//! Merkle tree head and the compact tree ([`Frontier`]) so earlier receipts can be pruned.
+//!
+//! `hash = SHA-256(canonical JSON of {action, decision, inputsDigest, keyId, level, prevHash,
+//! sequence, subject, time})` — the receipt without `hash` and `signature`.
+//! Merkle leaf `i` is the 32-byte `hash` of the receipt with sequence `i`; a checkpoint at
+//! sequence `c` signs the tree head of size `c` (every receipt before it).
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::canonical::{self, write_str, write_value};
+use super::merkle::{Frontier, Hash, leaf_hash};
+use super::signing::Signer;
+use super::{Action, GENESIS_PREV_HASH, Level, Receipt, ReceiptDraft, ReceiptError, SubjectRef};
+
+/// The last written receipt of a chain: where the next one attaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainHead {
+    pub sequence: u64,
+    /// Hex hash of the receipt at `sequence`.
+    pub hash: String,
+}
+
+/// The `decision` of a checkpoint receipt: a signed tree head plus the compact tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointDecision {
+    /// Number of leaves: every receipt with sequence < treeSize.
+    pub tree_size: u64,
+    /// Hex RFC 6962 root over those receipts' hashes.
+    pub root_hash: String,
+    /// Hex perfect-subtree roots of the tree (popcount(treeSize) of them), leftmost first.
+    pub frontier: Vec<String>,
+    /// Hex Ed25519 signature over `"mom-checkpoint-v1\0" ‖ treeSize ‖ root` by the receipt's key.
+    pub signature: String,
+}
+
+impl CheckpointDecision {
+    /// Reads the checkpoint fields out of a checkpoint receipt's decision.
+    pub fn from_receipt(r: &Receipt) -> Result<Self, ReceiptError> {
+        serde_json::from_value(r.decision.clone()).map_err(|e| ReceiptError::BadCheckpoint {
+            sequence: r.sequence,
+            message: format!("decision is not a checkpoint: {e}"),
+        })
+    }
+
+    /// The root as bytes.
+    pub fn root(&self, sequence: u64) -> Result<Hash, ReceiptError> {
+        super::decode_hash("decision.rootHash", &self.root_hash).map_err(|e| ReceiptError::BadCheckpoint {
+            sequence,
+            message: e.to_string(),
+        })
+    }
+
+    /// The compact tree, checked to have popcount(treeSize) roots whose fold is `rootHash`.
+    pub fn frontier(&self, sequence: u64) -> Result<Frontier, ReceiptError> {
+        let bad = |message: String| ReceiptError::BadCheckpoint { sequence, message };
+        let mut roots = Vec::with_capacity(self.frontier.len());
+        for h in &self.frontier {
+            roots.push(super::decode_hash("decision.frontier", h).map_err(|e| bad(e.to_string()))?);
+        }
+        let f = Frontier::from_parts(self.tree_size, roots).map_err(|e| bad(e.to_string()))?;
+        if f.root() != self.root(sequence)? {
+            return Err(bad("frontier does not fold to rootHash".into()));
+        }
+        Ok(f)
+    }
+}
+
+/// The canonical JSON of a receipt without `hash` and `signature` (what [`receipt_hash`] hashes).
+///
+/// Written field by field in sorted key order; equal to `canonical::to_string` of the same
+/// object (a test checks this), only faster.
+pub fn write_canonical_body(s: &mut String, r: &Receipt) -> Result<(), ReceiptError> {
+    s.push_str("{\"action\":");
+    write_str(s, r.action.as_str());
+    s.push_str(",\"decision\":");
+    write_value(s, &r.decision)?;
+    s.push_str(",\"inputsDigest\":");
+    write_str(s, &r.inputs_digest);
+    s.push_str(",\"keyId\":");
+    write_str(s, &r.key_id);
+    s.push_str(",\"level\":");
+    write_str(s, r.level.as_str());
+    s.push_str(",\"prevHash\":");
+    write_str(s, &r.prev_hash);
+    s.push_str(",\"sequence\":");
+    canonical::push_u64(s, r.sequence);
+    s.push_str(",\"subject\":{\"apiVersion\":");
+    let sub = &r.subject;
+    write_str(s, &sub.api_version);
+    s.push_str(",\"kind\":");
+    write_str(s, &sub.kind);
+    s.push_str(",\"name\":");
+    write_str(s, &sub.name);
+    s.push_str(",\"namespace\":");
+    write_str(s, &sub.namespace);
+    if let Some(uid) = &sub.uid {
+        s.push_str(",\"uid\":");
+        write_str(s, uid);
+    }
+    s.push_str("},\"time\":");
+    write_str(s, &r.time);
+    s.push('}');
+    Ok(())
+}
+
+/// [`canonical_body`] as a new string.
+pub fn canonical_body(r: &Receipt) -> Result<String, ReceiptError> {
+    let mut s = String::with_capacity(1024);
+    write_canonical_body(&mut s, r)?;
+    Ok(s)
+}
+
+/// `SHA-256(canonical_body(r))`: the value `r.hash` must hold.
+pub fn receipt_hash(r: &Receipt) -> Result<Hash, ReceiptError> {
+    receipt_hash_with(r, &mut String::with_capacity(1024))
+}
+
+/// [`receipt_hash`] reusing `buf` (cleared first) for the canonical body.
+pub fn receipt_hash_with(r: &Receipt, buf: &mut String) -> Result<Hash, ReceiptError> {
+    buf.clear();
+    write_canonical_body(buf, r)?;
+    Ok(Sha256::digest(buf.as_bytes()).into())
+}
+
+/// Merkle leaf hashes of `receipts` (which must be the chain from sequence 0, in order):
+/// leaf `i` = `SHA-256(0x00 ‖ hash of receipt i)`. Feed them to [`super::merkle`] for proofs.
+pub fn leaf_hashes(receipts: &[Receipt]) -> Result<Vec<Hash>, ReceiptError> {
+    receipts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if r.sequence != i as u64 {
+                return Err(ReceiptError::NotNext {
+                    sequence: r.sequence,
+                    expected: i as u64,
+                });
+            }
+            Ok(leaf_hash(&super::decode_hash("hash", &r.hash)?))
+        })
+        .collect()
+}
+
+/// Which share of `sample`-level actions is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SamplingPolicy {
+    /// Parts per million of `sample`-level actions to record (1_000_000 = all).
+    pub rate_ppm: u32,
+}
+
+/// The sampling key of a draft: `SHA-256("mom-sample-v1\0" ‖ canonical JSON of the draft)`.
+///
+/// It depends on the draft only (not on its future place in the chain), so anyone holding the
+/// draft can tell whether it had to be written.
+pub fn sample_key(draft: &ReceiptDraft) -> Result<Hash, ReceiptError> {
+    let value = serde_json::to_value(draft).map_err(|e| ReceiptError::BadField {
+        field: "draft",
+        value: e.to_string(),
+        expected: "serialisable",
+    })?;
+    let mut h = Sha256::new();
+    h.update(b"mom-sample-v1\0");
+    h.update(canonical::to_string(&value)?.as_bytes());
+    Ok(h.finalize().into())
+}
+
+/// Is this draft written? `none` → never, `full_audit` → always, `sample` → when the first
+/// 8 bytes of [`sample_key`] (big-endian) are below `rate_ppm / 10⁶ · 2⁶⁴`.
+pub fn is_sampled(draft: &ReceiptDraft, policy: &SamplingPolicy) -> Result<bool, ReceiptError> {
+    match draft.level {
+        Level::None => Ok(false),
+        Level::FullAudit => Ok(true),
+        Level::Sample => {
+            let key = sample_key(draft)?;
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&key[..8]);
+            let x = u128::from(u64::from_be_bytes(first));
+            let threshold = (u128::from(policy.rate_ppm.min(1_000_000)) << 64) / 1_000_000;
+            Ok(x < threshold)
+        }
+    }
+}
+
+/// Extends a chain: assigns sequence and prevHash, hashes, signs; keeps the Merkle frontier.
+///
+/// For `full_audit` the writer calls [`ChainBuilder::prepare`], persists the receipt, and only
+/// then [`ChainBuilder::commit`]s it and takes the action; [`ChainBuilder::seal`] does both.
+#[derive(Debug, Clone)]
+pub struct ChainBuilder {
+    signer: Signer,
+    head: Option<ChainHead>,
+    /// The tree over every receipt so far; `None` when resumed from a bare head.
+    tree: Option<Frontier>,
+}
+
+impl ChainBuilder {
+    /// An empty chain: the first receipt gets sequence 0 and [`GENESIS_PREV_HASH`].
+    pub fn genesis(signer: Signer) -> Self {
+        ChainBuilder {
+            signer,
+            head: None,
+            tree: Some(Frontier::new()),
+        }
+    }
+
+    /// Continues after `head` without Merkle state: receipts can be sealed, checkpoints cannot
+    /// until the builder is rebuilt with [`ChainBuilder::resume`].
+    pub fn after(signer: Signer, head: ChainHead) -> Self {
+        ChainBuilder {
+            signer,
+            head: Some(head),
+            tree: None,
+        }
+    }
+
+    /// Continues a persisted chain from its tail: `tail` (in sequence order) starts at
+    /// sequence 0 or at a checkpoint (whose frontier restores the Merkle state) and runs to the
+    /// last persisted receipt. Hashes and links are checked; signatures are the verifier's job.
+    pub fn resume(signer: Signer, tail: &[Receipt]) -> Result<Self, ReceiptError> {
+        let Some(first) = tail.first() else {
+            return Ok(Self::genesis(signer));
+        };
+        let mut b = if first.sequence == 0 {
+            Self::genesis(signer)
+        } else if first.action == Action::Checkpoint {
+            let cp = CheckpointDecision::from_receipt(first)?;
+            if cp.tree_size != first.sequence {
+                return Err(ReceiptError::BadCheckpoint {
+                    sequence: first.sequence,
+                    message: format!("treeSize {} is not its sequence", cp.tree_size),
+                });
+            }
+            let frontier = cp.frontier(first.sequence)?;
+            let prev = ChainHead {
+                sequence: first.sequence - 1,
+                hash: first.prev_hash.clone(),
+            };
+            ChainBuilder {
+                signer,
+                head: Some(prev),
+                tree: Some(frontier),
+            }
+        } else {
+            return Err(ReceiptError::NoMerkleState(first.sequence));
+        };
+        for r in tail {
+            let h = receipt_hash(r)?;
+            if hex::encode(h) != r.hash {
+                return Err(ReceiptError::BadField {
+                    field: "hash",
+                    value: r.hash.clone(),
+                    expected: "the hash of the receipt's content",
+                });
+            }
+            b.commit(r)?;
+        }
+        Ok(b)
+    }
+
+    pub fn head(&self) -> Option<&ChainHead> {
+        self.head.as_ref()
+    }
+
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// The Merkle tree over the chain so far, when known.
+    pub fn frontier(&self) -> Option<&Frontier> {
+        self.tree.as_ref()
+    }
+
+    fn next_position(&self) -> Result<(u64, String), ReceiptError> {
+        match &self.head {
+            None => Ok((0, GENESIS_PREV_HASH.to_string())),
+            Some(h) => match h.sequence.checked_add(1) {
+                Some(next) => Ok((next, h.hash.clone())),
+                None => Err(ReceiptError::BadField {
+                    field: "sequence",
+                    value: h.sequence.to_string(),
+                    expected: "below u64::MAX so the chain can continue",
+                }),
+            },
+        }
+    }
+
+    fn finish(&self, mut r: Receipt) -> Result<Receipt, ReceiptError> {
+        let h = receipt_hash(&r)?;
+        r.hash = hex::encode(h);
+        r.signature = self.signer.sign_receipt(&h);
+        Ok(r)
+    }
+
+    /// The next sealed receipt for `draft`, without changing the builder.
+    pub fn prepare(&self, draft: ReceiptDraft) -> Result<Receipt, ReceiptError> {
+        if draft.action == Action::Checkpoint {
+            return Err(ReceiptError::CheckpointDraft);
+        }
+        super::decode_hash("inputsDigest", &draft.inputs_digest)?;
+        let (sequence, prev_hash) = self.next_position()?;
+        self.finish(Receipt {
+            sequence,
+            action: draft.action,
+            subject: draft.subject,
+            decision: draft.decision,
+            inputs_digest: draft.inputs_digest,
+            prev_hash,
+            hash: String::new(),
+            signature: String::new(),
+            key_id: self.signer.key_id().to_string(),
+            time: draft.time,
+            level: draft.level,
+        })
+    }
+
+    /// Makes `receipt` (persisted by the caller) the new head.
+    pub fn commit(&mut self, receipt: &Receipt) -> Result<(), ReceiptError> {
+        let (sequence, prev_hash) = self.next_position()?;
+        if receipt.sequence != sequence {
+            return Err(ReceiptError::NotNext {
+                sequence: receipt.sequence,
+                expected: sequence,
+            });
+        }
+        if receipt.prev_hash != prev_hash {
+            return Err(ReceiptError::BrokenLink {
+                sequence,
+                found: receipt.prev_hash.clone(),
+                expected: prev_hash,
+            });
+        }
+        let h = super::decode_hash("hash", &receipt.hash)?;
+        if let Some(t) = &mut self.tree {
+            t.push_leaf_hash(leaf_hash(&h));
+        }
+        self.head = Some(ChainHead {
+            sequence,
+            hash: receipt.hash.clone(),
+        });
+        Ok(())
+    }
+
+    /// [`prepare`](Self::prepare) then [`commit`](Self::commit).
+    pub fn seal(&mut self, draft: ReceiptDraft) -> Result<Receipt, ReceiptError> {
+        let r = self.prepare(draft)?;
+        self.commit(&r)?;
+        Ok(r)
+    }
+
+    /// Seals `draft` if the sampling decision says so; `None` means nothing is written and the
+    /// chain is unchanged (so it stays unbroken over the written receipts).
+    pub fn record(&mut self, draft: ReceiptDraft, policy: &SamplingPolicy) -> Result<Option<Receipt>, ReceiptError> {
+        if is_sampled(&draft, policy)? {
+            self.seal(draft).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The next checkpoint receipt (signed tree head over every receipt so far), unchanged builder.
+    pub fn prepare_checkpoint(&self, subject: SubjectRef, time: String) -> Result<Receipt, ReceiptError> {
+        let (sequence, prev_hash) = self.next_position()?;
+        let tree = self.tree.as_ref().ok_or(ReceiptError::NoMerkleState(sequence))?;
+        let root = tree.root();
+        let decision = CheckpointDecision {
+            tree_size: tree.size(),
+            root_hash: hex::encode(root),
+            frontier: tree.subtrees().iter().map(hex::encode).collect(),
+            signature: self.signer.sign_checkpoint(tree.size(), &root),
+        };
+        let head = serde_json::json!({"treeSize": tree.size(), "rootHash": decision.root_hash});
+        let decision = serde_json::to_value(&decision).map_err(|e| ReceiptError::BadCheckpoint {
+            sequence,
+            message: e.to_string(),
+        })?;
+        self.finish(Receipt {
+            sequence,
+            action: Action::Checkpoint,
+            subject,
+            decision,
+            inputs_digest: super::inputs_digest(&head)?,
+            prev_hash,
+            hash: String::new(),
+            signature: String::new(),
+            key_id: self.signer.key_id().to_string(),
+            time,
+            level: Level::FullAudit,
+        })
+    }
+
+    /// [`prepare_checkpoint`](Self::prepare_checkpoint) then [`commit`](Self::commit).
+    pub fn checkpoint(&mut self, subject: SubjectRef, time: String) -> Result<Receipt, ReceiptError> {
+        let r = self.prepare_checkpoint(subject, time)?;
+        self.commit(&r)?;
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receipts::testutil::{chain, checkpoint_subject, draft, signer};
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_fast_canonical_body_equals_generic_canonical_json_without_hash_and_signature() {
+        let s = signer(1);
+        let mut rs = chain(6, 4, &s);
+        rs[2].subject.uid = Some("0a-\u{e9}".into());
+        rs[3].decision = serde_json::json!({"z": [1.5, -0.0, 1e21], "a": "\"q\"\n"});
+        for r in &rs {
+            let mut v = serde_json::to_value(r).unwrap();
+            let obj = v.as_object_mut().unwrap();
+            obj.remove("hash");
+            obj.remove("signature");
+            assert_eq!(canonical_body(r).unwrap(), canonical::to_string(&v).unwrap());
+        }
+    }
+
+    #[test]
+    fn each_receipt_links_to_the_hash_of_the_one_before() {
+        let rs = chain(10, 0, &signer(1));
+        assert_eq!(rs[0].prev_hash, GENESIS_PREV_HASH);
+        for w in rs.windows(2) {
+            assert_eq!(w[1].prev_hash, w[0].hash);
+            assert_eq!(w[1].sequence, w[0].sequence + 1);
+        }
+        for r in &rs {
+            assert_eq!(hex::encode(receipt_hash(r).unwrap()), r.hash);
+        }
+    }
+
+    #[test]
+    fn sealing_is_deterministic_for_the_same_key_head_and_draft() {
+        assert_eq!(chain(8, 3, &signer(9)), chain(8, 3, &signer(9)));
+    }
+
+    #[test]
+    fn a_prepared_receipt_not_committed_leaves_the_chain_unchanged() {
+        let mut b = ChainBuilder::genesis(signer(1));
+        let r0 = b.seal(draft(0)).unwrap();
+        let lost = b.prepare(draft(1)).unwrap();
+        assert_eq!(b.head().unwrap().hash, r0.hash);
+        let r1 = b.seal(draft(2)).unwrap();
+        assert_eq!(r1.sequence, lost.sequence);
+        assert_eq!(r1.prev_hash, r0.hash);
+    }
+
+    #[test]
+    fn committing_a_receipt_out_of_turn_is_refused_naming_the_sequences() {
+        let mut b = ChainBuilder::genesis(signer(1));
+        let r0 = b.seal(draft(0)).unwrap();
+        let err = b.commit(&r0).unwrap_err();
+        assert!(
+            err.to_string().contains("receipt 0") && err.to_string().contains("is 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn drafts_with_action_checkpoint_or_a_bad_inputs_digest_are_refused() {
+        let mut b = ChainBuilder::genesis(signer(1));
+        let mut d = draft(0);
+        d.action = Action::Checkpoint;
+        assert_eq!(b.seal(d).unwrap_err(), ReceiptError::CheckpointDraft);
+        let mut d = draft(0);
+        d.inputs_digest = "nope".into();
+        assert!(b.seal(d).unwrap_err().to_string().contains("inputsDigest"));
+    }
+
+    #[test]
+    fn a_checkpoint_signs_the_root_over_every_receipt_before_it() {
+        let s = signer(1);
+        let rs = chain(9, 8, &s);
+        let cp = &rs[8];
+        assert_eq!(cp.action, Action::Checkpoint);
+        let d = CheckpointDecision::from_receipt(cp).unwrap();
+        assert_eq!(d.tree_size, 8);
+        let leaves: Vec<Hash> = rs[..8]
+            .iter()
+            .map(|r| leaf_hash(&crate::receipts::decode_hash("hash", &r.hash).unwrap()))
+            .collect();
+        assert_eq!(d.root_hash, hex::encode(crate::receipts::merkle::root(&leaves)));
+        let mut keys = crate::receipts::TrustedKeys::new();
+        keys.add(s.public_key());
+        let msg = crate::receipts::signing::checkpoint_message(8, &d.root(8).unwrap());
+        assert!(keys.verify(&cp.key_id, &msg, &d.signature));
+    }
+
+    #[test]
+    fn a_builder_resumed_from_a_checkpoint_continues_the_same_chain() {
+        let s = signer(1);
+        let rs = chain(20, 6, &s);
+        // Tail from the checkpoint at 12 to 15; the rest must be reproduced exactly.
+        let mut b = ChainBuilder::resume(s.clone(), &rs[12..16]).unwrap();
+        for r in &rs[16..] {
+            let next = if r.action == Action::Checkpoint {
+                b.checkpoint(checkpoint_subject(), r.time.clone()).unwrap()
+            } else {
+                b.seal(draft(r.sequence)).unwrap()
+            };
+            assert_eq!(&next, r);
+        }
+    }
+
+    #[test]
+    fn resuming_from_a_tail_without_merkle_state_is_an_error() {
+        let s = signer(1);
+        let rs = chain(5, 0, &s);
+        assert_eq!(
+            ChainBuilder::resume(s.clone(), &rs[2..]).unwrap_err(),
+            ReceiptError::NoMerkleState(2)
+        );
+        let mut b = ChainBuilder::after(
+            s,
+            ChainHead {
+                sequence: 4,
+                hash: rs[4].hash.clone(),
+            },
+        );
+        assert!(b.seal(draft(5)).is_ok());
+        assert!(b.checkpoint(checkpoint_subject(), "t".into()).is_err());
+    }
+
+    #[test]
+    fn full_audit_is_always_written_and_none_never() {
+        let p = SamplingPolicy { rate_ppm: 0 };
+        let mut d = draft(1);
+        assert!(is_sampled(&d, &p).unwrap());
+        d.level = Level::None;
+        assert!(!is_sampled(&d, &SamplingPolicy { rate_ppm: 1_000_000 }).unwrap());
+    }
+
+    #[test]
+    fn sampling_keeps_about_the_requested_share_and_leaves_no_gap_in_the_chain() {
+        let s = signer(1);
+        let mut b = ChainBuilder::genesis(s);
+        let policy = SamplingPolicy { rate_ppm: 250_000 };
+        let mut written = Vec::new();
+        for i in 0..2000 {
+            let mut d = draft(i);
+            d.level = Level::Sample;
+            if let Some(r) = b.record(d, &policy).unwrap() {
+                written.push(r);
+            }
+        }
+        // Binomial(2000, 0.25): mean 500, sd ≈ 19.4; ±5 sd.
+        assert!((403..=597).contains(&written.len()), "{}", written.len());
+        for (i, r) in written.iter().enumerate() {
+            assert_eq!(r.sequence, i as u64);
+        }
+        for w in written.windows(2) {
+            assert_eq!(w[1].prev_hash, w[0].hash);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_sampling_decision_depends_only_on_the_draft_and_the_rate(i in 0u64..10_000, ppm in 0u32..=1_000_000) {
+            let mut d = draft(i);
+            d.level = Level::Sample;
+            let p = SamplingPolicy { rate_ppm: ppm };
+            let first = is_sampled(&d, &p).unwrap();
+            prop_assert_eq!(first, is_sampled(&d.clone(), &p).unwrap());
+            // Monotone in the rate: sampled at ppm ⇒ sampled at any higher rate.
+            if first {
+                let all = SamplingPolicy { rate_ppm: 1_000_000 };
+                prop_assert!(is_sampled(&d, &all).unwrap());
+            }
+            if ppm == 0 { prop_assert!(!first); }
+        }
+    }
+}
+
+/// A tree head read from a checkpoint receipt whose tree-head signature verifies under `keys`.
+fn signed_tree_head(checkpoint: &Receipt, keys: &super::TrustedKeys) -> Result<(u64, Hash), ReceiptError> {
+    let seq = checkpoint.sequence;
+    if checkpoint.action != Action::Checkpoint {
+        return Err(ReceiptError::BadCheckpoint {
+            sequence: seq,
+            message: "not a checkpoint".into(),
+        });
+    }
+    let cp = CheckpointDecision::from_receipt(checkpoint)?;
+    let root = cp.root(seq)?;
+    let msg = super::signing::checkpoint_message(cp.tree_size, &root);
+    if !keys.verify(&checkpoint.key_id, &msg, &cp.signature) {
+        return Err(ReceiptError::BadCheckpoint {
+            sequence: seq,
+            message: format!("tree-head signature by key {} does not verify", checkpoint.key_id),
+        });
+    }
+    Ok((cp.tree_size, root))
+}
+
+/// Audit path showing that receipt `sequence` is in the tree of the first `tree_size`
+/// receipts. `receipts` is the chain from sequence 0 (e.g. an archive export).
+pub fn prove_inclusion(receipts: &[Receipt], sequence: u64, tree_size: u64) -> Result<Vec<Hash>, ReceiptError> {
+    let leaves = leaf_hashes(receipts.get(..tree_size as usize).unwrap_or(receipts))?;
+    if (leaves.len() as u64) < tree_size {
+        return Err(ReceiptError::NotNext {
+            sequence: leaves.len() as u64,
+            expected: tree_size,
+        });
+    }
+    super::merkle::inclusion_proof(&leaves, sequence).map_err(|e| ReceiptError::BadCheckpoint {
+        sequence,
+        message: e.to_string(),
+    })
+}
+
+/// Checks that `receipt` (its stored hash, which must match its content) is leaf
+/// `receipt.sequence` of the tree whose head `checkpoint` signs.
+pub fn verify_inclusion_in_checkpoint(
+    receipt: &Receipt,
+    proof: &[Hash],
+    checkpoint: &Receipt,
+    keys: &super::TrustedKeys,
+) -> Result<(), ReceiptError> {
+    let (size, root) = signed_tree_head(checkpoint, keys)?;
+    let h = super::decode_hash("hash", &receipt.hash)?;
+    if receipt_hash(receipt)? != h {
+        return Err(ReceiptError::BadField {
+            field: "hash",
+            value: receipt.hash.clone(),
+            expected: "the hash of the receipt's content",
+        });
+    }
+    if super::merkle::verify_inclusion(&leaf_hash(&h), receipt.sequence, size, proof, &root) {
+        Ok(())
+    } else {
+        Err(ReceiptError::BadCheckpoint {
+            sequence: checkpoint.sequence,
+            message: format!("receipt {} is not included in tree size {size}", receipt.sequence),
+        })
+    }
+}
+
+/// Consistency proof between the trees of the first `old_size` and `new_size` receipts.
+pub fn prove_consistency(receipts: &[Receipt], old_size: u64, new_size: u64) -> Result<Vec<Hash>, ReceiptError> {
+    let leaves = leaf_hashes(receipts.get(..new_size as usize).unwrap_or(receipts))?;
+    if (leaves.len() as u64) < new_size {
+        return Err(ReceiptError::NotNext {
+            sequence: leaves.len() as u64,
+            expected: new_size,
+        });
+    }
+    super::merkle::consistency_proof(&leaves, old_size).map_err(|e| ReceiptError::BadCheckpoint {
+        sequence: new_size,
+        message: e.to_string(),
+    })
+}
+
+/// Checks that the tree signed by checkpoint `old` is a prefix of the one signed by `new`
+/// (nothing before `old` was rewritten since), both heads signed by trusted keys.
+pub fn verify_checkpoint_consistency(
+    old: &Receipt,
+    new: &Receipt,
+    proof: &[Hash],
+    keys: &super::TrustedKeys,
+) -> Result<(), ReceiptError> {
+    let (m, old_root) = signed_tree_head(old, keys)?;
+    let (n, new_root) = signed_tree_head(new, keys)?;
+    if super::merkle::verify_consistency(m, n, &old_root, &new_root, proof) {
+        Ok(())
+    } else {
+        Err(ReceiptError::BadCheckpoint {
+            sequence: new.sequence,
+            message: format!(
+                "tree size {n} is not an extension of checkpoint {} (size {m})",
+                old.sequence
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod proof_tests {
+    use super::*;
+    use crate::receipts::TrustedKeys;
+    use crate::receipts::testutil::{chain, signer};
+
+    fn keys() -> TrustedKeys {
+        let mut k = TrustedKeys::new();
+        k.add(signer(1).public_key());
+        k
+    }
+
+    #[test]
+    fn every_receipt_before_a_checkpoint_is_provably_included_in_it() {
+        let rs = chain(41, 20, &signer(1));
+        let cp = &rs[40];
+        for seq in 0..40u64 {
+            let proof = prove_inclusion(&rs, seq, 40).unwrap();
+            verify_inclusion_in_checkpoint(&rs[seq as usize], &proof, cp, &keys()).unwrap();
+        }
+        // A receipt after the checkpoint, an edited receipt, an untrusted key: refused.
+        assert!(prove_inclusion(&rs, 40, 40).is_err());
+        let proof = prove_inclusion(&rs, 3, 40).unwrap();
+        let mut edited = rs[3].clone();
+        edited.time.push('!');
+        assert!(verify_inclusion_in_checkpoint(&edited, &proof, cp, &keys()).is_err());
+        let mut other = TrustedKeys::new();
+        other.add(signer(2).public_key());
+        let err = verify_inclusion_in_checkpoint(&rs[3], &proof, cp, &other).unwrap_err();
+        assert!(err.to_string().contains("does not verify"), "{err}");
+    }
+
+    #[test]
+    fn a_later_checkpoint_is_consistent_with_an_earlier_one_unless_history_was_rewritten() {
+        let s = signer(1);
+        let rs = chain(41, 20, &s);
+        let proof = prove_consistency(&rs, 20, 40).unwrap();
+        verify_checkpoint_consistency(&rs[20], &rs[40], &proof, &keys()).unwrap();
+
+        // Rewrite receipt 5 and re-seal everything after it with the real key (a key-holder's
+        // fork of history): the new checkpoint at 40 is not an extension of the one at 20.
+        let mut b = ChainBuilder::resume(s.clone(), &rs[..5]).unwrap();
+        let mut forked = rs[..5].to_vec();
+        for r in &rs[5..] {
+            let next = if r.action == Action::Checkpoint {
+                b.checkpoint(r.subject.clone(), r.time.clone()).unwrap()
+            } else {
+                let mut d = crate::receipts::testutil::draft(r.sequence);
+                if r.sequence == 5 {
+                    d.time = "rewritten".into();
+                }
+                b.seal(d).unwrap()
+            };
+            forked.push(next);
+        }
+        let proof = prove_consistency(&forked, 20, 40).unwrap();
+        assert!(verify_checkpoint_consistency(&rs[20], &forked[40], &proof, &keys()).is_err());
+        assert!(verify_checkpoint_consistency(&rs[3], &rs[40], &proof, &keys()).is_err());
+    }
+}
