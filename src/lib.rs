@@ -11,3 +11,8 @@
 
 #[cfg(feature = "operator")]
 pub mod operator;
+
+pub mod forecast;
+pub mod hpa;
+pub mod mpc;
+pub mod simulator;

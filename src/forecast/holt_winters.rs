@@ -1,0 +1,192 @@
+//! Holt-Winters / additive ETS(A,Ad,A) forecaster with the season length detected from the
+//! data by autocorrelation; smoothing parameters chosen by grid search on one-step SSE.
+//!
+//! ```text
+//! level   l_t = α (y_t − s_{t−m}) + (1 − α)(l_{t−1} + φ b_{t−1})
+//! trend   b_t = β (l_t − l_{t−1}) + (1 − β) φ b_{t−1}
+//! season  s_t = γ (y_t − l_t) + (1 − γ) s_{t−m}
+//! ŷ(n+h) = l_n + (φ + … + φ^h) b_n + s_{n+h−m⌈h/m⌉}
+//! ```
+//! Without a detected season (or with fewer than two seasons of data) s ≡ 0 (Holt's damped
+//! trend / simple exponential smoothing when β = 0).
+
+use super::{ForecastError, Forecaster, check_history, check_horizon, detect_season};
+
+const ALPHAS: [f64; 7] = [0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9];
+const BETAS: [f64; 3] = [0.0, 0.02, 0.1];
+const GAMMAS: [f64; 3] = [0.02, 0.1, 0.3];
+const PHI: f64 = 0.98;
+
+/// Fitted Holt-Winters model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HoltWinters {
+    /// Largest season length searched (in steps).
+    pub max_season: usize,
+    /// Re-run season detection every this many fits (detection is O(n·max_season)).
+    pub redetect_every: usize,
+    fits_since_detect: usize,
+    season: Option<usize>,
+    state: Option<State>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct State {
+    level: f64,
+    trend: f64,
+    phi: f64,
+    /// Seasonal terms of the last m steps, `seasonal[(n + k) % m]` for step n + k.
+    seasonal: Vec<f64>,
+    n: usize,
+    alpha: f64,
+    beta: f64,
+    gamma: f64,
+}
+
+impl Default for HoltWinters {
+    fn default() -> Self {
+        Self {
+            max_season: 400,
+            redetect_every: 24,
+            fits_since_detect: usize::MAX,
+            season: None,
+            state: None,
+        }
+    }
+}
+
+impl HoltWinters {
+    /// Season length in use (None = non-seasonal).
+    pub fn season(&self) -> Option<usize> {
+        self.season
+    }
+
+    /// Chosen (α, β, γ) after a fit.
+    pub fn parameters(&self) -> Option<(f64, f64, f64)> {
+        self.state.as_ref().map(|s| (s.alpha, s.beta, s.gamma))
+    }
+}
+
+/// Runs the recursions with fixed parameters; returns the final state and the one-step SSE.
+fn run(y: &[f64], m: usize, alpha: f64, beta: f64, gamma: f64) -> (State, f64) {
+    let n = y.len();
+    let (mut level, mut seasonal, start) = if m > 1 {
+        // Initial level: mean of the first season; seasonal terms: mean deviation per phase
+        // over the first two seasons.
+        let level = y[..m].iter().sum::<f64>() / m as f64;
+        let level2 = y[m..2 * m].iter().sum::<f64>() / m as f64;
+        let seasonal: Vec<f64> = (0..m).map(|i| 0.5 * ((y[i] - level) + (y[m + i] - level2))).collect();
+        (level, seasonal, m)
+    } else {
+        (y[0], vec![0.0], 1)
+    };
+    let phi = if beta > 0.0 { PHI } else { 1.0 };
+    let mut trend = 0.0;
+    let mut sse = 0.0;
+    for (t, &yt) in y.iter().enumerate().skip(start) {
+        let k = t % m;
+        let s_prev = if m > 1 { seasonal[k] } else { 0.0 };
+        let pred = level + phi * trend + s_prev;
+        let e = yt - pred;
+        sse += e * e;
+        let new_level = alpha * (yt - s_prev) + (1.0 - alpha) * (level + phi * trend);
+        trend = beta * (new_level - level) + (1.0 - beta) * phi * trend;
+        level = new_level;
+        if m > 1 {
+            seasonal[k] = gamma * (yt - level) + (1.0 - gamma) * s_prev;
+        }
+    }
+    (
+        State {
+            level,
+            trend,
+            phi,
+            seasonal,
+            n,
+            alpha,
+            beta,
+            gamma: if m > 1 { gamma } else { 0.0 },
+        },
+        sse,
+    )
+}
+
+impl Forecaster for HoltWinters {
+    fn name(&self) -> &'static str {
+        "holt_winters"
+    }
+
+    fn fit(&mut self, history: &[f64]) -> Result<(), ForecastError> {
+        check_history(history, 3)?;
+        if self.fits_since_detect >= self.redetect_every.max(1) {
+            self.season = detect_season(history, 2, self.max_season, 0.3);
+            self.fits_since_detect = 0;
+        }
+        self.fits_since_detect += 1;
+        let m = match self.season {
+            Some(m) if history.len() >= 3 * m => m,
+            _ => 1,
+        };
+        let gammas: &[f64] = if m > 1 { &GAMMAS } else { &[0.0] };
+        let mut best: Option<(State, f64)> = None;
+        for &alpha in &ALPHAS {
+            for &beta in &BETAS {
+                for &gamma in gammas {
+                    let (state, sse) = run(history, m, alpha, beta, gamma);
+                    if best.as_ref().is_none_or(|(_, b)| sse < *b) {
+                        best = Some((state, sse));
+                    }
+                }
+            }
+        }
+        self.state = best.map(|(s, _)| s);
+        Ok(())
+    }
+
+    fn forecast(&self, horizon: usize) -> Result<Vec<f64>, ForecastError> {
+        check_horizon(horizon)?;
+        let s = self.state.as_ref().ok_or(ForecastError::NotFitted)?;
+        let m = s.seasonal.len();
+        let mut damp = 0.0;
+        let mut pw = 1.0;
+        Ok((1..=horizon)
+            .map(|h| {
+                pw *= s.phi;
+                damp += pw;
+                let season = if m > 1 { s.seasonal[(s.n + h - 1) % m] } else { 0.0 };
+                s.level + damp * s.trend + season
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forecast::tests::seasonal_series;
+
+    #[test]
+    fn season_is_found_and_the_next_season_is_forecast_closely() {
+        let s = seasonal_series(24 * 12, 24);
+        let mut hw = HoltWinters::default();
+        hw.fit(&s[..24 * 11]).unwrap();
+        assert_eq!(hw.season(), Some(24));
+        let f = hw.forecast(24).unwrap();
+        let mae: f64 = f.iter().zip(&s[24 * 11..]).map(|(a, b)| (a - b).abs()).sum::<f64>() / 24.0;
+        // Noise amplitude is ±1.8; the seasonal swing is ±20.
+        assert!(mae < 2.5, "mae {mae}");
+    }
+
+    #[test]
+    fn a_linear_trend_is_extrapolated_upwards() {
+        let s: Vec<f64> = (0..100).map(|i| 2.0 * i as f64).collect();
+        let mut hw = HoltWinters::default();
+        hw.fit(&s).unwrap();
+        let f = hw.forecast(3).unwrap();
+        assert!(f[0] > 195.0 && f[2] > f[0], "{f:?}");
+    }
+
+    #[test]
+    fn forecast_before_fit_is_an_error() {
+        assert_eq!(HoltWinters::default().forecast(2), Err(ForecastError::NotFitted));
+    }
+}
