@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod crdgen;
 #[cfg(feature = "operator")]
 mod operator;
+mod scaling;
 
 /// MOM — hyperbolic placement, predictive scaling and verifiable receipts for Kubernetes.
 #[derive(Debug, Parser)]
@@ -24,6 +25,10 @@ struct Cli {
 enum Command {
     /// Print the version of this build.
     Version,
+    /// Forecast accuracy on traces (MAE, MASE against the best seasonal-naive).
+    Forecast(scaling::ForecastArgs),
+    /// Replay traces through the autoscaling simulator (predictive, hpa, static).
+    Simulate(scaling::SimulateArgs),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD with `--out-dir`.
     #[cfg(feature = "operator")]
     Crdgen(crdgen::Args),
@@ -39,6 +44,8 @@ pub fn main() -> ExitCode {
             println!("mom {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Forecast(args) => scaling::run_forecast(args),
+        Command::Simulate(args) => scaling::run_simulate(args),
         #[cfg(feature = "operator")]
         Command::Crdgen(args) => crdgen::run(args),
         #[cfg(feature = "operator")]

@@ -7,10 +7,14 @@
 //! season  s_t = γ (y_t − l_t) + (1 − γ) s_{t−m}
 //! ŷ(n+h) = l_n + (φ + … + φ^h) b_n + s_{n+h−m⌈h/m⌉}
 //! ```
+//! Robustness (NAB series carry spikes 1000× their level): the recursions run in
+//! error-correction form with the one-step error clipped to ±4σ̂, σ̂ = robust scale (MAD) of the
+//! first differences, and parameters and season (none / detected candidates) are chosen by the
+//! sum of absolute one-step errors, which matches MAE scoring.
 //! Without a detected season (or with fewer than two seasons of data) s ≡ 0 (Holt's damped
 //! trend / simple exponential smoothing when β = 0).
 
-use super::{ForecastError, Forecaster, check_history, check_horizon, detect_season};
+use super::{ForecastError, Forecaster, check_history, check_horizon, detect_seasons, robust_centre_scale};
 
 const ALPHAS: [f64; 7] = [0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9];
 const BETAS: [f64; 3] = [0.0, 0.02, 0.1];
@@ -26,6 +30,7 @@ pub struct HoltWinters {
     pub redetect_every: usize,
     fits_since_detect: usize,
     season: Option<usize>,
+    candidates: Vec<usize>,
     state: Option<State>,
 }
 
@@ -49,6 +54,7 @@ impl Default for HoltWinters {
             redetect_every: 24,
             fits_since_detect: usize::MAX,
             season: None,
+            candidates: Vec::new(),
             state: None,
         }
     }
@@ -67,7 +73,7 @@ impl HoltWinters {
 }
 
 /// Runs the recursions with fixed parameters; returns the final state and the one-step SSE.
-fn run(y: &[f64], m: usize, alpha: f64, beta: f64, gamma: f64) -> (State, f64) {
+fn run(y: &[f64], m: usize, alpha: f64, beta: f64, gamma: f64, clip: f64) -> (State, f64) {
     let n = y.len();
     let (mut level, mut seasonal, start) = if m > 1 {
         // Initial level: mean of the first season; seasonal terms: mean deviation per phase
@@ -86,13 +92,14 @@ fn run(y: &[f64], m: usize, alpha: f64, beta: f64, gamma: f64) -> (State, f64) {
         let k = t % m;
         let s_prev = if m > 1 { seasonal[k] } else { 0.0 };
         let pred = level + phi * trend + s_prev;
-        let e = yt - pred;
-        sse += e * e;
-        let new_level = alpha * (yt - s_prev) + (1.0 - alpha) * (level + phi * trend);
-        trend = beta * (new_level - level) + (1.0 - beta) * phi * trend;
-        level = new_level;
+        let raw = yt - pred;
+        sse += raw.abs();
+        // Error-correction form of the recursions, with the error clipped.
+        let e = raw.clamp(-clip, clip);
+        level = level + phi * trend + alpha * e;
+        trend = phi * trend + alpha * beta * e;
         if m > 1 {
-            seasonal[k] = gamma * (yt - level) + (1.0 - gamma) * s_prev;
+            seasonal[k] = s_prev + gamma * (1.0 - alpha) * e;
         }
     }
     (
@@ -118,27 +125,32 @@ impl Forecaster for HoltWinters {
     fn fit(&mut self, history: &[f64]) -> Result<(), ForecastError> {
         check_history(history, 3)?;
         if self.fits_since_detect >= self.redetect_every.max(1) {
-            self.season = detect_season(history, 2, self.max_season, 0.3);
+            self.candidates = detect_seasons(history, 2, self.max_season, 0.3);
             self.fits_since_detect = 0;
         }
         self.fits_since_detect += 1;
-        let m = match self.season {
-            Some(m) if history.len() >= 3 * m => m,
-            _ => 1,
-        };
-        let gammas: &[f64] = if m > 1 { &GAMMAS } else { &[0.0] };
-        let mut best: Option<(State, f64)> = None;
-        for &alpha in &ALPHAS {
-            for &beta in &BETAS {
-                for &gamma in gammas {
-                    let (state, sse) = run(history, m, alpha, beta, gamma);
-                    if best.as_ref().is_none_or(|(_, b)| sse < *b) {
-                        best = Some((state, sse));
+        let diffs: Vec<f64> = history.windows(2).map(|w| w[1] - w[0]).collect();
+        let (_, scale) = robust_centre_scale(&diffs);
+        let clip = 4.0 * scale;
+        let mut seasons = vec![1usize];
+        seasons.extend(self.candidates.iter().copied().filter(|&m| history.len() >= 3 * m));
+        let mut best: Option<(State, f64, usize)> = None;
+        for &m in &seasons {
+            let gammas: &[f64] = if m > 1 { &GAMMAS } else { &[0.0] };
+            for &alpha in &ALPHAS {
+                for &beta in &BETAS {
+                    for &gamma in gammas {
+                        let (state, sae) = run(history, m, alpha, beta, gamma, clip);
+                        let per_point = sae / (history.len() - if m > 1 { m } else { 1 }) as f64;
+                        if best.as_ref().is_none_or(|(_, b, _)| per_point < *b) {
+                            best = Some((state, per_point, m));
+                        }
                     }
                 }
             }
         }
-        self.state = best.map(|(s, _)| s);
+        self.season = best.as_ref().map(|b| b.2).filter(|&m| m > 1);
+        self.state = best.map(|(s, _, _)| s);
         Ok(())
     }
 

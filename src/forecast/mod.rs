@@ -146,16 +146,22 @@ pub(crate) fn check_horizon(h: usize) -> Result<(), ForecastError> {
 /// provided `r(k) ≥ threshold`; the smallest lag within 90 % of that peak wins, so a multiple of
 /// the true period is not chosen over the period itself. `None` when nothing is seasonal.
 pub fn detect_season(history: &[f64], min_lag: usize, max_lag: usize, threshold: f64) -> Option<usize> {
+    detect_seasons(history, min_lag, max_lag, threshold).first().copied()
+}
+
+/// Up to two candidate seasons: the one [`detect_season`] picks and, if different, the lag of
+/// the highest autocorrelation peak (e.g. daily and weekly cycles).
+pub fn detect_seasons(history: &[f64], min_lag: usize, max_lag: usize, threshold: f64) -> Vec<usize> {
     let n = history.len();
     let max_lag = max_lag.min(n / 2);
     if n < 8 || max_lag < min_lag.max(2) {
-        return None;
+        return Vec::new();
     }
     let mean = history.iter().sum::<f64>() / n as f64;
     let dev: Vec<f64> = history.iter().map(|x| x - mean).collect();
     let var: f64 = dev.iter().map(|d| d * d).sum();
     if var <= 0.0 {
-        return None;
+        return Vec::new();
     }
     let acf: Vec<f64> = (0..=max_lag + 1)
         .map(|k| {
@@ -170,7 +176,46 @@ pub fn detect_season(history: &[f64], min_lag: usize, max_lag: usize, threshold:
         .filter(|&k| acf[k] >= acf[k - 1] && acf[k] >= acf[k + 1] && acf[k] >= threshold)
         .collect();
     let best = peaks.iter().map(|&k| acf[k]).fold(f64::NEG_INFINITY, f64::max);
-    peaks.into_iter().find(|&k| acf[k] >= 0.9 * best)
+    let mut out: Vec<usize> = peaks
+        .iter()
+        .copied()
+        .find(|&k| acf[k] >= 0.9 * best)
+        .into_iter()
+        .collect();
+    if let Some(&top) = peaks.iter().find(|&&k| acf[k] == best)
+        && !out.contains(&top)
+    {
+        out.push(top);
+    }
+    out
+}
+
+/// Robust centre and scale of a window: median and 1.4826 × median absolute deviation
+/// (the normal-consistent MAD), falling back to the standard deviation, then 1.
+pub(crate) fn robust_centre_scale(x: &[f64]) -> (f64, f64) {
+    let med = median(x);
+    let dev: Vec<f64> = x.iter().map(|v| (v - med).abs()).collect();
+    let mad = 1.4826 * median(&dev);
+    if mad > 0.0 {
+        return (med, mad);
+    }
+    let mean = x.iter().sum::<f64>() / x.len().max(1) as f64;
+    let sd = (x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / x.len().max(1) as f64).sqrt();
+    (med, if sd > 0.0 { sd } else { 1.0 })
+}
+
+pub(crate) fn median(x: &[f64]) -> f64 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    let mut v = x.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
 }
 
 #[cfg(test)]

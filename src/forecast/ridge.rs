@@ -5,9 +5,14 @@
 //! window's mean and standard deviation: lags y_{i−1..i−6}; means of the last 6 and 24 values;
 //! with a detected season m: y_{i+h−1−m·k} (same phase one season back, k = ⌈h/m⌉), the mean of
 //! its two neighbours, and y_{i−1−m}; plus an intercept.
+//! Robust cleaning: each value is clipped to its causal local level (median of the previous 12
+//! cleaned values) ± 6σ̂, σ̂ = MAD scale of the first differences — NAB spikes of 1000× the level
+//! would otherwise dominate the squared loss, while a lasting level shift passes after a few
+//! steps. The cleaned window is centred on its median and scaled by its MAD. With two
+//! detected seasons (e.g. daily and weekly) both sets of seasonal features are used.
 //! Weights `w = (XᵀX + λI)⁻¹ Xᵀy` (λ = 1 + 0.01·rows, intercept unpenalised) by Cholesky.
 
-use super::{ForecastError, Forecaster, check_history, check_horizon, detect_season};
+use super::{ForecastError, Forecaster, check_history, check_horizon, detect_seasons, robust_centre_scale};
 
 const LAGS: usize = 6;
 const LONG_MEAN: usize = 24;
@@ -19,7 +24,7 @@ pub struct RidgeLags {
     pub max_season: usize,
     pub redetect_every: usize,
     fits_since_detect: usize,
-    season: Option<usize>,
+    seasons: Vec<usize>,
     history: Vec<f64>,
 }
 
@@ -29,7 +34,7 @@ impl Default for RidgeLags {
             max_season: 400,
             redetect_every: 24,
             fits_since_detect: usize::MAX,
-            season: None,
+            seasons: Vec::new(),
             history: Vec::new(),
         }
     }
@@ -44,7 +49,7 @@ fn mean(x: &[f64]) -> f64 {
 }
 
 /// Feature vector for origin `i`, step `h`, season `m` (None = no seasonal features).
-fn features(z: &[f64], i: usize, h: usize, m: Option<usize>, out: &mut Vec<f64>) {
+fn features(z: &[f64], i: usize, h: usize, ms: &[usize], out: &mut Vec<f64>) {
     out.clear();
     out.push(1.0);
     for l in 1..=LAGS {
@@ -52,7 +57,7 @@ fn features(z: &[f64], i: usize, h: usize, m: Option<usize>, out: &mut Vec<f64>)
     }
     out.push(mean(&z[i - LAGS..i]));
     out.push(mean(&z[i - LONG_MEAN..i]));
-    if let Some(m) = m {
+    for &m in ms {
         let back = m * h.div_ceil(m);
         let j = i + h - 1 - back;
         out.push(z[j]);
@@ -64,11 +69,8 @@ fn features(z: &[f64], i: usize, h: usize, m: Option<usize>, out: &mut Vec<f64>)
 }
 
 /// First origin with every feature defined.
-fn first_origin(m: Option<usize>) -> usize {
-    match m {
-        Some(m) => LONG_MEAN.max(m + 2),
-        None => LONG_MEAN,
-    }
+fn first_origin(ms: &[usize]) -> usize {
+    ms.iter().fold(LONG_MEAN, |a, &m| a.max(m + 2))
 }
 
 /// Solves `(A + λI') w = b` for symmetric positive-definite A by Cholesky; None if singular.
@@ -108,20 +110,41 @@ fn solve_spd(mut a: Vec<f64>, mut b: Vec<f64>, d: usize) -> Option<Vec<f64>> {
     Some(b)
 }
 
+/// Clips spikes: `x_i ← clamp(x_i, m_i − 6σ̂, m_i + 6σ̂)`, m_i = median of the previous 12
+/// cleaned values, σ̂ = 1.4826 · MAD of the first differences (see module doc).
+fn clean(y: &[f64]) -> Vec<f64> {
+    let diffs: Vec<f64> = y.windows(2).map(|w| w[1] - w[0]).collect();
+    let (_, scale) = robust_centre_scale(&diffs);
+    let band = 6.0 * scale;
+    let mut out: Vec<f64> = Vec::with_capacity(y.len());
+    for (i, &v) in y.iter().enumerate() {
+        if i < 3 {
+            out.push(v);
+            continue;
+        }
+        let local = super::median(&out[i.saturating_sub(12)..i]);
+        out.push(v.clamp(local - band, local + band));
+    }
+    out
+}
+
 impl RidgeLags {
-    fn season_for(&self, n: usize, h: usize) -> Option<usize> {
-        self.season
-            .filter(|&m| n >= first_origin(Some(m)) + h + MIN_ROWS.max(2 * m))
+    fn seasons_for(&self, n: usize, h: usize) -> Vec<usize> {
+        self.seasons
+            .iter()
+            .copied()
+            .filter(|&m| n >= first_origin(&[m]) + h + MIN_ROWS.max(2 * m))
+            .collect()
     }
 
     fn forecast_step(&self, h: usize) -> Result<f64, ForecastError> {
         let y = &self.history;
         let n = y.len();
-        let mu = mean(y);
-        let sd = (y.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / n as f64).sqrt();
-        let sd = if sd > 0.0 { sd } else { 1.0 };
+        let y = &clean(y);
+        let (mu, sd) = robust_centre_scale(y);
         let z: Vec<f64> = y.iter().map(|v| (v - mu) / sd).collect();
-        let m = self.season_for(n, h);
+        let m = self.seasons_for(n, h);
+        let m = m.as_slice();
         let i0 = first_origin(m);
         if n < i0 + h + MIN_ROWS {
             return Err(ForecastError::TooShort {
@@ -169,9 +192,9 @@ impl Forecaster for RidgeLags {
     }
 
     fn fit(&mut self, history: &[f64]) -> Result<(), ForecastError> {
-        check_history(history, first_origin(None) + 1 + MIN_ROWS)?;
+        check_history(history, first_origin(&[]) + 1 + MIN_ROWS)?;
         if self.fits_since_detect >= self.redetect_every.max(1) {
-            self.season = detect_season(history, 2, self.max_season, 0.3);
+            self.seasons = detect_seasons(history, 2, self.max_season, 0.3);
             self.fits_since_detect = 0;
         }
         self.fits_since_detect += 1;

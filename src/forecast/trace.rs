@@ -22,8 +22,6 @@ pub enum TraceError {
     TooShort,
     #[error("trace: bin_seconds must be > 0, got {0}")]
     BadBin(f64),
-    #[error("trace: timestamps go backwards at line {0}")]
-    Unordered(usize),
 }
 
 /// An equally spaced series.
@@ -60,7 +58,7 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
     Some((days * 86_400 + h * 3600 + mi * 60) as f64 + sec)
 }
 
-/// Parses a NAB CSV. Missing timestamps (gaps) are filled by carrying the last value forward so
+/// Parses a NAB CSV. Rows are ordered by time; missing timestamps (gaps) are filled by carrying the last value forward so
 /// the series stays equally spaced at the most common step.
 pub fn parse_nab(name: &str, text: &str) -> Result<Trace, TraceError> {
     let mut rows: Vec<(f64, f64)> = Vec::new();
@@ -86,16 +84,14 @@ pub fn parse_nab(name: &str, text: &str) -> Result<Trace, TraceError> {
                 line: idx + 1,
                 text: v.to_string(),
             })?;
-        if let Some(&(prev, _)) = rows.last()
-            && t < prev
-        {
-            return Err(TraceError::Unordered(idx + 1));
-        }
         rows.push((t, v));
     }
     if rows.len() < 2 {
         return Err(TraceError::TooShort);
     }
+    // Some NAB files repeat or reorder an hour; order by time (stable, so for a repeated
+    // timestamp the later row wins below).
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut steps: Vec<i64> = rows
         .windows(2)
         .map(|w| (w[1].0 - w[0].0).round() as i64)
