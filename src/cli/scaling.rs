@@ -79,6 +79,18 @@ pub struct SimulateArgs {
     /// HPA target utilisation.
     #[arg(long, default_value_t = 0.8)]
     hpa_target: f64,
+    /// Predictive: quantile of recent one-step forecast errors added as margin.
+    #[arg(long)]
+    margin_quantile: Option<f64>,
+    /// Predictive: number of recent one-step errors the margin is taken from.
+    #[arg(long)]
+    residual_window: Option<usize>,
+    /// Predictive: SLO target in (0, 1); sets the MPC penalty/price ratio s/(1 − s).
+    #[arg(long)]
+    slo_target: Option<f64>,
+    /// Predictive: MPC change penalty λ in replica-bins per replica changed.
+    #[arg(long)]
+    change_penalty: Option<f64>,
     /// Write `<trace>_<policy>.csv` and `.svg` (demand vs ready capacity) here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -132,6 +144,7 @@ pub fn run_forecast(args: ForecastArgs) -> anyhow::Result<ExitCode> {
     };
     let traces = collect_traces(&args.trace, args.bin)?;
     let models = [
+        ModelKind::Auto,
         ModelKind::HoltWinters,
         ModelKind::Ridge,
         ModelKind::Combo,
@@ -220,18 +233,19 @@ pub fn run_forecast(args: ForecastArgs) -> anyhow::Result<ExitCode> {
         Format::Json => println!("{out}"),
         Format::Table => {
             println!(
-                "{:<45} {:>4} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8}",
-                "trace", "h", "season", "base_mae", "hw", "ridge", "combo", "snaive"
+                "{:<40} {:>3} {:>6} {:>12} {:>7} {:>7} {:>7} {:>7} {:>7}",
+                "trace", "h", "season", "base_mae", "auto", "hw", "ridge", "combo", "snaive"
             );
             for r in out["traces"].as_array().into_iter().flatten() {
                 for hr in r["horizons"].as_array().into_iter().flatten() {
                     let g = |m: &str| hr["models"][m]["mase"].as_f64().unwrap_or(f64::NAN);
                     println!(
-                        "{:<45} {:>4} {:>7} {:>10.4} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
+                        "{:<40} {:>3} {:>6} {:>12.4} {:>7.3} {:>7.3} {:>7.3} {:>7.3} {:>7.3}",
                         r["trace"].as_str().unwrap_or(""),
                         hr["horizon"],
                         hr["baseline"]["season"],
                         hr["baseline"]["mae"].as_f64().unwrap_or(f64::NAN),
+                        g("auto"),
                         g("holt_winters"),
                         g("ridge"),
                         g("combo"),
@@ -309,9 +323,14 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     let traces = collect_traces(&args.trace, args.bin)?;
     let policies: Vec<PolicySpec> = {
+        let d = PredictiveConfig::default();
         let predictive = PolicySpec::Predictive(PredictiveConfig {
             model,
-            ..PredictiveConfig::default()
+            margin_quantile: args.margin_quantile.unwrap_or(d.margin_quantile),
+            residual_window: args.residual_window.unwrap_or(d.residual_window),
+            slo_target: args.slo_target.unwrap_or(d.slo_target),
+            change_penalty: args.change_penalty.unwrap_or(d.change_penalty),
+            ..d
         });
         let hpa = PolicySpec::Hpa(HpaConfig {
             target_utilisation: args.hpa_target,

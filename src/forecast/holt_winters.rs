@@ -45,6 +45,26 @@ struct State {
     alpha: f64,
     beta: f64,
     gamma: f64,
+    clip: f64,
+}
+
+impl State {
+    /// `ŷ(n+h) = l + (φ + … + φ^h) b + s_{(n+h−1) mod m}`.
+    fn predict(&self, h: usize) -> f64 {
+        let m = self.seasonal.len();
+        let mut damp = 0.0;
+        let mut pw = 1.0;
+        for _ in 0..h {
+            pw *= self.phi;
+            damp += pw;
+        }
+        let season = if m > 1 {
+            self.seasonal[(self.n + h - 1) % m]
+        } else {
+            0.0
+        };
+        self.level + damp * self.trend + season
+    }
 }
 
 impl Default for HoltWinters {
@@ -66,6 +86,32 @@ impl HoltWinters {
         self.season
     }
 
+    /// Mean absolute in-sample h-step error, h = 1..=max_h, of the fitted parameters over the
+    /// origins `from..` of `history` (the history last given to `fit`).
+    pub fn in_sample_mae(&self, history: &[f64], from: usize, max_h: usize) -> Option<Vec<f64>> {
+        let st = self.state.as_ref()?;
+        let m = st.seasonal.len();
+        let mut sums = vec![0.0; max_h];
+        let mut counts = vec![0usize; max_h];
+        run_observed(history, m, st.alpha, st.beta, st.gamma, st.clip, |t, view| {
+            if t < from {
+                return;
+            }
+            for h in 1..=max_h {
+                if let Some(&actual) = history.get(t + h - 1) {
+                    sums[h - 1] += (actual - view.predict(h)).abs();
+                    counts[h - 1] += 1;
+                }
+            }
+        });
+        Some(
+            sums.iter()
+                .zip(&counts)
+                .map(|(s, &c)| if c > 0 { s / c as f64 } else { f64::INFINITY })
+                .collect(),
+        )
+    }
+
     /// Chosen (α, β, γ) after a fit.
     pub fn parameters(&self) -> Option<(f64, f64, f64)> {
         self.state.as_ref().map(|s| (s.alpha, s.beta, s.gamma))
@@ -74,6 +120,19 @@ impl HoltWinters {
 
 /// Runs the recursions with fixed parameters; returns the final state and the one-step SSE.
 fn run(y: &[f64], m: usize, alpha: f64, beta: f64, gamma: f64, clip: f64) -> (State, f64) {
+    run_observed(y, m, alpha, beta, gamma, clip, |_, _| {})
+}
+
+/// As `run`, calling `on_step(t, state)` with the state that has seen `y[..t]`, before `y[t]`.
+fn run_observed(
+    y: &[f64],
+    m: usize,
+    alpha: f64,
+    beta: f64,
+    gamma: f64,
+    clip: f64,
+    mut on_step: impl FnMut(usize, &State),
+) -> (State, f64) {
     let n = y.len();
     let (mut level, mut seasonal, start) = if m > 1 {
         // Initial level: mean of the first season; seasonal terms: mean deviation per phase
@@ -88,7 +147,29 @@ fn run(y: &[f64], m: usize, alpha: f64, beta: f64, gamma: f64, clip: f64) -> (St
     let phi = if beta > 0.0 { PHI } else { 1.0 };
     let mut trend = 0.0;
     let mut sse = 0.0;
+    let mut view = State {
+        level,
+        trend,
+        phi,
+        seasonal: Vec::new(),
+        n: start,
+        alpha,
+        beta,
+        gamma,
+        clip,
+    };
     for (t, &yt) in y.iter().enumerate().skip(start) {
+        view.level = level;
+        view.trend = trend;
+        view.n = t;
+        if view.seasonal.len() != seasonal.len() {
+            view.seasonal.clone_from(&seasonal);
+        } else if m > 1 {
+            // Only phase (t − 1) % m changed since the last step.
+            let j = (t + m - 1) % m;
+            view.seasonal[j] = seasonal[j];
+        }
+        on_step(t, &view);
         let k = t % m;
         let s_prev = if m > 1 { seasonal[k] } else { 0.0 };
         let pred = level + phi * trend + s_prev;
@@ -112,6 +193,7 @@ fn run(y: &[f64], m: usize, alpha: f64, beta: f64, gamma: f64, clip: f64) -> (St
             alpha,
             beta,
             gamma: if m > 1 { gamma } else { 0.0 },
+            clip,
         },
         sse,
     )
@@ -157,17 +239,7 @@ impl Forecaster for HoltWinters {
     fn forecast(&self, horizon: usize) -> Result<Vec<f64>, ForecastError> {
         check_horizon(horizon)?;
         let s = self.state.as_ref().ok_or(ForecastError::NotFitted)?;
-        let m = s.seasonal.len();
-        let mut damp = 0.0;
-        let mut pw = 1.0;
-        Ok((1..=horizon)
-            .map(|h| {
-                pw *= s.phi;
-                damp += pw;
-                let season = if m > 1 { s.seasonal[(s.n + h - 1) % m] } else { 0.0 };
-                s.level + damp * s.trend + season
-            })
-            .collect())
+        Ok((1..=horizon).map(|h| s.predict(h)).collect())
     }
 }
 

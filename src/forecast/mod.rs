@@ -6,6 +6,7 @@
 //! seasonal features, one direct model per step). [`metrics`] scores them with MAE/MASE by
 //! rolling-origin evaluation; [`trace`] loads the NAB and Azure traces.
 
+pub mod auto;
 pub mod holt_winters;
 pub mod metrics;
 pub mod ridge;
@@ -28,7 +29,7 @@ pub enum ForecastError {
     NotFitted,
     #[error("forecast: season length must be ≥ 1, got {0}")]
     BadSeason(usize),
-    #[error("forecast: unknown model `{0}` (expected seasonal_naive, holt_winters, ridge, combo)")]
+    #[error("forecast: unknown model `{0}` (expected seasonal_naive, holt_winters, ridge, combo, auto)")]
     UnknownModel(String),
 }
 
@@ -52,14 +53,17 @@ pub enum ModelKind {
     Ridge,
     /// Mean of Holt-Winters and ridge.
     Combo,
+    /// Per-step choice of Holt-Winters or seasonal-naive by recent in-window error.
+    Auto,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 4] = [
+    pub const ALL: [ModelKind; 5] = [
         ModelKind::SeasonalNaive,
         ModelKind::HoltWinters,
         ModelKind::Ridge,
         ModelKind::Combo,
+        ModelKind::Auto,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +72,7 @@ impl ModelKind {
             ModelKind::HoltWinters => "holt_winters",
             ModelKind::Ridge => "ridge",
             ModelKind::Combo => "combo",
+            ModelKind::Auto => "auto",
         }
     }
 
@@ -85,6 +90,7 @@ impl ModelKind {
             ModelKind::HoltWinters => Box::new(holt_winters::HoltWinters::default()),
             ModelKind::Ridge => Box::new(ridge::RidgeLags::default()),
             ModelKind::Combo => Box::new(Combo::default()),
+            ModelKind::Auto => Box::new(auto::AutoSelect::default()),
         }
     }
 }

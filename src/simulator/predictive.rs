@@ -12,7 +12,8 @@
 //! - MPC (see [`crate::mpc`]) with price 1 per replica-bin, shortfall penalty
 //!   `(price / capacity) · s/(1 − s)` for SLO target s (a replica's worth of unmet demand costs
 //!   s/(1 − s) replicas: the newsvendor ratio that makes covering demand right with probability s),
-//!   change penalty λ, step limits and cooldown; apply u(0).
+//!   change penalty λ, step limits and cooldown; apply u(0). Stage demands are rounded up to
+//!   whole replicas first, because the SLO counts any shortfall, however small.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -137,8 +138,9 @@ impl PredictivePolicy {
         let bin_s = self.cluster.bin_seconds;
         let k = obs.bin;
         let ready_bin = ((obs.now + self.cluster.startup_seconds) / bin_s).floor() as usize;
-        let lead = ready_bin.saturating_sub(k);
-        let steps = lead + self.cfg.horizon;
+        // Forecast far enough for the longest lead any tick of this bin can have.
+        let max_lead = (self.cluster.startup_seconds / bin_s).ceil() as usize + 1;
+        let steps = max_lead.max(ready_bin.saturating_sub(k)) + self.cfg.horizon;
         if self.fitted_bin != Some(k) || self.forecast.len() < steps {
             self.refresh(obs, steps);
         }
@@ -159,6 +161,13 @@ impl PredictivePolicy {
         demand.push(d0);
         for j in 1..self.cfg.horizon {
             demand.push(f(ready_bin.max(k) + j));
+        }
+        // The SLO is binary (any unmet demand is a violation) while the MPC's penalty is linear:
+        // round each stage up to whole replicas, so one replica short costs penalty·capacity =
+        // price·s/(1 − s) and a sliver of shortfall is never "cheaper than a replica".
+        let cap = self.cluster.capacity_per_replica;
+        for d in &mut demand {
+            *d = (*d / cap - 1e-9).ceil().max(0.0) * cap;
         }
         let price = 1.0;
         let s = self.cfg.slo_target;
