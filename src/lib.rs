@@ -15,3 +15,8 @@ pub mod geometry;
 pub mod operator;
 pub mod placement;
 pub mod receipts;
+
+pub mod forecast;
+pub mod hpa;
+pub mod mpc;
+pub mod simulator;

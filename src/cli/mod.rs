@@ -15,6 +15,7 @@ mod geometry;
 mod operator;
 mod receipts;
 mod verify;
+mod scaling;
 
 /// MOM — hyperbolic placement, predictive scaling and verifiable receipts for Kubernetes.
 #[derive(Debug, Parser)]
@@ -35,6 +36,10 @@ enum Command {
     Embed(geometry::EmbedArgs),
     /// Evaluate greedy routing over embedded graphs.
     Route(geometry::RouteArgs),
+    /// Forecast accuracy on traces (MAE, MASE against the best seasonal-naive).
+    Forecast(scaling::ForecastArgs),
+    /// Replay traces through the autoscaling simulator (predictive, hpa, static).
+    Simulate(scaling::SimulateArgs),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD with `--out-dir`.
     #[cfg(feature = "operator")]
     Crdgen(crdgen::Args),
@@ -57,6 +62,8 @@ pub fn main() -> ExitCode {
         Command::Cluster(command) => cluster::run(command),
         Command::Embed(args) => geometry::run_embed(args),
         Command::Route(args) => geometry::run_route(args),
+        Command::Forecast(args) => scaling::run_forecast(args),
+        Command::Simulate(args) => scaling::run_simulate(args),
         #[cfg(feature = "operator")]
         Command::Crdgen(args) => crdgen::run(args),
         #[cfg(feature = "operator")]

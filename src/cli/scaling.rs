@@ -1,0 +1,425 @@
+//! `mom forecast eval` and `mom simulate`: score the forecasters on traces (MAE, MASE against
+//! the best seasonal-naive) and replay traces through the autoscaling simulator.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+use mom::forecast::metrics::{RollingConfig, rolling_mae, seasonal_naive_mae};
+use mom::forecast::trace::{Trace, load_trace};
+use mom::forecast::{ModelKind, detect_season};
+use mom::hpa::HpaConfig;
+use mom::simulator::report::{timeline_csv, timeline_svg};
+use mom::simulator::{ClusterModel, PolicySpec, PredictiveConfig, SimReport, simulate_with_progress};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// `mom forecast …`
+#[derive(Debug, Args)]
+pub struct ForecastArgs {
+    #[command(subcommand)]
+    command: ForecastCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ForecastCommand {
+    /// Rolling-origin MAE and MASE (against the best seasonal-naive) of every model.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// Trace file (NAB CSV or Azure request log) or a directory of them; repeatable.
+    #[arg(long, required = true)]
+    trace: Vec<PathBuf>,
+    /// Score only this horizon (default: 1, 6 and 12).
+    #[arg(long)]
+    horizon: Option<usize>,
+    /// Sliding window (steps) the models are fitted on.
+    #[arg(long, default_value_t = 2016)]
+    window: usize,
+    /// At most this many forecast origins per trace (evenly spread over the last two thirds).
+    #[arg(long, default_value_t = 300)]
+    max_origins: usize,
+    /// Bin length in seconds for request logs (Azure).
+    #[arg(long, default_value_t = 10.0)]
+    bin: f64,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+/// `mom simulate …`
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Trace file or directory of traces; repeatable.
+    #[arg(long, required = true)]
+    trace: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = PolicyArg::Predictive)]
+    policy: PolicyArg,
+    /// Demand one replica serves (default: the trace's 95th percentile / 10).
+    #[arg(long)]
+    capacity_per_replica: Option<f64>,
+    #[arg(long, default_value_t = 60.0)]
+    startup_seconds: f64,
+    /// Bin length in seconds for request logs (Azure).
+    #[arg(long, default_value_t = 10.0)]
+    bin: f64,
+    /// Forecaster of the predictive policy.
+    #[arg(long, default_value = "holt_winters")]
+    model: String,
+    /// HPA target utilisation.
+    #[arg(long, default_value_t = 0.8)]
+    hpa_target: f64,
+    /// Predictive: quantile of recent one-step forecast errors added as margin.
+    #[arg(long)]
+    margin_quantile: Option<f64>,
+    /// Predictive: number of recent one-step errors the margin is taken from.
+    #[arg(long)]
+    residual_window: Option<usize>,
+    /// Predictive: SLO target in (0, 1); sets the MPC penalty/price ratio s/(1 − s).
+    #[arg(long)]
+    slo_target: Option<f64>,
+    /// Predictive: MPC change penalty λ in replica-bins per replica changed.
+    #[arg(long)]
+    change_penalty: Option<f64>,
+    /// Write `<trace>_<policy>.csv` and `.svg` (demand vs ready capacity) here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PolicyArg {
+    Predictive,
+    Hpa,
+    Static,
+    /// All three, and the predictive-vs-hpa comparison.
+    All,
+}
+
+fn collect_traces(paths: &[PathBuf], bin: f64) -> anyhow::Result<Vec<Trace>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut files)?;
+        } else {
+            files.push(p.clone());
+        }
+    }
+    files.sort();
+    files
+        .iter()
+        .map(|f| load_trace(f, bin).with_context(|| format!("loading {}", f.display())))
+        .collect()
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = entry?.path();
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if p.extension().is_some_and(|e| e == "csv") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+pub fn run_forecast(args: ForecastArgs) -> anyhow::Result<ExitCode> {
+    let ForecastCommand::Eval(args) = args.command;
+    let horizons = match args.horizon {
+        Some(0) => bail!("--horizon must be ≥ 1"),
+        Some(h) => vec![h],
+        None => vec![1, 6, 12],
+    };
+    let traces = collect_traces(&args.trace, args.bin)?;
+    let models = [
+        ModelKind::Auto,
+        ModelKind::HoltWinters,
+        ModelKind::Ridge,
+        ModelKind::Combo,
+        ModelKind::SeasonalNaive,
+    ];
+    let mut rows = Vec::new();
+    // mase_sum[h][model]
+    let mut mase_sum = vec![vec![0.0; models.len()]; horizons.len()];
+    let mut counted = vec![vec![0usize; models.len()]; horizons.len()];
+    let started = Instant::now();
+    for trace in &traces {
+        let y = &trace.values;
+        let start = y.len() / 3;
+        let cfg = RollingConfig {
+            horizons: horizons.clone(),
+            window: args.window,
+            start,
+            max_origins: args.max_origins,
+        };
+        // Candidate seasons of the baseline: naive, daily, weekly and the detected one.
+        let mut seasons = vec![1usize];
+        for period in [86_400.0, 604_800.0] {
+            let m = (period / trace.step_seconds).round() as usize;
+            if m > 1 && m < start && (period / trace.step_seconds).fract() == 0.0 {
+                seasons.push(m);
+            }
+        }
+        if let Some(m) = detect_season(&y[..start], 2, 400, 0.3) {
+            seasons.push(m);
+        }
+        seasons.sort_unstable();
+        seasons.dedup();
+        let base: Vec<(usize, Vec<f64>)> = seasons.iter().map(|&m| (m, seasonal_naive_mae(y, m, &cfg))).collect();
+        let mut model_mae = Vec::new();
+        for kind in models {
+            let mut m = kind.build();
+            let t0 = Instant::now();
+            let mae = rolling_mae(y, m.as_mut(), &cfg).with_context(|| format!("{} on {}", kind.name(), trace.name))?;
+            model_mae.push((kind, mae, t0.elapsed().as_secs_f64()));
+        }
+        let mut per_h = Vec::new();
+        for (hi, &h) in horizons.iter().enumerate() {
+            let (best_m, best_mae) = base
+                .iter()
+                .map(|(m, v)| (*m, v[hi]))
+                .fold((1, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
+            let mut mm = serde_json::Map::new();
+            for (mi, (kind, mae, secs)) in model_mae.iter().enumerate() {
+                let mase = if best_mae > 0.0 { Some(mae[hi] / best_mae) } else { None };
+                if let Some(v) = mase {
+                    mase_sum[hi][mi] += v;
+                    counted[hi][mi] += 1;
+                }
+                mm.insert(
+                    kind.name().into(),
+                    json!({"mae": mae[hi], "mase": mase, "seconds": secs}),
+                );
+            }
+            per_h.push(json!({
+                "horizon": h,
+                "baseline": {"season": best_m, "mae": best_mae},
+                "models": mm,
+            }));
+        }
+        rows.push(json!({
+            "trace": trace.name,
+            "points": y.len(),
+            "step_seconds": trace.step_seconds,
+            "origins": mom::forecast::metrics::origins(y.len(), &cfg).len(),
+            "horizons": per_h,
+        }));
+        eprint!("\revaluated {}/{} traces", rows.len(), traces.len());
+    }
+    eprintln!(" in {:.1} s", started.elapsed().as_secs_f64());
+    let mut summary = serde_json::Map::new();
+    for (hi, &h) in horizons.iter().enumerate() {
+        let mut mm = serde_json::Map::new();
+        for (mi, kind) in models.iter().enumerate() {
+            let n = counted[hi][mi].max(1) as f64;
+            mm.insert(kind.name().into(), json!(mase_sum[hi][mi] / n));
+        }
+        summary.insert(format!("h{h}"), Value::Object(mm));
+    }
+    let out = json!({"mean_mase": summary, "traces": rows, "window": args.window});
+    match args.format {
+        Format::Json => println!("{out}"),
+        Format::Table => {
+            println!(
+                "{:<40} {:>3} {:>6} {:>12} {:>7} {:>7} {:>7} {:>7} {:>7}",
+                "trace", "h", "season", "base_mae", "auto", "hw", "ridge", "combo", "snaive"
+            );
+            for r in out["traces"].as_array().into_iter().flatten() {
+                for hr in r["horizons"].as_array().into_iter().flatten() {
+                    let g = |m: &str| hr["models"][m]["mase"].as_f64().unwrap_or(f64::NAN);
+                    println!(
+                        "{:<40} {:>3} {:>6} {:>12.4} {:>7.3} {:>7.3} {:>7.3} {:>7.3} {:>7.3}",
+                        r["trace"].as_str().unwrap_or(""),
+                        hr["horizon"],
+                        hr["baseline"]["season"],
+                        hr["baseline"]["mae"].as_f64().unwrap_or(f64::NAN),
+                        g("auto"),
+                        g("holt_winters"),
+                        g("ridge"),
+                        g("combo"),
+                        g("seasonal_naive")
+                    );
+                }
+            }
+            println!("mean MASE: {}", out["mean_mase"]);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_one(
+    trace: &Trace,
+    cluster: &ClusterModel,
+    policy: &PolicySpec,
+    out: Option<&Path>,
+) -> anyhow::Result<(SimReport, f64)> {
+    let t0 = Instant::now();
+    let label = format!("{} {}", trace.name, policy.name());
+    let mut last = -1i64;
+    let mut progress = |f: f64| {
+        let pct = (f * 100.0) as i64;
+        if pct / 10 != last / 10 {
+            eprint!("\r{label}: {pct:>3}%");
+            let _ = std::io::stderr().flush();
+            last = pct;
+        }
+    };
+    let report = simulate_with_progress(&trace.values, cluster, policy, &mut progress)
+        .with_context(|| format!("simulating {label}"))?;
+    eprintln!();
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let stem = format!("{}_{}", trace.name, policy.name());
+        let csv = dir.join(format!("{stem}.csv"));
+        std::fs::write(&csv, timeline_csv(&report.timeline)).with_context(|| format!("writing {}", csv.display()))?;
+        let svg = dir.join(format!("{stem}.svg"));
+        let title = format!(
+            "{} — {}: {:.1} SLO-violation min, {:.1} replica-h, {} actions",
+            trace.name,
+            policy.name(),
+            report.slo_violation_minutes,
+            report.replica_hours,
+            report.scaling_actions
+        );
+        std::fs::write(&svg, timeline_svg(&report.timeline, &title))
+            .with_context(|| format!("writing {}", svg.display()))?;
+    }
+    Ok((report, t0.elapsed().as_secs_f64()))
+}
+
+fn report_json(trace: &Trace, r: &SimReport, secs: f64) -> Value {
+    json!({
+        "trace": trace.name,
+        "policy": r.policy,
+        "slo_violation_minutes": r.slo_violation_minutes,
+        "replica_hours": r.replica_hours,
+        "scaling_actions": r.scaling_actions,
+        "simulated_hours": r.simulated_hours,
+        "capacity_per_replica": r.cluster.capacity_per_replica,
+        "startup_seconds": r.cluster.startup_seconds,
+        "bin_seconds": r.cluster.bin_seconds,
+        "seconds": secs,
+    })
+}
+
+pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let model = ModelKind::parse(&args.model)?;
+    if let Some(c) = args.capacity_per_replica
+        && !(c.is_finite() && c > 0.0)
+    {
+        bail!("--capacity-per-replica must be > 0, got {c}");
+    }
+    let traces = collect_traces(&args.trace, args.bin)?;
+    let policies: Vec<PolicySpec> = {
+        let d = PredictiveConfig::default();
+        let predictive = PolicySpec::Predictive(PredictiveConfig {
+            model,
+            margin_quantile: args.margin_quantile.unwrap_or(d.margin_quantile),
+            residual_window: args.residual_window.unwrap_or(d.residual_window),
+            slo_target: args.slo_target.unwrap_or(d.slo_target),
+            change_penalty: args.change_penalty.unwrap_or(d.change_penalty),
+            ..d
+        });
+        let hpa = PolicySpec::Hpa(HpaConfig {
+            target_utilisation: args.hpa_target,
+            ..HpaConfig::default()
+        });
+        match args.policy {
+            PolicyArg::Predictive => vec![predictive],
+            PolicyArg::Hpa => vec![hpa],
+            PolicyArg::Static => vec![PolicySpec::Static(None)],
+            PolicyArg::All => vec![predictive, hpa, PolicySpec::Static(None)],
+        }
+    };
+    let mut runs = Vec::new();
+    let mut comparisons = Vec::new();
+    for trace in &traces {
+        let mut cluster = ClusterModel::for_trace(&trace.values, trace.step_seconds);
+        cluster.startup_seconds = args.startup_seconds;
+        if let Some(c) = args.capacity_per_replica {
+            cluster.capacity_per_replica = c;
+        }
+        let mut per = Vec::new();
+        for policy in &policies {
+            let (r, secs) = run_one(trace, &cluster, policy, args.out.as_deref())?;
+            runs.push(report_json(trace, &r, secs));
+            per.push(r);
+        }
+        if let (Some(p), Some(h)) = (
+            per.iter().find(|r| r.policy == "predictive"),
+            per.iter().find(|r| r.policy == "hpa"),
+        ) {
+            let reduction = if h.slo_violation_minutes > 0.0 {
+                Some(1.0 - p.slo_violation_minutes / h.slo_violation_minutes)
+            } else {
+                None
+            };
+            comparisons.push(json!({
+                "trace": trace.name,
+                "violation_reduction": reduction,
+                "replica_hours_ratio": p.replica_hours / h.replica_hours.max(1e-12),
+                "meets_target": p.replica_hours <= h.replica_hours
+                    && p.slo_violation_minutes <= 0.5 * h.slo_violation_minutes,
+            }));
+        }
+    }
+    let out = if runs.len() == 1 {
+        runs[0].clone()
+    } else {
+        let total = |pol: &str, field: &str| -> f64 {
+            runs.iter()
+                .filter(|r| r["policy"] == pol)
+                .map(|r| r[field].as_f64().unwrap_or(0.0))
+                .sum()
+        };
+        let mut totals = serde_json::Map::new();
+        for pol in ["predictive", "hpa", "static"] {
+            if runs.iter().any(|r| r["policy"] == pol) {
+                totals.insert(
+                    pol.into(),
+                    json!({
+                        "slo_violation_minutes": total(pol, "slo_violation_minutes"),
+                        "replica_hours": total(pol, "replica_hours"),
+                        "scaling_actions": total(pol, "scaling_actions"),
+                    }),
+                );
+            }
+        }
+        json!({"runs": runs, "comparison": comparisons, "totals": totals})
+    };
+    match args.format {
+        Format::Json => println!("{out}"),
+        Format::Table => {
+            println!(
+                "{:<45} {:<11} {:>12} {:>12} {:>8}",
+                "trace", "policy", "slo_viol_min", "replica_h", "actions"
+            );
+            for r in &runs {
+                println!(
+                    "{:<45} {:<11} {:>12.2} {:>12.2} {:>8}",
+                    r["trace"].as_str().unwrap_or(""),
+                    r["policy"].as_str().unwrap_or(""),
+                    r["slo_violation_minutes"].as_f64().unwrap_or(f64::NAN),
+                    r["replica_hours"].as_f64().unwrap_or(f64::NAN),
+                    r["scaling_actions"]
+                );
+            }
+            for c in &comparisons {
+                println!("{c}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
