@@ -11,3 +11,5 @@
 
 #[cfg(feature = "operator")]
 pub mod operator;
+
+pub mod auction;

@@ -41,7 +41,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let identity = args.identity.unwrap_or_else(|| {
-        let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "mom".into());
+        let host = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "mom".into());
         format!("{host}-{}", std::process::id())
     });
     let config = mom::operator::OperatorConfig {
@@ -52,7 +54,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         renew_period: Duration::from_secs(args.renew_period_seconds),
         metrics_addr: args.metrics_addr,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(mom::operator::run(config))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -60,7 +65,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn init_logging(format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn,hyper=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().with_current_span(false).init();
     } else {

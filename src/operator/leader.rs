@@ -40,7 +40,12 @@ impl LeaderElector {
     pub fn new(client: kube::Client, settings: LeaseSettings) -> Self {
         let api = Api::namespaced(client, &settings.namespace);
         let (leading, _) = watch::channel(false);
-        Self { api, settings, leading, observed: None }
+        Self {
+            api,
+            settings,
+            leading,
+            observed: None,
+        }
     }
 
     /// A receiver that is `true` while this process holds the Lease.
@@ -49,7 +54,11 @@ impl LeaderElector {
     }
 
     /// Tries to acquire or renew every `renew_period` until `shutdown` turns true, then releases.
-    pub async fn run(mut self, metrics: std::sync::Arc<Metrics>, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+    pub async fn run(
+        mut self,
+        metrics: std::sync::Arc<Metrics>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), Error> {
         loop {
             let leading = match self.try_acquire_or_renew().await {
                 Ok(leading) => leading,
@@ -79,7 +88,11 @@ impl LeaderElector {
     }
 
     fn lease_error(&self, source: kube::Error) -> Error {
-        Error::Lease { namespace: self.settings.namespace.clone(), name: self.settings.name.clone(), source }
+        Error::Lease {
+            namespace: self.settings.namespace.clone(),
+            name: self.settings.name.clone(),
+            source,
+        }
     }
 
     fn now() -> MicroTime {
@@ -104,7 +117,10 @@ impl LeaderElector {
         let current = self.api.get_opt(&name).await.map_err(|e| self.lease_error(e))?;
         let Some(mut lease) = current else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(name.clone()), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    ..ObjectMeta::default()
+                },
                 spec: Some(self.my_spec(0, None)),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
@@ -159,7 +175,12 @@ impl LeaderElector {
 
     /// Gives the Lease up: clears the holder so a candidate can take it at once.
     async fn release(&self) -> Result<(), Error> {
-        let Some(mut lease) = self.api.get_opt(&self.settings.name).await.map_err(|e| self.lease_error(e))? else {
+        let Some(mut lease) = self
+            .api
+            .get_opt(&self.settings.name)
+            .await
+            .map_err(|e| self.lease_error(e))?
+        else {
             return Ok(());
         };
         let Some(spec) = lease.spec.as_mut() else { return Ok(()) };
@@ -169,7 +190,11 @@ impl LeaderElector {
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(Self::now());
-        match self.api.replace(&self.settings.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.settings.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) | Err(kube::Error::Api(_)) => Ok(()),
             Err(e) => Err(self.lease_error(e)),
         }

@@ -46,7 +46,11 @@ impl Default for Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let leader = Gauge::default();
         registry.register("reconciles", "Reconciliations run, per controller", reconciles.clone());
-        registry.register("reconcile_errors", "Reconciliations that failed, per controller", reconcile_errors.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconciliations that failed, per controller",
+            reconcile_errors.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
             "Duration of reconciliations, per controller",
@@ -54,13 +58,25 @@ impl Default for Metrics {
         );
         registry.register("errors", "Process-level errors, per kind", errors.clone());
         registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
-        Self { registry, reconciles, reconcile_errors, reconcile_duration, errors, leader, encode_lock: Mutex::new(()) }
+        Self {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_duration,
+            errors,
+            leader,
+            encode_lock: Mutex::new(()),
+        }
     }
 }
 
 impl Metrics {
     pub fn record_error(&self, err: &Error) {
-        self.errors.get_or_create(&ErrorLabels { kind: err.metric_label().to_string() }).inc();
+        self.errors
+            .get_or_create(&ErrorLabels {
+                kind: err.metric_label().to_string(),
+            })
+            .inc();
     }
 
     pub fn set_leader(&self, leading: bool) {

@@ -39,8 +39,14 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let metrics = Arc::new(metrics::Metrics::default());
     let listener = tokio::net::TcpListener::bind(config.metrics_addr)
         .await
-        .map_err(|source| Error::Bind { addr: config.metrics_addr, source })?;
-    let bound = listener.local_addr().map_err(|source| Error::Bind { addr: config.metrics_addr, source })?;
+        .map_err(|source| Error::Bind {
+            addr: config.metrics_addr,
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.metrics_addr,
+        source,
+    })?;
     tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
 
     let elector = leader::LeaderElector::new(
@@ -56,7 +62,12 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let leading = elector.subscribe();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
 
-    let server = tokio::spawn(server::serve(listener, metrics.clone(), leading.clone(), shutdown_rx.clone()));
+    let server = tokio::spawn(server::serve(
+        listener,
+        metrics.clone(),
+        leading.clone(),
+        shutdown_rx.clone(),
+    ));
     let election = tokio::spawn(elector.run(metrics.clone(), shutdown_rx.clone()));
 
     wait_for_signal().await;

@@ -1,0 +1,411 @@
+//! Capacity auctions (DESIGN §6): who gets scarce replicas when desired replicas exceed capacity.
+//!
+//! Input: an [`AuctionInput`] — one [`Bid`] per agent (marginal value of its 1st, 2nd, … replica,
+//! non-increasing; the cpu/memory request of one replica) and the capacity of every node.
+//! Output: an [`AuctionOutcome`] — replicas per agent and per node, Clarke pivot payments,
+//! declared welfare, which solver ran, baseline welfare and Shapley cost shares per tenant.
+//!
+//! Pipeline: [`validate`] (collects every problem, names the field) → winner determination
+//! ([`wdp_fast`] when its exactness condition holds, else the integer program in [`wdp_mip`]) →
+//! [`vcg::clarke_payments`] → [`shapley`] cost attribution. Everything is deterministic: agents
+//! are processed in ascending `agent` name order, nodes in ascending `node` name order, and ties
+//! between equal marginal values go to the agent whose name sorts first.
+
+pub mod baselines;
+pub mod brute;
+pub mod combinatorial;
+pub mod generate;
+pub mod shapley;
+pub mod vcg;
+pub mod wdp_fast;
+pub mod wdp_mip;
+
+#[cfg(test)]
+mod property_tests;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest number of marginal values (replicas) one bid may list.
+pub const MAX_REPLICAS_PER_BID: usize = 100_000;
+
+/// Resources one replica asks for (Kubernetes requests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ResourceRequest {
+    /// CPU in millicores.
+    pub cpu_millis: u64,
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+}
+
+impl ResourceRequest {
+    /// The request as an array indexed by resource (0 = cpu, 1 = memory).
+    pub fn as_array(&self) -> [u64; 2] {
+        [self.cpu_millis, self.memory_bytes]
+    }
+}
+
+/// One agent's declared valuation: `marginal_values[k]` is the value of its (k+1)-th replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bid {
+    /// The GeometricAgent this bid is for; unique within an auction.
+    pub agent: String,
+    /// The tenant that pays; several agents may share a tenant.
+    pub tenant: String,
+    /// Non-increasing, finite, non-negative values of the 1st, 2nd, … replica.
+    pub marginal_values: Vec<f64>,
+    /// What one replica requests (the same for every replica of this agent).
+    pub request: ResourceRequest,
+}
+
+impl Bid {
+    /// V(k) = Σ_{t<k} marginal_values[t]: the declared value of `k` replicas.
+    pub fn value_of(&self, replicas: usize) -> f64 {
+        self.marginal_values.iter().take(replicas).sum()
+    }
+}
+
+/// Allocatable capacity of one node, and what it costs to keep it in the pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeCapacity {
+    /// Node name; unique within an auction.
+    pub node: String,
+    /// Allocatable CPU in millicores.
+    pub cpu_millis: u64,
+    /// Allocatable memory in bytes.
+    pub memory_bytes: u64,
+    /// Cost of the node per accounting period (any currency unit); used for Shapley attribution.
+    #[serde(default = "default_node_cost")]
+    pub cost: f64,
+}
+
+fn default_node_cost() -> f64 {
+    1.0
+}
+
+impl NodeCapacity {
+    /// The capacity as an array indexed by resource (0 = cpu, 1 = memory).
+    pub fn as_array(&self) -> [u64; 2] {
+        [self.cpu_millis, self.memory_bytes]
+    }
+}
+
+/// Which winner-determination path to use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SolverChoice {
+    /// The fast structured path when its exactness condition holds, the MIP otherwise.
+    #[default]
+    Auto,
+    /// The fast path only; an error if its condition does not hold.
+    Fast,
+    /// Always the integer program (the reference).
+    Mip,
+}
+
+/// Settings for the Shapley cost attribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShapleyConfig {
+    /// Permutations sampled when there are more than [`shapley::EXACT_MAX_PLAYERS`] tenants.
+    pub samples: u32,
+    /// Seed of the permutation sampler.
+    pub seed: u64,
+}
+
+impl Default for ShapleyConfig {
+    fn default() -> Self {
+        Self {
+            samples: 2_000,
+            seed: 0,
+        }
+    }
+}
+
+/// Everything one auction needs; serialisable so a receipt can record and replay it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuctionInput {
+    pub bids: Vec<Bid>,
+    pub nodes: Vec<NodeCapacity>,
+    #[serde(default)]
+    pub solver: SolverChoice,
+    #[serde(default)]
+    pub shapley: ShapleyConfig,
+}
+
+/// The solver that actually determined the winners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SolverUsed {
+    /// Greedy over identical slots (all requests equal), exact under that condition.
+    FastHomogeneous,
+    /// The integer program via good_lp / microlp.
+    Mip,
+}
+
+/// What one agent won and pays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentAllocation {
+    pub agent: String,
+    pub tenant: String,
+    /// Replicas granted (the quota written to status).
+    pub replicas: u32,
+    /// Replicas per node (only nodes with at least one).
+    pub nodes: BTreeMap<String, u32>,
+    /// Declared value of the granted replicas, V(replicas).
+    pub value: f64,
+    /// Clarke pivot payment: W*₋ᵢ − (W* − vᵢ(a*)), ≥ 0, 0 for losers.
+    pub payment: f64,
+    /// value − payment (declared utility).
+    pub utility: f64,
+}
+
+/// Welfare of the same instance under the baseline allocation rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineWelfare {
+    pub proportional_share: f64,
+    pub drf: f64,
+}
+
+/// One tenant's share of the node-pool cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantCost {
+    pub tenant: String,
+    pub shapley_cost: f64,
+}
+
+/// How the Shapley values were computed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum ShapleyMethod {
+    /// All 2ⁿ coalitions.
+    Exact,
+    /// Permutation sampling; every share is within `error_bound` of the exact value with
+    /// probability at least `confidence` (Hoeffding + union bound).
+    MonteCarlo {
+        samples: u32,
+        seed: u64,
+        error_bound: f64,
+        confidence: f64,
+    },
+}
+
+/// The result of one auction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuctionOutcome {
+    /// One entry per bid, ascending by agent name.
+    pub allocations: Vec<AgentAllocation>,
+    /// Declared welfare W* = Σᵢ Vᵢ(kᵢ).
+    pub welfare: f64,
+    /// Σ payments.
+    pub revenue: f64,
+    pub solver: SolverUsed,
+    pub baselines: BaselineWelfare,
+    /// Cost of the node pool needed for the allocation (see [`shapley::pool_cost`]).
+    pub pool_cost: f64,
+    /// Shapley shares of `pool_cost`, ascending by tenant name.
+    pub tenant_costs: Vec<TenantCost>,
+    pub shapley_method: ShapleyMethod,
+}
+
+/// Errors of the auction area; every message names the offending field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AuctionError {
+    /// One or more input problems, all listed.
+    #[error("invalid auction input: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    /// The fast path was requested but its exactness condition does not hold.
+    #[error("fast path not applicable: {0}")]
+    FastPathNotApplicable(String),
+    /// The brute-force oracle refuses instances beyond its limit.
+    #[error("instance too large for brute force: {0}")]
+    TooLarge(String),
+    /// The integer program failed or returned an inconsistent solution.
+    #[error("winner determination solver failed: {0}")]
+    Solver(String),
+}
+
+/// A validated instance: bids sorted by agent, nodes sorted by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub bids: Vec<Bid>,
+    pub nodes: Vec<NodeCapacity>,
+}
+
+/// A winner determination result: replicas of bid `i` on node `j` is `counts[i][j]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub counts: Vec<Vec<u32>>,
+}
+
+impl Assignment {
+    /// An assignment that gives nothing to anyone.
+    pub fn empty(bids: usize, nodes: usize) -> Self {
+        Self {
+            counts: vec![vec![0; nodes]; bids],
+        }
+    }
+
+    /// Replicas of bid `i` over all nodes.
+    pub fn replicas(&self, i: usize) -> usize {
+        self.counts[i].iter().map(|&c| c as usize).sum()
+    }
+
+    /// Declared welfare Σᵢ Vᵢ(kᵢ), summed in bid order.
+    pub fn welfare(&self, bids: &[Bid]) -> f64 {
+        bids.iter().enumerate().map(|(i, b)| b.value_of(self.replicas(i))).sum()
+    }
+
+    /// True when every node's summed requests fit its capacity in every resource
+    /// (exact integer arithmetic).
+    pub fn fits(&self, inst: &Instance) -> bool {
+        (0..inst.nodes.len()).all(|j| {
+            let cap = inst.nodes[j].as_array();
+            (0..2).all(|r| {
+                let used: u128 = inst
+                    .bids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b.request.as_array()[r] as u128 * self.counts[i][j] as u128)
+                    .sum();
+                used <= cap[r] as u128
+            })
+        })
+    }
+}
+
+/// Checks every field and returns the instance with bids sorted by agent and nodes by name.
+///
+/// Rules: agent and node names non-empty and unique; marginal values finite, ≥ 0 and
+/// non-increasing; at most [`MAX_REPLICAS_PER_BID`] of them; a request asks for something;
+/// every node has cpu > 0 and memory > 0; node cost finite and ≥ 0; at least one node.
+pub fn validate(bids: &[Bid], nodes: &[NodeCapacity]) -> Result<Instance, AuctionError> {
+    let mut problems = Vec::new();
+    let mut agents = BTreeMap::new();
+    for (i, b) in bids.iter().enumerate() {
+        if b.agent.is_empty() {
+            problems.push(format!("bids[{i}].agent: empty"));
+        } else if let Some(first) = agents.insert(b.agent.clone(), i) {
+            problems.push(format!("bids[{i}].agent: {:?} duplicates bids[{first}].agent", b.agent));
+        }
+        if b.tenant.is_empty() {
+            problems.push(format!("bids[{i}].tenant: empty"));
+        }
+        if b.marginal_values.len() > MAX_REPLICAS_PER_BID {
+            problems.push(format!(
+                "bids[{i}].marginal_values: {} entries, at most {MAX_REPLICAS_PER_BID} allowed",
+                b.marginal_values.len()
+            ));
+        }
+        for (k, &v) in b.marginal_values.iter().enumerate() {
+            if !v.is_finite() {
+                problems.push(format!("bids[{i}].marginal_values[{k}]: {v} is not a finite number"));
+            } else if v < 0.0 {
+                problems.push(format!("bids[{i}].marginal_values[{k}]: {v} is negative"));
+            } else if k > 0 && b.marginal_values[k - 1].is_finite() && v > b.marginal_values[k - 1] {
+                problems.push(format!(
+                    "bids[{i}].marginal_values[{k}]: {v} is larger than marginal_values[{}] = {} \
+                     (marginal values must be non-increasing)",
+                    k - 1,
+                    b.marginal_values[k - 1]
+                ));
+            }
+        }
+        if b.request.cpu_millis == 0 && b.request.memory_bytes == 0 {
+            problems.push(format!("bids[{i}].request: cpu_millis and memory_bytes are both 0"));
+        }
+    }
+    if nodes.is_empty() {
+        problems.push("nodes: empty (no capacity to auction)".to_string());
+    }
+    let mut names = BTreeMap::new();
+    for (j, n) in nodes.iter().enumerate() {
+        if n.node.is_empty() {
+            problems.push(format!("nodes[{j}].node: empty"));
+        } else if let Some(first) = names.insert(n.node.clone(), j) {
+            problems.push(format!("nodes[{j}].node: {:?} duplicates nodes[{first}].node", n.node));
+        }
+        if n.cpu_millis == 0 {
+            problems.push(format!("nodes[{j}].cpu_millis: zero capacity"));
+        }
+        if n.memory_bytes == 0 {
+            problems.push(format!("nodes[{j}].memory_bytes: zero capacity"));
+        }
+        if !n.cost.is_finite() || n.cost < 0.0 {
+            problems.push(format!("nodes[{j}].cost: {} must be finite and >= 0", n.cost));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(AuctionError::Invalid(problems));
+    }
+    let mut bids = bids.to_vec();
+    bids.sort_by(|a, b| a.agent.cmp(&b.agent));
+    let mut nodes = nodes.to_vec();
+    nodes.sort_by(|a, b| a.node.cmp(&b.node));
+    Ok(Instance { bids, nodes })
+}
+
+/// Winner determination on a validated instance with the chosen path.
+pub fn winner_determination(inst: &Instance, choice: SolverChoice) -> Result<(Assignment, SolverUsed), AuctionError> {
+    match choice {
+        SolverChoice::Mip => Ok((wdp_mip::solve(inst)?, SolverUsed::Mip)),
+        SolverChoice::Fast => match wdp_fast::solve(inst) {
+            Ok(a) => Ok((a, SolverUsed::FastHomogeneous)),
+            Err(reason) => Err(AuctionError::FastPathNotApplicable(reason)),
+        },
+        SolverChoice::Auto => match wdp_fast::solve(inst) {
+            Ok(a) => Ok((a, SolverUsed::FastHomogeneous)),
+            Err(_) => Ok((wdp_mip::solve(inst)?, SolverUsed::Mip)),
+        },
+    }
+}
+
+/// Runs one auction: validate, determine winners, charge Clarke payments, compare with the
+/// baselines and attribute the pool cost to tenants.
+pub fn run(input: &AuctionInput) -> Result<AuctionOutcome, AuctionError> {
+    let inst = validate(&input.bids, &input.nodes)?;
+    let (assignment, solver) = winner_determination(&inst, input.solver)?;
+    let payments = vcg::clarke_payments(&inst, &assignment, solver)?;
+    let allocations: Vec<AgentAllocation> = inst
+        .bids
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let replicas = assignment.replicas(i);
+            let value = b.value_of(replicas);
+            let nodes = inst
+                .nodes
+                .iter()
+                .zip(&assignment.counts[i])
+                .filter(|(_, c)| **c > 0)
+                .map(|(n, c)| (n.node.clone(), *c))
+                .collect();
+            AgentAllocation {
+                agent: b.agent.clone(),
+                tenant: b.tenant.clone(),
+                replicas: replicas as u32,
+                nodes,
+                value,
+                payment: payments[i],
+                utility: value - payments[i],
+            }
+        })
+        .collect();
+    let welfare = assignment.welfare(&inst.bids);
+    let revenue = payments.iter().sum();
+    let baselines = BaselineWelfare {
+        proportional_share: baselines::proportional_share(&inst).welfare(&inst.bids),
+        drf: baselines::drf(&inst).welfare(&inst.bids),
+    };
+    let attribution = shapley::attribute_pool_cost(&inst, &assignment, input.shapley);
+    Ok(AuctionOutcome {
+        allocations,
+        welfare,
+        revenue,
+        solver,
+        baselines,
+        pool_cost: attribution.pool_cost,
+        tenant_costs: attribution.tenant_costs,
+        shapley_method: attribution.method,
+    })
+}
