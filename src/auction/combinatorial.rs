@@ -127,7 +127,7 @@ pub fn vcg(items: &[String], bids: &[BundleBid]) -> Result<BundleOutcome, Auctio
             (without - (welfare - values[i])).max(0.0)
         })
         .collect();
-    let revenue = payments.iter().sum();
+    let revenue = payments.iter().fold(0.0, |acc, p| acc + p);
     Ok(BundleOutcome {
         items: held,
         values,

@@ -62,7 +62,8 @@ pub struct Bid {
 impl Bid {
     /// V(k) = Σ_{t<k} marginal_values[t]: the declared value of `k` replicas.
     pub fn value_of(&self, replicas: usize) -> f64 {
-        self.marginal_values.iter().take(replicas).sum()
+        // fold from +0.0: `Sum` for f64 starts at −0.0, which would print as "-0.0".
+        self.marginal_values.iter().take(replicas).fold(0.0, |acc, v| acc + v)
     }
 }
 
@@ -253,7 +254,10 @@ impl Assignment {
 
     /// Declared welfare Σᵢ Vᵢ(kᵢ), summed in bid order.
     pub fn welfare(&self, bids: &[Bid]) -> f64 {
-        bids.iter().enumerate().map(|(i, b)| b.value_of(self.replicas(i))).sum()
+        bids.iter()
+            .enumerate()
+            .map(|(i, b)| b.value_of(self.replicas(i)))
+            .fold(0.0, |acc, v| acc + v)
     }
 
     /// True when every node's summed requests fit its capacity in every resource
@@ -360,12 +364,29 @@ pub fn winner_determination(inst: &Instance, choice: SolverChoice) -> Result<(As
     }
 }
 
+/// Winner determination plus all Clarke payments: the mechanism itself, without the baselines
+/// and cost attribution that [`run`] adds. Payments are in `inst.bids` order.
+pub fn allocate_and_charge(
+    inst: &Instance,
+    choice: SolverChoice,
+) -> Result<(Assignment, Vec<f64>, SolverUsed), AuctionError> {
+    if choice != SolverChoice::Mip {
+        match wdp_fast::solve_with_payments(inst) {
+            Ok((a, p)) => return Ok((a, p, SolverUsed::FastHomogeneous)),
+            Err(reason) if choice == SolverChoice::Fast => return Err(AuctionError::FastPathNotApplicable(reason)),
+            Err(_) => {}
+        }
+    }
+    let assignment = wdp_mip::solve(inst)?;
+    let payments = vcg::clarke_payments(inst, &assignment, SolverUsed::Mip)?;
+    Ok((assignment, payments, SolverUsed::Mip))
+}
+
 /// Runs one auction: validate, determine winners, charge Clarke payments, compare with the
 /// baselines and attribute the pool cost to tenants.
 pub fn run(input: &AuctionInput) -> Result<AuctionOutcome, AuctionError> {
     let inst = validate(&input.bids, &input.nodes)?;
-    let (assignment, solver) = winner_determination(&inst, input.solver)?;
-    let payments = vcg::clarke_payments(&inst, &assignment, solver)?;
+    let (assignment, payments, solver) = allocate_and_charge(&inst, input.solver)?;
     let allocations: Vec<AgentAllocation> = inst
         .bids
         .iter()
@@ -392,7 +413,7 @@ pub fn run(input: &AuctionInput) -> Result<AuctionOutcome, AuctionError> {
         })
         .collect();
     let welfare = assignment.welfare(&inst.bids);
-    let revenue = payments.iter().sum();
+    let revenue = payments.iter().fold(0.0, |acc, p| acc + p);
     let baselines = BaselineWelfare {
         proportional_share: baselines::proportional_share(&inst).welfare(&inst.bids),
         drf: baselines::drf(&inst).welfare(&inst.bids),
@@ -408,4 +429,168 @@ pub fn run(input: &AuctionInput) -> Result<AuctionOutcome, AuctionError> {
         tenant_costs: attribution.tenant_costs,
         shapley_method: attribution.method,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bid(agent: &str, values: &[f64]) -> Bid {
+        Bid {
+            agent: agent.into(),
+            tenant: "team".into(),
+            marginal_values: values.to_vec(),
+            request: ResourceRequest {
+                cpu_millis: 500,
+                memory_bytes: 1 << 30,
+            },
+        }
+    }
+
+    fn node(name: &str) -> NodeCapacity {
+        NodeCapacity {
+            node: name.into(),
+            cpu_millis: 2000,
+            memory_bytes: 8 << 30,
+            cost: 1.0,
+        }
+    }
+
+    fn problems(bids: &[Bid], nodes: &[NodeCapacity]) -> Vec<String> {
+        match validate(bids, nodes) {
+            Err(AuctionError::Invalid(p)) => p,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_negative_marginal_value_is_rejected_naming_the_field() {
+        let p = problems(&[bid("a", &[3.0, -1.0])], &[node("n")]);
+        assert_eq!(p, vec!["bids[0].marginal_values[1]: -1 is negative".to_string()]);
+    }
+
+    #[test]
+    fn increasing_marginal_values_are_rejected_naming_the_field() {
+        let p = problems(&[bid("a", &[1.0]), bid("b", &[2.0, 5.0])], &[node("n")]);
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].starts_with("bids[1].marginal_values[1]: 5 is larger than marginal_values[0] = 2"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_nan_or_infinite_value_is_rejected_naming_the_field() {
+        let p = problems(&[bid("a", &[f64::NAN]), bid("b", &[f64::INFINITY])], &[node("n")]);
+        assert_eq!(
+            p,
+            vec![
+                "bids[0].marginal_values[0]: NaN is not a finite number".to_string(),
+                "bids[1].marginal_values[0]: inf is not a finite number".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_capacity_is_rejected_naming_the_node_field() {
+        let mut n = node("n");
+        n.memory_bytes = 0;
+        let p = problems(&[bid("a", &[1.0])], &[node("m"), n]);
+        assert_eq!(p, vec!["nodes[1].memory_bytes: zero capacity".to_string()]);
+        let err = run(&AuctionInput {
+            bids: vec![],
+            nodes: vec![],
+            solver: SolverChoice::Auto,
+            shapley: Default::default(),
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("nodes: empty"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_just_the_first() {
+        let mut b = bid("a", &[1.0]);
+        b.request = ResourceRequest {
+            cpu_millis: 0,
+            memory_bytes: 0,
+        };
+        let mut n = node("n");
+        n.cost = -1.0;
+        let p = problems(&[b, bid("a", &[-2.0])], &[n, node("n")]);
+        assert_eq!(p.len(), 5, "{p:?}");
+        assert!(
+            p.iter()
+                .any(|m| m.contains("bids[1].agent: \"a\" duplicates bids[0].agent"))
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.contains("bids[0].request: cpu_millis and memory_bytes are both 0"))
+        );
+        assert!(p.iter().any(|m| m.contains("nodes[0].cost")));
+        assert!(
+            p.iter()
+                .any(|m| m.contains("nodes[1].node: \"n\" duplicates nodes[0].node"))
+        );
+    }
+
+    #[test]
+    fn forcing_the_fast_path_on_mixed_requests_is_an_error_and_auto_falls_back_to_the_mip() {
+        let mut b = bid("b", &[4.0]);
+        b.request.cpu_millis = 1500;
+        let mut input = AuctionInput {
+            bids: vec![bid("a", &[3.0, 2.0]), b],
+            nodes: vec![node("n")],
+            solver: SolverChoice::Fast,
+            shapley: Default::default(),
+        };
+        assert!(matches!(run(&input), Err(AuctionError::FastPathNotApplicable(_))));
+        input.solver = SolverChoice::Auto;
+        let out = run(&input).unwrap();
+        assert_eq!(out.solver, SolverUsed::Mip);
+        // 2000m: b (1500m, 4) + nothing else fits beside it except… a's 500m replica (3) → 7.
+        assert_eq!(out.welfare, 7.0);
+    }
+
+    #[test]
+    fn an_outcome_round_trips_through_json_and_replays_byte_identically() {
+        let input = generate::random_instance(
+            generate::GenConfig {
+                bidders: 40,
+                nodes: 4,
+                max_replicas: 6,
+                homogeneous: true,
+                tenants: 15,
+            },
+            5,
+        );
+        let json = serde_json::to_string(&input).unwrap();
+        let replayed: AuctionInput = serde_json::from_str(&json).unwrap();
+        let a = serde_json::to_string(&run(&input).unwrap()).unwrap();
+        let b = serde_json::to_string(&run(&replayed).unwrap()).unwrap();
+        assert_eq!(a, b);
+        let out: AuctionOutcome = serde_json::from_str(&a).unwrap();
+        // 15 tenants > 12: sampled Shapley with a stated bound; shares still add up to the pool cost.
+        assert!(matches!(out.shapley_method, ShapleyMethod::MonteCarlo { error_bound, .. } if error_bound > 0.0));
+        let total: f64 = out.tenant_costs.iter().map(|t| t.shapley_cost).sum();
+        assert!((total - out.pool_cost).abs() < 1e-9);
+    }
+
+    #[test]
+    fn vcg_welfare_is_at_least_that_of_both_baselines() {
+        for seed in 0..5 {
+            let input = generate::random_instance(
+                generate::GenConfig {
+                    bidders: 60,
+                    nodes: 5,
+                    max_replicas: 10,
+                    homogeneous: true,
+                    tenants: 3,
+                },
+                seed,
+            );
+            let out = run(&input).unwrap();
+            assert!(out.welfare >= out.baselines.drf - 1e-9);
+            assert!(out.welfare >= out.baselines.proportional_share - 1e-9);
+        }
+    }
 }

@@ -145,7 +145,7 @@ fn clarke_payments(g: &Greedy) -> Vec<f64> {
             if k == 0 {
                 return 0.0;
             }
-            tail.iter().filter(|u| u.1 != i).take(k).map(|u| u.0).sum()
+            tail.iter().filter(|u| u.1 != i).take(k).fold(0.0, |acc, u| acc + u.0)
         })
         .collect()
 }
