@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod auction;
 #[cfg(feature = "operator")]
 mod crdgen;
 #[cfg(feature = "operator")]
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Print the version of this build.
     Version,
+    /// Run one capacity auction (VCG) offline from JSON bids and capacities.
+    Auction(auction::Args),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD with `--out-dir`.
     #[cfg(feature = "operator")]
     Crdgen(crdgen::Args),
@@ -39,6 +42,7 @@ pub fn main() -> ExitCode {
             println!("mom {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Auction(args) => auction::run(args),
         #[cfg(feature = "operator")]
         Command::Crdgen(args) => crdgen::run(args),
         #[cfg(feature = "operator")]
