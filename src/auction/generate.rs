@@ -70,6 +70,7 @@ pub fn random_instance(cfg: GenConfig, seed: u64) -> AuctionInput {
         nodes,
         solver: SolverChoice::Auto,
         shapley: ShapleyConfig::default(),
+        mip_max_integer_variables: None,
     }
 }
 

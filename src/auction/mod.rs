@@ -132,6 +132,11 @@ pub struct AuctionInput {
     pub solver: SolverChoice,
     #[serde(default)]
     pub shapley: ShapleyConfig,
+    /// Refuse (with [`AuctionError::TooLarge`]) to run the integer program when it would have
+    /// more integer variables than this; `None` = no limit. A deterministic guard for callers
+    /// on a control loop: the MIP's branch and bound can take minutes on mixed requests.
+    #[serde(default)]
+    pub mip_max_integer_variables: Option<u64>,
 }
 
 /// The solver that actually determined the winners.
@@ -386,6 +391,20 @@ pub fn allocate_and_charge(
 /// baselines and attribute the pool cost to tenants.
 pub fn run(input: &AuctionInput) -> Result<AuctionOutcome, AuctionError> {
     let inst = validate(&input.bids, &input.nodes)?;
+    if let Some(limit) = input.mip_max_integer_variables {
+        let needs_mip = match input.solver {
+            SolverChoice::Mip => true,
+            SolverChoice::Fast => false,
+            SolverChoice::Auto => wdp_fast::homogeneous_slots(&inst).is_err(),
+        };
+        let vars = wdp_mip::integer_variables(&inst);
+        if needs_mip && vars as u64 > limit {
+            return Err(AuctionError::TooLarge(format!(
+                "the integer program would have {vars} integer variables (bids x nodes that fit), \
+                 mip_max_integer_variables is {limit}"
+            )));
+        }
+    }
     let (assignment, payments, solver) = allocate_and_charge(&inst, input.solver)?;
     let allocations: Vec<AgentAllocation> = inst
         .bids
@@ -502,6 +521,7 @@ mod tests {
             nodes: vec![],
             solver: SolverChoice::Auto,
             shapley: Default::default(),
+            mip_max_integer_variables: None,
         })
         .unwrap_err();
         assert!(err.to_string().contains("nodes: empty"), "{err}");
@@ -542,6 +562,7 @@ mod tests {
             nodes: vec![node("n")],
             solver: SolverChoice::Fast,
             shapley: Default::default(),
+            mip_max_integer_variables: None,
         };
         assert!(matches!(run(&input), Err(AuctionError::FastPathNotApplicable(_))));
         input.solver = SolverChoice::Auto;
@@ -549,6 +570,26 @@ mod tests {
         assert_eq!(out.solver, SolverUsed::Mip);
         // 2000m: b (1500m, 4) + nothing else fits beside it except… a's 500m replica (3) → 7.
         assert_eq!(out.welfare, 7.0);
+    }
+
+    #[test]
+    fn an_integer_program_over_the_size_guard_is_refused_with_its_size() {
+        let mut b = bid("b", &[4.0]);
+        b.request.cpu_millis = 1500;
+        let mut input = AuctionInput {
+            bids: vec![bid("a", &[3.0]), b],
+            nodes: vec![node("n1"), node("n2")],
+            solver: SolverChoice::Auto,
+            shapley: Default::default(),
+            mip_max_integer_variables: Some(3),
+        };
+        let err = run(&input).unwrap_err();
+        assert!(
+            err.to_string().contains("4 integer variables") && err.to_string().contains("is 3"),
+            "{err}"
+        );
+        input.mip_max_integer_variables = Some(4);
+        assert_eq!(run(&input).unwrap().solver, SolverUsed::Mip);
     }
 
     #[test]

@@ -102,6 +102,7 @@ mod tests {
             nodes: vec![node("n", 1, 1)],
             solver: SolverChoice::Mip,
             shapley: Default::default(),
+            mip_max_integer_variables: None,
         }
     }
 

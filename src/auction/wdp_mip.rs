@@ -31,6 +31,21 @@ fn fit_count(req: [u64; 2], cap: [u64; 2]) -> u64 {
         .unwrap_or(0)
 }
 
+/// Number of integer variables xᵢⱼ the program for `inst` has (pairs where a replica of bid i
+/// with a positive value fits on node j). Branch and bound time grows steeply with it.
+pub fn integer_variables(inst: &Instance) -> usize {
+    inst.bids
+        .iter()
+        .filter(|b| b.marginal_values.first().is_some_and(|v| *v > 0.0))
+        .map(|b| {
+            inst.nodes
+                .iter()
+                .filter(|nd| fit_count(b.request.as_array(), nd.as_array()) > 0)
+                .count()
+        })
+        .sum()
+}
+
 /// Solves the winner-determination integer program exactly.
 pub fn solve(inst: &Instance) -> Result<Assignment, AuctionError> {
     let n = inst.bids.len();

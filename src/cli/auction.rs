@@ -49,6 +49,9 @@ pub struct Args {
     /// Seed of the Shapley permutation sampler.
     #[arg(long, default_value_t = 0)]
     shapley_seed: u64,
+    /// Refuse to run the integer program with more integer variables than this.
+    #[arg(long)]
+    mip_max_integer_variables: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,6 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             samples: args.shapley_samples,
             seed: args.shapley_seed,
         },
+        mip_max_integer_variables: args.mip_max_integer_variables,
     };
     let started = Instant::now();
     let outcome = mom::auction::run(&input)?;
@@ -168,6 +172,7 @@ mod tests {
             nodes,
             solver: SolverChoice::Auto,
             shapley: ShapleyConfig::default(),
+            mip_max_integer_variables: None,
         })
     }
 
