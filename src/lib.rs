@@ -20,3 +20,5 @@ pub mod forecast;
 pub mod hpa;
 pub mod mpc;
 pub mod simulator;
+
+pub mod auction;

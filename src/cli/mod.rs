@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cluster;
+mod auction;
 #[cfg(feature = "operator")]
 mod crdgen;
 mod geometry;
@@ -40,6 +41,8 @@ enum Command {
     Forecast(scaling::ForecastArgs),
     /// Replay traces through the autoscaling simulator (predictive, hpa, static).
     Simulate(scaling::SimulateArgs),
+    /// Run one capacity auction (VCG) offline from JSON bids and capacities.
+    Auction(auction::Args),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD with `--out-dir`.
     #[cfg(feature = "operator")]
     Crdgen(crdgen::Args),
@@ -64,6 +67,7 @@ pub fn main() -> ExitCode {
         Command::Route(args) => geometry::run_route(args),
         Command::Forecast(args) => scaling::run_forecast(args),
         Command::Simulate(args) => scaling::run_simulate(args),
+        Command::Auction(args) => auction::run(args),
         #[cfg(feature = "operator")]
         Command::Crdgen(args) => crdgen::run(args),
         #[cfg(feature = "operator")]
