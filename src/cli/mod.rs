@@ -7,16 +7,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod cluster;
 mod auction;
+mod cluster;
 #[cfg(feature = "operator")]
 mod crdgen;
 mod geometry;
 #[cfg(feature = "operator")]
 mod operator;
 mod receipts;
-mod verify;
 mod scaling;
+mod verify;
 
 /// MOM — hyperbolic placement, predictive scaling and verifiable receipts for Kubernetes.
 #[derive(Debug, Parser)]

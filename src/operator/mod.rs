@@ -51,16 +51,6 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         Ok::<_, Error>((listener, bound))
     };
     let (listener, bound) = bind(config.metrics_addr).await?;
-    let listener = tokio::net::TcpListener::bind(config.metrics_addr)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: config.metrics_addr,
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| Error::Bind {
-        addr: config.metrics_addr,
-        source,
-    })?;
     tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
     let (extender_listener, extender_bound) = bind(config.extender_addr).await?;
 
