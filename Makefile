@@ -38,8 +38,8 @@ test-unit: ## Unit and property tests of the core and operator (no cluster neede
 
 .PHONY: test-integration
 test-integration: components ## Integration tests against a fresh local control plane
-	$(CARGO) test --tests --no-run
-	tests/cluster/with-cluster.sh $(CARGO) test --tests -- --test-threads=4
+	$(CARGO) test --test '*' --no-run
+	tests/cluster/with-cluster.sh $(CARGO) test --test '*' -- --test-threads=4
 
 .PHONY: lint
 lint: ## rustfmt, clippy (both feature sets), the core-purity check and CRD staleness

@@ -41,14 +41,32 @@ done
 echo "leader: ${holder:-<none yet>}    metrics: $METRICS_URL/metrics    extender: $EXTENDER_URL"
 
 if compgen -G "$root/manifests/examples/*.yaml" >/dev/null && compgen -G "$root/crds/*.yaml" >/dev/null; then
-  say "example objects"
+  say "example objects (manifests/examples)"
   k apply -f "$root/manifests/examples/" || true
-  sleep 3
-  k get momconfigs,orchestrationstrategies,geometricagents -A 2>/dev/null || true
-fi
+  say "waiting for the shop's replicas to be placed by mom-scheduler"
+  for _ in $(seq 1 60); do
+    pending=$(k get pods -n shop --no-headers 2>/dev/null | grep -vc Running || true)
+    total=$(k get pods -n shop --no-headers 2>/dev/null | wc -l)
+    [[ $total -gt 0 && $pending -eq 0 ]] && break
+    sleep 1
+  done
+  k get momconfigs,orchestrationstrategies -A
+  k get geometricagents -n shop -o custom-columns='AGENT:.metadata.name,REPLICAS:.spec.replicas,READY:.status.readyReplicas,STRATEGY:.status.strategy,PEERS:.spec.peers[*].agent,WEIGHTS:.spec.peers[*].weight'
 
-say "pods"
-k get pods -A -o wide 2>/dev/null || true
+  say "where each replica went, and why"
+  echo "Each agent's target is the weighted Fréchet mean of its peers' replicas in the Poincaré ball;"
+  echo "mom-scheduler asked MOM's extender, which scored nodes by distance to that target (plus spread,"
+  echo "cost, energy and load) and filtered out avoid-listed, isolated or full nodes."
+  zones=$(k get nodes -o custom-columns='N:.metadata.name,Z:.metadata.labels.topology\.kubernetes\.io/zone' --no-headers)
+  k get pods -n shop -o custom-columns='POD:.metadata.name,AGENT:.metadata.labels.mom\.hypersync\.io/agent,NODE:.spec.nodeName,PHASE:.status.phase' --no-headers \
+    | sort -k2 | awk -v zones="$zones" 'BEGIN { n = split(zones, z, "\n"); for (i = 1; i <= n; i++) { split(z[i], f, " "); zone[f[1]] = f[2] }
+        printf "%-22s %-10s %-14s %-12s %s\n", "POD", "AGENT", "NODE", "ZONE", "PHASE" }
+        { printf "%-22s %-10s %-14s %-12s %s\n", $1, $2, $3, zone[$3], $4 }'
+  say "agent positions in the ball (status.position)"
+  k get geometricagents -n shop -o custom-columns='AGENT:.metadata.name,POSITION:.status.position.coordinates,READY:.status.conditions[?(@.type=="Ready")].status,REASON:.status.conditions[?(@.type=="Ready")].reason'
+  say "events"
+  k get events -n shop --field-selector involvedObject.kind=GeometricAgent --sort-by=.lastTimestamp 2>/dev/null | tail -8 || true
+fi
 
 cat <<MSG
 

@@ -14,11 +14,15 @@ fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests/examples")
 }
 
-/// Applies the valid examples (idempotent) so each test can build on them.
+/// Applies the valid examples once per test binary (tests run in parallel and two concurrent
+/// client-side applies of a new object race to create it) so each test can build on them.
 fn apply_valid_examples() {
-    common::install_crds();
-    let (ok, out, err) = common::kubectl(&["apply", "-f", examples().to_str().unwrap()], None);
-    assert!(ok, "a valid example was rejected: {err}\n{out}");
+    static APPLIED: std::sync::Once = std::sync::Once::new();
+    APPLIED.call_once(|| {
+        common::install_crds();
+        let (ok, out, err) = common::kubectl(&["apply", "-f", examples().to_str().unwrap()], None);
+        assert!(ok, "a valid example was rejected: {err}\n{out}");
+    });
 }
 
 #[test]

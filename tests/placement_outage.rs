@@ -1,0 +1,74 @@
+//! With MOM down, its pods stay Pending (the extender is not ignorable and binds them, as
+//! documented in `manifests/scheduler/mom-scheduler-config.yaml`); when MOM returns on the same
+//! address, they are scheduled. Pods of the default scheduler are unaffected throughout.
+
+mod common;
+
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+
+/// Kills the restarted operator when the test ends, however it ends.
+struct Operator(Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn pod(name: &str, scheduler: Option<&str>) -> Pod {
+    let mut spec = serde_json::json!({
+        "containers": [{"name": "c", "image": "pause", "resources": {"requests": {"cpu": "10m"}}}],
+    });
+    if let Some(s) = scheduler {
+        spec["schedulerName"] = serde_json::json!(s);
+    }
+    serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+}
+
+async fn phase(pods: &Api<Pod>, name: &str) -> Option<String> {
+    pods.get(name).await.ok()?.status?.phase
+}
+
+#[tokio::test]
+async fn mom_pods_wait_while_the_operator_is_down_and_are_placed_when_it_returns() {
+    let mom = common::mom();
+    let ns = common::TestNamespace::new("outage").await;
+    let pods: Api<Pod> = Api::namespaced(ns.client(), &ns.name);
+
+    let killed = Command::new("kill").arg("-9").arg(mom.operator_pid.to_string()).status().unwrap();
+    assert!(killed.success());
+    pods.create(&PostParams::default(), &pod("geo", Some("mom-scheduler"))).await.unwrap();
+    pods.create(&PostParams::default(), &pod("plain", None)).await.unwrap();
+    common::eventually("the default scheduler's pod to run", Duration::from_secs(60), || {
+        let pods = pods.clone();
+        async move { (phase(&pods, "plain").await.as_deref() == Some("Running")).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let waiting = pods.get("geo").await.unwrap();
+    assert_eq!(waiting.status.and_then(|s| s.phase).as_deref(), Some("Pending"));
+    assert!(waiting.spec.and_then(|s| s.node_name).is_none(), "bound while MOM was down");
+
+    let cp = common::control_plane();
+    let addr = |url: &str| url.trim_start_matches("http://").to_string();
+    let _operator = Operator(
+        Command::new(env!("CARGO_BIN_EXE_mom"))
+            .args(["operator", "--namespace", "mom-system", "--log-format", "text"])
+            .args(["--metrics-addr", &addr(&mom.metrics_url), "--extender-addr", &addr(&mom.extender_url)])
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    common::eventually("the MOM pod to be scheduled after the restart", Duration::from_secs(90), || {
+        let pods = pods.clone();
+        async move { (phase(&pods, "geo").await.as_deref() == Some("Running")).then_some(()) }
+    })
+    .await;
+}
