@@ -74,9 +74,31 @@ fn greedy_route(c: &mut Criterion) {
             )
         })
     });
-    c.bench_function("greedy_route_tatanld_all_pairs", |b| {
+    let fit = latency::HyperbolicConfig {
+        dim: 4,
+        epochs: 800,
+        restarts: 1,
+        ..Default::default()
+    };
+    let hybrid = routing::Embedding::hybrid(&g, &sp, tree::SarkarConfig::default(), &fit, false).expect("embed");
+    c.bench_function("hybrid_route_tatanld_143_nodes_one_pair", |b| {
+        b.iter(|| {
+            routing::route(
+                &g,
+                &hybrid,
+                black_box(0),
+                black_box(n - 1),
+                routing::Policy::DelayAware,
+                None,
+            )
+        })
+    });
+    let mut grp = c.benchmark_group("route_all_pairs");
+    grp.sample_size(10);
+    grp.bench_function("greedy_tatanld_all_20306_pairs", |b| {
         b.iter(|| routing::evaluate(&g, &sp, &emb, routing::Policy::DelayAware, 1))
     });
+    grp.finish();
 }
 
 criterion_group!(benches, distance, topology, latency_embedding, greedy_route);

@@ -77,6 +77,9 @@ pub enum Embedding {
         ms_per_unit: f64,
         /// Delay along the tree between u and v (the spanning-tree routing baseline).
         tree_delay: Vec<Vec<f64>>,
+        /// Embedded distances between all node pairs, precomputed (graphs up to 4,096 nodes)
+        /// because folding positions up to the LCA costs O(depth) per pair.
+        cache: Option<Vec<Vec<f64>>>,
     },
     /// A fitted hyperbolic model whose predictions are in ms.
     Fitted(HyperbolicModel),
@@ -164,10 +167,20 @@ impl Embedding {
             edges.iter().sum::<f64>() / edges.len() as f64
         };
         let ms_per_unit = mean_edge.max(1e-9) / tree.tau();
+        let cache = (n <= 4096).then(|| {
+            (0..n)
+                .map(|u| {
+                    (0..n)
+                        .map(|v| tree.embedded_distance(u, v).unwrap_or(f64::INFINITY))
+                        .collect()
+                })
+                .collect()
+        });
         Ok(Self::Tree {
             tree,
             ms_per_unit,
             tree_delay,
+            cache,
         })
     }
 
@@ -186,7 +199,18 @@ impl Embedding {
     /// Estimated delay (ms) between u and v according to the embedding.
     pub fn estimate(&self, u: usize, v: usize) -> f64 {
         match self {
-            Self::Tree { tree, ms_per_unit, .. } => tree.embedded_distance(u, v).unwrap_or(f64::INFINITY) * ms_per_unit,
+            Self::Tree {
+                tree,
+                ms_per_unit,
+                cache,
+                ..
+            } => {
+                let d = match cache {
+                    Some(c) => c.get(u).and_then(|row| row.get(v)).copied(),
+                    None => tree.embedded_distance(u, v),
+                };
+                d.unwrap_or(f64::INFINITY) * ms_per_unit
+            }
             Self::Fitted(m) | Self::Hybrid { fitted: m, .. } => m.predict(u, v),
         }
     }
