@@ -230,21 +230,27 @@ pub fn decode_hash(field: &'static str, hex_str: &str) -> Result<[u8; 32], Recei
 pub fn parse_json_lines(text: &str) -> Result<Vec<Receipt>, ReceiptError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+        if let Some(r) = parse_line(line, i + 1)? {
+            out.push(r);
         }
-        let receipt: Receipt = serde_json::from_str(line).map_err(|e| {
-            // serde_json appends " at line 1 column N" (of this one line); say column only.
-            let text = e.to_string();
-            let cause = text.rsplit_once(" at line ").map_or(text.as_str(), |(m, _)| m);
-            ReceiptError::Parse {
-                line: i + 1,
-                message: format!("column {}: {cause}", e.column()),
-            }
-        })?;
-        out.push(receipt);
     }
     Ok(out)
+}
+
+/// Reads one JSON line (`line_number` is 1-based, for the error); `None` for a blank line.
+pub fn parse_line(line: &str, line_number: usize) -> Result<Option<Receipt>, ReceiptError> {
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(line).map(Some).map_err(|e| {
+        // serde_json appends " at line 1 column N" (of this one line); say column only.
+        let text = e.to_string();
+        let cause = text.rsplit_once(" at line ").map_or(text.as_str(), |(m, _)| m);
+        ReceiptError::Parse {
+            line: line_number,
+            message: format!("column {}: {cause}", e.column()),
+        }
+    })
 }
 
 /// Writes receipts as JSON lines, one per line, in the given order.
