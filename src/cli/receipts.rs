@@ -77,6 +77,20 @@ fn write(path: &PathBuf, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Writes a secret readable by its owner only (mode 0600 on Unix), refusing to overwrite.
+fn write_secret(path: &PathBuf, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Keygen { secret_out, public_out } => {
@@ -85,7 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .and_then(|mut f| f.read_exact(&mut seed))
                 .context("reading 32 random bytes from /dev/urandom")?;
             let s = Signer::from_seed(seed);
-            write(&secret_out, &format!("{}\n", s.secret_hex()))?;
+            write_secret(&secret_out, &format!("{}\n", s.secret_hex()))?;
             if let Some(p) = public_out {
                 write(&p, &format!("{}\n", s.public_hex()))?;
             }

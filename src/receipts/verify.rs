@@ -874,6 +874,34 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_continuing_right_after_a_pinned_head_is_accepted() {
+        let s = signer(1);
+        let rs = chain(30, 10, &s);
+        let pin = ChainHead {
+            sequence: 4,
+            hash: rs[4].hash.clone(),
+        };
+        let opts = VerifyOptions {
+            pinned: vec![pin],
+            ..Default::default()
+        };
+        let rep = verify_chain(&rs[5..], &keys_for(&s), &opts);
+        assert!(rep.is_ok(), "{:?}", rep.problems);
+        // The first checkpoint after the pin cannot be recomputed; it is taken on signature.
+        assert_eq!((rep.checkpoints_on_signature, rep.checkpoints_recomputed), (1, 1));
+        let wrong = ChainHead {
+            sequence: 4,
+            hash: rs[3].hash.clone(),
+        };
+        let opts = VerifyOptions {
+            pinned: vec![wrong],
+            ..Default::default()
+        };
+        let rep = verify_chain(&rs[5..], &keys_for(&s), &opts);
+        assert_eq!(kinds(&rep), vec![(5, ProblemKind::Forked)]);
+    }
+
+    #[test]
     fn a_pinned_head_that_differs_is_a_fork() {
         let s = signer(1);
         let rs = chain(10, 0, &s);
