@@ -85,6 +85,9 @@ pub struct SimulateArgs {
     /// Predictive: number of recent one-step errors the margin is taken from.
     #[arg(long)]
     residual_window: Option<usize>,
+    /// Predictive: safety factor on the error quantile.
+    #[arg(long)]
+    margin_factor: Option<f64>,
     /// Predictive: SLO target in (0, 1); sets the MPC penalty/price ratio s/(1 − s).
     #[arg(long)]
     slo_target: Option<f64>,
@@ -328,6 +331,7 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             model,
             margin_quantile: args.margin_quantile.unwrap_or(d.margin_quantile),
             residual_window: args.residual_window.unwrap_or(d.residual_window),
+            margin_factor: args.margin_factor.unwrap_or(d.margin_factor),
             slo_target: args.slo_target.unwrap_or(d.slo_target),
             change_penalty: args.change_penalty.unwrap_or(d.change_penalty),
             ..d

@@ -1,6 +1,6 @@
 //! Per-horizon model selection: for each step ahead h, forecast with whichever candidate had the
 //! lowest h-step MAE over the last part of the window — Holt-Winters (in-sample h-step errors of
-//! its fitted parameters) or seasonal-naive with season 1 or a detected season.
+//! its fitted parameters) or seasonal-naive with any season 1..=24 or a detected longer season.
 //!
 //! `choice(h) = argmin_c mean_{t ∈ last V origins} |y_{t+h−1} − ŷ^c_t(h)|`, V = min(500, n/3).
 //! Uses only the history given to `fit`, so it is a fair online forecaster.
@@ -11,6 +11,8 @@ use super::{ForecastError, Forecaster, check_history, check_horizon, detect_seas
 
 /// Largest step the selection scores; later steps reuse its choice.
 const MAX_H: usize = 12;
+/// Seasonal-naive candidates always scored: seasons 1..=SHORT_SEASONS.
+const SHORT_SEASONS: usize = 24;
 
 #[derive(Debug, Clone)]
 pub struct AutoSelect {
@@ -57,8 +59,10 @@ impl Forecaster for AutoSelect {
         let n = history.len();
         let from = n - (n / 3).min(500);
         let hw_mae = self.hw.in_sample_mae(history, from, MAX_H).unwrap_or_default();
-        let mut seasons = vec![1usize];
-        seasons.extend(self.seasons.iter().copied().filter(|&m| m < from));
+        // Every short season 1..=24 (cheap to score, catches periodic spikes that the
+        // autocorrelation threshold misses) plus the detected long ones.
+        let mut seasons: Vec<usize> = (1..=SHORT_SEASONS).filter(|&m| m < from).collect();
+        seasons.extend(self.seasons.iter().copied().filter(|&m| m < from && m > SHORT_SEASONS));
         self.choice = (1..=MAX_H)
             .map(|h| {
                 let mut best: (Option<usize>, f64) = (None, hw_mae.get(h - 1).copied().unwrap_or(f64::INFINITY));

@@ -155,8 +155,8 @@ pub fn detect_season(history: &[f64], min_lag: usize, max_lag: usize, threshold:
     detect_seasons(history, min_lag, max_lag, threshold).first().copied()
 }
 
-/// Up to two candidate seasons: the one [`detect_season`] picks and, if different, the lag of
-/// the highest autocorrelation peak (e.g. daily and weekly cycles).
+/// Up to three candidate seasons: the one [`detect_season`] picks, then the lags of the highest
+/// remaining autocorrelation peaks (e.g. daily and weekly cycles).
 pub fn detect_seasons(history: &[f64], min_lag: usize, max_lag: usize, threshold: f64) -> Vec<usize> {
     let n = history.len();
     let max_lag = max_lag.min(n / 2);
@@ -188,10 +188,16 @@ pub fn detect_seasons(history: &[f64], min_lag: usize, max_lag: usize, threshold
         .find(|&k| acf[k] >= 0.9 * best)
         .into_iter()
         .collect();
-    if let Some(&top) = peaks.iter().find(|&&k| acf[k] == best)
-        && !out.contains(&top)
-    {
-        out.push(top);
+    // Then the strongest remaining peaks, up to three candidates in all.
+    let mut by_strength = peaks.clone();
+    by_strength.sort_by(|&a, &b| acf[b].total_cmp(&acf[a]).then(a.cmp(&b)));
+    for k in by_strength {
+        if out.len() >= 3 {
+            break;
+        }
+        if !out.contains(&k) {
+            out.push(k);
+        }
     }
     out
 }

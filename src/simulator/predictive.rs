@@ -4,8 +4,8 @@
 //! At a sync at time `now` in bin k (demand y_k observed):
 //! - when a new bin starts, refit the forecaster on the last `window` bins and record the error
 //!   `e_k = y_k − ŷ_{k−1}(1)` of the previous one-step forecast;
-//! - `margin = max(0, quantile_q(e over the last residual_window bins))` — the amount by which the
-//!   forecast under-shot in all but (1 − q) of recent bins;
+//! - `margin = factor · max(0, quantile_q(e over the last residual_window bins))` — the amount by
+//!   which the forecast under-shot in all but (1 − q) of recent bins, times a safety factor;
 //! - a replica requested now is ready at `now + startup`, in bin `b = ⌊(now + startup)/bin⌋`;
 //!   removing one takes effect at once. So stage 0 must cover the current demand and every bin up
 //!   to `b`: `D_0 = max(y_k, ŷ(k+1..=b) + margin)`, and stage j ≥ 1 is `ŷ(b + j) + margin`;
@@ -37,6 +37,8 @@ pub struct PredictiveConfig {
     pub margin_quantile: f64,
     /// Number of recent one-step errors kept.
     pub residual_window: usize,
+    /// Multiplier on the error quantile (safety factor for errors larger than any seen).
+    pub margin_factor: f64,
     /// λ, in replica-bins per replica changed.
     pub change_penalty: f64,
     /// Minimum seconds between applied changes.
@@ -52,9 +54,10 @@ impl Default for PredictiveConfig {
             window: 2016,
             horizon: 12,
             slo_target: 0.99,
-            margin_quantile: 0.9,
-            residual_window: 96,
-            change_penalty: 0.5,
+            margin_quantile: 0.99,
+            residual_window: 288,
+            margin_factor: 1.5,
+            change_penalty: 0.05,
             cooldown_seconds: 0.0,
             max_step_up: None,
             max_step_down: None,
@@ -90,6 +93,7 @@ impl PredictivePolicy {
                 (0.0..=1.0).contains(&cfg.margin_quantile),
             ),
             ("change_penalty", cfg.change_penalty, cfg.change_penalty >= 0.0),
+            ("margin_factor", cfg.margin_factor, cfg.margin_factor >= 0.0),
             ("cooldown_seconds", cfg.cooldown_seconds, cfg.cooldown_seconds >= 0.0),
             ("horizon", cfg.horizon as f64, cfg.horizon >= 1),
             ("window", cfg.window as f64, cfg.window >= 2),
@@ -147,7 +151,7 @@ impl PredictivePolicy {
         let y = obs.history[k];
         let residuals: Vec<f64> = self.residuals.iter().copied().collect();
         let margin = if residuals.len() >= 8 {
-            quantile(&residuals, self.cfg.margin_quantile).max(0.0)
+            self.cfg.margin_factor * quantile(&residuals, self.cfg.margin_quantile).max(0.0)
         } else {
             // Warm-up: no error record yet, keep 20 % headroom.
             0.2 * y
@@ -234,6 +238,8 @@ mod tests {
         };
         let cfg = PredictiveConfig {
             window: 24 * 6,
+            margin_quantile: 0.9,
+            margin_factor: 1.0,
             ..PredictiveConfig::default()
         };
         let p = simulate(&d, &cluster, &PolicySpec::Predictive(cfg)).unwrap();
@@ -245,7 +251,12 @@ mod tests {
             p.slo_violation_minutes,
             h.slo_violation_minutes
         );
-        assert!(p.replica_hours < h.replica_hours);
+        assert!(
+            p.replica_hours < h.replica_hours,
+            "predictive {} vs hpa {}",
+            p.replica_hours,
+            h.replica_hours
+        );
     }
 
     #[test]
