@@ -51,12 +51,12 @@ fn fit(req: [u64; 2], cap: [u64; 2]) -> u64 {
 }
 
 /// Units of one class in canonical order: (value, agent index, replica).
-fn class_units(inst: &Instance, class: &[usize], c: usize, skip: Option<usize>) -> Vec<(f64, usize, usize)> {
+fn class_units(inst: &Instance, class: &[usize], c: usize) -> Vec<(f64, usize, usize)> {
     let mut u: Vec<(f64, usize, usize)> = inst
         .bids
         .iter()
         .enumerate()
-        .filter(|(i, _)| class[*i] == c && Some(*i) != skip)
+        .filter(|(i, _)| class[*i] == c)
         .flat_map(|(i, b)| {
             b.marginal_values
                 .iter()
@@ -74,6 +74,16 @@ fn prefix(units: &[(f64, usize, usize)]) -> Vec<f64> {
     let mut p = Vec::with_capacity(units.len() + 1);
     p.push(0.0);
     for u in units {
+        p.push(p[p.len() - 1] + u.0);
+    }
+    p
+}
+
+/// prefix sums of the first `limit` units not belonging to agent `skip`.
+fn prefix_without(units: &[(f64, usize, usize)], skip: usize, limit: usize) -> Vec<f64> {
+    let mut p = Vec::with_capacity(limit + 1);
+    p.push(0.0);
+    for u in units.iter().filter(|u| u.1 != skip).take(limit) {
         p.push(p[p.len() - 1] + u.0);
     }
     p
@@ -140,8 +150,8 @@ fn best(fr: &Frontier, f0: &[f64], f1: &[f64]) -> (f64, usize, usize) {
 /// Winner determination plus all Clarke payments; `Err(reason)` unless exactly two shapes.
 pub fn solve_with_payments(inst: &Instance) -> Result<(Assignment, Vec<f64>), String> {
     let (shapes, class) = classes(inst)?;
-    let u0 = class_units(inst, &class, 0, None);
-    let u1 = class_units(inst, &class, 1, None);
+    let u0 = class_units(inst, &class, 0);
+    let u1 = class_units(inst, &class, 1);
     let slots0: u64 = inst
         .nodes
         .iter()
@@ -187,6 +197,7 @@ pub fn solve_with_payments(inst: &Instance) -> Result<(Assignment, Vec<f64>), St
         }
     }
 
+    let q1_cap = fr.g.iter().flatten().copied().max().unwrap_or(0) as usize;
     let tol = 1e-9 * (1.0 + welfare.abs());
     let mut payments = vec![0.0; inst.bids.len()];
     for (i, b) in inst.bids.iter().enumerate() {
@@ -196,7 +207,10 @@ pub fn solve_with_payments(inst: &Instance) -> Result<(Assignment, Vec<f64>), St
         }
         let own = b.value_of(k);
         let c = class[i];
-        let without = prefix(&class_units(inst, &class, c, Some(i)));
+        // Only the first `limit` values of the class can ever be chosen (capacity), so the
+        // prefix without i is built from the already sorted list in O(limit + kᵢ).
+        let (units, limit) = if c == 0 { (&u0, q0_max) } else { (&u1, q1_cap) };
+        let without = prefix_without(units, i, limit);
         let (w_minus, _, _) = if c == 0 {
             best(&fr, &without, &f1)
         } else {
