@@ -267,7 +267,7 @@ mod tests {
     #[test]
     fn the_packing_trade_off_between_the_two_shapes_is_solved_exactly() {
         // Node 4 cpu / 4 mem. Small (1, 1) worth 3 each ×4; big (3, 1) worth 10 ×1.
-        // Options: 4 small = 12; 1 big + 1 small = 13 → the big one wins and pays the 2 small it displaces = 6.
+        // Options: 4 small = 12; 1 big + 1 small = 13 → the big one wins and pays for the 3 small it displaces.
         let inst = validate(
             &[bid("big", &[10.0], 3, 1), bid("small", &[3.0, 3.0, 3.0, 3.0], 1, 1)],
             &[NodeCapacity {
