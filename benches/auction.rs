@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use mom::auction::generate::{GenConfig, random_instance};
-use mom::auction::{Instance, NodeCapacity, SolverChoice, allocate_and_charge, run, validate};
+use mom::auction::{Instance, NodeCapacity, ResourceRequest, SolverChoice, allocate_and_charge, run, validate};
 
 fn instance(bidders: usize, nodes: usize, homogeneous: bool, max_replicas: usize) -> Instance {
     let input = random_instance(
@@ -40,6 +40,24 @@ fn fast_path(c: &mut Criterion) {
     for nodes in [10, 50, 200, 1_000] {
         let inst = instance(1_000, nodes, true, 20);
         g.bench_with_input(BenchmarkId::from_parameter(nodes), &inst, |b, inst| {
+            b.iter(|| allocate_and_charge(black_box(inst), SolverChoice::Fast).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn two_class(c: &mut Criterion) {
+    let mut g = c.benchmark_group("auction/vcg_two_class_bidders_50_nodes");
+    g.sample_size(10).measurement_time(Duration::from_secs(3));
+    for bidders in [100, 1_000] {
+        let mut inst = instance(bidders, 50, true, 20);
+        for b in inst.bids.iter_mut().skip(1).step_by(2) {
+            b.request = ResourceRequest {
+                cpu_millis: 1500,
+                memory_bytes: 1 << 29,
+            };
+        }
+        g.bench_with_input(BenchmarkId::from_parameter(bidders), &inst, |b, inst| {
             b.iter(|| allocate_and_charge(black_box(inst), SolverChoice::Fast).unwrap())
         });
     }
@@ -97,5 +115,5 @@ fn mip_reference(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, fast_path, full_run, mip_reference);
+criterion_group!(benches, fast_path, two_class, full_run, mip_reference);
 criterion_main!(benches);

@@ -31,6 +31,32 @@ fn cfg(bidders: usize, nodes: usize, homogeneous: bool) -> GenConfig {
     }
 }
 
+/// Every other bid asks for 1500m / 0.5 GiB instead of 500m / 1 GiB.
+fn two_shape(bidders: usize, nodes: usize, seed: u64) -> mom::auction::Instance {
+    let input = random_instance(cfg(bidders, nodes, true), seed);
+    let mut bids = input.bids.clone();
+    for b in bids.iter_mut().skip(1).step_by(2) {
+        b.request = mom::auction::ResourceRequest {
+            cpu_millis: 1500,
+            memory_bytes: 1 << 29,
+        };
+    }
+    let nodes: Vec<_> = if bidders <= 20 {
+        input
+            .nodes
+            .iter()
+            .map(|x| mom::auction::NodeCapacity {
+                cpu_millis: 4000,
+                memory_bytes: 8 << 30,
+                ..x.clone()
+            })
+            .collect()
+    } else {
+        input.nodes.clone()
+    };
+    validate(&bids, &nodes).unwrap()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mip_max: usize = args
@@ -60,6 +86,33 @@ fn main() {
         let winners = (0..inst.bids.len()).filter(|&i| a.replicas(i) > 0).count();
         let ms = median_ms(|| drop(allocate_and_charge(&inst, SolverChoice::Fast).unwrap()), 7);
         println!("| {b} | {n} | {units} | {winners} | {ms:.3} |");
+    }
+
+    println!();
+    println!("## Two-class path (two request shapes: 500m/1GiB and 1500m/0.5GiB, alternating), median ms");
+    println!("| bidders | nodes | winners | time ms | welfare == MIP |");
+    println!("|---:|---:|---:|---:|---|");
+    for &(b, n) in &[
+        (10, 3),
+        (20, 5),
+        (100, 50),
+        (1_000, 50),
+        (10_000, 50),
+        (1_000, 10),
+        (1_000, 200),
+    ] {
+        let inst = two_shape(b, n, 1);
+        let (a, _, used) = allocate_and_charge(&inst, SolverChoice::Fast).unwrap();
+        assert_eq!(used, mom::auction::SolverUsed::FastTwoClass);
+        let winners = (0..inst.bids.len()).filter(|&i| a.replicas(i) > 0).count();
+        let ms = median_ms(|| drop(allocate_and_charge(&inst, SolverChoice::Fast).unwrap()), 5);
+        let agree = if b <= 20 {
+            let (m, _, _) = allocate_and_charge(&inst, SolverChoice::Mip).unwrap();
+            format!("{}", (m.welfare(&inst.bids) - a.welfare(&inst.bids)).abs() < 1e-6)
+        } else {
+            "not run".to_string()
+        };
+        println!("| {b} | {n} | {winners} | {ms:.3} | {agree} |");
     }
 
     println!();
@@ -119,6 +172,20 @@ fn main() {
     }
     for seed in 1..=3 {
         rows.push((false, 8.min(mip_max), 2, seed));
+    }
+    for seed in 1..=3 {
+        for (b, n) in [(100, 50), (1_000, 50)] {
+            let inst = two_shape(b, n, seed);
+            let (a, _, _) = allocate_and_charge(&inst, SolverChoice::Auto).unwrap();
+            let w = a.welfare(&inst.bids);
+            let ps = baselines::proportional_share(&inst).welfare(&inst.bids);
+            let drf = baselines::drf(&inst).welfare(&inst.bids);
+            println!(
+                "| two shapes | {b} | {n} | {w:.1} | {ps:.1} | {drf:.1} | {:.3} | {:.3} |",
+                ps / w,
+                drf / w
+            );
+        }
     }
     for (homogeneous, b, n, seed) in rows {
         let mut c = cfg(b, n, homogeneous);

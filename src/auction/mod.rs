@@ -5,9 +5,12 @@
 //! Output: an [`AuctionOutcome`] — replicas per agent and per node, Clarke pivot payments,
 //! declared welfare, which solver ran, baseline welfare and Shapley cost shares per tenant.
 //!
-//! Pipeline: [`validate`] (collects every problem, names the field) → winner determination
-//! ([`wdp_fast`] when its exactness condition holds, else the integer program in [`wdp_mip`]) →
-//! [`vcg::clarke_payments`] → [`shapley`] cost attribution. Everything is deterministic: agents
+//! Pipeline: [`validate`] (collects every problem, names the field) → winner determination and
+//! Clarke payments ([`allocate_and_charge`]): [`wdp_fast`] when every bid requests the same
+//! resources, [`wdp_two_class`] when bids use exactly two request shapes — both exact under
+//! their condition, detected here — else the integer program in [`wdp_mip`] with
+//! [`vcg::clarke_payments`] re-solving once per winner → [`baselines`] → [`shapley`] cost
+//! attribution. [`brute`] and [`combinatorial`] are exhaustive oracles for tests. Everything is deterministic: agents
 //! are processed in ascending `agent` name order, nodes in ascending `node` name order, and ties
 //! between equal marginal values go to the agent whose name sorts first.
 
@@ -19,6 +22,7 @@ pub mod shapley;
 pub mod vcg;
 pub mod wdp_fast;
 pub mod wdp_mip;
+pub mod wdp_two_class;
 
 #[cfg(test)]
 mod property_tests;
@@ -145,6 +149,8 @@ pub struct AuctionInput {
 pub enum SolverUsed {
     /// Greedy over identical slots (all requests equal), exact under that condition.
     FastHomogeneous,
+    /// Feasibility frontier over two request shapes (exactly two distinct requests), exact.
+    FastTwoClass,
     /// The integer program via good_lp / microlp.
     Mip,
 }
@@ -354,21 +360,6 @@ pub fn validate(bids: &[Bid], nodes: &[NodeCapacity]) -> Result<Instance, Auctio
     Ok(Instance { bids, nodes })
 }
 
-/// Winner determination on a validated instance with the chosen path.
-pub fn winner_determination(inst: &Instance, choice: SolverChoice) -> Result<(Assignment, SolverUsed), AuctionError> {
-    match choice {
-        SolverChoice::Mip => Ok((wdp_mip::solve(inst)?, SolverUsed::Mip)),
-        SolverChoice::Fast => match wdp_fast::solve(inst) {
-            Ok(a) => Ok((a, SolverUsed::FastHomogeneous)),
-            Err(reason) => Err(AuctionError::FastPathNotApplicable(reason)),
-        },
-        SolverChoice::Auto => match wdp_fast::solve(inst) {
-            Ok(a) => Ok((a, SolverUsed::FastHomogeneous)),
-            Err(_) => Ok((wdp_mip::solve(inst)?, SolverUsed::Mip)),
-        },
-    }
-}
-
 /// Winner determination plus all Clarke payments: the mechanism itself, without the baselines
 /// and cost attribution that [`run`] adds. Payments are in `inst.bids` order.
 pub fn allocate_and_charge(
@@ -376,10 +367,16 @@ pub fn allocate_and_charge(
     choice: SolverChoice,
 ) -> Result<(Assignment, Vec<f64>, SolverUsed), AuctionError> {
     if choice != SolverChoice::Mip {
-        match wdp_fast::solve_with_payments(inst) {
+        let one = match wdp_fast::solve_with_payments(inst) {
             Ok((a, p)) => return Ok((a, p, SolverUsed::FastHomogeneous)),
-            Err(reason) if choice == SolverChoice::Fast => return Err(AuctionError::FastPathNotApplicable(reason)),
-            Err(_) => {}
+            Err(reason) => reason,
+        };
+        let two = match wdp_two_class::solve_with_payments(inst) {
+            Ok((a, p)) => return Ok((a, p, SolverUsed::FastTwoClass)),
+            Err(reason) => reason,
+        };
+        if choice == SolverChoice::Fast {
+            return Err(AuctionError::FastPathNotApplicable(format!("{one}; {two}")));
         }
     }
     let assignment = wdp_mip::solve(inst)?;
@@ -395,7 +392,7 @@ pub fn run(input: &AuctionInput) -> Result<AuctionOutcome, AuctionError> {
         let needs_mip = match input.solver {
             SolverChoice::Mip => true,
             SolverChoice::Fast => false,
-            SolverChoice::Auto => wdp_fast::homogeneous_slots(&inst).is_err(),
+            SolverChoice::Auto => wdp_fast::homogeneous_slots(&inst).is_err() && !wdp_two_class::applies(&inst),
         };
         let vars = wdp_mip::integer_variables(&inst);
         if needs_mip && vars as u64 > limit {
@@ -557,8 +554,10 @@ mod tests {
     fn forcing_the_fast_path_on_mixed_requests_is_an_error_and_auto_falls_back_to_the_mip() {
         let mut b = bid("b", &[4.0]);
         b.request.cpu_millis = 1500;
+        let mut c = bid("c", &[]);
+        c.request.cpu_millis = 100;
         let mut input = AuctionInput {
-            bids: vec![bid("a", &[3.0, 2.0]), b],
+            bids: vec![bid("a", &[3.0, 2.0]), b, c],
             nodes: vec![node("n")],
             solver: SolverChoice::Fast,
             shapley: Default::default(),
@@ -576,8 +575,10 @@ mod tests {
     fn an_integer_program_over_the_size_guard_is_refused_with_its_size() {
         let mut b = bid("b", &[4.0]);
         b.request.cpu_millis = 1500;
+        let mut c = bid("c", &[]);
+        c.request.cpu_millis = 100;
         let mut input = AuctionInput {
-            bids: vec![bid("a", &[3.0]), b],
+            bids: vec![bid("a", &[3.0]), b, c],
             nodes: vec![node("n1"), node("n2")],
             solver: SolverChoice::Auto,
             shapley: Default::default(),

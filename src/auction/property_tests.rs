@@ -62,6 +62,44 @@ fn tiny_instance(homogeneous: bool) -> impl Strategy<Value = Instance> {
     })
 }
 
+/// Like [`tiny_instance`] but every bid uses one of two request shapes (the two-class path).
+fn two_shape_instance() -> impl Strategy<Value = Instance> {
+    let shape = (1u64..=3, 0u64..=2);
+    let bid = (vec(0u8..=4, 1..=3), any::<bool>());
+    let node = (1u64..=5, 1u64..=5);
+    (shape.clone(), shape, vec(bid, 1..=3), vec(node, 1..=2)).prop_map(|(s0, s1, bids, nodes)| {
+        let shapes = [s0, s1];
+        let bids: Vec<Bid> = bids
+            .into_iter()
+            .enumerate()
+            .map(|(i, (mut vals, second))| {
+                vals.sort_unstable_by(|a, b| b.cmp(a));
+                let (cpu, mem) = shapes[usize::from(second)];
+                Bid {
+                    agent: format!("a{i}"),
+                    tenant: "t".into(),
+                    marginal_values: vals.into_iter().map(f64::from).collect(),
+                    request: ResourceRequest {
+                        cpu_millis: cpu,
+                        memory_bytes: mem,
+                    },
+                }
+            })
+            .collect();
+        let nodes: Vec<NodeCapacity> = nodes
+            .into_iter()
+            .enumerate()
+            .map(|(j, (cpu, mem))| NodeCapacity {
+                node: format!("n{j}"),
+                cpu_millis: cpu,
+                memory_bytes: mem,
+                cost: 1.0,
+            })
+            .collect();
+        validate(&bids, &nodes).expect("generated instance is valid")
+    })
+}
+
 /// Every non-increasing vector of length ≤ `max_len` over {0, …, 4}: the misreport grid.
 fn misreport_grid(max_len: usize) -> Vec<Vec<f64>> {
     let mut out = vec![Vec::new()];
@@ -144,6 +182,16 @@ proptest! {
     }
 
     #[test]
+    fn two_class_path_is_efficient_rational_and_charges_no_one_negatively_like_brute_force(inst in two_shape_instance()) {
+        check_against_brute_force(&inst, SolverChoice::Fast)?;
+    }
+
+    #[test]
+    fn truthful_bidding_is_dominant_on_the_two_class_path(inst in two_shape_instance()) {
+        check_truthful(&inst, SolverChoice::Fast, &misreport_grid(3))?;
+    }
+
+    #[test]
     fn a_single_slot_is_sold_by_second_price(values in vec(vec(0u8..=9, 1..=3), 1..=6), mip in any::<bool>()) {
         let bids: Vec<Bid> = values.iter().enumerate().map(|(i, v)| {
             let mut v = v.clone();
@@ -205,6 +253,34 @@ proptest! {
         for i in 0..inst.bids.len() {
             prop_assert_eq!(fa.replicas(i), ma.replicas(i));
             prop_assert!((fp[i] - mp[i]).abs() < 1e-6, "agent {i}: fast pays {} mip pays {}", fp[i], mp[i]);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(64)))]
+
+    #[test]
+    fn two_class_path_equals_the_mip_on_random_two_shape_instances(seed in any::<u64>(), bidders in 2usize..=6, nodes in 1usize..=3) {
+        let input = generate::random_instance(
+            generate::GenConfig { bidders, nodes, max_replicas: 6, homogeneous: true, tenants: 2 },
+            seed,
+        );
+        let mut bids = input.bids.clone();
+        // Every other bid gets the second shape: 1.5 cores / 0.5 GiB.
+        for b in bids.iter_mut().skip(1).step_by(2) {
+            b.request = ResourceRequest { cpu_millis: 1500, memory_bytes: 1 << 29 };
+        }
+        let nodes: Vec<NodeCapacity> = input.nodes.iter().map(|n| NodeCapacity { cpu_millis: 4000, memory_bytes: 3 << 30, ..n.clone() }).collect();
+        let inst = validate(&bids, &nodes).unwrap();
+        let (fa, fp, used) = allocate_and_charge(&inst, SolverChoice::Auto).unwrap();
+        prop_assert_eq!(used, SolverUsed::FastTwoClass);
+        prop_assert!(fa.fits(&inst));
+        let (ma, mp, _) = allocate_and_charge(&inst, SolverChoice::Mip).unwrap();
+        prop_assert!((fa.welfare(&inst.bids) - ma.welfare(&inst.bids)).abs() < 1e-6);
+        for i in 0..inst.bids.len() {
+            prop_assert_eq!(fa.replicas(i), ma.replicas(i));
+            prop_assert!((fp[i] - mp[i]).abs() < 1e-6, "agent {i}: two-class pays {} mip pays {}", fp[i], mp[i]);
         }
     }
 }

@@ -238,6 +238,48 @@ mod tests {
     }
 
     #[test]
+    fn pool_cost_pays_for_the_cheapest_prefix_that_covers_both_resources() {
+        use crate::auction::{Bid, NodeCapacity, ResourceRequest, validate};
+        let nodes = [
+            NodeCapacity {
+                node: "big".into(),
+                cpu_millis: 8000,
+                memory_bytes: 32,
+                cost: 5.0,
+            },
+            NodeCapacity {
+                node: "small-b".into(),
+                cpu_millis: 2000,
+                memory_bytes: 4,
+                cost: 1.0,
+            },
+            NodeCapacity {
+                node: "small-a".into(),
+                cpu_millis: 2000,
+                memory_bytes: 8,
+                cost: 1.0,
+            },
+        ];
+        let bid = Bid {
+            agent: "a".into(),
+            tenant: "t".into(),
+            marginal_values: vec![1.0],
+            request: ResourceRequest {
+                cpu_millis: 1,
+                memory_bytes: 1,
+            },
+        };
+        let pool = PoolCost::new(&validate(&[bid], &nodes).unwrap());
+        // Order: small-a (1), small-b (1), big (5).
+        assert_eq!(pool.cost([0, 0]), 0.0);
+        assert_eq!(pool.cost([2000, 8]), 1.0);
+        assert_eq!(pool.cost([2000, 9]), 2.0);
+        assert_eq!(pool.cost([4001, 1]), 7.0);
+        // Beyond the pool: the whole pool.
+        assert_eq!(pool.cost([100_000, 1]), 7.0);
+    }
+
+    #[test]
     fn monte_carlo_is_reproducible_for_a_seed() {
         let cost = |d: Demand| (d[0] as f64).sqrt();
         let demands: Vec<Demand> = (1..20).map(|i| [i as u128, 0]).collect();

@@ -19,12 +19,15 @@
 //! `1e-9·(1 + W*)` is clamped into [0, vᵢ(a*)]; a larger violation means the solver was not
 //! optimal and is reported as an error rather than hidden.
 
-use super::{Assignment, AuctionError, Instance, SolverUsed, wdp_fast, wdp_mip};
+use super::{Assignment, AuctionError, Instance, SolverUsed, wdp_fast, wdp_mip, wdp_two_class};
 
 /// Clarke payments for `assignment`, using the same solver that produced it.
 pub fn clarke_payments(inst: &Instance, assignment: &Assignment, solver: SolverUsed) -> Result<Vec<f64>, AuctionError> {
     match solver {
         SolverUsed::FastHomogeneous => wdp_fast::payments(inst).map_err(AuctionError::FastPathNotApplicable),
+        SolverUsed::FastTwoClass => wdp_two_class::solve_with_payments(inst)
+            .map(|(_, p)| p)
+            .map_err(AuctionError::FastPathNotApplicable),
         SolverUsed::Mip => clarke_payments_with(inst, assignment, wdp_mip::solve),
     }
 }
