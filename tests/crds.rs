@@ -145,3 +145,64 @@ async fn a_dangling_strategy_ref_is_reported_as_a_condition_naming_it() {
     assert_eq!(condition.reason, "StrategyNotFound");
     assert!(condition.message.contains("no-such-strategy"), "{}", condition.message);
 }
+
+#[tokio::test]
+async fn only_the_momconfig_named_default_is_in_effect_and_others_are_marked_ignored() {
+    common::mom();
+    apply_valid_examples();
+    common::apply(
+        r#"{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"MomConfig","metadata":{"name":"not-default"},
+            "spec":{"objectives":{"performance":0.25,"cost":0.25,"reliability":0.25,"sustainability":0.25}}}"#,
+    );
+    let api: Api<mom::operator::crd::MomConfig> = Api::all(common::client().await);
+    let ignored = common::eventually("the Ignored condition", Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            let c = api
+                .get("not-default")
+                .await
+                .ok()?
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?;
+            (c.status == "False").then_some(c)
+        }
+    })
+    .await;
+    assert_eq!(ignored.reason, "Ignored");
+    assert!(ignored.message.contains("not-default"), "{}", ignored.message);
+    let status = common::eventually(
+        "the default MomConfig's embedding status",
+        Duration::from_secs(60),
+        || {
+            let api = api.clone();
+            async move {
+                let s = api.get("default").await.ok()?.status?;
+                (s.nodes_embedded.unwrap_or(0) > 0
+                    && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                .then_some(s)
+            }
+        },
+    )
+    .await;
+    assert!(status.embedding_map.is_some_and(|m| m > 0.0 && m <= 1.0), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_strategy_lists_the_agents_that_use_it() {
+    common::mom();
+    apply_valid_examples();
+    let api: Api<mom::operator::crd::OrchestrationStrategy> = Api::namespaced(common::client().await, "shop");
+    let status = common::eventually("web-tier's matched agents", Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            let s = api.get("web-tier").await.ok()?.status?;
+            (s.matched_agent_count > 0).then_some(s)
+        }
+    })
+    .await;
+    // frontend and api are `interactive` without a strategyRef: selected by web-tier's trigger.
+    assert_eq!(status.matched_agents, vec!["api".to_string(), "frontend".to_string()]);
+    assert_eq!(status.matched_agent_count, 2);
+}

@@ -40,9 +40,15 @@ async fn mom_pods_wait_while_the_operator_is_down_and_are_placed_when_it_returns
     let ns = common::TestNamespace::new("outage").await;
     let pods: Api<Pod> = Api::namespaced(ns.client(), &ns.name);
 
-    let killed = Command::new("kill").arg("-9").arg(mom.operator_pid.to_string()).status().unwrap();
+    let killed = Command::new("kill")
+        .arg("-9")
+        .arg(mom.operator_pid.to_string())
+        .status()
+        .unwrap();
     assert!(killed.success());
-    pods.create(&PostParams::default(), &pod("geo", Some("mom-scheduler"))).await.unwrap();
+    pods.create(&PostParams::default(), &pod("geo", Some("mom-scheduler")))
+        .await
+        .unwrap();
     pods.create(&PostParams::default(), &pod("plain", None)).await.unwrap();
     common::eventually("the default scheduler's pod to run", Duration::from_secs(60), || {
         let pods = pods.clone();
@@ -52,23 +58,35 @@ async fn mom_pods_wait_while_the_operator_is_down_and_are_placed_when_it_returns
     tokio::time::sleep(Duration::from_secs(5)).await;
     let waiting = pods.get("geo").await.unwrap();
     assert_eq!(waiting.status.and_then(|s| s.phase).as_deref(), Some("Pending"));
-    assert!(waiting.spec.and_then(|s| s.node_name).is_none(), "bound while MOM was down");
+    assert!(
+        waiting.spec.and_then(|s| s.node_name).is_none(),
+        "bound while MOM was down"
+    );
 
     let cp = common::control_plane();
     let addr = |url: &str| url.trim_start_matches("http://").to_string();
     let _operator = Operator(
         Command::new(env!("CARGO_BIN_EXE_mom"))
             .args(["operator", "--namespace", "mom-system", "--log-format", "text"])
-            .args(["--metrics-addr", &addr(&mom.metrics_url), "--extender-addr", &addr(&mom.extender_url)])
+            .args([
+                "--metrics-addr",
+                &addr(&mom.metrics_url),
+                "--extender-addr",
+                &addr(&mom.extender_url),
+            ])
             .env("KUBECONFIG", &cp.kubeconfig)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
     );
-    common::eventually("the MOM pod to be scheduled after the restart", Duration::from_secs(90), || {
-        let pods = pods.clone();
-        async move { (phase(&pods, "geo").await.as_deref() == Some("Running")).then_some(()) }
-    })
+    common::eventually(
+        "the MOM pod to be scheduled after the restart",
+        Duration::from_secs(90),
+        || {
+            let pods = pods.clone();
+            async move { (phase(&pods, "geo").await.as_deref() == Some("Running")).then_some(()) }
+        },
+    )
     .await;
 }

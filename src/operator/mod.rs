@@ -8,6 +8,7 @@ pub mod extender;
 pub mod leader;
 pub mod metrics;
 pub mod server;
+pub mod status;
 pub mod view;
 pub mod watch;
 
@@ -104,6 +105,12 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
     });
     let agent_controller = tokio::spawn(agents::run(agent_ctx, shutdown_rx.clone()));
+    let status_writer = tokio::spawn(status::run(
+        client.clone(),
+        view.clone(),
+        leading.clone(),
+        shutdown_rx.clone(),
+    ));
 
     wait_for_signal().await;
     tracing::info!("shutting down");
@@ -116,6 +123,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let _ = server.await;
     let _ = extender_task.await;
     let _ = agent_controller.await;
+    let _ = status_writer.await;
     for w in watches {
         w.abort();
     }

@@ -24,6 +24,10 @@ pub struct NodeEmbedding {
     pub positions: BTreeMap<String, Vec<f64>>,
     /// Worst-case distortion of the embedded distances against the tree metric.
     pub max_distortion: f64,
+    /// Mean relative distortion `|d_ball − τ·d_tree| / (τ·d_tree)` over measured pairs.
+    pub avg_distortion: f64,
+    /// Mean average precision of tree neighbourhoods ranked by embedded distance.
+    pub map: f64,
     /// Hyperbolic length of one tree edge.
     pub edge_length: f64,
 }
@@ -41,6 +45,8 @@ pub fn embed_nodes(
         return Ok(NodeEmbedding {
             positions: BTreeMap::new(),
             max_distortion: 1.0,
+            avg_distortion: 0.0,
+            map: 1.0,
             edge_length: 0.0,
         });
     }
@@ -76,6 +82,8 @@ pub fn embed_nodes(
     Ok(NodeEmbedding {
         positions,
         max_distortion: quality.max_distortion,
+        avg_distortion: quality.avg_distortion,
+        map: quality.map,
         edge_length,
     })
 }

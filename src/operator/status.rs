@@ -1,0 +1,146 @@
+//! Status of the cluster-wide objects, written by the leader every few seconds:
+//! - every MomConfig: the one named `default` is Ready with the node embedding it produced
+//!   (nodes embedded, distortion, MAP); any other is marked Ignored, naming the rule;
+//! - every OrchestrationStrategy: the agents using it, and a Ready condition that names any
+//!   `nearAgents` entry that does not exist.
+//!
+//! Thin: it reads the objects, calls the pure checks of `crd::validate`, and patches status only
+//! when something changed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use tokio::sync::watch;
+
+use super::crd::conditions::{self, ConditionStatus, DesiredCondition};
+use super::crd::momconfig::{self, MomConfigStatus};
+use super::crd::strategy::OrchestrationStrategyStatus;
+use super::crd::validate::{self, AgentFacts, StrategyFacts};
+use super::crd::{GeometricAgent, MomConfig, OrchestrationStrategy};
+use super::view::SharedView;
+
+/// Runs until `shutdown` turns true; acts only while `leading` is true.
+pub async fn run(
+    client: kube::Client,
+    view: SharedView,
+    leading: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *leading.borrow()
+            && let Err(err) = reconcile_once(&client, &view).await
+        {
+            tracing::warn!(error = %err, "status update failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn unchanged(
+    old: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    new: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> bool {
+    old.len() == new.len()
+        && old
+            .iter()
+            .zip(new)
+            .all(|(a, b)| a.type_ == b.type_ && a.status == b.status && a.reason == b.reason && a.message == b.message)
+}
+
+async fn reconcile_once(client: &kube::Client, view: &SharedView) -> Result<(), kube::Error> {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let configs: Api<MomConfig> = Api::all(client.clone());
+    let (nodes_embedded, embedding) = {
+        let v = view.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let e = v.embedding().cloned();
+        (e.as_ref().map(|e| e.positions.len() as i32), e)
+    };
+    for cfg in configs.list(&ListParams::default()).await?.items {
+        let name = cfg.name_any();
+        let old = cfg.status.clone().unwrap_or_default();
+        let desired = if momconfig::is_active(&cfg) {
+            DesiredCondition::new(
+                conditions::READY,
+                ConditionStatus::True,
+                conditions::reason::RECONCILED,
+                format!("in effect; {} nodes embedded", nodes_embedded.unwrap_or(0)),
+            )
+        } else {
+            momconfig::ignored_condition(&name)
+        };
+        let mut status = MomConfigStatus {
+            conditions: conditions::merge(&old.conditions, &[desired], cfg.meta().generation, &now),
+            observed_generation: cfg.meta().generation,
+            ..old.clone()
+        };
+        if momconfig::is_active(&cfg) {
+            status.nodes_embedded = nodes_embedded;
+            status.embedding_distortion = embedding.as_ref().map(|e| e.avg_distortion);
+            status.embedding_map = embedding.as_ref().map(|e| e.map);
+        }
+        let same = unchanged(&old.conditions, &status.conditions)
+            && old.observed_generation == status.observed_generation
+            && old.nodes_embedded == status.nodes_embedded
+            && old.embedding_distortion == status.embedding_distortion
+            && old.embedding_map == status.embedding_map;
+        if !same {
+            let patch = serde_json::json!({ "status": status });
+            configs
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+    }
+
+    let strategies: Api<OrchestrationStrategy> = Api::all(client.clone());
+    let agents: Api<GeometricAgent> = Api::all(client.clone());
+    let strategy_list = strategies.list(&ListParams::default()).await?.items;
+    let agent_list = agents.list(&ListParams::default()).await?.items;
+    let agent_facts: Vec<AgentFacts> = agent_list
+        .iter()
+        .map(|a| AgentFacts::from_agent(a, BTreeSet::new()))
+        .collect();
+    let strategy_facts: Vec<StrategyFacts> = strategy_list.iter().map(StrategyFacts::from_strategy).collect();
+    let matched = validate::matched_agents(&agent_facts, &strategy_facts, None);
+    let mut names_by_ns: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for a in &agent_facts {
+        names_by_ns
+            .entry(a.namespace.clone())
+            .or_default()
+            .insert(a.name.clone());
+    }
+    for (strategy, facts) in strategy_list.iter().zip(&strategy_facts) {
+        let ns = strategy.namespace().unwrap_or_default();
+        let name = strategy.name_any();
+        let agents_here = names_by_ns.get(&ns).cloned().unwrap_or_default();
+        let problems = validate::check_strategy(facts, &agents_here, None);
+        let list = matched.get(&(ns.clone(), name.clone())).cloned().unwrap_or_default();
+        let old = strategy.status.clone().unwrap_or_default();
+        let status = OrchestrationStrategyStatus {
+            matched_agent_count: list.len() as i32,
+            matched_agents: list,
+            conditions: conditions::merge(
+                &old.conditions,
+                &[validate::readiness(&problems)],
+                strategy.meta().generation,
+                &now,
+            ),
+            observed_generation: strategy.meta().generation,
+        };
+        let same = old.matched_agents == status.matched_agents
+            && old.observed_generation == status.observed_generation
+            && unchanged(&old.conditions, &status.conditions);
+        if !same {
+            let api: Api<OrchestrationStrategy> = Api::namespaced(client.clone(), &ns);
+            let patch = serde_json::json!({ "status": status });
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+    }
+    Ok(())
+}
