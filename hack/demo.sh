@@ -44,12 +44,13 @@ if compgen -G "$root/manifests/examples/*.yaml" >/dev/null && compgen -G "$root/
   say "example objects (manifests/examples)"
   k apply -f "$root/manifests/examples/" || true
   say "waiting for the shop's replicas to be placed by mom-scheduler"
-  for _ in $(seq 1 60); do
-    pending=$(k get pods -n shop --no-headers 2>/dev/null | grep -vc Running || true)
-    total=$(k get pods -n shop --no-headers 2>/dev/null | wc -l)
-    [[ $total -gt 0 && $pending -eq 0 ]] && break
+  want=$(k get geometricagents -n shop -o jsonpath='{range .items[*]}{.spec.replicas}{"\n"}{end}' | awk '{s += $1} END {print s + 0}')
+  for _ in $(seq 1 90); do
+    running=$(k get pods -n shop --no-headers 2>/dev/null | grep -c ' Running ' || true)
+    [[ $running -ge $want ]] && break
     sleep 1
   done
+  echo "$running of $want replicas running"
   k get momconfigs,orchestrationstrategies -A
   k get geometricagents -n shop -o custom-columns='AGENT:.metadata.name,REPLICAS:.spec.replicas,READY:.status.readyReplicas,STRATEGY:.status.strategy,PEERS:.spec.peers[*].agent,WEIGHTS:.spec.peers[*].weight'
 

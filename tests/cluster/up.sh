@@ -124,10 +124,12 @@ start kube-scheduler "$bin/kube-scheduler" \
   --kubeconfig "$kubeconfig" --authentication-kubeconfig "$kubeconfig" --authorization-kubeconfig "$kubeconfig" \
   --bind-address 127.0.0.1 --secure-port "$sched_port" --leader-elect=false --v 1
 
-# --- kwok: simulated kubelets for nodes annotated kwok.x-k8s.io/node=fake ----------------------
+# --- kwok: simulated kubelets for nodes annotated kwok.x-k8s.io/node=fake; it renews each node's
+# Lease (as a kubelet does) so the node lifecycle controller keeps them Ready ------------------
 start kwok "$bin/kwok" --kubeconfig "$kubeconfig" --config "$cache/kwok-stages.yaml" \
   --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
-  --server-address "127.0.0.1:$kwok_port" --cidr 10.244.0.0/16 --node-ip 10.1.0.1
+  --server-address "127.0.0.1:$kwok_port" --cidr 10.244.0.0/16 --node-ip 10.1.0.1 \
+  --node-lease-duration-seconds 40
 
 wait_healthy() { # name port
   for _ in $(seq 1 300); do
