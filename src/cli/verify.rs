@@ -24,8 +24,18 @@ pub enum Format {
 #[derive(Debug, ClapArgs)]
 pub struct Args {
     /// JSON-lines export to check (one receipt per line).
+    #[arg(long, required_unless_present = "cluster", conflicts_with = "cluster")]
+    pub file: Option<PathBuf>,
+    /// Read the receipts from the cluster (current kubeconfig) instead of a file; without
+    /// `--public-key`, trust the keys published in `mom-system/mom-receipt-public-keys`.
     #[arg(long)]
-    pub file: PathBuf,
+    pub cluster: bool,
+    /// Namespace of the operator (where its public keys are published), with `--cluster`.
+    #[arg(long, default_value = "mom-system")]
+    pub namespace: String,
+    /// With `--cluster`: also write the receipts as JSON lines to this file (for `--file`).
+    #[arg(long, requires = "cluster")]
+    pub export: Option<PathBuf>,
     /// Trusted Ed25519 public key: 64 hex digits, or a file holding one key per line.
     #[arg(long = "public-key", value_name = "FILE|HEX")]
     pub public_keys: Vec<String>,
@@ -105,18 +115,62 @@ fn parse_pin(s: &str) -> anyhow::Result<ChainHead> {
     })
 }
 
+/// Receipts and published public keys from the cluster.
+#[cfg(feature = "operator")]
+fn from_cluster(namespace: &str) -> anyhow::Result<(Vec<Receipt>, Vec<String>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default().await.context("connecting to the cluster")?;
+        let receipts = mom::operator::receipts::ReceiptWriter::stored_chain(&client).await?;
+        let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client, namespace);
+        let keys = maps
+            .get_opt(mom::operator::receipts::PUBLIC_KEYS_CONFIGMAP)
+            .await?
+            .and_then(|c| c.data)
+            .map(|d| d.into_values().collect())
+            .unwrap_or_default();
+        Ok((receipts, keys))
+    })
+}
+
+#[cfg(not(feature = "operator"))]
+fn from_cluster(_namespace: &str) -> anyhow::Result<(Vec<Receipt>, Vec<String>)> {
+    bail!("--cluster needs a build with the `operator` feature")
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.public_keys.is_empty() {
-        bail!("give at least one trusted key with --public-key FILE|HEX");
+    let (cluster_receipts, published) = if args.cluster {
+        from_cluster(&args.namespace)?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let key_sources = if args.public_keys.is_empty() {
+        published
+    } else {
+        args.public_keys.clone()
+    };
+    if key_sources.is_empty() {
+        bail!("give at least one trusted key with --public-key FILE|HEX (none published in the cluster either)");
     }
-    let keys = load_keys(&args.public_keys)?;
+    let keys = load_keys(&key_sources)?;
     let pinned = args
         .pins
         .iter()
         .map(|p| parse_pin(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let started = Instant::now();
-    let receipts = read_receipts(&args.file)?;
+    let source = match &args.file {
+        Some(f) => f.clone(),
+        None => PathBuf::from(format!("cluster:{}", args.namespace)),
+    };
+    let receipts = match &args.file {
+        Some(f) => read_receipts(f)?,
+        None => cluster_receipts,
+    };
+    if let Some(path) = &args.export {
+        std::fs::write(path, mom::receipts::to_json_lines(&receipts))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let parsed = started.elapsed();
     let options = VerifyOptions {
         signatures: if args.all_signatures {
@@ -139,7 +193,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.format {
         Format::Json => {
             let out = serde_json::json!({
-                "file": args.file.display().to_string(),
+                "file": source.display().to_string(),
                 "ok": ok,
                 "signatures": options.signatures,
                 "report": report,
@@ -150,7 +204,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&out)?);
         }
         Format::Table => print_table(
-            &args.file,
+            &source,
             &report,
             replay.as_ref(),
             options.signatures,

@@ -40,6 +40,13 @@ pub enum AgentError {
     Api(#[from] kube::Error),
     #[error("spec.template of {agent} cannot be turned into a pod: {reason}")]
     Template { agent: String, reason: String },
+    #[error("the receipt for {action} on {agent} could not be written, so the action was not taken: {source}")]
+    Receipt {
+        agent: String,
+        action: &'static str,
+        #[source]
+        source: super::receipts::WriteError,
+    },
 }
 
 impl AgentError {
@@ -47,6 +54,7 @@ impl AgentError {
         match self {
             AgentError::Api(_) => "api",
             AgentError::Template { .. } => "template",
+            AgentError::Receipt { .. } => "receipt",
         }
     }
 }
@@ -57,6 +65,7 @@ pub struct AgentContext {
     pub metrics: Arc<Metrics>,
     pub leading: watch::Receiver<bool>,
     pub recorder: Recorder,
+    pub writer: Arc<super::receipts::ReceiptWriter>,
 }
 
 /// Runs the controller until `shutdown` turns true.
@@ -88,7 +97,7 @@ fn error_policy(agent: Arc<GeometricAgent>, err: &AgentError, ctx: Arc<AgentCont
     match err {
         // An unusable template waits for the user to change the agent.
         AgentError::Template { .. } => Action::requeue(Duration::from_secs(300)),
-        AgentError::Api(_) => Action::requeue(Duration::from_secs(5)),
+        AgentError::Api(_) | AgentError::Receipt { .. } => Action::requeue(Duration::from_secs(5)),
     }
 }
 
@@ -288,6 +297,8 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
     // Decide the placement policy (every replica: the extender needs it).
     let policy = resolve_policy(agent, strategy, &ctx.view);
     if !*ctx.leading.borrow() {
+        // The next term reloads the chain from what is persisted.
+        ctx.writer.reset().await;
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
 
@@ -315,6 +326,9 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
         // A group of talking agents created together would otherwise each pick its own home;
         // the peer with the smallest name goes first and the others follow its replicas.
         return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    if active.len() != desired {
+        write_receipt(ctx, agent, &active, desired, &policy.target).await?;
     }
     if active.len() < desired {
         let pod = build_pod(agent)?;
@@ -427,6 +441,71 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
             .await?;
     }
     Ok(Action::requeue(Duration::from_secs(10)))
+}
+
+/// Records the scaling decision before it is acted on (write-ahead at `full_audit`): the
+/// receipt holds the decision (from, to, target) and the digest of its inputs (desired
+/// replicas and the pods that exist). At `full_audit` a failed write stops the action.
+async fn write_receipt(
+    ctx: &AgentContext,
+    agent: &GeometricAgent,
+    active: &[&Pod],
+    desired: usize,
+    target: &[f64],
+) -> Result<(), AgentError> {
+    use crate::receipts::{Action as ReceiptAction, SubjectRef};
+    let recording = ctx.view.read().map(|v| v.settings.recording).unwrap_or_default();
+    let action = if desired > active.len() {
+        ReceiptAction::Spawn
+    } else {
+        ReceiptAction::Terminate
+    };
+    let mut pods: Vec<String> = active.iter().map(|p| p.name_any()).collect();
+    pods.sort();
+    let subject = SubjectRef {
+        api_version: GeometricAgent::api_version(&()).into_owned(),
+        kind: GeometricAgent::kind(&()).into_owned(),
+        namespace: agent.namespace().unwrap_or_default(),
+        name: agent.name_any(),
+        uid: agent.uid(),
+    };
+    let decision =
+        serde_json::json!({"kind": "placement.scale", "from": active.len(), "to": desired, "target": target});
+    let inputs = serde_json::json!({"specReplicas": agent.spec.replicas, "pods": pods});
+    match ctx.writer.record(recording, action, subject, decision, &inputs).await {
+        Ok(_) => Ok(()),
+        Err(source) if recording.level == super::crd::momconfig::VerificationLevel::FullAudit => {
+            let reference = agent.object_ref(&());
+            publish_warning(ctx, &reference, "ReceiptWriteFailed", source.to_string()).await;
+            Err(AgentError::Receipt {
+                agent: agent.name_any(),
+                action: action.as_str(),
+                source,
+            })
+        }
+        Err(err) => {
+            tracing::warn!(agent = %agent.name_any(), error = %err, "receipt not written (level below full_audit: acting anyway)");
+            Ok(())
+        }
+    }
+}
+
+async fn publish_warning(
+    ctx: &AgentContext,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    reason: &str,
+    note: String,
+) {
+    let event = KubeEvent {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Record".into(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, reference).await {
+        tracing::debug!(error = %err, "cannot publish an event");
+    }
 }
 
 /// Whether a new agent should hold its first replicas back until a peer with a smaller name

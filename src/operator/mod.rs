@@ -7,6 +7,7 @@ pub mod error;
 pub mod extender;
 pub mod leader;
 pub mod metrics;
+pub mod receipts;
 pub mod server;
 pub mod status;
 pub mod view;
@@ -97,17 +98,20 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     };
     let extender_task = tokio::spawn(extender::serve(extender_listener, extender_state, shutdown_rx.clone()));
 
+    let writer = Arc::new(receipts::ReceiptWriter::new(client.clone(), config.namespace.clone()));
     let agent_ctx = Arc::new(agents::AgentContext {
         client: client.clone(),
         view: view.clone(),
         metrics: metrics.clone(),
         leading: leading.clone(),
         recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
+        writer: writer.clone(),
     });
     let agent_controller = tokio::spawn(agents::run(agent_ctx, shutdown_rx.clone()));
     let status_writer = tokio::spawn(status::run(
         client.clone(),
         view.clone(),
+        writer.clone(),
         leading.clone(),
         shutdown_rx.clone(),
     ));

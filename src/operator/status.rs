@@ -26,12 +26,13 @@ use super::view::SharedView;
 pub async fn run(
     client: kube::Client,
     view: SharedView,
+    writer: std::sync::Arc<super::receipts::ReceiptWriter>,
     leading: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         if *leading.borrow()
-            && let Err(err) = reconcile_once(&client, &view).await
+            && let Err(err) = reconcile_once(&client, &view, &writer).await
         {
             tracing::warn!(error = %err, "status update failed");
         }
@@ -53,7 +54,11 @@ fn unchanged(
             .all(|(a, b)| a.type_ == b.type_ && a.status == b.status && a.reason == b.reason && a.message == b.message)
 }
 
-async fn reconcile_once(client: &kube::Client, view: &SharedView) -> Result<(), kube::Error> {
+async fn reconcile_once(
+    client: &kube::Client,
+    view: &SharedView,
+    writer: &super::receipts::ReceiptWriter,
+) -> Result<(), kube::Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let configs: Api<MomConfig> = Api::all(client.clone());
     let (nodes_embedded, embedding) = {
@@ -83,12 +88,19 @@ async fn reconcile_once(client: &kube::Client, view: &SharedView) -> Result<(), 
             status.nodes_embedded = nodes_embedded;
             status.embedding_distortion = embedding.as_ref().map(|e| e.avg_distortion);
             status.embedding_map = embedding.as_ref().map(|e| e.map);
+            if let Some(head) = writer.head() {
+                status.receipt_chain_head = Some(momconfig::ChainHead {
+                    sequence: head.sequence as i64,
+                    hash: head.hash.clone(),
+                });
+            }
         }
         let same = unchanged(&old.conditions, &status.conditions)
             && old.observed_generation == status.observed_generation
             && old.nodes_embedded == status.nodes_embedded
             && old.embedding_distortion == status.embedding_distortion
-            && old.embedding_map == status.embedding_map;
+            && old.embedding_map == status.embedding_map
+            && old.receipt_chain_head == status.receipt_chain_head;
         if !same {
             let patch = serde_json::json!({ "status": status });
             configs

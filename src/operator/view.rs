@@ -25,6 +25,8 @@ pub struct Settings {
     pub objectives: Objectives,
     pub routing: Routing,
     pub topology_keys: Vec<String>,
+    /// What the receipt writer records.
+    pub recording: super::receipts::Recording,
 }
 
 impl Default for Settings {
@@ -39,6 +41,7 @@ impl Default for Settings {
                 crate::cluster_layout::RACK_LABEL.into(),
                 crate::cluster_layout::HOSTNAME_LABEL.into(),
             ],
+            recording: Default::default(),
         }
     }
 }

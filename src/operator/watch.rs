@@ -108,6 +108,10 @@ pub async fn momconfig(client: kube::Client, view: SharedView, ready: watch::Sen
                     RoutingAlgorithm::MultipathHyperbolic => Routing::MultipathHyperbolic,
                     RoutingAlgorithm::GradientFlow => Routing::GradientFlow,
                 };
+                v.settings.recording = super::receipts::Recording {
+                    level: cfg.spec.verification.level,
+                    sample_rate: cfg.spec.verification.sample_rate.unwrap_or(1.0),
+                };
                 if keys_changed {
                     v.settings.topology_keys = g.topology_keys.clone();
                     v.reembed();
