@@ -14,15 +14,7 @@ use mom::cluster_layout::ZONE_LABEL;
 /// binaries may have applied the examples' multipath config).
 fn setup() {
     common::mom();
-    common::apply(
-        r#"{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"MomConfig","metadata":{"name":"default"},
-            "spec":{"objectives":{"performance":0.55,"cost":0.15,"reliability":0.2,"sustainability":0.1},
-                    "geometry":{"curvature":1.0,"dimension":2,"routingAlgorithm":"greedy_forwarding",
-                                "topologyKeys":["topology.kubernetes.io/region","topology.kubernetes.io/zone","kubernetes.io/hostname"]},
-                    "verification":{"level":"none"}}}"#,
-    );
-    // The operator applies it from its watch; give that a moment before creating pods.
-    std::thread::sleep(Duration::from_secs(1));
+    common::apply_test_momconfig("none");
 }
 
 fn agent(ns: &str, name: &str, replicas: i32, extra_spec: &str, extra_pod_spec: &str) -> String {

@@ -50,14 +50,7 @@ fn problems_from(report: &serde_json::Value, from: u64) -> BTreeSet<(u64, String
 #[tokio::test]
 async fn every_scaling_action_leaves_a_verifiable_receipt_and_a_deleted_one_is_named_missing() {
     common::mom();
-    common::apply(
-        r#"{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"MomConfig","metadata":{"name":"default"},
-            "spec":{"objectives":{"performance":0.55,"cost":0.15,"reliability":0.2,"sustainability":0.1},
-                    "geometry":{"curvature":1.0,"dimension":2,"routingAlgorithm":"greedy_forwarding",
-                                "topologyKeys":["topology.kubernetes.io/region","topology.kubernetes.io/zone","kubernetes.io/hostname"]},
-                    "verification":{"level":"full_audit"}}}"#,
-    );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    common::apply_test_momconfig("full_audit");
     let ns = common::TestNamespace::new("receipts").await;
     let n = &ns.name;
     let agent = |replicas: i32| {

@@ -264,3 +264,17 @@ pub fn apply(manifest: &str) {
     );
     assert!(ok, "kubectl apply failed: {err}\n{manifest}");
 }
+
+/// Applies the MomConfig `default` the integration tests assume (greedy forwarding, region →
+/// zone → host) with the given receipt level; other test binaries may have applied the
+/// examples' config. Waits a moment for the operator's watch to pick it up.
+pub fn apply_test_momconfig(verification_level: &str) {
+    apply(&format!(
+        r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"MomConfig","metadata":{{"name":"default"}},
+            "spec":{{"objectives":{{"performance":0.55,"cost":0.15,"reliability":0.2,"sustainability":0.1}},
+                    "geometry":{{"curvature":1.0,"dimension":2,"routingAlgorithm":"greedy_forwarding",
+                                "topologyKeys":["topology.kubernetes.io/region","topology.kubernetes.io/zone","kubernetes.io/hostname"]}},
+                    "verification":{{"level":"{verification_level}"}}}}}}"#
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+}
