@@ -55,6 +55,85 @@ fn receipt(namespace: &str, name: &str) -> String {
         .replace("name: receipt-0000000000", &format!("name: {name}"))
 }
 
+/// A process started by this test; killed when dropped.
+struct Process {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn spawn(mut cmd: Command, log: PathBuf) -> Self {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("spawning a process");
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A kubeconfig that authenticates as ServiceAccount `sa` of `namespace` (a fresh token), so a
+/// process using it has exactly the chart's RBAC.
+fn service_account_kubeconfig(dir: &std::path::Path, namespace: &str, sa: &str) -> PathBuf {
+    let cp = common::control_plane();
+    let (ok, token, err) = common::kubectl(&["create", "token", sa, "-n", namespace, "--duration", "1h"], None);
+    assert!(ok, "no token for {sa}: {err}");
+    let admin = std::fs::read_to_string(&cp.kubeconfig).unwrap();
+    let server = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))
+        .expect("server in the test kubeconfig")
+        .trim()
+        .to_string();
+    let path = dir.join(format!("{sa}.kubeconfig"));
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": true}}],
+        "users": [{"name": sa, "user": {"token": token.trim()}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": sa}}],
+        "current-context": "c",
+    });
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn lease_holder(namespace: &str, lease: &str) -> String {
+    common::kubectl(
+        &[
+            "get",
+            "lease",
+            lease,
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+        None,
+    )
+    .1
+}
+
 #[test]
 fn helm_lint_of_the_chart_is_clean() {
     let (ok, out, err) = helm(&["lint", "--strict", &chart()]);
@@ -198,7 +277,15 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
         namespace: ns.name.clone(),
         displaced_config,
     };
-    let (ok, out, err) = helm(&["install", &release.name, &chart(), "--namespace", &ns.name]);
+    let (ok, out, err) = helm(&[
+        "install",
+        &release.name,
+        &chart(),
+        "--namespace",
+        &ns.name,
+        "--set",
+        "momConfig.spec.verification.level=none",
+    ]);
     assert!(ok, "helm install failed: {err}\n{out}");
     assert!(out.contains("STATUS: deployed"), "{out}");
 
@@ -349,6 +436,83 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
         None,
     );
     assert_eq!(out.trim(), "yes", "mom-scheduler cannot renew its Lease");
+
+    // The real binaries run with nothing but the chart's RBAC: `mom operator` as the operator's
+    // ServiceAccount takes the Lease and writes MomConfig status; the real kube-scheduler as
+    // mom-scheduler's ServiceAccount takes its Lease and serves /healthz. Neither logs a
+    // forbidden request. (Verification is `none` in this release: no receipts are written into
+    // the cluster the other test binaries share.)
+    let dir = std::env::temp_dir().join(format!("mom-helm-{}-{}", std::process::id(), ns.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mom"));
+    cmd.args(["operator", "--log-format", "text", "--metrics-addr", "127.0.0.1:0"])
+        .args(["--extender-addr", &format!("127.0.0.1:{}", free_port())])
+        .env("KUBECONFIG", service_account_kubeconfig(&dir, &ns.name, &operator))
+        .env("POD_NAME", "helm-rbac-check")
+        .env("POD_NAMESPACE", &ns.name);
+    let operator_process = Process::spawn(cmd, dir.join("operator.log"));
+    wait_until("the operator to take its Lease", Duration::from_secs(60), || {
+        lease_holder(&ns.name, "mom-operator-leader") == "helm-rbac-check"
+    });
+    wait_until(
+        "the operator to report MomConfig default Ready",
+        Duration::from_secs(60),
+        || {
+            common::kubectl(
+                &[
+                    "get",
+                    "momconfig",
+                    "default",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ],
+                None,
+            )
+            .1
+            .contains("True")
+        },
+    );
+    let scheduler_kubeconfig = service_account_kubeconfig(&dir, &ns.name, &scheduler);
+    let scheduler_config = dir.join("mom-scheduler.yaml");
+    std::fs::write(
+        &scheduler_config,
+        format!(
+            "{config}\nclientConnection:\n  kubeconfig: {}\n",
+            scheduler_kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(common::control_plane().bin.join("kube-scheduler"));
+    cmd.arg("--config")
+        .arg(&scheduler_config)
+        .arg("--authentication-kubeconfig")
+        .arg(&scheduler_kubeconfig)
+        .arg("--authorization-kubeconfig")
+        .arg(&scheduler_kubeconfig)
+        .args([
+            "--bind-address",
+            "127.0.0.1",
+            "--secure-port",
+            &port.to_string(),
+            "--v",
+            "1",
+        ]);
+    let scheduler_process = Process::spawn(cmd, dir.join("mom-scheduler.log"));
+    wait_until("mom-scheduler to take its Lease", Duration::from_secs(60), || {
+        !lease_holder(&ns.name, &scheduler).is_empty()
+    });
+    for process in [&operator_process, &scheduler_process] {
+        let log = process.log();
+        assert!(
+            !log.to_lowercase().contains("forbidden"),
+            "{} was refused something by RBAC:\n{log}",
+            process.log.display()
+        );
+    }
+    drop(scheduler_process);
+    drop(operator_process);
+    let _ = std::fs::remove_dir_all(&dir);
 
     // The receipt policy: a cluster admin other than the operator cannot delete a receipt...
     let (ok, _, err) = common::kubectl(&["apply", "-f", "-"], Some(&receipt(&ns.name, "guarded")));
