@@ -11,6 +11,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Serialises the tests that touch cluster-wide objects of the chart (the MomConfig `default`
+/// is moved aside and restored by the install test; the dry run reads it).
+static CLUSTER_WIDE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn cluster_wide() -> std::sync::MutexGuard<'static, ()> {
+    CLUSTER_WIDE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -197,6 +205,7 @@ fn install_yaml_is_the_current_rendering_of_the_chart() {
 async fn the_rendered_chart_passes_a_server_side_dry_run() {
     common::install_crds();
     let ns = common::TestNamespace::new("helm-dry").await;
+    let _serial = cluster_wide();
     let (ok, rendered, err) = helm(&["template", "dry", &chart(), "--namespace", &ns.name]);
     assert!(ok, "helm template failed: {err}");
     let (ok, out, err) = common::kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
@@ -269,6 +278,7 @@ fn displace_default_config() -> Option<String> {
 async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
     common::install_crds();
     let ns = common::TestNamespace::new("helm").await;
+    let _serial = cluster_wide();
     let release_name = ns.name.clone();
     let displaced_config = displace_default_config();
     let had_config = displaced_config.is_some();
