@@ -48,15 +48,29 @@ lint: ## rustfmt, clippy (both feature sets), the core-purity check and CRD stal
 	$(CARGO) clippy --no-default-features --lib --bins -- -D warnings
 	$(CARGO) check --no-default-features
 	$(MAKE) check-crds
+	@$(HELM) lint --strict charts/mom
 
 .PHONY: crds
 crds: ## Regenerate crds/ from the Rust types
 	$(CARGO) run --quiet --bin mom -- crdgen --out-dir crds
 
 .PHONY: check-crds
-check-crds: crds ## Fail when crds/ differs from what the code generates
-	@git diff --exit-code -- crds/ || { echo "crds/ is stale: run 'make crds' and commit" >&2; exit 1; }
-	@test -z "$$(git ls-files --others --exclude-standard crds/)" || { echo "crds/ has uncommitted new files: run 'make crds' and commit" >&2; exit 1; }
+check-crds: crds chart-crds manifests ## Fail when crds/, the chart's copies or manifests/install.yaml are stale
+	@git diff --exit-code -- crds/ charts/mom/crds/ charts/mom/files/ manifests/install.yaml || { echo "generated files are stale: run 'make crds chart-crds manifests' and commit" >&2; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard crds/ charts/mom/crds/ charts/mom/files/)" || { echo "crds/ or the chart has uncommitted new files: run 'make crds chart-crds' and commit" >&2; exit 1; }
+
+# helm v3.22.0 from the same pinned build as the control plane (override with HELM=helm).
+HELM ?= $$(tests/cluster/build.sh)/helm
+
+.PHONY: chart-crds
+chart-crds: ## Sync the chart's copies: crds/ -> charts/mom/crds/, the scheduler config -> charts/mom/files/
+	@rm -f charts/mom/crds/*.yaml
+	cp crds/*.yaml charts/mom/crds/
+	cp manifests/scheduler/mom-scheduler-config.yaml charts/mom/files/
+
+.PHONY: manifests
+manifests: chart-crds ## Render manifests/install.yaml (namespace mom-system) from the chart
+	@hack/render-install.sh "$(HELM)" > manifests/install.yaml
 
 .PHONY: ci
 ci: lint test ## What .ci/run runs

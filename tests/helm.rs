@@ -1,0 +1,593 @@
+//! The Helm chart `charts/mom` against the real control plane: it lints clean, its rendering
+//! passes a server-side dry run, `manifests/install.yaml` is its current rendering, and a real
+//! `helm install` creates every object with least-privilege RBAC and a ValidatingAdmissionPolicy
+//! that rejects deletes of receipts by anyone but the operator. The release is uninstalled (and
+//! any MomConfig it displaced restored) when the test ends, however it ends, so the cluster the
+//! other test binaries share is left as it was.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Serialises the tests that touch cluster-wide objects of the chart (the MomConfig `default`
+/// is moved aside and restored by the install test; the dry run reads it).
+static CLUSTER_WIDE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn cluster_wide() -> std::sync::MutexGuard<'static, ()> {
+    CLUSTER_WIDE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart() -> String {
+    root().join("charts/mom").to_str().unwrap().to_string()
+}
+
+/// Runs the pinned helm against the test control plane; returns (success, stdout, stderr).
+fn helm(args: &[&str]) -> (bool, String, String) {
+    let cp = common::control_plane();
+    let out = Command::new(cp.bin.join("helm"))
+        .arg("--kubeconfig")
+        .arg(&cp.kubeconfig)
+        .args(args)
+        .output()
+        .expect("running helm");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Polls `check` every 250 ms until it holds, or panics after `timeout` naming `what`.
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A receipt (the signed genesis example) in `namespace` under `name`.
+fn receipt(namespace: &str, name: &str) -> String {
+    std::fs::read_to_string(root().join("manifests/examples/40-receipt.yaml"))
+        .unwrap()
+        .replace("namespace: shop", &format!("namespace: {namespace}"))
+        .replace("name: receipt-0000000000", &format!("name: {name}"))
+}
+
+/// A process started by this test; killed when dropped.
+struct Process {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn spawn(mut cmd: Command, log: PathBuf) -> Self {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("spawning a process");
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A kubeconfig that authenticates as ServiceAccount `sa` of `namespace` (a fresh token), so a
+/// process using it has exactly the chart's RBAC.
+fn service_account_kubeconfig(dir: &std::path::Path, namespace: &str, sa: &str) -> PathBuf {
+    let cp = common::control_plane();
+    let (ok, token, err) = common::kubectl(&["create", "token", sa, "-n", namespace, "--duration", "1h"], None);
+    assert!(ok, "no token for {sa}: {err}");
+    let admin = std::fs::read_to_string(&cp.kubeconfig).unwrap();
+    let server = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))
+        .expect("server in the test kubeconfig")
+        .trim()
+        .to_string();
+    let path = dir.join(format!("{sa}.kubeconfig"));
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": true}}],
+        "users": [{"name": sa, "user": {"token": token.trim()}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": sa}}],
+        "current-context": "c",
+    });
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn lease_holder(namespace: &str, lease: &str) -> String {
+    common::kubectl(
+        &[
+            "get",
+            "lease",
+            lease,
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+        None,
+    )
+    .1
+}
+
+#[test]
+fn helm_lint_of_the_chart_is_clean() {
+    let (ok, out, err) = helm(&["lint", "--strict", &chart()]);
+    assert!(ok, "helm lint failed:\n{out}\n{err}");
+    assert!(out.contains("0 chart(s) failed"), "{out}");
+    assert!(
+        !out.contains("[WARNING]") && !out.contains("[ERROR]"),
+        "helm lint is not clean:\n{out}"
+    );
+}
+
+#[test]
+fn bad_values_are_rejected_by_the_chart_schema_naming_the_value() {
+    for (set, field, why) in [
+        ("operator.extenderPort=abc", "/operator/extenderPort", "want integer"),
+        ("operator.metricsPort=70000", "/operator/metricsPort", "maximum"),
+        ("operator.logFormat=xml", "/operator/logFormat", "json"),
+        ("operator.replicas=0", "/operator/replicas", "minimum"),
+        (
+            "receiptProtection.enabled=maybe",
+            "/receiptProtection/enabled",
+            "want boolean",
+        ),
+        ("operator.typo=1", "/operator", "typo"),
+    ] {
+        let (ok, _, err) = helm(&["template", "x", &chart(), "--set", set]);
+        assert!(!ok, "--set {set} rendered");
+        assert!(
+            err.contains(field) && err.contains(why),
+            "--set {set}: expected {field} and {why:?} in: {err}"
+        );
+    }
+}
+
+#[test]
+fn install_yaml_is_the_current_rendering_of_the_chart() {
+    let cp = common::control_plane();
+    let out = Command::new(root().join("hack/render-install.sh"))
+        .arg(cp.bin.join("helm"))
+        .output()
+        .expect("running hack/render-install.sh");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let committed = std::fs::read_to_string(root().join("manifests/install.yaml")).unwrap();
+    assert!(
+        committed == String::from_utf8_lossy(&out.stdout),
+        "manifests/install.yaml is stale: run `make manifests`"
+    );
+    for crd in std::fs::read_dir(root().join("crds")).unwrap() {
+        let crd = crd.unwrap().path();
+        let copy = root().join("charts/mom/crds").join(crd.file_name().unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&crd).unwrap(),
+            std::fs::read_to_string(&copy).unwrap_or_default(),
+            "{} differs from crds/: run `make chart-crds`",
+            copy.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_rendered_chart_passes_a_server_side_dry_run() {
+    common::install_crds();
+    let ns = common::TestNamespace::new("helm-dry").await;
+    let _serial = cluster_wide();
+    let (ok, rendered, err) = helm(&["template", "dry", &chart(), "--namespace", &ns.name]);
+    assert!(ok, "helm template failed: {err}");
+    let (ok, out, err) = common::kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
+    assert!(ok, "the apiserver rejected the rendered chart: {err}\n{out}");
+    for kind in [
+        "deployment.apps/dry-mom-operator",
+        "deployment.apps/dry-mom-scheduler",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/dry-mom-receipts-append-only",
+        "momconfig.mom.hypersync.io/default",
+    ] {
+        assert!(out.contains(kind), "{kind} missing in the dry run:\n{out}");
+    }
+}
+
+/// An installed release; dropping it uninstalls it, makes sure the receipt policy is gone and
+/// restores the MomConfig `default` that was there before.
+struct Release {
+    name: String,
+    namespace: String,
+    displaced_config: Option<String>,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = helm(&["uninstall", &self.name, "--namespace", &self.namespace, "--wait"]);
+        // Belt and braces: the policy must never outlive the test (other binaries delete
+        // namespaces holding receipts).
+        let policy = format!("{}-mom-receipts-append-only", self.name);
+        let _ = common::kubectl(
+            &[
+                "delete",
+                "validatingadmissionpolicybinding,validatingadmissionpolicy",
+                &policy,
+                "--ignore-not-found",
+            ],
+            None,
+        );
+        if let Some(config) = &self.displaced_config {
+            let _ = common::kubectl(&["delete", "momconfig", "default", "--ignore-not-found"], None);
+            let _ = common::kubectl(&["create", "-f", "-"], Some(config));
+        }
+    }
+}
+
+/// Takes the MomConfig `default` out of the way (the chart creates its own), keeping it to
+/// restore later.
+fn displace_default_config() -> Option<String> {
+    let (exists, json, _) = common::kubectl(&["get", "momconfig", "default", "-o", "json"], None);
+    if !exists {
+        return None;
+    }
+    let mut obj: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let meta = obj["metadata"].as_object_mut().unwrap();
+    for field in [
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+        "managedFields",
+        "generation",
+    ] {
+        meta.remove(field);
+    }
+    obj.as_object_mut().unwrap().remove("status");
+    let (ok, _, err) = common::kubectl(&["delete", "momconfig", "default", "--wait=true"], None);
+    assert!(ok, "moving the existing MomConfig default aside failed: {err}");
+    Some(obj.to_string())
+}
+
+#[tokio::test]
+async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
+    common::install_crds();
+    let ns = common::TestNamespace::new("helm").await;
+    let _serial = cluster_wide();
+    let release_name = ns.name.clone();
+    let displaced_config = displace_default_config();
+    let had_config = displaced_config.is_some();
+    let release = Release {
+        name: release_name.clone(),
+        namespace: ns.name.clone(),
+        displaced_config,
+    };
+    let (ok, out, err) = helm(&[
+        "install",
+        &release.name,
+        &chart(),
+        "--namespace",
+        &ns.name,
+        "--set",
+        "momConfig.spec.verification.level=none",
+    ]);
+    assert!(ok, "helm install failed: {err}\n{out}");
+    assert!(out.contains("STATUS: deployed"), "{out}");
+
+    // Every object exists (pods need not run: there are no images on this control plane).
+    let full = format!("{release_name}-mom");
+    let operator = format!("{full}-operator");
+    let scheduler = format!("{full}-scheduler");
+    let policy = format!("{full}-receipts-append-only");
+    let namespaced = [
+        ("deployment", operator.clone()),
+        ("deployment", scheduler.clone()),
+        ("service", format!("{full}-metrics")),
+        ("service", format!("{full}-extender")),
+        ("serviceaccount", operator.clone()),
+        ("serviceaccount", scheduler.clone()),
+        ("role", operator.clone()),
+        ("rolebinding", operator.clone()),
+        ("role", scheduler.clone()),
+        ("rolebinding", scheduler.clone()),
+        ("configmap", format!("{scheduler}-config")),
+        ("networkpolicy", operator.clone()),
+    ];
+    for (kind, name) in &namespaced {
+        let (ok, _, err) = common::kubectl(&["get", kind, name, "-n", &ns.name], None);
+        assert!(ok, "{kind} {name} was not created: {err}");
+    }
+    let cluster_scoped = [
+        ("clusterrole", operator.clone()),
+        ("clusterrolebinding", operator.clone()),
+        ("clusterrolebinding", format!("{scheduler}-kube-scheduler")),
+        ("clusterrolebinding", format!("{scheduler}-volume-scheduler")),
+        ("validatingadmissionpolicy", policy.clone()),
+        ("validatingadmissionpolicybinding", policy.clone()),
+        ("momconfig", "default".to_string()),
+    ];
+    for (kind, name) in &cluster_scoped {
+        let (ok, _, err) = common::kubectl(&["get", kind, name], None);
+        assert!(ok, "{kind} {name} was not created: {err}");
+    }
+    let (ok, out, _) = common::kubectl(&["get", "rolebinding", "-n", "kube-system", "-o", "name"], None);
+    assert!(
+        ok && out.contains(&format!("{scheduler}-")),
+        "no auth-reader binding in kube-system: {out}"
+    );
+
+    // The operator Deployment: 2 replicas, `mom operator`, downward API, probes, hardening.
+    let (ok, json, err) = common::kubectl(&["get", "deployment", &operator, "-n", &ns.name, "-o", "json"], None);
+    assert!(ok, "{err}");
+    let deployment: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], operator.as_str());
+    let container = &pod["containers"][0];
+    assert_eq!(container["args"][0], "operator");
+    let env = container["env"].to_string();
+    assert!(env.contains("POD_NAME") && env.contains("metadata.name"), "{env}");
+    assert!(
+        env.contains("POD_NAMESPACE") && env.contains("metadata.namespace"),
+        "{env}"
+    );
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let security = &container["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["runAsNonRoot"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["capabilities"]["drop"][0], "ALL");
+    assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
+
+    // The scheduler's configuration points at the extender Service of this namespace.
+    let (ok, config, err) = common::kubectl(
+        &[
+            "get",
+            "configmap",
+            &format!("{scheduler}-config"),
+            "-n",
+            &ns.name,
+            "-o",
+            "jsonpath={.data.config\\.yaml}",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        config.contains(&format!("urlPrefix: http://{full}-extender.{}.svc:8443", ns.name)),
+        "{config}"
+    );
+    assert!(config.contains("leaderElect: true") && config.contains(&format!("resourceNamespace: {}", ns.name)));
+
+    // Least privilege: what the operator may and may not do.
+    let sa = format!("system:serviceaccount:{}:{operator}", ns.name);
+    let can = |args: &[&str]| {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--as", &sa]);
+        common::kubectl(&all, None).1.trim() == "yes"
+    };
+    assert!(can(&["create", "pods", "--subresource=binding", "-n", "anywhere"]));
+    assert!(can(&["delete", "pods", "-n", "anywhere"]));
+    assert!(can(&["create", "receipts.mom.hypersync.io", "-n", "anywhere"]));
+    assert!(can(&[
+        "patch",
+        "geometricagents.mom.hypersync.io",
+        "--subresource=status",
+        "-n",
+        "anywhere"
+    ]));
+    assert!(can(&[
+        "update",
+        "leases.coordination.k8s.io/mom-operator-leader",
+        "-n",
+        &ns.name
+    ]));
+    assert!(can(&["get", "secrets/mom-receipt-signing-key", "-n", &ns.name]));
+    assert!(can(&["patch", "configmaps/mom-receipt-public-keys", "-n", &ns.name]));
+    assert!(can(&["list", "poddisruptionbudgets.policy", "-n", "anywhere"]));
+    for denied in [
+        &["delete", "receipts.mom.hypersync.io", "-n", "anywhere"][..],
+        &["update", "receipts.mom.hypersync.io", "-n", "anywhere"],
+        &["patch", "receipts.mom.hypersync.io", "-n", "anywhere"],
+        &["create", "pods", "--subresource=eviction", "-n", "anywhere"],
+        &["update", "pods", "-n", "anywhere"],
+        &["list", "secrets", "-n", &ns.name],
+        &["get", "secrets/other", "-n", &ns.name],
+        &["get", "secrets/mom-receipt-signing-key", "-n", "kube-system"],
+        &[
+            "update",
+            "leases.coordination.k8s.io/someone-elses-lease",
+            "-n",
+            &ns.name,
+        ],
+        &["patch", "nodes"],
+    ] {
+        assert!(!can(denied), "the operator may {denied:?}, which it should not");
+    }
+    let scheduler_sa = format!("system:serviceaccount:{}:{scheduler}", ns.name);
+    let (_, out, _) = common::kubectl(
+        &[
+            "auth",
+            "can-i",
+            "update",
+            &format!("leases.coordination.k8s.io/{scheduler}"),
+            "-n",
+            &ns.name,
+            "--as",
+            &scheduler_sa,
+        ],
+        None,
+    );
+    assert_eq!(out.trim(), "yes", "mom-scheduler cannot renew its Lease");
+
+    // The real binaries run with nothing but the chart's RBAC: `mom operator` as the operator's
+    // ServiceAccount takes the Lease and writes MomConfig status; the real kube-scheduler as
+    // mom-scheduler's ServiceAccount takes its Lease and serves /healthz. Neither logs a
+    // forbidden request. (Verification is `none` in this release: no receipts are written into
+    // the cluster the other test binaries share.)
+    let dir = std::env::temp_dir().join(format!("mom-helm-{}-{}", std::process::id(), ns.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mom"));
+    cmd.args(["operator", "--log-format", "text", "--metrics-addr", "127.0.0.1:0"])
+        .args(["--extender-addr", &format!("127.0.0.1:{}", free_port())])
+        .env("KUBECONFIG", service_account_kubeconfig(&dir, &ns.name, &operator))
+        .env("POD_NAME", "helm-rbac-check")
+        .env("POD_NAMESPACE", &ns.name);
+    let operator_process = Process::spawn(cmd, dir.join("operator.log"));
+    wait_until("the operator to take its Lease", Duration::from_secs(60), || {
+        lease_holder(&ns.name, "mom-operator-leader") == "helm-rbac-check"
+    });
+    wait_until(
+        "the operator to report MomConfig default Ready",
+        Duration::from_secs(60),
+        || {
+            common::kubectl(
+                &[
+                    "get",
+                    "momconfig",
+                    "default",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ],
+                None,
+            )
+            .1
+            .contains("True")
+        },
+    );
+    let scheduler_kubeconfig = service_account_kubeconfig(&dir, &ns.name, &scheduler);
+    let scheduler_config = dir.join("mom-scheduler.yaml");
+    std::fs::write(
+        &scheduler_config,
+        format!(
+            "{config}\nclientConnection:\n  kubeconfig: {}\n",
+            scheduler_kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(common::control_plane().bin.join("kube-scheduler"));
+    cmd.arg("--config")
+        .arg(&scheduler_config)
+        .arg("--authentication-kubeconfig")
+        .arg(&scheduler_kubeconfig)
+        .arg("--authorization-kubeconfig")
+        .arg(&scheduler_kubeconfig)
+        .args([
+            "--bind-address",
+            "127.0.0.1",
+            "--secure-port",
+            &port.to_string(),
+            "--v",
+            "1",
+        ]);
+    let scheduler_process = Process::spawn(cmd, dir.join("mom-scheduler.log"));
+    wait_until("mom-scheduler to take its Lease", Duration::from_secs(60), || {
+        !lease_holder(&ns.name, &scheduler).is_empty()
+    });
+    for process in [&operator_process, &scheduler_process] {
+        let log = process.log();
+        assert!(
+            !log.to_lowercase().contains("forbidden"),
+            "{} was refused something by RBAC:\n{log}",
+            process.log.display()
+        );
+    }
+    drop(scheduler_process);
+    drop(operator_process);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // The receipt policy: a cluster admin other than the operator cannot delete a receipt...
+    let (ok, _, err) = common::kubectl(&["apply", "-f", "-"], Some(&receipt(&ns.name, "guarded")));
+    assert!(ok, "{err}");
+    let delete_as = |user: &str, name: &str, dry_run: bool| {
+        let mut args = vec![
+            "delete",
+            "receipt",
+            name,
+            "-n",
+            &ns.name,
+            "--as",
+            user,
+            "--as-group",
+            "system:masters",
+        ];
+        if dry_run {
+            args.push("--dry-run=server");
+        }
+        common::kubectl(&args, None)
+    };
+    // (the apiserver picks the new policy up within a second or so; dry runs pass admission)
+    wait_until("the receipt policy to be enforced", Duration::from_secs(30), || {
+        !delete_as("someone", "guarded", true).0
+    });
+    let (ok, _, err) = delete_as("someone", "guarded", false);
+    assert!(!ok, "a non-operator admin deleted a receipt");
+    assert!(err.contains(&policy), "the rejection does not name the policy: {err}");
+    assert!(err.contains("receipts-append-only: Receipts are append-only"), "{err}");
+    assert!(err.contains("someone may not"), "{err}");
+    let (ok, _, _) = common::kubectl(&["get", "receipt", "guarded", "-n", &ns.name], None);
+    assert!(ok, "the receipt is gone although the delete was rejected");
+
+    // ...while the operator's ServiceAccount passes the policy (given delete rights by
+    // impersonating it with system:masters; its RBAC alone does not grant delete).
+    let (ok, _, err) = delete_as(&sa, "guarded", false);
+    assert!(ok, "the operator's ServiceAccount was stopped by the policy: {err}");
+
+    // Uninstalling removes everything, the policy first of all.
+    drop(release);
+    for (kind, name) in &cluster_scoped {
+        if *kind == "momconfig" {
+            continue;
+        }
+        let (exists, _, _) = common::kubectl(&["get", kind, name], None);
+        assert!(!exists, "{kind} {name} survived helm uninstall");
+    }
+    // The chart's MomConfig is gone; one that was there before is back, without Helm's labels.
+    let (exists, labels, _) = common::kubectl(
+        &["get", "momconfig", "default", "-o", "jsonpath={.metadata.labels}"],
+        None,
+    );
+    assert_eq!(exists, had_config, "MomConfig default after uninstall: {labels}");
+    assert!(
+        !labels.contains("app.kubernetes.io/managed-by"),
+        "the chart's MomConfig survived: {labels}"
+    );
+    let (ok, out, _) = common::kubectl(
+        &["get", "deployments,services,roles", "-n", &ns.name, "-o", "name"],
+        None,
+    );
+    assert!(ok && out.trim().is_empty(), "objects survived helm uninstall: {out}");
+    let (ok, _, err) = common::kubectl(&["apply", "-f", "-"], Some(&receipt(&ns.name, "free")));
+    assert!(ok, "{err}");
+    wait_until("receipt deletes to be allowed again", Duration::from_secs(30), || {
+        delete_as("someone", "free", true).0
+    });
+}
