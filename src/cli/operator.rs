@@ -17,8 +17,9 @@ pub struct Args {
     /// Identity in the Lease; defaults to $POD_NAME, else hostname and process id.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
-    /// Seconds a Lease stays valid without renewal.
-    #[arg(long, default_value_t = 15)]
+    /// Seconds a Lease stays valid without renewal (a standby takes over this long after the
+    /// leader's last renewal; renewals come every --renew-period-seconds).
+    #[arg(long, default_value_t = 10)]
     lease_duration_seconds: u64,
     /// Seconds between renewals and acquisition attempts.
     #[arg(long, default_value_t = 2)]

@@ -72,8 +72,18 @@ pub struct AgentContext {
 pub async fn run(ctx: Arc<AgentContext>, mut shutdown: watch::Receiver<bool>) {
     let agents: Api<GeometricAgent> = Api::all(ctx.client.clone());
     let pods: Api<Pod> = Api::all(ctx.client.clone());
+    // On taking the Lease, reconcile every agent at once instead of waiting for its requeue.
+    let became_leader = futures::stream::unfold(ctx.leading.clone(), |mut rx| async move {
+        loop {
+            rx.changed().await.ok()?;
+            if *rx.borrow() {
+                return Some(((), rx));
+            }
+        }
+    });
     let controller = Controller::new(agents, watcher::Config::default())
         .owns(pods, watcher::Config::default().labels(AGENT_LABEL))
+        .reconcile_all_on(became_leader)
         .graceful_shutdown_on(async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
