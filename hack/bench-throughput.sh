@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# `make bench-throughput NODES=500`: pods/s through the real kube-scheduler with MOM's extender
+# (mom-scheduler) vs without (default-scheduler) on NODES kwok nodes, plus the extender's
+# server-side p50/p99 per verb. Prints one JSON line. See hack/bench/throughput.py.
+#   MOM_BIN=path/to/mom NODES=500 PODS=1000 hack/bench-throughput.sh   (BENCH_KEEP=1 keeps it)
+set -euo pipefail
+source "$(dirname "$0")/bench/common.sh"
+export NODES=${NODES:-500} PODS=${PODS:-1000}
+bench_up
+bench_momconfig
+# NODES nodes: 10 regions x 10 zones x ceil(NODES/100) per zone, trimmed to exactly NODES.
+per_zone=$(( (NODES + 99) / 100 ))
+"$MOM_BIN" cluster nodes --regions 10 --zones-per-region 10 --nodes-per-rack "$per_zone" \
+  | python3 -c 'import json,sys; l=json.load(sys.stdin); l["items"]=l["items"][:int(sys.argv[1])]; print(json.dumps(l))' "$NODES" \
+  | "$KUBECTL" create -f - -o name >/dev/null
+echo "bench-throughput: waiting for $NODES nodes to be Ready" >&2
+"$KUBECTL" wait --for=condition=Ready node -l type=kwok --timeout=600s >/dev/null
+sleep 2 # let the operator's node watch and embedding catch up
+python3 "$root/hack/bench/throughput.py"
