@@ -10,9 +10,20 @@ bench_up
 bench_momconfig
 # NODES nodes: 10 regions x 10 zones x ceil(NODES/100) per zone, trimmed to exactly NODES.
 per_zone=$(( (NODES + 99) / 100 ))
+# Created by 4 parallel kubectl (one List chunk each), which is ~4x faster than one.
 "$MOM_BIN" cluster nodes --regions 10 --zones-per-region 10 --nodes-per-rack "$per_zone" \
-  | python3 -c 'import json,sys; l=json.load(sys.stdin); l["items"]=l["items"][:int(sys.argv[1])]; print(json.dumps(l))' "$NODES" \
-  | "$KUBECTL" create -f - -o name >/dev/null
+  | python3 -c '
+import json, sys
+items = json.load(sys.stdin)["items"][:int(sys.argv[1])]
+for i in range(4):
+    with open(f"{sys.argv[2]}/nodes-{i}.json", "w") as f:
+        json.dump({"apiVersion": "v1", "kind": "List", "items": items[i::4]}, f)
+' "$NODES" "$BENCH_STATE"
+pids=()
+for i in 0 1 2 3; do
+  "$KUBECTL" create -f "$BENCH_STATE/nodes-$i.json" -o name >/dev/null & pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
 echo "bench-throughput: waiting for $NODES nodes to be Ready" >&2
 "$KUBECTL" wait --for=condition=Ready node -l type=kwok --timeout=600s >/dev/null
 sleep 2 # let the operator's node watch and embedding catch up
