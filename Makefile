@@ -74,3 +74,21 @@ manifests: chart-crds ## Render manifests/install.yaml (namespace mom-system) fr
 
 .PHONY: ci
 ci: lint test ## What .ci/run runs
+
+# Benchmarks: slow (each starts its own control plane), not part of `make test` or CI.
+MOM_RELEASE_BIN = $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/mom
+NODES ?= 500
+PODS ?= 1000
+
+# Everything but the JSON line goes to stderr, so `make bench-… > out.json` works.
+.PHONY: build-release
+build-release:
+	@$(CARGO) build --release --bin mom >&2
+
+.PHONY: bench-placement
+bench-placement: build-release ## Traffic-weighted pod latency, MOM vs default scheduler, on a TopoHub topology (one JSON line)
+	@MOM_BIN="$(MOM_RELEASE_BIN)" hack/bench-placement.sh
+
+.PHONY: bench-throughput
+bench-throughput: build-release ## Scheduling pods/s with vs without the extender, extender p50/p99 (NODES=500 PODS=1000; one JSON line)
+	@MOM_BIN="$(MOM_RELEASE_BIN)" NODES=$(NODES) PODS=$(PODS) hack/bench-throughput.sh

@@ -131,7 +131,14 @@ pub fn distance(x: &[f64], y: &[f64], kappa: f64) -> f64 {
     let n = x.len().max(y.len());
     let px = project(&padded(x, n), k);
     let py = project(&padded(y, n), k);
-    distance(&px, &py, k)
+    // No recursion here: `project` keeps a point whose rounded √κ‖x‖ is ≤ MAX_SCALED_NORM even
+    // when its rounded κ‖x‖² is a few ulps above MAX_SCALED_NORM², which failed the test above
+    // forever (a stack overflow in the operator). Clamp the squared norms instead.
+    let m2 = MAX_SCALED_NORM * MAX_SCALED_NORM;
+    let nx = (k * dot(&px, &px)).min(m2);
+    let ny = (k * dot(&py, &py)).min(m2);
+    let dxy: f64 = px.iter().zip(&py).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() * k;
+    acosh1p(2.0 * dxy / ((1.0 - nx) * (1.0 - ny))) / k.sqrt()
 }
 
 /// Distance of `x` from the origin: `(2/√κ)·artanh(√κ‖x‖)`.
@@ -443,6 +450,26 @@ mod tests {
             let mid = geodesic(&x, &y, 0.5, 1.0);
             prop_assert!(distance(&m, &mid, 1.0) <= 1e-5, "{}", distance(&m, &mid, 1.0));
         }
+    }
+
+    #[test]
+    fn distance_of_points_whose_squared_norm_rounds_past_the_edge_is_finite() {
+        // √(x₀² + x₁²) rounds to ≤ MAX_SCALED_NORM (so `project` keeps x) while x₀² + x₁² rounds
+        // above MAX_SCALED_NORM²: this used to recurse until the stack overflowed.
+        let mut found = 0;
+        for i in 0..2000 {
+            let a = f64::from(i) * 0.001;
+            let r = MAX_SCALED_NORM - f64::from(i % 8) * f64::EPSILON / 2.0;
+            let x = [r * a.cos(), r * a.sin()];
+            let n2 = x[0] * x[0] + x[1] * x[1];
+            if n2.sqrt() <= MAX_SCALED_NORM && n2 > MAX_SCALED_NORM * MAX_SCALED_NORM {
+                found += 1;
+                let d = distance(&x, &[0.0, 0.0], 1.0);
+                assert!(d.is_finite() && d > 30.0, "{d}");
+                assert_eq!(distance(&x, &x, 1.0), 0.0);
+            }
+        }
+        assert!(found > 0, "no edge point found: the test would not exercise the clamp");
     }
 
     #[test]

@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Placement benchmark (run by hack/bench-placement.sh on a fresh local control plane).
+
+Cluster: the sites of a TopoHub (Topology Zoo) network become zones; regions are the clusters
+of a deterministic PAM k-medoids (greedy BUILD + SWAP) over the shortest-path delay matrix;
+every site gets NODES_PER_SITE kwok
+nodes labelled region/zone/hostname. One-way delay of a link = dist_km / 200 ms; pod-to-pod
+latency = shortest-path delay between the pods' sites, or INTRA_SITE_MS within one site.
+
+Workload: a fixed microservice graph (agents, replicas, traffic weights). Run 1: plain pods
+with the same counts and requests, scheduled by the default kube-scheduler. Run 2:
+GeometricAgents with those peers and weights, placed by mom-scheduler + MOM's extender.
+Metric: traffic-weighted mean latency = sum_e w_e * mean_{replica pairs of e} lat / sum_e w_e.
+Prints one JSON line on stdout; progress goes to stderr.
+"""
+import heapq
+import json
+import os
+import subprocess
+import sys
+import time
+
+DATA = os.environ.get("MOM_DATA_DIR") or os.path.join(os.path.dirname(__file__), "../../../shared/data")
+GRAPH = os.environ.get("BENCH_GRAPH", "Geant2012")
+REGIONS = int(os.environ.get("BENCH_REGIONS", "6"))
+NODES_PER_SITE = int(os.environ.get("BENCH_NODES_PER_SITE", "4"))
+NODE_CPU = os.environ.get("BENCH_NODE_CPU", "2")
+INTRA_SITE_MS = 0.1
+KM_PER_MS = 200.0
+CPU_REQ, MEM_REQ = "250m", "256Mi"
+KUBECTL = os.environ.get("KUBECTL", "kubectl")
+
+# agent -> replicas
+AGENTS = {
+    "frontend": 3, "gateway": 3, "auth": 2, "catalog": 3, "search": 2, "recommend": 2,
+    "cart": 2, "checkout": 2, "payment": 2, "orders": 3, "inventory": 2, "notify": 2,
+    "cache": 3, "db": 3,
+}
+# undirected traffic edges (a, b, weight)
+EDGES = [
+    ("frontend", "gateway", 10), ("gateway", "auth", 4), ("gateway", "catalog", 6),
+    ("gateway", "search", 3), ("gateway", "cart", 4), ("gateway", "checkout", 2),
+    ("catalog", "cache", 6), ("catalog", "db", 3), ("search", "catalog", 2),
+    ("recommend", "catalog", 2), ("frontend", "recommend", 2), ("cart", "cache", 3),
+    ("checkout", "payment", 2), ("checkout", "orders", 3), ("orders", "db", 4),
+    ("orders", "inventory", 2), ("inventory", "db", 2), ("orders", "notify", 1),
+    ("auth", "cache", 2),
+]
+
+
+def log(*a):
+    print("bench-placement:", *a, file=sys.stderr, flush=True)
+
+
+def kubectl(*args, stdin=None):
+    r = subprocess.run([KUBECTL, *args], input=stdin, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"kubectl {' '.join(args[:3])} failed: {r.stderr.strip()}")
+    return r.stdout
+
+
+def load_graph():
+    g = json.load(open(os.path.join(DATA, "TopoHub/topozoo", GRAPH + ".json")))
+    names = {n["id"]: n.get("name") or n["id"] for n in g["nodes"]}
+    adj = {i: {} for i in names}
+    for e in g["edges"]:
+        a, b, d = e["source"], e["target"], float(e["dist"]) / KM_PER_MS
+        if a == b:
+            continue
+        adj[a][b] = min(adj[a].get(b, d), d)
+        adj[b][a] = min(adj[b].get(a, d), d)
+    ids = sorted(names, key=int)
+    delay = {}
+    for s in ids:  # Dijkstra from every site
+        dist = {s: 0.0}
+        heap = [(0.0, s)]
+        while heap:
+            d, u = heapq.heappop(heap)
+            if d > dist[u]:
+                continue
+            for v, w in adj[u].items():
+                if d + w < dist.get(v, float("inf")):
+                    dist[v] = d + w
+                    heapq.heappush(heap, (d + w, v))
+        delay[s] = dist
+    # keep the largest connected component
+    comp = max((frozenset(delay[s]) for s in ids), key=len)
+    ids = [s for s in ids if s in comp]
+    return ids, names, delay
+
+
+def regions_by_kmedoids(ids, delay, k):
+    """PAM k-medoids on the delay matrix: greedy BUILD, then SWAP while the total delay from
+    each site to its nearest medoid drops (ties by site id, so the result is deterministic)."""
+    def cost(meds):
+        return sum(min(delay[m][s] for m in meds) for s in ids)
+
+    medoids = []
+    while len(medoids) < min(k, len(ids)):
+        medoids.append(min((s for s in ids if s not in medoids), key=lambda c: (cost(medoids + [c]), int(c))))
+    best, improved = cost(medoids), True
+    while improved:
+        improved = False
+        for i in range(len(medoids)):
+            for c in ids:
+                if c in medoids:
+                    continue
+                trial = medoids[:i] + [c] + medoids[i + 1:]
+                if cost(trial) < best - 1e-9:
+                    medoids, best, improved = trial, cost(trial), True
+    assign = {s: min(medoids, key=lambda m: (delay[m][s], int(m))) for s in ids}
+    return {s: f"r{medoids.index(assign[s])}" for s in ids}
+
+
+def slug(s):
+    return "".join(c.lower() if c.isalnum() else "-" for c in s).strip("-")
+
+
+def node_list(ids, names, region):
+    items, site_of = [], {}
+    for s in ids:
+        zone = f"{region[s]}-{slug(names[s])}-{s}"
+        for k in range(NODES_PER_SITE):
+            name = f"site{s}-{k}"
+            site_of[name] = s
+            res = {"cpu": NODE_CPU, "memory": "8Gi", "pods": "110"}
+            items.append({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
+                             "labels": {"type": "kwok", "kubernetes.io/os": "linux",
+                                        "kubernetes.io/arch": "amd64",
+                                        "topology.kubernetes.io/region": region[s],
+                                        "topology.kubernetes.io/zone": zone,
+                                        "kubernetes.io/hostname": name}},
+                "status": {"allocatable": res, "capacity": res},
+            })
+    return {"apiVersion": "v1", "kind": "List", "items": items}, site_of
+
+
+def container():
+    return [{"name": "c", "image": "pause", "resources": {"requests": {"cpu": CPU_REQ, "memory": MEM_REQ}}}]
+
+
+def peers_of(a):
+    out = []
+    for x, y, w in EDGES:
+        if x == a:
+            out.append({"agent": y, "weight": w})
+        elif y == a:
+            out.append({"agent": x, "weight": w})
+    return out
+
+
+def default_pods(ns):
+    items = []
+    for a, r in AGENTS.items():
+        for i in range(r):
+            items.append({"apiVersion": "v1", "kind": "Pod",
+                          "metadata": {"name": f"{a}-{i}", "namespace": ns, "labels": {"bench/agent": a}},
+                          "spec": {"containers": container(), "terminationGracePeriodSeconds": 0}})
+    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+def mom_agents(ns):
+    items = []
+    for a, r in AGENTS.items():
+        items.append({"apiVersion": "mom.hypersync.io/v1alpha1", "kind": "GeometricAgent",
+                      "metadata": {"name": a, "namespace": ns},
+                      "spec": {"workloadType": "interactive", "replicas": r, "peers": peers_of(a),
+                               "template": {"metadata": {"labels": {"bench/agent": a}},
+                                            "spec": {"containers": container(),
+                                                     "terminationGracePeriodSeconds": 0}}}})
+    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+def wait_running(ns, want, timeout=300):
+    deadline = time.time() + timeout
+    while True:
+        pods = json.loads(kubectl("get", "pods", "-n", ns, "-o", "json"))["items"]
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        running = [p for p in live if p.get("status", {}).get("phase") == "Running"]
+        if len(running) == want and len(live) == want:
+            return [(p["metadata"]["labels"]["bench/agent"], p["spec"]["nodeName"]) for p in running]
+        if time.time() > deadline:
+            raise SystemExit(f"{ns}: only {len(running)}/{want} pods running after {timeout}s")
+        time.sleep(1)
+
+
+def weighted_latency(placed, site_of, delay):
+    by_agent = {}
+    for a, node in placed:
+        by_agent.setdefault(a, []).append(site_of[node])
+
+    def lat(s, t):
+        return INTRA_SITE_MS if s == t else delay[s][t]
+
+    num = den = 0.0
+    for a, b, w in EDGES:
+        pairs = [lat(s, t) for s in by_agent[a] for t in by_agent[b]]
+        num += w * sum(pairs) / len(pairs)
+        den += w
+    return num / den, by_agent
+
+
+def main():
+    ids, names, delay = load_graph()
+    region = regions_by_kmedoids(ids, delay, REGIONS)
+    nodes, site_of = node_list(ids, names, region)
+    log(f"{GRAPH}: {len(ids)} sites, {REGIONS} regions, {len(nodes['items'])} nodes")
+    kubectl("apply", "-f", "-", stdin=json.dumps(nodes))
+    kubectl("wait", "--for=condition=Ready", "node", "-l", "type=kwok", "--timeout=120s")
+    want = sum(AGENTS.values())
+
+    kubectl("create", "namespace", "bench-default")
+    kubectl("create", "-f", "-", stdin=json.dumps(default_pods("bench-default")))
+    placed_default = wait_running("bench-default", want)
+    default_ms, default_sites = weighted_latency(placed_default, site_of, delay)
+    log(f"default scheduler: {default_ms:.3f} ms")
+    kubectl("delete", "namespace", "bench-default", "--wait=true", "--timeout=120s")
+
+    kubectl("create", "namespace", "bench-mom")
+    kubectl("apply", "-f", "-", stdin=json.dumps(mom_agents("bench-mom")))
+    placed_mom = wait_running("bench-mom", want)
+    time.sleep(float(os.environ.get("BENCH_SETTLE_S", "0")))
+    placed_mom = wait_running("bench-mom", want)
+    mom_ms, mom_sites = weighted_latency(placed_mom, site_of, delay)
+    log(f"mom-scheduler: {mom_ms:.3f} ms")
+
+    all_pairs = [delay[s][t] for s in ids for t in ids if s != t]
+
+    def zones_used(by_agent):
+        return len({s for sites in by_agent.values() for s in sites})
+
+    def regions_used(by_agent):
+        return len({region[s] for sites in by_agent.values() for s in sites})
+
+    print(json.dumps({
+        "mom_weighted_latency_ms": round(mom_ms, 4),
+        "default_weighted_latency_ms": round(default_ms, 4),
+        "reduction": round(1 - mom_ms / default_ms, 4),
+        "graph": GRAPH, "sites": len(ids), "regions": REGIONS, "nodes": len(nodes["items"]),
+        "agents": len(AGENTS), "pods": want, "edges": len(EDGES),
+        "mean_site_pair_delay_ms": round(sum(all_pairs) / len(all_pairs), 4),
+        "zones_used": {"mom": zones_used(mom_sites), "default": zones_used(default_sites)},
+        "regions_used": {"mom": regions_used(mom_sites), "default": regions_used(default_sites)},
+    }))
+
+
+if __name__ == "__main__":
+    main()
