@@ -17,14 +17,33 @@ use super::view::SharedView;
 use crate::placement::{Objectives, Routing};
 
 /// Keeps the view's nodes and embedding current.
+///
+/// Re-embedding is O(nodes) (and more for the quality figures), so node changes only mark the
+/// embedding stale; it is recomputed at most every 500 ms. Without that, a cluster growing node
+/// by node cost O(N²) under the view's write lock and starved the extender (seen at 5,000 nodes).
 pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<bool>) {
     let api: Api<Node> = Api::all(client);
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
     let mut initialising = true;
+    let mut stale = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        match stream.try_next().await {
+        let next = tokio::select! {
+            next = stream.try_next() => next,
+            _ = tick.tick() => {
+                if stale && !initialising {
+                    if let Ok(mut v) = view.write() {
+                        v.reembed();
+                    }
+                    stale = false;
+                }
+                continue;
+            }
+        };
+        match next {
             Ok(Some(event)) => {
                 let Ok(mut v) = view.write() else { return };
                 match event {
@@ -34,18 +53,15 @@ pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<
                     }
                     Event::InitDone => {
                         initialising = false;
+                        stale = false;
                         v.reembed();
                         let _ = ready.send(true);
                     }
                     Event::Apply(node) => {
-                        if v.apply_node(&node) && !initialising {
-                            v.reembed();
-                        }
+                        stale |= v.apply_node(&node);
                     }
                     Event::Delete(node) => {
-                        if v.delete_node(&node.metadata.name.unwrap_or_default()) {
-                            v.reembed();
-                        }
+                        stale |= v.delete_node(&node.metadata.name.unwrap_or_default());
                     }
                 }
             }
