@@ -202,29 +202,34 @@ pub fn filter(state: &ExtenderState, body: &[u8]) -> Result<ExtenderFilterResult
 /// Pure core of the prioritize verb over the current view.
 pub fn prioritize(state: &ExtenderState, body: &[u8]) -> Result<Vec<HostPriority>, ExtenderError> {
     let (d, _) = decode(body)?;
-    let mut view = state
-        .view
-        .write()
-        .map_err(|_| bad_request("internal state unavailable".into()))?;
     let rec = pod_record(&d.pod).ok_or_else(|| bad_request("Pod has already finished".into()))?;
-    let policy = rec.agent.as_ref().and_then(|k| view.policy_for(k));
-    let (states, unknown) = view.node_states(&d.names);
-    let refs: Vec<&placement::NodeState> = states.iter().collect();
-    let s = &view.settings;
-    let mut scores: Vec<HostPriority> =
-        placement::prioritize(&rec.demand, policy.as_ref(), &refs, &s.objectives, s.routing, s.kappa)
-            .into_iter()
-            .map(|(host, score)| HostPriority { host, score })
-            .collect();
-    scores.extend(unknown.into_iter().map(|host| HostPriority { host, score: 0 }));
-    if tracing::enabled!(tracing::Level::DEBUG) {
-        let best = scores
-            .iter()
-            .max_by_key(|h| h.score)
-            .map(|h| (h.host.as_str(), h.score));
-        tracing::debug!(pod = ?d.pod.metadata.name, agent = ?rec.agent, has_policy = policy.is_some(),
-            target = ?policy.as_ref().map(|p| &p.target), ?best, "prioritized");
-    }
+    // Score under the read lock (O(nodes)); take the write lock only for the assumption below,
+    // so watches and filter calls are not held up by scoring.
+    let scores = {
+        let view = state
+            .view
+            .read()
+            .map_err(|_| bad_request("internal state unavailable".into()))?;
+        let policy = rec.agent.as_ref().and_then(|k| view.policy_for(k));
+        let (states, unknown) = view.node_states(&d.names);
+        let refs: Vec<&placement::NodeState> = states.iter().collect();
+        let s = &view.settings;
+        let mut scores: Vec<HostPriority> =
+            placement::prioritize(&rec.demand, policy.as_ref(), &refs, &s.objectives, s.routing, s.kappa)
+                .into_iter()
+                .map(|(host, score)| HostPriority { host, score })
+                .collect();
+        scores.extend(unknown.into_iter().map(|host| HostPriority { host, score: 0 }));
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let best = scores
+                .iter()
+                .max_by_key(|h| h.score)
+                .map(|h| (h.host.as_str(), h.score));
+            tracing::debug!(pod = ?d.pod.metadata.name, agent = ?rec.agent, has_policy = policy.is_some(),
+                target = ?policy.as_ref().map(|p| &p.target), ?best, "prioritized");
+        }
+        scores
+    };
     // The scheduler binds asynchronously and may schedule the next pod first: assume now that
     // it follows our top score (ties: first name), so the next decision sees this pod.
     let top = scores
@@ -233,6 +238,10 @@ pub fn prioritize(state: &ExtenderState, body: &[u8]) -> Result<Vec<HostPriority
         .max_by(|a, b| a.score.cmp(&b.score).then_with(|| b.host.cmp(&a.host)));
     if let (Some(top), Some(uid)) = (top, d.pod.metadata.uid.as_deref()) {
         let host = top.host.clone();
+        let mut view = state
+            .view
+            .write()
+            .map_err(|_| bad_request("internal state unavailable".into()))?;
         view.assume(uid, rec, &host, true);
     }
     Ok(scores)
