@@ -2,88 +2,15 @@
 //! (kube-scheduler + MOM's extender) places on kwok nodes over 2 regions × 3 zones.
 
 mod common;
+mod placement_support;
+
+use placement_support::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use mom::cluster_layout::ZONE_LABEL;
-
-/// MOM running, with the MomConfig `default` these tests assume (greedy forwarding; other test
-/// binaries may have applied the examples' multipath config).
-fn setup() {
-    common::mom();
-    common::apply_test_momconfig("none");
-}
-
-fn agent(ns: &str, name: &str, replicas: i32, extra_spec: &str, extra_pod_spec: &str) -> String {
-    format!(
-        r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"GeometricAgent",
-            "metadata":{{"name":"{name}","namespace":"{ns}"}},
-            "spec":{{"workloadType":"interactive","replicas":{replicas}{extra_spec},
-              "template":{{"spec":{{{extra_pod_spec}"containers":[{{"name":"c","image":"pause",
-                 "resources":{{"requests":{{"cpu":"50m","memory":"32Mi"}}}}}}]}}}}}}}}"#
-    )
-}
-
-fn strategy(ns: &str, name: &str, placement: &str, redundancy: Option<&str>) -> String {
-    let resilience = redundancy
-        .map(|r| format!(r#","resilience":{{"redundancy":"{r}"}}"#))
-        .unwrap_or_default();
-    format!(
-        r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"OrchestrationStrategy",
-            "metadata":{{"name":"{name}","namespace":"{ns}"}},
-            "spec":{{"priority":10,"scaling":{{"method":"manual","minReplicas":0,"maxReplicas":20}},
-                     "placement":{{{placement}}}{resilience}}}}}"#
-    )
-}
-
-/// Waits until `count` pods of `agent` run, and returns pod name → node.
-async fn running_pods(ns: &common::TestNamespace, agent: &str, count: usize) -> BTreeMap<String, String> {
-    let pods: Api<Pod> = Api::namespaced(ns.client(), &ns.name);
-    let selector = format!("mom.hypersync.io/agent={agent}");
-    common::eventually(
-        &format!("{count} running pods of {agent}"),
-        Duration::from_secs(90),
-        || {
-            let pods = pods.clone();
-            let selector = selector.clone();
-            async move {
-                let list = pods.list(&ListParams::default().labels(&selector)).await.ok()?;
-                let live: Vec<&Pod> = list
-                    .items
-                    .iter()
-                    .filter(|p| p.metadata.deletion_timestamp.is_none())
-                    .collect();
-                let running: BTreeMap<String, String> = live
-                    .iter()
-                    .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-                    .filter_map(|p| Some((p.metadata.name.clone()?, p.spec.as_ref()?.node_name.clone()?)))
-                    .collect();
-                (running.len() == count && live.len() == count).then_some(running)
-            }
-        },
-    )
-    .await
-}
-
-async fn node_labels(client: kube::Client) -> BTreeMap<String, BTreeMap<String, String>> {
-    let nodes: Api<Node> = Api::all(client);
-    nodes
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|n| {
-            (
-                n.metadata.name.clone().unwrap(),
-                n.metadata.labels.clone().unwrap_or_default(),
-            )
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn a_three_tier_app_lands_with_its_talking_replicas_in_one_zone() {
@@ -130,57 +57,6 @@ async fn avoid_listed_nodes_are_never_used_even_under_contention() {
     for node in running_pods(&ns, "busy", 8).await.values() {
         assert!(!avoided.contains(node), "a replica landed on avoided node {node}");
     }
-}
-
-#[tokio::test]
-async fn strict_tenants_never_share_a_node() {
-    setup();
-    let ns = common::TestNamespace::new("place-iso").await;
-    let n = &ns.name;
-    // A pool of its own, tainted so that no other test's pods land there.
-    let pool = format!("iso-{}", &n[n.len() - 5..]);
-    let mut nodes = Vec::new();
-    for (i, zone) in ["a", "a", "b", "b"].iter().enumerate() {
-        nodes.push(serde_json::json!({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": format!("{pool}-{i}"), "annotations": {"kwok.x-k8s.io/node": "fake"},
-                "labels": {"type": "kwok", "pool": pool, "topology.kubernetes.io/region": "region-iso",
-                           "topology.kubernetes.io/zone": format!("region-iso{zone}"),
-                           "kubernetes.io/hostname": format!("{pool}-{i}")}},
-            "spec": {"taints": [{"key": "pool", "value": pool, "effect": "NoSchedule"}]},
-            "status": {"allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"},
-                       "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"}},
-        }));
-    }
-    common::apply(&serde_json::json!({"apiVersion": "v1", "kind": "List", "items": nodes}).to_string());
-    let pod_extra = format!(
-        r#""nodeSelector":{{"pool":"{pool}"}},"tolerations":[{{"key":"pool","operator":"Equal","value":"{pool}","effect":"NoSchedule"}}],"#
-    );
-    common::apply(&agent(
-        n,
-        "red",
-        3,
-        r#","tenant":"red","isolation":"strict""#,
-        &pod_extra,
-    ));
-    common::apply(&agent(
-        n,
-        "blue",
-        3,
-        r#","tenant":"blue","isolation":"strict""#,
-        &pod_extra,
-    ));
-    let red: BTreeSet<String> = running_pods(&ns, "red", 3).await.into_values().collect();
-    let blue: BTreeSet<String> = running_pods(&ns, "blue", 3).await.into_values().collect();
-    assert!(
-        red.is_disjoint(&blue),
-        "tenants share nodes: red {red:?}, blue {blue:?}"
-    );
-    let (ok, _, err) = common::kubectl(
-        &["delete", "nodes", "-l", &format!("pool={pool}"), "--wait=false"],
-        None,
-    );
-    assert!(ok, "{err}");
 }
 
 #[tokio::test]
