@@ -187,7 +187,26 @@ impl ReceiptWriter {
         let signer = self.signer().await?;
         let stored = Self::stored_chain(&self.client).await?;
         let start = stored.iter().rposition(|r| r.action == Action::Checkpoint).unwrap_or(0);
-        let builder = ChainBuilder::resume(signer, &stored[start..])?;
+        let builder = match ChainBuilder::resume(signer.clone(), &stored[start..]) {
+            Ok(b) => b,
+            // A stored chain with a hole or an edit (e.g. receipts deleted with their namespace)
+            // must not stop the operator: continue after the newest persisted receipt and leave
+            // the damage for `mom verify` to name. Checkpoints need the Merkle state, so none
+            // can be written until the chain is whole again.
+            Err(err) => match stored.last() {
+                Some(last) => {
+                    tracing::warn!(error = %err, head = last.sequence, "stored receipt chain is broken; continuing after its newest receipt");
+                    ChainBuilder::after(
+                        signer,
+                        ChainHead {
+                            sequence: last.sequence,
+                            hash: last.hash.clone(),
+                        },
+                    )
+                }
+                None => return Err(err.into()),
+            },
+        };
         if let Ok(mut h) = self.head.write() {
             *h = builder.head().cloned();
         }
