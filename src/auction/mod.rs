@@ -27,6 +27,33 @@ pub mod wdp_two_class;
 #[cfg(test)]
 mod property_tests;
 
+/// Bid and node constructors shared by the unit tests of the auction modules.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::{Bid, NodeCapacity, ResourceRequest};
+
+    pub fn bid(agent: &str, values: &[f64], cpu: u64, mem: u64) -> Bid {
+        Bid {
+            agent: agent.into(),
+            tenant: agent.into(),
+            marginal_values: values.to_vec(),
+            request: ResourceRequest {
+                cpu_millis: cpu,
+                memory_bytes: mem,
+            },
+        }
+    }
+
+    pub fn node(name: &str, cpu: u64, mem: u64) -> NodeCapacity {
+        NodeCapacity {
+            node: name.into(),
+            cpu_millis: cpu,
+            memory_bytes: mem,
+            cost: 1.0,
+        }
+    }
+}
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

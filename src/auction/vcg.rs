@@ -70,28 +70,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auction::{AuctionInput, Bid, NodeCapacity, ResourceRequest, SolverChoice, run, validate};
-
-    fn bid(agent: &str, values: &[f64], cpu: u64, mem: u64) -> Bid {
-        Bid {
-            agent: agent.into(),
-            tenant: agent.into(),
-            marginal_values: values.to_vec(),
-            request: ResourceRequest {
-                cpu_millis: cpu,
-                memory_bytes: mem,
-            },
-        }
-    }
-
-    fn node(name: &str, cpu: u64, mem: u64) -> NodeCapacity {
-        NodeCapacity {
-            node: name.into(),
-            cpu_millis: cpu,
-            memory_bytes: mem,
-            cost: 1.0,
-        }
-    }
+    use crate::auction::test_support::{bid, node};
+    use crate::auction::{AuctionInput, SolverChoice, run, validate};
 
     /// The combinatorial vector in the replica model: the node's cpu is item A and its memory
     /// item B. Bidder 1 needs both (one replica of 1 cpu + 1 mem), bidder 2 only A, bidder 3 only B.

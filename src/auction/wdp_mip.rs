@@ -146,28 +146,8 @@ pub fn solve(inst: &Instance) -> Result<Assignment, AuctionError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auction::{Bid, NodeCapacity, ResourceRequest, validate};
-
-    fn bid(agent: &str, values: &[f64], cpu: u64, mem: u64) -> Bid {
-        Bid {
-            agent: agent.into(),
-            tenant: "t".into(),
-            marginal_values: values.to_vec(),
-            request: ResourceRequest {
-                cpu_millis: cpu,
-                memory_bytes: mem,
-            },
-        }
-    }
-
-    fn node(name: &str, cpu: u64, mem: u64) -> NodeCapacity {
-        NodeCapacity {
-            node: name.into(),
-            cpu_millis: cpu,
-            memory_bytes: mem,
-            cost: 1.0,
-        }
-    }
+    use crate::auction::test_support::{bid, node};
+    use crate::auction::validate;
 
     #[test]
     fn bin_packing_is_respected_across_nodes() {

@@ -231,19 +231,8 @@ pub fn solve_with_payments(inst: &Instance) -> Result<(Assignment, Vec<f64>), St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auction::{Bid, NodeCapacity, validate, wdp_mip};
-
-    fn bid(agent: &str, values: &[f64], cpu: u64, mem: u64) -> Bid {
-        Bid {
-            agent: agent.into(),
-            tenant: "t".into(),
-            marginal_values: values.to_vec(),
-            request: ResourceRequest {
-                cpu_millis: cpu,
-                memory_bytes: mem,
-            },
-        }
-    }
+    use crate::auction::test_support::bid;
+    use crate::auction::{NodeCapacity, validate, wdp_mip};
 
     #[test]
     fn three_shapes_are_reported_as_not_applicable() {
