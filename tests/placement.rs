@@ -88,10 +88,19 @@ async fn kubectl_scale_up_and_down_removes_the_farthest_replicas_first() {
     common::apply(&agent(n, "elastic", 4, r#","strategyRef":{"name":"quorum"}"#, ""));
     let before = running_pods(&ns, "elastic", 4).await;
     let agents: Api<mom::operator::crd::GeometricAgent> = Api::namespaced(ns.client(), &ns.name);
-    let target = common::eventually("the agent's position in status", Duration::from_secs(30), || {
-        let agents = agents.clone();
-        async move { Some(agents.get("elastic").await.ok()?.status?.position?.coordinates) }
-    })
+    // The target the operator will scale down by: its position once all 4 replicas are placed
+    // and ready (computed from them); an earlier status may still hold the pre-placement home.
+    let target = common::eventually(
+        "the agent's position with 4 ready replicas",
+        Duration::from_secs(60),
+        || {
+            let agents = agents.clone();
+            async move {
+                let status = agents.get("elastic").await.ok()?.status?;
+                (status.ready_replicas == 4).then_some(status.position?.coordinates)
+            }
+        },
+    )
     .await;
     let (ok, _, err) = common::kubectl(
         &["scale", "geometricagent", "elastic", "-n", n, "--replicas", "2"],
