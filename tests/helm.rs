@@ -220,6 +220,63 @@ async fn the_rendered_chart_passes_a_server_side_dry_run() {
     }
 }
 
+#[tokio::test]
+async fn with_extender_tls_the_chart_serves_https_and_the_scheduler_verifies_it() {
+    common::install_crds();
+    let ns = common::TestNamespace::new("helm-tls").await;
+    let _serial = cluster_wide();
+    let (ok, rendered, err) = helm(&[
+        "template",
+        "tls",
+        &chart(),
+        "--namespace",
+        &ns.name,
+        "--set",
+        "extenderTLS.enabled=true",
+    ]);
+    assert!(ok, "helm template failed: {err}");
+    // The operator serves the mounted Secret; the scheduler trusts only its ca.crt.
+    assert!(
+        rendered.contains("--extender-tls-cert=/etc/mom/extender-tls/tls.crt"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("--extender-tls-key=/etc/mom/extender-tls/tls.key"));
+    assert!(rendered.contains("secretName: tls-mom-extender-tls"));
+    assert!(rendered.contains(&format!("urlPrefix: https://tls-mom-extender.{}.svc:8443", ns.name)));
+    assert!(rendered.contains("enableHTTPS: true") && rendered.contains("caFile: /etc/mom-scheduler/tls/ca.crt"));
+    let (ok, out, err) = common::kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
+    assert!(ok, "the apiserver rejected the TLS rendering: {err}\n{out}");
+
+    // With cert-manager: a Certificate for the Service's names and a self-signed Issuer.
+    let (ok, rendered, err) = helm(&[
+        "template",
+        "tls",
+        &chart(),
+        "--namespace",
+        &ns.name,
+        "--set",
+        "extenderTLS.enabled=true",
+        "--set",
+        "extenderTLS.certManager.enabled=true",
+    ]);
+    assert!(ok, "helm template failed: {err}");
+    assert!(rendered.contains("kind: Certificate") && rendered.contains("selfSigned: {}"));
+    assert!(
+        rendered.contains(&format!("- tls-mom-extender.{}.svc\n", ns.name)),
+        "{rendered}"
+    );
+
+    // A bad duration is refused by the values schema, naming the value.
+    let (ok, _, err) = helm(&[
+        "template",
+        "tls",
+        &chart(),
+        "--set",
+        "extenderTLS.certManager.duration=90days",
+    ]);
+    assert!(!ok && err.contains("duration"), "{err}");
+}
+
 /// An installed release; dropping it uninstalls it, makes sure the receipt policy is gone and
 /// restores the MomConfig `default` that was there before.
 struct Release {

@@ -30,6 +30,13 @@ pub struct Args {
     /// Listen address of the scheduler extender (filter, prioritize, bind).
     #[arg(long, default_value = "0.0.0.0:8443")]
     extender_addr: SocketAddr,
+    /// Serve the extender over HTTPS with this PEM certificate chain (e.g. `tls.crt` of a
+    /// mounted cert-manager Secret); reloaded when the file changes. Needs --extender-tls-key.
+    #[arg(long, requires = "extender_tls_key")]
+    extender_tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for --extender-tls-cert (e.g. `tls.key`).
+    #[arg(long, requires = "extender_tls_cert")]
+    extender_tls_key: Option<std::path::PathBuf>,
     /// Log format: json (structured, default) or text.
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -58,6 +65,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         renew_period: Duration::from_secs(args.renew_period_seconds),
         metrics_addr: args.metrics_addr,
         extender_addr: args.extender_addr,
+        extender_tls: match (args.extender_tls_cert, args.extender_tls_key) {
+            (Some(cert), Some(key)) => Some(mom::operator::tls::TlsFiles { cert, key }),
+            _ => None,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

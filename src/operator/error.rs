@@ -12,6 +12,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("extender TLS: {0}")]
+    Tls(#[source] super::tls::TlsError),
     #[error("leader election on Lease {namespace}/{name}: {source}")]
     Lease {
         namespace: String,
@@ -28,6 +30,7 @@ impl Error {
             Error::Connect(_) => "connect",
             Error::Bind { .. } => "bind",
             Error::Lease { .. } => "lease",
+            Error::Tls(_) => "tls",
         }
     }
 }

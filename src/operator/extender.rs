@@ -311,11 +311,11 @@ async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(), S
 }
 
 /// Serves the extender until `shutdown` turns true.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: ExtenderState,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
+pub async fn serve<L>(listener: L, state: ExtenderState, mut shutdown: tokio::sync::watch::Receiver<bool>)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let result = axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod receipts;
 pub mod server;
 pub mod status;
+pub mod tls;
 pub mod view;
 pub mod watch;
 
@@ -36,6 +37,8 @@ pub struct OperatorConfig {
     pub metrics_addr: SocketAddr,
     /// Address of the scheduler-extender server.
     pub extender_addr: SocketAddr,
+    /// Serve the extender over HTTPS with this certificate and key (plain HTTP when absent).
+    pub extender_tls: Option<tls::TlsFiles>,
 }
 
 /// Runs the operator until SIGTERM/SIGINT, then releases the Lease and returns.
@@ -55,6 +58,11 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let (listener, bound) = bind(config.metrics_addr).await?;
     tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
     let (extender_listener, extender_bound) = bind(config.extender_addr).await?;
+    // Fail at start-up, naming the file, rather than on the scheduler's first call.
+    let extender_tls = match &config.extender_tls {
+        Some(files) => Some(tls::acceptor(files.clone()).map_err(Error::Tls)?),
+        None => None,
+    };
 
     let elector = leader::LeaderElector::new(
         client.clone(),
@@ -90,13 +98,22 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), config_ready.wait_for(|r| *r)).await;
     let _ = nodes_ready.wait_for(|r| *r).await;
 
-    tracing::info!(addr = %extender_bound, "serving the scheduler extender");
+    tracing::info!(addr = %extender_bound, tls = extender_tls.is_some(), "serving the scheduler extender");
     let extender_state = extender::ExtenderState {
         view: view.clone(),
         metrics: metrics.clone(),
         client: Some(client.clone()),
     };
-    let extender_task = tokio::spawn(extender::serve(extender_listener, extender_state, shutdown_rx.clone()));
+    let extender_task = match extender_tls {
+        Some(acceptor) => {
+            let listener = tls::TlsListener::new(extender_listener, acceptor).map_err(|source| Error::Bind {
+                addr: extender_bound,
+                source,
+            })?;
+            tokio::spawn(extender::serve(listener, extender_state, shutdown_rx.clone()))
+        }
+        None => tokio::spawn(extender::serve(extender_listener, extender_state, shutdown_rx.clone())),
+    };
 
     let writer = Arc::new(receipts::ReceiptWriter::new(client.clone(), config.namespace.clone()));
     let agent_ctx = Arc::new(agents::AgentContext {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts MOM against a control plane from up.sh: `mom operator` (extender + controllers) on free
 # loopback ports, then the `mom-scheduler` kube-scheduler wired to its extender.
-#   start-mom.sh STATE_DIR MOM_BINARY [--watch-pid PID] [-- extra operator flags]
+#   start-mom.sh STATE_DIR MOM_BINARY [--watch-pid PID] [--tls-dir DIR] [-- extra operator flags]
+# --tls-dir DIR: DIR holds tls.crt, tls.key and ca.crt (the layout of a cert-manager Secret);
+# the extender then serves HTTPS with them and the scheduler verifies it against ca.crt.
 # Prints OPERATOR_PID=, METRICS_URL= and EXTENDER_URL= lines. Both processes join
 # STATE_DIR/pids (down.sh stops them); with --watch-pid they also stop when PID exits.
 set -euo pipefail
@@ -10,10 +12,12 @@ state=${1:?usage: start-mom.sh STATE_DIR MOM_BINARY [--watch-pid PID] [-- flags]
 mom=${2:?usage: start-mom.sh STATE_DIR MOM_BINARY [--watch-pid PID] [-- flags]}
 shift 2
 watch_pid=""
+tls_dir=""
 extra=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --watch-pid) watch_pid=$2; shift 2 ;;
+    --tls-dir) tls_dir=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     *) echo "start-mom.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -24,21 +28,31 @@ export KUBECONFIG=$state/kubeconfig
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 metrics_port=$(free_port); extender_port=$(free_port)
 mkdir -p "$state/logs"
+scheme=http
+curl_tls=()
+if [[ -n $tls_dir ]]; then
+  for f in tls.crt tls.key ca.crt; do
+    [[ -f $tls_dir/$f ]] || { echo "start-mom.sh: --tls-dir $tls_dir has no $f" >&2; exit 2; }
+  done
+  scheme=https
+  curl_tls=(--cacert "$tls_dir/ca.crt")
+  extra=(--extender-tls-cert "$tls_dir/tls.crt" --extender-tls-key "$tls_dir/tls.key" "${extra[@]}")
+fi
 "$mom" operator --namespace mom-system --metrics-addr "127.0.0.1:$metrics_port" \
   --extender-addr "127.0.0.1:$extender_port" "${extra[@]}" >>"$state/logs/operator.log" 2>&1 &
 op=$!
 echo "operator $op" >> "$state/pids"
 for _ in $(seq 1 300); do
-  curl -sf "http://127.0.0.1:$extender_port/healthz" >/dev/null 2>&1 && break
+  curl -sf "${curl_tls[@]}" "$scheme://127.0.0.1:$extender_port/healthz" >/dev/null 2>&1 && break
   kill -0 "$op" 2>/dev/null || { echo "start-mom.sh: the operator exited; log:" >&2; tail -n 30 "$state/logs/operator.log" >&2; exit 1; }
   sleep 0.2
 done
-curl -sf "http://127.0.0.1:$extender_port/healthz" >/dev/null 2>&1 || { echo "start-mom.sh: extender not up" >&2; exit 1; }
-sched=$("$here/mom-scheduler.sh" "$state" "http://127.0.0.1:$extender_port")
+curl -sf "${curl_tls[@]}" "$scheme://127.0.0.1:$extender_port/healthz" >/dev/null 2>&1 || { echo "start-mom.sh: extender not up" >&2; exit 1; }
+sched=$("$here/mom-scheduler.sh" "$state" "$scheme://127.0.0.1:$extender_port" ${tls_dir:+"$tls_dir/ca.crt"})
 if [[ -n $watch_pid ]]; then
   nohup bash -c "while kill -0 $watch_pid 2>/dev/null; do sleep 1; done; kill $op $sched 2>/dev/null" >/dev/null 2>&1 &
 fi
 echo "OPERATOR_PID=$op"
 echo "SCHEDULER_PID=$sched"
 echo "METRICS_URL=http://127.0.0.1:$metrics_port"
-echo "EXTENDER_URL=http://127.0.0.1:$extender_port"
+echo "EXTENDER_URL=$scheme://127.0.0.1:$extender_port"

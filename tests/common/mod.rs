@@ -223,37 +223,44 @@ pub fn install_crds() {
 /// Starts MOM once per test binary (after the CRDs and a 2-region × 3-zone kwok cluster exist);
 /// it stops when the test binary exits.
 pub fn mom() -> &'static Mom {
-    MOM.get_or_init(|| {
-        let cp = control_plane();
-        install_crds();
-        ensure_kwok_nodes(2, 3, 2);
-        let state = cp.kubeconfig.parent().expect("state dir").to_path_buf();
-        let out = Command::new(project_root().join("tests/cluster/start-mom.sh"))
-            .arg(&state)
-            .arg(env!("CARGO_BIN_EXE_mom"))
-            .arg("--watch-pid")
-            .arg(std::process::id().to_string())
-            .output()
-            .expect("running start-mom.sh");
-        assert!(
-            out.status.success(),
-            "MOM did not start:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let field = |key: &str| {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")))
-                .unwrap_or_else(|| panic!("start-mom.sh printed no {key}: {stdout}"))
-                .to_string()
-        };
-        Mom {
-            operator_pid: field("OPERATOR_PID").parse().expect("pid"),
-            metrics_url: field("METRICS_URL"),
-            extender_url: field("EXTENDER_URL"),
-        }
-    })
+    MOM.get_or_init(|| start_mom(&[], &[]))
+}
+
+/// Starts one more MOM (operator + a kube-scheduler wired to its extender) with extra
+/// `start-mom.sh` arguments (e.g. `--tls-dir DIR`) and environment (e.g. `MOM_SCHEDULER_NAME`).
+/// Both processes stop when this test binary exits.
+pub fn start_mom(args: &[&str], env: &[(&str, &str)]) -> Mom {
+    let cp = control_plane();
+    install_crds();
+    ensure_kwok_nodes(2, 3, 2);
+    let state = cp.kubeconfig.parent().expect("state dir").to_path_buf();
+    let out = Command::new(project_root().join("tests/cluster/start-mom.sh"))
+        .arg(&state)
+        .arg(env!("CARGO_BIN_EXE_mom"))
+        .arg("--watch-pid")
+        .arg(std::process::id().to_string())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("running start-mom.sh");
+    assert!(
+        out.status.success(),
+        "MOM did not start:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let field = |key: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("start-mom.sh printed no {key}: {stdout}"))
+            .to_string()
+    };
+    Mom {
+        operator_pid: field("OPERATOR_PID").parse().expect("pid"),
+        metrics_url: field("METRICS_URL"),
+        extender_url: field("EXTENDER_URL"),
+    }
 }
 
 /// Applies YAML/JSON with kubectl (server-side), panicking with kubectl's message on failure.

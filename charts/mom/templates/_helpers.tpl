@@ -73,3 +73,8 @@ fsGroup: 65532
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/* The Secret holding the extender's serving certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "mom.extenderTLSSecret" -}}
+{{- .Values.extenderTLS.secretName | default (printf "%s-extender-tls" (include "mom.fullname" . | trunc 49 | trimSuffix "-")) -}}
+{{- end }}
