@@ -3,9 +3,11 @@
 # kube-controller-manager, kube-scheduler and kwok (simulated nodes and kubelets), each on a
 # free port, and writes a kubeconfig. Everything runs from the version-keyed build of build.sh.
 #
-# Usage: up.sh STATE_DIR [--watch-pid PID]
+# Usage: up.sh STATE_DIR [--watch-pid PID] [--audit]
 #   STATE_DIR  where pki, data, logs, pids and the kubeconfig go (created; must not be running)
 #   --watch-pid  tear everything down when process PID exits (used by the Rust test harness)
+#   --audit      write an apiserver audit log (Metadata level, ServiceAccount users only) to
+#                STATE_DIR/logs/audit.log, e.g. to list the permissions a component really uses
 #
 # On success prints "KUBECONFIG=<path>" as the last line and returns; the components keep
 # running until `down.sh STATE_DIR`, or until the watched PID exits. On any failure it tears
@@ -15,9 +17,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 state=${1:?usage: up.sh STATE_DIR [--watch-pid PID]}
 shift
 watch_pid=""
+audit=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --watch-pid) watch_pid=${2:?--watch-pid needs a PID}; shift 2 ;;
+    --audit) audit=1; shift ;;
     *) echo "up.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -75,7 +79,22 @@ done
 curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null || fail "etcd did not become healthy" etcd
 
 # --- kube-apiserver -----------------------------------------------------------------------------
-start kube-apiserver "$bin/kube-apiserver" \
+audit_flags=()
+if [[ -n $audit ]]; then
+  mkdir -p "$state/logs"
+  cat > "$state/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+POLICY
+  audit_flags=(--audit-policy-file "$state/audit-policy.yaml" --audit-log-path "$state/logs/audit.log"
+    --audit-log-format json --audit-log-maxsize 200 --audit-log-maxbackup 2)
+fi
+start kube-apiserver "$bin/kube-apiserver" "${audit_flags[@]}" \
   --etcd-servers "http://127.0.0.1:$etcd_port" \
   --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
   --cert-dir "$state/pki" --token-auth-file "$state/pki/tokens.csv" \

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -21,6 +22,24 @@ pub struct ControlPlane {
 }
 
 static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
+static PRIVATE_AUDITED: AtomicBool = AtomicBool::new(false);
+
+/// Makes this test binary's control plane a private one with an apiserver audit log
+/// (`<state>/logs/audit.log`, ServiceAccount users only), even when `MOM_TEST_KUBECONFIG`
+/// names a shared one. Call it before anything else touches the control plane.
+pub fn use_private_audited_control_plane() {
+    PRIVATE_AUDITED.store(true, Ordering::SeqCst);
+}
+
+/// The apiserver audit log of a control plane started after
+/// [`use_private_audited_control_plane`].
+pub fn audit_log() -> PathBuf {
+    control_plane()
+        .kubeconfig
+        .parent()
+        .expect("state dir")
+        .join("logs/audit.log")
+}
 
 fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -42,7 +61,8 @@ pub fn control_plane() -> &'static ControlPlane {
             String::from_utf8_lossy(&build.stderr)
         );
         let bin = PathBuf::from(String::from_utf8_lossy(&build.stdout).trim());
-        if let Ok(path) = std::env::var("MOM_TEST_KUBECONFIG") {
+        let private = PRIVATE_AUDITED.load(Ordering::SeqCst);
+        if let (false, Ok(path)) = (private, std::env::var("MOM_TEST_KUBECONFIG")) {
             return ControlPlane {
                 kubeconfig: PathBuf::from(path),
                 bin,
@@ -53,6 +73,7 @@ pub fn control_plane() -> &'static ControlPlane {
             .arg(&state)
             .arg("--watch-pid")
             .arg(std::process::id().to_string())
+            .args(private.then_some("--audit"))
             .output()
             .expect("running tests/cluster/up.sh");
         assert!(
@@ -284,4 +305,68 @@ pub fn apply_test_momconfig(verification_level: &str) {
                     "verification":{{"level":"{verification_level}"}}}}}}"#
     ));
     std::thread::sleep(Duration::from_secs(1));
+}
+
+/// A process started by this test; killed when dropped.
+pub struct Process {
+    child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Self {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("spawning a process");
+        Self { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A kubeconfig that authenticates as ServiceAccount `sa` of `namespace` (a fresh token), so a
+/// process using it has exactly the chart's RBAC.
+pub fn service_account_kubeconfig(dir: &std::path::Path, namespace: &str, sa: &str) -> PathBuf {
+    let cp = control_plane();
+    let (ok, token, err) = kubectl(&["create", "token", sa, "-n", namespace, "--duration", "1h"], None);
+    assert!(ok, "no token for {sa}: {err}");
+    let admin = std::fs::read_to_string(&cp.kubeconfig).unwrap();
+    let server = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))
+        .expect("server in the test kubeconfig")
+        .trim()
+        .to_string();
+    let path = dir.join(format!("{sa}.kubeconfig"));
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": true}}],
+        "users": [{"name": sa, "user": {"token": token.trim()}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": sa}}],
+        "current-context": "c",
+    });
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

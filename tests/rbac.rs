@@ -1,0 +1,305 @@
+//! Least privilege, proven on a real control plane: `helm install` the chart, then run the
+//! operator and `mom-scheduler` out of cluster (kwok runs no containers) with nothing but the
+//! chart's ServiceAccount tokens, and pass the placement scenario (place a talking pair of
+//! agents under a strategy, scale one down, receipts at `full_audit`, `mom verify --cluster` clean). The
+//! apiserver's audit log then shows every request the operator made: none may be forbidden,
+//! and every permission the chart grants but the operator never used is listed — the test
+//! fails unless each such permission is in [`UNEXERCISED`] with the reason it stays.
+//!
+//! This binary always starts its own, audited control plane (never a shared one), since the
+//! audit log must hold this operator's requests only.
+
+mod common;
+mod placement_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use placement_support::{agent, running_pods, strategy};
+
+const RELEASE: &str = "mom";
+const NAMESPACE: &str = "mom-system";
+const OPERATOR_SA: &str = "mom-operator";
+const SCHEDULER_SA: &str = "mom-scheduler";
+
+/// Permissions the chart grants that the placement scenario does not reach, each with why it
+/// stays. Keys are `group/resource[/subresource]:verb` (core group written as `core`).
+const UNEXERCISED: &[(&str, &str)] = &[(
+    "events.k8s.io/events:patch",
+    "the recorder patches an Event only to fold a repeat of it into a series",
+)];
+
+fn helm(args: &[&str]) -> (bool, String, String) {
+    let cp = common::control_plane();
+    let out = Command::new(cp.bin.join("helm"))
+        .arg("--kubeconfig")
+        .arg(&cp.kubeconfig)
+        .args(args)
+        .output()
+        .expect("running helm");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn kubectl_json(args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    let (ok, out, err) = common::kubectl(&all, None);
+    assert!(ok, "kubectl {args:?}: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Every `group/resource[/sub]:verb` a role's rules grant.
+fn granted(role: &serde_json::Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_array().into_iter().flatten() {
+        let strings = |key: &str| -> Vec<String> {
+            rule[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        for group in strings("apiGroups") {
+            let group = if group.is_empty() { "core".to_string() } else { group };
+            for resource in strings("resources") {
+                for verb in strings("verbs") {
+                    out.insert(format!("{group}/{resource}:{verb}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Reads the audit log: the permissions `user` used, and its forbidden requests.
+fn used_by(user: &str) -> (BTreeSet<String>, Vec<String>) {
+    let text = std::fs::read_to_string(common::audit_log()).expect("reading the audit log");
+    let mut used = BTreeSet::new();
+    let mut forbidden = Vec::new();
+    for line in text.lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if event["user"]["username"] != user {
+            continue;
+        }
+        let object = &event["objectRef"];
+        let Some(resource) = object["resource"].as_str() else {
+            continue; // non-resource URLs (/version, discovery) are everyone's
+        };
+        let group = object["apiGroup"].as_str().filter(|g| !g.is_empty()).unwrap_or("core");
+        let resource = match object["subresource"].as_str() {
+            Some(sub) => format!("{resource}/{sub}"),
+            None => resource.to_string(),
+        };
+        let verb = event["verb"].as_str().unwrap_or_default();
+        let key = format!("{group}/{resource}:{verb}");
+        let code = &event["responseStatus"]["code"];
+        if code == 403 {
+            forbidden.push(format!("{key} ({})", object["namespace"].as_str().unwrap_or("-")));
+        } else {
+            // A server-side apply that creates its object is audited as `patch` (201) but is
+            // authorized for `create` too.
+            if verb == "patch" && code == 201 {
+                used.insert(format!("{group}/{resource}:create"));
+            }
+            used.insert(key);
+        }
+    }
+    (used, forbidden)
+}
+
+#[tokio::test]
+async fn the_chart_rbac_runs_the_placement_scenario_and_grants_nothing_it_does_not_use() {
+    common::use_private_audited_control_plane();
+    let cp = common::control_plane();
+    common::install_crds();
+    common::ensure_kwok_nodes(2, 3, 2);
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/mom");
+    let (ok, out, err) = helm(&[
+        "install",
+        RELEASE,
+        chart,
+        "--namespace",
+        NAMESPACE,
+        "--create-namespace",
+    ]);
+    assert!(ok, "helm install failed: {err}\n{out}");
+
+    // The operator and the scheduler, each with only its ServiceAccount's token.
+    let dir = std::env::temp_dir().join(format!("mom-rbac-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let extender_port = common::free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mom"));
+    cmd.args(["operator", "--log-format", "text", "--metrics-addr", "127.0.0.1:0"])
+        .args(["--extender-addr", &format!("127.0.0.1:{extender_port}")])
+        .env(
+            "KUBECONFIG",
+            common::service_account_kubeconfig(&dir, NAMESPACE, OPERATOR_SA),
+        )
+        .env("POD_NAME", "rbac-operator")
+        .env("POD_NAMESPACE", NAMESPACE);
+    let operator = common::Process::spawn(cmd, dir.join("operator.log"));
+    eprintln!("logs of the operator and mom-scheduler: {}", dir.display());
+
+    let (ok, config, err) = common::kubectl(
+        &[
+            "get",
+            "configmap",
+            &format!("{SCHEDULER_SA}-config"),
+            "-n",
+            NAMESPACE,
+            "-o",
+            "jsonpath={.data.config\\.yaml}",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let in_cluster_url = format!("http://mom-extender.{NAMESPACE}.svc:8443");
+    assert!(config.contains(&in_cluster_url), "{config}");
+    let scheduler_kubeconfig = common::service_account_kubeconfig(&dir, NAMESPACE, SCHEDULER_SA);
+    let scheduler_config: PathBuf = dir.join("mom-scheduler.yaml");
+    std::fs::write(
+        &scheduler_config,
+        format!(
+            "{}\nclientConnection:\n  kubeconfig: {}\n",
+            config.replace(&in_cluster_url, &format!("http://127.0.0.1:{extender_port}")),
+            scheduler_kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(cp.bin.join("kube-scheduler"));
+    cmd.arg("--config")
+        .arg(&scheduler_config)
+        .arg("--authentication-kubeconfig")
+        .arg(&scheduler_kubeconfig)
+        .arg("--authorization-kubeconfig")
+        .arg(&scheduler_kubeconfig)
+        .args(["--bind-address", "127.0.0.1", "--secure-port"])
+        .arg(common::free_port().to_string())
+        .args(["--v", "1"]);
+    let scheduler = common::Process::spawn(cmd, dir.join("mom-scheduler.log"));
+
+    // The placement scenario: two talking agents, placed together; then a scale-down.
+    let ns = common::TestNamespace::new("rbac").await;
+    let n = &ns.name;
+    common::apply(&strategy(
+        n,
+        "pair",
+        r#""preferredRegions":["region-1"]"#,
+        Some("n_plus_1"),
+    ));
+    let pair = r#","strategyRef":{"name":"pair"}"#;
+    common::apply(&agent(
+        n,
+        "api",
+        2,
+        &format!(r#"{pair},"peers":[{{"agent":"db","weight":3}}]"#),
+        "",
+    ));
+    common::apply(&agent(
+        n,
+        "db",
+        2,
+        &format!(r#"{pair},"peers":[{{"agent":"api","weight":3}}]"#),
+        "",
+    ));
+    let api = running_pods(&ns, "api", 2).await;
+    let db = running_pods(&ns, "db", 2).await;
+    assert_eq!(api.len() + db.len(), 4);
+    let (ok, _, err) = common::kubectl(
+        &[
+            "patch",
+            "geometricagent",
+            "db",
+            "-n",
+            n,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":1}}"#,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    running_pods(&ns, "db", 1).await;
+    // The leader reported on the agents and on MomConfig default.
+    common::eventually("agent status from the operator", Duration::from_secs(60), || async {
+        let status = kubectl_json(&["get", "geometricagent", "db", "-n", n]);
+        (status["status"]["replicas"] == 1).then_some(())
+    })
+    .await;
+    common::eventually("the strategy's matched agents", Duration::from_secs(60), || async {
+        let status = kubectl_json(&["get", "orchestrationstrategy", "pair", "-n", n]);
+        (status["status"]["matchedAgentCount"] == 2).then_some(())
+    })
+    .await;
+    common::eventually(
+        "the chain head in MomConfig status",
+        Duration::from_secs(60),
+        || async {
+            let config = kubectl_json(&["get", "momconfig", "default"]);
+            config["status"]["receiptChainHead"].is_object().then_some(())
+        },
+    )
+    .await;
+
+    // Receipts at full_audit (the chart's default), and they verify.
+    let out = Command::new(env!("CARGO_BIN_EXE_mom"))
+        .args(["verify", "--cluster", "--namespace", NAMESPACE, "--format", "json"])
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "mom verify failed: {report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    drop(scheduler);
+    let log = operator.log();
+    drop(operator);
+    assert!(!log.contains("forbidden"), "the operator was refused something:\n{log}");
+
+    // What the audit log says the operator did, against what the chart grants it.
+    let user = format!("system:serviceaccount:{NAMESPACE}:{OPERATOR_SA}");
+    let (used, forbidden) = used_by(&user);
+    assert!(forbidden.is_empty(), "forbidden requests: {forbidden:#?}");
+    let mut grants = granted(&kubectl_json(&["get", "clusterrole", OPERATOR_SA]));
+    grants.extend(granted(&kubectl_json(&["get", "role", OPERATOR_SA, "-n", NAMESPACE])));
+    let unused: BTreeSet<&String> = grants.iter().filter(|g| !used.contains(*g)).collect();
+    let explained: BTreeMap<&str, &str> = UNEXERCISED.iter().copied().collect();
+    eprintln!("permissions granted but not used in this scenario:");
+    for permission in &unused {
+        eprintln!(
+            "  {permission}: {}",
+            explained.get(permission.as_str()).unwrap_or(&"UNEXPLAINED")
+        );
+    }
+    let unexplained: Vec<&&String> = unused.iter().filter(|p| !explained.contains_key(p.as_str())).collect();
+    assert!(
+        unexplained.is_empty(),
+        "the chart grants the operator permissions it never used: {unexplained:?} \
+         (used: {used:#?})"
+    );
+    // And the allowlist stays honest: nothing in it is actually used or no longer granted.
+    for (permission, _) in UNEXERCISED {
+        assert!(
+            grants.contains(*permission),
+            "{permission} is explained but not granted"
+        );
+        assert!(
+            !used.contains(*permission),
+            "{permission} was used: take it out of UNEXERCISED"
+        );
+    }
+    let _ = helm(&["uninstall", RELEASE, "--namespace", NAMESPACE]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
