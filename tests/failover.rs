@@ -1,6 +1,7 @@
 //! Leader election on the real apiserver: with two operator processes only the Lease holder
 //! acts; when it is killed (-9) the standby takes over and acts within the Lease duration, with
-//! no duplicate pods; a SIGTERM releases the Lease at once.
+//! no duplicate pods and the receipt chain continuing where the old leader left it (no gap, no
+//! fork: `mom verify --cluster` is clean across the change); a SIGTERM releases the Lease at once.
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
+use mom::operator::crd::Receipt;
 
 struct Operator(Child);
 
@@ -18,6 +20,13 @@ impl Drop for Operator {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+fn agent(namespace: &str, name: &str, replicas: u32) -> String {
+    format!(
+        r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"GeometricAgent","metadata":{{"name":"{name}","namespace":"{namespace}"}},
+            "spec":{{"workloadType":"batch","replicas":{replicas},"template":{{"spec":{{"containers":[{{"name":"c","image":"pause"}}]}}}}}}}}"#
+    )
 }
 
 fn free_addr() -> String {
@@ -38,6 +47,7 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
 #[tokio::test]
 async fn the_standby_takes_over_when_the_leader_is_killed_and_a_sigterm_releases_the_lease() {
     let mom = common::mom();
+    common::apply_test_momconfig("full_audit");
     let cp = common::control_plane();
     let client = common::client().await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "mom-system");
@@ -72,6 +82,22 @@ async fn the_standby_takes_over_when_the_leader_is_killed_and_a_sigterm_releases
         "the standby must not steal a live Lease"
     );
 
+    // The first leader acts and records.
+    let ns = common::TestNamespace::new("failover").await;
+    let pods: Api<Pod> = Api::namespaced(ns.client(), &ns.name);
+    let receipts: Api<Receipt> = Api::namespaced(ns.client(), &ns.name);
+    common::apply(&agent(&ns.name, "before", 2));
+    common::eventually("the first leader's receipt", Duration::from_secs(60), || {
+        let receipts = receipts.clone();
+        async move { (!receipts.list(&ListParams::default()).await.ok()?.items.is_empty()).then_some(()) }
+    })
+    .await;
+    common::eventually("the first leader's pods", Duration::from_secs(60), || {
+        let pods = pods.clone();
+        async move { (pods.list(&ListParams::default()).await.ok()?.items.len() >= 2).then_some(()) }
+    })
+    .await;
+
     assert!(
         Command::new("kill")
             .arg("-9")
@@ -81,20 +107,17 @@ async fn the_standby_takes_over_when_the_leader_is_killed_and_a_sigterm_releases
             .success()
     );
     let killed = Instant::now();
-    let ns = common::TestNamespace::new("failover").await;
-    common::apply(&format!(
-        r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"GeometricAgent","metadata":{{"name":"after","namespace":"{}"}},
-            "spec":{{"workloadType":"batch","replicas":3,"template":{{"spec":{{"containers":[{{"name":"c","image":"pause"}}]}}}}}}}}"#,
-        ns.name
-    ));
-    let pods: Api<Pod> = Api::namespaced(ns.client(), &ns.name);
+    common::apply(&agent(&ns.name, "after", 3));
+    let after: Api<Pod> = Api::namespaced(ns.client(), &ns.name);
+    let after_selector = ListParams::default().labels("mom.hypersync.io/agent=after");
     common::eventually(
         "the standby to create the agent's pods",
         // Generous: a loaded 2-core CI machine; the time taken is printed, not asserted.
         Duration::from_secs(120),
         || {
-            let pods = pods.clone();
-            async move { (pods.list(&ListParams::default()).await.ok()?.items.len() >= 3).then_some(()) }
+            let after = after.clone();
+            let selector = after_selector.clone();
+            async move { (after.list(&selector).await.ok()?.items.len() >= 3).then_some(()) }
         },
     )
     .await;
@@ -103,10 +126,49 @@ async fn the_standby_takes_over_when_the_leader_is_killed_and_a_sigterm_releases
     println!("standby acted {:.1} s after the leader was killed", took.as_secs_f64());
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        pods.list(&ListParams::default()).await.unwrap().items.len(),
+        after.list(&after_selector).await.unwrap().items.len(),
         3,
         "duplicate pods after failover"
     );
+
+    // One chain across both leaders: the standby's receipts follow the first leader's, and the
+    // chain verifies from the first leader's first receipt in this namespace on.
+    let mut ours: Vec<(i64, String)> = receipts
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|r| (r.spec.sequence, r.spec.subject.name))
+        .collect();
+    ours.sort();
+    let first_after = ours
+        .iter()
+        .position(|(_, s)| s == "after")
+        .expect("a receipt by the standby");
+    assert!(
+        first_after > 0,
+        "no receipt by the first leader before the standby's: {ours:?}"
+    );
+    assert!(
+        ours[..first_after].iter().all(|(_, s)| s == "before"),
+        "receipts out of order across the failover: {ours:?}"
+    );
+    let from = ours[0].0;
+    let out = Command::new(env!("CARGO_BIN_EXE_mom"))
+        .args(["verify", "--cluster", "--format", "json"])
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("verify printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    let problems: Vec<&serde_json::Value> = report["report"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["sequence"].as_i64().unwrap_or(-1) >= from)
+        .collect();
+    assert!(problems.is_empty(), "the chain broke across the failover: {problems:?}");
 
     let pid = standby.0.id().to_string();
     assert!(Command::new("kill").arg("-TERM").arg(&pid).status().unwrap().success());

@@ -101,6 +101,21 @@ async fn every_scaling_action_leaves_a_verifiable_receipt_and_a_deleted_one_is_n
     assert!(ours.iter().all(|r| r.spec.subject.name == "audited"));
     let first = ours[0].spec.sequence as u64;
 
+    // /metrics counts what was written and shows the newest sequence.
+    let metrics = common::scrape_metrics(&common::mom().metrics_url);
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in /metrics:\n{metrics}"))
+    };
+    assert!(value(r#"mom_receipts_written_total{action="spawn"}"#) >= 2.0);
+    assert!(value(r#"mom_receipts_written_total{action="terminate"}"#) >= 1.0);
+    assert!(value("mom_receipt_chain_head_sequence") >= ours[2].spec.sequence as f64);
+    assert!(value(r#"mom_decisions_total{kind="scale_up"}"#) >= 2.0);
+    assert!(value(r#"mom_decisions_total{kind="scale_down"}"#) >= 1.0);
+
     let maps: Api<ConfigMap> = Api::namespaced(ns.client(), "mom-system");
     let published = maps
         .get("mom-receipt-public-keys")

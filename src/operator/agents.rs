@@ -354,6 +354,7 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
                 )
                 .await?;
         }
+        ctx.metrics.decision("scale_up");
         publish(
             ctx,
             &reference,
@@ -387,6 +388,7 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
             }
         }
         active.retain(|p| !victims.contains(&p.name_any()));
+        ctx.metrics.decision("scale_down");
         publish(
             ctx,
             &reference,

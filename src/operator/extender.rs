@@ -306,6 +306,7 @@ async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(), S
     if let (Some(rec), Ok(mut view)) = (pod_record(&pod), state.view.write()) {
         view.assume(&args.pod_uid, rec, &args.node, false);
     }
+    state.metrics.decision("bind");
     tracing::debug!(pod = %args.pod_name, namespace = %args.pod_namespace, node = %args.node, "bound");
     Ok(())
 }

@@ -29,6 +29,16 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: String,
+}
+
 /// All metric families of the process, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -38,6 +48,9 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub leader: Gauge,
     pub extender_duration: Family<VerbLabels, Histogram>,
+    pub decisions: Family<DecisionLabels, Counter>,
+    pub receipts_written: Family<ActionLabels, Counter>,
+    pub receipt_chain_head: Gauge,
     encode_lock: Mutex<()>,
 }
 
@@ -72,6 +85,25 @@ impl Default for Metrics {
         );
         registry.register("errors", "Process-level errors, per kind", errors.clone());
         registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Decisions taken (acted on), per kind: scale_up, scale_down, bind, ...",
+            decisions.clone(),
+        );
+        let receipts_written = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "receipts_written",
+            "Receipts persisted to the apiserver, per action",
+            receipts_written.clone(),
+        );
+        let receipt_chain_head = Gauge::default();
+        registry.register(
+            "receipt_chain_head_sequence",
+            "Sequence number of the newest receipt this replica persisted (-1: none yet)",
+            receipt_chain_head.clone(),
+        );
+        receipt_chain_head.set(-1);
         Self {
             registry,
             reconciles,
@@ -80,6 +112,9 @@ impl Default for Metrics {
             errors,
             leader,
             extender_duration,
+            decisions,
+            receipts_written,
+            receipt_chain_head,
             encode_lock: Mutex::new(()),
         }
     }
@@ -98,6 +133,23 @@ impl Metrics {
         self.extender_duration
             .get_or_create(&VerbLabels { verb: verb.to_string() })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one decision of `kind` that was acted on.
+    pub fn decision(&self, kind: &str) {
+        self.decisions
+            .get_or_create(&DecisionLabels { kind: kind.to_string() })
+            .inc();
+    }
+
+    /// Counts a persisted receipt and moves the chain-head gauge.
+    pub fn receipt_written(&self, action: &str, sequence: u64) {
+        self.receipts_written
+            .get_or_create(&ActionLabels {
+                action: action.to_string(),
+            })
+            .inc();
+        self.receipt_chain_head.set(i64::try_from(sequence).unwrap_or(i64::MAX));
     }
 
     pub fn set_leader(&self, leading: bool) {

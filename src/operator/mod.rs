@@ -115,7 +115,8 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         None => tokio::spawn(extender::serve(extender_listener, extender_state, shutdown_rx.clone())),
     };
 
-    let writer = Arc::new(receipts::ReceiptWriter::new(client.clone(), config.namespace.clone()));
+    let writer =
+        Arc::new(receipts::ReceiptWriter::new(client.clone(), config.namespace.clone()).with_metrics(metrics.clone()));
     let agent_ctx = Arc::new(agents::AgentContext {
         client: client.clone(),
         view: view.clone(),

@@ -62,6 +62,7 @@ pub struct ReceiptWriter {
     namespace: String,
     chain: Mutex<Option<ChainBuilder>>,
     head: std::sync::RwLock<Option<ChainHead>>,
+    metrics: Option<std::sync::Arc<super::metrics::Metrics>>,
 }
 
 fn core_level(level: VerificationLevel) -> Level {
@@ -84,7 +85,14 @@ impl ReceiptWriter {
             namespace,
             chain: Mutex::new(None),
             head: std::sync::RwLock::new(None),
+            metrics: None,
         }
+    }
+
+    /// Counts written receipts and exposes the chain head in these metrics.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<super::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The newest persisted receipt, for MomConfig status.
@@ -272,6 +280,9 @@ impl ReceiptWriter {
         builder.commit(&receipt)?;
         if let Ok(mut h) = self.head.write() {
             *h = builder.head().cloned();
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.receipt_written(receipt.action.as_str(), receipt.sequence);
         }
         Ok(Some(receipt))
     }

@@ -370,3 +370,13 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The text of a `/metrics` endpoint (`base` is the server's URL).
+pub fn scrape_metrics(base: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("{base}/metrics")])
+        .output()
+        .expect("running curl");
+    assert!(out.status.success(), "GET {base}/metrics failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
