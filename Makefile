@@ -85,6 +85,10 @@ PODS ?= 1000
 build-release:
 	@$(CARGO) build --release --bin mom >&2
 
+.PHONY: image
+image: ## Operator image without a container engine: static musl build packed as an OCI/docker archive in dist/ (IMAGE=repo:tag)
+	hack/image.sh
+
 .PHONY: bench-placement
 bench-placement: build-release ## Traffic-weighted pod latency, MOM vs default scheduler, on a TopoHub topology (one JSON line)
 	@MOM_BIN="$(MOM_RELEASE_BIN)" hack/bench-placement.sh
