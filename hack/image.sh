@@ -44,7 +44,8 @@ with tarfile.open(fileobj=io.BytesIO(layer)) as l:
     l.extractall(dest, filter="tar")
 PY
 if [[ $(id -u) -eq 0 ]] && command -v chroot >/dev/null; then
-  # As the image's user, seeing nothing but the image's files.
+  # As the image's user, seeing nothing but the image's files (mktemp made the root 0700).
+  chmod 755 "$tmp"
   chroot --userspec=65532:65532 "$tmp" /mom version >&2
 else
   env -i "$tmp/mom" version >&2
