@@ -17,6 +17,7 @@ mod operator;
 mod receipts;
 mod scaling;
 mod verify;
+mod verify_tenant;
 
 /// MOM — hyperbolic placement, predictive scaling and verifiable receipts for Kubernetes.
 #[derive(Debug, Parser)]

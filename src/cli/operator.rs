@@ -30,6 +30,13 @@ pub struct Args {
     /// Listen address of the scheduler extender (filter, prioritize, bind).
     #[arg(long, default_value = "0.0.0.0:8443")]
     extender_addr: SocketAddr,
+    /// Write a receipt checkpoint (signed Merkle tree head, mirrored to the tenants'
+    /// `mom-receipt-checkpoints` ConfigMaps) after this many receipts (0: no count trigger).
+    #[arg(long, default_value_t = 256)]
+    checkpoint_every_receipts: u64,
+    /// ... and at least this often (seconds) while receipts are written (0: no timer).
+    #[arg(long, default_value_t = 60)]
+    checkpoint_interval_seconds: u64,
     /// Log format: json (structured, default) or text.
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -58,6 +65,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         renew_period: Duration::from_secs(args.renew_period_seconds),
         metrics_addr: args.metrics_addr,
         extender_addr: args.extender_addr,
+        checkpoints: mom::operator::checkpoints::CheckpointSettings {
+            every_receipts: args.checkpoint_every_receipts,
+            interval: Duration::from_secs(args.checkpoint_interval_seconds),
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
