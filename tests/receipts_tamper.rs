@@ -32,6 +32,20 @@ impl Drop for Operator {
     }
 }
 
+/// This test's own copy of the `mom` binary, taken once at the start (a target directory shared
+/// with other checkouts may rebuild the original under a running test); removed at the end.
+fn mom_bin() -> &'static std::path::Path {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        // A hard link keeps this build's inode when cargo replaces the original.
+        let copy = std::path::PathBuf::from(format!("{}-tamper-{}", env!("CARGO_BIN_EXE_mom"), std::process::id()));
+        if std::fs::hard_link(env!("CARGO_BIN_EXE_mom"), &copy).is_err() {
+            std::fs::copy(env!("CARGO_BIN_EXE_mom"), &copy).unwrap();
+        }
+        copy
+    })
+}
+
 fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
@@ -42,7 +56,7 @@ fn start_operator() -> Operator {
     let log = cp.kubeconfig.parent().unwrap().join("logs/operator-tamper.log");
     let log = std::fs::File::create(log).unwrap();
     Operator(
-        Command::new(env!("CARGO_BIN_EXE_mom"))
+        Command::new(mom_bin())
             .args([
                 "operator",
                 "--namespace",
@@ -70,7 +84,7 @@ fn start_operator() -> Operator {
 /// Runs `mom verify ARGS --format json`; returns (success, JSON output).
 fn mom_verify(args: &[&str]) -> (bool, serde_json::Value) {
     let cp = common::control_plane();
-    let out = Command::new(env!("CARGO_BIN_EXE_mom"))
+    let out = Command::new(mom_bin())
         .arg("verify")
         .args(args)
         .args(["--format", "json"])
