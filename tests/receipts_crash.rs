@@ -323,8 +323,14 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
     let checkpoints = receipts.iter().filter(|r| r.action == Action::Checkpoint).count();
 
     // Decisions and pods.
-    let log = pod_log.lock().unwrap();
-    let max_desired = max_desired.lock().unwrap();
+    let (log, max_desired) = {
+        let l = pod_log.lock().unwrap();
+        let created = l.created.clone();
+        let deleted = l.deleted.clone();
+        let max_active = l.max_active.clone();
+        ((created, deleted, max_active), max_desired.lock().unwrap().clone())
+    };
+    let (created_pods, deleted_pods, max_active) = log;
     let mut interrupted = 0;
     let mut actions = 0;
     for name in &names {
@@ -348,8 +354,8 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
         }
         let announced_up: i64 = mine.iter().map(|r| from_to(r)).map(|(f, t)| (t - f).max(0)).sum();
         let announced_down: i64 = mine.iter().map(|r| from_to(r)).map(|(f, t)| (f - t).max(0)).sum();
-        let created = log.created.get(name).map_or(0, BTreeSet::len) as i64;
-        let deleted = log.deleted.get(name).map_or(0, BTreeSet::len) as i64;
+        let created = created_pods.get(name).map_or(0, BTreeSet::len) as i64;
+        let deleted = deleted_pods.get(name).map_or(0, BTreeSet::len) as i64;
         assert!(
             created <= announced_up,
             "{name}: {created} pods created but spawn receipts announced {announced_up}"
@@ -358,7 +364,7 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
             deleted <= announced_down,
             "{name}: {deleted} pods deleted but terminate receipts announced {announced_down}"
         );
-        let most = log.max_active.get(name).copied().unwrap_or(0);
+        let most = max_active.get(name).copied().unwrap_or(0);
         let asked = max_desired.get(name).copied().unwrap_or(0).max(0) as usize;
         assert!(
             most <= asked,

@@ -130,10 +130,10 @@ impl PartialTree {
 
     /// `MTH` of leaves `[start, start + len)`, when determined.
     fn node(&mut self, start: u64, len: u64) -> Option<Hash> {
-        if len == 1 {
-            if let Some(l) = self.leaves.get(&start) {
-                return Some(*l);
-            }
+        if len == 1
+            && let Some(l) = self.leaves.get(&start)
+        {
+            return Some(*l);
         }
         if let Some(known) = self.nodes.get(&(start, len)) {
             return *known;
