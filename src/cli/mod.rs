@@ -15,6 +15,8 @@ mod geometry;
 #[cfg(feature = "operator")]
 mod operator;
 mod receipts;
+#[cfg(feature = "operator")]
+mod receipts_bench;
 mod scaling;
 mod verify;
 mod verify_tenant;
