@@ -93,6 +93,10 @@ image: ## Operator image without a container engine: static musl build packed as
 bench-placement: build-release ## Traffic-weighted pod latency, MOM vs default scheduler, on a TopoHub topology (one JSON line)
 	@MOM_BIN="$(MOM_RELEASE_BIN)" hack/bench-placement.sh
 
+.PHONY: bench-receipts
+bench-receipts: build-release ## Receipt writes/s and p50/p99 on the apiserver; full_audit vs none overhead on a scaling workload (two JSON lines)
+	@MOM_BIN="$(MOM_RELEASE_BIN)" COUNT=$(or $(COUNT),500) hack/bench-receipts.sh
+
 .PHONY: bench-throughput
 bench-throughput: build-release ## Scheduling pods/s with vs without the extender, extender p50/p99 (NODES=500 PODS=1000; one JSON line)
 	@MOM_BIN="$(MOM_RELEASE_BIN)" NODES=$(NODES) PODS=$(PODS) hack/bench-throughput.sh

@@ -405,6 +405,7 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
     ]));
     assert!(can(&["get", "secrets/mom-receipt-signing-key", "-n", &ns.name]));
     assert!(can(&["patch", "configmaps/mom-receipt-public-keys", "-n", &ns.name]));
+    assert!(can(&["patch", "configmaps/mom-receipt-checkpoints", "-n", "anywhere"]));
     for denied in [
         &["delete", "receipts.mom.hypersync.io", "-n", "anywhere"][..],
         &["update", "receipts.mom.hypersync.io", "-n", "anywhere"],
@@ -421,6 +422,8 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
             &ns.name,
         ],
         &["patch", "nodes"],
+        &["patch", "configmaps/someone-elses", "-n", "anywhere"],
+        &["get", "configmaps/someone-elses", "-n", "anywhere"],
     ] {
         assert!(!can(denied), "the operator may {denied:?}, which it should not");
     }

@@ -15,8 +15,11 @@ mod geometry;
 #[cfg(feature = "operator")]
 mod operator;
 mod receipts;
+#[cfg(feature = "operator")]
+mod receipts_bench;
 mod scaling;
 mod verify;
+mod verify_tenant;
 
 /// MOM — hyperbolic placement, predictive scaling and verifiable receipts for Kubernetes.
 #[derive(Debug, Parser)]

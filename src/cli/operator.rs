@@ -37,6 +37,13 @@ pub struct Args {
     /// PEM private key for --extender-tls-cert (e.g. `tls.key`).
     #[arg(long, requires = "extender_tls_cert")]
     extender_tls_key: Option<std::path::PathBuf>,
+    /// Write a receipt checkpoint (signed Merkle tree head, mirrored to the tenants'
+    /// `mom-receipt-checkpoints` ConfigMaps) after this many receipts (0: no count trigger).
+    #[arg(long, default_value_t = 256)]
+    checkpoint_every_receipts: u64,
+    /// ... and at least this often (seconds) while receipts are written (0: no timer).
+    #[arg(long, default_value_t = 60)]
+    checkpoint_interval_seconds: u64,
     /// Log format: json (structured, default) or text.
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -68,6 +75,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         extender_tls: match (args.extender_tls_cert, args.extender_tls_key) {
             (Some(cert), Some(key)) => Some(mom::operator::tls::TlsFiles { cert, key }),
             _ => None,
+        },
+        checkpoints: mom::operator::checkpoints::CheckpointSettings {
+            every_receipts: args.checkpoint_every_receipts,
+            interval: Duration::from_secs(args.checkpoint_interval_seconds),
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -24,8 +24,18 @@ pub enum Format {
 #[derive(Debug, ClapArgs)]
 pub struct Args {
     /// JSON-lines export to check (one receipt per line).
-    #[arg(long, required_unless_present = "cluster", conflicts_with = "cluster")]
+    #[arg(long, required_unless_present_any = ["cluster", "tenant_bundle"], conflicts_with = "cluster")]
     pub file: Option<PathBuf>,
+    /// Check a tenant's checkpoint bundle instead of the whole chain: a namespace (reads its
+    /// `mom-receipt-checkpoints` ConfigMap and compares with the Receipts stored there), or a
+    /// file holding a bundle or that ConfigMap as JSON (`kubectl get cm -o json`). With `--file`,
+    /// the receipts of that export are compared with the bundle too. Without `--public-key`,
+    /// trusts the keys published in the ConfigMap.
+    #[arg(long, value_name = "NAMESPACE|FILE", conflicts_with = "cluster")]
+    pub tenant_bundle: Option<String>,
+    /// With `--tenant-bundle`: only this tenant's bundle (default: every bundle found).
+    #[arg(long, requires = "tenant_bundle")]
+    pub tenant: Option<String>,
     /// Read the receipts from the cluster (current kubeconfig) instead of a file; without
     /// `--public-key`, trust the keys published in `mom-system/mom-receipt-public-keys`.
     #[arg(long)]
@@ -139,6 +149,9 @@ fn from_cluster(_namespace: &str) -> anyhow::Result<(Vec<Receipt>, Vec<String>)>
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.tenant_bundle.is_some() {
+        return super::verify_tenant::run(&args);
+    }
     let (cluster_receipts, published) = if args.cluster {
         from_cluster(&args.namespace)?
     } else {

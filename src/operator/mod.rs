@@ -2,6 +2,7 @@
 //! controllers. Thin by design — it observes the cluster, calls the core and applies results.
 
 pub mod agents;
+pub mod checkpoints;
 pub mod crd;
 pub mod error;
 pub mod extender;
@@ -39,6 +40,8 @@ pub struct OperatorConfig {
     pub extender_addr: SocketAddr,
     /// Serve the extender over HTTPS with this certificate and key (plain HTTP when absent).
     pub extender_tls: Option<tls::TlsFiles>,
+    /// When receipt checkpoints are written.
+    pub checkpoints: checkpoints::CheckpointSettings,
 }
 
 /// Runs the operator until SIGTERM/SIGINT, then releases the Lease and returns.
@@ -126,6 +129,13 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         writer: writer.clone(),
     });
     let agent_controller = tokio::spawn(agents::run(agent_ctx, shutdown_rx.clone()));
+    let checkpointer = tokio::spawn(checkpoints::run(
+        client.clone(),
+        writer.clone(),
+        leading.clone(),
+        shutdown_rx.clone(),
+        config.checkpoints,
+    ));
     let status_writer = tokio::spawn(status::run(
         client.clone(),
         view.clone(),
@@ -146,6 +156,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let _ = extender_task.await;
     let _ = agent_controller.await;
     let _ = status_writer.await;
+    let _ = checkpointer.await;
     for w in watches {
         w.abort();
     }

@@ -17,7 +17,8 @@ use std::io::Read as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
-use tokio::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{Mutex, Notify};
 
 use super::crd::Receipt as ReceiptObject;
 use super::crd::momconfig::VerificationLevel;
@@ -63,6 +64,22 @@ pub struct ReceiptWriter {
     chain: Mutex<Option<ChainBuilder>>,
     head: std::sync::RwLock<Option<ChainHead>>,
     metrics: Option<std::sync::Arc<super::metrics::Metrics>>,
+    /// Receipts written since the newest checkpoint (as far as this process knows).
+    since_checkpoint: AtomicU64,
+    /// Woken after every persisted receipt (the checkpointer waits on it).
+    written: Notify,
+}
+
+/// The subject of checkpoint receipts: the chain itself (stored in the operator's namespace, so
+/// they outlive any tenant namespace).
+pub fn checkpoint_subject() -> SubjectRef {
+    SubjectRef {
+        api_version: format!("{}/{}", super::crd::GROUP, super::crd::VERSION),
+        kind: "ReceiptChain".into(),
+        namespace: String::new(),
+        name: "default".into(),
+        uid: None,
+    }
 }
 
 fn core_level(level: VerificationLevel) -> Level {
@@ -86,7 +103,65 @@ impl ReceiptWriter {
             chain: Mutex::new(None),
             head: std::sync::RwLock::new(None),
             metrics: None,
+            since_checkpoint: AtomicU64::new(0),
+            written: Notify::new(),
         }
+    }
+
+    /// The operator's namespace (where chain-level receipts are stored).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Receipts persisted since the newest checkpoint.
+    pub fn since_checkpoint(&self) -> u64 {
+        self.since_checkpoint.load(Ordering::Relaxed)
+    }
+
+    /// Resolves after the next persisted receipt (or at once if one was written since the last call).
+    pub async fn wait_for_write(&self) {
+        self.written.notified().await;
+    }
+
+    /// Seals and persists a checkpoint (signed Merkle tree head over every receipt so far).
+    /// `Ok(None)` when there is nothing new to checkpoint or the Merkle state is unknown (a
+    /// stored chain with holes that cannot be bridged; logged).
+    pub async fn checkpoint(&self) -> Result<Option<Receipt>, WriteError> {
+        let mut guard = self.chain.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.load().await?);
+        }
+        let Some(builder) = guard.as_mut() else { return Ok(None) };
+        if builder.head().is_none() || self.since_checkpoint() == 0 {
+            return Ok(None);
+        }
+        if builder.frontier().is_none() {
+            tracing::warn!(
+                "no checkpoint: the Merkle state of the stored chain is unknown (holes since the last checkpoint)"
+            );
+            return Ok(None);
+        }
+        let receipt = builder.prepare_checkpoint(checkpoint_subject(), now_rfc3339())?;
+        let object = receipt_object(&receipt, &self.namespace)?;
+        let api: Api<ReceiptObject> = Api::namespaced(self.client.clone(), &self.namespace);
+        let params = PostParams {
+            field_manager: Some("mom-operator".into()),
+            ..Default::default()
+        };
+        if let Err(e) = api.create(&params, &object).await {
+            *guard = None;
+            return Err(e.into());
+        }
+        builder.commit(&receipt)?;
+        self.since_checkpoint.store(0, Ordering::Relaxed);
+        if let Ok(mut h) = self.head.write() {
+            *h = builder.head().cloned();
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.receipt_written(receipt.action.as_str(), receipt.sequence);
+        }
+        tracing::info!(sequence = receipt.sequence, "checkpoint written");
+        Ok(Some(receipt))
     }
 
     /// Counts written receipts and exposes the chain head in these metrics.
@@ -194,9 +269,20 @@ impl ReceiptWriter {
     async fn load(&self) -> Result<ChainBuilder, WriteError> {
         let signer = self.signer().await?;
         let stored = Self::stored_chain(&self.client).await?;
-        let start = stored.iter().rposition(|r| r.action == Action::Checkpoint).unwrap_or(0);
+        let last_checkpoint = stored.iter().rposition(|r| r.action == Action::Checkpoint);
+        let start = last_checkpoint.unwrap_or(0);
+        let since = stored.len() - last_checkpoint.map_or(0, |i| i + 1);
+        self.since_checkpoint.store(since as u64, Ordering::Relaxed);
         let builder = match ChainBuilder::resume(signer.clone(), &stored[start..]) {
             Ok(b) => b,
+            // Holes (receipts deleted with their namespace) can often be bridged: a deleted
+            // receipt's hash is its successor's prevHash, and checkpoints carry their frontier.
+            Err(err) if recovered_frontier(&stored).is_some() => {
+                let (head, tree) =
+                    recovered_frontier(&stored).ok_or(WriteError::Stored("chain".into(), err.to_string()))?;
+                tracing::warn!(error = %err, head = head.sequence, "stored receipt chain has holes; Merkle state recovered, continuing after its newest receipt");
+                ChainBuilder::with_frontier(signer, head, tree)?
+            }
             // A stored chain with a hole or an edit (e.g. receipts deleted with their namespace)
             // must not stop the operator: continue after the newest persisted receipt and leave
             // the damage for `mom verify` to name. Checkpoints need the Merkle state, so none
@@ -284,8 +370,25 @@ impl ReceiptWriter {
         if let Some(metrics) = &self.metrics {
             metrics.receipt_written(receipt.action.as_str(), receipt.sequence);
         }
+        self.since_checkpoint.fetch_add(1, Ordering::Relaxed);
+        self.written.notify_one();
         Ok(Some(receipt))
     }
+}
+
+/// The head and Merkle state of a stored chain with holes, when its receipts still determine
+/// them (see `receipts::tenant::PartialTree`).
+fn recovered_frontier(stored: &[Receipt]) -> Option<(ChainHead, crate::receipts::merkle::Frontier)> {
+    let last = stored.last()?;
+    let mut tree = crate::receipts::tenant::PartialTree::from_chain(stored, last.sequence + 1);
+    let frontier = tree.frontier()?;
+    Some((
+        ChainHead {
+            sequence: last.sequence,
+            hash: last.hash.clone(),
+        },
+        frontier,
+    ))
 }
 
 /// The `Receipt` object holding a sealed receipt, named by its sequence number.

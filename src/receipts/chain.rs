@@ -742,3 +742,25 @@ mod proof_tests {
         assert!(verify_checkpoint_consistency(&rs[3], &rs[40], &proof, &keys()).is_err());
     }
 }
+
+impl ChainBuilder {
+    /// Continues after `head` with the Merkle state `tree` (of size `head.sequence + 1`),
+    /// e.g. recovered by [`super::tenant::PartialTree::frontier`] from a chain with holes.
+    pub fn with_frontier(signer: Signer, head: ChainHead, tree: Frontier) -> Result<Self, ReceiptError> {
+        if tree.size() != head.sequence.saturating_add(1) {
+            return Err(ReceiptError::BadCheckpoint {
+                sequence: head.sequence,
+                message: format!(
+                    "a tree of size {} does not end at sequence {}",
+                    tree.size(),
+                    head.sequence
+                ),
+            });
+        }
+        Ok(ChainBuilder {
+            signer,
+            head: Some(head),
+            tree: Some(tree),
+        })
+    }
+}

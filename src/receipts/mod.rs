@@ -45,6 +45,7 @@ pub mod merkle;
 pub mod replay;
 pub mod retention;
 pub mod signing;
+pub mod tenant;
 pub mod verify;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,336 @@
+//! Leader-only receipt housekeeping: periodic checkpoints, the tenants' checkpoint bundles, and
+//! `configure` receipts for MomConfig changes.
+//!
+//! - Checkpoints: every `every_receipts` receipts or `interval` (whichever comes first, and only
+//!   when something was written since the last one) the writer seals a checkpoint receipt: a
+//!   signed Merkle tree head over every receipt before it, stored in the operator's namespace.
+//! - Bundles: after each checkpoint, every namespace holding receipts gets (server-side apply)
+//!   the ConfigMap [`BUNDLE_CONFIGMAP`]: `checkpoint.json` (the checkpoint receipt),
+//!   `public-keys` (the signing keys, hex, one a line) and one `tenant.<tenant>.json` per tenant
+//!   with agents there — a `receipts::tenant::TenantBundle` with the inclusion proofs of that
+//!   tenant's receipts in the namespace. The namespace is the read boundary: the Receipt objects
+//!   themselves already live there, so a tenant reading its ConfigMap learns nothing new about
+//!   anyone else. `mom verify --tenant-bundle NAMESPACE|FILE` checks it offline.
+//! - Configure receipts: when the MomConfig `default` changes (a new uid or generation), one
+//!   `configure` receipt records the new spec. The last recorded (uid, generation) is read back
+//!   from the stored receipts at the start of every term, so a restart or failover does not
+//!   record the same generation twice. A change is recorded unless both the old and the new
+//!   level are `none` (turning auditing off is itself audited).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use tokio::sync::watch;
+
+use super::crd::momconfig::{ACTIVE_NAME, VerificationLevel};
+use super::crd::{GeometricAgent, MomConfig, Receipt as ReceiptObject};
+use super::receipts::{PUBLIC_KEYS_CONFIGMAP, ReceiptWriter, Recording, WriteError};
+use crate::receipts::chain::CheckpointDecision;
+use crate::receipts::tenant::{PartialTree, build_bundle};
+use crate::receipts::{Action, Receipt, SubjectRef};
+
+/// Name of the per-namespace ConfigMap holding the tenants' checkpoint bundles.
+pub const BUNDLE_CONFIGMAP: &str = "mom-receipt-checkpoints";
+/// Data budget of one bundle ConfigMap (the apiserver's limit is 1 MiB).
+pub const MAX_CONFIGMAP_BYTES: usize = 900 * 1024;
+/// Tenant of receipts whose agent no longer exists.
+pub const UNATTRIBUTED: &str = "unattributed";
+
+/// When checkpoints are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointSettings {
+    /// A checkpoint after this many receipts (0 disables the count trigger).
+    pub every_receipts: u64,
+    /// A checkpoint at least this often while receipts are written (zero disables the timer).
+    pub interval: Duration,
+}
+
+impl Default for CheckpointSettings {
+    fn default() -> Self {
+        Self {
+            every_receipts: 256,
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Whether a checkpoint is due (pure; the loop supplies the elapsed time).
+pub fn checkpoint_due(settings: &CheckpointSettings, since_checkpoint: u64, elapsed: Duration) -> bool {
+    since_checkpoint > 0
+        && ((settings.every_receipts > 0 && since_checkpoint >= settings.every_receipts)
+            || (!settings.interval.is_zero() && elapsed >= settings.interval))
+}
+
+/// The ConfigMap data key of a tenant's bundle: `tenant.<name>.json`, with any character a
+/// ConfigMap key may not hold replaced by `_`.
+pub fn bundle_key(tenant: &str) -> String {
+    let clean: String = tenant
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("tenant.{clean}.json")
+}
+
+/// Runs until `shutdown` turns true; acts only while `leading` is true.
+pub async fn run(
+    client: kube::Client,
+    writer: Arc<ReceiptWriter>,
+    leading: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+    settings: CheckpointSettings,
+) {
+    let mut last_checkpoint = Instant::now();
+    let mut last_config_check: Option<Instant> = None;
+    let mut config_seen: Option<(String, i64)> = None;
+    let mut publish_pending = true;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = writer.wait_for_write() => {}
+            _ = shutdown.changed() => return,
+        }
+        if !*leading.borrow() {
+            // The next term reads back what is persisted.
+            config_seen = None;
+            publish_pending = true;
+            last_checkpoint = Instant::now();
+            continue;
+        }
+        if last_config_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+            last_config_check = Some(Instant::now());
+            if let Err(err) = record_config_change(&client, &writer, &mut config_seen).await {
+                tracing::warn!(error = %err, "configure receipt not written");
+            }
+        }
+        if checkpoint_due(&settings, writer.since_checkpoint(), last_checkpoint.elapsed()) {
+            match writer.checkpoint().await {
+                Ok(written) => {
+                    last_checkpoint = Instant::now();
+                    publish_pending |= written.is_some();
+                }
+                Err(err) => tracing::warn!(error = %err, "checkpoint not written"),
+            }
+        }
+        if publish_pending {
+            match publish_bundles(&client, writer.namespace()).await {
+                Ok(n) => {
+                    publish_pending = false;
+                    tracing::debug!(namespaces = n, "tenant checkpoint bundles published");
+                }
+                Err(err) => tracing::warn!(error = %err, "tenant checkpoint bundles not published"),
+            }
+        }
+    }
+}
+
+/// The newest `configure` receipt for the MomConfig `default`: (uid, generation, level).
+async fn last_recorded_config(
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<Option<(String, i64, Option<String>)>, WriteError> {
+    let api: Api<ReceiptObject> = Api::namespaced(client.clone(), namespace);
+    let list = api
+        .list(&ListParams::default().labels("mom.hypersync.io/action=configure"))
+        .await?;
+    let newest = list
+        .items
+        .iter()
+        .filter(|r| r.spec.subject.kind == MomConfig::kind(&()) && r.spec.subject.name == ACTIVE_NAME)
+        .max_by_key(|r| r.spec.sequence);
+    Ok(newest.map(|r| {
+        let d = &r.spec.decision;
+        (
+            d["uid"].as_str().unwrap_or_default().to_string(),
+            d["generation"].as_i64().unwrap_or(-1),
+            d["spec"]["verification"]["level"].as_str().map(str::to_string),
+        )
+    }))
+}
+
+/// Records a `configure` receipt when the MomConfig `default` has a (uid, generation) not yet
+/// recorded. `seen` caches the last one handled in this term.
+async fn record_config_change(
+    client: &kube::Client,
+    writer: &ReceiptWriter,
+    seen: &mut Option<(String, i64)>,
+) -> Result<(), WriteError> {
+    let api: Api<MomConfig> = Api::all(client.clone());
+    let cfg = match api.get_opt(ACTIVE_NAME).await {
+        Ok(Some(cfg)) => cfg,
+        Ok(None) => return Ok(()),
+        // The CRD may not be installed (yet).
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let key = (cfg.uid().unwrap_or_default(), cfg.metadata.generation.unwrap_or(0));
+    if seen.as_ref() == Some(&key) {
+        return Ok(());
+    }
+    let previous = last_recorded_config(client, writer.namespace()).await?;
+    if previous
+        .as_ref()
+        .is_some_and(|(uid, generation, _)| *uid == key.0 && *generation >= key.1)
+    {
+        *seen = Some(key);
+        return Ok(());
+    }
+    let spec = serde_json::to_value(&cfg.spec).map_err(|e| WriteError::Stored(ACTIVE_NAME.into(), e.to_string()))?;
+    let was_off = previous
+        .as_ref()
+        .is_none_or(|(_, _, level)| level.as_deref() == Some("none"));
+    if cfg.spec.verification.level == VerificationLevel::None && was_off {
+        *seen = Some(key);
+        return Ok(());
+    }
+    let subject = SubjectRef {
+        api_version: MomConfig::api_version(&()).into_owned(),
+        kind: MomConfig::kind(&()).into_owned(),
+        namespace: String::new(),
+        name: ACTIVE_NAME.into(),
+        uid: cfg.uid(),
+    };
+    let decision = serde_json::json!({
+        "kind": "momconfig.change",
+        "uid": key.0,
+        "generation": key.1,
+        "previousGeneration": previous.as_ref().filter(|p| p.0 == key.0).map(|p| p.1),
+        "spec": spec,
+    });
+    let recording = Recording {
+        level: VerificationLevel::FullAudit,
+        sample_rate: 1.0,
+    };
+    writer
+        .record(recording, Action::Configure, subject, decision, &spec)
+        .await?;
+    tracing::info!(generation = key.1, "configure receipt written for MomConfig default");
+    *seen = Some(key);
+    Ok(())
+}
+
+/// Publishes the bundles of the newest stored checkpoint; returns the number of namespaces.
+pub async fn publish_bundles(client: &kube::Client, operator_namespace: &str) -> Result<usize, WriteError> {
+    let stored = ReceiptWriter::stored_chain(client).await?;
+    let Some(checkpoint) = stored.iter().rev().find(|r| r.action == Action::Checkpoint) else {
+        return Ok(0);
+    };
+    let size = CheckpointDecision::from_receipt(checkpoint)?.tree_size;
+    let mut tree = PartialTree::from_chain(&stored, size);
+    let agents: Api<GeometricAgent> = Api::all(client.clone());
+    let tenants: BTreeMap<(String, String), String> = agents
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|a| ((a.namespace().unwrap_or_default(), a.name_any()), a.spec.tenant.clone()))
+        .collect();
+    let mut groups: BTreeMap<&str, BTreeMap<String, Vec<&Receipt>>> = BTreeMap::new();
+    for r in stored.iter().filter(|r| r.sequence < size) {
+        let ns = r.subject.namespace.as_str();
+        if ns.is_empty() || ns == operator_namespace {
+            continue;
+        }
+        let tenant = tenants
+            .get(&(ns.to_string(), r.subject.name.clone()))
+            .cloned()
+            .unwrap_or_else(|| UNATTRIBUTED.to_string());
+        groups.entry(ns).or_default().entry(tenant).or_default().push(r);
+    }
+    let keys: Vec<String> = Api::<ConfigMap>::namespaced(client.clone(), operator_namespace)
+        .get_opt(PUBLIC_KEYS_CONFIGMAP)
+        .await?
+        .and_then(|c| c.data)
+        .map(|d| d.into_values().collect())
+        .unwrap_or_default();
+    let checkpoint_json =
+        serde_json::to_string(checkpoint).map_err(|e| WriteError::Stored("checkpoint".into(), e.to_string()))?;
+    let mut published = 0;
+    for (ns, by_tenant) in &groups {
+        let budget = MAX_CONFIGMAP_BYTES.saturating_sub(checkpoint_json.len() + 1024) / by_tenant.len().max(1);
+        let mut data = BTreeMap::from([
+            ("checkpoint.json".to_string(), checkpoint_json.clone()),
+            ("public-keys".to_string(), keys.join("\n")),
+        ]);
+        for (tenant, mine) in by_tenant {
+            match build_bundle(&mut tree, checkpoint, tenant, ns, mine, budget) {
+                Ok(bundle) => {
+                    let text = serde_json::to_string(&bundle)
+                        .map_err(|e| WriteError::Stored("bundle".into(), e.to_string()))?;
+                    data.insert(bundle_key(tenant), text);
+                }
+                Err(err) => {
+                    tracing::warn!(namespace = %ns, tenant = %tenant, error = %err, "no checkpoint bundle");
+                }
+            }
+        }
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(BUNDLE_CONFIGMAP.into()),
+                namespace: Some(ns.to_string()),
+                labels: Some(BTreeMap::from([(
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "mom".to_string(),
+                )])),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        };
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        match api
+            .patch(
+                BUNDLE_CONFIGMAP,
+                &PatchParams::apply("mom-operator").force(),
+                &Patch::Apply(&cm),
+            )
+            .await
+        {
+            Ok(_) => published += 1,
+            // A namespace being deleted (its receipts still listed) is skipped.
+            Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 || s.code == 409 => {
+                tracing::debug!(namespace = %ns, error = %s.message, "bundle ConfigMap not written");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(published)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_is_due_after_enough_receipts_or_enough_time_but_never_for_nothing() {
+        let s = CheckpointSettings {
+            every_receipts: 100,
+            interval: Duration::from_secs(30),
+        };
+        assert!(!checkpoint_due(&s, 0, Duration::from_secs(3600)));
+        assert!(!checkpoint_due(&s, 99, Duration::from_secs(29)));
+        assert!(checkpoint_due(&s, 100, Duration::ZERO));
+        assert!(checkpoint_due(&s, 1, Duration::from_secs(30)));
+        let count_only = CheckpointSettings {
+            every_receipts: 10,
+            interval: Duration::ZERO,
+        };
+        assert!(!checkpoint_due(&count_only, 9, Duration::from_secs(86_400)));
+        assert!(checkpoint_due(&count_only, 10, Duration::ZERO));
+    }
+
+    #[test]
+    fn bundle_keys_hold_only_characters_a_configmap_key_allows() {
+        assert_eq!(bundle_key("acme"), "tenant.acme.json");
+        assert_eq!(bundle_key("team a/b"), "tenant.team_a_b.json");
+    }
+}

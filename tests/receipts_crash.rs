@@ -1,0 +1,400 @@
+//! Crash loop: the operator is killed with SIGKILL 20 times in the middle of a stream of scaling
+//! actions and restarted (alternately as the same Lease identity, like a container restart in
+//! its pod, and as a new one that must wait for the Lease to expire).
+//!
+//! What "no gap, no fork, no duplicate action" is checked as:
+//! - chain: every receipt from the first one this test caused on has a distinct sequence, the
+//!   sequences are contiguous, and `mom verify --cluster` finds no problem from there on;
+//! - decisions: for each agent, in sequence order, a receipt's `from` (the pods that existed when
+//!   it was decided) lies between the previous receipt's `from` and `to` — the previous action
+//!   was done, partly done (killed in between: a write-ahead receipt without all its action) or
+//!   not done, but never done twice and never contradicted;
+//! - pods: the pods ever created for an agent are at most the sum of `to − from` over its spawn
+//!   receipts, the pods deleted at most the sum of `from − to` over its terminate receipts, the
+//!   live pods never exceed the largest `replicas` the agent ever asked for, and at the end every
+//!   agent has exactly `replicas` pods;
+//! - configuration: one `configure` receipt per MomConfig generation, however many restarts.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use mom::operator::crd::{GeometricAgent, MomConfig, Receipt as ReceiptObject};
+use mom::receipts::{Action, Receipt};
+use rand::{Rng, SeedableRng};
+
+const AGENTS: usize = 8;
+const KILLS: usize = 20;
+const AGENT_LABEL: &str = "mom.hypersync.io/agent";
+
+struct Operator(Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// This test's own copy of the `mom` binary, taken once at the start (a target directory shared
+/// with other checkouts may rebuild the original under a running test); removed at the end.
+fn mom_bin() -> &'static std::path::Path {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        // A hard link keeps this build's inode when cargo replaces the original.
+        let copy = std::path::PathBuf::from(format!("{}-crash-{}", env!("CARGO_BIN_EXE_mom"), std::process::id()));
+        if std::fs::hard_link(env!("CARGO_BIN_EXE_mom"), &copy).is_err() {
+            std::fs::copy(env!("CARGO_BIN_EXE_mom"), &copy).unwrap();
+        }
+        copy
+    })
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+fn start_operator(identity: &str) -> Operator {
+    let cp = common::control_plane();
+    let log = cp.kubeconfig.parent().unwrap().join("logs/operator-crash.log");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Operator(
+        Command::new(mom_bin())
+            .args([
+                "operator",
+                "--namespace",
+                "mom-system",
+                "--identity",
+                identity,
+                "--log-format",
+                "text",
+            ])
+            .args(["--metrics-addr", &free_addr(), "--extender-addr", &free_addr()])
+            .args(["--lease-duration-seconds", "2", "--renew-period-seconds", "1"])
+            .args([
+                "--checkpoint-every-receipts",
+                "25",
+                "--checkpoint-interval-seconds",
+                "3",
+            ])
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn to_receipt(obj: &ReceiptObject) -> Receipt {
+    serde_json::from_value(serde_json::to_value(&obj.spec).unwrap()).unwrap()
+}
+
+async fn all_receipts(client: &kube::Client) -> Vec<Receipt> {
+    let api: Api<ReceiptObject> = Api::all(client.clone());
+    let mut out: Vec<Receipt> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(to_receipt)
+        .collect();
+    out.sort_by_key(|r| r.sequence);
+    out
+}
+
+/// What the test saw of each agent's pods (from a watch).
+#[derive(Default)]
+struct PodLog {
+    /// agent → uids ever seen.
+    created: BTreeMap<String, BTreeSet<String>>,
+    /// agent → uids seen deleting or deleted.
+    deleted: BTreeMap<String, BTreeSet<String>>,
+    /// uid → (agent, deleting).
+    live: BTreeMap<String, (String, bool)>,
+    /// agent → most pods alive (not deleting) at once.
+    max_active: BTreeMap<String, usize>,
+}
+
+impl PodLog {
+    fn apply(&mut self, pod: &Pod, gone: bool) {
+        let Some(agent) = pod.metadata.labels.as_ref().and_then(|l| l.get(AGENT_LABEL)).cloned() else {
+            return;
+        };
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        self.created.entry(agent.clone()).or_default().insert(uid.clone());
+        let deleting = gone || pod.metadata.deletion_timestamp.is_some();
+        if deleting {
+            self.deleted.entry(agent.clone()).or_default().insert(uid.clone());
+        }
+        if gone {
+            self.live.remove(&uid);
+        } else {
+            self.live.insert(uid, (agent.clone(), deleting));
+        }
+        let active = self.live.values().filter(|(a, d)| *a == agent && !d).count();
+        let m = self.max_active.entry(agent).or_default();
+        *m = (*m).max(active);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_no_duplicate_action() {
+    common::control_plane();
+    common::install_crds();
+    common::apply_test_momconfig("full_audit");
+    let _ = common::kubectl(&["create", "namespace", "mom-system"], None);
+    let client = common::client().await;
+    let ns = common::TestNamespace::new("crash").await;
+    let agents: Api<GeometricAgent> = Api::namespaced(client.clone(), &ns.name);
+    let names: Vec<String> = (0..AGENTS).map(|i| format!("crashy-{i}")).collect();
+    for name in &names {
+        let a: GeometricAgent = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mom.hypersync.io/v1alpha1", "kind": "GeometricAgent",
+            "metadata": {"name": name, "namespace": ns.name},
+            "spec": {"workloadType": "batch", "replicas": 0,
+                     "template": {"spec": {"containers": [{"name": "c", "image": "pause"}]}}}
+        }))
+        .unwrap();
+        agents.create(&PostParams::default(), &a).await.unwrap();
+    }
+    let first = all_receipts(&client).await.last().map_or(0, |r| r.sequence + 1);
+
+    // Watch the pods.
+    let pod_log = Arc::new(Mutex::new(PodLog::default()));
+    let watch_task = {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+        let log = pod_log.clone();
+        tokio::spawn(async move {
+            let mut stream = watcher::watcher(pods, watcher::Config::default().labels(AGENT_LABEL)).boxed();
+            while let Some(event) = stream.next().await {
+                let mut l = log.lock().unwrap();
+                match event {
+                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => l.apply(&p, false),
+                    Ok(watcher::Event::Delete(p)) => l.apply(&p, true),
+                    _ => {}
+                }
+            }
+        })
+    };
+
+    // A stream of scaling requests: every 100 ms one agent gets a new replica count (seeded).
+    let stop = Arc::new(AtomicBool::new(false));
+    let max_desired: Arc<Mutex<BTreeMap<String, i32>>> = Default::default();
+    let driver = {
+        let (agents, names, stop, max_desired) = (agents.clone(), names.clone(), stop.clone(), max_desired.clone());
+        tokio::spawn(async move {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+            let mut requests = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let name = &names[rng.random_range(0..names.len())];
+                let replicas: i32 = rng.random_range(0..=3);
+                {
+                    let mut m = max_desired.lock().unwrap();
+                    let e = m.entry(name.clone()).or_insert(0);
+                    *e = (*e).max(replicas);
+                }
+                let patch = serde_json::json!({"spec": {"replicas": replicas}});
+                if agents
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .is_ok()
+                {
+                    requests += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            requests
+        })
+    };
+
+    let started = Instant::now();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20);
+    let configs: Api<MomConfig> = Api::all(client.clone());
+    let mut bumped_generation = None;
+    for kill in 0..KILLS {
+        // Even kills: the same identity comes back (a container restart in the same pod) and
+        // renews at once; odd: a new identity waits for the Lease to expire.
+        let identity = if kill % 2 == 0 {
+            "crash-same".to_string()
+        } else {
+            format!("crash-new-{kill}")
+        };
+        let before = all_receipts(&client).await.len();
+        let mut op = start_operator(&identity);
+        common::eventually(
+            &format!("the operator (run {kill}) to write receipts"),
+            Duration::from_secs(60),
+            || {
+                let client = client.clone();
+                async move { (all_receipts(&client).await.len() >= before + 2).then_some(()) }
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
+        op.0.kill().unwrap();
+        op.0.wait().unwrap();
+        if kill == KILLS / 2 {
+            // A configuration change while the operator is down.
+            let patch = serde_json::json!({"spec": {"tickSeconds": 15 + (first % 7) as i32 + 1}});
+            let cfg = configs
+                .patch("default", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+            bumped_generation = cfg.metadata.generation;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let requests = driver.await.unwrap();
+    let crash_loop = started.elapsed();
+
+    // A last, undisturbed term converges every agent.
+    let final_op = start_operator("crash-final");
+    let desired: BTreeMap<String, i32> = agents
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|a| (a.metadata.name.clone().unwrap(), a.spec.replicas))
+        .collect();
+    common::eventually("every agent at its replica count", Duration::from_secs(90), || {
+        let log = pod_log.clone();
+        let desired = desired.clone();
+        async move {
+            let l = log.lock().unwrap();
+            desired
+                .iter()
+                .all(|(a, want)| l.live.values().filter(|(x, d)| x == a && !d).count() == *want as usize)
+                .then_some(())
+        }
+    })
+    .await;
+    // Let the last term's checkpoint and any in-flight receipt settle, then stop it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &final_op.0.id().to_string()])
+        .status();
+    drop(final_op);
+    watch_task.abort();
+
+    // Chain: contiguous, no duplicate sequence, verified clean from `first` on.
+    let receipts: Vec<Receipt> = all_receipts(&client)
+        .await
+        .into_iter()
+        .filter(|r| r.sequence >= first)
+        .collect();
+    let seqs: Vec<u64> = receipts.iter().map(|r| r.sequence).collect();
+    let expected: Vec<u64> = (first..first + seqs.len() as u64).collect();
+    assert_eq!(
+        seqs, expected,
+        "receipts from {first} on must be contiguous with no duplicate sequence"
+    );
+    let published = Api::<ConfigMap>::namespaced(client.clone(), "mom-system")
+        .get("mom-receipt-public-keys")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    let cp = common::control_plane();
+    let mut cmd = Command::new(mom_bin());
+    cmd.args(["verify", "--cluster", "--format", "json"]);
+    for key in published.values() {
+        cmd.args(["--public-key", key]);
+    }
+    let out = cmd.env("KUBECONFIG", &cp.kubeconfig).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ours: Vec<&serde_json::Value> = report["report"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["sequence"].as_u64().unwrap() >= first)
+        .collect();
+    assert!(ours.is_empty(), "problems in the crash loop's receipts: {ours:?}");
+    let checkpoints = receipts.iter().filter(|r| r.action == Action::Checkpoint).count();
+
+    // Decisions and pods.
+    let (log, max_desired) = {
+        let l = pod_log.lock().unwrap();
+        let created = l.created.clone();
+        let deleted = l.deleted.clone();
+        let max_active = l.max_active.clone();
+        ((created, deleted, max_active), max_desired.lock().unwrap().clone())
+    };
+    let (created_pods, deleted_pods, max_active) = log;
+    let mut interrupted = 0;
+    let mut actions = 0;
+    for name in &names {
+        let mine: Vec<&Receipt> = receipts
+            .iter()
+            .filter(|r| r.subject.namespace == ns.name && &r.subject.name == name)
+            .collect();
+        actions += mine.len();
+        let from_to = |r: &Receipt| (r.decision["from"].as_i64().unwrap(), r.decision["to"].as_i64().unwrap());
+        for pair in mine.windows(2) {
+            let ((f0, t0), (f1, _)) = (from_to(pair[0]), from_to(pair[1]));
+            assert!(
+                f0.min(t0) <= f1 && f1 <= f0.max(t0),
+                "{name}: receipt {} decided from {f1} pods, but receipt {} went from {f0} to {t0}",
+                pair[1].sequence,
+                pair[0].sequence
+            );
+            if f1 != t0 {
+                interrupted += 1;
+            }
+        }
+        let announced_up: i64 = mine.iter().map(|r| from_to(r)).map(|(f, t)| (t - f).max(0)).sum();
+        let announced_down: i64 = mine.iter().map(|r| from_to(r)).map(|(f, t)| (f - t).max(0)).sum();
+        let created = created_pods.get(name).map_or(0, BTreeSet::len) as i64;
+        let deleted = deleted_pods.get(name).map_or(0, BTreeSet::len) as i64;
+        assert!(
+            created <= announced_up,
+            "{name}: {created} pods created but spawn receipts announced {announced_up}"
+        );
+        assert!(
+            deleted <= announced_down,
+            "{name}: {deleted} pods deleted but terminate receipts announced {announced_down}"
+        );
+        let most = max_active.get(name).copied().unwrap_or(0);
+        let asked = max_desired.get(name).copied().unwrap_or(0).max(0) as usize;
+        assert!(
+            most <= asked,
+            "{name}: {most} pods alive at once, never more than {asked} asked for"
+        );
+    }
+
+    // One configure receipt per MomConfig generation.
+    let mut per_generation: BTreeMap<(String, i64), usize> = BTreeMap::new();
+    for r in all_receipts(&client)
+        .await
+        .iter()
+        .filter(|r| r.action == Action::Configure)
+    {
+        let key = (
+            r.decision["uid"].as_str().unwrap_or_default().to_string(),
+            r.decision["generation"].as_i64().unwrap_or(-1),
+        );
+        *per_generation.entry(key).or_default() += 1;
+    }
+    assert!(per_generation.values().all(|n| *n == 1), "{per_generation:?}");
+    let bumped = bumped_generation.unwrap();
+    assert!(
+        per_generation.keys().any(|(_, g)| *g == bumped),
+        "the change to generation {bumped} was not recorded: {per_generation:?}"
+    );
+    println!(
+        "{KILLS} kills in {:.1} s; {requests} scaling requests; {actions} agent receipts from {first} on ({} receipts, {checkpoints} checkpoints); {interrupted} receipts were followed by a decision that found their action incomplete",
+        crash_loop.as_secs_f64(),
+        receipts.len()
+    );
+    let _ = std::fs::remove_file(mom_bin());
+}
