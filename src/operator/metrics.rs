@@ -29,6 +29,14 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScalingLabels {
+    /// predictive, reactive, manual (none when the policy could not be read).
+    pub method: String,
+    /// scaled_up, scaled_down, unchanged, query_failed, failed, receipt_failed, not_ready.
+    pub outcome: String,
+}
+
 /// All metric families of the process, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -38,6 +46,7 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub leader: Gauge,
     pub extender_duration: Family<VerbLabels, Histogram>,
+    pub scaling_decisions: Family<ScalingLabels, Counter>,
     encode_lock: Mutex<()>,
 }
 
@@ -70,6 +79,12 @@ impl Default for Metrics {
             "Duration of reconciliations, per controller",
             reconcile_duration.clone(),
         );
+        let scaling_decisions = Family::<ScalingLabels, Counter>::default();
+        registry.register(
+            "scaling_decisions",
+            "Scaler evaluations of an agent, per scaling method and outcome",
+            scaling_decisions.clone(),
+        );
         registry.register("errors", "Process-level errors, per kind", errors.clone());
         registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
         Self {
@@ -80,6 +95,7 @@ impl Default for Metrics {
             errors,
             leader,
             extender_duration,
+            scaling_decisions,
             encode_lock: Mutex::new(()),
         }
     }

@@ -7,7 +7,9 @@ pub mod error;
 pub mod extender;
 pub mod leader;
 pub mod metrics;
+pub mod prometheus;
 pub mod receipts;
+pub mod scaler;
 pub mod server;
 pub mod status;
 pub mod view;
@@ -36,6 +38,8 @@ pub struct OperatorConfig {
     pub metrics_addr: SocketAddr,
     /// Address of the scheduler-extender server.
     pub extender_addr: SocketAddr,
+    /// The scaler loop (tick, Prometheus, history window).
+    pub scaler: scaler::ScalerSettings,
 }
 
 /// Runs the operator until SIGTERM/SIGINT, then releases the Lease and returns.
@@ -108,6 +112,16 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         writer: writer.clone(),
     });
     let agent_controller = tokio::spawn(agents::run(agent_ctx, shutdown_rx.clone()));
+    let scaler_ctx = Arc::new(scaler::ScalerContext {
+        client: client.clone(),
+        view: view.clone(),
+        metrics: metrics.clone(),
+        leading: leading.clone(),
+        recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
+        writer: writer.clone(),
+        settings: config.scaler.clone(),
+    });
+    let scaler_task = tokio::spawn(scaler::run(scaler_ctx, shutdown_rx.clone()));
     let status_writer = tokio::spawn(status::run(
         client.clone(),
         view.clone(),
@@ -127,6 +141,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let _ = server.await;
     let _ = extender_task.await;
     let _ = agent_controller.await;
+    let _ = scaler_task.await;
     let _ = status_writer.await;
     for w in watches {
         w.abort();
