@@ -325,6 +325,10 @@ async fn predictive_scaling_adds_replicas_before_the_ramp_exceeds_them_and_repla
     })
     .await;
 
+    let (ok, events, err) = common::kubectl(&["get", "events", "-n", &n, "-o", "jsonpath={.items[*].reason}"], None);
+    assert!(ok, "{err}");
+    assert!(events.contains("Scaled"), "no Scaled event: {events}");
+
     // Every scaling decision replays from its receipt.
     let count = scaling_receipts(&n, "scaling.predictive").await.len();
     let replay = verify_replay().await;
