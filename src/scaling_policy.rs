@@ -26,7 +26,9 @@
 //!   change penalty λ, and the cooldown as `⌈(cooldown − since_last_change)/step⌉` frozen stages.
 //!   Apply `u(0)`.
 //!
-//! In every method a spec outside `[min, max]` is first brought back into range.
+//! In every method a spec outside `[min, max]` is first brought back into range. With several
+//! targets, demand is first turned into replicas needed, `max_i demand_i(t)/target_i`, and the
+//! decision runs on that with a target of one replica ([`DecisionInputs::combined`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -59,6 +61,10 @@ pub enum PolicyError {
     EmptyDemand { method: &'static str },
     #[error("scaling.demand[{index}] must be finite and ≥ 0, got {value}")]
     BadDemand { index: usize, value: f64 },
+    #[error("scaling.other_targets[{target}].target_per_replica must be finite and > 0, got {value}")]
+    BadOtherTarget { target: usize, value: f64 },
+    #[error("scaling.other_targets[{target}].demand[{index}] must be finite and ≥ 0, got {value}")]
+    BadOtherDemand { target: usize, index: usize, value: f64 },
     #[error("scaling.hpa is missing: the reactive method needs the HPA state")]
     MissingHpaState,
     #[error("scaling.hpa.state.config does not match the settings (min/max/target changed; start a new state)")]
@@ -241,6 +247,62 @@ pub struct DecisionInputs {
     pub since_last_change_seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hpa: Option<HpaSync>,
+    /// Further targets of the strategy; replicas are sized for the most demanding one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_targets: Vec<TargetDemand>,
+}
+
+/// The demand of one more scaling target and what one replica carries of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetDemand {
+    pub target_per_replica: f64,
+    /// Oldest first, same spacing as `DecisionInputs::demand`; aligned at the newest sample.
+    pub demand: Vec<f64>,
+}
+
+impl DecisionInputs {
+    /// With several targets, the single-target problem they reduce to: demand in replicas,
+    /// `r(t) = max_i demand_i(t) / target_i` over the samples all series have (aligned at the
+    /// newest), and a target of 1 replica. With one target, the inputs themselves.
+    pub fn combined(&self) -> Result<DecisionInputs, PolicyError> {
+        if self.other_targets.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut series: Vec<(f64, &[f64])> = vec![(self.settings.target_per_replica, &self.demand)];
+        for (k, t) in self.other_targets.iter().enumerate() {
+            if !(t.target_per_replica.is_finite() && t.target_per_replica > 0.0) {
+                return Err(PolicyError::BadOtherTarget {
+                    target: k,
+                    value: t.target_per_replica,
+                });
+            }
+            series.push((t.target_per_replica, &t.demand));
+        }
+        for (k, (_, d)) in series.iter().enumerate().skip(1) {
+            if let Some((index, &value)) = d.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
+                return Err(PolicyError::BadOtherDemand {
+                    target: k - 1,
+                    index,
+                    value,
+                });
+            }
+        }
+        let n = series.iter().map(|(_, d)| d.len()).min().unwrap_or(0);
+        let combined = (0..n)
+            .map(|j| {
+                series
+                    .iter()
+                    .map(|(target, d)| d[d.len() - n + j] / target)
+                    .fold(0.0, f64::max)
+            })
+            .collect();
+        let mut out = self.clone();
+        out.other_targets.clear();
+        out.demand = combined;
+        out.settings.target_per_replica = 1.0;
+        Ok(out)
+    }
 }
 
 /// Why `desired` is what it is.
@@ -317,6 +379,9 @@ fn steps(seconds: f64, step: f64, min: usize) -> usize {
 /// One scaling decision (see the module doc). For `reactive` the second value is the HPA state
 /// after this sync, to pass in at the next one.
 pub fn decide(inputs: &DecisionInputs) -> Result<(Decision, Option<HpaState>), PolicyError> {
+    if !inputs.other_targets.is_empty() {
+        return decide(&inputs.combined()?);
+    }
     let s = &inputs.settings;
     s.validate()?;
     let current = inputs.current_replicas;
@@ -464,6 +529,7 @@ mod tests {
             ready_replicas: current,
             since_last_change_seconds: None,
             hpa,
+            other_targets: Vec::new(),
         }
     }
 
@@ -555,6 +621,36 @@ mod tests {
         let mut r = inputs(Method::Reactive, vec![1.0], 1);
         r.settings.max_replicas = 3;
         assert_eq!(decide(&r).unwrap_err(), PolicyError::HpaConfigMismatch);
+    }
+
+    #[test]
+    fn with_several_targets_replicas_follow_the_most_demanding_one() {
+        // Target 0: 30 of 20 per replica (1.5 replicas); target 1: 90 of 10 (9 replicas).
+        let mut r = inputs(Method::Reactive, vec![30.0, 30.0], 2);
+        r.other_targets = vec![TargetDemand {
+            target_per_replica: 10.0,
+            demand: vec![10.0, 90.0, 90.0],
+        }];
+        let c = r.combined().unwrap();
+        assert_eq!(c.demand, vec![9.0, 9.0]);
+        assert_eq!(c.settings.target_per_replica, 1.0);
+        // The HPA state belongs to the combined problem.
+        r.hpa = Some(HpaSync {
+            state: HpaState::new(c.settings.hpa_config()).unwrap(),
+            now_seconds: 1.0,
+        });
+        let d = decide(&r).unwrap().0;
+        assert_eq!(d.hpa.unwrap().recommendation, 9);
+        r.other_targets[0].demand[1] = -1.0;
+        let e = decide(&r).unwrap_err();
+        assert!(e.to_string().contains("other_targets[0].demand[1]"), "{e}");
+        r.other_targets[0].target_per_replica = 0.0;
+        assert!(
+            decide(&r)
+                .unwrap_err()
+                .to_string()
+                .contains("other_targets[0].target_per_replica")
+        );
     }
 
     #[test]

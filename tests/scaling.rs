@@ -6,7 +6,8 @@
 //! - predictive: the first scale-up happens while the observed demand still fits the current
 //!   replicas (the forecast saw the ramp coming), the agent follows the ramp, and
 //!   `mom verify --replay` reproduces every scaling decision from its receipt;
-//! - reactive: the HPA algorithm follows the same ramp, its receipts record the recommendation;
+//! - reactive: the HPA algorithm follows the same ramp on the most demanding of two targets, its
+//!   receipts record the recommendation;
 //! - a broken query leaves the replicas unchanged and sets `ScalingReady=False` naming the query.
 
 mod common;
@@ -187,13 +188,24 @@ fn exporter(job: &str) -> String {
         .unwrap()
 }
 
+fn custom_target(query: &str, target: f64) -> String {
+    format!(
+        r#"{{"metric":"custom","query":{},"target":{target}}}"#,
+        serde_json::to_string(query).unwrap()
+    )
+}
+
 fn strategy_and_agent(ns: &str, method: &str, query: &str, replicas: i32) -> String {
-    let query = serde_json::to_string(query).unwrap();
+    strategy_and_agent_with(ns, method, &[custom_target(query, TARGET)], replicas)
+}
+
+fn strategy_and_agent_with(ns: &str, method: &str, targets: &[String], replicas: i32) -> String {
+    let targets = targets.join(",");
     format!(
         r#"{{"apiVersion":"v1","kind":"List","items":[
           {{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"OrchestrationStrategy","metadata":{{"name":"{method}","namespace":"{ns}"}},
            "spec":{{"scaling":{{"method":"{method}","minReplicas":1,"maxReplicas":10,"cooldownSeconds":0,"horizonSeconds":20,
-                               "targets":[{{"metric":"custom","query":{query},"target":{TARGET}}}]}}}}}},
+                               "targets":[{targets}]}}}}}},
           {{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"GeometricAgent","metadata":{{"name":"web","namespace":"{ns}"}},
            "spec":{{"workloadType":"interactive","replicas":{replicas},"strategyRef":{{"name":"{method}"}},
                    "template":{{"spec":{{"containers":[{{"name":"c","image":"pause"}}]}}}}}}}}]}}"#
@@ -348,17 +360,16 @@ async fn predictive_scaling_adds_replicas_before_the_ramp_exceeds_them_and_repla
 }
 
 #[tokio::test]
-async fn reactive_scaling_follows_the_ramp_with_the_hpa_algorithm() {
+async fn reactive_scaling_follows_the_most_demanding_target_with_the_hpa_algorithm() {
     demand_source();
     common::apply_test_momconfig("full_audit");
     let ns = common::TestNamespace::new("scaling-reactive").await;
     let n = ns.name.clone();
-    common::apply(&strategy_and_agent(
-        &n,
-        "reactive",
-        r#"mom_replay_demand{job="reactive"}"#,
-        1,
-    ));
+    // Two targets: the demand at 20 per replica, and half the demand at 5 per replica — the
+    // second asks for demand / 10 replicas and so decides.
+    let q = r#"mom_replay_demand{job="reactive"}"#;
+    let targets = [custom_target(q, TARGET), custom_target(&format!("{q} / 2"), 5.0)];
+    common::apply(&strategy_and_agent_with(&n, "reactive", &targets, 1));
     common::eventually("ScalingReady=True on the agent", Duration::from_secs(90), || {
         let n = n.clone();
         async move { scaling_ready(&agent(&n).await).filter(|c| c.0 == "True") }
@@ -366,27 +377,31 @@ async fn reactive_scaling_follows_the_ramp_with_the_hpa_algorithm() {
     .await;
     start_replay("reactive");
     common::eventually(
-        "4 replicas at the plateau (ceil(70 / 20))",
+        "7 replicas at the plateau (ceil(70 / 10))",
         Duration::from_secs(120),
         || {
             let n = n.clone();
-            async move { (agent(&n).await.spec.replicas == 4).then_some(()) }
+            async move { (agent(&n).await.spec.replicas == 7).then_some(()) }
         },
     )
     .await;
     let receipts = scaling_receipts(&n, "scaling.reactive").await;
     assert!(!receipts.is_empty());
     for d in &receipts {
-        // The HPA's raw recommendation is ceil(demand / target) with every replica ready, and
-        // it never decided before the demand asked for it.
-        let demand = d["inputs"]["demand"][0].as_f64().unwrap();
+        // Replicas needed = max(demand / 20, (demand / 2) / 5) = demand / 10; with every replica
+        // ready the HPA's raw recommendation is its ceiling (outside the 10 % tolerance), and
+        // it never went beyond what the demand asked for.
+        let first = d["inputs"]["demand"][0].as_f64().unwrap();
+        let second = d["inputs"]["otherTargets"][0]["demand"][0].as_f64().unwrap();
+        assert_eq!(second, first / 2.0, "{d}");
+        let needed = (first / TARGET).max(second / 5.0);
         let ready = d["inputs"]["readyReplicas"].as_f64().unwrap();
         let current = d["inputs"]["currentReplicas"].as_f64().unwrap();
         let recommendation = d["output"]["hpa"]["recommendation"].as_f64().unwrap();
-        if ready == current && ready > 0.0 && ((demand / ready) / TARGET - 1.0).abs() > 0.1 {
-            assert_eq!(recommendation, (demand / TARGET).ceil(), "{d}");
+        if ready == current && ready > 0.0 && (needed / ready - 1.0).abs() > 0.1 {
+            assert_eq!(recommendation, needed.ceil(), "{d}");
         }
-        assert!(d["to"].as_f64().unwrap() <= (demand / TARGET).ceil().max(1.0), "{d}");
+        assert!(d["to"].as_f64().unwrap() <= needed.ceil().max(1.0), "{d}");
     }
 }
 

@@ -35,7 +35,7 @@ use super::prometheus::{Prometheus, QueryError};
 use super::view::SharedView;
 use crate::forecast::ModelKind;
 use crate::hpa::HpaState;
-use crate::scaling_policy::{self, Decision, DecisionInputs, HpaSync, Method, PolicySettings};
+use crate::scaling_policy::{self, Decision, DecisionInputs, HpaSync, Method, PolicySettings, TargetDemand};
 
 /// Field manager of the scaler's writes of `spec.replicas`.
 pub const SCALER_MANAGER: &str = "mom-scaler";
@@ -190,7 +190,7 @@ fn policy_settings(
     spec: &ScalingSpec,
     strategy: &str,
     settings: &ScalerSettings,
-) -> Result<(PolicySettings, Option<String>), DesiredCondition> {
+) -> Result<(PolicySettings, Vec<(String, f64)>), DesiredCondition> {
     let method = match spec.method {
         ScalingMethod::Predictive => Method::Predictive,
         ScalingMethod::Reactive => Method::Reactive,
@@ -208,11 +208,11 @@ fn policy_settings(
         ..PolicySettings::new(method, min, max, target)
     };
     if method == Method::Manual {
-        return Ok((base(1.0), None));
+        return Ok((base(1.0), Vec::new()));
     }
     let not_ready =
         |reason: &str, message: String| DesiredCondition::new(SCALING_READY, ConditionStatus::False, reason, message);
-    let Some(target) = spec.targets.first() else {
+    if spec.targets.is_empty() {
         return Err(not_ready(
             reason::NO_TARGET,
             format!(
@@ -220,21 +220,30 @@ fn policy_settings(
                 method.as_str()
             ),
         ));
-    };
-    match (target.metric, &target.query) {
-        (TargetMetric::Custom, Some(query)) => Ok((base(target.target), Some(query.clone()))),
-        (TargetMetric::Custom, None) => Err(not_ready(
-            reason::NO_TARGET,
-            format!("strategy {strategy}: spec.scaling.targets[0] is custom but has no query"),
-        )),
-        (metric, _) => Err(not_ready(
-            reason::METRIC_UNSUPPORTED,
-            format!(
-                "strategy {strategy}: spec.scaling.targets[0].metric {} needs the metrics API, which the scaler does not read yet; use a custom Prometheus query",
-                serde_json::to_string(&metric).unwrap_or_default().trim_matches('"')
-            ),
-        )),
     }
+    let mut queries = Vec::with_capacity(spec.targets.len());
+    for (i, target) in spec.targets.iter().enumerate() {
+        match (target.metric, &target.query) {
+            (TargetMetric::Custom, Some(query)) => queries.push((query.clone(), target.target)),
+            (TargetMetric::Custom, None) => {
+                return Err(not_ready(
+                    reason::NO_TARGET,
+                    format!("strategy {strategy}: spec.scaling.targets[{i}] is custom but has no query"),
+                ));
+            }
+            (metric, _) => {
+                return Err(not_ready(
+                    reason::METRIC_UNSUPPORTED,
+                    format!(
+                        "strategy {strategy}: spec.scaling.targets[{i}].metric {} needs the metrics API, which the scaler does not read yet; use a custom Prometheus query",
+                        serde_json::to_string(&metric).unwrap_or_default().trim_matches('"')
+                    ),
+                ));
+            }
+        }
+    }
+    let first = queries.first().map_or(1.0, |q| q.1);
+    Ok((base(first), queries))
 }
 
 /// Seconds since the scaler last wrote `spec.replicas` (its managedFields time).
@@ -266,7 +275,7 @@ async fn scale_agent(
     let ns = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
     let strategy_name = strategy.name_any();
-    let (settings, query) = match policy_settings(&strategy.spec.scaling, &strategy_name, &ctx.settings) {
+    let (settings, queries) = match policy_settings(&strategy.spec.scaling, &strategy_name, &ctx.settings) {
         Ok(s) => s,
         Err(condition) => {
             count(ctx, "none", "not_ready");
@@ -278,9 +287,9 @@ async fn scale_agent(
     let current = agent.spec.replicas.max(0) as u32;
     let ready = agent.status.as_ref().map_or(0, |s| s.ready_replicas.max(0) as u32);
 
-    // Observe the demand window (predictive) or the current demand (reactive).
-    let mut demand = Vec::new();
-    if let Some(query) = &query {
+    // Observe the demand window (predictive) or the current demand (reactive), per target.
+    let mut demands: Vec<Vec<f64>> = Vec::with_capacity(queries.len());
+    for (query, _) in &queries {
         let fetched = match prometheus {
             None => Err(DesiredCondition::new(
                 SCALING_READY,
@@ -305,65 +314,76 @@ async fn scale_agent(
             }
         };
         match fetched {
-            Ok(values) => demand = values,
+            Ok(mut values) => {
+                if method == Method::Reactive {
+                    let keep = values.len().saturating_sub(1);
+                    values.drain(..keep);
+                }
+                demands.push(values);
+            }
             Err(condition) => {
                 count(ctx, method.as_str(), "query_failed");
                 let warn = condition.message.clone();
                 return report(ctx, agent, condition, Some(("QueryFailed", warn))).await;
             }
         }
-        if method == Method::Reactive {
-            let keep = demand.len().saturating_sub(1);
-            demand.drain(..keep);
-        }
     }
 
     // Snapshot → decide.
+    let decision_failed = |err: String| {
+        DesiredCondition::new(
+            SCALING_READY,
+            ConditionStatus::False,
+            reason::DECISION_FAILED,
+            format!("strategy {strategy_name}: {err}"),
+        )
+    };
+    let mut demands = demands.into_iter();
+    let mut inputs = DecisionInputs {
+        settings,
+        demand: demands.next().unwrap_or_default(),
+        current_replicas: current,
+        ready_replicas: ready,
+        since_last_change_seconds: since_last_change(agent, now),
+        hpa: None,
+        other_targets: demands
+            .zip(queries.iter().skip(1))
+            .map(|(demand, (_, target))| TargetDemand {
+                target_per_replica: *target,
+                demand,
+            })
+            .collect(),
+    };
     let key = (ns.clone(), name.clone());
-    let hpa = if method == Method::Reactive {
-        let cfg = settings.hpa_config();
+    if method == Method::Reactive {
+        // The HPA runs on the combined problem when there are several targets.
+        let cfg = match inputs.combined() {
+            Ok(c) => c.settings.hpa_config(),
+            Err(err) => {
+                count(ctx, method.as_str(), "failed");
+                return report(ctx, agent, decision_failed(err.to_string()), None).await;
+            }
+        };
         let state = match memory.hpa.get(&key) {
             Some(s) if s.config == cfg => s.clone(),
             _ => match HpaState::new(cfg) {
                 Ok(s) => s,
                 Err(err) => {
                     count(ctx, method.as_str(), "failed");
-                    let condition = DesiredCondition::new(
-                        SCALING_READY,
-                        ConditionStatus::False,
-                        reason::DECISION_FAILED,
-                        format!("strategy {strategy_name}: {err}"),
-                    );
-                    return report(ctx, agent, condition, None).await;
+                    return report(ctx, agent, decision_failed(err.to_string()), None).await;
                 }
             },
         };
-        Some(HpaSync {
+        inputs.hpa = Some(HpaSync {
             state,
             now_seconds: now,
-        })
-    } else {
-        None
-    };
-    let inputs = DecisionInputs {
-        settings,
-        demand,
-        current_replicas: current,
-        ready_replicas: ready,
-        since_last_change_seconds: since_last_change(agent, now),
-        hpa,
-    };
+        });
+    }
     let (decision, new_state) = match scaling_policy::decide(&inputs) {
         Ok(d) => d,
         Err(err) => {
             count(ctx, method.as_str(), "failed");
-            let condition = DesiredCondition::new(
-                SCALING_READY,
-                ConditionStatus::False,
-                reason::DECISION_FAILED,
-                format!("strategy {strategy_name}: {err}"),
-            );
-            return report(ctx, agent, condition, None).await;
+            return report(ctx, agent, decision_failed(err.to_string()), None).await;
         }
     };
     if let Some(state) = new_state {
@@ -403,8 +423,8 @@ async fn scale_agent(
     } else {
         count(ctx, method.as_str(), "unchanged");
     }
-    let condition = match (method, &query) {
-        (Method::Manual, _) | (_, None) => DesiredCondition::new(
+    let condition = if method == Method::Manual || queries.is_empty() {
+        DesiredCondition::new(
             SCALING_READY,
             ConditionStatus::True,
             reason::MANUAL,
@@ -412,13 +432,19 @@ async fn scale_agent(
                 "manual scaling by strategy {strategy_name}: spec.replicas within [{}, {}]",
                 inputs.settings.min_replicas, inputs.settings.max_replicas
             ),
-        ),
-        (_, Some(q)) => DesiredCondition::new(
+        )
+    } else {
+        let list: Vec<String> = queries.iter().map(|(q, _)| format!("`{q}`")).collect();
+        DesiredCondition::new(
             SCALING_READY,
             ConditionStatus::True,
             reason::SCALING,
-            format!("{} scaling by strategy {strategy_name} on `{q}`", method.as_str()),
-        ),
+            format!(
+                "{} scaling by strategy {strategy_name} on {}",
+                method.as_str(),
+                list.join(", ")
+            ),
+        )
     };
     report(ctx, agent, condition, None).await
 }
@@ -580,7 +606,7 @@ mod tests {
             &ScalerSettings::default(),
         )
         .unwrap();
-        assert_eq!(q.as_deref(), Some("sum(rate(req[1m]))"));
+        assert_eq!(q, vec![("sum(rate(req[1m]))".to_string(), 50.0)]);
         assert_eq!((s.min_replicas, s.max_replicas, s.target_per_replica), (1, 8, 50.0));
         assert_eq!(
             (s.cooldown_seconds, s.horizon_seconds, s.step_seconds),
@@ -623,10 +649,38 @@ mod tests {
     }
 
     #[test]
+    fn every_target_of_a_strategy_is_queried_and_an_unsupported_one_is_named_by_index() {
+        let second = ScalingTarget {
+            target: 5.0,
+            ..custom(Some("queue_length"))
+        };
+        let (s, q) = policy_settings(
+            &spec(ScalingMethod::Reactive, vec![custom(Some("rps")), second]),
+            "s",
+            &ScalerSettings::default(),
+        )
+        .unwrap();
+        assert_eq!(q, vec![("rps".to_string(), 50.0), ("queue_length".to_string(), 5.0)]);
+        assert_eq!(s.target_per_replica, 50.0);
+        let memory = ScalingTarget {
+            metric: TargetMetric::Memory,
+            query: None,
+            target: 0.5,
+        };
+        let e = policy_settings(
+            &spec(ScalingMethod::Reactive, vec![custom(Some("rps")), memory]),
+            "s",
+            &ScalerSettings::default(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("targets[1].metric memory"), "{}", e.message);
+    }
+
+    #[test]
     fn manual_scaling_needs_no_target() {
         let (s, q) = policy_settings(&spec(ScalingMethod::Manual, vec![]), "m", &ScalerSettings::default()).unwrap();
         assert_eq!(s.method, Method::Manual);
-        assert!(q.is_none());
+        assert!(q.is_empty());
     }
 
     #[test]
