@@ -205,6 +205,38 @@ mod tests {
         assert!(!metric_name_ok(""));
     }
 
+    fn args(trace: &str, metric: &str, step: Option<f64>) -> ReplayArgs {
+        ReplayArgs {
+            trace: PathBuf::from(trace),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            step_seconds: step,
+            speed: 1.0,
+            metric: metric.into(),
+            azure_bin_seconds: 60.0,
+            looped: false,
+            wait_for_start: false,
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_naming_the_flag() {
+        let e = replay(args("/nonexistent/trace.csv", "m", None)).unwrap_err();
+        assert!(format!("{e:#}").contains("--trace /nonexistent/trace.csv"), "{e:#}");
+        let dir = std::env::temp_dir().join(format!("mom-exporter-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let trace = dir.join("t.csv");
+        std::fs::write(
+            &trace,
+            "timestamp,value\n2026-01-01 00:00:00,1\n2026-01-01 00:01:00,2\n",
+        )
+        .unwrap();
+        let e = replay(args(trace.to_str().unwrap(), "bad-name", None)).unwrap_err();
+        assert!(e.to_string().contains("--metric"), "{e}");
+        let e = replay(args(trace.to_str().unwrap(), "m", Some(0.0))).unwrap_err();
+        assert!(e.to_string().contains("--step-seconds"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_replay_holds_the_first_point_until_started_and_the_last_point_after_the_end() {
         let mut r = Replay {

@@ -41,7 +41,15 @@ if [[ ! -x "$dir/usr/bin/prometheus" ]]; then
   tmp=$(mktemp -d "$components/.prometheus-download.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
   log "downloading prometheus $version (about 19 MB, once)"
-  (cd "$tmp" && apt-get download "prometheus=$version" >&2)
+  if ! (cd "$tmp" && apt-get download "prometheus=$version" >&2); then
+    # Stale package lists point at a file the mirror no longer has: refresh them (root) once.
+    [[ $(id -u) -eq 0 ]] || { log "apt-get download failed (not root: cannot refresh the lists)"; exit 1; }
+    log "apt-get download failed; refreshing the package lists and trying again"
+    apt-get update -qq >&2
+    version=${PROMETHEUS_DEB_VERSION:-$(candidate)}
+    dir=$components/prometheus-$version
+    (cd "$tmp" && apt-get download "prometheus=$version" >&2)
+  fi
   deb=$(ls "$tmp"/prometheus_*.deb)
   mkdir -p "$tmp/root"
   dpkg -x "$deb" "$tmp/root"
