@@ -8,7 +8,8 @@
 //!   `mom verify --replay` reproduces every scaling decision from its receipt;
 //! - reactive: the HPA algorithm follows the same ramp on the most demanding of two targets, its
 //!   receipts record the recommendation;
-//! - a broken query leaves the replicas unchanged and sets `ScalingReady=False` naming the query.
+//! - a broken query leaves the replicas unchanged and sets `ScalingReady=False` naming the query;
+//!   so does a cpu target while the resource metrics API is missing (no metrics-server here).
 
 mod common;
 
@@ -443,4 +444,28 @@ async fn a_broken_query_leaves_replicas_unchanged_and_names_the_query() {
     let (ok, events, err) = common::kubectl(&["get", "events", "-n", &n, "-o", "jsonpath={.items[*].reason}"], None);
     assert!(ok, "{err}");
     assert!(events.contains("QueryFailed"), "no Warning event QueryFailed: {events}");
+}
+
+#[tokio::test]
+async fn a_cpu_target_without_the_metrics_api_leaves_replicas_unchanged_and_says_why() {
+    demand_source();
+    let ns = common::TestNamespace::new("scaling-cpu").await;
+    let n = ns.name.clone();
+    common::apply(&format!(
+        r#"{{"apiVersion":"v1","kind":"List","items":[
+          {{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"OrchestrationStrategy","metadata":{{"name":"cpu","namespace":"{n}"}},
+           "spec":{{"scaling":{{"method":"reactive","minReplicas":1,"maxReplicas":10,"targets":[{{"metric":"cpu","target":0.6}}]}}}}}},
+          {{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"GeometricAgent","metadata":{{"name":"web","namespace":"{n}"}},
+           "spec":{{"workloadType":"interactive","replicas":2,"strategyRef":{{"name":"cpu"}},
+                   "template":{{"spec":{{"containers":[{{"name":"c","image":"pause","resources":{{"requests":{{"cpu":"250m"}}}}}}]}}}}}}}}]}}"#
+    ));
+    let condition = common::eventually("ScalingReady=False on the agent", Duration::from_secs(90), || {
+        let n = n.clone();
+        async move { scaling_ready(&agent(&n).await).filter(|c| c.0 == "False") }
+    })
+    .await;
+    assert_eq!(condition.1, "MetricsUnavailable", "{condition:?}");
+    assert!(condition.2.contains("metrics.k8s.io"), "{}", condition.2);
+    assert_eq!(agent(&n).await.spec.replicas, 2);
+    assert!(scaling_receipts(&n, "scaling.reactive").await.is_empty());
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extender;
 pub mod leader;
 pub mod metrics;
+pub mod metrics_api;
 pub mod prometheus;
 pub mod receipts;
 pub mod scaler;

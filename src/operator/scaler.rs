@@ -13,8 +13,8 @@
 //! A query that fails leaves the replicas unchanged and sets `ScalingReady=False` with reason
 //! `QueryFailed` and the query in the message, plus a Warning Event. The cooldown is measured
 //! from the time of the scaler's last write of `spec.replicas` (its managedFields entry), which
-//! survives restarts. `cpu`/`memory` targets (the metrics API) are not implemented yet: they are
-//! reported as `MetricUnsupported`.
+//! survives restarts. `cpu`/`memory` targets read the resource metrics API (`metrics.k8s.io`),
+//! which keeps no history: their samples are kept in memory, one per tick (lost on restart).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -52,8 +52,8 @@ pub mod reason {
     pub const QUERY_FAILED: &str = "QueryFailed";
     /// The strategy's scaling policy has no target to scale on.
     pub const NO_TARGET: &str = "NoTarget";
-    /// A cpu/memory target (the metrics API) is not supported yet.
-    pub const METRIC_UNSUPPORTED: &str = "MetricUnsupported";
+    /// The resource metrics API (cpu/memory targets) failed; replicas are left unchanged.
+    pub const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
     /// No Prometheus is configured (`mom operator --prometheus-url`).
     pub const NO_METRICS_SOURCE: &str = "NoMetricsSource";
     /// The decision function refused its inputs.
@@ -103,6 +103,8 @@ pub struct ScalerContext {
 #[derive(Default)]
 struct Memory {
     hpa: BTreeMap<(String, String), HpaState>,
+    /// Usage samples from the metrics API (it keeps no history), per agent and target index.
+    samples: BTreeMap<(String, String, usize), Vec<f64>>,
 }
 
 /// Runs the loop until `shutdown` turns true; acts only while this replica leads.
@@ -182,6 +184,9 @@ async fn tick(
         }
     }
     memory.hpa.retain(|k, _| seen.contains(k));
+    memory
+        .samples
+        .retain(|(ns, name, _), _| seen.contains(&(ns.clone(), name.clone())));
     Ok(())
 }
 
@@ -190,7 +195,7 @@ fn policy_settings(
     spec: &ScalingSpec,
     strategy: &str,
     settings: &ScalerSettings,
-) -> Result<(PolicySettings, Vec<(String, f64)>), DesiredCondition> {
+) -> Result<(PolicySettings, Vec<(Source, f64)>), DesiredCondition> {
     let method = match spec.method {
         ScalingMethod::Predictive => Method::Predictive,
         ScalingMethod::Reactive => Method::Reactive,
@@ -224,26 +229,40 @@ fn policy_settings(
     let mut queries = Vec::with_capacity(spec.targets.len());
     for (i, target) in spec.targets.iter().enumerate() {
         match (target.metric, &target.query) {
-            (TargetMetric::Custom, Some(query)) => queries.push((query.clone(), target.target)),
+            (TargetMetric::Custom, Some(query)) => queries.push((Source::Prometheus(query.clone()), target.target)),
             (TargetMetric::Custom, None) => {
                 return Err(not_ready(
                     reason::NO_TARGET,
                     format!("strategy {strategy}: spec.scaling.targets[{i}] is custom but has no query"),
                 ));
             }
-            (metric, _) => {
-                return Err(not_ready(
-                    reason::METRIC_UNSUPPORTED,
-                    format!(
-                        "strategy {strategy}: spec.scaling.targets[{i}].metric {} needs the metrics API, which the scaler does not read yet; use a custom Prometheus query",
-                        serde_json::to_string(&metric).unwrap_or_default().trim_matches('"')
-                    ),
-                ));
-            }
+            (metric, _) => queries.push((Source::MetricsApi(metric), target.target)),
         }
     }
     let first = queries.first().map_or(1.0, |q| q.1);
     Ok((base(first), queries))
+}
+
+/// Where a target's demand comes from.
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    /// A PromQL expression (custom targets).
+    Prometheus(String),
+    /// The resource metrics API (cpu, memory).
+    MetricsApi(TargetMetric),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Prometheus(q) => write!(f, "`{q}`"),
+            Source::MetricsApi(m) => write!(
+                f,
+                "{} usage (metrics.k8s.io)",
+                serde_json::to_string(m).unwrap_or_default().trim_matches('"')
+            ),
+        }
+    }
 }
 
 /// Seconds since the scaler last wrote `spec.replicas` (its managedFields time).
@@ -287,44 +306,73 @@ async fn scale_agent(
     let current = agent.spec.replicas.max(0) as u32;
     let ready = agent.status.as_ref().map_or(0, |s| s.ready_replicas.max(0) as u32);
 
-    // Observe the demand window (predictive) or the current demand (reactive), per target.
-    let mut demands: Vec<Vec<f64>> = Vec::with_capacity(queries.len());
-    for (query, _) in &queries {
-        let fetched = match prometheus {
-            None => Err(DesiredCondition::new(
-                SCALING_READY,
-                ConditionStatus::False,
-                reason::NO_METRICS_SOURCE,
-                format!("query `{query}` cannot run: the operator was started without --prometheus-url"),
-            )),
-            Some(Err(err)) => Err(query_failed(err)),
-            Some(Ok(p)) => {
-                let step = settings.step_seconds;
-                let end = (now / step).floor() * step;
-                let points = if method == Method::Predictive {
-                    ((ctx.settings.history.as_secs_f64() / step).floor() as usize).clamp(1, 10_000)
-                } else {
-                    // The HPA reads the current value; a few points bridge a missed scrape.
-                    4
+    // Observe the demand window (predictive) or the current demand (reactive), per target, and
+    // what one replica carries of it.
+    let step = settings.step_seconds;
+    let points = if method == Method::Predictive {
+        ((ctx.settings.history.as_secs_f64() / step).floor() as usize).clamp(1, 10_000)
+    } else {
+        // The HPA reads the current value; a few points bridge a missed scrape.
+        4
+    };
+    let mut demands: Vec<(Vec<f64>, f64)> = Vec::with_capacity(queries.len());
+    for (index, (source, target)) in queries.iter().enumerate() {
+        let fetched = match source {
+            Source::Prometheus(query) => match prometheus {
+                None => Err(DesiredCondition::new(
+                    SCALING_READY,
+                    ConditionStatus::False,
+                    reason::NO_METRICS_SOURCE,
+                    format!("query `{query}` cannot run: the operator was started without --prometheus-url"),
+                )),
+                Some(Err(err)) => Err(query_failed(err)),
+                Some(Ok(p)) => {
+                    let end = (now / step).floor() * step;
+                    let start = end - step * (points as f64 - 1.0);
+                    p.query_range(query, start, end, step)
+                        .await
+                        .map(|v| (v, *target))
+                        .map_err(|e| query_failed(&e))
+                }
+            },
+            Source::MetricsApi(metric) => {
+                let selector = format!("{}={name}", super::view::AGENT_LABEL);
+                let usage = match super::metrics_api::request_per_pod(&agent.spec.template, *metric) {
+                    Ok(request) => super::metrics_api::pod_usage(&ctx.client, &ns, &selector, *metric)
+                        .await
+                        .map(|u| (u, request * target)),
+                    Err(e) => Err(e),
                 };
-                let start = end - step * (points as f64 - 1.0);
-                p.query_range(query, start, end, step)
-                    .await
-                    .map_err(|e| query_failed(&e))
+                match usage {
+                    Ok((u, per_replica)) => {
+                        let history = memory.samples.entry((ns.clone(), name.clone(), index)).or_default();
+                        history.push(u);
+                        let excess = history.len().saturating_sub(points);
+                        history.drain(..excess);
+                        Ok((history.clone(), per_replica))
+                    }
+                    Err(e) => Err(DesiredCondition::new(
+                        SCALING_READY,
+                        ConditionStatus::False,
+                        reason::METRICS_UNAVAILABLE,
+                        format!("{e}; replicas left unchanged"),
+                    )),
+                }
             }
         };
         match fetched {
-            Ok(mut values) => {
+            Ok((mut values, per_replica)) => {
                 if method == Method::Reactive {
                     let keep = values.len().saturating_sub(1);
                     values.drain(..keep);
                 }
-                demands.push(values);
+                demands.push((values, per_replica));
             }
             Err(condition) => {
                 count(ctx, method.as_str(), "query_failed");
                 let warn = condition.message.clone();
-                return report(ctx, agent, condition, Some(("QueryFailed", warn))).await;
+                let reason = condition.reason.clone();
+                return report(ctx, agent, condition, Some((&reason, warn))).await;
             }
         }
     }
@@ -338,18 +386,20 @@ async fn scale_agent(
             format!("strategy {strategy_name}: {err}"),
         )
     };
+    let mut settings = settings;
     let mut demands = demands.into_iter();
+    let (first_demand, first_per_replica) = demands.next().unwrap_or((Vec::new(), settings.target_per_replica));
+    settings.target_per_replica = first_per_replica;
     let mut inputs = DecisionInputs {
         settings,
-        demand: demands.next().unwrap_or_default(),
+        demand: first_demand,
         current_replicas: current,
         ready_replicas: ready,
         since_last_change_seconds: since_last_change(agent, now),
         hpa: None,
         other_targets: demands
-            .zip(queries.iter().skip(1))
-            .map(|(demand, (_, target))| TargetDemand {
-                target_per_replica: *target,
+            .map(|(demand, per_replica)| TargetDemand {
+                target_per_replica: per_replica,
                 demand,
             })
             .collect(),
@@ -434,7 +484,7 @@ async fn scale_agent(
             ),
         )
     } else {
-        let list: Vec<String> = queries.iter().map(|(q, _)| format!("`{q}`")).collect();
+        let list: Vec<String> = queries.iter().map(|(q, _)| q.to_string()).collect();
         DesiredCondition::new(
             SCALING_READY,
             ConditionStatus::True,
@@ -606,7 +656,7 @@ mod tests {
             &ScalerSettings::default(),
         )
         .unwrap();
-        assert_eq!(q, vec![("sum(rate(req[1m]))".to_string(), 50.0)]);
+        assert_eq!(q, vec![(Source::Prometheus("sum(rate(req[1m]))".into()), 50.0)]);
         assert_eq!((s.min_replicas, s.max_replicas, s.target_per_replica), (1, 8, 50.0));
         assert_eq!(
             (s.cooldown_seconds, s.horizon_seconds, s.step_seconds),
@@ -626,54 +676,46 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.reason, reason::NO_TARGET);
         assert!(e.message.contains("strategy web"), "{}", e.message);
-        let cpu = ScalingTarget {
-            metric: TargetMetric::Cpu,
-            query: None,
-            target: 0.7,
-        };
-        let e = policy_settings(
-            &spec(ScalingMethod::Predictive, vec![cpu]),
-            "web",
-            &ScalerSettings::default(),
-        )
-        .unwrap_err();
-        assert_eq!(e.reason, reason::METRIC_UNSUPPORTED);
-        assert!(e.message.contains("cpu"), "{}", e.message);
         let e = policy_settings(
             &spec(ScalingMethod::Predictive, vec![custom(None)]),
             "web",
             &ScalerSettings::default(),
         )
         .unwrap_err();
-        assert!(e.message.contains("no query"), "{}", e.message);
+        assert!(
+            e.message.contains("targets[0] is custom but has no query"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
-    fn every_target_of_a_strategy_is_queried_and_an_unsupported_one_is_named_by_index() {
+    fn every_target_of_a_strategy_is_read_from_its_source() {
         let second = ScalingTarget {
             target: 5.0,
             ..custom(Some("queue_length"))
         };
-        let (s, q) = policy_settings(
-            &spec(ScalingMethod::Reactive, vec![custom(Some("rps")), second]),
-            "s",
-            &ScalerSettings::default(),
-        )
-        .unwrap();
-        assert_eq!(q, vec![("rps".to_string(), 50.0), ("queue_length".to_string(), 5.0)]);
-        assert_eq!(s.target_per_replica, 50.0);
         let memory = ScalingTarget {
             metric: TargetMetric::Memory,
             query: None,
             target: 0.5,
         };
-        let e = policy_settings(
-            &spec(ScalingMethod::Reactive, vec![custom(Some("rps")), memory]),
+        let (s, q) = policy_settings(
+            &spec(ScalingMethod::Reactive, vec![custom(Some("rps")), second, memory]),
             "s",
             &ScalerSettings::default(),
         )
-        .unwrap_err();
-        assert!(e.message.contains("targets[1].metric memory"), "{}", e.message);
+        .unwrap();
+        assert_eq!(
+            q,
+            vec![
+                (Source::Prometheus("rps".into()), 50.0),
+                (Source::Prometheus("queue_length".into()), 5.0),
+                (Source::MetricsApi(TargetMetric::Memory), 0.5)
+            ]
+        );
+        assert_eq!(s.target_per_replica, 50.0);
+        assert_eq!(q[2].0.to_string(), "memory usage (metrics.k8s.io)");
     }
 
     #[test]
