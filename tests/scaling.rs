@@ -50,8 +50,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `cmd` and a watcher that kills it when this test binary exits (statics never drop).
-fn spawn_guarded(cmd: &mut Command, log: &Path) -> Child {
+/// Starts `cmd` and a watcher that kills it when this test binary exits (statics never drop),
+/// then removes `cleanup` if given.
+fn spawn_guarded(cmd: &mut Command, log: &Path, cleanup: Option<&Path>) -> Child {
     let log = std::fs::File::create(log).unwrap();
     let child = cmd
         .stdin(Stdio::null())
@@ -63,9 +64,10 @@ fn spawn_guarded(cmd: &mut Command, log: &Path) -> Child {
     let status = Command::new("bash")
         .arg("-c")
         .arg(format!(
-            "(while kill -0 {} 2>/dev/null; do sleep 1; done; kill {} 2>/dev/null) >/dev/null 2>&1 &",
+            "(while kill -0 {} 2>/dev/null; do sleep 1; done; kill {} 2>/dev/null; {}) >/dev/null 2>&1 &",
             std::process::id(),
-            child.id()
+            child.id(),
+            cleanup.map_or(String::new(), |d| format!("sleep 2; rm -rf '{}'", d.display()))
         ))
         .stdin(Stdio::null())
         .status()
@@ -138,6 +140,7 @@ fn demand_source() -> &'static Demand {
                 .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
                 .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
             &prom_log,
+            Some(&dir),
         ));
         let prometheus_url = format!("http://127.0.0.1:{prom_port}");
         wait_http(&format!("{prometheus_url}/-/ready"), "Prometheus", &prom_log);
@@ -158,6 +161,7 @@ fn demand_source() -> &'static Demand {
                     "--wait-for-start",
                 ]),
                 &log,
+                None,
             ));
             let url = format!("http://127.0.0.1:{port}");
             wait_http(&format!("{url}/metrics"), "the exporter", &log);
