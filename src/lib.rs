@@ -19,6 +19,7 @@ pub mod receipts;
 pub mod forecast;
 pub mod hpa;
 pub mod mpc;
+pub mod scaling_policy;
 pub mod simulator;
 
 pub mod auction;

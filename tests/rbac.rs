@@ -26,10 +26,7 @@ const SCHEDULER_SA: &str = "mom-scheduler";
 
 /// Permissions the chart grants that the placement scenario does not reach, each with why it
 /// stays. Keys are `group/resource[/subresource]:verb` (core group written as `core`).
-const UNEXERCISED: &[(&str, &str)] = &[(
-    "events.k8s.io/events:patch",
-    "the recorder patches an Event only to fold a repeat of it into a series",
-)];
+const UNEXERCISED: &[(&str, &str)] = &[];
 
 fn helm(args: &[&str]) -> (bool, String, String) {
     let cp = common::control_plane();
@@ -190,12 +187,20 @@ async fn the_chart_rbac_runs_the_placement_scenario_and_grants_nothing_it_does_n
     // The placement scenario: two talking agents, placed together; then a scale-down.
     let ns = common::TestNamespace::new("rbac").await;
     let n = &ns.name;
-    common::apply(&strategy(
-        n,
-        "pair",
-        r#""preferredRegions":["region-1"]"#,
-        Some("n_plus_1"),
+    // Manual scaling with a ceiling of 2 (the scaler clamps spec.replicas), placement in region-1.
+    common::apply(
+        &strategy(n, "pair", r#""preferredRegions":["region-1"]"#, Some("n_plus_1"))
+            .replace(r#""maxReplicas":20"#, r#""maxReplicas":2"#),
+    );
+    // Reactive on cpu: the scaler asks the metrics API (there is no metrics-server here, so it
+    // reports MetricsUnavailable and leaves the replicas alone).
+    common::apply(&format!(
+        r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"OrchestrationStrategy",
+            "metadata":{{"name":"by-cpu","namespace":"{n}"}},
+            "spec":{{"scaling":{{"method":"reactive","minReplicas":1,"maxReplicas":3,
+                      "targets":[{{"metric":"cpu","target":0.5}}]}}}}}}"#
     ));
+    common::apply(&agent(n, "worker", 1, r#","strategyRef":{"name":"by-cpu"}"#, ""));
     let pair = r#","strategyRef":{"name":"pair"}"#;
     common::apply(&agent(
         n,
@@ -229,10 +234,65 @@ async fn the_chart_rbac_runs_the_placement_scenario_and_grants_nothing_it_does_n
     );
     assert!(ok, "{err}");
     running_pods(&ns, "db", 1).await;
+    // Above the strategy's ceiling: the scaler clamps spec.replicas back to 2.
+    let (ok, _, err) = common::kubectl(
+        &[
+            "patch",
+            "geometricagent",
+            "db",
+            "-n",
+            n,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":5}}"#,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    common::eventually("the scaler to clamp db to 2", Duration::from_secs(90), || async {
+        let agent = kubectl_json(&["get", "geometricagent", "db", "-n", n]);
+        (agent["spec"]["replicas"] == 2).then_some(())
+    })
+    .await;
+    running_pods(&ns, "db", 2).await;
+    common::eventually(
+        "the cpu scaler to report the metrics API",
+        Duration::from_secs(90),
+        || async {
+            let agent = kubectl_json(&["get", "geometricagent", "worker", "-n", n]);
+            let conditions = agent["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            conditions
+                .iter()
+                .any(|c| c["type"] == "ScalingReady" && c["reason"] == "MetricsUnavailable")
+                .then_some(())
+        },
+    )
+    .await;
+    // The warning repeats every tick; the recorder folds repeats into one Event (a patch).
+    common::eventually(
+        "a repeated Event folded into a series",
+        Duration::from_secs(90),
+        || async {
+            let events = kubectl_json(&[
+                "get",
+                "events",
+                "-n",
+                n,
+                "--field-selector",
+                "involvedObject.name=worker",
+            ]);
+            events["items"]
+                .as_array()?
+                .iter()
+                .any(|e| e["count"].as_i64().unwrap_or(0) >= 2 || e["series"]["count"].as_i64().unwrap_or(0) >= 2)
+                .then_some(())
+        },
+    )
+    .await;
     // The leader reported on the agents and on MomConfig default.
     common::eventually("agent status from the operator", Duration::from_secs(60), || async {
         let status = kubectl_json(&["get", "geometricagent", "db", "-n", n]);
-        (status["status"]["replicas"] == 1).then_some(())
+        (status["status"]["replicas"] == 2).then_some(())
     })
     .await;
     common::eventually("the strategy's matched agents", Duration::from_secs(60), || async {

@@ -11,6 +11,7 @@ mod auction;
 mod cluster;
 #[cfg(feature = "operator")]
 mod crdgen;
+mod exporter;
 mod geometry;
 #[cfg(feature = "operator")]
 mod operator;
@@ -56,6 +57,9 @@ enum Command {
     Verify(verify::Args),
     /// Receipt tools: key generation, a demo chain, retention pruning.
     Receipts(receipts::Args),
+    /// Serve a trace as a Prometheus gauge, time-compressed (scaling tests and demos).
+    #[command(subcommand)]
+    Exporter(exporter::Command),
 }
 
 pub fn main() -> ExitCode {
@@ -77,6 +81,7 @@ pub fn main() -> ExitCode {
         Command::Operator(args) => operator::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Receipts(args) => receipts::run(args),
+        Command::Exporter(command) => exporter::run(command),
     };
     match result {
         Ok(code) => code,

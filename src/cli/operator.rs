@@ -44,6 +44,21 @@ pub struct Args {
     /// ... and at least this often (seconds) while receipts are written (0: no timer).
     #[arg(long, default_value_t = 60)]
     checkpoint_interval_seconds: u64,
+    /// Seconds between two scaler evaluations (also the spacing of the demand samples).
+    #[arg(long, default_value_t = 15.0)]
+    scaler_tick_seconds: f64,
+    /// Base URL of the Prometheus HTTP API the scaler queries (e.g. http://prometheus:9090).
+    #[arg(long, env = "MOM_PROMETHEUS_URL")]
+    prometheus_url: Option<String>,
+    /// Seconds of demand history the predictive scaler fetches and forecasts from.
+    #[arg(long, default_value_t = 3600.0)]
+    scaler_history_seconds: f64,
+    /// Seconds a new replica needs before it serves (the predictive scaler looks that far ahead).
+    #[arg(long, default_value_t = 30.0)]
+    scaler_startup_seconds: f64,
+    /// Forecasting model of the predictive scaler (seasonal_naive, holt_winters, ridge, combo, auto).
+    #[arg(long, default_value = "holt_winters")]
+    scaler_model: String,
     /// Log format: json (structured, default) or text.
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -58,6 +73,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.lease_duration_seconds
         );
     }
+    for (flag, value, min) in [
+        ("--scaler-tick-seconds", args.scaler_tick_seconds, 0.1),
+        ("--scaler-history-seconds", args.scaler_history_seconds, 0.0),
+        ("--scaler-startup-seconds", args.scaler_startup_seconds, 0.0),
+    ] {
+        if !(value.is_finite() && value >= min) {
+            anyhow::bail!("{flag} must be a finite number ≥ {min}, got {value}");
+        }
+    }
+    let model = mom::forecast::ModelKind::parse(&args.scaler_model).context("--scaler-model")?;
     let identity = args.identity.unwrap_or_else(|| {
         let host = hostname::get()
             .map(|h| h.to_string_lossy().into_owned())
@@ -79,6 +104,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         checkpoints: mom::operator::checkpoints::CheckpointSettings {
             every_receipts: args.checkpoint_every_receipts,
             interval: Duration::from_secs(args.checkpoint_interval_seconds),
+        },
+        scaler: mom::operator::scaler::ScalerSettings {
+            tick: Duration::from_secs_f64(args.scaler_tick_seconds),
+            prometheus_url: args.prometheus_url,
+            history: Duration::from_secs_f64(args.scaler_history_seconds),
+            startup: Duration::from_secs_f64(args.scaler_startup_seconds),
+            model,
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -39,6 +39,14 @@ pub struct ActionLabels {
     pub action: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScalingLabels {
+    /// predictive, reactive, manual (none when the policy could not be read).
+    pub method: String,
+    /// scaled_up, scaled_down, unchanged, query_failed, failed, receipt_failed, not_ready.
+    pub outcome: String,
+}
+
 /// All metric families of the process, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -51,6 +59,7 @@ pub struct Metrics {
     pub decisions: Family<DecisionLabels, Counter>,
     pub receipts_written: Family<ActionLabels, Counter>,
     pub receipt_chain_head: Gauge,
+    pub scaling_decisions: Family<ScalingLabels, Counter>,
     encode_lock: Mutex<()>,
 }
 
@@ -82,6 +91,12 @@ impl Default for Metrics {
             "reconcile_duration_seconds",
             "Duration of reconciliations, per controller",
             reconcile_duration.clone(),
+        );
+        let scaling_decisions = Family::<ScalingLabels, Counter>::default();
+        registry.register(
+            "scaling_decisions",
+            "Scaler evaluations of an agent, per scaling method and outcome",
+            scaling_decisions.clone(),
         );
         registry.register("errors", "Process-level errors, per kind", errors.clone());
         registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
@@ -115,6 +130,7 @@ impl Default for Metrics {
             decisions,
             receipts_written,
             receipt_chain_head,
+            scaling_decisions,
             encode_lock: Mutex::new(()),
         }
     }

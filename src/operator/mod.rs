@@ -8,7 +8,10 @@ pub mod error;
 pub mod extender;
 pub mod leader;
 pub mod metrics;
+pub mod metrics_api;
+pub mod prometheus;
 pub mod receipts;
+pub mod scaler;
 pub mod server;
 pub mod status;
 pub mod tls;
@@ -42,6 +45,8 @@ pub struct OperatorConfig {
     pub extender_tls: Option<tls::TlsFiles>,
     /// When receipt checkpoints are written.
     pub checkpoints: checkpoints::CheckpointSettings,
+    /// The scaler loop (tick, Prometheus, history window).
+    pub scaler: scaler::ScalerSettings,
 }
 
 /// Runs the operator until SIGTERM/SIGINT, then releases the Lease and returns.
@@ -136,6 +141,16 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         shutdown_rx.clone(),
         config.checkpoints,
     ));
+    let scaler_ctx = Arc::new(scaler::ScalerContext {
+        client: client.clone(),
+        view: view.clone(),
+        metrics: metrics.clone(),
+        leading: leading.clone(),
+        recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
+        writer: writer.clone(),
+        settings: config.scaler.clone(),
+    });
+    let scaler_task = tokio::spawn(scaler::run(scaler_ctx, shutdown_rx.clone()));
     let status_writer = tokio::spawn(status::run(
         client.clone(),
         view.clone(),
@@ -155,6 +170,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let _ = server.await;
     let _ = extender_task.await;
     let _ = agent_controller.await;
+    let _ = scaler_task.await;
     let _ = status_writer.await;
     let _ = checkpointer.await;
     for w in watches {

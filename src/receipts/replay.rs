@@ -110,10 +110,13 @@ impl ReplayRegistry {
         Self::default()
     }
 
-    /// A registry with the built-in kinds (`test.sum`).
+    /// A registry with the built-in kinds (`test.sum`, `scaling.*`).
     pub fn with_builtins() -> Self {
         let mut r = Self::new();
         r.register(TEST_SUM_KIND, Box::new(test_sum));
+        for kind in crate::scaling_policy::KINDS {
+            r.register(kind, Box::new(crate::scaling_policy::replay));
+        }
         r
     }
 

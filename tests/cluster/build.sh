@@ -6,6 +6,7 @@
 #   etcd     go.etcd.io/etcd/server/v3
 #   kwok     sigs.k8s.io/kwok (plus its Stage documents, which kwok needs at run time)
 #   helm     helm.sh/helm/v3
+#   prometheus  Debian's package, unpacked by prometheus.sh (its own cache folder)
 #
 # Cache: ${MOM_CACHE_DIR:-$HOME/.cache/mom}/components/<versions>-<go version>-<go.sum hash>/
 # A second run finds every binary there and does nothing.
@@ -62,5 +63,8 @@ if [[ ! -s "$cache/kwok-stages.yaml" ]]; then
   } > "$cache/kwok-stages.yaml.tmp"
   mv "$cache/kwok-stages.yaml.tmp" "$cache/kwok-stages.yaml"
 fi
+
+# Prometheus for the scaling end-to-end tests: Debian's package, unpacked without root install.
+"$here/prometheus.sh" >&2
 
 echo "$bin"

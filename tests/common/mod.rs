@@ -244,7 +244,15 @@ pub fn install_crds() {
 /// Starts MOM once per test binary (after the CRDs and a 2-region × 3-zone kwok cluster exist);
 /// it stops when the test binary exits.
 pub fn mom() -> &'static Mom {
-    MOM.get_or_init(|| start_mom(&[], &[]))
+    mom_with_flags(&[])
+}
+
+/// [`mom`] with extra `mom operator` flags; the first call in a test binary decides them.
+pub fn mom_with_flags(flags: &[String]) -> &'static Mom {
+    MOM.get_or_init(|| {
+        let args: Vec<&str> = std::iter::once("--").chain(flags.iter().map(String::as_str)).collect();
+        start_mom(&args, &[])
+    })
 }
 
 /// Starts one more MOM (operator + a kube-scheduler wired to its extender) with extra

@@ -194,10 +194,13 @@ pub enum ScalingMethod {
 pub struct ScalingTarget {
     /// `cpu` or `memory` (average utilisation of requests), or `custom` (a Prometheus query).
     pub metric: TargetMetric,
-    /// PromQL returning the per-replica value to hold at `target` (custom metrics only).
+    /// PromQL returning the agent's total demand as one series, e.g.
+    /// `sum(rate(http_requests_total{app="web"}[1m]))` (custom metrics only); replicas are sized
+    /// so that each carries about `target` of it (like an HPA `AverageValue` target).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
-    /// Target value: a fraction in (0, 1] for cpu and memory, the per-replica value for custom; > 0.
+    /// Target value: a fraction in (0, 1] for cpu and memory, the demand one replica carries for
+    /// custom; > 0.
     #[x_kube(validation = Rule::new("self > 0.0").message("spec.scaling.targets.target must be > 0"))]
     pub target: f64,
 }

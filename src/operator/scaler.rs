@@ -1,0 +1,739 @@
+//! The scaler: a leader-only loop that, every tick, sets each GeometricAgent's `spec.replicas`
+//! from its OrchestrationStrategy's scaling policy — as the HPA does for Deployments — writing
+//! through a merge patch of `spec.replicas` with field manager `mom-scaler` (the agent
+//! controller then creates or deletes pods).
+//!
+//! Pipeline per agent and tick: observe (the agent, its strategy through
+//! `validate::check_agent`, the demand window from Prometheus by a range query, so a restart
+//! sees the same history) → snapshot ([`DecisionInputs`]) → decide (pure,
+//! [`crate::scaling_policy::decide`]) → record (a `scale` receipt holding the inputs and the
+//! decision, written BEFORE the patch; at `full_audit` no receipt means no change) → apply (the
+//! patch, an Event `Scaled`, metrics) → report (condition `ScalingReady`).
+//!
+//! A query that fails leaves the replicas unchanged and sets `ScalingReady=False` with reason
+//! `QueryFailed` and the query in the message, plus a Warning Event. The cooldown is measured
+//! from the time of the scaler's last write of `spec.replicas` (its managedFields entry), which
+//! survives restarts. `cpu`/`memory` targets read the resource metrics API (`metrics.k8s.io`),
+//! which keeps no history: their samples are kept in memory, one per tick (lost on restart).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use tokio::sync::watch;
+
+use super::crd::GeometricAgent;
+use super::crd::conditions::{self, ConditionStatus, DesiredCondition};
+use super::crd::strategy::{OrchestrationStrategy, ScalingMethod, ScalingSpec, TargetMetric};
+use super::crd::validate::{self, AgentFacts, StrategyFacts};
+use super::metrics::{Metrics, ScalingLabels};
+use super::prometheus::{Prometheus, QueryError};
+use super::view::SharedView;
+use crate::forecast::ModelKind;
+use crate::hpa::HpaState;
+use crate::scaling_policy::{self, Decision, DecisionInputs, HpaSync, Method, PolicySettings, TargetDemand};
+
+/// Field manager of the scaler's writes of `spec.replicas`.
+pub const SCALER_MANAGER: &str = "mom-scaler";
+/// Condition type on the agent: whether its scaling policy can be evaluated.
+pub const SCALING_READY: &str = "ScalingReady";
+
+/// Reasons of `ScalingReady`.
+pub mod reason {
+    /// The policy ran; `spec.replicas` follows it.
+    pub const SCALING: &str = "Scaling";
+    /// Manual scaling: the user's `spec.replicas` stands (clamped to min/max).
+    pub const MANUAL: &str = "Manual";
+    /// The demand query failed; replicas are left unchanged.
+    pub const QUERY_FAILED: &str = "QueryFailed";
+    /// The strategy's scaling policy has no target to scale on.
+    pub const NO_TARGET: &str = "NoTarget";
+    /// The resource metrics API (cpu/memory targets) failed; replicas are left unchanged.
+    pub const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
+    /// No Prometheus is configured (`mom operator --prometheus-url`).
+    pub const NO_METRICS_SOURCE: &str = "NoMetricsSource";
+    /// The decision function refused its inputs.
+    pub const DECISION_FAILED: &str = "DecisionFailed";
+    /// The receipt could not be written at full_audit, so nothing was changed.
+    pub const RECEIPT_FAILED: &str = "ReceiptFailed";
+}
+
+/// How the scaler runs (from `mom operator` flags).
+#[derive(Debug, Clone)]
+pub struct ScalerSettings {
+    /// Time between two evaluations; also the spacing of the demand samples.
+    pub tick: Duration,
+    /// Base URL of the Prometheus HTTP API.
+    pub prometheus_url: Option<String>,
+    /// Length of the demand history fetched for the forecast.
+    pub history: Duration,
+    /// Time a new replica needs before it serves.
+    pub startup: Duration,
+    /// Forecasting model of the predictive method.
+    pub model: ModelKind,
+}
+
+impl Default for ScalerSettings {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_secs(15),
+            prometheus_url: None,
+            history: Duration::from_secs(3600),
+            startup: Duration::from_secs(30),
+            model: ModelKind::HoltWinters,
+        }
+    }
+}
+
+pub struct ScalerContext {
+    pub client: kube::Client,
+    pub view: SharedView,
+    pub metrics: Arc<Metrics>,
+    pub leading: watch::Receiver<bool>,
+    pub recorder: Recorder,
+    pub writer: Arc<super::receipts::ReceiptWriter>,
+    pub settings: ScalerSettings,
+}
+
+/// Per-agent memory between ticks (the HPA's recommendation history).
+#[derive(Default)]
+struct Memory {
+    hpa: BTreeMap<(String, String), HpaState>,
+    /// Usage samples from the metrics API (it keeps no history), per agent and target index.
+    samples: BTreeMap<(String, String, usize), Vec<f64>>,
+}
+
+/// Runs the loop until `shutdown` turns true; acts only while this replica leads.
+pub async fn run(ctx: Arc<ScalerContext>, mut shutdown: watch::Receiver<bool>) {
+    let prometheus = ctx.settings.prometheus_url.as_deref().map(Prometheus::new);
+    if let Some(Err(err)) = &prometheus {
+        tracing::error!(error = %err, "the scaler cannot use the Prometheus URL");
+    }
+    let mut memory = Memory::default();
+    let mut interval = tokio::time::interval(ctx.settings.tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if !*ctx.leading.borrow() {
+            memory = Memory::default();
+            continue;
+        }
+        if let Err(err) = tick(&ctx, prometheus.as_ref(), &mut memory).await {
+            tracing::warn!(error = %err, "scaler tick failed");
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0
+}
+
+async fn tick(
+    ctx: &ScalerContext,
+    prometheus: Option<&Result<Prometheus, QueryError>>,
+    memory: &mut Memory,
+) -> Result<(), kube::Error> {
+    let mut agents = Api::<GeometricAgent>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    agents.sort_by_key(|a| (a.namespace().unwrap_or_default(), a.name_any()));
+    let strategies = Api::<OrchestrationStrategy>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let mut by_ns: BTreeMap<String, Vec<&OrchestrationStrategy>> = BTreeMap::new();
+    for s in &strategies {
+        by_ns.entry(s.namespace().unwrap_or_default()).or_default().push(s);
+    }
+    let mut names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for a in &agents {
+        names
+            .entry(a.namespace().unwrap_or_default())
+            .or_default()
+            .insert(a.name_any());
+    }
+    let mut seen = BTreeSet::new();
+    for agent in &agents {
+        let ns = agent.namespace().unwrap_or_default();
+        seen.insert((ns.clone(), agent.name_any()));
+        let in_ns = by_ns.get(&ns).cloned().unwrap_or_default();
+        let facts: Vec<StrategyFacts> = in_ns.iter().map(|s| StrategyFacts::from_strategy(s)).collect();
+        let check = validate::check_agent(
+            &AgentFacts::from_agent(agent, BTreeSet::new()),
+            names.get(&ns).unwrap_or(&BTreeSet::new()),
+            &facts,
+            None,
+        );
+        let Some(strategy) = check
+            .strategy
+            .as_ref()
+            .and_then(|n| in_ns.iter().find(|s| &s.name_any() == n))
+        else {
+            continue;
+        };
+        if let Err(err) = scale_agent(ctx, prometheus, memory, agent, strategy).await {
+            tracing::warn!(agent = %agent.name_any(), namespace = %ns, error = %err, "scaling an agent failed");
+        }
+    }
+    memory.hpa.retain(|k, _| seen.contains(k));
+    memory
+        .samples
+        .retain(|(ns, name, _), _| seen.contains(&(ns.clone(), name.clone())));
+    Ok(())
+}
+
+/// The policy settings of a strategy for this scaler; `Err` is the condition to report.
+fn policy_settings(
+    spec: &ScalingSpec,
+    strategy: &str,
+    settings: &ScalerSettings,
+) -> Result<(PolicySettings, Vec<(Source, f64)>), DesiredCondition> {
+    let method = match spec.method {
+        ScalingMethod::Predictive => Method::Predictive,
+        ScalingMethod::Reactive => Method::Reactive,
+        ScalingMethod::Manual => Method::Manual,
+    };
+    let min = spec.min_replicas.max(0) as u32;
+    let max = spec.max_replicas.max(0) as u32;
+    let tick = settings.tick.as_secs_f64();
+    let base = |target: f64| PolicySettings {
+        cooldown_seconds: f64::from(spec.cooldown_seconds.max(0)),
+        horizon_seconds: f64::from(spec.horizon_seconds.max(1)),
+        step_seconds: tick,
+        lead_seconds: settings.startup.as_secs_f64() + tick,
+        model: settings.model,
+        ..PolicySettings::new(method, min, max, target)
+    };
+    if method == Method::Manual {
+        return Ok((base(1.0), Vec::new()));
+    }
+    let not_ready =
+        |reason: &str, message: String| DesiredCondition::new(SCALING_READY, ConditionStatus::False, reason, message);
+    if spec.targets.is_empty() {
+        return Err(not_ready(
+            reason::NO_TARGET,
+            format!(
+                "strategy {strategy} has method {} but spec.scaling.targets is empty",
+                method.as_str()
+            ),
+        ));
+    }
+    let mut queries = Vec::with_capacity(spec.targets.len());
+    for (i, target) in spec.targets.iter().enumerate() {
+        match (target.metric, &target.query) {
+            (TargetMetric::Custom, Some(query)) => queries.push((Source::Prometheus(query.clone()), target.target)),
+            (TargetMetric::Custom, None) => {
+                return Err(not_ready(
+                    reason::NO_TARGET,
+                    format!("strategy {strategy}: spec.scaling.targets[{i}] is custom but has no query"),
+                ));
+            }
+            (metric, _) => queries.push((Source::MetricsApi(metric), target.target)),
+        }
+    }
+    let first = queries.first().map_or(1.0, |q| q.1);
+    Ok((base(first), queries))
+}
+
+/// Where a target's demand comes from.
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    /// A PromQL expression (custom targets).
+    Prometheus(String),
+    /// The resource metrics API (cpu, memory).
+    MetricsApi(TargetMetric),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Prometheus(q) => write!(f, "`{q}`"),
+            Source::MetricsApi(m) => write!(
+                f,
+                "{} usage (metrics.k8s.io)",
+                serde_json::to_string(m).unwrap_or_default().trim_matches('"')
+            ),
+        }
+    }
+}
+
+/// Seconds since the scaler last wrote `spec.replicas` (its managedFields time).
+fn since_last_change(agent: &GeometricAgent, now: f64) -> Option<f64> {
+    let entry = agent
+        .metadata
+        .managed_fields
+        .as_ref()?
+        .iter()
+        .filter(|m| m.manager.as_deref() == Some(SCALER_MANAGER))
+        .filter_map(|m| m.time.as_ref())
+        .max_by_key(|t| t.0)?;
+    Some((now - entry.0.as_millisecond() as f64 / 1000.0).max(0.0))
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ScaleError {
+    #[error("Kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+}
+
+async fn scale_agent(
+    ctx: &ScalerContext,
+    prometheus: Option<&Result<Prometheus, QueryError>>,
+    memory: &mut Memory,
+    agent: &GeometricAgent,
+    strategy: &OrchestrationStrategy,
+) -> Result<(), ScaleError> {
+    let ns = agent.namespace().unwrap_or_default();
+    let name = agent.name_any();
+    let strategy_name = strategy.name_any();
+    let (settings, queries) = match policy_settings(&strategy.spec.scaling, &strategy_name, &ctx.settings) {
+        Ok(s) => s,
+        Err(condition) => {
+            count(ctx, "none", "not_ready");
+            return report(ctx, agent, condition, None).await;
+        }
+    };
+    let method = settings.method;
+    let now = unix_now();
+    let current = agent.spec.replicas.max(0) as u32;
+    let ready = agent.status.as_ref().map_or(0, |s| s.ready_replicas.max(0) as u32);
+
+    // Observe the demand window (predictive) or the current demand (reactive), per target, and
+    // what one replica carries of it.
+    let step = settings.step_seconds;
+    let points = if method == Method::Predictive {
+        ((ctx.settings.history.as_secs_f64() / step).floor() as usize).clamp(1, 10_000)
+    } else {
+        // The HPA reads the current value; a few points bridge a missed scrape.
+        4
+    };
+    let mut demands: Vec<(Vec<f64>, f64)> = Vec::with_capacity(queries.len());
+    for (index, (source, target)) in queries.iter().enumerate() {
+        let fetched = match source {
+            Source::Prometheus(query) => match prometheus {
+                None => Err(DesiredCondition::new(
+                    SCALING_READY,
+                    ConditionStatus::False,
+                    reason::NO_METRICS_SOURCE,
+                    format!("query `{query}` cannot run: the operator was started without --prometheus-url"),
+                )),
+                Some(Err(err)) => Err(query_failed(err)),
+                Some(Ok(p)) => {
+                    let end = (now / step).floor() * step;
+                    let start = end - step * (points as f64 - 1.0);
+                    p.query_range(query, start, end, step)
+                        .await
+                        .map(|v| (v, *target))
+                        .map_err(|e| query_failed(&e))
+                }
+            },
+            Source::MetricsApi(metric) => {
+                let selector = format!("{}={name}", super::view::AGENT_LABEL);
+                let usage = match super::metrics_api::request_per_pod(&agent.spec.template, *metric) {
+                    Ok(request) => super::metrics_api::pod_usage(&ctx.client, &ns, &selector, *metric)
+                        .await
+                        .map(|u| (u, request * target)),
+                    Err(e) => Err(e),
+                };
+                match usage {
+                    Ok((u, per_replica)) => {
+                        let history = memory.samples.entry((ns.clone(), name.clone(), index)).or_default();
+                        history.push(u);
+                        let excess = history.len().saturating_sub(points);
+                        history.drain(..excess);
+                        Ok((history.clone(), per_replica))
+                    }
+                    Err(e) => Err(DesiredCondition::new(
+                        SCALING_READY,
+                        ConditionStatus::False,
+                        reason::METRICS_UNAVAILABLE,
+                        format!("{e}; replicas left unchanged"),
+                    )),
+                }
+            }
+        };
+        match fetched {
+            Ok((mut values, per_replica)) => {
+                if method == Method::Reactive {
+                    let keep = values.len().saturating_sub(1);
+                    values.drain(..keep);
+                }
+                demands.push((values, per_replica));
+            }
+            Err(condition) => {
+                count(ctx, method.as_str(), "query_failed");
+                let warn = condition.message.clone();
+                let reason = condition.reason.clone();
+                return report(ctx, agent, condition, Some((&reason, warn))).await;
+            }
+        }
+    }
+
+    // Snapshot → decide.
+    let decision_failed = |err: String| {
+        DesiredCondition::new(
+            SCALING_READY,
+            ConditionStatus::False,
+            reason::DECISION_FAILED,
+            format!("strategy {strategy_name}: {err}"),
+        )
+    };
+    let mut settings = settings;
+    let mut demands = demands.into_iter();
+    let (first_demand, first_per_replica) = demands.next().unwrap_or((Vec::new(), settings.target_per_replica));
+    settings.target_per_replica = first_per_replica;
+    let mut inputs = DecisionInputs {
+        settings,
+        demand: first_demand,
+        current_replicas: current,
+        ready_replicas: ready,
+        since_last_change_seconds: since_last_change(agent, now),
+        hpa: None,
+        other_targets: demands
+            .map(|(demand, per_replica)| TargetDemand {
+                target_per_replica: per_replica,
+                demand,
+            })
+            .collect(),
+    };
+    let key = (ns.clone(), name.clone());
+    if method == Method::Reactive {
+        // The HPA runs on the combined problem when there are several targets.
+        let cfg = match inputs.combined() {
+            Ok(c) => c.settings.hpa_config(),
+            Err(err) => {
+                count(ctx, method.as_str(), "failed");
+                return report(ctx, agent, decision_failed(err.to_string()), None).await;
+            }
+        };
+        let state = match memory.hpa.get(&key) {
+            Some(s) if s.config == cfg => s.clone(),
+            _ => match HpaState::new(cfg) {
+                Ok(s) => s,
+                Err(err) => {
+                    count(ctx, method.as_str(), "failed");
+                    return report(ctx, agent, decision_failed(err.to_string()), None).await;
+                }
+            },
+        };
+        inputs.hpa = Some(HpaSync {
+            state,
+            now_seconds: now,
+        });
+    }
+    let (decision, new_state) = match scaling_policy::decide(&inputs) {
+        Ok(d) => d,
+        Err(err) => {
+            count(ctx, method.as_str(), "failed");
+            return report(ctx, agent, decision_failed(err.to_string()), None).await;
+        }
+    };
+    if let Some(state) = new_state {
+        memory.hpa.insert(key, state);
+    }
+
+    // Record, then apply.
+    let desired = decision.desired;
+    if desired != current {
+        if let Err(condition) = write_receipt(ctx, agent, &inputs, &decision).await {
+            count(ctx, method.as_str(), "receipt_failed");
+            return report(ctx, agent, condition, None).await;
+        }
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": agent.resource_version()},
+            "spec": {"replicas": desired},
+        });
+        let params = PatchParams {
+            field_manager: Some(SCALER_MANAGER.into()),
+            ..Default::default()
+        };
+        match Api::<GeometricAgent>::namespaced(ctx.client.clone(), &ns)
+            .patch(&name, &params, &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            // Someone else changed the agent since the list: decide again next tick.
+            Err(kube::Error::Api(s)) if s.code == 409 => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        count(
+            ctx,
+            method.as_str(),
+            if desired > current { "scaled_up" } else { "scaled_down" },
+        );
+        publish(ctx, agent, EventType::Normal, "Scaled", scaled_note(&inputs, &decision)).await;
+    } else {
+        count(ctx, method.as_str(), "unchanged");
+    }
+    let condition = if method == Method::Manual || queries.is_empty() {
+        DesiredCondition::new(
+            SCALING_READY,
+            ConditionStatus::True,
+            reason::MANUAL,
+            format!(
+                "manual scaling by strategy {strategy_name}: spec.replicas within [{}, {}]",
+                inputs.settings.min_replicas, inputs.settings.max_replicas
+            ),
+        )
+    } else {
+        let list: Vec<String> = queries.iter().map(|(q, _)| q.to_string()).collect();
+        DesiredCondition::new(
+            SCALING_READY,
+            ConditionStatus::True,
+            reason::SCALING,
+            format!(
+                "{} scaling by strategy {strategy_name} on {}",
+                method.as_str(),
+                list.join(", ")
+            ),
+        )
+    };
+    report(ctx, agent, condition, None).await
+}
+
+fn query_failed(err: &QueryError) -> DesiredCondition {
+    DesiredCondition::new(
+        SCALING_READY,
+        ConditionStatus::False,
+        reason::QUERY_FAILED,
+        format!("{err}; replicas left unchanged"),
+    )
+}
+
+fn scaled_note(inputs: &DecisionInputs, d: &Decision) -> String {
+    let now = inputs.demand.last().copied().unwrap_or(0.0);
+    let peak = d.forecast.iter().copied().fold(f64::NAN, f64::max);
+    let mut note = format!(
+        "{}: {} → {} replicas (demand {now:.3}, {:?})",
+        inputs.settings.method.as_str(),
+        inputs.current_replicas,
+        d.desired,
+        d.basis
+    );
+    if peak.is_finite() {
+        note.push_str(&format!(
+            ", forecast peak {peak:.3} within {} s",
+            inputs.settings.horizon_seconds
+        ));
+    }
+    note
+}
+
+fn count(ctx: &ScalerContext, method: &str, outcome: &str) {
+    ctx.metrics
+        .scaling_decisions
+        .get_or_create(&ScalingLabels {
+            method: method.into(),
+            outcome: outcome.into(),
+        })
+        .inc();
+}
+
+/// Writes the `scale` receipt (inputs inline, so `mom verify --replay` re-runs it) before the
+/// change. At `full_audit` a failure returns the condition to report and nothing changes.
+async fn write_receipt(
+    ctx: &ScalerContext,
+    agent: &GeometricAgent,
+    inputs: &DecisionInputs,
+    decision: &Decision,
+) -> Result<(), DesiredCondition> {
+    use crate::receipts::{Action as ReceiptAction, SubjectRef};
+    let recording = ctx.view.read().map(|v| v.settings.recording).unwrap_or_default();
+    let inputs_json = serde_json::to_value(inputs).unwrap_or_default();
+    let decision_json = serde_json::json!({
+        "kind": inputs.settings.method.kind(),
+        "from": inputs.current_replicas,
+        "to": decision.desired,
+        "output": serde_json::to_value(decision).unwrap_or_default(),
+        "inputs": inputs_json.clone(),
+    });
+    let subject = SubjectRef {
+        api_version: GeometricAgent::api_version(&()).into_owned(),
+        kind: GeometricAgent::kind(&()).into_owned(),
+        namespace: agent.namespace().unwrap_or_default(),
+        name: agent.name_any(),
+        uid: agent.uid(),
+    };
+    match ctx
+        .writer
+        .record(recording, ReceiptAction::Scale, subject, decision_json, &inputs_json)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(err) if recording.level == super::crd::momconfig::VerificationLevel::FullAudit => {
+            let message = format!("the scale receipt could not be written, so replicas were not changed: {err}");
+            publish(ctx, agent, EventType::Warning, "ReceiptWriteFailed", message.clone()).await;
+            Err(DesiredCondition::new(
+                SCALING_READY,
+                ConditionStatus::False,
+                reason::RECEIPT_FAILED,
+                message,
+            ))
+        }
+        Err(err) => {
+            tracing::warn!(agent = %agent.name_any(), error = %err, "scale receipt not written (level below full_audit: scaling anyway)");
+            Ok(())
+        }
+    }
+}
+
+/// Sets `ScalingReady` on the agent when it changed (and publishes `warning` then).
+async fn report(
+    ctx: &ScalerContext,
+    agent: &GeometricAgent,
+    condition: DesiredCondition,
+    warning: Option<(&str, String)>,
+) -> Result<(), ScaleError> {
+    let existing = agent.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let unchanged = conditions::find(&existing, SCALING_READY).is_some_and(|c| {
+        c.status == condition.status.as_str() && c.reason == condition.reason && c.message == condition.message
+    });
+    if unchanged {
+        return Ok(());
+    }
+    if let Some((reason, note)) = warning {
+        publish(ctx, agent, EventType::Warning, reason, note).await;
+    }
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let merged = conditions::merge(&existing, &[condition], agent.metadata.generation, &now);
+    let patch = serde_json::json!({"status": {"conditions": merged}});
+    Api::<GeometricAgent>::namespaced(ctx.client.clone(), &agent.namespace().unwrap_or_default())
+        .patch_status(&agent.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+async fn publish(ctx: &ScalerContext, agent: &GeometricAgent, type_: EventType, reason: &str, note: String) {
+    let event = KubeEvent {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Scale".into(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &agent.object_ref(&())).await {
+        tracing::debug!(error = %err, "cannot publish an event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::crd::strategy::ScalingTarget;
+
+    fn spec(method: ScalingMethod, targets: Vec<ScalingTarget>) -> ScalingSpec {
+        ScalingSpec {
+            method,
+            min_replicas: 1,
+            max_replicas: 8,
+            cooldown_seconds: 30,
+            targets,
+            horizon_seconds: 120,
+        }
+    }
+
+    fn custom(query: Option<&str>) -> ScalingTarget {
+        ScalingTarget {
+            metric: TargetMetric::Custom,
+            query: query.map(str::to_string),
+            target: 50.0,
+        }
+    }
+
+    #[test]
+    fn a_custom_target_gives_the_settings_and_the_query() {
+        let (s, q) = policy_settings(
+            &spec(ScalingMethod::Predictive, vec![custom(Some("sum(rate(req[1m]))"))]),
+            "s",
+            &ScalerSettings::default(),
+        )
+        .unwrap();
+        assert_eq!(q, vec![(Source::Prometheus("sum(rate(req[1m]))".into()), 50.0)]);
+        assert_eq!((s.min_replicas, s.max_replicas, s.target_per_replica), (1, 8, 50.0));
+        assert_eq!(
+            (s.cooldown_seconds, s.horizon_seconds, s.step_seconds),
+            (30.0, 120.0, 15.0)
+        );
+        // Start-up (30 s) plus one tick (15 s).
+        assert_eq!(s.lead_seconds, 45.0);
+    }
+
+    #[test]
+    fn a_policy_without_a_usable_target_is_reported_with_the_strategy_named() {
+        let e = policy_settings(
+            &spec(ScalingMethod::Reactive, vec![]),
+            "web",
+            &ScalerSettings::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, reason::NO_TARGET);
+        assert!(e.message.contains("strategy web"), "{}", e.message);
+        let e = policy_settings(
+            &spec(ScalingMethod::Predictive, vec![custom(None)]),
+            "web",
+            &ScalerSettings::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("targets[0] is custom but has no query"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn every_target_of_a_strategy_is_read_from_its_source() {
+        let second = ScalingTarget {
+            target: 5.0,
+            ..custom(Some("queue_length"))
+        };
+        let memory = ScalingTarget {
+            metric: TargetMetric::Memory,
+            query: None,
+            target: 0.5,
+        };
+        let (s, q) = policy_settings(
+            &spec(ScalingMethod::Reactive, vec![custom(Some("rps")), second, memory]),
+            "s",
+            &ScalerSettings::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            q,
+            vec![
+                (Source::Prometheus("rps".into()), 50.0),
+                (Source::Prometheus("queue_length".into()), 5.0),
+                (Source::MetricsApi(TargetMetric::Memory), 0.5)
+            ]
+        );
+        assert_eq!(s.target_per_replica, 50.0);
+        assert_eq!(q[2].0.to_string(), "memory usage (metrics.k8s.io)");
+    }
+
+    #[test]
+    fn manual_scaling_needs_no_target() {
+        let (s, q) = policy_settings(&spec(ScalingMethod::Manual, vec![]), "m", &ScalerSettings::default()).unwrap();
+        assert_eq!(s.method, Method::Manual);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_failed_query_condition_names_the_query() {
+        let c = query_failed(&QueryError::NoData {
+            query: "demand{x=\"1\"}".into(),
+        });
+        assert_eq!(
+            (c.status, c.reason.as_str()),
+            (ConditionStatus::False, reason::QUERY_FAILED)
+        );
+        assert!(c.message.contains("`demand{x=\"1\"}`"), "{}", c.message);
+    }
+}

@@ -1,0 +1,732 @@
+//! One scaling decision for one agent, as a pure, replayable function: the operator's scaler
+//! observes demand and replica counts, calls [`decide`] and applies `desired`; the receipt
+//! records the [`DecisionInputs`] and the [`Decision`], and [`replay`] recomputes the latter from
+//! the former (`mom verify --replay`).
+//!
+//! Inputs: the strategy's settings ([`PolicySettings`]), the demand history (one sample per
+//! `step_seconds`, oldest first, the last one observed now), spec and ready replicas, seconds
+//! since the scaler's last change, and for `reactive` the HPA controller state. Output: the
+//! desired replica count with everything that led to it (forecast, MPC problem and plan, HPA
+//! recommendation).
+//!
+//! Methods:
+//! - `manual`: `desired = clamp(spec.replicas, min, max)`; nothing else.
+//! - `reactive`: the Kubernetes HPA ([`crate::hpa`]) on `utilisation = demand_now / ready` with
+//!   `target = target_per_replica` (an HPA `AverageValue` target), so the raw recommendation is
+//!   `ceil(demand_now / target)`; then its stabilisation and rate limits; no change while the
+//!   strategy's cooldown runs.
+//! - `predictive`: forecast `L + H` steps (`L = ⌈lead/step⌉`, `H = ⌈horizon/step⌉`) with the
+//!   configured model (persistence while the history is too short for it), then an MPC
+//!   ([`crate::mpc`]) over H stages with
+//!   `D_0 = max(y_now, ŷ(1..=L))·(1 + headroom)` — the replicas chosen now must serve until the
+//!   next decision and new ones only serve after start-up, so stage 0 covers that lead —
+//!   `D_j = ŷ(L + j)·(1 + headroom)`, each rounded up to whole replicas
+//!   (`⌈D/target⌉·target`); price 1 per replica-stage, shortfall penalty
+//!   `(1/target)·s/(1 − s)` for SLO target `s` (one replica short costs `s/(1 − s)` replicas),
+//!   change penalty λ, and the cooldown as `⌈(cooldown − since_last_change)/step⌉` frozen stages.
+//!   Apply `u(0)`.
+//!
+//! In every method a spec outside `[min, max]` is first brought back into range. With several
+//! targets, demand is first turned into replicas needed, `max_i demand_i(t)/target_i`, and the
+//! decision runs on that with a target of one replica ([`DecisionInputs::combined`]).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::forecast::{self, ModelKind};
+use crate::hpa::{HpaConfig, HpaDecision, HpaError, HpaState};
+use crate::mpc::{self, MpcError, MpcProblem};
+use crate::receipts::replay::ReplayError;
+
+/// Decision kinds written into receipts, one per method.
+pub const KIND_PREDICTIVE: &str = "scaling.predictive";
+pub const KIND_REACTIVE: &str = "scaling.reactive";
+pub const KIND_MANUAL: &str = "scaling.manual";
+/// Every kind [`replay`] handles.
+pub const KINDS: [&str; 3] = [KIND_PREDICTIVE, KIND_REACTIVE, KIND_MANUAL];
+
+/// Errors of a scaling decision; each names the offending field and value.
+#[derive(Debug, Error, PartialEq)]
+pub enum PolicyError {
+    #[error("scaling.{field} must be {rule}, got {value}")]
+    BadSetting {
+        field: &'static str,
+        rule: &'static str,
+        value: f64,
+    },
+    #[error("scaling.min_replicas ({min}) must be ≤ max_replicas ({max})")]
+    BadBounds { min: u32, max: u32 },
+    #[error("scaling.demand is empty: the {method} method needs at least the current demand")]
+    EmptyDemand { method: &'static str },
+    #[error("scaling.demand[{index}] must be finite and ≥ 0, got {value}")]
+    BadDemand { index: usize, value: f64 },
+    #[error("scaling.other_targets[{target}].target_per_replica must be finite and > 0, got {value}")]
+    BadOtherTarget { target: usize, value: f64 },
+    #[error("scaling.other_targets[{target}].demand[{index}] must be finite and ≥ 0, got {value}")]
+    BadOtherDemand { target: usize, index: usize, value: f64 },
+    #[error("scaling.hpa is missing: the reactive method needs the HPA state")]
+    MissingHpaState,
+    #[error("scaling.hpa.state.config does not match the settings (min/max/target changed; start a new state)")]
+    HpaConfigMismatch,
+    #[error("scaling: {0}")]
+    Mpc(#[from] MpcError),
+    #[error("scaling: {0}")]
+    Hpa(#[from] HpaError),
+}
+
+/// How the replica count is chosen (the strategy's `scaling.method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Predictive,
+    Reactive,
+    Manual,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Predictive => "predictive",
+            Method::Reactive => "reactive",
+            Method::Manual => "manual",
+        }
+    }
+
+    /// The receipt decision kind of this method.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Method::Predictive => KIND_PREDICTIVE,
+            Method::Reactive => KIND_REACTIVE,
+            Method::Manual => KIND_MANUAL,
+        }
+    }
+}
+
+/// Everything about the policy that is not observed: the strategy plus the scaler's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySettings {
+    pub method: Method,
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// Seconds after an applied change during which no other change is made.
+    pub cooldown_seconds: f64,
+    /// Demand one replica should carry (the strategy target's `target`); > 0.
+    pub target_per_replica: f64,
+    /// Forecast/MPC horizon in seconds (predictive); > 0.
+    pub horizon_seconds: f64,
+    /// Spacing of the demand samples in seconds; > 0.
+    pub step_seconds: f64,
+    /// Seconds from a decision until an added replica serves and until the next decision
+    /// (pod start-up + the scaler's tick): stage 0 of the MPC must cover that long.
+    pub lead_seconds: f64,
+    /// Forecasting model (predictive).
+    pub model: ModelKind,
+    /// SLO target s in (0, 1): sets the shortfall penalty to s/(1 − s) replicas per replica short.
+    pub slo_target: f64,
+    /// Fraction added on top of the forecast (predictive), ≥ 0.
+    pub headroom: f64,
+    /// λ: cost per replica added or removed, in replica-stages, ≥ 0.
+    pub change_penalty: f64,
+}
+
+impl PolicySettings {
+    /// Settings with the scaler's defaults for everything the strategy does not say.
+    pub fn new(method: Method, min_replicas: u32, max_replicas: u32, target_per_replica: f64) -> Self {
+        Self {
+            method,
+            min_replicas,
+            max_replicas,
+            cooldown_seconds: 60.0,
+            target_per_replica,
+            horizon_seconds: 900.0,
+            step_seconds: 15.0,
+            lead_seconds: 45.0,
+            model: ModelKind::HoltWinters,
+            slo_target: 0.99,
+            headroom: 0.1,
+            change_penalty: 0.05,
+        }
+    }
+
+    /// Checks every field; returns the first problem found.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.min_replicas > self.max_replicas {
+            return Err(PolicyError::BadBounds {
+                min: self.min_replicas,
+                max: self.max_replicas,
+            });
+        }
+        let positive = "finite and > 0";
+        let non_negative = "finite and ≥ 0";
+        for (field, value, rule, ok) in [
+            (
+                "target_per_replica",
+                self.target_per_replica,
+                positive,
+                self.target_per_replica > 0.0,
+            ),
+            (
+                "horizon_seconds",
+                self.horizon_seconds,
+                positive,
+                self.horizon_seconds > 0.0,
+            ),
+            ("step_seconds", self.step_seconds, positive, self.step_seconds > 0.0),
+            (
+                "lead_seconds",
+                self.lead_seconds,
+                non_negative,
+                self.lead_seconds >= 0.0,
+            ),
+            (
+                "cooldown_seconds",
+                self.cooldown_seconds,
+                non_negative,
+                self.cooldown_seconds >= 0.0,
+            ),
+            ("headroom", self.headroom, non_negative, self.headroom >= 0.0),
+            (
+                "change_penalty",
+                self.change_penalty,
+                non_negative,
+                self.change_penalty >= 0.0,
+            ),
+            (
+                "slo_target",
+                self.slo_target,
+                "in (0, 1)",
+                self.slo_target > 0.0 && self.slo_target < 1.0,
+            ),
+        ] {
+            if !(ok && value.is_finite()) {
+                return Err(PolicyError::BadSetting { field, rule, value });
+            }
+        }
+        Ok(())
+    }
+
+    /// The HPA configuration of the reactive method: Kubernetes defaults, the strategy's bounds
+    /// (at least 1: the HPA never scales to zero) and its target as the average value per pod.
+    pub fn hpa_config(&self) -> HpaConfig {
+        let min = self.min_replicas.max(1);
+        HpaConfig {
+            target_utilisation: self.target_per_replica,
+            min_replicas: min,
+            max_replicas: self.max_replicas.max(min),
+            sync_period_seconds: self.step_seconds,
+            ..HpaConfig::default()
+        }
+    }
+}
+
+/// The HPA state before this sync and the sync's time (reactive only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HpaSync {
+    pub state: HpaState,
+    /// Seconds on the scaler's clock (any origin, increasing).
+    pub now_seconds: f64,
+}
+
+/// Everything one decision depends on; recorded in the receipt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionInputs {
+    pub settings: PolicySettings,
+    /// Observed demand, oldest first, one sample per `step_seconds`; the last is the current one.
+    #[serde(default)]
+    pub demand: Vec<f64>,
+    /// The agent's `spec.replicas`.
+    pub current_replicas: u32,
+    /// Ready pods of the agent.
+    pub ready_replicas: u32,
+    /// Seconds since the scaler last changed the replica count (None: not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_last_change_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hpa: Option<HpaSync>,
+    /// Further targets of the strategy; replicas are sized for the most demanding one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_targets: Vec<TargetDemand>,
+}
+
+/// The demand of one more scaling target and what one replica carries of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetDemand {
+    pub target_per_replica: f64,
+    /// Oldest first, same spacing as `DecisionInputs::demand`; aligned at the newest sample.
+    pub demand: Vec<f64>,
+}
+
+impl DecisionInputs {
+    /// With several targets, the single-target problem they reduce to: demand in replicas,
+    /// `r(t) = max_i demand_i(t) / target_i` over the samples all series have (aligned at the
+    /// newest), and a target of 1 replica. With one target, the inputs themselves.
+    pub fn combined(&self) -> Result<DecisionInputs, PolicyError> {
+        if self.other_targets.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut series: Vec<(f64, &[f64])> = vec![(self.settings.target_per_replica, &self.demand)];
+        for (k, t) in self.other_targets.iter().enumerate() {
+            if !(t.target_per_replica.is_finite() && t.target_per_replica > 0.0) {
+                return Err(PolicyError::BadOtherTarget {
+                    target: k,
+                    value: t.target_per_replica,
+                });
+            }
+            series.push((t.target_per_replica, &t.demand));
+        }
+        for (k, (_, d)) in series.iter().enumerate().skip(1) {
+            if let Some((index, &value)) = d.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
+                return Err(PolicyError::BadOtherDemand {
+                    target: k - 1,
+                    index,
+                    value,
+                });
+            }
+        }
+        let n = series.iter().map(|(_, d)| d.len()).min().unwrap_or(0);
+        let combined = (0..n)
+            .map(|j| {
+                series
+                    .iter()
+                    .map(|(target, d)| d[d.len() - n + j] / target)
+                    .fold(0.0, f64::max)
+            })
+            .collect();
+        let mut out = self.clone();
+        out.other_targets.clear();
+        out.demand = combined;
+        out.settings.target_per_replica = 1.0;
+        Ok(out)
+    }
+}
+
+/// Why `desired` is what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// `spec.replicas` was outside `[min, max]` and is brought back into range.
+    Bounds,
+    /// Manual scaling: the user's count stands.
+    Manual,
+    /// The cooldown of the last change is still running.
+    Cooldown,
+    /// The MPC plan's first stage.
+    Mpc,
+    /// The HPA algorithm.
+    Hpa,
+}
+
+/// The outcome of [`decide`]; recorded in the receipt as the decision's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    pub desired: u32,
+    pub basis: Basis,
+    /// Predictive: the forecast for the next `L + H` steps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forecast: Vec<f64>,
+    /// Predictive: the model that produced it (`persistence` while history is too short).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecaster: Option<String>,
+    /// Predictive: the MPC problem solved and its plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mpc: Option<MpcProblem>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<u32>,
+    /// Reactive: the HPA's raw recommendation and its desired count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hpa: Option<HpaDecision>,
+}
+
+impl Decision {
+    fn simple(desired: u32, basis: Basis) -> Self {
+        Self {
+            desired,
+            basis,
+            forecast: Vec::new(),
+            forecaster: None,
+            mpc: None,
+            plan: Vec::new(),
+            hpa: None,
+        }
+    }
+}
+
+fn check_demand(demand: &[f64], method: Method) -> Result<f64, PolicyError> {
+    if let Some((index, &value)) = demand.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
+        return Err(PolicyError::BadDemand { index, value });
+    }
+    demand.last().copied().ok_or(PolicyError::EmptyDemand {
+        method: method.as_str(),
+    })
+}
+
+/// Steps covering `seconds` (at least `min`).
+fn steps(seconds: f64, step: f64, min: usize) -> usize {
+    let n = (seconds / step - 1e-9).ceil();
+    if n.is_finite() && n > 0.0 {
+        (n as usize).max(min)
+    } else {
+        min
+    }
+}
+
+/// One scaling decision (see the module doc). For `reactive` the second value is the HPA state
+/// after this sync, to pass in at the next one.
+pub fn decide(inputs: &DecisionInputs) -> Result<(Decision, Option<HpaState>), PolicyError> {
+    if !inputs.other_targets.is_empty() {
+        return decide(&inputs.combined()?);
+    }
+    let s = &inputs.settings;
+    s.validate()?;
+    let current = inputs.current_replicas;
+    let clamped = current.clamp(s.min_replicas, s.max_replicas);
+    if s.method == Method::Manual {
+        let basis = if clamped == current {
+            Basis::Manual
+        } else {
+            Basis::Bounds
+        };
+        return Ok((Decision::simple(clamped, basis), None));
+    }
+    let demand_now = check_demand(&inputs.demand, s.method)?;
+    if clamped != current {
+        return Ok((Decision::simple(clamped, Basis::Bounds), None));
+    }
+    let cooling = inputs
+        .since_last_change_seconds
+        .filter(|since| *since < s.cooldown_seconds)
+        .map(|since| s.cooldown_seconds - since.max(0.0));
+    match s.method {
+        Method::Predictive => predictive(inputs, demand_now, cooling).map(|d| (d, None)),
+        Method::Reactive => {
+            let sync = inputs.hpa.as_ref().ok_or(PolicyError::MissingHpaState)?;
+            if sync.state.config != s.hpa_config() {
+                return Err(PolicyError::HpaConfigMismatch);
+            }
+            let mut state = sync.state.clone();
+            let ready = inputs.ready_replicas.min(current);
+            let utilisation = if ready == 0 { 0.0 } else { demand_now / f64::from(ready) };
+            let hpa = state.step(sync.now_seconds, current, ready, utilisation)?;
+            let (desired, basis) = if cooling.is_some() {
+                (current, Basis::Cooldown)
+            } else {
+                (hpa.desired, Basis::Hpa)
+            };
+            let mut decision = Decision::simple(desired, basis);
+            decision.hpa = Some(hpa);
+            Ok((decision, Some(state)))
+        }
+        Method::Manual => Ok((Decision::simple(clamped, Basis::Manual), None)),
+    }
+}
+
+fn predictive(inputs: &DecisionInputs, demand_now: f64, cooling: Option<f64>) -> Result<Decision, PolicyError> {
+    let s = &inputs.settings;
+    let lead = steps(s.lead_seconds, s.step_seconds, 0);
+    let horizon = steps(s.horizon_seconds, s.step_seconds, 1);
+    let total = lead + horizon;
+    let (forecast, forecaster) = match forecast::fit_and_forecast(s.model, &inputs.demand, total) {
+        Ok(f) if f.len() == total && f.iter().all(|v| v.is_finite()) => {
+            (f.into_iter().map(|v| v.max(0.0)).collect::<Vec<_>>(), s.model.name())
+        }
+        // Too little history for the model (or a degenerate fit): the last value persists.
+        _ => (vec![demand_now; total], "persistence"),
+    };
+    let cap = s.target_per_replica;
+    let whole = |d: f64| (d * (1.0 + s.headroom) / cap - 1e-9).ceil().max(0.0) * cap;
+    let mut stage0 = demand_now;
+    for &v in &forecast[..lead] {
+        stage0 = stage0.max(v);
+    }
+    let mut demand = Vec::with_capacity(horizon);
+    demand.push(whole(stage0));
+    for &v in &forecast[lead + 1..] {
+        demand.push(whole(v));
+    }
+    let cooldown_remaining = match cooling {
+        Some(left) => steps(left, s.step_seconds, 1).min(horizon) as u32,
+        None => 0,
+    };
+    let range = s.max_replicas - s.min_replicas;
+    let problem = MpcProblem {
+        demand,
+        capacity_per_replica: cap,
+        price_per_replica: 1.0,
+        shortfall_penalty: s.slo_target / (1.0 - s.slo_target) / cap,
+        change_penalty: s.change_penalty,
+        current_replicas: inputs.current_replicas,
+        min_replicas: s.min_replicas,
+        max_replicas: s.max_replicas,
+        max_step_up: range.max(1),
+        max_step_down: range.max(1),
+        cooldown_remaining,
+    };
+    let plan = mpc::plan(&problem)?;
+    Ok(Decision {
+        desired: plan.first(),
+        basis: if cooldown_remaining > 0 {
+            Basis::Cooldown
+        } else {
+            Basis::Mpc
+        },
+        forecast,
+        forecaster: Some(forecaster.to_string()),
+        mpc: Some(problem),
+        plan: plan.replicas,
+        hpa: None,
+    })
+}
+
+/// The replayer of the `scaling.*` decision kinds: recorded inputs → the decision output.
+pub fn replay(inputs: &Value) -> Result<Value, ReplayError> {
+    let parsed: DecisionInputs = serde_json::from_value(inputs.clone()).map_err(|e| ReplayError::BadInputs {
+        field: "scaling".into(),
+        message: e.to_string(),
+    })?;
+    let (decision, _) = decide(&parsed).map_err(|e| ReplayError::BadInputs {
+        field: "scaling".into(),
+        message: e.to_string(),
+    })?;
+    serde_json::to_value(&decision).map_err(|e| ReplayError::BadInputs {
+        field: "scaling".into(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receipts::replay::{InlineOnly, MismatchKind, ReplayRegistry};
+    use crate::receipts::testutil::signer;
+    use crate::receipts::{Action, ReceiptDraft, SubjectRef};
+
+    fn settings(method: Method) -> PolicySettings {
+        PolicySettings {
+            step_seconds: 1.0,
+            horizon_seconds: 20.0,
+            lead_seconds: 3.0,
+            cooldown_seconds: 0.0,
+            ..PolicySettings::new(method, 1, 10, 20.0)
+        }
+    }
+
+    fn inputs(method: Method, demand: Vec<f64>, current: u32) -> DecisionInputs {
+        let settings = settings(method);
+        let hpa = (method == Method::Reactive).then(|| HpaSync {
+            state: HpaState::new(settings.hpa_config()).unwrap(),
+            now_seconds: 100.0,
+        });
+        DecisionInputs {
+            settings,
+            demand,
+            current_replicas: current,
+            ready_replicas: current,
+            since_last_change_seconds: None,
+            hpa,
+            other_targets: Vec::new(),
+        }
+    }
+
+    /// 40 s flat at 10, then +1 per second: the ramp the end-to-end test replays.
+    fn ramp_until(t: usize) -> Vec<f64> {
+        (0..=t)
+            .map(|i| if i < 40 { 10.0 } else { 10.0 + (i - 40) as f64 })
+            .collect()
+    }
+
+    #[test]
+    fn predictive_scales_up_on_a_rising_ramp_before_demand_exceeds_current_capacity() {
+        // Tick by tick along the ramp: the first scale-up comes while one replica (capacity 20)
+        // still serves the observed demand, because the forecast over the lead crosses 20.
+        let first = (40..80)
+            .map(|t| (t, decide(&inputs(Method::Predictive, ramp_until(t), 1)).unwrap().0))
+            .find(|(_, d)| d.desired >= 2)
+            .unwrap();
+        let (t, d) = first;
+        let observed = ramp_until(t)[t];
+        assert!(observed < 20.0, "first scale-up at t={t} with demand {observed}: {d:?}");
+        assert_eq!(d.basis, Basis::Mpc);
+        assert!(d.forecast.iter().any(|&v| v > 20.0), "{:?}", d.forecast);
+    }
+
+    #[test]
+    fn predictive_holds_on_flat_demand_within_capacity() {
+        let d = decide(&inputs(Method::Predictive, vec![10.0; 60], 1)).unwrap().0;
+        assert_eq!(d.desired, 1, "{d:?}");
+    }
+
+    #[test]
+    fn predictive_uses_persistence_while_history_is_too_short() {
+        let d = decide(&inputs(Method::Predictive, vec![50.0], 1)).unwrap().0;
+        assert_eq!(d.forecaster.as_deref(), Some("persistence"));
+        // 50 · 1.1 = 55 → 3 replicas of 20.
+        assert_eq!(d.desired, 3);
+    }
+
+    #[test]
+    fn a_running_cooldown_freezes_the_replica_count() {
+        let mut i = inputs(Method::Predictive, vec![100.0; 30], 1);
+        i.settings.cooldown_seconds = 30.0;
+        i.since_last_change_seconds = Some(10.0);
+        let d = decide(&i).unwrap().0;
+        assert_eq!((d.desired, d.basis), (1, Basis::Cooldown));
+        i.since_last_change_seconds = Some(31.0);
+        assert!(decide(&i).unwrap().0.desired > 1);
+        let mut r = inputs(Method::Reactive, vec![100.0], 1);
+        r.settings.cooldown_seconds = 30.0;
+        r.since_last_change_seconds = Some(0.0);
+        let d = decide(&r).unwrap().0;
+        assert_eq!((d.desired, d.basis), (1, Basis::Cooldown));
+    }
+
+    #[test]
+    fn reactive_follows_the_hpa_formula_on_demand_per_ready_replica() {
+        // 2 ready replicas carry 90 → 45 each against a target of 20: ceil(2 · 45/20) = 5.
+        let (d, state) = decide(&inputs(Method::Reactive, vec![10.0, 90.0], 2)).unwrap();
+        assert_eq!(d.hpa.unwrap().recommendation, 5);
+        assert_eq!((d.desired, d.basis), (5, Basis::Hpa));
+        assert!(state.is_some());
+    }
+
+    #[test]
+    fn manual_keeps_the_users_count_within_bounds() {
+        assert_eq!(decide(&inputs(Method::Manual, vec![], 4)).unwrap().0.desired, 4);
+        let d = decide(&inputs(Method::Manual, vec![], 40)).unwrap().0;
+        assert_eq!((d.desired, d.basis), (10, Basis::Bounds));
+        let d = decide(&inputs(Method::Predictive, vec![1.0], 0)).unwrap().0;
+        assert_eq!((d.desired, d.basis), (1, Basis::Bounds));
+    }
+
+    #[test]
+    fn bad_inputs_are_rejected_with_the_field_named() {
+        let e = decide(&inputs(Method::Predictive, vec![], 1)).unwrap_err();
+        assert!(e.to_string().contains("scaling.demand"), "{e}");
+        let e = decide(&inputs(Method::Reactive, vec![1.0, f64::NAN], 1)).unwrap_err();
+        assert!(e.to_string().contains("demand[1]"), "{e}");
+        let mut i = inputs(Method::Predictive, vec![1.0], 1);
+        i.settings.target_per_replica = 0.0;
+        assert!(decide(&i).unwrap_err().to_string().contains("target_per_replica"));
+        i.settings.target_per_replica = 1.0;
+        i.settings.min_replicas = 11;
+        assert!(decide(&i).unwrap_err().to_string().contains("min_replicas (11)"));
+        let mut r = inputs(Method::Reactive, vec![1.0], 1);
+        r.hpa = None;
+        assert_eq!(decide(&r).unwrap_err(), PolicyError::MissingHpaState);
+        let mut r = inputs(Method::Reactive, vec![1.0], 1);
+        r.settings.max_replicas = 3;
+        assert_eq!(decide(&r).unwrap_err(), PolicyError::HpaConfigMismatch);
+    }
+
+    #[test]
+    fn with_several_targets_replicas_follow_the_most_demanding_one() {
+        // Target 0: 30 of 20 per replica (1.5 replicas); target 1: 90 of 10 (9 replicas).
+        let mut r = inputs(Method::Reactive, vec![30.0, 30.0], 2);
+        r.other_targets = vec![TargetDemand {
+            target_per_replica: 10.0,
+            demand: vec![10.0, 90.0, 90.0],
+        }];
+        let c = r.combined().unwrap();
+        assert_eq!(c.demand, vec![9.0, 9.0]);
+        assert_eq!(c.settings.target_per_replica, 1.0);
+        // The HPA state belongs to the combined problem.
+        r.hpa = Some(HpaSync {
+            state: HpaState::new(c.settings.hpa_config()).unwrap(),
+            now_seconds: 1.0,
+        });
+        let d = decide(&r).unwrap().0;
+        assert_eq!(d.hpa.unwrap().recommendation, 9);
+        r.other_targets[0].demand[1] = -1.0;
+        let e = decide(&r).unwrap_err();
+        assert!(e.to_string().contains("other_targets[0].demand[1]"), "{e}");
+        r.other_targets[0].target_per_replica = 0.0;
+        assert!(
+            decide(&r)
+                .unwrap_err()
+                .to_string()
+                .contains("other_targets[0].target_per_replica")
+        );
+    }
+
+    #[test]
+    fn the_same_inputs_give_a_byte_identical_decision() {
+        let i = inputs(Method::Predictive, ramp_until(70), 2);
+        let a = serde_json::to_string(&decide(&i).unwrap().0).unwrap();
+        let b = serde_json::to_string(&decide(&i.clone()).unwrap().0).unwrap();
+        assert_eq!(a, b);
+    }
+
+    /// A receipt as the scaler writes it: inputs inline, output = the decision.
+    fn receipt_for(i: &DecisionInputs) -> crate::receipts::Receipt {
+        let (d, _) = decide(i).unwrap();
+        let inputs = serde_json::to_value(i).unwrap();
+        // What the apiserver gives back: the JSON re-parsed from text.
+        let inputs: Value = serde_json::from_str(&inputs.to_string()).unwrap();
+        let decision = serde_json::json!({
+            "kind": i.settings.method.kind(),
+            "output": serde_json::to_value(&d).unwrap(),
+            "inputs": inputs.clone(),
+        });
+        let draft = ReceiptDraft {
+            action: Action::Scale,
+            subject: SubjectRef {
+                api_version: "mom.hypersync.io/v1alpha1".into(),
+                kind: "GeometricAgent".into(),
+                namespace: "ns".into(),
+                name: "a".into(),
+                uid: None,
+            },
+            decision,
+            inputs_digest: crate::receipts::inputs_digest(&inputs).unwrap(),
+            time: "2026-01-01T00:00:00Z".into(),
+            level: crate::receipts::Level::FullAudit,
+        };
+        crate::receipts::chain::ChainBuilder::genesis(signer(3))
+            .seal(draft)
+            .unwrap()
+    }
+
+    #[test]
+    fn recorded_scaling_decisions_replay_to_the_same_output() {
+        let rs = vec![
+            receipt_for(&inputs(Method::Predictive, ramp_until(47), 1)),
+            receipt_for(&inputs(Method::Reactive, vec![5.0, 90.0], 2)),
+            receipt_for(&inputs(Method::Manual, vec![], 12)),
+        ];
+        let rep = ReplayRegistry::with_builtins().replay_all(&rs, &InlineOnly);
+        assert_eq!((rep.replayed, rep.matched), (3, 3), "{rep:?}");
+        assert!(rep.mismatches.is_empty());
+    }
+
+    #[test]
+    fn a_tampered_scaling_input_or_output_is_reported() {
+        let mut r = receipt_for(&inputs(Method::Predictive, ramp_until(47), 1));
+        // Demand edited after the fact: the inputs no longer hash to the recorded digest.
+        r.decision["inputs"]["demand"][47] = serde_json::json!(1000.0);
+        let rep = ReplayRegistry::with_builtins().replay_all(&[r], &InlineOnly);
+        assert_eq!(rep.mismatches.len(), 1);
+        assert_eq!(rep.mismatches[0].what, MismatchKind::InputsDigest);
+
+        let mut r = receipt_for(&inputs(Method::Predictive, ramp_until(47), 1));
+        r.decision["output"]["desired"] = serde_json::json!(9);
+        let rep = ReplayRegistry::with_builtins().replay_all(&[r], &InlineOnly);
+        assert_eq!(rep.mismatches.len(), 1);
+        assert_eq!(rep.mismatches[0].what, MismatchKind::Output);
+        assert!(
+            rep.mismatches[0].detail.contains("\"desired\":9"),
+            "{}",
+            rep.mismatches[0].detail
+        );
+    }
+
+    #[test]
+    fn replay_of_inputs_that_are_not_scaling_inputs_fails_with_a_message() {
+        let e = replay(&serde_json::json!({"values": [1]})).unwrap_err();
+        assert!(e.to_string().contains("scaling"), "{e}");
+    }
+}

@@ -1,0 +1,475 @@
+//! Scaling end to end: a real Prometheus (Debian's package, unpacked by
+//! `tests/cluster/prometheus.sh`) scrapes `mom exporter replay`, which serves a demand ramp
+//! generated here (flat, then rising, then flat; 1 s per point); the operator's scaler queries
+//! it every second.
+//!
+//! - predictive: the first scale-up happens while the observed demand still fits the current
+//!   replicas (the forecast saw the ramp coming), the agent follows the ramp, and
+//!   `mom verify --replay` reproduces every scaling decision from its receipt;
+//! - reactive: the HPA algorithm follows the same ramp on the most demanding of two targets, its
+//!   receipts record the recommendation;
+//! - a broken query leaves the replicas unchanged and sets `ScalingReady=False` naming the query;
+//!   so does a cpu target while the resource metrics API is missing (no metrics-server here).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams};
+use mom::operator::crd::{GeometricAgent, Receipt};
+
+/// Demand one replica carries in these tests.
+const TARGET: f64 = 20.0;
+/// The ramp: 10 points at 10, +2 per point up to 70, then 70.
+fn ramp() -> Vec<f64> {
+    let mut v = vec![10.0; 10];
+    v.extend((1..=30).map(|i| 10.0 + 2.0 * f64::from(i)));
+    v.extend(std::iter::repeat_n(70.0, 120));
+    v
+}
+
+struct Demand {
+    prometheus_url: String,
+    /// Prometheus and the exporters (killed by their watchers when the test binary exits).
+    _children: Vec<Child>,
+    /// One exporter per test (each starts its own replay), by Prometheus job name.
+    exporters: Vec<(String, String)>,
+}
+
+static DEMAND: OnceLock<Demand> = OnceLock::new();
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `cmd` and a watcher that kills it when this test binary exits (statics never drop),
+/// then removes `cleanup` if given.
+fn spawn_guarded(cmd: &mut Command, log: &Path, cleanup: Option<&Path>) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    // A detached watcher (the shell that starts it exits at once and is waited for).
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "(while kill -0 {} 2>/dev/null; do sleep 1; done; kill {} 2>/dev/null; {}) >/dev/null 2>&1 &",
+            std::process::id(),
+            child.id(),
+            cleanup.map_or(String::new(), |d| format!("sleep 2; rm -rf '{}'", d.display()))
+        ))
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child
+}
+
+/// `curl -sf URL`: Some(body) on HTTP 2xx.
+fn http_get(url: &str) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-sf", "--max-time", "5", url])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn wait_http(url: &str, what: &str, log: &Path) {
+    for _ in 0..300 {
+        if http_get(url).is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "{what} did not answer at {url}; log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// Prometheus, two trace exporters and MOM (with the scaler pointed at Prometheus), once.
+fn demand_source() -> &'static Demand {
+    DEMAND.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("mom-scaling-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // The trace as a NAB-style CSV (the spacing is replaced by --step-seconds 1).
+        let mut csv = String::from("timestamp,value\n");
+        for (i, v) in ramp().iter().enumerate() {
+            csv.push_str(&format!("2026-01-01 {:02}:{:02}:00,{v}\n", i / 60, i % 60));
+        }
+        let trace = dir.join("ramp.csv");
+        std::fs::write(&trace, csv).unwrap();
+
+        let jobs = ["predictive", "reactive"];
+        let exporter_ports: Vec<u16> = jobs.iter().map(|_| free_port()).collect();
+        let prom_port = free_port();
+        let mut config = String::from("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n");
+        for (job, port) in jobs.iter().zip(&exporter_ports) {
+            config.push_str(&format!(
+                "  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+            ));
+        }
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/prometheus.sh"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "prometheus.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let binary = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let prom_log = dir.join("prometheus.log");
+        let mut children = Vec::new();
+        children.push(spawn_guarded(
+            Command::new(&binary)
+                .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
+            &prom_log,
+            Some(&dir),
+        ));
+        let prometheus_url = format!("http://127.0.0.1:{prom_port}");
+        wait_http(&format!("{prometheus_url}/-/ready"), "Prometheus", &prom_log);
+
+        let mut exporters = Vec::new();
+        for (job, port) in jobs.iter().zip(&exporter_ports) {
+            let log = dir.join(format!("exporter-{job}.log"));
+            children.push(spawn_guarded(
+                Command::new(env!("CARGO_BIN_EXE_mom")).args([
+                    "exporter",
+                    "replay",
+                    "--trace",
+                    trace.to_str().unwrap(),
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--step-seconds",
+                    "1",
+                    "--wait-for-start",
+                ]),
+                &log,
+                None,
+            ));
+            let url = format!("http://127.0.0.1:{port}");
+            wait_http(&format!("{url}/metrics"), "the exporter", &log);
+            exporters.push((job.to_string(), url));
+        }
+
+        common::mom_with_flags(&[
+            format!("--prometheus-url={prometheus_url}"),
+            "--scaler-tick-seconds=1".into(),
+            "--scaler-history-seconds=60".into(),
+            // Pods of kwok are ready at once; 5 s stands for a real start-up and gives the forecast a
+            // lead of 6 s (two or three samples of the ramp) on a loaded machine.
+            "--scaler-startup-seconds=5".into(),
+        ]);
+        Demand {
+            prometheus_url,
+            _children: children,
+            exporters,
+        }
+    })
+}
+
+fn exporter(job: &str) -> String {
+    demand_source()
+        .exporters
+        .iter()
+        .find(|(j, _)| j == job)
+        .map(|(_, u)| u.clone())
+        .unwrap()
+}
+
+fn custom_target(query: &str, target: f64) -> String {
+    format!(
+        r#"{{"metric":"custom","query":{},"target":{target}}}"#,
+        serde_json::to_string(query).unwrap()
+    )
+}
+
+fn strategy_and_agent(ns: &str, method: &str, query: &str, replicas: i32) -> String {
+    strategy_and_agent_with(ns, method, &[custom_target(query, TARGET)], replicas)
+}
+
+fn strategy_and_agent_with(ns: &str, method: &str, targets: &[String], replicas: i32) -> String {
+    let targets = targets.join(",");
+    format!(
+        r#"{{"apiVersion":"v1","kind":"List","items":[
+          {{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"OrchestrationStrategy","metadata":{{"name":"{method}","namespace":"{ns}"}},
+           "spec":{{"scaling":{{"method":"{method}","minReplicas":1,"maxReplicas":10,"cooldownSeconds":0,"horizonSeconds":20,
+                               "targets":[{targets}]}}}}}},
+          {{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"GeometricAgent","metadata":{{"name":"web","namespace":"{ns}"}},
+           "spec":{{"workloadType":"interactive","replicas":{replicas},"strategyRef":{{"name":"{method}"}},
+                   "template":{{"spec":{{"containers":[{{"name":"c","image":"pause"}}]}}}}}}}}]}}"#
+    )
+}
+
+async fn agent(ns: &str) -> GeometricAgent {
+    let api: Api<GeometricAgent> = Api::namespaced(common::client().await, ns);
+    api.get("web").await.unwrap()
+}
+
+fn scaling_ready(a: &GeometricAgent) -> Option<(String, String, String)> {
+    let c = a
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ScalingReady")?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// The scaling receipts of the namespace (decision kind `kind`), by sequence.
+async fn scaling_receipts(ns: &str, kind: &str) -> Vec<serde_json::Value> {
+    let api: Api<Receipt> = Api::namespaced(common::client().await, ns);
+    let mut list = api.list(&ListParams::default()).await.unwrap().items;
+    list.sort_by_key(|r| r.spec.sequence);
+    list.into_iter()
+        .map(|r| r.spec.decision)
+        .filter(|d| d["kind"] == kind)
+        .collect()
+}
+
+async fn published_keys() -> Vec<String> {
+    let maps: Api<ConfigMap> = Api::namespaced(common::client().await, "mom-system");
+    maps.get("mom-receipt-public-keys")
+        .await
+        .unwrap()
+        .data
+        .unwrap()
+        .into_values()
+        .collect()
+}
+
+/// `mom verify --cluster --replay --format json`: the replay section.
+async fn verify_replay() -> serde_json::Value {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mom"));
+    cmd.args(["verify", "--cluster", "--replay", "--format", "json"]);
+    for key in published_keys().await {
+        cmd.args(["--public-key", &key]);
+    }
+    let out = cmd
+        .env("KUBECONFIG", &common::control_plane().kubeconfig)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("verify printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    report["replay"].clone()
+}
+
+fn start_replay(job: &str) {
+    http_get(&format!("{}/start", exporter(job))).expect("starting the replay");
+}
+
+#[tokio::test]
+async fn predictive_scaling_adds_replicas_before_the_ramp_exceeds_them_and_replays() {
+    demand_source();
+    common::apply_test_momconfig("full_audit");
+    let ns = common::TestNamespace::new("scaling-predictive").await;
+    let n = ns.name.clone();
+    common::apply(&strategy_and_agent(
+        &n,
+        "predictive",
+        r#"mom_replay_demand{job="predictive"}"#,
+        1,
+    ));
+    // The scaler sees the flat start of the trace before the ramp is released.
+    let ready = common::eventually("ScalingReady=True on the agent", Duration::from_secs(90), || {
+        let n = n.clone();
+        async move { scaling_ready(&agent(&n).await).filter(|c| c.0 == "True") }
+    })
+    .await;
+    assert_eq!(ready.1, "Scaling", "{ready:?}");
+    assert_eq!(
+        agent(&n).await.spec.replicas,
+        1,
+        "flat demand 10 fits one replica of {TARGET}"
+    );
+    start_replay("predictive");
+
+    // The first scale-up: the demand it saw still fitted the replicas it had.
+    let first = common::eventually("a predictive scale-up receipt", Duration::from_secs(120), || {
+        let n = n.clone();
+        async move {
+            scaling_receipts(&n, "scaling.predictive")
+                .await
+                .into_iter()
+                .find(|d| d["to"].as_u64() > d["from"].as_u64())
+        }
+    })
+    .await;
+    let from = first["from"].as_f64().unwrap();
+    let demand = first["inputs"]["demand"].as_array().unwrap();
+    let observed = demand.last().unwrap().as_f64().unwrap();
+    let forecast_peak = first["output"]["forecast"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .fold(0.0, f64::max);
+    println!(
+        "first scale-up {from} → {} (Prometheus {}): observed demand {observed}, capacity {}, forecast peak {forecast_peak:.2}, history {} points",
+        first["to"],
+        demand_source().prometheus_url,
+        from * TARGET,
+        demand.len()
+    );
+    assert!(
+        observed < from * TARGET,
+        "scaled up only once demand {observed} had exceeded the capacity {} of {from} replica(s): {first}",
+        from * TARGET
+    );
+    assert!(forecast_peak > from * TARGET, "{first}");
+    assert_eq!(first["output"]["basis"], "mpc", "{first}");
+
+    // The agent follows the ramp to its plateau (70 → 4 replicas of 20).
+    common::eventually("4 or more replicas at the plateau", Duration::from_secs(120), || {
+        let n = n.clone();
+        async move { (agent(&n).await.spec.replicas >= 4).then_some(()) }
+    })
+    .await;
+
+    let (ok, events, err) = common::kubectl(&["get", "events", "-n", &n, "-o", "jsonpath={.items[*].reason}"], None);
+    assert!(ok, "{err}");
+    assert!(events.contains("Scaled"), "no Scaled event: {events}");
+
+    // Every scaling decision replays from its receipt.
+    let count = scaling_receipts(&n, "scaling.predictive").await.len();
+    let replay = verify_replay().await;
+    let mismatches: Vec<&serde_json::Value> = replay["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"].as_str().is_some_and(|k| k.starts_with("scaling.")))
+        .collect();
+    assert!(mismatches.is_empty(), "{replay}");
+    let unregistered = replay["unregistered"].as_object().cloned().unwrap_or_default();
+    assert!(!unregistered.keys().any(|k| k.starts_with("scaling.")), "{replay}");
+    assert!(
+        replay["matched"].as_u64().unwrap() >= count as u64,
+        "{count} receipts: {replay}"
+    );
+}
+
+#[tokio::test]
+async fn reactive_scaling_follows_the_most_demanding_target_with_the_hpa_algorithm() {
+    demand_source();
+    common::apply_test_momconfig("full_audit");
+    let ns = common::TestNamespace::new("scaling-reactive").await;
+    let n = ns.name.clone();
+    // Two targets: the demand at 20 per replica, and half the demand at 5 per replica — the
+    // second asks for demand / 10 replicas and so decides.
+    let q = r#"mom_replay_demand{job="reactive"}"#;
+    let targets = [custom_target(q, TARGET), custom_target(&format!("{q} / 2"), 5.0)];
+    common::apply(&strategy_and_agent_with(&n, "reactive", &targets, 1));
+    common::eventually("ScalingReady=True on the agent", Duration::from_secs(90), || {
+        let n = n.clone();
+        async move { scaling_ready(&agent(&n).await).filter(|c| c.0 == "True") }
+    })
+    .await;
+    start_replay("reactive");
+    common::eventually(
+        "7 replicas at the plateau (ceil(70 / 10))",
+        Duration::from_secs(120),
+        || {
+            let n = n.clone();
+            async move { (agent(&n).await.spec.replicas == 7).then_some(()) }
+        },
+    )
+    .await;
+    let receipts = scaling_receipts(&n, "scaling.reactive").await;
+    assert!(!receipts.is_empty());
+    for d in &receipts {
+        // Replicas needed = max(demand / 20, (demand / 2) / 5) = demand / 10; with every replica
+        // ready the HPA's raw recommendation is its ceiling (outside the 10 % tolerance), and
+        // it never went beyond what the demand asked for.
+        let first = d["inputs"]["demand"][0].as_f64().unwrap();
+        let second = d["inputs"]["otherTargets"][0]["demand"][0].as_f64().unwrap();
+        assert_eq!(second, first / 2.0, "{d}");
+        let needed = (first / TARGET).max(second / 5.0);
+        let ready = d["inputs"]["readyReplicas"].as_f64().unwrap();
+        let current = d["inputs"]["currentReplicas"].as_f64().unwrap();
+        let recommendation = d["output"]["hpa"]["recommendation"].as_f64().unwrap();
+        if ready == current && ready > 0.0 && (needed / ready - 1.0).abs() > 0.1 {
+            assert_eq!(recommendation, needed.ceil(), "{d}");
+        }
+        assert!(d["to"].as_f64().unwrap() <= needed.ceil().max(1.0), "{d}");
+    }
+}
+
+#[tokio::test]
+async fn a_broken_query_leaves_replicas_unchanged_and_names_the_query() {
+    demand_source();
+    let ns = common::TestNamespace::new("scaling-broken").await;
+    let n = ns.name.clone();
+    let broken = r#"sum(mom_replay_demand{job="predictive"}"#;
+    common::apply(&strategy_and_agent(&n, "predictive", broken, 2));
+    let condition = common::eventually("ScalingReady=False on the agent", Duration::from_secs(90), || {
+        let n = n.clone();
+        async move { scaling_ready(&agent(&n).await).filter(|c| c.0 == "False") }
+    })
+    .await;
+    assert_eq!(condition.1, "QueryFailed", "{condition:?}");
+    assert!(
+        condition.2.contains(broken),
+        "the message does not name the query: {}",
+        condition.2
+    );
+    // Several more failed evaluations later, nothing was scaled.
+    let metrics = &common::mom().metrics_url;
+    let failures = || {
+        http_get(&format!("{metrics}/metrics"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("mom_scaling_decisions_total{") && l.contains("outcome=\"query_failed\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = failures();
+    common::eventually("three more failed evaluations", Duration::from_secs(60), || async {
+        (failures() >= before + 3.0).then_some(())
+    })
+    .await;
+    assert_eq!(agent(&n).await.spec.replicas, 2);
+    assert!(scaling_receipts(&n, "scaling.predictive").await.is_empty());
+    let (ok, events, err) = common::kubectl(&["get", "events", "-n", &n, "-o", "jsonpath={.items[*].reason}"], None);
+    assert!(ok, "{err}");
+    assert!(events.contains("QueryFailed"), "no Warning event QueryFailed: {events}");
+}
+
+#[tokio::test]
+async fn a_cpu_target_without_the_metrics_api_leaves_replicas_unchanged_and_says_why() {
+    demand_source();
+    let ns = common::TestNamespace::new("scaling-cpu").await;
+    let n = ns.name.clone();
+    common::apply(&format!(
+        r#"{{"apiVersion":"v1","kind":"List","items":[
+          {{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"OrchestrationStrategy","metadata":{{"name":"cpu","namespace":"{n}"}},
+           "spec":{{"scaling":{{"method":"reactive","minReplicas":1,"maxReplicas":10,"targets":[{{"metric":"cpu","target":0.6}}]}}}}}},
+          {{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"GeometricAgent","metadata":{{"name":"web","namespace":"{n}"}},
+           "spec":{{"workloadType":"interactive","replicas":2,"strategyRef":{{"name":"cpu"}},
+                   "template":{{"spec":{{"containers":[{{"name":"c","image":"pause","resources":{{"requests":{{"cpu":"250m"}}}}}}]}}}}}}}}]}}"#
+    ));
+    let condition = common::eventually("ScalingReady=False on the agent", Duration::from_secs(90), || {
+        let n = n.clone();
+        async move { scaling_ready(&agent(&n).await).filter(|c| c.0 == "False") }
+    })
+    .await;
+    assert_eq!(condition.1, "MetricsUnavailable", "{condition:?}");
+    assert!(condition.2.contains("metrics.k8s.io"), "{}", condition.2);
+    assert_eq!(agent(&n).await.spec.replicas, 2);
+    assert!(scaling_receipts(&n, "scaling.reactive").await.is_empty());
+}
