@@ -110,10 +110,14 @@ impl ReplayRegistry {
         Self::default()
     }
 
-    /// A registry with the built-in kinds (`test.sum`).
+    /// A registry with the built-in kinds (`test.sum`, `auction.vcg`).
     pub fn with_builtins() -> Self {
         let mut r = Self::new();
         r.register(TEST_SUM_KIND, Box::new(test_sum));
+        r.register(
+            crate::auction::quota::REPLAY_KIND,
+            Box::new(crate::auction::quota::replay),
+        );
         r
     }
 
