@@ -30,6 +30,9 @@ pub struct Args {
     /// Listen address of the scheduler extender (filter, prioritize, bind).
     #[arg(long, default_value = "0.0.0.0:8443")]
     extender_addr: SocketAddr,
+    /// Seconds between two ticks of the auction loop (quotas under resource pressure).
+    #[arg(long, env = "MOM_AUCTION_TICK_SECONDS", default_value_t = 15)]
+    auction_tick_seconds: u64,
     /// Log format: json (structured, default) or text.
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -43,6 +46,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.renew_period_seconds,
             args.lease_duration_seconds
         );
+    }
+    if args.auction_tick_seconds == 0 {
+        anyhow::bail!("--auction-tick-seconds must be at least 1");
     }
     let identity = args.identity.unwrap_or_else(|| {
         let host = hostname::get()
@@ -58,6 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         renew_period: Duration::from_secs(args.renew_period_seconds),
         metrics_addr: args.metrics_addr,
         extender_addr: args.extender_addr,
+        auction_tick: Duration::from_secs(args.auction_tick_seconds),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -330,7 +330,14 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
             )
         })
         .collect();
-    let desired = agent.spec.replicas.max(0) as usize;
+    // The auction loop's quota (status.allocation) caps what the agent wants while capacity is scarce.
+    let wanted = agent.spec.replicas.max(0) as usize;
+    let quota = agent
+        .status
+        .as_ref()
+        .and_then(|s| s.allocation.as_ref())
+        .map(|a| a.quota.max(0) as usize);
+    let desired = quota.map_or(wanted, |q| wanted.min(q));
     let reference = agent.object_ref(&());
     if active.is_empty() && desired > 0 && waits_for_peers(agent, &sibling_agents, &ctx.view) {
         // A group of talking agents created together would otherwise each pick its own home;
@@ -425,7 +432,8 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
         position: (!policy.target.is_empty()).then(|| super::crd::agent::Position {
             coordinates: policy.target.clone(),
         }),
-        allocation: agent.status.as_ref().and_then(|s| s.allocation.clone()),
+        // Owned by the auction loop: left out of this merge patch so a stale copy never overwrites it.
+        allocation: None,
         conditions: conditions::merge(&existing, &desired_conditions, agent.metadata.generation, &now),
         observed_generation: agent.metadata.generation,
         last_receipt: agent.status.as_ref().and_then(|s| s.last_receipt.clone()),
@@ -433,6 +441,7 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
     let same = agent.status.as_ref().is_some_and(|old| {
         let mut a = old.clone();
         let mut b = status.clone();
+        a.allocation = None;
         a.conditions.clear();
         b.conditions.clear();
         a == b
@@ -481,7 +490,10 @@ async fn write_receipt(
     };
     let decision =
         serde_json::json!({"kind": "placement.scale", "from": active.len(), "to": desired, "target": target});
-    let inputs = serde_json::json!({"specReplicas": agent.spec.replicas, "pods": pods});
+    let mut inputs = serde_json::json!({"specReplicas": agent.spec.replicas, "pods": pods});
+    if let Some(allocation) = agent.status.as_ref().and_then(|s| s.allocation.as_ref()) {
+        inputs["quota"] = allocation.quota.into();
+    }
     match ctx.writer.record(recording, action, subject, decision, &inputs).await {
         Ok(_) => Ok(()),
         Err(source) if recording.level == super::crd::momconfig::VerificationLevel::FullAudit => {

@@ -25,6 +25,11 @@ pub struct VerbLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub kind: String,
 }
@@ -38,6 +43,10 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub leader: Gauge,
     pub extender_duration: Family<VerbLabels, Histogram>,
+    /// Auctions run per node pool (ticks at high or critical pressure).
+    pub auctions: Family<PoolLabels, Counter>,
+    /// Resource pressure per node pool: 0 low, 1 medium, 2 high, 3 critical.
+    pub resource_pressure: Family<PoolLabels, Gauge>,
     encode_lock: Mutex<()>,
 }
 
@@ -72,6 +81,14 @@ impl Default for Metrics {
         );
         registry.register("errors", "Process-level errors, per kind", errors.clone());
         registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
+        let auctions = Family::<PoolLabels, Counter>::default();
+        let resource_pressure = Family::<PoolLabels, Gauge>::default();
+        registry.register("auctions", "Capacity auctions run, per node pool", auctions.clone());
+        registry.register(
+            "resource_pressure",
+            "Resource pressure per node pool (0 low, 1 medium, 2 high, 3 critical)",
+            resource_pressure.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -80,6 +97,8 @@ impl Default for Metrics {
             errors,
             leader,
             extender_duration,
+            auctions,
+            resource_pressure,
             encode_lock: Mutex::new(()),
         }
     }

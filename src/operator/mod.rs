@@ -2,6 +2,7 @@
 //! controllers. Thin by design — it observes the cluster, calls the core and applies results.
 
 pub mod agents;
+pub mod auction;
 pub mod crd;
 pub mod error;
 pub mod extender;
@@ -36,6 +37,8 @@ pub struct OperatorConfig {
     pub metrics_addr: SocketAddr,
     /// Address of the scheduler-extender server.
     pub extender_addr: SocketAddr,
+    /// Time between two ticks of the auction loop.
+    pub auction_tick: Duration,
 }
 
 /// Runs the operator until SIGTERM/SIGINT, then releases the Lease and returns.
@@ -108,6 +111,16 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         writer: writer.clone(),
     });
     let agent_controller = tokio::spawn(agents::run(agent_ctx, shutdown_rx.clone()));
+    let auction_ctx = Arc::new(auction::AuctionContext {
+        client: client.clone(),
+        view: view.clone(),
+        metrics: metrics.clone(),
+        leading: leading.clone(),
+        recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
+        writer: writer.clone(),
+        tick: config.auction_tick,
+    });
+    let auction_loop = tokio::spawn(auction::run(auction_ctx, shutdown_rx.clone()));
     let status_writer = tokio::spawn(status::run(
         client.clone(),
         view.clone(),
@@ -127,6 +140,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let _ = server.await;
     let _ = extender_task.await;
     let _ = agent_controller.await;
+    let _ = auction_loop.await;
     let _ = status_writer.await;
     for w in watches {
         w.abort();

@@ -399,6 +399,20 @@ impl View {
             .collect()
     }
 
+    /// Schedulable nodes as (name, labels, allocatable), by name (for the auction loop).
+    pub fn schedulable_nodes(&self) -> Vec<(String, BTreeMap<String, String>, Resources)> {
+        self.nodes
+            .iter()
+            .filter(|(_, r)| r.schedulable)
+            .map(|(n, r)| (n.clone(), r.labels.clone(), r.allocatable))
+            .collect()
+    }
+
+    /// Pods the watch has seen bound to a node (for the auction loop's capacity).
+    pub fn bound_pods(&self) -> Vec<PodRecord> {
+        self.pods.values().filter(|p| p.node.is_some()).cloned().collect()
+    }
+
     /// Node states for the given names (unknown names are skipped and returned separately).
     pub fn node_states(&self, names: &[String]) -> (Vec<NodeState>, Vec<String>) {
         let mut states = Vec::with_capacity(names.len());
