@@ -15,6 +15,7 @@ mod geometry;
 #[cfg(feature = "operator")]
 mod operator;
 mod receipts;
+mod report;
 mod scaling;
 mod verify;
 
@@ -53,6 +54,9 @@ enum Command {
     Verify(verify::Args),
     /// Receipt tools: key generation, a demo chain, retention pruning.
     Receipts(receipts::Args),
+    /// Reports built from receipts (per-tenant costs).
+    #[command(subcommand)]
+    Report(report::Command),
 }
 
 pub fn main() -> ExitCode {
@@ -74,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Operator(args) => operator::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Receipts(args) => receipts::run(args),
+        Command::Report(command) => report::run(command),
     };
     match result {
         Ok(code) => code,

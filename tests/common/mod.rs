@@ -223,6 +223,11 @@ pub fn install_crds() {
 /// Starts MOM once per test binary (after the CRDs and a 2-region × 3-zone kwok cluster exist);
 /// it stops when the test binary exits.
 pub fn mom() -> &'static Mom {
+    mom_with(&[])
+}
+
+/// Like [`mom`], passing extra `mom operator` flags (the first call in a test binary decides).
+pub fn mom_with(operator_flags: &[&str]) -> &'static Mom {
     MOM.get_or_init(|| {
         let cp = control_plane();
         install_crds();
@@ -233,6 +238,12 @@ pub fn mom() -> &'static Mom {
             .arg(env!("CARGO_BIN_EXE_mom"))
             .arg("--watch-pid")
             .arg(std::process::id().to_string())
+            .args(if operator_flags.is_empty() {
+                &[][..]
+            } else {
+                &["--"][..]
+            })
+            .args(operator_flags)
             .output()
             .expect("running start-mom.sh");
         assert!(
