@@ -395,6 +395,43 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
     );
     assert!(!ok && err.contains("spec.bid.valuePerReplica"), "{err}");
     assert_eq!(status_allocations(&agents).await, Some(edited));
+
+    // An agent above its quota is told so by an Event.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(ns.client(), &n);
+    common::eventually("a CappedByAuction event for beta", Duration::from_secs(30), || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?.items;
+            list.iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("CappedByAuction")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("beta")
+                })
+                .map(|_| ())
+        }
+    })
+    .await;
+
+    // When demand falls below high pressure, the quotas are released (and the release recorded).
+    let (ok, _, err) = common::kubectl(&["scale", "geometricagent", "alpha", "-n", &n, "--replicas", "0"], None);
+    assert!(ok, "{err}");
+    let (ok, _, err) = common::kubectl(&["scale", "geometricagent", "beta", "-n", &n, "--replicas", "1"], None);
+    assert!(ok, "{err}");
+    common::eventually("quotas released at medium pressure", Duration::from_secs(60), || {
+        let agents = agents.clone();
+        async move {
+            let list = agents.list(&ListParams::default()).await.ok()?.items;
+            list.iter()
+                .all(|a| a.status.as_ref().is_some_and(|s| s.allocation.is_none()))
+                .then_some(())
+        }
+    })
+    .await;
+    let last = allocate_receipts(ns.client(), &pool).await.pop().unwrap();
+    assert_eq!(
+        serde_json::to_value(&last.spec.decision).unwrap()["kind"],
+        "auction.release"
+    );
     let _ = std::fs::remove_dir_all(PathBuf::from(&dir));
 }
 

@@ -290,6 +290,8 @@ pub fn target_allocations(pool: &PoolSnapshot, decision: &PoolDecision) -> Vec<O
 pub async fn run(ctx: Arc<AuctionContext>, mut shutdown: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(ctx.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Pools whose quotas are in force, so a pool whose agents all vanished is released too.
+    let mut contended: BTreeSet<String> = BTreeSet::new();
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -301,9 +303,10 @@ pub async fn run(ctx: Arc<AuctionContext>, mut shutdown: watch::Receiver<bool>) 
             }
         }
         if !*ctx.leading.borrow() {
+            contended.clear();
             continue;
         }
-        if let Err(err) = tick(&ctx).await {
+        if let Err(err) = tick(&ctx, &mut contended).await {
             ctx.metrics
                 .errors
                 .get_or_create(&super::metrics::ErrorLabels {
@@ -315,8 +318,9 @@ pub async fn run(ctx: Arc<AuctionContext>, mut shutdown: watch::Receiver<bool>) 
     }
 }
 
-/// One tick over every pool; a failing pool does not stop the others (the first error is returned).
-pub async fn tick(ctx: &AuctionContext) -> Result<(), AuctionLoopError> {
+/// One tick over every pool; a failing pool does not stop the others (the first error is
+/// returned). `contended`: the pools with quotas in force, updated.
+pub async fn tick(ctx: &AuctionContext, contended: &mut BTreeSet<String>) -> Result<(), AuctionLoopError> {
     let agents: Vec<GeometricAgent> = Api::<GeometricAgent>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await?
@@ -346,9 +350,39 @@ pub async fn tick(ctx: &AuctionContext) -> Result<(), AuctionLoopError> {
     };
     let mut first_error = None;
     for (pool, snap) in &snapshots {
-        if let Err(err) = tick_pool(ctx, pool, snap, &by_key, settings).await {
-            tracing::warn!(pool = %pool, error = %err, "auction of a pool failed");
-            first_error.get_or_insert(err);
+        match tick_pool(ctx, pool, snap, &by_key, settings).await {
+            Ok(Some(true)) => {
+                contended.insert(pool.clone());
+            }
+            Ok(Some(false)) => {
+                contended.remove(pool);
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(pool = %pool, error = %err, "auction of a pool failed");
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    let vanished: Vec<String> = contended
+        .iter()
+        .filter(|p| !snapshots.contains_key(*p))
+        .cloned()
+        .collect();
+    for pool in vanished {
+        // Its agents are gone: record that its quotas ended (cost reports stop accruing here).
+        let pressure = quota::pressure(&[], &[]);
+        let released: Vec<String> = Vec::new();
+        let inputs = json!({"pool": pool, "pressure": pressure, "released": released});
+        let decision =
+            json!({"kind": quota::RELEASE_KIND, "pool": pool, "pressure": pressure, "output": {"released": released}});
+        match record(ctx, &pool, decision, &inputs).await {
+            Ok(()) => {
+                contended.remove(&pool);
+            }
+            Err(err) => {
+                first_error.get_or_insert(err);
+            }
         }
     }
     first_error.map_or(Ok(()), Err)
@@ -360,7 +394,7 @@ async fn tick_pool(
     snap: &PoolSnapshot,
     objects: &BTreeMap<String, &GeometricAgent>,
     settings: QuotaSettings,
-) -> Result<(), AuctionLoopError> {
+) -> Result<Option<bool>, AuctionLoopError> {
     for a in &snap.agents {
         if let (Some(problem), Some(obj)) = (&a.bid_problem, objects.get(&a.demand.agent)) {
             publish(
@@ -374,11 +408,21 @@ async fn tick_pool(
         }
     }
     let demands: Vec<AgentDemand> = snap.agents.iter().map(|a| a.demand.clone()).collect();
+    let labels = PoolLabels { pool: pool.to_string() };
+    if snap.nodes.is_empty() {
+        // Nothing to auction (no nodes, or the node watch not synced yet): leave quotas as they are.
+        let level = quota::pressure(&demands, &snap.nodes).level;
+        ctx.metrics
+            .resource_pressure
+            .get_or_create(&labels)
+            .set(level.ordinal());
+        tracing::debug!(pool = %pool, "pool has no schedulable capacity; no auction");
+        return Ok(None);
+    }
     let decision = quota::decide(&demands, &snap.nodes, settings).map_err(|source| AuctionLoopError::Auction {
         pool: pool.to_string(),
         source,
     })?;
-    let labels = PoolLabels { pool: pool.to_string() };
     let pressure = match &decision {
         PoolDecision::Uncontended { pressure } | PoolDecision::Auctioned { pressure, .. } => *pressure,
     };
@@ -396,8 +440,9 @@ async fn tick_pool(
         .zip(&targets)
         .filter(|(a, t)| a.allocation != **t)
         .collect();
+    let auctioned = matches!(decision, PoolDecision::Auctioned { .. });
     if changed.is_empty() {
-        return Ok(());
+        return Ok(Some(auctioned));
     }
     // Record before acting.
     let (decision_json, inputs) = match &decision {
@@ -421,30 +466,7 @@ async fn tick_pool(
             )
         }
     };
-    let recording = ctx.view.read().map(|v| v.settings.recording).unwrap_or_default();
-    let subject = SubjectRef {
-        api_version: GeometricAgent::api_version(&()).into_owned(),
-        kind: "NodePool".into(),
-        namespace: String::new(),
-        name: pool.to_string(),
-        uid: None,
-    };
-    match ctx
-        .writer
-        .record(recording, ReceiptAction::Allocate, subject, decision_json, &inputs)
-        .await
-    {
-        Ok(_) => {}
-        Err(source) if recording.level == VerificationLevel::FullAudit => {
-            return Err(AuctionLoopError::Receipt {
-                pool: pool.to_string(),
-                source,
-            });
-        }
-        Err(err) => {
-            tracing::warn!(pool = %pool, error = %err, "allocate receipt not written (level below full_audit: applying anyway)")
-        }
-    }
+    record(ctx, pool, decision_json, &inputs).await?;
     // Apply.
     for (agent, target) in changed {
         let api: Api<GeometricAgent> = Api::namespaced(ctx.client.clone(), &agent.namespace);
@@ -481,7 +503,40 @@ async fn tick_pool(
             }
         }
     }
-    Ok(())
+    Ok(Some(auctioned))
+}
+
+/// Writes the `allocate` receipt of a pool's decision; at `full_audit` a failed write is an
+/// error (the caller must not apply), below it is logged.
+async fn record(
+    ctx: &AuctionContext,
+    pool: &str,
+    decision: serde_json::Value,
+    inputs: &serde_json::Value,
+) -> Result<(), AuctionLoopError> {
+    let recording = ctx.view.read().map(|v| v.settings.recording).unwrap_or_default();
+    let subject = SubjectRef {
+        api_version: GeometricAgent::api_version(&()).into_owned(),
+        kind: "NodePool".into(),
+        namespace: String::new(),
+        name: pool.to_string(),
+        uid: None,
+    };
+    match ctx
+        .writer
+        .record(recording, ReceiptAction::Allocate, subject, decision, inputs)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(source) if recording.level == VerificationLevel::FullAudit => Err(AuctionLoopError::Receipt {
+            pool: pool.to_string(),
+            source,
+        }),
+        Err(err) => {
+            tracing::warn!(pool = %pool, error = %err, "allocate receipt not written (level below full_audit: applying anyway)");
+            Ok(())
+        }
+    }
 }
 
 async fn publish(ctx: &AuctionContext, agent: &GeometricAgent, type_: EventType, reason: &str, note: String) {
