@@ -24,8 +24,9 @@ const NODE_MEMORY: u64 = 8 << 30;
 const REPLICA_MEMORY: u64 = 1 << 30;
 
 /// Two tainted kwok nodes of the test's own pool (deleted again when dropped, so later tests see
-/// the cluster as before).
+/// the cluster as before). The pool is named after the test namespace.
 struct PoolNodes {
+    namespace: String,
     names: Vec<String>,
 }
 
@@ -58,12 +59,20 @@ impl PoolNodes {
             Some(&list),
         );
         assert!(ok, "creating the pool's kwok nodes failed: {err}");
-        Self { names }
+        Self {
+            namespace: pool.to_string(),
+            names,
+        }
     }
 }
 
 impl Drop for PoolNodes {
     fn drop(&mut self) {
+        // Agents and their pods go first, while kwok still runs the nodes: a pod on a deleted
+        // node stays Terminating (and its namespace with it) until the pod GC finds it.
+        let ns = self.namespace.as_str();
+        let _ = common::kubectl(&["delete", "geometricagents", "--all", "-n", ns, "--timeout=60s"], None);
+        let _ = common::kubectl(&["delete", "pods", "--all", "-n", ns, "--timeout=60s"], None);
         let mut args = vec!["delete", "node", "--wait=false"];
         args.extend(self.names.iter().map(String::as_str));
         let _ = common::kubectl(&args, None);
@@ -331,6 +340,7 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
         .into_values()
         .next()
         .unwrap();
+    let export = dir.join("chain.jsonl");
     let (_, verify, _) = run_mom(&[
         "verify",
         "--cluster",
@@ -339,6 +349,8 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
         "json",
         "--public-key",
         &published,
+        "--export",
+        export.to_str().unwrap(),
     ]);
     let mismatches: Vec<&Value> = verify["replay"]["mismatches"]
         .as_array()
@@ -352,23 +364,35 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
         "{verify}"
     );
 
-    // `mom report costs` adds the payments up per tenant from the receipts.
+    // `mom report costs` adds the payments up per tenant from the receipts, read from the
+    // cluster or from the export.
     let (ok, report, err) = run_mom(&["report", "costs", "--cluster", "--format", "json"]);
     assert!(ok, "{err}");
-    for tenant in [format!("{n}-red"), format!("{n}-blue")] {
-        let paid: f64 = edited_outcome
-            .allocations
-            .iter()
-            .filter(|a| a.tenant == tenant)
-            .map(|a| a.payment)
-            .sum();
-        let line = report["tenants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["tenant"] == tenant.as_str())
-            .unwrap_or_else(|| panic!("{tenant} missing in {report}"));
-        assert_eq!(line["payment_per_hour"].as_f64().unwrap(), paid, "{line}");
+    let (ok, from_file, err) = run_mom(&[
+        "report",
+        "costs",
+        "--file",
+        export.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(ok, "{err}");
+    for report in [&report, &from_file] {
+        for tenant in [format!("{n}-red"), format!("{n}-blue")] {
+            let paid: f64 = edited_outcome
+                .allocations
+                .iter()
+                .filter(|a| a.tenant == tenant)
+                .map(|a| a.payment)
+                .sum();
+            let line = report["tenants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["tenant"] == tenant.as_str())
+                .unwrap_or_else(|| panic!("{tenant} missing in {report}"));
+            assert_eq!(line["payment_per_hour"].as_f64().unwrap(), paid, "{line}");
+        }
     }
     println!("cost report: {report}");
 
