@@ -237,6 +237,16 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
             values: vec![9.0, 7.0, 3.0],
         },
     ];
+    // A strategy that applies only while the agents' pool is under critical pressure.
+    common::apply(
+        &json!({
+            "apiVersion": "mom.hypersync.io/v1alpha1", "kind": "OrchestrationStrategy",
+            "metadata": {"name": "surge", "namespace": n},
+            "spec": {"priority": 10, "scaling": {"method": "manual", "minReplicas": 0, "maxReplicas": 20},
+                     "triggers": {"resourcePressure": ["critical"]}}
+        })
+        .to_string(),
+    );
     for w in &wants {
         common::apply(&agent_manifest(&n, &pool, w));
     }
@@ -256,6 +266,18 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
     )
     .await;
     println!("allocation (quota, payment per hour): {got:?}");
+    common::eventually(
+        "the critical-pressure strategy selected",
+        Duration::from_secs(30),
+        || {
+            let agents = agents.clone();
+            async move {
+                let a = agents.get("alpha").await.ok()?;
+                (a.status?.strategy.as_deref() == Some("surge")).then_some(())
+            }
+        },
+    )
+    .await;
 
     // The receipt written before the quotas were applied holds the same input and outcome.
     // A receipt written before the quotas were applied holds the same input and outcome (earlier
@@ -456,6 +478,18 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
         serde_json::to_value(&last.spec.decision).unwrap()["kind"],
         "auction.release"
     );
+    common::eventually(
+        "the strategy dropped at medium pressure",
+        Duration::from_secs(30),
+        || {
+            let agents = agents.clone();
+            async move {
+                let a = agents.get("gamma").await.ok()?;
+                a.status?.strategy.is_none().then_some(())
+            }
+        },
+    )
+    .await;
     let _ = std::fs::remove_dir_all(PathBuf::from(&dir));
 }
 

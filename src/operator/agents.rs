@@ -298,7 +298,14 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
     // Validate.
     let facts = AgentFacts::from_agent(agent, BTreeSet::new());
     let strategy_facts: Vec<StrategyFacts> = strategies.iter().map(StrategyFacts::from_strategy).collect();
-    let check = validate::check_agent(&facts, &siblings, &strategy_facts, None);
+    // The pressure of the agent's node pool, as the auction loop last measured it.
+    let pressure = ctx
+        .view
+        .read()
+        .ok()
+        .and_then(|v| v.pool_pressure(&super::auction::pool_of(agent)))
+        .map(super::auction::trigger_pressure);
+    let check = validate::check_agent(&facts, &siblings, &strategy_facts, pressure);
     let strategy = check
         .strategy
         .as_ref()
@@ -454,7 +461,12 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
     });
     if !same {
         let agents: Api<GeometricAgent> = Api::namespaced(client, &ns);
-        let patch = serde_json::json!({ "status": status });
+        let mut patch = serde_json::json!({ "status": status });
+        if status.strategy.is_none() {
+            // A merge patch keeps absent fields: clear a strategy that no longer applies
+            // (e.g. one triggered by a resource pressure that has passed).
+            patch["status"]["strategy"] = serde_json::Value::Null;
+        }
         agents
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;

@@ -10,7 +10,8 @@
 //! input and outcome, written before anything is applied; at `full_audit` a failed write stops
 //! the tick) → apply (merge patch of `status.allocation` {quota, payment} of each agent whose
 //! allocation changed; the agent controller caps its replicas at the quota) → Events
-//! (`CappedByAuction`, `QuotaReleased`, `InvalidBid`) and metrics.
+//! (`CappedByAuction`, `QuotaReleased`, `InvalidBid`), metrics, and the pool's pressure in the view (the
+//! agent controller matches `OrchestrationStrategy` `resourcePressure` triggers against it).
 //!
 //! Pools: a node belongs to the pool named by its label [`POOL_LABEL`] (nodes without it to
 //! [`DEFAULT_POOL`]); an agent competes in the pool its pod template selects with
@@ -37,6 +38,7 @@ use tokio::sync::watch;
 use super::crd::GeometricAgent;
 use super::crd::agent::Allocation;
 use super::crd::momconfig::VerificationLevel;
+use super::crd::strategy::ResourcePressure;
 use super::metrics::{Metrics, PoolLabels};
 use super::view::{PodRecord, SharedView};
 use crate::auction::quota::{self, AgentDemand, PoolDecision, QuotaSettings};
@@ -152,16 +154,35 @@ pub fn bid_problem(values: &[f64], value_per_replica: f64) -> Option<String> {
     None
 }
 
+/// The node pool an agent competes in: its template's `nodeSelector` value for [`POOL_LABEL`].
+pub fn pool_of(agent: &GeometricAgent) -> String {
+    agent
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_selector.as_ref())
+        .and_then(|sel| sel.get(POOL_LABEL))
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_POOL.to_string())
+}
+
+/// A pressure level as the `OrchestrationStrategy` triggers spell it.
+pub fn trigger_pressure(level: quota::PressureLevel) -> ResourcePressure {
+    match level {
+        quota::PressureLevel::Low => ResourcePressure::Low,
+        quota::PressureLevel::Medium => ResourcePressure::Medium,
+        quota::PressureLevel::High => ResourcePressure::High,
+        quota::PressureLevel::Critical => ResourcePressure::Critical,
+    }
+}
+
 /// What the auction needs from an agent object.
 pub fn agent_snapshot(agent: &GeometricAgent) -> AgentSnapshot {
     let namespace = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
     let spec: Option<&PodSpec> = agent.spec.template.spec.as_ref();
-    let pool = spec
-        .and_then(|s| s.node_selector.as_ref())
-        .and_then(|sel| sel.get(POOL_LABEL))
-        .cloned()
-        .unwrap_or_else(|| DEFAULT_POOL.to_string());
+    let pool = pool_of(agent);
     let pod = Pod {
         spec: spec.cloned(),
         ..Default::default()
@@ -416,6 +437,9 @@ async fn tick_pool(
             .resource_pressure
             .get_or_create(&labels)
             .set(level.ordinal());
+        if let Ok(mut v) = ctx.view.write() {
+            v.set_pool_pressure(pool, level);
+        }
         tracing::debug!(pool = %pool, "pool has no schedulable capacity; no auction");
         return Ok(None);
     }
@@ -430,6 +454,9 @@ async fn tick_pool(
         .resource_pressure
         .get_or_create(&labels)
         .set(pressure.level.ordinal());
+    if let Ok(mut v) = ctx.view.write() {
+        v.set_pool_pressure(pool, pressure.level);
+    }
     if matches!(decision, PoolDecision::Auctioned { .. }) {
         ctx.metrics.auctions.get_or_create(&labels).inc();
     }
