@@ -250,6 +250,7 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
     for w in &wants {
         common::apply(&agent_manifest(&n, &pool, w));
     }
+    let created = std::time::Instant::now();
     let (input, outcome) = offline_auction(&dir, &n, &nodes, &wants);
     let expected = quotas(&n, &outcome);
     assert_eq!(expected.values().map(|q| q.0).sum::<i32>(), 8, "{expected:?}");
@@ -265,7 +266,10 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
         },
     )
     .await;
-    println!("allocation (quota, payment per hour): {got:?}");
+    println!(
+        "allocation (quota, payment per hour) after {:.1} s: {got:?}",
+        created.elapsed().as_secs_f64()
+    );
     common::eventually(
         "the critical-pressure strategy selected",
         Duration::from_secs(30),
@@ -335,6 +339,7 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
     wants[2].bid = json!({"valuePerReplica": 0, "marginalValues": [20, 19, 18]});
     wants[2].values = vec![20.0, 19.0, 18.0];
     common::apply(&agent_manifest(&n, &pool, &wants[2]));
+    let edited_at = std::time::Instant::now();
     let (_, edited_outcome) = offline_auction(&dir, &n, &nodes, &wants);
     let edited = quotas(&n, &edited_outcome);
     assert_ne!(edited, expected, "the edit should change the outcome");
@@ -344,6 +349,10 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
         async move { status_allocations(&agents).await.filter(|got| *got == edited) }
     })
     .await;
+    println!(
+        "outcome after the bid edit in {:.1} s",
+        edited_at.elapsed().as_secs_f64()
+    );
     let receipts = allocate_receipts(ns.client(), &pool).await;
     let last = receipts.last().unwrap();
     let recorded: AuctionOutcome =
