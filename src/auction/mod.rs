@@ -17,7 +17,9 @@
 pub mod baselines;
 pub mod brute;
 pub mod combinatorial;
+pub mod cost_report;
 pub mod generate;
+pub mod quota;
 pub mod shapley;
 pub mod vcg;
 pub mod wdp_fast;

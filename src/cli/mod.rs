@@ -18,6 +18,7 @@ mod operator;
 mod receipts;
 #[cfg(feature = "operator")]
 mod receipts_bench;
+mod report;
 mod scaling;
 mod verify;
 mod verify_tenant;
@@ -60,6 +61,9 @@ enum Command {
     /// Serve a trace as a Prometheus gauge, time-compressed (scaling tests and demos).
     #[command(subcommand)]
     Exporter(exporter::Command),
+    /// Reports built from receipts (per-tenant costs).
+    #[command(subcommand)]
+    Report(report::Command),
 }
 
 pub fn main() -> ExitCode {
@@ -82,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Receipts(args) => receipts::run(args),
         Command::Exporter(command) => exporter::run(command),
+        Command::Report(command) => report::run(command),
     };
     match result {
         Ok(code) => code,

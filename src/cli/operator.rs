@@ -59,6 +59,9 @@ pub struct Args {
     /// Forecasting model of the predictive scaler (seasonal_naive, holt_winters, ridge, combo, auto).
     #[arg(long, default_value = "holt_winters")]
     scaler_model: String,
+    /// Seconds between two ticks of the auction loop (quotas under resource pressure).
+    #[arg(long, env = "MOM_AUCTION_TICK_SECONDS", default_value_t = 15)]
+    auction_tick_seconds: u64,
     /// Log format: json (structured, default) or text.
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -83,6 +86,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let model = mom::forecast::ModelKind::parse(&args.scaler_model).context("--scaler-model")?;
+    if args.auction_tick_seconds == 0 {
+        anyhow::bail!("--auction-tick-seconds must be at least 1");
+    }
     let identity = args.identity.unwrap_or_else(|| {
         let host = hostname::get()
             .map(|h| h.to_string_lossy().into_owned())
@@ -112,6 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             startup: Duration::from_secs_f64(args.scaler_startup_seconds),
             model,
         },
+        auction_tick: Duration::from_secs(args.auction_tick_seconds),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -298,7 +298,14 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
     // Validate.
     let facts = AgentFacts::from_agent(agent, BTreeSet::new());
     let strategy_facts: Vec<StrategyFacts> = strategies.iter().map(StrategyFacts::from_strategy).collect();
-    let check = validate::check_agent(&facts, &siblings, &strategy_facts, None);
+    // The pressure of the agent's node pool, as the auction loop last measured it.
+    let pressure = ctx
+        .view
+        .read()
+        .ok()
+        .and_then(|v| v.pool_pressure(&super::auction::pool_of(agent)))
+        .map(super::auction::trigger_pressure);
+    let check = validate::check_agent(&facts, &siblings, &strategy_facts, pressure);
     let strategy = check
         .strategy
         .as_ref()
@@ -330,7 +337,14 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
             )
         })
         .collect();
-    let desired = agent.spec.replicas.max(0) as usize;
+    // The auction loop's quota (status.allocation) caps what the agent wants while capacity is scarce.
+    let wanted = agent.spec.replicas.max(0) as usize;
+    let quota = agent
+        .status
+        .as_ref()
+        .and_then(|s| s.allocation.as_ref())
+        .map(|a| a.quota.max(0) as usize);
+    let desired = quota.map_or(wanted, |q| wanted.min(q));
     let reference = agent.object_ref(&());
     if active.is_empty() && desired > 0 && waits_for_peers(agent, &sibling_agents, &ctx.view) {
         // A group of talking agents created together would otherwise each pick its own home;
@@ -427,7 +441,8 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
         position: (!policy.target.is_empty()).then(|| super::crd::agent::Position {
             coordinates: policy.target.clone(),
         }),
-        allocation: agent.status.as_ref().and_then(|s| s.allocation.clone()),
+        // Owned by the auction loop: left out of this merge patch so a stale copy never overwrites it.
+        allocation: None,
         conditions: conditions::merge(&existing, &desired_conditions, agent.metadata.generation, &now),
         observed_generation: agent.metadata.generation,
         last_receipt: agent.status.as_ref().and_then(|s| s.last_receipt.clone()),
@@ -435,6 +450,7 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
     let same = agent.status.as_ref().is_some_and(|old| {
         let mut a = old.clone();
         let mut b = status.clone();
+        a.allocation = None;
         a.conditions.clear();
         b.conditions.clear();
         a == b
@@ -447,10 +463,23 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
     });
     if !same {
         let agents: Api<GeometricAgent> = Api::namespaced(client, &ns);
-        let patch = serde_json::json!({ "status": status });
-        agents
+        let mut patch = serde_json::json!({ "status": status });
+        if status.strategy.is_none() {
+            // A merge patch keeps absent fields: clear a strategy that no longer applies
+            // (e.g. one triggered by a resource pressure that has passed).
+            patch["status"]["strategy"] = serde_json::Value::Null;
+        }
+        // The conditions list is replaced as a whole, and the scaler writes its own condition
+        // into it: patch only the version read, so neither erases the other's condition.
+        patch["metadata"] = serde_json::json!({ "resourceVersion": agent.resource_version() });
+        match agents
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Action::requeue(Duration::from_secs(1))),
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(Action::requeue(Duration::from_secs(10)))
 }
@@ -483,7 +512,10 @@ async fn write_receipt(
     };
     let decision =
         serde_json::json!({"kind": "placement.scale", "from": active.len(), "to": desired, "target": target});
-    let inputs = serde_json::json!({"specReplicas": agent.spec.replicas, "pods": pods});
+    let mut inputs = serde_json::json!({"specReplicas": agent.spec.replicas, "pods": pods});
+    if let Some(allocation) = agent.status.as_ref().and_then(|s| s.allocation.as_ref()) {
+        inputs["quota"] = allocation.quota.into();
+    }
     match ctx.writer.record(recording, action, subject, decision, &inputs).await {
         Ok(_) => Ok(()),
         Err(source) if recording.level == super::crd::momconfig::VerificationLevel::FullAudit => {

@@ -25,6 +25,11 @@ pub struct VerbLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub kind: String,
 }
@@ -60,6 +65,10 @@ pub struct Metrics {
     pub receipts_written: Family<ActionLabels, Counter>,
     pub receipt_chain_head: Gauge,
     pub scaling_decisions: Family<ScalingLabels, Counter>,
+    /// Auctions run per node pool (ticks at high or critical pressure).
+    pub auctions: Family<PoolLabels, Counter>,
+    /// Resource pressure per node pool: 0 low, 1 medium, 2 high, 3 critical.
+    pub resource_pressure: Family<PoolLabels, Gauge>,
     encode_lock: Mutex<()>,
 }
 
@@ -119,6 +128,14 @@ impl Default for Metrics {
             receipt_chain_head.clone(),
         );
         receipt_chain_head.set(-1);
+        let auctions = Family::<PoolLabels, Counter>::default();
+        let resource_pressure = Family::<PoolLabels, Gauge>::default();
+        registry.register("auctions", "Capacity auctions run, per node pool", auctions.clone());
+        registry.register(
+            "resource_pressure",
+            "Resource pressure per node pool (0 low, 1 medium, 2 high, 3 critical)",
+            resource_pressure.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -131,6 +148,8 @@ impl Default for Metrics {
             receipts_written,
             receipt_chain_head,
             scaling_decisions,
+            auctions,
+            resource_pressure,
             encode_lock: Mutex::new(()),
         }
     }

@@ -2,6 +2,7 @@
 //! controllers. Thin by design — it observes the cluster, calls the core and applies results.
 
 pub mod agents;
+pub mod auction;
 pub mod checkpoints;
 pub mod crd;
 pub mod error;
@@ -47,6 +48,8 @@ pub struct OperatorConfig {
     pub checkpoints: checkpoints::CheckpointSettings,
     /// The scaler loop (tick, Prometheus, history window).
     pub scaler: scaler::ScalerSettings,
+    /// Time between two ticks of the auction loop.
+    pub auction_tick: Duration,
 }
 
 /// Runs the operator until SIGTERM/SIGINT, then releases the Lease and returns.
@@ -151,6 +154,16 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         settings: config.scaler.clone(),
     });
     let scaler_task = tokio::spawn(scaler::run(scaler_ctx, shutdown_rx.clone()));
+    let auction_ctx = Arc::new(auction::AuctionContext {
+        client: client.clone(),
+        view: view.clone(),
+        metrics: metrics.clone(),
+        leading: leading.clone(),
+        recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
+        writer: writer.clone(),
+        tick: config.auction_tick,
+    });
+    let auction_loop = tokio::spawn(auction::run(auction_ctx, shutdown_rx.clone()));
     let status_writer = tokio::spawn(status::run(
         client.clone(),
         view.clone(),
@@ -171,6 +184,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let _ = extender_task.await;
     let _ = agent_controller.await;
     let _ = scaler_task.await;
+    let _ = auction_loop.await;
     let _ = status_writer.await;
     let _ = checkpointer.await;
     for w in watches {

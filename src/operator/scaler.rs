@@ -604,11 +604,20 @@ async fn report(
     }
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let merged = conditions::merge(&existing, &[condition], agent.metadata.generation, &now);
-    let patch = serde_json::json!({"status": {"conditions": merged}});
-    Api::<GeometricAgent>::namespaced(ctx.client.clone(), &agent.namespace().unwrap_or_default())
+    // Only over the version read (the agent controller replaces the same list): on a conflict
+    // the next tick reports again.
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": agent.resource_version()},
+        "status": {"conditions": merged},
+    });
+    match Api::<GeometricAgent>::namespaced(ctx.client.clone(), &agent.namespace().unwrap_or_default())
         .patch_status(&agent.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn publish(ctx: &ScalerContext, agent: &GeometricAgent, type_: EventType, reason: &str, note: String) {

@@ -98,6 +98,8 @@ pub struct View {
     policies: BTreeMap<AgentKey, AgentPolicy>,
     /// Spares required outside the fullest failure domain, per agent (0: no spread rule).
     spares: BTreeMap<AgentKey, SpreadRule>,
+    /// Resource pressure per node pool, from the auction loop (for strategy triggers).
+    pool_pressure: BTreeMap<String, crate::auction::quota::PressureLevel>,
 }
 
 /// The redundancy rule of an agent as the extender applies it.
@@ -397,6 +399,30 @@ impl View {
                 ))
             })
             .collect()
+    }
+
+    /// Records a node pool's resource pressure (the auction loop, every tick).
+    pub fn set_pool_pressure(&mut self, pool: &str, level: crate::auction::quota::PressureLevel) {
+        self.pool_pressure.insert(pool.to_string(), level);
+    }
+
+    /// The last measured resource pressure of a node pool.
+    pub fn pool_pressure(&self, pool: &str) -> Option<crate::auction::quota::PressureLevel> {
+        self.pool_pressure.get(pool).copied()
+    }
+
+    /// Schedulable nodes as (name, labels, allocatable), by name (for the auction loop).
+    pub fn schedulable_nodes(&self) -> Vec<(String, BTreeMap<String, String>, Resources)> {
+        self.nodes
+            .iter()
+            .filter(|(_, r)| r.schedulable)
+            .map(|(n, r)| (n.clone(), r.labels.clone(), r.allocatable))
+            .collect()
+    }
+
+    /// Pods the watch has seen bound to a node (for the auction loop's capacity).
+    pub fn bound_pods(&self) -> Vec<PodRecord> {
+        self.pods.values().filter(|p| p.node.is_some()).cloned().collect()
     }
 
     /// Node states for the given names (unknown names are skipped and returned separately).

@@ -110,13 +110,17 @@ impl ReplayRegistry {
         Self::default()
     }
 
-    /// A registry with the built-in kinds (`test.sum`, `scaling.*`).
+    /// A registry with the built-in kinds (`test.sum`, `scaling.*`, `auction.vcg`).
     pub fn with_builtins() -> Self {
         let mut r = Self::new();
         r.register(TEST_SUM_KIND, Box::new(test_sum));
         for kind in crate::scaling_policy::KINDS {
             r.register(kind, Box::new(crate::scaling_policy::replay));
         }
+        r.register(
+            crate::auction::quota::REPLAY_KIND,
+            Box::new(crate::auction::quota::replay),
+        );
         r
     }
 

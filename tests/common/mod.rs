@@ -249,8 +249,14 @@ pub fn mom() -> &'static Mom {
 
 /// [`mom`] with extra `mom operator` flags; the first call in a test binary decides them.
 pub fn mom_with_flags(flags: &[String]) -> &'static Mom {
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    mom_with(&flags)
+}
+
+/// Like [`mom`], passing extra `mom operator` flags (the first call in a test binary decides).
+pub fn mom_with(operator_flags: &[&str]) -> &'static Mom {
     MOM.get_or_init(|| {
-        let args: Vec<&str> = std::iter::once("--").chain(flags.iter().map(String::as_str)).collect();
+        let args: Vec<&str> = std::iter::once("--").chain(operator_flags.iter().copied()).collect();
         start_mom(&args, &[])
     })
 }

@@ -154,10 +154,13 @@ pub struct Bid {
     #[x_kube(validation = Rule::new("self >= 0.0").message("spec.bid.valuePerReplica must be >= 0"))]
     pub value_per_replica: f64,
     /// Value per hour of the 1st, 2nd, … replica, each ≥ 0; must not increase (diminishing marginal
-    /// value; checked by the operator). Replicas beyond the list are worth nothing.
+    /// value). Replicas beyond the list are worth nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 1000))]
-    #[x_kube(validation = Rule::new("self.all(v, v >= 0.0)").message("spec.bid.marginalValues must all be >= 0"))]
+    #[x_kube(
+        validation = Rule::new("self.all(v, v >= 0.0)").message("spec.bid.marginalValues must all be >= 0"),
+        validation = Rule::new("self.map(v, -v).isSorted()").message("spec.bid.marginalValues must not increase (each value <= the one before)")
+    )]
     pub marginal_values: Vec<f64>,
 }
 
