@@ -37,6 +37,8 @@ use crate::receipts::{Action, Receipt, SubjectRef};
 pub const BUNDLE_CONFIGMAP: &str = "mom-receipt-checkpoints";
 /// Data budget of one bundle ConfigMap (the apiserver's limit is 1 MiB).
 pub const MAX_CONFIGMAP_BYTES: usize = 900 * 1024;
+/// Bundles are published at most this often (each publication lists the whole chain).
+pub const PUBLISH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// Tenant of receipts whose agent no longer exists.
 pub const UNATTRIBUTED: &str = "unattributed";
 
@@ -93,6 +95,10 @@ pub async fn run(
     let mut last_config_check: Option<Instant> = None;
     let mut config_seen: Option<(String, i64)> = None;
     let mut publish_pending = true;
+    // Tree size of the last published checkpoint this term (namespaces with no receipt since
+    // keep their bundle: its proofs stay valid) and when it was published.
+    let mut published: Option<u64> = None;
+    let mut last_publish: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -103,6 +109,7 @@ pub async fn run(
             // The next term reads back what is persisted.
             config_seen = None;
             publish_pending = true;
+            published = None;
             last_checkpoint = Instant::now();
             continue;
         }
@@ -121,11 +128,19 @@ pub async fn run(
                 Err(err) => tracing::warn!(error = %err, "checkpoint not written"),
             }
         }
-        if publish_pending {
-            match publish_bundles(&client, writer.namespace()).await {
-                Ok(n) => {
+        // Publishing lists the whole chain: at most every PUBLISH_MIN_INTERVAL.
+        if publish_pending && last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_MIN_INTERVAL) {
+            let t = Instant::now();
+            last_publish = Some(t);
+            match publish_bundles(&client, writer.namespace(), published).await {
+                Ok((n, size)) => {
                     publish_pending = false;
-                    tracing::debug!(namespaces = n, "tenant checkpoint bundles published");
+                    published = size.or(published);
+                    tracing::info!(
+                        namespaces = n,
+                        ms = t.elapsed().as_millis() as u64,
+                        "tenant checkpoint bundles published"
+                    );
                 }
                 Err(err) => tracing::warn!(error = %err, "tenant checkpoint bundles not published"),
             }
@@ -218,13 +233,23 @@ async fn record_config_change(
     Ok(())
 }
 
-/// Publishes the bundles of the newest stored checkpoint; returns the number of namespaces.
-pub async fn publish_bundles(client: &kube::Client, operator_namespace: &str) -> Result<usize, WriteError> {
+/// Publishes the bundles of the newest stored checkpoint; returns the number of namespaces
+/// written and the checkpoint's tree size. With `since` (the tree size of the last published
+/// checkpoint), only namespaces holding a receipt at or after it are written: the others keep
+/// their bundle, whose proofs stay valid.
+pub async fn publish_bundles(
+    client: &kube::Client,
+    operator_namespace: &str,
+    since: Option<u64>,
+) -> Result<(usize, Option<u64>), WriteError> {
     let stored = ReceiptWriter::stored_chain(client).await?;
     let Some(checkpoint) = stored.iter().rev().find(|r| r.action == Action::Checkpoint) else {
-        return Ok(0);
+        return Ok((0, None));
     };
     let size = CheckpointDecision::from_receipt(checkpoint)?.tree_size;
+    if since == Some(size) {
+        return Ok((0, Some(size)));
+    }
     let mut tree = PartialTree::from_chain(&stored, size);
     let agents: Api<GeometricAgent> = Api::all(client.clone());
     let tenants: BTreeMap<(String, String), String> = agents
@@ -256,6 +281,10 @@ pub async fn publish_bundles(client: &kube::Client, operator_namespace: &str) ->
         serde_json::to_string(checkpoint).map_err(|e| WriteError::Stored("checkpoint".into(), e.to_string()))?;
     let mut published = 0;
     for (ns, by_tenant) in &groups {
+        let newest = by_tenant.values().flatten().map(|r| r.sequence).max().unwrap_or(0);
+        if since.is_some_and(|s| newest < s) {
+            continue;
+        }
         let budget = MAX_CONFIGMAP_BYTES.saturating_sub(checkpoint_json.len() + 1024) / by_tenant.len().max(1);
         let mut data = BTreeMap::from([
             ("checkpoint.json".to_string(), checkpoint_json.clone()),
@@ -303,7 +332,7 @@ pub async fn publish_bundles(client: &kube::Client, operator_namespace: &str) ->
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(published)
+    Ok((published, Some(size)))
 }
 
 #[cfg(test)]
