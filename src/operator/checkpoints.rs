@@ -148,6 +148,21 @@ pub async fn run(
     }
 }
 
+/// Whether MomConfig (uid, generation) `key` at `level` needs a `configure` receipt, given the
+/// newest one recorded `(uid, generation, level)`: not when that generation (or a later one of
+/// the same object) is recorded, nor when auditing was off and stays off.
+pub fn config_change_to_record(
+    previous: Option<&(String, i64, Option<String>)>,
+    key: &(String, i64),
+    level: VerificationLevel,
+) -> bool {
+    if previous.is_some_and(|(uid, generation, _)| *uid == key.0 && *generation >= key.1) {
+        return false;
+    }
+    let was_off = previous.is_none_or(|(_, _, l)| l.as_deref() == Some("none"));
+    !(level == VerificationLevel::None && was_off)
+}
+
 /// The newest `configure` receipt for the MomConfig `default`: (uid, generation, level).
 async fn last_recorded_config(
     client: &kube::Client,
@@ -192,21 +207,11 @@ async fn record_config_change(
         return Ok(());
     }
     let previous = last_recorded_config(client, writer.namespace()).await?;
-    if previous
-        .as_ref()
-        .is_some_and(|(uid, generation, _)| *uid == key.0 && *generation >= key.1)
-    {
+    if !config_change_to_record(previous.as_ref(), &key, cfg.spec.verification.level) {
         *seen = Some(key);
         return Ok(());
     }
     let spec = serde_json::to_value(&cfg.spec).map_err(|e| WriteError::Stored(ACTIVE_NAME.into(), e.to_string()))?;
-    let was_off = previous
-        .as_ref()
-        .is_none_or(|(_, _, level)| level.as_deref() == Some("none"));
-    if cfg.spec.verification.level == VerificationLevel::None && was_off {
-        *seen = Some(key);
-        return Ok(());
-    }
     let subject = SubjectRef {
         api_version: MomConfig::api_version(&()).into_owned(),
         kind: MomConfig::kind(&()).into_owned(),
@@ -355,6 +360,48 @@ mod tests {
         };
         assert!(!checkpoint_due(&count_only, 9, Duration::from_secs(86_400)));
         assert!(checkpoint_due(&count_only, 10, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_config_generation_is_recorded_once_and_turning_auditing_off_is_recorded() {
+        let key = ("u1".to_string(), 3);
+        let full = Some("full_audit".to_string());
+        // Nothing recorded yet: record unless auditing is off.
+        assert!(config_change_to_record(None, &key, VerificationLevel::FullAudit));
+        assert!(!config_change_to_record(None, &key, VerificationLevel::None));
+        // The same or a later generation of the same object is already recorded (a restart).
+        assert!(!config_change_to_record(
+            Some(&("u1".into(), 3, full.clone())),
+            &key,
+            VerificationLevel::FullAudit
+        ));
+        assert!(!config_change_to_record(
+            Some(&("u1".into(), 4, full.clone())),
+            &key,
+            VerificationLevel::FullAudit
+        ));
+        // A new generation, or the object re-created (new uid, generation restarts).
+        assert!(config_change_to_record(
+            Some(&("u1".into(), 2, full.clone())),
+            &key,
+            VerificationLevel::FullAudit
+        ));
+        assert!(config_change_to_record(
+            Some(&("u0".into(), 9, full.clone())),
+            &key,
+            VerificationLevel::FullAudit
+        ));
+        // Switching auditing off is itself recorded; staying off is not.
+        assert!(config_change_to_record(
+            Some(&("u1".into(), 2, full)),
+            &key,
+            VerificationLevel::None
+        ));
+        assert!(!config_change_to_record(
+            Some(&("u1".into(), 2, Some("none".into()))),
+            &key,
+            VerificationLevel::None
+        ));
     }
 
     #[test]
