@@ -5,7 +5,8 @@
 #     chain): receipts/s, write latency p50/p99/max, one checkpoint.
 #  2. `mom receipts bench-overhead`: AGENTS agents flipped 0 <-> 1 replicas for ROUNDS rounds,
 #     under MomConfig level none and full_audit alternately, REPEATS times each: actions/s of
-#     each and the overhead of full_audit.
+#     each and the overhead of full_audit; then SERIAL single actions one at a time per level
+#     (p50/p99 latency of one action).
 # Prints two JSON lines (everything else goes to stderr).
 #   MOM_BIN=path/to/mom COUNT=500 AGENTS=40 ROUNDS=6 REPEATS=2 hack/bench-receipts.sh
 set -euo pipefail
@@ -16,4 +17,4 @@ bench_momconfig
 echo "bench-receipts: writing ${COUNT:-500} receipts" >&2
 "$MOM_BIN" receipts bench-write --count "${COUNT:-500}"
 echo "bench-receipts: scaling workload, level none vs full_audit" >&2
-"$MOM_BIN" receipts bench-overhead --agents "${AGENTS:-40}" --rounds "${ROUNDS:-6}" --repeats "${REPEATS:-2}"
+"$MOM_BIN" receipts bench-overhead --agents "${AGENTS:-40}" --rounds "${ROUNDS:-6}" --repeats "${REPEATS:-2}" --serial-actions "${SERIAL:-40}"

@@ -523,4 +523,5 @@ async fn a_thousand_actions_verify_clean_and_an_edit_a_deletion_and_a_forgery_ar
         &["delete", "validatingadmissionpolicy", &manifest_name(policy_doc)],
         None,
     );
+    let _ = std::fs::remove_file(mom_bin());
 }

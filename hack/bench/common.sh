@@ -15,7 +15,9 @@ bench_up() {
   export KUBECTL
   "$KUBECTL" apply -f "$root/crds/" >/dev/null
   local out
-  out=$("$cluster/start-mom.sh" "$BENCH_STATE" "$MOM_BIN" --watch-pid $$)
+  # MOM_OPERATOR_FLAGS: extra `mom operator` flags (e.g. --checkpoint-every-receipts 0).
+  # shellcheck disable=SC2086
+  out=$("$cluster/start-mom.sh" "$BENCH_STATE" "$MOM_BIN" --watch-pid $$ -- ${MOM_OPERATOR_FLAGS:-})
   METRICS_URL=$(sed -n 's/^METRICS_URL=//p' <<<"$out")
   EXTENDER_URL=$(sed -n 's/^EXTENDER_URL=//p' <<<"$out")
   export METRICS_URL EXTENDER_URL BENCH_STATE

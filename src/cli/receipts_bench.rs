@@ -9,7 +9,8 @@
 //!   flipped between 0 and 1 replicas for `--rounds` rounds, each round timed until every agent
 //!   has its pods) under MomConfig verification level `none` and `full_audit`, alternating,
 //!   `--repeats` times. Prints one JSON line: actions/s of each level and the overhead
-//!   `(seconds_full_audit / seconds_none − 1) × 100 %`.
+//!   `(seconds_full_audit / seconds_none − 1) × 100 %`; then `--serial-actions` single actions
+//!   one at a time per level (patch, wait for the pods): p50/p99 latency of one action.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,10 @@ pub struct BenchOverheadArgs {
     /// Runs per level (alternating none, full_audit, none, …).
     #[arg(long, default_value_t = 2)]
     repeats: usize,
+    /// Also time this many single actions one at a time per level (patch one agent, wait
+    /// until its pods match): the latency the write-ahead receipt adds to one action.
+    #[arg(long, default_value_t = 40)]
+    serial_actions: usize,
 }
 
 async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
@@ -213,6 +218,49 @@ async fn workload(client: &kube::Client, ns: &str, agents: usize, rounds: usize)
     Ok(seconds)
 }
 
+/// Times `count` single actions, one at a time, in a fresh namespace; returns latencies (ms).
+async fn serial_workload(client: &kube::Client, ns: &str, count: usize) -> anyhow::Result<Vec<f64>> {
+    ensure_namespace(client, ns).await?;
+    let api: Api<GeometricAgent> = Api::namespaced(client.clone(), ns);
+    let a: GeometricAgent = serde_json::from_value(serde_json::json!({
+        "apiVersion": "mom.hypersync.io/v1alpha1", "kind": "GeometricAgent",
+        "metadata": {"name": "single", "namespace": ns},
+        "spec": {"workloadType": "batch", "replicas": 0,
+                 "template": {"spec": {"containers": [{"name": "c", "image": "pause"}]}}}
+    }))?;
+    api.create(&PostParams::default(), &a).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let replicas = if i % 2 == 0 { 1 } else { 0 };
+        let t = Instant::now();
+        let patch = serde_json::json!({"spec": {"replicas": replicas}});
+        api.patch("single", &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        let deadline = t + Duration::from_secs(60);
+        loop {
+            let active = pods
+                .list(&ListParams::default().labels("mom.hypersync.io/agent=single"))
+                .await?
+                .items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .count();
+            if active == replicas as usize {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "action {i} in {ns} did not converge in 60 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        out.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(ns, &DeleteParams::background())
+        .await;
+    out.sort_by(f64::total_cmp);
+    Ok(out)
+}
+
 pub fn bench_overhead(args: BenchOverheadArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let client = client(args.kubeconfig.as_ref()).await?;
@@ -226,6 +274,25 @@ pub fn bench_overhead(args: BenchOverheadArgs) -> anyhow::Result<ExitCode> {
                 runs.push((level, seconds));
             }
         }
+        let mut serial: Vec<(&str, Vec<f64>)> = Vec::new();
+        if args.serial_actions > 0 {
+            for level in ["none", "full_audit"] {
+                set_level(&client, level).await?;
+                let ns = format!("mom-bench-serial-{}", level.replace('_', "-"));
+                let ms = serial_workload(&client, &ns, args.serial_actions).await?;
+                eprintln!(
+                    "bench-overhead: {level} single actions: p50 {:.1} ms, p99 {:.1} ms",
+                    quantile(&ms, 0.5),
+                    quantile(&ms, 0.99)
+                );
+                serial.push((level, ms));
+            }
+        }
+        let latency = |level: &str| {
+            serial.iter().find(|(l, _)| *l == level).map(|(_, ms)| {
+                serde_json::json!({"p50Ms": quantile(ms, 0.5), "p99Ms": quantile(ms, 0.99), "actions": ms.len()})
+            })
+        };
         let actions = (args.agents * args.rounds) as f64;
         let stats = |level: &str| {
             let s: Vec<f64> = runs.iter().filter(|(l, _)| *l == level).map(|(_, s)| *s).collect();
@@ -243,6 +310,7 @@ pub fn bench_overhead(args: BenchOverheadArgs) -> anyhow::Result<ExitCode> {
             "fullAudit": {"seconds": full_runs, "actionsPerSecond": actions / full_mean},
             "ratio": full_mean / none_mean,
             "overheadPercent": (full_mean / none_mean - 1.0) * 100.0,
+            "singleAction": {"none": latency("none"), "fullAudit": latency("full_audit")},
         });
         println!("{out}");
         Ok(ExitCode::SUCCESS)

@@ -37,6 +37,8 @@ use crate::receipts::{Action, Receipt, SubjectRef};
 pub const BUNDLE_CONFIGMAP: &str = "mom-receipt-checkpoints";
 /// Data budget of one bundle ConfigMap (the apiserver's limit is 1 MiB).
 pub const MAX_CONFIGMAP_BYTES: usize = 900 * 1024;
+/// Bundles are published at most this often (each publication lists the whole chain).
+pub const PUBLISH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// Tenant of receipts whose agent no longer exists.
 pub const UNATTRIBUTED: &str = "unattributed";
 
@@ -93,6 +95,10 @@ pub async fn run(
     let mut last_config_check: Option<Instant> = None;
     let mut config_seen: Option<(String, i64)> = None;
     let mut publish_pending = true;
+    // Tree size of the last published checkpoint this term (namespaces with no receipt since
+    // keep their bundle: its proofs stay valid) and when it was published.
+    let mut published: Option<u64> = None;
+    let mut last_publish: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -103,6 +109,7 @@ pub async fn run(
             // The next term reads back what is persisted.
             config_seen = None;
             publish_pending = true;
+            published = None;
             last_checkpoint = Instant::now();
             continue;
         }
@@ -121,16 +128,39 @@ pub async fn run(
                 Err(err) => tracing::warn!(error = %err, "checkpoint not written"),
             }
         }
-        if publish_pending {
-            match publish_bundles(&client, writer.namespace()).await {
-                Ok(n) => {
+        // Publishing lists the whole chain: at most every PUBLISH_MIN_INTERVAL.
+        if publish_pending && last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_MIN_INTERVAL) {
+            let t = Instant::now();
+            last_publish = Some(t);
+            match publish_bundles(&client, writer.namespace(), published).await {
+                Ok((n, size)) => {
                     publish_pending = false;
-                    tracing::debug!(namespaces = n, "tenant checkpoint bundles published");
+                    published = size.or(published);
+                    tracing::info!(
+                        namespaces = n,
+                        ms = t.elapsed().as_millis() as u64,
+                        "tenant checkpoint bundles published"
+                    );
                 }
                 Err(err) => tracing::warn!(error = %err, "tenant checkpoint bundles not published"),
             }
         }
     }
+}
+
+/// Whether MomConfig (uid, generation) `key` at `level` needs a `configure` receipt, given the
+/// newest one recorded `(uid, generation, level)`: not when that generation (or a later one of
+/// the same object) is recorded, nor when auditing was off and stays off.
+pub fn config_change_to_record(
+    previous: Option<&(String, i64, Option<String>)>,
+    key: &(String, i64),
+    level: VerificationLevel,
+) -> bool {
+    if previous.is_some_and(|(uid, generation, _)| *uid == key.0 && *generation >= key.1) {
+        return false;
+    }
+    let was_off = previous.is_none_or(|(_, _, l)| l.as_deref() == Some("none"));
+    !(level == VerificationLevel::None && was_off)
 }
 
 /// The newest `configure` receipt for the MomConfig `default`: (uid, generation, level).
@@ -177,21 +207,11 @@ async fn record_config_change(
         return Ok(());
     }
     let previous = last_recorded_config(client, writer.namespace()).await?;
-    if previous
-        .as_ref()
-        .is_some_and(|(uid, generation, _)| *uid == key.0 && *generation >= key.1)
-    {
+    if !config_change_to_record(previous.as_ref(), &key, cfg.spec.verification.level) {
         *seen = Some(key);
         return Ok(());
     }
     let spec = serde_json::to_value(&cfg.spec).map_err(|e| WriteError::Stored(ACTIVE_NAME.into(), e.to_string()))?;
-    let was_off = previous
-        .as_ref()
-        .is_none_or(|(_, _, level)| level.as_deref() == Some("none"));
-    if cfg.spec.verification.level == VerificationLevel::None && was_off {
-        *seen = Some(key);
-        return Ok(());
-    }
     let subject = SubjectRef {
         api_version: MomConfig::api_version(&()).into_owned(),
         kind: MomConfig::kind(&()).into_owned(),
@@ -218,13 +238,23 @@ async fn record_config_change(
     Ok(())
 }
 
-/// Publishes the bundles of the newest stored checkpoint; returns the number of namespaces.
-pub async fn publish_bundles(client: &kube::Client, operator_namespace: &str) -> Result<usize, WriteError> {
+/// Publishes the bundles of the newest stored checkpoint; returns the number of namespaces
+/// written and the checkpoint's tree size. With `since` (the tree size of the last published
+/// checkpoint), only namespaces holding a receipt at or after it are written: the others keep
+/// their bundle, whose proofs stay valid.
+pub async fn publish_bundles(
+    client: &kube::Client,
+    operator_namespace: &str,
+    since: Option<u64>,
+) -> Result<(usize, Option<u64>), WriteError> {
     let stored = ReceiptWriter::stored_chain(client).await?;
     let Some(checkpoint) = stored.iter().rev().find(|r| r.action == Action::Checkpoint) else {
-        return Ok(0);
+        return Ok((0, None));
     };
     let size = CheckpointDecision::from_receipt(checkpoint)?.tree_size;
+    if since == Some(size) {
+        return Ok((0, Some(size)));
+    }
     let mut tree = PartialTree::from_chain(&stored, size);
     let agents: Api<GeometricAgent> = Api::all(client.clone());
     let tenants: BTreeMap<(String, String), String> = agents
@@ -256,6 +286,10 @@ pub async fn publish_bundles(client: &kube::Client, operator_namespace: &str) ->
         serde_json::to_string(checkpoint).map_err(|e| WriteError::Stored("checkpoint".into(), e.to_string()))?;
     let mut published = 0;
     for (ns, by_tenant) in &groups {
+        let newest = by_tenant.values().flatten().map(|r| r.sequence).max().unwrap_or(0);
+        if since.is_some_and(|s| newest < s) {
+            continue;
+        }
         let budget = MAX_CONFIGMAP_BYTES.saturating_sub(checkpoint_json.len() + 1024) / by_tenant.len().max(1);
         let mut data = BTreeMap::from([
             ("checkpoint.json".to_string(), checkpoint_json.clone()),
@@ -303,7 +337,7 @@ pub async fn publish_bundles(client: &kube::Client, operator_namespace: &str) ->
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(published)
+    Ok((published, Some(size)))
 }
 
 #[cfg(test)]
@@ -326,6 +360,48 @@ mod tests {
         };
         assert!(!checkpoint_due(&count_only, 9, Duration::from_secs(86_400)));
         assert!(checkpoint_due(&count_only, 10, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_config_generation_is_recorded_once_and_turning_auditing_off_is_recorded() {
+        let key = ("u1".to_string(), 3);
+        let full = Some("full_audit".to_string());
+        // Nothing recorded yet: record unless auditing is off.
+        assert!(config_change_to_record(None, &key, VerificationLevel::FullAudit));
+        assert!(!config_change_to_record(None, &key, VerificationLevel::None));
+        // The same or a later generation of the same object is already recorded (a restart).
+        assert!(!config_change_to_record(
+            Some(&("u1".into(), 3, full.clone())),
+            &key,
+            VerificationLevel::FullAudit
+        ));
+        assert!(!config_change_to_record(
+            Some(&("u1".into(), 4, full.clone())),
+            &key,
+            VerificationLevel::FullAudit
+        ));
+        // A new generation, or the object re-created (new uid, generation restarts).
+        assert!(config_change_to_record(
+            Some(&("u1".into(), 2, full.clone())),
+            &key,
+            VerificationLevel::FullAudit
+        ));
+        assert!(config_change_to_record(
+            Some(&("u0".into(), 9, full.clone())),
+            &key,
+            VerificationLevel::FullAudit
+        ));
+        // Switching auditing off is itself recorded; staying off is not.
+        assert!(config_change_to_record(
+            Some(&("u1".into(), 2, full)),
+            &key,
+            VerificationLevel::None
+        ));
+        assert!(!config_change_to_record(
+            Some(&("u1".into(), 2, Some("none".into()))),
+            &key,
+            VerificationLevel::None
+        ));
     }
 
     #[test]
