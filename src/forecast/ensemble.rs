@@ -5,7 +5,8 @@
 //! and the mean of the last w values (robust level forecasts, the MAE-optimal kind of forecast
 //! for spiky or noisy series); the seasonal median `median_{j<K} y_{n+h−1−m·⌈h/m⌉−j·m}`
 //! (seasonal-naive that ignores a spike in one of the last K seasons); Holt-Winters (damped,
-//! robust ETS) and the ridge regression on lags (the learned model).
+//! robust ETS) and, if enabled, the ridge regression on lags (the learned model; off by default,
+//! see [`EnsembleConfig`]).
 //!
 //! Validation: origins `t ∈ [n − V, n − h]`, V = min(500, ⌊n/3⌋), each candidate forecasting
 //! `y_{t+h−1}` from `y[..t]` (Holt-Winters and ridge from their fitted states and weights):
@@ -48,6 +49,12 @@ pub enum Candidate {
 }
 
 /// Which model-based candidates take part (the cheap ones always do).
+///
+/// Default: Holt-Winters in, ridge out. Measured with `mom forecast eval` on the 15 NAB series
+/// and the Azure trace (window 2016, 300 origins): mean MASE at h = 1 / 6 / 12 was
+/// 0.799 / 0.749 / 0.770 with ridge and 0.810 / 0.749 / 0.766 without it, and ridge made the
+/// evaluation ~60 % slower; on the short Azure window its in-sample fit looked better than it
+/// forecast (h = 6: 0.913 with, 0.816 without). Without Holt-Winters: 0.808 / 0.756 / 0.777.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnsembleConfig {
     pub holt_winters: bool,
@@ -58,7 +65,7 @@ impl Default for EnsembleConfig {
     fn default() -> Self {
         Self {
             holt_winters: true,
-            ridge: true,
+            ridge: false,
         }
     }
 }
@@ -385,13 +392,18 @@ mod tests {
     }
 
     #[test]
-    fn a_seasonal_series_is_forecast_closely_for_the_next_season() {
+    fn a_seasonal_series_is_forecast_closely_for_the_next_season_with_or_without_ridge() {
         let s = seasonal_series(24 * 12, 24);
-        let mut e = Ensemble::default();
-        e.fit(&s[..24 * 11]).unwrap();
-        let f = e.forecast(24).unwrap();
-        let mae: f64 = f.iter().zip(&s[24 * 11..]).map(|(a, b)| (a - b).abs()).sum::<f64>() / 24.0;
-        assert!(mae < 2.5, "mae {mae}");
+        for ridge in [false, true] {
+            let mut e = Ensemble::with_config(EnsembleConfig {
+                holt_winters: true,
+                ridge,
+            });
+            e.fit(&s[..24 * 11]).unwrap();
+            let f = e.forecast(24).unwrap();
+            let mae: f64 = f.iter().zip(&s[24 * 11..]).map(|(a, b)| (a - b).abs()).sum::<f64>() / 24.0;
+            assert!(mae < 2.5, "ridge {ridge}: mae {mae}");
+        }
     }
 
     #[test]
