@@ -16,7 +16,7 @@ use mom::receipts::chain::canonical_body;
 use mom::receipts::demo::{demo_chain, demo_draft};
 use mom::receipts::{
     ChainBuilder, SignatureCheck, Signer, TrustedKeys, VerifyOptions, parse_json_lines, receipt_hash, to_json_lines,
-    verify_chain,
+    verify_chain, verify_json_lines,
 };
 
 const N: u64 = 20_000;
@@ -79,6 +79,10 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
             let rs = parse_json_lines(black_box(&text)).expect("parse");
             black_box(verify_chain(&rs, &keys, &anchors))
         })
+    });
+    // Straight from text: MOM's own lines are hashed from borrowed slices, no Receipt built.
+    g.bench_function("verify_json_lines_anchors", |b| {
+        b.iter(|| black_box(verify_json_lines(black_box(&text), &keys, &anchors).expect("parse")))
     });
     // What `mom verify` pays: it exits right after, so it never frees the parsed receipts.
     g.bench_function("parse_and_verify_anchors_without_freeing", |b| {

@@ -53,6 +53,9 @@ struct EvalArgs {
     /// Bin length in seconds for request logs (Azure).
     #[arg(long, default_value_t = 10.0)]
     bin: f64,
+    /// Score only these models (repeatable; default: all).
+    #[arg(long)]
+    model: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
 }
@@ -146,13 +149,25 @@ pub fn run_forecast(args: ForecastArgs) -> anyhow::Result<ExitCode> {
         None => vec![1, 6, 12],
     };
     let traces = collect_traces(&args.trace, args.bin)?;
-    let models = [
+    let all = [
+        ModelKind::Ensemble,
         ModelKind::Auto,
         ModelKind::HoltWinters,
         ModelKind::Ridge,
         ModelKind::Combo,
         ModelKind::SeasonalNaive,
     ];
+    let models: Vec<ModelKind> = if args.model.is_empty() {
+        all.to_vec()
+    } else {
+        let mut v = args
+            .model
+            .iter()
+            .map(|m| ModelKind::parse(m))
+            .collect::<Result<Vec<_>, _>>()?;
+        v.dedup();
+        v
+    };
     let mut rows = Vec::new();
     // mase_sum[h][model]
     let mut mase_sum = vec![vec![0.0; models.len()]; horizons.len()];
@@ -182,7 +197,7 @@ pub fn run_forecast(args: ForecastArgs) -> anyhow::Result<ExitCode> {
         seasons.dedup();
         let base: Vec<(usize, Vec<f64>)> = seasons.iter().map(|&m| (m, seasonal_naive_mae(y, m, &cfg))).collect();
         let mut model_mae = Vec::new();
-        for kind in models {
+        for &kind in &models {
             let mut m = kind.build();
             let t0 = Instant::now();
             let mae = rolling_mae(y, m.as_mut(), &cfg).with_context(|| format!("{} on {}", kind.name(), trace.name))?;
@@ -236,18 +251,19 @@ pub fn run_forecast(args: ForecastArgs) -> anyhow::Result<ExitCode> {
         Format::Json => println!("{out}"),
         Format::Table => {
             println!(
-                "{:<40} {:>3} {:>6} {:>12} {:>7} {:>7} {:>7} {:>7} {:>7}",
-                "trace", "h", "season", "base_mae", "auto", "hw", "ridge", "combo", "snaive"
+                "{:<40} {:>3} {:>6} {:>12} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+                "trace", "h", "season", "base_mae", "ens", "auto", "hw", "ridge", "combo", "snaive"
             );
             for r in out["traces"].as_array().into_iter().flatten() {
                 for hr in r["horizons"].as_array().into_iter().flatten() {
                     let g = |m: &str| hr["models"][m]["mase"].as_f64().unwrap_or(f64::NAN);
                     println!(
-                        "{:<40} {:>3} {:>6} {:>12.4} {:>7.3} {:>7.3} {:>7.3} {:>7.3} {:>7.3}",
+                        "{:<40} {:>3} {:>6} {:>12.4} {:>7.3} {:>7.3} {:>7.3} {:>7.3} {:>7.3} {:>7.3}",
                         r["trace"].as_str().unwrap_or(""),
                         hr["horizon"],
                         hr["baseline"]["season"],
                         hr["baseline"]["mae"].as_f64().unwrap_or(f64::NAN),
+                        g("ensemble"),
                         g("auto"),
                         g("holt_winters"),
                         g("ridge"),

@@ -112,6 +112,26 @@ impl HoltWinters {
         )
     }
 
+    /// In-sample h-step forecasts of the fitted parameters: `out[(t − from)·max_h + h − 1]` is
+    /// the forecast of `history[t + h − 1]` made from the state that has seen `history[..t]`,
+    /// for origins `t` in `from..history.len()` (NaN for origins before the recursions start).
+    /// `history` must be the history last given to `fit`. Used for rolling-origin validation.
+    pub fn in_sample_forecasts(&self, history: &[f64], from: usize, max_h: usize) -> Option<Vec<f64>> {
+        let st = self.state.as_ref()?;
+        let m = st.seasonal.len();
+        let n = history.len();
+        let mut out = vec![f64::NAN; n.saturating_sub(from) * max_h];
+        run_observed(history, m, st.alpha, st.beta, st.gamma, st.clip, |t, view| {
+            if t < from {
+                return;
+            }
+            for h in 1..=max_h {
+                out[(t - from) * max_h + h - 1] = view.predict(h);
+            }
+        });
+        Some(out)
+    }
+
     /// Chosen (α, β, γ) after a fit.
     pub fn parameters(&self) -> Option<(f64, f64, f64)> {
         self.state.as_ref().map(|s| (s.alpha, s.beta, s.gamma))

@@ -4,9 +4,11 @@
 //! Models: [`seasonal_naive`] (baseline), [`holt_winters`] (additive ETS with damped trend,
 //! season length detected by autocorrelation) and [`ridge`] (ridge regression on lags and
 //! seasonal features, one direct model per step). [`metrics`] scores them with MAE/MASE by
-//! rolling-origin evaluation; [`trace`] loads the NAB and Azure traces.
+//! rolling-origin evaluation; [`trace`] loads the NAB and Azure traces. [`ensemble`] averages
+//! the best of these and of robust level forecasts per step, chosen by validation in the window.
 
 pub mod auto;
+pub mod ensemble;
 pub mod holt_winters;
 pub mod metrics;
 pub mod ridge;
@@ -29,7 +31,7 @@ pub enum ForecastError {
     NotFitted,
     #[error("forecast: season length must be ≥ 1, got {0}")]
     BadSeason(usize),
-    #[error("forecast: unknown model `{0}` (expected seasonal_naive, holt_winters, ridge, combo, auto)")]
+    #[error("forecast: unknown model `{0}` (expected seasonal_naive, holt_winters, ridge, combo, auto, ensemble)")]
     UnknownModel(String),
 }
 
@@ -55,15 +57,19 @@ pub enum ModelKind {
     Combo,
     /// Per-step choice of Holt-Winters or seasonal-naive by recent in-window error.
     Auto,
+    /// Per-step mean of the best candidates (naive, seasonal, robust level, Holt-Winters,
+    /// ridge) by rolling-origin validation inside the window.
+    Ensemble,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 5] = [
+    pub const ALL: [ModelKind; 6] = [
         ModelKind::SeasonalNaive,
         ModelKind::HoltWinters,
         ModelKind::Ridge,
         ModelKind::Combo,
         ModelKind::Auto,
+        ModelKind::Ensemble,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +79,7 @@ impl ModelKind {
             ModelKind::Ridge => "ridge",
             ModelKind::Combo => "combo",
             ModelKind::Auto => "auto",
+            ModelKind::Ensemble => "ensemble",
         }
     }
 
@@ -91,6 +98,7 @@ impl ModelKind {
             ModelKind::Ridge => Box::new(ridge::RidgeLags::default()),
             ModelKind::Combo => Box::new(Combo::default()),
             ModelKind::Auto => Box::new(auto::AutoSelect::default()),
+            ModelKind::Ensemble => Box::new(ensemble::Ensemble::default()),
         }
     }
 }

@@ -25,7 +25,10 @@ pub struct RidgeLags {
     pub redetect_every: usize,
     fits_since_detect: usize,
     seasons: Vec<usize>,
-    history: Vec<f64>,
+    /// Cleaned window, centred and scaled: `z = (clean(y) − mu) / sd`.
+    z: Vec<f64>,
+    mu: f64,
+    sd: f64,
 }
 
 impl Default for RidgeLags {
@@ -35,7 +38,9 @@ impl Default for RidgeLags {
             redetect_every: 24,
             fits_since_detect: usize::MAX,
             seasons: Vec::new(),
-            history: Vec::new(),
+            z: Vec::new(),
+            mu: 0.0,
+            sd: 1.0,
         }
     }
 }
@@ -137,14 +142,22 @@ impl RidgeLags {
             .collect()
     }
 
-    fn forecast_step(&self, h: usize) -> Result<f64, ForecastError> {
-        let y = &self.history;
-        let n = y.len();
-        let y = &clean(y);
-        let (mu, sd) = robust_centre_scale(y);
-        let z: Vec<f64> = y.iter().map(|v| (v - mu) / sd).collect();
+    /// Weights of the direct model for step `h` and the seasons it uses.
+    fn weights(&self, h: usize) -> Result<(Vec<f64>, Vec<usize>), ForecastError> {
+        let n = self.z.len();
+        if n == 0 {
+            return Err(ForecastError::NotFitted);
+        }
         let m = self.seasons_for(n, h);
-        let m = m.as_slice();
+        let w = self.weights_upto(h, &m, n)?;
+        Ok((w, m))
+    }
+
+    /// Weights for step `h` with seasons `m`, trained only on targets before index `end`
+    /// (origins `i0..=end − h`).
+    fn weights_upto(&self, h: usize, m: &[usize], end: usize) -> Result<Vec<f64>, ForecastError> {
+        let z = &self.z;
+        let n = end.min(z.len());
         let i0 = first_origin(m);
         if n < i0 + h + MIN_ROWS {
             return Err(ForecastError::TooShort {
@@ -153,13 +166,13 @@ impl RidgeLags {
             });
         }
         let mut x = Vec::new();
-        features(&z, i0, h, m, &mut x);
+        features(z, i0, h, m, &mut x);
         let d = x.len();
         let mut xtx = vec![0.0; d * d];
         let mut xty = vec![0.0; d];
         let mut rows = 0usize;
         for i in i0..=n - h {
-            features(&z, i, h, m, &mut x);
+            features(z, i, h, m, &mut x);
             let target = z[i + h - 1];
             for a in 0..d {
                 xty[a] += x[a] * target;
@@ -179,10 +192,33 @@ impl RidgeLags {
             xtx[a * d + a] += lambda;
         }
         xtx[0] += 1e-9;
-        let w = solve_spd(xtx, xty, d).ok_or(ForecastError::NotFitted)?;
-        features(&z, n, h, m, &mut x);
-        let pred: f64 = w.iter().zip(&x).map(|(a, b)| a * b).sum();
-        Ok(mu + sd * pred)
+        solve_spd(xtx, xty, d).ok_or(ForecastError::NotFitted)
+    }
+
+    fn predict_with(&self, w: &[f64], m: &[usize], i: usize, h: usize, x: &mut Vec<f64>) -> f64 {
+        features(&self.z, i, h, m, x);
+        let pred: f64 = w.iter().zip(x.iter()).map(|(a, b)| a * b).sum();
+        self.mu + self.sd * pred
+    }
+
+    fn forecast_step(&self, h: usize) -> Result<f64, ForecastError> {
+        let (w, m) = self.weights(h)?;
+        Ok(self.predict_with(&w, &m, self.z.len(), h, &mut Vec::new()))
+    }
+
+    /// The step-`h` forecast and held-out step-`h` forecasts from origins `from..=n − h`
+    /// (`out[t − from]`), for validation inside the window: the validation forecasts come from
+    /// weights trained only on targets before `from`, so they are out of sample.
+    pub fn forecast_and_validation(&self, h: usize, from: usize) -> Result<(f64, Vec<f64>), ForecastError> {
+        check_horizon(h)?;
+        let (w, m) = self.weights(h)?;
+        let n = self.z.len();
+        let held = self.weights_upto(h, &m, from)?;
+        let mut x = Vec::new();
+        let validation = (from..=n.saturating_sub(h))
+            .map(|t| self.predict_with(&held, &m, t, h, &mut x))
+            .collect();
+        Ok((self.predict_with(&w, &m, n, h, &mut x), validation))
     }
 }
 
@@ -198,13 +234,17 @@ impl Forecaster for RidgeLags {
             self.fits_since_detect = 0;
         }
         self.fits_since_detect += 1;
-        self.history = history.to_vec();
+        let y = clean(history);
+        let (mu, sd) = robust_centre_scale(&y);
+        self.z = y.iter().map(|v| (v - mu) / sd).collect();
+        self.mu = mu;
+        self.sd = sd;
         Ok(())
     }
 
     fn forecast(&self, horizon: usize) -> Result<Vec<f64>, ForecastError> {
         check_horizon(horizon)?;
-        if self.history.is_empty() {
+        if self.z.is_empty() {
             return Err(ForecastError::NotFitted);
         }
         (1..=horizon).map(|h| self.forecast_step(h)).collect()
@@ -222,6 +262,25 @@ mod tests {
         let w = solve_spd(vec![4.0, 2.0, 2.0, 3.0], vec![2.0, 1.0], 2).unwrap();
         assert!((w[0] - 0.5).abs() < 1e-12 && w[1].abs() < 1e-12);
         assert!(solve_spd(vec![0.0; 4], vec![1.0, 1.0], 2).is_none());
+    }
+
+    #[test]
+    fn held_out_validation_forecasts_cover_the_validation_origins_or_fail_when_too_short() {
+        let s = seasonal_series(24 * 12, 24);
+        let mut r = RidgeLags::default();
+        r.fit(&s).unwrap();
+        let n = s.len();
+        let (f, v) = r.forecast_and_validation(3, n - 60).unwrap();
+        assert_eq!(f, r.forecast(3).unwrap()[2]);
+        assert_eq!(v.len(), 60 - 3 + 1);
+        // Out of sample but on a clean periodic series: still close to the truth.
+        let mae: f64 = v.iter().zip(&s[n - 60 + 2..]).map(|(p, y)| (p - y).abs()).sum::<f64>() / v.len() as f64;
+        assert!(mae < 3.0, "mae {mae}");
+        assert!(matches!(
+            r.forecast_and_validation(3, 30),
+            Err(ForecastError::TooShort { .. })
+        ));
+        assert_eq!(r.forecast_and_validation(0, 100), Err(ForecastError::BadHorizon(0)));
     }
 
     #[test]

@@ -33,10 +33,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::borrowed::{ReceiptRef, parse_receipt_ref};
 use super::chain::{ChainHead, CheckpointDecision, receipt_hash_with};
 use super::merkle::{Frontier, Hash, leaf_hash};
 use super::signing::{TrustedKeys, checkpoint_message, parse_signature, receipt_message, verify_many};
-use super::{Action, GENESIS_PREV_HASH, Receipt};
+use super::{Action, GENESIS_PREV_HASH, Receipt, ReceiptError, parse_line};
 
 /// What is wrong at a sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -120,8 +121,33 @@ impl Report {
     }
 }
 
+/// Where an item came from: a parsed receipt, or a line read without copying.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Owned(&'a Receipt),
+    Line(&'a ReceiptRef<'a>),
+}
+
+impl Source<'_> {
+    /// The receipt as serde_json reads it (parsed from the line when needed; rare: only for
+    /// checkpoints and sequences claimed twice).
+    fn receipt(&self) -> Result<std::borrow::Cow<'_, Receipt>, ReceiptError> {
+        match self {
+            Source::Owned(r) => Ok(std::borrow::Cow::Borrowed(*r)),
+            Source::Line(r) => r.to_receipt().map(std::borrow::Cow::Owned),
+        }
+    }
+}
+
+/// The fields verification reads, borrowed from either source.
 struct Item<'a> {
-    r: &'a Receipt,
+    sequence: u64,
+    action: Action,
+    hash: &'a str,
+    prev_hash: &'a str,
+    key_id: &'a str,
+    signature: &'a str,
+    src: Source<'a>,
     /// The `hash` field decoded, `None` when it is not 64 hex digits.
     stored: Option<Hash>,
     /// The content hashes to `stored`.
@@ -168,18 +194,105 @@ fn decode(hex_str: &str) -> Option<Hash> {
     super::hex32(hex_str)
 }
 
+impl<'a> Item<'a> {
+    fn owned(r: &'a Receipt, buf: &mut String) -> Self {
+        let stored = decode(&r.hash);
+        let content_ok = match (stored, receipt_hash_with(r, buf)) {
+            (Some(s), Ok(h)) => s == h,
+            _ => false,
+        };
+        Item {
+            sequence: r.sequence,
+            action: r.action,
+            hash: &r.hash,
+            prev_hash: &r.prev_hash,
+            key_id: &r.key_id,
+            signature: &r.signature,
+            src: Source::Owned(r),
+            stored,
+            content_ok,
+        }
+    }
+
+    fn line(r: &'a ReceiptRef<'a>, buf: &mut String) -> Self {
+        let stored = decode(r.hash);
+        let content_ok = stored.is_some_and(|s| s == r.content_hash(buf));
+        Item {
+            sequence: r.sequence,
+            action: r.action,
+            hash: r.hash,
+            prev_hash: r.prev_hash,
+            key_id: r.key_id,
+            signature: r.signature,
+            src: Source::Line(r),
+            stored,
+            content_ok,
+        }
+    }
+
+    /// The same receipt (field for field, decision by value).
+    fn same_as(&self, other: &Item<'_>) -> bool {
+        match (self.src, other.src) {
+            (Source::Owned(a), Source::Owned(b)) => a == b,
+            _ => match (self.src.receipt(), other.src.receipt()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            },
+        }
+    }
+}
+
 /// Verifies `receipts` (in export order) against `keys`.
 pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOptions) -> Report {
+    let mut buf = String::with_capacity(1024);
+    let items: Vec<Item<'_>> = receipts.iter().map(|r| Item::owned(r, &mut buf)).collect();
+    verify_items(items, keys, options)
+}
+
+/// Verifies receipts straight from JSON lines (blank lines skipped): the same [`Report`] as
+/// `verify_chain(&parse_json_lines(text)?, …)`, and the same error for a line that is not a
+/// receipt, but lines in MOM's own canonical shape ([`super::borrowed`]) are hashed from the
+/// text without building a `Receipt` (no allocation per receipt); other lines go through
+/// serde_json as before.
+pub fn verify_json_lines(text: &str, keys: &TrustedKeys, options: &VerifyOptions) -> Result<Report, ReceiptError> {
+    enum Slot {
+        Ref(usize),
+        Owned(usize),
+    }
+    let mut refs: Vec<ReceiptRef<'_>> = Vec::new();
+    let mut owned: Vec<Receipt> = Vec::new();
+    let mut slots: Vec<Slot> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if let Some(r) = parse_receipt_ref(line) {
+            slots.push(Slot::Ref(refs.len()));
+            refs.push(r);
+        } else if let Some(r) = parse_line(line, i + 1)? {
+            slots.push(Slot::Owned(owned.len()));
+            owned.push(r);
+        }
+    }
+    let mut buf = String::with_capacity(1024);
+    let items: Vec<Item<'_>> = slots
+        .iter()
+        .map(|s| match *s {
+            Slot::Ref(i) => Item::line(&refs[i], &mut buf),
+            Slot::Owned(i) => Item::owned(&owned[i], &mut buf),
+        })
+        .collect();
+    Ok(verify_items(items, keys, options))
+}
+
+fn verify_items(items: Vec<Item<'_>>, keys: &TrustedKeys, options: &VerifyOptions) -> Report {
     let mut f = Findings { problems: Vec::new() };
     let mut report = Report {
-        receipts: receipts.len(),
+        receipts: items.len(),
         ..Report::default()
     };
 
     // 1. Order as exported.
     // Only the first receipt claiming each sequence takes part: later ones are forks or
     // insertions, judged in step 3 wherever they stand.
-    let seqs: Vec<u64> = receipts.iter().map(|r| r.sequence).collect();
+    let seqs: Vec<u64> = items.iter().map(|it| it.sequence).collect();
     if !seqs.is_sorted() {
         let mut seen = std::collections::HashSet::with_capacity(seqs.len());
         let firsts: Vec<u64> = seqs.iter().copied().filter(|s| seen.insert(*s)).collect();
@@ -195,41 +308,29 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
     }
 
     // 2. Content hashes and key ids, for every receipt.
-    let mut buf = String::with_capacity(1024);
-    let items: Vec<Item<'_>> = receipts
-        .iter()
-        .map(|r| {
-            let stored = decode(&r.hash);
-            let content_ok = match (stored, receipt_hash_with(r, &mut buf)) {
-                (Some(s), Ok(h)) => s == h,
-                _ => false,
-            };
-            Item { r, stored, content_ok }
-        })
-        .collect();
     for it in &items {
-        if keys.get(&it.r.key_id).is_none() {
+        if keys.get(it.key_id).is_none() {
             f.add(
-                it.r.sequence,
+                it.sequence,
                 ProblemKind::UnknownKey,
-                format!("key id {:?} is not trusted", it.r.key_id),
+                format!("key id {:?} is not trusted", it.key_id),
             );
         }
     }
     let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| items[i].r.sequence); // stable: file order within a sequence
+    order.sort_by_key(|&i| items[i].sequence); // stable: file order within a sequence
     // Groups of equal sequence, as ranges of `order`.
     let mut groups: Vec<(u64, std::ops::Range<usize>)> = Vec::new();
     let mut start = 0;
     for k in 1..=order.len() {
-        if k == order.len() || items[order[k]].r.sequence != items[order[start]].r.sequence {
-            groups.push((items[order[start]].r.sequence, start..k));
+        if k == order.len() || items[order[k]].sequence != items[order[start]].sequence {
+            groups.push((items[order[start]].sequence, start..k));
             start = k;
         }
     }
 
     let sig_ok = |it: &Item<'_>, checked: &mut usize| -> bool {
-        match (keys.get(&it.r.key_id), it.stored, parse_signature(&it.r.signature)) {
+        match (keys.get(it.key_id), it.stored, parse_signature(it.signature)) {
             (Some(k), Some(h), Some(sig)) => {
                 *checked += 1;
                 k.verify_strict(&receipt_message(&h), &sig).is_ok()
@@ -250,7 +351,7 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
         let seq = *seq;
         let members: &[usize] = &order[range.clone()];
         let expected_prev: Option<&str> = match prev {
-            Some((ps, pi)) if ps + 1 == seq => Some(items[pi].r.hash.as_str()),
+            Some((ps, pi)) if ps + 1 == seq => Some(items[pi].hash),
             None if seq == 0 => Some(GENESIS_PREV_HASH),
             _ => None,
         };
@@ -263,7 +364,7 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
                 Some((ns, nr)) if *ns == seq + 1 => &order[nr.clone()],
                 _ => &[],
             };
-            let referenced = |i: usize| next.iter().any(|&j| items[j].r.prev_hash == items[i].r.hash);
+            let referenced = |i: usize| next.iter().any(|&j| items[j].prev_hash == items[i].hash);
             members
                 .iter()
                 .copied()
@@ -272,7 +373,7 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
                     members
                         .iter()
                         .copied()
-                        .find(|&i| items[i].content_ok && expected_prev.is_some_and(|p| items[i].r.prev_hash == p))
+                        .find(|&i| items[i].content_ok && expected_prev.is_some_and(|p| items[i].prev_hash == p))
                 })
                 .or_else(|| members.iter().copied().find(|&i| items[i].content_ok))
                 .unwrap_or(members[0])
@@ -286,7 +387,7 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
             let c_auth = ci.content_ok && sig_ok(ci, &mut sigs_checked);
             for &o in members.iter().filter(|&&o| o != c) {
                 let oi = &items[o];
-                if oi.r == ci.r {
+                if oi.same_as(ci) {
                     f.add(
                         seq,
                         ProblemKind::Inserted,
@@ -295,16 +396,16 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
                     continue;
                 }
                 let o_auth = oi.content_ok && sig_ok(oi, &mut sigs_checked);
-                if o_auth && c_auth && oi.r.prev_hash == ci.r.prev_hash {
+                if o_auth && c_auth && oi.prev_hash == ci.prev_hash {
                     f.add(
                         seq,
                         ProblemKind::Forked,
-                        format!("two signed receipts: {} and {}", ci.r.hash, oi.r.hash),
+                        format!("two signed receipts: {} and {}", ci.hash, oi.hash),
                     );
                 } else {
                     let why = if !oi.content_ok {
                         "its content does not match its hash"
-                    } else if keys.get(&oi.r.key_id).is_none() {
+                    } else if keys.get(oi.key_id).is_none() {
                         "it is signed by an untrusted key"
                     } else if !o_auth {
                         "its signature is bad"
@@ -314,7 +415,7 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
                     f.add(
                         seq,
                         ProblemKind::Inserted,
-                        format!("extra receipt with hash {} is not part of the chain: {why}", oi.r.hash),
+                        format!("extra receipt with hash {} is not part of the chain: {why}", oi.hash),
                     );
                 }
             }
@@ -330,7 +431,7 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
             report.first_sequence = Some(seq);
             if seq > 0 {
                 let pinned_before = options.pinned.iter().any(|p| p.sequence.checked_add(1) == Some(seq));
-                if ci.r.action == Action::Checkpoint {
+                if ci.action == Action::Checkpoint {
                     report.starts_at_checkpoint = true;
                     starts_here = true;
                     sign_this = true;
@@ -353,7 +454,7 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
             );
             // One missing leaf is still known: the successor's prevHash.
             let single = seq - gap_start == 1;
-            match (&mut tree, decode(&ci.r.prev_hash)) {
+            match (&mut tree, decode(ci.prev_hash)) {
                 (Some(t), Some(h)) if single && t.size() == gap_start => t.push_leaf_hash(leaf_hash(&h)),
                 _ => tree = None,
             }
@@ -374,7 +475,7 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
         }
         let mut linked = false;
         match expected_prev {
-            Some(p) if ci.r.prev_hash == p => linked = true,
+            Some(p) if ci.prev_hash == p => linked = true,
             Some(_) if seq == 0 && ci.content_ok => f.add(
                 0,
                 ProblemKind::Edited,
@@ -392,7 +493,7 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
                         ProblemKind::Edited,
                         format!(
                             "rewritten and re-hashed: receipt {seq} committed to prevHash {}",
-                            ci.r.prev_hash
+                            ci.prev_hash
                         ),
                     );
                 }
@@ -408,12 +509,12 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
         if prev.is_none() && seq == 0 {
             tree = Some(Frontier::new());
         }
-        if ci.r.action == Action::Checkpoint {
+        if ci.action == Action::Checkpoint {
             sign_this = true;
-            match CheckpointDecision::from_receipt(ci.r) {
+            match ci.src.receipt().and_then(|r| CheckpointDecision::from_receipt(&r)) {
                 Err(e) => f.add(seq, ProblemKind::CheckpointMismatch, e.to_string()),
                 Ok(cp) => {
-                    let head_ok = match (keys.get(&ci.r.key_id), cp.root(seq), parse_signature(&cp.signature)) {
+                    let head_ok = match (keys.get(ci.key_id), cp.root(seq), parse_signature(&cp.signature)) {
                         (Some(k), Ok(root), Some(sig)) => {
                             sigs_checked += 1;
                             k.verify_strict(&checkpoint_message(cp.tree_size, &root), &sig).is_ok()
@@ -508,7 +609,7 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
         bad.extend(check_signatures(&items, &canon, &extra, keys, &mut sigs_checked));
     }
     for k in bad {
-        let r = items[canon[k]].r;
+        let r = &items[canon[k]];
         f.add(
             r.sequence,
             ProblemKind::BadSignature,
@@ -521,7 +622,7 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
     for pin in &options.pinned {
         match groups.binary_search_by_key(&pin.sequence, |(s, _)| *s) {
             Ok(g) => {
-                if items[canon[g]].r.hash != pin.hash {
+                if items[canon[g]].hash != pin.hash {
                     f.add(
                         pin.sequence,
                         ProblemKind::Forked,
@@ -541,7 +642,7 @@ pub fn verify_chain(receipts: &[Receipt], keys: &TrustedKeys, options: &VerifyOp
                     ),
                 ),
                 (Some(first), _)
-                    if pin.sequence.checked_add(1) == Some(first) && items[canon[0]].r.prev_hash != pin.hash =>
+                    if pin.sequence.checked_add(1) == Some(first) && items[canon[0]].prev_hash != pin.hash =>
                 {
                     f.add(
                         first,
@@ -578,13 +679,13 @@ fn check_signatures(
     let mut bad = Vec::new();
     for &k in which {
         let it = &items[canon[k]];
-        let Some(key) = keys.get(&it.r.key_id) else {
+        let Some(key) = keys.get(it.key_id) else {
             continue; // reported as unknown key
         };
         let Some(h) = it.stored else {
             continue; // reported as edited
         };
-        match parse_signature(&it.r.signature) {
+        match parse_signature(it.signature) {
             Some(sig) => {
                 batch.push((*key, receipt_message(&h).to_vec(), sig));
                 batch_k.push(k);
