@@ -11,6 +11,7 @@ mod auction;
 mod cluster;
 #[cfg(feature = "operator")]
 mod crdgen;
+mod deschedule;
 mod geometry;
 #[cfg(feature = "operator")]
 mod operator;
@@ -53,6 +54,9 @@ enum Command {
     Verify(verify::Args),
     /// Receipt tools: key generation, a demo chain, retention pruning.
     Receipts(receipts::Args),
+    /// Descheduling plans: offline from a snapshot, or a benchmark on a synthetic cluster.
+    #[command(subcommand)]
+    Deschedule(deschedule::Command),
 }
 
 pub fn main() -> ExitCode {
@@ -74,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Operator(args) => operator::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Receipts(args) => receipts::run(args),
+        Command::Deschedule(command) => deschedule::run(command),
     };
     match result {
         Ok(code) => code,

@@ -110,10 +110,11 @@ impl ReplayRegistry {
         Self::default()
     }
 
-    /// A registry with the built-in kinds (`test.sum`).
+    /// A registry with the built-in kinds (`test.sum`, `descheduler.plan`).
     pub fn with_builtins() -> Self {
         let mut r = Self::new();
         r.register(TEST_SUM_KIND, Box::new(test_sum));
+        r.register(crate::descheduler::PLAN_KIND, Box::new(crate::descheduler::replay_plan));
         r
     }
 
