@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::planner::{ClusterState, Context};
+use super::planner::{ClusterState, Context, saturating_sub};
 use super::{Candidate, Strategy};
 use crate::placement::Resources;
 
@@ -101,13 +101,7 @@ pub fn gain(ctx: &Context<'_>, state: &ClusterState, args: &Args, pod: usize, fr
     let (sa, ta) = (ctx.snapshot.nodes[from].allocatable, ctx.snapshot.nodes[to].allocatable);
     let s_before = utilisation(state.used[from], sa);
     let t_before = utilisation(state.used[to], ta);
-    let s_after = utilisation(
-        Resources {
-            cpu_millis: state.used[from].cpu_millis.saturating_sub(delta.cpu_millis),
-            memory_bytes: state.used[from].memory_bytes.saturating_sub(delta.memory_bytes),
-        },
-        sa,
-    );
+    let s_after = utilisation(saturating_sub(state.used[from], delta), sa);
     let t_after = utilisation(state.used[to].saturating_add(delta), ta);
     let h = args.high_threshold;
     args.weight * (excess_sq(s_before, h) + excess_sq(t_before, h) - excess_sq(s_after, h) - excess_sq(t_after, h))

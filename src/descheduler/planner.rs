@@ -296,9 +296,9 @@ impl ClusterState {
         let tenant = pod.tenant.clone().unwrap_or_default();
         let strict = u32::from(pod.strict_isolation);
         let src = &mut self.nodes[from];
-        src.requested = sub(src.requested, pod.requests);
+        src.requested = saturating_sub(src.requested, pod.requests);
         src.pods = src.pods.saturating_sub(1);
-        self.used[from] = sub(self.used[from], pod.usage);
+        self.used[from] = saturating_sub(self.used[from], pod.usage);
         if let Some(e) = self.tenants[from].get_mut(&tenant) {
             e.0 = e.0.saturating_sub(1);
             e.1 = e.1.saturating_sub(strict);
@@ -318,7 +318,8 @@ impl ClusterState {
     }
 }
 
-fn sub(a: Resources, b: Resources) -> Resources {
+/// `a − b` per resource, floored at 0.
+pub fn saturating_sub(a: Resources, b: Resources) -> Resources {
     Resources {
         cpu_millis: a.cpu_millis.saturating_sub(b.cpu_millis),
         memory_bytes: a.memory_bytes.saturating_sub(b.memory_bytes),

@@ -28,7 +28,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::planner::Context;
+use super::planner::{Context, saturating_sub};
 use super::{Agent, DeschedulerError, Node, Peer, Plan, Pod, Settings, Snapshot};
 use crate::cluster_layout::{HOSTNAME_LABEL, REGION_LABEL, UniformLayout, ZONE_LABEL};
 use crate::geometry::poincare;
@@ -297,12 +297,7 @@ pub fn drifted_cluster(spec: &SyntheticSpec) -> Result<SyntheticCluster, Desched
     }
 
     // Requests and usage per node, then the overloaded nodes' background usage.
-    let index: BTreeMap<String, usize> = snapshot
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.clone(), i))
-        .collect();
+    let index = node_index(&snapshot);
     for p in &snapshot.pods {
         if let Some(&n) = index.get(&p.node) {
             let node = &mut snapshot.nodes[n];
@@ -328,6 +323,16 @@ pub fn drifted_cluster(spec: &SyntheticSpec) -> Result<SyntheticCluster, Desched
         },
         snapshot,
     })
+}
+
+/// Node name → index into `snapshot.nodes`.
+fn node_index(snapshot: &Snapshot) -> BTreeMap<String, usize> {
+    snapshot
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.clone(), i))
+        .collect()
 }
 
 /// Traffic-weighted latency in ms: `Σ_e w_e · mean_{replica pairs of e} lat / Σ_e w_e` over
@@ -371,12 +376,7 @@ pub fn traffic_weighted_latency(snapshot: &Snapshot, model: &LatencyModel) -> f6
 /// destination (the reservation held) with `lastEvictedAt = now`; every agent's
 /// `previousTarget` becomes its planned target; the clock advances by `tick_seconds`.
 pub fn apply_plan(snapshot: &mut Snapshot, plan: &Plan, tick_seconds: u64) {
-    let index: BTreeMap<String, usize> = snapshot
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.clone(), i))
-        .collect();
+    let index = node_index(snapshot);
     let pods: BTreeMap<(String, String), usize> = snapshot
         .pods
         .iter()
@@ -396,14 +396,8 @@ pub fn apply_plan(snapshot: &mut Snapshot, plan: &Plan, tick_seconds: u64) {
         pod.last_evicted_at = Some(snapshot.now);
         let (req, use_) = (pod.requests, pod.usage);
         let src = &mut snapshot.nodes[from];
-        src.requested = Resources {
-            cpu_millis: src.requested.cpu_millis.saturating_sub(req.cpu_millis),
-            memory_bytes: src.requested.memory_bytes.saturating_sub(req.memory_bytes),
-        };
-        src.used = Resources {
-            cpu_millis: src.used.cpu_millis.saturating_sub(use_.cpu_millis),
-            memory_bytes: src.used.memory_bytes.saturating_sub(use_.memory_bytes),
-        };
+        src.requested = saturating_sub(src.requested, req);
+        src.used = saturating_sub(src.used, use_);
         let dst = &mut snapshot.nodes[to];
         dst.requested = dst.requested.saturating_add(req);
         dst.used = dst.used.saturating_add(use_);
