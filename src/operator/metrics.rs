@@ -29,6 +29,11 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StrategyLabels {
+    pub strategy: String,
+}
+
 /// All metric families of the process, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -38,6 +43,9 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub leader: Gauge,
     pub extender_duration: Family<VerbLabels, Histogram>,
+    pub descheduler_evictions: Family<StrategyLabels, Counter>,
+    pub descheduler_blocked: Counter,
+    pub descheduler_plan_duration: Histogram,
     encode_lock: Mutex<()>,
 }
 
@@ -58,6 +66,24 @@ impl Default for Metrics {
             "extender_request_duration_seconds",
             "Server-side duration of scheduler-extender calls, per verb",
             extender_duration.clone(),
+        );
+        let descheduler_evictions = Family::<StrategyLabels, Counter>::default();
+        let descheduler_blocked = Counter::default();
+        let descheduler_plan_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        registry.register(
+            "descheduler_evictions",
+            "Pods evicted by the descheduler, per strategy",
+            descheduler_evictions.clone(),
+        );
+        registry.register(
+            "descheduler_evictions_blocked",
+            "Evictions refused because a PodDisruptionBudget allowed no disruption",
+            descheduler_blocked.clone(),
+        );
+        registry.register(
+            "descheduler_plan_duration_seconds",
+            "Time to plan one descheduling tick",
+            descheduler_plan_duration.clone(),
         );
         registry.register("reconciles", "Reconciliations run, per controller", reconciles.clone());
         registry.register(
@@ -80,6 +106,9 @@ impl Default for Metrics {
             errors,
             leader,
             extender_duration,
+            descheduler_evictions,
+            descheduler_blocked,
+            descheduler_plan_duration,
             encode_lock: Mutex::new(()),
         }
     }

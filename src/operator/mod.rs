@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod crd;
+pub mod descheduler;
 pub mod error;
 pub mod extender;
 pub mod leader;
@@ -36,6 +37,8 @@ pub struct OperatorConfig {
     pub metrics_addr: SocketAddr,
     /// Address of the scheduler-extender server.
     pub extender_addr: SocketAddr,
+    /// The descheduler loop, when enabled.
+    pub descheduler: Option<descheduler::DeschedulerConfig>,
 }
 
 /// Runs the operator until SIGTERM/SIGINT, then releases the Lease and returns.
@@ -108,6 +111,18 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         writer: writer.clone(),
     });
     let agent_controller = tokio::spawn(agents::run(agent_ctx, shutdown_rx.clone()));
+    let descheduler_task = config.descheduler.clone().map(|dc| {
+        let ctx = Arc::new(descheduler::DeschedulerContext {
+            client: client.clone(),
+            view: view.clone(),
+            metrics: metrics.clone(),
+            leading: leading.clone(),
+            recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
+            writer: writer.clone(),
+            config: dc,
+        });
+        tokio::spawn(descheduler::run(ctx, shutdown_rx.clone()))
+    });
     let status_writer = tokio::spawn(status::run(
         client.clone(),
         view.clone(),
@@ -127,6 +142,9 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let _ = server.await;
     let _ = extender_task.await;
     let _ = agent_controller.await;
+    if let Some(task) = descheduler_task {
+        let _ = task.await;
+    }
     let _ = status_writer.await;
     for w in watches {
         w.abort();
