@@ -11,6 +11,7 @@ mod auction;
 mod cluster;
 #[cfg(feature = "operator")]
 mod crdgen;
+mod deschedule;
 mod exporter;
 mod geometry;
 #[cfg(feature = "operator")]
@@ -64,6 +65,9 @@ enum Command {
     /// Reports built from receipts (per-tenant costs).
     #[command(subcommand)]
     Report(report::Command),
+    /// Descheduling plans: offline from a snapshot, or a benchmark on a synthetic cluster.
+    #[command(subcommand)]
+    Deschedule(deschedule::Command),
 }
 
 pub fn main() -> ExitCode {
@@ -87,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Receipts(args) => receipts::run(args),
         Command::Exporter(command) => exporter::run(command),
         Command::Report(command) => report::run(command),
+        Command::Deschedule(command) => deschedule::run(command),
     };
     match result {
         Ok(code) => code,

@@ -62,6 +62,18 @@ pub struct Args {
     /// Seconds between two ticks of the auction loop (quotas under resource pressure).
     #[arg(long, env = "MOM_AUCTION_TICK_SECONDS", default_value_t = 15)]
     auction_tick_seconds: u64,
+    /// Run the descheduler loop (leader only): evicts pods whose move pays for itself.
+    #[arg(long)]
+    deschedule: bool,
+    /// Run the descheduler but only print each plan (one JSON line per tick); evict nothing.
+    #[arg(long)]
+    deschedule_dry_run: bool,
+    /// Seconds between descheduler ticks.
+    #[arg(long, default_value_t = 15)]
+    deschedule_tick_seconds: u64,
+    /// Descheduler settings (JSON: planner limits and per-strategy args); defaults when absent.
+    #[arg(long)]
+    deschedule_settings: Option<std::path::PathBuf>,
     /// Log format: json (structured, default) or text.
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -95,6 +107,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| "mom".into());
         format!("{host}-{}", std::process::id())
     });
+    let descheduler = if args.deschedule || args.deschedule_dry_run {
+        let settings: mom::descheduler::Settings = match &args.deschedule_settings {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => Default::default(),
+        };
+        settings.validate()?;
+        Some(mom::operator::descheduler::DeschedulerConfig {
+            tick: Duration::from_secs(args.deschedule_tick_seconds.max(1)),
+            dry_run: args.deschedule_dry_run,
+            settings,
+        })
+    } else {
+        None
+    };
     let config = mom::operator::OperatorConfig {
         namespace: args.namespace,
         lease_name: args.lease_name,
@@ -119,6 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             model,
         },
         auction_tick: Duration::from_secs(args.auction_tick_seconds),
+        descheduler,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -231,6 +231,21 @@ pub fn geodesic(x: &[f64], y: &[f64], t: f64, kappa: f64) -> Vec<f64> {
     mobius_add(&x, &w, k)
 }
 
+/// The point at most `step` (hyperbolic length) along the geodesic from x toward y:
+/// `y` when `d(x,y) ≤ step`, else `geodesic(x, y, step / d(x,y))`, which lies at distance exactly
+/// `step` from x. A NaN or negative `step` is read as 0 (stay at x). Used to move an agent's
+/// target gradually toward a new optimum, one bounded step per tick.
+pub fn geodesic_step(x: &[f64], y: &[f64], step: f64, kappa: f64) -> Vec<f64> {
+    let k = clamp_kappa(kappa);
+    let step = if step.is_nan() { 0.0 } else { step.max(0.0) };
+    let d = distance(x, y, k);
+    if d <= step {
+        let n = x.len().max(y.len());
+        return project(&padded(y, n), k);
+    }
+    geodesic(x, y, step / d, k)
+}
+
 /// Weighted Fréchet (Karcher) mean: the point m minimising `Σ wᵢ·d(m, xᵢ)²`.
 ///
 /// Starts from the weighted Einstein midpoint (computed in the Klein model) and runs Riemannian
@@ -522,5 +537,18 @@ mod tests {
         let m = geodesic(&x, &y, 0.5, 1.0);
         let (a, b) = (distance(&x, &m, 1.0), distance(&m, &y, 1.0));
         assert!((a - b).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_geodesic_step_moves_exactly_the_step_length_and_stops_at_the_goal() {
+        let x = vec![0.3, -0.2];
+        let y = vec![-0.5, 0.6];
+        let d = distance(&x, &y, 1.0);
+        let p = geodesic_step(&x, &y, d / 4.0, 1.0);
+        assert!((distance(&x, &p, 1.0) - d / 4.0).abs() < 1e-9);
+        assert!((distance(&p, &y, 1.0) - 3.0 * d / 4.0).abs() < 1e-9);
+        assert_eq!(geodesic_step(&x, &y, 2.0 * d, 1.0), y);
+        assert_eq!(geodesic_step(&x, &y, f64::NAN, 1.0), x);
+        assert_eq!(geodesic_step(&x, &y, -1.0, 1.0), x);
     }
 }

@@ -52,6 +52,11 @@ pub struct ScalingLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StrategyLabels {
+    pub strategy: String,
+}
+
 /// All metric families of the process, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -69,6 +74,9 @@ pub struct Metrics {
     pub auctions: Family<PoolLabels, Counter>,
     /// Resource pressure per node pool: 0 low, 1 medium, 2 high, 3 critical.
     pub resource_pressure: Family<PoolLabels, Gauge>,
+    pub descheduler_evictions: Family<StrategyLabels, Counter>,
+    pub descheduler_blocked: Counter,
+    pub descheduler_plan_duration: Histogram,
     encode_lock: Mutex<()>,
 }
 
@@ -89,6 +97,24 @@ impl Default for Metrics {
             "extender_request_duration_seconds",
             "Server-side duration of scheduler-extender calls, per verb",
             extender_duration.clone(),
+        );
+        let descheduler_evictions = Family::<StrategyLabels, Counter>::default();
+        let descheduler_blocked = Counter::default();
+        let descheduler_plan_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        registry.register(
+            "descheduler_evictions",
+            "Pods evicted by the descheduler, per strategy",
+            descheduler_evictions.clone(),
+        );
+        registry.register(
+            "descheduler_evictions_blocked",
+            "Evictions refused because a PodDisruptionBudget allowed no disruption",
+            descheduler_blocked.clone(),
+        );
+        registry.register(
+            "descheduler_plan_duration_seconds",
+            "Time to plan one descheduling tick",
+            descheduler_plan_duration.clone(),
         );
         registry.register("reconciles", "Reconciliations run, per controller", reconciles.clone());
         registry.register(
@@ -150,6 +176,9 @@ impl Default for Metrics {
             scaling_decisions,
             auctions,
             resource_pressure,
+            descheduler_evictions,
+            descheduler_blocked,
+            descheduler_plan_duration,
             encode_lock: Mutex::new(()),
         }
     }

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod auction;
 pub mod checkpoints;
 pub mod crd;
+pub mod descheduler;
 pub mod error;
 pub mod extender;
 pub mod leader;
@@ -50,6 +51,8 @@ pub struct OperatorConfig {
     pub scaler: scaler::ScalerSettings,
     /// Time between two ticks of the auction loop.
     pub auction_tick: Duration,
+    /// The descheduler loop, when enabled.
+    pub descheduler: Option<descheduler::DeschedulerConfig>,
 }
 
 /// Runs the operator until SIGTERM/SIGINT, then releases the Lease and returns.
@@ -164,6 +167,18 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         tick: config.auction_tick,
     });
     let auction_loop = tokio::spawn(auction::run(auction_ctx, shutdown_rx.clone()));
+    let descheduler_task = config.descheduler.clone().map(|dc| {
+        let ctx = Arc::new(descheduler::DeschedulerContext {
+            client: client.clone(),
+            view: view.clone(),
+            metrics: metrics.clone(),
+            leading: leading.clone(),
+            recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
+            writer: writer.clone(),
+            config: dc,
+        });
+        tokio::spawn(descheduler::run(ctx, shutdown_rx.clone()))
+    });
     let status_writer = tokio::spawn(status::run(
         client.clone(),
         view.clone(),
@@ -185,6 +200,9 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let _ = agent_controller.await;
     let _ = scaler_task.await;
     let _ = auction_loop.await;
+    if let Some(task) = descheduler_task {
+        let _ = task.await;
+    }
     let _ = status_writer.await;
     let _ = checkpointer.await;
     for w in watches {

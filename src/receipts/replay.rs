@@ -110,7 +110,7 @@ impl ReplayRegistry {
         Self::default()
     }
 
-    /// A registry with the built-in kinds (`test.sum`, `scaling.*`, `auction.vcg`).
+    /// A registry with the built-in kinds (`test.sum`, `scaling.*`, `auction.vcg`, `deschedule.plan`).
     pub fn with_builtins() -> Self {
         let mut r = Self::new();
         r.register(TEST_SUM_KIND, Box::new(test_sum));
@@ -121,6 +121,7 @@ impl ReplayRegistry {
             crate::auction::quota::REPLAY_KIND,
             Box::new(crate::auction::quota::replay),
         );
+        r.register(crate::descheduler::PLAN_KIND, Box::new(crate::descheduler::replay_plan));
         r
     }
 

@@ -1,0 +1,323 @@
+//! The descheduler core: which running pods should move, and where, so that the placement
+//! objective improves by more than the moves cost — without thrashing (DESIGN §2–§5).
+//!
+//! Input: a pure [`Snapshot`] of the cluster (nodes with their position in the Poincaré ball,
+//! capacity, requests, real usage and health flags; pods with their agent, tenant, node,
+//! requests, usage, last eviction time and protection; agents with their target, previous
+//! target and traffic-weighted peers) and [`Settings`] (one argument block per strategy plus
+//! the planner's limits). The caller supplies the time (`Snapshot::now`, seconds); nothing
+//! here reads a clock.
+//!
+//! Output: a deterministic [`Plan`] — moves `pod → destination node` with the strategy that
+//! nominated each, its gain over the horizon and its cost; the per-agent targets stepped along
+//! the geodesic toward their new optimum; and every nominated pod that was not moved, with the
+//! reason. Same snapshot and settings → byte-identical plan, so a plan is replayable from the
+//! inputs recorded in its receipt ([`replay_plan`], kind [`PLAN_KIND`]).
+//!
+//! Strategies (one module each, like the upstream descheduler: args, defaults, validation that
+//! reports every problem, the nomination function and its objective term, table tests):
+//! - [`drift`]: replicas far from their agent's (stepped) target;
+//! - [`imbalance`]: nodes above a utilisation threshold on real usage;
+//! - [`violations`]: constraints broken after placement (avoid-list, tenant isolation, node
+//!   selector after a label change, maximum distance);
+//! - [`evacuation`]: pods on nodes flagged unhealthy or anomalous.
+//!
+//! The [`planner`] sums the enabled strategies' terms into one objective and chooses the moves.
+//! [`synthetic`] builds drifted clusters and runs multi-tick simulations for benchmarks.
+
+pub mod drift;
+pub mod evacuation;
+pub mod imbalance;
+pub mod planner;
+pub mod synthetic;
+pub mod violations;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+pub use planner::{PlannerArgs, plan};
+
+use crate::placement::Resources;
+
+/// Decision kind recorded in receipts of descheduling plans (see [`replay_plan`]).
+pub const PLAN_KIND: &str = "descheduler.plan";
+
+/// Everything that can go wrong in the descheduler core. Validation collects every problem.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DeschedulerError {
+    #[error("invalid descheduler settings: {}", .0.join("; "))]
+    InvalidSettings(Vec<String>),
+    #[error("invalid descheduler snapshot: {}", .0.join("; "))]
+    InvalidSnapshot(Vec<String>),
+    #[error("synthetic cluster: {0}")]
+    Synthetic(String),
+}
+
+/// One node as the descheduler sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Node {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Position in the Poincaré ball of curvature −κ.
+    pub position: Vec<f64>,
+    pub allocatable: Resources,
+    /// Sum of the requests of every pod bound to the node (including pods not in the snapshot,
+    /// e.g. DaemonSets), as the extender's placement bookkeeping has it.
+    pub requested: Resources,
+    /// Real usage (metrics) of everything on the node.
+    #[serde(default)]
+    pub used: Resources,
+    #[serde(default = "default_max_pods")]
+    pub max_pods: u32,
+    /// Pods bound to the node, including pods not in the snapshot; 0 means "count the snapshot's".
+    #[serde(default)]
+    pub pods: u32,
+    #[serde(default)]
+    pub unhealthy: bool,
+    #[serde(default)]
+    pub anomalous: bool,
+}
+
+fn default_max_pods() -> u32 {
+    110
+}
+
+/// One running pod that could be moved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Pod {
+    pub name: String,
+    pub namespace: String,
+    /// The node it runs on.
+    pub node: String,
+    /// Key of its GeometricAgent in `Snapshot::agents`, if any.
+    #[serde(default)]
+    pub agent: Option<String>,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Its agent demands that no other tenant shares its nodes.
+    #[serde(default)]
+    pub strict_isolation: bool,
+    pub requests: Resources,
+    #[serde(default)]
+    pub usage: Resources,
+    /// The pod's `nodeSelector`; a node whose labels changed may no longer match it.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// When (caller's clock, seconds) this replica was last moved — the operator passes the
+    /// start time of a pod that replaced an evicted one.
+    #[serde(default)]
+    pub last_evicted_at: Option<u64>,
+    /// Never evicted (DaemonSet, system-critical, local storage, opt-out annotation).
+    #[serde(default)]
+    pub protected: bool,
+}
+
+impl Pod {
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Traffic to another agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Peer {
+    pub agent: String,
+    pub weight: f64,
+}
+
+/// A GeometricAgent: where its replicas belong.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Agent {
+    /// Key referenced by `Pod::agent` (the operator uses `namespace/name`).
+    pub name: String,
+    /// An explicit optimum (strategy coordinates); without it the optimum is the
+    /// traffic-weighted Fréchet mean of the peers' replicas (`placement::agent_target`).
+    #[serde(default)]
+    pub target: Option<Vec<f64>>,
+    /// The target the replicas were steered to last tick; the new target moves from it.
+    #[serde(default)]
+    pub previous_target: Option<Vec<f64>>,
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+    #[serde(default)]
+    pub avoid_nodes: BTreeSet<String>,
+    #[serde(default)]
+    pub max_distance: Option<f64>,
+}
+
+/// The cluster at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Snapshot {
+    /// Curvature magnitude κ of the ball.
+    pub kappa: f64,
+    /// The caller's time in seconds; only compared with `Pod::last_evicted_at`.
+    pub now: u64,
+    pub nodes: Vec<Node>,
+    pub pods: Vec<Pod>,
+    #[serde(default)]
+    pub agents: Vec<Agent>,
+}
+
+/// Everything the planner is configured with. Missing fields take their defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Settings {
+    pub planner: PlannerArgs,
+    pub drift: drift::Args,
+    pub imbalance: imbalance::Args,
+    pub violations: violations::Args,
+    pub evacuation: evacuation::Args,
+}
+
+impl Settings {
+    /// Every problem of every block, each naming its field.
+    pub fn validate(&self) -> Result<(), DeschedulerError> {
+        let mut problems = self.planner.validate();
+        problems.extend(self.drift.validate());
+        problems.extend(self.imbalance.validate());
+        problems.extend(self.violations.validate());
+        problems.extend(self.evacuation.validate());
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(DeschedulerError::InvalidSettings(problems))
+        }
+    }
+}
+
+/// Which strategy nominated a move. Listed in priority order: when several nominate one pod,
+/// the first of these names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    Evacuation,
+    Violations,
+    Drift,
+    Imbalance,
+}
+
+impl Strategy {
+    /// The JSON spelling, also used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Evacuation => "evacuation",
+            Strategy::Violations => "violations",
+            Strategy::Drift => "drift",
+            Strategy::Imbalance => "imbalance",
+        }
+    }
+}
+
+/// A pod a strategy wants moved, with why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Index into `Snapshot::pods`.
+    pub pod: usize,
+    pub strategy: Strategy,
+    pub reason: String,
+}
+
+/// One planned eviction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Move {
+    pub pod: String,
+    pub namespace: String,
+    pub agent: Option<String>,
+    pub from: String,
+    pub to: String,
+    pub strategy: Strategy,
+    /// Objective gain summed over the horizon.
+    pub gain: f64,
+    /// Migration cost, paid once.
+    pub cost: f64,
+    pub reason: String,
+}
+
+/// An agent's target this tick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStep {
+    pub agent: String,
+    pub previous: Option<Vec<f64>>,
+    /// Where the agent's replicas belong now.
+    pub optimum: Vec<f64>,
+    /// The previous target moved at most `targetStep` along the geodesic toward the optimum.
+    pub target: Vec<f64>,
+    /// Distance still left to the optimum.
+    pub remaining: f64,
+}
+
+/// Why a nominated pod is not moved this tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipKind {
+    Protected,
+    CoolOff,
+    NoDestination,
+    BelowMinGain,
+    Limit,
+}
+
+/// A nominated pod that stays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Skip {
+    pub pod: String,
+    pub namespace: String,
+    pub strategy: Strategy,
+    pub kind: SkipKind,
+    pub reason: String,
+}
+
+/// The planner's answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// In the order they were chosen (best net gain first).
+    pub moves: Vec<Move>,
+    /// Sorted by agent.
+    pub targets: Vec<TargetStep>,
+    /// Sorted by namespace and pod.
+    pub skipped: Vec<Skip>,
+    /// Pods nominated by at least one strategy.
+    pub candidates: usize,
+    /// Σ gain of the moves.
+    pub total_gain: f64,
+    /// Σ cost of the moves.
+    pub total_cost: f64,
+}
+
+/// Parses recorded inputs `{"snapshot": …, "settings": …}` and plans. This is the replayer of
+/// [`PLAN_KIND`]: the output is the plan as JSON.
+pub fn replay_plan(inputs: &serde_json::Value) -> Result<serde_json::Value, crate::receipts::replay::ReplayError> {
+    use crate::receipts::replay::ReplayError;
+    let bad = |field: &str, message: String| ReplayError::BadInputs {
+        field: field.into(),
+        message,
+    };
+    let snapshot: Snapshot = serde_json::from_value(inputs.get("snapshot").cloned().unwrap_or_default())
+        .map_err(|e| bad("snapshot", e.to_string()))?;
+    let settings: Settings = match inputs.get("settings") {
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| bad("settings", e.to_string()))?,
+        None => Settings::default(),
+    };
+    let plan = plan(&snapshot, &settings).map_err(|e| bad("snapshot", e.to_string()))?;
+    serde_json::to_value(&plan).map_err(|e| bad("output", e.to_string()))
+}
+
+/// The inputs a receipt records for a plan (what [`replay_plan`] reads).
+pub fn plan_inputs(snapshot: &Snapshot, settings: &Settings) -> serde_json::Value {
+    serde_json::json!({ "snapshot": snapshot, "settings": settings })
+}
+
+#[cfg(test)]
+pub(crate) mod testutil;

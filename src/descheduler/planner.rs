@@ -1,0 +1,760 @@
+//! The descheduling planner: from a snapshot and settings, the set of moves that maximises
+//! objective gain minus migration cost over a horizon, within limits, plus every agent's target
+//! stepped along the geodesic toward its new optimum.
+//!
+//! Input: [`Snapshot`], [`Settings`]. Output: [`Plan`]. Deterministic (sorted iteration, ties by
+//! index/name, no clock), so a plan is replayed byte for byte from its recorded inputs.
+//!
+//! **Targets.** Agent a's optimum `O_a` is `placement::agent_target` over its explicit target,
+//! its peers' replica positions (traffic weights) and its previous target. The target this tick
+//! is `T₀ = geodesic_step(previous, O_a, targetStep)`: at most `targetStep` along the geodesic,
+//! so replicas follow gradually. The predicted targets over the horizon are
+//! `T_h = geodesic_step(T_{h−1}, O_a, targetStep)` for h = 1…H−1 (the optimum is assumed to stay).
+//!
+//! **Objective.** For a move of pod p from s to t, the gain summed over the horizon is
+//! `G = drift + H·(imbalance + violations + evacuation)` with each enabled strategy's term
+//! (see their modules); the cost is `C = migrationCost + costPerGib·memory request (GiB)`. A
+//! move is taken only when `G − C ≥ minGain` (hysteresis: small improvements never trigger a
+//! move, so a replica does not oscillate between near-equal nodes).
+//!
+//! **Candidates and destinations.** Strategies nominate pods; protected pods and pods evicted
+//! less than `coolOffSeconds` ago are skipped (reported). For a candidate the destinations are
+//! scanned nearest-to-T₀ first (pods without a target: least utilised first) and the best of
+//! the first `destinationsConsidered` feasible nodes is chosen. Feasible = passes
+//! `placement::filter` (avoid-list, isolation, max distance, requested capacity, pod count),
+//! matches the pod's node selector, is not flagged unhealthy/anomalous and is not the source.
+//!
+//! **Selection.** Lazy greedy on net gain `G − C`: take the best candidate, re-evaluate it
+//! against the state after the moves already chosen (capacity, usage and tenants move with
+//! each pod); if it is still at least as good as the next one, take it, subject to the limits
+//! (total, per source node, per namespace, per agent), and update the state. This is the
+//! standard greedy for a submodular-like objective under cardinality limits; exact for the
+//! separable terms (drift, violations, evacuation) and an approximation for the coupled
+//! imbalance term.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Candidate, DeschedulerError, Move, Plan, Settings, Skip, SkipKind, Snapshot, TargetStep, drift, evacuation,
+    imbalance, violations,
+};
+use crate::geometry::poincare;
+use crate::placement::{self, AgentPolicy, NodeState, PodDemand, Resources, TargetInputs};
+
+/// Arguments of the planner itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct PlannerArgs {
+    /// Ticks over which gains are summed (the migration cost is paid once).
+    pub horizon: u32,
+    /// Largest hyperbolic distance an agent's target moves per tick.
+    pub target_step: f64,
+    /// Smallest net gain `G − C` for which a move is taken (hysteresis).
+    pub min_gain: f64,
+    /// Cost of one eviction.
+    pub migration_cost: f64,
+    /// Extra cost per GiB of memory request (state to rebuild, caches to warm).
+    pub cost_per_gib: f64,
+    /// A replica moved less than this many seconds ago is not moved again.
+    pub cool_off_seconds: u64,
+    pub max_evictions_total: u32,
+    pub max_evictions_per_node: u32,
+    pub max_evictions_per_namespace: u32,
+    pub max_evictions_per_agent: u32,
+    /// Feasible destinations evaluated per candidate (nearest to the target first).
+    pub destinations_considered: u32,
+}
+
+impl Default for PlannerArgs {
+    fn default() -> Self {
+        Self {
+            horizon: 4,
+            target_step: 8.0,
+            min_gain: 10.0,
+            migration_cost: 10.0,
+            cost_per_gib: 1.0,
+            cool_off_seconds: 600,
+            max_evictions_total: 50,
+            max_evictions_per_node: 3,
+            max_evictions_per_namespace: 20,
+            max_evictions_per_agent: 2,
+            destinations_considered: 16,
+        }
+    }
+}
+
+impl PlannerArgs {
+    /// Every problem, each naming its field.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.horizon == 0 || self.horizon > 1000 {
+            problems.push(format!("planner.horizon must be in 1…1000 ticks, got {}", self.horizon));
+        }
+        for (name, v) in [
+            ("targetStep", self.target_step),
+            ("minGain", self.min_gain),
+            ("migrationCost", self.migration_cost),
+            ("costPerGib", self.cost_per_gib),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                problems.push(format!("planner.{name} must be finite and ≥ 0, got {v}"));
+            }
+        }
+        if self.destinations_considered == 0 {
+            problems.push("planner.destinationsConsidered must be ≥ 1, got 0".into());
+        }
+        problems
+    }
+}
+
+/// The read-only view every strategy sees: the snapshot, indexes and each agent's targets.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub snapshot: &'a Snapshot,
+    pub settings: &'a Settings,
+    pub kappa: f64,
+    /// Node index of each pod.
+    pub pod_node: Vec<usize>,
+    /// Agent index of each pod, if it has one.
+    pub pod_agent: Vec<Option<usize>>,
+    /// Per agent: the targets T₀…T_{H−1}, or `None` when the agent has nothing to anchor to.
+    pub horizon: Vec<Option<Vec<Vec<f64>>>>,
+    /// Per agent with a target and replicas: `d(T₀, m)` for every node m (else empty).
+    pub node_distance: Vec<Vec<f64>>,
+    /// Per agent: `min_m d(T₀, m)` over all nodes (∞ without a target).
+    pub nearest: Vec<f64>,
+    /// Per agent: the target step of this tick.
+    pub targets: Vec<Option<TargetStep>>,
+    /// Per agent: the placement policy used to check destinations (target = T₀).
+    pub policies: Vec<AgentPolicy>,
+}
+
+impl<'a> Context<'a> {
+    /// Validates the snapshot (every problem reported) and computes the targets.
+    pub fn new(snapshot: &'a Snapshot, settings: &'a Settings) -> Result<Self, DeschedulerError> {
+        validate_snapshot(snapshot)?;
+        let kappa = snapshot.kappa;
+        let node_index: BTreeMap<&str, usize> = snapshot
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect();
+        let agent_index: BTreeMap<&str, usize> = snapshot
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.name.as_str(), i))
+            .collect();
+        // Validation guarantees these lookups succeed; fall back to 0 rather than panic.
+        let pod_node: Vec<usize> = snapshot
+            .pods
+            .iter()
+            .map(|p| node_index.get(p.node.as_str()).copied().unwrap_or(0))
+            .collect();
+        let pod_agent: Vec<Option<usize>> = snapshot
+            .pods
+            .iter()
+            .map(|p| p.agent.as_deref().and_then(|a| agent_index.get(a).copied()))
+            .collect();
+        let mut replicas: Vec<Vec<Vec<f64>>> = vec![Vec::new(); snapshot.agents.len()];
+        for (p, a) in pod_agent.iter().enumerate() {
+            if let Some(a) = a {
+                replicas[*a].push(snapshot.nodes[pod_node[p]].position.clone());
+            }
+        }
+        let args = &settings.planner;
+        let mut horizon = Vec::with_capacity(snapshot.agents.len());
+        let mut nearest = Vec::with_capacity(snapshot.agents.len());
+        let mut node_distance = Vec::with_capacity(snapshot.agents.len());
+        let mut targets = Vec::with_capacity(snapshot.agents.len());
+        let mut policies = Vec::with_capacity(snapshot.agents.len());
+        for agent in &snapshot.agents {
+            let inputs = TargetInputs {
+                explicit: agent.target.clone(),
+                peers: agent
+                    .peers
+                    .iter()
+                    .filter_map(|peer| {
+                        let i = *agent_index.get(peer.agent.as_str())?;
+                        Some((peer.weight, replicas[i].clone()))
+                    })
+                    .collect(),
+                previous: agent.previous_target.clone(),
+                ..TargetInputs::default()
+            };
+            let step = placement::agent_target(&inputs, kappa).map(|optimum| {
+                let target = match &agent.previous_target {
+                    Some(prev) => poincare::geodesic_step(prev, &optimum, args.target_step, kappa),
+                    None => optimum.clone(),
+                };
+                TargetStep {
+                    agent: agent.name.clone(),
+                    previous: agent.previous_target.clone(),
+                    remaining: poincare::distance(&target, &optimum, kappa),
+                    optimum,
+                    target,
+                }
+            });
+            let path = step.as_ref().map(|s| {
+                let mut path = vec![s.target.clone()];
+                for h in 1..args.horizon as usize {
+                    let next = poincare::geodesic_step(&path[h - 1], &s.optimum, args.target_step, kappa);
+                    path.push(next);
+                }
+                path
+            });
+            // Distances from T₀ are needed only for agents with replicas to move.
+            let d: Vec<f64> = match &path {
+                Some(p) if !replicas[node_distance.len()].is_empty() => snapshot
+                    .nodes
+                    .iter()
+                    .map(|n| poincare::distance(&p[0], &n.position, kappa))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            nearest.push(d.iter().copied().fold(f64::INFINITY, f64::min));
+            node_distance.push(d);
+            policies.push(AgentPolicy {
+                target: step.as_ref().map(|s| s.target.clone()).unwrap_or_default(),
+                avoid_nodes: agent.avoid_nodes.clone(),
+                max_distance: agent.max_distance,
+                ..AgentPolicy::default()
+            });
+            horizon.push(path);
+            targets.push(step);
+        }
+        Ok(Self {
+            snapshot,
+            settings,
+            kappa,
+            pod_node,
+            pod_agent,
+            horizon,
+            node_distance,
+            nearest,
+            targets,
+            policies,
+        })
+    }
+}
+
+/// The mutable part: what each node holds after the moves chosen so far.
+#[derive(Debug, Clone)]
+pub struct ClusterState {
+    /// Requests, pod count and tenants per node, in the form `placement::filter` checks.
+    pub nodes: Vec<NodeState>,
+    /// Real usage per node.
+    pub used: Vec<Resources>,
+    /// Per node: tenant → (pods, pods demanding strict isolation). The empty name is "no tenant".
+    pub tenants: Vec<BTreeMap<String, (u32, u32)>>,
+}
+
+impl ClusterState {
+    pub fn new(ctx: &Context<'_>) -> Self {
+        let snap = ctx.snapshot;
+        let mut counted = vec![0u32; snap.nodes.len()];
+        let mut tenants = vec![BTreeMap::<String, (u32, u32)>::new(); snap.nodes.len()];
+        for (p, pod) in snap.pods.iter().enumerate() {
+            let n = ctx.pod_node[p];
+            counted[n] += 1;
+            let e = tenants[n].entry(pod.tenant.clone().unwrap_or_default()).or_default();
+            e.0 += 1;
+            e.1 += u32::from(pod.strict_isolation);
+        }
+        let nodes = snap
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| NodeState {
+                name: n.name.clone(),
+                labels: BTreeMap::new(),
+                position: n.position.clone(),
+                allocatable: n.allocatable,
+                requested: n.requested,
+                pods: n.pods.max(counted[i]),
+                max_pods: n.max_pods,
+                tenants: tenant_flags(&tenants[i]),
+                hourly_cost: None,
+                spot: false,
+                energy_class: None,
+            })
+            .collect();
+        Self {
+            nodes,
+            used: snap.nodes.iter().map(|n| n.used).collect(),
+            tenants,
+        }
+    }
+
+    /// Moves pod `p` (of `ctx`) from node `from` to node `to`.
+    pub fn apply(&mut self, ctx: &Context<'_>, p: usize, from: usize, to: usize) {
+        let pod = &ctx.snapshot.pods[p];
+        let tenant = pod.tenant.clone().unwrap_or_default();
+        let strict = u32::from(pod.strict_isolation);
+        let src = &mut self.nodes[from];
+        src.requested = saturating_sub(src.requested, pod.requests);
+        src.pods = src.pods.saturating_sub(1);
+        self.used[from] = saturating_sub(self.used[from], pod.usage);
+        if let Some(e) = self.tenants[from].get_mut(&tenant) {
+            e.0 = e.0.saturating_sub(1);
+            e.1 = e.1.saturating_sub(strict);
+            if e.0 == 0 {
+                self.tenants[from].remove(&tenant);
+            }
+        }
+        self.nodes[from].tenants = tenant_flags(&self.tenants[from]);
+        let dst = &mut self.nodes[to];
+        dst.requested = dst.requested.saturating_add(pod.requests);
+        dst.pods += 1;
+        self.used[to] = self.used[to].saturating_add(pod.usage);
+        let e = self.tenants[to].entry(tenant).or_default();
+        e.0 += 1;
+        e.1 += strict;
+        self.nodes[to].tenants = tenant_flags(&self.tenants[to]);
+    }
+}
+
+/// `a − b` per resource, floored at 0.
+pub fn saturating_sub(a: Resources, b: Resources) -> Resources {
+    Resources {
+        cpu_millis: a.cpu_millis.saturating_sub(b.cpu_millis),
+        memory_bytes: a.memory_bytes.saturating_sub(b.memory_bytes),
+    }
+}
+
+/// `placement::NodeState::tenants`: tenant → whether any of its pods demands strict isolation.
+fn tenant_flags(counts: &BTreeMap<String, (u32, u32)>) -> BTreeMap<String, bool> {
+    counts.iter().map(|(t, &(_, s))| (t.clone(), s > 0)).collect()
+}
+
+/// Every problem of the snapshot, each naming the field and value.
+pub fn validate_snapshot(s: &Snapshot) -> Result<(), DeschedulerError> {
+    let mut problems = Vec::new();
+    if !s.kappa.is_finite() || s.kappa <= 0.0 {
+        problems.push(format!("kappa must be finite and > 0, got {}", s.kappa));
+    }
+    let radius = if s.kappa.is_finite() && s.kappa > 0.0 {
+        1.0 / s.kappa.sqrt()
+    } else {
+        f64::INFINITY
+    };
+    let dim = s.nodes.first().map(|n| n.position.len()).unwrap_or(0);
+    let check_point = |what: String, x: &[f64], problems: &mut Vec<String>| {
+        if x.len() != dim {
+            problems.push(format!("{what} has dimension {}, the nodes have {dim}", x.len()));
+        } else if x.iter().any(|c| !c.is_finite()) {
+            problems.push(format!("{what} has a non-finite coordinate"));
+        } else if poincare::norm(x) >= radius {
+            problems.push(format!(
+                "{what} lies outside the ball (norm {} ≥ radius {radius})",
+                poincare::norm(x)
+            ));
+        }
+    };
+    let mut names = BTreeMap::new();
+    for (i, n) in s.nodes.iter().enumerate() {
+        if n.name.is_empty() {
+            problems.push(format!("nodes[{i}].name is empty"));
+        } else if names.insert(n.name.as_str(), i).is_some() {
+            problems.push(format!("nodes[{i}].name {:?} appears twice", n.name));
+        }
+        if n.position.is_empty() {
+            problems.push(format!("nodes[{i}] ({}).position is empty", n.name));
+        } else {
+            check_point(format!("nodes[{i}] ({}).position", n.name), &n.position, &mut problems);
+        }
+    }
+    let mut agents = BTreeMap::new();
+    for (i, a) in s.agents.iter().enumerate() {
+        if a.name.is_empty() {
+            problems.push(format!("agents[{i}].name is empty"));
+        } else if agents.insert(a.name.as_str(), i).is_some() {
+            problems.push(format!("agents[{i}].name {:?} appears twice", a.name));
+        }
+    }
+    for (i, a) in s.agents.iter().enumerate() {
+        for (j, p) in a.peers.iter().enumerate() {
+            if !agents.contains_key(p.agent.as_str()) {
+                problems.push(format!(
+                    "agents[{i}] ({}).peers[{j}].agent {:?} is not an agent in the snapshot",
+                    a.name, p.agent
+                ));
+            }
+            if !p.weight.is_finite() || p.weight < 0.0 {
+                problems.push(format!(
+                    "agents[{i}] ({}).peers[{j}].weight must be finite and ≥ 0, got {}",
+                    a.name, p.weight
+                ));
+            }
+        }
+        if let Some(t) = &a.target {
+            check_point(format!("agents[{i}] ({}).target", a.name), t, &mut problems);
+        }
+        if let Some(t) = &a.previous_target {
+            check_point(format!("agents[{i}] ({}).previousTarget", a.name), t, &mut problems);
+        }
+        if let Some(m) = a.max_distance
+            && (!m.is_finite() || m < 0.0)
+        {
+            problems.push(format!(
+                "agents[{i}] ({}).maxDistance must be finite and ≥ 0, got {m}",
+                a.name
+            ));
+        }
+    }
+    let mut pods = BTreeMap::new();
+    for (i, p) in s.pods.iter().enumerate() {
+        if p.name.is_empty() || p.namespace.is_empty() {
+            problems.push(format!("pods[{i}] needs a name and a namespace, got {:?}", p.key()));
+        } else if pods.insert(p.key(), i).is_some() {
+            problems.push(format!("pods[{i}] {:?} appears twice", p.key()));
+        }
+        if !names.contains_key(p.node.as_str()) {
+            problems.push(format!(
+                "pods[{i}] ({}).node {:?} is not a node in the snapshot",
+                p.key(),
+                p.node
+            ));
+        }
+        if let Some(a) = &p.agent
+            && !agents.contains_key(a.as_str())
+        {
+            problems.push(format!(
+                "pods[{i}] ({}).agent {a:?} is not an agent in the snapshot",
+                p.key()
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(DeschedulerError::InvalidSnapshot(problems))
+    }
+}
+
+/// The best destination of a candidate under the current state: (node, gain, cost).
+#[derive(Debug, Clone, Copy)]
+struct Choice {
+    to: usize,
+    gain: f64,
+    cost: f64,
+}
+
+/// Total ordering of f64 keys for the heap (values are finite).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Key(f64);
+impl Eq for Key {}
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+struct Planner<'c, 'a> {
+    ctx: &'c Context<'a>,
+    state: ClusterState,
+    /// Destination scan order per agent (nearest to T₀ first), computed on demand.
+    order_by_agent: BTreeMap<usize, Vec<usize>>,
+    /// Scan order for pods without a target: least utilised first.
+    order_by_load: Vec<usize>,
+    flagged: Vec<bool>,
+}
+
+impl Planner<'_, '_> {
+    /// Makes sure the destination order of `pod`'s agent is computed.
+    fn prepare_order(&mut self, pod: usize) {
+        let ctx = self.ctx;
+        if let Some(a) = ctx.pod_agent[pod].filter(|&a| !ctx.node_distance[a].is_empty()) {
+            self.order_by_agent.entry(a).or_insert_with(|| {
+                let d = &ctx.node_distance[a];
+                let mut order: Vec<usize> = (0..d.len()).collect();
+                order.sort_by(|&x, &y| d[x].total_cmp(&d[y]).then(x.cmp(&y)));
+                order
+            });
+        }
+    }
+
+    /// Destination scan order of `pod` (after [`Self::prepare_order`]).
+    fn order(&self, pod: usize) -> &[usize] {
+        self.ctx.pod_agent[pod]
+            .and_then(|a| self.order_by_agent.get(&a))
+            .map_or(&self.order_by_load, Vec::as_slice)
+    }
+
+    /// The part of the gain over the horizon that does not depend on the destination:
+    /// `H·(violations + evacuation)`.
+    fn fixed_gain(&self, pod: usize, from: usize) -> f64 {
+        let ctx = self.ctx;
+        let s = ctx.settings;
+        let mut per_tick = 0.0;
+        if s.violations.enabled {
+            per_tick += violations::gain(ctx, &self.state, &s.violations, pod);
+        }
+        if s.evacuation.enabled {
+            per_tick += evacuation::gain(ctx, &s.evacuation, from);
+        }
+        f64::from(s.planner.horizon) * per_tick
+    }
+
+    /// The destination-dependent part: `drift + H·imbalance`.
+    fn destination_gain(&self, pod: usize, from: usize, to: usize) -> f64 {
+        let ctx = self.ctx;
+        let s = ctx.settings;
+        let mut g = 0.0;
+        if s.imbalance.enabled {
+            g += f64::from(s.planner.horizon) * imbalance::gain(ctx, &self.state, &s.imbalance, pod, from, to);
+        }
+        if s.drift.enabled {
+            g += drift::gain(ctx, &s.drift, pod, from, to);
+        }
+        g
+    }
+
+    fn feasible(&self, pod: usize, to: usize) -> bool {
+        let ctx = self.ctx;
+        let p = &ctx.snapshot.pods[pod];
+        if self.flagged[to] || !violations::selector_matches(p, &ctx.snapshot.nodes[to].labels) {
+            return false;
+        }
+        let demand = PodDemand {
+            requests: p.requests,
+            tenant: p.tenant.clone(),
+            strict_isolation: p.strict_isolation,
+        };
+        let policy = ctx.pod_agent[pod].map(|a| &ctx.policies[a]);
+        placement::filter(&demand, policy, &[&self.state.nodes[to]], ctx.kappa)
+            .passed
+            .len()
+            == 1
+    }
+
+    /// The best of the first `destinationsConsidered` feasible destinations, if any.
+    fn best(&mut self, pod: usize, from: usize) -> Option<Choice> {
+        self.prepare_order(pod);
+        let ctx = self.ctx;
+        let p = &ctx.snapshot.pods[pod];
+        let args = &ctx.settings.planner;
+        let cost = args.migration_cost + args.cost_per_gib * p.requests.memory_bytes as f64 / f64::from(1u32 << 30);
+        let fixed = self.fixed_gain(pod, from);
+        let mut best: Option<Choice> = None;
+        let mut seen = 0;
+        for &to in self.order(pod) {
+            if to == from || !self.feasible(pod, to) {
+                continue;
+            }
+            let gain = fixed + self.destination_gain(pod, from, to);
+            if gain.is_finite() && best.is_none_or(|b| gain > b.gain) {
+                best = Some(Choice { to, gain, cost });
+            }
+            seen += 1;
+            if seen >= args.destinations_considered {
+                break;
+            }
+        }
+        best
+    }
+}
+
+fn below_min_gain(ch: Choice, net: f64, min_gain: f64) -> String {
+    format!(
+        "best move gains {:.2} for cost {:.2}: net {net:.2} < minGain {min_gain}",
+        ch.gain, ch.cost
+    )
+}
+
+/// Plans one tick. See the module doc for the model.
+pub fn plan(snapshot: &Snapshot, settings: &Settings) -> Result<Plan, DeschedulerError> {
+    settings.validate()?;
+    let ctx = Context::new(snapshot, settings)?;
+    let state = ClusterState::new(&ctx);
+    let args = &settings.planner;
+
+    // Nominations; the first strategy in priority order names a pod nominated by several.
+    let mut nominated: BTreeMap<usize, Candidate> = BTreeMap::new();
+    let mut nominate = |cs: Vec<Candidate>| {
+        for c in cs {
+            match nominated.get(&c.pod) {
+                Some(old) if old.strategy <= c.strategy => {}
+                _ => {
+                    nominated.insert(c.pod, c);
+                }
+            }
+        }
+    };
+    if settings.evacuation.enabled {
+        nominate(evacuation::nominate(&ctx, &settings.evacuation));
+    }
+    if settings.violations.enabled {
+        nominate(violations::nominate(&ctx, &state, &settings.violations));
+    }
+    if settings.drift.enabled {
+        nominate(drift::nominate(&ctx, &settings.drift));
+    }
+    if settings.imbalance.enabled {
+        nominate(imbalance::nominate(&ctx, &state, &settings.imbalance));
+    }
+
+    let mut skipped = Vec::new();
+    let mut skip = |c: &Candidate, kind: SkipKind, reason: String| {
+        let pod = &snapshot.pods[c.pod];
+        skipped.push(Skip {
+            pod: pod.name.clone(),
+            namespace: pod.namespace.clone(),
+            strategy: c.strategy,
+            kind,
+            reason,
+        });
+    };
+    let mut live: Vec<&Candidate> = Vec::new();
+    for c in nominated.values() {
+        let pod = &snapshot.pods[c.pod];
+        if pod.protected {
+            skip(
+                c,
+                SkipKind::Protected,
+                "protected pod (DaemonSet, system-critical, local storage or opt-out)".into(),
+            );
+            continue;
+        }
+        if let Some(t) = pod.last_evicted_at {
+            let elapsed = snapshot.now.saturating_sub(t);
+            if elapsed < args.cool_off_seconds {
+                skip(
+                    c,
+                    SkipKind::CoolOff,
+                    format!("moved {elapsed} s ago; cool-off is {} s", args.cool_off_seconds),
+                );
+                continue;
+            }
+        }
+        live.push(c);
+    }
+
+    let mut order_by_load: Vec<(f64, usize)> = snapshot
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (imbalance::utilisation(n.used, n.allocatable), i))
+        .collect();
+    order_by_load.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let flagged = (0..snapshot.nodes.len())
+        .map(|n| snapshot.nodes[n].unhealthy || snapshot.nodes[n].anomalous)
+        .collect();
+    let mut planner = Planner {
+        ctx: &ctx,
+        state,
+        order_by_agent: BTreeMap::new(),
+        order_by_load: order_by_load.into_iter().map(|(_, i)| i).collect(),
+        flagged,
+    };
+
+    // Heap of (net gain, reverse candidate position, state version of the evaluation).
+    let mut heap: BinaryHeap<(Key, std::cmp::Reverse<usize>, usize)> = BinaryHeap::new();
+    let mut choice: Vec<Option<Choice>> = vec![None; live.len()];
+    for (i, c) in live.iter().enumerate() {
+        let from = ctx.pod_node[c.pod];
+        choice[i] = planner.best(c.pod, from);
+        match choice[i] {
+            Some(ch) => heap.push((Key(ch.gain - ch.cost), std::cmp::Reverse(i), 0)),
+            None => skip(c, SkipKind::NoDestination, "no feasible destination node".into()),
+        }
+    }
+
+    let mut version = 0usize;
+    let mut moves = Vec::new();
+    let mut per_node: BTreeMap<usize, u32> = BTreeMap::new();
+    let mut per_namespace: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut per_agent: BTreeMap<usize, u32> = BTreeMap::new();
+    while let Some((Key(net), std::cmp::Reverse(i), at)) = heap.pop() {
+        let c = live[i];
+        let pod = &snapshot.pods[c.pod];
+        let from = ctx.pod_node[c.pod];
+        // Limits first: a candidate they exclude needs no re-evaluation.
+        let limit = if moves.len() as u32 >= args.max_evictions_total {
+            Some(format!("maxEvictionsTotal {} reached", args.max_evictions_total))
+        } else if per_node.get(&from).copied().unwrap_or(0) >= args.max_evictions_per_node {
+            Some(format!(
+                "maxEvictionsPerNode {} reached on {}",
+                args.max_evictions_per_node, pod.node
+            ))
+        } else if per_namespace.get(pod.namespace.as_str()).copied().unwrap_or(0) >= args.max_evictions_per_namespace {
+            Some(format!(
+                "maxEvictionsPerNamespace {} reached in {}",
+                args.max_evictions_per_namespace, pod.namespace
+            ))
+        } else if ctx.pod_agent[c.pod]
+            .is_some_and(|a| per_agent.get(&a).copied().unwrap_or(0) >= args.max_evictions_per_agent)
+        {
+            Some(format!("maxEvictionsPerAgent {} reached", args.max_evictions_per_agent))
+        } else {
+            None
+        };
+        if let Some(reason) = limit {
+            match choice[i] {
+                // Would it have moved? Only then is the limit the reason it stays.
+                Some(_) if net >= args.min_gain => skip(c, SkipKind::Limit, reason),
+                Some(ch) => skip(c, SkipKind::BelowMinGain, below_min_gain(ch, net, args.min_gain)),
+                None => {}
+            }
+            continue;
+        }
+        if at != version {
+            // Re-evaluate against the moves chosen since; take it only if still the best.
+            choice[i] = planner.best(c.pod, from);
+            match choice[i] {
+                Some(ch) => heap.push((Key(ch.gain - ch.cost), std::cmp::Reverse(i), version)),
+                None => skip(c, SkipKind::NoDestination, "no feasible destination node left".into()),
+            }
+            continue;
+        }
+        let Some(ch) = choice[i] else { continue };
+        if net < args.min_gain {
+            skip(c, SkipKind::BelowMinGain, below_min_gain(ch, net, args.min_gain));
+            continue;
+        }
+        planner.state.apply(&ctx, c.pod, from, ch.to);
+        version += 1;
+        *per_node.entry(from).or_default() += 1;
+        *per_namespace.entry(pod.namespace.as_str()).or_default() += 1;
+        if let Some(a) = ctx.pod_agent[c.pod] {
+            *per_agent.entry(a).or_default() += 1;
+        }
+        moves.push(Move {
+            pod: pod.name.clone(),
+            namespace: pod.namespace.clone(),
+            agent: pod.agent.clone(),
+            from: pod.node.clone(),
+            to: snapshot.nodes[ch.to].name.clone(),
+            strategy: c.strategy,
+            gain: ch.gain,
+            cost: ch.cost,
+            reason: c.reason.clone(),
+        });
+    }
+
+    skipped.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+    let total_gain = moves.iter().map(|m| m.gain).sum();
+    let total_cost = moves.iter().map(|m| m.cost).sum();
+    let mut targets: Vec<TargetStep> = ctx.targets.iter().flatten().cloned().collect();
+    targets.sort_by(|a, b| a.agent.cmp(&b.agent));
+    Ok(Plan {
+        moves,
+        targets,
+        skipped,
+        candidates: nominated.len(),
+        total_gain,
+        total_cost,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,338 @@
+//! Table and property tests of the planner.
+
+use proptest::prelude::*;
+use proptest::strategy::Strategy as _;
+
+use super::*;
+use crate::descheduler::testutil::*;
+use crate::descheduler::{Agent, PLAN_KIND, Peer, Strategy, plan_inputs, replay_plan};
+
+fn names(plan: &Plan) -> Vec<(String, String)> {
+    plan.moves.iter().map(|m| (m.pod.clone(), m.to.clone())).collect()
+}
+
+/// Agent `a` targets east-1; its replicas run in the west.
+fn drifted() -> Snapshot {
+    let mut s = four_node_snapshot();
+    s.pods = vec![pod("p0", "west-1", Some("a")), pod("p1", "west-2", Some("a"))];
+    s.agents = vec![agent_at("a", &s.nodes[0].position.clone())];
+    account_requests(&mut s);
+    s
+}
+
+#[test]
+fn drifted_replicas_move_to_the_nodes_nearest_their_target() {
+    let p = plan(&drifted(), &Settings::default()).unwrap();
+    assert_eq!(p.moves.len(), 2, "{p:?}");
+    for m in &p.moves {
+        assert!(m.to.starts_with("east"), "{m:?}");
+        assert_eq!(m.strategy, Strategy::Drift);
+        assert!(m.gain > m.cost);
+    }
+    assert_eq!(p.candidates, 2);
+    assert!((p.total_gain - p.moves.iter().map(|m| m.gain).sum::<f64>()).abs() < 1e-12);
+}
+
+/// Table: one setting changed → which skip kind every candidate gets (None = both move).
+#[test]
+fn protection_cool_off_hysteresis_and_limits_each_keep_pods_in_place() {
+    type Change = fn(&mut Snapshot, &mut Settings);
+    let cases: [(&str, Change, Option<SkipKind>, usize); 7] = [
+        ("defaults", |_, _| {}, None, 2),
+        (
+            "protected pods",
+            |s, _| s.pods.iter_mut().for_each(|p| p.protected = true),
+            Some(SkipKind::Protected),
+            0,
+        ),
+        (
+            "evicted 100 s ago, cool-off 600 s",
+            |s, _| {
+                let now = s.now;
+                s.pods.iter_mut().for_each(|p| p.last_evicted_at = Some(now - 100));
+            },
+            Some(SkipKind::CoolOff),
+            0,
+        ),
+        (
+            "evicted 700 s ago",
+            |s, _| {
+                let now = s.now;
+                s.pods.iter_mut().for_each(|p| p.last_evicted_at = Some(now - 700));
+            },
+            None,
+            2,
+        ),
+        (
+            "minimum gain above any gain",
+            |_, st| st.planner.min_gain = 1e6,
+            Some(SkipKind::BelowMinGain),
+            0,
+        ),
+        (
+            "no room anywhere else",
+            |s, _| {
+                for n in &mut s.nodes {
+                    n.requested = n.allocatable;
+                }
+            },
+            Some(SkipKind::NoDestination),
+            0,
+        ),
+        (
+            "one eviction per agent",
+            |_, st| st.planner.max_evictions_per_agent = 1,
+            Some(SkipKind::Limit),
+            1,
+        ),
+    ];
+    for (what, change, kind, moved) in cases {
+        let mut s = drifted();
+        let mut settings = Settings::default();
+        change(&mut s, &mut settings);
+        let p = plan(&s, &settings).unwrap();
+        assert_eq!(p.moves.len(), moved, "{what}: {p:?}");
+        match kind {
+            None => assert!(p.skipped.is_empty(), "{what}: {:?}", p.skipped),
+            Some(k) => {
+                assert_eq!(p.skipped.len(), 2 - moved, "{what}: {:?}", p.skipped);
+                assert!(p.skipped.iter().all(|x| x.kind == k), "{what}: {:?}", p.skipped);
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unhealthy_node_is_drained_within_the_per_node_and_total_limits() {
+    let mut s = four_node_snapshot();
+    s.nodes[0].unhealthy = true;
+    s.pods = (0..6).map(|i| pod(&format!("p{i}"), "east-1", None)).collect();
+    account_requests(&mut s);
+    let mut settings = Settings::default();
+    settings.planner.max_evictions_per_node = 2;
+    let p = plan(&s, &settings).unwrap();
+    assert_eq!(p.moves.len(), 2);
+    assert!(
+        p.moves
+            .iter()
+            .all(|m| m.strategy == Strategy::Evacuation && m.to != "east-1")
+    );
+    assert_eq!(p.skipped.iter().filter(|x| x.kind == SkipKind::Limit).count(), 4);
+    settings.planner.max_evictions_per_node = 10;
+    settings.planner.max_evictions_total = 5;
+    assert_eq!(plan(&s, &settings).unwrap().moves.len(), 5);
+    settings.planner.max_evictions_per_namespace = 3;
+    assert_eq!(plan(&s, &settings).unwrap().moves.len(), 3);
+}
+
+#[test]
+fn flagged_nodes_are_never_destinations() {
+    let mut s = four_node_snapshot();
+    s.nodes[0].unhealthy = true;
+    s.nodes[1].anomalous = true;
+    s.nodes[2].unhealthy = true;
+    s.pods = vec![pod("p", "east-1", None)];
+    account_requests(&mut s);
+    let p = plan(&s, &Settings::default()).unwrap();
+    assert_eq!(names(&p), [("p".to_string(), "west-2".to_string())]);
+}
+
+#[test]
+fn the_target_moves_at_most_one_step_along_the_geodesic_per_tick() {
+    let mut s = drifted();
+    let east = s.nodes[0].position.clone();
+    let west = s.nodes[2].position.clone();
+    let d = poincare::distance(&west, &east, 1.0);
+    s.agents[0].previous_target = Some(west.clone());
+    let mut settings = Settings::default();
+    settings.planner.target_step = d / 4.0;
+    let p = plan(&s, &settings).unwrap();
+    let t = &p.targets[0];
+    assert!(
+        (poincare::distance(&west, &t.target, 1.0) - d / 4.0).abs() < 1e-6,
+        "{t:?}"
+    );
+    assert!((t.remaining - 3.0 * d / 4.0).abs() < 1e-6, "{t:?}");
+    // The target is still nearer the west, so the replicas stay this tick.
+    assert!(p.moves.is_empty(), "{p:?}");
+}
+
+#[test]
+fn a_dependent_agent_follows_the_replicas_of_its_peers() {
+    let mut s = four_node_snapshot();
+    s.pods = vec![
+        pod("peer-0", "east-1", Some("peer")),
+        pod("peer-1", "east-2", Some("peer")),
+        pod("dep-0", "west-1", Some("dep")),
+    ];
+    account_requests(&mut s);
+    s.agents = vec![
+        Agent {
+            peers: vec![Peer {
+                agent: "peer".into(),
+                weight: 5.0,
+            }],
+            target: None,
+            ..agent_at("dep", &[0.0, 0.0])
+        },
+        agent_at("peer", &s.nodes[0].position.clone()),
+    ];
+    let p = plan(&s, &Settings::default()).unwrap();
+    let dep = p.targets.iter().find(|t| t.agent == "dep").unwrap();
+    let to_east = poincare::distance(&dep.optimum, &s.nodes[0].position, 1.0);
+    let to_west = poincare::distance(&dep.optimum, &s.nodes[2].position, 1.0);
+    assert!(to_east < to_west, "{dep:?}");
+    let moved: Vec<_> = p.moves.iter().filter(|m| m.pod == "dep-0").collect();
+    assert_eq!(moved.len(), 1, "{p:?}");
+    assert!(moved[0].to.starts_with("east"));
+}
+
+#[test]
+fn every_problem_of_a_bad_snapshot_is_reported_at_once() {
+    let mut s = drifted();
+    s.kappa = -1.0;
+    s.pods.push(pod("p0", "nowhere", Some("ghost")));
+    s.nodes[3].position = vec![0.1];
+    s.agents[0].peers.push(Peer {
+        agent: "missing".into(),
+        weight: f64::NAN,
+    });
+    let e = plan(&s, &Settings::default()).unwrap_err();
+    let DeschedulerError::InvalidSnapshot(problems) = &e else {
+        panic!("{e}")
+    };
+    let text = e.to_string();
+    for want in [
+        "kappa",
+        "appears twice",
+        "\"nowhere\" is not a node",
+        "\"ghost\" is not an agent",
+        "dimension 1",
+        "\"missing\" is not an agent",
+        "weight must be finite",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in {text}");
+    }
+    assert!(problems.len() >= 7);
+}
+
+#[test]
+fn every_problem_of_bad_settings_is_reported_at_once() {
+    let mut settings = Settings::default();
+    settings.planner.horizon = 0;
+    settings.planner.migration_cost = -1.0;
+    settings.drift.weight = f64::NAN;
+    settings.imbalance.high_threshold = 0.0;
+    settings.evacuation.penalty = -5.0;
+    let e = plan(&drifted(), &settings).unwrap_err();
+    let text = e.to_string();
+    for want in [
+        "planner.horizon",
+        "planner.migrationCost",
+        "drift.weight",
+        "imbalance.highThreshold",
+        "evacuation.penalty",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in {text}");
+    }
+}
+
+#[test]
+fn settings_from_json_take_defaults_for_missing_fields_and_reject_unknown_ones() {
+    let s: Settings = serde_json::from_str(r#"{"planner": {"horizon": 2}}"#).unwrap();
+    assert_eq!(s.planner.horizon, 2);
+    assert_eq!(s.drift, drift::Args::default());
+    let e = serde_json::from_str::<Settings>(r#"{"planner": {"horizn": 2}}"#).unwrap_err();
+    assert!(e.to_string().contains("horizn"), "{e}");
+}
+
+#[test]
+fn a_plan_replays_from_its_recorded_inputs() {
+    let s = drifted();
+    let settings = Settings::default();
+    let p = plan(&s, &settings).unwrap();
+    let inputs = plan_inputs(&s, &settings);
+    assert_eq!(replay_plan(&inputs).unwrap(), serde_json::to_value(&p).unwrap());
+    let reg = crate::receipts::replay::ReplayRegistry::with_builtins();
+    assert!(reg.kinds().any(|k| k == PLAN_KIND));
+    let e = replay_plan(&serde_json::json!({"settings": {}})).unwrap_err();
+    assert!(e.to_string().contains("snapshot"), "{e}");
+}
+
+fn arb_snapshot() -> impl proptest::strategy::Strategy<Value = (Snapshot, Settings)> {
+    let pods = prop::collection::vec((0usize..6, 0usize..3, any::<bool>(), 0u64..2000, 50u64..2000), 1..24);
+    let flags = prop::collection::vec((any::<bool>(), 0u64..4000), 6);
+    (pods, flags, 1u32..6, 1u32..4, 0u64..900).prop_map(|(pods, flags, total, per_node, cool)| {
+        let mut s = four_node_snapshot();
+        s.nodes.push(node("north-1", [0.05, 0.9]));
+        s.nodes.push(node("south-1", [0.05, -0.9]));
+        for (n, (bad, used)) in s.nodes.iter_mut().zip(flags) {
+            n.unhealthy = bad && used % 3 == 0;
+            n.used = res(used, 1 << 30);
+        }
+        s.agents = vec![
+            agent_at("a", &s.nodes[0].position.clone()),
+            agent_at("b", &s.nodes[2].position.clone()),
+        ];
+        s.pods = pods
+            .into_iter()
+            .enumerate()
+            .map(|(i, (n, a, protected, ago, cpu))| {
+                let node = s.nodes[n].name.clone();
+                let mut p = pod(
+                    &format!("p{i}"),
+                    &node,
+                    ["a", "b", ""].get(a).filter(|x| !x.is_empty()).copied(),
+                );
+                p.protected = protected && i % 4 == 0;
+                p.last_evicted_at = (ago < 1000).then(|| s.now - ago);
+                p.requests = res(cpu, 256 << 20);
+                p
+            })
+            .collect();
+        account_requests(&mut s);
+        let mut settings = Settings::default();
+        settings.planner.max_evictions_total = total;
+        settings.planner.max_evictions_per_node = per_node;
+        settings.planner.cool_off_seconds = cool;
+        (s, settings)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn plans_respect_limits_protection_cool_off_and_capacity_and_are_deterministic((s, settings) in arb_snapshot()) {
+        let p = plan(&s, &settings).unwrap();
+        let again = plan(&s, &settings).unwrap();
+        prop_assert_eq!(serde_json::to_string(&p).unwrap(), serde_json::to_string(&again).unwrap());
+        prop_assert!(p.moves.len() as u32 <= settings.planner.max_evictions_total);
+        let mut out: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut added: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut removed: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for m in &p.moves {
+            prop_assert!(seen.insert(&m.pod), "pod moved twice in one plan");
+            let pod = s.pods.iter().find(|x| x.name == m.pod).unwrap();
+            prop_assert!(!pod.protected);
+            if let Some(t) = pod.last_evicted_at {
+                prop_assert!(s.now - t >= settings.planner.cool_off_seconds);
+            }
+            prop_assert!(m.to != m.from);
+            prop_assert!(m.gain - m.cost >= settings.planner.min_gain);
+            let dest = s.nodes.iter().find(|n| n.name == m.to).unwrap();
+            prop_assert!(!dest.unhealthy && !dest.anomalous);
+            *out.entry(m.from.as_str()).or_default() += 1;
+            *added.entry(m.to.as_str()).or_default() += pod.requests.cpu_millis;
+            *removed.entry(m.from.as_str()).or_default() += pod.requests.cpu_millis;
+        }
+        prop_assert!(out.values().all(|&c| c <= settings.planner.max_evictions_per_node));
+        // A node that received pods ends within its allocatable (it may have started above).
+        for (name, extra) in added {
+            let n = s.nodes.iter().find(|n| n.name == name).unwrap();
+            let left = n.requested.cpu_millis - removed.get(name).copied().unwrap_or(0);
+            prop_assert!(left + extra <= n.allocatable.cpu_millis);
+        }
+    }
+}

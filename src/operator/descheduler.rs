@@ -1,0 +1,645 @@
+//! The descheduler loop (leader only): every tick, observe → snapshot → plan (the core,
+//! `crate::descheduler::plan`) → per move: reserve room on the destination in the extender's
+//! placement bookkeeping → write a receipt → evict through the Eviction API (so
+//! PodDisruptionBudgets hold) → Event and metrics.
+//!
+//! Inputs: Nodes, Pods and GeometricAgents listed fresh from the apiserver each tick, node
+//! positions and agent policies from the shared placement view. Output: evictions (or, with
+//! `--deschedule-dry-run`, only the plan printed as one JSON line on stdout and logged).
+//!
+//! Protected pods are never evicted: DaemonSet pods, mirror/static pods, system-critical
+//! priority classes, pods with local storage (emptyDir, hostPath) and pods annotated
+//! `mom.hypersync.io/deschedule: "false"`. A pod's cool-off starts at its creation time (a
+//! replacement of an evicted pod is a new pod), so a replica is not moved again within the
+//! cool-off. An eviction refused with 429 (a PDB allows no disruption) is counted, reported
+//! as an Event and backed off exponentially (1, 2, 4 … 32 ticks) — no retry storm.
+//!
+//! Real usage: without a metrics API in the snapshot, a pod's usage is taken as its requests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, EvictParams, ListParams};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use tokio::sync::watch;
+
+use super::crd::GeometricAgent;
+use super::metrics::Metrics;
+use super::view::{AGENT_LABEL, ISOLATION_LABEL, SharedView, TENANT_LABEL, View};
+use crate::descheduler::{self as core, Agent, Move, Peer, Plan, Settings, Snapshot};
+use crate::placement::Resources;
+use crate::receipts::{Action as ReceiptAction, SubjectRef};
+
+/// Annotation with value `"false"` that opts a pod out of descheduling.
+pub const OPT_OUT_ANNOTATION: &str = "mom.hypersync.io/deschedule";
+/// Node label (value `"true"`) that flags a node unhealthy: its pods are evacuated.
+pub const UNHEALTHY_LABEL: &str = "mom.hypersync.io/unhealthy";
+/// Node label (value `"true"`) set by anomaly detection: its pods are evacuated.
+pub const ANOMALOUS_LABEL: &str = "mom.hypersync.io/anomalous";
+/// Largest inputs (bytes of JSON) stored inline in an eviction receipt for replay.
+const MAX_INLINE_INPUTS: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeschedulerError {
+    #[error("Kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+    #[error("planning: {0}")]
+    Plan(#[from] core::DeschedulerError),
+    #[error("the receipt for evicting {pod} could not be written, so it was not evicted: {source}")]
+    Receipt {
+        pod: String,
+        #[source]
+        source: super::receipts::WriteError,
+    },
+}
+
+impl DeschedulerError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            DeschedulerError::Api(_) => "api",
+            DeschedulerError::Plan(_) => "plan",
+            DeschedulerError::Receipt { .. } => "receipt",
+        }
+    }
+}
+
+/// How the loop runs.
+#[derive(Debug, Clone)]
+pub struct DeschedulerConfig {
+    pub tick: Duration,
+    /// Print the plan, change nothing.
+    pub dry_run: bool,
+    pub settings: Settings,
+}
+
+pub struct DeschedulerContext {
+    pub client: kube::Client,
+    pub view: SharedView,
+    pub metrics: Arc<Metrics>,
+    pub leading: watch::Receiver<bool>,
+    pub recorder: Recorder,
+    pub writer: Arc<super::receipts::ReceiptWriter>,
+    pub config: DeschedulerConfig,
+}
+
+/// Why a pod must never be evicted, if it must not.
+pub fn protection(pod: &Pod) -> Option<&'static str> {
+    if pod
+        .annotations()
+        .get(OPT_OUT_ANNOTATION)
+        .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+    {
+        return Some("opted out by annotation");
+    }
+    if pod.owner_references().iter().any(|o| o.kind == "DaemonSet") {
+        return Some("DaemonSet pod");
+    }
+    if pod.annotations().contains_key("kubernetes.io/config.mirror") {
+        return Some("static (mirror) pod");
+    }
+    let spec = pod.spec.as_ref()?;
+    if spec
+        .priority_class_name
+        .as_deref()
+        .is_some_and(|c| c == "system-cluster-critical" || c == "system-node-critical")
+    {
+        return Some("system-critical pod");
+    }
+    if spec
+        .volumes
+        .iter()
+        .flatten()
+        .any(|v| v.empty_dir.is_some() || v.host_path.is_some())
+    {
+        return Some("pod with local storage");
+    }
+    None
+}
+
+/// (unhealthy, anomalous) of a node: the MOM labels, or a Ready condition that is not True.
+pub fn node_flags(node: &Node) -> (bool, bool) {
+    let label = |k: &str| node.labels().get(k).is_some_and(|v| v == "true");
+    let not_ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status != "True");
+    (label(UNHEALTHY_LABEL) || not_ready, label(ANOMALOUS_LABEL))
+}
+
+/// The core snapshot from listed objects and the placement view. Nodes without a position
+/// (not embedded yet) and pods not bound to a known node are left out. `previous` holds each
+/// agent's target of the last tick; `blocked` pods (PDB back-off) are marked protected.
+pub fn build_snapshot(
+    nodes: &[Node],
+    pods: &[Pod],
+    agents: &[GeometricAgent],
+    view: &View,
+    previous: &BTreeMap<String, Vec<f64>>,
+    blocked: &BTreeSet<String>,
+    now: u64,
+) -> Snapshot {
+    let mut out_nodes: BTreeMap<String, core::Node> = BTreeMap::new();
+    for n in nodes {
+        let name = n.name_any();
+        let Some(position) = view.node_position(&name).cloned() else {
+            continue;
+        };
+        let (unhealthy, anomalous) = node_flags(n);
+        let alloc = n.status.as_ref().and_then(|s| s.allocatable.as_ref());
+        let get = |k: &str| alloc.and_then(|a| a.get(k)).map(|q| q.0.clone());
+        out_nodes.insert(
+            name.clone(),
+            core::Node {
+                labels: n.labels().clone().into_iter().collect(),
+                name,
+                position,
+                allocatable: Resources {
+                    cpu_millis: get("cpu")
+                        .and_then(|q| crate::placement::quantity::cpu_millis(&q).ok())
+                        .unwrap_or(0),
+                    memory_bytes: get("memory")
+                        .and_then(|q| crate::placement::quantity::memory_bytes(&q).ok())
+                        .unwrap_or(0),
+                },
+                requested: Resources::default(),
+                used: Resources::default(),
+                max_pods: get("pods").and_then(|q| q.parse().ok()).unwrap_or(110),
+                pods: 0,
+                unhealthy,
+                anomalous,
+            },
+        );
+    }
+    let agent_keys: BTreeSet<String> = agents
+        .iter()
+        .map(|a| format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any()))
+        .collect();
+    let mut out_pods = Vec::new();
+    for p in pods {
+        let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+            continue;
+        };
+        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+        if p.metadata.deletion_timestamp.is_some() || matches!(phase, Some("Succeeded" | "Failed")) {
+            continue;
+        }
+        let Some(n) = out_nodes.get_mut(&node) else { continue };
+        let requests = super::view::pod_requests(p).unwrap_or_default();
+        n.requested = n.requested.saturating_add(requests);
+        n.used = n.used.saturating_add(requests);
+        n.pods += 1;
+        let ns = p.namespace().unwrap_or_default();
+        let key = format!("{ns}/{}", p.name_any());
+        let labels = p.labels();
+        let agent = labels
+            .get(AGENT_LABEL)
+            .map(|a| format!("{ns}/{a}"))
+            .filter(|k| agent_keys.contains(k));
+        let created = p
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second().max(0) as u64);
+        out_pods.push(core::Pod {
+            name: p.name_any(),
+            namespace: ns,
+            node,
+            agent,
+            tenant: labels.get(TENANT_LABEL).cloned(),
+            strict_isolation: labels.get(ISOLATION_LABEL).map(String::as_str) == Some("strict"),
+            requests,
+            usage: requests,
+            node_selector: p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_selector.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            last_evicted_at: created,
+            protected: protection(p).is_some() || blocked.contains(&key),
+        });
+    }
+    out_pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let mut out_agents: Vec<Agent> = agents
+        .iter()
+        .map(|a| {
+            let ns = a.namespace().unwrap_or_default();
+            let key = format!("{ns}/{}", a.name_any());
+            let policy = view.policy_for(&(ns.clone(), a.name_any()));
+            Agent {
+                target: policy.as_ref().map(|p| p.target.clone()).filter(|t| !t.is_empty()),
+                previous_target: previous.get(&key).cloned(),
+                peers: a
+                    .spec
+                    .peers
+                    .iter()
+                    .map(|p| Peer {
+                        agent: format!("{ns}/{}", p.agent),
+                        weight: p.weight,
+                    })
+                    .filter(|p| agent_keys.contains(&p.agent))
+                    .collect(),
+                avoid_nodes: policy.as_ref().map(|p| p.avoid_nodes.clone()).unwrap_or_default(),
+                max_distance: policy.as_ref().and_then(|p| p.max_distance),
+                name: key,
+            }
+        })
+        .collect();
+    out_agents.sort_by(|a, b| a.name.cmp(&b.name));
+    // A previous target from another embedding would not be a point of this one.
+    let dim = out_nodes.values().next().map(|n| n.position.len()).unwrap_or(0);
+    for a in &mut out_agents {
+        if a.previous_target.as_ref().is_some_and(|t| t.len() != dim) {
+            a.previous_target = None;
+        }
+        if a.target.as_ref().is_some_and(|t| t.len() != dim) {
+            a.target = None;
+        }
+    }
+    Snapshot {
+        kappa: view.settings.kappa,
+        now,
+        nodes: out_nodes.into_values().collect(),
+        pods: out_pods,
+        agents: out_agents,
+    }
+}
+
+/// What became of one eviction request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EvictOutcome {
+    Evicted,
+    /// 429: a PodDisruptionBudget allows no disruption now.
+    BlockedByPdb(String),
+    /// 404: the pod is already gone.
+    Gone,
+    Failed(String),
+}
+
+pub fn classify<T>(result: &Result<T, kube::Error>) -> EvictOutcome {
+    match result {
+        Ok(_) => EvictOutcome::Evicted,
+        Err(kube::Error::Api(s)) if s.code == 429 => EvictOutcome::BlockedByPdb(s.message.clone()),
+        Err(kube::Error::Api(s)) if s.code == 404 => EvictOutcome::Gone,
+        Err(e) => EvictOutcome::Failed(e.to_string()),
+    }
+}
+
+/// State kept across ticks (leader's memory; lost on failover, which only resets back-offs and
+/// lets targets restart from the agents' current optimum).
+#[derive(Debug, Default)]
+struct LoopState {
+    previous: BTreeMap<String, Vec<f64>>,
+    /// Pod key → (ticks left to wait, next back-off in ticks).
+    backoff: BTreeMap<String, (u32, u32)>,
+}
+
+/// Runs the loop until `shutdown` turns true.
+pub async fn run(ctx: Arc<DeschedulerContext>, mut shutdown: watch::Receiver<bool>) {
+    let mut state = LoopState::default();
+    let mut interval = tokio::time::interval(ctx.config.tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if !*ctx.leading.borrow() {
+            continue;
+        }
+        if let Err(err) = tick(&ctx, &mut state).await {
+            ctx.metrics
+                .reconcile_errors
+                .get_or_create(&super::metrics::ControllerLabels {
+                    controller: "descheduler".into(),
+                })
+                .inc();
+            tracing::warn!(error = %err, kind = err.metric_label(), "descheduler tick failed");
+        }
+    }
+}
+
+async fn tick(ctx: &DeschedulerContext, state: &mut LoopState) -> Result<(), DeschedulerError> {
+    let nodes = Api::<Node>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let pods = Api::<Pod>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let agents = Api::<GeometricAgent>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    for (wait, _) in state.backoff.values_mut() {
+        *wait = wait.saturating_sub(1);
+    }
+    let blocked: BTreeSet<String> = state
+        .backoff
+        .iter()
+        .filter(|(_, (wait, _))| *wait > 0)
+        .map(|(k, _)| k.clone())
+        .collect();
+    let now = k8s_openapi::jiff::Timestamp::now().as_second().max(0) as u64;
+    let (snapshot, recording) = {
+        let view = ctx
+            .view
+            .read()
+            .map_err(|_| core::DeschedulerError::InvalidSnapshot(vec!["placement view unavailable".into()]))?;
+        (
+            build_snapshot(&nodes, &pods, &agents, &view, &state.previous, &blocked, now),
+            view.settings.recording,
+        )
+    };
+    if snapshot.nodes.is_empty() {
+        return Ok(());
+    }
+    let settings = &ctx.config.settings;
+    let started = Instant::now();
+    let plan = core::plan(&snapshot, settings)?;
+    ctx.metrics
+        .descheduler_plan_duration
+        .observe(started.elapsed().as_secs_f64());
+    for t in &plan.targets {
+        state.previous.insert(t.agent.clone(), t.target.clone());
+    }
+    if ctx.config.dry_run {
+        let line = serde_json::json!({"descheduleDryRun": true, "plan": &plan});
+        println!("{line}");
+        tracing::info!(
+            moves = plan.moves.len(),
+            candidates = plan.candidates,
+            "descheduler dry run: nothing evicted"
+        );
+        return Ok(());
+    }
+    if plan.moves.is_empty() {
+        return Ok(());
+    }
+    let inputs = core::plan_inputs(&snapshot, settings);
+    let inline = serde_json::to_string(&inputs)
+        .map(|s| s.len() <= MAX_INLINE_INPUTS)
+        .unwrap_or(false);
+    for m in &plan.moves {
+        evict_one(ctx, state, &plan, m, &inputs, inline, recording).await?;
+    }
+    Ok(())
+}
+
+async fn evict_one(
+    ctx: &DeschedulerContext,
+    state: &mut LoopState,
+    plan: &Plan,
+    m: &Move,
+    inputs: &serde_json::Value,
+    inline: bool,
+    recording: super::receipts::Recording,
+) -> Result<(), DeschedulerError> {
+    let key = format!("{}/{}", m.namespace, m.pod);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &m.namespace);
+    let Some(pod) = pods.get_opt(&m.pod).await? else {
+        return Ok(());
+    };
+    // Reserve: hold the room on the destination in the extender's bookkeeping, so the pods
+    // scheduled meanwhile (including this one's replacement) see it taken.
+    if let (Ok(mut view), Some(rec)) = (ctx.view.write(), super::view::pod_record(&pod)) {
+        let mut rec = rec;
+        rec.node = None;
+        view.assume(&format!("reservation/{key}"), rec, &m.to, true);
+    }
+    // Receipt before the eviction; at full_audit no receipt means no eviction.
+    let subject = SubjectRef {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        namespace: m.namespace.clone(),
+        name: m.pod.clone(),
+        uid: pod.uid(),
+    };
+    let mut decision = serde_json::json!({"kind": core::PLAN_KIND, "move": m, "output": plan});
+    if inline {
+        decision["inputs"] = inputs.clone();
+    }
+    match ctx
+        .writer
+        .record(recording, ReceiptAction::Evict, subject, decision, inputs)
+        .await
+    {
+        Ok(_) => {}
+        Err(source) if recording.level == super::crd::momconfig::VerificationLevel::FullAudit => {
+            return Err(DeschedulerError::Receipt { pod: key, source });
+        }
+        Err(err) => {
+            tracing::warn!(pod = %key, error = %err, "receipt not written (level below full_audit: evicting anyway)")
+        }
+    }
+    let result = pods.evict(&m.pod, &EvictParams::default()).await;
+    let reference = pod.object_ref(&());
+    match classify(&result) {
+        EvictOutcome::Evicted => {
+            state.backoff.remove(&key);
+            ctx.metrics
+                .descheduler_evictions
+                .get_or_create(&super::metrics::StrategyLabels {
+                    strategy: m.strategy.as_str().into(),
+                })
+                .inc();
+            publish(
+                ctx,
+                &reference,
+                EventType::Normal,
+                "Descheduled",
+                format!(
+                    "evicted from {} for {} (room reserved on {}): {}; gain {:.1}, cost {:.1}",
+                    m.from,
+                    m.strategy.as_str(),
+                    m.to,
+                    m.reason,
+                    m.gain,
+                    m.cost
+                ),
+            )
+            .await;
+        }
+        EvictOutcome::BlockedByPdb(message) => {
+            ctx.metrics.descheduler_blocked.inc();
+            let (_, next) = state.backoff.get(&key).copied().unwrap_or((0, 1));
+            state.backoff.insert(key.clone(), (next, (next * 2).min(32)));
+            publish(
+                ctx,
+                &reference,
+                EventType::Warning,
+                "EvictionBlocked",
+                format!("a PodDisruptionBudget blocks the eviction ({message}); retrying in {next} tick(s)"),
+            )
+            .await;
+        }
+        EvictOutcome::Gone => {}
+        EvictOutcome::Failed(message) => {
+            tracing::warn!(pod = %key, error = %message, "eviction failed");
+        }
+    }
+    Ok(())
+}
+
+async fn publish(
+    ctx: &DeschedulerContext,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = KubeEvent {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Deschedule".into(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, reference).await {
+        tracing::debug!(error = %err, "cannot publish an event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus, PodSpec, Volume};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+    fn mk_pod(name: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: Some("n1".into()),
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    /// Table: a change to a plain pod → the protection reason it must get.
+    #[test]
+    fn protected_pods_are_recognised_with_their_reason() {
+        type Change = fn(&mut Pod);
+        let cases: [(Change, Option<&str>); 6] = [
+            (|_| {}, None),
+            (
+                |p| {
+                    p.metadata.annotations = Some([(OPT_OUT_ANNOTATION.to_string(), "false".to_string())].into());
+                },
+                Some("opted out"),
+            ),
+            (
+                |p| {
+                    p.metadata.owner_references = Some(vec![OwnerReference {
+                        kind: "DaemonSet".into(),
+                        name: "ds".into(),
+                        ..Default::default()
+                    }]);
+                },
+                Some("DaemonSet"),
+            ),
+            (
+                |p| {
+                    p.spec.as_mut().unwrap().priority_class_name = Some("system-node-critical".into());
+                },
+                Some("system-critical"),
+            ),
+            (
+                |p| {
+                    p.spec.as_mut().unwrap().volumes = Some(vec![Volume {
+                        name: "scratch".into(),
+                        empty_dir: Some(Default::default()),
+                        ..Default::default()
+                    }]);
+                },
+                Some("local storage"),
+            ),
+            (
+                |p| {
+                    p.metadata.annotations =
+                        Some([("kubernetes.io/config.mirror".to_string(), "x".to_string())].into());
+                },
+                Some("static"),
+            ),
+        ];
+        for (change, want) in cases {
+            let mut p = mk_pod("p");
+            change(&mut p);
+            match (protection(&p), want) {
+                (None, None) => {}
+                (Some(got), Some(w)) => assert!(got.contains(w), "{got} vs {w}"),
+                (got, w) => panic!("got {got:?}, want {w:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_node_is_unhealthy_by_label_or_when_not_ready_and_anomalous_by_label() {
+        let mut n = Node {
+            metadata: ObjectMeta {
+                name: Some("n1".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(node_flags(&n), (false, false));
+        n.metadata.labels = Some([(ANOMALOUS_LABEL.to_string(), "true".to_string())].into());
+        assert_eq!(node_flags(&n), (false, true));
+        n.metadata.labels = Some([(UNHEALTHY_LABEL.to_string(), "true".to_string())].into());
+        assert_eq!(node_flags(&n), (true, false));
+        n.metadata.labels = None;
+        n.status = Some(NodeStatus {
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        assert_eq!(node_flags(&n), (true, false));
+    }
+
+    #[test]
+    fn a_429_is_a_pdb_block_and_a_404_means_the_pod_is_gone() {
+        let api = |code: u16| -> Result<(), kube::Error> {
+            Err(kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                message: "Cannot evict pod as it would violate the pod's disruption budget.".into(),
+                ..Default::default()
+            })))
+        };
+        assert!(matches!(classify(&api(429)), EvictOutcome::BlockedByPdb(m) if m.contains("disruption budget")));
+        assert_eq!(classify(&api(404)), EvictOutcome::Gone);
+        assert!(matches!(classify(&api(500)), EvictOutcome::Failed(_)));
+        assert_eq!(classify(&Ok::<(), kube::Error>(())), EvictOutcome::Evicted);
+    }
+
+    #[test]
+    fn the_snapshot_skips_nodes_without_a_position_and_pods_off_known_nodes() {
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some("n1".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let view = View::default();
+        let pods = vec![mk_pod("p")];
+        let s = build_snapshot(&[node], &pods, &[], &view, &BTreeMap::new(), &BTreeSet::new(), 100);
+        // No embedding yet: no node has a position, so nothing can be planned.
+        assert!(s.nodes.is_empty() && s.pods.is_empty());
+        assert!(core::plan(&s, &Settings::default()).unwrap().moves.is_empty());
+    }
+}
