@@ -13,8 +13,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -42,64 +41,6 @@ struct Demand {
 
 static DEMAND: OnceLock<Demand> = OnceLock::new();
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `cmd` and a watcher that kills it when this test binary exits (statics never drop),
-/// then removes `cleanup` if given.
-fn spawn_guarded(cmd: &mut Command, log: &Path, cleanup: Option<&Path>) -> Child {
-    let log = std::fs::File::create(log).unwrap();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    // A detached watcher (the shell that starts it exits at once and is waited for).
-    let status = Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "(while kill -0 {} 2>/dev/null; do sleep 1; done; kill {} 2>/dev/null; {}) >/dev/null 2>&1 &",
-            std::process::id(),
-            child.id(),
-            cleanup.map_or(String::new(), |d| format!("sleep 2; rm -rf '{}'", d.display()))
-        ))
-        .stdin(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    child
-}
-
-/// `curl -sf URL`: Some(body) on HTTP 2xx.
-fn http_get(url: &str) -> Option<String> {
-    let out = Command::new("curl")
-        .args(["-sf", "--max-time", "5", url])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn wait_http(url: &str, what: &str, log: &Path) {
-    for _ in 0..300 {
-        if http_get(url).is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!(
-        "{what} did not answer at {url}; log:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-}
-
 /// Prometheus, two trace exporters and MOM (with the scaler pointed at Prometheus), once.
 fn demand_source() -> &'static Demand {
     DEMAND.get_or_init(|| {
@@ -114,41 +55,19 @@ fn demand_source() -> &'static Demand {
         std::fs::write(&trace, csv).unwrap();
 
         let jobs = ["predictive", "reactive"];
-        let exporter_ports: Vec<u16> = jobs.iter().map(|_| free_port()).collect();
-        let prom_port = free_port();
-        let mut config = String::from("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n");
-        for (job, port) in jobs.iter().zip(&exporter_ports) {
-            config.push_str(&format!(
-                "  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-            ));
-        }
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/prometheus.sh"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "prometheus.sh failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let binary = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        let prom_log = dir.join("prometheus.log");
-        let mut children = Vec::new();
-        children.push(spawn_guarded(
-            Command::new(&binary)
-                .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-                .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
-            &prom_log,
-            Some(&dir),
-        ));
-        let prometheus_url = format!("http://127.0.0.1:{prom_port}");
-        wait_http(&format!("{prometheus_url}/-/ready"), "Prometheus", &prom_log);
+        let exporter_ports: Vec<u16> = jobs.iter().map(|_| common::free_port()).collect();
+        let jobs_targets: Vec<(String, String)> = jobs
+            .iter()
+            .zip(&exporter_ports)
+            .map(|(job, port)| (job.to_string(), format!("127.0.0.1:{port}")))
+            .collect();
+        let (prometheus_url, prometheus) = common::start_prometheus(&dir, &jobs_targets);
+        let mut children = vec![prometheus];
 
         let mut exporters = Vec::new();
         for (job, port) in jobs.iter().zip(&exporter_ports) {
             let log = dir.join(format!("exporter-{job}.log"));
-            children.push(spawn_guarded(
+            children.push(common::spawn_guarded(
                 Command::new(env!("CARGO_BIN_EXE_mom")).args([
                     "exporter",
                     "replay",
@@ -164,7 +83,7 @@ fn demand_source() -> &'static Demand {
                 None,
             ));
             let url = format!("http://127.0.0.1:{port}");
-            wait_http(&format!("{url}/metrics"), "the exporter", &log);
+            common::wait_http(&format!("{url}/metrics"), "the exporter", &log);
             exporters.push((job.to_string(), url));
         }
 
@@ -271,7 +190,7 @@ async fn verify_replay() -> serde_json::Value {
 }
 
 fn start_replay(job: &str) {
-    http_get(&format!("{}/start", exporter(job))).expect("starting the replay");
+    common::http_get(&format!("{}/start", exporter(job))).expect("starting the replay");
 }
 
 #[tokio::test]
@@ -431,7 +350,7 @@ async fn a_broken_query_leaves_replicas_unchanged_and_names_the_query() {
     // Several more failed evaluations later, nothing was scaled.
     let metrics = &common::mom().metrics_url;
     let failures = || {
-        http_get(&format!("{metrics}/metrics"))
+        common::http_get(&format!("{metrics}/metrics"))
             .unwrap_or_default()
             .lines()
             .find(|l| l.starts_with("mom_scaling_decisions_total{") && l.contains("outcome=\"query_failed\""))

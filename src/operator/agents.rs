@@ -351,11 +351,17 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
         // the peer with the smallest name goes first and the others follow its replicas.
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
+    // A template that cannot become a pod fails here, before anything is recorded: a receipt
+    // announces an action that is about to happen.
+    let new_pod = if active.len() < desired {
+        Some(build_pod(agent)?)
+    } else {
+        None
+    };
     if active.len() != desired {
         write_receipt(ctx, agent, &active, desired, &policy.target).await?;
     }
-    if active.len() < desired {
-        let pod = build_pod(agent)?;
+    if let Some(pod) = new_pod {
         let missing = desired - active.len();
         for _ in 0..missing {
             pods_api

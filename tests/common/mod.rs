@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -393,4 +393,89 @@ pub fn scrape_metrics(base: &str) -> String {
         .expect("running curl");
     assert!(out.status.success(), "GET {base}/metrics failed");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts `cmd` and a watcher that kills it when this test binary exits (statics never drop),
+/// then removes `cleanup` if given.
+pub fn spawn_guarded(cmd: &mut Command, log: &Path, cleanup: Option<&Path>) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    // A detached watcher (the shell that starts it exits at once and is waited for).
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "(while kill -0 {} 2>/dev/null; do sleep 1; done; kill {} 2>/dev/null; {}) >/dev/null 2>&1 &",
+            std::process::id(),
+            child.id(),
+            cleanup.map_or(String::new(), |d| format!("sleep 2; rm -rf '{}'", d.display()))
+        ))
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child
+}
+
+/// `curl -sf URL`: Some(body) on HTTP 2xx.
+pub fn http_get(url: &str) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-sf", "--max-time", "5", url])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn wait_http(url: &str, what: &str, log: &Path) {
+    for _ in 0..300 {
+        if http_get(url).is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "{what} did not answer at {url}; log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// A real Prometheus (Debian's package via `tests/cluster/prometheus.sh`) on a free loopback
+/// port, scraping each `(job, host:port)` every second, with its data and log in `dir` (removed
+/// when this test binary exits). Returns its URL and process.
+pub fn start_prometheus(dir: &Path, jobs: &[(String, String)]) -> (String, std::process::Child) {
+    let port = free_port();
+    let mut config = String::from("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n");
+    for (job, target) in jobs {
+        config.push_str(&format!(
+            "  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
+        ));
+    }
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let out = Command::new(project_root().join("tests/cluster/prometheus.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus.sh failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let binary = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let log = dir.join("prometheus.log");
+    let child = spawn_guarded(
+        Command::new(&binary)
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}")),
+        &log,
+        Some(dir),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    wait_http(&format!("{url}/-/ready"), "Prometheus", &log);
+    (url, child)
 }
