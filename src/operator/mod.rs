@@ -111,8 +111,18 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         writer: writer.clone(),
     });
     let agent_controller = tokio::spawn(agents::run(agent_ctx, shutdown_rx.clone()));
-    let descheduler_task = config.descheduler.clone().map(|dc| {
+    let descheduler_task = match config.descheduler.clone() {
+        Some(dc) => Some((
+            dc,
+            kube::Config::infer()
+                .await
+                .map_err(|e| Error::Connect(kube::Error::InferConfig(e)))?,
+        )),
+        None => None,
+    }
+    .map(|(dc, kube_config)| {
         let ctx = Arc::new(descheduler::DeschedulerContext {
+            evict_client: descheduler::client_without_retries(kube_config).unwrap_or_else(|_| client.clone()),
             client: client.clone(),
             view: view.clone(),
             metrics: metrics.clone(),
