@@ -112,27 +112,24 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     });
     let agent_controller = tokio::spawn(agents::run(agent_ctx, shutdown_rx.clone()));
     let descheduler_task = match config.descheduler.clone() {
-        Some(dc) => Some((
-            dc,
-            kube::Config::infer()
+        Some(dc) => {
+            let kube_config = kube::Config::infer()
                 .await
-                .map_err(|e| Error::Connect(kube::Error::InferConfig(e)))?,
-        )),
+                .map_err(|e| Error::Connect(kube::Error::InferConfig(e)))?;
+            let ctx = Arc::new(descheduler::DeschedulerContext {
+                evict_client: descheduler::client_without_retries(kube_config).map_err(Error::Connect)?,
+                client: client.clone(),
+                view: view.clone(),
+                metrics: metrics.clone(),
+                leading: leading.clone(),
+                recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
+                writer: writer.clone(),
+                config: dc,
+            });
+            Some(tokio::spawn(descheduler::run(ctx, shutdown_rx.clone())))
+        }
         None => None,
-    }
-    .map(|(dc, kube_config)| {
-        let ctx = Arc::new(descheduler::DeschedulerContext {
-            evict_client: descheduler::client_without_retries(kube_config).unwrap_or_else(|_| client.clone()),
-            client: client.clone(),
-            view: view.clone(),
-            metrics: metrics.clone(),
-            leading: leading.clone(),
-            recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
-            writer: writer.clone(),
-            config: dc,
-        });
-        tokio::spawn(descheduler::run(ctx, shutdown_rx.clone()))
-    });
+    };
     let status_writer = tokio::spawn(status::run(
         client.clone(),
         view.clone(),
