@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// Seconds per tick (the cool-off is counted in these).
     #[arg(long, default_value_t = 15)]
     tick_seconds: u64,
+    /// Churn (re-home one anchor agent, change 2 % of the pods' usage) every this many ticks;
+    /// 0 = no churn.
+    #[arg(long, default_value_t = 0)]
+    churn_every: u32,
     /// Also time the first plan on a second, larger cluster of this many pods…
     #[arg(long)]
     timing_pods: Option<usize>,
@@ -136,7 +140,13 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut cluster = synthetic::drifted_cluster(&spec)?;
     let nodes = cluster.snapshot.nodes.len();
     let mut plan_ms: Vec<f64> = Vec::new();
-    let report = synthetic::simulate(&mut cluster, &settings, args.ticks, args.tick_seconds, |s, st| {
+    let run = synthetic::RunOptions {
+        ticks: args.ticks,
+        tick_seconds: args.tick_seconds,
+        churn_every: args.churn_every,
+        seed: args.seed,
+    };
+    let report = synthetic::simulate(&mut cluster, &settings, &run, |s, st| {
         let t = Instant::now();
         let p = descheduler::plan(s, st);
         plan_ms.push(t.elapsed().as_secs_f64() * 1e3);
@@ -150,6 +160,8 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "seed": args.seed,
         "ticks": args.ticks,
         "tickSeconds": args.tick_seconds,
+        "churnEvery": args.churn_every,
+        "coolOffSeconds": settings.planner.cool_off_seconds,
         "latencyBeforeMs": report.latency_before_ms,
         "latencyAfterMs": report.latency_after_ms,
         "evictions": report.evictions,

@@ -445,18 +445,64 @@ fn on_flagged(s: &Snapshot) -> usize {
         .count()
 }
 
+/// How a run goes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunOptions {
+    pub ticks: u32,
+    pub tick_seconds: u64,
+    /// Every this many ticks, [`churn`] the cluster (0: never).
+    pub churn_every: u32,
+    /// Seed of the churn.
+    pub seed: u64,
+}
+
+/// Churn: one agent with an explicit target is re-homed to a random node's position (its
+/// previous target stays, so it moves there step by step), and the real usage of 2 % of the
+/// pods changes by a factor 0.5…1.5 (the node's usage with it).
+pub fn churn(snapshot: &mut Snapshot, rng: &mut ChaCha8Rng) {
+    let anchors: Vec<usize> = (0..snapshot.agents.len())
+        .filter(|&a| snapshot.agents[a].target.is_some())
+        .collect();
+    if !anchors.is_empty() && !snapshot.nodes.is_empty() {
+        let a = anchors[rng.random_range(0..anchors.len())];
+        let n = rng.random_range(0..snapshot.nodes.len());
+        snapshot.agents[a].target = Some(snapshot.nodes[n].position.clone());
+    }
+    let index = node_index(snapshot);
+    for p in 0..snapshot.pods.len() {
+        if rng.random_bool(0.02) {
+            let f = rng.random_range(0.5..1.5_f64);
+            let pod = &mut snapshot.pods[p];
+            let old = pod.usage;
+            pod.usage.cpu_millis = (old.cpu_millis as f64 * f) as u64;
+            let new = pod.usage;
+            if let Some(&n) = index.get(&pod.node) {
+                let node = &mut snapshot.nodes[n];
+                node.used = saturating_sub(node.used, old).saturating_add(new);
+            }
+        }
+    }
+}
+
 /// Runs `ticks` plan-apply rounds with `planner` (normally [`super::plan`]; the CLI wraps it
 /// to time it) and reports the run.
 pub fn simulate<F>(
     cluster: &mut SyntheticCluster,
     settings: &Settings,
-    ticks: u32,
-    tick_seconds: u64,
+    run: &RunOptions,
     mut planner: F,
 ) -> Result<RunReport, DeschedulerError>
 where
     F: FnMut(&Snapshot, &Settings) -> Result<Plan, DeschedulerError>,
 {
+    let RunOptions {
+        ticks,
+        tick_seconds,
+        churn_every,
+        seed,
+    } = *run;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut report = RunReport {
         ticks,
         latency_before_ms: traffic_weighted_latency(&cluster.snapshot, &cluster.latency),
@@ -464,7 +510,10 @@ where
         ..RunReport::default()
     };
     let mut history: BTreeMap<(String, String), (Vec<u64>, BTreeSet<String>)> = BTreeMap::new();
-    for _ in 0..ticks {
+    for tick in 0..ticks {
+        if churn_every > 0 && tick > 0 && tick % churn_every == 0 {
+            churn(&mut cluster.snapshot, &mut rng);
+        }
         let plan = planner(&cluster.snapshot, settings)?;
         let now = cluster.snapshot.now;
         for m in &plan.moves {
@@ -541,7 +590,13 @@ mod tests {
     fn descheduling_a_drifted_cluster_lowers_latency_without_eviction_loops() {
         let mut c = small();
         let settings = Settings::default();
-        let r = simulate(&mut c, &settings, 8, 15, plan).unwrap();
+        let run = RunOptions {
+            ticks: 8,
+            tick_seconds: 15,
+            churn_every: 0,
+            seed: 1,
+        };
+        let r = simulate(&mut c, &settings, &run, plan).unwrap();
         assert!(r.evictions > 0);
         assert!(
             r.latency_after_ms < r.latency_before_ms,
@@ -562,12 +617,35 @@ mod tests {
     }
 
     #[test]
+    fn no_replica_is_evicted_twice_within_its_cool_off_over_a_long_run_with_churn() {
+        let mut c = small();
+        let mut settings = Settings::default();
+        // 30 ticks of 15 s against a 120 s cool-off: replicas become movable again mid-run.
+        settings.planner.cool_off_seconds = 120;
+        let run = RunOptions {
+            ticks: 30,
+            tick_seconds: 15,
+            churn_every: 3,
+            seed: 11,
+        };
+        let r = simulate(&mut c, &settings, &run, plan).unwrap();
+        assert!(r.evictions > 0);
+        assert_eq!(r.evicted_within_cool_off, 0, "{r:?}");
+    }
+
+    #[test]
     fn a_replayed_run_is_identical() {
         let settings = Settings::default();
         let mut a = small();
         let mut b = small();
-        let ra = simulate(&mut a, &settings, 3, 15, plan).unwrap();
-        let rb = simulate(&mut b, &settings, 3, 15, plan).unwrap();
+        let run = RunOptions {
+            ticks: 3,
+            tick_seconds: 15,
+            churn_every: 1,
+            seed: 5,
+        };
+        let ra = simulate(&mut a, &settings, &run, plan).unwrap();
+        let rb = simulate(&mut b, &settings, &run, plan).unwrap();
         assert_eq!(ra, rb);
         assert_eq!(a.snapshot, b.snapshot);
     }

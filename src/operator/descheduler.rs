@@ -77,12 +77,23 @@ pub struct DeschedulerConfig {
 
 pub struct DeschedulerContext {
     pub client: kube::Client,
+    /// A client for the Eviction API *without* kube's default retry layer: that layer retries
+    /// 429 up to 15 times with exponential back-off (up to 1000 s), which turns a
+    /// PDB-blocked eviction into a minutes-long retry storm. See [`client_without_retries`].
+    pub evict_client: kube::Client,
     pub view: SharedView,
     pub metrics: Arc<Metrics>,
     pub leading: watch::Receiver<bool>,
     pub recorder: Recorder,
     pub writer: Arc<super::receipts::ReceiptWriter>,
     pub config: DeschedulerConfig,
+}
+
+/// A client like `config`'s but without the default retry of 429/503/504, so that a
+/// PodDisruptionBudget refusal comes back at once and the loop's own back-off decides.
+pub fn client_without_retries(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
+    config.default_retry = false;
+    kube::Client::try_from(config)
 }
 
 /// Why a pod must never be evicted, if it must not.
@@ -294,10 +305,35 @@ pub fn classify<T>(result: &Result<T, kube::Error>) -> EvictOutcome {
 /// State kept across ticks (leader's memory; lost on failover, which only resets back-offs and
 /// lets targets restart from the agents' current optimum).
 #[derive(Debug, Default)]
-struct LoopState {
-    previous: BTreeMap<String, Vec<f64>>,
-    /// Pod key → (ticks left to wait, next back-off in ticks).
-    backoff: BTreeMap<String, (u32, u32)>,
+pub struct LoopState {
+    /// Each agent's target of the last tick.
+    pub previous: BTreeMap<String, Vec<f64>>,
+    /// Pod key → (ticks still to wait, the wait after the next refusal).
+    pub backoff: BTreeMap<String, (u32, u32)>,
+}
+
+impl LoopState {
+    /// Pods whose eviction is backing off this tick; counts the tick down.
+    pub fn blocked_this_tick(&mut self) -> BTreeSet<String> {
+        let blocked = self
+            .backoff
+            .iter()
+            .filter(|(_, (wait, _))| *wait > 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (wait, _) in self.backoff.values_mut() {
+            *wait = wait.saturating_sub(1);
+        }
+        blocked
+    }
+
+    /// Records a refused eviction: skip the next n ticks (1, 2, 4 … 32, doubling on each
+    /// refusal). Returns n.
+    pub fn refused(&mut self, pod: &str) -> u32 {
+        let (_, next) = self.backoff.get(pod).copied().unwrap_or((0, 1));
+        self.backoff.insert(pod.to_string(), (next, (next * 2).min(32)));
+        next
+    }
 }
 
 /// Runs the loop until `shutdown` turns true.
@@ -325,6 +361,7 @@ pub async fn run(ctx: Arc<DeschedulerContext>, mut shutdown: watch::Receiver<boo
     }
 }
 
+/// One tick: list, snapshot, then [`execute`].
 async fn tick(ctx: &DeschedulerContext, state: &mut LoopState) -> Result<(), DeschedulerError> {
     let nodes = Api::<Node>::all(ctx.client.clone())
         .list(&ListParams::default())
@@ -338,32 +375,32 @@ async fn tick(ctx: &DeschedulerContext, state: &mut LoopState) -> Result<(), Des
         .list(&ListParams::default())
         .await?
         .items;
-    for (wait, _) in state.backoff.values_mut() {
-        *wait = wait.saturating_sub(1);
-    }
-    let blocked: BTreeSet<String> = state
-        .backoff
-        .iter()
-        .filter(|(_, (wait, _))| *wait > 0)
-        .map(|(k, _)| k.clone())
-        .collect();
+    let blocked = state.blocked_this_tick();
     let now = k8s_openapi::jiff::Timestamp::now().as_second().max(0) as u64;
-    let (snapshot, recording) = {
+    let snapshot = {
         let view = ctx
             .view
             .read()
             .map_err(|_| core::DeschedulerError::InvalidSnapshot(vec!["placement view unavailable".into()]))?;
-        (
-            build_snapshot(&nodes, &pods, &agents, &view, &state.previous, &blocked, now),
-            view.settings.recording,
-        )
+        build_snapshot(&nodes, &pods, &agents, &view, &state.previous, &blocked, now)
     };
     if snapshot.nodes.is_empty() {
         return Ok(());
     }
+    execute(ctx, state, &snapshot).await.map(|_| ())
+}
+
+/// Plans on `snapshot` and acts: in dry-run prints the plan (one JSON line) and changes
+/// nothing; otherwise reserve → receipt → evict for each move. Returns the plan.
+pub async fn execute(
+    ctx: &DeschedulerContext,
+    state: &mut LoopState,
+    snapshot: &Snapshot,
+) -> Result<Plan, DeschedulerError> {
+    let recording = ctx.view.read().map(|v| v.settings.recording).unwrap_or_default();
     let settings = &ctx.config.settings;
     let started = Instant::now();
-    let plan = core::plan(&snapshot, settings)?;
+    let plan = core::plan(snapshot, settings)?;
     ctx.metrics
         .descheduler_plan_duration
         .observe(started.elapsed().as_secs_f64());
@@ -378,19 +415,19 @@ async fn tick(ctx: &DeschedulerContext, state: &mut LoopState) -> Result<(), Des
             candidates = plan.candidates,
             "descheduler dry run: nothing evicted"
         );
-        return Ok(());
+        return Ok(plan);
     }
     if plan.moves.is_empty() {
-        return Ok(());
+        return Ok(plan);
     }
-    let inputs = core::plan_inputs(&snapshot, settings);
+    let inputs = core::plan_inputs(snapshot, settings);
     let inline = serde_json::to_string(&inputs)
         .map(|s| s.len() <= MAX_INLINE_INPUTS)
         .unwrap_or(false);
     for m in &plan.moves {
         evict_one(ctx, state, &plan, m, &inputs, inline, recording).await?;
     }
-    Ok(())
+    Ok(plan)
 }
 
 async fn evict_one(
@@ -439,7 +476,9 @@ async fn evict_one(
             tracing::warn!(pod = %key, error = %err, "receipt not written (level below full_audit: evicting anyway)")
         }
     }
-    let result = pods.evict(&m.pod, &EvictParams::default()).await;
+    let result = Api::<Pod>::namespaced(ctx.evict_client.clone(), &m.namespace)
+        .evict(&m.pod, &EvictParams::default())
+        .await;
     let reference = pod.object_ref(&());
     match classify(&result) {
         EvictOutcome::Evicted => {
@@ -469,8 +508,7 @@ async fn evict_one(
         }
         EvictOutcome::BlockedByPdb(message) => {
             ctx.metrics.descheduler_blocked.inc();
-            let (_, next) = state.backoff.get(&key).copied().unwrap_or((0, 1));
-            state.backoff.insert(key.clone(), (next, (next * 2).min(32)));
+            let next = state.refused(&key);
             publish(
                 ctx,
                 &reference,
@@ -624,6 +662,20 @@ mod tests {
         assert_eq!(classify(&api(404)), EvictOutcome::Gone);
         assert!(matches!(classify(&api(500)), EvictOutcome::Failed(_)));
         assert_eq!(classify(&Ok::<(), kube::Error>(())), EvictOutcome::Evicted);
+    }
+
+    #[test]
+    fn a_blocked_eviction_waits_one_then_two_then_four_ticks() {
+        let mut st = LoopState::default();
+        let mut attempts = Vec::new();
+        for tick in 1..=12 {
+            let blocked = st.blocked_this_tick();
+            if !blocked.contains("ns/p") {
+                attempts.push(tick);
+                st.refused("ns/p");
+            }
+        }
+        assert_eq!(attempts, [1, 3, 6, 11]);
     }
 
     #[test]

@@ -167,18 +167,25 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         tick: config.auction_tick,
     });
     let auction_loop = tokio::spawn(auction::run(auction_ctx, shutdown_rx.clone()));
-    let descheduler_task = config.descheduler.clone().map(|dc| {
-        let ctx = Arc::new(descheduler::DeschedulerContext {
-            client: client.clone(),
-            view: view.clone(),
-            metrics: metrics.clone(),
-            leading: leading.clone(),
-            recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
-            writer: writer.clone(),
-            config: dc,
-        });
-        tokio::spawn(descheduler::run(ctx, shutdown_rx.clone()))
-    });
+    let descheduler_task = match config.descheduler.clone() {
+        Some(dc) => {
+            let kube_config = kube::Config::infer()
+                .await
+                .map_err(|e| Error::Connect(kube::Error::InferConfig(e)))?;
+            let ctx = Arc::new(descheduler::DeschedulerContext {
+                evict_client: descheduler::client_without_retries(kube_config).map_err(Error::Connect)?,
+                client: client.clone(),
+                view: view.clone(),
+                metrics: metrics.clone(),
+                leading: leading.clone(),
+                recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
+                writer: writer.clone(),
+                config: dc,
+            });
+            Some(tokio::spawn(descheduler::run(ctx, shutdown_rx.clone())))
+        }
+        None => None,
+    };
     let status_writer = tokio::spawn(status::run(
         client.clone(),
         view.clone(),
