@@ -27,22 +27,6 @@ fn chart() -> String {
     root().join("charts/mom").to_str().unwrap().to_string()
 }
 
-/// Runs the pinned helm against the test control plane; returns (success, stdout, stderr).
-fn helm(args: &[&str]) -> (bool, String, String) {
-    let cp = common::control_plane();
-    let out = Command::new(cp.bin.join("helm"))
-        .arg("--kubeconfig")
-        .arg(&cp.kubeconfig)
-        .args(args)
-        .output()
-        .expect("running helm");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Polls `check` every 250 ms until it holds, or panics after `timeout` naming `what`.
 fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -81,7 +65,7 @@ fn lease_holder(namespace: &str, lease: &str) -> String {
 
 #[test]
 fn helm_lint_of_the_chart_is_clean() {
-    let (ok, out, err) = helm(&["lint", "--strict", &chart()]);
+    let (ok, out, err) = common::helm(&["lint", "--strict", &chart()]);
     assert!(ok, "helm lint failed:\n{out}\n{err}");
     assert!(out.contains("0 chart(s) failed"), "{out}");
     assert!(
@@ -104,7 +88,7 @@ fn bad_values_are_rejected_by_the_chart_schema_naming_the_value() {
         ),
         ("operator.typo=1", "/operator", "typo"),
     ] {
-        let (ok, _, err) = helm(&["template", "x", &chart(), "--set", set]);
+        let (ok, _, err) = common::helm(&["template", "x", &chart(), "--set", set]);
         assert!(!ok, "--set {set} rendered");
         assert!(
             err.contains(field) && err.contains(why),
@@ -143,7 +127,7 @@ async fn the_rendered_chart_passes_a_server_side_dry_run() {
     common::install_crds();
     let ns = common::TestNamespace::new("helm-dry").await;
     let _serial = cluster_wide();
-    let (ok, rendered, err) = helm(&["template", "dry", &chart(), "--namespace", &ns.name]);
+    let (ok, rendered, err) = common::helm(&["template", "dry", &chart(), "--namespace", &ns.name]);
     assert!(ok, "helm template failed: {err}");
     let (ok, out, err) = common::kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
     assert!(ok, "the apiserver rejected the rendered chart: {err}\n{out}");
@@ -162,7 +146,7 @@ async fn with_extender_tls_the_chart_serves_https_and_the_scheduler_verifies_it(
     common::install_crds();
     let ns = common::TestNamespace::new("helm-tls").await;
     let _serial = cluster_wide();
-    let (ok, rendered, err) = helm(&[
+    let (ok, rendered, err) = common::helm(&[
         "template",
         "tls",
         &chart(),
@@ -185,7 +169,7 @@ async fn with_extender_tls_the_chart_serves_https_and_the_scheduler_verifies_it(
     assert!(ok, "the apiserver rejected the TLS rendering: {err}\n{out}");
 
     // With cert-manager: a Certificate for the Service's names and a self-signed Issuer.
-    let (ok, rendered, err) = helm(&[
+    let (ok, rendered, err) = common::helm(&[
         "template",
         "tls",
         &chart(),
@@ -204,7 +188,7 @@ async fn with_extender_tls_the_chart_serves_https_and_the_scheduler_verifies_it(
     );
 
     // A bad duration is refused by the values schema, naming the value.
-    let (ok, _, err) = helm(&[
+    let (ok, _, err) = common::helm(&[
         "template",
         "tls",
         &chart(),
@@ -224,7 +208,7 @@ struct Release {
 
 impl Drop for Release {
     fn drop(&mut self) {
-        let _ = helm(&["uninstall", &self.name, "--namespace", &self.namespace, "--wait"]);
+        let _ = common::helm(&["uninstall", &self.name, "--namespace", &self.namespace, "--wait"]);
         // Belt and braces: the policy must never outlive the test (other binaries delete
         // namespaces holding receipts).
         let policy = format!("{}-mom-receipts-append-only", self.name);
@@ -281,7 +265,7 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
         namespace: ns.name.clone(),
         displaced_config,
     };
-    let (ok, out, err) = helm(&[
+    let (ok, out, err) = common::helm(&[
         "install",
         &release.name,
         &chart(),

@@ -32,21 +32,6 @@ const UNEXERCISED: &[(&str, &str)] = &[(
      scenario need not produce",
 )];
 
-fn helm(args: &[&str]) -> (bool, String, String) {
-    let cp = common::control_plane();
-    let out = Command::new(cp.bin.join("helm"))
-        .arg("--kubeconfig")
-        .arg(&cp.kubeconfig)
-        .args(args)
-        .output()
-        .expect("running helm");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn kubectl_json(args: &[&str]) -> serde_json::Value {
     let mut all = args.to_vec();
     all.extend(["-o", "json"]);
@@ -124,7 +109,7 @@ async fn the_chart_rbac_runs_the_placement_scenario_and_grants_nothing_it_does_n
     common::install_crds();
     common::ensure_kwok_nodes(2, 3, 2);
     let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/mom");
-    let (ok, out, err) = helm(&[
+    let (ok, out, err) = common::helm(&[
         "install",
         RELEASE,
         chart,
@@ -342,6 +327,6 @@ async fn the_chart_rbac_runs_the_placement_scenario_and_grants_nothing_it_does_n
             "{permission} is explained but not granted"
         );
     }
-    let _ = helm(&["uninstall", RELEASE, "--namespace", NAMESPACE]);
+    let _ = common::helm(&["uninstall", RELEASE, "--namespace", NAMESPACE]);
     let _ = std::fs::remove_dir_all(&dir);
 }

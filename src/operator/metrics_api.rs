@@ -43,33 +43,10 @@ struct ContainerMetrics {
     usage: std::collections::BTreeMap<String, String>,
 }
 
-/// A Kubernetes quantity as a number: `250m` → 0.25, `1500000n` → 0.0015, `128Mi` →
-/// 134217728, `1k` → 1000, `1e3` → 1000.
+/// A Kubernetes quantity as a number in base units (`250m` → 0.25, `128Mi` → 134217728); the
+/// one parser of `placement::quantity`.
 pub fn parse_quantity(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let suffixes: [(&str, f64); 13] = [
-        ("Ki", 1024.0),
-        ("Mi", 1024.0 * 1024.0),
-        ("Gi", 1024.0f64.powi(3)),
-        ("Ti", 1024.0f64.powi(4)),
-        ("Pi", 1024.0f64.powi(5)),
-        ("Ei", 1024.0f64.powi(6)),
-        ("n", 1e-9),
-        ("u", 1e-6),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-    ];
-    let (number, factor) = suffixes
-        .iter()
-        .find_map(|(suffix, f)| s.strip_suffix(suffix).map(|n| (n, *f)))
-        .or_else(|| s.strip_suffix('P').map(|n| (n, 1e15)))
-        .or_else(|| s.strip_suffix('E').filter(|n| !n.is_empty()).map(|n| (n, 1e18)))
-        .unwrap_or((s, 1.0));
-    let v: f64 = number.parse().ok()?;
-    (v.is_finite() && v >= 0.0).then_some(v * factor)
+    crate::placement::quantity::parse(s).ok()
 }
 
 fn resource_name(metric: TargetMetric) -> &'static str {

@@ -9,9 +9,9 @@ pub struct QuantityError {
     pub reason: &'static str,
 }
 
-/// Parses a quantity into its value scaled by `scale` (1000 for CPU millicores, 1 for bytes),
-/// rounded up as Kubernetes does.
-pub fn parse_scaled(value: &str, scale: f64) -> Result<u64, QuantityError> {
+/// Parses a quantity into its value in base units (`250m` → 0.25, `128Mi` → 134217728,
+/// `1k` → 1000, `1e3` → 1000), exactly as written (no rounding).
+pub fn parse(value: &str) -> Result<f64, QuantityError> {
     let err = |reason| QuantityError {
         value: value.to_string(),
         reason,
@@ -53,9 +53,18 @@ pub fn parse_scaled(value: &str, scale: f64) -> Result<u64, QuantityError> {
     if !n.is_finite() || n < 0.0 {
         return Err(err("must be finite and not negative"));
     }
-    let v = (n * multiplier * scale).ceil();
+    Ok(n * multiplier)
+}
+
+/// Parses a quantity into its value scaled by `scale` (1000 for CPU millicores, 1 for bytes),
+/// rounded up as Kubernetes does.
+pub fn parse_scaled(value: &str, scale: f64) -> Result<u64, QuantityError> {
+    let v = (parse(value)? * scale).ceil();
     if v > u64::MAX as f64 {
-        return Err(err("too large"));
+        return Err(QuantityError {
+            value: value.to_string(),
+            reason: "too large",
+        });
     }
     Ok(v as u64)
 }

@@ -479,3 +479,19 @@ pub fn start_prometheus(dir: &Path, jobs: &[(String, String)]) -> (String, std::
     wait_http(&format!("{url}/-/ready"), "Prometheus", &log);
     (url, child)
 }
+
+/// Runs the pinned helm against the test control plane; returns (success, stdout, stderr).
+pub fn helm(args: &[&str]) -> (bool, String, String) {
+    let cp = control_plane();
+    let out = Command::new(cp.bin.join("helm"))
+        .arg("--kubeconfig")
+        .arg(&cp.kubeconfig)
+        .args(args)
+        .output()
+        .expect("running helm");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
