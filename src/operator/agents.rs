@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
@@ -546,16 +546,7 @@ async fn publish_warning(
     reason: &str,
     note: String,
 ) {
-    let event = KubeEvent {
-        type_: EventType::Warning,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Record".into(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, reference).await {
-        tracing::debug!(error = %err, "cannot publish an event");
-    }
+    super::events::publish(&ctx.recorder, reference, EventType::Warning, "Record", reason, note).await;
 }
 
 /// Whether a new agent should hold its first replicas back until a peer with a smaller name
@@ -586,16 +577,7 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
-    let event = KubeEvent {
-        type_: EventType::Normal,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, reference).await {
-        tracing::debug!(error = %err, "cannot publish an event");
-    }
+    super::events::publish(&ctx.recorder, reference, EventType::Normal, "Reconcile", reason, note).await;
 }
 
 /// The reporter of MOM's Events.

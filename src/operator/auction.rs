@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
@@ -567,16 +567,7 @@ async fn record(
 }
 
 async fn publish(ctx: &AuctionContext, agent: &GeometricAgent, type_: EventType, reason: &str, note: String) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Allocate".into(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &agent.object_ref(&())).await {
-        tracing::debug!(error = %err, "cannot publish an event");
-    }
+    super::events::publish(&ctx.recorder, &agent.object_ref(&()), type_, "Allocate", reason, note).await;
 }
 
 #[cfg(test)]

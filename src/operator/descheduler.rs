@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, EvictParams, ListParams};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
@@ -533,16 +533,7 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Deschedule".into(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, reference).await {
-        tracing::debug!(error = %err, "cannot publish an event");
-    }
+    super::events::publish(&ctx.recorder, reference, type_, "Deschedule", reason, note).await;
 }
 
 #[cfg(test)]

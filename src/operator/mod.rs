@@ -7,6 +7,7 @@ pub mod checkpoints;
 pub mod crd;
 pub mod descheduler;
 pub mod error;
+pub mod events;
 pub mod extender;
 pub mod leader;
 pub mod metrics;

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
@@ -621,16 +621,7 @@ async fn report(
 }
 
 async fn publish(ctx: &ScalerContext, agent: &GeometricAgent, type_: EventType, reason: &str, note: String) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Scale".into(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &agent.object_ref(&())).await {
-        tracing::debug!(error = %err, "cannot publish an event");
-    }
+    super::events::publish(&ctx.recorder, &agent.object_ref(&()), type_, "Scale", reason, note).await;
 }
 
 #[cfg(test)]
