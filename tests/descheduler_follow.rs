@@ -1,0 +1,145 @@
+//! The descheduler end to end with the whole operator (issue 10, case a): an anchor agent and a
+//! dependent agent that talks to it live in region-0; the anchor's strategy is changed to
+//! prefer region-1. The descheduler (on, with a short cool-off) moves the anchor's replicas
+//! there, then the dependent's replicas follow their peer, and the traffic-weighted latency
+//! between them falls.
+//!
+//! Latency model (documented, not measured): 0.1 ms within a zone, 1 ms within a region, 30 ms
+//! across regions; each replica pair carries the same traffic.
+
+mod common;
+mod placement_support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use mom::cluster_layout::{REGION_LABEL, ZONE_LABEL};
+use placement_support::{agent, node_labels, running_pods, strategy};
+
+type Labels = BTreeMap<String, BTreeMap<String, String>>;
+
+fn pair_latency_ms(labels: &Labels, a: &str, b: &str) -> f64 {
+    let get = |n: &str, k: &str| labels.get(n).and_then(|l| l.get(k)).cloned().unwrap_or_default();
+    if get(a, REGION_LABEL) != get(b, REGION_LABEL) {
+        30.0
+    } else if get(a, ZONE_LABEL) != get(b, ZONE_LABEL) {
+        1.0
+    } else {
+        0.1
+    }
+}
+
+/// Mean latency over every (dependent replica, anchor replica) pair.
+fn traffic_weighted_latency(labels: &Labels, dep: &[String], anchor: &[String]) -> f64 {
+    let mut sum = 0.0;
+    for a in dep {
+        for b in anchor {
+            sum += pair_latency_ms(labels, a, b);
+        }
+    }
+    sum / (dep.len() * anchor.len()).max(1) as f64
+}
+
+/// Nodes of the live (not terminating) pods of `agent`, once `count` of them run.
+async fn nodes_of(pods: &Api<Pod>, agent: &str) -> Vec<String> {
+    let list = pods
+        .list(&ListParams::default().labels(&format!("mom.hypersync.io/agent={agent}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let mut nodes: Vec<String> = list
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+#[tokio::test]
+async fn when_a_peer_moves_to_another_region_its_dependants_follow_and_latency_falls() {
+    let dir = std::env::temp_dir().join(format!("mom-desched-follow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let settings = dir.join("settings.json");
+    std::fs::write(
+        &settings,
+        r#"{"planner":{"coolOffSeconds":5,"minGain":0.5,"migrationCost":0.5,
+            "maxEvictionsPerAgent":2,"maxEvictionsPerNode":4}}"#,
+    )
+    .unwrap();
+    let mom = common::mom_with(&[
+        "--deschedule",
+        "--deschedule-tick-seconds",
+        "2",
+        "--deschedule-settings",
+        settings.to_str().unwrap(),
+    ]);
+    common::apply_test_momconfig("none");
+    let ns = common::TestNamespace::new("follow").await;
+    let n = &ns.name;
+    common::apply(&strategy(n, "home", r#""preferredRegions":["region-0"]"#, None));
+    common::apply(&agent(n, "anchor", 2, r#","strategyRef":{"name":"home"}"#, ""));
+    common::apply(&agent(n, "dep", 2, r#","peers":[{"agent":"anchor","weight":5}]"#, ""));
+    running_pods(&ns, "anchor", 2).await;
+    running_pods(&ns, "dep", 2).await;
+    let labels = node_labels(ns.client()).await;
+    let pods: Api<Pod> = Api::namespaced(ns.client(), n);
+    let region = |node: &String| labels[node][REGION_LABEL].clone();
+    let before_anchor = nodes_of(&pods, "anchor").await;
+    assert!(
+        before_anchor.iter().all(|node| region(node) == "region-0"),
+        "the anchor did not start in its preferred region: {before_anchor:?}"
+    );
+
+    // The anchor's home moves to region-1.
+    common::apply(&strategy(n, "home", r#""preferredRegions":["region-1"]"#, None));
+    let moved = common::eventually(
+        "the anchor's replicas to move to region-1",
+        Duration::from_secs(180),
+        || {
+            let pods = pods.clone();
+            let labels = labels.clone();
+            async move {
+                let anchor = nodes_of(&pods, "anchor").await;
+                let dep = nodes_of(&pods, "dep").await;
+                (anchor.len() == 2 && anchor.iter().all(|node| labels[node][REGION_LABEL] == "region-1"))
+                    .then(|| traffic_weighted_latency(&labels, &dep, &anchor))
+            }
+        },
+    )
+    .await;
+    let after = common::eventually(
+        "the dependent's replicas to follow into region-1",
+        Duration::from_secs(180),
+        || {
+            let pods = pods.clone();
+            let labels = labels.clone();
+            async move {
+                let anchor = nodes_of(&pods, "anchor").await;
+                let dep = nodes_of(&pods, "dep").await;
+                (dep.len() == 2 && dep.iter().all(|node| labels[node][REGION_LABEL] == "region-1"))
+                    .then(|| traffic_weighted_latency(&labels, &dep, &anchor))
+            }
+        },
+    )
+    .await;
+    println!(
+        "traffic-weighted latency: {moved:.2} ms when the anchor had moved, {after:.2} ms after the dependants followed"
+    );
+    assert!(after < moved, "latency did not fall: {moved} → {after}");
+    // It was the descheduler that moved them (the agent controller never moves a replica).
+    let metrics = common::scrape_metrics(&mom.metrics_url);
+    let evictions: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("mom_descheduler_evictions_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        evictions >= 4.0,
+        "only {evictions} evictions by the descheduler:\n{metrics}"
+    );
+    println!("descheduler evictions: {evictions}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
