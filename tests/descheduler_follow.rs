@@ -4,6 +4,10 @@
 //! there, then the dependent's replicas follow their peer, and the traffic-weighted latency
 //! between them falls.
 //!
+//! A second test flips the anchor's home back and forth (churn) and checks from the pods' own
+//! creation times and the `Descheduled` Events that no pod was evicted inside its cool-off and
+//! none twice.
+//!
 //! Latency model (documented, not measured): 0.1 ms within a zone, 1 ms within a region, 30 ms
 //! across regions; each replica pair carries the same traffic.
 
@@ -58,24 +62,34 @@ async fn nodes_of(pods: &Api<Pod>, agent: &str) -> Vec<String> {
     nodes
 }
 
-#[tokio::test]
-async fn when_a_peer_moves_to_another_region_its_dependants_follow_and_latency_falls() {
+/// Seconds a replica is left alone after it was created (the descheduler's cool-off here).
+const COOL_OFF_SECONDS: i64 = 5;
+
+/// MOM with the descheduler on: 2 s ticks, a short cool-off, small gains and costs.
+fn start() -> &'static common::Mom {
     let dir = std::env::temp_dir().join(format!("mom-desched-follow-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let settings = dir.join("settings.json");
     std::fs::write(
         &settings,
-        r#"{"planner":{"coolOffSeconds":5,"minGain":0.5,"migrationCost":0.5,
-            "maxEvictionsPerAgent":2,"maxEvictionsPerNode":4}}"#,
+        format!(
+            r#"{{"planner":{{"coolOffSeconds":{COOL_OFF_SECONDS},"minGain":0.5,"migrationCost":0.5,
+                "maxEvictionsPerAgent":2,"maxEvictionsPerNode":4}}}}"#
+        ),
     )
     .unwrap();
-    let mom = common::mom_with(&[
+    common::mom_with(&[
         "--deschedule",
         "--deschedule-tick-seconds",
         "2",
         "--deschedule-settings",
         settings.to_str().unwrap(),
-    ]);
+    ])
+}
+
+#[tokio::test]
+async fn when_a_peer_moves_to_another_region_its_dependants_follow_and_latency_falls() {
+    let mom = start();
     common::apply_test_momconfig("none");
     let ns = common::TestNamespace::new("follow").await;
     let n = &ns.name;
@@ -141,5 +155,76 @@ async fn when_a_peer_moves_to_another_region_its_dependants_follow_and_latency_f
         "only {evictions} evictions by the descheduler:\n{metrics}"
     );
     println!("descheduler evictions: {evictions}");
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn with_churn_no_pod_is_evicted_inside_its_cool_off_or_twice() {
+    start();
+    common::apply_test_momconfig("none");
+    let ns = common::TestNamespace::new("churn").await;
+    let n = &ns.name;
+    common::apply(&strategy(n, "home", r#""preferredRegions":["region-0"]"#, None));
+    common::apply(&agent(n, "anchor", 2, r#","strategyRef":{"name":"home"}"#, ""));
+    common::apply(&agent(n, "dep", 2, r#","peers":[{"agent":"anchor","weight":5}]"#, ""));
+    running_pods(&ns, "anchor", 2).await;
+    running_pods(&ns, "dep", 2).await;
+    let pods: Api<Pod> = Api::namespaced(ns.client(), n);
+    // Every pod ever seen, with its creation time.
+    let mut created: BTreeMap<String, k8s_openapi::jiff::Timestamp> = BTreeMap::new();
+    let regions = ["region-1", "region-0", "region-1", "region-0"];
+    for (flip, region) in regions.iter().enumerate() {
+        common::apply(&strategy(
+            n,
+            "home",
+            &format!(r#""preferredRegions":["{region}"]"#),
+            None,
+        ));
+        // Watch the pods for a while after each flip (the descheduler ticks every 2 s).
+        for _ in 0..24 {
+            if let Ok(list) = pods.list(&ListParams::default()).await {
+                for p in list.items {
+                    if let (Some(name), Some(t)) = (p.metadata.name.clone(), p.metadata.creation_timestamp.clone()) {
+                        created.entry(name).or_insert(t.0);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        println!("after flip {flip} to {region}: {} pods seen so far", created.len());
+    }
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(ns.client(), n);
+    let descheduled: Vec<(String, k8s_openapi::jiff::Timestamp)> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Descheduled"))
+        .filter_map(|e| {
+            let pod = e.regarding.as_ref()?.name.clone()?;
+            let at = e.event_time.as_ref().map(|t| t.0)?;
+            Some((pod, at))
+        })
+        .collect();
+    assert!(
+        descheduled.len() >= 4,
+        "the churn moved too little to say anything: {descheduled:?}"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for (pod, at) in &descheduled {
+        assert!(seen.insert(pod.clone()), "{pod} was evicted twice");
+        let born = created
+            .get(pod)
+            .unwrap_or_else(|| panic!("evicted pod {pod} was never seen"));
+        let age = at.duration_since(*born).as_secs_f64();
+        assert!(
+            age >= COOL_OFF_SECONDS as f64,
+            "{pod} was evicted {age:.1} s after its creation, inside the {COOL_OFF_SECONDS} s cool-off"
+        );
+    }
+    println!(
+        "{} evictions over {} flips, none inside the cool-off or repeated",
+        descheduled.len(),
+        regions.len()
+    );
 }
