@@ -65,8 +65,11 @@ async fn nodes_of(pods: &Api<Pod>, agent: &str) -> Vec<String> {
 /// Seconds a replica is left alone after it was created (the descheduler's cool-off here).
 const COOL_OFF_SECONDS: i64 = 5;
 
-/// MOM with the descheduler on: 2 s ticks, a short cool-off, small gains and costs.
+/// MOM with the descheduler on: 2 s ticks, a short cool-off, small gains and costs, on a
+/// control plane of this binary's own (another test binary's leftovers in a shared one must not
+/// be moved by this descheduler, nor get in its way).
 fn start() -> &'static common::Mom {
+    common::use_private_audited_control_plane();
     let dir = std::env::temp_dir().join(format!("mom-desched-follow-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let settings = dir.join("settings.json");
