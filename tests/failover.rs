@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -13,25 +13,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use mom::operator::crd::Receipt;
 
-struct Operator(Child);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn agent(namespace: &str, name: &str, replicas: u32) -> String {
     format!(
         r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"GeometricAgent","metadata":{{"name":"{name}","namespace":"{namespace}"}},
             "spec":{{"workloadType":"batch","replicas":{replicas},"template":{{"spec":{{"containers":[{{"name":"c","image":"pause"}}]}}}}}}}}"#
     )
-}
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
 }
 
 async fn holder(leases: &Api<Lease>) -> Option<String> {
@@ -57,7 +43,7 @@ async fn the_standby_takes_over_when_the_leader_is_killed_and_a_sigterm_releases
     })
     .await;
 
-    let standby = Operator(
+    let standby = common::Operator(
         Command::new(env!("CARGO_BIN_EXE_mom"))
             .args([
                 "operator",
@@ -68,7 +54,12 @@ async fn the_standby_takes_over_when_the_leader_is_killed_and_a_sigterm_releases
                 "--log-format",
                 "text",
             ])
-            .args(["--metrics-addr", &free_addr(), "--extender-addr", &free_addr()])
+            .args([
+                "--metrics-addr",
+                &common::free_addr(),
+                "--extender-addr",
+                &common::free_addr(),
+            ])
             .env("KUBECONFIG", &cp.kubeconfig)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -18,7 +18,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,40 +35,12 @@ const AGENTS: usize = 8;
 const KILLS: usize = 20;
 const AGENT_LABEL: &str = "mom.hypersync.io/agent";
 
-struct Operator(Child);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// This test's own copy of the `mom` binary, taken once at the start (a target directory shared
-/// with other checkouts may rebuild the original under a running test); removed at the end.
-fn mom_bin() -> &'static std::path::Path {
-    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        // A hard link keeps this build's inode when cargo replaces the original.
-        let copy = std::path::PathBuf::from(format!("{}-crash-{}", env!("CARGO_BIN_EXE_mom"), std::process::id()));
-        if std::fs::hard_link(env!("CARGO_BIN_EXE_mom"), &copy).is_err() {
-            std::fs::copy(env!("CARGO_BIN_EXE_mom"), &copy).unwrap();
-        }
-        copy
-    })
-}
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
-fn start_operator(identity: &str) -> Operator {
+fn start_operator(identity: &str) -> common::Operator {
     let cp = common::control_plane();
     let log = cp.kubeconfig.parent().unwrap().join("logs/operator-crash.log");
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    Operator(
-        Command::new(mom_bin())
+    common::Operator(
+        Command::new(env!("CARGO_BIN_EXE_mom"))
             .args([
                 "operator",
                 "--namespace",
@@ -78,7 +50,12 @@ fn start_operator(identity: &str) -> Operator {
                 "--log-format",
                 "text",
             ])
-            .args(["--metrics-addr", &free_addr(), "--extender-addr", &free_addr()])
+            .args([
+                "--metrics-addr",
+                &common::free_addr(),
+                "--extender-addr",
+                &common::free_addr(),
+            ])
             .args(["--lease-duration-seconds", "2", "--renew-period-seconds", "1"])
             .args([
                 "--checkpoint-every-receipts",
@@ -306,7 +283,7 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
         .data
         .unwrap();
     let cp = common::control_plane();
-    let mut cmd = Command::new(mom_bin());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mom"));
     cmd.args(["verify", "--cluster", "--format", "json"]);
     for key in published.values() {
         cmd.args(["--public-key", key]);
@@ -396,5 +373,4 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
         crash_loop.as_secs_f64(),
         receipts.len()
     );
-    let _ = std::fs::remove_file(mom_bin());
 }

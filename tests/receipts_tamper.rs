@@ -12,7 +12,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -23,40 +23,12 @@ use mom::receipts::{Action, ChainBuilder, ChainHead, Receipt, Signer};
 const AGENTS_PER_NAMESPACE: usize = 50;
 const ROUNDS: usize = 10;
 
-struct Operator(Child);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// This test's own copy of the `mom` binary, taken once at the start (a target directory shared
-/// with other checkouts may rebuild the original under a running test); removed at the end.
-fn mom_bin() -> &'static std::path::Path {
-    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        // A hard link keeps this build's inode when cargo replaces the original.
-        let copy = std::path::PathBuf::from(format!("{}-tamper-{}", env!("CARGO_BIN_EXE_mom"), std::process::id()));
-        if std::fs::hard_link(env!("CARGO_BIN_EXE_mom"), &copy).is_err() {
-            std::fs::copy(env!("CARGO_BIN_EXE_mom"), &copy).unwrap();
-        }
-        copy
-    })
-}
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
-fn start_operator() -> Operator {
+fn start_operator() -> common::Operator {
     let cp = common::control_plane();
     let log = cp.kubeconfig.parent().unwrap().join("logs/operator-tamper.log");
     let log = std::fs::File::create(log).unwrap();
-    Operator(
-        Command::new(mom_bin())
+    common::Operator(
+        Command::new(env!("CARGO_BIN_EXE_mom"))
             .args([
                 "operator",
                 "--namespace",
@@ -66,7 +38,12 @@ fn start_operator() -> Operator {
                 "--log-format",
                 "text",
             ])
-            .args(["--metrics-addr", &free_addr(), "--extender-addr", &free_addr()])
+            .args([
+                "--metrics-addr",
+                &common::free_addr(),
+                "--extender-addr",
+                &common::free_addr(),
+            ])
             .args([
                 "--checkpoint-every-receipts",
                 "200",
@@ -84,7 +61,7 @@ fn start_operator() -> Operator {
 /// Runs `mom verify ARGS --format json`; returns (success, JSON output).
 fn mom_verify(args: &[&str]) -> (bool, serde_json::Value) {
     let cp = common::control_plane();
-    let out = Command::new(mom_bin())
+    let out = Command::new(env!("CARGO_BIN_EXE_mom"))
         .arg("verify")
         .args(args)
         .args(["--format", "json"])
@@ -523,5 +500,4 @@ async fn a_thousand_actions_verify_clean_and_an_edit_a_deletion_and_a_forgery_ar
         &["delete", "validatingadmissionpolicy", &manifest_name(policy_doc)],
         None,
     );
-    let _ = std::fs::remove_file(mom_bin());
 }
