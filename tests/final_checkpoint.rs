@@ -2,8 +2,9 @@
 //! test's): with checkpoints only every hour, a leader that wrote receipts and gets SIGTERM
 //! writes one final checkpoint over all of them (and the tenant's `mom-receipt-checkpoints`
 //! bundle) before it releases the Lease; `mom verify --cluster` and `mom verify --tenant-bundle`
-//! are clean. A standby stopped the same way writes nothing, and a leader whose receipts are all
-//! covered already writes no extra checkpoint.
+//! are clean. A standby stopped the same way writes nothing, a leader whose receipts are all
+//! covered already writes no extra checkpoint, and one whose final checkpoint the apiserver
+//! refuses logs it and still exits cleanly, releasing the Lease.
 
 mod common;
 
@@ -323,4 +324,84 @@ async fn sigterm_makes_the_leader_seal_its_receipts_in_a_final_checkpoint_and_no
     assert_eq!(bundle_checkpoint(&client, &ns.name).await, Some(sealed));
     let (ok, report) = mom_verify(&["--cluster", "--public-key", &published]);
     assert!(ok, "{report}");
+
+    // A final checkpoint that cannot be written (the apiserver refuses new receipts) is logged;
+    // the leader still exits cleanly and releases the Lease.
+    let mut refused = start_operator("leader-d", "0");
+    common::eventually("leader-d to take the Lease", Duration::from_secs(60), || {
+        let client = client.clone();
+        async move { (lease_holder(&client).await.as_deref() == Some("leader-d")).then_some(()) }
+    })
+    .await;
+    agents
+        .patch(
+            "gamma",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"spec": {"replicas": 2}})),
+        )
+        .await
+        .unwrap();
+    let uncovered = common::eventually("leader-d's receipt", Duration::from_secs(60), || {
+        let client = client.clone();
+        let prior = before.len();
+        async move {
+            let chain = stored_chain(&client).await;
+            (chain.len() > prior).then_some(chain)
+        }
+    })
+    .await;
+    assert_ne!(uncovered.last().unwrap().action, Action::Checkpoint);
+    common::apply(FREEZE_RECEIPTS);
+    let mut probe = mom::operator::receipts::receipt_object(uncovered.last().unwrap(), &ns.name).unwrap();
+    probe.metadata.name = Some("receipt-probe".into());
+    let probe = serde_json::to_string(&probe).unwrap();
+    common::eventually("receipt creates to be refused", Duration::from_secs(30), || {
+        let (ok, _, err) = common::kubectl(&["create", "--dry-run=server", "-f", "-"], Some(&probe));
+        async move { (!ok && err.contains("frozen by the test")).then_some(()) }
+    })
+    .await;
+    let took = terminate(&mut refused, "leader-d").await;
+    println!(
+        "leader with a refused final checkpoint stopped in {:.2} s",
+        took.as_secs_f64()
+    );
+    let _ = common::kubectl(
+        &[
+            "delete",
+            "validatingadmissionpolicybinding,validatingadmissionpolicy",
+            "final-ckpt-freeze",
+        ],
+        None,
+    );
+    assert_eq!(lease_holder(&client).await, None, "the Lease was not released");
+    assert_eq!(stored_chain(&client).await, uncovered);
+    let log = operator_log("leader-d");
+    assert!(log.contains("final checkpoint not written"), "{log}");
 }
+
+/// Refuses every new Receipt (as an apiserver that cannot take writes would).
+const FREEZE_RECEIPTS: &str = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: final-ckpt-freeze
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - apiGroups: ["mom.hypersync.io"]
+        apiVersions: ["*"]
+        operations: ["CREATE"]
+        resources: ["receipts"]
+  validations:
+    - expression: "false"
+      message: receipts frozen by the test
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: final-ckpt-freeze
+spec:
+  policyName: final-ckpt-freeze
+  validationActions: ["Deny"]
+"#;
