@@ -319,7 +319,7 @@ async fn sigterm_makes_the_leader_seal_its_receipts_in_a_final_checkpoint_and_no
     println!("covered leader stopped in {:.2} s", took.as_secs_f64());
     assert_eq!(stored_chain(&client).await, before, "an extra checkpoint was written");
     assert_eq!(lease_holder(&client).await, None);
-    assert!(!operator_log("leader-c").contains("final checkpoint written sequence=Some"));
+    assert!(!operator_log("leader-c").contains("final checkpoint written"));
     // Its checkpoint's bundle is out (by the loop, or by the shutdown if the loop had not yet).
     assert_eq!(bundle_checkpoint(&client, &ns.name).await, Some(sealed));
     let (ok, report) = mom_verify(&["--cluster", "--public-key", &published]);

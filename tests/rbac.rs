@@ -301,7 +301,11 @@ async fn the_chart_rbac_runs_the_placement_scenario_and_grants_nothing_it_does_n
         status.is_some_and(|s| s.success()),
         "the operator did not stop cleanly on SIGTERM ({status:?}):\n{log}"
     );
-    assert!(log.contains("final checkpoint written"), "{log}");
+    assert!(
+        log.contains("final checkpoint") && !log.contains("final checkpoint not written"),
+        "{log}"
+    );
+    assert!(!log.contains("final checkpoint timed out"), "{log}");
     let (ok, out, err) = common::kubectl(&["get", "configmap", "mom-receipt-checkpoints", "-n", n], None);
     assert!(ok, "no tenant bundle after the final checkpoint: {err}\n{out}");
     let out = Command::new(env!("CARGO_BIN_EXE_mom"))

@@ -217,9 +217,18 @@ pub async fn final_checkpoint(
     };
     let ms = started.elapsed().as_millis() as u64;
     match &outcome {
-        FinalCheckpoint::Written { sequence, namespaces } => {
-            tracing::info!(sequence = ?sequence, uncovered = since, namespaces, ms, "final checkpoint written")
-        }
+        FinalCheckpoint::Written {
+            sequence: Some(sequence),
+            namespaces,
+        } => tracing::info!(sequence, uncovered = since, namespaces, ms, "final checkpoint written"),
+        FinalCheckpoint::Written {
+            sequence: None,
+            namespaces,
+        } => tracing::info!(
+            namespaces,
+            ms,
+            "final checkpoint: none needed; pending bundles published"
+        ),
         FinalCheckpoint::Failed(err) => {
             tracing::warn!(error = %err, uncovered = since, ms, "final checkpoint not written; the next leader covers these receipts")
         }
