@@ -44,8 +44,9 @@ fn render(release: &str, namespace: &str) -> String {
     out
 }
 
-/// Objects applied from a rendering; deleted (cluster-scoped ones included) when dropped.
-struct Applied(String);
+/// Objects applied from a rendering, and a scratch folder; both removed (cluster-scoped objects
+/// included) when dropped, however the test ends.
+struct Applied(String, std::path::PathBuf);
 
 impl Drop for Applied {
     fn drop(&mut self) {
@@ -53,6 +54,7 @@ impl Drop for Applied {
             &["delete", "--ignore-not-found", "--wait=false", "-f", "-"],
             Some(&self.0),
         );
+        let _ = std::fs::remove_dir_all(&self.1);
     }
 }
 
@@ -127,14 +129,14 @@ async fn the_operator_serviceaccount_may_write_only_the_configmaps_mom_owns() {
     let tenant = common::TestNamespace::new("cmtenant").await;
     let release = home.name.clone();
     let rendered = render(&release, &home.name);
-    let applied = Applied(rendered.clone());
+    let dir = std::env::temp_dir().join(format!("mom-cmpolicy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let applied = Applied(rendered.clone(), dir.clone());
     let (ok, _, err) = common::kubectl(&["apply", "-f", "-"], Some(&applied.0));
     assert!(ok, "applying the chart's RBAC and policy: {err}");
     let full = format!("{release}-mom");
     let policy = format!("{full}-operator-configmaps");
     let sa = format!("{full}-operator");
-    let dir = std::env::temp_dir().join(format!("mom-cmpolicy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let operator = common::client_for(&common::service_account_kubeconfig(&dir, &home.name, &sa)).await;
     let admin = common::client().await;
 
@@ -235,5 +237,4 @@ async fn the_operator_serviceaccount_may_write_only_the_configmaps_mom_owns() {
     )
     .await;
     drop(applied);
-    let _ = std::fs::remove_dir_all(&dir);
 }
