@@ -135,6 +135,7 @@ async fn the_rendered_chart_passes_a_server_side_dry_run() {
         "deployment.apps/dry-mom-operator",
         "deployment.apps/dry-mom-scheduler",
         "validatingadmissionpolicy.admissionregistration.k8s.io/dry-mom-receipts-append-only",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/dry-mom-operator-configmaps",
         "momconfig.mom.hypersync.io/default",
     ] {
         assert!(out.contains(kind), "{kind} missing in the dry run:\n{out}");
@@ -282,6 +283,7 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
     let operator = format!("{full}-operator");
     let scheduler = format!("{full}-scheduler");
     let policy = format!("{full}-receipts-append-only");
+    let configmap_policy = format!("{full}-operator-configmaps");
     let namespaced = [
         ("deployment", operator.clone()),
         ("deployment", scheduler.clone()),
@@ -307,6 +309,8 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
         ("clusterrolebinding", format!("{scheduler}-volume-scheduler")),
         ("validatingadmissionpolicy", policy.clone()),
         ("validatingadmissionpolicybinding", policy.clone()),
+        ("validatingadmissionpolicy", configmap_policy.clone()),
+        ("validatingadmissionpolicybinding", configmap_policy.clone()),
         ("momconfig", "default".to_string()),
     ];
     for (kind, name) in &cluster_scoped {

@@ -291,8 +291,34 @@ async fn the_chart_rbac_runs_the_placement_scenario_and_grants_nothing_it_does_n
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A graceful stop: the leader seals its receipts in a final checkpoint and writes the
+    // tenant's bundle ConfigMap, under the chart's RBAC and ConfigMap policy.
     drop(scheduler);
+    let mut operator = operator;
+    let status = operator.terminate(Duration::from_secs(60));
     let log = operator.log();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the operator did not stop cleanly on SIGTERM ({status:?}):\n{log}"
+    );
+    assert!(
+        log.contains("final checkpoint") && !log.contains("final checkpoint not written"),
+        "{log}"
+    );
+    assert!(!log.contains("final checkpoint timed out"), "{log}");
+    let (ok, out, err) = common::kubectl(&["get", "configmap", "mom-receipt-checkpoints", "-n", n], None);
+    assert!(ok, "no tenant bundle after the final checkpoint: {err}\n{out}");
+    let out = Command::new(env!("CARGO_BIN_EXE_mom"))
+        .args(["verify", "--tenant-bundle", n, "--format", "json"])
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the tenant bundle does not verify: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     drop(operator);
     assert!(
         !log.contains("is forbidden: User"),

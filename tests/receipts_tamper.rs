@@ -129,7 +129,8 @@ fn receipt_policy_manifests() -> Vec<String> {
     let docs: Vec<String> = text
         .split("\n---")
         .filter(|d| {
-            d.contains("kind: ValidatingAdmissionPolicy\n") || d.contains("kind: ValidatingAdmissionPolicyBinding\n")
+            (d.contains("kind: ValidatingAdmissionPolicy\n") || d.contains("kind: ValidatingAdmissionPolicyBinding\n"))
+                && d.contains("receipts-append-only")
         })
         .map(str::to_string)
         .collect();

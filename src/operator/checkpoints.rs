@@ -83,14 +83,24 @@ pub fn bundle_key(tenant: &str) -> String {
     format!("tenant.{clean}.json")
 }
 
-/// Runs until `shutdown` turns true; acts only while `leading` is true.
+/// What the checkpoint loop hands to [`final_checkpoint`] when it stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishState {
+    /// Tree size of the last checkpoint whose bundles were published this term.
+    pub published: Option<u64>,
+    /// A checkpoint (or the term's first publication) whose bundles are not published yet.
+    pub pending: bool,
+}
+
+/// Runs until `shutdown` turns true; acts only while `leading` is true. Returns the bundle
+/// publication state for the final checkpoint.
 pub async fn run(
     client: kube::Client,
     writer: Arc<ReceiptWriter>,
     leading: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
     settings: CheckpointSettings,
-) {
+) -> PublishState {
     let mut last_checkpoint = Instant::now();
     let mut last_config_check: Option<Instant> = None;
     let mut config_seen: Option<(String, i64)> = None;
@@ -103,7 +113,7 @@ pub async fn run(
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = writer.wait_for_write() => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => return PublishState { published, pending: publish_pending },
         }
         if !*leading.borrow() {
             // The next term reads back what is persisted.
@@ -146,6 +156,90 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Bound of the final checkpoint (and its bundles) at shutdown.
+pub const FINAL_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the final checkpoint at shutdown did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinalCheckpoint {
+    /// This replica does not hold the Lease: the leader's chain is not its to seal.
+    NotLeading,
+    /// Every receipt written is already covered by a checkpoint (and its bundles published).
+    NothingNew,
+    /// A checkpoint at `sequence` (when one was written) and bundles in `namespaces` namespaces.
+    Written { sequence: Option<u64>, namespaces: usize },
+    /// The checkpoint or its bundles could not be written (the next leader covers them).
+    Failed(String),
+    /// It took longer than the timeout (the next leader covers what is missing).
+    TimedOut,
+}
+
+/// Whether a stopping replica seals a final checkpoint: only the leader, and only over
+/// receipts not yet covered by one.
+pub fn final_checkpoint_due(leading: bool, since_checkpoint: u64) -> bool {
+    leading && since_checkpoint > 0
+}
+
+/// At shutdown, before the Lease is released: a leader with receipts since the last
+/// checkpoint seals one more and publishes its tenant bundles (also bundles of a checkpoint
+/// the loop had not published yet). Bounded by `timeout`; failures are logged, never fatal.
+pub async fn final_checkpoint(
+    client: &kube::Client,
+    writer: &ReceiptWriter,
+    leading: bool,
+    state: PublishState,
+    timeout: Duration,
+) -> FinalCheckpoint {
+    if !leading {
+        return FinalCheckpoint::NotLeading;
+    }
+    let since = writer.since_checkpoint();
+    if !final_checkpoint_due(leading, since) && !state.pending {
+        tracing::info!("final checkpoint: every receipt is already covered");
+        return FinalCheckpoint::NothingNew;
+    }
+    let started = Instant::now();
+    let work = async {
+        let sequence = if final_checkpoint_due(leading, since) {
+            writer.checkpoint().await?.map(|r| r.sequence)
+        } else {
+            None
+        };
+        let (namespaces, _) = publish_bundles(client, writer.namespace(), state.published).await?;
+        Ok::<_, WriteError>(FinalCheckpoint::Written { sequence, namespaces })
+    };
+    let outcome = match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(err)) => FinalCheckpoint::Failed(err.to_string()),
+        Err(_) => FinalCheckpoint::TimedOut,
+    };
+    let ms = started.elapsed().as_millis() as u64;
+    match &outcome {
+        FinalCheckpoint::Written {
+            sequence: Some(sequence),
+            namespaces,
+        } => tracing::info!(sequence, uncovered = since, namespaces, ms, "final checkpoint written"),
+        FinalCheckpoint::Written {
+            sequence: None,
+            namespaces,
+        } => tracing::info!(
+            namespaces,
+            ms,
+            "final checkpoint: none needed; pending bundles published"
+        ),
+        FinalCheckpoint::Failed(err) => {
+            tracing::warn!(error = %err, uncovered = since, ms, "final checkpoint not written; the next leader covers these receipts")
+        }
+        FinalCheckpoint::TimedOut => tracing::warn!(
+            seconds = timeout.as_secs(),
+            uncovered = since,
+            "final checkpoint timed out; the next leader covers these receipts"
+        ),
+        FinalCheckpoint::NotLeading | FinalCheckpoint::NothingNew => {}
+    }
+    outcome
 }
 
 /// Whether MomConfig (uid, generation) `key` at `level` needs a `configure` receipt, given the
@@ -402,6 +496,13 @@ mod tests {
             &key,
             VerificationLevel::None
         ));
+    }
+
+    #[test]
+    fn only_a_leader_with_uncovered_receipts_seals_a_final_checkpoint() {
+        assert!(final_checkpoint_due(true, 1));
+        assert!(!final_checkpoint_due(true, 0));
+        assert!(!final_checkpoint_due(false, 7));
     }
 
     #[test]

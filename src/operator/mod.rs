@@ -27,6 +27,10 @@ use std::time::Duration;
 
 pub use error::Error;
 
+/// How long a shutdown waits for the controllers to stop before it seals the final checkpoint
+/// and releases the Lease anyway.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Everything `mom operator` needs to start, resolved from flags and the environment.
 #[derive(Debug, Clone)]
 pub struct OperatorConfig {
@@ -56,7 +60,8 @@ pub struct OperatorConfig {
     pub descheduler: Option<descheduler::DeschedulerConfig>,
 }
 
-/// Runs the operator until SIGTERM/SIGINT, then releases the Lease and returns.
+/// Runs the operator until SIGTERM/SIGINT; then stops the controllers, lets a leader seal a
+/// final checkpoint over the receipts it wrote since the last one, releases the Lease and returns.
 pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let client = kube::Client::try_default().await.map_err(Error::Connect)?;
     let version = client.apiserver_version().await.map_err(Error::Connect)?;
@@ -91,6 +96,8 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     );
     let leading = elector.subscribe();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    // The election stops last (after the final checkpoint), on a signal of its own.
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
 
     let server = tokio::spawn(server::serve(
         listener,
@@ -98,7 +105,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         leading.clone(),
         shutdown_rx.clone(),
     ));
-    let election = tokio::spawn(elector.run(metrics.clone(), shutdown_rx.clone()));
+    let election = tokio::spawn(elector.run(metrics.clone(), release_rx));
 
     // The placement view, fed by watches on every replica.
     let view: view::SharedView = Default::default();
@@ -197,22 +204,47 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
 
     wait_for_signal().await;
     tracing::info!("shutting down");
+    // 1. Stop everything that acts or writes receipts; the Lease is still held (and renewed),
+    //    so no other replica writes meanwhile.
     let _ = shutdown_tx.send(true);
+    let mut checkpoint_state = checkpoints::PublishState::default();
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        let _ = server.await;
+        let _ = extender_task.await;
+        let _ = agent_controller.await;
+        let _ = scaler_task.await;
+        let _ = auction_loop.await;
+        if let Some(task) = descheduler_task {
+            let _ = task.await;
+        }
+        let _ = status_writer.await;
+        if let Ok(state) = checkpointer.await {
+            checkpoint_state = state;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            seconds = DRAIN_TIMEOUT.as_secs(),
+            "controllers did not stop in time; continuing the shutdown"
+        );
+    }
+    // 2. A leader seals what it wrote since the last checkpoint (bounded; never blocks the exit).
+    checkpoints::final_checkpoint(
+        &client,
+        &writer,
+        *leading.borrow(),
+        checkpoint_state,
+        checkpoints::FINAL_CHECKPOINT_TIMEOUT,
+    )
+    .await;
+    // 3. Only then release the Lease.
+    let _ = release_tx.send(true);
     match election.await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tracing::warn!(error = %err, "leader election ended with an error"),
         Err(err) => tracing::warn!(error = %err, "leader election task failed"),
     }
-    let _ = server.await;
-    let _ = extender_task.await;
-    let _ = agent_controller.await;
-    let _ = scaler_task.await;
-    let _ = auction_loop.await;
-    if let Some(task) = descheduler_task {
-        let _ = task.await;
-    }
-    let _ = status_writer.await;
-    let _ = checkpointer.await;
     for w in watches {
         w.abort();
     }
