@@ -422,6 +422,10 @@ impl ReceiptWriter {
         let mut scratch = builder.clone();
         let mut sealed: Vec<(Receipt, String, Outcome)> = Vec::new();
         for q in batch {
+            // A caller that gave up (its task was cancelled) will not act: nothing to record.
+            if q.done.is_closed() {
+                continue;
+            }
             match scratch.prepare(q.draft).and_then(|r| scratch.commit(&r).map(|()| r)) {
                 Ok(r) => sealed.push((r, q.namespace, q.done)),
                 Err(e) => {
