@@ -101,8 +101,18 @@ async fn every_scaling_action_leaves_a_verifiable_receipt_and_a_deleted_one_is_n
     assert!(ours.iter().all(|r| r.spec.subject.name == "audited"));
     let first = ours[0].spec.sequence as u64;
 
-    // /metrics counts what was written and shows the newest sequence.
-    let metrics = common::scrape_metrics(&common::mom().metrics_url);
+    // /metrics counts what was written and shows the newest sequence. A receipt is written
+    // before its action, so the decision counters may lag the receipts for a moment.
+    let metrics = common::eventually(
+        "the scale-down decision in /metrics",
+        Duration::from_secs(30),
+        || async {
+            let text = common::scrape_metrics(&common::mom().metrics_url);
+            text.contains(r#"mom_decisions_total{kind="scale_down"}"#)
+                .then_some(text)
+        },
+    )
+    .await;
     let value = |series: &str| -> f64 {
         metrics
             .lines()

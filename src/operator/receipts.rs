@@ -80,6 +80,8 @@ pub struct ReceiptWriter {
     written: Notify,
     /// Drafts waiting for the next batch (see [`ReceiptWriter::record`]).
     queue: std::sync::Mutex<Vec<Queued>>,
+    /// The newest failed write: when, and why (for the MomConfig `ReceiptsWritable` condition).
+    failure: std::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
 
 /// The subject of checkpoint receipts: the chain itself (stored in the operator's namespace, so
@@ -118,6 +120,7 @@ impl ReceiptWriter {
             since_checkpoint: AtomicU64::new(0),
             written: Notify::new(),
             queue: std::sync::Mutex::new(Vec::new()),
+            failure: std::sync::Mutex::new(None),
         }
     }
 
@@ -129,6 +132,22 @@ impl ReceiptWriter {
     /// Receipts persisted since the newest checkpoint.
     pub fn since_checkpoint(&self) -> u64 {
         self.since_checkpoint.load(Ordering::Relaxed)
+    }
+
+    /// The newest write failure if it happened within `window`.
+    pub fn recent_failure(&self, window: std::time::Duration) -> Option<String> {
+        let failure = self.failure.lock().ok()?;
+        failure
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() <= window)
+            .map(|(_, why)| why.clone())
+    }
+
+    fn note_failure(&self, error: &WriteError) {
+        tracing::warn!(%error, "receipt write failed");
+        if let Ok(mut failure) = self.failure.lock() {
+            *failure = Some((std::time::Instant::now(), error.to_string()));
+        }
     }
 
     /// Resolves after the next persisted receipt (or at once if one was written since the last call).
@@ -163,7 +182,9 @@ impl ReceiptWriter {
         };
         if let Err(e) = api.create(&params, &object).await {
             *guard = None;
-            return Err(e.into());
+            let e = WriteError::from(e);
+            self.note_failure(&e);
+            return Err(e);
         }
         builder.commit(&receipt)?;
         self.since_checkpoint.store(0, Ordering::Relaxed);
@@ -405,6 +426,7 @@ impl ReceiptWriter {
             match self.load().await {
                 Ok(b) => *guard = Some(b),
                 Err(e) => {
+                    self.note_failure(&e);
                     let reason = e.to_string();
                     let mut batch = batch.into_iter();
                     if let Some(first) = batch.next() {
@@ -439,6 +461,7 @@ impl ReceiptWriter {
         if sealed.len() > 1 {
             let entries: Vec<(&Receipt, &str)> = sealed.iter().map(|(r, ns, _)| (r, ns.as_str())).collect();
             if let Err(e) = self.write_journal(&entries).await {
+                self.note_failure(&e);
                 let reason = e.to_string();
                 for (_, _, done) in sealed {
                     let _ = done.send(Err(WriteError::NotPersisted(format!("journal: {reason}"))));
@@ -446,9 +469,12 @@ impl ReceiptWriter {
                 return;
             }
         }
-        let creates = sealed.iter().map(|(r, ns, _)| self.create_receipt(r, ns));
+        let creates = sealed.iter().map(|(r, ns, _)| self.store_receipt(r, ns));
         let results = futures::future::join_all(creates).await;
         let persisted = results.iter().take_while(|r| r.is_ok()).count();
+        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+            self.note_failure(e);
+        }
         if persisted == sealed.len() {
             *builder = scratch;
         } else {
@@ -484,6 +510,33 @@ impl ReceiptWriter {
             }
             self.since_checkpoint.fetch_add(persisted as u64, Ordering::Relaxed);
             self.written.notify_one();
+        }
+    }
+
+    /// Stores a sealed receipt in `namespace` (its subject's) or, when that namespace refuses
+    /// it for good — 403 (a quota, a namespace being deleted, a denying webhook), 404 (no such
+    /// namespace) or 422 (a ValidatingAdmissionPolicy's default denial) — in the operator's namespace. A receipt's place is not part of what is
+    /// hashed and `mom verify --cluster` reads every namespace, so the chain stays whole; without
+    /// the fallback a refused receipt would leave a hole under the batch receipts sealed after it.
+    async fn store_receipt(&self, receipt: &Receipt, namespace: &str) -> Result<(), WriteError> {
+        match self.create_receipt(receipt, namespace).await {
+            Err(WriteError::Api(kube::Error::Api(s)))
+                if matches!(s.code, 403 | 404 | 422) && namespace != self.namespace =>
+            {
+                tracing::warn!(sequence = receipt.sequence, namespace, reason = %s.message,
+                    operator_namespace = %self.namespace, "namespace refused the receipt; storing it in the operator's namespace");
+                self.create_receipt(receipt, &self.namespace).await.map_err(|fallback| {
+                    let fallback = match fallback {
+                        WriteError::Api(kube::Error::Api(f)) => f.message,
+                        other => other.to_string(),
+                    };
+                    WriteError::NotPersisted(format!(
+                        "namespace {namespace} refused receipt {}: {}; and so did {}: {fallback}",
+                        receipt.sequence, s.message, self.namespace
+                    ))
+                })
+            }
+            other => other,
         }
     }
 
@@ -543,7 +596,7 @@ impl ReceiptWriter {
             if present.contains(&receipt.sequence) || floor.is_some_and(|f| receipt.sequence <= f) {
                 continue;
             }
-            match self.create_receipt(&receipt, &namespace).await {
+            match self.store_receipt(&receipt, &namespace).await {
                 Ok(()) => created += 1,
                 Err(WriteError::Api(kube::Error::Api(s))) if s.code == 409 => {}
                 // Its namespace is gone or going: the hole is bridged like any deleted receipt.

@@ -1,6 +1,8 @@
 //! Status of the cluster-wide objects, written by the leader every few seconds:
 //! - every MomConfig: the one named `default` is Ready with the node embedding it produced
-//!   (nodes embedded, distortion, MAP); any other is marked Ignored, naming the rule;
+//!   (nodes embedded, distortion, MAP), the receipt chain head, and `ReceiptsWritable` (False
+//!   while receipt writes keep failing, naming the error); any other is marked Ignored, naming
+//!   the rule;
 //! - every OrchestrationStrategy: the agents using it, and a Ready condition that names any
 //!   `nearAgents` entry that does not exist.
 //!
@@ -43,6 +45,34 @@ pub async fn run(
     }
 }
 
+/// How long a failed receipt write keeps `ReceiptsWritable` False after the last failure (the
+/// agent controller retries a refused action every 5 s, so a lasting problem stays visible).
+pub const RECEIPT_FAILURE_WINDOW: Duration = Duration::from_secs(20);
+
+/// `ReceiptsWritable` from the writer's newest failure.
+fn receipts_condition(writer: &super::receipts::ReceiptWriter) -> DesiredCondition {
+    match writer.recent_failure(RECEIPT_FAILURE_WINDOW) {
+        Some(error) => DesiredCondition::new(
+            conditions::RECEIPTS_WRITABLE,
+            ConditionStatus::False,
+            conditions::reason::RECEIPT_WRITE_FAILED,
+            format!(
+                "a receipt write failed in the last {} s (at full_audit its action is not taken): {error}",
+                RECEIPT_FAILURE_WINDOW.as_secs()
+            ),
+        ),
+        None => DesiredCondition::new(
+            conditions::RECEIPTS_WRITABLE,
+            ConditionStatus::True,
+            conditions::reason::RECEIPTS_WRITTEN,
+            format!(
+                "no receipt write failed in the last {} s",
+                RECEIPT_FAILURE_WINDOW.as_secs()
+            ),
+        ),
+    }
+}
+
 fn unchanged(
     old: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
     new: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
@@ -70,17 +100,20 @@ async fn reconcile_once(
         let name = cfg.name_any();
         let old = cfg.status.clone().unwrap_or_default();
         let desired = if momconfig::is_active(&cfg) {
-            DesiredCondition::new(
-                conditions::READY,
-                ConditionStatus::True,
-                conditions::reason::RECONCILED,
-                format!("in effect; {} nodes embedded", nodes_embedded.unwrap_or(0)),
-            )
+            vec![
+                DesiredCondition::new(
+                    conditions::READY,
+                    ConditionStatus::True,
+                    conditions::reason::RECONCILED,
+                    format!("in effect; {} nodes embedded", nodes_embedded.unwrap_or(0)),
+                ),
+                receipts_condition(writer),
+            ]
         } else {
-            momconfig::ignored_condition(&name)
+            vec![momconfig::ignored_condition(&name)]
         };
         let mut status = MomConfigStatus {
-            conditions: conditions::merge(&old.conditions, &[desired], cfg.meta().generation, &now),
+            conditions: conditions::merge(&old.conditions, &desired, cfg.meta().generation, &now),
             observed_generation: cfg.meta().generation,
             ..old.clone()
         };

@@ -14,6 +14,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 pub const READY: &str = "Ready";
 /// Condition type: running, but with a problem needing attention.
 pub const DEGRADED: &str = "Degraded";
+/// Condition type (MomConfig): the leader's receipt writes are succeeding; `False` while writes
+/// keep failing (at `full_audit` the actions they would record are not taken).
+pub const RECEIPTS_WRITABLE: &str = "ReceiptsWritable";
 
 /// Reasons used across the controllers (CamelCase, as the conventions require).
 pub mod reason {
@@ -39,6 +42,10 @@ pub mod reason {
     pub const COORDINATES_WRONG_DIMENSION: &str = "CoordinatesWrongDimension";
     /// A strategy's coordinates lie on or outside the ball's boundary.
     pub const COORDINATES_OUTSIDE_BALL: &str = "CoordinatesOutsideBall";
+    /// No receipt write failed recently.
+    pub const RECEIPTS_WRITTEN: &str = "ReceiptsWritten";
+    /// A receipt write failed recently (the message names the error).
+    pub const RECEIPT_WRITE_FAILED: &str = "ReceiptWriteFailed";
 }
 
 /// Longest message the apiserver accepts in a condition.
