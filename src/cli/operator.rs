@@ -44,6 +44,11 @@ pub struct Args {
     /// ... and at least this often (seconds) while receipts are written (0: no timer).
     #[arg(long, default_value_t = 60)]
     checkpoint_interval_seconds: u64,
+    /// Receipt retention: after each checkpoint, delete the receipts before the newest
+    /// checkpoint that still leaves at least this many in the cluster (0: keep every receipt).
+    /// The kept chain starts at a checkpoint and still verifies; export first to keep the rest.
+    #[arg(long, default_value_t = 0)]
+    receipt_retention_keep_last: u64,
     /// Seconds between two scaler evaluations (also the spacing of the demand samples).
     #[arg(long, default_value_t = 15.0)]
     scaler_tick_seconds: f64,
@@ -139,6 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         checkpoints: mom::operator::checkpoints::CheckpointSettings {
             every_receipts: args.checkpoint_every_receipts,
             interval: Duration::from_secs(args.checkpoint_interval_seconds),
+            keep_last: args.receipt_retention_keep_last,
         },
         scaler: mom::operator::scaler::ScalerSettings {
             tick: Duration::from_secs_f64(args.scaler_tick_seconds),

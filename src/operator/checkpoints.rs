@@ -17,7 +17,7 @@
 //!   record the same generation twice. A change is recorded unless both the old and the new
 //!   level are `none` (turning auditing off is itself audited).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,9 @@ pub struct CheckpointSettings {
     pub every_receipts: u64,
     /// A checkpoint at least this often while receipts are written (zero disables the timer).
     pub interval: Duration,
+    /// Retention: after each checkpoint, delete the receipts before the newest checkpoint that
+    /// still leaves at least this many (0 keeps every receipt); see [`prune_receipts`].
+    pub keep_last: u64,
 }
 
 impl Default for CheckpointSettings {
@@ -56,6 +59,7 @@ impl Default for CheckpointSettings {
         Self {
             every_receipts: 256,
             interval: Duration::from_secs(60),
+            keep_last: 0,
         }
     }
 }
@@ -134,6 +138,23 @@ pub async fn run(
                 Ok(written) => {
                     last_checkpoint = Instant::now();
                     publish_pending |= written.is_some();
+                    if written.is_some() && settings.keep_last > 0 {
+                        match prune_receipts(&client, settings.keep_last).await {
+                            Ok(pruned) if pruned.receipts > 0 => {
+                                // Every bundle must stop listing the pruned receipts.
+                                published = None;
+                                publish_pending = true;
+                                retire_bundles(&client, &pruned.emptied_namespaces).await;
+                                tracing::info!(
+                                    pruned = pruned.receipts,
+                                    first_kept = pruned.first_kept,
+                                    "receipts before a checkpoint pruned by retention"
+                                );
+                            }
+                            Ok(_) => {}
+                            Err(err) => tracing::warn!(error = %err, "receipt retention: pruning failed"),
+                        }
+                    }
                 }
                 Err(err) => tracing::warn!(error = %err, "checkpoint not written"),
             }
@@ -154,6 +175,77 @@ pub async fn run(
                 }
                 Err(err) => tracing::warn!(error = %err, "tenant checkpoint bundles not published"),
             }
+        }
+    }
+}
+
+/// What one retention pass removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Receipt objects deleted.
+    pub receipts: usize,
+    /// Sequence of the first receipt kept (a checkpoint).
+    pub first_kept: Option<u64>,
+    /// Namespaces (of subjects) that held pruned receipts and hold none now.
+    pub emptied_namespaces: Vec<String>,
+}
+
+/// Retention: folds old receipts into the checkpoint that stands for them and deletes them
+/// ([`crate::receipts::retention::split`]: the kept chain starts at a checkpoint, so
+/// `mom verify --cluster` still checks it whole, and the checkpoint's signed tree head still
+/// proves any exported copy of a pruned receipt). Export first (`mom verify --cluster
+/// --export FILE`) to keep their content. Deletes only what the policy selects; a receipt
+/// already gone is not an error.
+pub async fn prune_receipts(client: &kube::Client, keep_last: u64) -> Result<Pruned, WriteError> {
+    let api: Api<ReceiptObject> = Api::all(client.clone());
+    let mut stored: Vec<(String, String, Receipt)> = Vec::new();
+    for obj in api.list(&ListParams::default()).await?.items {
+        let ns = obj.metadata.namespace.clone().unwrap_or_default();
+        let name = obj.name_any();
+        let value =
+            serde_json::to_value(&obj.spec).map_err(|e| WriteError::Stored(format!("{ns}/{name}"), e.to_string()))?;
+        let receipt: Receipt =
+            serde_json::from_value(value).map_err(|e| WriteError::Stored(format!("{ns}/{name}"), e.to_string()))?;
+        stored.push((ns, name, receipt));
+    }
+    stored.sort_by_key(|(_, _, r)| r.sequence);
+    let chain: Vec<Receipt> = stored.iter().map(|(_, _, r)| r.clone()).collect();
+    let split = crate::receipts::retention::split(&chain, &crate::receipts::retention::RetentionPolicy { keep_last });
+    if split.pruned.is_empty() {
+        return Ok(Pruned::default());
+    }
+    let cut = split.kept.first().map(|r| r.sequence);
+    let mut out = Pruned {
+        first_kept: cut,
+        ..Default::default()
+    };
+    let mut touched = BTreeSet::new();
+    for (ns, name, receipt) in stored.iter().filter(|(_, _, r)| cut.is_some_and(|c| r.sequence < c)) {
+        let namespaced: Api<ReceiptObject> = Api::namespaced(client.clone(), ns);
+        match namespaced.delete(name, &Default::default()).await {
+            Ok(_) => out.receipts += 1,
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+        touched.insert(receipt.subject.namespace.clone());
+    }
+    let remaining: BTreeSet<&str> = split.kept.iter().map(|r| r.subject.namespace.as_str()).collect();
+    out.emptied_namespaces = touched
+        .into_iter()
+        .filter(|ns| !ns.is_empty() && !remaining.contains(ns.as_str()))
+        .collect();
+    Ok(out)
+}
+
+/// Deletes the bundle ConfigMap of namespaces whose receipts were all pruned (it would name
+/// them as missing). Best effort: logged.
+async fn retire_bundles(client: &kube::Client, namespaces: &[String]) {
+    for ns in namespaces {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        match api.delete(BUNDLE_CONFIGMAP, &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(err) => tracing::warn!(namespace = %ns, error = %err, "stale checkpoint bundle not removed"),
         }
     }
 }
@@ -443,6 +535,7 @@ mod tests {
         let s = CheckpointSettings {
             every_receipts: 100,
             interval: Duration::from_secs(30),
+            keep_last: 0,
         };
         assert!(!checkpoint_due(&s, 0, Duration::from_secs(3600)));
         assert!(!checkpoint_due(&s, 99, Duration::from_secs(29)));
@@ -451,6 +544,7 @@ mod tests {
         let count_only = CheckpointSettings {
             every_receipts: 10,
             interval: Duration::ZERO,
+            keep_last: 0,
         };
         assert!(!checkpoint_due(&count_only, 9, Duration::from_secs(86_400)));
         assert!(checkpoint_due(&count_only, 10, Duration::ZERO));
