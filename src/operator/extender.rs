@@ -9,6 +9,13 @@
 //! The extender has no reserve/unreserve hooks, so it binds pods itself (`bindVerb`) and records
 //! each binding as *assumed* in the view until the watch shows the pod bound; later decisions in
 //! the same burst therefore see the capacity, isolation and spread those pods take.
+//!
+//! Binding is an action, so it is receipted (`bind`, decision kind `placement.bind`) and only the
+//! Lease holder binds: a bind on another replica is refused with an error (the scheduler retries;
+//! the chart's extender Service routes to the pod labelled `mom.hypersync.io/leader=true`). The
+//! receipt is written before the Binding is created; at `full_audit` a receipt that cannot be
+//! written means no binding (the error goes back to the scheduler, a `ReceiptWriteFailed`
+//! Warning Event to the pod).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,10 +28,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Resource;
 use kube::api::{Api, PostParams};
+use kube::runtime::events::{EventType, Recorder};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
+use super::crd::momconfig::VerificationLevel;
 use super::metrics::Metrics;
+use super::receipts::ReceiptWriter;
 use super::view::{SharedView, pod_record};
 use crate::placement;
 
@@ -94,7 +106,17 @@ pub struct ExtenderState {
     pub view: SharedView,
     pub metrics: Arc<Metrics>,
     pub client: Option<kube::Client>,
+    /// `true` while this replica holds the Lease: only the leader binds.
+    pub leading: watch::Receiver<bool>,
+    /// Writes the `bind` receipts (the operator's one writer).
+    pub writer: Option<Arc<ReceiptWriter>>,
+    /// Publishes Events on the pods (e.g. `ReceiptWriteFailed`).
+    pub recorder: Option<Recorder>,
 }
+
+/// The error a replica that does not hold the Lease answers a bind with.
+pub const NOT_LEADER: &str = "this replica is not the leader (it does not hold the Lease), so it does not bind; \
+     the scheduler retries (route the extender Service to the pod labelled mom.hypersync.io/leader=true)";
 
 pub fn router(state: ExtenderState) -> Router {
     Router::new()
@@ -281,8 +303,14 @@ async fn bind_handler(State(state): State<ExtenderState>, body: Bytes) -> Respon
     .into_response()
 }
 
-/// Binds the pod through the API and records the binding as assumed.
+/// Binds the pod through the API (leader only, after its `bind` receipt) and records the
+/// binding as assumed.
 async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(), String> {
+    if !*state.leading.borrow() {
+        state.metrics.decision("bind_refused_not_leader");
+        tracing::debug!(pod = %args.pod_name, namespace = %args.pod_namespace, node = %args.node, "bind refused: not the leader");
+        return Err(NOT_LEADER.into());
+    }
     let client = state.client.clone().ok_or("the extender has no API client")?;
     let pods: Api<Pod> = Api::namespaced(client, &args.pod_namespace);
     let binding = serde_json::json!({
@@ -295,6 +323,7 @@ async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(), S
         .get(&args.pod_name)
         .await
         .map_err(|e| format!("reading pod {}: {e}", args.pod_name))?;
+    write_receipt(state, args, &pod).await?;
     pods.create_subresource::<serde_json::Value, serde_json::Value>(
         "binding",
         &args.pod_name,
@@ -309,6 +338,95 @@ async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(), S
     state.metrics.decision("bind");
     tracing::debug!(pod = %args.pod_name, namespace = %args.pod_namespace, node = %args.node, "bound");
     Ok(())
+}
+
+/// What a bind decision used, read from the view: the pod's agent and its target, the node's
+/// position, κ; and the recording level in force.
+fn bind_inputs(
+    state: &ExtenderState,
+    args: &ExtenderBindingArgs,
+    pod: &Pod,
+) -> (placement::bind::BindInputs, super::receipts::Recording) {
+    let agent = pod_record(pod).and_then(|r| r.agent);
+    let view = state.view.read().ok();
+    let target = match (&view, &agent) {
+        (Some(v), Some(key)) => v.policy_for(key).map(|p| p.target).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let inputs = placement::bind::BindInputs {
+        namespace: args.pod_namespace.clone(),
+        pod: args.pod_name.clone(),
+        node: args.node.clone(),
+        agent: agent.map(|(_, name)| name),
+        target,
+        node_position: view.as_ref().and_then(|v| v.node_position(&args.node).cloned()),
+        kappa: view.as_ref().map_or(1.0, |v| v.settings.kappa),
+    };
+    let recording = view.map(|v| v.settings.recording).unwrap_or_default();
+    (inputs, recording)
+}
+
+/// Records the bind before it is made (write-ahead at `full_audit`). At `full_audit` a failed
+/// write is returned (no binding) and reported as a `ReceiptWriteFailed` Warning on the pod;
+/// below it the bind goes ahead, as for every other action.
+async fn write_receipt(state: &ExtenderState, args: &ExtenderBindingArgs, pod: &Pod) -> Result<(), String> {
+    use crate::receipts::{Action, SubjectRef};
+    let (inputs, recording) = bind_inputs(state, args, pod);
+    if recording.level == VerificationLevel::None {
+        return Ok(());
+    }
+    let Some(writer) = &state.writer else {
+        return match recording.level {
+            VerificationLevel::FullAudit => {
+                Err("the extender has no receipt writer, so it does not bind at full_audit".into())
+            }
+            _ => Ok(()),
+        };
+    };
+    let subject = SubjectRef {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        namespace: args.pod_namespace.clone(),
+        name: args.pod_name.clone(),
+        uid: pod.metadata.uid.clone().or_else(|| Some(args.pod_uid.clone())),
+    };
+    let inputs_json = serde_json::to_value(&inputs).map_err(|e| format!("bind inputs: {e}"))?;
+    let decision = placement::bind::decision(&inputs);
+    match writer
+        .record(recording, Action::Bind, subject, decision, &inputs_json)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(err) if recording.level == VerificationLevel::FullAudit => {
+            // The apiserver's own message, not the whole Status dump.
+            let cause = match &err {
+                super::receipts::WriteError::Api(kube::Error::Api(status)) => status.message.clone(),
+                other => other.to_string(),
+            };
+            let message = format!(
+                "the receipt for binding {}/{} to {} could not be written, so the pod was not bound: {cause}",
+                args.pod_namespace, args.pod_name, args.node
+            );
+            if let Some(recorder) = &state.recorder {
+                super::events::publish(
+                    recorder,
+                    &pod.object_ref(&()),
+                    EventType::Warning,
+                    "Record",
+                    "ReceiptWriteFailed",
+                    message.clone(),
+                )
+                .await;
+            }
+            state.metrics.decision("bind_refused_no_receipt");
+            tracing::warn!(pod = %args.pod_name, namespace = %args.pod_namespace, error = %err, "bind not made: its receipt could not be written");
+            Err(message)
+        }
+        Err(err) => {
+            tracing::warn!(pod = %args.pod_name, namespace = %args.pod_namespace, error = %err, "receipt not written (level below full_audit: binding anyway)");
+            Ok(())
+        }
+    }
 }
 
 /// Serves the extender until `shutdown` turns true.
