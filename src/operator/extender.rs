@@ -307,7 +307,6 @@ async fn bind_handler(State(state): State<ExtenderState>, body: Bytes) -> Respon
 /// binding as assumed.
 async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(), String> {
     if !*state.leading.borrow() {
-        state.metrics.decision("bind_refused_not_leader");
         tracing::debug!(pod = %args.pod_name, namespace = %args.pod_namespace, node = %args.node, "bind refused: not the leader");
         return Err(NOT_LEADER.into());
     }
@@ -418,7 +417,6 @@ async fn write_receipt(state: &ExtenderState, args: &ExtenderBindingArgs, pod: &
                 )
                 .await;
             }
-            state.metrics.decision("bind_refused_no_receipt");
             tracing::warn!(pod = %args.pod_name, namespace = %args.pod_namespace, error = %err, "bind not made: its receipt could not be written");
             Err(message)
         }
@@ -442,5 +440,65 @@ where
         .await;
     if let Err(err) = result {
         tracing::error!(error = %err, "extender server failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(leading: bool) -> (ExtenderState, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(leading);
+        let state = ExtenderState {
+            view: Default::default(),
+            metrics: Arc::new(Metrics::default()),
+            client: None,
+            leading: rx,
+            writer: None,
+            recorder: None,
+        };
+        (state, tx)
+    }
+
+    fn args() -> ExtenderBindingArgs {
+        parse(br#"{"PodName":"web-1","PodNamespace":"team-a","PodUID":"u-1","Node":"n-0"}"#).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_does_not_lead_refuses_to_bind_before_touching_the_api() {
+        let (state, _tx) = state(false);
+        let err = bind(&state, &args()).await.unwrap_err();
+        assert_eq!(err, NOT_LEADER);
+        assert!(err.contains("not the leader"));
+    }
+
+    #[tokio::test]
+    async fn the_leader_goes_on_to_bind_and_a_follower_that_takes_the_lease_does_too() {
+        let (state, tx) = state(false);
+        assert_eq!(bind(&state, &args()).await.unwrap_err(), NOT_LEADER);
+        tx.send_replace(true);
+        // Past the leadership check: without an API client it stops at the next step.
+        let err = bind(&state, &args()).await.unwrap_err();
+        assert_eq!(err, "the extender has no API client");
+    }
+
+    #[test]
+    fn bind_inputs_of_a_pod_without_an_agent_have_no_target_and_an_unknown_node_no_position() {
+        let (state, _tx) = state(true);
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-1", "namespace": "team-a", "uid": "u-1"},
+            "spec": {"containers": [{"name": "c", "image": "pause"}]}
+        }))
+        .unwrap();
+        let (inputs, recording) = bind_inputs(&state, &args(), &pod);
+        assert_eq!(
+            (inputs.namespace.as_str(), inputs.pod.as_str(), inputs.node.as_str()),
+            ("team-a", "web-1", "n-0")
+        );
+        assert_eq!(inputs.agent, None);
+        assert!(inputs.target.is_empty());
+        assert_eq!(inputs.node_position, None);
+        assert_eq!(recording.level, VerificationLevel::FullAudit);
+        assert_eq!(placement::bind::outcome(&inputs).distance_from_target, None);
     }
 }
