@@ -322,6 +322,14 @@ async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(), S
         .get(&args.pod_name)
         .await
         .map_err(|e| format!("reading pod {}: {e}", args.pod_name))?;
+    // A pod replaced under the same name is not the one the scheduler decided for: no receipt
+    // for a binding the apiserver would refuse (the Binding carries the scheduler's uid).
+    if pod.metadata.uid.as_deref() != Some(args.pod_uid.as_str()) {
+        return Err(format!(
+            "pod {}/{} has uid {:?}, not {} that the scheduler bound: it was replaced",
+            args.pod_namespace, args.pod_name, pod.metadata.uid, args.pod_uid
+        ));
+    }
     write_receipt(state, args, &pod).await?;
     pods.create_subresource::<serde_json::Value, serde_json::Value>(
         "binding",
@@ -387,7 +395,7 @@ async fn write_receipt(state: &ExtenderState, args: &ExtenderBindingArgs, pod: &
         kind: "Pod".into(),
         namespace: args.pod_namespace.clone(),
         name: args.pod_name.clone(),
-        uid: pod.metadata.uid.clone().or_else(|| Some(args.pod_uid.clone())),
+        uid: Some(args.pod_uid.clone()),
     };
     let inputs_json = serde_json::to_value(&inputs).map_err(|e| format!("bind inputs: {e}"))?;
     let decision = placement::bind::decision(&inputs);
