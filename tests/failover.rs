@@ -2,6 +2,9 @@
 //! acts; when it is killed (-9) the standby takes over and acts within the Lease duration, with
 //! no duplicate pods and the receipt chain continuing where the old leader left it (no gap, no
 //! fork: `mom verify --cluster` is clean across the change); a SIGTERM releases the Lease at once.
+//! The leader label (`mom.hypersync.io/leader=true`, which the chart's extender Service selects)
+//! follows the Lease: each process labels a stand-in pod named by its POD_NAME/POD_NAMESPACE, a
+//! process starting in a pod that still carries the label removes it, and SIGTERM removes it.
 
 mod common;
 
@@ -10,13 +13,71 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, PostParams};
 use mom::operator::crd::Receipt;
 
 fn agent(namespace: &str, name: &str, replicas: u32) -> String {
     format!(
         r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"GeometricAgent","metadata":{{"name":"{name}","namespace":"{namespace}"}},
             "spec":{{"workloadType":"batch","replicas":{replicas},"template":{{"spec":{{"containers":[{{"name":"c","image":"pause"}}]}}}}}}}}"#
+    )
+}
+
+/// The leader label of stand-in pod `name` (None when absent).
+async fn leader_label(pods: &Api<Pod>, name: &str) -> Option<String> {
+    pods.get(name)
+        .await
+        .unwrap()
+        .metadata
+        .labels
+        .and_then(|l| l.get("mom.hypersync.io/leader").cloned())
+}
+
+/// Waits until stand-in pod `name` has the leader label (`Some("true")`) or has none (`None`).
+async fn wait_label(pods: &Api<Pod>, name: &str, want: Option<&str>) {
+    common::eventually(
+        &format!("pod {name} with leader label {want:?}"),
+        Duration::from_secs(60),
+        || async move { (leader_label(pods, name).await.as_deref() == want).then_some(()) },
+    )
+    .await;
+}
+
+/// A pod for a replica to label as its own: Pending for ever (no scheduler of that name).
+fn stand_in(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {"schedulerName": "no-such-scheduler", "containers": [{"name": "c", "image": "pause"}]}
+    }))
+    .unwrap()
+}
+
+fn operator(identity: &str, pod: &str, pod_namespace: &str) -> common::Operator {
+    let cp = common::control_plane();
+    common::Operator(
+        Command::new(env!("CARGO_BIN_EXE_mom"))
+            .args([
+                "operator",
+                "--namespace",
+                "mom-system",
+                "--identity",
+                identity,
+                "--log-format",
+                "text",
+            ])
+            .args([
+                "--metrics-addr",
+                &common::free_addr(),
+                "--extender-addr",
+                &common::free_addr(),
+            ])
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .env("POD_NAME", pod)
+            .env("POD_NAMESPACE", pod_namespace)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
     )
 }
 
@@ -32,7 +93,13 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
 
 #[tokio::test]
 async fn the_standby_takes_over_when_the_leader_is_killed_and_a_sigterm_releases_the_lease() {
-    let mom = common::mom();
+    // Stand-in pods for the two replicas' own pods.
+    let replicas = common::TestNamespace::new("failover-pods").await;
+    let stand_ins: Api<Pod> = Api::namespaced(replicas.client(), &replicas.name);
+    for name in ["replica-a", "replica-b"] {
+        stand_ins.create(&PostParams::default(), &stand_in(name)).await.unwrap();
+    }
+    let mom = common::start_mom(&[], &[("POD_NAME", "replica-a"), ("POD_NAMESPACE", &replicas.name)]);
     common::apply_test_momconfig("full_audit");
     let cp = common::control_plane();
     let client = common::client().await;
@@ -43,35 +110,30 @@ async fn the_standby_takes_over_when_the_leader_is_killed_and_a_sigterm_releases
     })
     .await;
 
-    let standby = common::Operator(
-        Command::new(env!("CARGO_BIN_EXE_mom"))
-            .args([
-                "operator",
-                "--namespace",
-                "mom-system",
-                "--identity",
-                "standby",
-                "--log-format",
-                "text",
-            ])
-            .args([
-                "--metrics-addr",
-                &common::free_addr(),
-                "--extender-addr",
-                &common::free_addr(),
-            ])
-            .env("KUBECONFIG", &cp.kubeconfig)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    wait_label(&stand_ins, "replica-a", Some("true")).await;
+    stand_ins
+        .patch(
+            "replica-b",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"labels": {"mom.hypersync.io/leader": "true"}}})),
+        )
+        .await
+        .unwrap();
+    // The standby starts in a pod that (stale) says leader: it removes the label at start-up.
+    let standby = operator("standby", "replica-b", &replicas.name);
+    wait_label(&stand_ins, "replica-b", None).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         holder(&leases).await.as_deref(),
         Some(first.as_str()),
         "the standby must not steal a live Lease"
     );
+    assert_eq!(
+        leader_label(&stand_ins, "replica-b").await,
+        None,
+        "a follower is labelled leader"
+    );
+    assert_eq!(leader_label(&stand_ins, "replica-a").await.as_deref(), Some("true"));
 
     // The first leader acts and records.
     let ns = common::TestNamespace::new("failover").await;
@@ -115,6 +177,13 @@ async fn the_standby_takes_over_when_the_leader_is_killed_and_a_sigterm_releases
     let took = killed.elapsed();
     assert_eq!(holder(&leases).await.as_deref(), Some("standby"));
     println!("standby acted {:.1} s after the leader was killed", took.as_secs_f64());
+    // The label moved with the Lease. The killed leader could not remove its own; a process
+    // restarted in its pod does, at start-up (and stays a follower).
+    wait_label(&stand_ins, "replica-b", Some("true")).await;
+    {
+        let _restarted = operator("restarted-a", "replica-a", &replicas.name);
+        wait_label(&stand_ins, "replica-a", None).await;
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         after.list(&after_selector).await.unwrap().items.len(),
@@ -124,13 +193,20 @@ async fn the_standby_takes_over_when_the_leader_is_killed_and_a_sigterm_releases
 
     // One chain across both leaders: the standby's receipts follow the first leader's, and the
     // chain verifies from the first leader's first receipt in this namespace on.
+    // Each receipt by its agent: the agent itself for spawns, the pod's agent for binds.
     let mut ours: Vec<(i64, String)> = receipts
         .list(&ListParams::default())
         .await
         .unwrap()
         .items
         .into_iter()
-        .map(|r| (r.spec.sequence, r.spec.subject.name))
+        .map(|r| {
+            let agent = match r.spec.subject.kind.as_str() {
+                "Pod" => r.spec.decision["agent"].as_str().unwrap_or_default().to_string(),
+                _ => r.spec.subject.name,
+            };
+            (r.spec.sequence, agent)
+        })
         .collect();
     ours.sort();
     let first_after = ours
@@ -168,4 +244,5 @@ async fn the_standby_takes_over_when_the_leader_is_killed_and_a_sigterm_releases
         async move { holder(&leases).await.is_none().then_some(()) }
     })
     .await;
+    wait_label(&stand_ins, "replica-b", None).await;
 }

@@ -367,6 +367,27 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
     );
     assert!(config.contains("leaderElect: true") && config.contains(&format!("resourceNamespace: {}", ns.name)));
 
+    // The extender Service routes to the leader only (the pod it labels); metrics to every replica.
+    let selector = |service: &str| -> serde_json::Value {
+        let (ok, json, err) = common::kubectl(&["get", "service", service, "-n", &ns.name, "-o", "json"], None);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()["spec"]["selector"].clone()
+    };
+    let extender_selector = selector(&format!("{full}-extender"));
+    assert_eq!(
+        extender_selector["mom.hypersync.io/leader"], "true",
+        "{extender_selector}"
+    );
+    assert_eq!(
+        extender_selector["app.kubernetes.io/component"], "operator",
+        "{extender_selector}"
+    );
+    let metrics_selector = selector(&format!("{full}-metrics"));
+    assert!(
+        metrics_selector.get("mom.hypersync.io/leader").is_none(),
+        "{metrics_selector}"
+    );
+
     // Least privilege: what the operator may and may not do.
     let sa = format!("system:serviceaccount:{}:{operator}", ns.name);
     let can = |args: &[&str]| {
@@ -394,12 +415,15 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
     assert!(can(&["get", "secrets/mom-receipt-signing-key", "-n", &ns.name]));
     assert!(can(&["patch", "configmaps/mom-receipt-public-keys", "-n", &ns.name]));
     assert!(can(&["patch", "configmaps/mom-receipt-checkpoints", "-n", "anywhere"]));
+    // The leader label on its own pod: pods of the release namespace only.
+    assert!(can(&["patch", "pods", "-n", &ns.name]));
     for denied in [
         &["delete", "receipts.mom.hypersync.io", "-n", "anywhere"][..],
         &["update", "receipts.mom.hypersync.io", "-n", "anywhere"],
         &["patch", "receipts.mom.hypersync.io", "-n", "anywhere"],
         &["create", "pods", "--subresource=eviction", "-n", "anywhere"],
         &["update", "pods", "-n", "anywhere"],
+        &["patch", "pods", "-n", "anywhere"],
         &["list", "secrets", "-n", &ns.name],
         &["get", "secrets/other", "-n", &ns.name],
         &["get", "secrets/mom-receipt-signing-key", "-n", "kube-system"],

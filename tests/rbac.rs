@@ -119,6 +119,12 @@ async fn the_chart_rbac_runs_the_placement_scenario_and_grants_nothing_it_does_n
     ]);
     assert!(ok, "helm install failed: {err}\n{out}");
 
+    // A stand-in for the operator's own pod (POD_NAME below): the leader labels it
+    // mom.hypersync.io/leader=true, as a chart replica labels its pod for the extender Service.
+    common::apply(&format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"rbac-operator","namespace":"{NAMESPACE}"}},
+            "spec":{{"schedulerName":"no-such-scheduler","containers":[{{"name":"c","image":"pause"}}]}}}}"#
+    ));
     // The operator and the scheduler, each with only its ServiceAccount's token.
     let dir = std::env::temp_dir().join(format!("mom-rbac-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -274,6 +280,16 @@ async fn the_chart_rbac_runs_the_placement_scenario_and_grants_nothing_it_does_n
         || async {
             let config = kubectl_json(&["get", "momconfig", "default"]);
             config["status"]["receiptChainHead"].is_object().then_some(())
+        },
+    )
+    .await;
+
+    common::eventually(
+        "the leader label on the operator's pod",
+        Duration::from_secs(60),
+        || async {
+            let pod = kubectl_json(&["get", "pod", "rbac-operator", "-n", NAMESPACE]);
+            (pod["metadata"]["labels"]["mom.hypersync.io/leader"] == "true").then_some(())
         },
     )
     .await;

@@ -1,6 +1,6 @@
 //! Receipts end to end: every scaling action of the operator leaves a signed, hash-chained
-//! Receipt before it is taken (full_audit); `mom verify --cluster` checks the chain, and a deleted
-//! receipt is named as missing.
+//! Receipt before it is taken (full_audit), and so does every bind of the pods it creates;
+//! `mom verify --cluster` checks the chain, and a deleted receipt is named as missing.
 
 mod common;
 
@@ -11,6 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 use mom::operator::crd::Receipt;
+use mom::operator::crd::receipt::ReceiptAction;
 
 /// Runs `mom verify --cluster` trusting the operator's published key and the key that sealed the
 /// example receipt; returns (success, JSON report).
@@ -61,16 +62,25 @@ async fn every_scaling_action_leaves_a_verifiable_receipt_and_a_deleted_one_is_n
         )
     };
     let receipts: Api<Receipt> = Api::namespaced(ns.client(), n);
-    let wait_for = |count: usize| {
+    // Scaling receipts (on the agent) and bind receipts (one per pod the scheduler binds
+    // through the extender) share the namespace; `wait_for` counts those of one kind.
+    let wait_for = |count: usize, binds: bool| {
         let receipts = receipts.clone();
         async move {
             common::eventually(
-                &format!("{count} receipts in the namespace"),
+                &format!("{count} receipts (binds: {binds}) in the namespace"),
                 Duration::from_secs(60),
                 || {
                     let receipts = receipts.clone();
                     async move {
-                        let mut list = receipts.list(&ListParams::default()).await.ok()?.items;
+                        let mut list: Vec<Receipt> = receipts
+                            .list(&ListParams::default())
+                            .await
+                            .ok()?
+                            .items
+                            .into_iter()
+                            .filter(|r| (r.spec.action == ReceiptAction::Bind) == binds)
+                            .collect();
                         list.sort_by_key(|r| r.spec.sequence);
                         (list.len() >= count).then_some(list)
                     }
@@ -80,25 +90,40 @@ async fn every_scaling_action_leaves_a_verifiable_receipt_and_a_deleted_one_is_n
         }
     };
     common::apply(&agent(2));
-    wait_for(1).await;
+    wait_for(1, false).await;
     let (ok, _, err) = common::kubectl(
         &["scale", "geometricagent", "audited", "-n", n, "--replicas", "4"],
         None,
     );
     assert!(ok, "{err}");
-    wait_for(2).await;
+    wait_for(2, false).await;
+    // The 4 pods are bound (one bind receipt each) before the scale-down.
+    wait_for(4, true).await;
     let (ok, _, err) = common::kubectl(
         &["scale", "geometricagent", "audited", "-n", n, "--replicas", "1"],
         None,
     );
     assert!(ok, "{err}");
-    let ours = wait_for(3).await;
+    let ours = wait_for(3, false).await;
     let actions: Vec<String> = ours
         .iter()
         .map(|r| format!("{:?}", r.spec.action).to_lowercase())
         .collect();
     assert_eq!(actions, ["spawn", "spawn", "terminate"]);
     assert!(ours.iter().all(|r| r.spec.subject.name == "audited"));
+    // The 4 pods the agent created were each bound once, after its spawn receipt; the
+    // scale-down bound nothing.
+    let binds = wait_for(4, true).await;
+    let bound: BTreeSet<&str> = binds.iter().map(|r| r.spec.subject.name.as_str()).collect();
+    assert_eq!(bound.len(), binds.len(), "a pod has two bind receipts: {bound:?}");
+    assert_eq!(binds.len(), 4, "{bound:?}");
+    assert!(
+        binds
+            .iter()
+            .all(|r| r.spec.subject.kind == "Pod" && r.spec.subject.name.starts_with("audited-")),
+        "{bound:?}"
+    );
+    assert!(binds[0].spec.sequence > ours[0].spec.sequence);
     let first = ours[0].spec.sequence as u64;
 
     // /metrics counts what was written and shows the newest sequence. A receipt is written
@@ -122,6 +147,7 @@ async fn every_scaling_action_leaves_a_verifiable_receipt_and_a_deleted_one_is_n
     };
     assert!(value(r#"mom_receipts_written_total{action="spawn"}"#) >= 2.0);
     assert!(value(r#"mom_receipts_written_total{action="terminate"}"#) >= 1.0);
+    assert!(value(r#"mom_receipts_written_total{action="bind"}"#) >= 4.0);
     assert!(value("mom_receipt_chain_head_sequence") >= ours[2].spec.sequence as f64);
     assert!(value(r#"mom_decisions_total{kind="scale_up"}"#) >= 2.0);
     assert!(value(r#"mom_decisions_total{kind="scale_down"}"#) >= 1.0);

@@ -17,7 +17,7 @@ pub async fn publish(
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(fit_note(note)),
+        note: Some(truncate_note(note)),
         action: action.into(),
         secondary: None,
     };
@@ -26,19 +26,21 @@ pub async fn publish(
     }
 }
 
-/// The apiserver rejects an Event whose note exceeds 1 kB (`events.k8s.io/v1`): longer notes
-/// (e.g. an API error with its full status) are cut at a character boundary, marked with `…`.
+/// Longest note the apiserver accepts on an `events.k8s.io/v1` Event (bytes).
 pub const MAX_NOTE_BYTES: usize = 1024;
 
-fn fit_note(note: String) -> String {
+/// Cuts `note` to [`MAX_NOTE_BYTES`] at a character boundary (ending in "…"), so that an Event
+/// carrying a long API error is still accepted rather than dropped.
+pub fn truncate_note(note: String) -> String {
     if note.len() <= MAX_NOTE_BYTES {
         return note;
     }
-    let mut end = MAX_NOTE_BYTES - '…'.len_utf8();
+    let ellipsis = "…";
+    let mut end = MAX_NOTE_BYTES - ellipsis.len();
     while !note.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &note[..end])
+    format!("{}{ellipsis}", &note[..end])
 }
 
 #[cfg(test)]
@@ -46,16 +48,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_long_note_is_cut_to_what_the_apiserver_accepts() {
-        let note = "é".repeat(700);
-        let fitted = fit_note(note);
-        assert!(fitted.len() <= MAX_NOTE_BYTES, "{}", fitted.len());
-        assert!(fitted.ends_with('…'));
-        assert!(fitted.starts_with("éé"));
-    }
-
-    #[test]
-    fn a_short_note_is_kept_whole() {
-        assert_eq!(fit_note("scaled 1 → 2".into()), "scaled 1 → 2");
+    fn a_long_note_is_cut_to_the_apiserver_limit_at_a_character_boundary() {
+        assert_eq!(truncate_note("short".into()), "short");
+        let long = "é".repeat(800);
+        let cut = truncate_note(long);
+        assert!(cut.len() <= MAX_NOTE_BYTES, "{}", cut.len());
+        assert!(cut.ends_with('…') && cut.starts_with("éé"));
+        let exact = "a".repeat(MAX_NOTE_BYTES);
+        assert_eq!(truncate_note(exact.clone()), exact);
     }
 }

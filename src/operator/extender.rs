@@ -9,6 +9,13 @@
 //! The extender has no reserve/unreserve hooks, so it binds pods itself (`bindVerb`) and records
 //! each binding as *assumed* in the view until the watch shows the pod bound; later decisions in
 //! the same burst therefore see the capacity, isolation and spread those pods take.
+//!
+//! Binding is an action, so it is receipted (`bind`, decision kind `placement.bind`) and only the
+//! Lease holder binds: a bind on another replica is refused with an error (the scheduler retries;
+//! the chart's extender Service routes to the pod labelled `mom.hypersync.io/leader=true`). The
+//! receipt is written before the Binding is created; at `full_audit` a receipt that cannot be
+//! written means no binding (the error goes back to the scheduler, a `ReceiptWriteFailed`
+//! Warning Event to the pod).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,10 +28,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Resource;
 use kube::api::{Api, PostParams};
+use kube::runtime::events::{EventType, Recorder};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
+use super::crd::momconfig::VerificationLevel;
 use super::metrics::Metrics;
+use super::receipts::ReceiptWriter;
 use super::view::{SharedView, pod_record};
 use crate::placement;
 
@@ -94,7 +106,17 @@ pub struct ExtenderState {
     pub view: SharedView,
     pub metrics: Arc<Metrics>,
     pub client: Option<kube::Client>,
+    /// `true` while this replica holds the Lease: only the leader binds.
+    pub leading: watch::Receiver<bool>,
+    /// Writes the `bind` receipts (the operator's one writer).
+    pub writer: Option<Arc<ReceiptWriter>>,
+    /// Publishes Events on the pods (e.g. `ReceiptWriteFailed`).
+    pub recorder: Option<Recorder>,
 }
+
+/// The error a replica that does not hold the Lease answers a bind with.
+pub const NOT_LEADER: &str = "this replica is not the leader (it does not hold the Lease), so it does not bind; \
+     the scheduler retries (route the extender Service to the pod labelled mom.hypersync.io/leader=true)";
 
 pub fn router(state: ExtenderState) -> Router {
     Router::new()
@@ -281,8 +303,13 @@ async fn bind_handler(State(state): State<ExtenderState>, body: Bytes) -> Respon
     .into_response()
 }
 
-/// Binds the pod through the API and records the binding as assumed.
+/// Binds the pod through the API (leader only, after its `bind` receipt) and records the
+/// binding as assumed.
 async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(), String> {
+    if !*state.leading.borrow() {
+        tracing::debug!(pod = %args.pod_name, namespace = %args.pod_namespace, node = %args.node, "bind refused: not the leader");
+        return Err(NOT_LEADER.into());
+    }
     let client = state.client.clone().ok_or("the extender has no API client")?;
     let pods: Api<Pod> = Api::namespaced(client, &args.pod_namespace);
     let binding = serde_json::json!({
@@ -295,6 +322,15 @@ async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(), S
         .get(&args.pod_name)
         .await
         .map_err(|e| format!("reading pod {}: {e}", args.pod_name))?;
+    // A pod replaced under the same name is not the one the scheduler decided for: no receipt
+    // for a binding the apiserver would refuse (the Binding carries the scheduler's uid).
+    if pod.metadata.uid.as_deref() != Some(args.pod_uid.as_str()) {
+        return Err(format!(
+            "pod {}/{} has uid {:?}, not {} that the scheduler bound: it was replaced",
+            args.pod_namespace, args.pod_name, pod.metadata.uid, args.pod_uid
+        ));
+    }
+    write_receipt(state, args, &pod).await?;
     pods.create_subresource::<serde_json::Value, serde_json::Value>(
         "binding",
         &args.pod_name,
@@ -311,6 +347,94 @@ async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(), S
     Ok(())
 }
 
+/// What a bind decision used, read from the view: the pod's agent and its target, the node's
+/// position, κ; and the recording level in force.
+fn bind_inputs(
+    state: &ExtenderState,
+    args: &ExtenderBindingArgs,
+    pod: &Pod,
+) -> (placement::bind::BindInputs, super::receipts::Recording) {
+    let agent = pod_record(pod).and_then(|r| r.agent);
+    let view = state.view.read().ok();
+    let target = match (&view, &agent) {
+        (Some(v), Some(key)) => v.policy_for(key).map(|p| p.target).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let inputs = placement::bind::BindInputs {
+        namespace: args.pod_namespace.clone(),
+        pod: args.pod_name.clone(),
+        node: args.node.clone(),
+        agent: agent.map(|(_, name)| name),
+        target,
+        node_position: view.as_ref().and_then(|v| v.node_position(&args.node).cloned()),
+        kappa: view.as_ref().map_or(1.0, |v| v.settings.kappa),
+    };
+    let recording = view.map(|v| v.settings.recording).unwrap_or_default();
+    (inputs, recording)
+}
+
+/// Records the bind before it is made (write-ahead at `full_audit`). At `full_audit` a failed
+/// write is returned (no binding) and reported as a `ReceiptWriteFailed` Warning on the pod;
+/// below it the bind goes ahead, as for every other action.
+async fn write_receipt(state: &ExtenderState, args: &ExtenderBindingArgs, pod: &Pod) -> Result<(), String> {
+    use crate::receipts::{Action, SubjectRef};
+    let (inputs, recording) = bind_inputs(state, args, pod);
+    if recording.level == VerificationLevel::None {
+        return Ok(());
+    }
+    let Some(writer) = &state.writer else {
+        return match recording.level {
+            VerificationLevel::FullAudit => {
+                Err("the extender has no receipt writer, so it does not bind at full_audit".into())
+            }
+            _ => Ok(()),
+        };
+    };
+    let subject = SubjectRef {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        namespace: args.pod_namespace.clone(),
+        name: args.pod_name.clone(),
+        uid: Some(args.pod_uid.clone()),
+    };
+    let inputs_json = serde_json::to_value(&inputs).map_err(|e| format!("bind inputs: {e}"))?;
+    let decision = placement::bind::decision(&inputs);
+    match writer
+        .record(recording, Action::Bind, subject, decision, &inputs_json)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(err) if recording.level == VerificationLevel::FullAudit => {
+            // The apiserver's own message, not the whole Status dump.
+            let cause = match &err {
+                super::receipts::WriteError::Api(kube::Error::Api(status)) => status.message.clone(),
+                other => other.to_string(),
+            };
+            let message = format!(
+                "the receipt for binding {}/{} to {} could not be written, so the pod was not bound: {cause}",
+                args.pod_namespace, args.pod_name, args.node
+            );
+            if let Some(recorder) = &state.recorder {
+                super::events::publish(
+                    recorder,
+                    &pod.object_ref(&()),
+                    EventType::Warning,
+                    "Record",
+                    "ReceiptWriteFailed",
+                    message.clone(),
+                )
+                .await;
+            }
+            tracing::warn!(pod = %args.pod_name, namespace = %args.pod_namespace, error = %err, "bind not made: its receipt could not be written");
+            Err(message)
+        }
+        Err(err) => {
+            tracing::warn!(pod = %args.pod_name, namespace = %args.pod_namespace, error = %err, "receipt not written (level below full_audit: binding anyway)");
+            Ok(())
+        }
+    }
+}
+
 /// Serves the extender until `shutdown` turns true.
 pub async fn serve<L>(listener: L, state: ExtenderState, mut shutdown: tokio::sync::watch::Receiver<bool>)
 where
@@ -324,5 +448,65 @@ where
         .await;
     if let Err(err) = result {
         tracing::error!(error = %err, "extender server failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(leading: bool) -> (ExtenderState, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(leading);
+        let state = ExtenderState {
+            view: Default::default(),
+            metrics: Arc::new(Metrics::default()),
+            client: None,
+            leading: rx,
+            writer: None,
+            recorder: None,
+        };
+        (state, tx)
+    }
+
+    fn args() -> ExtenderBindingArgs {
+        parse(br#"{"PodName":"web-1","PodNamespace":"team-a","PodUID":"u-1","Node":"n-0"}"#).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_does_not_lead_refuses_to_bind_before_touching_the_api() {
+        let (state, _tx) = state(false);
+        let err = bind(&state, &args()).await.unwrap_err();
+        assert_eq!(err, NOT_LEADER);
+        assert!(err.contains("not the leader"));
+    }
+
+    #[tokio::test]
+    async fn the_leader_goes_on_to_bind_and_a_follower_that_takes_the_lease_does_too() {
+        let (state, tx) = state(false);
+        assert_eq!(bind(&state, &args()).await.unwrap_err(), NOT_LEADER);
+        tx.send_replace(true);
+        // Past the leadership check: without an API client it stops at the next step.
+        let err = bind(&state, &args()).await.unwrap_err();
+        assert_eq!(err, "the extender has no API client");
+    }
+
+    #[test]
+    fn bind_inputs_of_a_pod_without_an_agent_have_no_target_and_an_unknown_node_no_position() {
+        let (state, _tx) = state(true);
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-1", "namespace": "team-a", "uid": "u-1"},
+            "spec": {"containers": [{"name": "c", "image": "pause"}]}
+        }))
+        .unwrap();
+        let (inputs, recording) = bind_inputs(&state, &args(), &pod);
+        assert_eq!(
+            (inputs.namespace.as_str(), inputs.pod.as_str(), inputs.node.as_str()),
+            ("team-a", "web-1", "n-0")
+        );
+        assert_eq!(inputs.agent, None);
+        assert!(inputs.target.is_empty());
+        assert_eq!(inputs.node_position, None);
+        assert_eq!(recording.level, VerificationLevel::FullAudit);
+        assert_eq!(placement::bind::outcome(&inputs).distance_from_target, None);
     }
 }

@@ -200,3 +200,111 @@ impl LeaderElector {
         }
     }
 }
+
+/// Label the leader puts on its own pod (value `"true"`), so a Service can route to the leader
+/// only (the chart's extender Service selects it: only the leader binds).
+pub const LEADER_LABEL: &str = "mom.hypersync.io/leader";
+
+/// This process's pod `(namespace, name)` from the downward API (`POD_NAMESPACE`, `POD_NAME`),
+/// or `None` when either is unset or empty (e.g. run outside a pod).
+pub fn own_pod(namespace: Option<String>, name: Option<String>) -> Option<(String, String)> {
+    let namespace = namespace.filter(|s| !s.is_empty())?;
+    let name = name.filter(|s| !s.is_empty())?;
+    Some((namespace, name))
+}
+
+/// The merge patch that sets the leader label (`leading`) or removes it.
+pub fn leader_label_patch(leading: bool) -> serde_json::Value {
+    let value = if leading {
+        serde_json::Value::String("true".into())
+    } else {
+        serde_json::Value::Null
+    };
+    serde_json::json!({ "metadata": { "labels": { LEADER_LABEL: value } } })
+}
+
+/// Keeps [`LEADER_LABEL`] on this process's pod while it leads: removes it at start-up (a
+/// restarted container in the same pod must not keep it), sets it on gaining the Lease, removes
+/// it on losing the Lease and at shutdown. A failed patch is retried every 5 s; a pod that does
+/// not exist is reported once and left alone. Without a pod (`pod` is `None`) it does nothing.
+pub async fn label_own_pod(
+    client: kube::Client,
+    pod: Option<(String, String)>,
+    mut leading: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some((namespace, name)) = pod else {
+        tracing::debug!("POD_NAME/POD_NAMESPACE unset: not labelling a pod as the leader");
+        return;
+    };
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client, &namespace);
+    let patch = |want: bool| {
+        let pods = pods.clone();
+        let name = name.clone();
+        async move {
+            pods.patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(leader_label_patch(want)),
+            )
+            .await
+        }
+    };
+    let mut applied: Option<bool> = None;
+    loop {
+        let want = *leading.borrow_and_update();
+        if applied != Some(want) {
+            match patch(want).await {
+                Ok(_) => {
+                    tracing::info!(pod = %name, namespace = %namespace, leader = want, "leader label updated");
+                    applied = Some(want);
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    tracing::warn!(pod = %name, namespace = %namespace, "POD_NAME names no pod: not labelling the leader");
+                    return;
+                }
+                Err(err) => tracing::warn!(pod = %name, error = %err, "cannot update the leader label; retrying"),
+            }
+        }
+        let retry = applied != Some(want);
+        tokio::select! {
+            changed = leading.changed() => if changed.is_err() { break },
+            _ = shutdown.wait_for(|s| *s) => break,
+            _ = tokio::time::sleep(Duration::from_secs(5)), if retry => {}
+        }
+    }
+    if applied != Some(false) {
+        match patch(false).await {
+            Ok(_) => tracing::info!(pod = %name, "leader label removed at shutdown"),
+            Err(err) => tracing::warn!(pod = %name, error = %err, "cannot remove the leader label at shutdown"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leader_label_patch_sets_true_or_removes_the_label() {
+        assert_eq!(
+            leader_label_patch(true),
+            serde_json::json!({"metadata": {"labels": {"mom.hypersync.io/leader": "true"}}})
+        );
+        assert_eq!(
+            leader_label_patch(false),
+            serde_json::json!({"metadata": {"labels": {"mom.hypersync.io/leader": null}}})
+        );
+    }
+
+    #[test]
+    fn the_own_pod_needs_both_namespace_and_name() {
+        assert_eq!(
+            own_pod(Some("mom-system".into()), Some("mom-0".into())),
+            Some(("mom-system".into(), "mom-0".into()))
+        );
+        assert_eq!(own_pod(None, Some("mom-0".into())), None);
+        assert_eq!(own_pod(Some("mom-system".into()), Some(String::new())), None);
+        assert_eq!(own_pod(Some("mom-system".into()), None), None);
+    }
+}

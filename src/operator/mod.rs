@@ -121,10 +121,25 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let _ = nodes_ready.wait_for(|r| *r).await;
 
     tracing::info!(addr = %extender_bound, tls = extender_tls.is_some(), "serving the scheduler extender");
+    let writer =
+        Arc::new(receipts::ReceiptWriter::new(client.clone(), config.namespace.clone()).with_metrics(metrics.clone()));
+    // Only the leader binds; its pod carries the leader label the extender Service selects.
+    let leader_label = tokio::spawn(leader::label_own_pod(
+        client.clone(),
+        leader::own_pod(std::env::var("POD_NAMESPACE").ok(), std::env::var("POD_NAME").ok()),
+        leading.clone(),
+        shutdown_rx.clone(),
+    ));
     let extender_state = extender::ExtenderState {
         view: view.clone(),
         metrics: metrics.clone(),
         client: Some(client.clone()),
+        leading: leading.clone(),
+        writer: Some(writer.clone()),
+        recorder: Some(kube::runtime::events::Recorder::new(
+            client.clone(),
+            agents::reporter(&config.identity),
+        )),
     };
     let extender_task = match extender_tls {
         Some(acceptor) => {
@@ -137,8 +152,6 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         None => tokio::spawn(extender::serve(extender_listener, extender_state, shutdown_rx.clone())),
     };
 
-    let writer =
-        Arc::new(receipts::ReceiptWriter::new(client.clone(), config.namespace.clone()).with_metrics(metrics.clone()));
     let agent_ctx = Arc::new(agents::AgentContext {
         client: client.clone(),
         view: view.clone(),
@@ -211,6 +224,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         let _ = server.await;
         let _ = extender_task.await;
+        let _ = leader_label.await;
         let _ = agent_controller.await;
         let _ = scaler_task.await;
         let _ = auction_loop.await;

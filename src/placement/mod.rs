@@ -7,6 +7,7 @@
 //! [`AgentPolicy`] (target point, avoid-list, maximum distance, spread rule, replicas placed).
 //! Outputs: [`FilterVerdict`] and a sorted list of `(node, score)`.
 
+pub mod bind;
 mod embed;
 pub mod quantity;
 mod score;

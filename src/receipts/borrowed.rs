@@ -280,6 +280,7 @@ fn action(s: &str) -> Option<Action> {
         "allocate" => Action::Allocate,
         "configure" => Action::Configure,
         "checkpoint" => Action::Checkpoint,
+        "bind" => Action::Bind,
         _ => return None,
     })
 }
@@ -459,6 +460,27 @@ mod tests {
             verify_json_lines(text, keys, &opts),
             parse_json_lines(text).map(|rs| verify_chain(&rs, keys, &opts)),
         )
+    }
+
+    #[test]
+    fn every_action_reads_back_from_its_own_spelling_on_the_borrowed_path() {
+        use crate::receipts::Action as A;
+        let all = [
+            A::Spawn,
+            A::Terminate,
+            A::Scale,
+            A::Migrate,
+            A::Evict,
+            A::Allocate,
+            A::Configure,
+            A::Checkpoint,
+            A::Bind,
+        ];
+        for a in all {
+            assert_eq!(action(a.as_str()), Some(a), "{a:?}");
+            assert_eq!(serde_json::to_value(a).unwrap(), serde_json::json!(a.as_str()));
+        }
+        assert_eq!(action("bound"), None);
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub enum Action {
     Configure,
     /// A signed Merkle tree head over every receipt before it.
     Checkpoint,
+    /// A pod was bound to a node by the scheduler extender (decision kind `placement.bind`).
+    Bind,
 }
 
 impl Action {
@@ -90,6 +92,7 @@ impl Action {
             Action::Allocate => "allocate",
             Action::Configure => "configure",
             Action::Checkpoint => "checkpoint",
+            Action::Bind => "bind",
         }
     }
 }

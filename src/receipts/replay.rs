@@ -110,7 +110,8 @@ impl ReplayRegistry {
         Self::default()
     }
 
-    /// A registry with the built-in kinds (`test.sum`, `scaling.*`, `auction.vcg`, `deschedule.plan`).
+    /// A registry with the built-in kinds (`test.sum`, `scaling.*`, `auction.vcg`,
+    /// `deschedule.plan`, `placement.bind`).
     pub fn with_builtins() -> Self {
         let mut r = Self::new();
         r.register(TEST_SUM_KIND, Box::new(test_sum));
@@ -122,6 +123,10 @@ impl ReplayRegistry {
             Box::new(crate::auction::quota::replay),
         );
         r.register(crate::descheduler::PLAN_KIND, Box::new(crate::descheduler::replay_plan));
+        r.register(
+            crate::placement::bind::BIND_KIND,
+            Box::new(crate::placement::bind::replay),
+        );
         r
     }
 
@@ -282,6 +287,34 @@ mod tests {
         assert_eq!(rep.matched, 2); // 0 via the store, 3 inline
         assert_eq!(rep.without_inputs, 1);
         assert_eq!(rep.unregistered.get("placement.greedy"), Some(&1));
+    }
+
+    #[test]
+    fn recorded_bind_decisions_replay_and_an_edited_distance_is_a_mismatch() {
+        let mut rs = chain(3, 0, &signer(1));
+        let inputs = crate::placement::bind::BindInputs {
+            namespace: "ns".into(),
+            pod: "p".into(),
+            node: "n".into(),
+            agent: Some("a".into()),
+            target: vec![0.1, 0.2],
+            node_position: Some(vec![-0.3, 0.1]),
+            kappa: 1.0,
+        };
+        for r in &mut rs[1..] {
+            r.action = crate::receipts::Action::Bind;
+            r.decision = crate::placement::bind::decision(&inputs);
+            r.inputs_digest = inputs_digest(&r.decision["inputs"]).unwrap();
+        }
+        rs[2].decision["output"]["distanceFromTarget"] = json!(0.5);
+        let rep = ReplayRegistry::with_builtins().replay_all(&rs, &InlineOnly);
+        assert_eq!((rep.replayed, rep.matched), (3, 2));
+        assert_eq!(rep.mismatches.len(), 1);
+        assert_eq!(
+            (rep.mismatches[0].sequence, rep.mismatches[0].what),
+            (2, MismatchKind::Output)
+        );
+        assert_eq!(rep.mismatches[0].kind, "placement.bind");
     }
 
     #[test]

@@ -122,6 +122,8 @@ pub enum ReceiptAction {
     Configure,
     /// A signed checkpoint (Merkle root) of the chain was written.
     Checkpoint,
+    /// A pod was bound to a node by the scheduler extender.
+    Bind,
 }
 
 /// A reference to any Kubernetes object.

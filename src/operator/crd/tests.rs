@@ -216,7 +216,8 @@ fn receipt_spec_is_immutable_and_keeps_the_decision_verbatim() {
             "evict",
             "allocate",
             "configure",
-            "checkpoint"
+            "checkpoint",
+            "bind"
         ]
     );
     assert_eq!(
