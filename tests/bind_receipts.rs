@@ -158,8 +158,9 @@ async fn at_full_audit_a_bind_whose_receipt_is_rejected_is_not_made_until_the_re
     setup();
     let ns = common::TestNamespace::new("bind-denied").await;
     let n = &ns.name;
-    // A real rejection: an admission policy on this namespace refuses Receipts labelled
-    // action=bind (spawn receipts still go through).
+    // A real rejection: an admission policy refuses bind Receipts whose pod is in this
+    // namespace, wherever they are stored (the writer falls back to the operator's namespace
+    // when a tenant namespace refuses a receipt); spawn receipts still go through.
     let policy = format!("deny-bind-receipts-{n}");
     common::apply(&format!(
         r#"{{"apiVersion":"admissionregistration.k8s.io/v1","kind":"ValidatingAdmissionPolicy",
@@ -167,14 +168,13 @@ async fn at_full_audit_a_bind_whose_receipt_is_rejected_is_not_made_until_the_re
             "spec":{{"failurePolicy":"Fail",
               "matchConstraints":{{"resourceRules":[{{"apiGroups":["mom.hypersync.io"],"apiVersions":["*"],
                  "operations":["CREATE"],"resources":["receipts"]}}]}},
-              "validations":[{{"expression":"!has(object.metadata.labels) || object.metadata.labels[?'mom.hypersync.io/action'].orValue('') != 'bind'",
+              "validations":[{{"expression":"!has(object.metadata.labels) || object.metadata.labels[?'mom.hypersync.io/action'].orValue('') != 'bind' || object.spec.subject.namespace != '{n}'",
                                "message":"bind receipts are refused in this namespace (test)"}}]}}}}"#
     ));
     common::apply(&format!(
         r#"{{"apiVersion":"admissionregistration.k8s.io/v1","kind":"ValidatingAdmissionPolicyBinding",
             "metadata":{{"name":"{policy}"}},
-            "spec":{{"policyName":"{policy}","validationActions":["Deny"],
-              "matchResources":{{"namespaceSelector":{{"matchLabels":{{"kubernetes.io/metadata.name":"{n}"}}}}}}}}}}"#
+            "spec":{{"policyName":"{policy}","validationActions":["Deny"]}}}}"#
     ));
     let cleanup = PolicyGuard(policy.clone());
     // Wait until the policy is in force: a server-side dry run of a valid bind receipt is refused.

@@ -111,6 +111,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(f) = &args.file {
         live = Some(read_receipts(f)?);
     }
+    // Sequences each namespace's tenants prove: a stored receipt is uncheckpointed only when no
+    // tenant's bundle in the ConfigMap holds it (a namespace may hold several tenants).
+    let proven_by: Vec<(String, String, std::collections::BTreeSet<u64>)> = bundles
+        .iter()
+        .map(|b| {
+            let seqs = b.receipts.iter().map(|p| p.receipt.sequence).collect();
+            (b.namespace.clone(), b.tenant.clone(), seqs)
+        })
+        .collect();
     if let Some(t) = &args.tenant {
         bundles.retain(|b| &b.tenant == t);
         if bundles.is_empty() {
@@ -133,9 +142,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let reports: Vec<BundleReport> = bundles
         .iter()
         .map(|b| {
+            let others: std::collections::BTreeSet<u64> = proven_by
+                .iter()
+                .filter(|(ns, tenant, _)| *ns == b.namespace && *tenant != b.tenant)
+                .flat_map(|(_, _, seqs)| seqs.iter().copied())
+                .collect();
             let mine: Option<Vec<Receipt>> = live.as_ref().map(|l| {
                 l.iter()
-                    .filter(|r| r.subject.namespace == b.namespace)
+                    .filter(|r| r.subject.namespace == b.namespace && !others.contains(&r.sequence))
                     .cloned()
                     .collect()
             });

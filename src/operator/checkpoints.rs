@@ -456,8 +456,16 @@ pub async fn publish_bundles(
         if ns.is_empty() || ns == operator_namespace {
             continue;
         }
+        // A bind receipt's subject is the pod; its tenant is its agent's.
+        let owner = match (
+            r.subject.kind.as_str(),
+            r.decision.get("agent").and_then(|a| a.as_str()),
+        ) {
+            ("Pod", Some(agent)) => agent.to_string(),
+            _ => r.subject.name.clone(),
+        };
         let tenant = tenants
-            .get(&(ns.to_string(), r.subject.name.clone()))
+            .get(&(ns.to_string(), owner))
             .cloned()
             .unwrap_or_else(|| UNATTRIBUTED.to_string());
         groups.entry(ns).or_default().entry(tenant).or_default().push(r);
