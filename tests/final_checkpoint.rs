@@ -112,25 +112,6 @@ fn agent(ns: &str, name: &str, replicas: i32) -> GeometricAgent {
     .unwrap()
 }
 
-/// Runs `mom verify ARGS --format json`; returns (success, JSON output).
-fn mom_verify(args: &[&str]) -> (bool, serde_json::Value) {
-    let cp = common::control_plane();
-    let out = Command::new(env!("CARGO_BIN_EXE_mom"))
-        .arg("verify")
-        .args(args)
-        .args(["--format", "json"])
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .output()
-        .unwrap();
-    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "mom verify {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.success(), json)
-}
-
 /// The checkpoint receipt in the tenant bundle ConfigMap of `ns`, if any.
 async fn bundle_checkpoint(client: &kube::Client, ns: &str) -> Option<Receipt> {
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
@@ -252,23 +233,15 @@ async fn sigterm_makes_the_leader_seal_its_receipts_in_a_final_checkpoint_and_no
     let log = operator_log("leader-a");
     assert!(log.contains("final checkpoint written"), "{log}");
 
-    let published = Api::<ConfigMap>::namespaced(client.clone(), "mom-system")
-        .get("mom-receipt-public-keys")
-        .await
-        .unwrap()
-        .data
-        .unwrap()
-        .into_values()
-        .next()
-        .unwrap();
-    let (ok, report) = mom_verify(&["--cluster", "--public-key", &published]);
+    let published = common::published_keys(&client).await.remove(0);
+    let (ok, report) = common::mom_verify(&["--cluster", "--public-key", &published]);
     assert!(ok, "the sealed chain must verify: {report}");
     assert_eq!(report["report"]["checkpointsRecomputed"], 1, "{report}");
 
     // The tenant's bundle was mirrored before the exit, for that checkpoint.
     let mirrored = bundle_checkpoint(&client, &ns.name).await.expect("a bundle ConfigMap");
     assert_eq!(mirrored, sealed);
-    let (ok, report) = mom_verify(&["--tenant-bundle", &ns.name, "--public-key", &published]);
+    let (ok, report) = common::mom_verify(&["--tenant-bundle", &ns.name, "--public-key", &published]);
     assert!(ok, "{report}");
     let reports = report["reports"].as_array().unwrap();
     assert_eq!(reports.len(), 1, "{report}");
@@ -322,7 +295,7 @@ async fn sigterm_makes_the_leader_seal_its_receipts_in_a_final_checkpoint_and_no
     assert!(!operator_log("leader-c").contains("final checkpoint written"));
     // Its checkpoint's bundle is out (by the loop, or by the shutdown if the loop had not yet).
     assert_eq!(bundle_checkpoint(&client, &ns.name).await, Some(sealed));
-    let (ok, report) = mom_verify(&["--cluster", "--public-key", &published]);
+    let (ok, report) = common::mom_verify(&["--cluster", "--public-key", &published]);
     assert!(ok, "{report}");
 
     // A final checkpoint that cannot be written (the apiserver refuses new receipts) is logged;

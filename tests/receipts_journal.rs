@@ -9,14 +9,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use mom::operator::crd::Receipt as ReceiptObject;
 use mom::operator::receipts::{
-    JOURNAL_CONFIGMAP, JOURNAL_KEY, KEY_FIELD, KEY_SECRET, PUBLIC_KEYS_CONFIGMAP, ReceiptWriter, Recording,
-    journal_text, receipt_object,
+    JOURNAL_CONFIGMAP, JOURNAL_KEY, KEY_FIELD, KEY_SECRET, ReceiptWriter, Recording, journal_text, receipt_object,
 };
 use mom::receipts::chain::{ChainBuilder, ChainHead};
 use mom::receipts::signing::Signer;
@@ -82,19 +80,12 @@ async fn write_journal(client: &kube::Client, text: String) {
 /// `mom verify --cluster` trusting the writer's published key; the (sequence, kind) of every
 /// problem at or after `from`.
 async fn problems_from(client: &kube::Client, from: u64) -> BTreeSet<(u64, String)> {
-    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), OPERATOR_NS);
-    let keys = maps.get(PUBLIC_KEYS_CONFIGMAP).await.unwrap().data.unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mom"));
-    cmd.args(["verify", "--cluster", "--format", "json"]);
-    for key in keys.values() {
-        cmd.args(["--public-key", key]);
+    let keys = common::published_keys(client).await;
+    let mut args = vec!["--cluster"];
+    for key in &keys {
+        args.extend(["--public-key", key.as_str()]);
     }
-    let out = cmd
-        .env("KUBECONFIG", &common::control_plane().kubeconfig)
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("verify printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    let (_, report) = common::mom_verify(&args);
     report["report"]["problems"]
         .as_array()
         .unwrap()

@@ -10,11 +10,9 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams};
 use mom::operator::crd::{MomConfig, Receipt as ReceiptObject};
 
@@ -92,16 +90,11 @@ fn probe_receipt(namespace: &str) -> String {
     serde_json::to_string(&object).unwrap()
 }
 
-/// Whether creating `probe` in `namespace` is refused with `message`; a probe that got through
-/// (the policy not yet in force) is deleted again so it never joins the chain.
-fn refused(probe: &str, namespace: &str, message: &str) -> Option<()> {
-    let (ok, _, err) = common::kubectl(&["create", "-f", "-"], Some(probe));
-    if ok {
-        let (deleted, _, err) = common::kubectl(&["delete", "receipt", "probe", "-n", namespace], None);
-        assert!(deleted, "removing a probe receipt that got through: {err}");
-        return None;
-    }
-    err.contains(message).then_some(())
+/// Whether a server-side dry run of creating `probe` is refused with `message` (a dry run, so
+/// a probe that gets through never joins the chain).
+fn refused(probe: &str, message: &str) -> Option<()> {
+    let (ok, _, err) = common::kubectl(&["create", "--dry-run=server", "-f", "-"], Some(probe));
+    (!ok && err.contains(message)).then_some(())
 }
 
 /// MomConfig `default`'s ReceiptsWritable condition: (status, message).
@@ -126,10 +119,10 @@ async fn refused_receipts_hold_the_action_and_say_why_and_a_refusing_namespace_d
 
     // 1. Every receipt refused: nothing happens, and the operator says why.
     let everywhere = Refusal::new("mom-test-refuse-all", None);
-    // The policy is in force once an admin's create of a valid receipt is refused too.
+    // The policy is in force once an admin's (dry-run) create of a valid receipt is refused too.
     let probe = |namespace: &str| probe_receipt(namespace);
     common::eventually("the refusal policy in force", Duration::from_secs(30), || async {
-        refused(&probe("default"), "default", "receipts refused by mom-test-refuse-all")
+        refused(&probe("default"), "receipts refused by mom-test-refuse-all")
     })
     .await;
     common::apply(&agent(n, "held", 1));
@@ -186,7 +179,7 @@ async fn refused_receipts_hold_the_action_and_say_why_and_a_refusing_namespace_d
     // 3. Only the tenant's namespace refuses: the receipt goes to mom-system, the action runs.
     let _tenant_only = Refusal::new("mom-test-refuse-tenant", Some(n));
     common::eventually("the tenant refusal in force", Duration::from_secs(30), || async {
-        refused(&probe(n), n, "receipts refused by mom-test-refuse-tenant")
+        refused(&probe(n), "receipts refused by mom-test-refuse-tenant")
     })
     .await;
     common::apply(&agent(n, "displaced", 2));
@@ -205,27 +198,14 @@ async fn refused_receipts_hold_the_action_and_say_why_and_a_refusing_namespace_d
     assert_eq!(displaced[0].spec.subject.namespace, n);
 
     // The whole chain verifies: no hole where receipts were refused or moved.
-    let keys = Api::<ConfigMap>::namespaced(client.clone(), "mom-system")
-        .get("mom-receipt-public-keys")
-        .await
-        .unwrap()
-        .data
-        .unwrap();
-    let mut verify = Command::new(env!("CARGO_BIN_EXE_mom"));
-    verify.args(["verify", "--cluster", "--format", "json"]);
-    for key in keys.values() {
-        verify.args(["--public-key", key]);
+    let keys = common::published_keys(&client).await;
+    let mut args = vec!["--cluster"];
+    for key in &keys {
+        args.extend(["--public-key", key.as_str()]);
     }
-    let out = verify
-        .env("KUBECONFIG", &common::control_plane().kubeconfig)
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let problems: BTreeSet<String> = report["report"]["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.to_string())
-        .collect();
-    assert!(out.status.success() && problems.is_empty(), "{report}");
+    let (ok, report) = common::mom_verify(&args);
+    assert!(
+        ok && report["report"]["problems"].as_array().is_some_and(Vec::is_empty),
+        "{report}"
+    );
 }

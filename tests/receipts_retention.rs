@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -17,23 +16,6 @@ use mom::operator::crd::Receipt as ReceiptObject;
 use mom::receipts::{Action, Receipt};
 
 const KEEP_LAST: u64 = 8;
-
-fn mom_verify(args: &[&str]) -> (bool, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mom"))
-        .arg("verify")
-        .args(args)
-        .args(["--format", "json"])
-        .env("KUBECONFIG", &common::control_plane().kubeconfig)
-        .output()
-        .unwrap();
-    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "mom verify {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.success(), json)
-}
 
 async fn chain(client: &kube::Client) -> Vec<(String, Receipt)> {
     let api: Api<ReceiptObject> = Api::all(client.clone());
@@ -135,16 +117,8 @@ async fn pruned_receipts_leave_a_chain_that_starts_at_a_checkpoint_and_still_ver
     let contiguous: Vec<u64> = (first.sequence..=last.sequence).collect();
     assert_eq!(sequences, contiguous, "retention must delete only a prefix");
 
-    let published = Api::<ConfigMap>::namespaced(client.clone(), "mom-system")
-        .get("mom-receipt-public-keys")
-        .await
-        .unwrap()
-        .data
-        .unwrap()
-        .into_values()
-        .next()
-        .unwrap();
-    let (ok, report) = mom_verify(&["--cluster", "--public-key", &published]);
+    let published = common::published_keys(&client).await.remove(0);
+    let (ok, report) = common::mom_verify(&["--cluster", "--public-key", &published]);
     assert!(ok, "the pruned chain must verify: {report}");
     assert_eq!(report["report"]["startsAtCheckpoint"], true, "{report}");
 
@@ -168,18 +142,8 @@ async fn pruned_receipts_leave_a_chain_that_starts_at_a_checkpoint_and_still_ver
             "--public-key",
             published.as_str(),
         ];
-        async move {
-            // Until the bundle is republished, `mom verify` may find none (an error, no JSON).
-            let out = Command::new(env!("CARGO_BIN_EXE_mom"))
-                .arg("verify")
-                .args(args)
-                .args(["--format", "json"])
-                .env("KUBECONFIG", &common::control_plane().kubeconfig)
-                .output()
-                .ok()?;
-            let report: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-            out.status.success().then_some(report)
-        }
+        // Until the bundle is republished, `mom verify` may find none (an error, no report).
+        async move { common::try_mom_verify(&args).and_then(|(ok, report)| ok.then_some(report)) }
     })
     .await;
     let verified: u64 = report["reports"]

@@ -58,25 +58,6 @@ fn start_operator() -> common::Operator {
     )
 }
 
-/// Runs `mom verify ARGS --format json`; returns (success, JSON output).
-fn mom_verify(args: &[&str]) -> (bool, serde_json::Value) {
-    let cp = common::control_plane();
-    let out = Command::new(env!("CARGO_BIN_EXE_mom"))
-        .arg("verify")
-        .args(args)
-        .args(["--format", "json"])
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .output()
-        .unwrap();
-    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "mom verify {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.success(), json)
-}
-
 fn agent(ns: &str, i: usize, tenant: &str, replicas: i32) -> GeometricAgent {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "mom.hypersync.io/v1alpha1", "kind": "GeometricAgent",
@@ -300,16 +281,8 @@ async fn a_thousand_actions_verify_clean_and_an_edit_a_deletion_and_a_forgery_ar
         .await;
     }
 
-    let published = Api::<ConfigMap>::namespaced(client.clone(), "mom-system")
-        .get("mom-receipt-public-keys")
-        .await
-        .unwrap()
-        .data
-        .unwrap()
-        .into_values()
-        .next()
-        .unwrap();
-    let (ok, report) = mom_verify(&["--cluster", "--public-key", &published]);
+    let published = common::published_keys(&client).await.remove(0);
+    let (ok, report) = common::mom_verify(&["--cluster", "--public-key", &published]);
     assert!(ok, "the untouched chain must verify: {report}");
     assert_eq!(report["report"]["firstSequence"], 0);
     assert!(
@@ -318,7 +291,7 @@ async fn a_thousand_actions_verify_clean_and_an_edit_a_deletion_and_a_forgery_ar
     );
 
     for (tenant, ns) in &tenants {
-        let (ok, report) = mom_verify(&["--tenant-bundle", &ns.name, "--public-key", &published]);
+        let (ok, report) = common::mom_verify(&["--tenant-bundle", &ns.name, "--public-key", &published]);
         assert!(ok, "{report}");
         let reports = report["reports"].as_array().unwrap();
         assert_eq!(reports.len(), 1, "one tenant per namespace: {report}");
@@ -459,7 +432,7 @@ async fn a_thousand_actions_verify_clean_and_an_edit_a_deletion_and_a_forgery_ar
         deleted.spec.sequence as u64,
         target.sequence,
     );
-    let (ok, report) = mom_verify(&["--cluster", "--public-key", &published]);
+    let (ok, report) = common::mom_verify(&["--cluster", "--public-key", &published]);
     assert!(!ok, "verify passed a tampered chain");
     let found = problems(&report);
     for want in [(e, "edited"), (d, "missing"), (s, "inserted")] {
@@ -477,14 +450,14 @@ async fn a_thousand_actions_verify_clean_and_an_edit_a_deletion_and_a_forgery_ar
     println!("mom verify --cluster named: {found:?}");
 
     // The tenants see it too, from their own namespaces only.
-    let (ok, report) = mom_verify(&["--tenant-bundle", acme_ns, "--public-key", &published]);
+    let (ok, report) = common::mom_verify(&["--tenant-bundle", acme_ns, "--public-key", &published]);
     assert!(!ok);
     assert_eq!(
         bundle_problems(&report),
         BTreeSet::from([(e, "edited".to_string()), (s, "edited".to_string())]),
         "{report}"
     );
-    let (ok, report) = mom_verify(&["--tenant-bundle", globex_ns, "--public-key", &published]);
+    let (ok, report) = common::mom_verify(&["--tenant-bundle", globex_ns, "--public-key", &published]);
     assert!(!ok);
     assert_eq!(
         bundle_problems(&report),

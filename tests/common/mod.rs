@@ -525,3 +525,34 @@ impl Drop for Operator {
 pub fn free_addr() -> String {
     format!("127.0.0.1:{}", free_port())
 }
+
+/// Runs `mom verify ARGS --format json` against the test control plane; `None` when it printed
+/// no JSON (e.g. a tenant bundle not published yet), else (success, report).
+pub fn try_mom_verify(args: &[&str]) -> Option<(bool, serde_json::Value)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_mom"))
+        .arg("verify")
+        .args(args)
+        .args(["--format", "json"])
+        .env("KUBECONFIG", &control_plane().kubeconfig)
+        .output()
+        .expect("running mom verify");
+    let report = serde_json::from_slice(&out.stdout).ok()?;
+    Some((out.status.success(), report))
+}
+
+/// [`try_mom_verify`] that must print a report.
+pub fn mom_verify(args: &[&str]) -> (bool, serde_json::Value) {
+    try_mom_verify(args).unwrap_or_else(|| panic!("mom verify {args:?} printed no JSON report"))
+}
+
+/// The receipt signing keys the operator published (`mom-system/mom-receipt-public-keys`).
+pub async fn published_keys(client: &kube::Client) -> Vec<String> {
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), "mom-system")
+        .get("mom-receipt-public-keys")
+        .await
+        .expect("reading mom-system/mom-receipt-public-keys")
+        .data
+        .unwrap_or_default()
+        .into_values()
+        .collect()
+}
