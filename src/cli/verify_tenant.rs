@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use mom::receipts::Receipt;
-use mom::receipts::tenant::{BundleReport, TenantBundle, parse_bundle, verify_bundle};
+use mom::receipts::tenant::{BundleReport, TenantBundle, parse_bundle, verify_bundles};
 
 use super::verify::{Args, Format, load_keys, read_receipts};
 
@@ -111,15 +111,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(f) = &args.file {
         live = Some(read_receipts(f)?);
     }
-    // Sequences each namespace's tenants prove: a stored receipt is uncheckpointed only when no
-    // tenant's bundle in the ConfigMap holds it (a namespace may hold several tenants).
-    let proven_by: Vec<(String, String, std::collections::BTreeSet<u64>)> = bundles
-        .iter()
-        .map(|b| {
-            let seqs = b.receipts.iter().map(|p| p.receipt.sequence).collect();
-            (b.namespace.clone(), b.tenant.clone(), seqs)
-        })
-        .collect();
+    let all_bundles = bundles.clone();
     if let Some(t) = &args.tenant {
         bundles.retain(|b| &b.tenant == t);
         if bundles.is_empty() {
@@ -139,23 +131,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         bail!("give a trusted key with --public-key FILE|HEX (none published with the bundle)");
     }
     let keys = load_keys(&key_sources)?;
-    let reports: Vec<BundleReport> = bundles
-        .iter()
-        .map(|b| {
-            let others: std::collections::BTreeSet<u64> = proven_by
-                .iter()
-                .filter(|(ns, tenant, _)| *ns == b.namespace && *tenant != b.tenant)
-                .flat_map(|(_, _, seqs)| seqs.iter().copied())
-                .collect();
-            let mine: Option<Vec<Receipt>> = live.as_ref().map(|l| {
-                l.iter()
-                    .filter(|r| r.subject.namespace == b.namespace && !others.contains(&r.sequence))
-                    .cloned()
-                    .collect()
-            });
-            verify_bundle(b, &keys, mine.as_deref())
-        })
-        .collect();
+    // Every tenant of the ConfigMap takes part (one tenant's receipts are not another's
+    // problem); --tenant only selects which reports are shown.
+    let mut reports: Vec<BundleReport> = verify_bundles(&all_bundles, &keys, live.as_deref());
+    if let Some(t) = &args.tenant {
+        reports.retain(|r| &r.tenant == t);
+    }
     let ok = reports.iter().all(BundleReport::is_ok);
     match args.format {
         Format::Json => {

@@ -378,6 +378,30 @@ fn problem(sequence: u64, kind: &str, detail: impl Into<String>) -> BundleProble
     }
 }
 
+/// Verifies every tenant bundle of one ConfigMap with [`verify_bundle`]. A namespace may hold
+/// several tenants: a stored receipt of the namespace is checked against a tenant's bundle
+/// unless another tenant's bundle in `bundles` proves it, so one tenant's receipts are never
+/// named `not_checkpointed` in another's report.
+pub fn verify_bundles(bundles: &[TenantBundle], keys: &TrustedKeys, live: Option<&[Receipt]>) -> Vec<BundleReport> {
+    bundles
+        .iter()
+        .map(|b| {
+            let others: std::collections::BTreeSet<u64> = bundles
+                .iter()
+                .filter(|o| o.namespace == b.namespace && o.tenant != b.tenant)
+                .flat_map(|o| o.receipts.iter().map(|p| p.receipt.sequence))
+                .collect();
+            let mine: Option<Vec<Receipt>> = live.map(|l| {
+                l.iter()
+                    .filter(|r| r.subject.namespace == b.namespace && !others.contains(&r.sequence))
+                    .cloned()
+                    .collect()
+            });
+            verify_bundle(b, keys, mine.as_deref())
+        })
+        .collect()
+}
+
 /// Checks every proof of `bundle` against its checkpoint's tree head signed by a key in `keys`;
 /// with `live` (the receipts now stored in the tenant's namespace), also names each live receipt
 /// that differs from its checkpointed version (`edited`), each checkpointed one that is gone
@@ -581,6 +605,34 @@ mod tests {
             out.push(b.seal(d).unwrap());
         }
         out
+    }
+
+    #[test]
+    fn two_tenants_in_one_namespace_do_not_name_each_others_receipts() {
+        let rs = two_tenant_chain();
+        let cp = rs.iter().rev().find(|r| r.action == Action::Checkpoint).unwrap();
+        let size = CheckpointDecision::from_receipt(cp).unwrap().tree_size;
+        let mut tree = PartialTree::from_chain(&rs, size);
+        let in_a: Vec<&Receipt> = rs.iter().filter(|r| r.subject.namespace == "a").collect();
+        let (x, y): (Vec<&Receipt>, Vec<&Receipt>) = in_a.iter().partition(|r| r.sequence % 4 == 0);
+        let bx = build_bundle(&mut tree, cp, "x", "a", &x, 1 << 20).unwrap();
+        let by = build_bundle(&mut tree, cp, "y", "a", &y, 1 << 20).unwrap();
+        let live: Vec<Receipt> = in_a.iter().map(|r| (*r).clone()).collect();
+        let reports = verify_bundles(&[bx.clone(), by], &keys(), Some(&live));
+        assert!(reports.iter().all(BundleReport::is_ok), "{reports:?}");
+        assert_eq!(reports.iter().map(|r| r.verified).sum::<usize>(), 12);
+        // Without y's bundle nobody proves y's receipts: x's report names those the checkpoint
+        // covers.
+        let alone = verify_bundles(&[bx], &keys(), Some(&live));
+        let named: Vec<u64> = alone[0]
+            .problems
+            .iter()
+            .filter(|p| p.kind == "not_checkpointed")
+            .map(|p| p.sequence)
+            .collect();
+        let ys: Vec<u64> = y.iter().map(|r| r.sequence).filter(|s| *s < size).collect();
+        assert!(!ys.is_empty());
+        assert_eq!(named, ys);
     }
 
     #[test]
