@@ -50,6 +50,8 @@ pub enum WriteError {
     Stored(String, String),
     #[error("receipt not persisted: {0}")]
     NotPersisted(String),
+    #[error("receipt refused: {0}")]
+    Refused(String),
 }
 
 /// What the writer is configured to record (from the MomConfig `default`).
@@ -477,9 +479,11 @@ impl ReceiptWriter {
         }
         if persisted == sealed.len() {
             *builder = scratch;
-        } else {
-            // Some receipts may exist past the first missing one: reload (and replay the
-            // journal) before the next write.
+        } else if !results.iter().all(|r| r.as_ref().is_err_and(refused_for_sure)) {
+            // Some receipts may exist past the first missing one (or a write's fate is
+            // unknown): reload (and replay the journal) before the next write. When the
+            // apiserver refused every one of them, nothing moved and the head stays; no need
+            // to list the whole chain again on each retry of a refused action.
             *guard = None;
         }
         let mut head = None;
@@ -526,14 +530,21 @@ impl ReceiptWriter {
                 tracing::warn!(sequence = receipt.sequence, namespace, reason = %s.message,
                     operator_namespace = %self.namespace, "namespace refused the receipt; storing it in the operator's namespace");
                 self.create_receipt(receipt, &self.namespace).await.map_err(|fallback| {
-                    let fallback = match fallback {
-                        WriteError::Api(kube::Error::Api(f)) => f.message,
-                        other => other.to_string(),
-                    };
-                    WriteError::NotPersisted(format!(
-                        "namespace {namespace} refused receipt {}: {}; and so did {}: {fallback}",
-                        receipt.sequence, s.message, self.namespace
-                    ))
+                    let message = format!(
+                        "namespace {namespace} refused receipt {}: {}; and so did {}: {}",
+                        receipt.sequence,
+                        s.message,
+                        self.namespace,
+                        match &fallback {
+                            WriteError::Api(kube::Error::Api(f)) => f.message.clone(),
+                            other => other.to_string(),
+                        }
+                    );
+                    if refused_for_sure(&fallback) {
+                        WriteError::Refused(message)
+                    } else {
+                        WriteError::NotPersisted(message)
+                    }
                 })
             }
             other => other,
@@ -609,6 +620,16 @@ impl ReceiptWriter {
             tracing::info!(created, "re-created receipts from the journal of an interrupted batch");
         }
         Ok(created)
+    }
+}
+
+/// Whether a failed create certainly persisted nothing: the apiserver answered with a client
+/// error other than a conflict (someone else holds that sequence) or throttling.
+fn refused_for_sure(error: &WriteError) -> bool {
+    match error {
+        WriteError::Api(kube::Error::Api(s)) => (400..500).contains(&s.code) && s.code != 409 && s.code != 429,
+        WriteError::Refused(_) => true,
+        _ => false,
     }
 }
 
@@ -741,6 +762,25 @@ mod tests {
         text.push_str("{\"namespace\": \"c\", \"receipt\": {\"sequence\": \"x\"}}\n");
         let err = parse_journal(&text).unwrap_err().to_string();
         assert!(err.contains("mom-receipt-journal line 3"), "{err}");
+    }
+
+    #[test]
+    fn only_a_plain_refusal_counts_as_nothing_persisted() {
+        let api = |code: u16| {
+            WriteError::Api(kube::Error::Api(
+                kube::core::Status::failure("refused", "Invalid")
+                    .with_code(code)
+                    .boxed(),
+            ))
+        };
+        assert!(refused_for_sure(&api(422)));
+        assert!(refused_for_sure(&api(403)));
+        assert!(refused_for_sure(&WriteError::Refused("both namespaces".into())));
+        // Someone else wrote that sequence, throttling, a server error: the state is unknown.
+        assert!(!refused_for_sure(&api(409)));
+        assert!(!refused_for_sure(&api(429)));
+        assert!(!refused_for_sure(&api(500)));
+        assert!(!refused_for_sure(&WriteError::NotPersisted("timeout".into())));
     }
 
     #[test]
