@@ -418,8 +418,9 @@ impl ReceiptWriter {
     /// the journal ConfigMap (one write, so a crash between the receipts' creates leaves no
     /// hole: the next leader re-creates the missing ones from the journal before anything else),
     /// then every Receipt object is created concurrently. Only the longest persisted prefix
-    /// succeeds: an action never runs while an earlier receipt is missing. After any failure
-    /// the chain is reloaded (replaying the journal) on the next write.
+    /// succeeds: an action never runs while an earlier receipt is missing. After a failure the
+    /// chain is reloaded (replaying the journal) on the next write, unless the apiserver
+    /// plainly refused every receipt of the batch (then nothing moved).
     async fn persist_batch(&self, guard: &mut Option<ChainBuilder>, batch: Vec<Queued>) {
         if batch.is_empty() {
             return;
