@@ -187,6 +187,19 @@ fn decode(body: &[u8]) -> Result<(Decision, ExtenderArgs), ExtenderError> {
 /// Pure core of the filter verb over the current view.
 pub fn filter(state: &ExtenderState, body: &[u8]) -> Result<ExtenderFilterResult, ExtenderError> {
     let (d, args) = decode(body)?;
+    // A pod being filtered is being placed (again): whatever was assumed for it earlier (a
+    // prioritize the scheduler did not follow, a bind that failed) must not hold room against
+    // it, and stale tentative placements must not hold room against anyone.
+    {
+        let mut view = state
+            .view
+            .write()
+            .map_err(|_| bad_request("internal state unavailable".into()))?;
+        if let Some(uid) = d.pod.metadata.uid.as_deref() {
+            view.forget(uid);
+        }
+        view.expire_tentative(Instant::now());
+    }
     let view = state
         .view
         .read()
@@ -296,6 +309,12 @@ async fn bind_handler(State(state): State<ExtenderState>, body: Bytes) -> Respon
         Err(err) => return err.into_response(),
     };
     let result = bind(&state, &args).await;
+    if result.is_err()
+        && let Ok(mut view) = state.view.write()
+    {
+        // Not bound: the room prioritize assumed for it is free again until it is retried.
+        view.forget(&args.pod_uid);
+    }
     state.metrics.observe_extender("bind", start.elapsed());
     axum::Json(ExtenderBindingResult {
         error: result.err().unwrap_or_default(),

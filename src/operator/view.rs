@@ -322,6 +322,11 @@ impl View {
         } else {
             self.tentative.remove(uid);
         }
+        self.expire_tentative(now);
+    }
+
+    /// Drops tentative placements older than 30 s (the scheduler did not follow them).
+    pub fn expire_tentative(&mut self, now: std::time::Instant) {
         let expired: Vec<String> = self
             .tentative
             .iter()
@@ -329,10 +334,16 @@ impl View {
             .map(|(u, _)| u.clone())
             .collect();
         for u in expired {
-            self.tentative.remove(&u);
-            if let Some(old) = self.assumed.remove(&u) {
-                self.remove_load(&old);
-            }
+            self.forget(&u);
+        }
+    }
+
+    /// Drops what the extender assumed about a pod that is not bound (its bind failed, or the
+    /// scheduler is placing it again): its room is free again, also for itself.
+    pub fn forget(&mut self, uid: &str) {
+        self.tentative.remove(uid);
+        if let Some(old) = self.assumed.remove(uid) {
+            self.remove_load(&old);
         }
     }
 
@@ -497,5 +508,54 @@ impl View {
         }
         policy.replicas_by_domain = by_domain;
         Some(policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(cpu_millis: u64) -> PodRecord {
+        PodRecord {
+            namespace: "team".into(),
+            name: "web-1".into(),
+            node: None,
+            demand: PodDemand {
+                requests: Resources {
+                    cpu_millis,
+                    memory_bytes: 0,
+                },
+                tenant: None,
+                strict_isolation: false,
+            },
+            agent: None,
+        }
+    }
+
+    fn cpu_on(view: &View, node: &str) -> u64 {
+        view.load.get(node).map(|l| l.requested.cpu_millis).unwrap_or(0)
+    }
+
+    #[test]
+    fn a_forgotten_placement_frees_its_room() {
+        let mut view = View::default();
+        view.assume("uid-1", record(1000), "n1", true);
+        assert_eq!(cpu_on(&view, "n1"), 1000);
+        view.forget("uid-1");
+        assert_eq!(cpu_on(&view, "n1"), 0);
+        // Forgetting twice, or a pod never assumed, changes nothing.
+        view.forget("uid-1");
+        view.forget("uid-2");
+        assert_eq!(cpu_on(&view, "n1"), 0);
+    }
+
+    #[test]
+    fn stale_tentative_placements_expire_without_a_new_assumption() {
+        let mut view = View::default();
+        view.assume("uid-1", record(500), "n1", true);
+        view.assume("uid-2", record(700), "n1", false);
+        view.expire_tentative(std::time::Instant::now() + std::time::Duration::from_secs(31));
+        // The tentative one is gone; the one bound by the extender stays until the watch sees it.
+        assert_eq!(cpu_on(&view, "n1"), 700);
     }
 }
