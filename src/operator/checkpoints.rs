@@ -197,18 +197,7 @@ pub struct Pruned {
 /// --export FILE`) to keep their content. Deletes only what the policy selects; a receipt
 /// already gone is not an error.
 pub async fn prune_receipts(client: &kube::Client, keep_last: u64) -> Result<Pruned, WriteError> {
-    let api: Api<ReceiptObject> = Api::all(client.clone());
-    let mut stored: Vec<(String, String, Receipt)> = Vec::new();
-    for obj in api.list(&ListParams::default()).await?.items {
-        let ns = obj.metadata.namespace.clone().unwrap_or_default();
-        let name = obj.name_any();
-        let value =
-            serde_json::to_value(&obj.spec).map_err(|e| WriteError::Stored(format!("{ns}/{name}"), e.to_string()))?;
-        let receipt: Receipt =
-            serde_json::from_value(value).map_err(|e| WriteError::Stored(format!("{ns}/{name}"), e.to_string()))?;
-        stored.push((ns, name, receipt));
-    }
-    stored.sort_by_key(|(_, _, r)| r.sequence);
+    let stored = ReceiptWriter::stored_objects(client).await?;
     let chain: Vec<Receipt> = stored.iter().map(|(_, _, r)| r.clone()).collect();
     let split = crate::receipts::retention::split(&chain, &crate::receipts::retention::RetentionPolicy { keep_last });
     if split.pruned.is_empty() {

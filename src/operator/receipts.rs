@@ -176,15 +176,8 @@ impl ReceiptWriter {
             return Ok(None);
         }
         let receipt = builder.prepare_checkpoint(checkpoint_subject(), now_rfc3339())?;
-        let object = receipt_object(&receipt, &self.namespace)?;
-        let api: Api<ReceiptObject> = Api::namespaced(self.client.clone(), &self.namespace);
-        let params = PostParams {
-            field_manager: Some("mom-operator".into()),
-            ..Default::default()
-        };
-        if let Err(e) = api.create(&params, &object).await {
+        if let Err(e) = self.create_receipt(&receipt, &self.namespace).await {
             *guard = None;
-            let e = WriteError::from(e);
             self.note_failure(&e);
             return Err(e);
         }
@@ -285,20 +278,28 @@ impl ReceiptWriter {
 
     /// Every receipt in the cluster, ordered by sequence.
     pub async fn stored_chain(client: &kube::Client) -> Result<Vec<Receipt>, WriteError> {
+        Ok(Self::stored_objects(client)
+            .await?
+            .into_iter()
+            .map(|(_, _, receipt)| receipt)
+            .collect())
+    }
+
+    /// Every receipt in the cluster with the namespace and name of its object, by sequence.
+    pub async fn stored_objects(client: &kube::Client) -> Result<Vec<(String, String, Receipt)>, WriteError> {
         let api: Api<ReceiptObject> = Api::all(client.clone());
         let mut out = Vec::new();
         for obj in api.list(&ListParams::default()).await?.items {
-            let name = format!(
-                "{}/{}",
-                obj.metadata.namespace.clone().unwrap_or_default(),
-                obj.metadata.name.clone().unwrap_or_default()
-            );
-            let value = serde_json::to_value(&obj.spec).map_err(|e| WriteError::Stored(name.clone(), e.to_string()))?;
+            let namespace = obj.metadata.namespace.clone().unwrap_or_default();
+            let name = obj.metadata.name.clone().unwrap_or_default();
+            let place = format!("{namespace}/{name}");
+            let value =
+                serde_json::to_value(&obj.spec).map_err(|e| WriteError::Stored(place.clone(), e.to_string()))?;
             let receipt: Receipt =
-                serde_json::from_value(value).map_err(|e| WriteError::Stored(name, e.to_string()))?;
-            out.push(receipt);
+                serde_json::from_value(value).map_err(|e| WriteError::Stored(place, e.to_string()))?;
+            out.push((namespace, name, receipt));
         }
-        out.sort_by_key(|r| r.sequence);
+        out.sort_by_key(|(_, _, r)| r.sequence);
         Ok(out)
     }
 
