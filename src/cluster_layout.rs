@@ -9,11 +9,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Label keys of the well-known Kubernetes topology labels, plus MOM's rack label.
-pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
-pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
-pub const RACK_LABEL: &str = "topology.mom.hypersync.io/rack";
-pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
 /// A uniform hierarchy: every region has the same number of zones, and so on down.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@
 pub mod cluster_layout;
 pub mod descheduler;
 pub mod geometry;
+pub mod labels;
 #[cfg(feature = "operator")]
 pub mod operator;
 pub mod placement;

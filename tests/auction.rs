@@ -15,7 +15,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use mom::auction::{AuctionInput, AuctionOutcome};
-use mom::operator::auction::POOL_LABEL;
+use mom::labels::POOL_LABEL;
 use mom::operator::crd::{GeometricAgent, Receipt};
 use serde_json::{Value, json};
 

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-use mom::operator::checkpoints::BUNDLE_CONFIGMAP;
-use mom::operator::receipts::PUBLIC_KEYS_CONFIGMAP;
+use mom::operator::store::BUNDLE_CONFIGMAP;
+use mom::operator::store::PUBLIC_KEYS_CONFIGMAP;
 
-const JOURNAL_CONFIGMAP: &str = "mom-receipt-journal";
+use mom::operator::store::JOURNAL_CONFIGMAP;
 
 fn chart() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/charts/mom").to_string()

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use mom::cluster_layout::{REGION_LABEL, ZONE_LABEL};
+use mom::labels::{REGION_LABEL, ZONE_LABEL};
 use placement_support::{agent, node_labels, running_pods, strategy};
 
 type Labels = BTreeMap<String, BTreeMap<String, String>>;

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use kube::api::Api;
-use mom::cluster_layout::ZONE_LABEL;
+use mom::labels::ZONE_LABEL;
 
 #[tokio::test]
 async fn a_three_tier_app_lands_with_its_talking_replicas_in_one_zone() {

@@ -13,9 +13,8 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use mom::operator::crd::Receipt as ReceiptObject;
-use mom::operator::receipts::{
-    JOURNAL_CONFIGMAP, JOURNAL_KEY, KEY_FIELD, KEY_SECRET, ReceiptWriter, Recording, journal_text, receipt_object,
-};
+use mom::operator::receipts::{ReceiptWriter, Recording, journal_text, receipt_object};
+use mom::operator::store::{JOURNAL_CONFIGMAP, JOURNAL_KEY, KEY_FIELD, KEY_SECRET};
 use mom::receipts::chain::{ChainBuilder, ChainHead};
 use mom::receipts::signing::Signer;
 use mom::receipts::{Action, Level, Receipt, ReceiptDraft, SubjectRef};

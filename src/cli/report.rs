@@ -67,7 +67,7 @@ fn from_cluster() -> anyhow::Result<Vec<Receipt>> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let client = kube::Client::try_default().await.context("connecting to the cluster")?;
-        Ok(mom::operator::receipts::ReceiptWriter::stored_chain(&client).await?)
+        Ok(mom::operator::store::stored_chain(&client).await?)
     })
 }
 

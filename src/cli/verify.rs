@@ -133,10 +133,10 @@ fn from_cluster(namespace: &str) -> anyhow::Result<(Vec<Receipt>, Vec<String>)> 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let client = kube::Client::try_default().await.context("connecting to the cluster")?;
-        let receipts = mom::operator::receipts::ReceiptWriter::stored_chain(&client).await?;
+        let receipts = mom::operator::store::stored_chain(&client).await?;
         let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client, namespace);
         let keys = maps
-            .get_opt(mom::operator::receipts::PUBLIC_KEYS_CONFIGMAP)
+            .get_opt(mom::operator::store::PUBLIC_KEYS_CONFIGMAP)
             .await?
             .and_then(|c| c.data)
             .map(|d| d.into_values().collect())

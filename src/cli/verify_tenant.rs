@@ -64,7 +64,7 @@ fn from_file(path: &Path) -> anyhow::Result<(Vec<TenantBundle>, Vec<String>)> {
 #[cfg(feature = "operator")]
 fn from_namespace(namespace: &str) -> anyhow::Result<(Vec<TenantBundle>, Vec<String>, Vec<Receipt>)> {
     use k8s_openapi::api::core::v1::ConfigMap;
-    use mom::operator::checkpoints::BUNDLE_CONFIGMAP;
+    use mom::operator::store::BUNDLE_CONFIGMAP;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let client = kube::Client::try_default().await.context("connecting to the cluster")?;

@@ -26,7 +26,8 @@ use super::crd::strategy::{OrchestrationStrategy, Redundancy};
 use super::crd::validate::{self, AgentFacts, StrategyFacts};
 use super::crd::{GeometricAgent, GeometricAgentStatus};
 use super::metrics::{ControllerLabels, Metrics};
-use super::view::{AGENT_LABEL, AgentKey, ISOLATION_LABEL, SharedView, SpreadRule, TENANT_LABEL};
+use super::view::{AgentKey, SharedView, SpreadRule};
+use crate::labels::{AGENT_LABEL, ISOLATION_LABEL, TENANT_LABEL};
 use crate::placement::{self, AgentPolicy, TargetInputs};
 
 /// Name of the second scheduler that calls MOM's extender.
@@ -173,7 +174,7 @@ fn resolve_policy(agent: &GeometricAgent, strategy: Option<&OrchestrationStrateg
         .iter()
         .map(|(peer, w)| (*w, v.agent_replica_positions(&(ns.clone(), peer.clone()))))
         .collect();
-    let region_key = crate::cluster_layout::REGION_LABEL;
+    let region_key = crate::labels::REGION_LABEL;
     inputs.preferred_region_nodes = v
         .node_names()
         .filter(|n| {

@@ -43,15 +43,12 @@ use super::metrics::{Metrics, PoolLabels};
 use super::view::{PodRecord, SharedView};
 use crate::auction::quota::{self, AgentDemand, PoolDecision, QuotaSettings};
 use crate::auction::{AuctionError, NodeCapacity, ResourceRequest};
+use crate::labels::{HOURLY_COST_LABEL, POOL_LABEL};
 use crate::placement::Resources;
 use crate::receipts::{Action as ReceiptAction, SubjectRef};
 
-/// Node label (and pod-template nodeSelector key) naming a node pool.
-pub const POOL_LABEL: &str = "mom.hypersync.io/pool";
 /// The pool of nodes without [`POOL_LABEL`] and of agents that select none.
 pub const DEFAULT_POOL: &str = "default";
-/// Node label with the node's cost per hour (used for the Shapley attribution); 1 when absent.
-pub const HOURLY_COST_LABEL: &str = "mom.hypersync.io/hourly-cost";
 /// The integer program is refused beyond this many variables: a tick must not stall.
 pub const MIP_MAX_INTEGER_VARIABLES: u64 = 5_000;
 

@@ -28,13 +28,12 @@ use tokio::sync::watch;
 
 use super::crd::momconfig::{ACTIVE_NAME, VerificationLevel};
 use super::crd::{GeometricAgent, MomConfig, Receipt as ReceiptObject};
-use super::receipts::{PUBLIC_KEYS_CONFIGMAP, ReceiptWriter, Recording, WriteError};
+use super::receipts::{ReceiptWriter, Recording, WriteError};
+use super::store::{BUNDLE_CONFIGMAP, PUBLIC_KEYS_CONFIGMAP};
 use crate::receipts::chain::CheckpointDecision;
 use crate::receipts::tenant::{PartialTree, build_bundle};
 use crate::receipts::{Action, Receipt, SubjectRef};
 
-/// Name of the per-namespace ConfigMap holding the tenants' checkpoint bundles.
-pub const BUNDLE_CONFIGMAP: &str = "mom-receipt-checkpoints";
 /// Data budget of one bundle ConfigMap (the apiserver's limit is 1 MiB).
 pub const MAX_CONFIGMAP_BYTES: usize = 900 * 1024;
 /// Bundles are published at most this often (each publication lists the whole chain).
@@ -197,7 +196,7 @@ pub struct Pruned {
 /// --export FILE`) to keep their content. Deletes only what the policy selects; a receipt
 /// already gone is not an error.
 pub async fn prune_receipts(client: &kube::Client, keep_last: u64) -> Result<Pruned, WriteError> {
-    let stored = ReceiptWriter::stored_objects(client).await?;
+    let stored = super::store::stored_objects(client).await?;
     let chain: Vec<Receipt> = stored.iter().map(|(_, _, r)| r.clone()).collect();
     let split = crate::receipts::retention::split(&chain, &crate::receipts::retention::RetentionPolicy { keep_last });
     if split.pruned.is_empty() {
@@ -345,7 +344,7 @@ async fn last_recorded_config(
 ) -> Result<Option<(String, i64, Option<String>)>, WriteError> {
     let api: Api<ReceiptObject> = Api::namespaced(client.clone(), namespace);
     let list = api
-        .list(&ListParams::default().labels("mom.hypersync.io/action=configure"))
+        .list(&ListParams::default().labels(&format!("{}=configure", crate::labels::RECEIPT_ACTION_LABEL)))
         .await?;
     let newest = list
         .items
@@ -422,7 +421,7 @@ pub async fn publish_bundles(
     operator_namespace: &str,
     since: Option<u64>,
 ) -> Result<(usize, Option<u64>), WriteError> {
-    let stored = ReceiptWriter::stored_chain(client).await?;
+    let stored = super::store::stored_chain(client).await?;
     let Some(checkpoint) = stored.iter().rev().find(|r| r.action == Action::Checkpoint) else {
         return Ok((0, None));
     };

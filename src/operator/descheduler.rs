@@ -28,17 +28,12 @@ use tokio::sync::watch;
 
 use super::crd::GeometricAgent;
 use super::metrics::Metrics;
-use super::view::{AGENT_LABEL, ISOLATION_LABEL, SharedView, TENANT_LABEL, View};
+use super::view::{SharedView, View};
+use crate::labels::{AGENT_LABEL, ANOMALOUS_LABEL, ISOLATION_LABEL, OPT_OUT_ANNOTATION, TENANT_LABEL, UNHEALTHY_LABEL};
 use crate::descheduler::{self as core, Agent, Move, Peer, Plan, Settings, Snapshot};
 use crate::placement::Resources;
 use crate::receipts::{Action as ReceiptAction, SubjectRef};
 
-/// Annotation with value `"false"` that opts a pod out of descheduling.
-pub const OPT_OUT_ANNOTATION: &str = "mom.hypersync.io/deschedule";
-/// Node label (value `"true"`) that flags a node unhealthy: its pods are evacuated.
-pub const UNHEALTHY_LABEL: &str = "mom.hypersync.io/unhealthy";
-/// Node label (value `"true"`) set by anomaly detection: its pods are evacuated.
-pub const ANOMALOUS_LABEL: &str = "mom.hypersync.io/anomalous";
 /// Largest inputs (bytes of JSON) stored inline in an eviction receipt for replay.
 const MAX_INLINE_INPUTS: usize = 256 * 1024;
 

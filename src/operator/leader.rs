@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use super::Error;
 use super::metrics::Metrics;
+use crate::labels::LEADER_LABEL;
 
 /// Where the Lease lives and how it is held.
 #[derive(Debug, Clone)]
@@ -201,9 +202,6 @@ impl LeaderElector {
     }
 }
 
-/// Label the leader puts on its own pod (value `"true"`), so a Service can route to the leader
-/// only (the chart's extender Service selects it: only the leader binds).
-pub const LEADER_LABEL: &str = "mom.hypersync.io/leader";
 
 /// This process's pod `(namespace, name)` from the downward API (`POD_NAMESPACE`, `POD_NAME`),
 /// or `None` when either is unset or empty (e.g. run outside a pod).

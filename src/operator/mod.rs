@@ -17,6 +17,7 @@ pub mod receipts;
 pub mod scaler;
 pub mod server;
 pub mod status;
+pub mod store;
 pub mod tls;
 pub mod view;
 pub mod watch;

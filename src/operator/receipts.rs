@@ -31,12 +31,7 @@ use crate::receipts::chain::{ChainBuilder, ChainHead, SamplingPolicy};
 use crate::receipts::signing::Signer;
 use crate::receipts::{Action, Level, Receipt, ReceiptDraft, ReceiptError, SubjectRef};
 
-pub const KEY_SECRET: &str = "mom-receipt-signing-key";
-pub const KEY_FIELD: &str = "ed25519-seed";
-pub const PUBLIC_KEYS_CONFIGMAP: &str = "mom-receipt-public-keys";
-/// The ConfigMap (operator namespace) holding the newest sealed batch until its receipts exist.
-pub const JOURNAL_CONFIGMAP: &str = "mom-receipt-journal";
-pub const JOURNAL_KEY: &str = "batch.jsonl";
+use super::store::{JOURNAL_CONFIGMAP, JOURNAL_KEY, KEY_FIELD, KEY_SECRET, PUBLIC_KEYS_CONFIGMAP, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -52,6 +47,15 @@ pub enum WriteError {
     NotPersisted(String),
     #[error("receipt refused: {0}")]
     Refused(String),
+}
+
+impl From<StoreError> for WriteError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Api(e) => WriteError::Api(e),
+            StoreError::Unreadable(place, why) => WriteError::Stored(place, why),
+        }
+    }
 }
 
 /// What the writer is configured to record (from the MomConfig `default`).
@@ -276,38 +280,11 @@ impl ReceiptWriter {
         Ok(())
     }
 
-    /// Every receipt in the cluster, ordered by sequence.
-    pub async fn stored_chain(client: &kube::Client) -> Result<Vec<Receipt>, WriteError> {
-        Ok(Self::stored_objects(client)
-            .await?
-            .into_iter()
-            .map(|(_, _, receipt)| receipt)
-            .collect())
-    }
-
-    /// Every receipt in the cluster with the namespace and name of its object, by sequence.
-    pub async fn stored_objects(client: &kube::Client) -> Result<Vec<(String, String, Receipt)>, WriteError> {
-        let api: Api<ReceiptObject> = Api::all(client.clone());
-        let mut out = Vec::new();
-        for obj in api.list(&ListParams::default()).await?.items {
-            let namespace = obj.metadata.namespace.clone().unwrap_or_default();
-            let name = obj.metadata.name.clone().unwrap_or_default();
-            let place = format!("{namespace}/{name}");
-            let value =
-                serde_json::to_value(&obj.spec).map_err(|e| WriteError::Stored(place.clone(), e.to_string()))?;
-            let receipt: Receipt =
-                serde_json::from_value(value).map_err(|e| WriteError::Stored(place, e.to_string()))?;
-            out.push((namespace, name, receipt));
-        }
-        out.sort_by_key(|(_, _, r)| r.sequence);
-        Ok(out)
-    }
-
     async fn load(&self) -> Result<ChainBuilder, WriteError> {
         let signer = self.signer().await?;
-        let mut stored = Self::stored_chain(&self.client).await?;
+        let mut stored = super::store::stored_chain(&self.client).await?;
         if self.replay_journal(&stored).await? > 0 {
-            stored = Self::stored_chain(&self.client).await?;
+            stored = super::store::stored_chain(&self.client).await?;
         }
         let last_checkpoint = stored.iter().rposition(|r| r.action == Action::Checkpoint);
         let start = last_checkpoint.unwrap_or(0);
@@ -700,11 +677,11 @@ pub fn receipt_object(receipt: &Receipt, namespace: &str) -> Result<ReceiptObjec
     object.metadata.namespace = Some(namespace.to_string());
     object.metadata.labels = Some(BTreeMap::from([
         (
-            "mom.hypersync.io/action".to_string(),
+            crate::labels::RECEIPT_ACTION_LABEL.to_string(),
             receipt.action.as_str().to_string(),
         ),
         (
-            "mom.hypersync.io/subject".to_string(),
+            crate::labels::RECEIPT_SUBJECT_LABEL.to_string(),
             receipt.subject.name.chars().take(63).collect(),
         ),
     ]));

@@ -336,7 +336,7 @@ async fn scale_agent(
                 }
             },
             Source::MetricsApi(metric) => {
-                let selector = format!("{}={name}", super::view::AGENT_LABEL);
+                let selector = format!("{}={name}", crate::labels::AGENT_LABEL);
                 let usage = match super::metrics_api::request_per_pod(&agent.spec.template, *metric) {
                     Ok(request) => super::metrics_api::pod_usage(&ctx.client, &ns, &selector, *metric)
                         .await

@@ -13,10 +13,6 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::placement::{self, AgentPolicy, NodeEmbedding, NodeState, Objectives, PodDemand, Resources, Routing};
 
-/// Labels MOM puts on the pods it creates.
-pub const AGENT_LABEL: &str = "mom.hypersync.io/agent";
-pub const TENANT_LABEL: &str = "mom.hypersync.io/tenant";
-pub const ISOLATION_LABEL: &str = "mom.hypersync.io/isolation";
 
 /// Global placement settings (from the MomConfig `default`).
 #[derive(Debug, Clone)]
@@ -36,10 +32,10 @@ impl Default for Settings {
             objectives: Objectives::default(),
             routing: Routing::GreedyForwarding,
             topology_keys: vec![
-                crate::cluster_layout::REGION_LABEL.into(),
-                crate::cluster_layout::ZONE_LABEL.into(),
-                crate::cluster_layout::RACK_LABEL.into(),
-                crate::cluster_layout::HOSTNAME_LABEL.into(),
+                crate::labels::REGION_LABEL.into(),
+                crate::labels::ZONE_LABEL.into(),
+                crate::labels::RACK_LABEL.into(),
+                crate::labels::HOSTNAME_LABEL.into(),
             ],
             recording: Default::default(),
         }
@@ -461,12 +457,12 @@ impl View {
                     .collect(),
                 hourly_cost: rec
                     .labels
-                    .get("mom.hypersync.io/hourly-cost")
+                    .get(crate::labels::HOURLY_COST_LABEL)
                     .and_then(|v| v.parse().ok()),
-                spot: rec.labels.get("mom.hypersync.io/spot").map(String::as_str) == Some("true"),
+                spot: rec.labels.get(crate::labels::SPOT_LABEL).map(String::as_str) == Some("true"),
                 energy_class: rec
                     .labels
-                    .get("mom.hypersync.io/energy-class")
+                    .get(crate::labels::ENERGY_CLASS_LABEL)
                     .and_then(|v| v.chars().next()),
             });
         }
@@ -477,7 +473,7 @@ impl View {
     /// current per-domain replica counts and the redundancy cap.
     pub fn policy_for(&self, key: &AgentKey) -> Option<AgentPolicy> {
         let mut policy = self.policies.get(key)?.clone();
-        let spread_label = crate::cluster_layout::ZONE_LABEL.to_string();
+        let spread_label = crate::labels::ZONE_LABEL.to_string();
         let mut by_domain: BTreeMap<String, u32> = BTreeMap::new();
         for (_, node) in self.agent_pods(key) {
             if let Some(domain) = node

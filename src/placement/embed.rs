@@ -55,7 +55,7 @@ pub fn embed_nodes(
         .map(|(name, labels)| {
             let mut path: Vec<String> = topology_keys
                 .iter()
-                .filter(|k| k.as_str() != crate::cluster_layout::HOSTNAME_LABEL)
+                .filter(|k| k.as_str() != crate::labels::HOSTNAME_LABEL)
                 .map(|k| labels.get(k).cloned().unwrap_or_default())
                 .collect();
             path.push(format!("node/{name}"));
@@ -91,7 +91,8 @@ pub fn embed_nodes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster_layout::{HOSTNAME_LABEL, RACK_LABEL, REGION_LABEL, UniformLayout, ZONE_LABEL};
+    use crate::cluster_layout::UniformLayout;
+    use crate::labels::{HOSTNAME_LABEL, RACK_LABEL, REGION_LABEL, ZONE_LABEL};
     use crate::geometry::poincare;
 
     fn ordering_holds(layout: UniformLayout, keys: &[&str]) {

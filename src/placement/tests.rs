@@ -1,7 +1,8 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::cluster_layout::{UniformLayout, ZONE_LABEL};
+use crate::cluster_layout::UniformLayout;
+use crate::labels::ZONE_LABEL;
 
 fn cluster() -> (Vec<NodeState>, NodeEmbedding) {
     let layout = UniformLayout {
@@ -15,10 +16,10 @@ fn cluster() -> (Vec<NodeState>, NodeEmbedding) {
     let labels: BTreeMap<String, BTreeMap<String, String>> =
         specs.iter().map(|n| (n.name.clone(), n.labels.clone())).collect();
     let keys: Vec<String> = [
-        crate::cluster_layout::REGION_LABEL,
+        crate::labels::REGION_LABEL,
         ZONE_LABEL,
-        crate::cluster_layout::RACK_LABEL,
-        crate::cluster_layout::HOSTNAME_LABEL,
+        crate::labels::RACK_LABEL,
+        crate::labels::HOSTNAME_LABEL,
     ]
     .iter()
     .map(|s| s.to_string())
