@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
+use crate::labels::{AGENT_LABEL, ISOLATION_LABEL, TENANT_LABEL};
 use crate::placement::{self, AgentPolicy, NodeEmbedding, NodeState, Objectives, PodDemand, Resources, Routing};
 
 
