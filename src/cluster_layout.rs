@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::labels::{HOSTNAME_LABEL, RACK_LABEL, REGION_LABEL, ZONE_LABEL};
 
-
 /// A uniform hierarchy: every region has the same number of zones, and so on down.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

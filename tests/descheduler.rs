@@ -8,15 +8,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 use mom::descheduler::{Settings, Snapshot, Strategy};
+use mom::operator::context::Context;
 use mom::operator::crd::momconfig::VerificationLevel;
-use mom::operator::descheduler::{DeschedulerConfig, DeschedulerContext, LoopState, build_snapshot, execute};
+use mom::operator::descheduler::{Descheduler, DeschedulerConfig, LoopState, build_snapshot, execute};
 use mom::operator::metrics::Metrics;
 use mom::operator::view::View;
 
@@ -25,8 +25,9 @@ fn setup() {
     common::ensure_kwok_nodes(2, 3, 2);
 }
 
-/// A context over a fresh view of the cluster's nodes (embedded), receipts off.
-async fn context(client: kube::Client, dry_run: bool, settings: Settings) -> DeschedulerContext {
+/// A context over a fresh view of the cluster's nodes (embedded), receipts off, and the
+/// descheduler loop with `settings`.
+async fn context(client: kube::Client, dry_run: bool, settings: Settings) -> (Context, Descheduler) {
     let nodes = Api::<Node>::all(client.clone())
         .list(&ListParams::default())
         .await
@@ -42,23 +43,24 @@ async fn context(client: kube::Client, dry_run: bool, settings: Settings) -> Des
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .unwrap();
-    DeschedulerContext {
-        evict_client: mom::operator::descheduler::client_without_retries(config).unwrap(),
-        client: client.clone(),
-        view: Arc::new(std::sync::RwLock::new(view)),
-        metrics: Arc::new(Metrics::default()),
+    let ctx = Context::new(
+        client.clone(),
+        Arc::new(std::sync::RwLock::new(view)),
+        Arc::new(Metrics::default()),
         leading,
-        recorder: kube::runtime::events::Recorder::new(
-            client.clone(),
-            mom::operator::agents::reporter("descheduler-test"),
-        ),
-        writer: Arc::new(mom::operator::receipts::ReceiptWriter::new(client, "mom-system".into())),
+        Arc::new(mom::operator::receipts::ReceiptWriter::new(client, "mom-system".into())),
+        "descheduler-test",
+    );
+    let job = Descheduler {
+        evict_client: mom::operator::descheduler::client_without_retries(config).unwrap(),
         config: DeschedulerConfig {
             tick: Duration::from_secs(1),
             dry_run,
             settings,
         },
-    }
+        state: LoopState::default(),
+    };
+    (ctx, job)
 }
 
 /// Running pods `name-0…` pinned to `node`, labelled app=`name`.
@@ -91,7 +93,7 @@ async fn pinned_pods(ns: &common::TestNamespace, name: &str, node: &str, count: 
 }
 
 /// The namespace's snapshot with `node` flagged unhealthy.
-async fn snapshot(ctx: &DeschedulerContext, ns: &str, state: &mut LoopState, node: &str) -> Snapshot {
+async fn snapshot(ctx: &Context, ns: &str, state: &mut LoopState, node: &str) -> Snapshot {
     let nodes = Api::<Node>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await
@@ -103,15 +105,7 @@ async fn snapshot(ctx: &DeschedulerContext, ns: &str, state: &mut LoopState, nod
     let blocked = state.blocked_this_tick();
     let mut s = {
         let view = ctx.view.read().unwrap();
-        build_snapshot(
-            &nodes.items,
-            &pods.items,
-            &[],
-            &view,
-            &BTreeMap::new(),
-            &blocked,
-            1_000_000,
-        )
+        build_snapshot(&nodes.items, &pods.items, &[], &view, &blocked, 1_000_000)
     };
     // Pods just created are inside the cool-off; these tests are not about it.
     for p in &mut s.pods {
@@ -155,12 +149,11 @@ async fn a_pdb_with_max_unavailable_zero_blocks_eviction_and_retries_back_off() 
         }
     })
     .await;
-    let ctx = context(ns.client(), false, Settings::default()).await;
-    let mut state = LoopState::default();
+    let (ctx, mut job) = context(ns.client(), false, Settings::default()).await;
     let mut planned = 0;
     for _ in 0..6 {
-        let s = snapshot(&ctx, &ns.name, &mut state, node).await;
-        let plan = execute(&ctx, &mut state, &s).await.unwrap();
+        let s = snapshot(&ctx, &ns.name, &mut job.state, node).await;
+        let plan = execute(&ctx, &mut job, &s).await.unwrap();
         planned += plan.moves.len();
     }
     // Attempts on ticks 1, 3 and 6 only (back-off 1, 2 ticks), each refused with 429.
@@ -175,10 +168,9 @@ async fn dry_run_plans_the_drain_and_changes_nothing() {
     let ns = common::TestNamespace::new("desched-dry").await;
     let node = "r0-z1-k0-n0";
     pinned_pods(&ns, "dry", node, 2).await;
-    let ctx = context(ns.client(), true, Settings::default()).await;
-    let mut state = LoopState::default();
-    let s = snapshot(&ctx, &ns.name, &mut state, node).await;
-    let plan = execute(&ctx, &mut state, &s).await.unwrap();
+    let (ctx, mut job) = context(ns.client(), true, Settings::default()).await;
+    let s = snapshot(&ctx, &ns.name, &mut job.state, node).await;
+    let plan = execute(&ctx, &mut job, &s).await.unwrap();
     assert_eq!(plan.moves.len(), 2, "{plan:?}");
     assert!(
         plan.moves
@@ -197,12 +189,11 @@ async fn an_unhealthy_node_is_drained_within_the_per_node_limit() {
     pinned_pods(&ns, "drain", node, 5).await;
     let mut settings = Settings::default();
     settings.planner.max_evictions_per_node = 2;
-    let ctx = context(ns.client(), false, settings).await;
-    let mut state = LoopState::default();
+    let (ctx, mut job) = context(ns.client(), false, settings).await;
     let mut per_tick = Vec::new();
     for _ in 0..4 {
-        let s = snapshot(&ctx, &ns.name, &mut state, node).await;
-        per_tick.push(execute(&ctx, &mut state, &s).await.unwrap().moves.len());
+        let s = snapshot(&ctx, &ns.name, &mut job.state, node).await;
+        per_tick.push(execute(&ctx, &mut job, &s).await.unwrap().moves.len());
         // Let the apiserver and kwok finish the evictions before the next look.
         let pods: Api<Pod> = Api::namespaced(ns.client(), &ns.name);
         common::eventually("evicted pods gone", Duration::from_secs(60), || {

@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use super::planner::{Context, saturating_sub};
 use super::{Agent, DeschedulerError, Node, Peer, Plan, Pod, Settings, Snapshot};
 use crate::cluster_layout::UniformLayout;
-use crate::labels::{HOSTNAME_LABEL, REGION_LABEL, ZONE_LABEL};
 use crate::geometry::poincare;
+use crate::labels::{HOSTNAME_LABEL, REGION_LABEL, ZONE_LABEL};
 use crate::placement::{self, Resources};
 
 /// What to generate.

@@ -16,24 +16,24 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
+use super::context::{Context, MANAGER};
 use super::crd::conditions::{self, ConditionStatus, DesiredCondition};
 use super::crd::strategy::{OrchestrationStrategy, Redundancy};
 use super::crd::validate::{self, AgentFacts, StrategyFacts};
 use super::crd::{GeometricAgent, GeometricAgentStatus};
-use super::metrics::{ControllerLabels, Metrics};
+use super::metrics::ControllerLabels;
+use super::receipts::{Intent, agent_subject};
 use super::view::{AgentKey, SharedView, SpreadRule};
 use crate::labels::{AGENT_LABEL, ISOLATION_LABEL, TENANT_LABEL};
 use crate::placement::{self, AgentPolicy, TargetInputs};
 
 /// Name of the second scheduler that calls MOM's extender.
 pub const SCHEDULER_NAME: &str = "mom-scheduler";
-/// Field manager of MOM's writes.
-pub const MANAGER: &str = "mom-operator";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -46,7 +46,7 @@ pub enum AgentError {
         agent: String,
         action: &'static str,
         #[source]
-        source: super::receipts::WriteError,
+        source: super::receipts::Withheld,
     },
 }
 
@@ -60,17 +60,8 @@ impl AgentError {
     }
 }
 
-pub struct AgentContext {
-    pub client: kube::Client,
-    pub view: SharedView,
-    pub metrics: Arc<Metrics>,
-    pub leading: watch::Receiver<bool>,
-    pub recorder: Recorder,
-    pub writer: Arc<super::receipts::ReceiptWriter>,
-}
-
 /// Runs the controller until `shutdown` turns true.
-pub async fn run(ctx: Arc<AgentContext>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     let agents: Api<GeometricAgent> = Api::all(ctx.client.clone());
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     // On taking the Lease, reconcile every agent at once instead of waiting for its requeue.
@@ -97,7 +88,7 @@ pub async fn run(ctx: Arc<AgentContext>, mut shutdown: watch::Receiver<bool>) {
     controller.await;
 }
 
-fn error_policy(agent: Arc<GeometricAgent>, err: &AgentError, ctx: Arc<AgentContext>) -> Action {
+fn error_policy(agent: Arc<GeometricAgent>, err: &AgentError, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .reconcile_errors
         .get_or_create(&ControllerLabels {
@@ -147,7 +138,7 @@ fn label_selector_matches(
 /// Resolves the agent's placement policy (pure over the view) and stores it for the extender.
 fn resolve_policy(agent: &GeometricAgent, strategy: Option<&OrchestrationStrategy>, view: &SharedView) -> AgentPolicy {
     let ns = agent.namespace().unwrap_or_default();
-    let key: AgentKey = (ns.clone(), agent.name_any());
+    let key = AgentKey::new(ns.clone(), agent.name_any());
     let Ok(mut v) = view.write() else {
         return AgentPolicy::default();
     };
@@ -172,7 +163,7 @@ fn resolve_policy(agent: &GeometricAgent, strategy: Option<&OrchestrationStrateg
     }
     inputs.peers = peers
         .iter()
-        .map(|(peer, w)| (*w, v.agent_replica_positions(&(ns.clone(), peer.clone()))))
+        .map(|(peer, w)| (*w, v.agent_replica_positions(&AgentKey::new(ns.clone(), peer.clone()))))
         .collect();
     let region_key = crate::labels::REGION_LABEL;
     inputs.preferred_region_nodes = v
@@ -266,7 +257,8 @@ fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-async fn reconcile(agent: Arc<GeometricAgent>, ctx: Arc<AgentContext>) -> Result<Action, AgentError> {
+#[tracing::instrument(skip_all, fields(agent = %AgentKey::of(&agent)))]
+async fn reconcile(agent: Arc<GeometricAgent>, ctx: Arc<Context>) -> Result<Action, AgentError> {
     let started = Instant::now();
     let labels = ControllerLabels {
         controller: "geometricagent".into(),
@@ -280,7 +272,7 @@ async fn reconcile(agent: Arc<GeometricAgent>, ctx: Arc<AgentContext>) -> Result
     result
 }
 
-async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<Action, AgentError> {
+async fn reconcile_inner(agent: &GeometricAgent, ctx: &Context) -> Result<Action, AgentError> {
     let ns = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
     let client = ctx.client.clone();
@@ -304,8 +296,8 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
         .view
         .read()
         .ok()
-        .and_then(|v| v.pool_pressure(&super::auction::pool_of(agent)))
-        .map(super::auction::trigger_pressure);
+        .and_then(|v| v.pool_pressure(&super::pools::pool_of(agent)))
+        .map(super::pools::trigger_pressure);
     let check = validate::check_agent(&facts, &siblings, &strategy_facts, pressure);
     let strategy = check
         .strategy
@@ -495,14 +487,13 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &AgentContext) -> Result<A
 /// receipt holds the decision (from, to, target) and the digest of its inputs (desired
 /// replicas and the pods that exist). At `full_audit` a failed write stops the action.
 async fn write_receipt(
-    ctx: &AgentContext,
+    ctx: &Context,
     agent: &GeometricAgent,
     active: &[&Pod],
     desired: usize,
     target: &[f64],
 ) -> Result<(), AgentError> {
-    use crate::receipts::{Action as ReceiptAction, SubjectRef};
-    let recording = ctx.view.read().map(|v| v.settings.recording).unwrap_or_default();
+    use crate::receipts::Action as ReceiptAction;
     let action = if desired > active.len() {
         ReceiptAction::Spawn
     } else {
@@ -510,44 +501,29 @@ async fn write_receipt(
     };
     let mut pods: Vec<String> = active.iter().map(|p| p.name_any()).collect();
     pods.sort();
-    let subject = SubjectRef {
-        api_version: GeometricAgent::api_version(&()).into_owned(),
-        kind: GeometricAgent::kind(&()).into_owned(),
-        namespace: agent.namespace().unwrap_or_default(),
-        name: agent.name_any(),
-        uid: agent.uid(),
-    };
     let decision =
         serde_json::json!({"kind": "placement.scale", "from": active.len(), "to": desired, "target": target});
     let mut inputs = serde_json::json!({"specReplicas": agent.spec.replicas, "pods": pods});
     if let Some(allocation) = agent.status.as_ref().and_then(|s| s.allocation.as_ref()) {
         inputs["quota"] = allocation.quota.into();
     }
-    match ctx.writer.record(recording, action, subject, decision, &inputs).await {
-        Ok(_) => Ok(()),
-        Err(source) if recording.level == super::crd::momconfig::VerificationLevel::FullAudit => {
-            let reference = agent.object_ref(&());
-            publish_warning(ctx, &reference, "ReceiptWriteFailed", source.to_string()).await;
-            Err(AgentError::Receipt {
-                agent: agent.name_any(),
-                action: action.as_str(),
-                source,
-            })
-        }
-        Err(err) => {
-            tracing::warn!(agent = %agent.name_any(), error = %err, "receipt not written (level below full_audit: acting anyway)");
-            Ok(())
-        }
-    }
-}
-
-async fn publish_warning(
-    ctx: &AgentContext,
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
-    reason: &str,
-    note: String,
-) {
-    super::events::publish(&ctx.recorder, reference, EventType::Warning, "Record", reason, note).await;
+    let intent = Intent {
+        action,
+        subject: agent_subject(agent),
+        decision,
+        inputs,
+        regarding: Some(agent.object_ref(&())),
+        withheld: format!(
+            "{} was not scaled from {} to {desired} pods",
+            AgentKey::of(agent),
+            active.len()
+        ),
+    };
+    ctx.record_before(intent).await.map_err(|source| AgentError::Receipt {
+        agent: agent.name_any(),
+        action: action.as_str(),
+        source,
+    })
 }
 
 /// Whether a new agent should hold its first replicas back until a peer with a smaller name
@@ -568,23 +544,12 @@ fn waits_for_peers(agent: &GeometricAgent, siblings: &[GeometricAgent], view: &S
     agent.spec.peers.iter().any(|p| {
         p.agent < me
             && siblings.iter().any(|s| s.name_any() == p.agent && s.spec.replicas > 0)
-            && v.agent_replica_positions(&(ns.clone(), p.agent.clone())).is_empty()
+            && v.agent_replica_positions(&AgentKey::new(ns.clone(), p.agent.clone()))
+                .is_empty()
     })
 }
 
-async fn publish(
-    ctx: &AgentContext,
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
-    reason: &str,
-    note: String,
-) {
-    super::events::publish(&ctx.recorder, reference, EventType::Normal, "Reconcile", reason, note).await;
-}
-
-/// The reporter of MOM's Events.
-pub fn reporter(identity: &str) -> Reporter {
-    Reporter {
-        controller: MANAGER.into(),
-        instance: Some(identity.to_string()),
-    }
+async fn publish(ctx: &Context, reference: &k8s_openapi::api::core::v1::ObjectReference, reason: &str, note: String) {
+    ctx.publish(reference, EventType::Normal, "Reconcile", reason, note)
+        .await;
 }

@@ -25,30 +25,27 @@
 //! marginal values) counts as no bid, with a Warning Event naming the field.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tokio::sync::watch;
 
+use super::context::{Context, LeaderLoop, LoopError};
 use super::crd::GeometricAgent;
 use super::crd::agent::Allocation;
-use super::crd::momconfig::VerificationLevel;
-use super::crd::strategy::ResourcePressure;
-use super::metrics::{Metrics, PoolLabels};
-use super::view::{PodRecord, SharedView};
+use super::metrics::PoolLabels;
+use super::pools::{DEFAULT_POOL, pool_of};
+use super::receipts::Intent;
+use super::view::{AgentKey, PodRecord};
 use crate::auction::quota::{self, AgentDemand, PoolDecision, QuotaSettings};
 use crate::auction::{AuctionError, NodeCapacity, ResourceRequest};
 use crate::labels::{HOURLY_COST_LABEL, POOL_LABEL};
 use crate::placement::Resources;
 use crate::receipts::{Action as ReceiptAction, SubjectRef};
 
-/// The pool of nodes without [`POOL_LABEL`] and of agents that select none.
-pub const DEFAULT_POOL: &str = "default";
 /// The integer program is refused beyond this many variables: a tick must not stall.
 pub const MIP_MAX_INTEGER_VARIABLES: u64 = 5_000;
 
@@ -66,29 +63,18 @@ pub enum AuctionLoopError {
     Receipt {
         pool: String,
         #[source]
-        source: super::receipts::WriteError,
+        source: super::receipts::Withheld,
     },
 }
 
-impl AuctionLoopError {
-    pub fn metric_label(&self) -> &'static str {
+impl LoopError for AuctionLoopError {
+    fn metric_label(&self) -> &'static str {
         match self {
             AuctionLoopError::Api(_) => "auction_api",
             AuctionLoopError::Auction { .. } => "auction_solver",
             AuctionLoopError::Receipt { .. } => "auction_receipt",
         }
     }
-}
-
-pub struct AuctionContext {
-    pub client: kube::Client,
-    pub view: SharedView,
-    pub metrics: Arc<Metrics>,
-    pub leading: watch::Receiver<bool>,
-    pub recorder: Recorder,
-    pub writer: Arc<super::receipts::ReceiptWriter>,
-    /// Time between two ticks.
-    pub tick: Duration,
 }
 
 /// One agent as the auction sees it.
@@ -149,29 +135,6 @@ pub fn bid_problem(values: &[f64], value_per_replica: f64) -> Option<String> {
         }
     }
     None
-}
-
-/// The node pool an agent competes in: its template's `nodeSelector` value for [`POOL_LABEL`].
-pub fn pool_of(agent: &GeometricAgent) -> String {
-    agent
-        .spec
-        .template
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_selector.as_ref())
-        .and_then(|sel| sel.get(POOL_LABEL))
-        .cloned()
-        .unwrap_or_else(|| DEFAULT_POOL.to_string())
-}
-
-/// A pressure level as the `OrchestrationStrategy` triggers spell it.
-pub fn trigger_pressure(level: quota::PressureLevel) -> ResourcePressure {
-    match level {
-        quota::PressureLevel::Low => ResourcePressure::Low,
-        quota::PressureLevel::Medium => ResourcePressure::Medium,
-        quota::PressureLevel::High => ResourcePressure::High,
-        quota::PressureLevel::Critical => ResourcePressure::Critical,
-    }
 }
 
 /// What the auction needs from an agent object.
@@ -246,10 +209,10 @@ pub fn pool_snapshots(
         by_pool.entry(pool).or_default().push(n);
     }
     for (pool, snap) in pools.iter_mut() {
-        let members: BTreeSet<(String, String)> = snap
+        let members: BTreeSet<AgentKey> = snap
             .agents
             .iter()
-            .map(|a| (a.namespace.clone(), a.name.clone()))
+            .map(|a| AgentKey::new(a.namespace.clone(), a.name.clone()))
             .collect();
         let mut used: BTreeMap<&str, Resources> = BTreeMap::new();
         for p in bound_pods {
@@ -304,41 +267,42 @@ pub fn target_allocations(pool: &PoolSnapshot, decision: &PoolDecision) -> Vec<O
     }
 }
 
-/// Runs the loop until `shutdown` turns true; ticks only while this replica leads.
-pub async fn run(ctx: Arc<AuctionContext>, mut shutdown: watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(ctx.tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Pools whose quotas are in force, so a pool whose agents all vanished is released too.
-    let mut contended: BTreeSet<String> = BTreeSet::new();
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    return;
-                }
-                continue;
-            }
+/// The auction loop: its period and the pools whose quotas are in force (so a pool whose
+/// agents all vanished is released too); run by [`super::context::run_leader_loop`].
+pub struct Auctioneer {
+    period: Duration,
+    contended: BTreeSet<String>,
+}
+
+impl Auctioneer {
+    pub fn new(period: Duration) -> Self {
+        Self {
+            period,
+            contended: BTreeSet::new(),
         }
-        if !*ctx.leading.borrow() {
-            contended.clear();
-            continue;
-        }
-        if let Err(err) = tick(&ctx, &mut contended).await {
-            ctx.metrics
-                .errors
-                .get_or_create(&super::metrics::ErrorLabels {
-                    kind: err.metric_label().into(),
-                })
-                .inc();
-            tracing::warn!(error = %err, "auction tick failed");
-        }
+    }
+}
+
+impl LeaderLoop for Auctioneer {
+    const NAME: &'static str = "auction";
+    type Error = AuctionLoopError;
+
+    fn period(&self) -> Duration {
+        self.period
+    }
+
+    async fn tick(&mut self, ctx: &Context) -> Result<(), AuctionLoopError> {
+        tick(ctx, &mut self.contended).await
+    }
+
+    fn reset(&mut self) {
+        self.contended.clear();
     }
 }
 
 /// One tick over every pool; a failing pool does not stop the others (the first error is
 /// returned). `contended`: the pools with quotas in force, updated.
-pub async fn tick(ctx: &AuctionContext, contended: &mut BTreeSet<String>) -> Result<(), AuctionLoopError> {
+pub async fn tick(ctx: &Context, contended: &mut BTreeSet<String>) -> Result<(), AuctionLoopError> {
     let agents: Vec<GeometricAgent> = Api::<GeometricAgent>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await?
@@ -406,8 +370,9 @@ pub async fn tick(ctx: &AuctionContext, contended: &mut BTreeSet<String>) -> Res
     first_error.map_or(Ok(()), Err)
 }
 
+#[tracing::instrument(skip_all, fields(pool = %pool))]
 async fn tick_pool(
-    ctx: &AuctionContext,
+    ctx: &Context,
     pool: &str,
     snap: &PoolSnapshot,
     objects: &BTreeMap<String, &GeometricAgent>,
@@ -533,12 +498,11 @@ async fn tick_pool(
 /// Writes the `allocate` receipt of a pool's decision; at `full_audit` a failed write is an
 /// error (the caller must not apply), below it is logged.
 async fn record(
-    ctx: &AuctionContext,
+    ctx: &Context,
     pool: &str,
     decision: serde_json::Value,
     inputs: &serde_json::Value,
 ) -> Result<(), AuctionLoopError> {
-    let recording = ctx.view.read().map(|v| v.settings.recording).unwrap_or_default();
     let subject = SubjectRef {
         api_version: GeometricAgent::api_version(&()).into_owned(),
         kind: "NodePool".into(),
@@ -546,25 +510,25 @@ async fn record(
         name: pool.to_string(),
         uid: None,
     };
-    match ctx
-        .writer
-        .record(recording, ReceiptAction::Allocate, subject, decision, inputs)
+    let intent = Intent {
+        action: ReceiptAction::Allocate,
+        subject,
+        decision,
+        inputs: inputs.clone(),
+        regarding: None,
+        withheld: format!("the quotas of pool {pool} were not applied"),
+    };
+    ctx.record_before(intent)
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(source) if recording.level == VerificationLevel::FullAudit => Err(AuctionLoopError::Receipt {
+        .map_err(|source| AuctionLoopError::Receipt {
             pool: pool.to_string(),
             source,
-        }),
-        Err(err) => {
-            tracing::warn!(pool = %pool, error = %err, "allocate receipt not written (level below full_audit: applying anyway)");
-            Ok(())
-        }
-    }
+        })
 }
 
-async fn publish(ctx: &AuctionContext, agent: &GeometricAgent, type_: EventType, reason: &str, note: String) {
-    super::events::publish(&ctx.recorder, &agent.object_ref(&()), type_, "Allocate", reason, note).await;
+async fn publish(ctx: &Context, agent: &GeometricAgent, type_: EventType, reason: &str, note: String) {
+    ctx.publish(&agent.object_ref(&()), type_, "Allocate", reason, note)
+        .await;
 }
 
 #[cfg(test)]
@@ -625,7 +589,7 @@ mod tests {
                 tenant: None,
                 strict_isolation: false,
             },
-            agent: agent.map(|(n, a)| (n.to_string(), a.to_string())),
+            agent: agent.map(|(n, a)| AgentKey::new(n, a)),
         }
     }
 

@@ -18,14 +18,13 @@
 //!   level are `none` (turning auditing off is itself audited).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
-use tokio::sync::watch;
 
+use super::context::{Context, LeaderLoop, LoopError};
 use super::crd::momconfig::{ACTIVE_NAME, VerificationLevel};
 use super::crd::{GeometricAgent, MomConfig, Receipt as ReceiptObject};
 use super::receipts::{ReceiptWriter, Recording, WriteError};
@@ -95,55 +94,107 @@ pub struct PublishState {
     pub pending: bool,
 }
 
-/// Runs until `shutdown` turns true; acts only while `leading` is true. Returns the bundle
-/// publication state for the final checkpoint.
-pub async fn run(
-    client: kube::Client,
-    writer: Arc<ReceiptWriter>,
-    leading: watch::Receiver<bool>,
-    mut shutdown: watch::Receiver<bool>,
+/// The checkpoint loop: every second or after a receipt is persisted (leader only) it records
+/// MomConfig changes, writes a checkpoint when one is due, prunes by retention and publishes
+/// the tenant bundles; run by [`super::context::run_leader_loop`], which hands it back at
+/// shutdown so [`Checkpointer::publish_state`] feeds [`final_checkpoint`].
+pub struct Checkpointer {
     settings: CheckpointSettings,
-) -> PublishState {
-    let mut last_checkpoint = Instant::now();
-    let mut last_config_check: Option<Instant> = None;
-    let mut config_seen: Option<(String, i64)> = None;
-    let mut publish_pending = true;
-    // Tree size of the last published checkpoint this term (namespaces with no receipt since
-    // keep their bundle: its proofs stay valid) and when it was published.
-    let mut published: Option<u64> = None;
-    let mut last_publish: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = writer.wait_for_write() => {}
-            _ = shutdown.changed() => return PublishState { published, pending: publish_pending },
+    last_checkpoint: Instant,
+    last_config_check: Option<Instant>,
+    config_seen: Option<(String, i64)>,
+    publish_pending: bool,
+    /// Tree size of the last published checkpoint this term (namespaces with no receipt since
+    /// keep their bundle: its proofs stay valid) and when it was published.
+    published: Option<u64>,
+    last_publish: Option<Instant>,
+}
+
+impl Checkpointer {
+    pub fn new(settings: CheckpointSettings) -> Self {
+        Self {
+            settings,
+            last_checkpoint: Instant::now(),
+            last_config_check: None,
+            config_seen: None,
+            publish_pending: true,
+            published: None,
+            last_publish: None,
         }
-        if !*leading.borrow() {
-            // The next term reads back what is persisted.
-            config_seen = None;
-            publish_pending = true;
-            published = None;
-            last_checkpoint = Instant::now();
-            continue;
+    }
+
+    /// The bundle publication state for the final checkpoint.
+    pub fn publish_state(&self) -> PublishState {
+        PublishState {
+            published: self.published,
+            pending: self.publish_pending,
         }
-        if last_config_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
-            last_config_check = Some(Instant::now());
-            if let Err(err) = record_config_change(&client, &writer, &mut config_seen).await {
+    }
+}
+
+impl LoopError for WriteError {
+    fn metric_label(&self) -> &'static str {
+        match self {
+            WriteError::Api(_) => "api",
+            WriteError::Receipt(_) => "receipt",
+            WriteError::Key(..) => "key",
+            WriteError::Stored(..) => "stored",
+            WriteError::NotPersisted(_) => "not_persisted",
+            WriteError::Refused(_) => "refused",
+        }
+    }
+}
+
+impl LeaderLoop for Checkpointer {
+    const NAME: &'static str = "checkpoints";
+    type Error = WriteError;
+
+    fn period(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn wake<'a>(&'a self, ctx: &'a Context) -> impl std::future::Future<Output = ()> + Send + 'a {
+        ctx.writer.wait_for_write()
+    }
+
+    fn reset(&mut self) {
+        // The next term reads back what is persisted.
+        self.config_seen = None;
+        self.publish_pending = true;
+        self.published = None;
+        self.last_checkpoint = Instant::now();
+    }
+
+    /// Each step runs even when an earlier one failed; the first failure is returned.
+    async fn tick(&mut self, ctx: &Context) -> Result<(), WriteError> {
+        let (client, writer) = (&ctx.client, &ctx.writer);
+        let mut first_error = None;
+        if self
+            .last_config_check
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(2))
+        {
+            self.last_config_check = Some(Instant::now());
+            if let Err(err) = record_config_change(client, writer, &mut self.config_seen).await {
                 tracing::warn!(error = %err, "configure receipt not written");
+                first_error.get_or_insert(err);
             }
         }
-        if checkpoint_due(&settings, writer.since_checkpoint(), last_checkpoint.elapsed()) {
+        if checkpoint_due(
+            &self.settings,
+            writer.since_checkpoint(),
+            self.last_checkpoint.elapsed(),
+        ) {
             match writer.checkpoint().await {
                 Ok(written) => {
-                    last_checkpoint = Instant::now();
-                    publish_pending |= written.is_some();
-                    if written.is_some() && settings.keep_last > 0 {
-                        match prune_receipts(&client, settings.keep_last).await {
+                    self.last_checkpoint = Instant::now();
+                    self.publish_pending |= written.is_some();
+                    if written.is_some() && self.settings.keep_last > 0 {
+                        match prune_receipts(client, self.settings.keep_last).await {
                             Ok(pruned) if pruned.receipts > 0 => {
                                 // Every bundle must stop listing the pruned receipts.
-                                published = None;
-                                publish_pending = true;
-                                retire_bundles(&client, &pruned.emptied_namespaces).await;
+                                self.published = None;
+                                self.publish_pending = true;
+                                retire_bundles(client, &pruned.emptied_namespaces).await;
                                 tracing::info!(
                                     pruned = pruned.receipts,
                                     first_kept = pruned.first_kept,
@@ -151,30 +202,40 @@ pub async fn run(
                                 );
                             }
                             Ok(_) => {}
-                            Err(err) => tracing::warn!(error = %err, "receipt retention: pruning failed"),
+                            Err(err) => {
+                                tracing::warn!(error = %err, "receipt retention: pruning failed");
+                                first_error.get_or_insert(err);
+                            }
                         }
                     }
                 }
-                Err(err) => tracing::warn!(error = %err, "checkpoint not written"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "checkpoint not written");
+                    first_error.get_or_insert(err);
+                }
             }
         }
         // Publishing lists the whole chain: at most every PUBLISH_MIN_INTERVAL.
-        if publish_pending && last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_MIN_INTERVAL) {
+        if self.publish_pending && self.last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_MIN_INTERVAL) {
             let t = Instant::now();
-            last_publish = Some(t);
-            match publish_bundles(&client, writer.namespace(), published).await {
+            self.last_publish = Some(t);
+            match publish_bundles(client, writer.namespace(), self.published).await {
                 Ok((n, size)) => {
-                    publish_pending = false;
-                    published = size.or(published);
+                    self.publish_pending = false;
+                    self.published = size.or(self.published);
                     tracing::info!(
                         namespaces = n,
                         ms = t.elapsed().as_millis() as u64,
                         "tenant checkpoint bundles published"
                     );
                 }
-                Err(err) => tracing::warn!(error = %err, "tenant checkpoint bundles not published"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "tenant checkpoint bundles not published");
+                    first_error.get_or_insert(err);
+                }
             }
         }
+        first_error.map_or(Ok(()), Err)
     }
 }
 

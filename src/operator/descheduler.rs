@@ -17,20 +17,19 @@
 //! Real usage: without a metrics API in the snapshot, a pod's usage is taken as its requests.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, EvictParams, ListParams};
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
-use tokio::sync::watch;
 
+use super::context::{Context, LeaderLoop, LoopError};
 use super::crd::GeometricAgent;
-use super::metrics::Metrics;
-use super::view::{SharedView, View};
-use crate::labels::{AGENT_LABEL, ANOMALOUS_LABEL, ISOLATION_LABEL, OPT_OUT_ANNOTATION, TENANT_LABEL, UNHEALTHY_LABEL};
+use super::receipts::Intent;
+use super::view::{AgentKey, View};
 use crate::descheduler::{self as core, Agent, Move, Peer, Plan, Settings, Snapshot};
+use crate::labels::{AGENT_LABEL, ANOMALOUS_LABEL, ISOLATION_LABEL, OPT_OUT_ANNOTATION, TENANT_LABEL, UNHEALTHY_LABEL};
 use crate::placement::Resources;
 use crate::receipts::{Action as ReceiptAction, SubjectRef};
 
@@ -47,12 +46,12 @@ pub enum DeschedulerError {
     Receipt {
         pod: String,
         #[source]
-        source: super::receipts::WriteError,
+        source: super::receipts::Withheld,
     },
 }
 
-impl DeschedulerError {
-    pub fn metric_label(&self) -> &'static str {
+impl LoopError for DeschedulerError {
+    fn metric_label(&self) -> &'static str {
         match self {
             DeschedulerError::Api(_) => "api",
             DeschedulerError::Plan(_) => "plan",
@@ -70,18 +69,28 @@ pub struct DeschedulerConfig {
     pub settings: Settings,
 }
 
-pub struct DeschedulerContext {
-    pub client: kube::Client,
+/// The descheduler loop: its settings, the eviction client and its memory between ticks; run
+/// by [`super::context::run_leader_loop`].
+pub struct Descheduler {
     /// A client for the Eviction API *without* kube's default retry layer: that layer retries
     /// 429 up to 15 times with exponential back-off (up to 1000 s), which turns a
     /// PDB-blocked eviction into a minutes-long retry storm. See [`client_without_retries`].
     pub evict_client: kube::Client,
-    pub view: SharedView,
-    pub metrics: Arc<Metrics>,
-    pub leading: watch::Receiver<bool>,
-    pub recorder: Recorder,
-    pub writer: Arc<super::receipts::ReceiptWriter>,
     pub config: DeschedulerConfig,
+    pub state: LoopState,
+}
+
+impl LeaderLoop for Descheduler {
+    const NAME: &'static str = "descheduler";
+    type Error = DeschedulerError;
+
+    fn period(&self) -> Duration {
+        self.config.tick
+    }
+
+    async fn tick(&mut self, ctx: &Context) -> Result<(), DeschedulerError> {
+        tick(ctx, self).await
+    }
 }
 
 /// A client like `config`'s but without the default retry of 429/503/504, so that a
@@ -138,14 +147,14 @@ pub fn node_flags(node: &Node) -> (bool, bool) {
 }
 
 /// The core snapshot from listed objects and the placement view. Nodes without a position
-/// (not embedded yet) and pods not bound to a known node are left out. `previous` holds each
-/// agent's target of the last tick; `blocked` pods (PDB back-off) are marked protected.
+/// (not embedded yet) and pods not bound to a known node are left out. Each agent's target of
+/// the last tick comes from the view ([`View::steered_target`]); `blocked` pods (PDB back-off)
+/// are marked protected.
 pub fn build_snapshot(
     nodes: &[Node],
     pods: &[Pod],
     agents: &[GeometricAgent],
     view: &View,
-    previous: &BTreeMap<String, Vec<f64>>,
     blocked: &BTreeSet<String>,
     now: u64,
 ) -> Snapshot {
@@ -181,10 +190,7 @@ pub fn build_snapshot(
             },
         );
     }
-    let agent_keys: BTreeSet<String> = agents
-        .iter()
-        .map(|a| format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any()))
-        .collect();
+    let agent_keys: BTreeSet<String> = agents.iter().map(|a| AgentKey::of(a).to_string()).collect();
     let mut out_pods = Vec::new();
     for p in pods {
         let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else {
@@ -204,7 +210,7 @@ pub fn build_snapshot(
         let labels = p.labels();
         let agent = labels
             .get(AGENT_LABEL)
-            .map(|a| format!("{ns}/{a}"))
+            .map(|a| AgentKey::new(ns.clone(), a.clone()).to_string())
             .filter(|k| agent_keys.contains(k));
         let created = p
             .metadata
@@ -236,17 +242,18 @@ pub fn build_snapshot(
         .iter()
         .map(|a| {
             let ns = a.namespace().unwrap_or_default();
-            let key = format!("{ns}/{}", a.name_any());
-            let policy = view.policy_for(&(ns.clone(), a.name_any()));
+            let agent_key = AgentKey::of(a);
+            let key = agent_key.to_string();
+            let policy = view.policy_for(&agent_key);
             Agent {
                 target: policy.as_ref().map(|p| p.target.clone()).filter(|t| !t.is_empty()),
-                previous_target: previous.get(&key).cloned(),
+                previous_target: view.steered_target(&key).cloned(),
                 peers: a
                     .spec
                     .peers
                     .iter()
                     .map(|p| Peer {
-                        agent: format!("{ns}/{}", p.agent),
+                        agent: AgentKey::new(ns.clone(), p.agent.clone()).to_string(),
                         weight: p.weight,
                     })
                     .filter(|p| agent_keys.contains(&p.agent))
@@ -297,12 +304,10 @@ pub fn classify<T>(result: &Result<T, kube::Error>) -> EvictOutcome {
     }
 }
 
-/// State kept across ticks (leader's memory; lost on failover, which only resets back-offs and
-/// lets targets restart from the agents' current optimum).
+/// State kept across ticks (leader's memory; lost on failover, which only resets back-offs).
+/// Each agent's target of the last tick is kept in the view ([`View::set_steered_target`]).
 #[derive(Debug, Default)]
 pub struct LoopState {
-    /// Each agent's target of the last tick.
-    pub previous: BTreeMap<String, Vec<f64>>,
     /// Pod key → (ticks still to wait, the wait after the next refusal).
     pub backoff: BTreeMap<String, (u32, u32)>,
 }
@@ -331,33 +336,8 @@ impl LoopState {
     }
 }
 
-/// Runs the loop until `shutdown` turns true.
-pub async fn run(ctx: Arc<DeschedulerContext>, mut shutdown: watch::Receiver<bool>) {
-    let mut state = LoopState::default();
-    let mut interval = tokio::time::interval(ctx.config.tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-        if !*ctx.leading.borrow() {
-            continue;
-        }
-        if let Err(err) = tick(&ctx, &mut state).await {
-            ctx.metrics
-                .reconcile_errors
-                .get_or_create(&super::metrics::ControllerLabels {
-                    controller: "descheduler".into(),
-                })
-                .inc();
-            tracing::warn!(error = %err, kind = err.metric_label(), "descheduler tick failed");
-        }
-    }
-}
-
 /// One tick: list, snapshot, then [`execute`].
-async fn tick(ctx: &DeschedulerContext, state: &mut LoopState) -> Result<(), DeschedulerError> {
+async fn tick(ctx: &Context, job: &mut Descheduler) -> Result<(), DeschedulerError> {
     let nodes = Api::<Node>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await?
@@ -370,39 +350,36 @@ async fn tick(ctx: &DeschedulerContext, state: &mut LoopState) -> Result<(), Des
         .list(&ListParams::default())
         .await?
         .items;
-    let blocked = state.blocked_this_tick();
+    let blocked = job.state.blocked_this_tick();
     let now = k8s_openapi::jiff::Timestamp::now().as_second().max(0) as u64;
     let snapshot = {
         let view = ctx
             .view
             .read()
             .map_err(|_| core::DeschedulerError::InvalidSnapshot(vec!["placement view unavailable".into()]))?;
-        build_snapshot(&nodes, &pods, &agents, &view, &state.previous, &blocked, now)
+        build_snapshot(&nodes, &pods, &agents, &view, &blocked, now)
     };
     if snapshot.nodes.is_empty() {
         return Ok(());
     }
-    execute(ctx, state, &snapshot).await.map(|_| ())
+    execute(ctx, job, &snapshot).await.map(|_| ())
 }
 
 /// Plans on `snapshot` and acts: in dry-run prints the plan (one JSON line) and changes
 /// nothing; otherwise reserve → receipt → evict for each move. Returns the plan.
-pub async fn execute(
-    ctx: &DeschedulerContext,
-    state: &mut LoopState,
-    snapshot: &Snapshot,
-) -> Result<Plan, DeschedulerError> {
-    let recording = ctx.view.read().map(|v| v.settings.recording).unwrap_or_default();
-    let settings = &ctx.config.settings;
+pub async fn execute(ctx: &Context, job: &mut Descheduler, snapshot: &Snapshot) -> Result<Plan, DeschedulerError> {
+    let settings = &job.config.settings;
     let started = Instant::now();
     let plan = core::plan(snapshot, settings)?;
     ctx.metrics
         .descheduler_plan_duration
         .observe(started.elapsed().as_secs_f64());
-    for t in &plan.targets {
-        state.previous.insert(t.agent.clone(), t.target.clone());
+    if let Ok(mut view) = ctx.view.write() {
+        for t in &plan.targets {
+            view.set_steered_target(&t.agent, t.target.clone());
+        }
     }
-    if ctx.config.dry_run {
+    if job.config.dry_run {
         let line = serde_json::json!({"descheduleDryRun": true, "plan": &plan});
         println!("{line}");
         tracing::info!(
@@ -420,19 +397,19 @@ pub async fn execute(
         .map(|s| s.len() <= MAX_INLINE_INPUTS)
         .unwrap_or(false);
     for m in &plan.moves {
-        evict_one(ctx, state, &plan, m, &inputs, inline, recording).await?;
+        evict_one(ctx, job, &plan, m, &inputs, inline).await?;
     }
     Ok(plan)
 }
 
+#[tracing::instrument(skip_all, fields(pod = %format!("{}/{}", m.namespace, m.pod)))]
 async fn evict_one(
-    ctx: &DeschedulerContext,
-    state: &mut LoopState,
+    ctx: &Context,
+    job: &mut Descheduler,
     plan: &Plan,
     m: &Move,
     inputs: &serde_json::Value,
     inline: bool,
-    recording: super::receipts::Recording,
 ) -> Result<(), DeschedulerError> {
     let key = format!("{}/{}", m.namespace, m.pod);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &m.namespace);
@@ -458,26 +435,24 @@ async fn evict_one(
     if inline {
         decision["inputs"] = inputs.clone();
     }
-    match ctx
-        .writer
-        .record(recording, ReceiptAction::Evict, subject, decision, inputs)
-        .await
-    {
-        Ok(_) => {}
-        Err(source) if recording.level == super::crd::momconfig::VerificationLevel::FullAudit => {
-            return Err(DeschedulerError::Receipt { pod: key, source });
-        }
-        Err(err) => {
-            tracing::warn!(pod = %key, error = %err, "receipt not written (level below full_audit: evicting anyway)")
-        }
+    let intent = Intent {
+        action: ReceiptAction::Evict,
+        subject,
+        decision,
+        inputs: inputs.clone(),
+        regarding: Some(pod.object_ref(&())),
+        withheld: format!("{key} was not evicted from {}", m.from),
+    };
+    if let Err(source) = ctx.record_before(intent).await {
+        return Err(DeschedulerError::Receipt { pod: key, source });
     }
-    let result = Api::<Pod>::namespaced(ctx.evict_client.clone(), &m.namespace)
+    let result = Api::<Pod>::namespaced(job.evict_client.clone(), &m.namespace)
         .evict(&m.pod, &EvictParams::default())
         .await;
     let reference = pod.object_ref(&());
     match classify(&result) {
         EvictOutcome::Evicted => {
-            state.backoff.remove(&key);
+            job.state.backoff.remove(&key);
             ctx.metrics
                 .descheduler_evictions
                 .get_or_create(&super::metrics::StrategyLabels {
@@ -503,7 +478,7 @@ async fn evict_one(
         }
         EvictOutcome::BlockedByPdb(message) => {
             ctx.metrics.descheduler_blocked.inc();
-            let next = state.refused(&key);
+            let next = job.state.refused(&key);
             publish(
                 ctx,
                 &reference,
@@ -522,13 +497,13 @@ async fn evict_one(
 }
 
 async fn publish(
-    ctx: &DeschedulerContext,
+    ctx: &Context,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
     type_: EventType,
     reason: &str,
     note: String,
 ) {
-    super::events::publish(&ctx.recorder, reference, type_, "Deschedule", reason, note).await;
+    ctx.publish(reference, type_, "Deschedule", reason, note).await;
 }
 
 #[cfg(test)]
@@ -675,7 +650,7 @@ mod tests {
         };
         let view = View::default();
         let pods = vec![mk_pod("p")];
-        let s = build_snapshot(&[node], &pods, &[], &view, &BTreeMap::new(), &BTreeSet::new(), 100);
+        let s = build_snapshot(&[node], &pods, &[], &view, &BTreeSet::new(), 100);
         // No embedding yet: no node has a position, so nothing can be planned.
         assert!(s.nodes.is_empty() && s.pods.is_empty());
         assert!(core::plan(&s, &Settings::default()).unwrap().moves.is_empty());

@@ -30,14 +30,11 @@ use axum::routing::post;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Resource;
 use kube::api::{Api, PostParams};
-use kube::runtime::events::{EventType, Recorder};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
-use super::crd::momconfig::VerificationLevel;
-use super::metrics::Metrics;
-use super::receipts::ReceiptWriter;
-use super::view::{SharedView, pod_record};
+use super::context::Context;
+use super::receipts::Intent;
+use super::view::pod_record;
 use crate::placement;
 
 #[derive(Debug, Deserialize)]
@@ -101,24 +98,11 @@ pub struct ExtenderBindingResult {
     pub error: String,
 }
 
-#[derive(Clone)]
-pub struct ExtenderState {
-    pub view: SharedView,
-    pub metrics: Arc<Metrics>,
-    pub client: Option<kube::Client>,
-    /// `true` while this replica holds the Lease: only the leader binds.
-    pub leading: watch::Receiver<bool>,
-    /// Writes the `bind` receipts (the operator's one writer).
-    pub writer: Option<Arc<ReceiptWriter>>,
-    /// Publishes Events on the pods (e.g. `ReceiptWriteFailed`).
-    pub recorder: Option<Recorder>,
-}
-
 /// The error a replica that does not hold the Lease answers a bind with.
 pub const NOT_LEADER: &str = "this replica is not the leader (it does not hold the Lease), so it does not bind; \
      the scheduler retries (route the extender Service to the pod labelled mom.hypersync.io/leader=true)";
 
-pub fn router(state: ExtenderState) -> Router {
+pub fn router(state: Arc<Context>) -> Router {
     Router::new()
         .route("/filter", post(filter_handler))
         .route("/prioritize", post(prioritize_handler))
@@ -185,7 +169,7 @@ fn decode(body: &[u8]) -> Result<(Decision, ExtenderArgs), ExtenderError> {
 }
 
 /// Pure core of the filter verb over the current view.
-pub fn filter(state: &ExtenderState, body: &[u8]) -> Result<ExtenderFilterResult, ExtenderError> {
+pub fn filter(state: &Context, body: &[u8]) -> Result<ExtenderFilterResult, ExtenderError> {
     let (d, args) = decode(body)?;
     // A pod being filtered is being placed (again): whatever was assumed for it earlier (a
     // prioritize the scheduler did not follow, a bind that failed) must not hold room against
@@ -235,7 +219,7 @@ pub fn filter(state: &ExtenderState, body: &[u8]) -> Result<ExtenderFilterResult
 }
 
 /// Pure core of the prioritize verb over the current view.
-pub fn prioritize(state: &ExtenderState, body: &[u8]) -> Result<Vec<HostPriority>, ExtenderError> {
+pub fn prioritize(state: &Context, body: &[u8]) -> Result<Vec<HostPriority>, ExtenderError> {
     let (d, _) = decode(body)?;
     let rec = pod_record(&d.pod).ok_or_else(|| bad_request("Pod has already finished".into()))?;
     // Score under the read lock (O(nodes)); take the write lock only for the assumption below,
@@ -282,7 +266,7 @@ pub fn prioritize(state: &ExtenderState, body: &[u8]) -> Result<Vec<HostPriority
     Ok(scores)
 }
 
-async fn filter_handler(State(state): State<ExtenderState>, body: Bytes) -> Response {
+async fn filter_handler(State(state): State<Arc<Context>>, body: Bytes) -> Response {
     let start = Instant::now();
     let out = match filter(&state, &body) {
         Ok(result) => axum::Json(result).into_response(),
@@ -292,7 +276,7 @@ async fn filter_handler(State(state): State<ExtenderState>, body: Bytes) -> Resp
     out
 }
 
-async fn prioritize_handler(State(state): State<ExtenderState>, body: Bytes) -> Response {
+async fn prioritize_handler(State(state): State<Arc<Context>>, body: Bytes) -> Response {
     let start = Instant::now();
     let out = match prioritize(&state, &body) {
         Ok(result) => axum::Json(result).into_response(),
@@ -302,7 +286,7 @@ async fn prioritize_handler(State(state): State<ExtenderState>, body: Bytes) -> 
     out
 }
 
-async fn bind_handler(State(state): State<ExtenderState>, body: Bytes) -> Response {
+async fn bind_handler(State(state): State<Arc<Context>>, body: Bytes) -> Response {
     let start = Instant::now();
     let args: ExtenderBindingArgs = match parse(&body) {
         Ok(a) => a,
@@ -324,13 +308,12 @@ async fn bind_handler(State(state): State<ExtenderState>, body: Bytes) -> Respon
 
 /// Binds the pod through the API (leader only, after its `bind` receipt) and records the
 /// binding as assumed.
-async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(), String> {
-    if !*state.leading.borrow() {
+async fn bind(state: &Context, args: &ExtenderBindingArgs) -> Result<(), String> {
+    if !state.is_leader() {
         tracing::debug!(pod = %args.pod_name, namespace = %args.pod_namespace, node = %args.node, "bind refused: not the leader");
         return Err(NOT_LEADER.into());
     }
-    let client = state.client.clone().ok_or("the extender has no API client")?;
-    let pods: Api<Pod> = Api::namespaced(client, &args.pod_namespace);
+    let pods: Api<Pod> = Api::namespaced(state.client.clone(), &args.pod_namespace);
     let binding = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Binding",
@@ -369,10 +352,10 @@ async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(), S
 /// What a bind decision used, read from the view: the pod's agent and its target, the node's
 /// position, κ; and the recording level in force.
 fn bind_inputs(
-    state: &ExtenderState,
+    state: &Context,
     args: &ExtenderBindingArgs,
     pod: &Pod,
-) -> (placement::bind::BindInputs, super::receipts::Recording) {
+) -> (placement::bind::BindInputs, super::view::Recording) {
     let agent = pod_record(pod).and_then(|r| r.agent);
     let view = state.view.read().ok();
     let target = match (&view, &agent) {
@@ -383,7 +366,7 @@ fn bind_inputs(
         namespace: args.pod_namespace.clone(),
         pod: args.pod_name.clone(),
         node: args.node.clone(),
-        agent: agent.map(|(_, name)| name),
+        agent: agent.map(|key| key.name),
         target,
         node_position: view.as_ref().and_then(|v| v.node_position(&args.node).cloned()),
         kappa: view.as_ref().map_or(1.0, |v| v.settings.kappa),
@@ -395,20 +378,9 @@ fn bind_inputs(
 /// Records the bind before it is made (write-ahead at `full_audit`). At `full_audit` a failed
 /// write is returned (no binding) and reported as a `ReceiptWriteFailed` Warning on the pod;
 /// below it the bind goes ahead, as for every other action.
-async fn write_receipt(state: &ExtenderState, args: &ExtenderBindingArgs, pod: &Pod) -> Result<(), String> {
+async fn write_receipt(state: &Context, args: &ExtenderBindingArgs, pod: &Pod) -> Result<(), String> {
     use crate::receipts::{Action, SubjectRef};
-    let (inputs, recording) = bind_inputs(state, args, pod);
-    if recording.level == VerificationLevel::None {
-        return Ok(());
-    }
-    let Some(writer) = &state.writer else {
-        return match recording.level {
-            VerificationLevel::FullAudit => {
-                Err("the extender has no receipt writer, so it does not bind at full_audit".into())
-            }
-            _ => Ok(()),
-        };
-    };
+    let (inputs, _) = bind_inputs(state, args, pod);
     let subject = SubjectRef {
         api_version: "v1".into(),
         kind: "Pod".into(),
@@ -416,46 +388,22 @@ async fn write_receipt(state: &ExtenderState, args: &ExtenderBindingArgs, pod: &
         name: args.pod_name.clone(),
         uid: Some(args.pod_uid.clone()),
     };
-    let inputs_json = serde_json::to_value(&inputs).map_err(|e| format!("bind inputs: {e}"))?;
-    let decision = placement::bind::decision(&inputs);
-    match writer
-        .record(recording, Action::Bind, subject, decision, &inputs_json)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(err) if recording.level == VerificationLevel::FullAudit => {
-            // The apiserver's own message, not the whole Status dump.
-            let cause = match &err {
-                super::receipts::WriteError::Api(kube::Error::Api(status)) => status.message.clone(),
-                other => other.to_string(),
-            };
-            let message = format!(
-                "the receipt for binding {}/{} to {} could not be written, so the pod was not bound: {cause}",
-                args.pod_namespace, args.pod_name, args.node
-            );
-            if let Some(recorder) = &state.recorder {
-                super::events::publish(
-                    recorder,
-                    &pod.object_ref(&()),
-                    EventType::Warning,
-                    "Record",
-                    "ReceiptWriteFailed",
-                    message.clone(),
-                )
-                .await;
-            }
-            tracing::warn!(pod = %args.pod_name, namespace = %args.pod_namespace, error = %err, "bind not made: its receipt could not be written");
-            Err(message)
-        }
-        Err(err) => {
-            tracing::warn!(pod = %args.pod_name, namespace = %args.pod_namespace, error = %err, "receipt not written (level below full_audit: binding anyway)");
-            Ok(())
-        }
-    }
+    let intent = Intent {
+        action: Action::Bind,
+        subject,
+        decision: placement::bind::decision(&inputs),
+        inputs: serde_json::to_value(&inputs).map_err(|e| format!("bind inputs: {e}"))?,
+        regarding: Some(pod.object_ref(&())),
+        withheld: format!(
+            "{}/{} was not bound to {}",
+            args.pod_namespace, args.pod_name, args.node
+        ),
+    };
+    state.record_before(intent).await.map_err(|withheld| withheld.message)
 }
 
 /// Serves the extender until `shutdown` turns true.
-pub async fn serve<L>(listener: L, state: ExtenderState, mut shutdown: tokio::sync::watch::Receiver<bool>)
+pub async fn serve<L>(listener: L, state: Arc<Context>, mut shutdown: tokio::sync::watch::Receiver<bool>)
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
@@ -474,17 +422,9 @@ where
 mod tests {
     use super::*;
 
-    fn state(leading: bool) -> (ExtenderState, watch::Sender<bool>) {
-        let (tx, rx) = watch::channel(leading);
-        let state = ExtenderState {
-            view: Default::default(),
-            metrics: Arc::new(Metrics::default()),
-            client: None,
-            leading: rx,
-            writer: None,
-            recorder: None,
-        };
-        (state, tx)
+    fn state(leading: bool) -> (Context, tokio::sync::watch::Sender<bool>) {
+        let (tx, rx) = tokio::sync::watch::channel(leading);
+        (Context::offline(rx), tx)
     }
 
     fn args() -> ExtenderBindingArgs {
@@ -504,13 +444,14 @@ mod tests {
         let (state, tx) = state(false);
         assert_eq!(bind(&state, &args()).await.unwrap_err(), NOT_LEADER);
         tx.send_replace(true);
-        // Past the leadership check: without an API client it stops at the next step.
+        // Past the leadership check: with no apiserver behind the client it stops at the next
+        // step, reading the pod.
         let err = bind(&state, &args()).await.unwrap_err();
-        assert_eq!(err, "the extender has no API client");
+        assert!(err.starts_with("reading pod web-1"), "{err}");
     }
 
-    #[test]
-    fn bind_inputs_of_a_pod_without_an_agent_have_no_target_and_an_unknown_node_no_position() {
+    #[tokio::test]
+    async fn bind_inputs_of_a_pod_without_an_agent_have_no_target_and_an_unknown_node_no_position() {
         let (state, _tx) = state(true);
         let pod: Pod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web-1", "namespace": "team-a", "uid": "u-1"},
@@ -525,7 +466,10 @@ mod tests {
         assert_eq!(inputs.agent, None);
         assert!(inputs.target.is_empty());
         assert_eq!(inputs.node_position, None);
-        assert_eq!(recording.level, VerificationLevel::FullAudit);
+        assert_eq!(
+            recording.level,
+            crate::operator::crd::momconfig::VerificationLevel::FullAudit
+        );
         assert_eq!(placement::bind::outcome(&inputs).distance_from_target, None);
     }
 }

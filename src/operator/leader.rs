@@ -202,7 +202,6 @@ impl LeaderElector {
     }
 }
 
-
 /// This process's pod `(namespace, name)` from the downward API (`POD_NAMESPACE`, `POD_NAME`),
 /// or `None` when either is unset or empty (e.g. run outside a pod).
 pub fn own_pod(namespace: Option<String>, name: Option<String>) -> Option<(String, String)> {

@@ -52,6 +52,13 @@ pub struct ScalingLabels {
     pub outcome: String,
 }
 
+/// Labels of `mom_loop_errors_total`: the leader loop and the kind of its error.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoopLabels {
+    pub r#loop: String,
+    pub kind: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StrategyLabels {
     pub strategy: String,
@@ -64,6 +71,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<ControllerLabels, Counter>,
     pub reconcile_duration: Family<ControllerLabels, Histogram>,
     pub errors: Family<ErrorLabels, Counter>,
+    /// Failed ticks of the leader loops, per loop and error kind.
+    pub loop_errors: Family<LoopLabels, Counter>,
     pub leader: Gauge,
     pub extender_duration: Family<VerbLabels, Histogram>,
     pub decisions: Family<DecisionLabels, Counter>,
@@ -134,6 +143,12 @@ impl Default for Metrics {
             scaling_decisions.clone(),
         );
         registry.register("errors", "Process-level errors, per kind", errors.clone());
+        let loop_errors = Family::<LoopLabels, Counter>::default();
+        registry.register(
+            "loop_errors",
+            "Failed ticks of the leader loops, per loop and error kind",
+            loop_errors.clone(),
+        );
         registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
@@ -168,6 +183,7 @@ impl Default for Metrics {
             reconcile_errors,
             reconcile_duration,
             errors,
+            loop_errors,
             leader,
             extender_duration,
             decisions,
@@ -189,6 +205,16 @@ impl Metrics {
         self.errors
             .get_or_create(&ErrorLabels {
                 kind: err.metric_label().to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one failed tick of `name` (a [`super::context::LeaderLoop`]).
+    pub fn loop_error(&self, name: &str, kind: &str) {
+        self.loop_errors
+            .get_or_create(&LoopLabels {
+                r#loop: name.to_string(),
+                kind: kind.to_string(),
             })
             .inc();
     }

@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod auction;
 pub mod checkpoints;
+pub mod context;
 pub mod crd;
 pub mod descheduler;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod extender;
 pub mod leader;
 pub mod metrics;
 pub mod metrics_api;
+pub mod pools;
 pub mod prometheus;
 pub mod receipts;
 pub mod scaler;
@@ -124,6 +126,14 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     tracing::info!(addr = %extender_bound, tls = extender_tls.is_some(), "serving the scheduler extender");
     let writer =
         Arc::new(receipts::ReceiptWriter::new(client.clone(), config.namespace.clone()).with_metrics(metrics.clone()));
+    let ctx = Arc::new(context::Context::new(
+        client.clone(),
+        view.clone(),
+        metrics.clone(),
+        leading.clone(),
+        writer.clone(),
+        &config.identity,
+    ));
     // Only the leader binds; its pod carries the leader label the extender Service selects.
     let leader_label = tokio::spawn(leader::label_own_pod(
         client.clone(),
@@ -131,90 +141,49 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         leading.clone(),
         shutdown_rx.clone(),
     ));
-    let extender_state = extender::ExtenderState {
-        view: view.clone(),
-        metrics: metrics.clone(),
-        client: Some(client.clone()),
-        leading: leading.clone(),
-        writer: Some(writer.clone()),
-        recorder: Some(kube::runtime::events::Recorder::new(
-            client.clone(),
-            agents::reporter(&config.identity),
-        )),
-    };
     let extender_task = match extender_tls {
         Some(acceptor) => {
             let listener = tls::TlsListener::new(extender_listener, acceptor).map_err(|source| Error::Bind {
                 addr: extender_bound,
                 source,
             })?;
-            tokio::spawn(extender::serve(listener, extender_state, shutdown_rx.clone()))
+            tokio::spawn(extender::serve(listener, ctx.clone(), shutdown_rx.clone()))
         }
-        None => tokio::spawn(extender::serve(extender_listener, extender_state, shutdown_rx.clone())),
+        None => tokio::spawn(extender::serve(extender_listener, ctx.clone(), shutdown_rx.clone())),
     };
 
-    let agent_ctx = Arc::new(agents::AgentContext {
-        client: client.clone(),
-        view: view.clone(),
-        metrics: metrics.clone(),
-        leading: leading.clone(),
-        recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
-        writer: writer.clone(),
-    });
-    let agent_controller = tokio::spawn(agents::run(agent_ctx, shutdown_rx.clone()));
-    let checkpointer = tokio::spawn(checkpoints::run(
-        client.clone(),
-        writer.clone(),
-        leading.clone(),
+    use context::run_leader_loop;
+    let agent_controller = tokio::spawn(agents::run(ctx.clone(), shutdown_rx.clone()));
+    let checkpointer = tokio::spawn(run_leader_loop(
+        ctx.clone(),
+        checkpoints::Checkpointer::new(config.checkpoints),
         shutdown_rx.clone(),
-        config.checkpoints,
     ));
-    let scaler_ctx = Arc::new(scaler::ScalerContext {
-        client: client.clone(),
-        view: view.clone(),
-        metrics: metrics.clone(),
-        leading: leading.clone(),
-        recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
-        writer: writer.clone(),
-        settings: config.scaler.clone(),
-    });
-    let scaler_task = tokio::spawn(scaler::run(scaler_ctx, shutdown_rx.clone()));
-    let auction_ctx = Arc::new(auction::AuctionContext {
-        client: client.clone(),
-        view: view.clone(),
-        metrics: metrics.clone(),
-        leading: leading.clone(),
-        recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
-        writer: writer.clone(),
-        tick: config.auction_tick,
-    });
-    let auction_loop = tokio::spawn(auction::run(auction_ctx, shutdown_rx.clone()));
+    let scaler_task = tokio::spawn(run_leader_loop(
+        ctx.clone(),
+        scaler::Scaler::new(config.scaler.clone()),
+        shutdown_rx.clone(),
+    ));
+    let auction_loop = tokio::spawn(run_leader_loop(
+        ctx.clone(),
+        auction::Auctioneer::new(config.auction_tick),
+        shutdown_rx.clone(),
+    ));
     let descheduler_task = match config.descheduler.clone() {
         Some(dc) => {
             let kube_config = kube::Config::infer()
                 .await
                 .map_err(|e| Error::Connect(kube::Error::InferConfig(e)))?;
-            let ctx = Arc::new(descheduler::DeschedulerContext {
+            let job = descheduler::Descheduler {
                 evict_client: descheduler::client_without_retries(kube_config).map_err(Error::Connect)?,
-                client: client.clone(),
-                view: view.clone(),
-                metrics: metrics.clone(),
-                leading: leading.clone(),
-                recorder: kube::runtime::events::Recorder::new(client.clone(), agents::reporter(&config.identity)),
-                writer: writer.clone(),
                 config: dc,
-            });
-            Some(tokio::spawn(descheduler::run(ctx, shutdown_rx.clone())))
+                state: Default::default(),
+            };
+            Some(tokio::spawn(run_leader_loop(ctx.clone(), job, shutdown_rx.clone())))
         }
         None => None,
     };
-    let status_writer = tokio::spawn(status::run(
-        client.clone(),
-        view.clone(),
-        writer.clone(),
-        leading.clone(),
-        shutdown_rx.clone(),
-    ));
+    let status_writer = tokio::spawn(run_leader_loop(ctx.clone(), status::StatusWriter, shutdown_rx.clone()));
 
     wait_for_signal().await;
     tracing::info!("shutting down");
@@ -233,8 +202,8 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
             let _ = task.await;
         }
         let _ = status_writer.await;
-        if let Ok(state) = checkpointer.await {
-            checkpoint_state = state;
+        if let Ok(job) = checkpointer.await {
+            checkpoint_state = job.publish_state();
         }
     })
     .await;

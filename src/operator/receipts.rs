@@ -58,20 +58,32 @@ impl From<StoreError> for WriteError {
     }
 }
 
-/// What the writer is configured to record (from the MomConfig `default`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Recording {
-    pub level: VerificationLevel,
-    pub sample_rate: f64,
+pub use super::view::Recording;
+
+/// An action about to be taken and what its receipt records (see
+/// [`ReceiptWriter::record_before`]).
+#[derive(Debug, Clone)]
+pub struct Intent {
+    pub action: Action,
+    pub subject: SubjectRef,
+    /// The decision document (its `kind` names the decision; replayable kinds carry inputs).
+    pub decision: serde_json::Value,
+    /// The decision's inputs; the receipt holds their digest.
+    pub inputs: serde_json::Value,
+    /// The object a `ReceiptWriteFailed` Warning goes to (none for pools and the chain).
+    pub regarding: Option<k8s_openapi::api::core::v1::ObjectReference>,
+    /// What is not done when the receipt cannot be written: "the pod was not bound", …
+    pub withheld: String,
 }
 
-impl Default for Recording {
-    fn default() -> Self {
-        Self {
-            level: VerificationLevel::FullAudit,
-            sample_rate: 1.0,
-        }
-    }
+/// At `full_audit` the receipt of an action could not be written, so the action is withheld.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Withheld {
+    /// What was withheld and why, as the `ReceiptWriteFailed` Event says it.
+    pub message: String,
+    #[source]
+    pub source: Box<WriteError>,
 }
 
 pub struct ReceiptWriter {
@@ -99,6 +111,18 @@ pub fn checkpoint_subject() -> SubjectRef {
         namespace: String::new(),
         name: "default".into(),
         uid: None,
+    }
+}
+
+/// The subject of a GeometricAgent's receipts (spawn, terminate, scale).
+pub fn agent_subject(agent: &super::crd::GeometricAgent) -> SubjectRef {
+    use kube::{Resource as _, ResourceExt as _};
+    SubjectRef {
+        api_version: super::crd::GeometricAgent::api_version(&()).into_owned(),
+        kind: super::crd::GeometricAgent::kind(&()).into_owned(),
+        namespace: agent.namespace().unwrap_or_default(),
+        name: agent.name_any(),
+        uid: agent.uid(),
     }
 }
 
@@ -323,6 +347,62 @@ impl ReceiptWriter {
         }
         tracing::info!(receipts = stored.len(), head = ?builder.head().map(|h| h.sequence), "receipt chain loaded");
         Ok(builder)
+    }
+
+    /// The write-ahead rule, the one place every action of the operator goes through before
+    /// it is taken: records `intent` at `recording`'s level and says whether to act.
+    ///
+    /// - `none`, not sampled, or persisted: `Ok` — act.
+    /// - the write failed below `full_audit`: logged, `Ok` — act anyway.
+    /// - the write failed at `full_audit`: a `ReceiptWriteFailed` Warning on
+    ///   `intent.regarding` (when there is one) naming what was withheld and why, and
+    ///   `Err` — the caller must not act.
+    pub async fn record_before(
+        &self,
+        recording: Recording,
+        recorder: &kube::runtime::events::Recorder,
+        intent: Intent,
+    ) -> Result<(), Withheld> {
+        let Intent {
+            action,
+            subject,
+            decision,
+            inputs,
+            regarding,
+            withheld,
+        } = intent;
+        let what = format!("{} {}/{}", action.as_str(), subject.namespace, subject.name);
+        match self.record(recording, action, subject, decision, &inputs).await {
+            Ok(_) => Ok(()),
+            Err(source) if recording.level == VerificationLevel::FullAudit => {
+                // The apiserver's own message, not the whole Status dump.
+                let cause = match &source {
+                    WriteError::Api(kube::Error::Api(status)) => status.message.clone(),
+                    other => other.to_string(),
+                };
+                let message = format!("the receipt could not be written, so {withheld}: {cause}");
+                if let Some(reference) = &regarding {
+                    super::events::publish(
+                        recorder,
+                        reference,
+                        kube::runtime::events::EventType::Warning,
+                        "Record",
+                        "ReceiptWriteFailed",
+                        message.clone(),
+                    )
+                    .await;
+                }
+                tracing::warn!(receipt = %what, error = %source, "action not taken: its receipt could not be written");
+                Err(Withheld {
+                    message,
+                    source: Box::new(source),
+                })
+            }
+            Err(err) => {
+                tracing::warn!(receipt = %what, error = %err, "receipt not written (level below full_audit: acting anyway)");
+                Ok(())
+            }
+        }
     }
 
     /// Seals and persists a receipt for an action about to be taken. Returns `Ok(None)` when the

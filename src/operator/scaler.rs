@@ -17,24 +17,25 @@
 //! which keeps no history: their samples are kept in memory, one per tick (lost on restart).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
-use tokio::sync::watch;
 
+use super::context::{Context, LeaderLoop};
 use super::crd::GeometricAgent;
 use super::crd::conditions::{self, ConditionStatus, DesiredCondition};
 use super::crd::strategy::{OrchestrationStrategy, ScalingMethod, ScalingSpec, TargetMetric};
 use super::crd::validate::{self, AgentFacts, StrategyFacts};
-use super::metrics::{Metrics, ScalingLabels};
+use super::metrics::ScalingLabels;
 use super::prometheus::{Prometheus, QueryError};
-use super::view::SharedView;
+use super::receipts::{Intent, agent_subject};
+use super::view::AgentKey;
 use crate::forecast::ModelKind;
 use crate::hpa::HpaState;
+use crate::receipts::Action as ReceiptAction;
 use crate::scaling_policy::{self, Decision, DecisionInputs, HpaSync, Method, PolicySettings, TargetDemand};
 
 /// Field manager of the scaler's writes of `spec.replicas`.
@@ -89,45 +90,50 @@ impl Default for ScalerSettings {
     }
 }
 
-pub struct ScalerContext {
-    pub client: kube::Client,
-    pub view: SharedView,
-    pub metrics: Arc<Metrics>,
-    pub leading: watch::Receiver<bool>,
-    pub recorder: Recorder,
-    pub writer: Arc<super::receipts::ReceiptWriter>,
-    pub settings: ScalerSettings,
-}
-
 /// Per-agent memory between ticks (the HPA's recommendation history).
 #[derive(Default)]
 struct Memory {
-    hpa: BTreeMap<(String, String), HpaState>,
+    hpa: BTreeMap<AgentKey, HpaState>,
     /// Usage samples from the metrics API (it keeps no history), per agent and target index.
-    samples: BTreeMap<(String, String, usize), Vec<f64>>,
+    samples: BTreeMap<(AgentKey, usize), Vec<f64>>,
 }
 
-/// Runs the loop until `shutdown` turns true; acts only while this replica leads.
-pub async fn run(ctx: Arc<ScalerContext>, mut shutdown: watch::Receiver<bool>) {
-    let prometheus = ctx.settings.prometheus_url.as_deref().map(Prometheus::new);
-    if let Some(Err(err)) = &prometheus {
-        tracing::error!(error = %err, "the scaler cannot use the Prometheus URL");
+/// The scaler loop: its settings, the Prometheus client and its memory between ticks; run by
+/// [`super::context::run_leader_loop`].
+pub struct Scaler {
+    settings: ScalerSettings,
+    prometheus: Option<Result<Prometheus, QueryError>>,
+    memory: Memory,
+}
+
+impl Scaler {
+    pub fn new(settings: ScalerSettings) -> Self {
+        let prometheus = settings.prometheus_url.as_deref().map(Prometheus::new);
+        if let Some(Err(err)) = &prometheus {
+            tracing::error!(error = %err, "the scaler cannot use the Prometheus URL");
+        }
+        Self {
+            settings,
+            prometheus,
+            memory: Memory::default(),
+        }
     }
-    let mut memory = Memory::default();
-    let mut interval = tokio::time::interval(ctx.settings.tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-        if !*ctx.leading.borrow() {
-            memory = Memory::default();
-            continue;
-        }
-        if let Err(err) = tick(&ctx, prometheus.as_ref(), &mut memory).await {
-            tracing::warn!(error = %err, "scaler tick failed");
-        }
+}
+
+impl LeaderLoop for Scaler {
+    const NAME: &'static str = "scaler";
+    type Error = kube::Error;
+
+    fn period(&self) -> Duration {
+        self.settings.tick
+    }
+
+    async fn tick(&mut self, ctx: &Context) -> Result<(), kube::Error> {
+        tick(ctx, &self.settings, self.prometheus.as_ref(), &mut self.memory).await
+    }
+
+    fn reset(&mut self) {
+        self.memory = Memory::default();
     }
 }
 
@@ -136,7 +142,8 @@ fn unix_now() -> f64 {
 }
 
 async fn tick(
-    ctx: &ScalerContext,
+    ctx: &Context,
+    settings: &ScalerSettings,
     prometheus: Option<&Result<Prometheus, QueryError>>,
     memory: &mut Memory,
 ) -> Result<(), kube::Error> {
@@ -163,7 +170,7 @@ async fn tick(
     let mut seen = BTreeSet::new();
     for agent in &agents {
         let ns = agent.namespace().unwrap_or_default();
-        seen.insert((ns.clone(), agent.name_any()));
+        seen.insert(AgentKey::of(agent));
         let in_ns = by_ns.get(&ns).cloned().unwrap_or_default();
         let facts: Vec<StrategyFacts> = in_ns.iter().map(|s| StrategyFacts::from_strategy(s)).collect();
         let check = validate::check_agent(
@@ -179,14 +186,12 @@ async fn tick(
         else {
             continue;
         };
-        if let Err(err) = scale_agent(ctx, prometheus, memory, agent, strategy).await {
+        if let Err(err) = scale_agent(ctx, settings, prometheus, memory, agent, strategy).await {
             tracing::warn!(agent = %agent.name_any(), namespace = %ns, error = %err, "scaling an agent failed");
         }
     }
     memory.hpa.retain(|k, _| seen.contains(k));
-    memory
-        .samples
-        .retain(|(ns, name, _), _| seen.contains(&(ns.clone(), name.clone())));
+    memory.samples.retain(|(key, _), _| seen.contains(key));
     Ok(())
 }
 
@@ -284,17 +289,19 @@ enum ScaleError {
     Api(#[from] kube::Error),
 }
 
+#[tracing::instrument(skip_all, fields(agent = %AgentKey::of(agent)))]
 async fn scale_agent(
-    ctx: &ScalerContext,
+    ctx: &Context,
+    scaler: &ScalerSettings,
     prometheus: Option<&Result<Prometheus, QueryError>>,
     memory: &mut Memory,
     agent: &GeometricAgent,
     strategy: &OrchestrationStrategy,
 ) -> Result<(), ScaleError> {
-    let ns = agent.namespace().unwrap_or_default();
-    let name = agent.name_any();
+    let key = AgentKey::of(agent);
+    let (ns, name) = (key.namespace.clone(), key.name.clone());
     let strategy_name = strategy.name_any();
-    let (settings, queries) = match policy_settings(&strategy.spec.scaling, &strategy_name, &ctx.settings) {
+    let (settings, queries) = match policy_settings(&strategy.spec.scaling, &strategy_name, scaler) {
         Ok(s) => s,
         Err(condition) => {
             count(ctx, "none", "not_ready");
@@ -310,7 +317,7 @@ async fn scale_agent(
     // what one replica carries of it.
     let step = settings.step_seconds;
     let points = if method == Method::Predictive {
-        ((ctx.settings.history.as_secs_f64() / step).floor() as usize).clamp(1, 10_000)
+        ((scaler.history.as_secs_f64() / step).floor() as usize).clamp(1, 10_000)
     } else {
         // The HPA reads the current value; a few points bridge a missed scrape.
         4
@@ -345,7 +352,7 @@ async fn scale_agent(
                 };
                 match usage {
                     Ok((u, per_replica)) => {
-                        let history = memory.samples.entry((ns.clone(), name.clone(), index)).or_default();
+                        let history = memory.samples.entry((key.clone(), index)).or_default();
                         history.push(u);
                         let excess = history.len().saturating_sub(points);
                         history.drain(..excess);
@@ -386,50 +393,15 @@ async fn scale_agent(
             format!("strategy {strategy_name}: {err}"),
         )
     };
-    let mut settings = settings;
-    let mut demands = demands.into_iter();
-    let (first_demand, first_per_replica) = demands.next().unwrap_or((Vec::new(), settings.target_per_replica));
-    settings.target_per_replica = first_per_replica;
-    let mut inputs = DecisionInputs {
+    let observed = Observed {
         settings,
-        demand: first_demand,
+        demands,
         current_replicas: current,
         ready_replicas: ready,
         since_last_change_seconds: since_last_change(agent, now),
-        hpa: None,
-        other_targets: demands
-            .map(|(demand, per_replica)| TargetDemand {
-                target_per_replica: per_replica,
-                demand,
-            })
-            .collect(),
+        now_seconds: now,
     };
-    let key = (ns.clone(), name.clone());
-    if method == Method::Reactive {
-        // The HPA runs on the combined problem when there are several targets.
-        let cfg = match inputs.combined() {
-            Ok(c) => c.settings.hpa_config(),
-            Err(err) => {
-                count(ctx, method.as_str(), "failed");
-                return report(ctx, agent, decision_failed(err.to_string()), None).await;
-            }
-        };
-        let state = match memory.hpa.get(&key) {
-            Some(s) if s.config == cfg => s.clone(),
-            _ => match HpaState::new(cfg) {
-                Ok(s) => s,
-                Err(err) => {
-                    count(ctx, method.as_str(), "failed");
-                    return report(ctx, agent, decision_failed(err.to_string()), None).await;
-                }
-            },
-        };
-        inputs.hpa = Some(HpaSync {
-            state,
-            now_seconds: now,
-        });
-    }
-    let (decision, new_state) = match scaling_policy::decide(&inputs) {
+    let (inputs, decision, new_state) = match decide_agent(observed, memory.hpa.get(&key)) {
         Ok(d) => d,
         Err(err) => {
             count(ctx, method.as_str(), "failed");
@@ -499,6 +471,66 @@ async fn scale_agent(
     report(ctx, agent, condition, None).await
 }
 
+/// What the scaler observed of one agent at one tick: the strategy's settings, each target's
+/// demand window (oldest first, the last observed now) with what one replica carries of it,
+/// the replicas, the time since the scaler's last change and the time now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub settings: PolicySettings,
+    pub demands: Vec<(Vec<f64>, f64)>,
+    pub current_replicas: u32,
+    pub ready_replicas: u32,
+    pub since_last_change_seconds: Option<f64>,
+    pub now_seconds: f64,
+}
+
+/// The scaler's decision path for one agent, pure: the [`DecisionInputs`] the receipt records
+/// (for `reactive`, with the HPA state kept from the previous tick, `hpa`, or a new one when
+/// absent or configured differently), the [`Decision`] of [`scaling_policy::decide`] and the
+/// HPA state to keep for the next tick.
+pub fn decide_agent(
+    observed: Observed,
+    hpa: Option<&HpaState>,
+) -> Result<(DecisionInputs, Decision, Option<HpaState>), scaling_policy::PolicyError> {
+    let Observed {
+        mut settings,
+        demands,
+        current_replicas,
+        ready_replicas,
+        since_last_change_seconds,
+        now_seconds,
+    } = observed;
+    let mut demands = demands.into_iter();
+    let (first_demand, first_per_replica) = demands.next().unwrap_or((Vec::new(), settings.target_per_replica));
+    settings.target_per_replica = first_per_replica;
+    let method = settings.method;
+    let mut inputs = DecisionInputs {
+        settings,
+        demand: first_demand,
+        current_replicas,
+        ready_replicas,
+        since_last_change_seconds,
+        hpa: None,
+        other_targets: demands
+            .map(|(demand, per_replica)| TargetDemand {
+                target_per_replica: per_replica,
+                demand,
+            })
+            .collect(),
+    };
+    if method == Method::Reactive {
+        // The HPA runs on the combined problem when there are several targets.
+        let cfg = inputs.combined()?.settings.hpa_config();
+        let state = match hpa {
+            Some(s) if s.config == cfg => s.clone(),
+            _ => HpaState::new(cfg)?,
+        };
+        inputs.hpa = Some(HpaSync { state, now_seconds });
+    }
+    let (decision, new_state) = scaling_policy::decide(&inputs)?;
+    Ok((inputs, decision, new_state))
+}
+
 fn query_failed(err: &QueryError) -> DesiredCondition {
     DesiredCondition::new(
         SCALING_READY,
@@ -527,7 +559,7 @@ fn scaled_note(inputs: &DecisionInputs, d: &Decision) -> String {
     note
 }
 
-fn count(ctx: &ScalerContext, method: &str, outcome: &str) {
+fn count(ctx: &Context, method: &str, outcome: &str) {
     ctx.metrics
         .scaling_decisions
         .get_or_create(&ScalingLabels {
@@ -540,13 +572,11 @@ fn count(ctx: &ScalerContext, method: &str, outcome: &str) {
 /// Writes the `scale` receipt (inputs inline, so `mom verify --replay` re-runs it) before the
 /// change. At `full_audit` a failure returns the condition to report and nothing changes.
 async fn write_receipt(
-    ctx: &ScalerContext,
+    ctx: &Context,
     agent: &GeometricAgent,
     inputs: &DecisionInputs,
     decision: &Decision,
 ) -> Result<(), DesiredCondition> {
-    use crate::receipts::{Action as ReceiptAction, SubjectRef};
-    let recording = ctx.view.read().map(|v| v.settings.recording).unwrap_or_default();
     let inputs_json = serde_json::to_value(inputs).unwrap_or_default();
     let decision_json = serde_json::json!({
         "kind": inputs.settings.method.kind(),
@@ -555,39 +585,27 @@ async fn write_receipt(
         "output": serde_json::to_value(decision).unwrap_or_default(),
         "inputs": inputs_json.clone(),
     });
-    let subject = SubjectRef {
-        api_version: GeometricAgent::api_version(&()).into_owned(),
-        kind: GeometricAgent::kind(&()).into_owned(),
-        namespace: agent.namespace().unwrap_or_default(),
-        name: agent.name_any(),
-        uid: agent.uid(),
+    let intent = Intent {
+        action: ReceiptAction::Scale,
+        subject: agent_subject(agent),
+        decision: decision_json,
+        inputs: inputs_json,
+        regarding: Some(agent.object_ref(&())),
+        withheld: format!("the replicas of {} were not changed", AgentKey::of(agent)),
     };
-    match ctx
-        .writer
-        .record(recording, ReceiptAction::Scale, subject, decision_json, &inputs_json)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(err) if recording.level == super::crd::momconfig::VerificationLevel::FullAudit => {
-            let message = format!("the scale receipt could not be written, so replicas were not changed: {err}");
-            publish(ctx, agent, EventType::Warning, "ReceiptWriteFailed", message.clone()).await;
-            Err(DesiredCondition::new(
-                SCALING_READY,
-                ConditionStatus::False,
-                reason::RECEIPT_FAILED,
-                message,
-            ))
-        }
-        Err(err) => {
-            tracing::warn!(agent = %agent.name_any(), error = %err, "scale receipt not written (level below full_audit: scaling anyway)");
-            Ok(())
-        }
-    }
+    ctx.record_before(intent).await.map_err(|withheld| {
+        DesiredCondition::new(
+            SCALING_READY,
+            ConditionStatus::False,
+            reason::RECEIPT_FAILED,
+            withheld.message,
+        )
+    })
 }
 
 /// Sets `ScalingReady` on the agent when it changed (and publishes `warning` then).
 async fn report(
-    ctx: &ScalerContext,
+    ctx: &Context,
     agent: &GeometricAgent,
     condition: DesiredCondition,
     warning: Option<(&str, String)>,
@@ -620,8 +638,8 @@ async fn report(
     }
 }
 
-async fn publish(ctx: &ScalerContext, agent: &GeometricAgent, type_: EventType, reason: &str, note: String) {
-    super::events::publish(&ctx.recorder, &agent.object_ref(&()), type_, "Scale", reason, note).await;
+async fn publish(ctx: &Context, agent: &GeometricAgent, type_: EventType, reason: &str, note: String) {
+    ctx.publish(&agent.object_ref(&()), type_, "Scale", reason, note).await;
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
-use tokio::sync::watch;
 
+use super::context::{Context, LeaderLoop};
 use super::crd::conditions::{self, ConditionStatus, DesiredCondition};
 use super::crd::momconfig::{self, MomConfigStatus};
 use super::crd::strategy::OrchestrationStrategyStatus;
@@ -24,24 +24,20 @@ use super::crd::validate::{self, AgentFacts, StrategyFacts};
 use super::crd::{GeometricAgent, MomConfig, OrchestrationStrategy};
 use super::view::SharedView;
 
-/// Runs until `shutdown` turns true; acts only while `leading` is true.
-pub async fn run(
-    client: kube::Client,
-    view: SharedView,
-    writer: std::sync::Arc<super::receipts::ReceiptWriter>,
-    leading: watch::Receiver<bool>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        if *leading.borrow()
-            && let Err(err) = reconcile_once(&client, &view, &writer).await
-        {
-            tracing::warn!(error = %err, "status update failed");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(3)) => {}
-            _ = shutdown.changed() => return,
-        }
+/// The status loop: every 3 s on the leader, the status of every MomConfig and
+/// OrchestrationStrategy; run by [`super::context::run_leader_loop`].
+pub struct StatusWriter;
+
+impl LeaderLoop for StatusWriter {
+    const NAME: &'static str = "status";
+    type Error = kube::Error;
+
+    fn period(&self) -> Duration {
+        Duration::from_secs(3)
+    }
+
+    async fn tick(&mut self, ctx: &Context) -> Result<(), kube::Error> {
+        reconcile_once(&ctx.client, &ctx.view, &ctx.writer).await
     }
 }
 

@@ -14,7 +14,6 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use crate::labels::{AGENT_LABEL, ISOLATION_LABEL, TENANT_LABEL};
 use crate::placement::{self, AgentPolicy, NodeEmbedding, NodeState, Objectives, PodDemand, Resources, Routing};
 
-
 /// Global placement settings (from the MomConfig `default`).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -23,7 +22,7 @@ pub struct Settings {
     pub routing: Routing,
     pub topology_keys: Vec<String>,
     /// What the receipt writer records.
-    pub recording: super::receipts::Recording,
+    pub recording: Recording,
 }
 
 impl Default for Settings {
@@ -43,6 +42,22 @@ impl Default for Settings {
     }
 }
 
+/// What the writer is configured to record (from the MomConfig `default`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recording {
+    pub level: super::crd::momconfig::VerificationLevel,
+    pub sample_rate: f64,
+}
+
+impl Default for Recording {
+    fn default() -> Self {
+        Self {
+            level: super::crd::momconfig::VerificationLevel::FullAudit,
+            sample_rate: 1.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 struct NodeRecord {
     labels: BTreeMap<String, String>,
@@ -58,8 +73,8 @@ pub struct PodRecord {
     pub name: String,
     pub node: Option<String>,
     pub demand: PodDemand,
-    /// `(namespace, agent)` when the pod belongs to a GeometricAgent.
-    pub agent: Option<(String, String)>,
+    /// The pod's GeometricAgent, when it belongs to one.
+    pub agent: Option<AgentKey>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -70,8 +85,34 @@ struct NodeLoad {
     tenants: BTreeMap<String, (u32, u32)>,
 }
 
-/// Agent key: (namespace, name).
-pub type AgentKey = (String, String);
+/// A GeometricAgent's identity in every loop and map of the operator: its namespace and name,
+/// written `namespace/name` (also the agent's name in the core's snapshots).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AgentKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl AgentKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The key of an agent object.
+    pub fn of(agent: &super::crd::GeometricAgent) -> Self {
+        use kube::ResourceExt as _;
+        Self::new(agent.namespace().unwrap_or_default(), agent.name_any())
+    }
+}
+
+impl std::fmt::Display for AgentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct View {
@@ -93,6 +134,8 @@ pub struct View {
     load: BTreeMap<String, NodeLoad>,
     /// Resolved placement policy per agent (target, avoid-list, spread), from the agent controller.
     policies: BTreeMap<AgentKey, AgentPolicy>,
+    /// The descheduler's target of the last tick per agent (`namespace/name`).
+    steered: BTreeMap<String, Vec<f64>>,
     /// Spares required outside the fullest failure domain, per agent (0: no spread rule).
     spares: BTreeMap<AgentKey, SpreadRule>,
     /// Resource pressure per node pool, from the auction loop (for strategy triggers).
@@ -143,7 +186,9 @@ pub fn pod_record(pod: &Pod) -> Option<PodRecord> {
     let labels = pod.metadata.labels.clone().unwrap_or_default();
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let requests = pod_requests(pod).unwrap_or_default();
-    let agent = labels.get(AGENT_LABEL).map(|a| (namespace.clone(), a.clone()));
+    let agent = labels
+        .get(AGENT_LABEL)
+        .map(|a| AgentKey::new(namespace.clone(), a.clone()));
     Some(PodRecord {
         namespace,
         name: pod.metadata.name.clone().unwrap_or_default(),
@@ -359,6 +404,17 @@ impl View {
             return None;
         }
         self.policies.get(key).map(|p| &p.target).filter(|t| !t.is_empty())
+    }
+
+    /// The target the descheduler steered an agent's replicas to last tick (the point its next
+    /// target steps from), keyed by `namespace/name`.
+    pub fn steered_target(&self, agent: &str) -> Option<&Vec<f64>> {
+        self.steered.get(agent)
+    }
+
+    /// Stores the target the descheduler steered `agent` (`namespace/name`) to this tick.
+    pub fn set_steered_target(&mut self, agent: &str, target: Vec<f64>) {
+        self.steered.insert(agent.to_string(), target);
     }
 
     /// Generation of the current node embedding.

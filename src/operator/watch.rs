@@ -124,7 +124,7 @@ pub async fn momconfig(client: kube::Client, view: SharedView, ready: watch::Sen
                     RoutingAlgorithm::MultipathHyperbolic => Routing::MultipathHyperbolic,
                     RoutingAlgorithm::GradientFlow => Routing::GradientFlow,
                 };
-                v.settings.recording = super::receipts::Recording {
+                v.settings.recording = super::view::Recording {
                     level: cfg.spec.verification.level,
                     sample_rate: cfg.spec.verification.sample_rate.unwrap_or(1.0),
                 };

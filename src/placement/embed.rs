@@ -92,8 +92,8 @@ pub fn embed_nodes(
 mod tests {
     use super::*;
     use crate::cluster_layout::UniformLayout;
-    use crate::labels::{HOSTNAME_LABEL, RACK_LABEL, REGION_LABEL, ZONE_LABEL};
     use crate::geometry::poincare;
+    use crate::labels::{HOSTNAME_LABEL, RACK_LABEL, REGION_LABEL, ZONE_LABEL};
 
     fn ordering_holds(layout: UniformLayout, keys: &[&str]) {
         let nodes = layout.nodes().unwrap();

@@ -1,0 +1,309 @@
+//! The operator's shared context and its one leader-loop runner.
+//!
+//! [`Context`] is built once in [`super::run`] and holds everything a controller, loop or the
+//! extender may touch: the API client, the placement view fed by the watches, the metrics, the
+//! leader flag, the Event recorder and the receipt writer. Each loop is this context plus its own
+//! settings and memory.
+//!
+//! [`run_leader_loop`] owns what every periodic loop shares: the interval, the shutdown signal,
+//! the leader check (a replica that does not hold the Lease only resets the loop's memory), the
+//! tick's tracing span and one error metric, `mom_loop_errors_total{loop,kind}`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{EventType, Recorder, Reporter};
+use tokio::sync::watch;
+use tracing::Instrument as _;
+
+use super::metrics::Metrics;
+use super::receipts::{Intent, ReceiptWriter, Withheld};
+use super::view::{Recording, SharedView};
+
+/// Field manager of MOM's writes, and the Events' reporting controller.
+pub const MANAGER: &str = "mom-operator";
+
+/// Everything the operator's controllers, loops and the extender share.
+pub struct Context {
+    pub client: kube::Client,
+    /// The placement view (nodes, pods, policies, settings), fed by the watches on every replica.
+    pub view: SharedView,
+    pub metrics: Arc<Metrics>,
+    /// `true` while this replica holds the leader Lease; only the leader acts.
+    pub leading: watch::Receiver<bool>,
+    /// Publishes the Events of every loop (one recorder per process).
+    pub recorder: Recorder,
+    /// The operator's one receipt writer.
+    pub writer: Arc<ReceiptWriter>,
+}
+
+/// The Events' reporter: MOM's field manager and this replica's identity.
+pub fn reporter(identity: &str) -> Reporter {
+    Reporter {
+        controller: MANAGER.into(),
+        instance: Some(identity.to_string()),
+    }
+}
+
+impl Context {
+    /// A context over `client`; `identity` names this replica in Events.
+    pub fn new(
+        client: kube::Client,
+        view: SharedView,
+        metrics: Arc<Metrics>,
+        leading: watch::Receiver<bool>,
+        writer: Arc<ReceiptWriter>,
+        identity: &str,
+    ) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), reporter(identity)),
+            client,
+            view,
+            metrics,
+            leading,
+            writer,
+        }
+    }
+
+    /// A context whose client reaches no apiserver (every request fails to connect), for unit
+    /// tests of one step that must stop at its first API call. Needs a Tokio runtime.
+    #[cfg(test)]
+    pub fn offline(leading: watch::Receiver<bool>) -> Self {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a valid URI"));
+        let client = kube::Client::try_from(config).expect("a client needs no connection to be built");
+        let writer = Arc::new(ReceiptWriter::new(client.clone(), "mom-system".into()));
+        Self::new(
+            client,
+            SharedView::default(),
+            Arc::default(),
+            leading,
+            writer,
+            "offline",
+        )
+    }
+
+    /// Whether this replica holds the leader Lease now.
+    pub fn is_leader(&self) -> bool {
+        *self.leading.borrow()
+    }
+
+    /// What the MomConfig `default` says to record (full_audit until it is read).
+    pub fn recording(&self) -> Recording {
+        self.view.read().map(|v| v.settings.recording).unwrap_or_default()
+    }
+
+    /// Publishes an Event on `regarding` (best effort, see [`super::events::publish`]).
+    pub async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        action: &str,
+        reason: &str,
+        note: String,
+    ) {
+        super::events::publish(&self.recorder, regarding, type_, action, reason, note).await;
+    }
+
+    /// The write-ahead rule for an action about to be taken, at the level the MomConfig sets
+    /// (see [`ReceiptWriter::record_before`]): `Ok` means act, `Err` means do not.
+    pub async fn record_before(&self, intent: Intent) -> Result<(), Withheld> {
+        self.writer
+            .record_before(self.recording(), &self.recorder, intent)
+            .await
+    }
+}
+
+/// The kind of a failed tick, as the `kind` label of `mom_loop_errors_total`.
+pub trait LoopError: std::fmt::Display {
+    fn metric_label(&self) -> &'static str;
+}
+
+impl LoopError for kube::Error {
+    fn metric_label(&self) -> &'static str {
+        "api"
+    }
+}
+
+/// A periodic loop that acts only while this replica leads. [`run_leader_loop`] drives it.
+pub trait LeaderLoop: Send + 'static {
+    /// The `loop` label of its metrics and spans (`scaler`, `auction`, …).
+    const NAME: &'static str;
+    type Error: LoopError + Send;
+
+    /// Time between two ticks.
+    fn period(&self) -> Duration;
+
+    /// One tick, on the leader only.
+    fn tick(&mut self, ctx: &Context) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Called at each tick while this replica does not lead: forget what a term learned (the
+    /// next term starts from what is persisted).
+    fn reset(&mut self) {}
+
+    /// Wakes the loop before its next tick is due (default: never).
+    fn wake<'a>(&'a self, _ctx: &'a Context) -> impl Future<Output = ()> + Send + 'a {
+        std::future::pending()
+    }
+}
+
+/// Runs `job` every [`LeaderLoop::period`] (or when it wakes) until `shutdown` turns true, and
+/// returns it, so a caller can read what it holds at the end (the checkpointer's state).
+pub async fn run_leader_loop<L: LeaderLoop>(ctx: Arc<Context>, mut job: L, mut shutdown: watch::Receiver<bool>) -> L {
+    let mut interval = tokio::time::interval(job.period());
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = job.wake(&ctx) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return job,
+        }
+        if !ctx.is_leader() {
+            job.reset();
+            continue;
+        }
+        let span = tracing::info_span!("tick", r#loop = L::NAME);
+        if let Err(err) = job.tick(&ctx).instrument(span).await {
+            ctx.metrics.loop_error(L::NAME, err.metric_label());
+            tracing::warn!(r#loop = L::NAME, kind = err.metric_label(), error = %err, "tick failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::crd::momconfig::VerificationLevel;
+    use crate::receipts::{Action, SubjectRef};
+
+    /// A loop that counts its ticks and resets, and fails every other tick.
+    #[derive(Default)]
+    struct Counting {
+        ticks: u32,
+        resets: u32,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("odd tick")]
+    struct OddTick;
+
+    impl LoopError for OddTick {
+        fn metric_label(&self) -> &'static str {
+            "odd"
+        }
+    }
+
+    impl LeaderLoop for Counting {
+        const NAME: &'static str = "counting";
+        type Error = OddTick;
+
+        fn period(&self) -> Duration {
+            Duration::from_millis(10)
+        }
+
+        async fn tick(&mut self, _ctx: &Context) -> Result<(), OddTick> {
+            self.ticks += 1;
+            if self.ticks % 2 == 1 { Err(OddTick) } else { Ok(()) }
+        }
+
+        fn reset(&mut self) {
+            self.resets += 1;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_loop_ticks_only_while_leading_resets_otherwise_and_counts_its_failures() {
+        let (lead_tx, lead_rx) = watch::channel(false);
+        let ctx = Arc::new(Context::offline(lead_rx));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run_leader_loop(ctx.clone(), Counting::default(), stop_rx));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        lead_tx.send_replace(true);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop_tx.send_replace(true);
+        let job = task.await.unwrap();
+        // The first tick is immediate: a follower resets at once, the leader ticks at once.
+        assert!(job.resets >= 1, "a follower resets at every tick: {}", job.resets);
+        assert!(job.ticks >= 1, "the leader ticks: {}", job.ticks);
+        let failed = ctx
+            .metrics
+            .loop_errors
+            .get_or_create(&crate::operator::metrics::LoopLabels {
+                r#loop: "counting".into(),
+                kind: "odd".into(),
+            })
+            .get();
+        assert_eq!(failed, u64::from(job.ticks.div_ceil(2)));
+        let text = ctx.metrics.encode();
+        assert!(
+            text.contains(r#"mom_loop_errors_total{loop="counting",kind="odd"}"#),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_loop_stops_at_shutdown_and_hands_its_state_back() {
+        let (_lead_tx, lead_rx) = watch::channel(true);
+        let ctx = Arc::new(Context::offline(lead_rx));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run_leader_loop(ctx, Counting::default(), stop_rx));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop_tx.send_replace(true);
+        let job = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(job.ticks >= 1);
+        assert_eq!(job.resets, 0);
+    }
+
+    fn intent() -> Intent {
+        Intent {
+            action: Action::Scale,
+            subject: SubjectRef {
+                api_version: "mom.hypersync.io/v1alpha1".into(),
+                kind: "GeometricAgent".into(),
+                namespace: "team-a".into(),
+                name: "web".into(),
+                uid: None,
+            },
+            decision: serde_json::json!({"kind": "scaling.manual"}),
+            inputs: serde_json::json!({}),
+            regarding: None,
+            withheld: "the replicas of team-a/web were not changed".into(),
+        }
+    }
+
+    fn recording(level: VerificationLevel) -> Recording {
+        Recording {
+            level,
+            sample_rate: 1.0,
+        }
+    }
+
+    #[tokio::test]
+    async fn at_full_audit_an_unwritable_receipt_withholds_the_action_and_says_which() {
+        let (_tx, rx) = watch::channel(true);
+        let ctx = Context::offline(rx);
+        let withheld = ctx.record_before(intent()).await.unwrap_err();
+        assert!(
+            withheld
+                .message
+                .starts_with("the receipt could not be written, so the replicas of team-a/web were not changed: "),
+            "{}",
+            withheld.message
+        );
+        assert!(ctx.writer.recent_failure(Duration::from_secs(60)).is_some());
+    }
+
+    #[tokio::test]
+    async fn below_full_audit_an_unwritable_receipt_does_not_stop_the_action() {
+        let (_tx, rx) = watch::channel(true);
+        let ctx = Context::offline(rx);
+        for level in [VerificationLevel::Sample, VerificationLevel::None] {
+            ctx.view.write().unwrap().settings.recording = recording(level);
+            assert!(ctx.record_before(intent()).await.is_ok(), "{level:?}");
+        }
+    }
+}
