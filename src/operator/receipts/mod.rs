@@ -16,22 +16,25 @@
 //!   and the next one re-creates the missing receipts from it before writing anything, so the
 //!   chain has no hole.
 
-use std::collections::BTreeMap;
-use std::io::Read as _;
+mod journal;
+mod keys;
+mod write_ahead;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, ObjectMeta, PostParams};
+pub use journal::{journal_text, parse_journal};
+pub use write_ahead::{Intent, Withheld};
+
+use std::collections::BTreeMap;
+
+use kube::api::{Api, PostParams};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Mutex, Notify, oneshot};
 
 use super::crd::Receipt as ReceiptObject;
 use super::crd::momconfig::VerificationLevel;
 use crate::receipts::chain::{ChainBuilder, ChainHead, SamplingPolicy};
-use crate::receipts::signing::Signer;
 use crate::receipts::{Action, Level, Receipt, ReceiptDraft, ReceiptError, SubjectRef};
 
-use super::store::{JOURNAL_CONFIGMAP, JOURNAL_KEY, KEY_FIELD, KEY_SECRET, PUBLIC_KEYS_CONFIGMAP, StoreError};
+use super::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -59,32 +62,6 @@ impl From<StoreError> for WriteError {
 }
 
 pub use super::view::Recording;
-
-/// An action about to be taken and what its receipt records (see
-/// [`ReceiptWriter::record_before`]).
-#[derive(Debug, Clone)]
-pub struct Intent {
-    pub action: Action,
-    pub subject: SubjectRef,
-    /// The decision document (its `kind` names the decision; replayable kinds carry inputs).
-    pub decision: serde_json::Value,
-    /// The decision's inputs; the receipt holds their digest.
-    pub inputs: serde_json::Value,
-    /// The object a `ReceiptWriteFailed` Warning goes to (none for pools and the chain).
-    pub regarding: Option<k8s_openapi::api::core::v1::ObjectReference>,
-    /// What is not done when the receipt cannot be written: "the pod was not bound", …
-    pub withheld: String,
-}
-
-/// At `full_audit` the receipt of an action could not be written, so the action is withheld.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Withheld {
-    /// What was withheld and why, as the `ReceiptWriteFailed` Event says it.
-    pub message: String,
-    #[source]
-    pub source: Box<WriteError>,
-}
 
 pub struct ReceiptWriter {
     client: kube::Client,
@@ -237,73 +214,6 @@ impl ReceiptWriter {
         *self.chain.lock().await = None;
     }
 
-    async fn signer(&self) -> Result<Signer, WriteError> {
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-        let name = format!("{}/{KEY_SECRET}", self.namespace);
-        let signer = match secrets.get_opt(KEY_SECRET).await? {
-            Some(secret) => {
-                let bytes = secret
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get(KEY_FIELD))
-                    .ok_or_else(|| WriteError::Key(name.clone(), format!("has no data key {KEY_FIELD}")))?;
-                let text = String::from_utf8_lossy(&bytes.0).trim().to_string();
-                Signer::from_hex(&text).map_err(|e| WriteError::Key(name.clone(), e.to_string()))?
-            }
-            None => {
-                let mut seed = [0u8; 32];
-                std::fs::File::open("/dev/urandom")
-                    .and_then(|mut f| f.read_exact(&mut seed))
-                    .map_err(|e| WriteError::Key(name.clone(), format!("cannot read randomness: {e}")))?;
-                let signer = Signer::from_seed(seed);
-                let secret = Secret {
-                    metadata: ObjectMeta {
-                        name: Some(KEY_SECRET.into()),
-                        ..Default::default()
-                    },
-                    data: Some(BTreeMap::from([(
-                        KEY_FIELD.to_string(),
-                        ByteString(signer.secret_hex().into_bytes()),
-                    )])),
-                    ..Default::default()
-                };
-                match secrets.create(&PostParams::default(), &secret).await {
-                    Ok(_) => signer,
-                    // Another replica generated it first: use theirs.
-                    Err(kube::Error::Api(s)) if s.code == 409 => return Box::pin(self.signer()).await,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        };
-        self.publish_public_key(&signer).await?;
-        Ok(signer)
-    }
-
-    async fn publish_public_key(&self, signer: &Signer) -> Result<(), WriteError> {
-        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-        let mut data = maps
-            .get_opt(PUBLIC_KEYS_CONFIGMAP)
-            .await?
-            .and_then(|c| c.data)
-            .unwrap_or_default();
-        if data.get(signer.key_id()).map(String::as_str) == Some(signer.public_hex().as_str()) {
-            return Ok(());
-        }
-        data.insert(signer.key_id().to_string(), signer.public_hex());
-        let cm = ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(PUBLIC_KEYS_CONFIGMAP.into()),
-                ..Default::default()
-            },
-            data: Some(data),
-            ..Default::default()
-        };
-        let params = kube::api::PatchParams::apply("mom-operator").force();
-        maps.patch(PUBLIC_KEYS_CONFIGMAP, &params, &kube::api::Patch::Apply(&cm))
-            .await?;
-        Ok(())
-    }
-
     async fn load(&self) -> Result<ChainBuilder, WriteError> {
         let signer = self.signer().await?;
         let mut stored = super::store::stored_chain(&self.client).await?;
@@ -347,62 +257,6 @@ impl ReceiptWriter {
         }
         tracing::info!(receipts = stored.len(), head = ?builder.head().map(|h| h.sequence), "receipt chain loaded");
         Ok(builder)
-    }
-
-    /// The write-ahead rule, the one place every action of the operator goes through before
-    /// it is taken: records `intent` at `recording`'s level and says whether to act.
-    ///
-    /// - `none`, not sampled, or persisted: `Ok` — act.
-    /// - the write failed below `full_audit`: logged, `Ok` — act anyway.
-    /// - the write failed at `full_audit`: a `ReceiptWriteFailed` Warning on
-    ///   `intent.regarding` (when there is one) naming what was withheld and why, and
-    ///   `Err` — the caller must not act.
-    pub async fn record_before(
-        &self,
-        recording: Recording,
-        recorder: &kube::runtime::events::Recorder,
-        intent: Intent,
-    ) -> Result<(), Withheld> {
-        let Intent {
-            action,
-            subject,
-            decision,
-            inputs,
-            regarding,
-            withheld,
-        } = intent;
-        let what = format!("{} {}/{}", action.as_str(), subject.namespace, subject.name);
-        match self.record(recording, action, subject, decision, &inputs).await {
-            Ok(_) => Ok(()),
-            Err(source) if recording.level == VerificationLevel::FullAudit => {
-                // The apiserver's own message, not the whole Status dump.
-                let cause = match &source {
-                    WriteError::Api(kube::Error::Api(status)) => status.message.clone(),
-                    other => other.to_string(),
-                };
-                let message = format!("the receipt could not be written, so {withheld}: {cause}");
-                if let Some(reference) = &regarding {
-                    super::events::publish(
-                        recorder,
-                        reference,
-                        kube::runtime::events::EventType::Warning,
-                        "Record",
-                        "ReceiptWriteFailed",
-                        message.clone(),
-                    )
-                    .await;
-                }
-                tracing::warn!(receipt = %what, error = %source, "action not taken: its receipt could not be written");
-                Err(Withheld {
-                    message,
-                    source: Box::new(source),
-                })
-            }
-            Err(err) => {
-                tracing::warn!(receipt = %what, error = %err, "receipt not written (level below full_audit: acting anyway)");
-                Ok(())
-            }
-        }
     }
 
     /// Seals and persists a receipt for an action about to be taken. Returns `Ok(None)` when the
@@ -621,65 +475,6 @@ impl ReceiptWriter {
         api.create(&params, &object).await?;
         Ok(())
     }
-
-    /// Records a sealed batch in the journal ConfigMap before any of its receipts is created.
-    async fn write_journal(&self, entries: &[(&Receipt, &str)]) -> Result<(), WriteError> {
-        let text = journal_text(entries)?;
-        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-        let cm = ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(JOURNAL_CONFIGMAP.into()),
-                ..Default::default()
-            },
-            data: Some(BTreeMap::from([(JOURNAL_KEY.to_string(), text)])),
-            ..Default::default()
-        };
-        let params = kube::api::PatchParams::apply("mom-operator").force();
-        maps.patch(JOURNAL_CONFIGMAP, &params, &kube::api::Patch::Apply(&cm))
-            .await?;
-        Ok(())
-    }
-
-    /// Re-creates the journal's receipts that are missing from the cluster (a leader that died
-    /// between a batch's creates). Entries at or below the newest stored checkpoint are skipped:
-    /// a checkpoint is only written after its predecessors were persisted, and retention may
-    /// have pruned them since. Returns how many were re-created.
-    async fn replay_journal(&self, stored: &[Receipt]) -> Result<usize, WriteError> {
-        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-        let Some(text) = maps
-            .get_opt(JOURNAL_CONFIGMAP)
-            .await?
-            .and_then(|c| c.data)
-            .and_then(|mut d| d.remove(JOURNAL_KEY))
-        else {
-            return Ok(0);
-        };
-        let entries = parse_journal(&text)?;
-        let present: std::collections::BTreeSet<u64> = stored.iter().map(|r| r.sequence).collect();
-        let floor = stored
-            .iter()
-            .rev()
-            .find(|r| r.action == Action::Checkpoint)
-            .map(|r| r.sequence);
-        let mut created = 0;
-        for (receipt, namespace) in entries {
-            if present.contains(&receipt.sequence) || floor.is_some_and(|f| receipt.sequence <= f) {
-                continue;
-            }
-            match self.store_receipt(&receipt, &namespace).await {
-                Ok(()) => created += 1,
-                Err(WriteError::Api(kube::Error::Api(s))) if s.code == 409 => {}
-                // Its namespace is gone or going: the hole is bridged like any deleted receipt.
-                Err(e) => {
-                    tracing::warn!(sequence = receipt.sequence, namespace, error = %e, "journal receipt could not be re-created")
-                }
-            }
-        }
-        if created > 0 {
-            tracing::info!(created, "re-created receipts from the journal of an interrupted batch");
-        }
-        Ok(created)
-    }
 }
 
 /// Whether a failed create certainly persisted nothing: the apiserver answered with a client
@@ -700,36 +495,6 @@ struct Queued {
     draft: ReceiptDraft,
     namespace: String,
     done: Outcome,
-}
-
-/// The journal's text: one JSON object per line, `{"namespace": …, "receipt": …}`.
-pub fn journal_text(entries: &[(&Receipt, &str)]) -> Result<String, WriteError> {
-    let mut out = String::new();
-    for (receipt, namespace) in entries {
-        let line = serde_json::to_string(&serde_json::json!({"namespace": namespace, "receipt": receipt}))
-            .map_err(|e| WriteError::Stored(JOURNAL_CONFIGMAP.into(), e.to_string()))?;
-        out.push_str(&line);
-        out.push('\n');
-    }
-    Ok(out)
-}
-
-/// Parses [`journal_text`]; names the line of any entry that is not a receipt.
-pub fn parse_journal(text: &str) -> Result<Vec<(Receipt, String)>, WriteError> {
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        namespace: String,
-        receipt: Receipt,
-    }
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, line)| {
-            serde_json::from_str::<Entry>(line)
-                .map(|e| (e.receipt, e.namespace))
-                .map_err(|e| WriteError::Stored(format!("{JOURNAL_CONFIGMAP} line {}", i + 1), e.to_string()))
-        })
-        .collect()
 }
 
 /// The head and Merkle state of a stored chain with holes, when its receipts still determine
@@ -771,57 +536,6 @@ pub fn receipt_object(receipt: &Receipt, namespace: &str) -> Result<ReceiptObjec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receipts::signing::Signer;
-
-    fn sealed(n: usize) -> Vec<Receipt> {
-        let mut chain = ChainBuilder::genesis(Signer::from_seed([7; 32]));
-        (0..n)
-            .map(|i| {
-                let draft = ReceiptDraft {
-                    action: Action::Spawn,
-                    subject: SubjectRef {
-                        api_version: "mom.hypersync.io/v1alpha1".into(),
-                        kind: "GeometricAgent".into(),
-                        namespace: "team-a".into(),
-                        name: format!("agent-{i}"),
-                        uid: None,
-                    },
-                    decision: serde_json::json!({"kind": "placement.scale", "from": 0, "to": 1}),
-                    inputs_digest: crate::receipts::inputs_digest(&serde_json::json!({"i": i})).unwrap(),
-                    time: "2026-11-26T12:00:00Z".into(),
-                    level: Level::FullAudit,
-                };
-                chain.seal(draft).unwrap()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_journal_gives_back_every_receipt_with_its_namespace() {
-        let receipts = sealed(3);
-        let entries: Vec<(&Receipt, &str)> = receipts.iter().zip(["team-a", "team-b", "mom-system"]).collect();
-        let text = journal_text(&entries).unwrap();
-        let back = parse_journal(&text).unwrap();
-        assert_eq!(back.len(), 3);
-        for ((r, ns), (r2, ns2)) in entries.iter().zip(&back) {
-            assert_eq!(*r, r2);
-            assert_eq!(*ns, ns2);
-        }
-        // The receipts come back byte-identical, so a re-created one keeps its hash and signature.
-        assert_eq!(
-            crate::receipts::chain::receipt_hash(&back[2].0).unwrap(),
-            crate::receipts::chain::receipt_hash(&receipts[2]).unwrap()
-        );
-    }
-
-    #[test]
-    fn a_damaged_journal_line_is_named() {
-        let receipts = sealed(2);
-        let mut text = journal_text(&[(&receipts[0], "a"), (&receipts[1], "b")]).unwrap();
-        text.push_str("{\"namespace\": \"c\", \"receipt\": {\"sequence\": \"x\"}}\n");
-        let err = parse_journal(&text).unwrap_err().to_string();
-        assert!(err.contains("mom-receipt-journal line 3"), "{err}");
-    }
 
     #[test]
     fn only_a_plain_refusal_counts_as_nothing_persisted() {
@@ -840,11 +554,5 @@ mod tests {
         assert!(!refused_for_sure(&api(429)));
         assert!(!refused_for_sure(&api(500)));
         assert!(!refused_for_sure(&WriteError::NotPersisted("timeout".into())));
-    }
-
-    #[test]
-    fn an_empty_journal_has_no_entries() {
-        assert!(parse_journal("").unwrap().is_empty());
-        assert!(parse_journal("\n\n").unwrap().is_empty());
     }
 }
