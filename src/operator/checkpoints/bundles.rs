@@ -4,17 +4,19 @@
 //! checks its own receipts without reading anyone else's. Bundles of namespaces left without
 //! receipts are removed.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
+
 use crate::operator::crd::GeometricAgent;
 use crate::operator::receipts::WriteError;
 use crate::operator::store::{BUNDLE_CONFIGMAP, PUBLIC_KEYS_CONFIGMAP};
 use crate::receipts::chain::CheckpointDecision;
 use crate::receipts::tenant::{PartialTree, build_bundle};
 use crate::receipts::{Action, Receipt};
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::ResourceExt;
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
-use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// Data budget of one bundle ConfigMap (the apiserver's limit is 1 MiB).
 pub const MAX_CONFIGMAP_BYTES: usize = 900 * 1024;

@@ -1,12 +1,13 @@
 //! Configure receipts: each generation of the MomConfig `default` is recorded once as a
 //! `configure` receipt (read back from the chain at each term, so restarts do not repeat them).
 
+use kube::api::{Api, ListParams};
+use kube::{Resource, ResourceExt};
+
 use crate::operator::crd::momconfig::{ACTIVE_NAME, VerificationLevel};
 use crate::operator::crd::{MomConfig, Receipt as ReceiptObject};
 use crate::operator::receipts::{ReceiptWriter, Recording, WriteError};
 use crate::receipts::{Action, SubjectRef};
-use kube::api::{Api, ListParams};
-use kube::{Resource, ResourceExt};
 
 /// Whether MomConfig (uid, generation) `key` at `level` needs a `configure` receipt, given the
 /// newest one recorded `(uid, generation, level)`: not when that generation (or a later one of

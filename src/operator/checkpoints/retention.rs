@@ -2,11 +2,13 @@
 //! the newest checkpoint that still leaves at least `--receipt-retention-keep-last` in the cluster;
 //! that checkpoint's signed tree head and Merkle frontier stand for everything pruned.
 
+use std::collections::BTreeSet;
+
+use kube::api::Api;
+
 use crate::operator::crd::Receipt as ReceiptObject;
 use crate::operator::receipts::WriteError;
 use crate::receipts::Receipt;
-use kube::api::Api;
-use std::collections::BTreeSet;
 
 /// What one retention pass removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

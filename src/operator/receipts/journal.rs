@@ -3,12 +3,14 @@
 //! Receipt objects are created; a writer that finds a journal entry missing from the cluster
 //! re-creates it byte for byte before writing anything, so a crash never leaves a hole.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ObjectMeta};
+
 use super::*;
 use crate::operator::store::{JOURNAL_CONFIGMAP, JOURNAL_KEY};
 use crate::receipts::{Action, Receipt};
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ObjectMeta};
-use std::collections::BTreeMap;
 
 /// The journal's text: one JSON object per line, `{"namespace": …, "receipt": …}`.
 pub fn journal_text(entries: &[(&Receipt, &str)]) -> Result<String, WriteError> {

@@ -2,14 +2,16 @@
 //! (generated from the OS's randomness when absent) and its public key, published in the ConfigMap
 //! `<namespace>/mom-receipt-public-keys` that `mom verify --cluster` trusts by default.
 
-use super::*;
-use crate::operator::store::{KEY_FIELD, KEY_SECRET, PUBLIC_KEYS_CONFIGMAP};
-use crate::receipts::signing::Signer;
+use std::collections::BTreeMap;
+use std::io::Read as _;
+
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ObjectMeta, PostParams};
-use std::collections::BTreeMap;
-use std::io::Read as _;
+
+use super::*;
+use crate::operator::store::{KEY_FIELD, KEY_SECRET, PUBLIC_KEYS_CONFIGMAP};
+use crate::receipts::signing::Signer;
 
 impl ReceiptWriter {
     pub(super) async fn signer(&self) -> Result<Signer, WriteError> {

@@ -16,6 +16,11 @@
 //! survives restarts. `cpu`/`memory` targets read the resource metrics API (`metrics.k8s.io`),
 //! which keeps no history: their samples are kept in memory, one per tick (lost on restart).
 
+mod decide;
+
+use decide::*;
+pub use decide::{Observed, SCALER_MANAGER, SCALING_READY, ScalerSettings, decide_agent, reason};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -27,68 +32,15 @@ use kube::{Resource, ResourceExt};
 use super::context::{Context, LeaderLoop};
 use super::crd::GeometricAgent;
 use super::crd::conditions::{self, ConditionStatus, DesiredCondition};
-use super::crd::strategy::{OrchestrationStrategy, ScalingMethod, ScalingSpec, TargetMetric};
+use super::crd::strategy::OrchestrationStrategy;
 use super::crd::validate::{self, AgentFacts, StrategyFacts};
 use super::metrics::ScalingLabels;
 use super::prometheus::{Prometheus, QueryError};
 use super::receipts::{Intent, agent_subject};
 use super::view::AgentKey;
-use crate::forecast::ModelKind;
 use crate::hpa::HpaState;
 use crate::receipts::Action as ReceiptAction;
-use crate::scaling_policy::{self, Decision, DecisionInputs, HpaSync, Method, PolicySettings, TargetDemand};
-
-/// Field manager of the scaler's writes of `spec.replicas`.
-pub const SCALER_MANAGER: &str = "mom-scaler";
-/// Condition type on the agent: whether its scaling policy can be evaluated.
-pub const SCALING_READY: &str = "ScalingReady";
-
-/// Reasons of `ScalingReady`.
-pub mod reason {
-    /// The policy ran; `spec.replicas` follows it.
-    pub const SCALING: &str = "Scaling";
-    /// Manual scaling: the user's `spec.replicas` stands (clamped to min/max).
-    pub const MANUAL: &str = "Manual";
-    /// The demand query failed; replicas are left unchanged.
-    pub const QUERY_FAILED: &str = "QueryFailed";
-    /// The strategy's scaling policy has no target to scale on.
-    pub const NO_TARGET: &str = "NoTarget";
-    /// The resource metrics API (cpu/memory targets) failed; replicas are left unchanged.
-    pub const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
-    /// No Prometheus is configured (`mom operator --prometheus-url`).
-    pub const NO_METRICS_SOURCE: &str = "NoMetricsSource";
-    /// The decision function refused its inputs.
-    pub const DECISION_FAILED: &str = "DecisionFailed";
-    /// The receipt could not be written at full_audit, so nothing was changed.
-    pub const RECEIPT_FAILED: &str = "ReceiptFailed";
-}
-
-/// How the scaler runs (from `mom operator` flags).
-#[derive(Debug, Clone)]
-pub struct ScalerSettings {
-    /// Time between two evaluations; also the spacing of the demand samples.
-    pub tick: Duration,
-    /// Base URL of the Prometheus HTTP API.
-    pub prometheus_url: Option<String>,
-    /// Length of the demand history fetched for the forecast.
-    pub history: Duration,
-    /// Time a new replica needs before it serves.
-    pub startup: Duration,
-    /// Forecasting model of the predictive method.
-    pub model: ModelKind,
-}
-
-impl Default for ScalerSettings {
-    fn default() -> Self {
-        Self {
-            tick: Duration::from_secs(15),
-            prometheus_url: None,
-            history: Duration::from_secs(3600),
-            startup: Duration::from_secs(30),
-            model: ModelKind::HoltWinters,
-        }
-    }
-}
+use crate::scaling_policy::{Decision, DecisionInputs, Method};
 
 /// Per-agent memory between ticks (the HPA's recommendation history).
 #[derive(Default)]
@@ -193,94 +145,6 @@ async fn tick(
     memory.hpa.retain(|k, _| seen.contains(k));
     memory.samples.retain(|(key, _), _| seen.contains(key));
     Ok(())
-}
-
-/// The policy settings of a strategy for this scaler; `Err` is the condition to report.
-fn policy_settings(
-    spec: &ScalingSpec,
-    strategy: &str,
-    settings: &ScalerSettings,
-) -> Result<(PolicySettings, Vec<(Source, f64)>), DesiredCondition> {
-    let method = match spec.method {
-        ScalingMethod::Predictive => Method::Predictive,
-        ScalingMethod::Reactive => Method::Reactive,
-        ScalingMethod::Manual => Method::Manual,
-    };
-    let min = spec.min_replicas.max(0) as u32;
-    let max = spec.max_replicas.max(0) as u32;
-    let tick = settings.tick.as_secs_f64();
-    let base = |target: f64| PolicySettings {
-        cooldown_seconds: f64::from(spec.cooldown_seconds.max(0)),
-        horizon_seconds: f64::from(spec.horizon_seconds.max(1)),
-        step_seconds: tick,
-        lead_seconds: settings.startup.as_secs_f64() + tick,
-        model: settings.model,
-        ..PolicySettings::new(method, min, max, target)
-    };
-    if method == Method::Manual {
-        return Ok((base(1.0), Vec::new()));
-    }
-    let not_ready =
-        |reason: &str, message: String| DesiredCondition::new(SCALING_READY, ConditionStatus::False, reason, message);
-    if spec.targets.is_empty() {
-        return Err(not_ready(
-            reason::NO_TARGET,
-            format!(
-                "strategy {strategy} has method {} but spec.scaling.targets is empty",
-                method.as_str()
-            ),
-        ));
-    }
-    let mut queries = Vec::with_capacity(spec.targets.len());
-    for (i, target) in spec.targets.iter().enumerate() {
-        match (target.metric, &target.query) {
-            (TargetMetric::Custom, Some(query)) => queries.push((Source::Prometheus(query.clone()), target.target)),
-            (TargetMetric::Custom, None) => {
-                return Err(not_ready(
-                    reason::NO_TARGET,
-                    format!("strategy {strategy}: spec.scaling.targets[{i}] is custom but has no query"),
-                ));
-            }
-            (metric, _) => queries.push((Source::MetricsApi(metric), target.target)),
-        }
-    }
-    let first = queries.first().map_or(1.0, |q| q.1);
-    Ok((base(first), queries))
-}
-
-/// Where a target's demand comes from.
-#[derive(Debug, Clone, PartialEq)]
-enum Source {
-    /// A PromQL expression (custom targets).
-    Prometheus(String),
-    /// The resource metrics API (cpu, memory).
-    MetricsApi(TargetMetric),
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Source::Prometheus(q) => write!(f, "`{q}`"),
-            Source::MetricsApi(m) => write!(
-                f,
-                "{} usage (metrics.k8s.io)",
-                serde_json::to_string(m).unwrap_or_default().trim_matches('"')
-            ),
-        }
-    }
-}
-
-/// Seconds since the scaler last wrote `spec.replicas` (its managedFields time).
-fn since_last_change(agent: &GeometricAgent, now: f64) -> Option<f64> {
-    let entry = agent
-        .metadata
-        .managed_fields
-        .as_ref()?
-        .iter()
-        .filter(|m| m.manager.as_deref() == Some(SCALER_MANAGER))
-        .filter_map(|m| m.time.as_ref())
-        .max_by_key(|t| t.0)?;
-    Some((now - entry.0.as_millisecond() as f64 / 1000.0).max(0.0))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -471,94 +335,6 @@ async fn scale_agent(
     report(ctx, agent, condition, None).await
 }
 
-/// What the scaler observed of one agent at one tick: the strategy's settings, each target's
-/// demand window (oldest first, the last observed now) with what one replica carries of it,
-/// the replicas, the time since the scaler's last change and the time now.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Observed {
-    pub settings: PolicySettings,
-    pub demands: Vec<(Vec<f64>, f64)>,
-    pub current_replicas: u32,
-    pub ready_replicas: u32,
-    pub since_last_change_seconds: Option<f64>,
-    pub now_seconds: f64,
-}
-
-/// The scaler's decision path for one agent, pure: the [`DecisionInputs`] the receipt records
-/// (for `reactive`, with the HPA state kept from the previous tick, `hpa`, or a new one when
-/// absent or configured differently), the [`Decision`] of [`scaling_policy::decide`] and the
-/// HPA state to keep for the next tick.
-pub fn decide_agent(
-    observed: Observed,
-    hpa: Option<&HpaState>,
-) -> Result<(DecisionInputs, Decision, Option<HpaState>), scaling_policy::PolicyError> {
-    let Observed {
-        mut settings,
-        demands,
-        current_replicas,
-        ready_replicas,
-        since_last_change_seconds,
-        now_seconds,
-    } = observed;
-    let mut demands = demands.into_iter();
-    let (first_demand, first_per_replica) = demands.next().unwrap_or((Vec::new(), settings.target_per_replica));
-    settings.target_per_replica = first_per_replica;
-    let method = settings.method;
-    let mut inputs = DecisionInputs {
-        settings,
-        demand: first_demand,
-        current_replicas,
-        ready_replicas,
-        since_last_change_seconds,
-        hpa: None,
-        other_targets: demands
-            .map(|(demand, per_replica)| TargetDemand {
-                target_per_replica: per_replica,
-                demand,
-            })
-            .collect(),
-    };
-    if method == Method::Reactive {
-        // The HPA runs on the combined problem when there are several targets.
-        let cfg = inputs.combined()?.settings.hpa_config();
-        let state = match hpa {
-            Some(s) if s.config == cfg => s.clone(),
-            _ => HpaState::new(cfg)?,
-        };
-        inputs.hpa = Some(HpaSync { state, now_seconds });
-    }
-    let (decision, new_state) = scaling_policy::decide(&inputs)?;
-    Ok((inputs, decision, new_state))
-}
-
-fn query_failed(err: &QueryError) -> DesiredCondition {
-    DesiredCondition::new(
-        SCALING_READY,
-        ConditionStatus::False,
-        reason::QUERY_FAILED,
-        format!("{err}; replicas left unchanged"),
-    )
-}
-
-fn scaled_note(inputs: &DecisionInputs, d: &Decision) -> String {
-    let now = inputs.demand.last().copied().unwrap_or(0.0);
-    let peak = d.forecast.iter().copied().fold(f64::NAN, f64::max);
-    let mut note = format!(
-        "{}: {} → {} replicas (demand {now:.3}, {:?})",
-        inputs.settings.method.as_str(),
-        inputs.current_replicas,
-        d.desired,
-        d.basis
-    );
-    if peak.is_finite() {
-        note.push_str(&format!(
-            ", forecast peak {peak:.3} within {} s",
-            inputs.settings.horizon_seconds
-        ));
-    }
-    note
-}
-
 fn count(ctx: &Context, method: &str, outcome: &str) {
     ctx.metrics
         .scaling_decisions
@@ -640,118 +416,4 @@ async fn report(
 
 async fn publish(ctx: &Context, agent: &GeometricAgent, type_: EventType, reason: &str, note: String) {
     ctx.publish(&agent.object_ref(&()), type_, "Scale", reason, note).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::operator::crd::strategy::ScalingTarget;
-
-    fn spec(method: ScalingMethod, targets: Vec<ScalingTarget>) -> ScalingSpec {
-        ScalingSpec {
-            method,
-            min_replicas: 1,
-            max_replicas: 8,
-            cooldown_seconds: 30,
-            targets,
-            horizon_seconds: 120,
-        }
-    }
-
-    fn custom(query: Option<&str>) -> ScalingTarget {
-        ScalingTarget {
-            metric: TargetMetric::Custom,
-            query: query.map(str::to_string),
-            target: 50.0,
-        }
-    }
-
-    #[test]
-    fn a_custom_target_gives_the_settings_and_the_query() {
-        let (s, q) = policy_settings(
-            &spec(ScalingMethod::Predictive, vec![custom(Some("sum(rate(req[1m]))"))]),
-            "s",
-            &ScalerSettings::default(),
-        )
-        .unwrap();
-        assert_eq!(q, vec![(Source::Prometheus("sum(rate(req[1m]))".into()), 50.0)]);
-        assert_eq!((s.min_replicas, s.max_replicas, s.target_per_replica), (1, 8, 50.0));
-        assert_eq!(
-            (s.cooldown_seconds, s.horizon_seconds, s.step_seconds),
-            (30.0, 120.0, 15.0)
-        );
-        // Start-up (30 s) plus one tick (15 s).
-        assert_eq!(s.lead_seconds, 45.0);
-    }
-
-    #[test]
-    fn a_policy_without_a_usable_target_is_reported_with_the_strategy_named() {
-        let e = policy_settings(
-            &spec(ScalingMethod::Reactive, vec![]),
-            "web",
-            &ScalerSettings::default(),
-        )
-        .unwrap_err();
-        assert_eq!(e.reason, reason::NO_TARGET);
-        assert!(e.message.contains("strategy web"), "{}", e.message);
-        let e = policy_settings(
-            &spec(ScalingMethod::Predictive, vec![custom(None)]),
-            "web",
-            &ScalerSettings::default(),
-        )
-        .unwrap_err();
-        assert!(
-            e.message.contains("targets[0] is custom but has no query"),
-            "{}",
-            e.message
-        );
-    }
-
-    #[test]
-    fn every_target_of_a_strategy_is_read_from_its_source() {
-        let second = ScalingTarget {
-            target: 5.0,
-            ..custom(Some("queue_length"))
-        };
-        let memory = ScalingTarget {
-            metric: TargetMetric::Memory,
-            query: None,
-            target: 0.5,
-        };
-        let (s, q) = policy_settings(
-            &spec(ScalingMethod::Reactive, vec![custom(Some("rps")), second, memory]),
-            "s",
-            &ScalerSettings::default(),
-        )
-        .unwrap();
-        assert_eq!(
-            q,
-            vec![
-                (Source::Prometheus("rps".into()), 50.0),
-                (Source::Prometheus("queue_length".into()), 5.0),
-                (Source::MetricsApi(TargetMetric::Memory), 0.5)
-            ]
-        );
-        assert_eq!(s.target_per_replica, 50.0);
-        assert_eq!(q[2].0.to_string(), "memory usage (metrics.k8s.io)");
-    }
-
-    #[test]
-    fn manual_scaling_needs_no_target() {
-        let (s, q) = policy_settings(&spec(ScalingMethod::Manual, vec![]), "m", &ScalerSettings::default()).unwrap();
-        assert_eq!(s.method, Method::Manual);
-        assert!(q.is_empty());
-    }
-
-    #[test]
-    fn a_failed_query_condition_names_the_query() {
-        let c = query_failed(&QueryError::NoData {
-            query: "demand{x=\"1\"}".into(),
-        });
-        assert_eq!(
-            (c.status, c.reason.as_str()),
-            (ConditionStatus::False, reason::QUERY_FAILED)
-        );
-        assert!(c.message.contains("`demand{x=\"1\"}`"), "{}", c.message);
-    }
 }

@@ -1,81 +1,21 @@
-//! The auction loop (leader only): every tick, per node pool, turns the replicas the
-//! GeometricAgents want into quotas when capacity is scarce (DESIGN §6).
-//!
-//! Pipeline per tick: observe (agents by a fresh list; nodes and bound pods from the shared
-//! view) → snapshot (pure, [`pool_snapshots`]: per pool the agents' wanted replicas, requests
-//! and bids, and each node's allocatable minus what pods outside the pool's agents hold) →
-//! decide (core [`quota::decide`]: pressure, and at `high`/`critical` the VCG auction through
-//! [`crate::auction::run`], the function `mom auction` calls, so the same bids and capacity give
-//! the same allocation byte for byte) → record (an `allocate` receipt with the full auction
-//! input and outcome, written before anything is applied; at `full_audit` a failed write stops
-//! the tick) → apply (merge patch of `status.allocation` {quota, payment} of each agent whose
-//! allocation changed; the agent controller caps its replicas at the quota) → Events
-//! (`CappedByAuction`, `QuotaReleased`, `InvalidBid`), metrics, and the pool's pressure in the view (the
-//! agent controller matches `OrchestrationStrategy` `resourcePressure` triggers against it).
-//!
-//! Pools: a node belongs to the pool named by its label [`POOL_LABEL`] (nodes without it to
-//! [`DEFAULT_POOL`]); an agent competes in the pool its pod template selects with
-//! `nodeSelector: {mom.hypersync.io/pool: NAME}` (else the default pool). Pools are disjoint, so
-//! each has its own auction. Taint a pool's nodes to keep other pods off them; pods that run
-//! there anyway are subtracted from its capacity.
-//!
-//! Bids: `spec.bid` (marginal values, or `valuePerReplica` for each wanted replica); an agent
-//! without a bid values its replicas at 0 and so gets only what nobody values while the pool is
-//! contended. A bid the CRD schema let through but the auction rejects (e.g. increasing
-//! marginal values) counts as no bid, with a Warning Event naming the field.
+//! What the auction sees of the cluster, built purely from listed objects and the placement view
+//! (testable without an apiserver): each agent's demand and bid ([`agent_snapshot`]), each node
+//! pool's capacity net of other pods ([`pool_snapshots`]), and the allocations an auction outcome
+//! gives the pool's agents ([`target_allocations`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::events::EventType;
-use kube::{Resource, ResourceExt};
-use serde_json::json;
+use kube::ResourceExt;
 
-use super::context::{Context, LeaderLoop, LoopError};
-use super::crd::GeometricAgent;
-use super::crd::agent::Allocation;
-use super::metrics::PoolLabels;
-use super::pools::{DEFAULT_POOL, pool_of};
-use super::receipts::Intent;
-use super::view::{AgentKey, PodRecord};
-use crate::auction::quota::{self, AgentDemand, PoolDecision, QuotaSettings};
-use crate::auction::{AuctionError, NodeCapacity, ResourceRequest};
+use crate::auction::quota::{AgentDemand, PoolDecision};
+use crate::auction::{NodeCapacity, ResourceRequest};
 use crate::labels::{HOURLY_COST_LABEL, POOL_LABEL};
+use crate::operator::crd::GeometricAgent;
+use crate::operator::crd::agent::Allocation;
+use crate::operator::pools::{DEFAULT_POOL, pool_of};
+use crate::operator::view::{AgentKey, PodRecord};
 use crate::placement::Resources;
-use crate::receipts::{Action as ReceiptAction, SubjectRef};
-
-/// The integer program is refused beyond this many variables: a tick must not stall.
-pub const MIP_MAX_INTEGER_VARIABLES: u64 = 5_000;
-
-#[derive(Debug, thiserror::Error)]
-pub enum AuctionLoopError {
-    #[error("Kubernetes API: {0}")]
-    Api(#[from] kube::Error),
-    #[error("auction of pool {pool}: {source}")]
-    Auction {
-        pool: String,
-        #[source]
-        source: AuctionError,
-    },
-    #[error("the allocate receipt of pool {pool} could not be written, so the quotas were not applied: {source}")]
-    Receipt {
-        pool: String,
-        #[source]
-        source: super::receipts::Withheld,
-    },
-}
-
-impl LoopError for AuctionLoopError {
-    fn metric_label(&self) -> &'static str {
-        match self {
-            AuctionLoopError::Api(_) => "auction_api",
-            AuctionLoopError::Auction { .. } => "auction_solver",
-            AuctionLoopError::Receipt { .. } => "auction_receipt",
-        }
-    }
-}
 
 /// One agent as the auction sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,7 +88,7 @@ pub fn agent_snapshot(agent: &GeometricAgent) -> AgentSnapshot {
         ..Default::default()
     };
     // Unparsable quantities are reported by the agent controller; here they request nothing.
-    let requests = super::view::pod_requests(&pod).unwrap_or_default();
+    let requests = crate::operator::view::pod_requests(&pod).unwrap_or_default();
     let wanted = agent.spec.replicas.max(0) as u32;
     let (marginal_values, bid_problem) = match &agent.spec.bid {
         None => (Vec::new(), None),
@@ -176,7 +116,7 @@ pub fn agent_snapshot(agent: &GeometricAgent) -> AgentSnapshot {
     }
 }
 
-fn node_cost(labels: &BTreeMap<String, String>) -> f64 {
+pub(super) fn node_cost(labels: &BTreeMap<String, String>) -> f64 {
     labels
         .get(HOURLY_COST_LABEL)
         .and_then(|v| v.parse::<f64>().ok())
@@ -267,275 +207,12 @@ pub fn target_allocations(pool: &PoolSnapshot, decision: &PoolDecision) -> Vec<O
     }
 }
 
-/// The auction loop: its period and the pools whose quotas are in force (so a pool whose
-/// agents all vanished is released too); run by [`super::context::run_leader_loop`].
-pub struct Auctioneer {
-    period: Duration,
-    contended: BTreeSet<String>,
-}
-
-impl Auctioneer {
-    pub fn new(period: Duration) -> Self {
-        Self {
-            period,
-            contended: BTreeSet::new(),
-        }
-    }
-}
-
-impl LeaderLoop for Auctioneer {
-    const NAME: &'static str = "auction";
-    type Error = AuctionLoopError;
-
-    fn period(&self) -> Duration {
-        self.period
-    }
-
-    async fn tick(&mut self, ctx: &Context) -> Result<(), AuctionLoopError> {
-        tick(ctx, &mut self.contended).await
-    }
-
-    fn reset(&mut self) {
-        self.contended.clear();
-    }
-}
-
-/// One tick over every pool; a failing pool does not stop the others (the first error is
-/// returned). `contended`: the pools with quotas in force, updated.
-pub async fn tick(ctx: &Context, contended: &mut BTreeSet<String>) -> Result<(), AuctionLoopError> {
-    let agents: Vec<GeometricAgent> = Api::<GeometricAgent>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let (nodes, pods) = match ctx.view.read() {
-        Ok(v) => (
-            v.schedulable_nodes()
-                .into_iter()
-                .map(|(name, labels, allocatable)| NodeSnapshot {
-                    name,
-                    labels,
-                    allocatable,
-                })
-                .collect::<Vec<_>>(),
-            v.bound_pods(),
-        ),
-        Err(_) => return Ok(()),
-    };
-    let by_key: BTreeMap<String, &GeometricAgent> = agents
-        .iter()
-        .map(|a| (agent_id(&a.namespace().unwrap_or_default(), &a.name_any()), a))
-        .collect();
-    let snapshots = pool_snapshots(agents.iter().map(agent_snapshot).collect(), &nodes, &pods);
-    let settings = QuotaSettings {
-        shapley: Default::default(),
-        mip_max_integer_variables: Some(MIP_MAX_INTEGER_VARIABLES),
-    };
-    let mut first_error = None;
-    for (pool, snap) in &snapshots {
-        match tick_pool(ctx, pool, snap, &by_key, settings).await {
-            Ok(Some(true)) => {
-                contended.insert(pool.clone());
-            }
-            Ok(Some(false)) => {
-                contended.remove(pool);
-            }
-            Ok(None) => {}
-            Err(err) => {
-                tracing::warn!(pool = %pool, error = %err, "auction of a pool failed");
-                first_error.get_or_insert(err);
-            }
-        }
-    }
-    let vanished: Vec<String> = contended
-        .iter()
-        .filter(|p| !snapshots.contains_key(*p))
-        .cloned()
-        .collect();
-    for pool in vanished {
-        // Its agents are gone: record that its quotas ended (cost reports stop accruing here).
-        let pressure = quota::pressure(&[], &[]);
-        let released: Vec<String> = Vec::new();
-        let inputs = json!({"pool": pool, "pressure": pressure, "released": released});
-        let decision =
-            json!({"kind": quota::RELEASE_KIND, "pool": pool, "pressure": pressure, "output": {"released": released}});
-        match record(ctx, &pool, decision, &inputs).await {
-            Ok(()) => {
-                contended.remove(&pool);
-            }
-            Err(err) => {
-                first_error.get_or_insert(err);
-            }
-        }
-    }
-    first_error.map_or(Ok(()), Err)
-}
-
-#[tracing::instrument(skip_all, fields(pool = %pool))]
-async fn tick_pool(
-    ctx: &Context,
-    pool: &str,
-    snap: &PoolSnapshot,
-    objects: &BTreeMap<String, &GeometricAgent>,
-    settings: QuotaSettings,
-) -> Result<Option<bool>, AuctionLoopError> {
-    for a in &snap.agents {
-        if let (Some(problem), Some(obj)) = (&a.bid_problem, objects.get(&a.demand.agent)) {
-            publish(
-                ctx,
-                obj,
-                EventType::Warning,
-                "InvalidBid",
-                format!("{problem}; bidding 0 until it is fixed"),
-            )
-            .await;
-        }
-    }
-    let demands: Vec<AgentDemand> = snap.agents.iter().map(|a| a.demand.clone()).collect();
-    let labels = PoolLabels { pool: pool.to_string() };
-    if snap.nodes.is_empty() {
-        // Nothing to auction (no nodes, or the node watch not synced yet): leave quotas as they are.
-        let level = quota::pressure(&demands, &snap.nodes).level;
-        ctx.metrics
-            .resource_pressure
-            .get_or_create(&labels)
-            .set(level.ordinal());
-        if let Ok(mut v) = ctx.view.write() {
-            v.set_pool_pressure(pool, level);
-        }
-        tracing::debug!(pool = %pool, "pool has no schedulable capacity; no auction");
-        return Ok(None);
-    }
-    let decision = quota::decide(&demands, &snap.nodes, settings).map_err(|source| AuctionLoopError::Auction {
-        pool: pool.to_string(),
-        source,
-    })?;
-    let pressure = match &decision {
-        PoolDecision::Uncontended { pressure } | PoolDecision::Auctioned { pressure, .. } => *pressure,
-    };
-    ctx.metrics
-        .resource_pressure
-        .get_or_create(&labels)
-        .set(pressure.level.ordinal());
-    if let Ok(mut v) = ctx.view.write() {
-        v.set_pool_pressure(pool, pressure.level);
-    }
-    if matches!(decision, PoolDecision::Auctioned { .. }) {
-        ctx.metrics.auctions.get_or_create(&labels).inc();
-    }
-    let targets = target_allocations(snap, &decision);
-    let changed: Vec<(&AgentSnapshot, &Option<Allocation>)> = snap
-        .agents
-        .iter()
-        .zip(&targets)
-        .filter(|(a, t)| a.allocation != **t)
-        .collect();
-    let auctioned = matches!(decision, PoolDecision::Auctioned { .. });
-    if changed.is_empty() {
-        return Ok(Some(auctioned));
-    }
-    // Record before acting.
-    let (decision_json, inputs) = match &decision {
-        PoolDecision::Auctioned {
-            pressure,
-            input,
-            outcome,
-        } => {
-            let inputs = serde_json::to_value(input).unwrap_or_default();
-            (
-                json!({"kind": quota::REPLAY_KIND, "pool": pool, "pressure": pressure, "inputs": inputs, "output": outcome}),
-                inputs,
-            )
-        }
-        PoolDecision::Uncontended { pressure } => {
-            let released: Vec<&str> = changed.iter().map(|(a, _)| a.demand.agent.as_str()).collect();
-            let inputs = json!({"pool": pool, "pressure": pressure, "released": released});
-            (
-                json!({"kind": quota::RELEASE_KIND, "pool": pool, "pressure": pressure, "output": {"released": released}}),
-                inputs,
-            )
-        }
-    };
-    record(ctx, pool, decision_json, &inputs).await?;
-    // Apply.
-    for (agent, target) in changed {
-        let api: Api<GeometricAgent> = Api::namespaced(ctx.client.clone(), &agent.namespace);
-        let patch = json!({"status": {"allocation": target}});
-        match api
-            .patch_status(&agent.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => continue,
-            Err(e) => return Err(e.into()),
-        }
-        let Some(obj) = objects.get(&agent.demand.agent) else {
-            continue;
-        };
-        match target {
-            Some(a) if (a.quota.max(0) as u32) < agent.demand.wanted => {
-                let note = format!(
-                    "capped at {} of {} wanted replicas by the auction of pool {pool}; pays {} per hour",
-                    a.quota, agent.demand.wanted, a.payment
-                );
-                publish(ctx, obj, EventType::Normal, "CappedByAuction", note).await;
-            }
-            Some(a) => {
-                let note = format!(
-                    "granted all {} replicas by the auction of pool {pool}; pays {} per hour",
-                    a.quota, a.payment
-                );
-                publish(ctx, obj, EventType::Normal, "AllocatedByAuction", note).await;
-            }
-            None => {
-                let note = format!("pool {pool} is no longer contended; no quota");
-                publish(ctx, obj, EventType::Normal, "QuotaReleased", note).await;
-            }
-        }
-    }
-    Ok(Some(auctioned))
-}
-
-/// Writes the `allocate` receipt of a pool's decision; at `full_audit` a failed write is an
-/// error (the caller must not apply), below it is logged.
-async fn record(
-    ctx: &Context,
-    pool: &str,
-    decision: serde_json::Value,
-    inputs: &serde_json::Value,
-) -> Result<(), AuctionLoopError> {
-    let subject = SubjectRef {
-        api_version: GeometricAgent::api_version(&()).into_owned(),
-        kind: "NodePool".into(),
-        namespace: String::new(),
-        name: pool.to_string(),
-        uid: None,
-    };
-    let intent = Intent {
-        action: ReceiptAction::Allocate,
-        subject,
-        decision,
-        inputs: inputs.clone(),
-        regarding: None,
-        withheld: format!("the quotas of pool {pool} were not applied"),
-    };
-    ctx.record_before(intent)
-        .await
-        .map_err(|source| AuctionLoopError::Receipt {
-            pool: pool.to_string(),
-            source,
-        })
-}
-
-async fn publish(ctx: &Context, agent: &GeometricAgent, type_: EventType, reason: &str, note: String) {
-    ctx.publish(&agent.object_ref(&()), type_, "Allocate", reason, note)
-        .await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auction::quota::PressureLevel;
+    use crate::auction::quota::{self, PressureLevel, QuotaSettings};
     use crate::placement::PodDemand;
+    use serde_json::json;
 
     fn agent(
         ns: &str,

@@ -16,6 +16,10 @@
 //!
 //! Real usage: without a metrics API in the snapshot, a pod's usage is taken as its requests.
 
+mod snapshot;
+
+pub use snapshot::*;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -27,10 +31,7 @@ use kube::{Resource, ResourceExt};
 use super::context::{Context, LeaderLoop, LoopError};
 use super::crd::GeometricAgent;
 use super::receipts::Intent;
-use super::view::{AgentKey, View};
-use crate::descheduler::{self as core, Agent, Move, Peer, Plan, Settings, Snapshot};
-use crate::labels::{AGENT_LABEL, ANOMALOUS_LABEL, ISOLATION_LABEL, OPT_OUT_ANNOTATION, TENANT_LABEL, UNHEALTHY_LABEL};
-use crate::placement::Resources;
+use crate::descheduler::{self as core, Move, Plan, Settings, Snapshot};
 use crate::receipts::{Action as ReceiptAction, SubjectRef};
 
 /// Largest inputs (bytes of JSON) stored inline in an eviction receipt for replay.
@@ -98,190 +99,6 @@ impl LeaderLoop for Descheduler {
 pub fn client_without_retries(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
     config.default_retry = false;
     kube::Client::try_from(config)
-}
-
-/// Why a pod must never be evicted, if it must not.
-pub fn protection(pod: &Pod) -> Option<&'static str> {
-    if pod
-        .annotations()
-        .get(OPT_OUT_ANNOTATION)
-        .is_some_and(|v| v.eq_ignore_ascii_case("false"))
-    {
-        return Some("opted out by annotation");
-    }
-    if pod.owner_references().iter().any(|o| o.kind == "DaemonSet") {
-        return Some("DaemonSet pod");
-    }
-    if pod.annotations().contains_key("kubernetes.io/config.mirror") {
-        return Some("static (mirror) pod");
-    }
-    let spec = pod.spec.as_ref()?;
-    if spec
-        .priority_class_name
-        .as_deref()
-        .is_some_and(|c| c == "system-cluster-critical" || c == "system-node-critical")
-    {
-        return Some("system-critical pod");
-    }
-    if spec
-        .volumes
-        .iter()
-        .flatten()
-        .any(|v| v.empty_dir.is_some() || v.host_path.is_some())
-    {
-        return Some("pod with local storage");
-    }
-    None
-}
-
-/// (unhealthy, anomalous) of a node: the MOM labels, or a Ready condition that is not True.
-pub fn node_flags(node: &Node) -> (bool, bool) {
-    let label = |k: &str| node.labels().get(k).is_some_and(|v| v == "true");
-    let not_ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status != "True");
-    (label(UNHEALTHY_LABEL) || not_ready, label(ANOMALOUS_LABEL))
-}
-
-/// The core snapshot from listed objects and the placement view. Nodes without a position
-/// (not embedded yet) and pods not bound to a known node are left out. Each agent's target of
-/// the last tick comes from the view ([`View::steered_target`]); `blocked` pods (PDB back-off)
-/// are marked protected.
-pub fn build_snapshot(
-    nodes: &[Node],
-    pods: &[Pod],
-    agents: &[GeometricAgent],
-    view: &View,
-    blocked: &BTreeSet<String>,
-    now: u64,
-) -> Snapshot {
-    let mut out_nodes: BTreeMap<String, core::Node> = BTreeMap::new();
-    for n in nodes {
-        let name = n.name_any();
-        let Some(position) = view.node_position(&name).cloned() else {
-            continue;
-        };
-        let (unhealthy, anomalous) = node_flags(n);
-        let alloc = n.status.as_ref().and_then(|s| s.allocatable.as_ref());
-        let get = |k: &str| alloc.and_then(|a| a.get(k)).map(|q| q.0.clone());
-        out_nodes.insert(
-            name.clone(),
-            core::Node {
-                labels: n.labels().clone().into_iter().collect(),
-                name,
-                position,
-                allocatable: Resources {
-                    cpu_millis: get("cpu")
-                        .and_then(|q| crate::placement::quantity::cpu_millis(&q).ok())
-                        .unwrap_or(0),
-                    memory_bytes: get("memory")
-                        .and_then(|q| crate::placement::quantity::memory_bytes(&q).ok())
-                        .unwrap_or(0),
-                },
-                requested: Resources::default(),
-                used: Resources::default(),
-                max_pods: get("pods").and_then(|q| q.parse().ok()).unwrap_or(110),
-                pods: 0,
-                unhealthy,
-                anomalous,
-            },
-        );
-    }
-    let agent_keys: BTreeSet<String> = agents.iter().map(|a| AgentKey::of(a).to_string()).collect();
-    let mut out_pods = Vec::new();
-    for p in pods {
-        let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else {
-            continue;
-        };
-        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-        if p.metadata.deletion_timestamp.is_some() || matches!(phase, Some("Succeeded" | "Failed")) {
-            continue;
-        }
-        let Some(n) = out_nodes.get_mut(&node) else { continue };
-        let requests = super::view::pod_requests(p).unwrap_or_default();
-        n.requested = n.requested.saturating_add(requests);
-        n.used = n.used.saturating_add(requests);
-        n.pods += 1;
-        let ns = p.namespace().unwrap_or_default();
-        let key = format!("{ns}/{}", p.name_any());
-        let labels = p.labels();
-        let agent = labels
-            .get(AGENT_LABEL)
-            .map(|a| AgentKey::new(ns.clone(), a.clone()).to_string())
-            .filter(|k| agent_keys.contains(k));
-        let created = p
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0.as_second().max(0) as u64);
-        out_pods.push(core::Pod {
-            name: p.name_any(),
-            namespace: ns,
-            node,
-            agent,
-            tenant: labels.get(TENANT_LABEL).cloned(),
-            strict_isolation: labels.get(ISOLATION_LABEL).map(String::as_str) == Some("strict"),
-            requests,
-            usage: requests,
-            node_selector: p
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_selector.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-            last_evicted_at: created,
-            protected: protection(p).is_some() || blocked.contains(&key),
-        });
-    }
-    out_pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    let mut out_agents: Vec<Agent> = agents
-        .iter()
-        .map(|a| {
-            let ns = a.namespace().unwrap_or_default();
-            let agent_key = AgentKey::of(a);
-            let key = agent_key.to_string();
-            let policy = view.policy_for(&agent_key);
-            Agent {
-                target: policy.as_ref().map(|p| p.target.clone()).filter(|t| !t.is_empty()),
-                previous_target: view.steered_target(&key).cloned(),
-                peers: a
-                    .spec
-                    .peers
-                    .iter()
-                    .map(|p| Peer {
-                        agent: AgentKey::new(ns.clone(), p.agent.clone()).to_string(),
-                        weight: p.weight,
-                    })
-                    .filter(|p| agent_keys.contains(&p.agent))
-                    .collect(),
-                avoid_nodes: policy.as_ref().map(|p| p.avoid_nodes.clone()).unwrap_or_default(),
-                max_distance: policy.as_ref().and_then(|p| p.max_distance),
-                name: key,
-            }
-        })
-        .collect();
-    out_agents.sort_by(|a, b| a.name.cmp(&b.name));
-    // A previous target from another embedding would not be a point of this one.
-    let dim = out_nodes.values().next().map(|n| n.position.len()).unwrap_or(0);
-    for a in &mut out_agents {
-        if a.previous_target.as_ref().is_some_and(|t| t.len() != dim) {
-            a.previous_target = None;
-        }
-        if a.target.as_ref().is_some_and(|t| t.len() != dim) {
-            a.target = None;
-        }
-    }
-    Snapshot {
-        kappa: view.settings.kappa,
-        now,
-        nodes: out_nodes.into_values().collect(),
-        pods: out_pods,
-        agents: out_agents,
-    }
 }
 
 /// What became of one eviction request.
@@ -509,6 +326,8 @@ async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::{ANOMALOUS_LABEL, OPT_OUT_ANNOTATION, UNHEALTHY_LABEL};
+    use crate::operator::view::View;
     use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus, PodSpec, Volume};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
