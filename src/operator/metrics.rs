@@ -209,7 +209,7 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one failed tick of `name` (a [`super::context::LeaderLoop`]).
+    /// Counts one failed tick of the leader loop `name`.
     pub fn loop_error(&self, name: &str, kind: &str) {
         self.loop_errors
             .get_or_create(&LoopLabels {
