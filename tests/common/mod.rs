@@ -532,16 +532,6 @@ pub fn helm(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// A `mom operator` (or any) child process, killed and reaped when dropped.
-pub struct Operator(pub Child);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A free loopback address (`127.0.0.1:PORT`).
 pub fn free_addr() -> String {
     format!("127.0.0.1:{}", free_port())
