@@ -316,23 +316,17 @@ async fn a_replica_that_does_not_hold_the_lease_refuses_to_bind_and_records_noth
             .then_some(())
     })
     .await;
-    let cp = common::control_plane();
-    let extender = common::free_addr();
     let dir = std::env::temp_dir().join(format!("mom-bind-standby-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mom"));
-    cmd.args(["operator", "--namespace", "mom-system", "--identity", "bind-standby"])
-        .args(["--log-format", "text", "--metrics-addr", &common::free_addr()])
-        .args(["--extender-addr", &extender])
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .env_remove("POD_NAME")
-        .env_remove("POD_NAMESPACE");
-    let standby = common::Process::spawn(cmd, dir.join("standby.log"));
-    common::wait_http(
-        &format!("http://{extender}/healthz"),
-        "the standby's extender",
-        &standby.log,
-    );
+    let standby = common::OperatorBuilder::new()
+        .namespace("mom-system")
+        .identity("bind-standby")
+        .text_logs()
+        .outside_any_pod()
+        .log(dir.join("standby.log"))
+        .spawn();
+    standby.wait_until_the_extender_serves("the standby's extender");
+    let extender = &standby.extender_addr;
 
     let ns = common::TestNamespace::new("bind-follower").await;
     let pods: Api<Pod> = Api::namespaced(ns.client(), &ns.name);

@@ -233,25 +233,14 @@ async fn a_scheduler_that_does_not_trust_the_certificate_binds_nothing_and_says_
 
 #[test]
 fn the_operator_refuses_to_start_with_an_unreadable_certificate_and_names_the_file() {
-    let cp = control_plane();
     let missing = std::env::temp_dir().join("mom-no-such-dir/tls.crt");
-    let out = Command::new(env!("CARGO_BIN_EXE_mom"))
-        .args([
-            "operator",
-            "--namespace",
-            "mom-system",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--extender-addr",
-            "127.0.0.1:0",
-            "--extender-tls-cert",
-            missing.to_str().unwrap(),
-            "--extender-tls-key",
-            "/dev/null",
-        ])
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .output()
-        .unwrap();
+    let out = common::OperatorBuilder::new()
+        .namespace("mom-system")
+        .metrics_addr("127.0.0.1:0")
+        .extender_addr("127.0.0.1:0")
+        .flag("--extender-tls-cert", missing.to_str().unwrap())
+        .flag("--extender-tls-key", "/dev/null")
+        .output();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the operator started with a missing certificate");
     assert!(stderr.contains("mom-no-such-dir/tls.crt"), "{stderr}");

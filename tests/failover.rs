@@ -52,33 +52,13 @@ fn stand_in(name: &str) -> Pod {
     .unwrap()
 }
 
-fn operator(identity: &str, pod: &str, pod_namespace: &str) -> common::Operator {
-    let cp = common::control_plane();
-    common::Operator(
-        Command::new(env!("CARGO_BIN_EXE_mom"))
-            .args([
-                "operator",
-                "--namespace",
-                "mom-system",
-                "--identity",
-                identity,
-                "--log-format",
-                "text",
-            ])
-            .args([
-                "--metrics-addr",
-                &common::free_addr(),
-                "--extender-addr",
-                &common::free_addr(),
-            ])
-            .env("KUBECONFIG", &cp.kubeconfig)
-            .env("POD_NAME", pod)
-            .env("POD_NAMESPACE", pod_namespace)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+fn operator(identity: &str, pod: &str, pod_namespace: &str) -> common::OperatorProcess {
+    common::OperatorBuilder::new()
+        .namespace("mom-system")
+        .identity(identity)
+        .text_logs()
+        .in_pod(pod, pod_namespace)
+        .spawn()
 }
 
 async fn holder(leases: &Api<Lease>) -> Option<String> {
@@ -237,7 +217,7 @@ async fn the_standby_takes_over_when_the_leader_is_killed_and_a_sigterm_releases
         .collect();
     assert!(problems.is_empty(), "the chain broke across the failover: {problems:?}");
 
-    let pid = standby.0.id().to_string();
+    let pid = standby.pid().to_string();
     assert!(Command::new("kill").arg("-TERM").arg(&pid).status().unwrap().success());
     common::eventually("the Lease to be released on SIGTERM", Duration::from_secs(10), || {
         let leases = leases.clone();

@@ -20,28 +20,20 @@ use mom::receipts::{Action, Receipt};
 
 const TENANT: &str = "acme";
 
-fn start_operator(identity: &str, every_receipts: &str) -> common::Operator {
+fn start_operator(identity: &str, every_receipts: &str) -> common::OperatorProcess {
     let cp = common::control_plane();
     let log = cp
         .kubeconfig
         .parent()
         .unwrap()
         .join(format!("logs/operator-{identity}.log"));
-    let log = std::fs::File::create(log).unwrap();
-    common::Operator(
-        Command::new(env!("CARGO_BIN_EXE_mom"))
-            .args(["operator", "--namespace", "mom-system", "--log-format", "text"])
-            .args(["--identity", identity])
-            .args(["--metrics-addr", &common::free_addr()])
-            .args(["--extender-addr", &common::free_addr()])
-            .args(["--checkpoint-every-receipts", every_receipts])
-            .args(["--checkpoint-interval-seconds", "3600"])
-            .env("KUBECONFIG", &cp.kubeconfig)
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
+    common::OperatorBuilder::new()
+        .namespace("mom-system")
+        .text_logs()
+        .identity(identity)
+        .checkpoints(every_receipts, "3600")
+        .log(log)
+        .spawn()
 }
 
 fn operator_log(identity: &str) -> String {
@@ -56,15 +48,15 @@ fn operator_log(identity: &str) -> String {
 }
 
 /// Sends SIGTERM (never SIGKILL) and waits for a clean exit; returns how long it took.
-async fn terminate(op: &mut common::Operator, identity: &str) -> Duration {
-    let pid = op.0.id().to_string();
+async fn terminate(op: &mut common::OperatorProcess, identity: &str) -> Duration {
+    let pid = op.pid().to_string();
     let sent = Instant::now();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = common::eventually(
         &format!("operator {identity} to exit after SIGTERM"),
         Duration::from_secs(60),
         || {
-            let status = op.0.try_wait().unwrap();
+            let status = op.try_wait();
             async move { status }
         },
     )

@@ -462,16 +462,13 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
     // the cluster the other test binaries share.)
     let dir = std::env::temp_dir().join(format!("mom-helm-{}-{}", std::process::id(), ns.name));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mom"));
-    cmd.args(["operator", "--log-format", "text", "--metrics-addr", "127.0.0.1:0"])
-        .args(["--extender-addr", &format!("127.0.0.1:{}", common::free_port())])
-        .env(
-            "KUBECONFIG",
-            common::service_account_kubeconfig(&dir, &ns.name, &operator),
-        )
-        .env("POD_NAME", "helm-rbac-check")
-        .env("POD_NAMESPACE", &ns.name);
-    let operator_process = common::Process::spawn(cmd, dir.join("operator.log"));
+    let operator_process = common::OperatorBuilder::new()
+        .text_logs()
+        .metrics_addr("127.0.0.1:0")
+        .kubeconfig(common::service_account_kubeconfig(&dir, &ns.name, &operator))
+        .in_pod("helm-rbac-check", &ns.name)
+        .log(dir.join("operator.log"))
+        .spawn();
     wait_until("the operator to take its Lease", Duration::from_secs(60), || {
         lease_holder(&ns.name, "mom-operator-leader") == "helm-rbac-check"
     });
@@ -523,7 +520,7 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
     wait_until("mom-scheduler to take its Lease", Duration::from_secs(60), || {
         !lease_holder(&ns.name, &scheduler).is_empty()
     });
-    for process in [&operator_process, &scheduler_process] {
+    for process in [&operator_process.process, &scheduler_process] {
         let log = process.log();
         assert!(
             // RBAC denials read `... is forbidden: User "..." cannot ...`; other 403s (e.g. a

@@ -4,21 +4,11 @@
 
 mod common;
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
-
-/// Kills the restarted operator when the test ends, however it ends.
-struct Operator(Child);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn pod(name: &str, scheduler: Option<&str>) -> Pod {
     let mut spec = serde_json::json!({
@@ -63,23 +53,14 @@ async fn mom_pods_wait_while_the_operator_is_down_and_are_placed_when_it_returns
         "bound while MOM was down"
     );
 
-    let cp = common::control_plane();
     let addr = |url: &str| url.trim_start_matches("http://").to_string();
-    let _operator = Operator(
-        Command::new(env!("CARGO_BIN_EXE_mom"))
-            .args(["operator", "--namespace", "mom-system", "--log-format", "text"])
-            .args([
-                "--metrics-addr",
-                &addr(&mom.metrics_url),
-                "--extender-addr",
-                &addr(&mom.extender_url),
-            ])
-            .env("KUBECONFIG", &cp.kubeconfig)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    // Killed when the test ends, however it ends.
+    let _operator = common::OperatorBuilder::new()
+        .namespace("mom-system")
+        .text_logs()
+        .metrics_addr(&addr(&mom.metrics_url))
+        .extender_addr(&addr(&mom.extender_url))
+        .spawn();
     common::eventually(
         "the MOM pod to be scheduled after the restart",
         Duration::from_secs(90),

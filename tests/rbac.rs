@@ -128,17 +128,13 @@ async fn the_chart_rbac_runs_the_placement_scenario_and_grants_nothing_it_does_n
     // The operator and the scheduler, each with only its ServiceAccount's token.
     let dir = std::env::temp_dir().join(format!("mom-rbac-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let extender_port = common::free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mom"));
-    cmd.args(["operator", "--log-format", "text", "--metrics-addr", "127.0.0.1:0"])
-        .args(["--extender-addr", &format!("127.0.0.1:{extender_port}")])
-        .env(
-            "KUBECONFIG",
-            common::service_account_kubeconfig(&dir, NAMESPACE, OPERATOR_SA),
-        )
-        .env("POD_NAME", "rbac-operator")
-        .env("POD_NAMESPACE", NAMESPACE);
-    let operator = common::Process::spawn(cmd, dir.join("operator.log"));
+    let operator = common::OperatorBuilder::new()
+        .text_logs()
+        .metrics_addr("127.0.0.1:0")
+        .kubeconfig(common::service_account_kubeconfig(&dir, NAMESPACE, OPERATOR_SA))
+        .in_pod("rbac-operator", NAMESPACE)
+        .log(dir.join("operator.log"))
+        .spawn();
     eprintln!("logs of the operator and mom-scheduler: {}", dir.display());
 
     let (ok, config, err) = common::kubectl(
@@ -162,7 +158,7 @@ async fn the_chart_rbac_runs_the_placement_scenario_and_grants_nothing_it_does_n
         &scheduler_config,
         format!(
             "{}\nclientConnection:\n  kubeconfig: {}\n",
-            config.replace(&in_cluster_url, &format!("http://127.0.0.1:{extender_port}")),
+            config.replace(&in_cluster_url, &format!("http://{}", operator.extender_addr)),
             scheduler_kubeconfig.display()
         ),
     )

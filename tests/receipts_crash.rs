@@ -35,40 +35,18 @@ const AGENTS: usize = 8;
 const KILLS: usize = 20;
 const AGENT_LABEL: &str = "mom.hypersync.io/agent";
 
-fn start_operator(identity: &str) -> common::Operator {
+fn start_operator(identity: &str) -> common::OperatorProcess {
     let cp = common::control_plane();
     let log = cp.kubeconfig.parent().unwrap().join("logs/operator-crash.log");
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    common::Operator(
-        Command::new(env!("CARGO_BIN_EXE_mom"))
-            .args([
-                "operator",
-                "--namespace",
-                "mom-system",
-                "--identity",
-                identity,
-                "--log-format",
-                "text",
-            ])
-            .args([
-                "--metrics-addr",
-                &common::free_addr(),
-                "--extender-addr",
-                &common::free_addr(),
-            ])
-            .args(["--lease-duration-seconds", "2", "--renew-period-seconds", "1"])
-            .args([
-                "--checkpoint-every-receipts",
-                "25",
-                "--checkpoint-interval-seconds",
-                "3",
-            ])
-            .env("KUBECONFIG", &cp.kubeconfig)
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
+    common::OperatorBuilder::new()
+        .namespace("mom-system")
+        .identity(identity)
+        .text_logs()
+        .flag("--lease-duration-seconds", "2")
+        .flag("--renew-period-seconds", "1")
+        .checkpoints("25", "3")
+        .appending_log(log)
+        .spawn()
 }
 
 fn to_receipt(obj: &ReceiptObject) -> Receipt {
@@ -218,8 +196,7 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
         )
         .await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
-        op.0.kill().unwrap();
-        op.0.wait().unwrap();
+        op.kill();
         if kill == KILLS / 2 {
             // A configuration change while the operator is down.
             let patch = serde_json::json!({"spec": {"tickSeconds": 15 + (first % 7) as i32 + 1}});
@@ -259,7 +236,7 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
     // Let the last term's checkpoint and any in-flight receipt settle, then stop it.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let _ = Command::new("kill")
-        .args(["-TERM", &final_op.0.id().to_string()])
+        .args(["-TERM", &final_op.pid().to_string()])
         .status();
     drop(final_op);
     watch_task.abort();

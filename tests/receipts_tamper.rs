@@ -12,7 +12,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -23,39 +22,16 @@ use mom::receipts::{Action, ChainBuilder, ChainHead, Receipt, Signer};
 const AGENTS_PER_NAMESPACE: usize = 50;
 const ROUNDS: usize = 10;
 
-fn start_operator() -> common::Operator {
+fn start_operator() -> common::OperatorProcess {
     let cp = common::control_plane();
     let log = cp.kubeconfig.parent().unwrap().join("logs/operator-tamper.log");
-    let log = std::fs::File::create(log).unwrap();
-    common::Operator(
-        Command::new(env!("CARGO_BIN_EXE_mom"))
-            .args([
-                "operator",
-                "--namespace",
-                "mom-system",
-                "--identity",
-                "tamper",
-                "--log-format",
-                "text",
-            ])
-            .args([
-                "--metrics-addr",
-                &common::free_addr(),
-                "--extender-addr",
-                &common::free_addr(),
-            ])
-            .args([
-                "--checkpoint-every-receipts",
-                "200",
-                "--checkpoint-interval-seconds",
-                "5",
-            ])
-            .env("KUBECONFIG", &cp.kubeconfig)
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
+    common::OperatorBuilder::new()
+        .namespace("mom-system")
+        .identity("tamper")
+        .text_logs()
+        .checkpoints("200", "5")
+        .log(log)
+        .spawn()
 }
 
 fn agent(ns: &str, i: usize, tenant: &str, replicas: i32) -> GeometricAgent {

@@ -321,25 +321,46 @@ pub fn apply_test_momconfig(verification_level: &str) {
     std::thread::sleep(Duration::from_secs(1));
 }
 
-/// A process started by this test; killed when dropped.
+/// A process started by this test, its stdout and stderr in the file `log`; killed (SIGKILL)
+/// and reaped when dropped.
 pub struct Process {
     child: std::process::Child,
     pub log: PathBuf,
 }
 
 impl Process {
-    pub fn spawn(mut cmd: Command, log: PathBuf) -> Self {
+    pub fn spawn(cmd: Command, log: PathBuf) -> Self {
         let file = std::fs::File::create(&log).unwrap();
+        Self::spawn_into(cmd, file, log)
+    }
+
+    /// [`Process::spawn`] writing to `file`, an already opened `log` (created or appended to).
+    fn spawn_into(mut cmd: Command, file: std::fs::File, log: PathBuf) -> Self {
         let child = cmd
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()
-            .expect("spawning a process");
+            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
         Self { child, log }
     }
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status if the process has exited, without waiting.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("polling a child process")
+    }
+
+    /// Sends SIGKILL (a crash) and reaps the process.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("killing a child process");
+        self.child.wait().expect("reaping a child process");
     }
 
     /// Sends SIGTERM (a graceful stop) and waits up to `timeout` for the exit status.
@@ -511,16 +532,6 @@ pub fn helm(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// A `mom operator` (or any) child process, killed and reaped when dropped.
-pub struct Operator(pub Child);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A free loopback address (`127.0.0.1:PORT`).
 pub fn free_addr() -> String {
     format!("127.0.0.1:{}", free_port())
@@ -555,4 +566,239 @@ pub async fn published_keys(client: &kube::Client) -> Vec<String> {
         .unwrap_or_default()
         .into_values()
         .collect()
+}
+
+/// How an [`OperatorBuilder`] opens the operator's log file.
+enum LogMode {
+    Create,
+    Append,
+}
+
+/// Builds one `mom operator` command line for an integration test: the binary, its
+/// `KUBECONFIG`, free loopback addresses for `--metrics-addr` and `--extender-addr` (unless
+/// given), stdout and stderr into a log file, and a [`Process`] guard that kills it on drop.
+///
+/// Every other flag and variable is the test's own, so each test passes exactly what it means:
+/// `OperatorBuilder::new().namespace("mom-system").identity("a").text_logs().spawn()` runs
+/// `mom operator --namespace mom-system --identity a --log-format text --metrics-addr
+/// 127.0.0.1:P1 --extender-addr 127.0.0.1:P2` with `KUBECONFIG` = the control plane's.
+pub struct OperatorBuilder {
+    /// Flags after `operator`, in the order given (before the two addresses).
+    flags: Vec<String>,
+    env: Vec<(String, String)>,
+    env_removed: Vec<String>,
+    /// `KUBECONFIG`; `None`: the admin kubeconfig of this test binary's control plane.
+    kubeconfig: Option<PathBuf>,
+    metrics_addr: Option<String>,
+    extender_addr: Option<String>,
+    log: Option<(PathBuf, LogMode)>,
+    identity: Option<String>,
+}
+
+static OPERATOR_LOGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Default for OperatorBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OperatorBuilder {
+    /// `mom operator` with no flag of its own yet, against this test binary's control plane.
+    pub fn new() -> Self {
+        Self {
+            flags: Vec::new(),
+            env: Vec::new(),
+            env_removed: Vec::new(),
+            kubeconfig: None,
+            metrics_addr: None,
+            extender_addr: None,
+            log: None,
+            identity: None,
+        }
+    }
+
+    /// `--namespace NAMESPACE` (the operator's own: Lease, published keys, receipts' home).
+    pub fn namespace(self, namespace: &str) -> Self {
+        self.flag("--namespace", namespace)
+    }
+
+    /// `--identity IDENTITY` (its Lease holder name); also names the default log file.
+    pub fn identity(mut self, identity: &str) -> Self {
+        self.identity = Some(identity.to_string());
+        self.flag("--identity", identity)
+    }
+
+    /// `--log-format text`.
+    pub fn text_logs(self) -> Self {
+        self.flag("--log-format", "text")
+    }
+
+    /// `--checkpoint-every-receipts RECEIPTS --checkpoint-interval-seconds SECONDS`.
+    pub fn checkpoints(self, every_receipts: &str, interval_seconds: &str) -> Self {
+        self.flag("--checkpoint-every-receipts", every_receipts)
+            .flag("--checkpoint-interval-seconds", interval_seconds)
+    }
+
+    /// Any other flag with its value, e.g. `.flag("--lease-duration-seconds", "2")`.
+    pub fn flag(mut self, name: &str, value: &str) -> Self {
+        self.flags.push(name.to_string());
+        self.flags.push(value.to_string());
+        self
+    }
+
+    /// `--metrics-addr ADDR` instead of a free loopback port (e.g. `127.0.0.1:0`, or the
+    /// address of an operator this one replaces).
+    pub fn metrics_addr(mut self, addr: &str) -> Self {
+        self.metrics_addr = Some(addr.to_string());
+        self
+    }
+
+    /// `--extender-addr ADDR` instead of a free loopback port.
+    pub fn extender_addr(mut self, addr: &str) -> Self {
+        self.extender_addr = Some(addr.to_string());
+        self
+    }
+
+    /// `KUBECONFIG=PATH` instead of the control plane's admin kubeconfig (e.g. a
+    /// ServiceAccount's from [`service_account_kubeconfig`]).
+    pub fn kubeconfig(mut self, path: PathBuf) -> Self {
+        self.kubeconfig = Some(path);
+        self
+    }
+
+    /// `POD_NAME` and `POD_NAMESPACE`: the pod the operator believes it runs in (it labels it
+    /// `mom.hypersync.io/leader=true` while it leads).
+    pub fn in_pod(self, name: &str, namespace: &str) -> Self {
+        self.env("POD_NAME", name).env("POD_NAMESPACE", namespace)
+    }
+
+    /// Removes `POD_NAME` and `POD_NAMESPACE` from the inherited environment: a process that
+    /// runs in no pod.
+    pub fn outside_any_pod(mut self) -> Self {
+        self.env_removed.push("POD_NAME".into());
+        self.env_removed.push("POD_NAMESPACE".into());
+        self
+    }
+
+    /// One more environment variable.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// The log file (created afresh). Without it: `operator-IDENTITY-PID-N.log` in the
+    /// control plane's `logs/` folder (PID: this test binary's; N counts its operators).
+    pub fn log(mut self, path: PathBuf) -> Self {
+        self.log = Some((path, LogMode::Create));
+        self
+    }
+
+    /// Like [`Self::log`], but appends, so the runs of a restarted operator share one file.
+    pub fn appending_log(mut self, path: PathBuf) -> Self {
+        self.log = Some((path, LogMode::Append));
+        self
+    }
+
+    /// The command line and the addresses it serves on (metrics, extender).
+    fn command(&self) -> (Command, String, String) {
+        let metrics_addr = self.metrics_addr.clone().unwrap_or_else(free_addr);
+        let extender_addr = self.extender_addr.clone().unwrap_or_else(free_addr);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mom"));
+        cmd.arg("operator")
+            .args(&self.flags)
+            .args(["--metrics-addr", &metrics_addr])
+            .args(["--extender-addr", &extender_addr]);
+        match &self.kubeconfig {
+            Some(path) => cmd.env("KUBECONFIG", path),
+            None => cmd.env("KUBECONFIG", &control_plane().kubeconfig),
+        };
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        for key in &self.env_removed {
+            cmd.env_remove(key);
+        }
+        (cmd, metrics_addr, extender_addr)
+    }
+
+    fn default_log(&self) -> PathBuf {
+        let dir = control_plane().kubeconfig.parent().expect("state dir").join("logs");
+        std::fs::create_dir_all(&dir).unwrap();
+        let n = OPERATOR_LOGS.fetch_add(1, Ordering::SeqCst);
+        let name = self.identity.as_deref().unwrap_or("test");
+        dir.join(format!("operator-{name}-{}-{n}.log", std::process::id()))
+    }
+
+    /// Starts the operator; it is killed when the returned process is dropped.
+    pub fn spawn(self) -> OperatorProcess {
+        let (cmd, metrics_addr, extender_addr) = self.command();
+        let (path, mode) = match self.log {
+            Some(log) => log,
+            None => (self.default_log(), LogMode::Create),
+        };
+        let file = match mode {
+            LogMode::Create => std::fs::File::create(&path),
+            LogMode::Append => std::fs::OpenOptions::new().create(true).append(true).open(&path),
+        }
+        .unwrap_or_else(|e| panic!("opening the operator log {}: {e}", path.display()));
+        OperatorProcess {
+            process: Process::spawn_into(cmd, file, path),
+            metrics_addr,
+            extender_addr,
+        }
+    }
+
+    /// Runs the operator to its exit (for a start-up that must fail), capturing its output.
+    pub fn output(self) -> std::process::Output {
+        let (mut cmd, _, _) = self.command();
+        cmd.output().expect("running mom operator")
+    }
+}
+
+/// A `mom operator` started by [`OperatorBuilder::spawn`]; killed when dropped.
+pub struct OperatorProcess {
+    pub process: Process,
+    /// `--metrics-addr` (`host:port`).
+    pub metrics_addr: String,
+    /// `--extender-addr` (`host:port`).
+    pub extender_addr: String,
+}
+
+impl OperatorProcess {
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Its stdout and stderr so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.process.log
+    }
+
+    /// The exit status if it has exited, without waiting.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.try_wait()
+    }
+
+    /// SIGKILL (a crash), then reaps it.
+    pub fn kill(&mut self) {
+        self.process.kill()
+    }
+
+    /// SIGTERM (a graceful stop); waits up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.process.terminate(timeout)
+    }
+
+    /// Waits (up to 60 s) until the extender answers `GET /healthz` over plain HTTP, panicking
+    /// with the log otherwise.
+    pub fn wait_until_the_extender_serves(&self, what: &str) {
+        wait_http(
+            &format!("http://{}/healthz", self.extender_addr),
+            what,
+            &self.process.log,
+        );
+    }
 }
