@@ -24,6 +24,8 @@
 //!
 //! The [`planner`] sums the enabled strategies' terms into one objective and chooses the moves.
 //! [`synthetic`] builds drifted clusters and runs multi-tick simulations for benchmarks.
+//!
+//! Receipts: [`eviction_record`] is the decision an eviction records (kind [`PLAN_KIND`]).
 
 pub mod drift;
 pub mod evacuation;
@@ -319,5 +321,72 @@ pub fn plan_inputs(snapshot: &Snapshot, settings: &Settings) -> serde_json::Valu
     serde_json::json!({ "snapshot": snapshot, "settings": settings })
 }
 
+/// Largest recorded plan inputs (bytes of JSON) an eviction receipt carries inline for replay;
+/// larger ones are only hashed into `inputsDigest`.
+pub const MAX_INLINE_INPUTS: usize = 256 * 1024;
+
+/// Whether `inputs` (from [`plan_inputs`]) are small enough to go inline in each eviction
+/// receipt (at most [`MAX_INLINE_INPUTS`] bytes of JSON).
+pub fn inputs_fit_inline(inputs: &serde_json::Value) -> bool {
+    serde_json::to_string(inputs)
+        .map(|s| s.len() <= MAX_INLINE_INPUTS)
+        .unwrap_or(false)
+}
+
+/// The receipt decision of one eviction of a plan, recorded before the pod is evicted:
+/// `{kind: descheduler.plan, move, output: the whole plan, inputs?}` with the plan's inputs
+/// ([`plan_inputs`]) inline when given (see [`inputs_fit_inline`]), so [`replay_plan`]
+/// re-plans from them. The receipt's `inputsDigest` hashes those inputs either way.
+pub fn eviction_record(m: &Move, plan: &Plan, inline_inputs: Option<&serde_json::Value>) -> serde_json::Value {
+    let mut decision = serde_json::json!({"kind": PLAN_KIND, "move": m, "output": plan});
+    if let Some(inputs) = inline_inputs {
+        decision["inputs"] = inputs.clone();
+    }
+    decision
+}
+
 #[cfg(test)]
 pub(crate) mod testutil;
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+
+    #[test]
+    fn the_eviction_record_is_byte_identical_to_the_descheduler_loops_hand_built_one() {
+        let mut s = four_node_snapshot();
+        s.pods = vec![pod("p0", "west-1", Some("a")), pod("p1", "west-2", Some("a"))];
+        s.agents = vec![agent_at("a", &s.nodes[0].position.clone())];
+        account_requests(&mut s);
+        let settings = Settings::default();
+        let plan = plan(&s, &settings).unwrap();
+        assert_eq!(plan.moves.len(), 2);
+        let inputs = plan_inputs(&s, &settings);
+        assert!(inputs_fit_inline(&inputs));
+        for m in &plan.moves {
+            for inline in [true, false] {
+                // What src/operator/descheduler.rs `evict_one` wrote before this function existed.
+                let mut expected = serde_json::json!({"kind": PLAN_KIND, "move": m, "output": plan});
+                if inline {
+                    expected["inputs"] = inputs.clone();
+                }
+                let record = eviction_record(m, &plan, inline.then_some(&inputs));
+                assert_eq!(
+                    serde_json::to_string(&record).unwrap(),
+                    serde_json::to_string(&expected).unwrap()
+                );
+            }
+            let record = eviction_record(m, &plan, Some(&inputs));
+            assert_eq!(replay_plan(&record["inputs"]).unwrap(), record["output"]);
+        }
+    }
+
+    #[test]
+    fn inputs_above_the_inline_limit_are_not_carried_inline() {
+        let small = serde_json::json!({"snapshot": {}});
+        assert!(inputs_fit_inline(&small));
+        let big = serde_json::json!({"pad": "x".repeat(MAX_INLINE_INPUTS)});
+        assert!(!inputs_fit_inline(&big));
+    }
+}
