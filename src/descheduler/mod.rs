@@ -22,11 +22,16 @@
 //!   selector after a label change, maximum distance);
 //! - [`evacuation`]: pods on nodes flagged unhealthy or anomalous.
 //!
-//! The [`planner`] sums the enabled strategies' terms into one objective and chooses the moves.
+//! The strategies and the [`planner`] share the [`context`] of a tick (the snapshot's indexes,
+//! each agent's targets, the state updated per move); strategies never import the planner. The
+//! planner registers the strategies (one place), sums the enabled strategies' terms into one
+//! objective and chooses the moves.
+//!
 //! [`synthetic`] builds drifted clusters and runs multi-tick simulations for benchmarks.
 //!
 //! Receipts: [`eviction_record`] is the decision an eviction records (kind [`PLAN_KIND`]).
 
+pub mod context;
 pub mod drift;
 pub mod evacuation;
 pub mod imbalance;

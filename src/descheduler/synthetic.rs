@@ -28,11 +28,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::planner::{Context, saturating_sub};
+use super::context::{Context, saturating_sub};
 use super::{Agent, DeschedulerError, Node, Peer, Plan, Pod, Settings, Snapshot};
 use crate::cluster_layout::UniformLayout;
-use crate::labels::{HOSTNAME_LABEL, REGION_LABEL, ZONE_LABEL};
 use crate::geometry::poincare;
+use crate::labels::{HOSTNAME_LABEL, REGION_LABEL, ZONE_LABEL};
 use crate::placement::{self, Resources};
 
 /// What to generate.

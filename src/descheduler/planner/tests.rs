@@ -6,6 +6,7 @@ use proptest::strategy::Strategy as _;
 use super::*;
 use crate::descheduler::testutil::*;
 use crate::descheduler::{Agent, Peer, Strategy, plan_inputs, replay_plan};
+use crate::geometry::poincare;
 
 fn names(plan: &Plan) -> Vec<(String, String)> {
     plan.moves.iter().map(|m| (m.pod.clone(), m.to.clone())).collect()
