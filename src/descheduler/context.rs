@@ -6,10 +6,12 @@
 //! snapshot reported at once, [`validate_snapshot`]) and the state the planner updates per
 //! move. Strategies and the planner import this module; it imports neither.
 //!
-//! **Targets.** Agent a's optimum `O_a` is `placement::agent_target` over its explicit target,
-//! its peers' replica positions (traffic weights) and its previous target. The target this tick
-//! is `T₀ = geodesic_step(previous, O_a, targetStep)`: at most `targetStep` along the geodesic,
-//! so replicas follow gradually. The predicted targets over the horizon are
+//! **Targets.** Agent a's optimum `O_a` is `Agent::target`, the agent controller's target
+//! (projected into the ball; callers without a controller plan through
+//! [`super::plan_standalone`], which fills it with [`super::with_agent_optima`]). Without one
+//! the agent has no target this tick. The target this tick is
+//! `T₀ = geodesic_step(previous, O_a, targetStep)`: at most `targetStep` along the geodesic, so
+//! replicas follow gradually. The predicted targets over the horizon are
 //! `T_h = geodesic_step(T_{h−1}, O_a, targetStep)` for h = 1…H−1 (the optimum is assumed to
 //! stay).
 
@@ -17,7 +19,7 @@ use std::collections::BTreeMap;
 
 use super::{DeschedulerError, Settings, Snapshot, TargetStep};
 use crate::geometry::poincare;
-use crate::placement::{self, AgentPolicy, NodeState, Resources, TargetInputs};
+use crate::placement::{AgentPolicy, NodeState, Resources};
 
 /// The read-only view every strategy sees: the snapshot, indexes and each agent's targets.
 #[derive(Debug)]
@@ -42,7 +44,8 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    /// Validates the snapshot (every problem reported) and computes the targets.
+    /// Validates the snapshot (every problem reported) and steps each agent's target toward
+    /// its optimum `Agent::target` (see the module doc).
     pub fn new(snapshot: &'a Snapshot, settings: &'a Settings) -> Result<Self, DeschedulerError> {
         validate_snapshot(snapshot)?;
         let kappa = snapshot.kappa;
@@ -69,11 +72,9 @@ impl<'a> Context<'a> {
             .iter()
             .map(|p| p.agent.as_deref().and_then(|a| agent_index.get(a).copied()))
             .collect();
-        let mut replicas: Vec<Vec<Vec<f64>>> = vec![Vec::new(); snapshot.agents.len()];
-        for (p, a) in pod_agent.iter().enumerate() {
-            if let Some(a) = a {
-                replicas[*a].push(snapshot.nodes[pod_node[p]].position.clone());
-            }
+        let mut has_replicas = vec![false; snapshot.agents.len()];
+        for a in pod_agent.iter().flatten() {
+            has_replicas[*a] = true;
         }
         let args = &settings.planner;
         let mut horizon = Vec::with_capacity(snapshot.agents.len());
@@ -82,20 +83,9 @@ impl<'a> Context<'a> {
         let mut targets = Vec::with_capacity(snapshot.agents.len());
         let mut policies = Vec::with_capacity(snapshot.agents.len());
         for agent in &snapshot.agents {
-            let inputs = TargetInputs {
-                explicit: agent.target.clone(),
-                peers: agent
-                    .peers
-                    .iter()
-                    .filter_map(|peer| {
-                        let i = *agent_index.get(peer.agent.as_str())?;
-                        Some((peer.weight, replicas[i].clone()))
-                    })
-                    .collect(),
-                previous: agent.previous_target.clone(),
-                ..TargetInputs::default()
-            };
-            let step = placement::agent_target(&inputs, kappa).map(|optimum| {
+            // The agent controller's target is the optimum (projected, as every point taken).
+            let optimum = agent.target.as_ref().map(|t| poincare::project(t, kappa));
+            let step = optimum.map(|optimum| {
                 let target = match &agent.previous_target {
                     Some(prev) => poincare::geodesic_step(prev, &optimum, args.target_step, kappa),
                     None => optimum.clone(),
@@ -118,7 +108,7 @@ impl<'a> Context<'a> {
             });
             // Distances from T₀ are needed only for agents with replicas to move.
             let d: Vec<f64> = match &path {
-                Some(p) if !replicas[node_distance.len()].is_empty() => snapshot
+                Some(p) if has_replicas[node_distance.len()] => snapshot
                     .nodes
                     .iter()
                     .map(|n| poincare::distance(&p[0], &n.position, kappa))

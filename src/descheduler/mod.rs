@@ -27,6 +27,9 @@
 //! planner registers the strategies (one place), sums the enabled strategies' terms into one
 //! objective and chooses the moves.
 //!
+//! An agent's optimum is `Agent::target`, the agent controller's target. Callers without a
+//! controller compute it from the snapshot with [`with_agent_optima`] ([`optimum`]), or plan
+//! through [`plan_standalone`], which does both.
 //! [`synthetic`] builds drifted clusters and runs multi-tick simulations for benchmarks.
 //!
 //! Receipts: [`eviction_record`] is the decision an eviction records (kind [`PLAN_KIND`]).
@@ -35,6 +38,7 @@ pub mod context;
 pub mod drift;
 pub mod evacuation;
 pub mod imbalance;
+pub mod optimum;
 pub mod planner;
 pub mod synthetic;
 pub mod violations;
@@ -43,6 +47,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+pub use optimum::{agent_optima, with_agent_optima};
 pub use planner::{PlannerArgs, plan};
 
 use crate::placement::Resources;
@@ -144,8 +149,9 @@ pub struct Peer {
 pub struct Agent {
     /// Key referenced by `Pod::agent` (the operator uses `namespace/name`).
     pub name: String,
-    /// An explicit optimum (strategy coordinates); without it the optimum is the
-    /// traffic-weighted Fréchet mean of the peers' replicas (`placement::agent_target`).
+    /// The agent's optimum: the agent controller's target. The planner steps the replicas'
+    /// target toward it; without it the agent has no target this tick. Callers without a
+    /// controller fill it with [`with_agent_optima`].
     #[serde(default)]
     pub target: Option<Vec<f64>>,
     /// The target the replicas were steered to last tick; the new target moves from it.
@@ -301,6 +307,13 @@ pub struct Plan {
     pub total_gain: f64,
     /// Σ cost of the moves.
     pub total_cost: f64,
+}
+
+/// The planner for callers without an agent controller (synthetic runs, `mom deschedule`,
+/// benchmarks): each agent's optimum from the snapshot alone ([`with_agent_optima`]), then
+/// [`plan`]. The operator calls [`plan`] with the controller's targets instead.
+pub fn plan_standalone(snapshot: &Snapshot, settings: &Settings) -> Result<Plan, DeschedulerError> {
+    plan(&with_agent_optima(snapshot), settings)
 }
 
 /// Parses recorded inputs `{"snapshot": …, "settings": …}` and plans. This is the replayer of
