@@ -3,7 +3,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mom::descheduler::synthetic::{SyntheticSpec, drifted_cluster};
-use mom::descheduler::{Settings, plan};
+use mom::descheduler::{Settings, plan_standalone};
 
 fn bench(c: &mut Criterion) {
     let settings = Settings::default();
@@ -12,7 +12,7 @@ fn bench(c: &mut Criterion) {
     for (pods, nodes) in [(240, 100), (10_000, 1_000)] {
         let cluster = drifted_cluster(&SyntheticSpec { pods, nodes, seed: 1 }).unwrap();
         g.bench_function(format!("{pods}_pods_{nodes}_nodes"), |b| {
-            b.iter(|| plan(&cluster.snapshot, &settings).unwrap().moves.len())
+            b.iter(|| plan_standalone(&cluster.snapshot, &settings).unwrap().moves.len())
         });
     }
     g.finish();

@@ -483,6 +483,22 @@ fn predictive(inputs: &DecisionInputs, demand_now: f64, cooling: Option<f64>) ->
     })
 }
 
+/// The receipt decision of one scaling change, recorded before the replicas change:
+/// `{kind: method.kind(), from: currentReplicas, to: desired, output: decision, inputs}` with the
+/// inputs inline, so `mom verify --replay` re-runs [`decide`] on `record["inputs"]` (which is
+/// also what the receipt's `inputsDigest` hashes).
+pub fn decision_record(inputs: &DecisionInputs, decision: &Decision) -> Value {
+    // `to_value` fails on nothing these types hold; `null` keeps the record writable if it did.
+    let inputs_json = serde_json::to_value(inputs).unwrap_or_default();
+    serde_json::json!({
+        "kind": inputs.settings.method.kind(),
+        "from": inputs.current_replicas,
+        "to": decision.desired,
+        "output": serde_json::to_value(decision).unwrap_or_default(),
+        "inputs": inputs_json,
+    })
+}
+
 /// The replayer of the `scaling.*` decision kinds: recorded inputs → the decision output.
 pub fn replay(inputs: &Value) -> Result<Value, ReplayError> {
     let parsed: DecisionInputs = serde_json::from_value(inputs.clone()).map_err(|e| ReplayError::BadInputs {
@@ -505,6 +521,16 @@ mod tests {
     use crate::receipts::replay::{InlineOnly, MismatchKind, ReplayRegistry};
     use crate::receipts::testutil::signer;
     use crate::receipts::{Action, ReceiptDraft, SubjectRef};
+
+    /// The `scaling.*` kinds alone (the full registry, `decisions::registry`, sits above this
+    /// module and is tested there).
+    fn registry() -> ReplayRegistry {
+        let mut r = ReplayRegistry::new();
+        for kind in KINDS {
+            r.register(kind, Box::new(replay));
+        }
+        r
+    }
 
     fn settings(method: Method) -> PolicySettings {
         PolicySettings {
@@ -698,7 +724,7 @@ mod tests {
             receipt_for(&inputs(Method::Reactive, vec![5.0, 90.0], 2)),
             receipt_for(&inputs(Method::Manual, vec![], 12)),
         ];
-        let rep = ReplayRegistry::with_builtins().replay_all(&rs, &InlineOnly);
+        let rep = registry().replay_all(&rs, &InlineOnly);
         assert_eq!((rep.replayed, rep.matched), (3, 3), "{rep:?}");
         assert!(rep.mismatches.is_empty());
     }
@@ -708,13 +734,13 @@ mod tests {
         let mut r = receipt_for(&inputs(Method::Predictive, ramp_until(47), 1));
         // Demand edited after the fact: the inputs no longer hash to the recorded digest.
         r.decision["inputs"]["demand"][47] = serde_json::json!(1000.0);
-        let rep = ReplayRegistry::with_builtins().replay_all(&[r], &InlineOnly);
+        let rep = registry().replay_all(&[r], &InlineOnly);
         assert_eq!(rep.mismatches.len(), 1);
         assert_eq!(rep.mismatches[0].what, MismatchKind::InputsDigest);
 
         let mut r = receipt_for(&inputs(Method::Predictive, ramp_until(47), 1));
         r.decision["output"]["desired"] = serde_json::json!(9);
-        let rep = ReplayRegistry::with_builtins().replay_all(&[r], &InlineOnly);
+        let rep = registry().replay_all(&[r], &InlineOnly);
         assert_eq!(rep.mismatches.len(), 1);
         assert_eq!(rep.mismatches[0].what, MismatchKind::Output);
         assert!(
@@ -722,6 +748,35 @@ mod tests {
             "{}",
             rep.mismatches[0].detail
         );
+    }
+
+    #[test]
+    fn the_decision_record_is_byte_identical_to_the_scalers_hand_built_one() {
+        for (method, demand, current) in [
+            (Method::Predictive, ramp_until(47), 1),
+            (Method::Reactive, vec![5.0, 90.0], 2),
+            (Method::Manual, vec![], 12),
+        ] {
+            let i = inputs(method, demand, current);
+            let (d, _) = decide(&i).unwrap();
+            // What src/operator/scaler.rs `write_receipt` wrote before this function existed.
+            let inputs_json = serde_json::to_value(&i).unwrap_or_default();
+            let expected = serde_json::json!({
+                "kind": i.settings.method.kind(),
+                "from": i.current_replicas,
+                "to": d.desired,
+                "output": serde_json::to_value(&d).unwrap_or_default(),
+                "inputs": inputs_json.clone(),
+            });
+            let record = decision_record(&i, &d);
+            assert_eq!(
+                serde_json::to_string(&record).unwrap(),
+                serde_json::to_string(&expected).unwrap(),
+                "{method:?}"
+            );
+            assert_eq!(record["inputs"], inputs_json);
+            assert_eq!(replay(&record["inputs"]).unwrap(), record["output"]);
+        }
     }
 
     #[test]

@@ -208,6 +208,28 @@ pub fn decide(
     })
 }
 
+/// The receipt decision of an auctioned pool, recorded before the quotas change:
+/// `{kind: auction.vcg, pool, pressure, inputs: the AuctionInput, output: the AuctionOutcome}`.
+/// The inputs are inline, so [`replay`] re-runs the auction from `record["inputs"]` (which is
+/// also what the receipt's `inputsDigest` hashes).
+pub fn allocation_record(pool: &str, pressure: &Pressure, input: &AuctionInput, outcome: &AuctionOutcome) -> Value {
+    // `to_value` fails on nothing an AuctionInput holds; `null` keeps the record writable if it did.
+    let inputs = serde_json::to_value(input).unwrap_or_default();
+    serde_json::json!({"kind": REPLAY_KIND, "pool": pool, "pressure": pressure, "inputs": inputs, "output": outcome})
+}
+
+/// The receipt decision that clears quotas (pressure fell below `high`, or the pool vanished):
+/// `{kind: auction.release, pool, pressure, output: {released: [agent…]}}`. Not replayed: its
+/// inputs ([`release_inputs`]) are only hashed into `inputsDigest`.
+pub fn release_record(pool: &str, pressure: &Pressure, released: &[&str]) -> Value {
+    serde_json::json!({"kind": RELEASE_KIND, "pool": pool, "pressure": pressure, "output": {"released": released}})
+}
+
+/// The inputs of a [`release_record`]: `{pool, pressure, released}`.
+pub fn release_inputs(pool: &str, pressure: &Pressure, released: &[&str]) -> Value {
+    serde_json::json!({"pool": pool, "pressure": pressure, "released": released})
+}
+
 /// Replays a recorded auction: `inputs` is an [`AuctionInput`], the result its [`AuctionOutcome`].
 pub fn replay(inputs: &Value) -> Result<Value, ReplayError> {
     let input: AuctionInput = serde_json::from_value(inputs.clone()).map_err(|e| ReplayError::BadInputs {
@@ -334,5 +356,57 @@ mod tests {
         assert!(err.contains("bids[1].marginal_values[1]"), "{err}");
         let err = replay(&serde_json::json!({"bids": 3})).unwrap_err().to_string();
         assert!(err.contains("inputs"), "{err}");
+    }
+
+    #[test]
+    fn the_allocation_record_is_byte_identical_to_the_auction_loops_hand_built_one() {
+        let agents = [
+            demand("b", 2, &[6.0, 1.0], 1000),
+            demand("a", 2, &[5.0, 4.0, 3.0], 1000),
+        ];
+        let nodes = [node("n1", 2000, 1 << 30)];
+        let PoolDecision::Auctioned {
+            pressure,
+            input,
+            outcome,
+        } = decide(&agents, &nodes, QuotaSettings::default()).unwrap()
+        else {
+            panic!("expected an auction");
+        };
+        let pool = "default/gpu";
+        // What src/operator/auction.rs `tick_pool` wrote before this function existed.
+        let inputs = serde_json::to_value(&input).unwrap_or_default();
+        let expected = serde_json::json!({"kind": REPLAY_KIND, "pool": pool, "pressure": pressure, "inputs": inputs, "output": outcome});
+        let record = allocation_record(pool, &pressure, &input, &outcome);
+        assert_eq!(
+            serde_json::to_string(&record).unwrap(),
+            serde_json::to_string(&expected).unwrap()
+        );
+        assert_eq!(replay(&record["inputs"]).unwrap(), record["output"]);
+    }
+
+    #[test]
+    fn the_release_record_and_its_inputs_are_byte_identical_to_the_hand_built_ones() {
+        let pressure = pressure(&[demand("a", 1, &[1.0], 1000)], &[node("n1", 4000, 1 << 30)]);
+        for released in [vec!["ns/a", "ns/b"], vec![]] {
+            let pool = "default";
+            // What src/operator/auction.rs wrote (a falling pressure, or a vanished pool).
+            let inputs = serde_json::json!({"pool": pool, "pressure": pressure, "released": released});
+            let decision = serde_json::json!({"kind": RELEASE_KIND, "pool": pool, "pressure": pressure, "output": {"released": released}});
+            assert_eq!(
+                serde_json::to_string(&release_record(pool, &pressure, &released)).unwrap(),
+                serde_json::to_string(&decision).unwrap()
+            );
+            assert_eq!(
+                serde_json::to_string(&release_inputs(pool, &pressure, &released)).unwrap(),
+                serde_json::to_string(&inputs).unwrap()
+            );
+        }
+        // The vanished-pool case passed an empty `Vec<String>`: the same bytes.
+        let none: Vec<String> = Vec::new();
+        assert_eq!(
+            release_record("p", &pressure, &[]),
+            serde_json::json!({"kind": RELEASE_KIND, "pool": "p", "pressure": pressure, "output": {"released": none}})
+        );
     }
 }

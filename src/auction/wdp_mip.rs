@@ -1,8 +1,9 @@
 //! Exact winner determination as an integer program (good_lp with the microlp backend).
 //!
 //! Input: a validated [`Instance`] (any requests). Output: the welfare-maximising
-//! [`Assignment`]. This is the reference the fast path in [`super::wdp_fast`] is tested
-//! against; it handles heterogeneous requests but scales poorly (branch and bound).
+//! [`Assignment`]. This is the reference the closed-form fast paths (`wdp_fast`,
+//! `wdp_two_class`) are tested against; it depends on neither (they name it as their fallback).
+//! It handles heterogeneous requests but scales poorly (branch and bound).
 //!
 //! Variables: xᵢⱼ ∈ ℤ, 0 ≤ xᵢⱼ ≤ min(Kᵢ⁺, min_r ⌊Cⱼᵣ/ρᵢᵣ⌋) replicas of bid i on node j (Kᵢ⁺ =
 //! number of positive marginal values); yᵢₜ ∈ [0, 1] the share of bid i's t-th replica taken.

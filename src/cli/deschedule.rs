@@ -86,7 +86,8 @@ fn run_plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
         Some(p) => read_json(p)?,
         None => Settings::default(),
     };
-    let plan = descheduler::plan(&snapshot, &settings)?;
+    // No agent controller offline: agents without a target follow their peers' replicas.
+    let plan = descheduler::plan_standalone(&snapshot, &settings)?;
     if args.format == "json" {
         println!("{}", serde_json::to_string(&plan)?);
     } else {
@@ -148,7 +149,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let report = synthetic::simulate(&mut cluster, &settings, &run, |s, st| {
         let t = Instant::now();
-        let p = descheduler::plan(s, st);
+        let p = descheduler::plan_standalone(s, st);
         plan_ms.push(t.elapsed().as_secs_f64() * 1e3);
         p
     })?;
@@ -186,7 +187,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let mut candidates = 0;
         for _ in 0..args.repeats.max(1) {
             let (t, c) = (Instant::now(), thread_cpu_ms());
-            let p = descheduler::plan(&big.snapshot, &settings)?;
+            let p = descheduler::plan_standalone(&big.snapshot, &settings)?;
             times.push(t.elapsed().as_secs_f64() * 1e3);
             if let (Some(a), Some(b)) = (c, thread_cpu_ms()) {
                 cpu.push(b - a);

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Args as ClapArgs, ValueEnum};
-use mom::receipts::replay::{InlineOnly, ReplayRegistry, ReplayReport};
+use mom::receipts::replay::{InlineOnly, ReplayReport};
 use mom::receipts::signing::parse_public_key;
 use mom::receipts::{
     ChainHead, Receipt, Report, SignatureCheck, TrustedKeys, VerifyOptions, parse_line, verify_chain, verify_json_lines,
@@ -217,7 +217,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let elapsed = started.elapsed();
     let replay = args
         .replay
-        .then(|| ReplayRegistry::with_builtins().replay_all(&receipts, &InlineOnly));
+        .then(|| mom::decisions::registry().replay_all(&receipts, &InlineOnly));
     let ok = report.is_ok() && replay.as_ref().is_none_or(|r| r.mismatches.is_empty());
     // The process ends right after printing; freeing millions of small allocations one by one
     // would cost as much as parsing them, and the OS reclaims them at once on exit.

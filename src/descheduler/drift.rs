@@ -1,6 +1,6 @@
 //! Geometric drift: replicas that sit far from their agent's target in the ball.
 //!
-//! Input: the planner [`Context`] (each agent's targets over the horizon, node positions) and
+//! Input: the shared [`Context`] (each agent's targets over the horizon, node positions) and
 //! [`Args`]. Output: nominated pods ([`nominate`]) and this strategy's objective term
 //! ([`gain`]).
 //!
@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::planner::Context;
+use super::context::Context;
 use super::{Candidate, Strategy};
 use crate::geometry::poincare;
 
@@ -100,7 +100,7 @@ pub fn gain(ctx: &Context<'_>, args: &Args, pod: usize, from: usize, to: usize) 
 mod tests {
     use super::*;
     use crate::descheduler::testutil::*;
-    use crate::descheduler::{Settings, planner::Context};
+    use crate::descheduler::{Settings, context::Context};
 
     #[test]
     fn defaults_are_valid_and_every_bad_field_is_reported() {

@@ -1,14 +1,14 @@
 //! Evacuation: pods on nodes flagged unhealthy (e.g. labelled so by an operator or a health
 //! check) or anomalous (anomaly detection on the node's metrics).
 //!
-//! Input: the planner [`Context`] and [`Args`]. Output: nominated pods ([`nominate`]) and this
+//! Input: the shared [`Context`] and [`Args`]. Output: nominated pods ([`nominate`]) and this
 //! strategy's objective term ([`gain`]): `penalty` per tick for a pod on a flagged node. The
 //! planner never chooses a flagged node as a destination, so every evacuating move gains
 //! `penalty · H`; the planner's per-node and total limits pace the drain.
 
 use serde::{Deserialize, Serialize};
 
-use super::planner::Context;
+use super::context::Context;
 use super::{Candidate, Strategy};
 
 /// Arguments of the evacuation strategy.

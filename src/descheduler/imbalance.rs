@@ -1,6 +1,6 @@
 //! Load imbalance on real usage: pods on nodes whose measured utilisation is above a threshold.
 //!
-//! Input: the planner [`Context`] and [`ClusterState`] (real usage per node, updated as moves
+//! Input: the shared [`Context`] and [`ClusterState`] (real usage per node, updated as moves
 //! are chosen) and [`Args`]. Output: nominated pods ([`nominate`]) and this strategy's
 //! objective term ([`gain`]).
 //!
@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::planner::{ClusterState, Context, saturating_sub};
+use super::context::{ClusterState, Context, saturating_sub};
 use super::{Candidate, Strategy};
 use crate::placement::Resources;
 

@@ -22,12 +22,23 @@
 //!   selector after a label change, maximum distance);
 //! - [`evacuation`]: pods on nodes flagged unhealthy or anomalous.
 //!
-//! The [`planner`] sums the enabled strategies' terms into one objective and chooses the moves.
+//! The strategies and the [`planner`] share the [`context`] of a tick (the snapshot's indexes,
+//! each agent's targets, the state updated per move); strategies never import the planner. The
+//! planner registers the strategies (one place), sums the enabled strategies' terms into one
+//! objective and chooses the moves.
+//!
+//! An agent's optimum is `Agent::target`, the agent controller's target. Callers without a
+//! controller compute it from the snapshot with [`with_agent_optima`] ([`optimum`]), or plan
+//! through [`plan_standalone`], which does both.
 //! [`synthetic`] builds drifted clusters and runs multi-tick simulations for benchmarks.
+//!
+//! Receipts: [`eviction_record`] is the decision an eviction records (kind [`PLAN_KIND`]).
 
+pub mod context;
 pub mod drift;
 pub mod evacuation;
 pub mod imbalance;
+pub mod optimum;
 pub mod planner;
 pub mod synthetic;
 pub mod violations;
@@ -36,6 +47,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+pub use optimum::{agent_optima, with_agent_optima};
 pub use planner::{PlannerArgs, plan};
 
 use crate::placement::Resources;
@@ -137,8 +149,9 @@ pub struct Peer {
 pub struct Agent {
     /// Key referenced by `Pod::agent` (the operator uses `namespace/name`).
     pub name: String,
-    /// An explicit optimum (strategy coordinates); without it the optimum is the
-    /// traffic-weighted Fréchet mean of the peers' replicas (`placement::agent_target`).
+    /// The agent's optimum: the agent controller's target. The planner steps the replicas'
+    /// target toward it; without it the agent has no target this tick. Callers without a
+    /// controller fill it with [`with_agent_optima`].
     #[serde(default)]
     pub target: Option<Vec<f64>>,
     /// The target the replicas were steered to last tick; the new target moves from it.
@@ -296,6 +309,13 @@ pub struct Plan {
     pub total_cost: f64,
 }
 
+/// The planner for callers without an agent controller (synthetic runs, `mom deschedule`,
+/// benchmarks): each agent's optimum from the snapshot alone ([`with_agent_optima`]), then
+/// [`plan`]. The operator calls [`plan`] with the controller's targets instead.
+pub fn plan_standalone(snapshot: &Snapshot, settings: &Settings) -> Result<Plan, DeschedulerError> {
+    plan(&with_agent_optima(snapshot), settings)
+}
+
 /// Parses recorded inputs `{"snapshot": …, "settings": …}` and plans. This is the replayer of
 /// [`PLAN_KIND`]: the output is the plan as JSON.
 pub fn replay_plan(inputs: &serde_json::Value) -> Result<serde_json::Value, crate::receipts::replay::ReplayError> {
@@ -319,5 +339,72 @@ pub fn plan_inputs(snapshot: &Snapshot, settings: &Settings) -> serde_json::Valu
     serde_json::json!({ "snapshot": snapshot, "settings": settings })
 }
 
+/// Largest recorded plan inputs (bytes of JSON) an eviction receipt carries inline for replay;
+/// larger ones are only hashed into `inputsDigest`.
+pub const MAX_INLINE_INPUTS: usize = 256 * 1024;
+
+/// Whether `inputs` (from [`plan_inputs`]) are small enough to go inline in each eviction
+/// receipt (at most [`MAX_INLINE_INPUTS`] bytes of JSON).
+pub fn inputs_fit_inline(inputs: &serde_json::Value) -> bool {
+    serde_json::to_string(inputs)
+        .map(|s| s.len() <= MAX_INLINE_INPUTS)
+        .unwrap_or(false)
+}
+
+/// The receipt decision of one eviction of a plan, recorded before the pod is evicted:
+/// `{kind: descheduler.plan, move, output: the whole plan, inputs?}` with the plan's inputs
+/// ([`plan_inputs`]) inline when given (see [`inputs_fit_inline`]), so [`replay_plan`]
+/// re-plans from them. The receipt's `inputsDigest` hashes those inputs either way.
+pub fn eviction_record(m: &Move, plan: &Plan, inline_inputs: Option<&serde_json::Value>) -> serde_json::Value {
+    let mut decision = serde_json::json!({"kind": PLAN_KIND, "move": m, "output": plan});
+    if let Some(inputs) = inline_inputs {
+        decision["inputs"] = inputs.clone();
+    }
+    decision
+}
+
 #[cfg(test)]
 pub(crate) mod testutil;
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+
+    #[test]
+    fn the_eviction_record_is_byte_identical_to_the_descheduler_loops_hand_built_one() {
+        let mut s = four_node_snapshot();
+        s.pods = vec![pod("p0", "west-1", Some("a")), pod("p1", "west-2", Some("a"))];
+        s.agents = vec![agent_at("a", &s.nodes[0].position.clone())];
+        account_requests(&mut s);
+        let settings = Settings::default();
+        let plan = plan(&s, &settings).unwrap();
+        assert_eq!(plan.moves.len(), 2);
+        let inputs = plan_inputs(&s, &settings);
+        assert!(inputs_fit_inline(&inputs));
+        for m in &plan.moves {
+            for inline in [true, false] {
+                // What src/operator/descheduler.rs `evict_one` wrote before this function existed.
+                let mut expected = serde_json::json!({"kind": PLAN_KIND, "move": m, "output": plan});
+                if inline {
+                    expected["inputs"] = inputs.clone();
+                }
+                let record = eviction_record(m, &plan, inline.then_some(&inputs));
+                assert_eq!(
+                    serde_json::to_string(&record).unwrap(),
+                    serde_json::to_string(&expected).unwrap()
+                );
+            }
+            let record = eviction_record(m, &plan, Some(&inputs));
+            assert_eq!(replay_plan(&record["inputs"]).unwrap(), record["output"]);
+        }
+    }
+
+    #[test]
+    fn inputs_above_the_inline_limit_are_not_carried_inline() {
+        let small = serde_json::json!({"snapshot": {}});
+        assert!(inputs_fit_inline(&small));
+        let big = serde_json::json!({"pad": "x".repeat(MAX_INLINE_INPUTS)});
+        assert!(!inputs_fit_inline(&big));
+    }
+}

@@ -16,9 +16,11 @@
 //! **Metric.** Traffic-weighted latency `Σ_e w_e · mean_{replica pairs of e} lat / Σ_e w_e`
 //! over the peer edges, as in `make bench-placement`.
 //!
-//! **Run.** [`simulate`] plans a tick, applies the moves (the replacement lands where the plan
-//! reserved room, the replica's `lastEvictedAt` becomes now), steps every agent's
-//! `previousTarget` to the planned target, advances the clock, and repeats; it counts
+//! **Run.** [`simulate`] plans a tick (with `super::plan_standalone`: there is no agent
+//! controller, so the anchors' explicit targets and the dependents' peers' replicas give the
+//! optima), applies the moves (the replacement lands where the plan reserved room, the
+//! replica's `lastEvictedAt` becomes now), steps every agent's `previousTarget` to the planned
+//! target, advances the clock, and repeats; it counts
 //! evictions, evictions inside a replica's cool-off, replicas moved more than once and moves
 //! back to a node the replica already left.
 
@@ -28,7 +30,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::planner::{Context, saturating_sub};
+use super::context::saturating_sub;
+use super::optimum::agent_optima;
 use super::{Agent, DeschedulerError, Node, Peer, Plan, Pod, Settings, Snapshot};
 use crate::cluster_layout::UniformLayout;
 use crate::geometry::poincare;
@@ -229,14 +232,7 @@ pub fn drifted_cluster(spec: &SyntheticSpec) -> Result<SyntheticCluster, Desched
         agents,
     };
     // Where the replicas were steered before the drift: the optimum of the placed cluster.
-    let settings = Settings::default();
-    let before: Vec<Option<Vec<f64>>> = {
-        let ctx = Context::new(&snapshot, &settings)?;
-        ctx.targets
-            .iter()
-            .map(|t| t.as_ref().map(|t| t.optimum.clone()))
-            .collect()
-    };
+    let before = agent_optima(&snapshot);
     for (a, prev) in snapshot.agents.iter_mut().zip(before) {
         a.previous_target = prev;
     }
@@ -486,8 +482,8 @@ pub fn churn(snapshot: &mut Snapshot, rng: &mut ChaCha8Rng) {
     }
 }
 
-/// Runs `ticks` plan-apply rounds with `planner` (normally [`super::plan`]; the CLI wraps it
-/// to time it) and reports the run.
+/// Runs `ticks` plan-apply rounds with `planner` (normally [`super::plan_standalone`], which
+/// computes the agents' optima itself; the CLI wraps it to time it) and reports the run.
 pub fn simulate<F>(
     cluster: &mut SyntheticCluster,
     settings: &Settings,
@@ -548,7 +544,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::descheduler::plan;
+    use crate::descheduler::plan_standalone;
 
     /// Small enough for a debug-build test; `mom deschedule bench` runs the large ones.
     fn small() -> SyntheticCluster {
@@ -597,7 +593,7 @@ mod tests {
             churn_every: 0,
             seed: 1,
         };
-        let r = simulate(&mut c, &settings, &run, plan).unwrap();
+        let r = simulate(&mut c, &settings, &run, plan_standalone).unwrap();
         assert!(r.evictions > 0);
         assert!(
             r.latency_after_ms < r.latency_before_ms,
@@ -629,7 +625,7 @@ mod tests {
             churn_every: 3,
             seed: 11,
         };
-        let r = simulate(&mut c, &settings, &run, plan).unwrap();
+        let r = simulate(&mut c, &settings, &run, plan_standalone).unwrap();
         assert!(r.evictions > 0);
         assert_eq!(r.evicted_within_cool_off, 0, "{r:?}");
     }
@@ -645,8 +641,8 @@ mod tests {
             churn_every: 1,
             seed: 5,
         };
-        let ra = simulate(&mut a, &settings, &run, plan).unwrap();
-        let rb = simulate(&mut b, &settings, &run, plan).unwrap();
+        let ra = simulate(&mut a, &settings, &run, plan_standalone).unwrap();
+        let rb = simulate(&mut b, &settings, &run, plan_standalone).unwrap();
         assert_eq!(ra, rb);
         assert_eq!(a.snapshot, b.snapshot);
     }

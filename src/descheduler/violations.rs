@@ -3,7 +3,7 @@
 //! the pod's node selector (a label changed), or lies beyond the agent's maximum distance from
 //! its (moved) target.
 //!
-//! Input: the planner [`Context`] and [`ClusterState`] and [`Args`]. Output: nominated pods
+//! Input: the shared [`Context`] and [`ClusterState`] and [`Args`]. Output: nominated pods
 //! ([`nominate`]) and this strategy's objective term ([`gain`]): `penalty` per tick for a pod
 //! that violates a checked constraint where it is. Destinations never violate (the planner only
 //! considers nodes that pass `placement::filter` and [`selector_matches`]), so a move of a
@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::planner::{ClusterState, Context};
+use super::context::{ClusterState, Context};
 use super::{Candidate, Pod, Strategy};
 use crate::geometry::poincare;
 

@@ -10,6 +10,7 @@
 pub mod bind;
 mod embed;
 pub mod quantity;
+pub mod scale;
 mod score;
 mod target;
 
@@ -18,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 pub use embed::{NodeEmbedding, embed_nodes};
+pub use scale::{SCALE_KIND, scale_action, scale_inputs, scale_record};
 pub use score::{prioritize, scale_down_order};
 pub use target::{TargetInputs, agent_target};
 

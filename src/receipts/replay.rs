@@ -1,7 +1,8 @@
 //! Replay: re-run a recorded decision from its recorded inputs and compare the outputs.
 //!
-//! Inputs: receipts, a [`ReplayRegistry`] of decision kinds (each module registers its own
-//! deterministic decision function), an [`InputsSource`]. Output: a [`ReplayReport`] naming
+//! Inputs: receipts, a [`ReplayRegistry`] of decision kinds (each kind maps to its deterministic
+//! decision function; the registry of every kind MOM records is built above the decision
+//! modules, in `decisions::registry`), an [`InputsSource`]. Output: a [`ReplayReport`] naming
 //! every receipt whose inputs do not match `inputsDigest` or whose replayed output differs.
 //!
 //! Decision convention: `decision = {"kind": "<module.decision>", "output": <what was decided>,
@@ -110,23 +111,12 @@ impl ReplayRegistry {
         Self::default()
     }
 
-    /// A registry with the built-in kinds (`test.sum`, `scaling.*`, `auction.vcg`,
-    /// `deschedule.plan`, `placement.bind`).
-    pub fn with_builtins() -> Self {
+    /// A registry that knows only the [`TEST_SUM_KIND`] decision (demo chains and tests). The
+    /// registry of every decision MOM records lives above the decision modules, in
+    /// `decisions::registry`.
+    pub fn with_test_sum() -> Self {
         let mut r = Self::new();
         r.register(TEST_SUM_KIND, Box::new(test_sum));
-        for kind in crate::scaling_policy::KINDS {
-            r.register(kind, Box::new(crate::scaling_policy::replay));
-        }
-        r.register(
-            crate::auction::quota::REPLAY_KIND,
-            Box::new(crate::auction::quota::replay),
-        );
-        r.register(crate::descheduler::PLAN_KIND, Box::new(crate::descheduler::replay_plan));
-        r.register(
-            crate::placement::bind::BIND_KIND,
-            Box::new(crate::placement::bind::replay),
-        );
         r
     }
 
@@ -245,7 +235,7 @@ mod tests {
     #[test]
     fn recorded_test_decisions_replay_to_the_same_output() {
         let rs = chain(20, 5, &signer(1));
-        let rep = ReplayRegistry::with_builtins().replay_all(&rs, &InlineOnly);
+        let rep = ReplayRegistry::with_test_sum().replay_all(&rs, &InlineOnly);
         // Checkpoints at 5, 10 and 15 carry no decision kind.
         assert_eq!(rep.replayed, 17);
         assert_eq!(rep.matched, 17);
@@ -257,7 +247,7 @@ mod tests {
     fn a_changed_output_is_reported_as_a_mismatch_at_its_sequence() {
         let mut rs = chain(6, 0, &signer(1));
         rs[3].decision["output"] = json!({"sum": 999});
-        let rep = ReplayRegistry::with_builtins().replay_all(&rs, &InlineOnly);
+        let rep = ReplayRegistry::with_test_sum().replay_all(&rs, &InlineOnly);
         assert_eq!(rep.mismatches.len(), 1);
         let m = &rep.mismatches[0];
         assert_eq!((m.sequence, m.what), (3, MismatchKind::Output));
@@ -268,7 +258,7 @@ mod tests {
     fn inputs_that_do_not_match_the_digest_are_reported_not_replayed() {
         let mut rs = chain(3, 0, &signer(1));
         rs[1].decision["inputs"] = json!({"values": [100]});
-        let rep = ReplayRegistry::with_builtins().replay_all(&rs, &InlineOnly);
+        let rep = ReplayRegistry::with_test_sum().replay_all(&rs, &InlineOnly);
         assert_eq!(rep.mismatches[0].sequence, 1);
         assert_eq!(rep.mismatches[0].what, MismatchKind::InputsDigest);
         assert_eq!(rep.replayed, 2);
@@ -282,39 +272,11 @@ mod tests {
         store.insert(rs[0].inputs_digest.clone(), inputs);
         rs[0].decision.as_object_mut().unwrap().remove("inputs");
         rs[1].decision.as_object_mut().unwrap().remove("inputs");
-        rs[2].decision["kind"] = json!("placement.greedy");
-        let rep = ReplayRegistry::with_builtins().replay_all(&rs, &store);
+        rs[2].decision["kind"] = json!("nobody.registered");
+        let rep = ReplayRegistry::with_test_sum().replay_all(&rs, &store);
         assert_eq!(rep.matched, 2); // 0 via the store, 3 inline
         assert_eq!(rep.without_inputs, 1);
-        assert_eq!(rep.unregistered.get("placement.greedy"), Some(&1));
-    }
-
-    #[test]
-    fn recorded_bind_decisions_replay_and_an_edited_distance_is_a_mismatch() {
-        let mut rs = chain(3, 0, &signer(1));
-        let inputs = crate::placement::bind::BindInputs {
-            namespace: "ns".into(),
-            pod: "p".into(),
-            node: "n".into(),
-            agent: Some("a".into()),
-            target: vec![0.1, 0.2],
-            node_position: Some(vec![-0.3, 0.1]),
-            kappa: 1.0,
-        };
-        for r in &mut rs[1..] {
-            r.action = crate::receipts::Action::Bind;
-            r.decision = crate::placement::bind::decision(&inputs);
-            r.inputs_digest = inputs_digest(&r.decision["inputs"]).unwrap();
-        }
-        rs[2].decision["output"]["distanceFromTarget"] = json!(0.5);
-        let rep = ReplayRegistry::with_builtins().replay_all(&rs, &InlineOnly);
-        assert_eq!((rep.replayed, rep.matched), (3, 2));
-        assert_eq!(rep.mismatches.len(), 1);
-        assert_eq!(
-            (rep.mismatches[0].sequence, rep.mismatches[0].what),
-            (2, MismatchKind::Output)
-        );
-        assert_eq!(rep.mismatches[0].kind, "placement.bind");
+        assert_eq!(rep.unregistered.get("nobody.registered"), Some(&1));
     }
 
     #[test]

@@ -5,7 +5,8 @@ use proptest::strategy::Strategy as _;
 
 use super::*;
 use crate::descheduler::testutil::*;
-use crate::descheduler::{Agent, PLAN_KIND, Peer, Strategy, plan_inputs, replay_plan};
+use crate::descheduler::{Agent, Peer, Strategy, plan_inputs, replay_plan, with_agent_optima};
+use crate::geometry::poincare;
 
 fn names(plan: &Plan) -> Vec<(String, String)> {
     plan.moves.iter().map(|m| (m.pod.clone(), m.to.clone())).collect()
@@ -177,7 +178,8 @@ fn a_dependent_agent_follows_the_replicas_of_its_peers() {
         },
         agent_at("peer", &s.nodes[0].position.clone()),
     ];
-    let p = plan(&s, &Settings::default()).unwrap();
+    // No agent controller in this test: the dependent's optimum comes from its peer's replicas.
+    let p = plan(&with_agent_optima(&s), &Settings::default()).unwrap();
     let dep = p.targets.iter().find(|t| t.agent == "dep").unwrap();
     let to_east = poincare::distance(&dep.optimum, &s.nodes[0].position, 1.0);
     let to_west = poincare::distance(&dep.optimum, &s.nodes[2].position, 1.0);
@@ -185,6 +187,39 @@ fn a_dependent_agent_follows_the_replicas_of_its_peers() {
     let moved: Vec<_> = p.moves.iter().filter(|m| m.pod == "dep-0").collect();
     assert_eq!(moved.len(), 1, "{p:?}");
     assert!(moved[0].to.starts_with("east"));
+}
+
+#[test]
+fn the_planner_takes_the_agents_target_as_the_optimum_and_computes_none_itself() {
+    let mut s = four_node_snapshot();
+    s.pods = vec![
+        pod("peer-0", "east-1", Some("peer")),
+        pod("dep-0", "west-1", Some("dep")),
+    ];
+    account_requests(&mut s);
+    let follower = |target: Option<Vec<f64>>| Agent {
+        peers: vec![Peer {
+            agent: "peer".into(),
+            weight: 5.0,
+        }],
+        target,
+        ..agent_at("dep", &[0.0, 0.0])
+    };
+    // The controller's target sits in the west, although the peer runs in the east.
+    let west = s.nodes[2].position.clone();
+    s.agents = vec![
+        follower(Some(west.clone())),
+        agent_at("peer", &s.nodes[0].position.clone()),
+    ];
+    let p = plan(&s, &Settings::default()).unwrap();
+    let dep = p.targets.iter().find(|t| t.agent == "dep").unwrap();
+    assert_eq!(dep.optimum, poincare::project(&west, 1.0));
+    assert!(p.moves.iter().all(|m| m.pod != "dep-0"), "{p:?}");
+    // Without a target the agent has none this tick: the planner does not follow the peers.
+    s.agents[0] = follower(None);
+    let p = plan(&s, &Settings::default()).unwrap();
+    assert!(p.targets.iter().all(|t| t.agent != "dep"), "{:?}", p.targets);
+    assert!(p.moves.is_empty(), "{p:?}");
 }
 
 #[test]
@@ -253,8 +288,6 @@ fn a_plan_replays_from_its_recorded_inputs() {
     let p = plan(&s, &settings).unwrap();
     let inputs = plan_inputs(&s, &settings);
     assert_eq!(replay_plan(&inputs).unwrap(), serde_json::to_value(&p).unwrap());
-    let reg = crate::receipts::replay::ReplayRegistry::with_builtins();
-    assert!(reg.kinds().any(|k| k == PLAN_KIND));
     let e = replay_plan(&serde_json::json!({"settings": {}})).unwrap_err();
     assert!(e.to_string().contains("snapshot"), "{e}");
 }

@@ -1,0 +1,57 @@
+//! The record of a change of the cluster's MomConfig (receipt decision kind `momconfig.change`,
+//! action `configure`): which object and generation took effect, after which recorded
+//! generation, and its whole spec.
+//!
+//! Input: plain data — the MomConfig's uid and generation, the generation of the newest
+//! recorded change of the same object (if any), and its spec as JSON (the core does not see the
+//! CRD types). Output: the decision ([`change_record`]); its inputs, hashed into the receipt's
+//! `inputsDigest`, are the spec itself. Not replayed: nothing is computed from the spec.
+
+use serde_json::Value;
+
+/// Decision kind of a MomConfig change.
+pub const CONFIG_CHANGE_KIND: &str = "momconfig.change";
+
+/// `{kind: momconfig.change, uid, generation, previousGeneration, spec}`; `previousGeneration`
+/// is `null` when no change of this object (same uid) was recorded before.
+pub fn change_record(uid: &str, generation: i64, previous_generation: Option<i64>, spec: &Value) -> Value {
+    serde_json::json!({
+        "kind": CONFIG_CHANGE_KIND,
+        "uid": uid,
+        "generation": generation,
+        "previousGeneration": previous_generation,
+        "spec": spec,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_change_record_is_byte_identical_to_the_checkpoint_loops_hand_built_one() {
+        let spec = serde_json::json!({
+            "verification": {"level": "full_audit", "sampleRate": 1.0},
+            "kappa": 1.0,
+            "retention": {"maxReceipts": 100000},
+        });
+        let key = ("7f1c2a9e-0000-4000-8000-000000000001".to_string(), 4i64);
+        let same = (key.0.clone(), 3i64, Some("sample".to_string()));
+        let other = ("another-uid".to_string(), 9i64, None);
+        for previous in [None, Some(&same), Some(&other)] {
+            // What src/operator/checkpoints.rs `record_config_change` wrote before this function.
+            let expected = serde_json::json!({
+                "kind": "momconfig.change",
+                "uid": key.0,
+                "generation": key.1,
+                "previousGeneration": previous.as_ref().filter(|p| p.0 == key.0).map(|p| p.1),
+                "spec": spec,
+            });
+            let previous_generation = previous.filter(|p| p.0 == key.0).map(|p| p.1);
+            assert_eq!(
+                serde_json::to_string(&change_record(&key.0, key.1, previous_generation, &spec)).unwrap(),
+                serde_json::to_string(&expected).unwrap()
+            );
+        }
+    }
+}
