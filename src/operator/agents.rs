@@ -493,25 +493,18 @@ async fn write_receipt(
     desired: usize,
     target: &[f64],
 ) -> Result<(), AgentError> {
-    use crate::receipts::Action as ReceiptAction;
-    let action = if desired > active.len() {
-        ReceiptAction::Spawn
-    } else {
-        ReceiptAction::Terminate
-    };
-    let mut pods: Vec<String> = active.iter().map(|p| p.name_any()).collect();
-    pods.sort();
-    let decision =
-        serde_json::json!({"kind": "placement.scale", "from": active.len(), "to": desired, "target": target});
-    let mut inputs = serde_json::json!({"specReplicas": agent.spec.replicas, "pods": pods});
-    if let Some(allocation) = agent.status.as_ref().and_then(|s| s.allocation.as_ref()) {
-        inputs["quota"] = allocation.quota.into();
-    }
+    let pods: Vec<String> = active.iter().map(|p| p.name_any()).collect();
+    let quota = agent
+        .status
+        .as_ref()
+        .and_then(|s| s.allocation.as_ref())
+        .map(|a| a.quota);
+    let action = placement::scale_action(active.len(), desired);
     let intent = Intent {
         action,
         subject: agent_subject(agent),
-        decision,
-        inputs,
+        decision: placement::scale_record(active.len(), desired, target),
+        inputs: placement::scale_inputs(agent.spec.replicas, &pods, quota),
         regarding: Some(agent.object_ref(&())),
         withheld: format!(
             "{} was not scaled from {} to {desired} pods",

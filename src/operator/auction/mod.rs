@@ -163,10 +163,8 @@ pub async fn tick(ctx: &Context, contended: &mut BTreeSet<String>) -> Result<(),
     for pool in vanished {
         // Its agents are gone: record that its quotas ended (cost reports stop accruing here).
         let pressure = quota::pressure(&[], &[]);
-        let released: Vec<String> = Vec::new();
-        let inputs = json!({"pool": pool, "pressure": pressure, "released": released});
-        let decision =
-            json!({"kind": quota::RELEASE_KIND, "pool": pool, "pressure": pressure, "output": {"released": released}});
+        let inputs = quota::release_inputs(&pool, &pressure, &[]);
+        let decision = quota::release_record(&pool, &pressure, &[]);
         match record(ctx, &pool, decision, &inputs).await {
             Ok(()) => {
                 contended.remove(&pool);
@@ -249,18 +247,16 @@ async fn tick_pool(
             input,
             outcome,
         } => {
-            let inputs = serde_json::to_value(input).unwrap_or_default();
-            (
-                json!({"kind": quota::REPLAY_KIND, "pool": pool, "pressure": pressure, "inputs": inputs, "output": outcome}),
-                inputs,
-            )
+            let record = quota::allocation_record(pool, pressure, input, outcome);
+            // The digest covers the auction input recorded inline.
+            let inputs = record["inputs"].clone();
+            (record, inputs)
         }
         PoolDecision::Uncontended { pressure } => {
             let released: Vec<&str> = changed.iter().map(|(a, _)| a.demand.agent.as_str()).collect();
-            let inputs = json!({"pool": pool, "pressure": pressure, "released": released});
             (
-                json!({"kind": quota::RELEASE_KIND, "pool": pool, "pressure": pressure, "output": {"released": released}}),
-                inputs,
+                quota::release_record(pool, pressure, &released),
+                quota::release_inputs(pool, pressure, &released),
             )
         }
     };

@@ -80,13 +80,8 @@ pub(super) async fn record_config_change(
         name: ACTIVE_NAME.into(),
         uid: cfg.uid(),
     };
-    let decision = serde_json::json!({
-        "kind": "momconfig.change",
-        "uid": key.0,
-        "generation": key.1,
-        "previousGeneration": previous.as_ref().filter(|p| p.0 == key.0).map(|p| p.1),
-        "spec": spec,
-    });
+    let previous_generation = previous.as_ref().filter(|p| p.0 == key.0).map(|p| p.1);
+    let decision = crate::decisions::config_change::change_record(&key.0, key.1, previous_generation, &spec);
     let recording = Recording {
         level: VerificationLevel::FullAudit,
         sample_rate: 1.0,

@@ -34,9 +34,6 @@ use super::receipts::Intent;
 use crate::descheduler::{self as core, Move, Plan, Settings, Snapshot};
 use crate::receipts::{Action as ReceiptAction, SubjectRef};
 
-/// Largest inputs (bytes of JSON) stored inline in an eviction receipt for replay.
-const MAX_INLINE_INPUTS: usize = 256 * 1024;
-
 #[derive(Debug, thiserror::Error)]
 pub enum DeschedulerError {
     #[error("Kubernetes API: {0}")]
@@ -210,9 +207,7 @@ pub async fn execute(ctx: &Context, job: &mut Descheduler, snapshot: &Snapshot) 
         return Ok(plan);
     }
     let inputs = core::plan_inputs(snapshot, settings);
-    let inline = serde_json::to_string(&inputs)
-        .map(|s| s.len() <= MAX_INLINE_INPUTS)
-        .unwrap_or(false);
+    let inline = core::inputs_fit_inline(&inputs);
     for m in &plan.moves {
         evict_one(ctx, job, &plan, m, &inputs, inline).await?;
     }
@@ -248,14 +243,10 @@ async fn evict_one(
         name: m.pod.clone(),
         uid: pod.uid(),
     };
-    let mut decision = serde_json::json!({"kind": core::PLAN_KIND, "move": m, "output": plan});
-    if inline {
-        decision["inputs"] = inputs.clone();
-    }
     let intent = Intent {
         action: ReceiptAction::Evict,
         subject,
-        decision,
+        decision: core::eviction_record(m, plan, inline.then_some(inputs)),
         inputs: inputs.clone(),
         regarding: Some(pod.object_ref(&())),
         withheld: format!("{key} was not evicted from {}", m.from),

@@ -353,18 +353,13 @@ async fn write_receipt(
     inputs: &DecisionInputs,
     decision: &Decision,
 ) -> Result<(), DesiredCondition> {
-    let inputs_json = serde_json::to_value(inputs).unwrap_or_default();
-    let decision_json = serde_json::json!({
-        "kind": inputs.settings.method.kind(),
-        "from": inputs.current_replicas,
-        "to": decision.desired,
-        "output": serde_json::to_value(decision).unwrap_or_default(),
-        "inputs": inputs_json.clone(),
-    });
+    let record = crate::scaling_policy::decision_record(inputs, decision);
+    // The digest covers the inputs recorded inline.
+    let inputs_json = record["inputs"].clone();
     let intent = Intent {
         action: ReceiptAction::Scale,
         subject: agent_subject(agent),
-        decision: decision_json,
+        decision: record,
         inputs: inputs_json,
         regarding: Some(agent.object_ref(&())),
         withheld: format!("the replicas of {} were not changed", AgentKey::of(agent)),
