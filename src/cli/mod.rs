@@ -22,6 +22,7 @@ mod receipts_bench;
 mod report;
 mod scaling;
 mod verify;
+mod verify_args;
 mod verify_tenant;
 
 /// MOM — hyperbolic placement, predictive scaling and verifiable receipts for Kubernetes.

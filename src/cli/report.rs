@@ -56,7 +56,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 fn build(args: &CostsArgs) -> anyhow::Result<CostReport> {
     let receipts = match &args.file {
-        Some(path) => super::verify::read_receipts(path)?,
+        Some(path) => super::verify_args::read_receipts(path)?,
         None => from_cluster()?,
     };
     cost_report(&receipts, args.until.as_deref()).context("building the cost report")

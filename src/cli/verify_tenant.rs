@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use mom::receipts::Receipt;
 use mom::receipts::tenant::{BundleReport, TenantBundle, parse_bundle, verify_bundles};
 
-use super::verify::{Args, Format, load_keys, read_receipts};
+use super::verify_args::{Args, Format, load_keys, read_receipts};
 
 /// The bundles (by data key) and the published keys of a `mom-receipt-checkpoints` ConfigMap.
 fn from_configmap_data(data: &BTreeMap<String, String>) -> anyhow::Result<(Vec<TenantBundle>, Vec<String>)> {
