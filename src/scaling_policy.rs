@@ -499,6 +499,67 @@ pub fn decision_record(inputs: &DecisionInputs, decision: &Decision) -> Value {
     })
 }
 
+/// What the scaler observed of one agent at one tick: the strategy's settings, each target's
+/// demand window (oldest first, the last observed now) with what one replica carries of it,
+/// the replicas, the time since the scaler's last change and the time now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub settings: PolicySettings,
+    pub demands: Vec<(Vec<f64>, f64)>,
+    pub current_replicas: u32,
+    pub ready_replicas: u32,
+    pub since_last_change_seconds: Option<f64>,
+    pub now_seconds: f64,
+}
+
+/// The scaler's decision path for one agent (the operator's scaler and the simulator both run
+/// it): the [`DecisionInputs`] the receipt records
+/// (for `reactive`, with the HPA state kept from the previous tick, `hpa`, or a new one when
+/// absent or configured differently), the [`Decision`] of [`scaling_policy::decide`] and the
+/// HPA state to keep for the next tick.
+pub fn decide_observed(
+    observed: Observed,
+    hpa: Option<&HpaState>,
+) -> Result<(DecisionInputs, Decision, Option<HpaState>), PolicyError> {
+    let Observed {
+        mut settings,
+        demands,
+        current_replicas,
+        ready_replicas,
+        since_last_change_seconds,
+        now_seconds,
+    } = observed;
+    let mut demands = demands.into_iter();
+    let (first_demand, first_per_replica) = demands.next().unwrap_or((Vec::new(), settings.target_per_replica));
+    settings.target_per_replica = first_per_replica;
+    let method = settings.method;
+    let mut inputs = DecisionInputs {
+        settings,
+        demand: first_demand,
+        current_replicas,
+        ready_replicas,
+        since_last_change_seconds,
+        hpa: None,
+        other_targets: demands
+            .map(|(demand, per_replica)| TargetDemand {
+                target_per_replica: per_replica,
+                demand,
+            })
+            .collect(),
+    };
+    if method == Method::Reactive {
+        // The HPA runs on the combined problem when there are several targets.
+        let cfg = inputs.combined()?.settings.hpa_config();
+        let state = match hpa {
+            Some(s) if s.config == cfg => s.clone(),
+            _ => HpaState::new(cfg)?,
+        };
+        inputs.hpa = Some(HpaSync { state, now_seconds });
+    }
+    let (decision, new_state) = decide(&inputs)?;
+    Ok((inputs, decision, new_state))
+}
+
 /// The replayer of the `scaling.*` decision kinds: recorded inputs → the decision output.
 pub fn replay(inputs: &Value) -> Result<Value, ReplayError> {
     let parsed: DecisionInputs = serde_json::from_value(inputs.clone()).map_err(|e| ReplayError::BadInputs {

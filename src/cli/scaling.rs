@@ -14,8 +14,9 @@ use mom::forecast::metrics::{RollingConfig, rolling_mae, seasonal_naive_mae};
 use mom::forecast::trace::{Trace, load_trace};
 use mom::forecast::{ModelKind, detect_season};
 use mom::hpa::HpaConfig;
+use mom::scaling_policy::Method;
 use mom::simulator::report::{timeline_csv, timeline_svg};
-use mom::simulator::{ClusterModel, PolicySpec, PredictiveConfig, SimReport, simulate_with_progress};
+use mom::simulator::{ClusterModel, OperatorPolicyConfig, PolicySpec, SimReport, simulate_with_progress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -76,25 +77,29 @@ pub struct SimulateArgs {
     /// Bin length in seconds for request logs (Azure).
     #[arg(long, default_value_t = 10.0)]
     bin: f64,
-    /// Forecaster of the predictive policy.
+    /// Forecaster of the predictive policy (the strategy's `scaling.model`).
     #[arg(long, default_value = "holt_winters")]
     model: String,
-    /// HPA target utilisation.
+    /// `hpa` policy: target utilisation of the plain Kubernetes HPA baseline.
     #[arg(long, default_value_t = 0.8)]
     hpa_target: f64,
-    /// Predictive: quantile of recent one-step forecast errors added as margin.
+    /// Operator policies: seconds of demand history the scaler queries
+    /// (`mom operator --scaler-history-seconds`).
+    #[arg(long, default_value_t = 3600.0)]
+    history_seconds: f64,
+    /// Operator policies: the strategy's `scaling.horizonSeconds` (default: the operator's).
     #[arg(long)]
-    margin_quantile: Option<f64>,
-    /// Predictive: number of recent one-step errors the margin is taken from.
+    horizon_seconds: Option<f64>,
+    /// Operator policies: the strategy's `scaling.cooldownSeconds` (default: the operator's).
     #[arg(long)]
-    residual_window: Option<usize>,
-    /// Predictive: safety factor on the error quantile.
-    #[arg(long)]
-    margin_factor: Option<f64>,
+    cooldown_seconds: Option<f64>,
     /// Predictive: SLO target in (0, 1); sets the MPC penalty/price ratio s/(1 − s).
     #[arg(long)]
     slo_target: Option<f64>,
-    /// Predictive: MPC change penalty λ in replica-bins per replica changed.
+    /// Predictive: fraction added on top of the forecast (the strategy's `scaling.headroom`).
+    #[arg(long)]
+    headroom: Option<f64>,
+    /// Predictive: MPC change penalty λ in replica-stages per replica changed.
     #[arg(long)]
     change_penalty: Option<f64>,
     /// Write `<trace>_<policy>.csv` and `.svg` (demand vs ready capacity) here.
@@ -106,10 +111,15 @@ pub struct SimulateArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PolicyArg {
+    /// The operator's predictive policy (forecast + MPC), as its scaler runs it.
     Predictive,
+    /// The operator's reactive policy (the HPA algorithm on the demand per replica).
+    Reactive,
+    /// The plain Kubernetes HPA with a utilisation target (`--hpa-target`).
     Hpa,
+    /// A fixed count sized for the trace's 95th percentile (hindsight).
     Static,
-    /// All three, and the predictive-vs-hpa comparison.
+    /// All four, and the predictive-vs-hpa and predictive-vs-reactive comparisons.
     All,
 }
 
@@ -342,25 +352,30 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     let traces = collect_traces(&args.trace, args.bin)?;
     let policies: Vec<PolicySpec> = {
-        let d = PredictiveConfig::default();
-        let predictive = PolicySpec::Predictive(PredictiveConfig {
-            model,
-            margin_quantile: args.margin_quantile.unwrap_or(d.margin_quantile),
-            residual_window: args.residual_window.unwrap_or(d.residual_window),
-            margin_factor: args.margin_factor.unwrap_or(d.margin_factor),
-            slo_target: args.slo_target.unwrap_or(d.slo_target),
-            change_penalty: args.change_penalty.unwrap_or(d.change_penalty),
-            ..d
-        });
+        let operator = |method: Method| {
+            let mut cfg = OperatorPolicyConfig::new(method);
+            let s = &mut cfg.settings;
+            s.model = model;
+            s.horizon_seconds = args.horizon_seconds.unwrap_or(s.horizon_seconds);
+            s.cooldown_seconds = args.cooldown_seconds.unwrap_or(s.cooldown_seconds);
+            s.slo_target = args.slo_target.unwrap_or(s.slo_target);
+            s.headroom = args.headroom.unwrap_or(s.headroom);
+            s.change_penalty = args.change_penalty.unwrap_or(s.change_penalty);
+            cfg.history_seconds = args.history_seconds;
+            PolicySpec::Operator(cfg)
+        };
+        let predictive = operator(Method::Predictive);
+        let reactive = operator(Method::Reactive);
         let hpa = PolicySpec::Hpa(HpaConfig {
             target_utilisation: args.hpa_target,
             ..HpaConfig::default()
         });
         match args.policy {
             PolicyArg::Predictive => vec![predictive],
+            PolicyArg::Reactive => vec![reactive],
             PolicyArg::Hpa => vec![hpa],
             PolicyArg::Static => vec![PolicySpec::Static(None)],
-            PolicyArg::All => vec![predictive, hpa, PolicySpec::Static(None)],
+            PolicyArg::All => vec![predictive, reactive, hpa, PolicySpec::Static(None)],
         }
     };
     let mut runs = Vec::new();
@@ -377,22 +392,25 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             runs.push(report_json(trace, &r, secs));
             per.push(r);
         }
-        if let (Some(p), Some(h)) = (
-            per.iter().find(|r| r.policy == "predictive"),
-            per.iter().find(|r| r.policy == "hpa"),
-        ) {
-            let reduction = if h.slo_violation_minutes > 0.0 {
-                Some(1.0 - p.slo_violation_minutes / h.slo_violation_minutes)
-            } else {
-                None
-            };
-            comparisons.push(json!({
-                "trace": trace.name,
-                "violation_reduction": reduction,
-                "replica_hours_ratio": p.replica_hours / h.replica_hours.max(1e-12),
-                "meets_target": p.replica_hours <= h.replica_hours
-                    && p.slo_violation_minutes <= 0.5 * h.slo_violation_minutes,
-            }));
+        for baseline in ["hpa", "reactive"] {
+            if let (Some(p), Some(h)) = (
+                per.iter().find(|r| r.policy == "predictive"),
+                per.iter().find(|r| r.policy == baseline),
+            ) {
+                let reduction = if h.slo_violation_minutes > 0.0 {
+                    Some(1.0 - p.slo_violation_minutes / h.slo_violation_minutes)
+                } else {
+                    None
+                };
+                comparisons.push(json!({
+                    "trace": trace.name,
+                    "baseline": baseline,
+                    "violation_reduction": reduction,
+                    "replica_hours_ratio": p.replica_hours / h.replica_hours.max(1e-12),
+                    "meets_target": p.replica_hours <= h.replica_hours
+                        && p.slo_violation_minutes <= 0.5 * h.slo_violation_minutes,
+                }));
+            }
         }
     }
     let out = if runs.len() == 1 {
@@ -405,7 +423,7 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 .sum()
         };
         let mut totals = serde_json::Map::new();
-        for pol in ["predictive", "hpa", "static"] {
+        for pol in ["predictive", "reactive", "hpa", "static"] {
             if runs.iter().any(|r| r["policy"] == pol) {
                 totals.insert(
                     pol.into(),

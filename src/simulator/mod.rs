@@ -8,10 +8,13 @@
 //! Output ([`SimReport`]): SLO-violation minutes, replica-hours (every requested replica, ready
 //! or starting, is paid for) and scaling actions (syncs that changed the replica count).
 //!
-//! Policies: `predictive` (forecast + MPC, [`predictive`]), `hpa` (the exact Kubernetes HPA
-//! of [`crate::hpa`] with metric = demand / ready capacity), `static` (a fixed count).
+//! Policies: the operator's own (`predictive` forecast + MPC, or `reactive`), run through
+//! [`crate::scaling_policy::decide_observed`] exactly as the operator's scaler runs it
+//! ([`operator_policy`]); `hpa` (the plain Kubernetes HPA of [`crate::hpa`] with metric =
+//! demand / ready capacity and a utilisation target, the baseline a user would otherwise run);
+//! `static` (a fixed count).
 
-pub mod predictive;
+pub mod operator_policy;
 pub mod report;
 
 use serde::{Deserialize, Serialize};
@@ -20,7 +23,8 @@ use thiserror::Error;
 use crate::forecast::ForecastError;
 use crate::hpa::{HpaConfig, HpaError, HpaState};
 use crate::mpc::MpcError;
-pub use predictive::{PredictiveConfig, PredictivePolicy};
+use crate::scaling_policy::PolicyError;
+pub use operator_policy::{OperatorPolicy, OperatorPolicyConfig};
 
 /// Errors of the simulator; each names the offending field and value.
 #[derive(Debug, Error)]
@@ -39,6 +43,8 @@ pub enum SimError {
     Mpc(#[from] MpcError),
     #[error(transparent)]
     Forecast(#[from] ForecastError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 /// The modelled cluster.
@@ -115,7 +121,8 @@ impl ClusterModel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicySpec {
-    Predictive(PredictiveConfig),
+    /// The operator's scaling policy (its method: predictive, reactive or manual).
+    Operator(OperatorPolicyConfig),
     Hpa(HpaConfig),
     /// Fixed replicas; `None` = sized for the trace's 95th percentile (hindsight).
     Static(Option<u32>),
@@ -124,7 +131,7 @@ pub enum PolicySpec {
 impl PolicySpec {
     pub fn name(&self) -> &'static str {
         match self {
-            PolicySpec::Predictive(_) => "predictive",
+            PolicySpec::Operator(cfg) => cfg.settings.method.as_str(),
             PolicySpec::Hpa(_) => "hpa",
             PolicySpec::Static(_) => "static",
         }
@@ -167,7 +174,7 @@ pub struct SimReport {
 }
 
 enum Running {
-    Predictive(Box<PredictivePolicy>),
+    Operator(Box<OperatorPolicy>),
     Hpa(HpaState),
     Static(u32),
 }
@@ -215,7 +222,7 @@ pub fn simulate_with_progress(
     let end = bin * demand.len() as u64;
 
     let mut running = match policy {
-        PolicySpec::Predictive(cfg) => Running::Predictive(Box::new(PredictivePolicy::new(cfg.clone(), cluster)?)),
+        PolicySpec::Operator(cfg) => Running::Operator(Box::new(OperatorPolicy::new(cfg, cluster)?)),
         PolicySpec::Hpa(cfg) => {
             let mut cfg = cfg.clone();
             cfg.min_replicas = cfg.min_replicas.max(cluster.min_replicas);
@@ -230,7 +237,7 @@ pub fn simulate_with_progress(
     };
     // Start in a steady state: every policy's initial replicas are ready.
     let initial = match &running {
-        Running::Predictive(_) => cluster.replicas_for(demand[0]),
+        Running::Operator(_) => cluster.replicas_for(demand[0]),
         Running::Hpa(h) => cluster.replicas_for(demand[0] / h.config.target_utilisation),
         Running::Static(n) => *n,
     };
@@ -262,7 +269,7 @@ pub fn simulate_with_progress(
                 ready_replicas: ready,
             };
             let desired = match &mut running {
-                Running::Predictive(p) => p.decide(&obs)?,
+                Running::Operator(p) => p.decide(&obs)?,
                 Running::Hpa(h) => {
                     let util = if ready > 0 {
                         d / (f64::from(ready) * cluster.capacity_per_replica)
@@ -286,9 +293,6 @@ pub fn simulate_with_progress(
                     }
                     ready -= remove.min(ready);
                 }
-            }
-            if let Running::Predictive(p) = &mut running {
-                p.record_applied(&obs, desired);
             }
         }
         let spec = ready + pending.len() as u32;

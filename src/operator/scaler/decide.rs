@@ -1,18 +1,16 @@
 //! The scaler's pure decision path for one agent (testable without an apiserver): the policy
 //! settings and metric sources a strategy gives ([`policy_settings`]), the cooldown clock
-//! ([`since_last_change`]), and the decision itself from what was observed ([`decide_agent`]:
-//! the receipt's inputs, the decision of [`crate::scaling_policy::decide`], the HPA state to keep);
-//! plus the conditions and notes that report it.
+//! ([`since_last_change`]), and the conditions and notes that report a decision. The decision
+//! itself is the core's [`crate::scaling_policy::decide_observed`], which the simulator runs too.
 
 use std::time::Duration;
 
 use crate::forecast::ModelKind;
-use crate::hpa::HpaState;
 use crate::operator::crd::GeometricAgent;
 use crate::operator::crd::conditions::{ConditionStatus, DesiredCondition};
 use crate::operator::crd::strategy::{ScalingMethod, ScalingSpec, TargetMetric};
 use crate::operator::prometheus::QueryError;
-use crate::scaling_policy::{self, Decision, DecisionInputs, HpaSync, Method, PolicySettings, TargetDemand};
+use crate::scaling_policy::{Decision, DecisionInputs, Method, PolicySettings};
 
 /// Field manager of the scaler's writes of `spec.replicas`.
 pub const SCALER_MANAGER: &str = "mom-scaler";
@@ -155,66 +153,6 @@ pub(super) fn since_last_change(agent: &GeometricAgent, now: f64) -> Option<f64>
     Some((now - entry.0.as_millisecond() as f64 / 1000.0).max(0.0))
 }
 
-/// What the scaler observed of one agent at one tick: the strategy's settings, each target's
-/// demand window (oldest first, the last observed now) with what one replica carries of it,
-/// the replicas, the time since the scaler's last change and the time now.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Observed {
-    pub settings: PolicySettings,
-    pub demands: Vec<(Vec<f64>, f64)>,
-    pub current_replicas: u32,
-    pub ready_replicas: u32,
-    pub since_last_change_seconds: Option<f64>,
-    pub now_seconds: f64,
-}
-
-/// The scaler's decision path for one agent, pure: the [`DecisionInputs`] the receipt records
-/// (for `reactive`, with the HPA state kept from the previous tick, `hpa`, or a new one when
-/// absent or configured differently), the [`Decision`] of [`scaling_policy::decide`] and the
-/// HPA state to keep for the next tick.
-pub fn decide_agent(
-    observed: Observed,
-    hpa: Option<&HpaState>,
-) -> Result<(DecisionInputs, Decision, Option<HpaState>), scaling_policy::PolicyError> {
-    let Observed {
-        mut settings,
-        demands,
-        current_replicas,
-        ready_replicas,
-        since_last_change_seconds,
-        now_seconds,
-    } = observed;
-    let mut demands = demands.into_iter();
-    let (first_demand, first_per_replica) = demands.next().unwrap_or((Vec::new(), settings.target_per_replica));
-    settings.target_per_replica = first_per_replica;
-    let method = settings.method;
-    let mut inputs = DecisionInputs {
-        settings,
-        demand: first_demand,
-        current_replicas,
-        ready_replicas,
-        since_last_change_seconds,
-        hpa: None,
-        other_targets: demands
-            .map(|(demand, per_replica)| TargetDemand {
-                target_per_replica: per_replica,
-                demand,
-            })
-            .collect(),
-    };
-    if method == Method::Reactive {
-        // The HPA runs on the combined problem when there are several targets.
-        let cfg = inputs.combined()?.settings.hpa_config();
-        let state = match hpa {
-            Some(s) if s.config == cfg => s.clone(),
-            _ => HpaState::new(cfg)?,
-        };
-        inputs.hpa = Some(HpaSync { state, now_seconds });
-    }
-    let (decision, new_state) = scaling_policy::decide(&inputs)?;
-    Ok((inputs, decision, new_state))
-}
-
 pub(super) fn query_failed(err: &QueryError) -> DesiredCondition {
     DesiredCondition::new(
         SCALING_READY,
@@ -283,6 +221,57 @@ mod tests {
         );
         // Start-up (30 s) plus one tick (15 s).
         assert_eq!(s.lead_seconds, 45.0);
+    }
+
+    /// The scaler's decision path (its settings from the strategy, the window, the core's
+    /// `decide_observed`) and one step of `mom simulate` give the same replicas on the same
+    /// demand window, for both forecasting methods.
+    #[test]
+    fn the_simulator_and_the_scaler_decide_the_same_replicas_on_the_same_window() {
+        use crate::scaling_policy::{Observed, decide_observed};
+        use crate::simulator::{ClusterModel, Observation, OperatorPolicy, OperatorPolicyConfig};
+        let scaler = ScalerSettings::default();
+        // Two hours of 5-minute bins climbing from 10 to 340: a ramp both methods must follow.
+        let history: Vec<f64> = (0..24)
+            .map(|i| 10.0 + 15.0 * f64::from(i) - 5.0 * f64::from(i % 3))
+            .collect();
+        for method in [ScalingMethod::Predictive, ScalingMethod::Reactive] {
+            let (settings, _) = policy_settings(&spec(method, vec![custom(Some("q"))]), "s", &scaler).unwrap();
+            let cluster = ClusterModel {
+                capacity_per_replica: settings.target_per_replica,
+                startup_seconds: scaler.startup.as_secs_f64(),
+                bin_seconds: 300.0,
+                sync_seconds: scaler.tick.as_secs_f64(),
+                min_replicas: settings.min_replicas,
+                max_replicas: settings.max_replicas,
+            };
+            let cfg = OperatorPolicyConfig {
+                settings: settings.clone(),
+                history_seconds: scaler.history.as_secs_f64(),
+            };
+            let mut simulated = OperatorPolicy::new(&cfg, &cluster).unwrap();
+            let obs = Observation {
+                now: 300.0 * 23.0 + 45.0,
+                bin: 23,
+                history: &history,
+                spec_replicas: 3,
+                ready_replicas: 2,
+            };
+            let window = simulated.window(&obs);
+            assert!(window.len() > 1 || method == ScalingMethod::Reactive);
+            let observed = Observed {
+                settings,
+                demands: vec![(window, 50.0)],
+                current_replicas: 3,
+                ready_replicas: 2,
+                since_last_change_seconds: None,
+                now_seconds: obs.now,
+            };
+            let (_, decision, _) = decide_observed(observed, None).unwrap();
+            let stepped = simulated.decide(&obs).unwrap();
+            assert_eq!(stepped, decision.desired, "{method:?}");
+            assert!(stepped > 3, "{method:?}: the ramp needs more replicas, got {stepped}");
+        }
     }
 
     #[test]

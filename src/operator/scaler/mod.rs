@@ -19,7 +19,7 @@
 mod decide;
 
 use decide::*;
-pub use decide::{Observed, SCALER_MANAGER, SCALING_READY, ScalerSettings, decide_agent, reason};
+pub use decide::{SCALER_MANAGER, SCALING_READY, ScalerSettings, reason};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -40,7 +40,7 @@ use super::receipts::{Intent, agent_subject};
 use super::view::AgentKey;
 use crate::hpa::HpaState;
 use crate::receipts::Action as ReceiptAction;
-use crate::scaling_policy::{Decision, DecisionInputs, Method};
+use crate::scaling_policy::{self, Decision, DecisionInputs, Method};
 
 /// Per-agent memory between ticks (the HPA's recommendation history).
 #[derive(Default)]
@@ -257,7 +257,7 @@ async fn scale_agent(
             format!("strategy {strategy_name}: {err}"),
         )
     };
-    let observed = Observed {
+    let observed = scaling_policy::Observed {
         settings,
         demands,
         current_replicas: current,
@@ -265,7 +265,7 @@ async fn scale_agent(
         since_last_change_seconds: since_last_change(agent, now),
         now_seconds: now,
     };
-    let (inputs, decision, new_state) = match decide_agent(observed, memory.hpa.get(&key)) {
+    let (inputs, decision, new_state) = match scaling_policy::decide_observed(observed, memory.hpa.get(&key)) {
         Ok(d) => d,
         Err(err) => {
             count(ctx, method.as_str(), "failed");
@@ -353,7 +353,7 @@ async fn write_receipt(
     inputs: &DecisionInputs,
     decision: &Decision,
 ) -> Result<(), DesiredCondition> {
-    let record = crate::scaling_policy::decision_record(inputs, decision);
+    let record = scaling_policy::decision_record(inputs, decision);
     // The digest covers the inputs recorded inline.
     let inputs_json = record["inputs"].clone();
     let intent = Intent {
