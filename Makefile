@@ -96,7 +96,8 @@ bench-placement: build-release ## Traffic-weighted pod latency, MOM vs default s
 
 .PHONY: bench-receipts
 bench-receipts: build-release ## Receipt writes/s and p50/p99 on the apiserver; full_audit vs none overhead on a scaling workload (two JSON lines)
-	@MOM_BIN="$(MOM_RELEASE_BIN)" COUNT=$(or $(COUNT),500) hack/bench-receipts.sh
+	@$(CARGO) build --release --example receipts_bench >&2
+	@MOM_BIN="$(MOM_RELEASE_BIN)" RECEIPTS_BENCH_BIN="$(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/examples/receipts_bench" COUNT=$(or $(COUNT),500) hack/bench-receipts.sh
 
 .PHONY: bench-throughput
 bench-throughput: build-release ## Scheduling pods/s with vs without the extender, extender p50/p99 (NODES=500 PODS=1000; one JSON line)

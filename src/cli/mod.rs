@@ -17,8 +17,6 @@ mod geometry;
 #[cfg(feature = "operator")]
 mod operator;
 mod receipts;
-#[cfg(feature = "operator")]
-mod receipts_bench;
 mod report;
 mod scaling;
 mod verify;

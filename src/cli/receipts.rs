@@ -21,13 +21,6 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Benchmark receipt writes to a real apiserver (one JSON line: receipts/s, p50/p99).
-    #[cfg(feature = "operator")]
-    BenchWrite(super::receipts_bench::BenchWriteArgs),
-    /// Benchmark a scaling workload under MomConfig levels none and full_audit against a running
-    /// operator (one JSON line: actions/s of each and the overhead).
-    #[cfg(feature = "operator")]
-    BenchOverhead(super::receipts_bench::BenchOverheadArgs),
     /// Make an Ed25519 signing key (32 random bytes from the OS); print its public key and id.
     Keygen {
         /// Write the secret key (64 hex digits) here; it is never printed.
@@ -100,10 +93,6 @@ fn write_secret(path: &PathBuf, text: &str) -> anyhow::Result<()> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        #[cfg(feature = "operator")]
-        Command::BenchWrite(a) => return super::receipts_bench::bench_write(a),
-        #[cfg(feature = "operator")]
-        Command::BenchOverhead(a) => return super::receipts_bench::bench_overhead(a),
         Command::Keygen { secret_out, public_out } => {
             let mut seed = [0u8; 32];
             std::fs::File::open("/dev/urandom")

@@ -1,5 +1,7 @@
-//! `mom receipts bench-write` and `mom receipts bench-overhead`: receipt costs on a real
-//! apiserver (used by `hack/bench-receipts.sh`, `make bench-receipts`).
+//! The receipts benchmark, kept out of the product binary: `receipts_bench bench-write` and
+//! `receipts_bench bench-overhead` measure receipt costs on a real apiserver (run by
+//! `hack/bench-receipts.sh`, `make bench-receipts`; build it with
+//! `cargo build --release --example receipts_bench`).
 //!
 //! - bench-write: `--count` receipts through the operator's `ReceiptWriter` (sealed, signed,
 //!   created as Receipt objects one after another, as the leader writes them), then one
@@ -22,6 +24,23 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use mom::operator::crd::{GeometricAgent, MomConfig};
 use mom::operator::receipts::{ReceiptWriter, Recording};
 use mom::receipts::{Action, SubjectRef};
+
+/// Receipt costs on a real apiserver (one JSON line per command).
+#[derive(Debug, clap::Parser)]
+enum Bench {
+    /// Benchmark receipt writes to a real apiserver (one JSON line: receipts/s, p50/p99).
+    BenchWrite(BenchWriteArgs),
+    /// Benchmark a scaling workload under MomConfig levels none and full_audit against a running
+    /// operator (one JSON line: actions/s of each and the overhead).
+    BenchOverhead(BenchOverheadArgs),
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    match <Bench as clap::Parser>::parse() {
+        Bench::BenchWrite(args) => bench_write(args),
+        Bench::BenchOverhead(args) => bench_overhead(args),
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub struct BenchWriteArgs {
