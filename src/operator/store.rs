@@ -47,10 +47,7 @@ pub async fn stored_objects(client: &kube::Client) -> Result<Vec<(String, String
         let namespace = obj.metadata.namespace.clone().unwrap_or_default();
         let name = obj.metadata.name.clone().unwrap_or_default();
         let place = format!("{namespace}/{name}");
-        let value =
-            serde_json::to_value(&obj.spec).map_err(|e| StoreError::Unreadable(place.clone(), e.to_string()))?;
-        let receipt: Receipt =
-            serde_json::from_value(value).map_err(|e| StoreError::Unreadable(place, e.to_string()))?;
+        let receipt = Receipt::try_from(obj.spec).map_err(|e| StoreError::Unreadable(place, e.to_string()))?;
         out.push((namespace, name, receipt));
     }
     out.sort_by_key(|(_, _, r)| r.sequence);

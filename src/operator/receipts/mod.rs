@@ -103,14 +103,6 @@ pub fn agent_subject(agent: &super::crd::GeometricAgent) -> SubjectRef {
     }
 }
 
-fn core_level(level: VerificationLevel) -> Level {
-    match level {
-        VerificationLevel::None => Level::None,
-        VerificationLevel::Sample => Level::Sample,
-        VerificationLevel::FullAudit => Level::FullAudit,
-    }
-}
-
 /// The current time as RFC 3339 (operator side: the core never reads the clock).
 pub fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
@@ -283,7 +275,7 @@ impl ReceiptWriter {
             decision,
             inputs_digest: crate::receipts::inputs_digest(inputs)?,
             time: now_rfc3339(),
-            level: core_level(recording.level),
+            level: Level::from(recording.level),
         };
         let policy = SamplingPolicy {
             rate_ppm: (recording.sample_rate.clamp(0.0, 1.0) * 1e6).round() as u32,
@@ -514,10 +506,8 @@ fn recovered_frontier(stored: &[Receipt]) -> Option<(ChainHead, crate::receipts:
 
 /// The `Receipt` object holding a sealed receipt, named by its sequence number.
 pub fn receipt_object(receipt: &Receipt, namespace: &str) -> Result<ReceiptObject, WriteError> {
-    let spec = serde_json::from_value(
-        serde_json::to_value(receipt).map_err(|e| WriteError::Stored("new".into(), e.to_string()))?,
-    )
-    .map_err(|e| WriteError::Stored("new".into(), e.to_string()))?;
+    let spec = crate::operator::crd::ReceiptSpec::try_from(receipt)
+        .map_err(|e| WriteError::Stored(format!("receipt {}", receipt.sequence), e.to_string()))?;
     let mut object = ReceiptObject::new(&format!("receipt-{:010}", receipt.sequence), spec);
     object.metadata.namespace = Some(namespace.to_string());
     object.metadata.labels = Some(BTreeMap::from([
