@@ -288,8 +288,33 @@ fn verify_items(items: Vec<Item<'_>>, keys: &TrustedKeys, options: &VerifyOption
         receipts: items.len(),
         ..Report::default()
     };
+    check_export_order(&items, &mut f);
+    check_key_ids(&items, keys, &mut f);
+    let (order, groups) = sequence_groups(&items);
+    let mut sigs_checked = 0usize;
+    let walk = walk_chain(
+        &items,
+        &order,
+        &groups,
+        keys,
+        options,
+        &mut report,
+        &mut f,
+        &mut sigs_checked,
+    );
+    check_chain_signatures(&items, &walk, keys, options, &mut f, &mut sigs_checked);
+    report.signatures_checked = sigs_checked;
+    check_pinned_heads(&items, &groups, &walk.canon, options, &report, &mut f);
+    f.problems.sort_by_key(|p| (p.sequence, p.kind));
+    f.problems.dedup_by(|a, b| a.sequence == b.sequence && a.kind == b.kind);
+    report.problems = f.problems;
+    report
+}
 
-    // 1. Order as exported.
+/// Step 1, the order as exported: only the first receipt claiming each sequence takes part
+/// (later ones are forks or insertions, judged in [`walk_chain`] wherever they stand); any
+/// sequence outside the longest non-decreasing run is `reordered`.
+fn check_export_order(items: &[Item<'_>], f: &mut Findings) {
     // Only the first receipt claiming each sequence takes part: later ones are forks or
     // insertions, judged in step 3 wherever they stand.
     let seqs: Vec<u64> = items.iter().map(|it| it.sequence).collect();
@@ -306,9 +331,11 @@ fn verify_items(items: Vec<Item<'_>>, keys: &TrustedKeys, options: &VerifyOption
             }
         }
     }
+}
 
-    // 2. Content hashes and key ids, for every receipt.
-    for it in &items {
+/// Step 2, for every receipt: a key id that is not trusted is `unknown_key`.
+fn check_key_ids(items: &[Item<'_>], keys: &TrustedKeys, f: &mut Findings) {
+    for it in items {
         if keys.get(it.key_id).is_none() {
             f.add(
                 it.sequence,
@@ -317,6 +344,12 @@ fn verify_items(items: Vec<Item<'_>>, keys: &TrustedKeys, options: &VerifyOption
             );
         }
     }
+}
+
+/// The receipts in sequence order (stable: file order within a sequence), and the groups of
+/// equal sequence as ranges of that order.
+#[allow(clippy::type_complexity)]
+fn sequence_groups(items: &[Item<'_>]) -> (Vec<usize>, Vec<(u64, std::ops::Range<usize>)>) {
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|&i| items[i].sequence); // stable: file order within a sequence
     // Groups of equal sequence, as ranges of `order`.
@@ -329,6 +362,33 @@ fn verify_items(items: Vec<Item<'_>>, keys: &TrustedKeys, options: &VerifyOption
         }
     }
 
+    (order, groups)
+}
+
+/// What [`walk_chain`] settles for each sequence (one entry per group, in sequence order).
+struct Walk {
+    /// The canonical receipt (index into the items).
+    canon: Vec<usize>,
+    /// Whether it links to its predecessor.
+    linked_from_prev: Vec<bool>,
+    /// Whether its signature must be checked even inside a linked run.
+    must_sign: Vec<bool>,
+}
+
+/// Step 3, the chain in sequence order: the canonical receipt of each sequence, forks and
+/// insertions beside it, gaps and the chain's start, edited content and broken links, the
+/// Merkle tree and every checkpoint against it.
+#[allow(clippy::too_many_arguments)]
+fn walk_chain(
+    items: &[Item<'_>],
+    order: &[usize],
+    groups: &[(u64, std::ops::Range<usize>)],
+    keys: &TrustedKeys,
+    options: &VerifyOptions,
+    report: &mut Report,
+    f: &mut Findings,
+    sigs_checked: &mut usize,
+) -> Walk {
     let sig_ok = |it: &Item<'_>, checked: &mut usize| -> bool {
         match (keys.get(it.key_id), it.stored, parse_signature(it.signature)) {
             (Some(k), Some(h), Some(sig)) => {
@@ -338,9 +398,7 @@ fn verify_items(items: Vec<Item<'_>>, keys: &TrustedKeys, options: &VerifyOption
             _ => false,
         }
     };
-    let mut sigs_checked = 0usize;
 
-    // 3. Walk the chain in sequence order.
     // Canonical receipt per group (index into items), whether it links to its predecessor.
     let mut canon: Vec<usize> = Vec::with_capacity(groups.len());
     let mut linked_from_prev: Vec<bool> = Vec::with_capacity(groups.len());
@@ -384,7 +442,7 @@ fn verify_items(items: Vec<Item<'_>>, keys: &TrustedKeys, options: &VerifyOption
         // Other receipts claiming the same sequence.
         if members.len() > 1 {
             sign_this = true;
-            let c_auth = ci.content_ok && sig_ok(ci, &mut sigs_checked);
+            let c_auth = ci.content_ok && sig_ok(ci, sigs_checked);
             for &o in members.iter().filter(|&&o| o != c) {
                 let oi = &items[o];
                 if oi.same_as(ci) {
@@ -395,7 +453,7 @@ fn verify_items(items: Vec<Item<'_>>, keys: &TrustedKeys, options: &VerifyOption
                     );
                     continue;
                 }
-                let o_auth = oi.content_ok && sig_ok(oi, &mut sigs_checked);
+                let o_auth = oi.content_ok && sig_ok(oi, sigs_checked);
                 if o_auth && c_auth && oi.prev_hash == ci.prev_hash {
                     f.add(
                         seq,
@@ -516,7 +574,7 @@ fn verify_items(items: Vec<Item<'_>>, keys: &TrustedKeys, options: &VerifyOption
                 Ok(cp) => {
                     let head_ok = match (keys.get(ci.key_id), cp.root(seq), parse_signature(&cp.signature)) {
                         (Some(k), Ok(root), Some(sig)) => {
-                            sigs_checked += 1;
+                            *sigs_checked += 1;
                             k.verify_strict(&checkpoint_message(cp.tree_size, &root), &sig).is_ok()
                         }
                         _ => false,
@@ -582,7 +640,29 @@ fn verify_items(items: Vec<Item<'_>>, keys: &TrustedKeys, options: &VerifyOption
         prev = Some((seq, c));
     }
 
-    // 4. Signatures. Anchors: runs end where the next receipt does not link back.
+    Walk {
+        canon,
+        linked_from_prev,
+        must_sign,
+    }
+}
+
+/// Step 4, signatures: every receipt with `SignatureCheck::All`, else the anchors (where a run
+/// of linked receipts ends, plus those [`walk_chain`] marked); a failing anchor has its whole
+/// run checked to name the bad receipts.
+fn check_chain_signatures(
+    items: &[Item<'_>],
+    walk: &Walk,
+    keys: &TrustedKeys,
+    options: &VerifyOptions,
+    f: &mut Findings,
+    sigs_checked: &mut usize,
+) {
+    let Walk {
+        canon,
+        linked_from_prev,
+        must_sign,
+    } = walk;
     let n = canon.len();
     let mut anchor = must_sign.clone();
     for k in 0..n {
@@ -593,7 +673,7 @@ fn verify_items(items: Vec<Item<'_>>, keys: &TrustedKeys, options: &VerifyOption
     }
     let all = options.signatures == SignatureCheck::All;
     let check: Vec<usize> = (0..n).filter(|&k| all || anchor[k]).collect();
-    let mut bad = check_signatures(&items, &canon, &check, keys, &mut sigs_checked);
+    let mut bad = check_signatures(items, canon, &check, keys, sigs_checked);
     if !all {
         // A failing anchor: check every receipt of its run to name the bad ones.
         let mut extra = Vec::new();
@@ -606,7 +686,7 @@ fn verify_items(items: Vec<Item<'_>>, keys: &TrustedKeys, options: &VerifyOption
         }
         extra.sort_unstable();
         extra.dedup();
-        bad.extend(check_signatures(&items, &canon, &extra, keys, &mut sigs_checked));
+        bad.extend(check_signatures(items, canon, &extra, keys, sigs_checked));
     }
     for k in bad {
         let r = &items[canon[k]];
@@ -616,9 +696,18 @@ fn verify_items(items: Vec<Item<'_>>, keys: &TrustedKeys, options: &VerifyOption
             format!("signature by key {} does not verify", r.key_id),
         );
     }
-    report.signatures_checked = sigs_checked;
+}
 
-    // 5. Pinned heads.
+/// Step 5, pinned heads: a pinned hash that differs is `forked`; a pin beyond the chain's end
+/// means the receipts up to it are `missing`.
+fn check_pinned_heads(
+    items: &[Item<'_>],
+    groups: &[(u64, std::ops::Range<usize>)],
+    canon: &[usize],
+    options: &VerifyOptions,
+    report: &Report,
+    f: &mut Findings,
+) {
     for pin in &options.pinned {
         match groups.binary_search_by_key(&pin.sequence, |(s, _)| *s) {
             Ok(g) => {
@@ -659,11 +748,6 @@ fn verify_items(items: Vec<Item<'_>>, keys: &TrustedKeys, options: &VerifyOption
             },
         }
     }
-
-    f.problems.sort_by_key(|p| (p.sequence, p.kind));
-    f.problems.dedup_by(|a, b| a.sequence == b.sequence && a.kind == b.kind);
-    report.problems = f.problems;
-    report
 }
 
 /// Checks the receipt signatures of `canon[k]` for each `k` in `which`; returns the failing `k`s.
