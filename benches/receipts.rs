@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use mom::receipts::chain::canonical_body;
 use mom::receipts::demo::{demo_chain, demo_draft};
+use mom::receipts::hash::canonical_body;
 use mom::receipts::{
     ChainBuilder, SignatureCheck, Signer, TrustedKeys, VerifyOptions, parse_json_lines, receipt_hash, to_json_lines,
     verify_chain, verify_json_lines,

@@ -45,7 +45,7 @@ pub struct ReceiptRef<'a> {
 }
 
 impl ReceiptRef<'_> {
-    /// The canonical body (as [`super::chain::write_canonical_body`] writes it for the owned
+    /// The canonical body (as [`super::hash::write_canonical_body`] writes it for the owned
     /// receipt), appended to `s`.
     pub fn write_canonical_body(&self, s: &mut String) {
         s.push_str("{\"action\":");
@@ -380,8 +380,8 @@ pub fn parse_receipt_ref(line: &str) -> Option<ReceiptRef<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receipts::chain::receipt_hash;
     use crate::receipts::demo::demo_chain;
+    use crate::receipts::hash::receipt_hash;
     use crate::receipts::{
         SubjectRef, TrustedKeys, VerifyOptions, parse_json_lines, parse_line, testutil, to_json_lines, verify_chain,
         verify_json_lines,

@@ -1,4 +1,5 @@
-//! Sealing receipts into the chain: canonical hash, signature, checkpoints, sampling.
+//! Sealing receipts into the chain: signature, checkpoints, sampling (hashing is in
+//! [`super::hash`], inclusion and consistency proofs in [`super::proof`]).
 //!
 //! Inputs: the chain head (or the chain tail to resume from), a [`Signer`], unsigned
 //! [`ReceiptDraft`]s, the caller's RFC 3339 time. Outputs: sealed [`Receipt`]s whose
@@ -13,7 +14,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::canonical::{self, write_str, write_value};
+use super::canonical;
+use super::hash::receipt_hash;
 use super::merkle::{Frontier, Hash, leaf_hash};
 use super::signing::Signer;
 use super::{Action, GENESIS_PREV_HASH, Level, Receipt, ReceiptDraft, ReceiptError, SubjectRef};
@@ -71,81 +73,6 @@ impl CheckpointDecision {
         }
         Ok(f)
     }
-}
-
-/// The canonical JSON of a receipt without `hash` and `signature` (what [`receipt_hash`] hashes).
-///
-/// Written field by field in sorted key order; equal to `canonical::to_string` of the same
-/// object (a test checks this), only faster.
-pub fn write_canonical_body(s: &mut String, r: &Receipt) -> Result<(), ReceiptError> {
-    s.push_str("{\"action\":");
-    write_str(s, r.action.as_str());
-    s.push_str(",\"decision\":");
-    write_value(s, &r.decision)?;
-    s.push_str(",\"inputsDigest\":");
-    write_str(s, &r.inputs_digest);
-    s.push_str(",\"keyId\":");
-    write_str(s, &r.key_id);
-    s.push_str(",\"level\":");
-    write_str(s, r.level.as_str());
-    s.push_str(",\"prevHash\":");
-    write_str(s, &r.prev_hash);
-    s.push_str(",\"sequence\":");
-    canonical::push_u64(s, r.sequence);
-    s.push_str(",\"subject\":{\"apiVersion\":");
-    let sub = &r.subject;
-    write_str(s, &sub.api_version);
-    s.push_str(",\"kind\":");
-    write_str(s, &sub.kind);
-    s.push_str(",\"name\":");
-    write_str(s, &sub.name);
-    s.push_str(",\"namespace\":");
-    write_str(s, &sub.namespace);
-    if let Some(uid) = &sub.uid {
-        s.push_str(",\"uid\":");
-        write_str(s, uid);
-    }
-    s.push_str("},\"time\":");
-    write_str(s, &r.time);
-    s.push('}');
-    Ok(())
-}
-
-/// [`canonical_body`] as a new string.
-pub fn canonical_body(r: &Receipt) -> Result<String, ReceiptError> {
-    let mut s = String::with_capacity(1024);
-    write_canonical_body(&mut s, r)?;
-    Ok(s)
-}
-
-/// `SHA-256(canonical_body(r))`: the value `r.hash` must hold.
-pub fn receipt_hash(r: &Receipt) -> Result<Hash, ReceiptError> {
-    receipt_hash_with(r, &mut String::with_capacity(1024))
-}
-
-/// [`receipt_hash`] reusing `buf` (cleared first) for the canonical body.
-pub fn receipt_hash_with(r: &Receipt, buf: &mut String) -> Result<Hash, ReceiptError> {
-    buf.clear();
-    write_canonical_body(buf, r)?;
-    Ok(Sha256::digest(buf.as_bytes()).into())
-}
-
-/// Merkle leaf hashes of `receipts` (which must be the chain from sequence 0, in order):
-/// leaf `i` = `SHA-256(0x00 ‖ hash of receipt i)`. Feed them to [`super::merkle`] for proofs.
-pub fn leaf_hashes(receipts: &[Receipt]) -> Result<Vec<Hash>, ReceiptError> {
-    receipts
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            if r.sequence != i as u64 {
-                return Err(ReceiptError::NotNext {
-                    sequence: r.sequence,
-                    expected: i as u64,
-                });
-            }
-            Ok(leaf_hash(&super::decode_hash("hash", &r.hash)?))
-        })
-        .collect()
 }
 
 /// Which share of `sample`-level actions is written.
@@ -404,9 +331,32 @@ impl ChainBuilder {
     }
 }
 
+impl ChainBuilder {
+    /// Continues after `head` with the Merkle state `tree` (of size `head.sequence + 1`),
+    /// e.g. recovered by [`super::tenant::PartialTree::frontier`] from a chain with holes.
+    pub fn with_frontier(signer: Signer, head: ChainHead, tree: Frontier) -> Result<Self, ReceiptError> {
+        if tree.size() != head.sequence.saturating_add(1) {
+            return Err(ReceiptError::BadCheckpoint {
+                sequence: head.sequence,
+                message: format!(
+                    "a tree of size {} does not end at sequence {}",
+                    tree.size(),
+                    head.sequence
+                ),
+            });
+        }
+        Ok(ChainBuilder {
+            signer,
+            head: Some(head),
+            tree: Some(tree),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::receipts::hash::canonical_body;
     use crate::receipts::testutil::{chain, checkpoint_subject, draft, signer};
     use proptest::prelude::*;
 
@@ -577,190 +527,5 @@ mod tests {
             }
             if ppm == 0 { prop_assert!(!first); }
         }
-    }
-}
-
-/// A tree head read from a checkpoint receipt whose tree-head signature verifies under `keys`.
-fn signed_tree_head(checkpoint: &Receipt, keys: &super::TrustedKeys) -> Result<(u64, Hash), ReceiptError> {
-    let seq = checkpoint.sequence;
-    if checkpoint.action != Action::Checkpoint {
-        return Err(ReceiptError::BadCheckpoint {
-            sequence: seq,
-            message: "not a checkpoint".into(),
-        });
-    }
-    let cp = CheckpointDecision::from_receipt(checkpoint)?;
-    let root = cp.root(seq)?;
-    let msg = super::signing::checkpoint_message(cp.tree_size, &root);
-    if !keys.verify(&checkpoint.key_id, &msg, &cp.signature) {
-        return Err(ReceiptError::BadCheckpoint {
-            sequence: seq,
-            message: format!("tree-head signature by key {} does not verify", checkpoint.key_id),
-        });
-    }
-    Ok((cp.tree_size, root))
-}
-
-/// Audit path showing that receipt `sequence` is in the tree of the first `tree_size`
-/// receipts. `receipts` is the chain from sequence 0 (e.g. an archive export).
-pub fn prove_inclusion(receipts: &[Receipt], sequence: u64, tree_size: u64) -> Result<Vec<Hash>, ReceiptError> {
-    let leaves = leaf_hashes(receipts.get(..tree_size as usize).unwrap_or(receipts))?;
-    if (leaves.len() as u64) < tree_size {
-        return Err(ReceiptError::NotNext {
-            sequence: leaves.len() as u64,
-            expected: tree_size,
-        });
-    }
-    super::merkle::inclusion_proof(&leaves, sequence).map_err(|e| ReceiptError::BadCheckpoint {
-        sequence,
-        message: e.to_string(),
-    })
-}
-
-/// Checks that `receipt` (its stored hash, which must match its content) is leaf
-/// `receipt.sequence` of the tree whose head `checkpoint` signs.
-pub fn verify_inclusion_in_checkpoint(
-    receipt: &Receipt,
-    proof: &[Hash],
-    checkpoint: &Receipt,
-    keys: &super::TrustedKeys,
-) -> Result<(), ReceiptError> {
-    let (size, root) = signed_tree_head(checkpoint, keys)?;
-    let h = super::decode_hash("hash", &receipt.hash)?;
-    if receipt_hash(receipt)? != h {
-        return Err(ReceiptError::BadField {
-            field: "hash",
-            value: receipt.hash.clone(),
-            expected: "the hash of the receipt's content",
-        });
-    }
-    if super::merkle::verify_inclusion(&leaf_hash(&h), receipt.sequence, size, proof, &root) {
-        Ok(())
-    } else {
-        Err(ReceiptError::BadCheckpoint {
-            sequence: checkpoint.sequence,
-            message: format!("receipt {} is not included in tree size {size}", receipt.sequence),
-        })
-    }
-}
-
-/// Consistency proof between the trees of the first `old_size` and `new_size` receipts.
-pub fn prove_consistency(receipts: &[Receipt], old_size: u64, new_size: u64) -> Result<Vec<Hash>, ReceiptError> {
-    let leaves = leaf_hashes(receipts.get(..new_size as usize).unwrap_or(receipts))?;
-    if (leaves.len() as u64) < new_size {
-        return Err(ReceiptError::NotNext {
-            sequence: leaves.len() as u64,
-            expected: new_size,
-        });
-    }
-    super::merkle::consistency_proof(&leaves, old_size).map_err(|e| ReceiptError::BadCheckpoint {
-        sequence: new_size,
-        message: e.to_string(),
-    })
-}
-
-/// Checks that the tree signed by checkpoint `old` is a prefix of the one signed by `new`
-/// (nothing before `old` was rewritten since), both heads signed by trusted keys.
-pub fn verify_checkpoint_consistency(
-    old: &Receipt,
-    new: &Receipt,
-    proof: &[Hash],
-    keys: &super::TrustedKeys,
-) -> Result<(), ReceiptError> {
-    let (m, old_root) = signed_tree_head(old, keys)?;
-    let (n, new_root) = signed_tree_head(new, keys)?;
-    if super::merkle::verify_consistency(m, n, &old_root, &new_root, proof) {
-        Ok(())
-    } else {
-        Err(ReceiptError::BadCheckpoint {
-            sequence: new.sequence,
-            message: format!(
-                "tree size {n} is not an extension of checkpoint {} (size {m})",
-                old.sequence
-            ),
-        })
-    }
-}
-
-#[cfg(test)]
-mod proof_tests {
-    use super::*;
-    use crate::receipts::TrustedKeys;
-    use crate::receipts::testutil::{chain, signer};
-
-    fn keys() -> TrustedKeys {
-        let mut k = TrustedKeys::new();
-        k.add(signer(1).public_key());
-        k
-    }
-
-    #[test]
-    fn every_receipt_before_a_checkpoint_is_provably_included_in_it() {
-        let rs = chain(41, 20, &signer(1));
-        let cp = &rs[40];
-        for seq in 0..40u64 {
-            let proof = prove_inclusion(&rs, seq, 40).unwrap();
-            verify_inclusion_in_checkpoint(&rs[seq as usize], &proof, cp, &keys()).unwrap();
-        }
-        // A receipt after the checkpoint, an edited receipt, an untrusted key: refused.
-        assert!(prove_inclusion(&rs, 40, 40).is_err());
-        let proof = prove_inclusion(&rs, 3, 40).unwrap();
-        let mut edited = rs[3].clone();
-        edited.time.push('!');
-        assert!(verify_inclusion_in_checkpoint(&edited, &proof, cp, &keys()).is_err());
-        let mut other = TrustedKeys::new();
-        other.add(signer(2).public_key());
-        let err = verify_inclusion_in_checkpoint(&rs[3], &proof, cp, &other).unwrap_err();
-        assert!(err.to_string().contains("does not verify"), "{err}");
-    }
-
-    #[test]
-    fn a_later_checkpoint_is_consistent_with_an_earlier_one_unless_history_was_rewritten() {
-        let s = signer(1);
-        let rs = chain(41, 20, &s);
-        let proof = prove_consistency(&rs, 20, 40).unwrap();
-        verify_checkpoint_consistency(&rs[20], &rs[40], &proof, &keys()).unwrap();
-
-        // Rewrite receipt 5 and re-seal everything after it with the real key (a key-holder's
-        // fork of history): the new checkpoint at 40 is not an extension of the one at 20.
-        let mut b = ChainBuilder::resume(s.clone(), &rs[..5]).unwrap();
-        let mut forked = rs[..5].to_vec();
-        for r in &rs[5..] {
-            let next = if r.action == Action::Checkpoint {
-                b.checkpoint(r.subject.clone(), r.time.clone()).unwrap()
-            } else {
-                let mut d = crate::receipts::testutil::draft(r.sequence);
-                if r.sequence == 5 {
-                    d.time = "rewritten".into();
-                }
-                b.seal(d).unwrap()
-            };
-            forked.push(next);
-        }
-        let proof = prove_consistency(&forked, 20, 40).unwrap();
-        assert!(verify_checkpoint_consistency(&rs[20], &forked[40], &proof, &keys()).is_err());
-        assert!(verify_checkpoint_consistency(&rs[3], &rs[40], &proof, &keys()).is_err());
-    }
-}
-
-impl ChainBuilder {
-    /// Continues after `head` with the Merkle state `tree` (of size `head.sequence + 1`),
-    /// e.g. recovered by [`super::tenant::PartialTree::frontier`] from a chain with holes.
-    pub fn with_frontier(signer: Signer, head: ChainHead, tree: Frontier) -> Result<Self, ReceiptError> {
-        if tree.size() != head.sequence.saturating_add(1) {
-            return Err(ReceiptError::BadCheckpoint {
-                sequence: head.sequence,
-                message: format!(
-                    "a tree of size {} does not end at sequence {}",
-                    tree.size(),
-                    head.sequence
-                ),
-            });
-        }
-        Ok(ChainBuilder {
-            signer,
-            head: Some(head),
-            tree: Some(tree),
-        })
     }
 }

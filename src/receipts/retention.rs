@@ -65,7 +65,8 @@ pub fn split(receipts: &[Receipt], policy: &RetentionPolicy) -> Split {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receipts::chain::{CheckpointDecision, leaf_hashes};
+    use crate::receipts::chain::CheckpointDecision;
+    use crate::receipts::hash::leaf_hashes;
     use crate::receipts::merkle::{inclusion_proof, verify_inclusion};
     use crate::receipts::testutil::{chain, signer};
     use crate::receipts::{ChainHead, TrustedKeys, VerifyOptions, verify_chain};

@@ -22,8 +22,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::chain::{CheckpointDecision, receipt_hash, verify_inclusion_in_checkpoint};
+use super::chain::CheckpointDecision;
+use super::hash::receipt_hash;
 use super::merkle::{Frontier, Hash, leaf_hash, node_hash};
+use super::proof::verify_inclusion_in_checkpoint;
 use super::{Action, Receipt, TrustedKeys};
 
 /// The `format` of a bundle this version writes and reads.

@@ -34,7 +34,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::borrowed::{ReceiptRef, parse_receipt_ref};
-use super::chain::{ChainHead, CheckpointDecision, receipt_hash_with};
+use super::chain::{ChainHead, CheckpointDecision};
+use super::hash::receipt_hash_with;
 use super::merkle::{Frontier, Hash, leaf_hash};
 use super::signing::{TrustedKeys, checkpoint_message, parse_signature, receipt_message, verify_many};
 use super::{Action, GENESIS_PREV_HASH, Receipt, ReceiptError, parse_line};
@@ -790,7 +791,8 @@ fn check_signatures(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receipts::chain::{ChainBuilder, receipt_hash};
+    use crate::receipts::chain::ChainBuilder;
+    use crate::receipts::hash::receipt_hash;
     use crate::receipts::testutil::{chain, draft, signer};
     use crate::receipts::{Signer, TrustedKeys};
     use proptest::prelude::*;

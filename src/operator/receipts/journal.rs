@@ -144,8 +144,8 @@ mod tests {
         }
         // The receipts come back byte-identical, so a re-created one keeps its hash and signature.
         assert_eq!(
-            crate::receipts::chain::receipt_hash(&back[2].0).unwrap(),
-            crate::receipts::chain::receipt_hash(&receipts[2]).unwrap()
+            crate::receipts::hash::receipt_hash(&back[2].0).unwrap(),
+            crate::receipts::hash::receipt_hash(&receipts[2]).unwrap()
         );
     }
 
