@@ -1,4 +1,4 @@
-//! What every descheduling strategy and the planner share: the read-only [`Context`] of one
+//! What every descheduling strategy and the planner share: the read-only [`PlanContext`] of one
 //! tick (the snapshot, its indexes and each agent's targets over the horizon) and the mutable
 //! [`ClusterState`] (what each node holds after the moves chosen so far).
 //!
@@ -23,7 +23,7 @@ use crate::placement::{AgentPolicy, NodeState, Resources};
 
 /// The read-only view every strategy sees: the snapshot, indexes and each agent's targets.
 #[derive(Debug)]
-pub struct Context<'a> {
+pub struct PlanContext<'a> {
     pub snapshot: &'a Snapshot,
     pub settings: &'a Settings,
     pub kappa: f64,
@@ -43,7 +43,7 @@ pub struct Context<'a> {
     pub policies: Vec<AgentPolicy>,
 }
 
-impl<'a> Context<'a> {
+impl<'a> PlanContext<'a> {
     /// Validates the snapshot (every problem reported) and steps each agent's target toward
     /// its optimum `Agent::target` (see the module doc).
     pub fn new(snapshot: &'a Snapshot, settings: &'a Settings) -> Result<Self, DeschedulerError> {
@@ -153,7 +153,7 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
-    pub fn new(ctx: &Context<'_>) -> Self {
+    pub fn new(ctx: &PlanContext<'_>) -> Self {
         let snap = ctx.snapshot;
         let mut counted = vec![0u32; snap.nodes.len()];
         let mut tenants = vec![BTreeMap::<String, (u32, u32)>::new(); snap.nodes.len()];
@@ -190,7 +190,7 @@ impl ClusterState {
     }
 
     /// Moves pod `p` (of `ctx`) from node `from` to node `to`.
-    pub fn apply(&mut self, ctx: &Context<'_>, p: usize, from: usize, to: usize) {
+    pub fn apply(&mut self, ctx: &PlanContext<'_>, p: usize, from: usize, to: usize) {
         let pod = &ctx.snapshot.pods[p];
         let tenant = pod.tenant.clone().unwrap_or_default();
         let strict = u32::from(pod.strict_isolation);

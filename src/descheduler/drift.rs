@@ -1,6 +1,6 @@
 //! Geometric drift: replicas that sit far from their agent's target in the ball.
 //!
-//! Input: the shared [`Context`] (each agent's targets over the horizon, node positions) and
+//! Input: the shared [`PlanContext`] (each agent's targets over the horizon, node positions) and
 //! [`Args`]. Output: nominated pods ([`nominate`]) and this strategy's objective term
 //! ([`gain`]).
 //!
@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::context::Context;
+use super::context::PlanContext;
 use super::{Candidate, Strategy};
 use crate::geometry::poincare;
 
@@ -57,7 +57,7 @@ impl Args {
 }
 
 /// Pods whose excess distance exceeds `min_excess`, in pod order.
-pub fn nominate(ctx: &Context<'_>, args: &Args) -> Vec<Candidate> {
+pub fn nominate(ctx: &PlanContext<'_>, args: &Args) -> Vec<Candidate> {
     let mut out = Vec::new();
     for (p, pod_agent) in ctx.pod_agent.iter().enumerate() {
         let Some(a) = *pod_agent else { continue };
@@ -80,7 +80,7 @@ pub fn nominate(ctx: &Context<'_>, args: &Args) -> Vec<Candidate> {
 }
 
 /// `weight · Σ_h [d(T_h, from) − d(T_h, to)]`; 0 for pods without a target.
-pub fn gain(ctx: &Context<'_>, args: &Args, pod: usize, from: usize, to: usize) -> f64 {
+pub fn gain(ctx: &PlanContext<'_>, args: &Args, pod: usize, from: usize, to: usize) -> f64 {
     let Some(a) = ctx.pod_agent[pod] else { return 0.0 };
     let Some(horizon) = &ctx.horizon[a] else { return 0.0 };
     let (s, t) = (&ctx.snapshot.nodes[from].position, &ctx.snapshot.nodes[to].position);
@@ -100,7 +100,7 @@ pub fn gain(ctx: &Context<'_>, args: &Args, pod: usize, from: usize, to: usize) 
 mod tests {
     use super::*;
     use crate::descheduler::testutil::*;
-    use crate::descheduler::{Settings, context::Context};
+    use crate::descheduler::{Settings, context::PlanContext};
 
     #[test]
     fn defaults_are_valid_and_every_bad_field_is_reported() {
@@ -124,7 +124,7 @@ mod tests {
             snap.pods = vec![pod("p", node, Some("a"))];
             snap.agents = vec![agent_at("a", &snap.nodes[0].position.clone())];
             let settings = Settings::default();
-            let ctx = Context::new(&snap, &settings).unwrap();
+            let ctx = PlanContext::new(&snap, &settings).unwrap();
             let c = nominate(&ctx, &settings.drift);
             assert_eq!(!c.is_empty(), expected, "replica on {node}");
             if expected {
@@ -140,7 +140,7 @@ mod tests {
         snap.pods = vec![pod("p", "west-1", Some("a"))];
         snap.agents = vec![agent_at("a", &snap.nodes[0].position.clone())];
         let settings = Settings::default();
-        let ctx = Context::new(&snap, &settings).unwrap();
+        let ctx = PlanContext::new(&snap, &settings).unwrap();
         let (east, west) = (0, 2);
         let toward = gain(&ctx, &settings.drift, 0, west, east);
         let away = gain(&ctx, &settings.drift, 0, east, west);
@@ -153,7 +153,7 @@ mod tests {
         let mut snap = four_node_snapshot();
         snap.pods = vec![pod("p", "west-1", None)];
         let settings = Settings::default();
-        let ctx = Context::new(&snap, &settings).unwrap();
+        let ctx = PlanContext::new(&snap, &settings).unwrap();
         assert!(nominate(&ctx, &settings.drift).is_empty());
         assert_eq!(gain(&ctx, &settings.drift, 0, 2, 0), 0.0);
     }

@@ -1,14 +1,14 @@
 //! Evacuation: pods on nodes flagged unhealthy (e.g. labelled so by an operator or a health
 //! check) or anomalous (anomaly detection on the node's metrics).
 //!
-//! Input: the shared [`Context`] and [`Args`]. Output: nominated pods ([`nominate`]) and this
+//! Input: the shared [`PlanContext`] and [`Args`]. Output: nominated pods ([`nominate`]) and this
 //! strategy's objective term ([`gain`]): `penalty` per tick for a pod on a flagged node. The
 //! planner never chooses a flagged node as a destination, so every evacuating move gains
 //! `penalty · H`; the planner's per-node and total limits pace the drain.
 
 use serde::{Deserialize, Serialize};
 
-use super::context::Context;
+use super::context::PlanContext;
 use super::{Candidate, Strategy};
 
 /// Arguments of the evacuation strategy.
@@ -47,7 +47,7 @@ impl Args {
 }
 
 /// Why node `n` must be drained under `args`, if it must.
-pub fn flag(ctx: &Context<'_>, args: &Args, n: usize) -> Option<&'static str> {
+pub fn flag(ctx: &PlanContext<'_>, args: &Args, n: usize) -> Option<&'static str> {
     let node = &ctx.snapshot.nodes[n];
     if node.unhealthy {
         Some("unhealthy")
@@ -59,7 +59,7 @@ pub fn flag(ctx: &Context<'_>, args: &Args, n: usize) -> Option<&'static str> {
 }
 
 /// Pods on flagged nodes, in pod order.
-pub fn nominate(ctx: &Context<'_>, args: &Args) -> Vec<Candidate> {
+pub fn nominate(ctx: &PlanContext<'_>, args: &Args) -> Vec<Candidate> {
     let mut out = Vec::new();
     for (p, &n) in ctx.pod_node.iter().enumerate() {
         if let Some(why) = flag(ctx, args, n) {
@@ -74,7 +74,7 @@ pub fn nominate(ctx: &Context<'_>, args: &Args) -> Vec<Candidate> {
 }
 
 /// Per-tick gain of moving a pod off node `from`.
-pub fn gain(ctx: &Context<'_>, args: &Args, from: usize) -> f64 {
+pub fn gain(ctx: &PlanContext<'_>, args: &Args, from: usize) -> f64 {
     if flag(ctx, args, from).is_some() {
         args.penalty
     } else {
@@ -120,7 +120,7 @@ mod tests {
                 include_anomalous: include,
                 ..Args::default()
             };
-            let ctx = Context::new(&snap, &settings).unwrap();
+            let ctx = PlanContext::new(&snap, &settings).unwrap();
             let c = nominate(&ctx, &args);
             match want {
                 None => assert!(c.is_empty(), "{unhealthy} {anomalous} {include}: {c:?}"),

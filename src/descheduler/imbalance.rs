@@ -1,6 +1,6 @@
 //! Load imbalance on real usage: pods on nodes whose measured utilisation is above a threshold.
 //!
-//! Input: the shared [`Context`] and [`ClusterState`] (real usage per node, updated as moves
+//! Input: the shared [`PlanContext`] and [`ClusterState`] (real usage per node, updated as moves
 //! are chosen) and [`Args`]. Output: nominated pods ([`nominate`]) and this strategy's
 //! objective term ([`gain`]).
 //!
@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::context::{ClusterState, Context, saturating_sub};
+use super::context::{ClusterState, PlanContext, saturating_sub};
 use super::{Candidate, Strategy};
 use crate::placement::Resources;
 
@@ -75,7 +75,7 @@ fn excess_sq(u: f64, high: f64) -> f64 {
 
 /// Non-protected and protected pods alike on overloaded nodes, in pod order (the planner
 /// decides what may move).
-pub fn nominate(ctx: &Context<'_>, state: &ClusterState, args: &Args) -> Vec<Candidate> {
+pub fn nominate(ctx: &PlanContext<'_>, state: &ClusterState, args: &Args) -> Vec<Candidate> {
     let mut out = Vec::new();
     for (p, &n) in ctx.pod_node.iter().enumerate() {
         let u = utilisation(state.used[n], ctx.snapshot.nodes[n].allocatable);
@@ -96,7 +96,7 @@ pub fn nominate(ctx: &Context<'_>, state: &ClusterState, args: &Args) -> Vec<Can
 }
 
 /// Per-tick gain of moving `pod` from `from` to `to` under the current state.
-pub fn gain(ctx: &Context<'_>, state: &ClusterState, args: &Args, pod: usize, from: usize, to: usize) -> f64 {
+pub fn gain(ctx: &PlanContext<'_>, state: &ClusterState, args: &Args, pod: usize, from: usize, to: usize) -> f64 {
     let delta = ctx.snapshot.pods[pod].usage;
     let (sa, ta) = (ctx.snapshot.nodes[from].allocatable, ctx.snapshot.nodes[to].allocatable);
     let s_before = utilisation(state.used[from], sa);
@@ -147,7 +147,7 @@ mod tests {
         snap.nodes[1].used = res(2_000, 1 << 30); // 50 %
         snap.pods = vec![pod("hot", "east-1", None), pod("cool", "east-2", None)];
         let settings = Settings::default();
-        let ctx = Context::new(&snap, &settings).unwrap();
+        let ctx = PlanContext::new(&snap, &settings).unwrap();
         let state = ClusterState::new(&ctx);
         let c = nominate(&ctx, &state, &settings.imbalance);
         assert_eq!(c.len(), 1);
@@ -165,7 +165,7 @@ mod tests {
         p.usage = res(800, 1 << 20);
         snap.pods = vec![p];
         let settings = Settings::default();
-        let ctx = Context::new(&snap, &settings).unwrap();
+        let ctx = PlanContext::new(&snap, &settings).unwrap();
         let state = ClusterState::new(&ctx);
         let to_idle = gain(&ctx, &state, &settings.imbalance, 0, 0, 1);
         let to_hot = gain(&ctx, &state, &settings.imbalance, 0, 0, 2);

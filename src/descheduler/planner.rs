@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use serde::{Deserialize, Serialize};
 
-use super::context::{ClusterState, Context};
+use super::context::{ClusterState, PlanContext};
 use super::{
     Candidate, DeschedulerError, Move, Plan, Settings, Skip, SkipKind, Snapshot, TargetStep, drift, evacuation,
     imbalance, violations,
@@ -132,7 +132,7 @@ impl Ord for Key {
 }
 
 struct Planner<'c, 'a> {
-    ctx: &'c Context<'a>,
+    ctx: &'c PlanContext<'a>,
     state: ClusterState,
     /// Destination scan order per agent (nearest to T₀ first), computed on demand.
     order_by_agent: BTreeMap<usize, Vec<usize>>,
@@ -246,7 +246,7 @@ fn below_min_gain(ch: Choice, net: f64, min_gain: f64) -> String {
 /// Plans one tick. See the module doc for the model.
 pub fn plan(snapshot: &Snapshot, settings: &Settings) -> Result<Plan, DeschedulerError> {
     settings.validate()?;
-    let ctx = Context::new(snapshot, settings)?;
+    let ctx = PlanContext::new(snapshot, settings)?;
     let state = ClusterState::new(&ctx);
     let args = &settings.planner;
 

@@ -3,7 +3,7 @@
 //! the pod's node selector (a label changed), or lies beyond the agent's maximum distance from
 //! its (moved) target.
 //!
-//! Input: the shared [`Context`] and [`ClusterState`] and [`Args`]. Output: nominated pods
+//! Input: the shared [`PlanContext`] and [`ClusterState`] and [`Args`]. Output: nominated pods
 //! ([`nominate`]) and this strategy's objective term ([`gain`]): `penalty` per tick for a pod
 //! that violates a checked constraint where it is. Destinations never violate (the planner only
 //! considers nodes that pass `placement::filter` and [`selector_matches`]), so a move of a
@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::context::{ClusterState, Context};
+use super::context::{ClusterState, PlanContext};
 use super::{Candidate, Pod, Strategy};
 use crate::geometry::poincare;
 
@@ -80,7 +80,7 @@ fn majority_tenant(tenants: &BTreeMap<String, (u32, u32)>) -> Option<&str> {
 }
 
 /// What the pod violates where it runs now, if anything.
-pub fn violation(ctx: &Context<'_>, state: &ClusterState, args: &Args, pod: usize) -> Option<String> {
+pub fn violation(ctx: &PlanContext<'_>, state: &ClusterState, args: &Args, pod: usize) -> Option<String> {
     let p = &ctx.snapshot.pods[pod];
     let n = ctx.pod_node[pod];
     let node = &ctx.snapshot.nodes[n];
@@ -126,7 +126,7 @@ pub fn violation(ctx: &Context<'_>, state: &ClusterState, args: &Args, pod: usiz
 }
 
 /// Pods that violate a checked constraint where they run, in pod order.
-pub fn nominate(ctx: &Context<'_>, state: &ClusterState, args: &Args) -> Vec<Candidate> {
+pub fn nominate(ctx: &PlanContext<'_>, state: &ClusterState, args: &Args) -> Vec<Candidate> {
     (0..ctx.snapshot.pods.len())
         .filter_map(|p| {
             violation(ctx, state, args, p).map(|reason| Candidate {
@@ -140,7 +140,7 @@ pub fn nominate(ctx: &Context<'_>, state: &ClusterState, args: &Args) -> Vec<Can
 
 /// Per-tick gain: `penalty` when the pod violates a constraint where it is (destinations are
 /// feasible, so they do not).
-pub fn gain(ctx: &Context<'_>, state: &ClusterState, args: &Args, pod: usize) -> f64 {
+pub fn gain(ctx: &PlanContext<'_>, state: &ClusterState, args: &Args, pod: usize) -> f64 {
     if violation(ctx, state, args, pod).is_some() {
         args.penalty
     } else {
@@ -221,7 +221,7 @@ mod tests {
             snap.agents = vec![agent_at("a", &snap.nodes[0].position.clone())];
             change(&mut snap);
             let settings = Settings::default();
-            let ctx = Context::new(&snap, &settings).unwrap();
+            let ctx = PlanContext::new(&snap, &settings).unwrap();
             let state = ClusterState::new(&ctx);
             let got = violation(&ctx, &state, &settings.violations, 0);
             match (want, &got) {
@@ -245,7 +245,7 @@ mod tests {
         };
         snap.pods = vec![mk("r1", "red"), mk("r2", "red"), mk("b1", "blue")];
         let settings = Settings::default();
-        let ctx = Context::new(&snap, &settings).unwrap();
+        let ctx = PlanContext::new(&snap, &settings).unwrap();
         let state = ClusterState::new(&ctx);
         let c = nominate(&ctx, &state, &settings.violations);
         let names: Vec<&str> = c.iter().map(|c| snap.pods[c.pod].name.as_str()).collect();
@@ -264,7 +264,7 @@ mod tests {
             node_selector: false,
             ..Args::default()
         };
-        let ctx = Context::new(&snap, &settings).unwrap();
+        let ctx = PlanContext::new(&snap, &settings).unwrap();
         let state = ClusterState::new(&ctx);
         assert!(violation(&ctx, &state, &settings.violations, 0).is_some());
         assert!(violation(&ctx, &state, &args, 0).is_none());
