@@ -219,9 +219,9 @@ mod tests {
 
     #[test]
     fn predictive_scales_up_before_a_recurring_ramp_and_has_fewer_violations_than_reactive() {
-        let d = cyclic_pattern(8);
+        let d = cyclic_pattern(5);
         let mut cfg = OperatorPolicyConfig::new(Method::Predictive);
-        cfg.history_seconds = 4.0 * 3600.0;
+        cfg.history_seconds = 3.0 * 3600.0;
         let p = simulate(&d, &cluster(), &PolicySpec::Operator(cfg)).unwrap();
         let r = simulate(
             &d,
