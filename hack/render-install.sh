@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prints manifests/install.yaml: the Helm chart rendered with its default values for the
+# Prints manifests/install.yaml: the Helm chart rendered with its default values (except
+# extenderTLS.generate=false) for the
 # namespace mom-system, CRDs included, preceded by the Namespace. `make manifests` runs it.
 #   render-install.sh HELM_BINARY
 set -euo pipefail
@@ -17,4 +18,6 @@ metadata:
   labels:
     app.kubernetes.io/part-of: mom
 HEADER
-"$helm" template mom "$root/charts/mom" --namespace mom-system --include-crds
+# `helm template` cannot keep generated certificates stable, so the rendered manifests expect
+# the extender's Secrets to exist (see the README: "Installing without Helm").
+"$helm" template mom "$root/charts/mom" --namespace mom-system --include-crds --set extenderTLS.generate=false

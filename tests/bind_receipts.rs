@@ -20,9 +20,13 @@ use mom::operator::crd::Receipt;
 use mom::operator::crd::receipt::ReceiptAction;
 use placement_support::{agent, running_pods};
 
+/// A scheduler name no scheduler runs under: MOM binds such pods (it is one of its
+/// `--scheduler-name`s), but only when a test calls `/bind` by hand.
+const BY_HAND: &str = "bind-by-hand";
+
 /// MOM running at `full_audit` (the level every test of this binary needs).
 fn setup() -> &'static common::Mom {
-    let mom = common::mom();
+    let mom = common::mom_with(&["--scheduler-name", "mom-scheduler", "--scheduler-name", BY_HAND]);
     common::apply_test_momconfig("full_audit");
     mom
 }
@@ -323,6 +327,7 @@ async fn a_replica_that_does_not_hold_the_lease_refuses_to_bind_and_records_noth
         .identity("bind-standby")
         .text_logs()
         .outside_any_pod()
+        .flag("--scheduler-name", BY_HAND)
         .log(dir.join("standby.log"))
         .spawn();
     standby.wait_until_the_extender_serves("the standby's extender");
@@ -331,7 +336,7 @@ async fn a_replica_that_does_not_hold_the_lease_refuses_to_bind_and_records_noth
     let ns = common::TestNamespace::new("bind-follower").await;
     let pods: Api<Pod> = Api::namespaced(ns.client(), &ns.name);
     let pod = pods
-        .create(&PostParams::default(), &plain_pod("unbound", "no-such-scheduler"))
+        .create(&PostParams::default(), &plain_pod("unbound", BY_HAND))
         .await
         .unwrap();
     let node = placement_support::node_labels(ns.client())
@@ -394,6 +399,7 @@ async fn a_replica_that_does_not_hold_the_lease_refuses_to_bind_and_records_noth
             "-H",
             "Content-Type: application/json",
         ])
+        .args(mom.curl_tls_args())
         .args(["--data", &body, &format!("{}/bind", mom.extender_url)])
         .output()
         .unwrap();

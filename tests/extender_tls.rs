@@ -86,8 +86,16 @@ const TLS_SCHEDULER: &str = "mom-scheduler-tls";
 fn tls_mom() -> &'static TlsMom {
     TLS_MOM.get_or_init(|| {
         let dir = tls_dir("good");
+        // It binds for both scheduler profiles of this file, so the untrusting one is refused
+        // by TLS alone.
         let mom = common::start_mom(
-            &["--tls-dir", dir.to_str().unwrap()],
+            &[
+                "--tls-dir",
+                dir.to_str().unwrap(),
+                "--",
+                "--scheduler-name",
+                "mom-scheduler-untrusting",
+            ],
             &[("MOM_SCHEDULER_NAME", TLS_SCHEDULER)],
         );
         assert!(mom.extender_url.starts_with("https://"), "{}", mom.extender_url);

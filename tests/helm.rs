@@ -361,10 +361,26 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
         None,
     );
     assert!(ok, "{err}");
+    // By default over mutual TLS, with the certificates Helm issued into two Secrets: the
+    // scheduler trusts the serving CA and presents its client certificate.
     assert!(
-        config.contains(&format!("urlPrefix: http://{full}-extender.{}.svc:8443", ns.name)),
+        config.contains(&format!("urlPrefix: https://{full}-extender.{}.svc:8443", ns.name)),
         "{config}"
     );
+    assert!(
+        config.contains("certFile: /etc/mom-scheduler/client/tls.crt"),
+        "{config}"
+    );
+    for secret in [format!("{full}-extender-tls"), format!("{full}-extender-client-tls")] {
+        let (ok, keys, err) = common::kubectl(
+            &["get", "secret", &secret, "-n", &ns.name, "-o", "jsonpath={.data}"],
+            None,
+        );
+        assert!(ok, "the chart issued no Secret {secret}: {err}");
+        for key in ["tls.crt", "tls.key", "ca.crt"] {
+            assert!(keys.contains(key), "{secret} has no {key}: {keys}");
+        }
+    }
     assert!(config.contains("leaderElect: true") && config.contains(&format!("resourceNamespace: {}", ns.name)));
 
     // The extender Service routes to the leader only (the pod it labels); metrics to every replica.

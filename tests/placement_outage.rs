@@ -54,13 +54,18 @@ async fn mom_pods_wait_while_the_operator_is_down_and_are_placed_when_it_returns
     );
 
     let addr = |url: &str| url.trim_start_matches("http://").to_string();
-    // Killed when the test ends, however it ends.
-    let _operator = common::OperatorBuilder::new()
+    // Killed when the test ends, however it ends. Same addresses and certificates, so the
+    // scheduler (which authenticates with its client certificate) reaches it as before.
+    let builder = common::OperatorBuilder::new()
         .namespace("mom-system")
         .text_logs()
         .metrics_addr(&addr(&mom.metrics_url))
-        .extender_addr(&addr(&mom.extender_url))
-        .spawn();
+        .extender_addr(&mom.extender_addr());
+    let builder = match &mom.tls_dir {
+        Some(dir) => builder.extender_tls(dir),
+        None => builder,
+    };
+    let _operator = builder.spawn();
     common::eventually(
         "the MOM pod to be scheduled after the restart",
         Duration::from_secs(90),

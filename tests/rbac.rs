@@ -128,8 +128,38 @@ async fn the_chart_rbac_runs_the_placement_scenario_and_grants_nothing_it_does_n
     // The operator and the scheduler, each with only its ServiceAccount's token.
     let dir = std::env::temp_dir().join(format!("mom-rbac-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // The chart's mutual TLS, with the certificates Helm issued into the two Secrets: the
+    // extender serves the serving Secret and trusts the client Secret's CA; the scheduler
+    // presents the client certificate (files laid out as extender-certs.sh does).
+    let tls = dir.join("extender-tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    for (secret, key, file) in [
+        ("mom-extender-tls", "tls.crt", "tls.crt"),
+        ("mom-extender-tls", "tls.key", "tls.key"),
+        ("mom-extender-tls", "ca.crt", "ca.crt"),
+        ("mom-extender-client-tls", "ca.crt", "client-ca.crt"),
+        ("mom-extender-client-tls", "tls.crt", "client.crt"),
+        ("mom-extender-client-tls", "tls.key", "client.key"),
+    ] {
+        let jsonpath = format!("jsonpath={{.data.{}}}", key.replace('.', "\\."));
+        let (ok, b64, err) = common::kubectl(&["get", "secret", secret, "-n", NAMESPACE, "-o", &jsonpath], None);
+        assert!(ok && !b64.is_empty(), "the chart issued no {secret}/{key}: {err}");
+        let out = Command::new("base64")
+            .arg("-d")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(b64.trim().as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        std::fs::write(tls.join(file), out.stdout).unwrap();
+    }
     let operator = common::OperatorBuilder::new()
         .text_logs()
+        .extender_tls(&tls)
         .metrics_addr("127.0.0.1:0")
         .kubeconfig(common::service_account_kubeconfig(&dir, NAMESPACE, OPERATOR_SA))
         .in_pod("rbac-operator", NAMESPACE)
@@ -150,15 +180,38 @@ async fn the_chart_rbac_runs_the_placement_scenario_and_grants_nothing_it_does_n
         None,
     );
     assert!(ok, "{err}");
-    let in_cluster_url = format!("http://mom-extender.{NAMESPACE}.svc:8443");
+    let service = format!("mom-extender.{NAMESPACE}.svc");
+    let in_cluster_url = format!("https://{service}:8443");
     assert!(config.contains(&in_cluster_url), "{config}");
+    // The certificate names the Service, so the scheduler checks that name on 127.0.0.1.
+    let config = config
+        .replace("/etc/mom-scheduler/tls/ca.crt", &tls.join("ca.crt").to_string_lossy())
+        .replace(
+            "/etc/mom-scheduler/client/tls.crt",
+            &tls.join("client.crt").to_string_lossy(),
+        )
+        .replace(
+            "/etc/mom-scheduler/client/tls.key",
+            &tls.join("client.key").to_string_lossy(),
+        )
+        .lines()
+        .flat_map(|line| {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            let server_name = line
+                .trim_start()
+                .starts_with("caFile:")
+                .then(|| format!("{indent}serverName: {service}"));
+            server_name.into_iter().chain(std::iter::once(line.to_string()))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     let scheduler_kubeconfig = common::service_account_kubeconfig(&dir, NAMESPACE, SCHEDULER_SA);
     let scheduler_config: PathBuf = dir.join("mom-scheduler.yaml");
     std::fs::write(
         &scheduler_config,
         format!(
             "{}\nclientConnection:\n  kubeconfig: {}\n",
-            config.replace(&in_cluster_url, &format!("http://{}", operator.extender_addr)),
+            config.replace(&in_cluster_url, &format!("https://{}", operator.extender_addr)),
             scheduler_kubeconfig.display()
         ),
     )

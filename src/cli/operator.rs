@@ -37,6 +37,14 @@ pub struct Args {
     /// PEM private key for --extender-tls-cert (e.g. `tls.key`).
     #[arg(long, requires = "extender_tls_cert")]
     extender_tls_key: Option<std::path::PathBuf>,
+    /// PEM CA bundle that signs the scheduler's client certificate (mutual TLS). With it,
+    /// filter, prioritize and bind answer 401 to any caller without a certificate it signed
+    /// (/healthz stays open). Without it every caller is trusted, and the operator warns.
+    #[arg(long, requires = "extender_tls_cert")]
+    extender_client_ca: Option<std::path::PathBuf>,
+    /// Bind only pods whose spec.schedulerName is this (repeat for several scheduler profiles).
+    #[arg(long = "scheduler-name", default_value = "mom-scheduler")]
+    scheduler_names: Vec<String>,
     /// Write a receipt checkpoint (signed Merkle tree head, mirrored to the tenants'
     /// `mom-receipt-checkpoints` ConfigMaps) after this many receipts (0: no count trigger).
     #[arg(long, default_value_t = 256)]
@@ -141,6 +149,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (Some(cert), Some(key)) => Some(mom::operator::tls::TlsFiles { cert, key }),
             _ => None,
         },
+        extender_client_ca: args.extender_client_ca,
+        scheduler_names: args.scheduler_names,
         checkpoints: mom::operator::checkpoints::CheckpointSettings {
             every_receipts: args.checkpoint_every_receipts,
             interval: Duration::from_secs(args.checkpoint_interval_seconds),

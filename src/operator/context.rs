@@ -7,7 +7,8 @@
 //!
 //! [`run_leader_loop`] owns what every periodic loop shares: the interval, the shutdown signal,
 //! the leader check (a replica that does not hold the Lease only resets the loop's memory), the
-//! tick's tracing span and one error metric, `mom_loop_errors_total{loop,kind}`.
+//! tick's tracing span, one error metric, `mom_loop_errors_total{loop,kind}`, and the loop's
+//! heartbeat in [`Health`] (a tick that never finishes makes `/healthz` fail).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use kube::runtime::events::{EventType, Recorder, Reporter};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
+use super::health::Health;
 use super::metrics::Metrics;
 use super::receipts::{Intent, ReceiptWriter, Withheld};
 use super::view::{Recording, SharedView};
@@ -37,6 +39,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// The operator's one receipt writer.
     pub writer: Arc<ReceiptWriter>,
+    /// Liveness of the watches and loops, read by `/healthz`.
+    pub health: Arc<Health>,
 }
 
 /// The Events' reporter: MOM's field manager and this replica's identity.
@@ -64,6 +68,7 @@ impl Context {
             metrics,
             leading,
             writer,
+            health: Arc::default(),
         }
     }
 
@@ -151,14 +156,18 @@ pub trait LeaderLoop: Send + 'static {
 /// Runs `job` every [`LeaderLoop::period`] (or when it wakes) until `shutdown` turns true, and
 /// returns it, so a caller can read what it holds at the end (the checkpointer's state).
 pub async fn run_leader_loop<L: LeaderLoop>(ctx: Arc<Context>, mut job: L, mut shutdown: watch::Receiver<bool>) -> L {
-    let mut interval = tokio::time::interval(job.period());
+    let period = job.period();
+    let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let beat = |ctx: &Context| ctx.health.beat(L::NAME, period, std::time::Instant::now());
+    beat(&ctx);
     loop {
         tokio::select! {
             _ = interval.tick() => {}
             _ = job.wake(&ctx) => {}
             _ = shutdown.wait_for(|stop| *stop) => return job,
         }
+        beat(&ctx);
         if !ctx.is_leader() {
             job.reset();
             continue;
@@ -168,6 +177,7 @@ pub async fn run_leader_loop<L: LeaderLoop>(ctx: Arc<Context>, mut job: L, mut s
             ctx.metrics.loop_error(L::NAME, err.metric_label());
             tracing::warn!(r#loop = L::NAME, kind = err.metric_label(), error = %err, "tick failed");
         }
+        beat(&ctx);
     }
 }
 

@@ -6,6 +6,13 @@
 //! ordinary Kubernetes JSON. MOM runs with `nodeCacheCapable: true` (only node names are sent)
 //! but also accepts full `Nodes` lists. A malformed request gets 400 with the reason.
 //!
+//! Who may call: with a client CA (`--extender-client-ca`, on by default in the chart and in
+//! `make demo`) the verbs answer 401 to any connection without a client certificate that CA
+//! signed, before any state is read or written (see [`Access`]); `/healthz` stays open for
+//! probes. `bind` also requires the pod's `spec.schedulerName` to be one of MOM's
+//! (`--scheduler-name`), so even an authenticated caller cannot have MOM bind, with its own
+//! rights, a pod meant for another scheduler. Connection and request limits: [`super::http`].
+//!
 //! The extender has no reserve/unreserve hooks, so it binds pods itself (`bindVerb`) and records
 //! each binding as *assumed* in the view until the watch shows the pod bound; later decisions in
 //! the same burst therefore see the capacity, isolation and spread those pods take.
@@ -33,6 +40,7 @@ use kube::api::{Api, PostParams};
 use serde::{Deserialize, Serialize};
 
 use super::context::Context;
+use super::http::Caller;
 use super::receipts::Intent;
 use super::view::pod_record;
 use crate::placement;
@@ -102,13 +110,68 @@ pub struct ExtenderBindingResult {
 pub const NOT_LEADER: &str = "this replica is not the leader (it does not hold the Lease), so it does not bind; \
      the scheduler retries (route the extender Service to the pod labelled mom.hypersync.io/leader=true)";
 
-pub fn router(state: Arc<Context>) -> Router {
-    Router::new()
+/// Who may call the extender and for which pods it binds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Access {
+    /// Refuse `filter`, `prioritize` and `bind` (401) to callers without a client certificate
+    /// verified against the client CA (`--extender-client-ca`). Off only when no client CA is
+    /// configured, which the operator warns about at start-up.
+    pub require_client_certificate: bool,
+    /// Bind a pod only when its `spec.schedulerName` is one of these (`--scheduler-name`).
+    pub scheduler_names: Vec<String>,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Self {
+            require_client_certificate: true,
+            scheduler_names: vec![DEFAULT_SCHEDULER_NAME.to_string()],
+        }
+    }
+}
+
+/// The scheduler profile MOM's pods name in `spec.schedulerName` unless configured otherwise.
+pub const DEFAULT_SCHEDULER_NAME: &str = "mom-scheduler";
+
+/// What an unauthenticated caller of a verb gets (401), before any state is read or written.
+pub const UNAUTHENTICATED: &str = "the extender's verbs need a client certificate signed by the extender's client CA \
+     (the scheduler's extender tlsConfig certFile/keyFile); this connection presented none";
+
+pub fn router(state: Arc<Context>, access: Arc<Access>) -> Router {
+    let verbs = Router::new()
         .route("/filter", post(filter_handler))
         .route("/prioritize", post(prioritize_handler))
         .route("/bind", post(bind_handler))
-        .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .with_state(state)
+        .route_layer(axum::middleware::from_fn_with_state(access.clone(), authenticate))
+        .layer(axum::Extension(access));
+    verbs.route("/healthz", axum::routing::get(healthz)).with_state(state)
+}
+
+/// Refuses callers the transport did not authenticate, when [`Access`] requires it.
+async fn authenticate(
+    State(access): State<Arc<Access>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let caller = req.extensions().get::<Caller>().cloned().unwrap_or(Caller::Anonymous);
+    if access.require_client_certificate && caller != Caller::VerifiedCertificate {
+        tracing::debug!(path = %req.uri().path(), "extender: refused an unauthenticated caller");
+        return (StatusCode::UNAUTHORIZED, UNAUTHENTICATED).into_response();
+    }
+    next.run(req).await
+}
+
+/// `ok`, or 503 naming every watch that ended and every loop that is stuck.
+pub async fn healthz(State(state): State<Arc<Context>>) -> Response {
+    health_response(&state.health)
+}
+
+/// The `/healthz` answer for a health registry (shared with the metrics server).
+pub fn health_response(health: &super::health::Health) -> Response {
+    match health.check(Instant::now()) {
+        Ok(()) => "ok".into_response(),
+        Err(problems) => (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n")).into_response(),
+    }
 }
 
 /// Why a request could not be answered; every variant is the caller's fault (HTTP 400).
@@ -286,13 +349,17 @@ async fn prioritize_handler(State(state): State<Arc<Context>>, body: Bytes) -> R
     out
 }
 
-async fn bind_handler(State(state): State<Arc<Context>>, body: Bytes) -> Response {
+async fn bind_handler(
+    State(state): State<Arc<Context>>,
+    axum::Extension(access): axum::Extension<Arc<Access>>,
+    body: Bytes,
+) -> Response {
     let start = Instant::now();
     let args: ExtenderBindingArgs = match parse(&body) {
         Ok(a) => a,
         Err(err) => return err.into_response(),
     };
-    let result = bind(&state, &args).await;
+    let result = bind(&state, &access, &args).await;
     if result.is_err()
         && let Ok(mut view) = state.view.write()
     {
@@ -308,7 +375,7 @@ async fn bind_handler(State(state): State<Arc<Context>>, body: Bytes) -> Respons
 
 /// Binds the pod through the API (leader only, after its `bind` receipt) and records the
 /// binding as assumed.
-async fn bind(state: &Context, args: &ExtenderBindingArgs) -> Result<(), String> {
+async fn bind(state: &Context, access: &Access, args: &ExtenderBindingArgs) -> Result<(), String> {
     if !state.is_leader() {
         tracing::debug!(pod = %args.pod_name, namespace = %args.pod_namespace, node = %args.node, "bind refused: not the leader");
         return Err(NOT_LEADER.into());
@@ -330,6 +397,21 @@ async fn bind(state: &Context, args: &ExtenderBindingArgs) -> Result<(), String>
         return Err(format!(
             "pod {}/{} has uid {:?}, not {} that the scheduler bound: it was replaced",
             args.pod_namespace, args.pod_name, pod.metadata.uid, args.pod_uid
+        ));
+    }
+    // Only pods that asked for MOM's scheduler: a caller cannot have MOM bind (with MOM's
+    // rights, past taints and the default scheduler's checks) a pod meant for another one.
+    let scheduler = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.as_deref())
+        .unwrap_or("default-scheduler");
+    if !access.scheduler_names.iter().any(|n| n == scheduler) {
+        return Err(format!(
+            "pod {}/{} has spec.schedulerName {scheduler:?}, not one of MOM's ({}): MOM does not bind it",
+            args.pod_namespace,
+            args.pod_name,
+            access.scheduler_names.join(", ")
         ));
     }
     write_receipt(state, args, &pod).await?;
@@ -402,20 +484,24 @@ async fn write_receipt(state: &Context, args: &ExtenderBindingArgs, pod: &Pod) -
     state.record_before(intent).await.map_err(|withheld| withheld.message)
 }
 
-/// Serves the extender until `shutdown` turns true.
-pub async fn serve<L>(listener: L, state: Arc<Context>, mut shutdown: tokio::sync::watch::Receiver<bool>)
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await;
-    if let Err(err) = result {
-        tracing::error!(error = %err, "extender server failed");
-    }
+/// Serves the extender (over TLS with `tls`) under `limits` until `shutdown` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<Context>,
+    access: Access,
+    limits: super::http::Limits,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    super::http::serve(
+        listener,
+        tls,
+        router(state, Arc::new(access)),
+        limits,
+        shutdown,
+        "extender",
+    )
+    .await;
 }
 
 #[cfg(test)]
@@ -434,7 +520,7 @@ mod tests {
     #[tokio::test]
     async fn a_replica_that_does_not_lead_refuses_to_bind_before_touching_the_api() {
         let (state, _tx) = state(false);
-        let err = bind(&state, &args()).await.unwrap_err();
+        let err = bind(&state, &Access::default(), &args()).await.unwrap_err();
         assert_eq!(err, NOT_LEADER);
         assert!(err.contains("not the leader"));
     }
@@ -442,11 +528,11 @@ mod tests {
     #[tokio::test]
     async fn the_leader_goes_on_to_bind_and_a_follower_that_takes_the_lease_does_too() {
         let (state, tx) = state(false);
-        assert_eq!(bind(&state, &args()).await.unwrap_err(), NOT_LEADER);
+        assert_eq!(bind(&state, &Access::default(), &args()).await.unwrap_err(), NOT_LEADER);
         tx.send_replace(true);
         // Past the leadership check: with no apiserver behind the client it stops at the next
         // step, reading the pod.
-        let err = bind(&state, &args()).await.unwrap_err();
+        let err = bind(&state, &Access::default(), &args()).await.unwrap_err();
         assert!(err.starts_with("reading pod web-1"), "{err}");
     }
 

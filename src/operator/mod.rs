@@ -10,6 +10,8 @@ pub mod descheduler;
 pub mod error;
 pub mod events;
 pub mod extender;
+pub mod health;
+pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod metrics_api;
@@ -53,6 +55,11 @@ pub struct OperatorConfig {
     pub extender_addr: SocketAddr,
     /// Serve the extender over HTTPS with this certificate and key (plain HTTP when absent).
     pub extender_tls: Option<tls::TlsFiles>,
+    /// CA of the client certificates the extender's verbs require (mutual TLS); without it
+    /// every caller is trusted.
+    pub extender_client_ca: Option<std::path::PathBuf>,
+    /// The pods' `spec.schedulerName`s the extender binds.
+    pub scheduler_names: Vec<String>,
     /// When receipt checkpoints are written.
     pub checkpoints: checkpoints::CheckpointSettings,
     /// The scaler loop (tick, Prometheus, history window).
@@ -83,9 +90,20 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let (extender_listener, extender_bound) = bind(config.extender_addr).await?;
     // Fail at start-up, naming the file, rather than on the scheduler's first call.
     let extender_tls = match &config.extender_tls {
-        Some(files) => Some(tls::acceptor(files.clone()).map_err(Error::Tls)?),
+        Some(files) => Some(tls::acceptor(files.clone(), config.extender_client_ca.as_deref()).map_err(Error::Tls)?),
         None => None,
     };
+    let access = extender::Access {
+        require_client_certificate: config.extender_client_ca.is_some(),
+        scheduler_names: config.scheduler_names.clone(),
+    };
+    if !access.require_client_certificate {
+        tracing::warn!(
+            "the extender trusts every caller (no --extender-client-ca): any pod that reaches its port can have \
+             MOM filter, prioritize and bind; give it the scheduler's client CA"
+        );
+    }
+    let health = Arc::new(health::Health::default());
 
     let elector = leader::LeaderElector::new(
         client.clone(),
@@ -106,6 +124,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         listener,
         metrics.clone(),
         leading.clone(),
+        health.clone(),
         shutdown_rx.clone(),
     ));
     let election = tokio::spawn(elector.run(metrics.clone(), release_rx));
@@ -115,9 +134,17 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let (nodes_ready_tx, mut nodes_ready) = tokio::sync::watch::channel(false);
     let (config_ready_tx, mut config_ready) = tokio::sync::watch::channel(false);
     let watches = [
-        tokio::spawn(watch::momconfig(client.clone(), view.clone(), config_ready_tx)),
-        tokio::spawn(watch::nodes(client.clone(), view.clone(), nodes_ready_tx)),
-        tokio::spawn(watch::pods(client.clone(), view.clone())),
+        watched(
+            &health,
+            "watch/momconfig",
+            watch::momconfig(client.clone(), view.clone(), config_ready_tx),
+        ),
+        watched(
+            &health,
+            "watch/nodes",
+            watch::nodes(client.clone(), view.clone(), nodes_ready_tx),
+        ),
+        watched(&health, "watch/pods", watch::pods(client.clone(), view.clone())),
     ];
     // Settings first, then nodes: the first embedding then already uses the configured keys.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), config_ready.wait_for(|r| *r)).await;
@@ -126,14 +153,16 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     tracing::info!(addr = %extender_bound, tls = extender_tls.is_some(), "serving the scheduler extender");
     let writer =
         Arc::new(receipts::ReceiptWriter::new(client.clone(), config.namespace.clone()).with_metrics(metrics.clone()));
-    let ctx = Arc::new(context::Context::new(
+    let mut ctx = context::Context::new(
         client.clone(),
         view.clone(),
         metrics.clone(),
         leading.clone(),
         writer.clone(),
         &config.identity,
-    ));
+    );
+    ctx.health = health.clone();
+    let ctx = Arc::new(ctx);
     // Only the leader binds; its pod carries the leader label the extender Service selects.
     let leader_label = tokio::spawn(leader::label_own_pod(
         client.clone(),
@@ -141,19 +170,28 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         leading.clone(),
         shutdown_rx.clone(),
     ));
-    let extender_task = match extender_tls {
-        Some(acceptor) => {
-            let listener = tls::TlsListener::new(extender_listener, acceptor).map_err(|source| Error::Bind {
-                addr: extender_bound,
-                source,
-            })?;
-            tokio::spawn(extender::serve(listener, ctx.clone(), shutdown_rx.clone()))
-        }
-        None => tokio::spawn(extender::serve(extender_listener, ctx.clone(), shutdown_rx.clone())),
-    };
+    let extender_task = tokio::spawn(extender::serve(
+        extender_listener,
+        extender_tls,
+        ctx.clone(),
+        access,
+        http::Limits::default(),
+        shutdown_rx.clone(),
+    ));
 
     use context::run_leader_loop;
-    let agent_controller = tokio::spawn(agents::run(ctx.clone(), shutdown_rx.clone()));
+    let agent_controller = {
+        let controller = agents::run(ctx.clone(), shutdown_rx.clone());
+        let (health, shutdown) = (health.clone(), shutdown_rx.clone());
+        health.watching("controller/agents");
+        tokio::spawn(async move {
+            let out = controller.await;
+            if !*shutdown.borrow() {
+                health.ended("controller/agents", "the GeometricAgent controller stopped");
+            }
+            out
+        })
+    };
     let checkpointer = tokio::spawn(run_leader_loop(
         ctx.clone(),
         checkpoints::Checkpointer::new(config.checkpoints),
@@ -233,6 +271,27 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         w.abort();
     }
     Ok(())
+}
+
+/// Spawns a watch that must run for the life of the process; its end (for whatever reason)
+/// makes `/healthz` fail, naming it.
+fn watched<F>(health: &Arc<health::Health>, name: &'static str, watch: F) -> tokio::task::JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    health.watching(name);
+    let health = health.clone();
+    tokio::spawn(async move {
+        // A panic inside is caught by its own task so it is reported rather than lost.
+        let result = tokio::spawn(watch).await;
+        let why = match result {
+            Ok(()) => "the watch returned".to_string(),
+            Err(err) if err.is_panic() => "the watch panicked".to_string(),
+            Err(err) => format!("the watch task failed: {err}"),
+        };
+        tracing::error!(watch = name, reason = %why, "a watch ended; /healthz now fails");
+        health.ended(name, &why);
+    })
 }
 
 async fn wait_for_signal() {

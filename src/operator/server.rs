@@ -1,6 +1,7 @@
-//! The operator's HTTP endpoints: `/metrics` (Prometheus), `/healthz` (liveness) and
-//! `/readyz` (readiness; reports whether this replica leads, but is ready either way since
-//! every replica serves).
+//! The operator's HTTP endpoints: `/metrics` (Prometheus), `/healthz` (liveness: 503 naming
+//! the watch that ended or the loop that is stuck, see [`super::health`]) and `/readyz`
+//! (readiness; reports whether this replica leads, but is ready either way since every replica
+//! serves). Served under the limits of [`super::http`].
 
 use std::sync::Arc;
 
@@ -11,21 +12,30 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::sync::watch;
 
+use super::health::Health;
 use super::metrics::Metrics;
 
 #[derive(Clone)]
 struct AppState {
     metrics: Arc<Metrics>,
     leading: watch::Receiver<bool>,
+    health: Arc<Health>,
 }
 
 /// The router, separate from the listener so tests can drive it directly.
-fn router(metrics: Arc<Metrics>, leading: watch::Receiver<bool>) -> Router {
+fn router(metrics: Arc<Metrics>, leading: watch::Receiver<bool>, health: Arc<Health>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/healthz",
+            get(|State(state): State<AppState>| async move { super::extender::health_response(&state.health) }),
+        )
         .route("/readyz", get(ready_handler))
-        .with_state(AppState { metrics, leading })
+        .with_state(AppState {
+            metrics,
+            leading,
+            health,
+        })
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
@@ -48,15 +58,9 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     leading: watch::Receiver<bool>,
-    mut shutdown: watch::Receiver<bool>,
+    health: Arc<Health>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let app = router(metrics, leading);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await;
-    if let Err(err) = result {
-        tracing::error!(error = %err, "metrics server failed");
-    }
+    let app = router(metrics, leading, health);
+    super::http::serve(listener, None, app, super::http::Limits::default(), shutdown, "metrics").await;
 }

@@ -3,26 +3,20 @@
 //! reloaded on the next handshake after either file changes, so a rotated certificate is served
 //! without a restart.
 //!
-//! Handshakes run in their own tasks (one slow or hostile client cannot hold up the others) and
-//! time out after [`HANDSHAKE_TIMEOUT`]; the server only ever sees finished TLS streams.
+//! With a client CA (`--extender-client-ca`) the extender also verifies client certificates:
+//! that is how the scheduler authenticates (mutual TLS). Handshakes run per connection under
+//! the limits of [`super::http`].
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
-use tokio_rustls::server::TlsStream;
-
-/// Longest a client may take to finish the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the serving certificate chain and its private key are read from.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +39,8 @@ pub enum TlsError {
     NoCertificate { path: PathBuf },
     #[error("{path} holds no usable PEM private key: {reason}")]
     Key { path: PathBuf, reason: String },
+    #[error("{path} cannot verify client certificates: {reason}")]
+    ClientCa { path: PathBuf, reason: String },
     #[error("the key in {key} does not match the certificate in {cert}: {reason}")]
     Mismatch {
         cert: PathBuf,
@@ -155,80 +151,61 @@ impl ResolvesServerCert for ReloadingCertificate {
     }
 }
 
+/// Reads the PEM CA bundle that signs the clients allowed to call (the scheduler's client
+/// certificate); fails naming the file when it holds no usable certificate.
+pub fn client_roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .map_err(|_| TlsError::NoCertificate {
+                path: path.to_path_buf(),
+            })?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(roots)
+}
+
 /// The acceptor for the given files; fails now, naming the file, if they are unusable.
-pub fn acceptor(files: TlsFiles) -> Result<TlsAcceptor, TlsError> {
+///
+/// With `client_ca`, a client may present a certificate; one that does not chain to that CA
+/// fails the handshake, one that does marks the connection as
+/// [`super::http::Caller::VerifiedCertificate`]. Clients without a certificate still connect
+/// (so probes reach `/healthz`); the routes that act refuse them with 401.
+pub fn acceptor(files: TlsFiles, client_ca: Option<&Path>) -> Result<TlsAcceptor, TlsError> {
     let resolver = Arc::new(ReloadingCertificate::new(files)?);
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Key {
             path: PathBuf::new(),
             reason: e.to_string(),
-        })?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+        })?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let roots = client_roots(path)?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::ClientCa {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// A listener yielding finished TLS streams, for `axum::serve`.
-pub struct TlsListener {
-    local: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-}
-
-impl TlsListener {
-    /// Accepts TCP connections on `tcp` and runs each handshake in its own task.
-    pub fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    _ = tx.closed() => return,
-                    accepted = tcp.accept() => accepted,
-                };
-                let (stream, peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(err) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %err, "extender: accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let acceptor = acceptor.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(err)) => tracing::info!(%peer, error = %err, "extender: TLS handshake failed"),
-                        Err(_) => tracing::info!(%peer, "extender: TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(Self { local, ready })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The accept task only ends once this receiver is dropped, so this cannot be
-            // reached while `self` exists; wait forever rather than invent a connection.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }
 
 #[cfg(test)]

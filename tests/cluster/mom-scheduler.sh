@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Starts a second real kube-scheduler, `mom-scheduler`, wired to MOM's extender, in a control
 # plane started by up.sh. Its pid joins STATE_DIR/pids so down.sh stops it.
-#   mom-scheduler.sh STATE_DIR EXTENDER_URL [CA_FILE]
+#   mom-scheduler.sh STATE_DIR EXTENDER_URL [CA_FILE [CLIENT_CERT CLIENT_KEY]]
 # With an https:// EXTENDER_URL, CA_FILE is the CA that signed the extender's certificate
-# (the scheduler then verifies it: `enableHTTPS` plus `tlsConfig.caFile`).
+# (the scheduler then verifies it: `enableHTTPS` plus `tlsConfig.caFile`); CLIENT_CERT and
+# CLIENT_KEY are the scheduler's client certificate for mutual TLS (`tlsConfig.certFile`,
+# `keyFile`).
 # MOM_SCHEDULER_NAME (default mom-scheduler) names the scheduler profile, so a test can run a
 # second one beside it.
 set -euo pipefail
@@ -12,6 +14,8 @@ root=$(cd "$here/../.." && pwd)
 state=${1:?usage: mom-scheduler.sh STATE_DIR EXTENDER_URL}
 url=${2:?usage: mom-scheduler.sh STATE_DIR EXTENDER_URL [CA_FILE]}
 ca=${3:-}
+client_cert=${4:-}
+client_key=${5:-}
 name=${MOM_SCHEDULER_NAME:-mom-scheduler}
 if [[ $url == https://* && -z $ca ]]; then
   echo "mom-scheduler.sh: an https extender URL needs CA_FILE" >&2; exit 2
@@ -27,6 +31,9 @@ mkdir -p "$state/logs"
   if [[ -n $ca ]]; then
     # Appended to the one extender entry (the last list item of the file).
     printf '    enableHTTPS: true\n    tlsConfig:\n      caFile: %s\n' "$ca"
+    if [[ -n $client_cert ]]; then
+      printf '      certFile: %s\n      keyFile: %s\n' "$client_cert" "$client_key"
+    fi
   fi
   printf 'clientConnection:\n  kubeconfig: %s\n' "$kubeconfig"
 } > "$config"

@@ -208,6 +208,34 @@ pub struct Mom {
     pub operator_pid: u32,
     pub metrics_url: String,
     pub extender_url: String,
+    /// The extender's TLS material (`extender-certs.sh` layout), unless started with
+    /// `--plain-http`.
+    pub tls_dir: Option<PathBuf>,
+}
+
+impl Mom {
+    /// `host:port` of the extender.
+    pub fn extender_addr(&self) -> String {
+        let url = &self.extender_url;
+        url.split_once("://").map_or(url.as_str(), |(_, rest)| rest).to_string()
+    }
+
+    /// curl arguments that trust the extender's certificate and present the scheduler's client
+    /// certificate (empty for a plain-HTTP extender).
+    pub fn curl_tls_args(&self) -> Vec<String> {
+        let Some(dir) = &self.tls_dir else { return Vec::new() };
+        let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        let mut args = vec!["--cacert".to_string(), path("ca.crt")];
+        if dir.join("client.crt").exists() {
+            args.extend([
+                "--cert".to_string(),
+                path("client.crt"),
+                "--key".to_string(),
+                path("client.key"),
+            ]);
+        }
+        args
+    }
 }
 
 static MOM: OnceLock<Mom> = OnceLock::new();
@@ -295,6 +323,9 @@ pub fn start_mom(args: &[&str], env: &[(&str, &str)]) -> Mom {
         operator_pid: field("OPERATOR_PID").parse().expect("pid"),
         metrics_url: field("METRICS_URL"),
         extender_url: field("EXTENDER_URL"),
+        tls_dir: Some(field("EXTENDER_TLS_DIR"))
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from),
     }
 }
 
@@ -658,6 +689,20 @@ impl OperatorBuilder {
     pub fn extender_addr(mut self, addr: &str) -> Self {
         self.extender_addr = Some(addr.to_string());
         self
+    }
+
+    /// The extender's TLS flags for the material in `dir` (`extender-certs.sh` layout): HTTPS
+    /// with `tls.crt`/`tls.key`, and mutual TLS with `client-ca.crt` when present.
+    pub fn extender_tls(self, dir: &Path) -> Self {
+        let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        let this = self
+            .flag("--extender-tls-cert", &path("tls.crt"))
+            .flag("--extender-tls-key", &path("tls.key"));
+        if dir.join("client-ca.crt").exists() {
+            this.flag("--extender-client-ca", &path("client-ca.crt"))
+        } else {
+            this
+        }
     }
 
     /// `KUBECONFIG=PATH` instead of the control plane's admin kubeconfig (e.g. a

@@ -75,6 +75,15 @@ seccompProfile:
 {{- end }}
 
 {{/* The Secret holding the extender's serving certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "mom.extenderClientSecret" -}}
+{{- .Values.extenderTLS.clientAuth.secretName | default (printf "%s-extender-client-tls" (include "mom.fullname" . | trunc 42 | trimSuffix "-")) -}}
+{{- end }}
+
+{{/* Whether the extender requires the scheduler's client certificate. */}}
+{{- define "mom.extenderClientAuth" -}}
+{{- if and .Values.extenderTLS.enabled .Values.extenderTLS.clientAuth.enabled }}true{{ end -}}
+{{- end }}
+
 {{- define "mom.extenderTLSSecret" -}}
 {{- .Values.extenderTLS.secretName | default (printf "%s-extender-tls" (include "mom.fullname" . | trunc 49 | trimSuffix "-")) -}}
 {{- end }}
