@@ -217,21 +217,21 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
     let mut wants = vec![
         Want {
             name: "alpha",
-            tenant: format!("{n}-red"),
+            tenant: n.clone(),
             wanted: 5,
             bid: json!({"valuePerReplica": 0, "marginalValues": [10, 8, 6, 4, 2]}),
             values: vec![10.0, 8.0, 6.0, 4.0, 2.0],
         },
         Want {
             name: "beta",
-            tenant: format!("{n}-blue"),
+            tenant: n.clone(),
             wanted: 4,
             bid: json!({"valuePerReplica": 5}),
             values: vec![5.0; 4],
         },
         Want {
             name: "gamma",
-            tenant: format!("{n}-red"),
+            tenant: n.clone(),
             wanted: 3,
             bid: json!({"valuePerReplica": 0, "marginalValues": [9, 7, 3]}),
             values: vec![9.0, 7.0, 3.0],
@@ -409,28 +409,28 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
     ]);
     assert!(ok, "{err}");
     for report in [&report, &from_file] {
-        for tenant in [format!("{n}-red"), format!("{n}-blue")] {
-            let paid: f64 = edited_outcome
-                .allocations
-                .iter()
-                .filter(|a| a.tenant == tenant)
-                .map(|a| a.payment)
-                .sum();
-            let line = report["tenants"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|t| t["tenant"] == tenant.as_str())
-                .unwrap_or_else(|| panic!("{tenant} missing in {report}"));
-            assert_eq!(line["payment_per_hour"].as_f64().unwrap(), paid, "{line}");
-        }
+        // One tenant: the namespace's (tenant identity comes from the namespace, not the agent).
+        let tenant = n.as_str();
+        let paid: f64 = edited_outcome
+            .allocations
+            .iter()
+            .filter(|a| a.tenant == tenant)
+            .map(|a| a.payment)
+            .sum();
+        let line = report["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tenant"] == tenant)
+            .unwrap_or_else(|| panic!("{tenant} missing in {report}"));
+        assert_eq!(line["payment_per_hour"].as_f64().unwrap(), paid, "{line}");
     }
     println!("cost report: {report}");
 
     // Malformed bids are rejected by the apiserver, naming the field; the allocation stays.
     let mut bad = Want {
         name: "alpha",
-        tenant: format!("{n}-red"),
+        tenant: n.clone(),
         wanted: 5,
         bid: json!({"valuePerReplica": 0, "marginalValues": [1, 5]}),
         values: vec![],

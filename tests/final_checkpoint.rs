@@ -151,7 +151,7 @@ async fn sigterm_makes_the_leader_seal_its_receipts_in_a_final_checkpoint_and_no
     let mut standby = start_operator("standby-b", "0");
 
     // Actions: three agents created (one spawn receipt each), one scaled up (one more).
-    let ns = common::TestNamespace::new("final-ckpt").await;
+    let ns = common::TestNamespace::for_tenant("final-ckpt", TENANT).await;
     let agents: Api<GeometricAgent> = Api::namespaced(client.clone(), &ns.name);
     for name in ["alpha", "beta", "gamma"] {
         agents

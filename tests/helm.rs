@@ -508,10 +508,48 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
     );
     let scheduler_kubeconfig = common::service_account_kubeconfig(&dir, &ns.name, &scheduler);
     let scheduler_config = dir.join("mom-scheduler.yaml");
+    // The scheduler reads the Secrets the chart issued, as its pod would from its mounts.
+    let mut local_config = config.clone();
+    for (secret, mount) in [
+        (format!("{full}-extender-tls"), "/etc/mom-scheduler/tls"),
+        (format!("{full}-extender-client-tls"), "/etc/mom-scheduler/client"),
+    ] {
+        let local = dir.join(mount.trim_start_matches('/').replace('/', "-"));
+        std::fs::create_dir_all(&local).unwrap();
+        for key in ["tls.crt", "tls.key", "ca.crt"] {
+            let (ok, encoded, err) = common::kubectl(
+                &[
+                    "get",
+                    "secret",
+                    &secret,
+                    "-n",
+                    &ns.name,
+                    "-o",
+                    &format!("jsonpath={{.data.{}}}", key.replace('.', "\\.")),
+                ],
+                None,
+            );
+            assert!(ok, "{err}");
+            let decoded = Command::new("base64")
+                .arg("-d")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    use std::io::Write as _;
+                    child.stdin.take().unwrap().write_all(encoded.trim().as_bytes())?;
+                    child.wait_with_output()
+                })
+                .unwrap();
+            assert!(decoded.status.success(), "{secret} {key} is not base64");
+            std::fs::write(local.join(key), decoded.stdout).unwrap();
+        }
+        local_config = local_config.replace(mount, local.to_str().unwrap());
+    }
     std::fs::write(
         &scheduler_config,
         format!(
-            "{config}\nclientConnection:\n  kubeconfig: {}\n",
+            "{local_config}\nclientConnection:\n  kubeconfig: {}\n",
             scheduler_kubeconfig.display()
         ),
     )

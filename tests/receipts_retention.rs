@@ -57,7 +57,7 @@ async fn pruned_receipts_leave_a_chain_that_starts_at_a_checkpoint_and_still_ver
     let client = common::client().await;
 
     // An early tenant namespace: its receipts will all be folded away.
-    let early = common::TestNamespace::new("retention-early").await;
+    let early = common::TestNamespace::for_tenant("retention-early", "acme").await;
     common::apply(&agent(&early.name, "early", 1));
     common::eventually("the early namespace's bundle", Duration::from_secs(60), || {
         let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &early.name);
@@ -66,7 +66,7 @@ async fn pruned_receipts_leave_a_chain_that_starts_at_a_checkpoint_and_still_ver
     .await;
 
     // A later one that keeps acting: each step is one receipt or more (spawn/terminate, binds).
-    let late = common::TestNamespace::new("retention-late").await;
+    let late = common::TestNamespace::for_tenant("retention-late", "acme").await;
     for replicas in [1, 2, 3, 2, 1, 2, 3, 4, 3, 2] {
         common::apply(&agent(&late.name, "late", replicas));
         let late_ns = late.name.clone();

@@ -136,8 +136,8 @@ async fn a_thousand_actions_verify_clean_and_an_edit_a_deletion_and_a_forgery_ar
     let _operator = start_operator();
 
     let tenants = [
-        ("acme", common::TestNamespace::new("acme").await),
-        ("globex", common::TestNamespace::new("globex").await),
+        ("acme", common::TestNamespace::for_tenant("acme", "acme").await),
+        ("globex", common::TestNamespace::for_tenant("globex", "globex").await),
     ];
     let started = Instant::now();
     // Round 0 creates every agent with one replica (one spawn each); rounds 1.. flip them

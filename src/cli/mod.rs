@@ -53,7 +53,7 @@ enum Command {
     Crdgen(crdgen::Args),
     /// Run the operator: controllers, leader election, metrics and health endpoints.
     #[cfg(feature = "operator")]
-    Operator(operator::Args),
+    Operator(Box<operator::Args>),
     /// Verify an exported receipt chain offline: hashes, links, signatures, checkpoints, replay.
     Verify(verify::Args),
     /// Receipt tools: key generation, a demo chain, retention pruning.
@@ -85,7 +85,7 @@ pub fn main() -> ExitCode {
         #[cfg(feature = "operator")]
         Command::Crdgen(args) => crdgen::run(args),
         #[cfg(feature = "operator")]
-        Command::Operator(args) => operator::run(args),
+        Command::Operator(args) => operator::run(*args),
         Command::Verify(args) => verify::run(args),
         Command::Receipts(args) => receipts::run(args),
         Command::Exporter(command) => exporter::run(command),

@@ -203,8 +203,9 @@ fn resolve_policy(agent: &GeometricAgent, strategy: Option<&OrchestrationStrateg
     policy
 }
 
-/// The pod for one new replica, from the agent's template.
-pub fn build_pod(agent: &GeometricAgent) -> Result<Pod, AgentError> {
+/// The pod for one new replica, from the agent's template; `tenant` (the namespace's) is shown
+/// on it as a label, for people and tools: MOM itself never reads a tenant from a pod.
+pub fn build_pod(agent: &GeometricAgent, tenant: &str) -> Result<Pod, AgentError> {
     let name = agent.name_any();
     let template = &agent.spec.template;
     let mut spec = template.spec.clone().ok_or_else(|| AgentError::Template {
@@ -224,7 +225,7 @@ pub fn build_pod(agent: &GeometricAgent) -> Result<Pod, AgentError> {
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
     labels.insert(AGENT_LABEL.into(), name.clone());
-    labels.insert(TENANT_LABEL.into(), agent.spec.tenant.clone());
+    labels.insert(TENANT_LABEL.into(), tenant.to_string());
     if agent.spec.isolation == super::crd::agent::Isolation::Strict {
         labels.insert(ISOLATION_LABEL.into(), "strict".into());
     }
@@ -298,7 +299,15 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &Context) -> Result<Action
         .ok()
         .and_then(|v| v.pool_pressure(&super::pools::pool_of(agent)))
         .map(super::pools::trigger_pressure);
-    let check = validate::check_agent(&facts, &siblings, &strategy_facts, pressure);
+    let mut check = validate::check_agent(&facts, &siblings, &strategy_facts, pressure);
+    // The tenant is the namespace's (`tenancy`); an agent naming another is not acted on.
+    let Some((tenant, source)) = ctx.view.read().ok().and_then(|v| v.known_tenant(&ns)) else {
+        // The namespace watch has not shown this namespace yet.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    };
+    let tenant_problem = validate::check_tenant(&ns, &name, agent.spec.tenant.as_deref(), &tenant, source);
+    let tenant_refused = tenant_problem.is_some();
+    check.problems.splice(0..0, tenant_problem);
     let strategy = check
         .strategy
         .as_ref()
@@ -313,6 +322,17 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &Context) -> Result<Action
     }
 
     // Act (leader only).
+    if let Some(problem) = check.problems.first().filter(|_| tenant_refused) {
+        let reference = agent.object_ref(&());
+        ctx.publish(
+            &reference,
+            EventType::Warning,
+            "Reconcile",
+            conditions::reason::TENANT_MISMATCH,
+            problem.to_string(),
+        )
+        .await;
+    }
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let pods = pods_api
         .list(&ListParams::default().labels(&format!("{AGENT_LABEL}={name}")))
@@ -337,7 +357,12 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &Context) -> Result<Action
         .as_ref()
         .and_then(|s| s.allocation.as_ref())
         .map(|a| a.quota.max(0) as usize);
-    let desired = quota.map_or(wanted, |q| wanted.min(q));
+    // An agent naming another tenant keeps what it has: nothing is created, deleted or recorded.
+    let desired = if tenant_refused {
+        active.len()
+    } else {
+        quota.map_or(wanted, |q| wanted.min(q))
+    };
     let reference = agent.object_ref(&());
     if active.is_empty() && desired > 0 && waits_for_peers(agent, &sibling_agents, &ctx.view) {
         // A group of talking agents created together would otherwise each pick its own home;
@@ -347,7 +372,7 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &Context) -> Result<Action
     // A template that cannot become a pod fails here, before anything is recorded: a receipt
     // announces an action that is about to happen.
     let new_pod = if active.len() < desired {
-        Some(build_pod(agent)?)
+        Some(build_pod(agent, &tenant)?)
     } else {
         None
     };

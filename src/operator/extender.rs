@@ -255,7 +255,7 @@ pub fn filter(state: &Context, body: &[u8]) -> Result<ExtenderFilterResult, Exte
     let policy = rec.agent.as_ref().and_then(|k| view.policy_for(k));
     let (states, unknown) = view.node_states(&d.names);
     let refs: Vec<&placement::NodeState> = states.iter().collect();
-    let verdict = placement::filter(&rec.demand, policy.as_ref(), &refs, view.settings.kappa);
+    let verdict = placement::filter(&view.demand_of(&rec), policy.as_ref(), &refs, view.settings.kappa);
     let mut failed = verdict.failed;
     for name in unknown {
         failed.insert(name, "node is not (yet) in MOM's node cache".into());
@@ -296,11 +296,17 @@ pub fn prioritize(state: &Context, body: &[u8]) -> Result<Vec<HostPriority>, Ext
         let (states, unknown) = view.node_states(&d.names);
         let refs: Vec<&placement::NodeState> = states.iter().collect();
         let s = &view.settings;
-        let mut scores: Vec<HostPriority> =
-            placement::prioritize(&rec.demand, policy.as_ref(), &refs, &s.objectives, s.routing, s.kappa)
-                .into_iter()
-                .map(|(host, score)| HostPriority { host, score })
-                .collect();
+        let mut scores: Vec<HostPriority> = placement::prioritize(
+            &view.demand_of(&rec),
+            policy.as_ref(),
+            &refs,
+            &s.objectives,
+            s.routing,
+            s.kappa,
+        )
+        .into_iter()
+        .map(|(host, score)| HostPriority { host, score })
+        .collect();
         scores.extend(unknown.into_iter().map(|host| HostPriority { host, score: 0 }));
         if tracing::enabled!(tracing::Level::DEBUG) {
             let best = scores

@@ -22,6 +22,7 @@ pub mod scaler;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod tenancy;
 pub mod tls;
 pub mod view;
 pub mod watch;
@@ -145,6 +146,11 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
             watch::nodes(client.clone(), view.clone(), nodes_ready_tx),
         ),
         watched(&health, "watch/pods", watch::pods(client.clone(), view.clone())),
+        watched(
+            &health,
+            "watch/namespaces",
+            watch::namespaces(client.clone(), view.clone()),
+        ),
     ];
     // Settings first, then nodes: the first embedding then already uses the configured keys.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), config_ready.wait_for(|r| *r)).await;

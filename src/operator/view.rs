@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 
-use crate::labels::{AGENT_LABEL, ISOLATION_LABEL, TENANT_LABEL};
+use crate::labels::{AGENT_LABEL, ISOLATION_LABEL};
 use crate::placement::{self, AgentPolicy, NodeEmbedding, NodeState, Objectives, PodDemand, Resources, Routing};
 
 /// Global placement settings (from the MomConfig `default`).
@@ -81,8 +81,9 @@ pub struct PodRecord {
 struct NodeLoad {
     requested: Resources,
     pods: u32,
-    /// tenant → (pods, strict pods)
-    tenants: BTreeMap<String, (u32, u32)>,
+    /// namespace → (pods, strict pods); mapped to tenants when node states are built, so a
+    /// namespace's tenant label applies at once to the pods already placed.
+    namespaces: BTreeMap<String, (u32, u32)>,
 }
 
 /// A GeometricAgent's identity in every loop and map of the operator: its namespace and name,
@@ -140,6 +141,8 @@ pub struct View {
     spares: BTreeMap<AgentKey, SpreadRule>,
     /// Resource pressure per node pool, from the auction loop (for strategy triggers).
     pool_pressure: BTreeMap<String, crate::auction::quota::PressureLevel>,
+    /// The tenant of every namespace seen in the namespace watch ([`super::tenancy`]).
+    namespace_tenants: BTreeMap<String, (String, &'static str)>,
 }
 
 /// The redundancy rule of an agent as the extender applies it.
@@ -189,6 +192,10 @@ pub fn pod_record(pod: &Pod) -> Option<PodRecord> {
     let agent = labels
         .get(AGENT_LABEL)
         .map(|a| AgentKey::new(namespace.clone(), a.clone()));
+    // Isolation is honoured only on pods an agent controls; the tenant is the namespace's
+    // (resolved by the view), never the pod's label.
+    let strict = super::tenancy::controlling_agent(pod).is_some()
+        && labels.get(ISOLATION_LABEL).map(String::as_str) == Some("strict");
     Some(PodRecord {
         namespace,
         name: pod.metadata.name.clone().unwrap_or_default(),
@@ -199,8 +206,8 @@ pub fn pod_record(pod: &Pod) -> Option<PodRecord> {
             .filter(|n| !n.is_empty()),
         demand: PodDemand {
             requests,
-            tenant: labels.get(TENANT_LABEL).cloned(),
-            strict_isolation: labels.get(ISOLATION_LABEL).map(String::as_str) == Some("strict"),
+            tenant: None,
+            strict_isolation: strict,
         },
         agent,
     })
@@ -283,10 +290,7 @@ impl View {
         let load = self.load.entry(node.clone()).or_default();
         load.requested = load.requested.saturating_add(rec.demand.requests);
         load.pods += 1;
-        let t = load
-            .tenants
-            .entry(rec.demand.tenant.clone().unwrap_or_default())
-            .or_default();
+        let t = load.namespaces.entry(rec.namespace.clone()).or_default();
         t.0 += 1;
         t.1 += u32::from(rec.demand.strict_isolation);
     }
@@ -300,13 +304,48 @@ impl View {
             .memory_bytes
             .saturating_sub(rec.demand.requests.memory_bytes);
         load.pods = load.pods.saturating_sub(1);
-        let tenant = rec.demand.tenant.clone().unwrap_or_default();
-        if let Some(t) = load.tenants.get_mut(&tenant) {
+        if let Some(t) = load.namespaces.get_mut(&rec.namespace) {
             t.0 = t.0.saturating_sub(1);
             t.1 = t.1.saturating_sub(u32::from(rec.demand.strict_isolation));
             if t.0 == 0 {
-                load.tenants.remove(&tenant);
+                load.namespaces.remove(&rec.namespace);
             }
+        }
+    }
+
+    /// Adds or updates a namespace from the watch (its tenant, see [`super::tenancy`]).
+    pub fn apply_namespace(&mut self, ns: &Namespace) {
+        let Some(name) = ns.metadata.name.clone() else { return };
+        let labels = ns.metadata.labels.as_ref();
+        let tenant = super::tenancy::namespace_tenant(&name, labels);
+        self.namespace_tenants
+            .insert(name, (tenant, super::tenancy::tenant_source(labels)));
+    }
+
+    pub fn delete_namespace(&mut self, name: &str) {
+        self.namespace_tenants.remove(name);
+    }
+
+    /// The tenant of `namespace` and where it comes from (for messages), once the namespace
+    /// watch has shown it.
+    pub fn known_tenant(&self, namespace: &str) -> Option<(String, &'static str)> {
+        self.namespace_tenants.get(namespace).cloned()
+    }
+
+    /// The tenant of `namespace`: its `mom.hypersync.io/tenant` label, else its name (also for
+    /// a namespace the watch has not shown yet).
+    pub fn tenant_of(&self, namespace: &str) -> String {
+        self.namespace_tenants
+            .get(namespace)
+            .map(|(t, _)| t.clone())
+            .unwrap_or_else(|| namespace.to_string())
+    }
+
+    /// The placement demand of `rec` with its tenant resolved from its namespace.
+    pub fn demand_of(&self, rec: &PodRecord) -> PodDemand {
+        PodDemand {
+            tenant: Some(self.tenant_of(&rec.namespace)),
+            ..rec.demand.clone()
         }
     }
 
@@ -507,11 +546,7 @@ impl View {
                 requested: load.requested,
                 pods: load.pods,
                 max_pods: rec.max_pods,
-                tenants: load
-                    .tenants
-                    .iter()
-                    .map(|(t, (_, strict))| (t.clone(), *strict > 0))
-                    .collect(),
+                tenants: self.tenants_on(&load),
                 hourly_cost: rec
                     .labels
                     .get(crate::labels::HOURLY_COST_LABEL)
@@ -524,6 +559,15 @@ impl View {
             });
         }
         (states, unknown)
+    }
+
+    /// Tenants with pods in `load`, and whether any of their pods there demands strict isolation.
+    fn tenants_on(&self, load: &NodeLoad) -> BTreeMap<String, bool> {
+        let mut tenants: BTreeMap<String, bool> = BTreeMap::new();
+        for (ns, (_, strict)) in &load.namespaces {
+            *tenants.entry(self.tenant_of(ns)).or_default() |= *strict > 0;
+        }
+        tenants
     }
 
     /// The full placement policy for a pod of `key` right now: the controller's policy plus the
@@ -587,6 +631,52 @@ mod tests {
 
     fn cpu_on(view: &View, node: &str) -> u64 {
         view.load.get(node).map(|l| l.requested.cpu_millis).unwrap_or(0)
+    }
+
+    fn pod_json(ns: &str, uid: &str, node: &str, labels: serde_json::Value, owner: Option<&str>) -> Pod {
+        let owners = owner.map(|agent| {
+            serde_json::json!([{"apiVersion": "mom.hypersync.io/v1alpha1", "kind": "GeometricAgent",
+                                "name": agent, "uid": "a-uid", "controller": true}])
+        });
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": uid, "namespace": ns, "uid": uid, "labels": labels, "ownerReferences": owners},
+            "spec": {"nodeName": node, "containers": [{"name": "c"}]}
+        }))
+        .unwrap()
+    }
+
+    fn namespace(name: &str, tenant: Option<&str>) -> Namespace {
+        let labels = tenant.map(|t| serde_json::json!({crate::labels::TENANT_LABEL: t}));
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name, "labels": labels}})).unwrap()
+    }
+
+    #[test]
+    fn tenants_on_a_node_come_from_namespaces_and_isolation_only_from_agent_controlled_pods() {
+        let mut view = View::default();
+        view.apply_namespace(&namespace("shop", Some("acme")));
+        view.apply_namespace(&namespace("shop-2", Some("acme")));
+        let forged =
+            serde_json::json!({crate::labels::TENANT_LABEL: "victim", ISOLATION_LABEL: "strict", AGENT_LABEL: "web"});
+        // A hand-made pod claiming another tenant and strict isolation: its namespace's tenant,
+        // not strict.
+        view.apply_pod(&pod_json("intruder", "p1", "n1", forged.clone(), None));
+        let on = |v: &View, node: &str| v.tenants_on(&v.load.get(node).cloned().unwrap_or_default());
+        assert_eq!(on(&view, "n1"), BTreeMap::from([("intruder".to_string(), false)]));
+        // The same labels on a pod the agent `web` controls: strict, for the namespace's tenant.
+        view.apply_pod(&pod_json("shop", "p2", "n2", forged.clone(), Some("web")));
+        view.apply_pod(&pod_json("shop-2", "p3", "n2", serde_json::json!({}), None));
+        assert_eq!(on(&view, "n2"), BTreeMap::from([("acme".to_string(), true)]));
+        // An owner that is another agent than the label names grants nothing.
+        view.apply_pod(&pod_json("shop", "p4", "n3", forged, Some("db")));
+        assert_eq!(on(&view, "n3"), BTreeMap::from([("acme".to_string(), false)]));
+        // Relabelling a namespace moves its pods to the new tenant at once.
+        view.apply_namespace(&namespace("intruder", Some("globex")));
+        assert_eq!(on(&view, "n1"), BTreeMap::from([("globex".to_string(), false)]));
+        // The demand of a pod being placed carries its namespace's tenant.
+        let rec = pod_record(&pod_json("shop", "p5", "", serde_json::json!({}), None)).unwrap();
+        assert_eq!(view.demand_of(&rec).tenant.as_deref(), Some("acme"));
+        assert_eq!(view.known_tenant("nowhere"), None);
+        assert_eq!(view.tenant_of("nowhere"), "nowhere");
     }
 
     #[test]

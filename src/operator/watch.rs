@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -143,6 +143,31 @@ pub async fn momconfig(client: kube::Client, view: SharedView, ready: watch::Sen
                 let _ = ready.send(true);
                 tracing::debug!(error = %err, "MomConfig watch failed (CRD not installed?); retrying");
                 tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+/// Keeps the view's namespace → tenant map current (see [`super::tenancy`]).
+pub async fn namespaces(client: kube::Client, view: SharedView) {
+    let api: Api<Namespace> = Api::all(client);
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    loop {
+        match stream.try_next().await {
+            Ok(Some(event)) => {
+                let Ok(mut v) = view.write() else { return };
+                match event {
+                    Event::Init | Event::InitDone => {}
+                    Event::InitApply(ns) | Event::Apply(ns) => v.apply_namespace(&ns),
+                    Event::Delete(ns) => v.delete_namespace(&ns.metadata.name.unwrap_or_default()),
+                }
+            }
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "namespace watch failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }

@@ -4,9 +4,14 @@
 #   client-ca.crt, client.crt, client.key  the CA the extender trusts for callers, and the
 #                                          scheduler's client certificate signed by it
 # The layout of tls.crt/tls.key/ca.crt is a cert-manager Secret's. Keys are P-256.
-#   extender-certs.sh DIR
+#   extender-certs.sh DIR [DNS_NAME...]
+# Extra DNS_NAMEs join the serving certificate's names, e.g. `mom-extender.mom-system.svc` for
+# the Secrets of manifests/install.yaml.
 set -euo pipefail
-dir=${1:?usage: extender-certs.sh DIR}
+dir=${1:?usage: extender-certs.sh DIR [DNS_NAME...]}
+shift
+sans="IP:127.0.0.1,DNS:localhost"
+for name in "$@"; do sans+=",DNS:$name"; done
 files=(ca.crt tls.crt tls.key client-ca.crt client.crt client.key)
 complete=1
 for f in "${files[@]}"; do [[ -s $dir/$f ]] || complete=0; done
@@ -18,7 +23,7 @@ ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
 cd "$tmp"
 openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.crt -days 365 -subj "/CN=mom-extender-serving-ca" 2>/dev/null
 openssl req "${ec[@]}" -keyout tls.key -out tls.csr -subj "/CN=mom-extender" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' > server.ext
+printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$sans" > server.ext
 openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out tls.crt -days 365 -extfile server.ext 2>/dev/null
 openssl req -x509 "${ec[@]}" -keyout client-ca.key -out client-ca.crt -days 365 -subj "/CN=mom-extender-client-ca" 2>/dev/null
 openssl req "${ec[@]}" -keyout client.key -out client.csr -subj "/CN=mom-scheduler" 2>/dev/null

@@ -137,10 +137,23 @@ pub struct TestNamespace {
 
 impl TestNamespace {
     pub async fn new(prefix: &str) -> Self {
+        Self::create(prefix, None).await
+    }
+
+    /// A namespace of `tenant` (its `mom.hypersync.io/tenant` label, as a cluster admin sets it).
+    pub async fn for_tenant(prefix: &str, tenant: &str) -> Self {
+        Self::create(prefix, Some(tenant)).await
+    }
+
+    async fn create(prefix: &str, tenant: Option<&str>) -> Self {
         let client = client().await;
         let api: Api<Namespace> = Api::all(client.clone());
+        let mut labels = serde_json::json!({"mom.hypersync.io/test": "true"});
+        if let Some(t) = tenant {
+            labels["mom.hypersync.io/tenant"] = t.into();
+        }
         let ns: Namespace = serde_json::from_value(serde_json::json!({
-            "metadata": {"generateName": format!("{prefix}-"), "labels": {"mom.hypersync.io/test": "true"}}
+            "metadata": {"generateName": format!("{prefix}-"), "labels": labels}
         }))
         .expect("namespace");
         let created = api

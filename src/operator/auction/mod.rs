@@ -116,7 +116,7 @@ pub async fn tick(ctx: &Context, contended: &mut BTreeSet<String>) -> Result<(),
         .list(&ListParams::default())
         .await?
         .items;
-    let (nodes, pods) = match ctx.view.read() {
+    let (nodes, pods, tenants) = match ctx.view.read() {
         Ok(v) => (
             v.schedulable_nodes()
                 .into_iter()
@@ -127,6 +127,11 @@ pub async fn tick(ctx: &Context, contended: &mut BTreeSet<String>) -> Result<(),
                 })
                 .collect::<Vec<_>>(),
             v.bound_pods(),
+            // Costs go to the namespace's tenant, never to one an agent names (`tenancy`).
+            agents
+                .iter()
+                .map(|a| v.tenant_of(&a.namespace().unwrap_or_default()))
+                .collect::<Vec<_>>(),
         ),
         Err(_) => return Ok(()),
     };
@@ -134,7 +139,11 @@ pub async fn tick(ctx: &Context, contended: &mut BTreeSet<String>) -> Result<(),
         .iter()
         .map(|a| (agent_id(&a.namespace().unwrap_or_default(), &a.name_any()), a))
         .collect();
-    let snapshots = pool_snapshots(agents.iter().map(agent_snapshot).collect(), &nodes, &pods);
+    let snapshots = pool_snapshots(
+        agents.iter().zip(tenants).map(|(a, t)| agent_snapshot(a, t)).collect(),
+        &nodes,
+        &pods,
+    );
     let settings = QuotaSettings {
         shapley: Default::default(),
         mip_max_integer_variables: Some(MIP_MAX_INTEGER_VARIABLES),

@@ -77,8 +77,9 @@ pub fn bid_problem(values: &[f64], value_per_replica: f64) -> Option<String> {
     None
 }
 
-/// What the auction needs from an agent object.
-pub fn agent_snapshot(agent: &GeometricAgent) -> AgentSnapshot {
+/// What the auction needs from an agent object; `tenant` is its namespace's tenant (the one
+/// its costs are charged to, see `operator::tenancy`).
+pub fn agent_snapshot(agent: &GeometricAgent, tenant: String) -> AgentSnapshot {
     let namespace = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
     let spec: Option<&PodSpec> = agent.spec.template.spec.as_ref();
@@ -100,7 +101,7 @@ pub fn agent_snapshot(agent: &GeometricAgent) -> AgentSnapshot {
     AgentSnapshot {
         demand: AgentDemand {
             agent: agent_id(&namespace, &name),
-            tenant: agent.spec.tenant.clone(),
+            tenant,
             wanted,
             request: ResourceRequest {
                 cpu_millis: requests.cpu_millis,
@@ -238,6 +239,11 @@ mod tests {
         a
     }
 
+    /// The snapshot of `a` for tenant `t-<name>`.
+    fn snap(a: &GeometricAgent) -> AgentSnapshot {
+        agent_snapshot(a, format!("t-{}", a.name_any()))
+    }
+
     fn node(name: &str, pool: Option<&str>, cpu: u64) -> NodeSnapshot {
         let mut labels = BTreeMap::new();
         if let Some(p) = pool {
@@ -272,7 +278,7 @@ mod tests {
 
     #[test]
     fn an_agent_competes_in_the_pool_its_template_selects_with_its_requests_and_bid() {
-        let s = agent_snapshot(&agent(
+        let s = snap(&agent(
             "ns",
             "a",
             3,
@@ -287,7 +293,7 @@ mod tests {
         assert_eq!(s.demand.request.cpu_millis, 500);
         assert_eq!(s.demand.request.memory_bytes, 64 << 20);
         assert_eq!(s.demand.marginal_values, vec![2.0; 3]);
-        let plain = agent_snapshot(&agent("ns", "b", 1, "1", None, serde_json::Value::Null));
+        let plain = snap(&agent("ns", "b", 1, "1", None, serde_json::Value::Null));
         assert_eq!(
             (plain.pool.as_str(), plain.demand.marginal_values.len()),
             (DEFAULT_POOL, 0)
@@ -296,7 +302,7 @@ mod tests {
 
     #[test]
     fn an_increasing_or_negative_bid_counts_as_no_bid_and_names_the_field() {
-        let s = agent_snapshot(&agent(
+        let s = snap(&agent(
             "ns",
             "a",
             2,
@@ -325,8 +331,8 @@ mod tests {
     #[test]
     fn pool_capacity_excludes_other_pools_and_subtracts_only_pods_outside_the_pool_agents() {
         let agents = vec![
-            agent_snapshot(&agent("ns", "a", 4, "1", Some("p"), json!({"valuePerReplica": 1.0}))),
-            agent_snapshot(&agent("ns", "b", 1, "1", None, serde_json::Value::Null)),
+            snap(&agent("ns", "a", 4, "1", Some("p"), json!({"valuePerReplica": 1.0}))),
+            snap(&agent("ns", "b", 1, "1", None, serde_json::Value::Null)),
         ];
         let nodes = [
             node("p1", Some("p"), 4000),
@@ -355,8 +361,8 @@ mod tests {
     #[test]
     fn an_oversubscribed_pool_gets_quotas_from_the_auction_and_a_relaxed_one_none() {
         let agents = vec![
-            agent_snapshot(&agent("ns", "a", 3, "1", Some("p"), json!({"valuePerReplica": 5.0}))),
-            agent_snapshot(&agent(
+            snap(&agent("ns", "a", 3, "1", Some("p"), json!({"valuePerReplica": 5.0}))),
+            snap(&agent(
                 "ns",
                 "b",
                 3,

@@ -7,11 +7,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
 
-use crate::operator::crd::GeometricAgent;
 use crate::operator::receipts::WriteError;
 use crate::operator::store::{BUNDLE_CONFIGMAP, PUBLIC_KEYS_CONFIGMAP};
 use crate::receipts::chain::CheckpointDecision;
@@ -24,7 +23,7 @@ pub const MAX_CONFIGMAP_BYTES: usize = 900 * 1024;
 /// Bundles are published at most this often (each publication lists the whole chain).
 pub const PUBLISH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Tenant of receipts whose agent no longer exists.
+/// Tenant of receipts whose namespace no longer exists.
 pub const UNATTRIBUTED: &str = "unattributed";
 
 /// The ConfigMap data key of a tenant's bundle: `tenant.<name>.json`, with any character a
@@ -74,13 +73,17 @@ pub async fn publish_bundles(
         return Ok((0, Some(size)));
     }
     let mut tree = PartialTree::from_chain(&stored, size);
-    let agents: Api<GeometricAgent> = Api::all(client.clone());
-    let tenants: BTreeMap<(String, String), String> = agents
+    // A namespace's receipts belong to its tenant (`operator::tenancy`).
+    let tenants: BTreeMap<String, String> = Api::<Namespace>::all(client.clone())
         .list(&ListParams::default())
         .await?
         .items
         .into_iter()
-        .map(|a| ((a.namespace().unwrap_or_default(), a.name_any()), a.spec.tenant.clone()))
+        .map(|n| {
+            let name = n.name_any();
+            let tenant = crate::operator::tenancy::namespace_tenant(&name, n.metadata.labels.as_ref());
+            (name, tenant)
+        })
         .collect();
     let mut groups: BTreeMap<&str, BTreeMap<String, Vec<&Receipt>>> = BTreeMap::new();
     for r in stored.iter().filter(|r| r.sequence < size) {
@@ -88,18 +91,7 @@ pub async fn publish_bundles(
         if ns.is_empty() || ns == operator_namespace {
             continue;
         }
-        // A bind receipt's subject is the pod; its tenant is its agent's.
-        let owner = match (
-            r.subject.kind.as_str(),
-            r.decision.get("agent").and_then(|a| a.as_str()),
-        ) {
-            ("Pod", Some(agent)) => agent.to_string(),
-            _ => r.subject.name.clone(),
-        };
-        let tenant = tenants
-            .get(&(ns.to_string(), owner))
-            .cloned()
-            .unwrap_or_else(|| UNATTRIBUTED.to_string());
+        let tenant = tenants.get(ns).cloned().unwrap_or_else(|| UNATTRIBUTED.to_string());
         groups.entry(ns).or_default().entry(tenant).or_default().push(r);
     }
     let keys: Vec<String> = Api::<ConfigMap>::namespaced(client.clone(), operator_namespace)

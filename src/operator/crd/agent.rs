@@ -72,10 +72,14 @@ use super::strategy::WorkloadType;
 pub struct GeometricAgentSpec {
     /// The kind of work; selects strategies by their `triggers.workloadTypes`.
     pub workload_type: WorkloadType,
-    /// The tenant that owns and pays for this agent.
-    #[serde(default = "default_tenant")]
+    /// The tenant that owns and pays for this agent. A tenant is set by the agent's namespace,
+    /// never by the agent: the namespace's `mom.hypersync.io/tenant` label (which only cluster
+    /// admins can set), else the namespace's name. When set, this field must name that tenant;
+    /// an agent naming another is not acted on (condition Ready=False, reason TenantMismatch).
+    /// When omitted, the namespace's tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self != ''").message("spec.tenant must not be empty"))]
-    pub tenant: String,
+    pub tenant: Option<String>,
     /// `strict`: pods of this agent never share a node with pods of another tenant.
     #[serde(default)]
     pub isolation: Isolation,
@@ -100,10 +104,6 @@ pub struct GeometricAgentSpec {
     /// What this agent declares each replica is worth, used when capacity is auctioned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bid: Option<Bid>,
-}
-
-fn default_tenant() -> String {
-    "default".into()
 }
 
 fn default_replicas() -> i32 {

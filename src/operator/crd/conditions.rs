@@ -46,6 +46,8 @@ pub mod reason {
     pub const RECEIPTS_WRITTEN: &str = "ReceiptsWritten";
     /// A receipt write failed recently (the message names the error).
     pub const RECEIPT_WRITE_FAILED: &str = "ReceiptWriteFailed";
+    /// The agent's `spec.tenant` is not its namespace's tenant: it is not acted on.
+    pub const TENANT_MISMATCH: &str = "TenantMismatch";
 }
 
 /// Longest message the apiserver accepts in a condition.

@@ -161,6 +161,35 @@ pub enum Problem {
         norm: f64,
         radius: f64,
     },
+    #[error(
+        "spec.tenant: GeometricAgent {namespace}/{agent} names tenant {declared:?}, but namespace {namespace} belongs to tenant {tenant:?} (from {source_}); the agent is not acted on until spec.tenant is {tenant:?} or removed"
+    )]
+    TenantMismatch {
+        namespace: String,
+        agent: String,
+        declared: String,
+        tenant: String,
+        source_: String,
+    },
+}
+
+/// The problem with an agent's `spec.tenant` when it names a tenant other than its namespace's
+/// (`namespace_tenant`, resolved by the operator from the namespace; `source` says how).
+pub fn check_tenant(
+    namespace: &str,
+    agent: &str,
+    declared: Option<&str>,
+    namespace_tenant: &str,
+    source: &str,
+) -> Option<Problem> {
+    let declared = declared?;
+    (declared != namespace_tenant).then(|| Problem::TenantMismatch {
+        namespace: namespace.to_string(),
+        agent: agent.to_string(),
+        declared: declared.to_string(),
+        tenant: namespace_tenant.to_string(),
+        source_: source.to_string(),
+    })
 }
 
 impl Problem {
@@ -175,6 +204,7 @@ impl Problem {
             Problem::NearAgentNotFound { .. } => reason::NEAR_AGENT_NOT_FOUND,
             Problem::CoordinatesWrongDimension { .. } => reason::COORDINATES_WRONG_DIMENSION,
             Problem::CoordinatesOutsideBall { .. } => reason::COORDINATES_OUTSIDE_BALL,
+            Problem::TenantMismatch { .. } => reason::TENANT_MISMATCH,
         }
     }
 }
@@ -368,6 +398,18 @@ pub fn matched_agents(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_agent_naming_another_tenant_than_its_namespaces_is_a_problem_naming_the_field() {
+        assert_eq!(check_tenant("shop", "web", None, "acme", "its label"), None);
+        assert_eq!(check_tenant("shop", "web", Some("acme"), "acme", "its label"), None);
+        let problem = check_tenant("shop", "web", Some("globex"), "acme", "its label").unwrap();
+        assert_eq!(problem.reason(), reason::TENANT_MISMATCH);
+        let message = problem.to_string();
+        for part in ["spec.tenant", "shop/web", "\"globex\"", "\"acme\"", "its label"] {
+            assert!(message.contains(part), "{part} missing in {message}");
+        }
+    }
 
     fn agent(name: &str, workload_type: WorkloadType) -> AgentFacts {
         AgentFacts {

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 
 use crate::descheduler::{self as core, Agent, Peer, Snapshot};
-use crate::labels::{AGENT_LABEL, ANOMALOUS_LABEL, ISOLATION_LABEL, OPT_OUT_ANNOTATION, TENANT_LABEL, UNHEALTHY_LABEL};
+use crate::labels::{AGENT_LABEL, ANOMALOUS_LABEL, ISOLATION_LABEL, OPT_OUT_ANNOTATION, UNHEALTHY_LABEL};
 use crate::operator::crd::GeometricAgent;
 use crate::operator::view::{AgentKey, View};
 use crate::placement::Resources;
@@ -131,13 +131,16 @@ pub fn build_snapshot(
             .creation_timestamp
             .as_ref()
             .map(|t| t.0.as_second().max(0) as u64);
+        let tenant = view.tenant_of(&ns);
         out_pods.push(core::Pod {
             name: p.name_any(),
             namespace: ns,
             node,
             agent,
-            tenant: labels.get(TENANT_LABEL).cloned(),
-            strict_isolation: labels.get(ISOLATION_LABEL).map(String::as_str) == Some("strict"),
+            // The namespace's tenant; isolation only on pods an agent controls (`tenancy`).
+            tenant: Some(tenant),
+            strict_isolation: crate::operator::tenancy::controlling_agent(p).is_some()
+                && labels.get(ISOLATION_LABEL).map(String::as_str) == Some("strict"),
             requests,
             usage: requests,
             node_selector: p
