@@ -20,8 +20,10 @@ fn apply_valid_examples() {
     static APPLIED: std::sync::Once = std::sync::Once::new();
     APPLIED.call_once(|| {
         common::install_crds();
-        let (ok, out, err) = common::kubectl(&["apply", "-f", examples().to_str().unwrap()], None);
-        assert!(ok, "a valid example was rejected: {err}\n{out}");
+        for dir in [examples(), examples().join("receipt")] {
+            let (ok, out, err) = common::kubectl(&["apply", "-f", dir.to_str().unwrap()], None);
+            assert!(ok, "a valid example was rejected: {err}\n{out}");
+        }
     });
 }
 
@@ -70,7 +72,7 @@ fn a_receipt_cannot_be_edited_or_patched() {
         &[
             "patch",
             "receipt",
-            "receipt-0000000000",
+            "example-receipt",
             "-n",
             "shop",
             "--type",

@@ -41,10 +41,10 @@ fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 
 /// A receipt (the signed genesis example) in `namespace` under `name`.
 fn receipt(namespace: &str, name: &str) -> String {
-    std::fs::read_to_string(root().join("manifests/examples/40-receipt.yaml"))
+    std::fs::read_to_string(root().join("manifests/examples/receipt/receipt.yaml"))
         .unwrap()
         .replace("namespace: shop", &format!("namespace: {namespace}"))
-        .replace("name: receipt-0000000000", &format!("name: {name}"))
+        .replace("name: example-receipt", &format!("name: {name}"))
 }
 
 fn lease_holder(namespace: &str, lease: &str) -> String {
@@ -135,6 +135,7 @@ async fn the_rendered_chart_passes_a_server_side_dry_run() {
         "deployment.apps/dry-mom-operator",
         "deployment.apps/dry-mom-scheduler",
         "validatingadmissionpolicy.admissionregistration.k8s.io/dry-mom-receipts-append-only",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/dry-mom-receipts-operator-only",
         "validatingadmissionpolicy.admissionregistration.k8s.io/dry-mom-operator-configmaps",
         "momconfig.mom.hypersync.io/default",
     ] {
@@ -212,16 +213,18 @@ impl Drop for Release {
         let _ = common::helm(&["uninstall", &self.name, "--namespace", &self.namespace, "--wait"]);
         // Belt and braces: the policy must never outlive the test (other binaries delete
         // namespaces holding receipts).
-        let policy = format!("{}-mom-receipts-append-only", self.name);
-        let _ = common::kubectl(
-            &[
-                "delete",
-                "validatingadmissionpolicybinding,validatingadmissionpolicy",
-                &policy,
-                "--ignore-not-found",
-            ],
-            None,
-        );
+        for policy in ["receipts-append-only", "receipts-operator-only"] {
+            let policy = format!("{}-mom-{policy}", self.name);
+            let _ = common::kubectl(
+                &[
+                    "delete",
+                    "validatingadmissionpolicybinding,validatingadmissionpolicy",
+                    &policy,
+                    "--ignore-not-found",
+                ],
+                None,
+            );
+        }
         if let Some(config) = &self.displaced_config {
             let _ = common::kubectl(&["delete", "momconfig", "default", "--ignore-not-found"], None);
             let _ = common::kubectl(&["create", "-f", "-"], Some(config));
@@ -283,6 +286,7 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
     let operator = format!("{full}-operator");
     let scheduler = format!("{full}-scheduler");
     let policy = format!("{full}-receipts-append-only");
+    let create_policy = format!("{full}-receipts-operator-only");
     let configmap_policy = format!("{full}-operator-configmaps");
     let namespaced = [
         ("deployment", operator.clone()),
@@ -309,6 +313,8 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
         ("clusterrolebinding", format!("{scheduler}-volume-scheduler")),
         ("validatingadmissionpolicy", policy.clone()),
         ("validatingadmissionpolicybinding", policy.clone()),
+        ("validatingadmissionpolicy", create_policy.clone()),
+        ("validatingadmissionpolicybinding", create_policy.clone()),
         ("validatingadmissionpolicy", configmap_policy.clone()),
         ("validatingadmissionpolicybinding", configmap_policy.clone()),
         ("momconfig", "default".to_string()),
@@ -588,9 +594,36 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
     drop(operator_process);
     let _ = std::fs::remove_dir_all(&dir);
 
-    // The receipt policy: a cluster admin other than the operator cannot delete a receipt...
-    let (ok, _, err) = common::kubectl(&["apply", "-f", "-"], Some(&receipt(&ns.name, "guarded")));
-    assert!(ok, "{err}");
+    // The receipt policies. Only the operator's ServiceAccount creates receipts: a cluster admin
+    // (system:masters, past RBAC) who is not the operator is refused by admission...
+    let create_as = |user: &str, name: &str, dry_run: bool| {
+        let mut args = vec!["create", "-f", "-", "--as", user, "--as-group", "system:masters"];
+        if dry_run {
+            args.push("--dry-run=server");
+        }
+        common::kubectl(&args, Some(&receipt(&ns.name, name)))
+    };
+    wait_until(
+        "the receipt create policy to be enforced",
+        Duration::from_secs(30),
+        || !create_as("someone", "probe", true).0,
+    );
+    let (ok, _, err) = create_as("someone", "forged", false);
+    assert!(!ok, "a non-operator admin created a receipt");
+    assert!(
+        err.contains(&create_policy),
+        "the rejection does not name the policy: {err}"
+    );
+    assert!(err.contains("receipts-operator-only: only"), "{err}");
+    assert!(err.contains("someone may not"), "{err}");
+    // ...while the operator's ServiceAccount passes it (the positive control).
+    let (ok, _, err) = create_as(&sa, "guarded", false);
+    assert!(
+        ok,
+        "the operator's ServiceAccount was stopped by the create policy: {err}"
+    );
+
+    // ...and a cluster admin other than the operator cannot delete a receipt...
     let delete_as = |user: &str, name: &str, dry_run: bool| {
         let mut args = vec![
             "delete",
@@ -649,8 +682,9 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
         None,
     );
     assert!(ok && out.trim().is_empty(), "objects survived helm uninstall: {out}");
-    let (ok, _, err) = common::kubectl(&["apply", "-f", "-"], Some(&receipt(&ns.name, "free")));
-    assert!(ok, "{err}");
+    wait_until("receipt creates to be allowed again", Duration::from_secs(30), || {
+        common::kubectl(&["apply", "-f", "-"], Some(&receipt(&ns.name, "free"))).0
+    });
     wait_until("receipt deletes to be allowed again", Duration::from_secs(30), || {
         delete_as("someone", "free", true).0
     });

@@ -29,13 +29,22 @@ fn parse_pin(s: &str) -> anyhow::Result<ChainHead> {
     })
 }
 
-/// Receipts and published public keys from the cluster.
+/// A stored Receipt object left out of the chain: `namespace/name`, its claimed sequence when it
+/// reads as a receipt, and why.
+type Foreign = (String, Option<u64>, String);
+
+/// Receipt objects and published public keys from the cluster.
 #[cfg(feature = "operator")]
-fn from_cluster(namespace: &str) -> anyhow::Result<(Vec<Receipt>, Vec<String>)> {
+#[allow(clippy::type_complexity)]
+fn from_cluster(namespace: &str) -> anyhow::Result<(Vec<(String, String, Receipt)>, Vec<Foreign>, Vec<String>)> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let client = kube::Client::try_default().await.context("connecting to the cluster")?;
-        let receipts = mom::operator::store::stored_chain(&client).await?;
+        let (receipts, unreadable) = mom::operator::store::stored_objects_lenient(&client).await?;
+        let unreadable = unreadable
+            .into_iter()
+            .map(|(ns, name, why)| (format!("{ns}/{name}"), None, format!("not a readable receipt: {why}")))
+            .collect();
         let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client, namespace);
         let keys = maps
             .get_opt(mom::operator::store::PUBLIC_KEYS_CONFIGMAP)
@@ -43,12 +52,13 @@ fn from_cluster(namespace: &str) -> anyhow::Result<(Vec<Receipt>, Vec<String>)> 
             .and_then(|c| c.data)
             .map(|d| d.into_values().collect())
             .unwrap_or_default();
-        Ok((receipts, keys))
+        Ok((receipts, unreadable, keys))
     })
 }
 
 #[cfg(not(feature = "operator"))]
-fn from_cluster(_namespace: &str) -> anyhow::Result<(Vec<Receipt>, Vec<String>)> {
+#[allow(clippy::type_complexity)]
+fn from_cluster(_namespace: &str) -> anyhow::Result<(Vec<(String, String, Receipt)>, Vec<Foreign>, Vec<String>)> {
     bail!("--cluster needs a build with the `operator` feature")
 }
 
@@ -56,10 +66,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.tenant_bundle.is_some() {
         return super::verify_tenant::run(&args);
     }
-    let (cluster_receipts, published) = if args.cluster {
+    let (cluster_objects, mut foreign, published) = if args.cluster {
         from_cluster(&args.namespace)?
     } else {
-        (Vec::new(), Vec::new())
+        (Vec::new(), Vec::new(), Vec::new())
     };
     let key_sources = if args.public_keys.is_empty() {
         published
@@ -70,6 +80,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("give at least one trusted key with --public-key FILE|HEX (none published in the cluster either)");
     }
     let keys = load_keys(&key_sources)?;
+    // From the cluster, the chain is what the writer continues from: receipts a trusted key
+    // signed. Every other stored Receipt object is named as foreign (and fails the check).
+    let (cluster_receipts, exported) = if args.cluster {
+        let all: Vec<Receipt> = cluster_objects.iter().map(|(_, _, r)| r.clone()).collect();
+        let tagged = cluster_objects
+            .into_iter()
+            .map(|(ns, name, r)| (format!("{ns}/{name}"), r))
+            .collect();
+        let (trusted, left_out) = mom::receipts::provenance::split_trusted(tagged, &keys);
+        foreign.extend(
+            left_out
+                .into_iter()
+                .map(|(at, r, why)| (at, Some(r.sequence), why.to_string())),
+        );
+        foreign.sort();
+        (trusted.into_iter().map(|(_, r)| r).collect(), Some(all))
+    } else {
+        (Vec::new(), None)
+    };
     let pinned = args
         .pins
         .iter()
@@ -106,8 +135,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, _) => cluster_receipts,
     };
     if let Some(path) = &args.export {
-        std::fs::write(path, mom::receipts::to_json_lines(&receipts))
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(
+            path,
+            mom::receipts::to_json_lines(exported.as_deref().unwrap_or(&receipts)),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
     }
     let (report, parsed) = match fast {
         Some(done) => done,
@@ -120,7 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let replay = args
         .replay
         .then(|| mom::decisions::registry().replay_all(&receipts, &InlineOnly));
-    let ok = report.is_ok() && replay.as_ref().is_none_or(|r| r.mismatches.is_empty());
+    let ok = report.is_ok() && replay.as_ref().is_none_or(|r| r.mismatches.is_empty()) && foreign.is_empty();
     // The process ends right after printing; freeing millions of small allocations one by one
     // would cost as much as parsing them, and the OS reclaims them at once on exit.
     std::mem::forget(receipts);
@@ -133,19 +165,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "signatures": options.signatures,
                 "report": report,
                 "replay": replay,
+                "foreign": foreign
+                    .iter()
+                    .map(|(at, sequence, why)| serde_json::json!({"object": at, "sequence": sequence, "reason": why}))
+                    .collect::<Vec<_>>(),
                 "parseSeconds": parsed.as_secs_f64(),
                 "verifySeconds": elapsed.as_secs_f64(),
             });
             println!("{}", serde_json::to_string(&out)?);
         }
-        Format::Table => print_table(
-            &source,
-            &report,
-            replay.as_ref(),
-            options.signatures,
-            elapsed.as_secs_f64(),
-            ok,
-        ),
+        Format::Table => {
+            print_table(
+                &source,
+                &report,
+                replay.as_ref(),
+                options.signatures,
+                elapsed.as_secs_f64(),
+                ok,
+            );
+            if !foreign.is_empty() {
+                println!();
+                println!("foreign receipts (not signed by a trusted key; not part of the chain):");
+                for (at, sequence, why) in &foreign {
+                    let seq = sequence.map_or("-".to_string(), |s| s.to_string());
+                    println!("  {at:<40} sequence {seq:<20} {why}");
+                }
+            }
+        }
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

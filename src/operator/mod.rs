@@ -227,7 +227,11 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         }
         None => None,
     };
-    let status_writer = tokio::spawn(run_leader_loop(ctx.clone(), status::StatusWriter, shutdown_rx.clone()));
+    let status_writer = tokio::spawn(run_leader_loop(
+        ctx.clone(),
+        status::StatusWriter::default(),
+        shutdown_rx.clone(),
+    ));
 
     wait_for_signal().await;
     tracing::info!("shutting down");

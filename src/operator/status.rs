@@ -1,8 +1,9 @@
 //! Status of the cluster-wide objects, written by the leader every few seconds:
 //! - every MomConfig: the one named `default` is Ready with the node embedding it produced
 //!   (nodes embedded, distortion, MAP), the receipt chain head, and `ReceiptsWritable` (False
-//!   while receipt writes keep failing, naming the error); any other is marked Ignored, naming
-//!   the rule;
+//!   while receipt writes keep failing, naming the error) and `ReceiptsTrusted` (False naming
+//!   stored receipts not signed by a trusted key, with a Warning Event when they change); any
+//!   other is marked Ignored, naming the rule;
 //! - every OrchestrationStrategy: the agents using it, and a Ready condition that names any
 //!   `nearAgents` entry that does not exist.
 //!
@@ -26,7 +27,11 @@ use super::view::SharedView;
 
 /// The status loop: every 3 s on the leader, the status of every MomConfig and
 /// OrchestrationStrategy; run by [`super::context::run_leader_loop`].
-pub struct StatusWriter;
+#[derive(Default)]
+pub struct StatusWriter {
+    /// The foreign receipts last announced in an Event (one Event per change, not per tick).
+    announced_foreign: Vec<super::receipts::ForeignReceipt>,
+}
 
 impl LeaderLoop for StatusWriter {
     const NAME: &'static str = "status";
@@ -37,7 +42,66 @@ impl LeaderLoop for StatusWriter {
     }
 
     async fn tick(&mut self, ctx: &Context) -> Result<(), kube::Error> {
+        let foreign = ctx.writer.foreign_receipts();
+        if foreign != self.announced_foreign {
+            if !foreign.is_empty() {
+                let reference = k8s_openapi::api::core::v1::ObjectReference {
+                    api_version: Some(MomConfig::api_version(&()).into_owned()),
+                    kind: Some(MomConfig::kind(&()).into_owned()),
+                    name: Some(momconfig::ACTIVE_NAME.to_string()),
+                    ..Default::default()
+                };
+                ctx.publish(
+                    &reference,
+                    kube::runtime::events::EventType::Warning,
+                    "VerifyChain",
+                    conditions::reason::FOREIGN_RECEIPTS,
+                    foreign_message(&foreign),
+                )
+                .await;
+            }
+            self.announced_foreign = foreign;
+        }
         reconcile_once(&ctx.client, &ctx.view, &ctx.writer).await
+    }
+}
+
+/// How many foreign receipts a condition or Event names (the count is always given).
+const FOREIGN_NAMED: usize = 10;
+
+/// "N stored receipt(s) ... ignored for chaining: a; b; …", naming at most [`FOREIGN_NAMED`].
+fn foreign_message(foreign: &[super::receipts::ForeignReceipt]) -> String {
+    let named: Vec<String> = foreign.iter().take(FOREIGN_NAMED).map(ToString::to_string).collect();
+    let more = foreign.len().saturating_sub(FOREIGN_NAMED);
+    format!(
+        "{} stored receipt(s) not signed by a trusted key are ignored for chaining (mom verify --cluster names them): {}{}",
+        foreign.len(),
+        named.join("; "),
+        if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// `ReceiptsTrusted` from the foreign receipts the writer found at its last load of the chain.
+fn provenance_condition(writer: &super::receipts::ReceiptWriter) -> DesiredCondition {
+    let foreign = writer.foreign_receipts();
+    if foreign.is_empty() {
+        DesiredCondition::new(
+            conditions::RECEIPTS_TRUSTED,
+            ConditionStatus::True,
+            conditions::reason::RECEIPTS_SIGNED,
+            "every stored receipt is signed by a trusted key (as of the writer's last load of the chain)",
+        )
+    } else {
+        DesiredCondition::new(
+            conditions::RECEIPTS_TRUSTED,
+            ConditionStatus::False,
+            conditions::reason::FOREIGN_RECEIPTS,
+            foreign_message(&foreign),
+        )
     }
 }
 
@@ -104,6 +168,7 @@ async fn reconcile_once(
                     format!("in effect; {} nodes embedded", nodes_embedded.unwrap_or(0)),
                 ),
                 receipts_condition(writer),
+                provenance_condition(writer),
             ]
         } else {
             vec![momconfig::ignored_condition(&name)]

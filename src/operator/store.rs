@@ -39,6 +39,65 @@ pub async fn stored_chain(client: &kube::Client) -> Result<Vec<Receipt>, StoreEr
         .collect())
 }
 
+/// Every Receipt object in the cluster, read leniently: the readable ones with the namespace
+/// and name of their object, by sequence, and the unreadable ones as (namespace, name, why).
+/// One malformed object (e.g. planted by someone who bypassed the admission policy) then does
+/// not stop the receipt writer.
+#[allow(clippy::type_complexity)]
+pub async fn stored_objects_lenient(
+    client: &kube::Client,
+) -> Result<(Vec<(String, String, Receipt)>, Vec<(String, String, String)>), StoreError> {
+    let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &receipt_resource());
+    let mut readable = Vec::new();
+    let mut unreadable = Vec::new();
+    for obj in api.list(&ListParams::default()).await?.items {
+        let namespace = obj.metadata.namespace.clone().unwrap_or_default();
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        let spec = obj.data.get("spec").cloned().unwrap_or_default();
+        match serde_json::from_value::<crate::operator::crd::ReceiptSpec>(spec)
+            .map_err(|e| e.to_string())
+            .and_then(|spec| Receipt::try_from(spec).map_err(|e| e.to_string()))
+        {
+            Ok(receipt) => readable.push((namespace, name, receipt)),
+            Err(why) => unreadable.push((namespace, name, why)),
+        }
+    }
+    readable.sort_by_key(|(_, _, r)| r.sequence);
+    Ok((readable, unreadable))
+}
+
+/// The stored receipts signed by a key published in `<namespace>/mom-receipt-public-keys`
+/// (the writer publishes its own there), with the namespace and name of their object, by
+/// sequence; foreign and unreadable objects are left out (see `receipts::provenance`). What
+/// retention and the tenant bundles work on, so a planted receipt can neither pose as the newest
+/// checkpoint nor enter a tenant's proofs.
+pub async fn trusted_objects(
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<Vec<(String, String, Receipt)>, StoreError> {
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let mut keys = crate::receipts::signing::TrustedKeys::new();
+    for hex in maps
+        .get_opt(PUBLIC_KEYS_CONFIGMAP)
+        .await?
+        .and_then(|c| c.data)
+        .unwrap_or_default()
+        .into_values()
+    {
+        if let Ok(key) = crate::receipts::signing::parse_public_key(&hex) {
+            keys.add(key);
+        }
+    }
+    let (readable, _) = stored_objects_lenient(client).await?;
+    let tagged = readable.into_iter().map(|(ns, name, r)| ((ns, name), r)).collect();
+    let (trusted, _) = crate::receipts::provenance::split_trusted(tagged, &keys);
+    Ok(trusted.into_iter().map(|((ns, name), r)| (ns, name, r)).collect())
+}
+
+fn receipt_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource::erase::<ReceiptObject>(&())
+}
+
 /// Every receipt in the cluster with the namespace and name of its object, by sequence.
 pub async fn stored_objects(client: &kube::Client) -> Result<Vec<(String, String, Receipt)>, StoreError> {
     let api: Api<ReceiptObject> = Api::all(client.clone());

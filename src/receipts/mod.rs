@@ -49,6 +49,7 @@ pub mod demo;
 pub mod hash;
 pub mod merkle;
 pub mod proof;
+pub mod provenance;
 pub mod replay;
 pub mod retention;
 pub mod signing;

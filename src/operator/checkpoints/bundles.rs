@@ -64,7 +64,11 @@ pub async fn publish_bundles(
     operator_namespace: &str,
     since: Option<u64>,
 ) -> Result<(usize, Option<u64>), WriteError> {
-    let stored = crate::operator::store::stored_chain(client).await?;
+    let stored: Vec<Receipt> = crate::operator::store::trusted_objects(client, operator_namespace)
+        .await?
+        .into_iter()
+        .map(|(_, _, r)| r)
+        .collect();
     let Some(checkpoint) = stored.iter().rev().find(|r| r.action == Action::Checkpoint) else {
         return Ok((0, None));
     };

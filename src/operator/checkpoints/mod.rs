@@ -165,7 +165,7 @@ impl LeaderLoop for Checkpointer {
                     self.last_checkpoint = Instant::now();
                     self.publish_pending |= written.is_some();
                     if written.is_some() && self.settings.keep_last > 0 {
-                        match prune_receipts(client, self.settings.keep_last).await {
+                        match prune_receipts(client, writer.namespace(), self.settings.keep_last).await {
                             Ok(pruned) if pruned.receipts > 0 => {
                                 // Every bundle must stop listing the pruned receipts.
                                 self.published = None;

@@ -27,8 +27,9 @@ pub struct Pruned {
 /// proves any exported copy of a pruned receipt). Export first (`mom verify --cluster
 /// --export FILE`) to keep their content. Deletes only what the policy selects; a receipt
 /// already gone is not an error.
-pub async fn prune_receipts(client: &kube::Client, keep_last: u64) -> Result<Pruned, WriteError> {
-    let stored = crate::operator::store::stored_objects(client).await?;
+pub async fn prune_receipts(client: &kube::Client, namespace: &str, keep_last: u64) -> Result<Pruned, WriteError> {
+    // Only the trusted chain: a planted "checkpoint" far ahead must not select ours for deletion.
+    let stored = crate::operator::store::trusted_objects(client, namespace).await?;
     let chain: Vec<Receipt> = stored.iter().map(|(_, _, r)| r.clone()).collect();
     let split = crate::receipts::retention::split(&chain, &crate::receipts::retention::RetentionPolicy { keep_last });
     if split.pruned.is_empty() {

@@ -17,6 +17,9 @@ pub const DEGRADED: &str = "Degraded";
 /// Condition type (MomConfig): the leader's receipt writes are succeeding; `False` while writes
 /// keep failing (at `full_audit` the actions they would record are not taken).
 pub const RECEIPTS_WRITABLE: &str = "ReceiptsWritable";
+/// Condition type (MomConfig): every stored receipt is signed by a key the writer trusts;
+/// `False` names the foreign ones, which the writer ignores for chaining.
+pub const RECEIPTS_TRUSTED: &str = "ReceiptsTrusted";
 
 /// Reasons used across the controllers (CamelCase, as the conventions require).
 pub mod reason {
@@ -46,6 +49,10 @@ pub mod reason {
     pub const RECEIPTS_WRITTEN: &str = "ReceiptsWritten";
     /// A receipt write failed recently (the message names the error).
     pub const RECEIPT_WRITE_FAILED: &str = "ReceiptWriteFailed";
+    /// Every stored receipt is signed by a trusted key.
+    pub const RECEIPTS_SIGNED: &str = "ReceiptsSigned";
+    /// Stored receipts not signed by a trusted key exist (ignored for chaining).
+    pub const FOREIGN_RECEIPTS: &str = "ForeignReceipts";
     /// The agent's `spec.tenant` is not its namespace's tenant: it is not acted on.
     pub const TENANT_MISMATCH: &str = "TenantMismatch";
 }

@@ -452,7 +452,10 @@ struct Examples {
 
 fn load_examples() -> Examples {
     let mut ex = Examples::default();
-    for path in yaml_files(&examples_dir()) {
+    for path in yaml_files(&examples_dir())
+        .into_iter()
+        .chain(yaml_files(&examples_dir().join("receipt")))
+    {
         for doc in documents(&path) {
             let kind = doc["kind"].as_str().unwrap_or_default().to_string();
             let ctx = format!("{} ({kind} {})", path.display(), doc["metadata"]["name"]);
@@ -503,7 +506,10 @@ fn every_valid_example_deserialises_into_the_rust_types() {
 
 #[test]
 fn valid_examples_survive_a_serialisation_round_trip_unchanged() {
-    for path in yaml_files(&examples_dir()) {
+    for path in yaml_files(&examples_dir())
+        .into_iter()
+        .chain(yaml_files(&examples_dir().join("receipt")))
+    {
         for doc in documents(&path) {
             let back = match doc["kind"].as_str() {
                 Some("MomConfig") => serde_json::to_value(serde_json::from_value::<MomConfig>(doc.clone()).unwrap()),
@@ -642,7 +648,7 @@ fn invalid_enum_values_are_rejected_by_the_rust_types_too() {
 #[test]
 fn the_receipt_edit_differs_from_the_valid_receipt_only_in_spec() {
     let original: Receipt =
-        serde_json::from_value(documents(&examples_dir().join("40-receipt.yaml")).remove(0)).unwrap();
+        serde_json::from_value(documents(&examples_dir().join("receipt/receipt.yaml")).remove(0)).unwrap();
     let edited: Receipt =
         serde_json::from_value(documents(&examples_dir().join("invalid/receipt-edit.yaml")).remove(0)).unwrap();
     assert_eq!(

@@ -65,7 +65,7 @@ impl ReceiptWriter {
     /// between a batch's creates). Entries at or below the newest stored checkpoint are skipped:
     /// a checkpoint is only written after its predecessors were persisted, and retention may
     /// have pruned them since. Returns how many were re-created.
-    pub(super) async fn replay_journal(&self, stored: &[Receipt]) -> Result<usize, WriteError> {
+    pub(super) async fn replay_journal(&self, stored: &[Receipt], signer: &Signer) -> Result<usize, WriteError> {
         let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let Some(text) = maps
             .get_opt(JOURNAL_CONFIGMAP)
@@ -75,7 +75,24 @@ impl ReceiptWriter {
         else {
             return Ok(0);
         };
-        let entries = parse_journal(&text)?;
+        // Only receipts this writer's key signed are re-created: the journal ConfigMap is no
+        // way to put anyone else's receipt into the chain.
+        let mut own = crate::receipts::signing::TrustedKeys::new();
+        own.add(signer.public_key());
+        let entries: Vec<(Receipt, String)> = parse_journal(&text)?
+            .into_iter()
+            .filter(|(r, _)| {
+                let signed = crate::receipts::decode_hash("hash", &r.hash)
+                    .is_ok_and(|h| own.verify(&r.key_id, &crate::receipts::signing::receipt_message(&h), &r.signature));
+                if !signed {
+                    tracing::warn!(
+                        sequence = r.sequence,
+                        "journal entry not signed by this writer's key; not re-created"
+                    );
+                }
+                signed
+            })
+            .collect();
         let present: std::collections::BTreeSet<u64> = stored.iter().map(|r| r.sequence).collect();
         let floor = stored
             .iter()

@@ -56,6 +56,17 @@ impl ReceiptWriter {
         Ok(signer)
     }
 
+    /// The public keys (hex) published in `mom-receipt-public-keys`.
+    pub(super) async fn published_keys(&self) -> Result<Vec<String>, WriteError> {
+        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        Ok(maps
+            .get_opt(PUBLIC_KEYS_CONFIGMAP)
+            .await?
+            .and_then(|c| c.data)
+            .map(|d| d.into_values().collect())
+            .unwrap_or_default())
+    }
+
     async fn publish_public_key(&self, signer: &Signer) -> Result<(), WriteError> {
         let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let mut data = maps

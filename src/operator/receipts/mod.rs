@@ -32,6 +32,7 @@ use tokio::sync::{Mutex, Notify, oneshot};
 use super::crd::Receipt as ReceiptObject;
 use super::crd::momconfig::VerificationLevel;
 use crate::receipts::chain::{ChainBuilder, ChainHead, SamplingPolicy};
+use crate::receipts::signing::Signer;
 use crate::receipts::{Action, Level, Receipt, ReceiptDraft, ReceiptError, SubjectRef};
 
 use super::store::StoreError;
@@ -77,6 +78,28 @@ pub struct ReceiptWriter {
     queue: std::sync::Mutex<Vec<Queued>>,
     /// The newest failed write: when, and why (for the MomConfig `ReceiptsWritable` condition).
     failure: std::sync::Mutex<Option<(std::time::Instant, String)>>,
+    /// Stored receipts the writer does not continue from (not signed by a trusted key), as of
+    /// the last load (for the MomConfig `ReceiptsTrusted` condition and an Event).
+    foreign: std::sync::Mutex<Vec<ForeignReceipt>>,
+}
+
+/// A stored Receipt object that is not part of the writer's chain, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignReceipt {
+    pub namespace: String,
+    pub name: String,
+    /// Its claimed sequence (`None` when the object cannot be read as a receipt).
+    pub sequence: Option<u64>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ForeignReceipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.sequence {
+            Some(seq) => write!(f, "{}/{} (sequence {seq}): {}", self.namespace, self.name, self.reason),
+            None => write!(f, "{}/{}: {}", self.namespace, self.name, self.reason),
+        }
+    }
 }
 
 /// The subject of checkpoint receipts: the chain itself (stored in the operator's namespace, so
@@ -120,7 +143,66 @@ impl ReceiptWriter {
             written: Notify::new(),
             queue: std::sync::Mutex::new(Vec::new()),
             failure: std::sync::Mutex::new(None),
+            foreign: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Stored receipts left out of the chain at the last load (see [`ForeignReceipt`]).
+    pub fn foreign_receipts(&self) -> Vec<ForeignReceipt> {
+        self.foreign.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// Whether `namespace/name` is held by a foreign receipt (the writer then stores its own
+    /// receipt of that sequence under another name, see [`receipt_object_name`]).
+    fn name_taken(&self, namespace: &str, name: &str) -> bool {
+        self.foreign
+            .lock()
+            .map(|f| f.iter().any(|x| x.namespace == namespace && x.name == name))
+            .unwrap_or(false)
+    }
+
+    /// The receipts the writer continues from: every stored one signed by a key it trusts (its
+    /// own, and those published in `mom-receipt-public-keys`, e.g. a rotated predecessor), in
+    /// sequence order. The rest are remembered as foreign and logged (count and the first few).
+    async fn trusted_chain(&self, signer: &Signer) -> Result<Vec<Receipt>, WriteError> {
+        let mut keys = crate::receipts::signing::TrustedKeys::new();
+        keys.add(signer.public_key());
+        for hex in self.published_keys().await? {
+            if let Ok(key) = crate::receipts::signing::parse_public_key(&hex) {
+                keys.add(key);
+            }
+        }
+        let (readable, unreadable) = super::store::stored_objects_lenient(&self.client).await?;
+        let tagged = readable.into_iter().map(|(ns, name, r)| ((ns, name), r)).collect();
+        let (trusted, foreign) = crate::receipts::provenance::split_trusted(tagged, &keys);
+        let mut report: Vec<ForeignReceipt> = foreign
+            .into_iter()
+            .map(|((namespace, name), r, why)| ForeignReceipt {
+                namespace,
+                name,
+                sequence: Some(r.sequence),
+                reason: why.to_string(),
+            })
+            .chain(unreadable.into_iter().map(|(namespace, name, why)| ForeignReceipt {
+                namespace,
+                name,
+                sequence: None,
+                reason: format!("not a readable receipt: {why}"),
+            }))
+            .collect();
+        report.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        if !report.is_empty() {
+            let first: Vec<String> = report.iter().take(3).map(ToString::to_string).collect();
+            tracing::warn!(
+                count = report.len(),
+                first = %first.join("; "),
+                "stored receipts not signed by a trusted key are ignored for chaining"
+            );
+        }
+        if let Ok(mut f) = self.foreign.lock() {
+            *f = report;
+        }
+        Ok(trusted.into_iter().map(|(_, r)| r).collect())
     }
 
     /// The operator's namespace (where chain-level receipts are stored).
@@ -208,9 +290,9 @@ impl ReceiptWriter {
 
     async fn load(&self) -> Result<ChainBuilder, WriteError> {
         let signer = self.signer().await?;
-        let mut stored = super::store::stored_chain(&self.client).await?;
-        if self.replay_journal(&stored).await? > 0 {
-            stored = super::store::stored_chain(&self.client).await?;
+        let mut stored = self.trusted_chain(&signer).await?;
+        if self.replay_journal(&stored, &signer).await? > 0 {
+            stored = self.trusted_chain(&signer).await?;
         }
         let last_checkpoint = stored.iter().rposition(|r| r.action == Action::Checkpoint);
         let start = last_checkpoint.unwrap_or(0);
@@ -458,7 +540,11 @@ impl ReceiptWriter {
 
     /// Creates the Receipt object for a sealed receipt (in `namespace`).
     async fn create_receipt(&self, receipt: &Receipt, namespace: &str) -> Result<(), WriteError> {
-        let object = receipt_object(receipt, namespace)?;
+        let mut object = receipt_object(receipt, namespace)?;
+        let plain = receipt_object_name(receipt, false);
+        if self.name_taken(namespace, &plain) {
+            object.metadata.name = Some(receipt_object_name(receipt, true));
+        }
         let api: Api<ReceiptObject> = Api::namespaced(self.client.clone(), namespace);
         let params = PostParams {
             field_manager: Some("mom-operator".into()),
@@ -504,11 +590,23 @@ fn recovered_frontier(stored: &[Receipt]) -> Option<(ChainHead, crate::receipts:
     ))
 }
 
+/// The name of the object holding `receipt`: `receipt-<sequence>`, or, when a foreign receipt
+/// already holds that name (`taken`), `receipt-<sequence>-<first 8 hex digits of its hash>`.
+/// Names are only addresses: verification orders receipts by their signed sequence.
+pub fn receipt_object_name(receipt: &Receipt, taken: bool) -> String {
+    if taken {
+        let short: String = receipt.hash.chars().take(8).collect();
+        format!("receipt-{:010}-{short}", receipt.sequence)
+    } else {
+        format!("receipt-{:010}", receipt.sequence)
+    }
+}
+
 /// The `Receipt` object holding a sealed receipt, named by its sequence number.
 pub fn receipt_object(receipt: &Receipt, namespace: &str) -> Result<ReceiptObject, WriteError> {
     let spec = crate::operator::crd::ReceiptSpec::try_from(receipt)
         .map_err(|e| WriteError::Stored(format!("receipt {}", receipt.sequence), e.to_string()))?;
-    let mut object = ReceiptObject::new(&format!("receipt-{:010}", receipt.sequence), spec);
+    let mut object = ReceiptObject::new(&receipt_object_name(receipt, false), spec);
     object.metadata.namespace = Some(namespace.to_string());
     object.metadata.labels = Some(BTreeMap::from([
         (
