@@ -24,6 +24,11 @@ pub struct Args {
     /// Seconds between renewals and acquisition attempts.
     #[arg(long, default_value_t = 2)]
     renew_period_seconds: u64,
+    /// Seconds (fractions allowed) the leader keeps acting without a successful renewal; past
+    /// it, it stops at once. Must lie strictly between --renew-period-seconds and
+    /// --lease-duration-seconds; defaults to two thirds of the way from the first to the second.
+    #[arg(long = "lease-renew-deadline-seconds")]
+    lease_renew_deadline_seconds: Option<f64>,
     /// Listen address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -94,13 +99,20 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_logging(&args.log_format);
-    if args.renew_period_seconds == 0 || args.renew_period_seconds >= args.lease_duration_seconds {
-        anyhow::bail!(
-            "--renew-period-seconds ({}) must be at least 1 and below --lease-duration-seconds ({})",
-            args.renew_period_seconds,
-            args.lease_duration_seconds
-        );
-    }
+    let renew_deadline = match args.lease_renew_deadline_seconds {
+        Some(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s),
+        Some(s) => anyhow::bail!("--lease-renew-deadline-seconds must be a finite number > 0, got {s}"),
+        None => {
+            let (period, lease) = (args.renew_period_seconds as f64, args.lease_duration_seconds as f64);
+            Duration::from_secs_f64(period + (lease - period).max(0.0) * 2.0 / 3.0)
+        }
+    };
+    mom::operator::leader::validate_timings(
+        Duration::from_secs(args.renew_period_seconds),
+        renew_deadline,
+        Duration::from_secs(args.lease_duration_seconds),
+    )
+    .context("--renew-period-seconds, --lease-renew-deadline-seconds and --lease-duration-seconds")?;
     for (flag, value, min) in [
         ("--scaler-tick-seconds", args.scaler_tick_seconds, 0.1),
         ("--scaler-history-seconds", args.scaler_history_seconds, 0.0),
@@ -143,6 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         identity,
         lease_duration: Duration::from_secs(args.lease_duration_seconds),
         renew_period: Duration::from_secs(args.renew_period_seconds),
+        renew_deadline,
         metrics_addr: args.metrics_addr,
         extender_addr: args.extender_addr,
         extender_tls: match (args.extender_tls_cert, args.extender_tls_key) {

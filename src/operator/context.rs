@@ -41,6 +41,8 @@ pub struct Context {
     pub writer: Arc<ReceiptWriter>,
     /// Liveness of the watches and loops, read by `/healthz`.
     pub health: Arc<Health>,
+    /// When set, leading also needs a Lease renew younger than the renew deadline.
+    pub fence: Option<super::leader::Fence>,
 }
 
 /// The Events' reporter: MOM's field manager and this replica's identity.
@@ -69,7 +71,14 @@ impl Context {
             leading,
             writer,
             health: Arc::default(),
+            fence: None,
         }
+    }
+
+    /// This context, trusting `leading` only while `fence` is fresh.
+    pub fn with_fence(mut self, fence: super::leader::Fence) -> Self {
+        self.fence = Some(fence);
+        self
     }
 
     /// A context whose client reaches no apiserver (every request fails to connect), for unit
@@ -90,8 +99,10 @@ impl Context {
     }
 
     /// Whether this replica holds the leader Lease now.
+    /// A `true` in the channel is not trusted once the last successful renew is older than the
+    /// renew deadline (the fence), so a stale channel cannot let a deposed replica act.
     pub fn is_leader(&self) -> bool {
-        *self.leading.borrow()
+        *self.leading.borrow() && self.fence.as_ref().is_none_or(|f| f.fresh(std::time::Instant::now()))
     }
 
     /// What the MomConfig `default` says to record (full_audit until it is read).
@@ -220,6 +231,18 @@ mod tests {
         fn reset(&mut self) {
             self.resets += 1;
         }
+    }
+
+    #[tokio::test]
+    async fn a_true_leading_channel_is_not_trusted_once_the_fence_is_stale() {
+        let (_lead_tx, lead_rx) = watch::channel(true);
+        let fence = crate::operator::leader::Fence::new(Duration::from_secs(3600));
+        let ctx = Context::offline(lead_rx).with_fence(fence.clone());
+        assert!(!ctx.is_leader(), "never renewed: not leading despite the channel");
+        fence.renewed(std::time::Instant::now());
+        assert!(ctx.is_leader(), "renewed just now: leading");
+        fence.clear();
+        assert!(!ctx.is_leader(), "lost: not leading despite the channel");
     }
 
     #[tokio::test]

@@ -21,6 +21,20 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("leader election on Lease {namespace}/{name}: no answer within {after:?}")]
+    LeaseTimeout {
+        namespace: String,
+        name: String,
+        after: std::time::Duration,
+    },
+    #[error(
+        "lease timings must satisfy 0 < renew period ({renew_period:?}) < renew deadline ({renew_deadline:?}) < lease duration ({lease_duration:?})"
+    )]
+    LeaseTimings {
+        renew_period: std::time::Duration,
+        renew_deadline: std::time::Duration,
+        lease_duration: std::time::Duration,
+    },
 }
 
 impl Error {
@@ -29,7 +43,8 @@ impl Error {
         match self {
             Error::Connect(_) => "connect",
             Error::Bind { .. } => "bind",
-            Error::Lease { .. } => "lease",
+            Error::Lease { .. } | Error::LeaseTimeout { .. } => "lease",
+            Error::LeaseTimings { .. } => "lease_timings",
             Error::Tls(_) => "tls",
         }
     }

@@ -2,11 +2,28 @@
 //!
 //! Only the Lease holder acts (creates pods, evicts, writes receipts); every replica serves the
 //! extender and metrics. A candidate takes the Lease when it is free (no holder), or expired:
-//! its record has not changed for `leaseDurationSeconds` as seen by this process (robust to clock
-//! skew, as client-go), or its `renewTime` is older than that by the local clock. Writes use the
-//! object's `resourceVersion`, so two candidates racing for one Lease cannot both win.
-//! On shutdown the holder releases the Lease so a successor need not wait for expiry.
+//! its record (spec and `resourceVersion`) has not changed for `leaseDurationSeconds` as seen on
+//! this process's monotonic clock since it first saw that record (client-go's rule). The remote
+//! `renewTime` is never compared with the local wall clock, so clock skew between replicas cannot
+//! make a live Lease look expired. Writes use the object's `resourceVersion`, so two candidates
+//! racing for one Lease cannot both win.
+//!
+//! The holder stops leading once it has not renewed successfully for `renew_deadline` (shorter
+//! than the Lease duration) on its monotonic clock: the `leading` channel turns false and the
+//! shared [`Fence`] reports stale, so `Context::is_leader` is false even before the channel
+//! is read. Every Lease request is bounded by a timeout, so a hung connection cannot hold the
+//! loop past the deadline. On shutdown the holder releases the Lease so a successor need not
+//! wait for expiry.
+//!
+//! Why hand-written rather than a crate: `kube-leader-election` (a small Lease wrapper) and
+//! `kube-lease-manager` were weighed. Both would save the protocol code, but (as far as their
+//! docs show) neither exposes a renew deadline separate from the Lease duration together with a
+//! fence readable without an await, and `kube-leader-election` judges expiry by comparing the
+//! remote `renewTime` with the local clock — the clock-skew behaviour this module avoids. The
+//! protocol is ~150 lines here, its expiry and deadline rules are pure functions with unit
+//! tests, and it keeps one fewer dependency to track against the `kube` version.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -26,6 +43,121 @@ pub struct LeaseSettings {
     pub identity: String,
     pub lease_duration: Duration,
     pub renew_period: Duration,
+    /// The holder stops leading when it has not renewed for this long (below `lease_duration`).
+    pub renew_deadline: Duration,
+}
+
+impl LeaseSettings {
+    /// Checks `0 < renew_period < renew_deadline < lease_duration`.
+    pub fn validate(&self) -> Result<(), Error> {
+        validate_timings(self.renew_period, self.renew_deadline, self.lease_duration)
+    }
+}
+
+/// Checks `0 < renew_period < renew_deadline < lease_duration`, naming all three values if not.
+pub fn validate_timings(
+    renew_period: Duration,
+    renew_deadline: Duration,
+    lease_duration: Duration,
+) -> Result<(), Error> {
+    if renew_period.is_zero() || renew_period >= renew_deadline || renew_deadline >= lease_duration {
+        return Err(Error::LeaseTimings {
+            renew_period,
+            renew_deadline,
+            lease_duration,
+        });
+    }
+    Ok(())
+}
+
+/// When this replica last renewed the Lease (monotonic clock), shared with the loops so a
+/// stale `true` in the `leading` channel is not trusted past the renew deadline.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    last_renew: Arc<Mutex<Option<Instant>>>,
+    renew_deadline: Duration,
+}
+
+impl Fence {
+    pub fn new(renew_deadline: Duration) -> Self {
+        Self {
+            last_renew: Arc::default(),
+            renew_deadline,
+        }
+    }
+
+    /// Records a successful acquire or renew at `at`.
+    pub fn renewed(&self, at: Instant) {
+        if let Ok(mut last) = self.last_renew.lock() {
+            *last = Some(at);
+        }
+    }
+
+    /// Forgets the last renew (the Lease was lost or released).
+    pub fn clear(&self) {
+        if let Ok(mut last) = self.last_renew.lock() {
+            *last = None;
+        }
+    }
+
+    /// When the current hold ends unless renewed, or `None` when not holding.
+    pub fn deadline(&self) -> Option<Instant> {
+        let last = *self.last_renew.lock().ok()?;
+        last.map(|at| at + self.renew_deadline)
+    }
+
+    /// Whether a renew happened less than `renew_deadline` before `now`.
+    pub fn fresh(&self, now: Instant) -> bool {
+        let last = self.last_renew.lock().ok().and_then(|l| *l);
+        within_deadline(last, now, self.renew_deadline)
+    }
+}
+
+/// Whether the last successful renew (`None`: never, or lost) is younger than `deadline` at `now`.
+pub fn within_deadline(last_renew: Option<Instant>, now: Instant, deadline: Duration) -> bool {
+    match last_renew {
+        Some(at) => now.saturating_duration_since(at) < deadline,
+        None => false,
+    }
+}
+
+/// A Lease record as observed: its spec and `resourceVersion`, and when this process first saw
+/// exactly that record on its monotonic clock (client-go's `observedTime`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub spec: LeaseSpec,
+    pub resource_version: Option<String>,
+    pub first_seen: Instant,
+}
+
+/// The observation after reading `spec`/`resource_version` at `now`: an unchanged record keeps
+/// its first-seen instant, any change (renewTime, holder, resourceVersion) restarts it.
+pub fn observe(
+    previous: Option<&Observed>,
+    spec: LeaseSpec,
+    resource_version: Option<String>,
+    now: Instant,
+) -> Observed {
+    let first_seen = match previous {
+        Some(p) if p.spec == spec && p.resource_version == resource_version => p.first_seen,
+        _ => now,
+    };
+    Observed {
+        spec,
+        resource_version,
+        first_seen,
+    }
+}
+
+/// Whether an observed Lease held by someone else has expired: its record has not changed for
+/// its `leaseDurationSeconds` (else `default_duration`) since this process first saw it.
+pub fn expired(observed: &Observed, now: Instant, default_duration: Duration) -> bool {
+    let duration = observed
+        .spec
+        .lease_duration_seconds
+        .map(|s| Duration::from_secs(s.max(1) as u64))
+        .unwrap_or(default_duration);
+    now.saturating_duration_since(observed.first_seen) >= duration
 }
 
 /// Runs the election loop and publishes whether this process currently leads.
@@ -33,20 +165,51 @@ pub struct LeaderElector {
     api: Api<Lease>,
     settings: LeaseSettings,
     leading: watch::Sender<bool>,
-    /// The last Lease spec seen and when it was first seen (client-go's observedTime).
-    observed: Option<(LeaseSpec, Instant)>,
+    /// The last Lease record seen and when it was first seen (client-go's observedTime).
+    observed: Option<Observed>,
+    fence: Fence,
 }
 
 impl LeaderElector {
     pub fn new(client: kube::Client, settings: LeaseSettings) -> Self {
         let api = Api::namespaced(client, &settings.namespace);
         let (leading, _) = watch::channel(false);
+        let fence = Fence::new(settings.renew_deadline);
         Self {
             api,
             settings,
             leading,
             observed: None,
+            fence,
         }
+    }
+
+    /// The fence the loops check before acting (see [`Fence::fresh`]).
+    pub fn fence(&self) -> Fence {
+        self.fence.clone()
+    }
+
+    /// The timeout of the next Lease request: the time left before the renew deadline while
+    /// holding, else the renew deadline.
+    fn request_timeout(&self) -> Duration {
+        match self.fence.deadline() {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            None => self.settings.renew_deadline,
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        request: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<Result<T, kube::Error>, Error> {
+        let limit = self.request_timeout();
+        tokio::time::timeout(limit, request)
+            .await
+            .map_err(|_| Error::LeaseTimeout {
+                namespace: self.settings.namespace.clone(),
+                name: self.settings.name.clone(),
+                after: limit,
+            })
     }
 
     /// A receiver that is `true` while this process holds the Lease.
@@ -62,30 +225,49 @@ impl LeaderElector {
     ) -> Result<(), Error> {
         loop {
             let leading = match self.try_acquire_or_renew().await {
-                Ok(leading) => leading,
+                Ok(true) => {
+                    self.fence.renewed(Instant::now());
+                    true
+                }
+                Ok(false) => {
+                    self.fence.clear();
+                    false
+                }
                 Err(err) => {
                     metrics.record_error(&err);
                     tracing::warn!(error = %err, "leader election attempt failed");
-                    false
+                    // A failed renew keeps the hold until the renew deadline, as client-go.
+                    self.fence.fresh(Instant::now())
                 }
             };
-            if leading != *self.leading.borrow() {
-                tracing::info!(leading, identity = %self.settings.identity, lease = %self.settings.name, "leadership changed");
-            }
-            self.leading.send_replace(leading);
-            metrics.set_leader(leading);
+            self.publish(leading, &metrics);
+            let deadline = self.fence.deadline().filter(|_| leading);
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.renew_period) => {}
+                _ = async { tokio::time::sleep_until(deadline.expect("guarded").into()).await }, if deadline.is_some() => {
+                    tracing::warn!(lease = %self.settings.name, deadline = ?self.settings.renew_deadline, "no successful renew within the renew deadline: stopping leading");
+                    self.fence.clear();
+                    self.publish(false, &metrics);
+                }
                 _ = shutdown.changed() => break,
             }
         }
         if *self.leading.borrow() {
+            self.fence.clear();
             self.leading.send_replace(false);
             metrics.set_leader(false);
             self.release().await?;
             tracing::info!(lease = %self.settings.name, "released the Lease");
         }
         Ok(())
+    }
+
+    fn publish(&self, leading: bool, metrics: &Metrics) {
+        if leading != *self.leading.borrow() {
+            tracing::info!(leading, identity = %self.settings.identity, lease = %self.settings.name, "leadership changed");
+        }
+        self.leading.send_replace(leading);
+        metrics.set_leader(leading);
     }
 
     fn lease_error(&self, source: kube::Error) -> Error {
@@ -115,7 +297,10 @@ impl LeaderElector {
     /// One round of the protocol; returns whether this process holds the Lease afterwards.
     async fn try_acquire_or_renew(&mut self) -> Result<bool, Error> {
         let name = self.settings.name.clone();
-        let current = self.api.get_opt(&name).await.map_err(|e| self.lease_error(e))?;
+        let current = self
+            .bounded(self.api.get_opt(&name))
+            .await?
+            .map_err(|e| self.lease_error(e))?;
         let Some(mut lease) = current else {
             let lease = Lease {
                 metadata: ObjectMeta {
@@ -124,7 +309,7 @@ impl LeaderElector {
                 },
                 spec: Some(self.my_spec(0, None)),
             };
-            return match self.api.create(&PostParams::default(), &lease).await {
+            return match self.bounded(self.api.create(&PostParams::default(), &lease)).await? {
                 Ok(_) => Ok(true),
                 Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
                 Err(e) => Err(self.lease_error(e)),
@@ -133,22 +318,31 @@ impl LeaderElector {
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
         let now = Instant::now();
-        let observed_at = match &self.observed {
-            Some((seen, at)) if *seen == spec => *at,
-            _ => now,
-        };
-        self.observed = Some((spec.clone(), observed_at));
+        let observed = observe(
+            self.observed.as_ref(),
+            spec.clone(),
+            lease.metadata.resource_version.clone(),
+            now,
+        );
+        let is_expired = expired(&observed, now, self.settings.lease_duration);
+        self.observed = Some(observed);
 
         let i_hold = holder.as_deref() == Some(self.settings.identity.as_str());
-        if !i_hold && holder.is_some() && !self.expired(&spec, observed_at, now) {
+        if !i_hold && holder.is_some() && !is_expired {
             return Ok(false);
         }
         let transitions = spec.lease_transitions.unwrap_or(0) + if i_hold { 0 } else { 1 };
         let acquire_time = if i_hold { spec.acquire_time.clone() } else { None };
         lease.spec = Some(self.my_spec(transitions, acquire_time));
-        match self.api.replace(&name, &PostParams::default(), &lease).await {
+        match self
+            .bounded(self.api.replace(&name, &PostParams::default(), &lease))
+            .await?
+        {
             Ok(updated) => {
-                self.observed = updated.spec.map(|s| (s, Instant::now()));
+                let now = Instant::now();
+                self.observed = updated
+                    .spec
+                    .map(|s| observe(None, s, updated.metadata.resource_version, now));
                 Ok(true)
             }
             // Someone else wrote first: they hold it now.
@@ -157,29 +351,11 @@ impl LeaderElector {
         }
     }
 
-    fn expired(&self, spec: &LeaseSpec, observed_at: Instant, now: Instant) -> bool {
-        let duration = spec
-            .lease_duration_seconds
-            .map(|s| Duration::from_secs(s.max(1) as u64))
-            .unwrap_or(self.settings.lease_duration);
-        if now.duration_since(observed_at) >= duration {
-            return true;
-        }
-        match &spec.renew_time {
-            Some(renew) => {
-                let age = k8s_openapi::jiff::Timestamp::now().duration_since(renew.0);
-                age.as_secs_f64() >= duration.as_secs_f64()
-            }
-            None => true,
-        }
-    }
-
     /// Gives the Lease up: clears the holder so a candidate can take it at once.
     async fn release(&self) -> Result<(), Error> {
         let Some(mut lease) = self
-            .api
-            .get_opt(&self.settings.name)
-            .await
+            .bounded(self.api.get_opt(&self.settings.name))
+            .await?
             .map_err(|e| self.lease_error(e))?
         else {
             return Ok(());
@@ -192,9 +368,8 @@ impl LeaderElector {
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(Self::now());
         match self
-            .api
-            .replace(&self.settings.name, &PostParams::default(), &lease)
-            .await
+            .bounded(self.api.replace(&self.settings.name, &PostParams::default(), &lease))
+            .await?
         {
             Ok(_) | Err(kube::Error::Api(_)) => Ok(()),
             Err(e) => Err(self.lease_error(e)),
@@ -292,6 +467,104 @@ mod tests {
             leader_label_patch(false),
             serde_json::json!({"metadata": {"labels": {"mom.hypersync.io/leader": null}}})
         );
+    }
+
+    fn spec(holder: &str, renew_secs: i64) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(MicroTime(
+                k8s_openapi::jiff::Timestamp::from_second(renew_secs).expect("a valid timestamp"),
+            )),
+            ..LeaseSpec::default()
+        }
+    }
+
+    #[test]
+    fn an_unchanged_lease_expires_only_after_its_duration_on_the_local_monotonic_clock() {
+        let t0 = Instant::now();
+        let first = observe(None, spec("other", 100), Some("7".into()), t0);
+        // The same record seen again keeps its first-seen instant.
+        let again = observe(
+            Some(&first),
+            spec("other", 100),
+            Some("7".into()),
+            t0 + Duration::from_secs(10),
+        );
+        assert_eq!(again.first_seen, t0);
+        assert!(!expired(&again, t0 + Duration::from_secs(14), Duration::from_secs(99)));
+        assert!(expired(&again, t0 + Duration::from_secs(15), Duration::from_secs(99)));
+    }
+
+    #[test]
+    fn a_renewed_lease_restarts_the_observation_whatever_its_renew_time_says() {
+        let t0 = Instant::now();
+        let first = observe(None, spec("other", 100), Some("7".into()), t0);
+        let t1 = t0 + Duration::from_secs(14);
+        // A renewTime far in the past (a skewed holder clock) is still a change: not expired.
+        let renewed = observe(Some(&first), spec("other", 1), Some("8".into()), t1);
+        assert_eq!(renewed.first_seen, t1);
+        assert!(!expired(
+            &renewed,
+            t0 + Duration::from_secs(20),
+            Duration::from_secs(15)
+        ));
+        // A new resourceVersion alone (same spec) is also a change.
+        let bumped = observe(
+            Some(&renewed),
+            spec("other", 1),
+            Some("9".into()),
+            t0 + Duration::from_secs(21),
+        );
+        assert_eq!(bumped.first_seen, t0 + Duration::from_secs(21));
+        // Positive control: unchanged for the full duration does expire.
+        assert!(expired(&renewed, t1 + Duration::from_secs(15), Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn a_lease_without_a_duration_uses_the_configured_one() {
+        let t0 = Instant::now();
+        let mut s = spec("other", 100);
+        s.lease_duration_seconds = None;
+        let seen = observe(None, s, None, t0);
+        assert!(!expired(&seen, t0 + Duration::from_secs(4), Duration::from_secs(5)));
+        assert!(expired(&seen, t0 + Duration::from_secs(5), Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_holder_leads_only_while_its_last_renew_is_younger_than_the_renew_deadline() {
+        let t0 = Instant::now();
+        let deadline = Duration::from_secs(10);
+        assert!(within_deadline(Some(t0), t0 + Duration::from_secs(9), deadline));
+        assert!(!within_deadline(Some(t0), t0 + Duration::from_secs(10), deadline));
+        assert!(!within_deadline(None, t0, deadline));
+    }
+
+    #[test]
+    fn the_fence_is_fresh_after_a_renew_and_stale_after_clear_or_the_deadline() {
+        let fence = Fence::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert!(!fence.fresh(t0), "never renewed");
+        fence.renewed(t0);
+        assert!(fence.fresh(t0 + Duration::from_secs(1)));
+        assert_eq!(fence.deadline(), Some(t0 + Duration::from_secs(10)));
+        assert!(!fence.fresh(t0 + Duration::from_secs(10)));
+        fence.clear();
+        assert!(!fence.fresh(t0));
+        assert_eq!(fence.deadline(), None);
+    }
+
+    #[test]
+    fn lease_timings_must_be_ordered_period_deadline_duration() {
+        let s = Duration::from_secs;
+        assert!(validate_timings(s(2), s(10), s(15)).is_ok());
+        let err = validate_timings(s(2), s(15), s(15)).unwrap_err().to_string();
+        assert!(
+            err.contains("renew deadline (15s)") && err.contains("lease duration (15s)"),
+            "{err}"
+        );
+        assert!(validate_timings(s(10), s(10), s(15)).is_err());
+        assert!(validate_timings(s(0), s(10), s(15)).is_err());
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct OperatorConfig {
     pub lease_duration: Duration,
     /// How often the holder renews (and candidates retry).
     pub renew_period: Duration,
+    /// How long the holder keeps leading without a successful renew (below `lease_duration`).
+    pub renew_deadline: Duration,
     /// Address of the metrics and health server.
     pub metrics_addr: SocketAddr,
     /// Address of the scheduler-extender server.
@@ -114,9 +116,11 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
             identity: config.identity.clone(),
             lease_duration: config.lease_duration,
             renew_period: config.renew_period,
+            renew_deadline: config.renew_deadline,
         },
     );
     let leading = elector.subscribe();
+    let fence = elector.fence();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     // The election stops last (after the final checkpoint), on a signal of its own.
     let (release_tx, release_rx) = tokio::sync::watch::channel(false);
@@ -166,7 +170,8 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         leading.clone(),
         writer.clone(),
         &config.identity,
-    );
+    )
+    .with_fence(fence);
     ctx.health = health.clone();
     let ctx = Arc::new(ctx);
     // Only the leader binds; its pod carries the leader label the extender Service selects.
