@@ -315,7 +315,7 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &Context) -> Result<Action
 
     // Decide the placement policy (every replica: the extender needs it).
     let policy = resolve_policy(agent, strategy, &ctx.view);
-    if !*ctx.leading.borrow() {
+    if !ctx.is_leader() {
         // The next term reloads the chain from what is persisted.
         ctx.writer.reset().await;
         return Ok(Action::requeue(Duration::from_secs(5)));
