@@ -252,6 +252,21 @@ impl View {
         self.nodes.remove(name).is_some()
     }
 
+    /// Makes `nodes` (a complete re-list) the view's node set: nodes not in it are removed (they
+    /// were deleted while the watch was away). Returns how many were removed; the caller
+    /// re-embeds.
+    pub fn replace_nodes(&mut self, nodes: &[Node]) -> usize {
+        let listed: std::collections::BTreeSet<&str> =
+            nodes.iter().filter_map(|n| n.metadata.name.as_deref()).collect();
+        let before = self.nodes.len();
+        self.nodes.retain(|name, _| listed.contains(name.as_str()));
+        let removed = before - self.nodes.len();
+        for node in nodes {
+            self.apply_node(node);
+        }
+        removed
+    }
+
     /// Recomputes node positions from the topology labels.
     pub fn reembed(&mut self) {
         let labels: BTreeMap<String, BTreeMap<String, String>> =
@@ -382,6 +397,36 @@ impl View {
         if let Some(assumed) = self.assumed.remove(uid) {
             self.remove_load(&assumed);
         }
+    }
+
+    /// Makes `pods` (a complete re-list) the view's pod set: a pod the view knew that is not in
+    /// it was deleted while the watch was away, so its record, its load and anything the
+    /// extender assumed about it are dropped. Assumptions about pods the view never saw are kept
+    /// (they may be newer than the list; tentative ones expire anyway). Returns how many pods
+    /// were removed.
+    pub fn replace_pods(&mut self, pods: &[Pod]) -> usize {
+        let listed: std::collections::BTreeSet<&str> = pods.iter().filter_map(|p| p.metadata.uid.as_deref()).collect();
+        let gone: Vec<String> = self
+            .pods
+            .keys()
+            .filter(|uid| !listed.contains(uid.as_str()))
+            .cloned()
+            .collect();
+        for uid in &gone {
+            if let Some(old) = self.pods.remove(uid) {
+                self.remove_load(&old);
+            }
+            self.forget(uid);
+        }
+        for pod in pods {
+            self.apply_pod(pod);
+        }
+        gone.len()
+    }
+
+    /// How many pods the view holds (watched, not assumed).
+    pub fn pod_count(&self) -> usize {
+        self.pods.len()
     }
 
     /// Records where the extender placed a pod, so the next decisions of a burst see it before
@@ -700,5 +745,61 @@ mod tests {
         view.expire_tentative(std::time::Instant::now() + std::time::Duration::from_secs(31));
         // The tentative one is gone; the one bound by the extender stays until the watch sees it.
         assert_eq!(cpu_on(&view, "n1"), 700);
+    }
+
+    fn pod(uid: &str, node: Option<&str>, cpu: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": uid, "namespace": "team", "uid": uid},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}
+        }))
+        .expect("a valid pod")
+    }
+
+    fn node(name: &str) -> Node {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("a valid node")
+    }
+
+    #[test]
+    fn a_pod_relist_removes_pods_deleted_during_the_gap_with_their_load_and_assumptions() {
+        let mut view = View::default();
+        view.apply_pod(&pod("kept", Some("n1"), "100m"));
+        view.apply_pod(&pod("gone", Some("n1"), "200m"));
+        view.apply_pod(&pod("pending-gone", None, "300m"));
+        view.assume("pending-gone", record(300), "n2", false);
+        view.assume("never-seen", record(400), "n2", true);
+        assert_eq!((cpu_on(&view, "n1"), cpu_on(&view, "n2")), (300, 700));
+
+        let removed = view.replace_pods(&[pod("kept", Some("n1"), "100m"), pod("new", Some("n2"), "50m")]);
+
+        assert_eq!(removed, 2);
+        assert_eq!(view.pod_count(), 2);
+        // Positive control: the listed pod keeps its load; the new one is added.
+        assert_eq!(cpu_on(&view, "n1"), 100);
+        // The assumption about a pod seen before and now gone is dropped; one about a pod the
+        // view never saw (maybe newer than the list) stays.
+        assert_eq!(cpu_on(&view, "n2"), 450);
+    }
+
+    #[test]
+    fn a_first_pod_list_into_an_empty_view_adds_everything_and_removes_nothing() {
+        let mut view = View::default();
+        assert_eq!(
+            view.replace_pods(&[pod("a", Some("n1"), "100m"), pod("b", None, "1")]),
+            0
+        );
+        assert_eq!(view.pod_count(), 2);
+        assert_eq!(cpu_on(&view, "n1"), 100);
+    }
+
+    #[test]
+    fn a_node_relist_removes_nodes_deleted_during_the_gap() {
+        let mut view = View::default();
+        view.apply_node(&node("n1"));
+        view.apply_node(&node("n2"));
+        assert_eq!(view.replace_nodes(&[node("n1"), node("n3")]), 1);
+        let names: Vec<&String> = view.node_names().collect();
+        assert_eq!(names, ["n1", "n3"]);
+        // A first list into an empty view removes nothing.
+        assert_eq!(View::default().replace_nodes(&[node("n1")]), 0);
     }
 }

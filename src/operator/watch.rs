@@ -1,6 +1,11 @@
 //! Watches that feed the shared placement view: Nodes (re-embedding when the node set or labels
 //! change) and Pods (load, tenants, replicas per agent), plus the MomConfig `default` (global
 //! settings). Every replica runs them; they only read the cluster.
+//!
+//! A (re-)list — `Init`, `InitApply`…, `InitDone` — is buffered and then replaces the kind's set
+//! in the view, so an object deleted while the watch was away (a gap too long to resume) does
+//! not stay in the view forever. A watch never ends silently: a poisoned view lock or an ended
+//! stream is logged as an error before the task returns.
 
 use std::time::Duration;
 
@@ -27,6 +32,7 @@ pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<
         .default_backoff()
         .boxed();
     let mut initialising = true;
+    let mut listed: Vec<Node> = Vec::new();
     let mut stale = false;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -45,15 +51,23 @@ pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<
         };
         match next {
             Ok(Some(event)) => {
-                let Ok(mut v) = view.write() else { return };
+                let Ok(mut v) = view.write() else {
+                    tracing::error!("node watch: the view lock is poisoned; stopping");
+                    return;
+                };
                 match event {
-                    Event::Init => initialising = true,
-                    Event::InitApply(node) => {
-                        v.apply_node(&node);
+                    Event::Init => {
+                        initialising = true;
+                        listed.clear();
                     }
+                    Event::InitApply(node) => listed.push(node),
                     Event::InitDone => {
                         initialising = false;
                         stale = false;
+                        let removed = v.replace_nodes(&std::mem::take(&mut listed));
+                        if removed > 0 {
+                            tracing::info!(removed, "re-list removed {removed} nodes");
+                        }
                         v.reembed();
                         let _ = ready.send(true);
                     }
@@ -65,7 +79,10 @@ pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<
                     }
                 }
             }
-            Ok(None) => return,
+            Ok(None) => {
+                tracing::error!("node watch: the stream ended; stopping");
+                return;
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "node watch failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -80,17 +97,31 @@ pub async fn pods(client: kube::Client, view: SharedView) {
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
+    let mut listed: Vec<Pod> = Vec::new();
     loop {
         match stream.try_next().await {
             Ok(Some(event)) => {
-                let Ok(mut v) = view.write() else { return };
+                let Ok(mut v) = view.write() else {
+                    tracing::error!("pod watch: the view lock is poisoned; stopping");
+                    return;
+                };
                 match event {
-                    Event::Init | Event::InitDone => {}
-                    Event::InitApply(pod) | Event::Apply(pod) => v.apply_pod(&pod),
+                    Event::Init => listed.clear(),
+                    Event::InitApply(pod) => listed.push(pod),
+                    Event::InitDone => {
+                        let removed = v.replace_pods(&std::mem::take(&mut listed));
+                        if removed > 0 {
+                            tracing::info!(removed, "re-list removed {removed} pods");
+                        }
+                    }
+                    Event::Apply(pod) => v.apply_pod(&pod),
                     Event::Delete(pod) => v.delete_pod(&pod),
                 }
             }
-            Ok(None) => return,
+            Ok(None) => {
+                tracing::error!("pod watch: the stream ended; stopping");
+                return;
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "pod watch failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -108,7 +139,10 @@ pub async fn momconfig(client: kube::Client, view: SharedView, ready: watch::Sen
     loop {
         match stream.try_next().await {
             Ok(Some(Event::Apply(cfg) | Event::InitApply(cfg))) => {
-                let Ok(mut v) = view.write() else { return };
+                let Ok(mut v) = view.write() else {
+                    tracing::error!("MomConfig watch: the view lock is poisoned; stopping");
+                    return;
+                };
                 let g = &cfg.spec.geometry;
                 let o = &cfg.spec.objectives;
                 let keys_changed = v.settings.topology_keys != g.topology_keys;
@@ -138,7 +172,10 @@ pub async fn momconfig(client: kube::Client, view: SharedView, ready: watch::Sen
                 let _ = ready.send(true);
             }
             Ok(Some(_)) => {}
-            Ok(None) => return,
+            Ok(None) => {
+                tracing::error!("MomConfig watch: the stream ended; stopping");
+                return;
+            }
             Err(err) => {
                 let _ = ready.send(true);
                 tracing::debug!(error = %err, "MomConfig watch failed (CRD not installed?); retrying");
