@@ -237,7 +237,11 @@ impl LeaderElector {
                     metrics.record_error(&err);
                     tracing::warn!(error = %err, "leader election attempt failed");
                     // A failed renew keeps the hold until the renew deadline, as client-go.
-                    self.fence.fresh(Instant::now())
+                    let still = self.fence.fresh(Instant::now());
+                    if !still && *self.leading.borrow() {
+                        tracing::warn!(lease = %self.settings.name, deadline = ?self.settings.renew_deadline, "no successful renew within the renew deadline: stopping leading");
+                    }
+                    still
                 }
             };
             self.publish(leading, &metrics);

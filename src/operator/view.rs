@@ -337,6 +337,14 @@ impl View {
             .insert(name, (tenant, super::tenancy::tenant_source(labels)));
     }
 
+    /// Replaces every namespace with `listed` (a watch's re-list).
+    pub fn replace_namespaces(&mut self, listed: &[Namespace]) {
+        self.namespace_tenants.clear();
+        for ns in listed {
+            self.apply_namespace(ns);
+        }
+    }
+
     pub fn delete_namespace(&mut self, name: &str) {
         self.namespace_tenants.remove(name);
     }

@@ -191,17 +191,27 @@ pub async fn namespaces(client: kube::Client, view: SharedView) {
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
+    let mut listed: Vec<Namespace> = Vec::new();
     loop {
         match stream.try_next().await {
             Ok(Some(event)) => {
-                let Ok(mut v) = view.write() else { return };
+                let Ok(mut v) = view.write() else {
+                    tracing::error!("namespace watch: the view lock is poisoned; stopping");
+                    return;
+                };
                 match event {
-                    Event::Init | Event::InitDone => {}
-                    Event::InitApply(ns) | Event::Apply(ns) => v.apply_namespace(&ns),
+                    Event::Init => listed.clear(),
+                    Event::InitApply(ns) => listed.push(ns),
+                    // A re-list replaces the map: namespaces deleted during a watch gap go.
+                    Event::InitDone => v.replace_namespaces(&std::mem::take(&mut listed)),
+                    Event::Apply(ns) => v.apply_namespace(&ns),
                     Event::Delete(ns) => v.delete_namespace(&ns.metadata.name.unwrap_or_default()),
                 }
             }
-            Ok(None) => return,
+            Ok(None) => {
+                tracing::error!("namespace watch: the stream ended; stopping");
+                return;
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "namespace watch failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;

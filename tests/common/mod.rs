@@ -860,3 +860,85 @@ impl OperatorProcess {
         );
     }
 }
+
+/// A TCP proxy on loopback to `upstream` whose forwarding can be stalled: while stalled, bytes
+/// are read but held back (in both directions), so requests through it hang as on a dead link.
+pub struct StallableProxy {
+    pub addr: String,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallableProxy {
+    pub fn start(upstream: &str) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address").to_string();
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stalled.clone();
+        let upstream = upstream.to_string();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let flag = flag.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            while flag.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Self { addr, stalled }
+    }
+
+    /// Holds back every byte from now on (connections stay open).
+    pub fn stall(&self) {
+        self.stalled.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A copy of the control plane's admin kubeconfig whose server goes through this proxy.
+    pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
+        let admin = std::fs::read_to_string(&control_plane().kubeconfig).unwrap();
+        let server = admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server:"))
+            .expect("server in the test kubeconfig")
+            .trim()
+            .to_string();
+        let host_port = server.trim_start_matches("https://").trim_start_matches("http://");
+        let path = dir.join("proxied.kubeconfig");
+        std::fs::write(&path, admin.replace(host_port, &self.addr)).unwrap();
+        path
+    }
+
+    /// The `host:port` of the control plane's apiserver (the proxy's upstream).
+    pub fn apiserver() -> String {
+        let admin = std::fs::read_to_string(&control_plane().kubeconfig).unwrap();
+        admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server:"))
+            .expect("server in the test kubeconfig")
+            .trim()
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .to_string()
+    }
+}

@@ -1,0 +1,106 @@
+//! Leader fencing on the real apiserver: a leader whose Lease renewals hang (its apiserver
+//! connection goes through a proxy that stops forwarding bytes) stops leading at its renew
+//! deadline, while the Lease still names it, and a standby with a direct connection takes the
+//! Lease only after the Lease duration. Positive control: before the stall the proxied replica led.
+
+mod common;
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+
+const LEASE: &str = "mom-operator-leader";
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get(LEASE)
+        .await
+        .ok()?
+        .spec?
+        .holder_identity
+        .filter(|h| !h.is_empty())
+}
+
+fn leader_gauge(op: &common::OperatorProcess) -> Option<String> {
+    let text = common::http_get(&format!("http://{}/metrics", op.metrics_addr))?;
+    text.lines()
+        .find(|l| l.starts_with("mom_leader ") || l.starts_with("mom_leader{"))
+        .and_then(|l| l.split_whitespace().last())
+        .map(str::to_string)
+}
+
+fn operator(namespace: &str, identity: &str, kubeconfig: Option<std::path::PathBuf>) -> common::OperatorProcess {
+    let mut builder = common::OperatorBuilder::new()
+        .namespace(namespace)
+        .identity(identity)
+        .text_logs()
+        .outside_any_pod()
+        .flag("--lease-duration-seconds", "6")
+        .flag("--renew-period-seconds", "1")
+        .flag("--lease-renew-deadline-seconds", "3");
+    if let Some(path) = kubeconfig {
+        builder = builder.kubeconfig(path);
+    }
+    builder.spawn()
+}
+
+#[tokio::test]
+async fn a_leader_whose_renewals_hang_stops_leading_at_its_renew_deadline_before_a_standby_takes_the_lease() {
+    let ns = common::TestNamespace::new("leader-fencing").await;
+    let leases: Api<Lease> = Api::namespaced(ns.client(), &ns.name);
+    let dir = std::env::temp_dir().join(format!("mom-leader-fencing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let proxy = common::StallableProxy::start(&common::StallableProxy::apiserver());
+
+    let mut a = operator(&ns.name, "fence-a", Some(proxy.kubeconfig(&dir)));
+    // Positive control: through the proxy, A takes the Lease and says it leads.
+    common::eventually("A holds the Lease", Duration::from_secs(60), || {
+        let leases = leases.clone();
+        async move { (holder(&leases).await.as_deref() == Some("fence-a")).then_some(()) }
+    })
+    .await;
+    common::eventually("A's leader gauge is 1", Duration::from_secs(30), || async {
+        (leader_gauge(&a).as_deref() == Some("1")).then_some(())
+    })
+    .await;
+    let mut b = operator(&ns.name, "fence-b", None);
+    common::eventually("B serves metrics as a follower", Duration::from_secs(30), || async {
+        (leader_gauge(&b).as_deref() == Some("0")).then_some(())
+    })
+    .await;
+
+    proxy.stall();
+    let stalled = std::time::Instant::now();
+    common::eventually("A stops leading", Duration::from_secs(30), || async {
+        (leader_gauge(&a).as_deref() == Some("0")).then_some(())
+    })
+    .await;
+    // A figure, not an assertion: with a 3 s renew deadline and 1 s renew period, ~2-4 s.
+    println!("stall to step-down: {:.1} s", stalled.elapsed().as_secs_f64());
+    // A stepped down at its renew deadline, before the Lease duration: the Lease still names it.
+    assert_eq!(
+        holder(&leases).await.as_deref(),
+        Some("fence-a"),
+        "B took the Lease before A stepped down\n{}",
+        a.log()
+    );
+    assert!(
+        a.log().contains("no successful renew within the renew deadline"),
+        "{}",
+        a.log()
+    );
+
+    // After the Lease duration without change, B takes it.
+    common::eventually("B holds the Lease", Duration::from_secs(60), || {
+        let leases = leases.clone();
+        async move { (holder(&leases).await.as_deref() == Some("fence-b")).then_some(()) }
+    })
+    .await;
+    common::eventually("B's leader gauge is 1", Duration::from_secs(30), || async {
+        (leader_gauge(&b).as_deref() == Some("1")).then_some(())
+    })
+    .await;
+    a.kill();
+    b.kill();
+}
