@@ -351,7 +351,7 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &Context) -> Result<Action
         })
         .collect();
     // The auction loop's quota (status.allocation) caps what the agent wants while capacity is scarce.
-    let wanted = agent.spec.replicas.max(0) as usize;
+    let wanted = agent.spec.replicas.clamp(0, super::crd::MAX_REPLICAS) as usize;
     let quota = agent
         .status
         .as_ref()

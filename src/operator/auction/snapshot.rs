@@ -90,7 +90,8 @@ pub fn agent_snapshot(agent: &GeometricAgent, tenant: String) -> AgentSnapshot {
     };
     // Unparsable quantities are reported by the agent controller; here they request nothing.
     let requests = crate::operator::view::pod_requests(&pod).unwrap_or_default();
-    let wanted = agent.spec.replicas.max(0) as u32;
+    // Clamped to the CRD's bound: the bid vector below has one entry per wanted replica.
+    let wanted = agent.spec.replicas.clamp(0, crate::operator::crd::MAX_REPLICAS) as u32;
     let (marginal_values, bid_problem) = match &agent.spec.bid {
         None => (Vec::new(), None),
         Some(bid) => match bid_problem(&bid.marginal_values, bid.value_per_replica) {
@@ -297,6 +298,17 @@ mod tests {
         assert_eq!(
             (plain.pool.as_str(), plain.demand.marginal_values.len()),
             (DEFAULT_POOL, 0)
+        );
+    }
+
+    #[test]
+    fn replicas_beyond_the_crd_bound_are_clamped_before_a_bid_vector_is_sized() {
+        // Stored under an older CRD without the bound: the vector stays at MAX_REPLICAS.
+        let s = snap(&agent("ns", "a", i32::MAX, "1", None, json!({"valuePerReplica": 1.0})));
+        assert_eq!(s.demand.wanted, crate::operator::crd::MAX_REPLICAS as u32);
+        assert_eq!(
+            s.demand.marginal_values.len(),
+            crate::operator::crd::MAX_REPLICAS as usize
         );
     }
 

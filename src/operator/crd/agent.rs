@@ -87,9 +87,9 @@ pub struct GeometricAgentSpec {
     /// whose triggers match is selected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy_ref: Option<StrategyRef>,
-    /// Desired replicas (set by MOM for predictive/reactive scaling, by you for manual); ≥ 0.
+    /// Desired replicas (set by MOM for predictive/reactive scaling, by you for manual); 0…1000.
     #[serde(default = "default_replicas")]
-    #[x_kube(validation = Rule::new("self >= 0").message("spec.replicas must be >= 0"))]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 1000").message("spec.replicas must be between 0 and 1000"))]
     pub replicas: i32,
     /// Pod template of the replicas, as in a Deployment. Its schema is kept open
     /// (`x-kubernetes-preserve-unknown-fields`) rather than inlining the full PodTemplateSpec

@@ -11,6 +11,14 @@
 //! CEL rules (`x-kubernetes-validations`) are attached with `#[x_kube(validation = ...)]`
 //! (kube's `KubeSchema` derive); every rule's message names the offending field.
 
+/// Most replicas an agent may ask for (`spec.replicas`, `minReplicas`, `maxReplicas`): bounds what
+/// the scaler's plan table, the auction's bid vectors and the agent controller allocate per agent.
+pub const MAX_REPLICAS: i32 = 1000;
+/// Longest forecast/MPC horizon (`spec.scaling.horizonSeconds`): one hour.
+pub const MAX_HORIZON_SECONDS: i32 = 3600;
+/// Longest cool-down between two scaling actions (`spec.scaling.cooldownSeconds`): one day.
+pub const MAX_COOLDOWN_SECONDS: i32 = 86400;
+
 pub mod agent;
 pub mod conditions;
 pub mod momconfig;

@@ -136,24 +136,24 @@ pub struct ScalingSpec {
     /// `predictive` (forecast + MPC), `reactive` (the HPA algorithm) or `manual` (spec.replicas).
     #[serde(default)]
     pub method: ScalingMethod,
-    /// Fewest replicas MOM will run; ≥ 0.
+    /// Fewest replicas MOM will run; 0…1000.
     #[serde(default = "default_min_replicas")]
-    #[x_kube(validation = Rule::new("self >= 0").message("spec.scaling.minReplicas must be >= 0"))]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 1000").message("spec.scaling.minReplicas must be between 0 and 1000"))]
     pub min_replicas: i32,
-    /// Most replicas MOM will run; ≥ 1 and ≥ minReplicas.
-    #[x_kube(validation = Rule::new("self >= 1").message("spec.scaling.maxReplicas must be >= 1"))]
+    /// Most replicas MOM will run; 1…1000 and ≥ minReplicas.
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message("spec.scaling.maxReplicas must be between 1 and 1000"))]
     pub max_replicas: i32,
-    /// Seconds to wait after a scaling action before the next one; ≥ 0.
+    /// Seconds to wait after a scaling action before the next one; 0…86400 (a day).
     #[serde(default = "default_cooldown_seconds")]
-    #[x_kube(validation = Rule::new("self >= 0").message("spec.scaling.cooldownSeconds must be >= 0"))]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 86400").message("spec.scaling.cooldownSeconds must be between 0 and 86400"))]
     pub cooldown_seconds: i32,
     /// Metrics scaling aims at; replicas are sized for the most demanding one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub targets: Vec<ScalingTarget>,
-    /// Forecast and MPC horizon in seconds (predictive only); ≥ 1.
+    /// Forecast and MPC horizon in seconds (predictive only); 1…3600.
     #[serde(default = "default_horizon_seconds")]
-    #[x_kube(validation = Rule::new("self >= 1").message("spec.scaling.horizonSeconds must be >= 1"))]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 3600").message("spec.scaling.horizonSeconds must be between 1 and 3600"))]
     pub horizon_seconds: i32,
 }
 

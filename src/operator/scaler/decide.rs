@@ -76,12 +76,15 @@ pub(super) fn policy_settings(
         ScalingMethod::Reactive => Method::Reactive,
         ScalingMethod::Manual => Method::Manual,
     };
-    let min = spec.min_replicas.max(0) as u32;
-    let max = spec.max_replicas.max(0) as u32;
+    // Clamped to the CRD's bounds too (an object stored under an older CRD may exceed them):
+    // the plan table grows with horizon × replicas.
+    use crate::operator::crd::{MAX_COOLDOWN_SECONDS, MAX_HORIZON_SECONDS, MAX_REPLICAS};
+    let min = spec.min_replicas.clamp(0, MAX_REPLICAS) as u32;
+    let max = spec.max_replicas.clamp(0, MAX_REPLICAS) as u32;
     let tick = settings.tick.as_secs_f64();
     let base = |target: f64| PolicySettings {
-        cooldown_seconds: f64::from(spec.cooldown_seconds.max(0)),
-        horizon_seconds: f64::from(spec.horizon_seconds.max(1)),
+        cooldown_seconds: f64::from(spec.cooldown_seconds.clamp(0, MAX_COOLDOWN_SECONDS)),
+        horizon_seconds: f64::from(spec.horizon_seconds.clamp(1, MAX_HORIZON_SECONDS)),
         step_seconds: tick,
         lead_seconds: settings.startup.as_secs_f64() + tick,
         model: settings.model,
