@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
@@ -62,7 +62,18 @@ impl AgentError {
 
 /// Runs the controller until `shutdown` turns true.
 pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
-    let agents: Api<GeometricAgent> = Api::all(ctx.client.clone());
+    // Agents are watched untyped and decoded one by one (`lenient`): one undecodable agent
+    // must not stop the controller for every other.
+    let untyped: Api<kube::api::DynamicObject> = Api::all_with(ctx.client.clone(), &super::lenient::agent_resource());
+    let (reader, writer) = kube::runtime::reflector::store::<GeometricAgent>();
+    let agents = kube::runtime::reflector(
+        writer,
+        super::lenient::decoded_events(
+            watcher::watcher(untyped, watcher::Config::default()).default_backoff(),
+            ctx.bad_agents.clone(),
+        ),
+    )
+    .applied_objects();
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     // On taking the Lease, reconcile every agent at once instead of waiting for its requeue.
     let became_leader = futures::stream::unfold(ctx.leading.clone(), |mut rx| async move {
@@ -73,7 +84,7 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
             }
         }
     });
-    let controller = Controller::new(agents, watcher::Config::default())
+    let controller = Controller::for_stream(agents, reader)
         .owns(pods, watcher::Config::default().labels(AGENT_LABEL))
         .reconcile_all_on(became_leader)
         .graceful_shutdown_on(async move {
@@ -283,10 +294,7 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &Context) -> Result<Action
         .list(&ListParams::default())
         .await?
         .items;
-    let sibling_agents = Api::<GeometricAgent>::namespaced(client.clone(), &ns)
-        .list(&ListParams::default())
-        .await?
-        .items;
+    let sibling_agents = super::lenient::list_agents(&client, Some(&ns), &ctx.bad_agents).await?;
     let siblings: BTreeSet<String> = sibling_agents.iter().map(|a| a.name_any()).collect();
 
     // Validate.

@@ -41,6 +41,8 @@ pub struct Context {
     pub writer: Arc<ReceiptWriter>,
     /// Liveness of the watches and loops, read by `/healthz`.
     pub health: Arc<Health>,
+    /// GeometricAgents that do not decode (reported by the status loop, skipped elsewhere).
+    pub bad_agents: Arc<super::lenient::BadAgents>,
     /// When set, leading also needs a Lease renew younger than the renew deadline.
     pub fence: Option<super::leader::Fence>,
 }
@@ -71,6 +73,7 @@ impl Context {
             leading,
             writer,
             health: Arc::default(),
+            bad_agents: Arc::default(),
             fence: None,
         }
     }

@@ -13,6 +13,7 @@ pub mod extender;
 pub mod health;
 pub mod http;
 pub mod leader;
+pub mod lenient;
 pub mod metrics;
 pub mod metrics_api;
 pub mod pools;

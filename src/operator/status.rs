@@ -31,6 +31,8 @@ use super::view::SharedView;
 pub struct StatusWriter {
     /// The foreign receipts last announced in an Event (one Event per change, not per tick).
     announced_foreign: Vec<super::receipts::ForeignReceipt>,
+    /// Undecodable agents already given their condition and Event.
+    announced_bad: Vec<super::lenient::Undecodable>,
 }
 
 impl LeaderLoop for StatusWriter {
@@ -62,7 +64,57 @@ impl LeaderLoop for StatusWriter {
             }
             self.announced_foreign = foreign;
         }
-        reconcile_once(&ctx.client, &ctx.view, &ctx.writer).await
+        self.report_bad_agents(ctx).await;
+        reconcile_once(&ctx.client, &ctx.view, &ctx.writer, &ctx.bad_agents).await
+    }
+}
+
+impl StatusWriter {
+    /// Gives every GeometricAgent that does not decode (see `lenient`) a `Ready=False` condition
+    /// (reason `InvalidSpec`) and a Warning Event naming the field, once per distinct error.
+    async fn report_bad_agents(&mut self, ctx: &Context) {
+        let bad = ctx.bad_agents.all();
+        for agent in &bad {
+            if self.announced_bad.contains(agent) {
+                continue;
+            }
+            let message = format!(
+                "GeometricAgent {}/{} cannot be decoded and is not acted on: {}",
+                agent.namespace, agent.name, agent.error
+            );
+            let api: Api<kube::api::DynamicObject> =
+                Api::namespaced_with(ctx.client.clone(), &agent.namespace, &super::lenient::agent_resource());
+            let now = k8s_openapi::jiff::Timestamp::now().to_string();
+            let patch = serde_json::json!({"status": {"conditions": [{
+                "type": conditions::READY, "status": "False", "reason": conditions::reason::INVALID_SPEC,
+                "message": message.chars().take(conditions::MAX_MESSAGE_LEN).collect::<String>(),
+                "lastTransitionTime": now,
+            }]}});
+            if let Err(err) = api
+                .patch_status(&agent.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::warn!(agent = %format!("{}/{}", agent.namespace, agent.name), error = %err, "cannot write the InvalidSpec condition");
+                continue;
+            }
+            let reference = k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some(GeometricAgent::api_version(&()).into_owned()),
+                kind: Some(GeometricAgent::kind(&()).into_owned()),
+                name: Some(agent.name.clone()),
+                namespace: Some(agent.namespace.clone()),
+                ..Default::default()
+            };
+            ctx.publish(
+                &reference,
+                kube::runtime::events::EventType::Warning,
+                "Decode",
+                conditions::reason::INVALID_SPEC,
+                message,
+            )
+            .await;
+            self.announced_bad.push(agent.clone());
+        }
+        self.announced_bad.retain(|a| bad.contains(a));
     }
 }
 
@@ -148,6 +200,7 @@ async fn reconcile_once(
     client: &kube::Client,
     view: &SharedView,
     writer: &super::receipts::ReceiptWriter,
+    bad_agents: &super::lenient::BadAgents,
 ) -> Result<(), kube::Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let configs: Api<MomConfig> = Api::all(client.clone());
@@ -204,9 +257,8 @@ async fn reconcile_once(
     }
 
     let strategies: Api<OrchestrationStrategy> = Api::all(client.clone());
-    let agents: Api<GeometricAgent> = Api::all(client.clone());
     let strategy_list = strategies.list(&ListParams::default()).await?.items;
-    let agent_list = agents.list(&ListParams::default()).await?.items;
+    let agent_list = super::lenient::list_agents(client, None, bad_agents).await?;
     let agent_facts: Vec<AgentFacts> = agent_list
         .iter()
         .map(|a| AgentFacts::from_agent(a, BTreeSet::new()))

@@ -31,7 +31,7 @@ pub use snapshot::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -112,10 +112,7 @@ impl LeaderLoop for Auctioneer {
 /// One tick over every pool; a failing pool does not stop the others (the first error is
 /// returned). `contended`: the pools with quotas in force, updated.
 pub async fn tick(ctx: &Context, contended: &mut BTreeSet<String>) -> Result<(), AuctionLoopError> {
-    let agents: Vec<GeometricAgent> = Api::<GeometricAgent>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
+    let agents: Vec<GeometricAgent> = crate::operator::lenient::list_agents(&ctx.client, None, &ctx.bad_agents).await?;
     let (nodes, pods, tenants) = match ctx.view.read() {
         Ok(v) => (
             v.schedulable_nodes()

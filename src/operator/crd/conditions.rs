@@ -49,6 +49,8 @@ pub mod reason {
     pub const RECEIPTS_WRITTEN: &str = "ReceiptsWritten";
     /// A receipt write failed recently (the message names the error).
     pub const RECEIPT_WRITE_FAILED: &str = "ReceiptWriteFailed";
+    /// The object cannot be decoded (a field has the wrong type): it is not acted on.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
     /// Every stored receipt is signed by a trusted key.
     pub const RECEIPTS_SIGNED: &str = "ReceiptsSigned";
     /// Stored receipts not signed by a trusted key exist (ignored for chaining).

@@ -29,7 +29,6 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
 use super::context::{Context, LeaderLoop, LoopError};
-use super::crd::GeometricAgent;
 use super::receipts::Intent;
 use crate::descheduler::{self as core, Move, Plan, Settings, Snapshot};
 use crate::receipts::{Action as ReceiptAction, SubjectRef};
@@ -160,10 +159,7 @@ async fn tick(ctx: &Context, job: &mut Descheduler) -> Result<(), DeschedulerErr
         .list(&ListParams::default())
         .await?
         .items;
-    let agents = Api::<GeometricAgent>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
+    let agents = crate::operator::lenient::list_agents(&ctx.client, None, &ctx.bad_agents).await?;
     let blocked = job.state.blocked_this_tick();
     let now = k8s_openapi::jiff::Timestamp::now().as_second().max(0) as u64;
     let snapshot = {

@@ -1,0 +1,204 @@
+//! GeometricAgents read one object at a time, so one undecodable object never stops a loop for
+//! the others.
+//!
+//! An agent's pod template is stored with an open schema (see `crd::agent`), so the apiserver
+//! accepts templates the operator cannot decode (e.g. `containerPort: "http"`). A typed list or
+//! watch fails as a whole on such an object; here every object is decoded on its own, the bad
+//! ones are left out and remembered in [`BadAgents`] with the path of the offending field, and
+//! the status loop gives each a condition and a Warning Event. Logs name the object and the
+//! field, never the list.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use futures::{Stream, StreamExt};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::runtime::watcher::{self, Event};
+
+use super::crd::GeometricAgent;
+
+/// An agent object that does not decode: where it is and which field is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Undecodable {
+    pub namespace: String,
+    pub name: String,
+    /// `<field path>: <what is wrong>`, e.g.
+    /// `spec.template.spec.containers[0].ports[0].containerPort: invalid type: string "http", expected i32`.
+    pub error: String,
+}
+
+/// The agents that do not decode right now, by (namespace, name).
+#[derive(Debug, Default)]
+pub struct BadAgents(Mutex<BTreeMap<(String, String), Undecodable>>);
+
+impl BadAgents {
+    fn note(&self, bad: Undecodable) {
+        if let Ok(mut m) = self.0.lock() {
+            let key = (bad.namespace.clone(), bad.name.clone());
+            if m.get(&key) != Some(&bad) {
+                tracing::warn!(agent = %format!("{}/{}", bad.namespace, bad.name), error = %bad.error, "GeometricAgent cannot be decoded; skipped until it is fixed");
+            }
+            m.insert(key, bad);
+        }
+    }
+
+    fn clear(&self, namespace: &str, name: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(&(namespace.to_string(), name.to_string()));
+        }
+    }
+
+    /// Every undecodable agent, sorted.
+    pub fn all(&self) -> Vec<Undecodable> {
+        self.0.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+}
+
+/// The API resource of GeometricAgents, for untyped reads.
+pub fn agent_resource() -> ApiResource {
+    ApiResource::erase::<GeometricAgent>(&())
+}
+
+/// Decodes one stored agent, naming the offending field on failure.
+pub fn decode(obj: &DynamicObject) -> Result<GeometricAgent, Undecodable> {
+    let namespace = obj.metadata.namespace.clone().unwrap_or_default();
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let fail = |error: String| Undecodable {
+        namespace: namespace.clone(),
+        name: name.clone(),
+        error,
+    };
+    let value = serde_json::to_value(obj).map_err(|e| fail(e.to_string()))?;
+    serde_path_to_error::deserialize::<_, GeometricAgent>(value)
+        .map_err(|e| fail(format!("{}: {}", e.path(), e.inner())))
+}
+
+/// Every agent (in `namespace`, or all), decoded one by one; undecodable ones are noted in
+/// `bad` and left out.
+pub async fn list_agents(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    bad: &BadAgents,
+) -> Result<Vec<GeometricAgent>, kube::Error> {
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &agent_resource()),
+        None => Api::all_with(client.clone(), &agent_resource()),
+    };
+    let mut out = Vec::new();
+    for obj in api.list(&ListParams::default()).await?.items {
+        match decode(&obj) {
+            Ok(agent) => {
+                bad.clear(&agent_ns(&obj), &agent_name(&obj));
+                out.push(agent);
+            }
+            Err(u) => bad.note(u),
+        }
+    }
+    Ok(out)
+}
+
+fn agent_ns(obj: &DynamicObject) -> String {
+    obj.metadata.namespace.clone().unwrap_or_default()
+}
+
+fn agent_name(obj: &DynamicObject) -> String {
+    obj.metadata.name.clone().unwrap_or_default()
+}
+
+/// A watch of untyped agents turned into one of decoded agents: undecodable objects are noted
+/// in `bad` and skipped (a delete of one clears it), the rest pass unchanged.
+pub fn decoded_events<S>(
+    events: S,
+    bad: std::sync::Arc<BadAgents>,
+) -> impl Stream<Item = Result<Event<GeometricAgent>, watcher::Error>> + Send
+where
+    S: Stream<Item = Result<Event<DynamicObject>, watcher::Error>> + Send,
+{
+    events.filter_map(move |event| {
+        let bad = bad.clone();
+        async move {
+            let decoded = |obj: DynamicObject| match decode(&obj) {
+                Ok(agent) => {
+                    bad.clear(&agent_ns(&obj), &agent_name(&obj));
+                    Some(agent)
+                }
+                Err(u) => {
+                    bad.note(u);
+                    None
+                }
+            };
+            match event {
+                Err(e) => Some(Err(e)),
+                Ok(Event::Init) => Some(Ok(Event::Init)),
+                Ok(Event::InitDone) => Some(Ok(Event::InitDone)),
+                Ok(Event::InitApply(obj)) => decoded(obj).map(|a| Ok(Event::InitApply(a))),
+                Ok(Event::Apply(obj)) => decoded(obj).map(|a| Ok(Event::Apply(a))),
+                Ok(Event::Delete(obj)) => {
+                    bad.clear(&agent_ns(&obj), &agent_name(&obj));
+                    decode(&obj).ok().map(|a| Ok(Event::Delete(a)))
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(port: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "mom.hypersync.io/v1alpha1", "kind": "GeometricAgent",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"workloadType": "batch", "replicas": 1, "template": {"spec": {"containers": [
+                {"name": "c", "image": "pause", "ports": [{"containerPort": port}]}]}}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_undecodable_agent_is_named_with_the_path_of_its_bad_field() {
+        assert!(decode(&object(8080.into())).is_ok());
+        let bad = decode(&object("http".into())).unwrap_err();
+        assert_eq!((bad.namespace.as_str(), bad.name.as_str()), ("shop", "web"));
+        assert!(
+            bad.error
+                .starts_with("spec.template.spec.containers[0].ports[0].containerPort: invalid type: string \"http\""),
+            "{}",
+            bad.error
+        );
+    }
+
+    #[tokio::test]
+    async fn a_watch_skips_an_undecodable_agent_and_passes_the_others() {
+        let bad = std::sync::Arc::new(BadAgents::default());
+        let mut good = object(8080.into());
+        good.metadata.name = Some("api".into());
+        let events = futures::stream::iter(vec![
+            Ok(Event::Init),
+            Ok(Event::InitApply(object("http".into()))),
+            Ok(Event::InitApply(good)),
+            Ok(Event::InitDone),
+        ]);
+        let out: Vec<_> = decoded_events(events, bad.clone()).collect().await;
+        let names: Vec<String> = out
+            .iter()
+            .map(|e| match e {
+                Ok(Event::InitApply(a)) => a.metadata.name.clone().unwrap(),
+                Ok(Event::Init) => "init".into(),
+                Ok(Event::InitDone) => "done".into(),
+                _ => "other".into(),
+            })
+            .collect();
+        assert_eq!(names, vec!["init", "api", "done"]);
+        assert_eq!(bad.all().len(), 1);
+        // Its delete clears it.
+        let _: Vec<_> = decoded_events(
+            futures::stream::iter(vec![Ok(Event::Delete(object("http".into())))]),
+            bad.clone(),
+        )
+        .collect()
+        .await;
+        assert!(bad.all().is_empty());
+    }
+}
