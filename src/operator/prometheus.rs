@@ -11,12 +11,16 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
+
+/// Largest Prometheus answer read (a scalar query's answer is a few hundred bytes; a range
+/// query over the scaler's window a few hundred KB).
+pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
 
 /// Errors of a Prometheus query; each names the query.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -149,11 +153,21 @@ impl Prometheus {
             .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?
             .map_err(|e| unreachable(e.to_string()))?;
         let status = response.status().as_u16();
-        let body = tokio::time::timeout(self.timeout, response.into_body().collect())
-            .await
-            .map_err(|_| unreachable(format!("body not complete within {:?}", self.timeout)))?
-            .map_err(|e| unreachable(e.to_string()))?
-            .to_bytes();
+        // A body over the cap is an error naming the limit, never a giant allocation.
+        let body = tokio::time::timeout(
+            self.timeout,
+            Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect(),
+        )
+        .await
+        .map_err(|_| unreachable(format!("body not complete within {:?}", self.timeout)))?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                unreachable(format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes"))
+            } else {
+                unreachable(e.to_string())
+            }
+        })?
+        .to_bytes();
         parse_response(query, status, &body)
     }
 
@@ -287,6 +301,43 @@ fn on_grid(samples: &[(f64, String)], start: f64, end: f64, step: f64) -> Vec<f6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Serves one HTTP response with a `size`-byte JSON body on a loopback port; returns its URL.
+    async fn one_answer(size: usize) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let body = format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[]}},"pad":"{}"}}"#,
+                "x".repeat(size)
+            );
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(body.as_bytes()).await;
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_size_cap_is_an_error_naming_the_limit_not_an_allocation() {
+        // Positive control: a small answer is read (and reports no data).
+        let small = Prometheus::new(&one_answer(10).await).unwrap();
+        assert!(matches!(small.query("up", 0.0).await, Err(QueryError::NoData { .. })));
+        let big = Prometheus::new(&one_answer(MAX_RESPONSE_BYTES + 1).await).unwrap();
+        let err = big.query("up", 0.0).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("larger than {MAX_RESPONSE_BYTES} bytes")),
+            "{err}"
+        );
+    }
 
     #[test]
     fn query_parameters_are_percent_encoded() {
