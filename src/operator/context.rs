@@ -114,6 +114,15 @@ impl Context {
     }
 
     /// Publishes an Event on `regarding` (best effort, see [`super::events::publish`]).
+    /// Runs CPU-heavy pure work (an auction, a descheduling plan) on tokio's blocking pool, so
+    /// the runtime's threads stay free for Lease renewal, watches and the extender.
+    pub async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(value) => value,
+            Err(err) => std::panic::resume_unwind(err.into_panic()),
+        }
+    }
+
     pub async fn publish(
         &self,
         regarding: &ObjectReference,

@@ -218,10 +218,14 @@ async fn tick_pool(
         tracing::debug!(pool = %pool, "pool has no schedulable capacity; no auction");
         return Ok(None);
     }
-    let decision = quota::decide(&demands, &snap.nodes, settings).map_err(|source| AuctionLoopError::Auction {
-        pool: pool.to_string(),
-        source,
-    })?;
+    let nodes = snap.nodes.clone();
+    let auctioned = demands.clone();
+    let decision = Context::off_runtime(move || quota::decide(&auctioned, &nodes, settings))
+        .await
+        .map_err(|source| AuctionLoopError::Auction {
+            pool: pool.to_string(),
+            source,
+        })?;
     let pressure = match &decision {
         PoolDecision::Uncontended { pressure } | PoolDecision::Auctioned { pressure, .. } => *pressure,
     };

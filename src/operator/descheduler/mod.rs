@@ -180,7 +180,10 @@ async fn tick(ctx: &Context, job: &mut Descheduler) -> Result<(), DeschedulerErr
 pub async fn execute(ctx: &Context, job: &mut Descheduler, snapshot: &Snapshot) -> Result<Plan, DeschedulerError> {
     let settings = &job.config.settings;
     let started = Instant::now();
-    let plan = core::plan(snapshot, settings)?;
+    let plan = {
+        let (snapshot, settings) = (snapshot.clone(), settings.clone());
+        Context::off_runtime(move || core::plan(&snapshot, &settings)).await?
+    };
     ctx.metrics
         .descheduler_plan_duration
         .observe(started.elapsed().as_secs_f64());
