@@ -601,6 +601,30 @@ mod tests {
     }
 
     #[test]
+    fn nodes_with_u64_max_capacity_are_auctioned_without_sizing_anything_by_the_capacity() {
+        // Two request classes (the fast two-class path) and capacities at u64::MAX: this once
+        // tried to allocate ~147 PB for a prefix table sized by how many replicas would fit.
+        let mut b = bid("b", &[6.0, 2.0]);
+        b.request.cpu_millis = 1000;
+        let huge = |name: &str, mem: u64| NodeCapacity {
+            node: name.into(),
+            cpu_millis: u64::MAX,
+            memory_bytes: mem,
+            cost: 1.0,
+        };
+        let input = AuctionInput {
+            bids: vec![bid("a", &[5.0, 4.0, 3.0]), b],
+            nodes: vec![huge("n", u64::MAX), huge("m", 1 << 40)],
+            solver: SolverChoice::Auto,
+            shapley: Default::default(),
+            mip_max_integer_variables: None,
+        };
+        let out = run(&input).unwrap();
+        // Everything fits: every positive value is won.
+        assert_eq!(out.welfare, 20.0);
+    }
+
+    #[test]
     fn an_integer_program_over_the_size_guard_is_refused_with_its_size() {
         let mut b = bid("b", &[4.0]);
         b.request.cpu_millis = 1500;

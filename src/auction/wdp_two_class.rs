@@ -81,7 +81,8 @@ fn prefix(units: &[(f64, usize, usize)]) -> Vec<f64> {
 
 /// prefix sums of the first `limit` units not belonging to agent `skip`.
 fn prefix_without(units: &[(f64, usize, usize)], skip: usize, limit: usize) -> Vec<f64> {
-    let mut p = Vec::with_capacity(limit + 1);
+    // `limit` comes from capacity and may be astronomically large: size by the units there are.
+    let mut p = Vec::with_capacity(limit.min(units.len()) + 1);
     p.push(0.0);
     for u in units.iter().filter(|u| u.1 != skip).take(limit) {
         p.push(p[p.len() - 1] + u.0);

@@ -75,8 +75,19 @@ struct Report<'a> {
     solve_time_ms: f64,
 }
 
+/// Largest bids or capacity file read (100,000 bids of 1,000 values are ~1 GB of JSON; real
+/// inputs are kilobytes).
+const MAX_INPUT_BYTES: u64 = 64 << 20;
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {what} file {}", path.display()))?;
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_INPUT_BYTES + 1).read_to_string(&mut text))
+        .with_context(|| format!("reading {what} file {}", path.display()))?;
+    if text.len() as u64 > MAX_INPUT_BYTES {
+        anyhow::bail!("{what} file {} is larger than {MAX_INPUT_BYTES} bytes", path.display());
+    }
     serde_json::from_str(&text).with_context(|| format!("parsing {what} file {}", path.display()))
 }
 

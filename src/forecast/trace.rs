@@ -22,6 +22,40 @@ pub enum TraceError {
     TooShort,
     #[error("trace: bin_seconds must be > 0, got {0}")]
     BadBin(f64),
+    #[error("trace: {path} is larger than {limit} bytes")]
+    TooLarge { path: String, limit: u64 },
+    #[error(
+        "trace: spans {points} points at a step of {step} s (from line {first_line} to line {last_line}); at most {limit} are allowed"
+    )]
+    TooLong {
+        points: f64,
+        step: f64,
+        first_line: usize,
+        last_line: usize,
+        limit: usize,
+    },
+}
+
+/// Largest trace file read (the shared traces are under 1 MB each).
+pub const MAX_TRACE_BYTES: u64 = 256 << 20;
+
+/// Most points a trace may expand to once equally spaced (gaps filled, requests binned): a trace
+/// spanning centuries binned to seconds is refused before anything is allocated.
+pub const MAX_TRACE_POINTS: usize = 2_000_000;
+
+/// The error when `span` seconds at `step` would make more than [`MAX_TRACE_POINTS`] points.
+fn check_span(span: f64, step: f64, first_line: usize, last_line: usize) -> Result<usize, TraceError> {
+    let points = (span / step).floor() + 1.0;
+    if !points.is_finite() || points > MAX_TRACE_POINTS as f64 {
+        return Err(TraceError::TooLong {
+            points,
+            step,
+            first_line,
+            last_line,
+            limit: MAX_TRACE_POINTS,
+        });
+    }
+    Ok(points as usize)
 }
 
 /// An equally spaced series.
@@ -32,7 +66,8 @@ pub struct Trace {
     pub values: Vec<f64>,
 }
 
-/// Seconds since 1970 of `YYYY-MM-DD HH:MM:SS[.frac]` (proleptic Gregorian, UTC).
+/// Seconds since 1970 of `YYYY-MM-DD HH:MM:SS[.frac]` (proleptic Gregorian, UTC); years 1…9999
+/// (anything else is `None`, so the arithmetic below cannot overflow).
 pub fn parse_timestamp(s: &str) -> Option<f64> {
     let s = s.trim();
     let (date, time) = s.split_once([' ', 'T'])?;
@@ -44,7 +79,13 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
     let h: i64 = t.next()?.parse().ok()?;
     let mi: i64 = t.next()?.parse().ok()?;
     let sec: f64 = t.next()?.parse().ok()?;
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || !(0.0..61.0).contains(&sec) {
+    if !(1..=9999).contains(&y)
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&da)
+        || !(0..=23).contains(&h)
+        || !(0..=59).contains(&mi)
+        || !(0.0..61.0).contains(&sec)
+    {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm).
@@ -61,7 +102,7 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
 /// Parses a NAB CSV. Rows are ordered by time; missing timestamps (gaps) are filled by carrying the last value forward so
 /// the series stays equally spaced at the most common step.
 pub fn parse_nab(name: &str, text: &str) -> Result<Trace, TraceError> {
-    let mut rows: Vec<(f64, f64)> = Vec::new();
+    let mut rows: Vec<(f64, f64, usize)> = Vec::new();
     for (idx, line) in text.lines().enumerate().skip(1) {
         let line = line.trim();
         if line.is_empty() {
@@ -84,7 +125,7 @@ pub fn parse_nab(name: &str, text: &str) -> Result<Trace, TraceError> {
                 line: idx + 1,
                 text: v.to_string(),
             })?;
-        rows.push((t, v));
+        rows.push((t, v, idx + 1));
     }
     if rows.len() < 2 {
         return Err(TraceError::TooShort);
@@ -109,8 +150,10 @@ pub fn parse_nab(name: &str, text: &str) -> Result<Trace, TraceError> {
     }
     let step = step.max(1) as f64;
     let t0 = rows[0].0;
+    let (first, last) = (&rows[0], &rows[rows.len() - 1]);
+    check_span(last.0 - t0, step, first.2, last.2)?;
     let mut values = Vec::with_capacity(rows.len());
-    for &(t, v) in &rows {
+    for &(t, v, _) in &rows {
         let k = ((t - t0) / step).round() as usize;
         if k < values.len() {
             // Duplicate or off-grid row: the later value wins.
@@ -137,7 +180,7 @@ pub fn parse_azure(name: &str, text: &str, bin_seconds: f64) -> Result<Trace, Tr
     if !(bin_seconds.is_finite() && bin_seconds > 0.0) {
         return Err(TraceError::BadBin(bin_seconds));
     }
-    let mut times = Vec::new();
+    let mut times: Vec<(f64, usize)> = Vec::new();
     for (idx, line) in text.lines().enumerate().skip(1) {
         let line = line.trim();
         if line.is_empty() {
@@ -148,16 +191,17 @@ pub fn parse_azure(name: &str, text: &str, bin_seconds: f64) -> Result<Trace, Tr
             line: idx + 1,
             text: ts.to_string(),
         })?;
-        times.push(t);
+        times.push((t, idx + 1));
     }
     if times.len() < 2 {
         return Err(TraceError::TooShort);
     }
-    times.sort_by(f64::total_cmp);
-    let t0 = times[0];
-    let bins = (((times[times.len() - 1] - t0) / bin_seconds).floor() as usize) + 1;
+    times.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let t0 = times[0].0;
+    let (first, last) = (times[0], times[times.len() - 1]);
+    let bins = check_span(last.0 - t0, bin_seconds, first.1, last.1)?;
     let mut counts = vec![0.0; bins];
-    for t in times {
+    for (t, _) in times {
         let k = (((t - t0) / bin_seconds).floor() as usize).min(bins - 1);
         counts[k] += 1.0;
     }
@@ -182,10 +226,23 @@ pub fn parse_trace(name: &str, text: &str, azure_bin_seconds: f64) -> Result<Tra
 
 /// Reads and parses a trace file; the name is the file stem.
 pub fn load_trace(path: &Path, azure_bin_seconds: f64) -> Result<Trace, TraceError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io {
+    use std::io::Read as _;
+    let io = |source| TraceError::Io {
         path: path.display().to_string(),
         source,
-    })?;
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_TRACE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > MAX_TRACE_BYTES {
+        return Err(TraceError::TooLarge {
+            path: path.display().to_string(),
+            limit: MAX_TRACE_BYTES,
+        });
+    }
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -203,6 +260,71 @@ pub fn data_dir() -> std::path::PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Fuzzing (proptest): any text, in either format, gives a trace or an error, never a
+        /// panic or an allocation beyond MAX_TRACE_POINTS.
+        #[test]
+        fn arbitrary_trace_text_never_panics(
+            header in proptest::prop_oneof!["timestamp,value", "TIMESTAMP,ContextTokens,GeneratedTokens"],
+            rows in proptest::collection::vec(
+                ("[0-9-]{0,22}", "[ T]", "[0-9:.]{0,16}", "\\PC{0,12}"),
+                0..40,
+            ),
+            bin in proptest::prop_oneof![proptest::prelude::Just(1.0), 0.001f64..1e7],
+        ) {
+            let mut text = header.to_string();
+            for (date, sep, time, rest) in rows {
+                text.push_str(&format!("\n{date}{sep}{time},{rest}"));
+            }
+            if let Ok(t) = parse_trace("fuzz", &text, bin) {
+                proptest::prop_assert!(t.values.len() <= MAX_TRACE_POINTS);
+            }
+        }
+    }
+
+    #[test]
+    fn a_huge_year_is_a_bad_timestamp_not_an_overflow() {
+        for ts in [
+            "99999999999999-01-01 00:00:00",
+            "0-01-01 00:00:00",
+            "-5-01-01 00:00:00",
+            "10000-01-01 00:00:00",
+        ] {
+            assert_eq!(parse_timestamp(ts), None, "{ts}");
+        }
+        let text = "timestamp,value\n2020-01-01 00:00:00,1\n99999999999999-01-01 00:00:00,2\n";
+        let err = parse_nab("t", text).unwrap_err();
+        assert!(
+            err.to_string().contains("line 3") && err.to_string().contains("99999999999999"),
+            "{err}"
+        );
+        assert!(parse_timestamp("9999-12-31 23:59:59").is_some());
+    }
+
+    #[test]
+    fn a_trace_spanning_centuries_at_a_short_step_is_refused_before_allocating() {
+        let azure = "TIMESTAMP,ContextTokens,GeneratedTokens\n1900-01-01 00:00:00,1,1\n2100-01-01 00:00:00,1,1\n";
+        let err = parse_azure("a", azure, 1.0).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TraceError::TooLong {
+                    first_line: 2,
+                    last_line: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let nab = "timestamp,value\n2020-01-01 00:00:00,1\n2020-01-01 00:00:01,1\n2020-01-01 00:00:02,1\n9000-01-01 00:00:00,1\n";
+        let err = parse_nab("n", nab).unwrap_err();
+        assert!(err.to_string().contains("at most 2000000"), "{err}");
+        // Positive control: the same span binned coarsely is fine.
+        assert!(parse_azure("a", azure, 86_400.0 * 365.0).is_ok());
+    }
 
     #[test]
     fn timestamps_parse_to_unix_seconds() {

@@ -215,6 +215,7 @@ fn requested_nodes(args: &ExtenderArgs) -> Result<Vec<String>, ExtenderError> {
     Err(bad_request("request has neither NodeNames nor Nodes".into()))
 }
 
+#[derive(Debug)]
 struct Decision {
     pod: Pod,
     names: Vec<String>,
@@ -513,6 +514,74 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod hostile_requests {
+        //! Fuzzing of the request decoding (proptest): arbitrary bytes and structured-but-hostile
+        //! JSON get a decision or an error, never a panic. The 4 MiB body cap of `http` bounds
+        //! what reaches it.
+        use super::*;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        fn request(cpu: &str, memory: &str, names: &[String], depth: usize) -> Vec<u8> {
+            let mut nested = serde_json::json!(1);
+            for _ in 0..depth {
+                nested = serde_json::json!([nested]);
+            }
+            serde_json::to_vec(&serde_json::json!({
+                "Pod": {"metadata": {"name": "p", "namespace": "n", "uid": "u"},
+                        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}},
+                "NodeNames": names,
+                "Extra": nested,
+            }))
+            .unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic_the_decoders(body in vec(any::<u8>(), 0..2048)) {
+                let _ = decode(&body);
+                let _ = parse::<ExtenderBindingArgs>(&body);
+            }
+
+            #[test]
+            fn hostile_quantities_names_and_nesting_get_a_decision_or_an_error(
+                cpu in "\\PC{0,40}",
+                memory in "[0-9]{0,40}[a-zA-Z]{0,3}",
+                names in vec("\\PC{0,30}", 0..64),
+                depth in 0usize..300,
+            ) {
+                match decode(&request(&cpu, &memory, &names, depth)) {
+                    Ok((d, _)) => prop_assert_eq!(d.names, names),
+                    Err(e) => prop_assert!(matches!(e, ExtenderError::BadRequest(_)), "{e:?}"),
+                }
+            }
+        }
+
+        #[test]
+        fn deep_nesting_and_huge_quantities_are_refused_naming_the_problem() {
+            // Positive control: a plain request decodes.
+            assert!(decode(&request("100m", "64Mi", &["n1".into()], 0)).is_ok());
+            // 1,000,000 nested arrays in an unknown field (2 MB, under the body cap): skipped
+            // without recursion, no stack overflow; the request has no Pod and is refused.
+            let mut deep = br#"{"Extra":"#.to_vec();
+            deep.extend(std::iter::repeat_n(b'[', 1_000_000));
+            deep.extend(std::iter::repeat_n(b']', 1_000_000));
+            deep.push(b'}');
+            let err = decode(&deep).unwrap_err();
+            assert!(format!("{err:?}").contains("request has no Pod"), "{err:?}");
+            // The same depth where a Pod is expected: serde_json's recursion limit refuses it.
+            let mut deep_pod = br#"{"Pod":"#.to_vec();
+            deep_pod.extend(std::iter::repeat_n(b'[', 1_000_000));
+            deep_pod.extend(std::iter::repeat_n(b']', 1_000_000));
+            deep_pod.push(b'}');
+            assert!(matches!(decode(&deep_pod), Err(ExtenderError::BadRequest(_))));
+            let err = decode(&request("99999999999999999999999999999999", "64Mi", &[], 0)).unwrap_err();
+            assert!(format!("{err:?}").contains("Pod resources"), "{err:?}");
+        }
+    }
 
     fn state(leading: bool) -> (Context, tokio::sync::watch::Sender<bool>) {
         let (tx, rx) = tokio::sync::watch::channel(leading);
