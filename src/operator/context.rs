@@ -113,8 +113,7 @@ impl Context {
         self.view.read().map(|v| v.settings.recording).unwrap_or_default()
     }
 
-    /// Publishes an Event on `regarding` (best effort, see [`super::events::publish`]).
-    /// Runs CPU-heavy pure work (an auction, a descheduling plan) on tokio's blocking pool, so
+    /// Runs CPU-heavy pure work (an auction, a descheduling plan, a scaling decision) on tokio's blocking pool, so
     /// the runtime's threads stay free for Lease renewal, watches and the extender.
     pub async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
         match tokio::task::spawn_blocking(f).await {
@@ -123,6 +122,7 @@ impl Context {
         }
     }
 
+    /// Publishes an Event on `regarding` (best effort, see [`super::events::publish`]).
     pub async fn publish(
         &self,
         regarding: &ObjectReference,

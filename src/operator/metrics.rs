@@ -35,6 +35,12 @@ pub struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViewLabels {
+    /// `nodes` or `pods`.
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
     pub kind: String,
 }
@@ -86,6 +92,8 @@ pub struct Metrics {
     pub descheduler_evictions: Family<StrategyLabels, Counter>,
     pub descheduler_blocked: Counter,
     pub descheduler_plan_duration: Histogram,
+    /// Objects the placement view holds, per kind, as the watches left it.
+    pub view_objects: Family<ViewLabels, Gauge>,
     encode_lock: Mutex<()>,
 }
 
@@ -177,6 +185,12 @@ impl Default for Metrics {
             "Resource pressure per node pool (0 low, 1 medium, 2 high, 3 critical)",
             resource_pressure.clone(),
         );
+        let view_objects = Family::<ViewLabels, Gauge>::default();
+        registry.register(
+            "view_objects",
+            "Objects the placement view holds, per kind (nodes, pods), after the last watch event",
+            view_objects.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -195,6 +209,7 @@ impl Default for Metrics {
             descheduler_evictions,
             descheduler_blocked,
             descheduler_plan_duration,
+            view_objects,
             encode_lock: Mutex::new(()),
         }
     }
@@ -230,6 +245,13 @@ impl Metrics {
         self.decisions
             .get_or_create(&DecisionLabels { kind: kind.to_string() })
             .inc();
+    }
+
+    /// Sets the view-size gauge of `kind` (`nodes`, `pods`).
+    pub fn set_view_objects(&self, kind: &str, count: usize) {
+        self.view_objects
+            .get_or_create(&ViewLabels { kind: kind.into() })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// Counts a persisted receipt and moves the chain-head gauge.

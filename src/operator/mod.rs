@@ -148,9 +148,13 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         watched(
             &health,
             "watch/nodes",
-            watch::nodes(client.clone(), view.clone(), nodes_ready_tx),
+            watch::nodes(client.clone(), view.clone(), nodes_ready_tx, metrics.clone()),
         ),
-        watched(&health, "watch/pods", watch::pods(client.clone(), view.clone())),
+        watched(
+            &health,
+            "watch/pods",
+            watch::pods(client.clone(), view.clone(), metrics.clone()),
+        ),
         watched(
             &health,
             "watch/namespaces",

@@ -432,6 +432,11 @@ impl View {
         gone.len()
     }
 
+    /// How many nodes the view holds.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// How many pods the view holds (watched, not assumed).
     pub fn pod_count(&self) -> usize {
         self.pods.len()

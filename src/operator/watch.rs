@@ -7,6 +7,7 @@
 //! not stay in the view forever. A watch never ends silently: a poisoned view lock or an ended
 //! stream is logged as an error before the task returns.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -18,6 +19,7 @@ use tokio::sync::watch;
 
 use super::crd::MomConfig;
 use super::crd::momconfig::RoutingAlgorithm;
+use super::metrics::Metrics;
 use super::view::SharedView;
 use crate::placement::{Objectives, Routing};
 
@@ -26,7 +28,7 @@ use crate::placement::{Objectives, Routing};
 /// Re-embedding is O(nodes) (and more for the quality figures), so node changes only mark the
 /// embedding stale; it is recomputed at most every 500 ms. Without that, a cluster growing node
 /// by node cost O(N²) under the view's write lock and starved the extender (seen at 5,000 nodes).
-pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<bool>) {
+pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<bool>, metrics: Arc<Metrics>) {
     let api: Api<Node> = Api::all(client);
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
@@ -78,6 +80,7 @@ pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<
                         stale |= v.delete_node(&node.metadata.name.unwrap_or_default());
                     }
                 }
+                metrics.set_view_objects("nodes", v.node_count());
             }
             Ok(None) => {
                 tracing::error!("node watch: the stream ended; stopping");
@@ -92,7 +95,7 @@ pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<
 }
 
 /// Keeps the view's pods (load, tenants, agent replicas) current.
-pub async fn pods(client: kube::Client, view: SharedView) {
+pub async fn pods(client: kube::Client, view: SharedView, metrics: Arc<Metrics>) {
     let api: Api<Pod> = Api::all(client);
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
@@ -117,6 +120,7 @@ pub async fn pods(client: kube::Client, view: SharedView) {
                     Event::Apply(pod) => v.apply_pod(&pod),
                     Event::Delete(pod) => v.delete_pod(&pod),
                 }
+                metrics.set_view_objects("pods", v.pod_count());
             }
             Ok(None) => {
                 tracing::error!("pod watch: the stream ended; stopping");

@@ -65,6 +65,7 @@ openssl rsa -in "$state/pki/sa.key" -pubout -out "$state/pki/sa.pub" 2>/dev/null
 etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port)
 sched_port=$(free_port); kcm_port=$(free_port); kwok_port=$(free_port)
 echo "$api_port" > "$state/apiserver-port"
+echo "$etcd_port" > "$state/etcd-port"
 
 # --- etcd ---------------------------------------------------------------------------------------
 start etcd "$bin/etcd" --name mom-test --data-dir "$state/etcd" \

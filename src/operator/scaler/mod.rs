@@ -262,7 +262,11 @@ async fn scale_agent(
         since_last_change_seconds: since_last_change(agent, now),
         now_seconds: now,
     };
-    let (inputs, decision, new_state) = match scaling_policy::decide_observed(observed, memory.hpa.get(&key)) {
+    // The MPC's dynamic program is O(horizon × maxReplicas²): it runs on the blocking pool, not
+    // beside Lease renewal and the watches.
+    let hpa = memory.hpa.get(&key).cloned();
+    let decided = Context::off_runtime(move || scaling_policy::decide_observed(observed, hpa.as_ref())).await;
+    let (inputs, decision, new_state) = match decided {
         Ok(d) => d,
         Err(err) => {
             count(ctx, method.as_str(), "failed");
