@@ -31,8 +31,40 @@ else
   echo "(no CRDs generated yet)"
 fi
 
-say "operator and mom-scheduler"
-eval "$("$root/tests/cluster/start-mom.sh" "$state" "$mom" | grep -E '^[A-Z_]+=')"
+say "RBAC and admission policies (manifests/install.yaml without its workloads)"
+# The operator runs here as a process, not a Deployment, but with the mom-operator
+# ServiceAccount's rights, so the chart's admission policies (only the operator may create,
+# update or delete Receipts) hold in the demo as in a real install.
+python3 - "$root/manifests/install.yaml" > "$state/install-rbac.yaml" <<'PY'
+import re, sys
+keep = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+        "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+docs = re.split(r"^---\s*$", open(sys.argv[1]).read(), flags=re.M)
+kind = lambda d: (re.search(r"^kind:\s*(\S+)", d, re.M) or [None, None])[1]
+print("\n---\n".join(d.strip("\n") for d in docs if kind(d) in keep))
+PY
+k apply -f "$state/install-rbac.yaml" >/dev/null
+k get validatingadmissionpolicies -o custom-columns='POLICY:.metadata.name' --no-headers
+token=$(k create token mom-operator -n mom-system --duration 24h)
+server=$(k config view --raw -o jsonpath='{.clusters[0].cluster.server}')
+cat > "$state/operator.kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: mom-local
+  cluster: {server: "$server", insecure-skip-tls-verify: true}
+users:
+- name: mom-operator
+  user: {token: "$token"}
+contexts:
+- name: mom-operator
+  context: {cluster: mom-local, user: mom-operator, namespace: mom-system}
+current-context: mom-operator
+KC
+chmod 600 "$state/operator.kubeconfig"
+
+say "operator (as system:serviceaccount:mom-system:mom-operator) and mom-scheduler"
+eval "$(MOM_OPERATOR_KUBECONFIG=$state/operator.kubeconfig "$root/tests/cluster/start-mom.sh" "$state" "$mom" | grep -E '^[A-Z_]+=')"
 for _ in $(seq 1 100); do
   holder=$(k get lease -n mom-system mom-operator-leader -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)
   [[ -n $holder ]] && break

@@ -8,6 +8,8 @@
 # --tls-dir DIR: use DIR instead; it holds tls.crt, tls.key and ca.crt (the layout of a
 # cert-manager Secret), and optionally client-ca.crt, client.crt and client.key (mutual TLS).
 # --plain-http: no TLS and no caller authentication (the operator warns).
+# MOM_OPERATOR_KUBECONFIG: credentials of the operator (default: the admin kubeconfig of
+# STATE_DIR), e.g. a mom-operator ServiceAccount token, as `make demo` does.
 # Prints OPERATOR_PID=, METRICS_URL=, EXTENDER_URL= and EXTENDER_TLS_DIR= lines. Both processes join
 # STATE_DIR/pids (down.sh stops them); with --watch-pid they also stop when PID exits.
 set -euo pipefail
@@ -57,7 +59,7 @@ fi
 if [[ -n ${MOM_SCHEDULER_NAME:-} ]]; then
   extra=(--scheduler-name "$MOM_SCHEDULER_NAME" "${extra[@]}")
 fi
-"$mom" operator --namespace mom-system --metrics-addr "127.0.0.1:$metrics_port" \
+KUBECONFIG=${MOM_OPERATOR_KUBECONFIG:-$KUBECONFIG} "$mom" operator --namespace mom-system --metrics-addr "127.0.0.1:$metrics_port" \
   --extender-addr "127.0.0.1:$extender_port" "${extra[@]}" >>"$state/logs/operator.log" 2>&1 &
 op=$!
 echo "operator $op" >> "$state/pids"
