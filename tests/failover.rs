@@ -84,13 +84,14 @@ async fn the_standby_takes_over_when_the_leader_is_killed_and_a_sigterm_releases
     let cp = common::control_plane();
     let client = common::client().await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "mom-system");
+    // Replica A labels its pod once it leads; only then is the Lease's holder A (an operator of
+    // an earlier test binary on a shared control plane may still hold it until it expires).
+    wait_label(&stand_ins, "replica-a", Some("true")).await;
     let first = common::eventually("a leader", Duration::from_secs(30), || {
         let leases = leases.clone();
         async move { holder(&leases).await }
     })
     .await;
-
-    wait_label(&stand_ins, "replica-a", Some("true")).await;
     stand_ins
         .patch(
             "replica-b",

@@ -84,13 +84,20 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
             }
         }
     });
+    let reconciler = Arc::new(Reconciler {
+        ctx,
+        agents: reader.clone(),
+    });
     let controller = Controller::for_stream(agents, reader)
         .owns(pods, watcher::Config::default().labels(AGENT_LABEL))
+        // Bounded: a burst of agents (1,000 applied at once) is worked through RECONCILE_CONCURRENCY
+        // at a time instead of opening as many apiserver requests and holding their answers at once.
+        .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .reconcile_all_on(became_leader)
         .graceful_shutdown_on(async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, reconciler)
         .for_each(|result| async move {
             if let Err(err) = result {
                 tracing::debug!(error = %err, "agent reconcile failed");
@@ -99,8 +106,22 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     controller.await;
 }
 
-fn error_policy(agent: Arc<GeometricAgent>, err: &AgentError, ctx: Arc<Context>) -> Action {
-    ctx.metrics
+/// How many agents are reconciled at once.
+const RECONCILE_CONCURRENCY: u16 = 16;
+
+/// What a reconcile reads besides the apiserver: the shared context and the controller's own
+/// cache of agents. Peers are looked up in that cache (O(peers) per reconcile), not listed:
+/// listing every agent of the namespace in every reconcile was O(agents²) in time and, with
+/// reconciles running unbounded in parallel, in memory.
+struct Reconciler {
+    ctx: Arc<Context>,
+    agents: kube::runtime::reflector::Store<GeometricAgent>,
+}
+
+fn error_policy(agent: Arc<GeometricAgent>, err: &AgentError, reconciler: Arc<Reconciler>) -> Action {
+    reconciler
+        .ctx
+        .metrics
         .reconcile_errors
         .get_or_create(&ControllerLabels {
             controller: "geometricagent".into(),
@@ -270,13 +291,14 @@ fn is_ready(pod: &Pod) -> bool {
 }
 
 #[tracing::instrument(skip_all, fields(agent = %AgentKey::of(&agent)))]
-async fn reconcile(agent: Arc<GeometricAgent>, ctx: Arc<Context>) -> Result<Action, AgentError> {
+async fn reconcile(agent: Arc<GeometricAgent>, reconciler: Arc<Reconciler>) -> Result<Action, AgentError> {
+    let ctx = &reconciler.ctx;
     let started = Instant::now();
     let labels = ControllerLabels {
         controller: "geometricagent".into(),
     };
     ctx.metrics.reconciles.get_or_create(&labels).inc();
-    let result = reconcile_inner(&agent, &ctx).await;
+    let result = reconcile_inner(&agent, ctx, &reconciler.agents).await;
     ctx.metrics
         .reconcile_duration
         .get_or_create(&labels)
@@ -284,7 +306,11 @@ async fn reconcile(agent: Arc<GeometricAgent>, ctx: Arc<Context>) -> Result<Acti
     result
 }
 
-async fn reconcile_inner(agent: &GeometricAgent, ctx: &Context) -> Result<Action, AgentError> {
+async fn reconcile_inner(
+    agent: &GeometricAgent,
+    ctx: &Context,
+    agents: &kube::runtime::reflector::Store<GeometricAgent>,
+) -> Result<Action, AgentError> {
     let ns = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
     let client = ctx.client.clone();
@@ -294,8 +320,18 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &Context) -> Result<Action
         .list(&ListParams::default())
         .await?
         .items;
-    let sibling_agents = super::lenient::list_agents(&client, Some(&ns), &ctx.bad_agents).await?;
-    let siblings: BTreeSet<String> = sibling_agents.iter().map(|a| a.name_any()).collect();
+    // The peers that exist, from the controller's cache once it has listed every agent (a
+    // peer created later triggers no reconcile here, but the periodic requeue sees it).
+    if agents.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let peer_agents: Vec<Arc<GeometricAgent>> = agent
+        .spec
+        .peers
+        .iter()
+        .filter_map(|p| agents.get(&kube::runtime::reflector::ObjectRef::new(&p.agent).within(&ns)))
+        .collect();
+    let siblings: BTreeSet<String> = peer_agents.iter().map(|a| a.name_any()).collect();
 
     // Validate.
     let facts = AgentFacts::from_agent(agent, BTreeSet::new());
@@ -372,7 +408,7 @@ async fn reconcile_inner(agent: &GeometricAgent, ctx: &Context) -> Result<Action
         quota.map_or(wanted, |q| wanted.min(q))
     };
     let reference = agent.object_ref(&());
-    if active.is_empty() && desired > 0 && waits_for_peers(agent, &sibling_agents, &ctx.view) {
+    if active.is_empty() && desired > 0 && waits_for_peers(agent, &peer_agents, &ctx.view) {
         // A group of talking agents created together would otherwise each pick its own home;
         // the peer with the smallest name goes first and the others follow its replicas.
         return Ok(Action::requeue(Duration::from_secs(1)));
@@ -555,7 +591,7 @@ async fn write_receipt(
 /// Whether a new agent should hold its first replicas back until a peer with a smaller name
 /// has placed some (for at most 30 s after the agent's creation), so that the first placement
 /// of a group already follows its peers.
-fn waits_for_peers(agent: &GeometricAgent, siblings: &[GeometricAgent], view: &SharedView) -> bool {
+fn waits_for_peers(agent: &GeometricAgent, peers: &[Arc<GeometricAgent>], view: &SharedView) -> bool {
     let young = agent
         .metadata
         .creation_timestamp
@@ -569,7 +605,7 @@ fn waits_for_peers(agent: &GeometricAgent, siblings: &[GeometricAgent], view: &S
     let Ok(v) = view.read() else { return false };
     agent.spec.peers.iter().any(|p| {
         p.agent < me
-            && siblings.iter().any(|s| s.name_any() == p.agent && s.spec.replicas > 0)
+            && peers.iter().any(|s| s.name_any() == p.agent && s.spec.replicas > 0)
             && v.agent_replica_positions(&AgentKey::new(ns.clone(), p.agent.clone()))
                 .is_empty()
     })
