@@ -92,6 +92,10 @@ pub struct Args {
     /// Descheduler settings (JSON: planner limits and per-strategy args); defaults when absent.
     #[arg(long)]
     deschedule_settings: Option<std::path::PathBuf>,
+    /// Seconds a Receipt create may take before its outcome counts as unknown; the writer then
+    /// retries the same sealed receipt (never a resealed one) until it is seen stored.
+    #[arg(long, default_value_t = 10.0)]
+    receipt_write_timeout_seconds: f64,
     /// Log format: json (structured, default) or text.
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -117,6 +121,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ("--scaler-tick-seconds", args.scaler_tick_seconds, 0.1),
         ("--scaler-history-seconds", args.scaler_history_seconds, 0.0),
         ("--scaler-startup-seconds", args.scaler_startup_seconds, 0.0),
+        (
+            "--receipt-write-timeout-seconds",
+            args.receipt_write_timeout_seconds,
+            0.1,
+        ),
     ] {
         if !(value.is_finite() && value >= min) {
             anyhow::bail!("{flag} must be a finite number ≥ {min}, got {value}");
@@ -164,6 +173,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         extender_client_ca: args.extender_client_ca,
         scheduler_names: args.scheduler_names,
+        receipt_write_timeout: Duration::from_secs_f64(args.receipt_write_timeout_seconds),
         checkpoints: mom::operator::checkpoints::CheckpointSettings {
             every_receipts: args.checkpoint_every_receipts,
             interval: Duration::from_secs(args.checkpoint_interval_seconds),

@@ -64,6 +64,8 @@ pub struct OperatorConfig {
     pub extender_client_ca: Option<std::path::PathBuf>,
     /// The pods' `spec.schedulerName`s the extender binds.
     pub scheduler_names: Vec<String>,
+    /// How long a Receipt create may take before its outcome counts as unknown.
+    pub receipt_write_timeout: Duration,
     /// When receipt checkpoints are written.
     pub checkpoints: checkpoints::CheckpointSettings,
     /// The scaler loop (tick, Prometheus, history window).
@@ -166,8 +168,11 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let _ = nodes_ready.wait_for(|r| *r).await;
 
     tracing::info!(addr = %extender_bound, tls = extender_tls.is_some(), "serving the scheduler extender");
-    let writer =
-        Arc::new(receipts::ReceiptWriter::new(client.clone(), config.namespace.clone()).with_metrics(metrics.clone()));
+    let writer = Arc::new(
+        receipts::ReceiptWriter::new(client.clone(), config.namespace.clone())
+            .with_metrics(metrics.clone())
+            .with_write_timeout(config.receipt_write_timeout),
+    );
     let mut ctx = context::Context::new(
         client.clone(),
         view.clone(),

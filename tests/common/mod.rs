@@ -866,6 +866,8 @@ impl OperatorProcess {
 pub struct StallableProxy {
     pub addr: String,
     stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Latency added to every byte from the apiserver to the client, in milliseconds.
+    response_delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl StallableProxy {
@@ -875,18 +877,27 @@ impl StallableProxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let addr = listener.local_addr().expect("proxy address").to_string();
         let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let response_delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let flag = stalled.clone();
+        let delay = response_delay_ms.clone();
         let upstream = upstream.to_string();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = std::net::TcpStream::connect(&upstream) else {
                     continue;
                 };
-                for (mut from, mut to) in [
+                for (direction, (mut from, mut to)) in [
                     (client.try_clone().unwrap(), server.try_clone().unwrap()),
                     (server, client),
-                ] {
+                ]
+                .into_iter()
+                .enumerate()
+                {
                     let flag = flag.clone();
+                    let delay = delay.clone();
+                    // Bytes travel through a queue to a writer that releases each chunk at its
+                    // arrival time plus the response delay (a constant latency, not a pile-up).
+                    let (tx, rx) = std::sync::mpsc::channel::<(std::time::Instant, Vec<u8>)>();
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16 * 1024];
                         loop {
@@ -894,10 +905,21 @@ impl StallableProxy {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => n,
                             };
+                            if tx.send((std::time::Instant::now(), buf[..n].to_vec())).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    std::thread::spawn(move || {
+                        for (arrived, bytes) in rx {
                             while flag.load(Ordering::SeqCst) {
                                 std::thread::sleep(Duration::from_millis(20));
                             }
-                            if to.write_all(&buf[..n]).is_err() {
+                            if direction == 1 {
+                                let due = arrived + Duration::from_millis(delay.load(Ordering::SeqCst));
+                                std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+                            }
+                            if to.write_all(&bytes).is_err() {
                                 break;
                             }
                         }
@@ -906,7 +928,19 @@ impl StallableProxy {
                 }
             }
         });
-        Self { addr, stalled }
+        Self {
+            addr,
+            stalled,
+            response_delay_ms,
+        }
+    }
+
+    /// Delays every byte from the apiserver by `delay` from now on (zero: none): requests still
+    /// arrive and are carried out at once, their answers come late (an overloaded apiserver or
+    /// a congested link, as a client sees it).
+    pub fn delay_responses(&self, delay: Duration) {
+        self.response_delay_ms
+            .store(delay.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Holds back every byte from now on (connections stay open).

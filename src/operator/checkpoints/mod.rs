@@ -117,6 +117,7 @@ impl LoopError for WriteError {
             WriteError::Stored(..) => "stored",
             WriteError::NotPersisted(_) => "not_persisted",
             WriteError::Refused(_) => "refused",
+            WriteError::Conflict { .. } => "conflict",
         }
     }
 }

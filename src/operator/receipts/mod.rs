@@ -4,9 +4,16 @@
 //! - Key: an Ed25519 seed in the Secret `<namespace>/mom-receipt-signing-key` (generated from the
 //!   OS's randomness when absent); its public key is published in the ConfigMap
 //!   `<namespace>/mom-receipt-public-keys`, which `mom verify --cluster` trusts by default.
-//! - Chain: on first use (and after any failed write) the writer lists every Receipt, orders them
-//!   by sequence and resumes the chain from the last checkpoint (or the start), so after a crash
-//!   or failover it continues from the last persisted receipt with no gap and no fork.
+//! - Chain: on first use (and after a refused or conflicting write) the writer lists every
+//!   Receipt, orders them by sequence and resumes the chain from the last checkpoint (or the
+//!   start), so after a crash or failover it continues from the last persisted receipt with no
+//!   gap and no fork.
+//! - Unknown outcomes (a create that timed out after `--receipt-write-timeout-seconds`, a 5xx, a
+//!   dropped connection, a 409): the writer reads the object under that name; holding the same
+//!   sequence, hash and signature, it was its own create and counts as stored. Otherwise the
+//!   sealed receipt stays unconfirmed and is sent again byte for byte before anything new is
+//!   sealed (no re-list, and never a second version of a sequence); the actions wait meanwhile.
+//!   Another receipt under that name means a second writer: the chain is reloaded.
 //! - Levels: `none` writes nothing; `sample` writes a deterministic sample (by draft hash);
 //!   `full_audit` writes every action, and the caller acts only after `record` returned Ok — a
 //!   receipt that could not be persisted means the action is not taken.
@@ -51,6 +58,17 @@ pub enum WriteError {
     NotPersisted(String),
     #[error("receipt refused: {0}")]
     Refused(String),
+    /// The object named for this sequence holds another receipt: a second writer sealed it.
+    #[error(
+        "receipt {sequence}: {namespace}/{name} holds a different receipt (hash {stored_hash}, ours {hash}); another writer sealed this sequence"
+    )]
+    Conflict {
+        sequence: u64,
+        namespace: String,
+        name: String,
+        hash: String,
+        stored_hash: String,
+    },
 }
 
 impl From<StoreError> for WriteError {
@@ -81,7 +99,18 @@ pub struct ReceiptWriter {
     /// Stored receipts the writer does not continue from (not signed by a trusted key), as of
     /// the last load (for the MomConfig `ReceiptsTrusted` condition and an Event).
     foreign: std::sync::Mutex<Vec<ForeignReceipt>>,
+    /// How long a Receipt create may take before its outcome counts as unknown.
+    write_timeout: std::time::Duration,
+    /// Receipts sealed and sent whose storing is not confirmed (a create that timed out, a 5xx,
+    /// a dropped connection), oldest first, with their namespace. The in-memory head is already
+    /// past them; each is sent again byte for byte before anything new is sealed, so no
+    /// sequence is ever sealed twice with different content (resealing one whose first create
+    /// landed late is how a chain forks under an overloaded apiserver).
+    unconfirmed: std::sync::Mutex<Vec<(Receipt, String)>>,
 }
+
+/// The default of [`ReceiptWriter::with_write_timeout`].
+pub const DEFAULT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A stored Receipt object that is not part of the writer's chain, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +173,15 @@ impl ReceiptWriter {
             queue: std::sync::Mutex::new(Vec::new()),
             failure: std::sync::Mutex::new(None),
             foreign: std::sync::Mutex::new(Vec::new()),
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            unconfirmed: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// How long a Receipt create may take before its outcome counts as unknown (default 10 s).
+    pub fn with_write_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.write_timeout = timeout;
+        self
     }
 
     /// Stored receipts left out of the chain at the last load (see [`ForeignReceipt`]).
@@ -244,7 +281,13 @@ impl ReceiptWriter {
         if guard.is_none() {
             *guard = Some(self.load().await?);
         }
-        let Some(builder) = guard.as_mut() else { return Ok(None) };
+        // A checkpoint covers stored receipts only: earlier unconfirmed ones first.
+        self.confirm_unconfirmed(&mut guard).await?;
+        let Some(builder) = guard.as_mut() else {
+            return Err(WriteError::NotPersisted(
+                "the receipt chain is being reloaded after a failed write".into(),
+            ));
+        };
         if builder.head().is_none() || self.since_checkpoint() == 0 {
             return Ok(None);
         }
@@ -256,8 +299,17 @@ impl ReceiptWriter {
         }
         let receipt = builder.prepare_checkpoint(checkpoint_subject(), now_rfc3339())?;
         if let Err(e) = self.create_receipt(&receipt, &self.namespace).await {
-            *guard = None;
             self.note_failure(&e);
+            if refused_for_sure(&e) || matches!(e, WriteError::Conflict { .. }) {
+                *guard = None;
+            } else {
+                // Its fate is unknown: it stands, and is sent again before anything else.
+                builder.commit(&receipt)?;
+                self.since_checkpoint.store(0, Ordering::Relaxed);
+                if let Ok(mut u) = self.unconfirmed.lock() {
+                    u.push((receipt, self.namespace.clone()));
+                }
+            }
             return Err(e);
         }
         builder.commit(&receipt)?;
@@ -285,10 +337,70 @@ impl ReceiptWriter {
 
     /// Forgets the in-memory chain (e.g. after losing leadership); the next write reloads it.
     pub async fn reset(&self) {
-        *self.chain.lock().await = None;
+        let mut chain = self.chain.lock().await;
+        *chain = None;
+        self.take_unconfirmed();
+    }
+
+    fn take_unconfirmed(&self) -> Vec<(Receipt, String)> {
+        self.unconfirmed
+            .lock()
+            .map(|mut u| std::mem::take(&mut *u))
+            .unwrap_or_default()
+    }
+
+    /// Counts a receipt now known to be stored and moves the published head over it.
+    fn confirmed(&self, receipt: &Receipt) {
+        if let Some(metrics) = &self.metrics {
+            metrics.receipt_written(receipt.action.as_str(), receipt.sequence);
+        }
+        if let Ok(mut h) = self.head.write() {
+            *h = Some(ChainHead {
+                sequence: receipt.sequence,
+                hash: receipt.hash.clone(),
+            });
+        }
+        if receipt.action == Action::Checkpoint {
+            self.since_checkpoint.store(0, Ordering::Relaxed);
+        } else {
+            self.since_checkpoint.fetch_add(1, Ordering::Relaxed);
+        }
+        self.written.notify_one();
+    }
+
+    /// Sends every unconfirmed receipt again, byte for byte and in order, until each is seen
+    /// stored. On the first that is still not confirmed, the rest wait for the next write and
+    /// nothing new may be sealed (an error says which sequence holds the chain). A receipt
+    /// refused for good, or a sequence holding another writer's receipt, drops the in-memory
+    /// chain: the next write reloads it from what is stored.
+    async fn confirm_unconfirmed(&self, guard: &mut Option<ChainBuilder>) -> Result<(), WriteError> {
+        let pending = self.take_unconfirmed();
+        for (i, (receipt, namespace)) in pending.iter().enumerate() {
+            if let Err(e) = self.store_receipt(receipt, namespace).await {
+                self.note_failure(&e);
+                if refused_for_sure(&e) || matches!(e, WriteError::Conflict { .. }) {
+                    tracing::error!(sequence = receipt.sequence, error = %e, "an unconfirmed receipt cannot be stored as sealed; reloading the chain");
+                    *guard = None;
+                } else if let Ok(mut u) = self.unconfirmed.lock() {
+                    *u = pending[i..].to_vec();
+                }
+                return Err(WriteError::NotPersisted(format!(
+                    "receipt {} (sealed earlier) is not confirmed stored, so nothing is sealed after it yet: {e}",
+                    receipt.sequence
+                )));
+            }
+            tracing::info!(
+                sequence = receipt.sequence,
+                "an unconfirmed receipt is now confirmed stored"
+            );
+            self.confirmed(receipt);
+        }
+        Ok(())
     }
 
     async fn load(&self) -> Result<ChainBuilder, WriteError> {
+        // What is stored is the truth from here on.
+        self.take_unconfirmed();
         let signer = self.signer().await?;
         let mut stored = self.trusted_chain(&signer).await?;
         if self.replay_journal(&stored, &signer).await? > 0 {
@@ -428,7 +540,22 @@ impl ReceiptWriter {
                 }
             }
         }
-        let Some(builder) = guard.as_mut() else { return };
+        if let Err(e) = self.confirm_unconfirmed(guard).await {
+            let reason = e.to_string();
+            for q in batch {
+                let _ = q.done.send(Err(WriteError::NotPersisted(reason.clone())));
+            }
+            return;
+        }
+        let Some(builder) = guard.as_mut() else {
+            // An unconfirmed receipt could not be stored as sealed: the next write reloads.
+            for q in batch {
+                let _ = q.done.send(Err(WriteError::NotPersisted(
+                    "the receipt chain is being reloaded after a failed write".into(),
+                )));
+            }
+            return;
+        };
         // Seal on a scratch copy: the real head moves only over what was persisted.
         let mut scratch = builder.clone();
         let mut sealed: Vec<(Receipt, String, Outcome)> = Vec::new();
@@ -464,13 +591,30 @@ impl ReceiptWriter {
         if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
             self.note_failure(e);
         }
+        let unknown_fates_only = results.iter().all(|r| {
+            r.as_ref()
+                .is_err_and(|e| !refused_for_sure(e) && !matches!(e, WriteError::Conflict { .. }))
+                || r.is_ok()
+        });
         if persisted == sealed.len() {
             *builder = scratch;
-        } else if !results.iter().all(|r| r.as_ref().is_err_and(refused_for_sure)) {
-            // Some receipts may exist past the first missing one (or a write's fate is
-            // unknown): reload (and replay the journal) before the next write. When the
-            // apiserver refused every one of them, nothing moved and the head stays; no need
-            // to list the whole chain again on each retry of a refused action.
+        } else if results.iter().all(|r| r.as_ref().is_err_and(refused_for_sure)) {
+            // The apiserver refused every one of them: nothing moved and the head stays; no
+            // need to list the whole chain again on each retry of a refused action.
+        } else if unknown_fates_only {
+            // Timeouts, 5xx, dropped connections: the sealed receipts stand (some may be stored
+            // already) and are sent again byte for byte before anything new is sealed. No
+            // re-list, and no second version of any of these sequences.
+            *builder = scratch;
+            if let Ok(mut u) = self.unconfirmed.lock() {
+                *u = sealed[persisted..]
+                    .iter()
+                    .map(|(r, ns, _)| (r.clone(), ns.clone()))
+                    .collect();
+            }
+        } else {
+            // A refusal past a stored receipt, or another writer's receipt at one of these
+            // sequences: reload (and replay the journal) before the next write.
             *guard = None;
         }
         let mut head = None;
@@ -545,13 +689,42 @@ impl ReceiptWriter {
         if self.name_taken(namespace, &plain) {
             object.metadata.name = Some(receipt_object_name(receipt, true));
         }
+        let name = object.metadata.name.clone().unwrap_or_default();
         let api: Api<ReceiptObject> = Api::namespaced(self.client.clone(), namespace);
         let params = PostParams {
             field_manager: Some("mom-operator".into()),
             ..Default::default()
         };
-        api.create(&params, &object).await?;
-        Ok(())
+        let error = match tokio::time::timeout(self.write_timeout, api.create(&params, &object)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => WriteError::Api(e),
+            Err(_) => WriteError::NotPersisted(format!(
+                "creating {namespace}/{name} took longer than {:.1} s",
+                self.write_timeout.as_secs_f64()
+            )),
+        };
+        if refused_for_sure(&error) {
+            return Err(error);
+        }
+        // The outcome is unknown (a timeout, a 5xx, a dropped connection) or the name is taken
+        // (409, e.g. by this very receipt's earlier create whose answer was lost): look.
+        match tokio::time::timeout(self.write_timeout, api.get_opt(&name)).await {
+            Ok(Ok(Some(stored))) => match stored_as(&stored.spec, receipt) {
+                StoredAs::Ours => {
+                    tracing::info!(sequence = receipt.sequence, %namespace, %name, %error,
+                        "the create failed, but the receipt is stored as sealed: it is ours");
+                    Ok(())
+                }
+                StoredAs::Other => Err(WriteError::Conflict {
+                    sequence: receipt.sequence,
+                    namespace: namespace.to_string(),
+                    name,
+                    hash: receipt.hash.clone(),
+                    stored_hash: stored.spec.hash.clone(),
+                }),
+            },
+            _ => Err(error),
+        }
     }
 }
 
@@ -563,6 +736,22 @@ fn refused_for_sure(error: &WriteError) -> bool {
         WriteError::Refused(_) => true,
         _ => false,
     }
+}
+
+/// What a stored Receipt object is, compared with a receipt the writer sealed.
+#[derive(Debug, PartialEq, Eq)]
+enum StoredAs {
+    /// The same sealed receipt (same sequence, hash and signature): the writer's own create.
+    Ours,
+    /// Anything else under that name.
+    Other,
+}
+
+fn stored_as(stored: &crate::operator::crd::ReceiptSpec, receipt: &Receipt) -> StoredAs {
+    let same = u64::try_from(stored.sequence).ok() == Some(receipt.sequence)
+        && stored.hash == receipt.hash
+        && stored.signature == receipt.signature;
+    if same { StoredAs::Ours } else { StoredAs::Other }
 }
 
 /// Where a queued draft's outcome is delivered.
@@ -624,6 +813,20 @@ pub fn receipt_object(receipt: &Receipt, namespace: &str) -> Result<ReceiptObjec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_receipt_is_ours_only_when_sequence_hash_and_signature_all_match() {
+        let ours = crate::receipts::demo::demo_chain(&Signer::from_seed([7; 32]), 3, 0).unwrap();
+        let theirs = crate::receipts::demo::demo_chain(&Signer::from_seed([8; 32]), 3, 0).unwrap();
+        let spec = |r: &Receipt| crate::operator::crd::ReceiptSpec::try_from(r).unwrap();
+        assert_eq!(stored_as(&spec(&ours[1]), &ours[1]), StoredAs::Ours);
+        // Another writer's receipt at the same sequence, or ours at another one, is not.
+        assert_eq!(stored_as(&spec(&theirs[1]), &ours[1]), StoredAs::Other);
+        assert_eq!(stored_as(&spec(&ours[2]), &ours[1]), StoredAs::Other);
+        let mut forged = spec(&ours[1]);
+        forged.signature = spec(&theirs[1]).signature;
+        assert_eq!(stored_as(&forged, &ours[1]), StoredAs::Other);
+    }
 
     #[test]
     fn only_a_plain_refusal_counts_as_nothing_persisted() {
