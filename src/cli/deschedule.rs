@@ -75,8 +75,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &PathBuf) -> anyhow::Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::Result<T> {
+    let text = mom::bounded_input::read_to_string(path, mom::bounded_input::MAX_DOCUMENT_BYTES)
+        .with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 

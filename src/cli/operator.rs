@@ -144,7 +144,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let descheduler = if args.deschedule || args.deschedule_dry_run {
         let settings: mom::descheduler::Settings = match &args.deschedule_settings {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                let text = mom::bounded_input::read_to_string(path, mom::bounded_input::MAX_SMALL_FILE_BYTES)
+                    .with_context(|| format!("reading {}", path.display()))?;
                 serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
             }
             None => Default::default(),

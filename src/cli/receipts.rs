@@ -68,7 +68,8 @@ fn load_secret(v: &str) -> anyhow::Result<Signer> {
     let text = if v.len() == 64 && v.chars().all(|c| c.is_ascii_hexdigit()) {
         v.to_string()
     } else {
-        std::fs::read_to_string(v).with_context(|| format!("--secret-key {v}: not hex and not a readable file"))?
+        mom::bounded_input::read_to_string(std::path::Path::new(v), mom::bounded_input::MAX_SMALL_FILE_BYTES)
+            .with_context(|| format!("--secret-key {v}: not hex and not a readable file"))?
     };
     Ok(Signer::from_hex(&text)?)
 }
@@ -135,7 +136,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             kept_out,
             pruned_out,
         } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text = mom::bounded_input::read_to_string(&file, mom::bounded_input::MAX_RECEIPTS_FILE_BYTES)
+                .with_context(|| format!("reading {}", file.display()))?;
             let mut receipts = parse_json_lines(&text).with_context(|| format!("{}", file.display()))?;
             if !receipts.is_sorted_by_key(|r| r.sequence) {
                 bail!(

@@ -121,7 +121,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // built for lines in MOM's own canonical form): about twice as fast on large exports.
     let fast = match &args.file {
         Some(f) if !args.replay => {
-            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            let text = mom::bounded_input::read_to_string(f, mom::bounded_input::MAX_RECEIPTS_FILE_BYTES)
+                .with_context(|| format!("reading {}", f.display()))?;
             let parsed = started.elapsed();
             let report = verify_json_lines(&text, &keys, &options).with_context(|| f.display().to_string())?;
             std::mem::forget(text);

@@ -66,7 +66,7 @@ pub fn load_keys(values: &[String]) -> anyhow::Result<TrustedKeys> {
             keys.add(parse_public_key(v)?);
             continue;
         }
-        let text = std::fs::read_to_string(Path::new(v))
+        let text = mom::bounded_input::read_to_string(Path::new(v), mom::bounded_input::MAX_SMALL_FILE_BYTES)
             .with_context(|| format!("--public-key {v}: not 64 hex digits and not a readable file"))?;
         let mut n = 0;
         for (i, line) in text.lines().enumerate() {
@@ -86,16 +86,14 @@ pub fn load_keys(values: &[String]) -> anyhow::Result<TrustedKeys> {
 
 /// Streams the JSON lines of `path` into receipts (the file is never held whole in memory).
 pub fn read_receipts(path: &Path) -> anyhow::Result<Vec<Receipt>> {
-    use std::io::BufRead;
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let mut line = String::new();
     let mut out = Vec::new();
     for number in 1.. {
-        line.clear();
-        let n = reader
-            .read_line(&mut line)
-            .with_context(|| format!("{} line {number}", path.display()))?;
+        let n =
+            mom::bounded_input::read_line_capped(&mut reader, &mut line, mom::bounded_input::MAX_RECEIPT_LINE_BYTES)
+                .with_context(|| format!("{} line {number}", path.display()))?;
         if n == 0 {
             break;
         }

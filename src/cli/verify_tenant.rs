@@ -38,7 +38,8 @@ fn from_configmap_data(data: &BTreeMap<String, String>) -> anyhow::Result<(Vec<T
 }
 
 fn from_file(path: &Path) -> anyhow::Result<(Vec<TenantBundle>, Vec<String>)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = mom::bounded_input::read_to_string(path, mom::bounded_input::MAX_DOCUMENT_BYTES)
+        .with_context(|| format!("reading {}", path.display()))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
     if value.get("format").is_some() {

@@ -102,14 +102,16 @@ pub fn parse_rtt_matrix(text: &str, origin: &str) -> Result<RttMatrix, GeometryE
             reason: "no rows".into(),
         });
     }
+    // Every row is checked before the n×n matrix is allocated: n one-column rows must not
+    // allocate n² entries.
+    if let Some((i, row)) = rows.iter().enumerate().find(|(_, row)| row.len() != n) {
+        return Err(GeometryError::Parse {
+            path: origin.to_string(),
+            reason: format!("row {} has {} columns, expected {n}", i + 1, row.len()),
+        });
+    }
     let mut rtt = Vec::with_capacity(n * n);
     for (i, row) in rows.iter().enumerate() {
-        if row.len() != n {
-            return Err(GeometryError::Parse {
-                path: origin.to_string(),
-                reason: format!("row {} has {} columns, expected {n}", i + 1, row.len()),
-            });
-        }
         for (j, v) in row.iter().enumerate() {
             rtt.push((i != j && v.is_finite() && *v > 0.0).then_some(*v));
         }
@@ -119,9 +121,11 @@ pub fn parse_rtt_matrix(text: &str, origin: &str) -> Result<RttMatrix, GeometryE
 
 /// Read and parse a NetLatency matrix file.
 pub fn load_rtt_matrix(path: &Path) -> Result<RttMatrix, GeometryError> {
-    let text = std::fs::read_to_string(path).map_err(|e| GeometryError::Io {
-        path: path.display().to_string(),
-        reason: e.to_string(),
+    let text = crate::bounded_input::read_to_string(path, crate::bounded_input::MAX_DOCUMENT_BYTES).map_err(|e| {
+        GeometryError::Io {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }
     })?;
     parse_rtt_matrix(&text, &path.display().to_string())
 }
@@ -222,9 +226,11 @@ pub fn parse_node_link(text: &str, origin: &str) -> Result<Graph, GeometryError>
 
 /// Read and parse a TopoHub graph file.
 pub fn load_node_link(path: &Path) -> Result<Graph, GeometryError> {
-    let text = std::fs::read_to_string(path).map_err(|e| GeometryError::Io {
-        path: path.display().to_string(),
-        reason: e.to_string(),
+    let text = crate::bounded_input::read_to_string(path, crate::bounded_input::MAX_DOCUMENT_BYTES).map_err(|e| {
+        GeometryError::Io {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }
     })?;
     parse_node_link(&text, &path.display().to_string())
 }
