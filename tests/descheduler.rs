@@ -105,7 +105,7 @@ async fn snapshot(ctx: &Context, ns: &str, state: &mut LoopState, node: &str) ->
     let blocked = state.blocked_this_tick();
     let mut s = {
         let view = ctx.view.read().unwrap();
-        build_snapshot::<mom::operator::crd::GeometricAgent>(&nodes.items, &pods.items, &[], &view, &blocked, 1_000_000)
+        build_snapshot(&nodes.items, &pods.items, &[], &view, &blocked, 1_000_000)
     };
     // Pods just created are inside the cool-off; these tests are not about it.
     for p in &mut s.pods {

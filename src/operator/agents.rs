@@ -65,12 +65,7 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     // Agents are watched untyped and decoded one by one (`lenient`): one undecodable agent
     // must not stop the controller for every other.
     let untyped: Api<kube::api::DynamicObject> = Api::all_with(ctx.client.clone(), &super::lenient::agent_resource());
-    // The context's agent cache: the loops read it too (`Context::agents`).
-    let Some(writer) = ctx.take_agent_writer() else {
-        tracing::error!("the agent cache is already fed by another controller; not starting a second");
-        return;
-    };
-    let reader = ctx.agent_store().clone();
+    let (reader, writer) = kube::runtime::reflector::store::<GeometricAgent>();
     let agents = kube::runtime::reflector(
         writer,
         super::lenient::decoded_events(
@@ -90,8 +85,8 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
         }
     });
     let reconciler = Arc::new(Reconciler {
-        agents: reader.clone(),
         ctx,
+        agents: reader.clone(),
     });
     let controller = Controller::for_stream(agents, reader)
         .owns(pods, watcher::Config::default().labels(AGENT_LABEL))

@@ -15,12 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::ResourceExt as _;
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
-use super::crd::GeometricAgent;
 use super::health::Health;
 use super::metrics::Metrics;
 use super::receipts::{Intent, ReceiptWriter, Withheld};
@@ -47,14 +45,7 @@ pub struct Context {
     pub bad_agents: Arc<super::lenient::BadAgents>,
     /// When set, leading also needs a Lease renew younger than the renew deadline.
     pub fence: Option<super::leader::Fence>,
-    /// The agent controller's cache of decoded GeometricAgents (see [`Context::agents`]).
-    agent_store: kube::runtime::reflector::Store<GeometricAgent>,
-    /// Its writer, until the agent controller takes it to feed the cache.
-    agent_writer: std::sync::Mutex<Option<kube::runtime::reflector::store::Writer<GeometricAgent>>>,
 }
-
-/// How long [`Context::agents`] waits for the agent cache's first full list.
-const AGENT_CACHE_WAIT: Duration = Duration::from_secs(30);
 
 /// The Events' reporter: MOM's field manager and this replica's identity.
 pub fn reporter(identity: &str) -> Reporter {
@@ -74,10 +65,7 @@ impl Context {
         writer: Arc<ReceiptWriter>,
         identity: &str,
     ) -> Self {
-        let (agent_store, agent_writer) = kube::runtime::reflector::store();
         Self {
-            agent_store,
-            agent_writer: std::sync::Mutex::new(Some(agent_writer)),
             recorder: Recorder::new(client.clone(), reporter(identity)),
             client,
             view,
@@ -103,48 +91,14 @@ impl Context {
         let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a valid URI"));
         let client = kube::Client::try_from(config).expect("a client needs no connection to be built");
         let writer = Arc::new(ReceiptWriter::new(client.clone(), "mom-system".into()));
-        let ctx = Self::new(
+        Self::new(
             client,
             SharedView::default(),
             Arc::default(),
             leading,
             writer,
             "offline",
-        );
-        // No agent controller: `agents` lists (and fails to connect) at once.
-        drop(ctx.take_agent_writer());
-        ctx
-    }
-
-    /// The writer of the agent cache, once: the agent controller feeds the cache through it.
-    pub fn take_agent_writer(&self) -> Option<kube::runtime::reflector::store::Writer<GeometricAgent>> {
-        self.agent_writer.lock().ok()?.take()
-    }
-
-    /// The agent controller's cache, for lookups by name (peers).
-    pub fn agent_store(&self) -> &kube::runtime::reflector::Store<GeometricAgent> {
-        &self.agent_store
-    }
-
-    /// Every decoded GeometricAgent, sorted by namespace and name: from the agent controller's
-    /// watch cache once it has listed them all (waiting up to 30 s), else listed from the
-    /// apiserver (no controller, or its cache never filled). The leader loops read agents here
-    /// instead of listing them every tick: N agents parsed from JSON per tick per loop was the
-    /// operator's largest allocation under load.
-    /// Shared, not copied: a tick holds one pointer per agent.
-    pub async fn agents(&self) -> Result<Vec<Arc<GeometricAgent>>, kube::Error> {
-        let ready = tokio::time::timeout(AGENT_CACHE_WAIT, self.agent_store.wait_until_ready()).await;
-        let mut agents = if matches!(ready, Ok(Ok(()))) {
-            self.agent_store.state()
-        } else {
-            super::lenient::list_agents(&self.client, None, &self.bad_agents)
-                .await?
-                .into_iter()
-                .map(Arc::new)
-                .collect()
-        };
-        agents.sort_by_cached_key(|a| (a.namespace().unwrap_or_default(), a.name_any()));
-        Ok(agents)
+        )
     }
 
     /// Whether this replica holds the leader Lease now.

@@ -23,6 +23,7 @@ use super::crd::momconfig::{self, MomConfigStatus};
 use super::crd::strategy::OrchestrationStrategyStatus;
 use super::crd::validate::{self, AgentFacts, StrategyFacts};
 use super::crd::{GeometricAgent, MomConfig, OrchestrationStrategy};
+use super::view::SharedView;
 
 /// The status loop: every 3 s on the leader, the status of every MomConfig and
 /// OrchestrationStrategy; run by [`super::context::run_leader_loop`].
@@ -64,7 +65,7 @@ impl LeaderLoop for StatusWriter {
             self.announced_foreign = foreign;
         }
         self.report_bad_agents(ctx).await;
-        reconcile_once(ctx).await
+        reconcile_once(&ctx.client, &ctx.view, &ctx.writer, &ctx.bad_agents).await
     }
 }
 
@@ -195,8 +196,12 @@ fn unchanged(
             .all(|(a, b)| a.type_ == b.type_ && a.status == b.status && a.reason == b.reason && a.message == b.message)
 }
 
-async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
-    let (client, view, writer) = (&ctx.client, &ctx.view, &ctx.writer);
+async fn reconcile_once(
+    client: &kube::Client,
+    view: &SharedView,
+    writer: &super::receipts::ReceiptWriter,
+    bad_agents: &super::lenient::BadAgents,
+) -> Result<(), kube::Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let configs: Api<MomConfig> = Api::all(client.clone());
     let (nodes_embedded, embedding) = {
@@ -253,7 +258,7 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
 
     let strategies: Api<OrchestrationStrategy> = Api::all(client.clone());
     let strategy_list = strategies.list(&ListParams::default()).await?.items;
-    let agent_list = ctx.agents().await?;
+    let agent_list = super::lenient::list_agents(client, None, bad_agents).await?;
     let agent_facts: Vec<AgentFacts> = agent_list
         .iter()
         .map(|a| AgentFacts::from_agent(a, BTreeSet::new()))

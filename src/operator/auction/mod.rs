@@ -112,7 +112,7 @@ impl LeaderLoop for Auctioneer {
 /// One tick over every pool; a failing pool does not stop the others (the first error is
 /// returned). `contended`: the pools with quotas in force, updated.
 pub async fn tick(ctx: &Context, contended: &mut BTreeSet<String>) -> Result<(), AuctionLoopError> {
-    let agents = ctx.agents().await?;
+    let agents: Vec<GeometricAgent> = crate::operator::lenient::list_agents(&ctx.client, None, &ctx.bad_agents).await?;
     let (nodes, pods, tenants) = match ctx.view.read() {
         Ok(v) => (
             v.schedulable_nodes()
@@ -134,7 +134,7 @@ pub async fn tick(ctx: &Context, contended: &mut BTreeSet<String>) -> Result<(),
     };
     let by_key: BTreeMap<String, &GeometricAgent> = agents
         .iter()
-        .map(|a| (agent_id(&a.namespace().unwrap_or_default(), &a.name_any()), a.as_ref()))
+        .map(|a| (agent_id(&a.namespace().unwrap_or_default(), &a.name_any()), a))
         .collect();
     let snapshots = pool_snapshots(
         agents.iter().zip(tenants).map(|(a, t)| agent_snapshot(a, t)).collect(),

@@ -159,7 +159,7 @@ async fn tick(ctx: &Context, job: &mut Descheduler) -> Result<(), DeschedulerErr
         .list(&ListParams::default())
         .await?
         .items;
-    let agents = ctx.agents().await?;
+    let agents = crate::operator::lenient::list_agents(&ctx.client, None, &ctx.bad_agents).await?;
     let blocked = job.state.blocked_this_tick();
     let now = k8s_openapi::jiff::Timestamp::now().as_second().max(0) as u64;
     let snapshot = {
@@ -459,8 +459,7 @@ mod tests {
         };
         let view = View::default();
         let pods = vec![mk_pod("p")];
-        let s =
-            build_snapshot::<crate::operator::crd::GeometricAgent>(&[node], &pods, &[], &view, &BTreeSet::new(), 100);
+        let s = build_snapshot(&[node], &pods, &[], &view, &BTreeSet::new(), 100);
         // No embedding yet: no node has a position, so nothing can be planned.
         assert!(s.nodes.is_empty() && s.pods.is_empty());
         assert!(core::plan(&s, &Settings::default()).unwrap().moves.is_empty());

@@ -64,10 +64,10 @@ pub fn node_flags(node: &Node) -> (bool, bool) {
 /// (not embedded yet) and pods not bound to a known node are left out. Each agent's target of
 /// the last tick comes from the view ([`View::steered_target`]); `blocked` pods (PDB back-off)
 /// are marked protected.
-pub fn build_snapshot<A: std::borrow::Borrow<GeometricAgent>>(
+pub fn build_snapshot(
     nodes: &[Node],
     pods: &[Pod],
-    agents: &[A],
+    agents: &[GeometricAgent],
     view: &View,
     blocked: &BTreeSet<String>,
     now: u64,
@@ -104,7 +104,7 @@ pub fn build_snapshot<A: std::borrow::Borrow<GeometricAgent>>(
             },
         );
     }
-    let agent_keys: BTreeSet<String> = agents.iter().map(|a| AgentKey::of(a.borrow()).to_string()).collect();
+    let agent_keys: BTreeSet<String> = agents.iter().map(|a| AgentKey::of(a).to_string()).collect();
     let mut out_pods = Vec::new();
     for p in pods {
         let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else {
@@ -158,7 +158,6 @@ pub fn build_snapshot<A: std::borrow::Borrow<GeometricAgent>>(
     let mut out_agents: Vec<Agent> = agents
         .iter()
         .map(|a| {
-            let a: &GeometricAgent = a.borrow();
             let ns = a.namespace().unwrap_or_default();
             let agent_key = AgentKey::of(a);
             let key = agent_key.to_string();

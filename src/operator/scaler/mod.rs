@@ -99,7 +99,8 @@ async fn tick(
     prometheus: Option<&Result<Prometheus, QueryError>>,
     memory: &mut Memory,
 ) -> Result<(), kube::Error> {
-    let agents = ctx.agents().await?;
+    let mut agents = super::lenient::list_agents(&ctx.client, None, &ctx.bad_agents).await?;
+    agents.sort_by_key(|a| (a.namespace().unwrap_or_default(), a.name_any()));
     let strategies = Api::<OrchestrationStrategy>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await?
