@@ -105,8 +105,21 @@ fn agent_name(obj: &DynamicObject) -> String {
     obj.metadata.name.clone().unwrap_or_default()
 }
 
+/// A minimal agent carrying only `namespace/name`, for deleting that key from a cache.
+fn stand_in(namespace: &str, name: &str) -> Option<GeometricAgent> {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "mom.hypersync.io/v1alpha1", "kind": "GeometricAgent",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"workloadType": "batch", "template": {}},
+    }))
+    .ok()
+}
+
 /// A watch of untyped agents turned into one of decoded agents: undecodable objects are noted
-/// in `bad` and skipped (a delete of one clears it), the rest pass unchanged.
+/// in `bad` (a delete of one clears it), the rest pass unchanged. An update that makes an agent
+/// undecodable, and the deletion of an undecodable one, pass as a `Delete` of a stand-in with
+/// its name, so a cache fed by this stream (the agent controller's, read by every loop) drops
+/// the last good version instead of acting on it.
 pub fn decoded_events<S>(
     events: S,
     bad: std::sync::Arc<BadAgents>,
@@ -132,10 +145,20 @@ where
                 Ok(Event::Init) => Some(Ok(Event::Init)),
                 Ok(Event::InitDone) => Some(Ok(Event::InitDone)),
                 Ok(Event::InitApply(obj)) => decoded(obj).map(|a| Ok(Event::InitApply(a))),
-                Ok(Event::Apply(obj)) => decoded(obj).map(|a| Ok(Event::Apply(a))),
+                Ok(Event::Apply(obj)) => {
+                    let (ns, name) = (agent_ns(&obj), agent_name(&obj));
+                    match decoded(obj) {
+                        Some(a) => Some(Ok(Event::Apply(a))),
+                        None => stand_in(&ns, &name).map(|a| Ok(Event::Delete(a))),
+                    }
+                }
                 Ok(Event::Delete(obj)) => {
-                    bad.clear(&agent_ns(&obj), &agent_name(&obj));
-                    decode(&obj).ok().map(|a| Ok(Event::Delete(a)))
+                    let (ns, name) = (agent_ns(&obj), agent_name(&obj));
+                    bad.clear(&ns, &name);
+                    decode(&obj)
+                        .ok()
+                        .or_else(|| stand_in(&ns, &name))
+                        .map(|a| Ok(Event::Delete(a)))
                 }
             }
         }
@@ -200,5 +223,45 @@ mod tests {
         .collect()
         .await;
         assert!(bad.all().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_agent_that_turns_undecodable_leaves_a_cache_fed_by_the_watch() {
+        let bad = std::sync::Arc::new(BadAgents::default());
+        let (store, writer) = kube::runtime::reflector::store::<GeometricAgent>();
+        let mut other = object(8080.into());
+        other.metadata.name = Some("api".into());
+        let events = futures::stream::iter(vec![
+            Ok(Event::Init),
+            Ok(Event::InitApply(object(8080.into()))),
+            Ok(Event::InitApply(other)),
+            Ok(Event::InitDone),
+        ]);
+        let _: Vec<_> = kube::runtime::reflector(writer, decoded_events(events, bad.clone()))
+            .collect()
+            .await;
+        assert_eq!(store.state().len(), 2, "positive control: both cached");
+        // Feed the same cache an update that breaks `web`: it must leave, `api` stays.
+        let (store2, writer2) = kube::runtime::reflector::store::<GeometricAgent>();
+        let mut api = object(8080.into());
+        api.metadata.name = Some("api".into());
+        let events = futures::stream::iter(vec![
+            Ok(Event::Init),
+            Ok(Event::InitApply(object(8080.into()))),
+            Ok(Event::InitApply(api)),
+            Ok(Event::InitDone),
+            Ok(Event::Apply(object("http".into()))),
+        ]);
+        let _: Vec<_> = kube::runtime::reflector(writer2, decoded_events(events, bad.clone()))
+            .collect()
+            .await;
+        let names: Vec<String> = store2
+            .state()
+            .iter()
+            .map(|a| a.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(names, vec!["api".to_string()]);
+        assert_eq!(bad.all().len(), 1);
+        drop(store);
     }
 }
