@@ -330,6 +330,28 @@ mod tests {
     }
 
     #[test]
+    fn numbers_beyond_the_crd_bounds_are_clamped_before_they_size_the_plan() {
+        // Stored under an older CRD without the bounds.
+        let mut huge = spec(ScalingMethod::Manual, vec![]);
+        (huge.min_replicas, huge.max_replicas) = (i32::MAX, i32::MAX);
+        (huge.horizon_seconds, huge.cooldown_seconds) = (i32::MAX, i32::MAX);
+        let (s, _) = policy_settings(&huge, "m", &ScalerSettings::default()).unwrap();
+        let max = crate::operator::crd::MAX_REPLICAS as u32;
+        assert_eq!((s.min_replicas, s.max_replicas), (max, max));
+        assert_eq!(s.horizon_seconds, f64::from(crate::operator::crd::MAX_HORIZON_SECONDS));
+        assert_eq!(
+            s.cooldown_seconds,
+            f64::from(crate::operator::crd::MAX_COOLDOWN_SECONDS)
+        );
+        // Within the bounds nothing changes.
+        let (s, _) = policy_settings(&spec(ScalingMethod::Manual, vec![]), "m", &ScalerSettings::default()).unwrap();
+        assert_eq!(
+            (s.min_replicas, s.max_replicas, s.horizon_seconds, s.cooldown_seconds),
+            (1, 8, 120.0, 30.0)
+        );
+    }
+
+    #[test]
     fn manual_scaling_needs_no_target() {
         let (s, q) = policy_settings(&spec(ScalingMethod::Manual, vec![]), "m", &ScalerSettings::default()).unwrap();
         assert_eq!(s.method, Method::Manual);
