@@ -7,8 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use mom::operator::crd::GeometricAgent;
 
 fn agent(ns: &str, name: &str, replicas: i32, port: serde_json::Value) -> String {
@@ -20,19 +19,6 @@ fn agent(ns: &str, name: &str, replicas: i32, port: serde_json::Value) -> String
                      "ports": [{"containerPort": port}]}]}}}
     })
     .to_string()
-}
-
-async fn pods(client: &kube::Client, ns: &str, agent: &str) -> usize {
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&format!("mom.hypersync.io/agent={agent}")))
-        .await
-        .map(|l| {
-            l.items
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -52,7 +38,7 @@ async fn a_malformed_agent_in_one_namespace_does_not_stop_another_tenants_agent(
     common::apply(&agent(&good_ns.name, "healthy", 1, 8080.into()));
 
     let first = tokio::time::timeout(Duration::from_secs(60), async {
-        while pods(&client, &good_ns.name, "healthy").await != 1 {
+        while common::live_pods_of(&client, &good_ns.name, "healthy").await != 1 {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     })
@@ -71,7 +57,7 @@ async fn a_malformed_agent_in_one_namespace_does_not_stop_another_tenants_agent(
         .await
         .unwrap();
     common::eventually("the healthy agent scaled to 2", Duration::from_secs(60), || async {
-        (pods(&client, &good_ns.name, "healthy").await == 2).then_some(())
+        (common::live_pods_of(&client, &good_ns.name, "healthy").await == 2).then_some(())
     })
     .await;
     // The status loop and the agent controller keep writing its status.
@@ -93,7 +79,7 @@ async fn a_malformed_agent_in_one_namespace_does_not_stop_another_tenants_agent(
     .await;
 
     // The malformed agent: no pods, a condition and an Event naming the field.
-    assert_eq!(pods(&client, &bad_ns.name, "broken").await, 0);
+    assert_eq!(common::live_pods_of(&client, &bad_ns.name, "broken").await, 0);
     let field = "spec.template.spec.containers[0].ports[0].containerPort";
     let condition = common::eventually("the InvalidSpec condition", Duration::from_secs(60), || async {
         let (_, out, _) = common::kubectl(

@@ -13,7 +13,6 @@ mod common;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use mom::operator::crd::{GeometricAgent, MomConfig};
 
@@ -54,19 +53,6 @@ fn planted(namespace: &str, name: &str, sequence: u64) -> String {
     doc.to_string()
 }
 
-async fn live_pods(client: &kube::Client, ns: &str) -> usize {
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels("mom.hypersync.io/agent=keeper"))
-        .await
-        .map(|l| {
-            l.items
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 fn trusted_condition() -> (String, String, String) {
     let (_, out, _) = common::kubectl(
         &[
@@ -98,7 +84,7 @@ async fn receipts_planted_past_the_policy_never_become_the_chain_head_and_are_na
     // The operator's own chain: one spawn receipt for the agent.
     common::apply(&agent(&ns.name, 1));
     common::eventually("the agent's first pod", Duration::from_secs(60), || async {
-        (live_pods(&client, &ns.name).await == 1).then_some(())
+        (common::live_pods_of(&client, &ns.name, "keeper").await == 1).then_some(())
     })
     .await;
     // The newest stored sequence (other agents of the shared cluster may be writing too).
@@ -150,7 +136,7 @@ async fn receipts_planted_past_the_policy_never_become_the_chain_head_and_are_na
     common::eventually(
         "the agent scaled to 3 after the forgeries",
         Duration::from_secs(90),
-        || async { (live_pods(&client, &ns.name).await == 3).then_some(()) },
+        || async { (common::live_pods_of(&client, &ns.name, "keeper").await == 3).then_some(()) },
     )
     .await;
 

@@ -198,12 +198,7 @@ async fn refused_receipts_hold_the_action_and_say_why_and_a_refusing_namespace_d
     assert_eq!(displaced[0].spec.subject.namespace, n);
 
     // The whole chain verifies: no hole where receipts were refused or moved.
-    let keys = common::published_keys(&client).await;
-    let mut args = vec!["--cluster"];
-    for key in &keys {
-        args.extend(["--public-key", key.as_str()]);
-    }
-    let (ok, report) = common::mom_verify(&args);
+    let (ok, report) = common::verify_cluster_with_published_keys(&client).await;
     assert!(
         ok && report["report"]["problems"].as_array().is_some_and(Vec::is_empty),
         "{report}"

@@ -96,12 +96,7 @@ async fn late_answers_to_receipt_creates_neither_fork_nor_break_the_chain() {
         &log[log.len().saturating_sub(4000)..]
     );
 
-    let keys = common::published_keys(&ns.client()).await;
-    let mut args = vec!["--cluster"];
-    for key in &keys {
-        args.extend(["--public-key", key.as_str()]);
-    }
-    let (ok, report) = common::mom_verify(&args);
+    let (ok, report) = common::verify_cluster_with_published_keys(&ns.client()).await;
     assert!(
         ok && report["report"]["problems"].as_array().is_some_and(Vec::is_empty),
         "{report}"

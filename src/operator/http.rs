@@ -1,6 +1,7 @@
 //! HTTP(S) serving with limits, shared by the scheduler extender and the metrics server: every
 //! socket MOM listens on is reachable by any pod, so no client can hold it open, fill memory or
-//! crowd out the scheduler.
+//! crowd out the scheduler. (And the other way round, [`capped_body`]: answers of the servers
+//! MOM calls are read with a cap.)
 //!
 //! Per [`Limits`]: at most `max_connections` connections (further ones are closed at once);
 //! a TLS handshake must finish within `handshake_timeout`; a request's headers — and, on a
@@ -202,6 +203,21 @@ async fn connection<IO>(
     };
     if let Err(err) = result {
         tracing::debug!(server = what, %peer, error = %err, "connection closed with an error");
+    }
+}
+
+/// The body of an answer from a server MOM calls, at most `limit` bytes: a larger one is an
+/// error naming the limit, never an allocation of its size.
+pub async fn capped_body<B>(body: B, limit: usize) -> Result<Vec<u8>, String>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt as _;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(format!("the answer is larger than {limit} bytes")),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -228,40 +228,35 @@ mod tests {
     #[tokio::test]
     async fn an_agent_that_turns_undecodable_leaves_a_cache_fed_by_the_watch() {
         let bad = std::sync::Arc::new(BadAgents::default());
-        let (store, writer) = kube::runtime::reflector::store::<GeometricAgent>();
-        let mut other = object(8080.into());
-        other.metadata.name = Some("api".into());
-        let events = futures::stream::iter(vec![
-            Ok(Event::Init),
-            Ok(Event::InitApply(object(8080.into()))),
-            Ok(Event::InitApply(other)),
-            Ok(Event::InitDone),
-        ]);
-        let _: Vec<_> = kube::runtime::reflector(writer, decoded_events(events, bad.clone()))
-            .collect()
-            .await;
-        assert_eq!(store.state().len(), 2, "positive control: both cached");
-        // Feed the same cache an update that breaks `web`: it must leave, `api` stays.
-        let (store2, writer2) = kube::runtime::reflector::store::<GeometricAgent>();
-        let mut api = object(8080.into());
-        api.metadata.name = Some("api".into());
-        let events = futures::stream::iter(vec![
-            Ok(Event::Init),
-            Ok(Event::InitApply(object(8080.into()))),
-            Ok(Event::InitApply(api)),
-            Ok(Event::InitDone),
-            Ok(Event::Apply(object("http".into()))),
-        ]);
-        let _: Vec<_> = kube::runtime::reflector(writer2, decoded_events(events, bad.clone()))
-            .collect()
-            .await;
-        let names: Vec<String> = store2
-            .state()
-            .iter()
-            .map(|a| a.metadata.name.clone().unwrap_or_default())
-            .collect();
-        assert_eq!(names, vec!["api".to_string()]);
+        // A cache fed a list of `web` and `api`, then `later`: the names it holds.
+        let cached = |later: Vec<Result<Event<DynamicObject>, watcher::Error>>| {
+            let bad = bad.clone();
+            async move {
+                let (store, writer) = kube::runtime::reflector::store::<GeometricAgent>();
+                let mut api = object(8080.into());
+                api.metadata.name = Some("api".into());
+                let mut events = vec![
+                    Ok(Event::Init),
+                    Ok(Event::InitApply(object(8080.into()))),
+                    Ok(Event::InitApply(api)),
+                    Ok(Event::InitDone),
+                ];
+                events.extend(later);
+                let _: Vec<_> = kube::runtime::reflector(writer, decoded_events(futures::stream::iter(events), bad))
+                    .collect()
+                    .await;
+                let mut names: Vec<String> = store
+                    .state()
+                    .iter()
+                    .map(|a| a.metadata.name.clone().unwrap_or_default())
+                    .collect();
+                names.sort();
+                names
+            }
+        };
+        assert_eq!(cached(vec![]).await, ["api", "web"], "positive control: both cached");
+        // An update that breaks `web`: it leaves, `api` stays.
+        assert_eq!(cached(vec![Ok(Event::Apply(object("http".into())))]).await, ["api"]);
         assert_eq!(bad.all().len(), 1);
-        drop(store);
     }
 }

@@ -128,18 +128,9 @@ pub async fn pod_usage(
         .map_err(|e| unavailable(e.to_string()))?;
     let response = client.send(request).await.map_err(|e| unavailable(e.to_string()))?;
     let status = response.status();
-    // Read at most MAX_RESPONSE_BYTES: an error naming the limit, never a giant allocation.
-    let bytes =
-        http_body_util::BodyExt::collect(http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES))
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    unavailable(format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes"))
-                } else {
-                    unavailable(e.to_string())
-                }
-            })?
-            .to_bytes();
+    let bytes = super::http::capped_body(response.into_body(), MAX_RESPONSE_BYTES)
+        .await
+        .map_err(unavailable)?;
     if !status.is_success() {
         let snippet: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
         return Err(unavailable(format!("HTTP {status}: {snippet}")));

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -153,21 +153,13 @@ impl Prometheus {
             .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?
             .map_err(|e| unreachable(e.to_string()))?;
         let status = response.status().as_u16();
-        // A body over the cap is an error naming the limit, never a giant allocation.
         let body = tokio::time::timeout(
             self.timeout,
-            Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect(),
+            super::http::capped_body(response.into_body(), MAX_RESPONSE_BYTES),
         )
         .await
         .map_err(|_| unreachable(format!("body not complete within {:?}", self.timeout)))?
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                unreachable(format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes"))
-            } else {
-                unreachable(e.to_string())
-            }
-        })?
-        .to_bytes();
+        .map_err(unreachable)?;
         parse_response(query, status, &body)
     }
 

@@ -612,6 +612,30 @@ pub async fn published_keys(client: &kube::Client) -> Vec<String> {
         .collect()
 }
 
+/// Pods of `agent` in `namespace` that are not being deleted (0 when the list fails).
+pub async fn live_pods_of(client: &kube::Client, namespace: &str, agent: &str) -> usize {
+    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), namespace)
+        .list(&kube::api::ListParams::default().labels(&format!("mom.hypersync.io/agent={agent}")))
+        .await
+        .map(|l| {
+            l.items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// `mom verify --cluster` trusting every key the operator published: (passed, JSON report).
+pub async fn verify_cluster_with_published_keys(client: &kube::Client) -> (bool, serde_json::Value) {
+    let keys = published_keys(client).await;
+    let mut args = vec!["--cluster"];
+    for key in &keys {
+        args.extend(["--public-key", key.as_str()]);
+    }
+    mom_verify(&args)
+}
+
 /// How an [`OperatorBuilder`] opens the operator's log file.
 enum LogMode {
     Create,
