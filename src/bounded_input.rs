@@ -95,6 +95,36 @@ mod tests {
             .prop_map(|rows| rows.iter().map(|r| r.join(" ")).collect::<Vec<_>>().join("\n"))
         }
 
+        /// Mostly a sane coordinate or weight, sometimes an extreme or non-finite one.
+        fn number() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                30 => 0.0f64..0.6,
+                1 => -2.0f64..2.0,
+                1 => prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(-f64::INFINITY), Just(f64::MAX), Just(1e-300)],
+            ]
+        }
+
+        /// Mostly a point inside the unit ball in two dimensions, sometimes any dimension and values.
+        fn coordinates() -> impl Strategy<Value = Vec<f64>> {
+            prop_oneof![
+                20 => proptest::collection::vec(-0.6f64..0.6, 2),
+                1 => proptest::collection::vec(number(), 0..4),
+            ]
+        }
+
+        fn resources() -> impl Strategy<Value = crate::placement::Resources> {
+            let amount = || prop_oneof![4 => 0u64..100_000, 1 => Just(0u64), 1 => Just(u64::MAX)];
+            (amount(), amount()).prop_map(|(cpu_millis, memory_bytes)| crate::placement::Resources {
+                cpu_millis,
+                memory_bytes,
+            })
+        }
+
+        /// Mostly in `sane`, sometimes any value.
+        fn mostly_u32(sane: std::ops::Range<u32>) -> impl Strategy<Value = u32> {
+            prop_oneof![19 => sane, 1 => any::<u32>()]
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -148,6 +178,86 @@ mod tests {
             fn descheduler_inputs_never_panic(raw in "\\PC{0,80}") {
                 let _ = serde_json::from_str::<crate::descheduler::Snapshot>(&raw);
                 let _ = serde_json::from_str::<crate::descheduler::Settings>(&raw);
+            }
+
+            /// Snapshots that deserialize but lie: positions of mixed dimensions, non-finite or
+            /// outside the ball, any κ and `now`, pods and peers naming missing nodes and agents,
+            /// resources and counters at their extremes, any planner limits. `mom deschedule plan`
+            /// and the replay of a recorded plan both get these.
+            #[test]
+            fn hostile_descheduler_snapshots_are_planned_or_refused_without_panicking(
+                kappa in prop_oneof![20 => Just(1.0), 1 => prop_oneof![Just(0.0), Just(-1.0), Just(f64::NAN), Just(f64::INFINITY), Just(1e-300), Just(1e300)]],
+                now in prop_oneof![4 => 0u64..5000, 1 => Just(0u64), 1 => Just(u64::MAX)],
+                nodes in proptest::collection::vec((0usize..20, coordinates(), resources(), resources(), mostly_u32(1..120), mostly_u32(0..20), any::<bool>()), 0..6),
+                agents in proptest::collection::vec((0usize..20, proptest::option::of(coordinates()), proptest::option::of(coordinates()), proptest::collection::vec((0usize..10, number()), 0..3), proptest::option::of(number())), 0..4),
+                pods in proptest::collection::vec((0usize..10, proptest::option::of(0usize..10), resources(), resources(), proptest::option::of(any::<u64>()), any::<bool>(), any::<bool>()), 0..8),
+                limits in (mostly_u32(1..10), number(), number(), prop_oneof![0u64..1000, any::<u64>()], mostly_u32(0..10), mostly_u32(1..8)),
+            ) {
+                use crate::descheduler::{Agent, Node, Peer, Pod, Settings, Snapshot};
+                let name = |k: usize| format!("n{k}");
+                // Mostly references to what the snapshot holds; 9 and up names nothing in it.
+                let node_ref = |k: usize| if k < 9 { name(k % nodes.len().max(1)) } else { "missing".into() };
+                let agent_ref = |k: usize| if k < 9 { format!("a{}", k % agents.len().max(1)) } else { "missing".into() };
+                let snapshot = Snapshot {
+                    kappa,
+                    now,
+                    nodes: nodes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (dup, position, allocatable, requested, max_pods, count, unhealthy))| Node {
+                            name: if *dup == 0 { name(0) } else { name(i) },
+                            labels: Default::default(),
+                            position: position.clone(),
+                            allocatable: *allocatable,
+                            requested: *requested,
+                            used: *requested,
+                            max_pods: *max_pods,
+                            pods: *count,
+                            unhealthy: *unhealthy,
+                            anomalous: false,
+                        })
+                        .collect(),
+                    agents: agents
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (dup, target, previous, peers, max_distance))| Agent {
+                            name: format!("a{}", if *dup == 0 { 0 } else { i }),
+                            target: target.clone(),
+                            previous_target: previous.clone(),
+                            peers: peers.iter().map(|(k, w)| Peer { agent: agent_ref(*k), weight: *w }).collect(),
+                            avoid_nodes: Default::default(),
+                            max_distance: *max_distance,
+                        })
+                        .collect(),
+                    pods: pods
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (node, agent, requests, usage, evicted, strict, protected))| Pod {
+                            name: format!("p{i}"),
+                            namespace: "ns".into(),
+                            node: node_ref(*node),
+                            agent: agent.map(agent_ref),
+                            tenant: Some(format!("t{}", i % 2)),
+                            strict_isolation: *strict,
+                            requests: *requests,
+                            usage: *usage,
+                            node_selector: Default::default(),
+                            last_evicted_at: *evicted,
+                            protected: *protected,
+                        })
+                        .collect(),
+                };
+                let (horizon, step, gain, cool_off, total, destinations) = limits;
+                let mut settings = Settings::default();
+                settings.planner.horizon = horizon;
+                settings.planner.target_step = step;
+                settings.planner.min_gain = gain;
+                settings.planner.migration_cost = gain;
+                settings.planner.cool_off_seconds = cool_off;
+                settings.planner.max_evictions_total = total;
+                settings.planner.destinations_considered = destinations;
+                let _ = crate::descheduler::plan_standalone(&snapshot, &settings);
+                let _ = crate::descheduler::replay_plan(&crate::descheduler::plan_inputs(&snapshot, &settings));
             }
         }
 

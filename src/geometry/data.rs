@@ -15,6 +15,11 @@ pub fn data_dir() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")))
 }
 
+/// Most nodes a latency matrix or a topology may declare: the geometry commands compute
+/// all-pairs delays (n² entries, 800 MB at this limit), and the shared data's largest matrix has
+/// 490 rows and its largest topology 143 nodes.
+pub const MAX_NODES: usize = 10_000;
+
 /// A square RTT matrix; `None` where not measured (a 0 off the diagonal in the file).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RttMatrix {
@@ -79,6 +84,12 @@ impl RttMatrix {
 /// Parse a NetLatency matrix: whitespace-separated rows of equal length, as many rows as
 /// columns; 0, negative or non-finite entries off the diagonal are "not measured".
 pub fn parse_rtt_matrix(text: &str, origin: &str) -> Result<RttMatrix, GeometryError> {
+    parse_rtt_matrix_capped(text, origin, MAX_NODES)
+}
+
+/// [`parse_rtt_matrix`] refusing more than `max_nodes` rows (a parameter so tests need no
+/// 200 MB matrix).
+fn parse_rtt_matrix_capped(text: &str, origin: &str, max_nodes: usize) -> Result<RttMatrix, GeometryError> {
     let rows: Vec<Vec<f64>> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -108,6 +119,12 @@ pub fn parse_rtt_matrix(text: &str, origin: &str) -> Result<RttMatrix, GeometryE
         return Err(GeometryError::Parse {
             path: origin.to_string(),
             reason: format!("row {} has {} columns, expected {n}", i + 1, row.len()),
+        });
+    }
+    if n > max_nodes {
+        return Err(GeometryError::Parse {
+            path: origin.to_string(),
+            reason: format!("{n} rows, more than the limit of {max_nodes} nodes"),
         });
     }
     let mut rtt = Vec::with_capacity(n * n);
@@ -177,10 +194,21 @@ fn id_string(v: &serde_json::Value) -> String {
 /// `target`, `dist` km). Delay = dist/200 ms. Errors: bad JSON, an edge naming an unknown
 /// node, a missing/negative/non-finite `dist`.
 pub fn parse_node_link(text: &str, origin: &str) -> Result<Graph, GeometryError> {
+    parse_node_link_capped(text, origin, MAX_NODES)
+}
+
+/// [`parse_node_link`] refusing more than `max_nodes` nodes.
+fn parse_node_link_capped(text: &str, origin: &str, max_nodes: usize) -> Result<Graph, GeometryError> {
     let nl: NodeLink = serde_json::from_str(text).map_err(|e| GeometryError::Parse {
         path: origin.to_string(),
         reason: e.to_string(),
     })?;
+    if nl.nodes.len() > max_nodes {
+        return Err(GeometryError::Parse {
+            path: origin.to_string(),
+            reason: format!("{} nodes, more than the limit of {max_nodes}", nl.nodes.len()),
+        });
+    }
     let ids: Vec<String> = nl.nodes.iter().map(|n| id_string(&n.id)).collect();
     let index: BTreeMap<&str, usize> = ids.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
     let mut adj: Vec<BTreeMap<usize, f64>> = vec![BTreeMap::new(); ids.len()];
@@ -261,6 +289,30 @@ mod tests {
         let err = parse_rtt_matrix("0 x\n1 0\n", "m.txt").unwrap_err();
         assert!(err.to_string().contains("`x`"), "{err}");
         assert!(parse_rtt_matrix("", "m.txt").is_err());
+    }
+
+    #[test]
+    fn a_matrix_with_more_rows_than_the_node_limit_is_refused_naming_the_limit() {
+        let square = |n: usize| vec![vec!["1"; n].join(" "); n].join("\n");
+        assert_eq!(parse_rtt_matrix_capped(&square(3), "m.txt", 3).unwrap().n, 3);
+        let err = parse_rtt_matrix_capped(&square(4), "m.txt", 3).unwrap_err();
+        assert!(err.to_string().contains("m.txt"), "{err}");
+        assert!(
+            err.to_string().contains("4 rows, more than the limit of 3 nodes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_topology_with_more_nodes_than_the_limit_is_refused_naming_the_limit() {
+        let doc = |n: usize| {
+            let nodes: Vec<_> = (0..n).map(|i| serde_json::json!({"id": i})).collect();
+            serde_json::json!({"nodes": nodes, "edges": []}).to_string()
+        };
+        assert_eq!(parse_node_link_capped(&doc(3), "g.json", 3).unwrap().node_count(), 3);
+        let err = parse_node_link_capped(&doc(4), "g.json", 3).unwrap_err();
+        assert!(err.to_string().contains("g.json"), "{err}");
+        assert!(err.to_string().contains("4 nodes, more than the limit of 3"), "{err}");
     }
 
     #[test]
