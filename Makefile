@@ -80,6 +80,7 @@ ci: lint test ## What .ci/run runs
 MOM_RELEASE_BIN = $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/mom
 NODES ?= 500
 PODS ?= 1000
+AGENTS ?= 1000
 
 # Everything but the JSON line goes to stderr, so `make bench-… > out.json` works.
 .PHONY: build-release
@@ -106,3 +107,7 @@ bench-throughput: build-release ## Scheduling pods/s with vs without the extende
 .PHONY: bench-deschedule
 bench-deschedule: build-release ## Descheduler on a drifted kwok cluster (120 nodes, 200 pods): latency before/after, evictions, repeats; plan time at 10,000 pods / 1,000 nodes (one JSON line)
 	@MOM_BIN="$(MOM_RELEASE_BIN)" hack/bench-deschedule.sh
+
+.PHONY: bench-scale
+bench-scale: build-release ## AGENTS ring agents applied at once on NODES kwok nodes (e.g. AGENTS=1000 NODES=60): peak RSS, bytes/agent, time to all bound, reconcile p99, receipts/s, verify (one JSON line)
+	@MOM_BIN="$(MOM_RELEASE_BIN)" AGENTS=$(AGENTS) NODES=$(NODES) hack/bench-scale.sh

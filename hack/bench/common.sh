@@ -1,6 +1,6 @@
 # Sourced by the benchmark scripts: a fresh local control plane in a temp dir, MOM on it, and
 # teardown on exit (trap). Needs MOM_BIN (a `mom` binary built with the operator feature).
-# After `bench_up`: KUBECONFIG, KUBECTL, METRICS_URL, EXTENDER_URL, BENCH_STATE are set.
+# After `bench_up`: KUBECONFIG, KUBECTL, METRICS_URL, EXTENDER_URL, OPERATOR_PID, BENCH_STATE are set.
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cluster=$root/tests/cluster
 
@@ -20,7 +20,8 @@ bench_up() {
   out=$("$cluster/start-mom.sh" "$BENCH_STATE" "$MOM_BIN" --watch-pid $$ -- ${MOM_OPERATOR_FLAGS:-})
   METRICS_URL=$(sed -n 's/^METRICS_URL=//p' <<<"$out")
   EXTENDER_URL=$(sed -n 's/^EXTENDER_URL=//p' <<<"$out")
-  export METRICS_URL EXTENDER_URL BENCH_STATE
+  OPERATOR_PID=$(sed -n 's/^OPERATOR_PID=//p' <<<"$out")
+  export METRICS_URL EXTENDER_URL OPERATOR_PID BENCH_STATE
 }
 
 bench_down() {
