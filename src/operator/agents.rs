@@ -21,6 +21,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
+use super::agent_triggers::{PeerWatch, StrategyWatch, Triggers, resync_after};
 use super::context::{Context, MANAGER};
 use super::crd::conditions::{self, ConditionStatus, DesiredCondition};
 use super::crd::strategy::{OrchestrationStrategy, Redundancy};
@@ -66,6 +67,8 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     // must not stop the controller for every other.
     let untyped: Api<kube::api::DynamicObject> = Api::all_with(ctx.client.clone(), &super::lenient::agent_resource());
     let (reader, writer) = kube::runtime::reflector::store::<GeometricAgent>();
+    let (triggers, woken) = Triggers::new(reader.clone(), ctx.metrics.clone());
+    let peers = PeerWatch::new(triggers.clone());
     let agents = kube::runtime::reflector(
         writer,
         super::lenient::decoded_events(
@@ -73,17 +76,25 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
             ctx.bad_agents.clone(),
         ),
     )
+    // After the cache applied the event: a new or deleted agent wakes the agents peering with it.
+    .inspect(move |event| peers.observe(event))
     .applied_objects();
+    // A strategy created, changed or deleted wakes the agents of its namespace.
+    let strategy_watch = StrategyWatch::new(triggers);
+    let strategy_events = watcher::watcher(
+        Api::<OrchestrationStrategy>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .filter_map(|event| std::future::ready(event.ok()))
+    .for_each(move |event| {
+        strategy_watch.observe(&event);
+        std::future::ready(())
+    });
+    let strategy_task = tokio::spawn(strategy_events);
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     // On taking the Lease, reconcile every agent at once instead of waiting for its requeue.
-    let became_leader = futures::stream::unfold(ctx.leading.clone(), |mut rx| async move {
-        loop {
-            rx.changed().await.ok()?;
-            if *rx.borrow() {
-                return Some(((), rx));
-            }
-        }
-    });
+    let became_leader = became_leader(ctx.leading.clone());
     let reconciler = Arc::new(Reconciler {
         ctx,
         agents: reader.clone(),
@@ -94,6 +105,7 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
         // at a time instead of opening as many apiserver requests and holding their answers at once.
         .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .reconcile_all_on(became_leader)
+        .reconcile_on(woken)
         .graceful_shutdown_on(async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
@@ -104,6 +116,23 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
             }
         });
     controller.await;
+    strategy_task.abort();
+}
+
+/// One item each time `leading` turns from false to true (not when a renew republishes true).
+fn became_leader(leading: watch::Receiver<bool>) -> impl futures::Stream<Item = ()> + Send + 'static {
+    let was = *leading.borrow();
+    futures::stream::unfold((leading, was), |(mut rx, mut was)| async move {
+        loop {
+            rx.changed().await.ok()?;
+            let now = *rx.borrow_and_update();
+            let rose = now && !was;
+            was = now;
+            if rose {
+                return Some(((), (rx, was)));
+            }
+        }
+    })
 }
 
 /// How many agents are reconciled at once.
@@ -299,6 +328,7 @@ async fn reconcile(agent: Arc<GeometricAgent>, reconciler: Arc<Reconciler>) -> R
     };
     ctx.metrics.reconciles.get_or_create(&labels).inc();
     let result = reconcile_inner(&agent, ctx, &reconciler.agents).await;
+    tracing::debug!(agent = %agent.name_any(), ms = started.elapsed().as_millis() as u64, "agent reconcile ended");
     ctx.metrics
         .reconcile_duration
         .get_or_create(&labels)
@@ -320,8 +350,8 @@ async fn reconcile_inner(
         .list(&ListParams::default())
         .await?
         .items;
-    // The peers that exist, from the controller's cache once it has listed every agent (a
-    // peer created later triggers no reconcile here, but the periodic requeue sees it).
+    // The peers that exist, from the controller's cache once it has listed every agent (a peer
+    // created or deleted later wakes this agent: `agent_triggers`).
     if agents.wait_until_ready().await.is_err() {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
@@ -360,9 +390,10 @@ async fn reconcile_inner(
     // Decide the placement policy (every replica: the extender needs it).
     let policy = resolve_policy(agent, strategy, &ctx.view);
     if !ctx.is_leader() {
-        // The next term reloads the chain from what is persisted.
+        // The next term reloads the chain from what is persisted; taking the Lease reconciles
+        // every agent at once (`reconcile_all_on`).
         ctx.writer.reset().await;
-        return Ok(Action::requeue(Duration::from_secs(5)));
+        return Ok(Action::requeue(resync_after(&ns, &name)));
     }
 
     // Act (leader only).
@@ -549,7 +580,7 @@ async fn reconcile_inner(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(Action::requeue(Duration::from_secs(10)))
+    Ok(Action::requeue(resync_after(&ns, &name)))
 }
 
 /// Records the scaling decision before it is acted on (write-ahead at `full_audit`): the
@@ -614,4 +645,26 @@ fn waits_for_peers(agent: &GeometricAgent, peers: &[Arc<GeometricAgent>], view: 
 async fn publish(ctx: &Context, reference: &k8s_openapi::api::core::v1::ObjectReference, reason: &str, note: String) {
     ctx.publish(reference, EventType::Normal, "Reconcile", reason, note)
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_agent_is_reconciled_again_only_when_leadership_is_taken_not_at_each_renew() {
+        let (tx, rx) = watch::channel(false);
+        let mut rose = Box::pin(became_leader(rx));
+        let next =
+            |s: &mut std::pin::Pin<Box<_>>| futures::FutureExt::now_or_never(futures::StreamExt::next(s)).flatten();
+        tx.send_replace(true);
+        assert_eq!(next(&mut rose), Some(()), "taking the Lease");
+        // A renew that republishes `true` (as the elector did on every renew).
+        tx.send_replace(true);
+        assert_eq!(next(&mut rose), None);
+        tx.send_replace(false);
+        assert_eq!(next(&mut rose), None, "losing the Lease");
+        tx.send_replace(true);
+        assert_eq!(next(&mut rose), Some(()), "taking it again");
+    }
 }

@@ -266,11 +266,18 @@ impl LeaderElector {
         Ok(())
     }
 
+    /// Publishes the leadership after a renew attempt. Receivers are notified only when it
+    /// changes: a renew (every `renew_period`) that keeps leading wakes nobody. (Notifying on
+    /// every renew made the agent controller reconcile every agent every 2 s.)
     fn publish(&self, leading: bool, metrics: &Metrics) {
-        if leading != *self.leading.borrow() {
+        let changed = self.leading.send_if_modified(|current| {
+            let changed = *current != leading;
+            *current = leading;
+            changed
+        });
+        if changed {
             tracing::info!(leading, identity = %self.settings.identity, lease = %self.settings.name, "leadership changed");
         }
-        self.leading.send_replace(leading);
         metrics.set_leader(leading);
     }
 
@@ -460,6 +467,31 @@ pub async fn label_own_pod(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_renew_that_keeps_leading_notifies_nobody_and_a_change_does() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a valid URI"));
+        let client = kube::Client::try_from(config).expect("a client needs no connection to be built");
+        let settings = LeaseSettings {
+            namespace: "mom-system".into(),
+            name: "mom-operator-leader".into(),
+            identity: "a".into(),
+            lease_duration: Duration::from_secs(10),
+            renew_deadline: Duration::from_secs(8),
+            renew_period: Duration::from_secs(2),
+        };
+        let elector = LeaderElector::new(client, settings);
+        let metrics = Metrics::default();
+        let mut rx = elector.subscribe();
+        elector.publish(true, &metrics);
+        assert!(rx.has_changed().unwrap(), "taking the Lease is a change");
+        assert!(*rx.borrow_and_update());
+        elector.publish(true, &metrics);
+        elector.publish(true, &metrics);
+        assert!(!rx.has_changed().unwrap(), "renewals republished an unchanged value");
+        elector.publish(false, &metrics);
+        assert!(rx.has_changed().unwrap(), "losing the Lease is a change");
+    }
 
     #[test]
     fn the_leader_label_patch_sets_true_or_removes_the_label() {

@@ -1,6 +1,7 @@
 //! The operator process: leader election, the HTTP endpoints (metrics, health) and the
 //! controllers. Thin by design — it observes the cluster, calls the core and applies results.
 
+pub mod agent_triggers;
 pub mod agents;
 pub mod auction;
 pub mod checkpoints;
