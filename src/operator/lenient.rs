@@ -73,8 +73,31 @@ pub fn decode(obj: &DynamicObject) -> Result<GeometricAgent, Undecodable> {
         .map_err(|e| fail(format!("{}: {}", e.path(), e.inner())))
 }
 
-/// Every agent (in `namespace`, or all), decoded one by one; undecodable ones are noted in
-/// `bad` and left out.
+/// kubectl's copy of the last applied manifest (client-side apply): a second copy of the spec.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what no loop reads and what dominates a stored agent's size: the field sets of
+/// `metadata.managedFields` (each entry keeps its manager, operation and time: the scaler's
+/// cooldown reads its own write time) and kubectl's last-applied-configuration annotation.
+/// Every cached or listed agent goes through this before it is decoded and kept.
+pub fn slim(obj: &mut DynamicObject) {
+    for entry in obj.metadata.managed_fields.iter_mut().flatten() {
+        entry.fields_v1 = None;
+    }
+    if let Some(annotations) = obj.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            obj.metadata.annotations = None;
+        }
+    }
+}
+
+/// Agents per list request: a page is parsed, slimmed and decoded before the next is read, so
+/// a list of every agent never holds every full stored object at once.
+pub const LIST_PAGE: u32 = 250;
+
+/// Every agent (in `namespace`, or all), read [`LIST_PAGE`] at a time, slimmed and decoded one
+/// by one; undecodable ones are noted in `bad` and left out.
 pub async fn list_agents(
     client: &kube::Client,
     namespace: Option<&str>,
@@ -85,13 +108,22 @@ pub async fn list_agents(
         None => Api::all_with(client.clone(), &agent_resource()),
     };
     let mut out = Vec::new();
-    for obj in api.list(&ListParams::default()).await?.items {
-        match decode(&obj) {
-            Ok(agent) => {
-                bad.clear(&agent_ns(&obj), &agent_name(&obj));
-                out.push(agent);
+    let mut params = ListParams::default().limit(LIST_PAGE);
+    loop {
+        let page = api.list(&params).await?;
+        for mut obj in page.items {
+            slim(&mut obj);
+            match decode(&obj) {
+                Ok(agent) => {
+                    bad.clear(&agent_ns(&obj), &agent_name(&obj));
+                    out.push(agent);
+                }
+                Err(u) => bad.note(u),
             }
-            Err(u) => bad.note(u),
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
         }
     }
     Ok(out)
@@ -130,14 +162,17 @@ where
     events.filter_map(move |event| {
         let bad = bad.clone();
         async move {
-            let decoded = |obj: DynamicObject| match decode(&obj) {
-                Ok(agent) => {
-                    bad.clear(&agent_ns(&obj), &agent_name(&obj));
-                    Some(agent)
-                }
-                Err(u) => {
-                    bad.note(u);
-                    None
+            let decoded = |mut obj: DynamicObject| {
+                slim(&mut obj);
+                match decode(&obj) {
+                    Ok(agent) => {
+                        bad.clear(&agent_ns(&obj), &agent_name(&obj));
+                        Some(agent)
+                    }
+                    Err(u) => {
+                        bad.note(u);
+                        None
+                    }
                 }
             };
             match event {
@@ -177,6 +212,27 @@ mod tests {
                 {"name": "c", "image": "pause", "ports": [{"containerPort": port}]}]}}}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn slimming_drops_field_sets_and_the_last_applied_copy_but_keeps_write_times_and_other_annotations() {
+        let mut obj: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mom.hypersync.io/v1alpha1", "kind": "GeometricAgent",
+            "metadata": {"name": "a", "namespace": "n",
+                "annotations": {LAST_APPLIED: "{\"spec\":{}}", "team": "blue"},
+                "managedFields": [{"manager": "mom-scaler", "operation": "Apply", "time": "2026-12-04T05:00:00Z",
+                                   "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]},
+            "spec": {"workloadType": "batch", "template": {}},
+        }))
+        .unwrap();
+        slim(&mut obj);
+        let annotations = obj.metadata.annotations.clone().unwrap();
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), vec!["team"]);
+        let entry = &obj.metadata.managed_fields.as_ref().unwrap()[0];
+        assert!(entry.fields_v1.is_none());
+        assert_eq!(entry.manager.as_deref(), Some("mom-scaler"));
+        assert!(entry.time.is_some(), "the scaler's cooldown reads its write time");
+        assert!(decode(&obj).is_ok());
     }
 
     #[test]

@@ -110,7 +110,11 @@ pub async fn pods(client: kube::Client, view: SharedView, metrics: Arc<Metrics>)
                 };
                 match event {
                     Event::Init => listed.clear(),
-                    Event::InitApply(pod) => listed.push(pod),
+                    Event::InitApply(mut pod) => {
+                        // Held until the list ends; the view keeps only what it reads.
+                        pod.metadata.managed_fields = None;
+                        listed.push(pod);
+                    }
                     Event::InitDone => {
                         let removed = v.replace_pods(&std::mem::take(&mut listed));
                         if removed > 0 {
