@@ -253,7 +253,20 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
     let created = std::time::Instant::now();
     let (input, outcome) = offline_auction(&dir, &n, &nodes, &wants);
     let expected = quotas(&n, &outcome);
-    assert_eq!(expected.values().map(|q| q.0).sum::<i32>(), 8, "{expected:?}");
+    // Computed by hand, so the oracle is not only the library under test: 8 one-cpu slots go to
+    // the 8 highest marginal values 10 8 6 (alpha) 9 7 (gamma) 5 5 5 (beta), welfare 55. Clarke
+    // payment = the others' best welfare without the agent − the others' welfare with it.
+    // alpha: beta's 4 and gamma's 3 replicas all fit, 20 + 19 = 39, minus 15 + 16 = 31: pays 8.
+    // beta: alpha's 5 and gamma's 3 fill the 8 slots, 30 + 19 = 49, minus 24 + 16 = 40: pays 9.
+    // gamma: the best 8 of alpha's and beta's (10 8 6 5 5 5 5 4) = 48, minus 24 + 15 = 39: pays 9.
+    let by_hand = [("alpha", 3, 8.0), ("beta", 3, 9.0), ("gamma", 2, 9.0)];
+    for (agent, quota, payment) in by_hand {
+        let (q, p) = expected[agent];
+        assert!(
+            q == quota && (p - payment).abs() < 1e-6,
+            "{agent}: the offline auction gave quota {q} paying {p}; by hand {quota} paying {payment}"
+        );
+    }
 
     let agents: Api<GeometricAgent> = Api::namespaced(ns.client(), &n);
     let got = common::eventually(

@@ -77,12 +77,27 @@ async fn prometheus_scrapes_every_operator_series_while_mom_places_and_records()
         .await;
         println!("{promql} = {value}");
     }
-    // The chain head is a sequence number, at least that of a receipt written for our agent.
-    let head = query(&prometheus, "mom_receipt_chain_head_sequence").unwrap();
-    assert!(head >= 0.0, "no receipt written: chain head {head}");
     assert_eq!(query(&prometheus, r#"mom_leader{job="mom"}"#), Some(1.0));
-    // The agent whose template cannot become a pod failed before anything was recorded.
+    // The chain head is a sequence number, at least that of the newest receipt written for our
+    // agent (read from the apiserver; the series starts at -1 before any receipt).
     let receipts: Api<mom::operator::crd::Receipt> = Api::namespaced(ns.client(), n);
+    let newest = receipts
+        .list(&ListParams::default().labels("mom.hypersync.io/subject=watched"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|r| r.spec.sequence)
+        .max()
+        .expect("a receipt written for the agent 'watched' (its pods were created and bound)");
+    let head = common::eventually(
+        &format!("mom_receipt_chain_head_sequence at or past {newest}, the newest receipt of 'watched'"),
+        Duration::from_secs(60),
+        || async { query(&prometheus, "mom_receipt_chain_head_sequence").filter(|h| *h >= newest as f64) },
+    )
+    .await;
+    println!("chain head {head}, newest receipt of 'watched' {newest}");
+    // The agent whose template cannot become a pod failed before anything was recorded.
     let broken = receipts
         .list(&ListParams::default().labels("mom.hypersync.io/subject=broken"))
         .await

@@ -326,6 +326,13 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
         );
     }
 
+    // The invariants above hold trivially over an empty stream: the crash loop must have
+    // produced agent actions, on average at least one per restart.
+    assert!(
+        actions >= KILLS,
+        "only {actions} agent receipts over {KILLS} restarts: the kills did not land in a stream of actions"
+    );
+
     // One configure receipt per MomConfig generation.
     let mut per_generation: BTreeMap<(String, i64), usize> = BTreeMap::new();
     for r in all_receipts(&client)

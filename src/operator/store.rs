@@ -30,6 +30,29 @@ pub enum StoreError {
     Unreadable(String, String),
 }
 
+/// Receipt objects per list request. A page is parsed and turned into compact [`Receipt`]s
+/// before the next is read, so reading a chain of 20,000 receipts never holds 20,000 full API
+/// objects (managed fields and all) at once. Continue tokens keep the pages one consistent
+/// snapshot; a token that expired mid-read fails the read (410), and the caller retries.
+pub const RECEIPT_PAGE: u32 = 500;
+
+/// Calls `each` on every object `api` lists, [`RECEIPT_PAGE`] at a time.
+async fn for_each_page<K, F>(api: &Api<K>, mut each: F) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    F: FnMut(K),
+{
+    let mut params = ListParams::default().limit(RECEIPT_PAGE);
+    loop {
+        let page = api.list(&params).await?;
+        page.items.into_iter().for_each(&mut each);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(()),
+        }
+    }
+}
+
 /// Every receipt in the cluster, ordered by sequence.
 pub async fn stored_chain(client: &kube::Client) -> Result<Vec<Receipt>, StoreError> {
     Ok(stored_objects(client)
@@ -50,10 +73,14 @@ pub async fn stored_objects_lenient(
     let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &receipt_resource());
     let mut readable = Vec::new();
     let mut unreadable = Vec::new();
-    for obj in api.list(&ListParams::default()).await?.items {
-        let namespace = obj.metadata.namespace.clone().unwrap_or_default();
-        let name = obj.metadata.name.clone().unwrap_or_default();
-        let spec = obj.data.get("spec").cloned().unwrap_or_default();
+    for_each_page(&api, |mut obj: kube::api::DynamicObject| {
+        let namespace = obj.metadata.namespace.take().unwrap_or_default();
+        let name = obj.metadata.name.take().unwrap_or_default();
+        let spec = obj
+            .data
+            .get_mut("spec")
+            .map(serde_json::Value::take)
+            .unwrap_or_default();
         match serde_json::from_value::<crate::operator::crd::ReceiptSpec>(spec)
             .map_err(|e| e.to_string())
             .and_then(|spec| Receipt::try_from(spec).map_err(|e| e.to_string()))
@@ -61,7 +88,8 @@ pub async fn stored_objects_lenient(
             Ok(receipt) => readable.push((namespace, name, receipt)),
             Err(why) => unreadable.push((namespace, name, why)),
         }
-    }
+    })
+    .await?;
     readable.sort_by_key(|(_, _, r)| r.sequence);
     Ok((readable, unreadable))
 }
@@ -102,12 +130,21 @@ fn receipt_resource() -> kube::api::ApiResource {
 pub async fn stored_objects(client: &kube::Client) -> Result<Vec<(String, String, Receipt)>, StoreError> {
     let api: Api<ReceiptObject> = Api::all(client.clone());
     let mut out = Vec::new();
-    for obj in api.list(&ListParams::default()).await?.items {
+    let mut first_unreadable = None;
+    for_each_page(&api, |obj: ReceiptObject| {
         let namespace = obj.metadata.namespace.clone().unwrap_or_default();
         let name = obj.metadata.name.clone().unwrap_or_default();
-        let place = format!("{namespace}/{name}");
-        let receipt = Receipt::try_from(obj.spec).map_err(|e| StoreError::Unreadable(place, e.to_string()))?;
-        out.push((namespace, name, receipt));
+        match Receipt::try_from(obj.spec) {
+            Ok(receipt) => out.push((namespace, name, receipt)),
+            Err(e) => {
+                first_unreadable
+                    .get_or_insert_with(|| StoreError::Unreadable(format!("{namespace}/{name}"), e.to_string()));
+            }
+        }
+    })
+    .await?;
+    if let Some(err) = first_unreadable {
+        return Err(err);
     }
     out.sort_by_key(|(_, _, r)| r.sequence);
     Ok(out)
