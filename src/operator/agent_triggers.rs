@@ -1,10 +1,12 @@
 //! What wakes the agent controller besides an agent's own changes and its pods: a peer that
 //! appears or goes away, and a strategy of the namespace that is created, changed or deleted.
 //!
-//! Each reconciled agent otherwise waits [`resync_after`] (about a minute) for its next
+//! Each reconciled agent otherwise waits [`resync_after`] (5 to 7.5 minutes) for its next
 //! reconcile. A 10 s resync used to stand in for these triggers; with 1,000 agents that was 100
-//! reconciles (200 apiserver lists) a second doing nothing, which saturated the controller's
-//! 16 workers and left agents applied later waiting minutes for their first reconcile.
+//! reconciles (200 apiserver lists) a second doing nothing. Resyncs must stay well below what the
+//! controller's 16 workers get through, or they queue ahead of agents waiting for their first
+//! reconcile: with a 60-90 s resync, 10,000 agents needed ~130 reconciles/s against ~46/s done
+//! (`make bench-scale AGENTS=10000`), and 2,665 agents applied last never got a pod.
 //!
 //! Triggers are sent without waiting into a bounded channel ([`TRIGGER_BUFFER`]); when it is full
 //! a trigger is dropped (counted in `mom_errors_total{kind="agent_trigger_dropped"}`) and the
@@ -27,12 +29,14 @@ use super::metrics::{ErrorLabels, Metrics};
 /// Triggers waiting to be taken by the controller at most.
 pub const TRIGGER_BUFFER: usize = 4096;
 
-/// The periodic resync of a reconciled agent: 60 s plus a spread of up to 30 s derived from its
-/// namespace and name (deterministic), so agents applied together do not come due together.
+/// The periodic resync of a reconciled agent: 300 s plus a spread of up to 150 s derived from
+/// its namespace and name (deterministic), so agents applied together do not come due together.
+/// What changes an agent's decision arrives as an event (the agent, its pods, a peer, a
+/// strategy); the resync catches the rest (pool pressure, node positions, tenants).
 pub fn resync_after(namespace: &str, name: &str) -> Duration {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (namespace, name).hash(&mut h);
-    Duration::from_millis(60_000 + h.finish() % 30_000)
+    Duration::from_millis(300_000 + h.finish() % 150_000)
 }
 
 /// Sends agent references to the controller (`Controller::reconcile_on`).
@@ -353,9 +357,9 @@ mod tests {
     }
 
     #[test]
-    fn the_resync_is_a_minute_to_a_minute_and_a_half_and_the_same_for_the_same_agent() {
+    fn the_resync_is_five_to_seven_and_a_half_minutes_and_the_same_for_the_same_agent() {
         let d = resync_after("shop", "a1");
-        assert!(d >= Duration::from_secs(60) && d < Duration::from_secs(90), "{d:?}");
+        assert!(d >= Duration::from_secs(300) && d < Duration::from_secs(450), "{d:?}");
         assert_eq!(d, resync_after("shop", "a1"));
         let spread: HashSet<Duration> = (0..100).map(|i| resync_after("shop", &format!("a{i}"))).collect();
         assert!(
