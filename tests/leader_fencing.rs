@@ -65,8 +65,13 @@ async fn a_leader_whose_renewals_hang_stops_leading_at_its_renew_deadline_before
     })
     .await;
     let mut b = operator(&ns.name, "fence-b", None);
-    common::eventually("B serves metrics as a follower", Duration::from_secs(30), || async {
-        (leader_gauge(&b).as_deref() == Some("0")).then_some(())
+    common::eventually("B serves metrics as a follower", Duration::from_secs(60), || {
+        // A B that exited (e.g. its metrics port was taken meanwhile) fails here with its log.
+        if let Some(status) = b.process.try_wait() {
+            panic!("B exited ({status}) before serving metrics:\n{}", b.log());
+        }
+        let gauge = leader_gauge(&b);
+        async move { (gauge.as_deref() == Some("0")).then_some(()) }
     })
     .await;
 
