@@ -112,7 +112,6 @@ pub struct PeerWatch {
 
 #[derive(Default)]
 struct PeerState {
-    initialising: bool,
     seen: HashSet<(String, String)>,
     listed: HashSet<(String, String)>,
 }
@@ -132,7 +131,6 @@ impl PeerWatch {
             let Ok(mut s) = self.state.lock() else { return };
             match event {
                 Event::Init => {
-                    s.initialising = true;
                     s.listed.clear();
                     None
                 }
@@ -142,7 +140,6 @@ impl PeerWatch {
                     None
                 }
                 Event::InitDone => {
-                    s.initialising = false;
                     s.seen = std::mem::take(&mut s.listed);
                     None
                 }
@@ -172,7 +169,6 @@ pub struct StrategyWatch {
 
 #[derive(Default)]
 struct StrategyState {
-    initialising: bool,
     known: HashMap<(String, String), Option<i64>>,
     listed: HashMap<(String, String), Option<i64>>,
 }
@@ -191,7 +187,6 @@ impl StrategyWatch {
             let Ok(mut st) = self.generations.lock() else { return };
             match event {
                 Event::Init => {
-                    st.initialising = true;
                     st.listed.clear();
                     None
                 }
@@ -201,7 +196,6 @@ impl StrategyWatch {
                     None
                 }
                 Event::InitDone => {
-                    st.initialising = false;
                     // A relist after a gap: wake the namespaces whose strategies changed meanwhile.
                     let listed = std::mem::take(&mut st.listed);
                     let mut changed: Vec<String> = listed

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use futures::{Stream, StreamExt};
-use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::watcher::{self, Event};
 
 use super::crd::GeometricAgent;
@@ -108,24 +108,17 @@ pub async fn list_agents(
         None => Api::all_with(client.clone(), &agent_resource()),
     };
     let mut out = Vec::new();
-    let mut params = ListParams::default().limit(LIST_PAGE);
-    loop {
-        let page = api.list(&params).await?;
-        for mut obj in page.items {
-            slim(&mut obj);
-            match decode(&obj) {
-                Ok(agent) => {
-                    bad.clear(&agent_ns(&obj), &agent_name(&obj));
-                    out.push(agent);
-                }
-                Err(u) => bad.note(u),
+    super::store::for_each_page(&api, LIST_PAGE, |mut obj: DynamicObject| {
+        slim(&mut obj);
+        match decode(&obj) {
+            Ok(agent) => {
+                bad.clear(&agent_ns(&obj), &agent_name(&obj));
+                out.push(agent);
             }
+            Err(u) => bad.note(u),
         }
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => break,
-        }
-    }
+    })
+    .await?;
     Ok(out)
 }
 

@@ -36,13 +36,15 @@ pub enum StoreError {
 /// snapshot; a token that expired mid-read fails the read (410), and the caller retries.
 pub const RECEIPT_PAGE: u32 = 500;
 
-/// Calls `each` on every object `api` lists, [`RECEIPT_PAGE`] at a time.
-async fn for_each_page<K, F>(api: &Api<K>, mut each: F) -> Result<(), kube::Error>
+/// Calls `each` on every object `api` lists, `page` at a time (continue tokens keep the pages
+/// one consistent snapshot), so a caller that keeps a compact form of each object never holds
+/// the whole list.
+pub async fn for_each_page<K, F>(api: &Api<K>, page: u32, mut each: F) -> Result<(), kube::Error>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     F: FnMut(K),
 {
-    let mut params = ListParams::default().limit(RECEIPT_PAGE);
+    let mut params = ListParams::default().limit(page);
     loop {
         let page = api.list(&params).await?;
         page.items.into_iter().for_each(&mut each);
@@ -73,7 +75,7 @@ pub async fn stored_objects_lenient(
     let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &receipt_resource());
     let mut readable = Vec::new();
     let mut unreadable = Vec::new();
-    for_each_page(&api, |mut obj: kube::api::DynamicObject| {
+    for_each_page(&api, RECEIPT_PAGE, |mut obj: kube::api::DynamicObject| {
         let namespace = obj.metadata.namespace.take().unwrap_or_default();
         let name = obj.metadata.name.take().unwrap_or_default();
         let spec = obj
@@ -131,7 +133,7 @@ pub async fn stored_objects(client: &kube::Client) -> Result<Vec<(String, String
     let api: Api<ReceiptObject> = Api::all(client.clone());
     let mut out = Vec::new();
     let mut first_unreadable = None;
-    for_each_page(&api, |obj: ReceiptObject| {
+    for_each_page(&api, RECEIPT_PAGE, |obj: ReceiptObject| {
         let namespace = obj.metadata.namespace.clone().unwrap_or_default();
         let name = obj.metadata.name.clone().unwrap_or_default();
         match Receipt::try_from(obj.spec) {
