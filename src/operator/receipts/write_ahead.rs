@@ -45,7 +45,7 @@ impl ReceiptWriter {
     pub async fn record_before(
         &self,
         recording: Recording,
-        recorder: &kube::runtime::events::Recorder,
+        recorder: &crate::operator::events::Recorder,
         intent: Intent,
     ) -> Result<(), Withheld> {
         let Intent {
