@@ -66,7 +66,12 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     // Agents are watched untyped and decoded one by one (`lenient`): one undecodable agent
     // must not stop the controller for every other.
     let untyped: Api<kube::api::DynamicObject> = Api::all_with(ctx.client.clone(), &super::lenient::agent_resource());
-    let (reader, writer) = kube::runtime::reflector::store::<GeometricAgent>();
+    // The controller feeds the context's agent cache, which every loop reads.
+    let Some(writer) = ctx.take_agent_writer() else {
+        tracing::error!("the agent cache is already fed by another controller; not starting a second one");
+        return;
+    };
+    let reader = ctx.agents.store();
     let (triggers, woken) = Triggers::new(reader.clone(), ctx.metrics.clone());
     let peers = PeerWatch::new(triggers.clone());
     let agents = kube::runtime::reflector(

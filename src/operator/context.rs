@@ -2,7 +2,7 @@
 //!
 //! [`Context`] is built once in [`super::run`] and holds everything a controller, loop or the
 //! extender may touch: the API client, the placement view fed by the watches, the metrics, the
-//! leader flag, the Event recorder and the receipt writer. Each loop is this context plus its own
+//! leader flag, the Event recorder, the receipt writer and the agent cache. Each loop is this context plus its own
 //! settings and memory.
 //!
 //! [`run_leader_loop`] owns what every periodic loop shares: the interval, the shutdown signal,
@@ -14,11 +14,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::ResourceExt as _;
+use kube::runtime::events::{EventType, Reporter};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{self, Store};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
+use super::crd::GeometricAgent;
+use super::events::Recorder;
 use super::health::Health;
 use super::metrics::Metrics;
 use super::receipts::{Intent, ReceiptWriter, Withheld};
@@ -45,6 +51,33 @@ pub struct Context {
     pub bad_agents: Arc<super::lenient::BadAgents>,
     /// When set, leading also needs a Lease renew younger than the renew deadline.
     pub fence: Option<super::leader::Fence>,
+    /// Every GeometricAgent, as the agent controller's watch last saw it; read by every loop.
+    pub agents: AgentCache,
+    /// The cache's writer, until the agent controller takes it to feed the cache.
+    agent_writer: std::sync::Mutex<Option<Writer<GeometricAgent>>>,
+}
+
+/// The agent controller's cache of GeometricAgents (slimmed and decoded by `lenient`;
+/// undecodable ones are left out and reported by the status loop). Every loop reads it instead
+/// of listing every agent on every tick, so the operator holds one copy of each agent, shared as
+/// `Arc`s, whatever the number of loops.
+#[derive(Clone)]
+pub struct AgentCache(Store<GeometricAgent>);
+
+impl AgentCache {
+    /// Every cached agent sorted by namespace and name, or `None` until the watch's first full
+    /// list has been applied (a loop then skips its tick rather than act on a partial picture).
+    pub fn sorted(&self) -> Option<Vec<Arc<GeometricAgent>>> {
+        self.0.wait_until_ready().now_or_never()?.ok()?;
+        let mut all = self.0.state();
+        all.sort_by_cached_key(|a| (a.namespace().unwrap_or_default(), a.name_any()));
+        Some(all)
+    }
+
+    /// The store itself (for lookups by name).
+    pub fn store(&self) -> Store<GeometricAgent> {
+        self.0.clone()
+    }
 }
 
 /// The Events' reporter: MOM's field manager and this replica's identity.
@@ -65,7 +98,10 @@ impl Context {
         writer: Arc<ReceiptWriter>,
         identity: &str,
     ) -> Self {
+        let (agents, agent_writer) = reflector::store::<GeometricAgent>();
         Self {
+            agents: AgentCache(agents),
+            agent_writer: std::sync::Mutex::new(Some(agent_writer)),
             recorder: Recorder::new(client.clone(), reporter(identity)),
             client,
             view,
@@ -99,6 +135,12 @@ impl Context {
             writer,
             "offline",
         )
+    }
+
+    /// The writer of [`Self::agents`], for the one task that feeds it (the agent controller's
+    /// watch); `None` once taken.
+    pub fn take_agent_writer(&self) -> Option<Writer<GeometricAgent>> {
+        self.agent_writer.lock().ok()?.take()
     }
 
     /// Whether this replica holds the leader Lease now.

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use futures::{Stream, StreamExt};
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::watcher::{self, Event};
 
 use super::crd::GeometricAgent;
@@ -90,36 +90,6 @@ pub fn slim(obj: &mut DynamicObject) {
             obj.metadata.annotations = None;
         }
     }
-}
-
-/// Agents per list request: a page is parsed, slimmed and decoded before the next is read, so
-/// a list of every agent never holds every full stored object at once.
-pub const LIST_PAGE: u32 = 250;
-
-/// Every agent (in `namespace`, or all), read [`LIST_PAGE`] at a time, slimmed and decoded one
-/// by one; undecodable ones are noted in `bad` and left out.
-pub async fn list_agents(
-    client: &kube::Client,
-    namespace: Option<&str>,
-    bad: &BadAgents,
-) -> Result<Vec<GeometricAgent>, kube::Error> {
-    let api: Api<DynamicObject> = match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &agent_resource()),
-        None => Api::all_with(client.clone(), &agent_resource()),
-    };
-    let mut out = Vec::new();
-    super::store::for_each_page(&api, LIST_PAGE, |mut obj: DynamicObject| {
-        slim(&mut obj);
-        match decode(&obj) {
-            Ok(agent) => {
-                bad.clear(&agent_ns(&obj), &agent_name(&obj));
-                out.push(agent);
-            }
-            Err(u) => bad.note(u),
-        }
-    })
-    .await?;
-    Ok(out)
 }
 
 fn agent_ns(obj: &DynamicObject) -> String {

@@ -65,7 +65,7 @@ impl LeaderLoop for StatusWriter {
             self.announced_foreign = foreign;
         }
         self.report_bad_agents(ctx).await;
-        reconcile_once(&ctx.client, &ctx.view, &ctx.writer, &ctx.bad_agents).await
+        reconcile_once(&ctx.client, &ctx.view, &ctx.writer, &ctx.agents).await
     }
 }
 
@@ -200,7 +200,7 @@ async fn reconcile_once(
     client: &kube::Client,
     view: &SharedView,
     writer: &super::receipts::ReceiptWriter,
-    bad_agents: &super::lenient::BadAgents,
+    agents: &super::context::AgentCache,
 ) -> Result<(), kube::Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let configs: Api<MomConfig> = Api::all(client.clone());
@@ -258,7 +258,11 @@ async fn reconcile_once(
 
     let strategies: Api<OrchestrationStrategy> = Api::all(client.clone());
     let strategy_list = strategies.list(&ListParams::default()).await?.items;
-    let agent_list = super::lenient::list_agents(client, None, bad_agents).await?;
+    // Strategies' matched agents come from the agent controller's cache; before its first full
+    // list they are left as they are.
+    let Some(agent_list) = agents.sorted() else {
+        return Ok(());
+    };
     let agent_facts: Vec<AgentFacts> = agent_list
         .iter()
         .map(|a| AgentFacts::from_agent(a, BTreeSet::new()))

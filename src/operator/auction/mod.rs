@@ -1,7 +1,7 @@
 //! The auction loop (leader only): every tick, per node pool, turns the replicas the
 //! GeometricAgents want into quotas when capacity is scarce (DESIGN §6).
 //!
-//! Pipeline per tick: observe (agents by a fresh list; nodes and bound pods from the shared
+//! Pipeline per tick: observe (agents from the agent controller's cache; nodes and bound pods from the shared
 //! view) → snapshot (pure, [`pool_snapshots`]: per pool the agents' wanted replicas, requests
 //! and bids, and each node's allocatable minus what pods outside the pool's agents hold) →
 //! decide (core [`quota::decide`]: pressure, and at `high`/`critical` the VCG auction through
@@ -112,7 +112,10 @@ impl LeaderLoop for Auctioneer {
 /// One tick over every pool; a failing pool does not stop the others (the first error is
 /// returned). `contended`: the pools with quotas in force, updated.
 pub async fn tick(ctx: &Context, contended: &mut BTreeSet<String>) -> Result<(), AuctionLoopError> {
-    let agents: Vec<GeometricAgent> = crate::operator::lenient::list_agents(&ctx.client, None, &ctx.bad_agents).await?;
+    // The agent controller's cache; before its first full list the tick is skipped.
+    let Some(agents) = ctx.agents.sorted() else {
+        return Ok(());
+    };
     let (nodes, pods, tenants) = match ctx.view.read() {
         Ok(v) => (
             v.schedulable_nodes()
@@ -134,7 +137,7 @@ pub async fn tick(ctx: &Context, contended: &mut BTreeSet<String>) -> Result<(),
     };
     let by_key: BTreeMap<String, &GeometricAgent> = agents
         .iter()
-        .map(|a| (agent_id(&a.namespace().unwrap_or_default(), &a.name_any()), a))
+        .map(|a| (agent_id(&a.namespace().unwrap_or_default(), &a.name_any()), a.as_ref()))
         .collect();
     let snapshots = pool_snapshots(
         agents.iter().zip(tenants).map(|(a, t)| agent_snapshot(a, t)).collect(),

@@ -3,8 +3,9 @@
 //! placement bookkeeping → write a receipt → evict through the Eviction API (so
 //! PodDisruptionBudgets hold) → Event and metrics.
 //!
-//! Inputs: Nodes, Pods and GeometricAgents listed fresh from the apiserver each tick, node
-//! positions and agent policies from the shared placement view. Output: evictions (or, with
+//! Inputs: Nodes and Pods listed fresh from the apiserver each tick, GeometricAgents from the
+//! agent controller's cache (a tick before its first full list is skipped), node positions and
+//! agent policies from the shared placement view. Output: evictions (or, with
 //! `--deschedule-dry-run`, only the plan printed as one JSON line on stdout and logged).
 //!
 //! Protected pods are never evicted: DaemonSet pods, mirror/static pods, system-critical
@@ -159,7 +160,10 @@ async fn tick(ctx: &Context, job: &mut Descheduler) -> Result<(), DeschedulerErr
         .list(&ListParams::default())
         .await?
         .items;
-    let agents = crate::operator::lenient::list_agents(&ctx.client, None, &ctx.bad_agents).await?;
+    // The agent controller's cache; before its first full list the tick is skipped.
+    let Some(agents) = ctx.agents.sorted() else {
+        return Ok(());
+    };
     let blocked = job.state.blocked_this_tick();
     let now = k8s_openapi::jiff::Timestamp::now().as_second().max(0) as u64;
     let snapshot = {

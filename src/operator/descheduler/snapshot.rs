@@ -67,7 +67,7 @@ pub fn node_flags(node: &Node) -> (bool, bool) {
 pub fn build_snapshot(
     nodes: &[Node],
     pods: &[Pod],
-    agents: &[GeometricAgent],
+    agents: &[std::sync::Arc<GeometricAgent>],
     view: &View,
     blocked: &BTreeSet<String>,
     now: u64,

@@ -99,8 +99,10 @@ async fn tick(
     prometheus: Option<&Result<Prometheus, QueryError>>,
     memory: &mut Memory,
 ) -> Result<(), kube::Error> {
-    let mut agents = super::lenient::list_agents(&ctx.client, None, &ctx.bad_agents).await?;
-    agents.sort_by_key(|a| (a.namespace().unwrap_or_default(), a.name_any()));
+    // The agent controller's cache, sorted; before its first full list the tick is skipped.
+    let Some(agents) = ctx.agents.sorted() else {
+        return Ok(());
+    };
     let strategies = Api::<OrchestrationStrategy>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await?
