@@ -116,7 +116,7 @@ impl LoopError for WriteError {
         match self {
             WriteError::Api(_) => "api",
             WriteError::Receipt(_) => "receipt",
-            WriteError::Key(..) => "key",
+            WriteError::Key(..) | WriteError::KeyHandover(_) => "key",
             WriteError::Stored(..) => "stored",
             WriteError::NotPersisted(_) => "not_persisted",
             WriteError::Refused(_) => "refused",

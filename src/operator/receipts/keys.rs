@@ -255,14 +255,11 @@ impl ReceiptWriter {
             }
         }
         let looked: Vec<String> = sources.iter().map(ToString::to_string).collect();
-        Err(WriteError::Key(
-            format!("{}/{}", self.namespace, PUBLIC_KEYS_CONFIGMAP),
-            format!(
-                "the receipt chain is signed with key {key_id}, which is no longer readable (looked in {}); the hand-over to key {} cannot be recorded, so nothing is signed: point spec.verification.signingKey back at the Secret holding key {key_id} until the hand-over receipt is written",
-                looked.join(", "),
-                incoming.key_id()
-            ),
-        ))
+        Err(WriteError::KeyHandover(format!(
+            "the receipt chain is signed with key {key_id}, which is no longer readable (looked in {}); the hand-over to key {} cannot be recorded, so nothing is signed: point spec.verification.signingKey back at the Secret holding key {key_id} (or restore it there) until the hand-over receipt is written",
+            looked.join(", "),
+            incoming.key_id()
+        )))
     }
 
     /// Seals and stores the hand-over from the builder's key to `to` (signed by the outgoing

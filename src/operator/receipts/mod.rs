@@ -55,6 +55,9 @@ pub enum WriteError {
     Receipt(#[from] ReceiptError),
     #[error("signing key Secret {0}: {1}")]
     Key(String, String),
+    /// The chain's current key cannot be found to sign the hand-over to the configured one.
+    #[error("signing key hand-over: {0}")]
+    KeyHandover(String),
     #[error("receipt {0} in the cluster cannot be read: {1}")]
     Stored(String, String),
     #[error("receipt not persisted: {0}")]
