@@ -2,7 +2,9 @@
 //! - every MomConfig: the one named `default` is Ready with the node embedding it produced
 //!   (nodes embedded, distortion, MAP), the receipt chain head, and `ReceiptsWritable` (False
 //!   while receipt writes keep failing, naming the error) and `ReceiptsTrusted` (False naming
-//!   stored receipts not signed by a trusted key, with a Warning Event when they change); any
+//!   stored receipts not signed by a trusted key, with a Warning Event when they change) and
+//!   `SigningKeyReady` (False naming the Secret, key and problem of `spec.verification.signingKey`,
+//!   with a Warning Event when it changes); any
 //!   other is marked Ignored, naming the rule;
 //! - every OrchestrationStrategy: the agents using it, and a Ready condition that names any
 //!   `nearAgents` entry that does not exist.
@@ -33,6 +35,8 @@ pub struct StatusWriter {
     announced_foreign: Vec<super::receipts::ForeignReceipt>,
     /// Undecodable agents already given their condition and Event.
     announced_bad: Vec<super::lenient::Undecodable>,
+    /// The signing-key problem last announced in an Event.
+    announced_key: Option<String>,
 }
 
 impl LeaderLoop for StatusWriter {
@@ -63,6 +67,26 @@ impl LeaderLoop for StatusWriter {
                 .await;
             }
             self.announced_foreign = foreign;
+        }
+        let key_problem = ctx.writer.key_state().and_then(Result::err);
+        if key_problem != self.announced_key {
+            if let Some(problem) = &key_problem {
+                let reference = k8s_openapi::api::core::v1::ObjectReference {
+                    api_version: Some(MomConfig::api_version(&()).into_owned()),
+                    kind: Some(MomConfig::kind(&()).into_owned()),
+                    name: Some(momconfig::ACTIVE_NAME.to_string()),
+                    ..Default::default()
+                };
+                ctx.publish(
+                    &reference,
+                    kube::runtime::events::EventType::Warning,
+                    "LoadSigningKey",
+                    conditions::reason::SIGNING_KEY_INVALID,
+                    problem.clone(),
+                )
+                .await;
+            }
+            self.announced_key = key_problem;
         }
         self.report_bad_agents(ctx).await;
         reconcile_once(&ctx.client, &ctx.view, &ctx.writer, &ctx.agents).await
@@ -157,6 +181,24 @@ fn provenance_condition(writer: &super::receipts::ReceiptWriter) -> DesiredCondi
     }
 }
 
+/// `SigningKeyReady` from the writer's last look at the signing key (`None` until the first).
+fn signing_key_condition(writer: &super::receipts::ReceiptWriter) -> Option<DesiredCondition> {
+    Some(match writer.key_state()? {
+        Ok(what) => DesiredCondition::new(
+            conditions::SIGNING_KEY_READY,
+            ConditionStatus::True,
+            conditions::reason::SIGNING_KEY_LOADED,
+            what,
+        ),
+        Err(why) => DesiredCondition::new(
+            conditions::SIGNING_KEY_READY,
+            ConditionStatus::False,
+            conditions::reason::SIGNING_KEY_INVALID,
+            format!("spec.verification.signingKey: {why}"),
+        ),
+    })
+}
+
 /// How long a failed receipt write keeps `ReceiptsWritable` False after the last failure (the
 /// agent controller retries a refused action every 5 s, so a lasting problem stays visible).
 pub const RECEIPT_FAILURE_WINDOW: Duration = Duration::from_secs(20);
@@ -223,6 +265,9 @@ async fn reconcile_once(
                 receipts_condition(writer),
                 provenance_condition(writer),
             ]
+            .into_iter()
+            .chain(signing_key_condition(writer))
+            .collect()
         } else {
             vec![momconfig::ignored_condition(&name)]
         };

@@ -200,6 +200,11 @@ impl ChainBuilder {
         &self.signer
     }
 
+    /// Signs what follows with `signer` (after a hand-over receipt, see `receipts::rotation`).
+    pub fn set_signer(&mut self, signer: Signer) {
+        self.signer = signer;
+    }
+
     /// The Merkle tree over the chain so far, when known.
     pub fn frontier(&self) -> Option<&Frontier> {
         self.tree.as_ref()

@@ -52,6 +52,7 @@ pub mod proof;
 pub mod provenance;
 pub mod replay;
 pub mod retention;
+pub mod rotation;
 pub mod signing;
 pub mod tenant;
 pub mod verify;

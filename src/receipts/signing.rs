@@ -4,7 +4,8 @@
 //! Outputs: hex signatures over domain-separated messages, and verdicts.
 //! Key id = hex of the first 8 bytes of SHA-256(public key bytes).
 //! Messages: receipt = `"mom-receipt-v1\0" ‖ hash₃₂`;
-//! checkpoint = `"mom-checkpoint-v1\0" ‖ treeSize as u64 big-endian ‖ root₃₂`.
+//! checkpoint = `"mom-checkpoint-v1\0" ‖ treeSize as u64 big-endian ‖ root₃₂`;
+//! key hand-over = `"mom-key-rotation-v1\0" ‖ sequence as u64 big-endian ‖ prevHash₃₂ ‖ fromKeyId`.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,7 @@ use super::ReceiptError;
 
 const RECEIPT_DOMAIN: &[u8] = b"mom-receipt-v1\0";
 const CHECKPOINT_DOMAIN: &[u8] = b"mom-checkpoint-v1\0";
+const ROTATION_DOMAIN: &[u8] = b"mom-key-rotation-v1\0";
 
 /// The message signed for a receipt whose hash is `hash`.
 pub fn receipt_message(hash: &[u8; 32]) -> [u8; 47] {
@@ -30,6 +32,17 @@ pub fn checkpoint_message(size: u64, root: &[u8; 32]) -> [u8; 58] {
     m[..18].copy_from_slice(CHECKPOINT_DOMAIN);
     m[18..26].copy_from_slice(&size.to_be_bytes());
     m[26..].copy_from_slice(root);
+    m
+}
+
+/// The message an incoming key signs to accept a hand-over (see `receipts::rotation`):
+/// `"mom-key-rotation-v1\0" ‖ sequence (u64 BE) ‖ prevHash₃₂ ‖ fromKeyId (ASCII)`.
+pub fn rotation_message(sequence: u64, prev_hash: &[u8; 32], from_key_id: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(ROTATION_DOMAIN.len() + 8 + 32 + from_key_id.len());
+    m.extend_from_slice(ROTATION_DOMAIN);
+    m.extend_from_slice(&sequence.to_be_bytes());
+    m.extend_from_slice(prev_hash);
+    m.extend_from_slice(from_key_id.as_bytes());
     m
 }
 
@@ -103,6 +116,16 @@ impl Signer {
     /// Hex signature over a receipt hash.
     pub fn sign_receipt(&self, hash: &[u8; 32]) -> String {
         hex::encode(self.key.sign(&receipt_message(hash)).to_bytes())
+    }
+
+    /// Hex signature accepting the hand-over of a chain at `sequence` after `prev_hash` from
+    /// `from_key_id` ([`rotation_message`]).
+    pub fn sign_rotation(&self, sequence: u64, prev_hash: &[u8; 32], from_key_id: &str) -> String {
+        hex::encode(
+            self.key
+                .sign(&rotation_message(sequence, prev_hash, from_key_id))
+                .to_bytes(),
+        )
     }
 
     /// Hex signature over a tree head.

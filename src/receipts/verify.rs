@@ -22,6 +22,10 @@
 //!   duplicate.
 //! - **bad signature** / **unknown key** — Ed25519 check of `"mom-receipt-v1\0" ‖ hash`;
 //!   key ids are checked on every receipt.
+//! - **key handover** — along the chain (sequence order) the signing key changes without a
+//!   `receipts.key_rotation` receipt signed by the outgoing key handing over to the new one, or
+//!   such a receipt is invalid (see [`super::rotation`]); a trusted key alone is not enough, so
+//!   a key retired by a rotation cannot sign later receipts.
 //! - **checkpoint mismatch** — a checkpoint whose tree size, root or frontier differs from the
 //!   Merkle tree recomputed over the receipts before it, whose tree-head signature fails, or whose
 //!   decision is not a checkpoint.
@@ -52,6 +56,8 @@ pub enum ProblemKind {
     BadSignature,
     UnknownKey,
     CheckpointMismatch,
+    /// The signing key changes without a valid hand-over receipt (see `receipts::rotation`).
+    KeyHandover,
 }
 
 impl ProblemKind {
@@ -65,6 +71,7 @@ impl ProblemKind {
             ProblemKind::BadSignature => "bad_signature",
             ProblemKind::UnknownKey => "unknown_key",
             ProblemKind::CheckpointMismatch => "checkpoint_mismatch",
+            ProblemKind::KeyHandover => "key_handover",
         }
     }
 }
@@ -304,6 +311,7 @@ fn verify_items(items: Vec<Item<'_>>, keys: &TrustedKeys, options: &VerifyOption
         &mut sigs_checked,
     );
     check_chain_signatures(&items, &walk, keys, options, &mut f, &mut sigs_checked);
+    check_key_handovers(&items, &walk.canon, keys, &mut f, &mut sigs_checked);
     report.signatures_checked = sigs_checked;
     check_pinned_heads(&items, &groups, &walk.canon, options, &report, &mut f);
     f.problems.sort_by_key(|p| (p.sequence, p.kind));
@@ -696,6 +704,45 @@ fn check_chain_signatures(
             ProblemKind::BadSignature,
             format!("signature by key {} does not verify", r.key_id),
         );
+    }
+}
+
+/// Step 4b, keys: every change of signing key along the canonical chain is recorded by a valid
+/// hand-over ([`super::rotation::check_handovers`]). Only `configure` receipts are parsed to
+/// look for hand-overs.
+fn check_key_handovers(
+    items: &[Item<'_>],
+    canon: &[usize],
+    keys: &TrustedKeys,
+    f: &mut Findings,
+    sigs_checked: &mut usize,
+) {
+    let chain: Vec<super::rotation::KeyedReceipt<'_>> = canon
+        .iter()
+        .map(|&i| {
+            let it = &items[i];
+            let rotation = if it.action == Action::Configure {
+                match it.src.receipt() {
+                    Ok(r) => super::rotation::KeyRotation::from_receipt(&r),
+                    Err(_) => None,
+                }
+            } else {
+                None
+            };
+            super::rotation::KeyedReceipt {
+                sequence: it.sequence,
+                key_id: it.key_id,
+                rotation,
+                prev_hash: it.prev_hash,
+                signature: it.signature,
+                hash: it.stored,
+            }
+        })
+        .collect();
+    let (problems, checked) = super::rotation::check_handovers(&chain, keys);
+    *sigs_checked += checked;
+    for p in problems {
+        f.add(p.sequence, ProblemKind::KeyHandover, p.detail);
     }
 }
 

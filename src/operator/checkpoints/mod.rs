@@ -11,6 +11,9 @@
 //!   tenant's receipts in the namespace. The namespace is the read boundary: the Receipt objects
 //!   themselves already live there, so a tenant reading its ConfigMap learns nothing new about
 //!   anyone else. `mom verify --tenant-bundle NAMESPACE|FILE` checks it offline.
+//! - Signing key: every 2 s the key `spec.verification.signingKey` names is read; when it is not
+//!   the key the chain is signed with, the writer hands the chain over to it (see
+//!   `receipts::keys`).
 //! - Configure receipts: when the MomConfig `default` changes (a new uid or generation), one
 //!   `configure` receipt records the new spec. The last recorded (uid, generation) is read back
 //!   from the stored receipts at the start of every term, so a restart or failover does not
@@ -113,7 +116,7 @@ impl LoopError for WriteError {
         match self {
             WriteError::Api(_) => "api",
             WriteError::Receipt(_) => "receipt",
-            WriteError::Key(..) => "key",
+            WriteError::Key(..) | WriteError::KeyHandover(_) => "key",
             WriteError::Stored(..) => "stored",
             WriteError::NotPersisted(_) => "not_persisted",
             WriteError::Refused(_) => "refused",
@@ -151,6 +154,12 @@ impl LeaderLoop for Checkpointer {
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(2))
         {
             self.last_config_check = Some(Instant::now());
+            // The key first: a configure receipt of a new signingKey is then signed by the new
+            // key, after the hand-over.
+            if let Err(err) = writer.sync_signing_key().await {
+                tracing::warn!(error = %err, "receipt signing key not in effect");
+                first_error.get_or_insert(err);
+            }
             if let Err(err) = record_config_change(client, writer, &mut self.config_seen).await {
                 tracing::warn!(error = %err, "configure receipt not written");
                 first_error.get_or_insert(err);

@@ -20,6 +20,9 @@ pub const RECEIPTS_WRITABLE: &str = "ReceiptsWritable";
 /// Condition type (MomConfig): every stored receipt is signed by a key the writer trusts;
 /// `False` names the foreign ones, which the writer ignores for chaining.
 pub const RECEIPTS_TRUSTED: &str = "ReceiptsTrusted";
+/// Condition type (MomConfig): the receipt signing key `spec.verification.signingKey` names is
+/// read and in use; `False` names the Secret, the key and the problem (nothing is signed).
+pub const SIGNING_KEY_READY: &str = "SigningKeyReady";
 
 /// Reasons used across the controllers (CamelCase, as the conventions require).
 pub mod reason {
@@ -55,6 +58,10 @@ pub mod reason {
     pub const RECEIPTS_SIGNED: &str = "ReceiptsSigned";
     /// Stored receipts not signed by a trusted key exist (ignored for chaining).
     pub const FOREIGN_RECEIPTS: &str = "ForeignReceipts";
+    /// The signing key was read and receipts are signed with it.
+    pub const SIGNING_KEY_LOADED: &str = "SigningKeyLoaded";
+    /// The signing key cannot be used (missing key, malformed seed, no hand-over possible).
+    pub const SIGNING_KEY_INVALID: &str = "SigningKeyInvalid";
     /// The agent's `spec.tenant` is not its namespace's tenant: it is not acted on.
     pub const TENANT_MISMATCH: &str = "TenantMismatch";
 }

@@ -277,7 +277,16 @@ pub struct VerificationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0").message("spec.verification.sampleRate must be in (0, 1]"))]
     pub sample_rate: Option<f64>,
-    /// The Secret holding the Ed25519 signing key of receipts.
+    /// The Secret key holding the Ed25519 seed every receipt is signed with: 64 hex digits (as
+    /// the operator generates it) or the 32 raw bytes. Unset: Secret `mom-receipt-signing-key`,
+    /// key `ed25519-seed`, in the operator's namespace. When the named Secret does not exist the
+    /// operator creates it with a new random seed. Its public key is published in the ConfigMap
+    /// `mom-receipt-public-keys` (operator's namespace), beside every key used before. Pointing
+    /// this at another key, or replacing the seed, rotates the key: the chain records the
+    /// hand-over (a `configure` receipt of kind `receipts.key_rotation`, signed by the old key)
+    /// and later receipts are signed by the new one. A Secret without this key, or with anything
+    /// but a seed under it: nothing is signed (at `full_audit` actions wait), condition
+    /// `SigningKeyReady=False` names the Secret, the key and the problem, with a Warning Event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<SecretKeyRef>,
 }
@@ -299,11 +308,14 @@ pub enum VerificationLevel {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
-    /// Namespace of the Secret.
-    pub namespace: String,
+    /// Namespace of the Secret; the operator's namespace when omitted. The operator needs `get`
+    /// (and `create`, to generate it) on Secrets there: the chart grants it in its own
+    /// namespace only, for the Secret names it is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Name of the Secret.
     pub name: String,
-    /// Key within the Secret's data (the 32-byte Ed25519 seed).
+    /// Key within the Secret's data holding the Ed25519 seed (64 hex digits or 32 raw bytes).
     pub key: String,
 }
 

@@ -65,7 +65,11 @@ impl ReceiptWriter {
     /// between a batch's creates). Entries at or below the newest stored checkpoint are skipped:
     /// a checkpoint is only written after its predecessors were persisted, and retention may
     /// have pruned them since. Returns how many were re-created.
-    pub(super) async fn replay_journal(&self, stored: &[Receipt], signer: &Signer) -> Result<usize, WriteError> {
+    pub(super) async fn replay_journal(
+        &self,
+        stored: &[Receipt],
+        own: &crate::receipts::signing::TrustedKeys,
+    ) -> Result<usize, WriteError> {
         let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let Some(text) = maps
             .get_opt(JOURNAL_CONFIGMAP)
@@ -75,10 +79,8 @@ impl ReceiptWriter {
         else {
             return Ok(0);
         };
-        // Only receipts this writer's key signed are re-created: the journal ConfigMap is no
-        // way to put anyone else's receipt into the chain.
-        let mut own = crate::receipts::signing::TrustedKeys::new();
-        own.add(signer.public_key());
+        // Only receipts the writer's keys (its own and those it published) signed are
+        // re-created: the journal ConfigMap is no way to put anyone else's receipt into the chain.
         let entries: Vec<(Receipt, String)> = parse_journal(&text)?
             .into_iter()
             .filter(|(r, _)| {

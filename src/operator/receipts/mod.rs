@@ -1,9 +1,11 @@
 //! The receipt writer: the one place the operator turns an action into a sealed, signed
 //! `Receipt` object. Only the leader calls it.
 //!
-//! - Key: an Ed25519 seed in the Secret `<namespace>/mom-receipt-signing-key` (generated from the
-//!   OS's randomness when absent); its public key is published in the ConfigMap
-//!   `<namespace>/mom-receipt-public-keys`, which `mom verify --cluster` trusts by default.
+//! - Key: an Ed25519 seed in the Secret the MomConfig names in `spec.verification.signingKey`
+//!   (default `<namespace>/mom-receipt-signing-key`; generated from the OS's randomness when
+//!   absent); its public key is published in the ConfigMap `<namespace>/mom-receipt-public-keys`,
+//!   which `mom verify --cluster` trusts by default. A changed key is handed over in the chain
+//!   (a `receipts.key_rotation` receipt signed by the outgoing key), see [`keys`].
 //! - Chain: on first use (and after a refused or conflicting write) the writer lists every
 //!   Receipt, orders them by sequence and resumes the chain from the last checkpoint (or the
 //!   start), so after a crash or failover it continues from the last persisted receipt with no
@@ -28,6 +30,7 @@ mod keys;
 mod write_ahead;
 
 pub use journal::{journal_text, parse_journal};
+pub use keys::{KEY_SOURCE_ANNOTATION, KeySource, KeyState, parse_seed};
 pub use write_ahead::{Intent, Withheld};
 
 use std::collections::BTreeMap;
@@ -52,6 +55,9 @@ pub enum WriteError {
     Receipt(#[from] ReceiptError),
     #[error("signing key Secret {0}: {1}")]
     Key(String, String),
+    /// The chain's current key cannot be found to sign the hand-over to the configured one.
+    #[error("signing key hand-over: {0}")]
+    KeyHandover(String),
     #[error("receipt {0} in the cluster cannot be read: {1}")]
     Stored(String, String),
     #[error("receipt not persisted: {0}")]
@@ -107,6 +113,11 @@ pub struct ReceiptWriter {
     /// sequence is ever sealed twice with different content (resealing one whose first create
     /// landed late is how a chain forks under an overloaded apiserver).
     unconfirmed: std::sync::Mutex<Vec<(Receipt, String)>>,
+    /// Signing keys this process has read (key id → signer): a changed key is handed over by
+    /// the outgoing one, which may no longer be in its Secret.
+    held_keys: std::sync::Mutex<BTreeMap<String, Signer>>,
+    /// The signing key as of the last look (for the MomConfig `SigningKeyReady` condition).
+    key_state: std::sync::Mutex<Option<keys::KeyState>>,
 }
 
 /// The default of [`ReceiptWriter::with_write_timeout`].
@@ -175,6 +186,8 @@ impl ReceiptWriter {
             foreign: std::sync::Mutex::new(Vec::new()),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             unconfirmed: std::sync::Mutex::new(Vec::new()),
+            held_keys: std::sync::Mutex::new(BTreeMap::new()),
+            key_state: std::sync::Mutex::new(None),
         }
     }
 
@@ -202,13 +215,7 @@ impl ReceiptWriter {
     /// own, and those published in `mom-receipt-public-keys`, e.g. a rotated predecessor), in
     /// sequence order. The rest are remembered as foreign and logged (count and the first few).
     async fn trusted_chain(&self, signer: &Signer) -> Result<Vec<Receipt>, WriteError> {
-        let mut keys = crate::receipts::signing::TrustedKeys::new();
-        keys.add(signer.public_key());
-        for hex in self.published_keys().await? {
-            if let Ok(key) = crate::receipts::signing::parse_public_key(&hex) {
-                keys.add(key);
-            }
-        }
+        let keys = self.trust_set(signer).await?;
         let (readable, unreadable) = super::store::stored_objects_lenient(&self.client).await?;
         let tagged = readable.into_iter().map(|(ns, name, r)| ((ns, name), r)).collect();
         let (trusted, foreign) = crate::receipts::provenance::split_trusted(tagged, &keys);
@@ -401,11 +408,25 @@ impl ReceiptWriter {
     async fn load(&self) -> Result<ChainBuilder, WriteError> {
         // What is stored is the truth from here on.
         self.take_unconfirmed();
-        let signer = self.signer().await?;
-        let mut stored = self.trusted_chain(&signer).await?;
-        if self.replay_journal(&stored, &signer).await? > 0 {
-            stored = self.trusted_chain(&signer).await?;
+        // The key the MomConfig names, and the one the stored chain is signed with now: when
+        // they differ, the chain continues with the outgoing key for one hand-over receipt.
+        let incoming = self.signer().await?;
+        let mut stored = self.trusted_chain(&incoming).await?;
+        let trusted = self.trust_set(&incoming).await?;
+        if self.replay_journal(&stored, &trusted).await? > 0 {
+            stored = self.trusted_chain(&incoming).await?;
         }
+        let outgoing = match crate::receipts::rotation::key_after(&stored) {
+            Some(current) if current != incoming.key_id() => match self.outgoing_signer(&current, &incoming).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.note_key(Err(e.to_string()));
+                    return Err(e);
+                }
+            },
+            _ => None,
+        };
+        let signer = outgoing.clone().unwrap_or_else(|| incoming.clone());
         let last_checkpoint = stored.iter().rposition(|r| r.action == Action::Checkpoint);
         let start = last_checkpoint.unwrap_or(0);
         let since = stored.len() - last_checkpoint.map_or(0, |i| i + 1);
@@ -442,6 +463,10 @@ impl ReceiptWriter {
             *h = builder.head().cloned();
         }
         tracing::info!(receipts = stored.len(), head = ?builder.head().map(|h| h.sequence), "receipt chain loaded");
+        let mut builder = builder;
+        if outgoing.is_some() {
+            self.hand_over(&mut builder, &incoming).await?;
+        }
         Ok(builder)
     }
 
