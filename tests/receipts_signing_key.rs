@@ -10,6 +10,10 @@
 //! - a Secret without the named key, or with a malformed seed, gives `SigningKeyReady=False`
 //!   naming the Secret, the key and the problem, and a Warning Event; at `full_audit` the agent
 //!   waits (no new pod, no receipt) until the key is fixed, then scales (positive control).
+//! - a restarted operator that never held the chain's key reads it again from the Secret it was
+//!   published from to sign the hand-over; when that key is gone (its seed replaced while no
+//!   operator ran) nothing is signed, `SigningKeyReady=False` names the lost key, and the agent
+//!   waits until the key is back (positive control).
 
 mod common;
 
@@ -55,6 +59,8 @@ fn start_operator(name: &str) -> common::OperatorProcess {
         .namespace("mom-system")
         .identity(name)
         .text_logs()
+        .flag("--lease-duration-seconds", "2")
+        .flag("--renew-period-seconds", "1")
         .log(log)
         .spawn()
 }
@@ -470,6 +476,100 @@ async fn a_secret_without_the_key_or_with_a_malformed_seed_is_named_and_actions_
     .await;
     assert!(message.contains(c.key_id()), "{status}: {message}");
     assert!(handovers(&client).await.iter().any(|h| h.2 == c.key_id()));
+    let (ok, report) = common::mom_verify(&["--cluster", "--all-signatures"]);
+    assert!(ok, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_operator_hands_over_with_the_old_secret_and_waits_when_the_old_key_is_gone() {
+    let _serial = SERIAL.lock().await;
+    let client = setup().await;
+    let ns = common::TestNamespace::new("restart").await;
+    let ns = keep(ns);
+    let d = Signer::from_seed([0xD4; 32]);
+    put_secret("receipt-key-d", &[("seed", d.secret_hex().as_bytes())]);
+    apply_momconfig(Some(serde_json::json!({"name": "receipt-key-d", "key": "seed"})));
+    let mut first = start_operator("restart-1");
+    common::apply(&agent(&ns.name, 1));
+    common::eventually("the agent's first pod", Duration::from_secs(90), || async {
+        (common::live_pods_of(&client, &ns.name, "signed").await == 1).then_some(())
+    })
+    .await;
+    common::eventually("a receipt signed with key d", Duration::from_secs(30), || async {
+        chain(&client)
+            .await
+            .iter()
+            .any(|r| r.subject.namespace == ns.name && r.key_id == d.key_id())
+            .then_some(())
+    })
+    .await;
+    first.kill();
+
+    // While no operator runs, signingKey moves to another Secret: the next operator never held
+    // key d, and reads it again from the Secret it was published from.
+    let e = Signer::from_seed([0xE5; 32]);
+    put_secret("receipt-key-e", &[("seed", e.secret_hex().as_bytes())]);
+    apply_momconfig(Some(serde_json::json!({"name": "receipt-key-e", "key": "seed"})));
+    let mut second = start_operator("restart-2");
+    scale(&client, &ns.name, 2).await;
+    common::eventually("the agent scaled to 2", Duration::from_secs(90), || async {
+        (common::live_pods_of(&client, &ns.name, "signed").await == 2).then_some(())
+    })
+    .await;
+    let handover = handovers(&client)
+        .await
+        .into_iter()
+        .find(|h| h.2 == e.key_id())
+        .expect("no hand-over to key e");
+    assert_eq!(
+        (handover.1.as_str(), handover.3.as_str()),
+        (d.key_id(), d.key_id()),
+        "{handover:?}"
+    );
+    second.kill();
+
+    // While no operator runs, the seed in that Secret is replaced: key e, which the chain is
+    // signed with, is gone. Nothing may be signed with the new key without a hand-over.
+    let f = Signer::from_seed([0xF6; 32]);
+    put_secret("receipt-key-e", &[("seed", f.secret_hex().as_bytes())]);
+    let head = chain(&client).await.last().map(|r| r.sequence);
+    let _third = start_operator("restart-3");
+    scale(&client, &ns.name, 3).await;
+    let (_, reason, message) = common::eventually(
+        "SigningKeyReady=False naming the lost key",
+        Duration::from_secs(60),
+        || async {
+            let c = condition("SigningKeyReady");
+            (c.0 == "False" && c.2.contains(e.key_id())).then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(reason, "SigningKeyInvalid");
+    assert!(
+        message.contains("no longer readable") && message.contains(f.key_id()),
+        "{message}"
+    );
+    common::eventually(
+        "ReceiptsWritable=False after the refused scale",
+        Duration::from_secs(60),
+        || async {
+            let c = condition("ReceiptsWritable");
+            (c.0 == "False" && c.2.contains(e.key_id())).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(common::live_pods_of(&client, &ns.name, "signed").await, 2);
+    assert_eq!(chain(&client).await.last().map(|r| r.sequence), head);
+    assert!(!handovers(&client).await.iter().any(|h| h.2 == f.key_id()));
+
+    // Positive control: key e back in its Secret, and the waiting scale proceeds.
+    put_secret("receipt-key-e", &[("seed", e.secret_hex().as_bytes())]);
+    common::eventually(
+        "the agent scaled to 3 once key e is back",
+        Duration::from_secs(90),
+        || async { (common::live_pods_of(&client, &ns.name, "signed").await == 3).then_some(()) },
+    )
+    .await;
     let (ok, report) = common::mom_verify(&["--cluster", "--all-signatures"]);
     assert!(ok, "{report}");
 }

@@ -117,14 +117,22 @@ pub type KeyState = Result<String, String>;
 impl ReceiptWriter {
     /// The key source the MomConfig `default` names (the default when it or the field is absent).
     pub async fn desired_key_source(&self) -> Result<KeySource, WriteError> {
+        Ok(self.desired_key_config().await?.0)
+    }
+
+    /// The key source and the receipt level of the MomConfig `default` (defaults when absent).
+    async fn desired_key_config(&self) -> Result<(KeySource, VerificationLevel), WriteError> {
         let api: Api<MomConfig> = Api::all(self.client.clone());
-        let reference = match api.get_opt(ACTIVE_NAME).await {
-            Ok(cfg) => cfg.and_then(|c| c.spec.verification.signing_key),
+        let verification = match api.get_opt(ACTIVE_NAME).await {
+            Ok(cfg) => cfg.map(|c| c.spec.verification).unwrap_or_default(),
             // The CRD may not be installed (yet).
-            Err(kube::Error::Api(s)) if s.code == 404 => None,
+            Err(kube::Error::Api(s)) if s.code == 404 => Default::default(),
             Err(e) => return Err(e.into()),
         };
-        Ok(KeySource::from_ref(reference.as_ref(), &self.namespace))
+        Ok((
+            KeySource::from_ref(verification.signing_key.as_ref(), &self.namespace),
+            verification.level,
+        ))
     }
 
     /// Reads the signer at `source`; when the Secret does not exist and `generate` is set,
@@ -281,12 +289,14 @@ impl ReceiptWriter {
     }
 
     /// Leader housekeeping (every few seconds): reads the key the MomConfig names and, when it
-    /// is not the key the loaded chain signs with, drops the chain so the next load hands it
-    /// over (now: the chain is loaded again at once). A key that cannot be read also drops the
-    /// chain: nothing is signed with a key the configuration no longer names.
+    /// is not the key the loaded chain signs with, loads the chain again (which hands it over).
+    /// A chain not loaded yet in this term is loaded now unless the level is `none` (so a
+    /// pending hand-over is written, or its problem reported, without waiting for an action).
+    /// A key that cannot be read drops the chain: nothing is signed with a key the
+    /// configuration no longer names.
     pub async fn sync_signing_key(&self) -> Result<(), WriteError> {
         // Read before taking the chain lock: writers are not held up by these reads.
-        let source = self.desired_key_source().await?;
+        let (source, level) = self.desired_key_config().await?;
         let desired = self.read_signer(&source, true).await;
         let mut guard = self.chain.lock().await;
         let desired = match desired {
@@ -297,28 +307,27 @@ impl ReceiptWriter {
                 return Err(e);
             }
         };
-        let Some(builder) = guard.as_ref() else {
-            // Not loaded in this term: the first write loads (and hands over if needed).
-            if let Some(s) = &desired {
-                self.note_key(Ok(format!("receipts are signed with key {} from {source}", s.key_id())));
+        match guard.as_ref() {
+            Some(b) if desired.as_ref().is_some_and(|d| d.key_id() == b.signer().key_id()) => return Ok(()),
+            Some(b) => {
+                tracing::info!(
+                    from = b.signer().key_id(),
+                    to = ?desired.as_ref().map(Signer::key_id),
+                    %source,
+                    "the receipt signing key changed; handing the chain over"
+                );
+                if let Ok(mut held) = self.held_keys.lock() {
+                    let s = b.signer().clone();
+                    held.insert(s.key_id().to_string(), s);
+                }
             }
-            return Ok(());
-        };
-        if desired
-            .as_ref()
-            .is_some_and(|d| d.key_id() == builder.signer().key_id())
-        {
-            return Ok(());
-        }
-        tracing::info!(
-            from = builder.signer().key_id(),
-            to = ?desired.as_ref().map(Signer::key_id),
-            %source,
-            "the receipt signing key changed; handing the chain over"
-        );
-        if let Ok(mut held) = self.held_keys.lock() {
-            let s = builder.signer().clone();
-            held.insert(s.key_id().to_string(), s);
+            None if level == VerificationLevel::None => {
+                if let Some(s) = &desired {
+                    self.note_key(Ok(format!("receipts are signed with key {} from {source}", s.key_id())));
+                }
+                return Ok(());
+            }
+            None => {}
         }
         *guard = None;
         match self.load().await {
