@@ -1,8 +1,9 @@
 //! The GeometricAgent controller: owns an agent's pods directly (like a ReplicaSet), keeps its
 //! placement policy in the shared view for the extender, and reports status.
 //!
-//! Pipeline per reconcile: observe (the agent, its strategies and sibling agents, its pods by a
-//! fresh quorum list — never a possibly stale cache, so a replica is never created twice) →
+//! Pipeline per reconcile: observe (the agent, its strategies and sibling agents from the
+//! controller's caches, its pods by a fresh quorum list — never a possibly stale cache, so a
+//! replica is never created twice) →
 //! validate (pure, `crd::validate`) → decide (pure: the target point from `placement`, the
 //! replicas to add or remove, farthest from the target first) → act (leader only: create or
 //! delete pods, Events) → record (status, conditions).
@@ -85,12 +86,17 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     .inspect(move |event| peers.observe(event))
     .applied_objects();
     // A strategy created, changed or deleted wakes the agents of its namespace.
+    // The cache applies an event before the agents it concerns are woken.
     let strategy_watch = StrategyWatch::new(triggers);
-    let strategy_events = watcher::watcher(
-        Api::<OrchestrationStrategy>::all(ctx.client.clone()),
-        watcher::Config::default(),
+    let (strategy_reader, strategy_writer) = kube::runtime::reflector::store::<OrchestrationStrategy>();
+    let strategy_events = kube::runtime::reflector(
+        strategy_writer,
+        watcher::watcher(
+            Api::<OrchestrationStrategy>::all(ctx.client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
     )
-    .default_backoff()
     .filter_map(|event| std::future::ready(event.ok()))
     .for_each(move |event| {
         strategy_watch.observe(&event);
@@ -103,6 +109,8 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     let reconciler = Arc::new(Reconciler {
         ctx,
         agents: reader.clone(),
+        strategies: strategy_reader,
+        retries: super::retry::Backoff::default(),
     });
     let controller = Controller::for_stream(agents, reader)
         .owns(pods, watcher::Config::default().labels(AGENT_LABEL))
@@ -150,6 +158,10 @@ const RECONCILE_CONCURRENCY: u16 = 16;
 struct Reconciler {
     ctx: Arc<Context>,
     agents: kube::runtime::reflector::Store<GeometricAgent>,
+    /// Every strategy, from the controller's watch (no list per reconcile).
+    strategies: kube::runtime::reflector::Store<OrchestrationStrategy>,
+    /// Failures in a row per agent (`namespace/name`) for the back-off on an overloaded apiserver.
+    retries: super::retry::Backoff,
 }
 
 fn error_policy(agent: Arc<GeometricAgent>, err: &AgentError, reconciler: Arc<Reconciler>) -> Action {
@@ -162,10 +174,23 @@ fn error_policy(agent: Arc<GeometricAgent>, err: &AgentError, reconciler: Arc<Re
         })
         .inc();
     tracing::warn!(agent = %agent.name_any(), error = %err, kind = err.metric_label(), "agent reconcile failed");
+    let key = format!("{}/{}", agent.namespace().unwrap_or_default(), agent.name_any());
     match err {
         // An unusable template waits for the user to change the agent.
         AgentError::Template { .. } => Action::requeue(Duration::from_secs(300)),
+        // An apiserver that is overloaded or unreachable gets more room with every failure in a row.
+        AgentError::Api(e) if overloaded(e) => Action::requeue(reconciler.retries.failed(&key)),
         AgentError::Api(_) | AgentError::Receipt { .. } => Action::requeue(Duration::from_secs(5)),
+    }
+}
+
+/// An API error that says the apiserver is overloaded or unreachable (429, 5xx, a timeout or a
+/// failed connection) rather than that this request was wrong (other 4xx).
+fn overloaded(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        kube::Error::SerdeError(_) | kube::Error::BuildRequest(_) | kube::Error::InferConfig(_) => false,
+        _ => true,
     }
 }
 
@@ -332,7 +357,11 @@ async fn reconcile(agent: Arc<GeometricAgent>, reconciler: Arc<Reconciler>) -> R
         controller: "geometricagent".into(),
     };
     ctx.metrics.reconciles.get_or_create(&labels).inc();
-    let result = reconcile_inner(&agent, ctx, &reconciler.agents).await;
+    let result = reconcile_inner(&agent, ctx, &reconciler.agents, &reconciler.strategies).await;
+    if result.is_ok() {
+        let key = format!("{}/{}", agent.namespace().unwrap_or_default(), agent.name_any());
+        reconciler.retries.succeeded(&key);
+    }
     tracing::debug!(agent = %agent.name_any(), ms = started.elapsed().as_millis() as u64, "agent reconcile ended");
     ctx.metrics
         .reconcile_duration
@@ -345,16 +374,23 @@ async fn reconcile_inner(
     agent: &GeometricAgent,
     ctx: &Context,
     agents: &kube::runtime::reflector::Store<GeometricAgent>,
+    strategy_cache: &kube::runtime::reflector::Store<OrchestrationStrategy>,
 ) -> Result<Action, AgentError> {
     let ns = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
     let client = ctx.client.clone();
 
-    // Observe.
-    let strategies: Vec<OrchestrationStrategy> = Api::<OrchestrationStrategy>::namespaced(client.clone(), &ns)
-        .list(&ListParams::default())
-        .await?
-        .items;
+    // Observe. The namespace's strategies come from the controller's cache, by name (as a list
+    // would give them); a strategy changed later wakes this agent (`agent_triggers`).
+    if strategy_cache.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let mut strategies: Vec<Arc<OrchestrationStrategy>> = strategy_cache
+        .state()
+        .into_iter()
+        .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
+        .collect();
+    strategies.sort_by_key(|s| s.name_any());
     // The peers that exist, from the controller's cache once it has listed every agent (a peer
     // created or deleted later wakes this agent: `agent_triggers`).
     if agents.wait_until_ready().await.is_err() {
@@ -370,7 +406,7 @@ async fn reconcile_inner(
 
     // Validate.
     let facts = AgentFacts::from_agent(agent, BTreeSet::new());
-    let strategy_facts: Vec<StrategyFacts> = strategies.iter().map(StrategyFacts::from_strategy).collect();
+    let strategy_facts: Vec<StrategyFacts> = strategies.iter().map(|s| StrategyFacts::from_strategy(s)).collect();
     // The pressure of the agent's node pool, as the auction loop last measured it.
     let pressure = ctx
         .view
@@ -390,7 +426,8 @@ async fn reconcile_inner(
     let strategy = check
         .strategy
         .as_ref()
-        .and_then(|s| strategies.iter().find(|x| &x.name_any() == s));
+        .and_then(|s| strategies.iter().find(|x| &x.name_any() == s))
+        .map(|s| s.as_ref());
 
     // Decide the placement policy (every replica: the extender needs it).
     let policy = resolve_policy(agent, strategy, &ctx.view);
@@ -655,6 +692,25 @@ async fn publish(ctx: &Context, reference: &k8s_openapi::api::core::v1::ObjectRe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_overload_and_unreachable_apiserver_errors_back_off() {
+        let api = |code: u16| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                ..Default::default()
+            }))
+        };
+        for code in [429, 500, 503, 504] {
+            assert!(overloaded(&api(code)), "{code}");
+        }
+        for code in [400, 403, 404, 409, 422] {
+            assert!(!overloaded(&api(code)), "{code}");
+        }
+        assert!(overloaded(&kube::Error::Service("timed out".into())));
+        let bad_json = serde_json::from_str::<u8>("x").unwrap_err();
+        assert!(!overloaded(&kube::Error::SerdeError(bad_json)));
+    }
 
     #[tokio::test]
     async fn every_agent_is_reconciled_again_only_when_leadership_is_taken_not_at_each_renew() {

@@ -20,6 +20,7 @@ pub mod metrics_api;
 pub mod pools;
 pub mod prometheus;
 pub mod receipts;
+pub mod retry;
 pub mod scaler;
 pub mod server;
 pub mod status;
