@@ -288,6 +288,12 @@ impl View {
         self.embedding.as_ref()
     }
 
+    /// Dimension of the current node embedding (the length of every node position); `None`
+    /// before any node is embedded.
+    pub fn dimension(&self) -> Option<usize> {
+        self.embedding.as_ref()?.positions.values().next().map(Vec::len)
+    }
+
     pub fn node_position(&self, node: &str) -> Option<&Vec<f64>> {
         self.embedding.as_ref()?.positions.get(node)
     }
@@ -662,6 +668,14 @@ impl View {
             policy.max_per_domain = None;
         }
         policy.replicas_by_domain = by_domain;
+        if let Some(loc) = policy.locality.as_mut() {
+            loc.data_node_positions = self
+                .nodes
+                .iter()
+                .filter(|(_, r)| loc.data_nodes.matches(&r.labels))
+                .filter_map(|(n, _)| self.node_position(n).cloned())
+                .collect();
+        }
         Some(policy)
     }
 }
