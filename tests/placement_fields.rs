@@ -250,14 +250,19 @@ async fn preferred_locality_wins_while_data_nodes_have_room_and_yields_when_they
 }
 
 #[tokio::test]
-async fn preferred_regions_fill_the_first_listed_region_then_the_next() {
+async fn preferred_regions_fill_the_first_listed_region_then_the_next_whatever_the_peers() {
     setup();
     let _turn = SERIAL.lock().await;
     let ns = common::TestNamespace::new("regions").await;
     let n = &ns.name;
     let labels = node_labels(ns.client()).await;
     let region_of = |node: &String| labels[node][REGION_LABEL].clone();
-    // region-1 is listed first although region-0 sorts first and holds the default home.
+    // A peer in region-0 pulls the agent's target there: the region tier must still win.
+    common::apply(&strategy(n, "home", r#""preferredRegions":["region-0"]"#, None));
+    common::apply(&agent(n, "anchor", 1, r#","strategyRef":{"name":"home"}"#, ""));
+    let anchor = running_pods(&ns, "anchor", 1).await;
+    assert!(anchor.values().all(|node| region_of(node) == "region-0"), "{anchor:?}");
+    // region-1 is listed first although region-0 sorts first, holds the default home and the peer.
     common::apply(&strategy(
         n,
         "regional",
@@ -269,7 +274,7 @@ async fn preferred_regions_fill_the_first_listed_region_then_the_next() {
         "wide",
         7,
         "5",
-        r#","strategyRef":{"name":"regional"}"#,
+        r#","strategyRef":{"name":"regional"},"peers":[{"agent":"anchor","weight":5}]"#,
         "",
     ));
     let placed = running_pods(&ns, "wide", 7).await;

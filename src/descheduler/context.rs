@@ -174,6 +174,8 @@ impl ClusterState {
                 position: n.position.clone(),
                 allocatable: n.allocatable,
                 requested: n.requested,
+                tentative: Resources::default(),
+                tentative_pods: 0,
                 pods: n.pods.max(counted[i]),
                 max_pods: n.max_pods,
                 tenants: tenant_flags(&tenants[i]),

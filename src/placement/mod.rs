@@ -57,6 +57,13 @@ pub struct NodeState {
     pub allocatable: Resources,
     /// Sum of the requests of pods bound or assumed on the node.
     pub requested: Resources,
+    /// The part of `requested` (and of `pods`) that is only a prioritize-time guess of where
+    /// kube-scheduler will put pods it has not bound yet. The filter's room check leaves it out:
+    /// kube-scheduler sends the extender only nodes its own cache (which knows where it put
+    /// those pods) says have room, so a wrong guess must not close a node the scheduler left
+    /// free. Scores still count it.
+    pub tentative: Resources,
+    pub tentative_pods: u32,
     pub pods: u32,
     pub max_pods: u32,
     /// Tenants with pods on the node, and whether any of those pods demands strict isolation.
@@ -175,7 +182,7 @@ pub struct FilterVerdict {
 }
 
 /// Hard constraints: avoid-list, required data locality, tenant isolation, maximum distance,
-/// failure-domain spread, capacity; then the preferred-regions tier over the nodes that pass
+/// failure-domain spread, capacity (without tentative guesses, see [`NodeState::tentative`]); then the preferred-regions tier over the nodes that pass
 /// all of them (only the first listed region with a passing node keeps its nodes). Every
 /// rejected node gets one reason naming the rule.
 pub fn filter(pod: &PodDemand, agent: Option<&AgentPolicy>, nodes: &[&NodeState], kappa: f64) -> FilterVerdict {
@@ -263,7 +270,11 @@ fn check_node(pod: &PodDemand, agent: Option<&AgentPolicy>, node: &NodeState, ka
             )));
         }
     }
-    let after = node.requested.saturating_add(pod.requests);
+    let held = Resources {
+        cpu_millis: node.requested.cpu_millis.saturating_sub(node.tentative.cpu_millis),
+        memory_bytes: node.requested.memory_bytes.saturating_sub(node.tentative.memory_bytes),
+    };
+    let after = held.saturating_add(pod.requests);
     if after.cpu_millis > node.allocatable.cpu_millis {
         return Err(Rejection::Resolvable(format!(
             "insufficient cpu: {}m requested of {}m allocatable",
@@ -276,10 +287,11 @@ fn check_node(pod: &PodDemand, agent: Option<&AgentPolicy>, node: &NodeState, ka
             after.memory_bytes, node.allocatable.memory_bytes
         )));
     }
-    if node.pods >= node.max_pods {
+    let pods = node.pods.saturating_sub(node.tentative_pods);
+    if pods >= node.max_pods {
         return Err(Rejection::Resolvable(format!(
             "too many pods: {} of {}",
-            node.pods, node.max_pods
+            pods, node.max_pods
         )));
     }
     Ok(())

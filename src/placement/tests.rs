@@ -36,6 +36,8 @@ fn cluster() -> (Vec<NodeState>, NodeEmbedding) {
                 memory_bytes: n.memory_bytes,
             },
             requested: Resources::default(),
+            tentative: Resources::default(),
+            tentative_pods: 0,
             pods: 0,
             max_pods: n.pods,
             tenants: BTreeMap::new(),
@@ -469,4 +471,19 @@ fn explicit_coordinates_of_another_dimension_are_skipped_for_the_next_rule() {
         ..inputs(Vec::new())
     };
     assert_eq!(Some(t), agent_target(&peers_only, 1.0), "the peer rule decides");
+}
+
+#[test]
+fn a_tentative_guess_does_not_close_a_node_kube_scheduler_left_free() {
+    let (mut nodes, _) = cluster();
+    nodes[0].requested.cpu_millis = nodes[0].allocatable.cpu_millis;
+    nodes[0].pods = 1;
+    // Positive control: a node full of bound pods fails on room.
+    let v = filter(&pod(100), None, &refs(&nodes), 1.0);
+    assert!(v.failed[&nodes[0].name].contains("insufficient cpu"), "{v:?}");
+    // The same load, guessed at prioritize time for a pod the scheduler has not bound yet.
+    nodes[0].tentative.cpu_millis = nodes[0].allocatable.cpu_millis;
+    nodes[0].tentative_pods = 1;
+    let v = filter(&pod(100), None, &refs(&nodes), 1.0);
+    assert!(v.passed.contains(&nodes[0].name), "{v:?}");
 }
