@@ -285,8 +285,11 @@ pub struct Locality {
     #[x_kube(validation = Rule::new("!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])")
         .message("spec.placement.locality.dataNodes.matchExpressions: operator must be In, NotIn, Exists or DoesNotExist"))]
     pub data_nodes: LabelSelector,
-    /// `required`: pods go only to nodes `dataNodes` matches; `preferred` (default): such nodes win
-    /// over any other that has room.
+    /// `required`: pods go only to nodes `dataNodes` matches; when none of them has room the pod
+    /// stays Pending and its FailedScheduling event names this strategy and the selector.
+    /// `preferred` (default): a matching node with room always wins over every other node
+    /// (extender score 6…10 against 0…4); among the others, nodes nearer in the ball to the nearest
+    /// matching node score higher.
     #[serde(default)]
     pub mode: LocalityMode,
 }
