@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 
 /// A label selector over node labels, with Kubernetes `LabelSelector` semantics: every
 /// `matchLabels` pair and every expression must hold; an empty selector matches every node.
+/// Either list may be left out in JSON, as in a Kubernetes `LabelSelector`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct NodeSelector {
     pub match_labels: BTreeMap<String, String>,
     pub match_expressions: Vec<SelectorRequirement>,
@@ -32,6 +33,8 @@ pub struct NodeSelector {
 pub struct SelectorRequirement {
     pub key: String,
     pub operator: SelectorOperator,
+    /// Empty (and may be left out) for `Exists` and `DoesNotExist`.
+    #[serde(default)]
     pub values: Vec<String>,
 }
 

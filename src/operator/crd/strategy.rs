@@ -218,9 +218,11 @@ pub enum TargetMetric {
 }
 
 /// Where the replicas of matching agents are placed. Applied by MOM's scheduler extender when a
-/// pod is scheduled (running pods are not moved), to the nodes kube-scheduler asks it about
-/// (all nodes below 100 nodes; above, kube-scheduler samples them unless its
-/// `percentageOfNodesToScore` is 100).
+/// pod is scheduled, to the nodes kube-scheduler asks it about (all nodes below 100 nodes;
+/// above, kube-scheduler samples them unless its `percentageOfNodesToScore` is 100). Running
+/// pods are moved only by MOM's descheduler (off by default), and only to a node that passes
+/// avoidNodes, maxDistance and required locality and is not in a region ranked below the pod's
+/// current one in preferredRegions.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PlacementSpec {
@@ -235,7 +237,9 @@ pub struct PlacementSpec {
     /// region has such a node may any node be used. Inside the chosen region the usual score picks
     /// the node, so peers, nearAgents, nearNodes and coordinates (through the agent's target) break
     /// ties there and never pull a pod out of it. An agent with none of those targets the mean of
-    /// the first listed region's nodes.
+    /// the first listed region's nodes. MOM's descheduler never moves a running pod into a region
+    /// ranked below the one it runs in (an unlisted region, or a node without the label, ranks
+    /// last).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub preferred_regions: Vec<String>,
