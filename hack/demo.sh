@@ -74,6 +74,9 @@ echo "leader: ${holder:-<none yet>}    metrics: $METRICS_URL/metrics    extender
 
 if compgen -G "$root/manifests/examples/*.yaml" >/dev/null && compgen -G "$root/crds/*.yaml" >/dev/null; then
   say "example objects (manifests/examples)"
+  # The shop's data-tier strategy requires nodes labelled storage.example.com/ssd=true
+  # (spec.placement.locality, mode required): the data lives on region-0's nodes.
+  k label nodes -l topology.kubernetes.io/region=region-0 storage.example.com/ssd=true --overwrite >/dev/null
   k apply -f "$root/manifests/examples/" || true
   say "waiting for the shop's replicas to be placed by mom-scheduler"
   want=$(k get geometricagents -n shop -o jsonpath='{range .items[*]}{.spec.replicas}{"\n"}{end}' | awk '{s += $1} END {print s + 0}')

@@ -227,6 +227,7 @@ mod tests {
                             peers: peers.iter().map(|(k, w)| Peer { agent: agent_ref(*k), weight: *w }).collect(),
                             avoid_nodes: Default::default(),
                             max_distance: *max_distance,
+                            label_rules: Default::default(),
                         })
                         .collect(),
                     pods: pods

@@ -121,6 +121,13 @@ impl<'a> PlanContext<'a> {
                 target: step.as_ref().map(|s| s.target.clone()).unwrap_or_default(),
                 avoid_nodes: agent.avoid_nodes.clone(),
                 max_distance: agent.max_distance,
+                locality: agent.label_rules.required_data_nodes.clone().map(|data_nodes| {
+                    crate::placement::LocalityPolicy {
+                        data_nodes,
+                        required: true,
+                        data_node_positions: Vec::new(),
+                    }
+                }),
                 ..AgentPolicy::default()
             });
             horizon.push(path);
@@ -170,10 +177,13 @@ impl ClusterState {
             .enumerate()
             .map(|(i, n)| NodeState {
                 name: n.name.clone(),
-                labels: BTreeMap::new(),
+                // Required data locality is checked against them.
+                labels: n.labels.clone(),
                 position: n.position.clone(),
                 allocatable: n.allocatable,
                 requested: n.requested,
+                tentative: Resources::default(),
+                tentative_pods: 0,
                 pods: n.pods.max(counted[i]),
                 max_pods: n.max_pods,
                 tenants: tenant_flags(&tenants[i]),

@@ -4,9 +4,10 @@
 //! Input: a pure [`Snapshot`] of the cluster (nodes with their position in the Poincaré ball,
 //! capacity, requests, real usage and health flags; pods with their agent, tenant, node,
 //! requests, usage, last eviction time and protection; agents with their target, previous
-//! target and traffic-weighted peers) and [`Settings`] (one argument block per strategy plus
-//! the planner's limits). The caller supplies the time (`Snapshot::now`, seconds); nothing
-//! here reads a clock.
+//! target, traffic-weighted peers and the rules of their strategy a destination must keep:
+//! avoid-list, maximum distance and [`LabelRules`]) and [`Settings`] (one argument block per
+//! strategy plus the planner's limits). The caller supplies the time (`Snapshot::now`,
+//! seconds); nothing here reads a clock.
 //!
 //! Output: a deterministic [`Plan`] — moves `pod → destination node` with the strategy that
 //! nominated each, its gain over the horizon and its cost; the per-agent targets stepped along
@@ -163,6 +164,43 @@ pub struct Agent {
     pub avoid_nodes: BTreeSet<String>,
     #[serde(default)]
     pub max_distance: Option<f64>,
+    /// Where the agent's strategy confines its pods by labels (absent in older snapshots).
+    #[serde(default, skip_serializing_if = "LabelRules::is_empty")]
+    pub label_rules: LabelRules,
+}
+
+/// The label-based placement rules of an agent's strategy the planner keeps: a move never takes
+/// a pod off the nodes its required data locality allows, nor to a region ranked below the one
+/// it runs in (an unlisted region, or a node without `region_label`, ranks last). Without
+/// `region_label` or with an empty list every node ranks equal: the region rule does nothing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelRules {
+    /// `spec.placement.locality.dataNodes` when its mode is `required`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_data_nodes: Option<crate::placement::NodeSelector>,
+    /// `spec.placement.preferredRegions`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferred_regions: Vec<String>,
+    /// The node label whose values are regions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_label: Option<String>,
+}
+
+impl LabelRules {
+    /// No rule: what older snapshots and agents without a strategy have.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// Rank of a node's region in `preferred_regions` (unlisted or unlabelled: last).
+    pub fn region_rank(&self, labels: &BTreeMap<String, String>) -> usize {
+        let region = self.region_label.as_ref().and_then(|l| labels.get(l));
+        self.preferred_regions
+            .iter()
+            .position(|r| Some(r) == region)
+            .unwrap_or(self.preferred_regions.len())
+    }
 }
 
 /// The cluster at one instant.

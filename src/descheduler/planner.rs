@@ -19,8 +19,10 @@
 //! less than `coolOffSeconds` ago are skipped (reported). For a candidate the destinations are
 //! scanned nearest-to-T₀ first (pods without a target: least utilised first) and the best of
 //! the first `destinationsConsidered` feasible nodes is chosen. Feasible = passes
-//! `placement::filter` (avoid-list, isolation, max distance, requested capacity, pod count),
-//! matches the pod's node selector, is not flagged unhealthy/anomalous and is not the source.
+//! `placement::filter` (avoid-list, required data locality, isolation, max distance, requested
+//! capacity, pod count), is not in a region ranked below the source's in the agent's
+//! `preferredRegions` ([`super::LabelRules`]), matches the pod's node selector, is not flagged
+//! unhealthy/anomalous and is not the source.
 //!
 //! **Selection.** Lazy greedy on net gain `G − C`: take the best candidate, re-evaluate it
 //! against the state after the moves already chosen (capacity, usage and tenants move with
@@ -202,6 +204,13 @@ impl Planner<'_, '_> {
             tenant: p.tenant.clone(),
             strict_isolation: p.strict_isolation,
         };
+        if let Some(a) = ctx.pod_agent[pod] {
+            let rules = &ctx.snapshot.agents[a].label_rules;
+            let nodes = &ctx.snapshot.nodes;
+            if rules.region_rank(&nodes[to].labels) > rules.region_rank(&nodes[ctx.pod_node[pod]].labels) {
+                return false;
+            }
+        }
         let policy = ctx.pod_agent[pod].map(|a| &ctx.policies[a]);
         placement::filter(&demand, policy, &[&self.state.nodes[to]], ctx.kappa)
             .passed

@@ -185,6 +185,7 @@ pub fn drifted_cluster(spec: &SyntheticSpec) -> Result<SyntheticCluster, Desched
                     .collect(),
                 avoid_nodes: BTreeSet::new(),
                 max_distance: None,
+                label_rules: Default::default(),
             });
             let replicas = rng.random_range(2..=6usize).min(spec.pods - pods.len()).max(1);
             for r in 0..replicas {

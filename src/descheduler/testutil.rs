@@ -68,6 +68,7 @@ pub fn agent_at(name: &str, target: &[f64]) -> Agent {
         peers: Vec::new(),
         avoid_nodes: Default::default(),
         max_distance: None,
+        label_rules: Default::default(),
     }
 }
 

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use super::agent_triggers::{PeerWatch, StrategyWatch, Triggers, resync_after};
 use super::context::{Context, MANAGER};
 use super::crd::conditions::{self, ConditionStatus, DesiredCondition};
-use super::crd::strategy::{OrchestrationStrategy, Redundancy};
+use super::crd::strategy::{LocalityMode, OrchestrationStrategy, Redundancy};
 use super::crd::validate::{self, AgentFacts, StrategyFacts};
 use super::crd::{GeometricAgent, GeometricAgentStatus};
 use super::metrics::ControllerLabels;
@@ -203,27 +203,33 @@ pub fn spread_rule(redundancy: Redundancy) -> SpreadRule {
     }
 }
 
-fn label_selector_matches(
+/// A Kubernetes `LabelSelector` as the core's [`placement::NodeSelector`]. An operator other
+/// than `In`, `NotIn`, `Exists`, `DoesNotExist` (the CRD schema rejects them at admission) is
+/// read as `In` with no values, which matches no node: an unreadable selector never widens
+/// where pods may go.
+pub fn node_selector(
     selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    let labels_ok = selector
-        .match_labels
-        .as_ref()
-        .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
-    let exprs_ok = selector.match_expressions.as_ref().is_none_or(|exprs| {
-        exprs.iter().all(|e| {
-            let values = e.values.clone().unwrap_or_default();
-            match e.operator.as_str() {
-                "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
-                "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
-                "Exists" => labels.contains_key(&e.key),
-                "DoesNotExist" => !labels.contains_key(&e.key),
-                _ => false,
-            }
-        })
-    });
-    labels_ok && exprs_ok
+) -> placement::NodeSelector {
+    placement::NodeSelector {
+        match_labels: selector.match_labels.clone().unwrap_or_default().into_iter().collect(),
+        match_expressions: selector
+            .match_expressions
+            .iter()
+            .flatten()
+            .map(|e| match placement::SelectorOperator::parse(&e.operator) {
+                Some(operator) => placement::SelectorRequirement {
+                    key: e.key.clone(),
+                    operator,
+                    values: e.values.clone().unwrap_or_default(),
+                },
+                None => placement::SelectorRequirement {
+                    key: e.key.clone(),
+                    operator: placement::SelectorOperator::In,
+                    values: Vec::new(),
+                },
+            })
+            .collect(),
+    }
 }
 
 /// Resolves the agent's placement policy (pure over the view) and stores it for the extender.
@@ -245,9 +251,10 @@ fn resolve_policy(agent: &GeometricAgent, strategy: Option<&OrchestrationStrateg
             inputs.explicit = Some(aff.coordinates.clone());
         }
         if let Some(sel) = &aff.near_nodes {
+            let sel = node_selector(sel);
             inputs.near_nodes = v
                 .node_names()
-                .filter(|n| v.node_labels(n).is_some_and(|l| label_selector_matches(sel, l)))
+                .filter(|n| v.node_labels(n).is_some_and(|l| sel.matches(l)))
                 .filter_map(|n| v.node_position(n).cloned())
                 .collect();
         }
@@ -256,16 +263,23 @@ fn resolve_policy(agent: &GeometricAgent, strategy: Option<&OrchestrationStrateg
         .iter()
         .map(|(peer, w)| (*w, v.agent_replica_positions(&AgentKey::new(ns.clone(), peer.clone()))))
         .collect();
-    let region_key = crate::labels::REGION_LABEL;
-    inputs.preferred_region_nodes = v
-        .node_names()
-        .filter(|n| {
-            v.node_labels(n)
-                .and_then(|l| l.get(region_key))
-                .is_some_and(|r| placement_spec.preferred_regions.contains(r))
-        })
-        .filter_map(|n| v.node_position(n).cloned())
-        .collect();
+    inputs.dimension = v.dimension().unwrap_or(0);
+    // The region label is the root of the topology tree: the first MomConfig topologyKeys entry.
+    let region_label = v.settings.topology_keys.first().cloned();
+    if let Some(label) = &region_label {
+        // Rule 3 of the target: the nodes of the first listed region that has any.
+        inputs.preferred_region_nodes = placement_spec
+            .preferred_regions
+            .iter()
+            .map(|region| {
+                v.node_names()
+                    .filter(|n| v.node_labels(n).and_then(|l| l.get(label)) == Some(region))
+                    .filter_map(|n| v.node_position(n).cloned())
+                    .collect::<Vec<_>>()
+            })
+            .find(|nodes| !nodes.is_empty())
+            .unwrap_or_default();
+    }
     inputs.own_replicas = v.agent_replica_positions(&key);
     // The previous target only means something in the embedding it was computed in; after a
     // restart the status position is used once (the embedding is rebuilt the same way).
@@ -287,6 +301,15 @@ fn resolve_policy(agent: &GeometricAgent, strategy: Option<&OrchestrationStrateg
         avoid_nodes: placement_spec.avoid_nodes.iter().cloned().collect(),
         max_distance: placement_spec.geometric_affinity.as_ref().and_then(|a| a.max_distance),
         replicas: agent.spec.replicas.max(0) as u32,
+        strategy: strategy.map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any())),
+        locality: placement_spec.locality.as_ref().map(|l| placement::LocalityPolicy {
+            data_nodes: node_selector(&l.data_nodes),
+            required: l.mode == LocalityMode::Required,
+            // Filled per request by the view (`policy_for`), from the nodes of that moment.
+            data_node_positions: Vec::new(),
+        }),
+        preferred_regions: placement_spec.preferred_regions.clone(),
+        region_label: region_label.filter(|_| !placement_spec.preferred_regions.is_empty()),
         ..AgentPolicy::default()
     };
     let spread = strategy.map(|s| spread_rule(s.spec.resilience.redundancy));
@@ -428,6 +451,19 @@ async fn reconcile_inner(
         .as_ref()
         .and_then(|s| strategies.iter().find(|x| &x.name_any() == s))
         .map(|s| s.as_ref());
+    // The strategy's explicit coordinates must fit the ball nodes are embedded in; the agent
+    // reports it too, since its target silently moving elsewhere is what the user sees.
+    let ball = ctx.view.read().ok().and_then(|v| {
+        v.dimension().map(|dimension| validate::Ball {
+            dimension,
+            curvature: v.settings.kappa,
+        })
+    });
+    let coordinate_problems = strategy
+        .and_then(|s| strategy_facts.iter().find(|f| f.name == s.name_any()))
+        .map(|facts| validate::check_coordinates(facts, ball))
+        .unwrap_or_default();
+    check.problems.extend(coordinate_problems.iter().cloned());
 
     // Decide the placement policy (every replica: the extender needs it).
     let policy = resolve_policy(agent, strategy, &ctx.view);
@@ -446,6 +482,26 @@ async fn reconcile_inner(
             EventType::Warning,
             "Reconcile",
             conditions::reason::TENANT_MISMATCH,
+            problem.to_string(),
+        )
+        .await;
+    }
+    let announced = agent
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, conditions::READY))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    for problem in coordinate_problems
+        .iter()
+        .filter(|p| !announced.contains(&p.to_string()))
+    {
+        // Once: the Ready condition written below carries the message from now on.
+        ctx.publish(
+            &agent.object_ref(&()),
+            EventType::Warning,
+            "Validate",
+            problem.reason(),
             problem.to_string(),
         )
         .await;

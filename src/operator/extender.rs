@@ -15,7 +15,11 @@
 //!
 //! The extender has no reserve/unreserve hooks, so it binds pods itself (`bindVerb`) and records
 //! each binding as *assumed* in the view until the watch shows the pod bound; later decisions in
-//! the same burst therefore see the capacity, isolation and spread those pods take.
+//! the same burst therefore see the capacity, isolation and spread those pods take. A
+//! prioritize-time guess (the top-scored node, before the bind says where the pod went) counts
+//! for scores and spread but not for room in the filter: kube-scheduler only sends nodes its own
+//! cache says have room, and a wrong guess (kube-scheduler breaks score ties its own way) must
+//! not close a node it left free.
 //!
 //! Binding is an action, so it is receipted (`bind`, decision kind `placement.bind`) and only the
 //! Lease holder binds: a bind on another replica is refused with an error (the scheduler retries;

@@ -7,7 +7,9 @@
 //!   with a Warning Event when it changes); any
 //!   other is marked Ignored, naming the rule;
 //! - every OrchestrationStrategy: the agents using it, and a Ready condition that names any
-//!   `nearAgents` entry that does not exist.
+//!   `nearAgents` entry that does not exist and explicit coordinates that do not have the
+//!   dimension nodes are embedded in (or lie outside the ball), with a Warning Event each time
+//!   the Ready condition's problems change.
 //!
 //! Thin: it reads the objects, calls the pure checks of `crd::validate`, and patches status only
 //! when something changed.
@@ -25,7 +27,6 @@ use super::crd::momconfig::{self, MomConfigStatus};
 use super::crd::strategy::OrchestrationStrategyStatus;
 use super::crd::validate::{self, AgentFacts, StrategyFacts};
 use super::crd::{GeometricAgent, MomConfig, OrchestrationStrategy};
-use super::view::SharedView;
 
 /// The status loop: every 3 s on the leader, the status of every MomConfig and
 /// OrchestrationStrategy; run by [`super::context::run_leader_loop`].
@@ -89,7 +90,7 @@ impl LeaderLoop for StatusWriter {
             self.announced_key = key_problem;
         }
         self.report_bad_agents(ctx).await;
-        reconcile_once(&ctx.client, &ctx.view, &ctx.writer, &ctx.agents).await
+        reconcile_once(ctx).await
     }
 }
 
@@ -238,18 +239,18 @@ fn unchanged(
             .all(|(a, b)| a.type_ == b.type_ && a.status == b.status && a.reason == b.reason && a.message == b.message)
 }
 
-async fn reconcile_once(
-    client: &kube::Client,
-    view: &SharedView,
-    writer: &super::receipts::ReceiptWriter,
-    agents: &super::context::AgentCache,
-) -> Result<(), kube::Error> {
+async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
+    let (client, view, writer, agents) = (&ctx.client, &ctx.view, &ctx.writer, &ctx.agents);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let configs: Api<MomConfig> = Api::all(client.clone());
-    let (nodes_embedded, embedding) = {
+    let (nodes_embedded, embedding, ball) = {
         let v = view.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         let e = v.embedding().cloned();
-        (e.as_ref().map(|e| e.positions.len() as i32), e)
+        let ball = v.dimension().map(|dimension| validate::Ball {
+            dimension,
+            curvature: v.settings.kappa,
+        });
+        (e.as_ref().map(|e| e.positions.len() as i32), e, ball)
     };
     for cfg in configs.list(&ListParams::default()).await?.items {
         let name = cfg.name_any();
@@ -325,7 +326,7 @@ async fn reconcile_once(
         let ns = strategy.namespace().unwrap_or_default();
         let name = strategy.name_any();
         let agents_here = names_by_ns.get(&ns).cloned().unwrap_or_default();
-        let problems = validate::check_strategy(facts, &agents_here, None);
+        let problems = validate::check_strategy(facts, &agents_here, ball);
         let list = matched.get(&(ns.clone(), name.clone())).cloned().unwrap_or_default();
         let old = strategy.status.clone().unwrap_or_default();
         let status = OrchestrationStrategyStatus {
@@ -347,6 +348,22 @@ async fn reconcile_once(
             let patch = serde_json::json!({ "status": status });
             api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
+            let ready = |c: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]| {
+                conditions::find(c, conditions::READY).map(|c| c.message.clone())
+            };
+            if let Some(first) = problems.first()
+                && ready(&old.conditions) != ready(&status.conditions)
+            {
+                // Once per change of the problems, not every tick.
+                ctx.publish(
+                    &strategy.object_ref(&()),
+                    kube::runtime::events::EventType::Warning,
+                    "Validate",
+                    first.reason(),
+                    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                )
+                .await;
+            }
         }
     }
     Ok(())

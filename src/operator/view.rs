@@ -288,6 +288,12 @@ impl View {
         self.embedding.as_ref()
     }
 
+    /// Dimension of the current node embedding (the length of every node position); `None`
+    /// before any node is embedded.
+    pub fn dimension(&self) -> Option<usize> {
+        self.embedding.as_ref()?.positions.values().next().map(Vec::len)
+    }
+
     pub fn node_position(&self, node: &str) -> Option<&Vec<f64>> {
         self.embedding.as_ref()?.positions.get(node)
     }
@@ -590,6 +596,17 @@ impl View {
     pub fn node_states(&self, names: &[String]) -> (Vec<NodeState>, Vec<String>) {
         let mut states = Vec::with_capacity(names.len());
         let mut unknown = Vec::new();
+        // Requests of pods only tentatively assumed, per node (see `NodeState::tentative`).
+        let mut guessed: BTreeMap<&str, (Resources, u32)> = BTreeMap::new();
+        for uid in self.tentative.keys() {
+            if let Some(rec) = self.assumed.get(uid)
+                && let Some(node) = rec.node.as_deref()
+            {
+                let g = guessed.entry(node).or_default();
+                g.0 = g.0.saturating_add(rec.demand.requests);
+                g.1 += 1;
+            }
+        }
         for name in names {
             let (Some(rec), Some(pos)) = (self.nodes.get(name), self.node_position(name)) else {
                 unknown.push(name.clone());
@@ -602,6 +619,8 @@ impl View {
                 position: pos.clone(),
                 allocatable: rec.allocatable,
                 requested: load.requested,
+                tentative: guessed.get(name.as_str()).map(|g| g.0).unwrap_or_default(),
+                tentative_pods: guessed.get(name.as_str()).map(|g| g.1).unwrap_or_default(),
                 pods: load.pods,
                 max_pods: rec.max_pods,
                 tenants: self.tenants_on(&load),
@@ -662,6 +681,14 @@ impl View {
             policy.max_per_domain = None;
         }
         policy.replicas_by_domain = by_domain;
+        if let Some(loc) = policy.locality.as_mut() {
+            loc.data_node_positions = self
+                .nodes
+                .iter()
+                .filter(|(_, r)| loc.data_nodes.matches(&r.labels))
+                .filter_map(|(n, _)| self.node_position(n).cloned())
+                .collect();
+        }
         Some(policy)
     }
 }
@@ -748,6 +775,30 @@ mod tests {
         view.forget("uid-1");
         view.forget("uid-2");
         assert_eq!(cpu_on(&view, "n1"), 0);
+    }
+
+    #[test]
+    fn node_states_show_which_load_is_a_tentative_guess_until_the_bind() {
+        let mut view = View::default();
+        view.apply_node(&node("n1"));
+        view.reembed();
+        view.assume("uid-1", record(500), "n1", true);
+        view.assume("uid-2", record(700), "n1", false);
+        let (states, _) = view.node_states(&["n1".to_string()]);
+        assert_eq!(
+            (
+                states[0].requested.cpu_millis,
+                states[0].tentative.cpu_millis,
+                states[0].tentative_pods
+            ),
+            (1200, 500, 1)
+        );
+        view.assume("uid-1", record(500), "n1", false);
+        let (states, _) = view.node_states(&["n1".to_string()]);
+        assert_eq!(
+            (states[0].requested.cpu_millis, states[0].tentative.cpu_millis),
+            (1200, 0)
+        );
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //!
 //! Inputs: [`NodeState`] per node (position in the ball, capacity, load, tenants, price,
 //! energy class), the pod's [`PodDemand`] and, for pods of a GeometricAgent, its
-//! [`AgentPolicy`] (target point, avoid-list, maximum distance, spread rule, replicas placed).
+//! [`AgentPolicy`] (target point, avoid-list, maximum distance, spread rule, replicas placed,
+//! data locality, preferred regions; see [`locality`]).
 //! Outputs: [`FilterVerdict`] and a sorted list of `(node, score)`.
 
 pub mod bind;
 mod embed;
+pub mod locality;
 pub mod quantity;
 pub mod scale;
 mod score;
@@ -19,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 pub use embed::{NodeEmbedding, embed_nodes};
+pub use locality::{LocalityPolicy, NodeSelector, SelectorOperator, SelectorRequirement};
 pub use scale::{SCALE_KIND, scale_action, scale_inputs, scale_record};
 pub use score::{prioritize, scale_down_order};
 pub use target::{TargetInputs, agent_target};
@@ -54,6 +57,13 @@ pub struct NodeState {
     pub allocatable: Resources,
     /// Sum of the requests of pods bound or assumed on the node.
     pub requested: Resources,
+    /// The part of `requested` (and of `pods`) that is only a prioritize-time guess of where
+    /// kube-scheduler will put pods it has not bound yet. The filter's room check leaves it out:
+    /// kube-scheduler sends the extender only nodes its own cache (which knows where it put
+    /// those pods) says have room, so a wrong guess must not close a node the scheduler left
+    /// free. Scores still count it.
+    pub tentative: Resources,
+    pub tentative_pods: u32,
     pub pods: u32,
     pub max_pods: u32,
     /// Tenants with pods on the node, and whether any of those pods demands strict isolation.
@@ -130,6 +140,21 @@ pub struct AgentPolicy {
     pub replica_positions: Vec<Vec<f64>>,
     /// Desired replicas of the agent.
     pub replicas: u32,
+    /// The strategy the rules below come from, `namespace/name` (named in filter reasons).
+    pub strategy: Option<String>,
+    /// Data locality (`spec.placement.locality`): a filter when required, a score tier when
+    /// preferred.
+    pub locality: Option<LocalityPolicy>,
+    /// Regions in order of preference (`spec.placement.preferredRegions`): a hard tier.
+    pub preferred_regions: Vec<String>,
+    /// The node label whose values are regions (the first MomConfig `topologyKeys` entry).
+    pub region_label: Option<String>,
+}
+
+impl AgentPolicy {
+    fn strategy_name(&self) -> &str {
+        self.strategy.as_deref().unwrap_or("(none)")
+    }
 }
 
 /// The most replicas one failure domain may hold so that `spares` replicas sit outside the
@@ -156,13 +181,16 @@ pub struct FilterVerdict {
     pub unresolvable: BTreeMap<String, String>,
 }
 
-/// Hard constraints: avoid-list, tenant isolation, maximum distance, failure-domain spread,
-/// capacity. Every rejected node gets one reason naming the rule.
+/// Hard constraints: avoid-list, required data locality, tenant isolation, maximum distance,
+/// failure-domain spread, capacity (without tentative guesses, see [`NodeState::tentative`]); then the preferred-regions tier over the nodes that pass
+/// all of them (only the first listed region with a passing node keeps its nodes). Every
+/// rejected node gets one reason naming the rule.
 pub fn filter(pod: &PodDemand, agent: Option<&AgentPolicy>, nodes: &[&NodeState], kappa: f64) -> FilterVerdict {
     let mut verdict = FilterVerdict::default();
+    let mut passed: Vec<&NodeState> = Vec::new();
     for node in nodes {
         match check_node(pod, agent, node, kappa) {
-            Ok(()) => verdict.passed.push(node.name.clone()),
+            Ok(()) => passed.push(node),
             Err(Rejection::Resolvable(reason)) => {
                 verdict.failed.insert(node.name.clone(), reason);
             }
@@ -170,6 +198,27 @@ pub fn filter(pod: &PodDemand, agent: Option<&AgentPolicy>, nodes: &[&NodeState]
                 verdict.unresolvable.insert(node.name.clone(), reason);
             }
         }
+    }
+    let tier = agent.and_then(|a| {
+        let label = a.region_label.as_ref()?;
+        let regions: Vec<Option<&str>> = passed.iter().map(|n| n.labels.get(label).map(String::as_str)).collect();
+        let region = locality::preferred_region(&a.preferred_regions, &regions)?;
+        Some((a, label, region))
+    });
+    for node in passed {
+        if let Some((agent, label, region)) = tier
+            && node.labels.get(label).map(String::as_str) != Some(region)
+        {
+            verdict.unresolvable.insert(
+                node.name.clone(),
+                format!(
+                    "spec.placement.preferredRegions of OrchestrationStrategy {}: region {region} ({label}) comes first in the list and has a node with room",
+                    agent.strategy_name()
+                ),
+            );
+            continue;
+        }
+        verdict.passed.push(node.name.clone());
     }
     verdict
 }
@@ -183,6 +232,14 @@ fn check_node(pod: &PodDemand, agent: Option<&AgentPolicy>, node: &NodeState, ka
     if let Some(agent) = agent {
         if agent.avoid_nodes.contains(&node.name) {
             return Err(Rejection::Unresolvable("node is on the agent's avoid-list".into()));
+        }
+        if let Some(loc) = agent.locality.as_ref().filter(|l| l.required)
+            && !loc.data_nodes.matches(&node.labels)
+        {
+            return Err(Rejection::Unresolvable(locality::locality_reason(
+                agent.strategy_name(),
+                &loc.data_nodes,
+            )));
         }
         if let Some(max) = agent.max_distance
             && !agent.target.is_empty()
@@ -213,7 +270,11 @@ fn check_node(pod: &PodDemand, agent: Option<&AgentPolicy>, node: &NodeState, ka
             )));
         }
     }
-    let after = node.requested.saturating_add(pod.requests);
+    let held = Resources {
+        cpu_millis: node.requested.cpu_millis.saturating_sub(node.tentative.cpu_millis),
+        memory_bytes: node.requested.memory_bytes.saturating_sub(node.tentative.memory_bytes),
+    };
+    let after = held.saturating_add(pod.requests);
     if after.cpu_millis > node.allocatable.cpu_millis {
         return Err(Rejection::Resolvable(format!(
             "insufficient cpu: {}m requested of {}m allocatable",
@@ -226,10 +287,11 @@ fn check_node(pod: &PodDemand, agent: Option<&AgentPolicy>, node: &NodeState, ka
             after.memory_bytes, node.allocatable.memory_bytes
         )));
     }
-    if node.pods >= node.max_pods {
+    let pods = node.pods.saturating_sub(node.tentative_pods);
+    if pods >= node.max_pods {
         return Err(Rejection::Resolvable(format!(
             "too many pods: {} of {}",
-            node.pods, node.max_pods
+            pods, node.max_pods
         )));
     }
     Ok(())

@@ -14,6 +14,14 @@
 //! - load `l = 1 − max(cpu, memory utilisation after placing the pod)`.
 //!
 //! `score = round(10·(0.85·(w_p·p + w_r·r + w_c·c + w_s·s) + 0.15·l))`.
+//!
+//! Preferred data locality (`spec.placement.locality.mode: preferred`) makes two tiers, so a
+//! data node wins whenever one is feasible (the extender's weight in the scheduler makes a gap
+//! of 2 points outweigh any in-tree score): a node the `dataNodes` selector matches scores
+//! `6 + round(4·t)`, any other `round(4·(0.5·n + 0.5·t))`, with `t` the score above divided
+//! by 10 and `n = 1 − d/d_max` its closeness to the nearest data node (d: hyperbolic distance
+//! to the nearest node the selector matches anywhere in the cluster, d_max: the largest d among
+//! the candidates; `n = 0` when no node matches).
 
 use super::{AgentPolicy, NodeState, Objectives, PodDemand, Routing};
 use crate::geometry::poincare;
@@ -30,6 +38,10 @@ pub fn prioritize(
     let perf = performance_terms(agent, nodes, routing, kappa);
     let reliability = reliability_terms(agent, nodes);
     let max_price = nodes.iter().filter_map(|n| effective_price(n)).fold(0.0_f64, f64::max);
+    let near_data = agent
+        .and_then(|a| a.locality.as_ref())
+        .filter(|l| !l.required)
+        .map(|l| (l, data_closeness(l, nodes, kappa)));
     let mut out: Vec<(String, i64)> = nodes
         .iter()
         .enumerate()
@@ -49,11 +61,39 @@ pub fn prioritize(
                 + objectives.sustainability * green;
             let total = (0.85 * weighted + 0.15 * load).clamp(0.0, 1.0);
             let total = if total.is_finite() { total } else { 0.0 };
-            (node.name.clone(), (10.0 * total).round() as i64)
+            let score = match &near_data {
+                Some((loc, _)) if loc.data_nodes.matches(&node.labels) => 6.0 + (4.0 * total).round(),
+                Some((_, near)) => (4.0 * (0.5 * near[i] + 0.5 * total)).round(),
+                None => (10.0 * total).round(),
+            };
+            (node.name.clone(), score as i64)
         })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
+}
+
+/// `1 − d/d_max` per candidate, d = hyperbolic distance to the nearest data node (module doc).
+fn data_closeness(loc: &super::LocalityPolicy, nodes: &[&NodeState], kappa: f64) -> Vec<f64> {
+    let d: Vec<Option<f64>> = nodes
+        .iter()
+        .map(|n| {
+            loc.data_node_positions
+                .iter()
+                .filter(|p| p.len() == n.position.len())
+                .map(|p| poincare::distance(p, &n.position, kappa))
+                .filter(|x| x.is_finite())
+                .reduce(f64::min)
+        })
+        .collect();
+    let d_max = d.iter().flatten().copied().fold(0.0_f64, f64::max);
+    d.iter()
+        .map(|x| match x {
+            Some(x) if d_max > 0.0 => 1.0 - x / d_max,
+            Some(_) => 1.0,
+            None => 0.0,
+        })
+        .collect()
 }
 
 fn effective_price(node: &NodeState) -> Option<f64> {

@@ -1,10 +1,11 @@
 //! An agent's target point in the ball, from its placement affinity.
 //!
 //! First rule that applies:
-//! 1. explicit coordinates in the strategy;
+//! 1. explicit coordinates in the strategy, when they have the embedding's dimension (others
+//!    are reported as `CoordinatesWrongDimension` and skipped here);
 //! 2. the weighted Fréchet mean of its peers' placed replicas (weight = peer weight, split over
 //!    the peer's replicas) together with the nodes it should be near;
-//! 3. the mean position of the nodes of its preferred regions;
+//! 3. the mean position of the nodes of the first listed preferred region that has nodes;
 //! 4. the mean of its own placed replicas (stay together);
 //! 5. its previous target (so a new agent's home does not drift while its first replicas are
 //!    still being scheduled);
@@ -19,11 +20,14 @@ use crate::geometry::poincare;
 #[serde(rename_all = "camelCase")]
 pub struct TargetInputs {
     pub explicit: Option<Vec<f64>>,
+    /// Dimension nodes are embedded in; explicit coordinates of another length are skipped
+    /// (0: unknown, explicit coordinates are used as given).
+    pub dimension: usize,
     /// (weight, positions of that peer's placed replicas).
     pub peers: Vec<(f64, Vec<Vec<f64>>)>,
     /// Positions of nodes matched by the strategy's `nearNodes` selector.
     pub near_nodes: Vec<Vec<f64>>,
-    /// Positions of nodes in the preferred regions.
+    /// Positions of the nodes of the first listed preferred region that has nodes.
     pub preferred_region_nodes: Vec<Vec<f64>>,
     /// Positions of the agent's own placed replicas.
     pub own_replicas: Vec<Vec<f64>>,
@@ -35,7 +39,9 @@ pub struct TargetInputs {
 
 /// The target point; `None` only when there is nothing at all to anchor to (no nodes).
 pub fn agent_target(inputs: &TargetInputs, kappa: f64) -> Option<Vec<f64>> {
-    if let Some(x) = &inputs.explicit {
+    if let Some(x) = &inputs.explicit
+        && (inputs.dimension == 0 || x.len() == inputs.dimension)
+    {
         return Some(poincare::project(x, kappa));
     }
     let mut points = Vec::new();

@@ -36,6 +36,8 @@ fn cluster() -> (Vec<NodeState>, NodeEmbedding) {
                 memory_bytes: n.memory_bytes,
             },
             requested: Resources::default(),
+            tentative: Resources::default(),
+            tentative_pods: 0,
             pods: 0,
             max_pods: n.pods,
             tenants: BTreeMap::new(),
@@ -278,4 +280,210 @@ fn a_target_follows_the_peers_and_falls_back_deterministically() {
         nodes[5].position,
         "the previous home wins over free capacity"
     );
+}
+
+fn data_selector() -> NodeSelector {
+    NodeSelector {
+        match_labels: [("data".to_string(), "yes".to_string())].into(),
+        match_expressions: Vec::new(),
+    }
+}
+
+fn with_data_label(nodes: &mut [NodeState], names: &[&str]) {
+    for n in nodes.iter_mut().filter(|n| names.contains(&n.name.as_str())) {
+        n.labels.insert("data".into(), "yes".into());
+    }
+}
+
+fn locality(nodes: &[NodeState], required: bool) -> AgentPolicy {
+    let sel = data_selector();
+    AgentPolicy {
+        target: nodes[0].position.clone(),
+        strategy: Some("shop/near-data".into()),
+        locality: Some(LocalityPolicy {
+            data_node_positions: nodes
+                .iter()
+                .filter(|n| sel.matches(&n.labels))
+                .map(|n| n.position.clone())
+                .collect(),
+            data_nodes: sel,
+            required,
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn required_locality_passes_only_data_nodes_and_names_the_strategy_and_selector_for_the_rest() {
+    let (mut nodes, _) = cluster();
+    with_data_label(&mut nodes, &["r1-z0-k0-n0", "r1-z0-k0-n1"]);
+    // Positive control: without locality every node passes.
+    let mut open = locality(&nodes, true);
+    open.locality = None;
+    assert_eq!(
+        filter(&pod(100), Some(&open), &refs(&nodes), 1.0).passed.len(),
+        nodes.len()
+    );
+    let v = filter(&pod(100), Some(&locality(&nodes, true)), &refs(&nodes), 1.0);
+    assert_eq!(v.passed, vec!["r1-z0-k0-n0", "r1-z0-k0-n1"]);
+    assert_eq!(v.unresolvable.len(), nodes.len() - 2);
+    let reasons: std::collections::BTreeSet<&String> = v.unresolvable.values().collect();
+    assert_eq!(
+        reasons.len(),
+        1,
+        "one reason for every node, so the scheduler aggregates it"
+    );
+    let reason = reasons.first().unwrap();
+    for part in [
+        "spec.placement.locality",
+        "required",
+        "shop/near-data",
+        "dataNodes data=yes",
+    ] {
+        assert!(reason.contains(part), "{part} missing in {reason}");
+    }
+    // A full data node fails on capacity (resolvable); the others still on locality.
+    nodes[4].requested.cpu_millis = nodes[4].allocatable.cpu_millis;
+    let v = filter(&pod(100), Some(&locality(&nodes, true)), &refs(&nodes), 1.0);
+    assert_eq!(v.passed, vec!["r1-z0-k0-n1"]);
+    assert!(v.failed["r1-z0-k0-n0"].contains("insufficient cpu"));
+    // Preferred locality filters nothing.
+    let v = filter(&pod(100), Some(&locality(&nodes, false)), &refs(&nodes), 1.0);
+    assert_eq!(v.passed.len(), nodes.len() - 1);
+}
+
+#[test]
+fn preferred_locality_scores_data_nodes_above_all_others_and_near_ones_above_far_ones() {
+    let (mut nodes, _) = cluster();
+    with_data_label(&mut nodes, &["r1-z1-k0-n1"]);
+    let score = |agent: &AgentPolicy| -> BTreeMap<String, i64> {
+        prioritize(
+            &pod(100),
+            Some(agent),
+            &refs(&nodes),
+            &Objectives::default(),
+            Routing::GreedyForwarding,
+            1.0,
+        )
+        .into_iter()
+        .collect()
+    };
+    // Positive control: without locality the node nearest the target (r0-z0-k0-n0) wins and the
+    // data node, in the other region, does not.
+    let mut open = locality(&nodes, false);
+    open.locality = None;
+    let plain = score(&open);
+    assert!(plain["r0-z0-k0-n0"] > plain["r1-z1-k0-n1"], "{plain:?}");
+    let s = score(&locality(&nodes, false));
+    assert!(s["r1-z1-k0-n1"] >= 6, "{s:?}");
+    assert!(
+        s.iter().filter(|(n, _)| *n != "r1-z1-k0-n1").all(|(_, v)| *v <= 4),
+        "{s:?}"
+    );
+    // Same zone as the data node beats the other region (the target pulls the other way).
+    assert!(s["r1-z1-k0-n0"] > s["r0-z0-k0-n1"], "{s:?}");
+    // Required locality does not change scores (the filter already did the work).
+    let mut required = locality(&nodes, true);
+    required.locality.as_mut().unwrap().required = true;
+    assert_eq!(score(&required), plain);
+}
+
+fn regions(nodes: &[NodeState], order: &[&str]) -> AgentPolicy {
+    AgentPolicy {
+        target: nodes[0].position.clone(),
+        strategy: Some("shop/regional".into()),
+        preferred_regions: order.iter().map(|r| r.to_string()).collect(),
+        region_label: Some(crate::labels::REGION_LABEL.into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn preferred_regions_are_a_tier_in_list_order_falling_to_the_next_region_when_the_first_is_full() {
+    let (mut nodes, _) = cluster();
+    // Node names start with their region: r0-… is region-0.
+    let in_region = |v: &FilterVerdict, r: &str| {
+        let prefix = format!("r{}-", r.trim_start_matches("region-"));
+        v.passed.iter().all(|n| n.starts_with(&prefix)) && !v.passed.is_empty()
+    };
+    let v = filter(
+        &pod(100),
+        Some(&regions(&nodes, &["region-1", "region-0"])),
+        &refs(&nodes),
+        1.0,
+    );
+    assert!(in_region(&v, "region-1"), "{v:?}");
+    assert_eq!(v.passed.len(), 4);
+    let reason = v.unresolvable.values().next().unwrap();
+    for part in ["spec.placement.preferredRegions", "shop/regional", "region-1"] {
+        assert!(reason.contains(part), "{part} missing in {reason}");
+    }
+    // The order decides, not the target (which sits in region-0).
+    let v = filter(
+        &pod(100),
+        Some(&regions(&nodes, &["region-0", "region-1"])),
+        &refs(&nodes),
+        1.0,
+    );
+    assert!(in_region(&v, "region-0"), "{v:?}");
+    // Positive control: without the region label no tier applies.
+    let mut unlabelled = regions(&nodes, &["region-1"]);
+    unlabelled.region_label = None;
+    assert_eq!(filter(&pod(100), Some(&unlabelled), &refs(&nodes), 1.0).passed.len(), 8);
+    // region-1 full: the next listed region.
+    for n in nodes
+        .iter_mut()
+        .filter(|n| n.labels[crate::labels::REGION_LABEL] == "region-1")
+    {
+        n.requested.cpu_millis = n.allocatable.cpu_millis;
+    }
+    let v = filter(
+        &pod(100),
+        Some(&regions(&nodes, &["region-1", "region-0"])),
+        &refs(&nodes),
+        1.0,
+    );
+    assert!(in_region(&v, "region-0"), "{v:?}");
+    // No listed region has room: any passing node may be used.
+    let v = filter(
+        &pod(100),
+        Some(&regions(&nodes, &["region-1", "elsewhere"])),
+        &refs(&nodes),
+        1.0,
+    );
+    assert_eq!(v.passed.len(), 4);
+}
+
+#[test]
+fn explicit_coordinates_of_another_dimension_are_skipped_for_the_next_rule() {
+    let (nodes, _) = cluster();
+    let peer = vec![nodes[6].position.clone()];
+    let inputs = |explicit: Vec<f64>| TargetInputs {
+        explicit: Some(explicit),
+        dimension: 2,
+        peers: vec![(1.0, peer.clone())],
+        ..Default::default()
+    };
+    assert_eq!(agent_target(&inputs(vec![0.1, 0.2]), 1.0).unwrap(), vec![0.1, 0.2]);
+    let t = agent_target(&inputs(vec![0.1, 0.2, 0.3]), 1.0).unwrap();
+    let peers_only = TargetInputs {
+        explicit: None,
+        ..inputs(Vec::new())
+    };
+    assert_eq!(Some(t), agent_target(&peers_only, 1.0), "the peer rule decides");
+}
+
+#[test]
+fn a_tentative_guess_does_not_close_a_node_kube_scheduler_left_free() {
+    let (mut nodes, _) = cluster();
+    nodes[0].requested.cpu_millis = nodes[0].allocatable.cpu_millis;
+    nodes[0].pods = 1;
+    // Positive control: a node full of bound pods fails on room.
+    let v = filter(&pod(100), None, &refs(&nodes), 1.0);
+    assert!(v.failed[&nodes[0].name].contains("insufficient cpu"), "{v:?}");
+    // The same load, guessed at prioritize time for a pod the scheduler has not bound yet.
+    nodes[0].tentative.cpu_millis = nodes[0].allocatable.cpu_millis;
+    nodes[0].tentative_pods = 1;
+    let v = filter(&pod(100), None, &refs(&nodes), 1.0);
+    assert!(v.passed.contains(&nodes[0].name), "{v:?}");
 }

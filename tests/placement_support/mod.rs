@@ -18,12 +18,24 @@ pub fn setup() {
 }
 
 pub fn agent(ns: &str, name: &str, replicas: i32, extra_spec: &str, extra_pod_spec: &str) -> String {
+    agent_requesting(ns, name, replicas, "50m", extra_spec, extra_pod_spec)
+}
+
+/// [`agent`] whose pods request `cpu` (a Kubernetes quantity) each.
+pub fn agent_requesting(
+    ns: &str,
+    name: &str,
+    replicas: i32,
+    cpu: &str,
+    extra_spec: &str,
+    extra_pod_spec: &str,
+) -> String {
     format!(
         r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"GeometricAgent",
             "metadata":{{"name":"{name}","namespace":"{ns}"}},
             "spec":{{"workloadType":"interactive","replicas":{replicas}{extra_spec},
               "template":{{"spec":{{{extra_pod_spec}"containers":[{{"name":"c","image":"pause",
-                 "resources":{{"requests":{{"cpu":"50m","memory":"32Mi"}}}}}}]}}}}}}}}"#
+                 "resources":{{"requests":{{"cpu":"{cpu}","memory":"32Mi"}}}}}}]}}}}}}}}"#
     )
 }
 

@@ -5,8 +5,10 @@ use proptest::strategy::Strategy as _;
 
 use super::*;
 use crate::descheduler::testutil::*;
-use crate::descheduler::{Agent, Peer, Strategy, plan_inputs, replay_plan, with_agent_optima};
+use crate::descheduler::{Agent, LabelRules, Peer, Strategy, plan_inputs, replay_plan, with_agent_optima};
 use crate::geometry::poincare;
+use crate::labels::REGION_LABEL;
+use crate::placement::NodeSelector;
 
 fn names(plan: &Plan) -> Vec<(String, String)> {
     plan.moves.iter().map(|m| (m.pod.clone(), m.to.clone())).collect()
@@ -136,6 +138,173 @@ fn flagged_nodes_are_never_destinations() {
     account_requests(&mut s);
     let p = plan(&s, &Settings::default()).unwrap();
     assert_eq!(names(&p), [("p".to_string(), "west-2".to_string())]);
+}
+
+/// `drifted` (agent a's replicas on west-1 and west-2, its target on east-1) with `disk=ssd` on
+/// `data_nodes`, `regions` as (node, region) under the region label, and agent a's label rules.
+fn drifted_with_labels(data_nodes: &[&str], regions: &[(&str, &str)], rules: LabelRules) -> Snapshot {
+    let mut s = drifted();
+    for n in &mut s.nodes {
+        if data_nodes.contains(&n.name.as_str()) {
+            n.labels.insert("disk".into(), "ssd".into());
+        }
+        if let Some((_, region)) = regions.iter().find(|(node, _)| *node == n.name) {
+            n.labels.insert(REGION_LABEL.into(), region.to_string());
+        }
+    }
+    s.agents[0].label_rules = rules;
+    s
+}
+
+fn ssd_nodes() -> NodeSelector {
+    NodeSelector {
+        match_labels: std::collections::BTreeMap::from([("disk".to_string(), "ssd".to_string())]),
+        match_expressions: Vec::new(),
+    }
+}
+
+fn region_order(order: &[&str], label: Option<&str>) -> LabelRules {
+    LabelRules {
+        preferred_regions: order.iter().map(|r| r.to_string()).collect(),
+        region_label: label.map(str::to_string),
+        ..LabelRules::default()
+    }
+}
+
+/// Destinations of the plan's moves, sorted.
+fn destinations(p: &Plan) -> Vec<&str> {
+    let mut to: Vec<&str> = p.moves.iter().map(|m| m.to.as_str()).collect();
+    to.sort_unstable();
+    to
+}
+
+const EAST_WEST: [(&str, &str); 4] = [
+    ("east-1", "east"),
+    ("east-2", "east"),
+    ("west-1", "west"),
+    ("west-2", "west"),
+];
+
+#[test]
+fn a_pod_whose_strategy_requires_data_locality_never_moves_off_the_data_nodes_however_near_its_target() {
+    let required = || LabelRules {
+        required_data_nodes: Some(ssd_nodes()),
+        ..LabelRules::default()
+    };
+    let west = ["west-1", "west-2"];
+    // Control: without the rule both replicas leave the data nodes for the east, ≈ 15 nearer.
+    let p = plan(
+        &drifted_with_labels(&west, &[], LabelRules::default()),
+        &Settings::default(),
+    )
+    .unwrap();
+    assert_eq!(destinations(&p), ["east-1", "east-1"], "{p:?}");
+    // Required locality, only the west holds the data: both replicas stay.
+    let p = plan(&drifted_with_labels(&west, &[], required()), &Settings::default()).unwrap();
+    assert!(p.moves.is_empty(), "{p:?}");
+    assert_eq!(p.skipped.len(), 2, "{p:?}");
+    // east-2 holds the data too: both go there, never to east-1, the target itself.
+    let p = plan(
+        &drifted_with_labels(&["west-1", "west-2", "east-2"], &[], required()),
+        &Settings::default(),
+    )
+    .unwrap();
+    assert_eq!(destinations(&p), ["east-2", "east-2"], "{p:?}");
+}
+
+/// Table: the replicas run in region west, their target is in the east.
+#[test]
+fn a_pod_never_moves_to_a_region_ranked_below_its_own_in_preferred_regions() {
+    let label = Some(REGION_LABEL);
+    let east_2_in_west = [
+        ("east-1", "east"),
+        ("east-2", "west"),
+        ("west-1", "west"),
+        ("west-2", "west"),
+    ];
+    let west_only = [("west-1", "west"), ("west-2", "west")];
+    type Regions<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, Regions<'_>, LabelRules, &[&str]); 6] = [
+        ("no rule", &EAST_WEST, LabelRules::default(), &["east-1", "east-1"]),
+        (
+            "west first: the east ranks below",
+            &EAST_WEST,
+            region_order(&["west", "east"], label),
+            &[],
+        ),
+        (
+            "west only: the unlisted east ranks last",
+            &EAST_WEST,
+            region_order(&["west"], label),
+            &[],
+        ),
+        (
+            "west first, the east unlabelled: ranks last",
+            &west_only,
+            region_order(&["west", "east"], label),
+            &[],
+        ),
+        (
+            "east first: a higher rank",
+            &EAST_WEST,
+            region_order(&["east", "west"], label),
+            &["east-1", "east-1"],
+        ),
+        (
+            "neither listed: equal rank",
+            &EAST_WEST,
+            region_order(&["north"], label),
+            &["east-1", "east-1"],
+        ),
+    ];
+    for (what, regions, rules, want) in cases {
+        let p = plan(&drifted_with_labels(&[], regions, rules), &Settings::default()).unwrap();
+        assert_eq!(destinations(&p), want, "{what}: {p:?}");
+    }
+    // Same region, equal rank: east-2 (labelled west) is allowed, east-1 (the east) is not.
+    let p = plan(
+        &drifted_with_labels(&[], &east_2_in_west, region_order(&["west", "east"], label)),
+        &Settings::default(),
+    )
+    .unwrap();
+    assert_eq!(destinations(&p), ["east-2", "east-2"], "{p:?}");
+}
+
+#[test]
+fn preferred_regions_change_nothing_without_a_region_label_or_without_a_list() {
+    let settings = Settings::default();
+    let baseline = plan(&drifted_with_labels(&[], &EAST_WEST, LabelRules::default()), &settings).unwrap();
+    assert_eq!(destinations(&baseline), ["east-1", "east-1"], "{baseline:?}");
+    for (what, rules) in [
+        ("no region label", region_order(&["west", "east"], None)),
+        ("empty list", region_order(&[], Some(REGION_LABEL))),
+    ] {
+        let p = plan(&drifted_with_labels(&[], &EAST_WEST, rules), &settings).unwrap();
+        assert_eq!(p, baseline, "{what}");
+    }
+}
+
+#[test]
+fn label_rules_are_read_from_snapshot_json_and_an_agent_without_them_serialises_as_before() {
+    let json = serde_json::to_value(drifted()).unwrap();
+    assert!(json["agents"][0].get("labelRules").is_none(), "{json}");
+    let mut with_rules = json.clone();
+    with_rules["agents"][0]["labelRules"] = serde_json::json!({
+        "requiredDataNodes": {"matchLabels": {"disk": "ssd"}},
+        "preferredRegions": ["west", "east"],
+        "regionLabel": REGION_LABEL,
+    });
+    let s: Snapshot = serde_json::from_value(with_rules.clone()).unwrap();
+    assert_eq!(
+        s.agents[0].label_rules,
+        LabelRules {
+            required_data_nodes: Some(ssd_nodes()),
+            ..region_order(&["west", "east"], Some(REGION_LABEL))
+        }
+    );
+    with_rules["agents"][0]["labelRules"]["regionLabl"] = "x".into();
+    let e = serde_json::from_value::<Snapshot>(with_rules).unwrap_err();
+    assert!(e.to_string().contains("regionLabl"), "{e}");
 }
 
 #[test]

@@ -217,14 +217,29 @@ pub enum TargetMetric {
     Custom,
 }
 
-/// Where the replicas of matching agents are placed.
+/// Where the replicas of matching agents are placed. Applied by MOM's scheduler extender when a
+/// pod is scheduled, to the nodes kube-scheduler asks it about (all nodes below 100 nodes;
+/// above, kube-scheduler samples them unless its `percentageOfNodesToScore` is 100). Running
+/// pods are moved only by MOM's descheduler (off by default), and only to a node that passes
+/// avoidNodes, maxDistance and required locality and is not in a region ranked below the pod's
+/// current one in preferredRegions.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PlacementSpec {
     /// Attraction to points of the ball: other agents, nodes, explicit coordinates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub geometric_affinity: Option<GeometricAffinity>,
-    /// Regions (values of the region topology label) preferred, in order.
+    /// Regions in order of preference, as values of the region label: the first entry of the
+    /// MomConfig `spec.geometry.topologyKeys` (the root of the topology tree;
+    /// `topology.kubernetes.io/region` by default). A hard tier: a pod goes to a node of the first
+    /// listed region where some node passes every other check (room, avoidNodes, locality,
+    /// isolation, maxDistance, redundancy), else of the second, and so on; only when no listed
+    /// region has such a node may any node be used. Inside the chosen region the usual score picks
+    /// the node, so peers, nearAgents, nearNodes and coordinates (through the agent's target) break
+    /// ties there and never pull a pod out of it. An agent with none of those targets the mean of
+    /// the first listed region's nodes. MOM's descheduler never moves a running pod into a region
+    /// ranked below the one it runs in (an unlisted region, or a node without the label, ranks
+    /// last).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub preferred_regions: Vec<String>,
@@ -232,7 +247,7 @@ pub struct PlacementSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 1024))]
     pub avoid_nodes: Vec<String>,
-    /// Data locality: nodes that hold the agent's data.
+    /// Data locality: the nodes that hold the agent's data, required or preferred.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locality: Option<Locality>,
 }
@@ -248,9 +263,14 @@ pub struct GeometricAffinity {
     /// Nodes this agent should be near.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub near_nodes: Option<LabelSelector>,
-    /// An explicit point in the ball (Euclidean norm < 1/√κ), one entry per dimension.
+    /// An explicit target point in the ball, 2…512 entries: one per dimension the operator embeds
+    /// nodes in (the length of an agent's `status.position.coordinates`), with Euclidean norm
+    /// < 1/√κ. Another length is ignored (the target is chosen as if no coordinates were given)
+    /// and reported as condition Ready=False, reason `CoordinatesWrongDimension`, on the strategy
+    /// and on every agent using it, with a Warning Event; a point on or outside the boundary is
+    /// projected inside and reported as `CoordinatesOutsideBall`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 512))]
+    #[schemars(length(min = 2, max = 512))]
     pub coordinates: Vec<f64>,
     /// Hard limit on the hyperbolic distance between a replica's node and the target; > 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -259,12 +279,21 @@ pub struct GeometricAffinity {
 }
 
 /// Data-locality constraint.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Locality {
-    /// Nodes holding the data.
+    /// Label selector over Node labels choosing the nodes that hold the data (`matchLabels`, and
+    /// `matchExpressions` with `In`, `NotIn`, `Exists`, `DoesNotExist`, as in a Deployment's
+    /// selector; `{}` matches every node), evaluated against the nodes' labels at each scheduling
+    /// decision.
+    #[x_kube(validation = Rule::new("!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])")
+        .message("spec.placement.locality.dataNodes.matchExpressions: operator must be In, NotIn, Exists or DoesNotExist"))]
     pub data_nodes: LabelSelector,
-    /// `required`: only those nodes (and their failure domain) are used; `preferred`: they score higher.
+    /// `required`: pods go only to nodes `dataNodes` matches; when none of them has room the pod
+    /// stays Pending and its FailedScheduling event names this strategy and the selector.
+    /// `preferred` (default): a matching node with room always wins over every other node
+    /// (extender score 6…10 against 0…4); among the others, nodes nearer in the ball to the nearest
+    /// matching node score higher.
     #[serde(default)]
     pub mode: LocalityMode,
 }
@@ -273,9 +302,13 @@ pub struct Locality {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum LocalityMode {
-    /// Replicas may only go to nodes selected by `dataNodes`.
+    /// Pods go only to nodes `dataNodes` matches. When none of them has room the pod stays
+    /// Pending, and its FailedScheduling event gives every other node the reason
+    /// "spec.placement.locality (mode required) of OrchestrationStrategy NS/NAME: node does not
+    /// match dataNodes SELECTOR".
     Required,
-    /// Nodes selected by `dataNodes` are preferred.
+    /// A matching node with room always wins over every other node (extender score 6…10 against
+    /// 0…4); among the others, those closer in the ball to the nearest matching node score higher.
     #[default]
     Preferred,
 }

@@ -573,11 +573,12 @@ fn the_example_app_resolves_every_strategy_and_peer_without_problems() {
 }
 
 /// Messages the apiserver itself writes for schema (non-CEL) violations.
-const APISERVER_PHRASES: [&str; 4] = [
+const APISERVER_PHRASES: [&str; 5] = [
     "Unsupported value",
     "Required value",
     "Duplicate value",
     "in body should match",
+    "in body should have at least",
 ];
 
 #[test]

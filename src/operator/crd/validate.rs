@@ -8,7 +8,8 @@
 //! reason; the controllers report them in status (never crash, never ignore them silently).
 //!
 //! For a strategy ([`check_strategy`]): every `nearAgents` entry exists, and explicit
-//! coordinates have the MomConfig's dimension and lie strictly inside the ball (‖x‖ < 1/√κ).
+//! coordinates ([`check_coordinates`], also reported on every agent using the strategy) have
+//! the dimension the operator embeds nodes in and lie strictly inside the ball (‖x‖ < 1/√κ).
 //!
 //! Strategy selection: a `strategyRef` wins (and is never silently replaced by a trigger match
 //! when it dangles). Otherwise a strategy of the agent's namespace matches when every trigger
@@ -144,7 +145,7 @@ pub enum Problem {
         agent: String,
     },
     #[error(
-        "spec.placement.geometricAffinity.coordinates of OrchestrationStrategy {namespace}/{strategy} has {got} entries; the ball (MomConfig spec.geometry.dimension) has {want}"
+        "spec.placement.geometricAffinity.coordinates of OrchestrationStrategy {namespace}/{strategy} has {got} entries, but the operator embeds nodes in {want} dimensions: the coordinates are ignored (the agent's target is chosen as if they were absent) until they have {want} entries"
     )]
     CoordinatesWrongDimension {
         namespace: String,
@@ -302,7 +303,8 @@ pub fn check_agent(
     check
 }
 
-/// The ball explicit coordinates must fit in (from the active MomConfig's `spec.geometry`).
+/// The ball explicit coordinates must fit in: the dimension the operator embeds nodes in (the
+/// length of its node positions) and the active MomConfig's curvature.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Ball {
     pub dimension: usize,
@@ -328,6 +330,14 @@ pub fn check_strategy(
             });
         }
     }
+    problems.extend(check_coordinates(strategy, ball));
+    problems
+}
+
+/// Checks a strategy's explicit coordinates (when given and a ball is known): they have the
+/// ball's dimension and satisfy ‖x‖ < 1/√κ.
+pub fn check_coordinates(strategy: &StrategyFacts, ball: Option<Ball>) -> Vec<Problem> {
+    let mut problems = Vec::new();
     if let (Some(ball), false) = (ball, strategy.coordinates.is_empty()) {
         if strategy.coordinates.len() != ball.dimension {
             problems.push(Problem::CoordinatesWrongDimension {
@@ -685,6 +695,20 @@ mod tests {
             "{problems:?}"
         );
         assert_eq!(problems[0].reason(), "CoordinatesWrongDimension");
+        let message = problems[0].to_string();
+        for part in [
+            "spec.placement.geometricAffinity.coordinates",
+            "shop/s",
+            "has 3 entries",
+            "in 2 dimensions",
+        ] {
+            assert!(message.contains(part), "{part} missing in {message}");
+        }
+        assert_eq!(
+            check_coordinates(&s, Some(ball)),
+            problems,
+            "the agent gets the same problem"
+        );
     }
 
     #[test]

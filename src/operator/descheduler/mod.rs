@@ -452,6 +452,81 @@ mod tests {
         assert_eq!(attempts, [1, 3, 6, 11]);
     }
 
+    /// Table: the agent's strategy policy → the label rules its snapshot agent carries.
+    #[test]
+    fn the_snapshot_carries_required_locality_and_preferred_regions_of_the_agents_strategy() {
+        use crate::descheduler::LabelRules;
+        use crate::operator::crd::GeometricAgent;
+        use crate::operator::view::AgentKey;
+        use crate::placement::{AgentPolicy, LocalityPolicy, NodeSelector};
+        let agent: GeometricAgent = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mom.hypersync.io/v1alpha1", "kind": "GeometricAgent",
+            "metadata": {"name": "a", "namespace": "default"},
+            "spec": {"workloadType": "batch", "replicas": 1, "template": {"spec": {"containers": []}}}
+        }))
+        .unwrap();
+        let ssd = NodeSelector {
+            match_labels: [("disk".to_string(), "ssd".to_string())].into(),
+            match_expressions: Vec::new(),
+        };
+        let locality = |required| LocalityPolicy {
+            data_nodes: ssd.clone(),
+            required,
+            data_node_positions: vec![vec![0.1, 0.2]],
+        };
+        let regions = AgentPolicy {
+            preferred_regions: vec!["r1".into(), "r0".into()],
+            region_label: Some(crate::labels::REGION_LABEL.into()),
+            ..AgentPolicy::default()
+        };
+        let cases: [(&str, Option<AgentPolicy>, LabelRules); 4] = [
+            ("no policy", None, LabelRules::default()),
+            (
+                "required locality",
+                Some(AgentPolicy {
+                    locality: Some(locality(true)),
+                    ..AgentPolicy::default()
+                }),
+                LabelRules {
+                    required_data_nodes: Some(ssd.clone()),
+                    ..LabelRules::default()
+                },
+            ),
+            (
+                "preferred locality is only a score: no rule",
+                Some(AgentPolicy {
+                    locality: Some(locality(false)),
+                    ..AgentPolicy::default()
+                }),
+                LabelRules::default(),
+            ),
+            (
+                "preferred regions",
+                Some(regions.clone()),
+                LabelRules {
+                    preferred_regions: regions.preferred_regions.clone(),
+                    region_label: regions.region_label.clone(),
+                    ..LabelRules::default()
+                },
+            ),
+        ];
+        for (what, policy, want) in cases {
+            let mut view = View::default();
+            if let Some(policy) = policy {
+                view.set_policy(AgentKey::new("default", "a"), policy, None);
+            }
+            let s = build_snapshot(
+                &[],
+                &[],
+                &[std::sync::Arc::new(agent.clone())],
+                &view,
+                &BTreeSet::new(),
+                100,
+            );
+            assert_eq!(s.agents[0].label_rules, want, "{what}");
+        }
+    }
+
     #[test]
     fn the_snapshot_skips_nodes_without_a_position_and_pods_off_known_nodes() {
         let node = Node {

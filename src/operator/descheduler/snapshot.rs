@@ -177,6 +177,14 @@ pub fn build_snapshot(
                     .collect(),
                 avoid_nodes: policy.as_ref().map(|p| p.avoid_nodes.clone()).unwrap_or_default(),
                 max_distance: policy.as_ref().and_then(|p| p.max_distance),
+                label_rules: policy
+                    .as_ref()
+                    .map(|p| crate::descheduler::LabelRules {
+                        required_data_nodes: p.locality.as_ref().filter(|l| l.required).map(|l| l.data_nodes.clone()),
+                        preferred_regions: p.preferred_regions.clone(),
+                        region_label: p.region_label.clone(),
+                    })
+                    .unwrap_or_default(),
                 name: key,
             }
         })
