@@ -75,20 +75,10 @@ pub async fn stored_objects_lenient(
     let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &receipt_resource());
     let mut readable = Vec::new();
     let mut unreadable = Vec::new();
-    for_each_page(&api, RECEIPT_PAGE, |mut obj: kube::api::DynamicObject| {
-        let namespace = obj.metadata.namespace.take().unwrap_or_default();
-        let name = obj.metadata.name.take().unwrap_or_default();
-        let spec = obj
-            .data
-            .get_mut("spec")
-            .map(serde_json::Value::take)
-            .unwrap_or_default();
-        match serde_json::from_value::<crate::operator::crd::ReceiptSpec>(spec)
-            .map_err(|e| e.to_string())
-            .and_then(|spec| Receipt::try_from(spec).map_err(|e| e.to_string()))
-        {
-            Ok(receipt) => readable.push((namespace, name, receipt)),
-            Err(why) => unreadable.push((namespace, name, why)),
+    for_each_page(&api, RECEIPT_PAGE, |obj: kube::api::DynamicObject| {
+        match read_object(obj) {
+            (namespace, name, Ok(receipt)) => readable.push((namespace, name, receipt)),
+            (namespace, name, Err(why)) => unreadable.push((namespace, name, why)),
         }
     })
     .await?;
@@ -96,15 +86,26 @@ pub async fn stored_objects_lenient(
     Ok((readable, unreadable))
 }
 
-/// The stored receipts signed by a key published in `<namespace>/mom-receipt-public-keys`
-/// (the writer publishes its own there), with the namespace and name of their object, by
-/// sequence; foreign and unreadable objects are left out (see `receipts::provenance`). What
-/// retention and the tenant bundles work on, so a planted receipt can neither pose as the newest
-/// checkpoint nor enter a tenant's proofs.
-pub async fn trusted_objects(
+/// The namespace and name of a Receipt object and its receipt, or why it cannot be read.
+fn read_object(mut obj: kube::api::DynamicObject) -> (String, String, Result<Receipt, String>) {
+    let namespace = obj.metadata.namespace.take().unwrap_or_default();
+    let name = obj.metadata.name.take().unwrap_or_default();
+    let spec = obj
+        .data
+        .get_mut("spec")
+        .map(serde_json::Value::take)
+        .unwrap_or_default();
+    let receipt = serde_json::from_value::<crate::operator::crd::ReceiptSpec>(spec)
+        .map_err(|e| e.to_string())
+        .and_then(|spec| Receipt::try_from(spec).map_err(|e| e.to_string()));
+    (namespace, name, receipt)
+}
+
+/// The keys published in `<namespace>/mom-receipt-public-keys` (unparsable entries left out).
+pub async fn published_trusted_keys(
     client: &kube::Client,
     namespace: &str,
-) -> Result<Vec<(String, String, Receipt)>, StoreError> {
+) -> Result<crate::receipts::signing::TrustedKeys, StoreError> {
     let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), namespace);
     let mut keys = crate::receipts::signing::TrustedKeys::new();
     for hex in maps
@@ -118,6 +119,57 @@ pub async fn trusted_objects(
             keys.add(key);
         }
     }
+    Ok(keys)
+}
+
+/// Calls `each` with the receipts signed by one of `keys` among the Receipt objects of
+/// `namespace` (every namespace when `None`), one page of [`RECEIPT_PAGE`] objects at a time,
+/// each with the namespace of its object, in list order (namespace, then name). Foreign and
+/// unreadable objects are left out; copies of a receipt are left out within a page only (a
+/// caller reading several pages tells copies apart itself). Nothing but one page is held.
+pub async fn for_each_trusted_page<F>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    keys: &crate::receipts::signing::TrustedKeys,
+    mut each: F,
+) -> Result<(), StoreError>
+where
+    F: FnMut(Vec<(String, Receipt)>),
+{
+    let api: Api<kube::api::DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &receipt_resource()),
+        None => Api::all_with(client.clone(), &receipt_resource()),
+    };
+    let mut page = Vec::new();
+    let mut flush = |page: &mut Vec<(String, Receipt)>| {
+        let (trusted, _) = crate::receipts::provenance::split_trusted(std::mem::take(page), keys);
+        if !trusted.is_empty() {
+            each(trusted);
+        }
+    };
+    for_each_page(&api, RECEIPT_PAGE, |obj: kube::api::DynamicObject| {
+        if let (namespace, _, Ok(receipt)) = read_object(obj) {
+            page.push((namespace, receipt));
+        }
+        if page.len() >= RECEIPT_PAGE as usize {
+            flush(&mut page);
+        }
+    })
+    .await?;
+    flush(&mut page);
+    Ok(())
+}
+
+/// The stored receipts signed by a key published in `<namespace>/mom-receipt-public-keys`
+/// (the writer publishes its own there), with the namespace and name of their object, by
+/// sequence; foreign and unreadable objects are left out (see `receipts::provenance`). What
+/// retention and the tenant bundles work on, so a planted receipt can neither pose as the newest
+/// checkpoint nor enter a tenant's proofs.
+pub async fn trusted_objects(
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<Vec<(String, String, Receipt)>, StoreError> {
+    let keys = published_trusted_keys(client, namespace).await?;
     let (readable, _) = stored_objects_lenient(client).await?;
     let tagged = readable.into_iter().map(|(ns, name, r)| ((ns, name), r)).collect();
     let (trusted, _) = crate::receipts::provenance::split_trusted(tagged, &keys);

@@ -75,6 +75,68 @@ pub fn frontier_blocks(size: u64) -> Vec<(u64, u64)> {
     out
 }
 
+/// A perfect subtree `(start, len)` of a checkpoint's frontier and its hash.
+type Block = ((u64, u64), Hash);
+
+/// What [`PartialTree`] needs of a stored chain, gathered one receipt at a time, so a caller
+/// reading the chain a page at a time keeps ~100 bytes per receipt instead of the receipts:
+/// the hash each receipt's successor committed to (its `prevHash`), each receipt's own hash
+/// when its content hashes to it, and the frontier blocks of every checkpoint.
+#[derive(Debug, Clone, Default)]
+pub struct TreeFacts {
+    /// Leaf hash of `sequence` as its successor's `prevHash` commits to it.
+    committed: BTreeMap<u64, Hash>,
+    /// Leaf hash of `sequence` from its own content (only when that content hashes to `hash`).
+    own: BTreeMap<u64, Hash>,
+    /// Per checkpoint, in the order observed: its `treeSize` and its frontier blocks.
+    frontiers: Vec<(u64, Vec<Block>)>,
+}
+
+impl TreeFacts {
+    /// Takes what the tree needs from `r`.
+    pub fn observe(&mut self, r: &Receipt) {
+        if let Some(prev) = r.sequence.checked_sub(1)
+            && let Some(h) = super::hex32(&r.prev_hash)
+        {
+            self.committed.entry(prev).or_insert_with(|| leaf_hash(&h));
+        }
+        if !self.own.contains_key(&r.sequence)
+            && let Some(h) = super::hex32(&r.hash)
+            && receipt_hash(r).is_ok_and(|c| c == h)
+        {
+            self.own.insert(r.sequence, leaf_hash(&h));
+        }
+        if r.action == Action::Checkpoint
+            && let Ok(cp) = CheckpointDecision::from_receipt(r)
+            && let Ok(f) = cp.frontier(r.sequence)
+        {
+            let blocks = frontier_blocks(f.size())
+                .into_iter()
+                .zip(f.subtrees().iter().copied())
+                .collect();
+            self.frontiers.push((cp.tree_size, blocks));
+        }
+    }
+
+    /// The tree of the first `size` receipts. What a successor committed to comes first: a
+    /// receipt rewritten and re-hashed after the fact must not enter the tree.
+    pub fn into_tree(self, size: u64) -> PartialTree {
+        let mut leaves: BTreeMap<u64, Hash> = self.committed.into_iter().filter(|(s, _)| *s < size).collect();
+        for (sequence, h) in self.own.into_iter().filter(|(s, _)| *s < size) {
+            leaves.entry(sequence).or_insert(h);
+        }
+        let mut nodes = HashMap::new();
+        for (tree_size, blocks) in self.frontiers {
+            if tree_size <= size {
+                for (block, h) in blocks {
+                    nodes.insert(block, Some(h));
+                }
+            }
+        }
+        PartialTree { size, leaves, nodes }
+    }
+}
+
 /// The Merkle tree of the first `size` receipts, as far as the stored chain determines it.
 #[derive(Debug, Clone)]
 pub struct PartialTree {
@@ -88,37 +150,9 @@ pub struct PartialTree {
 impl PartialTree {
     /// The tree of the first `size` receipts from `stored` (any order, holes allowed).
     pub fn from_chain(stored: &[Receipt], size: u64) -> Self {
-        let mut leaves = BTreeMap::new();
-        let mut nodes = HashMap::new();
-        // What a successor committed to (its prevHash) comes first: a receipt rewritten and
-        // re-hashed after the fact must not enter the tree.
-        for r in stored {
-            if let Some(prev) = r.sequence.checked_sub(1)
-                && prev < size
-                && let Some(h) = super::hex32(&r.prev_hash)
-            {
-                leaves.entry(prev).or_insert_with(|| leaf_hash(&h));
-            }
-        }
-        for r in stored {
-            if r.sequence < size
-                && !leaves.contains_key(&r.sequence)
-                && let Some(h) = super::hex32(&r.hash)
-                && receipt_hash(r).is_ok_and(|c| c == h)
-            {
-                leaves.insert(r.sequence, leaf_hash(&h));
-            }
-            if r.action == Action::Checkpoint
-                && let Ok(cp) = CheckpointDecision::from_receipt(r)
-                && cp.tree_size <= size
-                && let Ok(f) = cp.frontier(r.sequence)
-            {
-                for (block, h) in frontier_blocks(f.size()).into_iter().zip(f.subtrees()) {
-                    nodes.insert(block, Some(*h));
-                }
-            }
-        }
-        PartialTree { size, leaves, nodes }
+        let mut facts = TreeFacts::default();
+        stored.iter().for_each(|r| facts.observe(r));
+        facts.into_tree(size)
     }
 
     pub fn size(&self) -> u64 {
@@ -543,6 +577,60 @@ mod tests {
                     Some(merkle::inclusion_proof(&all[..size as usize], i).unwrap())
                 );
             }
+        }
+    }
+
+    #[test]
+    fn facts_gathered_one_receipt_at_a_time_in_any_order_give_the_whole_chains_tree() {
+        // Checkpoints at 10, 20, 30; receipts 0..20 but the checkpoint at 20 gone, and 25 gone.
+        let rs = chain(37, 10, &signer(1));
+        let all = leaves(&rs);
+        let kept: Vec<Receipt> = rs
+            .iter()
+            .filter(|r| (r.sequence >= 20 && r.sequence != 25) || r.action == Action::Checkpoint)
+            .cloned()
+            .collect();
+        // Read newest first, as pages in another order than the sequence would come.
+        let mut facts = TreeFacts::default();
+        kept.iter().rev().for_each(|r| facts.observe(r));
+        for size in [30u64, 37] {
+            let mut t = facts.clone().into_tree(size);
+            assert_eq!(t.root(), Some(merkle::root(&all[..size as usize])), "size {size}");
+            for i in 20..size {
+                assert_eq!(
+                    t.proof(i),
+                    Some(merkle::inclusion_proof(&all[..size as usize], i).unwrap()),
+                    "leaf {i} of {size}"
+                );
+            }
+        }
+        // Positive control: without the checkpoints' frontiers, the old part is undetermined.
+        let mut bare = TreeFacts::default();
+        kept.iter()
+            .filter(|r| r.action != Action::Checkpoint)
+            .for_each(|r| bare.observe(r));
+        assert_eq!(bare.into_tree(37).root(), None);
+    }
+
+    #[test]
+    fn a_rewritten_receipt_does_not_enter_the_tree_whatever_order_it_is_read_in() {
+        let rs = chain(12, 0, &signer(1));
+        let mut forged = rs[5].clone();
+        forged.decision = serde_json::json!({"rewritten": true});
+        forged.hash = hex::encode(receipt_hash(&forged).unwrap());
+        let all = leaves(&rs);
+        for forged_first in [true, false] {
+            let mut facts = TreeFacts::default();
+            if forged_first {
+                facts.observe(&forged);
+            }
+            rs.iter().filter(|r| r.sequence != 5).for_each(|r| facts.observe(r));
+            if !forged_first {
+                facts.observe(&forged);
+            }
+            let mut t = facts.into_tree(12);
+            assert_eq!(t.root(), Some(merkle::root(&all)), "forged first: {forged_first}");
+            assert_ne!(t.leaf(5), Some(leaf_hash(&super::super::hex32(&forged.hash).unwrap())));
         }
     }
 

@@ -4,7 +4,7 @@
 //! checks its own receipts without reading anyone else's. Bundles of namespaces left without
 //! receipts are removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -12,15 +12,15 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
 
 use crate::operator::receipts::WriteError;
-use crate::operator::store::{BUNDLE_CONFIGMAP, PUBLIC_KEYS_CONFIGMAP};
+use crate::operator::store::{BUNDLE_CONFIGMAP, PUBLIC_KEYS_CONFIGMAP, for_each_trusted_page};
 use crate::receipts::chain::CheckpointDecision;
-use crate::receipts::tenant::{PartialTree, build_bundle};
+use crate::receipts::tenant::{TreeFacts, build_bundle};
 use crate::receipts::{Action, Receipt};
 
 /// Data budget of one bundle ConfigMap (the apiserver's limit is 1 MiB).
 pub const MAX_CONFIGMAP_BYTES: usize = 900 * 1024;
 
-/// Bundles are published at most this often (each publication lists the whole chain).
+/// Bundles are published at most this often (each publication reads the whole chain once).
 pub const PUBLISH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Tenant of receipts whose namespace no longer exists.
@@ -59,24 +59,60 @@ pub(super) async fn retire_bundles(client: &kube::Client, namespaces: &[String])
 /// written and the checkpoint's tree size. With `since` (the tree size of the last published
 /// checkpoint), only namespaces holding a receipt at or after it are written: the others keep
 /// their bundle, whose proofs stay valid.
+///
+/// Two passes, neither holding the chain: the first reads every trusted receipt a page at a time
+/// and keeps what the Merkle tree needs ([`TreeFacts`]), the newest checkpoint and which
+/// namespace holds each receipt first (a copy stored elsewhere later in list order is foreign,
+/// as in `receipts::provenance`), ~200 bytes per receipt; the second reads one namespace's
+/// receipts at a time to build its bundle.
 pub async fn publish_bundles(
     client: &kube::Client,
     operator_namespace: &str,
     since: Option<u64>,
 ) -> Result<(usize, Option<u64>), WriteError> {
-    let stored: Vec<Receipt> = crate::operator::store::trusted_objects(client, operator_namespace)
-        .await?
-        .into_iter()
-        .map(|(_, _, r)| r)
-        .collect();
-    let Some(checkpoint) = stored.iter().rev().find(|r| r.action == Action::Checkpoint) else {
+    let trusted = crate::operator::store::published_trusted_keys(client, operator_namespace).await?;
+    let mut facts = TreeFacts::default();
+    let mut checkpoint: Option<Receipt> = None;
+    let mut namespaces: Vec<String> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    // (sequence, hash) → the namespace holding it first.
+    let mut holder: HashMap<(u64, [u8; 32]), usize> = HashMap::new();
+    for_each_trusted_page(client, None, &trusted, |page| {
+        for (ns, r) in page {
+            facts.observe(&r);
+            let Some(hash) = crate::receipts::hex32(&r.hash) else {
+                continue;
+            };
+            let next = namespaces.len();
+            let i = *index.entry(ns).or_insert_with_key(|ns| {
+                namespaces.push(ns.clone());
+                next
+            });
+            holder.entry((r.sequence, hash)).or_insert(i);
+            if r.action == Action::Checkpoint && checkpoint.as_ref().is_none_or(|c| r.sequence > c.sequence) {
+                checkpoint = Some(r);
+            }
+        }
+    })
+    .await?;
+    let Some(checkpoint) = checkpoint else {
         return Ok((0, None));
     };
-    let size = CheckpointDecision::from_receipt(checkpoint)?.tree_size;
+    let size = CheckpointDecision::from_receipt(&checkpoint)?.tree_size;
     if since == Some(size) {
         return Ok((0, Some(size)));
     }
-    let mut tree = PartialTree::from_chain(&stored, size);
+    let mut tree = facts.into_tree(size);
+    // The newest receipt in the tree per namespace, which decides whether its bundle is stale.
+    let mut newest: BTreeMap<&str, u64> = BTreeMap::new();
+    for (&(sequence, _), &i) in holder.iter().filter(|((s, _), _)| *s < size) {
+        let ns = namespaces[i].as_str();
+        if ns.is_empty() || ns == operator_namespace {
+            continue;
+        }
+        let n = newest.entry(ns).or_insert(sequence);
+        *n = (*n).max(sequence);
+    }
     // A namespace's receipts belong to its tenant (`operator::tenancy`).
     let tenants: BTreeMap<String, String> = Api::<Namespace>::all(client.clone())
         .list(&ListParams::default())
@@ -89,15 +125,6 @@ pub async fn publish_bundles(
             (name, tenant)
         })
         .collect();
-    let mut groups: BTreeMap<&str, BTreeMap<String, Vec<&Receipt>>> = BTreeMap::new();
-    for r in stored.iter().filter(|r| r.sequence < size) {
-        let ns = r.subject.namespace.as_str();
-        if ns.is_empty() || ns == operator_namespace {
-            continue;
-        }
-        let tenant = tenants.get(ns).cloned().unwrap_or_else(|| UNATTRIBUTED.to_string());
-        groups.entry(ns).or_default().entry(tenant).or_default().push(r);
-    }
     let keys: Vec<String> = Api::<ConfigMap>::namespaced(client.clone(), operator_namespace)
         .get_opt(PUBLIC_KEYS_CONFIGMAP)
         .await?
@@ -105,28 +132,36 @@ pub async fn publish_bundles(
         .map(|d| d.into_values().collect())
         .unwrap_or_default();
     let checkpoint_json =
-        serde_json::to_string(checkpoint).map_err(|e| WriteError::Stored("checkpoint".into(), e.to_string()))?;
+        serde_json::to_string(&checkpoint).map_err(|e| WriteError::Stored("checkpoint".into(), e.to_string()))?;
     let mut published = 0;
-    for (ns, by_tenant) in &groups {
-        let newest = by_tenant.values().flatten().map(|r| r.sequence).max().unwrap_or(0);
-        if since.is_some_and(|s| newest < s) {
+    for (ns, newest) in &newest {
+        if since.is_some_and(|s| *newest < s) {
             continue;
         }
-        let budget = MAX_CONFIGMAP_BYTES.saturating_sub(checkpoint_json.len() + 1024) / by_tenant.len().max(1);
+        let Some(&i) = index.get(*ns) else { continue };
+        let mut mine: Vec<Receipt> = Vec::new();
+        for_each_trusted_page(client, Some(ns), &trusted, |page| {
+            mine.extend(page.into_iter().map(|(_, r)| r).filter(|r| {
+                r.sequence < size
+                    && crate::receipts::hex32(&r.hash).and_then(|h| holder.get(&(r.sequence, h))) == Some(&i)
+            }));
+        })
+        .await?;
+        let mine: Vec<&Receipt> = mine.iter().collect();
+        let tenant = tenants.get(*ns).cloned().unwrap_or_else(|| UNATTRIBUTED.to_string());
+        let budget = MAX_CONFIGMAP_BYTES.saturating_sub(checkpoint_json.len() + 1024);
         let mut data = BTreeMap::from([
             ("checkpoint.json".to_string(), checkpoint_json.clone()),
             ("public-keys".to_string(), keys.join("\n")),
         ]);
-        for (tenant, mine) in by_tenant {
-            match build_bundle(&mut tree, checkpoint, tenant, ns, mine, budget) {
-                Ok(bundle) => {
-                    let text = serde_json::to_string(&bundle)
-                        .map_err(|e| WriteError::Stored("bundle".into(), e.to_string()))?;
-                    data.insert(bundle_key(tenant), text);
-                }
-                Err(err) => {
-                    tracing::warn!(namespace = %ns, tenant = %tenant, error = %err, "no checkpoint bundle");
-                }
+        match build_bundle(&mut tree, &checkpoint, &tenant, ns, &mine, budget) {
+            Ok(bundle) => {
+                let text =
+                    serde_json::to_string(&bundle).map_err(|e| WriteError::Stored("bundle".into(), e.to_string()))?;
+                data.insert(bundle_key(&tenant), text);
+            }
+            Err(err) => {
+                tracing::warn!(namespace = %ns, tenant = %tenant, error = %err, "no checkpoint bundle");
             }
         }
         let cm = ConfigMap {
