@@ -1,6 +1,7 @@
 //! Property tests of the mechanism against the brute-force oracle on tiny random instances.
 //!
-//! Case counts: `PROPTEST_CASES` if set, else a default small enough for `cargo test` in debug.
+//! Case counts: `PROPTEST_CASES` if set, else 1,024 per property (all of them: ~8 s in a debug
+//! `cargo test` on the 2-core CI machine).
 //! The 10,000-case sweep is `PROPTEST_CASES=10000 cargo test --release --no-default-features
 //! auction::property_tests`.
 
@@ -169,7 +170,7 @@ fn check_truthful(inst: &Instance, choice: SolverChoice, grid: &[Vec<f64>]) -> R
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(256)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(1024)))]
 
     #[test]
     fn fast_path_is_efficient_rational_and_charges_no_one_negatively_like_brute_force(inst in tiny_instance(true)) {
@@ -224,7 +225,7 @@ proptest! {
 
 proptest! {
     // Each case solves several integer programs: fewer cases by default.
-    #![proptest_config(ProptestConfig::with_cases(cases(64)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(1024)))]
 
     #[test]
     fn mip_is_efficient_rational_and_charges_no_one_negatively_like_brute_force(inst in tiny_instance(false)) {
@@ -258,7 +259,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(64)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(1024)))]
 
     #[test]
     fn two_class_path_equals_the_mip_on_random_two_shape_instances(seed in any::<u64>(), bidders in 2usize..=6, nodes in 1usize..=3) {
@@ -286,8 +287,8 @@ proptest! {
 }
 
 proptest! {
-    // Each case runs ~60 misreports × up to 4 integer programs.
-    #![proptest_config(ProptestConfig::with_cases(cases(16)))]
+    // Each case runs ~60 misreports × up to 4 integer programs (1,024 cases: ~3 s in debug).
+    #![proptest_config(ProptestConfig::with_cases(cases(1024)))]
 
     #[test]
     fn truthful_bidding_is_dominant_with_the_mip(inst in tiny_instance(false)) {

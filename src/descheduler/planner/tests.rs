@@ -538,3 +538,44 @@ proptest! {
         }
     }
 }
+
+/// The property above holds trivially for a plan without moves; this counts, over the same
+/// generator with a fixed seed, how many of its cases plan moves and reach each guard, so a
+/// generator that stopped producing them (or a planner that stopped moving) fails here.
+#[test]
+fn the_property_cases_plan_moves_and_reach_every_guard() {
+    use proptest::strategy::ValueTree as _;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let mut runner = TestRunner::new_with_rng(Config::default(), TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let generator = arb_snapshot();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for _ in 0..96 {
+        let (s, settings) = generator.new_tree(&mut runner).unwrap().current();
+        let p = plan(&s, &settings).unwrap();
+        let mut count = |what, hit: bool| *counts.entry(what).or_default() += usize::from(hit);
+        count("moves", !p.moves.is_empty());
+        count(
+            "at the total limit",
+            p.moves.len() as u32 == settings.planner.max_evictions_total,
+        );
+        for kind in [SkipKind::Protected, SkipKind::CoolOff, SkipKind::Limit] {
+            let name = match kind {
+                SkipKind::Protected => "protected skipped",
+                SkipKind::CoolOff => "cool-off skipped",
+                _ => "limit skipped",
+            };
+            count(name, p.skipped.iter().any(|x| x.kind == kind));
+        }
+    }
+    println!("{counts:?}");
+    for (what, at_least) in [
+        // Measured: 86, 45, 56, 52, 49 of 96.
+        ("moves", 60),
+        ("at the total limit", 20),
+        ("protected skipped", 25),
+        ("cool-off skipped", 25),
+        ("limit skipped", 25),
+    ] {
+        assert!(counts.get(what).copied().unwrap_or(0) >= at_least, "{what}: {counts:?}");
+    }
+}
