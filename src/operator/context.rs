@@ -246,17 +246,24 @@ pub trait LeaderLoop: Send + 'static {
 /// that has passed), so a shorter period is not held up by the longer wait already begun.
 pub async fn run_leader_loop<L: LeaderLoop>(ctx: Arc<Context>, mut job: L, mut shutdown: watch::Receiver<bool>) -> L {
     let mut tick_seconds = ctx.tick_seconds.clone();
+    tick_seconds.borrow_and_update();
     let mut period = job.period(&ctx);
     announce_period::<L>(&ctx, None, period);
     let mut last = tokio::time::Instant::now();
-    let mut due = last;
+    // `None`: the first tick, at once, without waiting for the timer (a task that is first
+    // polled late still starts with the leadership it was started under).
+    let mut due: Option<tokio::time::Instant> = None;
     let beat = |ctx: &Context, period: Period| ctx.health.beat(L::NAME, period.every, std::time::Instant::now());
     beat(&ctx, period);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(due) => {
+            _ = async {
+                if let Some(due) = due {
+                    tokio::time::sleep_until(due).await;
+                }
+            } => {
                 last = tokio::time::Instant::now();
-                due = last + period.every;
+                due = Some(last + period.every);
             }
             _ = job.wake(&ctx) => {}
             Ok(()) = tick_seconds.changed() => {
@@ -264,7 +271,8 @@ pub async fn run_leader_loop<L: LeaderLoop>(ctx: Arc<Context>, mut job: L, mut s
                 if now != period {
                     announce_period::<L>(&ctx, Some(period), now);
                     period = now;
-                    due = last + period.every;
+                    // Before the first tick it stays at once.
+                    due = due.map(|_| last + period.every);
                     beat(&ctx, period);
                 }
                 continue;
