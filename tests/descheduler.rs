@@ -54,7 +54,7 @@ async fn context(client: kube::Client, dry_run: bool, settings: Settings) -> (Co
     let job = Descheduler {
         evict_client: mom::operator::descheduler::client_without_retries(config).unwrap(),
         config: DeschedulerConfig {
-            tick: Duration::from_secs(1),
+            tick: mom::operator::ticks::Tick::overridden(Duration::from_secs(1)),
             dry_run,
             settings,
         },

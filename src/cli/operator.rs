@@ -62,9 +62,11 @@ pub struct Args {
     /// The kept chain starts at a checkpoint and still verifies; export first to keep the rest.
     #[arg(long, default_value_t = 0)]
     receipt_retention_keep_last: u64,
-    /// Seconds between two scaler evaluations (also the spacing of the demand samples).
-    #[arg(long, default_value_t = 15.0)]
-    scaler_tick_seconds: f64,
+    /// Seconds between two scaler evaluations (also the spacing of the demand samples). Given,
+    /// it overrides MomConfig `default` spec.tickSeconds for the scaler; absent, the scaler
+    /// follows spec.tickSeconds (15 without a MomConfig `default`).
+    #[arg(long)]
+    scaler_tick_seconds: Option<f64>,
     /// Base URL of the Prometheus HTTP API the scaler queries (e.g. http://prometheus:9090).
     #[arg(long, env = "MOM_PROMETHEUS_URL")]
     prometheus_url: Option<String>,
@@ -77,18 +79,22 @@ pub struct Args {
     /// Forecasting model of the predictive scaler (seasonal_naive, holt_winters, ridge, combo, auto).
     #[arg(long, default_value = "holt_winters")]
     scaler_model: String,
-    /// Seconds between two ticks of the auction loop (quotas under resource pressure).
-    #[arg(long, env = "MOM_AUCTION_TICK_SECONDS", default_value_t = 15)]
-    auction_tick_seconds: u64,
+    /// Seconds between two ticks of the auction loop (quotas under resource pressure). Given
+    /// (or its variable set), it overrides MomConfig `default` spec.tickSeconds for the auction;
+    /// absent, the auction follows spec.tickSeconds (15 without a MomConfig `default`).
+    #[arg(long, env = "MOM_AUCTION_TICK_SECONDS")]
+    auction_tick_seconds: Option<u64>,
     /// Run the descheduler loop (leader only): evicts pods whose move pays for itself.
     #[arg(long)]
     deschedule: bool,
     /// Run the descheduler but only print each plan (one JSON line per tick); evict nothing.
     #[arg(long)]
     deschedule_dry_run: bool,
-    /// Seconds between descheduler ticks.
-    #[arg(long, default_value_t = 15)]
-    deschedule_tick_seconds: u64,
+    /// Seconds between descheduler ticks. Given, it overrides MomConfig `default`
+    /// spec.tickSeconds for the descheduler; absent, the descheduler follows spec.tickSeconds
+    /// (15 without a MomConfig `default`).
+    #[arg(long)]
+    deschedule_tick_seconds: Option<u64>,
     /// Descheduler settings (JSON: planner limits and per-strategy args); defaults when absent.
     #[arg(long)]
     deschedule_settings: Option<std::path::PathBuf>,
@@ -118,7 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     )
     .context("--renew-period-seconds, --lease-renew-deadline-seconds and --lease-duration-seconds")?;
     for (flag, value, min) in [
-        ("--scaler-tick-seconds", args.scaler_tick_seconds, 0.1),
+        ("--scaler-tick-seconds", args.scaler_tick_seconds.unwrap_or(0.1), 0.1),
         ("--scaler-history-seconds", args.scaler_history_seconds, 0.0),
         ("--scaler-startup-seconds", args.scaler_startup_seconds, 0.0),
         (
@@ -132,9 +138,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let model = mom::forecast::ModelKind::parse(&args.scaler_model).context("--scaler-model")?;
-    if args.auction_tick_seconds == 0 {
+    if args.auction_tick_seconds == Some(0) {
         anyhow::bail!("--auction-tick-seconds must be at least 1");
     }
+    if args.deschedule_tick_seconds == Some(0) {
+        anyhow::bail!("--deschedule-tick-seconds must be at least 1");
+    }
+    use mom::operator::ticks::Tick;
+    let tick = |flag: Option<Duration>| flag.map_or_else(Tick::from_momconfig, Tick::overridden);
     let identity = args.identity.unwrap_or_else(|| {
         let host = hostname::get()
             .map(|h| h.to_string_lossy().into_owned())
@@ -152,7 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         settings.validate()?;
         Some(mom::operator::descheduler::DeschedulerConfig {
-            tick: Duration::from_secs(args.deschedule_tick_seconds.max(1)),
+            tick: tick(args.deschedule_tick_seconds.map(Duration::from_secs)),
             dry_run: args.deschedule_dry_run,
             settings,
         })
@@ -181,13 +192,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             keep_last: args.receipt_retention_keep_last,
         },
         scaler: mom::operator::scaler::ScalerSettings {
-            tick: Duration::from_secs_f64(args.scaler_tick_seconds),
+            // The loop sets this to its period in force before each tick.
+            tick: mom::operator::ticks::BUILT_IN,
             prometheus_url: args.prometheus_url,
             history: Duration::from_secs_f64(args.scaler_history_seconds),
             startup: Duration::from_secs_f64(args.scaler_startup_seconds),
             model,
         },
-        auction_tick: Duration::from_secs(args.auction_tick_seconds),
+        scaler_tick: tick(args.scaler_tick_seconds.map(Duration::from_secs_f64)),
+        auction_tick: tick(args.auction_tick_seconds.map(Duration::from_secs)),
         descheduler,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

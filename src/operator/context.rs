@@ -5,14 +5,16 @@
 //! leader flag, the Event recorder, the receipt writer and the agent cache. Each loop is this context plus its own
 //! settings and memory.
 //!
-//! [`run_leader_loop`] owns what every periodic loop shares: the interval, the shutdown signal,
-//! the leader check (a replica that does not hold the Lease only resets the loop's memory), the
-//! tick's tracing span, one error metric, `mom_loop_errors_total{loop,kind}`, and the loop's
-//! heartbeat in [`Health`] (a tick that never finishes makes `/healthz` fail).
+//! [`run_leader_loop`] owns what every periodic loop shares: the period (re-resolved whenever
+//! the MomConfig `default`'s `spec.tickSeconds` changes, see [`super::ticks`]; the new period
+//! counts from the start of the last tick), the shutdown signal, the leader check (a replica
+//! that does not hold the Lease only resets the loop's memory), the tick's tracing span, the
+//! metrics `mom_loop_ticks_total{loop}`, `mom_loop_period_seconds{loop}` and
+//! `mom_loop_errors_total{loop,kind}`, a log line whenever the period is set or changes, and the
+//! loop's heartbeat in [`Health`] (a tick that never finishes makes `/healthz` fail).
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::FutureExt as _;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -28,6 +30,7 @@ use super::events::Recorder;
 use super::health::Health;
 use super::metrics::Metrics;
 use super::receipts::{Intent, ReceiptWriter, Withheld};
+use super::ticks::Period;
 use super::view::{Recording, SharedView};
 
 /// Field manager of MOM's writes, and the Events' reporting controller.
@@ -55,6 +58,9 @@ pub struct Context {
     pub agents: AgentCache,
     /// The cache's writer, until the agent controller takes it to feed the cache.
     agent_writer: std::sync::Mutex<Option<Writer<GeometricAgent>>>,
+    /// `spec.tickSeconds` of the MomConfig `default` as its watch last saw it (`None`: no such
+    /// object); the governed loops' periods follow it (see [`super::ticks`]).
+    pub tick_seconds: watch::Receiver<Option<i32>>,
 }
 
 /// The agent controller's cache of GeometricAgents (slimmed and decoded by `lenient`;
@@ -111,7 +117,20 @@ impl Context {
             health: Arc::default(),
             bad_agents: Arc::default(),
             fence: None,
+            tick_seconds: watch::channel(None).1,
         }
+    }
+
+    /// This context, with the governed loops' periods following `tick_seconds` (fed by the
+    /// MomConfig watch).
+    pub fn with_tick_seconds(mut self, tick_seconds: watch::Receiver<Option<i32>>) -> Self {
+        self.tick_seconds = tick_seconds;
+        self
+    }
+
+    /// `spec.tickSeconds` of the MomConfig `default` now (`None`: no such object seen).
+    pub fn configured_tick_seconds(&self) -> Option<i32> {
+        *self.tick_seconds.borrow()
     }
 
     /// This context, trusting `leading` only while `fence` is fresh.
@@ -202,8 +221,9 @@ pub trait LeaderLoop: Send + 'static {
     const NAME: &'static str;
     type Error: LoopError + Send;
 
-    /// Time between two ticks.
-    fn period(&self) -> Duration;
+    /// Time between the starts of two ticks, and where it comes from; asked again whenever
+    /// `spec.tickSeconds` changes (a loop it governs resolves it with [`super::ticks::Tick`]).
+    fn period(&self, ctx: &Context) -> Period;
 
     /// One tick, on the leader only.
     fn tick(&mut self, ctx: &Context) -> impl Future<Output = Result<(), Self::Error>> + Send;
@@ -220,19 +240,46 @@ pub trait LeaderLoop: Send + 'static {
 
 /// Runs `job` every [`LeaderLoop::period`] (or when it wakes) until `shutdown` turns true, and
 /// returns it, so a caller can read what it holds at the end (the checkpointer's state).
+///
+/// The first tick is immediate. When `spec.tickSeconds` changes, the period is resolved again at
+/// once and the next tick is due one new period after the start of the last one (at once if
+/// that has passed), so a shorter period is not held up by the longer wait already begun.
 pub async fn run_leader_loop<L: LeaderLoop>(ctx: Arc<Context>, mut job: L, mut shutdown: watch::Receiver<bool>) -> L {
-    let period = job.period();
-    let mut interval = tokio::time::interval(period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let beat = |ctx: &Context| ctx.health.beat(L::NAME, period, std::time::Instant::now());
-    beat(&ctx);
+    let mut tick_seconds = ctx.tick_seconds.clone();
+    tick_seconds.borrow_and_update();
+    let mut period = job.period(&ctx);
+    announce_period::<L>(&ctx, None, period);
+    let mut last = tokio::time::Instant::now();
+    // `None`: the first tick, at once, without waiting for the timer (a task that is first
+    // polled late still starts with the leadership it was started under).
+    let mut due: Option<tokio::time::Instant> = None;
+    let beat = |ctx: &Context, period: Period| ctx.health.beat(L::NAME, period.every, std::time::Instant::now());
+    beat(&ctx, period);
     loop {
         tokio::select! {
-            _ = interval.tick() => {}
+            _ = async {
+                if let Some(due) = due {
+                    tokio::time::sleep_until(due).await;
+                }
+            } => {
+                last = tokio::time::Instant::now();
+                due = Some(last + period.every);
+            }
             _ = job.wake(&ctx) => {}
+            Ok(()) = tick_seconds.changed() => {
+                let now = job.period(&ctx);
+                if now != period {
+                    announce_period::<L>(&ctx, Some(period), now);
+                    period = now;
+                    // Before the first tick it stays at once.
+                    due = due.map(|_| last + period.every);
+                    beat(&ctx, period);
+                }
+                continue;
+            }
             _ = shutdown.wait_for(|stop| *stop) => return job,
         }
-        beat(&ctx);
+        beat(&ctx, period);
         if !ctx.is_leader() {
             job.reset();
             continue;
@@ -242,7 +289,32 @@ pub async fn run_leader_loop<L: LeaderLoop>(ctx: Arc<Context>, mut job: L, mut s
             ctx.metrics.loop_error(L::NAME, err.metric_label());
             tracing::warn!(r#loop = L::NAME, kind = err.metric_label(), error = %err, "tick failed");
         }
-        beat(&ctx);
+        ctx.metrics.loop_tick(L::NAME);
+        beat(&ctx, period);
+    }
+}
+
+/// Logs a loop's period when it is first set (`before` is `None`) or changes, and sets
+/// `mom_loop_period_seconds{loop}`. A flag that overrides `spec.tickSeconds` is named once, at
+/// start.
+fn announce_period<L: LeaderLoop>(ctx: &Context, before: Option<Period>, now: Period) {
+    ctx.metrics.set_loop_period(L::NAME, now.every);
+    let seconds = now.every.as_secs_f64();
+    match before {
+        None if now.origin == super::ticks::Origin::Flag => tracing::info!(
+            r#loop = L::NAME,
+            seconds,
+            from = now.origin.as_str(),
+            "loop period set by its command-line flag, which overrides MomConfig spec.tickSeconds"
+        ),
+        None => tracing::info!(r#loop = L::NAME, seconds, from = now.origin.as_str(), "loop period"),
+        Some(before) => tracing::info!(
+            r#loop = L::NAME,
+            seconds,
+            before = before.every.as_secs_f64(),
+            from = now.origin.as_str(),
+            "loop period changed; the next tick is due one new period after the last"
+        ),
     }
 }
 
@@ -251,6 +323,7 @@ mod tests {
     use super::*;
     use crate::operator::crd::momconfig::VerificationLevel;
     use crate::receipts::{Action, SubjectRef};
+    use std::time::Duration;
 
     /// A loop that counts its ticks and resets, and fails every other tick.
     #[derive(Default)]
@@ -273,8 +346,8 @@ mod tests {
         const NAME: &'static str = "counting";
         type Error = OddTick;
 
-        fn period(&self) -> Duration {
-            Duration::from_millis(10)
+        fn period(&self, _ctx: &Context) -> Period {
+            Period::fixed(Duration::from_millis(10))
         }
 
         async fn tick(&mut self, _ctx: &Context) -> Result<(), OddTick> {
@@ -285,6 +358,106 @@ mod tests {
         fn reset(&mut self) {
             self.resets += 1;
         }
+    }
+
+    /// A loop governed by `spec.tickSeconds` (unless `tick` has a flag) that counts its ticks.
+    struct Governed {
+        tick: crate::operator::ticks::Tick,
+        ticks: Arc<std::sync::atomic::AtomicU32>,
+    }
+
+    impl LeaderLoop for Governed {
+        const NAME: &'static str = "governed";
+        type Error = OddTick;
+
+        fn period(&self, ctx: &Context) -> Period {
+            self.tick.resolve(ctx.configured_tick_seconds())
+        }
+
+        async fn tick(&mut self, _ctx: &Context) -> Result<(), OddTick> {
+            self.ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn period_gauge(ctx: &Context, name: &str) -> f64 {
+        ctx.metrics
+            .loop_period
+            .get_or_create(&crate::operator::metrics::LoopNameLabels { r#loop: name.into() })
+            .get()
+    }
+
+    #[tokio::test]
+    async fn a_tick_seconds_change_applies_at_the_next_tick_without_a_restart() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (_lead_tx, lead_rx) = watch::channel(true);
+        let (tick_tx, tick_rx) = watch::channel(Some(3600));
+        let ctx = Arc::new(Context::offline(lead_rx).with_tick_seconds(tick_rx));
+        let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let job = Governed {
+            tick: crate::operator::ticks::Tick::from_momconfig(),
+            ticks: ticks.clone(),
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run_leader_loop(ctx.clone(), job, stop_rx));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            ticks.load(SeqCst),
+            1,
+            "only the immediate first tick within an hour's period"
+        );
+        assert_eq!(period_gauge(&ctx, "governed"), 3600.0);
+
+        // 3600 s → 1 s: the wait already begun does not hold it up.
+        tick_tx.send_replace(Some(1));
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        let fast = ticks.load(SeqCst);
+        assert!((2..=4).contains(&fast), "ticks at 1 s after the change: {fast}");
+        assert_eq!(period_gauge(&ctx, "governed"), 1.0);
+
+        // 1 s → 3600 s: at most the tick already due, then none.
+        tick_tx.send_replace(Some(3600));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = ticks.load(SeqCst);
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        assert_eq!(ticks.load(SeqCst), before, "no tick within an hour's period");
+        assert_eq!(period_gauge(&ctx, "governed"), 3600.0);
+        let counted = ctx
+            .metrics
+            .loop_ticks
+            .get_or_create(&crate::operator::metrics::LoopNameLabels {
+                r#loop: "governed".into(),
+            })
+            .get();
+        assert_eq!(counted, u64::from(before), "mom_loop_ticks_total counts every tick");
+        stop_tx.send_replace(true);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_loop_with_its_flag_given_ignores_tick_seconds_and_its_changes() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (_lead_tx, lead_rx) = watch::channel(true);
+        let (tick_tx, tick_rx) = watch::channel(Some(1));
+        let ctx = Arc::new(Context::offline(lead_rx).with_tick_seconds(tick_rx));
+        let overridden = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let job = Governed {
+            tick: crate::operator::ticks::Tick::overridden(Duration::from_secs(3600)),
+            ticks: overridden.clone(),
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run_leader_loop(ctx.clone(), job, stop_rx));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tick_tx.send_replace(Some(2));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(
+            overridden.load(SeqCst),
+            1,
+            "the flag's hour holds whatever tickSeconds says"
+        );
+        assert_eq!(period_gauge(&ctx, "governed"), 3600.0);
+        stop_tx.send_replace(true);
+        task.await.unwrap();
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 //! template): typed families, no global registry, OpenMetrics text output.
 
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -65,6 +66,12 @@ pub struct LoopLabels {
     pub kind: String,
 }
 
+/// Labels of `mom_loop_ticks_total` and `mom_loop_period_seconds`: the leader loop.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoopNameLabels {
+    pub r#loop: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StrategyLabels {
     pub strategy: String,
@@ -79,6 +86,10 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// Failed ticks of the leader loops, per loop and error kind.
     pub loop_errors: Family<LoopLabels, Counter>,
+    /// Ticks the leader loops ran on this replica while it led (failed ones included), per loop.
+    pub loop_ticks: Family<LoopNameLabels, Counter>,
+    /// The period each leader loop runs at now (see `operator::ticks`), per loop.
+    pub loop_period: Family<LoopNameLabels, Gauge<f64, AtomicU64>>,
     pub leader: Gauge,
     pub extender_duration: Family<VerbLabels, Histogram>,
     pub decisions: Family<DecisionLabels, Counter>,
@@ -157,6 +168,18 @@ impl Default for Metrics {
             "Failed ticks of the leader loops, per loop and error kind",
             loop_errors.clone(),
         );
+        let loop_ticks = Family::<LoopNameLabels, Counter>::default();
+        registry.register(
+            "loop_ticks",
+            "Ticks the leader loops ran while this replica led (failed ones included), per loop",
+            loop_ticks.clone(),
+        );
+        let loop_period = Family::<LoopNameLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "loop_period_seconds",
+            "Seconds between two ticks of each leader loop now (flag, MomConfig spec.tickSeconds or built-in)",
+            loop_period.clone(),
+        );
         registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
@@ -198,6 +221,8 @@ impl Default for Metrics {
             reconcile_duration,
             errors,
             loop_errors,
+            loop_ticks,
+            loop_period,
             leader,
             extender_duration,
             decisions,
@@ -232,6 +257,24 @@ impl Metrics {
                 kind: kind.to_string(),
             })
             .inc();
+    }
+
+    /// Counts one tick the leader loop `name` ran.
+    pub fn loop_tick(&self, name: &str) {
+        self.loop_ticks
+            .get_or_create(&LoopNameLabels {
+                r#loop: name.to_string(),
+            })
+            .inc();
+    }
+
+    /// Sets the period gauge of the leader loop `name`.
+    pub fn set_loop_period(&self, name: &str, period: std::time::Duration) {
+        self.loop_period
+            .get_or_create(&LoopNameLabels {
+                r#loop: name.to_string(),
+            })
+            .set(period.as_secs_f64());
     }
 
     pub fn observe_extender(&self, verb: &str, elapsed: std::time::Duration) {

@@ -26,6 +26,7 @@ pub mod server;
 pub mod status;
 pub mod store;
 pub mod tenancy;
+pub mod ticks;
 pub mod tls;
 pub mod view;
 pub mod watch;
@@ -70,10 +71,12 @@ pub struct OperatorConfig {
     pub receipt_write_timeout: Duration,
     /// When receipt checkpoints are written.
     pub checkpoints: checkpoints::CheckpointSettings,
-    /// The scaler loop (tick, Prometheus, history window).
+    /// The scaler loop (Prometheus, history window).
     pub scaler: scaler::ScalerSettings,
-    /// Time between two ticks of the auction loop.
-    pub auction_tick: Duration,
+    /// `--scaler-tick-seconds`, if given (else the scaler follows `spec.tickSeconds`).
+    pub scaler_tick: ticks::Tick,
+    /// `--auction-tick-seconds`, if given (else the auction follows `spec.tickSeconds`).
+    pub auction_tick: ticks::Tick,
     /// The descheduler loop, when enabled.
     pub descheduler: Option<descheduler::DeschedulerConfig>,
 }
@@ -143,11 +146,13 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let view: view::SharedView = Default::default();
     let (nodes_ready_tx, mut nodes_ready) = tokio::sync::watch::channel(false);
     let (config_ready_tx, mut config_ready) = tokio::sync::watch::channel(false);
+    // `spec.tickSeconds` of the MomConfig `default`, for the loops it governs.
+    let (tick_seconds_tx, tick_seconds) = tokio::sync::watch::channel(None);
     let watches = [
         watched(
             &health,
             "watch/momconfig",
-            watch::momconfig(client.clone(), view.clone(), config_ready_tx),
+            watch::momconfig(client.clone(), view.clone(), config_ready_tx, tick_seconds_tx),
         ),
         watched(
             &health,
@@ -183,7 +188,8 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         writer.clone(),
         &config.identity,
     )
-    .with_fence(fence);
+    .with_fence(fence)
+    .with_tick_seconds(tick_seconds);
     ctx.health = health.clone();
     let ctx = Arc::new(ctx);
     // Only the leader binds; its pod carries the leader label the extender Service selects.
@@ -222,7 +228,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     ));
     let scaler_task = tokio::spawn(run_leader_loop(
         ctx.clone(),
-        scaler::Scaler::new(config.scaler.clone()),
+        scaler::Scaler::new(config.scaler_tick, config.scaler.clone()),
         shutdown_rx.clone(),
     ));
     let auction_loop = tokio::spawn(run_leader_loop(

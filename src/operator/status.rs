@@ -44,8 +44,8 @@ impl LeaderLoop for StatusWriter {
     const NAME: &'static str = "status";
     type Error = kube::Error;
 
-    fn period(&self) -> Duration {
-        Duration::from_secs(3)
+    fn period(&self, _ctx: &Context) -> super::ticks::Period {
+        super::ticks::Period::fixed(Duration::from_secs(3))
     }
 
     async fn tick(&mut self, ctx: &Context) -> Result<(), kube::Error> {

@@ -138,15 +138,28 @@ pub async fn pods(client: kube::Client, view: SharedView, metrics: Arc<Metrics>)
     }
 }
 
-/// Applies the MomConfig named `default` to the view's settings; `ready` turns true once the
-/// initial state is known (or the MomConfig CRD is missing).
-pub async fn momconfig(client: kube::Client, view: SharedView, ready: watch::Sender<bool>) {
+/// Applies the MomConfig named `default` to the view's settings, and its `spec.tickSeconds` to
+/// `tick_seconds` (`None` once it is deleted or a re-list no longer holds it: the governed loops
+/// fall back to their built-in period); `ready` turns true once the initial state is known (or
+/// the MomConfig CRD is missing).
+pub async fn momconfig(
+    client: kube::Client,
+    view: SharedView,
+    ready: watch::Sender<bool>,
+    tick_seconds: watch::Sender<Option<i32>>,
+) {
     let api: Api<MomConfig> = Api::all(client);
     let config = watcher::Config::default().fields("metadata.name=default");
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let set_tick = |value: Option<i32>| {
+        tick_seconds.send_if_modified(|current| std::mem::replace(current, value) != value);
+    };
+    let mut listed = false;
     loop {
         match stream.try_next().await {
             Ok(Some(Event::Apply(cfg) | Event::InitApply(cfg))) => {
+                listed = true;
+                set_tick(Some(cfg.spec.tick_seconds));
                 let Ok(mut v) = view.write() else {
                     tracing::error!("MomConfig watch: the view lock is poisoned; stopping");
                     return;
@@ -176,10 +189,14 @@ pub async fn momconfig(client: kube::Client, view: SharedView, ready: watch::Sen
                 }
                 tracing::info!(routing = ?v.settings.routing, kappa = v.settings.kappa, "applied MomConfig default");
             }
+            Ok(Some(Event::Init)) => listed = false,
             Ok(Some(Event::InitDone)) => {
+                if !listed {
+                    set_tick(None);
+                }
                 let _ = ready.send(true);
             }
-            Ok(Some(_)) => {}
+            Ok(Some(Event::Delete(_))) => set_tick(None),
             Ok(None) => {
                 tracing::error!("MomConfig watch: the stream ended; stopping");
                 return;

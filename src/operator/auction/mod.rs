@@ -29,7 +29,6 @@ mod snapshot;
 pub use snapshot::*;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
@@ -76,17 +75,18 @@ impl LoopError for AuctionLoopError {
     }
 }
 
-/// The auction loop: its period and the pools whose quotas are in force (so a pool whose
-/// agents all vanished is released too); run by [`super::context::run_leader_loop`].
+/// The auction loop: how its period is chosen (`--auction-tick-seconds` or `spec.tickSeconds`)
+/// and the pools whose quotas are in force (so a pool whose agents all vanished is released
+/// too); run by [`super::context::run_leader_loop`].
 pub struct Auctioneer {
-    period: Duration,
+    tick: super::ticks::Tick,
     contended: BTreeSet<String>,
 }
 
 impl Auctioneer {
-    pub fn new(period: Duration) -> Self {
+    pub fn new(tick: super::ticks::Tick) -> Self {
         Self {
-            period,
+            tick,
             contended: BTreeSet::new(),
         }
     }
@@ -96,8 +96,8 @@ impl LeaderLoop for Auctioneer {
     const NAME: &'static str = "auction";
     type Error = AuctionLoopError;
 
-    fn period(&self) -> Duration {
-        self.period
+    fn period(&self, ctx: &Context) -> super::ticks::Period {
+        self.tick.resolve(ctx.configured_tick_seconds())
     }
 
     async fn tick(&mut self, ctx: &Context) -> Result<(), AuctionLoopError> {

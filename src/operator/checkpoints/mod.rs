@@ -129,8 +129,8 @@ impl LeaderLoop for Checkpointer {
     const NAME: &'static str = "checkpoints";
     type Error = WriteError;
 
-    fn period(&self) -> Duration {
-        Duration::from_secs(1)
+    fn period(&self, _ctx: &Context) -> super::ticks::Period {
+        super::ticks::Period::fixed(Duration::from_secs(1))
     }
 
     fn wake<'a>(&'a self, ctx: &'a Context) -> impl std::future::Future<Output = ()> + Send + 'a {

@@ -1,5 +1,5 @@
 //! `MomConfig` (cluster-scoped): the global settings of MOM — orchestration mode, objective
-//! weights, geometry of the Poincaré ball, receipt verification, control tick and budget.
+//! weights, geometry of the Poincaré ball, receipt verification, the decision loops' tick and budget.
 //!
 //! The operator acts on the one object named [`ACTIVE_NAME`] (`default`); any other MomConfig is
 //! marked ignored in its status. CEL rules in the generated CRD reject objective weights outside
@@ -107,7 +107,12 @@ pub struct MomConfigSpec {
     /// Which actions produce receipts and how they are signed.
     #[serde(default)]
     pub verification: VerificationSpec,
-    /// Seconds between two runs of the control loop (observe, predict, optimize, act, verify).
+    /// Seconds between two ticks of the operator's decision loops: the scaler, the auction and
+    /// the descheduler (1…3600, default 15). A change applies from each loop's next tick, without
+    /// a restart. A loop whose command-line flag is given (`--scaler-tick-seconds`,
+    /// `--auction-tick-seconds`, `--deschedule-tick-seconds`) keeps the flag's period instead.
+    /// The status (3 s) and checkpoint (1 s) loops keep their own periods. The periods in force
+    /// are the operator's metric `mom_loop_period_seconds`.
     #[serde(default = "default_tick_seconds")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 3600").message("spec.tickSeconds must be between 1 and 3600"))]
     pub tick_seconds: i32,

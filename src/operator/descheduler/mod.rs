@@ -22,7 +22,7 @@ mod snapshot;
 pub use snapshot::*;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, EvictParams, ListParams};
@@ -61,7 +61,8 @@ impl LoopError for DeschedulerError {
 /// How the loop runs.
 #[derive(Debug, Clone)]
 pub struct DeschedulerConfig {
-    pub tick: Duration,
+    /// `--deschedule-tick-seconds` (overrides `spec.tickSeconds`, see [`super::ticks`]).
+    pub tick: super::ticks::Tick,
     /// Print the plan, change nothing.
     pub dry_run: bool,
     pub settings: Settings,
@@ -82,8 +83,8 @@ impl LeaderLoop for Descheduler {
     const NAME: &'static str = "descheduler";
     type Error = DeschedulerError;
 
-    fn period(&self) -> Duration {
-        self.config.tick
+    fn period(&self, ctx: &Context) -> super::ticks::Period {
+        self.config.tick.resolve(ctx.configured_tick_seconds())
     }
 
     async fn tick(&mut self, ctx: &Context) -> Result<(), DeschedulerError> {

@@ -41,7 +41,8 @@ pub mod reason {
 /// How the scaler runs (from `mom operator` flags).
 #[derive(Debug, Clone)]
 pub struct ScalerSettings {
-    /// Time between two evaluations; also the spacing of the demand samples.
+    /// Time between two evaluations; also the spacing of the demand samples. The loop sets it
+    /// to its period in force (see `operator::ticks`) before each tick.
     pub tick: Duration,
     /// Base URL of the Prometheus HTTP API.
     pub prometheus_url: Option<String>,

@@ -22,7 +22,6 @@ use decide::*;
 pub use decide::{SCALER_MANAGER, SCALING_READY, ScalerSettings, reason};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -50,21 +49,24 @@ struct Memory {
     samples: BTreeMap<(AgentKey, usize), Vec<f64>>,
 }
 
-/// The scaler loop: its settings, the Prometheus client and its memory between ticks; run by
+/// The scaler loop: how its period is chosen (`--scaler-tick-seconds` or `spec.tickSeconds`),
+/// its settings, the Prometheus client and its memory between ticks; run by
 /// [`super::context::run_leader_loop`].
 pub struct Scaler {
+    tick: super::ticks::Tick,
     settings: ScalerSettings,
     prometheus: Option<Result<Prometheus, QueryError>>,
     memory: Memory,
 }
 
 impl Scaler {
-    pub fn new(settings: ScalerSettings) -> Self {
+    pub fn new(tick: super::ticks::Tick, settings: ScalerSettings) -> Self {
         let prometheus = settings.prometheus_url.as_deref().map(Prometheus::new);
         if let Some(Err(err)) = &prometheus {
             tracing::error!(error = %err, "the scaler cannot use the Prometheus URL");
         }
         Self {
+            tick,
             settings,
             prometheus,
             memory: Memory::default(),
@@ -76,11 +78,18 @@ impl LeaderLoop for Scaler {
     const NAME: &'static str = "scaler";
     type Error = kube::Error;
 
-    fn period(&self) -> Duration {
-        self.settings.tick
+    fn period(&self, ctx: &Context) -> super::ticks::Period {
+        self.tick.resolve(ctx.configured_tick_seconds())
     }
 
     async fn tick(&mut self, ctx: &Context) -> Result<(), kube::Error> {
+        // The sample spacing and look-ahead follow the period in force; in-memory samples
+        // taken at another spacing would skew the window, so they start over.
+        let every = self.period(ctx).every;
+        if every != self.settings.tick {
+            self.settings.tick = every;
+            self.memory.samples.clear();
+        }
         tick(ctx, &self.settings, self.prometheus.as_ref(), &mut self.memory).await
     }
 
