@@ -1,9 +1,9 @@
 //! The GeometricAgent controller: owns an agent's pods directly (like a ReplicaSet), keeps its
 //! placement policy in the shared view for the extender, and reports status.
 //!
-//! Pipeline per reconcile: observe (the agent, its strategies and sibling agents from the
-//! controller's caches, its pods by a fresh quorum list — never a possibly stale cache, so a
-//! replica is never created twice) →
+//! Pipeline per reconcile: observe (the agent, its strategies by a fresh list, its sibling
+//! agents from the controller's cache, its pods by a fresh quorum list — never a possibly stale
+//! cache, so a replica is never created twice) →
 //! validate (pure, `crd::validate`) → decide (pure: the target point from `placement`, the
 //! replicas to add or remove, farthest from the target first) → act (leader only: create or
 //! delete pods, Events) → record (status, conditions).
@@ -86,17 +86,12 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     .inspect(move |event| peers.observe(event))
     .applied_objects();
     // A strategy created, changed or deleted wakes the agents of its namespace.
-    // The cache applies an event before the agents it concerns are woken.
     let strategy_watch = StrategyWatch::new(triggers);
-    let (strategy_reader, strategy_writer) = kube::runtime::reflector::store::<OrchestrationStrategy>();
-    let strategy_events = kube::runtime::reflector(
-        strategy_writer,
-        watcher::watcher(
-            Api::<OrchestrationStrategy>::all(ctx.client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff(),
+    let strategy_events = watcher::watcher(
+        Api::<OrchestrationStrategy>::all(ctx.client.clone()),
+        watcher::Config::default(),
     )
+    .default_backoff()
     .filter_map(|event| std::future::ready(event.ok()))
     .for_each(move |event| {
         strategy_watch.observe(&event);
@@ -109,7 +104,6 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     let reconciler = Arc::new(Reconciler {
         ctx,
         agents: reader.clone(),
-        strategies: strategy_reader,
         retries: super::retry::Backoff::default(),
     });
     let controller = Controller::for_stream(agents, reader)
@@ -158,8 +152,6 @@ const RECONCILE_CONCURRENCY: u16 = 16;
 struct Reconciler {
     ctx: Arc<Context>,
     agents: kube::runtime::reflector::Store<GeometricAgent>,
-    /// Every strategy, from the controller's watch (no list per reconcile).
-    strategies: kube::runtime::reflector::Store<OrchestrationStrategy>,
     /// Failures in a row per agent (`namespace/name`) for the back-off on an overloaded apiserver.
     retries: super::retry::Backoff,
 }
@@ -380,7 +372,7 @@ async fn reconcile(agent: Arc<GeometricAgent>, reconciler: Arc<Reconciler>) -> R
         controller: "geometricagent".into(),
     };
     ctx.metrics.reconciles.get_or_create(&labels).inc();
-    let result = reconcile_inner(&agent, ctx, &reconciler.agents, &reconciler.strategies).await;
+    let result = reconcile_inner(&agent, ctx, &reconciler.agents).await;
     if result.is_ok() {
         let key = format!("{}/{}", agent.namespace().unwrap_or_default(), agent.name_any());
         reconciler.retries.succeeded(&key);
@@ -397,23 +389,18 @@ async fn reconcile_inner(
     agent: &GeometricAgent,
     ctx: &Context,
     agents: &kube::runtime::reflector::Store<GeometricAgent>,
-    strategy_cache: &kube::runtime::reflector::Store<OrchestrationStrategy>,
 ) -> Result<Action, AgentError> {
     let ns = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
     let client = ctx.client.clone();
 
-    // Observe. The namespace's strategies come from the controller's cache, by name (as a list
-    // would give them); a strategy changed later wakes this agent (`agent_triggers`).
-    if strategy_cache.wait_until_ready().await.is_err() {
-        return Ok(Action::requeue(Duration::from_secs(1)));
-    }
-    let mut strategies: Vec<Arc<OrchestrationStrategy>> = strategy_cache
-        .state()
-        .into_iter()
-        .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
-        .collect();
-    strategies.sort_by_key(|s| s.name_any());
+    // Observe. The namespace's strategies by a fresh list: a strategy applied just before the
+    // agent (one `kubectl apply -f dir/`) must shape its first pods, and a watch cache may not
+    // have it yet.
+    let strategies: Vec<OrchestrationStrategy> = Api::<OrchestrationStrategy>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
     // The peers that exist, from the controller's cache once it has listed every agent (a peer
     // created or deleted later wakes this agent: `agent_triggers`).
     if agents.wait_until_ready().await.is_err() {
@@ -429,7 +416,7 @@ async fn reconcile_inner(
 
     // Validate.
     let facts = AgentFacts::from_agent(agent, BTreeSet::new());
-    let strategy_facts: Vec<StrategyFacts> = strategies.iter().map(|s| StrategyFacts::from_strategy(s)).collect();
+    let strategy_facts: Vec<StrategyFacts> = strategies.iter().map(StrategyFacts::from_strategy).collect();
     // The pressure of the agent's node pool, as the auction loop last measured it.
     let pressure = ctx
         .view
@@ -449,8 +436,7 @@ async fn reconcile_inner(
     let strategy = check
         .strategy
         .as_ref()
-        .and_then(|s| strategies.iter().find(|x| &x.name_any() == s))
-        .map(|s| s.as_ref());
+        .and_then(|s| strategies.iter().find(|x| &x.name_any() == s));
     // The strategy's explicit coordinates must fit the ball nodes are embedded in; the agent
     // reports it too, since its target silently moving elsewhere is what the user sees.
     let ball = ctx.view.read().ok().and_then(|v| {
