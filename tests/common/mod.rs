@@ -457,12 +457,24 @@ pub fn service_account_kubeconfig(dir: &std::path::Path, namespace: &str, sa: &s
 }
 
 /// A free TCP port on loopback.
+///
+/// The port is free when asked, not reserved: the kernel may hand the same ephemeral port out
+/// again once it is released, so ports this process already handed out are skipped (a metrics and
+/// an extender port of one operator were once the same, and it exited with "Address already in
+/// use").
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// The text of a `/metrics` endpoint (`base` is the server's URL).
