@@ -40,6 +40,24 @@ pub struct StatusWriter {
     announced_key: Option<String>,
 }
 
+/// A Warning Event on the MomConfig `default` (the one in force).
+async fn warn_on_active_config(ctx: &Context, action: &str, reason: &str, message: String) {
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(MomConfig::api_version(&()).into_owned()),
+        kind: Some(MomConfig::kind(&()).into_owned()),
+        name: Some(momconfig::ACTIVE_NAME.to_string()),
+        ..Default::default()
+    };
+    ctx.publish(
+        &reference,
+        kube::runtime::events::EventType::Warning,
+        action,
+        reason,
+        message,
+    )
+    .await;
+}
+
 impl LeaderLoop for StatusWriter {
     const NAME: &'static str = "status";
     type Error = kube::Error;
@@ -52,15 +70,8 @@ impl LeaderLoop for StatusWriter {
         let foreign = ctx.writer.foreign_receipts();
         if foreign != self.announced_foreign {
             if !foreign.is_empty() {
-                let reference = k8s_openapi::api::core::v1::ObjectReference {
-                    api_version: Some(MomConfig::api_version(&()).into_owned()),
-                    kind: Some(MomConfig::kind(&()).into_owned()),
-                    name: Some(momconfig::ACTIVE_NAME.to_string()),
-                    ..Default::default()
-                };
-                ctx.publish(
-                    &reference,
-                    kube::runtime::events::EventType::Warning,
+                warn_on_active_config(
+                    ctx,
                     "VerifyChain",
                     conditions::reason::FOREIGN_RECEIPTS,
                     foreign_message(&foreign),
@@ -72,15 +83,8 @@ impl LeaderLoop for StatusWriter {
         let key_problem = ctx.writer.key_state().and_then(Result::err);
         if key_problem != self.announced_key {
             if let Some(problem) = &key_problem {
-                let reference = k8s_openapi::api::core::v1::ObjectReference {
-                    api_version: Some(MomConfig::api_version(&()).into_owned()),
-                    kind: Some(MomConfig::kind(&()).into_owned()),
-                    name: Some(momconfig::ACTIVE_NAME.to_string()),
-                    ..Default::default()
-                };
-                ctx.publish(
-                    &reference,
-                    kube::runtime::events::EventType::Warning,
+                warn_on_active_config(
+                    ctx,
                     "LoadSigningKey",
                     conditions::reason::SIGNING_KEY_INVALID,
                     problem.clone(),
