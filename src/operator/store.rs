@@ -34,7 +34,7 @@ pub enum StoreError {
 /// before the next is read, so reading a chain of 20,000 receipts never holds 20,000 full API
 /// objects (managed fields and all) at once. Continue tokens keep the pages one consistent
 /// snapshot; a token that expired mid-read fails the read (410), and the caller retries.
-pub const RECEIPT_PAGE: u32 = 500;
+pub const RECEIPT_PAGE: u32 = 200;
 
 /// Calls `each` on every object `api` lists, `page` at a time (continue tokens keep the pages
 /// one consistent snapshot), so a caller that keeps a compact form of each object never holds

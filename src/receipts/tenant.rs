@@ -260,7 +260,8 @@ pub struct TenantBundle {
 /// Builds the bundle of `tenant` in `namespace` for `checkpoint` from `tree` (of the same size).
 ///
 /// `mine` are the tenant's receipts (any order); only those in the tree are proven. When their
-/// JSON would exceed `max_bytes`, the oldest are left out and counted in `omitted`.
+/// JSON would exceed `max_bytes`, the oldest are left out and counted in `omitted`. The same as
+/// offering each to a [`BundleBuilder`].
 pub fn build_bundle(
     tree: &mut PartialTree,
     checkpoint: &Receipt,
@@ -269,84 +270,166 @@ pub fn build_bundle(
     mine: &[&Receipt],
     max_bytes: usize,
 ) -> Result<TenantBundle, TenantError> {
-    if checkpoint.action != Action::Checkpoint {
-        return Err(TenantError::NotACheckpoint(checkpoint.sequence));
+    let mut builder = BundleBuilder::new(tree, checkpoint, tenant, namespace, max_bytes)?;
+    for r in mine {
+        builder.offer(r)?;
     }
-    let cp = CheckpointDecision::from_receipt(checkpoint).map_err(|e| TenantError::BadCheckpoint {
-        sequence: checkpoint.sequence,
-        message: e.to_string(),
-    })?;
-    if cp.tree_size != tree.size() {
-        return Err(TenantError::BadCheckpoint {
-            sequence: checkpoint.sequence,
-            message: format!("treeSize {} is not the tree's size {}", cp.tree_size, tree.size()),
-        });
-    }
-    let found = tree.root().map(hex::encode).unwrap_or_default();
-    if found != cp.root_hash {
-        return Err(TenantError::RootMismatch {
-            sequence: checkpoint.sequence,
-            found,
-            signed: cp.root_hash,
-        });
-    }
-    let mut in_tree: Vec<&Receipt> = mine.iter().copied().filter(|r| r.sequence < cp.tree_size).collect();
-    in_tree.sort_by_key(|r| r.sequence);
-    in_tree.dedup_by_key(|r| r.sequence);
-    let base = serde_json::to_string(checkpoint)
-        .map_err(|e| TenantError::Json(e.to_string()))?
-        .len()
-        + 256;
-    let mut used = base;
-    let mut kept = Vec::new();
-    for r in in_tree.iter().rev() {
-        // A stored receipt that is not the one the chain committed to cannot be proven.
-        let content = receipt_hash(r).ok().filter(|h| super::hex32(&r.hash) == Some(*h));
-        if content.map(|h| leaf_hash(&h)) != tree.leaf(r.sequence) {
-            continue;
+    builder.finish()
+}
+
+/// A tenant's bundle built from receipts offered one at a time, in any order, holding no more
+/// than the bundle itself: the operator streams a namespace's receipts page by page instead of
+/// holding all of them (tens of thousands under load).
+///
+/// What it keeps is the longest run of the newest provable receipts whose JSON (receipt and
+/// proof) fits the budget `max_bytes − |checkpoint| − 256`; equivalently, walking the receipts
+/// newest first and stopping at the first that does not fit. Offered receipts are kept in a
+/// map by sequence; when the total passes the budget the oldest are dropped, and `floor`
+/// remembers the newest dropped sequence: anything offered later at or below it can never fit
+/// (the newer ones alone already passed the budget). A receipt offered twice under one sequence
+/// counts once, the first copy deciding (as a sort and dedup by sequence would).
+pub struct BundleBuilder<'t> {
+    tree: &'t mut PartialTree,
+    checkpoint: Receipt,
+    tree_size: u64,
+    tenant: String,
+    namespace: String,
+    budget: usize,
+    /// sequence → the proven receipt and its JSON length, or the error proving it gave
+    /// (raised by [`Self::finish`] only if that receipt would be in the bundle).
+    kept: BTreeMap<u64, (Result<ProvenReceipt, TenantError>, usize)>,
+    used: usize,
+    floor: Option<u64>,
+    /// Every offered sequence in the tree, for `omitted` (8 bytes each, not a receipt each).
+    offered: std::collections::BTreeSet<u64>,
+}
+
+impl<'t> BundleBuilder<'t> {
+    /// Checks that `checkpoint` signs `tree`'s root (same errors as [`build_bundle`]).
+    pub fn new(
+        tree: &'t mut PartialTree,
+        checkpoint: &Receipt,
+        tenant: &str,
+        namespace: &str,
+        max_bytes: usize,
+    ) -> Result<Self, TenantError> {
+        if checkpoint.action != Action::Checkpoint {
+            return Err(TenantError::NotACheckpoint(checkpoint.sequence));
         }
-        let proof: Vec<String> = tree
-            .proof(r.sequence)
-            .ok_or(TenantError::NoProof {
-                checkpoint: checkpoint.sequence,
-                sequence: r.sequence,
-            })?
-            .iter()
-            .map(hex::encode)
-            .collect();
-        let item = ProvenReceipt {
-            receipt: (*r).clone(),
-            proof,
-        };
-        let len = serde_json::to_string(&item)
+        let cp = CheckpointDecision::from_receipt(checkpoint).map_err(|e| TenantError::BadCheckpoint {
+            sequence: checkpoint.sequence,
+            message: e.to_string(),
+        })?;
+        if cp.tree_size != tree.size() {
+            return Err(TenantError::BadCheckpoint {
+                sequence: checkpoint.sequence,
+                message: format!("treeSize {} is not the tree's size {}", cp.tree_size, tree.size()),
+            });
+        }
+        let found = tree.root().map(hex::encode).unwrap_or_default();
+        if found != cp.root_hash {
+            return Err(TenantError::RootMismatch {
+                sequence: checkpoint.sequence,
+                found,
+                signed: cp.root_hash,
+            });
+        }
+        let base = serde_json::to_string(checkpoint)
             .map_err(|e| TenantError::Json(e.to_string()))?
             .len()
-            + 1;
-        if used + len > max_bytes {
-            break;
-        }
-        used += len;
-        kept.push(item);
+            + 256;
+        Ok(Self {
+            tree,
+            checkpoint: checkpoint.clone(),
+            tree_size: cp.tree_size,
+            tenant: tenant.into(),
+            namespace: namespace.into(),
+            budget: max_bytes.saturating_sub(base),
+            kept: BTreeMap::new(),
+            used: 0,
+            floor: None,
+            offered: Default::default(),
+        })
     }
-    kept.reverse();
-    let omitted = in_tree
-        .iter()
-        .filter(|r| kept.first().is_none_or(|k| r.sequence < k.receipt.sequence))
-        .count() as u64;
-    let covers_from = if omitted == 0 {
-        0
-    } else {
-        kept.first().map_or(cp.tree_size, |p| p.receipt.sequence)
-    };
-    Ok(TenantBundle {
-        format: BUNDLE_FORMAT.into(),
-        tenant: tenant.into(),
-        namespace: namespace.into(),
-        checkpoint: checkpoint.clone(),
-        receipts: kept,
-        omitted,
-        covers_from,
-    })
+
+    /// Takes one of the tenant's receipts into account; returns an error only when it cannot be
+    /// serialised.
+    pub fn offer(&mut self, r: &Receipt) -> Result<(), TenantError> {
+        if r.sequence >= self.tree_size || !self.offered.insert(r.sequence) {
+            return Ok(());
+        }
+        // A stored receipt that is not the one the chain committed to cannot be proven.
+        let content = receipt_hash(r).ok().filter(|h| super::hex32(&r.hash) == Some(*h));
+        if content.map(|h| leaf_hash(&h)) != self.tree.leaf(r.sequence) {
+            return Ok(());
+        }
+        if self.floor.is_some_and(|f| r.sequence <= f) {
+            return Ok(());
+        }
+        let entry = match self.tree.proof(r.sequence) {
+            None => (
+                Err(TenantError::NoProof {
+                    checkpoint: self.checkpoint.sequence,
+                    sequence: r.sequence,
+                }),
+                0,
+            ),
+            Some(path) => {
+                let item = ProvenReceipt {
+                    receipt: r.clone(),
+                    proof: path.iter().map(hex::encode).collect(),
+                };
+                let len = serde_json::to_string(&item)
+                    .map_err(|e| TenantError::Json(e.to_string()))?
+                    .len()
+                    + 1;
+                (Ok(item), len)
+            }
+        };
+        self.used += entry.1;
+        self.kept.insert(r.sequence, entry);
+        while self.used > self.budget {
+            let Some((sequence, (_, len))) = self.kept.pop_first() else {
+                break;
+            };
+            self.used -= len;
+            self.floor = Some(self.floor.map_or(sequence, |f| f.max(sequence)));
+        }
+        Ok(())
+    }
+
+    /// JSON bytes of the receipts held now (never more than the budget).
+    pub fn held_bytes(&self) -> usize {
+        self.used
+    }
+
+    /// The bundle; the error of the newest receipt in it that has no audit path, if any.
+    pub fn finish(self) -> Result<TenantBundle, TenantError> {
+        let mut kept = Vec::with_capacity(self.kept.len());
+        for (_, (item, _)) in self.kept.into_iter().rev() {
+            kept.push(item?);
+        }
+        kept.reverse();
+        let omitted = self
+            .offered
+            .iter()
+            .filter(|s| kept.first().is_none_or(|k| **s < k.receipt.sequence))
+            .count() as u64;
+        let covers_from = if omitted == 0 {
+            0
+        } else {
+            kept.first().map_or(self.tree_size, |p| p.receipt.sequence)
+        };
+        Ok(TenantBundle {
+            format: BUNDLE_FORMAT.into(),
+            tenant: self.tenant,
+            namespace: self.namespace,
+            checkpoint: self.checkpoint,
+            receipts: kept,
+            omitted,
+            covers_from,
+        })
+    }
 }
 
 /// Reads a bundle from JSON, checking its format.
@@ -798,6 +881,98 @@ mod tests {
             .filter(|r| r.sequence >= b.covers_from || r.sequence >= 24)
             .collect();
         assert!(verify_bundle(&b, &keys(), Some(&live)).is_ok());
+    }
+
+    /// As [`two_tenant_chain`], with decisions of sizes varying with `seed` (0 to ~600 bytes), so
+    /// a newer receipt may not fit where an older, smaller one would.
+    fn varied_two_tenant_chain(seed: u64) -> Vec<Receipt> {
+        use crate::receipts::ChainBuilder;
+        use crate::receipts::testutil::{checkpoint_subject, draft};
+        let mut b = ChainBuilder::genesis(signer(1));
+        let mut out = Vec::new();
+        for i in 0..30u64 {
+            if i == 24 {
+                out.push(b.checkpoint(checkpoint_subject(), "t".into()).unwrap());
+                continue;
+            }
+            let mut d = draft(i);
+            d.subject.namespace = if i % 2 == 0 { "a".into() } else { "b".into() };
+            let pad = (seed.wrapping_mul(i + 7).rotate_left(i as u32) % 600) as usize;
+            d.decision = serde_json::json!({"pad": "x".repeat(pad)});
+            out.push(b.seal(d).unwrap());
+        }
+        out
+    }
+
+    /// The bundle's receipts as the specification says: newest provable first, stop at the
+    /// first that does not fit; written here without the builder, as the oracle.
+    fn newest_that_fit(rs: &[Receipt], tree: &mut PartialTree, ns: &str, budget: usize) -> Vec<u64> {
+        let size = tree.size();
+        let mut mine: Vec<&Receipt> = rs
+            .iter()
+            .filter(|r| r.subject.namespace == ns && r.sequence < size)
+            .collect();
+        mine.sort_by_key(|r| std::cmp::Reverse(r.sequence));
+        let mut used = 0;
+        let mut kept = Vec::new();
+        for r in mine {
+            let proof: Vec<String> = tree.proof(r.sequence).unwrap().iter().map(hex::encode).collect();
+            let item = ProvenReceipt {
+                receipt: r.clone(),
+                proof,
+            };
+            let len = serde_json::to_string(&item).unwrap().len() + 1;
+            if used + len > budget {
+                break;
+            }
+            used += len;
+            kept.push(r.sequence);
+        }
+        kept.reverse();
+        kept
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn receipts_offered_one_at_a_time_in_any_order_give_the_newest_that_fit_holding_no_more_than_the_budget(
+            seed in any::<u64>(),
+            slots in 0usize..14,
+        ) {
+            let rs = varied_two_tenant_chain(seed);
+            let cp = rs.iter().rev().find(|r| r.action == Action::Checkpoint).unwrap();
+            let size = CheckpointDecision::from_receipt(cp).unwrap().tree_size;
+            let mut tree = PartialTree::from_chain(&rs, size);
+            let one = {
+                let p = tree.proof(0).unwrap().iter().map(hex::encode).collect();
+                serde_json::to_string(&ProvenReceipt { receipt: rs[0].clone(), proof: p }).unwrap().len() + 1
+            };
+            let base = serde_json::to_string(cp).unwrap().len() + 256;
+            let max_bytes = base + slots * one + one / 2;
+            let expected = newest_that_fit(&rs, &mut tree, "a", max_bytes - base);
+            // A deterministic shuffle of namespace a's receipts, some offered twice.
+            let mut mine: Vec<&Receipt> = rs.iter().filter(|r| r.subject.namespace == "a").collect();
+            let mut state = seed | 1;
+            for i in (1..mine.len()).rev() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                mine.swap(i, (state % (i as u64 + 1)) as usize);
+            }
+            let again = mine[..3].to_vec();
+            mine.extend(again);
+            let mut builder = BundleBuilder::new(&mut tree, cp, "acme", "a", max_bytes).unwrap();
+            for r in &mine {
+                builder.offer(r).unwrap();
+                prop_assert!(builder.held_bytes() <= max_bytes - base);
+            }
+            let bundle = builder.finish().unwrap();
+            let got: Vec<u64> = bundle.receipts.iter().map(|p| p.receipt.sequence).collect();
+            prop_assert_eq!(&got, &expected);
+            // 12 receipts of namespace a are in the tree (sequences 0..24 even).
+            prop_assert_eq!(bundle.omitted as usize + got.len(), 12);
+            prop_assert!(verify_bundle(&bundle, &keys(), None).is_ok());
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
 use crate::operator::receipts::WriteError;
 use crate::operator::store::{BUNDLE_CONFIGMAP, PUBLIC_KEYS_CONFIGMAP, for_each_trusted_page};
 use crate::receipts::chain::CheckpointDecision;
-use crate::receipts::tenant::{TreeFacts, build_bundle};
+use crate::receipts::tenant::{BundleBuilder, TreeFacts};
 use crate::receipts::{Action, Receipt};
 
 /// Data budget of one bundle ConfigMap (the apiserver's limit is 1 MiB).
@@ -139,22 +139,37 @@ pub async fn publish_bundles(
             continue;
         }
         let Some(&i) = index.get(*ns) else { continue };
-        let mut mine: Vec<Receipt> = Vec::new();
-        for_each_trusted_page(client, Some(ns), &trusted, |page| {
-            mine.extend(page.into_iter().map(|(_, r)| r).filter(|r| {
-                r.sequence < size
-                    && crate::receipts::hex32(&r.hash).and_then(|h| holder.get(&(r.sequence, h))) == Some(&i)
-            }));
-        })
-        .await?;
-        let mine: Vec<&Receipt> = mine.iter().collect();
         let tenant = tenants.get(*ns).cloned().unwrap_or_else(|| UNATTRIBUTED.to_string());
         let budget = MAX_CONFIGMAP_BYTES.saturating_sub(checkpoint_json.len() + 1024);
         let mut data = BTreeMap::from([
             ("checkpoint.json".to_string(), checkpoint_json.clone()),
             ("public-keys".to_string(), keys.join("\n")),
         ]);
-        match build_bundle(&mut tree, &checkpoint, &tenant, ns, &mine, budget) {
+        // The namespace's receipts are offered a page at a time: the builder holds at most one
+        // bundle's worth of them, not the namespace's receipts (all of them under load).
+        let built = match BundleBuilder::new(&mut tree, &checkpoint, &tenant, ns, budget) {
+            Ok(mut builder) => {
+                let mut failed = None;
+                for_each_trusted_page(client, Some(ns), &trusted, |page| {
+                    for (_, r) in page {
+                        let ours = crate::receipts::hex32(&r.hash).and_then(|h| holder.get(&(r.sequence, h)));
+                        if ours == Some(&i)
+                            && failed.is_none()
+                            && let Err(e) = builder.offer(&r)
+                        {
+                            failed = Some(e);
+                        }
+                    }
+                })
+                .await?;
+                match failed {
+                    Some(e) => Err(e),
+                    None => builder.finish(),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match built {
             Ok(bundle) => {
                 let text =
                     serde_json::to_string(&bundle).map_err(|e| WriteError::Stored("bundle".into(), e.to_string()))?;
