@@ -309,12 +309,28 @@ fn resolve_policy(agent: &GeometricAgent, strategy: Option<&OrchestrationStrateg
     policy
 }
 
+/// The agent as stored (a quorum read), with its whole template; `None` once it is deleted. An
+/// agent that no longer decodes is a template error naming the field.
+async fn stored_agent(ctx: &Context, ns: &str, name: &str) -> Result<Option<GeometricAgent>, AgentError> {
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), ns, &super::lenient::agent_resource());
+    let Some(obj) = api.get_opt(name).await? else {
+        return Ok(None);
+    };
+    super::lenient::decode(&obj)
+        .map(Some)
+        .map_err(|u| AgentError::Template {
+            agent: name.to_string(),
+            reason: u.error,
+        })
+}
+
 /// The pod for one new replica, from the agent's template; `tenant` (the namespace's) is shown
 /// on it as a label, for people and tools: MOM itself never reads a tenant from a pod.
 pub fn build_pod(agent: &GeometricAgent, tenant: &str) -> Result<Pod, AgentError> {
     let name = agent.name_any();
     let template = &agent.spec.template;
-    let mut spec = template.spec.clone().ok_or_else(|| AgentError::Template {
+    let mut spec = *template.spec.clone().ok_or_else(|| AgentError::Template {
         agent: name.clone(),
         reason: "spec.template.spec is missing".into(),
     })?;
@@ -531,7 +547,21 @@ async fn reconcile_inner(
     // A template that cannot become a pod fails here, before anything is recorded: a receipt
     // announces an action that is about to happen.
     let new_pod = if active.len() < desired {
-        Some(build_pod(agent, &tenant)?)
+        // The cache keeps only the template's summary: the pod comes from the stored agent.
+        let full;
+        let source = if agent.spec.template.is_summary_only() {
+            match stored_agent(ctx, &ns, &name).await? {
+                Some(stored) if stored.uid() == agent.uid() => {
+                    full = stored;
+                    &full
+                }
+                // Deleted or replaced since the cache saw it: its own event follows.
+                _ => return Ok(Action::requeue(Duration::from_secs(1))),
+            }
+        } else {
+            agent
+        };
+        Some(build_pod(source, &tenant)?)
     } else {
         None
     };

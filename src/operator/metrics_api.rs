@@ -7,7 +7,7 @@
 //! this reproduces the HPA formula: `⌈Σ usage / (target · request)⌉ = ⌈n · avg_util / target⌉`.
 //! Errors name the API path or the missing request.
 
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use super::crd::agent::AgentTemplate;
 use serde::Deserialize;
 
 use super::crd::strategy::TargetMetric;
@@ -61,16 +61,11 @@ fn resource_name(metric: TargetMetric) -> &'static str {
 }
 
 /// The request of one pod of the template for `metric` (sum over containers).
-pub fn request_per_pod(template: &PodTemplateSpec, metric: TargetMetric) -> Result<f64, MetricsApiError> {
+pub fn request_per_pod(template: &AgentTemplate, metric: TargetMetric) -> Result<f64, MetricsApiError> {
     let name = resource_name(metric);
     let mut total = 0.0;
-    for c in template.spec.iter().flat_map(|s| s.containers.iter()) {
-        if let Some(q) = c
-            .resources
-            .as_ref()
-            .and_then(|r| r.requests.as_ref())
-            .and_then(|r| r.get(name))
-        {
+    for c in &template.summary().containers {
+        if let Some(q) = c.requests.get(name) {
             total += parse_quantity(&q.0).ok_or_else(|| MetricsApiError::BadQuantity {
                 what: format!("container {} requests.{name}", c.name),
                 value: q.0.clone(),
@@ -183,13 +178,15 @@ mod tests {
 
     #[test]
     fn the_request_per_pod_sums_containers_and_a_missing_one_is_an_error() {
-        let template: PodTemplateSpec = serde_json::from_value(serde_json::json!({"spec": {"containers": [
+        let template: AgentTemplate = serde_json::from_value(serde_json::json!({"spec": {"containers": [
             {"name": "a", "resources": {"requests": {"cpu": "200m"}}},
             {"name": "b", "resources": {"requests": {"cpu": "300m", "memory": "1Gi"}}}
         ]}}))
         .unwrap();
         assert!((request_per_pod(&template, TargetMetric::Cpu).unwrap() - 0.5).abs() < 1e-12);
-        let none: PodTemplateSpec =
+        // The same from the summary a cached agent keeps instead of the template.
+        assert!((request_per_pod(&template.summarised(), TargetMetric::Cpu).unwrap() - 0.5).abs() < 1e-12);
+        let none: AgentTemplate =
             serde_json::from_value(serde_json::json!({"spec": {"containers": [{"name": "a"}]}})).unwrap();
         let e = request_per_pod(&none, TargetMetric::Memory).unwrap_err();
         assert!(e.to_string().contains("requests no memory"), "{e}");

@@ -16,10 +16,9 @@ pub fn pool_of(agent: &GeometricAgent) -> String {
     agent
         .spec
         .template
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_selector.as_ref())
-        .and_then(|sel| sel.get(POOL_LABEL))
+        .summary()
+        .node_selector
+        .get(POOL_LABEL)
         .cloned()
         .unwrap_or_else(|| DEFAULT_POOL.to_string())
 }

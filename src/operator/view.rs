@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::labels::{AGENT_LABEL, ISOLATION_LABEL};
 use crate::placement::{self, AgentPolicy, NodeEmbedding, NodeState, Objectives, PodDemand, Resources, Routing};
@@ -159,21 +160,40 @@ pub fn pod_requests(pod: &Pod) -> Result<Resources, placement::quantity::Quantit
     let Some(spec) = &pod.spec else {
         return Ok(Resources::default());
     };
-    let sum = |containers: &[k8s_openapi::api::core::v1::Container]| -> Result<Resources, placement::quantity::QuantityError> {
+    fn requests(c: &k8s_openapi::api::core::v1::Container) -> Option<&BTreeMap<String, Quantity>> {
+        c.resources.as_ref().and_then(|r| r.requests.as_ref())
+    }
+    effective_requests(
+        spec.containers.iter().filter_map(requests),
+        spec.init_containers.iter().flatten().filter_map(requests),
+    )
+}
+
+/// A pod's effective cpu and memory request from its containers' and init containers'
+/// `resources.requests`: `max(Σ containers, Σ init containers)` per resource (init containers
+/// run before the others; the scheduler's rule without pod overhead).
+pub fn effective_requests<'a>(
+    containers: impl Iterator<Item = &'a BTreeMap<String, Quantity>>,
+    init_containers: impl Iterator<Item = &'a BTreeMap<String, Quantity>>,
+) -> Result<Resources, placement::quantity::QuantityError> {
+    fn sum<'a>(
+        requests: impl Iterator<Item = &'a BTreeMap<String, Quantity>>,
+    ) -> Result<Resources, placement::quantity::QuantityError> {
         let mut total = Resources::default();
-        for c in containers {
-            let Some(req) = c.resources.as_ref().and_then(|r| r.requests.as_ref()) else { continue };
+        for req in requests {
             if let Some(q) = req.get("cpu") {
                 total.cpu_millis = total.cpu_millis.saturating_add(placement::quantity::cpu_millis(&q.0)?);
             }
             if let Some(q) = req.get("memory") {
-                total.memory_bytes = total.memory_bytes.saturating_add(placement::quantity::memory_bytes(&q.0)?);
+                total.memory_bytes = total
+                    .memory_bytes
+                    .saturating_add(placement::quantity::memory_bytes(&q.0)?);
             }
         }
         Ok(total)
-    };
-    let main = sum(&spec.containers)?;
-    let init = sum(spec.init_containers.as_deref().unwrap_or_default())?;
+    }
+    let main = sum(containers)?;
+    let init = sum(init_containers)?;
     Ok(Resources {
         cpu_millis: main.cpu_millis.max(init.cpu_millis),
         memory_bytes: main.memory_bytes.max(init.memory_bytes),

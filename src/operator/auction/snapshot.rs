@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use kube::ResourceExt;
 
 use crate::auction::quota::{AgentDemand, PoolDecision};
@@ -82,14 +81,14 @@ pub fn bid_problem(values: &[f64], value_per_replica: f64) -> Option<String> {
 pub fn agent_snapshot(agent: &GeometricAgent, tenant: String) -> AgentSnapshot {
     let namespace = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
-    let spec: Option<&PodSpec> = agent.spec.template.spec.as_ref();
     let pool = pool_of(agent);
-    let pod = Pod {
-        spec: spec.cloned(),
-        ..Default::default()
-    };
+    let template = agent.spec.template.summary();
     // Unparsable quantities are reported by the agent controller; here they request nothing.
-    let requests = crate::operator::view::pod_requests(&pod).unwrap_or_default();
+    let requests = crate::operator::view::effective_requests(
+        template.containers.iter().map(|c| &c.requests),
+        template.init_containers.iter().map(|c| &c.requests),
+    )
+    .unwrap_or_default();
     // Clamped to the CRD's bound: the bid vector below has one entry per wanted replica.
     let wanted = agent.spec.replicas.clamp(0, crate::operator::crd::MAX_REPLICAS) as u32;
     let (marginal_values, bid_problem) = match &agent.spec.bid {

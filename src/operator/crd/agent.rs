@@ -4,8 +4,12 @@
 //! It has the `scale` subresource (`spec.replicas`, `status.replicas`, `status.selector`), so
 //! `kubectl scale` and a HorizontalPodAutoscaler work on it.
 
-use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -95,7 +99,7 @@ pub struct GeometricAgentSpec {
     /// (`x-kubernetes-preserve-unknown-fields`) rather than inlining the full PodTemplateSpec
     /// schema (hundreds of KB); the operator decodes it as a `PodTemplateSpec` and reports errors.
     #[schemars(schema_with = "super::preserved_object")]
-    pub template: PodTemplateSpec,
+    pub template: AgentTemplate,
     /// Agents (same namespace) this agent talks to, and how much; pulls its replicas towards theirs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
@@ -104,6 +108,89 @@ pub struct GeometricAgentSpec {
     /// What this agent declares each replica is worth, used when capacity is auctioned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bid: Option<Bid>,
+}
+
+/// An agent's pod template: a `PodTemplateSpec` on the wire (same fields, same JSON), with its
+/// parts boxed so that a template reduced to its [`TemplateSummary`] costs a few hundred bytes
+/// instead of the ~1.8 KB a `PodTemplateSpec` holds inline. The shared agent cache keeps only
+/// the summary (see `operator::lenient::compact`); a pod is built from a freshly read agent.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct AgentTemplate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Box<ObjectMeta>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<Box<PodSpec>>,
+    /// Set only on a cached agent whose `metadata` and `spec` were set aside; never serialised.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub summary: Option<Box<TemplateSummary>>,
+}
+
+/// What the loops read from a template besides pod creation: each container's resource
+/// requests (the auction's and the extender's demand, the scaler's per-pod request) and the
+/// node selector (the agent's pool).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TemplateSummary {
+    pub containers: Vec<ContainerRequests>,
+    pub init_containers: Vec<ContainerRequests>,
+    pub node_selector: BTreeMap<String, String>,
+}
+
+/// A container's name and `resources.requests`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ContainerRequests {
+    pub name: String,
+    pub requests: BTreeMap<String, Quantity>,
+}
+
+impl TemplateSummary {
+    /// The summary of a pod spec (empty for none).
+    pub fn of(spec: Option<&PodSpec>) -> Self {
+        let requests = |cs: &[k8s_openapi::api::core::v1::Container]| -> Vec<ContainerRequests> {
+            cs.iter()
+                .map(|c| ContainerRequests {
+                    name: c.name.clone(),
+                    requests: c
+                        .resources
+                        .as_ref()
+                        .and_then(|r| r.requests.clone())
+                        .unwrap_or_default(),
+                })
+                .collect()
+        };
+        match spec {
+            None => Self::default(),
+            Some(s) => Self {
+                containers: requests(&s.containers),
+                init_containers: requests(s.init_containers.as_deref().unwrap_or_default()),
+                node_selector: s.node_selector.clone().unwrap_or_default(),
+            },
+        }
+    }
+}
+
+impl AgentTemplate {
+    /// The summary: the kept one, or computed from `spec`.
+    pub fn summary(&self) -> Cow<'_, TemplateSummary> {
+        match &self.summary {
+            Some(s) => Cow::Borrowed(s),
+            None => Cow::Owned(TemplateSummary::of(self.spec.as_deref())),
+        }
+    }
+
+    /// The same template reduced to its summary: no `metadata`, no `spec`.
+    pub fn summarised(&self) -> Self {
+        Self {
+            metadata: None,
+            spec: None,
+            summary: Some(Box::new(self.summary().into_owned())),
+        }
+    }
+
+    /// Whether `metadata` and `spec` were set aside (the pod cannot be built from this copy).
+    pub fn is_summary_only(&self) -> bool {
+        self.summary.is_some() && self.spec.is_none()
+    }
 }
 
 fn default_replicas() -> i32 {
