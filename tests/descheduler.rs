@@ -16,7 +16,7 @@ use kube::api::{Api, ListParams};
 use mom::descheduler::{Settings, Snapshot, Strategy};
 use mom::operator::context::Context;
 use mom::operator::crd::momconfig::VerificationLevel;
-use mom::operator::descheduler::{Descheduler, DeschedulerConfig, LoopState, build_snapshot, execute};
+use mom::operator::descheduler::{Descheduler, DeschedulerConfig, LoopState, PodFacts, build_snapshot, execute};
 use mom::operator::metrics::Metrics;
 use mom::operator::view::View;
 
@@ -105,7 +105,8 @@ async fn snapshot(ctx: &Context, ns: &str, state: &mut LoopState, node: &str) ->
     let blocked = state.blocked_this_tick();
     let mut s = {
         let view = ctx.view.read().unwrap();
-        build_snapshot(&nodes.items, &pods.items, &[], &view, &blocked, 1_000_000)
+        let pods: Vec<PodFacts> = pods.items.iter().filter_map(PodFacts::of).collect();
+        build_snapshot(&nodes.items, &pods, &[], &view, &blocked, 1_000_000)
     };
     // Pods just created are inside the cool-off; these tests are not about it.
     for p in &mut s.pods {

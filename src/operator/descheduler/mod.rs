@@ -151,16 +151,21 @@ impl LoopState {
     }
 }
 
+/// Pods per list request of a tick.
+const POD_PAGE: u32 = 500;
+
 /// One tick: list, snapshot, then [`execute`].
 async fn tick(ctx: &Context, job: &mut Descheduler) -> Result<(), DeschedulerError> {
     let nodes = Api::<Node>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await?
         .items;
-    let pods = Api::<Pod>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
+    // A page at a time, keeping only each pod's facts: never every Pod object of the cluster.
+    let mut pods: Vec<PodFacts> = Vec::new();
+    crate::operator::store::for_each_page(&Api::<Pod>::all(ctx.client.clone()), POD_PAGE, |p: Pod| {
+        pods.extend(PodFacts::of(&p));
+    })
+    .await?;
     // The agent controller's cache; before its first full list the tick is skipped.
     let Some(agents) = ctx.agents.sorted() else {
         return Ok(());
@@ -399,6 +404,34 @@ mod tests {
     }
 
     #[test]
+    fn pod_facts_keep_what_the_snapshot_reads_and_leave_out_unbound_deleting_and_finished_pods() {
+        let mut p = mk_pod("p");
+        p.metadata.labels = Some([(crate::labels::AGENT_LABEL.to_string(), "web".to_string())].into());
+        p.metadata.annotations = Some([(OPT_OUT_ANNOTATION.to_string(), "false".to_string())].into());
+        let facts = PodFacts::of(&p).expect("a bound running pod is considered");
+        assert_eq!(
+            (facts.namespace.as_str(), facts.name.as_str(), facts.node.as_str()),
+            ("default", "p", "n1")
+        );
+        assert_eq!(facts.agent_label.as_deref(), Some("web"));
+        assert!(facts.protection.is_some_and(|r| r.contains("opted out")));
+        let mut unbound = mk_pod("u");
+        unbound.spec.as_mut().unwrap().node_name = None;
+        let mut deleting = mk_pod("d");
+        deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        let mut done = mk_pod("f");
+        done.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: Some("Succeeded".into()),
+            ..Default::default()
+        });
+        for p in [unbound, deleting, done] {
+            assert_eq!(PodFacts::of(&p), None, "{:?}", p.metadata.name);
+        }
+    }
+
+    #[test]
     fn a_node_is_unhealthy_by_label_or_when_not_ready_and_anomalous_by_label() {
         let mut n = Node {
             metadata: ObjectMeta {
@@ -538,7 +571,8 @@ mod tests {
             ..Default::default()
         };
         let view = View::default();
-        let pods = vec![mk_pod("p")];
+        let pods: Vec<PodFacts> = PodFacts::of(&mk_pod("p")).into_iter().collect();
+        assert_eq!(pods.len(), 1, "positive control: the pod is bound to n1");
         let s = build_snapshot(&[node], &pods, &[], &view, &BTreeSet::new(), 100);
         // No embedding yet: no node has a position, so nothing can be planned.
         assert!(s.nodes.is_empty() && s.pods.is_empty());
