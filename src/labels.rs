@@ -18,6 +18,8 @@ pub const AGENT_LABEL: &str = "mom.hypersync.io/agent";
 pub const TENANT_LABEL: &str = "mom.hypersync.io/tenant";
 /// Pod label with the tenant isolation mode (`strict` keeps other tenants off the node).
 pub const ISOLATION_LABEL: &str = "mom.hypersync.io/isolation";
+/// Pod label: the hash of the agent template the pod was made from (see `spec.rollout`).
+pub const TEMPLATE_HASH_LABEL: &str = "mom.hypersync.io/template-hash";
 
 /// Annotation with value `"false"` that opts a pod out of descheduling.
 pub const OPT_OUT_ANNOTATION: &str = "mom.hypersync.io/deschedule";

@@ -31,7 +31,8 @@ use super::crd::{GeometricAgent, GeometricAgentStatus};
 use super::metrics::ControllerLabels;
 use super::receipts::{Intent, agent_subject};
 use super::view::{AgentKey, SharedView, SpreadRule};
-use crate::labels::{AGENT_LABEL, ISOLATION_LABEL, TENANT_LABEL};
+use crate::labels::{AGENT_LABEL, ISOLATION_LABEL, TEMPLATE_HASH_LABEL, TENANT_LABEL};
+use crate::placement::rollout::{self, Budget, RolloutPod, RolloutSettings};
 use crate::placement::{self, AgentPolicy, TargetInputs};
 
 /// Name of the second scheduler that calls MOM's extender.
@@ -348,6 +349,7 @@ pub fn build_pod(agent: &GeometricAgent, tenant: &str) -> Result<Pod, AgentError
         .unwrap_or_default();
     labels.insert(AGENT_LABEL.into(), name.clone());
     labels.insert(TENANT_LABEL.into(), tenant.to_string());
+    labels.insert(TEMPLATE_HASH_LABEL.into(), super::crd::agent::template_hash(template));
     if agent.spec.isolation == super::crd::agent::Isolation::Strict {
         labels.insert(ISOLATION_LABEL.into(), "strict".into());
     }
@@ -544,9 +546,35 @@ async fn reconcile_inner(
         // the peer with the smallest name goes first and the others follow its replicas.
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
+    // While pods of an older template remain, a template edit is rolled out a step at a time
+    // (`placement::rollout`, which also converges the count); otherwise the count is scaled.
+    let template_hash = agent.spec.template.summary().hash.clone();
+    let old_template = |p: &Pod| p.labels().get(TEMPLATE_HASH_LABEL).is_some_and(|h| *h != template_hash);
+    let rolling = !tenant_refused && active.iter().any(|p| old_template(p));
+    // When to look again: the resync, or sooner when a new pod's progress deadline comes first
+    // (a Pending pod changes nothing that would wake this agent).
+    let mut requeue = resync_after(&ns, &name);
+    let progressing = if rolling {
+        let (deleted, condition, recheck) =
+            rollout_step(ctx, agent, &tenant, &active, desired, &policy.target, &template_hash).await?;
+        active.retain(|p| !deleted.contains(&p.name_any()));
+        if let Some(recheck) = recheck {
+            requeue = requeue.min(recheck);
+        }
+        condition
+    } else {
+        DesiredCondition::new(
+            conditions::PROGRESSING,
+            ConditionStatus::True,
+            conditions::reason::ROLLOUT_COMPLETE,
+            format!("every pod is made from template {template_hash}"),
+        )
+    };
     // A template that cannot become a pod fails here, before anything is recorded: a receipt
     // announces an action that is about to happen.
-    let new_pod = if active.len() < desired {
+    let new_pod = if rolling {
+        None
+    } else if active.len() < desired {
         // The cache keeps only the template's summary: the pod comes from the stored agent.
         let full;
         let source = if agent.spec.template.is_summary_only() {
@@ -565,7 +593,7 @@ async fn reconcile_inner(
     } else {
         None
     };
-    if active.len() != desired {
+    if !rolling && active.len() != desired {
         write_receipt(ctx, agent, &active, desired, &policy.target).await?;
     }
     if let Some(pod) = new_pod {
@@ -589,7 +617,7 @@ async fn reconcile_inner(
             format!("created {missing} pod(s): {} → {desired}", active.len()),
         )
         .await;
-    } else if active.len() > desired {
+    } else if !rolling && active.len() > desired {
         let excess = active.len() - desired;
         let kappa = ctx.view.read().map(|v| v.settings.kappa).unwrap_or(1.0);
         let replicas: Vec<(String, Option<Vec<f64>>)> = {
@@ -627,7 +655,8 @@ async fn reconcile_inner(
 
     // Record.
     let ready = active.iter().filter(|p| is_ready(p)).count() as i32;
-    let mut desired_conditions = vec![validate::readiness(&check.problems)];
+    let updated = active.iter().filter(|p| !old_template(p)).count() as i32;
+    let mut desired_conditions = vec![validate::readiness(&check.problems), progressing];
     desired_conditions.push(if check.problems.is_empty() {
         DesiredCondition::new(
             conditions::DEGRADED,
@@ -659,6 +688,7 @@ async fn reconcile_inner(
         conditions: conditions::merge(&existing, &desired_conditions, agent.metadata.generation, &now),
         observed_generation: agent.metadata.generation,
         last_receipt: agent.status.as_ref().and_then(|s| s.last_receipt.clone()),
+        updated_replicas: Some(updated),
     };
     let same = agent.status.as_ref().is_some_and(|old| {
         let mut a = old.clone();
@@ -694,12 +724,214 @@ async fn reconcile_inner(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(Action::requeue(resync_after(&ns, &name)))
+    Ok(Action::requeue(requeue))
 }
 
 /// Records the scaling decision before it is acted on (write-ahead at `full_audit`): the
 /// receipt holds the decision (from, to, target) and the digest of its inputs (desired
 /// replicas and the pods that exist). At `full_audit` a failed write stops the action.
+/// The rollout settings of an agent, or the problem with them (the schema rejects bad values at
+/// admission; this names the field if one gets through).
+fn rollout_settings(agent: &GeometricAgent) -> Result<RolloutSettings, String> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let defaults = RolloutSettings::default();
+    let Some(r) = &agent.spec.rollout else {
+        return Ok(defaults);
+    };
+    let budget = |field: &str, value: &Option<IntOrString>, default: Budget| match value {
+        None => Ok(default),
+        Some(IntOrString::Int(i)) if *i >= 0 => Ok(Budget::Count(*i as u32)),
+        Some(IntOrString::String(s)) => {
+            Budget::parse(s).ok_or_else(|| format!("spec.rollout.{field}: {s:?} is neither a count nor a percentage"))
+        }
+        Some(IntOrString::Int(i)) => Err(format!("spec.rollout.{field}: {i} is negative")),
+    };
+    Ok(RolloutSettings {
+        max_surge: budget("maxSurge", &r.max_surge, defaults.max_surge)?,
+        max_unavailable: budget("maxUnavailable", &r.max_unavailable, defaults.max_unavailable)?,
+        progress_deadline_s: r
+            .progress_deadline_seconds
+            .map_or(defaults.progress_deadline_s, |s| s.max(1) as u64),
+    })
+}
+
+/// One step of rolling the agent's pods over to template `hash` (`placement::rollout::plan`):
+/// receipt first, then the creates and deletes. Returns the pods deleted and the `Progressing`
+/// condition.
+#[allow(clippy::too_many_arguments)]
+async fn rollout_step(
+    ctx: &Context,
+    agent: &GeometricAgent,
+    tenant: &str,
+    active: &[&Pod],
+    desired: usize,
+    target: &[f64],
+    hash: &str,
+) -> Result<(Vec<String>, DesiredCondition, Option<Duration>), AgentError> {
+    let ns = agent.namespace().unwrap_or_default();
+    let name = agent.name_any();
+    let condition =
+        |status, reason: &str, message: String| DesiredCondition::new(conditions::PROGRESSING, status, reason, message);
+    let settings = match rollout_settings(agent) {
+        Ok(s) => s,
+        Err(problem) => {
+            return Ok((
+                Vec::new(),
+                condition(ConditionStatus::False, conditions::reason::INVALID_SPEC, problem),
+                None,
+            ));
+        }
+    };
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let pods: Vec<RolloutPod> = {
+        let view = ctx.view.read().ok();
+        let kappa = view.as_ref().map_or(1.0, |v| v.settings.kappa);
+        active
+            .iter()
+            .map(|p| {
+                let position = p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_ref())
+                    .and_then(|n| view.as_ref().and_then(|v| v.node_position(n).cloned()));
+                RolloutPod {
+                    name: p.name_any(),
+                    updated: p.labels().get(TEMPLATE_HASH_LABEL).is_none_or(|h| h == hash),
+                    ready: is_ready(p),
+                    age_s: p
+                        .creation_timestamp()
+                        .map_or(0, |t| (now - t.0.as_second()).max(0) as u64),
+                    distance: position
+                        .filter(|q| q.len() == target.len() && !target.is_empty())
+                        .map(|q| crate::geometry::poincare::distance(target, &q, kappa)),
+                }
+            })
+            .collect()
+    };
+    let step = rollout::plan(desired as u32, &pods, &settings);
+    let reference = agent.object_ref(&());
+    if let Some(late) = &step.stalled {
+        let message = format!(
+            "pod {late} of template {hash} is not ready {} s after its creation; the rollout is stopped ({} of {desired} pods updated)",
+            settings.progress_deadline_s, step.updated
+        );
+        let announced = agent
+            .status
+            .as_ref()
+            .and_then(|s| conditions::find(&s.conditions, conditions::PROGRESSING))
+            .is_some_and(|c| c.reason == conditions::reason::PROGRESS_DEADLINE_EXCEEDED);
+        if !announced {
+            ctx.publish(
+                &reference,
+                EventType::Warning,
+                "Rollout",
+                conditions::reason::PROGRESS_DEADLINE_EXCEEDED,
+                message.clone(),
+            )
+            .await;
+        }
+        return Ok((
+            Vec::new(),
+            condition(
+                ConditionStatus::False,
+                conditions::reason::PROGRESS_DEADLINE_EXCEEDED,
+                message,
+            ),
+            None,
+        ));
+    }
+    let progress = condition(
+        ConditionStatus::True,
+        conditions::reason::ROLLING_UPDATE,
+        format!("{} of {desired} pods made from template {hash}", step.updated),
+    );
+    let recheck = step.recheck_after_s.map(|s| Duration::from_secs(s + 1));
+    if !step.acts() {
+        return Ok((Vec::new(), progress, recheck));
+    }
+    // The pod is built from the stored agent (the cache keeps only the template's summary) and
+    // only if that is still the template being rolled out.
+    let new_pod = if step.create > 0 {
+        match stored_agent(ctx, &ns, &name).await? {
+            Some(stored)
+                if stored.uid() == agent.uid() && super::crd::agent::template_hash(&stored.spec.template) == hash =>
+            {
+                Some(build_pod(&stored, tenant)?)
+            }
+            _ => return Ok((Vec::new(), progress, Some(Duration::from_secs(1)))),
+        }
+    } else {
+        None
+    };
+    let action = if step.create > 0 {
+        crate::receipts::Action::Spawn
+    } else {
+        crate::receipts::Action::Terminate
+    };
+    let intent = Intent {
+        action,
+        subject: agent_subject(agent),
+        decision: rollout::rollout_record(hash, desired as u32, &step),
+        inputs: rollout::rollout_inputs(&pods, &settings),
+        regarding: Some(reference.clone()),
+        withheld: format!(
+            "{} was not rolled to template {hash} (create {}, delete {:?})",
+            AgentKey::of(agent),
+            step.create,
+            step.delete
+        ),
+    };
+    ctx.record_before(intent).await.map_err(|source| AgentError::Receipt {
+        agent: name.clone(),
+        action: action.as_str(),
+        source,
+    })?;
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    if let Some(pod) = &new_pod {
+        for _ in 0..step.create {
+            pods_api
+                .create(
+                    &PostParams {
+                        field_manager: Some(MANAGER.into()),
+                        ..Default::default()
+                    },
+                    pod,
+                )
+                .await?;
+        }
+    }
+    for victim in &step.delete {
+        match pods_api.delete(victim, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    ctx.metrics.decision("rollout");
+    publish(
+        ctx,
+        &reference,
+        "RollingUpdate",
+        format!(
+            "template {hash}: created {} pod(s), deleted {}; {} of {desired} updated before this step",
+            step.create,
+            if step.delete.is_empty() {
+                "none".to_string()
+            } else {
+                step.delete.join(", ")
+            },
+            step.updated
+        ),
+    )
+    .await;
+    // A pod created now is checked against its deadline too.
+    let recheck = recheck
+        .into_iter()
+        .chain((step.create > 0).then(|| Duration::from_secs(settings.progress_deadline_s + 1)))
+        .min();
+    Ok((step.delete, progress, recheck))
+}
+
 async fn write_receipt(
     ctx: &Context,
     agent: &GeometricAgent,

@@ -12,6 +12,7 @@ pub mod bind;
 mod embed;
 pub mod locality;
 pub mod quantity;
+pub mod rollout;
 pub mod scale;
 mod score;
 mod target;

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -95,7 +96,8 @@ pub struct GeometricAgentSpec {
     #[serde(default = "default_replicas")]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 1000").message("spec.replicas must be between 0 and 1000"))]
     pub replicas: i32,
-    /// Pod template of the replicas, as in a Deployment. Its schema is kept open
+    /// Pod template of the replicas, as in a Deployment: an edit is rolled out to the running
+    /// pods (see `rollout`). Its schema is kept open
     /// (`x-kubernetes-preserve-unknown-fields`) rather than inlining the full PodTemplateSpec
     /// schema (hundreds of KB); the operator decodes it as a `PodTemplateSpec` and reports errors.
     #[schemars(schema_with = "super::preserved_object")]
@@ -108,6 +110,33 @@ pub struct GeometricAgentSpec {
     /// What this agent declares each replica is worth, used when capacity is auctioned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bid: Option<Bid>,
+    /// How an edit of `template` replaces the running pods: a rolling update as a Deployment's.
+    /// Pods carry the hash of the template they were made from (label
+    /// `mom.hypersync.io/template-hash`); pods made before MOM labelled them count as current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+}
+
+/// Rolling-update settings of an agent (defaults: 25 %, 25 %, 600 s).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// Pods that may exist above `replicas` during a rollout: a count (`2`) or a percentage of
+    /// `replicas` (`"25%"`, rounded up). Default `"25%"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')").message("spec.rollout.maxSurge must be a count >= 0 or a percentage from 0% to 100%"))]
+    pub max_surge: Option<IntOrString>,
+    /// Pods that may be unready below `replicas` because of a rollout: a count or a percentage
+    /// (rounded down). Default `"25%"`. When both are 0 the surge is 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')").message("spec.rollout.maxUnavailable must be a count >= 0 or a percentage from 0% to 100%"))]
+    pub max_unavailable: Option<IntOrString>,
+    /// Seconds a pod of the new template may stay unready before the rollout stops: nothing more
+    /// is created or deleted, condition `Progressing` turns False with reason
+    /// `ProgressDeadlineExceeded`, and a Warning Event names the pod. Default 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("spec.rollout.progressDeadlineSeconds must be at least 1"))]
+    pub progress_deadline_seconds: Option<i32>,
 }
 
 /// An agent's pod template: a `PodTemplateSpec` on the wire (same fields, same JSON), with its
@@ -131,6 +160,8 @@ pub struct AgentTemplate {
 /// node selector (the agent's pool).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TemplateSummary {
+    /// The template's hash (see [`template_hash`]).
+    pub hash: String,
     pub containers: Vec<ContainerRequests>,
     pub init_containers: Vec<ContainerRequests>,
     pub node_selector: BTreeMap<String, String>,
@@ -143,9 +174,30 @@ pub struct ContainerRequests {
     pub requests: BTreeMap<String, Quantity>,
 }
 
+/// The first 10 hex digits of SHA-256 over the template's JSON (`metadata` and `spec`; maps
+/// serialise in key order, so equal templates give equal hashes): the value of a pod's
+/// `mom.hypersync.io/template-hash` label.
+pub fn template_hash(template: &AgentTemplate) -> String {
+    use sha2::Digest;
+    let bare = AgentTemplate {
+        metadata: template.metadata.clone(),
+        spec: template.spec.clone(),
+        summary: None,
+    };
+    let json = serde_json::to_vec(&bare).unwrap_or_default();
+    hex::encode(&sha2::Sha256::digest(&json)[..5])
+}
+
 impl TemplateSummary {
-    /// The summary of a pod spec (empty for none).
-    pub fn of(spec: Option<&PodSpec>) -> Self {
+    /// The summary of a template.
+    pub fn of(template: &AgentTemplate) -> Self {
+        let mut summary = Self::of_spec(template.spec.as_deref());
+        summary.hash = template_hash(template);
+        summary
+    }
+
+    /// The requests and node selector of a pod spec (empty for none); no hash.
+    fn of_spec(spec: Option<&PodSpec>) -> Self {
         let requests = |cs: &[k8s_openapi::api::core::v1::Container]| -> Vec<ContainerRequests> {
             cs.iter()
                 .map(|c| ContainerRequests {
@@ -161,6 +213,7 @@ impl TemplateSummary {
         match spec {
             None => Self::default(),
             Some(s) => Self {
+                hash: String::new(),
                 containers: requests(&s.containers),
                 init_containers: requests(s.init_containers.as_deref().unwrap_or_default()),
                 node_selector: s.node_selector.clone().unwrap_or_default(),
@@ -174,7 +227,7 @@ impl AgentTemplate {
     pub fn summary(&self) -> Cow<'_, TemplateSummary> {
         match &self.summary {
             Some(s) => Cow::Borrowed(s),
-            None => Cow::Owned(TemplateSummary::of(self.spec.as_deref())),
+            None => Cow::Owned(TemplateSummary::of(self)),
         }
     }
 
@@ -296,6 +349,9 @@ pub struct GeometricAgentStatus {
     /// The newest receipt about this agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_receipt: Option<ReceiptRef>,
+    /// Pods made from the current `template` (see `spec.rollout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_replicas: Option<i32>,
 }
 
 /// A point in the Poincaré ball.

@@ -14,6 +14,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 pub const READY: &str = "Ready";
 /// Condition type: running, but with a problem needing attention.
 pub const DEGRADED: &str = "Degraded";
+/// Condition type (GeometricAgent): the pods follow the current template (`RolloutComplete`),
+/// are being replaced (`RollingUpdate`), or the rollout stopped (`False`,
+/// `ProgressDeadlineExceeded`).
+pub const PROGRESSING: &str = "Progressing";
 /// Condition type (MomConfig): the leader's receipt writes are succeeding; `False` while writes
 /// keep failing (at `full_audit` the actions they would record are not taken).
 pub const RECEIPTS_WRITABLE: &str = "ReceiptsWritable";
@@ -64,6 +68,12 @@ pub mod reason {
     pub const SIGNING_KEY_INVALID: &str = "SigningKeyInvalid";
     /// The agent's `spec.tenant` is not its namespace's tenant: it is not acted on.
     pub const TENANT_MISMATCH: &str = "TenantMismatch";
+    /// Every pod of the agent is made from the current template.
+    pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
+    /// Pods of an older template are being replaced.
+    pub const ROLLING_UPDATE: &str = "RollingUpdate";
+    /// A pod of the current template stayed unready past `spec.rollout.progressDeadlineSeconds`.
+    pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
 }
 
 /// Longest message the apiserver accepts in a condition.
