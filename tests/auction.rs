@@ -295,6 +295,15 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
         },
     )
     .await;
+    // The status loop counts the agents under their pool's pressure too.
+    common::eventually("surge's status lists its agents", Duration::from_secs(30), || {
+        let strategies: Api<mom::operator::crd::OrchestrationStrategy> = Api::namespaced(ns.client(), &n);
+        async move {
+            let s = strategies.get("surge").await.ok()?;
+            (s.status?.matched_agents == ["alpha", "beta", "gamma"]).then_some(())
+        }
+    })
+    .await;
 
     // The receipt written before the quotas were applied holds the same input and outcome.
     // A receipt written before the quotas were applied holds the same input and outcome (earlier

@@ -96,7 +96,30 @@ async fn every_scaling_action_leaves_a_verifiable_receipt_and_a_deleted_one_is_n
         None,
     );
     assert!(ok, "{err}");
-    wait_for(2, false).await;
+    let scaled_up = wait_for(2, false).await;
+    // The agent's status.lastReceipt points at its newest receipt, and moves with each one.
+    let last_receipt_is = |r: Receipt| {
+        let agents: Api<mom::operator::crd::GeometricAgent> = Api::namespaced(ns.client(), n);
+        async move {
+            common::eventually(
+                &format!("status.lastReceipt = {:?}", r.metadata.name),
+                Duration::from_secs(30),
+                || {
+                    let agents = agents.clone();
+                    let r = r.clone();
+                    async move {
+                        let last = agents.get("audited").await.ok()?.status?.last_receipt?;
+                        (Some(&last.name) == r.metadata.name.as_ref()
+                            && last.sequence == r.spec.sequence
+                            && last.hash == r.spec.hash)
+                            .then_some(())
+                    }
+                },
+            )
+            .await
+        }
+    };
+    last_receipt_is(scaled_up[1].clone()).await;
     // The 4 pods are bound (one bind receipt each) before the scale-down.
     wait_for(4, true).await;
     let (ok, _, err) = common::kubectl(
@@ -110,6 +133,7 @@ async fn every_scaling_action_leaves_a_verifiable_receipt_and_a_deleted_one_is_n
         .map(|r| format!("{:?}", r.spec.action).to_lowercase())
         .collect();
     assert_eq!(actions, ["spawn", "spawn", "terminate"]);
+    last_receipt_is(ours[2].clone()).await;
     assert!(ours.iter().all(|r| r.spec.subject.name == "audited"));
     // The 4 pods the agent created were each bound once, after its spawn receipt; the
     // scale-down bound nothing.

@@ -117,6 +117,37 @@ async fn pruned_receipts_leave_a_chain_that_starts_at_a_checkpoint_and_still_ver
     let contiguous: Vec<u64> = (first.sequence..=last.sequence).collect();
     assert_eq!(sequences, contiguous, "retention must delete only a prefix");
 
+    // MomConfig status.lastCheckpoint names the newest stored checkpoint: the last sequence it
+    // covers (treeSize − 1), its root and its time. Checkpoints keep coming every 2 s while
+    // receipts are written, so the two are compared until they agree.
+    common::eventually(
+        "status.lastCheckpoint = the newest checkpoint",
+        Duration::from_secs(60),
+        || {
+            let client = client.clone();
+            async move {
+                let chain = chain(&client).await;
+                let newest = chain
+                    .iter()
+                    .rev()
+                    .find(|(_, r)| r.action == Action::Checkpoint)?
+                    .1
+                    .clone();
+                let cp = mom::receipts::chain::CheckpointDecision::from_receipt(&newest).ok()?;
+                let config = Api::<mom::operator::crd::MomConfig>::all(client)
+                    .get("default")
+                    .await
+                    .ok()?;
+                let last = config.status?.last_checkpoint?;
+                (last.sequence == cp.tree_size as i64 - 1
+                    && last.merkle_root == cp.root_hash
+                    && last.time == newest.time)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+
     let published = common::published_keys(&client).await.remove(0);
     let (ok, report) = common::mom_verify(&["--cluster", "--public-key", &published]);
     assert!(ok, "the pruned chain must verify: {report}");

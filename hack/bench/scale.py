@@ -17,6 +17,7 @@ Prints one JSON line:
   bytes_per_agent    (peak - idle) / AGENTS
   rss_target_mb      100 MB + 2 KB per agent (issue "Survive load")
   seconds_to_all_bound  from the start of `kubectl apply` to the poll that saw every pod bound
+  seconds_to_applied    from the start of `kubectl apply` to its exit (null: still applying)
                      (null on timeout; `bound` says how many were)
   reconcile_p99_ms   p99 of mom_reconcile_duration_seconds{controller="geometricagent"},
                      interpolated inside its buckets as PromQL's histogram_quantile does
@@ -164,13 +165,17 @@ def main():
     start = time.monotonic()
     apply = subprocess.Popen([KUBECTL, "apply", "-f", path], stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
-    all_bound_s, bound, last_log = None, 0, start
+    all_bound_s, bound, last_log, applied_s = None, 0, start, None
     while True:
         time.sleep(POLL_S)
         now = time.monotonic()
         rss_kb = status_kb("VmRSS")
         n = bound_pods()
         bound = n if n is not None else bound
+        if applied_s is None and apply.poll() is not None:
+            # When kubectl is still applying, the time to all bound is kubectl's, not MOM's.
+            applied_s = now - start
+            log(f"t={applied_s:.0f}s kubectl apply finished (exit {apply.returncode}); bound={bound}/{AGENTS}")
         if now - last_log >= 30:
             log(f"t={now - start:.0f}s rss={rss_kb // 1024}MB bound={bound}/{AGENTS}")
             last_log = now
@@ -199,6 +204,7 @@ def main():
         "bytes_per_agent": round((peak_kb - idle_kb) * 1024 / AGENTS),
         "rss_target_mb": round(100 + 2 * AGENTS / 1024, 1),
         "seconds_to_all_bound": round(all_bound_s, 1) if all_bound_s is not None else None,
+        "seconds_to_applied": round(applied_s, 1) if applied_s is not None else None,
         "bound": bound,
         "reconcile_p99_ms": p99_ms(text),
         "receipts_per_s": round(receipts / elapsed, 2) if elapsed > 0 else None,

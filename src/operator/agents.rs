@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use super::agent_triggers::{PeerWatch, StrategyWatch, Triggers, resync_after};
 use super::context::{Context, MANAGER};
+use super::crd::agent::ReceiptRef;
 use super::crd::conditions::{self, ConditionStatus, DesiredCondition};
 use super::crd::strategy::{LocalityMode, OrchestrationStrategy, Redundancy};
 use super::crd::validate::{self, AgentFacts, StrategyFacts};
@@ -554,9 +555,12 @@ async fn reconcile_inner(
     // When to look again: the resync, or sooner when a new pod's progress deadline comes first
     // (a Pending pod changes nothing that would wake this agent).
     let mut requeue = resync_after(&ns, &name);
+    // The receipt this reconcile writes, if any: `status.lastReceipt`.
+    let mut last_receipt = None;
     let progressing = if rolling {
-        let (deleted, condition, recheck) =
+        let (deleted, condition, recheck, receipt) =
             rollout_step(ctx, agent, &tenant, &active, desired, &policy.target, &template_hash).await?;
+        last_receipt = receipt;
         active.retain(|p| !deleted.contains(&p.name_any()));
         if let Some(recheck) = recheck {
             requeue = requeue.min(recheck);
@@ -594,7 +598,7 @@ async fn reconcile_inner(
         None
     };
     if !rolling && active.len() != desired {
-        write_receipt(ctx, agent, &active, desired, &policy.target).await?;
+        last_receipt = write_receipt(ctx, agent, &active, desired, &policy.target).await?;
     }
     if let Some(pod) = new_pod {
         let missing = desired - active.len();
@@ -687,7 +691,9 @@ async fn reconcile_inner(
         allocation: None,
         conditions: conditions::merge(&existing, &desired_conditions, agent.metadata.generation, &now),
         observed_generation: agent.metadata.generation,
-        last_receipt: agent.status.as_ref().and_then(|s| s.last_receipt.clone()),
+        // Only when this reconcile wrote one (a merge patch leaves the field alone otherwise): a
+        // stale cached value must not overwrite the scaler's newer receipt.
+        last_receipt,
         updated_replicas: Some(updated),
     };
     let same = agent.status.as_ref().is_some_and(|old| {
@@ -696,6 +702,9 @@ async fn reconcile_inner(
         a.allocation = None;
         a.conditions.clear();
         b.conditions.clear();
+        if b.last_receipt.is_none() {
+            a.last_receipt = None;
+        }
         a == b
             && old.conditions.len() == status.conditions.len()
             && old
@@ -767,7 +776,7 @@ async fn rollout_step(
     desired: usize,
     target: &[f64],
     hash: &str,
-) -> Result<(Vec<String>, DesiredCondition, Option<Duration>), AgentError> {
+) -> Result<(Vec<String>, DesiredCondition, Option<Duration>, Option<ReceiptRef>), AgentError> {
     let ns = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
     let condition =
@@ -778,6 +787,7 @@ async fn rollout_step(
             return Ok((
                 Vec::new(),
                 condition(ConditionStatus::False, conditions::reason::INVALID_SPEC, problem),
+                None,
                 None,
             ));
         }
@@ -838,6 +848,7 @@ async fn rollout_step(
                 message,
             ),
             None,
+            None,
         ));
     }
     let progress = condition(
@@ -847,7 +858,7 @@ async fn rollout_step(
     );
     let recheck = step.recheck_after_s.map(|s| Duration::from_secs(s + 1));
     if !step.acts() {
-        return Ok((Vec::new(), progress, recheck));
+        return Ok((Vec::new(), progress, recheck, None));
     }
     // The pod is built from the stored agent (the cache keeps only the template's summary) and
     // only if that is still the template being rolled out.
@@ -858,7 +869,7 @@ async fn rollout_step(
             {
                 Some(build_pod(&stored, tenant)?)
             }
-            _ => return Ok((Vec::new(), progress, Some(Duration::from_secs(1)))),
+            _ => return Ok((Vec::new(), progress, Some(Duration::from_secs(1)), None)),
         }
     } else {
         None
@@ -881,7 +892,7 @@ async fn rollout_step(
             step.delete
         ),
     };
-    ctx.record_before(intent).await.map_err(|source| AgentError::Receipt {
+    let receipt = ctx.record_before(intent).await.map_err(|source| AgentError::Receipt {
         agent: name.clone(),
         action: action.as_str(),
         source,
@@ -929,7 +940,7 @@ async fn rollout_step(
         .into_iter()
         .chain((step.create > 0).then(|| Duration::from_secs(settings.progress_deadline_s + 1)))
         .min();
-    Ok((step.delete, progress, recheck))
+    Ok((step.delete, progress, recheck, receipt))
 }
 
 async fn write_receipt(
@@ -938,7 +949,7 @@ async fn write_receipt(
     active: &[&Pod],
     desired: usize,
     target: &[f64],
-) -> Result<(), AgentError> {
+) -> Result<Option<ReceiptRef>, AgentError> {
     let pods: Vec<String> = active.iter().map(|p| p.name_any()).collect();
     let quota = agent
         .status

@@ -492,7 +492,11 @@ async fn write_receipt(state: &Context, args: &ExtenderBindingArgs, pod: &Pod) -
             args.pod_namespace, args.pod_name, args.node
         ),
     };
-    state.record_before(intent).await.map_err(|withheld| withheld.message)
+    state
+        .record_before(intent)
+        .await
+        .map(|_| ())
+        .map_err(|withheld| withheld.message)
 }
 
 /// Serves the extender (over TLS with `tls`) under `limits` until `shutdown` turns true.

@@ -291,13 +291,15 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
                     hash: head.hash.clone(),
                 });
             }
+            status.last_checkpoint = writer.last_checkpoint();
         }
         let same = unchanged(&old.conditions, &status.conditions)
             && old.observed_generation == status.observed_generation
             && old.nodes_embedded == status.nodes_embedded
             && old.embedding_distortion == status.embedding_distortion
             && old.embedding_map == status.embedding_map
-            && old.receipt_chain_head == status.receipt_chain_head;
+            && old.receipt_chain_head == status.receipt_chain_head
+            && (status.last_checkpoint.is_none() || old.last_checkpoint == status.last_checkpoint);
         if !same {
             let patch = serde_json::json!({ "status": status });
             configs
@@ -318,7 +320,27 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
         .map(|a| AgentFacts::from_agent(a, BTreeSet::new()))
         .collect();
     let strategy_facts: Vec<StrategyFacts> = strategy_list.iter().map(StrategyFacts::from_strategy).collect();
-    let matched = validate::matched_agents(&agent_facts, &strategy_facts, None);
+    // Each agent under its own pool's pressure (as the auction last measured it), as the agent
+    // controller and the scaler select its strategy.
+    let pressures: BTreeMap<(String, String), crate::operator::crd::strategy::ResourcePressure> = ctx
+        .view
+        .read()
+        .map(|v| {
+            agent_list
+                .iter()
+                .filter_map(|a| {
+                    let p = v.pool_pressure(&crate::operator::pools::pool_of(a))?;
+                    Some((
+                        (a.namespace().unwrap_or_default(), a.name_any()),
+                        crate::operator::pools::trigger_pressure(p),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let matched = validate::matched_agents(&agent_facts, &strategy_facts, |a| {
+        pressures.get(&(a.namespace.clone(), a.name.clone())).copied()
+    });
     let mut names_by_ns: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for a in &agent_facts {
         names_by_ns

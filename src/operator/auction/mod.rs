@@ -338,6 +338,7 @@ async fn record(
     };
     ctx.record_before(intent)
         .await
+        .map(|_| ())
         .map_err(|source| AuctionLoopError::Receipt {
             pool: pool.to_string(),
             source,

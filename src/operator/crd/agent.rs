@@ -290,7 +290,7 @@ fn default_peer_weight() -> f64 {
 #[serde(rename_all = "camelCase")]
 pub struct Bid {
     /// Value of one replica per hour; ≥ 0. When `marginalValues` is empty every replica up to the
-    /// strategy's `maxReplicas` is worth this much.
+    /// agent's `spec.replicas` (what it asks the auction for) is worth this much.
     #[x_kube(validation = Rule::new("self >= 0.0").message("spec.bid.valuePerReplica must be >= 0"))]
     pub value_per_replica: f64,
     /// Value per hour of the 1st, 2nd, … replica, each ≥ 0; must not increase (diminishing marginal
@@ -306,7 +306,7 @@ pub struct Bid {
 
 impl Bid {
     /// The marginal values the auction uses: `marginalValues` as given, or `valuePerReplica`
-    /// repeated `max_replicas` times when the list is empty.
+    /// repeated `max_replicas` times (the auction passes `spec.replicas`) when the list is empty.
     pub fn marginal_values_up_to(&self, max_replicas: usize) -> Vec<f64> {
         if self.marginal_values.is_empty() {
             vec![self.value_per_replica; max_replicas]
@@ -346,7 +346,10 @@ pub struct GeometricAgentStatus {
     /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// The newest receipt about this agent.
+    /// The newest receipt MOM wrote about this agent's pods and replica count: a scale decision
+    /// (agent controller or scaler) or a rollout step. Binds, evictions and auctions are recorded
+    /// under their own subjects (the pod, the pool). Written after the receipt is stored; absent
+    /// at verification level `none` or for a receipt not sampled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_receipt: Option<ReceiptRef>,
     /// Pods made from the current `template` (see `spec.rollout`).

@@ -386,14 +386,14 @@ pub fn readiness(problems: &[Problem]) -> DesiredCondition {
 pub fn matched_agents(
     agents: &[AgentFacts],
     strategies: &[StrategyFacts],
-    pressure: Option<ResourcePressure>,
+    pressure_of: impl Fn(&AgentFacts) -> Option<ResourcePressure>,
 ) -> BTreeMap<(String, String), Vec<String>> {
     let mut out: BTreeMap<(String, String), Vec<String>> = strategies
         .iter()
         .map(|s| ((s.namespace.clone(), s.name.clone()), Vec::new()))
         .collect();
     for agent in agents {
-        if let Ok(Some(name)) = select_strategy(agent, strategies, pressure)
+        if let Ok(Some(name)) = select_strategy(agent, strategies, pressure_of(agent))
             && let Some(list) = out.get_mut(&(agent.namespace.clone(), name))
         {
             list.push(agent.name.clone());
@@ -643,12 +643,27 @@ mod tests {
             strategy("interactive", 1, &[WorkloadType::Interactive]),
             strategy("batch", 1, &[WorkloadType::Batch]),
         ];
-        let matched = matched_agents(&[web, job, pinned], &strategies, None);
+        let matched = matched_agents(&[web, job, pinned], &strategies, |_| None);
         assert_eq!(
             matched[&("shop".to_string(), "interactive".to_string())],
             vec!["pinned", "web"]
         );
         assert_eq!(matched[&("shop".to_string(), "batch".to_string())], vec!["job"]);
+    }
+
+    #[test]
+    fn matched_agents_follow_the_pressure_of_each_agents_own_pool() {
+        let hot = agent("hot", WorkloadType::Batch);
+        let cool = agent("cool", WorkloadType::Batch);
+        let mut surge = strategy("surge", 9, &[]);
+        surge.triggers.resource_pressure = vec![ResourcePressure::High];
+        let strategies = [surge, strategy("calm", 1, &[])];
+        // Only `hot`'s pool is under high pressure.
+        let matched = matched_agents(&[hot, cool], &strategies, |a| {
+            (a.name == "hot").then_some(ResourcePressure::High)
+        });
+        assert_eq!(matched[&("shop".to_string(), "surge".to_string())], vec!["hot"]);
+        assert_eq!(matched[&("shop".to_string(), "calm".to_string())], vec!["cool"]);
     }
 
     #[test]

@@ -93,6 +93,8 @@ pub struct ReceiptWriter {
     namespace: String,
     chain: Mutex<Option<ChainBuilder>>,
     head: std::sync::RwLock<Option<ChainHead>>,
+    /// The newest stored checkpoint, for MomConfig `status.lastCheckpoint`.
+    last_checkpoint: std::sync::RwLock<Option<super::crd::momconfig::CheckpointRef>>,
     metrics: Option<std::sync::Arc<super::metrics::Metrics>>,
     /// Receipts written since the newest checkpoint (as far as this process knows).
     since_checkpoint: AtomicU64,
@@ -178,6 +180,7 @@ impl ReceiptWriter {
             namespace,
             chain: Mutex::new(None),
             head: std::sync::RwLock::new(None),
+            last_checkpoint: std::sync::RwLock::new(None),
             metrics: None,
             since_checkpoint: AtomicU64::new(0),
             written: Notify::new(),
@@ -204,6 +207,38 @@ impl ReceiptWriter {
 
     /// Whether `namespace/name` is held by a foreign receipt (the writer then stores its own
     /// receipt of that sequence under another name, see [`receipt_object_name`]).
+    /// Where a persisted receipt is stored: its object's name (as [`Self::create_receipt`] chose
+    /// it), sequence and hash.
+    pub fn reference(&self, receipt: &Receipt, namespace: &str) -> super::crd::agent::ReceiptRef {
+        let taken = self.name_taken(namespace, &receipt_object_name(receipt, false));
+        super::crd::agent::ReceiptRef {
+            name: receipt_object_name(receipt, taken),
+            sequence: receipt.sequence as i64,
+            hash: receipt.hash.clone(),
+        }
+    }
+
+    /// The newest checkpoint known to be stored (written by this writer or found on loading).
+    pub fn last_checkpoint(&self) -> Option<super::crd::momconfig::CheckpointRef> {
+        self.last_checkpoint.read().ok().and_then(|c| c.clone())
+    }
+
+    fn note_checkpoint(&self, receipt: &Receipt) {
+        if receipt.action != Action::Checkpoint {
+            return;
+        }
+        let Ok(cp) = crate::receipts::chain::CheckpointDecision::from_receipt(receipt) else {
+            return;
+        };
+        if let Ok(mut last) = self.last_checkpoint.write() {
+            *last = Some(super::crd::momconfig::CheckpointRef {
+                sequence: cp.tree_size as i64 - 1,
+                merkle_root: cp.root_hash,
+                time: receipt.time.clone(),
+            });
+        }
+    }
+
     fn name_taken(&self, namespace: &str, name: &str) -> bool {
         self.foreign
             .lock()
@@ -324,6 +359,7 @@ impl ReceiptWriter {
         if let Ok(mut h) = self.head.write() {
             *h = builder.head().cloned();
         }
+        self.note_checkpoint(&receipt);
         if let Some(metrics) = &self.metrics {
             metrics.receipt_written(receipt.action.as_str(), receipt.sequence);
         }
@@ -369,6 +405,7 @@ impl ReceiptWriter {
         }
         if receipt.action == Action::Checkpoint {
             self.since_checkpoint.store(0, Ordering::Relaxed);
+            self.note_checkpoint(receipt);
         } else {
             self.since_checkpoint.fetch_add(1, Ordering::Relaxed);
         }
@@ -428,6 +465,9 @@ impl ReceiptWriter {
         };
         let signer = outgoing.clone().unwrap_or_else(|| incoming.clone());
         let last_checkpoint = stored.iter().rposition(|r| r.action == Action::Checkpoint);
+        if let Some(i) = last_checkpoint {
+            self.note_checkpoint(&stored[i]);
+        }
         let start = last_checkpoint.unwrap_or(0);
         let since = stored.len() - last_checkpoint.map_or(0, |i| i + 1);
         self.since_checkpoint.store(since as u64, Ordering::Relaxed);

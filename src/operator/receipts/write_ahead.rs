@@ -4,6 +4,7 @@
 //! receipt that cannot be written means the action is withheld ([`Withheld`]).
 
 use super::*;
+use crate::operator::crd::agent::ReceiptRef;
 use crate::operator::crd::momconfig::VerificationLevel;
 use crate::receipts::{Action, SubjectRef};
 
@@ -47,7 +48,7 @@ impl ReceiptWriter {
         recording: Recording,
         recorder: &crate::operator::events::Recorder,
         intent: Intent,
-    ) -> Result<(), Withheld> {
+    ) -> Result<Option<ReceiptRef>, Withheld> {
         let Intent {
             action,
             subject,
@@ -57,8 +58,13 @@ impl ReceiptWriter {
             withheld,
         } = intent;
         let what = format!("{} {}/{}", action.as_str(), subject.namespace, subject.name);
+        let namespace = if subject.namespace.is_empty() {
+            self.namespace.clone()
+        } else {
+            subject.namespace.clone()
+        };
         match self.record(recording, action, subject, decision, &inputs).await {
-            Ok(_) => Ok(()),
+            Ok(stored) => Ok(stored.map(|r| self.reference(&r, &namespace))),
             Err(source) if recording.level == VerificationLevel::FullAudit => {
                 // The apiserver's own message, not the whole Status dump.
                 let cause = match &source {
@@ -85,7 +91,7 @@ impl ReceiptWriter {
             }
             Err(err) => {
                 tracing::warn!(receipt = %what, error = %err, "receipt not written (level below full_audit: acting anyway)");
-                Ok(())
+                Ok(None)
             }
         }
     }

@@ -30,6 +30,7 @@ use kube::{Resource, ResourceExt};
 
 use super::context::{Context, LeaderLoop};
 use super::crd::GeometricAgent;
+use super::crd::agent::ReceiptRef;
 use super::crd::conditions::{self, ConditionStatus, DesiredCondition};
 use super::crd::strategy::OrchestrationStrategy;
 use super::crd::validate::{self, AgentFacts, StrategyFacts};
@@ -133,11 +134,19 @@ async fn tick(
         seen.insert(AgentKey::of(agent));
         let in_ns = by_ns.get(&ns).cloned().unwrap_or_default();
         let facts: Vec<StrategyFacts> = in_ns.iter().map(|s| StrategyFacts::from_strategy(s)).collect();
+        // The strategy the agent controller selects: with its pool's pressure, so a strategy
+        // triggered by resource pressure scales the agent while the pressure lasts.
+        let pressure = ctx
+            .view
+            .read()
+            .ok()
+            .and_then(|v| v.pool_pressure(&crate::operator::pools::pool_of(agent)))
+            .map(crate::operator::pools::trigger_pressure);
         let check = validate::check_agent(
             &AgentFacts::from_agent(agent, BTreeSet::new()),
             names.get(&ns).unwrap_or(&BTreeSet::new()),
             &facts,
-            None,
+            pressure,
         );
         let Some(strategy) = check
             .strategy
@@ -291,10 +300,13 @@ async fn scale_agent(
     // Record, then apply.
     let desired = decision.desired;
     if desired != current {
-        if let Err(condition) = write_receipt(ctx, agent, &inputs, &decision).await {
-            count(ctx, method.as_str(), "receipt_failed");
-            return report(ctx, agent, condition, None).await;
-        }
+        let receipt = match write_receipt(ctx, agent, &inputs, &decision).await {
+            Ok(receipt) => receipt,
+            Err(condition) => {
+                count(ctx, method.as_str(), "receipt_failed");
+                return report(ctx, agent, condition, None).await;
+            }
+        };
         let patch = serde_json::json!({
             "metadata": {"resourceVersion": agent.resource_version()},
             "spec": {"replicas": desired},
@@ -311,6 +323,16 @@ async fn scale_agent(
             // Someone else changed the agent since the list: decide again next tick.
             Err(kube::Error::Api(s)) if s.code == 409 => return Ok(()),
             Err(e) => return Err(e.into()),
+        }
+        if let Some(receipt) = receipt {
+            // Best effort: the receipt is stored whether or not its reference lands here.
+            let patch = serde_json::json!({"status": {"lastReceipt": receipt}});
+            if let Err(e) = Api::<GeometricAgent>::namespaced(ctx.client.clone(), &ns)
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::debug!(agent = %name, error = %e, "status.lastReceipt not written");
+            }
         }
         count(
             ctx,
@@ -364,7 +386,7 @@ async fn write_receipt(
     agent: &GeometricAgent,
     inputs: &DecisionInputs,
     decision: &Decision,
-) -> Result<(), DesiredCondition> {
+) -> Result<Option<ReceiptRef>, DesiredCondition> {
     let record = scaling_policy::decision_record(inputs, decision);
     // The digest covers the inputs recorded inline.
     let inputs_json = record["inputs"].clone();
