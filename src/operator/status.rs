@@ -265,7 +265,11 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
                     conditions::READY,
                     ConditionStatus::True,
                     conditions::reason::RECONCILED,
-                    format!("in effect; {} nodes embedded", nodes_embedded.unwrap_or(0)),
+                    format!(
+                        "in effect; {} nodes embedded in {} dimensions",
+                        nodes_embedded.unwrap_or(0),
+                        embedding.as_ref().map(|e| e.dimension).unwrap_or(0)
+                    ),
                 ),
                 receipts_condition(writer),
                 provenance_condition(writer),
@@ -283,7 +287,9 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
         };
         if momconfig::is_active(&cfg) {
             status.nodes_embedded = nodes_embedded;
+            status.embedding_dimension = embedding.as_ref().map(|e| e.dimension as i32);
             status.embedding_distortion = embedding.as_ref().map(|e| e.avg_distortion);
+            status.embedding_max_distortion = embedding.as_ref().map(|e| e.max_distortion);
             status.embedding_map = embedding.as_ref().map(|e| e.map);
             if let Some(head) = writer.head() {
                 status.receipt_chain_head = Some(momconfig::ChainHead {
@@ -295,7 +301,9 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
         let same = unchanged(&old.conditions, &status.conditions)
             && old.observed_generation == status.observed_generation
             && old.nodes_embedded == status.nodes_embedded
+            && old.embedding_dimension == status.embedding_dimension
             && old.embedding_distortion == status.embedding_distortion
+            && old.embedding_max_distortion == status.embedding_max_distortion
             && old.embedding_map == status.embedding_map
             && old.receipt_chain_head == status.receipt_chain_head;
         if !same {

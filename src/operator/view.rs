@@ -14,6 +14,9 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use crate::labels::{AGENT_LABEL, ISOLATION_LABEL};
 use crate::placement::{self, AgentPolicy, NodeEmbedding, NodeState, Objectives, PodDemand, Resources, Routing};
 
+/// The dimension nodes are embedded in without a MomConfig `default` (the CRD's default).
+pub const DEFAULT_DIMENSION: usize = 64;
+
 /// Global placement settings (from the MomConfig `default`).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -21,6 +24,8 @@ pub struct Settings {
     pub objectives: Objectives,
     pub routing: Routing,
     pub topology_keys: Vec<String>,
+    /// Number of coordinates nodes are embedded with (MomConfig `spec.geometry.dimension`).
+    pub dimension: usize,
     /// What the receipt writer records.
     pub recording: Recording,
 }
@@ -37,6 +42,7 @@ impl Default for Settings {
                 crate::labels::RACK_LABEL.into(),
                 crate::labels::HOSTNAME_LABEL.into(),
             ],
+            dimension: DEFAULT_DIMENSION,
             recording: Default::default(),
         }
     }
@@ -124,6 +130,9 @@ pub struct View {
     /// Bumped on every re-embedding: positions (and targets computed from them) of an older
     /// generation are meaningless in the new one.
     generation: u64,
+    /// Bumped when a re-embedding changes what positions mean as a whole (their dimension), not
+    /// when nodes come and go: every agent's target must then be recomputed at once.
+    basis: u64,
     policy_generation: BTreeMap<AgentKey, u64>,
     /// Pods by uid, as last seen in the watch.
     pods: BTreeMap<String, PodRecord>,
@@ -267,12 +276,15 @@ impl View {
         removed
     }
 
-    /// Recomputes node positions from the topology labels.
+    /// Recomputes node positions from the topology labels, in `settings.dimension` coordinates.
     pub fn reembed(&mut self) {
         let labels: BTreeMap<String, BTreeMap<String, String>> =
             self.nodes.iter().map(|(n, r)| (n.clone(), r.labels.clone())).collect();
-        match placement::embed_nodes(&labels, &self.settings.topology_keys) {
+        match placement::embed_nodes(&labels, &self.settings.topology_keys, self.settings.dimension) {
             Ok(e) => {
+                if self.embedding.as_ref().map(|old| old.dimension) != Some(e.dimension) {
+                    self.basis += 1;
+                }
                 self.embedding = Some(e);
                 self.embedding_error = None;
                 self.generation += 1;
@@ -291,7 +303,14 @@ impl View {
     /// Dimension of the current node embedding (the length of every node position); `None`
     /// before any node is embedded.
     pub fn dimension(&self) -> Option<usize> {
-        self.embedding.as_ref()?.positions.values().next().map(Vec::len)
+        let e = self.embedding.as_ref()?;
+        (!e.positions.is_empty()).then_some(e.dimension)
+    }
+
+    /// Changes whenever a re-embedding changed the meaning of positions as a whole (see
+    /// `basis`); the agent controller then recomputes every agent's target.
+    pub fn basis(&self) -> u64 {
+        self.basis
     }
 
     pub fn node_position(&self, node: &str) -> Option<&Vec<f64>> {
@@ -762,6 +781,25 @@ mod tests {
         assert_eq!(view.demand_of(&rec).tenant.as_deref(), Some("acme"));
         assert_eq!(view.known_tenant("nowhere"), None);
         assert_eq!(view.tenant_of("nowhere"), "nowhere");
+    }
+
+    #[test]
+    fn nodes_are_embedded_in_the_configured_dimension_and_a_change_rebases_the_view() {
+        let mut view = View::default();
+        view.apply_node(&node("n1"));
+        view.apply_node(&node("n2"));
+        view.reembed();
+        assert_eq!(view.dimension(), Some(DEFAULT_DIMENSION));
+        let basis = view.basis();
+        // Re-embedding in the same dimension (a node change) keeps the basis.
+        view.apply_node(&node("n3"));
+        view.reembed();
+        assert_eq!(view.basis(), basis);
+        view.settings.dimension = 8;
+        view.reembed();
+        assert_eq!(view.dimension(), Some(8));
+        assert!(view.node_position("n3").is_some_and(|p| p.len() == 8));
+        assert_ne!(view.basis(), basis);
     }
 
     #[test]

@@ -80,6 +80,12 @@ pub fn ignored_condition(name: &str) -> DesiredCondition {
         description = "Nodes embedded in the ball"
     ),
     printcolumn(
+        name = "Dim",
+        type_ = "integer",
+        json_path = ".status.embeddingDimension",
+        description = "Coordinates per node position"
+    ),
+    printcolumn(
         name = "Chain",
         type_ = "integer",
         json_path = ".status.receiptChainHead.sequence",
@@ -184,7 +190,14 @@ pub struct GeometrySpec {
     #[serde(default = "default_curvature")]
     #[x_kube(validation = Rule::new("self > 0.0").message("spec.geometry.curvature must be > 0"))]
     pub curvature: f64,
-    /// Dimension n of the ball, 2…512.
+    /// Dimension n of the ball, 2…512 (default 64): nodes are embedded with n coordinates (their
+    /// topology tree by Sarkar's construction, siblings spread over the n-dimensional sphere of
+    /// directions, so a larger n distorts wide levels less; 2…3 is the classic disk), every
+    /// agent's `status.position.coordinates` has n entries, and strategy
+    /// `geometricAffinity.coordinates` must have n entries. A change re-embeds every node and
+    /// recomputes every agent's target within seconds; `status.embeddingDimension`,
+    /// `embeddingDistortion` and `embeddingMap` report the embedding in force. Extender cost per
+    /// request grows linearly with n. Without this MomConfig the operator uses 64.
     #[serde(default = "default_dimension")]
     #[x_kube(validation = Rule::new("self >= 2 && self <= 512").message("spec.geometry.dimension must be between 2 and 512"))]
     pub dimension: i32,
@@ -348,10 +361,23 @@ pub struct MomConfigStatus {
     /// Number of nodes currently embedded in the ball.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes_embedded: Option<i32>,
-    /// Distortion of the node embedding: mean |d_ball − d_tree| / d_tree over node pairs.
+    /// Number of coordinates of every node position (and of every agent's
+    /// `status.position.coordinates`): `spec.geometry.dimension` once the nodes are re-embedded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_dimension: Option<i32>,
+    /// Distortion of the node embedding, in `embeddingDimension` dimensions: the mean of
+    /// |d_ball − τ·d_tree| / (τ·d_tree) over pairs of points of the topology tree (nodes and the
+    /// region/zone/rack points above them; from at most 64 evenly spaced points to every other),
+    /// where d_tree counts tree edges, τ is the hyperbolic edge length and d_ball is the distance
+    /// between the coordinates placement uses. 0 is exact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_distortion: Option<f64>,
-    /// Mean average precision of the node embedding (1 = neighbourhoods preserved exactly).
+    /// Worst-case distortion over the same pairs: the largest d_ball/(τ·d_tree) divided by the
+    /// smallest (1 is exact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_max_distortion: Option<f64>,
+    /// Mean average precision of the node embedding over the same points (tree neighbours ranked
+    /// by ball distance; 1 = neighbourhoods preserved exactly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_map: Option<f64>,
     /// The newest receipt of the global chain.
