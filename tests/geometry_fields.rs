@@ -163,3 +163,191 @@ async fn dimension_sets_the_coordinates_of_every_position_and_the_momconfig_stat
     position_len(&agents, "probe", 2).await;
     strategy_reason(&strategies, "eight", "CoordinatesWrongDimension").await;
 }
+
+/// Latencies by the nodes' labels (1 ms within a zone, 5 ms within a region, 40 ms across),
+/// except that `moved` is measured as if it stood in zone `to_zone`.
+fn latency_matrix(
+    labels: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    moved: Option<(&str, &str)>,
+) -> serde_json::Value {
+    let place = |node: &str| -> (String, String) {
+        let l = &labels[node];
+        let region = l[mom::labels::REGION_LABEL].clone();
+        let zone = l[mom::labels::ZONE_LABEL].clone();
+        match moved {
+            Some((m, to_zone)) if m == node => {
+                let other = labels
+                    .values()
+                    .find(|l| l[mom::labels::ZONE_LABEL] == to_zone)
+                    .expect("the zone exists");
+                (other[mom::labels::REGION_LABEL].clone(), to_zone.to_string())
+            }
+            _ => (region, zone),
+        }
+    };
+    let mut rows = serde_json::Map::new();
+    for a in labels.keys() {
+        let mut row = serde_json::Map::new();
+        for b in labels.keys().filter(|b| *b != a) {
+            let (pa, pb) = (place(a), place(b));
+            let ms = if pa.1 == pb.1 {
+                1.0
+            } else if pa.0 == pb.0 {
+                5.0
+            } else {
+                40.0
+            };
+            row.insert(b.clone(), serde_json::json!(ms));
+        }
+        rows.insert(a.clone(), serde_json::Value::Object(row));
+    }
+    serde_json::Value::Object(rows)
+}
+
+fn latency_configmap(ns: &str, matrix: &str) -> String {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "latencies", "namespace": ns},
+        "data": {"rtt.json": matrix},
+    })
+    .to_string()
+}
+
+async fn measured_latency(
+    client: kube::Client,
+    reason: &str,
+) -> (String, String, Option<mom::operator::crd::momconfig::LatencyFitStatus>) {
+    momconfig_status(
+        client,
+        &format!("MomConfig condition MeasuredLatency with reason {reason}"),
+        |s| {
+            let c = s.conditions.iter().find(|c| c.type_ == "MeasuredLatency")?;
+            (c.reason == reason).then(|| (c.status.clone(), c.message.clone(), s.latency_fit.clone()))
+        },
+    )
+    .await
+}
+
+/// The node the only running pod of `agent` runs on.
+async fn node_of(ns: &common::TestNamespace, agent: &str) -> String {
+    running_pods(ns, agent, 1).await.into_values().next().unwrap()
+}
+
+#[tokio::test]
+async fn a_latency_configmap_moves_a_peer_affine_pod_to_the_node_measured_nearest_and_a_bad_one_is_named() {
+    let _turn = MOMCONFIG.lock().await;
+    setup();
+    let ns = common::TestNamespace::new("latency").await;
+    let n = &ns.name;
+    let labels = node_labels(ns.client()).await;
+    // X: a region-0 node; Y: its zone sibling; `elsewhere`: another zone of region-0.
+    let zone_of = |node: &str| labels[node][mom::labels::ZONE_LABEL].clone();
+    let region_of = |node: &str| labels[node][mom::labels::REGION_LABEL].clone();
+    let x = labels.keys().next().unwrap().clone();
+    let y = labels
+        .keys()
+        .find(|m| **m != x && zone_of(m) == zone_of(&x))
+        .unwrap()
+        .clone();
+    let elsewhere = labels
+        .keys()
+        .map(|m| zone_of(m))
+        .find(|z| {
+            *z != zone_of(&x)
+                && labels
+                    .values()
+                    .any(|l| l[mom::labels::ZONE_LABEL] == *z && l[mom::labels::REGION_LABEL] == region_of(&x))
+        })
+        .unwrap();
+    common::apply(&strategy(
+        n,
+        "at-x",
+        &format!(
+            r#""locality":{{"mode":"required","dataNodes":{{"matchLabels":{{"kubernetes.io/hostname":"{x}"}}}}}}"#
+        ),
+        None,
+    ));
+    common::apply(&strategy(n, "not-x", &format!(r#""avoidNodes":["{x}"]"#), None));
+    common::apply(&agent(n, "anchor", 1, r#","strategyRef":{"name":"at-x"}"#, ""));
+    assert_eq!(node_of(&ns, "anchor").await, x);
+    let peer = |name: &str| {
+        agent(
+            n,
+            name,
+            1,
+            r#","strategyRef":{"name":"not-x"},"peers":[{"agent":"anchor","weight":1}]"#,
+            "",
+        )
+    };
+
+    // Control: labels only, the peer lands on X's zone sibling.
+    let (status, _, fit) = measured_latency(ns.client(), "NotConfigured").await;
+    assert_eq!((status.as_str(), fit), ("True", None));
+    common::apply(&peer("peer-labels"));
+    assert_eq!(
+        node_of(&ns, "peer-labels").await,
+        y,
+        "labels only: next to X in its zone"
+    );
+
+    // X measured as if it stood in another zone: the next peer lands in that zone.
+    let matrix = latency_matrix(&labels, Some((&x, &elsewhere))).to_string();
+    common::apply(&latency_configmap(n, &matrix));
+    patch_momconfig(serde_json::json!({"spec": {"geometry": {"latencySource": {
+        "configMap": {"namespace": n, "name": "latencies", "key": "rtt.json"}}}}}));
+    let (status, message, fit) = measured_latency(ns.client(), "Fitted").await;
+    assert_eq!(status, "True", "{message}");
+    let fit = fit.expect("status.latencyFit");
+    assert_eq!(
+        (fit.nodes as usize, fit.pairs as usize),
+        (labels.len(), labels.len() * (labels.len() - 1) / 2)
+    );
+    assert!(
+        fit.held_out_pairs > 0 && fit.held_out_median_relative_error.is_finite(),
+        "{fit:?}"
+    );
+    assert!(fit.held_out_median_relative_error < 0.5, "{fit:?}");
+    common::apply(&peer("peer-measured"));
+    let landed = node_of(&ns, "peer-measured").await;
+    assert_eq!(
+        zone_of(&landed),
+        elsewhere,
+        "measured latencies: next to X where it was measured ({landed})"
+    );
+
+    // A malformed matrix: the condition names the field and the value; labels only again.
+    let bad = serde_json::json!({ &x: { &y: "fast" } }).to_string();
+    common::apply(&latency_configmap(n, &bad));
+    let (status, message, fit) = measured_latency(ns.client(), "LatencyValueInvalid").await;
+    assert_eq!((status.as_str(), fit), ("False", None));
+    for part in [
+        "spec.geometry.latencySource.configMap",
+        "rtt.json",
+        "\"fast\"",
+        &x,
+        "topology labels only",
+    ] {
+        assert!(message.contains(part), "{part:?} missing in: {message}");
+    }
+    common::apply(&peer("peer-bad"));
+    assert_eq!(
+        node_of(&ns, "peer-bad").await,
+        y,
+        "a bad matrix leaves the label layout"
+    );
+
+    // A partial matrix: the node without latencies is named.
+    let mut partial = latency_matrix(&labels, None);
+    let dropped = labels.keys().last().unwrap().clone();
+    partial.as_object_mut().unwrap().remove(&dropped);
+    for row in partial.as_object_mut().unwrap().values_mut() {
+        row.as_object_mut().unwrap().remove(&dropped);
+    }
+    common::apply(&latency_configmap(n, &partial.to_string()));
+    let (status, message, _) = measured_latency(ns.client(), "LatencyPartial").await;
+    assert_eq!(status, "False");
+    assert!(message.contains(&format!("{dropped} (0)")), "{message}");
+
+    patch_momconfig(serde_json::json!({"spec": {"geometry": {"latencySource": null}}}));
+    measured_latency(ns.client(), "NotConfigured").await;
+}

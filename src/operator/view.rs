@@ -26,6 +26,8 @@ pub struct Settings {
     pub topology_keys: Vec<String>,
     /// Number of coordinates nodes are embedded with (MomConfig `spec.geometry.dimension`).
     pub dimension: usize,
+    /// Where measured latencies come from (MomConfig `spec.geometry.latencySource`).
+    pub latency_source: Option<super::crd::momconfig::LatencySource>,
     /// What the receipt writer records.
     pub recording: Recording,
 }
@@ -43,9 +45,24 @@ impl Default for Settings {
                 crate::labels::HOSTNAME_LABEL.into(),
             ],
             dimension: DEFAULT_DIMENSION,
+            latency_source: None,
             recording: Default::default(),
         }
     }
+}
+
+/// The state of `spec.geometry.latencySource` as the view last saw it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum LatencyState {
+    /// No latency source is configured.
+    #[default]
+    NotConfigured,
+    /// Configured, not fitted yet.
+    Pending,
+    /// Node positions follow this fit.
+    Fitted(Box<placement::measured::LatencyFit>),
+    /// The source cannot be used: (condition reason, message naming the field and value).
+    Problem(String, String),
 }
 
 /// What the writer is configured to record (from the MomConfig `default`).
@@ -130,9 +147,18 @@ pub struct View {
     /// Bumped on every re-embedding: positions (and targets computed from them) of an older
     /// generation are meaningless in the new one.
     generation: u64,
-    /// Bumped when a re-embedding changes what positions mean as a whole (their dimension), not
-    /// when nodes come and go: every agent's target must then be recomputed at once.
+    /// Bumped when a re-embedding changes what positions mean as a whole (their dimension, or
+    /// a new latency fit replacing or giving way to the label layout), not when nodes come and
+    /// go: every agent's target must then be recomputed at once.
     basis: u64,
+    /// The latest fit of measured latencies (kept while its problem-free input lasts).
+    latency: Option<placement::measured::LatencyFit>,
+    /// Bumped with every new fit (or its removal).
+    latency_epoch: u64,
+    /// What the latency source gave last: for the MomConfig condition.
+    latency_state: LatencyState,
+    /// (dimension, latency epoch) the positions were last computed with.
+    embedded_with: Option<(usize, Option<u64>)>,
     policy_generation: BTreeMap<AgentKey, u64>,
     /// Pods by uid, as last seen in the watch.
     pods: BTreeMap<String, PodRecord>,
@@ -281,9 +307,21 @@ impl View {
         let labels: BTreeMap<String, BTreeMap<String, String>> =
             self.nodes.iter().map(|(n, r)| (n.clone(), r.labels.clone())).collect();
         match placement::embed_nodes(&labels, &self.settings.topology_keys, self.settings.dimension) {
-            Ok(e) => {
-                if self.embedding.as_ref().map(|old| old.dimension) != Some(e.dimension) {
+            Ok(mut e) => {
+                // Measured latencies, when fitted for exactly these nodes in this dimension,
+                // replace the label positions (the label figures stay in the embedding).
+                let fit = self.latency.as_ref().filter(|f| {
+                    f.dimension == e.dimension
+                        && f.positions.len() == e.positions.len()
+                        && e.positions.keys().all(|n| f.positions.contains_key(n))
+                });
+                if let Some(f) = fit {
+                    e.positions = f.positions.clone();
+                }
+                let with = (e.dimension, fit.map(|_| self.latency_epoch));
+                if self.embedded_with != Some(with) {
                     self.basis += 1;
+                    self.embedded_with = Some(with);
                 }
                 self.embedding = Some(e);
                 self.embedding_error = None;
@@ -305,6 +343,40 @@ impl View {
     pub fn dimension(&self) -> Option<usize> {
         let e = self.embedding.as_ref()?;
         (!e.positions.is_empty()).then_some(e.dimension)
+    }
+
+    /// Stores what the latency source gave (a fit, or why there is none) and re-embeds.
+    pub fn set_latency(&mut self, state: LatencyState) {
+        let fit = match &state {
+            LatencyState::Fitted(f) => Some((**f).clone()),
+            _ => None,
+        };
+        if fit != self.latency {
+            self.latency = fit;
+            self.latency_epoch += 1;
+        }
+        self.latency_state = state;
+        self.reembed();
+    }
+
+    /// What the latency source gave last.
+    pub fn latency_state(&self) -> &LatencyState {
+        &self.latency_state
+    }
+
+    /// The latest latency fit (the start of the next, incremental one).
+    pub fn latency_fit(&self) -> Option<&placement::measured::LatencyFit> {
+        self.latency.as_ref()
+    }
+
+    /// Whether node positions currently follow measured latencies.
+    pub fn positions_follow_latency(&self) -> bool {
+        self.embedded_with.is_some_and(|(_, epoch)| epoch.is_some())
+    }
+
+    /// Node names → labels, for embedding and fitting outside the lock.
+    pub fn node_label_map(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.nodes.iter().map(|(n, r)| (n.clone(), r.labels.clone())).collect()
     }
 
     /// Changes whenever a re-embedding changed the meaning of positions as a whole (see

@@ -186,6 +186,7 @@ pub async fn momconfig(
                     level: cfg.spec.verification.level,
                     sample_rate: cfg.spec.verification.sample_rate.unwrap_or(1.0),
                 };
+                v.settings.latency_source = g.latency_source.clone();
                 if keys_changed || dimension_changed {
                     v.settings.topology_keys = g.topology_keys.clone();
                     v.settings.dimension = dimension;

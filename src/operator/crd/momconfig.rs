@@ -208,7 +208,8 @@ pub struct GeometrySpec {
     #[serde(default = "default_topology_keys")]
     #[schemars(length(max = 16))]
     pub topology_keys: Vec<String>,
-    /// Measured latencies used to refine the embedding; when absent only the topology labels count.
+    /// Measured node-to-node latencies that node positions are fitted to (see `LatencySource`);
+    /// when absent only the topology labels count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_source: Option<LatencySource>,
 }
@@ -255,15 +256,34 @@ pub enum RoutingAlgorithm {
 }
 
 /// Where measured node-to-node latencies come from. Exactly one source is set.
+///
+/// Latencies are milliseconds in (0, 60000]: JSON numbers, the diagonal ignored, both
+/// directions of a pair averaged, entries naming nodes that do not exist ignored (counted in
+/// `status.latencyFit.ignoredEntries`). The operator reads the source every 3 s; when it, the
+/// nodes or the dimension changed it fits node positions in the ball of `dimension` dimensions
+/// to the latencies (starting from the previous fit, else from the topology-label layout, so
+/// it is refined incrementally), scores the fit on a held-out 20% of the pairs
+/// (`status.latencyFit`), and from then on every node position (placement, agent targets, the
+/// descheduler) follows the measured latencies instead of the labels. Condition
+/// `MeasuredLatency` says which: True `Fitted`; True `NotConfigured` without a source; False
+/// with the field, the entry and the value when the source is missing (`LatencySourceNotFound`),
+/// not JSON of this shape (`LatencyMalformed`), holds a value that is not a latency
+/// (`LatencyValueInvalid`), leaves a node with latencies to fewer than 2 others or has fewer
+/// than 3 pairs (`LatencyPartial`), or there are more than 1000 nodes (`LatencyTooLarge`); nodes
+/// are then placed by their labels only. A node added later without latencies returns all
+/// nodes to the label layout until the source covers it.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.configMap) != has(self.nodeAnnotation)")
     .message("spec.geometry.latencySource: set exactly one of configMap or nodeAnnotation"))]
 pub struct LatencySource {
-    /// A ConfigMap key holding the latency matrix (JSON: {"from": {"to": milliseconds}}).
+    /// A ConfigMap key holding the whole matrix as JSON `{"from-node": {"to-node": milliseconds}}`.
+    /// The operator needs `get` on that ConfigMap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<ConfigMapKeyRef>,
-    /// A node annotation holding that node's latencies to the others (JSON: {"node": milliseconds}).
+    /// The key of a node annotation holding, on each node, that node's latencies to the others as
+    /// JSON `{"to-node": milliseconds}`. A node without the annotation has only the latencies
+    /// other nodes give to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_annotation: Option<String>,
 }
@@ -380,12 +400,40 @@ pub struct MomConfigStatus {
     /// by ball distance; 1 = neighbourhoods preserved exactly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_map: Option<f64>,
+    /// The fit of `spec.geometry.latencySource` that node positions follow, when they do
+    /// (condition `MeasuredLatency` True, reason `Fitted`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_fit: Option<LatencyFitStatus>,
     /// The newest receipt of the global chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt_chain_head: Option<ChainHead>,
     /// The newest signed checkpoint (Merkle root over the chain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkpoint: Option<CheckpointRef>,
+}
+
+/// How well node positions fitted from measured latencies predict them.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencyFitStatus {
+    /// Nodes positioned by the fit (every node).
+    pub nodes: i32,
+    /// Node pairs with a measured latency (both directions of a pair averaged).
+    pub pairs: i32,
+    /// Pairs held out of the fit (a seeded 20%) to score it.
+    pub held_out_pairs: i32,
+    /// Median over the held-out pairs of |predicted − measured| / measured, where predicted =
+    /// `msPerUnit` × the ball distance of a fit that never saw those pairs.
+    pub held_out_median_relative_error: f64,
+    /// 90th percentile of the same.
+    pub held_out_p90_relative_error: f64,
+    /// Milliseconds per unit of hyperbolic distance (curvature −1).
+    pub ms_per_unit: f64,
+    /// Whether the fit continued the previous one (the source changed) rather than starting
+    /// from the label layout.
+    pub incremental: bool,
+    /// Entries naming nodes that do not exist, ignored.
+    pub ignored_entries: i32,
 }
 
 /// The head of the receipt chain.
