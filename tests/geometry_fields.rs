@@ -351,3 +351,62 @@ async fn a_latency_configmap_moves_a_peer_affine_pod_to_the_node_measured_neares
     patch_momconfig(serde_json::json!({"spec": {"geometry": {"latencySource": null}}}));
     measured_latency(ns.client(), "NotConfigured").await;
 }
+
+/// Sets (or with `None` removes) the annotation `key` on `node`.
+fn annotate(node: &str, key: &str, value: Option<&str>) {
+    let arg = match value {
+        Some(v) => format!("{key}={v}"),
+        None => format!("{key}-"),
+    };
+    let (ok, _, err) = common::kubectl(&["annotate", "node", node, &arg, "--overwrite"], None);
+    assert!(ok, "annotating {node}: {err}");
+}
+
+#[tokio::test]
+async fn node_annotations_are_a_latency_source_and_a_node_without_one_is_named() {
+    let _turn = MOMCONFIG.lock().await;
+    setup();
+    let client = common::client().await;
+    let labels = node_labels(client.clone()).await;
+    let key = "mom.hypersync.io/test-rtt";
+    let matrix = latency_matrix(&labels, None);
+    for (node, row) in matrix.as_object().unwrap() {
+        annotate(node, key, Some(&row.to_string()));
+    }
+    patch_momconfig(serde_json::json!({"spec": {"geometry": {"latencySource": {"nodeAnnotation": key}}}}));
+    let (status, message, fit) = measured_latency(client.clone(), "Fitted").await;
+    assert_eq!(status, "True", "{message}");
+    assert_eq!(fit.map(|f| f.nodes as usize), Some(labels.len()));
+    // Without the annotation, a node still has the latencies the others give to it; with every
+    // mention of it gone it is named as partial.
+    let dropped = labels.keys().last().unwrap().clone();
+    annotate(&dropped, key, None);
+    for (node, row) in matrix.as_object().unwrap() {
+        if *node != dropped {
+            let mut row = row.clone();
+            row.as_object_mut().unwrap().remove(&dropped);
+            annotate(node, key, Some(&row.to_string()));
+        }
+    }
+    let (status, message, fit) = measured_latency(client.clone(), "LatencyPartial").await;
+    assert_eq!((status.as_str(), fit), ("False", None));
+    for part in [
+        "spec.geometry.latencySource.nodeAnnotation",
+        key,
+        &format!("{dropped} (0)"),
+    ] {
+        assert!(message.contains(part), "{part:?} missing in: {message}");
+    }
+    // A value that is not JSON names the node and the annotation.
+    annotate(&dropped, key, Some("{oops"));
+    let (_, message, _) = measured_latency(client.clone(), "LatencyMalformed").await;
+    assert!(
+        message.contains(&format!("annotation {key} of node {dropped}")),
+        "{message}"
+    );
+    patch_momconfig(serde_json::json!({"spec": {"geometry": {"latencySource": null}}}));
+    for node in labels.keys() {
+        annotate(node, key, None);
+    }
+    measured_latency(client, "NotConfigured").await;
+}

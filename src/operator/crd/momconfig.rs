@@ -278,7 +278,8 @@ pub enum RoutingAlgorithm {
     .message("spec.geometry.latencySource: set exactly one of configMap or nodeAnnotation"))]
 pub struct LatencySource {
     /// A ConfigMap key holding the whole matrix as JSON `{"from-node": {"to-node": milliseconds}}`.
-    /// The operator needs `get` on that ConfigMap.
+    /// The operator needs `get` on that ConfigMap (the Helm chart grants it when its values set
+    /// `momConfig.spec.geometry.latencySource.configMap`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<ConfigMapKeyRef>,
     /// The key of a node annotation holding, on each node, that node's latencies to the others as
