@@ -128,8 +128,10 @@ pub async fn run(client: kube::Client, view: SharedView) {
                 format!("{where_}: {message}; nodes are placed by their topology labels only"),
             ),
             Ok(rows) => {
+                // Without a fit in force, say that one is running (a fit in force stays in force
+                // until the new one replaces it).
                 if let Ok(mut v) = view.write()
-                    && matches!(v.latency_state(), LatencyState::NotConfigured)
+                    && !matches!(v.latency_state(), LatencyState::Fitted(_) | LatencyState::Pending)
                 {
                     v.set_latency(LatencyState::Pending);
                 }

@@ -875,6 +875,43 @@ mod tests {
     }
 
     #[test]
+    fn positions_follow_a_latency_fit_of_exactly_the_current_nodes_and_fall_back_to_labels() {
+        use crate::placement::measured::LatencyFit;
+        let mut view = View::default();
+        view.settings.dimension = 2;
+        for n in ["n1", "n2", "n3"] {
+            view.apply_node(&node(n));
+        }
+        view.reembed();
+        let labels_basis = view.basis();
+        let at = |x: f64| vec![x, 0.0];
+        let fit = LatencyFit {
+            positions: BTreeMap::from([("n1".into(), at(0.1)), ("n2".into(), at(0.2)), ("n3".into(), at(0.3))]),
+            points: BTreeMap::new(),
+            dimension: 2,
+            ms_per_unit: 1.0,
+            pairs: 3,
+            held_out_pairs: 1,
+            held_out_median_relative_error: 0.1,
+            held_out_p90_relative_error: 0.2,
+            incremental: false,
+            ignored_entries: 0,
+        };
+        view.set_latency(LatencyState::Fitted(Box::new(fit.clone())));
+        assert_eq!(view.node_position("n2"), Some(&at(0.2)));
+        assert!(view.positions_follow_latency());
+        assert_ne!(view.basis(), labels_basis);
+        // A node the fit does not cover: every node goes back to its label position.
+        view.apply_node(&node("n4"));
+        view.reembed();
+        assert!(!view.positions_follow_latency());
+        assert_ne!(view.node_position("n2"), Some(&at(0.2)));
+        // A problem drops the fit.
+        view.set_latency(LatencyState::Problem("LatencyPartial".into(), "n4 (0)".into()));
+        assert!(view.latency_fit().is_none());
+    }
+
+    #[test]
     fn a_forgotten_placement_frees_its_room() {
         let mut view = View::default();
         view.assume("uid-1", record(1000), "n1", true);

@@ -196,7 +196,8 @@ pub struct GeometrySpec {
     /// agent's `status.position.coordinates` has n entries, and strategy
     /// `geometricAffinity.coordinates` must have n entries. A change re-embeds every node and
     /// recomputes every agent's target within seconds; `status.embeddingDimension`,
-    /// `embeddingDistortion` and `embeddingMap` report the embedding in force. Extender cost per
+    /// `embeddingDistortion`, `embeddingMaxDistortion` and `embeddingMap` report the embedding in
+    /// force. Extender cost per
     /// request grows linearly with n. Without this MomConfig the operator uses 64.
     #[serde(default = "default_dimension")]
     #[x_kube(validation = Rule::new("self >= 2 && self <= 512").message("spec.geometry.dimension must be between 2 and 512"))]
@@ -208,8 +209,26 @@ pub struct GeometrySpec {
     #[serde(default = "default_topology_keys")]
     #[schemars(length(max = 16))]
     pub topology_keys: Vec<String>,
-    /// Measured node-to-node latencies that node positions are fitted to (see `LatencySource`);
-    /// when absent only the topology labels count.
+    /// Measured node-to-node latencies that node positions are fitted to; when absent only the
+    /// topology labels count. Exactly one of `configMap` and `nodeAnnotation` is set.
+    ///
+    /// Latencies are milliseconds in (0, 60000]: JSON numbers, the diagonal ignored, both
+    /// directions of a pair averaged, entries naming nodes that do not exist ignored (counted in
+    /// `status.latencyFit.ignoredEntries`). The operator reads the source every 3 s; when it, the
+    /// nodes or the dimension changed it fits node positions in the ball of `dimension` dimensions
+    /// to the latencies (starting from the previous fit, else from the topology-label layout, so
+    /// it is refined incrementally), scores the fit on a held-out 20% of the pairs
+    /// (`status.latencyFit`), and from then on every node position (placement, agent targets, the
+    /// descheduler) follows the measured latencies instead of the labels. Condition
+    /// `MeasuredLatency` says which: True `Fitted`; True `NotConfigured` without a source; Unknown
+    /// `Fitting` until a fit of the current nodes is done; False with the field, the entry and the
+    /// value when the source is missing (`LatencySourceNotFound`), cannot be read
+    /// (`LatencySourceUnreadable`, e.g. no RBAC permission),
+    /// not JSON of this shape (`LatencyMalformed`), holds a value that is not a latency
+    /// (`LatencyValueInvalid`), leaves a node with latencies to fewer than 2 others or has fewer
+    /// than 3 pairs (`LatencyPartial`), or there are more than 1000 nodes (`LatencyTooLarge`); nodes
+    /// are then placed by their labels only. A node added later without latencies returns all
+    /// nodes to the label layout until the source covers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_source: Option<LatencySource>,
 }
@@ -256,22 +275,6 @@ pub enum RoutingAlgorithm {
 }
 
 /// Where measured node-to-node latencies come from. Exactly one source is set.
-///
-/// Latencies are milliseconds in (0, 60000]: JSON numbers, the diagonal ignored, both
-/// directions of a pair averaged, entries naming nodes that do not exist ignored (counted in
-/// `status.latencyFit.ignoredEntries`). The operator reads the source every 3 s; when it, the
-/// nodes or the dimension changed it fits node positions in the ball of `dimension` dimensions
-/// to the latencies (starting from the previous fit, else from the topology-label layout, so
-/// it is refined incrementally), scores the fit on a held-out 20% of the pairs
-/// (`status.latencyFit`), and from then on every node position (placement, agent targets, the
-/// descheduler) follows the measured latencies instead of the labels. Condition
-/// `MeasuredLatency` says which: True `Fitted`; True `NotConfigured` without a source; False
-/// with the field, the entry and the value when the source is missing (`LatencySourceNotFound`),
-/// not JSON of this shape (`LatencyMalformed`), holds a value that is not a latency
-/// (`LatencyValueInvalid`), leaves a node with latencies to fewer than 2 others or has fewer
-/// than 3 pairs (`LatencyPartial`), or there are more than 1000 nodes (`LatencyTooLarge`); nodes
-/// are then placed by their labels only. A node added later without latencies returns all
-/// nodes to the label layout until the source covers it.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.configMap) != has(self.nodeAnnotation)")
