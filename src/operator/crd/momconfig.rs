@@ -393,7 +393,8 @@ pub struct MomConfigStatus {
     /// |d_ball − τ·d_tree| / (τ·d_tree) over pairs of points of the topology tree (nodes and the
     /// region/zone/rack points above them; from at most 64 evenly spaced points to every other),
     /// where d_tree counts tree edges, τ is the hyperbolic edge length and d_ball is the distance
-    /// between the coordinates placement uses. 0 is exact.
+    /// between the label-layout coordinates (those placement uses unless condition
+    /// `MeasuredLatency` is `Fitted`: then positions come from `latencyFit`). 0 is exact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_distortion: Option<f64>,
     /// Worst-case distortion over the same pairs: the largest d_ball/(τ·d_tree) divided by the
