@@ -168,6 +168,100 @@ impl NodeSpec {
     }
 }
 
+/// The sites of a network (e.g. a TopoHub graph) as a cluster: each site is a zone
+/// `site-NNN` holding `nodes_per_site` nodes `sNNN-nK`, and the sites are grouped into
+/// `regions` regions `region-R` by k-medoids (PAM) on `delays` (site × site one-way delay, ms;
+/// ∞ = unreachable, counted as 10⁶ ms). BUILD adds the medoid that lowers the total delay to
+/// the nearest medoid most (ties: lower index); SWAP then exchanges a medoid with a non-medoid
+/// while that lowers the total, at most 100 passes. Regions are numbered by their medoid's
+/// index; a site joins its nearest medoid (ties: lower region). Deterministic. Nodes have 8 CPU,
+/// 32 GiB, 110 pods, no rack label; sorted by name.
+pub fn sites_layout(delays: &[Vec<f64>], regions: usize, nodes_per_site: u32) -> Result<Vec<NodeSpec>, LayoutError> {
+    let n = delays.len();
+    if n == 0 {
+        return Err(LayoutError::Zero { field: "sites" });
+    }
+    if regions == 0 {
+        return Err(LayoutError::Zero { field: "regions" });
+    }
+    if nodes_per_site == 0 {
+        return Err(LayoutError::Zero { field: "nodesPerSite" });
+    }
+    let total = n as u64 * u64::from(nodes_per_site);
+    if total > MAX_NODES {
+        return Err(LayoutError::TooLarge {
+            nodes: total,
+            limit: MAX_NODES,
+        });
+    }
+    let d = |i: usize, j: usize| -> f64 {
+        let x = delays.get(i).and_then(|r| r.get(j)).copied().unwrap_or(f64::INFINITY);
+        if x.is_finite() { x.max(0.0) } else { 1e6 }
+    };
+    let cost = |medoids: &[usize]| -> f64 {
+        (0..n)
+            .map(|i| medoids.iter().map(|&m| d(i, m)).fold(f64::INFINITY, f64::min))
+            .sum()
+    };
+    let k = regions.min(n);
+    let mut medoids: Vec<usize> = Vec::with_capacity(k);
+    while medoids.len() < k {
+        let best = (0..n)
+            .filter(|c| !medoids.contains(c))
+            .map(|c| {
+                let mut with = medoids.clone();
+                with.push(c);
+                (cost(&with), c)
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        match best {
+            Some((_, c)) => medoids.push(c),
+            None => break,
+        }
+    }
+    for _ in 0..100 {
+        let current = cost(&medoids);
+        let mut best: Option<(f64, usize, usize)> = None;
+        for slot in 0..medoids.len() {
+            for c in (0..n).filter(|c| !medoids.contains(c)) {
+                let mut with = medoids.clone();
+                with[slot] = c;
+                let v = cost(&with);
+                if v < current - 1e-9 && best.is_none_or(|b| v < b.0) {
+                    best = Some((v, slot, c));
+                }
+            }
+        }
+        match best {
+            Some((_, slot, c)) => medoids[slot] = c,
+            None => break,
+        }
+    }
+    medoids.sort_unstable();
+    let mut out = Vec::with_capacity(total as usize);
+    for site in 0..n {
+        let region = (0..medoids.len())
+            .min_by(|&a, &b| d(site, medoids[a]).total_cmp(&d(site, medoids[b])).then(a.cmp(&b)))
+            .unwrap_or(0);
+        for j in 0..nodes_per_site {
+            let name = format!("s{site:03}-n{j}");
+            out.push(NodeSpec {
+                labels: BTreeMap::from([
+                    (REGION_LABEL.to_string(), format!("region-{region}")),
+                    (ZONE_LABEL.to_string(), format!("site-{site:03}")),
+                    (HOSTNAME_LABEL.to_string(), name.clone()),
+                ]),
+                name,
+                cpu_millis: 8_000,
+                memory_bytes: 32 << 30,
+                pods: 110,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
 /// `a`…`z`, then `aa`, `ab`, … so any number of zones gets a distinct suffix.
 fn zone_letter(mut i: u32) -> String {
     let mut s = Vec::new();
@@ -248,5 +342,35 @@ mod tests {
         assert_eq!(zone_letter(0), "a");
         assert_eq!(zone_letter(25), "z");
         assert_eq!(zone_letter(26), "aa");
+    }
+
+    #[test]
+    fn sites_are_grouped_into_regions_of_nearby_sites() {
+        // Two far-apart triangles of sites: two regions, one per triangle.
+        let near = 1.0;
+        let far = 50.0;
+        let delays: Vec<Vec<f64>> = (0..6)
+            .map(|i| {
+                (0..6)
+                    .map(|j| {
+                        if i == j {
+                            0.0
+                        } else if i / 3 == j / 3 {
+                            near
+                        } else {
+                            far
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let nodes = sites_layout(&delays, 2, 2).unwrap();
+        assert_eq!(nodes.len(), 12);
+        let region = |site: usize| nodes[2 * site].labels[REGION_LABEL].clone();
+        assert_eq!(region(0), region(2));
+        assert_eq!(region(3), region(5));
+        assert_ne!(region(0), region(3));
+        assert_eq!(sites_layout(&delays, 2, 2).unwrap(), nodes);
+        assert!(sites_layout(&[], 2, 2).is_err() && sites_layout(&delays, 0, 2).is_err());
     }
 }

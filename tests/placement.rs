@@ -117,7 +117,7 @@ async fn kubectl_scale_up_and_down_removes_the_farthest_replicas_first() {
     let labels = node_labels(ns.client()).await;
     let keys: Vec<String> = mom::operator::view::Settings::default().topology_keys;
     let keys = momconfig_keys().await.unwrap_or(keys);
-    let emb = mom::placement::embed_nodes(&labels, &keys).unwrap();
+    let emb = mom::placement::embed_nodes(&labels, &keys, 2).unwrap();
     let dist = |node: &String| mom::geometry::poincare::distance(&target, &emb.positions[node], 1.0);
     let kept = after.values().map(dist).fold(0.0_f64, f64::max);
     let removed = before

@@ -31,6 +31,31 @@ enum EmbedCommand {
     Latency(LatencyArgs),
     /// Embed a complete fanout^depth hierarchy with Sarkar's construction; report distortion/MAP.
     Topology(TopologyArgs),
+    /// Make a cluster of a TopoHub graph (sites → zones, k-medoids regions), embed its nodes
+    /// by their labels in each dimension as the operator does, and time one extender request
+    /// (filter + prioritize over every node) per dimension.
+    Cluster(ClusterArgs),
+}
+
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// TopoHub node-link JSON file.
+    #[arg(long)]
+    topology: PathBuf,
+    /// Regions the sites are grouped into.
+    #[arg(long, default_value_t = 6)]
+    regions: usize,
+    /// Nodes per site (zone).
+    #[arg(long, default_value_t = 4)]
+    nodes_per_site: u32,
+    /// Dimensions to embed in, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [2usize, 8, 64])]
+    dims: Vec<usize>,
+    /// Extender requests timed per dimension (each with another node's position as target).
+    #[arg(long, default_value_t = 200)]
+    requests: usize,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +167,7 @@ pub fn run_embed(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         EmbedCommand::Latency(a) => run_latency(a),
         EmbedCommand::Topology(a) => run_topology(a),
+        EmbedCommand::Cluster(a) => run_cluster(a),
     }
 }
 
@@ -252,6 +278,124 @@ fn run_topology(a: TopologyArgs) -> anyhow::Result<ExitCode> {
             "evaluated from {} sources, {} pairs in {eval_seconds:.2} s",
             q.sources, q.pairs
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_cluster(a: ClusterArgs) -> anyhow::Result<ExitCode> {
+    use mom::placement::{self, AgentPolicy, NodeState, Objectives, PodDemand, Resources, Routing};
+    let g = data::load_node_link(&a.topology)?;
+    let delays = routing::shortest_path_delays(&g);
+    let nodes = mom::cluster_layout::sites_layout(&delays, a.regions, a.nodes_per_site)?;
+    let labels: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> =
+        nodes.iter().map(|n| (n.name.clone(), n.labels.clone())).collect();
+    let keys: Vec<String> = [
+        mom::labels::REGION_LABEL,
+        mom::labels::ZONE_LABEL,
+        mom::labels::HOSTNAME_LABEL,
+    ]
+    .iter()
+    .map(|k| k.to_string())
+    .collect();
+    let regions: std::collections::BTreeSet<&String> =
+        nodes.iter().map(|n| &n.labels[mom::labels::REGION_LABEL]).collect();
+    let mut rows = Vec::new();
+    for &dim in &a.dims {
+        let start = Instant::now();
+        let emb = mom::placement::embed_nodes(&labels, &keys, dim)?;
+        let embed_seconds = start.elapsed().as_secs_f64();
+        let states: Vec<NodeState> = nodes
+            .iter()
+            .map(|n| NodeState {
+                name: n.name.clone(),
+                labels: n.labels.clone(),
+                position: emb.positions.get(&n.name).cloned().unwrap_or_default(),
+                allocatable: Resources {
+                    cpu_millis: n.cpu_millis,
+                    memory_bytes: n.memory_bytes,
+                },
+                requested: Resources::default(),
+                tentative: Resources::default(),
+                tentative_pods: 0,
+                pods: 0,
+                max_pods: n.pods,
+                tenants: Default::default(),
+                hourly_cost: None,
+                spot: false,
+                energy_class: None,
+            })
+            .collect();
+        let refs: Vec<&NodeState> = states.iter().collect();
+        let pod = PodDemand {
+            requests: Resources {
+                cpu_millis: 100,
+                memory_bytes: 64 << 20,
+            },
+            ..Default::default()
+        };
+        let mut micros: Vec<f64> = Vec::with_capacity(a.requests);
+        for r in 0..a.requests {
+            let agent = AgentPolicy {
+                target: states[(r * 7919) % states.len()].position.clone(),
+                replicas: 3,
+                ..Default::default()
+            };
+            let start = Instant::now();
+            let verdict = placement::filter(&pod, Some(&agent), &refs, 1.0);
+            let passed: Vec<&NodeState> = refs
+                .iter()
+                .copied()
+                .filter(|n| !verdict.failed.contains_key(&n.name) && !verdict.unresolvable.contains_key(&n.name))
+                .collect();
+            let scores = placement::prioritize(
+                &pod,
+                Some(&agent),
+                &passed,
+                &Objectives::default(),
+                Routing::GreedyForwarding,
+                1.0,
+            );
+            std::hint::black_box(scores);
+            micros.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+        micros.sort_by(f64::total_cmp);
+        let pct = |q: f64| {
+            micros
+                .get(((micros.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        rows.push(json!({
+            "topology": g.name, "sites": g.node_count(), "regions": regions.len(), "nodes": nodes.len(),
+            "dimension": emb.dimension, "edge_length": emb.edge_length,
+            "avg_distortion": emb.avg_distortion, "max_distortion": emb.max_distortion, "map": emb.map,
+            "embed_seconds": embed_seconds,
+            "request_p50_us": pct(0.5), "request_p99_us": pct(0.99),
+        }));
+    }
+    if a.format == Format::Json {
+        for r in &rows {
+            println!("{r}");
+        }
+    } else {
+        println!(
+            "{:<14} {:>6} {:>4} {:>10} {:>10} {:>8} {:>10} {:>12} {:>12}",
+            "topology", "nodes", "dim", "avg dist", "max dist", "MAP", "embed s", "req p50 µs", "req p99 µs"
+        );
+        for r in &rows {
+            println!(
+                "{:<14} {:>6} {:>4} {:>10.4} {:>10.4} {:>8.4} {:>10.4} {:>12.1} {:>12.1}",
+                r["topology"].as_str().unwrap_or(""),
+                r["nodes"].as_u64().unwrap_or(0),
+                r["dimension"].as_u64().unwrap_or(0),
+                r["avg_distortion"].as_f64().unwrap_or(f64::NAN),
+                r["max_distortion"].as_f64().unwrap_or(f64::NAN),
+                r["map"].as_f64().unwrap_or(f64::NAN),
+                r["embed_seconds"].as_f64().unwrap_or(f64::NAN),
+                r["request_p50_us"].as_f64().unwrap_or(f64::NAN),
+                r["request_p99_us"].as_f64().unwrap_or(f64::NAN),
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

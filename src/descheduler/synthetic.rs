@@ -96,7 +96,7 @@ pub fn drifted_cluster(spec: &SyntheticSpec) -> Result<SyntheticCluster, Desched
     let labels: BTreeMap<String, BTreeMap<String, String>> =
         specs.iter().map(|n| (n.name.clone(), n.labels.clone())).collect();
     let keys = [REGION_LABEL, ZONE_LABEL, HOSTNAME_LABEL].map(String::from);
-    let emb = placement::embed_nodes(&labels, &keys).map_err(|e| err(e.to_string()))?;
+    let emb = placement::embed_nodes(&labels, &keys, 2).map_err(|e| err(e.to_string()))?;
 
     let mut region_names = BTreeMap::new();
     let mut zone_names = BTreeMap::new();

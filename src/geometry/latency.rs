@@ -202,6 +202,11 @@ fn minkowski(a: &[f64], b: &[f64]) -> f64 {
 /// Fit the hyperbolic model to `train` (see the module doc). Deterministic given the seed.
 /// Errors: no samples, an index ≥ n, a non-positive RTT, dim = 0 or restarts/epochs = 0.
 pub fn fit_hyperbolic(n: usize, train: &[Sample], cfg: &HyperbolicConfig) -> Result<HyperbolicModel, GeometryError> {
+    check_config(n, train, cfg)?;
+    fit_restarts(n, train, cfg, None)
+}
+
+fn check_config(n: usize, train: &[Sample], cfg: &HyperbolicConfig) -> Result<(), GeometryError> {
     validate(n, train)?;
     for (name, v) in [("dim", cfg.dim), ("restarts", cfg.restarts), ("epochs", cfg.epochs)] {
         if v == 0 {
@@ -226,10 +231,34 @@ pub fn fit_hyperbolic(n: usize, train: &[Sample], cfg: &HyperbolicConfig) -> Res
             reason: "must be finite and > 0",
         });
     }
+    Ok(())
+}
+
+/// [`fit_hyperbolic`] starting its first restart from `init` (hyperboloid points `[x₀, x⃗]` of
+/// dimension `cfg.dim`, one per node, and a scale s > 0) instead of a random start: refining an
+/// earlier fit, or a layout known to be close, in fewer epochs. Points of another length or not
+/// finite are replaced by a seeded random start. Same errors as [`fit_hyperbolic`].
+pub fn fit_hyperbolic_from(
+    n: usize,
+    train: &[Sample],
+    cfg: &HyperbolicConfig,
+    init: &[Vec<f64>],
+    scale: f64,
+) -> Result<HyperbolicModel, GeometryError> {
+    check_config(n, train, cfg)?;
+    fit_restarts(n, train, cfg, Some((init, scale)))
+}
+
+fn fit_restarts(
+    n: usize,
+    train: &[Sample],
+    cfg: &HyperbolicConfig,
+    init: Option<(&[Vec<f64>], f64)>,
+) -> Result<HyperbolicModel, GeometryError> {
     let mut best: Option<HyperbolicModel> = None;
     for r in 0..cfg.restarts {
         let seed = cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(r as u64);
-        let m = fit_once(n, train, cfg, seed);
+        let m = fit_once(n, train, cfg, seed, if r == 0 { init } else { None });
         if best.as_ref().is_none_or(|b| m.loss < b.loss) {
             best = Some(m);
         }
@@ -237,20 +266,33 @@ pub fn fit_hyperbolic(n: usize, train: &[Sample], cfg: &HyperbolicConfig) -> Res
     best.ok_or(GeometryError::EmptyInput("restarts"))
 }
 
-fn fit_once(n: usize, train: &[Sample], cfg: &HyperbolicConfig, seed: u64) -> HyperbolicModel {
+fn fit_once(
+    n: usize,
+    train: &[Sample],
+    cfg: &HyperbolicConfig,
+    seed: u64,
+    init: Option<(&[Vec<f64>], f64)>,
+) -> HyperbolicModel {
     let d = cfg.dim;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut rtts: Vec<f64> = train.iter().map(|s| s.rtt).collect();
     rtts.sort_by(f64::total_cmp);
     let median = rtts[rtts.len() / 2];
     let mut pts: Vec<Vec<f64>> = (0..n)
-        .map(|_| {
+        .map(|a| {
             let v: Vec<f64> = (0..d).map(|_| rng.random_range(-0.5..0.5)).collect();
-            lift_to_hyperboloid(&v)
+            match init.and_then(|(p, _)| p.get(a)) {
+                // The spatial part is lifted again, so x₀ is consistent whatever was given.
+                Some(p) if p.len() == d + 1 && p.iter().all(|c| c.is_finite()) => lift_to_hyperboloid(&p[1..]),
+                _ => lift_to_hyperboloid(&v),
+            }
         })
         .collect();
     let mut heights = vec![0.0; n];
-    let mut log_s = median.ln();
+    let mut log_s = match init {
+        Some((_, s)) if s.is_finite() && s > 0.0 => s.ln(),
+        _ => median.ln(),
+    };
     let (b1, b2, eps): (f64, f64, f64) = (0.9, 0.999, 1e-8);
     let mut m_pt = vec![vec![0.0; d + 1]; n];
     let mut v_pt = vec![0.0; n];

@@ -134,6 +134,10 @@ pub struct TreeEmbedding {
     root_polar: Vec<(f64, f64)>,
     /// Node index of each leaf, in input order.
     leaves: Vec<usize>,
+    /// Position of each node among its parent's children (label order); 0 for the root.
+    slot: Vec<usize>,
+    /// Number of children of each node.
+    fanout: Vec<usize>,
 }
 
 /// Distortion and MAP of an embedding against the exact tree metric.
@@ -309,9 +313,12 @@ impl TreeEmbedding {
         // Sarkar: the root spreads its children evenly; any other node spreads its children
         // evenly over the directions left after the one to its parent (at angle π).
         let mut phi = vec![0.0; n];
+        let mut slot = vec![0; n];
+        let fanout: Vec<usize> = children.iter().map(Vec::len).collect();
         for v in 0..n {
             let k = children[v].len();
             for (j, &c) in children[v].iter().enumerate() {
+                slot[c] = j;
                 phi[c] = if parent[v].is_none() {
                     wrap(2.0 * PI * j as f64 / k as f64)
                 } else {
@@ -326,6 +333,8 @@ impl TreeEmbedding {
             phi,
             root_polar: Vec::new(),
             leaves,
+            slot,
+            fanout,
         };
         emb.root_polar = (0..n).map(|v| emb.polar_relative_to(v, 0)).collect();
         emb
@@ -409,12 +418,71 @@ impl TreeEmbedding {
         Some(vec![s * a.cos(), s * a.sin()])
     }
 
+    /// Poincaré-ball coordinates (κ = 1) of every tree node (root, inner nodes and leaves, by
+    /// internal node number) in `dim` dimensions (`dim` < 2 is read as 2): Sarkar's
+    /// construction with the siblings spread over the sphere of directions instead of a circle.
+    ///
+    /// In a node's own frame (the node moved to the origin by the Möbius translation
+    /// `z ↦ (−x)⊕z`), its parent and its k children take the slots of [`sphere_slots`]: slot 0
+    /// is turned onto the parent's direction by a rotation, child j gets slot
+    /// j+1 (the root's children slots 0…k−1), at hyperbolic distance τ: `y = tanh(τ/2)·u`,
+    /// placed at `x⊕y`. A rotation and a Möbius translation are isometries, so every edge is
+    /// exactly τ long and the angles between siblings are those of the slots. More dimensions
+    /// give wider angles (at most ⌈(k+1)/⌊dim/2⌋⌉ slots share a circle, instead of k+1), so
+    /// siblings are pulled together less by the short edges the ball's radius allows:
+    /// `d(siblings) ≈ 2τ + 2·ln sin(θ/2)`.
+    ///
+    /// In 2 dimensions this is exactly the disk embedding of [`Self::leaf_point`].
+    /// Clamp: like [`Self::leaf_point`], points beyond radius [`super::poincare::MAX_RADIUS`]
+    /// saturate at the ball's edge (keep τ·depth ≤ 35).
+    pub fn ball_points(&self, dim: usize) -> Vec<Vec<f64>> {
+        let dim = dim.max(2);
+        let n = self.node_count();
+        let r = (self.tau / 2.0).tanh();
+        let mut pts: Vec<Vec<f64>> = vec![vec![0.0; dim]; n];
+        // Parents are numbered before their children (both constructors guarantee it).
+        for v in 1..n {
+            let Some(p) = self.parent[v] else { continue };
+            let grand = self.parent[p];
+            let slots = self.fanout[p] + usize::from(grand.is_some());
+            let mut u = sphere_slot(slots, self.slot[v] + usize::from(grand.is_some()), dim);
+            if let Some(g) = grand {
+                // The grandparent's direction as seen from p, in p's frame.
+                let minus_p: Vec<f64> = pts[p].iter().map(|c| -c).collect();
+                let towards = super::poincare::mobius_add(&minus_p, &pts[g], 1.0);
+                rotate_first_axis_onto(&mut u, &towards);
+            }
+            let y: Vec<f64> = u.iter().map(|c| c * r).collect();
+            pts[v] = super::poincare::mobius_add(&pts[p], &y, 1.0);
+        }
+        pts
+    }
+
+    /// Internal node number of leaf i (an index into [`Self::ball_points`]).
+    pub fn leaf_node(&self, i: usize) -> Option<usize> {
+        self.leaves.get(i).copied()
+    }
+
     /// Distortion and MAP over `(source, node)` pairs, with sources = all nodes when there are
     /// at most `max_sources`, else `max_sources` evenly spaced nodes (deterministic).
     ///
     /// MAP (Nickel & Kiela): for source u with tree neighbours N(u), rank all other nodes by
     /// embedded distance; `AP(u) = mean_{v∈N(u)} |{v'∈N(u): d(u,v') ≤ d(u,v)}| / |{x: d(u,x) ≤ d(u,v)}|`.
+    /// Distances are the exact ones of the polar form ([`Self::node_distance`]).
     pub fn evaluate(&self, max_sources: usize) -> EmbeddingQuality {
+        self.evaluate_with(max_sources, |u, v| self.node_distance(u, v))
+    }
+
+    /// [`Self::evaluate`] for the coordinates `points` of every tree node (as from
+    /// [`Self::ball_points`]), measured with the ball's distance: what placement actually sees.
+    pub fn evaluate_points(&self, points: &[Vec<f64>], max_sources: usize) -> EmbeddingQuality {
+        self.evaluate_with(max_sources, |u, v| match (points.get(u), points.get(v)) {
+            (Some(a), Some(b)) => super::poincare::distance(a, b, 1.0),
+            _ => 0.0,
+        })
+    }
+
+    fn evaluate_with(&self, max_sources: usize, distance: impl Fn(usize, usize) -> f64) -> EmbeddingQuality {
         let n = self.node_count();
         let step = n.div_ceil(max_sources.max(1)).max(1);
         let sources: Vec<usize> = (0..n).step_by(step).collect();
@@ -428,7 +496,7 @@ impl TreeEmbedding {
                 if v == u {
                     continue;
                 }
-                let de = self.node_distance(u, v);
+                let de = distance(u, v);
                 let dt = self.node_tree_distance(u, v) as f64 * self.tau;
                 let ratio = de / dt;
                 lo = lo.min(ratio);
@@ -461,6 +529,65 @@ impl TreeEmbedding {
             sources: sources.len(),
             pairs,
         }
+    }
+}
+
+/// Unit vector of slot `s` among `slots` directions spread over the sphere in `dim` dimensions
+/// (`dim` ≥ 2): P = min(⌊dim/2⌋, ⌈slots/4⌉) coordinate planes (e₀,e₁), (e₂,e₃), … take the slots
+/// in turn (slot s in plane s mod P), and the c slots of one plane are evenly spaced on its
+/// circle, slot 0 on e₀. Two slots in different planes are orthogonal, so the smallest angle is
+/// `min(π/2, 2π/⌈slots/P⌉)`; up to 4 slots share a plane (90° and 180° apart, wider on average
+/// than all-orthogonal), so more dimensions help only once ⌈slots/4⌉ > ⌊dim/2⌋ — never hurt.
+/// Deterministic; O(dim).
+pub fn sphere_slot(slots: usize, s: usize, dim: usize) -> Vec<f64> {
+    let dim = dim.max(2);
+    let slots = slots.max(1);
+    let planes = slot_planes(slots, dim);
+    let plane = s % planes;
+    let index = s / planes;
+    // Slots of this plane: plane, plane + P, … below `slots`.
+    let in_plane = (slots.saturating_sub(plane)).div_ceil(planes).max(1);
+    let angle = 2.0 * PI * index as f64 / in_plane as f64;
+    let mut u = vec![0.0; dim];
+    u[2 * plane] = angle.cos();
+    u[2 * plane + 1] = angle.sin();
+    u
+}
+
+/// Number of coordinate planes [`sphere_slot`] spreads `slots` directions over.
+fn slot_planes(slots: usize, dim: usize) -> usize {
+    (dim.max(2) / 2).min(slots.max(1).div_ceil(4)).max(1)
+}
+
+/// Rotates `u` by the rotation that turns e₀ onto the direction t of `target` inside the plane
+/// span{e₀, t} (identity on its orthogonal complement, so orientation is kept):
+/// with c = (t − t₀e₀)/‖t − t₀e₀‖ and cos θ = t₀,
+/// `u ↦ u + (cos θ − 1)(u₀e₀ + u_c·c) + sin θ (u₀·c − u_c·e₀)`, u_c = ⟨u, c⟩. When t = −e₀ the
+/// plane is span{e₀, e₁}. Leaves `u` alone when `target` is 0 or not finite. O(dim).
+fn rotate_first_axis_onto(u: &mut [f64], target: &[f64]) {
+    let norm = super::poincare::norm(target);
+    if !(norm.is_finite() && norm > 0.0) || u.len() < 2 || target.len() != u.len() {
+        return;
+    }
+    let cos = (target[0] / norm).clamp(-1.0, 1.0);
+    let mut c: Vec<f64> = target.iter().map(|x| x / norm).collect();
+    c[0] = 0.0;
+    let cn = super::poincare::norm(&c);
+    if cn < 1e-300 {
+        if cos > 0.0 {
+            return;
+        }
+        c = vec![0.0; u.len()];
+        c[1] = 1.0;
+    } else {
+        c.iter_mut().for_each(|x| *x /= cn);
+    }
+    let sin = (1.0 - cos * cos).max(0.0).sqrt();
+    let u0 = u[0];
+    let uc: f64 = u.iter().zip(&c).map(|(a, b)| a * b).sum();
+    for (k, (ui, ck)) in u.iter_mut().zip(&c).enumerate() {
+        let e0 = if k == 0 { 1.0 } else { 0.0 };
+        *ui += (cos - 1.0) * (u0 * e0 + uc * ck) + sin * (u0 * ck - uc * e0);
     }
 }
 
@@ -579,6 +706,71 @@ mod tests {
         let e = TreeEmbedding::from_paths(&p, SarkarConfig::default()).unwrap();
         assert_eq!(e.tree_distance(0, 1), Some(4));
         assert!(e.evaluate(100).max_distortion <= 1.1);
+    }
+
+    #[test]
+    fn ball_points_in_two_dimensions_have_the_exact_polar_distances() {
+        let p = balanced_paths(3, 3).unwrap();
+        let cfg = SarkarConfig {
+            epsilon: 1.0,
+            edge_length: Some(2.0),
+        };
+        let e = TreeEmbedding::from_paths(&p, cfg).unwrap();
+        let pts = e.ball_points(2);
+        for u in 0..e.node_count() {
+            assert_eq!(pts[u].len(), 2);
+            for v in 0..e.node_count() {
+                let a = e.node_distance(u, v);
+                let b = poincare::distance(&pts[u], &pts[v], 1.0);
+                assert!((a - b).abs() < 1e-8 * (1.0 + a), "{u},{v}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_edge_is_tau_long_in_any_dimension_and_more_dimensions_spread_siblings_wider() {
+        let p = balanced_paths(30, 3).unwrap();
+        let cfg = SarkarConfig {
+            epsilon: 0.1,
+            edge_length: Some(8.0),
+        };
+        let e = TreeEmbedding::from_paths(&p, cfg).unwrap();
+        let mut avg = Vec::new();
+        for dim in [2, 3, 8, 64] {
+            let pts = e.ball_points(dim);
+            for v in 1..e.node_count() {
+                assert_eq!(pts[v].len(), dim);
+                let parent = e.parent[v].unwrap();
+                let d = poincare::distance(&pts[v], &pts[parent], 1.0);
+                assert!((d - 8.0).abs() < 1e-4, "dim {dim} node {v}: edge {d}");
+            }
+            let q = e.evaluate_points(&pts, 50);
+            assert!(q.avg_distortion.is_finite() && q.max_distortion.is_finite(), "{q:?}");
+            avg.push(q.avg_distortion);
+        }
+        // 3 dimensions still have one plane: no better than 2; 8 and 64 are strictly better, and
+        // 64 no worse than 8.
+        assert!((avg[1] - avg[0]).abs() < 1e-6, "{avg:?}");
+        assert!(avg[2] < avg[0] * 0.8 && avg[3] <= avg[2] + 1e-9, "{avg:?}");
+    }
+
+    #[test]
+    fn sphere_slots_are_unit_vectors_at_least_the_promised_angle_apart() {
+        for (slots, dim) in [(1, 2), (5, 2), (11, 8), (41, 8), (41, 64), (200, 64), (7, 5)] {
+            let u: Vec<Vec<f64>> = (0..slots).map(|s| sphere_slot(slots, s, dim)).collect();
+            let planes = slot_planes(slots, dim);
+            let promised = (PI / 2.0).min(2.0 * PI / slots.div_ceil(planes) as f64);
+            for a in 0..slots {
+                assert!((poincare::norm(&u[a]) - 1.0).abs() < 1e-12);
+                for b in 0..a {
+                    let cos: f64 = u[a].iter().zip(&u[b]).map(|(x, y)| x * y).sum();
+                    assert!(
+                        cos.clamp(-1.0, 1.0).acos() >= promised - 1e-9,
+                        "{slots} slots in {dim}: {a},{b}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -103,6 +103,8 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     // On taking the Lease, reconcile every agent at once instead of waiting for its requeue.
     let became_leader = became_leader(ctx.leading.clone());
+    // A re-embedding in another dimension (or basis) makes every stored target meaningless.
+    let rebased = rebased(ctx.view.clone());
     let reconciler = Arc::new(Reconciler {
         ctx,
         agents: reader.clone(),
@@ -113,7 +115,7 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
         // Bounded: a burst of agents (1,000 applied at once) is worked through RECONCILE_CONCURRENCY
         // at a time instead of opening as many apiserver requests and holding their answers at once.
         .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
-        .reconcile_all_on(became_leader)
+        .reconcile_all_on(futures::stream::select(became_leader, rebased))
         .reconcile_on(woken)
         .graceful_shutdown_on(async move {
             let _ = shutdown.wait_for(|s| *s).await;
@@ -139,6 +141,23 @@ fn became_leader(leading: watch::Receiver<bool>) -> impl futures::Stream<Item = 
             was = now;
             if rose {
                 return Some(((), (rx, was)));
+            }
+        }
+    })
+}
+
+/// One item each time the view's node embedding changes basis (`View::basis`: another
+/// dimension), checked every second.
+fn rebased(view: super::view::SharedView) -> impl futures::Stream<Item = ()> + Send + 'static {
+    let basis = |view: &super::view::SharedView| view.read().map(|v| v.basis()).unwrap_or_default();
+    let was = basis(&view);
+    futures::stream::unfold((view, was), move |(view, mut was)| async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let now = basis(&view);
+            if now != was {
+                was = now;
+                return Some(((), (view, was)));
             }
         }
     })

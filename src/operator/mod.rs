@@ -13,6 +13,7 @@ pub mod events;
 pub mod extender;
 pub mod health;
 pub mod http;
+pub mod latency;
 pub mod leader;
 pub mod lenient;
 pub mod metrics;
@@ -169,6 +170,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
             "watch/namespaces",
             watch::namespaces(client.clone(), view.clone()),
         ),
+        watched(&health, "watch/latency", latency::run(client.clone(), view.clone())),
     ];
     // Settings first, then nodes: the first embedding then already uses the configured keys.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), config_ready.wait_for(|r| *r)).await;

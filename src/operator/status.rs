@@ -187,6 +187,70 @@ fn provenance_condition(writer: &super::receipts::ReceiptWriter) -> DesiredCondi
 }
 
 /// `SigningKeyReady` from the writer's last look at the signing key (`None` until the first).
+/// `MeasuredLatency` and `status.latencyFit` from the view's latency state; `follows`: node
+/// positions currently come from the fit (false while a new node awaits its latencies).
+fn latency_condition(
+    state: &super::view::LatencyState,
+    follows: bool,
+) -> (DesiredCondition, Option<momconfig::LatencyFitStatus>) {
+    use super::view::LatencyState;
+    let c = |status, reason: &str, message: String| {
+        DesiredCondition::new(conditions::MEASURED_LATENCY, status, reason, message)
+    };
+    match state {
+        LatencyState::NotConfigured => (
+            c(
+                ConditionStatus::True,
+                "NotConfigured",
+                "no spec.geometry.latencySource: nodes are placed by their topology labels".into(),
+            ),
+            None,
+        ),
+        LatencyState::Pending => (
+            c(
+                ConditionStatus::Unknown,
+                "Fitting",
+                "spec.geometry.latencySource: fitting the measured latencies".into(),
+            ),
+            None,
+        ),
+        LatencyState::Problem(reason, message) => (c(ConditionStatus::False, reason, message.clone()), None),
+        LatencyState::Fitted(f) if follows => (
+            c(
+                ConditionStatus::True,
+                "Fitted",
+                format!(
+                    "node positions follow the measured latencies of {} nodes ({} pairs, {} dimensions): held-out median relative error {:.3} (p90 {:.3}) over {} pairs",
+                    f.positions.len(),
+                    f.pairs,
+                    f.dimension,
+                    f.held_out_median_relative_error,
+                    f.held_out_p90_relative_error,
+                    f.held_out_pairs
+                ),
+            ),
+            Some(momconfig::LatencyFitStatus {
+                nodes: f.positions.len() as i32,
+                pairs: f.pairs as i32,
+                held_out_pairs: f.held_out_pairs as i32,
+                held_out_median_relative_error: f.held_out_median_relative_error,
+                held_out_p90_relative_error: f.held_out_p90_relative_error,
+                ms_per_unit: f.ms_per_unit,
+                incremental: f.incremental,
+                ignored_entries: f.ignored_entries as i32,
+            }),
+        ),
+        LatencyState::Fitted(_) => (
+            c(
+                ConditionStatus::Unknown,
+                "Fitting",
+                "spec.geometry.latencySource: the nodes or the dimension changed; fitting again (until then nodes are placed by their topology labels)".into(),
+            ),
+            None,
+        ),
+    }
+}
+
 fn signing_key_condition(writer: &super::receipts::ReceiptWriter) -> Option<DesiredCondition> {
     Some(match writer.key_state()? {
         Ok(what) => DesiredCondition::new(
@@ -247,15 +311,17 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
     let (client, view, writer, agents) = (&ctx.client, &ctx.view, &ctx.writer, &ctx.agents);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let configs: Api<MomConfig> = Api::all(client.clone());
-    let (nodes_embedded, embedding, ball) = {
+    let (nodes_embedded, embedding, ball, latency) = {
         let v = view.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         let e = v.embedding().cloned();
+        let latency = (v.latency_state().clone(), v.positions_follow_latency());
         let ball = v.dimension().map(|dimension| validate::Ball {
             dimension,
             curvature: v.settings.kappa,
         });
-        (e.as_ref().map(|e| e.positions.len() as i32), e, ball)
+        (e.as_ref().map(|e| e.positions.len() as i32), e, ball, latency)
     };
+    let (latency_condition, latency_fit) = latency_condition(&latency.0, latency.1);
     for cfg in configs.list(&ListParams::default()).await?.items {
         let name = cfg.name_any();
         let old = cfg.status.clone().unwrap_or_default();
@@ -265,10 +331,15 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
                     conditions::READY,
                     ConditionStatus::True,
                     conditions::reason::RECONCILED,
-                    format!("in effect; {} nodes embedded", nodes_embedded.unwrap_or(0)),
+                    format!(
+                        "in effect; {} nodes embedded in {} dimensions",
+                        nodes_embedded.unwrap_or(0),
+                        embedding.as_ref().map(|e| e.dimension).unwrap_or(0)
+                    ),
                 ),
                 receipts_condition(writer),
                 provenance_condition(writer),
+                latency_condition.clone(),
             ]
             .into_iter()
             .chain(signing_key_condition(writer))
@@ -283,7 +354,10 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
         };
         if momconfig::is_active(&cfg) {
             status.nodes_embedded = nodes_embedded;
+            status.embedding_dimension = embedding.as_ref().map(|e| e.dimension as i32);
             status.embedding_distortion = embedding.as_ref().map(|e| e.avg_distortion);
+            status.embedding_max_distortion = embedding.as_ref().map(|e| e.max_distortion);
+            status.latency_fit = latency_fit.clone();
             status.embedding_map = embedding.as_ref().map(|e| e.map);
             if let Some(head) = writer.head() {
                 status.receipt_chain_head = Some(momconfig::ChainHead {
@@ -296,12 +370,19 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
         let same = unchanged(&old.conditions, &status.conditions)
             && old.observed_generation == status.observed_generation
             && old.nodes_embedded == status.nodes_embedded
+            && old.embedding_dimension == status.embedding_dimension
             && old.embedding_distortion == status.embedding_distortion
+            && old.embedding_max_distortion == status.embedding_max_distortion
+            && old.latency_fit == status.latency_fit
             && old.embedding_map == status.embedding_map
             && old.receipt_chain_head == status.receipt_chain_head
             && (status.last_checkpoint.is_none() || old.last_checkpoint == status.last_checkpoint);
         if !same {
-            let patch = serde_json::json!({ "status": status });
+            let mut patch = serde_json::json!({ "status": status });
+            if status.latency_fit.is_none() && old.latency_fit.is_some() {
+                // A merge patch keeps fields it does not name: remove the stale fit explicitly.
+                patch["status"]["latencyFit"] = serde_json::Value::Null;
+            }
             configs
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;

@@ -15,6 +15,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use crate::labels::{AGENT_LABEL, ISOLATION_LABEL};
 use crate::placement::{self, AgentPolicy, NodeEmbedding, NodeState, Objectives, PodDemand, Resources, Routing};
 
+/// The dimension nodes are embedded in without a MomConfig `default` (the CRD's default).
+pub const DEFAULT_DIMENSION: usize = 64;
+
 /// Global placement settings (from the MomConfig `default`).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -22,6 +25,10 @@ pub struct Settings {
     pub objectives: Objectives,
     pub routing: Routing,
     pub topology_keys: Vec<String>,
+    /// Number of coordinates nodes are embedded with (MomConfig `spec.geometry.dimension`).
+    pub dimension: usize,
+    /// Where measured latencies come from (MomConfig `spec.geometry.latencySource`).
+    pub latency_source: Option<super::crd::momconfig::LatencySource>,
     /// What the receipt writer records.
     pub recording: Recording,
 }
@@ -38,9 +45,25 @@ impl Default for Settings {
                 crate::labels::RACK_LABEL.into(),
                 crate::labels::HOSTNAME_LABEL.into(),
             ],
+            dimension: DEFAULT_DIMENSION,
+            latency_source: None,
             recording: Default::default(),
         }
     }
+}
+
+/// The state of `spec.geometry.latencySource` as the view last saw it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum LatencyState {
+    /// No latency source is configured.
+    #[default]
+    NotConfigured,
+    /// Configured, not fitted yet.
+    Pending,
+    /// Node positions follow this fit.
+    Fitted(Box<placement::measured::LatencyFit>),
+    /// The source cannot be used: (condition reason, message naming the field and value).
+    Problem(String, String),
 }
 
 /// What the writer is configured to record (from the MomConfig `default`).
@@ -125,6 +148,18 @@ pub struct View {
     /// Bumped on every re-embedding: positions (and targets computed from them) of an older
     /// generation are meaningless in the new one.
     generation: u64,
+    /// Bumped when a re-embedding changes what positions mean as a whole (their dimension, or
+    /// a new latency fit replacing or giving way to the label layout), not when nodes come and
+    /// go: every agent's target must then be recomputed at once.
+    basis: u64,
+    /// The latest fit of measured latencies (kept while its problem-free input lasts).
+    latency: Option<placement::measured::LatencyFit>,
+    /// Bumped with every new fit (or its removal).
+    latency_epoch: u64,
+    /// What the latency source gave last: for the MomConfig condition.
+    latency_state: LatencyState,
+    /// (dimension, latency epoch) the positions were last computed with.
+    embedded_with: Option<(usize, Option<u64>)>,
     policy_generation: BTreeMap<AgentKey, u64>,
     /// Pods by uid, as last seen in the watch.
     pods: BTreeMap<String, PodRecord>,
@@ -287,12 +322,27 @@ impl View {
         removed
     }
 
-    /// Recomputes node positions from the topology labels.
+    /// Recomputes node positions from the topology labels, in `settings.dimension` coordinates.
     pub fn reembed(&mut self) {
         let labels: BTreeMap<String, BTreeMap<String, String>> =
             self.nodes.iter().map(|(n, r)| (n.clone(), r.labels.clone())).collect();
-        match placement::embed_nodes(&labels, &self.settings.topology_keys) {
-            Ok(e) => {
+        match placement::embed_nodes(&labels, &self.settings.topology_keys, self.settings.dimension) {
+            Ok(mut e) => {
+                // Measured latencies, when fitted for exactly these nodes in this dimension,
+                // replace the label positions (the label figures stay in the embedding).
+                let fit = self.latency.as_ref().filter(|f| {
+                    f.dimension == e.dimension
+                        && f.positions.len() == e.positions.len()
+                        && e.positions.keys().all(|n| f.positions.contains_key(n))
+                });
+                if let Some(f) = fit {
+                    e.positions = f.positions.clone();
+                }
+                let with = (e.dimension, fit.map(|_| self.latency_epoch));
+                if self.embedded_with != Some(with) {
+                    self.basis += 1;
+                    self.embedded_with = Some(with);
+                }
                 self.embedding = Some(e);
                 self.embedding_error = None;
                 self.generation += 1;
@@ -311,7 +361,48 @@ impl View {
     /// Dimension of the current node embedding (the length of every node position); `None`
     /// before any node is embedded.
     pub fn dimension(&self) -> Option<usize> {
-        self.embedding.as_ref()?.positions.values().next().map(Vec::len)
+        let e = self.embedding.as_ref()?;
+        (!e.positions.is_empty()).then_some(e.dimension)
+    }
+
+    /// Stores what the latency source gave (a fit, or why there is none) and re-embeds.
+    pub fn set_latency(&mut self, state: LatencyState) {
+        let fit = match &state {
+            LatencyState::Fitted(f) => Some((**f).clone()),
+            _ => None,
+        };
+        if fit != self.latency {
+            self.latency = fit;
+            self.latency_epoch += 1;
+        }
+        self.latency_state = state;
+        self.reembed();
+    }
+
+    /// What the latency source gave last.
+    pub fn latency_state(&self) -> &LatencyState {
+        &self.latency_state
+    }
+
+    /// The latest latency fit (the start of the next, incremental one).
+    pub fn latency_fit(&self) -> Option<&placement::measured::LatencyFit> {
+        self.latency.as_ref()
+    }
+
+    /// Whether node positions currently follow measured latencies.
+    pub fn positions_follow_latency(&self) -> bool {
+        self.embedded_with.is_some_and(|(_, epoch)| epoch.is_some())
+    }
+
+    /// Node names → labels, for embedding and fitting outside the lock.
+    pub fn node_label_map(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.nodes.iter().map(|(n, r)| (n.clone(), r.labels.clone())).collect()
+    }
+
+    /// Changes whenever a re-embedding changed the meaning of positions as a whole (see
+    /// `basis`); the agent controller then recomputes every agent's target.
+    pub fn basis(&self) -> u64 {
+        self.basis
     }
 
     pub fn node_position(&self, node: &str) -> Option<&Vec<f64>> {
@@ -782,6 +873,62 @@ mod tests {
         assert_eq!(view.demand_of(&rec).tenant.as_deref(), Some("acme"));
         assert_eq!(view.known_tenant("nowhere"), None);
         assert_eq!(view.tenant_of("nowhere"), "nowhere");
+    }
+
+    #[test]
+    fn nodes_are_embedded_in_the_configured_dimension_and_a_change_rebases_the_view() {
+        let mut view = View::default();
+        view.apply_node(&node("n1"));
+        view.apply_node(&node("n2"));
+        view.reembed();
+        assert_eq!(view.dimension(), Some(DEFAULT_DIMENSION));
+        let basis = view.basis();
+        // Re-embedding in the same dimension (a node change) keeps the basis.
+        view.apply_node(&node("n3"));
+        view.reembed();
+        assert_eq!(view.basis(), basis);
+        view.settings.dimension = 8;
+        view.reembed();
+        assert_eq!(view.dimension(), Some(8));
+        assert!(view.node_position("n3").is_some_and(|p| p.len() == 8));
+        assert_ne!(view.basis(), basis);
+    }
+
+    #[test]
+    fn positions_follow_a_latency_fit_of_exactly_the_current_nodes_and_fall_back_to_labels() {
+        use crate::placement::measured::LatencyFit;
+        let mut view = View::default();
+        view.settings.dimension = 2;
+        for n in ["n1", "n2", "n3"] {
+            view.apply_node(&node(n));
+        }
+        view.reembed();
+        let labels_basis = view.basis();
+        let at = |x: f64| vec![x, 0.0];
+        let fit = LatencyFit {
+            positions: BTreeMap::from([("n1".into(), at(0.1)), ("n2".into(), at(0.2)), ("n3".into(), at(0.3))]),
+            points: BTreeMap::new(),
+            dimension: 2,
+            ms_per_unit: 1.0,
+            pairs: 3,
+            held_out_pairs: 1,
+            held_out_median_relative_error: 0.1,
+            held_out_p90_relative_error: 0.2,
+            incremental: false,
+            ignored_entries: 0,
+        };
+        view.set_latency(LatencyState::Fitted(Box::new(fit.clone())));
+        assert_eq!(view.node_position("n2"), Some(&at(0.2)));
+        assert!(view.positions_follow_latency());
+        assert_ne!(view.basis(), labels_basis);
+        // A node the fit does not cover: every node goes back to its label position.
+        view.apply_node(&node("n4"));
+        view.reembed();
+        assert!(!view.positions_follow_latency());
+        assert_ne!(view.node_position("n2"), Some(&at(0.2)));
+        // A problem drops the fit.
+        view.set_latency(LatencyState::Problem("LatencyPartial".into(), "n4 (0)".into()));
+        assert!(view.latency_fit().is_none());
     }
 
     #[test]

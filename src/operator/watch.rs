@@ -167,6 +167,9 @@ pub async fn momconfig(
                 let g = &cfg.spec.geometry;
                 let o = &cfg.spec.objectives;
                 let keys_changed = v.settings.topology_keys != g.topology_keys;
+                // The CRD admits 2…512; anything else (an old object) is clamped into that range.
+                let dimension = g.dimension.clamp(2, 512) as usize;
+                let dimension_changed = v.settings.dimension != dimension;
                 v.settings.kappa = g.curvature;
                 v.settings.objectives = Objectives {
                     performance: o.performance,
@@ -183,11 +186,13 @@ pub async fn momconfig(
                     level: cfg.spec.verification.level,
                     sample_rate: cfg.spec.verification.sample_rate.unwrap_or(1.0),
                 };
-                if keys_changed {
+                v.settings.latency_source = g.latency_source.clone();
+                if keys_changed || dimension_changed {
                     v.settings.topology_keys = g.topology_keys.clone();
+                    v.settings.dimension = dimension;
                     v.reembed();
                 }
-                tracing::info!(routing = ?v.settings.routing, kappa = v.settings.kappa, "applied MomConfig default");
+                tracing::info!(routing = ?v.settings.routing, kappa = v.settings.kappa, dimension = v.settings.dimension, "applied MomConfig default");
             }
             Ok(Some(Event::Init)) => listed = false,
             Ok(Some(Event::InitDone)) => {
@@ -196,7 +201,16 @@ pub async fn momconfig(
                 }
                 let _ = ready.send(true);
             }
-            Ok(Some(Event::Delete(_))) => set_tick(None),
+            Ok(Some(Event::Delete(_))) => {
+                set_tick(None);
+                // Without the MomConfig nodes are embedded in the CRD's default dimension again.
+                if let Ok(mut v) = view.write()
+                    && v.settings.dimension != super::view::DEFAULT_DIMENSION
+                {
+                    v.settings.dimension = super::view::DEFAULT_DIMENSION;
+                    v.reembed();
+                }
+            }
             Ok(None) => {
                 tracing::error!("MomConfig watch: the stream ended; stopping");
                 return;

@@ -1,5 +1,8 @@
 //! Node positions in the ball from topology labels: the label path of each node
-//! (e.g. region → zone → rack → hostname) forms a hierarchy, embedded by Sarkar's construction.
+//! (e.g. region → zone → rack → hostname) forms a hierarchy, embedded by Sarkar's construction
+//! in the requested dimension (`TreeEmbedding::ball_points`: siblings spread over the sphere,
+//! so more dimensions mean wider angles between siblings and less distortion at the same edge
+//! length).
 //!
 //! The edge length is capped so that the deepest leaf stays within hyperbolic radius 30 of the
 //! origin, inside the ≈ 35 that f64 ball coordinates hold (DESIGN §3). Placement needs plain
@@ -20,11 +23,16 @@ use crate::geometry::tree::{SarkarConfig, TreeEmbedding};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeEmbedding {
-    /// Poincaré-disk coordinates (κ = 1) per node name.
+    /// Poincaré-ball coordinates (κ = 1) per node name, `dimension` of them each.
     pub positions: BTreeMap<String, Vec<f64>>,
+    /// Number of coordinates of every position.
+    #[serde(default = "two")]
+    pub dimension: usize,
     /// Worst-case distortion of the embedded distances against the tree metric.
     pub max_distortion: f64,
-    /// Mean relative distortion `|d_ball − τ·d_tree| / (τ·d_tree)` over measured pairs.
+    /// Mean relative distortion `|d_ball − τ·d_tree| / (τ·d_tree)` over measured pairs of
+    /// points of the topology tree (nodes and the region/zone/rack points above them), with
+    /// `d_ball` the ball distance between the coordinates placement uses.
     pub avg_distortion: f64,
     /// Mean average precision of tree neighbourhoods ranked by embedded distance.
     pub map: f64,
@@ -32,17 +40,27 @@ pub struct NodeEmbedding {
     pub edge_length: f64,
 }
 
+fn two() -> usize {
+    2
+}
+
 /// Largest hyperbolic radius of a leaf (see the module doc).
 const MAX_LEAF_RADIUS: f64 = 30.0;
 
-/// Embeds nodes by their topology labels. A node missing a key gets the value `""` for it, so it
-/// still has a place (next to its siblings with the same gap). `nodes` maps name → labels.
+/// Embeds nodes by their topology labels in `dimension` coordinates (< 2 is read as 2). A node
+/// missing a key gets the value `""` for it, so it still has a place (next to its siblings with
+/// the same gap). `nodes` maps name → labels. Quality is measured from at most 64 evenly spaced
+/// tree points against every other; cost O(N·dimension) for the positions and
+/// O(64·N·dimension) for the quality.
 pub fn embed_nodes(
     nodes: &BTreeMap<String, BTreeMap<String, String>>,
     topology_keys: &[String],
+    dimension: usize,
 ) -> Result<NodeEmbedding, GeometryError> {
+    let dimension = dimension.max(2);
     if nodes.is_empty() {
         return Ok(NodeEmbedding {
+            dimension,
             positions: BTreeMap::new(),
             max_distortion: 1.0,
             avg_distortion: 0.0,
@@ -72,14 +90,16 @@ pub fn embed_nodes(
             edge_length: Some(edge_length),
         },
     )?;
+    let points = emb.ball_points(dimension);
     let mut positions = BTreeMap::new();
     for (i, name) in nodes.keys().enumerate() {
-        if let Some(p) = emb.leaf_point(i) {
-            positions.insert(name.clone(), p);
+        if let Some(p) = emb.leaf_node(i).and_then(|v| points.get(v)) {
+            positions.insert(name.clone(), p.clone());
         }
     }
-    let quality = emb.evaluate(64);
+    let quality = emb.evaluate_points(&points, 64);
     Ok(NodeEmbedding {
+        dimension,
         positions,
         max_distortion: quality.max_distortion,
         avg_distortion: quality.avg_distortion,
@@ -96,11 +116,19 @@ mod tests {
     use crate::labels::{HOSTNAME_LABEL, RACK_LABEL, REGION_LABEL, ZONE_LABEL};
 
     fn ordering_holds(layout: UniformLayout, keys: &[&str]) {
+        for dimension in [2, 8, 64] {
+            ordering_holds_in(layout.clone(), keys, dimension);
+        }
+    }
+
+    fn ordering_holds_in(layout: UniformLayout, keys: &[&str], dimension: usize) {
         let nodes = layout.nodes().unwrap();
         let labels: BTreeMap<String, BTreeMap<String, String>> =
             nodes.iter().map(|n| (n.name.clone(), n.labels.clone())).collect();
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        let emb = embed_nodes(&labels, &keys).unwrap();
+        let emb = embed_nodes(&labels, &keys, dimension).unwrap();
+        assert_eq!(emb.dimension, dimension);
+        assert!(emb.positions.values().all(|p| p.len() == dimension));
         // Number of leading hierarchy levels two nodes share (higher = closer in the tree).
         let common = |a: &str, b: &str| {
             keys.iter()
@@ -153,5 +181,41 @@ mod tests {
         };
         ordering_holds(wide.clone(), &four);
         ordering_holds(wide, &three);
+    }
+
+    #[test]
+    fn more_dimensions_lower_the_distortion_of_a_wide_layout_and_positions_have_that_many_coordinates() {
+        let wide = UniformLayout {
+            regions: 3,
+            zones_per_region: 4,
+            racks_per_zone: 4,
+            nodes_per_rack: 40,
+            ..Default::default()
+        };
+        let nodes = wide.nodes().unwrap();
+        let labels: BTreeMap<String, BTreeMap<String, String>> =
+            nodes.iter().map(|n| (n.name.clone(), n.labels.clone())).collect();
+        let keys: Vec<String> = [REGION_LABEL, ZONE_LABEL, RACK_LABEL, HOSTNAME_LABEL]
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        let at = |d: usize| embed_nodes(&labels, &keys, d).unwrap();
+        let (two, eight, many) = (at(2), at(8), at(64));
+        // Measured: mean 0.091 → 0.067 → 0.061, worst-case 1.61 → 1.24 → 1.08 (40 nodes a rack).
+        assert!(
+            eight.avg_distortion < 0.8 * two.avg_distortion,
+            "{} vs {}",
+            eight.avg_distortion,
+            two.avg_distortion
+        );
+        assert!(many.avg_distortion <= eight.avg_distortion + 1e-9);
+        assert!(two.max_distortion - eight.max_distortion > 0.3 && eight.max_distortion - many.max_distortion > 0.1);
+        assert!(
+            many.positions
+                .values()
+                .all(|p| p.len() == 64 && p.iter().all(|c| c.is_finite()))
+        );
+        // Deterministic: the same input gives the same bytes.
+        assert_eq!(at(64), many);
     }
 }

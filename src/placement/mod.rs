@@ -11,6 +11,7 @@
 pub mod bind;
 mod embed;
 pub mod locality;
+pub mod measured;
 pub mod quantity;
 pub mod rollout;
 pub mod scale;

@@ -24,7 +24,7 @@ fn cluster() -> (Vec<NodeState>, NodeEmbedding) {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let emb = embed_nodes(&labels, &keys).unwrap();
+    let emb = embed_nodes(&labels, &keys, 2).unwrap();
     let nodes = specs
         .iter()
         .map(|n| NodeState {

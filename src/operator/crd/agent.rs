@@ -332,7 +332,8 @@ pub struct GeometricAgentStatus {
     /// The OrchestrationStrategy in use (from `strategyRef` or selected by triggers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
-    /// The agent's target point in the ball.
+    /// The agent's target point in the ball, with one coordinate per dimension nodes are
+    /// embedded in (MomConfig `spec.geometry.dimension`); recomputed when that changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<Position>,
     /// What the last auction granted this agent.
@@ -361,7 +362,7 @@ pub struct GeometricAgentStatus {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Position {
-    /// Coordinates, one per dimension (Euclidean norm < 1/√κ).
+    /// Coordinates, one per dimension of the node embedding (Euclidean norm < 1/√κ).
     pub coordinates: Vec<f64>,
 }
 

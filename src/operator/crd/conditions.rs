@@ -27,6 +27,8 @@ pub const RECEIPTS_TRUSTED: &str = "ReceiptsTrusted";
 /// Condition type (MomConfig): the receipt signing key `spec.verification.signingKey` names is
 /// read and in use; `False` names the Secret, the key and the problem (nothing is signed).
 pub const SIGNING_KEY_READY: &str = "SigningKeyReady";
+/// Condition type (MomConfig): whether node positions follow `spec.geometry.latencySource`.
+pub const MEASURED_LATENCY: &str = "MeasuredLatency";
 
 /// Reasons used across the controllers (CamelCase, as the conventions require).
 pub mod reason {

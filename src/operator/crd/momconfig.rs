@@ -80,6 +80,12 @@ pub fn ignored_condition(name: &str) -> DesiredCondition {
         description = "Nodes embedded in the ball"
     ),
     printcolumn(
+        name = "Dim",
+        type_ = "integer",
+        json_path = ".status.embeddingDimension",
+        description = "Coordinates per node position"
+    ),
+    printcolumn(
         name = "Chain",
         type_ = "integer",
         json_path = ".status.receiptChainHead.sequence",
@@ -184,7 +190,15 @@ pub struct GeometrySpec {
     #[serde(default = "default_curvature")]
     #[x_kube(validation = Rule::new("self > 0.0").message("spec.geometry.curvature must be > 0"))]
     pub curvature: f64,
-    /// Dimension n of the ball, 2…512.
+    /// Dimension n of the ball, 2…512 (default 64): nodes are embedded with n coordinates (their
+    /// topology tree by Sarkar's construction, siblings spread over the n-dimensional sphere of
+    /// directions, so a larger n distorts wide levels less; 2…3 is the classic disk), every
+    /// agent's `status.position.coordinates` has n entries, and strategy
+    /// `geometricAffinity.coordinates` must have n entries. A change re-embeds every node and
+    /// recomputes every agent's target within seconds; `status.embeddingDimension`,
+    /// `embeddingDistortion`, `embeddingMaxDistortion` and `embeddingMap` report the embedding in
+    /// force. Extender cost per
+    /// request grows linearly with n. Without this MomConfig the operator uses 64.
     #[serde(default = "default_dimension")]
     #[x_kube(validation = Rule::new("self >= 2 && self <= 512").message("spec.geometry.dimension must be between 2 and 512"))]
     pub dimension: i32,
@@ -195,7 +209,26 @@ pub struct GeometrySpec {
     #[serde(default = "default_topology_keys")]
     #[schemars(length(max = 16))]
     pub topology_keys: Vec<String>,
-    /// Measured latencies used to refine the embedding; when absent only the topology labels count.
+    /// Measured node-to-node latencies that node positions are fitted to; when absent only the
+    /// topology labels count. Exactly one of `configMap` and `nodeAnnotation` is set.
+    ///
+    /// Latencies are milliseconds in (0, 60000]: JSON numbers, the diagonal ignored, both
+    /// directions of a pair averaged, entries naming nodes that do not exist ignored (counted in
+    /// `status.latencyFit.ignoredEntries`). The operator reads the source every 3 s; when it, the
+    /// nodes or the dimension changed it fits node positions in the ball of `dimension` dimensions
+    /// to the latencies (starting from the previous fit, else from the topology-label layout, so
+    /// it is refined incrementally), scores the fit on a held-out 20% of the pairs
+    /// (`status.latencyFit`), and from then on every node position (placement, agent targets, the
+    /// descheduler) follows the measured latencies instead of the labels. Condition
+    /// `MeasuredLatency` says which: True `Fitted`; True `NotConfigured` without a source; Unknown
+    /// `Fitting` until a fit of the current nodes is done; False with the field, the entry and the
+    /// value when the source is missing (`LatencySourceNotFound`), cannot be read
+    /// (`LatencySourceUnreadable`, e.g. no RBAC permission),
+    /// not JSON of this shape (`LatencyMalformed`), holds a value that is not a latency
+    /// (`LatencyValueInvalid`), leaves a node with latencies to fewer than 2 others or has fewer
+    /// than 3 pairs (`LatencyPartial`), or there are more than 1000 nodes (`LatencyTooLarge`); nodes
+    /// are then placed by their labels only. A node added later without latencies returns all
+    /// nodes to the label layout until the source covers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_source: Option<LatencySource>,
 }
@@ -247,10 +280,14 @@ pub enum RoutingAlgorithm {
 #[x_kube(validation = Rule::new("has(self.configMap) != has(self.nodeAnnotation)")
     .message("spec.geometry.latencySource: set exactly one of configMap or nodeAnnotation"))]
 pub struct LatencySource {
-    /// A ConfigMap key holding the latency matrix (JSON: {"from": {"to": milliseconds}}).
+    /// A ConfigMap key holding the whole matrix as JSON `{"from-node": {"to-node": milliseconds}}`.
+    /// The operator needs `get` on that ConfigMap (the Helm chart grants it when its values set
+    /// `momConfig.spec.geometry.latencySource.configMap`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<ConfigMapKeyRef>,
-    /// A node annotation holding that node's latencies to the others (JSON: {"node": milliseconds}).
+    /// The key of a node annotation holding, on each node, that node's latencies to the others as
+    /// JSON `{"to-node": milliseconds}`. A node without the annotation has only the latencies
+    /// other nodes give to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_annotation: Option<String>,
 }
@@ -348,18 +385,60 @@ pub struct MomConfigStatus {
     /// Number of nodes currently embedded in the ball.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes_embedded: Option<i32>,
-    /// Distortion of the node embedding: mean |d_ball − d_tree| / d_tree over node pairs.
+    /// Number of coordinates of every node position (and of every agent's
+    /// `status.position.coordinates`): `spec.geometry.dimension` once the nodes are re-embedded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_dimension: Option<i32>,
+    /// Distortion of the node embedding, in `embeddingDimension` dimensions: the mean of
+    /// |d_ball − τ·d_tree| / (τ·d_tree) over pairs of points of the topology tree (nodes and the
+    /// region/zone/rack points above them; from at most 64 evenly spaced points to every other),
+    /// where d_tree counts tree edges, τ is the hyperbolic edge length and d_ball is the distance
+    /// between the label-layout coordinates (those placement uses unless condition
+    /// `MeasuredLatency` is `Fitted`: then positions come from `latencyFit`). 0 is exact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_distortion: Option<f64>,
-    /// Mean average precision of the node embedding (1 = neighbourhoods preserved exactly).
+    /// Worst-case distortion over the same pairs: the largest d_ball/(τ·d_tree) divided by the
+    /// smallest (1 is exact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_max_distortion: Option<f64>,
+    /// Mean average precision of the node embedding over the same points (tree neighbours ranked
+    /// by ball distance; 1 = neighbourhoods preserved exactly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_map: Option<f64>,
+    /// The fit of `spec.geometry.latencySource` that node positions follow, when they do
+    /// (condition `MeasuredLatency` True, reason `Fitted`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_fit: Option<LatencyFitStatus>,
     /// The newest receipt of the global chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt_chain_head: Option<ChainHead>,
     /// The newest signed checkpoint (Merkle root over the chain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkpoint: Option<CheckpointRef>,
+}
+
+/// How well node positions fitted from measured latencies predict them.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencyFitStatus {
+    /// Nodes positioned by the fit (every node).
+    pub nodes: i32,
+    /// Node pairs with a measured latency (both directions of a pair averaged).
+    pub pairs: i32,
+    /// Pairs held out of the fit (a seeded 20%) to score it.
+    pub held_out_pairs: i32,
+    /// Median over the held-out pairs of |predicted − measured| / measured, where predicted =
+    /// `msPerUnit` × the ball distance of a fit that never saw those pairs.
+    pub held_out_median_relative_error: f64,
+    /// 90th percentile of the same.
+    pub held_out_p90_relative_error: f64,
+    /// Milliseconds per unit of hyperbolic distance (curvature −1).
+    pub ms_per_unit: f64,
+    /// Whether the fit continued the previous one (the source changed) rather than starting
+    /// from the label layout.
+    pub incremental: bool,
+    /// Entries naming nodes that do not exist, ignored.
+    pub ignored_entries: i32,
 }
 
 /// The head of the receipt chain.

@@ -264,8 +264,9 @@ pub struct GeometricAffinity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub near_nodes: Option<LabelSelector>,
     /// An explicit target point in the ball, 2…512 entries: one per dimension the operator embeds
-    /// nodes in (the length of an agent's `status.position.coordinates`), with Euclidean norm
-    /// < 1/√κ. Another length is ignored (the target is chosen as if no coordinates were given)
+    /// nodes in (MomConfig `default` `spec.geometry.dimension`, 64 without it; shown as its
+    /// `status.embeddingDimension` and as the length of an agent's `status.position.coordinates`),
+    /// with Euclidean norm < 1/√κ. Checked again whenever the dimension changes. Another length is ignored (the target is chosen as if no coordinates were given)
     /// and reported as condition Ready=False, reason `CoordinatesWrongDimension`, on the strategy
     /// and on every agent using it, with a Warning Event; a point on or outside the boundary is
     /// projected inside and reported as `CoordinatesOutsideBall`.

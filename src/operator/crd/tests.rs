@@ -317,7 +317,16 @@ fn printer_columns_show_what_kubectl_users_look_for() {
     );
     assert_eq!(
         names("MomConfig"),
-        vec!["Mode", "Routing", "Verification", "Ready", "Nodes", "Chain", "Age"]
+        vec![
+            "Mode",
+            "Routing",
+            "Verification",
+            "Ready",
+            "Nodes",
+            "Dim",
+            "Chain",
+            "Age"
+        ]
     );
     let agent: BTreeMap<String, String> = printer_columns("GeometricAgent").into_iter().collect();
     assert_eq!(agent["Replicas"], ".spec.replicas");
