@@ -60,6 +60,18 @@ pub fn node_flags(node: &Node) -> (bool, bool) {
     (label(UNHEALTHY_LABEL) || not_ready, label(ANOMALOUS_LABEL))
 }
 
+/// When a pod's cool-off starts, in whole seconds: its `creationTimestamp` rounded **up**.
+///
+/// The apiserver keeps `creationTimestamp` in whole seconds, cut down, so a pod stamped `t` was
+/// created somewhere in `[t, t + 1)`. Taking `t + 1` (the latest possible instant) and the
+/// caller's `now` cut down too, `now − start ≥ coolOffSeconds` can only hold once the pod is
+/// really at least `coolOffSeconds` old; with `t` a pod created at `t + 0.9` could be evicted
+/// `coolOffSeconds − 0.9` s after its birth.
+pub fn cool_off_start(pod: &Pod) -> Option<u64> {
+    let t = pod.metadata.creation_timestamp.as_ref()?.0;
+    Some((t.as_second().max(0) as u64).saturating_add(1))
+}
+
 /// The core snapshot from listed objects and the placement view. Nodes without a position
 /// (not embedded yet) and pods not bound to a known node are left out. Each agent's target of
 /// the last tick comes from the view ([`View::steered_target`]); `blocked` pods (PDB back-off)
@@ -126,11 +138,7 @@ pub fn build_snapshot(
             .get(AGENT_LABEL)
             .map(|a| AgentKey::new(ns.clone(), a.clone()).to_string())
             .filter(|k| agent_keys.contains(k));
-        let created = p
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0.as_second().max(0) as u64);
+        let created = cool_off_start(p);
         let tenant = view.tenant_of(&ns);
         out_pods.push(core::Pod {
             name: p.name_any(),
