@@ -132,8 +132,7 @@ fn assert_sealed(chain: &[Receipt]) -> Receipt {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_makes_the_leader_seal_its_receipts_in_a_final_checkpoint_and_nothing_else() {
     // A control plane of its own: the chain from sequence 0 is this test's alone.
-    // SAFETY: no other thread reads the environment yet (this is the test's first statement).
-    unsafe { std::env::remove_var("MOM_TEST_KUBECONFIG") };
+    common::use_private_control_plane();
     common::control_plane();
     common::install_crds();
     common::ensure_kwok_nodes(2, 3, 2);

@@ -23,6 +23,15 @@ pub struct ControlPlane {
 
 static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
 static PRIVATE_AUDITED: AtomicBool = AtomicBool::new(false);
+static PRIVATE: AtomicBool = AtomicBool::new(false);
+
+/// Makes this test binary's control plane a private one (started for it, torn down when it
+/// exits), even when `MOM_TEST_KUBECONFIG` names a shared one. Call it before anything else
+/// touches the control plane. (Instead of removing `MOM_TEST_KUBECONFIG` from the
+/// environment, which is unsound once other test threads run.)
+pub fn use_private_control_plane() {
+    PRIVATE.store(true, Ordering::SeqCst);
+}
 
 /// Makes this test binary's control plane a private one with an apiserver audit log
 /// (`<state>/logs/audit.log`, ServiceAccount users only), even when `MOM_TEST_KUBECONFIG`
@@ -61,7 +70,8 @@ pub fn control_plane() -> &'static ControlPlane {
             String::from_utf8_lossy(&build.stderr)
         );
         let bin = PathBuf::from(String::from_utf8_lossy(&build.stdout).trim());
-        let private = PRIVATE_AUDITED.load(Ordering::SeqCst);
+        let audited = PRIVATE_AUDITED.load(Ordering::SeqCst);
+        let private = audited || PRIVATE.load(Ordering::SeqCst);
         if let (false, Ok(path)) = (private, std::env::var("MOM_TEST_KUBECONFIG")) {
             return ControlPlane {
                 kubeconfig: PathBuf::from(path),
@@ -73,7 +83,7 @@ pub fn control_plane() -> &'static ControlPlane {
             .arg(&state)
             .arg("--watch-pid")
             .arg(std::process::id().to_string())
-            .args(private.then_some("--audit"))
+            .args(audited.then_some("--audit"))
             .output()
             .expect("running tests/cluster/up.sh");
         assert!(
