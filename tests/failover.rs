@@ -114,6 +114,7 @@ async fn the_standby_takes_over_when_the_leader_is_killed_and_a_sigterm_releases
     args.extend(flags.iter().map(String::as_str));
     let mom = common::start_mom(&args, &[("POD_NAME", "replica-a"), ("POD_NAMESPACE", &replicas.name)]);
     common::apply_test_momconfig("full_audit");
+    common::wait_config_in_effect(&mom.metrics_url);
     let cp = common::control_plane();
     let client = common::client().await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "mom-system");

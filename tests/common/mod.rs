@@ -363,7 +363,9 @@ pub fn apply(manifest: &str) {
 
 /// Applies the MomConfig `default` the integration tests assume (greedy forwarding, region →
 /// zone → host) with the given receipt level; other test binaries may have applied the
-/// examples' config. Waits a moment for the operator's watch to pick it up.
+/// examples' config. When this binary's operator ([`mom`]) runs, waits until it has the
+/// MomConfig's generation in effect ([`wait_config_in_effect`]); an operator started later
+/// reads it at start-up, and one started otherwise is waited for by its test.
 pub fn apply_test_momconfig(verification_level: &str) {
     apply(&format!(
         r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"MomConfig","metadata":{{"name":"default"}},
@@ -372,7 +374,39 @@ pub fn apply_test_momconfig(verification_level: &str) {
                                 "topologyKeys":["topology.kubernetes.io/region","topology.kubernetes.io/zone","kubernetes.io/hostname"]}},
                     "verification":{{"level":"{verification_level}"}}}}}}"#
     ));
-    std::thread::sleep(Duration::from_secs(1));
+    if let Some(mom) = MOM.get() {
+        wait_config_in_effect(&mom.metrics_url);
+    }
+}
+
+/// Waits (up to 60 s) until the operator serving metrics at `metrics_url` has the current
+/// generation of the MomConfig `default` in effect (its `mom_config_generation` gauge).
+pub fn wait_config_in_effect(metrics_url: &str) {
+    let (ok, out, err) = kubectl(
+        &["get", "momconfig", "default", "-o", "jsonpath={.metadata.generation}"],
+        None,
+    );
+    assert!(ok, "reading the MomConfig generation: {err}");
+    let want: i64 = out.trim().parse().expect("a generation");
+    let in_effect = || {
+        http_get(&format!("{metrics_url}/metrics"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("mom_config_generation "))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let have = in_effect();
+        if have.is_some_and(|g| g >= want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the operator at {metrics_url} did not put MomConfig generation {want} in effect (has {have:?})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A process started by this test, its stdout and stderr in the file `log`; killed (SIGKILL)
