@@ -140,6 +140,8 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
 }
 
 /// A namespace of its own for one test; deleted (without waiting) when dropped.
+static EARLIER_NAMESPACES_GONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
 pub struct TestNamespace {
     pub name: String,
     client: kube::Client,
@@ -158,6 +160,34 @@ impl TestNamespace {
     async fn create(prefix: &str, tenant: Option<&str>) -> Self {
         let client = client().await;
         let api: Api<Namespace> = Api::all(client.clone());
+        // Once per test binary: the test namespaces an earlier binary on a shared control plane
+        // left behind (deleted without waiting) must be gone, with their pods, before this
+        // binary's tests share the nodes.
+        EARLIER_NAMESPACES_GONE
+            .get_or_init(|| async {
+                let test_namespaces = kube::api::ListParams::default().labels("mom.hypersync.io/test=true");
+                eventually(
+                    "the test namespaces of earlier test binaries to be deleted",
+                    Duration::from_secs(180),
+                    || {
+                        let (api, test_namespaces) = (api.clone(), test_namespaces.clone());
+                        async move {
+                            let left: Vec<String> = api
+                                .list(&test_namespaces)
+                                .await
+                                .ok()?
+                                .items
+                                .into_iter()
+                                .filter(|n| n.metadata.deletion_timestamp.is_some())
+                                .filter_map(|n| n.metadata.name)
+                                .collect();
+                            left.is_empty().then_some(())
+                        }
+                    },
+                )
+                .await
+            })
+            .await;
         let mut labels = serde_json::json!({"mom.hypersync.io/test": "true"});
         if let Some(t) = tenant {
             labels["mom.hypersync.io/tenant"] = t.into();
