@@ -137,11 +137,31 @@ async fn the_standby_takes_over_when_the_leader_is_killed_and_a_sigterm_releases
     // The standby starts in a pod that (stale) says leader: it removes the label at start-up.
     let standby = operator("standby", "replica-b", &replicas.name);
     wait_label(&stand_ins, "replica-b", None).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The standby is up and polling. Wait until the leader has renewed through a whole window
+    // in which a standby that ignored renewals would have taken the Lease (a Lease duration
+    // plus two renew periods after the standby came up, by the Lease's own renew stamps); the
+    // standby must still not hold it. (Its positive control: below, the same standby takes
+    // the Lease once the leader stops renewing.)
+    let renewed = |lease: &Lease| lease.spec.as_ref().and_then(|s| s.renew_time.clone()).map(|t| t.0);
+    let standby_up = renewed(&leases.get("mom-operator-leader").await.unwrap()).unwrap();
+    let window = Duration::from_secs(LEASE_DURATION_SECONDS + 2 * RENEW_PERIOD_SECONDS);
+    let live = common::eventually(
+        "the leader to renew through a whole expiry window with the standby up",
+        window * 3,
+        || {
+            let leases = leases.clone();
+            async move {
+                let lease = leases.get("mom-operator-leader").await.ok()?;
+                let at = renewed(&lease)?;
+                (at.duration_since(standby_up).as_secs_f64() >= window.as_secs_f64()).then_some(lease)
+            }
+        },
+    )
+    .await;
     assert_eq!(
-        holder(&leases).await.as_deref(),
+        live.spec.and_then(|s| s.holder_identity).as_deref(),
         Some(first.as_str()),
-        "the standby must not steal a live Lease"
+        "the standby stole a live Lease"
     );
     assert_eq!(
         leader_label(&stand_ins, "replica-b").await,
