@@ -257,8 +257,36 @@ async fn at_full_audit_a_bind_whose_receipt_is_rejected_is_not_made_until_the_re
         note.contains(&pod_name) && note.contains("not bound"),
         "the Event does not say which bind was not made: {note}"
     );
-    // Not bound, and no bind receipt, while the policy holds (the scheduler keeps retrying).
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Not bound, and no bind receipt, while the policy holds: checked once the scheduler has
+    // retried the bind and been refused again (the Warning repeated: a second Event or its
+    // series count), so the refusal is not a one-off.
+    common::eventually(
+        "the bind to be retried and refused again",
+        Duration::from_secs(90),
+        || {
+            let (events, pods) = (events.clone(), pods.clone());
+            let pod_name = pod_name.clone();
+            async move {
+                if pods.get(&pod_name).await.ok()?.spec?.node_name.is_some() {
+                    return Some(()); // bound: the assertion below names it
+                }
+                let refusals: i32 = events
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .iter()
+                    .filter(|e| {
+                        e.reason.as_deref() == Some("ReceiptWriteFailed")
+                            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod_name.as_str())
+                    })
+                    .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+                    .sum();
+                (refusals >= 2).then_some(())
+            }
+        },
+    )
+    .await;
     let pod = pods.get(&pod_name).await.unwrap();
     assert_eq!(
         pod.spec.as_ref().and_then(|s| s.node_name.clone()),

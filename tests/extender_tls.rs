@@ -195,6 +195,8 @@ async fn a_scheduler_that_does_not_trust_the_certificate_binds_nothing_and_says_
     let state = cp.kubeconfig.parent().unwrap();
     let other_ca = tls_dir("other");
     let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/mom-scheduler.sh"))
+        // Stops with this test process even if the test fails before it kills it below.
+        .args(["--watch-pid", &std::process::id().to_string()])
         .arg(state)
         .arg(&tls.mom.extender_url)
         .arg(other_ca.join("ca.crt"))
@@ -203,6 +205,8 @@ async fn a_scheduler_that_does_not_trust_the_certificate_binds_nothing_and_says_
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let sched_pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    // Killed when this test ends, passed or failed (the unwinding of a panic drops it too).
+    let _scheduler = KillOnDrop(sched_pid);
 
     let ns = TestNamespace::new("tls-bad").await;
     let pods: Api<Pod> = Api::namespaced(ns.client(), &ns.name);
@@ -235,8 +239,15 @@ async fn a_scheduler_that_does_not_trust_the_certificate_binds_nothing_and_says_
     );
     let node = pods.get("untrusted").await.unwrap().spec.and_then(|s| s.node_name);
     assert_eq!(node, None, "a pod was bound although the extender could not be trusted");
-    // The scheduler is also in the state's pid list, so down.sh stops it if this does not.
-    let _ = Command::new("kill").arg(sched_pid.to_string()).status();
+}
+
+/// Sends SIGTERM to a process when dropped.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.to_string()).status();
+    }
 }
 
 #[test]

@@ -36,6 +36,28 @@ fn start_operator(identity: &str, every_receipts: &str) -> common::OperatorProce
         .spawn()
 }
 
+/// Ticks of `op`'s checkpoint loop so far (`mom_loop_ticks_total{loop="checkpoints"}`).
+fn checkpoint_ticks(op: &common::OperatorProcess) -> f64 {
+    common::http_get(&format!("http://{}/metrics", op.metrics_addr))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("mom_loop_ticks_total{") && l.contains(r#"loop="checkpoints""#))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until `op`'s checkpoint loop (the one that would write a due checkpoint) has ticked
+/// twice more: whatever was due has then had its chance to be written.
+async fn two_more_checkpoint_ticks(op: &common::OperatorProcess) {
+    let from = checkpoint_ticks(op);
+    common::eventually(
+        "two more ticks of the checkpoint loop",
+        Duration::from_secs(30),
+        || async move { (checkpoint_ticks(op) >= from + 2.0).then_some(()) },
+    )
+    .await;
+}
+
 fn operator_log(identity: &str) -> String {
     let cp = common::control_plane();
     std::fs::read_to_string(
@@ -132,8 +154,7 @@ fn assert_sealed(chain: &[Receipt]) -> Receipt {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_makes_the_leader_seal_its_receipts_in_a_final_checkpoint_and_nothing_else() {
     // A control plane of its own: the chain from sequence 0 is this test's alone.
-    // SAFETY: no other thread reads the environment yet (this is the test's first statement).
-    unsafe { std::env::remove_var("MOM_TEST_KUBECONFIG") };
+    common::use_private_control_plane();
     common::control_plane();
     common::install_crds();
     common::ensure_kwok_nodes(2, 3, 2);
@@ -187,8 +208,9 @@ async fn sigterm_makes_the_leader_seal_its_receipts_in_a_final_checkpoint_and_no
         .await
         .unwrap();
     let tenant_receipts = count(4).await;
-    // Let the controllers settle (nothing more is due), then take the chain as it stands.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let the leader's checkpoint loop run twice (a due checkpoint would be written), then take
+    // the chain as it stands.
+    two_more_checkpoint_ticks(&leader).await;
     let before = stored_chain(&client).await;
     assert!(
         before.iter().all(|r| r.action != Action::Checkpoint),
@@ -274,7 +296,9 @@ async fn sigterm_makes_the_leader_seal_its_receipts_in_a_final_checkpoint_and_no
     )
     .await;
     let sealed = assert_sealed(&before);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Its checkpoint loop runs twice more and writes nothing (its positive control: the same
+    // loop just wrote the checkpoint above once a receipt was due).
+    two_more_checkpoint_ticks(&covered).await;
     assert_eq!(
         stored_chain(&client).await,
         before,

@@ -9,8 +9,9 @@ use placement_support::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use kube::api::Api;
-use mom::labels::ZONE_LABEL;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use mom::labels::{REGION_LABEL, ZONE_LABEL};
 
 #[tokio::test]
 async fn a_three_tier_app_lands_with_its_talking_replicas_in_one_zone() {
@@ -38,44 +39,151 @@ async fn a_three_tier_app_lands_with_its_talking_replicas_in_one_zone() {
     assert_eq!(zones.len(), 1, "the app spread over zones {zones:?}: {placed:?}");
 }
 
+/// CPU one `busy` replica requests: a kwok node (8 CPU) holds one, so region-1's nodes hold
+/// fewer replicas than the agent has.
+const BIG_CPU: &str = "5";
+
 #[tokio::test]
-async fn avoid_listed_nodes_are_never_used_even_under_contention() {
+async fn avoid_listed_nodes_are_never_used_even_when_the_other_nodes_are_full() {
     setup();
     let ns = common::TestNamespace::new("place-avoid").await;
     let n = &ns.name;
     let labels = node_labels(ns.client()).await;
-    // Avoid every node of region-0: all 8 replicas must squeeze into region-1.
-    let avoided: Vec<String> = labels
-        .iter()
-        .filter(|(_, l)| l.get("topology.kubernetes.io/region").map(String::as_str) == Some("region-0"))
-        .map(|(n, _)| n.clone())
-        .collect();
-    assert!(!avoided.is_empty());
+    let region = |node: &String| labels[node].get(REGION_LABEL).cloned().unwrap_or_default();
+    // Avoid every node of region-0; region-1 has room for one 5-CPU replica per node, fewer
+    // than the 8 replicas: the rest must wait rather than use an avoided node.
+    let avoided: Vec<String> = labels.keys().filter(|n| region(n) == "region-0").cloned().collect();
+    let room = labels.keys().filter(|n| region(n) == "region-1").count();
+    assert!(!avoided.is_empty() && room < 8, "{labels:?}");
     let list = serde_json::to_string(&avoided).unwrap();
     common::apply(&strategy(n, "avoid", &format!(r#""avoidNodes":{list}"#), None));
-    common::apply(&agent(n, "busy", 8, r#","strategyRef":{"name":"avoid"}"#, ""));
-    for node in running_pods(&ns, "busy", 8).await.values() {
+    common::apply(&agent_requesting(
+        n,
+        "busy",
+        8,
+        BIG_CPU,
+        r#","strategyRef":{"name":"avoid"}"#,
+        "",
+    ));
+    let pods: Api<Pod> = Api::namespaced(ns.client(), n);
+    let busy = ListParams::default().labels("mom.hypersync.io/agent=busy");
+    // Wait until every replica is either bound or judged unschedulable by the scheduler (its
+    // PodScheduled condition False, reason Unschedulable): every one has been tried.
+    let (bound, waiting) = common::eventually(
+        "every busy replica bound or unschedulable",
+        Duration::from_secs(120),
+        || {
+            let (pods, busy) = (pods.clone(), busy.clone());
+            async move {
+                let list = pods.list(&busy).await.ok()?.items;
+                let mut bound = Vec::new();
+                let mut waiting = Vec::new();
+                for p in &list {
+                    if let Some(node) = p.spec.as_ref()?.node_name.clone() {
+                        bound.push(node);
+                    } else if unschedulable(p) {
+                        waiting.push(p.metadata.name.clone()?);
+                    } else {
+                        return None;
+                    }
+                }
+                (list.len() == 8).then_some((bound, waiting))
+            }
+        },
+    )
+    .await;
+    for node in &bound {
         assert!(!avoided.contains(node), "a replica landed on avoided node {node}");
     }
+    assert!(
+        !waiting.is_empty(),
+        "all 8 replicas fitted outside the avoided nodes: no contention to test ({bound:?})"
+    );
+    // Positive control: the avoided nodes had room. The same replica without the avoid-list
+    // (another agent, no strategy) is placed, and only region-0 can take it.
+    // (In a namespace of its own: a strategy without a selector applies to every agent of its
+    // namespace.)
+    let free = common::TestNamespace::new("place-avoid-control").await;
+    common::apply(&agent_requesting(&free.name, "control", 1, BIG_CPU, "", ""));
+    let control = running_pods(&free, "control", 1).await;
+    let node = control.values().next().unwrap();
+    assert!(
+        avoided.contains(node),
+        "the control replica landed on {node}, outside region-0: region-1 was not full"
+    );
+    // Still: nothing of `busy` moved onto an avoided node meanwhile.
+    for p in pods.list(&busy).await.unwrap().items {
+        if let Some(node) = p.spec.and_then(|s| s.node_name) {
+            assert!(!avoided.contains(&node), "a replica landed on avoided node {node}");
+        }
+    }
+    println!(
+        "busy: {} bound in region-1, {} unschedulable; control on {node}",
+        bound.len(),
+        waiting.len()
+    );
 }
 
+/// Whether the scheduler has tried `pod` and found no node for it.
+fn unschedulable(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+}
+
+/// The most replicas in one zone the redundancy rules allow for 4 replicas over 6 zones
+/// (`placement::max_per_domain`: replicas − spares, spares 1, 2 and 4/2 + 1).
+const RULES: [(&str, usize); 3] = [("n_plus_1", 3), ("n_plus_2", 2), ("quorum", 1)];
+
 #[tokio::test]
-async fn n_plus_1_spreads_an_agents_replicas_over_zones() {
+async fn each_redundancy_rule_caps_the_replicas_that_data_locality_pulls_into_one_zone() {
     setup();
     let ns = common::TestNamespace::new("place-spread").await;
     let n = &ns.name;
-    common::apply(&strategy(n, "spread", "", Some("n_plus_1")));
-    common::apply(&agent(n, "spread", 4, r#","strategyRef":{"name":"spread"}"#, ""));
     let labels = node_labels(ns.client()).await;
-    let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
-    for node in running_pods(&ns, "spread", 4).await.values() {
-        *per_zone.entry(labels[node][ZONE_LABEL].clone()).or_default() += 1;
+    let zone = |node: &String| labels[node][ZONE_LABEL].clone();
+    // Preferred data locality on one zone's nodes: a data node outscores every other node
+    // whenever it is feasible, so without a cap all 4 replicas of each agent would land there
+    // (the zone's 2 nodes have room for all 12). Three agents differ only in the redundancy
+    // rule: the zone must hold exactly each rule's cap — the rule, not the scores, decides.
+    let pulled = labels.values().next().unwrap()[ZONE_LABEL].clone();
+    for (rule, _) in RULES {
+        let name = rule.replace('_', "-");
+        common::apply(&strategy(
+            n,
+            &name,
+            &format!(
+                r#""locality":{{"mode":"preferred","dataNodes":{{"matchLabels":{{"{ZONE_LABEL}":"{pulled}"}}}}}}"#
+            ),
+            Some(rule),
+        ));
+        common::apply(&agent(
+            n,
+            &name,
+            4,
+            &format!(r#","strategyRef":{{"name":"{name}"}}"#),
+            "",
+        ));
     }
-    assert!(per_zone.len() >= 2, "all replicas in one zone: {per_zone:?}");
-    assert!(
-        per_zone.values().all(|&c| c <= 3),
-        "n_plus_1 keeps one spare outside the fullest zone: {per_zone:?}"
-    );
+    for (rule, cap) in RULES {
+        let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
+        for node in running_pods(&ns, &rule.replace('_', "-"), 4).await.values() {
+            *per_zone.entry(zone(node)).or_default() += 1;
+        }
+        println!("{rule}: {per_zone:?} (pulled into {pulled})");
+        assert_eq!(
+            per_zone.get(&pulled).copied(),
+            Some(cap),
+            "{rule} allows {cap} of 4 replicas in one zone; locality pulls them into {pulled}: {per_zone:?}"
+        );
+        assert!(
+            per_zone.values().all(|&c| c <= cap),
+            "{rule} allows at most {cap} per zone: {per_zone:?}"
+        );
+    }
 }
 
 #[tokio::test]

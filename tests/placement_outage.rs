@@ -45,13 +45,29 @@ async fn mom_pods_wait_while_the_operator_is_down_and_are_placed_when_it_returns
         async move { (phase(&pods, "plain").await.as_deref() == Some("Running")).then_some(()) }
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let waiting = pods.get("geo").await.unwrap();
-    assert_eq!(waiting.status.and_then(|s| s.phase).as_deref(), Some("Pending"));
+    // The MOM pod has been tried by its scheduler: PodScheduled False (set when an attempt
+    // fails) or bound. Only then does "not bound" mean the outage held it back.
+    let waiting = common::eventually("mom-scheduler to try the MOM pod", Duration::from_secs(60), || {
+        let pods = pods.clone();
+        async move {
+            let p = pods.get("geo").await.ok()?;
+            let bound = p.spec.as_ref()?.node_name.is_some();
+            let failed = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "PodScheduled" && c.status == "False");
+            (bound || failed).then_some(p)
+        }
+    })
+    .await;
     assert!(
         waiting.spec.and_then(|s| s.node_name).is_none(),
         "bound while MOM was down"
     );
+    assert_eq!(waiting.status.and_then(|s| s.phase).as_deref(), Some("Pending"));
 
     let addr = |url: &str| url.trim_start_matches("http://").to_string();
     // Killed when the test ends, however it ends. Same addresses and certificates, so the

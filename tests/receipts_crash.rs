@@ -1,5 +1,6 @@
-//! Crash loop: the operator is killed with SIGKILL 20 times in the middle of a stream of scaling
-//! actions and restarted (alternately as the same Lease identity, like a container restart in
+//! Crash loop: the operator is killed with SIGKILL at least 20 times in the middle of a stream of
+//! scaling actions — more, up to 60, until a kill has been seen to cut an action short — and
+//! restarted (alternately as the same Lease identity, like a container restart in
 //! its pod, and as a new one that must wait for the Lease to expire).
 //!
 //! What "no gap, no fork, no duplicate action" is checked as:
@@ -32,7 +33,10 @@ use mom::receipts::{Action, Receipt};
 use rand::{Rng, SeedableRng};
 
 const AGENTS: usize = 8;
+/// Kills at least this many…
 const KILLS: usize = 20;
+/// …and more, up to this many, until one has been seen to land in the middle of an action.
+const MAX_KILLS: usize = 60;
 const AGENT_LABEL: &str = "mom.hypersync.io/agent";
 
 fn start_operator(identity: &str) -> common::OperatorProcess {
@@ -64,6 +68,38 @@ async fn all_receipts(client: &kube::Client) -> Vec<Receipt> {
         .map(to_receipt)
         .collect();
     out.sort_by_key(|r| r.sequence);
+    out
+}
+
+/// Agents whose last receipt's action was cut short, as seen right after a kill (the operator is
+/// dead, so nothing moves but kwok finishing deletions): their pods that are alive and not
+/// being deleted are not the `to` of that receipt. The next decision for such an agent starts
+/// from a count other than that `to`: an interrupted action in the final check.
+async fn cut_short(client: &kube::Client, ns: &str, names: &[String]) -> Vec<String> {
+    let receipts = all_receipts(client).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut out = Vec::new();
+    for name in names {
+        let Some(last) = receipts
+            .iter()
+            .rev()
+            .find(|r| r.subject.namespace == ns && &r.subject.name == name)
+        else {
+            continue;
+        };
+        let to = last.decision["to"].as_u64().unwrap_or(0) as usize;
+        let live = pods
+            .list(&ListParams::default().labels(&format!("{AGENT_LABEL}={name}")))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .count();
+        if live != to {
+            out.push(format!("{name}: receipt {} wants {to}, {live} alive", last.sequence));
+        }
+    }
     out
 }
 
@@ -176,7 +212,12 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20);
     let configs: Api<MomConfig> = Api::all(client.clone());
     let mut bumped_generation = None;
-    for kill in 0..KILLS {
+    // Kills seen landing mid-action (the checks below must have seen one to mean anything).
+    let mut cut_short_seen: Vec<String> = Vec::new();
+    let mut kills = 0;
+    while kills < KILLS || (cut_short_seen.is_empty() && kills < MAX_KILLS) {
+        let kill = kills;
+        kills += 1;
         // Even kills: the same identity comes back (a container restart in the same pod) and
         // renews at once; odd: a new identity waits for the Lease to expire.
         let identity = if kill % 2 == 0 {
@@ -197,6 +238,12 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
         .await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
         op.kill();
+        cut_short_seen.extend(
+            cut_short(&client, &ns.name, &names)
+                .await
+                .into_iter()
+                .map(|c| format!("kill {kill}: {c}")),
+        );
         if kill == KILLS / 2 {
             // A configuration change while the operator is down.
             let patch = serde_json::json!({"spec": {"tickSeconds": 15 + (first % 7) as i32 + 1}});
@@ -329,8 +376,20 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
     // The invariants above hold trivially over an empty stream: the crash loop must have
     // produced agent actions, on average at least one per restart.
     assert!(
-        actions >= KILLS,
-        "only {actions} agent receipts over {KILLS} restarts: the kills did not land in a stream of actions"
+        actions >= kills,
+        "only {actions} agent receipts over {kills} restarts: the kills did not land in a stream of actions"
+    );
+
+    // A kill landed mid-action at least once (the loop above kept killing until one was seen
+    // right after a kill), and the decision after it found the action incomplete: the
+    // invariants above were put to the case they are about.
+    assert!(
+        !cut_short_seen.is_empty(),
+        "no kill in {kills} landed in the middle of an action"
+    );
+    assert!(
+        interrupted > 0,
+        "kills landed mid-action ({cut_short_seen:?}), but no later decision found an action incomplete"
     );
 
     // One configure receipt per MomConfig generation.
@@ -353,7 +412,7 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
         "the change to generation {bumped} was not recorded: {per_generation:?}"
     );
     println!(
-        "{KILLS} kills in {:.1} s; {requests} scaling requests; {actions} agent receipts from {first} on ({} receipts, {checkpoints} checkpoints); {interrupted} receipts were followed by a decision that found their action incomplete",
+        "{kills} kills in {:.1} s; {requests} scaling requests; {actions} agent receipts from {first} on ({} receipts, {checkpoints} checkpoints); {interrupted} receipts were followed by a decision that found their action incomplete; cut short right after a kill: {cut_short_seen:?}",
         crash_loop.as_secs_f64(),
         receipts.len()
     );

@@ -27,8 +27,7 @@ use mom::receipts::{Receipt, Signer};
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn setup() -> kube::Client {
-    // SAFETY: every test takes SERIAL before this, so no other test thread is running here.
-    unsafe { std::env::remove_var("MOM_TEST_KUBECONFIG") };
+    common::use_private_control_plane();
     common::control_plane();
     common::install_crds();
     common::ensure_kwok_nodes(2, 3, 2);

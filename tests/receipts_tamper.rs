@@ -125,8 +125,7 @@ fn recreate(obj: &ReceiptObject, name: &str, edit: impl FnOnce(&mut serde_json::
 async fn a_thousand_actions_verify_clean_and_an_edit_a_deletion_and_a_forgery_are_each_named() {
     // A control plane of its own: the chain from sequence 0 is this test's alone, and the
     // admission policy installed here cannot disturb other test binaries.
-    // SAFETY: no other thread reads the environment yet (this is the test's first statement).
-    unsafe { std::env::remove_var("MOM_TEST_KUBECONFIG") };
+    common::use_private_control_plane();
     common::control_plane();
     common::install_crds();
     common::ensure_kwok_nodes(2, 3, 2);

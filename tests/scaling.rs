@@ -5,7 +5,9 @@
 //!
 //! - predictive: the first scale-up happens while the observed demand still fits the current
 //!   replicas (the forecast saw the ramp coming), the agent follows the ramp, and
-//!   `mom verify --replay` reproduces every scaling decision from its receipt;
+//!   `mom verify --replay` reproduces every scaling decision from its receipt; it settles at the
+//!   plateau at exactly the policy's count, and no decision went beyond what its own forecast
+//!   needed;
 //! - reactive: the HPA algorithm follows the same ramp on the most demanding of two targets, its
 //!   receipts record the recommendation;
 //! - a broken query leaves the replicas unchanged and sets `ScalingReady=False` naming the query;
@@ -29,6 +31,12 @@ fn ramp() -> Vec<f64> {
     v.extend((1..=30).map(|i| 10.0 + 2.0 * f64::from(i)));
     v.extend(std::iter::repeat_n(70.0, 120));
     v
+}
+
+/// Replicas of [`TARGET`] that carry `demand` with `headroom` on top (the predictive policy's
+/// rounding: `⌈demand · (1 + headroom) / target⌉`).
+fn whole_replicas(demand: f64, headroom: f64) -> i32 {
+    (demand * (1.0 + headroom) / TARGET - 1e-9).ceil() as i32
 }
 
 struct Demand {
@@ -254,12 +262,38 @@ async fn predictive_scaling_adds_replicas_before_the_ramp_exceeds_them_and_repla
     assert!(forecast_peak > from * TARGET, "{first}");
     assert_eq!(first["output"]["basis"], "mpc", "{first}");
 
-    // The agent follows the ramp to its plateau (70 → 4 replicas of 20).
-    common::eventually("4 or more replicas at the plateau", Duration::from_secs(120), || {
-        let n = n.clone();
-        async move { (agent(&n).await.spec.replicas >= 4).then_some(()) }
-    })
+    // The agent follows the ramp to its plateau and settles there at exactly what the policy
+    // asks for the plateau: ⌈70 · (1 + headroom) / 20⌉ (= 4 with the scaler's 10 % headroom).
+    let headroom = first["inputs"]["settings"]["headroom"].as_f64().unwrap();
+    let plateau = ramp().into_iter().fold(0.0, f64::max);
+    let settled = whole_replicas(plateau, headroom);
+    common::eventually(
+        &format!("{settled} replicas at the plateau of {plateau} (headroom {headroom})"),
+        Duration::from_secs(120),
+        || {
+            let n = n.clone();
+            async move { (agent(&n).await.spec.replicas == settled).then_some(()) }
+        },
+    )
     .await;
+    // No decision bought replicas that no stage of its own plan needed: `to` is at most the
+    // larger of `from` (a scale-down may wait) and the replicas for the highest demand it saw or
+    // forecast, with the headroom. A runaway scale-up fails here even if it later came down.
+    for d in scaling_receipts(&n, "scaling.predictive").await {
+        let peak = d["output"]["forecast"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(d["inputs"]["demand"].as_array().unwrap().last())
+            .map(|v| v.as_f64().unwrap())
+            .fold(0.0, f64::max);
+        let (from, to) = (d["from"].as_f64().unwrap() as i64, d["to"].as_f64().unwrap() as i64);
+        let needed = i64::from(whole_replicas(peak, headroom));
+        assert!(
+            to <= from.max(needed),
+            "scaled {from} → {to}, but the highest demand it saw or forecast ({peak:.1}) needs {needed}: {d}"
+        );
+    }
 
     let (ok, events, err) = common::kubectl(&["get", "events", "-n", &n, "-o", "jsonpath={.items[*].reason}"], None);
     assert!(ok, "{err}");

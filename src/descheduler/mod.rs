@@ -121,7 +121,8 @@ pub struct Pod {
     #[serde(default)]
     pub node_selector: BTreeMap<String, String>,
     /// When (caller's clock, seconds) this replica was last moved — the operator passes the
-    /// start time of a pod that replaced an evicted one.
+    /// creation time of a pod that replaced an evicted one, rounded up to the second after it
+    /// (no earlier than the pod's birth).
     #[serde(default)]
     pub last_evicted_at: Option<u64>,
     /// Never evicted (DaemonSet, system-critical, local storage, opt-out annotation).

@@ -95,6 +95,8 @@ pub struct Metrics {
     pub decisions: Family<DecisionLabels, Counter>,
     pub receipts_written: Family<ActionLabels, Counter>,
     pub receipt_chain_head: Gauge,
+    /// `metadata.generation` of the MomConfig `default` in effect in this process (-1: none).
+    pub config_generation: Gauge,
     pub scaling_decisions: Family<ScalingLabels, Counter>,
     /// Auctions run per node pool (ticks at high or critical pressure).
     pub auctions: Family<PoolLabels, Counter>,
@@ -200,6 +202,13 @@ impl Default for Metrics {
             receipt_chain_head.clone(),
         );
         receipt_chain_head.set(-1);
+        let config_generation = Gauge::default();
+        registry.register(
+            "config_generation",
+            "metadata.generation of the MomConfig default in effect in this replica (-1: none)",
+            config_generation.clone(),
+        );
+        config_generation.set(-1);
         let auctions = Family::<PoolLabels, Counter>::default();
         let resource_pressure = Family::<PoolLabels, Gauge>::default();
         registry.register("auctions", "Capacity auctions run, per node pool", auctions.clone());
@@ -228,6 +237,7 @@ impl Default for Metrics {
             decisions,
             receipts_written,
             receipt_chain_head,
+            config_generation,
             scaling_decisions,
             auctions,
             resource_pressure,

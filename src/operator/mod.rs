@@ -153,7 +153,13 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         watched(
             &health,
             "watch/momconfig",
-            watch::momconfig(client.clone(), view.clone(), config_ready_tx, tick_seconds_tx),
+            watch::momconfig(
+                client.clone(),
+                view.clone(),
+                config_ready_tx,
+                tick_seconds_tx,
+                metrics.clone(),
+            ),
         ),
         watched(
             &health,

@@ -141,12 +141,14 @@ pub async fn pods(client: kube::Client, view: SharedView, metrics: Arc<Metrics>)
 /// Applies the MomConfig named `default` to the view's settings, and its `spec.tickSeconds` to
 /// `tick_seconds` (`None` once it is deleted or a re-list no longer holds it: the governed loops
 /// fall back to their built-in period); `ready` turns true once the initial state is known (or
-/// the MomConfig CRD is missing).
+/// the MomConfig CRD is missing). The generation in effect is the gauge
+/// `mom_config_generation` (what tests wait on after changing the MomConfig).
 pub async fn momconfig(
     client: kube::Client,
     view: SharedView,
     ready: watch::Sender<bool>,
     tick_seconds: watch::Sender<Option<i32>>,
+    metrics: Arc<Metrics>,
 ) {
     let api: Api<MomConfig> = Api::all(client);
     let config = watcher::Config::default().fields("metadata.name=default");
@@ -193,6 +195,7 @@ pub async fn momconfig(
                     v.reembed();
                 }
                 tracing::info!(routing = ?v.settings.routing, kappa = v.settings.kappa, dimension = v.settings.dimension, "applied MomConfig default");
+                metrics.config_generation.set(cfg.metadata.generation.unwrap_or(0));
             }
             Ok(Some(Event::Init)) => listed = false,
             Ok(Some(Event::InitDone)) => {
@@ -203,6 +206,7 @@ pub async fn momconfig(
             }
             Ok(Some(Event::Delete(_))) => {
                 set_tick(None);
+                metrics.config_generation.set(-1);
                 // Without the MomConfig nodes are embedded in the CRD's default dimension again.
                 if let Ok(mut v) = view.write()
                     && v.settings.dimension != super::view::DEFAULT_DIMENSION

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts a second real kube-scheduler, `mom-scheduler`, wired to MOM's extender, in a control
 # plane started by up.sh. Its pid joins STATE_DIR/pids so down.sh stops it.
-#   mom-scheduler.sh STATE_DIR EXTENDER_URL [CA_FILE [CLIENT_CERT CLIENT_KEY]]
+#   mom-scheduler.sh [--watch-pid PID] STATE_DIR EXTENDER_URL [CA_FILE [CLIENT_CERT CLIENT_KEY]]
+# With --watch-pid the scheduler also stops when PID exits (a test that fails before it stops
+# the scheduler itself must not leave it running).
 # With an https:// EXTENDER_URL, CA_FILE is the CA that signed the extender's certificate
 # (the scheduler then verifies it: `enableHTTPS` plus `tlsConfig.caFile`); CLIENT_CERT and
 # CLIENT_KEY are the scheduler's client certificate for mutual TLS (`tlsConfig.certFile`,
@@ -11,6 +13,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+watch_pid=""
+if [[ ${1:-} == --watch-pid ]]; then
+  watch_pid=${2:?--watch-pid needs a PID}; shift 2
+fi
 state=${1:?usage: mom-scheduler.sh STATE_DIR EXTENDER_URL}
 url=${2:?usage: mom-scheduler.sh STATE_DIR EXTENDER_URL [CA_FILE]}
 ca=${3:-}
@@ -44,10 +50,16 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 pid=$!
 echo "$name $pid" >> "$state/pids"
 for _ in $(seq 1 300); do
-  curl -skf "https://127.0.0.1:$port/healthz" >/dev/null 2>&1 && { echo "$pid"; exit 0; }
+  if curl -skf "https://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
+    if [[ -n $watch_pid ]]; then
+      nohup bash -c "while kill -0 $watch_pid 2>/dev/null; do sleep 1; done; kill $pid 2>/dev/null" >/dev/null 2>&1 &
+    fi
+    echo "$pid"; exit 0
+  fi
   kill -0 "$pid" 2>/dev/null || break
   sleep 0.2
 done
 echo "mom-scheduler.sh: $name did not become healthy; last log lines:" >&2
 tail -n 30 "$log" >&2
+kill "$pid" 2>/dev/null || true
 exit 1

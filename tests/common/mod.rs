@@ -23,6 +23,15 @@ pub struct ControlPlane {
 
 static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
 static PRIVATE_AUDITED: AtomicBool = AtomicBool::new(false);
+static PRIVATE: AtomicBool = AtomicBool::new(false);
+
+/// Makes this test binary's control plane a private one (started for it, torn down when it
+/// exits), even when `MOM_TEST_KUBECONFIG` names a shared one. Call it before anything else
+/// touches the control plane. (Instead of removing `MOM_TEST_KUBECONFIG` from the
+/// environment, which is unsound once other test threads run.)
+pub fn use_private_control_plane() {
+    PRIVATE.store(true, Ordering::SeqCst);
+}
 
 /// Makes this test binary's control plane a private one with an apiserver audit log
 /// (`<state>/logs/audit.log`, ServiceAccount users only), even when `MOM_TEST_KUBECONFIG`
@@ -61,7 +70,8 @@ pub fn control_plane() -> &'static ControlPlane {
             String::from_utf8_lossy(&build.stderr)
         );
         let bin = PathBuf::from(String::from_utf8_lossy(&build.stdout).trim());
-        let private = PRIVATE_AUDITED.load(Ordering::SeqCst);
+        let audited = PRIVATE_AUDITED.load(Ordering::SeqCst);
+        let private = audited || PRIVATE.load(Ordering::SeqCst);
         if let (false, Ok(path)) = (private, std::env::var("MOM_TEST_KUBECONFIG")) {
             return ControlPlane {
                 kubeconfig: PathBuf::from(path),
@@ -73,7 +83,7 @@ pub fn control_plane() -> &'static ControlPlane {
             .arg(&state)
             .arg("--watch-pid")
             .arg(std::process::id().to_string())
-            .args(private.then_some("--audit"))
+            .args(audited.then_some("--audit"))
             .output()
             .expect("running tests/cluster/up.sh");
         assert!(
@@ -130,6 +140,8 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
 }
 
 /// A namespace of its own for one test; deleted (without waiting) when dropped.
+static EARLIER_NAMESPACES_GONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
 pub struct TestNamespace {
     pub name: String,
     client: kube::Client,
@@ -148,6 +160,34 @@ impl TestNamespace {
     async fn create(prefix: &str, tenant: Option<&str>) -> Self {
         let client = client().await;
         let api: Api<Namespace> = Api::all(client.clone());
+        // Once per test binary: the test namespaces an earlier binary on a shared control plane
+        // left behind (deleted without waiting) must be gone, with their pods, before this
+        // binary's tests share the nodes.
+        EARLIER_NAMESPACES_GONE
+            .get_or_init(|| async {
+                let test_namespaces = kube::api::ListParams::default().labels("mom.hypersync.io/test=true");
+                eventually(
+                    "the test namespaces of earlier test binaries to be deleted",
+                    Duration::from_secs(180),
+                    || {
+                        let (api, test_namespaces) = (api.clone(), test_namespaces.clone());
+                        async move {
+                            let left: Vec<String> = api
+                                .list(&test_namespaces)
+                                .await
+                                .ok()?
+                                .items
+                                .into_iter()
+                                .filter(|n| n.metadata.deletion_timestamp.is_some())
+                                .filter_map(|n| n.metadata.name)
+                                .collect();
+                            left.is_empty().then_some(())
+                        }
+                    },
+                )
+                .await
+            })
+            .await;
         let mut labels = serde_json::json!({"mom.hypersync.io/test": "true"});
         if let Some(t) = tenant {
             labels["mom.hypersync.io/tenant"] = t.into();
@@ -353,7 +393,9 @@ pub fn apply(manifest: &str) {
 
 /// Applies the MomConfig `default` the integration tests assume (greedy forwarding, region →
 /// zone → host) with the given receipt level; other test binaries may have applied the
-/// examples' config. Waits a moment for the operator's watch to pick it up.
+/// examples' config. When this binary's operator ([`mom`]) runs, waits until it has the
+/// MomConfig's generation in effect ([`wait_config_in_effect`]); an operator started later
+/// reads it at start-up, and one started otherwise is waited for by its test.
 pub fn apply_test_momconfig(verification_level: &str) {
     apply(&format!(
         r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"MomConfig","metadata":{{"name":"default"}},
@@ -362,7 +404,39 @@ pub fn apply_test_momconfig(verification_level: &str) {
                                 "topologyKeys":["topology.kubernetes.io/region","topology.kubernetes.io/zone","kubernetes.io/hostname"]}},
                     "verification":{{"level":"{verification_level}"}}}}}}"#
     ));
-    std::thread::sleep(Duration::from_secs(1));
+    if let Some(mom) = MOM.get() {
+        wait_config_in_effect(&mom.metrics_url);
+    }
+}
+
+/// Waits (up to 60 s) until the operator serving metrics at `metrics_url` has the current
+/// generation of the MomConfig `default` in effect (its `mom_config_generation` gauge).
+pub fn wait_config_in_effect(metrics_url: &str) {
+    let (ok, out, err) = kubectl(
+        &["get", "momconfig", "default", "-o", "jsonpath={.metadata.generation}"],
+        None,
+    );
+    assert!(ok, "reading the MomConfig generation: {err}");
+    let want: i64 = out.trim().parse().expect("a generation");
+    let in_effect = || {
+        http_get(&format!("{metrics_url}/metrics"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("mom_config_generation "))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let have = in_effect();
+        if have.is_some_and(|g| g >= want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the operator at {metrics_url} did not put MomConfig generation {want} in effect (has {have:?})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A process started by this test, its stdout and stderr in the file `log`; killed (SIGKILL)

@@ -12,7 +12,8 @@
 //! priority classes, pods with local storage (emptyDir, hostPath) and pods annotated
 //! `mom.hypersync.io/deschedule: "false"`. A pod's cool-off starts at its creation time (a
 //! replacement of an evicted pod is a new pod), so a replica is not moved again within the
-//! cool-off. An eviction refused with 429 (a PDB allows no disruption) is counted, reported
+//! cool-off; that time is known to the second only, so it is rounded up ([`cool_off_start`])
+//! and a pod is never evicted before it is really `coolOffSeconds` old. An eviction refused with 429 (a PDB allows no disruption) is counted, reported
 //! as an Event and backed off exponentially (1, 2, 4 … 32 ticks) — no retry storm.
 //!
 //! Real usage: without a metrics API in the snapshot, a pod's usage is taken as its requests.
@@ -559,6 +560,24 @@ mod tests {
             );
             assert_eq!(s.agents[0].label_rules, want, "{what}");
         }
+    }
+
+    /// `creationTimestamp` is whole seconds cut down: the pod may be up to 1 s younger than
+    /// it says, so its cool-off starts 1 s after the stamp, and with a 5 s cool-off a pod stamped
+    /// at 10 s is movable from `now` = 16 s on, not 15 s (it may have been born at 10.9 s).
+    #[test]
+    fn a_pods_cool_off_starts_at_the_latest_instant_its_whole_second_creation_stamp_allows() {
+        let mut p = mk_pod("p");
+        assert_eq!(cool_off_start(&p), None);
+        let stamp: k8s_openapi::jiff::Timestamp = "2026-01-01T00:00:10Z".parse().unwrap();
+        p.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(stamp));
+        let start = cool_off_start(&p).unwrap();
+        assert_eq!(start, stamp.as_second() as u64 + 1);
+        let cool_off = 5;
+        let movable = |now: u64| now.saturating_sub(start) >= cool_off;
+        let t = stamp.as_second() as u64;
+        assert!(!movable(t + 5), "a pod born at t + 0.9 would be 4.1 s old");
+        assert!(movable(t + 6));
     }
 
     #[test]

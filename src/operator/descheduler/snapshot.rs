@@ -73,7 +73,7 @@ pub struct PodFacts {
     pub agent_label: Option<String>,
     /// Strict isolation on a pod an agent controls (`tenancy`).
     pub strict_isolation: bool,
-    /// `creationTimestamp`, whole seconds.
+    /// When its cool-off starts ([`cool_off_start`]: `creationTimestamp` + 1 s).
     pub created: Option<u64>,
     pub node_selector: BTreeMap<String, String>,
     /// Why the pod must never be evicted ([`protection`]).
@@ -98,11 +98,7 @@ impl PodFacts {
             agent_label: labels.get(AGENT_LABEL).cloned(),
             strict_isolation: crate::operator::tenancy::controlling_agent(p).is_some()
                 && labels.get(ISOLATION_LABEL).map(String::as_str) == Some("strict"),
-            created: p
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.as_second().max(0) as u64),
+            created: cool_off_start(p),
             node_selector: p
                 .spec
                 .as_ref()
@@ -111,6 +107,18 @@ impl PodFacts {
             protection: protection(p),
         })
     }
+}
+
+/// When a pod's cool-off starts, in whole seconds: its `creationTimestamp` rounded **up**.
+///
+/// The apiserver keeps `creationTimestamp` in whole seconds, cut down, so a pod stamped `t` was
+/// created somewhere in `[t, t + 1)`. Taking `t + 1` (the latest possible instant) and the
+/// caller's `now` cut down too, `now − start ≥ coolOffSeconds` can only hold once the pod is
+/// really at least `coolOffSeconds` old; with `t` a pod created at `t + 0.9` could be evicted
+/// `coolOffSeconds − 0.9` s after its birth.
+pub fn cool_off_start(pod: &Pod) -> Option<u64> {
+    let t = pod.metadata.creation_timestamp.as_ref()?.0;
+    Some((t.as_second().max(0) as u64).saturating_add(1))
 }
 
 /// The core snapshot from listed objects and the placement view. Nodes without a position
