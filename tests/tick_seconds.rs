@@ -145,3 +145,60 @@ async fn a_tick_flag_overrides_tick_seconds_for_its_loop_only() {
     );
     set_tick_seconds(15);
 }
+
+/// `(status, reason, message)` of the MomConfig `default`'s `SpecSupported` condition.
+fn spec_supported() -> Option<(String, String, String)> {
+    let (ok, out, _) = common::kubectl(
+        &[
+            "get",
+            "momconfig",
+            "default",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="SpecSupported")]['status','reason','message']}"#,
+        ],
+        None,
+    );
+    let mut parts = out.splitn(3, ' ');
+    ok.then(|| {
+        Some((
+            parts.next()?.to_string(),
+            parts.next()?.to_string(),
+            parts.next()?.to_string(),
+        ))
+    })
+    .flatten()
+}
+
+#[tokio::test]
+async fn a_mode_or_budget_that_is_not_implemented_is_named_in_spec_supported() {
+    let _guard = MOMCONFIG.lock().await;
+    common::install_crds();
+    common::apply_test_momconfig("none");
+    let _operator = start_operator("spec-supported", &[]);
+    // Positive control: the test MomConfig (default mode, no budget) is fully supported.
+    common::eventually("SpecSupported=True", Duration::from_secs(60), || async {
+        spec_supported().filter(|(s, r, _)| s == "True" && r == "Supported")
+    })
+    .await;
+    let patch = r#"{"spec": {"mode": "federated", "budget": {"maxHourlyCost": 5}}}"#;
+    let (ok, _, err) = common::kubectl(&["patch", "momconfig", "default", "--type", "merge", "-p", patch], None);
+    assert!(ok, "{err}");
+    let (_, _, message) = common::eventually(
+        "SpecSupported=False NotImplemented",
+        Duration::from_secs(60),
+        || async { spec_supported().filter(|(s, r, _)| s == "False" && r == "NotImplemented") },
+    )
+    .await;
+    assert!(message.contains("spec.mode federated is not implemented"), "{message}");
+    assert!(
+        message.contains("spec.budget.maxHourlyCost 5 is not enforced"),
+        "{message}"
+    );
+    let patch = r#"{"spec": {"mode": "centralized", "budget": null}}"#;
+    let (ok, _, err) = common::kubectl(&["patch", "momconfig", "default", "--type", "merge", "-p", patch], None);
+    assert!(ok, "{err}");
+    common::eventually("SpecSupported=True again", Duration::from_secs(60), || async {
+        spec_supported().filter(|(s, _, _)| s == "True")
+    })
+    .await;
+}

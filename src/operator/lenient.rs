@@ -100,7 +100,7 @@ pub fn slim(obj: &mut DynamicObject) {
 pub fn compact(agent: &mut GeometricAgent) {
     agent.spec.template = agent.spec.template.summarised();
     if let Some(fields) = agent.metadata.managed_fields.as_mut() {
-        fields.retain(|e| e.manager.as_deref() == Some(super::scaler::SCALER_MANAGER));
+        fields.retain(|e| e.manager.as_deref() == Some(super::crd::agent::SCALER_MANAGER));
         if fields.is_empty() {
             agent.metadata.managed_fields = None;
         }

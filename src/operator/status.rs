@@ -340,6 +340,7 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
                 receipts_condition(writer),
                 provenance_condition(writer),
                 latency_condition.clone(),
+                momconfig::spec_supported_condition(&cfg.spec),
             ]
             .into_iter()
             .chain(signing_key_condition(writer))

@@ -246,6 +246,10 @@ impl AgentTemplate {
     }
 }
 
+/// Field manager of the scaler's writes of `spec.replicas` (its cooldown reads the time of its
+/// own managedFields entry; the agent cache keeps only that entry).
+pub const SCALER_MANAGER: &str = "mom-scaler";
+
 fn default_replicas() -> i32 {
     1
 }

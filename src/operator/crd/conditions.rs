@@ -14,6 +14,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 pub const READY: &str = "Ready";
 /// Condition type: running, but with a problem needing attention.
 pub const DEGRADED: &str = "Degraded";
+/// Condition type (MomConfig): every field set in the spec takes effect (`False`,
+/// `NotImplemented`, names those that are accepted but not acted on).
+pub const SPEC_SUPPORTED: &str = "SpecSupported";
 /// Condition type (GeometricAgent): the pods follow the current template (`RolloutComplete`),
 /// are being replaced (`RollingUpdate`), or the rollout stopped (`False`,
 /// `ProgressDeadlineExceeded`).
@@ -70,6 +73,10 @@ pub mod reason {
     pub const SIGNING_KEY_INVALID: &str = "SigningKeyInvalid";
     /// The agent's `spec.tenant` is not its namespace's tenant: it is not acted on.
     pub const TENANT_MISMATCH: &str = "TenantMismatch";
+    /// Every field set in the MomConfig spec takes effect.
+    pub const SUPPORTED: &str = "Supported";
+    /// A field set in the MomConfig spec is accepted but not acted on.
+    pub const NOT_IMPLEMENTED: &str = "NotImplemented";
     /// Every pod of the agent is made from the current template.
     pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
     /// Pods of an older template are being replaced.

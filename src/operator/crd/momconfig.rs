@@ -34,6 +34,43 @@ pub fn ignored_condition(name: &str) -> DesiredCondition {
     )
 }
 
+/// `SpecSupported`: whether every field set in the spec takes effect. Fields accepted for
+/// compatibility but not acted on yet are named (False, `NotImplemented`), so a user who sets
+/// one is told instead of silently getting nothing.
+pub fn spec_supported_condition(spec: &MomConfigSpec) -> DesiredCondition {
+    let mut unsupported = Vec::new();
+    if spec.mode != OrchestrationMode::Centralized {
+        let mode = serde_json::to_value(spec.mode)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        unsupported.push(format!(
+            "spec.mode {mode} is not implemented: one Lease holder acts for the whole cluster (centralized)"
+        ));
+    }
+    if let Some(budget) = &spec.budget {
+        unsupported.push(format!(
+            "spec.budget.maxHourlyCost {} is not enforced: no spending limit is applied",
+            budget.max_hourly_cost
+        ));
+    }
+    if unsupported.is_empty() {
+        DesiredCondition::new(
+            conditions::SPEC_SUPPORTED,
+            ConditionStatus::True,
+            conditions::reason::SUPPORTED,
+            "every field set in the spec takes effect",
+        )
+    } else {
+        DesiredCondition::new(
+            conditions::SPEC_SUPPORTED,
+            ConditionStatus::False,
+            conditions::reason::NOT_IMPLEMENTED,
+            unsupported.join("; "),
+        )
+    }
+}
+
 /// Desired state of MOM as a whole.
 // Several `printcolumn(...)` entries repeat `type_ = ...`; clippy mistakes them for duplicate attributes.
 #[allow(clippy::duplicated_attributes)]
@@ -101,11 +138,14 @@ pub struct MomConfigSpec {
     /// The orchestration paradigm; only `autonomous_geometric_distributed_orchestration` exists.
     #[serde(default)]
     pub paradigm: Paradigm,
-    /// How the operator replicas coordinate: one leader (`centralized`), one leader per shard
-    /// (`federated`), or peers agreeing by geometric consensus (`fully_distributed`, `geometric_mesh`).
+    /// How the operator replicas coordinate. Only `centralized` (the default) is implemented: one
+    /// replica, the Lease holder, acts for the whole cluster. `federated`, `fully_distributed` and
+    /// `geometric_mesh` are accepted but act as `centralized`, and set condition
+    /// `SpecSupported=False` (reason `NotImplemented`) naming the field.
     #[serde(default)]
     pub mode: OrchestrationMode,
-    /// Weights of the four objectives in every placement and scaling score; each in [0,1], summing to 1.
+    /// Weights of the four objectives in the scheduler extender's node scores (prioritize); each
+    /// in [0,1], summing to 1. The scaler, the auction and the descheduler do not read them.
     pub objectives: Objectives,
     /// The hyperbolic space nodes and workloads are placed in, and how pods are routed to nodes.
     #[serde(default)]
@@ -122,7 +162,8 @@ pub struct MomConfigSpec {
     #[serde(default = "default_tick_seconds")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 3600").message("spec.tickSeconds must be between 1 and 3600"))]
     pub tick_seconds: i32,
-    /// Spending limit; when absent there is no cost ceiling.
+    /// Spending limit. Not enforced yet: when set, condition `SpecSupported=False` (reason
+    /// `NotImplemented`) says so and no limit is applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
 }
@@ -144,14 +185,14 @@ pub enum Paradigm {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum OrchestrationMode {
-    /// One active replica, chosen by Lease leader election.
+    /// One active replica, chosen by Lease leader election (the only mode implemented).
+    #[default]
     Centralized,
     /// Shards (e.g. one per region), each with its own Lease.
     Federated,
     /// Every replica proposes; peers agree by geometric consensus.
     FullyDistributed,
     /// Full hyperbolic mesh: geometric consensus weighted by distance in the ball.
-    #[default]
     GeometricMesh,
 }
 
@@ -467,6 +508,36 @@ pub struct CheckpointRef {
 mod tests {
     use super::*;
 
+    #[test]
+    fn fields_accepted_but_not_acted_on_are_named_in_spec_supported() {
+        let mut spec = config("default").spec;
+        spec.budget = None;
+        // Positive control: the default mode and no budget are fully supported.
+        assert_eq!(spec.mode, OrchestrationMode::Centralized);
+        let ok = spec_supported_condition(&spec);
+        assert_eq!(
+            (ok.status, ok.reason.as_str()),
+            (ConditionStatus::True, conditions::reason::SUPPORTED)
+        );
+        spec.mode = OrchestrationMode::GeometricMesh;
+        spec.budget = Some(Budget { max_hourly_cost: 42.5 });
+        let c = spec_supported_condition(&spec);
+        assert_eq!(
+            (c.status, c.reason.as_str()),
+            (ConditionStatus::False, conditions::reason::NOT_IMPLEMENTED)
+        );
+        assert!(
+            c.message.contains("spec.mode geometric_mesh is not implemented"),
+            "{}",
+            c.message
+        );
+        assert!(
+            c.message.contains("spec.budget.maxHourlyCost 42.5 is not enforced"),
+            "{}",
+            c.message
+        );
+    }
+
     fn config(name: &str) -> MomConfig {
         let spec = MomConfigSpec {
             version: None,
@@ -506,7 +577,7 @@ mod tests {
             "objectives": {"performance": 0.4, "cost": 0.3, "reliability": 0.2, "sustainability": 0.1}
         }))
         .unwrap();
-        assert_eq!(spec.mode, OrchestrationMode::GeometricMesh);
+        assert_eq!(spec.mode, OrchestrationMode::Centralized);
         assert_eq!(spec.geometry.routing_algorithm, RoutingAlgorithm::GreedyForwarding);
         assert_eq!(spec.geometry.dimension, 64);
         assert_eq!(spec.geometry.curvature, 1.0);

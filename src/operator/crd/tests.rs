@@ -414,7 +414,7 @@ fn enum_values_are_the_snake_case_names_of_the_issue() {
         enum_of("GeometricAgent", "spec.workloadType"),
         vec!["batch", "streaming", "interactive", "ml_training"]
     );
-    assert_eq!(schema_at("MomConfig", "spec.mode")["default"], "geometric_mesh");
+    assert_eq!(schema_at("MomConfig", "spec.mode")["default"], "centralized");
 }
 
 /// The JSON string a unit enum value serialises to.

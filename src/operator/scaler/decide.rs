@@ -12,8 +12,7 @@ use crate::operator::crd::strategy::{ScalingMethod, ScalingSpec, TargetMetric};
 use crate::operator::prometheus::QueryError;
 use crate::scaling_policy::{Decision, DecisionInputs, Method, PolicySettings};
 
-/// Field manager of the scaler's writes of `spec.replicas`.
-pub const SCALER_MANAGER: &str = "mom-scaler";
+pub use crate::operator::crd::agent::SCALER_MANAGER;
 
 /// Condition type on the agent: whether its scaling policy can be evaluated.
 pub const SCALING_READY: &str = "ScalingReady";
