@@ -104,9 +104,12 @@ pub async fn run(client: kube::Client, view: SharedView) {
         };
         let Some(source) = source else {
             last = None;
-            if let Ok(mut v) = view.write()
-                && !matches!(v.latency_state(), LatencyState::NotConfigured)
-            {
+            // Read first: the write lock is taken only to change the state, not every period.
+            let configured = view
+                .read()
+                .map(|v| !matches!(v.latency_state(), LatencyState::NotConfigured))
+                .unwrap_or(false);
+            if configured && let Ok(mut v) = view.write() {
                 v.set_latency(LatencyState::NotConfigured);
             }
             continue;
