@@ -764,6 +764,13 @@ mod tests {
 
     /// A chain whose receipts alternate between namespaces `a` and `b`.
     fn two_tenant_chain() -> Vec<Receipt> {
+        two_tenant_chain_with(|_, d| d)
+    }
+
+    /// [`two_tenant_chain`] with draft `i` passed through `edit` before it is sealed.
+    fn two_tenant_chain_with(
+        edit: impl Fn(u64, crate::receipts::ReceiptDraft) -> crate::receipts::ReceiptDraft,
+    ) -> Vec<Receipt> {
         use crate::receipts::ChainBuilder;
         use crate::receipts::testutil::{checkpoint_subject, draft};
         let mut b = ChainBuilder::genesis(signer(1));
@@ -775,7 +782,7 @@ mod tests {
             }
             let mut d = draft(i);
             d.subject.namespace = if i % 2 == 0 { "a".into() } else { "b".into() };
-            out.push(b.seal(d).unwrap());
+            out.push(b.seal(edit(i, d)).unwrap());
         }
         out
     }
@@ -886,22 +893,11 @@ mod tests {
     /// As [`two_tenant_chain`], with decisions of sizes varying with `seed` (0 to ~600 bytes), so
     /// a newer receipt may not fit where an older, smaller one would.
     fn varied_two_tenant_chain(seed: u64) -> Vec<Receipt> {
-        use crate::receipts::ChainBuilder;
-        use crate::receipts::testutil::{checkpoint_subject, draft};
-        let mut b = ChainBuilder::genesis(signer(1));
-        let mut out = Vec::new();
-        for i in 0..30u64 {
-            if i == 24 {
-                out.push(b.checkpoint(checkpoint_subject(), "t".into()).unwrap());
-                continue;
-            }
-            let mut d = draft(i);
-            d.subject.namespace = if i % 2 == 0 { "a".into() } else { "b".into() };
+        two_tenant_chain_with(|i, mut d| {
             let pad = (seed.wrapping_mul(i + 7).rotate_left(i as u32) % 600) as usize;
             d.decision = serde_json::json!({"pad": "x".repeat(pad)});
-            out.push(b.seal(d).unwrap());
-        }
-        out
+            d
+        })
     }
 
     /// The bundle's receipts as the specification says: newest provable first, stop at the
