@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, PostParams};
-use mom::operator::crd::Receipt;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use mom::operator::crd::{GeometricAgent, Receipt};
 
 fn agent(namespace: &str, name: &str, replicas: u32) -> String {
     format!(
@@ -231,7 +231,32 @@ async fn the_standby_takes_over_when_the_leader_is_killed_and_a_sigterm_releases
         let _restarted = operator("restarted-a", "replica-a", &replicas.name);
         wait_label(&stand_ins, "replica-a", None).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Barrier instead of a pause: a spec change (a rollout setting, no new pods) that the
+    // leader must reconcile after the restart. Once the agent's status reports that generation
+    // with 3 replicas, a reconcile ran after the leadership settled and saw exactly 3 pods;
+    // any duplicate made before then is in the list below.
+    let agents: Api<GeometricAgent> = Api::namespaced(ns.client(), &ns.name);
+    let bumped = agents
+        .patch(
+            "after",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"rollout": {"maxSurge": 1}}})),
+        )
+        .await
+        .unwrap();
+    let generation = bumped.metadata.generation;
+    common::eventually(
+        "the leader to reconcile the changed agent (status at its new generation, 3 replicas)",
+        Duration::from_secs(60),
+        || {
+            let agents = agents.clone();
+            async move {
+                let status = agents.get("after").await.ok()?.status?;
+                (status.observed_generation == generation && status.replicas == 3).then_some(())
+            }
+        },
+    )
+    .await;
     assert_eq!(
         after.list(&after_selector).await.unwrap().items.len(),
         3,

@@ -14,6 +14,8 @@
 //!   receipts, the pods deleted at most the sum of `from − to` over its terminate receipts, the
 //!   live pods never exceed the largest `replicas` the agent ever asked for, and at the end every
 //!   agent has exactly `replicas` pods;
+//! - write-ahead, on every action: when an agent's k-th pod was created, Receipts stored before it
+//!   (by etcd revision) had announced at least k creations;
 //! - configuration: one `configure` receipt per MomConfig generation, however many restarts.
 
 mod common;
@@ -71,6 +73,31 @@ async fn all_receipts(client: &kube::Client) -> Vec<Receipt> {
     out
 }
 
+/// sequence → the `metadata.resourceVersion` its Receipt object was created at (Receipts are
+/// never updated, so it is their creation's).
+///
+/// Resource versions are opaque to API clients in general; on this control plane (one etcd) they
+/// are etcd revisions, one counter for every object, which makes "this Receipt was stored before
+/// that pod was created" a comparison of two integers. That is the write-ahead rule, checked on
+/// every action rather than only where a kill happened to land.
+async fn receipt_versions(client: &kube::Client) -> BTreeMap<u64, u64> {
+    let api: Api<ReceiptObject> = Api::all(client.clone());
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|o| (to_receipt(o).sequence, revision(&o.metadata)))
+        .collect()
+}
+
+/// An object's resource version as the etcd revision it is.
+fn revision(meta: &kube::api::ObjectMeta) -> u64 {
+    let rv = meta.resource_version.as_deref().unwrap_or_default();
+    rv.parse()
+        .unwrap_or_else(|_| panic!("resourceVersion {rv:?} is not an etcd revision"))
+}
+
 /// Agents whose last receipt's action was cut short, as seen right after a kill (the operator is
 /// dead, so nothing moves but kwok finishing deletions): their pods that are alive and not
 /// being deleted are not the `to` of that receipt. The next decision for such an agent starts
@@ -114,6 +141,10 @@ struct PodLog {
     live: BTreeMap<String, (String, bool)>,
     /// agent → most pods alive (not deleting) at once.
     max_active: BTreeMap<String, usize>,
+    /// agent → uid → the resource version the pod was first seen at: its creation's, since the
+    /// watch runs from before the first pod (a re-list after a dropped watch would only see a
+    /// later version, which makes the write-ahead check below more lenient, never wrong).
+    first_seen: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl PodLog {
@@ -123,6 +154,11 @@ impl PodLog {
         };
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         self.created.entry(agent.clone()).or_default().insert(uid.clone());
+        self.first_seen
+            .entry(agent.clone())
+            .or_default()
+            .entry(uid.clone())
+            .or_insert_with(|| revision(&pod.metadata));
         let deleting = gone || pod.metadata.deletion_timestamp.is_some();
         if deleting {
             self.deleted.entry(agent.clone()).or_default().insert(uid.clone());
@@ -280,11 +316,16 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
         }
     })
     .await;
-    // Let the last term's checkpoint and any in-flight receipt settle, then stop it.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &final_op.pid().to_string()])
-        .status();
+    // A graceful stop, awaited: the operator drains its in-flight work (receipt, then action)
+    // and writes its final checkpoint before it exits, so nothing is still being written when
+    // the chain is read below.
+    let mut final_op = final_op;
+    let status = final_op.terminate(Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the last operator did not stop cleanly on SIGTERM within 60 s: {status:?}\n{}",
+        final_op.log()
+    );
     drop(final_op);
     watch_task.abort();
 
@@ -329,9 +370,15 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
         let created = l.created.clone();
         let deleted = l.deleted.clone();
         let max_active = l.max_active.clone();
-        ((created, deleted, max_active), max_desired.lock().unwrap().clone())
+        let first_seen = l.first_seen.clone();
+        (
+            (created, deleted, max_active, first_seen),
+            max_desired.lock().unwrap().clone(),
+        )
     };
-    let (created_pods, deleted_pods, max_active) = log;
+    let (created_pods, deleted_pods, max_active, first_seen) = log;
+    let versions = receipt_versions(&client).await;
+    let mut pods_checked_against_receipts = 0;
     let mut interrupted = 0;
     let mut actions = 0;
     for name in &names {
@@ -365,6 +412,28 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
             deleted <= announced_down,
             "{name}: {deleted} pods deleted but terminate receipts announced {announced_down}"
         );
+        // Write-ahead, pod by pod: when the k-th pod of this agent was created, receipts
+        // already stored had announced at least k creations. A receipt written after its pods
+        // (or not at all) fails here whether or not a kill fell in between.
+        let mut births: Vec<u64> = first_seen
+            .get(name)
+            .map(|m| m.values().copied().collect())
+            .unwrap_or_default();
+        births.sort_unstable();
+        for (k, born) in births.iter().enumerate() {
+            let announced_before: i64 = mine
+                .iter()
+                .filter(|r| versions.get(&r.sequence).is_some_and(|v| v < born))
+                .map(|r| from_to(r))
+                .map(|(f, t)| (t - f).max(0))
+                .sum();
+            assert!(
+                (k as i64) < announced_before,
+                "{name}: pod {} of the agent was created at revision {born}, when stored spawn receipts had announced only {announced_before}: a pod made before its receipt",
+                k + 1
+            );
+            pods_checked_against_receipts += 1;
+        }
         let most = max_active.get(name).copied().unwrap_or(0);
         let asked = max_desired.get(name).copied().unwrap_or(0).max(0) as usize;
         assert!(
@@ -373,6 +442,10 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
         );
     }
 
+    assert!(
+        pods_checked_against_receipts >= names.len(),
+        "only {pods_checked_against_receipts} pod creations were checked against their receipts"
+    );
     // The invariants above hold trivially over an empty stream: the crash loop must have
     // produced agent actions, on average at least one per restart.
     assert!(
@@ -412,7 +485,7 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
         "the change to generation {bumped} was not recorded: {per_generation:?}"
     );
     println!(
-        "{kills} kills in {:.1} s; {requests} scaling requests; {actions} agent receipts from {first} on ({} receipts, {checkpoints} checkpoints); {interrupted} receipts were followed by a decision that found their action incomplete; cut short right after a kill: {cut_short_seen:?}",
+        "{kills} kills in {:.1} s; {requests} scaling requests; {actions} agent receipts from {first} on ({} receipts, {checkpoints} checkpoints); {interrupted} receipts were followed by a decision that found their action incomplete; {pods_checked_against_receipts} pod creations checked write-ahead against stored receipts; cut short right after a kill: {cut_short_seen:?}",
         crash_loop.as_secs_f64(),
         receipts.len()
     );

@@ -249,7 +249,37 @@ async fn a_template_whose_pods_never_become_ready_stops_the_rollout_and_a_fixed_
     )
     .await;
     // Stopped: the two old pods still serve, one new pod was tried, nothing more is created.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Barrier instead of a pause: a shorter deadline (still exceeded) is a new generation the
+    // operator must reconcile; once the status reports it, still stalled, a whole reconcile
+    // ran after the stall and created nothing more (any pod it made is in the list below).
+    let agents = Api::<GeometricAgent>::namespaced(client.clone(), &ns.name);
+    let generation = agents
+        .patch(
+            "api",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"rollout": {"progressDeadlineSeconds": 4}}})),
+        )
+        .await
+        .unwrap()
+        .metadata
+        .generation;
+    common::eventually(
+        "a reconcile of the stalled rollout at its new generation, still stalled",
+        Duration::from_secs(60),
+        || {
+            let agents = agents.clone();
+            let client = client.clone();
+            let ns = ns.name.clone();
+            async move {
+                let observed = agents.get("api").await.ok()?.status?.observed_generation;
+                (observed == generation
+                    && progressing(&client, &ns, "api").await
+                        == Some(("False".to_string(), "ProgressDeadlineExceeded".to_string())))
+                .then_some(())
+            }
+        },
+    )
+    .await;
     let pods = pods_of(&client, &ns.name, "api").await;
     let old_ready = pods.values().filter(|(h, _, ready)| *h == first && *ready).count();
     let new: Vec<_> = pods.values().filter(|(h, _, _)| *h != first).collect();
