@@ -134,23 +134,31 @@ fn unschedulable(pod: &Pod) -> bool {
         .any(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
 }
 
-/// The most replicas in one zone the redundancy rules allow for 4 replicas over 6 zones
-/// (`placement::max_per_domain`: replicas − spares, spares 1, 2 and 4/2 + 1).
-const RULES: [(&str, usize); 3] = [("n_plus_1", 3), ("n_plus_2", 2), ("quorum", 1)];
+/// What each redundancy rule asks for an agent of 4 replicas over the test cluster's 6 zones
+/// (`placement::redundancy::plan`): (rule, pods in all, most per zone, zones it survives losing).
+/// `none` is the positive control: without a rule the locality pull puts all 4 in one zone.
+const RULES: [(&str, usize, usize, usize); 4] = [
+    ("none", 4, 4, 0),
+    ("n_plus_1", 5, 1, 1),
+    ("n_plus_2", 6, 1, 2),
+    ("quorum", 4, 1, 0),
+];
 
 #[tokio::test]
-async fn each_redundancy_rule_caps_the_replicas_that_data_locality_pulls_into_one_zone() {
+async fn each_redundancy_rule_adds_its_spares_and_caps_the_zone_that_data_locality_pulls_replicas_into() {
     setup();
     let ns = common::TestNamespace::new("place-spread").await;
     let n = &ns.name;
     let labels = node_labels(ns.client()).await;
     let zone = |node: &String| labels[node][ZONE_LABEL].clone();
+    let zones: BTreeSet<String> = labels.values().map(|l| l[ZONE_LABEL].clone()).collect();
+    assert_eq!(zones.len(), 6, "the rules' numbers below are for 6 zones: {zones:?}");
     // Preferred data locality on one zone's nodes: a data node outscores every other node
-    // whenever it is feasible, so without a cap all 4 replicas of each agent would land there
-    // (the zone's 2 nodes have room for all 12). Three agents differ only in the redundancy
-    // rule: the zone must hold exactly each rule's cap — the rule, not the scores, decides.
+    // whenever it is feasible, so without a cap all replicas of each agent would land there
+    // (the zone's 2 nodes have room for all of them). The agents differ only in the redundancy
+    // rule: the rule, not the scores, decides how many pods run and how many share that zone.
     let pulled = labels.values().next().unwrap()[ZONE_LABEL].clone();
-    for (rule, _) in RULES {
+    for (rule, ..) in RULES {
         let name = rule.replace('_', "-");
         common::apply(&strategy(
             n,
@@ -168,21 +176,49 @@ async fn each_redundancy_rule_caps_the_replicas_that_data_locality_pulls_into_on
             "",
         ));
     }
-    for (rule, cap) in RULES {
+    let agents: Api<mom::operator::crd::GeometricAgent> = Api::namespaced(ns.client(), &ns.name);
+    for (rule, total, cap, survives) in RULES {
+        let name = rule.replace('_', "-");
         let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
-        for node in running_pods(&ns, &rule.replace('_', "-"), 4).await.values() {
+        for node in running_pods(&ns, &name, total).await.values() {
             *per_zone.entry(zone(node)).or_default() += 1;
         }
-        println!("{rule}: {per_zone:?} (pulled into {pulled})");
+        println!("{rule}: {total} pods, {per_zone:?} (pulled into {pulled})");
         assert_eq!(
             per_zone.get(&pulled).copied(),
             Some(cap),
-            "{rule} allows {cap} of 4 replicas in one zone; locality pulls them into {pulled}: {per_zone:?}"
+            "{rule} allows {cap} of {total} replicas in one zone; locality pulls them into {pulled}: {per_zone:?}"
         );
         assert!(
             per_zone.values().all(|&c| c <= cap),
             "{rule} allows at most {cap} per zone: {per_zone:?}"
         );
+        // The promise itself: losing the `survives` fullest zones leaves the 4 demanded.
+        let mut sizes: Vec<usize> = per_zone.values().copied().collect();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        let lost: usize = sizes.iter().take(survives).sum();
+        assert!(
+            total - lost >= 4,
+            "{rule}: losing the {survives} fullest zone(s) of {per_zone:?} leaves {}",
+            total - lost
+        );
+        if rule == "quorum" {
+            assert!(
+                2 * (total - sizes[0]) > total,
+                "quorum: losing the fullest zone of {per_zone:?} leaves no majority"
+            );
+        }
+        let spares = common::eventually(
+            &format!("{name}'s status to report its spares"),
+            Duration::from_secs(60),
+            || {
+                let agents = agents.clone();
+                let name = name.clone();
+                async move { agents.get(&name).await.ok()?.status?.spare_replicas }
+            },
+        )
+        .await;
+        assert_eq!(spares as usize, total - 4, "{rule}: status.spareReplicas");
     }
 }
 

@@ -233,7 +233,7 @@ async fn the_chart_rbac_runs_the_placement_scenario_and_grants_nothing_it_does_n
     let n = &ns.name;
     // Manual scaling with a ceiling of 2 (the scaler clamps spec.replicas), placement in region-1.
     common::apply(
-        &strategy(n, "pair", r#""preferredRegions":["region-1"]"#, Some("n_plus_1"))
+        &strategy(n, "pair", r#""preferredRegions":["region-1"]"#, None)
             .replace(r#""maxReplicas":20"#, r#""maxReplicas":2"#),
     );
     // Reactive on cpu: the scaler asks the metrics API (there is no metrics-server here, so it

@@ -207,12 +207,14 @@ fn overloaded(err: &kube::Error) -> bool {
     }
 }
 
-/// The redundancy rule of a strategy as the extender applies it.
-pub fn spread_rule(redundancy: Redundancy) -> SpreadRule {
+/// The redundancy rule of a strategy as the extender and the replica count apply it (`None`:
+/// no spares, no spread rule).
+pub fn spread_rule(redundancy: Redundancy) -> Option<SpreadRule> {
     match redundancy {
-        Redundancy::NPlus1 => SpreadRule::Spares(1),
-        Redundancy::NPlus2 => SpreadRule::Spares(2),
-        Redundancy::Quorum => SpreadRule::Quorum,
+        Redundancy::None => None,
+        Redundancy::NPlus1 => Some(SpreadRule::DomainLoss(1)),
+        Redundancy::NPlus2 => Some(SpreadRule::DomainLoss(2)),
+        Redundancy::Quorum => Some(SpreadRule::Quorum),
     }
 }
 
@@ -325,7 +327,7 @@ fn resolve_policy(agent: &GeometricAgent, strategy: Option<&OrchestrationStrateg
         region_label: region_label.filter(|_| !placement_spec.preferred_regions.is_empty()),
         ..AgentPolicy::default()
     };
-    let spread = strategy.map(|s| spread_rule(s.spec.resilience.redundancy));
+    let spread = strategy.and_then(|s| spread_rule(s.spec.resilience.redundancy));
     v.set_policy(key, policy.clone(), spread);
     policy
 }
@@ -555,10 +557,17 @@ async fn reconcile_inner(
         .and_then(|s| s.allocation.as_ref())
         .map(|a| a.quota.max(0) as usize);
     // An agent naming another tenant keeps what it has: nothing is created, deleted or recorded.
+    // The strategy's redundancy rule adds spares beyond the demand (`placement::redundancy`);
+    // the extender caps each failure domain with the same plan (`View::policy_for`).
+    let spread = strategy
+        .and_then(|s| spread_rule(s.spec.resilience.redundancy))
+        .and_then(|rule| ctx.view.read().ok().map(|v| v.spread_plan(rule, wanted as u32)));
+    let spares = spread.map_or(0, |p| p.spares(wanted as u32) as usize);
+    let with_spares = (wanted + spares).min(super::crd::MAX_REPLICAS as usize);
     let desired = if tenant_refused {
         active.len()
     } else {
-        quota.map_or(wanted, |q| wanted.min(q))
+        quota.map_or(with_spares, |q| with_spares.min(q))
     };
     let reference = agent.object_ref(&());
     if active.is_empty() && desired > 0 && waits_for_peers(agent, &peer_agents, &ctx.view) {
@@ -617,7 +626,7 @@ async fn reconcile_inner(
         None
     };
     if !rolling && active.len() != desired {
-        last_receipt = write_receipt(ctx, agent, &active, desired, &policy.target).await?;
+        last_receipt = write_receipt(ctx, agent, &active, desired, spares, &policy.target).await?;
     }
     if let Some(pod) = new_pod {
         let missing = desired - active.len();
@@ -680,7 +689,22 @@ async fn reconcile_inner(
     let ready = active.iter().filter(|p| is_ready(p)).count() as i32;
     let updated = active.iter().filter(|p| !old_template(p)).count() as i32;
     let mut desired_conditions = vec![validate::readiness(&check.problems), progressing];
-    desired_conditions.push(if check.problems.is_empty() {
+    let unkept = spread.filter(|p| !p.kept);
+    desired_conditions.push(if let (true, Some(plan)) = (check.problems.is_empty(), unkept) {
+        let domains = ctx.view.read().map(|v| (v.failure_domain_key(), v.failure_domains()));
+        let (key, count) = domains.unwrap_or_default();
+        DesiredCondition::new(
+            conditions::DEGRADED,
+            ConditionStatus::True,
+            conditions::reason::INSUFFICIENT_FAILURE_DOMAINS,
+            format!(
+                "the redundancy rule of strategy {} cannot be kept with {count} failure domain(s) ({key}): {} pods spread evenly, at most {} per domain",
+                check.strategy.as_deref().unwrap_or_default(),
+                plan.total,
+                plan.max_per_domain
+            ),
+        )
+    } else if check.problems.is_empty() {
         DesiredCondition::new(
             conditions::DEGRADED,
             ConditionStatus::False,
@@ -714,6 +738,7 @@ async fn reconcile_inner(
         // stale cached value must not overwrite the scaler's newer receipt.
         last_receipt,
         updated_replicas: Some(updated),
+        spare_replicas: Some(spares as i32),
     };
     let same = agent.status.as_ref().is_some_and(|old| {
         let mut a = old.clone();
@@ -967,6 +992,7 @@ async fn write_receipt(
     agent: &GeometricAgent,
     active: &[&Pod],
     desired: usize,
+    spares: usize,
     target: &[f64],
 ) -> Result<Option<ReceiptRef>, AgentError> {
     let pods: Vec<String> = active.iter().map(|p| p.name_any()).collect();
@@ -980,7 +1006,14 @@ async fn write_receipt(
         action,
         subject: agent_subject(agent),
         decision: placement::scale_record(active.len(), desired, target),
-        inputs: placement::scale_inputs(agent.spec.replicas, &pods, quota),
+        inputs: {
+            let mut inputs = placement::scale_inputs(agent.spec.replicas, &pods, quota);
+            if spares > 0 {
+                // The redundancy rule's spares: `to` is specReplicas + spares (capped by quota).
+                inputs["spares"] = spares.into();
+            }
+            inputs
+        },
         regarding: Some(agent.object_ref(&())),
         withheld: format!(
             "{} was not scaled from {} to {desired} pods",

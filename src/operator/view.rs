@@ -182,11 +182,7 @@ pub struct View {
 }
 
 /// The redundancy rule of an agent as the extender applies it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpreadRule {
-    Spares(u32),
-    Quorum,
-}
+pub use crate::placement::redundancy::Rule as SpreadRule;
 
 pub type SharedView = Arc<RwLock<View>>;
 
@@ -612,6 +608,32 @@ impl View {
         };
     }
 
+    /// The label whose values are the failure domains redundancy rules count: the deepest
+    /// MomConfig `topologyKeys` entry other than `kubernetes.io/hostname` (a node is not a
+    /// domain worth a spare), or `topology.kubernetes.io/zone` when there is none.
+    pub fn failure_domain_key(&self) -> String {
+        self.settings
+            .topology_keys
+            .iter()
+            .rev()
+            .find(|k| k.as_str() != crate::labels::HOSTNAME_LABEL)
+            .cloned()
+            .unwrap_or_else(|| crate::labels::ZONE_LABEL.to_string())
+    }
+
+    /// The failure domains nodes are in now (values of [`Self::failure_domain_key`]).
+    pub fn failure_domains(&self) -> u32 {
+        let key = self.failure_domain_key();
+        let domains: std::collections::BTreeSet<&String> =
+            self.nodes.values().filter_map(|r| r.labels.get(&key)).collect();
+        domains.len() as u32
+    }
+
+    /// What `rule` asks of an agent demanding `demand` replicas over today's failure domains.
+    pub fn spread_plan(&self, rule: SpreadRule, demand: u32) -> placement::redundancy::SpreadPlan {
+        placement::redundancy::plan(demand, self.failure_domains(), rule)
+    }
+
     /// The target last stored for an agent, if it was computed in the current embedding.
     pub fn previous_target(&self, key: &AgentKey) -> Option<&Vec<f64>> {
         if self.policy_generation.get(key) != Some(&self.generation) {
@@ -762,7 +784,7 @@ impl View {
     /// current per-domain replica counts and the redundancy cap.
     pub fn policy_for(&self, key: &AgentKey) -> Option<AgentPolicy> {
         let mut policy = self.policies.get(key)?.clone();
-        let spread_label = crate::labels::ZONE_LABEL.to_string();
+        let spread_label = self.failure_domain_key();
         let mut by_domain: BTreeMap<String, u32> = BTreeMap::new();
         for (_, node) in self.agent_pods(key) {
             if let Some(domain) = node
@@ -774,23 +796,11 @@ impl View {
             }
         }
         policy.replica_positions = self.agent_replica_positions(key);
-        if let Some(rule) = self.spares.get(key) {
-            let domains: std::collections::BTreeSet<&String> = self
-                .nodes
-                .values()
-                .filter_map(|r| r.labels.get(&spread_label))
-                .collect();
-            let r = policy.replicas;
-            let spares = match rule {
-                SpreadRule::Spares(k) => *k,
-                SpreadRule::Quorum => r / 2 + 1,
-            };
-            policy.max_per_domain = Some(placement::max_per_domain(r, spares, domains.len() as u32));
-            policy.spread_label = Some(spread_label);
-        } else {
-            policy.spread_label = Some(spread_label);
-            policy.max_per_domain = None;
-        }
+        policy.max_per_domain = self
+            .spares
+            .get(key)
+            .map(|rule| self.spread_plan(*rule, policy.replicas).max_per_domain);
+        policy.spread_label = Some(spread_label);
         policy.replicas_by_domain = by_domain;
         if let Some(loc) = policy.locality.as_mut() {
             loc.data_node_positions = self

@@ -13,6 +13,7 @@ mod embed;
 pub mod locality;
 pub mod measured;
 pub mod quantity;
+pub mod redundancy;
 pub mod rollout;
 pub mod scale;
 mod score;
@@ -157,17 +158,6 @@ impl AgentPolicy {
     fn strategy_name(&self) -> &str {
         self.strategy.as_deref().unwrap_or("(none)")
     }
-}
-
-/// The most replicas one failure domain may hold so that `spares` replicas sit outside the
-/// fullest domain: `max(R − spares, ⌈R / domains⌉, 1)` — never tighter than the number of
-/// domains allows. `n_plus_1` passes spares = 1, `n_plus_2` spares = 2, and `quorum`
-/// spares = ⌊R/2⌋ + 1 (losing any one domain leaves a majority).
-pub fn max_per_domain(replicas: u32, spares: u32, domains: u32) -> u32 {
-    replicas
-        .saturating_sub(spares)
-        .max(replicas.div_ceil(domains.max(1)))
-        .max(1)
 }
 
 /// The result of the filter verb.

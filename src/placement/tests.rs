@@ -194,18 +194,7 @@ fn max_distance_rejects_far_nodes() {
 }
 
 #[test]
-fn n_plus_1_caps_replicas_per_zone() {
-    assert_eq!(
-        max_per_domain(4, 1, 3),
-        3,
-        "n_plus_1: one spare outside the fullest zone"
-    );
-    assert_eq!(max_per_domain(2, 1, 3), 1);
-    assert_eq!(max_per_domain(6, 2, 3), 4);
-    assert_eq!(max_per_domain(3, 3 / 2 + 1, 3), 1, "quorum of 3: one per zone");
-    assert_eq!(max_per_domain(5, 5 / 2 + 1, 3), 2, "quorum of 5: losing a zone keeps 3");
-    assert_eq!(max_per_domain(4, 1, 1), 4, "one zone cannot do better than all in it");
-    assert_eq!(max_per_domain(1, 1, 3), 1);
+fn the_filter_refuses_a_zone_that_holds_the_redundancy_cap_already() {
     let (nodes, _) = cluster();
     let zone = nodes[0].labels[ZONE_LABEL].clone();
     let agent = AgentPolicy {

@@ -360,6 +360,10 @@ pub struct GeometricAgentStatus {
     /// Pods made from the current `template` (see `spec.rollout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_replicas: Option<i32>,
+    /// Replicas run beyond `spec.replicas` for the redundancy rule of the agent's strategy
+    /// (`spec.resilience.redundancy`); included in `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spare_replicas: Option<i32>,
 }
 
 /// A point in the Poincaré ball.

@@ -79,6 +79,8 @@ pub mod reason {
     pub const NOT_IMPLEMENTED: &str = "NotImplemented";
     /// Every pod of the agent is made from the current template.
     pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
+    /// The strategy's redundancy rule cannot be kept with the failure domains there are.
+    pub const INSUFFICIENT_FAILURE_DOMAINS: &str = "InsufficientFailureDomains";
     /// Pods of an older template are being replaced.
     pub const ROLLING_UPDATE: &str = "RollingUpdate";
     /// A pod of the current template stayed unready past `spec.rollout.progressDeadlineSeconds`.

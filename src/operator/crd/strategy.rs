@@ -318,25 +318,40 @@ pub enum LocalityMode {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ResilienceSpec {
-    /// Spare replicas kept beyond demand.
+    /// Replicas kept beyond the agent's `spec.replicas` and how they are spread over failure
+    /// domains so that losing domains keeps the demand. Failure domains are the values of the
+    /// deepest MomConfig `spec.geometry.topologyKeys` entry other than `kubernetes.io/hostname`
+    /// (`topology.kubernetes.io/zone` with the default keys).
     #[serde(default)]
     pub redundancy: Redundancy,
-    /// How traffic moves when a replica fails.
+    /// How traffic moves when a replica fails. Not acted on yet: MOM runs every replica as an
+    /// active one (`active_active`, the default) whatever this says; standbys
+    /// (`active_passive`) and spare replacement (`n_plus_1`) are not implemented.
     #[serde(default)]
     pub failover: Failover,
 }
 
-/// Spare capacity kept beyond demand.
+/// Spare replicas beyond demand, and their spread. The agent's `status.spareReplicas` says how
+/// many it runs; when there are too few failure domains for the promise, its `Degraded`
+/// condition is True with reason `InsufficientFailureDomains` and the replicas are spread
+/// evenly instead.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Redundancy {
-    /// One spare replica, in a different failure domain.
+    /// No spares and no spread rule: `spec.replicas` pods, placed by score alone.
     #[default]
+    #[serde(rename = "none")]
+    None,
+    /// Losing any one failure domain keeps `spec.replicas` running: with D = `spec.replicas`
+    /// and Z domains, at most c = ⌈D / (Z − 1)⌉ pods per domain and D + c pods in all (needs
+    /// at least 2 domains).
     #[serde(rename = "n_plus_1")]
     NPlus1,
-    /// Two spare replicas, in two other failure domains.
+    /// Losing any two failure domains keeps `spec.replicas` running: c = ⌈D / (Z − 2)⌉ per
+    /// domain, D + 2c pods in all (needs at least 3 domains).
     #[serde(rename = "n_plus_2")]
     NPlus2,
-    /// An odd number of replicas so that a majority survives one failure domain.
+    /// No spares; at most ⌊(D − 1) / 2⌋ pods per domain, so a strict majority of the replicas
+    /// survives losing any one domain (needs at least 3 replicas and enough domains).
     #[serde(rename = "quorum")]
     Quorum,
 }

@@ -400,7 +400,7 @@ fn enum_values_are_the_snake_case_names_of_the_issue() {
     );
     assert_eq!(
         enum_of("OrchestrationStrategy", "spec.resilience.redundancy"),
-        vec!["n_plus_1", "n_plus_2", "quorum"]
+        vec!["none", "n_plus_1", "n_plus_2", "quorum"]
     );
     assert_eq!(
         enum_of("OrchestrationStrategy", "spec.resilience.failover"),
