@@ -240,6 +240,7 @@ mod tests {
                             agent: agent.map(agent_ref),
                             tenant: Some(format!("t{}", i % 2)),
                             strict_isolation: *strict,
+                            standby: false,
                             requests: *requests,
                             usage: *usage,
                             node_selector: Default::default(),

@@ -11,6 +11,9 @@ pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 pub const RACK_LABEL: &str = "topology.mom.hypersync.io/rack";
 /// Host name of a node (well-known Kubernetes label).
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+/// Failover role of an agent's pod: `active` (serves; Services select it) or `standby`
+/// (strategies with `spec.resilience.failover` `active_passive` or `n_plus_1`).
+pub const ROLE_LABEL: &str = "mom.hypersync.io/role";
 
 /// Pod label naming the GeometricAgent that owns the pod.
 pub const AGENT_LABEL: &str = "mom.hypersync.io/agent";

@@ -114,6 +114,9 @@ pub struct Pod {
     /// Its agent demands that no other tenant shares its nodes.
     #[serde(default)]
     pub strict_isolation: bool,
+    /// A failover standby of its agent (never moved into a region of the agent's actives).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub standby: bool,
     pub requests: Resources,
     #[serde(default)]
     pub usage: Resources,

@@ -203,6 +203,7 @@ impl Planner<'_, '_> {
             requests: p.requests,
             tenant: p.tenant.clone(),
             strict_isolation: p.strict_isolation,
+            standby: p.standby,
         };
         if let Some(a) = ctx.pod_agent[pod] {
             let rules = &ctx.snapshot.agents[a].label_rules;

@@ -201,6 +201,7 @@ pub fn drifted_cluster(spec: &SyntheticSpec) -> Result<SyntheticCluster, Desched
                     agent: Some(name.clone()),
                     tenant: None,
                     strict_isolation: false,
+                    standby: false,
                     requests: Resources {
                         cpu_millis: cpu,
                         memory_bytes: mem,

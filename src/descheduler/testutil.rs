@@ -51,6 +51,7 @@ pub fn pod(name: &str, node: &str, agent: Option<&str>) -> Pod {
         agent: agent.map(str::to_string),
         tenant: None,
         strict_isolation: false,
+        standby: false,
         requests: res(100, 128 << 20),
         usage: res(100, 128 << 20),
         node_selector: BTreeMap::new(),

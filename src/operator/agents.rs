@@ -32,7 +32,8 @@ use super::crd::{GeometricAgent, GeometricAgentStatus};
 use super::metrics::ControllerLabels;
 use super::receipts::{Intent, agent_subject};
 use super::view::{AgentKey, SharedView, SpreadRule};
-use crate::labels::{AGENT_LABEL, ISOLATION_LABEL, TEMPLATE_HASH_LABEL, TENANT_LABEL};
+use crate::labels::{AGENT_LABEL, ISOLATION_LABEL, ROLE_LABEL, TEMPLATE_HASH_LABEL, TENANT_LABEL};
+use crate::placement::failover::{self, Mode as FailoverMode};
 use crate::placement::rollout::{self, Budget, RolloutPod, RolloutSettings};
 use crate::placement::{self, AgentPolicy, TargetInputs};
 
@@ -45,6 +46,8 @@ pub enum AgentError {
     Api(#[from] kube::Error),
     #[error("spec.template of {agent} cannot be turned into a pod: {reason}")]
     Template { agent: String, reason: String },
+    #[error(transparent)]
+    Failover(#[from] super::failover::FailoverError),
     #[error("the receipt for {action} on {agent} could not be written, so the action was not taken: {source}")]
     Receipt {
         agent: String,
@@ -60,6 +63,8 @@ impl AgentError {
             AgentError::Api(_) => "api",
             AgentError::Template { .. } => "template",
             AgentError::Receipt { .. } => "receipt",
+            AgentError::Failover(super::failover::FailoverError::Api(_)) => "api",
+            AgentError::Failover(super::failover::FailoverError::Receipt { .. }) => "receipt",
         }
     }
 }
@@ -147,9 +152,10 @@ fn became_leader(leading: watch::Receiver<bool>) -> impl futures::Stream<Item = 
 }
 
 /// One item each time the view's node embedding changes basis (`View::basis`: another
-/// dimension), checked every second.
+/// dimension) or a node's health changes (`View::failed_epoch`: failover acts on it), checked
+/// every second.
 fn rebased(view: super::view::SharedView) -> impl futures::Stream<Item = ()> + Send + 'static {
-    let basis = |view: &super::view::SharedView| view.read().map(|v| v.basis()).unwrap_or_default();
+    let basis = |view: &super::view::SharedView| view.read().map(|v| (v.basis(), v.failed_epoch())).unwrap_or_default();
     let was = basis(&view);
     futures::stream::unfold((view, was), move |(view, mut was)| async move {
         loop {
@@ -192,8 +198,12 @@ fn error_policy(agent: Arc<GeometricAgent>, err: &AgentError, reconciler: Arc<Re
         // An unusable template waits for the user to change the agent.
         AgentError::Template { .. } => Action::requeue(Duration::from_secs(300)),
         // An apiserver that is overloaded or unreachable gets more room with every failure in a row.
-        AgentError::Api(e) if overloaded(e) => Action::requeue(reconciler.retries.failed(&key)),
-        AgentError::Api(_) | AgentError::Receipt { .. } => Action::requeue(Duration::from_secs(5)),
+        AgentError::Api(e) | AgentError::Failover(super::failover::FailoverError::Api(e)) if overloaded(e) => {
+            Action::requeue(reconciler.retries.failed(&key))
+        }
+        AgentError::Api(_) | AgentError::Receipt { .. } | AgentError::Failover(_) => {
+            Action::requeue(Duration::from_secs(5))
+        }
     }
 }
 
@@ -324,6 +334,14 @@ fn resolve_policy(agent: &GeometricAgent, strategy: Option<&OrchestrationStrateg
             data_node_positions: Vec::new(),
         }),
         preferred_regions: placement_spec.preferred_regions.clone(),
+        // Filled per request by the view (`policy_for`) from where the actives run.
+        active_regions: strategy
+            .filter(|s| s.spec.resilience.failover == super::crd::strategy::Failover::ActivePassive)
+            .zip(region_label.clone())
+            .map(|(_, label)| placement::ActiveRegions {
+                label,
+                regions: BTreeSet::new(),
+            }),
         region_label: region_label.filter(|_| !placement_spec.preferred_regions.is_empty()),
         ..AgentPolicy::default()
     };
@@ -563,13 +581,67 @@ async fn reconcile_inner(
         .and_then(|s| spread_rule(s.spec.resilience.redundancy))
         .and_then(|rule| ctx.view.read().ok().map(|v| v.spread_plan(rule, wanted as u32)));
     let spares = spread.map_or(0, |p| p.spares(wanted as u32) as usize);
+    // Failover with standbys: the spares are standbys (at least one), which do not serve.
+    let mode = strategy.map_or(FailoverMode::ActiveActive, |s| {
+        super::failover::mode_of(s.spec.resilience.failover)
+    });
+    let spares = if mode.has_standbys() { spares.max(1) } else { spares };
     let with_spares = (wanted + spares).min(super::crd::MAX_REPLICAS as usize);
     let desired = if tenant_refused {
         active.len()
     } else {
         quota.map_or(with_spares, |q| with_spares.min(q))
     };
+    let mut desired = desired;
     let reference = agent.object_ref(&());
+    // Failover roles first (`placement::failover`): standbys promoted in place of failed or
+    // lost actives, failed actives retired, so the count below replaces what was retired.
+    let serving = if mode.has_standbys() {
+        desired.min(wanted)
+    } else {
+        desired
+    };
+    let mut last_receipt = None;
+    let mut roles = BTreeMap::new();
+    let mut standbys_deferred = false;
+    if !tenant_refused {
+        let replicas: Vec<failover::Replica> = {
+            let v = ctx.view.read().ok();
+            active
+                .iter()
+                .map(|p| failover::Replica {
+                    name: p.name_any(),
+                    role: super::failover::role_of(p),
+                    ready: is_ready(p),
+                    failed: p
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_deref())
+                        .is_some_and(|n| v.as_ref().is_some_and(|v| v.node_failed(n))),
+                })
+                .collect()
+        };
+        let plan = failover::plan(mode, &replicas, serving);
+        if !plan.is_empty() {
+            last_receipt = super::failover::apply(ctx, agent, &pods_api, mode, serving, &plan).await?;
+            active.retain(|p| !plan.retire.contains(&p.name_any()));
+        }
+        roles = super::failover::roles_after(&replicas, &plan);
+        // active_passive: standbys go where no active runs, so they wait until every active
+        // replica is placed (the extender reads the actives' regions from where they are).
+        if mode == FailoverMode::ActivePassive && active.len() < desired {
+            let actives = roles.values().filter(|r| **r == failover::Role::Active).count();
+            let new_actives = (desired - active.len()).min(serving.saturating_sub(actives));
+            let unplaced = active.iter().any(|p| {
+                roles.get(&p.name_any()) == Some(&failover::Role::Active)
+                    && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none()
+            });
+            if new_actives > 0 || unplaced {
+                standbys_deferred = desired > active.len() + new_actives;
+                desired = active.len() + new_actives;
+            }
+        }
+    }
     if active.is_empty() && desired > 0 && waits_for_peers(agent, &peer_agents, &ctx.view) {
         // A group of talking agents created together would otherwise each pick its own home;
         // the peer with the smallest name goes first and the others follow its replicas.
@@ -583,8 +655,9 @@ async fn reconcile_inner(
     // When to look again: the resync, or sooner when a new pod's progress deadline comes first
     // (a Pending pod changes nothing that would wake this agent).
     let mut requeue = resync_after(&ns, &name);
-    // The receipt this reconcile writes, if any: `status.lastReceipt`.
-    let mut last_receipt = None;
+    if standbys_deferred {
+        requeue = requeue.min(Duration::from_secs(2));
+    }
     let progressing = if rolling {
         let (deleted, condition, recheck, receipt) =
             rollout_step(ctx, agent, &tenant, &active, desired, &policy.target, &template_hash).await?;
@@ -630,7 +703,19 @@ async fn reconcile_inner(
     }
     if let Some(pod) = new_pod {
         let missing = desired - active.len();
+        // Each new pod gets its failover role: active while the actives are short of the demand.
+        let mut actives = roles.values().filter(|r| **r == failover::Role::Active).count();
         for _ in 0..missing {
+            let role = if actives < serving {
+                actives += 1;
+                failover::Role::Active
+            } else {
+                failover::Role::Standby
+            };
+            let mut pod = pod.clone();
+            if let Some(value) = role.label() {
+                pod.labels_mut().insert(ROLE_LABEL.into(), value.into());
+            }
             pods_api
                 .create(
                     &PostParams {
@@ -663,10 +748,33 @@ async fn reconcile_inner(
                 })
                 .collect()
         };
-        let victims: Vec<String> = placement::scale_down_order(&replicas, &policy.target, kappa)
-            .into_iter()
-            .take(excess)
+        let order = placement::scale_down_order(&replicas, &policy.target, kappa);
+        let standby = |n: &String| roles.get(n) == Some(&failover::Role::Standby);
+        // With standbys: surplus standbys go first, then the others farthest first; actives
+        // beyond the demand are never kept in place of the standbys the mode wants.
+        let surplus = order
+            .iter()
+            .filter(|n| standby(n))
+            .count()
+            .saturating_sub(desired - serving);
+        let mut victims: Vec<String> = order
+            .iter()
+            .filter(|n| standby(n))
+            .take(surplus.min(excess))
+            .cloned()
             .collect();
+        for n in order
+            .iter()
+            .filter(|n| !standby(n))
+            .chain(order.iter().filter(|n| standby(n)))
+        {
+            if victims.len() >= excess {
+                break;
+            }
+            if !victims.contains(n) {
+                victims.push(n.clone());
+            }
+        }
         for victim in &victims {
             match pods_api.delete(victim, &DeleteParams::default()).await {
                 Ok(_) => {}

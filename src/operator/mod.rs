@@ -11,6 +11,7 @@ pub mod descheduler;
 pub mod error;
 pub mod events;
 pub mod extender;
+pub mod failover;
 pub mod health;
 pub mod http;
 pub mod latency;

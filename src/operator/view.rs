@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::labels::{AGENT_LABEL, ISOLATION_LABEL};
+use crate::labels::{AGENT_LABEL, ISOLATION_LABEL, ROLE_LABEL};
 use crate::placement::{self, AgentPolicy, NodeEmbedding, NodeState, Objectives, PodDemand, Resources, Routing};
 
 /// The dimension nodes are embedded in without a MomConfig `default` (the CRD's default).
@@ -88,6 +88,8 @@ struct NodeRecord {
     allocatable: Resources,
     max_pods: u32,
     schedulable: bool,
+    /// [`node_unhealthy`]: pods on it count as failed (failover).
+    failed: bool,
 }
 
 /// What placement needs to know about one pod.
@@ -152,6 +154,8 @@ pub struct View {
     /// a new latency fit replacing or giving way to the label layout), not when nodes come and
     /// go: every agent's target must then be recomputed at once.
     basis: u64,
+    /// Bumped when a node's health changes ([`View::failed_epoch`]).
+    failed_epoch: u64,
     /// The latest fit of measured latencies (kept while its problem-free input lasts).
     latency: Option<placement::measured::LatencyFit>,
     /// Bumped with every new fit (or its removal).
@@ -259,6 +263,7 @@ pub fn pod_record(pod: &Pod) -> Option<PodRecord> {
             requests,
             tenant: None,
             strict_isolation: strict,
+            standby: labels.get(ROLE_LABEL).map(String::as_str) == Some("standby"),
         },
         agent,
     })
@@ -280,7 +285,26 @@ fn node_record(node: &Node) -> NodeRecord {
         },
         max_pods: get("pods").and_then(|q| q.parse().ok()).unwrap_or(110),
         schedulable: !node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+        failed: node_unhealthy(node),
     }
+}
+
+/// Whether a node is out of service: labelled `mom.hypersync.io/unhealthy=true`, or its Ready
+/// condition is not True (NotReady, Unknown: the node lifecycle controller's verdict).
+pub fn node_unhealthy(node: &Node) -> bool {
+    let labelled = node
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(crate::labels::UNHEALTHY_LABEL))
+        .is_some_and(|v| v == "true");
+    let not_ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status != "True");
+    labelled || not_ready
 }
 
 impl View {
@@ -290,13 +314,24 @@ impl View {
             return false;
         };
         let rec = node_record(node);
-        let relabelled = self
-            .nodes
-            .get(&name)
-            .map(|old| old.labels != rec.labels)
-            .unwrap_or(true);
+        let old = self.nodes.get(&name);
+        let relabelled = old.map(|old| old.labels != rec.labels).unwrap_or(true);
+        if old.map_or(rec.failed, |old| old.failed != rec.failed) {
+            self.failed_epoch += 1;
+        }
         self.nodes.insert(name, rec);
         relabelled
+    }
+
+    /// Counts the changes of any node's health ([`node_unhealthy`]): the agent controller
+    /// reconciles every agent when it moves (failover).
+    pub fn failed_epoch(&self) -> u64 {
+        self.failed_epoch
+    }
+
+    /// Whether the node is out of service ([`node_unhealthy`]); unknown nodes are not.
+    pub fn node_failed(&self, node: &str) -> bool {
+        self.nodes.get(node).is_some_and(|r| r.failed)
     }
 
     pub fn delete_node(&mut self, name: &str) -> bool {
@@ -801,6 +836,16 @@ impl View {
             .get(key)
             .map(|rule| self.spread_plan(*rule, policy.replicas).max_per_domain);
         policy.spread_label = Some(spread_label);
+        if let Some(active) = policy.active_regions.as_mut() {
+            active.regions = self
+                .pods
+                .values()
+                .chain(self.assumed.values())
+                .filter(|r| r.agent.as_ref() == Some(key) && !r.demand.standby)
+                .filter_map(|r| r.node.as_ref())
+                .filter_map(|n| self.nodes.get(n)?.labels.get(&active.label).cloned())
+                .collect();
+        }
         policy.replicas_by_domain = by_domain;
         if let Some(loc) = policy.locality.as_mut() {
             loc.data_node_positions = self
@@ -830,6 +875,7 @@ mod tests {
                 },
                 tenant: None,
                 strict_isolation: false,
+                standby: false,
             },
             agent: None,
         }

@@ -10,6 +10,7 @@
 
 pub mod bind;
 mod embed;
+pub mod failover;
 pub mod locality;
 pub mod measured;
 pub mod quantity;
@@ -87,6 +88,10 @@ pub struct PodDemand {
     pub tenant: Option<String>,
     /// The pod's agent demands that no other tenant shares its nodes.
     pub strict_isolation: bool,
+    /// A failover standby (label `mom.hypersync.io/role=standby`), kept apart from the
+    /// agent's active replicas ([`AgentPolicy::active_regions`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub standby: bool,
 }
 
 /// How replicas of an agent map to nodes (MomConfig `routingAlgorithm`).
@@ -152,6 +157,17 @@ pub struct AgentPolicy {
     pub preferred_regions: Vec<String>,
     /// The node label whose values are regions (the first MomConfig `topologyKeys` entry).
     pub region_label: Option<String>,
+    /// Failover `active_passive`: the regions of the agent's active replicas, where its
+    /// standbys may not go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_regions: Option<ActiveRegions>,
+}
+
+/// Regions (values of `label`) that hold an agent's active replicas.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActiveRegions {
+    pub label: String,
+    pub regions: BTreeSet<String>,
 }
 
 impl AgentPolicy {
@@ -241,6 +257,16 @@ fn check_node(pod: &PodDemand, agent: Option<&AgentPolicy>, node: &NodeState, ka
             if d > max {
                 return Err(Rejection::Unresolvable(format!(
                     "hyperbolic distance {d:.3} from the agent's target exceeds maxDistance {max}"
+                )));
+            }
+        }
+        if let Some(active) = agent.active_regions.as_ref().filter(|_| pod.standby) {
+            let region = node.labels.get(&active.label).map(String::as_str).unwrap_or("");
+            if active.regions.contains(region) {
+                return Err(Rejection::Unresolvable(format!(
+                    "{}={region} runs the agent's active replicas; its standbys go to another region (failover active_passive of {})",
+                    active.label,
+                    agent.strategy_name()
                 )));
             }
         }

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::cluster_layout::UniformLayout;
-use crate::labels::ZONE_LABEL;
+use crate::labels::{REGION_LABEL, ZONE_LABEL};
 
 fn cluster() -> (Vec<NodeState>, NodeEmbedding) {
     let layout = UniformLayout {
@@ -475,4 +475,35 @@ fn a_tentative_guess_does_not_close_a_node_kube_scheduler_left_free() {
     nodes[0].tentative_pods = 1;
     let v = filter(&pod(100), None, &refs(&nodes), 1.0);
     assert!(v.passed.contains(&nodes[0].name), "{v:?}");
+}
+
+#[test]
+fn a_standby_never_passes_a_node_in_a_region_of_the_agents_actives_and_an_active_pod_does() {
+    let (nodes, _) = cluster();
+    let active_region = nodes[0].labels[REGION_LABEL].clone();
+    let agent = AgentPolicy {
+        active_regions: Some(ActiveRegions {
+            label: REGION_LABEL.into(),
+            regions: [active_region.clone()].into(),
+        }),
+        ..AgentPolicy::default()
+    };
+    let standby = PodDemand {
+        standby: true,
+        ..pod(100)
+    };
+    let v = filter(&standby, Some(&agent), &refs(&nodes), 1.0);
+    assert!(!v.passed.is_empty(), "the other region has room");
+    for n in &nodes {
+        let in_active = n.labels[REGION_LABEL] == active_region;
+        assert_eq!(v.passed.contains(&n.name), !in_active, "{}", n.name);
+        if in_active {
+            assert!(v.unresolvable[&n.name].contains("active_passive"));
+        }
+    }
+    // Control: an active replica of the same agent may go anywhere.
+    assert_eq!(
+        filter(&pod(100), Some(&agent), &refs(&nodes), 1.0).passed.len(),
+        nodes.len()
+    );
 }

@@ -271,6 +271,7 @@ mod tests {
                 },
                 tenant: None,
                 strict_isolation: false,
+                standby: false,
             },
             agent: agent.map(|(n, a)| AgentKey::new(n, a)),
         }

@@ -324,9 +324,8 @@ pub struct ResilienceSpec {
     /// (`topology.kubernetes.io/zone` with the default keys).
     #[serde(default)]
     pub redundancy: Redundancy,
-    /// How traffic moves when a replica fails. Not acted on yet: MOM runs every replica as an
-    /// active one (`active_active`, the default) whatever this says; standbys
-    /// (`active_passive`) and spare replacement (`n_plus_1`) are not implemented.
+    /// How traffic moves when a replica fails. Every pod of the agent carries the label
+    /// `mom.hypersync.io/role` (`active` or `standby`); point Services at `role=active`.
     #[serde(default)]
     pub failover: Failover,
 }
@@ -359,14 +358,19 @@ pub enum Redundancy {
 /// How traffic moves when a replica fails.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Failover {
-    /// Hot standby: spares take over when an active replica fails.
+    /// Standbys in other regions (values of the first MomConfig `topologyKeys` entry) than
+    /// every active replica: `spec.replicas` actives plus the redundancy rule's spares as
+    /// standbys (at least 1), created once the actives are placed. When actives are lost or on
+    /// a failed node (Ready not True, or labelled `mom.hypersync.io/unhealthy=true`), ready
+    /// standbys are relabelled `active` at once and the failed actives deleted (receipt
+    /// `agent.failover` first, Event `FailedOver`); new standbys are then made.
     #[serde(rename = "active_passive")]
     ActivePassive,
-    /// All replicas serve; the survivors absorb the load.
+    /// All replicas serve (`role=active`), the redundancy rule's spares too.
     #[default]
     #[serde(rename = "active_active")]
     ActiveActive,
-    /// Any spare replaces any failed replica.
+    /// As `active_passive`, but a standby may run anywhere, also beside the actives.
     #[serde(rename = "n_plus_1")]
     NPlus1,
 }

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 
 use crate::descheduler::{self as core, Agent, Peer, Snapshot};
-use crate::labels::{AGENT_LABEL, ANOMALOUS_LABEL, ISOLATION_LABEL, OPT_OUT_ANNOTATION, UNHEALTHY_LABEL};
+use crate::labels::{AGENT_LABEL, ANOMALOUS_LABEL, ISOLATION_LABEL, OPT_OUT_ANNOTATION, ROLE_LABEL};
 use crate::operator::crd::GeometricAgent;
 use crate::operator::view::{AgentKey, View};
 use crate::placement::Resources;
@@ -51,13 +51,7 @@ pub fn protection(pod: &Pod) -> Option<&'static str> {
 /// (unhealthy, anomalous) of a node: the MOM labels, or a Ready condition that is not True.
 pub fn node_flags(node: &Node) -> (bool, bool) {
     let label = |k: &str| node.labels().get(k).is_some_and(|v| v == "true");
-    let not_ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status != "True");
-    (label(UNHEALTHY_LABEL) || not_ready, label(ANOMALOUS_LABEL))
+    (crate::operator::view::node_unhealthy(node), label(ANOMALOUS_LABEL))
 }
 
 /// What the snapshot reads of a pod, kept instead of the pod: the descheduler reads every pod
@@ -73,6 +67,8 @@ pub struct PodFacts {
     pub agent_label: Option<String>,
     /// Strict isolation on a pod an agent controls (`tenancy`).
     pub strict_isolation: bool,
+    /// A failover standby (`mom.hypersync.io/role=standby`).
+    pub standby: bool,
     /// When its cool-off starts ([`cool_off_start`]: `creationTimestamp` + 1 s).
     pub created: Option<u64>,
     pub node_selector: BTreeMap<String, String>,
@@ -98,6 +94,7 @@ impl PodFacts {
             agent_label: labels.get(AGENT_LABEL).cloned(),
             strict_isolation: crate::operator::tenancy::controlling_agent(p).is_some()
                 && labels.get(ISOLATION_LABEL).map(String::as_str) == Some("strict"),
+            standby: labels.get(ROLE_LABEL).map(String::as_str) == Some("standby"),
             created: cool_off_start(p),
             node_selector: p
                 .spec
@@ -188,6 +185,7 @@ pub fn build_snapshot(
             // The namespace's tenant; isolation only on pods an agent controls (`tenancy`).
             tenant: Some(tenant),
             strict_isolation: p.strict_isolation,
+            standby: p.standby,
             requests: p.requests,
             usage: p.requests,
             node_selector: p.node_selector.clone().into_iter().collect(),
