@@ -204,7 +204,7 @@ fn run_mom(args: &[&str]) -> (bool, Value, String) {
 
 #[tokio::test]
 async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocation() {
-    let mom = common::mom_with(&["--auction-tick-seconds", "2"]);
+    let mom = common::mom_with(&["--auction-tick-seconds", "2", "--scaler-tick-seconds", "2"]);
     common::apply_test_momconfig("full_audit");
     let ns = common::TestNamespace::new("auction").await;
     let n = ns.name.clone();
@@ -356,6 +356,36 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
         "pressure not critical in {metrics}"
     );
     assert!(metrics.contains(&format!("mom_auctions_total{{pool=\"{pool}\"}}")));
+
+    // The scaler follows the pressure-triggered strategy too: with surge's floor raised to 3,
+    // gamma scaled down to 1 (demand 10 of 8 slots: still critical) is scaled back to 3.
+    let strategies: Api<mom::operator::crd::OrchestrationStrategy> = Api::namespaced(ns.client(), &n);
+    let floor = |min: i32| {
+        let strategies = strategies.clone();
+        async move {
+            strategies
+                .patch(
+                    "surge",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"spec": {"scaling": {"minReplicas": min}}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    floor(3).await;
+    let (ok, _, err) = common::kubectl(&["scale", "geometricagent", "gamma", "-n", &n, "--replicas", "1"], None);
+    assert!(ok, "{err}");
+    common::eventually(
+        "the scaler to raise gamma to surge's floor of 3 under critical pressure",
+        Duration::from_secs(60),
+        || {
+            let agents = agents.clone();
+            async move { (agents.get("gamma").await.ok()?.spec.replicas == 3).then_some(()) }
+        },
+    )
+    .await;
+    floor(0).await;
 
     // A bid edit changes the next tick's outcome.
     wants[2].bid = json!({"valuePerReplica": 0, "marginalValues": [20, 19, 18]});
@@ -521,6 +551,30 @@ async fn three_agents_competing_for_a_small_pool_get_the_offline_auction_allocat
         },
     )
     .await;
+    // Control: out of pressure the strategy does not apply, so its floor does not either. With
+    // the floor at 3 again and the pool at low pressure, gamma scaled to 1 stays at 1 through
+    // two scaler ticks (the barrier: the scaler has had its chance twice).
+    floor(3).await;
+    let (ok, _, err) = common::kubectl(&["scale", "geometricagent", "gamma", "-n", &n, "--replicas", "1"], None);
+    assert!(ok, "{err}");
+    let ticks = |metrics: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("mom_loop_ticks_total{loop=\"scaler\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let start = ticks(&operator_metrics(&mom.metrics_url).await);
+    common::eventually("two scaler ticks", Duration::from_secs(60), || {
+        let url = mom.metrics_url.clone();
+        async move { (ticks(&operator_metrics(&url).await) >= start + 2.0).then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        agents.get("gamma").await.unwrap().spec.replicas,
+        1,
+        "the scaler applied surge's floor without pressure"
+    );
     let _ = std::fs::remove_dir_all(PathBuf::from(&dir));
 }
 
