@@ -340,14 +340,7 @@ async fn a_replica_that_does_not_hold_the_lease_refuses_to_bind_and_records_noth
     let client = common::client().await;
     // MOM's operator leads before the standby starts (a Lease left by an earlier process
     // expires first), so the standby stays a follower.
-    common::eventually("MOM's operator to lead", Duration::from_secs(60), || async {
-        let metrics = common::scrape_metrics(&mom.metrics_url);
-        metrics
-            .lines()
-            .any(|l| l.starts_with("mom_leader ") && l.ends_with(" 1"))
-            .then_some(())
-    })
-    .await;
+    mom.wait_leading().await;
     let dir = std::env::temp_dir().join(format!("mom-bind-standby-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let standby = common::OperatorBuilder::new()

@@ -135,7 +135,9 @@ async fn only_the_schedulers_certificate_reaches_the_verbs_and_the_scheduler_sti
     let (ok, code, _) = post(&format!("{}/filter", mom.extender_url), &forged, &mom.curl_tls_args());
     assert!(ok && code == "200");
 
-    // Authenticated, but the pod asked for another scheduler: MOM does not bind it.
+    // Authenticated, but the pod asked for another scheduler: MOM does not bind it. (The
+    // leader check comes first: wait for the Lease, or the refusal says "not the leader".)
+    mom.wait_leading().await;
     let ns = common::TestNamespace::new("extender-auth").await;
     let pods: Api<Pod> = Api::namespaced(ns.client(), &ns.name);
     let pod: Pod = serde_json::from_value(serde_json::json!({

@@ -267,6 +267,19 @@ pub struct Mom {
 }
 
 impl Mom {
+    /// Waits (up to 60 s) until this operator holds the Lease (`mom_leader 1`): a Lease left by
+    /// the previous binary's operator, killed without releasing it, expires first. Until then
+    /// the extender refuses to bind with "not the leader", whatever else is wrong.
+    pub async fn wait_leading(&self) {
+        eventually("MOM's operator to lead", Duration::from_secs(60), || async {
+            scrape_metrics(&self.metrics_url)
+                .lines()
+                .any(|l| l.starts_with("mom_leader ") && l.ends_with(" 1"))
+                .then_some(())
+        })
+        .await;
+    }
+
     /// `host:port` of the extender.
     pub fn extender_addr(&self) -> String {
         let url = &self.extender_url;
