@@ -35,8 +35,6 @@ pub enum AnomalyError {
         column: String,
         text: String,
     },
-    #[error("{file} line {line}: anomaly score {value} is outside [0, 1]")]
-    ScoreOutOfRange { file: String, line: usize, value: f64 },
     #[error("{file} line {line}: has {got} fields, the header has {want}")]
     FieldCount {
         file: String,
@@ -81,7 +79,8 @@ pub struct NabFile {
 }
 
 /// Parses a NAB data file (`timestamp,value`) or result file (`timestamp,value,anomaly_score,…`).
-/// Columns are found by name; `anomaly_score` is read when present and must lie in [0, 1].
+/// Columns are found by name; `anomaly_score` is read when present. Any finite score is
+/// accepted, as NAB's scorer does (EXPoSE's published results dip slightly below 0).
 /// Rows stay in file order (NAB scores by row index); blank lines are skipped.
 pub fn parse_nab_csv(file: &str, text: &str) -> Result<NabFile, AnomalyError> {
     let mut lines = text.lines().enumerate();
@@ -143,17 +142,7 @@ pub fn parse_nab_csv(file: &str, text: &str) -> Result<NabFile, AnomalyError> {
         let value = number(value_col, "value")?;
         let score = match score_col {
             None => None,
-            Some(c) => {
-                let s = number(c, "anomaly_score")?;
-                if !(0.0..=1.0).contains(&s) {
-                    return Err(AnomalyError::ScoreOutOfRange {
-                        file: file.into(),
-                        line: line_no,
-                        value: s,
-                    });
-                }
-                Some(s)
-            }
+            Some(c) => Some(number(c, "anomaly_score")?),
         };
         out.rows.push(Row { time, value, score });
         out.timestamps.push(ts.into());
@@ -257,8 +246,8 @@ mod tests {
         );
         let err = parse_nab_csv("x.csv", "time,value\n").unwrap_err();
         assert!(err.to_string().contains("no `timestamp` column"), "{err}");
-        let err = parse_nab_csv("x.csv", "timestamp,value,anomaly_score\n2014-01-01 00:00:00,1,1.5\n").unwrap_err();
-        assert!(err.to_string().contains("outside [0, 1]"), "{err}");
+        let err = parse_nab_csv("x.csv", "timestamp,value,anomaly_score\n2014-01-01 00:00:00,1,inf\n").unwrap_err();
+        assert!(err.to_string().contains("bad anomaly_score `inf`"), "{err}");
         let err = parse_nab_csv("x.csv", "timestamp,value\n2014-01-01 00:00:00,nan\n").unwrap_err();
         assert!(err.to_string().contains("bad value `nan`"), "{err}");
     }
