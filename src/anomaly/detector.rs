@@ -589,6 +589,30 @@ mod tests {
     }
 
     #[test]
+    fn a_score_below_the_recent_peak_is_damped_and_the_peak_itself_is_not() {
+        let mut v = noisy(3000, 13);
+        v[2000] = 80.0;
+        v[2020] = 75.0;
+        let undamped = score_series(
+            &v,
+            Params {
+                damp: 1.0,
+                ..Params::default()
+            },
+        );
+        let damped = score_series(
+            &v,
+            Params {
+                damp: 0.5,
+                ..Params::default()
+            },
+        );
+        assert_eq!(damped[2000], undamped[2000], "the peak is reported as is");
+        assert!(undamped[2020] > 0.0);
+        assert_eq!(damped[2020], 0.5 * undamped[2020], "a lower score soon after is damped");
+    }
+
+    #[test]
     fn the_score_depends_only_on_the_past() {
         let v = noisy(1500, 3);
         let full = score_series(&v, Params::default());
