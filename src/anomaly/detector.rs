@@ -121,7 +121,12 @@ impl Params {
             "vigilance" => return Err(bad("vigilance", "must be in (0, 1e9]")),
             "burst_rate" => self.burst_rate = rate("burst_rate")?,
             "season_rate" => self.season_rate = rate("season_rate")?,
-            _ => return Err(bad("unknown", PARAM_NAMES)),
+            _ => {
+                return Err(AnomalyError::UnknownParameter {
+                    name: name.into(),
+                    known: PARAM_NAMES,
+                });
+            }
         }
         Ok(())
     }
@@ -678,6 +683,7 @@ mod tests {
         assert!(p.set("fast_rate", 0.5).is_ok());
         assert!(p.set("fast_rate", 1.5).is_err());
         assert!(p.set("warmup", 2.5).is_err());
-        assert!(p.set("nope", 1.0).is_err());
+        let err = p.set("nope", 1.0).unwrap_err();
+        assert!(err.to_string().contains("unknown parameter `nope`"), "{err}");
     }
 }

@@ -52,6 +52,8 @@ pub enum AnomalyError {
     NothingToScore,
     #[error("nab: {file} has {scores} anomaly scores for {rows} rows")]
     LengthMismatch { file: String, scores: usize, rows: usize },
+    #[error("detector: unknown parameter `{name}` (known: {known})")]
+    UnknownParameter { name: String, known: &'static str },
     #[error("detector: bad parameter {name} = {value} ({why})")]
     BadParameter {
         name: &'static str,
