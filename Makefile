@@ -91,6 +91,11 @@ build-release:
 image: ## Operator image without a container engine: static musl build packed as an OCI/docker archive in dist/ (IMAGE=repo:tag)
 	hack/image.sh
 
+.PHONY: bench-anomaly
+bench-anomaly: ## Anomaly detector: points/s on one core and bytes per series (no cluster; JSON)
+	@$(CARGO) build --release --no-default-features --bin mom >&2
+	@$(MOM_RELEASE_BIN) anomaly bench --points 5000000
+
 .PHONY: bench-placement
 bench-placement: build-release ## Traffic-weighted pod latency, MOM vs default scheduler, on a TopoHub topology (one JSON line)
 	@MOM_BIN="$(MOM_RELEASE_BIN)" hack/bench-placement.sh

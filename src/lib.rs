@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod anomaly;
 pub mod bounded_input;
 pub mod cluster_layout;
 pub mod decisions;

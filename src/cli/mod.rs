@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod anomaly;
 mod auction;
 mod cluster;
 #[cfg(feature = "operator")]
@@ -46,6 +47,8 @@ enum Command {
     Forecast(scaling::ForecastArgs),
     /// Replay traces through the autoscaling simulator (predictive, hpa, static).
     Simulate(scaling::SimulateArgs),
+    /// Streaming anomaly detection on metric series, scored with NAB's rules.
+    Anomaly(anomaly::Args),
     /// Run one capacity auction (VCG) offline from JSON bids and capacities.
     Auction(auction::Args),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD with `--out-dir`.
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Route(args) => geometry::run_route(args),
         Command::Forecast(args) => scaling::run_forecast(args),
         Command::Simulate(args) => scaling::run_simulate(args),
+        Command::Anomaly(args) => anomaly::run(args),
         Command::Auction(args) => auction::run(args),
         #[cfg(feature = "operator")]
         Command::Crdgen(args) => crdgen::run(args),
