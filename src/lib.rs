@@ -10,6 +10,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod bounded_input;
+pub mod budget;
 pub mod cluster_layout;
 pub mod decisions;
 pub mod descheduler;
