@@ -170,6 +170,7 @@ mod tests {
         let kinds: Vec<&str> = registry.kinds().collect();
         let mut want = vec![
             "auction.vcg",
+            "budget.refused",
             "descheduler.plan",
             "placement.bind",
             "scaling.manual",
