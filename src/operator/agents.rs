@@ -163,6 +163,9 @@ fn rebased(view: super::view::SharedView) -> impl futures::Stream<Item = ()> + S
     })
 }
 
+/// How soon an agent the budget holds back looks again.
+const BUDGET_RECHECK: Duration = Duration::from_secs(5);
+
 /// How many agents are reconciled at once.
 const RECONCILE_CONCURRENCY: u16 = 16;
 
@@ -560,6 +563,19 @@ async fn reconcile_inner(
     } else {
         quota.map_or(wanted, |q| wanted.min(q))
     };
+    // MomConfig `spec.budget` caps a scale-up at what it affords; the gate is held until the
+    // pods are created, so no other agent spends the same money meanwhile.
+    let (desired, _budget_gate) = super::budget::cap_scale_up(ctx, agent, active.len(), desired)
+        .await
+        .map_err(|e| match e {
+            super::budget::BudgetError::Api(e) => AgentError::Api(e),
+            super::budget::BudgetError::Receipt(source) => AgentError::Receipt {
+                agent: name.clone(),
+                action: "scale",
+                source,
+            },
+        })?;
+    let budget_capped = ctx.budget.refusals().iter().any(|(k, _)| *k == AgentKey::of(agent));
     let reference = agent.object_ref(&());
     if active.is_empty() && desired > 0 && waits_for_peers(agent, &peer_agents, &ctx.view) {
         // A group of talking agents created together would otherwise each pick its own home;
@@ -574,6 +590,10 @@ async fn reconcile_inner(
     // When to look again: the resync, or sooner when a new pod's progress deadline comes first
     // (a Pending pod changes nothing that would wake this agent).
     let mut requeue = resync_after(&ns, &name);
+    if budget_capped {
+        // A raised budget or pods removed elsewhere free money without waking this agent.
+        requeue = requeue.min(BUDGET_RECHECK);
+    }
     // The receipt this reconcile writes, if any: `status.lastReceipt`.
     let mut last_receipt = None;
     let progressing = if rolling {

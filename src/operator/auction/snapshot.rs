@@ -273,6 +273,7 @@ mod tests {
                 strict_isolation: false,
             },
             agent: agent.map(|(n, a)| AgentKey::new(n, a)),
+            node_selector: BTreeMap::new(),
         }
     }
 
