@@ -23,12 +23,23 @@
 //! as a pod not yet bound) and B the budget, a scale-up from `active` to `wanted` replicas is
 //! allowed up to `active + k`, k = max(0, ⌊(B − C)/p + 1e-9⌋) (every replica when p = 0).
 //! Scale-downs are never refused.
+//!
+//! Auction. A node pool's auction is offered only the capacity the budget left pays for
+//! ([`affordable_capacity`]): with L = B − the cost of the pods of agents outside the pool, the
+//! pool's nodes (capacity: allocatable minus what other pods hold) are taken cheapest price
+//! first (ties by name); a node whose free capacity costs f = price · max(cpu_free/cpu_alloc,
+//! mem_free/mem_alloc) ≤ L is offered whole (L −= f), the first that costs more is offered a
+//! fraction L/f of its free cpu and memory (rounded down), the rest nothing. Filling what is
+//! offered costs at most L when the pool's pods all have their larger share on the same
+//! resource (pods larger in cpu beside pods larger in memory can cost up to 2L); the agent
+//! controller's cap above is exact in any case.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::auction::NodeCapacity;
 use crate::labels::{HOURLY_COST_LABEL, SPOT_LABEL};
 use crate::placement::Resources;
 use crate::receipts::replay::ReplayError;
@@ -158,6 +169,58 @@ pub fn affordable_replicas(current: f64, per_replica: f64, max: f64) -> Option<u
     }
     let k = ((max - current) / per_replica + SLACK).floor();
     Some(if k.is_finite() && k > 0.0 { k as u64 } else { 0 })
+}
+
+/// The part of a pool's capacity `budget_left` pays for (see the module doc): `nodes` as the
+/// auction would be offered them, `prices` every node's price (a node without one is priced
+/// [`DEFAULT_HOURLY_COST`] over its free capacity). Nodes left with no cpu or no memory are not
+/// offered; the result is in node-name order.
+pub fn affordable_capacity(nodes: &[NodeCapacity], prices: &[PricedNode], budget_left: f64) -> Vec<NodeCapacity> {
+    let priced: Vec<(f64, f64, &NodeCapacity)> = nodes
+        .iter()
+        .map(|n| {
+            let node = prices.iter().find(|p| p.name == n.node);
+            let price = node.map_or(DEFAULT_HOURLY_COST, PricedNode::effective_price);
+            let share = |free: u64, alloc: Option<u64>| match alloc {
+                Some(a) if a > 0 => (free as f64 / a as f64).min(1.0),
+                _ => 1.0,
+            };
+            let free_share = share(n.cpu_millis, node.map(|p| p.allocatable.cpu_millis))
+                .max(share(n.memory_bytes, node.map(|p| p.allocatable.memory_bytes)));
+            (price, price * free_share, n)
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..priced.len()).collect();
+    order.sort_by(|&a, &b| {
+        priced[a]
+            .0
+            .total_cmp(&priced[b].0)
+            .then_with(|| priced[a].2.node.cmp(&priced[b].2.node))
+    });
+    let mut left = if budget_left.is_finite() {
+        budget_left.max(0.0)
+    } else {
+        0.0
+    };
+    let mut offered = Vec::new();
+    for i in order {
+        let (_, cost, n) = priced[i];
+        if cost <= left + SLACK {
+            left = (left - cost).max(0.0);
+            offered.push(n.clone());
+        } else if left > 0.0 {
+            let f = left / cost;
+            left = 0.0;
+            offered.push(NodeCapacity {
+                cpu_millis: (n.cpu_millis as f64 * f).floor() as u64,
+                memory_bytes: (n.memory_bytes as f64 * f).floor() as u64,
+                ..n.clone()
+            });
+        }
+    }
+    offered.retain(|n| n.cpu_millis > 0 && n.memory_bytes > 0);
+    offered.sort_by(|a, b| a.node.cmp(&b.node));
+    offered
 }
 
 /// The new replica of an agent: what each of its pods requests and where it may go.
@@ -411,6 +474,63 @@ mod tests {
         assert_eq!(decide(&i).allowed, 5);
         assert_eq!(affordable_replicas(3.0, 0.0, 1.0), None);
         assert_eq!(affordable_replicas(3.0, 1.0, 1.0), Some(0));
+    }
+
+    fn capacity(name: &str, cpu_millis: u64, memory_bytes: u64) -> NodeCapacity {
+        NodeCapacity {
+            node: name.into(),
+            cpu_millis,
+            memory_bytes,
+            cost: 1.0,
+        }
+    }
+
+    #[test]
+    fn the_auction_is_offered_the_cheapest_capacity_the_budget_left_pays_for_and_no_more() {
+        // Prices: spot 0.6 (2 × 0.3), a at 1, b at 3; all 8 cpu / 32 GiB.
+        let prices = vec![
+            node("a", None, false),
+            node("b", Some("3"), false),
+            node("s", Some("2"), true),
+        ];
+        let free = vec![
+            capacity("a", 8_000, 32 * GIB),
+            capacity("b", 8_000, 32 * GIB),
+            capacity("s", 8_000, 32 * GIB),
+        ];
+        // Plenty: everything.
+        assert_eq!(affordable_capacity(&free, &prices, 100.0), free);
+        // 1.1 pays for s (0.6) and half of a (0.5 of 1.0): b nothing.
+        let half = affordable_capacity(&free, &prices, 1.1);
+        assert_eq!(
+            half,
+            vec![capacity("a", 4_000, 16 * GIB), capacity("s", 8_000, 32 * GIB)]
+        );
+        // A node half taken by others costs half as much to fill: 0.5 pays for what is free of a.
+        let taken = vec![capacity("a", 4_000, 16 * GIB)];
+        assert_eq!(affordable_capacity(&taken, &prices, 0.5), taken);
+        // Nothing left (or less than nothing): nothing offered.
+        assert!(affordable_capacity(&free, &prices, 0.0).is_empty());
+        assert!(affordable_capacity(&free, &prices, -3.0).is_empty());
+        assert!(affordable_capacity(&free, &prices, f64::NAN).is_empty());
+    }
+
+    #[test]
+    fn filling_the_offered_capacity_with_same_shaped_pods_stays_within_the_budget() {
+        let prices = vec![node("a", None, false), node("b", Some("3"), false)];
+        let free = vec![capacity("a", 8_000, 32 * GIB), capacity("b", 8_000, 32 * GIB)];
+        for budget in [0.3, 1.0, 1.7, 2.5, 3.9] {
+            let offered = affordable_capacity(&free, &prices, budget);
+            // Pods of 1 cpu / 1 GiB (larger share on cpu) packed into every offered node.
+            let cost: f64 = offered
+                .iter()
+                .map(|n| {
+                    let p = prices.iter().find(|p| p.name == n.node).unwrap();
+                    (n.cpu_millis / 1_000) as f64 * p.pod_cost(req(1_000, GIB))
+                })
+                .sum();
+            assert!(cost <= budget + 1e-9, "budget {budget}: {cost}");
+        }
     }
 
     #[test]

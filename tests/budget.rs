@@ -74,7 +74,10 @@ fn reconciles() -> f64 {
 #[tokio::test]
 async fn a_scale_up_beyond_max_hourly_cost_gets_exactly_the_affordable_replicas_and_a_raised_budget_lets_it_grow() {
     common::use_private_control_plane();
-    common::mom();
+    // The auction (tests/budget_auction.rs) would also cut this contended default pool to what
+    // the budget pays for; here the agent controller's own cap is under test, so the auction
+    // loop ticks only once, at start, before any agent exists.
+    common::mom_with(&["--auction-tick-seconds", "3600"]);
     common::apply_test_momconfig("full_audit");
     set_budget(1.1);
     let ns = common::TestNamespace::new("budget").await;

@@ -718,19 +718,28 @@ impl View {
         Vec<crate::budget::PricedNode>,
         Vec<String>,
     ) {
-        let pods = self
-            .pods
-            .values()
-            .filter(|p| p.agent.is_some())
-            .map(|p| crate::budget::PricedPod {
-                name: format!("{}/{}", p.namespace, p.name),
-                requests: p.demand.requests,
-                node: p.node.clone(),
-                node_selector: p.node_selector.clone(),
-            })
-            .collect();
+        let pods = self.priced_pods().into_iter().map(|(_, p)| p).collect();
         let (nodes, problems) = self.priced_nodes();
         (pods, nodes, problems)
+    }
+
+    /// Every pod of a GeometricAgent the watch has seen, with its agent, as the budget prices it.
+    pub fn priced_pods(&self) -> Vec<(AgentKey, crate::budget::PricedPod)> {
+        self.pods
+            .values()
+            .filter_map(|p| {
+                let agent = p.agent.clone()?;
+                Some((
+                    agent,
+                    crate::budget::PricedPod {
+                        name: format!("{}/{}", p.namespace, p.name),
+                        requests: p.demand.requests,
+                        node: p.node.clone(),
+                        node_selector: p.node_selector.clone(),
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// Every node with its price, and the price labels that could not be read.

@@ -13,6 +13,9 @@ pub const BUDGET_EXCEEDED: &str = "BudgetExceeded";
 pub mod reason {
     /// True: a scale-up was refused or capped and still is.
     pub const SCALE_UP_REFUSED: &str = "MaxHourlyCostRefusedScaleUp";
+    /// True: no scale-up refused, but an auction was offered less capacity than its pool
+    /// because of the budget and granted some agent fewer replicas than it wants.
+    pub const AUCTION_CAPPED: &str = "MaxHourlyCostCappedAuction";
     /// True: the pods cost more than the budget (e.g. it was lowered); nothing is removed for it.
     pub const OVER_BUDGET: &str = "MaxHourlyCostExceeded";
     /// False: within the budget and nothing refused.
@@ -35,6 +38,8 @@ pub struct Refusal {
 pub struct Ledger {
     pub(super) gate: tokio::sync::Mutex<()>,
     refusals: std::sync::Mutex<BTreeMap<AgentKey, Refusal>>,
+    /// Pools whose last auction the budget held back, with what it says (auction loop).
+    auction_caps: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl Ledger {
@@ -67,6 +72,28 @@ impl Ledger {
     pub fn retain(&self, keep: impl Fn(&AgentKey) -> bool) {
         self.refusals_lock().retain(|k, _| keep(k));
     }
+
+    fn caps_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        self.auction_caps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets (`Some`: what the budget held back) or clears the budget's hold on `pool`'s auction.
+    pub fn set_auction_cap(&self, pool: &str, cap: Option<String>) {
+        match cap {
+            Some(message) => self.caps_lock().insert(pool.to_string(), message),
+            None => self.caps_lock().remove(pool),
+        };
+    }
+
+    /// Forgets the pools `keep` rejects (gone).
+    pub fn retain_auction_caps(&self, keep: impl Fn(&str) -> bool) {
+        self.caps_lock().retain(|p, _| keep(p));
+    }
+
+    /// The pools whose auction the budget holds back: (pool, what it says).
+    pub fn auction_caps(&self) -> Vec<(String, String)> {
+        self.caps_lock().iter().map(|(p, m)| (p.clone(), m.clone())).collect()
+    }
 }
 
 /// `BudgetExceeded` of the MomConfig `default`: `max` is `spec.budget.maxHourlyCost`, `cost`
@@ -75,6 +102,7 @@ pub fn condition(
     max: Option<f64>,
     cost: f64,
     refusals: &[(AgentKey, Refusal)],
+    auction_caps: &[(String, String)],
     problems: &[String],
 ) -> DesiredCondition {
     let labels = if problems.is_empty() {
@@ -90,25 +118,34 @@ pub fn condition(
             format!("no spec.budget: scale-ups are not limited; GeometricAgent pods cost {cost:.4} per hour{labels}"),
         );
     };
-    if !refusals.is_empty() {
+    if !refusals.is_empty() || !auction_caps.is_empty() {
         let named: Vec<String> = refusals
             .iter()
-            .take(10)
             .map(|(k, r)| {
                 format!(
                     "{k} wants {} replicas, allowed {} ({:.4} per hour each)",
                     r.wanted, r.allowed, r.per_replica_cost
                 )
             })
+            .chain(
+                auction_caps
+                    .iter()
+                    .map(|(pool, m)| format!("auction of pool {pool}: {m}")),
+            )
             .collect();
-        let more = refusals.len().saturating_sub(10);
+        let more = named.len().saturating_sub(10);
+        let (reason, what) = if refusals.is_empty() {
+            (reason::AUCTION_CAPPED, "held back auctions")
+        } else {
+            (reason::SCALE_UP_REFUSED, "refused scale-ups")
+        };
         return DesiredCondition::new(
             BUDGET_EXCEEDED,
             ConditionStatus::True,
-            reason::SCALE_UP_REFUSED,
+            reason,
             format!(
-                "spec.budget.maxHourlyCost {max} refused scale-ups (GeometricAgent pods cost {cost:.4} per hour): {}{}{labels}",
-                named.join("; "),
+                "spec.budget.maxHourlyCost {max} {what} (GeometricAgent pods cost {cost:.4} per hour): {}{}{labels}",
+                named[..named.len().min(10)].join("; "),
                 if more > 0 {
                     format!("; and {more} more")
                 } else {
@@ -153,7 +190,7 @@ mod tests {
 
     #[test]
     fn budget_exceeded_is_true_naming_the_budget_and_the_agent_while_a_refusal_is_in_force() {
-        let c = condition(Some(1.1), 1.0, &[refusal()], &[]);
+        let c = condition(Some(1.1), 1.0, &[refusal()], &[], &[]);
         assert_eq!(
             (c.status, c.reason.as_str()),
             (ConditionStatus::True, reason::SCALE_UP_REFUSED)
@@ -168,22 +205,45 @@ mod tests {
 
     #[test]
     fn budget_exceeded_is_true_over_budget_false_within_and_without_one() {
-        let over = condition(Some(1.0), 1.5, &[], &[]);
+        let over = condition(Some(1.0), 1.5, &[], &[], &[]);
         assert_eq!(
             (over.status, over.reason.as_str()),
             (ConditionStatus::True, reason::OVER_BUDGET)
         );
-        let within = condition(Some(1.0), 0.5, &[], &["node n: label x".into()]);
+        let within = condition(Some(1.0), 0.5, &[], &[], &["node n: label x".into()]);
         assert_eq!(
             (within.status, within.reason.as_str()),
             (ConditionStatus::False, reason::WITHIN_BUDGET)
         );
         assert!(within.message.contains("node n: label x"));
-        let none = condition(None, 2.0, &[], &[]);
+        let none = condition(None, 2.0, &[], &[], &[]);
         assert_eq!(
             (none.status, none.reason.as_str()),
             (ConditionStatus::False, reason::NO_BUDGET)
         );
+    }
+
+    #[test]
+    fn an_auction_the_budget_held_back_makes_budget_exceeded_true_naming_the_pool() {
+        let caps = vec![(
+            "gpu".to_string(),
+            "offered 6000 of 96000 cpu millis; ns/a granted 2 of 4".to_string(),
+        )];
+        let c = condition(Some(0.75), 0.75, &[], &caps, &[]);
+        assert_eq!(
+            (c.status, c.reason.as_str()),
+            (ConditionStatus::True, reason::AUCTION_CAPPED)
+        );
+        assert!(c.message.contains("spec.budget.maxHourlyCost 0.75"), "{}", c.message);
+        assert!(c.message.contains("auction of pool gpu: offered 6000"), "{}", c.message);
+        let both = condition(Some(0.75), 0.75, &[refusal()], &caps, &[]);
+        assert_eq!(both.reason, reason::SCALE_UP_REFUSED);
+        assert!(both.message.contains("auction of pool gpu"), "{}", both.message);
+        let ledger = Ledger::default();
+        ledger.set_auction_cap("gpu", Some("x".into()));
+        assert_eq!(ledger.auction_caps().len(), 1);
+        ledger.set_auction_cap("gpu", None);
+        assert!(ledger.auction_caps().is_empty());
     }
 
     #[test]

@@ -156,10 +156,10 @@ pub fn status(ctx: &Context) -> (f64, DesiredCondition) {
         Err(_) => (None, 0.0, Vec::new()),
     };
     ctx.metrics.hourly_cost.set(cost);
-    let refusals = if max.is_some() {
-        ctx.budget.refusals()
+    let (refusals, caps) = if max.is_some() {
+        (ctx.budget.refusals(), ctx.budget.auction_caps())
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
-    (cost, condition(max, cost, &refusals, &problems))
+    (cost, condition(max, cost, &refusals, &caps, &problems))
 }

@@ -412,8 +412,12 @@ pub struct Budget {
     /// `BudgetExceeded` turns True (reason `MaxHourlyCostRefusedScaleUp`) until the agent is no
     /// longer held back. Scale-downs are never refused and running pods are never removed for
     /// it (cost above it: `BudgetExceeded` True, reason `MaxHourlyCostExceeded`). Pods a
-    /// rollout surges are not capped. `status.hourlyCost` and metric `mom_hourly_cost` give the
-    /// cost now.
+    /// rollout surges are not capped. The capacity auction of each node pool is offered only
+    /// the capacity this pays for after the pods of agents outside the pool (cheapest nodes
+    /// first, the last in part), so the affordable replicas go to the highest bids; while that
+    /// holds an agent below what it wants, `BudgetExceeded` is True (reason
+    /// `MaxHourlyCostCappedAuction`, naming the pool and agents).
+    /// `status.hourlyCost` and metric `mom_hourly_cost` give the cost now.
     #[x_kube(validation = Rule::new("self >= 0.0").message("spec.budget.maxHourlyCost must be >= 0"))]
     pub max_hourly_cost: f64,
 }
