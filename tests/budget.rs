@@ -4,7 +4,9 @@
 //! `mom verify --replay` reproduces, a Warning Event `BudgetExceeded`, the MomConfig condition
 //! `BudgetExceeded=True` naming the budget, `status.hourlyCost` 1 and the metric
 //! `mom_hourly_cost` 1. Positive control: raising the budget to 2 lets it scale to all 6, the
-//! condition turns False and the cost reads 1.5.
+//! condition turns False and the cost reads 1.5. Then: spot labels bring the cost to 0.45, a
+//! budget lowered below it turns the condition True (`MaxHourlyCostExceeded`) without removing
+//! a pod, an unreadable price label is named, and a negative budget is refused at admission.
 //!
 //! Runs on a control plane of its own: the budget counts the pods of every agent in the
 //! cluster, so other tests' agents must not share it.
@@ -79,6 +81,23 @@ async fn a_scale_up_beyond_max_hourly_cost_gets_exactly_the_affordable_replicas_
     // loop ticks only once, at start, before any agent exists.
     common::mom_with(&["--auction-tick-seconds", "3600"]);
     common::apply_test_momconfig("full_audit");
+    // Bad input is refused at admission, naming the field.
+    let (ok, _, err) = common::kubectl(
+        &[
+            "patch",
+            "momconfig",
+            "default",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"budget":{"maxHourlyCost":-1}}}"#,
+        ],
+        None,
+    );
+    assert!(
+        !ok && err.contains("spec.budget.maxHourlyCost must be >= 0"),
+        "a negative budget: {err}"
+    );
     set_budget(1.1);
     let ns = common::TestNamespace::new("budget").await;
     let n = ns.name.as_str();
@@ -211,4 +230,73 @@ async fn a_scale_up_beyond_max_hourly_cost_gets_exactly_the_affordable_replicas_
         .await;
     assert_eq!(reason, "WithinMaxHourlyCost", "{message}");
     assert!(message.contains("spec.budget.maxHourlyCost 2"), "{message}");
+
+    // Spot nodes cost 0.3 of their price: 6 × 0.25 × 0.3 = 0.45.
+    let (ok, _, err) = common::kubectl(
+        &["label", "nodes", "--all", "--overwrite", "mom.hypersync.io/spot=true"],
+        None,
+    );
+    assert!(ok, "{err}");
+    common::eventually(
+        "status.hourlyCost 0.45 on spot nodes",
+        Duration::from_secs(30),
+        || async {
+            budget_status(&client)
+                .await
+                .and_then(|(_, cost)| cost)
+                .filter(|c| (c - 0.45).abs() < 1e-6)
+        },
+    )
+    .await;
+    common::eventually("mom_hourly_cost 0.45", Duration::from_secs(30), || async {
+        metric("mom_hourly_cost").filter(|c| (c - 0.45).abs() < 1e-6)
+    })
+    .await;
+
+    // A budget lowered below the cost: True, and no pod is removed for it.
+    set_budget(0.3);
+    let ((_, _, message), _) = common::eventually(
+        "BudgetExceeded=True MaxHourlyCostExceeded",
+        Duration::from_secs(30),
+        || async {
+            budget_status(&client)
+                .await
+                .filter(|((s, r, _), _)| s == "True" && r == "MaxHourlyCostExceeded")
+        },
+    )
+    .await;
+    assert!(message.contains("over spec.budget.maxHourlyCost 0.3"), "{message}");
+    assert_eq!(pods_of(&pods, "spender").await, Some(6));
+
+    // A price label that is not a number is named (and the node counted at 1).
+    let (ok, out, err) = common::kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"], None);
+    assert!(ok, "{err}");
+    let node = out.trim().to_string();
+    let (ok, _, err) = common::kubectl(
+        &[
+            "label",
+            "node",
+            &node,
+            "--overwrite",
+            "mom.hypersync.io/hourly-cost=cheap",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let ((_, _, message), _) = common::eventually(
+        "BudgetExceeded naming the unreadable price label",
+        Duration::from_secs(30),
+        || async {
+            budget_status(&client)
+                .await
+                .filter(|((_, _, m), _)| m.contains("mom.hypersync.io/hourly-cost=\"cheap\""))
+        },
+    )
+    .await;
+    assert!(
+        message.contains(&format!(
+            "node {node}: label mom.hypersync.io/hourly-cost=\"cheap\" is not a number >= 0"
+        )),
+        "{message}"
+    );
 }

@@ -16,7 +16,7 @@ pub mod reason {
     /// True: no scale-up refused, but an auction was offered less capacity than its pool
     /// because of the budget and granted some agent fewer replicas than it wants.
     pub const AUCTION_CAPPED: &str = "MaxHourlyCostCappedAuction";
-    /// True: the pods cost more than the budget (e.g. it was lowered); nothing is removed for it.
+    /// True: the pods cost more than the budget (e.g. it was lowered); the agent controller removes no pod for it.
     pub const OVER_BUDGET: &str = "MaxHourlyCostExceeded";
     /// False: within the budget and nothing refused.
     pub const WITHIN_BUDGET: &str = "WithinMaxHourlyCost";
@@ -160,7 +160,7 @@ pub fn condition(
             ConditionStatus::True,
             reason::OVER_BUDGET,
             format!(
-                "GeometricAgent pods cost {cost:.4} per hour, over spec.budget.maxHourlyCost {max}: scale-ups are refused (running pods are not removed){labels}"
+                "GeometricAgent pods cost {cost:.4} per hour, over spec.budget.maxHourlyCost {max}: scale-ups are refused (the agent controller removes no pod for it){labels}"
             ),
         );
     }

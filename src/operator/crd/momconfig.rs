@@ -402,22 +402,29 @@ pub struct SecretKeyRef {
 pub struct Budget {
     /// Maximum cost per hour of the pods of every GeometricAgent, in the currency of the node
     /// prices; >= 0. A pod costs its node's price per hour (label `mom.hypersync.io/hourly-cost`,
-    /// 1 when absent or not a number >= 0; times 0.3 on a node labelled
-    /// `mom.hypersync.io/spot=true`) times the larger of its shares of the node's allocatable cpu
-    /// and memory (requests); a pod not bound yet counts at the dearest node its nodeSelector
-    /// admits. When the agent controller would create pods (toward `spec.replicas`, as set by
+    /// 1 when absent or not a number >= 0, such a label named in `BudgetExceeded`; times 0.3 on
+    /// a node labelled `mom.hypersync.io/spot=true`) times the larger of its shares of the
+    /// node's allocatable cpu and memory (requests); a pod not bound yet counts at the dearest
+    /// node its nodeSelector admits (any node when none does).
+    ///
+    /// Scale-ups: when the agent controller would create pods (toward `spec.replicas`, as set by
     /// you or the scaler, within any auction quota) beyond what this affords, it creates only
-    /// those that fit: a `scale` receipt of decision `budget.refused` (inputs inline) is written
-    /// first, a Warning Event `BudgetExceeded` goes to the agent and this MomConfig's condition
-    /// `BudgetExceeded` turns True (reason `MaxHourlyCostRefusedScaleUp`) until the agent is no
-    /// longer held back. Scale-downs are never refused and running pods are never removed for
-    /// it (cost above it: `BudgetExceeded` True, reason `MaxHourlyCostExceeded`). Pods a
-    /// rollout surges are not capped. The capacity auction of each node pool is offered only
-    /// the capacity this pays for after the pods of agents outside the pool (cheapest nodes
-    /// first, the last in part), so the affordable replicas go to the highest bids; while that
-    /// holds an agent below what it wants, `BudgetExceeded` is True (reason
-    /// `MaxHourlyCostCappedAuction`, naming the pool and agents).
-    /// `status.hourlyCost` and metric `mom_hourly_cost` give the cost now.
+    /// those that fit: first a `scale` receipt of decision `budget.refused` (inputs inline,
+    /// replayed by `mom verify --replay`) and a Warning Event `BudgetExceeded` on the agent, once
+    /// per distinct refusal; this MomConfig's condition `BudgetExceeded` is True (reason
+    /// `MaxHourlyCostRefusedScaleUp`, naming the agents) until the agent is no longer held back
+    /// (looked at again every 5 s). Scale-downs are never refused, and the agent controller
+    /// removes no pod for the budget (cost above it: `BudgetExceeded` True, reason
+    /// `MaxHourlyCostExceeded`). Pods a rollout surges are not capped.
+    ///
+    /// Auctions: each node pool's capacity auction is offered only the capacity this pays for
+    /// after the pods of agents outside the pool (cheapest nodes first, the last in part), so
+    /// the affordable replicas go to the highest bids, and the quotas it sets are kept like any
+    /// quota (pods above one are removed); while that holds an agent below what it wants,
+    /// `BudgetExceeded` is True (reason `MaxHourlyCostCappedAuction`, naming the pool and agents).
+    ///
+    /// Otherwise `BudgetExceeded` is False (`WithinMaxHourlyCost`). `status.hourlyCost` and the
+    /// metric `mom_hourly_cost` give the cost now.
     #[x_kube(validation = Rule::new("self >= 0.0").message("spec.budget.maxHourlyCost must be >= 0"))]
     pub max_hourly_cost: f64,
 }
