@@ -207,6 +207,15 @@ async fn a_scale_up_beyond_max_hourly_cost_gets_exactly_the_affordable_replicas_
     }
     let (ok, report) = common::mom_verify(&args);
     assert!(ok, "{report}");
+    // Replayed (a registered kind), and reproduced.
+    assert!(
+        report["replay"]["replayed"].as_u64().is_some_and(|r| r >= 1),
+        "{report}"
+    );
+    assert!(
+        report["replay"]["unregistered"].get("budget.refused").is_none(),
+        "{report}"
+    );
     let mismatches = report["replay"]["mismatches"].as_array().cloned().unwrap_or_default();
     assert!(
         !mismatches
