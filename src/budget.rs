@@ -156,9 +156,16 @@ pub fn pod_cost(pod: &PricedPod, nodes: &[PricedNode]) -> f64 {
     }
 }
 
-/// Σ over `pods` of [`pod_cost`].
+/// Σ over `pods` of [`pod_cost`] (nodes looked up by name once: O((pods + nodes) · log nodes),
+/// plus a pass over the nodes per unbound pod).
 pub fn hourly_cost(pods: &[PricedPod], nodes: &[PricedNode]) -> f64 {
-    pods.iter().map(|p| pod_cost(p, nodes)).sum()
+    let by_name: BTreeMap<&str, &PricedNode> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    pods.iter()
+        .map(|p| match p.node.as_deref().and_then(|n| by_name.get(n)) {
+            Some(node) => node.pod_cost(p.requests),
+            None => unbound_cost(p.requests, &p.node_selector, nodes),
+        })
+        .sum()
 }
 
 /// How many more replicas costing `per_replica` each fit between `current` and `max`; `None`
@@ -415,6 +422,21 @@ mod tests {
         p.node = Some("cheap".into());
         assert_eq!(pod_cost(&p, &nodes), 0.25, "bound: its own node");
         assert_eq!(unbound_cost(req(2_000, 0), &BTreeMap::new(), &[]), 0.0);
+    }
+
+    #[test]
+    fn the_hourly_cost_is_the_sum_of_each_pods_cost_bound_unbound_or_on_an_unknown_node() {
+        let nodes = vec![node("a", Some("2"), false), node("s", Some("4"), true)];
+        let pods = vec![
+            pod("ns/1", req(2_000, 0), Some("a")),    // 2 · 0.25 = 0.5
+            pod("ns/2", req(0, 16 * GIB), Some("s")), // 4 · 0.3 · 0.5 = 0.6
+            pod("ns/3", req(4_000, 0), None),         // dearest: a at 2 · 0.5 = 1.0 (s: 0.6)
+            pod("ns/4", req(4_000, 0), Some("gone")), // as unbound: 1.0
+        ];
+        let total = hourly_cost(&pods, &nodes);
+        assert!((total - 3.1).abs() < 1e-12, "{total}");
+        let each: f64 = pods.iter().map(|p| pod_cost(p, &nodes)).sum();
+        assert!((total - each).abs() < 1e-12);
     }
 
     fn inputs(max: f64, active: u32, wanted: u32) -> BudgetInputs {
