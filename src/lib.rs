@@ -11,6 +11,7 @@
 
 pub mod anomaly;
 pub mod bounded_input;
+pub mod budget;
 pub mod cluster_layout;
 pub mod decisions;
 pub mod descheduler;

@@ -6,7 +6,8 @@
 //! - `scaling.predictive`, `scaling.reactive`, `scaling.manual` (`scaling_policy::replay`),
 //! - `auction.vcg` (`auction::quota::replay`),
 //! - `descheduler.plan` (`descheduler::replay_plan`),
-//! - `placement.bind` (`placement::bind::replay`).
+//! - `placement.bind` (`placement::bind::replay`),
+//! - `budget.refused` (`budget::replay`).
 //!
 //! Layering: the receipts layer sits below the decisions it records (it imports no decision
 //! module); each decision module exports its decision record and kind, using the generic
@@ -17,7 +18,7 @@
 pub mod config_change;
 
 use crate::receipts::replay::{ReplayRegistry, TEST_SUM_KIND, test_sum};
-use crate::{auction, descheduler, placement, scaling_policy};
+use crate::{auction, budget, descheduler, placement, scaling_policy};
 
 /// Every replayable decision kind, each with its decision function.
 pub fn registry() -> ReplayRegistry {
@@ -29,6 +30,7 @@ pub fn registry() -> ReplayRegistry {
     r.register(auction::quota::REPLAY_KIND, Box::new(auction::quota::replay));
     r.register(descheduler::PLAN_KIND, Box::new(descheduler::replay_plan));
     r.register(placement::bind::BIND_KIND, Box::new(placement::bind::replay));
+    r.register(budget::REFUSED_KIND, Box::new(budget::replay));
     r
 }
 
@@ -168,6 +170,7 @@ mod tests {
         let kinds: Vec<&str> = registry.kinds().collect();
         let mut want = vec![
             "auction.vcg",
+            "budget.refused",
             "descheduler.plan",
             "placement.bind",
             "scaling.manual",

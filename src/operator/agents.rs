@@ -169,6 +169,9 @@ fn rebased(view: super::view::SharedView) -> impl futures::Stream<Item = ()> + S
     })
 }
 
+/// How soon an agent the budget holds back looks again.
+const BUDGET_RECHECK: Duration = Duration::from_secs(5);
+
 /// How many agents are reconciled at once.
 const RECONCILE_CONCURRENCY: u16 = 16;
 
@@ -592,6 +595,19 @@ async fn reconcile_inner(
     } else {
         quota.map_or(with_spares, |q| with_spares.min(q))
     };
+    // MomConfig `spec.budget` caps a scale-up at what it affords; the gate is held until the
+    // pods are created, so no other agent spends the same money meanwhile.
+    let (desired, _budget_gate) = super::budget::cap_scale_up(ctx, agent, active.len(), desired)
+        .await
+        .map_err(|e| match e {
+            super::budget::BudgetError::Api(e) => AgentError::Api(e),
+            super::budget::BudgetError::Receipt(source) => AgentError::Receipt {
+                agent: name.clone(),
+                action: "scale",
+                source,
+            },
+        })?;
+    let budget_capped = ctx.budget.refusals().iter().any(|(k, _)| *k == AgentKey::of(agent));
     let mut desired = desired;
     let reference = agent.object_ref(&());
     // Failover roles first (`placement::failover`): standbys promoted in place of failed or
@@ -657,6 +673,10 @@ async fn reconcile_inner(
     let mut requeue = resync_after(&ns, &name);
     if standbys_deferred {
         requeue = requeue.min(Duration::from_secs(2));
+    }
+    if budget_capped {
+        // A raised budget or pods removed elsewhere free money without waking this agent.
+        requeue = requeue.min(BUDGET_RECHECK);
     }
     let progressing = if rolling {
         let (deleted, condition, recheck, receipt) =

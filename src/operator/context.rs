@@ -61,6 +61,8 @@ pub struct Context {
     /// `spec.tickSeconds` of the MomConfig `default` as its watch last saw it (`None`: no such
     /// object); the governed loops' periods follow it (see [`super::ticks`]).
     pub tick_seconds: watch::Receiver<Option<i32>>,
+    /// The budget's gate over scale-ups and the refusals in force ([`super::budget`]).
+    pub budget: super::budget::ledger::Ledger,
 }
 
 /// The agent controller's cache of GeometricAgents (slimmed and decoded by `lenient`;
@@ -118,6 +120,7 @@ impl Context {
             bad_agents: Arc::default(),
             fence: None,
             tick_seconds: watch::channel(None).1,
+            budget: super::budget::ledger::Ledger::default(),
         }
     }
 

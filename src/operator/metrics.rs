@@ -107,6 +107,10 @@ pub struct Metrics {
     pub descheduler_plan_duration: Histogram,
     /// Objects the placement view holds, per kind, as the watches left it.
     pub view_objects: Family<ViewLabels, Gauge>,
+    /// Cost per hour of every GeometricAgent pod (`crate::budget`), as the status loop last priced it.
+    pub hourly_cost: Gauge<f64, AtomicU64>,
+    /// Scale-ups the budget refused or capped (one per refusal receipt).
+    pub budget_refusals: Counter,
     encode_lock: Mutex<()>,
 }
 
@@ -223,6 +227,18 @@ impl Default for Metrics {
             "Objects the placement view holds, per kind (nodes, pods), after the last watch event",
             view_objects.clone(),
         );
+        let hourly_cost = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "hourly_cost",
+            "Cost per hour of the pods of every GeometricAgent: node price (label mom.hypersync.io/hourly-cost, 1 without; x0.3 on spot) x the pod's larger share of the node's cpu or memory; unbound pods at the dearest node they may go to",
+            hourly_cost.clone(),
+        );
+        let budget_refusals = Counter::default();
+        registry.register(
+            "budget_refusals",
+            "Scale-ups of GeometricAgents refused or capped by MomConfig spec.budget.maxHourlyCost",
+            budget_refusals.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -245,6 +261,8 @@ impl Default for Metrics {
             descheduler_blocked,
             descheduler_plan_duration,
             view_objects,
+            hourly_cost,
+            budget_refusals,
             encode_lock: Mutex::new(()),
         }
     }

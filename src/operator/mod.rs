@@ -4,6 +4,7 @@
 pub mod agent_triggers;
 pub mod agents;
 pub mod auction;
+pub mod budget;
 pub mod checkpoints;
 pub mod context;
 pub mod crd;

@@ -4,7 +4,8 @@
 //!   while receipt writes keep failing, naming the error) and `ReceiptsTrusted` (False naming
 //!   stored receipts not signed by a trusted key, with a Warning Event when they change) and
 //!   `SigningKeyReady` (False naming the Secret, key and problem of `spec.verification.signingKey`,
-//!   with a Warning Event when it changes); any
+//!   with a Warning Event when it changes), `status.hourlyCost` and `BudgetExceeded`
+//!   (`operator::budget`); any
 //!   other is marked Ignored, naming the rule;
 //! - every OrchestrationStrategy: the agents using it, and a Ready condition that names any
 //!   `nearAgents` entry that does not exist and explicit coordinates that do not have the
@@ -322,6 +323,14 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
         (e.as_ref().map(|e| e.positions.len() as i32), e, ball, latency)
     };
     let (latency_condition, latency_fit) = latency_condition(&latency.0, latency.1);
+    // Refusals of agents that no longer exist are over.
+    if let Some(all) = agents.sorted() {
+        let keys: BTreeSet<super::view::AgentKey> = all.iter().map(|a| super::view::AgentKey::of(a)).collect();
+        ctx.budget.retain(|k| keys.contains(k));
+    }
+    let (hourly_cost, budget_condition) = super::budget::status(ctx);
+    // Rounded so that float noise never rewrites the status.
+    let hourly_cost = (hourly_cost * 1e6).round() / 1e6;
     for cfg in configs.list(&ListParams::default()).await?.items {
         let name = cfg.name_any();
         let old = cfg.status.clone().unwrap_or_default();
@@ -341,6 +350,7 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
                 provenance_condition(writer),
                 latency_condition.clone(),
                 momconfig::spec_supported_condition(&cfg.spec),
+                budget_condition.clone(),
             ]
             .into_iter()
             .chain(signing_key_condition(writer))
@@ -367,6 +377,7 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
                 });
             }
             status.last_checkpoint = writer.last_checkpoint();
+            status.hourly_cost = Some(hourly_cost);
         }
         let same = unchanged(&old.conditions, &status.conditions)
             && old.observed_generation == status.observed_generation
@@ -377,6 +388,7 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
             && old.latency_fit == status.latency_fit
             && old.embedding_map == status.embedding_map
             && old.receipt_chain_head == status.receipt_chain_head
+            && old.hourly_cost == status.hourly_cost
             && (status.last_checkpoint.is_none() || old.last_checkpoint == status.last_checkpoint);
         if !same {
             let mut patch = serde_json::json!({ "status": status });

@@ -31,6 +31,8 @@ pub struct Settings {
     pub latency_source: Option<super::crd::momconfig::LatencySource>,
     /// What the receipt writer records.
     pub recording: Recording,
+    /// MomConfig `spec.budget.maxHourlyCost` (`None`: no budget).
+    pub max_hourly_cost: Option<f64>,
 }
 
 impl Default for Settings {
@@ -48,6 +50,7 @@ impl Default for Settings {
             dimension: DEFAULT_DIMENSION,
             latency_source: None,
             recording: Default::default(),
+            max_hourly_cost: None,
         }
     }
 }
@@ -101,6 +104,8 @@ pub struct PodRecord {
     pub demand: PodDemand,
     /// The pod's GeometricAgent, when it belongs to one.
     pub agent: Option<AgentKey>,
+    /// `spec.nodeSelector` (where an unbound pod may go: the budget prices it there).
+    pub node_selector: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -266,6 +271,11 @@ pub fn pod_record(pod: &Pod) -> Option<PodRecord> {
             standby: labels.get(ROLE_LABEL).map(String::as_str) == Some("standby"),
         },
         agent,
+        node_selector: pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_selector.clone())
+            .unwrap_or_default(),
     })
 }
 
@@ -755,6 +765,55 @@ impl View {
             .collect()
     }
 
+    /// What the budget prices (`crate::budget`): every pod of a GeometricAgent the watch has
+    /// seen, every node (schedulable or not: a cordoned node's pods still cost), and the price
+    /// labels that could not be read.
+    pub fn priced(
+        &self,
+    ) -> (
+        Vec<crate::budget::PricedPod>,
+        Vec<crate::budget::PricedNode>,
+        Vec<String>,
+    ) {
+        let pods = self.priced_pods().into_iter().map(|(_, p)| p).collect();
+        let (nodes, problems) = self.priced_nodes();
+        (pods, nodes, problems)
+    }
+
+    /// Every pod of a GeometricAgent the watch has seen, with its agent, as the budget prices it.
+    pub fn priced_pods(&self) -> Vec<(AgentKey, crate::budget::PricedPod)> {
+        self.pods
+            .values()
+            .filter_map(|p| {
+                let agent = p.agent.clone()?;
+                Some((
+                    agent,
+                    crate::budget::PricedPod {
+                        name: format!("{}/{}", p.namespace, p.name),
+                        requests: p.demand.requests,
+                        node: p.node.clone(),
+                        node_selector: p.node_selector.clone(),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Every node with its price, and the price labels that could not be read.
+    pub fn priced_nodes(&self) -> (Vec<crate::budget::PricedNode>, Vec<String>) {
+        let mut problems = Vec::new();
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|(name, r)| {
+                let (node, problem) = crate::budget::PricedNode::from_labels(name, &r.labels, r.allocatable);
+                problems.extend(problem);
+                node
+            })
+            .collect();
+        (nodes, problems)
+    }
+
     /// Pods the watch has seen bound to a node (for the auction loop's capacity).
     pub fn bound_pods(&self) -> Vec<PodRecord> {
         self.pods.values().filter(|p| p.node.is_some()).cloned().collect()
@@ -878,6 +937,7 @@ mod tests {
                 standby: false,
             },
             agent: None,
+            node_selector: BTreeMap::new(),
         }
     }
 

@@ -189,6 +189,7 @@ pub async fn momconfig(
                     sample_rate: cfg.spec.verification.sample_rate.unwrap_or(1.0),
                 };
                 v.settings.latency_source = g.latency_source.clone();
+                v.settings.max_hourly_cost = cfg.spec.budget.as_ref().map(|b| b.max_hourly_cost);
                 if keys_changed || dimension_changed {
                     v.settings.topology_keys = g.topology_keys.clone();
                     v.settings.dimension = dimension;
@@ -207,12 +208,14 @@ pub async fn momconfig(
             Ok(Some(Event::Delete(_))) => {
                 set_tick(None);
                 metrics.config_generation.set(-1);
-                // Without the MomConfig nodes are embedded in the CRD's default dimension again.
-                if let Ok(mut v) = view.write()
-                    && v.settings.dimension != super::view::DEFAULT_DIMENSION
-                {
-                    v.settings.dimension = super::view::DEFAULT_DIMENSION;
-                    v.reembed();
+                // Without the MomConfig nodes are embedded in the CRD's default dimension again,
+                // and no budget applies.
+                if let Ok(mut v) = view.write() {
+                    v.settings.max_hourly_cost = None;
+                    if v.settings.dimension != super::view::DEFAULT_DIMENSION {
+                        v.settings.dimension = super::view::DEFAULT_DIMENSION;
+                        v.reembed();
+                    }
                 }
             }
             Ok(None) => {

@@ -19,6 +19,16 @@
 //! each has its own auction. Taint a pool's nodes to keep other pods off them; pods that run
 //! there anyway are subtracted from its capacity.
 //!
+//! Budget: with MomConfig `spec.budget.maxHourlyCost` set, each pool is offered only the
+//! capacity the budget pays for after the pods of agents outside the pool
+//! ([`apply_budget`], `crate::budget::affordable_capacity`: cheapest nodes first, the last one
+//! in part); pressure is measured against that capacity too, so a budget that cannot pay for
+//! what the agents want makes the pool contended and the auction gives the affordable replicas
+//! to the highest bids. The `allocate` receipt records it under `budget` (the budget, the cost of
+//! the other pods, what was left and the capacity before the cut). A pool the budget leaves no
+//! capacity at all is not auctioned (its quotas stay as they are; the agent controller's budget
+//! cap holds its agents).
+//!
 //! Bids: `spec.bid` (marginal values, or `valuePerReplica` for each wanted replica); an agent
 //! without a bid values its replicas at 0 and so gets only what nobody values while the pool is
 //! contended. A bid the CRD schema let through but the auction rejects (e.g. increasing
@@ -139,11 +149,19 @@ pub async fn tick(ctx: &Context, contended: &mut BTreeSet<String>) -> Result<(),
         .iter()
         .map(|a| (agent_id(&a.namespace().unwrap_or_default(), &a.name_any()), a.as_ref()))
         .collect();
-    let snapshots = pool_snapshots(
+    let mut snapshots = pool_snapshots(
         agents.iter().zip(tenants).map(|(a, t)| agent_snapshot(a, t)).collect(),
         &nodes,
         &pods,
     );
+    // MomConfig `spec.budget`: each pool is offered only the capacity the budget left pays for.
+    let budget = ctx.view.read().ok().and_then(|v| {
+        let max = v.settings.max_hourly_cost?;
+        Some((max, v.priced_pods(), v.priced_nodes().0))
+    });
+    if let Some((max, priced_pods, prices)) = &budget {
+        apply_budget(&mut snapshots, *max, priced_pods, prices);
+    }
     let settings = QuotaSettings {
         shapley: Default::default(),
         mip_max_integer_variables: Some(MIP_MAX_INTEGER_VARIABLES),
@@ -164,6 +182,7 @@ pub async fn tick(ctx: &Context, contended: &mut BTreeSet<String>) -> Result<(),
             }
         }
     }
+    ctx.budget.retain_auction_caps(|p| snapshots.contains_key(p));
     let vanished: Vec<String> = contended
         .iter()
         .filter(|p| !snapshots.contains_key(*p))
@@ -218,6 +237,17 @@ async fn tick_pool(
         if let Ok(mut v) = ctx.view.write() {
             v.set_pool_pressure(pool, level);
         }
+        let starved = snap
+            .budget
+            .as_ref()
+            .filter(|b| !b.capacity_before.is_empty() && demands.iter().any(|d| d.wanted > 0))
+            .map(|b| {
+                format!(
+                    "{:.4} per hour left after the pods of other pools pays for no capacity; not auctioned",
+                    b.left
+                )
+            });
+        ctx.budget.set_auction_cap(pool, starved);
         tracing::debug!(pool = %pool, "pool has no schedulable capacity; no auction");
         return Ok(None);
     }
@@ -243,6 +273,7 @@ async fn tick_pool(
         ctx.metrics.auctions.get_or_create(&labels).inc();
     }
     let targets = target_allocations(snap, &decision);
+    ctx.budget.set_auction_cap(pool, budget_cap(snap, &targets));
     let changed: Vec<(&AgentSnapshot, &Option<Allocation>)> = snap
         .agents
         .iter()
@@ -260,7 +291,11 @@ async fn tick_pool(
             input,
             outcome,
         } => {
-            let record = quota::allocation_record(pool, pressure, input, outcome);
+            let mut record = quota::allocation_record(pool, pressure, input, outcome);
+            if let Some(budget) = &snap.budget {
+                // Why the offered capacity is smaller than the pool (not an input of the replay).
+                record["budget"] = serde_json::to_value(budget).unwrap_or_default();
+            }
             // The digest covers the auction input recorded inline.
             let inputs = record["inputs"].clone();
             (record, inputs)
@@ -311,6 +346,33 @@ async fn tick_pool(
         }
     }
     Ok(Some(auctioned))
+}
+
+/// What the budget held back in a pool's auction, if anything: it cut the capacity offered and
+/// some agent got a quota below what it wants.
+fn budget_cap(snap: &PoolSnapshot, targets: &[Option<Allocation>]) -> Option<String> {
+    let budget = snap.budget.as_ref()?;
+    let cpu = |nodes: &[crate::auction::NodeCapacity]| nodes.iter().map(|n| n.cpu_millis).sum::<u64>();
+    let (offered, before) = (cpu(&snap.nodes), cpu(&budget.capacity_before));
+    if snap.nodes == budget.capacity_before {
+        return None;
+    }
+    let short: Vec<String> = snap
+        .agents
+        .iter()
+        .zip(targets)
+        .filter_map(|(a, t)| {
+            let quota = t.as_ref()?.quota.max(0) as u32;
+            (quota < a.demand.wanted).then(|| format!("{} granted {quota} of {}", a.demand.agent, a.demand.wanted))
+        })
+        .collect();
+    (!short.is_empty()).then(|| {
+        format!(
+            "offered {offered} of {before} cpu millis ({:.4} per hour left after the pods of other pools); {}",
+            budget.left,
+            short.join(", ")
+        )
+    })
 }
 
 /// Writes the `allocate` receipt of a pool's decision; at `full_audit` a failed write is an

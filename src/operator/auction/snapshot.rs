@@ -42,6 +42,54 @@ pub struct NodeSnapshot {
 pub struct PoolSnapshot {
     pub agents: Vec<AgentSnapshot>,
     pub nodes: Vec<NodeCapacity>,
+    /// The budget the capacity was cut to ([`apply_budget`]), when one is set.
+    pub budget: Option<PoolBudget>,
+}
+
+/// What MomConfig `spec.budget` left a pool's auction (recorded in its `allocate` receipt).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolBudget {
+    pub max_hourly_cost: f64,
+    /// Cost per hour of the pods of agents outside the pool.
+    pub other_pods_cost: f64,
+    /// What is left for the pool: `maxHourlyCost − otherPodsCost`.
+    pub left: f64,
+    /// The pool's capacity before the cut (the auction's `nodes` hold what is offered).
+    pub capacity_before: Vec<NodeCapacity>,
+}
+
+/// Cuts every pool's capacity to what `max_hourly_cost` leaves it
+/// (`crate::budget::affordable_capacity`): the budget minus the cost of the pods (`pods`, with
+/// their agents) of agents outside the pool.
+pub fn apply_budget(
+    pools: &mut BTreeMap<String, PoolSnapshot>,
+    max_hourly_cost: f64,
+    pods: &[(AgentKey, crate::budget::PricedPod)],
+    prices: &[crate::budget::PricedNode],
+) {
+    for snap in pools.values_mut() {
+        let members: BTreeSet<AgentKey> = snap
+            .agents
+            .iter()
+            .map(|a| AgentKey::new(a.namespace.clone(), a.name.clone()))
+            .collect();
+        let others: Vec<crate::budget::PricedPod> = pods
+            .iter()
+            .filter(|(k, _)| !members.contains(k))
+            .map(|(_, p)| p.clone())
+            .collect();
+        let other_pods_cost = crate::budget::hourly_cost(&others, prices);
+        let left = max_hourly_cost - other_pods_cost;
+        let before = std::mem::take(&mut snap.nodes);
+        snap.nodes = crate::budget::affordable_capacity(&before, prices, left);
+        snap.budget = Some(PoolBudget {
+            max_hourly_cost,
+            other_pods_cost,
+            left,
+            capacity_before: before,
+        });
+    }
 }
 
 /// The auction's name of an agent: `namespace/name`.
@@ -274,6 +322,7 @@ mod tests {
                 standby: false,
             },
             agent: agent.map(|(n, a)| AgentKey::new(n, a)),
+            node_selector: BTreeMap::new(),
         }
     }
 
@@ -368,6 +417,67 @@ mod tests {
             [("p1", 2500)]
         );
         assert_eq!(pools["default"].nodes[0].node, "d1");
+    }
+
+    #[test]
+    fn a_budget_cuts_the_pool_to_the_capacity_it_pays_for_and_the_auction_clears_against_it() {
+        // Two agents of 1 cpu in pool p (two 8-cpu nodes at 1 per hour: 0.125 per replica):
+        // 6 wanted, 16 slots — relaxed without a budget.
+        let agents = || {
+            vec![
+                snap(&agent("ns", "a", 3, "1", Some("p"), json!({"valuePerReplica": 5.0}))),
+                snap(&agent("ns", "b", 3, "1", Some("p"), json!({"valuePerReplica": 1.0}))),
+            ]
+        };
+        let nodes = [node("p1", Some("p"), 8000), node("p2", Some("p"), 8000)];
+        let prices: Vec<crate::budget::PricedNode> = nodes
+            .iter()
+            .map(|n| crate::budget::PricedNode::from_labels(&n.name, &n.labels, n.allocatable).0)
+            .collect();
+        // A pod of an agent outside the pool costs 0.25 (2 of 8 cpus).
+        let other = (
+            AgentKey::new("ns", "c"),
+            crate::budget::PricedPod {
+                name: "ns/c-1".into(),
+                requests: Resources {
+                    cpu_millis: 2000,
+                    memory_bytes: 0,
+                },
+                node: Some("p2".into()),
+                node_selector: BTreeMap::new(),
+            },
+        );
+        let decide = |pools: &BTreeMap<String, PoolSnapshot>| {
+            let snap = &pools["p"];
+            let demands: Vec<AgentDemand> = snap.agents.iter().map(|a| a.demand.clone()).collect();
+            quota::decide(&demands, &snap.nodes, QuotaSettings::default()).unwrap()
+        };
+        let mut pools = pool_snapshots(agents(), &nodes, &[]);
+        assert!(matches!(decide(&pools), PoolDecision::Uncontended { .. }));
+        // maxHourlyCost 0.75: 0.5 left after the other pod, which pays for half of p1 (4 cpus):
+        // 4 replicas for 6 wanted — the auction gives them to the higher bidder first.
+        apply_budget(&mut pools, 0.75, &[other], &prices);
+        let p = &pools["p"];
+        assert_eq!(
+            p.nodes
+                .iter()
+                .map(|n| (n.node.as_str(), n.cpu_millis))
+                .collect::<Vec<_>>(),
+            [("p1", 4000)]
+        );
+        let budget = p.budget.as_ref().unwrap();
+        assert_eq!((budget.other_pods_cost, budget.left), (0.25, 0.5));
+        assert_eq!(budget.capacity_before.len(), 2);
+        let decision = decide(&pools);
+        let PoolDecision::Auctioned { pressure, .. } = &decision else {
+            panic!("expected an auction under the budget")
+        };
+        assert_eq!(pressure.level, PressureLevel::Critical);
+        let quotas: Vec<i32> = target_allocations(p, &decision)
+            .iter()
+            .map(|a| a.as_ref().map_or(-1, |a| a.quota))
+            .collect();
+        assert_eq!(quotas, [3, 1]);
     }
 
     #[test]

@@ -48,12 +48,6 @@ pub fn spec_supported_condition(spec: &MomConfigSpec) -> DesiredCondition {
             "spec.mode {mode} is not implemented: one Lease holder acts for the whole cluster (centralized)"
         ));
     }
-    if let Some(budget) = &spec.budget {
-        unsupported.push(format!(
-            "spec.budget.maxHourlyCost {} is not enforced: no spending limit is applied",
-            budget.max_hourly_cost
-        ));
-    }
     if unsupported.is_empty() {
         DesiredCondition::new(
             conditions::SPEC_SUPPORTED,
@@ -162,8 +156,8 @@ pub struct MomConfigSpec {
     #[serde(default = "default_tick_seconds")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 3600").message("spec.tickSeconds must be between 1 and 3600"))]
     pub tick_seconds: i32,
-    /// Spending limit. Not enforced yet: when set, condition `SpecSupported=False` (reason
-    /// `NotImplemented`) says so and no limit is applied.
+    /// Spending limit on the pods of every GeometricAgent (unset: no limit). Enforced by the
+    /// agent controller when it creates pods; see `maxHourlyCost`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
 }
@@ -205,7 +199,7 @@ pub struct Objectives {
     /// Weight of performance: latency to peers and data, throughput, SLA.
     #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("spec.objectives.performance must be in [0, 1]"))]
     pub performance: f64,
-    /// Weight of cost: node price, spot capacity, budget.
+    /// Weight of cost: node price (spot nodes at 0.3 of their price).
     #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("spec.objectives.cost must be in [0, 1]"))]
     pub cost: f64,
     /// Weight of reliability: spread across failure domains, redundancy.
@@ -402,11 +396,35 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-/// Cost ceiling of all workloads MOM manages.
+/// Cost ceiling of the pods of every GeometricAgent.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Budget {
-    /// Maximum total cost per hour, in the currency of the node prices; ≥ 0.
+    /// Maximum cost per hour of the pods of every GeometricAgent, in the currency of the node
+    /// prices; >= 0. A pod costs its node's price per hour (label `mom.hypersync.io/hourly-cost`,
+    /// 1 when absent or not a number >= 0, such a label named in `BudgetExceeded`; times 0.3 on
+    /// a node labelled `mom.hypersync.io/spot=true`) times the larger of its shares of the
+    /// node's allocatable cpu and memory (requests); a pod not bound yet counts at the dearest
+    /// node its nodeSelector admits (any node when none does).
+    ///
+    /// Scale-ups: when the agent controller would create pods (toward `spec.replicas`, as set by
+    /// you or the scaler, within any auction quota) beyond what this affords, it creates only
+    /// those that fit: first a `scale` receipt of decision `budget.refused` (inputs inline,
+    /// replayed by `mom verify --replay`) and a Warning Event `BudgetExceeded` on the agent, once
+    /// per distinct refusal; this MomConfig's condition `BudgetExceeded` is True (reason
+    /// `MaxHourlyCostRefusedScaleUp`, naming the agents) until the agent is no longer held back
+    /// (looked at again every 5 s). Scale-downs are never refused, and the agent controller
+    /// removes no pod for the budget (cost above it: `BudgetExceeded` True, reason
+    /// `MaxHourlyCostExceeded`). Pods a rollout surges are not capped.
+    ///
+    /// Auctions: each node pool's capacity auction is offered only the capacity this pays for
+    /// after the pods of agents outside the pool (cheapest nodes first, the last in part), so
+    /// the affordable replicas go to the highest bids, and the quotas it sets are kept like any
+    /// quota (pods above one are removed); while that holds an agent below what it wants,
+    /// `BudgetExceeded` is True (reason `MaxHourlyCostCappedAuction`, naming the pool and agents).
+    ///
+    /// Otherwise `BudgetExceeded` is False (`WithinMaxHourlyCost`). `status.hourlyCost` and the
+    /// metric `mom_hourly_cost` give the cost now.
     #[x_kube(validation = Rule::new("self >= 0.0").message("spec.budget.maxHourlyCost must be >= 0"))]
     pub max_hourly_cost: f64,
 }
@@ -456,6 +474,10 @@ pub struct MomConfigStatus {
     /// The newest signed checkpoint (Merkle root over the chain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkpoint: Option<CheckpointRef>,
+    /// Cost per hour of the pods of every GeometricAgent now, priced as
+    /// `spec.budget.maxHourlyCost` describes (also without a budget), from the leader's watch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hourly_cost: Option<f64>,
 }
 
 /// How well node positions fitted from measured latencies predict them.
@@ -509,7 +531,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fields_accepted_but_not_acted_on_are_named_in_spec_supported() {
+    fn fields_accepted_but_not_acted_on_are_named_in_spec_supported_and_an_enforced_budget_is_not() {
         let mut spec = config("default").spec;
         spec.budget = None;
         // Positive control: the default mode and no budget are fully supported.
@@ -519,8 +541,11 @@ mod tests {
             (ok.status, ok.reason.as_str()),
             (ConditionStatus::True, conditions::reason::SUPPORTED)
         );
-        spec.mode = OrchestrationMode::GeometricMesh;
+        // A budget is enforced (operator::budget): it is not named.
         spec.budget = Some(Budget { max_hourly_cost: 42.5 });
+        let with_budget = spec_supported_condition(&spec);
+        assert_eq!(with_budget.status, ConditionStatus::True, "{}", with_budget.message);
+        spec.mode = OrchestrationMode::GeometricMesh;
         let c = spec_supported_condition(&spec);
         assert_eq!(
             (c.status, c.reason.as_str()),
@@ -531,11 +556,7 @@ mod tests {
             "{}",
             c.message
         );
-        assert!(
-            c.message.contains("spec.budget.maxHourlyCost 42.5 is not enforced"),
-            "{}",
-            c.message
-        );
+        assert!(!c.message.contains("budget"), "{}", c.message);
     }
 
     fn config(name: &str) -> MomConfig {
