@@ -18,7 +18,10 @@ use k8s_openapi::api::core::v1::{Event, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, PostParams};
 use mom::labels::{REGION_LABEL, ROLE_LABEL, UNHEALTHY_LABEL};
-use mom::operator::crd::Receipt;
+use mom::operator::crd::{GeometricAgent, Receipt};
+
+/// The tests of this binary take turns: one of them changes the MomConfig the other applies.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Labels a node for the life of the guard.
 struct NodeLabel(String);
@@ -85,6 +88,7 @@ async fn endpoints(slices: &Api<EndpointSlice>, service: &str) -> BTreeSet<Strin
 
 #[tokio::test]
 async fn active_passive_promotes_its_standby_when_an_actives_node_fails_and_services_follow_the_active_label() {
+    let _turn = SERIAL.lock().await;
     common::mom();
     common::apply_test_momconfig("full_audit");
     let ns = common::TestNamespace::new("failover-roles").await;
@@ -238,4 +242,83 @@ async fn active_passive_promotes_its_standby_when_an_actives_node_fails_and_serv
     .await;
     // The control agent was not touched.
     assert_eq!(roles(&pods, "web").await.len(), 2);
+}
+
+/// The `Degraded` condition of agent `name`: (status, reason).
+async fn degraded(agents: &Api<GeometricAgent>, name: &str) -> Option<(String, String)> {
+    let status = agents.get(name).await.ok()?.status?;
+    status
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Degraded")
+        .map(|c| (c.status, c.reason))
+}
+
+#[tokio::test]
+async fn a_redundancy_rule_that_the_failure_domains_cannot_keep_is_reported_degraded() {
+    let _turn = SERIAL.lock().await;
+    common::mom();
+    // Failure domains are the deepest topologyKeys entry but the hostname: with region → host,
+    // the 2 regions. Losing 2 of 2 cannot keep anything (n_plus_2); losing 1 can (n_plus_1).
+    // (Only this binary's tests see the MomConfig; the other one reads regions, the first key,
+    // which this keeps.)
+    common::apply(
+        r#"{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"MomConfig","metadata":{"name":"default"},
+            "spec":{"objectives":{"performance":0.55,"cost":0.15,"reliability":0.2,"sustainability":0.1},
+                    "geometry":{"dimension":2,"routingAlgorithm":"greedy_forwarding","topologyKeys":["topology.kubernetes.io/region","kubernetes.io/hostname"]},
+                    "verification":{"level":"full_audit"}}}"#,
+    );
+    common::wait_config_in_effect(&common::mom().metrics_url);
+    let ns = common::TestNamespace::new("failover-domains").await;
+    let n = &ns.name;
+    for (name, rule) in [("tight", "n_plus_2"), ("fine", "n_plus_1")] {
+        common::apply(&strategy(n, name, "", Some(rule)));
+        common::apply(&agent(
+            n,
+            name,
+            2,
+            &format!(r#","strategyRef":{{"name":"{name}"}}"#),
+            "",
+        ));
+    }
+    let agents: Api<GeometricAgent> = Api::namespaced(ns.client(), n);
+    let (status, reason) = common::eventually("tight reported Degraded", Duration::from_secs(60), || {
+        let agents = agents.clone();
+        async move { degraded(&agents, "tight").await.filter(|(s, _)| s == "True") }
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "InsufficientFailureDomains")
+    );
+    let message = agents
+        .get("tight")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("2 failure domain") && message.contains(REGION_LABEL),
+        "{message}"
+    );
+    // Best effort still: 2 spares, spread evenly over the 2 regions.
+    let placed = running_pods(&ns, "tight", 4).await;
+    // Control: n_plus_1 over 2 regions is kept — 2 + 2 pods, one region lost keeps 2.
+    let fine = common::eventually("fine reconciled with its spares", Duration::from_secs(60), || {
+        let agents = agents.clone();
+        async move {
+            let status = agents.get("fine").await.ok()?.status?;
+            (status.spare_replicas == Some(2)).then_some(())?;
+            degraded(&agents, "fine").await
+        }
+    })
+    .await;
+    assert_eq!(fine.0, "False", "n_plus_1 over 2 regions is keepable: {fine:?}");
+    println!("tight: {message}; placed {placed:?}");
+    common::apply_test_momconfig("full_audit");
 }
