@@ -171,24 +171,29 @@ async fn receipts_planted_past_the_policy_never_become_the_chain_head_and_are_na
         "{counted} foreign receipts counted, {} planted: {message}",
         names.len()
     );
-    let (ok, events, err) = common::kubectl(
-        &[
-            "get",
-            "events",
-            "-A",
-            "--field-selector",
-            "reason=ForeignReceipts",
-            "-o",
-            "jsonpath={.items[*].message}",
-        ],
-        None,
-    );
-    assert!(ok, "{err}");
-    assert!(
-        events.contains(&format!("{}/receipt-", ns.name)),
-        "no ForeignReceipts Event naming a receipt of {}: {events}",
-        ns.name
-    );
+    // The Event is published just before the condition is written, but a list is served from
+    // the apiserver's watch cache, which may lag the write: wait for it rather than look once.
+    let wanted = format!("{}/receipt-", ns.name);
+    common::eventually(
+        "a ForeignReceipts Event naming a planted receipt",
+        Duration::from_secs(30),
+        || async {
+            let (ok, events, _) = common::kubectl(
+                &[
+                    "get",
+                    "events",
+                    "-A",
+                    "--field-selector",
+                    "reason=ForeignReceipts",
+                    "-o",
+                    "jsonpath={.items[*].message}",
+                ],
+                None,
+            );
+            (ok && events.contains(&wanted)).then_some(())
+        },
+    )
+    .await;
 
     // `mom verify --cluster` names every planted object as foreign; the operator's receipts of
     // this test (after `head`) verify without a problem.
