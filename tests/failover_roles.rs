@@ -23,26 +23,6 @@ use mom::operator::crd::{GeometricAgent, Receipt};
 /// The tests of this binary take turns: one of them changes the MomConfig the other applies.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Labels a node for the life of the guard.
-struct NodeLabel(String);
-
-impl NodeLabel {
-    fn set(node: &str) -> Self {
-        let (ok, _, err) = common::kubectl(
-            &["label", "node", node, &format!("{UNHEALTHY_LABEL}=true"), "--overwrite"],
-            None,
-        );
-        assert!(ok, "labelling {node}: {err}");
-        Self(node.to_string())
-    }
-}
-
-impl Drop for NodeLabel {
-    fn drop(&mut self) {
-        let _ = common::kubectl(&["label", "node", &self.0, &format!("{UNHEALTHY_LABEL}-")], None);
-    }
-}
-
 fn failover_strategy(ns: &str, name: &str, failover: &str, placement: &str) -> String {
     format!(
         r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"OrchestrationStrategy",
@@ -154,7 +134,7 @@ async fn active_passive_promotes_its_standby_when_an_actives_node_fails_and_serv
     // An active's node fails.
     let victim = actives[0].clone();
     let survivor = actives[1].clone();
-    let _failed = NodeLabel::set(&placed[&victim]);
+    let _failed = NodeLabel::set(UNHEALTHY_LABEL, std::slice::from_ref(&placed[&victim]));
     let after = common::eventually(
         "the standby promoted, the failed active deleted and a new standby made",
         Duration::from_secs(60),

@@ -35,33 +35,6 @@ async fn data_nodes(client: kube::Client) -> Vec<String> {
     nodes
 }
 
-/// Labels `nodes` with `key=true` (and removes the label again when dropped).
-struct NodeLabel {
-    key: String,
-    nodes: Vec<String>,
-}
-
-impl NodeLabel {
-    fn set(key: &str, nodes: &[String]) -> Self {
-        for node in nodes {
-            let (ok, _, err) = common::kubectl(&["label", "node", node, &format!("{key}=true"), "--overwrite"], None);
-            assert!(ok, "labelling {node}: {err}");
-        }
-        Self {
-            key: key.to_string(),
-            nodes: nodes.to_vec(),
-        }
-    }
-}
-
-impl Drop for NodeLabel {
-    fn drop(&mut self) {
-        for node in &self.nodes {
-            let _ = common::kubectl(&["label", "node", node, &format!("{}-", self.key)], None);
-        }
-    }
-}
-
 /// Deletes every agent of the namespace and waits until their pods are gone, so the room they
 /// held is free for the next test.
 async fn remove_agents(ns: &common::TestNamespace) {

@@ -163,7 +163,11 @@ fn label_key<'a>(path: &Path, labels: &'a LabelWindows) -> Option<&'a str> {
 fn run_eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let p = params(&args.param)?;
     let labels = parse_label_windows(&read(&args.labels)?).with_context(|| format!("in {}", args.labels.display()))?;
-    let dir = args.data.as_ref().or(args.results.as_ref()).expect("clap requires one");
+    let dir = args
+        .data
+        .as_ref()
+        .or(args.results.as_ref())
+        .context("give --data DIR (run the detector) or --results DIR (score result files)")?;
     let mut paths = Vec::new();
     walk(dir, &mut paths)?;
     paths.sort();

@@ -96,3 +96,30 @@ pub async fn node_labels(client: kube::Client) -> BTreeMap<String, BTreeMap<Stri
         })
         .collect()
 }
+
+/// Labels `nodes` with `key=true` (and removes the label again when dropped).
+pub struct NodeLabel {
+    key: String,
+    nodes: Vec<String>,
+}
+
+impl NodeLabel {
+    pub fn set(key: &str, nodes: &[String]) -> Self {
+        for node in nodes {
+            let (ok, _, err) = common::kubectl(&["label", "node", node, &format!("{key}=true"), "--overwrite"], None);
+            assert!(ok, "labelling {node}: {err}");
+        }
+        Self {
+            key: key.to_string(),
+            nodes: nodes.to_vec(),
+        }
+    }
+}
+
+impl Drop for NodeLabel {
+    fn drop(&mut self) {
+        for node in &self.nodes {
+            let _ = common::kubectl(&["label", "node", node, &format!("{}-", self.key)], None);
+        }
+    }
+}
