@@ -384,8 +384,9 @@ async fn bind_handler(
     .into_response()
 }
 
-/// Binds the pod through the API (leader only, after its `bind` receipt) and records the
-/// binding as assumed.
+/// Binds the pod through the API: leader only; the node is first re-checked against the view
+/// and claimed in it ([`super::view::View::reserve`]), then the `bind` receipt is written, then
+/// the Binding. A failure after the claim releases it (`bind_handler`).
 async fn bind(state: &Context, access: &Access, args: &ExtenderBindingArgs) -> Result<(), String> {
     if !state.is_leader() {
         tracing::debug!(pod = %args.pod_name, namespace = %args.pod_namespace, node = %args.node, "bind refused: not the leader");
@@ -425,6 +426,18 @@ async fn bind(state: &Context, access: &Access, args: &ExtenderBindingArgs) -> R
             access.scheduler_names.join(", ")
         ));
     }
+    // Claim the node in the view before anything is written: a bind that raced another for
+    // the last room a rule leaves (a failure domain's slot, a node's cpu) is refused here,
+    // without a receipt, and the scheduler places the pod again.
+    {
+        let rec = pod_record(&pod)
+            .ok_or_else(|| format!("pod {}/{} has already finished", args.pod_namespace, args.pod_name))?;
+        let mut view = state
+            .view
+            .write()
+            .map_err(|_| "internal state unavailable".to_string())?;
+        view.reserve(&args.pod_uid, rec, &args.node)?;
+    }
     write_receipt(state, args, &pod).await?;
     pods.create_subresource::<serde_json::Value, serde_json::Value>(
         "binding",
@@ -434,9 +447,6 @@ async fn bind(state: &Context, access: &Access, args: &ExtenderBindingArgs) -> R
     )
     .await
     .map_err(|e| format!("binding {}/{} to {}: {e}", args.pod_namespace, args.pod_name, args.node))?;
-    if let (Some(rec), Ok(mut view)) = (pod_record(&pod), state.view.write()) {
-        view.assume(&args.pod_uid, rec, &args.node, false);
-    }
     state.metrics.decision("bind");
     tracing::debug!(pod = %args.pod_name, namespace = %args.pod_namespace, node = %args.node, "bound");
     Ok(())

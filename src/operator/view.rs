@@ -622,6 +622,31 @@ impl View {
         self.expire_tentative(now);
     }
 
+    /// Holds a bind to the filter's hard rules against the view as it is now, and records it as
+    /// assumed if it passes, in one step (callers hold the write lock). The scheduler binds
+    /// asynchronously, may bind another node than the one prioritize assumed, and may filter
+    /// the next pod before this bind lands; without this check two pods could both take the
+    /// last slot a redundancy rule leaves in a failure domain. A refused bind sends the pod
+    /// back to the scheduler, whose next filter sees the winner. Nodes the view does not know
+    /// are not judged here (the filter already refused them).
+    pub fn reserve(&mut self, uid: &str, rec: PodRecord, node: &str) -> Result<(), String> {
+        self.forget(uid);
+        let policy = rec.agent.as_ref().and_then(|k| self.policy_for(k));
+        let (states, unknown) = self.node_states(&[node.to_string()]);
+        if unknown.is_empty() {
+            let refs: Vec<&NodeState> = states.iter().collect();
+            let verdict = placement::filter(&self.demand_of(&rec), policy.as_ref(), &refs, self.settings.kappa);
+            if let Some(reason) = verdict.unresolvable.get(node).or_else(|| verdict.failed.get(node)) {
+                return Err(format!(
+                    "node {node} no longer fits pod {}/{}: {reason}",
+                    rec.namespace, rec.name
+                ));
+            }
+        }
+        self.assume(uid, rec, node, false);
+        Ok(())
+    }
+
     /// Drops tentative placements older than 30 s (the scheduler did not follow them).
     pub fn expire_tentative(&mut self, now: std::time::Instant) {
         let expired: Vec<String> = self
@@ -1104,6 +1129,49 @@ mod tests {
 
     fn node(name: &str) -> Node {
         serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("a valid node")
+    }
+
+    fn zoned_node(name: &str, zone: &str) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {crate::labels::ZONE_LABEL: zone}},
+            "status": {"allocatable": {"cpu": "4", "memory": "8Gi"}}
+        }))
+        .expect("a valid node")
+    }
+
+    #[test]
+    fn two_binds_racing_for_the_last_slot_of_a_failure_domain_admit_only_the_first() {
+        let mut view = View::default();
+        view.settings.topology_keys = vec![crate::labels::ZONE_LABEL.into(), crate::labels::HOSTNAME_LABEL.into()];
+        for (name, zone) in [("a1", "za"), ("a2", "za"), ("b1", "zb")] {
+            view.apply_node(&zoned_node(name, zone));
+        }
+        view.reembed();
+        // n_plus_1 of 1 replica over 2 zones: 2 pods, at most 1 per zone.
+        let key = AgentKey::new("team", "web");
+        let policy = AgentPolicy {
+            replicas: 1,
+            ..AgentPolicy::default()
+        };
+        view.set_policy(key.clone(), policy, Some(SpreadRule::DomainLoss(1)));
+        let replica = |name: &str| PodRecord {
+            name: name.into(),
+            agent: Some(key.clone()),
+            ..record(100)
+        };
+        // Prioritize guessed b1 for the first pod; the scheduler bound a1 instead.
+        view.assume("uid-1", replica("web-1"), "b1", true);
+        view.reserve("uid-1", replica("web-1"), "a1").expect("zone za is empty");
+        // The second pod's filter ran before that bind and also chose zone za.
+        let err = view.reserve("uid-2", replica("web-2"), "a2").unwrap_err();
+        assert!(err.contains("node a2 no longer fits pod team/web-2"), "{err}");
+        assert!(err.contains("topology.kubernetes.io/zone=za already holds 1"), "{err}");
+        // Control: the other zone takes it, and the refused claim left nothing behind.
+        view.reserve("uid-2", replica("web-2"), "b1").expect("zone zb is free");
+        let placed: BTreeMap<String, Option<String>> = view.agent_pods(&key).into_iter().collect();
+        assert_eq!(placed.get("web-1"), Some(&Some("a1".to_string())));
+        assert_eq!(placed.get("web-2"), Some(&Some("b1".to_string())));
+        assert_eq!(cpu_on(&view, "a2"), 0);
     }
 
     #[test]
