@@ -643,6 +643,26 @@ async fn reconcile_inner(
             active.retain(|p| !plan.retire.contains(&p.name_any()));
         }
         roles = super::failover::roles_after(&replicas, &plan);
+        // Replicas stranded on failed nodes stop counting, so replacements are made elsewhere
+        // now; once those are Ready the stranded ones are retired (`failover::stranded`).
+        let left: Vec<failover::Replica> = replicas
+            .iter()
+            .filter(|r| !plan.retire.contains(&r.name))
+            .cloned()
+            .collect();
+        let stranded = failover::stranded(mode, &left, desired);
+        if !stranded.retire.is_empty()
+            && let Some(receipt) = super::failover::retire_stranded(ctx, agent, &pods_api, desired, &stranded).await?
+        {
+            last_receipt = Some(receipt);
+        }
+        // At most `desired` are counted out: should replacements land on failed nodes too
+        // (the extender keeps them off), the agent stops at twice its size instead of looping.
+        let counted_out: Vec<&String> = stranded.pods.iter().take(desired).collect();
+        active.retain(|p| !counted_out.contains(&&p.name_any()));
+        for name in counted_out {
+            roles.remove(name);
+        }
         // active_passive: standbys go where no active runs, so they wait until every active
         // replica is placed (the extender reads the actives' regions from where they are).
         if mode == FailoverMode::ActivePassive && active.len() < desired {

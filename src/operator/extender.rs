@@ -260,7 +260,16 @@ pub fn filter(state: &Context, body: &[u8]) -> Result<ExtenderFilterResult, Exte
     let policy = rec.agent.as_ref().and_then(|k| view.policy_for(k));
     let (states, unknown) = view.node_states(&d.names);
     let refs: Vec<&placement::NodeState> = states.iter().collect();
-    let verdict = placement::filter(&view.demand_of(&rec), policy.as_ref(), &refs, view.settings.kappa);
+    let mut verdict = placement::filter(&view.demand_of(&rec), policy.as_ref(), &refs, view.settings.kappa);
+    // A node whose heartbeat stopped still looks Ready to the scheduler for up to its grace
+    // period, and one labelled unhealthy is not tainted at all: a replacement sent there would
+    // be stranded with the pod it replaces.
+    for name in &verdict.passed {
+        if let Some(reason) = view.failed_reason(name) {
+            verdict.unresolvable.insert(name.clone(), reason);
+        }
+    }
+    verdict.passed.retain(|n| !verdict.unresolvable.contains_key(n));
     let mut failed = verdict.failed;
     for name in unknown {
         failed.insert(name, "node is not (yet) in MOM's node cache".into());

@@ -13,7 +13,7 @@ use super::crd::agent::ReceiptRef;
 use super::crd::strategy::Failover;
 use super::receipts::{Intent, Withheld, agent_subject};
 use crate::labels::ROLE_LABEL;
-use crate::placement::failover::{self, Mode, Plan, Replica, Role};
+use crate::placement::failover::{self, Mode, Plan, Replica, Role, Stranded};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FailoverError {
@@ -142,5 +142,53 @@ pub async fn apply(
         )
         .await;
     }
+    Ok(receipt)
+}
+
+/// Retires replicas stranded on failed nodes once their replacements are Ready: the
+/// `agent.stranded` receipt (write-ahead), the deletions, and a `ReplacedStranded` Event.
+pub async fn retire_stranded(
+    ctx: &Context,
+    agent: &GeometricAgent,
+    pods: &Api<Pod>,
+    desired: usize,
+    stranded: &Stranded,
+) -> Result<Option<ReceiptRef>, FailoverError> {
+    let name = agent.name_any();
+    let intent = Intent {
+        action: crate::receipts::Action::Migrate,
+        subject: agent_subject(agent),
+        decision: failover::stranded_record(desired, stranded),
+        inputs: serde_json::json!({"desired": desired, "stranded": stranded.pods, "healthyReady": stranded.healthy_ready}),
+        regarding: Some(agent.object_ref(&())),
+        withheld: format!("stranded replicas {:?} were not retired", stranded.retire),
+    };
+    let receipt = ctx
+        .record_before(intent)
+        .await
+        .map_err(|source| FailoverError::Receipt {
+            agent: name.clone(),
+            source,
+        })?;
+    for pod in &stranded.retire {
+        match pods.delete(pod, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    ctx.metrics.decision("stranded");
+    ctx.publish(
+        &agent.object_ref(&()),
+        EventType::Normal,
+        "Failover",
+        "ReplacedStranded",
+        format!(
+            "{} on failed nodes replaced by {} Ready replicas elsewhere; deleted (each stays Terminating until its node is back or gone)",
+            stranded.retire.join(", "),
+            stranded.healthy_ready
+        ),
+    )
+    .await;
     Ok(receipt)
 }

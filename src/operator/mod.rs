@@ -178,6 +178,11 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
             "watch/namespaces",
             watch::namespaces(client.clone(), view.clone()),
         ),
+        watched(
+            &health,
+            "watch/node-heartbeats",
+            watch::node_heartbeats(client.clone(), view.clone()),
+        ),
         watched(&health, "watch/latency", latency::run(client.clone(), view.clone())),
     ];
     // Settings first, then nodes: the first embedding then already uses the configured keys.

@@ -184,10 +184,55 @@ pub struct View {
     steered: BTreeMap<String, Vec<f64>>,
     /// Spares required outside the fullest failure domain, per agent (0: no spread rule).
     spares: BTreeMap<AgentKey, SpreadRule>,
+    /// Each node's heartbeat: its Lease in `kube-node-lease` (last renewal, duration).
+    heartbeats: BTreeMap<String, Heartbeat>,
+    /// Nodes whose heartbeat stopped ([`View::mark_silent`]): failed before the node lifecycle
+    /// controller says so.
+    silent: BTreeMap<String, u64>,
     /// Resource pressure per node pool, from the auction loop (for strategy triggers).
     pool_pressure: BTreeMap<String, crate::auction::quota::PressureLevel>,
     /// The tenant of every namespace seen in the namespace watch ([`super::tenancy`]).
     namespace_tenants: BTreeMap<String, (String, &'static str)>,
+}
+
+/// A node's last heartbeat as its kubelet's Lease records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// `spec.renewTime`, in milliseconds since the Unix epoch.
+    pub renewed_ms: u64,
+    /// `spec.leaseDurationSeconds`.
+    pub duration_s: u64,
+}
+
+impl Heartbeat {
+    /// The heartbeat of a node Lease; `None` without a renewal time or duration.
+    pub fn of(lease: &k8s_openapi::api::coordination::v1::Lease) -> Option<(String, Heartbeat)> {
+        let name = lease.metadata.name.clone()?;
+        let spec = lease.spec.as_ref()?;
+        let renewed = spec.renew_time.as_ref()?.0;
+        let duration = spec.lease_duration_seconds?;
+        Some((
+            name,
+            Heartbeat {
+                renewed_ms: u64::try_from(renewed.as_millisecond()).ok()?,
+                duration_s: u64::try_from(duration).ok()?,
+            },
+        ))
+    }
+
+    /// Silent: not renewed for half the Lease's duration, i.e. two renewals missed (a kubelet
+    /// renews every quarter of it: 10 s of a 40 s Lease). The node lifecycle controller waits
+    /// for its grace period (50 s) before it marks the node Unknown.
+    pub fn silent_at(&self, now_ms: u64) -> Option<u64> {
+        self.lagging(now_ms, 2)
+    }
+
+    /// Seconds since the renewal once more than `missed` renewals (quarters of the duration)
+    /// are missed.
+    fn lagging(&self, now_ms: u64, missed: u64) -> Option<u64> {
+        let lag = now_ms.saturating_sub(self.renewed_ms);
+        (self.duration_s > 0 && lag > self.duration_s * 1000 * missed / 4).then_some(lag / 1000)
+    }
 }
 
 /// The redundancy rule of an agent as the extender applies it.
@@ -339,9 +384,91 @@ impl View {
         self.failed_epoch
     }
 
-    /// Whether the node is out of service ([`node_unhealthy`]); unknown nodes are not.
+    /// Whether the node is out of service ([`node_unhealthy`], or its heartbeat went silent:
+    /// [`View::mark_silent`]); unknown nodes are not.
     pub fn node_failed(&self, node: &str) -> bool {
-        self.nodes.get(node).is_some_and(|r| r.failed)
+        self.nodes.get(node).is_some_and(|r| r.failed) || self.silent.contains_key(node)
+    }
+
+    /// Why no new pod may go to `node`: it is labelled `mom.hypersync.io/unhealthy=true`, or
+    /// its heartbeat is silent. (A node the lifecycle controller marked NotReady is tainted, and
+    /// the scheduler keeps pods off it itself.) Replicas on such a node are replaced
+    /// (`placement::failover::stranded`), so a replacement sent there would be replaced again.
+    pub fn failed_reason(&self, node: &str) -> Option<String> {
+        if let Some(lag) = self.silent.get(node) {
+            return Some(format!(
+                "node {node} missed its heartbeats: its Lease was not renewed for {lag} s (MOM treats it as failed)"
+            ));
+        }
+        let labelled = self
+            .nodes
+            .get(node)
+            .and_then(|r| r.labels.get(crate::labels::UNHEALTHY_LABEL))
+            .is_some_and(|v| v == "true");
+        labelled.then(|| format!("node {node} is labelled {}=true", crate::labels::UNHEALTHY_LABEL))
+    }
+
+    /// Records a node's Lease; a deleted Lease is `None` (no heartbeat known: not silent).
+    pub fn apply_heartbeat(&mut self, node: &str, heartbeat: Option<Heartbeat>) {
+        match heartbeat {
+            Some(h) => self.heartbeats.insert(node.to_string(), h),
+            None => self.heartbeats.remove(node),
+        };
+    }
+
+    /// Replaces every heartbeat (a re-list of the node Leases).
+    pub fn replace_heartbeats(&mut self, listed: BTreeMap<String, Heartbeat>) {
+        self.heartbeats = listed;
+    }
+
+    /// Re-judges which nodes are silent at `now_ms` (only nodes the view knows):
+    /// - a node that missed two renewals ([`Heartbeat::silent_at`]);
+    /// - a node that missed one while a node of its failure domain
+    ///   ([`View::failure_domain_key`]) missed two: failures of a domain are correlated, and its
+    ///   kubelets' renewals are spread over one renewal period, so waiting for each node's own
+    ///   second miss would send replacements to the domain's not-yet-silent nodes.
+    ///
+    /// A change of the set counts as a health change ([`View::failed_epoch`]). Returns the nodes
+    /// that went silent and those that came back.
+    pub fn mark_silent(&mut self, now_ms: u64) -> (Vec<String>, Vec<String>) {
+        let key = self.failure_domain_key();
+        let known: Vec<(&String, &Heartbeat, Option<&String>)> = self
+            .heartbeats
+            .iter()
+            .filter_map(|(node, h)| Some((node, h, self.nodes.get(node)?.labels.get(&key))))
+            .collect();
+        let mut silent: BTreeMap<String, u64> = known
+            .iter()
+            .filter_map(|(node, h, _)| Some(((*node).clone(), h.silent_at(now_ms)?)))
+            .collect();
+        let dark: std::collections::BTreeSet<&String> = known
+            .iter()
+            .filter(|(node, ..)| silent.contains_key(*node))
+            .filter_map(|(_, _, domain)| *domain)
+            .collect();
+        for (node, h, domain) in &known {
+            if domain.is_some_and(|d| dark.contains(d))
+                && let Some(lag) = h.lagging(now_ms, 1)
+            {
+                silent.entry((*node).clone()).or_insert(lag);
+            }
+        }
+        let went: Vec<String> = silent
+            .keys()
+            .filter(|n| !self.silent.contains_key(*n))
+            .cloned()
+            .collect();
+        let back: Vec<String> = self
+            .silent
+            .keys()
+            .filter(|n| !silent.contains_key(*n))
+            .cloned()
+            .collect();
+        if !went.is_empty() || !back.is_empty() {
+            self.failed_epoch += 1;
+        }
+        self.silent = silent;
+        (went, back)
     }
 
     pub fn delete_node(&mut self, name: &str) -> bool {
@@ -631,6 +758,9 @@ impl View {
     /// are not judged here (the filter already refused them).
     pub fn reserve(&mut self, uid: &str, rec: PodRecord, node: &str) -> Result<(), String> {
         self.forget(uid);
+        if let Some(reason) = self.failed_reason(node) {
+            return Err(reason);
+        }
         let policy = rec.agent.as_ref().and_then(|k| self.policy_for(k));
         let (states, unknown) = self.node_states(&[node.to_string()]);
         if unknown.is_empty() {
@@ -1131,12 +1261,76 @@ mod tests {
         serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("a valid node")
     }
 
+    #[test]
+    fn a_node_whose_lease_misses_two_renewals_is_failed_until_it_renews_again() {
+        let mut view = View::default();
+        view.apply_node(&node("n1"));
+        view.apply_node(&node("n2"));
+        let beat = |ms| {
+            Some(Heartbeat {
+                renewed_ms: ms,
+                duration_s: 40,
+            })
+        };
+        view.apply_heartbeat("n1", beat(0));
+        view.apply_heartbeat("n2", beat(15_000));
+        // A Lease of a node the view does not know is never judged.
+        view.apply_heartbeat("gone", beat(0));
+        let epoch = view.failed_epoch();
+        // 20 s without a renewal is half the 40 s Lease: not yet silent.
+        assert_eq!(view.mark_silent(20_000), (vec![], vec![]));
+        assert!(!view.node_failed("n1"));
+        assert_eq!(view.failed_epoch(), epoch);
+        let (went, back) = view.mark_silent(21_000);
+        assert_eq!((went, back), (vec!["n1".to_string()], vec![]));
+        assert!(view.node_failed("n1") && !view.node_failed("n2") && !view.node_failed("gone"));
+        assert_eq!(view.failed_epoch(), epoch + 1);
+        let reason = view.failed_reason("n1").unwrap();
+        assert!(reason.contains("not renewed for 21 s"), "{reason}");
+        // Judged again with nothing new: no health change.
+        view.mark_silent(22_000);
+        assert_eq!(view.failed_epoch(), epoch + 1);
+        // It renews: healthy again.
+        view.apply_heartbeat("n1", beat(23_000));
+        assert_eq!(view.mark_silent(23_500), (vec![], vec!["n1".to_string()]));
+        assert!(!view.node_failed("n1") && view.failed_reason("n1").is_none());
+        // A deleted Lease (a kubelet re-registering) is no evidence of silence.
+        view.apply_heartbeat("n2", None);
+        assert_eq!(view.mark_silent(60_000), (vec!["n1".to_string()], vec![]));
+    }
+
     fn zoned_node(name: &str, zone: &str) -> Node {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "labels": {crate::labels::ZONE_LABEL: zone}},
             "status": {"allocatable": {"cpu": "4", "memory": "8Gi"}}
         }))
         .expect("a valid node")
+    }
+
+    #[test]
+    fn a_silent_node_takes_the_nodes_of_its_failure_domain_that_missed_one_renewal_with_it() {
+        let mut view = View::default();
+        view.settings.topology_keys = vec![crate::labels::ZONE_LABEL.into(), crate::labels::HOSTNAME_LABEL.into()];
+        for (name, zone) in [("a1", "za"), ("a2", "za"), ("a3", "za"), ("b1", "zb")] {
+            view.apply_node(&zoned_node(name, zone));
+        }
+        let beat = |ms| {
+            Some(Heartbeat {
+                renewed_ms: ms,
+                duration_s: 40,
+            })
+        };
+        view.apply_heartbeat("a1", beat(0));
+        view.apply_heartbeat("a2", beat(8_000));
+        view.apply_heartbeat("a3", beat(15_000));
+        view.apply_heartbeat("b1", beat(8_000));
+        // Before a1 misses its second renewal, a2 and b1 (one missed each) are not judged.
+        assert_eq!(view.mark_silent(19_000), (vec![], vec![]));
+        // a1 is silent; a2 missed one renewal in a1's zone: silent too. a3 (renewed 6 s ago)
+        // stays; b1 missed as many renewals as a2, but in another zone: control.
+        let (went, _) = view.mark_silent(21_000);
+        assert_eq!(went, vec!["a1".to_string(), "a2".to_string()]);
+        assert!(!view.node_failed("a3") && !view.node_failed("b1"));
     }
 
     #[test]

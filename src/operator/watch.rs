@@ -138,6 +138,72 @@ pub async fn pods(client: kube::Client, view: SharedView, metrics: Arc<Metrics>)
     }
 }
 
+/// Keeps the view's node heartbeats (the kubelets' Leases in `kube-node-lease`) current, and
+/// once a second re-judges which nodes went silent ([`super::view::View::mark_silent`]): a
+/// heartbeat that stops sends no event, so only the clock can tell.
+pub async fn node_heartbeats(client: kube::Client, view: SharedView) {
+    use super::view::Heartbeat;
+    use k8s_openapi::api::coordination::v1::Lease;
+    let api: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut listed = std::collections::BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let next = tokio::select! {
+            next = stream.try_next() => next,
+            _ = tick.tick() => {
+                let now = u64::try_from(k8s_openapi::jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
+                let Ok(mut v) = view.write() else {
+                    tracing::error!("node heartbeat watch: the view lock is poisoned; stopping");
+                    return;
+                };
+                let (went, back) = v.mark_silent(now);
+                if !went.is_empty() {
+                    tracing::warn!(nodes = ?went, "nodes missed their heartbeats; treated as failed");
+                }
+                if !back.is_empty() {
+                    tracing::info!(nodes = ?back, "nodes renew their heartbeats again");
+                }
+                continue;
+            }
+        };
+        match next {
+            Ok(Some(event)) => {
+                let Ok(mut v) = view.write() else {
+                    tracing::error!("node heartbeat watch: the view lock is poisoned; stopping");
+                    return;
+                };
+                match event {
+                    Event::Init => listed.clear(),
+                    Event::InitApply(lease) => listed.extend(Heartbeat::of(&lease)),
+                    Event::InitDone => v.replace_heartbeats(std::mem::take(&mut listed)),
+                    Event::Apply(lease) => {
+                        if let Some(name) = lease.metadata.name.as_deref() {
+                            v.apply_heartbeat(name, Heartbeat::of(&lease).map(|(_, h)| h));
+                        }
+                    }
+                    Event::Delete(lease) => {
+                        if let Some(name) = lease.metadata.name.as_deref() {
+                            v.apply_heartbeat(name, None);
+                        }
+                    }
+                }
+            }
+            Ok(None) => {
+                tracing::error!("node heartbeat watch: the stream ended; stopping");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "node heartbeat watch failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
 /// Applies the MomConfig named `default` to the view's settings, and its `spec.tickSeconds` to
 /// `tick_seconds` (`None` once it is deleted or a re-list no longer holds it: the governed loops
 /// fall back to their built-in period); `ready` turns true once the initial state is known (or

@@ -162,6 +162,69 @@ pub fn plan(mode: Mode, replicas: &[Replica], demand: usize) -> Plan {
     out
 }
 
+/// Replicas on failed nodes, whatever their role: they no longer count toward the demand, so
+/// the agent controller makes replacements elsewhere first (stock Kubernetes waits for the
+/// taint eviction, 300 s by default, before anything is replaced).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stranded {
+    /// Every replica on a failed node, by name.
+    pub pods: Vec<String>,
+    /// The stranded replicas to delete now: all of them once `desired` replicas off failed
+    /// nodes are Ready, none before. On an unreachable node the deleted pod stays Terminating
+    /// until the node is back (its kubelet stops it) or gone (the pod garbage collector removes
+    /// it), so nothing runs twice once the domain returns.
+    pub retire: Vec<String>,
+    /// Ready replicas off failed nodes.
+    pub healthy_ready: usize,
+}
+
+/// Which of `replicas` are stranded on failed nodes, and whether they are replaced yet.
+///
+/// In a mode with standbys, a failed active is the failover [`plan`]'s to handle while a
+/// standby off failed nodes exists to be promoted for it (once Ready): the first failed actives
+/// by name, one per such standby, are not stranded. The rest (failed actives without a standby,
+/// failed standbys, unlabelled pods on failed nodes) are.
+pub fn stranded(mode: Mode, replicas: &[Replica], desired: usize) -> Stranded {
+    let mut failed: Vec<&Replica> = replicas.iter().filter(|r| r.failed).collect();
+    failed.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut covered = if mode.has_standbys() {
+        replicas.iter().filter(|r| r.role == Role::Standby && !r.failed).count()
+    } else {
+        0
+    };
+    let mut pods: Vec<String> = Vec::new();
+    for r in failed {
+        if r.role == Role::Active && covered > 0 {
+            covered -= 1;
+        } else {
+            pods.push(r.name.clone());
+        }
+    }
+    let healthy_ready = replicas.iter().filter(|r| !r.failed && r.ready).count();
+    let retire = if healthy_ready >= desired {
+        pods.clone()
+    } else {
+        Vec::new()
+    };
+    Stranded {
+        pods,
+        retire,
+        healthy_ready,
+    }
+}
+
+/// The decision record of a receipt retiring replaced stranded replicas (kind
+/// `agent.stranded`).
+pub fn stranded_record(desired: usize, stranded: &Stranded) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "agent.stranded",
+        "desired": desired,
+        "healthyReady": stranded.healthy_ready,
+        "retire": stranded.retire,
+    })
+}
+
 /// The decision record of a failover receipt (kind `agent.failover`).
 pub fn failover_record(mode: Mode, demand: usize, plan: &Plan) -> serde_json::Value {
     serde_json::json!({
@@ -184,6 +247,55 @@ mod tests {
             ready,
             failed,
         }
+    }
+
+    #[test]
+    fn stranded_replicas_stop_counting_at_once_and_are_retired_only_once_replacements_are_ready() {
+        let mut pods = vec![
+            r("web-a", Role::Active, true, false),
+            r("web-b", Role::Active, true, true),
+            r("web-c", Role::Active, false, true),
+        ];
+        // Two stranded, one healthy of three: nothing is retired, both are to be replaced.
+        let s = stranded(Mode::ActiveActive, &pods, 3);
+        assert_eq!(s.pods, vec!["web-b", "web-c"]);
+        assert!(s.retire.is_empty());
+        // Replacements made but one not Ready yet: still nothing retired.
+        pods.push(r("web-d", Role::Active, true, false));
+        pods.push(r("web-e", Role::Active, false, false));
+        assert!(stranded(Mode::ActiveActive, &pods, 3).retire.is_empty());
+        // Both Ready: the stranded ones go.
+        pods[4].ready = true;
+        let s = stranded(Mode::ActiveActive, &pods, 3);
+        assert_eq!(s.retire, vec!["web-b", "web-c"]);
+        assert_eq!(s.healthy_ready, 3);
+        // Control: nothing on a failed node, nothing stranded.
+        let healthy: Vec<Replica> = pods.iter().filter(|p| !p.failed).cloned().collect();
+        assert_eq!(
+            stranded(Mode::ActiveActive, &healthy, 3),
+            Stranded {
+                pods: vec![],
+                retire: vec![],
+                healthy_ready: 3
+            }
+        );
+    }
+
+    #[test]
+    fn a_failed_active_with_a_standby_to_promote_is_left_to_the_failover_plan() {
+        let pods = [
+            r("a-0", Role::Active, true, false),
+            r("a-1", Role::Active, true, true),
+            r("a-2", Role::Active, true, true),
+            // Not Ready yet: still the one to promote, not a reason to make a new active.
+            r("s-0", Role::Standby, false, false),
+            r("s-1", Role::Standby, true, true),
+        ];
+        // One healthy standby covers a-1; a-2 and the failed standby s-1 are stranded.
+        let s = stranded(Mode::ActivePassive, &pods, 3);
+        assert_eq!(s.pods, vec!["a-2", "s-1"]);
+        // Control: without standbys every pod on a failed node is stranded.
+        assert_eq!(stranded(Mode::ActiveActive, &pods, 3).pods, vec!["a-1", "a-2", "s-1"]);
     }
 
     #[test]

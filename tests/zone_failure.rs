@@ -1,0 +1,288 @@
+//! A zone outage on the real control plane, made faithfully by `tests/cluster/fail-domain.sh`:
+//! the zone's kubelets (kwok) stop, so its node Leases go stale while the nodes stay in the API
+//! and still look Ready for the node lifecycle controller's grace period. MOM sees the silent
+//! heartbeats, replaces every replica stranded there with one outside the zone (the extender
+//! keeps new pods off the silent nodes), and once the replacements are Ready deletes the
+//! stranded pods (receipt `agent.stranded` first, Event `ReplacedStranded`). When the zone comes
+//! back its kubelets finish those deletions: each agent has exactly its replicas again, nothing
+//! duplicated, and the receipt chain verifies.
+//!
+//! Prints the measured recovery time (failure → every agent has its replicas Ready outside the
+//! zone) and when the node lifecycle controller marked the zone NotReady, for comparison; the
+//! numbers are reported, not asserted (`make bench-failover` measures them properly).
+//!
+//! Runs on a control plane of its own: the outage would disturb other tests' pods.
+
+mod common;
+mod placement_support;
+
+use placement_support::*;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{Api, ListParams};
+use mom::labels::ZONE_LABEL;
+use mom::operator::crd::Receipt;
+
+const AGENTS: [(&str, usize); 2] = [("web", 4), ("api", 3)];
+
+fn fail_domain(args: &[&str]) -> u64 {
+    let state = common::control_plane()
+        .kubeconfig
+        .parent()
+        .expect("state dir")
+        .to_path_buf();
+    let out = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/fail-domain.sh"))
+        .arg(&state)
+        .args(args)
+        .output()
+        .expect("running fail-domain.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "fail-domain.sh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.split_once("_at_ms=").map(|(_, v)| v.trim().to_string()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("fail-domain.sh printed no time: {stdout}"))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// pod → (node, Ready, being deleted) of an agent's pods.
+type PodStates = BTreeMap<String, (Option<String>, bool, bool)>;
+
+async fn pods_of(pods: &Api<Pod>, agent: &str) -> PodStates {
+    pods.list(&ListParams::default().labels(&format!("mom.hypersync.io/agent={agent}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let ready = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            (
+                p.metadata.name.clone().unwrap_or_default(),
+                (
+                    p.spec.as_ref().and_then(|s| s.node_name.clone()),
+                    ready,
+                    p.metadata.deletion_timestamp.is_some(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn node_not_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status != "True")
+}
+
+#[tokio::test]
+async fn a_failed_zones_replicas_are_replaced_outside_it_before_the_node_grace_period_and_nothing_is_duplicated_on_return()
+ {
+    common::use_private_control_plane();
+    setup();
+    common::apply_test_momconfig("full_audit");
+    let ns = common::TestNamespace::new("zone-failure").await;
+    let n = &ns.name;
+    let client = ns.client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    let labels = node_labels(client.clone()).await;
+    let zone_of = |node: &str| labels.get(node).and_then(|l| l.get(ZONE_LABEL)).cloned();
+    for (agent_name, replicas) in AGENTS {
+        common::apply(&agent(n, agent_name, replicas as i32, "", ""));
+    }
+    for (agent_name, replicas) in AGENTS {
+        common::eventually(
+            &format!("{agent_name}'s {replicas} replicas Ready"),
+            Duration::from_secs(90),
+            || {
+                let pods = pods.clone();
+                async move {
+                    let p = pods_of(&pods, agent_name).await;
+                    (p.values().filter(|(node, ready, _)| node.is_some() && *ready).count() == replicas).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    // The zone with the most of the agents' replicas goes dark.
+    let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
+    let mut before: BTreeMap<&str, PodStates> = BTreeMap::new();
+    for (agent_name, _) in AGENTS {
+        let p = pods_of(&pods, agent_name).await;
+        for (node, ..) in p.values() {
+            if let Some(zone) = node.as_deref().and_then(zone_of) {
+                *per_zone.entry(zone).or_default() += 1;
+            }
+        }
+        before.insert(agent_name, p);
+    }
+    let zone = per_zone
+        .iter()
+        .max_by_key(|(z, c)| (**c, std::cmp::Reverse((*z).clone())))
+        .map(|(z, _)| z.clone())
+        .expect("the agents have pods");
+    let in_zone = |node: &Option<String>| node.as_deref().and_then(zone_of).as_deref() == Some(zone.as_str());
+    let stranded: BTreeSet<String> = before
+        .values()
+        .flat_map(|p| {
+            p.iter()
+                .filter(|(_, (node, ..))| in_zone(node))
+                .map(|(name, _)| name.clone())
+        })
+        .collect();
+    println!("failing {zone}, which runs {stranded:?}");
+    assert!(!stranded.is_empty());
+    let failed_at = fail_domain(&["--zone", &zone]);
+
+    // Recovery: every agent has its replicas Ready outside the zone. Meanwhile, note when the
+    // node lifecycle controller marks the zone's nodes NotReady.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let zone_nodes: BTreeSet<String> = labels
+        .iter()
+        .filter(|(_, l)| l.get(ZONE_LABEL) == Some(&zone))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let not_ready_at = std::cell::Cell::new(None);
+    let recovered_at = common::eventually(
+        "every agent's replicas Ready outside the failed zone",
+        Duration::from_secs(150),
+        || {
+            let pods = pods.clone();
+            let nodes = nodes.clone();
+            let zone_nodes = zone_nodes.clone();
+            let in_zone = &in_zone;
+            let not_ready_at = &not_ready_at;
+            async move {
+                if not_ready_at.get().is_none()
+                    && let Ok(list) = nodes.list(&ListParams::default()).await
+                    && list
+                        .items
+                        .iter()
+                        .filter(|n| zone_nodes.contains(n.metadata.name.as_deref().unwrap_or("")))
+                        .all(node_not_ready)
+                {
+                    not_ready_at.set(Some(now_ms()));
+                }
+                for (agent_name, replicas) in AGENTS {
+                    let p = pods_of(&pods, agent_name).await;
+                    let outside = p
+                        .values()
+                        .filter(|(node, ready, deleting)| node.is_some() && !in_zone(node) && *ready && !deleting)
+                        .count();
+                    if outside < replicas {
+                        return None;
+                    }
+                }
+                Some(now_ms())
+            }
+        },
+    )
+    .await;
+    let rto = (recovered_at.saturating_sub(failed_at)) as f64 / 1000.0;
+    println!(
+        "zone {zone}: replicas Ready outside it {rto:.1} s after the failure; the node lifecycle controller marked it NotReady {}",
+        not_ready_at.get().map_or("not yet".to_string(), |t| format!(
+            "after {:.1} s",
+            t.saturating_sub(failed_at) as f64 / 1000.0
+        ))
+    );
+    // MOM acted on the silent heartbeats, not on the node lifecycle controller's verdict.
+    assert!(
+        not_ready_at.get().is_none_or(|t| t > recovered_at),
+        "the zone was marked NotReady before its replicas were replaced: MOM waited for the grace period"
+    );
+    // No pod made after the failure went into the failed zone.
+    for (agent_name, _) in AGENTS {
+        for (name, (node, ..)) in pods_of(&pods, agent_name).await {
+            if !before[agent_name].contains_key(&name) {
+                assert!(
+                    !in_zone(&node),
+                    "{name}, made after the failure, was placed in {zone} ({node:?})"
+                );
+            }
+        }
+    }
+    // The stranded pods are retired once replaced, the receipt first.
+    let receipts: Api<Receipt> = Api::namespaced(client.clone(), n);
+    let retired: BTreeSet<String> = common::eventually(
+        "agent.stranded receipts retiring every stranded pod",
+        Duration::from_secs(60),
+        || {
+            let receipts = receipts.clone();
+            let stranded = stranded.clone();
+            async move {
+                let retired: BTreeSet<String> = receipts
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .iter()
+                    .filter(|r| r.spec.decision["kind"] == "agent.stranded")
+                    .flat_map(|r| r.spec.decision["retire"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect();
+                stranded.is_subset(&retired).then_some(retired)
+            }
+        },
+    )
+    .await;
+    assert_eq!(retired, stranded, "only the stranded pods are retired");
+    let events: Api<Event> = Api::namespaced(client.clone(), n);
+    common::eventually("a ReplacedStranded Event", Duration::from_secs(30), || {
+        let events = events.clone();
+        async move {
+            events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("ReplacedStranded"))
+        }
+    })
+    .await;
+
+    // The zone returns: its kubelets finish the deletions; exactly the replicas remain.
+    fail_domain(&["--restore"]);
+    for (agent_name, replicas) in AGENTS {
+        let left = common::eventually(
+            &format!("{agent_name} back to exactly {replicas} pods, none Terminating"),
+            Duration::from_secs(90),
+            || {
+                let pods = pods.clone();
+                async move {
+                    let p = pods_of(&pods, agent_name).await;
+                    (p.len() == replicas && p.values().all(|(_, ready, deleting)| *ready && !deleting)).then_some(p)
+                }
+            },
+        )
+        .await;
+        assert!(
+            left.keys().all(|name| !stranded.contains(name)),
+            "{agent_name}: a stranded pod survived the return: {left:?}"
+        );
+    }
+    let (ok, report) = common::verify_cluster_with_published_keys(&client).await;
+    assert!(ok, "mom verify after the outage: {report}");
+}
