@@ -113,6 +113,10 @@ bench-throughput: build-release ## Scheduling pods/s with vs without the extende
 bench-deschedule: build-release ## Descheduler on a drifted kwok cluster (120 nodes, 200 pods): latency before/after, evictions, repeats; plan time at 10,000 pods / 1,000 nodes (one JSON line)
 	@MOM_BIN="$(MOM_RELEASE_BIN)" hack/bench-deschedule.sh
 
+.PHONY: bench-failover
+bench-failover: build-release ## Demo shop: zone and region outage recovery time under MOM vs stock Deployments (about 10 min; one JSON line)
+	@MOM_BIN="$(MOM_RELEASE_BIN)" hack/bench-failover.sh
+
 .PHONY: bench-scale
 bench-scale: build-release ## AGENTS ring agents applied at once on NODES kwok nodes (e.g. AGENTS=1000 NODES=60): peak RSS, bytes/agent, time to all bound, reconcile p99, receipts/s, verify (one JSON line)
 	@MOM_BIN="$(MOM_RELEASE_BIN)" AGENTS=$(AGENTS) NODES=$(NODES) hack/bench-scale.sh

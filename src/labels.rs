@@ -41,6 +41,21 @@ pub const POOL_LABEL: &str = "mom.hypersync.io/pool";
 pub const HOURLY_COST_LABEL: &str = "mom.hypersync.io/hourly-cost";
 /// Node label (value `"true"`) marking a spot / preemptible node.
 pub const SPOT_LABEL: &str = "mom.hypersync.io/spot";
+/// Node taints announcing that the node is about to go away (any effect): a spot interruption
+/// or a scale-down. MOM replaces the replicas on such a node first and deletes them once the
+/// replacements are Ready. Karpenter v1 (`karpenter.sh/disrupted`) and before v1
+/// (`karpenter.sh/disruption`); AWS Node Termination Handler (spot interruption notice,
+/// scheduled maintenance, ASG lifecycle termination — not its advisory rebalance
+/// recommendation); GKE's spot/preemptible shutdown; the Cluster Autoscaler's scale-down.
+pub const TERMINATION_TAINTS: &[&str] = &[
+    "karpenter.sh/disrupted",
+    "karpenter.sh/disruption",
+    "aws-node-termination-handler/spot-itn",
+    "aws-node-termination-handler/scheduled-maintenance",
+    "aws-node-termination-handler/asg-lifecycle-termination",
+    "cloud.google.com/impending-node-termination",
+    "ToBeDeletedByClusterAutoscaler",
+];
 /// Node label with the node's energy class.
 pub const ENERGY_CLASS_LABEL: &str = "mom.hypersync.io/energy-class";
 

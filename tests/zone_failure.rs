@@ -11,6 +11,10 @@
 //! zone) and when the node lifecycle controller marked the zone NotReady, for comparison; the
 //! numbers are reported, not asserted (`make bench-failover` measures them properly).
 //!
+//! Also: a spot node that gets a termination notice (the AWS Node Termination Handler's taint)
+//! is drained the same way, replacements first, while a node with an unrelated taint keeps its
+//! pods.
+//!
 //! Runs on a control plane of its own: the outage would disturb other tests' pods.
 
 mod common;
@@ -29,6 +33,9 @@ use mom::labels::ZONE_LABEL;
 use mom::operator::crd::Receipt;
 
 const AGENTS: [(&str, usize); 2] = [("web", 4), ("api", 3)];
+
+/// The tests of this binary take turns: an outage or a drained node moves the other's pods.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn fail_domain(args: &[&str]) -> u64 {
     let state = common::control_plane()
@@ -285,4 +292,117 @@ async fn a_failed_zones_replicas_are_replaced_outside_it_before_the_node_grace_p
     }
     let (ok, report) = common::verify_cluster_with_published_keys(&client).await;
     assert!(ok, "mom verify after the outage: {report}");
+}
+
+/// Sets (or with `None` removes) a NoSchedule taint on a node.
+fn taint(node: &str, key: &str, value: Option<&str>) {
+    let arg = match value {
+        Some(v) => format!("{key}={v}:NoSchedule"),
+        None => format!("{key}:NoSchedule-"),
+    };
+    let (ok, _, err) = common::kubectl(&["taint", "nodes", node, &arg, "--overwrite"], None);
+    assert!(ok, "kubectl taint {node} {arg}: {err}");
+}
+
+#[tokio::test]
+async fn a_spot_node_with_a_termination_notice_is_drained_replacements_first_and_an_unrelated_taint_changes_nothing() {
+    let _turn = SERIAL.lock().await;
+    common::use_private_control_plane();
+    setup();
+    common::apply_test_momconfig("full_audit");
+    let ns = common::TestNamespace::new("spot-notice").await;
+    let n = &ns.name;
+    let client = ns.client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    let replicas = 6;
+    common::apply(&agent(n, "batch", replicas as i32, "", ""));
+    let placed = common::eventually("6 replicas Ready", Duration::from_secs(90), || {
+        let pods = pods.clone();
+        async move {
+            let p = pods_of(&pods, "batch").await;
+            (p.values().filter(|(node, ready, _)| node.is_some() && *ready).count() == replicas).then_some(p)
+        }
+    })
+    .await;
+    // The node holding most of them gets the taints.
+    let mut by_node: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (name, (node, ..)) in &placed {
+        by_node
+            .entry(node.clone().unwrap_or_default())
+            .or_default()
+            .insert(name.clone());
+    }
+    let (noticed, doomed) = by_node
+        .iter()
+        .max_by_key(|(node, pods)| (pods.len(), std::cmp::Reverse((*node).clone())))
+        .map(|(n, p)| (n.clone(), p.clone()))
+        .unwrap();
+    println!("taints on {noticed}, which runs {doomed:?}");
+    // Control first: an unrelated NoSchedule taint drains nothing. Barrier: one more replica,
+    // reconciled (status.observedGeneration) after the taint, and Ready.
+    taint(&noticed, "example.com/maintenance-window", Some("tonight"));
+    common::apply(&agent(n, "batch", replicas as i32 + 1, "", ""));
+    let agents: Api<mom::operator::crd::GeometricAgent> = Api::namespaced(client.clone(), n);
+    common::eventually("the 7th replica Ready and reconciled", Duration::from_secs(60), || {
+        let (pods, agents) = (pods.clone(), agents.clone());
+        async move {
+            let a = agents.get("batch").await.ok()?;
+            let observed = a.status.as_ref()?.observed_generation? == a.metadata.generation?;
+            let p = pods_of(&pods, "batch").await;
+            (observed
+                && p.values()
+                    .filter(|(node, ready, d)| node.is_some() && *ready && !d)
+                    .count()
+                    == replicas + 1)
+                .then_some(())
+        }
+    })
+    .await;
+    let p = pods_of(&pods, "batch").await;
+    for pod in &doomed {
+        assert!(
+            p.get(pod)
+                .is_some_and(|(node, _, deleting)| node.as_deref() == Some(noticed.as_str()) && !deleting),
+            "{pod} left {noticed}, whose taint is no termination notice: {p:?}"
+        );
+    }
+    let replicas = replicas + 1;
+    // The termination notice: every replica there is replaced elsewhere, then deleted.
+    taint(&noticed, "aws-node-termination-handler/spot-itn", Some("1796400000"));
+    let drained = common::eventually(
+        "the noticed node's replicas replaced elsewhere and deleted",
+        Duration::from_secs(90),
+        || {
+            let pods = pods.clone();
+            let noticed = noticed.clone();
+            async move {
+                let p = pods_of(&pods, "batch").await;
+                let elsewhere = p
+                    .values()
+                    .filter(|(node, ready, deleting)| *ready && !deleting && node.as_deref() != Some(noticed.as_str()))
+                    .count();
+                let left = p.values().any(|(node, ..)| node.as_deref() == Some(noticed.as_str()));
+                (elsewhere == replicas && !left).then_some(p)
+            }
+        },
+    )
+    .await;
+    assert_eq!(drained.len(), replicas, "exactly the replicas remain: {drained:?}");
+    let receipts: Api<Receipt> = Api::namespaced(client.clone(), n);
+    let retired: BTreeSet<String> = receipts
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|r| r.spec.decision["kind"] == "agent.stranded")
+        .flat_map(|r| r.spec.decision["retire"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        retired, doomed,
+        "the receipts retire exactly the noticed node's replicas"
+    );
+    taint(&noticed, "example.com/maintenance-window", None);
+    taint(&noticed, "aws-node-termination-handler/spot-itn", None);
 }

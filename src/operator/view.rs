@@ -91,8 +91,10 @@ struct NodeRecord {
     allocatable: Resources,
     max_pods: u32,
     schedulable: bool,
-    /// [`node_unhealthy`]: pods on it count as failed (failover).
+    /// [`node_unhealthy`] or terminating: pods on it count as failed (failover).
     failed: bool,
+    /// The first [`crate::labels::TERMINATION_TAINTS`] key the node carries.
+    terminating: Option<String>,
 }
 
 /// What placement needs to know about one pod.
@@ -340,8 +342,20 @@ fn node_record(node: &Node) -> NodeRecord {
         },
         max_pods: get("pods").and_then(|q| q.parse().ok()).unwrap_or(110),
         schedulable: !node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
-        failed: node_unhealthy(node),
+        failed: node_unhealthy(node) || termination_taint(node).is_some(),
+        terminating: termination_taint(node),
     }
+}
+
+/// The first termination notice ([`crate::labels::TERMINATION_TAINTS`]) among the node's taints.
+pub fn termination_taint(node: &Node) -> Option<String> {
+    node.spec
+        .as_ref()?
+        .taints
+        .as_ref()?
+        .iter()
+        .find(|t| crate::labels::TERMINATION_TAINTS.contains(&t.key.as_str()))
+        .map(|t| t.key.clone())
 }
 
 /// Whether a node is out of service: labelled `mom.hypersync.io/unhealthy=true`, or its Ready
@@ -400,10 +414,13 @@ impl View {
                 "node {node} missed its heartbeats: its Lease was not renewed for {lag} s (MOM treats it as failed)"
             ));
         }
-        let labelled = self
-            .nodes
-            .get(node)
-            .and_then(|r| r.labels.get(crate::labels::UNHEALTHY_LABEL))
+        let rec = self.nodes.get(node)?;
+        if let Some(taint) = &rec.terminating {
+            return Some(format!("node {node} is about to be terminated (taint {taint})"));
+        }
+        let labelled = rec
+            .labels
+            .get(crate::labels::UNHEALTHY_LABEL)
             .is_some_and(|v| v == "true");
         labelled.then(|| format!("node {node} is labelled {}=true", crate::labels::UNHEALTHY_LABEL))
     }
@@ -1305,6 +1322,33 @@ mod tests {
             "status": {"allocatable": {"cpu": "4", "memory": "8Gi"}}
         }))
         .expect("a valid node")
+    }
+
+    #[test]
+    fn a_termination_notice_taint_fails_the_node_and_an_unrelated_taint_does_not() {
+        let mut view = View::default();
+        let tainted = |name: &str, key: &str| -> Node {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "labels": {crate::labels::SPOT_LABEL: "true"}},
+                "spec": {"taints": [{"key": key, "value": "1796400000", "effect": "NoSchedule"}]}
+            }))
+            .expect("a valid node")
+        };
+        view.apply_node(&node("spot-1"));
+        view.apply_node(&tainted("spot-2", "dedicated"));
+        let epoch = view.failed_epoch();
+        assert!(!view.node_failed("spot-2") && view.failed_reason("spot-2").is_none());
+        view.apply_node(&tainted("spot-1", "aws-node-termination-handler/spot-itn"));
+        assert!(view.node_failed("spot-1"));
+        assert_eq!(view.failed_epoch(), epoch + 1);
+        let reason = view.failed_reason("spot-1").unwrap();
+        assert!(
+            reason.contains("taint aws-node-termination-handler/spot-itn"),
+            "{reason}"
+        );
+        // Karpenter's disruption taint too.
+        view.apply_node(&tainted("spot-2", "karpenter.sh/disrupted"));
+        assert!(view.node_failed("spot-2"));
     }
 
     #[test]
