@@ -445,6 +445,11 @@ impl View {
     ///   kubelets' renewals are spread over one renewal period, so waiting for each node's own
     ///   second miss would send replacements to the domain's not-yet-silent nodes.
     ///
+    /// While no known node has renewed within a quarter of its Lease, nothing is judged (the
+    /// set stays as it was): silence everywhere at once is the control plane's outage, or this
+    /// replica's watch lagging, not the nodes' — as the node lifecycle controller stops
+    /// evicting in a full disruption.
+    ///
     /// A change of the set counts as a health change ([`View::failed_epoch`]). Returns the nodes
     /// that went silent and those that came back.
     pub fn mark_silent(&mut self, now_ms: u64) -> (Vec<String>, Vec<String>) {
@@ -454,6 +459,9 @@ impl View {
             .iter()
             .filter_map(|(node, h)| Some((node, h, self.nodes.get(node)?.labels.get(&key))))
             .collect();
+        if known.iter().all(|(_, h, _)| h.lagging(now_ms, 1).is_some()) {
+            return (Vec::new(), Vec::new());
+        }
         let mut silent: BTreeMap<String, u64> = known
             .iter()
             .filter_map(|(node, h, _)| Some(((*node).clone(), h.silent_at(now_ms)?)))
@@ -1313,6 +1321,30 @@ mod tests {
         assert!(!view.node_failed("n1") && view.failed_reason("n1").is_none());
         // A deleted Lease (a kubelet re-registering) is no evidence of silence.
         view.apply_heartbeat("n2", None);
+        view.apply_heartbeat("n3", beat(59_000));
+        view.apply_node(&node("n3"));
+        assert_eq!(view.mark_silent(60_000), (vec!["n1".to_string()], vec![]));
+    }
+
+    #[test]
+    fn when_no_node_renews_at_all_nothing_is_judged_silent() {
+        let mut view = View::default();
+        for n in ["n1", "n2"] {
+            view.apply_node(&node(n));
+        }
+        let beat = |ms| {
+            Some(Heartbeat {
+                renewed_ms: ms,
+                duration_s: 40,
+            })
+        };
+        view.apply_heartbeat("n1", beat(0));
+        view.apply_heartbeat("n2", beat(5_000));
+        // The control plane was away for a minute: every Lease is stale, none is judged.
+        assert_eq!(view.mark_silent(60_000), (vec![], vec![]));
+        assert!(!view.node_failed("n1") && !view.node_failed("n2"));
+        // Control: one node renews again, the other's silence now counts.
+        view.apply_heartbeat("n2", beat(59_000));
         assert_eq!(view.mark_silent(60_000), (vec!["n1".to_string()], vec![]));
     }
 
