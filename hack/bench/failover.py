@@ -14,7 +14,9 @@ storage.example.com/ssd=true (the shop's data tier requires it). Workload: the d
    MOM involvement; the zone running most of their pods goes dark; the same RTO.
 
 Prints one JSON line: {"zone_rto_s", "region_rto_s", "stock_zone_rto_s", "pods_lost",
-"duplicates"}; progress on stderr. pods_lost: agents short of their replicas once a domain is
+"duplicates", "zone_full_s", "region_full_s", ...}; progress on stderr. *_full_s: until the
+spares and standbys are back outside the domain too (null when not within FULL_WAIT_S: an
+active_passive standby may have no region left to go to). pods_lost: agents short of their replicas once a domain is
 back and settled; duplicates: pods beyond them.
 """
 import json
@@ -29,6 +31,7 @@ STATE = os.environ["BENCH_STATE"]
 MOM_BIN = os.environ["MOM_BIN"]
 TIMEOUT_S = float(os.environ.get("TIMEOUT_S", "900"))
 SETTLE_S = float(os.environ.get("SETTLE_S", "20"))
+FULL_WAIT_S = float(os.environ.get("FULL_WAIT_S", "180"))
 ZONE, REGION = "topology.kubernetes.io/zone", "topology.kubernetes.io/region"
 
 
@@ -112,6 +115,15 @@ def outage(namespace, key, want, total, level, labels):
     wait(f"{namespace} replicas Ready outside {domain}", lambda: all_ready(namespace, key, want, dark))
     rto = time.time() - failed_at
     log(f"{namespace}: every group has its replicas Ready outside {domain} after {rto:.1f} s")
+    # Spares and standbys too (a standby may have nowhere to go: then None after FULL_WAIT_S).
+    full = None
+    try:
+        wait(f"{namespace} every pod back outside {domain}", lambda: all_ready(namespace, key, total, dark),
+             timeout=max(0.0, FULL_WAIT_S - (time.time() - failed_at)))
+        full = time.time() - failed_at
+        log(f"{namespace}: every pod, spares too, Ready outside {domain} after {full:.1f} s")
+    except SystemExit as e:
+        log(f"{namespace}: {e}")
     fail_domain("--restore")
     # The domain's kubelets finish the deletions of the replaced pods; then count.
     wait(f"{namespace}: nothing Terminating after the return",
@@ -121,7 +133,7 @@ def outage(namespace, key, want, total, level, labels):
     lost = sum(max(0, n - len([p for p in got.get(g, []) if not p[3]])) for g, n in total.items())
     dup = sum(max(0, len([p for p in got.get(g, []) if not p[3]]) - n) for g, n in total.items())
     log(f"{namespace}: after the return: lost {lost}, duplicates {dup}")
-    return rto, lost, dup
+    return rto, full, lost, dup
 
 
 def main():
@@ -147,8 +159,8 @@ def main():
     time.sleep(5)
     total = {g: len([p for p in pl if not p[3]]) for g, pl in pods("shop", key).items()}
     log(f"shop: demand {demand}, pods {total}")
-    zone_rto, lost1, dup1 = outage("shop", key, demand, total, ZONE, labels)
-    region_rto, lost2, dup2 = outage("shop", key, demand, total, REGION, labels)
+    zone_rto, zone_full, lost1, dup1 = outage("shop", key, demand, total, ZONE, labels)
+    region_rto, region_full, lost2, dup2 = outage("shop", key, demand, total, REGION, labels)
     want = demand
 
     # Stock Kubernetes: Deployments with the same counts, default scheduler.
@@ -162,11 +174,13 @@ def main():
                                   "spec": {"containers": [{"name": "c", "image": "pause",
                                            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}}}}))
     wait("the stock Deployments Ready", lambda: all_ready("stock", "app", want))
-    stock_rto, lost3, dup3 = outage("stock", "app", want, want, ZONE, labels)
+    stock_rto, _, lost3, dup3 = outage("stock", "app", want, want, ZONE, labels)
     print(json.dumps({
         "zone_rto_s": round(zone_rto, 1),
         "region_rto_s": round(region_rto, 1),
         "stock_zone_rto_s": round(stock_rto, 1),
+        "zone_full_s": zone_full and round(zone_full, 1),
+        "region_full_s": region_full and round(region_full, 1),
         "pods_lost": lost1 + lost2,
         "duplicates": dup1 + dup2,
         "stock_pods_lost": lost3,

@@ -847,10 +847,18 @@ impl View {
     }
 
     /// The failure domains nodes are in now (values of [`Self::failure_domain_key`]).
+    ///
+    /// Only domains with a node in service count ([`View::node_failed`]): while a zone is down,
+    /// a redundancy rule keeps its promise over the zones that are left (a cap computed over
+    /// the dead zone too would leave the demand unplaceable in the others).
     pub fn failure_domains(&self) -> u32 {
         let key = self.failure_domain_key();
-        let domains: std::collections::BTreeSet<&String> =
-            self.nodes.values().filter_map(|r| r.labels.get(&key)).collect();
+        let domains: std::collections::BTreeSet<&String> = self
+            .nodes
+            .iter()
+            .filter(|(name, _)| !self.node_failed(name))
+            .filter_map(|(_, r)| r.labels.get(&key))
+            .collect();
         domains.len() as u32
     }
 
@@ -1407,6 +1415,35 @@ mod tests {
         let (went, _) = view.mark_silent(21_000);
         assert_eq!(went, vec!["a1".to_string(), "a2".to_string()]);
         assert!(!view.node_failed("a3") && !view.node_failed("b1"));
+    }
+
+    #[test]
+    fn a_zone_whose_nodes_all_failed_is_not_a_failure_domain_to_spread_over() {
+        let mut view = View::default();
+        view.settings.topology_keys = vec![crate::labels::ZONE_LABEL.into(), crate::labels::HOSTNAME_LABEL.into()];
+        for (name, zone) in [("a1", "za"), ("a2", "za"), ("b1", "zb"), ("c1", "zc")] {
+            view.apply_node(&zoned_node(name, zone));
+        }
+        let beat = |ms| {
+            Some(Heartbeat {
+                renewed_ms: ms,
+                duration_s: 40,
+            })
+        };
+        for n in ["a1", "a2", "b1", "c1"] {
+            view.apply_heartbeat(n, beat(10_000));
+        }
+        assert_eq!(view.failure_domains(), 3);
+        // n_plus_1 of 4 over 3 zones: at most 2 per zone.
+        assert_eq!(view.spread_plan(SpreadRule::DomainLoss(1), 4).max_per_domain, 2);
+        // Zone za goes dark (one node of it is enough to take the other, see mark_silent).
+        view.apply_heartbeat("a1", beat(0));
+        view.apply_heartbeat("a2", beat(0));
+        view.apply_heartbeat("b1", beat(21_000));
+        view.apply_heartbeat("c1", beat(21_000));
+        view.mark_silent(21_000);
+        assert_eq!(view.failure_domains(), 2);
+        assert_eq!(view.spread_plan(SpreadRule::DomainLoss(1), 4).max_per_domain, 4);
     }
 
     #[test]
