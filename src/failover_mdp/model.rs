@@ -552,6 +552,42 @@ mod tests {
     }
 
     #[test]
+    fn enumerating_every_home_policy_finds_no_better_one_than_value_iteration() {
+        // Away states never lead home, so their values do not depend on the home policy: with
+        // the away part fixed at value iteration's, the 4^8 = 65,536 home policies contain the
+        // optimal one. Each is solved exactly; the best must match value iteration's values.
+        let p = policy_for(&domain_failing(3));
+        let gamma = Settings::default().discount;
+        let mdp = p.mdp();
+        let home_states = AgentState::COUNT / 2;
+        let sizes: Vec<usize> = mdp.choices[..home_states].iter().map(Vec::len).collect();
+        let total: usize = sizes.iter().product();
+        assert_eq!(total, 65_536);
+        let mut policy = p.solution.policy.clone();
+        let mut best_sum = f64::NEG_INFINITY;
+        let mut best_values = vec![];
+        for code in 0..total {
+            let mut rest = code;
+            for (s, &k) in sizes.iter().enumerate() {
+                policy[s] = rest % k;
+                rest /= k;
+            }
+            let v = evaluate_policy(mdp, &policy, gamma).unwrap();
+            let sum: f64 = v[..home_states].iter().sum();
+            if sum > best_sum {
+                best_sum = sum;
+                best_values = v;
+            }
+        }
+        for (s, (bf, vi)) in best_values.iter().zip(&p.solution.values).enumerate() {
+            assert!(
+                (bf - vi).abs() < 1e-5,
+                "state {s}: brute force {bf} vs value iteration {vi}"
+            );
+        }
+    }
+
+    #[test]
     fn costs_follow_the_documented_formula() {
         let w = Weights::default();
         let c = CostModel::default();

@@ -33,7 +33,8 @@ pub struct Settings {
     pub discount: f64,
     /// ε > 0: the greedy policy's values are within ε of the optimum. Default 1e-6.
     pub tolerance: f64,
-    /// Sweeps before giving up (a fallback, never a loop without end). Default 10,000.
+    /// Sweeps before giving up (a fallback, never a loop without end), 1 to 1,000,000.
+    /// Default 10,000.
     pub max_iterations: u32,
 }
 
@@ -61,15 +62,20 @@ impl Settings {
                 value: self.tolerance,
             });
         }
-        if self.max_iterations == 0 {
+        if !(1..=MAX_ITERATIONS_LIMIT).contains(&self.max_iterations) {
             return Err(FailoverMdpError::BadSetting {
                 field: "solver.max_iterations",
-                value: 0.0,
+                value: f64::from(self.max_iterations),
             });
         }
         Ok(())
     }
 }
+
+/// Largest accepted `max_iterations`: with a tolerance below rounding the residual never
+/// reaches the threshold, so the cap is what ends the loop; a million sweeps of the 16-state
+/// failover model take about a second.
+pub const MAX_ITERATIONS_LIMIT: u32 = 1_000_000;
 
 /// What value iteration found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -413,6 +419,18 @@ mod tests {
             };
             assert!(value_iteration(&ok, &settings).is_err());
         }
+        for max_iterations in [0, MAX_ITERATIONS_LIMIT + 1] {
+            let settings = Settings {
+                max_iterations,
+                ..Settings::default()
+            };
+            assert!(value_iteration(&ok, &settings).is_err());
+        }
+        let at_limit = Settings {
+            max_iterations: MAX_ITERATIONS_LIMIT,
+            ..Settings::default()
+        };
+        assert!(value_iteration(&ok, &at_limit).is_ok());
         assert!(evaluate_policy(&ok, &[0], 0.9).is_err());
         assert!(evaluate_policy(&ok, &[0, 3], 0.9).is_err());
     }
