@@ -29,7 +29,7 @@ SNAPSHOT (JSON; snake_case; unknown fields are errors; all but `domains` optiona
       \"state\": \"healthy\" | \"degraded\" | \"suspect\" | \"failed\",
       // the transition model, either estimated from
       \"history\": [[\"healthy\", \"degraded\", \"suspect\", \"failed\", ...], ...],
-      \"counts\": {\"counts\": [[n_hh, n_hd, n_hs, n_hf], ...4 rows]},   // persisted
+      \"counts\": {\"counts\": [[n_hh, n_hd, n_hs, n_hf], ...4 rows]},   // persisted, added to history
       // or given as is (rows healthy..failed, each summing to 1):
       \"transitions\": [[p_hh, p_hd, p_hs, p_hf], ...4 rows]
     }],
@@ -39,13 +39,15 @@ SNAPSHOT (JSON; snake_case; unknown fields are errors; all but `domains` optiona
               \"effort\": {\"stay\": 0, \"add_standby\": 0.3, \"drain_gradually\": 1,
                          \"evacuate_now\": 1, \"fail_over\": 0.2},
               \"drain_exposure\": 0.5, \"evacuation_disruption\": 0.2, \"failover_disruption\": 0.05},
-    \"solver\": {\"discount\": 0.9, \"tolerance\": 1e-6, \"max_iterations\": 10000},
+    \"solver\": {\"discount\": 0.9, \"tolerance\": 1e-6, \"max_iterations\": 10000},  // γ in [0,1); 1..1000000
     \"thresholds\": {\"degraded_lag_seconds\": 10, \"suspect_lag_seconds\": 20,
                    \"failed_lag_seconds\": 40, \"degraded_restarts\": 3, \"suspect_restarts\": 10,
                    \"degraded_evictions\": 1, \"suspect_evictions\": 5},
     \"estimation\": {\"prior_pseudo_count\": 1, \"min_transitions\": 10}
   }
-  (the values shown for weights, costs, solver, thresholds and estimation are the defaults)
+  (the values shown for weights, costs, solver, thresholds and estimation are the defaults;
+  the output's per-domain `counts` are history plus restored counts: persist them and pass only
+  newer sequences as `history` next time)
 
 OUTPUT (--format json): {\"domains\": [{\"domain\", \"kind\", \"state\", \"counts\",
   \"observed_transitions\", \"transitions\", \"iterations\", \"residual\", \"fallback\"}],

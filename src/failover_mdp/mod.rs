@@ -261,6 +261,29 @@ mod tests {
     }
 
     #[test]
+    fn restored_counts_plan_like_the_history_they_came_from_and_add_to_new_history() {
+        let from_history = snapshot(vec![domain("zone-a", Suspect, 4)], vec![agent("x", "zone-a", false)]);
+        let first = plan(&from_history).unwrap();
+        // A new leader: the persisted counts, no history.
+        let mut restored = from_history.clone();
+        restored.domains[0].history.clear();
+        restored.domains[0].counts = Some(first.domains[0].counts.clone());
+        let again = plan(&restored).unwrap();
+        assert_eq!(again, first);
+        // New observations add to the restored counts.
+        restored.domains[0].history = vec![vec![Suspect, Failed]];
+        let more = plan(&restored).unwrap();
+        assert_eq!(
+            more.domains[0].observed_transitions,
+            first.domains[0].observed_transitions + 1
+        );
+        assert_eq!(
+            more.domains[0].counts.counts[2][3],
+            first.domains[0].counts.counts[2][3] + 1
+        );
+    }
+
+    #[test]
     fn an_observation_is_classified_into_the_agents_state() {
         let mut d = domain("zone-a", Healthy, 1);
         d.state = None;

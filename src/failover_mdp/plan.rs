@@ -51,7 +51,9 @@ pub struct DomainInput {
     /// Observed state sequences (one state per tick, oldest first), counted pairwise.
     #[serde(default)]
     pub history: Vec<Vec<HealthState>>,
-    /// Counts persisted by a previous leader, added to those of `history`.
+    /// Counts persisted by a previous leader, added to those of `history`. The report's
+    /// `counts` are the sum, so a caller that persists them passes only newer sequences as
+    /// `history` next time (or the same transitions are counted twice).
     #[serde(default)]
     pub counts: Option<TransitionCounts>,
     /// A transition matrix given as is (rows healthy, degraded, suspect, failed); replaces the
@@ -301,14 +303,18 @@ pub fn plan(snapshot: &Snapshot) -> Result<Report, FailoverMdpError> {
         policies.insert(name, solved);
     }
 
+    let fallbacks: BTreeMap<&str, Option<String>> = reports
+        .iter()
+        .map(|r| (r.domain.as_str(), r.fallback.clone()))
+        .collect();
     let mut agents: Vec<&AgentInput> = snapshot.agents.iter().collect();
     agents.sort_by(|a, b| a.name.cmp(&b.name));
     let mut decisions = Vec::new();
     for a in agents {
-        let (Some(w), Some(solved), Some(report)) = (
+        let (Some(w), Some(solved), Some(fallback)) = (
             work.get(a.domain.as_str()),
             policies.get(a.domain.as_str()),
-            reports.iter().find(|r| r.domain == a.domain),
+            fallbacks.get(a.domain.as_str()),
         ) else {
             return Err(FailoverMdpError::UnknownDomain {
                 agent: a.name.clone(),
@@ -334,7 +340,7 @@ pub fn plan(snapshot: &Snapshot) -> Result<Report, FailoverMdpError> {
             standby: a.standby,
             action,
             expected_value,
-            fallback: report.fallback.clone(),
+            fallback: fallback.clone(),
         });
     }
     let reasons: Vec<&str> = reports.iter().filter_map(|r| r.fallback.as_deref()).collect();
