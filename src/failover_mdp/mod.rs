@@ -12,7 +12,7 @@
 //! - [`transitions`]: counts, the Dirichlet-prior estimate, the stochastic-matrix check;
 //! - [`value_iteration`]: a finite MDP, value iteration, exact policy evaluation;
 //! - [`model`]: the failover process (states, actions, costs) and the conservative rule;
-//! - [`plan`]: one pass over a snapshot.
+//! - [`plan`]: one pass over a snapshot, its receipt record and its replay.
 //!
 //! A missing or degenerate transition model (no or too little history, a given matrix that is
 //! not stochastic, non-convergence within the iteration cap) is not an error: that domain's
@@ -27,7 +27,10 @@ pub mod value_iteration;
 
 pub use health::{DomainKind, HealthState, Observation, Thresholds, classify};
 pub use model::{Action, AgentState, CostModel, Location, Weights, conservative_action};
-pub use plan::{AgentDecision, AgentInput, DomainInput, DomainReport, Estimation, PolicyRow, Report, Snapshot, plan};
+pub use plan::{
+    AgentDecision, AgentInput, DomainInput, DomainReport, Estimation, PLAN_KIND, PolicyRow, Report, Snapshot,
+    decision_record, plan, replay,
+};
 pub use transitions::{TransitionCounts, TransitionMatrix};
 pub use value_iteration::{Settings, Solution, value_iteration};
 
@@ -281,6 +284,30 @@ mod tests {
             more.domains[0].counts.counts[2][3],
             first.domains[0].counts.counts[2][3] + 1
         );
+    }
+
+    #[test]
+    fn a_recorded_plan_replays_to_its_output_and_unreadable_inputs_are_an_error() {
+        let s = snapshot(vec![domain("zone-a", Suspect, 5)], vec![agent("x", "zone-a", false)]);
+        let report = plan(&s).unwrap();
+        let record = decision_record(&s, &report);
+        assert_eq!(record["kind"], PLAN_KIND);
+        let replayed = replay(&record["inputs"]).unwrap();
+        assert_eq!(replayed, record["output"]);
+        // A different snapshot replays to a different output (the comparison can fail).
+        let mut other = s.clone();
+        other.domains[0].state = Some(Failed);
+        assert_ne!(
+            replay(&serde_json::to_value(&other).unwrap()).unwrap(),
+            record["output"]
+        );
+        for garbage in [
+            serde_json::json!(null),
+            serde_json::json!({"domains": 3}),
+            serde_json::json!({"nope": []}),
+        ] {
+            assert!(replay(&garbage).is_err(), "{garbage}");
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Input: a [`Snapshot`] (domains with an observation or a state and their history; agents with
 //! their domain and standby; weights, costs, solver and estimation settings). Output: a
 //! [`Report`] — per domain the model used, the policy table, each agent's action with its
-//! expected value, and the fallback reasons. Same snapshot → same report.
+//! expected value, and the fallback reasons. Same snapshot → same report, so a receipt that
+//! records the snapshot ([`decision_record`], kind [`PLAN_KIND`]) is re-planned by [`replay`].
 
 use std::collections::BTreeMap;
 
@@ -351,4 +352,25 @@ pub fn plan(snapshot: &Snapshot) -> Result<Report, FailoverMdpError> {
         policy: policy_rows,
         agents: decisions,
     })
+}
+
+/// Decision kind of a failover plan in receipts.
+pub const PLAN_KIND: &str = "failover.plan";
+
+/// The receipt decision of a plan: `{kind: failover.plan, output: the report, inputs: the
+/// snapshot}` (the report holds the policy table and each agent's action and expected value).
+pub fn decision_record(snapshot: &Snapshot, report: &Report) -> serde_json::Value {
+    serde_json::json!({ "kind": PLAN_KIND, "output": report, "inputs": snapshot })
+}
+
+/// Re-plans a recorded decision from its inputs (the snapshot), for `mom verify --replay`.
+pub fn replay(inputs: &serde_json::Value) -> Result<serde_json::Value, crate::receipts::replay::ReplayError> {
+    use crate::receipts::replay::ReplayError;
+    let bad = |field: &str, message: String| ReplayError::BadInputs {
+        field: field.into(),
+        message,
+    };
+    let snapshot: Snapshot = serde_json::from_value(inputs.clone()).map_err(|e| bad("snapshot", e.to_string()))?;
+    let report = plan(&snapshot).map_err(|e| bad("snapshot", e.to_string()))?;
+    serde_json::to_value(&report).map_err(|e| bad("output", e.to_string()))
 }
