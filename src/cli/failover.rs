@@ -19,7 +19,8 @@ const BAD_INPUT: u8 = 2;
 const MAX_SNAPSHOT_BYTES: u64 = 64 << 20;
 
 const SNAPSHOT_SCHEMA: &str = "\
-SNAPSHOT (JSON; snake_case; unknown fields are errors; all but `domains` optional):
+SNAPSHOT (JSON; snake_case; unknown fields are errors; of the top-level fields only `domains` is
+required; a domain needs `name`, `kind` and `observation` or `state`; an agent `name` and `domain`):
   {
     \"domains\": [{
       \"name\": \"zone-a\", \"kind\": \"node\" | \"rack\" | \"zone\" | \"region\",
@@ -55,8 +56,10 @@ OUTPUT (--format json): {\"domains\": [{\"domain\", \"kind\", \"state\", \"count
   \"value\"}], \"agents\": [{\"agent\", \"domain\", \"state\", \"standby\", \"action\",
   \"expected_value\", \"fallback\"}], \"fallback\": null | \"reason\"}
   Values are expected discounted rewards (minus costs): closer to 0 is better. A domain with no
-  or too little history, or a given matrix that is not stochastic, uses the conservative rule
-  (its values are null and `fallback` says why).
+  or too little history (`min_transitions`), a given matrix that is not stochastic, or no
+  convergence within `max_iterations`, uses the conservative rule (healthy/degraded: stay;
+  suspect: add_standby, or stay with one; failed: fail_over with a standby, else evacuate_now);
+  its values are null and `fallback` says why.
 
 EXIT CODES: 0 planned (with or without fallback); 2 bad input.";
 

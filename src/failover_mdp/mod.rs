@@ -366,6 +366,48 @@ mod tests {
             })
     }
 
+    fn arb_state() -> impl Strategy<Value = HealthState> {
+        prop_oneof![Just(Healthy), Just(Degraded), Just(Suspect), Just(Failed)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn any_history_yields_an_available_action_per_agent_and_a_value_unless_it_fell_back(
+            domains in proptest::collection::vec(
+                (arb_state(), proptest::collection::vec(proptest::collection::vec(arb_state(), 0..12), 0..4)),
+                1..4,
+            ),
+            standbys in proptest::collection::vec(any::<bool>(), 1..6),
+        ) {
+            let inputs: Vec<DomainInput> = domains
+                .iter()
+                .enumerate()
+                .map(|(i, (state, history))| DomainInput {
+                    history: history.clone(),
+                    ..domain(&format!("d{i}"), *state, 0)
+                })
+                .collect();
+            let agents: Vec<AgentInput> = standbys
+                .iter()
+                .enumerate()
+                .map(|(i, &standby)| agent(&format!("a{i}"), &format!("d{}", i % inputs.len()), standby))
+                .collect();
+            let r = plan(&snapshot(inputs, agents)).unwrap();
+            prop_assert_eq!(r.agents.len(), standbys.len());
+            for a in &r.agents {
+                prop_assert!(a.action.available(a.standby));
+                match &a.fallback {
+                    None => prop_assert!(a.expected_value.is_some_and(f64::is_finite)),
+                    Some(why) => {
+                        prop_assert!(why.contains(&a.domain));
+                        prop_assert_eq!(a.action, conservative_action(a.state, a.standby));
+                    }
+                }
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
