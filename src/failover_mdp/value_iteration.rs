@@ -194,10 +194,15 @@ pub fn value_iteration(mdp: &Mdp, settings: &Settings) -> Result<Solution, Failo
     let mut residual = f64::INFINITY;
     let mut converged = false;
     while iterations < settings.max_iterations {
-        let next: Vec<f64> = (0..n)
-            .map(|s| {
-                let (best, q) = mdp.greedy(s, gamma, &values);
-                q[best]
+        // The sweep needs only max_a Q(s, a) (no tie-breaking, no Q vector per state).
+        let next: Vec<f64> = mdp
+            .choices
+            .iter()
+            .map(|choices| {
+                choices
+                    .iter()
+                    .map(|c| mdp.q_value(c, gamma, &values))
+                    .fold(f64::NEG_INFINITY, f64::max)
             })
             .collect();
         residual = next.iter().zip(&values).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
