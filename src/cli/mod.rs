@@ -14,6 +14,7 @@ mod cluster;
 mod crdgen;
 mod deschedule;
 mod exporter;
+mod failover;
 mod geometry;
 #[cfg(feature = "operator")]
 mod operator;
@@ -70,6 +71,9 @@ enum Command {
     /// Descheduling plans: offline from a snapshot, or a benchmark on a synthetic cluster.
     #[command(subcommand)]
     Deschedule(deschedule::Command),
+    /// Failover decisions from domain health: value iteration offline from a snapshot.
+    #[command(subcommand)]
+    Failover(failover::Command),
 }
 
 pub fn main() -> ExitCode {
@@ -95,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Exporter(command) => exporter::run(command),
         Command::Report(command) => report::run(command),
         Command::Deschedule(command) => deschedule::run(command),
+        Command::Failover(command) => failover::run(command),
     };
     match result {
         Ok(code) => code,

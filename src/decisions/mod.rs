@@ -7,7 +7,8 @@
 //! - `auction.vcg` (`auction::quota::replay`),
 //! - `descheduler.plan` (`descheduler::replay_plan`),
 //! - `placement.bind` (`placement::bind::replay`),
-//! - `budget.refused` (`budget::replay`).
+//! - `budget.refused` (`budget::replay`),
+//! - `failover.plan` (`failover_mdp::replay`).
 //!
 //! Layering: the receipts layer sits below the decisions it records (it imports no decision
 //! module); each decision module exports its decision record and kind, using the generic
@@ -18,7 +19,7 @@
 pub mod config_change;
 
 use crate::receipts::replay::{ReplayRegistry, TEST_SUM_KIND, test_sum};
-use crate::{auction, budget, descheduler, placement, scaling_policy};
+use crate::{auction, budget, descheduler, failover_mdp, placement, scaling_policy};
 
 /// Every replayable decision kind, each with its decision function.
 pub fn registry() -> ReplayRegistry {
@@ -31,6 +32,7 @@ pub fn registry() -> ReplayRegistry {
     r.register(descheduler::PLAN_KIND, Box::new(descheduler::replay_plan));
     r.register(placement::bind::BIND_KIND, Box::new(placement::bind::replay));
     r.register(budget::REFUSED_KIND, Box::new(budget::replay));
+    r.register(failover_mdp::PLAN_KIND, Box::new(failover_mdp::replay));
     r
 }
 
@@ -172,6 +174,7 @@ mod tests {
             "auction.vcg",
             "budget.refused",
             "descheduler.plan",
+            "failover.plan",
             "placement.bind",
             "scaling.manual",
             "scaling.predictive",
@@ -183,6 +186,20 @@ mod tests {
         assert!(RECORDED_ONLY_KINDS.iter().all(|k| !kinds.contains(k)));
     }
 
+    fn failover_record() -> (Action, Value, Value) {
+        let snapshot: failover_mdp::Snapshot = serde_json::from_value(json!({
+            "domains": [{"name": "zone-a", "kind": "zone", "state": "suspect",
+                         "history": [["healthy", "degraded", "suspect", "failed", "healthy", "healthy"],
+                                     ["healthy", "suspect", "failed", "healthy", "degraded", "healthy"]]}],
+            "agents": [{"name": "ns/a", "domain": "zone-a", "standby": false}]
+        }))
+        .unwrap();
+        let report = failover_mdp::plan(&snapshot).unwrap();
+        let record = failover_mdp::decision_record(&snapshot, &report);
+        let digested = record["inputs"].clone();
+        (Action::Migrate, record, digested)
+    }
+
     #[test]
     fn every_record_a_decision_module_exports_replays_through_the_registry() {
         let ramp: Vec<f64> = (0..48).map(|t| 10.0 + 2.0 * f64::from(t)).collect();
@@ -192,9 +209,10 @@ mod tests {
             auction_record(),
             eviction_record(),
             bind_record(),
+            failover_record(),
         ]);
         let rep = registry().replay_all(&rs, &InlineOnly);
-        assert_eq!((rep.replayed, rep.matched), (5, 5), "{rep:?}");
+        assert_eq!((rep.replayed, rep.matched), (6, 6), "{rep:?}");
         assert!(rep.mismatches.is_empty() && rep.unregistered.is_empty(), "{rep:?}");
     }
 
