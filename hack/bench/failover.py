@@ -159,9 +159,15 @@ def main():
     time.sleep(5)
     total = {g: len([p for p in pl if not p[3]]) for g, pl in pods("shop", key).items()}
     log(f"shop: demand {demand}, pods {total}")
+    if os.environ.get("ONLY_REGION"):
+        outage("shop", key, demand, total, REGION, labels)
+        return
     zone_rto, zone_full, lost1, dup1 = outage("shop", key, demand, total, ZONE, labels)
     region_rto, region_full, lost2, dup2 = outage("shop", key, demand, total, REGION, labels)
     want = demand
+    if os.environ.get("SKIP_STOCK"):
+        log(f"zone {zone_rto:.1f} s, region {region_rto:.1f} s; stock skipped")
+        return
 
     # Stock Kubernetes: Deployments with the same counts, default scheduler.
     kubectl("create", "namespace", "stock")

@@ -634,6 +634,7 @@ async fn reconcile_inner(
                         .as_ref()
                         .and_then(|s| s.node_name.as_deref())
                         .is_some_and(|n| v.as_ref().is_some_and(|v| v.node_failed(n))),
+                    placed: p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some(),
                 })
                 .collect()
         };

@@ -66,6 +66,8 @@ pub struct Replica {
     pub ready: bool,
     /// On a node that failed (NotReady or labelled unhealthy).
     pub failed: bool,
+    /// Bound to a node (a Pending pod the scheduler cannot place is not).
+    pub placed: bool,
 }
 
 /// What to change this reconcile.
@@ -182,14 +184,18 @@ pub struct Stranded {
 /// Which of `replicas` are stranded on failed nodes, and whether they are replaced yet.
 ///
 /// In a mode with standbys, a failed active is the failover [`plan`]'s to handle while a
-/// standby off failed nodes exists to be promoted for it (once Ready): the first failed actives
-/// by name, one per such standby, are not stranded. The rest (failed actives without a standby,
-/// failed standbys, unlabelled pods on failed nodes) are.
+/// standby placed off failed nodes exists to be promoted for it (once Ready): the first failed
+/// actives by name, one per such standby, are not stranded. The rest (failed actives without a
+/// placed standby, failed standbys, unlabelled pods on failed nodes) are. A standby the
+/// scheduler cannot place (`active_passive` with no region free of actives) covers nothing.
 pub fn stranded(mode: Mode, replicas: &[Replica], desired: usize) -> Stranded {
     let mut failed: Vec<&Replica> = replicas.iter().filter(|r| r.failed).collect();
     failed.sort_by(|a, b| a.name.cmp(&b.name));
     let mut covered = if mode.has_standbys() {
-        replicas.iter().filter(|r| r.role == Role::Standby && !r.failed).count()
+        replicas
+            .iter()
+            .filter(|r| r.role == Role::Standby && r.placed && !r.failed)
+            .count()
     } else {
         0
     };
@@ -246,6 +252,7 @@ mod tests {
             role,
             ready,
             failed,
+            placed: true,
         }
     }
 
@@ -294,6 +301,13 @@ mod tests {
         // One healthy standby covers a-1; a-2 and the failed standby s-1 are stranded.
         let s = stranded(Mode::ActivePassive, &pods, 3);
         assert_eq!(s.pods, vec!["a-2", "s-1"]);
+        // A standby the scheduler cannot place covers nothing.
+        let mut unplaced = pods.to_vec();
+        unplaced[3].placed = false;
+        assert_eq!(
+            stranded(Mode::ActivePassive, &unplaced, 3).pods,
+            vec!["a-1", "a-2", "s-1"]
+        );
         // Control: without standbys every pod on a failed node is stranded.
         assert_eq!(stranded(Mode::ActiveActive, &pods, 3).pods, vec!["a-1", "a-2", "s-1"]);
     }
