@@ -106,6 +106,7 @@ fn node_not_ready(node: &Node) -> bool {
 #[tokio::test]
 async fn a_failed_zones_replicas_are_replaced_outside_it_before_the_node_grace_period_and_nothing_is_duplicated_on_return()
  {
+    let _turn = SERIAL.lock().await;
     common::use_private_control_plane();
     setup();
     common::apply_test_momconfig("full_audit");
