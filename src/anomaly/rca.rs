@@ -134,7 +134,7 @@ impl Default for Params {
         Params {
             p_member: 0.8,
             q_background: 0.02,
-            prior_none: 0.5,
+            prior_none: 0.05,
         }
     }
 }
