@@ -8,6 +8,8 @@
 
 pub mod detector;
 pub mod nab;
+pub mod rca;
+pub mod rca_eval;
 
 use std::collections::BTreeMap;
 

@@ -18,6 +18,7 @@ mod failover;
 mod geometry;
 #[cfg(feature = "operator")]
 mod operator;
+mod rca;
 mod receipts;
 mod report;
 mod scaling;
@@ -50,6 +51,8 @@ enum Command {
     Simulate(scaling::SimulateArgs),
     /// Streaming anomaly detection on metric series, scored with NAB's rules.
     Anomaly(anomaly::Args),
+    /// Root cause on the topology: name the failure domain behind anomalies (offline).
+    Rca(rca::Args),
     /// Run one capacity auction (VCG) offline from JSON bids and capacities.
     Auction(auction::Args),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD with `--out-dir`.
@@ -89,6 +92,7 @@ pub fn main() -> ExitCode {
         Command::Forecast(args) => scaling::run_forecast(args),
         Command::Simulate(args) => scaling::run_simulate(args),
         Command::Anomaly(args) => anomaly::run(args),
+        Command::Rca(args) => rca::run(args),
         Command::Auction(args) => auction::run(args),
         #[cfg(feature = "operator")]
         Command::Crdgen(args) => crdgen::run(args),

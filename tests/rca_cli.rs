@@ -1,0 +1,92 @@
+//! `mom rca` as a process, no cluster: `eval` on a real TopoHub file prints the JSON shape and
+//! beats its own chance baseline; bad input exits 2 naming the file or field.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn data_dir() -> PathBuf {
+    std::env::var("MOM_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")))
+}
+
+fn mom(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mom")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn rca_eval_on_abilene_prints_the_shape_and_beats_chance() {
+    let topo = data_dir().join("TopoHub/topozoo/Abilene.json");
+    let topo = topo.to_string_lossy();
+    let (code, out, err) = mom(&[
+        "rca",
+        "eval",
+        "--topology",
+        &topo,
+        "--faults",
+        "40",
+        "--seed",
+        "3",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for level in ["node", "rack", "zone", "region"] {
+        assert!(v["by_level"].get(level).is_some(), "{v}");
+    }
+    assert!(v.get("median_seconds").is_some(), "{v}");
+    let (top1, chance) = (v["top1"].as_f64().unwrap(), v["chance_top1"].as_f64().unwrap());
+    assert!(top1 > chance, "top1 {top1} not above chance {chance}");
+}
+
+#[test]
+fn rca_bad_input_exits_2_naming_the_file_or_field() {
+    let dir = std::env::temp_dir().join(format!("rca-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{").unwrap();
+    let empty = dir.join("empty.json");
+    std::fs::write(&empty, r#"{"nodes": [], "edges": []}"#).unwrap();
+    let abilene = data_dir().join("TopoHub/topozoo/Abilene.json");
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            vec!["eval".into(), "--topology".into(), "/no/such.json".into()],
+            "/no/such.json".into(),
+        ),
+        (
+            vec!["eval".into(), "--topology".into(), bad.display().to_string()],
+            bad.display().to_string(),
+        ),
+        (
+            vec!["eval".into(), "--topology".into(), empty.display().to_string()],
+            "no nodes".into(),
+        ),
+        (
+            vec![
+                "eval".into(),
+                "--topology".into(),
+                abilene.display().to_string(),
+                "--faults".into(),
+                "0".into(),
+            ],
+            "--faults".into(),
+        ),
+        (
+            vec!["explain".into(), "--snapshot".into(), bad.display().to_string()],
+            "bad JSON".into(),
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut all = vec!["rca"];
+        all.extend(args.iter().map(String::as_str));
+        let (code, _, err) = mom(&all);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(&needle) && !err.contains("panicked"), "{args:?}: {err}");
+    }
+}
