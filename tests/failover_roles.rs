@@ -86,7 +86,15 @@ async fn active_passive_promotes_its_standby_when_an_actives_node_fails_and_serv
         r#""preferredRegions":["region-0"]"#,
     ));
     common::apply(&failover_strategy(n, "all-serve", "active_active", ""));
-    common::apply(&agent(n, "api", 2, r#","strategyRef":{"name":"hot-standby"}"#, ""));
+    // One api pod per node (anti-affinity): failing the victim's node must not also fail the
+    // survivor, whose replacement would then be another story (stranded replicas).
+    common::apply(&agent(
+        n,
+        "api",
+        2,
+        r#","strategyRef":{"name":"hot-standby"}"#,
+        r#""affinity":{"podAntiAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":[{"labelSelector":{"matchLabels":{"mom.hypersync.io/agent":"api"}},"topologyKey":"kubernetes.io/hostname"}]}},"#,
+    ));
     common::apply(&agent(n, "web", 2, r#","strategyRef":{"name":"all-serve"}"#, ""));
     let services: Api<Service> = Api::namespaced(ns.client(), n);
     let service: Service = serde_json::from_value(serde_json::json!({
@@ -134,6 +142,10 @@ async fn active_passive_promotes_its_standby_when_an_actives_node_fails_and_serv
     // An active's node fails.
     let victim = actives[0].clone();
     let survivor = actives[1].clone();
+    assert_ne!(
+        placed[&victim], placed[&survivor],
+        "two actives share a node: {placed:?}"
+    );
     let _failed = NodeLabel::set(UNHEALTHY_LABEL, std::slice::from_ref(&placed[&victim]));
     let after = common::eventually(
         "the standby promoted, the failed active deleted and a new standby made",
