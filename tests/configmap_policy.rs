@@ -161,7 +161,10 @@ async fn the_operator_serviceaccount_may_write_only_the_configmaps_mom_owns() {
         policy.as_str(),
         &format!("may not write ConfigMap {}/not-mom", tenant.name),
         "may write only mom-receipt-checkpoints (any namespace)",
-        &format!("mom-receipt-public-keys, mom-receipt-journal (namespace {})", home.name),
+        &format!(
+            "mom-receipt-public-keys, mom-receipt-journal, mom-failover-history (namespace {})",
+            home.name
+        ),
     ] {
         assert!(denial.contains(want), "{want:?} not in: {denial}");
     }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod extender;
 pub mod failover;
+pub mod failover_plan;
 pub mod health;
 pub mod http;
 pub mod latency;
@@ -270,6 +271,11 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         status::StatusWriter::default(),
         shutdown_rx.clone(),
     ));
+    let failover_planner = tokio::spawn(run_leader_loop(
+        ctx.clone(),
+        failover_plan::Planner::default(),
+        shutdown_rx.clone(),
+    ));
 
     wait_for_signal().await;
     tracing::info!("shutting down");
@@ -288,6 +294,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
             let _ = task.await;
         }
         let _ = status_writer.await;
+        let _ = failover_planner.await;
         if let Ok(job) = checkpointer.await {
             checkpoint_state = job.publish_state();
         }

@@ -274,6 +274,43 @@ fn signing_key_condition(writer: &super::receipts::ReceiptWriter) -> Option<Desi
 pub const RECEIPT_FAILURE_WINDOW: Duration = Duration::from_secs(20);
 
 /// `ReceiptsWritable` from the writer's newest failure.
+/// `FailoverModel` from the failover planner's last pass ([`super::failover_plan`]).
+fn failover_model_condition(summary: &super::failover_plan::PlanSummary) -> DesiredCondition {
+    let drained = if summary.drained.is_empty() {
+        "no failure domain is drained".to_string()
+    } else {
+        let list: Vec<String> = summary
+            .drained
+            .iter()
+            .map(|(d, a)| format!("{d} ({})", a.as_str()))
+            .collect();
+        format!("drained ahead of a predicted failure: {}", list.join(", "))
+    };
+    match &summary.fallback {
+        Some(why) => DesiredCondition::new(
+            conditions::FAILOVER_MODEL,
+            ConditionStatus::False,
+            conditions::reason::CONSERVATIVE_RULE,
+            format!("the conservative rule decides where the model cannot: {why}; {drained}"),
+        ),
+        None if summary.domains == 0 => DesiredCondition::new(
+            conditions::FAILOVER_MODEL,
+            ConditionStatus::Unknown,
+            conditions::reason::CONSERVATIVE_RULE,
+            "the failover planner has observed no failure domain yet".to_string(),
+        ),
+        None => DesiredCondition::new(
+            conditions::FAILOVER_MODEL,
+            ConditionStatus::True,
+            conditions::reason::MODEL_ESTIMATED,
+            format!(
+                "value iteration decides all {} failure domains; {drained}",
+                summary.domains
+            ),
+        ),
+    }
+}
+
 fn receipts_condition(writer: &super::receipts::ReceiptWriter) -> DesiredCondition {
     match writer.recent_failure(RECEIPT_FAILURE_WINDOW) {
         Some(error) => DesiredCondition::new(
@@ -329,6 +366,7 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
         ctx.budget.retain(|k| keys.contains(k));
     }
     let (hourly_cost, budget_condition) = super::budget::status(ctx);
+    let failover_model = failover_model_condition(&ctx.failover_plan.lock().map(|s| s.clone()).unwrap_or_default());
     // Rounded so that float noise never rewrites the status.
     let hourly_cost = (hourly_cost * 1e6).round() / 1e6;
     for cfg in configs.list(&ListParams::default()).await?.items {
@@ -351,6 +389,7 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
                 latency_condition.clone(),
                 momconfig::spec_supported_condition(&cfg.spec),
                 budget_condition.clone(),
+                failover_model.clone(),
             ]
             .into_iter()
             .chain(signing_key_condition(writer))

@@ -191,6 +191,9 @@ pub struct View {
     /// Nodes whose heartbeat stopped ([`View::mark_silent`]): failed before the node lifecycle
     /// controller says so.
     silent: BTreeMap<String, u64>,
+    /// Failure domains the failover planner moves pods out of ahead of a predicted failure
+    /// ([`View::set_predicted`]): domain → the strongest action its agents got.
+    predicted: BTreeMap<String, crate::failover_mdp::Action>,
     /// Resource pressure per node pool, from the auction loop (for strategy triggers).
     pool_pressure: BTreeMap<String, crate::auction::quota::PressureLevel>,
     /// The tenant of every namespace seen in the namespace watch ([`super::tenancy`]).
@@ -229,12 +232,46 @@ impl Heartbeat {
         self.lagging(now_ms, 2)
     }
 
+    /// Seconds past the next expected renewal (a kubelet renews every quarter of the Lease's
+    /// duration): `max(0, now − renewed − duration/4)`. 0 while on time.
+    pub fn overdue_seconds(&self, now_ms: u64) -> f64 {
+        let due = self.renewed_ms.saturating_add(self.duration_s * 1000 / 4);
+        now_ms.saturating_sub(due) as f64 / 1000.0
+    }
+
     /// Seconds since the renewal once more than `missed` renewals (quarters of the duration)
     /// are missed.
     fn lagging(&self, now_ms: u64, missed: u64) -> Option<u64> {
         let lag = now_ms.saturating_sub(self.renewed_ms);
         (self.duration_s > 0 && lag > self.duration_s * 1000 * missed / 4).then_some(lag / 1000)
     }
+}
+
+/// Whether a planner action takes the replicas out at once (their nodes count as failed).
+fn evacuates(action: crate::failover_mdp::Action) -> bool {
+    use crate::failover_mdp::Action;
+    matches!(action, Action::EvacuateNow | Action::FailOver)
+}
+
+/// One failure domain as the failover planner observes it ([`View::domain_facts`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainFacts {
+    pub domain: String,
+    pub nodes: u32,
+    /// Each node's heartbeat delay ([`Heartbeat::overdue_seconds`]; 0 without a Lease), by
+    /// node name.
+    pub overdue_seconds: Vec<f64>,
+    /// Nodes silent, NotReady, labelled unhealthy or under a termination notice.
+    pub not_ready: u32,
+    /// Nodes labelled `mom.hypersync.io/anomalous=true`.
+    pub anomalous: u32,
+}
+
+/// An agent with bound pods in a failure domain ([`View::agent_exposure`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentExposure {
+    pub agent: AgentKey,
+    pub domain: String,
 }
 
 /// The redundancy rule of an agent as the extender applies it.
@@ -401,7 +438,99 @@ impl View {
     /// Whether the node is out of service ([`node_unhealthy`], or its heartbeat went silent:
     /// [`View::mark_silent`]); unknown nodes are not.
     pub fn node_failed(&self, node: &str) -> bool {
-        self.nodes.get(node).is_some_and(|r| r.failed) || self.silent.contains_key(node)
+        self.nodes.get(node).is_some_and(|r| r.failed)
+            || self.silent.contains_key(node)
+            || self.predicted_action(node).is_some_and(evacuates)
+    }
+
+    /// The failover planner's action for the failure domain of `node`, when it drains it.
+    pub fn predicted_action(&self, node: &str) -> Option<crate::failover_mdp::Action> {
+        let domain = self.nodes.get(node)?.labels.get(&self.failure_domain_key())?;
+        self.predicted.get(domain).copied()
+    }
+
+    /// Whether the failover planner drains the failure domain of `node` (gradually or at once):
+    /// the descheduler treats such a node as unhealthy.
+    pub fn predicted_drain(&self, node: &str) -> bool {
+        self.predicted_action(node).is_some()
+    }
+
+    /// The domains the failover planner drains now, with the action.
+    pub fn predicted(&self) -> &BTreeMap<String, crate::failover_mdp::Action> {
+        &self.predicted
+    }
+
+    /// Replaces the failover planner's drained domains. A change of the domains evacuated at
+    /// once is a health change ([`View::failed_epoch`]): their replicas count as stranded.
+    /// Returns whether anything changed.
+    pub fn set_predicted(&mut self, predicted: BTreeMap<String, crate::failover_mdp::Action>) -> bool {
+        if predicted == self.predicted {
+            return false;
+        }
+        let now_out = |m: &BTreeMap<String, crate::failover_mdp::Action>| -> Vec<String> {
+            m.iter()
+                .filter(|(_, a)| evacuates(**a))
+                .map(|(d, _)| d.clone())
+                .collect()
+        };
+        if now_out(&predicted) != now_out(&self.predicted) {
+            self.failed_epoch += 1;
+        }
+        self.predicted = predicted;
+        true
+    }
+
+    /// What the failover planner observes of each failure domain at `now_ms`
+    /// ([`View::failure_domain_key`]), sorted by domain. Silence, NotReady, the unhealthy label
+    /// and termination notices count as not ready; the planner's own drains do not (they are
+    /// its output, not its evidence).
+    pub fn domain_facts(&self, now_ms: u64) -> Vec<DomainFacts> {
+        let key = self.failure_domain_key();
+        let mut out: BTreeMap<String, DomainFacts> = BTreeMap::new();
+        for (name, rec) in &self.nodes {
+            let Some(domain) = rec.labels.get(&key) else { continue };
+            let facts = out.entry(domain.clone()).or_insert_with(|| DomainFacts {
+                domain: domain.clone(),
+                nodes: 0,
+                overdue_seconds: Vec::new(),
+                not_ready: 0,
+                anomalous: 0,
+            });
+            facts.nodes += 1;
+            let overdue = self.heartbeats.get(name).map_or(0.0, |h| h.overdue_seconds(now_ms));
+            facts.overdue_seconds.push(overdue);
+            if rec.failed || self.silent.contains_key(name) {
+                facts.not_ready += 1;
+            }
+            if rec
+                .labels
+                .get(crate::labels::ANOMALOUS_LABEL)
+                .is_some_and(|v| v == "true")
+            {
+                facts.anomalous += 1;
+            }
+        }
+        out.into_values().collect()
+    }
+
+    /// Every (agent, failure domain) pair where the agent has bound pods, sorted.
+    pub fn agent_exposure(&self) -> Vec<AgentExposure> {
+        let key = self.failure_domain_key();
+        let pairs: std::collections::BTreeSet<(&AgentKey, &String)> = self
+            .pods
+            .values()
+            .filter_map(|pod| {
+                let (agent, node) = (pod.agent.as_ref()?, pod.node.as_ref()?);
+                Some((agent, self.nodes.get(node)?.labels.get(&key)?))
+            })
+            .collect();
+        pairs
+            .into_iter()
+            .map(|(agent, domain)| AgentExposure {
+                agent: agent.clone(),
+                domain: domain.clone(),
+            })
+            .collect()
     }
 
     /// Why no new pod may go to `node`: it is labelled `mom.hypersync.io/unhealthy=true`, or
@@ -412,6 +541,12 @@ impl View {
         if let Some(lag) = self.silent.get(node) {
             return Some(format!(
                 "node {node} missed its heartbeats: its Lease was not renewed for {lag} s (MOM treats it as failed)"
+            ));
+        }
+        if let Some(action) = self.predicted_action(node) {
+            return Some(format!(
+                "node {node} is in a failure domain MOM drains ahead of a predicted failure (failover plan: {})",
+                action.as_str()
             ));
         }
         let rec = self.nodes.get(node)?;

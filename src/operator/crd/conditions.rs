@@ -32,6 +32,9 @@ pub const RECEIPTS_TRUSTED: &str = "ReceiptsTrusted";
 pub const SIGNING_KEY_READY: &str = "SigningKeyReady";
 /// Condition type (MomConfig): whether node positions follow `spec.geometry.latencySource`.
 pub const MEASURED_LATENCY: &str = "MeasuredLatency";
+/// Condition type (MomConfig): whether the failover planner's decision process decides every
+/// failure domain (`True`), or some fall back to the conservative rule (`False`, naming why).
+pub const FAILOVER_MODEL: &str = "FailoverModel";
 
 /// Reasons used across the controllers (CamelCase, as the conventions require).
 pub mod reason {
@@ -85,6 +88,10 @@ pub mod reason {
     pub const ROLLING_UPDATE: &str = "RollingUpdate";
     /// A pod of the current template stayed unready past `spec.rollout.progressDeadlineSeconds`.
     pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+    /// Every failure domain's transition model is estimated and solved.
+    pub const MODEL_ESTIMATED: &str = "ModelEstimated";
+    /// Some failure domain's model is missing or degenerate: the conservative rule decides.
+    pub const CONSERVATIVE_RULE: &str = "ConservativeRule";
 }
 
 /// Longest message the apiserver accepts in a condition.

@@ -137,6 +137,8 @@ pub fn build_snapshot(
             continue;
         };
         let (unhealthy, anomalous) = node_flags(n);
+        // A domain the failover planner drains is evacuated like an unhealthy node.
+        let unhealthy = unhealthy || view.predicted_drain(&name);
         let alloc = n.status.as_ref().and_then(|s| s.allocatable.as_ref());
         let get = |k: &str| alloc.and_then(|a| a.get(k)).map(|q| q.0.clone());
         out_nodes.insert(
