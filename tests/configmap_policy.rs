@@ -3,8 +3,9 @@
 //! receipts; RBAC cannot limit create by name), and the ValidatingAdmissionPolicy
 //! `<release>-mom-operator-configmaps` takes every other name back. Acting as the operator's
 //! ServiceAccount with the chart's own RBAC: `mom-receipt-checkpoints` may be created and
-//! applied in a tenant namespace, `mom-receipt-public-keys` and `mom-receipt-journal` in the
-//! release namespace; any other ConfigMap (or those two outside the release namespace) is
+//! applied in a tenant namespace, `mom-receipt-public-keys`, `mom-receipt-journal` and
+//! `mom-failover-history` in the release namespace; any other ConfigMap (or those outside the
+//! release namespace) is
 //! rejected with a message naming it and the allowed names. Other users are not affected, and
 //! without the policy's binding the same RBAC would have allowed the write.
 
@@ -18,6 +19,7 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use mom::operator::store::BUNDLE_CONFIGMAP;
 use mom::operator::store::PUBLIC_KEYS_CONFIGMAP;
 
+use mom::operator::failover_plan::HISTORY_CONFIGMAP;
 use mom::operator::store::JOURNAL_CONFIGMAP;
 
 fn chart() -> String {
@@ -102,7 +104,7 @@ fn the_policy_allows_exactly_the_configmap_names_the_operator_writes() {
     );
     assert!(
         expression.contains(&format!(
-            "request.namespace == 'mom-system' && request.name in ['{PUBLIC_KEYS_CONFIGMAP}','{JOURNAL_CONFIGMAP}']"
+            "request.namespace == 'mom-system' && request.name in ['{PUBLIC_KEYS_CONFIGMAP}','{JOURNAL_CONFIGMAP}','{HISTORY_CONFIGMAP}']"
         )),
         "{expression}"
     );
@@ -178,7 +180,7 @@ async fn the_operator_serviceaccount_may_write_only_the_configmaps_mom_owns() {
         denial.contains(&format!("may not write ConfigMap {}/mom-", tenant.name)),
         "{denial}"
     );
-    for name in [PUBLIC_KEYS_CONFIGMAP, JOURNAL_CONFIGMAP] {
+    for name in [PUBLIC_KEYS_CONFIGMAP, JOURNAL_CONFIGMAP, HISTORY_CONFIGMAP] {
         let (_, denial) = create(&operator, &tenant.name, &config_map(Some(name), None), false)
             .await
             .expect_err("an operator-namespace ConfigMap in a tenant namespace");
@@ -216,6 +218,18 @@ async fn the_operator_serviceaccount_may_write_only_the_configmaps_mom_owns() {
     create(&operator, &home.name, &config_map(Some(JOURNAL_CONFIGMAP), None), false)
         .await
         .unwrap_or_else(|e| panic!("the journal ConfigMap was rejected: {e:?}"));
+    // The failover planner's counts: created, then merge-patched, as the planner does.
+    create(&operator, &home.name, &config_map(Some(HISTORY_CONFIGMAP), None), false)
+        .await
+        .unwrap_or_else(|e| panic!("the failover history ConfigMap was rejected: {e:?}"));
+    Api::<ConfigMap>::namespaced(operator.clone(), &home.name)
+        .patch(
+            HISTORY_CONFIGMAP,
+            &PatchParams::apply("mom-operator"),
+            &Patch::Merge(serde_json::json!({"data": {"counts.json": "{}"}})),
+        )
+        .await
+        .expect("patching the failover history ConfigMap in the release namespace");
 
     // Nobody else is matched.
     create(&admin, &tenant.name, &config_map(Some("not-mom"), None), false)
