@@ -14,6 +14,7 @@ pub mod events;
 pub mod extender;
 pub mod failover;
 pub mod health;
+pub mod inspect;
 pub mod http;
 pub mod latency;
 pub mod leader;
