@@ -86,7 +86,12 @@ async fn why_names_the_bound_node_a_verdict_for_every_node_and_terms_that_sum_to
     let nodes = node_names(ns.client()).await;
     // One node on the agent's avoid-list: the re-score must refuse it, naming the rule.
     let avoided = nodes[0].clone();
-    common::apply(&strategy(n, "avoid-one", &format!(r#""avoidNodes":["{avoided}"]"#), None));
+    common::apply(&strategy(
+        n,
+        "avoid-one",
+        &format!(r#""avoidNodes":["{avoided}"]"#),
+        None,
+    ));
     common::apply(&agent(n, "web", 2, r#","strategyRef":{"name":"avoid-one"}"#, ""));
     let placed = running_pods(&ns, "web", 2).await;
     let (pod, node) = placed.iter().next().unwrap();
@@ -96,7 +101,11 @@ async fn why_names_the_bound_node_a_verdict_for_every_node_and_terms_that_sum_to
     assert_eq!(why["namespace"], n.as_str());
     assert_eq!(why["node"], node.as_str());
     assert_eq!(why["agent"], "web");
-    assert_eq!(why["bind"]["node"], node.as_str(), "the bind receipt names another node: {why}");
+    assert_eq!(
+        why["bind"]["node"],
+        node.as_str(),
+        "the bind receipt names another node: {why}"
+    );
     assert!(why["bind"]["sequence"].is_u64(), "{why}");
     assert!(why["bind"]["distanceFromTarget"].is_f64(), "{why}");
     assert!(!why["target"].as_array().unwrap().is_empty(), "{why}");
@@ -112,11 +121,19 @@ async fn why_names_the_bound_node_a_verdict_for_every_node_and_terms_that_sum_to
         let name = c["node"].as_str().unwrap();
         let verdict = c["verdict"].as_str().unwrap();
         assert!(["pass", "fail", "unresolvable"].contains(&verdict), "{c}");
-        assert_eq!(verdict != "pass", c["reason"].is_string(), "a refused node has a reason: {c}");
+        assert_eq!(
+            verdict != "pass",
+            c["reason"].is_string(),
+            "a refused node has a reason: {c}"
+        );
         let score = &c["score"];
         let terms = score["terms"].as_array().unwrap();
         let names: Vec<&str> = terms.iter().map(|t| t["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["performance", "reliability", "cost", "sustainability", "load"], "{c}");
+        assert_eq!(
+            names,
+            ["performance", "reliability", "cost", "sustainability", "load"],
+            "{c}"
+        );
         let sum: f64 = terms.iter().map(|t| t["points"].as_f64().unwrap()).sum();
         let points = score["points"].as_f64().unwrap();
         assert!((sum - points).abs() < 1e-9, "terms sum to {sum}, not {points}: {c}");
@@ -156,7 +173,9 @@ async fn why_names_the_bound_node_a_verdict_for_every_node_and_terms_that_sum_to
     assert_eq!(code, 0, "{err}");
     assert!(table.contains(&format!("pod           {n}/{pod}")), "{table}");
     assert!(table.contains(&format!("bound to {node}")), "{table}");
-    for head in ["NODE", "VERDICT", "SCORE", "SUM", "PERF", "RELIAB", "COST", "SUSTAIN", "LOAD"] {
+    for head in [
+        "NODE", "VERDICT", "SCORE", "SUM", "PERF", "RELIAB", "COST", "SUSTAIN", "LOAD",
+    ] {
         assert!(table.contains(head), "{head} missing:\n{table}");
     }
     assert!(table.lines().any(|l| l.starts_with(&format!("{node}*"))), "{table}");
@@ -222,9 +241,7 @@ async fn status_top_and_verify_report_the_leader_pools_chain_head_and_agents() {
     assert!(status["nodes"].as_u64().unwrap() > 0, "{status}");
     let pools = status["pools"].as_array().unwrap();
     assert!(
-        pools
-            .iter()
-            .any(|p| p["pool"] == "default" && p["level"].is_string()),
+        pools.iter().any(|p| p["pool"] == "default" && p["level"].is_string()),
         "{status}"
     );
     // The binds above were receipted: the chain has a head.
@@ -279,7 +296,10 @@ fn mom_kubectl_is_the_same_plugin_under_the_mom_binary() {
     for sub in ["status", "why", "verify", "top"] {
         assert!(text.contains(sub), "{sub} missing: {text}");
     }
-    let out = Command::new(plugin_dir().join("kubectl-mom")).arg("--help").output().unwrap();
+    let out = Command::new(plugin_dir().join("kubectl-mom"))
+        .arg("--help")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("kubectl mom") && text.contains("why"), "{text}");
     let out = Command::new(env!("CARGO_BIN_EXE_mom")).arg("--help").output().unwrap();

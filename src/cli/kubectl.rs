@@ -260,7 +260,11 @@ pub fn format_status(s: &Status) -> String {
         _ => "none (no replica holds the Lease)".into(),
     };
     let _ = writeln!(out, "leader        {leader}");
-    let config = if s.config { "" } else { " (no MomConfig default: built-in defaults)" };
+    let config = if s.config {
+        ""
+    } else {
+        " (no MomConfig default: built-in defaults)"
+    };
     let _ = writeln!(
         out,
         "modes         mode {}, routing {}, verification {}{config}",
@@ -293,7 +297,9 @@ pub fn format_status(s: &Status) -> String {
         "POOL", "PRESSURE", "UTILISATION", "AGENTS", "NODES"
     );
     for p in &s.pools {
-        let u = p.utilisation.map_or_else(|| "inf".to_string(), |u| format!("{:.0}%", 100.0 * u));
+        let u = p
+            .utilisation
+            .map_or_else(|| "inf".to_string(), |u| format!("{:.0}%", 100.0 * u));
         let _ = writeln!(
             out,
             "{:<16} {:<9} {:>11} {:>7} {:>6}",
@@ -377,7 +383,11 @@ pub fn format_why(w: &Why) -> String {
             Some(s) => (s.score.to_string(), format!("{:.2}", s.points)),
             None => ("-".into(), "-".into()),
         };
-        let mark = if w.node.as_deref() == Some(c.node.as_str()) { "*" } else { "" };
+        let mark = if w.node.as_deref() == Some(c.node.as_str()) {
+            "*"
+        } else {
+            ""
+        };
         let _ = write!(
             out,
             "{:<28} {:<13} {:>5} {:>6}",
@@ -401,7 +411,11 @@ pub fn format_why(w: &Why) -> String {
                 format!("not a data node: round(4·(0.5·{:.2} + 0.5·SUM/10))", t.closeness)
             }
         });
-        let reason = [c.reason.clone(), tier].into_iter().flatten().collect::<Vec<_>>().join("; ");
+        let reason = [c.reason.clone(), tier]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; ");
         let _ = writeln!(out, "  {reason}");
     }
     let _ = writeln!(
@@ -456,7 +470,10 @@ mod tests {
         let by_latency: Vec<String> = rank(rows, SortBy::Latency).into_iter().map(|r| r.agent).collect();
         assert_eq!(by_latency, ["cheap", "tie", "dear", "none"]);
         // Measured latency, when there is one, is what latency ranks by.
-        let rows = vec![usage("a", "x", 0.0, Some(5.0), Some(1.0)), usage("a", "y", 0.0, Some(1.0), Some(9.0))];
+        let rows = vec![
+            usage("a", "x", 0.0, Some(5.0), Some(1.0)),
+            usage("a", "y", 0.0, Some(1.0), Some(9.0)),
+        ];
         assert_eq!(rank(rows, SortBy::Latency)[0].agent, "y");
         let table = format_top(&[usage("a", "dear", 3.0, None, None)]);
         assert!(table.lines().nth(1).unwrap().contains("3.0000"), "{table}");
@@ -522,7 +539,10 @@ mod tests {
         assert!(out.contains("distance 0.250"), "{out}");
         assert!(out.contains("[0.100, 0.200, 0.300, …] (4 coordinates)"), "{out}");
         let n1 = out.lines().find(|l| l.starts_with("n1*")).expect(&out);
-        assert!(n1.contains("pass") && n1.contains(" 8 ") && n1.contains("8.00") && n1.contains("4.00"), "{n1}");
+        assert!(
+            n1.contains("pass") && n1.contains(" 8 ") && n1.contains("8.00") && n1.contains("4.00"),
+            "{n1}"
+        );
         let n2 = out.lines().find(|l| l.starts_with("n2 ")).expect(&out);
         assert!(n2.contains("fail") && n2.contains("insufficient cpu"), "{n2}");
         // Without a receipt, it says so.
