@@ -59,8 +59,11 @@ fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl mom {args:?} printed no JSON ({e}): {out}"))
 }
 
-/// MOM (operator + mom-scheduler) at `full_audit`, so every bind is receipted.
+/// MOM (operator + mom-scheduler) at `full_audit`, so every bind is receipted, on a control
+/// plane of this binary's own: the receipt chain is whole from sequence 0 (`verify` can be
+/// asserted OK) and deleting one of its receipts disturbs no other test binary.
 fn setup() {
+    common::use_private_control_plane();
     common::mom();
     common::apply_test_momconfig("full_audit");
 }
@@ -273,7 +276,8 @@ async fn status_top_and_verify_report_the_leader_pools_chain_head_and_agents() {
     assert_eq!(code, 0);
     assert!(table.contains("shop") && table.contains("COST/H"), "{table}");
 
-    // verify is `mom verify --cluster`: the same answer, through the plugin.
+    // verify is `mom verify --cluster`: the same answer, through the plugin. Positive control
+    // first: the chain MOM wrote alone on this control plane verifies.
     let verified = json(&["verify"]);
     let (_, direct) = common::verify_cluster_with_published_keys(&ns.client()).await;
     assert_eq!(verified["ok"], direct["ok"], "{verified}\n{direct}");
@@ -282,6 +286,26 @@ async fn status_top_and_verify_report_the_leader_pools_chain_head_and_agents() {
     let (code, table, err) = kubectl_mom(&["verify", "--replay"]);
     assert_eq!(code, 0, "{table}{err}");
     assert!(table.contains("result       OK"), "{table}");
+    // Negative check: one of our bind receipts deleted, verify fails (exit 1) naming the gap.
+    let receipts: Api<mom::operator::crd::Receipt> = Api::namespaced(ns.client(), n);
+    let mut ours = receipts.list(&ListParams::default()).await.unwrap().items;
+    ours.sort_by_key(|r| r.spec.sequence);
+    let gone = ours.first().expect("a receipt in the agent's namespace");
+    let (ok, _, err) = common::kubectl(
+        &["delete", "receipt", gone.metadata.name.as_deref().unwrap(), "-n", n],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (code, out, err) = kubectl_mom(&["verify", "-o", "json"]);
+    assert_eq!(code, 1, "verify passed a chain with a receipt deleted: {out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["ok"], false);
+    let named = report["report"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["kind"] == "missing" && p["sequence"].as_i64() == Some(gone.spec.sequence));
+    assert!(named, "sequence {} not named missing: {report}", gone.spec.sequence);
 }
 
 #[test]
