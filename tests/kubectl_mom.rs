@@ -201,6 +201,26 @@ async fn why_refuses_a_missing_pod_and_malformed_arguments_with_exit_code_2_nami
     // Positive control: the pod that exists is explained (exit 0).
     let (code, out, err) = kubectl_mom(&["why", &format!("pod/{pod}"), "-n", n]);
     assert_eq!(code, 0, "{err}{out}");
+    let why = json(&["why", &format!("pod/{pod}"), "-n", n]);
+    assert!(why["bind"]["sequence"].is_u64(), "{why}");
+    // A pod the default scheduler bound has no bind receipt, and says so; it is still re-scored.
+    common::apply(&format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"plain","namespace":"{n}"}},
+            "spec":{{"tolerations":[{{"key":"kwok.x-k8s.io/node","operator":"Exists","effect":"NoSchedule"}}],
+                    "containers":[{{"name":"c","image":"pause"}}]}}}}"#
+    ));
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(ns.client(), n);
+    common::eventually("the plain pod bound", std::time::Duration::from_secs(60), || {
+        let pods = pods.clone();
+        async move { pods.get("plain").await.ok()?.spec?.node_name }
+    })
+    .await;
+    let plain = json(&["why", "pod/plain", "-n", n]);
+    assert!(plain["bind"].is_null(), "{plain}");
+    assert!(!plain["candidates"].as_array().unwrap().is_empty(), "{plain}");
+    let (code, table, _) = kubectl_mom(&["why", "pod/plain", "-n", n]);
+    assert_eq!(code, 0);
+    assert!(table.contains("no bind receipt"), "{table}");
     // A pod that does not exist: exit 2, naming the pod and the namespace.
     let (code, out, err) = kubectl_mom(&["why", "pod/missing", "-n", n]);
     assert_eq!(code, 2, "{out}{err}");

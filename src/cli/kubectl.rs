@@ -433,6 +433,17 @@ mod tests {
     use mom::placement::{NodeScore, Objectives, Routing, ScoreTerm};
 
     #[test]
+    fn the_plugin_arguments_are_a_consistent_clap_command() {
+        use clap::CommandFactory;
+        Plugin::command().debug_assert();
+        let p = Plugin::try_parse_from(["kubectl-mom", "why", "pod/x", "-n", "shop", "-o", "json"]).unwrap();
+        assert_eq!(p.args.namespace.as_deref(), Some("shop"));
+        assert_eq!(p.args.output, Output::Json);
+        // `whatif` does not exist (yet).
+        assert!(Plugin::try_parse_from(["kubectl-mom", "whatif"]).is_err());
+    }
+
+    #[test]
     fn pod_arguments_in_kubectl_forms_parse_and_others_are_refused_naming_them() {
         for ok in ["pod/web-1", "pods/web-1", "po/web-1", "Pod/web-1", "web-1"] {
             assert_eq!(parse_pod(ok), Ok("web-1".to_string()), "{ok}");

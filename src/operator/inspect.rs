@@ -57,8 +57,9 @@ impl Live {
     pub async fn load(client: &Client, leave_out: Option<(&str, &str)>) -> Result<Self, InspectError> {
         let lp = ListParams::default();
         let configs: Api<MomConfig> = Api::all(client.clone());
-        // No MomConfig CRD or object: the operator runs with its defaults, so does the view.
-        let config = configs.get_opt("default").await.ok().flatten();
+        // No MomConfig CRD or object (both read as not found): the operator runs with its
+        // defaults, so does the view. Any other error (e.g. forbidden) is reported.
+        let config = configs.get_opt("default").await.map_err(listing("momconfigs"))?;
         let namespaces = Api::<Namespace>::all(client.clone())
             .list(&lp)
             .await
@@ -69,11 +70,12 @@ impl Live {
             .await
             .map_err(listing("nodes"))?
             .items;
+        // Node heartbeats: a node whose kubelet stopped renewing is refused by the filter.
         let leases = Api::<Lease>::namespaced(client.clone(), "kube-node-lease")
             .list(&lp)
             .await
-            .map(|l| l.items)
-            .unwrap_or_default();
+            .map_err(listing("leases in kube-node-lease"))?
+            .items;
         let pods: Vec<Pod> = Api::<Pod>::all(client.clone())
             .list(&lp)
             .await
