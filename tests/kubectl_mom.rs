@@ -242,7 +242,12 @@ async fn why_refuses_a_missing_pod_and_malformed_arguments_with_exit_code_2_nami
     // No argument, or an unknown subcommand: clap's usage error, exit 2.
     assert_eq!(kubectl_mom(&["why"]).0, 2);
     assert_eq!(kubectl_mom(&["whatif"]).0, 2);
-    // An unknown context is named (a failure, not bad input of the command: exit 1).
+    // The kubeconfig's own context works when named (positive control) …
+    let (ok, context, err) = common::kubectl(&["config", "current-context"], None);
+    assert!(ok, "{err}");
+    let (code, _, err) = kubectl_mom(&["status", "--context", context.trim()]);
+    assert_eq!(code, 0, "{err}");
+    // … an unknown one is named (a failure, not bad input of the command: exit 1).
     let (code, _, err) = kubectl_mom(&["status", "--context", "no-such-context"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no-such-context"), "{err}");

@@ -491,6 +491,63 @@ mod tests {
         assert!(format_top(&[]).contains("no GeometricAgents"));
     }
 
+    #[test]
+    fn status_names_the_leader_the_chain_head_the_budget_share_and_each_pool() {
+        use mom::operator::crd::momconfig::ChainHead;
+        use mom::operator::inspect::PoolPressure;
+        let mut s = Status {
+            leader: Some("mom-0".into()),
+            leader_renewed: Some("2026-01-01T00:00:00Z".into()),
+            config: true,
+            mode: "centralized".into(),
+            routing: Routing::MultipathHyperbolic,
+            verification: "full_audit".into(),
+            nodes: 12,
+            agents: 2,
+            pools: vec![PoolPressure {
+                pool: "gpu".into(),
+                level: "high",
+                utilisation: Some(0.9),
+                agents: 2,
+                nodes: 3,
+            }],
+            chain_head: Some(ChainHead {
+                sequence: 41,
+                hash: "ab".repeat(32),
+            }),
+            last_checkpoint: None,
+            budget: Some(2.0),
+            hourly_cost: 0.5,
+        };
+        let out = format_status(&s);
+        assert!(
+            out.contains("leader        mom-0 (renewed 2026-01-01T00:00:00Z)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("routing multipath_hyperbolic, verification full_audit"),
+            "{out}"
+        );
+        assert!(out.contains("chain head    sequence 41 hash abab"), "{out}");
+        assert!(out.contains("0.5000 of 2.0000 per hour (25%)"), "{out}");
+        let pool = out.lines().find(|l| l.starts_with("gpu")).expect(&out);
+        assert!(pool.contains("high") && pool.contains("90%"), "{pool}");
+        // Nobody leads, no receipt yet, no budget, no agents: each said, not left blank.
+        s.leader = None;
+        s.chain_head = None;
+        s.budget = None;
+        s.pools.clear();
+        let out = format_status(&s);
+        for says in [
+            "none (no replica holds the Lease)",
+            "no receipt written yet",
+            "no budget set",
+            "no pools",
+        ] {
+            assert!(out.contains(says), "{says}: {out}");
+        }
+    }
+
     fn score(node: &str, points: [f64; 5], score: i64) -> NodeScore {
         let terms: Vec<ScoreTerm> = TERMS
             .iter()
