@@ -91,6 +91,10 @@ build-release:
 image: ## Operator image without a container engine: static musl build packed as an OCI/docker archive in dist/ (IMAGE=repo:tag)
 	hack/image.sh
 
+.PHONY: krew
+krew: ## kubectl mom for krew: the static musl mom packed as kubectl-mom in dist/, and dist/krew/mom.yaml with its URL and sha256 (MOM_BIN=… packs a given binary)
+	hack/krew-package.sh
+
 .PHONY: bench-anomaly
 bench-anomaly: ## Anomaly detector: points/s on one core and bytes per series (no cluster; JSON)
 	@$(CARGO) build --release --no-default-features --bin mom >&2

@@ -16,6 +16,9 @@ mod deschedule;
 mod exporter;
 mod failover;
 mod geometry;
+mod kube_target;
+#[cfg(feature = "operator")]
+mod kubectl;
 #[cfg(feature = "operator")]
 mod operator;
 mod rca;
@@ -77,9 +80,23 @@ enum Command {
     /// Failover decisions from domain health: value iteration offline from a snapshot.
     #[command(subcommand)]
     Failover(failover::Command),
+    /// The kubectl plugin (`kubectl mom`: status, why, verify, top); the same as running this
+    /// binary under the name `kubectl-mom`.
+    #[cfg(feature = "operator")]
+    Kubectl(kubectl::Args),
 }
 
 pub fn main() -> ExitCode {
+    // Installed (or symlinked) as `kubectl-mom`, kubectl runs it as the plugin `kubectl mom`.
+    #[cfg(feature = "operator")]
+    if std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .is_some_and(|name| name == "kubectl-mom")
+    {
+        return kubectl::plugin_main();
+    }
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Version => {
@@ -104,7 +121,14 @@ pub fn main() -> ExitCode {
         Command::Report(command) => report::run(command),
         Command::Deschedule(command) => deschedule::run(command),
         Command::Failover(command) => failover::run(command),
+        #[cfg(feature = "operator")]
+        Command::Kubectl(args) => kubectl::run(args),
     };
+    finish(result)
+}
+
+/// The exit code of a command's result; an error is printed with its causes (exit code 1).
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {

@@ -36,10 +36,13 @@ type Foreign = (String, Option<u64>, String);
 /// Receipt objects and published public keys from the cluster.
 #[cfg(feature = "operator")]
 #[allow(clippy::type_complexity)]
-fn from_cluster(namespace: &str) -> anyhow::Result<(Vec<(String, String, Receipt)>, Vec<Foreign>, Vec<String>)> {
+fn from_cluster(
+    namespace: &str,
+    target: &super::kube_target::KubeTarget,
+) -> anyhow::Result<(Vec<(String, String, Receipt)>, Vec<Foreign>, Vec<String>)> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let client = kube::Client::try_default().await.context("connecting to the cluster")?;
+        let client = target.client().await?;
         let (receipts, unreadable) = mom::operator::store::stored_objects_lenient(&client).await?;
         let unreadable = unreadable
             .into_iter()
@@ -58,7 +61,10 @@ fn from_cluster(namespace: &str) -> anyhow::Result<(Vec<(String, String, Receipt
 
 #[cfg(not(feature = "operator"))]
 #[allow(clippy::type_complexity)]
-fn from_cluster(_namespace: &str) -> anyhow::Result<(Vec<(String, String, Receipt)>, Vec<Foreign>, Vec<String>)> {
+fn from_cluster(
+    _namespace: &str,
+    _target: &super::kube_target::KubeTarget,
+) -> anyhow::Result<(Vec<(String, String, Receipt)>, Vec<Foreign>, Vec<String>)> {
     bail!("--cluster needs a build with the `operator` feature")
 }
 
@@ -67,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return super::verify_tenant::run(&args);
     }
     let (cluster_objects, mut foreign, published) = if args.cluster {
-        from_cluster(&args.namespace)?
+        from_cluster(&args.namespace, &args.kube)?
     } else {
         (Vec::new(), Vec::new(), Vec::new())
     };

@@ -55,6 +55,9 @@ pub struct Args {
     pub pins: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// The cluster `--cluster` reads (kube's inference unless `kubectl mom verify` says otherwise).
+    #[arg(skip)]
+    pub kube: super::kube_target::KubeTarget,
 }
 
 /// Reads `--public-key` values: hex directly, else a file of hex keys (`#` comments allowed).

@@ -261,7 +261,11 @@ pub fn node_selector(
 }
 
 /// Resolves the agent's placement policy (pure over the view) and stores it for the extender.
-fn resolve_policy(agent: &GeometricAgent, strategy: Option<&OrchestrationStrategy>, view: &SharedView) -> AgentPolicy {
+pub fn resolve_policy(
+    agent: &GeometricAgent,
+    strategy: Option<&OrchestrationStrategy>,
+    view: &SharedView,
+) -> AgentPolicy {
     let ns = agent.namespace().unwrap_or_default();
     let key = AgentKey::new(ns.clone(), agent.name_any());
     let Ok(mut v) = view.write() else {

@@ -236,6 +236,70 @@ fn decode(body: &[u8]) -> Result<(Decision, ExtenderArgs), ExtenderError> {
     Ok((Decision { pod, names }, args))
 }
 
+/// What the filter and prioritize verbs decide from for one pod: its demand, its agent's policy
+/// now, and the states of the named nodes (names not in MOM's node cache apart). `kubectl mom
+/// why` builds the same from a view rebuilt from lists, so its explanation is the extender's.
+#[derive(Debug, Clone)]
+pub struct Candidates {
+    pub demand: placement::PodDemand,
+    pub policy: Option<placement::AgentPolicy>,
+    pub states: Vec<placement::NodeState>,
+    pub unknown: Vec<String>,
+}
+
+impl Candidates {
+    pub fn of(view: &super::view::View, rec: &super::view::PodRecord, names: &[String]) -> Self {
+        let policy = rec.agent.as_ref().and_then(|k| view.policy_for(k));
+        let (states, unknown) = view.node_states(names);
+        Self {
+            demand: view.demand_of(rec),
+            policy,
+            states,
+            unknown,
+        }
+    }
+
+    /// The prioritize verb's scores of the known nodes, term by term.
+    pub fn score(&self, s: &super::view::Settings) -> Vec<placement::NodeScore> {
+        let refs: Vec<&placement::NodeState> = self.states.iter().collect();
+        placement::score_breakdown(
+            &self.demand,
+            self.policy.as_ref(),
+            &refs,
+            &s.objectives,
+            s.routing,
+            s.kappa,
+        )
+    }
+}
+
+/// The filter verb over a view: the core's verdict, then nodes whose heartbeat stopped or that
+/// are labelled unhealthy (unresolvable), and nodes not in MOM's node cache (failed).
+pub fn filter_in_view(
+    view: &super::view::View,
+    rec: &super::view::PodRecord,
+    names: &[String],
+) -> placement::FilterVerdict {
+    let c = Candidates::of(view, rec, names);
+    let refs: Vec<&placement::NodeState> = c.states.iter().collect();
+    let mut verdict = placement::filter(&c.demand, c.policy.as_ref(), &refs, view.settings.kappa);
+    // A node whose heartbeat stopped still looks Ready to the scheduler for up to its grace
+    // period, and one labelled unhealthy is not tainted at all: a replacement sent there would
+    // be stranded with the pod it replaces.
+    for name in &verdict.passed {
+        if let Some(reason) = view.failed_reason(name) {
+            verdict.unresolvable.insert(name.clone(), reason);
+        }
+    }
+    verdict.passed.retain(|n| !verdict.unresolvable.contains_key(n));
+    for name in c.unknown {
+        verdict
+            .failed
+            .insert(name, "node is not (yet) in MOM's node cache".into());
+    }
+    verdict
+}
+
 /// Pure core of the filter verb over the current view.
 pub fn filter(state: &Context, body: &[u8]) -> Result<ExtenderFilterResult, ExtenderError> {
     let (d, args) = decode(body)?;
@@ -257,23 +321,8 @@ pub fn filter(state: &Context, body: &[u8]) -> Result<ExtenderFilterResult, Exte
         .read()
         .map_err(|_| bad_request("internal state unavailable".into()))?;
     let rec = pod_record(&d.pod).ok_or_else(|| bad_request("Pod has already finished".into()))?;
-    let policy = rec.agent.as_ref().and_then(|k| view.policy_for(k));
-    let (states, unknown) = view.node_states(&d.names);
-    let refs: Vec<&placement::NodeState> = states.iter().collect();
-    let mut verdict = placement::filter(&view.demand_of(&rec), policy.as_ref(), &refs, view.settings.kappa);
-    // A node whose heartbeat stopped still looks Ready to the scheduler for up to its grace
-    // period, and one labelled unhealthy is not tainted at all: a replacement sent there would
-    // be stranded with the pod it replaces.
-    for name in &verdict.passed {
-        if let Some(reason) = view.failed_reason(name) {
-            verdict.unresolvable.insert(name.clone(), reason);
-        }
-    }
-    verdict.passed.retain(|n| !verdict.unresolvable.contains_key(n));
-    let mut failed = verdict.failed;
-    for name in unknown {
-        failed.insert(name, "node is not (yet) in MOM's node cache".into());
-    }
+    let verdict = filter_in_view(&view, &rec, &d.names);
+    let failed = verdict.failed;
     let nodes = args.nodes.map(|list| NodeList {
         items: list
             .items
@@ -306,29 +355,24 @@ pub fn prioritize(state: &Context, body: &[u8]) -> Result<Vec<HostPriority>, Ext
             .view
             .read()
             .map_err(|_| bad_request("internal state unavailable".into()))?;
-        let policy = rec.agent.as_ref().and_then(|k| view.policy_for(k));
-        let (states, unknown) = view.node_states(&d.names);
-        let refs: Vec<&placement::NodeState> = states.iter().collect();
-        let s = &view.settings;
-        let mut scores: Vec<HostPriority> = placement::prioritize(
-            &view.demand_of(&rec),
-            policy.as_ref(),
-            &refs,
-            &s.objectives,
-            s.routing,
-            s.kappa,
-        )
-        .into_iter()
-        .map(|(host, score)| HostPriority { host, score })
-        .collect();
-        scores.extend(unknown.into_iter().map(|host| HostPriority { host, score: 0 }));
+        let c = Candidates::of(&view, &rec, &d.names);
+        let policy = c.policy.as_ref();
+        let mut scores: Vec<HostPriority> = c
+            .score(&view.settings)
+            .into_iter()
+            .map(|s| HostPriority {
+                host: s.node,
+                score: s.score,
+            })
+            .collect();
+        scores.extend(c.unknown.into_iter().map(|host| HostPriority { host, score: 0 }));
         if tracing::enabled!(tracing::Level::DEBUG) {
             let best = scores
                 .iter()
                 .max_by_key(|h| h.score)
                 .map(|h| (h.host.as_str(), h.score));
             tracing::debug!(pod = ?d.pod.metadata.name, agent = ?rec.agent, has_policy = policy.is_some(),
-                target = ?policy.as_ref().map(|p| &p.target), ?best, "prioritized");
+                target = ?policy.map(|p| &p.target), ?best, "prioritized");
         }
         scores
     };

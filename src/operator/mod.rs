@@ -16,6 +16,7 @@ pub mod failover;
 pub mod failover_plan;
 pub mod health;
 pub mod http;
+pub mod inspect;
 pub mod latency;
 pub mod leader;
 pub mod lenient;

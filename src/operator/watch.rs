@@ -204,6 +204,41 @@ pub async fn node_heartbeats(client: kube::Client, view: SharedView) {
     }
 }
 
+/// Applies a MomConfig's spec to the view's settings (re-embedding the nodes when the topology
+/// keys or the dimension change). The watch below and `kubectl mom` (which rebuilds a view from
+/// lists) share it, so both place with the same settings.
+pub fn apply_config(v: &mut super::view::View, cfg: &MomConfig) {
+    let g = &cfg.spec.geometry;
+    let o = &cfg.spec.objectives;
+    let keys_changed = v.settings.topology_keys != g.topology_keys;
+    // The CRD admits 2…512; anything else (an old object) is clamped into that range.
+    let dimension = g.dimension.clamp(2, 512) as usize;
+    let dimension_changed = v.settings.dimension != dimension;
+    v.settings.kappa = g.curvature;
+    v.settings.objectives = Objectives {
+        performance: o.performance,
+        cost: o.cost,
+        reliability: o.reliability,
+        sustainability: o.sustainability,
+    };
+    v.settings.routing = match g.routing_algorithm {
+        RoutingAlgorithm::GreedyForwarding => Routing::GreedyForwarding,
+        RoutingAlgorithm::MultipathHyperbolic => Routing::MultipathHyperbolic,
+        RoutingAlgorithm::GradientFlow => Routing::GradientFlow,
+    };
+    v.settings.recording = super::view::Recording {
+        level: cfg.spec.verification.level,
+        sample_rate: cfg.spec.verification.sample_rate.unwrap_or(1.0),
+    };
+    v.settings.latency_source = g.latency_source.clone();
+    v.settings.max_hourly_cost = cfg.spec.budget.as_ref().map(|b| b.max_hourly_cost);
+    if keys_changed || dimension_changed {
+        v.settings.topology_keys = g.topology_keys.clone();
+        v.settings.dimension = dimension;
+        v.reembed();
+    }
+}
+
 /// Applies the MomConfig named `default` to the view's settings, and its `spec.tickSeconds` to
 /// `tick_seconds` (`None` once it is deleted or a re-list no longer holds it: the governed loops
 /// fall back to their built-in period); `ready` turns true once the initial state is known (or
@@ -232,35 +267,7 @@ pub async fn momconfig(
                     tracing::error!("MomConfig watch: the view lock is poisoned; stopping");
                     return;
                 };
-                let g = &cfg.spec.geometry;
-                let o = &cfg.spec.objectives;
-                let keys_changed = v.settings.topology_keys != g.topology_keys;
-                // The CRD admits 2…512; anything else (an old object) is clamped into that range.
-                let dimension = g.dimension.clamp(2, 512) as usize;
-                let dimension_changed = v.settings.dimension != dimension;
-                v.settings.kappa = g.curvature;
-                v.settings.objectives = Objectives {
-                    performance: o.performance,
-                    cost: o.cost,
-                    reliability: o.reliability,
-                    sustainability: o.sustainability,
-                };
-                v.settings.routing = match g.routing_algorithm {
-                    RoutingAlgorithm::GreedyForwarding => Routing::GreedyForwarding,
-                    RoutingAlgorithm::MultipathHyperbolic => Routing::MultipathHyperbolic,
-                    RoutingAlgorithm::GradientFlow => Routing::GradientFlow,
-                };
-                v.settings.recording = super::view::Recording {
-                    level: cfg.spec.verification.level,
-                    sample_rate: cfg.spec.verification.sample_rate.unwrap_or(1.0),
-                };
-                v.settings.latency_source = g.latency_source.clone();
-                v.settings.max_hourly_cost = cfg.spec.budget.as_ref().map(|b| b.max_hourly_cost);
-                if keys_changed || dimension_changed {
-                    v.settings.topology_keys = g.topology_keys.clone();
-                    v.settings.dimension = dimension;
-                    v.reembed();
-                }
+                apply_config(&mut v, &cfg);
                 tracing::info!(routing = ?v.settings.routing, kappa = v.settings.kappa, dimension = v.settings.dimension, "applied MomConfig default");
                 metrics.config_generation.set(cfg.metadata.generation.unwrap_or(0));
             }

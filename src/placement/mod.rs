@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 pub use embed::{NodeEmbedding, embed_nodes};
 pub use locality::{LocalityPolicy, NodeSelector, SelectorOperator, SelectorRequirement};
 pub use scale::{SCALE_KIND, scale_action, scale_inputs, scale_record};
-pub use score::{prioritize, scale_down_order};
+pub use score::{DataTier, NodeScore, ScoreTerm, prioritize, scale_down_order, score_breakdown};
 pub use target::{TargetInputs, agent_target};
 
 use crate::geometry::poincare;

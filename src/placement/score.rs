@@ -23,10 +23,13 @@
 //! to the nearest node the selector matches anywhere in the cluster, d_max: the largest d among
 //! the candidates; `n = 0` when no node matches).
 
+use serde::Serialize;
+
 use super::{AgentPolicy, NodeState, Objectives, PodDemand, Routing};
 use crate::geometry::poincare;
 
-/// Scores the candidate nodes; the result is sorted by node name.
+/// Scores the candidate nodes; the result is sorted by node name. The score of each node is
+/// [`NodeScore::score`] of [`score_breakdown`], so an explanation cannot drift from it.
 pub fn prioritize(
     pod: &PodDemand,
     agent: Option<&AgentPolicy>,
@@ -35,6 +38,58 @@ pub fn prioritize(
     routing: Routing,
     kappa: f64,
 ) -> Vec<(String, i64)> {
+    score_breakdown(pod, agent, nodes, objectives, routing, kappa)
+        .into_iter()
+        .map(|s| (s.node, s.score))
+        .collect()
+}
+
+/// One term of a node's score: its value in [0, 1], its weight in the blend (objective weight
+/// × 0.85, or 0.15 for load) and the points it contributes, `10 · weight · value`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScoreTerm {
+    pub name: &'static str,
+    pub value: f64,
+    pub weight: f64,
+    pub points: f64,
+}
+
+/// The preferred-data-locality tier of a node (module doc), when the agent has one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataTier {
+    /// The `dataNodes` selector matches this node: it scores `6 + round(4·t)`.
+    pub data_node: bool,
+    /// `n = 1 − d/d_max`, closeness to the nearest data node (used when not a data node).
+    pub closeness: f64,
+}
+
+/// A node's score and how it is made: the five terms (performance, reliability, cost,
+/// sustainability, load) whose points sum to [`NodeScore::points`] (10·the blend before it is
+/// clamped to [0, 1]), the data-locality tier, and the integer score the extender answers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeScore {
+    pub node: String,
+    pub terms: Vec<ScoreTerm>,
+    /// Σ points of the terms.
+    pub points: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_tier: Option<DataTier>,
+    /// What prioritize answers for the node (0…10).
+    pub score: i64,
+}
+
+/// Scores the candidate nodes term by term (module doc); sorted by node name.
+pub fn score_breakdown(
+    pod: &PodDemand,
+    agent: Option<&AgentPolicy>,
+    nodes: &[&NodeState],
+    objectives: &Objectives,
+    routing: Routing,
+    kappa: f64,
+) -> Vec<NodeScore> {
     let perf = performance_terms(agent, nodes, routing, kappa);
     let reliability = reliability_terms(agent, nodes);
     let max_price = nodes.iter().filter_map(|n| effective_price(n)).fold(0.0_f64, f64::max);
@@ -42,7 +97,7 @@ pub fn prioritize(
         .and_then(|a| a.locality.as_ref())
         .filter(|l| !l.required)
         .map(|l| (l, data_closeness(l, nodes, kappa)));
-    let mut out: Vec<(String, i64)> = nodes
+    let mut out: Vec<NodeScore> = nodes
         .iter()
         .enumerate()
         .map(|(i, node)| {
@@ -55,21 +110,50 @@ pub fn prioritize(
                 _ => 0.5,
             };
             let load = 1.0 - utilisation_after(node, pod);
-            let weighted = objectives.performance * perf[i]
-                + objectives.reliability * reliability[i]
-                + objectives.cost * cost
-                + objectives.sustainability * green;
-            let total = (0.85 * weighted + 0.15 * load).clamp(0.0, 1.0);
-            let total = if total.is_finite() { total } else { 0.0 };
-            let score = match &near_data {
-                Some((loc, _)) if loc.data_nodes.matches(&node.labels) => 6.0 + (4.0 * total).round(),
-                Some((_, near)) => (4.0 * (0.5 * near[i] + 0.5 * total)).round(),
-                None => (10.0 * total).round(),
+            let term = |name: &'static str, value: f64, weight: f64| ScoreTerm {
+                name,
+                value,
+                weight,
+                points: 10.0 * weight * value,
             };
-            (node.name.clone(), score as i64)
+            let terms = vec![
+                term("performance", perf[i], 0.85 * objectives.performance),
+                term("reliability", reliability[i], 0.85 * objectives.reliability),
+                term("cost", cost, 0.85 * objectives.cost),
+                term("sustainability", green, 0.85 * objectives.sustainability),
+                term("load", load, 0.15),
+            ];
+            let points: f64 = terms.iter().map(|t| t.points).sum();
+            let total = (points / 10.0).clamp(0.0, 1.0);
+            let total = if total.is_finite() { total } else { 0.0 };
+            let (score, data_tier) = match &near_data {
+                Some((loc, near)) => {
+                    let data_node = loc.data_nodes.matches(&node.labels);
+                    let score = if data_node {
+                        6.0 + (4.0 * total).round()
+                    } else {
+                        (4.0 * (0.5 * near[i] + 0.5 * total)).round()
+                    };
+                    (
+                        score,
+                        Some(DataTier {
+                            data_node,
+                            closeness: near[i],
+                        }),
+                    )
+                }
+                None => ((10.0 * total).round(), None),
+            };
+            NodeScore {
+                node: node.name.clone(),
+                terms,
+                points,
+                data_tier,
+                score: score as i64,
+            }
         })
         .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort_by(|a, b| a.node.cmp(&b.node));
     out
 }
 

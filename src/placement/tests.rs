@@ -507,3 +507,45 @@ fn a_standby_never_passes_a_node_in_a_region_of_the_agents_actives_and_an_active
         nodes.len()
     );
 }
+
+#[test]
+fn the_terms_of_a_score_sum_to_its_points_and_round_to_the_score_prioritize_answers() {
+    let (mut nodes, _) = cluster();
+    // Prices, spot, energy classes and load differ per node, so every term varies.
+    for (i, n) in nodes.iter_mut().enumerate() {
+        n.hourly_cost = Some(0.5 + i as f64);
+        n.spot = i % 3 == 0;
+        n.energy_class = Some((b'A' + (i % 5) as u8) as char);
+        n.requested.cpu_millis = n.allocatable.cpu_millis / (i as u64 + 2);
+    }
+    let mut agent = AgentPolicy {
+        target: nodes[2].position.clone(),
+        replicas: 3,
+        spread_label: Some(ZONE_LABEL.into()),
+        ..Default::default()
+    };
+    agent.replicas_by_domain.insert(nodes[0].labels[ZONE_LABEL].clone(), 2);
+    for routing in [
+        Routing::GreedyForwarding,
+        Routing::MultipathHyperbolic,
+        Routing::GradientFlow,
+    ] {
+        let o = Objectives::default();
+        let broken = score_breakdown(&pod(100), Some(&agent), &refs(&nodes), &o, routing, 1.0);
+        let answered = prioritize(&pod(100), Some(&agent), &refs(&nodes), &o, routing, 1.0);
+        assert_eq!(broken.len(), nodes.len());
+        for (b, (node, score)) in broken.iter().zip(&answered) {
+            assert_eq!(&b.node, node);
+            assert_eq!(b.score, *score, "{b:?}");
+            let names: Vec<&str> = b.terms.iter().map(|t| t.name).collect();
+            assert_eq!(names, ["performance", "reliability", "cost", "sustainability", "load"]);
+            let sum: f64 = b.terms.iter().map(|t| t.points).sum();
+            assert!((sum - b.points).abs() < 1e-9, "{b:?}");
+            assert_eq!(b.points.clamp(0.0, 10.0).round() as i64, b.score, "{b:?}");
+            let weights: f64 = b.terms.iter().map(|t| t.weight).sum();
+            assert!((weights - 1.0).abs() < 1e-9, "weights sum to {weights}");
+        }
+        // The terms are not all flat: something tells the nodes apart.
+        assert!(broken.iter().any(|b| b.score != broken[0].score), "{broken:?}");
+    }
+}

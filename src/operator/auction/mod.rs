@@ -34,7 +34,7 @@
 //! contended. A bid the CRD schema let through but the auction rejects (e.g. increasing
 //! marginal values) counts as no bid, with a Warning Event naming the field.
 
-mod snapshot;
+pub mod snapshot;
 
 pub use snapshot::*;
 
