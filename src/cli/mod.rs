@@ -18,6 +18,7 @@ mod failover;
 mod geometry;
 #[cfg(feature = "operator")]
 mod operator;
+mod progress;
 mod rca;
 mod receipts;
 mod report;
