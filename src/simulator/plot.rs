@@ -37,8 +37,11 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// (time, demand in replicas, replicas) per bucket of `samples`.
-fn buckets(samples: &[Sample], capacity: f64) -> Vec<(f64, f64, f64)> {
+/// One drawn point: (time, demand in replicas, replicas).
+type Point = (f64, f64, f64);
+
+/// A [`Point`] per bucket of `samples`.
+fn buckets(samples: &[Sample], capacity: f64) -> Vec<Point> {
     samples
         .chunks(bucket(samples.len()))
         .map(|c| {
@@ -84,12 +87,12 @@ pub fn policies_svg(panels: &[Panel<'_>]) -> String {
         } else {
             1.0
         };
-        let series: Vec<(&str, Vec<(f64, f64, f64)>)> = panel
+        let series: Vec<(&str, Vec<Point>)> = panel
             .policies
             .iter()
             .map(|(name, samples)| (name.as_str(), buckets(samples, capacity)))
             .collect();
-        let demand: &[(f64, f64, f64)] = series.first().map(|(_, b)| b.as_slice()).unwrap_or_default();
+        let demand: &[Point] = series.first().map(|(_, b)| b.as_slice()).unwrap_or_default();
         let t_max = series
             .iter()
             .filter_map(|(_, b)| b.last().map(|p| p.0))
@@ -161,7 +164,7 @@ pub fn policies_svg(panels: &[Panel<'_>]) -> String {
             (capacity * 1000.0).round() / 1000.0
         );
         // Lines: demand first, then each policy.
-        let polyline = |points: &[(f64, f64, f64)], value: &dyn Fn(&(f64, f64, f64)) -> f64| {
+        let polyline = |points: &[Point], value: &dyn Fn(&Point) -> f64| {
             points
                 .iter()
                 .map(|p| format!("{:.1},{:.1}", x(p.0), y(value(p))))
