@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Writes charts/mom/dashboards/mom.json, the Grafana dashboard of the operator's metrics.
 
-Edit the panel list here and rerun (`python3 hack/gen-dashboard.py`); tests/observability.rs
+Edit the panel list here and rerun (`python3 hack/gen-dashboard.py`; `--check` fails when the
+committed file differs, `make lint` runs it); tests/observability.rs
 runs every panel's query against a real Prometheus scraping a running operator.
 Queries use the variables $job, $instance (label filters) and $__rate_interval only.
 """
 import json
 import os
+import sys
 
 SEL = 'job=~"$job", instance=~"$instance"'
 RI = "$__rate_interval"
@@ -164,7 +166,12 @@ def build():
 if __name__ == "__main__":
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = os.path.join(root, "charts", "mom", "dashboards", "mom.json")
+    text = json.dumps(build(), indent=2) + "\n"
+    if sys.argv[1:] == ["--check"]:
+        with open(out) as f:
+            if f.read() != text:
+                sys.exit(f"{out} is stale: run 'python3 hack/gen-dashboard.py' and commit")
+        sys.exit(0)
     with open(out, "w") as f:
-        json.dump(build(), f, indent=2)
-        f.write("\n")
+        f.write(text)
     print(out)
