@@ -2,7 +2,7 @@
 //! stdout stays the same JSON; `--plot FILE.svg` writes one well-formed SVG (checked with a
 //! small XML parser here) with a demand line and one line per policy, as many points as the
 //! replay has ticks, and a legend naming the policies; a plot path that cannot be written
-//! exits 2 naming it, before anything is simulated.
+//! exits 2 naming it, before anything is simulated, and a failed run leaves no empty plot.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -291,7 +291,7 @@ fn simulate_with_progress_keeps_stdout_json_and_plots_every_policy_in_well_forme
 }
 
 #[test]
-fn an_unwritable_plot_path_exits_2_naming_it_before_simulating() {
+fn an_unwritable_plot_path_exits_2_naming_it_before_simulating_and_a_failed_run_leaves_no_plot() {
     let dir = workdir("badplot");
     let trace = dir.join("trace.csv");
     let plot = dir.join("missing-dir/plot.svg");
@@ -300,10 +300,17 @@ fn an_unwritable_plot_path_exits_2_naming_it_before_simulating() {
     assert!(err.contains(path(&plot)), "{err}");
     assert!(!err.contains("100%"), "simulated before checking the plot path: {err}");
     assert!(out.is_empty(), "{out}");
-    // Positive control: the same run with a writable path succeeds.
+    // A run that fails after the plot was opened (a trace that does not exist) leaves no
+    // empty plot behind.
     let good = dir.join("plot.svg");
+    let missing = dir.join("no-such-trace.csv");
+    let (code, _, err) = mom(&["simulate", "--trace", path(&missing), "--plot", path(&good)]);
+    assert_ne!(code, 0, "a missing trace was simulated");
+    assert!(err.contains("no-such-trace.csv"), "{err}");
+    assert!(!good.exists(), "a failed run left {}", good.display());
+    // Positive control: the same run with a writable path and a real trace succeeds.
     let (code, _, err) = mom(&["simulate", "--trace", path(&trace), "--plot", path(&good)]);
     assert_eq!(code, 0, "{err}");
-    assert!(good.exists());
+    assert!(std::fs::metadata(&good).is_ok_and(|m| m.len() > 0));
     let _ = std::fs::remove_dir_all(&dir);
 }

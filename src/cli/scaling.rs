@@ -353,6 +353,22 @@ fn report_json(trace: &Trace, r: &SimReport, secs: f64) -> Value {
     })
 }
 
+/// The `--plot` file, created before simulating; removed again when dropped unless `keep`, so
+/// a run that fails leaves no empty plot behind.
+struct PlotFile {
+    path: PathBuf,
+    file: std::fs::File,
+    keep: bool,
+}
+
+impl Drop for PlotFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let model = ModelKind::parse(&args.model)?;
     if let Some(c) = args.capacity_per_replica
@@ -364,7 +380,11 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let mut plot_file = match &args.plot {
         None => None,
         Some(path) => match std::fs::File::create(path) {
-            Ok(file) => Some((path, file)),
+            Ok(file) => Some(PlotFile {
+                path: path.clone(),
+                file,
+                keep: false,
+            }),
             Err(err) => {
                 eprintln!("error: --plot {}: cannot write it: {err}", path.display());
                 return Ok(ExitCode::from(2));
@@ -440,7 +460,7 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             plotted.push((trace.name.clone(), cluster.capacity_per_replica, per));
         }
     }
-    if let Some((path, file)) = plot_file.as_mut() {
+    if let Some(plot) = plot_file.as_mut() {
         let panels: Vec<Panel<'_>> = plotted
             .iter()
             .map(|(name, capacity, reports)| Panel {
@@ -452,10 +472,11 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                     .collect(),
             })
             .collect();
-        if let Err(err) = file.write_all(policies_svg(&panels).as_bytes()) {
-            eprintln!("error: --plot {}: cannot write it: {err}", path.display());
+        if let Err(err) = plot.file.write_all(policies_svg(&panels).as_bytes()) {
+            eprintln!("error: --plot {}: cannot write it: {err}", plot.path.display());
             return Ok(ExitCode::from(2));
         }
+        plot.keep = true;
     }
     let out = if runs.len() == 1 {
         runs[0].clone()
