@@ -42,12 +42,13 @@ test-integration: components ## Integration tests against a fresh local control 
 	tests/cluster/with-cluster.sh $(CARGO) test --test '*' -- --test-threads=4
 
 .PHONY: lint
-lint: ## rustfmt, clippy (both feature sets), the core-purity check, no import cycles in src/, CRD staleness
+lint: ## rustfmt, clippy (both feature sets), the core-purity check, no import cycles in src/, CRD and dashboard staleness
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --no-default-features --lib --bins -- -D warnings
 	$(CARGO) check --no-default-features
 	python3 hack/import-cycles.py
+	python3 hack/gen-dashboard.py --check
 	$(MAKE) check-crds
 	@$(HELM) lint --strict charts/mom
 

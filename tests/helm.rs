@@ -78,6 +78,11 @@ fn helm_lint_of_the_chart_is_clean() {
 fn bad_values_are_rejected_by_the_chart_schema_naming_the_value() {
     for (set, field, why) in [
         ("operator.extenderPort=abc", "/operator/extenderPort", "want integer"),
+        (
+            "grafanaDashboard.label=not a label",
+            "/grafanaDashboard/label",
+            "does not match pattern",
+        ),
         ("operator.metricsPort=70000", "/operator/metricsPort", "maximum"),
         ("operator.logFormat=xml", "/operator/logFormat", "json"),
         ("operator.replicas=0", "/operator/replicas", "minimum"),
@@ -95,6 +100,79 @@ fn bad_values_are_rejected_by_the_chart_schema_naming_the_value() {
             "--set {set}: expected {field} and {why:?} in: {err}"
         );
     }
+}
+
+/// The documents of `helm template mom charts/mom` with `--set` values `sets`, each with the
+/// template it came from (its `# Source:` line).
+fn rendered_documents(sets: &[&str]) -> Vec<(String, String)> {
+    let mut args = vec!["template", "mom", "--namespace", "mom-system"];
+    let chart = chart();
+    args.push(&chart);
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let (ok, out, err) = common::helm(&args);
+    assert!(ok, "helm template {sets:?} failed:\n{err}");
+    out.split("\n---\n")
+        .filter_map(|doc| {
+            let source = doc.lines().find_map(|l| l.strip_prefix("# Source: "))?;
+            Some((source.to_string(), doc.to_string()))
+        })
+        .collect()
+}
+
+/// The rendered dashboard ConfigMap of `sets` as JSON (kubectl parses the YAML), or `None` when
+/// the chart rendered none.
+fn dashboard_configmap(sets: &[&str]) -> Option<serde_json::Value> {
+    let docs = rendered_documents(sets);
+    assert!(
+        docs.iter().any(|(source, _)| source == "mom/templates/operator.yaml"),
+        "the chart rendered no operator Deployment with {sets:?}: the rendering itself is broken"
+    );
+    let (_, doc) = docs
+        .into_iter()
+        .find(|(source, _)| source == "mom/templates/grafana-dashboard.yaml")?;
+    let (ok, out, err) = common::kubectl(&["create", "--dry-run=client", "-o", "json", "-f", "-"], Some(&doc));
+    assert!(ok, "kubectl could not read the dashboard ConfigMap:\n{err}\n{doc}");
+    Some(serde_json::from_str(&out).expect("kubectl printed JSON"))
+}
+
+#[test]
+fn the_grafana_dashboard_configmap_renders_with_the_sidecar_label_only_when_enabled() {
+    assert!(
+        dashboard_configmap(&[]).is_none(),
+        "the dashboard ConfigMap rendered with the default values (grafanaDashboard.enabled=false)"
+    );
+    assert!(dashboard_configmap(&["grafanaDashboard.enabled=false"]).is_none());
+
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("charts/mom/dashboards/mom.json")).unwrap())
+            .expect("charts/mom/dashboards/mom.json is JSON");
+    let cm = dashboard_configmap(&["grafanaDashboard.enabled=true"]).expect("a dashboard ConfigMap when enabled");
+    assert_eq!(cm["kind"], "ConfigMap");
+    assert_eq!(cm["metadata"]["namespace"], "mom-system");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1", "{cm}");
+    let embedded: serde_json::Value = serde_json::from_str(cm["data"]["mom.json"].as_str().expect("data mom.json"))
+        .expect("the embedded dashboard is JSON");
+    assert_eq!(
+        embedded, file,
+        "the ConfigMap does not hold charts/mom/dashboards/mom.json as it is"
+    );
+
+    // The label, its value, the namespace and annotations are the values'.
+    let cm = dashboard_configmap(&[
+        "grafanaDashboard.enabled=true",
+        "grafanaDashboard.label=example.com/dashboard",
+        "grafanaDashboard.labelValue=mom",
+        "grafanaDashboard.namespace=monitoring",
+        "grafanaDashboard.annotations.grafana_folder=MOM",
+    ])
+    .expect("a dashboard ConfigMap when enabled");
+    let labels = &cm["metadata"]["labels"];
+    assert_eq!(labels["example.com/dashboard"], "mom", "{cm}");
+    assert!(labels.get("grafana_dashboard").is_none(), "{cm}");
+    assert_eq!(cm["metadata"]["namespace"], "monitoring");
+    assert_eq!(cm["metadata"]["annotations"]["grafana_folder"], "MOM");
 }
 
 #[test]

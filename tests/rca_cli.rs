@@ -90,3 +90,33 @@ fn rca_bad_input_exits_2_naming_the_file_or_field() {
         assert!(err.contains(&needle) && !err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn rca_eval_progress_goes_to_stderr_and_leaves_the_json_on_stdout_unchanged() {
+    let topo = data_dir().join("TopoHub/topozoo/Abilene.json");
+    let topo = topo.to_string_lossy();
+    let base = [
+        "rca",
+        "eval",
+        "--topology",
+        &topo,
+        "--faults",
+        "10",
+        "--seed",
+        "3",
+        "--format",
+        "json",
+    ];
+    let (code, plain, err) = mom(&base);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains('%'), "progress without --progress off a terminal: {err}");
+    let mut args = base.to_vec();
+    args.push("--progress");
+    let (code, out, err) = mom(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("faults: 100%"), "no progress on stderr: {err}");
+    assert_eq!(err.lines().filter(|l| l.contains('%')).count(), 11, "{err}");
+    // The same JSON (the evaluation is deterministic for a seed).
+    let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).expect("stdout is JSON");
+    assert_eq!(parse(&out), parse(&plain));
+}

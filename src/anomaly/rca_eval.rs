@@ -284,6 +284,16 @@ fn run_fault(
 
 /// Runs `cfg.faults` injected faults on the cluster built from `g` (`origin` names it).
 pub fn evaluate(g: &Graph, origin: &str, cfg: &EvalConfig) -> Result<EvalReport, RcaError> {
+    evaluate_with_progress(g, origin, cfg, &mut |_, _| {})
+}
+
+/// As [`evaluate`], calling `progress(faults done, faults)` after each fault.
+pub fn evaluate_with_progress(
+    g: &Graph,
+    origin: &str,
+    cfg: &EvalConfig,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<EvalReport, RcaError> {
     if cfg.faults == 0 {
         return Err(RcaError::BadField {
             field: "faults".into(),
@@ -323,6 +333,7 @@ pub fn evaluate(g: &Graph, origin: &str, cfg: &EvalConfig) -> Result<EvalReport,
             None => report.never_localised += 1,
         }
         report.chance_top1 += chance / cfg.faults as f64;
+        progress(f + 1, cfg.faults);
     }
     Ok(report)
 }

@@ -76,6 +76,10 @@ struct EvalArgs {
     per_file: bool,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Show progress (files scored) on stderr even when it is not a terminal, one line per
+    /// tenth; on a terminal it is always shown, in place.
+    #[arg(long)]
+    progress: bool,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -174,7 +178,10 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let mut files = Vec::new();
     let mut skipped = Vec::new();
     let started = Instant::now();
-    for path in &paths {
+    let mut progress =
+        super::progress::Progress::stderr("anomaly eval: files", super::progress::Mode::for_stderr(args.progress));
+    for (done, path) in paths.iter().enumerate() {
+        progress.count(done, paths.len());
         let shown = path.display().to_string();
         if shown.ends_with("_scores.csv") {
             continue;
@@ -201,6 +208,8 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
             windows,
         });
     }
+    progress.count(paths.len(), paths.len());
+    progress.finish();
     if !skipped.is_empty() {
         eprintln!(
             "no labels for {} file(s), not scored: {}",

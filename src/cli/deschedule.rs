@@ -66,6 +66,10 @@ pub struct BenchArgs {
     settings: Option<PathBuf>,
     #[arg(long, default_value = "table")]
     format: String,
+    /// Show progress (ticks planned, then timed repetitions) on stderr even when it is not a
+    /// terminal, one line per tenth; on a terminal it is always shown, in place.
+    #[arg(long)]
+    progress: bool,
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -148,12 +152,17 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         churn_every: args.churn_every,
         seed: args.seed,
     };
+    let mode = super::progress::Mode::for_stderr(args.progress);
+    let mut progress = super::progress::Progress::stderr("deschedule bench: ticks", mode);
+    progress.count(0, args.ticks as usize);
     let report = synthetic::simulate(&mut cluster, &settings, &run, |s, st| {
         let t = Instant::now();
         let p = descheduler::plan_standalone(s, st);
         plan_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        progress.count(plan_ms.len(), args.ticks as usize);
         p
     })?;
+    progress.finish();
     let mut out = json!({
         "bench": "deschedule",
         "source": "core-synthetic",
@@ -186,7 +195,10 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let mut cpu = Vec::new();
         let mut moves = 0;
         let mut candidates = 0;
-        for _ in 0..args.repeats.max(1) {
+        let repeats = args.repeats.max(1) as usize;
+        let mut progress = super::progress::Progress::stderr("deschedule bench: timed plans", mode);
+        progress.count(0, repeats);
+        for done in 1..=repeats {
             let (t, c) = (Instant::now(), thread_cpu_ms());
             let p = descheduler::plan_standalone(&big.snapshot, &settings)?;
             times.push(t.elapsed().as_secs_f64() * 1e3);
@@ -195,7 +207,9 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             }
             moves = p.moves.len();
             candidates = p.candidates;
+            progress.count(done, repeats);
         }
+        progress.finish();
         times.sort_by(f64::total_cmp);
         cpu.sort_by(f64::total_cmp);
         out["planning"] = json!({

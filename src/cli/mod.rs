@@ -21,6 +21,7 @@ mod kube_target;
 mod kubectl;
 #[cfg(feature = "operator")]
 mod operator;
+mod progress;
 mod rca;
 mod receipts;
 mod report;

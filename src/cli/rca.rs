@@ -11,7 +11,7 @@ use clap::{Args as ClapArgs, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
 use mom::anomaly::rca::{self, Params as RcaParams};
-use mom::anomaly::rca_eval::{EvalConfig, FAULT_LEVELS, evaluate};
+use mom::anomaly::rca_eval::{EvalConfig, FAULT_LEVELS, evaluate_with_progress};
 use mom::bounded_input::{MAX_DOCUMENT_BYTES, read_to_string};
 use mom::geometry::data::parse_node_link;
 
@@ -52,6 +52,10 @@ struct EvalArgs {
     param: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Show progress (faults evaluated) on stderr even when it is not a terminal, one line per
+    /// tenth; on a terminal it is always shown, in place.
+    #[arg(long)]
+    progress: bool,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -131,7 +135,14 @@ fn run_eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
     }
     let origin = a.topology.display().to_string();
     let g = parse_node_link(&read(&a.topology)?, &origin)?;
-    let report = evaluate(&g, &origin, &cfg).with_context(|| format!("evaluating {origin}"))?;
+    let mut progress = super::progress::Progress::stderr(
+        format!("rca eval {origin}: faults"),
+        super::progress::Mode::for_stderr(a.progress),
+    );
+    progress.count(0, cfg.faults);
+    let report = evaluate_with_progress(&g, &origin, &cfg, &mut |done, total| progress.count(done, total))
+        .with_context(|| format!("evaluating {origin}"))?;
+    progress.finish();
     let by_level: serde_json::Map<String, Value> = FAULT_LEVELS
         .iter()
         .map(|l| {

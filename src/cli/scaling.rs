@@ -15,8 +15,11 @@ use mom::forecast::trace::{Trace, load_trace};
 use mom::forecast::{ModelKind, detect_season};
 use mom::hpa::HpaConfig;
 use mom::scaling_policy::Method;
+use mom::simulator::plot::{Panel, policies_svg};
 use mom::simulator::report::{timeline_csv, timeline_svg};
 use mom::simulator::{ClusterModel, OperatorPolicyConfig, PolicySpec, SimReport, simulate_with_progress};
+
+use super::progress::{Mode, Progress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -59,6 +62,10 @@ struct EvalArgs {
     model: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Show progress on stderr even when it is not a terminal (one line per tenth of the
+    /// traces); on a terminal it is always shown, in place.
+    #[arg(long)]
+    progress: bool,
 }
 
 /// `mom simulate …`
@@ -105,8 +112,17 @@ pub struct SimulateArgs {
     /// Write `<trace>_<policy>.csv` and `.svg` (demand vs ready capacity) here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Write one SVG plot here: per trace, demand (as replicas needed) and every simulated
+    /// policy's replicas over time, with axes and a legend. Checked before simulating; a path
+    /// that cannot be written exits 2 naming it.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Show progress on stderr even when it is not a terminal (one line per tenth of each
+    /// run); on a terminal it is always shown, in place. Never on stdout.
+    #[arg(long)]
+    progress: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -182,7 +198,8 @@ pub fn run_forecast(args: ForecastArgs) -> anyhow::Result<ExitCode> {
     // mase_sum[h][model]
     let mut mase_sum = vec![vec![0.0; models.len()]; horizons.len()];
     let mut counted = vec![vec![0usize; models.len()]; horizons.len()];
-    let started = Instant::now();
+    let mut progress = Progress::stderr("forecast eval", Mode::for_stderr(args.progress));
+    progress.count(0, traces.len());
     for trace in &traces {
         let y = &trace.values;
         let start = y.len() / 3;
@@ -244,9 +261,9 @@ pub fn run_forecast(args: ForecastArgs) -> anyhow::Result<ExitCode> {
             "origins": mom::forecast::metrics::origins(y.len(), &cfg).len(),
             "horizons": per_h,
         }));
-        eprint!("\revaluated {}/{} traces", rows.len(), traces.len());
+        progress.count(rows.len(), traces.len());
     }
-    eprintln!(" in {:.1} s", started.elapsed().as_secs_f64());
+    progress.finish();
     let mut summary = serde_json::Map::new();
     for (hi, &h) in horizons.iter().enumerate() {
         let mut mm = serde_json::Map::new();
@@ -293,21 +310,14 @@ fn run_one(
     cluster: &ClusterModel,
     policy: &PolicySpec,
     out: Option<&Path>,
+    mode: Mode,
 ) -> anyhow::Result<(SimReport, f64)> {
     let t0 = Instant::now();
     let label = format!("{} {}", trace.name, policy.name());
-    let mut last = -1i64;
-    let mut progress = |f: f64| {
-        let pct = (f * 100.0) as i64;
-        if pct / 10 != last / 10 {
-            eprint!("\r{label}: {pct:>3}%");
-            let _ = std::io::stderr().flush();
-            last = pct;
-        }
-    };
-    let report = simulate_with_progress(&trace.values, cluster, policy, &mut progress)
+    let mut progress = Progress::stderr(label.clone(), mode);
+    let report = simulate_with_progress(&trace.values, cluster, policy, &mut |f| progress.fraction(f))
         .with_context(|| format!("simulating {label}"))?;
-    eprintln!();
+    progress.finish();
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let stem = format!("{}_{}", trace.name, policy.name());
@@ -343,6 +353,22 @@ fn report_json(trace: &Trace, r: &SimReport, secs: f64) -> Value {
     })
 }
 
+/// The `--plot` file, created before simulating; removed again when dropped unless `keep`, so
+/// a run that fails leaves no empty plot behind.
+struct PlotFile {
+    path: PathBuf,
+    file: std::fs::File,
+    keep: bool,
+}
+
+impl Drop for PlotFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let model = ModelKind::parse(&args.model)?;
     if let Some(c) = args.capacity_per_replica
@@ -350,6 +376,22 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     {
         bail!("--capacity-per-replica must be > 0, got {c}");
     }
+    // The plot file is created before the (long) simulation, so a bad path fails at once.
+    let mut plot_file = match &args.plot {
+        None => None,
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => Some(PlotFile {
+                path: path.clone(),
+                file,
+                keep: false,
+            }),
+            Err(err) => {
+                eprintln!("error: --plot {}: cannot write it: {err}", path.display());
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
+    let mode = Mode::for_stderr(args.progress);
     let traces = collect_traces(&args.trace, args.bin)?;
     let policies: Vec<PolicySpec> = {
         let operator = |method: Method| {
@@ -380,6 +422,8 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     };
     let mut runs = Vec::new();
     let mut comparisons = Vec::new();
+    // Per trace: its name, capacity per replica and every policy's report (for --plot).
+    let mut plotted: Vec<(String, f64, Vec<SimReport>)> = Vec::new();
     for trace in &traces {
         let mut cluster = ClusterModel::for_trace(&trace.values, trace.step_seconds);
         cluster.startup_seconds = args.startup_seconds;
@@ -388,7 +432,7 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         }
         let mut per = Vec::new();
         for policy in &policies {
-            let (r, secs) = run_one(trace, &cluster, policy, args.out.as_deref())?;
+            let (r, secs) = run_one(trace, &cluster, policy, args.out.as_deref(), mode)?;
             runs.push(report_json(trace, &r, secs));
             per.push(r);
         }
@@ -412,6 +456,27 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 }));
             }
         }
+        if plot_file.is_some() {
+            plotted.push((trace.name.clone(), cluster.capacity_per_replica, per));
+        }
+    }
+    if let Some(plot) = plot_file.as_mut() {
+        let panels: Vec<Panel<'_>> = plotted
+            .iter()
+            .map(|(name, capacity, reports)| Panel {
+                title: name.clone(),
+                capacity_per_replica: *capacity,
+                policies: reports
+                    .iter()
+                    .map(|r| (r.policy.clone(), r.timeline.as_slice()))
+                    .collect(),
+            })
+            .collect();
+        if let Err(err) = plot.file.write_all(policies_svg(&panels).as_bytes()) {
+            eprintln!("error: --plot {}: cannot write it: {err}", plot.path.display());
+            return Ok(ExitCode::from(2));
+        }
+        plot.keep = true;
     }
     let out = if runs.len() == 1 {
         runs[0].clone()

@@ -111,6 +111,10 @@ pub struct Metrics {
     pub hourly_cost: Gauge<f64, AtomicU64>,
     /// Scale-ups the budget refused or capped (one per refusal receipt).
     pub budget_refusals: Counter,
+    /// Resident memory of this process (from `/proc/self/status`), refreshed at each scrape.
+    pub process_resident_memory: Gauge,
+    /// CPU seconds (user + system) this process used (from `/proc/self/stat`), refreshed at each scrape.
+    pub process_cpu_seconds: Counter<f64, AtomicU64>,
     encode_lock: Mutex<()>,
 }
 
@@ -239,6 +243,18 @@ impl Default for Metrics {
             "Scale-ups of GeometricAgents refused or capped by MomConfig spec.budget.maxHourlyCost",
             budget_refusals.clone(),
         );
+        let process_resident_memory = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the operator process (VmRSS of /proc/self/status), read at each scrape; 0 where /proc is missing",
+            process_resident_memory.clone(),
+        );
+        let process_cpu_seconds = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "process_cpu_seconds",
+            "User and system CPU seconds of the operator process (/proc/self/stat), read at each scrape; 0 where /proc is missing",
+            process_cpu_seconds.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -263,6 +279,8 @@ impl Default for Metrics {
             view_objects,
             hourly_cost,
             budget_refusals,
+            process_resident_memory,
+            process_cpu_seconds,
             encode_lock: Mutex::new(()),
         }
     }
@@ -339,12 +357,95 @@ impl Metrics {
         self.leader.set(i64::from(leading));
     }
 
+    /// Reads this process's RSS and CPU time from `/proc/self` into their series (called under
+    /// the encode lock, so the CPU counter only moves forward by what was used since).
+    fn refresh_process(&self) {
+        if let Some(rss) = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| resident_bytes(&s))
+        {
+            self.process_resident_memory.set(i64::try_from(rss).unwrap_or(i64::MAX));
+        }
+        if let Some(cpu) = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| cpu_seconds(&s))
+        {
+            let delta = cpu - self.process_cpu_seconds.get();
+            if delta > 0.0 {
+                self.process_cpu_seconds.inc_by(delta);
+            }
+        }
+    }
+
     /// The OpenMetrics text exposition of every family.
     pub fn encode(&self) -> String {
         let _guard = self.encode_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.refresh_process();
         let mut out = String::new();
         // Encoding into a String cannot fail (fmt::Write on String is infallible).
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Clock ticks per second of the times in `/proc/PID/stat` (Linux's `USER_HZ`, 100 on every
+/// architecture the kernel exposes to user space).
+const USER_HZ: f64 = 100.0;
+
+/// Bytes of the `VmRSS:` line of a `/proc/PID/status` text (the kernel writes it in kB).
+fn resident_bytes(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut fields = line.split_whitespace().skip(1);
+    let value: u64 = fields.next()?.parse().ok()?;
+    match fields.next() {
+        Some("kB") => value.checked_mul(1024),
+        _ => None,
+    }
+}
+
+/// utime + stime of a `/proc/PID/stat` line, in seconds. The command name (field 2) may hold
+/// spaces and parentheses, so fields are counted after its last `)`.
+fn cpu_seconds(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the name: state is field 3, utime field 14, stime field 15.
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resident_set_is_read_in_bytes_from_the_status_file() {
+        let status = "Name:\tmom\nVmPeak:\t  9000 kB\nVmRSS:\t   2048 kB\nThreads:\t4\n";
+        assert_eq!(resident_bytes(status), Some(2048 * 1024));
+        assert_eq!(resident_bytes("Name:\tmom\n"), None);
+        assert_eq!(resident_bytes("VmRSS:\t lots kB\n"), None);
+    }
+
+    #[test]
+    fn cpu_seconds_add_user_and_system_ticks_past_a_name_with_spaces() {
+        let stat = "42 (mom (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 1 0 0";
+        assert_eq!(cpu_seconds(stat), Some(3.0));
+        assert_eq!(cpu_seconds("42 (mom) S 1"), None);
+        assert_eq!(cpu_seconds("garbage"), None);
+    }
+
+    #[test]
+    fn a_scrape_exposes_this_process_rss_and_cpu_time() {
+        let metrics = Metrics::default();
+        let text = metrics.encode();
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+        };
+        assert!(value("mom_process_resident_memory_bytes ") > 0.0);
+        assert!(value("mom_process_cpu_seconds_total ") >= 0.0);
     }
 }

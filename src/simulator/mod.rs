@@ -15,6 +15,7 @@
 //! `static` (a fixed count).
 
 pub mod operator_policy;
+pub mod plot;
 pub mod report;
 
 use serde::{Deserialize, Serialize};
