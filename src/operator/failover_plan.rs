@@ -552,6 +552,25 @@ mod tests {
     }
 
     #[test]
+    fn the_objectives_change_the_decision_without_reliability_nothing_is_drained() {
+        let fx = vec![facts("bad", 0.0, 0, 1), facts("calm", 0.0, 0, 0)];
+        let history = BTreeMap::from([("bad".to_string(), counts(9)), ("calm".to_string(), counts(0))]);
+        let plan_with = |o: &Objectives| {
+            let s = snapshot(&fx, &[], &history, o, DomainKind::Zone);
+            domain_actions(&failover_mdp::plan(&s).unwrap(), 2).0
+        };
+        // Positive control: the default objectives drain the domain.
+        assert!(plan_with(&Objectives::default()).contains_key("bad"));
+        let careless = Objectives {
+            performance: 0.7,
+            cost: 0.3,
+            reliability: 0.0,
+            sustainability: 0.0,
+        };
+        assert!(plan_with(&careless).is_empty());
+    }
+
+    #[test]
     fn when_every_domain_would_be_drained_none_is() {
         let fx = vec![facts("a", 0.0, 0, 1), facts("b", 0.0, 0, 1)];
         let history = BTreeMap::from([("a".to_string(), counts(9)), ("b".to_string(), counts(9))]);
