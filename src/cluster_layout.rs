@@ -61,7 +61,9 @@ pub enum LayoutError {
     TooLarge { nodes: u64, limit: u64 },
     #[error("{given} region names given for {regions} regions; give one per region")]
     RegionNameCount { given: usize, regions: usize },
-    #[error("region name {name:?} is not a valid label value (1-50 of a-z, 0-9, '-', starting and ending alphanumeric) or is given twice")]
+    #[error(
+        "region name {name:?} is not a valid label value (1-50 of a-z, 0-9, '-', starting and ending alphanumeric) or is given twice"
+    )]
     BadRegionName { name: String },
 }
 
@@ -76,8 +78,11 @@ pub fn kwok_resource_metrics_path(node: &str) -> String {
 /// region, zone (`<region><letter>`) and rack labels, so a layout can carry the regions its
 /// manifests name (e.g. `eu-west-1`, zones `eu-west-1a` …). Node names are unchanged.
 pub fn with_region_names(nodes: Vec<NodeSpec>, names: &[String]) -> Result<Vec<NodeSpec>, LayoutError> {
-    let regions: std::collections::BTreeSet<&str> =
-        nodes.iter().filter_map(|n| n.labels.get(REGION_LABEL)).map(String::as_str).collect();
+    let regions: std::collections::BTreeSet<&str> = nodes
+        .iter()
+        .filter_map(|n| n.labels.get(REGION_LABEL))
+        .map(String::as_str)
+        .collect();
     if names.len() != regions.len() {
         return Err(LayoutError::RegionNameCount {
             given: names.len(),
@@ -87,7 +92,9 @@ pub fn with_region_names(nodes: Vec<NodeSpec>, names: &[String]) -> Result<Vec<N
     let mut seen = std::collections::BTreeSet::new();
     for name in names {
         let ok = (1..=50).contains(&name.len())
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
             && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
         if !ok || !seen.insert(name.as_str()) {
@@ -406,8 +413,18 @@ mod tests {
         let one = with_region_names(nodes.clone(), &names[..1]).unwrap_err();
         assert_eq!(one, LayoutError::RegionNameCount { given: 1, regions: 2 });
         for bad in ["EU", "-x", "a b", "", "same"] {
-            let twice = if bad == "same" { vec![bad.to_string(), bad.to_string()] } else { vec![bad.to_string(), "ok".to_string()] };
-            assert!(matches!(with_region_names(nodes.clone(), &twice), Err(LayoutError::BadRegionName { .. })), "{bad}");
+            let twice = if bad == "same" {
+                vec![bad.to_string(), bad.to_string()]
+            } else {
+                vec![bad.to_string(), "ok".to_string()]
+            };
+            assert!(
+                matches!(
+                    with_region_names(nodes.clone(), &twice),
+                    Err(LayoutError::BadRegionName { .. })
+                ),
+                "{bad}"
+            );
         }
     }
 

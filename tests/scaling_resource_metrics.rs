@@ -51,7 +51,8 @@ fn scaling_ready(a: &GeometricAgent) -> Option<(String, String, String)> {
 /// The agent's pods' cpu usage as the metrics API reports it (cores, summed), once it reports
 /// every one of `pods` pods.
 fn api_cpu(ns: &str, agent: &str, pods: usize) -> Option<f64> {
-    let path = format!("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods?labelSelector=mom.hypersync.io/agent%3D{agent}");
+    let path =
+        format!("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods?labelSelector=mom.hypersync.io/agent%3D{agent}");
     let (ok, out, _) = common::kubectl(&["get", "--raw", &path], None);
     if !ok {
         return None;
@@ -59,7 +60,8 @@ fn api_cpu(ns: &str, agent: &str, pods: usize) -> Option<f64> {
     let body: serde_json::Value = serde_json::from_str(&out).ok()?;
     let items = body["items"].as_array()?;
     (items.len() >= pods).then(|| {
-        mom::operator::metrics_api::total_usage(&path, &body, mom::operator::crd::strategy::TargetMetric::Cpu).unwrap_or(0.0)
+        mom::operator::metrics_api::total_usage(&path, &body, mom::operator::crd::strategy::TargetMetric::Cpu)
+            .unwrap_or(0.0)
     })
 }
 
@@ -85,16 +87,24 @@ async fn pods_using_more_cpu_than_the_target_scale_up_from_the_metrics_api_and_p
     common::apply(&strategy_and_agent(&n, "cold", "40m"));
 
     // The metrics API serves the pods' simulated usage.
-    let hot_usage = common::eventually("the metrics API reporting hot's 2 pods", Duration::from_secs(120), || {
-        let n = n.clone();
-        async move { api_cpu(&n, "hot", 2).filter(|u| *u > 0.0) }
-    })
+    let hot_usage = common::eventually(
+        "the metrics API reporting hot's 2 pods",
+        Duration::from_secs(120),
+        || {
+            let n = n.clone();
+            async move { api_cpu(&n, "hot", 2).filter(|u| *u > 0.0) }
+        },
+    )
     .await;
     assert!(hot_usage > 2.0 * 0.1 * TARGET, "hot's pods use {hot_usage} cores");
-    let cold_usage = common::eventually("the metrics API reporting cold's 2 pods", Duration::from_secs(120), || {
-        let n = n.clone();
-        async move { api_cpu(&n, "cold", 2).filter(|u| *u > 0.0) }
-    })
+    let cold_usage = common::eventually(
+        "the metrics API reporting cold's 2 pods",
+        Duration::from_secs(120),
+        || {
+            let n = n.clone();
+            async move { api_cpu(&n, "cold", 2).filter(|u| *u > 0.0) }
+        },
+    )
     .await;
     assert!(cold_usage < 2.0 * 0.1 * TARGET, "cold's pods use {cold_usage} cores");
 
@@ -134,6 +144,9 @@ async fn pods_using_more_cpu_than_the_target_scale_up_from_the_metrics_api_and_p
     }
     let (ok, reasons, err) = common::kubectl(&["get", "events", "-n", &n, "-o", "jsonpath={.items[*].reason}"], None);
     assert!(ok, "{err}");
-    assert!(reasons.contains("Scaled"), "positive control: no Scaled event: {reasons}");
+    assert!(
+        reasons.contains("Scaled"),
+        "positive control: no Scaled event: {reasons}"
+    );
     assert!(!reasons.contains("MetricsUnavailable"), "{reasons}");
 }

@@ -604,7 +604,11 @@ impl View {
         &self,
         point: &[f64],
     ) -> Result<placement::nearest::NearestPlace, placement::nearest::NearestError> {
-        let positions = &self.embedding.as_ref().ok_or(placement::nearest::NearestError::NoNodes)?.positions;
+        let positions = &self
+            .embedding
+            .as_ref()
+            .ok_or(placement::nearest::NearestError::NoNodes)?
+            .positions;
         placement::nearest::nearest_place(point, positions, |n| self.node_labels(n), self.settings.kappa)
     }
 

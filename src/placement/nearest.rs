@@ -107,7 +107,11 @@ mod tests {
         .unwrap();
         let nodes = with_region_names(nodes, &["eu-west-1".into(), "eu-central-1".into()]).unwrap();
         let labels: BTreeMap<_, _> = nodes.into_iter().map(|n| (n.name, n.labels)).collect();
-        let keys = [REGION_LABEL.to_string(), ZONE_LABEL.to_string(), crate::labels::HOSTNAME_LABEL.to_string()];
+        let keys = [
+            REGION_LABEL.to_string(),
+            ZONE_LABEL.to_string(),
+            crate::labels::HOSTNAME_LABEL.to_string(),
+        ];
         let embedding = crate::placement::embed_nodes(&labels, &keys, 4).unwrap();
         (embedding.positions, labels)
     }
@@ -133,7 +137,12 @@ mod tests {
         assert!(got.distance > 0.0);
         let other = poincare::distance(&mid, &positions["r0-z0-k0-n0"], 1.0);
         assert!(got.distance < other, "{got:?} vs {other}");
-        assert!(got.describe().starts_with("eu-central-1/eu-central-1c (node r1-z2-k0-n"), "{}", got.describe());
+        assert!(
+            got.describe()
+                .starts_with("eu-central-1/eu-central-1c (node r1-z2-k0-n"),
+            "{}",
+            got.describe()
+        );
         assert!(got.describe().contains("d="), "{}", got.describe());
     }
 
@@ -151,16 +160,27 @@ mod tests {
         let p = positions.values().next().unwrap().clone();
         // Positive control: the same point in the same call is fine.
         assert!(nearest_place(&p, &positions, |n| labels.get(n), 1.0).is_ok());
-        assert_eq!(nearest_place(&p, &BTreeMap::new(), |n| labels.get(n), 1.0), Err(NearestError::NoNodes));
+        assert_eq!(
+            nearest_place(&p, &BTreeMap::new(), |n| labels.get(n), 1.0),
+            Err(NearestError::NoNodes)
+        );
         assert_eq!(
             nearest_place(&[0.1], &positions, |n| labels.get(n), 1.0),
             Err(NearestError::DimensionMismatch { point: 1, nodes: 4 })
         );
         let mut nan = p.clone();
         nan[0] = f64::NAN;
-        assert_eq!(nearest_place(&nan, &positions, |n| labels.get(n), 1.0), Err(NearestError::NotFinite));
+        assert_eq!(
+            nearest_place(&nan, &positions, |n| labels.get(n), 1.0),
+            Err(NearestError::NotFinite)
+        );
         // Outside the ball: projected by the distance, still a named answer.
         let far = vec![5.0; p.len()];
-        assert!(nearest_place(&far, &positions, |n| labels.get(n), 1.0).unwrap().distance.is_finite());
+        assert!(
+            nearest_place(&far, &positions, |n| labels.get(n), 1.0)
+                .unwrap()
+                .distance
+                .is_finite()
+        );
     }
 }
