@@ -98,7 +98,9 @@ mod tests {
     use super::*;
     use crate::cluster_layout::{UniformLayout, with_region_names};
 
-    fn cluster() -> (BTreeMap<String, Vec<f64>>, BTreeMap<String, BTreeMap<String, String>>) {
+    type Labels = BTreeMap<String, BTreeMap<String, String>>;
+
+    fn cluster() -> (BTreeMap<String, Vec<f64>>, Labels) {
         let nodes = UniformLayout {
             zones_per_region: 3,
             ..Default::default()
