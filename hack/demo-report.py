@@ -62,10 +62,12 @@ def main(state, app_yaml):
     for p in pods:
         pods_of[p["metadata"]["labels"].get(AGENT, "")].append(p)
     used = defaultdict(lambda: defaultdict(float))  # agent -> resource -> total usage
+    reported = Counter()  # agent -> pods the metrics API reports
     for item in usage:
         pod = next((p for p in pods if p["metadata"]["name"] == item["metadata"]["name"]), None)
         if pod is None:
             continue
+        reported[pod["metadata"]["labels"].get(AGENT, "")] += 1
         for c in item.get("containers", []):
             for res, q in c.get("usage", {}).items():
                 used[pod["metadata"]["labels"].get(AGENT, "")][res] += quantity(q)
@@ -129,13 +131,13 @@ def main(state, app_yaml):
                 reqs = 0.0
                 for c in agents[a]["spec"]["template"]["spec"]["containers"]:
                     reqs += quantity(c.get("resources", {}).get("requests", {}).get(metric, "0"))
-                n = len(pods_of[a])
+                n = reported[a]
                 util = used[a][metric] / (reqs * n) if reqs and n else float("nan")
                 before, now = first.get(a), agents[a]["spec"]["replicas"]
                 did = f"scaled {before} -> {now}" if before != now else f"kept {now}"
                 ready = next((c for c in agents[a].get("status", {}).get("conditions", [])
                               if c["type"] == "ScalingReady"), {})
-                print(f"    agent {a}: usage {util:.0%} of request over {n} pods -> {did} "
+                print(f"    agent {a}: usage {util:.0%} of request over {n} pods (metrics API) -> {did} "
                       f"(ScalingReady={ready.get('status', '?')} {ready.get('reason', '')})")
     scaled = [e for e in events if e.get("reason") == "Scaled"]
     if scaled:

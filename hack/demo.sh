@@ -113,11 +113,16 @@ if compgen -G "$root/manifests/examples/*.yaml" >/dev/null && compgen -G "$root/
   say "waiting for the scaler to act on the metrics API (usage kwok reports for the pods)"
   # metrics-server needs two scrapes (10 s apart) for a cpu rate; the scaler then decides each
   # tick (15 s). Wait until every agent's ScalingReady is True and its replicas are all ready
-  # (spares of a redundancy rule come on top), and the scaler has changed some agent.
+  # (spares of a redundancy rule come on top), the metrics API reports every running pod, and
+  # the scaler has changed some agent.
   settled=""
   for _ in $(seq 1 180); do
     states=$(k get geometricagents -n shop -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="ScalingReady")].status}{" "}{.spec.replicas}{" "}{.status.readyReplicas}{"\n"}{end}')
+    running=$(k get pods -n shop --field-selector status.phase=Running --no-headers 2>/dev/null | wc -l)
+    reported=$(k get --raw /apis/metrics.k8s.io/v1beta1/namespaces/shop/pods 2>/dev/null \
+      | python3 -c 'import json, sys; print(len(json.load(sys.stdin).get("items", [])))' 2>/dev/null || echo 0)
     if [[ -n $states ]] && awk 'NF < 3 || $1 != "True" || $3 < $2 { bad = 1 } END { exit bad }' <<<"$states" \
+       && [[ $reported -ge $running ]] \
        && k get events -n shop --field-selector reason=Scaled --no-headers 2>/dev/null | grep -q .; then
       settled=1; break
     fi
