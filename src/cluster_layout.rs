@@ -59,6 +59,68 @@ pub enum LayoutError {
     Zero { field: &'static str },
     #[error("layout has {nodes} nodes, more than the limit of {limit}")]
     TooLarge { nodes: u64, limit: u64 },
+    #[error("{given} region names given for {regions} regions; give one per region")]
+    RegionNameCount { given: usize, regions: usize },
+    #[error(
+        "region name {name:?} is not a valid label value (1-50 of a-z, 0-9, '-', starting and ending alphanumeric) or is given twice"
+    )]
+    BadRegionName { name: String },
+}
+
+/// Path of kwok's simulated kubelet resource metrics for `node` (its `Metric` document
+/// `metrics-resource`); metrics-server reads it from the node annotation
+/// `metrics.k8s.io/resource-metrics-path` instead of `/metrics/resource`.
+pub fn kwok_resource_metrics_path(node: &str) -> String {
+    format!("/metrics/nodes/{node}/metrics/resource")
+}
+
+/// Renames the regions of a [`UniformLayout`]'s nodes: `region-{r}` becomes `names[r]` in the
+/// region, zone (`<region><letter>`) and rack labels, so a layout can carry the regions its
+/// manifests name (e.g. `eu-west-1`, zones `eu-west-1a` …). Node names are unchanged.
+pub fn with_region_names(nodes: Vec<NodeSpec>, names: &[String]) -> Result<Vec<NodeSpec>, LayoutError> {
+    let regions: std::collections::BTreeSet<&str> = nodes
+        .iter()
+        .filter_map(|n| n.labels.get(REGION_LABEL))
+        .map(String::as_str)
+        .collect();
+    if names.len() != regions.len() {
+        return Err(LayoutError::RegionNameCount {
+            given: names.len(),
+            regions: regions.len(),
+        });
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for name in names {
+        let ok = (1..=50).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+        if !ok || !seen.insert(name.as_str()) {
+            return Err(LayoutError::BadRegionName { name: name.clone() });
+        }
+    }
+    Ok(nodes
+        .into_iter()
+        .map(|mut n| {
+            let old = n.labels.get(REGION_LABEL).cloned().unwrap_or_default();
+            let index = old
+                .strip_prefix("region-")
+                .and_then(|i| i.parse::<usize>().ok())
+                .filter(|i| *i < names.len());
+            if let Some(i) = index {
+                for key in [REGION_LABEL, ZONE_LABEL, RACK_LABEL] {
+                    if let Some(v) = n.labels.get_mut(key)
+                        && let Some(rest) = v.strip_prefix(&old)
+                    {
+                        *v = format!("{}{rest}", names[i]);
+                    }
+                }
+            }
+            n
+        })
+        .collect())
 }
 
 /// The largest layout we generate (far above what one machine's kwok can simulate well).
@@ -157,7 +219,10 @@ impl NodeSpec {
             "kind": "Node",
             "metadata": {
                 "name": self.name,
-                "annotations": {"kwok.x-k8s.io/node": "fake"},
+                "annotations": {
+                    "kwok.x-k8s.io/node": "fake",
+                    "metrics.k8s.io/resource-metrics-path": kwok_resource_metrics_path(&self.name),
+                },
                 "labels": labels,
             },
             "status": {
@@ -330,6 +395,47 @@ mod tests {
         .nodes()
         .unwrap_err();
         assert!(matches!(err, LayoutError::TooLarge { .. }));
+    }
+
+    #[test]
+    fn region_names_replace_the_region_in_region_zone_and_rack_labels_and_bad_names_are_refused() {
+        let nodes = UniformLayout::default().nodes().unwrap();
+        let names = vec!["eu-west-1".to_string(), "eu-central-1".to_string()];
+        let renamed = with_region_names(nodes.clone(), &names).unwrap();
+        let first = &renamed[0];
+        assert_eq!(first.name, nodes[0].name);
+        assert_eq!(first.labels[REGION_LABEL], "eu-west-1");
+        assert_eq!(first.labels[ZONE_LABEL], "eu-west-1a");
+        assert_eq!(first.labels[RACK_LABEL], "eu-west-1a-rack-0");
+        assert!(renamed.iter().any(|n| n.labels[ZONE_LABEL] == "eu-central-1b"));
+        assert!(renamed.iter().all(|n| !n.labels[ZONE_LABEL].starts_with("region-")));
+        // Positive control above; the refusals below name what is wrong.
+        let one = with_region_names(nodes.clone(), &names[..1]).unwrap_err();
+        assert_eq!(one, LayoutError::RegionNameCount { given: 1, regions: 2 });
+        for bad in ["EU", "-x", "a b", "", "same"] {
+            let twice = if bad == "same" {
+                vec![bad.to_string(), bad.to_string()]
+            } else {
+                vec![bad.to_string(), "ok".to_string()]
+            };
+            assert!(
+                matches!(
+                    with_region_names(nodes.clone(), &twice),
+                    Err(LayoutError::BadRegionName { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn kwok_nodes_tell_metrics_server_where_kwok_serves_their_resource_metrics() {
+        let node = &UniformLayout::default().nodes().unwrap()[0];
+        let m = node.kwok_manifest();
+        assert_eq!(
+            m["metadata"]["annotations"]["metrics.k8s.io/resource-metrics-path"],
+            format!("/metrics/nodes/{}/metrics/resource", node.name)
+        );
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub struct NodesArgs {
     /// Maximum pods per node.
     #[arg(long, default_value_t = 110)]
     pods: u32,
+    /// Names of the regions, one per region, comma-separated (default `region-0`, `region-1` …);
+    /// zones become `<name>a`, `<name>b` …
+    #[arg(long, value_delimiter = ',')]
+    region_names: Vec<String>,
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -49,7 +53,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 memory_bytes: u64::from(args.memory_gib) << 30,
                 pods: args.pods,
             };
-            let nodes = layout.nodes()?;
+            let mut nodes = layout.nodes()?;
+            if !args.region_names.is_empty() {
+                nodes = mom::cluster_layout::with_region_names(nodes, &args.region_names)?;
+            }
             let items: Vec<_> = nodes.iter().map(|n| n.kwok_manifest()).collect();
             println!(
                 "{}",

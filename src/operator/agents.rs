@@ -882,6 +882,12 @@ async fn reconcile_inner(
         strategy: check.strategy.clone(),
         position: (!policy.target.is_empty()).then(|| super::crd::agent::Position {
             coordinates: policy.target.clone(),
+            nearest: ctx
+                .view
+                .read()
+                .ok()
+                .and_then(|v| v.nearest_place(&policy.target).ok())
+                .map(Into::into),
         }),
         // Owned by the auction loop: left out of this merge patch so a stale copy never overwrites it.
         allocation: None,

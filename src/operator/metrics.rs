@@ -55,7 +55,8 @@ pub struct ActionLabels {
 pub struct ScalingLabels {
     /// predictive, reactive, manual (none when the policy could not be read).
     pub method: String,
-    /// scaled_up, scaled_down, unchanged, query_failed, failed, receipt_failed, not_ready.
+    /// scaled_up, scaled_down, unchanged, query_failed, metrics_pending, failed, receipt_failed,
+    /// not_ready.
     pub outcome: String,
 }
 

@@ -733,6 +733,20 @@ impl View {
         self.basis
     }
 
+    /// The node, zone and region nearest to `point` in the current embedding (see
+    /// [`placement::nearest`]).
+    pub fn nearest_place(
+        &self,
+        point: &[f64],
+    ) -> Result<placement::nearest::NearestPlace, placement::nearest::NearestError> {
+        let positions = &self
+            .embedding
+            .as_ref()
+            .ok_or(placement::nearest::NearestError::NoNodes)?
+            .positions;
+        placement::nearest::nearest_place(point, positions, |n| self.node_labels(n), self.settings.kappa)
+    }
+
     pub fn node_position(&self, node: &str) -> Option<&Vec<f64>> {
         self.embedding.as_ref()?.positions.get(node)
     }

@@ -13,6 +13,7 @@ mod embed;
 pub mod failover;
 pub mod locality;
 pub mod measured;
+pub mod nearest;
 pub mod quantity;
 pub mod redundancy;
 pub mod rollout;

@@ -6,6 +6,8 @@
 #   etcd     go.etcd.io/etcd/server/v3
 #   kwok     sigs.k8s.io/kwok (plus its Stage documents, which kwok needs at run time)
 #   helm     helm.sh/helm/v3
+#   metrics-server  sigs.k8s.io/metrics-server, only when MOM_METRICS_SERVER=1 (the demo and the
+#            resource-metrics test); its own cache folder, so it never rebuilds the others
 #   prometheus  Debian's package, unpacked by prometheus.sh (its own cache folder)
 #
 # Cache: ${MOM_CACHE_DIR:-$HOME/.cache/mom}/components/<versions>-<go version>-<go.sum hash>/
@@ -62,6 +64,30 @@ if [[ ! -s "$cache/kwok-stages.yaml" ]]; then
     done
   } > "$cache/kwok-stages.yaml.tmp"
   mv "$cache/kwok-stages.yaml.tmp" "$cache/kwok-stages.yaml"
+fi
+
+# kwok's simulated kubelet resource metrics (its Metric for /metrics/nodes/{nodeName}/metrics/resource)
+# and pod usage taken from the annotations kwok.x-k8s.io/usage-cpu and -memory (ClusterResourceUsage;
+# 1m and 1Mi without them); up.sh gives them to kwok when it starts metrics-server.
+if [[ ! -s "$cache/kwok-metrics.yaml" ]]; then
+  moddir=$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  {
+    for f in metrics/resource/metrics-resource.yaml metrics/usage/usage-from-annotation.yaml; do
+      echo "---"; cat "$moddir/kustomize/$f"
+    done
+  } > "$cache/kwok-metrics.yaml.tmp"
+  mv "$cache/kwok-metrics.yaml.tmp" "$cache/kwok-metrics.yaml"
+fi
+
+# metrics-server (the resource metrics API), only when asked: in its own version-keyed folder,
+# linked into bin/.
+if [[ ${MOM_METRICS_SERVER:-} == 1 ]]; then
+  ms_hash=$(cat "$here"/metrics-server/go.{mod,sum} | sha256sum | cut -c1-12)
+  ms_bin=${MOM_CACHE_DIR:-$HOME/.cache/mom}/components/metrics-server-${METRICS_SERVER_VERSION}_${go_version}_${ms_hash}/bin
+  mkdir -p "$ms_bin"
+  bin=$ms_bin build metrics-server metrics-server sigs.k8s.io/metrics-server/cmd/metrics-server \
+    "-s -w -X sigs.k8s.io/metrics-server/pkg/version.gitVersion=${METRICS_SERVER_VERSION}"
+  ln -sf "$ms_bin/metrics-server" "$bin/metrics-server"
 fi
 
 # Prometheus for the scaling end-to-end tests: Debian's package, unpacked without root install.

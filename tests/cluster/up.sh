@@ -4,6 +4,9 @@
 # free port, and writes a kubeconfig. Everything runs from the version-keyed build of build.sh.
 #
 # Usage: up.sh STATE_DIR [--watch-pid PID] [--audit]
+#   (environment) MOM_METRICS_SERVER=1  also serve the resource metrics API: metrics-server
+#                (built by build.sh on first use) scrapes kwok's simulated kubelet resource
+#                metrics and is registered as the APIService v1beta1.metrics.k8s.io
 #   STATE_DIR  where pki, data, logs, pids and the kubeconfig go (created; must not be running)
 #   --watch-pid  tear everything down when process PID exits (used by the Rust test harness)
 #   --audit      write an apiserver audit log (Metadata level, ServiceAccount users only) to
@@ -26,6 +29,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
+metrics_server=${MOM_METRICS_SERVER:-}
 bin=$("$here/build.sh")
 cache=$(dirname "$bin")
 mkdir -p "$state"
@@ -61,6 +65,20 @@ token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 echo "$token,admin,admin,system:masters" > "$state/pki/tokens.csv"
 openssl genrsa -out "$state/pki/sa.key" 2048 2>/dev/null
 openssl rsa -in "$state/pki/sa.key" -pubout -out "$state/pki/sa.pub" 2>/dev/null
+
+# --- aggregation layer: a front-proxy CA and the client certificate the apiserver proxies with to
+# aggregated APIs (metrics-server trusts the CA through kube-system/extension-apiserver-authentication).
+pki=$state/pki
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 -subj /CN=front-proxy-ca \
+  -keyout "$pki/front-proxy-ca.key" -out "$pki/front-proxy-ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=front-proxy-client \
+  -keyout "$pki/front-proxy-client.key" -out "$pki/front-proxy-client.csr" 2>/dev/null
+openssl x509 -req -in "$pki/front-proxy-client.csr" -CA "$pki/front-proxy-ca.crt" -CAkey "$pki/front-proxy-ca.key" \
+  -CAcreateserial -days 3650 -out "$pki/front-proxy-client.crt" 2>/dev/null
+# A client CA (no client certificates are issued: users authenticate with tokens); it only gives
+# extension-apiserver-authentication the client-ca-file that aggregated servers expect.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 -subj /CN=client-ca \
+  -keyout "$pki/client-ca.key" -out "$pki/client-ca.crt" 2>/dev/null
 
 etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port)
 sched_port=$(free_port); kcm_port=$(free_port); kwok_port=$(free_port)
@@ -105,6 +123,10 @@ start kube-apiserver "$bin/kube-apiserver" "${audit_flags[@]}" \
   --api-audiences https://kubernetes.default.svc.cluster.local \
   --service-cluster-ip-range 10.96.0.0/16 --allow-privileged \
   --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
+  --client-ca-file "$pki/client-ca.crt" --requestheader-client-ca-file "$pki/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+  --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+  --requestheader-extra-headers-prefix X-Remote-Extra- \
+  --proxy-client-cert-file "$pki/front-proxy-client.crt" --proxy-client-key-file "$pki/front-proxy-client.key" \
   --profiling=false --v 1
 
 kubeconfig=$state/kubeconfig
@@ -146,9 +168,15 @@ start kube-scheduler "$bin/kube-scheduler" \
 
 # --- kwok: simulated kubelets for nodes annotated kwok.x-k8s.io/node=fake; it renews each node's
 # Lease (as a kubelet does) so the node lifecycle controller keeps them Ready ------------------
-start kwok "$bin/kwok" --kubeconfig "$kubeconfig" --config "$cache/kwok-stages.yaml" \
+# With the metrics API, kwok also serves the simulated kubelet resource metrics, and gives nodes
+# the loopback address and its own port (status.daemonEndpoints) for metrics-server to scrape.
+kwok_metrics=(--node-ip 10.1.0.1)
+if [[ $metrics_server == 1 ]]; then
+  kwok_metrics=(--config "$cache/kwok-metrics.yaml" --node-ip 127.0.0.1 --node-port "$kwok_port")
+fi
+start kwok "$bin/kwok" --kubeconfig "$kubeconfig" --config "$cache/kwok-stages.yaml" "${kwok_metrics[@]}" \
   --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
-  --server-address "127.0.0.1:$kwok_port" --cidr 10.244.0.0/16 --node-ip 10.1.0.1 \
+  --server-address "127.0.0.1:$kwok_port" --cidr 10.244.0.0/16 \
   --node-lease-duration-seconds 40
 
 wait_healthy() { # name port
@@ -171,6 +199,50 @@ for _ in $(seq 1 150); do
   kubectl get serviceaccount default -n default >/dev/null 2>&1 && break
   sleep 0.2
 done
+
+# --- metrics-server (MOM_METRICS_SERVER=1): a local process on its own port, registered as the
+# APIService v1beta1.metrics.k8s.io through an ExternalName Service naming 127.0.0.1 (the
+# aggregator dials ExternalName:port directly). It reads each node's
+# metrics.k8s.io/resource-metrics-path annotation (kwok's /metrics/nodes/NAME/metrics/resource;
+# `mom cluster nodes` sets it) and scrapes kwok over plain HTTP.
+if [[ $metrics_server == 1 ]]; then
+  ms_port=$(free_port)
+  echo "$ms_port" > "$state/metrics-server-port"
+  start metrics-server "$bin/metrics-server" \
+    --kubeconfig "$kubeconfig" --authentication-kubeconfig "$kubeconfig" --authorization-kubeconfig "$kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$ms_port" --cert-dir "$state/pki/metrics-server" \
+    --kubelet-preferred-address-types InternalIP --kubelet-use-node-status-port \
+    --deprecated-kubelet-completely-insecure --metric-resolution 10s --kubelet-request-timeout 5s
+  kubectl apply -f - >/dev/null <<MS
+apiVersion: v1
+kind: Service
+metadata: {name: metrics-server, namespace: kube-system}
+spec:
+  type: ExternalName
+  externalName: 127.0.0.1
+  ports: [{name: https, port: $ms_port}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.metrics.k8s.io}
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  service: {name: metrics-server, namespace: kube-system, port: $ms_port}
+  insecureSkipTLSVerify: true
+  groupPriorityMinimum: 100
+  versionPriority: 100
+MS
+  ms_ok=""
+  for _ in $(seq 1 300); do
+    if [[ $(kubectl get apiservice v1beta1.metrics.k8s.io \
+            -o jsonpath='{.status.conditions[?(@.type=="Available")].status}' 2>/dev/null) == True ]]; then
+      ms_ok=1; break
+    fi
+    sleep 0.2
+  done
+  [[ -n $ms_ok ]] || fail "the APIService v1beta1.metrics.k8s.io did not become Available within 60 s" metrics-server
+fi
 
 if [[ -n $watch_pid ]]; then
   # Watchdog: tear down when the owner dies, however it dies.

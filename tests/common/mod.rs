@@ -24,6 +24,7 @@ pub struct ControlPlane {
 static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
 static PRIVATE_AUDITED: AtomicBool = AtomicBool::new(false);
 static PRIVATE: AtomicBool = AtomicBool::new(false);
+static METRICS_SERVER: AtomicBool = AtomicBool::new(false);
 
 /// Makes this test binary's control plane a private one (started for it, torn down when it
 /// exits), even when `MOM_TEST_KUBECONFIG` names a shared one. Call it before anything else
@@ -38,6 +39,13 @@ pub fn use_private_control_plane() {
 /// names a shared one. Call it before anything else touches the control plane.
 pub fn use_private_audited_control_plane() {
     PRIVATE_AUDITED.store(true, Ordering::SeqCst);
+}
+
+/// Makes this test binary's control plane a private one that also serves the resource metrics
+/// API (`up.sh` with `MOM_METRICS_SERVER=1`: metrics-server scraping kwok's simulated kubelet
+/// resource metrics). Call it before anything else touches the control plane.
+pub fn use_private_control_plane_with_metrics_server() {
+    METRICS_SERVER.store(true, Ordering::SeqCst);
 }
 
 /// The apiserver audit log of a control plane started after
@@ -61,7 +69,10 @@ fn project_root() -> PathBuf {
 pub fn control_plane() -> &'static ControlPlane {
     CONTROL_PLANE.get_or_init(|| {
         let root = project_root();
+        let metrics_server = METRICS_SERVER.load(Ordering::SeqCst);
+        let metrics_env = metrics_server.then_some(("MOM_METRICS_SERVER", "1"));
         let build = Command::new(root.join("tests/cluster/build.sh"))
+            .envs(metrics_env)
             .output()
             .expect("running tests/cluster/build.sh");
         assert!(
@@ -71,7 +82,7 @@ pub fn control_plane() -> &'static ControlPlane {
         );
         let bin = PathBuf::from(String::from_utf8_lossy(&build.stdout).trim());
         let audited = PRIVATE_AUDITED.load(Ordering::SeqCst);
-        let private = audited || PRIVATE.load(Ordering::SeqCst);
+        let private = audited || metrics_server || PRIVATE.load(Ordering::SeqCst);
         if let (false, Ok(path)) = (private, std::env::var("MOM_TEST_KUBECONFIG")) {
             return ControlPlane {
                 kubeconfig: PathBuf::from(path),
@@ -84,6 +95,7 @@ pub fn control_plane() -> &'static ControlPlane {
             .arg("--watch-pid")
             .arg(std::process::id().to_string())
             .args(audited.then_some("--audit"))
+            .envs(metrics_env)
             .output()
             .expect("running tests/cluster/up.sh");
         assert!(

@@ -65,6 +65,18 @@ use super::strategy::WorkloadType;
         description = "The OrchestrationStrategy in use"
     ),
     printcolumn(
+        name = "Near",
+        type_ = "string",
+        json_path = ".status.position.nearest.zone",
+        description = "Zone of the node nearest to the agent's target position"
+    ),
+    printcolumn(
+        name = "Distance",
+        type_ = "number",
+        json_path = ".status.position.nearest.distance",
+        description = "Hyperbolic distance from the target position to that node"
+    ),
+    printcolumn(
         name = "Type",
         type_ = "string",
         json_path = ".spec.workloadType",
@@ -372,6 +384,37 @@ pub struct GeometricAgentStatus {
 pub struct Position {
     /// Coordinates, one per dimension of the node embedding (Euclidean norm < 1/√κ).
     pub coordinates: Vec<f64>,
+    /// The node nearest to these coordinates, its zone and region, and the hyperbolic distance
+    /// to it: the position in readable form. Absent while no node is embedded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nearest: Option<NearestNode>,
+}
+
+/// The node nearest to a position (see `Position.nearest`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NearestNode {
+    /// Name of the nearest node.
+    pub node: String,
+    /// Its `topology.kubernetes.io/region` label, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Its `topology.kubernetes.io/zone` label, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// Hyperbolic distance from the position to the node, rounded to 2 decimals.
+    pub distance: f64,
+}
+
+impl From<crate::placement::nearest::NearestPlace> for NearestNode {
+    fn from(p: crate::placement::nearest::NearestPlace) -> Self {
+        Self {
+            node: p.node,
+            region: p.region,
+            zone: p.zone,
+            distance: (p.distance * 100.0).round() / 100.0,
+        }
+    }
 }
 
 /// The outcome of the last auction for this agent.

@@ -305,7 +305,9 @@ fn printer_columns_show_what_kubectl_users_look_for() {
     };
     assert_eq!(
         names("GeometricAgent"),
-        vec!["Replicas", "Ready", "Tenant", "Strategy", "Type", "Age"]
+        vec![
+            "Replicas", "Ready", "Tenant", "Strategy", "Near", "Distance", "Type", "Age"
+        ]
     );
     assert_eq!(
         names("Receipt"),

@@ -29,6 +29,10 @@ pub mod reason {
     pub const NO_TARGET: &str = "NoTarget";
     /// The resource metrics API (cpu/memory targets) failed; replicas are left unchanged.
     pub const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
+    /// The resource metrics API answers but has no usage of the agent's pods yet (new pods:
+    /// metrics-server reports a pod once it has scraped it twice); replicas are left unchanged,
+    /// without a Warning event.
+    pub const METRICS_PENDING: &str = "MetricsPending";
     /// No Prometheus is configured (`mom operator --prometheus-url`).
     pub const NO_METRICS_SOURCE: &str = "NoMetricsSource";
     /// The decision function refused its inputs.

@@ -239,6 +239,13 @@ async fn scale_agent(
                         history.drain(..excess);
                         Ok((history.clone(), per_replica))
                     }
+                    // New pods, not scraped yet: wait, without a Warning.
+                    Err(e @ super::metrics_api::MetricsApiError::NoPods { .. }) => Err(DesiredCondition::new(
+                        SCALING_READY,
+                        ConditionStatus::False,
+                        reason::METRICS_PENDING,
+                        format!("{e}; replicas left unchanged"),
+                    )),
                     Err(e) => Err(DesiredCondition::new(
                         SCALING_READY,
                         ConditionStatus::False,
@@ -255,6 +262,10 @@ async fn scale_agent(
                     values.drain(..keep);
                 }
                 demands.push((values, per_replica));
+            }
+            Err(condition) if condition.reason == reason::METRICS_PENDING => {
+                count(ctx, method.as_str(), "metrics_pending");
+                return report(ctx, agent, condition, None).await;
             }
             Err(condition) => {
                 count(ctx, method.as_str(), "query_failed");
