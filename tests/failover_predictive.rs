@@ -8,7 +8,8 @@
 //! evacuation strategy and `includeAnomalous: false`, so no move here is its own idea. The plan
 //! is receipted first (`failover.plan`), announced (Event `PredictedFailure`) and shown in the
 //! MomConfig condition `FailoverModel`. When the label goes, the zone is open again
-//! (`PredictionCleared`), and the receipt chain verifies.
+//! (`PredictionCleared`); the planner has persisted its counts on top of the restored ones, and
+//! the receipt chain verifies.
 //!
 //! Runs on a control plane of its own: draining a zone moves every test's pods.
 
@@ -20,7 +21,7 @@ use placement_support::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
 use kube::api::{Api, ListParams};
 use mom::labels::{ANOMALOUS_LABEL, ZONE_LABEL};
 use mom::operator::crd::{MomConfig, Receipt};
@@ -235,6 +236,21 @@ async fn a_zone_whose_history_says_degraded_means_failing_is_emptied_before_it_f
         },
     )
     .await;
+    // The planner persisted what it counted on top of what it restored.
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "mom-system");
+    let healthy_stays = common::eventually("the planner's counts persisted", Duration::from_secs(90), || {
+        let configmaps = configmaps.clone();
+        let zone = zone.clone();
+        async move {
+            let cm = configmaps.get("mom-failover-history").await.ok()?;
+            let text = cm.data?.get("counts.json")?.clone();
+            let counts: serde_json::Value = serde_json::from_str(&text).ok()?;
+            let stays = counts[&zone]["counts"][0][0].as_u64()?;
+            (stays > 5000).then_some(stays)
+        }
+    })
+    .await;
+    println!("zone {zone}: healthy→healthy {healthy_stays} (5000 seeded)");
     let (ok, report) = common::verify_cluster_with_published_keys(&client).await;
     assert!(ok, "mom verify after the drain: {report}");
 }
