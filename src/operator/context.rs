@@ -63,8 +63,6 @@ pub struct Context {
     pub tick_seconds: watch::Receiver<Option<i32>>,
     /// The budget's gate over scale-ups and the refusals in force ([`super::budget`]).
     pub budget: super::budget::ledger::Ledger,
-    /// What the failover planner last concluded ([`super::failover_plan`]), for the status.
-    pub failover_plan: std::sync::Mutex<super::failover_plan::PlanSummary>,
 }
 
 /// The agent controller's cache of GeometricAgents (slimmed and decoded by `lenient`;
@@ -123,7 +121,6 @@ impl Context {
             fence: None,
             tick_seconds: watch::channel(None).1,
             budget: super::budget::ledger::Ledger::default(),
-            failover_plan: Default::default(),
         }
     }
 

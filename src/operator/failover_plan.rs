@@ -41,7 +41,7 @@ use kube::runtime::events::EventType;
 use super::context::{Context, LeaderLoop, LoopError, MANAGER};
 use super::receipts::{Intent, Withheld};
 use super::ticks::Period;
-use super::view::{AgentExposure, DomainFacts};
+use super::view::{AgentExposure, DomainFacts, PlanSummary};
 use crate::failover_mdp::{
     self, Action, AgentInput, DomainInput, DomainKind, HealthState, Location, Observation, Report, Snapshot,
     TransitionCounts, Weights,
@@ -79,17 +79,6 @@ impl LoopError for FailoverPlanError {
             FailoverPlanError::Receipt(_) => "receipt",
         }
     }
-}
-
-/// What the planner last concluded, for the MomConfig condition.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PlanSummary {
-    /// Domains drained now, with the action.
-    pub drained: BTreeMap<String, Action>,
-    /// Why some domains fell back to the conservative rule (`None`: the model decided all).
-    pub fallback: Option<String>,
-    /// Domains observed.
-    pub domains: usize,
 }
 
 /// The leader loop.
@@ -151,12 +140,12 @@ impl LeaderLoop for Planner {
         let report = Ctx::plan(snapshot.clone()).await?;
         let (drained, thin) = domain_actions(&report, facts.len());
         let fallback: Vec<String> = report.fallback.iter().cloned().chain(thin).collect();
-        if let Ok(mut summary) = ctx.failover_plan.lock() {
-            *summary = PlanSummary {
+        if let Ok(mut v) = ctx.view.write() {
+            v.set_failover_summary(PlanSummary {
                 drained: drained.clone(),
                 fallback: (!fallback.is_empty()).then(|| fallback.join("; ")),
                 domains: facts.len(),
-            };
+            });
         }
         if drained != drained_now {
             let changed: Vec<String> = drained

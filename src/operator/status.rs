@@ -275,7 +275,7 @@ pub const RECEIPT_FAILURE_WINDOW: Duration = Duration::from_secs(20);
 
 /// `ReceiptsWritable` from the writer's newest failure.
 /// `FailoverModel` from the failover planner's last pass ([`super::failover_plan`]).
-fn failover_model_condition(summary: &super::failover_plan::PlanSummary) -> DesiredCondition {
+fn failover_model_condition(summary: &super::view::PlanSummary) -> DesiredCondition {
     let drained = if summary.drained.is_empty() {
         "no failure domain is drained".to_string()
     } else {
@@ -366,7 +366,8 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
         ctx.budget.retain(|k| keys.contains(k));
     }
     let (hourly_cost, budget_condition) = super::budget::status(ctx);
-    let failover_model = failover_model_condition(&ctx.failover_plan.lock().map(|s| s.clone()).unwrap_or_default());
+    let failover_model =
+        failover_model_condition(&view.read().map(|v| v.failover_summary().clone()).unwrap_or_default());
     // Rounded so that float noise never rewrites the status.
     let hourly_cost = (hourly_cost * 1e6).round() / 1e6;
     for cfg in configs.list(&ListParams::default()).await?.items {

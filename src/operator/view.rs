@@ -194,6 +194,8 @@ pub struct View {
     /// Failure domains the failover planner moves pods out of ahead of a predicted failure
     /// ([`View::set_predicted`]): domain → the strongest action its agents got.
     predicted: BTreeMap<String, crate::failover_mdp::Action>,
+    /// The failover planner's last conclusion ([`View::failover_summary`]).
+    failover_summary: PlanSummary,
     /// Resource pressure per node pool, from the auction loop (for strategy triggers).
     pool_pressure: BTreeMap<String, crate::auction::quota::PressureLevel>,
     /// The tenant of every namespace seen in the namespace watch ([`super::tenancy`]).
@@ -251,6 +253,18 @@ impl Heartbeat {
 fn evacuates(action: crate::failover_mdp::Action) -> bool {
     use crate::failover_mdp::Action;
     matches!(action, Action::EvacuateNow | Action::FailOver)
+}
+
+/// What the failover planner ([`super::failover_plan`]) last concluded, for the MomConfig
+/// condition `FailoverModel`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlanSummary {
+    /// Domains drained now, with the action.
+    pub drained: BTreeMap<String, crate::failover_mdp::Action>,
+    /// Why some domains fell back to the conservative rule (`None`: the model decided all).
+    pub fallback: Option<String>,
+    /// Domains observed.
+    pub domains: usize,
 }
 
 /// One failure domain as the failover planner observes it ([`View::domain_facts`]).
@@ -453,6 +467,16 @@ impl View {
     /// the descheduler treats such a node as unhealthy.
     pub fn predicted_drain(&self, node: &str) -> bool {
         self.predicted_action(node).is_some()
+    }
+
+    /// What the failover planner last concluded (for the MomConfig condition).
+    pub fn failover_summary(&self) -> &PlanSummary {
+        &self.failover_summary
+    }
+
+    /// Records the failover planner's conclusion.
+    pub fn set_failover_summary(&mut self, summary: PlanSummary) {
+        self.failover_summary = summary;
     }
 
     /// The domains the failover planner drains now, with the action.
