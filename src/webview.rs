@@ -10,16 +10,76 @@ use serde::{Deserialize, Serialize};
 
 use crate::geometry::disk::{self, Geodesic};
 
-/// How the page's disk relates to the ball, shown on the page.
-pub fn projection_note(dimension: Option<usize>) -> String {
-    match dimension {
-        Some(2) => "2-D embedding: positions drawn as they are".into(),
-        Some(d) => format!(
-            "{d}-D embedding: drawn by its first two coordinates (orthogonal projection onto e0,e1; \
+/// Largest Euclidean radius of a node in the display layout ([`display_layout`]).
+pub const DISPLAY_LEAF_RADIUS: f64 = 0.92;
+
+/// How node positions are turned into points of the page's disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// Positions come from the topology labels (a tree embedding): the page draws a 2-D tree
+    /// embedding of the same hierarchy made for the eye ([`display_layout`]).
+    #[default]
+    Tree,
+    /// Positions follow measured latencies: the page draws them ([`disk::project`]).
+    Measured,
+}
+
+/// How the page's disk relates to the operator's ball, shown on the page.
+pub fn projection_note(layout: Layout, dimension: Option<usize>) -> String {
+    let d = dimension.map_or("?".to_string(), |d| d.to_string());
+    match layout {
+        Layout::Tree => format!(
+            "{d}-D tree embedding of the topology labels, drawn as a 2-D Sarkar embedding of the same \
+             hierarchy (edge length chosen so the nodes lie within radius {DISPLAY_LEAF_RADIUS}; the \
+             operator's own edges are far longer, which puts its nodes within 1e-12 of the rim). \
+             Agent targets are drawn next to the node nearest to them in the operator's embedding."
+        ),
+        Layout::Measured if dimension == Some(2) => "latency fit, 2-D: positions drawn as they are".into(),
+        Layout::Measured => format!(
+            "latency fit, {d}-D: drawn by the first two coordinates (orthogonal projection onto e0,e1; \
              points differing only in other coordinates overlap)"
         ),
-        None => "no embedding yet".into(),
     }
+}
+
+/// Disk points for nodes from their topology paths (top level first, e.g. region, zone, rack;
+/// the node's own name is appended): Sarkar's construction in 2-D
+/// ([`crate::geometry::tree::TreeEmbedding`]) with every edge `τ = 2·artanh(`
+/// [`DISPLAY_LEAF_RADIUS`]`)/depth` long, so no node lies beyond that Euclidean radius (a path
+/// straight out from the origin would end on it; siblings turn away, so most lie a little inside).
+/// Siblings are spread evenly around their parent, as in the operator's embedding; only the
+/// edge length differs. Nodes whose path cannot be embedded are left out.
+pub fn display_layout(paths: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, [f64; 2]> {
+    use crate::geometry::tree::{SarkarConfig, TreeEmbedding};
+    let full: Vec<Vec<String>> = paths
+        .iter()
+        .map(|(name, path)| {
+            let mut p = path.clone();
+            p.push(format!("node/{name}"));
+            p
+        })
+        .collect();
+    let depth = full.iter().map(Vec::len).max().unwrap_or(1).max(1) as f64;
+    let tau = 2.0 * DISPLAY_LEAF_RADIUS.atanh() / depth;
+    let Ok(emb) = TreeEmbedding::from_paths(
+        &full,
+        SarkarConfig {
+            epsilon: 0.1,
+            edge_length: Some(tau),
+        },
+    ) else {
+        return BTreeMap::new();
+    };
+    let points = emb.ball_points(2);
+    paths
+        .keys()
+        .enumerate()
+        .filter_map(|(i, name)| {
+            let p = points.get(emb.leaf_node(i)?)?;
+            Some((name.clone(), disk::project(p)?))
+        })
+        .collect()
 }
 
 /// One node as the operator knows it.
@@ -29,6 +89,8 @@ pub struct NodeInput {
     pub region: Option<String>,
     pub zone: Option<String>,
     pub pool: String,
+    /// Values of the topology keys above the node (region, zone, rack; hostname left out).
+    pub path: Vec<String>,
     /// Ball coordinates (any dimension), when embedded.
     pub position: Option<Vec<f64>>,
     /// Why the node counts as failed (not ready, heartbeat silent, terminating), if it does.
@@ -65,6 +127,7 @@ pub struct AgentInput {
 pub struct Input {
     /// Nodes' coordinates dimension, when embedded.
     pub dimension: Option<usize>,
+    pub layout: Layout,
     pub nodes: Vec<NodeInput>,
     /// `None` until the agent cache has been filled.
     pub agents: Option<Vec<AgentInput>>,
@@ -90,6 +153,7 @@ pub struct Snapshot {
     pub version: u64,
     pub leading: bool,
     pub dimension: Option<usize>,
+    pub layout: Layout,
     pub projection: String,
     /// What is not known yet (e.g. "no nodes yet"), shown on the page.
     pub notes: Vec<String>,
@@ -128,7 +192,10 @@ pub struct AgentView {
     pub desired: i32,
     pub replicas: i32,
     pub ready: i32,
+    /// Where the page draws the target (see [`projection_note`]).
     pub target: Option<[f64; 2]>,
+    /// In the tree layout: the node nearest to the target in the operator's embedding.
+    pub target_near: Option<String>,
     pub pods: Vec<PodView>,
     pub pool: String,
     pub quota: Option<i32>,
@@ -196,6 +263,43 @@ pub fn build(input: &Input) -> Snapshot {
     if input.agents.as_ref().is_some_and(|a| a.is_empty()) {
         notes.push("no agents yet".to_string());
     }
+    let tree = match input.layout {
+        Layout::Tree => display_layout(
+            &input
+                .nodes
+                .iter()
+                .filter(|n| n.position.is_some())
+                .map(|n| (n.name.clone(), n.path.clone()))
+                .collect(),
+        ),
+        Layout::Measured => BTreeMap::new(),
+    };
+    let draw = |n: &NodeInput| match input.layout {
+        Layout::Tree => tree.get(&n.name).copied(),
+        Layout::Measured => n.position.as_deref().and_then(disk::project),
+    };
+    // A target's spot: projected (measured layout), or just inside its nearest node (tree).
+    let place_target = |target: &[f64]| -> (Option<[f64; 2]>, Option<String>) {
+        match input.layout {
+            Layout::Measured => (disk::project(target), None),
+            Layout::Tree => {
+                let nearest = input
+                    .nodes
+                    .iter()
+                    .filter_map(|n| {
+                        let p = n.position.as_deref()?;
+                        (p.len() == target.len())
+                            .then(|| (crate::geometry::poincare::distance(p, target, 1.0), n))
+                    })
+                    .filter(|(d, _)| d.is_finite())
+                    .min_by(|a, b| a.0.total_cmp(&b.0));
+                match nearest {
+                    Some((_, n)) => (tree.get(&n.name).map(|[x, y]| [x * 0.9, y * 0.9]), Some(n.name.clone())),
+                    None => (None, None),
+                }
+            }
+        }
+    };
     let mut pods_on: BTreeMap<&str, u32> = BTreeMap::new();
     for a in agents_in {
         for (_, node) in &a.pods {
@@ -212,7 +316,7 @@ pub fn build(input: &Input) -> Snapshot {
             region: n.region.clone(),
             zone: n.zone.clone(),
             pool: n.pool.clone(),
-            xy: n.position.as_deref().and_then(disk::project),
+            xy: draw(n),
             health: if n.failed.is_some() {
                 "failed"
             } else if !n.schedulable {
@@ -229,7 +333,9 @@ pub fn build(input: &Input) -> Snapshot {
 
     let mut agents: Vec<AgentView> = agents_in
         .iter()
-        .map(|a| AgentView {
+        .map(|a| {
+            let (target, target_near) = a.target.as_deref().map(place_target).unwrap_or_default();
+            AgentView {
             id: format!("{}/{}", a.namespace, a.name),
             namespace: a.namespace.clone(),
             name: a.name.clone(),
@@ -237,7 +343,8 @@ pub fn build(input: &Input) -> Snapshot {
             desired: a.desired,
             replicas: a.replicas,
             ready: a.ready,
-            target: a.target.as_deref().and_then(disk::project),
+            target,
+            target_near,
             pods: a
                 .pods
                 .iter()
@@ -250,9 +357,10 @@ pub fn build(input: &Input) -> Snapshot {
             quota: a.allocation.map(|(q, _)| q),
             payment: a.allocation.map(|(_, p)| p),
             budget_refusal: a.budget_refusal.clone(),
-        })
+        }})
         .collect();
     agents.sort_by(|a, b| a.id.cmp(&b.id));
+    fan_out(&mut agents);
 
     let target_of: BTreeMap<&str, [f64; 2]> = agents
         .iter()
@@ -304,7 +412,8 @@ pub fn build(input: &Input) -> Snapshot {
         version: 0,
         leading: input.leading,
         dimension: input.dimension,
-        projection: projection_note(input.dimension),
+        layout: input.layout,
+        projection: projection_note(input.layout, input.dimension),
         notes,
         nodes,
         agents,
@@ -316,6 +425,33 @@ pub fn build(input: &Input) -> Snapshot {
             refusals,
         },
         receipt_head: input.receipt_head,
+    }
+}
+
+/// Radius (Euclidean) of the ring on which targets drawn at one spot are spread.
+pub const FAN_RADIUS: f64 = 0.06;
+
+/// Spreads the drawn targets that share one spot (agents whose targets are nearest the same
+/// node, or equal) evenly on a ring of [`FAN_RADIUS`] around it, pulled inside the disk, so
+/// each stays visible and peer edges between them have a length. Display only.
+fn fan_out(agents: &mut [AgentView]) {
+    let mut spots: BTreeMap<(u64, u64), Vec<usize>> = BTreeMap::new();
+    for (i, a) in agents.iter().enumerate() {
+        if let Some([x, y]) = a.target {
+            spots.entry((x.to_bits(), y.to_bits())).or_default().push(i);
+        }
+    }
+    for members in spots.values().filter(|m| m.len() > 1) {
+        for (k, &i) in members.iter().enumerate() {
+            let Some([x, y]) = agents[i].target else { continue };
+            let angle = std::f64::consts::TAU * k as f64 / members.len() as f64;
+            let (mut fx, mut fy) = (x + FAN_RADIUS * angle.cos(), y + FAN_RADIUS * angle.sin());
+            let r = (fx * fx + fy * fy).sqrt();
+            if r > 0.97 {
+                (fx, fy) = (fx * 0.97 / r, fy * 0.97 / r);
+            }
+            agents[i].target = Some([fx, fy]);
+        }
     }
 }
 
@@ -351,6 +487,7 @@ mod tests {
             region: Some("r1".into()),
             zone: Some(zone.into()),
             pool: "default".into(),
+            path: vec!["r1".into(), zone.into()],
             position: xy,
             failed: None,
             schedulable: true,
@@ -388,6 +525,7 @@ mod tests {
         failed.failed = Some("heartbeat silent".into());
         let input = Input {
             dimension: Some(3),
+            layout: Layout::Measured,
             nodes: vec![failed, node("n1", "z1", Some(vec![0.3, 0.4, 0.0]))],
             agents: Some(vec![agent("web", None, &[])]),
             ..Default::default()
@@ -406,6 +544,7 @@ mod tests {
     fn peer_edges_join_known_targets_by_the_disks_geodesic() {
         let input = Input {
             dimension: Some(2),
+            layout: Layout::Measured,
             nodes: vec![node("n1", "z1", Some(vec![0.1, 0.1]))],
             agents: Some(vec![
                 agent("web", Some(vec![0.5, 0.1]), &["db", "gone"]),
@@ -420,6 +559,56 @@ mod tests {
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["agents"][0]["id"], "shop/db");
         assert_eq!(json["edges"][0]["geodesic"]["kind"], "arc");
+    }
+
+    #[test]
+    fn the_tree_layout_spreads_the_hierarchy_inside_the_disk_and_puts_targets_by_their_nearest_node() {
+        let mut nodes = Vec::new();
+        for (i, (region, zone)) in [("a", "a1"), ("a", "a1"), ("a", "a2"), ("b", "b1"), ("b", "b2")].iter().enumerate() {
+            let mut n = node(&format!("n{i}"), zone, Some(vec![0.0, 0.0]));
+            n.path = vec![region.to_string(), zone.to_string()];
+            // Operator positions: only their nearness to a target matters here.
+            n.position = Some(vec![0.1 * i as f64, 0.0]);
+            nodes.push(n);
+        }
+        let input = Input {
+            dimension: Some(2),
+            nodes,
+            agents: Some(vec![agent("web", Some(vec![0.39, 0.0]), &[])]),
+            ..Default::default()
+        };
+        let s = build(&input);
+        let xy: BTreeMap<&str, [f64; 2]> = s.nodes.iter().map(|n| (n.name.as_str(), n.xy.unwrap())).collect();
+        let dist = |a: &str, b: &str| crate::geometry::poincare::distance(&xy[a], &xy[b], 1.0);
+        for p in xy.values() {
+            let r = (p[0] * p[0] + p[1] * p[1]).sqrt();
+            assert!(r > 0.5 && r <= DISPLAY_LEAF_RADIUS + 1e-9, "leaf at radius {r}");
+        }
+        assert!(dist("n0", "n1") < dist("n0", "n2"), "same zone closer than same region");
+        assert!(dist("n0", "n2") < dist("n0", "n3"), "same region closer than another region");
+        assert_eq!(s.agents[0].target_near.as_deref(), Some("n4"));
+        let [tx, ty] = s.agents[0].target.unwrap();
+        assert!((tx - xy["n4"][0] * 0.9).abs() < 1e-12 && (ty - xy["n4"][1] * 0.9).abs() < 1e-12);
+        assert!(s.projection.contains("tree embedding"), "{}", s.projection);
+    }
+
+    #[test]
+    fn targets_drawn_at_one_spot_are_fanned_out_and_their_peer_edge_has_a_length() {
+        let input = Input {
+            dimension: Some(2),
+            layout: Layout::Measured,
+            nodes: vec![node("n1", "z1", Some(vec![0.1, 0.1]))],
+            agents: Some(vec![
+                agent("web", Some(vec![0.5, 0.1]), &["db"]),
+                agent("db", Some(vec![0.5, 0.1]), &[]),
+            ]),
+            ..Default::default()
+        };
+        let s = build(&input);
+        let (a, b) = (s.agents[0].target.unwrap(), s.agents[1].target.unwrap());
+        let gap = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
+        assert!((gap - 2.0 * FAN_RADIUS).abs() < 1e-9, "two targets opposite on the ring: {gap}");
+        assert_eq!(s.edges[0].geodesic, disk::geodesic(b, a), "the edge joins the drawn spots");
     }
 
     #[test]

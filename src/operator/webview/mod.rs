@@ -143,6 +143,18 @@ impl Source {
             return input;
         };
         input.dimension = view.dimension();
+        input.layout = if view.positions_follow_latency() {
+            core::Layout::Measured
+        } else {
+            core::Layout::Tree
+        };
+        let keys: Vec<String> = view
+            .settings
+            .topology_keys
+            .iter()
+            .filter(|k| k.as_str() != crate::labels::HOSTNAME_LABEL)
+            .cloned()
+            .collect();
         input.max_hourly_cost = view.settings.max_hourly_cost;
         if input.max_hourly_cost.is_some() {
             let (pods, nodes, _) = view.priced();
@@ -163,6 +175,7 @@ impl Source {
                     region: label(crate::labels::REGION_LABEL),
                     zone: label(crate::labels::ZONE_LABEL),
                     pool: label(crate::labels::POOL_LABEL).unwrap_or_else(|| super::pools::DEFAULT_POOL.to_string()),
+                    path: keys.iter().map(|k| label(k).unwrap_or_default()).collect(),
                     position: view.node_position(&name).cloned(),
                     failed: view
                         .node_failed(&name)

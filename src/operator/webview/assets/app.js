@@ -76,7 +76,9 @@ function drawDisk(s) {
     c.appendChild(title);
     g.appendChild(c);
     nodes.appendChild(g);
-    const t = svg("text", { x: n.xy[0] + 0.03, y: -n.xy[1] + 0.012 });
+    // Labels point inwards so the ones on the rim stay inside the picture.
+    const right = n.xy[0] <= 0;
+    const t = svg("text", { x: n.xy[0] + (right ? 0.035 : -0.035), y: -n.xy[1] + 0.012, "text-anchor": right ? "start" : "end" });
     t.textContent = n.name;
     labels.appendChild(t);
   }
@@ -90,7 +92,7 @@ function drawDisk(s) {
     const d = 0.03;
     const path = svg("path", { d: `M${x},${y + d} L${x + d},${y} L${x},${y - d} L${x - d},${y} z` });
     const title = svg("title");
-    title.textContent = `target of ${a.id}: ${a.replicas}/${a.desired} replicas`;
+    title.textContent = `target of ${a.id}: ${a.replicas}/${a.desired} replicas` + (a.targetNear ? ` (drawn by its nearest node, ${a.targetNear})` : "");
     path.appendChild(title);
     g.appendChild(path);
     targets.appendChild(g);
