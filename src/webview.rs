@@ -288,8 +288,7 @@ pub fn build(input: &Input) -> Snapshot {
                     .iter()
                     .filter_map(|n| {
                         let p = n.position.as_deref()?;
-                        (p.len() == target.len())
-                            .then(|| (crate::geometry::poincare::distance(p, target, 1.0), n))
+                        (p.len() == target.len()).then(|| (crate::geometry::poincare::distance(p, target, 1.0), n))
                     })
                     .filter(|(d, _)| d.is_finite())
                     .min_by(|a, b| a.0.total_cmp(&b.0));
@@ -336,36 +335,34 @@ pub fn build(input: &Input) -> Snapshot {
         .map(|a| {
             let (target, target_near) = a.target.as_deref().map(place_target).unwrap_or_default();
             AgentView {
-            id: format!("{}/{}", a.namespace, a.name),
-            namespace: a.namespace.clone(),
-            name: a.name.clone(),
-            workload_type: a.workload_type.clone(),
-            desired: a.desired,
-            replicas: a.replicas,
-            ready: a.ready,
-            target,
-            target_near,
-            pods: a
-                .pods
-                .iter()
-                .map(|(name, node)| PodView {
-                    name: name.clone(),
-                    node: node.clone(),
-                })
-                .collect(),
-            pool: a.pool.clone(),
-            quota: a.allocation.map(|(q, _)| q),
-            payment: a.allocation.map(|(_, p)| p),
-            budget_refusal: a.budget_refusal.clone(),
-        }})
+                id: format!("{}/{}", a.namespace, a.name),
+                namespace: a.namespace.clone(),
+                name: a.name.clone(),
+                workload_type: a.workload_type.clone(),
+                desired: a.desired,
+                replicas: a.replicas,
+                ready: a.ready,
+                target,
+                target_near,
+                pods: a
+                    .pods
+                    .iter()
+                    .map(|(name, node)| PodView {
+                        name: name.clone(),
+                        node: node.clone(),
+                    })
+                    .collect(),
+                pool: a.pool.clone(),
+                quota: a.allocation.map(|(q, _)| q),
+                payment: a.allocation.map(|(_, p)| p),
+                budget_refusal: a.budget_refusal.clone(),
+            }
+        })
         .collect();
     agents.sort_by(|a, b| a.id.cmp(&b.id));
     fan_out(&mut agents);
 
-    let target_of: BTreeMap<&str, [f64; 2]> = agents
-        .iter()
-        .filter_map(|a| Some((a.id.as_str(), a.target?)))
-        .collect();
+    let target_of: BTreeMap<&str, [f64; 2]> = agents.iter().filter_map(|a| Some((a.id.as_str(), a.target?))).collect();
     let mut edges = Vec::new();
     for a in agents_in {
         let from = format!("{}/{}", a.namespace, a.name);
@@ -531,7 +528,10 @@ mod tests {
             ..Default::default()
         };
         let s = build(&input);
-        assert_eq!(s.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["n1", "n2"]);
+        assert_eq!(
+            s.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+            ["n1", "n2"]
+        );
         assert_eq!(s.nodes[0].xy, Some([0.3, 0.4]));
         assert_eq!((s.nodes[0].health.as_str(), s.nodes[0].agent_pods), ("ok", 1));
         assert_eq!(s.nodes[1].health, "failed");
@@ -554,7 +554,10 @@ mod tests {
         };
         let s = build(&input);
         assert_eq!(s.edges.len(), 1, "only the peer with a target: {:?}", s.edges);
-        assert_eq!((s.edges[0].from.as_str(), s.edges[0].to.as_str()), ("shop/web", "shop/db"));
+        assert_eq!(
+            (s.edges[0].from.as_str(), s.edges[0].to.as_str()),
+            ("shop/web", "shop/db")
+        );
         assert_eq!(s.edges[0].geodesic, disk::geodesic([0.5, 0.1], [-0.3, 0.6]));
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["agents"][0]["id"], "shop/db");
@@ -564,7 +567,10 @@ mod tests {
     #[test]
     fn the_tree_layout_spreads_the_hierarchy_inside_the_disk_and_puts_targets_by_their_nearest_node() {
         let mut nodes = Vec::new();
-        for (i, (region, zone)) in [("a", "a1"), ("a", "a1"), ("a", "a2"), ("b", "b1"), ("b", "b2")].iter().enumerate() {
+        for (i, (region, zone)) in [("a", "a1"), ("a", "a1"), ("a", "a2"), ("b", "b1"), ("b", "b2")]
+            .iter()
+            .enumerate()
+        {
             let mut n = node(&format!("n{i}"), zone, Some(vec![0.0, 0.0]));
             n.path = vec![region.to_string(), zone.to_string()];
             // Operator positions: only their nearness to a target matters here.
@@ -585,7 +591,10 @@ mod tests {
             assert!(r > 0.5 && r <= DISPLAY_LEAF_RADIUS + 1e-9, "leaf at radius {r}");
         }
         assert!(dist("n0", "n1") < dist("n0", "n2"), "same zone closer than same region");
-        assert!(dist("n0", "n2") < dist("n0", "n3"), "same region closer than another region");
+        assert!(
+            dist("n0", "n2") < dist("n0", "n3"),
+            "same region closer than another region"
+        );
         assert_eq!(s.agents[0].target_near.as_deref(), Some("n4"));
         let [tx, ty] = s.agents[0].target.unwrap();
         assert!((tx - xy["n4"][0] * 0.9).abs() < 1e-12 && (ty - xy["n4"][1] * 0.9).abs() < 1e-12);
@@ -607,8 +616,15 @@ mod tests {
         let s = build(&input);
         let (a, b) = (s.agents[0].target.unwrap(), s.agents[1].target.unwrap());
         let gap = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
-        assert!((gap - 2.0 * FAN_RADIUS).abs() < 1e-9, "two targets opposite on the ring: {gap}");
-        assert_eq!(s.edges[0].geodesic, disk::geodesic(b, a), "the edge joins the drawn spots");
+        assert!(
+            (gap - 2.0 * FAN_RADIUS).abs() < 1e-9,
+            "two targets opposite on the ring: {gap}"
+        );
+        assert_eq!(
+            s.edges[0].geodesic,
+            disk::geodesic(b, a),
+            "the edge joins the drawn spots"
+        );
     }
 
     #[test]
@@ -630,7 +646,10 @@ mod tests {
         assert_eq!((p.nodes, p.agents, p.wanted, p.payments), (1, 2, 4, 2.5));
         assert_eq!(p.pressure.as_deref(), Some("high"));
         assert_eq!(p.budget_cap.as_deref(), Some("no capacity left"));
-        assert_eq!(s.budget.refusals, vec![("shop/web".to_string(), "over budget".to_string())]);
+        assert_eq!(
+            s.budget.refusals,
+            vec![("shop/web".to_string(), "over budget".to_string())]
+        );
         assert!(s.notes.iter().any(|n| n == "nodes not embedded yet"));
     }
 

@@ -20,7 +20,15 @@ use serde_json::{Value, json};
 fn webdriver(method: &str, url: &str, body: Option<&Value>) -> Value {
     use std::io::Write;
     let mut cmd = Command::new("curl");
-    cmd.args(["-s", "--max-time", "60", "-X", method, "-H", "Content-Type: application/json"]);
+    cmd.args([
+        "-s",
+        "--max-time",
+        "60",
+        "-X",
+        method,
+        "-H",
+        "Content-Type: application/json",
+    ]);
     if body.is_some() {
         cmd.args(["--data-binary", "@-"]);
     }
@@ -37,8 +45,7 @@ fn webdriver(method: &str, url: &str, body: Option<&Value>) -> Value {
     drop(stdin);
     let out = child.wait_with_output().expect("curl");
     let text = String::from_utf8_lossy(&out.stdout);
-    let reply: Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {url}: not JSON ({e}): {text}"));
+    let reply: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {url}: not JSON ({e}): {text}"));
     if reply["value"].get("error").is_some() {
         panic!("{method} {url} failed: {}", reply["value"]);
     }
@@ -80,7 +87,11 @@ impl Browser {
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while common::http_get(&format!("{base}/status")).is_none() {
-            assert!(Instant::now() < deadline, "chromedriver did not answer on {base} (log {})", log.display());
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not answer on {base} (log {})",
+                log.display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -179,7 +190,11 @@ fn png_spread(bytes: &[u8]) -> (usize, f64, (u32, u32)) {
     }
     let total: usize = counts.values().sum();
     let top = counts.values().copied().max().unwrap_or(0);
-    (counts.len(), 1.0 - top as f64 / total.max(1) as f64, (info.width, info.height))
+    (
+        counts.len(),
+        1.0 - top as f64 / total.max(1) as f64,
+        (info.width, info.height),
+    )
 }
 
 fn agent(ns: &str, name: &str, replicas: u32, peers: &[&str]) -> String {
@@ -213,16 +228,20 @@ async fn the_page_shows_nodes_and_agents_follows_a_scale_up_and_explains_a_recei
     assert!(!nodes.is_empty());
 
     // The operator has placed both agents (replicas running, targets known) before we look.
-    common::eventually("both agents placed with targets in /ui/api/state", Duration::from_secs(90), || async {
-        let s = state(&mom.metrics_url)?;
-        let agents = s["agents"].as_array()?;
-        let placed = |id: &str, want: i64| {
-            agents
-                .iter()
-                .any(|a| a["id"] == id && a["replicas"] == want && !a["target"].is_null())
-        };
-        (placed(&web, 1) && placed(&api, 2) && !s["edges"].as_array()?.is_empty()).then_some(())
-    })
+    common::eventually(
+        "both agents placed with targets in /ui/api/state",
+        Duration::from_secs(90),
+        || async {
+            let s = state(&mom.metrics_url)?;
+            let agents = s["agents"].as_array()?;
+            let placed = |id: &str, want: i64| {
+                agents
+                    .iter()
+                    .any(|a| a["id"] == id && a["replicas"] == want && !a["target"].is_null())
+            };
+            (placed(&web, 1) && placed(&api, 2) && !s["edges"].as_array()?.is_empty()).then_some(())
+        },
+    )
     .await;
 
     let browser = Browser::start();
@@ -243,7 +262,9 @@ async fn the_page_shows_nodes_and_agents_follows_a_scale_up_and_explains_a_recei
     .unwrap();
     for node in &nodes {
         assert!(drawn.contains(node), "node {node} not drawn; drawn: {drawn:?}");
-        let listed = browser.run(&format!("return !!document.querySelector('[data-node-row=\"{node}\"]')"));
+        let listed = browser.run(&format!(
+            "return !!document.querySelector('[data-node-row=\"{node}\"]')"
+        ));
         assert_eq!(listed, true, "node {node} not listed");
     }
     for id in [&web, &api] {
@@ -257,7 +278,10 @@ async fn the_page_shows_nodes_and_agents_follows_a_scale_up_and_explains_a_recei
         );
     }
     let peer_arcs = browser.run("return document.querySelectorAll('#edges path.peer').length");
-    assert!(peer_arcs.as_u64().unwrap_or(0) >= 2, "peer geodesics drawn: {peer_arcs}");
+    assert!(
+        peer_arcs.as_u64().unwrap_or(0) >= 2,
+        "peer geodesics drawn: {peer_arcs}"
+    );
     let conn = browser.wait_for(
         "the event stream to connect",
         Duration::from_secs(10),
@@ -266,9 +290,20 @@ async fn the_page_shows_nodes_and_agents_follows_a_scale_up_and_explains_a_recei
     assert_eq!(conn, "live");
 
     // Scale 'web' to 3: the page (not reloaded) follows through the event stream.
-    let loads_before = browser.run("return performance.getEntriesByType('navigation').length + ':' + performance.timeOrigin");
+    let loads_before =
+        browser.run("return performance.getEntriesByType('navigation').length + ':' + performance.timeOrigin");
     let (ok, _, err) = common::kubectl(
-        &["-n", &n, "patch", "geometricagent", "web", "--type", "merge", "-p", r#"{"spec":{"replicas":3}}"#],
+        &[
+            "-n",
+            &n,
+            "patch",
+            "geometricagent",
+            "web",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"replicas":3}}"#,
+        ],
         None,
     );
     assert!(ok, "patching replicas: {err}");
@@ -281,8 +316,12 @@ async fn the_page_shows_nodes_and_agents_follows_a_scale_up_and_explains_a_recei
              return r && r.dataset.desired === '3' && r.dataset.replicas === '3'"
         ),
     );
-    println!("scale-up visible in the page {:.1} s after the patch", scaled_at.elapsed().as_secs_f64());
-    let loads_after = browser.run("return performance.getEntriesByType('navigation').length + ':' + performance.timeOrigin");
+    println!(
+        "scale-up visible in the page {:.1} s after the patch",
+        scaled_at.elapsed().as_secs_f64()
+    );
+    let loads_after =
+        browser.run("return performance.getEntriesByType('navigation').length + ':' + performance.timeOrigin");
     assert_eq!(loads_before, loads_after, "the page was reloaded instead of updated");
 
     // Receipts: click the newest; its decision and verification state are shown.
@@ -300,7 +339,10 @@ async fn the_page_shows_nodes_and_agents_follows_a_scale_up_and_explains_a_recei
     );
     assert_eq!(verification, "verified", "the operator's own chain must verify");
     let decision = browser.run("return document.getElementById('decision').textContent");
-    assert!(decision.as_str().unwrap_or_default().contains("\"kind\""), "decision shown: {decision}");
+    assert!(
+        decision.as_str().unwrap_or_default().contains("\"kind\""),
+        "decision shown: {decision}"
+    );
 
     let errors = severe(&browser.console());
     assert!(errors.is_empty(), "console errors: {errors:#?}");
@@ -308,7 +350,10 @@ async fn the_page_shows_nodes_and_agents_follows_a_scale_up_and_explains_a_recei
     // A screenshot that is a picture, not a blank page.
     let png = browser.screenshot();
     let (colours, not_background, size) = png_spread(&png);
-    println!("screenshot {size:?}: {colours} colours, {:.0}% not background", not_background * 100.0);
+    println!(
+        "screenshot {size:?}: {colours} colours, {:.0}% not background",
+        not_background * 100.0
+    );
     assert!(
         colours >= 50 && not_background >= 0.05,
         "blank screenshot: {colours} colours, {not_background} not background"
@@ -342,10 +387,16 @@ async fn unknown_paths_are_404_and_bad_query_parameters_are_400_naming_the_param
     assert_eq!(code, "400");
     assert!(body.contains("'limit'") && body.contains("lots"), "{body}");
     let (code, body) = status("/ui/api/state?since=4");
-    assert_eq!((code.as_str(), body.as_str()), ("400", "unknown query parameter 'since'"));
+    assert_eq!(
+        (code.as_str(), body.as_str()),
+        ("400", "unknown query parameter 'since'")
+    );
     let (code, body) = status("/ui/");
     assert_eq!(code, "200");
-    assert!(body.contains("/ui/app.js") && !body.contains("http://") && !body.contains("https://"), "{body}");
+    assert!(
+        body.contains("/ui/app.js") && !body.contains("http://") && !body.contains("https://"),
+        "{body}"
+    );
     let (code, _) = status("/metrics");
     assert_eq!(code, "200");
 }

@@ -66,7 +66,7 @@ pub fn geodesic(a: [f64; 2], b: [f64; 2]) -> Geodesic {
     let cx = (ra * b[1] - a[1] * rb) / det;
     let cy = (a[0] * rb - ra * b[0]) / det;
     let r2 = cx * cx + cy * cy - 1.0;
-    if !(r2 > 0.0) || !r2.is_finite() {
+    if r2.is_nan() || r2 <= 0.0 || !r2.is_finite() {
         return Geodesic::Line { from: a, to: b };
     }
     let cross = (a[0] - cx) * (b[1] - cy) - (a[1] - cy) * (b[0] - cx);
@@ -102,15 +102,24 @@ mod tests {
             };
             assert!(close(cx * cx + cy * cy, 1.0 + r * r), "not orthogonal for {a:?} {b:?}");
             for p in [a, b] {
-                assert!(close(((p[0] - cx).powi(2) + (p[1] - cy).powi(2)).sqrt(), r), "{p:?} off the circle");
+                assert!(
+                    close(((p[0] - cx).powi(2) + (p[1] - cy).powi(2)).sqrt(), r),
+                    "{p:?} off the circle"
+                );
             }
         }
     }
 
     #[test]
     fn the_arc_runs_inside_the_disk_in_the_direction_it_names() {
-        for (a, b) in [([0.5, 0.1], [-0.3, 0.6]), ([-0.3, 0.6], [0.5, 0.1]), ([0.2, -0.8], [-0.6, -0.5])] {
-            let Geodesic::Arc { cx, cy, r, ccw, .. } = geodesic(a, b) else { panic!() };
+        for (a, b) in [
+            ([0.5, 0.1], [-0.3, 0.6]),
+            ([-0.3, 0.6], [0.5, 0.1]),
+            ([0.2, -0.8], [-0.6, -0.5]),
+        ] {
+            let Geodesic::Arc { cx, cy, r, ccw, .. } = geodesic(a, b) else {
+                panic!()
+            };
             let angle = |p: [f64; 2]| (p[1] - cy).atan2(p[0] - cx);
             let mut sweep = angle(b) - angle(a);
             // The signed sweep in the named direction.
@@ -123,7 +132,10 @@ mod tests {
             assert!(sweep.abs() < std::f64::consts::PI, "not the minor arc: {sweep}");
             let mid = angle(a) + sweep / 2.0;
             let (mx, my) = (cx + r * mid.cos(), cy + r * mid.sin());
-            assert!(mx * mx + my * my < 1.0, "midpoint ({mx}, {my}) of {a:?}→{b:?} outside the disk");
+            assert!(
+                mx * mx + my * my < 1.0,
+                "midpoint ({mx}, {my}) of {a:?}→{b:?} outside the disk"
+            );
         }
     }
 

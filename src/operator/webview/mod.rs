@@ -75,7 +75,9 @@ pub fn receipts_limit(query: Option<&str>) -> Result<usize, QueryError> {
 /// Refuses any query parameter (the endpoints that take none).
 fn no_query(query: Option<&str>) -> Result<(), QueryError> {
     match query.unwrap_or_default().split('&').find(|p| !p.is_empty()) {
-        Some(pair) => Err(QueryError::Unknown(pair.split_once('=').map_or(pair, |(k, _)| k).to_string())),
+        Some(pair) => Err(QueryError::Unknown(
+            pair.split_once('=').map_or(pair, |(k, _)| k).to_string(),
+        )),
         None => Ok(()),
     }
 }
@@ -136,7 +138,9 @@ impl Source {
         let mut input = Input {
             leading: *self.leading.borrow(),
             receipt_head: ctx.and_then(|c| c.writer.head()).map(|h| h.sequence),
-            auction_caps: ctx.map(|c| c.budget.auction_caps().into_iter().collect()).unwrap_or_default(),
+            auction_caps: ctx
+                .map(|c| c.budget.auction_caps().into_iter().collect())
+                .unwrap_or_default(),
             ..Default::default()
         };
         let Ok(view) = self.view.read() else {
@@ -194,7 +198,7 @@ impl Source {
                     AgentInput {
                         namespace: key.namespace.clone(),
                         name: agent.name_any(),
-                        workload_type: serde_json::to_value(&agent.spec.workload_type)
+                        workload_type: serde_json::to_value(agent.spec.workload_type)
                             .ok()
                             .and_then(|v| v.as_str().map(str::to_string))
                             .unwrap_or_default(),
@@ -237,7 +241,9 @@ impl Source {
                 continue;
             }
             let snapshot = self.snapshot();
-            let Ok(body) = serde_json::to_string(&snapshot) else { continue };
+            let Ok(body) = serde_json::to_string(&snapshot) else {
+                continue;
+            };
             if body == last {
                 continue;
             }
@@ -270,12 +276,20 @@ impl Source {
             .await
             .map_err(|e| e.to_string())?;
         let body = tokio::task::spawn_blocking(move || {
-            let tagged = readable.into_iter().map(|(ns, name, r)| (format!("{ns}/{name}"), r)).collect();
+            let tagged = readable
+                .into_iter()
+                .map(|(ns, name, r)| (format!("{ns}/{name}"), r))
+                .collect();
             let (trusted, foreign) = crate::receipts::provenance::split_trusted(tagged, &keys);
             let chain: Vec<crate::receipts::Receipt> = trusted.into_iter().map(|(_, r)| r).collect();
             let report = crate::receipts::verify_chain(&chain, &keys, &Default::default());
-            serde_json::to_string(&timeline(&chain, &report, foreign.len() + unreadable.len(), keys.ids().count()))
-                .unwrap_or_default()
+            serde_json::to_string(&timeline(
+                &chain,
+                &report,
+                foreign.len() + unreadable.len(),
+                keys.ids().count(),
+            ))
+            .unwrap_or_default()
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -349,7 +363,10 @@ pub fn routes(source: Arc<Source>) -> Router {
             "/ui/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
         )
-        .route("/ui/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
+        .route(
+            "/ui/app.css",
+            get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
+        )
         .route("/ui/api/state", get(state))
         .route("/ui/api/events", get(events))
         .route("/ui/api/receipts", get(receipts))
@@ -433,7 +450,10 @@ async fn events(State(source): State<Arc<Source>>, RawQuery(query): RawQuery) ->
         let event = if current.1.is_empty() {
             Event::default().comment("waiting for the first snapshot")
         } else {
-            Event::default().event("snapshot").id(current.0.to_string()).data(current.1.as_str())
+            Event::default()
+                .event("snapshot")
+                .id(current.0.to_string())
+                .data(current.1.as_str())
         };
         Some((Ok::<_, std::convert::Infallible>(event), (rx, false, shutdown)))
     });
@@ -453,7 +473,10 @@ mod tests {
         assert_eq!(receipts_limit(Some("limit=0")), Err(QueryError::Limit("0".into())));
         assert_eq!(receipts_limit(Some("limit=abc")), Err(QueryError::Limit("abc".into())));
         assert_eq!(receipts_limit(Some("limit=501")), Err(QueryError::Limit("501".into())));
-        assert_eq!(receipts_limit(Some("since=3")), Err(QueryError::Unknown("since".into())));
+        assert_eq!(
+            receipts_limit(Some("since=3")),
+            Err(QueryError::Unknown("since".into()))
+        );
         assert!(QueryError::Limit("x".into()).to_string().contains("'limit'"));
         assert_eq!(no_query(Some("x=1")), Err(QueryError::Unknown("x".into())));
         assert_eq!(no_query(Some("")), Ok(()));
@@ -472,7 +495,13 @@ mod tests {
         let report = crate::receipts::verify_chain(&receipts, &keys, &Default::default());
         let ok = timeline(&receipts, &report, 0, 1);
         assert_eq!(ok["ok"], true);
-        assert!(ok["receipts"].as_array().unwrap().iter().all(|r| r["verification"] == "verified"));
+        assert!(
+            ok["receipts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["verification"] == "verified")
+        );
         receipts[2].decision = serde_json::json!({"edited": true});
         let report = crate::receipts::verify_chain(&receipts, &keys, &Default::default());
         let bad = timeline(&receipts, &report, 0, 1);
