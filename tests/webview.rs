@@ -331,6 +331,22 @@ async fn the_page_shows_nodes_and_agents_follows_a_scale_up_and_explains_a_recei
         "const t = document.querySelectorAll('#timeline .tick'); return t.length > 0 ? t.length : null",
     );
     println!("{ticks} receipts on the timeline");
+    // The timeline follows the chain: the scale-up's receipts (the newest sequence in the
+    // cluster) are on it without a reload.
+    let newest = common::eventually("receipts of the scale-up", Duration::from_secs(30), || async {
+        let t: Value = serde_json::from_str(&common::http_get(&format!(
+            "{}/ui/api/receipts?limit=1",
+            mom.metrics_url
+        ))?)
+        .ok()?;
+        t["report"]["lastSequence"].as_u64().filter(|s| *s >= 6)
+    })
+    .await;
+    browser.wait_for(
+        &format!("receipt #{newest} on the timeline"),
+        Duration::from_secs(20),
+        &format!("return !!document.querySelector('#timeline .tick[data-sequence=\"{newest}\"]')"),
+    );
     browser.run("const t = document.querySelectorAll('#timeline .tick'); t[t.length - 1].click(); return null");
     let verification = browser.wait_for(
         "the clicked receipt's verification state",
@@ -342,6 +358,26 @@ async fn the_page_shows_nodes_and_agents_follows_a_scale_up_and_explains_a_recei
     assert!(
         decision.as_str().unwrap_or_default().contains("\"kind\""),
         "decision shown: {decision}"
+    );
+
+    // A node labelled unhealthy turns red (one without agent pods, so nothing is replaced).
+    let s = state(&mom.metrics_url).expect("state");
+    let idle = s["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|n| n["agentPods"] == 0)
+        .and_then(|n| n["name"].as_str())
+        .expect("a node without agent pods")
+        .to_string();
+    let unhealthy = format!("{}=true", mom::labels::UNHEALTHY_LABEL);
+    let (ok, _, err) = common::kubectl(&["label", "node", &idle, &unhealthy, "--overwrite"], None);
+    assert!(ok, "labelling {idle}: {err}");
+    browser.wait_for(
+        &format!("node {idle} drawn as failed"),
+        Duration::from_secs(30),
+        &format!("return !!document.querySelector('#nodes .node.failed[data-node=\"{idle}\"]')"),
     );
 
     let errors = severe(&browser.console());
@@ -365,6 +401,8 @@ async fn the_page_shows_nodes_and_agents_follows_a_scale_up_and_explains_a_recei
         std::fs::write(&docs, &png).unwrap();
         println!("saved {}", docs.display());
     }
+    let unlabel = format!("{}-", mom::labels::UNHEALTHY_LABEL);
+    let _ = common::kubectl(&["label", "node", &idle, &unlabel], None);
     println!("web view test took {:.1} s", started.elapsed().as_secs_f64());
 }
 

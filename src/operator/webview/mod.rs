@@ -7,7 +7,7 @@
 //! budget ledger, the receipt writer's head), gathered into the core's plain
 //! [`crate::webview::Input`] under each lock only as long as copying takes; the receipts are
 //! read from the cluster (the stored chain, as `mom verify --cluster` reads it) at most once per
-//! [`RECEIPTS_TTL`] whatever the number of pages open.
+//! [`RECEIPTS_TTL`] whatever the number of pages open, and again whenever the chain head moved.
 //!
 //! Updates: one publisher task builds the snapshot once a second while at least one page
 //! listens and, when it changed, publishes it in a `tokio::sync::watch` (one value, no queue).
@@ -96,7 +96,8 @@ pub struct Source {
     shutdown: watch::Receiver<bool>,
     ctx: OnceLock<Arc<Context>>,
     updates: watch::Sender<Arc<(u64, String)>>,
-    receipts: tokio::sync::Mutex<Option<(Instant, Arc<String>)>>,
+    /// The last timeline read: when, at which chain head of this replica's writer, and the JSON.
+    receipts: tokio::sync::Mutex<Option<(Instant, Option<u64>, Arc<String>)>>,
 }
 
 impl Source {
@@ -262,9 +263,13 @@ impl Source {
         let Some(ctx) = self.ctx.get() else {
             return Err("the operator is still starting".into());
         };
+        // Reused only while young and while this replica's chain head has not moved: a page
+        // asks again exactly when the head moves, and must then see the new receipts.
+        let head = ctx.writer.head().map(|h| h.sequence);
         let mut cache = self.receipts.lock().await;
-        if let Some((at, body)) = cache.as_ref()
+        if let Some((at, cached_head, body)) = cache.as_ref()
             && at.elapsed() < RECEIPTS_TTL
+            && *cached_head == head
         {
             return Ok(body.clone());
         }
@@ -294,7 +299,7 @@ impl Source {
         .await
         .map_err(|e| e.to_string())?;
         let body = Arc::new(body);
-        *cache = Some((Instant::now(), body.clone()));
+        *cache = Some((Instant::now(), head, body.clone()));
         Ok(body)
     }
 }
@@ -465,6 +470,50 @@ async fn events(State(source): State<Arc<Source>>, RawQuery(query): RawQuery) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn get(router: &mut Router, path: &str) -> (StatusCode, String) {
+        use http_body_util::BodyExt as _;
+        use tower::Service as _;
+        let request = axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+        let response = router.call(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn on_an_empty_cluster_the_view_serves_its_page_and_says_no_nodes_yet() {
+        let (_tx, rx) = watch::channel(false);
+        let source = Source::new(Default::default(), rx.clone(), rx);
+        let mut router = routes(source).fallback(not_found);
+        let (status, body) = get(&mut router, "/ui/api/state").await;
+        assert_eq!(status, StatusCode::OK);
+        let snapshot: Snapshot = serde_json::from_str(&body).unwrap();
+        assert!(snapshot.nodes.is_empty() && snapshot.agents.is_empty());
+        assert!(
+            snapshot.notes.contains(&"no nodes yet".to_string()),
+            "{:?}",
+            snapshot.notes
+        );
+        let (status, page) = get(&mut router, "/ui/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("/ui/app.js"));
+        for asset in ["/ui/app.js", "/ui/app.css"] {
+            assert_eq!(get(&mut router, asset).await.0, StatusCode::OK, "{asset}");
+        }
+        assert_eq!(
+            get(&mut router, "/ui/api/nothing").await,
+            (StatusCode::NOT_FOUND, "not found: /ui/api/nothing".to_string())
+        );
+        let (status, body) = get(&mut router, "/ui/api/receipts?limit=-1").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("'limit'"), "{body}");
+        // Before the operator's context exists, receipts are unavailable, not a panic.
+        assert_eq!(
+            get(&mut router, "/ui/api/receipts").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
 
     #[test]
     fn the_receipts_limit_defaults_to_100_and_bad_values_name_the_parameter() {

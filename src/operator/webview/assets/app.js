@@ -96,7 +96,12 @@ function drawDisk(s) {
     path.appendChild(title);
     g.appendChild(path);
     targets.appendChild(g);
-    const t = svg("text", { x: x + 0.035, y: -y - 0.02, class: "agent-label" });
+    // Labels above the target, alternately to its left and right, so fanned-out neighbours'
+    // labels do not overlap each other (nor the node label beside the node).
+    const near = s.agents.filter(b => b.target && Math.hypot(b.target[0] - x, b.target[1] - y) < 0.15);
+    const meanX = near.reduce((sum, b) => sum + b.target[0], 0) / near.length;
+    const left = x < meanX || (x === meanX && s.agents.indexOf(a) % 2 === 0);
+    const t = svg("text", { x: x + (left ? -0.02 : 0.02), y: -y - 0.04, class: "agent-label", "text-anchor": left ? "end" : "start" });
     t.textContent = `${a.name} ×${a.replicas}`;
     labels.appendChild(t);
   }
