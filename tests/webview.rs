@@ -207,6 +207,26 @@ fn agent(ns: &str, name: &str, replicas: u32, peers: &[&str]) -> String {
     .to_string()
 }
 
+/// MOM for this binary, with the descheduler on (2 s ticks, 1 s cool-off) so a drained node's
+/// moves reach the page; every test here calls it, so the first one decides the flags.
+fn start() -> &'static common::Mom {
+    let dir = std::env::temp_dir().join(format!("mom-webview-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let settings = dir.join("deschedule.json");
+    std::fs::write(
+        &settings,
+        r#"{"planner":{"coolOffSeconds":1,"minGain":0.5,"migrationCost":0.5,"maxEvictionsPerAgent":5,"maxEvictionsPerNode":5}}"#,
+    )
+    .unwrap();
+    common::mom_with(&[
+        "--deschedule",
+        "--deschedule-tick-seconds",
+        "2",
+        "--deschedule-settings",
+        settings.to_str().unwrap(),
+    ])
+}
+
 fn state(metrics_url: &str) -> Option<Value> {
     serde_json::from_str(&common::http_get(&format!("{metrics_url}/ui/api/state"))?).ok()
 }
@@ -214,7 +234,7 @@ fn state(metrics_url: &str) -> Option<Value> {
 #[tokio::test]
 async fn the_page_shows_nodes_and_agents_follows_a_scale_up_and_explains_a_receipt_in_a_real_browser() {
     let started = Instant::now();
-    let mom = common::mom();
+    let mom = start();
     common::apply_test_momconfig("full_audit");
     mom.wait_leading().await;
     let ns = common::TestNamespace::new("webview").await;
@@ -360,25 +380,33 @@ async fn the_page_shows_nodes_and_agents_follows_a_scale_up_and_explains_a_recei
         "decision shown: {decision}"
     );
 
-    // A node labelled unhealthy turns red (one without agent pods, so nothing is replaced).
+    // The node holding the agents' pods is labelled unhealthy: it turns red, and the
+    // descheduler's evacuation moves show as arrows (read from its `evict` receipts).
     let s = state(&mom.metrics_url).expect("state");
-    let idle = s["nodes"]
+    let busy = s["nodes"]
         .as_array()
         .unwrap()
         .iter()
-        .rev()
-        .find(|n| n["agentPods"] == 0)
+        .max_by_key(|n| n["agentPods"].as_u64())
         .and_then(|n| n["name"].as_str())
-        .expect("a node without agent pods")
+        .expect("a node")
         .to_string();
     let unhealthy = format!("{}=true", mom::labels::UNHEALTHY_LABEL);
-    let (ok, _, err) = common::kubectl(&["label", "node", &idle, &unhealthy, "--overwrite"], None);
-    assert!(ok, "labelling {idle}: {err}");
+    let (ok, _, err) = common::kubectl(&["label", "node", &busy, &unhealthy, "--overwrite"], None);
+    assert!(ok, "labelling {busy}: {err}");
     browser.wait_for(
-        &format!("node {idle} drawn as failed"),
+        &format!("node {busy} drawn as failed"),
         Duration::from_secs(30),
-        &format!("return !!document.querySelector('#nodes .node.failed[data-node=\"{idle}\"]')"),
+        &format!("return !!document.querySelector('#nodes .node.failed[data-node=\"{busy}\"]')"),
     );
+    let moves = browser.wait_for(
+        &format!("the descheduler's moves off {busy} drawn as arrows"),
+        Duration::from_secs(90),
+        "const m = document.querySelectorAll('#moves line.move'); return m.length > 0 ? m.length : null",
+    );
+    println!("{moves} move arrow(s) drawn");
+    // Back to a picture where the latest receipt is selected.
+    browser.run("const t = document.querySelectorAll('#timeline .tick'); t[t.length - 1].click(); return null");
 
     let errors = severe(&browser.console());
     assert!(errors.is_empty(), "console errors: {errors:#?}");
@@ -402,13 +430,13 @@ async fn the_page_shows_nodes_and_agents_follows_a_scale_up_and_explains_a_recei
         println!("saved {}", docs.display());
     }
     let unlabel = format!("{}-", mom::labels::UNHEALTHY_LABEL);
-    let _ = common::kubectl(&["label", "node", &idle, &unlabel], None);
+    let _ = common::kubectl(&["label", "node", &busy, &unlabel], None);
     println!("web view test took {:.1} s", started.elapsed().as_secs_f64());
 }
 
 #[tokio::test]
 async fn unknown_paths_are_404_and_bad_query_parameters_are_400_naming_the_parameter() {
-    let mom = common::mom();
+    let mom = start();
     let status = |path: &str| {
         let out = Command::new("curl")
             .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "10"])
