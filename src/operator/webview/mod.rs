@@ -88,6 +88,9 @@ impl IntoResponse for QueryError {
     }
 }
 
+/// The last timeline read: when, at which chain head of this replica's writer, and its JSON.
+type CachedTimeline = (Instant, Option<u64>, Arc<String>);
+
 /// What the view reads: the placement view from the start, the rest once the operator's
 /// context exists (the listener serves `/healthz` before that).
 pub struct Source {
@@ -96,8 +99,7 @@ pub struct Source {
     shutdown: watch::Receiver<bool>,
     ctx: OnceLock<Arc<Context>>,
     updates: watch::Sender<Arc<(u64, String)>>,
-    /// The last timeline read: when, at which chain head of this replica's writer, and the JSON.
-    receipts: tokio::sync::Mutex<Option<(Instant, Option<u64>, Arc<String>)>>,
+    receipts: tokio::sync::Mutex<Option<CachedTimeline>>,
 }
 
 impl Source {
