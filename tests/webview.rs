@@ -465,4 +465,15 @@ async fn unknown_paths_are_404_and_bad_query_parameters_are_400_naming_the_param
     );
     let (code, _) = status("/metrics");
     assert_eq!(code, "200");
+
+    // The event stream outlives the listener's 10 s request deadline: curl's own 13 s limit
+    // ends it (exit 28), not the server, and it carried a snapshot.
+    let out = Command::new("curl")
+        .args(["-sN", "--max-time", "13"])
+        .arg(format!("{}/ui/api/events", mom.metrics_url))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(28), "the stream ended early: {text}");
+    assert!(text.contains("event: snapshot"), "{text}");
 }
