@@ -67,7 +67,8 @@ fn on_path(tool: &str) -> bool {
 }
 
 impl Browser {
-    fn start() -> Self {
+    /// Fails (never skips) without Chromium or chromedriver, naming the packages.
+    fn require() {
         for tool in ["chromium", "chromedriver"] {
             assert!(
                 on_path(tool),
@@ -75,6 +76,10 @@ impl Browser {
                  (apt-get install -y chromium chromium-driver; .ci/run installs them)"
             );
         }
+    }
+
+    fn start() -> Self {
+        Self::require();
         let port = common::free_port();
         let log = std::env::temp_dir().join(format!("mom-webview-chromedriver-{}.log", std::process::id()));
         let driver = Command::new("chromedriver")
@@ -234,6 +239,7 @@ fn state(metrics_url: &str) -> Option<Value> {
 #[tokio::test]
 async fn the_page_shows_nodes_and_agents_follows_a_scale_up_and_explains_a_receipt_in_a_real_browser() {
     let started = Instant::now();
+    Browser::require();
     let mom = start();
     common::apply_test_momconfig("full_audit");
     mom.wait_leading().await;

@@ -517,6 +517,29 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn the_publisher_numbers_a_new_version_only_when_the_snapshot_changed() {
+        let (_tx, rx) = watch::channel(false);
+        let view: SharedView = Default::default();
+        let source = Source::new(view.clone(), rx.clone(), rx);
+        let mut updates = source.updates.subscribe();
+        tokio::spawn(source.clone().publish());
+        tokio::time::sleep(PUBLISH_PERIOD * 5 / 2).await;
+        assert_eq!(updates.borrow_and_update().0, 1, "one version for the first snapshot");
+        let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n1", "labels": {"topology.kubernetes.io/zone": "z1"}}
+        }))
+        .unwrap();
+        view.write().unwrap().apply_node(&node);
+        tokio::time::sleep(PUBLISH_PERIOD * 5 / 2).await;
+        let (version, body) = updates.borrow_and_update().as_ref().clone();
+        assert_eq!(
+            version, 2,
+            "one more version for the change, none for the ticks without one"
+        );
+        assert!(body.contains("\"n1\""), "{body}");
+    }
+
     #[test]
     fn the_receipts_limit_defaults_to_100_and_bad_values_name_the_parameter() {
         assert_eq!(receipts_limit(None), Ok(100));
