@@ -166,8 +166,10 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Ending the session quits Chromium (killing chromedriver alone would leave it running).
+        let session = format!("{}/session/{}", self.base, self.session);
         let _ = Command::new("curl")
-            .args(["-s", "--max-time", "10", "-X", "DELETE", &self.url("")])
+            .args(["-s", "--max-time", "10", "-X", "DELETE", &session])
             .output();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
