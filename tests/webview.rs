@@ -407,12 +407,38 @@ async fn the_page_shows_nodes_and_agents_follows_a_scale_up_and_explains_a_recei
         Duration::from_secs(30),
         &format!("return !!document.querySelector('#nodes .node.failed[data-node=\"{busy}\"]')"),
     );
-    let moves = browser.wait_for(
-        &format!("the descheduler's moves off {busy} drawn as arrows"),
+    // The replicas leave it: the descheduler evicts them (an `evict` receipt each, drawn as an
+    // arrow) or the agent controller's failover retires them first (a `migrate` receipt, no
+    // move to draw); which one wins is a race, so arrows are required exactly when the chain
+    // holds descheduler moves.
+    common::eventually(
+        &format!("the replicas to leave {busy}"),
         Duration::from_secs(90),
-        "const m = document.querySelectorAll('#moves line.move'); return m.length > 0 ? m.length : null",
-    );
-    println!("{moves} move arrow(s) drawn");
+        || async {
+            let s = state(&mom.metrics_url)?;
+            s["nodes"]
+                .as_array()?
+                .iter()
+                .any(|n| n["name"] == busy.as_str() && n["agentPods"] == 0)
+                .then_some(())
+        },
+    )
+    .await;
+    let timeline: Value = serde_json::from_str(
+        &common::http_get(&format!("{}/ui/api/receipts?limit=1", mom.metrics_url)).expect("receipts"),
+    )
+    .expect("receipts JSON");
+    let recorded = timeline["moves"].as_array().map_or(0, Vec::len);
+    if recorded > 0 {
+        let drawn = browser.wait_for(
+            &format!("the descheduler's {recorded} move(s) off {busy} drawn as arrows"),
+            Duration::from_secs(30),
+            "const m = document.querySelectorAll('#moves line.move'); return m.length > 0 ? m.length : null",
+        );
+        println!("{drawn} move arrow(s) drawn for {recorded} evict receipt(s)");
+    } else {
+        println!("no descheduler move this run: failover retired the replicas on {busy} first");
+    }
     // Back to a picture where the latest receipt is selected.
     browser.run("const t = document.querySelectorAll('#timeline .tick'); t[t.length - 1].click(); return null");
 

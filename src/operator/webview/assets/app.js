@@ -255,6 +255,8 @@ async function start() {
     $("conn").textContent = "state unavailable";
   }
   connect();
+  // A follower writes no receipts, so its snapshot has no chain head to follow: poll instead.
+  setInterval(() => { if (state.head === null || state.head === undefined) loadReceipts(); }, 15000);
 }
 
 document.addEventListener("DOMContentLoaded", start);
