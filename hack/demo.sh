@@ -97,6 +97,8 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 echo "leader: ${holder:-<none yet>}    metrics: $METRICS_URL/metrics    extender: $EXTENDER_URL"
+echo "web view (read-only, live): open $METRICS_URL/ui/ in a browser"
+echo "  (in-cluster install: kubectl -n mom-system port-forward svc/mom-metrics 8080:8080, then http://127.0.0.1:8080/ui/)"
 
 if compgen -G "$root/manifests/examples/*.yaml" >/dev/null && compgen -G "$root/crds/*.yaml" >/dev/null; then
   say "example objects (manifests/examples)"

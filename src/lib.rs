@@ -28,5 +28,6 @@ pub mod hpa;
 pub mod mpc;
 pub mod scaling_policy;
 pub mod simulator;
+pub mod webview;
 
 pub mod auction;

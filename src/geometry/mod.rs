@@ -12,6 +12,7 @@
 
 pub mod consensus;
 pub mod data;
+pub mod disk;
 pub mod latency;
 pub mod poincare;
 pub mod routing;

@@ -35,6 +35,7 @@ pub mod ticks;
 pub mod tls;
 pub mod view;
 pub mod watch;
+pub mod webview;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -102,7 +103,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         Ok::<_, Error>((listener, bound))
     };
     let (listener, bound) = bind(config.metrics_addr).await?;
-    tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz and the web view at /ui/");
     let (extender_listener, extender_bound) = bind(config.extender_addr).await?;
     // Fail at start-up, naming the file, rather than on the scheduler's first call.
     let extender_tls = match &config.extender_tls {
@@ -138,17 +139,20 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     // The election stops last (after the final checkpoint), on a signal of its own.
     let (release_tx, release_rx) = tokio::sync::watch::channel(false);
 
+    // The placement view, fed by watches on every replica.
+    let view: view::SharedView = Default::default();
+    let web = webview::Source::new(view.clone(), leading.clone(), shutdown_rx.clone());
     let server = tokio::spawn(server::serve(
         listener,
         metrics.clone(),
         leading.clone(),
         health.clone(),
+        web.clone(),
         shutdown_rx.clone(),
     ));
+    let web_publisher = tokio::spawn(web.clone().publish());
     let election = tokio::spawn(elector.run(metrics.clone(), release_rx));
 
-    // The placement view, fed by watches on every replica.
-    let view: view::SharedView = Default::default();
     let (nodes_ready_tx, mut nodes_ready) = tokio::sync::watch::channel(false);
     let (config_ready_tx, mut config_ready) = tokio::sync::watch::channel(false);
     // `spec.tickSeconds` of the MomConfig `default`, for the loops it governs.
@@ -209,6 +213,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     .with_tick_seconds(tick_seconds);
     ctx.health = health.clone();
     let ctx = Arc::new(ctx);
+    web.set_context(ctx.clone());
     // Only the leader binds; its pod carries the leader label the extender Service selects.
     let leader_label = tokio::spawn(leader::label_own_pod(
         client.clone(),
@@ -286,6 +291,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
     let mut checkpoint_state = checkpoints::PublishState::default();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         let _ = server.await;
+        let _ = web_publisher.await;
         let _ = extender_task.await;
         let _ = leader_label.await;
         let _ = agent_controller.await;

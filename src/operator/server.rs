@@ -1,7 +1,8 @@
 //! The operator's HTTP endpoints: `/metrics` (Prometheus), `/healthz` (liveness: 503 naming
 //! the watch that ended or the loop that is stuck, see [`super::health`]) and `/readyz`
 //! (readiness; reports whether this replica leads, but is ready either way since every replica
-//! serves). Served under the limits of [`super::http`].
+//! serves), and the read-only web view under `/ui/` ([`super::webview`]); any other path is a
+//! 404 naming it. Served under the limits of [`super::http`].
 
 use std::sync::Arc;
 
@@ -23,7 +24,12 @@ struct AppState {
 }
 
 /// The router, separate from the listener so tests can drive it directly.
-fn router(metrics: Arc<Metrics>, leading: watch::Receiver<bool>, health: Arc<Health>) -> Router {
+fn router(
+    metrics: Arc<Metrics>,
+    leading: watch::Receiver<bool>,
+    health: Arc<Health>,
+    web: Arc<super::webview::Source>,
+) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route(
@@ -36,6 +42,8 @@ fn router(metrics: Arc<Metrics>, leading: watch::Receiver<bool>, health: Arc<Hea
             leading,
             health,
         })
+        .merge(super::webview::routes(web))
+        .fallback(super::webview::not_found)
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
@@ -59,8 +67,9 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     leading: watch::Receiver<bool>,
     health: Arc<Health>,
+    web: Arc<super::webview::Source>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let app = router(metrics, leading, health);
+    let app = router(metrics, leading, health, web);
     super::http::serve(listener, None, app, super::http::Limits::default(), shutdown, "metrics").await;
 }

@@ -779,6 +779,16 @@ impl View {
         self.nodes.get(node).map(|r| &r.labels)
     }
 
+    /// Whether the node takes new pods (not cordoned); unknown nodes do not. For the web view.
+    pub fn node_schedulable(&self, node: &str) -> bool {
+        self.nodes.get(node).is_some_and(|r| r.schedulable)
+    }
+
+    /// The pressure of every pool the auction loop measured. For the web view.
+    pub fn pool_pressures(&self) -> &BTreeMap<String, crate::auction::quota::PressureLevel> {
+        &self.pool_pressure
+    }
+
     pub fn node_names(&self) -> impl Iterator<Item = &String> {
         self.nodes.keys()
     }
