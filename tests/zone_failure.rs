@@ -11,6 +11,8 @@
 //! zone) and when the node lifecycle controller marked the zone NotReady, for comparison; the
 //! numbers are reported, not asserted (`make bench-failover` measures them properly).
 //!
+//! The same for a whole region (its three zones).
+//!
 //! Also: a spot node that gets a termination notice (the AWS Node Termination Handler's taint)
 //! is drained the same way, replacements first, while a node with an unrelated taint keeps its
 //! pods.
@@ -29,7 +31,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, ListParams};
-use mom::labels::ZONE_LABEL;
+use mom::labels::{REGION_LABEL, ZONE_LABEL};
 use mom::operator::crd::Receipt;
 
 const AGENTS: [(&str, usize); 2] = [("web", 4), ("api", 3)];
@@ -106,16 +108,28 @@ fn node_not_ready(node: &Node) -> bool {
 #[tokio::test]
 async fn a_failed_zones_replicas_are_replaced_outside_it_before_the_node_grace_period_and_nothing_is_duplicated_on_return()
  {
+    outage(ZONE_LABEL, "--zone").await;
+}
+
+#[tokio::test]
+async fn a_failed_regions_replicas_are_replaced_in_the_other_region_before_the_node_grace_period_and_nothing_is_duplicated_on_return()
+ {
+    outage(REGION_LABEL, "--region").await;
+}
+
+/// Fails the domain (values of the label `key`, `fail-domain.sh flag`) running most of the
+/// agents' replicas, checks the recovery and the return.
+async fn outage(key: &'static str, flag: &str) {
     let _turn = SERIAL.lock().await;
     common::use_private_control_plane();
     setup();
     common::apply_test_momconfig("full_audit");
-    let ns = common::TestNamespace::new("zone-failure").await;
+    let ns = common::TestNamespace::new("domain-failure").await;
     let n = &ns.name;
     let client = ns.client();
     let pods: Api<Pod> = Api::namespaced(client.clone(), n);
     let labels = node_labels(client.clone()).await;
-    let zone_of = |node: &str| labels.get(node).and_then(|l| l.get(ZONE_LABEL)).cloned();
+    let zone_of = |node: &str| labels.get(node).and_then(|l| l.get(key)).cloned();
     for (agent_name, replicas) in AGENTS {
         common::apply(&agent(n, agent_name, replicas as i32, "", ""));
     }
@@ -161,14 +175,14 @@ async fn a_failed_zones_replicas_are_replaced_outside_it_before_the_node_grace_p
         .collect();
     println!("failing {zone}, which runs {stranded:?}");
     assert!(!stranded.is_empty());
-    let failed_at = fail_domain(&["--zone", &zone]);
+    let failed_at = fail_domain(&[flag, &zone]);
 
     // Recovery: every agent has its replicas Ready outside the zone. Meanwhile, note when the
     // node lifecycle controller marks the zone's nodes NotReady.
     let nodes: Api<Node> = Api::all(client.clone());
     let zone_nodes: BTreeSet<String> = labels
         .iter()
-        .filter(|(_, l)| l.get(ZONE_LABEL) == Some(&zone))
+        .filter(|(_, l)| l.get(key) == Some(&zone))
         .map(|(n, _)| n.clone())
         .collect();
     let not_ready_at = std::cell::Cell::new(None);
@@ -209,7 +223,7 @@ async fn a_failed_zones_replicas_are_replaced_outside_it_before_the_node_grace_p
     .await;
     let rto = (recovered_at.saturating_sub(failed_at)) as f64 / 1000.0;
     println!(
-        "zone {zone}: replicas Ready outside it {rto:.1} s after the failure; the node lifecycle controller marked it NotReady {}",
+        "{key}={zone}: replicas Ready outside it {rto:.1} s after the failure; the node lifecycle controller marked it NotReady {}",
         not_ready_at.get().map_or("not yet".to_string(), |t| format!(
             "after {:.1} s",
             t.saturating_sub(failed_at) as f64 / 1000.0
