@@ -65,6 +65,8 @@ pub struct Context {
     pub budget: super::budget::ledger::Ledger,
     /// What the failover planner last concluded ([`super::failover_plan`]), for the status.
     pub failover_plan: std::sync::Mutex<super::failover_plan::PlanSummary>,
+    /// The anomaly loop's agent flags and last pass ([`super::anomaly`]).
+    pub anomaly: std::sync::Mutex<super::anomaly::AnomalyState>,
 }
 
 /// The agent controller's cache of GeometricAgents (slimmed and decoded by `lenient`;
@@ -124,6 +126,7 @@ impl Context {
             tick_seconds: watch::channel(None).1,
             budget: super::budget::ledger::Ledger::default(),
             failover_plan: Default::default(),
+            anomaly: Default::default(),
         }
     }
 
