@@ -185,13 +185,15 @@ pub struct AnomalySpec {
     /// changes: labels already set stay until the loop runs again.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Series about nodes: each query's result series carry a `node` label naming the node.
+    /// Series about nodes (at most 32, names unique): each query's result series carry a `node` label naming the node.
     #[serde(default)]
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("spec.anomaly.nodeSeries: names must be unique"))]
     pub node_series: Vec<AnomalySeries>,
-    /// Series about GeometricAgents: each query's result series carry the labels `namespace`
+    /// Series about GeometricAgents (at most 32, names unique): each query's result series carry the labels `namespace`
     /// and `agent` (the agent's name).
     #[serde(default)]
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("spec.anomaly.agentSeries: names must be unique"))]
     pub agent_series: Vec<AnomalySeries>,
     /// Minutes of history scored at every step (1…1440, default 30): the detector's warm-up
@@ -204,8 +206,9 @@ pub struct AnomalySpec {
     #[serde(default = "default_step_seconds")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 3600").message("spec.anomaly.stepSeconds must be between 1 and 3600"))]
     pub step_seconds: i32,
-    /// A point whose anomaly score (in [0, 1]) is at least this raises the flag (default 0.5;
-    /// a value never seen before in the window scores about 0.5, one far beyond it nearer 1).
+    /// A point whose anomaly score (in [0, 1]) is at least this raises the flag (default 0.7).
+    /// A new record of the window scores about 0.5, which early in a window is common; one far
+    /// beyond everything seen scores nearer 1.
     #[serde(default = "default_threshold")]
     #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0").message("spec.anomaly.threshold must be in (0, 1]"))]
     pub threshold: f64,
@@ -220,13 +223,15 @@ pub struct AnomalySpec {
 #[serde(rename_all = "camelCase")]
 pub struct AnomalySeries {
     /// Name of the series (unique in its list; named in receipts, Events and conditions).
-    #[x_kube(validation = Rule::new("self.size() >= 1 && self.size() <= 63").message("series name must have 1 to 63 characters"))]
+    #[schemars(length(min = 1, max = 63))]
     pub name: String,
-    /// PromQL range-queried over the window; one result series per node or agent.
-    #[x_kube(validation = Rule::new("self.size() >= 1").message("series query must not be empty"))]
+    /// PromQL range-queried over the window; one result series per node or agent (1 to 4096
+    /// characters).
+    #[schemars(length(min = 1, max = 4096))]
     pub query: String,
     /// The flag an anomaly of this series raises (e.g. `latency-high`): letters, digits, `-`,
     /// `_` and `.`, 1 to 63 characters.
+    #[schemars(length(max = 63))]
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$')").message("flag must be 1 to 63 letters, digits, '-', '_' or '.', starting with a letter or digit"))]
     pub flag: String,
 }
@@ -241,7 +246,7 @@ fn default_step_seconds() -> i32 {
     15
 }
 fn default_threshold() -> f64 {
-    0.5
+    0.7
 }
 fn default_clear_points() -> i32 {
     20
