@@ -88,7 +88,7 @@ impl AnomalyLoop {
 }
 
 /// One series' answer: per subject key, its points; or why there is none.
-type Answer = Result<BTreeMap<String, Vec<(f64, f64)>>, String>;
+pub type Answer = Result<BTreeMap<String, Vec<(f64, f64)>>, String>;
 
 impl LeaderLoop for AnomalyLoop {
     const NAME: &'static str = "anomaly";
@@ -136,22 +136,7 @@ impl LeaderLoop for AnomalyLoop {
         for node in &nodes {
             let name = node.name_any();
             let now = node_flags(node);
-            let mut want = now.clone();
-            let mut decisions = Vec::new();
-            for (series, answer) in &node_answers {
-                let Ok(by_node) = answer else { continue };
-                let inputs = inputs_for(&spec, series, &format!("node/{name}"), by_node.get(&name));
-                let Ok(out) = flag::evaluate(&inputs) else { continue };
-                let had = now.contains(&series.flag);
-                if out.flagged {
-                    want.insert(series.flag.clone());
-                } else if had && !flag_raised_elsewhere(&node_answers, &spec, series, &name) {
-                    want.remove(&series.flag);
-                }
-                if out.flagged != had {
-                    decisions.push((inputs, out));
-                }
-            }
+            let (want, decisions) = node_decision(&spec, &node_answers, &name, &now);
             if want != now {
                 for (inputs, out) in &decisions {
                     if out.flagged == want.contains(&inputs.flag) {
@@ -257,6 +242,33 @@ fn set_state(ctx: &Context, f: impl FnOnce(&mut AnomalyState)) {
     if let Ok(mut s) = ctx.anomaly.lock() {
         f(&mut s);
     }
+}
+
+/// A node's flags after this pass, and the decisions that changed one: a series that answered
+/// raises or clears its flag; one that failed keeps what the node has.
+pub fn node_decision(
+    spec: &AnomalySpec,
+    answers: &[(AnomalySeries, Answer)],
+    name: &str,
+    now: &BTreeSet<String>,
+) -> (BTreeSet<String>, Vec<(FlagInputs, flag::FlagOutput)>) {
+    let mut want = now.clone();
+    let mut decisions = Vec::new();
+    for (series, answer) in answers {
+        let Ok(by_node) = answer else { continue };
+        let inputs = inputs_for(spec, series, &format!("node/{name}"), by_node.get(name));
+        let Ok(out) = flag::evaluate(&inputs) else { continue };
+        let had = now.contains(&series.flag);
+        if out.flagged {
+            want.insert(series.flag.clone());
+        } else if had && !flag_raised_elsewhere(answers, spec, series, name) {
+            want.remove(&series.flag);
+        }
+        if out.flagged != had {
+            decisions.push((inputs, out));
+        }
+    }
+    (want, decisions)
 }
 
 /// Whether another node series with the same flag raises it on this node this pass (then
@@ -396,6 +408,67 @@ fn unix_now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec() -> AnomalySpec {
+        serde_json::from_value(serde_json::json!({"nodeSeries": [], "threshold": 0.7, "clearPoints": 10})).unwrap()
+    }
+
+    fn series(name: &str, flag: &str) -> AnomalySeries {
+        AnomalySeries {
+            name: name.into(),
+            query: "q".into(),
+            flag: flag.into(),
+        }
+    }
+
+    /// 120 points 15 s apart around 10, with a spike on the last 3 when `spike`.
+    fn points(spike: bool) -> Vec<(f64, f64)> {
+        (0..120)
+            .map(|i| {
+                let noise = f64::from((i * 7919) % 100) / 100.0 - 0.5;
+                let v = 10.0 + noise + if spike && i >= 117 { 60.0 } else { 0.0 };
+                (1.7e9 + 15.0 * f64::from(i), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn prometheus_down_changes_no_flag_in_either_direction() {
+        let spec = spec();
+        let answers = vec![
+            (series("lat", "slow"), Err("cannot reach Prometheus".to_string())),
+            (series("err", "errors"), Err("cannot reach Prometheus".to_string())),
+        ];
+        let now = BTreeSet::from(["slow".to_string()]);
+        let (want, decisions) = node_decision(&spec, &answers, "n1", &now);
+        assert_eq!(want, now);
+        assert!(decisions.is_empty());
+        let (want, decisions) = node_decision(&spec, &answers, "n1", &BTreeSet::new());
+        assert!(want.is_empty() && decisions.is_empty());
+    }
+
+    #[test]
+    fn an_answering_series_raises_and_clears_its_flag_and_a_failed_one_keeps_its_own() {
+        let spec = spec();
+        let spiked = BTreeMap::from([("n1".to_string(), points(true))]);
+        let calm = BTreeMap::from([("n1".to_string(), points(false))]);
+        let failed: Answer = Err("bad query".into());
+        // Raised by the spike; the failed series' flag stays as it was.
+        let answers = vec![(series("lat", "slow"), Ok(spiked)), (series("err", "errors"), failed.clone())];
+        let now = BTreeSet::from(["errors".to_string()]);
+        let (want, decisions) = node_decision(&spec, &answers, "n1", &now);
+        assert_eq!(want, BTreeSet::from(["errors".to_string(), "slow".to_string()]));
+        assert_eq!(decisions.len(), 1);
+        assert!(decisions[0].1.flagged);
+        // Cleared when calm; a node the answer does not mention is calm too.
+        let answers = vec![(series("lat", "slow"), Ok(calm)), (series("err", "errors"), failed)];
+        let now = BTreeSet::from(["errors".to_string(), "slow".to_string()]);
+        let (want, decisions) = node_decision(&spec, &answers, "n1", &now);
+        assert_eq!(want, BTreeSet::from(["errors".to_string()]));
+        assert_eq!(decisions.len(), 1);
+        let (want, _) = node_decision(&spec, &answers, "n2", &BTreeSet::from(["slow".to_string()]));
+        assert!(want.is_empty());
+    }
 
     #[test]
     fn a_nodes_flags_come_from_its_annotation_and_a_bare_label_is_not_ours() {
