@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
-use kube::api::{Api, ListParams};
 use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 use mom::operator::crd::Receipt;
 
 const FLAG: &str = "latency-high";
@@ -28,7 +28,12 @@ fn trace() -> String {
         s ^= s << 17;
         let noise = (s % 1000) as f64 / 1000.0 - 0.5;
         let v = 10.0 + noise + if (80..83).contains(&i) { 60.0 } else { 0.0 };
-        csv.push_str(&format!("2026-01-01 {:02}:{:02}:{:02},{v}\n", i / 3600, (i / 60) % 60, i % 60));
+        csv.push_str(&format!(
+            "2026-01-01 {:02}:{:02}:{:02},{v}\n",
+            i / 3600,
+            (i / 60) % 60,
+            i % 60
+        ));
     }
     csv
 }
@@ -83,7 +88,15 @@ fn condition(kind: &str) -> Option<(String, String, String)> {
 
 fn events(reason: &str, node: &str) -> usize {
     let (ok, out, _) = common::kubectl(
-        &["get", "events", "-A", "--field-selector", &format!("reason={reason}"), "-o", "json"],
+        &[
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            &format!("reason={reason}"),
+            "-o",
+            "json",
+        ],
         None,
     );
     if !ok {
@@ -109,7 +122,7 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
     let trace_path = dir.join("spike.csv");
     std::fs::write(&trace_path, trace()).unwrap();
     let port = common::free_port();
-    let (prometheus_url, _prometheus) =
+    let (prometheus_url, mut prometheus) =
         common::start_prometheus(&dir, &[("anomaly".to_string(), format!("127.0.0.1:{port}"))]);
     let mom = common::mom_with_flags(&[format!("--prometheus-url={prometheus_url}")]);
     common::apply_test_momconfig("full_audit");
@@ -126,19 +139,27 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
 
     let query = format!(r#"label_replace(mom_replay_demand{{job="anomaly"}}, "node", "{target}", "", "")"#);
     let patch = serde_json::json!({"spec": {"anomaly": {
-        "windowMinutes": 3, "stepSeconds": 1, "threshold": 0.7, "clearPoints": 10,
-        "nodeSeries": [
-            {"name": "latency", "query": query, "flag": FLAG},
-            {"name": "broken", "query": "rate(", "flag": "never"}
-        ]}}});
+    "windowMinutes": 3, "stepSeconds": 1, "threshold": 0.7, "clearPoints": 10,
+    "nodeSeries": [
+        {"name": "latency", "query": query, "flag": FLAG},
+        {"name": "broken", "query": "rate(", "flag": "never"}
+    ]}}});
     let (ok, _, err) = common::kubectl(
-        &["patch", "momconfig", "default", "--type", "merge", "-p", &patch.to_string()],
+        &[
+            "patch",
+            "momconfig",
+            "default",
+            "--type",
+            "merge",
+            "-p",
+            &patch.to_string(),
+        ],
         None,
     );
     assert!(ok, "{err}");
     // Start serving the trace only now: the window is the trace from its first point.
     let exporter_log = dir.join("exporter.log");
-    let _exporter = common::spawn_guarded(
+    let mut exporter = common::spawn_guarded(
         Command::new(env!("CARGO_BIN_EXE_mom")).args([
             "exporter",
             "replay",
@@ -155,21 +176,29 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
     mom.wait_leading().await;
 
     // The broken series is named in the condition and raises nothing.
-    let (status, reason, message) = common::eventually("condition AnomalyDetection", Duration::from_secs(60), || async {
-        condition("AnomalyDetection").filter(|c| c.1 == "QueryFailed")
-    })
-    .await;
+    let (status, reason, message) =
+        common::eventually("condition AnomalyDetection", Duration::from_secs(60), || async {
+            condition("AnomalyDetection").filter(|c| c.1 == "QueryFailed")
+        })
+        .await;
     assert_eq!(status, "False");
-    assert!(message.contains("series broken") && message.contains("rate("), "{reason}: {message}");
+    assert!(
+        message.contains("series broken") && message.contains("rate("),
+        "{reason}: {message}"
+    );
 
     // The spike flags the target node.
-    common::eventually("the target node to be labelled anomalous", Duration::from_secs(240), || async {
-        flagged(&node(&target).await).then_some(())
-    })
+    common::eventually(
+        "the target node to be labelled anomalous",
+        Duration::from_secs(240),
+        || async { flagged(&node(&target).await).then_some(()) },
+    )
     .await;
     let n = node(&target).await;
     assert_eq!(
-        n.annotations().get("mom.hypersync.io/anomaly-flags").map(String::as_str),
+        n.annotations()
+            .get("mom.hypersync.io/anomaly-flags")
+            .map(String::as_str),
         Some(FLAG)
     );
     for other in &others {
@@ -188,9 +217,11 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
         "the window of the first raise holds the spike: {first:#}"
     );
     assert!(raised.iter().all(|d| d["inputs"]["flag"] != "never"), "{raised:#?}");
-    common::eventually("an AnomalyDetected Event on the node", Duration::from_secs(30), || async {
-        (events("AnomalyDetected", &target) > 0).then_some(())
-    })
+    common::eventually(
+        "an AnomalyDetected Event on the node",
+        Duration::from_secs(30),
+        || async { (events("AnomalyDetected", &target) > 0).then_some(()) },
+    )
     .await;
     let metrics = common::scrape_metrics(&mom.metrics_url);
     assert!(
@@ -205,12 +236,20 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
         (!flagged(&node(&target).await)).then_some(())
     })
     .await;
-    assert!(node(&target).await.annotations().get("mom.hypersync.io/anomaly-flags").is_none());
+    assert!(
+        node(&target)
+            .await
+            .annotations()
+            .get("mom.hypersync.io/anomaly-flags")
+            .is_none()
+    );
     let all = flag_decisions().await;
     assert!(all.iter().any(|d| d["output"]["flagged"] == false), "{all:#?}");
-    common::eventually("an AnomalyCleared Event on the node", Duration::from_secs(30), || async {
-        (events("AnomalyCleared", &target) > 0).then_some(())
-    })
+    common::eventually(
+        "an AnomalyCleared Event on the node",
+        Duration::from_secs(30),
+        || async { (events("AnomalyCleared", &target) > 0).then_some(()) },
+    )
     .await;
 
     // Every flag decision replays from its receipt.
@@ -219,7 +258,10 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
     for key in published_keys().await {
         cmd.args(["--public-key", &key]);
     }
-    let out = cmd.env("KUBECONFIG", &common::control_plane().kubeconfig).output().unwrap();
+    let out = cmd
+        .env("KUBECONFIG", &common::control_plane().kubeconfig)
+        .output()
+        .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("verify printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
     let replay = &report["replay"];
@@ -228,8 +270,20 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
     assert!(replay["matched"].as_u64().unwrap() >= all.len() as u64, "{replay}");
 
     let (ok, _, err) = common::kubectl(
-        &["patch", "momconfig", "default", "--type", "json", "-p", r#"[{"op":"remove","path":"/spec/anomaly"}]"#],
+        &[
+            "patch",
+            "momconfig",
+            "default",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"remove","path":"/spec/anomaly"}]"#,
+        ],
         None,
     );
     assert!(ok, "{err}");
+    for child in [&mut exporter, &mut prometheus] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

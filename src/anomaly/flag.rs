@@ -92,10 +92,19 @@ pub fn evaluate(inputs: &FlagInputs) -> Result<FlagOutput, FlagError> {
     if inputs.values.len() > MAX_POINTS {
         return Err(FlagError::TooManyPoints(inputs.values.len()));
     }
-    if let Some(i) = inputs.times.windows(2).position(|w| !(w[1] > w[0])) {
+    if let Some(i) = inputs
+        .times
+        .windows(2)
+        .position(|w| w[1].partial_cmp(&w[0]) != Some(std::cmp::Ordering::Greater))
+    {
         return Err(FlagError::NotIncreasing(i + 1));
     }
-    let rows: Vec<(f64, f64)> = inputs.times.iter().copied().zip(inputs.values.iter().copied()).collect();
+    let rows: Vec<(f64, f64)> = inputs
+        .times
+        .iter()
+        .copied()
+        .zip(inputs.values.iter().copied())
+        .collect();
     let mut scores = score_timed_series(&rows, Params::default());
     for s in scores.iter_mut().take(SETTLE_POINTS) {
         *s = 0.0;

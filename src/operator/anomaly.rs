@@ -58,18 +58,7 @@ impl LoopError for AnomalyLoopError {
     }
 }
 
-/// What the loop last concluded: the agents' flags (for strategy matching) and, for the
-/// MomConfig condition, how the series answered.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AnomalyState {
-    pub agent_flags: BTreeMap<AgentKey, BTreeSet<String>>,
-    /// `None`: the loop is off (no `spec.anomaly`, disabled, or no series).
-    pub series: Option<usize>,
-    /// `series name: error` of the series whose query failed at the last pass.
-    pub errors: Vec<String>,
-    /// Nodes flagged now.
-    pub flagged_nodes: usize,
-}
+pub use super::anomaly_state::AnomalyState;
 
 /// The leader loop.
 #[derive(Debug)]
@@ -292,7 +281,12 @@ fn flag_raised_elsewhere(
 }
 
 /// The decision's inputs for one subject's points (none: an empty window, never flagged).
-pub fn inputs_for(spec: &AnomalySpec, series: &AnomalySeries, subject: &str, points: Option<&Vec<(f64, f64)>>) -> FlagInputs {
+pub fn inputs_for(
+    spec: &AnomalySpec,
+    series: &AnomalySeries,
+    subject: &str,
+    points: Option<&Vec<(f64, f64)>>,
+) -> FlagInputs {
     let points = points.map(Vec::as_slice).unwrap_or_default();
     let points = &points[points.len().saturating_sub(flag::MAX_POINTS)..];
     FlagInputs {
@@ -311,7 +305,13 @@ pub fn inputs_for(spec: &AnomalySpec, series: &AnomalySeries, subject: &str, poi
 pub fn node_flags(node: &Node) -> BTreeSet<String> {
     node.annotations()
         .get(FLAGS_ANNOTATION)
-        .map(|v| v.split(',').map(str::trim).filter(|f| !f.is_empty()).map(String::from).collect())
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -454,7 +454,10 @@ mod tests {
         let calm = BTreeMap::from([("n1".to_string(), points(false))]);
         let failed: Answer = Err("bad query".into());
         // Raised by the spike; the failed series' flag stays as it was.
-        let answers = vec![(series("lat", "slow"), Ok(spiked)), (series("err", "errors"), failed.clone())];
+        let answers = vec![
+            (series("lat", "slow"), Ok(spiked)),
+            (series("err", "errors"), failed.clone()),
+        ];
         let now = BTreeSet::from(["errors".to_string()]);
         let (want, decisions) = node_decision(&spec, &answers, "n1", &now);
         assert_eq!(want, BTreeSet::from(["errors".to_string(), "slow".to_string()]));

@@ -66,7 +66,7 @@ pub struct Context {
     /// What the failover planner last concluded ([`super::failover_plan`]), for the status.
     pub failover_plan: std::sync::Mutex<super::failover_plan::PlanSummary>,
     /// The anomaly loop's agent flags and last pass ([`super::anomaly`]).
-    pub anomaly: std::sync::Mutex<super::anomaly::AnomalyState>,
+    pub anomaly: std::sync::Mutex<super::anomaly_state::AnomalyState>,
 }
 
 /// The agent controller's cache of GeometricAgents (slimmed and decoded by `lenient`;

@@ -4,6 +4,7 @@
 pub mod agent_triggers;
 pub mod agents;
 pub mod anomaly;
+pub mod anomaly_state;
 pub mod auction;
 pub mod budget;
 pub mod checkpoints;

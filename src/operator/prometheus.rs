@@ -451,7 +451,10 @@ mod tests {
             result_type: "vector".into(),
             result: serde_json::json!([]),
         };
-        assert!(matches!(by_labels("q", &vector, &["node"]), Err(QueryError::Malformed { .. })));
+        assert!(matches!(
+            by_labels("q", &vector, &["node"]),
+            Err(QueryError::Malformed { .. })
+        ));
     }
 
     #[test]

@@ -312,7 +312,7 @@ fn failover_model_condition(summary: &super::failover_plan::PlanSummary) -> Desi
 }
 
 /// `AnomalyDetection` from the anomaly loop's last pass ([`super::anomaly`]).
-fn anomaly_condition(state: &super::anomaly::AnomalyState) -> DesiredCondition {
+fn anomaly_condition(state: &super::anomaly_state::AnomalyState) -> DesiredCondition {
     match state.series {
         None => DesiredCondition::new(
             conditions::ANOMALY_DETECTION,

@@ -144,7 +144,10 @@ async fn tick(
             .and_then(|v| v.pool_pressure(&crate::operator::pools::pool_of(agent)))
             .map(crate::operator::pools::trigger_pressure);
         let check = validate::check_agent(
-            &AgentFacts::from_agent(agent, anomaly_flags.get(&AgentKey::of(agent)).cloned().unwrap_or_default()),
+            &AgentFacts::from_agent(
+                agent,
+                anomaly_flags.get(&AgentKey::of(agent)).cloned().unwrap_or_default(),
+            ),
             names.get(&ns).unwrap_or(&BTreeSet::new()),
             &facts,
             pressure,
