@@ -7,6 +7,7 @@
 //! rows. No file system access happens here: the CLI reads the files.
 
 pub mod detector;
+pub mod flag;
 pub mod nab;
 pub mod rca;
 pub mod rca_eval;

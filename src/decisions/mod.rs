@@ -8,7 +8,8 @@
 //! - `descheduler.plan` (`descheduler::replay_plan`),
 //! - `placement.bind` (`placement::bind::replay`),
 //! - `budget.refused` (`budget::replay`),
-//! - `failover.plan` (`failover_mdp::replay`).
+//! - `failover.plan` (`failover_mdp::replay`),
+//! - `anomaly.flag` (`anomaly::flag::replay`).
 //!
 //! Layering: the receipts layer sits below the decisions it records (it imports no decision
 //! module); each decision module exports its decision record and kind, using the generic
@@ -19,7 +20,7 @@
 pub mod config_change;
 
 use crate::receipts::replay::{ReplayRegistry, TEST_SUM_KIND, test_sum};
-use crate::{auction, budget, descheduler, failover_mdp, placement, scaling_policy};
+use crate::{anomaly, auction, budget, descheduler, failover_mdp, placement, scaling_policy};
 
 /// Every replayable decision kind, each with its decision function.
 pub fn registry() -> ReplayRegistry {
@@ -33,6 +34,7 @@ pub fn registry() -> ReplayRegistry {
     r.register(placement::bind::BIND_KIND, Box::new(placement::bind::replay));
     r.register(budget::REFUSED_KIND, Box::new(budget::replay));
     r.register(failover_mdp::PLAN_KIND, Box::new(failover_mdp::replay));
+    r.register(anomaly::flag::FLAG_KIND, Box::new(anomaly::flag::replay));
     r
 }
 
@@ -171,6 +173,7 @@ mod tests {
         let registry = registry();
         let kinds: Vec<&str> = registry.kinds().collect();
         let mut want = vec![
+            "anomaly.flag",
             "auction.vcg",
             "budget.refused",
             "descheduler.plan",

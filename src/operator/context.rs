@@ -63,6 +63,8 @@ pub struct Context {
     pub tick_seconds: watch::Receiver<Option<i32>>,
     /// The budget's gate over scale-ups and the refusals in force ([`super::budget`]).
     pub budget: super::budget::ledger::Ledger,
+    /// The anomaly loop's agent flags and last pass ([`super::anomaly`]).
+    pub anomaly: std::sync::Mutex<super::anomaly_state::AnomalyState>,
 }
 
 /// The agent controller's cache of GeometricAgents (slimmed and decoded by `lenient`;
@@ -121,6 +123,7 @@ impl Context {
             fence: None,
             tick_seconds: watch::channel(None).1,
             budget: super::budget::ledger::Ledger::default(),
+            anomaly: Default::default(),
         }
     }
 

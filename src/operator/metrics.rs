@@ -73,6 +73,13 @@ pub struct LoopNameLabels {
     pub r#loop: String,
 }
 
+/// Labels of `mom_anomalies_total`: `node` or `agent`, and the flag raised.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnomalyLabels {
+    pub scope: String,
+    pub flag: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StrategyLabels {
     pub strategy: String,
@@ -112,6 +119,8 @@ pub struct Metrics {
     pub hourly_cost: Gauge<f64, AtomicU64>,
     /// Scale-ups the budget refused or capped (one per refusal receipt).
     pub budget_refusals: Counter,
+    /// Anomaly flags raised by the anomaly loop (one per flag set, not per point).
+    pub anomalies: Family<AnomalyLabels, Counter>,
     /// Resident memory of this process (from `/proc/self/status`), refreshed at each scrape.
     pub process_resident_memory: Gauge,
     /// CPU seconds (user + system) this process used (from `/proc/self/stat`), refreshed at each scrape.
@@ -244,6 +253,12 @@ impl Default for Metrics {
             "Scale-ups of GeometricAgents refused or capped by MomConfig spec.budget.maxHourlyCost",
             budget_refusals.clone(),
         );
+        let anomalies = Family::<AnomalyLabels, Counter>::default();
+        registry.register(
+            "anomalies",
+            "Anomaly flags raised by the anomaly loop (MomConfig spec.anomaly), by scope (node, agent) and flag",
+            anomalies.clone(),
+        );
         let process_resident_memory = Gauge::default();
         registry.register(
             "process_resident_memory_bytes",
@@ -280,6 +295,7 @@ impl Default for Metrics {
             view_objects,
             hourly_cost,
             budget_refusals,
+            anomalies,
             process_resident_memory,
             process_cpu_seconds,
             encode_lock: Mutex::new(()),

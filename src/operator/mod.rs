@@ -3,6 +3,8 @@
 
 pub mod agent_triggers;
 pub mod agents;
+pub mod anomaly;
+pub mod anomaly_state;
 pub mod auction;
 pub mod budget;
 pub mod checkpoints;
@@ -283,6 +285,12 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         shutdown_rx.clone(),
     ));
 
+    let anomaly_loop = tokio::spawn(run_leader_loop(
+        ctx.clone(),
+        anomaly::AnomalyLoop::new(config.scaler.prometheus_url.as_deref()),
+        shutdown_rx.clone(),
+    ));
+
     wait_for_signal().await;
     tracing::info!("shutting down");
     // 1. Stop everything that acts or writes receipts; the Lease is still held (and renewed),
@@ -302,6 +310,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         }
         let _ = status_writer.await;
         let _ = failover_planner.await;
+        let _ = anomaly_loop.await;
         if let Ok(job) = checkpointer.await {
             checkpoint_state = job.publish_state();
         }

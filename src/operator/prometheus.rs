@@ -81,6 +81,8 @@ struct ApiData {
 #[derive(Deserialize)]
 struct Series {
     #[serde(default)]
+    metric: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
     value: Option<(f64, String)>,
     #[serde(default)]
     values: Option<Vec<(f64, String)>>,
@@ -201,6 +203,63 @@ impl Prometheus {
     }
 }
 
+impl Prometheus {
+    /// A range query whose result may hold many series (the anomaly loop's): each series keyed
+    /// by the values of `labels` (joined by `/`; a series missing one of them is left out), its
+    /// samples as `(time, value)` with NaN and unparsable samples dropped. No series is not an
+    /// error (an empty map).
+    pub async fn query_range_by(
+        &self,
+        query: &str,
+        labels: &[&str],
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<std::collections::BTreeMap<String, Vec<(f64, f64)>>, QueryError> {
+        let params = format!(
+            "/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={step}",
+            encode_component(query)
+        );
+        let data = self.get(query, &params).await?;
+        by_labels(query, &data, labels)
+    }
+}
+
+fn by_labels(
+    query: &str,
+    data: &ApiData,
+    labels: &[&str],
+) -> Result<std::collections::BTreeMap<String, Vec<(f64, f64)>>, QueryError> {
+    if data.result_type != "matrix" {
+        return Err(QueryError::Malformed {
+            query: query.to_string(),
+            reason: format!("result type {:?} is not a range of series", data.result_type),
+        });
+    }
+    let series: Vec<Series> = serde_json::from_value(data.result.clone()).map_err(|e| QueryError::Malformed {
+        query: query.to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut out = std::collections::BTreeMap::new();
+    for s in series {
+        let Some(key) = labels
+            .iter()
+            .map(|l| s.metric.get(*l).cloned())
+            .collect::<Option<Vec<String>>>()
+        else {
+            continue;
+        };
+        let points: Vec<(f64, f64)> = s
+            .values
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(t, v)| parse_sample(v).map(|v| (*t, v)))
+            .collect();
+        out.insert(key.join("/"), points);
+    }
+    Ok(out)
+}
+
 fn parse_sample(v: &str) -> Option<f64> {
     v.parse::<f64>().ok().filter(|x| x.is_finite())
 }
@@ -241,6 +300,7 @@ fn one_series(query: &str, data: &ApiData) -> Result<Series, QueryError> {
             let pair: (f64, String) =
                 serde_json::from_value(data.result.clone()).map_err(|e| malformed(e.to_string()))?;
             Ok(Series {
+                metric: Default::default(),
                 value: Some(pair),
                 values: None,
             })
@@ -371,6 +431,30 @@ mod tests {
         assert!(e.to_string().contains("2 series"), "{e}");
         let one = one_series("up", &data(r#"[{"metric":{},"value":[1,"2.5"]}]"#)).unwrap();
         assert_eq!(one.value.unwrap().1, "2.5");
+    }
+
+    #[test]
+    fn a_many_series_range_is_keyed_by_its_labels_and_series_without_them_are_left_out() {
+        let data = ApiData {
+            result_type: "matrix".into(),
+            result: serde_json::json!([
+                {"metric": {"node": "a"}, "values": [[1, "1"], [2, "NaN"], [3, "3"]]},
+                {"metric": {"node": "b"}, "values": [[1, "5"]]},
+                {"metric": {"instance": "x"}, "values": [[1, "9"]]}
+            ]),
+        };
+        let m = by_labels("q", &data, &["node"]).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m["a"], vec![(1.0, 1.0), (3.0, 3.0)]);
+        assert_eq!(m["b"], vec![(1.0, 5.0)]);
+        let vector = ApiData {
+            result_type: "vector".into(),
+            result: serde_json::json!([]),
+        };
+        assert!(matches!(
+            by_labels("q", &vector, &["node"]),
+            Err(QueryError::Malformed { .. })
+        ));
     }
 
     #[test]

@@ -311,6 +311,34 @@ fn failover_model_condition(summary: &super::view::PlanSummary) -> DesiredCondit
     }
 }
 
+/// `AnomalyDetection` from the anomaly loop's last pass ([`super::anomaly`]).
+fn anomaly_condition(state: &super::anomaly_state::AnomalyState) -> DesiredCondition {
+    match state.series {
+        None => DesiredCondition::new(
+            conditions::ANOMALY_DETECTION,
+            ConditionStatus::False,
+            conditions::reason::ANOMALY_OFF,
+            "spec.anomaly names no series or is disabled: no anomaly flag is set".to_string(),
+        ),
+        Some(n) if state.errors.is_empty() => DesiredCondition::new(
+            conditions::ANOMALY_DETECTION,
+            ConditionStatus::True,
+            conditions::reason::SERIES_ANSWERED,
+            format!("all {n} series answered; {} nodes flagged", state.flagged_nodes),
+        ),
+        Some(n) => DesiredCondition::new(
+            conditions::ANOMALY_DETECTION,
+            ConditionStatus::False,
+            conditions::reason::QUERY_FAILED,
+            format!(
+                "{} of {n} series failed, their flags did not change: {}",
+                state.errors.len(),
+                state.errors.join("; ")
+            ),
+        ),
+    }
+}
+
 fn receipts_condition(writer: &super::receipts::ReceiptWriter) -> DesiredCondition {
     match writer.recent_failure(RECEIPT_FAILURE_WINDOW) {
         Some(error) => DesiredCondition::new(
@@ -368,6 +396,7 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
     let (hourly_cost, budget_condition) = super::budget::status(ctx);
     let failover_model =
         failover_model_condition(&view.read().map(|v| v.failover_summary().clone()).unwrap_or_default());
+    let anomaly_detection = anomaly_condition(&ctx.anomaly.lock().map(|s| s.clone()).unwrap_or_default());
     // Rounded so that float noise never rewrites the status.
     let hourly_cost = (hourly_cost * 1e6).round() / 1e6;
     for cfg in configs.list(&ListParams::default()).await?.items {
@@ -391,6 +420,7 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
                 momconfig::spec_supported_condition(&cfg.spec),
                 budget_condition.clone(),
                 failover_model.clone(),
+                anomaly_detection.clone(),
             ]
             .into_iter()
             .chain(signing_key_condition(writer))

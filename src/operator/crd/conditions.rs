@@ -35,6 +35,8 @@ pub const MEASURED_LATENCY: &str = "MeasuredLatency";
 /// Condition type (MomConfig): whether the failover planner's decision process decides every
 /// failure domain (`True`), or some fall back to the conservative rule (`False`, naming why).
 pub const FAILOVER_MODEL: &str = "FailoverModel";
+/// MomConfig: whether every anomaly series' query answered at the last pass.
+pub const ANOMALY_DETECTION: &str = "AnomalyDetection";
 
 /// Reasons used across the controllers (CamelCase, as the conventions require).
 pub mod reason {
@@ -92,6 +94,12 @@ pub mod reason {
     pub const MODEL_ESTIMATED: &str = "ModelEstimated";
     /// Some failure domain's model is missing or degenerate: the conservative rule decides.
     pub const CONSERVATIVE_RULE: &str = "ConservativeRule";
+    /// Every anomaly series answered.
+    pub const SERIES_ANSWERED: &str = "SeriesAnswered";
+    /// Some anomaly series' query failed (its flags did not change).
+    pub const QUERY_FAILED: &str = "QueryFailed";
+    /// No anomaly series is configured, or the loop is disabled.
+    pub const ANOMALY_OFF: &str = "AnomalyDetectionOff";
 }
 
 /// Longest message the apiserver accepts in a condition.

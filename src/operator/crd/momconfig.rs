@@ -162,6 +162,96 @@ pub struct MomConfigSpec {
     /// agent controller when it creates pods; see `maxHourlyCost`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
+    /// Anomaly detection on Prometheus series (unset: none). Needs the operator's
+    /// `--prometheus-url`; see [`AnomalySpec`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<AnomalySpec>,
+}
+
+/// The anomaly loop: every `stepSeconds` the leader runs each series' range query over the last
+/// `windowMinutes` (one point per `stepSeconds`), scores each resulting series with the streaming
+/// detector from a fresh state, and raises the series' flag on a node or agent while a point
+/// among the last `clearPoints` scored at least `threshold`. A node with any flag is labelled
+/// `mom.hypersync.io/anomalous=true` (its flags in the annotation `mom.hypersync.io/anomaly-flags`),
+/// which the descheduler evacuates and the failover planner counts; an agent's flags are what
+/// `triggers.anomalyFlags` of an OrchestrationStrategy match. Every flag change is first an
+/// `anomaly.flag` receipt (the window inline, replayed by `mom verify --replay`), then an Event
+/// (`AnomalyDetected` / `AnomalyCleared`) on the node or agent; a raised flag counts in
+/// `mom_anomalies_total{scope,flag}`. A series whose query fails changes no flag; the failure
+/// is named in this MomConfig's condition `AnomalyDetection`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.windowMinutes * 60 / self.stepSeconds <= 4096").message("spec.anomaly: windowMinutes * 60 / stepSeconds must be at most 4096 points"))]
+pub struct AnomalySpec {
+    /// Whether the loop runs (default true). When false no series is queried and no flag
+    /// changes: labels already set stay until the loop runs again.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Series about nodes (at most 32, names unique): each query's result series carry a `node` label naming the node.
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("spec.anomaly.nodeSeries: names must be unique"))]
+    pub node_series: Vec<AnomalySeries>,
+    /// Series about GeometricAgents (at most 32, names unique): each query's result series carry the labels `namespace`
+    /// and `agent` (the agent's name).
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("spec.anomaly.agentSeries: names must be unique"))]
+    pub agent_series: Vec<AnomalySeries>,
+    /// Minutes of history scored at every step (1…1440, default 30): the detector's warm-up
+    /// (its first 30 points score 0) and what a new leader reads back.
+    #[serde(default = "default_window_minutes")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1440").message("spec.anomaly.windowMinutes must be between 1 and 1440"))]
+    pub window_minutes: i32,
+    /// Seconds between two points of the window and between two passes of the loop
+    /// (1…3600, default 15).
+    #[serde(default = "default_step_seconds")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 3600").message("spec.anomaly.stepSeconds must be between 1 and 3600"))]
+    pub step_seconds: i32,
+    /// A point whose anomaly score (in [0, 1]) is at least this raises the flag (default 0.7).
+    /// A new record of the window scores about 0.5, which early in a window is common; one far
+    /// beyond everything seen scores nearer 1.
+    #[serde(default = "default_threshold")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0").message("spec.anomaly.threshold must be in (0, 1]"))]
+    pub threshold: f64,
+    /// Points in a row scoring below the threshold that clear a flag (1…1000, default 20).
+    #[serde(default = "default_clear_points")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message("spec.anomaly.clearPoints must be between 1 and 1000"))]
+    pub clear_points: i32,
+}
+
+/// One series the anomaly loop watches.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AnomalySeries {
+    /// Name of the series (unique in its list; named in receipts, Events and conditions).
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// PromQL range-queried over the window; one result series per node or agent (1 to 4096
+    /// characters).
+    #[schemars(length(min = 1, max = 4096))]
+    pub query: String,
+    /// The flag an anomaly of this series raises (e.g. `latency-high`): letters, digits, `-`,
+    /// `_` and `.`, 1 to 63 characters.
+    #[schemars(length(max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$')").message("flag must be 1 to 63 letters, digits, '-', '_' or '.', starting with a letter or digit"))]
+    pub flag: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_window_minutes() -> i32 {
+    30
+}
+fn default_step_seconds() -> i32 {
+    15
+}
+fn default_threshold() -> f64 {
+    0.7
+}
+fn default_clear_points() -> i32 {
+    20
 }
 
 fn default_tick_seconds() -> i32 {
@@ -576,6 +666,7 @@ mod tests {
             verification: VerificationSpec::default(),
             tick_seconds: default_tick_seconds(),
             budget: None,
+            anomaly: None,
         };
         MomConfig::new(name, spec)
     }

@@ -1,0 +1,485 @@
+//! The anomaly loop (leader): scores the Prometheus series MomConfig `spec.anomaly` names and
+//! keeps the flags they raise on nodes (label `mom.hypersync.io/anomalous`, annotation
+//! `mom.hypersync.io/anomaly-flags`) and agents (in memory, read by the scaler's strategy
+//! matching through `triggers.anomalyFlags`).
+//!
+//! Each pass, per series: one range query over the window, one result series per node (label
+//! `node`) or agent (labels `namespace`, `agent`), each decided by [`crate::anomaly::flag`]
+//! from a fresh detector, so the state is the window and a new leader rebuilds it by the same
+//! query. A node's flags now are what its annotation says (whoever wrote it), so a new leader
+//! changes nothing that the window does not change. A series whose query fails keeps every
+//! flag it raised (Prometheus down flips nothing); its error is reported in the MomConfig
+//! condition `AnomalyDetection`. Every change is first an `anomaly.flag` receipt (the window
+//! inline), then the label/annotation patch, an Event, and for a raised flag
+//! `mom_anomalies_total{scope,flag}`.
+//!
+//! Not done: node conditions (the label is the signal), agent status conditions (agent flags
+//! live in the leader's memory; a new leader rebuilds them from the window and records their
+//! first raise again).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, ObjectReference};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+
+use super::context::{Context, LeaderLoop, LoopError};
+use super::crd::MomConfig;
+use super::crd::momconfig::{ACTIVE_NAME, AnomalySeries, AnomalySpec};
+use super::prometheus::{Prometheus, QueryError};
+use super::receipts::{Intent, Withheld};
+use super::ticks::Period;
+use super::view::AgentKey;
+use crate::anomaly::flag::{self, FlagInputs};
+
+/// The label the descheduler and the failover planner read.
+pub const ANOMALOUS_LABEL: &str = "mom.hypersync.io/anomalous";
+/// The node's flags, comma-separated and sorted.
+pub const FLAGS_ANNOTATION: &str = "mom.hypersync.io/anomaly-flags";
+/// Pass period before a MomConfig sets one.
+pub const DEFAULT_PERIOD: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnomalyLoopError {
+    #[error("Kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+    #[error("an anomaly flag's receipt could not be written, so the flag did not change: {0}")]
+    Receipt(#[source] Withheld),
+}
+
+impl LoopError for AnomalyLoopError {
+    fn metric_label(&self) -> &'static str {
+        match self {
+            AnomalyLoopError::Api(_) => "api",
+            AnomalyLoopError::Receipt(_) => "receipt",
+        }
+    }
+}
+
+pub use super::anomaly_state::AnomalyState;
+
+/// The leader loop.
+#[derive(Debug)]
+pub struct AnomalyLoop {
+    prometheus: Option<Result<Prometheus, QueryError>>,
+    period: Duration,
+}
+
+impl AnomalyLoop {
+    pub fn new(prometheus_url: Option<&str>) -> Self {
+        AnomalyLoop {
+            prometheus: prometheus_url.map(Prometheus::new),
+            period: DEFAULT_PERIOD,
+        }
+    }
+}
+
+/// One series' answer: per subject key, its points; or why there is none.
+pub type Answer = Result<BTreeMap<String, Vec<(f64, f64)>>, String>;
+
+impl LeaderLoop for AnomalyLoop {
+    const NAME: &'static str = "anomaly";
+    type Error = AnomalyLoopError;
+
+    fn period(&self, _ctx: &Context) -> Period {
+        Period::fixed(self.period)
+    }
+
+    async fn tick(&mut self, ctx: &Context) -> Result<(), AnomalyLoopError> {
+        let config = Api::<MomConfig>::all(ctx.client.clone()).get_opt(ACTIVE_NAME).await?;
+        let spec = config
+            .and_then(|c| c.spec.anomaly)
+            .filter(|a| a.enabled && !(a.node_series.is_empty() && a.agent_series.is_empty()));
+        let Some(spec) = spec else {
+            set_state(ctx, |s| {
+                s.series = None;
+                s.errors.clear();
+            });
+            return Ok(());
+        };
+        self.period = Duration::from_secs(u64::try_from(spec.step_seconds.max(1)).unwrap_or(15));
+        let prometheus = match &self.prometheus {
+            None => Err("the operator was started without --prometheus-url".to_string()),
+            Some(Err(e)) => Err(e.to_string()),
+            Some(Ok(p)) => Ok(p),
+        };
+        let end = (unix_now() / self.period.as_secs_f64()).floor() * self.period.as_secs_f64();
+        let start = end - f64::from(spec.window_minutes) * 60.0 + self.period.as_secs_f64();
+        let step = self.period.as_secs_f64();
+        let mut errors = Vec::new();
+        let window = (start, end, step);
+        let node_answers = answers(&prometheus, &spec.node_series, &["node"], window).await;
+        let agent_answers = answers(&prometheus, &spec.agent_series, &["namespace", "agent"], window).await;
+        for (s, a) in node_answers.iter().chain(agent_answers.iter()) {
+            if let Err(e) = a {
+                errors.push(format!("series {}: {e}", s.name));
+            }
+        }
+
+        // Nodes: the flags now are the annotation's.
+        let nodes_api: Api<Node> = Api::all(ctx.client.clone());
+        let nodes = nodes_api.list(&ListParams::default()).await?.items;
+        let mut flagged_nodes = 0;
+        for node in &nodes {
+            let name = node.name_any();
+            let now = node_flags(node);
+            let (want, decisions) = node_decision(&spec, &node_answers, &name, &now);
+            if want != now {
+                for (inputs, out) in &decisions {
+                    if out.flagged == want.contains(&inputs.flag) {
+                        record(ctx, "v1", "Node", "", &name, inputs, out).await?;
+                    }
+                }
+                patch_node(&nodes_api, &name, &want).await?;
+                let reference = ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Node".into()),
+                    name: Some(name.clone()),
+                    uid: node.metadata.uid.clone(),
+                    ..Default::default()
+                };
+                announce(ctx, &reference, "node", &format!("node {name}"), &now, &want).await;
+            }
+            if !want.is_empty() {
+                flagged_nodes += 1;
+            }
+        }
+
+        // Agents: the flags now are the last pass's (memory of this term).
+        let before = ctx.anomaly.lock().map(|s| s.agent_flags.clone()).unwrap_or_default();
+        let mut after: BTreeMap<AgentKey, BTreeSet<String>> = BTreeMap::new();
+        let agents = ctx.agents.sorted().unwrap_or_default();
+        for agent in &agents {
+            let key = AgentKey::of(agent);
+            let now = before.get(&key).cloned().unwrap_or_default();
+            let mut want = now.clone();
+            for (series, answer) in &agent_answers {
+                let Ok(by_agent) = answer else { continue };
+                let subject = format!("{}/{}", key.namespace, key.name);
+                let inputs = inputs_for(&spec, series, &format!("agent/{subject}"), by_agent.get(&subject));
+                let Ok(out) = flag::evaluate(&inputs) else { continue };
+                if out.flagged == now.contains(&series.flag) {
+                    continue;
+                }
+                record(
+                    ctx,
+                    &GeometricAgentRef::api_version(),
+                    "GeometricAgent",
+                    &key.namespace,
+                    &key.name,
+                    &inputs,
+                    &out,
+                )
+                .await?;
+                if out.flagged {
+                    want.insert(series.flag.clone());
+                } else {
+                    want.remove(&series.flag);
+                }
+            }
+            if want != now {
+                let reference = agent.object_ref(&());
+                let what = format!("agent {}/{}", key.namespace, key.name);
+                announce(ctx, &reference, "agent", &what, &now, &want).await;
+            }
+            if !want.is_empty() {
+                after.insert(key, want);
+            }
+        }
+        let series = spec.node_series.len() + spec.agent_series.len();
+        set_state(ctx, |s| {
+            s.agent_flags = after;
+            s.series = Some(series);
+            s.errors = errors;
+            s.flagged_nodes = flagged_nodes;
+        });
+        Ok(())
+    }
+}
+
+struct GeometricAgentRef;
+impl GeometricAgentRef {
+    fn api_version() -> String {
+        super::crd::GeometricAgent::api_version(&()).into_owned()
+    }
+}
+
+/// Runs each series' range query over `(start, end, step)`.
+async fn answers(
+    prometheus: &Result<&Prometheus, String>,
+    series: &[AnomalySeries],
+    labels: &[&str],
+    (start, end, step): (f64, f64, f64),
+) -> Vec<(AnomalySeries, Answer)> {
+    let mut out = Vec::new();
+    for s in series {
+        let answer = match prometheus {
+            Err(why) => Err(why.clone()),
+            Ok(p) => p
+                .query_range_by(&s.query, labels, start, end, step)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        out.push((s.clone(), answer));
+    }
+    out
+}
+
+fn set_state(ctx: &Context, f: impl FnOnce(&mut AnomalyState)) {
+    if let Ok(mut s) = ctx.anomaly.lock() {
+        f(&mut s);
+    }
+}
+
+/// A node's flags after this pass, and the decisions that changed one: a series that answered
+/// raises or clears its flag; one that failed keeps what the node has.
+pub fn node_decision(
+    spec: &AnomalySpec,
+    answers: &[(AnomalySeries, Answer)],
+    name: &str,
+    now: &BTreeSet<String>,
+) -> (BTreeSet<String>, Vec<(FlagInputs, flag::FlagOutput)>) {
+    let mut want = now.clone();
+    let mut decisions = Vec::new();
+    for (series, answer) in answers {
+        let Ok(by_node) = answer else { continue };
+        let inputs = inputs_for(spec, series, &format!("node/{name}"), by_node.get(name));
+        let Ok(out) = flag::evaluate(&inputs) else { continue };
+        let had = now.contains(&series.flag);
+        if out.flagged {
+            want.insert(series.flag.clone());
+        } else if had && !flag_raised_elsewhere(answers, spec, series, name) {
+            want.remove(&series.flag);
+        }
+        if out.flagged != had {
+            decisions.push((inputs, out));
+        }
+    }
+    (want, decisions)
+}
+
+/// Whether another node series with the same flag raises it on this node this pass (then
+/// clearing it for this series must not remove it).
+fn flag_raised_elsewhere(
+    answers: &[(AnomalySeries, Answer)],
+    spec: &AnomalySpec,
+    series: &AnomalySeries,
+    node: &str,
+) -> bool {
+    answers.iter().any(|(s, a)| {
+        s.name != series.name
+            && s.flag == series.flag
+            && match a {
+                // A failed series keeps what it raised.
+                Err(_) => true,
+                Ok(by_node) => flag::evaluate(&inputs_for(spec, s, &format!("node/{node}"), by_node.get(node)))
+                    .is_ok_and(|o| o.flagged),
+            }
+    })
+}
+
+/// The decision's inputs for one subject's points (none: an empty window, never flagged).
+pub fn inputs_for(
+    spec: &AnomalySpec,
+    series: &AnomalySeries,
+    subject: &str,
+    points: Option<&Vec<(f64, f64)>>,
+) -> FlagInputs {
+    let points = points.map(Vec::as_slice).unwrap_or_default();
+    let points = &points[points.len().saturating_sub(flag::MAX_POINTS)..];
+    FlagInputs {
+        series: series.name.clone(),
+        subject: subject.to_string(),
+        flag: series.flag.clone(),
+        threshold: spec.threshold,
+        clear_points: u32::try_from(spec.clear_points.max(1)).unwrap_or(1),
+        times: points.iter().map(|p| p.0).collect(),
+        values: points.iter().map(|p| p.1).collect(),
+    }
+}
+
+/// A node's flags as its annotation lists them (the label alone, without the annotation, is
+/// someone else's and left alone).
+pub fn node_flags(node: &Node) -> BTreeSet<String> {
+    node.annotations()
+        .get(FLAGS_ANNOTATION)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn patch_node(api: &Api<Node>, name: &str, flags: &BTreeSet<String>) -> Result<(), kube::Error> {
+    let patch = if flags.is_empty() {
+        serde_json::json!({"metadata": {
+            "labels": {ANOMALOUS_LABEL: null},
+            "annotations": {FLAGS_ANNOTATION: null}}})
+    } else {
+        let list: Vec<&str> = flags.iter().map(String::as_str).collect();
+        serde_json::json!({"metadata": {
+            "labels": {ANOMALOUS_LABEL: "true"},
+            "annotations": {FLAGS_ANNOTATION: list.join(",")}}})
+    };
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+async fn record(
+    ctx: &Context,
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    inputs: &FlagInputs,
+    out: &flag::FlagOutput,
+) -> Result<(), AnomalyLoopError> {
+    let intent = Intent {
+        action: crate::receipts::Action::Configure,
+        subject: crate::receipts::SubjectRef {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: None,
+        },
+        decision: flag::decision_record(inputs, out),
+        inputs: serde_json::to_value(inputs).unwrap_or_default(),
+        regarding: None,
+        withheld: format!(
+            "flag {} on {} stayed {}",
+            inputs.flag,
+            inputs.subject,
+            if out.flagged { "clear" } else { "raised" }
+        ),
+    };
+    ctx.record_before(intent).await.map_err(AnomalyLoopError::Receipt)?;
+    Ok(())
+}
+
+async fn announce(
+    ctx: &Context,
+    reference: &ObjectReference,
+    scope: &str,
+    what: &str,
+    before: &BTreeSet<String>,
+    after: &BTreeSet<String>,
+) {
+    for f in after.difference(before) {
+        tracing::warn!(subject = what, flag = %f, "anomaly flag raised");
+        ctx.metrics
+            .anomalies
+            .get_or_create(&super::metrics::AnomalyLabels {
+                scope: scope.into(),
+                flag: f.clone(),
+            })
+            .inc();
+        ctx.publish(
+            reference,
+            EventType::Warning,
+            "Flag",
+            "AnomalyDetected",
+            format!("{what}: anomaly flag {f} raised (see its anomaly.flag receipt)"),
+        )
+        .await;
+    }
+    for f in before.difference(after) {
+        tracing::info!(subject = what, flag = %f, "anomaly flag cleared");
+        ctx.publish(
+            reference,
+            EventType::Normal,
+            "Flag",
+            "AnomalyCleared",
+            format!("{what}: anomaly flag {f} cleared (see its anomaly.flag receipt)"),
+        )
+        .await;
+    }
+}
+
+fn unix_now() -> f64 {
+    k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> AnomalySpec {
+        serde_json::from_value(serde_json::json!({"nodeSeries": [], "threshold": 0.7, "clearPoints": 10})).unwrap()
+    }
+
+    fn series(name: &str, flag: &str) -> AnomalySeries {
+        AnomalySeries {
+            name: name.into(),
+            query: "q".into(),
+            flag: flag.into(),
+        }
+    }
+
+    /// 120 points 15 s apart around 10, with a spike on the last 3 when `spike`.
+    fn points(spike: bool) -> Vec<(f64, f64)> {
+        (0..120)
+            .map(|i| {
+                let noise = f64::from((i * 7919) % 100) / 100.0 - 0.5;
+                let v = 10.0 + noise + if spike && i >= 117 { 60.0 } else { 0.0 };
+                (1.7e9 + 15.0 * f64::from(i), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn prometheus_down_changes_no_flag_in_either_direction() {
+        let spec = spec();
+        let answers = vec![
+            (series("lat", "slow"), Err("cannot reach Prometheus".to_string())),
+            (series("err", "errors"), Err("cannot reach Prometheus".to_string())),
+        ];
+        let now = BTreeSet::from(["slow".to_string()]);
+        let (want, decisions) = node_decision(&spec, &answers, "n1", &now);
+        assert_eq!(want, now);
+        assert!(decisions.is_empty());
+        let (want, decisions) = node_decision(&spec, &answers, "n1", &BTreeSet::new());
+        assert!(want.is_empty() && decisions.is_empty());
+    }
+
+    #[test]
+    fn an_answering_series_raises_and_clears_its_flag_and_a_failed_one_keeps_its_own() {
+        let spec = spec();
+        let spiked = BTreeMap::from([("n1".to_string(), points(true))]);
+        let calm = BTreeMap::from([("n1".to_string(), points(false))]);
+        let failed: Answer = Err("bad query".into());
+        // Raised by the spike; the failed series' flag stays as it was.
+        let answers = vec![
+            (series("lat", "slow"), Ok(spiked)),
+            (series("err", "errors"), failed.clone()),
+        ];
+        let now = BTreeSet::from(["errors".to_string()]);
+        let (want, decisions) = node_decision(&spec, &answers, "n1", &now);
+        assert_eq!(want, BTreeSet::from(["errors".to_string(), "slow".to_string()]));
+        assert_eq!(decisions.len(), 1);
+        assert!(decisions[0].1.flagged);
+        // Cleared when calm; a node the answer does not mention is calm too.
+        let answers = vec![(series("lat", "slow"), Ok(calm)), (series("err", "errors"), failed)];
+        let now = BTreeSet::from(["errors".to_string(), "slow".to_string()]);
+        let (want, decisions) = node_decision(&spec, &answers, "n1", &now);
+        assert_eq!(want, BTreeSet::from(["errors".to_string()]));
+        assert_eq!(decisions.len(), 1);
+        let (want, _) = node_decision(&spec, &answers, "n2", &BTreeSet::from(["slow".to_string()]));
+        assert!(want.is_empty());
+    }
+
+    #[test]
+    fn a_nodes_flags_come_from_its_annotation_and_a_bare_label_is_not_ours() {
+        let mut node = Node::default();
+        assert!(node_flags(&node).is_empty());
+        node.metadata.labels = Some(BTreeMap::from([(ANOMALOUS_LABEL.to_string(), "true".to_string())]));
+        assert!(node_flags(&node).is_empty());
+        node.metadata.annotations = Some(BTreeMap::from([(FLAGS_ANNOTATION.to_string(), "b, a,,".to_string())]));
+        assert_eq!(node_flags(&node), BTreeSet::from(["a".to_string(), "b".to_string()]));
+    }
+}

@@ -1,0 +1,289 @@
+//! The anomaly loop end to end: a real Prometheus scrapes `mom exporter replay`, which serves a
+//! noisy level with an injected spike; MomConfig `spec.anomaly` attributes it to one kwok node
+//! (`label_replace` adds the `node` label). The operator flags that node (label, annotation,
+//! Event, `anomaly.flag` receipt with the window inline, `mom_anomalies_total`), clears it after
+//! the series recovers, and `mom verify --replay` recomputes every flag decision. A second
+//! series with a broken query flags nothing and is named in the MomConfig condition
+//! `AnomalyDetection`.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use mom::operator::crd::Receipt;
+
+const FLAG: &str = "latency-high";
+
+/// 600 points, one a second: 10 ± 0.5, with 60 added to points 80..83.
+fn trace() -> String {
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..600u32 {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let noise = (s % 1000) as f64 / 1000.0 - 0.5;
+        let v = 10.0 + noise + if (80..83).contains(&i) { 60.0 } else { 0.0 };
+        csv.push_str(&format!(
+            "2026-01-01 {:02}:{:02}:{:02},{v}\n",
+            i / 3600,
+            (i / 60) % 60,
+            i % 60
+        ));
+    }
+    csv
+}
+
+async fn node(name: &str) -> Node {
+    Api::<Node>::all(common::client().await).get(name).await.unwrap()
+}
+
+fn flagged(n: &Node) -> bool {
+    n.labels().get("mom.hypersync.io/anomalous").map(String::as_str) == Some("true")
+}
+
+/// The `anomaly.flag` decisions recorded, in chain order.
+async fn flag_decisions() -> Vec<serde_json::Value> {
+    let api: Api<Receipt> = Api::all(common::client().await);
+    let mut list = api.list(&ListParams::default()).await.unwrap().items;
+    list.sort_by_key(|r| r.spec.sequence);
+    list.into_iter()
+        .map(|r| r.spec.decision)
+        .filter(|d| d["kind"] == "anomaly.flag")
+        .collect()
+}
+
+async fn published_keys() -> Vec<String> {
+    let maps: Api<ConfigMap> = Api::namespaced(common::client().await, "mom-system");
+    maps.get("mom-receipt-public-keys")
+        .await
+        .unwrap()
+        .data
+        .unwrap()
+        .into_values()
+        .collect()
+}
+
+fn condition(kind: &str) -> Option<(String, String, String)> {
+    let (ok, out, _) = common::kubectl(&["get", "momconfig", "default", "-o", "json"], None);
+    if !ok {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    let c = v["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)?
+        .clone();
+    Some((
+        c["status"].as_str()?.to_string(),
+        c["reason"].as_str()?.to_string(),
+        c["message"].as_str()?.to_string(),
+    ))
+}
+
+fn events(reason: &str, node: &str) -> usize {
+    let (ok, out, _) = common::kubectl(
+        &[
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            &format!("reason={reason}"),
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    if !ok {
+        return 0;
+    }
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    v["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|e| e["involvedObject"]["name"] == node || e["regarding"]["name"] == node)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_every_flag_replays() {
+    common::ensure_kwok_nodes(1, 2, 1);
+    let dir = std::env::temp_dir().join(format!("mom-anomaly-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace_path = dir.join("spike.csv");
+    std::fs::write(&trace_path, trace()).unwrap();
+    let port = common::free_port();
+    let (prometheus_url, mut prometheus) =
+        common::start_prometheus(&dir, &[("anomaly".to_string(), format!("127.0.0.1:{port}"))]);
+    let mom = common::mom_with_flags(&[format!("--prometheus-url={prometheus_url}")]);
+    common::apply_test_momconfig("full_audit");
+
+    let nodes = Api::<Node>::all(common::client().await)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let mut names: Vec<String> = nodes.iter().map(|n| n.name_any()).collect();
+    names.sort();
+    let target = names[0].clone();
+    let others: Vec<String> = names[1..].to_vec();
+
+    let query = format!(r#"label_replace(mom_replay_demand{{job="anomaly"}}, "node", "{target}", "", "")"#);
+    let patch = serde_json::json!({"spec": {"anomaly": {
+    "windowMinutes": 3, "stepSeconds": 1, "threshold": 0.7, "clearPoints": 10,
+    "nodeSeries": [
+        {"name": "latency", "query": query, "flag": FLAG},
+        {"name": "broken", "query": "rate(", "flag": "never"}
+    ]}}});
+    let (ok, _, err) = common::kubectl(
+        &[
+            "patch",
+            "momconfig",
+            "default",
+            "--type",
+            "merge",
+            "-p",
+            &patch.to_string(),
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    // Start serving the trace only now: the window is the trace from its first point.
+    let exporter_log = dir.join("exporter.log");
+    let mut exporter = common::spawn_guarded(
+        Command::new(env!("CARGO_BIN_EXE_mom")).args([
+            "exporter",
+            "replay",
+            "--trace",
+            trace_path.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--step-seconds",
+            "1",
+        ]),
+        &exporter_log,
+        None,
+    );
+    mom.wait_leading().await;
+
+    // The broken series is named in the condition and raises nothing.
+    let (status, reason, message) =
+        common::eventually("condition AnomalyDetection", Duration::from_secs(60), || async {
+            condition("AnomalyDetection").filter(|c| c.1 == "QueryFailed")
+        })
+        .await;
+    assert_eq!(status, "False");
+    assert!(
+        message.contains("series broken") && message.contains("rate("),
+        "{reason}: {message}"
+    );
+
+    // The spike flags the target node.
+    common::eventually(
+        "the target node to be labelled anomalous",
+        Duration::from_secs(240),
+        || async { flagged(&node(&target).await).then_some(()) },
+    )
+    .await;
+    let n = node(&target).await;
+    assert_eq!(
+        n.annotations()
+            .get("mom.hypersync.io/anomaly-flags")
+            .map(String::as_str),
+        Some(FLAG)
+    );
+    for other in &others {
+        assert!(!flagged(&node(other).await), "{other} was flagged");
+    }
+    let raised = flag_decisions().await;
+    let first = raised
+        .iter()
+        .find(|d| d["output"]["flagged"] == true)
+        .unwrap_or_else(|| panic!("no raise receipt: {raised:#?}"));
+    assert_eq!(first["inputs"]["subject"], format!("node/{target}"));
+    assert_eq!(first["inputs"]["flag"], FLAG);
+    let points = first["inputs"]["values"].as_array().unwrap();
+    assert!(
+        points.iter().any(|v| v.as_f64().unwrap() > 60.0),
+        "the window of the first raise holds the spike: {first:#}"
+    );
+    assert!(raised.iter().all(|d| d["inputs"]["flag"] != "never"), "{raised:#?}");
+    common::eventually(
+        "an AnomalyDetected Event on the node",
+        Duration::from_secs(30),
+        || async { (events("AnomalyDetected", &target) > 0).then_some(()) },
+    )
+    .await;
+    let metrics = common::scrape_metrics(&mom.metrics_url);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with(&format!(r#"mom_anomalies_total{{scope="node",flag="{FLAG}"}} "#))),
+        "{metrics}"
+    );
+
+    // After the spike the flag clears (10 quiet points), with its own receipt.
+    common::eventually("the target node's flag to clear", Duration::from_secs(240), || async {
+        (!flagged(&node(&target).await)).then_some(())
+    })
+    .await;
+    assert!(
+        node(&target)
+            .await
+            .annotations()
+            .get("mom.hypersync.io/anomaly-flags")
+            .is_none()
+    );
+    let all = flag_decisions().await;
+    assert!(all.iter().any(|d| d["output"]["flagged"] == false), "{all:#?}");
+    common::eventually(
+        "an AnomalyCleared Event on the node",
+        Duration::from_secs(30),
+        || async { (events("AnomalyCleared", &target) > 0).then_some(()) },
+    )
+    .await;
+
+    // Every flag decision replays from its receipt.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mom"));
+    cmd.args(["verify", "--cluster", "--replay", "--format", "json"]);
+    for key in published_keys().await {
+        cmd.args(["--public-key", &key]);
+    }
+    let out = cmd
+        .env("KUBECONFIG", &common::control_plane().kubeconfig)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("verify printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    let replay = &report["replay"];
+    assert!(replay["mismatches"].as_array().is_none_or(|m| m.is_empty()), "{replay}");
+    assert!(replay["unregistered"].get("anomaly.flag").is_none(), "{replay}");
+    assert!(replay["matched"].as_u64().unwrap() >= all.len() as u64, "{replay}");
+
+    let (ok, _, err) = common::kubectl(
+        &[
+            "patch",
+            "momconfig",
+            "default",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"remove","path":"/spec/anomaly"}]"#,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    for child in [&mut exporter, &mut prometheus] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
