@@ -306,15 +306,24 @@ pub fn filter(state: &Context, body: &[u8]) -> Result<ExtenderFilterResult, Exte
     // A pod being filtered is being placed (again): whatever was assumed for it earlier (a
     // prioritize the scheduler did not follow, a bind that failed) must not hold room against
     // it, and stale tentative placements must not hold room against anyone.
-    {
+    // Checked under the read lock first: the write lock (queued behind the watches) only when
+    // there is something to drop.
+    let uid = d.pod.metadata.uid.as_deref();
+    let now = Instant::now();
+    let stale = state
+        .view
+        .read()
+        .map_err(|_| bad_request("internal state unavailable".into()))?
+        .must_forget(uid, now);
+    if stale {
         let mut view = state
             .view
             .write()
             .map_err(|_| bad_request("internal state unavailable".into()))?;
-        if let Some(uid) = d.pod.metadata.uid.as_deref() {
+        if let Some(uid) = uid {
             view.forget(uid);
         }
-        view.expire_tentative(Instant::now());
+        view.expire_tentative(now);
     }
     let view = state
         .view
