@@ -199,10 +199,11 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ExtenderError
     serde_json::from_slice(body).map_err(|e| bad_request(format!("malformed extender request: {e}")))
 }
 
-/// The node names of a request (NodeNames when node-cache capable, else Nodes.items).
-fn requested_nodes(args: &ExtenderArgs) -> Result<Vec<String>, ExtenderError> {
-    if let Some(names) = &args.node_names {
-        return Ok(names.clone());
+/// The node names of a request (NodeNames when node-cache capable, taken out of the request,
+/// else Nodes.items).
+fn requested_nodes(args: &mut ExtenderArgs) -> Result<Vec<String>, ExtenderError> {
+    if let Some(names) = args.node_names.take() {
+        return Ok(names);
     }
     if let Some(list) = &args.nodes {
         return list
@@ -226,13 +227,10 @@ struct Decision {
 }
 
 fn decode(body: &[u8]) -> Result<(Decision, ExtenderArgs), ExtenderError> {
-    let args: ExtenderArgs = parse(body)?;
-    let pod = args
-        .pod
-        .clone()
-        .ok_or_else(|| bad_request("request has no Pod".into()))?;
+    let mut args: ExtenderArgs = parse(body)?;
+    let pod = args.pod.take().ok_or_else(|| bad_request("request has no Pod".into()))?;
     super::view::pod_requests(&pod).map_err(|e| bad_request(format!("Pod resources: {e}")))?;
-    let names = requested_nodes(&args)?;
+    let names = requested_nodes(&mut args)?;
     Ok((Decision { pod, names }, args))
 }
 

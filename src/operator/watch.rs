@@ -30,8 +30,11 @@ use crate::placement::{Objectives, Routing};
 /// by node cost O(N²) under the view's write lock and starved the extender (seen at 5,000 nodes).
 pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<bool>, metrics: Arc<Metrics>) {
     let api: Api<Node> = Api::all(client);
+    // Node status updates of a large cluster arrive in bursts: those already received are
+    // applied under one write lock ([`WRITE_BATCH`]).
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
+        .ready_chunks(WRITE_BATCH)
         .boxed();
     let mut initialising = true;
     let mut listed: Vec<Node> = Vec::new();
@@ -39,8 +42,8 @@ pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let next = tokio::select! {
-            next = stream.try_next() => next,
+        let batch = tokio::select! {
+            next = stream.next() => next,
             _ = tick.tick() => {
                 if stale && !initialising {
                     if let Ok(mut v) = view.write() {
@@ -51,11 +54,23 @@ pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<
                 continue;
             }
         };
-        match next {
-            Ok(Some(event)) => {
-                let Ok(mut v) = view.write() else {
-                    tracing::error!("node watch: the view lock is poisoned; stopping");
-                    return;
+        let Some(batch) = batch else {
+            tracing::error!("node watch: the stream ended; stopping");
+            return;
+        };
+        let mut failed = None;
+        {
+            let Ok(mut v) = view.write() else {
+                tracing::error!("node watch: the view lock is poisoned; stopping");
+                return;
+            };
+            for next in batch {
+                let event = match next {
+                    Ok(event) => event,
+                    Err(err) => {
+                        failed = Some(err);
+                        continue;
+                    }
                 };
                 match event {
                     Event::Init => {
@@ -80,16 +95,12 @@ pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<
                         stale |= v.delete_node(&node.metadata.name.unwrap_or_default());
                     }
                 }
-                metrics.set_view_objects("nodes", v.node_count());
             }
-            Ok(None) => {
-                tracing::error!("node watch: the stream ended; stopping");
-                return;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "node watch failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            metrics.set_view_objects("nodes", v.node_count());
+        }
+        if let Some(err) = failed {
+            tracing::warn!(error = %err, "node watch failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 }
