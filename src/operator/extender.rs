@@ -228,7 +228,10 @@ struct Decision {
 
 fn decode(body: &[u8]) -> Result<(Decision, ExtenderArgs), ExtenderError> {
     let mut args: ExtenderArgs = parse(body)?;
-    let pod = args.pod.take().ok_or_else(|| bad_request("request has no Pod".into()))?;
+    let pod = args
+        .pod
+        .take()
+        .ok_or_else(|| bad_request("request has no Pod".into()))?;
     super::view::pod_requests(&pod).map_err(|e| bad_request(format!("Pod resources: {e}")))?;
     let names = requested_nodes(&mut args)?;
     Ok((Decision { pod, names }, args))

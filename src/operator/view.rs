@@ -681,8 +681,11 @@ impl View {
 
     /// Recomputes node positions from the topology labels, in `settings.dimension` coordinates.
     pub fn reembed(&mut self) {
-        let labels: BTreeMap<String, BTreeMap<String, String>> =
-            self.nodes.iter().map(|(n, r)| (n.clone(), (*r.labels).clone())).collect();
+        let labels: BTreeMap<String, BTreeMap<String, String>> = self
+            .nodes
+            .iter()
+            .map(|(n, r)| (n.clone(), (*r.labels).clone()))
+            .collect();
         match placement::embed_nodes(&labels, &self.settings.topology_keys, self.settings.dimension) {
             Ok(mut e) => {
                 // Measured latencies, when fitted for exactly these nodes in this dimension,
@@ -753,7 +756,10 @@ impl View {
 
     /// Node names → labels, for embedding and fitting outside the lock.
     pub fn node_label_map(&self) -> BTreeMap<String, BTreeMap<String, String>> {
-        self.nodes.iter().map(|(n, r)| (n.clone(), (*r.labels).clone())).collect()
+        self.nodes
+            .iter()
+            .map(|(n, r)| (n.clone(), (*r.labels).clone()))
+            .collect()
     }
 
     /// Changes whenever a re-embedding changed the meaning of positions as a whole (see
@@ -1621,12 +1627,21 @@ mod tests {
         let (first, _) = view.node_states(&names);
         let (second, _) = view.node_states(&names);
         assert!(Arc::ptr_eq(&first[0].labels, &second[0].labels));
-        assert_eq!(first[0].labels.get(crate::labels::ZONE_LABEL).map(String::as_str), Some("za"));
+        assert_eq!(
+            first[0].labels.get(crate::labels::ZONE_LABEL).map(String::as_str),
+            Some("za")
+        );
         // A relabelled node gets a new map; states built before keep the old one.
         view.apply_node(&zoned_node("a1", "zb"));
         let (third, _) = view.node_states(&names);
-        assert_eq!(third[0].labels.get(crate::labels::ZONE_LABEL).map(String::as_str), Some("zb"));
-        assert_eq!(first[0].labels.get(crate::labels::ZONE_LABEL).map(String::as_str), Some("za"));
+        assert_eq!(
+            third[0].labels.get(crate::labels::ZONE_LABEL).map(String::as_str),
+            Some("zb")
+        );
+        assert_eq!(
+            first[0].labels.get(crate::labels::ZONE_LABEL).map(String::as_str),
+            Some("za")
+        );
     }
 
     #[test]
