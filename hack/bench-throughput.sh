@@ -33,4 +33,5 @@ for _ in $(seq 1 600); do
 done
 [[ $ready -ge $NODES ]] || { echo "bench-throughput: only $ready/$NODES nodes Ready after 600 s" >&2; exit 1; }
 sleep 2 # let the operator's node watch and embedding catch up
-python3 "$root/hack/bench/throughput.py"
+echo "bench-throughput: load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores before the pods" >&2
+LOG_DIR=$BENCH_STATE/logs python3 "$root/hack/bench/throughput.py"

@@ -10,6 +10,11 @@ POLL_S. Each phase's pods are deleted before the next. Extender server-side late
 p50/p99 interpolated inside the buckets of the Prometheus histogram
 `mom_extender_request_duration_seconds` (difference of the scrapes before and after the MOM
 phase). Prints one JSON line.
+
+A phase that does not bind every pod (TIMEOUT_S in all, or no new bind for STALL_S) fails
+saying why: pods bound / pending, the scheduler's last FailedScheduling messages, the last
+extender and error lines of the scheduler's and the operator's logs (LOG_DIR), the extender's
+calls so far.
 """
 import json
 import os
@@ -23,6 +28,9 @@ NODES = int(os.environ["NODES"])
 PODS = int(os.environ.get("PODS", "1000"))
 CREATORS = int(os.environ.get("CREATORS", "4"))
 POLL_S = float(os.environ.get("POLL_S", "0.25"))
+TIMEOUT_S = float(os.environ.get("TIMEOUT_S", "600"))
+STALL_S = float(os.environ.get("STALL_S", "180"))
+LOG_DIR = os.environ.get("LOG_DIR", "")
 METRICS_URL = os.environ["METRICS_URL"]
 HIST = "mom_extender_request_duration_seconds"
 
@@ -52,7 +60,49 @@ def bound_count(ns):
     return sum(1 for line in out.splitlines() if line.strip())
 
 
-def phase(ns, scheduler, timeout=600):
+def tail_matching(path, words, n):
+    """The last n lines of a log file that contain any of words (case-insensitive)."""
+    try:
+        with open(path, errors="replace") as f:
+            lines = [l.rstrip() for l in f if any(w in l.lower() for w in words)]
+    except OSError as e:
+        return [f"(cannot read {path}: {e})"]
+    return [l[:400] for l in lines[-n:]]
+
+
+def why_not_bound(ns, scheduler, bound):
+    """What a phase that did not bind every pod leaves to go on, for the failure message."""
+    out = [f"{scheduler}: {bound}/{PODS} pods bound in namespace {ns}"]
+    r = subprocess.run([KUBECTL, "get", "pods", "-n", ns, "--no-headers",
+                        "-o", "custom-columns=PHASE:.status.phase,NODE:.spec.nodeName"],
+                       capture_output=True, text=True)
+    rows = [l.split() for l in r.stdout.splitlines() if l.strip()]
+    pending = sum(1 for row in rows if row and row[0] == "Pending" and (len(row) < 2 or row[1] == "<none>"))
+    out.append(f"pods seen: {len(rows)}, pending without a node: {pending}")
+    r = subprocess.run([KUBECTL, "get", "events", "-n", ns, "--field-selector", "reason=FailedScheduling",
+                        "--sort-by=.lastTimestamp", "-o",
+                        "jsonpath={range .items[*]}{.count}x {.involvedObject.name}: {.message}{\"\\n\"}{end}"],
+                       capture_output=True, text=True)
+    events = [l for l in r.stdout.splitlines() if l.strip()]
+    out.append(f"FailedScheduling events: {len(events)}" + (", last:" if events else " (none)"))
+    out += ["  " + e[:400] for e in events[-5:]]
+    if LOG_DIR:
+        sched_log = os.path.join(LOG_DIR, "mom-scheduler.log" if scheduler == "mom-scheduler" else "kube-scheduler.log")
+        lines = tail_matching(sched_log, ["extender", "error", "failed"], 8)
+        out.append(f"last extender/error lines of {sched_log}:" + ("" if lines else " (none)"))
+        out += ["  " + l for l in lines]
+        lines = tail_matching(os.path.join(LOG_DIR, "operator.log"), ["error", "warn"], 8)
+        out.append("last warnings/errors of the operator log:" + ("" if lines else " (none)"))
+        out += ["  " + l for l in lines]
+    try:
+        calls = {v: int(b[-1][1]) for v, b in scrape().items() if b}
+        out.append(f"extender calls so far (histogram counts): {calls}")
+    except Exception as e:  # the operator may be the problem
+        out.append(f"cannot scrape the operator's metrics at {METRICS_URL}: {e}")
+    return "\n".join(out)
+
+
+def phase(ns, scheduler, timeout=TIMEOUT_S):
     kubectl("create", "namespace", ns)
     items = pods(ns, scheduler)
     chunks = [items[i::CREATORS] for i in range(CREATORS)]
@@ -78,7 +128,11 @@ def phase(ns, scheduler, timeout=600):
         if bound >= PODS:
             break
         if now - start > timeout:
-            raise SystemExit(f"{scheduler}: only {bound}/{PODS} pods bound after {timeout}s")
+            raise SystemExit(f"bench-throughput: FAILED: {scheduler} bound only {bound}/{PODS} pods "
+                             f"in {timeout:.0f} s\n" + why_not_bound(ns, scheduler, bound))
+        if created_at is not None and now - max(last_bound_at, created_at) > STALL_S:
+            raise SystemExit(f"bench-throughput: FAILED: {scheduler} bound no pod for {STALL_S:.0f} s "
+                             f"({bound}/{PODS} bound)\n" + why_not_bound(ns, scheduler, bound))
         time.sleep(POLL_S)
     wall = last_bound_at - start
     log(f"{scheduler}: {bound} pods bound in {wall:.2f} s (creation took {(created_at or now) - start:.2f} s)")
@@ -118,9 +172,12 @@ def quantile(buckets, q):
 
 
 def main():
+    load = {"start": os.getloadavg()[0]}
     before = scrape()
     default_rate, default_wall = phase("bench-default", "default-scheduler")
+    load["after_default"] = os.getloadavg()[0]
     mom_rate, mom_wall = phase("bench-mom", "mom-scheduler")
+    load["after_mom"] = os.getloadavg()[0]
     after = scrape()
     p50, p99, calls = {}, {}, {}
     for verb in ("filter", "prioritize", "bind"):
@@ -142,6 +199,7 @@ def main():
         "nodes": NODES, "pods": PODS,
         "wall_s": {"with_extender": round(mom_wall, 3), "without": round(default_wall, 3)},
         "extender_calls": calls,
+        "load_avg_1m": {k: round(v, 2) for k, v in load.items()}, "cores": os.cpu_count(),
     }))
 
 

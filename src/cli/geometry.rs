@@ -308,7 +308,7 @@ fn run_cluster(a: ClusterArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|n| NodeState {
                 name: n.name.clone(),
-                labels: n.labels.clone(),
+                labels: n.labels.clone().into(),
                 position: emb.positions.get(&n.name).cloned().unwrap_or_default(),
                 allocatable: Resources {
                     cpu_millis: n.cpu_millis,

@@ -178,7 +178,7 @@ impl ClusterState {
             .map(|(i, n)| NodeState {
                 name: n.name.clone(),
                 // Required data locality is checked against them.
-                labels: n.labels.clone(),
+                labels: n.labels.clone().into(),
                 position: n.position.clone(),
                 allocatable: n.allocatable,
                 requested: n.requested,

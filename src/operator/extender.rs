@@ -199,10 +199,11 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ExtenderError
     serde_json::from_slice(body).map_err(|e| bad_request(format!("malformed extender request: {e}")))
 }
 
-/// The node names of a request (NodeNames when node-cache capable, else Nodes.items).
-fn requested_nodes(args: &ExtenderArgs) -> Result<Vec<String>, ExtenderError> {
-    if let Some(names) = &args.node_names {
-        return Ok(names.clone());
+/// The node names of a request (NodeNames when node-cache capable, taken out of the request,
+/// else Nodes.items).
+fn requested_nodes(args: &mut ExtenderArgs) -> Result<Vec<String>, ExtenderError> {
+    if let Some(names) = args.node_names.take() {
+        return Ok(names);
     }
     if let Some(list) = &args.nodes {
         return list
@@ -226,13 +227,13 @@ struct Decision {
 }
 
 fn decode(body: &[u8]) -> Result<(Decision, ExtenderArgs), ExtenderError> {
-    let args: ExtenderArgs = parse(body)?;
+    let mut args: ExtenderArgs = parse(body)?;
     let pod = args
         .pod
-        .clone()
+        .take()
         .ok_or_else(|| bad_request("request has no Pod".into()))?;
     super::view::pod_requests(&pod).map_err(|e| bad_request(format!("Pod resources: {e}")))?;
-    let names = requested_nodes(&args)?;
+    let names = requested_nodes(&mut args)?;
     Ok((Decision { pod, names }, args))
 }
 
@@ -306,15 +307,24 @@ pub fn filter(state: &Context, body: &[u8]) -> Result<ExtenderFilterResult, Exte
     // A pod being filtered is being placed (again): whatever was assumed for it earlier (a
     // prioritize the scheduler did not follow, a bind that failed) must not hold room against
     // it, and stale tentative placements must not hold room against anyone.
-    {
+    // Checked under the read lock first: the write lock (queued behind the watches) only when
+    // there is something to drop.
+    let uid = d.pod.metadata.uid.as_deref();
+    let now = Instant::now();
+    let stale = state
+        .view
+        .read()
+        .map_err(|_| bad_request("internal state unavailable".into()))?
+        .must_forget(uid, now);
+    if stale {
         let mut view = state
             .view
             .write()
             .map_err(|_| bad_request("internal state unavailable".into()))?;
-        if let Some(uid) = d.pod.metadata.uid.as_deref() {
+        if let Some(uid) = uid {
             view.forget(uid);
         }
-        view.expire_tentative(Instant::now());
+        view.expire_tentative(now);
     }
     let view = state
         .view

@@ -87,7 +87,9 @@ impl Default for Recording {
 
 #[derive(Debug, Clone, PartialEq)]
 struct NodeRecord {
-    labels: BTreeMap<String, String>,
+    /// Shared with every [`NodeState`] built from the record (extender requests clone the
+    /// `Arc`, never the map).
+    labels: Arc<BTreeMap<String, String>>,
     allocatable: Resources,
     max_pods: u32,
     schedulable: bool,
@@ -95,6 +97,10 @@ struct NodeRecord {
     failed: bool,
     /// The first [`crate::labels::TERMINATION_TAINTS`] key the node carries.
     terminating: Option<String>,
+    /// Read from the labels once per node update rather than per request.
+    hourly_cost: Option<f64>,
+    spot: bool,
+    energy_class: Option<char>,
 }
 
 /// What placement needs to know about one pod.
@@ -249,6 +255,11 @@ impl Heartbeat {
     }
 }
 
+/// A tentative placement made at `at` is dropped after 30 s (the scheduler did not follow it).
+fn tentative_expired(at: std::time::Instant, now: std::time::Instant) -> bool {
+    now.saturating_duration_since(at) > std::time::Duration::from_secs(30)
+}
+
 /// Whether a planner action takes the replicas out at once (their nodes count as failed).
 fn evacuates(action: crate::failover_mdp::Action) -> bool {
     use crate::failover_mdp::Action;
@@ -381,8 +392,16 @@ fn node_record(node: &Node) -> NodeRecord {
     let status = node.status.as_ref();
     let alloc = status.and_then(|s| s.allocatable.as_ref());
     let get = |k: &str| alloc.and_then(|a| a.get(k)).map(|q| q.0.clone());
+    let labels: BTreeMap<String, String> = node.metadata.labels.clone().unwrap_or_default().into_iter().collect();
     NodeRecord {
-        labels: node.metadata.labels.clone().unwrap_or_default().into_iter().collect(),
+        hourly_cost: labels
+            .get(crate::labels::HOURLY_COST_LABEL)
+            .and_then(|v| v.parse().ok()),
+        spot: labels.get(crate::labels::SPOT_LABEL).map(String::as_str) == Some("true"),
+        energy_class: labels
+            .get(crate::labels::ENERGY_CLASS_LABEL)
+            .and_then(|v| v.chars().next()),
+        labels: Arc::new(labels),
         allocatable: Resources {
             cpu_millis: get("cpu")
                 .and_then(|q| placement::quantity::cpu_millis(&q).ok())
@@ -459,6 +478,11 @@ impl View {
 
     /// The failover planner's action for the failure domain of `node`, when it drains it.
     pub fn predicted_action(&self, node: &str) -> Option<crate::failover_mdp::Action> {
+        // Asked for every candidate node of every extender request: no key lookup (which
+        // allocates) while nothing is drained, the usual case.
+        if self.predicted.is_empty() {
+            return None;
+        }
         let domain = self.nodes.get(node)?.labels.get(&self.failure_domain_key())?;
         self.predicted.get(domain).copied()
     }
@@ -592,6 +616,11 @@ impl View {
         };
     }
 
+    /// The last heartbeat of `node` the view holds.
+    pub fn heartbeat(&self, node: &str) -> Option<Heartbeat> {
+        self.heartbeats.get(node).copied()
+    }
+
     /// Replaces every heartbeat (a re-list of the node Leases).
     pub fn replace_heartbeats(&mut self, listed: BTreeMap<String, Heartbeat>) {
         self.heartbeats = listed;
@@ -676,8 +705,11 @@ impl View {
 
     /// Recomputes node positions from the topology labels, in `settings.dimension` coordinates.
     pub fn reembed(&mut self) {
-        let labels: BTreeMap<String, BTreeMap<String, String>> =
-            self.nodes.iter().map(|(n, r)| (n.clone(), r.labels.clone())).collect();
+        let labels: BTreeMap<String, BTreeMap<String, String>> = self
+            .nodes
+            .iter()
+            .map(|(n, r)| (n.clone(), (*r.labels).clone()))
+            .collect();
         match placement::embed_nodes(&labels, &self.settings.topology_keys, self.settings.dimension) {
             Ok(mut e) => {
                 // Measured latencies, when fitted for exactly these nodes in this dimension,
@@ -748,7 +780,10 @@ impl View {
 
     /// Node names → labels, for embedding and fitting outside the lock.
     pub fn node_label_map(&self) -> BTreeMap<String, BTreeMap<String, String>> {
-        self.nodes.iter().map(|(n, r)| (n.clone(), r.labels.clone())).collect()
+        self.nodes
+            .iter()
+            .map(|(n, r)| (n.clone(), (*r.labels).clone()))
+            .collect()
     }
 
     /// Changes whenever a re-embedding changed the meaning of positions as a whole (see
@@ -776,7 +811,7 @@ impl View {
     }
 
     pub fn node_labels(&self, node: &str) -> Option<&BTreeMap<String, String>> {
-        self.nodes.get(node).map(|r| &r.labels)
+        self.nodes.get(node).map(|r| r.labels.as_ref())
     }
 
     /// Whether the node takes new pods (not cordoned); unknown nodes do not. For the web view.
@@ -985,12 +1020,20 @@ impl View {
         Ok(())
     }
 
+    /// Whether [`View::forget`] of `uid` or [`View::expire_tentative`] at `now` would change
+    /// anything: the filter verb asks under the read lock and takes the write lock only then,
+    /// so a burst of first-time pods does not queue every filter behind the watches' writes.
+    pub fn must_forget(&self, uid: Option<&str>, now: std::time::Instant) -> bool {
+        uid.is_some_and(|u| self.assumed.contains_key(u) || self.tentative.contains_key(u))
+            || self.tentative.values().any(|at| tentative_expired(*at, now))
+    }
+
     /// Drops tentative placements older than 30 s (the scheduler did not follow them).
     pub fn expire_tentative(&mut self, now: std::time::Instant) {
         let expired: Vec<String> = self
             .tentative
             .iter()
-            .filter(|(_, at)| now.duration_since(**at) > std::time::Duration::from_secs(30))
+            .filter(|(_, at)| tentative_expired(**at, now))
             .map(|(u, _)| u.clone())
             .collect();
         for u in expired {
@@ -1132,7 +1175,7 @@ impl View {
         self.nodes
             .iter()
             .filter(|(_, r)| r.schedulable)
-            .map(|(n, r)| (n.clone(), r.labels.clone(), r.allocatable))
+            .map(|(n, r)| (n.clone(), (*r.labels).clone(), r.allocatable))
             .collect()
     }
 
@@ -1210,27 +1253,21 @@ impl View {
                 unknown.push(name.clone());
                 continue;
             };
-            let load = self.load.get(name).cloned().unwrap_or_default();
+            let load = self.load.get(name);
             states.push(NodeState {
                 name: name.clone(),
                 labels: rec.labels.clone(),
                 position: pos.clone(),
                 allocatable: rec.allocatable,
-                requested: load.requested,
+                requested: load.map(|l| l.requested).unwrap_or_default(),
                 tentative: guessed.get(name.as_str()).map(|g| g.0).unwrap_or_default(),
                 tentative_pods: guessed.get(name.as_str()).map(|g| g.1).unwrap_or_default(),
-                pods: load.pods,
+                pods: load.map_or(0, |l| l.pods),
                 max_pods: rec.max_pods,
-                tenants: self.tenants_on(&load),
-                hourly_cost: rec
-                    .labels
-                    .get(crate::labels::HOURLY_COST_LABEL)
-                    .and_then(|v| v.parse().ok()),
-                spot: rec.labels.get(crate::labels::SPOT_LABEL).map(String::as_str) == Some("true"),
-                energy_class: rec
-                    .labels
-                    .get(crate::labels::ENERGY_CLASS_LABEL)
-                    .and_then(|v| v.chars().next()),
+                tenants: load.map(|l| self.tenants_on(l)).unwrap_or_default(),
+                hourly_cost: rec.hourly_cost,
+                spot: rec.spot,
+                energy_class: rec.energy_class,
             });
         }
         (states, unknown)
@@ -1627,6 +1664,54 @@ mod tests {
         view.mark_silent(21_000);
         assert_eq!(view.failure_domains(), 2);
         assert_eq!(view.spread_plan(SpreadRule::DomainLoss(1), 4).max_per_domain, 4);
+    }
+
+    #[test]
+    fn node_states_share_the_labels_of_the_node_record_instead_of_copying_them() {
+        let mut view = View::default();
+        view.apply_node(&zoned_node("a1", "za"));
+        view.reembed();
+        let names = ["a1".to_string()];
+        let (first, _) = view.node_states(&names);
+        let (second, _) = view.node_states(&names);
+        assert!(Arc::ptr_eq(&first[0].labels, &second[0].labels));
+        assert_eq!(
+            first[0].labels.get(crate::labels::ZONE_LABEL).map(String::as_str),
+            Some("za")
+        );
+        // A relabelled node gets a new map; states built before keep the old one.
+        view.apply_node(&zoned_node("a1", "zb"));
+        let (third, _) = view.node_states(&names);
+        assert_eq!(
+            third[0].labels.get(crate::labels::ZONE_LABEL).map(String::as_str),
+            Some("zb")
+        );
+        assert_eq!(
+            first[0].labels.get(crate::labels::ZONE_LABEL).map(String::as_str),
+            Some("za")
+        );
+    }
+
+    #[test]
+    fn the_filter_needs_the_write_lock_only_when_an_assumption_must_be_dropped() {
+        let mut view = View::default();
+        let now = std::time::Instant::now();
+        // A pod seen for the first time, nothing assumed: nothing to forget.
+        assert!(!view.must_forget(Some("uid-1"), now));
+        assert!(!view.must_forget(None, now));
+        // Its own earlier assumption (tentative or bound) must go before it is filtered again.
+        view.assume("uid-1", record(100), "n1", true);
+        assert!(view.must_forget(Some("uid-1"), now));
+        view.assume("uid-1", record(100), "n1", false);
+        assert!(view.must_forget(Some("uid-1"), now));
+        assert!(!view.must_forget(Some("uid-2"), now));
+        // Another pod's tentative placement, once older than 30 s, must expire.
+        view.assume("uid-3", record(100), "n1", true);
+        assert!(!view.must_forget(Some("uid-2"), now));
+        let later = now + std::time::Duration::from_secs(31);
+        assert!(view.must_forget(Some("uid-2"), later));
+        view.expire_tentative(later);
+        assert!(!view.must_forget(Some("uid-2"), later));
     }
 
     #[test]

@@ -30,8 +30,11 @@ use crate::placement::{Objectives, Routing};
 /// by node cost O(N²) under the view's write lock and starved the extender (seen at 5,000 nodes).
 pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<bool>, metrics: Arc<Metrics>) {
     let api: Api<Node> = Api::all(client);
+    // Node status updates of a large cluster arrive in bursts: those already received are
+    // applied under one write lock ([`WRITE_BATCH`]).
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
+        .ready_chunks(WRITE_BATCH)
         .boxed();
     let mut initialising = true;
     let mut listed: Vec<Node> = Vec::new();
@@ -39,8 +42,8 @@ pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let next = tokio::select! {
-            next = stream.try_next() => next,
+        let batch = tokio::select! {
+            next = stream.next() => next,
             _ = tick.tick() => {
                 if stale && !initialising {
                     if let Ok(mut v) = view.write() {
@@ -51,11 +54,23 @@ pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<
                 continue;
             }
         };
-        match next {
-            Ok(Some(event)) => {
-                let Ok(mut v) = view.write() else {
-                    tracing::error!("node watch: the view lock is poisoned; stopping");
-                    return;
+        let Some(batch) = batch else {
+            tracing::error!("node watch: the stream ended; stopping");
+            return;
+        };
+        let mut failed = None;
+        {
+            let Ok(mut v) = view.write() else {
+                tracing::error!("node watch: the view lock is poisoned; stopping");
+                return;
+            };
+            for next in batch {
+                let event = match next {
+                    Ok(event) => event,
+                    Err(err) => {
+                        failed = Some(err);
+                        continue;
+                    }
                 };
                 match event {
                     Event::Init => {
@@ -80,86 +95,171 @@ pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<
                         stale |= v.delete_node(&node.metadata.name.unwrap_or_default());
                     }
                 }
-                metrics.set_view_objects("nodes", v.node_count());
             }
-            Ok(None) => {
-                tracing::error!("node watch: the stream ended; stopping");
-                return;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "node watch failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            metrics.set_view_objects("nodes", v.node_count());
+        }
+        if let Some(err) = failed {
+            tracing::warn!(error = %err, "node watch failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 }
 
-/// Keeps the view's pods (load, tenants, agent replicas) current.
+/// Most watch events applied under one acquisition of the view's write lock: the events
+/// already received when the watch wakes up (a burst of pod or Lease updates) are applied
+/// together, so extender requests wait for one write instead of queueing behind each.
+pub const WRITE_BATCH: usize = 256;
+
+/// Keeps the view's pods (load, tenants, agent replicas) current. Events already received
+/// are applied in batches ([`WRITE_BATCH`]), in order.
 pub async fn pods(client: kube::Client, view: SharedView, metrics: Arc<Metrics>) {
     let api: Api<Pod> = Api::all(client);
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
+        .ready_chunks(WRITE_BATCH)
         .boxed();
     let mut listed: Vec<Pod> = Vec::new();
     loop {
-        match stream.try_next().await {
-            Ok(Some(event)) => {
-                let Ok(mut v) = view.write() else {
-                    tracing::error!("pod watch: the view lock is poisoned; stopping");
-                    return;
-                };
-                match event {
-                    Event::Init => listed.clear(),
-                    Event::InitApply(mut pod) => {
-                        // Held until the list ends; the view keeps only what it reads.
-                        pod.metadata.managed_fields = None;
-                        listed.push(pod);
-                    }
-                    Event::InitDone => {
-                        let removed = v.replace_pods(&std::mem::take(&mut listed));
-                        if removed > 0 {
-                            tracing::info!(removed, "re-list removed {removed} pods");
-                        }
-                    }
-                    Event::Apply(pod) => v.apply_pod(&pod),
-                    Event::Delete(pod) => v.delete_pod(&pod),
-                }
-                metrics.set_view_objects("pods", v.pod_count());
-            }
-            Ok(None) => {
-                tracing::error!("pod watch: the stream ended; stopping");
+        let Some(batch) = stream.next().await else {
+            tracing::error!("pod watch: the stream ended; stopping");
+            return;
+        };
+        let mut failed = None;
+        {
+            let Ok(mut v) = view.write() else {
+                tracing::error!("pod watch: the view lock is poisoned; stopping");
                 return;
+            };
+            for next in batch {
+                match next {
+                    Ok(event) => apply_pod_event(&mut v, &mut listed, event),
+                    Err(err) => failed = Some(err),
+                }
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "pod watch failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            metrics.set_view_objects("pods", v.pod_count());
+        }
+        if let Some(err) = failed {
+            tracing::warn!(error = %err, "pod watch failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 }
 
-/// Keeps the view's node heartbeats (the kubelets' Leases in `kube-node-lease`) current, and
-/// once a second re-judges which nodes went silent ([`super::view::View::mark_silent`]): a
-/// heartbeat that stops sends no event, so only the clock can tell.
+/// One pod watch event into the view (`listed` buffers a re-list until it ends).
+fn apply_pod_event(v: &mut super::view::View, listed: &mut Vec<Pod>, event: Event<Pod>) {
+    match event {
+        Event::Init => listed.clear(),
+        Event::InitApply(mut pod) => {
+            // Held until the list ends; the view keeps only what it reads.
+            pod.metadata.managed_fields = None;
+            listed.push(pod);
+        }
+        Event::InitDone => {
+            let removed = v.replace_pods(&std::mem::take(listed));
+            if removed > 0 {
+                tracing::info!(removed, "re-list removed {removed} pods");
+            }
+        }
+        Event::Apply(pod) => v.apply_pod(&pod),
+        Event::Delete(pod) => v.delete_pod(&pod),
+    }
+}
+
+/// How often Lease events received are applied to the view. 5,000 kubelets renewing every
+/// 10 s send 500 events a second; applied one by one, each took the view's write lock and the
+/// extender's requests queued behind them. Coalesced, the view takes ≤ 10 writes a second
+/// for them, and a heartbeat reaches it at most this late (far below the 10 s between
+/// renewals that silence is judged in).
+pub const HEARTBEAT_FLUSH: Duration = Duration::from_millis(100);
+
+/// Lease events received since the last flush into the view: the latest heartbeat per node
+/// (`None`: its Lease was deleted), or a whole re-list that replaces them all.
+#[derive(Debug, Default)]
+pub struct HeartbeatBuffer {
+    /// A re-list in progress (between `Init` and `InitDone`).
+    listing: std::collections::BTreeMap<String, super::view::Heartbeat>,
+    /// A completed re-list not applied yet; the pending updates below came after it.
+    relisted: Option<std::collections::BTreeMap<String, super::view::Heartbeat>>,
+    pending: std::collections::BTreeMap<String, Option<super::view::Heartbeat>>,
+}
+
+impl HeartbeatBuffer {
+    /// Takes one watch event in (no lock held).
+    pub fn absorb(&mut self, event: Event<k8s_openapi::api::coordination::v1::Lease>) {
+        use super::view::Heartbeat;
+        match event {
+            Event::Init => self.listing.clear(),
+            Event::InitApply(lease) => self.listing.extend(Heartbeat::of(&lease)),
+            Event::InitDone => {
+                self.relisted = Some(std::mem::take(&mut self.listing));
+                self.pending.clear();
+            }
+            Event::Apply(lease) => {
+                if let Some(name) = lease.metadata.name.clone() {
+                    let heartbeat = Heartbeat::of(&lease).map(|(_, h)| h);
+                    self.pending.insert(name, heartbeat);
+                }
+            }
+            Event::Delete(lease) => {
+                if let Some(name) = lease.metadata.name.clone() {
+                    self.pending.insert(name, None);
+                }
+            }
+        }
+    }
+
+    /// Whether a flush would change anything.
+    pub fn is_empty(&self) -> bool {
+        self.relisted.is_none() && self.pending.is_empty()
+    }
+
+    /// Applies what was received, in order, to the view (one write).
+    pub fn flush(&mut self, view: &mut super::view::View) {
+        if let Some(listed) = self.relisted.take() {
+            view.replace_heartbeats(listed);
+        }
+        for (node, heartbeat) in std::mem::take(&mut self.pending) {
+            view.apply_heartbeat(&node, heartbeat);
+        }
+    }
+}
+
+/// Keeps the view's node heartbeats (the kubelets' Leases in `kube-node-lease`) current,
+/// coalesced ([`HEARTBEAT_FLUSH`], [`HeartbeatBuffer`]), and once a second re-judges which
+/// nodes went silent ([`super::view::View::mark_silent`]): a heartbeat that stops sends no
+/// event, so only the clock can tell.
 pub async fn node_heartbeats(client: kube::Client, view: SharedView) {
-    use super::view::Heartbeat;
     use k8s_openapi::api::coordination::v1::Lease;
     let api: Api<Lease> = Api::namespaced(client, "kube-node-lease");
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
-    let mut listed = std::collections::BTreeMap::new();
+    let mut buffer = HeartbeatBuffer::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut flush = tokio::time::interval(HEARTBEAT_FLUSH);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next = tokio::select! {
             next = stream.try_next() => next,
+            _ = flush.tick() => {
+                if !buffer.is_empty() {
+                    let Ok(mut v) = view.write() else {
+                        tracing::error!("node heartbeat watch: the view lock is poisoned; stopping");
+                        return;
+                    };
+                    buffer.flush(&mut v);
+                }
+                continue;
+            }
             _ = tick.tick() => {
                 let now = u64::try_from(k8s_openapi::jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
                 let Ok(mut v) = view.write() else {
                     tracing::error!("node heartbeat watch: the view lock is poisoned; stopping");
                     return;
                 };
+                // Judged on every heartbeat received so far.
+                buffer.flush(&mut v);
                 let (went, back) = v.mark_silent(now);
                 if !went.is_empty() {
                     tracing::warn!(nodes = ?went, "nodes missed their heartbeats; treated as failed");
@@ -171,27 +271,7 @@ pub async fn node_heartbeats(client: kube::Client, view: SharedView) {
             }
         };
         match next {
-            Ok(Some(event)) => {
-                let Ok(mut v) = view.write() else {
-                    tracing::error!("node heartbeat watch: the view lock is poisoned; stopping");
-                    return;
-                };
-                match event {
-                    Event::Init => listed.clear(),
-                    Event::InitApply(lease) => listed.extend(Heartbeat::of(&lease)),
-                    Event::InitDone => v.replace_heartbeats(std::mem::take(&mut listed)),
-                    Event::Apply(lease) => {
-                        if let Some(name) = lease.metadata.name.as_deref() {
-                            v.apply_heartbeat(name, Heartbeat::of(&lease).map(|(_, h)| h));
-                        }
-                    }
-                    Event::Delete(lease) => {
-                        if let Some(name) = lease.metadata.name.as_deref() {
-                            v.apply_heartbeat(name, None);
-                        }
-                    }
-                }
-            }
+            Ok(Some(event)) => buffer.absorb(event),
             Ok(None) => {
                 tracing::error!("node heartbeat watch: the stream ended; stopping");
                 return;
@@ -336,5 +416,64 @@ pub async fn namespaces(client: kube::Client, view: SharedView) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::view::{Heartbeat, View};
+    use k8s_openapi::api::coordination::v1::Lease;
+
+    fn lease(node: &str, renewed: &str) -> Lease {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": node, "namespace": "kube-node-lease"},
+            "spec": {"renewTime": renewed, "leaseDurationSeconds": 40}
+        }))
+        .expect("a valid Lease")
+    }
+
+    fn renewed_ms(view: &View, node: &str) -> Option<u64> {
+        view.heartbeat(node).map(|h: Heartbeat| h.renewed_ms)
+    }
+
+    #[test]
+    fn lease_events_reach_the_view_at_the_flush_with_the_latest_heartbeat_per_node() {
+        let mut view = View::default();
+        let mut buffer = HeartbeatBuffer::default();
+        assert!(buffer.is_empty());
+        buffer.absorb(Event::Apply(lease("n1", "1970-01-01T00:00:01.000000Z")));
+        buffer.absorb(Event::Apply(lease("n1", "1970-01-01T00:00:02.000000Z")));
+        buffer.absorb(Event::Apply(lease("n2", "1970-01-01T00:00:03.000000Z")));
+        // Nothing is written before the flush.
+        assert_eq!(renewed_ms(&view, "n1"), None);
+        assert!(!buffer.is_empty());
+        buffer.flush(&mut view);
+        assert!(buffer.is_empty());
+        assert_eq!(renewed_ms(&view, "n1"), Some(2_000));
+        assert_eq!(renewed_ms(&view, "n2"), Some(3_000));
+        // A deleted Lease removes the heartbeat at the next flush.
+        buffer.absorb(Event::Delete(lease("n2", "1970-01-01T00:00:03.000000Z")));
+        buffer.flush(&mut view);
+        assert_eq!(renewed_ms(&view, "n2"), None);
+        assert_eq!(renewed_ms(&view, "n1"), Some(2_000));
+    }
+
+    #[test]
+    fn a_relist_replaces_the_heartbeats_and_updates_after_it_still_apply() {
+        let mut view = View::default();
+        let mut buffer = HeartbeatBuffer::default();
+        buffer.absorb(Event::Apply(lease("gone", "1970-01-01T00:00:01.000000Z")));
+        buffer.flush(&mut view);
+        // An update received before the re-list is superseded by it.
+        buffer.absorb(Event::Apply(lease("n1", "1970-01-01T00:00:05.000000Z")));
+        buffer.absorb(Event::Init);
+        buffer.absorb(Event::InitApply(lease("n1", "1970-01-01T00:00:02.000000Z")));
+        buffer.absorb(Event::InitDone);
+        buffer.absorb(Event::Apply(lease("n3", "1970-01-01T00:00:04.000000Z")));
+        buffer.flush(&mut view);
+        assert_eq!(renewed_ms(&view, "gone"), None);
+        assert_eq!(renewed_ms(&view, "n1"), Some(2_000));
+        assert_eq!(renewed_ms(&view, "n3"), Some(4_000));
     }
 }

@@ -22,6 +22,7 @@ mod score;
 mod target;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -55,8 +56,10 @@ impl Resources {
 #[serde(rename_all = "camelCase")]
 pub struct NodeState {
     pub name: String,
-    /// Labels, sorted by key.
-    pub labels: BTreeMap<String, String>,
+    /// Labels, sorted by key. Shared with the view's node record (an `Arc`): building the
+    /// states of the candidate nodes on every extender request must not copy them.
+    #[serde(with = "shared_labels")]
+    pub labels: Arc<BTreeMap<String, String>>,
     /// Position in the Poincaré ball (curvature −κ).
     pub position: Vec<f64>,
     pub allocatable: Resources,
@@ -79,6 +82,22 @@ pub struct NodeState {
     pub spot: bool,
     /// Energy class A (best) … E (worst), label `mom.hypersync.io/energy-class`.
     pub energy_class: Option<char>,
+}
+
+/// Serde for [`NodeState::labels`]: a plain JSON object, whatever owns it.
+mod shared_labels {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(labels: &Arc<BTreeMap<String, String>>, s: S) -> Result<S::Ok, S::Error> {
+        labels.as_ref().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<BTreeMap<String, String>>, D::Error> {
+        BTreeMap::deserialize(d).map(Arc::new)
+    }
 }
 
 /// The pod being placed.

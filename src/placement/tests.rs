@@ -29,7 +29,7 @@ fn cluster() -> (Vec<NodeState>, NodeEmbedding) {
         .iter()
         .map(|n| NodeState {
             name: n.name.clone(),
-            labels: n.labels.clone(),
+            labels: n.labels.clone().into(),
             position: emb.positions[&n.name].clone(),
             allocatable: Resources {
                 cpu_millis: n.cpu_millis,
@@ -280,7 +280,7 @@ fn data_selector() -> NodeSelector {
 
 fn with_data_label(nodes: &mut [NodeState], names: &[&str]) {
     for n in nodes.iter_mut().filter(|n| names.contains(&n.name.as_str())) {
-        n.labels.insert("data".into(), "yes".into());
+        std::sync::Arc::make_mut(&mut n.labels).insert("data".into(), "yes".into());
     }
 }
 
