@@ -25,6 +25,7 @@ mod progress;
 mod rca;
 mod receipts;
 mod report;
+mod lofo;
 mod scaling;
 mod verify;
 mod verify_args;
