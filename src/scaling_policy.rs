@@ -822,7 +822,10 @@ mod tests {
                 covered += usize::from(next <= hist[199] + m);
             }
             let rate = covered as f64 / trials as f64;
-            assert!(rate >= q - 0.03 && rate <= q + 0.04, "q={q} lead={lead}: coverage {rate}");
+            assert!(
+                rate >= q - 0.03 && rate <= q + 0.04,
+                "q={q} lead={lead}: coverage {rate}"
+            );
         }
         assert_eq!(conformal_margin(&[5.0], 1, 0.9), 0.0);
         assert_eq!(conformal_margin(&[5.0; 30], 2, 0.9), 0.0);

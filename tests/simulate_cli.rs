@@ -323,7 +323,11 @@ fn lofo_dir() -> PathBuf {
         std::fs::create_dir_all(dir.join(fam)).unwrap();
         let mut csv = String::from("timestamp,value\n");
         for i in 0..90u32 {
-            let burst = if (40 + 5 * k..45 + 5 * k).contains(&i) { 12.0 } else { 0.0 };
+            let burst = if (40 + 5 * k..45 + 5 * k).contains(&i) {
+                12.0
+            } else {
+                0.0
+            };
             let value = 10.0 + 6.0 * (f64::from(i + 7 * k) / 9.0).sin() + burst;
             csv.push_str(&format!("2024-01-01 {:02}:{:02}:00,{value:.3}\n", i / 60, i % 60));
         }

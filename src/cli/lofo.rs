@@ -107,6 +107,32 @@ fn sum<'a>(scores: impl Iterator<Item = &'a Score>) -> Score {
     )
 }
 
+/// The `.csv` files of `paths` (directories walked), sorted.
+fn collect_trace_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let p = entry?.path();
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p.extension().is_some_and(|e| e == "csv") {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut files)?;
+        } else {
+            files.push(p.clone());
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
 /// A trace's family: the name of the directory holding it.
 pub fn family_of(path: &Path) -> String {
     path.parent()
@@ -117,7 +143,10 @@ pub fn family_of(path: &Path) -> String {
 /// The grid index chosen on `train` (trace indices): see the module doc for the order.
 pub fn choose(train: &[usize], hpa: &[Score], grid: &[Vec<Score>]) -> usize {
     let key = |g: usize| {
-        let met = train.iter().filter(|&&t| trace_target_met(&grid[g][t], &hpa[t])).count();
+        let met = train
+            .iter()
+            .filter(|&&t| trace_target_met(&grid[g][t], &hpa[t]))
+            .count();
         let p = sum(train.iter().map(|&t| &grid[g][t]));
         let h = sum(train.iter().map(|&t| &hpa[t]));
         (met, aggregate_target_met(&p, &h), p.violation_minutes, p.replica_hours)
@@ -143,7 +172,7 @@ fn guard_json(g: &Guard) -> Value {
 }
 
 pub fn run(paths: &[PathBuf], opts: &Options) -> anyhow::Result<ExitCode> {
-    let files = super::scaling::collect_trace_files(paths)?;
+    let files = collect_trace_files(paths)?;
     let traces: Vec<(String, Trace)> = files
         .iter()
         .map(|f| {
@@ -200,7 +229,9 @@ pub fn run(paths: &[PathBuf], opts: &Options) -> anyhow::Result<ExitCode> {
             });
         }
     });
-    let results = results.into_inner().map_err(|_| anyhow::anyhow!("a simulation thread panicked"))?;
+    let results = results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a simulation thread panicked"))?;
     let mut hpa = vec![None; traces.len()];
     let mut grid = vec![vec![None; traces.len()]; opts.grid.len()];
     for (&(t, g), r) in jobs.iter().zip(results) {

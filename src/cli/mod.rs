@@ -19,13 +19,13 @@ mod geometry;
 mod kube_target;
 #[cfg(feature = "operator")]
 mod kubectl;
+mod lofo;
 #[cfg(feature = "operator")]
 mod operator;
 mod progress;
 mod rca;
 mod receipts;
 mod report;
-mod lofo;
 mod scaling;
 mod verify;
 mod verify_args;

@@ -590,17 +590,3 @@ fn lofo_options(args: &SimulateArgs, model: ModelKind) -> anyhow::Result<super::
         jobs: args.jobs.max(1),
     })
 }
-
-pub(super) fn collect_trace_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            walk(p, &mut files)?;
-        } else {
-            files.push(p.clone());
-        }
-    }
-    files.sort();
-    files.dedup();
-    Ok(files)
-}
