@@ -137,7 +137,7 @@ pub struct PolicySettings {
     pub headroom: f64,
     /// λ: cost per replica added or removed, in replica-stages, ≥ 0.
     pub change_penalty: f64,
-    /// Predictive: the guards that make the policy generalise (conformal margin, forecast-skill
+    /// Predictive: the guards meant to make the policy generalise (conformal margin, forecast-skill
     /// fallback to the HPA algorithm, HPA-paced scale-down). `None` (what receipts written
     /// before they existed hold) is the unguarded policy: fixed `headroom`, forecast always used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,7 +186,7 @@ impl PolicySettings {
             slo_target: 0.99,
             headroom: 0.1,
             change_penalty: 0.05,
-            guard: Some(Guard::default()),
+            guard: None,
         }
     }
 
