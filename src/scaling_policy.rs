@@ -25,7 +25,7 @@
 //!   `(1/target)·s/(1 − s)` for SLO target `s` (one replica short costs `s/(1 − s)` replicas),
 //!   change penalty λ, and the cooldown as `⌈(cooldown − since_last_change)/step⌉` frozen stages.
 //!   Apply `u(0)`. That is the unguarded policy (`guard: None`, what older receipts hold).
-//!   With a [`Guard`] (the default): the margin is the conformal `q`-quantile of the history's
+//!   With a [`Guard`] (opt-in; off by default): the margin is the conformal `q`-quantile of the history's
 //!   lead-time rises ([`conformal_margin`]) instead of `headroom`; the HPA algorithm runs every
 //!   time on `(y_now + margin) / ready` (its state in [`DecisionInputs::hpa`], a new one when
 //!   absent); the forecast's skill against persistence on the newest `L + H` samples
