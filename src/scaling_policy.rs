@@ -24,7 +24,15 @@
 //!   (`⌈D/target⌉·target`); price 1 per replica-stage, shortfall penalty
 //!   `(1/target)·s/(1 − s)` for SLO target `s` (one replica short costs `s/(1 − s)` replicas),
 //!   change penalty λ, and the cooldown as `⌈(cooldown − since_last_change)/step⌉` frozen stages.
-//!   Apply `u(0)`.
+//!   Apply `u(0)`. That is the unguarded policy (`guard: None`, what older receipts hold).
+//!   With a [`Guard`] (opt-in; off by default): the margin is the conformal `q`-quantile of the history's
+//!   lead-time rises ([`conformal_margin`]) instead of `headroom`; the HPA algorithm runs every
+//!   time on `(y_now + margin) / ready` (its state in [`DecisionInputs::hpa`], a new one when
+//!   absent); the forecast's skill against persistence on the newest `L + H` samples
+//!   ([`forecast_skill`]) decides: above `skill_threshold` the MPC runs with
+//!   `D_0 = max(y_now + margin, ŷ(1..=L))`, `D_j = ŷ(L + j) + margin` and scales down no lower
+//!   than the HPA's stabilised recommendation; otherwise (and while skill cannot be measured)
+//!   the HPA's decision is applied.
 //!
 //! In every method a spec outside `[min, max]` is first brought back into range. With several
 //! targets, demand is first turned into replicas needed, `max_i demand_i(t)/target_i`, and the
@@ -129,6 +137,37 @@ pub struct PolicySettings {
     pub headroom: f64,
     /// λ: cost per replica added or removed, in replica-stages, ≥ 0.
     pub change_penalty: f64,
+    /// Predictive: the guards meant to make the policy generalise (conformal margin, forecast-skill
+    /// fallback to the HPA algorithm, HPA-paced scale-down). `None` (what receipts written
+    /// before they existed hold) is the unguarded policy: fixed `headroom`, forecast always used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<Guard>,
+}
+
+/// The predictive policy's guards (see [`decide`]): margins from a conformal quantile of the
+/// demand's own lead-time rises instead of a fixed headroom, and the forecast used only while it
+/// beats persistence on the newest part of the history; otherwise the HPA algorithm decides.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Guard {
+    /// q in (0, 1): the margin is the conformal q-quantile of `max(y[t+1..=t+L]) − y[t]` over
+    /// the history (split conformal, rank ⌈(n+1)q⌉), so demand over the next lead stays within
+    /// `y_now + margin` about a fraction q of the time. Read as a newsvendor ratio it is
+    /// `penalty / (penalty + price)` of one replica short vs one replica idle.
+    pub conformal_level: f64,
+    /// The forecast is used only when its skill `1 − MAE_model / MAE_persistence` on the last
+    /// `L + H` samples (model fitted on the samples before them) exceeds this; otherwise, and
+    /// while the history is too short to measure it, the HPA algorithm decides. In [-1, 1).
+    pub skill_threshold: f64,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Self {
+            conformal_level: 0.9,
+            skill_threshold: 0.0,
+        }
+    }
 }
 
 impl PolicySettings {
@@ -147,6 +186,7 @@ impl PolicySettings {
             slo_target: 0.99,
             headroom: 0.1,
             change_penalty: 0.05,
+            guard: None,
         }
     }
 
@@ -202,6 +242,22 @@ impl PolicySettings {
         ] {
             if !(ok && value.is_finite()) {
                 return Err(PolicyError::BadSetting { field, rule, value });
+            }
+        }
+        if let Some(g) = &self.guard {
+            if !(g.conformal_level > 0.0 && g.conformal_level < 1.0) {
+                return Err(PolicyError::BadSetting {
+                    field: "guard.conformal_level",
+                    rule: "in (0, 1)",
+                    value: g.conformal_level,
+                });
+            }
+            if !(g.skill_threshold >= -1.0 && g.skill_threshold < 1.0) {
+                return Err(PolicyError::BadSetting {
+                    field: "guard.skill_threshold",
+                    rule: "in [-1, 1)",
+                    value: g.skill_threshold,
+                });
             }
         }
         Ok(())
@@ -338,9 +394,16 @@ pub struct Decision {
     pub mpc: Option<MpcProblem>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<u32>,
-    /// Reactive: the HPA's raw recommendation and its desired count.
+    /// Reactive: the HPA's raw recommendation and its desired count (guarded predictive: the
+    /// HPA algorithm's decision on `demand_now + margin`, the fallback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hpa: Option<HpaDecision>,
+    /// Guarded predictive: the conformal margin added to the current demand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin: Option<f64>,
+    /// Guarded predictive: the forecast's skill against persistence (None: not measurable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skill: Option<f64>,
 }
 
 impl Decision {
@@ -353,6 +416,8 @@ impl Decision {
             mpc: None,
             plan: Vec::new(),
             hpa: None,
+            margin: None,
+            skill: None,
         }
     }
 }
@@ -403,7 +468,10 @@ pub fn decide(inputs: &DecisionInputs) -> Result<(Decision, Option<HpaState>), P
         .filter(|since| *since < s.cooldown_seconds)
         .map(|since| s.cooldown_seconds - since.max(0.0));
     match s.method {
-        Method::Predictive => predictive(inputs, demand_now, cooling).map(|d| (d, None)),
+        Method::Predictive => match s.guard {
+            Some(guard) => guarded(inputs, &guard, demand_now, cooling),
+            None => predictive(inputs, demand_now, cooling).map(|d| (d, None)),
+        },
         Method::Reactive => {
             let sync = inputs.hpa.as_ref().ok_or(PolicyError::MissingHpaState)?;
             if sync.state.config != s.hpa_config() {
@@ -427,6 +495,17 @@ pub fn decide(inputs: &DecisionInputs) -> Result<(Decision, Option<HpaState>), P
 }
 
 fn predictive(inputs: &DecisionInputs, demand_now: f64, cooling: Option<f64>) -> Result<Decision, PolicyError> {
+    predictive_with(inputs, demand_now, cooling, f64::NAN)
+}
+
+/// The forecast + MPC decision; `margin` NaN: the fixed `headroom` on every stage (unguarded);
+/// otherwise stage 0 covers `max(y_now + margin, ŷ(1..=L))` and stage j `ŷ(L + j) + margin`.
+fn predictive_with(
+    inputs: &DecisionInputs,
+    demand_now: f64,
+    cooling: Option<f64>,
+    margin: f64,
+) -> Result<Decision, PolicyError> {
     let s = &inputs.settings;
     let lead = steps(s.lead_seconds, s.step_seconds, 0);
     let horizon = steps(s.horizon_seconds, s.step_seconds, 1);
@@ -439,10 +518,14 @@ fn predictive(inputs: &DecisionInputs, demand_now: f64, cooling: Option<f64>) ->
         _ => (vec![demand_now; total], "persistence"),
     };
     let cap = s.target_per_replica;
-    let whole = |d: f64| (d * (1.0 + s.headroom) / cap - 1e-9).ceil().max(0.0) * cap;
+    let guarded = !margin.is_nan();
+    let whole = |d: f64| {
+        let d = if guarded { d + margin } else { d * (1.0 + s.headroom) };
+        (d / cap - 1e-9).ceil().max(0.0) * cap
+    };
     let mut stage0 = demand_now;
     for &v in &forecast[..lead] {
-        stage0 = stage0.max(v);
+        stage0 = stage0.max(if guarded { v - margin } else { v });
     }
     let mut demand = Vec::with_capacity(horizon);
     demand.push(whole(stage0));
@@ -480,7 +563,103 @@ fn predictive(inputs: &DecisionInputs, demand_now: f64, cooling: Option<f64>) ->
         mpc: Some(problem),
         plan: plan.replicas,
         hpa: None,
+        margin: None,
+        skill: None,
     })
+}
+
+/// The conformal margin at level `q` for a lead of `lead` steps: with scores
+/// `s_t = max(y[t+1..=t+lead]) − y[t]` over every origin of `history` that has `lead` samples
+/// after it (n scores), the ⌈(n+1)q⌉-th smallest (the largest when that rank exceeds n), at least
+/// 0; 0 without scores. Under exchangeable scores, `y_next ≤ y_now + margin` holds with
+/// probability ≥ q.
+pub fn conformal_margin(history: &[f64], lead: usize, q: f64) -> f64 {
+    let lead = lead.max(1);
+    if history.len() <= lead {
+        return 0.0;
+    }
+    let mut scores: Vec<f64> = (0..history.len() - lead)
+        .map(|t| history[t + 1..=t + lead].iter().copied().fold(f64::MIN, f64::max) - history[t])
+        .collect();
+    scores.sort_by(f64::total_cmp);
+    let n = scores.len();
+    let rank = (((n + 1) as f64) * q).ceil() as usize;
+    scores[rank.clamp(1, n) - 1].max(0.0)
+}
+
+/// Skill of `model` against persistence on the last `h` samples of `history`, the model fitted
+/// on the samples before them: `1 − MAE_model / MAE_persistence`. `None` when the history is too
+/// short for the fit or the fit degenerates; `-1` when persistence is exact and the model is not.
+pub fn forecast_skill(model: ModelKind, history: &[f64], h: usize) -> Option<f64> {
+    if h == 0 || history.len() <= h + 1 {
+        return None;
+    }
+    let (train, test) = history.split_at(history.len() - h);
+    let f = forecast::fit_and_forecast(model, train, h).ok()?;
+    if f.len() != h || !f.iter().all(|v| v.is_finite()) {
+        return None;
+    }
+    let last = *train.last()?;
+    let mae_model = test.iter().zip(&f).map(|(y, p)| (y - p.max(0.0)).abs()).sum::<f64>() / h as f64;
+    let mae_persist = test.iter().map(|y| (y - last).abs()).sum::<f64>() / h as f64;
+    if mae_persist > 0.0 {
+        Some(1.0 - mae_model / mae_persist)
+    } else if mae_model > 0.0 {
+        Some(-1.0)
+    } else {
+        Some(0.0)
+    }
+}
+
+/// The guarded predictive decision (see [`decide`]).
+fn guarded(
+    inputs: &DecisionInputs,
+    guard: &Guard,
+    demand_now: f64,
+    cooling: Option<f64>,
+) -> Result<(Decision, Option<HpaState>), PolicyError> {
+    let s = &inputs.settings;
+    let lead = steps(s.lead_seconds, s.step_seconds, 1);
+    let horizon = steps(s.horizon_seconds, s.step_seconds, 1);
+    let margin = conformal_margin(&inputs.demand, lead, guard.conformal_level);
+    // The fallback: the HPA algorithm (its state recorded in the inputs; a new one when absent)
+    // on the demand plus the margin per ready replica.
+    let cfg = s.hpa_config();
+    let mut state = match &inputs.hpa {
+        Some(sync) if sync.state.config == cfg => sync.state.clone(),
+        Some(_) => return Err(PolicyError::HpaConfigMismatch),
+        None => HpaState::new(cfg)?,
+    };
+    let now = inputs.hpa.as_ref().map_or(0.0, |sync| sync.now_seconds);
+    let current = inputs.current_replicas;
+    let ready = inputs.ready_replicas.min(current);
+    let utilisation = if ready == 0 {
+        0.0
+    } else {
+        (demand_now + margin) / f64::from(ready)
+    };
+    let hpa = state.step(now, current, ready, utilisation)?;
+    let skill = forecast_skill(s.model, &inputs.demand, lead + horizon);
+    let mut decision = if skill.is_some_and(|k| k > guard.skill_threshold) {
+        // The forecast has skill: the MPC on it, stage 0 covering y_now + margin.
+        let mut d = predictive_with(inputs, demand_now, cooling, margin)?;
+        // Scale-down no faster than the HPA's stabilised recommendation.
+        if d.desired < current && cooling.is_none() {
+            d.desired = d.desired.max(hpa.desired.min(current));
+        }
+        d
+    } else {
+        let (desired, basis) = if cooling.is_some() {
+            (current, Basis::Cooldown)
+        } else {
+            (hpa.desired, Basis::Hpa)
+        };
+        Decision::simple(desired, basis)
+    };
+    decision.hpa = Some(hpa);
+    decision.margin = Some(margin);
+    decision.skill = skill;
+    Ok((decision, Some(state)))
 }
 
 /// The receipt decision of one scaling change, recorded before the replicas change:
@@ -547,8 +726,10 @@ pub fn decide_observed(
             })
             .collect(),
     };
-    if method == Method::Reactive {
-        // The HPA runs on the combined problem when there are several targets.
+    let guarded = method == Method::Predictive && inputs.settings.guard.is_some();
+    if method == Method::Reactive || guarded {
+        // The HPA runs on the combined problem when there are several targets (the guarded
+        // predictive method keeps it as its fallback).
         let cfg = inputs.combined()?.settings.hpa_config();
         let state = match hpa {
             Some(s) if s.config == cfg => s.clone(),
@@ -599,8 +780,150 @@ mod tests {
             horizon_seconds: 20.0,
             lead_seconds: 3.0,
             cooldown_seconds: 0.0,
+            // The unguarded policy: the tests below pin its MPC arithmetic; the guarded one
+            // has its own tests (`guarded_*`).
+            guard: None,
             ..PolicySettings::new(method, 1, 10, 20.0)
         }
+    }
+
+    fn guarded_inputs(demand: Vec<f64>, current: u32) -> DecisionInputs {
+        let mut i = inputs(Method::Predictive, demand, current);
+        i.settings.guard = Some(Guard::default());
+        i.hpa = Some(HpaSync {
+            state: HpaState::new(i.settings.hpa_config()).unwrap(),
+            now_seconds: 100.0,
+        });
+        i
+    }
+
+    /// Deterministic uniform numbers in [0, 1) (a 64-bit LCG).
+    fn lcg(seed: u64) -> impl FnMut() -> f64 {
+        let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        move || {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    #[test]
+    fn the_conformal_margin_covers_the_next_lead_at_its_level_on_exchangeable_data() {
+        // i.i.d. demand: over many independent histories, the next lead's maximum stays within
+        // y_now + margin about q of the time (conformal: at least q, a little above).
+        for (q, lead) in [(0.8, 1usize), (0.9, 3), (0.95, 1)] {
+            let trials = 2000;
+            let mut covered = 0;
+            for seed in 0..trials {
+                let mut u = lcg(seed);
+                let y: Vec<f64> = (0..200 + lead).map(|_| 50.0 + 20.0 * u()).collect();
+                let (hist, future) = y.split_at(200);
+                let m = conformal_margin(hist, lead, q);
+                let next = future.iter().copied().fold(f64::MIN, f64::max);
+                covered += usize::from(next <= hist[199] + m);
+            }
+            let rate = covered as f64 / trials as f64;
+            assert!(
+                rate >= q - 0.03 && rate <= q + 0.04,
+                "q={q} lead={lead}: coverage {rate}"
+            );
+        }
+        assert_eq!(conformal_margin(&[5.0], 1, 0.9), 0.0);
+        assert_eq!(conformal_margin(&[5.0; 30], 2, 0.9), 0.0);
+    }
+
+    #[test]
+    fn guarded_falls_back_to_the_hpa_decision_when_the_forecast_is_worse_than_persistence() {
+        // A ramp that stops: the holdout is flat, so persistence is exact and a trend model
+        // that extrapolates the ramp is worse.
+        let mut demand: Vec<f64> = (0..40).map(|i| 10.0 + 2.0 * f64::from(i)).collect();
+        demand.extend(vec![88.0; 30]);
+        let i = guarded_inputs(demand.clone(), 3);
+        let (d, state) = decide(&i).unwrap();
+        assert!(d.skill.unwrap() <= 0.0, "{:?}", d.skill);
+        assert_eq!(d.basis, Basis::Hpa);
+        // Exactly the HPA algorithm on (demand + margin) per ready replica, same state.
+        let mut hpa = i.hpa.clone().unwrap().state;
+        let margin = d.margin.unwrap();
+        let direct = hpa.step(100.0, 3, 3, (88.0 + margin) / 3.0).unwrap();
+        assert_eq!(d.desired, direct.desired);
+        assert_eq!(d.hpa, Some(direct));
+        assert_eq!(state, Some(hpa));
+        // A ramp that goes on: the trend forecast beats persistence and the MPC decides.
+        let ramp: Vec<f64> = (0..70).map(|i| 10.0 + 2.0 * f64::from(i)).collect();
+        let d = decide(&guarded_inputs(ramp, 3)).unwrap().0;
+        assert!(d.skill.unwrap() > 0.0, "{:?}", d.skill);
+        assert_eq!(d.basis, Basis::Mpc);
+        // Too little history to measure skill: the HPA decides.
+        let d = decide(&guarded_inputs(vec![50.0], 1)).unwrap().0;
+        assert_eq!((d.skill, d.basis), (None, Basis::Hpa));
+    }
+
+    #[test]
+    fn a_lower_conformal_level_buys_fewer_replicas_on_a_bursty_series() {
+        // Flat at 20 with a burst to 120 one sample in ten: the margin at a high level buys the
+        // burst; at a lower level (a cheaper replica against the shortfall) it does not.
+        let demand: Vec<f64> = (0..120).map(|i| if i % 10 == 5 { 120.0 } else { 20.0 }).collect();
+        let mut now = demand.clone();
+        now.push(20.0);
+        let high = conformal_margin(&now, 3, 0.95);
+        let low = conformal_margin(&now, 3, 0.5);
+        assert!(low < high, "{low} vs {high}");
+        let mut i = guarded_inputs(now.clone(), 1);
+        i.settings.guard = Some(Guard {
+            conformal_level: 0.95,
+            skill_threshold: 0.0,
+        });
+        let expensive = decide(&i).unwrap().0.desired;
+        i.settings.guard = Some(Guard {
+            conformal_level: 0.5,
+            skill_threshold: 0.0,
+        });
+        let cheap = decide(&i).unwrap().0.desired;
+        assert!(cheap < expensive, "{cheap} vs {expensive}");
+    }
+
+    #[test]
+    fn bad_guard_settings_are_rejected_naming_the_field() {
+        let mut i = guarded_inputs(vec![1.0], 1);
+        i.settings.guard = Some(Guard {
+            conformal_level: 1.0,
+            skill_threshold: 0.0,
+        });
+        assert!(decide(&i).unwrap_err().to_string().contains("guard.conformal_level"));
+        i.settings.guard = Some(Guard {
+            conformal_level: 0.9,
+            skill_threshold: 1.0,
+        });
+        assert!(decide(&i).unwrap_err().to_string().contains("guard.skill_threshold"));
+    }
+
+    #[test]
+    fn guarded_decisions_replay_from_their_recorded_inputs_including_the_hpa_state() {
+        // Three syncs along a ramp, the HPA state carried from one to the next as the scaler
+        // keeps it; every recorded decision replays to the same output.
+        let mut hpa: Option<HpaState> = None;
+        let mut rs = Vec::new();
+        let mut current = 1;
+        for t in [45usize, 60, 75] {
+            let mut s = settings(Method::Predictive);
+            s.guard = Some(Guard::default());
+            let observed = Observed {
+                settings: s,
+                demands: vec![(ramp_until(t), 20.0)],
+                current_replicas: current,
+                ready_replicas: current,
+                since_last_change_seconds: None,
+                now_seconds: t as f64,
+            };
+            let (i, d, state) = decide_observed(observed, hpa.as_ref()).unwrap();
+            assert!(i.hpa.is_some());
+            hpa = state;
+            current = d.desired;
+            rs.push(receipt_for(&i));
+        }
+        assert!(current > 1);
+        let rep = registry().replay_all(&rs, &InlineOnly);
+        assert_eq!((rep.replayed, rep.matched), (3, 3), "{rep:?}");
     }
 
     fn inputs(method: Method, demand: Vec<f64>, current: u32) -> DecisionInputs {

@@ -314,3 +314,88 @@ fn an_unwritable_plot_path_exits_2_naming_it_before_simulating_and_a_failed_run_
     assert!(std::fs::metadata(&good).is_ok_and(|m| m.len() > 0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two trace families (directories) of two small traces each, one row a minute.
+fn lofo_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mom-simulate-cli-lofo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for (fam, k) in [("famA", 0u32), ("famA", 1), ("famB", 2), ("famB", 3)] {
+        std::fs::create_dir_all(dir.join(fam)).unwrap();
+        let mut csv = String::from("timestamp,value\n");
+        for i in 0..90u32 {
+            let burst = if (40 + 5 * k..45 + 5 * k).contains(&i) {
+                12.0
+            } else {
+                0.0
+            };
+            let value = 10.0 + 6.0 * (f64::from(i + 7 * k) / 9.0).sin() + burst;
+            csv.push_str(&format!("2024-01-01 {:02}:{:02}:00,{value:.3}\n", i / 60, i % 60));
+        }
+        std::fs::write(dir.join(fam).join(format!("t{k}.csv")), csv).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn lofo_validation_prints_per_trace_per_family_and_aggregate_json_and_is_deterministic() {
+    let dir = lofo_dir();
+    let args = |jobs: &'static str| {
+        vec![
+            "simulate".to_string(),
+            "--trace".into(),
+            path(&dir).into(),
+            "--validate".into(),
+            "lofo".into(),
+            "--lofo-levels".into(),
+            "0.5,0.9".into(),
+            "--jobs".into(),
+            jobs.into(),
+        ]
+    };
+    let run = |jobs| {
+        let a = args(jobs);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        mom(&a)
+    };
+    let (code, out, err) = run("1");
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["grid"].as_array().unwrap().len(), 2);
+    let fams = v["families"].as_array().unwrap();
+    assert_eq!(
+        fams.iter().map(|f| f["family"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["famA", "famB"]
+    );
+    for f in fams {
+        // Each family's guard was chosen on the other family's two traces.
+        assert_eq!(f["trained_on_traces"], 2, "{f}");
+        assert_eq!(f["held_out_traces"].as_array().unwrap().len(), 2);
+    }
+    let traces = v["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 4);
+    for t in traces {
+        for side in ["predictive", "hpa"] {
+            for field in ["slo_violation_minutes", "replica_hours", "scaling_actions"] {
+                assert!(t[side][field].is_number(), "{t}");
+            }
+        }
+        assert!(t["target_met"].is_boolean());
+        assert!(t["dominated_by_hpa"].is_boolean());
+        assert_eq!(t["every_guard"].as_object().unwrap().len(), 2);
+        let fam = t["family"].as_str().unwrap();
+        let chosen = &fams.iter().find(|f| f["family"] == fam).unwrap()["chosen"];
+        assert_eq!(&t["chosen"], chosen);
+    }
+    assert!(v["aggregate"]["replica_hours_ratio"].is_number());
+    assert_eq!(v["targets"]["per_trace_total"], 4);
+    assert!(v["targets"]["aggregate"].is_boolean());
+    // The thread count changes nothing in the output.
+    let (code, again, err) = run("3");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, again);
+    // One family cannot be left out against anything.
+    let (code, _, err) = mom(&["simulate", "--trace", path(&dir.join("famA")), "--validate", "lofo"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("two families"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -19,6 +19,7 @@ mod geometry;
 mod kube_target;
 #[cfg(feature = "operator")]
 mod kubectl;
+mod lofo;
 #[cfg(feature = "operator")]
 mod operator;
 mod progress;

@@ -123,6 +123,28 @@ pub struct SimulateArgs {
     /// run); on a terminal it is always shown, in place. Never on stdout.
     #[arg(long)]
     progress: bool,
+    /// `lofo`: leave-one-trace-family-out validation of the guarded predictive policy against
+    /// the `hpa` baseline. A trace's family is its directory's name. For each family held out,
+    /// the guard (conformal level × skill threshold, from `--lofo-levels` × `--lofo-skills`) is
+    /// chosen on the other families' traces only, then the held-out traces are scored with it.
+    /// Prints JSON: per trace, per family, aggregate, and the targets met or missed.
+    #[arg(long, value_enum)]
+    validate: Option<ValidateArg>,
+    /// LOFO grid: conformal levels (comma-separated, each in (0, 1)).
+    #[arg(long, value_delimiter = ',', default_values_t = [0.8, 0.9, 0.95])]
+    lofo_levels: Vec<f64>,
+    /// LOFO grid: forecast-skill thresholds (comma-separated, each in [-1, 1)).
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0])]
+    lofo_skills: Vec<f64>,
+    /// LOFO: simulations run on this many threads (results do not depend on it).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ValidateArg {
+    /// Leave one trace family out.
+    Lofo,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -371,6 +393,9 @@ impl Drop for PlotFile {
 
 pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let model = ModelKind::parse(&args.model)?;
+    if args.validate == Some(ValidateArg::Lofo) {
+        return super::lofo::run(&args.trace, &lofo_options(&args, model)?);
+    }
     if let Some(c) = args.capacity_per_replica
         && !(c.is_finite() && c > 0.0)
     {
@@ -525,4 +550,43 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn lofo_options(args: &SimulateArgs, model: ModelKind) -> anyhow::Result<super::lofo::Options> {
+    if args.lofo_levels.is_empty() || args.lofo_skills.is_empty() {
+        bail!("--lofo-levels and --lofo-skills need at least one value each");
+    }
+    let mut settings = OperatorPolicyConfig::new(Method::Predictive);
+    let s = &mut settings.settings;
+    s.model = model;
+    s.horizon_seconds = args.horizon_seconds.unwrap_or(s.horizon_seconds);
+    s.cooldown_seconds = args.cooldown_seconds.unwrap_or(s.cooldown_seconds);
+    s.slo_target = args.slo_target.unwrap_or(s.slo_target);
+    s.change_penalty = args.change_penalty.unwrap_or(s.change_penalty);
+    settings.history_seconds = args.history_seconds;
+    let mut grid = Vec::new();
+    for &conformal_level in &args.lofo_levels {
+        for &skill_threshold in &args.lofo_skills {
+            let guard = mom::scaling_policy::Guard {
+                conformal_level,
+                skill_threshold,
+            };
+            let mut check = settings.settings.clone();
+            check.guard = Some(guard);
+            check.validate()?;
+            grid.push(guard);
+        }
+    }
+    Ok(super::lofo::Options {
+        base: settings,
+        grid,
+        hpa: HpaConfig {
+            target_utilisation: args.hpa_target,
+            ..HpaConfig::default()
+        },
+        bin: args.bin,
+        startup_seconds: args.startup_seconds,
+        capacity_per_replica: args.capacity_per_replica,
+        jobs: args.jobs.max(1),
+    })
 }
