@@ -517,6 +517,8 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
     assert!(can(&["patch", "configmaps/mom-receipt-checkpoints", "-n", "anywhere"]));
     // The leader label on its own pod: pods of the release namespace only.
     assert!(can(&["patch", "pods", "-n", &ns.name]));
+    // The anomaly loop's node label and annotation (RBAC cannot narrow patch to them).
+    assert!(can(&["patch", "nodes"]));
     for denied in [
         &["delete", "receipts.mom.hypersync.io", "-n", "anywhere"][..],
         &["update", "receipts.mom.hypersync.io", "-n", "anywhere"],
@@ -533,7 +535,8 @@ async fn helm_install_creates_every_object_and_the_policy_guards_receipts() {
             "-n",
             &ns.name,
         ],
-        &["patch", "nodes"],
+        &["update", "nodes"],
+        &["delete", "nodes"],
         &["patch", "configmaps/someone-elses", "-n", "anywhere"],
         &["get", "configmaps/someone-elses", "-n", "anywhere"],
     ] {
