@@ -241,11 +241,12 @@ pub fn run(paths: &[PathBuf], opts: &Options) -> anyhow::Result<ExitCode> {
             Some(g) => grid[g][t] = Some(r),
         }
     }
-    let hpa: Vec<Score> = hpa.into_iter().map(|s| s.expect("every trace ran")).collect();
+    let ran = |s: Option<Score>| s.context("a trace was not simulated");
+    let hpa: Vec<Score> = hpa.into_iter().map(ran).collect::<anyhow::Result<_>>()?;
     let grid: Vec<Vec<Score>> = grid
         .into_iter()
-        .map(|v| v.into_iter().map(|s| s.expect("every trace ran")).collect())
-        .collect();
+        .map(|v| v.into_iter().map(ran).collect::<anyhow::Result<_>>())
+        .collect::<anyhow::Result<_>>()?;
 
     let mut chosen_for_trace = vec![0usize; traces.len()];
     let mut family_rows = Vec::new();
