@@ -4,7 +4,10 @@
 //! Event, `anomaly.flag` receipt with the window inline, `mom_anomalies_total`), clears it after
 //! the series recovers, and `mom verify --replay` recomputes every flag decision. A second
 //! series with a broken query flags nothing and is named in the MomConfig condition
-//! `AnomalyDetection`.
+//! `AnomalyDetection`. The same spike, attributed to a GeometricAgent by an agent series, raises
+//! an agent flag: the OrchestrationStrategy whose `triggers.anomalyFlags` names it takes over
+//! the agent (`status.strategy`, the strategy's `status.matchedAgents`) while the flag is up,
+//! and the untriggered one has it again once the flag clears.
 
 mod common;
 
@@ -17,6 +20,38 @@ use kube::api::{Api, ListParams};
 use mom::operator::crd::Receipt;
 
 const FLAG: &str = "latency-high";
+const AGENT_FLAG: &str = "agent-latency-high";
+
+/// A strategy of `priority`, triggered by `flags` when given.
+fn strategy(ns: &str, name: &str, priority: u32, flags: &[&str]) -> String {
+    let triggers = if flags.is_empty() {
+        String::new()
+    } else {
+        format!(r#","triggers":{{"anomalyFlags":{}}}"#, serde_json::json!(flags))
+    };
+    format!(
+        r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"OrchestrationStrategy",
+            "metadata":{{"name":"{name}","namespace":"{ns}"}},
+            "spec":{{"priority":{priority},"scaling":{{"method":"manual","minReplicas":0,"maxReplicas":4}}{triggers}}}}}"#
+    )
+}
+
+/// The agent's `status.strategy` and whether `strategy` lists it in `status.matchedAgents`.
+fn selected(ns: &str, agent: &str, strategy: &str) -> (Option<String>, bool) {
+    let get = |args: &[&str]| {
+        let (ok, out, _) = common::kubectl(args, None);
+        ok.then(|| serde_json::from_str::<serde_json::Value>(&out).ok())
+            .flatten()
+    };
+    let chosen = get(&["get", "geometricagent", agent, "-n", ns, "-o", "json"])
+        .and_then(|v| v["status"]["strategy"].as_str().map(String::from));
+    let matched = get(&["get", "orchestrationstrategy", strategy, "-n", ns, "-o", "json"]).is_some_and(|v| {
+        v["status"]["matchedAgents"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == agent))
+    });
+    (chosen, matched)
+}
 
 /// 600 points, one a second: 10 ± 0.5, with 60 added to points 80..83.
 fn trace() -> String {
@@ -137,13 +172,34 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
     let target = names[0].clone();
     let others: Vec<String> = names[1..].to_vec();
 
+    // An agent whose strategy an agent flag switches.
+    let ns = common::TestNamespace::new("anomaly-agent").await;
+    let agent_ns = ns.name.as_str();
+    common::apply(&strategy(agent_ns, "steady", 10, &[]));
+    common::apply(&strategy(agent_ns, "degraded", 20, &[AGENT_FLAG]));
+    common::apply(&format!(
+        r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"GeometricAgent",
+            "metadata":{{"name":"web","namespace":"{agent_ns}"}},
+            "spec":{{"workloadType":"interactive","replicas":1,
+              "template":{{"spec":{{"containers":[{{"name":"c","image":"pause"}}]}}}}}}}}"#
+    ));
+    // Control: without a flag the untriggered strategy has the agent.
+    common::eventually("web under strategy steady", Duration::from_secs(60), || async {
+        (selected(agent_ns, "web", "steady") == (Some("steady".into()), true)).then_some(())
+    })
+    .await;
+
     let query = format!(r#"label_replace(mom_replay_demand{{job="anomaly"}}, "node", "{target}", "", "")"#);
+    let agent_query = format!(
+        r#"label_replace(label_replace(mom_replay_demand{{job="anomaly"}}, "namespace", "{agent_ns}", "", ""), "agent", "web", "", "")"#
+    );
     let patch = serde_json::json!({"spec": {"anomaly": {
     "windowMinutes": 3, "stepSeconds": 1, "threshold": 0.7, "clearPoints": 10,
     "nodeSeries": [
         {"name": "latency", "query": query, "flag": FLAG},
         {"name": "broken", "query": "rate(", "flag": "never"}
-    ]}}});
+    ],
+    "agentSeries": [{"name": "web-latency", "query": agent_query, "flag": AGENT_FLAG}]}}});
     let (ok, _, err) = common::kubectl(
         &[
             "patch",
@@ -223,6 +279,11 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
         || async { (events("AnomalyDetected", &target) > 0).then_some(()) },
     )
     .await;
+    // The agent flag hands the agent to the triggered strategy.
+    common::eventually("web under strategy degraded", Duration::from_secs(120), || async {
+        (selected(agent_ns, "web", "degraded") == (Some("degraded".into()), true)).then_some(())
+    })
+    .await;
     let metrics = common::scrape_metrics(&mom.metrics_url);
     assert!(
         metrics
@@ -243,8 +304,17 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
             .get("mom.hypersync.io/anomaly-flags")
             .is_none()
     );
+    common::eventually("web back under strategy steady", Duration::from_secs(240), || async {
+        (selected(agent_ns, "web", "steady") == (Some("steady".into()), true)).then_some(())
+    })
+    .await;
     let all = flag_decisions().await;
     assert!(all.iter().any(|d| d["output"]["flagged"] == false), "{all:#?}");
+    assert!(
+        all.iter()
+            .any(|d| d["inputs"]["flag"] == AGENT_FLAG && d["output"]["flagged"] == true),
+        "no raise receipt for the agent flag: {all:#?}"
+    );
     common::eventually(
         "an AnomalyCleared Event on the node",
         Duration::from_secs(30),

@@ -8,6 +8,7 @@
 //! replicas to add or remove, farthest from the target first) → act (leader only: create or
 //! delete pods, Events) → record (status, conditions).
 
+use kube::runtime::reflector::ObjectRef;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,6 +111,8 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     let became_leader = became_leader(ctx.leading.clone());
     // A re-embedding in another dimension (or basis) makes every stored target meaningless.
     let rebased = rebased(ctx.view.clone());
+    // An agent whose anomaly flags changed may now be selected by another strategy.
+    let flagged = flag_changes(ctx.clone());
     let reconciler = Arc::new(Reconciler {
         ctx,
         agents: reader.clone(),
@@ -121,7 +124,7 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
         // at a time instead of opening as many apiserver requests and holding their answers at once.
         .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .reconcile_all_on(futures::stream::select(became_leader, rebased))
-        .reconcile_on(woken)
+        .reconcile_on(futures::stream::select(woken, flagged))
         .graceful_shutdown_on(async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
@@ -165,6 +168,36 @@ fn rebased(view: super::view::SharedView) -> impl futures::Stream<Item = ()> + S
                 was = now;
                 return Some(((), (view, was)));
             }
+        }
+    })
+}
+
+/// The agents whose anomaly flags changed ([`Context::anomaly_flags`], raised or cleared by the
+/// anomaly loop), checked every second: their strategy triggers (`triggers.anomalyFlags`) may
+/// select another strategy now.
+fn flag_changes(ctx: Arc<Context>) -> impl futures::Stream<Item = ObjectRef<GeometricAgent>> + Send + 'static {
+    type Flags = BTreeMap<AgentKey, BTreeSet<String>>;
+    let flags = |ctx: &Context| -> Flags { ctx.anomaly.lock().map(|s| s.agent_flags.clone()).unwrap_or_default() };
+    let was = flags(&ctx);
+    let pending: std::collections::VecDeque<ObjectRef<GeometricAgent>> = Default::default();
+    futures::stream::unfold((ctx, was, pending), move |(ctx, mut was, mut pending)| async move {
+        loop {
+            if let Some(agent) = pending.pop_front() {
+                return Some((agent, (ctx, was, pending)));
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let now = flags(&ctx);
+            let changed: BTreeSet<&AgentKey> = was
+                .keys()
+                .chain(now.keys())
+                .filter(|k| was.get(*k) != now.get(*k))
+                .collect();
+            pending.extend(
+                changed
+                    .into_iter()
+                    .map(|k| ObjectRef::new(&k.name).within(&k.namespace)),
+            );
+            was = now;
         }
     })
 }
@@ -475,12 +508,12 @@ async fn reconcile_inner(
         .spec
         .peers
         .iter()
-        .filter_map(|p| agents.get(&kube::runtime::reflector::ObjectRef::new(&p.agent).within(&ns)))
+        .filter_map(|p| agents.get(&ObjectRef::new(&p.agent).within(&ns)))
         .collect();
     let siblings: BTreeSet<String> = peer_agents.iter().map(|a| a.name_any()).collect();
 
     // Validate.
-    let facts = AgentFacts::from_agent(agent, BTreeSet::new());
+    let facts = AgentFacts::from_agent(agent, ctx.anomaly_flags(&AgentKey::of(agent)));
     let strategy_facts: Vec<StrategyFacts> = strategies.iter().map(StrategyFacts::from_strategy).collect();
     // The pressure of the agent's node pool, as the auction loop last measured it.
     let pressure = ctx

@@ -203,6 +203,17 @@ impl Context {
 
     /// The write-ahead rule for an action about to be taken, at the level the MomConfig sets
     /// (see [`ReceiptWriter::record_before`]): `Ok` means act, `Err` means do not.
+    /// The anomaly flags the anomaly loop raised on an agent: its strategy triggers
+    /// (`triggers.anomalyFlags`) see them wherever a strategy is selected (agent controller,
+    /// scaler, status).
+    pub fn anomaly_flags(&self, agent: &super::view::AgentKey) -> std::collections::BTreeSet<String> {
+        self.anomaly
+            .lock()
+            .ok()
+            .and_then(|s| s.agent_flags.get(agent).cloned())
+            .unwrap_or_default()
+    }
+
     pub async fn record_before(&self, intent: Intent) -> Result<Option<super::crd::agent::ReceiptRef>, Withheld> {
         self.writer
             .record_before(self.recording(), &self.recorder, intent)

@@ -481,7 +481,7 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
     };
     let agent_facts: Vec<AgentFacts> = agent_list
         .iter()
-        .map(|a| AgentFacts::from_agent(a, BTreeSet::new()))
+        .map(|a| AgentFacts::from_agent(a, ctx.anomaly_flags(&super::view::AgentKey::of(a))))
         .collect();
     let strategy_facts: Vec<StrategyFacts> = strategy_list.iter().map(StrategyFacts::from_strategy).collect();
     // Each agent under its own pool's pressure (as the auction last measured it), as the agent

@@ -128,7 +128,6 @@ async fn tick(
             .or_default()
             .insert(a.name_any());
     }
-    let anomaly_flags = ctx.anomaly.lock().map(|s| s.agent_flags.clone()).unwrap_or_default();
     let mut seen = BTreeSet::new();
     for agent in &agents {
         let ns = agent.namespace().unwrap_or_default();
@@ -144,10 +143,7 @@ async fn tick(
             .and_then(|v| v.pool_pressure(&crate::operator::pools::pool_of(agent)))
             .map(crate::operator::pools::trigger_pressure);
         let check = validate::check_agent(
-            &AgentFacts::from_agent(
-                agent,
-                anomaly_flags.get(&AgentKey::of(agent)).cloned().unwrap_or_default(),
-            ),
+            &AgentFacts::from_agent(agent, ctx.anomaly_flags(&AgentKey::of(agent))),
             names.get(&ns).unwrap_or(&BTreeSet::new()),
             &facts,
             pressure,
