@@ -70,6 +70,37 @@ async fn position_len(agents: &Api<GeometricAgent>, name: &str, len: usize) -> V
     .await
 }
 
+/// `status.position.nearest` names a node of the cluster with that node's region and zone
+/// labels, and a finite distance ≥ 0 (the position in readable form).
+async fn nearest_is_a_node_with_its_labels(agents: &Api<GeometricAgent>, name: &str) {
+    let nearest = common::eventually(
+        &format!("agent {name} with status.position.nearest"),
+        Duration::from_secs(60),
+        || {
+            let agents = agents.clone();
+            async move { agents.get(name).await.ok()?.status?.position?.nearest }
+        },
+    )
+    .await;
+    let node = Api::<k8s_openapi::api::core::v1::Node>::all(common::client().await)
+        .get(&nearest.node)
+        .await
+        .unwrap_or_else(|e| panic!("nearest names node {}, which is not there: {e}", nearest.node));
+    let labels = node.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        nearest.region.as_ref(),
+        labels.get("topology.kubernetes.io/region"),
+        "{nearest:?}"
+    );
+    assert_eq!(
+        nearest.zone.as_ref(),
+        labels.get("topology.kubernetes.io/zone"),
+        "{nearest:?}"
+    );
+    assert!(nearest.zone.is_some(), "{nearest:?}");
+    assert!(nearest.distance.is_finite() && nearest.distance >= 0.0, "{nearest:?}");
+}
+
 async fn strategy_reason(strategies: &Api<OrchestrationStrategy>, name: &str, reason: &str) -> (String, String) {
     common::eventually(
         &format!("strategy {name} Ready with reason {reason}"),
@@ -113,6 +144,7 @@ async fn dimension_sets_the_coordinates_of_every_position_and_the_momconfig_stat
     })
     .await;
     position_len(&agents, "probe", 2).await;
+    nearest_is_a_node_with_its_labels(&agents, "probe").await;
     let (status, message) = strategy_reason(&strategies, "eight", "CoordinatesWrongDimension").await;
     assert_eq!(status, "False");
     assert!(
