@@ -4,7 +4,7 @@
 //! Event, `anomaly.flag` receipt with the window inline, `mom_anomalies_total`), clears it after
 //! the series recovers, and `mom verify --replay` recomputes every flag decision. A second
 //! series with a broken query flags nothing and is named in the MomConfig condition
-//! `AnomalyDetection`. The same spike, attributed to a GeometricAgent by an agent series, raises
+//! `AnomalyDetection`; `enabled: false` turns the condition to `AnomalyDetectionOff`. The same spike, attributed to a GeometricAgent by an agent series, raises
 //! an agent flag: the OrchestrationStrategy whose `triggers.anomalyFlags` names it takes over
 //! the agent (`status.strategy`, the strategy's `status.matchedAgents`) while the flag is up,
 //! and the untriggered one has it again once the flag clears.
@@ -21,6 +21,10 @@ use mom::operator::crd::Receipt;
 
 const FLAG: &str = "latency-high";
 const AGENT_FLAG: &str = "agent-latency-high";
+/// Not the defaults (0.7, 20), so a loop that ignored the fields shows in the receipts. A flag
+/// stays up for 60 one-second points after the spike: long enough to be seen under CI load.
+const THRESHOLD: f64 = 0.72;
+const CLEAR_POINTS: u32 = 60;
 
 /// A strategy of `priority`, triggered by `flags` when given.
 fn strategy(ns: &str, name: &str, priority: u32, flags: &[&str]) -> String {
@@ -194,7 +198,7 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
         r#"label_replace(label_replace(mom_replay_demand{{job="anomaly"}}, "namespace", "{agent_ns}", "", ""), "agent", "web", "", "")"#
     );
     let patch = serde_json::json!({"spec": {"anomaly": {
-    "windowMinutes": 3, "stepSeconds": 1, "threshold": 0.7, "clearPoints": 10,
+    "windowMinutes": 3, "stepSeconds": 1, "threshold": THRESHOLD, "clearPoints": CLEAR_POINTS,
     "nodeSeries": [
         {"name": "latency", "query": query, "flag": FLAG},
         {"name": "broken", "query": "rate(", "flag": "never"}
@@ -243,13 +247,18 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
         "{reason}: {message}"
     );
 
-    // The spike flags the target node.
-    common::eventually(
-        "the target node to be labelled anomalous",
-        Duration::from_secs(240),
-        || async { flagged(&node(&target).await).then_some(()) },
-    )
-    .await;
+    // The spike flags the target node. On a time-out, what the loop saw says why.
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while !flagged(&node(&target).await) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after 240 s waiting for the target node to be labelled anomalous; \
+             condition AnomalyDetection: {:?}; flag decisions: {:#?}",
+            condition("AnomalyDetection"),
+            flag_decisions().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let n = node(&target).await;
     assert_eq!(
         n.annotations()
@@ -272,6 +281,21 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
         points.iter().any(|v| v.as_f64().unwrap() > 60.0),
         "the window of the first raise holds the spike: {first:#}"
     );
+    // The spec's fields, as the decision used them.
+    assert_eq!(first["inputs"]["threshold"], THRESHOLD, "{first:#}");
+    assert_eq!(first["inputs"]["clearPoints"], CLEAR_POINTS, "{first:#}");
+    let times: Vec<f64> = first["inputs"]["times"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_f64().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| (w[1] - w[0] - 1.0).abs() < 1e-9),
+        "stepSeconds 1: points 1 s apart: {times:?}"
+    );
+    let span = times.last().unwrap() - times.first().unwrap();
+    assert!(span <= 180.0, "windowMinutes 3: the window spans {span} s");
     assert!(raised.iter().all(|d| d["inputs"]["flag"] != "never"), "{raised:#?}");
     common::eventually(
         "an AnomalyDetected Event on the node",
@@ -292,7 +316,7 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
         "{metrics}"
     );
 
-    // After the spike the flag clears (10 quiet points), with its own receipt.
+    // After the spike the flag clears (60 quiet points), with its own receipt.
     common::eventually("the target node's flag to clear", Duration::from_secs(240), || async {
         (!flagged(&node(&target).await)).then_some(())
     })
@@ -338,6 +362,26 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
     assert!(replay["mismatches"].as_array().is_none_or(|m| m.is_empty()), "{replay}");
     assert!(replay["unregistered"].get("anomaly.flag").is_none(), "{replay}");
     assert!(replay["matched"].as_u64().unwrap() >= all.len() as u64, "{replay}");
+
+    // enabled: false stops the loop, and the condition says so.
+    let (ok, _, err) = common::kubectl(
+        &[
+            "patch",
+            "momconfig",
+            "default",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"anomaly":{"enabled":false}}}"#,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (status, _, message) = common::eventually("condition AnomalyDetectionOff", Duration::from_secs(60), || async {
+        condition("AnomalyDetection").filter(|c| c.1 == "AnomalyDetectionOff")
+    })
+    .await;
+    assert_eq!(status, "False", "{message}");
 
     let (ok, _, err) = common::kubectl(
         &[

@@ -307,6 +307,18 @@ async fn outage(key: &'static str, flag: &str) {
     }
     let (ok, report) = common::verify_cluster_with_published_keys(&client).await;
     assert!(ok, "mom verify after the outage: {report}");
+    retire(ns);
+}
+
+/// Deletes the test's agents (their pods go with them) but keeps the namespace and so its
+/// receipts: the next test of this binary verifies the whole chain on the same control plane.
+fn retire(ns: common::TestNamespace) {
+    let (ok, _, err) = common::kubectl(
+        &["delete", "geometricagents", "--all", "-n", &ns.name, "--wait=true"],
+        None,
+    );
+    assert!(ok, "deleting the agents of {}: {err}", ns.name);
+    ns.keep();
 }
 
 /// Sets (or with `None` removes) a NoSchedule taint on a node.
@@ -420,4 +432,5 @@ async fn a_spot_node_with_a_termination_notice_is_drained_replacements_first_and
     );
     taint(&noticed, "example.com/maintenance-window", None);
     taint(&noticed, "aws-node-termination-handler/spot-itn", None);
+    retire(ns);
 }

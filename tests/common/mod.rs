@@ -157,6 +157,8 @@ static EARLIER_NAMESPACES_GONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCel
 pub struct TestNamespace {
     pub name: String,
     client: kube::Client,
+    /// Left in place when dropped (see [`TestNamespace::keep`]).
+    kept: bool,
 }
 
 impl TestNamespace {
@@ -213,16 +215,31 @@ impl TestNamespace {
             .await
             .expect("creating a test namespace");
         let name = created.metadata.name.expect("generated name");
-        Self { name, client }
+        Self {
+            name,
+            client,
+            kept: false,
+        }
     }
 
     pub fn client(&self) -> kube::Client {
         self.client.clone()
     }
+
+    /// Leaves the namespace in place when dropped. Receipts live in their subject's namespace,
+    /// so deleting it deletes them and `mom verify --cluster` rightly reports the gap: a test
+    /// that verifies the chain after an earlier test on the same private control plane keeps
+    /// the earlier test's namespace (its objects deleted, its receipts kept).
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
 }
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         // Best effort, without blocking the (possibly finished) runtime.
         let _ = kubectl(&["delete", "namespace", &self.name, "--wait=false"], None);
     }

@@ -199,7 +199,7 @@ pub struct AnomalySpec {
     #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("spec.anomaly.agentSeries: names must be unique"))]
     pub agent_series: Vec<AnomalySeries>,
     /// Minutes of history scored at every step (1…1440, default 30): the detector's warm-up
-    /// (its first 30 points score 0) and what a new leader reads back.
+    /// (its first 60 points never raise a flag) and what a new leader reads back.
     #[serde(default = "default_window_minutes")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 1440").message("spec.anomaly.windowMinutes must be between 1 and 1440"))]
     pub window_minutes: i32,
