@@ -11,6 +11,7 @@ pub mod flag;
 pub mod nab;
 pub mod rca;
 pub mod rca_eval;
+pub mod shift;
 
 use std::collections::BTreeMap;
 

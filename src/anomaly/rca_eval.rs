@@ -15,11 +15,17 @@
 //! # Series and detection
 //! `points` samples, one every `period_seconds`. Node `i` has level `μᵢ ~ U(20, 80)` and noise
 //! `σᵢ = μᵢ · U(0.03, 0.10)`, `xₜ = μᵢ + σᵢ·zₜ` with `zₜ` standard normal (Box–Muller). The fault
-//! starts at `t_f ~ U[points/2, 3·points/4)`; a faulty node shifts by `Δᵢ·σᵢ`, `Δᵢ ~ U(3, 6)`,
+//! starts at `t_f ~ U[points/2, 3·points/4)`; a faulty node shifts by `Δᵢ·σᵢ`,
+//! `Δᵢ ~ U(shift_min, shift_max)` (default 3–6),
 //! from `t_f + ℓᵢ`, lag `ℓᵢ ~ U{0..max_lag}`. Every other node is a decoy with probability
 //! `decoy_share`: 1–3 one-point spikes of `U(4, 8)·σᵢ` at uniform times after the warm-up.
-//! A node is flagged at `t` when the detector scored it at least `threshold` at some point of
-//! the last `window` points; its evidence is then 1 (else 0).
+//! A node's evidence at `t` comes from one of two sources ([`Evidence`]):
+//! - `shift` (default): the level-shift detector ([`super::shift`], a two-sided CUSUM on a
+//!   spike-resistant baseline) run on the node's series; 1 while its CUSUM is at its limit
+//!   (evidence 1), else 0. Binary, as the localiser's `p`/`q` model assumes: partial sums of
+//!   noise on a flagged node's rack sibling would otherwise tip a node fault to its rack;
+//! - `detector`: the streaming anomaly detector; 1 when it scored at least `threshold` at some
+//!   point of the last `window` points, else 0 (the rule the anomaly loop's flags follow).
 //!
 //! # Scores
 //! The localiser runs at every point from `t_f`. Top-1 is judged `horizon` points after the
@@ -36,6 +42,7 @@ use serde::Serialize;
 
 use super::detector::{Detector, Params as DetectorParams};
 use super::rca::{Domains, Level, Params as RcaParams, RcaError, TopoNode};
+use super::shift::{ShiftDetector, ShiftParams};
 use crate::cluster_layout::sites_layout;
 use crate::geometry::data::Graph;
 use crate::geometry::routing::shortest_path_delays;
@@ -43,6 +50,14 @@ use crate::labels::{RACK_LABEL, REGION_LABEL, ZONE_LABEL};
 
 /// The levels faults are injected at.
 pub const FAULT_LEVELS: [Level; 4] = [Level::Node, Level::Rack, Level::Zone, Level::Region];
+
+/// Where a node's evidence comes from (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Evidence {
+    Shift,
+    Detector,
+}
 
 /// Settings of an evaluation run (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -54,12 +69,17 @@ pub struct EvalConfig {
     pub racks_per_site: u32,
     pub nodes_per_rack: u32,
     pub max_lag: usize,
+    /// The faulty nodes' shift, in σ, is drawn from `shift_min..shift_max`.
+    pub shift_min: f64,
+    pub shift_max: f64,
     pub decoy_share: f64,
     pub threshold: f64,
     pub window: usize,
     pub horizon: usize,
     pub rca: RcaParams,
     pub detector: DetectorParams,
+    pub evidence: Evidence,
+    pub shift: ShiftParams,
 }
 
 impl Default for EvalConfig {
@@ -72,12 +92,16 @@ impl Default for EvalConfig {
             racks_per_site: 2,
             nodes_per_rack: 2,
             max_lag: 3,
+            shift_min: 3.0,
+            shift_max: 6.0,
             decoy_share: 0.1,
             threshold: 0.45,
             window: 20,
             horizon: 20,
             rca: RcaParams::default(),
             detector: DetectorParams::default(),
+            evidence: Evidence::Shift,
+            shift: ShiftParams::default(),
         }
     }
 }
@@ -239,7 +263,7 @@ fn run_fault(
         let mut bump = vec![0.0; t_points];
         if affected[i] {
             let lag = rng.random_range(0..=cfg.max_lag);
-            let delta = rng.random_range(3.0..6.0) * sigma;
+            let delta = rng.random_range(cfg.shift_min..cfg.shift_max) * sigma;
             for b in bump.iter_mut().skip(t_fault + lag) {
                 *b = delta;
             }
@@ -250,8 +274,13 @@ fn run_fault(
             }
         }
         let mut det = Detector::new(cfg.detector);
+        let mut shift = ShiftDetector::new(cfg.shift);
         for (t, b) in bump.iter().enumerate() {
-            scores[i][t] = det.update(mu + sigma * normal(&mut rng) + b);
+            let x = mu + sigma * normal(&mut rng) + b;
+            scores[i][t] = match cfg.evidence {
+                Evidence::Detector => det.update(x),
+                Evidence::Shift => shift.update(x),
+            };
         }
     }
     let end = (t_fault + cfg.horizon).min(t_points - 1);
@@ -261,8 +290,19 @@ fn run_fault(
     for t in t_fault..=end {
         let from = (t + 1).saturating_sub(cfg.window.max(1));
         for (i, e) in evidence.iter_mut().enumerate() {
-            let peak = scores[i][from..=t].iter().copied().fold(0.0, f64::max);
-            *e = if peak >= cfg.threshold { 1.0 } else { 0.0 };
+            *e = match cfg.evidence {
+                Evidence::Shift => {
+                    if scores[i][t] >= 1.0 {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                }
+                Evidence::Detector => {
+                    let peak = scores[i][from..=t].iter().copied().fold(0.0, f64::max);
+                    if peak >= cfg.threshold { 1.0 } else { 0.0 }
+                }
+            };
         }
         let d = domains.localise_scores(&evidence, &[], &cfg.rca)?;
         // a fault was injected: judge the best domain, not its odds against "nothing failed"
@@ -300,6 +340,16 @@ pub fn evaluate_with_progress(
             reason: "must be at least 1".into(),
         });
     }
+    if !(cfg.shift_min.is_finite() && cfg.shift_max.is_finite() && 0.0 < cfg.shift_min && cfg.shift_min < cfg.shift_max)
+    {
+        return Err(RcaError::BadField {
+            field: "shift_min/shift_max".into(),
+            reason: format!(
+                "need 0 < shift_min < shift_max, got {} and {}",
+                cfg.shift_min, cfg.shift_max
+            ),
+        });
+    }
     if cfg.points < 8 || cfg.window == 0 || !(cfg.period_seconds > 0.0 && cfg.period_seconds.is_finite()) {
         return Err(RcaError::BadField {
             field: "eval".into(),
@@ -307,6 +357,10 @@ pub fn evaluate_with_progress(
         });
     }
     cfg.rca.validate()?;
+    cfg.shift.check().map_err(|reason| RcaError::BadField {
+        field: "shift".into(),
+        reason,
+    })?;
     let nodes = cluster_from_graph(g, origin, cfg.racks_per_site, cfg.nodes_per_rack)?;
     let domains = Domains::new(&nodes, &[])?;
     let faults = fault_domains(&nodes);

@@ -11,7 +11,7 @@ use clap::{Args as ClapArgs, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
 use mom::anomaly::rca::{self, Params as RcaParams};
-use mom::anomaly::rca_eval::{EvalConfig, FAULT_LEVELS, evaluate_with_progress};
+use mom::anomaly::rca_eval::{EvalConfig, Evidence, FAULT_LEVELS, evaluate_with_progress};
 use mom::bounded_input::{MAX_DOCUMENT_BYTES, read_to_string};
 use mom::geometry::data::parse_node_link;
 
@@ -35,6 +35,12 @@ enum Format {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EvidenceArg {
+    Shift,
+    Detector,
+}
+
 #[derive(Debug, ClapArgs)]
 struct EvalArgs {
     /// TopoHub topology (networkx node-link JSON).
@@ -46,8 +52,14 @@ struct EvalArgs {
     /// Seed of the fault draws and series.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Where a node's evidence comes from: `shift` (the level-shift detector's CUSUM evidence)
+    /// or `detector` (1 when the streaming anomaly detector scored ≥ threshold in the last
+    /// `window` points).
+    #[arg(long, value_enum, default_value_t = EvidenceArg::Shift)]
+    evidence: EvidenceArg,
     /// Override a setting, `name=value` (repeatable): threshold, window, horizon, decoy_share,
-    /// p_member, q_background, prior_none, points, period_seconds.
+    /// p_member, q_background, prior_none, points, period_seconds, shift_slack, shift_limit,
+    /// shift_alpha (the detector's), shift_min, shift_max (the injected fault's size in σ).
     #[arg(long, value_name = "NAME=VALUE")]
     param: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -91,6 +103,10 @@ fn eval_config(a: &EvalArgs) -> anyhow::Result<EvalConfig> {
     let mut c = EvalConfig {
         faults: a.faults,
         seed: a.seed,
+        evidence: match a.evidence {
+            EvidenceArg::Shift => Evidence::Shift,
+            EvidenceArg::Detector => Evidence::Detector,
+        },
         ..EvalConfig::default()
     };
     for o in &a.param {
@@ -120,8 +136,13 @@ fn eval_config(a: &EvalArgs) -> anyhow::Result<EvalConfig> {
             "p_member" => c.rca.p_member = v,
             "q_background" => c.rca.q_background = v,
             "prior_none" => c.rca.prior_none = v,
+            "shift_slack" => c.shift.slack = v,
+            "shift_limit" => c.shift.limit = v,
+            "shift_alpha" => c.shift.alpha = v,
+            "shift_min" => c.shift_min = v,
+            "shift_max" => c.shift_max = v,
             other => bail!(
-                "--param `{other}`: unknown (known: threshold window horizon points decoy_share period_seconds p_member q_background prior_none)"
+                "--param `{other}`: unknown (known: threshold window horizon points decoy_share period_seconds p_member q_background prior_none shift_slack shift_limit shift_alpha shift_min shift_max)"
             ),
         }
     }
@@ -167,6 +188,7 @@ fn run_eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         "chance_top1": report.chance_top1,
         "period_seconds": cfg.period_seconds,
         "seed": cfg.seed,
+        "evidence": cfg.evidence,
     });
     match a.format {
         Format::Json => println!("{out}"),
