@@ -7,7 +7,8 @@
 //! `AnomalyDetection`; `enabled: false` turns the condition to `AnomalyDetectionOff`. The same spike, attributed to a GeometricAgent by an agent series, raises
 //! an agent flag: the OrchestrationStrategy whose `triggers.anomalyFlags` names it takes over
 //! the agent (`status.strategy`, the strategy's `status.matchedAgents`) while the flag is up,
-//! and the untriggered one has it again once the flag clears.
+//! and the untriggered one has it again once the flag clears. While flags are up the MomConfig's
+//! `status.rootCause` names a domain holding them; it goes when they clear.
 
 mod common;
 
@@ -303,6 +304,34 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
         || async { (events("AnomalyDetected", &target) > 0).then_some(()) },
     )
     .await;
+    // The MomConfig names a root cause: a domain holding the flagged node (or the flagged agent
+    // on its own), more likely than "nothing failed". The exact ranking is unit-tested.
+    let cause = common::eventually("status.rootCause", Duration::from_secs(30), || async {
+        let (ok, out, _) = common::kubectl(&["get", "momconfig", "default", "-o", "json"], None);
+        let v: serde_json::Value = ok.then(|| serde_json::from_str(&out).ok()).flatten()?;
+        let c = v["status"]["rootCause"].clone();
+        c.is_object().then_some(c)
+    })
+    .await;
+    let n = node(&target).await;
+    let label = |key: &str| n.labels().get(key).cloned().unwrap_or_default();
+    let holds_target = match cause["level"].as_str().unwrap_or_default() {
+        "node" => cause["name"] == target.as_str() || cause["name"] == label("kubernetes.io/hostname").as_str(),
+        "zone" => cause["name"] == label("topology.kubernetes.io/zone").as_str(),
+        "region" => cause["name"] == label("topology.kubernetes.io/region").as_str(),
+        "upstream" => cause["name"] == format!("{agent_ns}/web").as_str(),
+        _ => false,
+    };
+    assert!(
+        holds_target,
+        "the root cause holds neither {target} nor the agent: {cause}"
+    );
+    assert!(
+        cause["flagged"].as_i64().unwrap() >= 1
+            && cause["flaggedTotal"].as_i64().unwrap() >= cause["flagged"].as_i64().unwrap()
+            && cause["confidence"].as_f64().unwrap() > cause["noneConfidence"].as_f64().unwrap(),
+        "{cause}"
+    );
     // The agent flag hands the agent to the triggered strategy.
     common::eventually("web under strategy degraded", Duration::from_secs(120), || async {
         (selected(agent_ns, "web", "degraded") == (Some("degraded".into()), true)).then_some(())
@@ -331,6 +360,16 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
     common::eventually("web back under strategy steady", Duration::from_secs(240), || async {
         (selected(agent_ns, "web", "steady") == (Some("steady".into()), true)).then_some(())
     })
+    .await;
+    common::eventually(
+        "status.rootCause gone with the flags",
+        Duration::from_secs(60),
+        || async {
+            let (ok, out, _) = common::kubectl(&["get", "momconfig", "default", "-o", "json"], None);
+            let v: serde_json::Value = ok.then(|| serde_json::from_str(&out).ok()).flatten()?;
+            v["status"].get("rootCause").is_none().then_some(())
+        },
+    )
     .await;
     let all = flag_decisions().await;
     assert!(all.iter().any(|d| d["output"]["flagged"] == false), "{all:#?}");

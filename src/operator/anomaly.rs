@@ -121,7 +121,7 @@ impl LeaderLoop for AnomalyLoop {
         // Nodes: the flags now are the annotation's.
         let nodes_api: Api<Node> = Api::all(ctx.client.clone());
         let nodes = nodes_api.list(&ListParams::default()).await?.items;
-        let mut flagged_nodes = 0;
+        let mut flagged_nodes = BTreeSet::new();
         for node in &nodes {
             let name = node.name_any();
             let now = node_flags(node);
@@ -143,7 +143,7 @@ impl LeaderLoop for AnomalyLoop {
                 announce(ctx, &reference, "node", &format!("node {name}"), &now, &want).await;
             }
             if !want.is_empty() {
-                flagged_nodes += 1;
+                flagged_nodes.insert(name.clone());
             }
         }
 
@@ -194,6 +194,7 @@ impl LeaderLoop for AnomalyLoop {
             s.series = Some(series);
             s.errors = errors;
             s.flagged_nodes = flagged_nodes;
+            s.agent_series = !spec.agent_series.is_empty();
         });
         Ok(())
     }

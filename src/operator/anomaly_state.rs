@@ -15,6 +15,9 @@ pub struct AnomalyState {
     pub series: Option<usize>,
     /// `series name: error` of the series whose query failed at the last pass.
     pub errors: Vec<String>,
-    /// Nodes flagged now.
-    pub flagged_nodes: usize,
+    /// Nodes flagged now (their names, sorted).
+    pub flagged_nodes: BTreeSet<String>,
+    /// Whether `spec.anomaly` names agent series (then agents count as evidence for the root
+    /// cause: an unflagged agent in a domain speaks against it).
+    pub agent_series: bool,
 }

@@ -311,6 +311,69 @@ fn failover_model_condition(summary: &super::view::PlanSummary) -> DesiredCondit
     }
 }
 
+/// `status.rootCause`: the localiser of `mom rca` ([`crate::anomaly::rca`]) over every node
+/// (with its topology labels) and, when agent series are watched, every agent with bound pods,
+/// given the anomaly loop's current flags. `None` while the loop is off or nothing is flagged.
+pub fn root_cause(
+    state: &super::anomaly_state::AnomalyState,
+    node_labels: &BTreeMap<String, BTreeMap<String, String>>,
+    agent_nodes: &BTreeMap<super::view::AgentKey, BTreeSet<String>>,
+) -> Option<momconfig::RootCauseStatus> {
+    use crate::anomaly::rca::{Domains, Params, TopoAgent, TopoNode};
+    state.series?;
+    let flagged_agents: BTreeSet<String> = state
+        .agent_flags
+        .iter()
+        .filter(|(_, flags)| !flags.is_empty())
+        .map(|(k, _)| format!("{}/{}", k.namespace, k.name))
+        .collect();
+    let nodes: Vec<TopoNode> = node_labels
+        .iter()
+        .map(|(name, labels)| TopoNode {
+            name: name.clone(),
+            labels: labels.clone(),
+        })
+        .collect();
+    let agents: Vec<TopoAgent> = if state.agent_series {
+        agent_nodes
+            .iter()
+            .map(|(k, on)| TopoAgent {
+                name: format!("{}/{}", k.namespace, k.name),
+                nodes: on.iter().filter(|n| node_labels.contains_key(*n)).cloned().collect(),
+                upstream: Vec::new(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let node_a: Vec<f64> = nodes
+        .iter()
+        .map(|n| f64::from(u8::from(state.flagged_nodes.contains(&n.name))))
+        .collect();
+    let agent_a: Vec<f64> = agents
+        .iter()
+        .map(|a| f64::from(u8::from(flagged_agents.contains(&a.name))))
+        .collect();
+    let total = node_a.iter().chain(&agent_a).sum::<f64>();
+    if total == 0.0 {
+        return None;
+    }
+    let domains = Domains::new(&nodes, &agents).ok()?;
+    let diagnosis = domains.localise_scores(&node_a, &agent_a, &Params::default()).ok()?;
+    let top = diagnosis.causes.first()?;
+    // Rounded so that float noise never rewrites the status.
+    let round = |x: f64| (x * 1e4).round() / 1e4;
+    Some(momconfig::RootCauseStatus {
+        level: top.level.as_str().to_string(),
+        name: top.name.clone(),
+        confidence: round(top.confidence),
+        none_confidence: round(diagnosis.none_confidence),
+        members: i32::try_from(top.members).unwrap_or(i32::MAX),
+        flagged: top.anomalous.round() as i32,
+        flagged_total: total.round() as i32,
+    })
+}
+
 /// `AnomalyDetection` from the anomaly loop's last pass ([`super::anomaly`]).
 fn anomaly_condition(state: &super::anomaly_state::AnomalyState) -> DesiredCondition {
     match state.series {
@@ -324,7 +387,7 @@ fn anomaly_condition(state: &super::anomaly_state::AnomalyState) -> DesiredCondi
             conditions::ANOMALY_DETECTION,
             ConditionStatus::True,
             conditions::reason::SERIES_ANSWERED,
-            format!("all {n} series answered; {} nodes flagged", state.flagged_nodes),
+            format!("all {n} series answered; {} nodes flagged", state.flagged_nodes.len()),
         ),
         Some(n) => DesiredCondition::new(
             conditions::ANOMALY_DETECTION,
@@ -396,7 +459,15 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
     let (hourly_cost, budget_condition) = super::budget::status(ctx);
     let failover_model =
         failover_model_condition(&view.read().map(|v| v.failover_summary().clone()).unwrap_or_default());
-    let anomaly_detection = anomaly_condition(&ctx.anomaly.lock().map(|s| s.clone()).unwrap_or_default());
+    let anomaly_state = ctx.anomaly.lock().map(|s| s.clone()).unwrap_or_default();
+    let anomaly_detection = anomaly_condition(&anomaly_state);
+    let root_cause = {
+        let (labels, agent_nodes) = view
+            .read()
+            .map(|v| (v.node_label_map(), v.agent_nodes()))
+            .unwrap_or_default();
+        root_cause(&anomaly_state, &labels, &agent_nodes)
+    };
     // Rounded so that float noise never rewrites the status.
     let hourly_cost = (hourly_cost * 1e6).round() / 1e6;
     for cfg in configs.list(&ListParams::default()).await?.items {
@@ -448,6 +519,7 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
             }
             status.last_checkpoint = writer.last_checkpoint();
             status.hourly_cost = Some(hourly_cost);
+            status.root_cause = root_cause.clone();
         }
         let same = unchanged(&old.conditions, &status.conditions)
             && old.observed_generation == status.observed_generation
@@ -459,12 +531,16 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
             && old.embedding_map == status.embedding_map
             && old.receipt_chain_head == status.receipt_chain_head
             && old.hourly_cost == status.hourly_cost
+            && old.root_cause == status.root_cause
             && (status.last_checkpoint.is_none() || old.last_checkpoint == status.last_checkpoint);
         if !same {
             let mut patch = serde_json::json!({ "status": status });
             if status.latency_fit.is_none() && old.latency_fit.is_some() {
                 // A merge patch keeps fields it does not name: remove the stale fit explicitly.
                 patch["status"]["latencyFit"] = serde_json::Value::Null;
+            }
+            if status.root_cause.is_none() && old.root_cause.is_some() {
+                patch["status"]["rootCause"] = serde_json::Value::Null;
             }
             configs
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -557,4 +633,98 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::anomaly_state::AnomalyState;
+    use crate::operator::view::AgentKey;
+
+    /// Two regions × two zones × two nodes, `n-<region><zone><node>`.
+    fn cluster() -> BTreeMap<String, BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        for r in 0..2 {
+            for z in 0..2 {
+                for n in 0..2 {
+                    let name = format!("n-{r}{z}{n}");
+                    let labels = BTreeMap::from([
+                        ("kubernetes.io/hostname".to_string(), name.clone()),
+                        ("topology.kubernetes.io/region".to_string(), format!("r{r}")),
+                        ("topology.kubernetes.io/zone".to_string(), format!("r{r}-z{z}")),
+                    ]);
+                    out.insert(name, labels);
+                }
+            }
+        }
+        out
+    }
+
+    fn state(nodes: &[&str]) -> AnomalyState {
+        AnomalyState {
+            series: Some(1),
+            flagged_nodes: nodes.iter().map(|s| s.to_string()).collect(),
+            ..AnomalyState::default()
+        }
+    }
+
+    #[test]
+    fn one_flagged_node_is_its_own_root_cause_and_a_whole_flagged_zone_is_the_zone() {
+        let labels = cluster();
+        let one = root_cause(&state(&["n-010"]), &labels, &BTreeMap::new()).unwrap();
+        assert_eq!((one.level.as_str(), one.name.as_str()), ("node", "n-010"), "{one:?}");
+        assert_eq!((one.members, one.flagged, one.flagged_total), (1, 1, 1));
+        let zone = root_cause(&state(&["n-010", "n-011"]), &labels, &BTreeMap::new()).unwrap();
+        assert_eq!((zone.level.as_str(), zone.name.as_str()), ("zone", "r0-z1"), "{zone:?}");
+        assert!(zone.confidence > zone.none_confidence, "{zone:?}");
+        let region = root_cause(&state(&["n-100", "n-101", "n-110", "n-111"]), &labels, &BTreeMap::new()).unwrap();
+        assert_eq!(
+            (region.level.as_str(), region.name.as_str()),
+            ("region", "r1"),
+            "{region:?}"
+        );
+    }
+
+    #[test]
+    fn nothing_flagged_or_the_loop_off_gives_no_root_cause() {
+        let labels = cluster();
+        assert_eq!(root_cause(&state(&[]), &labels, &BTreeMap::new()), None);
+        let off = AnomalyState {
+            series: None,
+            ..state(&["n-000"])
+        };
+        assert_eq!(root_cause(&off, &labels, &BTreeMap::new()), None);
+        // positive control: the same flags with the loop on
+        assert!(root_cause(&state(&["n-000"]), &labels, &BTreeMap::new()).is_some());
+    }
+
+    #[test]
+    fn watched_agents_count_as_members_of_the_domains_they_run_in() {
+        let labels = cluster();
+        let web = AgentKey::new("shop", "web");
+        let agent_nodes = BTreeMap::from([(web.clone(), BTreeSet::from(["n-000".to_string(), "n-001".to_string()]))]);
+        let mut s = state(&["n-000"]);
+        s.agent_series = true;
+        s.agent_flags.insert(web, BTreeSet::from(["latency-high".to_string()]));
+        // node n-000 holds a replica of the flagged agent: its domain (the node and the agent)
+        // explains both flags
+        let cause = root_cause(&s, &labels, &agent_nodes).unwrap();
+        assert_eq!(
+            (cause.level.as_str(), cause.name.as_str()),
+            ("node", "n-000"),
+            "{cause:?}"
+        );
+        assert_eq!((cause.members, cause.flagged, cause.flagged_total), (2, 2, 2));
+        // the agent alone flagged: the agent itself is the cause, not a node it runs on
+        s.flagged_nodes.clear();
+        let cause = root_cause(&s, &labels, &agent_nodes).unwrap();
+        assert_eq!(
+            (cause.level.as_str(), cause.name.as_str()),
+            ("upstream", "shop/web"),
+            "{cause:?}"
+        );
+        // without agent series the agent's flags are not evidence
+        s.agent_series = false;
+        assert_eq!(root_cause(&s, &labels, &agent_nodes), None);
+    }
 }

@@ -561,6 +561,17 @@ impl View {
         out.into_values().collect()
     }
 
+    /// The nodes each agent has bound pods on (agents without any are absent), sorted.
+    pub fn agent_nodes(&self) -> BTreeMap<AgentKey, std::collections::BTreeSet<String>> {
+        let mut out: BTreeMap<AgentKey, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for pod in self.pods.values() {
+            if let (Some(agent), Some(node)) = (pod.agent.as_ref(), pod.node.as_ref()) {
+                out.entry(agent.clone()).or_default().insert(node.clone());
+            }
+        }
+        out
+    }
+
     /// Every (agent, failure domain) pair where the agent has bound pods, sorted.
     pub fn agent_exposure(&self) -> Vec<AgentExposure> {
         let key = self.failure_domain_key();

@@ -570,6 +570,35 @@ pub struct MomConfigStatus {
     /// `spec.budget.maxHourlyCost` describes (also without a budget), from the leader's watch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hourly_cost: Option<f64>,
+    /// The failure domain that best explains the anomaly loop's flags now: every node (by its
+    /// hostname, rack, zone and region labels) and, when `spec.anomaly.agentSeries` is set,
+    /// every GeometricAgent with bound pods (a member of each domain holding one of its nodes)
+    /// is evidence, flagged or not, scored by the localiser of `mom rca`. Absent while nothing
+    /// is flagged or the anomaly loop is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_cause: Option<RootCauseStatus>,
+}
+
+/// The most likely failure domain behind the current anomaly flags (see `rootCause`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RootCauseStatus {
+    /// `node`, `rack`, `zone` or `region` (a domain whose members equal a smaller one's is
+    /// named after the smaller), or `upstream`: a GeometricAgent (`NAMESPACE/NAME`) on its own,
+    /// when its flag is explained by none of the nodes it runs on.
+    pub level: String,
+    /// The domain's label value (for `node`, the node's hostname label or its name).
+    pub name: String,
+    /// Posterior probability that this domain failed (0 to 1).
+    pub confidence: f64,
+    /// Posterior probability that nothing failed and the flags are background noise.
+    pub none_confidence: f64,
+    /// Nodes and agents in the domain.
+    pub members: i32,
+    /// Flagged members of the domain.
+    pub flagged: i32,
+    /// Flagged nodes and agents in the whole cluster.
+    pub flagged_total: i32,
 }
 
 /// How well node positions fitted from measured latencies predict them.
