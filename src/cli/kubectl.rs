@@ -290,6 +290,20 @@ pub fn format_status(s: &Status) -> String {
         None => format!("{:.4} per hour, no budget set", s.hourly_cost),
     };
     let _ = writeln!(out, "budget        {budget}");
+    let anomalies = match &s.root_cause {
+        Some(c) => format!(
+            "{} of {} flagged in {} {} ({} members, confidence {:.0}%, nothing failed {:.0}%)",
+            c.flagged,
+            c.flagged_total,
+            c.level,
+            c.name,
+            c.members,
+            100.0 * c.confidence,
+            100.0 * c.none_confidence
+        ),
+        None => "none flagged".into(),
+    };
+    let _ = writeln!(out, "root cause    {anomalies}");
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -518,8 +532,23 @@ mod tests {
             last_checkpoint: None,
             budget: Some(2.0),
             hourly_cost: 0.5,
+            root_cause: Some(mom::operator::crd::momconfig::RootCauseStatus {
+                level: "zone".into(),
+                name: "eu-west-1a".into(),
+                confidence: 0.91,
+                none_confidence: 0.01,
+                members: 4,
+                flagged: 3,
+                flagged_total: 3,
+            }),
         };
         let out = format_status(&s);
+        assert!(
+            out.contains(
+                "root cause    3 of 3 flagged in zone eu-west-1a (4 members, confidence 91%, nothing failed 1%)"
+            ),
+            "{out}"
+        );
         assert!(
             out.contains("leader        mom-0 (renewed 2026-01-01T00:00:00Z)"),
             "{out}"
@@ -537,8 +566,10 @@ mod tests {
         s.chain_head = None;
         s.budget = None;
         s.pools.clear();
+        s.root_cause = None;
         let out = format_status(&s);
         for says in [
+            "none flagged",
             "none (no replica holds the Lease)",
             "no receipt written yet",
             "no budget set",

@@ -286,6 +286,8 @@ pub struct Status {
     pub budget: Option<f64>,
     /// Cost per hour of the agents' pods now (the budget's pricing), computed live.
     pub hourly_cost: f64,
+    /// The MomConfig's `status.rootCause`: the domain behind the current anomaly flags.
+    pub root_cause: Option<super::crd::momconfig::RootCauseStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -364,6 +366,7 @@ pub async fn status(client: &Client, mom_namespace: &str, lease_name: &str) -> R
         last_checkpoint: st.and_then(|s| s.last_checkpoint.clone()),
         budget: v.settings.max_hourly_cost,
         hourly_cost: crate::budget::hourly_cost(&priced, &v.priced_nodes().0),
+        root_cause: st.and_then(|s| s.root_cause.clone()),
     })
 }
 
