@@ -4,7 +4,9 @@
 //! itself (an agent series). The anomaly loop flags the node; the descheduler (on, evacuation
 //! only) evicts `web`'s pods from it; the receipts show the flag before the evictions in chain
 //! order, each eviction a `descheduler.plan` move of strategy `evacuation` from that node. The
-//! agent carries condition `Anomalous` while its flag is up. Then `spec.anomaly` is removed:
+//! agent carries condition `Anomalous` while its flag is up. Zones have four nodes, so one
+//! flagged node does not make the failover planner drain its zone: the move's reason is the
+//! label (`flagged anomalous`), not a predicted failure. Then `spec.anomaly` is removed:
 //! both flags, named by no series any more, are cleared at the next pass with `anomaly.unnamed`
 //! receipts (not by their windows: the spike stays in the 10-minute window and `clearPoints`
 //! is 1000), the agent's condition turns False, and `mom verify --cluster --replay` recomputes
@@ -137,6 +139,10 @@ fn patch_momconfig(kind: &str, patch: &str) {
 #[tokio::test]
 async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_no_series_are_cleared() {
     common::use_private_control_plane();
+    // Four nodes per zone: one flagged node is not half its zone, so the failover planner does
+    // not drain the zone (which the descheduler would evacuate as unhealthy) and the evictions
+    // come from the anomalous label alone.
+    common::ensure_kwok_nodes(2, 3, 4);
     let dir = std::env::temp_dir().join(format!("mom-anomaly-evac-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let trace_path = dir.join("spike.csv");
@@ -267,6 +273,7 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
         assert!(*seq > raise, "{p} was evicted (#{seq}) before the flag (#{raise})");
         assert_eq!(d["move"]["from"], target.as_str(), "{d:#}");
         assert_eq!(d["move"]["strategy"], "evacuation", "{d:#}");
+        assert_eq!(d["move"]["reason"], format!("node {target} is flagged anomalous"), "{d:#}");
     }
     for p in &elsewhere {
         assert!(
