@@ -129,10 +129,7 @@ async fn live(ns: &common::TestNamespace) -> BTreeMap<String, String> {
 }
 
 fn patch_momconfig(kind: &str, patch: &str) {
-    let (ok, _, err) = common::kubectl(
-        &["patch", "momconfig", "default", "--type", kind, "-p", patch],
-        None,
-    );
+    let (ok, _, err) = common::kubectl(&["patch", "momconfig", "default", "--type", kind, "-p", patch], None);
     assert!(ok, "{err}");
 }
 
@@ -157,7 +154,13 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
     let ns = common::TestNamespace::new("anomaly-evac").await;
     let n = ns.name.as_str();
     common::apply(&strategy(n, "home", "", Some("quorum")));
-    common::apply(&agent(n, "web", REPLICAS as i32, r#","strategyRef":{"name":"home"}"#, ""));
+    common::apply(&agent(
+        n,
+        "web",
+        REPLICAS as i32,
+        r#","strategyRef":{"name":"home"}"#,
+        "",
+    ));
     let placed = running_pods(&ns, "web", REPLICAS).await;
     // The target: the node with the most of web's pods (ties: the first name).
     let mut per_node: BTreeMap<&String, usize> = BTreeMap::new();
@@ -180,7 +183,10 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
         .map(|(p, _)| p.clone())
         .collect();
     eprintln!("target {target}: {on_target:?}; elsewhere: {elsewhere:?}");
-    assert!(!elsewhere.is_empty(), "every pod on one node leaves no control: {placed:?}");
+    assert!(
+        !elsewhere.is_empty(),
+        "every pod on one node leaves no control: {placed:?}"
+    );
     let all_nodes: Vec<String> = Api::<Node>::all(common::client().await)
         .list(&ListParams::default())
         .await
@@ -228,12 +234,14 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
         flagged(&node(&target).await).then_some(())
     })
     .await;
-    eprintln!("measured: node flagged {:.1} s after the trace was first served", served.elapsed().as_secs_f64());
-    let (status, reason, message) =
-        common::eventually("web to be Anomalous", Duration::from_secs(120), || async {
-            agent_condition(n, "web", "Anomalous").filter(|c| c.0 == "True")
-        })
-        .await;
+    eprintln!(
+        "measured: node flagged {:.1} s after the trace was first served",
+        served.elapsed().as_secs_f64()
+    );
+    let (status, reason, message) = common::eventually("web to be Anomalous", Duration::from_secs(120), || async {
+        agent_condition(n, "web", "Anomalous").filter(|c| c.0 == "True")
+    })
+    .await;
     assert_eq!(reason, "AnomalyFlagged", "{status} {message}");
     assert!(
         message.contains(AGENT_FLAG) && message.contains("web-latency"),
@@ -246,7 +254,10 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
         on_target.iter().all(|p| !now.contains_key(p)).then_some(())
     })
     .await;
-    eprintln!("measured: its pods evicted {:.1} s after the trace was first served", served.elapsed().as_secs_f64());
+    eprintln!(
+        "measured: its pods evicted {:.1} s after the trace was first served",
+        served.elapsed().as_secs_f64()
+    );
     let now = live(&ns).await;
     for p in &elsewhere {
         assert!(now.contains_key(p), "{p}, not on the flagged node, was moved: {now:?}");
@@ -259,9 +270,7 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
     let chain = receipts().await;
     let raise = chain
         .iter()
-        .find(|(_, _, name, d)| {
-            d["kind"] == "anomaly.flag" && *name == target && d["output"]["flagged"] == true
-        })
+        .find(|(_, _, name, d)| d["kind"] == "anomaly.flag" && *name == target && d["output"]["flagged"] == true)
         .unwrap_or_else(|| panic!("no raise receipt for {target}: {chain:#?}"))
         .0;
     for p in &on_target {
@@ -273,11 +282,17 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
         assert!(*seq > raise, "{p} was evicted (#{seq}) before the flag (#{raise})");
         assert_eq!(d["move"]["from"], target.as_str(), "{d:#}");
         assert_eq!(d["move"]["strategy"], "evacuation", "{d:#}");
-        assert_eq!(d["move"]["reason"], format!("node {target} is flagged anomalous"), "{d:#}");
+        assert_eq!(
+            d["move"]["reason"],
+            format!("node {target} is flagged anomalous"),
+            "{d:#}"
+        );
     }
     for p in &elsewhere {
         assert!(
-            !chain.iter().any(|(_, _, name, d)| name == p && d["kind"] == "descheduler.plan"),
+            !chain
+                .iter()
+                .any(|(_, _, name, d)| name == p && d["kind"] == "descheduler.plan"),
             "{p} has an eviction receipt"
         );
     }
@@ -289,7 +304,10 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
         (!flagged(&node(&target).await)).then_some(())
     })
     .await;
-    eprintln!("measured: node flag cleared {:.1} s after spec.anomaly was removed", removed.elapsed().as_secs_f64());
+    eprintln!(
+        "measured: node flag cleared {:.1} s after spec.anomaly was removed",
+        removed.elapsed().as_secs_f64()
+    );
     assert!(
         node(&target)
             .await
@@ -338,12 +356,13 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
     }
     let replayable = chain
         .iter()
-        .filter(|(_, _, _, d)| {
-            ["anomaly.flag", "anomaly.unnamed"].contains(&d["kind"].as_str().unwrap_or_default())
-        })
+        .filter(|(_, _, _, d)| ["anomaly.flag", "anomaly.unnamed"].contains(&d["kind"].as_str().unwrap_or_default()))
         .count();
     assert!(replay["matched"].as_u64().unwrap() >= replayable as u64, "{replay}");
-    eprintln!("measured: replay matched {} ({replayable} anomaly decisions)", replay["matched"]);
+    eprintln!(
+        "measured: replay matched {} ({replayable} anomaly decisions)",
+        replay["matched"]
+    );
 
     for child in [&mut exporter, &mut prometheus] {
         let _ = child.kill();

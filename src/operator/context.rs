@@ -220,7 +220,6 @@ impl Context {
 
     /// The write-ahead rule for an action about to be taken, at the level the MomConfig sets
     /// (see [`ReceiptWriter::record_before`]): `Ok` means act, `Err` means do not.
-
     pub async fn record_before(&self, intent: Intent) -> Result<Option<super::crd::agent::ReceiptRef>, Withheld> {
         self.writer
             .record_before(self.recording(), &self.recorder, intent)
