@@ -13,9 +13,13 @@
 //! inline), then the label/annotation patch, an Event, and for a raised flag
 //! `mom_anomalies_total{scope,flag}`.
 //!
-//! Not done: node conditions (the label is the signal), agent status conditions (agent flags
-//! live in the leader's memory; a new leader rebuilds them from the window and records their
-//! first raise again).
+//! A flag that no series of its scope names any more (series removed, flag renamed, or
+//! `spec.anomaly` removed or left without series) is cleared at the next pass, first with an
+//! `anomaly.unnamed` receipt ([`flag::unnamed`]); `enabled: false` and a missing MomConfig
+//! change no flag. The agent controller turns an agent's flags into its condition `Anomalous`.
+//!
+//! Not done: node conditions (the label is the signal). Agent flags live in the leader's
+//! memory; a new leader rebuilds them from the window and records their first raise again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
