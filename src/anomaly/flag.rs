@@ -13,6 +13,11 @@
 //! noise, scores reach 1 around point 40; after point 60 none of 200 seeds passed 0.58).
 //!
 //! Bounded: a window holds at most [`MAX_POINTS`] points; the detector itself has fixed memory.
+//!
+//! A flag that no series names any more (its series was removed from `spec.anomaly`, or its
+//! flag renamed, or the whole `spec.anomaly` removed) has no window to decide it: [`unnamed`]
+//! decides it instead, from the series the spec lists now (kind [`UNNAMED_KIND`]): it stays
+//! raised only while some series names it, so such a flag is cleared on the next pass.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -24,6 +29,8 @@ use crate::receipts::replay::ReplayError;
 pub const FLAG_KIND: &str = "anomaly.flag";
 /// Points at the start of a window that never raise a flag (see the module doc).
 pub const SETTLE_POINTS: usize = 60;
+/// The decision kind of a flag that no series names ([`unnamed`]).
+pub const UNNAMED_KIND: &str = "anomaly.unnamed";
 /// Most points one window may hold.
 pub const MAX_POINTS: usize = 4096;
 
@@ -136,6 +143,91 @@ pub fn replay(inputs: &Value) -> Result<Value, ReplayError> {
     serde_json::to_value(output).map_err(|e| bad(e.to_string()))
 }
 
+/// One series the spec lists now: its name and the flag it raises.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NamedSeries {
+    pub name: String,
+    pub flag: String,
+}
+
+/// Everything the decision on a flag without a window depends on (inline in its receipt).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnnamedInputs {
+    /// Who carries the flag (`node/<name>` or `agent/<namespace>/<name>`).
+    pub subject: String,
+    /// The flag the subject carries now.
+    pub flag: String,
+    /// The series of the subject's scope (node or agent) the spec lists now, sorted; empty
+    /// when `spec.anomaly` is removed or lists none.
+    pub series: Vec<NamedSeries>,
+}
+
+/// The decision: whether the flag stays, and the series that name it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnnamedOutput {
+    pub flagged: bool,
+    pub named_by: Vec<String>,
+}
+
+/// Whether a flag a subject carries is still named by a series of the spec: if not, it is
+/// cleared (`flagged: false`); if so, the series' own window decides it ([`evaluate`]).
+pub fn unnamed(inputs: &UnnamedInputs) -> UnnamedOutput {
+    let mut named_by: Vec<String> = inputs
+        .series
+        .iter()
+        .filter(|s| s.flag == inputs.flag)
+        .map(|s| s.name.clone())
+        .collect();
+    named_by.sort();
+    UnnamedOutput {
+        flagged: !named_by.is_empty(),
+        named_by,
+    }
+}
+
+/// The flags among `carried` that no series in `series` names, each with its decision inputs
+/// (in flag order): what the anomaly loop clears.
+pub fn unnamed_flags<'a>(
+    subject: &str,
+    carried: impl IntoIterator<Item = &'a String>,
+    series: &[NamedSeries],
+) -> Vec<(UnnamedInputs, UnnamedOutput)> {
+    let mut sorted = series.to_vec();
+    sorted.sort();
+    let mut flags: Vec<&String> = carried.into_iter().collect();
+    flags.sort();
+    flags.dedup();
+    flags
+        .into_iter()
+        .filter_map(|flag| {
+            let inputs = UnnamedInputs {
+                subject: subject.to_string(),
+                flag: flag.clone(),
+                series: sorted.clone(),
+            };
+            let out = unnamed(&inputs);
+            (!out.flagged).then_some((inputs, out))
+        })
+        .collect()
+}
+
+/// The receipt's decision for a flag without a window: `{kind, inputs, output}`.
+pub fn unnamed_record(inputs: &UnnamedInputs, output: &UnnamedOutput) -> Value {
+    json!({ "kind": UNNAMED_KIND, "inputs": inputs, "output": output })
+}
+
+/// Recomputes a recorded [`unnamed`] decision, for `mom verify --replay`.
+pub fn replay_unnamed(inputs: &Value) -> Result<Value, ReplayError> {
+    let bad = |message: String| ReplayError::BadInputs {
+        field: "inputs".into(),
+        message,
+    };
+    let inputs: UnnamedInputs = serde_json::from_value(inputs.clone()).map_err(|e| bad(e.to_string()))?;
+    serde_json::to_value(unnamed(&inputs)).map_err(|e| bad(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +320,56 @@ mod tests {
         let mut edited = record["inputs"].clone();
         edited["values"] = json!(window(120, 0..0, 0.0).values);
         assert_ne!(replay(&edited).unwrap(), record["output"]);
+    }
+
+    fn named(name: &str, flag: &str) -> NamedSeries {
+        NamedSeries {
+            name: name.into(),
+            flag: flag.into(),
+        }
+    }
+
+    #[test]
+    fn a_flag_no_series_names_is_cleared_and_one_still_named_is_left_to_its_window() {
+        let carried = ["slow".to_string(), "errors".to_string(), "old".to_string()];
+        // `old` was renamed to `slow`; `errors` lost its series; `slow` is still named.
+        let series = [named("lat", "slow"), named("lat2", "slow")];
+        let cleared = unnamed_flags("node/n1", &carried, &series);
+        let flags: Vec<&str> = cleared.iter().map(|(i, _)| i.flag.as_str()).collect();
+        assert_eq!(flags, ["errors", "old"]);
+        assert!(cleared.iter().all(|(_, o)| !o.flagged && o.named_by.is_empty()));
+        // Positive control: the named flag stays, naming its series.
+        let kept = unnamed(&UnnamedInputs {
+            subject: "node/n1".into(),
+            flag: "slow".into(),
+            series: series.to_vec(),
+        });
+        assert_eq!(
+            kept,
+            UnnamedOutput {
+                flagged: true,
+                named_by: vec!["lat".into(), "lat2".into()]
+            }
+        );
+        // The whole `spec.anomaly` removed: no series names anything, every flag is cleared.
+        assert_eq!(unnamed_flags("node/n1", &carried, &[]).len(), 3);
+        assert!(unnamed_flags("node/n1", &[], &series).is_empty());
+    }
+
+    #[test]
+    fn an_unnamed_flag_decision_replays_and_an_edited_one_does_not() {
+        let (inputs, out) = unnamed_flags("agent/ns/web", &["gone".to_string()], &[named("lat", "slow")])
+            .pop()
+            .unwrap();
+        let record = unnamed_record(&inputs, &out);
+        assert_eq!(record["kind"], UNNAMED_KIND);
+        assert_eq!(replay_unnamed(&record["inputs"]).unwrap(), record["output"]);
+        let mut edited = record["inputs"].clone();
+        edited["series"] = json!([{"name": "lat", "flag": "gone"}]);
+        assert_ne!(replay_unnamed(&edited).unwrap(), record["output"]);
+        for garbage in [json!(null), json!({"subject": 3}), json!([])] {
+            assert!(replay_unnamed(&garbage).is_err(), "{garbage}");
+        }
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! - `placement.bind` (`placement::bind::replay`),
 //! - `budget.refused` (`budget::replay`),
 //! - `failover.plan` (`failover_mdp::replay`),
-//! - `anomaly.flag` (`anomaly::flag::replay`).
+//! - `anomaly.flag` (`anomaly::flag::replay`),
+//! - `anomaly.unnamed` (`anomaly::flag::replay_unnamed`: a flag no series names any more).
 //!
 //! Layering: the receipts layer sits below the decisions it records (it imports no decision
 //! module); each decision module exports its decision record and kind, using the generic
@@ -35,6 +36,7 @@ pub fn registry() -> ReplayRegistry {
     r.register(budget::REFUSED_KIND, Box::new(budget::replay));
     r.register(failover_mdp::PLAN_KIND, Box::new(failover_mdp::replay));
     r.register(anomaly::flag::FLAG_KIND, Box::new(anomaly::flag::replay));
+    r.register(anomaly::flag::UNNAMED_KIND, Box::new(anomaly::flag::replay_unnamed));
     r
 }
 
@@ -174,6 +176,7 @@ mod tests {
         let kinds: Vec<&str> = registry.kinds().collect();
         let mut want = vec![
             "anomaly.flag",
+            "anomaly.unnamed",
             "auction.vcg",
             "budget.refused",
             "descheduler.plan",

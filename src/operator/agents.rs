@@ -906,6 +906,7 @@ async fn reconcile_inner(
             first.to_string(),
         )
     });
+    desired_conditions.push(ctx.anomaly_condition(&AgentKey::of(agent)));
     let existing = agent.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = GeometricAgentStatus {

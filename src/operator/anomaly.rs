@@ -13,9 +13,13 @@
 //! inline), then the label/annotation patch, an Event, and for a raised flag
 //! `mom_anomalies_total{scope,flag}`.
 //!
-//! Not done: node conditions (the label is the signal), agent status conditions (agent flags
-//! live in the leader's memory; a new leader rebuilds them from the window and records their
-//! first raise again).
+//! A flag that no series of its scope names any more (series removed, flag renamed, or
+//! `spec.anomaly` removed or left without series) is cleared at the next pass, first with an
+//! `anomaly.unnamed` receipt ([`flag::unnamed`]); `enabled: false` and a missing MomConfig
+//! change no flag. The agent controller turns an agent's flags into its condition `Anomalous`.
+//!
+//! Not done: node conditions (the label is the signal). Agent flags live in the leader's
+//! memory; a new leader rebuilds them from the window and records their first raise again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -88,49 +92,83 @@ impl LeaderLoop for AnomalyLoop {
     }
 
     async fn tick(&mut self, ctx: &Context) -> Result<(), AnomalyLoopError> {
-        let config = Api::<MomConfig>::all(ctx.client.clone()).get_opt(ACTIVE_NAME).await?;
-        let spec = config
-            .and_then(|c| c.spec.anomaly)
-            .filter(|a| a.enabled && !(a.node_series.is_empty() && a.agent_series.is_empty()));
-        let Some(spec) = spec else {
+        let Some(config) = Api::<MomConfig>::all(ctx.client.clone()).get_opt(ACTIVE_NAME).await? else {
+            // No MomConfig at all: nothing is configured, nothing changes.
             set_state(ctx, |s| {
                 s.series = None;
                 s.errors.clear();
             });
             return Ok(());
         };
-        self.period = Duration::from_secs(u64::try_from(spec.step_seconds.max(1)).unwrap_or(15));
+        let spec = match config.spec.anomaly {
+            // Paused: no series is queried and no flag changes (the field doc of `enabled`).
+            Some(a) if !a.enabled => {
+                set_state(ctx, |s| {
+                    s.series = None;
+                    s.errors.clear();
+                });
+                return Ok(());
+            }
+            Some(a) if !(a.node_series.is_empty() && a.agent_series.is_empty()) => Some(a),
+            // Removed, or naming no series: every flag the loop set is named by no series and is
+            // cleared below (each with its `anomaly.unnamed` receipt).
+            _ => None,
+        };
+        self.period = spec.as_ref().map_or(DEFAULT_PERIOD, |spec| {
+            Duration::from_secs(u64::try_from(spec.step_seconds.max(1)).unwrap_or(15))
+        });
         let prometheus = match &self.prometheus {
             None => Err("the operator was started without --prometheus-url".to_string()),
             Some(Err(e)) => Err(e.to_string()),
             Some(Ok(p)) => Ok(p),
         };
         let end = (unix_now() / self.period.as_secs_f64()).floor() * self.period.as_secs_f64();
-        let start = end - f64::from(spec.window_minutes) * 60.0 + self.period.as_secs_f64();
+        let minutes = spec.as_ref().map_or(0, |s| s.window_minutes);
+        let start = end - f64::from(minutes) * 60.0 + self.period.as_secs_f64();
         let step = self.period.as_secs_f64();
         let mut errors = Vec::new();
         let window = (start, end, step);
-        let node_answers = answers(&prometheus, &spec.node_series, &["node"], window).await;
-        let agent_answers = answers(&prometheus, &spec.agent_series, &["namespace", "agent"], window).await;
+        let no_series = Vec::new();
+        let node_series = spec.as_ref().map_or(&no_series, |s| &s.node_series);
+        let agent_series = spec.as_ref().map_or(&no_series, |s| &s.agent_series);
+        let node_answers = answers(&prometheus, node_series, &["node"], window).await;
+        let agent_answers = answers(&prometheus, agent_series, &["namespace", "agent"], window).await;
         for (s, a) in node_answers.iter().chain(agent_answers.iter()) {
             if let Err(e) = a {
                 errors.push(format!("series {}: {e}", s.name));
             }
         }
+        let node_named = named(node_series);
+        let agent_named = named(agent_series);
 
-        // Nodes: the flags now are the annotation's.
+        // Nodes: the flags now are the annotation's. Without series only flagged nodes matter.
         let nodes_api: Api<Node> = Api::all(ctx.client.clone());
-        let nodes = nodes_api.list(&ListParams::default()).await?.items;
+        let list = if spec.is_some() {
+            ListParams::default()
+        } else {
+            ListParams::default().labels(ANOMALOUS_LABEL)
+        };
+        let nodes = nodes_api.list(&list).await?.items;
         let mut flagged_nodes = BTreeSet::new();
         for node in &nodes {
             let name = node.name_any();
             let now = node_flags(node);
-            let (want, decisions) = node_decision(&spec, &node_answers, &name, &now);
+            let (mut want, decisions) = match &spec {
+                Some(spec) => node_decision(spec, &node_answers, &name, &now),
+                None => (now.clone(), Vec::new()),
+            };
+            let unnamed = flag::unnamed_flags(&format!("node/{name}"), &now, &node_named);
+            for (inputs, _) in &unnamed {
+                want.remove(&inputs.flag);
+            }
             if want != now {
                 for (inputs, out) in &decisions {
                     if out.flagged == want.contains(&inputs.flag) {
-                        record(ctx, "v1", "Node", "", &name, inputs, out).await?;
+                        record(ctx, "v1", "Node", "", &name, Decided::Window(inputs, out)).await?;
                     }
+                }
+                for (inputs, out) in &unnamed {
+                    record(ctx, "v1", "Node", "", &name, Decided::Unnamed(inputs, out)).await?;
                 }
                 patch_node(&nodes_api, &name, &want).await?;
                 let reference = ObjectReference {
@@ -150,34 +188,43 @@ impl LeaderLoop for AnomalyLoop {
         // Agents: the flags now are the last pass's (memory of this term).
         let before = ctx.anomaly.lock().map(|s| s.agent_flags.clone()).unwrap_or_default();
         let mut after: BTreeMap<AgentKey, BTreeSet<String>> = BTreeMap::new();
+        let mut after_series: BTreeMap<AgentKey, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
         let agents = ctx.agents.sorted().unwrap_or_default();
+        let agent_api_version = GeometricAgentRef::api_version();
         for agent in &agents {
             let key = AgentKey::of(agent);
             let now = before.get(&key).cloned().unwrap_or_default();
             let mut want = now.clone();
+            let subject = format!("{}/{}", key.namespace, key.name);
+            let mut raised_by: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
             for (series, answer) in &agent_answers {
+                let Some(spec) = &spec else { break };
                 let Ok(by_agent) = answer else { continue };
-                let subject = format!("{}/{}", key.namespace, key.name);
-                let inputs = inputs_for(&spec, series, &format!("agent/{subject}"), by_agent.get(&subject));
+                let inputs = inputs_for(spec, series, &format!("agent/{subject}"), by_agent.get(&subject));
                 let Ok(out) = flag::evaluate(&inputs) else { continue };
+                if out.flagged {
+                    raised_by
+                        .entry(series.flag.clone())
+                        .or_default()
+                        .insert(series.name.clone());
+                }
                 if out.flagged == now.contains(&series.flag) {
                     continue;
                 }
-                record(
-                    ctx,
-                    &GeometricAgentRef::api_version(),
-                    "GeometricAgent",
-                    &key.namespace,
-                    &key.name,
-                    &inputs,
-                    &out,
-                )
-                .await?;
+                let (namespace, name) = (&key.namespace, &key.name);
+                let decided = Decided::Window(&inputs, &out);
+                record(ctx, &agent_api_version, "GeometricAgent", namespace, name, decided).await?;
                 if out.flagged {
                     want.insert(series.flag.clone());
                 } else {
                     want.remove(&series.flag);
                 }
+            }
+            for (inputs, out) in flag::unnamed_flags(&format!("agent/{subject}"), &now, &agent_named) {
+                let (namespace, name) = (&key.namespace, &key.name);
+                let decided = Decided::Unnamed(&inputs, &out);
+                record(ctx, &agent_api_version, "GeometricAgent", namespace, name, decided).await?;
+                want.remove(&inputs.flag);
             }
             if want != now {
                 let reference = agent.object_ref(&());
@@ -185,19 +232,55 @@ impl LeaderLoop for AnomalyLoop {
                 announce(ctx, &reference, "agent", &what, &now, &want).await;
             }
             if !want.is_empty() {
+                // Each flag with the series that raised it this pass, or (a failed query keeps
+                // its flag) the series that name it.
+                let series = want
+                    .iter()
+                    .map(|f| {
+                        let by = raised_by.remove(f).unwrap_or_else(|| {
+                            agent_named
+                                .iter()
+                                .filter(|s| &s.flag == f)
+                                .map(|s| s.name.clone())
+                                .collect()
+                        });
+                        (f.clone(), by)
+                    })
+                    .collect();
+                after_series.insert(key.clone(), series);
                 after.insert(key, want);
             }
         }
-        let series = spec.node_series.len() + spec.agent_series.len();
+        let series = spec.as_ref().map(|s| s.node_series.len() + s.agent_series.len());
+        let watches_agents = spec.as_ref().is_some_and(|s| !s.agent_series.is_empty());
         set_state(ctx, |s| {
             s.agent_flags = after;
-            s.series = Some(series);
+            s.agent_flag_series = after_series;
+            s.series = series;
             s.errors = errors;
             s.flagged_nodes = flagged_nodes;
-            s.agent_series = !spec.agent_series.is_empty();
+            s.agent_series = watches_agents;
         });
         Ok(())
     }
+}
+
+/// The (name, flag) of each series.
+fn named(series: &[AnomalySeries]) -> Vec<flag::NamedSeries> {
+    series
+        .iter()
+        .map(|s| flag::NamedSeries {
+            name: s.name.clone(),
+            flag: s.flag.clone(),
+        })
+        .collect()
+}
+
+/// A recorded flag decision: from a series' window, or for a flag no series names.
+#[derive(Clone, Copy)]
+enum Decided<'a> {
+    Window(&'a FlagInputs, &'a flag::FlagOutput),
+    Unnamed(&'a flag::UnnamedInputs, &'a flag::UnnamedOutput),
 }
 
 struct GeometricAgentRef;
@@ -337,9 +420,28 @@ async fn record(
     kind: &str,
     namespace: &str,
     name: &str,
-    inputs: &FlagInputs,
-    out: &flag::FlagOutput,
+    decided: Decided<'_>,
 ) -> Result<(), AnomalyLoopError> {
+    let (decision, inputs, withheld) = match decided {
+        Decided::Window(inputs, out) => (
+            flag::decision_record(inputs, out),
+            serde_json::to_value(inputs).unwrap_or_default(),
+            format!(
+                "flag {} on {} stayed {}",
+                inputs.flag,
+                inputs.subject,
+                if out.flagged { "clear" } else { "raised" }
+            ),
+        ),
+        Decided::Unnamed(inputs, out) => (
+            flag::unnamed_record(inputs, out),
+            serde_json::to_value(inputs).unwrap_or_default(),
+            format!(
+                "flag {} on {} stayed raised though no series names it",
+                inputs.flag, inputs.subject
+            ),
+        ),
+    };
     let intent = Intent {
         action: crate::receipts::Action::Configure,
         subject: crate::receipts::SubjectRef {
@@ -349,15 +451,10 @@ async fn record(
             name: name.into(),
             uid: None,
         },
-        decision: flag::decision_record(inputs, out),
-        inputs: serde_json::to_value(inputs).unwrap_or_default(),
+        decision,
+        inputs,
         regarding: None,
-        withheld: format!(
-            "flag {} on {} stayed {}",
-            inputs.flag,
-            inputs.subject,
-            if out.flagged { "clear" } else { "raised" }
-        ),
+        withheld,
     };
     ctx.record_before(intent).await.map_err(AnomalyLoopError::Receipt)?;
     Ok(())

@@ -201,8 +201,6 @@ impl Context {
         super::events::publish(&self.recorder, regarding, type_, action, reason, note).await;
     }
 
-    /// The write-ahead rule for an action about to be taken, at the level the MomConfig sets
-    /// (see [`ReceiptWriter::record_before`]): `Ok` means act, `Err` means do not.
     /// The anomaly flags the anomaly loop raised on an agent: its strategy triggers
     /// (`triggers.anomalyFlags`) see them wherever a strategy is selected (agent controller,
     /// scaler, status).
@@ -214,6 +212,14 @@ impl Context {
             .unwrap_or_default()
     }
 
+    /// The agent's `Anomalous` condition from the anomaly loop's last pass.
+    pub fn anomaly_condition(&self, agent: &super::view::AgentKey) -> super::crd::conditions::DesiredCondition {
+        let state = self.anomaly.lock().map(|s| s.clone()).unwrap_or_default();
+        super::anomaly_state::agent_condition(&state, agent)
+    }
+
+    /// The write-ahead rule for an action about to be taken, at the level the MomConfig sets
+    /// (see [`ReceiptWriter::record_before`]): `Ok` means act, `Err` means do not.
     pub async fn record_before(&self, intent: Intent) -> Result<Option<super::crd::agent::ReceiptRef>, Withheld> {
         self.writer
             .record_before(self.recording(), &self.recorder, intent)

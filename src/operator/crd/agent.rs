@@ -356,7 +356,10 @@ pub struct GeometricAgentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation: Option<Allocation>,
     /// `Ready` and `Degraded`, following the Kubernetes condition conventions; problems such as a
-    /// missing strategy or peer are reported here with a reason naming the object.
+    /// missing strategy or peer are reported here with a reason naming the object. `Progressing`
+    /// follows a rollout. `Anomalous` is `True` (`AnomalyFlagged`, naming each flag and the
+    /// MomConfig `spec.anomaly.agentSeries` that raised it) while the leader's anomaly loop has
+    /// a flag up on the agent, `False` (`NoAnomaly`) otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

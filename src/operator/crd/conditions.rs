@@ -37,6 +37,9 @@ pub const MEASURED_LATENCY: &str = "MeasuredLatency";
 pub const FAILOVER_MODEL: &str = "FailoverModel";
 /// MomConfig: whether every anomaly series' query answered at the last pass.
 pub const ANOMALY_DETECTION: &str = "AnomalyDetection";
+/// Condition type (GeometricAgent): whether the anomaly loop raised a flag on the agent
+/// (`True`, `AnomalyFlagged`, naming the flags and their series; `False`, `NoAnomaly`).
+pub const ANOMALOUS: &str = "Anomalous";
 
 /// Reasons used across the controllers (CamelCase, as the conventions require).
 pub mod reason {
@@ -100,6 +103,10 @@ pub mod reason {
     pub const QUERY_FAILED: &str = "QueryFailed";
     /// No anomaly series is configured, or the loop is disabled.
     pub const ANOMALY_OFF: &str = "AnomalyDetectionOff";
+    /// The anomaly loop raised a flag on the agent.
+    pub const ANOMALY_FLAGGED: &str = "AnomalyFlagged";
+    /// No anomaly flag is raised on the agent.
+    pub const NO_ANOMALY: &str = "NoAnomaly";
 }
 
 /// Longest message the apiserver accepts in a condition.
