@@ -10,12 +10,14 @@
 //! and the untriggered one has it again once the flag clears. While flags are up the MomConfig's
 //! `status.rootCause` names a domain holding them; it goes when they clear.
 
+mod anomaly_support;
 mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use anomaly_support::{flagged, node, patch_momconfig, replay_report};
+use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use mom::operator::crd::Receipt;
@@ -58,34 +60,6 @@ fn selected(ns: &str, agent: &str, strategy: &str) -> (Option<String>, bool) {
     (chosen, matched)
 }
 
-/// 600 points, one a second: 10 ± 0.5, with 60 added to points 80..83.
-fn trace() -> String {
-    let mut s = 0x2545_f491_4f6c_dd1du64;
-    let mut csv = String::from("timestamp,value\n");
-    for i in 0..600u32 {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        let noise = (s % 1000) as f64 / 1000.0 - 0.5;
-        let v = 10.0 + noise + if (80..83).contains(&i) { 60.0 } else { 0.0 };
-        csv.push_str(&format!(
-            "2026-01-01 {:02}:{:02}:{:02},{v}\n",
-            i / 3600,
-            (i / 60) % 60,
-            i % 60
-        ));
-    }
-    csv
-}
-
-async fn node(name: &str) -> Node {
-    Api::<Node>::all(common::client().await).get(name).await.unwrap()
-}
-
-fn flagged(n: &Node) -> bool {
-    n.labels().get("mom.hypersync.io/anomalous").map(String::as_str) == Some("true")
-}
-
 /// The `anomaly.flag` decisions recorded, in chain order.
 async fn flag_decisions() -> Vec<serde_json::Value> {
     let api: Api<Receipt> = Api::all(common::client().await);
@@ -94,17 +68,6 @@ async fn flag_decisions() -> Vec<serde_json::Value> {
     list.into_iter()
         .map(|r| r.spec.decision)
         .filter(|d| d["kind"] == "anomaly.flag")
-        .collect()
-}
-
-async fn published_keys() -> Vec<String> {
-    let maps: Api<ConfigMap> = Api::namespaced(common::client().await, "mom-system");
-    maps.get("mom-receipt-public-keys")
-        .await
-        .unwrap()
-        .data
-        .unwrap()
-        .into_values()
         .collect()
 }
 
@@ -160,7 +123,7 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
     let dir = std::env::temp_dir().join(format!("mom-anomaly-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let trace_path = dir.join("spike.csv");
-    std::fs::write(&trace_path, trace()).unwrap();
+    std::fs::write(&trace_path, anomaly_support::spike_trace(600)).unwrap();
     let port = common::free_port();
     let (prometheus_url, mut prometheus) =
         common::start_prometheus(&dir, &[("anomaly".to_string(), format!("127.0.0.1:{port}"))]);
@@ -205,19 +168,7 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
         {"name": "broken", "query": "rate(", "flag": "never"}
     ],
     "agentSeries": [{"name": "web-latency", "query": agent_query, "flag": AGENT_FLAG}]}}});
-    let (ok, _, err) = common::kubectl(
-        &[
-            "patch",
-            "momconfig",
-            "default",
-            "--type",
-            "merge",
-            "-p",
-            &patch.to_string(),
-        ],
-        None,
-    );
-    assert!(ok, "{err}");
+    patch_momconfig("merge", &patch.to_string());
     // Start serving the trace only now: the window is the trace from its first point.
     let exporter_log = dir.join("exporter.log");
     let mut exporter = common::spawn_guarded(
@@ -386,55 +337,20 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
     .await;
 
     // Every flag decision replays from its receipt.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mom"));
-    cmd.args(["verify", "--cluster", "--replay", "--format", "json"]);
-    for key in published_keys().await {
-        cmd.args(["--public-key", &key]);
-    }
-    let out = cmd
-        .env("KUBECONFIG", &common::control_plane().kubeconfig)
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("verify printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
-    let replay = &report["replay"];
+    let replay = &replay_report().await;
     assert!(replay["mismatches"].as_array().is_none_or(|m| m.is_empty()), "{replay}");
     assert!(replay["unregistered"].get("anomaly.flag").is_none(), "{replay}");
     assert!(replay["matched"].as_u64().unwrap() >= all.len() as u64, "{replay}");
 
     // enabled: false stops the loop, and the condition says so.
-    let (ok, _, err) = common::kubectl(
-        &[
-            "patch",
-            "momconfig",
-            "default",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"anomaly":{"enabled":false}}}"#,
-        ],
-        None,
-    );
-    assert!(ok, "{err}");
+    patch_momconfig("merge", r#"{"spec":{"anomaly":{"enabled":false}}}"#);
     let (status, _, message) = common::eventually("condition AnomalyDetectionOff", Duration::from_secs(60), || async {
         condition("AnomalyDetection").filter(|c| c.1 == "AnomalyDetectionOff")
     })
     .await;
     assert_eq!(status, "False", "{message}");
 
-    let (ok, _, err) = common::kubectl(
-        &[
-            "patch",
-            "momconfig",
-            "default",
-            "--type",
-            "json",
-            "-p",
-            r#"[{"op":"remove","path":"/spec/anomaly"}]"#,
-        ],
-        None,
-    );
-    assert!(ok, "{err}");
+    patch_momconfig("json", r#"[{"op":"remove","path":"/spec/anomaly"}]"#);
     for child in [&mut exporter, &mut prometheus] {
         let _ = child.kill();
         let _ = child.wait();

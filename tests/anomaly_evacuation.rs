@@ -13,6 +13,7 @@
 //! every decision. Controls: `web`'s pods on the other nodes are never evicted, no other node is
 //! flagged, and the agent is `NoAnomaly` before the spike.
 
+mod anomaly_support;
 mod common;
 mod placement_support;
 
@@ -20,6 +21,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use anomaly_support::{flagged, node, patch_momconfig, replay_report};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
@@ -30,26 +32,6 @@ const FLAG: &str = "latency-high";
 const AGENT_FLAG: &str = "agent-latency-high";
 /// Spread by redundancy `quorum` (at most 2 per failure domain), so other nodes run some too.
 const REPLICAS: usize = 5;
-
-/// 1200 points, one a second: 10 ± 0.5, with 60 added to points 80..83.
-fn trace() -> String {
-    let mut s = 0x2545_f491_4f6c_dd1du64;
-    let mut csv = String::from("timestamp,value\n");
-    for i in 0..1200u32 {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        let noise = (s % 1000) as f64 / 1000.0 - 0.5;
-        let v = 10.0 + noise + if (80..83).contains(&i) { 60.0 } else { 0.0 };
-        csv.push_str(&format!(
-            "2026-01-01 {:02}:{:02}:{:02},{v}\n",
-            i / 3600,
-            (i / 60) % 60,
-            i % 60
-        ));
-    }
-    csv
-}
 
 /// MOM with the anomaly loop reading `prometheus_url` and the descheduler on (2 s ticks, 4 s
 /// cool-off, only the evacuation strategy), on a control plane of this binary's own: a flagged
@@ -70,14 +52,6 @@ fn start(dir: &std::path::Path, prometheus_url: &str) -> &'static common::Mom {
         "--deschedule-settings",
         settings.to_str().unwrap(),
     ])
-}
-
-async fn node(name: &str) -> Node {
-    Api::<Node>::all(common::client().await).get(name).await.unwrap()
-}
-
-fn flagged(n: &Node) -> bool {
-    n.labels().get("mom.hypersync.io/anomalous").map(String::as_str) == Some("true")
 }
 
 /// Every receipt, in chain order: (sequence, action, subject name, decision).
@@ -128,11 +102,6 @@ async fn live(ns: &common::TestNamespace) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn patch_momconfig(kind: &str, patch: &str) {
-    let (ok, _, err) = common::kubectl(&["patch", "momconfig", "default", "--type", kind, "-p", patch], None);
-    assert!(ok, "{err}");
-}
-
 #[tokio::test]
 async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_no_series_are_cleared() {
     common::use_private_control_plane();
@@ -143,7 +112,7 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
     let dir = std::env::temp_dir().join(format!("mom-anomaly-evac-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let trace_path = dir.join("spike.csv");
-    std::fs::write(&trace_path, trace()).unwrap();
+    std::fs::write(&trace_path, anomaly_support::spike_trace(1200)).unwrap();
     let port = common::free_port();
     let (prometheus_url, mut prometheus) =
         common::start_prometheus(&dir, &[("anomaly".to_string(), format!("127.0.0.1:{port}"))]);
@@ -343,13 +312,7 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
     );
 
     // Every decision replays from its receipt.
-    let mut args = vec!["--cluster".to_string(), "--replay".to_string()];
-    for key in common::published_keys(&common::client().await).await {
-        args.extend(["--public-key".to_string(), key]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (_, report) = common::mom_verify(&args);
-    let replay = &report["replay"];
+    let replay = &replay_report().await;
     assert!(replay["mismatches"].as_array().is_none_or(|m| m.is_empty()), "{replay}");
     for kind in ["anomaly.flag", "anomaly.unnamed", "descheduler.plan"] {
         assert!(replay["unregistered"].get(kind).is_none(), "{replay}");

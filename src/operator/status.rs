@@ -461,12 +461,17 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
         failover_model_condition(&view.read().map(|v| v.failover_summary().clone()).unwrap_or_default());
     let anomaly_state = ctx.anomaly.lock().map(|s| s.clone()).unwrap_or_default();
     let anomaly_detection = anomaly_condition(&anomaly_state);
-    let root_cause = {
+    // Every node's labels are copied only while something is flagged (this runs every 3 s).
+    let anything_flagged =
+        !anomaly_state.flagged_nodes.is_empty() || anomaly_state.agent_flags.values().any(|flags| !flags.is_empty());
+    let root_cause = if anything_flagged {
         let (labels, agent_nodes) = view
             .read()
             .map(|v| (v.node_label_map(), v.agent_nodes()))
             .unwrap_or_default();
         root_cause(&anomaly_state, &labels, &agent_nodes)
+    } else {
+        None
     };
     // Rounded so that float noise never rewrites the status.
     let hourly_cost = (hourly_cost * 1e6).round() / 1e6;
