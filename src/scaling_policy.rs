@@ -32,7 +32,12 @@
 //!   ([`forecast_skill`]) decides: above `skill_threshold` the MPC runs with
 //!   `D_0 = max(y_now + margin, ŷ(1..=L))`, `D_j = ŷ(L + j) + margin` and scales down no lower
 //!   than the HPA's stabilised recommendation; otherwise (and while skill cannot be measured)
-//!   the HPA's decision is applied.
+//!   the HPA's decision is applied. With [`Guard::hpa_floor`] the MPC is not used: the HPA runs
+//!   on `y_now / ready` at `hpa_utilisation · target` (the plain HPA's metric and target), its
+//!   decision is the floor, and only while the forecast has skill the count is pre-scaled to
+//!   `max(floor, ⌈max(y_now + margin, ŷ(1..=L)) / target⌉)` (the margin scored only where the
+//!   demand changes within the lead, [`conformal_margin_on_changes`]), so the decision is never below the
+//!   HPA's and scales down exactly as the HPA's stabilised recommendation allows.
 //!
 //! In every method a spec outside `[min, max]` is first brought back into range. With several
 //! targets, demand is first turned into replicas needed, `max_i demand_i(t)/target_i`, and the
@@ -159,6 +164,30 @@ pub struct Guard {
     /// `L + H` samples (model fitted on the samples before them) exceeds this; otherwise, and
     /// while the history is too short to measure it, the HPA algorithm decides. In [-1, 1).
     pub skill_threshold: f64,
+    /// The guard's HPA runs at this fraction of `target_per_replica` (its `AverageValue` target is
+    /// `hpa_utilisation · target_per_replica`), in (0, 1]. 1 (what receipts written before the
+    /// field existed hold) is the strategy's own target; 0.8 is the 80 % a plain HPA is run at.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub hpa_utilisation: f64,
+    /// `true`: the **HPA floor** — the decision is never below the HPA's (at `hpa_utilisation`,
+    /// on the current demand alone, stabilised as the HPA stabilises), and only when the forecast
+    /// has skill it pre-scales to `⌈max(y_now + margin, ŷ(1..=L)) / target_per_replica⌉`; no MPC.
+    /// Its margin is scored only where the demand changes ([`conformal_margin_on_changes`]).
+    /// `false` (receipts written before it existed): the MPC decides when the forecast has skill.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hpa_floor: bool,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 impl Default for Guard {
@@ -166,6 +195,8 @@ impl Default for Guard {
         Self {
             conformal_level: 0.9,
             skill_threshold: 0.0,
+            hpa_utilisation: 1.0,
+            hpa_floor: false,
         }
     }
 }
@@ -259,16 +290,29 @@ impl PolicySettings {
                     value: g.skill_threshold,
                 });
             }
+            if !(g.hpa_utilisation > 0.0 && g.hpa_utilisation <= 1.0) {
+                return Err(PolicyError::BadSetting {
+                    field: "guard.hpa_utilisation",
+                    rule: "in (0, 1]",
+                    value: g.hpa_utilisation,
+                });
+            }
         }
         Ok(())
     }
 
     /// The HPA configuration of the reactive method: Kubernetes defaults, the strategy's bounds
     /// (at least 1: the HPA never scales to zero) and its target as the average value per pod.
+    /// For the guarded predictive method, the guard's HPA: the target times
+    /// [`Guard::hpa_utilisation`].
     pub fn hpa_config(&self) -> HpaConfig {
         let min = self.min_replicas.max(1);
+        let fraction = match (self.method, &self.guard) {
+            (Method::Predictive, Some(g)) => g.hpa_utilisation,
+            _ => 1.0,
+        };
         HpaConfig {
-            target_utilisation: self.target_per_replica,
+            target_utilisation: self.target_per_replica * fraction,
             min_replicas: min,
             max_replicas: self.max_replicas.max(min),
             sync_period_seconds: self.step_seconds,
@@ -375,6 +419,8 @@ pub enum Basis {
     Mpc,
     /// The HPA algorithm.
     Hpa,
+    /// Guarded predictive with the HPA floor: pre-scaled above the HPA's decision on the forecast.
+    Prescale,
 }
 
 /// The outcome of [`decide`]; recorded in the receipt as the decision's output.
@@ -587,6 +633,30 @@ pub fn conformal_margin(history: &[f64], lead: usize, q: f64) -> f64 {
     scores[rank.clamp(1, n) - 1].max(0.0)
 }
 
+/// As [`conformal_margin`], but scored only at the origins whose next `lead` samples hold a
+/// change (some `y[t+j] ≠ y[t]`). Samples of a series that moves in steps (a metric scraped
+/// every 15 s from 5-minute bins) mostly see no change within the lead, so the plain margin's
+/// quantile is 0 at most levels; at the origins where a step does come, it covers far less
+/// than q. Conditioning on a change sizes the margin by the steps themselves; on a series that
+/// changes every sample it is [`conformal_margin`].
+pub fn conformal_margin_on_changes(history: &[f64], lead: usize, q: f64) -> f64 {
+    let lead = lead.max(1);
+    if history.len() <= lead {
+        return 0.0;
+    }
+    let mut scores: Vec<f64> = (0..history.len() - lead)
+        .filter(|&t| history[t + 1..=t + lead].iter().any(|&v| v != history[t]))
+        .map(|t| history[t + 1..=t + lead].iter().copied().fold(f64::MIN, f64::max) - history[t])
+        .collect();
+    if scores.is_empty() {
+        return 0.0;
+    }
+    scores.sort_by(f64::total_cmp);
+    let n = scores.len();
+    let rank = (((n + 1) as f64) * q).ceil() as usize;
+    scores[rank.clamp(1, n) - 1].max(0.0)
+}
+
 /// Skill of `model` against persistence on the last `h` samples of `history`, the model fitted
 /// on the samples before them: `1 − MAE_model / MAE_persistence`. `None` when the history is too
 /// short for the fit or the fit degenerates; `-1` when persistence is exact and the model is not.
@@ -621,7 +691,11 @@ fn guarded(
     let s = &inputs.settings;
     let lead = steps(s.lead_seconds, s.step_seconds, 1);
     let horizon = steps(s.horizon_seconds, s.step_seconds, 1);
-    let margin = conformal_margin(&inputs.demand, lead, guard.conformal_level);
+    let margin = if guard.hpa_floor {
+        conformal_margin_on_changes(&inputs.demand, lead, guard.conformal_level)
+    } else {
+        conformal_margin(&inputs.demand, lead, guard.conformal_level)
+    };
     // The fallback: the HPA algorithm (its state recorded in the inputs; a new one when absent)
     // on the demand plus the margin per ready replica.
     let cfg = s.hpa_config();
@@ -633,13 +707,23 @@ fn guarded(
     let now = inputs.hpa.as_ref().map_or(0.0, |sync| sync.now_seconds);
     let current = inputs.current_replicas;
     let ready = inputs.ready_replicas.min(current);
-    let utilisation = if ready == 0 {
-        0.0
+    // With the HPA floor the HPA sees the demand alone (the plain HPA's metric); otherwise the
+    // demand plus the margin.
+    let metric = if guard.hpa_floor {
+        demand_now
     } else {
-        (demand_now + margin) / f64::from(ready)
+        demand_now + margin
     };
+    let utilisation = if ready == 0 { 0.0 } else { metric / f64::from(ready) };
     let hpa = state.step(now, current, ready, utilisation)?;
     let skill = forecast_skill(s.model, &inputs.demand, lead + horizon);
+    if guard.hpa_floor {
+        let mut decision = hpa_floor(inputs, guard, demand_now, margin, lead, skill, &hpa, cooling);
+        decision.hpa = Some(hpa);
+        decision.margin = Some(margin);
+        decision.skill = skill;
+        return Ok((decision, Some(state)));
+    }
     let mut decision = if skill.is_some_and(|k| k > guard.skill_threshold) {
         // The forecast has skill: the MPC on it, stage 0 covering y_now + margin.
         let mut d = predictive_with(inputs, demand_now, cooling, margin)?;
@@ -660,6 +744,55 @@ fn guarded(
     decision.margin = Some(margin);
     decision.skill = skill;
     Ok((decision, Some(state)))
+}
+
+/// The HPA-floor decision (see [`Guard::hpa_floor`]): `floor` = the HPA's decision; when the
+/// forecast's skill exceeds the threshold, `pre = ⌈max(y_now + margin, ŷ(1..=L)) / target⌉`
+/// and `desired = max(floor, pre)` (within the bounds); otherwise `desired = floor`. A running
+/// cooldown holds scale-downs only: the count is never held below the HPA's decision.
+#[allow(clippy::too_many_arguments)]
+fn hpa_floor(
+    inputs: &DecisionInputs,
+    guard: &Guard,
+    demand_now: f64,
+    margin: f64,
+    lead: usize,
+    skill: Option<f64>,
+    hpa: &HpaDecision,
+    cooling: Option<f64>,
+) -> Decision {
+    let s = &inputs.settings;
+    let current = inputs.current_replicas;
+    let floor = hpa.desired;
+    let mut desired = floor;
+    let mut basis = Basis::Hpa;
+    let mut forecast = Vec::new();
+    let mut forecaster = None;
+    if skill.is_some_and(|k| k > guard.skill_threshold) {
+        let (f, name) = match forecast::fit_and_forecast(s.model, &inputs.demand, lead) {
+            Ok(f) if f.len() == lead && f.iter().all(|v| v.is_finite()) => {
+                (f.into_iter().map(|v| v.max(0.0)).collect::<Vec<_>>(), s.model.name())
+            }
+            _ => (vec![demand_now; lead], "persistence"),
+        };
+        let need = f.iter().copied().fold(demand_now + margin, f64::max);
+        let pre = (need / s.target_per_replica - 1e-9).ceil().max(0.0);
+        let pre = pre.min(f64::from(s.max_replicas)) as u32;
+        if pre > floor {
+            desired = pre;
+            basis = Basis::Prescale;
+        }
+        forecast = f;
+        forecaster = Some(name.to_string());
+    }
+    if cooling.is_some() && desired < current {
+        desired = current;
+        basis = Basis::Cooldown;
+    }
+    let mut d = Decision::simple(desired.clamp(s.min_replicas, s.max_replicas), basis);
+    d.forecast = forecast;
+    d.forecaster = forecaster;
+    d
 }
 
 /// The receipt decision of one scaling change, recorded before the replicas change:
@@ -832,6 +965,36 @@ mod tests {
     }
 
     #[test]
+    fn the_margin_scored_on_changes_covers_the_steps_of_a_series_held_in_bins() {
+        // i.i.d. levels held for 20 samples each (a 5-minute bin scraped every 15 s): at the
+        // origins whose next lead crosses a step, the plain margin covers the step far less
+        // often than q; the margin scored on changes covers it about q of the time.
+        let (q, lead) = (0.9, 5usize);
+        let (mut plain, mut on_changes, mut n) = (0, 0, 0);
+        for seed in 0..400 {
+            let mut u = lcg(seed);
+            let levels: Vec<f64> = (0..14).map(|_| 50.0 + 20.0 * u()).collect();
+            let y: Vec<f64> = (0..280).map(|i| levels[i / 20]).collect();
+            // Origins 255..259: the next lead crosses the step at 260.
+            for t in 260 - lead..260 {
+                let hist = &y[t + 1 - 240..=t];
+                let next = y[t + 1..=t + lead].iter().copied().fold(f64::MIN, f64::max);
+                plain += usize::from(next <= y[t] + conformal_margin(hist, lead, q));
+                on_changes += usize::from(next <= y[t] + conformal_margin_on_changes(hist, lead, q));
+                n += 1;
+            }
+        }
+        let (plain, on_changes) = (plain as f64 / n as f64, on_changes as f64 / n as f64);
+        assert!(plain < 0.75, "plain margin covered {plain}");
+        assert!(on_changes >= q - 0.06, "margin on changes covered {on_changes}");
+        // A series that changes every sample: the same margin.
+        let mut u = lcg(1);
+        let y: Vec<f64> = (0..200).map(|_| u()).collect();
+        assert_eq!(conformal_margin_on_changes(&y, 3, q), conformal_margin(&y, 3, q));
+        assert_eq!(conformal_margin_on_changes(&[4.0; 30], 3, q), 0.0);
+    }
+
+    #[test]
     fn guarded_falls_back_to_the_hpa_decision_when_the_forecast_is_worse_than_persistence() {
         // A ramp that stops: the holdout is flat, so persistence is exact and a trend model
         // that extrapolates the ramp is worse.
@@ -872,11 +1035,13 @@ mod tests {
         i.settings.guard = Some(Guard {
             conformal_level: 0.95,
             skill_threshold: 0.0,
+            ..Guard::default()
         });
         let expensive = decide(&i).unwrap().0.desired;
         i.settings.guard = Some(Guard {
             conformal_level: 0.5,
             skill_threshold: 0.0,
+            ..Guard::default()
         });
         let cheap = decide(&i).unwrap().0.desired;
         assert!(cheap < expensive, "{cheap} vs {expensive}");
@@ -888,13 +1053,20 @@ mod tests {
         i.settings.guard = Some(Guard {
             conformal_level: 1.0,
             skill_threshold: 0.0,
+            ..Guard::default()
         });
         assert!(decide(&i).unwrap_err().to_string().contains("guard.conformal_level"));
         i.settings.guard = Some(Guard {
             conformal_level: 0.9,
             skill_threshold: 1.0,
+            ..Guard::default()
         });
         assert!(decide(&i).unwrap_err().to_string().contains("guard.skill_threshold"));
+        i.settings.guard = Some(Guard {
+            hpa_utilisation: 1.2,
+            ..Guard::default()
+        });
+        assert!(decide(&i).unwrap_err().to_string().contains("guard.hpa_utilisation"));
     }
 
     #[test]
@@ -906,7 +1078,11 @@ mod tests {
         let mut current = 1;
         for t in [45usize, 60, 75] {
             let mut s = settings(Method::Predictive);
-            s.guard = Some(Guard::default());
+            s.guard = Some(Guard {
+                hpa_floor: t == 60,
+                hpa_utilisation: if t == 60 { 0.8 } else { 1.0 },
+                ..Guard::default()
+            });
             let observed = Observed {
                 settings: s,
                 demands: vec![(ramp_until(t), 20.0)],
@@ -924,6 +1100,109 @@ mod tests {
         assert!(current > 1);
         let rep = registry().replay_all(&rs, &InlineOnly);
         assert_eq!((rep.replayed, rep.matched), (3, 3), "{rep:?}");
+    }
+
+    fn floor_guard() -> Guard {
+        Guard {
+            hpa_floor: true,
+            hpa_utilisation: 0.8,
+            ..Guard::default()
+        }
+    }
+
+    #[test]
+    fn the_hpa_floor_policy_is_never_below_the_plain_hpa_at_the_same_target() {
+        // A noisy rising and falling series, tick by tick: the HPA-floor policy (its HPA state
+        // carried as the scaler carries it) against a plain HPA at 80 % of the same target that
+        // sees the same replica counts; the policy's count is never below the plain HPA's.
+        let mut u = lcg(7);
+        let series: Vec<f64> = (0..400)
+            .map(|i| {
+                let x = f64::from(i);
+                (60.0 + 50.0 * (x / 6.0).sin() + 5.0 * u()).max(0.0)
+            })
+            .collect();
+        let mut s = settings(Method::Predictive);
+        s.guard = Some(floor_guard());
+        s.max_replicas = 100;
+        let mut plain = HpaState::new(HpaConfig {
+            target_utilisation: 0.8 * 20.0,
+            min_replicas: 1,
+            max_replicas: 100,
+            sync_period_seconds: 1.0,
+            ..HpaConfig::default()
+        })
+        .unwrap();
+        let mut hpa: Option<HpaState> = None;
+        let mut current = 4;
+        let (mut prescaled, mut below) = (0, 0);
+        for t in 30..series.len() {
+            let window = series[t.saturating_sub(120)..=t].to_vec();
+            let observed = Observed {
+                settings: s.clone(),
+                demands: vec![(window, 20.0)],
+                current_replicas: current,
+                ready_replicas: current,
+                since_last_change_seconds: None,
+                now_seconds: t as f64,
+            };
+            let (_, d, state) = decide_observed(observed, hpa.as_ref()).unwrap();
+            hpa = state;
+            let baseline = plain
+                .step(t as f64, current, current, series[t] / f64::from(current))
+                .unwrap()
+                .desired;
+            below += usize::from(d.desired < baseline);
+            prescaled += usize::from(d.basis == Basis::Prescale);
+            current = d.desired;
+        }
+        // Positive control: the forecast did lift the count above the HPA's on some ticks.
+        assert!(prescaled > 0, "never pre-scaled");
+        assert_eq!(below, 0, "below the plain HPA on {below} ticks");
+    }
+
+    #[test]
+    fn the_hpa_floor_prescales_on_a_rising_ramp_only_when_the_forecast_has_skill() {
+        // A ramp that goes on: the trend forecast beats persistence and lifts the count above
+        // the HPA's decision.
+        // (A small target, so the HPA's scale-up rate limit holds its decision below the need.)
+        let ramp: Vec<f64> = (0..70).map(|i| 10.0 + 2.0 * f64::from(i)).collect();
+        let mut i = guarded_inputs(ramp, 7);
+        i.settings.guard = Some(floor_guard());
+        i.settings.max_replicas = 100;
+        i.settings.target_per_replica = 2.0;
+        i.hpa = Some(HpaSync {
+            state: HpaState::new(i.settings.hpa_config()).unwrap(),
+            now_seconds: 100.0,
+        });
+        let d = decide(&i).unwrap().0;
+        assert!(d.skill.unwrap() > 0.0, "{:?}", d.skill);
+        assert_eq!(d.basis, Basis::Prescale);
+        assert!(d.desired > d.hpa.unwrap().desired, "{d:?}");
+        // A ramp that stops: no skill, and the decision is exactly the HPA's, which runs at
+        // 80 % of the target on the demand alone.
+        let mut demand: Vec<f64> = (0..40).map(|i| 10.0 + 2.0 * f64::from(i)).collect();
+        demand.extend(vec![88.0; 30]);
+        i.demand = demand;
+        let (d, _) = decide(&i).unwrap();
+        assert!(d.skill.unwrap() <= 0.0, "{:?}", d.skill);
+        assert_eq!(d.basis, Basis::Hpa);
+        // ceil(7 · (88/7) / 1.6) = 55, rate-limited to max(7 + 4, 2 · 7) = 14.
+        assert_eq!((d.desired, d.hpa.unwrap().recommendation), (14, 55));
+    }
+
+    #[test]
+    fn guards_recorded_before_the_floor_existed_read_as_the_mpc_guard_at_the_full_target() {
+        let g: Guard = serde_json::from_str(r#"{"conformalLevel":0.9,"skillThreshold":0}"#).unwrap();
+        assert_eq!(g, Guard::default());
+        // And the default guard is written without the new fields (old inputs stay byte-identical).
+        let json = serde_json::to_string(&Guard::default()).unwrap();
+        assert!(!json.contains("hpaFloor") && !json.contains("hpaUtilisation"), "{json}");
+        let json = serde_json::to_string(&floor_guard()).unwrap();
+        assert!(
+            json.contains("\"hpaFloor\":true") && json.contains("\"hpaUtilisation\":0.8"),
+            "{json}"
+        );
     }
 
     fn inputs(method: Method, demand: Vec<f64>, current: u32) -> DecisionInputs {

@@ -168,7 +168,27 @@ pub fn choose(train: &[usize], hpa: &[Score], grid: &[Vec<Score>]) -> usize {
 }
 
 fn guard_json(g: &Guard) -> Value {
-    json!({"conformal_level": g.conformal_level, "skill_threshold": g.skill_threshold})
+    json!({
+        "conformal_level": g.conformal_level,
+        "skill_threshold": g.skill_threshold,
+        "hpa_utilisation": g.hpa_utilisation,
+        "mode": guard_mode(g),
+    })
+}
+
+fn guard_mode(g: &Guard) -> &'static str {
+    if g.hpa_floor { "floor" } else { "mpc" }
+}
+
+/// The grid point's name in the per-trace `every_guard` map.
+fn guard_name(g: &Guard) -> String {
+    format!(
+        "{}_u{}_q{}_skill{}",
+        guard_mode(g),
+        g.hpa_utilisation,
+        g.conformal_level,
+        g.skill_threshold
+    )
 }
 
 pub fn run(paths: &[PathBuf], opts: &Options) -> anyhow::Result<ExitCode> {
@@ -222,6 +242,14 @@ pub fn run(paths: &[PathBuf], opts: &Options) -> anyhow::Result<ExitCode> {
                     let r = simulate(&trace.values, &cluster, &policy)
                         .map(|r| Score::from(&r))
                         .with_context(|| format!("simulating {} {:?}", trace.name, g));
+                    // Progress on stderr (stdout is the JSON): each run's score as it ends.
+                    if let Ok(score) = &r {
+                        let what = g.map_or_else(|| "hpa".to_string(), |g| guard_name(&opts.grid[g]));
+                        eprintln!(
+                            "lofo: {} {what}: {:.1} violation min, {:.1} replica-h, {} actions",
+                            trace.name, score.violation_minutes, score.replica_hours, score.actions
+                        );
+                    }
                     if let Ok(mut all) = results.lock() {
                         all[i] = Some(r);
                     }
@@ -280,12 +308,7 @@ pub fn run(paths: &[PathBuf], opts: &Options) -> anyhow::Result<ExitCode> {
             .grid
             .iter()
             .enumerate()
-            .map(|(k, guard)| {
-                (
-                    format!("q{}_skill{}", guard.conformal_level, guard.skill_threshold),
-                    grid[k][t].json(),
-                )
-            })
+            .map(|(k, guard)| (guard_name(guard), grid[k][t].json()))
             .collect();
         rows.push(json!({
             "trace": trace.name,

@@ -136,6 +136,15 @@ pub struct SimulateArgs {
     /// LOFO grid: forecast-skill thresholds (comma-separated, each in [-1, 1)).
     #[arg(long, value_delimiter = ',', default_values_t = [0.0])]
     lofo_skills: Vec<f64>,
+    /// LOFO grid: the guard's HPA target as a fraction of the per-replica target
+    /// (comma-separated, each in (0, 1]; 1 = the strategy's own target, 0.8 = the `hpa`
+    /// baseline's 80 %).
+    #[arg(long, value_delimiter = ',', default_values_t = [1.0])]
+    lofo_hpa_utilisations: Vec<f64>,
+    /// LOFO grid: guard modes (comma-separated): `mpc` (the MPC decides when the forecast has
+    /// skill) and/or `floor` (never below the HPA's decision; pre-scaled on a skilful forecast).
+    #[arg(long, value_delimiter = ',', default_values = ["mpc"])]
+    lofo_modes: Vec<String>,
     /// LOFO: simulations run on this many threads (results do not depend on it).
     #[arg(long, default_value_t = 1)]
     jobs: usize,
@@ -565,16 +574,33 @@ fn lofo_options(args: &SimulateArgs, model: ModelKind) -> anyhow::Result<super::
     s.change_penalty = args.change_penalty.unwrap_or(s.change_penalty);
     settings.history_seconds = args.history_seconds;
     let mut grid = Vec::new();
-    for &conformal_level in &args.lofo_levels {
-        for &skill_threshold in &args.lofo_skills {
-            let guard = mom::scaling_policy::Guard {
-                conformal_level,
-                skill_threshold,
-            };
-            let mut check = settings.settings.clone();
-            check.guard = Some(guard);
-            check.validate()?;
-            grid.push(guard);
+    let mut modes = Vec::new();
+    for m in &args.lofo_modes {
+        match m.as_str() {
+            "mpc" => modes.push(false),
+            "floor" => modes.push(true),
+            other => bail!("--lofo-modes: unknown mode {other:?} (mpc, floor)"),
+        }
+    }
+    if args.lofo_hpa_utilisations.is_empty() || modes.is_empty() {
+        bail!("--lofo-hpa-utilisations and --lofo-modes need at least one value each");
+    }
+    for &hpa_floor in &modes {
+        for &hpa_utilisation in &args.lofo_hpa_utilisations {
+            for &conformal_level in &args.lofo_levels {
+                for &skill_threshold in &args.lofo_skills {
+                    let guard = mom::scaling_policy::Guard {
+                        conformal_level,
+                        skill_threshold,
+                        hpa_utilisation,
+                        hpa_floor,
+                    };
+                    let mut check = settings.settings.clone();
+                    check.guard = Some(guard);
+                    check.validate()?;
+                    grid.push(guard);
+                }
+            }
         }
     }
     Ok(super::lofo::Options {
