@@ -636,7 +636,11 @@ mod tests {
                 Action::AddStandby,
                 "share {share}"
             );
-            assert_eq!(p.decide(home(Location::Home, Degraded, true)).0, Action::Stay, "share {share}");
+            assert_eq!(
+                p.decide(home(Location::Home, Degraded, true)).0,
+                Action::Stay,
+                "share {share}"
+            );
             // Once suspect, the warm standby takes over (cheaper than one more tick at risk).
             assert_eq!(p.decide(home(Location::Home, Suspect, true)).0, Action::FailOver);
         }

@@ -626,6 +626,14 @@ async fn reconcile_inner(
         super::failover::mode_of(s.spec.resilience.failover)
     });
     let spares = if mode.has_standbys() { spares.max(1) } else { spares };
+    // The failover planner's standby (`failover_plan`): one replica more while a failure domain
+    // the agent has replicas in is expected to fail; the extender places it outside that domain.
+    let planned_standby = ctx
+        .view
+        .read()
+        .ok()
+        .and_then(|v| v.standby_for(&AgentKey::of(agent)).map(str::to_string));
+    let spares = spares + usize::from(planned_standby.is_some());
     let with_spares = (wanted + spares).min(super::crd::MAX_REPLICAS as usize);
     let desired = if tenant_refused {
         active.len()

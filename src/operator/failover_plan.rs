@@ -31,7 +31,7 @@
 //! - Model trouble (too little history, a degenerate matrix) is not an error: the core's
 //!   conservative rule decides, and the MomConfig condition `FailoverModel` says so.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -41,7 +41,7 @@ use kube::runtime::events::EventType;
 use super::context::{Context, LeaderLoop, LoopError, MANAGER};
 use super::receipts::{Intent, Withheld};
 use super::ticks::Period;
-use super::view::{AgentExposure, DomainFacts, PlanSummary};
+use super::view::{AgentExposure, AgentKey, DomainFacts, PlanSummary};
 use crate::failover_mdp::{
     self, Action, AgentInput, DomainInput, DomainKind, HealthState, Location, Observation, Report, Snapshot,
     TransitionCounts, Weights,
@@ -138,7 +138,12 @@ impl LeaderLoop for Planner {
         // receipt adds those of the domains that change.
         let snapshot = snapshot(&facts, &[], &self.counts, &objectives, kind);
         let report = Ctx::plan(snapshot.clone()).await?;
-        let (drained, thin) = domain_actions(&report, facts.len());
+        let held: BTreeSet<String> = drained_now
+            .iter()
+            .filter(|(_, a)| **a == Action::AddStandby)
+            .map(|(d, _)| d.clone())
+            .collect();
+        let (drained, thin) = domain_actions(&report, facts.len(), &held);
         let fallback: Vec<String> = report.fallback.iter().cloned().chain(thin).collect();
         if let Ok(mut v) = ctx.view.write() {
             v.set_failover_summary(PlanSummary {
@@ -147,6 +152,20 @@ impl LeaderLoop for Planner {
                 domains: facts.len(),
             });
         }
+        let (exposure, standbys_now) = ctx
+            .view
+            .read()
+            .map(|v| (v.agent_exposure(), v.standbys().clone()))
+            .unwrap_or_default();
+        // Agents keep the standby they hold while its domain keeps `add_standby`, even once
+        // their last pod there has gone; new ones are the agents with pods there now.
+        let mut standby_set: BTreeMap<AgentKey, String> = standbys_now
+            .into_iter()
+            .filter(|(_, d)| drained.get(d) == Some(&Action::AddStandby))
+            .collect();
+        for (agent, domain) in standbys(&drained, &exposure) {
+            standby_set.entry(agent).or_insert(domain);
+        }
         if drained != drained_now {
             let changed: Vec<String> = drained
                 .keys()
@@ -154,8 +173,7 @@ impl LeaderLoop for Planner {
                 .filter(|d| drained.get(*d) != drained_now.get(*d))
                 .cloned()
                 .collect();
-            let exposure = ctx.view.read().map(|v| v.agent_exposure()).unwrap_or_default();
-            let recorded = receipt_snapshot(&snapshot, &exposure, &changed);
+            let recorded = receipt_snapshot(&snapshot, &exposure, &changed, &held);
             let recorded_report = Ctx::plan(recorded.clone()).await?;
             let intent = Intent {
                 action: crate::receipts::Action::Migrate,
@@ -170,15 +188,20 @@ impl LeaderLoop for Planner {
                 inputs: serde_json::to_value(&recorded).unwrap_or_default(),
                 regarding: None,
                 withheld: format!(
-                    "the drained failure domains stayed {:?}",
+                    "the failure domains acted on stayed {:?}",
                     drained_now.keys().collect::<Vec<_>>()
                 ),
             };
             ctx.record_before(intent).await.map_err(FailoverPlanError::Receipt)?;
             if let Ok(mut v) = ctx.view.write() {
                 v.set_predicted(drained.clone());
+                v.set_standbys(standby_set);
             }
             announce(ctx, &drained_now, &drained).await;
+        } else if let Ok(mut v) = ctx.view.write() {
+            // Same domains: agents that newly have pods in one holding standbys get theirs
+            // (each standby is named in the receipt of its domain's `add_standby`, by domain).
+            v.set_standbys(standby_set);
         }
         let due = self.persisted_at.is_none_or(|at| at.elapsed() >= PERSIST_EVERY);
         if self.dirty && due {
@@ -276,19 +299,27 @@ pub fn snapshot(
     }
 }
 
-/// The action per domain that moves pods (`drain_gradually`, `evacuate_now`; `fail_over` needs
-/// a standby, which the snapshot never has). For a domain whose current state has
-/// [`MIN_STATE_EVIDENCE`] observed transitions out of it, the policy table's row for replicas at
-/// home in that state; otherwise the conservative rule. Taken from the policy rather than from
-/// the agents there, so a domain stays drained after its pods left, for as long as its state
-/// lasts. When every one of the `domains` would be drained, none is: the pods would have
-/// nowhere to go. Also returns the domains decided by the conservative rule for want of
+/// The action per domain: a move (`drain_gradually`, `evacuate_now`, `fail_over`) or
+/// `add_standby` while the domain's agents hold standbys outside it. `held` are the domains
+/// holding standbys now (the previous pass's `add_standby` domains): their row is the one with
+/// a standby, where `stay` keeps the standbys, `release_standby` gives them back and `fail_over`
+/// lets them take over (the domain's nodes then count as failed). For a domain whose current
+/// state has [`MIN_STATE_EVIDENCE`] observed transitions out of it, the policy table's row for
+/// replicas at home in that state; otherwise the conservative rule. Taken from the policy
+/// rather than from the agents there, so a domain stays drained after its pods left, for as
+/// long as its state lasts. When every one of the `domains` would be left, none is (the pods
+/// would have nowhere to go), and none holds standbys either (they would have nowhere to
+/// be placed). Also returns the domains decided by the conservative rule for want of
 /// evidence, as text.
-pub fn domain_actions(report: &Report, domains: usize) -> (BTreeMap<String, Action>, Vec<String>) {
-    let moves = |a: Action| matches!(a, Action::DrainGradually | Action::EvacuateNow | Action::FailOver);
+pub fn domain_actions(
+    report: &Report,
+    domains: usize,
+    held: &BTreeSet<String>,
+) -> (BTreeMap<String, Action>, Vec<String>) {
     let mut out: BTreeMap<String, Action> = BTreeMap::new();
     let mut thin = Vec::new();
     for d in &report.domains {
+        let standby = held.contains(&d.domain);
         let seen: u64 = d.counts.counts[d.state.index()].iter().sum();
         let action = if d.fallback.is_none() && seen < MIN_STATE_EVIDENCE {
             thin.push(format!(
@@ -296,16 +327,23 @@ pub fn domain_actions(report: &Report, domains: usize) -> (BTreeMap<String, Acti
                 d.domain,
                 d.state.as_str()
             ));
-            failover_mdp::conservative_action(d.state, false)
+            failover_mdp::conservative_action(d.state, standby)
         } else {
             report
                 .policy
                 .iter()
-                .find(|r| r.domain == d.domain && r.location == Location::Home && !r.standby && r.health == d.state)
+                .find(|r| {
+                    r.domain == d.domain && r.location == Location::Home && r.standby == standby && r.health == d.state
+                })
                 .map_or(Action::Stay, |r| r.action)
         };
-        if moves(action) {
-            out.insert(d.domain.clone(), action);
+        let kept = match action {
+            Action::Stay if standby => Some(Action::AddStandby),
+            Action::Stay | Action::ReleaseStandby => None,
+            other => Some(other),
+        };
+        if let Some(a) = kept {
+            out.insert(d.domain.clone(), a);
         }
     }
     if out.len() >= domains {
@@ -314,10 +352,31 @@ pub fn domain_actions(report: &Report, domains: usize) -> (BTreeMap<String, Acti
     (out, thin)
 }
 
+/// The standbys the planner holds: every agent with pods in a domain whose action is
+/// `add_standby` gets one, against the first such domain (sorted).
+pub fn standbys(actions: &BTreeMap<String, Action>, exposure: &[AgentExposure]) -> BTreeMap<AgentKey, String> {
+    let mut out = BTreeMap::new();
+    for e in exposure {
+        if actions.get(&e.domain) == Some(&Action::AddStandby) {
+            out.entry(e.agent.clone()).or_insert_with(|| e.domain.clone());
+        }
+    }
+    out
+}
+
 /// What a receipt records: the pass's snapshot (every domain) with the agents of the `changed`
 /// domains added (at most [`RECEIPT_AGENTS`]), so the receipt names who is moved. Replaying it
 /// gives the same policy table: agents do not enter the domains' models.
-pub fn receipt_snapshot(pass: &Snapshot, exposure: &[AgentExposure], changed: &[String]) -> Snapshot {
+///
+/// An agent's `standby` is whether the pass decided from the row with a standby (its domain
+/// was in `held`), so the report's action for it is the domain's: `add_standby`, `stay` (keep),
+/// `release_standby`, a move.
+pub fn receipt_snapshot(
+    pass: &Snapshot,
+    exposure: &[AgentExposure],
+    changed: &[String],
+    held: &BTreeSet<String>,
+) -> Snapshot {
     let mut s = pass.clone();
     s.agents = exposure
         .iter()
@@ -326,7 +385,7 @@ pub fn receipt_snapshot(pass: &Snapshot, exposure: &[AgentExposure], changed: &[
         .map(|e| AgentInput {
             name: format!("{}@{}", e.agent, e.domain),
             domain: e.domain.clone(),
-            standby: false,
+            standby: held.contains(&e.domain),
         })
         .collect();
     s
@@ -341,16 +400,21 @@ async fn announce(ctx: &Context, before: &BTreeMap<String, Action>, after: &BTre
     };
     for (domain, action) in after {
         if before.get(domain) != Some(action) {
-            tracing::warn!(%domain, action = action.as_str(), "draining a failure domain ahead of a predicted failure");
+            tracing::warn!(%domain, action = action.as_str(), "acting on a failure domain ahead of a predicted failure");
             ctx.publish(
                 &reference,
                 EventType::Normal,
                 "Drain",
                 "PredictedFailure",
-                format!(
-                    "failure domain {domain}: {} (the failover plan expects it to fail; see the failover.plan receipt)",
-                    action.as_str()
-                ),
+                match action {
+                    Action::AddStandby => format!(
+                        "failure domain {domain}: add_standby (the failover plan expects it may fail: each agent with replicas there gets one standby replica outside it; see the failover.plan receipt)"
+                    ),
+                    _ => format!(
+                        "failure domain {domain}: {} (the failover plan expects it to fail; see the failover.plan receipt)",
+                        action.as_str()
+                    ),
+                },
             )
             .await;
         }
@@ -362,7 +426,9 @@ async fn announce(ctx: &Context, before: &BTreeMap<String, Action>, after: &BTre
             EventType::Normal,
             "Drain",
             "PredictionCleared",
-            format!("failure domain {domain}: no longer drained (the failover plan says stay)"),
+            format!(
+                "failure domain {domain}: no longer drained and no standbys held for it (the failover plan says stay or release_standby)"
+            ),
         )
         .await;
     }
@@ -501,7 +567,7 @@ mod tests {
             &Objectives::default(),
             DomainKind::Zone,
         );
-        let (out, why) = domain_actions(&failover_mdp::plan(&s).unwrap(), 3);
+        let (out, why) = domain_actions(&failover_mdp::plan(&s).unwrap(), 3, &BTreeSet::new());
         assert!(out.is_empty(), "{out:?}");
         assert!(why.iter().any(|w| w.contains("domain z: state degraded")), "{why:?}");
         // Positive control: with the degraded row observed, the model decides.
@@ -517,7 +583,7 @@ mod tests {
             &Objectives::default(),
             DomainKind::Zone,
         );
-        let (out, why) = domain_actions(&failover_mdp::plan(&s).unwrap(), 3);
+        let (out, why) = domain_actions(&failover_mdp::plan(&s).unwrap(), 3, &BTreeSet::new());
         assert_eq!(out.get("z"), Some(&Action::DrainGradually), "{why:?}");
     }
 
@@ -546,7 +612,7 @@ mod tests {
         let history = BTreeMap::from([("bad".to_string(), counts(9)), ("calm".to_string(), counts(0))]);
         let plan_with = |o: &Objectives| {
             let s = snapshot(&fx, &[], &history, o, DomainKind::Zone);
-            domain_actions(&failover_mdp::plan(&s).unwrap(), 2).0
+            domain_actions(&failover_mdp::plan(&s).unwrap(), 2, &BTreeSet::new()).0
         };
         // Positive control: the default objectives drain the domain.
         assert!(plan_with(&Objectives::default()).contains_key("bad"));
@@ -571,9 +637,14 @@ mod tests {
             DomainKind::Zone,
         );
         let r = failover_mdp::plan(&s).unwrap();
-        assert!(domain_actions(&r, 2).0.is_empty());
+        assert!(domain_actions(&r, 2, &BTreeSet::new()).0.is_empty());
         // Positive control: with a third domain open, both are drained.
-        assert_eq!(domain_actions(&r, 3).0.len(), 2, "{:?}", domain_actions(&r, 3));
+        assert_eq!(
+            domain_actions(&r, 3, &BTreeSet::new()).0.len(),
+            2,
+            "{:?}",
+            domain_actions(&r, 3, &BTreeSet::new())
+        );
     }
 
     #[test]
@@ -588,7 +659,10 @@ mod tests {
             DomainKind::Zone,
         );
         let r = failover_mdp::plan(&s).unwrap();
-        assert_eq!(domain_actions(&r, 2).0.get("bad"), Some(&Action::DrainGradually));
+        assert_eq!(
+            domain_actions(&r, 2, &BTreeSet::new()).0.get("bad"),
+            Some(&Action::DrainGradually)
+        );
         // Once healthy again, it reopens.
         let fx = vec![facts("bad", 0.0, 0, 0), facts("calm", 0.0, 0, 0)];
         let s = snapshot(
@@ -598,7 +672,11 @@ mod tests {
             &Objectives::default(),
             DomainKind::Zone,
         );
-        assert!(domain_actions(&failover_mdp::plan(&s).unwrap(), 2).0.is_empty());
+        assert!(
+            domain_actions(&failover_mdp::plan(&s).unwrap(), 2, &BTreeSet::new())
+                .0
+                .is_empty()
+        );
     }
 
     #[test]
@@ -613,7 +691,7 @@ mod tests {
         );
         let r = failover_mdp::plan(&s).unwrap();
         assert!(r.fallback.is_some());
-        let (out, _) = domain_actions(&r, 2);
+        let (out, _) = domain_actions(&r, 2, &BTreeSet::new());
         assert_eq!(out.get("down"), Some(&Action::EvacuateNow), "{out:?}");
         assert!(!out.contains_key("up"));
     }
@@ -633,7 +711,7 @@ mod tests {
         ]);
         let s = snapshot(&fx, &exposure, &history, &Objectives::default(), DomainKind::Zone);
         let r = failover_mdp::plan(&s).unwrap();
-        let (out, _) = domain_actions(&r, 3);
+        let (out, _) = domain_actions(&r, 3, &BTreeSet::new());
         assert_eq!(out.get("bad"), Some(&Action::DrainGradually), "{out:?}");
         assert!(!out.contains_key("good") && !out.contains_key("calm"), "{out:?}");
     }
@@ -650,12 +728,123 @@ mod tests {
             })
             .collect();
         let s = snapshot(&fx, &[], &BTreeMap::new(), &Objectives::default(), DomainKind::Zone);
-        let r = receipt_snapshot(&s, &exposure, &["b".to_string()]);
+        let r = receipt_snapshot(&s, &exposure, &["b".to_string()], &BTreeSet::new());
         assert_eq!(r.domains.len(), 2);
         assert_eq!(r.agents.len(), RECEIPT_AGENTS);
         assert!(r.agents.iter().all(|a| a.domain == "b"));
         // Replaying it gives the recorded report.
         let report = failover_mdp::plan(&r).unwrap();
+        let record = failover_mdp::decision_record(&r, &report);
+        assert_eq!(
+            failover_mdp::replay(&record["inputs"]).unwrap(),
+            serde_json::to_value(&report).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_domain_that_sometimes_fails_gets_standbys_keeps_them_while_degraded_and_releases_them_when_healthy() {
+        let history = BTreeMap::from([
+            ("risky".to_string(), counts(2)),
+            ("calm".to_string(), counts(0)),
+            ("other".to_string(), counts(0)),
+        ]);
+        let pass = |risky_anomalous: u32, held: &[&str]| {
+            let fx = vec![
+                facts("calm", 0.0, 0, 0),
+                facts("other", 0.0, 0, 0),
+                facts("risky", 0.0, 0, risky_anomalous),
+            ];
+            let s = snapshot(&fx, &[], &history, &Objectives::default(), DomainKind::Zone);
+            let held: BTreeSet<String> = held.iter().map(|d| d.to_string()).collect();
+            domain_actions(&failover_mdp::plan(&s).unwrap(), 3, &held)
+        };
+        // Degraded, no standby yet: add one.
+        let (out, why) = pass(1, &[]);
+        assert_eq!(
+            out,
+            BTreeMap::from([("risky".to_string(), Action::AddStandby)]),
+            "{why:?}"
+        );
+        // Degraded with standbys held: keep them (the row with a standby says stay).
+        assert_eq!(pass(1, &["risky"]).0.get("risky"), Some(&Action::AddStandby));
+        // Healthy again: released.
+        assert!(pass(0, &["risky"]).0.is_empty());
+        // Positive control: a domain that never fails from degraded gets none.
+        let calm = BTreeMap::from([("risky".to_string(), counts(0)), ("calm".to_string(), counts(0))]);
+        let fx = vec![facts("calm", 0.0, 0, 0), facts("risky", 0.0, 0, 1)];
+        let s = snapshot(&fx, &[], &calm, &Objectives::default(), DomainKind::Zone);
+        assert!(
+            domain_actions(&failover_mdp::plan(&s).unwrap(), 2, &BTreeSet::new())
+                .0
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_failed_domain_holding_standbys_fails_over_to_them() {
+        let history = BTreeMap::from([("risky".to_string(), counts(2)), ("calm".to_string(), counts(0))]);
+        let fx = vec![facts("calm", 0.0, 0, 0), facts("risky", 45.0, 2, 0)];
+        let s = snapshot(&fx, &[], &history, &Objectives::default(), DomainKind::Zone);
+        let r = failover_mdp::plan(&s).unwrap();
+        let held = BTreeSet::from(["risky".to_string()]);
+        assert_eq!(domain_actions(&r, 2, &held).0.get("risky"), Some(&Action::FailOver));
+        // Positive control: without standbys it is evacuated.
+        assert_eq!(
+            domain_actions(&r, 2, &BTreeSet::new()).0.get("risky"),
+            Some(&Action::EvacuateNow)
+        );
+    }
+
+    #[test]
+    fn every_agent_with_pods_in_a_domain_holding_standbys_gets_one_and_others_none() {
+        let actions = BTreeMap::from([
+            ("a".to_string(), Action::AddStandby),
+            ("b".to_string(), Action::AddStandby),
+            ("d".to_string(), Action::DrainGradually),
+        ]);
+        let exposure = vec![
+            AgentExposure {
+                agent: AgentKey::new("ns", "one"),
+                domain: "a".into(),
+            },
+            AgentExposure {
+                agent: AgentKey::new("ns", "one"),
+                domain: "b".into(),
+            },
+            AgentExposure {
+                agent: AgentKey::new("ns", "two"),
+                domain: "c".into(),
+            },
+            AgentExposure {
+                agent: AgentKey::new("ns", "three"),
+                domain: "d".into(),
+            },
+            AgentExposure {
+                agent: AgentKey::new("ns", "four"),
+                domain: "b".into(),
+            },
+        ];
+        let s = standbys(&actions, &exposure);
+        assert_eq!(
+            s,
+            BTreeMap::from([
+                (AgentKey::new("ns", "four"), "b".to_string()),
+                (AgentKey::new("ns", "one"), "a".to_string()),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_receipt_of_released_standbys_records_the_agents_with_their_standby_and_replays() {
+        let history = BTreeMap::from([("risky".to_string(), counts(2)), ("calm".to_string(), counts(0))]);
+        let fx = vec![facts("calm", 0.0, 0, 0), facts("risky", 0.0, 0, 0)];
+        let s = snapshot(&fx, &[], &history, &Objectives::default(), DomainKind::Zone);
+        let held = BTreeSet::from(["risky".to_string()]);
+        let r = receipt_snapshot(&s, &exposure(&["risky", "calm"]), &["risky".to_string()], &held);
+        assert_eq!(r.agents.len(), 1);
+        assert!(r.agents[0].standby);
+        let report = failover_mdp::plan(&r).unwrap();
+        assert_eq!(report.agents[0].action, Action::ReleaseStandby);
         let record = failover_mdp::decision_record(&r, &report);
         assert_eq!(
             failover_mdp::replay(&record["inputs"]).unwrap(),

@@ -197,9 +197,13 @@ pub struct View {
     /// Nodes whose heartbeat stopped ([`View::mark_silent`]): failed before the node lifecycle
     /// controller says so.
     silent: BTreeMap<String, u64>,
-    /// Failure domains the failover planner moves pods out of ahead of a predicted failure
-    /// ([`View::set_predicted`]): domain → the strongest action its agents got.
+    /// Failure domains the failover planner acts on ahead of a predicted failure
+    /// ([`View::set_predicted`]): domain → its action (`add_standby` while standbys are held
+    /// for it, or a move).
     predicted: BTreeMap<String, crate::failover_mdp::Action>,
+    /// Agents given one standby replica outside a failure domain the planner holds standbys
+    /// for ([`View::set_standbys`]): agent → that domain.
+    standbys: BTreeMap<AgentKey, String>,
     /// The failover planner's last conclusion ([`View::failover_summary`]).
     failover_summary: PlanSummary,
     /// Resource pressure per node pool, from the auction loop (for strategy triggers).
@@ -488,9 +492,34 @@ impl View {
     }
 
     /// Whether the failover planner drains the failure domain of `node` (gradually or at once):
-    /// the descheduler treats such a node as unhealthy.
+    /// the descheduler treats such a node as unhealthy. A domain that only has standbys held
+    /// for it is not drained.
     pub fn predicted_drain(&self, node: &str) -> bool {
-        self.predicted_action(node).is_some()
+        self.predicted_action(node).is_some_and(|a| a.relocates())
+    }
+
+    /// The failure domain the failover planner holds a standby of `agent` outside of, if any:
+    /// the agent controller wants one replica more, and the extender keeps new pods out of
+    /// that domain ([`View::failed_reason`]), so the extra one lands elsewhere.
+    pub fn standby_for(&self, agent: &AgentKey) -> Option<&str> {
+        self.standbys.get(agent).map(String::as_str)
+    }
+
+    /// Every standby the planner holds: agent → the domain it guards against.
+    pub fn standbys(&self) -> &BTreeMap<AgentKey, String> {
+        &self.standbys
+    }
+
+    /// Replaces the planner's standbys. A change is a health change ([`View::failed_epoch`]):
+    /// every agent is reconciled, so the affected ones gain or give back their extra replica.
+    /// Returns whether anything changed.
+    pub fn set_standbys(&mut self, standbys: BTreeMap<AgentKey, String>) -> bool {
+        if standbys == self.standbys {
+            return false;
+        }
+        self.standbys = standbys;
+        self.failed_epoch += 1;
+        true
     }
 
     /// What the failover planner last concluded (for the MomConfig condition).
@@ -603,6 +632,11 @@ impl View {
             ));
         }
         if let Some(action) = self.predicted_action(node) {
+            if action == crate::failover_mdp::Action::AddStandby {
+                return Some(format!(
+                    "node {node} is in a failure domain MOM expects may fail: new replicas (its agents' standbys) go elsewhere (failover plan: add_standby)"
+                ));
+            }
             return Some(format!(
                 "node {node} is in a failure domain MOM drains ahead of a predicted failure (failover plan: {})",
                 action.as_str()
