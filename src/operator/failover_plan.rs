@@ -11,21 +11,23 @@
 //! - Counts: one transition per tick and domain (previous state → state now), kept per term and
 //!   persisted in the ConfigMap `mom-failover-history` (operator namespace, key `counts.json`)
 //!   at most every [`PERSIST_EVERY`], so a new leader restores them.
-//! - Agents: one decision per agent and domain holding its pods, all without the model's
-//!   standby: an agent's replicas in other domains are actives serving their share, not the
-//!   dedicated spare the model charges `w_spare` for (with one, the model would rather fail over
-//!   from a healthy domain to stop paying for it). Promoting an `active_passive` standby stays
-//!   the failover loop's job ([`super::failover`]).
+//! - Standbys: a domain's decision is its policy row with a standby while the planner holds
+//!   standbys for it (its previous action was `add_standby`), without one otherwise: an agent's
+//!   replicas in other domains are actives serving their share, not the model's paid spare.
+//!   Promoting an `active_passive` standby stays the failover loop's job ([`super::failover`]).
 //! - Evidence: the model decides a domain only once its current state has been left at least
 //!   [`MIN_STATE_EVIDENCE`] times in the counts; before that the row is the prior alone and the
 //!   core's conservative rule decides (it moves pods only out of a failed domain).
 //! - Acting ([`domain_actions`]): a domain whose policy says `drain_gradually` is drained
 //!   (the extender refuses its nodes, the descheduler moves pods out within its limits and
 //!   PDBs); `evacuate_now` or `fail_over` makes its nodes count as failed (replacements first,
-//!   then the old pods retire). `stay` and `add_standby` change nothing here (a standby is not
-//!   started by this loop). At least one domain always stays open: when every domain would be
-//!   drained, none is.
-//! - Every change of the drained domains is first a `failover.plan` receipt (the snapshot and
+//!   then the old pods retire). `add_standby` gives every agent with pods there one replica
+//!   more ([`standbys`], [`super::view::View::set_standbys`]; the agent controller adds it to
+//!   its spares), which the extender places outside the domain; `stay` keeps them,
+//!   `release_standby` takes them back, and any move drops them (after `fail_over` the running
+//!   standby is one of the replacements). At least one domain always stays open: when every
+//!   domain would be acted on, none is.
+//! - Every change of the domains acted on is first a `failover.plan` receipt (the snapshot and
 //!   report, replayable by `mom verify --replay`), then a Normal Event `PredictedFailure` or
 //!   `PredictionCleared` on the MomConfig `default`.
 //! - Model trouble (too little history, a degenerate matrix) is not an error: the core's
