@@ -6,8 +6,11 @@
 //!   it — the heartbeat delay that half its nodes reach, not ready when half are out of service
 //!   (silent, NotReady, labelled unhealthy, under a termination notice), anomalous when half are
 //!   labelled `mom.hypersync.io/anomalous=true` — so one lost node does not condemn a zone (the
-//!   node itself is handled at once by the heartbeat rule). Restarts and evictions are not
-//!   observed yet (always 0).
+//!   node itself is handled at once by the heartbeat rule). Restarts and evictions count for
+//!   the whole domain: the container restarts and kubelet evictions (`status.reason: Evicted`)
+//!   of pods on its nodes over the last [`SIGN_WINDOW_TICKS`] ticks ([`SignWindow`]); evictions
+//!   through the API (the descheduler's own, drains) are not signs of ill health and are not
+//!   counted.
 //! - Counts: one transition per tick and domain (previous state → state now), kept per term and
 //!   persisted in the ConfigMap `mom-failover-history` (operator namespace, key `counts.json`)
 //!   at most every [`PERSIST_EVERY`], so a new leader restores them.
@@ -60,6 +63,8 @@ pub const HISTORY_KEY: &str = "counts.json";
 pub const PERSIST_EVERY: Duration = Duration::from_secs(60);
 /// Observed transitions out of a domain's current state before the model decides it.
 pub const MIN_STATE_EVIDENCE: u64 = 5;
+/// Restarts and evictions are counted over this many ticks (60 s).
+pub const SIGN_WINDOW_TICKS: usize = 12;
 /// Agents recorded in one receipt: those of the domains that changed, up to this many.
 pub const RECEIPT_AGENTS: usize = 64;
 
@@ -95,6 +100,41 @@ pub struct Planner {
     /// Counts changed since the last write, and when that was.
     dirty: bool,
     persisted_at: Option<Instant>,
+    /// Each domain's cumulative restarts and evictions over the last ticks.
+    signs: SignWindow,
+}
+
+/// The last [`SIGN_WINDOW_TICKS`] + 1 cumulative (restarts, evictions) of each domain, so an
+/// observation counts what happened within the window. A domain seen for the first time
+/// counts nothing yet; a total that went down (a node left) counts from the new level.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SignWindow {
+    totals: BTreeMap<String, std::collections::VecDeque<(u64, u64)>>,
+}
+
+impl SignWindow {
+    /// Records this tick's totals and returns each domain's increase over the window, capped
+    /// at `u32::MAX`: domain → (restarts, evictions).
+    pub fn observe(&mut self, facts: &[DomainFacts]) -> BTreeMap<String, (u32, u32)> {
+        let seen: BTreeSet<&str> = facts.iter().map(|f| f.domain.as_str()).collect();
+        self.totals.retain(|d, _| seen.contains(d.as_str()));
+        let mut out = BTreeMap::new();
+        for f in facts {
+            let q = self.totals.entry(f.domain.clone()).or_default();
+            let now = (f.restarts_total, f.evictions_total);
+            if q.back().is_some_and(|last| now.0 < last.0 || now.1 < last.1) {
+                q.clear();
+            }
+            q.push_back(now);
+            while q.len() > SIGN_WINDOW_TICKS + 1 {
+                q.pop_front();
+            }
+            let first = q.front().copied().unwrap_or(now);
+            let cap = |x: u64| u32::try_from(x).unwrap_or(u32::MAX);
+            out.insert(f.domain.clone(), (cap(now.0 - first.0), cap(now.1 - first.1)));
+        }
+        out
+    }
 }
 
 impl LeaderLoop for Planner {
@@ -126,8 +166,9 @@ impl LeaderLoop for Planner {
             )
         };
         let thresholds = failover_mdp::Thresholds::default();
+        let window = self.signs.observe(&facts);
         for f in &facts {
-            let state = failover_mdp::classify(&observation(f), &thresholds);
+            let state = failover_mdp::classify(&observation(f, window.get(&f.domain).copied()), &thresholds);
             if let Some(prev) = self.last_state.insert(f.domain.clone(), state) {
                 self.counts
                     .entry(f.domain.clone())
@@ -138,7 +179,7 @@ impl LeaderLoop for Planner {
         }
         // Domain decisions come from the policy table, so the pass needs no agents; the
         // receipt adds those of the domains that change.
-        let snapshot = snapshot(&facts, &[], &self.counts, &objectives, kind);
+        let snapshot = snapshot(&facts, &window, &[], &self.counts, &objectives, kind);
         let report = Ctx::plan(snapshot.clone()).await?;
         let held: BTreeSet<String> = drained_now
             .iter()
@@ -235,8 +276,10 @@ fn domain_kind(key: &str) -> DomainKind {
     }
 }
 
-/// A domain's observation (see the module doc: each sign counts when half its nodes show it).
-pub fn observation(facts: &DomainFacts) -> Observation {
+/// A domain's observation (see the module doc: each node sign counts when half its nodes show
+/// it; `signs` are the domain's (restarts, evictions) within the window, `None`: none).
+pub fn observation(facts: &DomainFacts, signs: Option<(u32, u32)>) -> Observation {
+    let (restarts, evictions) = signs.unwrap_or_default();
     let half = facts.nodes.div_ceil(2).max(1);
     let mut overdue = facts.overdue_seconds.clone();
     overdue.sort_by(|a, b| b.total_cmp(a));
@@ -244,8 +287,8 @@ pub fn observation(facts: &DomainFacts) -> Observation {
         heartbeat_lag_seconds: overdue.get(half as usize - 1).copied().unwrap_or(0.0).max(0.0),
         ready: facts.not_ready < half,
         anomaly: facts.anomalous >= half,
-        restarts: 0,
-        evictions: 0,
+        restarts,
+        evictions,
     }
 }
 
@@ -267,6 +310,7 @@ pub fn weights(objectives: &Objectives) -> Weights {
 /// every domain it has pods in (named `namespace/name@domain`).
 pub fn snapshot(
     facts: &[DomainFacts],
+    signs: &BTreeMap<String, (u32, u32)>,
     exposure: &[AgentExposure],
     counts: &BTreeMap<String, TransitionCounts>,
     objectives: &Objectives,
@@ -278,7 +322,7 @@ pub fn snapshot(
             .map(|f| DomainInput {
                 name: f.domain.clone(),
                 kind,
-                observation: Some(observation(f)),
+                observation: Some(observation(f, signs.get(&f.domain).copied())),
                 state: None,
                 history: Vec::new(),
                 counts: counts.get(&f.domain).cloned(),
@@ -506,6 +550,8 @@ mod tests {
             overdue_seconds: vec![overdue, 0.0],
             not_ready,
             anomalous,
+            restarts_total: 0,
+            evictions_total: 0,
         }
     }
 
@@ -523,10 +569,10 @@ mod tests {
     #[test]
     fn a_sign_counts_for_a_domain_when_half_its_nodes_show_it() {
         // Two nodes: one is half.
-        let o = observation(&facts("z", 12.5, 0, 1));
+        let o = observation(&facts("z", 12.5, 0, 1), None);
         assert_eq!(o.heartbeat_lag_seconds, 12.5);
         assert!(o.ready && o.anomaly);
-        let o = observation(&facts("z", 0.0, 1, 0));
+        let o = observation(&facts("z", 0.0, 1, 0), None);
         assert!(!o.ready && !o.anomaly);
         // Five nodes: one late, out of service and anomalous node is not enough; three are.
         let mut f = DomainFacts {
@@ -535,22 +581,29 @@ mod tests {
             overdue_seconds: vec![50.0, 0.0, 0.0, 0.0, 0.0],
             not_ready: 1,
             anomalous: 1,
+            restarts_total: 0,
+            evictions_total: 0,
         };
-        let o = observation(&f);
+        let o = observation(&f, None);
         assert_eq!((o.heartbeat_lag_seconds, o.ready, o.anomaly), (0.0, true, false));
         f.overdue_seconds = vec![50.0, 30.0, 25.0, 0.0, 0.0];
         f.not_ready = 3;
         f.anomalous = 3;
-        let o = observation(&f);
+        let o = observation(&f, None);
         assert_eq!((o.heartbeat_lag_seconds, o.ready, o.anomaly), (25.0, false, true));
         // No nodes: nothing to see, no panic.
-        let o = observation(&DomainFacts {
-            domain: "e".into(),
-            nodes: 0,
-            overdue_seconds: vec![],
-            not_ready: 0,
-            anomalous: 0,
-        });
+        let o = observation(
+            &DomainFacts {
+                domain: "e".into(),
+                nodes: 0,
+                overdue_seconds: vec![],
+                not_ready: 0,
+                anomalous: 0,
+                restarts_total: 0,
+                evictions_total: 0,
+            },
+            None,
+        );
         assert!(o.ready && o.heartbeat_lag_seconds == 0.0);
     }
 
@@ -564,6 +617,7 @@ mod tests {
             ["x", "y", "z"].iter().map(|d| (d.to_string(), thin.clone())).collect();
         let s = snapshot(
             &fx,
+            &BTreeMap::new(),
             &exposure(&["z"]),
             &history,
             &Objectives::default(),
@@ -580,6 +634,7 @@ mod tests {
         ]);
         let s = snapshot(
             &fx,
+            &BTreeMap::new(),
             &exposure(&["z"]),
             &history,
             &Objectives::default(),
@@ -613,7 +668,7 @@ mod tests {
         let fx = vec![facts("bad", 0.0, 0, 1), facts("calm", 0.0, 0, 0)];
         let history = BTreeMap::from([("bad".to_string(), counts(9)), ("calm".to_string(), counts(0))]);
         let plan_with = |o: &Objectives| {
-            let s = snapshot(&fx, &[], &history, o, DomainKind::Zone);
+            let s = snapshot(&fx, &BTreeMap::new(), &[], &history, o, DomainKind::Zone);
             domain_actions(&failover_mdp::plan(&s).unwrap(), 2, &BTreeSet::new()).0
         };
         // Positive control: the default objectives drain the domain.
@@ -633,6 +688,7 @@ mod tests {
         let history = BTreeMap::from([("a".to_string(), counts(9)), ("b".to_string(), counts(9))]);
         let s = snapshot(
             &fx,
+            &BTreeMap::new(),
             &exposure(&["a", "b"]),
             &history,
             &Objectives::default(),
@@ -655,6 +711,7 @@ mod tests {
         let history = BTreeMap::from([("bad".to_string(), counts(9)), ("calm".to_string(), counts(0))]);
         let s = snapshot(
             &fx,
+            &BTreeMap::new(),
             &exposure(&["calm"]),
             &history,
             &Objectives::default(),
@@ -669,6 +726,7 @@ mod tests {
         let fx = vec![facts("bad", 0.0, 0, 0), facts("calm", 0.0, 0, 0)];
         let s = snapshot(
             &fx,
+            &BTreeMap::new(),
             &exposure(&["calm"]),
             &history,
             &Objectives::default(),
@@ -686,6 +744,7 @@ mod tests {
         let fx = vec![facts("down", 45.0, 2, 0), facts("up", 0.0, 0, 0)];
         let s = snapshot(
             &fx,
+            &BTreeMap::new(),
             &exposure(&["down", "up"]),
             &BTreeMap::new(),
             &Objectives::default(),
@@ -711,7 +770,14 @@ mod tests {
             ("good".to_string(), counts(0)),
             ("calm".to_string(), counts(0)),
         ]);
-        let s = snapshot(&fx, &exposure, &history, &Objectives::default(), DomainKind::Zone);
+        let s = snapshot(
+            &fx,
+            &BTreeMap::new(),
+            &exposure,
+            &history,
+            &Objectives::default(),
+            DomainKind::Zone,
+        );
         let r = failover_mdp::plan(&s).unwrap();
         let (out, _) = domain_actions(&r, 3, &BTreeSet::new());
         assert_eq!(out.get("bad"), Some(&Action::DrainGradually), "{out:?}");
@@ -729,7 +795,14 @@ mod tests {
                 })
             })
             .collect();
-        let s = snapshot(&fx, &[], &BTreeMap::new(), &Objectives::default(), DomainKind::Zone);
+        let s = snapshot(
+            &fx,
+            &BTreeMap::new(),
+            &[],
+            &BTreeMap::new(),
+            &Objectives::default(),
+            DomainKind::Zone,
+        );
         let r = receipt_snapshot(&s, &exposure, &["b".to_string()], &BTreeSet::new());
         assert_eq!(r.domains.len(), 2);
         assert_eq!(r.agents.len(), RECEIPT_AGENTS);
@@ -756,7 +829,14 @@ mod tests {
                 facts("other", 0.0, 0, 0),
                 facts("risky", 0.0, 0, risky_anomalous),
             ];
-            let s = snapshot(&fx, &[], &history, &Objectives::default(), DomainKind::Zone);
+            let s = snapshot(
+                &fx,
+                &BTreeMap::new(),
+                &[],
+                &history,
+                &Objectives::default(),
+                DomainKind::Zone,
+            );
             let held: BTreeSet<String> = held.iter().map(|d| d.to_string()).collect();
             domain_actions(&failover_mdp::plan(&s).unwrap(), 3, &held)
         };
@@ -774,7 +854,14 @@ mod tests {
         // Positive control: a domain that never fails from degraded gets none.
         let calm = BTreeMap::from([("risky".to_string(), counts(0)), ("calm".to_string(), counts(0))]);
         let fx = vec![facts("calm", 0.0, 0, 0), facts("risky", 0.0, 0, 1)];
-        let s = snapshot(&fx, &[], &calm, &Objectives::default(), DomainKind::Zone);
+        let s = snapshot(
+            &fx,
+            &BTreeMap::new(),
+            &[],
+            &calm,
+            &Objectives::default(),
+            DomainKind::Zone,
+        );
         assert!(
             domain_actions(&failover_mdp::plan(&s).unwrap(), 2, &BTreeSet::new())
                 .0
@@ -786,7 +873,14 @@ mod tests {
     fn a_failed_domain_holding_standbys_fails_over_to_them() {
         let history = BTreeMap::from([("risky".to_string(), counts(2)), ("calm".to_string(), counts(0))]);
         let fx = vec![facts("calm", 0.0, 0, 0), facts("risky", 45.0, 2, 0)];
-        let s = snapshot(&fx, &[], &history, &Objectives::default(), DomainKind::Zone);
+        let s = snapshot(
+            &fx,
+            &BTreeMap::new(),
+            &[],
+            &history,
+            &Objectives::default(),
+            DomainKind::Zone,
+        );
         let r = failover_mdp::plan(&s).unwrap();
         let held = BTreeSet::from(["risky".to_string()]);
         assert_eq!(domain_actions(&r, 2, &held).0.get("risky"), Some(&Action::FailOver));
@@ -840,7 +934,14 @@ mod tests {
     fn a_receipt_of_released_standbys_records_the_agents_with_their_standby_and_replays() {
         let history = BTreeMap::from([("risky".to_string(), counts(2)), ("calm".to_string(), counts(0))]);
         let fx = vec![facts("calm", 0.0, 0, 0), facts("risky", 0.0, 0, 0)];
-        let s = snapshot(&fx, &[], &history, &Objectives::default(), DomainKind::Zone);
+        let s = snapshot(
+            &fx,
+            &BTreeMap::new(),
+            &[],
+            &history,
+            &Objectives::default(),
+            DomainKind::Zone,
+        );
         let held = BTreeSet::from(["risky".to_string()]);
         let r = receipt_snapshot(&s, &exposure(&["risky", "calm"]), &["risky".to_string()], &held);
         assert_eq!(r.agents.len(), 1);
@@ -852,6 +953,54 @@ mod tests {
             failover_mdp::replay(&record["inputs"]).unwrap(),
             serde_json::to_value(&report).unwrap()
         );
+    }
+
+    fn totals(domain: &str, restarts: u64, evictions: u64) -> DomainFacts {
+        DomainFacts {
+            restarts_total: restarts,
+            evictions_total: evictions,
+            ..facts(domain, 0.0, 0, 0)
+        }
+    }
+
+    #[test]
+    fn restarts_and_evictions_count_over_the_window_and_map_to_the_domains_state() {
+        let classify = |f: &DomainFacts, w: &BTreeMap<String, (u32, u32)>| {
+            failover_mdp::classify(
+                &observation(f, w.get(&f.domain).copied()),
+                &failover_mdp::Thresholds::default(),
+            )
+        };
+        let mut window = SignWindow::default();
+        // First sight: the history before it is not news.
+        let f = totals("z", 50, 7);
+        let w = window.observe(std::slice::from_ref(&f));
+        assert_eq!(w["z"], (0, 0));
+        assert_eq!(classify(&f, &w), Healthy);
+        // Two restarts: still healthy; a third within the window: degraded.
+        let w = window.observe(&[totals("z", 52, 7)]);
+        assert_eq!((w["z"], classify(&totals("z", 52, 7), &w)), ((2, 0), Healthy));
+        let w = window.observe(&[totals("z", 53, 7)]);
+        assert_eq!((w["z"], classify(&totals("z", 53, 7), &w)), ((3, 0), Degraded));
+        // Ten: suspect.
+        let w = window.observe(&[totals("z", 60, 7)]);
+        assert_eq!(classify(&totals("z", 60, 7), &w), Suspect);
+        // One kubelet eviction alone is degraded, five suspect.
+        let mut other = SignWindow::default();
+        other.observe(&[totals("y", 0, 0)]);
+        let w = other.observe(&[totals("y", 0, 1)]);
+        assert_eq!(classify(&totals("y", 0, 1), &w), Degraded);
+        let w = other.observe(&[totals("y", 0, 5)]);
+        assert_eq!(classify(&totals("y", 0, 5), &w), Suspect);
+        // Quiet for a whole window: healthy again.
+        let mut w = BTreeMap::new();
+        for _ in 0..=SIGN_WINDOW_TICKS {
+            w = window.observe(&[totals("z", 60, 7)]);
+        }
+        assert_eq!((w["z"], classify(&totals("z", 60, 7), &w)), ((0, 0), Healthy));
+        // A total that went down (a node left) counts from the new level, no underflow.
+        let w = window.observe(&[totals("z", 10, 0)]);
+        assert_eq!(w["z"], (0, 0));
     }
 
     #[test]

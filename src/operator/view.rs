@@ -201,6 +201,10 @@ pub struct View {
     /// ([`View::set_predicted`]): domain → its action (`add_standby` while standbys are held
     /// for it, or a move).
     predicted: BTreeMap<String, crate::failover_mdp::Action>,
+    /// Every pod's last health signs (restarts, evicted), by uid ([`View::apply_pod`]).
+    pod_signs: BTreeMap<String, PodSigns>,
+    /// Per node: (restarts, kubelet evictions) seen since the operator started.
+    node_signs: BTreeMap<String, (u64, u64)>,
     /// Agents given one standby replica outside a failure domain the planner holds standbys
     /// for ([`View::set_standbys`]): agent → that domain.
     standbys: BTreeMap<AgentKey, String>,
@@ -294,6 +298,61 @@ pub struct DomainFacts {
     pub not_ready: u32,
     /// Nodes labelled `mom.hypersync.io/anomalous=true`.
     pub anomalous: u32,
+    /// Container restarts seen on the domain's nodes since the operator started
+    /// ([`View::apply_pod`]; cumulative: the planner takes the increase over its window).
+    pub restarts_total: u64,
+    /// Pods the kubelet evicted on the domain's nodes since the operator started (cumulative).
+    pub evictions_total: u64,
+}
+
+/// The health signs a pod carries ([`PodSigns::of`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PodSigns {
+    pub node: Option<String>,
+    /// `restartCount` summed over the pod's container and init container statuses.
+    pub restarts: u64,
+    /// `status.reason` is `Evicted`: the kubelet evicted it (node pressure). Evictions through
+    /// the API (the descheduler's, `kubectl drain`) delete the pod instead and say nothing
+    /// about the node's health, so they are not counted.
+    pub evicted: bool,
+}
+
+impl PodSigns {
+    pub fn of(pod: &Pod) -> PodSigns {
+        let status = pod.status.as_ref();
+        let restarts = status
+            .into_iter()
+            .flat_map(|s| {
+                s.container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.init_container_statuses.iter().flatten())
+            })
+            .map(|c| u64::try_from(c.restart_count).unwrap_or(0))
+            .sum();
+        PodSigns {
+            node: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .filter(|n| !n.is_empty()),
+            restarts,
+            evicted: status.and_then(|s| s.reason.as_deref()) == Some("Evicted"),
+        }
+    }
+
+    /// What `self` adds to its node's counters after `before` (the same pod's previous signs;
+    /// `None`: first seen, which adds nothing — a pod's history before the operator watched
+    /// it is not news): (restarts, evictions).
+    pub fn increase_after(&self, before: Option<&PodSigns>) -> (u64, u64) {
+        match before {
+            None => (0, 0),
+            Some(b) => (
+                self.restarts.saturating_sub(b.restarts),
+                u64::from(self.evicted && !b.evicted),
+            ),
+        }
+    }
 }
 
 /// An agent with bound pods in a failure domain ([`View::agent_exposure`]).
@@ -572,8 +631,14 @@ impl View {
                 overdue_seconds: Vec::new(),
                 not_ready: 0,
                 anomalous: 0,
+                restarts_total: 0,
+                evictions_total: 0,
             });
             facts.nodes += 1;
+            if let Some((restarts, evictions)) = self.node_signs.get(name) {
+                facts.restarts_total = facts.restarts_total.saturating_add(*restarts);
+                facts.evictions_total = facts.evictions_total.saturating_add(*evictions);
+            }
             let overdue = self.heartbeats.get(name).map_or(0.0, |h| h.overdue_seconds(now_ms));
             facts.overdue_seconds.push(overdue);
             if rec.failed || self.silent.contains_key(name) {
@@ -948,6 +1013,16 @@ impl View {
     /// Adds or updates a pod from the watch.
     pub fn apply_pod(&mut self, pod: &Pod) {
         let Some(uid) = pod.metadata.uid.clone() else { return };
+        let signs = PodSigns::of(pod);
+        let (restarts, evictions) = signs.increase_after(self.pod_signs.get(&uid));
+        if let Some(node) = &signs.node
+            && restarts + evictions > 0
+        {
+            let counters = self.node_signs.entry(node.clone()).or_default();
+            counters.0 = counters.0.saturating_add(restarts);
+            counters.1 = counters.1.saturating_add(evictions);
+        }
+        self.pod_signs.insert(uid.clone(), signs);
         if let Some(old) = self.pods.remove(&uid) {
             self.remove_load(&old);
         }
@@ -972,6 +1047,7 @@ impl View {
 
     pub fn delete_pod(&mut self, pod: &Pod) {
         let Some(uid) = pod.metadata.uid.as_deref() else { return };
+        self.pod_signs.remove(uid);
         if let Some(old) = self.pods.remove(uid) {
             self.remove_load(&old);
         }
@@ -993,6 +1069,7 @@ impl View {
             .filter(|uid| !listed.contains(uid.as_str()))
             .cloned()
             .collect();
+        self.pod_signs.retain(|uid, _| listed.contains(uid.as_str()));
         for uid in &gone {
             if let Some(old) = self.pods.remove(uid) {
                 self.remove_load(&old);
@@ -1627,6 +1704,61 @@ mod tests {
             "status": {"allocatable": {"cpu": "4", "memory": "8Gi"}}
         }))
         .expect("a valid node")
+    }
+
+    fn pod_with_signs(uid: &str, node: &str, restarts: [i32; 2], reason: Option<&str>) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": uid, "namespace": "team", "uid": uid},
+            "spec": {"nodeName": node, "containers": [{"name": "a"}, {"name": "b"}]},
+            "status": {
+                "phase": if reason.is_some() { "Failed" } else { "Running" },
+                "reason": reason,
+                "containerStatuses": [
+                    {"name": "a", "restartCount": restarts[0], "ready": true, "image": "i", "imageID": ""},
+                    {"name": "b", "restartCount": restarts[1], "ready": true, "image": "i", "imageID": ""}
+                ]
+            }
+        }))
+        .expect("a valid pod")
+    }
+
+    #[test]
+    fn restarts_and_kubelet_evictions_are_counted_per_domain_from_when_the_view_first_saw_the_pod() {
+        let mut view = View::default();
+        let key = view.failure_domain_key();
+        let in_domain = |name: &str, domain: &str| -> Node {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name, "labels": {key.as_str(): domain}}}))
+                .expect("a valid node")
+        };
+        view.apply_node(&in_domain("n1", "a"));
+        view.apply_node(&in_domain("n2", "a"));
+        view.apply_node(&in_domain("n3", "b"));
+        let totals = |view: &View| -> Vec<(String, u64, u64)> {
+            view.domain_facts(0)
+                .into_iter()
+                .map(|f| (f.domain, f.restarts_total, f.evictions_total))
+                .collect()
+        };
+        // First sight: 4 + 1 old restarts are not news.
+        view.apply_pod(&pod_with_signs("p1", "n1", [4, 1], None));
+        view.apply_pod(&pod_with_signs("p2", "n3", [0, 0], None));
+        assert_eq!(totals(&view), vec![("a".into(), 0, 0), ("b".into(), 0, 0)]);
+        // Both containers restart again: +2 on domain a, summed over containers.
+        view.apply_pod(&pod_with_signs("p1", "n1", [5, 2], None));
+        assert_eq!(totals(&view), vec![("a".into(), 2, 0), ("b".into(), 0, 0)]);
+        // The same status again adds nothing.
+        view.apply_pod(&pod_with_signs("p1", "n1", [5, 2], None));
+        // The kubelet evicts p2: once, however often the update is seen.
+        view.apply_pod(&pod_with_signs("p2", "n3", [0, 0], Some("Evicted")));
+        view.apply_pod(&pod_with_signs("p2", "n3", [0, 0], Some("Evicted")));
+        assert_eq!(totals(&view), vec![("a".into(), 2, 0), ("b".into(), 0, 1)]);
+        // A pod that failed for another reason is no eviction.
+        view.apply_pod(&pod_with_signs("p3", "n2", [0, 0], None));
+        view.apply_pod(&pod_with_signs("p3", "n2", [0, 0], Some("OutOfcpu")));
+        assert_eq!(totals(&view), vec![("a".into(), 2, 0), ("b".into(), 0, 1)]);
+        // Deleted pods leave the totals as they were (they count what happened).
+        view.delete_pod(&pod_with_signs("p1", "n1", [5, 2], None));
+        assert_eq!(totals(&view)[0], ("a".into(), 2, 0));
     }
 
     #[test]
