@@ -97,6 +97,8 @@ struct NodeRecord {
     failed: bool,
     /// The first [`crate::labels::TERMINATION_TAINTS`] key the node carries.
     terminating: Option<String>,
+    /// That taint's value (see [`crate::placement::termination`] for what each carries).
+    notice_value: Option<String>,
     /// Read from the labels once per node update rather than per request.
     hourly_cost: Option<f64>,
     spot: bool,
@@ -201,6 +203,8 @@ pub struct View {
     /// ([`View::set_predicted`]): domain → its action (`add_standby` while standbys are held
     /// for it, or a move).
     predicted: BTreeMap<String, crate::failover_mdp::Action>,
+    /// Nodes under a termination notice: (taint key, when first seen, ms since the epoch).
+    noticed: BTreeMap<String, (String, u64)>,
     /// Every pod's last health signs (restarts, evicted), by uid ([`View::apply_pod`]).
     pod_signs: BTreeMap<String, PodSigns>,
     /// Per node: (restarts, kubelet evictions) seen since the operator started.
@@ -477,6 +481,12 @@ fn node_record(node: &Node) -> NodeRecord {
         schedulable: !node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
         failed: node_unhealthy(node) || termination_taint(node).is_some(),
         terminating: termination_taint(node),
+        notice_value: node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .and_then(|ts| ts.iter().find(|t| Some(&t.key) == termination_taint(node).as_ref()))
+            .and_then(|t| t.value.clone()),
     }
 }
 
@@ -521,6 +531,18 @@ impl View {
         if old.map_or(rec.failed, |old| old.failed != rec.failed) {
             self.failed_epoch += 1;
         }
+        // When a termination notice was first seen (the deadline of some notices counts from
+        // then): kept while the same taint stays, forgotten when it goes.
+        match &rec.terminating {
+            Some(key) if self.noticed.get(&name).is_some_and(|(k, _)| k == key) => {}
+            Some(key) => {
+                let now = u64::try_from(k8s_openapi::jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
+                self.noticed.insert(name.clone(), (key.clone(), now));
+            }
+            None => {
+                self.noticed.remove(&name);
+            }
+        }
         self.nodes.insert(name, rec);
         relabelled
     }
@@ -529,6 +551,15 @@ impl View {
     /// reconciles every agent when it moves (failover).
     pub fn failed_epoch(&self) -> u64 {
         self.failed_epoch
+    }
+
+    /// The termination deadline of `node`, when it is under a notice that carries or implies
+    /// one ([`crate::placement::termination::deadline`]).
+    pub fn termination_deadline(&self, node: &str) -> Option<crate::placement::termination::Deadline> {
+        let rec = self.nodes.get(node)?;
+        let key = rec.terminating.as_deref()?;
+        let (_, first_seen) = self.noticed.get(node)?;
+        crate::placement::termination::deadline(key, rec.notice_value.as_deref(), *first_seen)
     }
 
     /// Whether the node is out of service ([`node_unhealthy`], or its heartbeat went silent:
@@ -709,7 +740,16 @@ impl View {
         }
         let rec = self.nodes.get(node)?;
         if let Some(taint) = &rec.terminating {
-            return Some(format!("node {node} is about to be terminated (taint {taint})"));
+            return Some(match self.termination_deadline(node) {
+                Some(d) => format!(
+                    "node {node} is about to be terminated (taint {taint}; deadline {} from the {})",
+                    k8s_openapi::jiff::Timestamp::from_millisecond(i64::try_from(d.at_ms).unwrap_or(i64::MAX))
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|_| format!("{} ms", d.at_ms)),
+                    d.source
+                ),
+                None => format!("node {node} is about to be terminated (taint {taint})"),
+            });
         }
         let labelled = rec
             .labels
@@ -795,6 +835,7 @@ impl View {
     }
 
     pub fn delete_node(&mut self, name: &str) -> bool {
+        self.noticed.remove(name);
         self.nodes.remove(name).is_some()
     }
 
@@ -1759,6 +1800,53 @@ mod tests {
         // Deleted pods leave the totals as they were (they count what happened).
         view.delete_pod(&pod_with_signs("p1", "n1", [5, 2], None));
         assert_eq!(totals(&view)[0], ("a".into(), 2, 0));
+    }
+
+    #[test]
+    fn a_termination_notice_has_the_deadline_its_taint_carries_or_implies_and_none_otherwise() {
+        let mut view = View::default();
+        let tainted = |name: &str, key: &str, value: Option<&str>| -> Node {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "spec": {"taints": [{"key": key, "value": value, "effect": "NoSchedule"}]}
+            }))
+            .expect("a valid node")
+        };
+        let now = || u64::try_from(k8s_openapi::jiff::Timestamp::now().as_millisecond()).unwrap();
+        let before = now();
+        view.apply_node(&tainted(
+            "itn",
+            "aws-node-termination-handler/spot-itn",
+            Some("spot-itn-9a8b7c"),
+        ));
+        let after = now();
+        let d = view.termination_deadline("itn").unwrap();
+        assert_eq!(d.source, "EC2 spot two-minute notice");
+        assert!((before + 120_000..=after + 120_000).contains(&d.at_ms), "{d:?}");
+        // Seen again (a status update): the deadline does not move.
+        view.apply_node(&tainted(
+            "itn",
+            "aws-node-termination-handler/spot-itn",
+            Some("spot-itn-9a8b7c"),
+        ));
+        assert_eq!(view.termination_deadline("itn"), Some(d));
+        // A written future Unix time, sooner than the notice: used, and named in the reason.
+        let soon = (after / 1000) + 60;
+        view.apply_node(&tainted("soon", "karpenter.sh/disrupted", Some(&soon.to_string())));
+        let d = view.termination_deadline("soon").unwrap();
+        assert_eq!((d.at_ms, d.source.as_str()), (soon * 1000, "taint value"));
+        let reason = view.failed_reason("soon").unwrap();
+        assert!(
+            reason.contains("deadline") && reason.contains("taint value"),
+            "{reason}"
+        );
+        // Karpenter's taint without a value: no deadline (still a failed node).
+        view.apply_node(&tainted("k", "karpenter.sh/disrupted", None));
+        assert_eq!(view.termination_deadline("k"), None);
+        assert!(view.node_failed("k"));
+        // The taint goes: no deadline any more.
+        view.apply_node(&node("itn"));
+        assert_eq!(view.termination_deadline("itn"), None);
     }
 
     #[test]
