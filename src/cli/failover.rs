@@ -38,7 +38,7 @@ required; a domain needs `name`, `kind` and `observation` or `state`; an agent `
     \"weights\": {\"slo_risk\": 10, \"migration\": 1, \"spare_capacity\": 0.2},
     \"costs\": {\"severity\": {\"healthy\": 0, \"degraded\": 0.02, \"suspect\": 0.1, \"failed\": 1},
               \"effort\": {\"stay\": 0, \"add_standby\": 0.3, \"drain_gradually\": 1,
-                         \"evacuate_now\": 1, \"fail_over\": 0.2},
+                         \"evacuate_now\": 1, \"fail_over\": 0.2, \"release_standby\": 0},
               \"drain_exposure\": 0.5, \"evacuation_disruption\": 0.2, \"failover_disruption\": 0.05},
     \"solver\": {\"discount\": 0.9, \"tolerance\": 1e-6, \"max_iterations\": 10000},  // γ in [0,1); 1..1000000
     \"thresholds\": {\"degraded_lag_seconds\": 10, \"suspect_lag_seconds\": 20,
@@ -57,8 +57,8 @@ OUTPUT (--format json): {\"domains\": [{\"domain\", \"kind\", \"state\", \"count
   \"expected_value\", \"fallback\"}], \"fallback\": null | \"reason\"}
   Values are expected discounted rewards (minus costs): closer to 0 is better. A domain with no
   or too little history (`min_transitions`), a given matrix that is not stochastic, or no
-  convergence within `max_iterations`, uses the conservative rule (healthy/degraded: stay;
-  suspect: add_standby, or stay with one; failed: fail_over with a standby, else evacuate_now);
+  convergence within `max_iterations`, uses the conservative rule (healthy: stay, or
+  release_standby with one; degraded: stay; suspect: add_standby, or stay with one; failed: fail_over with a standby, else evacuate_now);
   its values are null and `fallback` says why.
 
 EXIT CODES: 0 planned (with or without fallback); 2 bad input.";

@@ -11,7 +11,13 @@
 //!
 //! # Actions (fixed order, ties go to the first)
 //! `stay`, `add_standby` (only without a standby), `drain_gradually`, `evacuate_now`,
-//! `fail_over` (only with a standby).
+//! `fail_over` (only with a standby), `release_standby` (only with a standby).
+//!
+//! `release_standby` exists so that a standby can be given up without moving anything. Without
+//! it the only way to stop paying `w_spare` per tick for a standby was `fail_over`, and the
+//! optimal policy failed over even from a healthy domain (a one-off disruption bought the
+//! standby's whole discounted cost back): an artefact of the action set, not a wish of the
+//! objectives.
 //!
 //! # Transitions
 //! `P_home` is the domain's matrix, `P_fleet` the fleet's (mean of every usable domain's). A move
@@ -20,10 +26,13 @@
 //! ```text
 //! stay            (l, h, b) → (l, h', b)        h' ~ P_l[h]
 //! add_standby     (l, h, 0) → (l, h', 1)        h' ~ P_l[h]
-//! drain_gradually (l, h, b) → (away, h', b)     h' ~ P_fleet[healthy]
-//! evacuate_now    (l, h, b) → (away, h', b)     h' ~ P_fleet[healthy]
+//! drain_gradually (l, h, b) → (away, h', 0)     h' ~ P_fleet[healthy]
+//! evacuate_now    (l, h, b) → (away, h', 0)     h' ~ P_fleet[healthy]
 //! fail_over       (l, h, 1) → (away, h', 0)     h' ~ P_fleet[healthy]
+//! release_standby (l, h, 1) → (l, h', 0)        h' ~ P_l[h]
 //! ```
+//! A move absorbs a standby: it becomes one of the replicas outside the domain (the operator
+//! drops the extra replica when it drains, evacuates or fails over a domain).
 //! One step is one decision tick; a gradual drain finishes within the tick with a share
 //! `drain_exposure` of the replicas still exposed to the old domain during it.
 //!
@@ -31,11 +40,11 @@
 //! The reward is minus the cost of the tick:
 //! ```text
 //! c(s, a) = w_slo · risk(s, a) + w_migration · effort(a) + w_spare · b'(s, a)
-//! risk(s, stay) = risk(s, add_standby) = severity(h)
+//! risk(s, stay) = risk(s, add_standby) = risk(s, release_standby) = severity(h)
 //! risk(s, drain_gradually) = drain_exposure · severity(h)
 //! risk(s, evacuate_now)    = evacuation_disruption        (every replica cold-starts at once)
 //! risk(s, fail_over)       = failover_disruption          (the standby is already warm)
-//! b'(s, a) = 1 when a standby runs after the action (kept, or just added), else 0
+//! b'(s, a) = 1 when a standby runs after the action (kept by stay, or just added), else 0
 //! ```
 //! The solver maximises the expected discounted reward, i.e. minimises the discounted cost.
 
@@ -60,16 +69,19 @@ pub enum Action {
     EvacuateNow,
     /// Promote the standby (in another domain) and retire the actives here.
     FailOver,
+    /// Stop the standby; the actives stay where they are.
+    ReleaseStandby,
 }
 
 impl Action {
     /// Every action, in tie-breaking order.
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 6] = [
         Action::Stay,
         Action::AddStandby,
         Action::DrainGradually,
         Action::EvacuateNow,
         Action::FailOver,
+        Action::ReleaseStandby,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +91,7 @@ impl Action {
             Action::DrainGradually => "drain_gradually",
             Action::EvacuateNow => "evacuate_now",
             Action::FailOver => "fail_over",
+            Action::ReleaseStandby => "release_standby",
         }
     }
 
@@ -91,7 +104,7 @@ impl Action {
     pub fn available(self, standby: bool) -> bool {
         match self {
             Action::AddStandby => !standby,
-            Action::FailOver => standby,
+            Action::FailOver | Action::ReleaseStandby => standby,
             _ => true,
         }
     }
@@ -209,6 +222,7 @@ pub struct Effort {
     pub drain_gradually: f64,
     pub evacuate_now: f64,
     pub fail_over: f64,
+    pub release_standby: f64,
 }
 
 impl Default for Effort {
@@ -219,6 +233,7 @@ impl Default for Effort {
             drain_gradually: 1.0,
             evacuate_now: 1.0,
             fail_over: 0.2,
+            release_standby: 0.0,
         }
     }
 }
@@ -231,6 +246,7 @@ impl Effort {
             Action::DrainGradually => self.drain_gradually,
             Action::EvacuateNow => self.evacuate_now,
             Action::FailOver => self.fail_over,
+            Action::ReleaseStandby => self.release_standby,
         }
     }
 }
@@ -242,7 +258,8 @@ pub struct CostModel {
     /// Defaults: healthy 0, degraded 0.02, suspect 0.1, failed 1 (a suspect domain mostly still
     /// serves: its cost is the risk of what comes next, which the transitions carry).
     pub severity: Severity,
-    /// Defaults: stay 0, add_standby 0.3, drain_gradually 1, evacuate_now 1, fail_over 0.2.
+    /// Defaults: stay 0, add_standby 0.3, drain_gradually 1, evacuate_now 1, fail_over 0.2,
+    /// release_standby 0.
     pub effort: Effort,
     /// Share of replicas still in the old domain during a gradual drain. Default 0.5.
     pub drain_exposure: f64,
@@ -281,6 +298,7 @@ pub fn validate(weights: &Weights, costs: &CostModel) -> Result<(), FailoverMdpE
         ("costs.effort.drain_gradually", e.drain_gradually),
         ("costs.effort.evacuate_now", e.evacuate_now),
         ("costs.effort.fail_over", e.fail_over),
+        ("costs.effort.release_standby", e.release_standby),
         ("costs.evacuation_disruption", costs.evacuation_disruption),
         ("costs.failover_disruption", costs.failover_disruption),
     ];
@@ -303,15 +321,15 @@ pub fn validate(weights: &Weights, costs: &CostModel) -> Result<(), FailoverMdpE
 pub fn cost(state: AgentState, action: Action, weights: &Weights, costs: &CostModel) -> f64 {
     let severity = costs.severity.of(state.health);
     let risk = match action {
-        Action::Stay | Action::AddStandby => severity,
+        Action::Stay | Action::AddStandby | Action::ReleaseStandby => severity,
         Action::DrainGradually => costs.drain_exposure * severity,
         Action::EvacuateNow => costs.evacuation_disruption,
         Action::FailOver => costs.failover_disruption,
     };
     let standby_after = match action {
         Action::AddStandby => true,
-        Action::FailOver => false,
-        _ => state.standby,
+        Action::Stay => state.standby,
+        _ => false,
     };
     weights.slo_risk * risk
         + weights.migration * costs.effort.of(action)
@@ -333,10 +351,10 @@ pub fn build(home: &TransitionMatrix, fleet: &TransitionMatrix, weights: &Weight
                     let (location, row, standby) = match a {
                         Action::Stay => (s.location, s.health, s.standby),
                         Action::AddStandby => (s.location, s.health, true),
-                        Action::DrainGradually | Action::EvacuateNow => {
-                            (Location::Away, HealthState::Healthy, s.standby)
+                        Action::ReleaseStandby => (s.location, s.health, false),
+                        Action::DrainGradually | Action::EvacuateNow | Action::FailOver => {
+                            (Location::Away, HealthState::Healthy, false)
                         }
-                        Action::FailOver => (Location::Away, HealthState::Healthy, false),
                     };
                     let matrix = match (a.relocates(), location) {
                         (false, Location::Home) => home,
@@ -417,15 +435,17 @@ pub fn solve(
 /// The conservative rule used when the model is missing or degenerate:
 ///
 /// ```text
-/// healthy, degraded → stay
+/// healthy           → stay, or release_standby when there is one
+/// degraded          → stay
 /// suspect           → add_standby if there is none, else stay
 /// failed            → fail_over if there is a standby, else evacuate_now
 /// ```
 ///
-/// It never moves replicas away from a domain that still answers, and never leaves an agent in
-/// a failed one.
+/// It never moves replicas away from a domain that still answers, never leaves an agent in
+/// a failed one, and never keeps a standby for a healthy one.
 pub fn conservative_action(health: HealthState, standby: bool) -> Action {
     match (health, standby) {
+        (HealthState::Healthy, true) => Action::ReleaseStandby,
         (HealthState::Healthy | HealthState::Degraded, _) => Action::Stay,
         (HealthState::Suspect, false) => Action::AddStandby,
         (HealthState::Suspect, true) => Action::Stay,
@@ -554,15 +574,15 @@ mod tests {
     #[test]
     fn enumerating_every_home_policy_finds_no_better_one_than_value_iteration() {
         // Away states never lead home, so their values do not depend on the home policy: with
-        // the away part fixed at value iteration's, the 4^8 = 65,536 home policies contain the
-        // optimal one. Each is solved exactly; the best must match value iteration's values.
+        // the away part fixed at value iteration's, the 4^4 · 5^4 = 160,000 home policies (four
+        // actions without a standby, five with one) contain the optimal one. Each is solved exactly; the best must match value iteration's values.
         let p = policy_for(&domain_failing(3));
         let gamma = Settings::default().discount;
         let mdp = p.mdp();
         let home_states = AgentState::COUNT / 2;
         let sizes: Vec<usize> = mdp.choices[..home_states].iter().map(Vec::len).collect();
         let total: usize = sizes.iter().product();
-        assert_eq!(total, 65_536);
+        assert_eq!(total, 160_000);
         let mut policy = p.solution.policy.clone();
         let mut best_sum = f64::NEG_INFINITY;
         let mut best_values = vec![];
@@ -588,6 +608,48 @@ mod tests {
     }
 
     #[test]
+    fn with_a_standby_a_domain_that_still_answers_is_never_left_and_a_healthy_one_releases_it() {
+        // The defect this action set fixes: with a standby and no way to release it, failing
+        // over was the cheapest way to stop paying for it, even from a healthy domain.
+        for share in 0..=10 {
+            let p = policy_for(&domain_failing(share));
+            for h in [Healthy, Degraded] {
+                let (a, _) = p.decide(home(Location::Home, h, true));
+                assert!(!a.relocates(), "share {share}, {h:?} with a standby: {a:?}");
+            }
+            assert_eq!(
+                p.decide(home(Location::Home, Healthy, true)).0,
+                Action::ReleaseStandby,
+                "share {share}"
+            );
+            // Positive control: a failed domain is still left, through the standby.
+            assert_eq!(p.decide(home(Location::Home, Failed, true)).0, Action::FailOver);
+        }
+    }
+
+    #[test]
+    fn a_domain_that_sometimes_fails_gets_a_standby_while_degraded_and_keeps_it_there() {
+        for share in [1, 3, 9] {
+            let p = policy_for(&domain_failing(share));
+            assert_eq!(
+                p.decide(home(Location::Home, Degraded, false)).0,
+                Action::AddStandby,
+                "share {share}"
+            );
+            assert_eq!(
+                p.decide(home(Location::Home, Degraded, true)).0,
+                Action::Stay,
+                "share {share}"
+            );
+            // Once suspect, the warm standby takes over (cheaper than one more tick at risk).
+            assert_eq!(p.decide(home(Location::Home, Suspect, true)).0, Action::FailOver);
+        }
+        // Positive control: a domain that never fails gets none.
+        let calm = policy_for(&domain_failing(0));
+        assert_eq!(calm.decide(home(Location::Home, Degraded, false)).0, Action::Stay);
+    }
+
+    #[test]
     fn costs_follow_the_documented_formula() {
         let w = Weights::default();
         let c = CostModel::default();
@@ -599,12 +661,17 @@ mod tests {
         let b = home(Location::Home, Failed, true);
         assert!((cost(b, Action::Stay, &w, &c) - (10.0 + 0.2)).abs() < 1e-12);
         assert!((cost(b, Action::FailOver, &w, &c) - (0.5 + 0.2)).abs() < 1e-12);
+        // Releasing the standby keeps the risk, costs no effort and no spare.
+        assert!((cost(b, Action::ReleaseStandby, &w, &c) - 10.0).abs() < 1e-12);
+        // A move absorbs the standby: no spare after it.
+        assert!((cost(b, Action::DrainGradually, &w, &c) - (5.0 + 1.0)).abs() < 1e-12);
     }
 
     #[test]
     fn the_conservative_rule_never_stays_in_a_failed_domain_and_never_leaves_a_healthy_one() {
+        assert_eq!(conservative_action(Healthy, true), Action::ReleaseStandby);
         for standby in [false, true] {
-            assert_eq!(conservative_action(Healthy, standby), Action::Stay);
+            assert!(!conservative_action(Healthy, standby).relocates());
             assert_eq!(conservative_action(Degraded, standby), Action::Stay);
             assert!(conservative_action(Failed, standby).relocates());
             assert!(conservative_action(Suspect, standby).available(standby));

@@ -626,6 +626,14 @@ async fn reconcile_inner(
         super::failover::mode_of(s.spec.resilience.failover)
     });
     let spares = if mode.has_standbys() { spares.max(1) } else { spares };
+    // The failover planner's standby (`failover_plan`): one replica more while a failure domain
+    // the agent has replicas in is expected to fail; the extender places it outside that domain.
+    let planned_standby = ctx
+        .view
+        .read()
+        .ok()
+        .and_then(|v| v.standby_for(&AgentKey::of(agent)).map(str::to_string));
+    let spares = spares + usize::from(planned_standby.is_some());
     let with_spares = (wanted + spares).min(super::crd::MAX_REPLICAS as usize);
     let desired = if tenant_refused {
         active.len()
@@ -657,6 +665,7 @@ async fn reconcile_inner(
     let mut last_receipt = None;
     let mut roles = BTreeMap::new();
     let mut standbys_deferred = false;
+    let mut deadline_recheck: Option<Duration> = None;
     if !tenant_refused {
         let replicas: Vec<failover::Replica> = {
             let v = ctx.view.read().ok();
@@ -672,9 +681,38 @@ async fn reconcile_inner(
                         .and_then(|s| s.node_name.as_deref())
                         .is_some_and(|n| v.as_ref().is_some_and(|v| v.node_failed(n))),
                     placed: p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some(),
+                    // Under a termination notice with a deadline: deleted one grace period
+                    // before it at the latest (`placement::termination`).
+                    retire_by_ms: p
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_deref())
+                        .and_then(|n| v.as_ref()?.termination_deadline(n))
+                        .map(|d| {
+                            let grace = p
+                                .spec
+                                .as_ref()
+                                .and_then(|s| s.termination_grace_period_seconds)
+                                .and_then(|g| u64::try_from(g).ok())
+                                .map_or(crate::placement::termination::DEFAULT_GRACE_MS, |g| {
+                                    g.saturating_mul(1000)
+                                });
+                            crate::placement::termination::retire_by(d.at_ms, grace)
+                        }),
                 })
                 .collect()
         };
+        let now_ms = u64::try_from(k8s_openapi::jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
+        // The earliest retire-by time still ahead: look again then.
+        if let Some(next) = replicas
+            .iter()
+            .filter(|r| r.failed)
+            .filter_map(|r| r.retire_by_ms)
+            .filter(|t| *t > now_ms)
+            .min()
+        {
+            deadline_recheck = Some(Duration::from_millis(next - now_ms + 100));
+        }
         let plan = failover::plan(mode, &replicas, serving);
         if !plan.is_empty() {
             last_receipt = super::failover::apply(ctx, agent, &pods_api, mode, serving, &plan).await?;
@@ -688,7 +726,7 @@ async fn reconcile_inner(
             .filter(|r| !plan.retire.contains(&r.name))
             .cloned()
             .collect();
-        let stranded = failover::stranded(mode, &left, desired);
+        let stranded = failover::stranded_at(mode, &left, desired, now_ms);
         if !stranded.retire.is_empty()
             && let Some(receipt) = super::failover::retire_stranded(ctx, agent, &pods_api, desired, &stranded).await?
         {
@@ -731,6 +769,9 @@ async fn reconcile_inner(
     let mut requeue = resync_after(&ns, &name);
     if standbys_deferred {
         requeue = requeue.min(Duration::from_secs(2));
+    }
+    if let Some(at) = deadline_recheck {
+        requeue = requeue.min(at);
     }
     if budget_capped {
         // A raised budget or pods removed elsewhere free money without waking this agent.

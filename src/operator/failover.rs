@@ -159,7 +159,12 @@ pub async fn retire_stranded(
         action: crate::receipts::Action::Migrate,
         subject: agent_subject(agent),
         decision: failover::stranded_record(desired, stranded),
-        inputs: serde_json::json!({"desired": desired, "stranded": stranded.pods, "healthyReady": stranded.healthy_ready}),
+        inputs: serde_json::json!({
+            "desired": desired,
+            "stranded": stranded.pods,
+            "healthyReady": stranded.healthy_ready,
+            "dueToDeadline": stranded.due,
+        }),
         regarding: Some(agent.object_ref(&())),
         withheld: format!("stranded replicas {:?} were not retired", stranded.retire),
     };
@@ -183,11 +188,24 @@ pub async fn retire_stranded(
         EventType::Normal,
         "Failover",
         "ReplacedStranded",
-        format!(
-            "{} on failed nodes replaced by {} Ready replicas elsewhere; deleted (each stays Terminating until its node is back or gone)",
-            stranded.retire.join(", "),
-            stranded.healthy_ready
-        ),
+        if stranded.due.is_empty() {
+            format!(
+                "{} on failed nodes replaced by {} Ready replicas elsewhere; deleted (each stays Terminating until its node is back or gone)",
+                stranded.retire.join(", "),
+                stranded.healthy_ready
+            )
+        } else {
+            format!(
+                "{} deleted before their replacements are Ready ({} Ready elsewhere): their node's termination deadline leaves only their grace period{}",
+                stranded.due.join(", "),
+                stranded.healthy_ready,
+                if stranded.retire.len() > stranded.due.len() {
+                    format!("; also retired, replaced: {}", stranded.retire.iter().filter(|p| !stranded.due.contains(p)).cloned().collect::<Vec<_>>().join(", "))
+                } else {
+                    String::new()
+                }
+            )
+        },
     )
     .await;
     Ok(receipt)

@@ -276,16 +276,20 @@ pub const RECEIPT_FAILURE_WINDOW: Duration = Duration::from_secs(20);
 /// `ReceiptsWritable` from the writer's newest failure.
 /// `FailoverModel` from the failover planner's last pass ([`super::failover_plan`]).
 fn failover_model_condition(summary: &super::view::PlanSummary) -> DesiredCondition {
-    let drained = if summary.drained.is_empty() {
+    let (guarded, moved): (Vec<_>, Vec<_>) = summary
+        .drained
+        .iter()
+        .partition(|(_, a)| **a == crate::failover_mdp::Action::AddStandby);
+    let mut drained = if moved.is_empty() {
         "no failure domain is drained".to_string()
     } else {
-        let list: Vec<String> = summary
-            .drained
-            .iter()
-            .map(|(d, a)| format!("{d} ({})", a.as_str()))
-            .collect();
+        let list: Vec<String> = moved.iter().map(|(d, a)| format!("{d} ({})", a.as_str())).collect();
         format!("drained ahead of a predicted failure: {}", list.join(", "))
     };
+    if !guarded.is_empty() {
+        let list: Vec<&str> = guarded.iter().map(|(d, _)| d.as_str()).collect();
+        drained.push_str(&format!("; standbys held outside (add_standby): {}", list.join(", ")));
+    }
     match &summary.fallback {
         Some(why) => DesiredCondition::new(
             conditions::FAILOVER_MODEL,

@@ -97,6 +97,8 @@ struct NodeRecord {
     failed: bool,
     /// The first [`crate::labels::TERMINATION_TAINTS`] key the node carries.
     terminating: Option<String>,
+    /// That taint's value (see [`crate::placement::termination`] for what each carries).
+    notice_value: Option<String>,
     /// Read from the labels once per node update rather than per request.
     hourly_cost: Option<f64>,
     spot: bool,
@@ -197,9 +199,19 @@ pub struct View {
     /// Nodes whose heartbeat stopped ([`View::mark_silent`]): failed before the node lifecycle
     /// controller says so.
     silent: BTreeMap<String, u64>,
-    /// Failure domains the failover planner moves pods out of ahead of a predicted failure
-    /// ([`View::set_predicted`]): domain → the strongest action its agents got.
+    /// Failure domains the failover planner acts on ahead of a predicted failure
+    /// ([`View::set_predicted`]): domain → its action (`add_standby` while standbys are held
+    /// for it, or a move).
     predicted: BTreeMap<String, crate::failover_mdp::Action>,
+    /// Nodes under a termination notice: (taint key, when first seen, ms since the epoch).
+    noticed: BTreeMap<String, (String, u64)>,
+    /// Every pod's last health signs (restarts, evicted), by uid ([`View::apply_pod`]).
+    pod_signs: BTreeMap<String, PodSigns>,
+    /// Per node: (restarts, kubelet evictions) seen since the operator started.
+    node_signs: BTreeMap<String, (u64, u64)>,
+    /// Agents given one standby replica outside a failure domain the planner holds standbys
+    /// for ([`View::set_standbys`]): agent → that domain.
+    standbys: BTreeMap<AgentKey, String>,
     /// The failover planner's last conclusion ([`View::failover_summary`]).
     failover_summary: PlanSummary,
     /// Resource pressure per node pool, from the auction loop (for strategy triggers).
@@ -290,6 +302,61 @@ pub struct DomainFacts {
     pub not_ready: u32,
     /// Nodes labelled `mom.hypersync.io/anomalous=true`.
     pub anomalous: u32,
+    /// Container restarts seen on the domain's nodes since the operator started
+    /// ([`View::apply_pod`]; cumulative: the planner takes the increase over its window).
+    pub restarts_total: u64,
+    /// Pods the kubelet evicted on the domain's nodes since the operator started (cumulative).
+    pub evictions_total: u64,
+}
+
+/// The health signs a pod carries ([`PodSigns::of`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PodSigns {
+    pub node: Option<String>,
+    /// `restartCount` summed over the pod's container and init container statuses.
+    pub restarts: u64,
+    /// `status.reason` is `Evicted`: the kubelet evicted it (node pressure). Evictions through
+    /// the API (the descheduler's, `kubectl drain`) delete the pod instead and say nothing
+    /// about the node's health, so they are not counted.
+    pub evicted: bool,
+}
+
+impl PodSigns {
+    pub fn of(pod: &Pod) -> PodSigns {
+        let status = pod.status.as_ref();
+        let restarts = status
+            .into_iter()
+            .flat_map(|s| {
+                s.container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.init_container_statuses.iter().flatten())
+            })
+            .map(|c| u64::try_from(c.restart_count).unwrap_or(0))
+            .sum();
+        PodSigns {
+            node: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .filter(|n| !n.is_empty()),
+            restarts,
+            evicted: status.and_then(|s| s.reason.as_deref()) == Some("Evicted"),
+        }
+    }
+
+    /// What `self` adds to its node's counters after `before` (the same pod's previous signs;
+    /// `None`: first seen, which adds nothing — a pod's history before the operator watched
+    /// it is not news): (restarts, evictions).
+    pub fn increase_after(&self, before: Option<&PodSigns>) -> (u64, u64) {
+        match before {
+            None => (0, 0),
+            Some(b) => (
+                self.restarts.saturating_sub(b.restarts),
+                u64::from(self.evicted && !b.evicted),
+            ),
+        }
+    }
 }
 
 /// An agent with bound pods in a failure domain ([`View::agent_exposure`]).
@@ -414,6 +481,12 @@ fn node_record(node: &Node) -> NodeRecord {
         schedulable: !node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
         failed: node_unhealthy(node) || termination_taint(node).is_some(),
         terminating: termination_taint(node),
+        notice_value: node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .and_then(|ts| ts.iter().find(|t| Some(&t.key) == termination_taint(node).as_ref()))
+            .and_then(|t| t.value.clone()),
     }
 }
 
@@ -458,6 +531,18 @@ impl View {
         if old.map_or(rec.failed, |old| old.failed != rec.failed) {
             self.failed_epoch += 1;
         }
+        // When a termination notice was first seen (the deadline of some notices counts from
+        // then): kept while the same taint stays, forgotten when it goes.
+        match &rec.terminating {
+            Some(key) if self.noticed.get(&name).is_some_and(|(k, _)| k == key) => {}
+            Some(key) => {
+                let now = u64::try_from(k8s_openapi::jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
+                self.noticed.insert(name.clone(), (key.clone(), now));
+            }
+            None => {
+                self.noticed.remove(&name);
+            }
+        }
         self.nodes.insert(name, rec);
         relabelled
     }
@@ -466,6 +551,15 @@ impl View {
     /// reconciles every agent when it moves (failover).
     pub fn failed_epoch(&self) -> u64 {
         self.failed_epoch
+    }
+
+    /// The termination deadline of `node`, when it is under a notice that carries or implies
+    /// one ([`crate::placement::termination::deadline`]).
+    pub fn termination_deadline(&self, node: &str) -> Option<crate::placement::termination::Deadline> {
+        let rec = self.nodes.get(node)?;
+        let key = rec.terminating.as_deref()?;
+        let (_, first_seen) = self.noticed.get(node)?;
+        crate::placement::termination::deadline(key, rec.notice_value.as_deref(), *first_seen)
     }
 
     /// Whether the node is out of service ([`node_unhealthy`], or its heartbeat went silent:
@@ -488,9 +582,34 @@ impl View {
     }
 
     /// Whether the failover planner drains the failure domain of `node` (gradually or at once):
-    /// the descheduler treats such a node as unhealthy.
+    /// the descheduler treats such a node as unhealthy. A domain that only has standbys held
+    /// for it is not drained.
     pub fn predicted_drain(&self, node: &str) -> bool {
-        self.predicted_action(node).is_some()
+        self.predicted_action(node).is_some_and(|a| a.relocates())
+    }
+
+    /// The failure domain the failover planner holds a standby of `agent` outside of, if any:
+    /// the agent controller wants one replica more, and the extender keeps new pods out of
+    /// that domain ([`View::failed_reason`]), so the extra one lands elsewhere.
+    pub fn standby_for(&self, agent: &AgentKey) -> Option<&str> {
+        self.standbys.get(agent).map(String::as_str)
+    }
+
+    /// Every standby the planner holds: agent → the domain it guards against.
+    pub fn standbys(&self) -> &BTreeMap<AgentKey, String> {
+        &self.standbys
+    }
+
+    /// Replaces the planner's standbys. A change is a health change ([`View::failed_epoch`]):
+    /// every agent is reconciled, so the affected ones gain or give back their extra replica.
+    /// Returns whether anything changed.
+    pub fn set_standbys(&mut self, standbys: BTreeMap<AgentKey, String>) -> bool {
+        if standbys == self.standbys {
+            return false;
+        }
+        self.standbys = standbys;
+        self.failed_epoch += 1;
+        true
     }
 
     /// What the failover planner last concluded (for the MomConfig condition).
@@ -543,8 +662,14 @@ impl View {
                 overdue_seconds: Vec::new(),
                 not_ready: 0,
                 anomalous: 0,
+                restarts_total: 0,
+                evictions_total: 0,
             });
             facts.nodes += 1;
+            if let Some((restarts, evictions)) = self.node_signs.get(name) {
+                facts.restarts_total = facts.restarts_total.saturating_add(*restarts);
+                facts.evictions_total = facts.evictions_total.saturating_add(*evictions);
+            }
             let overdue = self.heartbeats.get(name).map_or(0.0, |h| h.overdue_seconds(now_ms));
             facts.overdue_seconds.push(overdue);
             if rec.failed || self.silent.contains_key(name) {
@@ -603,6 +728,11 @@ impl View {
             ));
         }
         if let Some(action) = self.predicted_action(node) {
+            if action == crate::failover_mdp::Action::AddStandby {
+                return Some(format!(
+                    "node {node} is in a failure domain MOM expects may fail: new replicas (its agents' standbys) go elsewhere (failover plan: add_standby)"
+                ));
+            }
             return Some(format!(
                 "node {node} is in a failure domain MOM drains ahead of a predicted failure (failover plan: {})",
                 action.as_str()
@@ -610,7 +740,16 @@ impl View {
         }
         let rec = self.nodes.get(node)?;
         if let Some(taint) = &rec.terminating {
-            return Some(format!("node {node} is about to be terminated (taint {taint})"));
+            return Some(match self.termination_deadline(node) {
+                Some(d) => format!(
+                    "node {node} is about to be terminated (taint {taint}; deadline {} from the {})",
+                    k8s_openapi::jiff::Timestamp::from_millisecond(i64::try_from(d.at_ms).unwrap_or(i64::MAX))
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|_| format!("{} ms", d.at_ms)),
+                    d.source
+                ),
+                None => format!("node {node} is about to be terminated (taint {taint})"),
+            });
         }
         let labelled = rec
             .labels
@@ -696,6 +835,7 @@ impl View {
     }
 
     pub fn delete_node(&mut self, name: &str) -> bool {
+        self.noticed.remove(name);
         self.nodes.remove(name).is_some()
     }
 
@@ -914,6 +1054,16 @@ impl View {
     /// Adds or updates a pod from the watch.
     pub fn apply_pod(&mut self, pod: &Pod) {
         let Some(uid) = pod.metadata.uid.clone() else { return };
+        let signs = PodSigns::of(pod);
+        let (restarts, evictions) = signs.increase_after(self.pod_signs.get(&uid));
+        if let Some(node) = &signs.node
+            && restarts + evictions > 0
+        {
+            let counters = self.node_signs.entry(node.clone()).or_default();
+            counters.0 = counters.0.saturating_add(restarts);
+            counters.1 = counters.1.saturating_add(evictions);
+        }
+        self.pod_signs.insert(uid.clone(), signs);
         if let Some(old) = self.pods.remove(&uid) {
             self.remove_load(&old);
         }
@@ -938,6 +1088,7 @@ impl View {
 
     pub fn delete_pod(&mut self, pod: &Pod) {
         let Some(uid) = pod.metadata.uid.as_deref() else { return };
+        self.pod_signs.remove(uid);
         if let Some(old) = self.pods.remove(uid) {
             self.remove_load(&old);
         }
@@ -959,6 +1110,7 @@ impl View {
             .filter(|uid| !listed.contains(uid.as_str()))
             .cloned()
             .collect();
+        self.pod_signs.retain(|uid, _| listed.contains(uid.as_str()));
         for uid in &gone {
             if let Some(old) = self.pods.remove(uid) {
                 self.remove_load(&old);
@@ -1593,6 +1745,108 @@ mod tests {
             "status": {"allocatable": {"cpu": "4", "memory": "8Gi"}}
         }))
         .expect("a valid node")
+    }
+
+    fn pod_with_signs(uid: &str, node: &str, restarts: [i32; 2], reason: Option<&str>) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": uid, "namespace": "team", "uid": uid},
+            "spec": {"nodeName": node, "containers": [{"name": "a"}, {"name": "b"}]},
+            "status": {
+                "phase": if reason.is_some() { "Failed" } else { "Running" },
+                "reason": reason,
+                "containerStatuses": [
+                    {"name": "a", "restartCount": restarts[0], "ready": true, "image": "i", "imageID": ""},
+                    {"name": "b", "restartCount": restarts[1], "ready": true, "image": "i", "imageID": ""}
+                ]
+            }
+        }))
+        .expect("a valid pod")
+    }
+
+    #[test]
+    fn restarts_and_kubelet_evictions_are_counted_per_domain_from_when_the_view_first_saw_the_pod() {
+        let mut view = View::default();
+        let key = view.failure_domain_key();
+        let in_domain = |name: &str, domain: &str| -> Node {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name, "labels": {key.as_str(): domain}}}))
+                .expect("a valid node")
+        };
+        view.apply_node(&in_domain("n1", "a"));
+        view.apply_node(&in_domain("n2", "a"));
+        view.apply_node(&in_domain("n3", "b"));
+        let totals = |view: &View| -> Vec<(String, u64, u64)> {
+            view.domain_facts(0)
+                .into_iter()
+                .map(|f| (f.domain, f.restarts_total, f.evictions_total))
+                .collect()
+        };
+        // First sight: 4 + 1 old restarts are not news.
+        view.apply_pod(&pod_with_signs("p1", "n1", [4, 1], None));
+        view.apply_pod(&pod_with_signs("p2", "n3", [0, 0], None));
+        assert_eq!(totals(&view), vec![("a".into(), 0, 0), ("b".into(), 0, 0)]);
+        // Both containers restart again: +2 on domain a, summed over containers.
+        view.apply_pod(&pod_with_signs("p1", "n1", [5, 2], None));
+        assert_eq!(totals(&view), vec![("a".into(), 2, 0), ("b".into(), 0, 0)]);
+        // The same status again adds nothing.
+        view.apply_pod(&pod_with_signs("p1", "n1", [5, 2], None));
+        // The kubelet evicts p2: once, however often the update is seen.
+        view.apply_pod(&pod_with_signs("p2", "n3", [0, 0], Some("Evicted")));
+        view.apply_pod(&pod_with_signs("p2", "n3", [0, 0], Some("Evicted")));
+        assert_eq!(totals(&view), vec![("a".into(), 2, 0), ("b".into(), 0, 1)]);
+        // A pod that failed for another reason is no eviction.
+        view.apply_pod(&pod_with_signs("p3", "n2", [0, 0], None));
+        view.apply_pod(&pod_with_signs("p3", "n2", [0, 0], Some("OutOfcpu")));
+        assert_eq!(totals(&view), vec![("a".into(), 2, 0), ("b".into(), 0, 1)]);
+        // Deleted pods leave the totals as they were (they count what happened).
+        view.delete_pod(&pod_with_signs("p1", "n1", [5, 2], None));
+        assert_eq!(totals(&view)[0], ("a".into(), 2, 0));
+    }
+
+    #[test]
+    fn a_termination_notice_has_the_deadline_its_taint_carries_or_implies_and_none_otherwise() {
+        let mut view = View::default();
+        let tainted = |name: &str, key: &str, value: Option<&str>| -> Node {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "spec": {"taints": [{"key": key, "value": value, "effect": "NoSchedule"}]}
+            }))
+            .expect("a valid node")
+        };
+        let now = || u64::try_from(k8s_openapi::jiff::Timestamp::now().as_millisecond()).unwrap();
+        let before = now();
+        view.apply_node(&tainted(
+            "itn",
+            "aws-node-termination-handler/spot-itn",
+            Some("spot-itn-9a8b7c"),
+        ));
+        let after = now();
+        let d = view.termination_deadline("itn").unwrap();
+        assert_eq!(d.source, "EC2 spot two-minute notice");
+        assert!((before + 120_000..=after + 120_000).contains(&d.at_ms), "{d:?}");
+        // Seen again (a status update): the deadline does not move.
+        view.apply_node(&tainted(
+            "itn",
+            "aws-node-termination-handler/spot-itn",
+            Some("spot-itn-9a8b7c"),
+        ));
+        assert_eq!(view.termination_deadline("itn"), Some(d));
+        // A written future Unix time, sooner than the notice: used, and named in the reason.
+        let soon = (after / 1000) + 60;
+        view.apply_node(&tainted("soon", "karpenter.sh/disrupted", Some(&soon.to_string())));
+        let d = view.termination_deadline("soon").unwrap();
+        assert_eq!((d.at_ms, d.source.as_str()), (soon * 1000, "taint value"));
+        let reason = view.failed_reason("soon").unwrap();
+        assert!(
+            reason.contains("deadline") && reason.contains("taint value"),
+            "{reason}"
+        );
+        // Karpenter's taint without a value: no deadline (still a failed node).
+        view.apply_node(&tainted("k", "karpenter.sh/disrupted", None));
+        assert_eq!(view.termination_deadline("k"), None);
+        assert!(view.node_failed("k"));
+        // The taint goes: no deadline any more.
+        view.apply_node(&node("itn"));
+        assert_eq!(view.termination_deadline("itn"), None);
     }
 
     #[test]

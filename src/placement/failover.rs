@@ -68,6 +68,11 @@ pub struct Replica {
     pub failed: bool,
     /// Bound to a node (a Pending pod the scheduler cannot place is not).
     pub placed: bool,
+    /// When its node is under a termination notice with a deadline: the time (ms since the
+    /// epoch) by which it must be deleted to stop gracefully before the node goes
+    /// ([`super::termination::retire_by`]).
+    #[serde(default)]
+    pub retire_by_ms: Option<u64>,
 }
 
 /// What to change this reconcile.
@@ -179,6 +184,14 @@ pub struct Stranded {
     pub retire: Vec<String>,
     /// Ready replicas off failed nodes.
     pub healthy_ready: usize,
+    /// Of `retire`, those retired before their replacements are Ready because their node's
+    /// termination deadline leaves only their grace period (the node takes them anyway).
+    #[serde(default)]
+    pub due: Vec<String>,
+    /// Each stranded replica's retire-by time (ms since the epoch), when its node has a
+    /// termination deadline.
+    #[serde(default)]
+    pub retire_by: std::collections::BTreeMap<String, u64>,
 }
 
 /// Which of `replicas` are stranded on failed nodes, and whether they are replaced yet.
@@ -188,9 +201,20 @@ pub struct Stranded {
 /// actives by name, one per such standby, are not stranded. The rest (failed actives without a
 /// placed standby, failed standbys, unlabelled pods on failed nodes) are. A standby the
 /// scheduler cannot place (`active_passive` with no region free of actives) covers nothing.
+///
+/// [`stranded_at`] without deadlines due.
 pub fn stranded(mode: Mode, replicas: &[Replica], desired: usize) -> Stranded {
+    stranded_at(mode, replicas, desired, 0)
+}
+
+/// [`stranded`] at `now_ms`: the stranded replicas come earliest retire-by time first (then by
+/// name), so the first replaced are the first to go; a stranded replica whose retire-by time
+/// has come is retired even before replacements are Ready (`due`).
+pub fn stranded_at(mode: Mode, replicas: &[Replica], desired: usize, now_ms: u64) -> Stranded {
     let mut failed: Vec<&Replica> = replicas.iter().filter(|r| r.failed).collect();
-    failed.sort_by(|a, b| a.name.cmp(&b.name));
+    failed.sort_by(|a, b| {
+        (a.retire_by_ms.unwrap_or(u64::MAX), &a.name).cmp(&(b.retire_by_ms.unwrap_or(u64::MAX), &b.name))
+    });
     let mut covered = if mode.has_standbys() {
         replicas
             .iter()
@@ -200,7 +224,7 @@ pub fn stranded(mode: Mode, replicas: &[Replica], desired: usize) -> Stranded {
         0
     };
     let mut pods: Vec<String> = Vec::new();
-    for r in failed {
+    for r in &failed {
         if r.role == Role::Active && covered > 0 {
             covered -= 1;
         } else {
@@ -208,27 +232,49 @@ pub fn stranded(mode: Mode, replicas: &[Replica], desired: usize) -> Stranded {
         }
     }
     let healthy_ready = replicas.iter().filter(|r| !r.failed && r.ready).count();
+    let due: Vec<String> = failed
+        .iter()
+        .filter(|r| pods.contains(&r.name) && r.retire_by_ms.is_some_and(|t| t <= now_ms))
+        .map(|r| r.name.clone())
+        .collect();
     let retire = if healthy_ready >= desired {
         pods.clone()
     } else {
-        Vec::new()
+        due.clone()
     };
+    let due = if healthy_ready >= desired { Vec::new() } else { due };
+    let retire_by = failed
+        .iter()
+        .filter(|r| pods.contains(&r.name))
+        .filter_map(|r| Some((r.name.clone(), r.retire_by_ms?)))
+        .collect();
     Stranded {
         pods,
         retire,
         healthy_ready,
+        due,
+        retire_by,
     }
 }
 
 /// The decision record of a receipt retiring replaced stranded replicas (kind
 /// `agent.stranded`).
 pub fn stranded_record(desired: usize, stranded: &Stranded) -> serde_json::Value {
-    serde_json::json!({
+    let mut record = serde_json::json!({
         "kind": "agent.stranded",
         "desired": desired,
         "healthyReady": stranded.healthy_ready,
         "retire": stranded.retire,
-    })
+    });
+    if !stranded.due.is_empty() {
+        // Retired for their node's termination deadline, before replacements were Ready.
+        record["dueToDeadline"] = serde_json::json!(stranded.due);
+    }
+    if !stranded.retire_by.is_empty() {
+        // When each had to go at the latest (its node's deadline minus its grace period).
+        record["retireByMs"] = serde_json::json!(stranded.retire_by);
+    }
+    record
 }
 
 /// The decision record of a failover receipt (kind `agent.failover`).
@@ -253,7 +299,53 @@ mod tests {
             ready,
             failed,
             placed: true,
+            retire_by_ms: None,
         }
+    }
+
+    #[test]
+    fn under_a_termination_deadline_the_earliest_go_first_and_are_retired_once_only_their_grace_is_left() {
+        let doomed = |name: &str, by: u64| Replica {
+            retire_by_ms: Some(by),
+            ..r(name, Role::Active, true, true)
+        };
+        // a and b on a node retiring at 90 s, c at 60 s; one healthy replica, three wanted.
+        let replicas = vec![
+            doomed("a", 90_000),
+            doomed("b", 90_000),
+            doomed("c", 60_000),
+            r("d", Role::Active, true, false),
+            r("e", Role::Active, false, true),
+        ];
+        let s = stranded_at(Mode::ActiveActive, &replicas, 3, 59_999);
+        // Earliest deadline first, no deadline last.
+        assert_eq!(s.pods, vec!["c", "a", "b", "e"]);
+        assert!(s.retire.is_empty() && s.due.is_empty(), "{s:?}");
+        let s = stranded_at(Mode::ActiveActive, &replicas, 3, 60_000);
+        assert_eq!(
+            (s.retire.clone(), s.due.clone()),
+            (vec!["c".to_string()], vec!["c".to_string()])
+        );
+        let s = stranded_at(Mode::ActiveActive, &replicas, 3, 90_000);
+        assert_eq!(s.due, vec!["c", "a", "b"]);
+        assert!(
+            !s.retire.contains(&"e".to_string()),
+            "no deadline: waits for replacements"
+        );
+        assert_eq!(
+            stranded_record(3, &s)["dueToDeadline"],
+            serde_json::json!(["c", "a", "b"])
+        );
+        assert_eq!(
+            stranded_record(3, &s)["retireByMs"],
+            serde_json::json!({"a": 90_000, "b": 90_000, "c": 60_000})
+        );
+        // Positive control: once replacements are Ready, all go and none is counted as due.
+        let mut ready = replicas.clone();
+        ready.extend(["x", "y"].map(|n| r(n, Role::Active, true, false)));
+        let s = stranded_at(Mode::ActiveActive, &ready, 3, 0);
+        assert_eq!(s.retire.len(), 4);
+        assert!(s.due.is_empty() && stranded_record(3, &s).get("dueToDeadline").is_none());
     }
 
     #[test]
@@ -283,7 +375,9 @@ mod tests {
             Stranded {
                 pods: vec![],
                 retire: vec![],
-                healthy_ready: 3
+                healthy_ready: 3,
+                due: vec![],
+                retire_by: Default::default(),
             }
         );
     }

@@ -20,6 +20,7 @@ pub mod rollout;
 pub mod scale;
 mod score;
 mod target;
+pub mod termination;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

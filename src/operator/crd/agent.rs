@@ -376,7 +376,9 @@ pub struct GeometricAgentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_replicas: Option<i32>,
     /// Replicas run beyond `spec.replicas` for the redundancy rule of the agent's strategy
-    /// (`spec.resilience.redundancy`); included in `replicas`.
+    /// (`spec.resilience.redundancy`), its failover standbys, and the failover planner's
+    /// standby (one while a failure domain the agent has replicas in is expected to fail);
+    /// included in `replicas`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spare_replicas: Option<i32>,
 }

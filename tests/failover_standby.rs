@@ -1,0 +1,258 @@
+//! Standbys ahead of a possible failure, on the real control plane: the failover planner
+//! restores counts (ConfigMap `mom-failover-history`) in which a degraded zone went on to fail
+//! 30 times in 100. When half of a zone's nodes are labelled `mom.hypersync.io/anomalous=true`
+//! the zone is degraded, and value iteration chooses `add_standby` (not a drain: the zone
+//! mostly recovers). The agent with replicas there then gets exactly one replica more, placed
+//! outside the zone by the extender, while its replicas in the zone stay where they are (the
+//! descheduler runs with its evacuation strategy and sees no drained node). When the label goes
+//! the zone is healthy, the row with a standby says `release_standby`, and the agent is back to
+//! its demanded count, exactly. Receipted (`failover.plan`, actions `add_standby` and
+//! `release_standby`), announced (Events `PredictedFailure` / `PredictionCleared`), verified.
+//!
+//! Runs on a control plane of its own: the planner acts on whole zones.
+
+mod common;
+mod placement_support;
+
+use placement_support::*;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, ListParams};
+use mom::labels::{ANOMALOUS_LABEL, ZONE_LABEL};
+use mom::operator::crd::Receipt;
+
+fn seed_history(zones: &BTreeSet<String>) {
+    // Rows and columns: healthy, degraded, suspect, failed. Degraded fails 30 times in 100.
+    let history = serde_json::json!({ "counts": [
+        [5000, 100, 0, 0],
+        [70, 0, 0, 30],
+        [0, 0, 0, 0],
+        [100, 0, 0, 0],
+    ]});
+    let counts: BTreeMap<&String, &serde_json::Value> = zones.iter().map(|z| (z, &history)).collect();
+    let cm = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "mom-failover-history", "namespace": "mom-system"},
+        "data": {"counts.json": serde_json::to_string(&counts).unwrap()},
+    });
+    let (_, _, _) = common::kubectl(&["create", "namespace", "mom-system"], None);
+    common::apply(&cm.to_string());
+}
+
+/// The agent's live pods: name → zone of its node (unbound pods: zone "").
+async fn pods_of(pods: &Api<Pod>, agent: &str, zone_of: &dyn Fn(&str) -> Option<String>) -> BTreeMap<String, String> {
+    pods.list(&ListParams::default().labels(&format!("mom.hypersync.io/agent={agent}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| {
+            let zone = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .and_then(zone_of)
+                .unwrap_or_default();
+            Some((p.metadata.name.clone()?, zone))
+        })
+        .collect()
+}
+
+fn label(node: &str, value: Option<&str>) {
+    let arg = match value {
+        Some(v) => format!("{ANOMALOUS_LABEL}={v}"),
+        None => format!("{ANOMALOUS_LABEL}-"),
+    };
+    let (ok, _, err) = common::kubectl(&["label", "node", node, &arg, "--overwrite"], None);
+    assert!(ok, "kubectl label {node} {arg}: {err}");
+}
+
+async fn event(client: &kube::Client, reason: &str, zone: &str) -> Event {
+    let events: Api<Event> = Api::all(client.clone());
+    common::eventually(
+        &format!("an Event {reason} naming {zone}"),
+        Duration::from_secs(60),
+        || {
+            let events = events.clone();
+            async move {
+                events
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .find(|e| {
+                        e.reason.as_deref() == Some(reason)
+                            && e.message
+                                .as_deref()
+                                .is_some_and(|m| m.contains(&format!("failure domain {zone}:")))
+                    })
+            }
+        },
+    )
+    .await
+}
+
+/// The `failover.plan` receipts' agent decisions for `zone`: (agent, standby, action).
+async fn plan_decisions(client: &kube::Client, zone: &str) -> Vec<(String, bool, String)> {
+    let receipts: Api<Receipt> = Api::namespaced(client.clone(), "mom-system");
+    receipts
+        .list(&ListParams::default())
+        .await
+        .expect("listing receipts")
+        .items
+        .into_iter()
+        .filter(|r| r.spec.decision["kind"] == "failover.plan")
+        .flat_map(|r| {
+            r.spec.decision["output"]["agents"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|a| a["domain"] == zone)
+        .map(|a| {
+            (
+                a["agent"].as_str().unwrap_or_default().to_string(),
+                a["standby"].as_bool().unwrap_or_default(),
+                a["action"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_zone_that_may_fail_gets_one_standby_outside_it_per_agent_and_gives_it_back_exactly_when_it_recovers() {
+    common::use_private_control_plane();
+    common::ensure_kwok_nodes(2, 3, 2);
+    let bootstrap = common::TestNamespace::new("failover-standby-seed").await;
+    let labels = node_labels(bootstrap.client()).await;
+    let zones: BTreeSet<String> = labels.values().filter_map(|l| l.get(ZONE_LABEL).cloned()).collect();
+    assert!(zones.len() >= 3, "{zones:?}");
+    seed_history(&zones);
+    let settings = std::env::temp_dir().join(format!("mom-standby-{}.json", std::process::id()));
+    std::fs::write(
+        &settings,
+        r#"{"planner":{"coolOffSeconds":5,"maxEvictionsPerAgent":3,"maxEvictionsPerNode":4},
+            "drift":{"enabled":false},"imbalance":{"enabled":false},"violations":{"enabled":false},
+            "evacuation":{"includeAnomalous":false}}"#,
+    )
+    .unwrap();
+    common::mom_with(&[
+        "--deschedule",
+        "--deschedule-tick-seconds",
+        "2",
+        "--deschedule-settings",
+        settings.to_str().unwrap(),
+    ]);
+    setup();
+    common::apply_test_momconfig("full_audit");
+    let ns = common::TestNamespace::new("failover-standby").await;
+    let n = &ns.name;
+    let client = ns.client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    let zone_of = |node: &str| labels.get(node).and_then(|l| l.get(ZONE_LABEL)).cloned();
+    common::apply(&agent(n, "shop", 4, "", ""));
+    let placed = common::eventually("shop's 4 replicas bound", Duration::from_secs(90), || {
+        let pods = pods.clone();
+        async move {
+            let p = pods_of(&pods, "shop", &zone_of).await;
+            (p.len() == 4 && p.values().all(|z| !z.is_empty())).then_some(p)
+        }
+    })
+    .await;
+    let mut per_zone: BTreeMap<&String, usize> = BTreeMap::new();
+    for z in placed.values() {
+        *per_zone.entry(z).or_default() += 1;
+    }
+    let zone = per_zone
+        .iter()
+        .max_by_key(|(_, c)| **c)
+        .map(|(z, _)| (*z).clone())
+        .unwrap();
+    let in_zone: Vec<&String> = labels
+        .iter()
+        .filter(|(_, l)| l.get(ZONE_LABEL) == Some(&zone))
+        .map(|(node, _)| node)
+        .collect();
+    let flagged: Vec<String> = in_zone
+        .iter()
+        .take(in_zone.len().div_ceil(2))
+        .map(|n| n.to_string())
+        .collect();
+    let kept_in_zone: BTreeSet<&String> = placed.iter().filter(|(_, z)| **z == zone).map(|(p, _)| p).collect();
+    println!("placed {placed:?}; flagging {flagged:?} of zone {zone}");
+
+    let flagged_at = Instant::now();
+    for node in &flagged {
+        label(node, Some("true"));
+    }
+    let announced = event(&client, "PredictedFailure", &zone).await;
+    let message = announced.message.clone().unwrap_or_default();
+    assert!(message.contains("add_standby"), "{message}");
+    let with_standby = common::eventually(
+        &format!("shop has 5 bound replicas, the new one outside zone {zone}"),
+        Duration::from_secs(90),
+        || {
+            let pods = pods.clone();
+            async move {
+                let p = pods_of(&pods, "shop", &zone_of).await;
+                (p.len() == 5 && p.values().all(|z| !z.is_empty())).then_some(p)
+            }
+        },
+    )
+    .await;
+    println!(
+        "standby bound {:.1} s after the label: {with_standby:?}",
+        flagged_at.elapsed().as_secs_f64()
+    );
+    let new: Vec<(&String, &String)> = with_standby.iter().filter(|(p, _)| !placed.contains_key(*p)).collect();
+    assert_eq!(new.len(), 1, "exactly one new pod: {with_standby:?} after {placed:?}");
+    assert_ne!(new[0].1, &zone, "the standby {} landed in the suspect zone", new[0].0);
+    // Not a drain: the replicas in the zone are still there.
+    for p in &kept_in_zone {
+        assert_eq!(
+            with_standby.get(*p),
+            Some(&zone),
+            "{p} left zone {zone}: {with_standby:?}"
+        );
+    }
+    let decisions = plan_decisions(&client, &zone).await;
+    let agent_at = format!("{n}/shop@{zone}");
+    assert!(
+        decisions.contains(&(agent_at.clone(), false, "add_standby".into())),
+        "no failover.plan receipt adds shop's standby: {decisions:?}"
+    );
+
+    // The zone recovers: the standby is given back, the count is exact again.
+    let cleared_at = Instant::now();
+    for node in &flagged {
+        label(node, None);
+    }
+    event(&client, "PredictionCleared", &zone).await;
+    let back = common::eventually("shop back to 4 replicas", Duration::from_secs(90), || {
+        let pods = pods.clone();
+        async move {
+            let p = pods_of(&pods, "shop", &zone_of).await;
+            (p.len() == 4).then_some(p)
+        }
+    })
+    .await;
+    println!(
+        "standby released {:.1} s after the label went: {back:?}",
+        cleared_at.elapsed().as_secs_f64()
+    );
+    let decisions = plan_decisions(&client, &zone).await;
+    assert!(
+        decisions.contains(&(agent_at, true, "release_standby".into())),
+        "no failover.plan receipt releases shop's standby: {decisions:?}"
+    );
+    let agents: Api<mom::operator::crd::GeometricAgent> = Api::namespaced(client.clone(), n);
+    let spec = agents.get("shop").await.expect("agent shop").spec.replicas;
+    assert_eq!(spec, 4, "the agent's demanded replicas changed");
+    let (ok, report) = common::verify_cluster_with_published_keys(&client).await;
+    assert!(ok, "mom verify after the standby: {report}");
+}
