@@ -399,7 +399,10 @@ pub fn node_flags(node: &Node) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-async fn patch_node(api: &Api<Node>, name: &str, flags: &BTreeSet<String>) -> Result<(), kube::Error> {
+/// Sets a node's flags: label `mom.hypersync.io/anomalous=true` and the annotation listing
+/// `flags`, or removes both when `flags` is empty (a merge patch, the only node write the
+/// operator makes; the chart's node policy allows exactly these two keys).
+pub async fn patch_node(api: &Api<Node>, name: &str, flags: &BTreeSet<String>) -> Result<(), kube::Error> {
     let patch = if flags.is_empty() {
         serde_json::json!({"metadata": {
             "labels": {ANOMALOUS_LABEL: null},
