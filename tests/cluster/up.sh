@@ -3,12 +3,15 @@
 # kube-controller-manager, kube-scheduler and kwok (simulated nodes and kubelets), each on a
 # free port, and writes a kubeconfig. Everything runs from the version-keyed build of build.sh.
 #
-# Usage: up.sh STATE_DIR [--watch-pid PID] [--audit]
+# Usage: up.sh STATE_DIR [--watch-pid PID [--remove-state]] [--audit]
 #   (environment) MOM_METRICS_SERVER=1  also serve the resource metrics API: metrics-server
 #                (built by build.sh on first use) scrapes kwok's simulated kubelet resource
 #                metrics and is registered as the APIService v1beta1.metrics.k8s.io
 #   STATE_DIR  where pki, data, logs, pids and the kubeconfig go (created; must not be running)
 #   --watch-pid  tear everything down when process PID exits (used by the Rust test harness)
+#   --remove-state  with --watch-pid: then also delete STATE_DIR (etcd data and logs, ~130 MB;
+#                the harness asks for it unless MOM_KEEP_CLUSTER_STATE=1, so test runs do not
+#                fill /tmp)
 #   --audit      write an apiserver audit log (Metadata level, ServiceAccount users only) to
 #                STATE_DIR/logs/audit.log, e.g. to list the permissions a component really uses
 #
@@ -21,10 +24,12 @@ state=${1:?usage: up.sh STATE_DIR [--watch-pid PID]}
 shift
 watch_pid=""
 audit=""
+remove_state=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --watch-pid) watch_pid=${2:?--watch-pid needs a PID}; shift 2 ;;
     --audit) audit=1; shift ;;
+    --remove-state) remove_state=1; shift ;;
     *) echo "up.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -246,7 +251,9 @@ fi
 
 if [[ -n $watch_pid ]]; then
   # Watchdog: tear down when the owner dies, however it dies.
-  nohup bash -c "while kill -0 $watch_pid 2>/dev/null; do sleep 1; done; '$here/down.sh' '$state'" \
+  after=""
+  [[ -n $remove_state ]] && after="; rm -rf '$state'"
+  nohup bash -c "while kill -0 $watch_pid 2>/dev/null; do sleep 1; done; '$here/down.sh' '$state'$after" \
     >"$state/logs/watchdog.log" 2>&1 &
   echo "watchdog $!" >> "$state/pids"
 fi

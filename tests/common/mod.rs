@@ -95,6 +95,7 @@ pub fn control_plane() -> &'static ControlPlane {
             .arg("--watch-pid")
             .arg(std::process::id().to_string())
             .args(audited.then_some("--audit"))
+            .args((std::env::var("MOM_KEEP_CLUSTER_STATE").as_deref() != Ok("1")).then_some("--remove-state"))
             .envs(metrics_env)
             .output()
             .expect("running tests/cluster/up.sh");
