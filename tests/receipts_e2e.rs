@@ -79,6 +79,9 @@ async fn every_scaling_action_leaves_a_verifiable_receipt_and_a_deleted_one_is_n
                             .ok()?
                             .items
                             .into_iter()
+                            // The agent's spec change (`configure`, `tests/rollback.rs`) is
+                            // neither.
+                            .filter(|r| r.spec.action != ReceiptAction::Configure)
                             .filter(|r| (r.spec.action == ReceiptAction::Bind) == binds)
                             .collect();
                         list.sort_by_key(|r| r.spec.sequence);
@@ -135,6 +138,19 @@ async fn every_scaling_action_leaves_a_verifiable_receipt_and_a_deleted_one_is_n
     assert_eq!(actions, ["spawn", "spawn", "terminate"]);
     last_receipt_is(ours[2].clone()).await;
     assert!(ours.iter().all(|r| r.spec.subject.name == "audited"));
+    // The agent's creation is one spec change, recorded before its first spawn; the scales
+    // are not spec changes.
+    let configured: Vec<Receipt> = receipts
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|r| r.spec.action == ReceiptAction::Configure)
+        .collect();
+    assert_eq!(configured.len(), 1, "{configured:?}");
+    assert_eq!(configured[0].spec.decision["kind"], "agent.change");
+    assert!(configured[0].spec.sequence < ours[0].spec.sequence);
     // The 4 pods the agent created were each bound once, after its spawn receipt; the
     // scale-down bound nothing.
     let binds = wait_for(4, true).await;

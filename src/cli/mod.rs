@@ -26,6 +26,8 @@ mod progress;
 mod rca;
 mod receipts;
 mod report;
+#[cfg(feature = "operator")]
+mod rollback;
 mod scaling;
 mod verify;
 mod verify_args;
@@ -82,6 +84,9 @@ enum Command {
     /// Failover decisions from domain health: value iteration offline from a snapshot.
     #[command(subcommand)]
     Failover(failover::Command),
+    /// Put a GeometricAgent back to the spec a signed `agent.change` receipt recorded.
+    #[cfg(feature = "operator")]
+    Rollback(rollback::Args),
     /// The kubectl plugin (`kubectl mom`: status, why, verify, top); the same as running this
     /// binary under the name `kubectl-mom`.
     #[cfg(feature = "operator")]
@@ -123,6 +128,8 @@ pub fn main() -> ExitCode {
         Command::Report(command) => report::run(command),
         Command::Deschedule(command) => deschedule::run(command),
         Command::Failover(command) => failover::run(command),
+        #[cfg(feature = "operator")]
+        Command::Rollback(args) => rollback::run(args),
         #[cfg(feature = "operator")]
         Command::Kubectl(args) => kubectl::run(args),
     };

@@ -1,6 +1,6 @@
 //! The record of a change of the cluster's MomConfig (receipt decision kind `momconfig.change`,
-//! action `configure`): which object and generation took effect, after which recorded
-//! generation, and its whole spec.
+//! action `configure`), or of a GeometricAgent's spec (`agent.change`): which object and
+//! generation took effect, after which recorded generation, and its whole spec.
 //!
 //! Input: plain data — the MomConfig's uid and generation, the generation of the newest
 //! recorded change of the same object (if any), and its spec as JSON (the core does not see the
@@ -22,6 +22,34 @@ pub fn change_record(uid: &str, generation: i64, previous_generation: Option<i64
         "previousGeneration": previous_generation,
         "spec": spec,
     })
+}
+
+/// Decision kind of a GeometricAgent spec change.
+pub const AGENT_CHANGE_KIND: &str = "agent.change";
+
+/// `{kind: agent.change, uid, generation, previousGeneration, spec}`: a GeometricAgent's spec
+/// at `generation`, recorded when the agent controller first acts on it; `previousGeneration`
+/// is the generation it acted on before (`status.observedGeneration`), `null` for a new agent.
+/// A change of `replicas` alone is not one (scaling has its own receipts). `mom rollback` puts
+/// an agent back to such a spec ([`super::rollback`]).
+pub fn agent_change_record(uid: &str, generation: i64, previous_generation: Option<i64>, spec: &Value) -> Value {
+    serde_json::json!({
+        "kind": AGENT_CHANGE_KIND,
+        "uid": uid,
+        "generation": generation,
+        "previousGeneration": previous_generation,
+        "spec": spec,
+    })
+}
+
+/// What an `agent.change` is about: the spec without `replicas` (which the scaler, the HPA or
+/// `kubectl scale` change, each with its own receipt).
+pub fn agent_change_subject(spec: &Value) -> Value {
+    let mut s = spec.clone();
+    if let Some(m) = s.as_object_mut() {
+        m.remove("replicas");
+    }
+    s
 }
 
 #[cfg(test)]

@@ -15,10 +15,12 @@
 //! Layering: the receipts layer sits below the decisions it records (it imports no decision
 //! module); each decision module exports its decision record and kind, using the generic
 //! `ReplayError` from below; this module sits above them all. Kinds recorded but not replayed
-//! (their inputs are only hashed): `placement.scale`, `auction.release` and
-//! `momconfig.change` ([`config_change`], the home of the MomConfig change record).
+//! (their inputs are only hashed): `placement.scale`, `auction.release`, `momconfig.change` and
+//! `agent.change` ([`config_change`], the home of the spec change records; [`rollback`] reads
+//! an `agent.change` back for `mom rollback`).
 
 pub mod config_change;
+pub mod rollback;
 
 use crate::receipts::replay::{ReplayRegistry, TEST_SUM_KIND, test_sum};
 use crate::{anomaly, auction, budget, descheduler, failover_mdp, placement, scaling_policy};
@@ -41,10 +43,11 @@ pub fn registry() -> ReplayRegistry {
 }
 
 /// Decision kinds recorded in receipts whose inputs are only hashed (not replayed).
-pub const RECORDED_ONLY_KINDS: [&str; 3] = [
+pub const RECORDED_ONLY_KINDS: [&str; 4] = [
     placement::SCALE_KIND,
     auction::quota::RELEASE_KIND,
     config_change::CONFIG_CHANGE_KIND,
+    config_change::AGENT_CHANGE_KIND,
 ];
 
 #[cfg(test)]
@@ -240,6 +243,11 @@ mod tests {
             (
                 Action::Configure,
                 config_change::change_record("uid-1", 2, Some(1), &spec),
+                spec.clone(),
+            ),
+            (
+                Action::Configure,
+                config_change::agent_change_record("uid-2", 1, None, &spec),
                 spec.clone(),
             ),
         ]);

@@ -117,6 +117,7 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
         ctx,
         agents: reader.clone(),
         retries: super::retry::Backoff::default(),
+        spec_recorded: std::sync::Mutex::default(),
     });
     let controller = Controller::for_stream(agents, reader)
         .owns(pods, watcher::Config::default().labels(AGENT_LABEL))
@@ -217,6 +218,8 @@ struct Reconciler {
     agents: kube::runtime::reflector::Store<GeometricAgent>,
     /// Failures in a row per agent (`namespace/name`) for the back-off on an overloaded apiserver.
     retries: super::retry::Backoff,
+    /// The newest spec generation recorded per agent uid in this process ([`record_spec_change`]).
+    spec_recorded: std::sync::Mutex<std::collections::HashMap<String, (i64, String)>>,
 }
 
 fn error_policy(agent: Arc<GeometricAgent>, err: &AgentError, reconciler: Arc<Reconciler>) -> Action {
@@ -406,6 +409,76 @@ async fn stored_agent(ctx: &Context, ns: &str, name: &str) -> Result<Option<Geom
         })
 }
 
+/// Records the agent's spec as an `agent.change` receipt (action `configure`) when the
+/// controller first acts on a generation (`status.observedGeneration` differs) whose spec, apart
+/// from `replicas`, is not the one this process recorded last for the agent: `mom rollback` puts
+/// an agent back to such a spec. A change of `replicas` alone (the scaler, the HPA, `kubectl
+/// scale`) is not recorded here: scaling has its own receipts. The spec is the stored object's,
+/// as written (the cache keeps only a summary of the template). A new leader records again a
+/// generation still in progress when it took over.
+async fn record_spec_change(
+    agent: &GeometricAgent,
+    ctx: &Context,
+    agents: &kube::runtime::reflector::Store<GeometricAgent>,
+    recorded: &std::sync::Mutex<std::collections::HashMap<String, (i64, String)>>,
+) -> Result<(), AgentError> {
+    use crate::decisions::config_change::{agent_change_record, agent_change_subject};
+    let (Some(uid), Some(generation)) = (agent.uid(), agent.metadata.generation) else {
+        return Ok(());
+    };
+    let observed = agent.status.as_ref().and_then(|s| s.observed_generation);
+    let known = |map: &std::collections::HashMap<String, (i64, String)>| map.get(&uid).cloned();
+    let last = recorded.lock().ok().and_then(|m| known(&m));
+    if observed == Some(generation) || last.as_ref().is_some_and(|(g, _)| *g >= generation) {
+        return Ok(());
+    }
+    let (ns, name) = (agent.namespace().unwrap_or_default(), agent.name_any());
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &ns, &super::lenient::agent_resource());
+    let Some(stored) = api.get_opt(&name).await? else {
+        return Ok(());
+    };
+    let (Some(stored_generation), Some(spec)) = (stored.metadata.generation, stored.data.get("spec")) else {
+        return Ok(());
+    };
+    if stored.metadata.uid.as_deref() != Some(uid.as_str()) || stored_generation < generation {
+        return Ok(());
+    }
+    let digest = crate::receipts::inputs_digest(&agent_change_subject(spec)).unwrap_or_default();
+    let remember = |generation: i64, digest: String| {
+        if let Ok(mut map) = recorded.lock() {
+            // Forget agents that are gone once the map outgrows the agents there are.
+            if map.len() > 2 * agents.state().len() + 1024 {
+                let live: BTreeSet<String> = agents.state().iter().filter_map(|a| a.uid()).collect();
+                map.retain(|u, _| live.contains(u));
+            }
+            map.insert(uid.clone(), (generation, digest));
+        }
+    };
+    if last.is_some_and(|(_, d)| d == digest) {
+        remember(stored_generation, digest);
+        return Ok(());
+    }
+    let intent = Intent {
+        action: crate::receipts::Action::Configure,
+        subject: agent_subject(agent),
+        decision: agent_change_record(&uid, stored_generation, observed, spec),
+        inputs: spec.clone(),
+        regarding: Some(agent.object_ref(&())),
+        withheld: format!(
+            "{} spec generation {stored_generation} was not recorded, so it is not acted on yet",
+            AgentKey::of(agent)
+        ),
+    };
+    ctx.record_before(intent).await.map_err(|source| AgentError::Receipt {
+        agent: name.clone(),
+        action: "configure",
+        source,
+    })?;
+    remember(stored_generation, digest);
+    Ok(())
+}
+
 /// The pod for one new replica, from the agent's template; `tenant` (the namespace's) is shown
 /// on it as a label, for people and tools: MOM itself never reads a tenant from a pod.
 pub fn build_pod(agent: &GeometricAgent, tenant: &str) -> Result<Pod, AgentError> {
@@ -470,7 +543,7 @@ async fn reconcile(agent: Arc<GeometricAgent>, reconciler: Arc<Reconciler>) -> R
         controller: "geometricagent".into(),
     };
     ctx.metrics.reconciles.get_or_create(&labels).inc();
-    let result = reconcile_inner(&agent, ctx, &reconciler.agents).await;
+    let result = reconcile_inner(&agent, ctx, &reconciler.agents, &reconciler.spec_recorded).await;
     if result.is_ok() {
         let key = format!("{}/{}", agent.namespace().unwrap_or_default(), agent.name_any());
         reconciler.retries.succeeded(&key);
@@ -487,6 +560,7 @@ async fn reconcile_inner(
     agent: &GeometricAgent,
     ctx: &Context,
     agents: &kube::runtime::reflector::Store<GeometricAgent>,
+    spec_recorded: &std::sync::Mutex<std::collections::HashMap<String, (i64, String)>>,
 ) -> Result<Action, AgentError> {
     let ns = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
@@ -557,6 +631,7 @@ async fn reconcile_inner(
         ctx.writer.reset().await;
         return Ok(Action::requeue(resync_after(&ns, &name)));
     }
+    record_spec_change(agent, ctx, agents, spec_recorded).await?;
 
     // Act (leader only).
     if let Some(problem) = check.problems.first().filter(|_| tenant_refused) {

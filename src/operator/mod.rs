@@ -28,6 +28,7 @@ pub mod pools;
 pub mod prometheus;
 pub mod receipts;
 pub mod retry;
+pub mod rollback;
 pub mod scaler;
 pub mod server;
 pub mod status;

@@ -87,7 +87,7 @@ pub async fn stored_objects_lenient(
 }
 
 /// The namespace and name of a Receipt object and its receipt, or why it cannot be read.
-fn read_object(mut obj: kube::api::DynamicObject) -> (String, String, Result<Receipt, String>) {
+pub fn read_object(mut obj: kube::api::DynamicObject) -> (String, String, Result<Receipt, String>) {
     let namespace = obj.metadata.namespace.take().unwrap_or_default();
     let name = obj.metadata.name.take().unwrap_or_default();
     let spec = obj
@@ -176,7 +176,7 @@ pub async fn trusted_objects(
     Ok(trusted.into_iter().map(|((ns, name), r)| (ns, name, r)).collect())
 }
 
-fn receipt_resource() -> kube::api::ApiResource {
+pub fn receipt_resource() -> kube::api::ApiResource {
     kube::api::ApiResource::erase::<ReceiptObject>(&())
 }
 
