@@ -15,6 +15,7 @@ pub mod budget;
 pub mod cluster_layout;
 pub mod decisions;
 pub mod descheduler;
+pub mod drift;
 pub mod failover_mdp;
 pub mod geometry;
 pub mod labels;

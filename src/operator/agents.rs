@@ -987,6 +987,60 @@ async fn reconcile_inner(
         .await;
     }
 
+    // Drift (`crate::drift`): pods someone else changed. Always reported; with `onDrift:
+    // replace` one is deleted (after its receipt) while every other replica is Ready and the
+    // agent is neither scaling nor rolling out; the next pass re-creates it from the template.
+    let drifted = drifted_pods(&active);
+    if agent.spec.on_drift == super::crd::agent::DriftResponse::Replace
+        && !tenant_refused
+        && !rolling
+        && active.len() == desired
+        && let Some((victim, changes)) = drifted.first()
+        && active.iter().filter(|p| p.name_any() != *victim).all(|p| is_ready(p))
+    {
+        let record: Vec<serde_json::Value> = changes
+            .iter()
+            .map(|c| serde_json::json!({"manager": c.manager, "fields": c.fields}))
+            .collect();
+        let intent = Intent {
+            action: crate::receipts::Action::Terminate,
+            subject: agent_subject(agent),
+            decision: serde_json::json!({"kind": DRIFT_KIND, "pod": victim, "changes": record}),
+            inputs: serde_json::json!({"pod": victim, "changes": record}),
+            regarding: Some(reference.clone()),
+            withheld: format!("pod {victim}, changed outside MOM, was not replaced"),
+        };
+        last_receipt = ctx.record_before(intent).await.map_err(|source| AgentError::Receipt {
+            agent: name.clone(),
+            action: "terminate",
+            source,
+        })?;
+        let uid = active.iter().find(|p| p.name_any() == *victim).and_then(|p| p.uid());
+        let params = DeleteParams {
+            preconditions: uid.map(|uid| kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match pods_api.delete(victim, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+        ctx.metrics.decision("drift_replace");
+        publish(
+            ctx,
+            &reference,
+            "DriftReplaced",
+            format!(
+                "deleted pod {victim} ({}) to re-create it from the template",
+                changes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            ),
+        )
+        .await;
+    }
+
     // Record.
     let ready = active.iter().filter(|p| is_ready(p)).count() as i32;
     let updated = active.iter().filter(|p| !old_template(p)).count() as i32;
@@ -1024,6 +1078,19 @@ async fn reconcile_inner(
     });
     desired_conditions.push(ctx.anomaly_condition(&AgentKey::of(agent)));
     let existing = agent.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let drift = drift_condition(&drifted);
+    let reported = conditions::find(&existing, conditions::DRIFTED).map(|c| (c.status.clone(), c.message.clone()));
+    if drift.status == ConditionStatus::True && reported != Some(("True".into(), drift.message.clone())) {
+        ctx.publish(
+            &reference,
+            EventType::Warning,
+            "Drift",
+            conditions::reason::CHANGED_OUTSIDE_MOM,
+            drift.message.clone(),
+        )
+        .await;
+    }
+    desired_conditions.push(drift);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = GeometricAgentStatus {
         replicas: desired.min(active.len().max(desired)) as i32,
@@ -1358,6 +1425,72 @@ fn waits_for_peers(agent: &GeometricAgent, peers: &[Arc<GeometricAgent>], view: 
             && v.agent_replica_positions(&AgentKey::new(ns.clone(), p.agent.clone()))
                 .is_empty()
     })
+}
+
+/// Decision kind of a pod deleted because someone else changed it (`spec.onDrift: replace`).
+pub const DRIFT_KIND: &str = "agent.drift";
+
+/// The agent's pods someone other than MOM changed, by name, with what and who.
+fn drifted_pods(active: &[&Pod]) -> Vec<(String, Vec<crate::drift::ForeignChange>)> {
+    let mut drifted: Vec<(String, Vec<crate::drift::ForeignChange>)> = active
+        .iter()
+        .filter_map(|p| {
+            let entries: Vec<crate::drift::FieldEntry> = p
+                .metadata
+                .managed_fields
+                .iter()
+                .flatten()
+                .map(|m| crate::drift::FieldEntry {
+                    manager: m.manager.clone().unwrap_or_default(),
+                    operation: m.operation.clone().unwrap_or_default(),
+                    subresource: m.subresource.clone().unwrap_or_default(),
+                    fields: m.fields_v1.as_ref().map(|f| f.0.clone()).unwrap_or_default(),
+                })
+                .collect();
+            let changes = crate::drift::foreign_changes(MANAGER, &entries);
+            (!changes.is_empty()).then(|| (p.name_any(), changes))
+        })
+        .collect();
+    drifted.sort();
+    drifted
+}
+
+/// Condition `Drifted`: True naming up to 3 changed pods (fields and writers), else False.
+fn drift_condition(drifted: &[(String, Vec<crate::drift::ForeignChange>)]) -> DesiredCondition {
+    if drifted.is_empty() {
+        return DesiredCondition::new(
+            conditions::DRIFTED,
+            ConditionStatus::False,
+            conditions::reason::NO_DRIFT,
+            "no pod was changed outside MOM",
+        );
+    }
+    let named: Vec<String> = drifted
+        .iter()
+        .take(3)
+        .map(|(pod, changes)| {
+            format!(
+                "pod {pod}: {}",
+                changes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            )
+        })
+        .collect();
+    let more = drifted.len().saturating_sub(3);
+    DesiredCondition::new(
+        conditions::DRIFTED,
+        ConditionStatus::True,
+        conditions::reason::CHANGED_OUTSIDE_MOM,
+        format!(
+            "{} pod(s) changed outside MOM: {}{}",
+            drifted.len(),
+            named.join(" | "),
+            if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            }
+        ),
+    )
 }
 
 async fn publish(ctx: &Context, reference: &k8s_openapi::api::core::v1::ObjectReference, reason: &str, note: String) {

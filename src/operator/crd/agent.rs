@@ -127,6 +127,16 @@ pub struct GeometricAgentSpec {
     /// `mom.hypersync.io/template-hash`); pods made before MOM labelled them count as current.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// What MOM does when someone else changes one of this agent's pods (a label or annotation,
+    /// a container image, a debug container: any write recorded in the pod's `managedFields`
+    /// under another field manager than MOM's, except on the `status`, `binding` and `eviction`
+    /// subresources). `report` (default): condition `Drifted` True naming the pods, the fields
+    /// and who wrote them, and a Warning Event (reason `ChangedOutsideMom`) when that changes. `replace`: the same,
+    /// and a changed pod is deleted (after an `agent.drift` receipt) so that it is re-created
+    /// from the template: one at a time, only while every other replica is Ready and the agent
+    /// is neither scaling nor rolling out.
+    #[serde(default)]
+    pub on_drift: DriftResponse,
 }
 
 /// Rolling-update settings of an agent (defaults: 25 %, 25 %, 600 s).
@@ -264,6 +274,17 @@ pub const SCALER_MANAGER: &str = "mom-scaler";
 
 fn default_replicas() -> i32 {
     1
+}
+
+/// What MOM does about pods someone else changed (`spec.onDrift`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftResponse {
+    /// Condition `Drifted` and a Warning Event; the pod is left as it is.
+    #[default]
+    Report,
+    /// Also delete the changed pod, one at a time, so it is re-created from the template.
+    Replace,
 }
 
 /// Tenant isolation of an agent's pods.

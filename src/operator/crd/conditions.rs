@@ -40,6 +40,8 @@ pub const ANOMALY_DETECTION: &str = "AnomalyDetection";
 /// Condition type (GeometricAgent): whether the anomaly loop raised a flag on the agent
 /// (`True`, `AnomalyFlagged`, naming the flags and their series; `False`, `NoAnomaly`).
 pub const ANOMALOUS: &str = "Anomalous";
+/// GeometricAgent: someone other than MOM changed one of its pods (`spec.onDrift`).
+pub const DRIFTED: &str = "Drifted";
 
 /// Reasons used across the controllers (CamelCase, as the conventions require).
 pub mod reason {
@@ -101,6 +103,10 @@ pub mod reason {
     pub const SERIES_ANSWERED: &str = "SeriesAnswered";
     /// Some anomaly series' query failed (its flags did not change).
     pub const QUERY_FAILED: &str = "QueryFailed";
+    /// Drifted=True: a pod of the agent was changed by another field manager.
+    pub const CHANGED_OUTSIDE_MOM: &str = "ChangedOutsideMom";
+    /// Drifted=False.
+    pub const NO_DRIFT: &str = "NoDrift";
     /// No anomaly series is configured, or the loop is disabled.
     pub const ANOMALY_OFF: &str = "AnomalyDetectionOff";
     /// The anomaly loop raised a flag on the agent.
