@@ -227,6 +227,17 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
         "measured: its pods evicted {:.1} s after the trace was first served",
         served.elapsed().as_secs_f64()
     );
+    // Their replacements are placed, and not on the flagged node: the extender avoids it while
+    // other nodes fit.
+    let back = common::eventually("web's replicas placed again", Duration::from_secs(120), || async {
+        let now = live(&ns).await;
+        (now.len() >= REPLICAS).then_some(now)
+    })
+    .await;
+    assert!(
+        back.values().all(|node| *node != target),
+        "a replacement was placed on the flagged node {target}: {back:?}"
+    );
     let now = live(&ns).await;
     for p in &elsewhere {
         assert!(now.contains_key(p), "{p}, not on the flagged node, was moved: {now:?}");

@@ -275,7 +275,8 @@ impl Candidates {
 }
 
 /// The filter verb over a view: the core's verdict, then nodes whose heartbeat stopped or that
-/// are labelled unhealthy (unresolvable), and nodes not in MOM's node cache (failed).
+/// are labelled unhealthy (unresolvable), nodes labelled anomalous while another node passes
+/// (unresolvable), and nodes not in MOM's node cache (failed).
 pub fn filter_in_view(
     view: &super::view::View,
     rec: &super::view::PodRecord,
@@ -293,6 +294,25 @@ pub fn filter_in_view(
         }
     }
     verdict.passed.retain(|n| !verdict.unresolvable.contains_key(n));
+    // Nodes the anomaly loop flagged are avoided while another node passes: the descheduler
+    // evacuates them, so a pod sent there would be moved again. When every passing node is
+    // flagged they stay (a pod placed on one beats a Pending pod).
+    let flagged: Vec<String> = verdict
+        .passed
+        .iter()
+        .filter(|n| view.node_anomalous(n))
+        .cloned()
+        .collect();
+    if !flagged.is_empty() && flagged.len() < verdict.passed.len() {
+        for name in flagged {
+            let reason = format!(
+                "node {name} is labelled {}=true (the anomaly loop flagged it): avoided while other nodes fit",
+                crate::labels::ANOMALOUS_LABEL
+            );
+            verdict.unresolvable.insert(name, reason);
+        }
+        verdict.passed.retain(|n| !verdict.unresolvable.contains_key(n));
+    }
     for name in c.unknown {
         verdict
             .failed
@@ -662,6 +682,53 @@ mod tests {
             let err = decode(&request("99999999999999999999999999999999", "64Mi", &[], 0)).unwrap_err();
             assert!(format!("{err:?}").contains("Pod resources"), "{err:?}");
         }
+    }
+
+    #[test]
+    fn nodes_flagged_anomalous_are_avoided_while_another_node_fits_and_kept_when_none_does() {
+        use crate::operator::view::{PodRecord, View};
+        let node = |name: &str, anomalous: bool| -> k8s_openapi::api::core::v1::Node {
+            let mut labels = serde_json::json!({crate::labels::ZONE_LABEL: "za"});
+            if anomalous {
+                labels[crate::labels::ANOMALOUS_LABEL] = "true".into();
+            }
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "labels": labels},
+                "status": {"allocatable": {"cpu": "4", "memory": "8Gi"}}
+            }))
+            .unwrap()
+        };
+        let rec = PodRecord {
+            namespace: "team".into(),
+            name: "web-1".into(),
+            node: None,
+            demand: placement::PodDemand {
+                requests: placement::Resources {
+                    cpu_millis: 100,
+                    memory_bytes: 0,
+                },
+                tenant: None,
+                strict_isolation: false,
+                standby: false,
+            },
+            agent: None,
+            node_selector: Default::default(),
+        };
+        let mut view = View::default();
+        view.apply_node(&node("calm", false));
+        view.apply_node(&node("flagged", true));
+        view.reembed();
+        let names = vec!["calm".to_string(), "flagged".to_string()];
+        let v = filter_in_view(&view, &rec, &names);
+        assert_eq!(v.passed, vec!["calm".to_string()]);
+        let reason = &v.unresolvable["flagged"];
+        assert!(reason.contains("mom.hypersync.io/anomalous=true"), "{reason}");
+        // Only flagged nodes fit: they are kept rather than leaving the pod Pending.
+        let v = filter_in_view(&view, &rec, &["flagged".to_string()]);
+        assert_eq!(v.passed, vec!["flagged".to_string()]);
+        // Control: the flag cleared, both pass.
+        view.apply_node(&node("flagged", false));
+        assert_eq!(filter_in_view(&view, &rec, &names).passed.len(), 2);
     }
 
     fn state(leading: bool) -> (Context, tokio::sync::watch::Sender<bool>) {

@@ -717,6 +717,14 @@ impl View {
             .collect()
     }
 
+    /// Whether the anomaly loop flagged `node` (label `mom.hypersync.io/anomalous=true`).
+    pub fn node_anomalous(&self, node: &str) -> bool {
+        self.nodes
+            .get(node)
+            .and_then(|r| r.labels.get(crate::labels::ANOMALOUS_LABEL))
+            .is_some_and(|v| v == "true")
+    }
+
     /// Why no new pod may go to `node`: it is labelled `mom.hypersync.io/unhealthy=true`, or
     /// its heartbeat is silent. (A node the lifecycle controller marked NotReady is tainted, and
     /// the scheduler keeps pods off it itself.) Replicas on such a node are replaced
