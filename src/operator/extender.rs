@@ -276,7 +276,9 @@ impl Candidates {
 
 /// The filter verb over a view: the core's verdict, then nodes whose heartbeat stopped or that
 /// are labelled unhealthy (unresolvable), nodes labelled anomalous while another node passes
-/// (unresolvable), and nodes not in MOM's node cache (failed).
+/// (unresolvable), under a redundancy cap the nodes outside the best-scoring node's failure
+/// domain (unresolvable, `placement::one_failure_domain`), and nodes not in MOM's node cache
+/// (failed).
 pub fn filter_in_view(
     view: &super::view::View,
     rec: &super::view::PodRecord,
@@ -312,6 +314,23 @@ pub fn filter_in_view(
             verdict.unresolvable.insert(name, reason);
         }
         verdict.passed.retain(|n| !verdict.unresolvable.contains_key(n));
+    }
+    // Under a redundancy cap: one failure domain, that of the best-scoring node that passes.
+    if let Some(policy) = c
+        .policy
+        .as_ref()
+        .filter(|p| p.max_per_domain.is_some() && verdict.passed.len() > 1)
+    {
+        let passing: std::collections::BTreeSet<&str> = verdict.passed.iter().map(String::as_str).collect();
+        let candidates: Vec<&placement::NodeState> = refs
+            .iter()
+            .copied()
+            .filter(|n| passing.contains(n.name.as_str()))
+            .collect();
+        let s = &view.settings;
+        let scores =
+            placement::score_breakdown(&c.demand, Some(policy), &candidates, &s.objectives, s.routing, s.kappa);
+        placement::one_failure_domain(policy, &candidates, &scores, &mut verdict);
     }
     for name in c.unknown {
         verdict

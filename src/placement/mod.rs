@@ -213,7 +213,8 @@ pub struct FilterVerdict {
 /// Hard constraints: avoid-list, required data locality, tenant isolation, maximum distance,
 /// failure-domain spread, capacity (without tentative guesses, see [`NodeState::tentative`]); then the preferred-regions tier over the nodes that pass
 /// all of them (only the first listed region with a passing node keeps its nodes). Every
-/// rejected node gets one reason naming the rule.
+/// rejected node gets one reason naming the rule. The extender then narrows what passes to one
+/// failure domain under a redundancy cap ([`one_failure_domain`]).
 pub fn filter(pod: &PodDemand, agent: Option<&AgentPolicy>, nodes: &[&NodeState], kappa: f64) -> FilterVerdict {
     let mut verdict = FilterVerdict::default();
     let mut passed: Vec<&NodeState> = Vec::new();
@@ -250,6 +251,61 @@ pub fn filter(pod: &PodDemand, agent: Option<&AgentPolicy>, nodes: &[&NodeState]
         verdict.passed.push(node.name.clone());
     }
     verdict
+}
+
+/// Under a redundancy cap (at most `max_per_domain` replicas per failure domain), narrows the
+/// nodes that passed [`filter`] to one failure domain: that of the passing node prioritize ranks
+/// first (`scores`, from [`score_breakdown`] over the passing nodes). kube-scheduler binds
+/// asynchronously and may filter the agent's next pod before this one's bind arrives; the
+/// extender counts this pod in the domain it assumed at prioritize time, and with every
+/// candidate in one domain that guess is right whichever node the scheduler picks, so two pods
+/// never both take a domain's last slot (which the bind would then have to refuse).
+///
+/// A passing node `n` ranks by `(score desc, points desc, replicas of the agent in n's domain
+/// asc, n asc)`; a node without a score ranks last.
+pub fn one_failure_domain(
+    agent: &AgentPolicy,
+    nodes: &[&NodeState],
+    scores: &[NodeScore],
+    verdict: &mut FilterVerdict,
+) {
+    let (Some(label), Some(cap)) = (agent.spread_label.as_ref(), agent.max_per_domain) else {
+        return;
+    };
+    let by_name: BTreeMap<&str, &NodeState> = nodes.iter().map(|n| (n.name.as_str(), *n)).collect();
+    let scored: BTreeMap<&str, (i64, f64)> = scores.iter().map(|s| (s.node.as_str(), (s.score, s.points))).collect();
+    let domain_of = |name: &str| -> String {
+        by_name
+            .get(name)
+            .and_then(|n| n.labels.get(label))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let key = |name: &String| {
+        let (score, points) = scored.get(name.as_str()).copied().unwrap_or((i64::MIN, f64::MIN));
+        let domain = domain_of(name);
+        let have = agent.replicas_by_domain.get(&domain).copied().unwrap_or(0);
+        (score, points, have, domain, name.clone())
+    };
+    let Some(best) = verdict.passed.iter().map(key).min_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then_with(|| b.1.total_cmp(&a.1))
+            .then_with(|| (a.2, &a.4).cmp(&(b.2, &b.4)))
+    }) else {
+        return;
+    };
+    let chosen = best.3;
+    let (keep, drop): (Vec<String>, Vec<String>) = verdict.passed.drain(..).partition(|n| domain_of(n) == chosen);
+    verdict.passed = keep;
+    for name in drop {
+        let domain = domain_of(&name);
+        verdict.unresolvable.insert(
+            name,
+            format!(
+                "{label}={domain}: this replica goes to {label}={chosen}, the failure domain of the best-scoring node that passes (one domain per pod, so that pods bound concurrently stay within the redundancy policy of {cap} per domain)"
+            ),
+        );
+    }
 }
 
 enum Rejection {

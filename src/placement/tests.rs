@@ -205,8 +205,63 @@ fn the_filter_refuses_a_zone_that_holds_the_redundancy_cap_already() {
     };
     let v = filter(&pod(100), Some(&agent), &refs(&nodes), 1.0);
     for n in &nodes {
-        assert_eq!(v.unresolvable.contains_key(&n.name), n.labels[ZONE_LABEL] == zone);
+        let capped = v
+            .unresolvable
+            .get(&n.name)
+            .is_some_and(|r| r.contains("the redundancy policy allows 2"));
+        assert_eq!(capped, n.labels[ZONE_LABEL] == zone, "{n:?}: {v:?}");
     }
+    assert!(!v.passed.is_empty());
+}
+
+#[test]
+fn under_a_redundancy_cap_what_passes_is_narrowed_to_the_best_scoring_nodes_failure_domain() {
+    let (nodes, _) = cluster();
+    let zone_of = |name: &str| nodes.iter().find(|n| n.name == name).unwrap().labels[ZONE_LABEL].clone();
+    let far = nodes.last().unwrap();
+    let agent = AgentPolicy {
+        target: far.position.clone(),
+        spread_label: Some(ZONE_LABEL.into()),
+        max_per_domain: Some(1),
+        ..Default::default()
+    };
+    let narrowed = |agent: &AgentPolicy| {
+        let mut v = filter(&pod(100), Some(agent), &refs(&nodes), 1.0);
+        let passing: Vec<&NodeState> = nodes.iter().filter(|n| v.passed.contains(&n.name)).collect();
+        let scores = score_breakdown(
+            &pod(100),
+            Some(agent),
+            &passing,
+            &Objectives::default(),
+            Routing::GreedyForwarding,
+            1.0,
+        );
+        let best = scores.iter().max_by_key(|s| s.score).unwrap().node.clone();
+        one_failure_domain(agent, &passing, &scores, &mut v);
+        (v, best)
+    };
+    let (v, best) = narrowed(&agent);
+    let zones: std::collections::BTreeSet<String> = v.passed.iter().map(|n| zone_of(n)).collect();
+    assert_eq!(zones, [far.labels[ZONE_LABEL].clone()].into(), "{v:?}");
+    assert_eq!(zone_of(&best), far.labels[ZONE_LABEL]);
+    assert_eq!(v.passed.len() + v.unresolvable.len(), nodes.len());
+    let reason = v.unresolvable.values().next().unwrap();
+    assert!(reason.contains("the redundancy policy of 1 per domain"), "{reason}");
+    // That zone full: the zone of the next best node, alone.
+    let full = AgentPolicy {
+        replicas_by_domain: [(far.labels[ZONE_LABEL].clone(), 1)].into(),
+        ..agent.clone()
+    };
+    let (v, best) = narrowed(&full);
+    let zones: std::collections::BTreeSet<String> = v.passed.iter().map(|n| zone_of(n)).collect();
+    assert_eq!(zones, [zone_of(&best)].into(), "{v:?}");
+    assert!(!zones.contains(&far.labels[ZONE_LABEL]));
+    // Control: without a cap nothing is narrowed.
+    let free = AgentPolicy {
+        max_per_domain: None,
+        ..agent
+    };
+    assert_eq!(narrowed(&free).0.passed.len(), nodes.len());
 }
 
 #[test]
