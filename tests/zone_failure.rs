@@ -15,7 +15,8 @@
 //!
 //! Also: a spot node that gets a termination notice (the AWS Node Termination Handler's taint)
 //! is drained the same way, replacements first, while a node with an unrelated taint keeps its
-//! pods.
+//! pods; and a replica whose replacement cannot become Ready is deleted anyway one grace period
+//! before the deadline its node's notice carries.
 //!
 //! Runs on a control plane of its own: the outage would disturb other tests' pods.
 
@@ -431,6 +432,104 @@ async fn a_spot_node_with_a_termination_notice_is_drained_replacements_first_and
         "the receipts retire exactly the noticed node's replicas"
     );
     taint(&noticed, "example.com/maintenance-window", None);
+    taint(&noticed, "aws-node-termination-handler/spot-itn", None);
+    retire(ns);
+}
+
+/// A termination notice whose written deadline leaves no time for a replacement: the replica is
+/// pinned to the noticed node (`nodeSelector`), so its replacement can go nowhere and stays
+/// Pending, and it is deleted anyway, one grace period before the deadline, with the deadline
+/// in its `agent.stranded` receipt (`dueToDeadline`, `retireByMs` = deadline − grace). Prints
+/// how long before the deadline the deletion was seen (measured, not asserted).
+#[tokio::test]
+async fn a_replica_is_deleted_a_grace_period_before_its_nodes_termination_deadline_even_without_a_ready_replacement() {
+    let _turn = SERIAL.lock().await;
+    common::use_private_control_plane();
+    setup();
+    common::apply_test_momconfig("full_audit");
+    let ns = common::TestNamespace::new("spot-deadline").await;
+    let n = &ns.name;
+    let client = ns.client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    let nodes: Vec<String> = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|node| node.metadata.name)
+        .collect();
+    let noticed = nodes.last().expect("a node").clone();
+    let grace_s: u64 = 20;
+    common::apply(&agent(
+        n,
+        "pinned",
+        1,
+        "",
+        &format!(
+            r#""nodeSelector":{{"kubernetes.io/hostname":"{noticed}"}},"terminationGracePeriodSeconds":{grace_s},"#
+        ),
+    ));
+    let placed = common::eventually("the pinned replica Ready", Duration::from_secs(90), || {
+        let pods = pods.clone();
+        async move {
+            let p = pods_of(&pods, "pinned").await;
+            p.iter()
+                .find(|(_, (node, ready, _))| *ready && node.is_some())
+                .map(|(name, (node, ..))| (name.clone(), node.clone().unwrap_or_default()))
+        }
+    })
+    .await;
+    assert_eq!(placed.1, noticed);
+    let doomed = placed.0;
+    // The notice, with a deadline written 60 s ahead (before the EC2 two-minute rule).
+    let deadline_s = now_ms() / 1000 + 60;
+    taint(
+        &noticed,
+        "aws-node-termination-handler/spot-itn",
+        Some(&deadline_s.to_string()),
+    );
+    common::eventually(
+        "the pinned replica deleted before its replacement is Ready",
+        Duration::from_secs(120),
+        || {
+            let pods = pods.clone();
+            let doomed = doomed.clone();
+            async move {
+                let p = pods_of(&pods, "pinned").await;
+                p.get(&doomed).is_none_or(|(_, _, deleting)| *deleting).then_some(())
+            }
+        },
+    )
+    .await;
+    let seen_ms = now_ms();
+    let p = pods_of(&pods, "pinned").await;
+    assert!(
+        p.iter().all(|(name, (_, ready, _))| *name == doomed || !ready),
+        "a replacement became Ready, so this is not the deadline path: {p:?}"
+    );
+    let receipts: Api<Receipt> = Api::namespaced(client.clone(), n);
+    let record = receipts
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|r| r.spec.decision)
+        .find(|d| d["kind"] == "agent.stranded")
+        .expect("an agent.stranded receipt");
+    assert_eq!(record["dueToDeadline"], serde_json::json!([doomed]), "{record:#}");
+    assert_eq!(record["healthyReady"], 0, "{record:#}");
+    assert_eq!(
+        record["retireByMs"][&doomed].as_u64(),
+        Some(deadline_s * 1000 - grace_s * 1000),
+        "{record:#}"
+    );
+    println!(
+        "measured: deletion seen {:.1} s before the deadline (retire-by was {} s before it)",
+        (deadline_s * 1000).saturating_sub(seen_ms) as f64 / 1000.0,
+        grace_s
+    );
     taint(&noticed, "aws-node-termination-handler/spot-itn", None);
     retire(ns);
 }
