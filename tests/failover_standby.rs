@@ -9,6 +9,10 @@
 //! its demanded count, exactly. Receipted (`failover.plan`, actions `add_standby` and
 //! `release_standby`), announced (Events `PredictedFailure` / `PredictionCleared`), verified.
 //!
+//! The same with restarts instead of the label: 3 container restarts of one replica in the
+//! zone (its `restartCount`, written to the pod's status as its kubelet would) degrade it; it
+//! recovers when the restarts leave the planner's 60 s window.
+//!
 //! Runs on a control plane of its own: the planner acts on whole zones.
 
 mod common;
@@ -71,29 +75,25 @@ fn label(node: &str, value: Option<&str>) {
     assert!(ok, "kubectl label {node} {arg}: {err}");
 }
 
-async fn event(client: &kube::Client, reason: &str, zone: &str) -> Event {
+async fn event(client: &kube::Client, reason: &str, zone: &str, within: Duration) -> Event {
     let events: Api<Event> = Api::all(client.clone());
-    common::eventually(
-        &format!("an Event {reason} naming {zone}"),
-        Duration::from_secs(60),
-        || {
-            let events = events.clone();
-            async move {
-                events
-                    .list(&ListParams::default())
-                    .await
-                    .ok()?
-                    .items
-                    .into_iter()
-                    .find(|e| {
-                        e.reason.as_deref() == Some(reason)
-                            && e.message
-                                .as_deref()
-                                .is_some_and(|m| m.contains(&format!("failure domain {zone}:")))
-                    })
-            }
-        },
-    )
+    common::eventually(&format!("an Event {reason} naming {zone}"), within, || {
+        let events = events.clone();
+        async move {
+            events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some(reason)
+                        && e.message
+                            .as_deref()
+                            .is_some_and(|m| m.contains(&format!("failure domain {zone}:")))
+                })
+        }
+    })
     .await
 }
 
@@ -124,8 +124,65 @@ async fn plan_decisions(client: &kube::Client, zone: &str) -> Vec<(String, bool,
         .collect()
 }
 
+/// How the test degrades a zone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Degrade {
+    /// Half its nodes labelled `mom.hypersync.io/anomalous=true`, removed to recover.
+    AnomalousLabel,
+    /// One of its replicas' containers restarts 3 times (the kubelet's `restartCount`, here
+    /// written to the pod's status as a kubelet would); it recovers when the restarts leave the
+    /// planner's 60 s window.
+    Restarts,
+}
+
+/// The two tests share the zones the planner acts on: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn a_zone_that_may_fail_gets_one_standby_outside_it_per_agent_and_gives_it_back_exactly_when_it_recovers() {
+    standby_while_degraded(Degrade::AnomalousLabel).await;
+}
+
+#[tokio::test]
+async fn a_zone_whose_replicas_keep_restarting_gets_a_standby_until_the_restarts_stop() {
+    standby_while_degraded(Degrade::Restarts).await;
+}
+
+/// Sets the restart count of the first container of `pod` in its status, as its kubelet would.
+fn restarted(ns: &str, pod: &str, count: i32) {
+    let patch = serde_json::json!({"status": {"containerStatuses": [{
+        "name": "c", "image": "pause", "imageID": "", "ready": true, "started": true,
+        "restartCount": count, "state": {"running": {}}
+    }]}});
+    let (ok, _, err) = common::kubectl(
+        &[
+            "patch",
+            "pod",
+            pod,
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch.to_string(),
+        ],
+        None,
+    );
+    assert!(ok, "setting the restart count of {pod}: {err}");
+}
+
+/// Passes of the failover planner so far (`mom_loop_ticks_total{loop="failover-plan"}`).
+fn planner_ticks() -> u64 {
+    common::scrape_metrics(&common::mom().metrics_url)
+        .lines()
+        .find(|l| l.starts_with("mom_loop_ticks_total{") && l.contains(r#"loop="failover-plan""#))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+async fn standby_while_degraded(how: Degrade) {
+    let _turn = SERIAL.lock().await;
     common::use_private_control_plane();
     common::ensure_kwok_nodes(2, 3, 2);
     let bootstrap = common::TestNamespace::new("failover-standby-seed").await;
@@ -150,7 +207,11 @@ async fn a_zone_that_may_fail_gets_one_standby_outside_it_per_agent_and_gives_it
     ]);
     setup();
     common::apply_test_momconfig("full_audit");
-    let ns = common::TestNamespace::new("failover-standby").await;
+    let ns = common::TestNamespace::new(match how {
+        Degrade::AnomalousLabel => "failover-standby",
+        Degrade::Restarts => "failover-restarts",
+    })
+    .await;
     let n = &ns.name;
     let client = ns.client();
     let pods: Api<Pod> = Api::namespaced(client.clone(), n);
@@ -184,13 +245,29 @@ async fn a_zone_that_may_fail_gets_one_standby_outside_it_per_agent_and_gives_it
         .map(|n| n.to_string())
         .collect();
     let kept_in_zone: BTreeSet<&String> = placed.iter().filter(|(_, z)| **z == zone).map(|(p, _)| p).collect();
-    println!("placed {placed:?}; flagging {flagged:?} of zone {zone}");
+    println!("placed {placed:?}; {how:?}: flagging {flagged:?} or restarting {kept_in_zone:?} of zone {zone}");
 
     let flagged_at = Instant::now();
-    for node in &flagged {
-        label(node, Some("true"));
+    match how {
+        Degrade::AnomalousLabel => {
+            for node in &flagged {
+                label(node, Some("true"));
+            }
+        }
+        Degrade::Restarts => {
+            // The planner counts restarts within its window from its first look at a domain:
+            // let it look twice before the restarts.
+            let first = planner_ticks();
+            common::eventually("two planner passes", Duration::from_secs(60), || async move {
+                (planner_ticks() >= first + 2).then_some(())
+            })
+            .await;
+            // 3 restarts in the zone: degraded (10 would be suspect, and drained).
+            let pod = kept_in_zone.iter().next().expect("a replica in the zone");
+            restarted(n, pod, 3);
+        }
     }
-    let announced = event(&client, "PredictedFailure", &zone).await;
+    let announced = event(&client, "PredictedFailure", &zone, Duration::from_secs(60)).await;
     let message = announced.message.clone().unwrap_or_default();
     assert!(message.contains("add_standby"), "{message}");
     let with_standby = common::eventually(
@@ -229,10 +306,13 @@ async fn a_zone_that_may_fail_gets_one_standby_outside_it_per_agent_and_gives_it
 
     // The zone recovers: the standby is given back, the count is exact again.
     let cleared_at = Instant::now();
-    for node in &flagged {
-        label(node, None);
+    if how == Degrade::AnomalousLabel {
+        for node in &flagged {
+            label(node, None);
+        }
     }
-    event(&client, "PredictionCleared", &zone).await;
+    // Restarts: nothing to undo, the window forgets them.
+    event(&client, "PredictionCleared", &zone, Duration::from_secs(150)).await;
     let back = common::eventually("shop back to 4 replicas", Duration::from_secs(90), || {
         let pods = pods.clone();
         async move {
@@ -255,4 +335,9 @@ async fn a_zone_that_may_fail_gets_one_standby_outside_it_per_agent_and_gives_it
     assert_eq!(spec, 4, "the agent's demanded replicas changed");
     let (ok, report) = common::verify_cluster_with_published_keys(&client).await;
     assert!(ok, "mom verify after the standby: {report}");
+    // The other test verifies the whole chain too: deleting this namespace would delete its
+    // receipts (a gap), so only the agent goes.
+    let (ok, _, err) = common::kubectl(&["delete", "geometricagents", "--all", "-n", n, "--wait=true"], None);
+    assert!(ok, "deleting the agents of {n}: {err}");
+    ns.keep();
 }
