@@ -43,7 +43,7 @@ mkdir -p "$state/logs"
   fi
   printf 'clientConnection:\n  kubeconfig: %s\n' "$kubeconfig"
 } > "$config"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$("$here/free-port.py")
 "$bin/kube-scheduler" --config "$config" --authentication-kubeconfig "$kubeconfig" \
   --authorization-kubeconfig "$kubeconfig" --bind-address 127.0.0.1 --secure-port "$port" --v 1 \
   >"$log" 2>&1 &

@@ -33,7 +33,7 @@ done
 bin=$("$here/build.sh")
 export KUBECONFIG=$state/kubeconfig
 "$bin/kubectl" create namespace mom-system --dry-run=client -o yaml | "$bin/kubectl" apply -f - >/dev/null
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+free_port() { "$here/free-port.py"; }   # below the ephemeral range (see free-port.py)
 metrics_port=$(free_port); extender_port=$(free_port)
 mkdir -p "$state/logs"
 scheme=http

@@ -58,7 +58,7 @@ fail() {
 }
 trap 'fail "interrupted or errored at line $LINENO"' ERR INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+free_port() { "$here/free-port.py"; }   # below the ephemeral range (see free-port.py)
 start() { # name args...
   local name=$1; shift
   "$@" >"$state/logs/$name.log" 2>&1 &
@@ -85,8 +85,7 @@ openssl x509 -req -in "$pki/front-proxy-client.csr" -CA "$pki/front-proxy-ca.crt
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 -subj /CN=client-ca \
   -keyout "$pki/client-ca.key" -out "$pki/client-ca.crt" 2>/dev/null
 
-etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port)
-sched_port=$(free_port); kcm_port=$(free_port); kwok_port=$(free_port)
+read -r etcd_port etcd_peer api_port sched_port kcm_port kwok_port <<< "$("$here/free-port.py" 6 | tr '\n' ' ')"
 echo "$api_port" > "$state/apiserver-port"
 echo "$etcd_port" > "$state/etcd-port"
 

@@ -575,19 +575,35 @@ pub fn service_account_kubeconfig(dir: &std::path::Path, namespace: &str, sa: &s
 
 /// A free TCP port on loopback.
 ///
-/// The port is free when asked, not reserved: the kernel may hand the same ephemeral port out
-/// again once it is released, so ports this process already handed out are skipped (a metrics and
-/// an extender port of one operator were once the same, and it exited with "Address already in
-/// use").
+/// The port is free when asked, not reserved. It is picked at random below the kernel's
+/// ephemeral range, which outgoing connections use, and ports this process already handed out
+/// are skipped (a metrics and an extender port of one operator were once the same, and it
+/// exited with "Address already in use").
 pub fn free_port() -> u16 {
     static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
+    // Below the kernel's ephemeral range (as tests/cluster/free-port.py): a port bind(0) hands
+    // out may be taken by any outgoing connection before its server binds it.
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (start, end) = if low > 11000 {
+        (10000u16, low - 1)
+    } else {
+        (61000, 65535)
+    };
+    let mut x = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
     loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let port = start + ((x >> 33) % u64::from(end - start + 1)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
         if HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
             return port;
         }
