@@ -198,7 +198,8 @@ async fn sigterm_makes_the_leader_seal_its_receipts_in_a_final_checkpoint_and_no
             .await
         }
     };
-    count(3).await;
+    // One more than the scaling and bind receipts: the agent's creation is an `agent.change`.
+    count(4).await;
     agents
         .patch(
             "alpha",
@@ -207,7 +208,7 @@ async fn sigterm_makes_the_leader_seal_its_receipts_in_a_final_checkpoint_and_no
         )
         .await
         .unwrap();
-    let tenant_receipts = count(4).await;
+    let tenant_receipts = count(5).await;
     // Let the leader's checkpoint loop run twice (a due checkpoint would be written), then take
     // the chain as it stands.
     two_more_checkpoint_ticks(&leader).await;
