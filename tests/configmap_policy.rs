@@ -22,28 +22,9 @@ use mom::operator::store::PUBLIC_KEYS_CONFIGMAP;
 use mom::operator::failover_plan::HISTORY_CONFIGMAP;
 use mom::operator::store::JOURNAL_CONFIGMAP;
 
-fn chart() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/charts/mom").to_string()
-}
-
-/// The chart's operator ServiceAccount, RBAC and ConfigMap policy for release `release` in
-/// `namespace` (nothing else: no Deployment, no MomConfig, so the shared cluster is untouched).
+/// The chart's operator ServiceAccount, RBAC and ConfigMap policy for release `release` in `namespace`.
 fn render(release: &str, namespace: &str) -> String {
-    let (ok, out, err) = common::helm(&[
-        "template",
-        release,
-        &chart(),
-        "--namespace",
-        namespace,
-        "--show-only",
-        "templates/serviceaccount.yaml",
-        "--show-only",
-        "templates/rbac-operator.yaml",
-        "--show-only",
-        "templates/configmap-policy.yaml",
-    ]);
-    assert!(ok, "helm template failed: {err}");
-    out
+    common::render_operator_rbac_with(release, namespace, "templates/configmap-policy.yaml")
 }
 
 /// Objects applied from a rendering, and a scratch folder; both removed (cluster-scoped objects
@@ -115,7 +96,7 @@ fn the_policy_allows_exactly_the_configmap_names_the_operator_writes() {
     let (ok, out, err) = common::helm(&[
         "template",
         "mom",
-        &chart(),
+        &common::chart_dir(),
         "--set",
         "configMapProtection.enabled=false",
         "--show-only",

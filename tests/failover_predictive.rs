@@ -14,6 +14,7 @@
 //! Runs on a control plane of its own: draining a zone moves every test's pods.
 
 mod common;
+mod failover_support;
 mod placement_support;
 
 use placement_support::*;
@@ -25,29 +26,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
 use kube::api::{Api, ListParams};
 use mom::labels::{ANOMALOUS_LABEL, ZONE_LABEL};
 use mom::operator::crd::{MomConfig, Receipt};
-
-/// Counts in which a degraded zone failed `fails` times out of 100 (else it recovered), after
-/// a long healthy stretch.
-fn history(fails: u64) -> serde_json::Value {
-    // Rows and columns: healthy, degraded, suspect, failed.
-    serde_json::json!({ "counts": [
-        [5000, 100, 0, 0],
-        [100 - fails, 0, 0, fails],
-        [0, 0, 0, 0],
-        [100, 0, 0, 0],
-    ]})
-}
-
-fn seed_history(zones: &BTreeSet<String>) {
-    let counts: BTreeMap<&String, serde_json::Value> = zones.iter().map(|z| (z, history(90))).collect();
-    let cm = serde_json::json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "mom-failover-history", "namespace": "mom-system"},
-        "data": {"counts.json": serde_json::to_string(&counts).unwrap()},
-    });
-    let (_, _, _) = common::kubectl(&["create", "namespace", "mom-system"], None);
-    common::apply(&cm.to_string());
-}
 
 async fn zones_of_pods(
     pods: &Api<Pod>,
@@ -121,22 +99,8 @@ async fn a_zone_whose_history_says_degraded_means_failing_is_emptied_before_it_f
     let labels = node_labels(bootstrap.client()).await;
     let zones: BTreeSet<String> = labels.values().filter_map(|l| l.get(ZONE_LABEL).cloned()).collect();
     assert!(zones.len() >= 3, "{zones:?}");
-    seed_history(&zones);
-    let settings = std::env::temp_dir().join(format!("mom-predictive-{}.json", std::process::id()));
-    std::fs::write(
-        &settings,
-        r#"{"planner":{"coolOffSeconds":5,"maxEvictionsPerAgent":3,"maxEvictionsPerNode":4},
-            "drift":{"enabled":false},"imbalance":{"enabled":false},"violations":{"enabled":false},
-            "evacuation":{"includeAnomalous":false}}"#,
-    )
-    .unwrap();
-    common::mom_with(&[
-        "--deschedule",
-        "--deschedule-tick-seconds",
-        "2",
-        "--deschedule-settings",
-        settings.to_str().unwrap(),
-    ]);
+    failover_support::seed_history(&zones, &failover_support::history(90));
+    failover_support::start_mom_evacuating_only("predictive");
     setup();
     common::apply_test_momconfig("full_audit");
     let ns = common::TestNamespace::new("failover-predictive").await;

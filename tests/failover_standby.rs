@@ -16,6 +16,7 @@
 //! Runs on a control plane of its own: the planner acts on whole zones.
 
 mod common;
+mod failover_support;
 mod placement_support;
 
 use placement_support::*;
@@ -27,24 +28,6 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams};
 use mom::labels::{ANOMALOUS_LABEL, ZONE_LABEL};
 use mom::operator::crd::Receipt;
-
-fn seed_history(zones: &BTreeSet<String>) {
-    // Rows and columns: healthy, degraded, suspect, failed. Degraded fails 30 times in 100.
-    let history = serde_json::json!({ "counts": [
-        [5000, 100, 0, 0],
-        [70, 0, 0, 30],
-        [0, 0, 0, 0],
-        [100, 0, 0, 0],
-    ]});
-    let counts: BTreeMap<&String, &serde_json::Value> = zones.iter().map(|z| (z, &history)).collect();
-    let cm = serde_json::json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "mom-failover-history", "namespace": "mom-system"},
-        "data": {"counts.json": serde_json::to_string(&counts).unwrap()},
-    });
-    let (_, _, _) = common::kubectl(&["create", "namespace", "mom-system"], None);
-    common::apply(&cm.to_string());
-}
 
 /// The agent's live pods: name → zone of its node (unbound pods: zone "").
 async fn pods_of(pods: &Api<Pod>, agent: &str, zone_of: &dyn Fn(&str) -> Option<String>) -> BTreeMap<String, String> {
@@ -189,22 +172,9 @@ async fn standby_while_degraded(how: Degrade) {
     let labels = node_labels(bootstrap.client()).await;
     let zones: BTreeSet<String> = labels.values().filter_map(|l| l.get(ZONE_LABEL).cloned()).collect();
     assert!(zones.len() >= 3, "{zones:?}");
-    seed_history(&zones);
-    let settings = std::env::temp_dir().join(format!("mom-standby-{}.json", std::process::id()));
-    std::fs::write(
-        &settings,
-        r#"{"planner":{"coolOffSeconds":5,"maxEvictionsPerAgent":3,"maxEvictionsPerNode":4},
-            "drift":{"enabled":false},"imbalance":{"enabled":false},"violations":{"enabled":false},
-            "evacuation":{"includeAnomalous":false}}"#,
-    )
-    .unwrap();
-    common::mom_with(&[
-        "--deschedule",
-        "--deschedule-tick-seconds",
-        "2",
-        "--deschedule-settings",
-        settings.to_str().unwrap(),
-    ]);
+    // A degraded zone failed 30 times in 100.
+    failover_support::seed_history(&zones, &failover_support::history(30));
+    failover_support::start_mom_evacuating_only("standby");
     setup();
     common::apply_test_momconfig("full_audit");
     let ns = common::TestNamespace::new(match how {

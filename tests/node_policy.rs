@@ -18,28 +18,9 @@ use kube::ResourceExt;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use mom::operator::anomaly::{ANOMALOUS_LABEL, FLAGS_ANNOTATION, patch_node};
 
-fn chart() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/charts/mom").to_string()
-}
-
-/// The chart's operator ServiceAccount, RBAC and node policy for release `release` in
-/// `namespace` (nothing else: no Deployment, no MomConfig, so the shared cluster is untouched).
+/// The chart's operator ServiceAccount, RBAC and node policy for release `release` in `namespace`.
 fn render(release: &str, namespace: &str) -> String {
-    let (ok, out, err) = common::helm(&[
-        "template",
-        release,
-        &chart(),
-        "--namespace",
-        namespace,
-        "--show-only",
-        "templates/serviceaccount.yaml",
-        "--show-only",
-        "templates/rbac-operator.yaml",
-        "--show-only",
-        "templates/node-policy.yaml",
-    ]);
-    assert!(ok, "helm template failed: {err}");
-    out
+    common::render_operator_rbac_with(release, namespace, "templates/node-policy.yaml")
 }
 
 /// Objects applied from a rendering, the test's own Node and a scratch folder; all removed when
@@ -96,7 +77,7 @@ fn the_node_policy_renders_by_default_and_not_when_disabled() {
     let (ok, out, err) = common::helm(&[
         "template",
         "mom",
-        &chart(),
+        &common::chart_dir(),
         "--set",
         "nodeProtection.enabled=false",
         "--show-only",

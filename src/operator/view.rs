@@ -675,11 +675,7 @@ impl View {
             if rec.failed || self.silent.contains_key(name) {
                 facts.not_ready += 1;
             }
-            if rec
-                .labels
-                .get(crate::labels::ANOMALOUS_LABEL)
-                .is_some_and(|v| v == "true")
-            {
+            if self.node_anomalous(name) {
                 facts.anomalous += 1;
             }
         }

@@ -705,6 +705,33 @@ pub fn start_prometheus(dir: &Path, jobs: &[(String, String)]) -> (String, std::
     (url, child)
 }
 
+/// The chart's directory.
+pub fn chart_dir() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/charts/mom").to_string()
+}
+
+/// The chart's operator ServiceAccount and RBAC plus one admission-policy template (e.g.
+/// `templates/node-policy.yaml`) rendered for release `release` in `namespace`, and nothing
+/// else: no Deployment, no MomConfig, so the shared cluster is untouched.
+pub fn render_operator_rbac_with(release: &str, namespace: &str, policy_template: &str) -> String {
+    let chart = chart_dir();
+    let (ok, out, err) = helm(&[
+        "template",
+        release,
+        &chart,
+        "--namespace",
+        namespace,
+        "--show-only",
+        "templates/serviceaccount.yaml",
+        "--show-only",
+        "templates/rbac-operator.yaml",
+        "--show-only",
+        policy_template,
+    ]);
+    assert!(ok, "helm template failed: {err}");
+    out
+}
+
 /// Runs the pinned helm against the test control plane; returns (success, stdout, stderr).
 pub fn helm(args: &[&str]) -> (bool, String, String) {
     let cp = control_plane();

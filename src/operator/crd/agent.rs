@@ -131,10 +131,10 @@ pub struct GeometricAgentSpec {
     /// a container image, a debug container: any write recorded in the pod's `managedFields`
     /// under another field manager than MOM's, except on the `status`, `binding` and `eviction`
     /// subresources). `report` (default): condition `Drifted` True naming the pods, the fields
-    /// and who wrote them, and a Warning Event (reason `ChangedOutsideMom`) when that changes. `replace`: the same,
-    /// and a changed pod is deleted (after an `agent.drift` receipt) so that it is re-created
-    /// from the template: one at a time, only while every other replica is Ready and the agent
-    /// is neither scaling nor rolling out.
+    /// and who wrote them, and a Warning Event (reason `ChangedOutsideMom`) when that changes.
+    /// `replace`: the same, and a changed pod is deleted (after an `agent.drift` receipt) so
+    /// that it is re-created from the template: one at a time, only while every other replica
+    /// is Ready and the agent is neither scaling nor rolling out.
     #[serde(default)]
     pub on_drift: DriftResponse,
 }
