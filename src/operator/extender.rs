@@ -371,6 +371,18 @@ pub fn filter(state: &Context, body: &[u8]) -> Result<ExtenderFilterResult, Exte
         .map_err(|_| bad_request("internal state unavailable".into()))?;
     let rec = pod_record(&d.pod).ok_or_else(|| bad_request("Pod has already finished".into()))?;
     let verdict = filter_in_view(&view, &rec, &d.names);
+    drop(view);
+    // kube-scheduler does not call prioritize when a single node is feasible: it binds that node
+    // at once, asynchronously, and may filter the agent's next pod before the bind arrives. The
+    // pod is counted there now, as prioritize would have, so that next pod does not take the
+    // last slot of the same failure domain (a bind the extender would then refuse).
+    if let ([only], Some(uid)) = (verdict.passed.as_slice(), uid) {
+        let mut view = state
+            .view
+            .write()
+            .map_err(|_| bad_request("internal state unavailable".into()))?;
+        view.assume(uid, rec, only, true);
+    }
     let failed = verdict.failed;
     let nodes = args.nodes.map(|list| NodeList {
         items: list
@@ -748,6 +760,48 @@ mod tests {
         // Control: the flag cleared, both pass.
         view.apply_node(&node("flagged", false));
         assert_eq!(filter_in_view(&view, &rec, &names).passed.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_pod_with_a_single_passing_node_is_counted_there_from_its_filter_on() {
+        let node = |name: &str| -> k8s_openapi::api::core::v1::Node {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "labels": {crate::labels::ZONE_LABEL: name}},
+                "status": {"allocatable": {"cpu": "4", "memory": "8Gi"}}
+            }))
+            .unwrap()
+        };
+        let (state, _tx) = state(true);
+        {
+            let mut view = state.view.write().unwrap();
+            view.apply_node(&node("a"));
+            view.apply_node(&node("b"));
+            view.reembed();
+        }
+        let body = |names: &[&str]| {
+            serde_json::to_vec(&serde_json::json!({
+                "Pod": {"metadata": {"name": "p", "namespace": "n", "uid": "u"},
+                        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}]}},
+                "NodeNames": names,
+            }))
+            .unwrap()
+        };
+        let held = |state: &Context| -> Vec<(String, u32)> {
+            let view = state.view.read().unwrap();
+            let (states, _) = view.node_states(&["a".to_string(), "b".to_string()]);
+            states.into_iter().map(|s| (s.name, s.tentative_pods)).collect()
+        };
+        // Two nodes pass: prioritize will be called and decides; nothing is assumed yet.
+        let result = filter(&state, &body(&["a", "b"])).unwrap();
+        assert_eq!(result.node_names.unwrap().len(), 2);
+        assert_eq!(held(&state), vec![("a".into(), 0), ("b".into(), 0)]);
+        // One node passes: the scheduler binds it without prioritize; the pod is counted there.
+        let result = filter(&state, &body(&["b"])).unwrap();
+        assert_eq!(result.node_names.unwrap(), vec!["b".to_string()]);
+        assert_eq!(held(&state), vec![("a".into(), 0), ("b".into(), 1)]);
+        // Filtered again (the bind failed), with two nodes: the guess is dropped, not doubled.
+        filter(&state, &body(&["a", "b"])).unwrap();
+        assert_eq!(held(&state), vec![("a".into(), 0), ("b".into(), 0)]);
     }
 
     fn state(leading: bool) -> (Context, tokio::sync::watch::Sender<bool>) {

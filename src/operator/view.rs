@@ -1139,7 +1139,9 @@ impl View {
 
     /// Records where the extender placed a pod, so the next decisions of a burst see it before
     /// the watch does. `tentative`: decided at prioritize time (the scheduler normally follows
-    /// MOM's top score); a later bind or another prioritize replaces it; expires after 30 s.
+    /// MOM's top score) or at filter time when a single node passes (the scheduler then skips
+    /// prioritize and binds it); a later bind, filter or prioritize replaces it; expires after
+    /// 30 s.
     pub fn assume(&mut self, uid: &str, mut rec: PodRecord, node: &str, tentative: bool) {
         if self.pods.get(uid).and_then(|p| p.node.as_ref()).is_some() {
             return;
