@@ -10,7 +10,9 @@
 //! - `budget.refused` (`budget::replay`),
 //! - `failover.plan` (`failover_mdp::replay`),
 //! - `anomaly.flag` (`anomaly::flag::replay`),
-//! - `anomaly.unnamed` (`anomaly::flag::replay_unnamed`: a flag no series names any more).
+//! - `anomaly.unnamed` (`anomaly::flag::replay_unnamed`: a flag no series names any more),
+//! - `agent.rollback` ([`auto_rollback::replay`]: which recorded spec an agent flagged soon
+//!   after a spec change goes back to).
 //!
 //! Layering: the receipts layer sits below the decisions it records (it imports no decision
 //! module); each decision module exports its decision record and kind, using the generic
@@ -19,6 +21,7 @@
 //! `agent.change` ([`config_change`], the home of the spec change records; [`rollback`] reads
 //! an `agent.change` back for `mom rollback`).
 
+pub mod auto_rollback;
 pub mod config_change;
 pub mod rollback;
 
@@ -39,6 +42,7 @@ pub fn registry() -> ReplayRegistry {
     r.register(failover_mdp::PLAN_KIND, Box::new(failover_mdp::replay));
     r.register(anomaly::flag::FLAG_KIND, Box::new(anomaly::flag::replay));
     r.register(anomaly::flag::UNNAMED_KIND, Box::new(anomaly::flag::replay_unnamed));
+    r.register(auto_rollback::AUTO_ROLLBACK_KIND, Box::new(auto_rollback::replay));
     r
 }
 
@@ -178,6 +182,7 @@ mod tests {
         let registry = registry();
         let kinds: Vec<&str> = registry.kinds().collect();
         let mut want = vec![
+            "agent.rollback",
             "anomaly.flag",
             "anomaly.unnamed",
             "auction.vcg",

@@ -27,7 +27,7 @@ use super::agent_triggers::{PeerWatch, StrategyWatch, Triggers, resync_after};
 use super::context::{Context, MANAGER};
 use super::crd::agent::ReceiptRef;
 use super::crd::conditions::{self, ConditionStatus, DesiredCondition};
-use super::crd::strategy::{LocalityMode, OrchestrationStrategy, Redundancy};
+use super::crd::strategy::{LocalityMode, OrchestrationStrategy, Redundancy, RollbackMode};
 use super::crd::validate::{self, AgentFacts, StrategyFacts};
 use super::crd::{GeometricAgent, GeometricAgentStatus};
 use super::metrics::ControllerLabels;
@@ -118,6 +118,7 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
         agents: reader.clone(),
         retries: super::retry::Backoff::default(),
         spec_recorded: std::sync::Mutex::default(),
+        auto_rolled: std::sync::Mutex::default(),
     });
     let controller = Controller::for_stream(agents, reader)
         .owns(pods, watcher::Config::default().labels(AGENT_LABEL))
@@ -220,6 +221,8 @@ struct Reconciler {
     retries: super::retry::Backoff,
     /// The newest spec generation recorded per agent uid in this process ([`record_spec_change`]).
     spec_recorded: std::sync::Mutex<std::collections::HashMap<String, (i64, String)>>,
+    /// (agent uid, raise receipt) pairs an automatic rollback acted on in this process.
+    auto_rolled: std::sync::Mutex<BTreeSet<(String, u64)>>,
 }
 
 fn error_policy(agent: Arc<GeometricAgent>, err: &AgentError, reconciler: Arc<Reconciler>) -> Action {
@@ -543,7 +546,7 @@ async fn reconcile(agent: Arc<GeometricAgent>, reconciler: Arc<Reconciler>) -> R
         controller: "geometricagent".into(),
     };
     ctx.metrics.reconciles.get_or_create(&labels).inc();
-    let result = reconcile_inner(&agent, ctx, &reconciler.agents, &reconciler.spec_recorded).await;
+    let result = reconcile_inner(&agent, &reconciler).await;
     if result.is_ok() {
         let key = format!("{}/{}", agent.namespace().unwrap_or_default(), agent.name_any());
         reconciler.retries.succeeded(&key);
@@ -556,12 +559,8 @@ async fn reconcile(agent: Arc<GeometricAgent>, reconciler: Arc<Reconciler>) -> R
     result
 }
 
-async fn reconcile_inner(
-    agent: &GeometricAgent,
-    ctx: &Context,
-    agents: &kube::runtime::reflector::Store<GeometricAgent>,
-    spec_recorded: &std::sync::Mutex<std::collections::HashMap<String, (i64, String)>>,
-) -> Result<Action, AgentError> {
+async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Result<Action, AgentError> {
+    let (ctx, agents) = (reconciler.ctx.as_ref(), &reconciler.agents);
     let ns = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
     let client = ctx.client.clone();
@@ -631,7 +630,24 @@ async fn reconcile_inner(
         ctx.writer.reset().await;
         return Ok(Action::requeue(resync_after(&ns, &name)));
     }
-    record_spec_change(agent, ctx, agents, spec_recorded).await?;
+    record_spec_change(agent, ctx, agents, &reconciler.spec_recorded).await?;
+    // A flag raised soon after a spec change, under a strategy with automatic rollback: the
+    // last spec that ran without a flag comes back (`decisions::auto_rollback`).
+    if let Some(rollback) = strategy
+        .map(|s| &s.spec.resilience.rollback)
+        .filter(|r| r.mode == RollbackMode::Auto)
+        && !tenant_refused
+        && !ctx.anomaly_flags(&AgentKey::of(agent)).is_empty()
+    {
+        match super::rollback::auto_rollback(ctx, agent, rollback.within_minutes, &reconciler.auto_rolled).await {
+            Ok(Some(rolled)) if rolled.changed => {
+                tracing::info!(agent = %name, receipt = rolled.receipt, "spec rolled back automatically");
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(agent = %name, error = %e, "automatic rollback failed"),
+        }
+    }
 
     // Act (leader only).
     if let Some(problem) = check.problems.first().filter(|_| tenant_refused) {

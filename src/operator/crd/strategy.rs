@@ -328,6 +328,53 @@ pub struct ResilienceSpec {
     /// `mom.hypersync.io/role` (`active` or `standby`); point Services at `role=active`.
     #[serde(default)]
     pub failover: Failover,
+    /// What happens to a matching agent's spec when an anomaly flag is raised on it (condition
+    /// `Anomalous`) soon after its spec changed.
+    #[serde(default)]
+    pub rollback: RollbackSpec,
+}
+
+/// Rollback of an agent's spec to the last one under which it ran without an anomaly flag.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackSpec {
+    /// `manual` (the default): nothing happens by itself; `mom rollback AGENT --to SEQ` puts a
+    /// recorded spec back by hand. `auto`: when a flag is raised on the agent at most
+    /// `withinMinutes` after its spec (all but `replicas`) last changed, the operator puts back
+    /// the newest earlier recorded spec (signed `agent.change` receipt) that differs and under
+    /// which no flag was up; first an `agent.rollback` receipt, then the spec write (keeping
+    /// `replicas`), then the Event `RolledBack`. Nothing is rolled back when the agent has no
+    /// such earlier spec. Anomaly flags come from MomConfig `spec.anomaly.agentSeries`.
+    #[serde(default)]
+    pub mode: RollbackMode,
+    /// How long after a spec change a raised flag is blamed on it; 1…1440 (a day), default 30.
+    #[serde(default = "default_rollback_within_minutes")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1440").message("spec.resilience.rollback.withinMinutes must be between 1 and 1440"))]
+    pub within_minutes: i32,
+}
+
+impl Default for RollbackSpec {
+    fn default() -> Self {
+        Self {
+            mode: RollbackMode::Manual,
+            within_minutes: default_rollback_within_minutes(),
+        }
+    }
+}
+
+fn default_rollback_within_minutes() -> i32 {
+    30
+}
+
+/// Whether a flagged agent's spec is rolled back by the operator.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackMode {
+    /// Only by hand (`mom rollback`).
+    #[default]
+    Manual,
+    /// By the operator, as `spec.resilience.rollback` describes.
+    Auto,
 }
 
 /// Spare replicas beyond demand, and their spread. The agent's `status.spareReplicas` says how

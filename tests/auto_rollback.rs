@@ -1,0 +1,186 @@
+//! Automatic rollback end to end (OrchestrationStrategy `spec.resilience.rollback.mode: auto`):
+//! two agents get the same bad template change, then an anomaly flag from a real Prometheus
+//! scraping `mom exporter replay` (an injected spike, attributed to each agent by an agent
+//! series). The agent whose strategy says `auto` gets its previous spec back (an
+//! `agent.rollback` receipt first, then the spec, `replicas` kept, Event `RolledBack`); the one
+//! whose strategy says `manual` keeps the bad spec though it is flagged too. `mom verify
+//! --replay` recomputes the rollback decision.
+
+mod anomaly_support;
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use anomaly_support::{patch_momconfig, replay_report};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use mom::operator::crd::{GeometricAgent, Receipt};
+
+const FLAG: &str = "agent-errors-high";
+
+fn strategy(ns: &str, name: &str, mode: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"OrchestrationStrategy",
+            "metadata":{{"name":"{name}","namespace":"{ns}"}},
+            "spec":{{"scaling":{{"method":"manual","minReplicas":0,"maxReplicas":5}},
+                     "resilience":{{"rollback":{{"mode":"{mode}","withinMinutes":15}}}}}}}}"#
+    )
+}
+
+fn agent(ns: &str, name: &str, strategy: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"GeometricAgent",
+            "metadata":{{"name":"{name}","namespace":"{ns}"}},
+            "spec":{{"workloadType":"interactive","replicas":2,"strategyRef":{{"name":"{strategy}"}},
+              "template":{{"spec":{{"containers":[{{"name":"c","image":"pause"}}]}}}}}}}}"#
+    )
+}
+
+/// The decisions of `kind` recorded about agent `name`, in chain order, with their sequence.
+async fn decisions(ns: &str, kind: &str, name: &str) -> Vec<(i64, serde_json::Value)> {
+    let api: Api<Receipt> = Api::namespaced(common::client().await, ns);
+    let mut list = api.list(&ListParams::default()).await.unwrap().items;
+    list.sort_by_key(|r| r.spec.sequence);
+    list.into_iter()
+        .filter(|r| r.spec.decision["kind"] == kind && r.spec.subject.name == name)
+        .map(|r| (r.spec.sequence, r.spec.decision))
+        .collect()
+}
+
+/// `.spec.<path>` of agent `name` as stored.
+fn field(ns: &str, name: &str, path: &str) -> String {
+    let jsonpath = format!("jsonpath={{.spec.{path}}}");
+    common::kubectl(&["get", "geometricagent", name, "-n", ns, "-o", &jsonpath], None).1
+}
+
+fn image(ns: &str, name: &str) -> String {
+    field(ns, name, "template.spec.containers[0].image")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_template_change_flagged_soon_after_is_rolled_back_under_auto_and_kept_under_manual() {
+    common::use_private_control_plane();
+    common::ensure_kwok_nodes(1, 2, 1);
+    let dir = std::env::temp_dir().join(format!("mom-auto-rollback-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace_path = dir.join("spike.csv");
+    std::fs::write(&trace_path, anomaly_support::spike_trace(600)).unwrap();
+    let port = common::free_port();
+    let (prometheus_url, mut prometheus) =
+        common::start_prometheus(&dir, &[("anomaly".to_string(), format!("127.0.0.1:{port}"))]);
+    let mom = common::mom_with_flags(&[format!("--prometheus-url={prometheus_url}")]);
+    common::apply_test_momconfig("full_audit");
+    mom.wait_leading().await;
+
+    let ns = common::TestNamespace::new("auto-rollback").await;
+    let n = ns.name.as_str();
+    common::apply(&strategy(n, "guarded", "auto"));
+    common::apply(&strategy(n, "by-hand", "manual"));
+    common::apply(&agent(n, "web", "guarded"));
+    common::apply(&agent(n, "api", "by-hand"));
+    for name in ["web", "api"] {
+        common::eventually(
+            &format!("{name}'s first spec recorded"),
+            Duration::from_secs(60),
+            || async move { (decisions(n, "agent.change", name).await.len() == 1).then_some(()) },
+        )
+        .await;
+    }
+
+    // The bad change: another image, and (to see that `replicas` is kept) one more replica.
+    let agents: Api<GeometricAgent> = Api::namespaced(ns.client(), n);
+    let bad = serde_json::json!({"spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "c", "image": "pause:broken"}]}}}});
+    for name in ["web", "api"] {
+        agents
+            .patch(name, &PatchParams::default(), &Patch::Merge(&bad))
+            .await
+            .unwrap();
+        common::eventually(
+            &format!("{name}'s bad spec recorded"),
+            Duration::from_secs(60),
+            || async move { (decisions(n, "agent.change", name).await.len() == 2).then_some(()) },
+        )
+        .await;
+    }
+    let (good_sequence, _) = decisions(n, "agent.change", "web").await[0].clone();
+
+    // Now the series: the same spike for both agents.
+    let series = |agent: &str| {
+        serde_json::json!({"name": format!("{agent}-errors"), "flag": FLAG, "query": format!(
+            r#"label_replace(label_replace(mom_replay_demand{{job="anomaly"}}, "namespace", "{n}", "", ""), "agent", "{agent}", "", "")"#
+        )})
+    };
+    let patch = serde_json::json!({"spec": {"anomaly": {
+        "windowMinutes": 3, "stepSeconds": 1, "clearPoints": 60,
+        "agentSeries": [series("web"), series("api")]}}});
+    patch_momconfig("merge", &patch.to_string());
+    let mut exporter = common::spawn_guarded(
+        Command::new(env!("CARGO_BIN_EXE_mom")).args([
+            "exporter",
+            "replay",
+            "--trace",
+            trace_path.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--step-seconds",
+            "1",
+        ]),
+        &dir.join("exporter.log"),
+        None,
+    );
+
+    // Both are flagged; web (auto) gets its first spec back, with the replicas of now.
+    for name in ["web", "api"] {
+        common::eventually(&format!("{name} flagged"), Duration::from_secs(240), || async move {
+            let raised = decisions(n, "anomaly.flag", name).await;
+            raised.iter().any(|(_, d)| d["output"]["flagged"] == true).then_some(())
+        })
+        .await;
+    }
+    common::eventually(
+        "web rolled back to image pause",
+        Duration::from_secs(60),
+        || async move { (image(n, "web") == "pause").then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        field(n, "web", "replicas"),
+        "3",
+        "the rollback keeps the replicas of now"
+    );
+    let rollbacks = decisions(n, "agent.rollback", "web").await;
+    assert_eq!(rollbacks.len(), 1, "{rollbacks:#?}");
+    let (rollback_sequence, record) = &rollbacks[0];
+    assert_eq!(record["output"]["rollback"], true, "{record:#}");
+    assert_eq!(record["output"]["toSequence"], good_sequence, "{record:#}");
+    // The receipt comes before the restored spec's own agent.change.
+    let changes = decisions(n, "agent.change", "web").await;
+    let restored = common::eventually("the restored spec recorded", Duration::from_secs(60), || async move {
+        let changes = decisions(n, "agent.change", "web").await;
+        (changes.len() == 3).then(|| changes[2].clone())
+    })
+    .await;
+    assert!(restored.0 > *rollback_sequence, "{changes:#?}");
+    assert_eq!(
+        restored.1["spec"]["template"]["spec"]["containers"][0]["image"],
+        "pause"
+    );
+    let events = common::kubectl(&["get", "events", "-n", n, "-o", "json"], None).1;
+    assert!(events.contains("RolledBack"), "no RolledBack Event: {events}");
+
+    // api (manual) was flagged too and keeps its bad spec; nothing rolled it back.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(image(n, "api"), "pause:broken");
+    assert!(decisions(n, "agent.rollback", "api").await.is_empty());
+
+    // The rollback decision replays from its receipt.
+    let replay = replay_report().await;
+    assert!(replay["mismatches"].as_array().is_none_or(|m| m.is_empty()), "{replay}");
+    assert!(replay["unregistered"].get("agent.rollback").is_none(), "{replay}");
+
+    patch_momconfig("json", r#"[{"op":"remove","path":"/spec/anomaly"}]"#);
+    for child in [&mut exporter, &mut prometheus] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
