@@ -33,6 +33,21 @@ const UNEXERCISED: &[(&str, &str)] = &[
          scenario need not produce",
     ),
     (
+        "networking.k8s.io/networkpolicies:get",
+        "read only for agents whose strategy sets spec.resilience.quarantine: isolate \
+         (tests/anomaly_responses.rs); this scenario has none",
+    ),
+    (
+        "networking.k8s.io/networkpolicies:create",
+        "a quarantine policy is made only while an agent flag is up under quarantine: isolate \
+         (tests/anomaly_responses.rs); this scenario configures no series",
+    ),
+    (
+        "networking.k8s.io/networkpolicies:delete",
+        "a quarantine policy is deleted only when its agent's flags clear \
+         (tests/anomaly_responses.rs)",
+    ),
+    (
         "core/nodes:patch",
         "the anomaly loop labels a node only when a MomConfig spec.anomaly series flags it \
          (tests/anomaly.rs); this scenario configures no series",

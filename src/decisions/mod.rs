@@ -12,7 +12,8 @@
 //! - `anomaly.flag` (`anomaly::flag::replay`),
 //! - `anomaly.unnamed` (`anomaly::flag::replay_unnamed`: a flag no series names any more),
 //! - `agent.rollback` ([`auto_rollback::replay`]: which recorded spec an agent flagged soon
-//!   after a spec change goes back to).
+//!   after a spec change goes back to),
+//! - `agent.quarantine` ([`quarantine::replay`]: whether a flagged agent is isolated).
 //!
 //! Layering: the receipts layer sits below the decisions it records (it imports no decision
 //! module); each decision module exports its decision record and kind, using the generic
@@ -23,6 +24,7 @@
 
 pub mod auto_rollback;
 pub mod config_change;
+pub mod quarantine;
 pub mod rollback;
 
 use crate::receipts::replay::{ReplayRegistry, TEST_SUM_KIND, test_sum};
@@ -43,6 +45,7 @@ pub fn registry() -> ReplayRegistry {
     r.register(anomaly::flag::FLAG_KIND, Box::new(anomaly::flag::replay));
     r.register(anomaly::flag::UNNAMED_KIND, Box::new(anomaly::flag::replay_unnamed));
     r.register(auto_rollback::AUTO_ROLLBACK_KIND, Box::new(auto_rollback::replay));
+    r.register(quarantine::QUARANTINE_KIND, Box::new(quarantine::replay));
     r
 }
 
@@ -182,6 +185,7 @@ mod tests {
         let registry = registry();
         let kinds: Vec<&str> = registry.kinds().collect();
         let mut want = vec![
+            "agent.quarantine",
             "agent.rollback",
             "anomaly.flag",
             "anomaly.unnamed",

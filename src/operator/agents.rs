@@ -27,7 +27,7 @@ use super::agent_triggers::{PeerWatch, StrategyWatch, Triggers, resync_after};
 use super::context::{Context, MANAGER};
 use super::crd::agent::ReceiptRef;
 use super::crd::conditions::{self, ConditionStatus, DesiredCondition};
-use super::crd::strategy::{LocalityMode, OrchestrationStrategy, Redundancy, RollbackMode};
+use super::crd::strategy::{LocalityMode, OrchestrationStrategy, Quarantine, Redundancy, RollbackMode};
 use super::crd::validate::{self, AgentFacts, StrategyFacts};
 use super::crd::{GeometricAgent, GeometricAgentStatus};
 use super::metrics::ControllerLabels;
@@ -648,6 +648,26 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
             Err(e) => tracing::warn!(agent = %name, error = %e, "automatic rollback failed"),
         }
     }
+    // Quarantine (strategy `spec.resilience.quarantine`): looked at under `isolate`, and while
+    // the agent still reports itself quarantined (to lift it when the mode changed).
+    let quarantine_mode = strategy.map_or(Quarantine::None, |s| s.spec.resilience.quarantine);
+    let reported_quarantined = agent
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, conditions::QUARANTINED))
+        .is_some_and(|c| c.status == "True");
+    let quarantined = if !tenant_refused && (quarantine_mode == Quarantine::Isolate || reported_quarantined) {
+        let flags = ctx.anomaly_flags(&AgentKey::of(agent));
+        match super::quarantine::reconcile(ctx, agent, quarantine_mode, &flags).await {
+            Ok(isolated) => isolated,
+            Err(e) => {
+                tracing::warn!(agent = %name, error = %e, "quarantine not changed");
+                reported_quarantined
+            }
+        }
+    } else {
+        false
+    };
 
     // Act (leader only).
     if let Some(problem) = check.problems.first().filter(|_| tenant_refused) {
@@ -728,6 +748,9 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
     let with_spares = (wanted + spares).min(super::crd::MAX_REPLICAS as usize);
     let desired = if tenant_refused {
         active.len()
+    } else if quarantined {
+        // No new replicas while isolated; removals still happen.
+        quota.map_or(with_spares, |q| with_spares.min(q)).min(active.len())
     } else {
         quota.map_or(with_spares, |q| with_spares.min(q))
     };
@@ -1093,6 +1116,24 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
         )
     });
     desired_conditions.push(ctx.anomaly_condition(&AgentKey::of(agent)));
+    desired_conditions.push(if quarantined {
+        DesiredCondition::new(
+            conditions::QUARANTINED,
+            ConditionStatus::True,
+            conditions::reason::ANOMALY_FLAGGED,
+            format!(
+                "NetworkPolicy {} isolates the agent's pods; no new replicas while a flag is up",
+                super::quarantine::policy_name(&name)
+            ),
+        )
+    } else {
+        DesiredCondition::new(
+            conditions::QUARANTINED,
+            ConditionStatus::False,
+            conditions::reason::NOT_QUARANTINED,
+            "",
+        )
+    });
     let existing = agent.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
     let drift = drift_condition(&drifted);
     let reported = conditions::find(&existing, conditions::DRIFTED).map(|c| (c.status.clone(), c.message.clone()));

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod metrics_api;
 pub mod pools;
 pub mod prometheus;
+pub mod quarantine;
 pub mod receipts;
 pub mod retry;
 pub mod rollback;

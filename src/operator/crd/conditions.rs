@@ -42,6 +42,9 @@ pub const ANOMALY_DETECTION: &str = "AnomalyDetection";
 pub const ANOMALOUS: &str = "Anomalous";
 /// GeometricAgent: someone other than MOM changed one of its pods (`spec.onDrift`).
 pub const DRIFTED: &str = "Drifted";
+/// GeometricAgent: isolated by its strategy's `spec.resilience.quarantine` while flagged
+/// (`True`, `AnomalyFlagged`; `False`, `NotQuarantined`).
+pub const QUARANTINED: &str = "Quarantined";
 
 /// Reasons used across the controllers (CamelCase, as the conventions require).
 pub mod reason {
@@ -113,6 +116,8 @@ pub mod reason {
     pub const ANOMALY_FLAGGED: &str = "AnomalyFlagged";
     /// No anomaly flag is raised on the agent.
     pub const NO_ANOMALY: &str = "NoAnomaly";
+    /// Quarantined=False.
+    pub const NOT_QUARANTINED: &str = "NotQuarantined";
 }
 
 /// Longest message the apiserver accepts in a condition.

@@ -332,6 +332,26 @@ pub struct ResilienceSpec {
     /// `Anomalous`) soon after its spec changed.
     #[serde(default)]
     pub rollback: RollbackSpec,
+    /// What happens to a matching agent while an anomaly flag is up on it (condition
+    /// `Anomalous`, from MomConfig `spec.anomaly.agentSeries`).
+    #[serde(default)]
+    pub quarantine: Quarantine,
+}
+
+/// Isolation of a flagged agent.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Quarantine {
+    /// Nothing beyond the flag and the condition.
+    #[default]
+    None,
+    /// While a flag is up: a NetworkPolicy `mom-quarantine-<agent>` (owned by the agent) selects
+    /// the agent's pods and allows no ingress and no egress, no new replicas are created
+    /// (deletions still happen), and condition `Quarantined` is True. When the flags clear (or
+    /// the mode changes) the policy is deleted. Each change is first an `agent.quarantine`
+    /// receipt, then the write, then an Event (`Quarantined`, `QuarantineLifted`). The policy
+    /// takes effect only where the cluster's network plugin enforces NetworkPolicies.
+    Isolate,
 }
 
 /// Rollback of an agent's spec to the last one under which it ran without an anomaly flag.

@@ -1,10 +1,17 @@
-//! Automatic rollback end to end (OrchestrationStrategy `spec.resilience.rollback.mode: auto`):
-//! two agents get the same bad template change, then an anomaly flag from a real Prometheus
-//! scraping `mom exporter replay` (an injected spike, attributed to each agent by an agent
-//! series). The agent whose strategy says `auto` gets its previous spec back (an
-//! `agent.rollback` receipt first, then the spec, `replicas` kept, Event `RolledBack`); the one
-//! whose strategy says `manual` keeps the bad spec though it is flagged too. `mom verify
-//! --replay` recomputes the rollback decision.
+//! The responses to an agent's anomaly flag, end to end: a real Prometheus scrapes `mom
+//! exporter replay` (an injected spike), attributed to each agent by an agent series.
+//!
+//! Automatic rollback (OrchestrationStrategy `spec.resilience.rollback.mode: auto`): two agents
+//! get the same bad template change before the spike. The agent whose strategy says `auto` gets
+//! its previous spec back (an `agent.rollback` receipt first, then the spec, `replicas` kept,
+//! Event `RolledBack`); the one whose strategy says `manual` keeps the bad spec though it is
+//! flagged too.
+//!
+//! Quarantine (`spec.resilience.quarantine: isolate`): a third agent is isolated while its flag
+//! is up (a deny-all NetworkPolicy over its pods, condition `Quarantined`, no new replicas when
+//! it is scaled up), and released when the flag clears (policy deleted, the held-back replica
+//! made). The agents without quarantine get no policy. `mom verify --replay` recomputes the
+//! rollback and quarantine decisions.
 
 mod anomaly_support;
 mod common;
@@ -13,18 +20,46 @@ use std::process::Command;
 use std::time::Duration;
 
 use anomaly_support::{patch_momconfig, replay_report};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use mom::operator::crd::{GeometricAgent, Receipt};
 
 const FLAG: &str = "agent-errors-high";
 
-fn strategy(ns: &str, name: &str, mode: &str) -> String {
+fn strategy(ns: &str, name: &str, mode: &str, quarantine: &str) -> String {
     format!(
         r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"OrchestrationStrategy",
             "metadata":{{"name":"{name}","namespace":"{ns}"}},
             "spec":{{"scaling":{{"method":"manual","minReplicas":0,"maxReplicas":5}},
-                     "resilience":{{"rollback":{{"mode":"{mode}","withinMinutes":15}}}}}}}}"#
+                     "resilience":{{"rollback":{{"mode":"{mode}","withinMinutes":15}},
+                                    "quarantine":"{quarantine}"}}}}}}"#
     )
+}
+
+/// The quarantine NetworkPolicy of agent `name`, if any.
+async fn quarantine_policy(ns: &str, name: &str) -> Option<NetworkPolicy> {
+    let api: Api<NetworkPolicy> = Api::namespaced(common::client().await, ns);
+    api.get_opt(&format!("mom-quarantine-{name}")).await.unwrap()
+}
+
+/// Status of condition `kind` of agent `name`.
+fn condition(ns: &str, name: &str, kind: &str) -> String {
+    let path = format!("jsonpath={{.status.conditions[?(@.type==\"{kind}\")].status}}");
+    common::kubectl(&["get", "geometricagent", name, "-n", ns, "-o", &path], None).1
+}
+
+/// Pods of agent `name` not being deleted.
+async fn pods(ns: &str, name: &str) -> usize {
+    let api: Api<Pod> = Api::namespaced(common::client().await, ns);
+    let selector = format!("mom.hypersync.io/agent={name}");
+    api.list(&ListParams::default().labels(&selector))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .count()
 }
 
 fn agent(ns: &str, name: &str, strategy: &str) -> String {
@@ -58,7 +93,7 @@ fn image(ns: &str, name: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_bad_template_change_flagged_soon_after_is_rolled_back_under_auto_and_kept_under_manual() {
+async fn a_flagged_agent_is_rolled_back_under_auto_kept_under_manual_and_isolated_under_quarantine() {
     common::use_private_control_plane();
     common::ensure_kwok_nodes(1, 2, 1);
     let dir = std::env::temp_dir().join(format!("mom-auto-rollback-{}", std::process::id()));
@@ -74,10 +109,12 @@ async fn a_bad_template_change_flagged_soon_after_is_rolled_back_under_auto_and_
 
     let ns = common::TestNamespace::new("auto-rollback").await;
     let n = ns.name.as_str();
-    common::apply(&strategy(n, "guarded", "auto"));
-    common::apply(&strategy(n, "by-hand", "manual"));
+    common::apply(&strategy(n, "guarded", "auto", "none"));
+    common::apply(&strategy(n, "by-hand", "manual", "none"));
+    common::apply(&strategy(n, "isolating", "manual", "isolate"));
     common::apply(&agent(n, "web", "guarded"));
     common::apply(&agent(n, "api", "by-hand"));
+    common::apply(&agent(n, "cache", "isolating"));
     for name in ["web", "api"] {
         common::eventually(
             &format!("{name}'s first spec recorded"),
@@ -112,7 +149,7 @@ async fn a_bad_template_change_flagged_soon_after_is_rolled_back_under_auto_and_
     };
     let patch = serde_json::json!({"spec": {"anomaly": {
         "windowMinutes": 3, "stepSeconds": 1, "clearPoints": 60,
-        "agentSeries": [series("web"), series("api")]}}});
+        "agentSeries": [series("web"), series("api"), series("cache")]}}});
     patch_momconfig("merge", &patch.to_string());
     let mut exporter = common::spawn_guarded(
         Command::new(env!("CARGO_BIN_EXE_mom")).args([
@@ -130,7 +167,7 @@ async fn a_bad_template_change_flagged_soon_after_is_rolled_back_under_auto_and_
     );
 
     // Both are flagged; web (auto) gets its first spec back, with the replicas of now.
-    for name in ["web", "api"] {
+    for name in ["web", "api", "cache"] {
         common::eventually(&format!("{name} flagged"), Duration::from_secs(240), || async move {
             let raised = decisions(n, "anomaly.flag", name).await;
             raised.iter().any(|(_, d)| d["output"]["flagged"] == true).then_some(())
@@ -173,10 +210,63 @@ async fn a_bad_template_change_flagged_soon_after_is_rolled_back_under_auto_and_
     assert_eq!(image(n, "api"), "pause:broken");
     assert!(decisions(n, "agent.rollback", "api").await.is_empty());
 
-    // The rollback decision replays from its receipt.
+    // cache (isolate) is quarantined while flagged: a deny-all policy over its pods, and a
+    // scale-up makes no new replica. The agents without quarantine get no policy (the control).
+    let policy = common::eventually("cache's quarantine policy", Duration::from_secs(60), || async move {
+        quarantine_policy(n, "cache").await
+    })
+    .await;
+    let spec = serde_json::to_value(policy.spec.unwrap()).unwrap();
+    assert_eq!(
+        spec["podSelector"]["matchLabels"]["mom.hypersync.io/agent"], "cache",
+        "{spec:#}"
+    );
+    assert_eq!(
+        spec["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"]),
+        "{spec:#}"
+    );
+    assert!(
+        spec.get("ingress").is_none() && spec.get("egress").is_none(),
+        "{spec:#}"
+    );
+    common::eventually("cache Quarantined=True", Duration::from_secs(30), || async move {
+        (condition(n, "cache", "Quarantined") == "True").then_some(())
+    })
+    .await;
+    for name in ["web", "api"] {
+        assert!(quarantine_policy(n, name).await.is_none(), "{name} has no quarantine");
+    }
+    assert_eq!(pods(n, "cache").await, 2);
+    let more = serde_json::json!({"spec": {"replicas": 3}});
+    agents
+        .patch("cache", &PatchParams::default(), &Patch::Merge(&more))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(pods(n, "cache").await, 2, "a new replica was made while quarantined");
+    // The flag clears (60 quiet points): the policy goes and the held-back replica is made.
+    common::eventually("cache's quarantine lifted", Duration::from_secs(240), || async move {
+        quarantine_policy(n, "cache").await.is_none().then_some(())
+    })
+    .await;
+    common::eventually("cache's third replica", Duration::from_secs(60), || async move {
+        (pods(n, "cache").await == 3).then_some(())
+    })
+    .await;
+    assert_eq!(condition(n, "cache", "Quarantined"), "False");
+    let isolations: Vec<bool> = decisions(n, "agent.quarantine", "cache")
+        .await
+        .iter()
+        .map(|(_, d)| d["output"]["isolated"] == true)
+        .collect();
+    assert_eq!(isolations, vec![true, false]);
+
+    // The rollback and quarantine decisions replay from their receipts.
     let replay = replay_report().await;
     assert!(replay["mismatches"].as_array().is_none_or(|m| m.is_empty()), "{replay}");
     assert!(replay["unregistered"].get("agent.rollback").is_none(), "{replay}");
+    assert!(replay["unregistered"].get("agent.quarantine").is_none(), "{replay}");
 
     patch_momconfig("json", r#"[{"op":"remove","path":"/spec/anomaly"}]"#);
     for child in [&mut exporter, &mut prometheus] {
