@@ -142,10 +142,16 @@ async fn a_flagged_agent_is_rolled_back_under_auto_kept_under_manual_and_isolate
     let (good_sequence, _) = decisions(n, "agent.change", "web").await[0].clone();
 
     // Now the series: the same spike for both agents.
+    // cache's series is scored by the level-shift detector (MomConfig `detector: shift`): the
+    // spike's 3 points of +60 are a shift to it too, and its receipts name the detector.
     let series = |agent: &str| {
-        serde_json::json!({"name": format!("{agent}-errors"), "flag": FLAG, "query": format!(
+        let mut s = serde_json::json!({"name": format!("{agent}-errors"), "flag": FLAG, "query": format!(
             r#"label_replace(label_replace(mom_replay_demand{{job="anomaly"}}, "namespace", "{n}", "", ""), "agent", "{agent}", "", "")"#
-        )})
+        )});
+        if agent == "cache" {
+            s["detector"] = "shift".into();
+        }
+        s
     };
     let patch = serde_json::json!({"spec": {"anomaly": {
         "windowMinutes": 3, "stepSeconds": 1, "clearPoints": 60,
@@ -174,6 +180,19 @@ async fn a_flagged_agent_is_rolled_back_under_auto_kept_under_manual_and_isolate
         })
         .await;
     }
+    let detector = |name: &'static str| async move {
+        let raised = decisions(n, "anomaly.flag", name).await;
+        raised
+            .iter()
+            .find(|(_, d)| d["output"]["flagged"] == true)
+            .map(|(_, d)| d["inputs"]["detector"].clone())
+    };
+    assert_eq!(detector("cache").await, Some(serde_json::json!("shift")));
+    assert_eq!(
+        detector("web").await,
+        Some(serde_json::Value::Null),
+        "nab is left out of the inputs"
+    );
     common::eventually(
         "web rolled back to image pause",
         Duration::from_secs(60),

@@ -1,5 +1,6 @@
-//! The anomaly flag decision: one series' window of points, scored by the streaming detector
-//! ([`super::detector`]) from a fresh state, gives whether the series' flag is raised now.
+//! The anomaly flag decision: one series' window of points, scored from a fresh state by the
+//! series' detector (the streaming detector [`super::detector`] by default, or the level-shift
+//! CUSUM [`super::shift`]), gives whether the series' flag is raised now.
 //!
 //! Hysteresis as a pure function of the window: the flag is raised while some point among the
 //! last `clearPoints` scored at least `threshold`; it is set by the first point that crosses and
@@ -67,6 +68,28 @@ pub struct FlagInputs {
     pub times: Vec<f64>,
     /// Point values (non-finite ones are skipped by the detector).
     pub values: Vec<f64>,
+    /// Which detector scores the window (absent in receipts written before the choice existed,
+    /// and for the default, so their inputs and replay are unchanged).
+    #[serde(default, skip_serializing_if = "Detector::is_default")]
+    pub detector: Detector,
+}
+
+/// The detector a series is scored with (MomConfig `spec.anomaly.*Series[].detector`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    /// The streaming surprise detector ([`super::detector`]): spikes and new records.
+    #[default]
+    Nab,
+    /// The level-shift CUSUM ([`super::shift`]): a lasting move to a new level, not one-point
+    /// spikes. Its score is the CUSUM's evidence `min(1, max(U, D)/h)`.
+    Shift,
+}
+
+impl Detector {
+    fn is_default(&self) -> bool {
+        *self == Detector::Nab
+    }
 }
 
 /// The decision.
@@ -112,7 +135,13 @@ pub fn evaluate(inputs: &FlagInputs) -> Result<FlagOutput, FlagError> {
         .copied()
         .zip(inputs.values.iter().copied())
         .collect();
-    let mut scores = score_timed_series(&rows, Params::default());
+    let mut scores = match inputs.detector {
+        Detector::Nab => score_timed_series(&rows, Params::default()),
+        Detector::Shift => {
+            let mut d = super::shift::ShiftDetector::new(super::shift::ShiftParams::default());
+            rows.iter().map(|&(_, v)| d.update(v)).collect()
+        }
+    };
     for s in scores.iter_mut().take(SETTLE_POINTS) {
         *s = 0.0;
     }
@@ -253,7 +282,37 @@ mod tests {
             clear_points: 10,
             times: (0..n).map(|i| 1_700_000_000.0 + 15.0 * i as f64).collect(),
             values,
+            detector: Detector::Nab,
         }
+    }
+
+    #[test]
+    fn the_shift_detector_flags_a_lasting_level_shift_and_not_a_spike_that_the_default_flags() {
+        // A one-point spike: the default detector flags it, the shift detector does not (a
+        // clipped point adds at most clip − slack = 2σ to the CUSUM, 0.4 of its limit).
+        let spike = window(120, 118..119, 50.0);
+        assert!(evaluate(&spike).unwrap().flagged);
+        let shift = FlagInputs {
+            detector: Detector::Shift,
+            ..spike
+        };
+        let out = evaluate(&shift).unwrap();
+        assert!(!out.flagged, "{out:?}");
+        // A lasting shift of +5 (≈ 17σ of the ±0.5 noise) from point 100 on: flagged, and still
+        // flagged at the end of the window.
+        let lasting = FlagInputs {
+            detector: Detector::Shift,
+            ..window(140, 100..140, 5.0)
+        };
+        let out = evaluate(&lasting).unwrap();
+        assert!(out.flagged && out.last_crossing == Some(139), "{out:?}");
+        // Its decision replays, and the detector is in the recorded inputs.
+        let record = decision_record(&lasting, &out);
+        assert_eq!(record["inputs"]["detector"], "shift");
+        assert_eq!(replay(&record["inputs"]).unwrap(), record["output"]);
+        // The default is left out of the inputs: receipts from before the choice replay as they were.
+        let record = decision_record(&window(120, 0..0, 0.0), &evaluate(&window(120, 0..0, 0.0)).unwrap());
+        assert!(record["inputs"].get("detector").is_none(), "{record:#}");
     }
 
     #[test]

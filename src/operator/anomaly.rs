@@ -381,6 +381,7 @@ pub fn inputs_for(
         clear_points: u32::try_from(spec.clear_points.max(1)).unwrap_or(1),
         times: points.iter().map(|p| p.0).collect(),
         values: points.iter().map(|p| p.1).collect(),
+        detector: series.detector.into(),
     }
 }
 
@@ -519,6 +520,7 @@ mod tests {
             name: name.into(),
             query: "q".into(),
             flag: flag.into(),
+            detector: Default::default(),
         }
     }
 
@@ -572,6 +574,26 @@ mod tests {
         assert_eq!(decisions.len(), 1);
         let (want, _) = node_decision(&spec, &answers, "n2", &BTreeSet::from(["slow".to_string()]));
         assert!(want.is_empty());
+    }
+
+    #[test]
+    fn a_series_scored_for_level_shifts_ignores_the_spike_that_the_default_detector_flags() {
+        let spec = spec();
+        // One spiked point (the last).
+        let mut one = points(false);
+        if let Some(last) = one.last_mut() {
+            last.1 += 60.0;
+        }
+        let spiked = BTreeMap::from([("n1".to_string(), one)]);
+        let mut shift = series("lat", "slow");
+        shift.detector = crate::operator::crd::momconfig::AnomalyDetector::Shift;
+        let inputs = inputs_for(&spec, &shift, "node/n1", spiked.get("n1"));
+        assert_eq!(inputs.detector, crate::anomaly::flag::Detector::Shift);
+        let (want, _) = node_decision(&spec, &[(shift, Ok(spiked.clone()))], "n1", &BTreeSet::new());
+        assert!(want.is_empty(), "{want:?}");
+        // Control: the default detector flags the same window.
+        let (want, _) = node_decision(&spec, &[(series("lat", "slow"), Ok(spiked))], "n1", &BTreeSet::new());
+        assert_eq!(want, BTreeSet::from(["slow".to_string()]));
     }
 
     #[test]

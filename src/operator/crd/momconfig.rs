@@ -236,6 +236,33 @@ pub struct AnomalySeries {
     #[schemars(length(max = 63))]
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$')").message("flag must be 1 to 63 letters, digits, '-', '_' or '.', starting with a letter or digit"))]
     pub flag: String,
+    /// How the series is scored: `nab` (default; the streaming surprise detector: spikes and
+    /// new records) or `shift` (a two-sided CUSUM over standard scores: a lasting move to a new
+    /// level raises the flag, a one-point spike does not; its score is the CUSUM's evidence).
+    /// `threshold` and `clearPoints` apply to either score; the choice is recorded in each
+    /// `anomaly.flag` receipt (absent for `nab`).
+    #[serde(default)]
+    pub detector: AnomalyDetector,
+}
+
+/// How an anomaly series is scored.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyDetector {
+    /// The streaming surprise detector: spikes and new records.
+    #[default]
+    Nab,
+    /// The level-shift CUSUM: a lasting move to a new level.
+    Shift,
+}
+
+impl From<AnomalyDetector> for crate::anomaly::flag::Detector {
+    fn from(d: AnomalyDetector) -> Self {
+        match d {
+            AnomalyDetector::Nab => crate::anomaly::flag::Detector::Nab,
+            AnomalyDetector::Shift => crate::anomaly::flag::Detector::Shift,
+        }
+    }
 }
 
 fn default_true() -> bool {
