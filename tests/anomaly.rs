@@ -283,6 +283,28 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
             && cause["confidence"].as_f64().unwrap() > cause["noneConfidence"].as_f64().unwrap(),
         "{cause}"
     );
+    // `mom rca explain --cluster` reads the same flags from the API and names the same cause
+    // (read again until both saw the same flags: the status is rewritten every 3 s).
+    let cp = common::control_plane();
+    common::eventually(
+        "mom rca explain --cluster to name the status' cause",
+        Duration::from_secs(30),
+        || async {
+            let out = Command::new(env!("CARGO_BIN_EXE_mom"))
+                .args(["rca", "explain", "--cluster", "--format", "json"])
+                .env("KUBECONFIG", &cp.kubeconfig)
+                .output()
+                .ok()?;
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let explained: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let (ok, status, _) = common::kubectl(&["get", "momconfig", "default", "-o", "json"], None);
+            let status: serde_json::Value = ok.then(|| serde_json::from_str(&status).ok()).flatten()?;
+            let cause = &status["status"]["rootCause"];
+            let top = &explained["top"];
+            (top["level"] == cause["level"] && top["name"] == cause["name"]).then_some(())
+        },
+    )
+    .await;
     // The agent flag hands the agent to the triggered strategy.
     common::eventually("web under strategy degraded", Duration::from_secs(120), || async {
         (selected(agent_ns, "web", "degraded") == (Some("degraded".into()), true)).then_some(())

@@ -142,6 +142,31 @@ fn rca_bad_input_exits_2_naming_the_file_or_field() {
             vec!["explain".into(), "--snapshot".into(), bad.display().to_string()],
             "bad JSON".into(),
         ),
+        // Neither a snapshot nor the cluster, both, and cluster options without --cluster.
+        (vec!["explain".into()], "--snapshot".into()),
+        (
+            vec![
+                "explain".into(),
+                "--cluster".into(),
+                "--snapshot".into(),
+                bad.display().to_string(),
+            ],
+            "cannot be used with".into(),
+        ),
+        (
+            vec!["explain".into(), "--snapshot-out".into(), "/tmp/x.json".into()],
+            "--cluster".into(),
+        ),
+        // An unreadable kubeconfig is named.
+        (
+            vec![
+                "explain".into(),
+                "--cluster".into(),
+                "--kubeconfig".into(),
+                "/no/such/kubeconfig".into(),
+            ],
+            "/no/such/kubeconfig".into(),
+        ),
     ];
     for (args, needle) in cases {
         let mut all = vec!["rca"];

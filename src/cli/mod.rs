@@ -58,7 +58,7 @@ enum Command {
     Simulate(scaling::SimulateArgs),
     /// Streaming anomaly detection on metric series, scored with NAB's rules.
     Anomaly(anomaly::Args),
-    /// Root cause on the topology: name the failure domain behind anomalies (offline).
+    /// Root cause on the topology: name the failure domain behind anomalies (offline, or the live cluster's flags).
     Rca(rca::Args),
     /// Run one capacity auction (VCG) offline from JSON bids and capacities.
     Auction(auction::Args),

@@ -1,6 +1,6 @@
-//! `mom rca`: root cause on the topology, offline. `eval` injects faults into a cluster built
-//! from a TopoHub topology and scores the localiser; `explain` ranks the failure domains of a
-//! snapshot JSON. Files live here; the core (`mom::anomaly::rca`, `rca_eval`) sees text and
+//! `mom rca`: root cause on the topology. `eval` injects faults into a cluster built from a
+//! TopoHub topology and scores the localiser; `explain` ranks the failure domains of a snapshot
+//! JSON, or of the live cluster's flags (`--cluster`). Files live here; the core (`mom::anomaly::rca`, `rca_eval`) sees text and
 //! numbers. Bad input (unreadable file, bad JSON, no nodes, a zero count) exits with code 2.
 
 use std::path::{Path, PathBuf};
@@ -74,8 +74,23 @@ struct EvalArgs {
 struct ExplainArgs {
     /// Snapshot JSON: `{"nodes": [{"name", "labels"}], "agents": [{"name", "nodes",
     /// "upstream"}], "anomalous_nodes": {name: score}, "anomalous_agents": {name: score}}`.
+    #[arg(long, required_unless_present = "cluster", conflicts_with = "cluster")]
+    snapshot: Option<PathBuf>,
+    /// Read the snapshot from the live cluster instead, as the operator's MomConfig
+    /// `status.rootCause` sees it: every node with its labels (flagged: label
+    /// `mom.hypersync.io/anomalous=true`) and, when `spec.anomaly.agentSeries` is set, every
+    /// agent with bound pods (flagged: condition `Anomalous=True`).
     #[arg(long)]
-    snapshot: PathBuf,
+    cluster: bool,
+    /// With `--cluster`: also write the snapshot read to this file (for `--snapshot` later).
+    #[arg(long, requires = "cluster")]
+    snapshot_out: Option<PathBuf>,
+    /// Path to the kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long, requires = "cluster")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, requires = "cluster")]
+    context: Option<String>,
     /// Causes to print.
     #[arg(long, default_value_t = 5)]
     top: usize,
@@ -216,9 +231,44 @@ fn run_eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The snapshot of the live cluster (`--cluster`).
+#[cfg(feature = "operator")]
+fn cluster_snapshot(a: &ExplainArgs) -> anyhow::Result<rca::Snapshot> {
+    let target = super::kube_target::KubeTarget {
+        kubeconfig: a.kubeconfig.clone(),
+        context: a.context.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let snapshot = runtime.block_on(async {
+        let client = target.client().await?;
+        mom::operator::anomaly::rca_snapshot(&client)
+            .await
+            .context("reading nodes, agents and pods")
+    })?;
+    if snapshot.nodes.is_empty() {
+        bail!("the cluster has no nodes");
+    }
+    if let Some(path) = &a.snapshot_out {
+        std::fs::write(path, serde_json::to_string_pretty(&snapshot)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(snapshot)
+}
+
+#[cfg(not(feature = "operator"))]
+fn cluster_snapshot(_: &ExplainArgs) -> anyhow::Result<rca::Snapshot> {
+    bail!("--cluster: this mom was built without the operator feature")
+}
+
 fn run_explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
-    let origin = a.snapshot.display().to_string();
-    let snapshot = rca::parse_snapshot(&origin, &read(&a.snapshot)?)?;
+    let (origin, snapshot) = match &a.snapshot {
+        Some(path) => {
+            let origin = path.display().to_string();
+            let snapshot = rca::parse_snapshot(&origin, &read(path)?)?;
+            (origin, snapshot)
+        }
+        None => ("the cluster".to_string(), cluster_snapshot(&a)?),
+    };
     let d = rca::localise(&snapshot, &RcaParams::default()).with_context(|| format!("in {origin}"))?;
     let causes: Vec<&rca::Cause> = d.causes.iter().take(a.top).collect();
     match a.format {

@@ -385,6 +385,79 @@ pub fn inputs_for(
     }
 }
 
+/// The root-cause snapshot of the live cluster as the status writer's `rootCause` sees it, read
+/// from the API (`mom rca explain --cluster`): every node with its labels, flagged when labelled
+/// `mom.hypersync.io/anomalous=true`; and, when the MomConfig `default` lists agent series,
+/// every GeometricAgent with bound pods (on the nodes that exist), flagged when its condition
+/// `Anomalous` is True. Flagged members score 1.
+pub async fn rca_snapshot(client: &kube::Client) -> Result<crate::anomaly::rca::Snapshot, kube::Error> {
+    use crate::anomaly::rca::{Snapshot, TopoAgent, TopoNode};
+    use k8s_openapi::api::core::v1::Pod;
+    let mut snapshot = Snapshot::default();
+    for n in Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+    {
+        let name = n.name_any();
+        if n.labels().get(ANOMALOUS_LABEL).map(String::as_str) == Some("true") {
+            snapshot.anomalous_nodes.insert(name.clone(), 1.0);
+        }
+        snapshot.nodes.push(TopoNode {
+            name,
+            labels: n.labels().clone(),
+        });
+    }
+    snapshot.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let config = Api::<MomConfig>::all(client.clone()).get_opt(ACTIVE_NAME).await?;
+    let watches_agents = config
+        .and_then(|c| c.spec.anomaly)
+        .is_some_and(|a| !a.agent_series.is_empty());
+    if !watches_agents {
+        return Ok(snapshot);
+    }
+    let known: BTreeSet<&str> = snapshot.nodes.iter().map(|n| n.name.as_str()).collect();
+    let mut on: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let pods = Api::<Pod>::all(client.clone())
+        .list(&ListParams::default().labels(crate::labels::AGENT_LABEL))
+        .await?
+        .items;
+    for p in &pods {
+        let (Some(agent), Some(node)) = (
+            p.labels().get(crate::labels::AGENT_LABEL),
+            p.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+        ) else {
+            continue;
+        };
+        if known.contains(node) {
+            let key = format!("{}/{agent}", p.namespace().unwrap_or_default());
+            on.entry(key).or_default().insert(node.to_string());
+        }
+    }
+    let agents = Api::<super::crd::GeometricAgent>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    for a in &agents {
+        let key = format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any());
+        let Some(nodes) = on.remove(&key) else { continue };
+        let anomalous = a
+            .status
+            .as_ref()
+            .and_then(|s| super::crd::conditions::find(&s.conditions, super::crd::conditions::ANOMALOUS))
+            .is_some_and(|c| c.status == "True");
+        if anomalous {
+            snapshot.anomalous_agents.insert(key.clone(), 1.0);
+        }
+        snapshot.agents.push(TopoAgent {
+            name: key,
+            nodes: nodes.into_iter().collect(),
+            upstream: Vec::new(),
+        });
+    }
+    Ok(snapshot)
+}
+
 /// A node's flags as its annotation lists them (the label alone, without the annotation, is
 /// someone else's and left alone).
 pub fn node_flags(node: &Node) -> BTreeSet<String> {
