@@ -29,6 +29,7 @@ pub mod hpa;
 pub mod mpc;
 pub mod scaling_policy;
 pub mod simulator;
+pub mod twin;
 pub mod webview;
 
 pub mod auction;

@@ -32,6 +32,7 @@ mod scaling;
 mod verify;
 mod verify_args;
 mod verify_tenant;
+mod whatif;
 
 /// MOM — hyperbolic placement, predictive scaling and verifiable receipts for Kubernetes.
 #[derive(Debug, Parser)]
@@ -62,6 +63,8 @@ enum Command {
     Rca(rca::Args),
     /// Run one capacity auction (VCG) offline from JSON bids and capacities.
     Auction(auction::Args),
+    /// What-if on the cluster twin: counterfactual runs, the Pareto frontier, snapshots.
+    Whatif(whatif::Args),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD with `--out-dir`.
     #[cfg(feature = "operator")]
     Crdgen(crdgen::Args),
@@ -118,6 +121,7 @@ pub fn main() -> ExitCode {
         Command::Anomaly(args) => anomaly::run(args),
         Command::Rca(args) => rca::run(args),
         Command::Auction(args) => auction::run(args),
+        Command::Whatif(args) => whatif::run(args),
         #[cfg(feature = "operator")]
         Command::Crdgen(args) => crdgen::run(args),
         #[cfg(feature = "operator")]

@@ -1,0 +1,427 @@
+//! The twin's input: a snapshot of a cluster (nodes with labels, capacity, price, energy class,
+//! position in the Poincaré ball; zone-to-zone latencies) and its agents (requests, demand trace,
+//! scaling method, peers, target), as JSON (`"version": 1`), and [`generate`], which builds one
+//! from real data: a TopoHub topology (sites → zones, grouped into regions by
+//! [`crate::cluster_layout::sites_layout`], positions by the operator's own
+//! [`crate::placement::embed_nodes`], latency = shortest-path propagation delay) and
+//! demand traces (e.g. NAB).
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::TwinError;
+use crate::forecast::trace::Trace;
+use crate::geometry::data::Graph;
+use crate::labels::{HOSTNAME_LABEL, REGION_LABEL, ZONE_LABEL};
+use crate::placement::{Objectives, Resources, Routing};
+use crate::scaling_policy::Method;
+
+/// The snapshot format version this build reads and writes.
+pub const VERSION: u32 = 1;
+/// Most ticks one run may take (a week at 15 s is 40,320).
+pub const MAX_TICKS: u64 = 1_000_000;
+
+/// A cluster and its agents (module doc).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Snapshot {
+    pub version: u32,
+    #[serde(default)]
+    pub objectives: Objectives,
+    #[serde(default = "one")]
+    pub kappa: f64,
+    #[serde(default)]
+    pub routing: Routing,
+    /// The scaler's sync and the twin's step, seconds.
+    #[serde(default = "fifteen")]
+    pub tick_seconds: f64,
+    /// Seconds from a replica's placement until it serves.
+    #[serde(default = "sixty")]
+    pub startup_seconds: f64,
+    /// Seconds simulated.
+    pub duration_seconds: f64,
+    pub nodes: Vec<NodeSpec>,
+    /// Latency between zones (ms), both orders or one; a missing pair within a zone is 0, across
+    /// zones an error at validation.
+    #[serde(default)]
+    pub zone_latency_ms: BTreeMap<String, BTreeMap<String, f64>>,
+    pub agents: Vec<AgentSpec>,
+}
+
+/// One node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeSpec {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub position: Vec<f64>,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    #[serde(default = "max_pods")]
+    pub max_pods: u32,
+    #[serde(default)]
+    pub hourly_cost: Option<f64>,
+    #[serde(default)]
+    pub energy_class: Option<char>,
+    #[serde(default)]
+    pub spot: bool,
+}
+
+/// One agent (a GeometricAgent with its strategy's scaling settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentSpec {
+    pub name: String,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    /// Demand one serving replica carries (the trace's unit).
+    pub capacity_per_replica: f64,
+    /// Seconds per demand value.
+    pub bin_seconds: f64,
+    pub demand: Vec<f64>,
+    pub method: Method,
+    #[serde(default = "one_u32")]
+    pub min_replicas: u32,
+    #[serde(default = "hundred")]
+    pub max_replicas: u32,
+    /// `spec.replicas` (what `manual` keeps).
+    #[serde(default = "one_u32")]
+    pub replicas: u32,
+    /// Where the agent's replicas belong (its `status.position`).
+    pub target: Vec<f64>,
+    /// Peer agents and traffic weights.
+    #[serde(default)]
+    pub peers: BTreeMap<String, f64>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn fifteen() -> f64 {
+    15.0
+}
+fn sixty() -> f64 {
+    60.0
+}
+fn max_pods() -> u32 {
+    110
+}
+fn one_u32() -> u32 {
+    1
+}
+fn hundred() -> u32 {
+    100
+}
+
+impl AgentSpec {
+    pub fn requests(&self) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis,
+            memory_bytes: self.memory_bytes,
+        }
+    }
+}
+
+impl Snapshot {
+    /// Ticks of a run.
+    pub fn ticks(&self) -> u64 {
+        (self.duration_seconds / self.tick_seconds).floor() as u64
+    }
+
+    /// Latency between two zones (ms), as validated.
+    pub fn zone_latency(&self, a: &str, b: &str) -> f64 {
+        self.zone_latency_ms
+            .get(a)
+            .and_then(|m| m.get(b))
+            .or_else(|| self.zone_latency_ms.get(b).and_then(|m| m.get(a)))
+            .copied()
+            .unwrap_or(0.0)
+    }
+
+    /// Parses and validates a snapshot; `origin` names it in errors.
+    pub fn parse(origin: &str, text: &str) -> Result<Self, TwinError> {
+        let s: Snapshot = serde_json::from_str(text).map_err(|e| TwinError::BadField {
+            field: origin.to_string(),
+            reason: format!("not a twin snapshot: {e}"),
+        })?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks every field; the first problem found names it.
+    pub fn validate(&self) -> Result<(), TwinError> {
+        let bad = |field: String, reason: String| Err(TwinError::BadField { field, reason });
+        if self.version != VERSION {
+            return bad("version".into(), format!("{} is not {VERSION}", self.version));
+        }
+        let o = &self.objectives;
+        let weights = [o.performance, o.cost, o.reliability, o.sustainability];
+        if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || (weights.iter().sum::<f64>() - 1.0).abs() > 1e-6 {
+            return bad(
+                "objectives".into(),
+                format!("must be ≥ 0 and sum to 1, got {weights:?}"),
+            );
+        }
+        if !(self.kappa.is_finite() && self.kappa > 0.0) {
+            return bad("kappa".into(), format!("must be > 0, got {}", self.kappa));
+        }
+        for (field, v) in [
+            ("tickSeconds", self.tick_seconds),
+            ("durationSeconds", self.duration_seconds),
+        ] {
+            if !(v.is_finite() && v >= 1.0 && v.fract() == 0.0) {
+                return bad(field.into(), format!("must be a whole number of seconds ≥ 1, got {v}"));
+            }
+        }
+        if !(self.startup_seconds.is_finite() && self.startup_seconds >= 0.0 && self.startup_seconds.fract() == 0.0) {
+            return bad(
+                "startupSeconds".into(),
+                format!("must be whole seconds ≥ 0, got {}", self.startup_seconds),
+            );
+        }
+        if self.ticks() > MAX_TICKS {
+            return bad(
+                "durationSeconds".into(),
+                format!("{} ticks; at most {MAX_TICKS}", self.ticks()),
+            );
+        }
+        if self.nodes.is_empty() {
+            return bad("nodes".into(), "no nodes".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut dimension = None;
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !names.insert(n.name.as_str()) {
+                return bad(format!("nodes[{i}].name"), format!("{:?} is given twice", n.name));
+            }
+            if n.position.is_empty()
+                || n.position.iter().any(|x| !x.is_finite())
+                || crate::geometry::poincare::norm(&n.position) >= 1.0 / self.kappa.sqrt()
+            {
+                return bad(
+                    format!("nodes[{i}].position"),
+                    "must be finite and inside the ball".into(),
+                );
+            }
+            if *dimension.get_or_insert(n.position.len()) != n.position.len() {
+                return bad(
+                    format!("nodes[{i}].position"),
+                    "all positions must have one dimension".into(),
+                );
+            }
+            if n.hourly_cost.is_some_and(|c| !(c.is_finite() && c >= 0.0)) {
+                return bad(
+                    format!("nodes[{i}].hourlyCost"),
+                    format!("must be ≥ 0, got {:?}", n.hourly_cost),
+                );
+            }
+            if n.energy_class
+                .is_some_and(|c| !('A'..='E').contains(&c.to_ascii_uppercase()))
+            {
+                return bad(
+                    format!("nodes[{i}].energyClass"),
+                    format!("must be A…E, got {:?}", n.energy_class),
+                );
+            }
+        }
+        let zones: std::collections::BTreeSet<&str> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.labels.get(ZONE_LABEL).map(String::as_str))
+            .collect();
+        for a in &zones {
+            for b in &zones {
+                if a != b
+                    && !self.zone_latency_ms.get(*a).is_some_and(|m| m.contains_key(*b))
+                    && !self.zone_latency_ms.get(*b).is_some_and(|m| m.contains_key(*a))
+                {
+                    return bad(
+                        format!("zoneLatencyMs.{a}.{b}"),
+                        "missing (every pair of zones needs one)".into(),
+                    );
+                }
+            }
+        }
+        if let Some((a, b, v)) = self
+            .zone_latency_ms
+            .iter()
+            .flat_map(|(a, m)| m.iter().map(move |(b, v)| (a, b, *v)))
+            .find(|(_, _, v)| !(v.is_finite() && *v >= 0.0))
+        {
+            return bad(format!("zoneLatencyMs.{a}.{b}"), format!("must be ≥ 0, got {v}"));
+        }
+        let mut agents = std::collections::BTreeSet::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            let field = |f: &str| format!("agents[{i}].{f}");
+            if !agents.insert(a.name.as_str()) {
+                return bad(field("name"), format!("{:?} is given twice", a.name));
+            }
+            if a.demand.is_empty() {
+                return bad(field("demand"), "is empty".into());
+            }
+            if let Some(v) = a.demand.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+                return bad(field("demand"), format!("values must be ≥ 0, got {v}"));
+            }
+            for (f, v) in [
+                ("capacityPerReplica", a.capacity_per_replica),
+                ("binSeconds", a.bin_seconds),
+            ] {
+                if !(v.is_finite() && v > 0.0) {
+                    return bad(field(f), format!("must be > 0, got {v}"));
+                }
+            }
+            if a.bin_seconds.fract() != 0.0 {
+                return bad(
+                    field("binSeconds"),
+                    format!("must be whole seconds, got {}", a.bin_seconds),
+                );
+            }
+            if a.max_replicas < a.min_replicas.max(1) {
+                return bad(
+                    field("maxReplicas"),
+                    format!("{} < minReplicas {}", a.max_replicas, a.min_replicas),
+                );
+            }
+            if Some(a.target.len()) != dimension || a.target.iter().any(|x| !x.is_finite()) {
+                return bad(field("target"), "must be finite with the nodes' dimension".into());
+            }
+            if let Some((p, w)) = a.peers.iter().find(|(_, w)| !(w.is_finite() && **w >= 0.0)) {
+                return bad(field(&format!("peers.{p}")), format!("weight must be ≥ 0, got {w}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How [`generate`] builds a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateConfig {
+    pub agents: usize,
+    pub nodes_per_site: u32,
+    pub seed: u64,
+    pub duration_seconds: f64,
+}
+
+/// A snapshot from real data (module doc). Nodes: 8 CPU, 32 GiB; price and energy class per site
+/// drawn from `seed` (the shared data has no prices: $0.10–$0.50 per hour, classes A–E, one
+/// site in five spot at 40 % of the price). Agents `agent-NNN`: 250m CPU and 256 MiB per
+/// replica; the demand of trace `i mod traces` (its values and step), one replica carrying its
+/// 95th percentile / 5; a target at the position of a node of a site drawn from `seed`; one peer
+/// (the next agent, weight 1); `predictive`, 1…50 replicas.
+pub fn generate(graph: &Graph, traces: &[Trace], cfg: &GenerateConfig) -> Result<Snapshot, TwinError> {
+    let bad = |field: &str, reason: String| TwinError::BadField {
+        field: field.into(),
+        reason,
+    };
+    if traces.is_empty() {
+        return Err(bad("traces", "none given".into()));
+    }
+    if cfg.agents == 0 {
+        return Err(bad("agents", "must be at least 1".into()));
+    }
+    let delays = crate::geometry::routing::shortest_path_delays(graph);
+    let sites = delays.len();
+    let regions = ((sites as f64 / 2.0).sqrt().round() as usize).max(2);
+    let layout = crate::cluster_layout::sites_layout(&delays, regions, cfg.nodes_per_site)
+        .map_err(|e| bad("layout", e.to_string()))?;
+    let labels: BTreeMap<String, BTreeMap<String, String>> =
+        layout.iter().map(|n| (n.name.clone(), n.labels.clone())).collect();
+    let keys = [
+        REGION_LABEL.to_string(),
+        ZONE_LABEL.to_string(),
+        HOSTNAME_LABEL.to_string(),
+    ];
+    let embedding = crate::placement::embed_nodes(&labels, &keys, 2).map_err(|e| bad("embedding", e.to_string()))?;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut next_f64 = move || rng.random::<f64>();
+    let site_index = |zone: &str| zone.strip_prefix("site-").and_then(|i| i.parse::<usize>().ok());
+    let mut site_price = Vec::with_capacity(sites);
+    for _ in 0..sites {
+        let price = 0.10 + 0.40 * next_f64();
+        let class = (b'A' + (next_f64() * 5.0).floor().min(4.0) as u8) as char;
+        let spot = next_f64() < 0.2;
+        site_price.push((if spot { price * 0.4 } else { price }, class, spot));
+    }
+    let mut nodes = Vec::with_capacity(layout.len());
+    for n in &layout {
+        let zone = n.labels.get(ZONE_LABEL).cloned().unwrap_or_default();
+        let (price, class, spot) = site_index(&zone)
+            .and_then(|i| site_price.get(i).copied())
+            .unwrap_or((0.3, 'C', false));
+        nodes.push(NodeSpec {
+            name: n.name.clone(),
+            labels: n.labels.clone(),
+            position: embedding.positions.get(&n.name).cloned().unwrap_or_default(),
+            cpu_millis: n.cpu_millis,
+            memory_bytes: n.memory_bytes,
+            max_pods: n.pods,
+            hourly_cost: Some((price * 1000.0).round() / 1000.0),
+            energy_class: Some(class),
+            spot,
+        });
+    }
+    let mut zone_latency_ms: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for (i, row) in delays.iter().enumerate() {
+        for (j, &d) in row.iter().enumerate().filter(|(j, _)| *j > i) {
+            let d = if d.is_finite() {
+                (d * 1000.0).round() / 1000.0
+            } else {
+                1e6
+            };
+            zone_latency_ms
+                .entry(format!("site-{i:03}"))
+                .or_default()
+                .insert(format!("site-{j:03}"), d);
+        }
+    }
+    let mut agents = Vec::with_capacity(cfg.agents);
+    for i in 0..cfg.agents {
+        let t = &traces[i % traces.len()];
+        let p95 = crate::simulator::quantile(&t.values, 0.95);
+        let home = &nodes[(next_f64() * nodes.len() as f64).floor() as usize % nodes.len()];
+        let peer = format!("agent-{:03}", (i + 1) % cfg.agents);
+        agents.push(AgentSpec {
+            name: format!("agent-{i:03}"),
+            tenant: None,
+            cpu_millis: 250,
+            memory_bytes: 256 << 20,
+            capacity_per_replica: if p95 > 0.0 { p95 / 5.0 } else { 1.0 },
+            bin_seconds: t.step_seconds,
+            demand: t
+                .values
+                .iter()
+                .map(|v| if v.is_finite() { v.max(0.0) } else { 0.0 })
+                .collect(),
+            method: Method::Predictive,
+            min_replicas: 1,
+            max_replicas: 50,
+            replicas: 1,
+            target: home.position.clone(),
+            peers: if cfg.agents > 1 {
+                BTreeMap::from([(peer, 1.0)])
+            } else {
+                BTreeMap::new()
+            },
+        });
+    }
+    let s = Snapshot {
+        version: VERSION,
+        objectives: Objectives::default(),
+        kappa: 1.0,
+        routing: Routing::default(),
+        tick_seconds: 15.0,
+        startup_seconds: 60.0,
+        duration_seconds: cfg.duration_seconds,
+        nodes,
+        zone_latency_ms,
+        agents,
+    };
+    s.validate()?;
+    Ok(s)
+}

@@ -1,0 +1,245 @@
+use super::*;
+use crate::forecast::trace::{data_dir, load_trace};
+
+fn node(name: &str, zone: &str, x: f64, price: f64) -> NodeSpec {
+    NodeSpec {
+        name: name.into(),
+        labels: BTreeMap::from([
+            (crate::labels::ZONE_LABEL.to_string(), zone.to_string()),
+            (crate::labels::REGION_LABEL.to_string(), "r".to_string()),
+        ]),
+        position: vec![x, 0.0],
+        cpu_millis: 4000,
+        memory_bytes: 8 << 30,
+        max_pods: 110,
+        hourly_cost: Some(price),
+        energy_class: Some('C'),
+        spot: false,
+    }
+}
+
+fn agent(name: &str, demand: Vec<f64>, target: f64, peer: Option<&str>) -> AgentSpec {
+    AgentSpec {
+        name: name.into(),
+        tenant: None,
+        cpu_millis: 500,
+        memory_bytes: 256 << 20,
+        capacity_per_replica: 10.0,
+        bin_seconds: 300.0,
+        demand,
+        method: Method::Reactive,
+        min_replicas: 1,
+        max_replicas: 20,
+        replicas: 1,
+        target: vec![target, 0.0],
+        peers: peer.map(|p| BTreeMap::from([(p.to_string(), 1.0)])).unwrap_or_default(),
+    }
+}
+
+/// Near the agents' target: expensive nodes in zone `near`; far: cheap ones in zone `far`.
+fn near_and_far() -> Snapshot {
+    let wave: Vec<f64> = (0..24).map(|i| 30.0 + 20.0 * ((i as f64) / 3.0).sin()).collect();
+    Snapshot {
+        version: snapshot::VERSION,
+        objectives: Objectives::default(),
+        kappa: 1.0,
+        routing: Routing::default(),
+        tick_seconds: 15.0,
+        startup_seconds: 60.0,
+        duration_seconds: 2.0 * 3600.0,
+        nodes: vec![
+            node("far-1", "far", -0.6, 0.10),
+            node("far-2", "far", -0.62, 0.10),
+            node("near-1", "near", 0.6, 0.90),
+            node("near-2", "near", 0.62, 0.90),
+        ],
+        zone_latency_ms: BTreeMap::from([("near".into(), BTreeMap::from([("far".into(), 40.0)]))]),
+        agents: vec![
+            agent("api", wave.clone(), 0.6, Some("db")),
+            agent("db", wave, 0.6, Some("api")),
+        ],
+    }
+}
+
+#[test]
+fn a_replica_goes_where_the_extenders_filter_and_top_score_send_it() {
+    let s = near_and_far();
+    let labels: Vec<_> = s.nodes.iter().map(|n| Arc::new(n.labels.clone())).collect();
+    let zones: Vec<String> = s
+        .nodes
+        .iter()
+        .map(|n| n.labels[crate::labels::ZONE_LABEL].clone())
+        .collect();
+    let requested = vec![Resources::default(); 4];
+    let pods = vec![0; 4];
+    let chosen = place(&s, &s.agents[0], &[], &labels, &zones, &requested, &pods).unwrap();
+    // The same call the extender makes, by hand: every node passes, the top score wins.
+    let states: Vec<NodeState> = s
+        .nodes
+        .iter()
+        .zip(&labels)
+        .map(|(n, l)| NodeState {
+            name: n.name.clone(),
+            labels: l.clone(),
+            position: n.position.clone(),
+            allocatable: Resources {
+                cpu_millis: n.cpu_millis,
+                memory_bytes: n.memory_bytes,
+            },
+            requested: Resources::default(),
+            tentative: Resources::default(),
+            tentative_pods: 0,
+            pods: 0,
+            max_pods: n.max_pods,
+            tenants: BTreeMap::new(),
+            hourly_cost: n.hourly_cost,
+            spot: n.spot,
+            energy_class: n.energy_class,
+        })
+        .collect();
+    let refs: Vec<&NodeState> = states.iter().collect();
+    let policy = AgentPolicy {
+        target: s.agents[0].target.clone(),
+        spread_label: Some(crate::labels::ZONE_LABEL.into()),
+        ..AgentPolicy::default()
+    };
+    let scores = placement::score_breakdown(
+        &PodDemand {
+            requests: s.agents[0].requests(),
+            ..PodDemand::default()
+        },
+        Some(&policy),
+        &refs,
+        &s.objectives,
+        s.routing,
+        s.kappa,
+    );
+    let top = scores
+        .iter()
+        .max_by(|a, b| a.score.cmp(&b.score).then_with(|| b.node.cmp(&a.node)))
+        .unwrap();
+    assert_eq!(s.nodes[chosen].name, top.node);
+    // A full node is filtered out: with near-1 full the replica goes elsewhere.
+    let mut full = requested.clone();
+    let near1 = s.nodes.iter().position(|n| n.name == "near-1").unwrap();
+    full[near1] = Resources {
+        cpu_millis: 4000,
+        memory_bytes: 0,
+    };
+    let other = place(&s, &s.agents[0], &[], &labels, &zones, &full, &pods).unwrap();
+    assert_ne!(other, near1);
+}
+
+#[test]
+fn weighting_cost_buys_cheaper_far_nodes_and_weighting_performance_buys_latency() {
+    let mut cheap = near_and_far();
+    cheap.objectives = with_objective(&cheap.objectives, "cost", 1.0).unwrap();
+    let mut fast = near_and_far();
+    fast.objectives = with_objective(&fast.objectives, "performance", 1.0).unwrap();
+    let c = run(&cheap, &mut |_, _| {}).unwrap();
+    let f = run(&fast, &mut |_, _| {}).unwrap();
+    assert!(c.cost < f.cost, "cost-weighted {c:?} vs performance-weighted {f:?}");
+    assert!(f.replica_hours > 0.0 && c.replica_hours > 0.0);
+    // Both serve the same demand with the same policy: the SLO figures agree.
+    assert_eq!(c.slo_violation_minutes, f.slo_violation_minutes);
+}
+
+#[test]
+fn two_runs_of_one_snapshot_give_identical_metrics() {
+    let s = near_and_far();
+    let a = run(&s, &mut |_, _| {}).unwrap();
+    let b = run(&s, &mut |_, _| {}).unwrap();
+    assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+    assert!(a.placements > 0 && a.latency_ms >= 0.0);
+}
+
+#[test]
+fn bad_snapshot_fields_and_settings_are_named() {
+    let text = serde_json::to_string(&near_and_far()).unwrap();
+    assert!(Snapshot::parse("s.json", &text).is_ok(), "positive control");
+    let cases = [
+        (r#""version":1"#, r#""version":2"#, "version"),
+        (r#""tickSeconds":15.0"#, r#""tickSeconds":0.5"#, "tickSeconds"),
+        (r#""hourlyCost":0.1"#, r#""hourlyCost":-1.0"#, "nodes[0].hourlyCost"),
+        (
+            r#""capacityPerReplica":10.0"#,
+            r#""capacityPerReplica":0.0"#,
+            "agents[0].capacityPerReplica",
+        ),
+        (r#""far":40.0"#, r#""elsewhere":40.0"#, "zoneLatencyMs"),
+    ];
+    for (from, to, field) in cases {
+        assert!(text.contains(from), "{from} not in {text}");
+        let e = Snapshot::parse("s.json", &text.replacen(from, to, 1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(field), "{field}: {e}");
+    }
+    let e = Snapshot::parse("s.json", "{").unwrap_err().to_string();
+    assert!(e.contains("s.json"), "{e}");
+    let mut s = near_and_far();
+    for (set, needle) in [
+        ("objectives.speed=0.5", "objectives.speed"),
+        ("objectives.cost=2", "objectives.cost"),
+        ("agent/nobody.scaling.method=reactive", "nobody"),
+        ("agent/api.scaling.method=magic", "magic"),
+        ("colour=blue", "colour"),
+        ("kappa", "KEY=VALUE"),
+    ] {
+        let e = apply_set(&mut s, set).unwrap_err().to_string();
+        assert!(e.contains(needle), "{set}: {e}");
+    }
+    apply_set(&mut s, "objectives.cost=0.5").unwrap();
+    let o = s.objectives;
+    assert!(
+        (o.cost - 0.5).abs() < 1e-12 && (o.performance + o.cost + o.reliability + o.sustainability - 1.0).abs() < 1e-12
+    );
+    apply_set(&mut s, "agent/*.scaling.method=manual").unwrap();
+    assert!(s.agents.iter().all(|a| a.method == Method::Manual));
+}
+
+#[test]
+fn the_frontier_holds_only_mutually_non_dominated_points() {
+    let s = near_and_far();
+    let objectives = vec!["performance".to_string(), "cost".to_string()];
+    let points = pareto::frontier(&s, &objectives, 5, &mut |_, _| {}).unwrap();
+    assert!(!points.is_empty());
+    for a in &points {
+        for b in &points {
+            assert!(
+                !pareto::dominates(&a.metrics, &b.metrics, &objectives),
+                "{a:?} dominates {b:?}"
+            );
+        }
+    }
+    // The sweep's ends: all on performance, all on cost (the others keep theirs).
+    let w = pareto::sweep(&s.objectives, &objectives, 5).unwrap();
+    assert_eq!(w[0].performance, 0.0);
+    assert!((w[4].performance - (s.objectives.performance + s.objectives.cost)).abs() < 1e-12);
+    assert!(pareto::sweep(&s.objectives, &["cost".to_string()], 5).is_err());
+    assert!(pareto::sweep(&s.objectives, &objectives, 1).is_err());
+    let svg = pareto::svg(&points, &objectives);
+    assert!(svg.starts_with("<svg") && svg.contains("<circle"), "{svg}");
+}
+
+#[test]
+fn a_snapshot_from_the_geant_topology_and_nab_traces_runs() {
+    let dir = data_dir();
+    let text = std::fs::read_to_string(dir.join("TopoHub/topozoo/Geant2012.json")).unwrap();
+    let graph = crate::geometry::data::parse_node_link(&text, "Geant2012").unwrap();
+    let traces: Vec<_> = ["ec2_cpu_utilization_5f5533.csv", "rds_cpu_utilization_cc0c53.csv"]
+        .iter()
+        .map(|f| load_trace(&dir.join("NAB/data/realAWSCloudwatch").join(f), 60.0).unwrap())
+        .collect();
+    let cfg = snapshot::GenerateConfig {
+        agents: 6,
+        nodes_per_site: 1,
+        seed: 7,
+        duration_seconds: 3.0 * 3600.0,
+    };
+    let s = snapshot::generate(&graph, &traces, &cfg).unwrap();
+    assert_eq!(s.nodes.len(), graph.node_count());
+    assert_eq!(snapshot::generate(&graph, &traces, &cfg).unwrap(), s, "deterministic");
+    let m = run(&s, &mut |_, _| {}).unwrap();
+    assert!(m.placements >= 6 && m.cost > 0.0 && m.latency_ms > 0.0, "{m:?}");
+}

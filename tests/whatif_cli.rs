@@ -1,0 +1,199 @@
+//! `mom whatif` as a process, no cluster: a snapshot built from the real Geant topology and NAB
+//! CloudWatch traces; a counterfactual with a cost weight of 1 costs less than one with a
+//! performance weight of 1; the Pareto points are mutually non-dominated; bad input exits 2
+//! naming the file, field or key.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn data_dir() -> PathBuf {
+    std::env::var("MOM_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")))
+}
+
+fn mom(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mom")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// A 3-hour snapshot of 6 agents on Geant2012 (one node per site), written to a temp file.
+fn snapshot(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("whatif-cli-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("snapshot.json");
+    let d = data_dir();
+    let (code, _, err) = mom(&[
+        "whatif",
+        "snapshot",
+        "--topology",
+        d.join("TopoHub/topozoo/Geant2012.json").to_str().unwrap(),
+        "--traces",
+        d.join("NAB/data/realAWSCloudwatch").to_str().unwrap(),
+        "--agents",
+        "6",
+        "--hours",
+        "3",
+        "--seed",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
+fn metric(v: &serde_json::Value, run: &str, name: &str) -> f64 {
+    v[run][name]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{run}.{name} missing: {v}"))
+}
+
+#[test]
+fn a_cost_weight_of_one_costs_less_than_a_performance_weight_of_one_on_real_data() {
+    let s = snapshot("cost");
+    let s = s.to_str().unwrap();
+    let (code, out, err) = mom(&[
+        "whatif",
+        "--snapshot",
+        s,
+        "--set",
+        "objectives.performance=1",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let fast: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for name in ["latencyMs", "sloViolationMinutes", "replicaHours", "cost", "energy"] {
+        assert!(metric(&fast, "recorded", name) >= 0.0);
+        assert!(metric(&fast, "counterfactual", name) >= 0.0);
+    }
+    assert!(
+        fast["agreement"].is_null() && fast["decisions"].as_u64().unwrap() > 0,
+        "{fast}"
+    );
+    let (code, out, err) = mom(&[
+        "whatif",
+        "--snapshot",
+        s,
+        "--set",
+        "objectives.cost=1",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let cheap: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // The same snapshot as given, twice: identical (deterministic).
+    assert_eq!(fast["recorded"], cheap["recorded"]);
+    let (c, f) = (
+        metric(&cheap, "counterfactual", "cost"),
+        metric(&fast, "counterfactual", "cost"),
+    );
+    println!("cost: weight on cost {c:.3}, weight on performance {f:.3}");
+    assert!(c < f, "cost-weighted {cheap} vs performance-weighted {fast}");
+}
+
+#[test]
+fn the_pareto_points_on_real_data_are_mutually_non_dominated_and_plot_as_svg() {
+    let s = snapshot("pareto");
+    let s = s.to_str().unwrap();
+    let (code, out, err) = mom(&["whatif", "pareto", "--snapshot", s, "--points", "4", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let points = v["points"].as_array().unwrap();
+    assert!(!points.is_empty(), "{v}");
+    let pair = |p: &serde_json::Value| {
+        (
+            p["metrics"]["latencyMs"].as_f64().unwrap(),
+            p["metrics"]["cost"].as_f64().unwrap(),
+        )
+    };
+    for a in points {
+        let w = &a["weights"];
+        let sum: f64 = ["performance", "cost", "reliability", "sustainability"]
+            .iter()
+            .map(|k| w[*k].as_f64().unwrap())
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-9, "{w}");
+        for b in points {
+            let ((al, ac), (bl, bc)) = (pair(a), pair(b));
+            assert!(!(al <= bl && ac <= bc && (al < bl || ac < bc)), "{a} dominates {b}");
+        }
+    }
+    let (code, svg, err) = mom(&["whatif", "pareto", "--snapshot", s, "--points", "2", "--format", "svg"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("<circle") && svg.contains("latency (ms)"),
+        "{svg}"
+    );
+}
+
+#[test]
+fn bad_whatif_input_exits_2_naming_the_file_field_or_key() {
+    let dir = std::env::temp_dir().join(format!("whatif-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{").unwrap();
+    let wrong = dir.join("wrong.json");
+    std::fs::write(
+        &wrong,
+        r#"{"version": 9, "durationSeconds": 60, "nodes": [], "agents": []}"#,
+    )
+    .unwrap();
+    let good = snapshot("bad");
+    let (bad, wrong, good) = (bad.to_str().unwrap(), wrong.to_str().unwrap(), good.to_str().unwrap());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["whatif"], "--snapshot"),
+        (vec!["whatif", "--snapshot", "/no/such.json"], "/no/such.json"),
+        (vec!["whatif", "--snapshot", bad], "bad.json"),
+        (vec!["whatif", "--snapshot", wrong], "version"),
+        (
+            vec!["whatif", "--snapshot", good, "--set", "objectives.speed=1"],
+            "objectives.speed",
+        ),
+        (
+            vec![
+                "whatif",
+                "--snapshot",
+                good,
+                "--set",
+                "agent/nobody.scaling.method=reactive",
+            ],
+            "nobody",
+        ),
+        (
+            vec!["whatif", "pareto", "--snapshot", good, "--objectives", "cost"],
+            "at least two",
+        ),
+        (
+            vec!["whatif", "pareto", "--snapshot", good, "--objectives", "cost,speed"],
+            "speed",
+        ),
+        (
+            vec!["whatif", "pareto", "--snapshot", good, "--points", "1"],
+            "--points",
+        ),
+        (
+            vec![
+                "whatif",
+                "snapshot",
+                "--topology",
+                "/no/topo.json",
+                "--traces",
+                "/tmp",
+                "--out",
+                "/tmp/x.json",
+            ],
+            "/no/topo.json",
+        ),
+    ];
+    for (args, needle) in cases {
+        let (code, _, err) = mom(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle) && !err.contains("panicked"), "{args:?}: {err}");
+    }
+}
