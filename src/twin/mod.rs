@@ -23,8 +23,10 @@
 //!   (what the node-hours of used nodes cost);
 //! - `energy`: Σ replica-hours × the node's energy-class weight (A = 1 … E = 5, unknown 3).
 //!
-//! Not modelled (yet): the descheduler, the auction, failover, and recorded decisions to agree
-//! with (`agreement` is reported as unknown). Pure and deterministic: sorted maps, no clock.
+//! Not modelled (yet): the descheduler, the auction, failover, the strategies' placement rules
+//! (avoid-lists, locality, preferred regions, redundancy caps and the extender's narrowing to one
+//! failure domain, tenancy isolation), and recorded decisions to agree with (`agreement` is
+//! reported as unknown). Pure and deterministic: sorted maps, no clock.
 
 pub mod pareto;
 pub mod snapshot;
