@@ -49,7 +49,8 @@ fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> RollbackFailu
 /// Puts agent `namespace/name` back to the spec of receipt `sequence` (stored in the agent's
 /// namespace), all but `replicas`, after checking the receipt's hash, its signature by one of `keys`, and that it
 /// records this agent's spec. The write replaces `spec` as a whole, guarded by the agent's uid
-/// and resourceVersion (a concurrent edit fails the rollback instead of being overwritten).
+/// and generation (a concurrent spec edit fails the rollback instead of being overwritten; a
+/// status write, which changes the resourceVersion but not the generation, does not).
 pub async fn rollback(
     client: &Client,
     namespace: &str,
@@ -131,7 +132,7 @@ pub async fn rollback(
     }
     let patch = serde_json::json!([
         {"op": "test", "path": "/metadata/uid", "value": agent.uid},
-        {"op": "test", "path": "/metadata/resourceVersion", "value": current.metadata.resource_version},
+        {"op": "test", "path": "/metadata/generation", "value": current.metadata.generation},
         {"op": "replace", "path": "/spec", "value": spec},
     ]);
     let patch = serde_json::from_value(patch).map_err(|e| RollbackFailure::Api {
