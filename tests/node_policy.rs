@@ -250,7 +250,16 @@ async fn the_operator_serviceaccount_may_change_only_the_anomaly_label_and_annot
     let n = read.get(&node_name).await.unwrap();
     let spec = n.spec.clone().unwrap_or_default();
     assert_eq!(spec.unschedulable, None, "{spec:?}");
-    assert_eq!(spec.taints.as_ref().map(Vec::len), Some(1), "{spec:?}");
+    // Only the test's own taint; the node lifecycle controller may add its own
+    // `node.kubernetes.io/*` taints to this kubelet-less node meanwhile (seen in CI).
+    let foreign: Vec<&str> = spec
+        .taints
+        .iter()
+        .flatten()
+        .map(|t| t.key.as_str())
+        .filter(|k| !k.starts_with("node.kubernetes.io/"))
+        .collect();
+    assert_eq!(foreign, vec!["mom.test/nodepolicy"], "{spec:?}");
     assert_eq!(n.labels().get("mom.test/keep").map(String::as_str), Some("a"));
 
     // The policy is what stops the operator: without its binding, the chart's RBAC allows each.
