@@ -23,7 +23,8 @@ fn agent(ns: &str, name: &str, replicas: i32, version: &str) -> String {
     )
 }
 
-/// The `agent.change` receipts of agent `name`, in chain order, once there are `count`.
+/// The operator's `agent.change` receipts of agent `name`, in chain order, once there are
+/// `count`. The forgery this test plants (named `forged-change`) is not one of them.
 async fn changes(receipts: &Api<Receipt>, name: &str, count: usize) -> Vec<Receipt> {
     common::eventually(
         &format!("{count} agent.change receipts of {name}"),
@@ -38,6 +39,7 @@ async fn changes(receipts: &Api<Receipt>, name: &str, count: usize) -> Vec<Recei
                     .items
                     .into_iter()
                     .filter(|r| r.spec.decision["kind"] == "agent.change" && r.spec.subject.name == name)
+                    .filter(|r| r.metadata.name.as_deref() != Some("forged-change"))
                     .collect();
                 list.sort_by_key(|r| r.spec.sequence);
                 (list.len() >= count).then_some(list)
