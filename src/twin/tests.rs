@@ -328,3 +328,27 @@ fn without_a_latency_matrix_pair_latency_is_the_hyperbolic_distance_of_the_nodes
     let two = run(&s, &mut |_, _| {}).unwrap();
     assert!((two.latency_ms - 2.0 * one.latency_ms).abs() < 1e-9, "{one:?} {two:?}");
 }
+
+#[test]
+fn performance_is_judged_by_latency_and_slo_minutes_so_a_faster_run_with_more_violations_is_not_dominated() {
+    let objectives = vec!["performance".to_string(), "cost".to_string()];
+    let fast = Metrics {
+        latency_ms: 5.0,
+        slo_violation_minutes: 30.0,
+        cost: 1.0,
+        ..Metrics::default()
+    };
+    let steady = Metrics {
+        latency_ms: 6.0,
+        slo_violation_minutes: 10.0,
+        cost: 1.0,
+        ..Metrics::default()
+    };
+    assert!(!pareto::dominates(&fast, &steady, &objectives));
+    assert!(!pareto::dominates(&steady, &fast, &objectives));
+    let worse = Metrics { cost: 2.0, ..steady };
+    assert!(pareto::dominates(&steady, &worse, &objectives));
+    let reliability = vec!["reliability".to_string(), "cost".to_string()];
+    let evicting = Metrics { evictions: 3, ..steady };
+    assert!(pareto::dominates(&steady, &evicting, &reliability));
+}
