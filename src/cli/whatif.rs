@@ -33,6 +33,9 @@ enum Command {
     Pareto(ParetoArgs),
     /// Build a twin snapshot from a TopoHub topology and demand traces.
     Snapshot(SnapshotArgs),
+    /// Time the twin on a generated snapshot (default: 1,000 agents × 200 nodes × 1 day) and a
+    /// Pareto sweep; one JSON line on stdout.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,12 +51,45 @@ struct RunArgs {
     snapshot: Option<PathBuf>,
     /// A change for the counterfactual run (repeatable): `objectives.NAME=W` (the other weights
     /// rescaled to keep the sum 1), `agent/NAME.scaling.method=predictive|reactive|manual`
-    /// (`agent/*` for all), `kappa=K`, `routing=ALGORITHM`.
+    /// (`agent/*` for all), `descheduler.everyTicks=N` (0: none), `kappa=K`, `routing=ALGORITHM`.
     #[arg(long, value_name = "KEY=VALUE")]
     set: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Show progress on stderr even when it is not a terminal.
+    #[arg(long)]
+    progress: bool,
+    /// Also print each tick's metrics (JSON: `steps.recorded`, `steps.counterfactual`).
+    #[arg(long)]
+    steps: bool,
+}
+
+#[derive(Debug, ClapArgs)]
+struct BenchArgs {
+    /// TopoHub topology; default `$MOM_DATA_DIR/TopoHub/topozoo/Geant2012.json`.
+    #[arg(long)]
+    topology: Option<PathBuf>,
+    /// Demand traces; default `$MOM_DATA_DIR/NAB/data/realAWSCloudwatch`.
+    #[arg(long)]
+    traces: Option<PathBuf>,
+    #[arg(long, default_value_t = 1000)]
+    agents: usize,
+    /// Nodes per site (Geant2012 has 37 sites: 6 gives 222 nodes).
+    #[arg(long, default_value_t = 6)]
+    nodes_per_site: u32,
+    /// Every agent's scaling method (`predictive` is the snapshot generator's).
+    #[arg(long, default_value = "predictive")]
+    method: String,
+    #[arg(long, default_value_t = 24.0)]
+    hours: f64,
+    /// Runs of the Pareto sweep (0: none).
+    #[arg(long, default_value_t = 20)]
+    points: usize,
+    /// Hours of each sweep run (the sweep's own snapshot).
+    #[arg(long, default_value_t = 24.0)]
+    pareto_hours: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     #[arg(long)]
     progress: bool,
 }
@@ -105,6 +141,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let result = match args.command {
         Some(Command::Pareto(a)) => run_pareto(a),
         Some(Command::Snapshot(a)) => run_snapshot(a),
+        Some(Command::Bench(a)) => run_bench(a),
         None => run_whatif(args.run),
     };
     Ok(result.unwrap_or_else(|err| {
@@ -122,11 +159,11 @@ fn progress_for(label: String, forced: bool) -> super::progress::Progress {
     super::progress::Progress::stderr(label, super::progress::Mode::for_stderr(forced))
 }
 
-fn run_twin(s: &Snapshot, label: &str, forced: bool) -> anyhow::Result<twin::Metrics> {
+fn run_twin(s: &Snapshot, label: &str, forced: bool, steps: bool) -> anyhow::Result<twin::Report> {
     let mut p = progress_for(format!("whatif {label}: ticks"), forced);
-    let m = twin::run(s, &mut |done, total| p.count(done as usize, total as usize))?;
+    let r = twin::run_report(s, steps, &mut |done, total| p.count(done as usize, total as usize))?;
     p.finish();
-    Ok(m)
+    Ok(r)
 }
 
 fn run_whatif(a: RunArgs) -> anyhow::Result<ExitCode> {
@@ -139,17 +176,25 @@ fn run_whatif(a: RunArgs) -> anyhow::Result<ExitCode> {
         twin::apply_set(&mut changed, set).with_context(|| format!("--set {set}"))?;
     }
     let started = Instant::now();
-    let before = run_twin(&recorded, "as given", a.progress)?;
-    let after = run_twin(&changed, "with the changes", a.progress)?;
+    let as_given = run_twin(&recorded, "as given", a.progress, a.steps)?;
+    let changes = run_twin(&changed, "with the changes", a.progress, a.steps)?;
     let seconds = started.elapsed().as_secs_f64();
-    let decisions = before.placements + after.placements;
+    let (before, after) = (as_given.metrics, changes.metrics);
+    // Decisions the twin took in both runs: scaling changes, bindings and evictions.
+    let decisions = [before, after]
+        .iter()
+        .map(|m| m.scaling_decisions + m.placements + m.evictions)
+        .sum::<u64>();
     match a.format {
-        Format::Json => println!(
-            "{}",
-            json!({"agreement": null, "recorded": before, "counterfactual": after, "decisions": decisions,
-                   "changes": a.set, "ticks": recorded.ticks(), "agents": recorded.agents.len(),
-                   "nodes": recorded.nodes.len(), "seconds": seconds})
-        ),
+        Format::Json => {
+            let mut out = json!({"agreement": as_given.agreement, "recorded": before, "counterfactual": after,
+                   "decisions": decisions, "changes": a.set, "ticks": recorded.ticks(),
+                   "agents": recorded.agents.len(), "nodes": recorded.nodes.len(), "seconds": seconds});
+            if a.steps {
+                out["steps"] = json!({"recorded": as_given.steps, "counterfactual": changes.steps});
+            }
+            println!("{out}");
+        }
         Format::Text => {
             println!(
                 "{} agents, {} nodes, {} ticks of {} s; changes: {}",
@@ -174,11 +219,31 @@ fn run_whatif(a: RunArgs) -> anyhow::Result<ExitCode> {
                 ("replica-hours", before.replica_hours, after.replica_hours),
                 ("cost", before.cost, after.cost),
                 ("energy", before.energy, after.energy),
+                ("evictions", before.evictions as f64, after.evictions as f64),
             ];
             for (name, x, y) in rows {
                 println!("{name:<22} {x:>14.3} {y:>14.3}");
             }
-            println!("agreement with recorded decisions: unknown (the snapshot records none)");
+            if a.steps {
+                println!(
+                    "{:>7} {:>12} {:>12} {:>12} {:>12}",
+                    "tick", "latency ms", "latency ms'", "cost", "cost'"
+                );
+                for (x, y) in as_given.steps.iter().zip(&changes.steps) {
+                    println!(
+                        "{:>7} {:>12.3} {:>12.3} {:>12.4} {:>12.4}",
+                        x.tick,
+                        x.latency_ms.unwrap_or(f64::NAN),
+                        y.latency_ms.unwrap_or(f64::NAN),
+                        x.cost,
+                        y.cost
+                    );
+                }
+            }
+            match as_given.agreement {
+                Some(x) => println!("agreement with recorded decisions: {x:.4}"),
+                None => println!("agreement with recorded decisions: unknown (the snapshot records none)"),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -197,24 +262,29 @@ fn run_pareto(a: ParetoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_snapshot(a: SnapshotArgs) -> anyhow::Result<ExitCode> {
-    let origin = a.topology.display().to_string();
-    let text = read_to_string(&a.topology, mom::bounded_input::MAX_DOCUMENT_BYTES)
+/// A snapshot generated from a topology file and a directory of traces.
+fn generated(topology: &Path, traces: &Path, cfg: &twin::snapshot::GenerateConfig) -> anyhow::Result<Snapshot> {
+    let origin = topology.display().to_string();
+    let text = read_to_string(topology, mom::bounded_input::MAX_DOCUMENT_BYTES)
         .with_context(|| format!("reading {origin}"))?;
     let graph = mom::geometry::data::parse_node_link(&text, &origin)?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&a.traces)
-        .with_context(|| format!("--traces {}", a.traces.display()))?
+    let mut files: Vec<PathBuf> = std::fs::read_dir(traces)
+        .with_context(|| format!("--traces {}", traces.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "csv"))
         .collect();
     files.sort();
     if files.is_empty() {
-        bail!("--traces {}: no .csv files", a.traces.display());
+        bail!("--traces {}: no .csv files", traces.display());
     }
     let traces = files
         .iter()
         .map(|f| mom::forecast::trace::load_trace(f, 60.0).with_context(|| format!("reading {}", f.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(twin::snapshot::generate(&graph, &traces, cfg)?)
+}
+
+fn run_snapshot(a: SnapshotArgs) -> anyhow::Result<ExitCode> {
     if !(a.hours.is_finite() && a.hours > 0.0) {
         bail!("--hours: must be > 0, got {}", a.hours);
     }
@@ -224,7 +294,7 @@ fn run_snapshot(a: SnapshotArgs) -> anyhow::Result<ExitCode> {
         seed: a.seed,
         duration_seconds: (a.hours * 3600.0).round(),
     };
-    let s = twin::snapshot::generate(&graph, &traces, &cfg)?;
+    let s = generated(&a.topology, &a.traces, &cfg)?;
     std::fs::write(&a.out, serde_json::to_string(&s)?).with_context(|| format!("writing {}", a.out.display()))?;
     eprintln!(
         "wrote {}: {} nodes in {} zones, {} agents, {} ticks",
@@ -234,5 +304,52 @@ fn run_snapshot(a: SnapshotArgs) -> anyhow::Result<ExitCode> {
         s.agents.len(),
         s.ticks()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    let data = PathBuf::from(std::env::var("MOM_DATA_DIR").unwrap_or_else(|_| "../shared/data".into()));
+    let topology = a
+        .topology
+        .unwrap_or_else(|| data.join("TopoHub/topozoo/Geant2012.json"));
+    let traces = a.traces.unwrap_or_else(|| data.join("NAB/data/realAWSCloudwatch"));
+    for (flag, h) in [("--hours", a.hours), ("--pareto-hours", a.pareto_hours)] {
+        if !(h.is_finite() && h > 0.0) {
+            bail!("{flag}: must be > 0, got {h}");
+        }
+    }
+    let mut cfg = twin::snapshot::GenerateConfig {
+        agents: a.agents,
+        nodes_per_site: a.nodes_per_site,
+        seed: a.seed,
+        duration_seconds: (a.hours * 3600.0).round(),
+    };
+    let mut s = generated(&topology, &traces, &cfg)?;
+    let method = format!("agent/*.scaling.method={}", a.method);
+    twin::apply_set(&mut s, &method).with_context(|| format!("--method {}", a.method))?;
+    eprintln!(
+        "whatif bench: {} agents, {} nodes, {} ticks",
+        s.agents.len(),
+        s.nodes.len(),
+        s.ticks()
+    );
+    let started = Instant::now();
+    let report = run_twin(&s, "bench", a.progress, false)?;
+    let run_seconds = started.elapsed().as_secs_f64();
+    let mut out = json!({"bench": "whatif", "method": a.method, "agents": s.agents.len(), "nodes": s.nodes.len(),
+        "ticks": s.ticks(), "runSeconds": run_seconds, "metrics": report.metrics});
+    if a.points > 0 {
+        cfg.duration_seconds = (a.pareto_hours * 3600.0).round();
+        let mut sweep = generated(&topology, &traces, &cfg)?;
+        twin::apply_set(&mut sweep, &method).with_context(|| format!("--method {}", a.method))?;
+        let objectives = vec!["performance".to_string(), "cost".to_string()];
+        let started = Instant::now();
+        let mut p = progress_for("whatif bench pareto: runs".into(), a.progress);
+        let points = pareto::frontier(&sweep, &objectives, a.points, &mut |done, total| p.count(done, total))?;
+        p.finish();
+        out["pareto"] = json!({"points": a.points, "frontier": points.len(), "ticks": sweep.ticks(),
+            "seconds": started.elapsed().as_secs_f64()});
+    }
+    println!("{out}");
     Ok(ExitCode::SUCCESS)
 }

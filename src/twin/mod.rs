@@ -2,31 +2,42 @@
 //! decision functions — the scaling policy the operator's scaler runs
 //! ([`crate::simulator::OperatorPolicy`], i.e. `scaling_policy::decide_observed`), the
 //! extender's filter and scores ([`crate::placement::filter`], [`crate::placement::score_breakdown`],
-//! the scheduler binding the top score) and the scale-down order
-//! ([`crate::placement::scale_down_order`]) — and reports what they cost.
+//! the scheduler binding the top score), the scale-down order
+//! ([`crate::placement::scale_down_order`]) and the descheduler's planner
+//! ([`crate::descheduler::plan`]) — and reports what they cost.
 //!
 //! Model, per tick of `tickSeconds` (the scaler's sync): each agent's demand is the value of its
 //! trace bin holding the tick; its policy decides the replicas; added replicas are placed one by
 //! one (filter, then the best score, ties by name) and serve `startupSeconds` later; removed
 //! replicas go at once, starting ones first, then the farthest from the agent's target. A
 //! replica that fits nowhere stays Pending (requested, not serving) and is tried again each tick.
+//! Every `deschedulerEveryTicks` ticks (default 20, 0 = never) the descheduler plans over the
+//! serving replicas with its default settings and each moved replica restarts on the plan's
+//! destination (see [`run_report`]).
 //!
 //! Metrics ([`Metrics`]), summed over the run:
 //! - `latencyMs`: time- and traffic-weighted mean latency between the serving replicas of each
 //!   agent and of its peers: Σ w·mean-pair-latency / Σ w over agent–peer pairs with replicas on
 //!   both sides, averaged over ticks; pair latency = the snapshot's zone-to-zone matrix
-//!   (`zoneLatencyMs`, 0 within a zone unless given);
+//!   (`zoneLatencyMs`, 0 within a zone unless given), or without one
+//!   `msPerDistance × d(x, y)`, the hyperbolic distance of the two replicas' nodes;
 //! - `sloViolationMinutes`: Σ over agents and ticks of `tick/60` where demand > serving
 //!   replicas × `capacityPerReplica`;
 //! - `replicaHours`: Σ requested replicas × `tick/3600`;
 //! - `cost`: Σ over ticks and nodes hosting at least one replica of `hourlyCost × tick/3600`
 //!   (what the node-hours of used nodes cost);
-//! - `energy`: Σ replica-hours × the node's energy-class weight (A = 1 … E = 5, unknown 3).
+//! - `energy`: Σ replica-hours × the node's energy-class weight (A = 1 … E = 5, unknown 3);
+//! - `evictions`: pods the descheduler moved.
 //!
-//! Not modelled (yet): the descheduler, the auction, failover, the strategies' placement rules
-//! (avoid-lists, locality, preferred regions, redundancy caps and the extender's narrowing to one
-//! failure domain, tenancy isolation), and recorded decisions to agree with (`agreement` is
-//! reported as unknown). Pure and deterministic: sorted maps, no clock.
+//! Agreement: when the snapshot carries recorded decisions (`recorded.replicas`: an agent's
+//! replicas at a tick; `recorded.placements`: the node pod `AGENT-N` was bound to at a tick),
+//! the fraction of them the run reproduces exactly.
+//!
+//! Not modelled (yet): the auction, failover, the strategies' placement rules (avoid-lists,
+//! locality, preferred regions, redundancy caps and the extender's narrowing to one failure
+//! domain, tenancy isolation), real node usage (the descheduler sees requests as usage), and
+//! the scheduler's own scores besides the extender's. Pure and deterministic: sorted maps, no
+//! clock.
 
 pub mod pareto;
 pub mod snapshot;
@@ -68,22 +79,59 @@ pub struct Metrics {
     pub placements: u64,
     /// Replica-ticks that found no node.
     pub pending_ticks: u64,
+    /// Pods the descheduler moved.
+    pub evictions: u64,
+    /// Ticks (after the first) at which an agent's replica count changed.
+    pub scaling_decisions: u64,
+}
+
+/// What one tick added to the totals (`--steps`); `latencyMs` is that tick's traffic-weighted
+/// mean (absent when no agent–peer pair had serving replicas on both sides).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    pub tick: u64,
+    pub latency_ms: Option<f64>,
+    pub slo_violation_minutes: f64,
+    pub replica_hours: f64,
+    pub cost: f64,
+    pub energy: f64,
+    pub evictions: u64,
+    /// Replicas requested at the end of the tick, over all agents.
+    pub replicas: u64,
+}
+
+/// A run's totals, its agreement with the snapshot's recorded decisions and, when asked for,
+/// its steps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub metrics: Metrics,
+    /// Fraction of [`snapshot::Recorded`] decisions the run reproduced; `None` without any.
+    pub agreement: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
 }
 
 /// One replica in the twin.
 #[derive(Debug, Clone)]
 struct Replica {
     id: u64,
+    /// Its agent's count of replicas created before it: the pod is `AGENT-SEQ`.
+    seq: u64,
     /// Index into the snapshot's nodes; `None` while Pending.
     node: Option<usize>,
     /// Tick index from which it serves.
     serves_from: u64,
+    /// When (seconds) the descheduler last moved it.
+    last_evicted_at: Option<u64>,
 }
 
 struct AgentRun {
     policy: OperatorPolicy,
     replicas: Vec<Replica>,
     history: Vec<f64>,
+    created: u64,
 }
 
 /// Energy-class weight (A = 1 … E = 5, unknown 3).
@@ -94,19 +142,149 @@ fn energy_weight(class: Option<char>) -> f64 {
     }
 }
 
+/// Where pair latencies come from: `group[node]` and `ms[g][h]` between groups — zones with the
+/// snapshot's `zoneLatencyMs`, else single nodes with `msPerDistance × d(x, y)` (the hyperbolic
+/// distance of the nodes' positions at curvature −κ).
+struct LatencyTable {
+    group: Vec<usize>,
+    ms: Vec<Vec<f64>>,
+}
+
+impl LatencyTable {
+    fn new(s: &Snapshot) -> Self {
+        if s.zone_latency_ms.is_empty() {
+            let ms = s
+                .nodes
+                .iter()
+                .map(|a| {
+                    s.nodes
+                        .iter()
+                        .map(|b| {
+                            s.ms_per_distance * crate::geometry::poincare::distance(&a.position, &b.position, s.kappa)
+                        })
+                        .collect()
+                })
+                .collect();
+            return Self {
+                group: (0..s.nodes.len()).collect(),
+                ms,
+            };
+        }
+        let zone_of: Vec<String> = s
+            .nodes
+            .iter()
+            .map(|n| n.labels.get(crate::labels::ZONE_LABEL).cloned().unwrap_or_default())
+            .collect();
+        let zones: Vec<&String> = zone_of
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let group = zone_of.iter().map(|z| zones.binary_search(&z).unwrap_or(0)).collect();
+        let ms = zones
+            .iter()
+            .map(|a| zones.iter().map(|b| s.zone_latency(a, b)).collect())
+            .collect();
+        Self { group, ms }
+    }
+}
+
 /// Runs the snapshot through the twin and returns its metrics. `progress(done, total)` is called
 /// about a hundred times.
 pub fn run(s: &Snapshot, progress: &mut dyn FnMut(u64, u64)) -> Result<Metrics, TwinError> {
+    Ok(run_report(s, false, progress)?.metrics)
+}
+
+/// The extender's view of the twin's nodes, kept up to date as replicas come and go.
+fn node_states(s: &Snapshot) -> Vec<NodeState> {
+    s.nodes
+        .iter()
+        .map(|n| NodeState {
+            name: n.name.clone(),
+            labels: Arc::new(n.labels.clone()),
+            position: n.position.clone(),
+            allocatable: Resources {
+                cpu_millis: n.cpu_millis,
+                memory_bytes: n.memory_bytes,
+            },
+            requested: Resources::default(),
+            tentative: Resources::default(),
+            tentative_pods: 0,
+            pods: 0,
+            max_pods: n.max_pods,
+            tenants: BTreeMap::new(),
+            hourly_cost: n.hourly_cost,
+            spot: n.spot,
+            energy_class: n.energy_class,
+        })
+        .collect()
+}
+
+fn bind(state: &mut NodeState, a: &AgentSpec) {
+    state.requested = state.requested.saturating_add(a.requests());
+    state.pods += 1;
+}
+
+fn unbind(state: &mut NodeState, a: &AgentSpec) {
+    state.requested = Resources {
+        cpu_millis: state.requested.cpu_millis.saturating_sub(a.cpu_millis),
+        memory_bytes: state.requested.memory_bytes.saturating_sub(a.memory_bytes),
+    };
+    state.pods = state.pods.saturating_sub(1);
+}
+
+/// Recorded decisions, indexed for the run, and how many the run matched.
+#[derive(Default)]
+struct Agreement {
+    replicas: BTreeMap<(u64, String), u32>,
+    placements: BTreeMap<(u64, String), String>,
+    matched: u64,
+}
+
+impl Agreement {
+    fn new(s: &Snapshot) -> Self {
+        let Some(r) = &s.recorded else {
+            return Self::default();
+        };
+        Self {
+            replicas: r
+                .replicas
+                .iter()
+                .map(|d| ((d.tick, d.agent.clone()), d.replicas))
+                .collect(),
+            placements: r
+                .placements
+                .iter()
+                .map(|d| ((d.tick, d.pod.clone()), d.node.clone()))
+                .collect(),
+            matched: 0,
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.replicas.len() + self.placements.len()
+    }
+}
+
+/// [`run`] with the agreement and, when `steps`, one [`Step`] per tick.
+///
+/// Per tick: scaling (every agent, name order), then placement of every Pending replica, then
+/// — every `deschedulerEveryTicks` ticks — the descheduler's plan ([`crate::descheduler::plan`]
+/// with default settings, each agent's optimum its `target`, node usage taken as its requests):
+/// each move re-binds the replica to the plan's destination, where it serves again after
+/// `startupSeconds`, and counts one eviction. Then the tick's metrics.
+pub fn run_report(s: &Snapshot, steps: bool, progress: &mut dyn FnMut(u64, u64)) -> Result<Report, TwinError> {
     s.validate()?;
     let tick = s.tick_seconds;
+    let latency = LatencyTable::new(s);
     let zone_of: Vec<String> = s
         .nodes
         .iter()
         .map(|n| n.labels.get(crate::labels::ZONE_LABEL).cloned().unwrap_or_default())
         .collect();
-    let labels: Vec<Arc<BTreeMap<String, String>>> = s.nodes.iter().map(|n| Arc::new(n.labels.clone())).collect();
-    let mut requested: Vec<Resources> = vec![Resources::default(); s.nodes.len()];
-    let mut pods: Vec<u32> = vec![0; s.nodes.len()];
+    let mut states = node_states(s);
+    let node_index: BTreeMap<&str, usize> = s.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+    let energy: Vec<f64> = s.nodes.iter().map(|n| energy_weight(n.energy_class)).collect();
     let ticks = s.ticks();
     let mut runs: Vec<AgentRun> = Vec::with_capacity(s.agents.len());
     for a in &s.agents {
@@ -128,19 +306,38 @@ pub fn run(s: &Snapshot, progress: &mut dyn FnMut(u64, u64)) -> Result<Metrics, 
             policy,
             replicas: Vec::new(),
             history: Vec::new(),
+            created: 0,
         });
     }
     let agent_index: BTreeMap<&str, usize> = s.agents.iter().enumerate().map(|(i, a)| (a.name.as_str(), i)).collect();
-    let mut m = Metrics::default();
+    let peers: Vec<Vec<(usize, f64)>> = s
+        .agents
+        .iter()
+        .map(|a| {
+            a.peers
+                .iter()
+                .filter(|(_, w)| **w > 0.0)
+                .filter_map(|(p, w)| agent_index.get(p.as_str()).map(|&j| (j, *w)))
+                .collect()
+        })
+        .collect();
+    let mut agree = Agreement::new(s);
+    let mut report = Report::default();
+    let m = &mut report.metrics;
     let mut next_id = 0u64;
     let mut latency_sum = 0.0;
     let mut latency_ticks = 0u64;
     let startup_ticks = (s.startup_seconds / tick).ceil() as u64;
+    let hours = tick / 3600.0;
     for t in 0..ticks {
         if t % (ticks / 100).max(1) == 0 {
             progress(t, ticks);
         }
         let now = t as f64 * tick;
+        let mut step = Step {
+            tick: t,
+            ..Step::default()
+        };
         // Scaling, then placement, agent by agent in snapshot order (sorted by name).
         for (i, a) in s.agents.iter().enumerate() {
             let bin = ((now / a.bin_seconds).floor() as usize).min(a.demand.len().saturating_sub(1));
@@ -175,39 +372,55 @@ pub fn run(s: &Snapshot, progress: &mut dyn FnMut(u64, u64)) -> Result<Metrics, 
                     source,
                 })?
             };
+            if !agree.replicas.is_empty() && agree.replicas.get(&(t, a.name.clone())) == Some(&desired) {
+                agree.matched += 1;
+            }
+            if t > 0 && desired != spec {
+                m.scaling_decisions += 1;
+            }
             let serves_from = if t == 0 { 0 } else { t + startup_ticks };
             for _ in spec..desired {
                 run.replicas.push(Replica {
                     id: next_id,
+                    seq: run.created,
                     node: None,
                     serves_from,
+                    last_evicted_at: None,
                 });
                 next_id += 1;
+                run.created += 1;
             }
             if desired < spec {
-                remove_replicas(s, a, run, spec - desired, t, &mut requested, &mut pods);
+                remove_replicas(s, a, run, spec - desired, t, &mut states);
             }
         }
         // Place every Pending replica (new ones and earlier misses), agents in order.
         for (i, a) in s.agents.iter().enumerate() {
-            let pending: Vec<usize> = (0..runs[i].replicas.len())
-                .filter(|&k| runs[i].replicas[k].node.is_none())
-                .collect();
-            for k in pending {
-                let choice = place(s, a, &runs[i].replicas, &labels, &zone_of, &requested, &pods);
-                match choice {
+            for k in 0..runs[i].replicas.len() {
+                if runs[i].replicas[k].node.is_some() {
+                    continue;
+                }
+                match place(s, a, &runs[i].replicas, &states, &zone_of) {
                     Some(n) => {
-                        runs[i].replicas[k].node = Some(n);
-                        requested[n] = requested[n].saturating_add(a.requests());
-                        pods[n] += 1;
+                        let r = &mut runs[i].replicas[k];
+                        r.node = Some(n);
+                        bind(&mut states[n], a);
                         m.placements += 1;
+                        if !agree.placements.is_empty()
+                            && agree.placements.get(&(t, format!("{}-{}", a.name, r.seq))) == Some(&s.nodes[n].name)
+                        {
+                            agree.matched += 1;
+                        }
                     }
                     None => m.pending_ticks += 1,
                 }
             }
         }
+        if s.descheduler_every_ticks > 0 && t > 0 && t % s.descheduler_every_ticks == 0 {
+            step.evictions = deschedule(s, &mut runs, &mut states, &node_index, t, startup_ticks)?;
+            m.evictions += step.evictions;
+        }
         // Metrics of this tick.
-        let hours = tick / 3600.0;
         for (i, a) in s.agents.iter().enumerate() {
             let run = &runs[i];
             let serving = run
@@ -217,23 +430,32 @@ pub fn run(s: &Snapshot, progress: &mut dyn FnMut(u64, u64)) -> Result<Metrics, 
                 .count();
             let bin = ((now / a.bin_seconds).floor() as usize).min(a.demand.len() - 1);
             if a.demand[bin] > serving as f64 * a.capacity_per_replica * (1.0 + 1e-12) {
-                m.slo_violation_minutes += tick / 60.0;
+                step.slo_violation_minutes += tick / 60.0;
             }
-            m.replica_hours += run.replicas.len() as f64 * hours;
+            step.replica_hours += run.replicas.len() as f64 * hours;
+            step.replicas += run.replicas.len() as u64;
             for r in &run.replicas {
                 if let Some(n) = r.node {
-                    m.energy += hours * energy_weight(s.nodes[n].energy_class);
+                    step.energy += hours * energy[n];
                 }
             }
         }
         for (n, node) in s.nodes.iter().enumerate() {
-            if pods[n] > 0 {
-                m.cost += node.hourly_cost.unwrap_or(0.0) * hours;
+            if states[n].pods > 0 {
+                step.cost += node.hourly_cost.unwrap_or(0.0) * hours;
             }
         }
-        if let Some(l) = traffic_latency(s, &runs, &agent_index, &zone_of, t) {
+        step.latency_ms = traffic_latency(&runs, &peers, &latency, t);
+        if let Some(l) = step.latency_ms {
             latency_sum += l;
             latency_ticks += 1;
+        }
+        m.slo_violation_minutes += step.slo_violation_minutes;
+        m.replica_hours += step.replica_hours;
+        m.energy += step.energy;
+        m.cost += step.cost;
+        if steps {
+            report.steps.push(step);
         }
     }
     progress(ticks, ticks);
@@ -242,20 +464,118 @@ pub fn run(s: &Snapshot, progress: &mut dyn FnMut(u64, u64)) -> Result<Metrics, 
     } else {
         0.0
     };
-    Ok(m)
+    report.agreement = (agree.total() > 0).then(|| agree.matched as f64 / agree.total() as f64);
+    Ok(report)
+}
+
+/// One descheduler plan over the twin's serving replicas, applied; returns the evictions.
+fn deschedule(
+    s: &Snapshot,
+    runs: &mut [AgentRun],
+    states: &mut [NodeState],
+    node_index: &BTreeMap<&str, usize>,
+    t: u64,
+    startup_ticks: u64,
+) -> Result<u64, TwinError> {
+    use crate::descheduler as d;
+    let now = (t as f64 * s.tick_seconds) as u64;
+    let nodes = states
+        .iter()
+        .map(|n| d::Node {
+            name: n.name.clone(),
+            labels: (*n.labels).clone(),
+            position: n.position.clone(),
+            allocatable: n.allocatable,
+            requested: n.requested,
+            used: n.requested,
+            max_pods: n.max_pods,
+            pods: n.pods,
+            unhealthy: false,
+            anomalous: false,
+        })
+        .collect();
+    let mut pods = Vec::new();
+    let mut agents = Vec::with_capacity(s.agents.len());
+    for (i, a) in s.agents.iter().enumerate() {
+        for r in &runs[i].replicas {
+            let Some(n) = r.node.filter(|_| r.serves_from <= t) else {
+                continue;
+            };
+            pods.push(d::Pod {
+                name: format!("{}-{}", a.name, r.seq),
+                namespace: "twin".into(),
+                node: s.nodes[n].name.clone(),
+                agent: Some(a.name.clone()),
+                tenant: a.tenant.clone(),
+                strict_isolation: false,
+                standby: false,
+                requests: a.requests(),
+                usage: a.requests(),
+                node_selector: BTreeMap::new(),
+                last_evicted_at: r.last_evicted_at,
+                protected: false,
+            });
+        }
+        agents.push(d::Agent {
+            name: a.name.clone(),
+            target: Some(a.target.clone()),
+            previous_target: Some(a.target.clone()),
+            peers: a
+                .peers
+                .iter()
+                .map(|(p, w)| d::Peer {
+                    agent: p.clone(),
+                    weight: *w,
+                })
+                .collect(),
+            avoid_nodes: Default::default(),
+            max_distance: None,
+            label_rules: Default::default(),
+        });
+    }
+    let snapshot = d::Snapshot {
+        kappa: s.kappa,
+        now,
+        nodes,
+        pods,
+        agents,
+    };
+    let plan = d::plan(&snapshot, &d::Settings::default()).map_err(|e| TwinError::BadField {
+        field: "descheduler".into(),
+        reason: e.to_string(),
+    })?;
+    let agent_index: BTreeMap<&str, usize> = s.agents.iter().enumerate().map(|(i, a)| (a.name.as_str(), i)).collect();
+    let mut evictions = 0;
+    for mv in &plan.moves {
+        let (Some(&i), Some(&to)) = (
+            mv.agent.as_deref().and_then(|a| agent_index.get(a)),
+            node_index.get(mv.to.as_str()),
+        ) else {
+            continue;
+        };
+        let a = &s.agents[i];
+        let Some(r) = runs[i]
+            .replicas
+            .iter_mut()
+            .find(|r| format!("{}-{}", a.name, r.seq) == mv.pod)
+        else {
+            continue;
+        };
+        if let Some(from) = r.node {
+            unbind(&mut states[from], a);
+        }
+        bind(&mut states[to], a);
+        r.node = Some(to);
+        r.serves_from = t + startup_ticks;
+        r.last_evicted_at = Some(now);
+        evictions += 1;
+    }
+    Ok(evictions)
 }
 
 /// Removes `count` replicas of agent `a`: Pending and starting ones first (newest first), then
 /// the serving ones in [`placement::scale_down_order`].
-fn remove_replicas(
-    s: &Snapshot,
-    a: &AgentSpec,
-    run: &mut AgentRun,
-    count: u32,
-    t: u64,
-    requested: &mut [Resources],
-    pods: &mut [u32],
-) {
+fn remove_replicas(s: &Snapshot, a: &AgentSpec, run: &mut AgentRun, count: u32, t: u64, states: &mut [NodeState]) {
     let mut order: Vec<u64> = run
         .replicas
         .iter()
@@ -278,11 +598,7 @@ fn remove_replicas(
         if let Some(k) = run.replicas.iter().position(|r| r.id == id) {
             let r = run.replicas.remove(k);
             if let Some(n) = r.node {
-                requested[n] = Resources {
-                    cpu_millis: requested[n].cpu_millis.saturating_sub(a.cpu_millis),
-                    memory_bytes: requested[n].memory_bytes.saturating_sub(a.memory_bytes),
-                };
-                pods[n] = pods[n].saturating_sub(1);
+                unbind(&mut states[n], a);
             }
         }
     }
@@ -290,49 +606,45 @@ fn remove_replicas(
 
 /// The node the scheduler with MOM's extender binds one more replica of `a` to: the extender's
 /// filter over every node, then the top score among those that pass (ties: first name).
-fn place(
+fn place(s: &Snapshot, a: &AgentSpec, replicas: &[Replica], states: &[NodeState], zone_of: &[String]) -> Option<usize> {
+    let (demand, policy) = extender_inputs_for(s, a, replicas, zone_of);
+    let refs: Vec<&NodeState> = states.iter().collect();
+    let verdict = placement::filter(&demand, Some(&policy), &refs, s.kappa);
+    // `passed` keeps the input order: one merge walk.
+    let mut passed = verdict.passed.iter().peekable();
+    let mut passing: Vec<&NodeState> = Vec::with_capacity(verdict.passed.len());
+    for n in &refs {
+        if passed.peek().is_some_and(|p| **p == n.name) {
+            passing.push(n);
+            passed.next();
+        }
+    }
+    let scores = placement::score_breakdown(&demand, Some(&policy), &passing, &s.objectives, s.routing, s.kappa);
+    let best = scores
+        .iter()
+        .max_by(|x, y| x.score.cmp(&y.score).then_with(|| y.node.cmp(&x.node)))?;
+    s.nodes.iter().position(|n| n.name == best.node)
+}
+
+/// The inputs the extender builds for one more replica of `a`: its demand and its agent's
+/// policy (target, zone spread, where its replicas run).
+fn extender_inputs_for(
     s: &Snapshot,
     a: &AgentSpec,
     replicas: &[Replica],
-    labels: &[Arc<BTreeMap<String, String>>],
     zone_of: &[String],
-    requested: &[Resources],
-    pods: &[u32],
-) -> Option<usize> {
-    let states: Vec<NodeState> = s
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| NodeState {
-            name: n.name.clone(),
-            labels: labels[i].clone(),
-            position: n.position.clone(),
-            allocatable: Resources {
-                cpu_millis: n.cpu_millis,
-                memory_bytes: n.memory_bytes,
-            },
-            requested: requested[i],
-            tentative: Resources::default(),
-            tentative_pods: 0,
-            pods: pods[i],
-            max_pods: n.max_pods,
-            tenants: BTreeMap::new(),
-            hourly_cost: n.hourly_cost,
-            spot: n.spot,
-            energy_class: n.energy_class,
-        })
-        .collect();
+) -> (PodDemand, AgentPolicy) {
     let mut by_domain: BTreeMap<String, u32> = BTreeMap::new();
-    let mut positions = Vec::new();
+    let mut replica_positions = Vec::new();
     for n in replicas.iter().filter_map(|r| r.node) {
         *by_domain.entry(zone_of[n].clone()).or_default() += 1;
-        positions.push(s.nodes[n].position.clone());
+        replica_positions.push(s.nodes[n].position.clone());
     }
     let policy = AgentPolicy {
         target: a.target.clone(),
         spread_label: Some(crate::labels::ZONE_LABEL.to_string()),
         replicas_by_domain: by_domain,
-        replica_positions: positions,
+        replica_positions,
         replicas: replicas.len() as u32,
         ..AgentPolicy::default()
     };
@@ -342,58 +654,47 @@ fn place(
         strict_isolation: false,
         standby: false,
     };
-    let refs: Vec<&NodeState> = states.iter().collect();
-    let verdict = placement::filter(&demand, Some(&policy), &refs, s.kappa);
-    let passing: Vec<&NodeState> = refs
-        .iter()
-        .copied()
-        .filter(|n| verdict.passed.contains(&n.name))
-        .collect();
-    let scores = placement::score_breakdown(&demand, Some(&policy), &passing, &s.objectives, s.routing, s.kappa);
-    let best = scores
-        .iter()
-        .max_by(|x, y| x.score.cmp(&y.score).then_with(|| y.node.cmp(&x.node)))?;
-    s.nodes.iter().position(|n| n.name == best.node)
+    (demand, policy)
 }
 
 /// Traffic-weighted mean replica-to-replica latency between agents and their peers at tick `t`
 /// (module doc); `None` when no agent–peer pair has serving replicas on both sides.
-fn traffic_latency(
-    s: &Snapshot,
-    runs: &[AgentRun],
-    agent_index: &BTreeMap<&str, usize>,
-    zone_of: &[String],
-    t: u64,
-) -> Option<f64> {
-    let zones = |i: usize| -> BTreeMap<&str, u32> {
-        let mut z: BTreeMap<&str, u32> = BTreeMap::new();
-        for r in runs[i].replicas.iter().filter(|r| r.serves_from <= t) {
-            if let Some(n) = r.node {
-                *z.entry(zone_of[n].as_str()).or_default() += 1;
+fn traffic_latency(runs: &[AgentRun], peers: &[Vec<(usize, f64)>], latency: &LatencyTable, t: u64) -> Option<f64> {
+    // Serving replicas per latency group, per agent (sorted by group).
+    let groups: Vec<Vec<(usize, u32)>> = runs
+        .iter()
+        .map(|run| {
+            let mut g: Vec<(usize, u32)> = Vec::new();
+            for r in run.replicas.iter().filter(|r| r.serves_from <= t) {
+                if let Some(n) = r.node {
+                    let k = latency.group[n];
+                    match g.iter_mut().find(|(x, _)| *x == k) {
+                        Some((_, c)) => *c += 1,
+                        None => g.push((k, 1)),
+                    }
+                }
             }
-        }
-        z
-    };
+            g.sort_unstable();
+            g
+        })
+        .collect();
     let mut weighted = 0.0;
     let mut weights = 0.0;
-    for (i, a) in s.agents.iter().enumerate() {
-        let mine = zones(i);
+    for (i, mine) in groups.iter().enumerate() {
         if mine.is_empty() {
             continue;
         }
-        for (peer, &w) in &a.peers {
-            let Some(&j) = agent_index.get(peer.as_str()) else {
-                continue;
-            };
-            let theirs = zones(j);
-            let pairs: u32 = mine.values().sum::<u32>() * theirs.values().sum::<u32>();
-            if pairs == 0 || w <= 0.0 {
+        let count_a: u32 = mine.iter().map(|(_, c)| c).sum();
+        for &(j, w) in &peers[i] {
+            let theirs = &groups[j];
+            let pairs = count_a * theirs.iter().map(|(_, c)| c).sum::<u32>();
+            if pairs == 0 {
                 continue;
             }
             let mut total = 0.0;
-            for (za, ca) in &mine {
-                for (zb, cb) in &theirs {
-                    total += f64::from(ca * cb) * s.zone_latency(za, zb);
+            for &(za, ca) in mine {
+                for &(zb, cb) in theirs {
+                    total += f64::from(ca * cb) * latency.ms[za][zb];
                 }
             }
             weighted += w * total / f64::from(pairs);
@@ -444,7 +745,8 @@ pub fn with_objective(objectives: &Objectives, name: &str, value: f64) -> Result
 
 /// Applies one `--set KEY=VALUE` to a snapshot: `objectives.NAME=W` (the others rescaled, see
 /// [`with_objective`]), `agent/NAME.scaling.method=predictive|reactive|manual` (`agent/*` for
-/// every agent), `kappa=K`, `routing=greedy_forwarding|multipath_hyperbolic|gradient_flow`.
+/// every agent), `descheduler.everyTicks=N` (0: no descheduler), `kappa=K`,
+/// `routing=greedy_forwarding|multipath_hyperbolic|gradient_flow`.
 pub fn apply_set(s: &mut Snapshot, set: &str) -> Result<(), TwinError> {
     let bad = |field: &str, reason: String| TwinError::BadField {
         field: field.to_string(),
@@ -479,6 +781,11 @@ pub fn apply_set(s: &mut Snapshot, set: &str) -> Result<(), TwinError> {
         };
     }
     match key {
+        "descheduler.everyTicks" => {
+            s.descheduler_every_ticks = value
+                .parse()
+                .map_err(|_| bad(key, format!("{value:?} is not a whole number of ticks")))?;
+        }
         "kappa" => {
             s.kappa = value
                 .parse()
@@ -491,7 +798,8 @@ pub fn apply_set(s: &mut Snapshot, set: &str) -> Result<(), TwinError> {
         _ => {
             return Err(bad(
                 key,
-                "unknown key (known: objectives.NAME, agent/NAME.scaling.method, kappa, routing)".into(),
+                "unknown key (known: objectives.NAME, agent/NAME.scaling.method, descheduler.everyTicks, kappa, routing)"
+                    .into(),
             ));
         }
     }

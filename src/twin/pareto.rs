@@ -2,9 +2,10 @@
 //! objectives (the others keep theirs; the named ones share the rest), runs the twin at each
 //! point and keeps the non-dominated runs.
 //!
-//! Each objective is judged by the metric it stands for (lower is better): `performance` →
-//! `latencyMs`, `cost` → `cost`, `reliability` → `sloViolationMinutes`, `sustainability` →
-//! `energy`. Weights: for two objectives, point `i` of `n` gives the first `r·i/(n−1)` and the
+//! Each objective is judged by the metrics it stands for (lower is better; [`judged_by`]):
+//! `performance` → `latencyMs` and `sloViolationMinutes`, `cost` → `cost`, `reliability` →
+//! `sloViolationMinutes` and `evictions`, `sustainability` → `energy`; the plot shows the first
+//! of each ([`metric`]). Weights: for two objectives, point `i` of `n` gives the first `r·i/(n−1)` and the
 //! second `r·(1 − i/(n−1))`, `r` = 1 − the others' sum; for more, the same sweep between the
 //! first and each other in turn (`n` points in all, spread over the pairs). A run is dominated
 //! when another is no worse on every named metric and better on one.
@@ -17,7 +18,42 @@ use crate::placement::Objectives;
 /// The objectives, in the order the CLI names them.
 pub const OBJECTIVES: [&str; 4] = ["performance", "cost", "reliability", "sustainability"];
 
-/// The metric an objective is judged by.
+/// The metrics an objective is judged by (module doc).
+pub fn judged_by(objective: &str) -> &'static [&'static str] {
+    match objective {
+        "performance" => &["latencyMs", "sloViolationMinutes"],
+        "cost" => &["cost"],
+        "reliability" => &["sloViolationMinutes", "evictions"],
+        "sustainability" => &["energy"],
+        _ => &[],
+    }
+}
+
+/// A metric by its JSON name.
+pub fn metric_named(name: &str, m: &Metrics) -> Option<f64> {
+    match name {
+        "latencyMs" => Some(m.latency_ms),
+        "sloViolationMinutes" => Some(m.slo_violation_minutes),
+        "replicaHours" => Some(m.replica_hours),
+        "cost" => Some(m.cost),
+        "energy" => Some(m.energy),
+        "evictions" => Some(m.evictions as f64),
+        _ => None,
+    }
+}
+
+/// The named objectives' metrics, each once, in order.
+fn judged(objectives: &[String]) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for n in objectives.iter().flat_map(|o| judged_by(o)) {
+        if !names.contains(n) {
+            names.push(n);
+        }
+    }
+    names
+}
+
+/// The first metric an objective is judged by (the plot's axis).
 pub fn metric(objective: &str, m: &Metrics) -> Option<f64> {
     match objective {
         "performance" => Some(m.latency_ms),
@@ -108,9 +144,9 @@ pub fn sweep(base: &Objectives, objectives: &[String], points: usize) -> Result<
 
 /// Whether `a` dominates `b` on the named objectives' metrics.
 pub fn dominates(a: &Metrics, b: &Metrics, objectives: &[String]) -> bool {
-    let pairs: Vec<(f64, f64)> = objectives
+    let pairs: Vec<(f64, f64)> = judged(objectives)
         .iter()
-        .filter_map(|o| Some((metric(o, a)?, metric(o, b)?)))
+        .filter_map(|n| Some((metric_named(n, a)?, metric_named(n, b)?)))
         .collect();
     pairs.iter().all(|(x, y)| x <= y) && pairs.iter().any(|(x, y)| x < y)
 }
@@ -138,9 +174,9 @@ pub fn frontier(
     for p in &runs {
         let dominated = runs.iter().any(|q| dominates(&q.metrics, &p.metrics, objectives));
         let repeat = out.iter().any(|q| {
-            objectives
+            judged(objectives)
                 .iter()
-                .all(|o| metric(o, &q.metrics) == metric(o, &p.metrics))
+                .all(|n| metric_named(n, &q.metrics) == metric_named(n, &p.metrics))
         });
         if !dominated && !repeat {
             out.push(p.clone());

@@ -45,10 +45,52 @@ pub struct Snapshot {
     pub duration_seconds: f64,
     pub nodes: Vec<NodeSpec>,
     /// Latency between zones (ms), both orders or one; a missing pair within a zone is 0, across
-    /// zones an error at validation.
+    /// zones an error at validation. Empty: pair latency from the nodes' positions
+    /// (`msPerDistance`).
     #[serde(default)]
     pub zone_latency_ms: BTreeMap<String, BTreeMap<String, f64>>,
     pub agents: Vec<AgentSpec>,
+    /// Milliseconds per unit of hyperbolic distance between two nodes' positions: the pair
+    /// latency when `zoneLatencyMs` is empty.
+    #[serde(default = "one")]
+    pub ms_per_distance: f64,
+    /// Ticks between two descheduler plans; 0 runs none.
+    #[serde(default = "twenty")]
+    pub descheduler_every_ticks: u64,
+    /// Decisions a real run made, which the twin's run as given should reproduce.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded: Option<Recorded>,
+}
+
+/// Decisions recorded by a real run (the operator's receipts), by tick of the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Recorded {
+    /// The scaler's replica counts.
+    #[serde(default)]
+    pub replicas: Vec<RecordedReplicas>,
+    /// Where the scheduler bound new pods; the twin names pods `AGENT-N`, N counting the
+    /// agent's replicas from 0 in the order they were created.
+    #[serde(default)]
+    pub placements: Vec<RecordedPlacement>,
+}
+
+/// The replicas an agent was scaled to at a tick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordedReplicas {
+    pub tick: u64,
+    pub agent: String,
+    pub replicas: u32,
+}
+
+/// The node a pod was bound to at a tick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordedPlacement {
+    pub tick: u64,
+    pub pod: String,
+    pub node: String,
 }
 
 /// One node.
@@ -105,6 +147,9 @@ fn one() -> f64 {
 }
 fn fifteen() -> f64 {
     15.0
+}
+fn twenty() -> u64 {
+    20
 }
 fn sixty() -> f64 {
     60.0
@@ -238,6 +283,7 @@ impl Snapshot {
         for a in &zones {
             for b in &zones {
                 if a != b
+                    && !self.zone_latency_ms.is_empty()
                     && !self.zone_latency_ms.get(*a).is_some_and(|m| m.contains_key(*b))
                     && !self.zone_latency_ms.get(*b).is_some_and(|m| m.contains_key(*a))
                 {
@@ -293,6 +339,42 @@ impl Snapshot {
             }
             if let Some((p, w)) = a.peers.iter().find(|(_, w)| !(w.is_finite() && **w >= 0.0)) {
                 return bad(field(&format!("peers.{p}")), format!("weight must be ≥ 0, got {w}"));
+            }
+        }
+        if !(self.ms_per_distance.is_finite() && self.ms_per_distance >= 0.0) {
+            return bad(
+                "msPerDistance".into(),
+                format!("must be ≥ 0, got {}", self.ms_per_distance),
+            );
+        }
+        if let Some(r) = &self.recorded {
+            for (i, d) in r.replicas.iter().enumerate() {
+                if !agents.contains(d.agent.as_str()) {
+                    return bad(
+                        format!("recorded.replicas[{i}].agent"),
+                        format!("{:?} is not an agent of the snapshot", d.agent),
+                    );
+                }
+                if d.tick >= self.ticks() {
+                    return bad(
+                        format!("recorded.replicas[{i}].tick"),
+                        format!("{} is past the run's {} ticks", d.tick, self.ticks()),
+                    );
+                }
+            }
+            for (i, d) in r.placements.iter().enumerate() {
+                if !names.contains(d.node.as_str()) {
+                    return bad(
+                        format!("recorded.placements[{i}].node"),
+                        format!("{:?} is not a node of the snapshot", d.node),
+                    );
+                }
+                if d.tick >= self.ticks() {
+                    return bad(
+                        format!("recorded.placements[{i}].tick"),
+                        format!("{} is past the run's {} ticks", d.tick, self.ticks()),
+                    );
+                }
             }
         }
         Ok(())
@@ -421,6 +503,9 @@ pub fn generate(graph: &Graph, traces: &[Trace], cfg: &GenerateConfig) -> Result
         nodes,
         zone_latency_ms,
         agents,
+        ms_per_distance: 1.0,
+        descheduler_every_ticks: 20,
+        recorded: None,
     };
     s.validate()?;
     Ok(s)

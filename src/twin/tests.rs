@@ -58,6 +58,9 @@ fn near_and_far() -> Snapshot {
             agent("api", wave.clone(), 0.6, Some("db")),
             agent("db", wave, 0.6, Some("api")),
         ],
+        ms_per_distance: 1.0,
+        descheduler_every_ticks: 20,
+        recorded: None,
     }
 }
 
@@ -70,9 +73,7 @@ fn a_replica_goes_where_the_extenders_filter_and_top_score_send_it() {
         .iter()
         .map(|n| n.labels[crate::labels::ZONE_LABEL].clone())
         .collect();
-    let requested = vec![Resources::default(); 4];
-    let pods = vec![0; 4];
-    let chosen = place(&s, &s.agents[0], &[], &labels, &zones, &requested, &pods).unwrap();
+    let chosen = place(&s, &s.agents[0], &[], &node_states(&s), &zones).unwrap();
     // The same call the extender makes, by hand: every node passes, the top score wins.
     let states: Vec<NodeState> = s
         .nodes
@@ -120,13 +121,13 @@ fn a_replica_goes_where_the_extenders_filter_and_top_score_send_it() {
         .unwrap();
     assert_eq!(s.nodes[chosen].name, top.node);
     // A full node is filtered out: with near-1 full the replica goes elsewhere.
-    let mut full = requested.clone();
+    let mut full = node_states(&s);
     let near1 = s.nodes.iter().position(|n| n.name == "near-1").unwrap();
-    full[near1] = Resources {
+    full[near1].requested = Resources {
         cpu_millis: 4000,
         memory_bytes: 0,
     };
-    let other = place(&s, &s.agents[0], &[], &labels, &zones, &full, &pods).unwrap();
+    let other = place(&s, &s.agents[0], &[], &full, &zones).unwrap();
     assert_ne!(other, near1);
 }
 
@@ -184,6 +185,7 @@ fn bad_snapshot_fields_and_settings_are_named() {
         ("agent/nobody.scaling.method=reactive", "nobody"),
         ("agent/api.scaling.method=magic", "magic"),
         ("colour=blue", "colour"),
+        ("descheduler.everyTicks=often", "descheduler.everyTicks"),
         ("kappa", "KEY=VALUE"),
     ] {
         let e = apply_set(&mut s, set).unwrap_err().to_string();
@@ -242,4 +244,111 @@ fn a_snapshot_from_the_geant_topology_and_nab_traces_runs() {
     assert_eq!(snapshot::generate(&graph, &traces, &cfg).unwrap(), s, "deterministic");
     let m = run(&s, &mut |_, _| {}).unwrap();
     assert!(m.placements >= 6 && m.cost > 0.0 && m.latency_ms > 0.0, "{m:?}");
+}
+
+#[test]
+fn a_run_that_records_its_own_decisions_agrees_fully_and_a_changed_one_does_not() {
+    let mut s = near_and_far();
+    let steps = run_report(&s, true, &mut |_, _| {}).unwrap();
+    assert_eq!(steps.agreement, None, "no recorded decisions: unknown");
+    // Record what the twin decided at tick 0 (both agents' replicas, the first pod's node).
+    let first = place(
+        &s,
+        &s.agents[0],
+        &[],
+        &node_states(&s),
+        &["far".into(), "far".into(), "near".into(), "near".into()],
+    )
+    .unwrap();
+    let replicas0 = (s.agents[0].demand[0] / s.agents[0].capacity_per_replica).ceil() as u32;
+    s.recorded = Some(snapshot::Recorded {
+        replicas: vec![snapshot::RecordedReplicas {
+            tick: 0,
+            agent: "api".into(),
+            replicas: replicas0,
+        }],
+        placements: vec![snapshot::RecordedPlacement {
+            tick: 0,
+            pod: "api-0".into(),
+            node: s.nodes[first].name.clone(),
+        }],
+    });
+    assert_eq!(run_report(&s, false, &mut |_, _| {}).unwrap().agreement, Some(1.0));
+    let other = if first == 0 { 1 } else { 0 };
+    if let Some(r) = s.recorded.as_mut() {
+        r.placements[0].node = s.nodes[other].name.clone();
+    }
+    assert_eq!(run_report(&s, false, &mut |_, _| {}).unwrap().agreement, Some(0.5));
+    // A recorded decision naming what the snapshot does not hold is an error naming it.
+    if let Some(r) = s.recorded.as_mut() {
+        r.placements[0].node = "nowhere".into();
+    }
+    let e = s.validate().unwrap_err().to_string();
+    assert!(e.contains("recorded.placements[0].node"), "{e}");
+}
+
+#[test]
+fn the_descheduler_moves_cost_placed_replicas_toward_their_target_and_counts_evictions() {
+    // Cost weight 1 binds replicas on the cheap far nodes; the descheduler's drift strategy
+    // (which does not weigh price) moves them toward the agents' target near by.
+    let mut s = near_and_far();
+    s.objectives = with_objective(&s.objectives, "cost", 1.0).unwrap();
+    s.descheduler_every_ticks = 0;
+    let without = run(&s, &mut |_, _| {}).unwrap();
+    assert_eq!(without.evictions, 0);
+    s.descheduler_every_ticks = 20;
+    let with = run(&s, &mut |_, _| {}).unwrap();
+    assert!(with.evictions > 0, "{with:?}");
+    assert!(
+        with.cost > without.cost,
+        "moved to the expensive near nodes: {with:?} vs {without:?}"
+    );
+}
+
+#[test]
+fn the_steps_add_up_to_the_totals() {
+    let s = near_and_far();
+    let r = run_report(&s, true, &mut |_, _| {}).unwrap();
+    assert_eq!(r.steps.len() as u64, s.ticks());
+    let cost: f64 = r.steps.iter().map(|x| x.cost).sum();
+    let slo: f64 = r.steps.iter().map(|x| x.slo_violation_minutes).sum();
+    let evictions: u64 = r.steps.iter().map(|x| x.evictions).sum();
+    assert!((cost - r.metrics.cost).abs() < 1e-9 && (slo - r.metrics.slo_violation_minutes).abs() < 1e-9);
+    assert_eq!(evictions, r.metrics.evictions);
+    assert_eq!(r.metrics, run(&s, &mut |_, _| {}).unwrap());
+}
+
+#[test]
+fn without_a_latency_matrix_pair_latency_is_the_hyperbolic_distance_of_the_nodes() {
+    let mut s = near_and_far();
+    s.zone_latency_ms.clear();
+    let one = run(&s, &mut |_, _| {}).unwrap();
+    assert!(one.latency_ms > 0.0, "{one:?}");
+    s.ms_per_distance = 2.0;
+    let two = run(&s, &mut |_, _| {}).unwrap();
+    assert!((two.latency_ms - 2.0 * one.latency_ms).abs() < 1e-9, "{one:?} {two:?}");
+}
+
+#[test]
+fn performance_is_judged_by_latency_and_slo_minutes_so_a_faster_run_with_more_violations_is_not_dominated() {
+    let objectives = vec!["performance".to_string(), "cost".to_string()];
+    let fast = Metrics {
+        latency_ms: 5.0,
+        slo_violation_minutes: 30.0,
+        cost: 1.0,
+        ..Metrics::default()
+    };
+    let steady = Metrics {
+        latency_ms: 6.0,
+        slo_violation_minutes: 10.0,
+        cost: 1.0,
+        ..Metrics::default()
+    };
+    assert!(!pareto::dominates(&fast, &steady, &objectives));
+    assert!(!pareto::dominates(&steady, &fast, &objectives));
+    let worse = Metrics { cost: 2.0, ..steady };
+    assert!(pareto::dominates(&steady, &worse, &objectives));
+    let reliability = vec!["reliability".to_string(), "cost".to_string()];
+    let evicting = Metrics { evictions: 3, ..steady };
+    assert!(pareto::dominates(&steady, &evicting, &reliability));
 }
