@@ -239,3 +239,49 @@ fn bad_whatif_input_exits_2_naming_the_file_field_or_key() {
         assert!(err.contains(needle) && !err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn the_bench_times_a_generated_snapshot_and_its_sweep_and_refuses_a_zero_duration() {
+    let d = data_dir();
+    let (topology, traces) = (
+        d.join("TopoHub/topozoo/Geant2012.json"),
+        d.join("NAB/data/realAWSCloudwatch"),
+    );
+    let (topology, traces) = (topology.to_str().unwrap(), traces.to_str().unwrap());
+    let common = [
+        "whatif",
+        "bench",
+        "--topology",
+        topology,
+        "--traces",
+        traces,
+        "--agents",
+        "8",
+        "--nodes-per-site",
+        "1",
+        "--method",
+        "reactive",
+        "--points",
+        "3",
+    ];
+    let mut args = common.to_vec();
+    args.extend(["--hours", "0.5", "--pareto-hours", "0.25"]);
+    let (code, out, err) = mom(&args);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((v["agents"].as_u64(), v["nodes"].as_u64()), (Some(8), Some(37)), "{v}");
+    // Half an hour at the 15-s sync, and a quarter hour for each sweep run.
+    assert_eq!(v["ticks"], 120, "{v}");
+    assert_eq!(v["pareto"]["ticks"], 60, "{v}");
+    assert_eq!(v["method"], "reactive", "{v}");
+    assert!(v["runSeconds"].as_f64().is_some_and(|s| s >= 0.0), "{v}");
+    assert!(v["metrics"]["placements"].as_u64().is_some_and(|p| p >= 8), "{v}");
+    let frontier = v["pareto"]["frontier"].as_u64().unwrap_or(0);
+    assert!((1..=3).contains(&frontier), "{v}");
+    // A duration of zero is refused, naming the flag.
+    let mut args = common.to_vec();
+    args.extend(["--hours", "0"]);
+    let (code, _, err) = mom(&args);
+    assert_ne!(code, 0);
+    assert!(err.contains("--hours: must be > 0, got 0"), "{err}");
+}
