@@ -333,11 +333,43 @@ pub fn filter_in_view(
         placement::one_failure_domain(policy, &candidates, &scores, &mut verdict);
     }
     for name in c.unknown {
-        verdict
-            .failed
-            .insert(name, "node is not (yet) in MOM's node cache".into());
+        verdict.failed.insert(name, NOT_IN_CACHE.into());
     }
     verdict
+}
+
+/// Why a node the scheduler named fails the filter when MOM's node watch has not seen it yet.
+pub const NOT_IN_CACHE: &str = "node is not (yet) in MOM's node cache";
+
+/// The extender error of a filter verdict, if it has one: when no node passes and some of the
+/// named nodes are only not in MOM's node cache yet (a node that joined moments ago), the verdict
+/// is not final. Answered as `Unschedulable`, kube-scheduler would park the pod until a later
+/// cluster event (a minute and more); answered as an error, it retries the pod with backoff
+/// (1 s, doubling to 10 s).
+pub fn retry_error(verdict: &placement::FilterVerdict) -> Option<String> {
+    if !verdict.passed.is_empty() {
+        return None;
+    }
+    let unknown: Vec<&str> = verdict
+        .failed
+        .iter()
+        .filter(|(_, reason)| reason.as_str() == NOT_IN_CACHE)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if unknown.is_empty() {
+        return None;
+    }
+    let shown = unknown.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+    let more = unknown.len().saturating_sub(5);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "no node MOM knows fits, and {} node(s) are not yet in MOM's node cache ({shown}{more}): retry",
+        unknown.len()
+    ))
 }
 
 /// Pure core of the filter verb over the current view.
@@ -383,6 +415,7 @@ pub fn filter(state: &Context, body: &[u8]) -> Result<ExtenderFilterResult, Exte
             .map_err(|_| bad_request("internal state unavailable".into()))?;
         view.assume(uid, rec, only, true);
     }
+    let error = retry_error(&verdict).unwrap_or_default();
     let failed = verdict.failed;
     let nodes = args.nodes.map(|list| NodeList {
         items: list
@@ -401,7 +434,7 @@ pub fn filter(state: &Context, body: &[u8]) -> Result<ExtenderFilterResult, Exte
         nodes,
         failed_nodes: failed,
         failed_and_unresolvable_nodes: verdict.unresolvable,
-        error: String::new(),
+        error,
     })
 }
 
@@ -802,6 +835,46 @@ mod tests {
         // Filtered again (the bind failed), with two nodes: the guess is dropped, not doubled.
         filter(&state, &body(&["a", "b"])).unwrap();
         assert_eq!(held(&state), vec![("a".into(), 0), ("b".into(), 0)]);
+    }
+
+    #[tokio::test]
+    async fn a_pod_whose_only_fitting_nodes_are_not_yet_cached_is_answered_retry_not_unschedulable() {
+        let node = |name: &str, cpu: &str| -> k8s_openapi::api::core::v1::Node {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "labels": {crate::labels::ZONE_LABEL: "za"}},
+                "status": {"allocatable": {"cpu": cpu, "memory": "8Gi"}}
+            }))
+            .unwrap()
+        };
+        let (state, _tx) = state(true);
+        {
+            let mut view = state.view.write().unwrap();
+            view.apply_node(&node("small", "50m"));
+            view.apply_node(&node("big", "4"));
+            view.reembed();
+        }
+        let body = |names: &[&str]| {
+            serde_json::to_vec(&serde_json::json!({
+                "Pod": {"metadata": {"name": "p", "namespace": "n", "uid": "u"},
+                        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}]}},
+                "NodeNames": names,
+            }))
+            .unwrap()
+        };
+        // Only a node too small is known; "new" joined a moment ago: retry, naming it.
+        let result = filter(&state, &body(&["small", "new"])).unwrap();
+        assert!(result.error.contains("(new): retry"), "{}", result.error);
+        assert_eq!(result.failed_nodes["new"], NOT_IN_CACHE);
+        // Controls: a known node fits, so the unknown one is only failed; and when every node
+        // is known and none fits, the answer is a plain verdict (unschedulable), not an error.
+        let result = filter(&state, &body(&["big", "new"])).unwrap();
+        assert_eq!(
+            (result.error.as_str(), result.node_names.unwrap()),
+            ("", vec!["big".to_string()])
+        );
+        let result = filter(&state, &body(&["small"])).unwrap();
+        assert_eq!(result.error, "");
+        assert!(result.node_names.unwrap().is_empty());
     }
 
     fn state(leading: bool) -> (Context, tokio::sync::watch::Sender<bool>) {
