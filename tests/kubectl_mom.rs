@@ -354,3 +354,60 @@ fn mom_kubectl_is_the_same_plugin_under_the_mom_binary() {
     let out = Command::new(env!("CARGO_BIN_EXE_mom")).arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("crdgen"));
 }
+
+#[test]
+fn whatif_through_kubectl_gives_what_mom_whatif_gives_and_refuses_dash_o() {
+    // No cluster is read: the twin runs a snapshot built from the shared Geant topology and
+    // NAB traces. kubectl still needs a kubeconfig to start the plugin, so this binary's plane.
+    setup();
+    let data = std::env::var("MOM_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")));
+    let snapshot = std::env::temp_dir().join(format!("kubectl-mom-whatif-{}.json", std::process::id()));
+    let (topology, traces) = (
+        data.join("TopoHub/topozoo/Geant2012.json"),
+        data.join("NAB/data/realAWSCloudwatch"),
+    );
+    let snapshot_s = snapshot.to_str().unwrap();
+    let (code, _, err) = kubectl_mom(&[
+        "whatif",
+        "snapshot",
+        "--topology",
+        topology.to_str().unwrap(),
+        "--traces",
+        traces.to_str().unwrap(),
+        "--agents",
+        "4",
+        "--hours",
+        "1",
+        "--out",
+        snapshot_s,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let run = [
+        "whatif",
+        "--snapshot",
+        snapshot_s,
+        "--set",
+        "objectives.cost=1",
+        "--format",
+        "json",
+    ];
+    let (code, out, err) = kubectl_mom(&run);
+    assert_eq!(code, 0, "{err}");
+    let via_kubectl: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let direct = Command::new(env!("CARGO_BIN_EXE_mom")).args(run).output().unwrap();
+    assert!(direct.status.success(), "{}", String::from_utf8_lossy(&direct.stderr));
+    let direct: serde_json::Value = serde_json::from_slice(&direct.stdout).unwrap();
+    for run in ["recorded", "counterfactual"] {
+        assert!(via_kubectl[run]["cost"].as_f64().is_some(), "{via_kubectl}");
+        assert_eq!(via_kubectl[run], direct[run], "{run}");
+    }
+    // -o is kubectl mom's output flag for the other verbs; whatif says which flag to use.
+    let mut with_o = run[..run.len() - 2].to_vec();
+    with_o.extend(["-o", "json"]);
+    let (code, _, err) = kubectl_mom(&with_o);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("-o does not apply; use --format json"), "{err}");
+    let _ = std::fs::remove_file(&snapshot);
+}

@@ -75,6 +75,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = SortBy::Cost)]
         sort_by: SortBy,
     },
+    /// What-if on the cluster twin, as `mom whatif` (offline: `--snapshot FILE`); its output
+    /// is chosen with `--format`, not `-o`.
+    Whatif(super::whatif::Args),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -162,6 +165,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             kube: target,
         });
     }
+    if let Command::Whatif(whatif) = args.command {
+        if args.output == Output::Json {
+            return bad_input("kubectl mom whatif: -o does not apply; use --format json");
+        }
+        return super::whatif::run(whatif);
+    }
     let pod = match &args.command {
         Command::Why { object } => match parse_pod(object) {
             Ok(name) => Some(name),
@@ -192,7 +201,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let rows = rank(mom::operator::inspect::top(&client).await?, sort_by);
                 print(json, &rows, |r| format_top(r))?;
             }
-            Command::Verify { .. } => unreachable!("handled above"),
+            Command::Verify { .. } | Command::Whatif(_) => unreachable!("handled above"),
         }
         Ok(ExitCode::SUCCESS)
     })
