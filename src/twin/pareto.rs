@@ -159,16 +159,56 @@ pub fn frontier(
     points: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<Point>, TwinError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    frontier_on(snapshot, objectives, points, threads, progress)
+}
+
+/// [`frontier`] on `threads` worker threads (at least one). The runs are independent and pure,
+/// so the points are the same for any number of threads: each run's metrics are kept at its
+/// weight's index and the frontier is taken in that order. The first failing run's error (by
+/// index) is returned.
+pub fn frontier_on(
+    snapshot: &Snapshot,
+    objectives: &[String],
+    points: usize,
+    threads: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Point>, TwinError> {
     let weights = sweep(&snapshot.objectives, objectives, points)?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<Metrics, TwinError>>> = (0..weights.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..threads.clamp(1, weights.len().max(1)) {
+            let (tx, next, weights) = (tx.clone(), &next, &weights);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(w) = weights.get(i) else { break };
+                    let mut s = snapshot.clone();
+                    s.objectives = *w;
+                    let run = super::run(&s, &mut |_, _| {});
+                    if tx.send((i, run)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (done, (i, run)) in rx.iter().enumerate() {
+            results[i] = Some(run);
+            progress(done + 1, weights.len());
+        }
+    });
     let mut runs = Vec::with_capacity(weights.len());
-    for (i, w) in weights.iter().enumerate() {
-        let mut s = snapshot.clone();
-        s.objectives = *w;
-        runs.push(Point {
-            weights: *w,
-            metrics: super::run(&s, &mut |_, _| {})?,
-        });
-        progress(i + 1, weights.len());
+    // Every index was filled: the scope joined every worker (and re-raised a worker's panic).
+    for (w, run) in weights.iter().zip(results) {
+        if let Some(run) = run {
+            runs.push(Point {
+                weights: *w,
+                metrics: run?,
+            });
+        }
     }
     let mut out: Vec<Point> = Vec::new();
     for p in &runs {

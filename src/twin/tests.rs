@@ -225,6 +225,27 @@ fn the_frontier_holds_only_mutually_non_dominated_points() {
 }
 
 #[test]
+fn the_frontier_is_the_same_on_one_thread_and_on_several_and_progress_counts_every_run() {
+    let s = near_and_far();
+    let objectives = vec!["performance".to_string(), "cost".to_string()];
+    let mut seen = Vec::new();
+    let one = pareto::frontier_on(&s, &objectives, 7, 1, &mut |done, total| seen.push((done, total))).unwrap();
+    assert_eq!(seen, (1..=7).map(|d| (d, 7)).collect::<Vec<_>>());
+    for threads in [2, 3, 16] {
+        let mut calls = 0;
+        let many = pareto::frontier_on(&s, &objectives, 7, threads, &mut |_, _| calls += 1).unwrap();
+        assert_eq!(calls, 7);
+        let (a, b) = (
+            serde_json::to_string(&one).unwrap(),
+            serde_json::to_string(&many).unwrap(),
+        );
+        assert_eq!(a, b, "{threads} threads");
+    }
+    // A bad sweep fails the same way whatever the threads.
+    assert!(pareto::frontier_on(&s, &objectives, 1, 4, &mut |_, _| {}).is_err());
+}
+
+#[test]
 fn a_snapshot_from_the_geant_topology_and_nab_traces_runs() {
     let dir = data_dir();
     let text = std::fs::read_to_string(dir.join("TopoHub/topozoo/Geant2012.json")).unwrap();
