@@ -462,8 +462,11 @@ mod tests {
         let p = Plugin::try_parse_from(["kubectl-mom", "why", "pod/x", "-n", "shop", "-o", "json"]).unwrap();
         assert_eq!(p.args.namespace.as_deref(), Some("shop"));
         assert_eq!(p.args.output, Output::Json);
-        // `whatif` does not exist (yet).
-        assert!(Plugin::try_parse_from(["kubectl-mom", "whatif"]).is_err());
+        // `whatif` takes `mom whatif`'s arguments; a verb that does not exist is refused.
+        let p = Plugin::try_parse_from(["kubectl-mom", "whatif", "--snapshot", "s.json", "--set", "kappa=1"]).unwrap();
+        assert!(matches!(p.args.command, Command::Whatif(_)));
+        assert!(Plugin::try_parse_from(["kubectl-mom", "whatif", "--no-such-flag"]).is_err());
+        assert!(Plugin::try_parse_from(["kubectl-mom", "explain"]).is_err());
     }
 
     #[test]
