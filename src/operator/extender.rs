@@ -811,29 +811,21 @@ mod tests {
             view.apply_node(&node("b"));
             view.reembed();
         }
-        let body = |names: &[&str]| {
-            serde_json::to_vec(&serde_json::json!({
-                "Pod": {"metadata": {"name": "p", "namespace": "n", "uid": "u"},
-                        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}]}},
-                "NodeNames": names,
-            }))
-            .unwrap()
-        };
         let held = |state: &Context| -> Vec<(String, u32)> {
             let view = state.view.read().unwrap();
             let (states, _) = view.node_states(&["a".to_string(), "b".to_string()]);
             states.into_iter().map(|s| (s.name, s.tentative_pods)).collect()
         };
         // Two nodes pass: prioritize will be called and decides; nothing is assumed yet.
-        let result = filter(&state, &body(&["a", "b"])).unwrap();
+        let result = filter(&state, &filter_request(&["a", "b"])).unwrap();
         assert_eq!(result.node_names.unwrap().len(), 2);
         assert_eq!(held(&state), vec![("a".into(), 0), ("b".into(), 0)]);
         // One node passes: the scheduler binds it without prioritize; the pod is counted there.
-        let result = filter(&state, &body(&["b"])).unwrap();
+        let result = filter(&state, &filter_request(&["b"])).unwrap();
         assert_eq!(result.node_names.unwrap(), vec!["b".to_string()]);
         assert_eq!(held(&state), vec![("a".into(), 0), ("b".into(), 1)]);
         // Filtered again (the bind failed), with two nodes: the guess is dropped, not doubled.
-        filter(&state, &body(&["a", "b"])).unwrap();
+        filter(&state, &filter_request(&["a", "b"])).unwrap();
         assert_eq!(held(&state), vec![("a".into(), 0), ("b".into(), 0)]);
     }
 
@@ -853,28 +845,30 @@ mod tests {
             view.apply_node(&node("big", "4"));
             view.reembed();
         }
-        let body = |names: &[&str]| {
-            serde_json::to_vec(&serde_json::json!({
-                "Pod": {"metadata": {"name": "p", "namespace": "n", "uid": "u"},
-                        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}]}},
-                "NodeNames": names,
-            }))
-            .unwrap()
-        };
         // Only a node too small is known; "new" joined a moment ago: retry, naming it.
-        let result = filter(&state, &body(&["small", "new"])).unwrap();
+        let result = filter(&state, &filter_request(&["small", "new"])).unwrap();
         assert!(result.error.contains("(new): retry"), "{}", result.error);
         assert_eq!(result.failed_nodes["new"], NOT_IN_CACHE);
         // Controls: a known node fits, so the unknown one is only failed; and when every node
         // is known and none fits, the answer is a plain verdict (unschedulable), not an error.
-        let result = filter(&state, &body(&["big", "new"])).unwrap();
+        let result = filter(&state, &filter_request(&["big", "new"])).unwrap();
         assert_eq!(
             (result.error.as_str(), result.node_names.unwrap()),
             ("", vec!["big".to_string()])
         );
-        let result = filter(&state, &body(&["small"])).unwrap();
+        let result = filter(&state, &filter_request(&["small"])).unwrap();
         assert_eq!(result.error, "");
         assert!(result.node_names.unwrap().is_empty());
+    }
+
+    /// A filter request for pod `n/p` (uid `u`, 100m CPU) over the named nodes.
+    fn filter_request(names: &[&str]) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "Pod": {"metadata": {"name": "p", "namespace": "n", "uid": "u"},
+                    "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}]}},
+            "NodeNames": names,
+        }))
+        .unwrap()
     }
 
     fn state(leading: bool) -> (Context, tokio::sync::watch::Sender<bool>) {

@@ -417,7 +417,8 @@ pub fn run_report(s: &Snapshot, steps: bool, progress: &mut dyn FnMut(u64, u64))
             }
         }
         if s.descheduler_every_ticks > 0 && t > 0 && t % s.descheduler_every_ticks == 0 {
-            step.evictions = deschedule(s, &mut runs, &mut states, &node_index, t, startup_ticks)?;
+            let index = (&agent_index, &node_index);
+            step.evictions = deschedule(s, &mut runs, &mut states, index, t, startup_ticks)?;
             m.evictions += step.evictions;
         }
         // Metrics of this tick.
@@ -473,7 +474,7 @@ fn deschedule(
     s: &Snapshot,
     runs: &mut [AgentRun],
     states: &mut [NodeState],
-    node_index: &BTreeMap<&str, usize>,
+    (agent_index, node_index): (&BTreeMap<&str, usize>, &BTreeMap<&str, usize>),
     t: u64,
     startup_ticks: u64,
 ) -> Result<u64, TwinError> {
@@ -544,7 +545,6 @@ fn deschedule(
         field: "descheduler".into(),
         reason: e.to_string(),
     })?;
-    let agent_index: BTreeMap<&str, usize> = s.agents.iter().enumerate().map(|(i, a)| (a.name.as_str(), i)).collect();
     let mut evictions = 0;
     for mv in &plan.moves {
         let (Some(&i), Some(&to)) = (
@@ -554,11 +554,13 @@ fn deschedule(
             continue;
         };
         let a = &s.agents[i];
-        let Some(r) = runs[i]
-            .replicas
-            .iter_mut()
-            .find(|r| format!("{}-{}", a.name, r.seq) == mv.pod)
-        else {
+        // The pod is named `AGENT-SEQ` (see the plan's input above).
+        let seq = mv
+            .pod
+            .strip_prefix(a.name.as_str())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|n| n.parse::<u64>().ok());
+        let Some(r) = runs[i].replicas.iter_mut().find(|r| Some(r.seq) == seq) else {
             continue;
         };
         if let Some(from) = r.node {
