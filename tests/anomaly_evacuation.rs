@@ -4,7 +4,10 @@
 //! itself (an agent series). The anomaly loop flags the node; the descheduler (on, evacuation
 //! only) evicts `web`'s pods from it; the receipts show the flag before the evictions in chain
 //! order, each eviction a `descheduler.plan` move of strategy `evacuation` from that node. The
-//! agent carries condition `Anomalous` while its flag is up. Zones have four nodes, so one
+//! agent carries condition `Anomalous` while its flag is up. With `nodeQuarantine: cordon` the
+//! flagged node is also quarantined: a `node.quarantine` receipt after the raise, then the
+//! taint `mom.hypersync.io/quarantined:NoSchedule`, the cordon and the label
+//! `mom.hypersync.io/quarantined=cordoned`; all three go when the flag clears. Zones have four nodes, so one
 //! flagged node does not make the failover planner drain its zone: the move's reason is the
 //! label (`flagged anomalous`), not a predicted failure. Then `spec.anomaly` is removed:
 //! both flags, named by no series any more, are cleared at the next pass with `anomaly.unnamed`
@@ -87,6 +90,19 @@ fn agent_condition(ns: &str, name: &str, type_: &str) -> Option<(String, String,
         c["reason"].as_str()?.to_string(),
         c["message"].as_str()?.to_string(),
     ))
+}
+
+/// A node's quarantine: (MOM's taint, cordoned, label `mom.hypersync.io/quarantined`).
+fn quarantine(n: &Node) -> (bool, bool, Option<String>) {
+    let spec = n.spec.clone().unwrap_or_default();
+    (
+        spec.taints
+            .iter()
+            .flatten()
+            .any(|t| t.key == "mom.hypersync.io/quarantined" && t.effect == "NoSchedule"),
+        spec.unschedulable.unwrap_or(false),
+        n.labels().get("mom.hypersync.io/quarantined").cloned(),
+    )
 }
 
 /// Live (not terminating) pods of `web`: name → node.
@@ -178,6 +194,7 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
     );
     let patch = serde_json::json!({"spec": {"anomaly": {
         "windowMinutes": 10, "stepSeconds": 1, "threshold": 0.72, "clearPoints": 1000,
+        "nodeQuarantine": "cordon",
         "nodeSeries": [{"name": "node-latency", "query": query, "flag": FLAG}],
         "agentSeries": [{"name": "web-latency", "query": agent_query, "flag": AGENT_FLAG}]}}});
     patch_momconfig("merge", &patch.to_string());
@@ -206,6 +223,12 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
     eprintln!(
         "measured: node flagged {:.1} s after the trace was first served",
         served.elapsed().as_secs_f64()
+    );
+    // Quarantined with the flag (the same patch).
+    assert_eq!(
+        quarantine(&node(&target).await),
+        (true, true, Some("cordoned".to_string())),
+        "{target} flagged but not quarantined"
     );
     let (status, reason, message) = common::eventually("web to be Anomalous", Duration::from_secs(120), || async {
         agent_condition(n, "web", "Anomalous").filter(|c| c.0 == "True")
@@ -243,7 +266,9 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
         assert!(now.contains_key(p), "{p}, not on the flagged node, was moved: {now:?}");
     }
     for other in all_nodes.iter().filter(|x| **x != target) {
-        assert!(!flagged(&node(other).await), "{other} was flagged");
+        let n = node(other).await;
+        assert!(!flagged(&n), "{other} was flagged");
+        assert_eq!(quarantine(&n), (false, false, None), "{other} was quarantined");
     }
 
     // Receipts, in chain order: the raise, then one evacuation per pod that was on the node.
@@ -253,6 +278,25 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
         .find(|(_, _, name, d)| d["kind"] == "anomaly.flag" && *name == target && d["output"]["flagged"] == true)
         .unwrap_or_else(|| panic!("no raise receipt for {target}: {chain:#?}"))
         .0;
+    let quarantined = chain
+        .iter()
+        .find(|(_, _, name, d)| d["kind"] == "node.quarantine" && *name == target)
+        .unwrap_or_else(|| panic!("no node.quarantine receipt for {target}: {chain:#?}"));
+    assert!(
+        quarantined.0 > raise,
+        "quarantined (#{}) before the flag (#{raise})",
+        quarantined.0
+    );
+    assert_eq!(quarantined.3["output"]["quarantined"], true, "{:#}", quarantined.3);
+    assert_eq!(quarantined.3["inputs"]["mode"], "cordon", "{:#}", quarantined.3);
+    assert_eq!(
+        chain
+            .iter()
+            .filter(|(_, _, _, d)| d["kind"] == "node.quarantine")
+            .count(),
+        1,
+        "{chain:#?}"
+    );
     for p in &on_target {
         let (seq, action, _, d) = chain
             .iter()
@@ -288,13 +332,20 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
         "measured: node flag cleared {:.1} s after spec.anomaly was removed",
         removed.elapsed().as_secs_f64()
     );
-    assert!(
-        node(&target)
-            .await
-            .annotations()
-            .get("mom.hypersync.io/anomaly-flags")
-            .is_none()
+    let released = node(&target).await;
+    assert!(released.annotations().get("mom.hypersync.io/anomaly-flags").is_none());
+    assert_eq!(
+        quarantine(&released),
+        (false, false, None),
+        "{target} still quarantined"
     );
+    let chain = receipts().await;
+    let lifted = chain
+        .iter()
+        .rfind(|(_, _, name, d)| d["kind"] == "node.quarantine" && *name == target)
+        .unwrap();
+    assert_eq!(lifted.3["output"]["quarantined"], false, "{:#}", lifted.3);
+    assert_eq!(lifted.3["inputs"]["label"], "cordoned", "{:#}", lifted.3);
     let (_, reason, _) = common::eventually("web no longer Anomalous", Duration::from_secs(120), || async {
         agent_condition(n, "web", "Anomalous").filter(|c| c.0 == "False")
     })
@@ -325,12 +376,14 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
     // Every decision replays from its receipt.
     let replay = &replay_report().await;
     assert!(replay["mismatches"].as_array().is_none_or(|m| m.is_empty()), "{replay}");
-    for kind in ["anomaly.flag", "anomaly.unnamed", "descheduler.plan"] {
+    for kind in ["anomaly.flag", "anomaly.unnamed", "descheduler.plan", "node.quarantine"] {
         assert!(replay["unregistered"].get(kind).is_none(), "{replay}");
     }
     let replayable = chain
         .iter()
-        .filter(|(_, _, _, d)| ["anomaly.flag", "anomaly.unnamed"].contains(&d["kind"].as_str().unwrap_or_default()))
+        .filter(|(_, _, _, d)| {
+            ["anomaly.flag", "anomaly.unnamed", "node.quarantine"].contains(&d["kind"].as_str().unwrap_or_default())
+        })
         .count();
     assert!(replay["matched"].as_u64().unwrap() >= replayable as u64, "{replay}");
     eprintln!(

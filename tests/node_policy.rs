@@ -3,10 +3,14 @@
 //! ValidatingAdmissionPolicy `<release>-mom-operator-nodes` takes every other change back.
 //! Acting as the operator's ServiceAccount with the chart's own RBAC, the anomaly loop's own
 //! patch ([`mom::operator::anomaly::patch_node`]) sets, changes and removes the label
-//! `mom.hypersync.io/anomalous` and the annotation `mom.hypersync.io/anomaly-flags`; adding a
-//! taint, setting `unschedulable`, changing, adding or removing another label or annotation is
-//! rejected with a message naming what changed. The cluster admin is not affected, and without
-//! the policy's binding the same RBAC would have allowed every one of those writes.
+//! `mom.hypersync.io/anomalous` and the annotation `mom.hypersync.io/anomaly-flags`, and
+//! quarantines and releases a flagged node (MomConfig `spec.anomaly.nodeQuarantine: cordon`):
+//! its taint, its cordon and label, and on a node the admin cordoned only the taint, leaving
+//! the admin's cordon when released. Adding another taint, removing the admin's taint, cordoning
+//! without MOM's mark, lifting the admin's cordon, changing, adding or removing another label or
+//! annotation is rejected with a message naming what changed. The cluster admin is not
+//! affected, and without the policy's binding the same RBAC would have allowed every one of
+//! those writes.
 
 mod common;
 
@@ -16,7 +20,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, NodeSpec, Taint};
 use kube::ResourceExt;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-use mom::operator::anomaly::{ANOMALOUS_LABEL, FLAGS_ANNOTATION, patch_node};
+use mom::decisions::node_quarantine::{self, QUARANTINE_LABEL, QUARANTINE_TAINT};
+use mom::operator::anomaly::{ANOMALOUS_LABEL, FLAGS_ANNOTATION, patch_node, quarantine_inputs};
+use mom::operator::crd::momconfig::NodeQuarantine;
 
 /// The chart's operator ServiceAccount, RBAC and node policy for release `release` in `namespace`.
 fn render(release: &str, namespace: &str) -> String {
@@ -54,6 +60,37 @@ async fn patch(
         Err(kube::Error::Api(s)) => Err((s.code, s.message)),
         Err(e) => panic!("patching node {name}: {e}"),
     }
+}
+
+/// The operator's `p` is rejected with 403 by `policy`, naming `changed`; the admin's (dry run)
+/// is not.
+async fn assert_refused(
+    operator: &kube::Client,
+    admin: &kube::Client,
+    policy: &str,
+    node_name: &str,
+    what: &str,
+    p: &Patch<serde_json::Value>,
+    changed: &str,
+) {
+    let (code, denial) = patch(operator, node_name, p, false)
+        .await
+        .expect_err(&format!("the operator could {what}"));
+    assert_eq!(code, 403, "{what}: {denial}");
+    for want in [
+        policy,
+        &format!("it changed {changed} of node {node_name}"),
+        &format!(
+            "may change only the labels {ANOMALOUS_LABEL} and {QUARANTINE_LABEL}, the annotation {FLAGS_ANNOTATION}, \
+             the taint {QUARANTINE_TAINT}:NoSchedule and a cordon marked by {QUARANTINE_LABEL}=cordoned"
+        ),
+    ] {
+        assert!(denial.contains(want), "{what}: {want:?} not in: {denial}");
+    }
+    println!("{what}: rejected: {denial}");
+    patch(admin, node_name, p, true)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: the admin was stopped: {e:?}"));
 }
 
 fn merge(v: serde_json::Value) -> Patch<serde_json::Value> {
@@ -153,16 +190,21 @@ async fn the_operator_serviceaccount_may_change_only_the_anomaly_label_and_annot
     // Read back as the admin: the operator's role lists and watches nodes but has no `get`.
     let read = Api::<Node>::all(admin.clone());
     let flags = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<BTreeSet<String>>();
-    patch_node(&nodes, &node_name, &flags(&["latency-high"]))
-        .await
-        .expect("the anomaly loop's raise was rejected");
+    patch_node(
+        &nodes,
+        &read.get(&node_name).await.unwrap(),
+        &flags(&["latency-high"]),
+        None,
+    )
+    .await
+    .expect("the anomaly loop's raise was rejected");
     let n = read.get(&node_name).await.unwrap();
     assert_eq!(n.labels().get(ANOMALOUS_LABEL).map(String::as_str), Some("true"));
     assert_eq!(
         n.annotations().get(FLAGS_ANNOTATION).map(String::as_str),
         Some("latency-high")
     );
-    patch_node(&nodes, &node_name, &flags(&["latency-high", "loss-high"]))
+    patch_node(&nodes, &n, &flags(&["latency-high", "loss-high"]), None)
         .await
         .expect("the anomaly loop's change was rejected");
     assert_eq!(
@@ -174,13 +216,94 @@ async fn the_operator_serviceaccount_may_change_only_the_anomaly_label_and_annot
             .map(String::as_str),
         Some("latency-high,loss-high")
     );
-    patch_node(&nodes, &node_name, &BTreeSet::new())
+    patch_node(&nodes, &read.get(&node_name).await.unwrap(), &BTreeSet::new(), None)
         .await
         .expect("the anomaly loop's clear was rejected");
     let n = read.get(&node_name).await.unwrap();
     assert!(!n.labels().contains_key(ANOMALOUS_LABEL), "{:?}", n.labels());
     assert!(!n.annotations().contains_key(FLAGS_ANNOTATION), "{:?}", n.annotations());
     assert_eq!(n.labels().get("mom.test/keep").map(String::as_str), Some("a"));
+
+    // The quarantine: flagged under `cordon`, the node is tainted, cordoned and marked; cleared,
+    // all three go and the test's own taint stays.
+    let quarantine = |n: &Node, f: &BTreeSet<String>| {
+        let inputs = quarantine_inputs(n, NodeQuarantine::Cordon, f);
+        let out = node_quarantine::decide(&inputs);
+        (inputs, out)
+    };
+    let state = |n: &Node| {
+        let spec = n.spec.clone().unwrap_or_default();
+        let ours = spec.taints.iter().flatten().any(|t| t.key == QUARANTINE_TAINT);
+        let keep = spec.taints.iter().flatten().any(|t| t.key == "mom.test/nodepolicy");
+        (
+            ours,
+            keep,
+            spec.unschedulable.unwrap_or(false),
+            n.labels().get(QUARANTINE_LABEL).cloned(),
+        )
+    };
+    let raised = flags(&["latency-high"]);
+    let n = read.get(&node_name).await.unwrap();
+    let (inputs, out) = quarantine(&n, &raised);
+    patch_node(&nodes, &n, &raised, Some((&inputs, &out)))
+        .await
+        .expect("the quarantine was rejected");
+    let n = read.get(&node_name).await.unwrap();
+    assert_eq!(state(&n), (true, true, true, Some("cordoned".to_string())));
+    let (inputs, out) = quarantine(&n, &BTreeSet::new());
+    patch_node(&nodes, &n, &BTreeSet::new(), Some((&inputs, &out)))
+        .await
+        .expect("the release was rejected");
+    let n = read.get(&node_name).await.unwrap();
+    assert_eq!(state(&n), (false, true, false, None));
+    // On a node the admin cordoned: only the taint (label `tainted`); released, the admin's
+    // cordon stays.
+    patch(
+        &admin,
+        &node_name,
+        &merge(serde_json::json!({"spec": {"unschedulable": true}})),
+        false,
+    )
+    .await
+    .unwrap();
+    let n = read.get(&node_name).await.unwrap();
+    let (inputs, out) = quarantine(&n, &raised);
+    patch_node(&nodes, &n, &raised, Some((&inputs, &out)))
+        .await
+        .expect("the quarantine of a cordoned node was rejected");
+    let n = read.get(&node_name).await.unwrap();
+    assert_eq!(state(&n), (true, true, true, Some("tainted".to_string())));
+    let (inputs, out) = quarantine(&n, &BTreeSet::new());
+    patch_node(&nodes, &n, &BTreeSet::new(), Some((&inputs, &out)))
+        .await
+        .expect("the release of a cordoned node was rejected");
+    let n = read.get(&node_name).await.unwrap();
+    assert_eq!(state(&n), (false, true, true, None));
+    let lifts: Vec<(&str, Patch<serde_json::Value>, &str)> = vec![
+        (
+            "lift the admin's cordon",
+            merge(serde_json::json!({"spec": {"unschedulable": null}})),
+            "spec.unschedulable",
+        ),
+        (
+            "lift the admin's cordon while claiming it was MOM's",
+            merge(
+                serde_json::json!({"metadata": {"labels": {QUARANTINE_LABEL: "cordoned"}}, "spec": {"unschedulable": null}}),
+            ),
+            "spec.unschedulable",
+        ),
+    ];
+    for (what, p, changed) in &lifts {
+        assert_refused(&operator, &admin, &policy, &node_name, what, p, changed).await;
+    }
+    patch(
+        &admin,
+        &node_name,
+        &merge(serde_json::json!({"spec": {"unschedulable": null}})),
+        false,
+    )
+    .await
+    .unwrap();
 
     // Everything else: rejected, naming what changed. Each is also tried by the admin (dry run),
     // who is not matched, and, at the end, by the operator without the policy's binding.
@@ -222,6 +345,18 @@ async fn the_operator_serviceaccount_may_change_only_the_anomaly_label_and_annot
             "metadata.finalizers",
         ),
         (
+            "remove the admin's taint",
+            merge(serde_json::json!({"spec": {"taints": null}})),
+            "spec.taints",
+        ),
+        (
+            "add the quarantine taint with another effect",
+            merge(serde_json::json!({"spec": {"taints": [
+                {"key": "mom.test/nodepolicy", "effect": "NoSchedule"},
+                {"key": QUARANTINE_TAINT, "effect": "NoExecute"}]}})),
+            "spec.taints",
+        ),
+        (
             "set the flags and cordon in one patch",
             merge(serde_json::json!({
                 "metadata": {"labels": {ANOMALOUS_LABEL: "true"}, "annotations": {FLAGS_ANNOTATION: "x"}},
@@ -230,21 +365,7 @@ async fn the_operator_serviceaccount_may_change_only_the_anomaly_label_and_annot
         ),
     ];
     for (what, p, changed) in &refused {
-        let (code, denial) = patch(&operator, &node_name, p, false)
-            .await
-            .expect_err(&format!("the operator could {what}"));
-        assert_eq!(code, 403, "{what}: {denial}");
-        for want in [
-            policy.as_str(),
-            &format!("it changed {changed} of node {node_name}"),
-            &format!("may change only the label {ANOMALOUS_LABEL} and the annotation {FLAGS_ANNOTATION}"),
-        ] {
-            assert!(denial.contains(want), "{what}: {want:?} not in: {denial}");
-        }
-        println!("{what}: rejected: {denial}");
-        patch(&admin, &node_name, p, true)
-            .await
-            .unwrap_or_else(|e| panic!("{what}: the admin was stopped: {e:?}"));
+        assert_refused(&operator, &admin, &policy, &node_name, what, p, changed).await;
     }
     // Nothing of it landed.
     let n = read.get(&node_name).await.unwrap();

@@ -13,7 +13,9 @@
 //! - `anomaly.unnamed` (`anomaly::flag::replay_unnamed`: a flag no series names any more),
 //! - `agent.rollback` ([`auto_rollback::replay`]: which recorded spec an agent flagged soon
 //!   after a spec change goes back to),
-//! - `agent.quarantine` ([`quarantine::replay`]: whether a flagged agent is isolated).
+//! - `agent.quarantine` ([`quarantine::replay`]: whether a flagged agent is isolated),
+//! - `node.quarantine` ([`node_quarantine::replay`]: whether a flagged node is cordoned and
+//!   tainted).
 //!
 //! Layering: the receipts layer sits below the decisions it records (it imports no decision
 //! module); each decision module exports its decision record and kind, using the generic
@@ -24,6 +26,7 @@
 
 pub mod auto_rollback;
 pub mod config_change;
+pub mod node_quarantine;
 pub mod quarantine;
 pub mod rollback;
 
@@ -46,6 +49,7 @@ pub fn registry() -> ReplayRegistry {
     r.register(anomaly::flag::UNNAMED_KIND, Box::new(anomaly::flag::replay_unnamed));
     r.register(auto_rollback::AUTO_ROLLBACK_KIND, Box::new(auto_rollback::replay));
     r.register(quarantine::QUARANTINE_KIND, Box::new(quarantine::replay));
+    r.register(node_quarantine::NODE_QUARANTINE_KIND, Box::new(node_quarantine::replay));
     r
 }
 
@@ -193,6 +197,7 @@ mod tests {
             "budget.refused",
             "descheduler.plan",
             "failover.plan",
+            "node.quarantine",
             "placement.bind",
             "scaling.manual",
             "scaling.predictive",

@@ -18,6 +18,10 @@
 //! `anomaly.unnamed` receipt ([`flag::unnamed`]); `enabled: false` and a missing MomConfig
 //! change no flag. The agent controller turns an agent's flags into its condition `Anomalous`.
 //!
+//! Under `spec.anomaly.nodeQuarantine: cordon` a flagged node is also quarantined in the same
+//! patch (taint, cordon, label; [`crate::decisions::node_quarantine`], its own `node.quarantine`
+//! receipt first).
+//!
 //! Not done: node conditions (the label is the signal). Agent flags live in the leader's
 //! memory; a new leader rebuilds them from the window and records their first raise again.
 
@@ -31,12 +35,16 @@ use kube::{Resource, ResourceExt};
 
 use super::context::{Context, LeaderLoop, LoopError};
 use super::crd::MomConfig;
+use super::crd::momconfig::NodeQuarantine;
 use super::crd::momconfig::{ACTIVE_NAME, AnomalySeries, AnomalySpec};
 use super::prometheus::{Prometheus, QueryError};
 use super::receipts::{Intent, Withheld};
 use super::ticks::Period;
 use super::view::AgentKey;
 use crate::anomaly::flag::{self, FlagInputs};
+use crate::decisions::node_quarantine::{
+    self, NodeQuarantineInputs, NodeQuarantineOutput, QUARANTINE_LABEL, QUARANTINE_TAINT,
+};
 
 /// The label the descheduler and the failover planner read.
 pub const ANOMALOUS_LABEL: &str = "mom.hypersync.io/anomalous";
@@ -143,12 +151,19 @@ impl LeaderLoop for AnomalyLoop {
 
         // Nodes: the flags now are the annotation's. Without series only flagged nodes matter.
         let nodes_api: Api<Node> = Api::all(ctx.client.clone());
-        let list = if spec.is_some() {
-            ListParams::default()
+        let nodes = if spec.is_some() {
+            nodes_api.list(&ListParams::default()).await?.items
         } else {
-            ListParams::default().labels(ANOMALOUS_LABEL)
+            // Without series only flagged or quarantined nodes can change.
+            let mut by_name = BTreeMap::new();
+            for selector in [ANOMALOUS_LABEL, QUARANTINE_LABEL] {
+                for n in nodes_api.list(&ListParams::default().labels(selector)).await?.items {
+                    by_name.insert(n.name_any(), n);
+                }
+            }
+            by_name.into_values().collect()
         };
-        let nodes = nodes_api.list(&list).await?.items;
+        let quarantine = spec.as_ref().map_or(NodeQuarantine::None, |s| s.node_quarantine);
         let mut flagged_nodes = BTreeSet::new();
         for node in &nodes {
             let name = node.name_any();
@@ -161,16 +176,24 @@ impl LeaderLoop for AnomalyLoop {
             for (inputs, _) in &unnamed {
                 want.remove(&inputs.flag);
             }
-            if want != now {
-                for (inputs, out) in &decisions {
-                    if out.flagged == want.contains(&inputs.flag) {
-                        record(ctx, "v1", "Node", "", &name, Decided::Window(inputs, out)).await?;
+            let q_inputs = quarantine_inputs(node, quarantine, &want);
+            let q_out = node_quarantine::decide(&q_inputs);
+            if want != now || q_out.changed {
+                if want != now {
+                    for (inputs, out) in &decisions {
+                        if out.flagged == want.contains(&inputs.flag) {
+                            record(ctx, "v1", "Node", "", &name, Decided::Window(inputs, out)).await?;
+                        }
+                    }
+                    for (inputs, out) in &unnamed {
+                        record(ctx, "v1", "Node", "", &name, Decided::Unnamed(inputs, out)).await?;
                     }
                 }
-                for (inputs, out) in &unnamed {
-                    record(ctx, "v1", "Node", "", &name, Decided::Unnamed(inputs, out)).await?;
+                if q_out.changed {
+                    record(ctx, "v1", "Node", "", &name, Decided::Quarantine(&q_inputs, &q_out)).await?;
                 }
-                patch_node(&nodes_api, &name, &want).await?;
+                let quarantine = q_out.changed.then_some((&q_inputs, &q_out));
+                patch_node(&nodes_api, node, &want, quarantine).await?;
                 let reference = ObjectReference {
                     api_version: Some("v1".into()),
                     kind: Some("Node".into()),
@@ -179,6 +202,9 @@ impl LeaderLoop for AnomalyLoop {
                     ..Default::default()
                 };
                 announce(ctx, &reference, "node", &format!("node {name}"), &now, &want).await;
+                if q_out.changed && q_out.quarantined != q_inputs.tainted {
+                    announce_quarantine(ctx, &reference, &name, &q_out, &want).await;
+                }
             }
             if !want.is_empty() {
                 flagged_nodes.insert(name.clone());
@@ -281,6 +307,7 @@ fn named(series: &[AnomalySeries]) -> Vec<flag::NamedSeries> {
 enum Decided<'a> {
     Window(&'a FlagInputs, &'a flag::FlagOutput),
     Unnamed(&'a flag::UnnamedInputs, &'a flag::UnnamedOutput),
+    Quarantine(&'a NodeQuarantineInputs, &'a NodeQuarantineOutput),
 }
 
 struct GeometricAgentRef;
@@ -473,11 +500,33 @@ pub fn node_flags(node: &Node) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Sets a node's flags: label `mom.hypersync.io/anomalous=true` and the annotation listing
-/// `flags`, or removes both when `flags` is empty (a merge patch, the only node write the
-/// operator makes; the chart's node policy allows exactly these two keys).
-pub async fn patch_node(api: &Api<Node>, name: &str, flags: &BTreeSet<String>) -> Result<(), kube::Error> {
-    let patch = if flags.is_empty() {
+/// The quarantine decision's inputs for `node` with the flags `flags` it has after this pass.
+pub fn quarantine_inputs(node: &Node, mode: NodeQuarantine, flags: &BTreeSet<String>) -> NodeQuarantineInputs {
+    let spec = node.spec.as_ref();
+    NodeQuarantineInputs {
+        node: node.name_any(),
+        mode: mode.as_str().into(),
+        flags: flags.clone(),
+        tainted: spec
+            .and_then(|s| s.taints.as_ref())
+            .is_some_and(|ts| ts.iter().any(|t| t.key == QUARANTINE_TAINT)),
+        cordoned: spec.and_then(|s| s.unschedulable).unwrap_or(false),
+        label: node.labels().get(QUARANTINE_LABEL).cloned(),
+    }
+}
+
+/// The merge patch that gives `node` the flags `flags` (label `mom.hypersync.io/anomalous=true`
+/// and the annotation listing them, or neither when `flags` is empty) and, when `quarantine` is
+/// given, the quarantine state its decision says: the label `mom.hypersync.io/quarantined`,
+/// the taint `mom.hypersync.io/quarantined:NoSchedule` (the node's other taints kept as they
+/// are) and `spec.unschedulable`. A patch that writes the taint list carries the node's
+/// `resourceVersion`, so a concurrent change of the list is a conflict, not a lost taint.
+pub fn node_patch(
+    node: &Node,
+    flags: &BTreeSet<String>,
+    quarantine: Option<(&NodeQuarantineInputs, &NodeQuarantineOutput)>,
+) -> serde_json::Value {
+    let mut patch = if flags.is_empty() {
         serde_json::json!({"metadata": {
             "labels": {ANOMALOUS_LABEL: null},
             "annotations": {FLAGS_ANNOTATION: null}}})
@@ -487,8 +536,133 @@ pub async fn patch_node(api: &Api<Node>, name: &str, flags: &BTreeSet<String>) -
             "labels": {ANOMALOUS_LABEL: "true"},
             "annotations": {FLAGS_ANNOTATION: list.join(",")}}})
     };
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    let Some((inputs, out)) = quarantine else {
+        return patch;
+    };
+    patch["metadata"]["labels"][QUARANTINE_LABEL] = out.label.clone().map_or(serde_json::Value::Null, Into::into);
+    if out.cordoned != inputs.cordoned {
+        // `null` removes the field: an uncordoned node has no `unschedulable`, as kubectl leaves it.
+        patch["spec"]["unschedulable"] = if out.cordoned {
+            true.into()
+        } else {
+            serde_json::Value::Null
+        };
+    }
+    if out.tainted != inputs.tainted {
+        let mut taints: Vec<serde_json::Value> = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|t| t.key != QUARANTINE_TAINT)
+            .filter_map(|t| serde_json::to_value(t).ok())
+            .collect();
+        if out.tainted {
+            taints.push(serde_json::json!({"key": QUARANTINE_TAINT, "effect": "NoSchedule"}));
+        }
+        patch["spec"]["taints"] = if taints.is_empty() {
+            serde_json::Value::Null
+        } else {
+            taints.into()
+        };
+        if let Some(rv) = &node.metadata.resource_version {
+            patch["metadata"]["resourceVersion"] = rv.clone().into();
+        }
+    }
+    patch
+}
+
+/// Patches `node` with [`node_patch`] once.
+async fn patch_once(
+    api: &Api<Node>,
+    node: &Node,
+    flags: &BTreeSet<String>,
+    quarantine: Option<(&NodeQuarantineInputs, &NodeQuarantineOutput)>,
+) -> Result<(), kube::Error> {
+    let patch = node_patch(node, flags, quarantine);
+    api.patch(&node.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     Ok(())
+}
+
+/// Patches `node` with [`node_patch`] (the only node write the operator makes; the chart's node
+/// policy allows exactly these keys), with up to three retries when the node changed under a
+/// patch that writes the taint list (a conflict: e.g. the node lifecycle controller adding
+/// `node.kubernetes.io/unschedulable` after a cordon) while the quarantine inputs that were
+/// decided on still hold; otherwise the conflict is returned and the next pass decides again.
+pub async fn patch_node(
+    api: &Api<Node>,
+    node: &Node,
+    flags: &BTreeSet<String>,
+    quarantine: Option<(&NodeQuarantineInputs, &NodeQuarantineOutput)>,
+) -> Result<(), kube::Error> {
+    let mut node = node.clone();
+    let mut attempt = 0;
+    loop {
+        match patch_once(api, &node, flags, quarantine).await {
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 3 => {
+                attempt += 1;
+                // The operator may list nodes but not get them.
+                let fresh = api
+                    .list(&ListParams::default().fields(&format!("metadata.name={}", node.name_any())))
+                    .await?
+                    .items
+                    .into_iter()
+                    .next();
+                let (Some(fresh), Some((inputs, _))) = (fresh, quarantine) else {
+                    return Err(kube::Error::Api(e));
+                };
+                let mode = if inputs.mode == "cordon" {
+                    NodeQuarantine::Cordon
+                } else {
+                    NodeQuarantine::None
+                };
+                if quarantine_inputs(&fresh, mode, &inputs.flags) != *inputs {
+                    return Err(kube::Error::Api(e));
+                }
+                node = fresh;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// An Event for a node entering or leaving quarantine.
+async fn announce_quarantine(
+    ctx: &Context,
+    reference: &ObjectReference,
+    name: &str,
+    out: &NodeQuarantineOutput,
+    flags: &BTreeSet<String>,
+) {
+    if out.quarantined {
+        let how = if out.marked {
+            "cordoned and tainted"
+        } else {
+            "tainted (its cordon was already set by someone else)"
+        };
+        let list = flags.iter().cloned().collect::<Vec<_>>().join(", ");
+        tracing::warn!(node = name, "node quarantined");
+        ctx.publish(
+            reference,
+            EventType::Warning,
+            "Quarantine",
+            "NodeQuarantined",
+            format!("node {name} {how} {QUARANTINE_TAINT}:NoSchedule while flags are up: {list}"),
+        )
+        .await;
+    } else {
+        tracing::info!(node = name, "node quarantine lifted");
+        ctx.publish(
+            reference,
+            EventType::Normal,
+            "Quarantine",
+            "NodeQuarantineLifted",
+            format!("node {name}: taint {QUARANTINE_TAINT} removed and MOM's cordon (if any) lifted"),
+        )
+        .await;
+    }
 }
 
 async fn record(
@@ -508,6 +682,19 @@ async fn record(
                 inputs.flag,
                 inputs.subject,
                 if out.flagged { "clear" } else { "raised" }
+            ),
+        ),
+        Decided::Quarantine(inputs, out) => (
+            node_quarantine::decision_record(inputs, out),
+            serde_json::to_value(inputs).unwrap_or_default(),
+            format!(
+                "node {} was not {}",
+                inputs.node,
+                if out.quarantined {
+                    "quarantined"
+                } else {
+                    "released from quarantine"
+                }
             ),
         ),
         Decided::Unnamed(inputs, out) => (

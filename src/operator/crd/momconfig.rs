@@ -178,7 +178,8 @@ pub struct MomConfigSpec {
 /// `anomaly.flag` receipt (the window inline, replayed by `mom verify --replay`), then an Event
 /// (`AnomalyDetected` / `AnomalyCleared`) on the node or agent; a raised flag counts in
 /// `mom_anomalies_total{scope,flag}`. A series whose query fails changes no flag; the failure
-/// is named in this MomConfig's condition `AnomalyDetection`.
+/// is named in this MomConfig's condition `AnomalyDetection`. `nodeQuarantine: cordon` also
+/// taints and cordons a flagged node.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.windowMinutes * 60 / self.stepSeconds <= 4096").message("spec.anomaly: windowMinutes * 60 / stepSeconds must be at most 4096 points"))]
@@ -218,6 +219,37 @@ pub struct AnomalySpec {
     #[serde(default = "default_clear_points")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message("spec.anomaly.clearPoints must be between 1 and 1000"))]
     pub clear_points: i32,
+    /// What happens to a node while it has a flag (default `none`): `none` only labels it (the
+    /// descheduler evacuates MOM's pods from it); `cordon` also keeps every scheduler off it.
+    #[serde(default)]
+    pub node_quarantine: NodeQuarantine,
+}
+
+/// Quarantine of flagged nodes (MomConfig `spec.anomaly.nodeQuarantine`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeQuarantine {
+    /// Flagged nodes are labelled only; a quarantine left by `cordon` is lifted at the next pass.
+    #[default]
+    None,
+    /// While a node has any flag: taint `mom.hypersync.io/quarantined:NoSchedule` and cordon
+    /// (`spec.unschedulable: true`), so no scheduler places new pods there; running pods stay
+    /// (evacuation is the descheduler's). A node someone else cordoned keeps their cordon (MOM
+    /// adds only the taint and never lifts it); MOM marks its own cordon with the annotation
+    /// `mom.hypersync.io/quarantine-cordon` and, when the flags clear or the mode is `none`,
+    /// removes the taint and lifts only that cordon. Each change is first a `node.quarantine`
+    /// receipt, then the node patch, then an Event (`NodeQuarantined`, `NodeQuarantineLifted`).
+    /// With `enabled: false` nothing changes.
+    Cordon,
+}
+
+impl NodeQuarantine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeQuarantine::None => "none",
+            NodeQuarantine::Cordon => "cordon",
+        }
+    }
 }
 
 /// One series the anomaly loop watches.
