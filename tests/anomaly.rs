@@ -8,7 +8,8 @@
 //! an agent flag: the OrchestrationStrategy whose `triggers.anomalyFlags` names it takes over
 //! the agent (`status.strategy`, the strategy's `status.matchedAgents`) while the flag is up,
 //! and the untriggered one has it again once the flag clears. While flags are up the MomConfig's
-//! `status.rootCause` names a domain holding them; it goes when they clear.
+//! `status.rootCause` names a domain holding them, and the flagged agent's own
+//! `status.rootCause` a domain holding the agent; both go when the flags clear.
 
 mod anomaly_support;
 mod common;
@@ -58,6 +59,14 @@ fn selected(ns: &str, agent: &str, strategy: &str) -> (Option<String>, bool) {
             .is_some_and(|a| a.iter().any(|x| x == agent))
     });
     (chosen, matched)
+}
+
+/// GeometricAgent web's `status.rootCause`: `Some(None)` when absent, `None` when the agent
+/// could not be read.
+fn agent_root_cause(ns: &str) -> Option<Option<serde_json::Value>> {
+    let (ok, out, _) = common::kubectl(&["get", "geometricagent", "web", "-n", ns, "-o", "json"], None);
+    let v: serde_json::Value = ok.then(|| serde_json::from_str(&out).ok()).flatten()?;
+    Some(v["status"].get("rootCause").cloned())
 }
 
 /// The `anomaly.flag` decisions recorded, in chain order.
@@ -310,6 +319,34 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
         (selected(agent_ns, "web", "degraded") == (Some("degraded".into()), true)).then_some(())
     })
     .await;
+    // The flagged agent's own status names a domain that holds it: itself (upstream) or a node,
+    // zone or region one of its pods runs in.
+    let agent_cause = common::eventually("web's status.rootCause", Duration::from_secs(60), || async {
+        agent_root_cause(agent_ns)
+            .flatten()
+            .filter(serde_json::Value::is_object)
+    })
+    .await;
+    let web_node = anomaly_support::agent_pod_nodes(agent_ns, "web").await;
+    assert!(!web_node.is_empty(), "web has no bound pod");
+    let mut holds_web = agent_cause["level"] == "upstream" && agent_cause["name"] == format!("{agent_ns}/web").as_str();
+    for name in &web_node {
+        let n = node(name).await;
+        let label = |key: &str| n.labels().get(key).cloned().unwrap_or_default();
+        holds_web |= match agent_cause["level"].as_str().unwrap_or_default() {
+            "node" => {
+                agent_cause["name"] == name.as_str() || agent_cause["name"] == label("kubernetes.io/hostname").as_str()
+            }
+            "zone" => agent_cause["name"] == label("topology.kubernetes.io/zone").as_str(),
+            "region" => agent_cause["name"] == label("topology.kubernetes.io/region").as_str(),
+            _ => false,
+        };
+    }
+    assert!(
+        holds_web,
+        "web's root cause does not hold web (on {web_node:?}): {agent_cause}"
+    );
+    assert!(agent_cause["flagged"].as_i64().unwrap() >= 1, "{agent_cause}");
     let metrics = common::scrape_metrics(&mom.metrics_url);
     assert!(
         metrics
@@ -333,6 +370,12 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
     common::eventually("web back under strategy steady", Duration::from_secs(240), || async {
         (selected(agent_ns, "web", "steady") == (Some("steady".into()), true)).then_some(())
     })
+    .await;
+    common::eventually(
+        "web's status.rootCause gone with its flag",
+        Duration::from_secs(60),
+        || async { (agent_root_cause(agent_ns)? == None).then_some(()) },
+    )
     .await;
     common::eventually(
         "status.rootCause gone with the flags",

@@ -344,6 +344,41 @@ impl Domains {
         self.domains.iter().map(|(l, n, ns, _)| (*l, n.as_str(), ns.as_slice()))
     }
 
+    /// Agent names, in input order (the index space of `agent_a`).
+    pub fn agent_names(&self) -> &[String] {
+        &self.agent_names
+    }
+
+    /// Per agent (in input order), the best-ranked cause of `diagnosis` (made from these
+    /// domains) whose members include the agent: the domain that best explains this agent's
+    /// own anomaly. `None` for an agent no ranked cause contains (no evidence in any of its
+    /// domains).
+    pub fn agent_causes<'d>(&self, diagnosis: &'d Diagnosis) -> Vec<Option<&'d Cause>> {
+        let by_name: BTreeMap<(Level, &str), &[usize]> = self
+            .domains
+            .iter()
+            .map(|(l, n, _, ag)| ((*l, n.as_str()), ag.as_slice()))
+            .collect();
+        let mut out: Vec<Option<&Cause>> = vec![None; self.agent_names.len()];
+        let mut left = out.len();
+        for cause in &diagnosis.causes {
+            if left == 0 {
+                break;
+            }
+            for &a in by_name
+                .get(&(cause.level, cause.name.as_str()))
+                .copied()
+                .unwrap_or_default()
+            {
+                if let Some(slot @ None) = out.get_mut(a) {
+                    *slot = Some(cause);
+                    left -= 1;
+                }
+            }
+        }
+        out
+    }
+
     /// Localises from evidence by name; unknown names are an error naming the field.
     pub fn localise(
         &self,

@@ -175,11 +175,24 @@ fn rebased(view: super::view::SharedView) -> impl futures::Stream<Item = ()> + S
 }
 
 /// The agents whose anomaly flags changed ([`Context::anomaly_flags`], raised or cleared by the
-/// anomaly loop), checked every second: their strategy triggers (`triggers.anomalyFlags`) may
-/// select another strategy now.
+/// anomaly loop) or whose root cause changed, checked every second: their strategy triggers
+/// (`triggers.anomalyFlags`) may select another strategy now, and their status shows both.
 fn flag_changes(ctx: Arc<Context>) -> impl futures::Stream<Item = ObjectRef<GeometricAgent>> + Send + 'static {
-    type Flags = BTreeMap<AgentKey, BTreeSet<String>>;
-    let flags = |ctx: &Context| -> Flags { ctx.anomaly.lock().map(|s| s.agent_flags.clone()).unwrap_or_default() };
+    type Flags = BTreeMap<AgentKey, (BTreeSet<String>, Option<super::crd::momconfig::RootCauseStatus>)>;
+    let flags = |ctx: &Context| -> Flags {
+        ctx.anomaly
+            .lock()
+            .map(|s| {
+                let keys: BTreeSet<&AgentKey> = s.agent_flags.keys().chain(s.agent_root_causes.keys()).collect();
+                keys.into_iter()
+                    .map(|k| {
+                        let flags = s.agent_flags.get(k).cloned().unwrap_or_default();
+                        (k.clone(), (flags, s.agent_root_causes.get(k).cloned()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let was = flags(&ctx);
     let pending: std::collections::VecDeque<ObjectRef<GeometricAgent>> = Default::default();
     futures::stream::unfold((ctx, was, pending), move |(ctx, mut was, mut pending)| async move {
@@ -1172,6 +1185,7 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
         last_receipt,
         updated_replicas: Some(updated),
         spare_replicas: Some(spares as i32),
+        root_cause: ctx.agent_root_cause(&AgentKey::of(agent)),
     };
     let same = agent.status.as_ref().is_some_and(|old| {
         let mut a = old.clone();
@@ -1197,6 +1211,9 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
             // A merge patch keeps absent fields: clear a strategy that no longer applies
             // (e.g. one triggered by a resource pressure that has passed).
             patch["status"]["strategy"] = serde_json::Value::Null;
+        }
+        if status.root_cause.is_none() {
+            patch["status"]["rootCause"] = serde_json::Value::Null;
         }
         // The conditions list is replaced as a whole, and the scaler writes its own condition
         // into it: patch only the version read, so neither erases the other's condition.

@@ -416,7 +416,8 @@ pub fn inputs_for(
 /// from the API (`mom rca explain --cluster`): every node with its labels, flagged when labelled
 /// `mom.hypersync.io/anomalous=true`; and, when the MomConfig `default` lists agent series,
 /// every GeometricAgent with bound pods (on the nodes that exist), flagged when its condition
-/// `Anomalous` is True. Flagged members score 1.
+/// `Anomalous` is True, calling the peers (`spec.peers`) that have bound pods. Flagged members
+/// score 1.
 pub async fn rca_snapshot(client: &kube::Client) -> Result<crate::anomaly::rca::Snapshot, kube::Error> {
     use crate::anomaly::rca::{Snapshot, TopoAgent, TopoNode};
     use k8s_openapi::api::core::v1::Pod;
@@ -465,9 +466,19 @@ pub async fn rca_snapshot(client: &kube::Client) -> Result<crate::anomaly::rca::
         .list(&ListParams::default())
         .await?
         .items;
+    let placed: BTreeSet<String> = on.keys().cloned().collect();
     for a in &agents {
-        let key = format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any());
+        let namespace = a.namespace().unwrap_or_default();
+        let key = format!("{namespace}/{}", a.name_any());
         let Some(nodes) = on.remove(&key) else { continue };
+        // The peers it calls (with bound pods), as the status writer reads them.
+        let upstream: BTreeSet<String> = a
+            .spec
+            .peers
+            .iter()
+            .map(|p| format!("{namespace}/{}", p.agent))
+            .filter(|p| *p != key && placed.contains(p))
+            .collect();
         let anomalous = a
             .status
             .as_ref()
@@ -479,7 +490,7 @@ pub async fn rca_snapshot(client: &kube::Client) -> Result<crate::anomaly::rca::
         snapshot.agents.push(TopoAgent {
             name: key,
             nodes: nodes.into_iter().collect(),
-            upstream: Vec::new(),
+            upstream: upstream.into_iter().collect(),
         });
     }
     Ok(snapshot)

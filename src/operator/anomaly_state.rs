@@ -24,6 +24,10 @@ pub struct AnomalyState {
     /// Whether `spec.anomaly` names agent series (then agents count as evidence for the root
     /// cause: an unflagged agent in a domain speaks against it).
     pub agent_series: bool,
+    /// Per flagged agent, the best-ranked root-cause domain that contains it (written by the
+    /// status loop from the same diagnosis as the MomConfig's `rootCause`; the agent's own
+    /// `status.rootCause`).
+    pub agent_root_causes: BTreeMap<AgentKey, super::crd::momconfig::RootCauseStatus>,
 }
 
 /// A GeometricAgent's condition `Anomalous`: `True` (`AnomalyFlagged`) naming each flag the

@@ -212,6 +212,13 @@ impl Context {
             .unwrap_or_default()
     }
 
+    /// The agent's root cause while it carries a flag (see [`super::anomaly_state::AnomalyState`]).
+    pub fn agent_root_cause(&self, agent: &super::view::AgentKey) -> Option<super::crd::momconfig::RootCauseStatus> {
+        let state = self.anomaly.lock().ok()?;
+        state.agent_flags.get(agent).filter(|f| !f.is_empty())?;
+        state.agent_root_causes.get(agent).cloned()
+    }
+
     /// The agent's `Anomalous` condition from the anomaly loop's last pass.
     pub fn anomaly_condition(&self, agent: &super::view::AgentKey) -> super::crd::conditions::DesiredCondition {
         let state = self.anomaly.lock().map(|s| s.clone()).unwrap_or_default();

@@ -323,8 +323,30 @@ pub fn root_cause(
     node_labels: &BTreeMap<String, BTreeMap<String, String>>,
     agent_nodes: &BTreeMap<super::view::AgentKey, BTreeSet<String>>,
 ) -> Option<momconfig::RootCauseStatus> {
-    use crate::anomaly::rca::{Domains, Params, TopoAgent, TopoNode};
-    state.series?;
+    root_causes(state, node_labels, agent_nodes, &BTreeMap::new()).cluster
+}
+
+/// The root causes of one diagnosis: the cluster's (MomConfig `status.rootCause`) and, per
+/// flagged agent, the best-ranked domain that contains it (its own `status.rootCause`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RootCauses {
+    pub cluster: Option<momconfig::RootCauseStatus>,
+    pub agents: BTreeMap<super::view::AgentKey, momconfig::RootCauseStatus>,
+}
+
+/// [`root_cause`], and each flagged agent's cause ([`crate::anomaly::rca::Domains::agent_causes`]),
+/// with each agent's `upstream` its peers (`spec.peers`, the agents it calls) that have bound
+/// pods, so a flagged peer can be named as the upstream cause of its callers.
+pub fn root_causes(
+    state: &super::anomaly_state::AnomalyState,
+    node_labels: &BTreeMap<String, BTreeMap<String, String>>,
+    agent_nodes: &BTreeMap<super::view::AgentKey, BTreeSet<String>>,
+    peers: &BTreeMap<super::view::AgentKey, Vec<super::view::AgentKey>>,
+) -> RootCauses {
+    use crate::anomaly::rca::{Cause, Domains, Params, TopoAgent, TopoNode};
+    if state.series.is_none() {
+        return RootCauses::default();
+    }
     let flagged_agents: BTreeSet<String> = state
         .agent_flags
         .iter()
@@ -338,18 +360,31 @@ pub fn root_cause(
             labels: labels.clone(),
         })
         .collect();
-    let agents: Vec<TopoAgent> = if state.agent_series {
-        agent_nodes
-            .iter()
-            .map(|(k, on)| TopoAgent {
-                name: format!("{}/{}", k.namespace, k.name),
-                nodes: on.iter().filter(|n| node_labels.contains_key(*n)).cloned().collect(),
-                upstream: Vec::new(),
-            })
-            .collect()
+    let keys: Vec<&super::view::AgentKey> = if state.agent_series {
+        agent_nodes.keys().collect()
     } else {
         Vec::new()
     };
+    let agents: Vec<TopoAgent> = keys
+        .iter()
+        .map(|k| TopoAgent {
+            name: format!("{}/{}", k.namespace, k.name),
+            nodes: agent_nodes[*k]
+                .iter()
+                .filter(|n| node_labels.contains_key(*n))
+                .cloned()
+                .collect(),
+            upstream: peers
+                .get(*k)
+                .into_iter()
+                .flatten()
+                .filter(|p| *p != *k && agent_nodes.contains_key(*p))
+                .map(|p| format!("{}/{}", p.namespace, p.name))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        })
+        .collect();
     let node_a: Vec<f64> = nodes
         .iter()
         .map(|n| f64::from(u8::from(state.flagged_nodes.contains(&n.name))))
@@ -360,22 +395,36 @@ pub fn root_cause(
         .collect();
     let total = node_a.iter().chain(&agent_a).sum::<f64>();
     if total == 0.0 {
-        return None;
+        return RootCauses::default();
     }
-    let domains = Domains::new(&nodes, &agents).ok()?;
-    let diagnosis = domains.localise_scores(&node_a, &agent_a, &Params::default()).ok()?;
-    let top = diagnosis.causes.first()?;
+    let Ok(domains) = Domains::new(&nodes, &agents) else {
+        return RootCauses::default();
+    };
+    let Ok(diagnosis) = domains.localise_scores(&node_a, &agent_a, &Params::default()) else {
+        return RootCauses::default();
+    };
     // Rounded so that float noise never rewrites the status.
     let round = |x: f64| (x * 1e4).round() / 1e4;
-    Some(momconfig::RootCauseStatus {
-        level: top.level.as_str().to_string(),
-        name: top.name.clone(),
-        confidence: round(top.confidence),
+    let status = |c: &Cause| momconfig::RootCauseStatus {
+        level: c.level.as_str().to_string(),
+        name: c.name.clone(),
+        confidence: round(c.confidence),
         none_confidence: round(diagnosis.none_confidence),
-        members: i32::try_from(top.members).unwrap_or(i32::MAX),
-        flagged: top.anomalous.round() as i32,
+        members: i32::try_from(c.members).unwrap_or(i32::MAX),
+        flagged: c.anomalous.round() as i32,
         flagged_total: total.round() as i32,
-    })
+    };
+    let agents = keys
+        .iter()
+        .zip(domains.agent_causes(&diagnosis))
+        .zip(&agent_a)
+        .filter(|(_, a)| **a > 0.0)
+        .filter_map(|((k, c), _)| Some(((*k).clone(), status(c?))))
+        .collect();
+    RootCauses {
+        cluster: diagnosis.causes.first().map(status),
+        agents,
+    }
 }
 
 /// `AnomalyDetection` from the anomaly loop's last pass ([`super::anomaly`]).
@@ -440,6 +489,25 @@ fn unchanged(
             .all(|(a, b)| a.type_ == b.type_ && a.status == b.status && a.reason == b.reason && a.message == b.message)
 }
 
+/// Each agent's peers (`spec.peers`, same namespace), from the controller's cache.
+fn agent_peers(agents: &super::context::AgentCache) -> BTreeMap<super::view::AgentKey, Vec<super::view::AgentKey>> {
+    agents
+        .sorted()
+        .unwrap_or_default()
+        .iter()
+        .map(|a| {
+            let key = super::view::AgentKey::of(a);
+            let peers = a
+                .spec
+                .peers
+                .iter()
+                .map(|p| super::view::AgentKey::new(&key.namespace, &p.agent))
+                .collect();
+            (key, peers)
+        })
+        .collect()
+}
+
 async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
     let (client, view, writer, agents) = (&ctx.client, &ctx.view, &ctx.writer, &ctx.agents);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -468,15 +536,20 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
     // Every node's labels are copied only while something is flagged (this runs every 3 s).
     let anything_flagged =
         !anomaly_state.flagged_nodes.is_empty() || anomaly_state.agent_flags.values().any(|flags| !flags.is_empty());
-    let root_cause = if anything_flagged {
+    let causes = if anything_flagged {
         let (labels, agent_nodes) = view
             .read()
             .map(|v| (v.node_label_map(), v.agent_nodes()))
             .unwrap_or_default();
-        root_cause(&anomaly_state, &labels, &agent_nodes)
+        root_causes(&anomaly_state, &labels, &agent_nodes, &agent_peers(agents))
     } else {
-        None
+        RootCauses::default()
     };
+    // Each flagged agent's own cause, for its status (the agent controller writes it).
+    if let Ok(mut s) = ctx.anomaly.lock() {
+        s.agent_root_causes = causes.agents.clone();
+    }
+    let root_cause = causes.cluster;
     // Rounded so that float noise never rewrites the status.
     let hourly_cost = (hourly_cost * 1e6).round() / 1e6;
     for cfg in configs.list(&ListParams::default()).await?.items {
@@ -735,5 +808,48 @@ mod tests {
         // without agent series the agent's flags are not evidence
         s.agent_series = false;
         assert_eq!(root_cause(&s, &labels, &agent_nodes), None);
+    }
+
+    #[test]
+    fn a_flagged_peer_is_the_upstream_root_cause_of_its_flagged_callers_on_their_own_status() {
+        let labels = cluster();
+        let (web, api, db) = (
+            AgentKey::new("shop", "web"),
+            AgentKey::new("shop", "api"),
+            AgentKey::new("shop", "db"),
+        );
+        let agent_nodes = BTreeMap::from([
+            (web.clone(), BTreeSet::from(["n-000".to_string()])),
+            (api.clone(), BTreeSet::from(["n-110".to_string()])),
+            (db.clone(), BTreeSet::from(["n-101".to_string()])),
+        ]);
+        // web calls api; api and web are flagged, in different regions; db is quiet.
+        let peers = BTreeMap::from([(web.clone(), vec![api.clone()]), (api.clone(), vec![db.clone()])]);
+        let mut s = state(&[]);
+        s.agent_series = true;
+        for a in [&web, &api] {
+            s.agent_flags.insert(a.clone(), BTreeSet::from(["errors".to_string()]));
+        }
+        let causes = root_causes(&s, &labels, &agent_nodes, &peers);
+        let named = |c: &momconfig::RootCauseStatus| (c.level.clone(), c.name.clone());
+        let api_cause = ("upstream".to_string(), "shop/api".to_string());
+        assert_eq!(
+            causes.cluster.as_ref().map(named),
+            Some(api_cause.clone()),
+            "{causes:?}"
+        );
+        assert_eq!(causes.agents.get(&web).map(named), Some(api_cause.clone()));
+        assert_eq!(causes.agents.get(&api).map(named), Some(api_cause));
+        // Only flagged agents get a cause.
+        assert!(!causes.agents.contains_key(&db), "{causes:?}");
+        // Control: without the call edge web and api are two separate causes, each its own.
+        let apart = root_causes(&s, &labels, &agent_nodes, &BTreeMap::new());
+        assert_eq!(
+            apart.agents.get(&web).map(named),
+            Some(("upstream".to_string(), "shop/web".to_string())),
+            "{apart:?}"
+        );
+        // The MomConfig's cause is the same computation's.
+        assert_eq!(root_cause(&s, &labels, &agent_nodes), apart.cluster);
     }
 }

@@ -55,3 +55,16 @@ pub async fn replay_report() -> serde_json::Value {
     let (_, report) = common::mom_verify(&args);
     report["replay"].clone()
 }
+
+/// The nodes the pods of agent `agent` in `ns` are bound to, sorted.
+pub async fn agent_pod_nodes(ns: &str, agent: &str) -> Vec<String> {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods = Api::<Pod>::namespaced(common::client().await, ns)
+        .list(&kube::api::ListParams::default().labels(&format!("mom.hypersync.io/agent={agent}")))
+        .await
+        .unwrap()
+        .items;
+    let nodes: std::collections::BTreeSet<String> =
+        pods.iter().filter_map(|p| p.spec.as_ref()?.node_name.clone()).collect();
+    nodes.into_iter().collect()
+}

@@ -92,6 +92,63 @@ fn a_failing_upstream_agent_explains_its_callers() {
 }
 
 #[test]
+fn each_agent_gets_the_best_cause_that_contains_it() {
+    // web and api run in zone r0z1 (which fails as a whole); db calls nothing and is flagged
+    // alone elsewhere; cache is quiet, on a healthy node.
+    let agents = vec![
+        TopoAgent {
+            name: "web".into(),
+            nodes: vec!["r0z1k0n0".into()],
+            upstream: vec![],
+        },
+        TopoAgent {
+            name: "api".into(),
+            nodes: vec!["r0z1k1n1".into()],
+            upstream: vec![],
+        },
+        TopoAgent {
+            name: "db".into(),
+            nodes: vec!["r1z0k0n0".into()],
+            upstream: vec![],
+        },
+        TopoAgent {
+            name: "cache".into(),
+            nodes: vec!["r1z1k1n1".into()],
+            upstream: vec![],
+        },
+    ];
+    let zone = ["r0z1k0n0", "r0z1k0n1", "r0z1k1n0", "r0z1k1n1"];
+    let domains = Domains::new(&cluster(), &agents).unwrap();
+    let node_a: Vec<f64> = domains
+        .node_names()
+        .iter()
+        .map(|n| f64::from(u8::from(zone.contains(&n.as_str()))))
+        .collect();
+    let agent_a = vec![1.0, 1.0, 1.0, 0.0];
+    let d = domains.localise_scores(&node_a, &agent_a, &Params::default()).unwrap();
+    assert_eq!(domains.agent_names(), ["web", "api", "db", "cache"]);
+    let causes: Vec<Option<(Level, &str)>> = domains
+        .agent_causes(&d)
+        .into_iter()
+        .map(|c| c.map(|c| (c.level, c.name.as_str())))
+        .collect();
+    assert_eq!(causes[0], Some((Level::Zone, "r0z1")));
+    assert_eq!(causes[1], Some((Level::Zone, "r0z1")));
+    // db's own anomaly is not the zone's, nor its node's (the node is quiet): db on its own.
+    assert_eq!(causes[2], Some((Level::Upstream, "db")));
+    // cache is quiet: the best domain holding it is region r1, which holds db, and it is a
+    // weak explanation.
+    assert_eq!(causes[3], Some((Level::Region, "r1")));
+    let region = domains.agent_causes(&d)[3].unwrap().confidence;
+    assert!(region < d.none_confidence, "{region} vs {}", d.none_confidence);
+    // Control: no evidence at all, no cause for anyone.
+    let quiet = domains
+        .localise_scores(&vec![0.0; node_a.len()], &[0.0; 4], &Params::default())
+        .unwrap();
+    assert!(domains.agent_causes(&quiet).iter().all(Option::is_none));
+}
+
+#[test]
 fn an_unknown_anomalous_name_is_an_error_naming_the_field() {
     let s = Snapshot {
         nodes: cluster(),

@@ -402,6 +402,14 @@ pub struct GeometricAgentStatus {
     /// included in `replicas`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spare_replicas: Option<i32>,
+    /// While `Anomalous` is `True`: the failure domain that best explains this agent's flag, from
+    /// the same diagnosis as MomConfig `status.rootCause` (the best-ranked domain that contains
+    /// this agent: a node or rack, zone or region it runs in, `upstream` itself alone, or a peer
+    /// it calls, directly or through other peers, named `upstream` NAMESPACE/NAME). Absent
+    /// otherwise. `confidence` is that domain's posterior, which may be below `noneConfidence`
+    /// when the evidence is weak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_cause: Option<super::momconfig::RootCauseStatus>,
 }
 
 /// A point in the Poincaré ball.

@@ -631,8 +631,9 @@ pub struct MomConfigStatus {
     pub hourly_cost: Option<f64>,
     /// The failure domain that best explains the anomaly loop's flags now: every node (by its
     /// hostname, rack, zone and region labels) and, when `spec.anomaly.agentSeries` is set,
-    /// every GeometricAgent with bound pods (a member of each domain holding one of its nodes)
-    /// is evidence, flagged or not, scored by the localiser of `mom rca`. Absent while nothing
+    /// every GeometricAgent with bound pods (a member of each domain holding one of its nodes,
+    /// and of its own `upstream` domain: itself and the agents that call it through
+    /// `spec.peers`) is evidence, flagged or not, scored by the localiser of `mom rca`. Absent while nothing
     /// is flagged or the anomaly loop is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_cause: Option<RootCauseStatus>,
