@@ -374,7 +374,7 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
     common::eventually(
         "web's status.rootCause gone with its flag",
         Duration::from_secs(60),
-        || async { (agent_root_cause(agent_ns)? == None).then_some(()) },
+        || async { agent_root_cause(agent_ns)?.is_none().then_some(()) },
     )
     .await;
     common::eventually(
