@@ -7,7 +7,8 @@
 //!   replicas (the forecast saw the ramp coming), the agent follows the ramp, and
 //!   `mom verify --replay` reproduces every scaling decision from its receipt; it settles at the
 //!   plateau at exactly the policy's count, and no decision went beyond what its own forecast
-//!   needed;
+//!   needed; `mom whatif --cluster` rebuilds the window from the receipts and the twin
+//!   reproduces the recorded decisions;
 //! - reactive: the HPA algorithm follows the same ramp on the most demanding of two targets, its
 //!   receipts record the recommendation;
 //! - a broken query leaves the replicas unchanged and sets `ScalingReady=False` naming the query;
@@ -314,6 +315,43 @@ async fn predictive_scaling_adds_replicas_before_the_ramp_exceeds_them_and_repla
     assert!(
         replay["matched"].as_u64().unwrap() >= count as u64,
         "{count} receipts: {replay}"
+    );
+
+    // The twin rebuilds the window from the cluster and these receipts and replays it: its
+    // recorded decisions are the receipts (the one in the window's first tick is its start
+    // state), and it reproduces them; the counterfactual runs the same demand reactively.
+    let cp = common::control_plane();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mom"))
+        .args([
+            "whatif",
+            "--cluster",
+            "--since",
+            "15m",
+            "--namespace",
+            &n,
+            "--set",
+            "agent/*.scaling.method=reactive",
+            "--format",
+            "json",
+        ])
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let whatif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    println!("measured: whatif --cluster over {count} predictive receipts: {whatif}");
+    assert_eq!(whatif["coverage"]["agentsRecorded"], 1, "{whatif}");
+    assert_eq!(whatif["coverage"]["receipts"], count, "{whatif}");
+    let decisions = whatif["recordedDecisions"].as_u64().unwrap();
+    assert!(decisions + 1 >= count as u64 && decisions <= count as u64, "{whatif}");
+    let agreement = whatif["agreement"].as_f64().unwrap();
+    assert!(
+        agreement >= 0.5,
+        "the twin reproduced {agreement} of the recorded decisions: {whatif}"
+    );
+    assert!(
+        whatif["counterfactual"]["replicaHours"].as_f64().unwrap() > 0.0,
+        "{whatif}"
     );
 }
 

@@ -232,6 +232,14 @@ fn bad_whatif_input_exits_2_naming_the_file_field_or_key() {
             ],
             "/no/topo.json",
         ),
+        (vec!["whatif", "--cluster", "--since", "3w"], "--since 3w"),
+        (vec!["whatif", "--snapshot", good, "--since", "1h"], "--cluster"),
+        (vec!["whatif", "--snapshot", good, "--cluster"], "--cluster"),
+        (
+            vec!["whatif", "--cluster", "--kubeconfig", "/no/such/kubeconfig"],
+            "/no/such/kubeconfig",
+        ),
+        (vec!["whatif", "snapshot", "--out", "/tmp/x.json"], "--topology"),
     ];
     for (args, needle) in cases {
         let (code, _, err) = mom(&args);

@@ -77,7 +77,7 @@ enum Command {
     },
     /// What-if on the cluster twin, as `mom whatif` (offline: `--snapshot FILE`); its output
     /// is chosen with `--format`, not `-o`.
-    Whatif(super::whatif::Args),
+    Whatif(Box<super::whatif::Args>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -169,7 +169,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if args.output == Output::Json {
             return bad_input("kubectl mom whatif: -o does not apply; use --format json");
         }
-        return super::whatif::run(whatif);
+        return super::whatif::run(*whatif);
     }
     let pod = match &args.command {
         Command::Why { object } => match parse_pod(object) {

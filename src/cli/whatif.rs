@@ -1,8 +1,10 @@
 //! `mom whatif`: counterfactuals on the cluster twin (`mom::twin`). `mom whatif --snapshot FILE
 //! --set KEY=VALUE…` runs a snapshot as it is and with the changes; `pareto` sweeps objective
 //! weights and prints the non-dominated runs (JSON or SVG); `snapshot` builds a snapshot from a
-//! TopoHub topology and demand traces. Files live here; the core sees text and numbers. Bad
-//! input exits 2 naming the file, field or key.
+//! TopoHub topology and demand traces. `--cluster --since D` (for a run and for `snapshot`)
+//! builds it instead from the live cluster and its scale receipts of the last D
+//! (`mom::twin::recorded`). Files live here; the core sees text and numbers. Bad input exits 2
+//! naming the file, field or key.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -47,8 +49,10 @@ enum Format {
 #[derive(Debug, ClapArgs)]
 struct RunArgs {
     /// Twin snapshot JSON (`mom whatif snapshot` writes one).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "cluster")]
     snapshot: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     /// A change for the counterfactual run (repeatable): `objectives.NAME=W` (the other weights
     /// rescaled to keep the sum 1), `agent/NAME.scaling.method=predictive|reactive|manual`
     /// (`agent/*` for all), `descheduler.everyTicks=N` (0: none), `kappa=K`, `routing=ALGORITHM`.
@@ -62,6 +66,29 @@ struct RunArgs {
     /// Also print each tick's metrics (JSON: `steps.recorded`, `steps.counterfactual`).
     #[arg(long)]
     steps: bool,
+}
+
+/// The live cluster as the snapshot's source.
+#[derive(Debug, ClapArgs)]
+struct ClusterArgs {
+    /// Build the snapshot from the live cluster: its nodes, GeometricAgents and MomConfig now,
+    /// and the scale receipts of the last `--since` (the recorded decisions the run as given
+    /// is checked against).
+    #[arg(long)]
+    cluster: bool,
+    /// How far back the window opens: a number with `s`, `m`, `h` or `d` (with `--cluster`;
+    /// default 24h).
+    #[arg(long)]
+    since: Option<String>,
+    /// Path to the kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Context of the kubeconfig to use.
+    #[arg(long)]
+    context: Option<String>,
+    /// Only the GeometricAgents of this namespace (and their receipts); every node still counts.
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -119,11 +146,13 @@ enum ParetoFormat {
 #[derive(Debug, ClapArgs)]
 struct SnapshotArgs {
     /// TopoHub topology (networkx node-link JSON); each site becomes a zone.
-    #[arg(long)]
-    topology: PathBuf,
+    #[arg(long, required_unless_present = "cluster", conflicts_with = "cluster")]
+    topology: Option<PathBuf>,
     /// Directory of demand traces (NAB CSV `timestamp,value`), read in name order.
-    #[arg(long)]
-    traces: PathBuf,
+    #[arg(long, required_unless_present = "cluster", conflicts_with = "cluster")]
+    traces: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     #[arg(long, default_value_t = 20)]
     agents: usize,
     #[arg(long, default_value_t = 1)]
@@ -166,11 +195,84 @@ fn run_twin(s: &Snapshot, label: &str, forced: bool, steps: bool) -> anyhow::Res
     Ok(r)
 }
 
-fn run_whatif(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let Some(path) = &a.snapshot else {
-        bail!("--snapshot FILE is required (or a subcommand: pareto, snapshot)");
+/// `--since`: `90m`, `24h`, `2d`, `3600s` (or plain seconds) → seconds.
+fn since_seconds(text: &str) -> anyhow::Result<f64> {
+    let t = text.trim();
+    let (number, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c),
+        _ => (t, 's'),
     };
-    let recorded = load(path)?;
+    let scale = match unit {
+        's' => 1.0,
+        'm' => 60.0,
+        'h' => 3600.0,
+        'd' => 86_400.0,
+        other => bail!("--since {text}: unknown unit {other:?} (use s, m, h or d)"),
+    };
+    let v: f64 = number
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v > 0.0)
+        .with_context(|| format!("--since {text}: not a positive duration"))?;
+    Ok(v * scale)
+}
+
+/// Refuses the cluster options without `--cluster` (clap's `requires` counts the flag's default).
+fn check_cluster_args(a: &ClusterArgs) -> anyhow::Result<()> {
+    if a.cluster {
+        return Ok(());
+    }
+    for (flag, given) in [
+        ("--since", a.since.is_some()),
+        ("--kubeconfig", a.kubeconfig.is_some()),
+        ("--context", a.context.is_some()),
+        ("--namespace", a.namespace.is_some()),
+    ] {
+        if given {
+            bail!("{flag} applies only with --cluster");
+        }
+    }
+    Ok(())
+}
+
+/// The snapshot of the live cluster over the last `--since` and what it covers.
+#[cfg(feature = "operator")]
+fn cluster_snapshot(a: &ClusterArgs) -> anyhow::Result<(Snapshot, twin::recorded::Coverage)> {
+    let back = since_seconds(a.since.as_deref().unwrap_or("24h"))?;
+    let target = super::kube_target::KubeTarget {
+        kubeconfig: a.kubeconfig.clone(),
+        context: a.context.clone(),
+    };
+    let until = k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (nodes, agents, window) = runtime.block_on(async {
+        let client = target.client().await?;
+        mom::operator::twin_source::read(&client, until - back, until, a.namespace.as_deref())
+            .await
+            .context("reading nodes, agents, the MomConfig and receipts")
+    })?;
+    if nodes.is_empty() {
+        bail!("the cluster has no nodes");
+    }
+    Ok(twin::recorded::snapshot_of(nodes, agents, &window)?)
+}
+
+#[cfg(not(feature = "operator"))]
+fn cluster_snapshot(a: &ClusterArgs) -> anyhow::Result<(Snapshot, twin::recorded::Coverage)> {
+    since_seconds(a.since.as_deref().unwrap_or("24h"))?;
+    bail!("--cluster: this mom was built without the operator feature")
+}
+
+fn run_whatif(a: RunArgs) -> anyhow::Result<ExitCode> {
+    check_cluster_args(&a.cluster)?;
+    let (recorded, coverage) = match (&a.snapshot, a.cluster.cluster) {
+        (Some(path), _) => (load(path)?, None),
+        (None, true) => {
+            let (s, c) = cluster_snapshot(&a.cluster)?;
+            (s, Some(c))
+        }
+        (None, false) => bail!("--snapshot FILE or --cluster is required (or a subcommand: pareto, snapshot)"),
+    };
     let mut changed = recorded.clone();
     for set in &a.set {
         twin::apply_set(&mut changed, set).with_context(|| format!("--set {set}"))?;
@@ -190,6 +292,10 @@ fn run_whatif(a: RunArgs) -> anyhow::Result<ExitCode> {
             let mut out = json!({"agreement": as_given.agreement, "recorded": before, "counterfactual": after,
                    "decisions": decisions, "changes": a.set, "ticks": recorded.ticks(),
                    "agents": recorded.agents.len(), "nodes": recorded.nodes.len(), "seconds": seconds});
+            if let Some(c) = &coverage {
+                out["recordedDecisions"] = json!(recorded.recorded.as_ref().map_or(0, |r| r.replicas.len()));
+                out["coverage"] = json!(c);
+            }
             if a.steps {
                 out["steps"] = json!({"recorded": as_given.steps, "counterfactual": changes.steps});
             }
@@ -240,6 +346,19 @@ fn run_whatif(a: RunArgs) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+            if let Some(c) = &coverage {
+                println!(
+                    "from the cluster: {} agents with scale receipts ({} receipts, {} set aside), {} held at their count, \
+                     {} without a position left out; {} of {} demand bins estimated",
+                    c.agents_recorded,
+                    c.receipts,
+                    c.receipts_set_aside,
+                    c.agents_held,
+                    c.agents_without_position.len(),
+                    c.estimated_bins,
+                    c.bins
+                );
+            }
             match as_given.agreement {
                 Some(x) => println!("agreement with recorded decisions: {x:.4}"),
                 None => println!("agreement with recorded decisions: unknown (the snapshot records none)"),
@@ -285,6 +404,26 @@ fn generated(topology: &Path, traces: &Path, cfg: &twin::snapshot::GenerateConfi
 }
 
 fn run_snapshot(a: SnapshotArgs) -> anyhow::Result<ExitCode> {
+    check_cluster_args(&a.cluster)?;
+    if a.cluster.cluster {
+        let (s, c) = cluster_snapshot(&a.cluster)?;
+        std::fs::write(&a.out, serde_json::to_string(&s)?).with_context(|| format!("writing {}", a.out.display()))?;
+        eprintln!(
+            "wrote {}: {} nodes, {} agents ({} with scale receipts, {} held at their count), {} recorded decisions, {} ticks of {} s",
+            a.out.display(),
+            s.nodes.len(),
+            s.agents.len(),
+            c.agents_recorded,
+            c.agents_held,
+            s.recorded.as_ref().map_or(0, |r| r.replicas.len()),
+            s.ticks(),
+            s.tick_seconds
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (Some(topology), Some(traces)) = (&a.topology, &a.traces) else {
+        bail!("--topology and --traces are required without --cluster");
+    };
     if !(a.hours.is_finite() && a.hours > 0.0) {
         bail!("--hours: must be > 0, got {}", a.hours);
     }
@@ -294,7 +433,7 @@ fn run_snapshot(a: SnapshotArgs) -> anyhow::Result<ExitCode> {
         seed: a.seed,
         duration_seconds: (a.hours * 3600.0).round(),
     };
-    let s = generated(&a.topology, &a.traces, &cfg)?;
+    let s = generated(topology, traces, &cfg)?;
     std::fs::write(&a.out, serde_json::to_string(&s)?).with_context(|| format!("writing {}", a.out.display()))?;
     eprintln!(
         "wrote {}: {} nodes in {} zones, {} agents, {} ticks",
@@ -352,4 +491,22 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{out}");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::since_seconds;
+
+    #[test]
+    fn since_takes_a_number_with_a_unit_and_names_what_is_wrong() {
+        assert_eq!(since_seconds("90m").unwrap(), 5400.0);
+        assert_eq!(since_seconds("24h").unwrap(), 86_400.0);
+        assert_eq!(since_seconds("2d").unwrap(), 172_800.0);
+        assert_eq!(since_seconds("30").unwrap(), 30.0);
+        assert_eq!(since_seconds("1.5h").unwrap(), 5400.0);
+        for bad in ["", "h", "-1h", "0s", "3w", "nanh"] {
+            let err = since_seconds(bad).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("--since {bad}")), "{bad}: {err}");
+        }
+    }
 }

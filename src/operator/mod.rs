@@ -37,6 +37,7 @@ pub mod store;
 pub mod tenancy;
 pub mod ticks;
 pub mod tls;
+pub mod twin_source;
 pub mod view;
 pub mod watch;
 pub mod webview;

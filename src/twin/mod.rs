@@ -40,6 +40,7 @@
 //! clock.
 
 pub mod pareto;
+pub mod recorded;
 pub mod snapshot;
 
 use std::collections::BTreeMap;
@@ -297,7 +298,13 @@ pub fn run_report(s: &Snapshot, steps: bool, progress: &mut dyn FnMut(u64, u64))
             max_replicas: a.max_replicas,
         };
         let mut cfg = OperatorPolicyConfig::new(a.method);
-        cfg.settings = PolicySettings::new(a.method, a.min_replicas, a.max_replicas, a.capacity_per_replica);
+        cfg.settings = a
+            .scaling
+            .clone()
+            .unwrap_or_else(|| PolicySettings::new(a.method, a.min_replicas, a.max_replicas, a.capacity_per_replica));
+        if let Some(h) = a.history_seconds {
+            cfg.history_seconds = h;
+        }
         let policy = OperatorPolicy::new(&cfg, &cluster).map_err(|source| TwinError::Policy {
             agent: a.name.clone(),
             source,
@@ -354,9 +361,10 @@ pub fn run_report(s: &Snapshot, steps: bool, progress: &mut dyn FnMut(u64, u64))
             let desired = if t == 0 {
                 // A steady start, as the simulator's: the replicas the first demand needs, serving.
                 let first = (a.demand[0] / a.capacity_per_replica - 1e-9).ceil().max(0.0) as u32;
-                match a.method {
-                    Method::Manual => a.replicas,
-                    _ => first,
+                match (a.initial_replicas, a.method) {
+                    (Some(n), _) => n,
+                    (None, Method::Manual) => a.replicas,
+                    (None, _) => first,
                 }
                 .clamp(a.min_replicas, a.max_replicas)
             } else {
@@ -773,6 +781,11 @@ pub fn apply_set(s: &mut Snapshot, set: &str) -> Result<(), TwinError> {
             .map_err(|_| bad(key, format!("{value:?} is not predictive, reactive or manual")))?;
         let mut found = false;
         for a in s.agents.iter_mut().filter(|a| agent == "*" || a.name == agent) {
+            if a.method != method {
+                // Recorded settings belong to the recorded method; the new one runs with its
+                // strategy defaults (bounds and target stay the agent's).
+                a.scaling = None;
+            }
             a.method = method;
             found = true;
         }

@@ -140,6 +140,19 @@ pub struct AgentSpec {
     /// Peer agents and traffic weights.
     #[serde(default)]
     pub peers: BTreeMap<String, f64>,
+    /// The scaling settings a recorded run used (a scale receipt's `inputs.settings`): every
+    /// field but `minReplicas`, `maxReplicas`, `targetPerReplica`, `stepSeconds` and
+    /// `leadSeconds`, which come from this agent and the snapshot. Absent: the strategy
+    /// defaults of `method`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<crate::scaling_policy::PolicySettings>,
+    /// Seconds of demand history the scaler reads (its `--scaler-history-seconds`; default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_seconds: Option<f64>,
+    /// Replicas at tick 0 (a recorded run's count when the window opens). Absent: the replicas
+    /// the first demand needs (`manual`: `replicas`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_replicas: Option<u32>,
 }
 
 fn one() -> f64 {
@@ -340,6 +353,23 @@ impl Snapshot {
             if let Some((p, w)) = a.peers.iter().find(|(_, w)| !(w.is_finite() && **w >= 0.0)) {
                 return bad(field(&format!("peers.{p}")), format!("weight must be ≥ 0, got {w}"));
             }
+            if let Some(scaling) = &a.scaling {
+                if scaling.method != a.method {
+                    return bad(
+                        field("scaling.method"),
+                        format!("{:?} differs from method {:?}", scaling.method, a.method),
+                    );
+                }
+                scaling.validate().map_err(|e| TwinError::BadField {
+                    field: field("scaling"),
+                    reason: e.to_string(),
+                })?;
+            }
+            if let Some(h) = a.history_seconds
+                && !(h.is_finite() && h >= 1.0)
+            {
+                return bad(field("historySeconds"), format!("must be ≥ 1, got {h}"));
+            }
         }
         if !(self.ms_per_distance.is_finite() && self.ms_per_distance >= 0.0) {
             return bad(
@@ -490,6 +520,9 @@ pub fn generate(graph: &Graph, traces: &[Trace], cfg: &GenerateConfig) -> Result
             } else {
                 BTreeMap::new()
             },
+            scaling: None,
+            history_seconds: None,
+            initial_replicas: None,
         });
     }
     let s = Snapshot {

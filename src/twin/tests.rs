@@ -33,6 +33,9 @@ fn agent(name: &str, demand: Vec<f64>, target: f64, peer: Option<&str>) -> Agent
         replicas: 1,
         target: vec![target, 0.0],
         peers: peer.map(|p| BTreeMap::from([(p.to_string(), 1.0)])).unwrap_or_default(),
+        scaling: None,
+        history_seconds: None,
+        initial_replicas: None,
     }
 }
 
