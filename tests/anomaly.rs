@@ -337,6 +337,7 @@ async fn a_node_series_with_an_injected_spike_flags_the_node_then_clears_and_eve
             "node" => {
                 agent_cause["name"] == name.as_str() || agent_cause["name"] == label("kubernetes.io/hostname").as_str()
             }
+            "rack" => agent_cause["name"] == label("topology.mom.hypersync.io/rack").as_str(),
             "zone" => agent_cause["name"] == label("topology.kubernetes.io/zone").as_str(),
             "region" => agent_cause["name"] == label("topology.kubernetes.io/region").as_str(),
             _ => false,

@@ -286,11 +286,16 @@ async fn the_operator_serviceaccount_may_change_only_the_anomaly_label_and_annot
             "spec.unschedulable",
         ),
         (
+            "mark the admin's cordon as MOM's",
+            merge(serde_json::json!({"metadata": {"labels": {QUARANTINE_LABEL: "cordoned"}}})),
+            "label mom.hypersync.io/quarantined (marks a cordon MOM did not set)",
+        ),
+        (
             "lift the admin's cordon while claiming it was MOM's",
             merge(
                 serde_json::json!({"metadata": {"labels": {QUARANTINE_LABEL: "cordoned"}}, "spec": {"unschedulable": null}}),
             ),
-            "spec.unschedulable",
+            "spec.unschedulable, label mom.hypersync.io/quarantined (marks a cordon MOM did not set)",
         ),
     ];
     for (what, p, changed) in &lifts {

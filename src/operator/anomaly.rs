@@ -466,7 +466,12 @@ pub async fn rca_snapshot(client: &kube::Client) -> Result<crate::anomaly::rca::
         .list(&ListParams::default())
         .await?
         .items;
-    let placed: BTreeSet<String> = on.keys().cloned().collect();
+    // Agents that exist and have bound pods (a deleted agent's pods may still be terminating).
+    let existing: BTreeSet<String> = agents
+        .iter()
+        .map(|a| format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any()))
+        .collect();
+    let placed: BTreeSet<String> = on.keys().filter(|k| existing.contains(*k)).cloned().collect();
     for a in &agents {
         let namespace = a.namespace().unwrap_or_default();
         let key = format!("{namespace}/{}", a.name_any());
@@ -530,8 +535,9 @@ pub fn quarantine_inputs(node: &Node, mode: NodeQuarantine, flags: &BTreeSet<Str
 /// and the annotation listing them, or neither when `flags` is empty) and, when `quarantine` is
 /// given, the quarantine state its decision says: the label `mom.hypersync.io/quarantined`,
 /// the taint `mom.hypersync.io/quarantined:NoSchedule` (the node's other taints kept as they
-/// are) and `spec.unschedulable`. A patch that writes the taint list carries the node's
-/// `resourceVersion`, so a concurrent change of the list is a conflict, not a lost taint.
+/// are) and `spec.unschedulable`. A patch with a quarantine change carries the node's
+/// `resourceVersion`, so a concurrent change (of the taint list, or someone's cordon) is a
+/// conflict, not a lost taint or a cordon taken for MOM's.
 pub fn node_patch(
     node: &Node,
     flags: &BTreeSet<String>,
@@ -577,9 +583,9 @@ pub fn node_patch(
         } else {
             taints.into()
         };
-        if let Some(rv) = &node.metadata.resource_version {
-            patch["metadata"]["resourceVersion"] = rv.clone().into();
-        }
+    }
+    if let Some(rv) = &node.metadata.resource_version {
+        patch["metadata"]["resourceVersion"] = rv.clone().into();
     }
     patch
 }
@@ -599,7 +605,7 @@ async fn patch_once(
 
 /// Patches `node` with [`node_patch`] (the only node write the operator makes; the chart's node
 /// policy allows exactly these keys), with up to three retries when the node changed under a
-/// patch that writes the taint list (a conflict: e.g. the node lifecycle controller adding
+/// patch with a quarantine change (a conflict: e.g. the node lifecycle controller adding
 /// `node.kubernetes.io/unschedulable` after a cordon) while the quarantine inputs that were
 /// decided on still hold; otherwise the conflict is returned and the next pass decides again.
 pub async fn patch_node(

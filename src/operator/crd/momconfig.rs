@@ -235,9 +235,10 @@ pub enum NodeQuarantine {
     /// While a node has any flag: taint `mom.hypersync.io/quarantined:NoSchedule` and cordon
     /// (`spec.unschedulable: true`), so no scheduler places new pods there; running pods stay
     /// (evacuation is the descheduler's). A node someone else cordoned keeps their cordon (MOM
-    /// adds only the taint and never lifts it); MOM marks its own cordon with the annotation
-    /// `mom.hypersync.io/quarantine-cordon` and, when the flags clear or the mode is `none`,
-    /// removes the taint and lifts only that cordon. Each change is first a `node.quarantine`
+    /// adds only the taint and never lifts it); the label `mom.hypersync.io/quarantined` says
+    /// which (`cordoned`: MOM's cordon; `tainted`: someone else's) and, when the flags clear or
+    /// the mode is `none`, MOM removes the taint and the label and lifts only its own cordon.
+    /// No cap: a false alarm on every node cordons every node. Each change is first a `node.quarantine`
     /// receipt, then the node patch, then an Event (`NodeQuarantined`, `NodeQuarantineLifted`).
     /// With `enabled: false` nothing changes.
     Cordon,

@@ -15,6 +15,9 @@
 //! from the time of the scaler's last write of `spec.replicas` (its managedFields entry), which
 //! survives restarts. `cpu`/`memory` targets read the resource metrics API (`metrics.k8s.io`),
 //! which keeps no history: their samples are kept in memory, one per tick (lost on restart).
+//! The reactive method decides on the current value only; its receipt's `inputs.demand` holds
+//! the values observed at each tick since the agent's previous receipt (kept in memory, at most
+//! the history's points; a new leader starts over), the current one last.
 
 mod decide;
 
@@ -48,6 +51,11 @@ struct Memory {
     hpa: BTreeMap<AgentKey, HpaState>,
     /// Usage samples from the metrics API (it keeps no history), per agent and target index.
     samples: BTreeMap<(AgentKey, usize), Vec<f64>>,
+    /// Reactive agents: the demand observed at each tick since the agent's last scale receipt
+    /// (at most the history's points), per agent and target index. The HPA decision reads only
+    /// the newest; the receipt records them all, so the demand between two changes is on record
+    /// (`mom whatif --cluster` rebuilds it from there).
+    reactive: BTreeMap<(AgentKey, usize), Vec<f64>>,
 }
 
 /// The scaler loop: how its period is chosen (`--scaler-tick-seconds` or `spec.tickSeconds`),
@@ -90,6 +98,7 @@ impl LeaderLoop for Scaler {
         if every != self.settings.tick {
             self.settings.tick = every;
             self.memory.samples.clear();
+            self.memory.reactive.clear();
         }
         tick(ctx, &self.settings, self.prometheus.as_ref(), &mut self.memory).await
     }
@@ -161,7 +170,25 @@ async fn tick(
     }
     memory.hpa.retain(|k, _| seen.contains(k));
     memory.samples.retain(|(key, _), _| seen.contains(key));
+    memory.reactive.retain(|(key, _), _| seen.contains(key));
     Ok(())
+}
+
+/// A reactive agent's demand for this tick's decision: the values kept since its last receipt
+/// with the current one (the newest of `fetched`) added, at most `cap`, oldest first. A current
+/// value the decision refuses (negative, not finite) is not kept: it goes to the decision
+/// alone, which names it; no current value gives no demand (the decision says so).
+fn since_receipt(kept: &mut Vec<f64>, fetched: &[f64], cap: usize) -> Vec<f64> {
+    match fetched.last() {
+        Some(&now) if now.is_finite() && now >= 0.0 => {
+            kept.push(now);
+            let excess = kept.len().saturating_sub(cap);
+            kept.drain(..excess);
+            kept.clone()
+        }
+        Some(&bad) => vec![bad],
+        None => Vec::new(),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -258,8 +285,11 @@ async fn scale_agent(
         match fetched {
             Ok((mut values, per_replica)) => {
                 if method == Method::Reactive {
-                    let keep = values.len().saturating_sub(1);
-                    values.drain(..keep);
+                    // The current value, after the samples since the last receipt (no current
+                    // value: none, and the decision reports the empty demand).
+                    let kept = memory.reactive.entry((key.clone(), index)).or_default();
+                    let cap = ((scaler.history.as_secs_f64() / step).floor() as usize).clamp(1, 10_000);
+                    values = since_receipt(kept, &values, cap);
                 }
                 demands.push((values, per_replica));
             }
@@ -274,6 +304,11 @@ async fn scale_agent(
                 return report(ctx, agent, condition, Some((&reason, warn))).await;
             }
         }
+    }
+
+    if method != Method::Reactive {
+        // Samples kept while the agent was reactive belong to no receipt of this method.
+        memory.reactive.retain(|(k, _), _| *k != key);
     }
 
     // Snapshot → decide.
@@ -305,7 +340,7 @@ async fn scale_agent(
         }
     };
     if let Some(state) = new_state {
-        memory.hpa.insert(key, state);
+        memory.hpa.insert(key.clone(), state);
     }
 
     // Record, then apply.
@@ -318,6 +353,8 @@ async fn scale_agent(
                 return report(ctx, agent, condition, None).await;
             }
         };
+        // The receipt holds the samples since the previous one: start the next stretch.
+        memory.reactive.retain(|(k, _), _| *k != key);
         let patch = serde_json::json!({
             "metadata": {"resourceVersion": agent.resource_version()},
             "spec": {"replicas": desired},
@@ -456,4 +493,23 @@ async fn report(
 
 async fn publish(ctx: &Context, agent: &GeometricAgent, type_: EventType, reason: &str, note: String) {
     ctx.publish(&agent.object_ref(&()), type_, "Scale", reason, note).await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_reactive_receipt_keeps_the_values_since_the_last_one_and_never_a_refused_one() {
+        let mut kept = Vec::new();
+        // Each tick adds the newest value fetched; older points of the fetch are not added.
+        assert_eq!(super::since_receipt(&mut kept, &[1.0, 2.0], 3), vec![2.0]);
+        assert_eq!(super::since_receipt(&mut kept, &[9.0, 3.0], 3), vec![2.0, 3.0]);
+        // A negative or NaN current value goes alone to the decision and is not kept.
+        assert_eq!(super::since_receipt(&mut kept, &[-1.0], 3), vec![-1.0]);
+        assert!(super::since_receipt(&mut kept, &[f64::NAN], 3)[0].is_nan());
+        assert!(super::since_receipt(&mut kept, &[], 3).is_empty());
+        assert_eq!(kept, vec![2.0, 3.0]);
+        // At most `cap`, the oldest dropped.
+        assert_eq!(super::since_receipt(&mut kept, &[4.0], 3), vec![2.0, 3.0, 4.0]);
+        assert_eq!(super::since_receipt(&mut kept, &[5.0], 3), vec![3.0, 4.0, 5.0]);
+    }
 }
