@@ -355,10 +355,16 @@ async fn the_operator_serviceaccount_may_change_only_the_anomaly_label_and_annot
             "spec.taints",
         ),
         (
+            // Appended (a JSON patch), so only the effect differs from what MOM may write: the
+            // other taints, which the node lifecycle controller may change meanwhile, stay.
             "add the quarantine taint with another effect",
-            merge(serde_json::json!({"spec": {"taints": [
-                {"key": "mom.test/nodepolicy", "effect": "NoSchedule"},
-                {"key": QUARANTINE_TAINT, "effect": "NoExecute"}]}})),
+            Patch::Json::<serde_json::Value>(
+                serde_json::from_value(serde_json::json!([
+                    {"op": "add", "path": "/spec/taints/-",
+                     "value": {"key": QUARANTINE_TAINT, "effect": "NoExecute"}}
+                ]))
+                .unwrap(),
+            ),
             "spec.taints",
         ),
         (
