@@ -163,13 +163,7 @@ pub fn decision_record(inputs: &FlagInputs, output: &FlagOutput) -> Value {
 
 /// Recomputes a recorded flag decision from its inputs, for `mom verify --replay`.
 pub fn replay(inputs: &Value) -> Result<Value, ReplayError> {
-    let bad = |message: String| ReplayError::BadInputs {
-        field: "inputs".into(),
-        message,
-    };
-    let inputs: FlagInputs = serde_json::from_value(inputs.clone()).map_err(|e| bad(e.to_string()))?;
-    let output = evaluate(&inputs).map_err(|e| bad(e.to_string()))?;
-    serde_json::to_value(output).map_err(|e| bad(e.to_string()))
+    crate::receipts::replay::replay_typed(inputs, |i: &FlagInputs| evaluate(i))
 }
 
 /// One series the spec lists now: its name and the flag it raises.
@@ -249,12 +243,9 @@ pub fn unnamed_record(inputs: &UnnamedInputs, output: &UnnamedOutput) -> Value {
 
 /// Recomputes a recorded [`unnamed`] decision, for `mom verify --replay`.
 pub fn replay_unnamed(inputs: &Value) -> Result<Value, ReplayError> {
-    let bad = |message: String| ReplayError::BadInputs {
-        field: "inputs".into(),
-        message,
-    };
-    let inputs: UnnamedInputs = serde_json::from_value(inputs.clone()).map_err(|e| bad(e.to_string()))?;
-    serde_json::to_value(unnamed(&inputs)).map_err(|e| bad(e.to_string()))
+    crate::receipts::replay::replay_typed(inputs, |i: &UnnamedInputs| {
+        Ok::<_, std::convert::Infallible>(unnamed(i))
+    })
 }
 
 #[cfg(test)]

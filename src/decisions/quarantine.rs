@@ -56,12 +56,9 @@ pub fn decision_record(inputs: &QuarantineInputs, output: &QuarantineOutput) -> 
 
 /// Recomputes a recorded decision from its inputs, for `mom verify --replay`.
 pub fn replay(inputs: &Value) -> Result<Value, ReplayError> {
-    let bad = |message: String| ReplayError::BadInputs {
-        field: "inputs".into(),
-        message,
-    };
-    let inputs: QuarantineInputs = serde_json::from_value(inputs.clone()).map_err(|e| bad(e.to_string()))?;
-    serde_json::to_value(decide(&inputs)).map_err(|e| bad(e.to_string()))
+    crate::receipts::replay::replay_typed(inputs, |i: &QuarantineInputs| {
+        Ok::<_, std::convert::Infallible>(decide(i))
+    })
 }
 
 #[cfg(test)]

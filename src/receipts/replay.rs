@@ -27,6 +27,24 @@ pub enum ReplayError {
     Canonical(#[from] canonical::CanonicalError),
 }
 
+/// Replays a decision whose recorded inputs are one JSON value of type `I`: parses them, runs
+/// `decide` and serialises its output; a parse, decision or serialisation failure is
+/// `BadInputs` on field `inputs` with the reason.
+pub fn replay_typed<I, O, E>(inputs: &Value, decide: impl FnOnce(&I) -> Result<O, E>) -> Result<Value, ReplayError>
+where
+    I: serde::de::DeserializeOwned,
+    O: Serialize,
+    E: std::fmt::Display,
+{
+    let bad = |message: String| ReplayError::BadInputs {
+        field: "inputs".into(),
+        message,
+    };
+    let inputs: I = serde_json::from_value(inputs.clone()).map_err(|e| bad(e.to_string()))?;
+    let output = decide(&inputs).map_err(|e| bad(e.to_string()))?;
+    serde_json::to_value(output).map_err(|e| bad(e.to_string()))
+}
+
 /// A deterministic decision function registered for one decision kind.
 pub trait Replayer: Send + Sync {
     /// Recomputes the decision's output from its inputs.
