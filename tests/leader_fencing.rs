@@ -109,3 +109,39 @@ async fn a_leader_whose_renewals_hang_stops_leading_at_its_renew_deadline_before
     a.kill();
     b.kill();
 }
+
+/// SIGTERM is the operator's stop at every stage, also before the apiserver answers: an
+/// operator whose apiserver connection hangs (the proxy holds every byte back) exits 0 at once,
+/// instead of dying of the signal or waiting out the client's timeouts.
+#[tokio::test]
+async fn a_sigterm_while_the_apiserver_does_not_answer_stops_the_operator_cleanly_at_once() {
+    let ns = common::TestNamespace::new("stop-connecting").await;
+    let dir = std::env::temp_dir().join(format!("mom-stop-connecting-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let proxy = common::StallableProxy::start(&common::StallableProxy::apiserver());
+    proxy.stall();
+    let mut op = operator(&ns.name, "stop-connecting", Some(proxy.kubeconfig(&dir)));
+    common::eventually("the operator to be connecting", Duration::from_secs(30), || {
+        let connecting = op.log().contains("connecting to the apiserver");
+        async move { connecting.then_some(()) }
+    })
+    .await;
+    // Still connecting: nothing has answered it.
+    assert!(!op.log().contains("connected to the apiserver"), "{}", op.log());
+    let asked = std::time::Instant::now();
+    let status = op.terminate(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM while connecting: {status:?} (None: still running after 10 s)\n{}",
+        op.log()
+    );
+    println!(
+        "SIGTERM to exit while connecting: {:.2} s",
+        asked.elapsed().as_secs_f64()
+    );
+    assert!(
+        op.log().contains("stopped before the apiserver answered"),
+        "{}",
+        op.log()
+    );
+}

@@ -95,8 +95,22 @@ pub struct OperatorConfig {
 /// Runs the operator until SIGTERM/SIGINT; then stops the controllers, lets a leader seal a
 /// final checkpoint over the receipts it wrote since the last one, releases the Lease and returns.
 pub async fn run(config: OperatorConfig) -> Result<(), Error> {
-    let client = kube::Client::try_default().await.map_err(Error::Connect)?;
-    let version = client.apiserver_version().await.map_err(Error::Connect)?;
+    let mut stop_signals = StopSignals::listen();
+    tracing::info!("connecting to the apiserver");
+    let connect = async {
+        let client = kube::Client::try_default().await.map_err(Error::Connect)?;
+        let version = client.apiserver_version().await.map_err(Error::Connect)?;
+        Ok::<_, Error>((client, version))
+    };
+    // Nothing is held or written yet: a stop while connecting (an apiserver that does not
+    // answer) ends the process at once, cleanly.
+    let (client, version) = tokio::select! {
+        connected = connect => connected?,
+        _ = stop_signals.wait() => {
+            tracing::info!("stopped before the apiserver answered");
+            return Ok(());
+        }
+    };
     tracing::info!(server = %version.git_version, identity = %config.identity, "connected to the apiserver");
 
     let metrics = Arc::new(metrics::Metrics::default());
@@ -294,7 +308,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         shutdown_rx.clone(),
     ));
 
-    wait_for_signal().await;
+    stop_signals.wait().await;
     tracing::info!("shutting down");
     // 1. Stop everything that acts or writes receipts; the Lease is still held (and renewed),
     //    so no other replica writes meanwhile.
@@ -368,18 +382,43 @@ where
     })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+/// SIGTERM and SIGINT, listened for from the first line of [`run`]: a signal that arrives while
+/// the operator is still starting (connecting, electing, spawning its loops) is kept and stops
+/// it gracefully once it is up, instead of killing the process with the default action.
+struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(err) => {
+                tracing::warn!(error = %err, signal = name, "cannot listen for this signal; it stops the operator at once");
+                None
+            }
+        };
+        Self {
+            term: listen(SignalKind::terminate(), "SIGTERM"),
+            interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+        }
+    }
+
+    /// Returns at the next SIGTERM or SIGINT (also one received before this call).
+    async fn wait(&mut self) {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
             }
         }
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the operator");
-            let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = recv(&mut self.term) => {}
+            _ = recv(&mut self.interrupt) => {}
         }
     }
 }
