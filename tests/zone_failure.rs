@@ -187,7 +187,9 @@ async fn outage(key: &'static str, flag: &str) {
         .map(|(n, _)| n.clone())
         .collect();
     let not_ready_at = std::cell::Cell::new(None);
-    let recovered_at = common::eventually(
+    // What the last check saw, per agent: its pods as (node, ready, deleting).
+    let last_seen = std::cell::RefCell::new(String::new());
+    let recovered_at = common::eventually_explained(
         "every agent's replicas Ready outside the failed zone",
         // ~17-30 s alone; one loaded CI run (2026-12-05) needed more than 150 s for the region.
         Duration::from_secs(300),
@@ -197,6 +199,7 @@ async fn outage(key: &'static str, flag: &str) {
             let zone_nodes = zone_nodes.clone();
             let in_zone = &in_zone;
             let not_ready_at = &not_ready_at;
+            let last_seen = &last_seen;
             async move {
                 if not_ready_at.get().is_none()
                     && let Ok(list) = nodes.list(&ListParams::default()).await
@@ -208,19 +211,22 @@ async fn outage(key: &'static str, flag: &str) {
                 {
                     not_ready_at.set(Some(now_ms()));
                 }
+                let mut seen = Vec::new();
+                let mut short = false;
                 for (agent_name, replicas) in AGENTS {
                     let p = pods_of(&pods, agent_name).await;
                     let outside = p
                         .values()
                         .filter(|(node, ready, deleting)| node.is_some() && !in_zone(node) && *ready && !deleting)
                         .count();
-                    if outside < replicas {
-                        return None;
-                    }
+                    seen.push(format!("{agent_name}: {outside}/{replicas} Ready outside, pods {p:?}"));
+                    short |= outside < replicas;
                 }
-                Some(now_ms())
+                *last_seen.borrow_mut() = seen.join("; ");
+                (!short).then(now_ms)
             }
         },
+        || last_seen.borrow().clone(),
     )
     .await;
     let rto = (recovered_at.saturating_sub(failed_at)) as f64 / 1000.0;

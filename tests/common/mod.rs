@@ -282,6 +282,33 @@ where
     }
 }
 
+/// As [`eventually`], and on timeout the panic also says what `explain` returns then (e.g. the
+/// last state the check saw), so a CI failure names what was missing.
+pub async fn eventually_explained<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+    explain: impl Fn() -> String,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}; last seen: {}",
+                explain()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 pub fn background_delete() -> DeleteParams {
     DeleteParams::background()
 }
