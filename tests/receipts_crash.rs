@@ -402,8 +402,21 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
     let mut interrupted = 0;
     let mut actions = 0;
     for name in &names {
-        // The agent's scaling receipts (its spec records, `agent.change`, decide no pods; a
-        // restarted process records the spec again).
+        // The agent's spec is recorded once (`agent.change`, at its first reconcile): only its
+        // replicas change, and a new leader compares each generation with the spec the chain
+        // records instead of recording it again.
+        let spec_records: Vec<u64> = receipts
+            .iter()
+            .filter(|r| r.subject.namespace == ns.name && &r.subject.name == name)
+            .filter(|r| r.decision["kind"] == mom::decisions::config_change::AGENT_CHANGE_KIND)
+            .map(|r| r.sequence)
+            .collect();
+        assert_eq!(
+            spec_records.len(),
+            1,
+            "{name}: agent.change receipts {spec_records:?} over {kills} restarts that changed only replicas"
+        );
+        // Its scaling receipts (the spec record decides no pods).
         let mine: Vec<&Receipt> = receipts
             .iter()
             .filter(|r| r.subject.namespace == ns.name && &r.subject.name == name)

@@ -52,9 +52,33 @@ pub fn agent_change_subject(spec: &Value) -> Value {
     s
 }
 
+/// A recorded agent spec, as compared with the next generation: the agent's uid, the
+/// generation, and the digest of its [`agent_change_subject`] (`None` for any other decision).
+pub fn recorded_agent_spec(decision: &Value) -> Option<(String, i64, String)> {
+    if decision["kind"] != AGENT_CHANGE_KIND {
+        return None;
+    }
+    let uid = decision["uid"].as_str()?;
+    let generation = decision["generation"].as_i64()?;
+    let digest = crate::receipts::inputs_digest(&agent_change_subject(decision.get("spec")?)).ok()?;
+    Some((uid.to_string(), generation, digest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recorded_agent_spec_ignores_replicas_and_other_decisions() {
+        let spec = |replicas: i64, image: &str| serde_json::json!({"replicas": replicas, "template": {"spec": {"containers": [{"name": "c", "image": image}]}}});
+        let (uid, generation, a) = recorded_agent_spec(&agent_change_record("u", 3, Some(2), &spec(1, "v1"))).unwrap();
+        assert_eq!((uid.as_str(), generation), ("u", 3));
+        let (_, _, b) = recorded_agent_spec(&agent_change_record("u", 4, Some(3), &spec(5, "v1"))).unwrap();
+        assert_eq!(a, b, "replicas alone is not part of what an agent.change is about");
+        let (_, _, c) = recorded_agent_spec(&agent_change_record("u", 5, Some(4), &spec(1, "v2"))).unwrap();
+        assert_ne!(a, c, "a template change is");
+        assert_eq!(recorded_agent_spec(&change_record("u", 3, None, &spec(1, "v1"))), None);
+    }
 
     #[test]
     fn the_change_record_is_byte_identical_to_the_checkpoint_loops_hand_built_one() {

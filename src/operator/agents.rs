@@ -117,7 +117,6 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
         ctx,
         agents: reader.clone(),
         retries: super::retry::Backoff::default(),
-        spec_recorded: std::sync::Mutex::default(),
         auto_rolled: std::sync::Mutex::default(),
     });
     let controller = Controller::for_stream(agents, reader)
@@ -232,8 +231,6 @@ struct Reconciler {
     agents: kube::runtime::reflector::Store<GeometricAgent>,
     /// Failures in a row per agent (`namespace/name`) for the back-off on an overloaded apiserver.
     retries: super::retry::Backoff,
-    /// The newest spec generation recorded per agent uid in this process ([`record_spec_change`]).
-    spec_recorded: std::sync::Mutex<std::collections::HashMap<String, (i64, String)>>,
     /// (agent uid, raise receipt) pairs an automatic rollback acted on in this process.
     auto_rolled: std::sync::Mutex<BTreeSet<(String, u64)>>,
 }
@@ -427,28 +424,37 @@ async fn stored_agent(ctx: &Context, ns: &str, name: &str) -> Result<Option<Geom
 
 /// Records the agent's spec as an `agent.change` receipt (action `configure`) when the
 /// controller first acts on a generation (`status.observedGeneration` differs) whose spec, apart
-/// from `replicas`, is not the one this process recorded last for the agent: `mom rollback` puts
-/// an agent back to such a spec. A change of `replicas` alone (the scaler, the HPA, `kubectl
-/// scale`) is not recorded here: scaling has its own receipts. The spec is the stored object's,
-/// as written (the cache keeps only a summary of the template). A new leader records again a
-/// generation still in progress when it took over.
-async fn record_spec_change(
-    agent: &GeometricAgent,
-    ctx: &Context,
-    agents: &kube::runtime::reflector::Store<GeometricAgent>,
-    recorded: &std::sync::Mutex<std::collections::HashMap<String, (i64, String)>>,
-) -> Result<(), AgentError> {
+/// from `replicas`, is not the one the receipt chain records last for the agent: `mom rollback`
+/// puts an agent back to such a spec. A change of `replicas` alone (the scaler, the HPA, `kubectl
+/// scale`) is not recorded here, also not by a new leader: scaling has its own receipts. The
+/// spec is the stored object's, as written (the cache keeps only a summary of the template).
+async fn record_spec_change(agent: &GeometricAgent, ctx: &Context) -> Result<(), AgentError> {
     use crate::decisions::config_change::{agent_change_record, agent_change_subject};
     let (Some(uid), Some(generation)) = (agent.uid(), agent.metadata.generation) else {
         return Ok(());
     };
     let observed = agent.status.as_ref().and_then(|s| s.observed_generation);
-    let known = |map: &std::collections::HashMap<String, (i64, String)>| map.get(&uid).cloned();
-    let last = recorded.lock().ok().and_then(|m| known(&m));
-    if observed == Some(generation) || last.as_ref().is_some_and(|(g, _)| *g >= generation) {
+    if observed == Some(generation) {
         return Ok(());
     }
     let (ns, name) = (agent.namespace().unwrap_or_default(), agent.name_any());
+    let receipt_error = |source| AgentError::Receipt {
+        agent: name.clone(),
+        action: "configure",
+        source,
+    };
+    let last = ctx.writer.recorded_agent_spec(&uid).await.map_err(|e| {
+        receipt_error(super::receipts::Withheld {
+            message: format!(
+                "{} spec generation {generation} cannot be compared with the receipt chain, so it is not acted on yet",
+                AgentKey::of(agent)
+            ),
+            source: Box::new(e),
+        })
+    })?;
+    if last.as_ref().is_some_and(|(g, _)| *g >= generation) {
+        return Ok(());
+    }
     let api: Api<kube::api::DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &ns, &super::lenient::agent_resource());
     let Some(stored) = api.get_opt(&name).await? else {
@@ -461,18 +467,8 @@ async fn record_spec_change(
         return Ok(());
     }
     let digest = crate::receipts::inputs_digest(&agent_change_subject(spec)).unwrap_or_default();
-    let remember = |generation: i64, digest: String| {
-        if let Ok(mut map) = recorded.lock() {
-            // Forget agents that are gone once the map outgrows the agents there are.
-            if map.len() > 2 * agents.state().len() + 1024 {
-                let live: BTreeSet<String> = agents.state().iter().filter_map(|a| a.uid()).collect();
-                map.retain(|u, _| live.contains(u));
-            }
-            map.insert(uid.clone(), (generation, digest));
-        }
-    };
     if last.is_some_and(|(_, d)| d == digest) {
-        remember(stored_generation, digest);
+        ctx.writer.same_agent_spec_at(&uid, stored_generation);
         return Ok(());
     }
     let intent = Intent {
@@ -486,12 +482,7 @@ async fn record_spec_change(
             AgentKey::of(agent)
         ),
     };
-    ctx.record_before(intent).await.map_err(|source| AgentError::Receipt {
-        agent: name.clone(),
-        action: "configure",
-        source,
-    })?;
-    remember(stored_generation, digest);
+    ctx.record_before(intent).await.map_err(receipt_error)?;
     Ok(())
 }
 
@@ -643,7 +634,7 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
         ctx.writer.reset().await;
         return Ok(Action::requeue(resync_after(&ns, &name)));
     }
-    record_spec_change(agent, ctx, agents, &reconciler.spec_recorded).await?;
+    record_spec_change(agent, ctx).await?;
     // A flag raised soon after a spec change, under a strategy with automatic rollback: the
     // last spec that ran without a flag comes back (`decisions::auto_rollback`).
     if let Some(rollback) = strategy

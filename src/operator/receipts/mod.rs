@@ -115,6 +115,11 @@ pub struct ReceiptWriter {
     /// sequence is ever sealed twice with different content (resealing one whose first create
     /// landed late is how a chain forks under an overloaded apiserver).
     unconfirmed: std::sync::Mutex<Vec<(Receipt, String)>>,
+    /// Per GeometricAgent uid: the newest generation known to carry the spec its newest
+    /// `agent.change` receipt records, and that spec's digest. Rebuilt from the stored chain at
+    /// every load (so a new leader, or one that led before, knows what the chain says) and kept
+    /// up as this writer persists `agent.change` receipts.
+    agent_specs: std::sync::Mutex<std::collections::HashMap<String, (i64, String)>>,
     /// Signing keys this process has read (key id → signer): a changed key is handed over by
     /// the outgoing one, which may no longer be in its Secret.
     held_keys: std::sync::Mutex<BTreeMap<String, Signer>>,
@@ -189,6 +194,7 @@ impl ReceiptWriter {
             foreign: std::sync::Mutex::new(Vec::new()),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             unconfirmed: std::sync::Mutex::new(Vec::new()),
+            agent_specs: std::sync::Mutex::default(),
             held_keys: std::sync::Mutex::new(BTreeMap::new()),
             key_state: std::sync::Mutex::new(None),
         }
@@ -378,6 +384,39 @@ impl ReceiptWriter {
         self.head.read().ok().and_then(|h| h.clone())
     }
 
+    /// What the chain records of the agent `uid`'s spec: the newest generation known to carry
+    /// the spec of its newest `agent.change` receipt, and that spec's digest (see
+    /// [`crate::decisions::config_change::recorded_agent_spec`]). Loads the chain first when
+    /// this writer has not (a new leader, or one that lost the Lease in between).
+    pub async fn recorded_agent_spec(&self, uid: &str) -> Result<Option<(i64, String)>, WriteError> {
+        {
+            let mut guard = self.chain.lock().await;
+            if guard.is_none() {
+                *guard = Some(self.load().await?);
+            }
+        }
+        Ok(self.agent_specs.lock().ok().and_then(|m| m.get(uid).cloned()))
+    }
+
+    /// Notes that `generation` of the agent `uid` carries the spec its newest `agent.change`
+    /// receipt records (a change of `replicas` alone), so it is not compared again.
+    pub fn same_agent_spec_at(&self, uid: &str, generation: i64) {
+        if let Ok(mut m) = self.agent_specs.lock()
+            && let Some(entry) = m.get_mut(uid)
+        {
+            entry.0 = entry.0.max(generation);
+        }
+    }
+
+    /// Keeps [`Self::recorded_agent_spec`] current over a receipt now stored.
+    fn note_recorded_spec(&self, receipt: &Receipt) {
+        if let Some((uid, generation, digest)) = crate::decisions::config_change::recorded_agent_spec(&receipt.decision)
+            && let Ok(mut m) = self.agent_specs.lock()
+        {
+            m.insert(uid, (generation, digest));
+        }
+    }
+
     /// Forgets the in-memory chain (e.g. after losing leadership); the next write reloads it.
     pub async fn reset(&self) {
         let mut chain = self.chain.lock().await;
@@ -394,6 +433,7 @@ impl ReceiptWriter {
 
     /// Counts a receipt now known to be stored and moves the published head over it.
     fn confirmed(&self, receipt: &Receipt) {
+        self.note_recorded_spec(receipt);
         if let Some(metrics) = &self.metrics {
             metrics.receipt_written(receipt.action.as_str(), receipt.sequence);
         }
@@ -501,6 +541,15 @@ impl ReceiptWriter {
         };
         if let Ok(mut h) = self.head.write() {
             *h = builder.head().cloned();
+        }
+        if let Ok(mut specs) = self.agent_specs.lock() {
+            specs.clear();
+            for (uid, generation, digest) in stored
+                .iter()
+                .filter_map(|r| crate::decisions::config_change::recorded_agent_spec(&r.decision))
+            {
+                specs.insert(uid, (generation, digest));
+            }
         }
         tracing::info!(receipts = stored.len(), head = ?builder.head().map(|h| h.sequence), "receipt chain loaded");
         let mut builder = builder;
@@ -685,6 +734,7 @@ impl ReceiptWriter {
         let mut head = None;
         for (i, ((receipt, _, done), result)) in sealed.into_iter().zip(results).enumerate() {
             if i < persisted {
+                self.note_recorded_spec(&receipt);
                 if let Some(metrics) = &self.metrics {
                     metrics.receipt_written(receipt.action.as_str(), receipt.sequence);
                 }
