@@ -4,8 +4,10 @@
 //! itself (an agent series). The anomaly loop flags the node; the descheduler (on, evacuation
 //! only) evicts `web`'s pods from it; the receipts show the flag before the evictions in chain
 //! order, each eviction a `descheduler.plan` move of strategy `evacuation` from that node. The
-//! agent carries condition `Anomalous` while its flag is up. With `nodeQuarantine: cordon` the
-//! flagged node is also quarantined: a `node.quarantine` receipt after the raise, then the
+//! agent carries condition `Anomalous` while its flag is up. With `nodeQuarantine: cordon` and
+//! `maxQuarantinedNodes: 0` the flagged node is held back (not tainted or cordoned, a Warning
+//! Event `NodeQuarantineHeldBack`); under the default cap it is then quarantined: a
+//! `node.quarantine` receipt (recording the cap) after the raise, then the
 //! taint `mom.hypersync.io/quarantined:NoSchedule`, the cordon and the label
 //! `mom.hypersync.io/quarantined=cordoned`; all three go when the flag clears. Zones have four nodes, so one
 //! flagged node does not make the failover planner drain its zone: the move's reason is the
@@ -194,7 +196,7 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
     );
     let patch = serde_json::json!({"spec": {"anomaly": {
         "windowMinutes": 10, "stepSeconds": 1, "threshold": 0.72, "clearPoints": 1000,
-        "nodeQuarantine": "cordon",
+        "nodeQuarantine": "cordon", "maxQuarantinedNodes": 0,
         "nodeSeries": [{"name": "node-latency", "query": query, "flag": FLAG}],
         "agentSeries": [{"name": "web-latency", "query": agent_query, "flag": AGENT_FLAG}]}}});
     patch_momconfig("merge", &patch.to_string());
@@ -224,12 +226,44 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
         "measured: node flagged {:.1} s after the trace was first served",
         served.elapsed().as_secs_f64()
     );
-    // Quarantined with the flag (the same patch).
+    // The cap (0 nodes) holds the quarantine back: flagged (the descheduler evacuates it), not
+    // tainted or cordoned, and a Warning Event says why.
     assert_eq!(
         quarantine(&node(&target).await),
-        (true, true, Some("cordoned".to_string())),
-        "{target} flagged but not quarantined"
+        (false, false, None),
+        "{target} quarantined over a cap of 0"
     );
+    let held = common::eventually("a NodeQuarantineHeldBack Event", Duration::from_secs(60), || async {
+        let (ok, out, _) = common::kubectl(
+            &[
+                "get",
+                "events",
+                "-A",
+                "--field-selector",
+                "reason=NodeQuarantineHeldBack",
+                "-o",
+                "json",
+            ],
+            None,
+        );
+        let list: serde_json::Value = serde_json::from_str(&out).ok().filter(|_| ok)?;
+        list["items"]
+            .as_array()?
+            .iter()
+            .find(|e| e["involvedObject"]["name"] == target.as_str())
+            .cloned()
+    })
+    .await;
+    let note = held["message"].as_str().unwrap_or_default();
+    assert!(note.contains("maxQuarantinedNodes allows 0"), "{held:#}");
+    // Positive control: the default cap (20 % of the nodes, rounded up) admits it at the next pass.
+    patch_momconfig("merge", r#"{"spec": {"anomaly": {"maxQuarantinedNodes": null}}}"#);
+    common::eventually(
+        "the target node quarantined under the default cap",
+        Duration::from_secs(60),
+        || async { (quarantine(&node(&target).await) == (true, true, Some("cordoned".to_string()))).then_some(()) },
+    )
+    .await;
     let (status, reason, message) = common::eventually("web to be Anomalous", Duration::from_secs(120), || async {
         agent_condition(n, "web", "Anomalous").filter(|c| c.0 == "True")
     })
@@ -289,6 +323,13 @@ async fn the_descheduler_evacuates_the_node_an_anomaly_flags_and_flags_named_by_
     );
     assert_eq!(quarantined.3["output"]["quarantined"], true, "{:#}", quarantined.3);
     assert_eq!(quarantined.3["inputs"]["mode"], "cordon", "{:#}", quarantined.3);
+    // The cap the receipt records: 20 % of the cluster's nodes, rounded up.
+    assert_eq!(
+        quarantined.3["inputs"]["limit"],
+        all_nodes.len().div_ceil(5),
+        "{:#}",
+        quarantined.3
+    );
     assert_eq!(
         chain
             .iter()

@@ -8,7 +8,11 @@
 //! MOM did the cordoning ("marked"). Output ([`NodeQuarantineOutput`]): the taint, the cordon and
 //! the mark after the decision.
 //!
-//! The rule, with q ⇔ (mode is `cordon` ∧ at least one flag is up):
+//! The rule, with q ⇔ (mode is `cordon` ∧ at least one flag is up ∧ admitted), where a node is
+//! admitted when it is in quarantine already (MOM's taint or label on it), when there is no cap,
+//! or when fewer than `limit` other nodes are in quarantine (`quarantinedOthers`, counted by the
+//! operator over the nodes in name order, those this pass admitted included); a node kept out by
+//! the cap is `heldBack`:
 //! - taint ⇔ q;
 //! - q: cordoned, and marked unless the node was already cordoned by someone else (their
 //!   cordon is theirs: MOM neither claims nor, later, lifts it);
@@ -53,6 +57,20 @@ pub struct NodeQuarantineInputs {
     /// [`QUARANTINE_LABEL`]'s value now (none: no label); [`CORDONED_BY_MOM`] marks MOM's
     /// cordon.
     pub label: Option<String>,
+    /// Most nodes in quarantine at once (none: no cap; receipts from before the cap have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Other nodes in quarantine when this one is decided.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quarantined_others: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The node's quarantine state after the decision.
@@ -68,11 +86,17 @@ pub struct NodeQuarantineOutput {
     pub label: Option<String>,
     /// Something differs from the inputs: the node is patched.
     pub changed: bool,
+    /// Flagged under `cordon` but not quarantined: `limit` other nodes are.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub held_back: bool,
 }
 
 /// Applies the rule of the module doc.
 pub fn decide(inputs: &NodeQuarantineInputs) -> NodeQuarantineOutput {
-    let quarantined = inputs.mode == "cordon" && !inputs.flags.is_empty();
+    let wanted = inputs.mode == "cordon" && !inputs.flags.is_empty();
+    let already = inputs.tainted || inputs.label.is_some();
+    let admitted = already || inputs.limit.is_none_or(|l| inputs.quarantined_others < l);
+    let quarantined = wanted && admitted;
     let was_marked = inputs.label.as_deref() == Some(CORDONED_BY_MOM);
     // Someone else's cordon: present and not marked as MOM's.
     let theirs = inputs.cordoned && !was_marked;
@@ -92,6 +116,17 @@ pub fn decide(inputs: &NodeQuarantineInputs) -> NodeQuarantineOutput {
         marked,
         label,
         changed,
+        held_back: wanted && !admitted,
+    }
+}
+
+/// The cap on nodes in quarantine at once, from `maxQuarantinedNodes`: a count, or a
+/// percentage of the cluster's `nodes` rounded up (`"20%"` of 3 nodes is 1).
+pub fn quarantine_limit(count: Option<u32>, percent: Option<u32>, nodes: usize) -> Option<u32> {
+    match (count, percent) {
+        (Some(c), _) => Some(c),
+        (None, Some(p)) => Some(((nodes as u64 * u64::from(p)).div_ceil(100)).min(u64::from(u32::MAX)) as u32),
+        (None, None) => None,
     }
 }
 
@@ -125,6 +160,8 @@ mod tests {
             tainted,
             cordoned,
             label: label.map(String::from),
+            limit: None,
+            quarantined_others: 0,
         }
     }
 
@@ -190,6 +227,50 @@ mod tests {
         let out = decide(&i);
         assert!(out.changed);
         assert_eq!(out.label.as_deref(), Some("tainted"));
+    }
+
+    #[test]
+    fn the_cap_holds_back_new_quarantines_but_keeps_those_in_place() {
+        let mut i = inputs("cordon", &["x"], false, false, false);
+        i.limit = Some(2);
+        i.quarantined_others = 1;
+        // Positive control: below the cap a flagged node is quarantined.
+        let out = decide(&i);
+        assert!(out.quarantined && !out.held_back);
+        // At the cap: held back, nothing changes.
+        i.quarantined_others = 2;
+        let out = decide(&i);
+        assert!(!out.quarantined && out.held_back && !out.changed, "{out:?}");
+        // A node in quarantine already stays so at the cap (and over it, after the cap shrank).
+        let mut q = inputs("cordon", &["x"], true, true, true);
+        q.limit = Some(1);
+        q.quarantined_others = 3;
+        let out = decide(&q);
+        assert!(out.quarantined && !out.held_back && !out.changed, "{out:?}");
+        // A cap of 0 quarantines nothing new; a node that is not flagged is never held back.
+        i.limit = Some(0);
+        i.quarantined_others = 0;
+        assert!(decide(&i).held_back);
+        assert!(!decide(&inputs("cordon", &[], false, false, false)).held_back);
+    }
+
+    #[test]
+    fn the_limit_is_a_count_or_a_percentage_of_the_nodes_rounded_up() {
+        assert_eq!(quarantine_limit(Some(3), None, 100), Some(3));
+        assert_eq!(quarantine_limit(None, Some(20), 3), Some(1));
+        assert_eq!(quarantine_limit(None, Some(20), 10), Some(2));
+        assert_eq!(quarantine_limit(None, Some(20), 11), Some(3));
+        assert_eq!(quarantine_limit(None, Some(0), 50), Some(0));
+        assert_eq!(quarantine_limit(None, Some(100), 7), Some(7));
+        assert_eq!(quarantine_limit(None, None, 7), None);
+    }
+
+    #[test]
+    fn a_receipt_from_before_the_cap_replays_unchanged() {
+        // Recorded before `limit`, `quarantinedOthers` and `heldBack` existed.
+        let inputs = serde_json::json!({"node": "n", "mode": "cordon", "flags": ["x"], "tainted": false, "cordoned": false, "label": null});
+        let output = serde_json::json!({"quarantined": true, "tainted": true, "cordoned": true, "marked": true, "label": "cordoned", "changed": true});
+        assert_eq!(replay(&inputs).unwrap(), output);
     }
 
     #[test]

@@ -164,6 +164,19 @@ impl LeaderLoop for AnomalyLoop {
             by_name.into_values().collect()
         };
         let quarantine = spec.as_ref().map_or(NodeQuarantine::None, |s| s.node_quarantine);
+        // The cap counts the cluster's nodes (listed whole whenever there is a spec) and the
+        // nodes in quarantine as this pass leaves them, admitting flagged nodes in name order.
+        let limit = spec.as_ref().and_then(|s| s.quarantine_limit(nodes.len()));
+        let mut nodes = nodes;
+        nodes.sort_by_key(|n| n.name_any());
+        let mut in_quarantine: BTreeSet<String> = nodes
+            .iter()
+            .filter(|n| {
+                let i = quarantine_inputs(n, quarantine, &BTreeSet::new());
+                i.tainted || i.label.is_some()
+            })
+            .map(|n| n.name_any())
+            .collect();
         let mut flagged_nodes = BTreeSet::new();
         for node in &nodes {
             let name = node.name_any();
@@ -176,8 +189,18 @@ impl LeaderLoop for AnomalyLoop {
             for (inputs, _) in &unnamed {
                 want.remove(&inputs.flag);
             }
-            let q_inputs = quarantine_inputs(node, quarantine, &want);
+            let mut q_inputs = quarantine_inputs(node, quarantine, &want);
+            q_inputs.limit = limit;
+            q_inputs.quarantined_others = in_quarantine.iter().filter(|n| **n != name).count() as u32;
             let q_out = node_quarantine::decide(&q_inputs);
+            if q_out.quarantined {
+                in_quarantine.insert(name.clone());
+            } else {
+                in_quarantine.remove(&name);
+            }
+            if q_out.held_back {
+                hold_back(ctx, node, &q_inputs).await;
+            }
             if want != now || q_out.changed {
                 if want != now {
                     for (inputs, out) in &decisions {
@@ -516,7 +539,8 @@ pub fn node_flags(node: &Node) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// The quarantine decision's inputs for `node` with the flags `flags` it has after this pass.
+/// The quarantine decision's inputs for `node` with the flags `flags` it has after this pass,
+/// without a cap (`limit` and `quarantinedOthers` are the pass's to set).
 pub fn quarantine_inputs(node: &Node, mode: NodeQuarantine, flags: &BTreeSet<String>) -> NodeQuarantineInputs {
     let spec = node.spec.as_ref();
     NodeQuarantineInputs {
@@ -528,6 +552,9 @@ pub fn quarantine_inputs(node: &Node, mode: NodeQuarantine, flags: &BTreeSet<Str
             .is_some_and(|ts| ts.iter().any(|t| t.key == QUARANTINE_TAINT)),
         cordoned: spec.and_then(|s| s.unschedulable).unwrap_or(false),
         label: node.labels().get(QUARANTINE_LABEL).cloned(),
+        // The caller sets the cap and the count of other nodes in quarantine.
+        limit: None,
+        quarantined_others: 0,
     }
 }
 
@@ -635,7 +662,10 @@ pub async fn patch_node(
                 } else {
                     NodeQuarantine::None
                 };
-                if quarantine_inputs(&fresh, mode, &inputs.flags) != *inputs {
+                let mut now = quarantine_inputs(&fresh, mode, &inputs.flags);
+                now.limit = inputs.limit;
+                now.quarantined_others = inputs.quarantined_others;
+                if now != *inputs {
                     return Err(kube::Error::Api(e));
                 }
                 node = fresh;
@@ -643,6 +673,34 @@ pub async fn patch_node(
             other => return other,
         }
     }
+}
+
+/// A Warning Event for a flagged node the cap keeps out of quarantine (the recorder aggregates
+/// repeats into one Event with a count).
+async fn hold_back(ctx: &Context, node: &Node, inputs: &NodeQuarantineInputs) {
+    let name = node.name_any();
+    let limit = inputs.limit.unwrap_or_default();
+    tracing::warn!(node = %name, limit, "a flagged node is not quarantined: the cap is reached");
+    let reference = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Node".into()),
+        name: Some(name.clone()),
+        uid: node.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let flags: Vec<&str> = inputs.flags.iter().map(String::as_str).collect();
+    ctx.publish(
+        &reference,
+        EventType::Warning,
+        "Quarantine",
+        "NodeQuarantineHeldBack",
+        format!(
+            "node {name} is flagged ({}) but not quarantined: {} other nodes are, and spec.anomaly.maxQuarantinedNodes allows {limit}",
+            flags.join(", "),
+            inputs.quarantined_others
+        ),
+    )
+    .await;
 }
 
 /// An Event for a node entering or leaving quarantine.

@@ -7,6 +7,7 @@
 //! given without `level: sample` (or missing with it).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -223,6 +224,38 @@ pub struct AnomalySpec {
     /// descheduler evacuates MOM's pods from it); `cordon` also keeps every scheduler off it.
     #[serde(default)]
     pub node_quarantine: NodeQuarantine,
+    /// Most nodes in quarantine at once under `nodeQuarantine: cordon`: a count (`2`) or a
+    /// percentage of the cluster's nodes (`"20%"`, rounded up: 1 of 3 nodes). Default `"20%"`.
+    /// Flagged nodes are admitted in name order; one beyond the cap is only labelled anomalous
+    /// (not tainted or cordoned) and gets a Warning Event `NodeQuarantineHeldBack`, and it is
+    /// quarantined at a later pass once fewer nodes are. Nodes in quarantine stay so when the cap
+    /// is lowered, until their flags clear. Each quarantine receipt records the cap and the
+    /// number of other nodes in quarantine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')").message("spec.anomaly.maxQuarantinedNodes must be a count >= 0 or a percentage from 0% to 100%"))]
+    pub max_quarantined_nodes: Option<IntOrString>,
+}
+
+/// The default of `spec.anomaly.maxQuarantinedNodes`, in percent of the cluster's nodes.
+pub const DEFAULT_MAX_QUARANTINED_PERCENT: u32 = 20;
+
+impl AnomalySpec {
+    /// The cap on nodes in quarantine at once for a cluster of `nodes` nodes (see
+    /// `maxQuarantinedNodes`; the schema admits only counts ≥ 0 and `0%`…`100%`).
+    pub fn quarantine_limit(&self, nodes: usize) -> Option<u32> {
+        use crate::decisions::node_quarantine::quarantine_limit;
+        match &self.max_quarantined_nodes {
+            Some(IntOrString::Int(n)) => quarantine_limit(Some((*n).max(0) as u32), None, nodes),
+            Some(IntOrString::String(p)) => {
+                let percent = p
+                    .trim_end_matches('%')
+                    .parse::<u32>()
+                    .unwrap_or(DEFAULT_MAX_QUARANTINED_PERCENT);
+                quarantine_limit(None, Some(percent.min(100)), nodes)
+            }
+            None => quarantine_limit(None, Some(DEFAULT_MAX_QUARANTINED_PERCENT), nodes),
+        }
+    }
 }
 
 /// Quarantine of flagged nodes (MomConfig `spec.anomaly.nodeQuarantine`).
@@ -238,7 +271,7 @@ pub enum NodeQuarantine {
     /// adds only the taint and never lifts it); the label `mom.hypersync.io/quarantined` says
     /// which (`cordoned`: MOM's cordon; `tainted`: someone else's) and, when the flags clear or
     /// the mode is `none`, MOM removes the taint and the label and lifts only its own cordon.
-    /// No cap: a false alarm on every node cordons every node. Each change is first a `node.quarantine`
+    /// At most `maxQuarantinedNodes` nodes at once. Each change is first a `node.quarantine`
     /// receipt, then the node patch, then an Event (`NodeQuarantined`, `NodeQuarantineLifted`).
     /// With `enabled: false` nothing changes.
     Cordon,
