@@ -143,22 +143,36 @@ fn run(y: &[f64], m: usize, alpha: f64, beta: f64, gamma: f64, clip: f64) -> (St
     run_observed(y, m, alpha, beta, gamma, clip, |_, _| {})
 }
 
-/// The one-step error per point of [`run`] with these parameters (its sum of absolute errors
-/// over `points`), when it is below `bound` (always without one, as the search's first
-/// candidate is taken whatever its error); `None` as soon as the running sum shows it cannot
-/// be: the sum only grows (every term is ≥ 0, also in floating point), so a candidate abandoned
-/// here would not have won the search. Same recursions as [`run_observed`], without the state.
-#[allow(clippy::too_many_arguments)]
-fn per_point_error(
-    y: &[f64],
+/// One point of the parameter grid; `index` is its place in the grid's defining order.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    index: usize,
     m: usize,
     alpha: f64,
     beta: f64,
     gamma: f64,
-    clip: f64,
-    points: f64,
-    bound: Option<f64>,
-) -> Option<f64> {
+}
+
+/// Search order of α: middling values first.
+fn alpha_rank(alpha: f64) -> usize {
+    [0.2, 0.35, 0.1, 0.5, 0.05, 0.7, 0.9]
+        .iter()
+        .position(|a| *a == alpha)
+        .unwrap_or(usize::MAX)
+}
+
+/// The one-step error per point of [`run`] with `c`'s parameters (its sum of absolute errors
+/// over `points`), when `c` beats `best` = (error, grid index) — a smaller error, or an equal
+/// one earlier in the grid — or when there is no `best`; `None` as soon as the running sum
+/// shows it cannot: the sum only grows (every term is ≥ 0, also in floating point), so a
+/// candidate abandoned here would not have been chosen. Same recursions as [`run_observed`],
+/// without the state.
+fn per_point_error(y: &[f64], c: &Candidate, clip: f64, points: f64, best: Option<(f64, usize)>) -> Option<f64> {
+    let Candidate {
+        m, alpha, beta, gamma, ..
+    } = *c;
+    // Cannot win with an error of `e`: more than the best's, or equal and later in the grid.
+    let loses = |e: f64| best.is_some_and(|(b, i)| e > b || (e == b && c.index > i));
     let (mut level, mut seasonal, start) = initial(y, m);
     let phi = if beta > 0.0 { PHI } else { 1.0 };
     let mut trend = 0.0;
@@ -169,7 +183,7 @@ fn per_point_error(
         let pred = level + phi * trend + s_prev;
         let raw = yt - pred;
         sae += raw.abs();
-        if t % 16 == 0 && bound.is_some_and(|b| sae / points >= b) {
+        if t % 16 == 0 && loses(sae / points) {
             return None;
         }
         let e = raw.clamp(-clip, clip);
@@ -180,7 +194,8 @@ fn per_point_error(
         }
     }
     let per_point = sae / points;
-    bound.is_none_or(|b| per_point < b).then_some(per_point)
+    let wins = best.is_none_or(|(b, i)| per_point < b || (per_point == b && c.index < i));
+    wins.then_some(per_point)
 }
 
 /// Initial level, seasonal terms and first step of the recursions: with a season (m > 1) the
@@ -280,24 +295,47 @@ impl Forecaster for HoltWinters {
         let clip = 4.0 * scale;
         let mut seasons = vec![1usize];
         seasons.extend(self.candidates.iter().copied().filter(|&m| history.len() >= 3 * m));
-        // (per-point error, m, α, β, γ) of the best so far; the first of equals wins.
-        let mut best: Option<(f64, usize, f64, f64, f64)> = None;
+        // The grid in its defining order: seasons as listed, then α, β, γ ascending. The choice
+        // is the first candidate in this order with the least per-point error (as a scan that
+        // replaces its best only on a strictly smaller error).
+        let mut grid: Vec<Candidate> = Vec::new();
         for &m in &seasons {
             let gammas: &[f64] = if m > 1 { &GAMMAS } else { &[0.0] };
-            let points = (history.len() - if m > 1 { m } else { 1 }) as f64;
             for &alpha in &ALPHAS {
                 for &beta in &BETAS {
                     for &gamma in gammas {
-                        let bound = best.map(|b| b.0);
-                        if let Some(per_point) = per_point_error(history, m, alpha, beta, gamma, clip, points, bound) {
-                            best = Some((per_point, m, alpha, beta, gamma));
-                        }
+                        grid.push(Candidate {
+                            index: grid.len(),
+                            m,
+                            alpha,
+                            beta,
+                            gamma,
+                        });
                     }
                 }
             }
         }
-        self.season = best.map(|b| b.1).filter(|&m| m > 1);
-        self.state = best.map(|(_, m, alpha, beta, gamma)| run(history, m, alpha, beta, gamma, clip).0);
+        let points = |m: usize| (history.len() - if m > 1 { m } else { 1 }) as f64;
+        // The first candidate, run to the end: the scan keeps it whatever its error (a NaN from
+        // an overflow included, which nothing then replaces).
+        let first = grid[0];
+        let first_error = per_point_error(history, &first, clip, points(first.m), None).unwrap_or(f64::NAN);
+        let mut best = (first_error, first);
+        if !first_error.is_nan() {
+            // The rest in an order that tends to meet good candidates early (seasonal before
+            // not, middling α first), so the running bound abandons more of the others; ties are
+            // broken by the defining order, so the choice is the scan's.
+            let mut order: Vec<Candidate> = grid[1..].to_vec();
+            order.sort_by_key(|c| (c.m == 1, alpha_rank(c.alpha), c.index));
+            for c in order {
+                if let Some(e) = per_point_error(history, &c, clip, points(c.m), Some((best.0, best.1.index))) {
+                    best = (e, c);
+                }
+            }
+        }
+        let best = Some(best.1);
+        self.season = best.map(|b| b.m).filter(|&m| m > 1);
+        self.state = best.map(|c| run(history, c.m, c.alpha, c.beta, c.gamma, clip).0);
         Ok(())
     }
 
@@ -392,6 +430,24 @@ mod tests {
         }
         // Positive control: the cases exercise the seasonal search too, not only Holt's.
         assert!(seasonal_fits >= 10, "{seasonal_fits} seasonal fits of 60");
+    }
+
+    #[test]
+    fn among_equal_errors_the_first_candidate_of_the_grid_is_chosen() {
+        // Every candidate predicts a constant series exactly: all tie at 0, and the scan keeps
+        // the grid's first (no season, α = 0.05, β = 0), however the search is ordered.
+        let mut hw = HoltWinters::default();
+        hw.fit(&[5.0; 100]).unwrap();
+        assert_eq!(hw.parameters(), Some((0.05, 0.0, 0.0)));
+        assert_eq!(hw.season(), None);
+        // A repeating pattern seen exactly: the seasonal candidates with the same season tie.
+        let y: Vec<f64> = (0..96).map(|i| [1.0, 4.0, 2.0, 8.0][i % 4]).collect();
+        let mut hw = HoltWinters::default();
+        hw.fit(&y).unwrap();
+        let mut seasons = vec![1usize];
+        seasons.extend(hw.candidates.iter().copied().filter(|&m| y.len() >= 3 * m));
+        let (state, _) = exhaustive(&y, &seasons, hw.state.as_ref().unwrap().clip).unwrap();
+        assert_eq!(hw.state.as_ref(), Some(&state));
     }
 
     #[test]
