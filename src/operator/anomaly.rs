@@ -77,6 +77,9 @@ pub use super::anomaly_state::AnomalyState;
 pub struct AnomalyLoop {
     prometheus: Option<Result<Prometheus, QueryError>>,
     period: Duration,
+    /// Nodes the quarantine cap held back at the last pass (their Event is published when they
+    /// become held back, not at every pass).
+    held_back: BTreeSet<String>,
 }
 
 impl AnomalyLoop {
@@ -84,6 +87,7 @@ impl AnomalyLoop {
         AnomalyLoop {
             prometheus: prometheus_url.map(Prometheus::new),
             period: DEFAULT_PERIOD,
+            held_back: BTreeSet::new(),
         }
     }
 }
@@ -199,7 +203,11 @@ impl LeaderLoop for AnomalyLoop {
                 in_quarantine.remove(&name);
             }
             if q_out.held_back {
-                hold_back(ctx, node, &q_inputs).await;
+                if self.held_back.insert(name.clone()) {
+                    hold_back(ctx, node, &q_inputs).await;
+                }
+            } else {
+                self.held_back.remove(&name);
             }
             if want != now || q_out.changed {
                 if want != now {
@@ -233,6 +241,10 @@ impl LeaderLoop for AnomalyLoop {
                 flagged_nodes.insert(name.clone());
             }
         }
+
+        // Forget nodes that are gone.
+        let listed: BTreeSet<String> = nodes.iter().map(|n| n.name_any()).collect();
+        self.held_back.retain(|n| listed.contains(n));
 
         // Agents: the flags now are the last pass's (memory of this term).
         let before = ctx.anomaly.lock().map(|s| s.agent_flags.clone()).unwrap_or_default();
@@ -675,8 +687,7 @@ pub async fn patch_node(
     }
 }
 
-/// A Warning Event for a flagged node the cap keeps out of quarantine (the recorder aggregates
-/// repeats into one Event with a count).
+/// A Warning Event for a flagged node the cap keeps out of quarantine.
 async fn hold_back(ctx: &Context, node: &Node, inputs: &NodeQuarantineInputs) {
     let name = node.name_any();
     let limit = inputs.limit.unwrap_or_default();

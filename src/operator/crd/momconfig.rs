@@ -227,7 +227,8 @@ pub struct AnomalySpec {
     /// Most nodes in quarantine at once under `nodeQuarantine: cordon`: a count (`2`) or a
     /// percentage of the cluster's nodes (`"20%"`, rounded up: 1 of 3 nodes). Default `"20%"`.
     /// Flagged nodes are admitted in name order; one beyond the cap is only labelled anomalous
-    /// (not tainted or cordoned) and gets a Warning Event `NodeQuarantineHeldBack`, and it is
+    /// (not tainted or cordoned) and gets a Warning Event `NodeQuarantineHeldBack` when it
+    /// becomes held back, and it is
     /// quarantined at a later pass once fewer nodes are. Nodes in quarantine stay so when the cap
     /// is lowered, until their flags clear. Each quarantine receipt records the cap and the
     /// number of other nodes in quarantine.
