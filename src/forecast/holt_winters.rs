@@ -177,14 +177,21 @@ fn per_point_error(y: &[f64], c: &Candidate, clip: f64, points: f64, best: Optio
     let phi = if beta > 0.0 { PHI } else { 1.0 };
     let mut trend = 0.0;
     let mut sae = 0.0;
-    for (t, &yt) in y.iter().enumerate().skip(start) {
-        let k = t % m;
+    // The phase `t mod m` and the next bound check, counted instead of divided (this loop is
+    // most of a predictive scaling decision's time).
+    let mut k = start % m;
+    let mut check = 16 - start % 16;
+    for &yt in &y[start..] {
         let s_prev = if m > 1 { seasonal[k] } else { 0.0 };
         let pred = level + phi * trend + s_prev;
         let raw = yt - pred;
         sae += raw.abs();
-        if t % 16 == 0 && loses(sae / points) {
-            return None;
+        check -= 1;
+        if check == 0 {
+            check = 16;
+            if loses(sae / points) {
+                return None;
+            }
         }
         let e = raw.clamp(-clip, clip);
         level = level + phi * trend + alpha * e;
@@ -192,10 +199,88 @@ fn per_point_error(y: &[f64], c: &Candidate, clip: f64, points: f64, best: Optio
         if m > 1 {
             seasonal[k] = s_prev + gamma * (1.0 - alpha) * e;
         }
+        k += 1;
+        if k == m {
+            k = 0;
+        }
     }
     let per_point = sae / points;
     let wins = best.is_none_or(|(b, i)| per_point < b || (per_point == b && c.index < i));
     wins.then_some(per_point)
+}
+
+/// Candidates run side by side by [`lane_errors`].
+const LANES: usize = 4;
+
+/// [`per_point_error`] for up to [`LANES`] candidates of one season at once against the same
+/// `best`: the recursions of different candidates are independent, so running them interleaved
+/// lets the processor overlap them (one alone is a chain of dependent multiply-adds). Each
+/// lane does exactly the operations [`per_point_error`] does, in the same order, so its error
+/// is bit for bit the same; a lane stops counting once it loses to `best`, and the group stops
+/// when every lane has.
+fn lane_errors(y: &[f64], group: &[Candidate], clip: f64, points: f64, best: (f64, usize)) -> Vec<Option<f64>> {
+    let n = group.len();
+    debug_assert!((1..=LANES).contains(&n) && group.iter().all(|c| c.m == group[0].m));
+    let m = group[0].m;
+    let (level0, seasonal0, start) = initial(y, m);
+    let mut alpha = [0.0; LANES];
+    let mut beta = [0.0; LANES];
+    let mut gamma = [0.0; LANES];
+    let mut phi = [1.0; LANES];
+    for (j, c) in group.iter().enumerate() {
+        alpha[j] = c.alpha;
+        beta[j] = c.beta;
+        gamma[j] = c.gamma;
+        phi[j] = if c.beta > 0.0 { PHI } else { 1.0 };
+    }
+    let mut level = [level0; LANES];
+    let mut trend = [0.0; LANES];
+    let mut sae = [0.0; LANES];
+    // seasonal[k][j]: phase k of lane j.
+    let mut seasonal: Vec<[f64; LANES]> = seasonal0.iter().map(|&v| [v; LANES]).collect();
+    let mut alive = [false; LANES];
+    alive[..n].fill(true);
+    let loses = |e: f64, index: usize| e > best.0 || (e == best.0 && index > best.1);
+    let mut k = start % m;
+    let mut check = 16;
+    for &yt in &y[start..] {
+        let s_prev = if m > 1 { seasonal[k] } else { [0.0; LANES] };
+        let mut next = s_prev;
+        for j in 0..LANES {
+            let pred = level[j] + phi[j] * trend[j] + s_prev[j];
+            let raw = yt - pred;
+            sae[j] += raw.abs();
+            let e = raw.clamp(-clip, clip);
+            level[j] = level[j] + phi[j] * trend[j] + alpha[j] * e;
+            trend[j] = phi[j] * trend[j] + alpha[j] * beta[j] * e;
+            next[j] = s_prev[j] + gamma[j] * (1.0 - alpha[j]) * e;
+        }
+        if m > 1 {
+            seasonal[k] = next;
+        }
+        check -= 1;
+        if check == 0 {
+            check = 16;
+            for j in 0..n {
+                if alive[j] && loses(sae[j] / points, group[j].index) {
+                    alive[j] = false;
+                }
+            }
+            if !alive.iter().any(|a| *a) {
+                break;
+            }
+        }
+        k += 1;
+        if k == m {
+            k = 0;
+        }
+    }
+    (0..n)
+        .map(|j| {
+            let e = sae[j] / points;
+            (alive[j] && !loses(e, group[j].index) && !e.is_nan()).then_some(e)
+        })
+        .collect()
 }
 
 /// Initial level, seasonal terms and first step of the recursions: with a season (m > 1) the
@@ -325,11 +410,22 @@ impl Forecaster for HoltWinters {
             // The rest in an order that tends to meet good candidates early (seasonal before
             // not, middling α first), so the running bound abandons more of the others; ties are
             // broken by the defining order, so the choice is the scan's.
+            // Candidates of one season are run LANES at a time, each lane its own recursion.
             let mut order: Vec<Candidate> = grid[1..].to_vec();
-            order.sort_by_key(|c| (c.m == 1, alpha_rank(c.alpha), c.index));
-            for c in order {
-                if let Some(e) = per_point_error(history, &c, clip, points(c.m), Some((best.0, best.1.index))) {
-                    best = (e, c);
+            order.sort_by_key(|c| (c.m == 1, c.m, alpha_rank(c.alpha), c.index));
+            let mut rest = &order[..];
+            while let Some(first) = rest.first() {
+                let same = rest.iter().take(LANES).take_while(|c| c.m == first.m).count();
+                let (group, tail) = rest.split_at(same);
+                rest = tail;
+                let errors = lane_errors(history, group, clip, points(first.m), (best.0, best.1.index));
+                // In grid order within the group: the choice is the lexicographic least (error, index).
+                for (c, e) in group.iter().zip(errors) {
+                    if let Some(e) = e
+                        && (e < best.0 || (e == best.0 && c.index < best.1.index))
+                    {
+                        best = (e, *c);
+                    }
                 }
             }
         }
@@ -430,6 +526,44 @@ mod tests {
         }
         // Positive control: the cases exercise the seasonal search too, not only Holt's.
         assert!(seasonal_fits >= 10, "{seasonal_fits} seasonal fits of 60");
+    }
+
+    #[test]
+    fn every_lane_computes_bit_for_bit_the_error_of_the_candidate_run_alone() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let y: Vec<f64> = (0..200)
+            .map(|i| 30.0 + 0.1 * i as f64 + 9.0 * ((i % 12) as f64).sin() + rng.random_range(-2.0..2.0))
+            .collect();
+        let clip = 6.0;
+        let mut compared = 0;
+        for m in [1usize, 12, 24] {
+            let gammas: &[f64] = if m > 1 { &GAMMAS } else { &[0.0] };
+            let mut grid = Vec::new();
+            for &alpha in &ALPHAS {
+                for &beta in &BETAS {
+                    for &gamma in gammas {
+                        grid.push(Candidate {
+                            index: grid.len(),
+                            m,
+                            alpha,
+                            beta,
+                            gamma,
+                        });
+                    }
+                }
+            }
+            let points = (y.len() - if m > 1 { m } else { 1 }) as f64;
+            for group in grid.chunks(LANES) {
+                let lanes = lane_errors(&y, group, clip, points, (f64::INFINITY, usize::MAX));
+                for (c, e) in group.iter().zip(lanes) {
+                    let alone = per_point_error(&y, c, clip, points, None).unwrap();
+                    assert_eq!(e.map(f64::to_bits), Some(alone.to_bits()), "m {m}, {c:?}");
+                    compared += 1;
+                }
+            }
+        }
+        assert_eq!(compared, 21 + 63 + 63);
     }
 
     #[test]
