@@ -145,3 +145,42 @@ async fn a_sigterm_while_the_apiserver_does_not_answer_stops_the_operator_cleanl
         op.log()
     );
 }
+
+/// The same once connected: an operator that may read nothing (a ServiceAccount without any
+/// binding: its node watch is refused, so its node cache never fills) exits 0 at once on
+/// SIGTERM, instead of waiting for a cache that will not come. Positive control: it did
+/// connect, and it was still waiting for nodes.
+#[tokio::test]
+async fn a_sigterm_while_the_node_cache_cannot_fill_stops_the_operator_cleanly_at_once() {
+    let ns = common::TestNamespace::new("stop-waiting").await;
+    let dir = std::env::temp_dir().join(format!("mom-stop-waiting-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ok, _, err) = common::kubectl(&["create", "serviceaccount", "nobody", "-n", &ns.name], None);
+    assert!(ok, "{err}");
+    let kubeconfig = common::service_account_kubeconfig(&dir, &ns.name, "nobody");
+    let mut op = operator(&ns.name, "stop-waiting", Some(kubeconfig));
+    common::eventually("the operator to be connected", Duration::from_secs(30), || {
+        let connected = op.log().contains("connected to the apiserver");
+        async move { connected.then_some(()) }
+    })
+    .await;
+    // Give the refused watch time to be tried; it never syncs.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!op.log().contains("serving the scheduler extender"), "{}", op.log());
+    let asked = std::time::Instant::now();
+    let status = op.terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM while waiting for nodes: {status:?} (None: still running after 15 s)\n{}",
+        op.log()
+    );
+    println!(
+        "SIGTERM to exit while waiting for nodes: {:.2} s",
+        asked.elapsed().as_secs_f64()
+    );
+    assert!(
+        op.log().contains("stopped before the node cache was ready"),
+        "{}",
+        op.log()
+    );
+}

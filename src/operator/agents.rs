@@ -437,21 +437,36 @@ async fn record_spec_change(agent: &GeometricAgent, ctx: &Context) -> Result<(),
     if observed == Some(generation) {
         return Ok(());
     }
+    use crate::operator::crd::momconfig::VerificationLevel;
+    let level = ctx.recording().level;
+    if level == VerificationLevel::None {
+        // Nothing is recorded: no chain to compare with.
+        return Ok(());
+    }
     let (ns, name) = (agent.namespace().unwrap_or_default(), agent.name_any());
     let receipt_error = |source| AgentError::Receipt {
         agent: name.clone(),
         action: "configure",
         source,
     };
-    let last = ctx.writer.recorded_agent_spec(&uid).await.map_err(|e| {
-        receipt_error(super::receipts::Withheld {
-            message: format!(
-                "{} spec generation {generation} cannot be compared with the receipt chain, so it is not acted on yet",
-                AgentKey::of(agent)
-            ),
-            source: Box::new(e),
-        })
-    })?;
+    // As for every receipt: at `full_audit` nothing is done without it; below, a chain that
+    // cannot be read is logged and the agent acted on.
+    let last = match ctx.writer.recorded_agent_spec(&uid).await {
+        Ok(last) => last,
+        Err(e) if level == VerificationLevel::FullAudit => {
+            return Err(receipt_error(super::receipts::Withheld {
+                message: format!(
+                    "{} spec generation {generation} cannot be compared with the receipt chain, so it is not acted on yet",
+                    AgentKey::of(agent)
+                ),
+                source: Box::new(e),
+            }));
+        }
+        Err(e) => {
+            tracing::warn!(agent = %AgentKey::of(agent), error = %e, "receipt chain not readable (level below full_audit: acting anyway)");
+            return Ok(());
+        }
+    };
     if last.as_ref().is_some_and(|(g, _)| *g >= generation) {
         return Ok(());
     }
@@ -483,6 +498,9 @@ async fn record_spec_change(agent: &GeometricAgent, ctx: &Context) -> Result<(),
         ),
     };
     ctx.record_before(intent).await.map_err(receipt_error)?;
+    // Also when sampling left it out: this spec is decided on, and the next replicas-only
+    // generation compares with it instead of drawing again.
+    ctx.writer.decided_agent_spec(&uid, stored_generation, digest);
     Ok(())
 }
 

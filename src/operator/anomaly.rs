@@ -99,6 +99,11 @@ impl LeaderLoop for AnomalyLoop {
     const NAME: &'static str = "anomaly";
     type Error = AnomalyLoopError;
 
+    /// A new term announces every node the cap holds back again.
+    fn reset(&mut self) {
+        self.held_back.clear();
+    }
+
     fn period(&self, _ctx: &Context) -> Period {
         Period::fixed(self.period)
     }

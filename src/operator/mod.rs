@@ -211,8 +211,31 @@ pub async fn run(config: OperatorConfig) -> Result<(), Error> {
         watched(&health, "watch/latency", latency::run(client.clone(), view.clone())),
     ];
     // Settings first, then nodes: the first embedding then already uses the configured keys.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), config_ready.wait_for(|r| *r)).await;
-    let _ = nodes_ready.wait_for(|r| *r).await;
+    // A stop while waiting (a node watch that never syncs) ends the start-up here: nothing acts
+    // yet, so only the Lease (if taken) is released.
+    let ready = async {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), config_ready.wait_for(|r| *r)).await;
+        let _ = nodes_ready.wait_for(|r| *r).await;
+    };
+    let stopped_early = tokio::select! {
+        _ = ready => false,
+        _ = stop_signals.wait() => true,
+    };
+    if stopped_early {
+        tracing::info!("stopped before the node cache was ready; releasing the Lease");
+        let _ = shutdown_tx.send(true);
+        let _ = release_tx.send(true);
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            let _ = server.await;
+            let _ = web_publisher.await;
+            let _ = election.await;
+        })
+        .await;
+        for w in watches {
+            w.abort();
+        }
+        return Ok(());
+    }
 
     tracing::info!(addr = %extender_bound, tls = extender_tls.is_some(), "serving the scheduler extender");
     let writer = Arc::new(
@@ -383,8 +406,9 @@ where
 }
 
 /// SIGTERM and SIGINT, listened for from the first line of [`run`]: a signal that arrives while
-/// the operator is still starting (connecting, electing, spawning its loops) is kept and stops
-/// it gracefully once it is up, instead of killing the process with the default action.
+/// the operator is still starting stops it gracefully instead of killing the process with the
+/// default action — at once while it connects or waits for its caches (nothing acts yet), and
+/// through the usual drain once its loops are spawned.
 struct StopSignals {
     term: Option<tokio::signal::unix::Signal>,
     interrupt: Option<tokio::signal::unix::Signal>,

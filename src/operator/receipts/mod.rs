@@ -117,8 +117,8 @@ pub struct ReceiptWriter {
     unconfirmed: std::sync::Mutex<Vec<(Receipt, String)>>,
     /// Per GeometricAgent uid: the newest generation known to carry the spec its newest
     /// `agent.change` receipt records, and that spec's digest. Rebuilt from the stored chain at
-    /// every load (so a new leader, or one that led before, knows what the chain says) and kept
-    /// up as this writer persists `agent.change` receipts.
+    /// every load (so a new leader knows what the chain says) and kept up as this writer seals
+    /// `agent.change` receipts (and as the agent controller decides on specs sampling left out).
     agent_specs: std::sync::Mutex<std::collections::HashMap<String, (i64, String)>>,
     /// Signing keys this process has read (key id → signer): a changed key is handed over by
     /// the outgoing one, which may no longer be in its Secret.
@@ -387,7 +387,9 @@ impl ReceiptWriter {
     /// What the chain records of the agent `uid`'s spec: the newest generation known to carry
     /// the spec of its newest `agent.change` receipt, and that spec's digest (see
     /// [`crate::decisions::config_change::recorded_agent_spec`]). Loads the chain first when
-    /// this writer has not (a new leader, or one that lost the Lease in between).
+    /// this writer has none loaded (a new process, or after [`Self::reset`]: the agent
+    /// controller resets the writer when it finds it no longer leads, and a failed write
+    /// drops the chain).
     pub async fn recorded_agent_spec(&self, uid: &str) -> Result<Option<(i64, String)>, WriteError> {
         {
             let mut guard = self.chain.lock().await;
@@ -405,6 +407,17 @@ impl ReceiptWriter {
             && let Some(entry) = m.get_mut(uid)
         {
             entry.0 = entry.0.max(generation);
+        }
+    }
+
+    /// Notes `generation` of the agent `uid` with the spec digest `digest` as the one decided
+    /// on (recorded, or left out by sampling), until the next load of the chain.
+    pub fn decided_agent_spec(&self, uid: &str, generation: i64, digest: String) {
+        if let Ok(mut m) = self.agent_specs.lock() {
+            let entry = m.entry(uid.to_string()).or_insert((generation, digest.clone()));
+            if generation >= entry.0 {
+                *entry = (generation, digest);
+            }
         }
     }
 
@@ -720,6 +733,11 @@ impl ReceiptWriter {
             // already) and are sent again byte for byte before anything new is sealed. No
             // re-list, and no second version of any of these sequences.
             *builder = scratch;
+            // They stand: an `agent.change` among them is what the chain records (a retried
+            // reconcile must not seal a second one for the same spec).
+            for (r, _, _) in &sealed[persisted..] {
+                self.note_recorded_spec(r);
+            }
             if let Ok(mut u) = self.unconfirmed.lock() {
                 *u = sealed[persisted..]
                     .iter()
