@@ -153,6 +153,29 @@ struct Candidate {
     gamma: f64,
 }
 
+/// The parameter grid in its defining order: `seasons` as listed, then α, β, γ ascending (γ only
+/// with a season).
+fn grid(seasons: &[usize]) -> Vec<Candidate> {
+    let mut grid = Vec::new();
+    for &m in seasons {
+        let gammas: &[f64] = if m > 1 { &GAMMAS } else { &[0.0] };
+        for &alpha in &ALPHAS {
+            for &beta in &BETAS {
+                for &gamma in gammas {
+                    grid.push(Candidate {
+                        index: grid.len(),
+                        m,
+                        alpha,
+                        beta,
+                        gamma,
+                    });
+                }
+            }
+        }
+    }
+    grid
+}
+
 /// Search order of α: middling values first.
 fn alpha_rank(alpha: f64) -> usize {
     [0.2, 0.35, 0.1, 0.5, 0.05, 0.7, 0.9]
@@ -383,23 +406,7 @@ impl Forecaster for HoltWinters {
         // The grid in its defining order: seasons as listed, then α, β, γ ascending. The choice
         // is the first candidate in this order with the least per-point error (as a scan that
         // replaces its best only on a strictly smaller error).
-        let mut grid: Vec<Candidate> = Vec::new();
-        for &m in &seasons {
-            let gammas: &[f64] = if m > 1 { &GAMMAS } else { &[0.0] };
-            for &alpha in &ALPHAS {
-                for &beta in &BETAS {
-                    for &gamma in gammas {
-                        grid.push(Candidate {
-                            index: grid.len(),
-                            m,
-                            alpha,
-                            beta,
-                            gamma,
-                        });
-                    }
-                }
-            }
-        }
+        let grid = grid(&seasons);
         let points = |m: usize| (history.len() - if m > 1 { m } else { 1 }) as f64;
         // The first candidate, run to the end: the scan keeps it whatever its error (a NaN from
         // an overflow included, which nothing then replaces).
@@ -538,21 +545,7 @@ mod tests {
         let clip = 6.0;
         let mut compared = 0;
         for m in [1usize, 12, 24] {
-            let gammas: &[f64] = if m > 1 { &GAMMAS } else { &[0.0] };
-            let mut grid = Vec::new();
-            for &alpha in &ALPHAS {
-                for &beta in &BETAS {
-                    for &gamma in gammas {
-                        grid.push(Candidate {
-                            index: grid.len(),
-                            m,
-                            alpha,
-                            beta,
-                            gamma,
-                        });
-                    }
-                }
-            }
+            let grid = grid(&[m]);
             let points = (y.len() - if m > 1 { m } else { 1 }) as f64;
             for group in grid.chunks(LANES) {
                 let lanes = lane_errors(&y, group, clip, points, (f64::INFINITY, usize::MAX));

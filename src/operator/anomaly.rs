@@ -230,13 +230,7 @@ impl LeaderLoop for AnomalyLoop {
                 }
                 let quarantine = q_out.changed.then_some((&q_inputs, &q_out));
                 patch_node(&nodes_api, node, &want, quarantine).await?;
-                let reference = ObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("Node".into()),
-                    name: Some(name.clone()),
-                    uid: node.metadata.uid.clone(),
-                    ..Default::default()
-                };
+                let reference = node_reference(node);
                 announce(ctx, &reference, "node", &format!("node {name}"), &now, &want).await;
                 if q_out.changed && q_out.quarantined != q_inputs.tainted {
                     announce_quarantine(ctx, &reference, &name, &q_out, &want).await;
@@ -692,18 +686,23 @@ pub async fn patch_node(
     }
 }
 
+/// What the node's Events are about.
+fn node_reference(node: &Node) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Node".into()),
+        name: Some(node.name_any()),
+        uid: node.metadata.uid.clone(),
+        ..Default::default()
+    }
+}
+
 /// A Warning Event for a flagged node the cap keeps out of quarantine.
 async fn hold_back(ctx: &Context, node: &Node, inputs: &NodeQuarantineInputs) {
     let name = node.name_any();
     let limit = inputs.limit.unwrap_or_default();
     tracing::warn!(node = %name, limit, "a flagged node is not quarantined: the cap is reached");
-    let reference = ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Node".into()),
-        name: Some(name.clone()),
-        uid: node.metadata.uid.clone(),
-        ..Default::default()
-    };
+    let reference = node_reference(node);
     let flags: Vec<&str> = inputs.flags.iter().map(String::as_str).collect();
     ctx.publish(
         &reference,
