@@ -128,22 +128,7 @@ async fn a_sigterm_while_the_apiserver_does_not_answer_stops_the_operator_cleanl
     .await;
     // Still connecting: nothing has answered it.
     assert!(!op.log().contains("connected to the apiserver"), "{}", op.log());
-    let asked = std::time::Instant::now();
-    let status = op.terminate(Duration::from_secs(10));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "SIGTERM while connecting: {status:?} (None: still running after 10 s)\n{}",
-        op.log()
-    );
-    println!(
-        "SIGTERM to exit while connecting: {:.2} s",
-        asked.elapsed().as_secs_f64()
-    );
-    assert!(
-        op.log().contains("stopped before the apiserver answered"),
-        "{}",
-        op.log()
-    );
+    stops_cleanly_on_sigterm(&mut op, "while connecting", 10, "stopped before the apiserver answered");
 }
 
 /// The same once connected: an operator that may read nothing (a ServiceAccount without any
@@ -167,20 +152,24 @@ async fn a_sigterm_while_the_node_cache_cannot_fill_stops_the_operator_cleanly_a
     // Give the refused watch time to be tried; it never syncs.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!op.log().contains("serving the scheduler extender"), "{}", op.log());
+    stops_cleanly_on_sigterm(
+        &mut op,
+        "while waiting for nodes",
+        15,
+        "stopped before the node cache was ready",
+    );
+}
+
+/// Sends SIGTERM to `op` and asserts it exits 0 within `seconds`, its log saying `logged`;
+/// prints how long it took.
+fn stops_cleanly_on_sigterm(op: &mut common::OperatorProcess, when: &str, seconds: u64, logged: &str) {
     let asked = std::time::Instant::now();
-    let status = op.terminate(Duration::from_secs(15));
+    let status = op.terminate(Duration::from_secs(seconds));
     assert!(
         status.is_some_and(|s| s.success()),
-        "SIGTERM while waiting for nodes: {status:?} (None: still running after 15 s)\n{}",
+        "SIGTERM {when}: {status:?} (None: still running after {seconds} s)\n{}",
         op.log()
     );
-    println!(
-        "SIGTERM to exit while waiting for nodes: {:.2} s",
-        asked.elapsed().as_secs_f64()
-    );
-    assert!(
-        op.log().contains("stopped before the node cache was ready"),
-        "{}",
-        op.log()
-    );
+    println!("SIGTERM to exit {when}: {:.2} s", asked.elapsed().as_secs_f64());
+    assert!(op.log().contains(logged), "{}", op.log());
 }

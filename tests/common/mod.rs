@@ -265,31 +265,25 @@ pub fn ensure_kwok_nodes(regions: u32, zones_per_region: u32, nodes_per_rack: u3
 }
 
 /// Polls `check` every 200 ms until it returns `Some`, or panics after `timeout` naming `what`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    poll_until(what, timeout, check, || None).await
 }
 
 /// As [`eventually`], and on timeout the panic also says what `explain` returns then (e.g. the
 /// last state the check saw), so a CI failure names what was missing.
-pub async fn eventually_explained<T, F, Fut>(
-    what: &str,
-    timeout: Duration,
-    mut check: F,
-    explain: impl Fn() -> String,
-) -> T
+pub async fn eventually_explained<T, F, Fut>(what: &str, timeout: Duration, check: F, explain: impl Fn() -> String) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    poll_until(what, timeout, check, || Some(explain())).await
+}
+
+async fn poll_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F, explain: impl Fn() -> Option<String>) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -300,10 +294,10 @@ where
             return v;
         }
         if tokio::time::Instant::now() > deadline {
-            panic!(
-                "timed out after {timeout:?} waiting for {what}; last seen: {}",
-                explain()
-            );
+            match explain() {
+                Some(seen) => panic!("timed out after {timeout:?} waiting for {what}; last seen: {seen}"),
+                None => panic!("timed out after {timeout:?} waiting for {what}"),
+            }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
