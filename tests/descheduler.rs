@@ -45,7 +45,7 @@ async fn context(client: kube::Client, dry_run: bool, settings: Settings) -> (Co
         .unwrap();
     let ctx = Context::new(
         client.clone(),
-        Arc::new(std::sync::RwLock::new(view)),
+        mom::operator::view::SharedView::new(view),
         Arc::new(Metrics::default()),
         leading,
         Arc::new(mom::operator::receipts::ReceiptWriter::new(client, "mom-system".into())),
@@ -104,7 +104,7 @@ async fn snapshot(ctx: &Context, ns: &str, state: &mut LoopState, node: &str) ->
         .unwrap();
     let blocked = state.blocked_this_tick();
     let mut s = {
-        let view = ctx.view.read().unwrap();
+        let view = ctx.view.read();
         let pods: Vec<PodFacts> = pods.items.iter().filter_map(PodFacts::of).collect();
         build_snapshot(&nodes.items, &pods, &[], &view, &blocked, 1_000_000)
     };

@@ -9,7 +9,12 @@ bound / (time of the last bind seen - time creation started), binds observed by 
 POLL_S. Each phase's pods are deleted before the next. Extender server-side latency per verb:
 p50/p99 interpolated inside the buckets of the Prometheus histogram
 `mom_extender_request_duration_seconds` (difference of the scrapes before and after the MOM
-phase). Prints one JSON line.
+phase). CPU seconds each component of the control plane used per phase (`cpu_s`: user +
+system time from /proc/PID/stat of the processes in STATE_DIR/pids, STATE_DIR being LOG_DIR's
+parent), so a slower phase shows where the machine's two cores went, and the apiserver
+requests each phase made (`apiserver_requests`: the ten largest counts of
+`apiserver_request_total` by verb and resource, from the apiserver's /metrics). Prints one
+JSON line.
 
 A phase that does not bind every pod (TIMEOUT_S in all, or no new bind for STALL_S) fails
 saying why: pods bound / pending, the scheduler's last FailedScheduling messages, the last
@@ -140,6 +145,60 @@ def phase(ns, scheduler, timeout=TIMEOUT_S):
     return bound / wall, wall
 
 
+def cpu_seconds():
+    """{component: user + system CPU seconds so far} of the processes listed in STATE_DIR/pids
+    (one line "name pid" each; both kube-schedulers, the operator, the apiserver, etcd, kwok...)."""
+    out = {}
+    if not LOG_DIR:
+        return out
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        lines = open(os.path.join(os.path.dirname(LOG_DIR.rstrip("/")), "pids")).read().split("\n")
+    except OSError:
+        return out
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        name, pid = parts
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        # Fields after the parenthesised command: utime and stime are the 12th and 13th.
+        fields = stat.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_used(before, after):
+    return {k: round(after[k] - before.get(k, 0.0), 1) for k in sorted(after) if after[k] - before.get(k, 0.0) >= 0.05}
+
+
+def apiserver_requests():
+    """{"VERB resource[/subresource]": count} from the apiserver's apiserver_request_total."""
+    r = subprocess.run([KUBECTL, "get", "--raw", "/metrics"], capture_output=True, text=True)
+    out = {}
+    for line in r.stdout.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels, value = line[len("apiserver_request_total{"):].rsplit("} ", 1)
+        kv = {}
+        for part in labels.split('",'):
+            if "=" in part:
+                k, v = part.split("=", 1)
+                kv[k] = v.strip('"')
+        what = kv.get("resource", "") + ("/" + kv["subresource"] if kv.get("subresource") else "")
+        key = f'{kv.get("verb", "?")} {what}'
+        out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
+def requests_made(before, after, top=10):
+    diff = {k: int(after[k] - before.get(k, 0.0)) for k in after}
+    return dict(sorted(((k, v) for k, v in diff.items() if v > 0), key=lambda kv: -kv[1])[:top])
+
+
 def scrape():
     """{verb: [(le, cumulative count)]} of the extender histogram."""
     text = urllib.request.urlopen(METRICS_URL + "/metrics", timeout=10).read().decode()
@@ -174,10 +233,13 @@ def quantile(buckets, q):
 def main():
     load = {"start": os.getloadavg()[0]}
     before = scrape()
+    cpu0, req0 = cpu_seconds(), apiserver_requests()
     default_rate, default_wall = phase("bench-default", "default-scheduler")
     load["after_default"] = os.getloadavg()[0]
+    cpu1, req1 = cpu_seconds(), apiserver_requests()
     mom_rate, mom_wall = phase("bench-mom", "mom-scheduler")
     load["after_mom"] = os.getloadavg()[0]
+    cpu2, req2 = cpu_seconds(), apiserver_requests()
     after = scrape()
     p50, p99, calls = {}, {}, {}
     for verb in ("filter", "prioritize", "bind"):
@@ -200,6 +262,9 @@ def main():
         "wall_s": {"with_extender": round(mom_wall, 3), "without": round(default_wall, 3)},
         "extender_calls": calls,
         "load_avg_1m": {k: round(v, 2) for k, v in load.items()}, "cores": os.cpu_count(),
+        # Each phase includes deleting its namespace (the pods' deletion).
+        "cpu_s": {"without": cpu_used(cpu0, cpu1), "with_extender": cpu_used(cpu1, cpu2)},
+        "apiserver_requests": {"without": requests_made(req0, req1), "with_extender": requests_made(req1, req2)},
     }))
 
 

@@ -159,7 +159,10 @@ fn became_leader(leading: watch::Receiver<bool>) -> impl futures::Stream<Item = 
 /// dimension) or a node's health changes (`View::failed_epoch`: failover acts on it), checked
 /// every second.
 fn rebased(view: super::view::SharedView) -> impl futures::Stream<Item = ()> + Send + 'static {
-    let basis = |view: &super::view::SharedView| view.read().map(|v| (v.basis(), v.failed_epoch())).unwrap_or_default();
+    let basis = |view: &super::view::SharedView| {
+        let v = view.read();
+        (v.basis(), v.failed_epoch())
+    };
     let was = basis(&view);
     futures::stream::unfold((view, was), move |(view, mut was)| async move {
         loop {
@@ -614,12 +617,11 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
     let pressure = ctx
         .view
         .read()
-        .ok()
-        .and_then(|v| v.pool_pressure(&super::pools::pool_of(agent)))
+        .pool_pressure(&super::pools::pool_of(agent))
         .map(super::pools::trigger_pressure);
     let mut check = validate::check_agent(&facts, &siblings, &strategy_facts, pressure);
     // The tenant is the namespace's (`tenancy`); an agent naming another is not acted on.
-    let Some((tenant, source)) = ctx.view.read().ok().and_then(|v| v.known_tenant(&ns)) else {
+    let Some((tenant, source)) = ctx.view.read().known_tenant(&ns) else {
         // The namespace watch has not shown this namespace yet.
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
@@ -632,12 +634,13 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
         .and_then(|s| strategies.iter().find(|x| &x.name_any() == s));
     // The strategy's explicit coordinates must fit the ball nodes are embedded in; the agent
     // reports it too, since its target silently moving elsewhere is what the user sees.
-    let ball = ctx.view.read().ok().and_then(|v| {
+    let ball = {
+        let v = ctx.view.read();
         v.dimension().map(|dimension| validate::Ball {
             dimension,
             curvature: v.settings.kappa,
         })
-    });
+    };
     let coordinate_problems = strategy
         .and_then(|s| strategy_facts.iter().find(|f| f.name == s.name_any()))
         .map(|facts| validate::check_coordinates(facts, ball))
@@ -752,7 +755,7 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
     // the extender caps each failure domain with the same plan (`View::policy_for`).
     let spread = strategy
         .and_then(|s| spread_rule(s.spec.resilience.redundancy))
-        .and_then(|rule| ctx.view.read().ok().map(|v| v.spread_plan(rule, wanted as u32)));
+        .map(|rule| ctx.view.read().spread_plan(rule, wanted as u32));
     let spares = spread.map_or(0, |p| p.spares(wanted as u32) as usize);
     // Failover with standbys: the spares are standbys (at least one), which do not serve.
     let mode = strategy.map_or(FailoverMode::ActiveActive, |s| {
@@ -761,11 +764,7 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
     let spares = if mode.has_standbys() { spares.max(1) } else { spares };
     // The failover planner's standby (`failover_plan`): one replica more while a failure domain
     // the agent has replicas in is expected to fail; the extender places it outside that domain.
-    let planned_standby = ctx
-        .view
-        .read()
-        .ok()
-        .and_then(|v| v.standby_for(&AgentKey::of(agent)).map(str::to_string));
+    let planned_standby = ctx.view.read().standby_for(&AgentKey::of(agent)).map(str::to_string);
     let spares = spares + usize::from(planned_standby.is_some());
     let with_spares = (wanted + spares).min(super::crd::MAX_REPLICAS as usize);
     let desired = if tenant_refused {
@@ -804,7 +803,7 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
     let mut deadline_recheck: Option<Duration> = None;
     if !tenant_refused {
         let replicas: Vec<failover::Replica> = {
-            let v = ctx.view.read().ok();
+            let v = ctx.view.read();
             active
                 .iter()
                 .map(|p| failover::Replica {
@@ -815,7 +814,7 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
                         .spec
                         .as_ref()
                         .and_then(|s| s.node_name.as_deref())
-                        .is_some_and(|n| v.as_ref().is_some_and(|v| v.node_failed(n))),
+                        .is_some_and(|n| v.node_failed(n)),
                     placed: p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some(),
                     // Under a termination notice with a deadline: deleted one grace period
                     // before it at the latest (`placement::termination`).
@@ -823,7 +822,7 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
                         .spec
                         .as_ref()
                         .and_then(|s| s.node_name.as_deref())
-                        .and_then(|n| v.as_ref()?.termination_deadline(n))
+                        .and_then(|n| v.termination_deadline(n))
                         .map(|d| {
                             let grace = p
                                 .spec
@@ -991,14 +990,14 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
         .await;
     } else if !rolling && active.len() > desired {
         let excess = active.len() - desired;
-        let kappa = ctx.view.read().map(|v| v.settings.kappa).unwrap_or(1.0);
+        let v = ctx.view.read();
+        let kappa = v.settings.kappa;
         let replicas: Vec<(String, Option<Vec<f64>>)> = {
-            let v = ctx.view.read().ok();
             active
                 .iter()
                 .map(|p| {
                     let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
-                    let pos = node.and_then(|n| v.as_ref().and_then(|v| v.node_position(&n).cloned()));
+                    let pos = node.and_then(|n| v.node_position(&n).cloned());
                     (p.name_any(), pos)
                 })
                 .collect()
@@ -1108,8 +1107,10 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
     let mut desired_conditions = vec![validate::readiness(&check.problems), progressing];
     let unkept = spread.filter(|p| !p.kept);
     desired_conditions.push(if let (true, Some(plan)) = (check.problems.is_empty(), unkept) {
-        let domains = ctx.view.read().map(|v| (v.failure_domain_key(), v.failure_domains()));
-        let (key, count) = domains.unwrap_or_default();
+        let (key, count) = {
+            let v = ctx.view.read();
+            (v.failure_domain_key(), v.failure_domains())
+        };
         DesiredCondition::new(
             conditions::DEGRADED,
             ConditionStatus::True,
@@ -1178,12 +1179,7 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
         strategy: check.strategy.clone(),
         position: (!policy.target.is_empty()).then(|| super::crd::agent::Position {
             coordinates: policy.target.clone(),
-            nearest: ctx
-                .view
-                .read()
-                .ok()
-                .and_then(|v| v.nearest_place(&policy.target).ok())
-                .map(Into::into),
+            nearest: ctx.view.read().nearest_place(&policy.target).ok().map(Into::into),
         }),
         // Owned by the auction loop: left out of this merge patch so a stale copy never overwrites it.
         allocation: None,
@@ -1297,8 +1293,8 @@ async fn rollout_step(
     };
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     let pods: Vec<RolloutPod> = {
-        let view = ctx.view.read().ok();
-        let kappa = view.as_ref().map_or(1.0, |v| v.settings.kappa);
+        let view = ctx.view.read();
+        let kappa = view.settings.kappa;
         active
             .iter()
             .map(|p| {
@@ -1306,7 +1302,7 @@ async fn rollout_step(
                     .spec
                     .as_ref()
                     .and_then(|s| s.node_name.as_ref())
-                    .and_then(|n| view.as_ref().and_then(|v| v.node_position(n).cloned()));
+                    .and_then(|n| view.node_position(n).cloned());
                 RolloutPod {
                     name: p.name_any(),
                     updated: p.labels().get(TEMPLATE_HASH_LABEL).is_none_or(|h| h == hash),
@@ -1501,7 +1497,7 @@ fn waits_for_peers(agent: &GeometricAgent, peers: &[Arc<GeometricAgent>], view: 
     }
     let me = agent.name_any();
     let ns = agent.namespace().unwrap_or_default();
-    let Ok(v) = view.read() else { return false };
+    let v = view.read();
     agent.spec.peers.iter().any(|p| {
         p.agent < me
             && peers.iter().any(|s| s.name_any() == p.agent && s.spec.replicas > 0)

@@ -177,7 +177,7 @@ impl Context {
 
     /// What the MomConfig `default` says to record (full_audit until it is read).
     pub fn recording(&self) -> Recording {
-        self.view.read().map(|v| v.settings.recording).unwrap_or_default()
+        self.view.read().settings.recording
     }
 
     /// Runs CPU-heavy pure work (an auction, a descheduling plan, a scaling decision) on tokio's blocking pool, so

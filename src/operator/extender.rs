@@ -378,29 +378,23 @@ pub fn filter(state: &Context, body: &[u8]) -> Result<ExtenderFilterResult, Exte
     // A pod being filtered is being placed (again): whatever was assumed for it earlier (a
     // prioritize the scheduler did not follow, a bind that failed) must not hold room against
     // it, and stale tentative placements must not hold room against anyone.
-    // Checked under the read lock first: the write lock (queued behind the watches) only when
-    // there is something to drop.
+    // Checked on the published view first (no lock): the writers' turn only when there is
+    // something to drop.
     let uid = d.pod.metadata.uid.as_deref();
     let now = Instant::now();
-    let stale = state
-        .view
-        .read()
-        .map_err(|_| bad_request("internal state unavailable".into()))?
-        .must_forget(uid, now);
-    if stale {
-        let mut view = state
+    let mut view = state.view.read();
+    if view.must_forget(uid, now) {
+        let mut writer = state
             .view
             .write()
             .map_err(|_| bad_request("internal state unavailable".into()))?;
         if let Some(uid) = uid {
-            view.forget(uid);
+            writer.forget(uid);
         }
-        view.expire_tentative(now);
+        writer.expire_tentative(now);
+        drop(writer);
+        view = state.view.read();
     }
-    let view = state
-        .view
-        .read()
-        .map_err(|_| bad_request("internal state unavailable".into()))?;
     let rec = pod_record(&d.pod).ok_or_else(|| bad_request("Pod has already finished".into()))?;
     let verdict = filter_in_view(&view, &rec, &d.names);
     drop(view);
@@ -442,13 +436,10 @@ pub fn filter(state: &Context, body: &[u8]) -> Result<ExtenderFilterResult, Exte
 pub fn prioritize(state: &Context, body: &[u8]) -> Result<Vec<HostPriority>, ExtenderError> {
     let (d, _) = decode(body)?;
     let rec = pod_record(&d.pod).ok_or_else(|| bad_request("Pod has already finished".into()))?;
-    // Score under the read lock (O(nodes)); take the write lock only for the assumption below,
-    // so watches and filter calls are not held up by scoring.
+    // Scored on the published view (no lock, O(candidate nodes)); the writers' turn only for
+    // the assumption below.
     let scores = {
-        let view = state
-            .view
-            .read()
-            .map_err(|_| bad_request("internal state unavailable".into()))?;
+        let view = state.view.read();
         let c = Candidates::of(&view, &rec, &d.names);
         let policy = c.policy.as_ref();
         let mut scores: Vec<HostPriority> = c
@@ -607,21 +598,22 @@ fn bind_inputs(
     pod: &Pod,
 ) -> (placement::bind::BindInputs, super::view::Recording) {
     let agent = pod_record(pod).and_then(|r| r.agent);
-    let view = state.view.read().ok();
-    let target = match (&view, &agent) {
-        (Some(v), Some(key)) => v.policy_for(key).map(|p| p.target).unwrap_or_default(),
-        _ => Vec::new(),
-    };
+    let view = state.view.read();
+    let target = agent
+        .as_ref()
+        .and_then(|key| view.policy_for(key))
+        .map(|p| p.target)
+        .unwrap_or_default();
     let inputs = placement::bind::BindInputs {
         namespace: args.pod_namespace.clone(),
         pod: args.pod_name.clone(),
         node: args.node.clone(),
         agent: agent.map(|key| key.name),
         target,
-        node_position: view.as_ref().and_then(|v| v.node_position(&args.node).cloned()),
-        kappa: view.as_ref().map_or(1.0, |v| v.settings.kappa),
+        node_position: view.node_position(&args.node).cloned(),
+        kappa: view.settings.kappa,
     };
-    let recording = view.map(|v| v.settings.recording).unwrap_or_default();
+    let recording = view.settings.recording;
     (inputs, recording)
 }
 
@@ -812,7 +804,7 @@ mod tests {
             view.reembed();
         }
         let held = |state: &Context| -> Vec<(String, u32)> {
-            let view = state.view.read().unwrap();
+            let view = state.view.read();
             let (states, _) = view.node_states(&["a".to_string(), "b".to_string()]);
             states.into_iter().map(|s| (s.name, s.tentative_pods)).collect()
         };

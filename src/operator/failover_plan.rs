@@ -157,7 +157,7 @@ impl LeaderLoop for Planner {
         }
         let now_ms = u64::try_from(k8s_openapi::jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
         let (facts, objectives, kind, drained_now) = {
-            let v = ctx.view.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let v = ctx.view.read();
             (
                 v.domain_facts(now_ms),
                 v.settings.objectives,
@@ -195,11 +195,10 @@ impl LeaderLoop for Planner {
                 domains: facts.len(),
             });
         }
-        let (exposure, standbys_now) = ctx
-            .view
-            .read()
-            .map(|v| (v.agent_exposure(), v.standbys().clone()))
-            .unwrap_or_default();
+        let (exposure, standbys_now) = {
+            let v = ctx.view.read();
+            (v.agent_exposure(), v.standbys().clone())
+        };
         // Agents keep the standby they hold while its domain keeps `add_standby`, even once
         // their last pod there has gone; new ones are the agents with pods there now.
         let mut standby_set: BTreeMap<AgentKey, String> = standbys_now

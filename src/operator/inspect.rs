@@ -11,7 +11,7 @@
 //! not re-run.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
@@ -110,7 +110,7 @@ impl Live {
         view.mark_silent(now_ms);
         view.replace_pods(&pods);
         // Each agent's policy as the agent controller resolves it, under the strategy it reports.
-        let shared = Arc::new(RwLock::new(view));
+        let shared = super::view::SharedView::new(view);
         for agent in &agents {
             let ns = agent.namespace().unwrap_or_default();
             let strategy = agent
@@ -124,10 +124,7 @@ impl Live {
                 });
             super::agents::resolve_policy(agent, strategy, &shared);
         }
-        let view = Arc::try_unwrap(shared)
-            .ok()
-            .and_then(|l| l.into_inner().ok())
-            .unwrap_or_default();
+        let view = Arc::unwrap_or_clone(shared.read());
         Ok(Self {
             view,
             config,

@@ -90,10 +90,7 @@ pub async fn run(client: kube::Client, view: SharedView) {
     loop {
         tokio::time::sleep(PERIOD).await;
         let (source, nodes, keys, dimension, previous) = {
-            let Ok(v) = view.read() else {
-                tracing::error!("latency source: the view lock is poisoned; stopping");
-                return;
-            };
+            let v = view.read();
             (
                 v.settings.latency_source.clone(),
                 v.node_label_map(),
@@ -104,11 +101,8 @@ pub async fn run(client: kube::Client, view: SharedView) {
         };
         let Some(source) = source else {
             last = None;
-            // Read first: the write lock is taken only to change the state, not every period.
-            let configured = view
-                .read()
-                .map(|v| !matches!(v.latency_state(), LatencyState::NotConfigured))
-                .unwrap_or(false);
+            // Read first: the writers' turn is taken only to change the state, not every period.
+            let configured = !matches!(view.read().latency_state(), LatencyState::NotConfigured);
             if configured && let Ok(mut v) = view.write() {
                 v.set_latency(LatencyState::NotConfigured);
             }
@@ -143,7 +137,7 @@ pub async fn run(client: kube::Client, view: SharedView) {
                 })
                 .await;
                 match fitted {
-                    Ok(Ok(fit)) => LatencyState::Fitted(Box::new(fit)),
+                    Ok(Ok(fit)) => LatencyState::Fitted(std::sync::Arc::new(fit)),
                     Ok(Err(p)) => LatencyState::Problem(
                         p.reason().to_string(),
                         format!("{where_}: {p}; nodes are placed by their topology labels only"),

@@ -513,7 +513,7 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let configs: Api<MomConfig> = Api::all(client.clone());
     let (nodes_embedded, embedding, ball, latency) = {
-        let v = view.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let v = view.read();
         let e = v.embedding().cloned();
         let latency = (v.latency_state().clone(), v.positions_follow_latency());
         let ball = v.dimension().map(|dimension| validate::Ball {
@@ -529,18 +529,17 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
         ctx.budget.retain(|k| keys.contains(k));
     }
     let (hourly_cost, budget_condition) = super::budget::status(ctx);
-    let failover_model =
-        failover_model_condition(&view.read().map(|v| v.failover_summary().clone()).unwrap_or_default());
+    let failover_model = failover_model_condition(view.read().failover_summary());
     let anomaly_state = ctx.anomaly.lock().map(|s| s.clone()).unwrap_or_default();
     let anomaly_detection = anomaly_condition(&anomaly_state);
     // Every node's labels are copied only while something is flagged (this runs every 3 s).
     let anything_flagged =
         !anomaly_state.flagged_nodes.is_empty() || anomaly_state.agent_flags.values().any(|flags| !flags.is_empty());
     let causes = if anything_flagged {
-        let (labels, agent_nodes) = view
-            .read()
-            .map(|v| (v.node_label_map(), v.agent_nodes()))
-            .unwrap_or_default();
+        let (labels, agent_nodes) = {
+            let v = view.read();
+            (v.node_label_map(), v.agent_nodes())
+        };
         root_causes(&anomaly_state, &labels, &agent_nodes, &agent_peers(agents))
     } else {
         RootCauses::default()
@@ -644,22 +643,19 @@ async fn reconcile_once(ctx: &Context) -> Result<(), kube::Error> {
     let strategy_facts: Vec<StrategyFacts> = strategy_list.iter().map(StrategyFacts::from_strategy).collect();
     // Each agent under its own pool's pressure (as the auction last measured it), as the agent
     // controller and the scaler select its strategy.
-    let pressures: BTreeMap<(String, String), crate::operator::crd::strategy::ResourcePressure> = ctx
-        .view
-        .read()
-        .map(|v| {
-            agent_list
-                .iter()
-                .filter_map(|a| {
-                    let p = v.pool_pressure(&crate::operator::pools::pool_of(a))?;
-                    Some((
-                        (a.namespace().unwrap_or_default(), a.name_any()),
-                        crate::operator::pools::trigger_pressure(p),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let pressures: BTreeMap<(String, String), crate::operator::crd::strategy::ResourcePressure> = {
+        let v = ctx.view.read();
+        agent_list
+            .iter()
+            .filter_map(|a| {
+                let p = v.pool_pressure(&crate::operator::pools::pool_of(a))?;
+                Some((
+                    (a.namespace().unwrap_or_default(), a.name_any()),
+                    crate::operator::pools::trigger_pressure(p),
+                ))
+            })
+            .collect()
+    };
     let matched = validate::matched_agents(&agent_facts, &strategy_facts, |a| {
         pressures.get(&(a.namespace.clone(), a.name.clone())).copied()
     });

@@ -5,9 +5,14 @@
 //! Fed by watches (nodes, pods) and by the agent controller (policies); read by the extender on
 //! every request. The node embedding is recomputed when the node set or labels change, never
 //! per request.
+//!
+//! Shared as a [`SharedView`]: writers take turns, readers (the extender's verbs, every loop)
+//! never wait for anyone; each finished write publishes an immutable copy of the view, cheap to
+//! make because the maps that grow with the cluster are persistent ([`Map`]: a copy shares all
+//! but the changed paths with the original).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, LockResult, Mutex, MutexGuard, PoisonError};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -64,7 +69,7 @@ pub enum LatencyState {
     /// Configured, not fitted yet.
     Pending,
     /// Node positions follow this fit.
-    Fitted(Box<placement::measured::LatencyFit>),
+    Fitted(Arc<placement::measured::LatencyFit>),
     /// The source cannot be used: (condition reason, message naming the field and value).
     Problem(String, String),
 }
@@ -156,11 +161,16 @@ impl std::fmt::Display for AgentKey {
     }
 }
 
-#[derive(Debug, Default)]
+/// The view's maps that grow with nodes, pods, agents and namespaces: persistent B-trees, so
+/// publishing a copy of the view after a write costs a few reference counts, not a deep copy.
+type Map<K, V> = imbl::OrdMap<K, V>;
+
+#[derive(Debug, Default, Clone)]
 pub struct View {
     pub settings: Settings,
-    nodes: BTreeMap<String, NodeRecord>,
-    embedding: Option<NodeEmbedding>,
+    nodes: Map<String, NodeRecord>,
+    /// Shared with the published copies (replaced whole at a re-embedding, never edited).
+    embedding: Option<Arc<NodeEmbedding>>,
     embedding_error: Option<String>,
     /// Bumped on every re-embedding: positions (and targets computed from them) of an older
     /// generation are meaningless in the new one.
@@ -172,43 +182,43 @@ pub struct View {
     /// Bumped when a node's health changes ([`View::failed_epoch`]).
     failed_epoch: u64,
     /// The latest fit of measured latencies (kept while its problem-free input lasts).
-    latency: Option<placement::measured::LatencyFit>,
+    latency: Option<Arc<placement::measured::LatencyFit>>,
     /// Bumped with every new fit (or its removal).
     latency_epoch: u64,
     /// What the latency source gave last: for the MomConfig condition.
     latency_state: LatencyState,
     /// (dimension, latency epoch) the positions were last computed with.
     embedded_with: Option<(usize, Option<u64>)>,
-    policy_generation: BTreeMap<AgentKey, u64>,
+    policy_generation: Map<AgentKey, u64>,
     /// Pods by uid, as last seen in the watch.
-    pods: BTreeMap<String, PodRecord>,
+    pods: Map<String, PodRecord>,
     /// Pods the extender placed (uid → record with node) until the watch shows them bound:
     /// first tentatively at prioritize time (its top-scored node), then for sure at bind time.
-    assumed: BTreeMap<String, PodRecord>,
+    assumed: Map<String, PodRecord>,
     /// When each tentative assumption was made; bound ones are not listed.
-    tentative: BTreeMap<String, std::time::Instant>,
-    load: BTreeMap<String, NodeLoad>,
+    tentative: Map<String, std::time::Instant>,
+    load: Map<String, NodeLoad>,
     /// Resolved placement policy per agent (target, avoid-list, spread), from the agent controller.
-    policies: BTreeMap<AgentKey, AgentPolicy>,
+    policies: Map<AgentKey, AgentPolicy>,
     /// The descheduler's target of the last tick per agent (`namespace/name`).
-    steered: BTreeMap<String, Vec<f64>>,
+    steered: Map<String, Vec<f64>>,
     /// Spares required outside the fullest failure domain, per agent (0: no spread rule).
-    spares: BTreeMap<AgentKey, SpreadRule>,
+    spares: Map<AgentKey, SpreadRule>,
     /// Each node's heartbeat: its Lease in `kube-node-lease` (last renewal, duration).
-    heartbeats: BTreeMap<String, Heartbeat>,
+    heartbeats: Map<String, Heartbeat>,
     /// Nodes whose heartbeat stopped ([`View::mark_silent`]): failed before the node lifecycle
     /// controller says so.
-    silent: BTreeMap<String, u64>,
+    silent: Map<String, u64>,
     /// Failure domains the failover planner acts on ahead of a predicted failure
     /// ([`View::set_predicted`]): domain → its action (`add_standby` while standbys are held
     /// for it, or a move).
     predicted: BTreeMap<String, crate::failover_mdp::Action>,
     /// Nodes under a termination notice: (taint key, when first seen, ms since the epoch).
-    noticed: BTreeMap<String, (String, u64)>,
+    noticed: Map<String, (String, u64)>,
     /// Every pod's last health signs (restarts, evicted), by uid ([`View::apply_pod`]).
-    pod_signs: BTreeMap<String, PodSigns>,
+    pod_signs: Map<String, PodSigns>,
     /// Per node: (restarts, kubelet evictions) seen since the operator started.
-    node_signs: BTreeMap<String, (u64, u64)>,
+    node_signs: Map<String, (u64, u64)>,
     /// Agents given one standby replica outside a failure domain the planner holds standbys
     /// for ([`View::set_standbys`]): agent → that domain.
     standbys: BTreeMap<AgentKey, String>,
@@ -217,7 +227,7 @@ pub struct View {
     /// Resource pressure per node pool, from the auction loop (for strategy triggers).
     pool_pressure: BTreeMap<String, crate::auction::quota::PressureLevel>,
     /// The tenant of every namespace seen in the namespace watch ([`super::tenancy`]).
-    namespace_tenants: BTreeMap<String, (String, &'static str)>,
+    namespace_tenants: Map<String, (String, &'static str)>,
 }
 
 /// A node's last heartbeat as its kubelet's Lease records it.
@@ -369,7 +379,87 @@ pub struct AgentExposure {
 /// The redundancy rule of an agent as the extender applies it.
 pub use crate::placement::redundancy::Rule as SpreadRule;
 
-pub type SharedView = Arc<RwLock<View>>;
+/// The view as the watches, the loops and the extender share it. Writers take turns on a mutex;
+/// when a writer's guard drops, the view as it left it is published, and [`SharedView::read`]
+/// returns the latest published copy without taking any lock. So a reader sees every write
+/// that finished before it began and never a half-applied one, and neither a long reader (a
+/// descheduling plan over every pod) nor a long writer (a re-embedding) holds up the
+/// extender's reads. A writer that panics publishes nothing: the mutex is poisoned, and
+/// readers keep the last whole view.
+#[derive(Clone)]
+pub struct SharedView(Arc<Shared>);
+
+struct Shared {
+    writer: Mutex<View>,
+    published: arc_swap::ArcSwap<View>,
+}
+
+impl Default for SharedView {
+    fn default() -> Self {
+        Self::new(View::default())
+    }
+}
+
+impl std::fmt::Debug for SharedView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SharedView").field(&self.read()).finish()
+    }
+}
+
+impl SharedView {
+    pub fn new(view: View) -> Self {
+        Self(Arc::new(Shared {
+            published: arc_swap::ArcSwap::from_pointee(view.clone()),
+            writer: Mutex::new(view),
+        }))
+    }
+
+    /// The view as the last finished write left it. Lock-free; the copy stays valid (and
+    /// unchanged) for as long as the caller keeps it.
+    pub fn read(&self) -> Arc<View> {
+        self.0.published.load_full()
+    }
+
+    /// Exclusive access to change the view, published when the guard drops. Fails only when an
+    /// earlier writer panicked (the view it left may be half-changed).
+    pub fn write(&self) -> LockResult<ViewWriter<'_>> {
+        let published = &self.0.published;
+        match self.0.writer.lock() {
+            Ok(view) => Ok(ViewWriter { view, published }),
+            Err(poisoned) => Err(PoisonError::new(ViewWriter {
+                view: poisoned.into_inner(),
+                published,
+            })),
+        }
+    }
+}
+
+/// Write access to a [`SharedView`]; dropping it publishes the view.
+pub struct ViewWriter<'a> {
+    view: MutexGuard<'a, View>,
+    published: &'a arc_swap::ArcSwap<View>,
+}
+
+impl std::ops::Deref for ViewWriter<'_> {
+    type Target = View;
+    fn deref(&self) -> &View {
+        &self.view
+    }
+}
+
+impl std::ops::DerefMut for ViewWriter<'_> {
+    fn deref_mut(&mut self) -> &mut View {
+        &mut self.view
+    }
+}
+
+impl Drop for ViewWriter<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.published.store(Arc::new(self.view.clone()));
+        }
+    }
+}
 
 /// Parses a pod's CPU and memory requests (sum over containers, max with init containers).
 pub fn pod_requests(pod: &Pod) -> Result<Resources, placement::quantity::QuantityError> {
@@ -777,7 +867,7 @@ impl View {
 
     /// Replaces every heartbeat (a re-list of the node Leases).
     pub fn replace_heartbeats(&mut self, listed: BTreeMap<String, Heartbeat>) {
-        self.heartbeats = listed;
+        self.heartbeats = listed.into_iter().collect();
     }
 
     /// Re-judges which nodes are silent at `now_ms` (only nodes the view knows):
@@ -834,7 +924,7 @@ impl View {
         if !went.is_empty() || !back.is_empty() {
             self.failed_epoch += 1;
         }
-        self.silent = silent;
+        self.silent = silent.into_iter().collect();
         (went, back)
     }
 
@@ -849,9 +939,16 @@ impl View {
     pub fn replace_nodes(&mut self, nodes: &[Node]) -> usize {
         let listed: std::collections::BTreeSet<&str> =
             nodes.iter().filter_map(|n| n.metadata.name.as_deref()).collect();
-        let before = self.nodes.len();
-        self.nodes.retain(|name, _| listed.contains(name.as_str()));
-        let removed = before - self.nodes.len();
+        let gone: Vec<String> = self
+            .nodes
+            .keys()
+            .filter(|name| !listed.contains(name.as_str()))
+            .cloned()
+            .collect();
+        for name in &gone {
+            self.nodes.remove(name);
+        }
+        let removed = gone.len();
         for node in nodes {
             self.apply_node(node);
         }
@@ -882,7 +979,7 @@ impl View {
                     self.basis += 1;
                     self.embedded_with = Some(with);
                 }
-                self.embedding = Some(e);
+                self.embedding = Some(Arc::new(e));
                 self.embedding_error = None;
                 self.generation += 1;
             }
@@ -894,7 +991,7 @@ impl View {
     }
 
     pub fn embedding(&self) -> Option<&NodeEmbedding> {
-        self.embedding.as_ref()
+        self.embedding.as_deref()
     }
 
     /// Dimension of the current node embedding (the length of every node position); `None`
@@ -907,7 +1004,7 @@ impl View {
     /// Stores what the latency source gave (a fit, or why there is none) and re-embeds.
     pub fn set_latency(&mut self, state: LatencyState) {
         let fit = match &state {
-            LatencyState::Fitted(f) => Some((**f).clone()),
+            LatencyState::Fitted(f) => Some(f.clone()),
             _ => None,
         };
         if fit != self.latency {
@@ -925,7 +1022,7 @@ impl View {
 
     /// The latest latency fit (the start of the next, incremental one).
     pub fn latency_fit(&self) -> Option<&placement::measured::LatencyFit> {
-        self.latency.as_ref()
+        self.latency.as_deref()
     }
 
     /// Whether node positions currently follow measured latencies.
@@ -1114,7 +1211,15 @@ impl View {
             .filter(|uid| !listed.contains(uid.as_str()))
             .cloned()
             .collect();
-        self.pod_signs.retain(|uid, _| listed.contains(uid.as_str()));
+        let unlisted: Vec<String> = self
+            .pod_signs
+            .keys()
+            .filter(|uid| !listed.contains(uid.as_str()))
+            .cloned()
+            .collect();
+        for uid in &unlisted {
+            self.pod_signs.remove(uid);
+        }
         for uid in &gone {
             if let Some(old) = self.pods.remove(uid) {
                 self.remove_load(&old);
@@ -1162,7 +1267,7 @@ impl View {
     }
 
     /// Holds a bind to the filter's hard rules against the view as it is now, and records it as
-    /// assumed if it passes, in one step (callers hold the write lock). The scheduler binds
+    /// assumed if it passes, in one step (callers hold the writers' turn). The scheduler binds
     /// asynchronously, may bind another node than the one prioritize assumed, and may filter
     /// the next pod before this bind lands; without this check two pods could both take the
     /// last slot a redundancy rule leaves in a failure domain. A refused bind sends the pod
@@ -1190,8 +1295,9 @@ impl View {
     }
 
     /// Whether [`View::forget`] of `uid` or [`View::expire_tentative`] at `now` would change
-    /// anything: the filter verb asks under the read lock and takes the write lock only then,
-    /// so a burst of first-time pods does not queue every filter behind the watches' writes.
+    /// anything: the filter verb asks the published view and takes the writers' turn only
+    /// then, so a burst of first-time pods does not queue every filter behind the watches'
+    /// writes.
     pub fn must_forget(&self, uid: Option<&str>, now: std::time::Instant) -> bool {
         uid.is_some_and(|u| self.assumed.contains_key(u) || self.tentative.contains_key(u))
             || self.tentative.values().any(|at| tentative_expired(*at, now))
@@ -1610,7 +1716,7 @@ mod tests {
             incremental: false,
             ignored_entries: 0,
         };
-        view.set_latency(LatencyState::Fitted(Box::new(fit.clone())));
+        view.set_latency(LatencyState::Fitted(Arc::new(fit.clone())));
         assert_eq!(view.node_position("n2"), Some(&at(0.2)));
         assert!(view.positions_follow_latency());
         assert_ne!(view.basis(), labels_basis);
@@ -1681,6 +1787,43 @@ mod tests {
 
     fn node(name: &str) -> Node {
         serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("a valid node")
+    }
+
+    #[test]
+    fn a_reader_is_not_held_up_by_a_writer_and_sees_the_view_as_the_last_finished_write_left_it() {
+        let shared = SharedView::default();
+        shared.write().expect("no writer panicked").apply_node(&node("n1"));
+        let before = shared.read();
+        let mut writer = shared.write().expect("no writer panicked");
+        writer.apply_node(&node("n2"));
+        // With the writer's turn still open (same thread: a lock shared with readers would
+        // never return here), a reader gets the view of the last finished write.
+        let during = shared.read();
+        assert_eq!(during.node_names().collect::<Vec<_>>(), ["n1"]);
+        drop(writer);
+        assert_eq!(shared.read().node_names().collect::<Vec<_>>(), ["n1", "n2"]);
+        // A copy a reader holds does not change under it.
+        assert_eq!(before.node_count(), 1);
+        assert_eq!(during.node_count(), 1);
+    }
+
+    #[test]
+    fn a_writer_that_panics_publishes_nothing_and_later_writers_are_told() {
+        let shared = SharedView::default();
+        shared.write().expect("no writer panicked").apply_node(&node("n1"));
+        let clone = shared.clone();
+        let outcome = std::thread::spawn(move || {
+            let mut writer = clone.write().expect("no writer panicked");
+            writer.apply_node(&node("n2"));
+            panic!("a writer fails half-way");
+        })
+        .join();
+        assert!(outcome.is_err());
+        assert_eq!(shared.read().node_names().collect::<Vec<_>>(), ["n1"]);
+        assert!(
+            shared.write().is_err(),
+            "the half-changed view must not be handed to the next writer silently"
+        );
     }
 
     #[test]

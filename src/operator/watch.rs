@@ -27,11 +27,12 @@ use crate::placement::{Objectives, Routing};
 ///
 /// Re-embedding is O(nodes) (and more for the quality figures), so node changes only mark the
 /// embedding stale; it is recomputed at most every 500 ms. Without that, a cluster growing node
-/// by node cost O(N²) under the view's write lock and starved the extender (seen at 5,000 nodes).
+/// by node cost O(N²) in the view's writers' turn (it starved the extender at 5,000 nodes when
+/// readers still shared a lock with writers; now it holds up the other writers).
 pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<bool>, metrics: Arc<Metrics>) {
     let api: Api<Node> = Api::all(client);
     // Node status updates of a large cluster arrive in bursts: those already received are
-    // applied under one write lock ([`WRITE_BATCH`]).
+    // applied in one writers' turn ([`WRITE_BATCH`]).
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .ready_chunks(WRITE_BATCH)
@@ -105,9 +106,10 @@ pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<
     }
 }
 
-/// Most watch events applied under one acquisition of the view's write lock: the events
-/// already received when the watch wakes up (a burst of pod or Lease updates) are applied
-/// together, so extender requests wait for one write instead of queueing behind each.
+/// Most watch events applied in one writers' turn of the view: the events already received
+/// when the watch wakes up (a burst of pod or Lease updates) are applied together and
+/// published once, so the extender's assumptions (also writes) wait for one turn instead of
+/// queueing behind each event.
 pub const WRITE_BATCH: usize = 256;
 
 /// Keeps the view's pods (load, tenants, agent replicas) current. Events already received
@@ -166,10 +168,10 @@ fn apply_pod_event(v: &mut super::view::View, listed: &mut Vec<Pod>, event: Even
 }
 
 /// How often Lease events received are applied to the view. 5,000 kubelets renewing every
-/// 10 s send 500 events a second; applied one by one, each took the view's write lock and the
-/// extender's requests queued behind them. Coalesced, the view takes ≤ 10 writes a second
-/// for them, and a heartbeat reaches it at most this late (far below the 10 s between
-/// renewals that silence is judged in).
+/// 10 s send 500 events a second; applied one by one, each would take the writers' turn (and
+/// publish a copy of the view). Coalesced, the view takes ≤ 10 writes a second for them, and a
+/// heartbeat reaches it at most this late (far below the 10 s between renewals that silence is
+/// judged in).
 pub const HEARTBEAT_FLUSH: Duration = Duration::from_millis(100);
 
 /// Lease events received since the last flush into the view: the latest heartbeat per node

@@ -126,8 +126,9 @@ pub async fn tick(ctx: &Context, contended: &mut BTreeSet<String>) -> Result<(),
     let Some(agents) = ctx.agents.sorted() else {
         return Ok(());
     };
-    let (nodes, pods, tenants) = match ctx.view.read() {
-        Ok(v) => (
+    let (nodes, pods, tenants) = {
+        let v = ctx.view.read();
+        (
             v.schedulable_nodes()
                 .into_iter()
                 .map(|(name, labels, allocatable)| NodeSnapshot {
@@ -142,8 +143,7 @@ pub async fn tick(ctx: &Context, contended: &mut BTreeSet<String>) -> Result<(),
                 .iter()
                 .map(|a| v.tenant_of(&a.namespace().unwrap_or_default()))
                 .collect::<Vec<_>>(),
-        ),
-        Err(_) => return Ok(()),
+        )
     };
     let by_key: BTreeMap<String, &GeometricAgent> = agents
         .iter()
@@ -155,10 +155,12 @@ pub async fn tick(ctx: &Context, contended: &mut BTreeSet<String>) -> Result<(),
         &pods,
     );
     // MomConfig `spec.budget`: each pool is offered only the capacity the budget left pays for.
-    let budget = ctx.view.read().ok().and_then(|v| {
-        let max = v.settings.max_hourly_cost?;
-        Some((max, v.priced_pods(), v.priced_nodes().0))
-    });
+    let budget = {
+        let v = ctx.view.read();
+        v.settings
+            .max_hourly_cost
+            .map(|max| (max, v.priced_pods(), v.priced_nodes().0))
+    };
     if let Some((max, priced_pods, prices)) = &budget {
         apply_budget(&mut snapshots, *max, priced_pods, prices);
     }

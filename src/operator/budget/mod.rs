@@ -66,7 +66,7 @@ pub async fn cap_scale_up<'a>(
     desired: usize,
 ) -> Result<(usize, Option<tokio::sync::MutexGuard<'a, ()>>), BudgetError> {
     let key = AgentKey::of(agent);
-    let max = ctx.view.read().ok().and_then(|v| v.settings.max_hourly_cost);
+    let max = ctx.view.read().settings.max_hourly_cost;
     let Some(max) = max.filter(|_| desired > active) else {
         ctx.budget.clear(&key);
         return Ok((desired, None));
@@ -88,7 +88,7 @@ pub async fn cap_scale_up<'a>(
             node_selector: p.node_selector,
         })
         .collect();
-    let (nodes, _) = ctx.view.read().map(|v| v.priced_nodes()).unwrap_or_default();
+    let (nodes, _) = ctx.view.read().priced_nodes();
     let inputs = BudgetInputs {
         max_hourly_cost: max,
         agent: key.to_string(),
@@ -148,12 +148,10 @@ pub async fn cap_scale_up<'a>(
 
 /// Conditions the status loop writes for the budget: [`condition`] over the view.
 pub fn status(ctx: &Context) -> (f64, DesiredCondition) {
-    let (max, cost, problems) = match ctx.view.read() {
-        Ok(v) => {
-            let (pods, nodes, problems) = v.priced();
-            (v.settings.max_hourly_cost, budget::hourly_cost(&pods, &nodes), problems)
-        }
-        Err(_) => (None, 0.0, Vec::new()),
+    let (max, cost, problems) = {
+        let v = ctx.view.read();
+        let (pods, nodes, problems) = v.priced();
+        (v.settings.max_hourly_cost, budget::hourly_cost(&pods, &nodes), problems)
     };
     ctx.metrics.hourly_cost.set(cost);
     let (refusals, caps) = if max.is_some() {

@@ -173,13 +173,7 @@ async fn tick(ctx: &Context, job: &mut Descheduler) -> Result<(), DeschedulerErr
     };
     let blocked = job.state.blocked_this_tick();
     let now = k8s_openapi::jiff::Timestamp::now().as_second().max(0) as u64;
-    let snapshot = {
-        let view = ctx
-            .view
-            .read()
-            .map_err(|_| core::DeschedulerError::InvalidSnapshot(vec!["placement view unavailable".into()]))?;
-        build_snapshot(&nodes, &pods, &agents, &view, &blocked, now)
-    };
+    let snapshot = build_snapshot(&nodes, &pods, &agents, &ctx.view.read(), &blocked, now);
     if snapshot.nodes.is_empty() {
         return Ok(());
     }

@@ -148,8 +148,7 @@ async fn tick(
         let pressure = ctx
             .view
             .read()
-            .ok()
-            .and_then(|v| v.pool_pressure(&crate::operator::pools::pool_of(agent)))
+            .pool_pressure(&crate::operator::pools::pool_of(agent))
             .map(crate::operator::pools::trigger_pressure);
         let check = validate::check_agent(
             &AgentFacts::from_agent(agent, ctx.anomaly_flags(&AgentKey::of(agent))),

@@ -146,9 +146,7 @@ impl Source {
                 .unwrap_or_default(),
             ..Default::default()
         };
-        let Ok(view) = self.view.read() else {
-            return input;
-        };
+        let view = self.view.read();
         input.dimension = view.dimension();
         input.layout = if view.positions_follow_latency() {
             core::Layout::Measured
