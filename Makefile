@@ -114,6 +114,11 @@ bench-receipts: build-release ## Receipt writes/s and p50/p99 on the apiserver; 
 bench-throughput: build-release ## Scheduling pods/s with vs without the extender, extender p50/p99 (NODES=500 PODS=1000; one JSON line)
 	@MOM_BIN="$(MOM_RELEASE_BIN)" NODES=$(NODES) PODS=$(PODS) hack/bench-throughput.sh
 
+.PHONY: bench-core
+bench-core: ## Core placement at scale, no cluster: one decision over CORE_NODES nodes and one tick of targets for CORE_AGENTS agents (CORE_AGENTS=100000 CORE_NODES=5000 DIMENSION=64; one JSON line)
+	@$(CARGO) build --release --no-default-features --example core_scale >&2
+	@$(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/examples/core_scale $(or $(CORE_AGENTS),100000) $(or $(CORE_NODES),5000) $(or $(DIMENSION),64)
+
 .PHONY: bench-deschedule
 bench-deschedule: build-release ## Descheduler on a drifted kwok cluster (120 nodes, 200 pods): latency before/after, evictions, repeats; plan time at 10,000 pods / 1,000 nodes (one JSON line)
 	@MOM_BIN="$(MOM_RELEASE_BIN)" hack/bench-deschedule.sh
