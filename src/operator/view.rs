@@ -197,6 +197,10 @@ pub struct View {
     assumed: Map<String, PodRecord>,
     /// When each tentative assumption was made; bound ones are not listed.
     tentative: Map<String, std::time::Instant>,
+    /// The uids of each agent's pods in `pods` or `assumed` ([`View::agent_pods`]), so asking
+    /// for one agent's pods costs its own pods, not every pod of the cluster (the agent
+    /// controller asks for every agent and its peers; the extender for every pod it places).
+    by_agent: Map<AgentKey, imbl::OrdSet<String>>,
     load: Map<String, NodeLoad>,
     /// Resolved placement policy per agent (target, avoid-list, spread), from the agent controller.
     policies: Map<AgentKey, AgentPolicy>,
@@ -1167,6 +1171,7 @@ impl View {
         self.pod_signs.insert(uid.clone(), signs);
         if let Some(old) = self.pods.remove(&uid) {
             self.remove_load(&old);
+            self.untrack(&uid, old.agent.as_ref());
         }
         match pod_record(pod) {
             Some(rec) => {
@@ -1175,14 +1180,41 @@ impl View {
                 {
                     self.tentative.remove(&uid);
                     self.remove_load(&assumed);
+                    self.untrack(&uid, assumed.agent.as_ref());
                 }
                 self.add_load(&rec);
+                self.track(&uid, rec.agent.as_ref());
                 self.pods.insert(uid, rec);
             }
             None => {
                 if let Some(assumed) = self.assumed.remove(&uid) {
                     self.remove_load(&assumed);
+                    self.untrack(&uid, assumed.agent.as_ref());
                 }
+            }
+        }
+    }
+
+    /// Lists `uid` under its agent in [`View::agent_pods`]'s index (after it went into `pods`
+    /// or `assumed`).
+    fn track(&mut self, uid: &str, agent: Option<&AgentKey>) {
+        if let Some(agent) = agent {
+            self.by_agent.entry(agent.clone()).or_default().insert(uid.to_string());
+        }
+    }
+
+    /// Takes `uid` out of `agent`'s list after a record of it left `pods` or `assumed`, unless
+    /// the other map still holds it for the same agent.
+    fn untrack(&mut self, uid: &str, agent: Option<&AgentKey>) {
+        let Some(agent) = agent else { return };
+        let still = |r: Option<&PodRecord>| r.is_some_and(|r| r.agent.as_ref() == Some(agent));
+        if still(self.pods.get(uid)) || still(self.assumed.get(uid)) {
+            return;
+        }
+        if let Some(uids) = self.by_agent.get_mut(agent) {
+            uids.remove(uid);
+            if uids.is_empty() {
+                self.by_agent.remove(agent);
             }
         }
     }
@@ -1192,9 +1224,11 @@ impl View {
         self.pod_signs.remove(uid);
         if let Some(old) = self.pods.remove(uid) {
             self.remove_load(&old);
+            self.untrack(uid, old.agent.as_ref());
         }
         if let Some(assumed) = self.assumed.remove(uid) {
             self.remove_load(&assumed);
+            self.untrack(uid, assumed.agent.as_ref());
         }
     }
 
@@ -1223,6 +1257,7 @@ impl View {
         for uid in &gone {
             if let Some(old) = self.pods.remove(uid) {
                 self.remove_load(&old);
+                self.untrack(uid, old.agent.as_ref());
             }
             self.forget(uid);
         }
@@ -1253,9 +1288,11 @@ impl View {
         }
         if let Some(old) = self.assumed.remove(uid) {
             self.remove_load(&old);
+            self.untrack(uid, old.agent.as_ref());
         }
         rec.node = Some(node.to_string());
         self.add_load(&rec);
+        self.track(uid, rec.agent.as_ref());
         self.assumed.insert(uid.to_string(), rec);
         let now = std::time::Instant::now();
         if tentative {
@@ -1322,6 +1359,7 @@ impl View {
         self.tentative.remove(uid);
         if let Some(old) = self.assumed.remove(uid) {
             self.remove_load(&old);
+            self.untrack(uid, old.agent.as_ref());
         }
     }
 
@@ -1397,18 +1435,30 @@ impl View {
         self.spares.remove(key);
     }
 
-    /// Pods of an agent, bound or assumed, as (name, node).
+    /// Pods of an agent, bound or assumed, as (name, node), sorted by name; a pod both watched
+    /// and assumed is on the node the assumption names, if it names one.
     pub fn agent_pods(&self, key: &AgentKey) -> Vec<(String, Option<String>)> {
         let mut out: BTreeMap<String, Option<String>> = BTreeMap::new();
-        for rec in self.pods.values().chain(self.assumed.values()) {
-            if rec.agent.as_ref() == Some(key) {
-                let entry = out.entry(rec.name.clone()).or_default();
-                if rec.node.is_some() {
-                    *entry = rec.node.clone();
-                }
+        for rec in self.agent_records(key) {
+            let entry = out.entry(rec.name.clone()).or_default();
+            if rec.node.is_some() {
+                *entry = rec.node.clone();
             }
         }
         out.into_iter().collect()
+    }
+
+    /// The records of `key`'s pods: the watched ones, then the assumed ones, each by uid (the
+    /// per-agent index: O(the agent's pods)).
+    fn agent_records<'a>(&'a self, key: &'a AgentKey) -> impl Iterator<Item = &'a PodRecord> + 'a {
+        let uids = self.by_agent.get(key);
+        let of = move |map: &'a Map<String, PodRecord>| {
+            uids.into_iter()
+                .flatten()
+                .filter_map(move |uid| map.get(uid))
+                .filter(move |r| r.agent.as_ref() == Some(key))
+        };
+        of(&self.pods).chain(of(&self.assumed))
     }
 
     /// Positions of the nodes holding an agent's pods.
@@ -1580,10 +1630,8 @@ impl View {
         policy.spread_label = Some(spread_label);
         if let Some(active) = policy.active_regions.as_mut() {
             active.regions = self
-                .pods
-                .values()
-                .chain(self.assumed.values())
-                .filter(|r| r.agent.as_ref() == Some(key) && !r.demand.standby)
+                .agent_records(key)
+                .filter(|r| !r.demand.standby)
                 .filter_map(|r| r.node.as_ref())
                 .filter_map(|n| self.nodes.get(n)?.labels.get(&active.label).cloned())
                 .collect();
@@ -1805,6 +1853,82 @@ mod tests {
         // A copy a reader holds does not change under it.
         assert_eq!(before.node_count(), 1);
         assert_eq!(during.node_count(), 1);
+    }
+
+    /// What [`View::agent_pods`] answered before the per-agent index: a scan of every pod.
+    fn agent_pods_by_scan(view: &View, key: &AgentKey) -> Vec<(String, Option<String>)> {
+        let mut out: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for rec in view.pods.values().chain(view.assumed.values()) {
+            if rec.agent.as_ref() == Some(key) {
+                let entry = out.entry(rec.name.clone()).or_default();
+                if rec.node.is_some() {
+                    *entry = rec.node.clone();
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    #[test]
+    fn an_agents_pods_from_the_index_are_what_a_scan_of_every_pod_finds_through_any_sequence_of_changes() {
+        use rand::{Rng, SeedableRng};
+        let agents = [AgentKey::new("ns", "a"), AgentKey::new("ns", "b")];
+        let pod = |rng: &mut rand_chacha::ChaCha8Rng| -> Pod {
+            let uid = format!("u{}", rng.random_range(0..10));
+            let mut labels = serde_json::Map::new();
+            match rng.random_range(0..3) {
+                0 => {}
+                i => {
+                    labels.insert(AGENT_LABEL.into(), ["a", "b"][i - 1].into());
+                }
+            }
+            let node = ["", "n1", "n2"][rng.random_range(0..3)];
+            let phase = ["Pending", "Running", "Succeeded"][rng.random_range(0..3)];
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": format!("pod-{uid}"), "namespace": "ns", "uid": uid, "labels": labels},
+                "spec": {"nodeName": node, "containers": [{"name": "c"}]},
+                "status": {"phase": phase}
+            }))
+            .unwrap()
+        };
+        let mut checked = 0;
+        for seed in 0..40 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut view = View::default();
+            for _ in 0..60 {
+                match rng.random_range(0..6) {
+                    0 | 1 => view.apply_pod(&pod(&mut rng)),
+                    2 => view.delete_pod(&pod(&mut rng)),
+                    3 => {
+                        let p = pod(&mut rng);
+                        if let Some(mut rec) = pod_record(&p) {
+                            rec.node = None;
+                            let node = ["n1", "n2"][rng.random_range(0..2)];
+                            view.assume(p.metadata.uid.as_deref().unwrap(), rec, node, rng.random_bool(0.5));
+                        }
+                    }
+                    4 => view.forget(&format!("u{}", rng.random_range(0..10))),
+                    _ => {
+                        let listed: Vec<Pod> = (0..rng.random_range(0..6)).map(|_| pod(&mut rng)).collect();
+                        view.replace_pods(&listed);
+                    }
+                }
+                for key in &agents {
+                    let scanned = agent_pods_by_scan(&view, key);
+                    assert_eq!(view.agent_pods(key), scanned, "seed {seed}, agent {key}");
+                    checked += usize::from(!scanned.is_empty());
+                }
+                // Nothing is listed for an agent that has no pod left.
+                for (key, uids) in &view.by_agent {
+                    assert!(
+                        !uids.is_empty() && !agent_pods_by_scan(&view, key).is_empty(),
+                        "seed {seed}: {key} listed empty"
+                    );
+                }
+            }
+        }
+        // The sequences do give agents pods (the comparison is not between two empty lists).
+        assert!(checked > 500, "only {checked} non-empty comparisons");
     }
 
     #[test]
