@@ -8,8 +8,9 @@
 //!
 //! - A decision is what the extender computes for one pod of an agent when kube-scheduler sends
 //!   every node: `placement::filter` then `placement::score_breakdown` over all NODES node
-//!   states (built once, as the operator's view keeps them). DECISIONS of them, for agents
-//!   spread over the ring; p50, p99 and max in ms.
+//!   states. The states are built once beforehand; the extender builds them from its view on
+//!   every request (`View::node_states`, `View::policy_for`), which is not timed here.
+//!   DECISIONS of them, for agents spread over the ring; p50, p99 and max in ms.
 //! - A tick is `placement::agent_target` for every agent from its peer's and its own
 //!   replica positions (the agent controller's target update); its wall time in seconds.
 //!

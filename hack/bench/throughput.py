@@ -13,8 +13,8 @@ phase). CPU seconds each component of the control plane used per phase (`cpu_s`:
 system time from /proc/PID/stat of the processes in STATE_DIR/pids, STATE_DIR being LOG_DIR's
 parent), so a slower phase shows where the machine's two cores went, and the apiserver
 requests each phase made (`apiserver_requests`: the ten largest counts of
-`apiserver_request_total` by verb and resource, from the apiserver's /metrics). Prints one
-JSON line.
+`apiserver_request_total` by verb and resource, from the apiserver's /metrics; they include
+this script's own pod LISTs while polling). Prints one JSON line.
 
 A phase that does not bind every pod (TIMEOUT_S in all, or no new bind for STALL_S) fails
 saying why: pods bound / pending, the scheduler's last FailedScheduling messages, the last
@@ -178,6 +178,8 @@ def cpu_used(before, after):
 def apiserver_requests():
     """{"VERB resource[/subresource]": count} from the apiserver's apiserver_request_total."""
     r = subprocess.run([KUBECTL, "get", "--raw", "/metrics"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"reading the apiserver's /metrics failed: {r.stderr.strip()}")
     out = {}
     for line in r.stdout.splitlines():
         if not line.startswith("apiserver_request_total{"):

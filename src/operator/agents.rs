@@ -990,17 +990,17 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
         .await;
     } else if !rolling && active.len() > desired {
         let excess = active.len() - desired;
-        let v = ctx.view.read();
-        let kappa = v.settings.kappa;
-        let replicas: Vec<(String, Option<Vec<f64>>)> = {
-            active
+        let (kappa, replicas): (f64, Vec<(String, Option<Vec<f64>>)>) = {
+            let v = ctx.view.read();
+            let replicas = active
                 .iter()
                 .map(|p| {
                     let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
                     let pos = node.and_then(|n| v.node_position(&n).cloned());
                     (p.name_any(), pos)
                 })
-                .collect()
+                .collect();
+            (v.settings.kappa, replicas)
         };
         let order = placement::scale_down_order(&replicas, &policy.target, kappa);
         let standby = |n: &String| roles.get(n) == Some(&failover::Role::Standby);

@@ -429,10 +429,17 @@ impl SharedView {
     pub fn write(&self) -> LockResult<ViewWriter<'_>> {
         let published = &self.0.published;
         match self.0.writer.lock() {
-            Ok(view) => Ok(ViewWriter { view, published }),
+            Ok(view) => Ok(ViewWriter {
+                view,
+                published,
+                publish: true,
+            }),
+            // The writer handed back with the error never publishes: the view it holds may be
+            // half-changed, and dropping the error must not put that in front of readers.
             Err(poisoned) => Err(PoisonError::new(ViewWriter {
                 view: poisoned.into_inner(),
                 published,
+                publish: false,
             })),
         }
     }
@@ -442,6 +449,8 @@ impl SharedView {
 pub struct ViewWriter<'a> {
     view: MutexGuard<'a, View>,
     published: &'a arc_swap::ArcSwap<View>,
+    /// False for the writer of a poisoned view ([`SharedView::write`]'s error).
+    publish: bool,
 }
 
 impl std::ops::Deref for ViewWriter<'_> {
@@ -459,7 +468,7 @@ impl std::ops::DerefMut for ViewWriter<'_> {
 
 impl Drop for ViewWriter<'_> {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
+        if self.publish && !std::thread::panicking() {
             self.published.store(Arc::new(self.view.clone()));
         }
     }
@@ -1948,6 +1957,15 @@ mod tests {
             shared.write().is_err(),
             "the half-changed view must not be handed to the next writer silently"
         );
+        // Dropping that error (as every caller does) publishes nothing either.
+        assert_eq!(shared.read().node_names().collect::<Vec<_>>(), ["n1"]);
+        let Err(poisoned) = shared.write() else {
+            panic!("the view is poisoned")
+        };
+        let mut forced = poisoned.into_inner();
+        forced.apply_node(&node("n3"));
+        drop(forced);
+        assert_eq!(shared.read().node_names().collect::<Vec<_>>(), ["n1"]);
     }
 
     #[test]

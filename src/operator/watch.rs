@@ -60,6 +60,7 @@ pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<
             return;
         };
         let mut failed = None;
+        let mut listed_now = false;
         {
             let Ok(mut v) = view.write() else {
                 tracing::error!("node watch: the view lock is poisoned; stopping");
@@ -87,7 +88,7 @@ pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<
                             tracing::info!(removed, "re-list removed {removed} nodes");
                         }
                         v.reembed();
-                        let _ = ready.send(true);
+                        listed_now = true;
                     }
                     Event::Apply(node) => {
                         stale |= v.apply_node(&node);
@@ -98,6 +99,11 @@ pub async fn nodes(client: kube::Client, view: SharedView, ready: watch::Sender<
                 }
             }
             metrics.set_view_objects("nodes", v.node_count());
+        }
+        // Only once the writers' turn is over is the listed node set published: readers started
+        // by this signal (the extender, the agent controller) must not see the view before it.
+        if listed_now {
+            let _ = ready.send(true);
         }
         if let Some(err) = failed {
             tracing::warn!(error = %err, "node watch failed; retrying");
