@@ -990,9 +990,9 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
         .await;
     } else if !rolling && active.len() > desired {
         let excess = active.len() - desired;
-        let (kappa, replicas): (f64, Vec<(String, Option<Vec<f64>>)>) = {
+        let (kappa, replicas) = {
             let v = ctx.view.read();
-            let replicas = active
+            let replicas: Vec<(String, Option<Vec<f64>>)> = active
                 .iter()
                 .map(|p| {
                     let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
