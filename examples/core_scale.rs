@@ -18,7 +18,6 @@
 //! [DECISIONS [SEED]]]` (defaults 100000 5000 64 200 1).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Instant;
 
 use mom::cluster_layout::UniformLayout;
@@ -65,24 +64,7 @@ fn main() {
     let embed_s = started.elapsed().as_secs_f64();
     let states: Vec<NodeState> = specs
         .iter()
-        .map(|n| NodeState {
-            name: n.name.clone(),
-            labels: Arc::new(n.labels.clone()),
-            position: embedding.positions[&n.name].clone(),
-            allocatable: Resources {
-                cpu_millis: n.cpu_millis,
-                memory_bytes: n.memory_bytes,
-            },
-            requested: Resources::default(),
-            tentative: Resources::default(),
-            tentative_pods: 0,
-            pods: 0,
-            max_pods: n.pods,
-            tenants: BTreeMap::new(),
-            hourly_cost: None,
-            spot: false,
-            energy_class: None,
-        })
+        .map(|n| n.empty_state(embedding.positions[&n.name].clone()))
         .collect();
     let refs: Vec<&NodeState> = states.iter().collect();
 

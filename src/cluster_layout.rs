@@ -197,6 +197,30 @@ impl UniformLayout {
 }
 
 impl NodeSpec {
+    /// The node as placement sees it with nothing on it yet, at `position` in the ball (no
+    /// price, spot or energy class: layouts carry none).
+    pub fn empty_state(&self, position: Vec<f64>) -> crate::placement::NodeState {
+        use crate::placement::{NodeState, Resources};
+        NodeState {
+            name: self.name.clone(),
+            labels: std::sync::Arc::new(self.labels.clone()),
+            position,
+            allocatable: Resources {
+                cpu_millis: self.cpu_millis,
+                memory_bytes: self.memory_bytes,
+            },
+            requested: Resources::default(),
+            tentative: Resources::default(),
+            tentative_pods: 0,
+            pods: 0,
+            max_pods: self.pods,
+            tenants: BTreeMap::new(),
+            hourly_cost: None,
+            spot: false,
+            energy_class: None,
+        }
+    }
+
     /// The Node object for kwok (run with `--manage-nodes-with-annotation-selector
     /// kwok.x-k8s.io/node=fake`), which marks it Ready, keeps its Lease fresh and runs the pods
     /// bound to it. Carries the layout's labels plus `type=kwok`.

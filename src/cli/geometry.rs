@@ -306,24 +306,7 @@ fn run_cluster(a: ClusterArgs) -> anyhow::Result<ExitCode> {
         let embed_seconds = start.elapsed().as_secs_f64();
         let states: Vec<NodeState> = nodes
             .iter()
-            .map(|n| NodeState {
-                name: n.name.clone(),
-                labels: n.labels.clone().into(),
-                position: emb.positions.get(&n.name).cloned().unwrap_or_default(),
-                allocatable: Resources {
-                    cpu_millis: n.cpu_millis,
-                    memory_bytes: n.memory_bytes,
-                },
-                requested: Resources::default(),
-                tentative: Resources::default(),
-                tentative_pods: 0,
-                pods: 0,
-                max_pods: n.pods,
-                tenants: Default::default(),
-                hourly_cost: None,
-                spot: false,
-                energy_class: None,
-            })
+            .map(|n| n.empty_state(emb.positions.get(&n.name).cloned().unwrap_or_default()))
             .collect();
         let refs: Vec<&NodeState> = states.iter().collect();
         let pod = PodDemand {

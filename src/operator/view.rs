@@ -165,6 +165,20 @@ impl std::fmt::Display for AgentKey {
 /// publishing a copy of the view after a write costs a few reference counts, not a deep copy.
 type Map<K, V> = imbl::OrdMap<K, V>;
 
+/// Removes the entries of `map` whose key is not in `listed` (a re-list), returning those keys
+/// in order (`imbl`'s maps have no `retain`).
+fn remove_unlisted<V: Clone>(map: &mut Map<String, V>, listed: &std::collections::BTreeSet<&str>) -> Vec<String> {
+    let gone: Vec<String> = map
+        .keys()
+        .filter(|key| !listed.contains(key.as_str()))
+        .cloned()
+        .collect();
+    for key in &gone {
+        map.remove(key);
+    }
+    gone
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct View {
     pub settings: Settings,
@@ -952,16 +966,7 @@ impl View {
     pub fn replace_nodes(&mut self, nodes: &[Node]) -> usize {
         let listed: std::collections::BTreeSet<&str> =
             nodes.iter().filter_map(|n| n.metadata.name.as_deref()).collect();
-        let gone: Vec<String> = self
-            .nodes
-            .keys()
-            .filter(|name| !listed.contains(name.as_str()))
-            .cloned()
-            .collect();
-        for name in &gone {
-            self.nodes.remove(name);
-        }
-        let removed = gone.len();
+        let removed = remove_unlisted(&mut self.nodes, &listed).len();
         for node in nodes {
             self.apply_node(node);
         }
@@ -1254,15 +1259,7 @@ impl View {
             .filter(|uid| !listed.contains(uid.as_str()))
             .cloned()
             .collect();
-        let unlisted: Vec<String> = self
-            .pod_signs
-            .keys()
-            .filter(|uid| !listed.contains(uid.as_str()))
-            .cloned()
-            .collect();
-        for uid in &unlisted {
-            self.pod_signs.remove(uid);
-        }
+        remove_unlisted(&mut self.pod_signs, &listed);
         for uid in &gone {
             if let Some(old) = self.pods.remove(uid) {
                 self.remove_load(&old);
