@@ -105,6 +105,13 @@ bench-anomaly: ## Anomaly detector: points/s on one core and bytes per series (n
 bench-placement: build-release ## Traffic-weighted pod latency, MOM vs default scheduler, on a TopoHub topology (one JSON line)
 	@MOM_BIN="$(MOM_RELEASE_BIN)" hack/bench-placement.sh
 
+# 13 European and North American networks joined (844 sites), 6 nodes per site: 5,064 nodes.
+PLACEMENT_5K_GRAPHS := Geant2012,TataNld,VtlWavenet2011,Ulaknet,Latnet,Uninett2011,Forthnet,HiberniaGlobal,Dfn,Iris,Surfnet,Bellsouth,Bellcanada
+
+.PHONY: bench-placement-5k
+bench-placement-5k: build-release ## bench-placement on 5,064 nodes: 13 TopoHub networks joined, 2 regions each, 10 copies of the application (one JSON line)
+	@MOM_BIN="$(MOM_RELEASE_BIN)" BENCH_GRAPH=$(PLACEMENT_5K_GRAPHS) BENCH_NODES_PER_SITE=6 BENCH_REGIONS=2 BENCH_APPS=$(or $(APPS),10) hack/bench-placement.sh
+
 .PHONY: bench-receipts
 bench-receipts: build-release ## Receipt writes/s and p50/p99 on the apiserver; full_audit vs none overhead on a scaling workload (two JSON lines)
 	@$(CARGO) build --release --example receipts_bench >&2

@@ -7,7 +7,13 @@ every site gets NODES_PER_SITE kwok
 nodes labelled region/zone/hostname. One-way delay of a link = dist_km / 200 ms; pod-to-pod
 latency = shortest-path delay between the pods' sites, or INTRA_SITE_MS within one site.
 
-Workload: a fixed microservice graph (agents, replicas, traffic weights). Run 1: plain pods
+BENCH_GRAPH may name several networks, comma-separated (e.g. a 5,000-node cluster): each keeps
+its largest connected component and is joined, in the order given, to the union of those before
+it by one link between the geographically nearest pair of sites (great-circle km / 200 ms);
+k-medoids then runs within each network (BENCH_REGIONS regions each).
+
+Workload: a fixed microservice graph (agents, replicas, traffic weights), BENCH_APPS copies of
+it (default 1; copy k's agents are named `aK-NAME`, peers only within the copy). Run 1: plain pods
 with the same counts and requests, scheduled by the default kube-scheduler. Run 2: the same
 plain pods with the rules a careful user would write by hand: each pod prefers the zones of its
 peers' pods (preferred inter-pod affinity, topologyKey zone, one term per peer weighted by the
@@ -32,15 +38,16 @@ INTRA_SITE_MS = 0.1
 KM_PER_MS = 200.0
 CPU_REQ, MEM_REQ = "250m", "256Mi"
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
+APPS = int(os.environ.get("BENCH_APPS", "1"))
 
-# agent -> replicas
-AGENTS = {
+# agent -> replicas (one copy of the application)
+APP = {
     "frontend": 3, "gateway": 3, "auth": 2, "catalog": 3, "search": 2, "recommend": 2,
     "cart": 2, "checkout": 2, "payment": 2, "orders": 3, "inventory": 2, "notify": 2,
     "cache": 3, "db": 3,
 }
-# undirected traffic edges (a, b, weight)
-EDGES = [
+# undirected traffic edges (a, b, weight), one copy
+APP_EDGES = [
     ("frontend", "gateway", 10), ("gateway", "auth", 4), ("gateway", "catalog", 6),
     ("gateway", "search", 3), ("gateway", "cart", 4), ("gateway", "checkout", 2),
     ("catalog", "cache", 6), ("catalog", "db", 3), ("search", "catalog", 2),
@@ -49,6 +56,14 @@ EDGES = [
     ("orders", "inventory", 2), ("inventory", "db", 2), ("orders", "notify", 1),
     ("auth", "cache", 2),
 ]
+
+
+def copy_name(k, a):
+    return a if APPS == 1 else f"a{k}-{a}"
+
+
+AGENTS = {copy_name(k, a): r for k in range(APPS) for a, r in APP.items()}
+EDGES = [(copy_name(k, a), copy_name(k, b), w) for k in range(APPS) for a, b, w in APP_EDGES]
 
 
 def log(*a):
@@ -62,9 +77,12 @@ def kubectl(*args, stdin=None):
     return r.stdout
 
 
-def load_graph():
-    g = json.load(open(os.path.join(DATA, "TopoHub/topozoo", GRAPH + ".json")))
+def read_network(name):
+    """One TopoHub network: its sites (ids prefixed with `prefix`), names, positions and links,
+    restricted to its largest connected component."""
+    g = json.load(open(os.path.join(DATA, "TopoHub/topozoo", name + ".json")))
     names = {n["id"]: n.get("name") or n["id"] for n in g["nodes"]}
+    pos = {n["id"]: n.get("pos") for n in g["nodes"]}
     adj = {i: {} for i in names}
     for e in g["edges"]:
         a, b, d = e["source"], e["target"], float(e["dist"]) / KM_PER_MS
@@ -72,9 +90,19 @@ def load_graph():
             continue
         adj[a][b] = min(adj[a].get(b, d), d)
         adj[b][a] = min(adj[b].get(a, d), d)
-    ids = sorted(names, key=int)
+    return names, pos, adj
+
+
+def great_circle_km(p, q):
+    import math
+    (lon1, lat1), (lon2, lat2) = [(math.radians(x), math.radians(y)) for x, y in (p, q)]
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(h)))
+
+
+def dijkstra_all(ids, adj):
     delay = {}
-    for s in ids:  # Dijkstra from every site
+    for s in ids:
         dist = {s: 0.0}
         heap = [(0.0, s)]
         while heap:
@@ -86,10 +114,53 @@ def load_graph():
                     dist[v] = d + w
                     heapq.heappush(heap, (d + w, v))
         delay[s] = dist
-    # keep the largest connected component
-    comp = max((frozenset(delay[s]) for s in ids), key=len)
-    ids = [s for s in ids if s in comp]
-    return ids, names, delay
+    return delay
+
+
+def load_graph():
+    """Sites (sorted ids), names, the all-pairs delay and each site's network index."""
+    graphs = [g for g in GRAPH.split(",") if g]
+    names, pos, adj, network = {}, {}, {}, {}
+    for gi, name in enumerate(graphs):
+        n, p, a = read_network(name)
+        pre = (lambda i: i) if len(graphs) == 1 else (lambda i, gi=gi: f"{gi}.{i}")
+        local = dijkstra_all(sorted(n, key=int), a)
+        comp = max((frozenset(local[s]) for s in local), key=len)  # largest connected component
+        new = [pre(i) for i in sorted(comp, key=int)]
+        for i in comp:
+            names[pre(i)] = n[i]
+            pos[pre(i)] = p[i]
+            adj[pre(i)] = {pre(j): d for j, d in a[i].items() if j in comp}
+            network[pre(i)] = gi
+        if gi > 0:
+            old = [s for s in adj if network[s] < gi and pos[s]]
+            fresh = [s for s in new if pos[s]]
+            if not old or not fresh:
+                raise SystemExit(f"{name}: no site positions to join it by")
+            s, t = min(((s, t) for s in old for t in fresh), key=lambda st: (great_circle_km(pos[st[0]], pos[st[1]]), st))
+            # Sites in one city still take a hop: at least the intra-site delay.
+            d = max(INTRA_SITE_MS, great_circle_km(pos[s], pos[t]) / KM_PER_MS)
+            adj[s][t] = adj[t][s] = d
+            log(f"joined {name} to {graphs[network[s]]}: {names[s]} - {names[t]}, {d:.2f} ms")
+    ids = sorted(adj, key=site_key)
+    return ids, names, dijkstra_all(ids, adj), network
+
+
+def site_key(s):
+    return tuple(int(x) for x in str(s).split("."))
+
+
+def regions(ids, delay, network, k):
+    """k regions per network (k-medoids within each), named r0.. in network order."""
+    out, offset = {}, 0
+    for gi in sorted(set(network.values())):
+        sites = [s for s in ids if network[s] == gi]
+        part = regions_by_kmedoids(sites, delay, k)
+        used = sorted({int(r[1:]) for r in part.values()})
+        for s, r in part.items():
+            out[s] = f"r{offset + used.index(int(r[1:]))}"
+        offset += len(used)
+    return out
 
 
 def regions_by_kmedoids(ids, delay, k):
@@ -100,7 +171,7 @@ def regions_by_kmedoids(ids, delay, k):
 
     medoids = []
     while len(medoids) < min(k, len(ids)):
-        medoids.append(min((s for s in ids if s not in medoids), key=lambda c: (cost(medoids + [c]), int(c))))
+        medoids.append(min((s for s in ids if s not in medoids), key=lambda c: (cost(medoids + [c]), site_key(c))))
     best, improved = cost(medoids), True
     while improved:
         improved = False
@@ -111,7 +182,7 @@ def regions_by_kmedoids(ids, delay, k):
                 trial = medoids[:i] + [c] + medoids[i + 1:]
                 if cost(trial) < best - 1e-9:
                     medoids, best, improved = trial, cost(trial), True
-    assign = {s: min(medoids, key=lambda m: (delay[m][s], int(m))) for s in ids}
+    assign = {s: min(medoids, key=lambda m: (delay[m][s], site_key(m))) for s in ids}
     return {s: f"r{medoids.index(assign[s])}" for s in ids}
 
 
@@ -122,9 +193,9 @@ def slug(s):
 def node_list(ids, names, region):
     items, site_of = [], {}
     for s in ids:
-        zone = f"{region[s]}-{slug(names[s])}-{s}"
+        zone = f"{region[s]}-{slug(names[s])}-{str(s).replace('.', '-')}"
         for k in range(NODES_PER_SITE):
-            name = f"site{s}-{k}"
+            name = f"site{str(s).replace('.', '-')}-{k}"
             site_of[name] = s
             res = {"cpu": NODE_CPU, "memory": "8Gi", "pods": "110"}
             items.append({
@@ -189,6 +260,21 @@ def mom_agents(ns):
     return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
+def wait_nodes_ready(want, timeout=600):
+    """Polls until `want` kwok nodes are Ready (one `kubectl wait` per node is too slow for
+    thousands: at 5,064 nodes it timed out after 120 s with every node Ready soon after)."""
+    deadline = time.time() + timeout
+    while True:
+        out = kubectl("get", "nodes", "-l", "type=kwok", "-o",
+                      "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}")
+        ready = sum(1 for line in out.splitlines() if line.strip() == "True")
+        if ready >= want:
+            return
+        if time.time() > deadline:
+            raise SystemExit(f"only {ready}/{want} kwok nodes Ready after {timeout}s")
+        time.sleep(2)
+
+
 def wait_running(ns, want, timeout=300):
     deadline = time.time() + timeout
     while True:
@@ -219,12 +305,12 @@ def weighted_latency(placed, site_of, delay):
 
 
 def main():
-    ids, names, delay = load_graph()
-    region = regions_by_kmedoids(ids, delay, REGIONS)
+    ids, names, delay, network = load_graph()
+    region = regions(ids, delay, network, REGIONS)
     nodes, site_of = node_list(ids, names, region)
-    log(f"{GRAPH}: {len(ids)} sites, {REGIONS} regions, {len(nodes['items'])} nodes")
+    log(f"{GRAPH}: {len(ids)} sites, {len(set(region.values()))} regions, {len(nodes['items'])} nodes")
     kubectl("apply", "-f", "-", stdin=json.dumps(nodes))
-    kubectl("wait", "--for=condition=Ready", "node", "-l", "type=kwok", "--timeout=120s")
+    wait_nodes_ready(len(nodes["items"]))
     want = sum(AGENTS.values())
 
     kubectl("create", "namespace", "bench-default")
@@ -263,7 +349,8 @@ def main():
         "reduction": round(1 - mom_ms / default_ms, 4),
         "affinity_weighted_latency_ms": round(affinity_ms, 4),
         "reduction_vs_affinity": round(1 - mom_ms / affinity_ms, 4),
-        "graph": GRAPH, "sites": len(ids), "regions": REGIONS, "nodes": len(nodes["items"]),
+        "graph": GRAPH, "sites": len(ids), "regions": len(set(region.values())), "nodes": len(nodes["items"]),
+        "apps": APPS,
         "agents": len(AGENTS), "pods": want, "edges": len(EDGES),
         "mean_site_pair_delay_ms": round(sum(all_pairs) / len(all_pairs), 4),
         "zones_used": {"mom": zones_used(mom_sites), "default": zones_used(default_sites),
