@@ -288,6 +288,20 @@ def wait_running(ns, want, timeout=300):
         time.sleep(1)
 
 
+def disturbances(ns):
+    """What can spoil a run's placement besides the scheduler: nodes MOM judged silent (its
+    heartbeat check, from the operator log) and replicas it replaced as stranded (Events)."""
+    import re
+    silent = set()
+    log_path = os.path.join(os.environ.get("BENCH_STATE", ""), "logs", "operator.log")
+    if os.path.exists(log_path):
+        for line in open(log_path, errors="replace"):
+            if "missed their heartbeats" in line:
+                silent.update(re.findall(r'"(site[^"]+)"', line))
+    events = json.loads(kubectl("get", "events", "-n", ns, "--field-selector", "reason=ReplacedStranded", "-o", "json"))
+    return {"nodes_judged_silent": len(silent), "replaced_stranded_events": len(events["items"])}
+
+
 def weighted_latency(placed, site_of, delay):
     by_agent = {}
     for a, node in placed:
@@ -334,6 +348,10 @@ def main():
     placed_mom = wait_running("bench-mom", want)
     mom_ms, mom_sites = weighted_latency(placed_mom, site_of, delay)
     log(f"mom-scheduler: {mom_ms:.3f} ms")
+    disturbed = disturbances("bench-mom")
+    if any(disturbed.values()):
+        log(f"WARNING: this run does not measure placement alone: {disturbed} (MOM judged nodes "
+            "failed from late heartbeats and moved replicas)")
 
     all_pairs = [delay[s][t] for s in ids for t in ids if s != t]
 
@@ -357,6 +375,7 @@ def main():
                        "affinity": zones_used(affinity_sites)},
         "regions_used": {"mom": regions_used(mom_sites), "default": regions_used(default_sites),
                          "affinity": regions_used(affinity_sites)},
+        "mom_disturbances": disturbed,
     }))
 
 
