@@ -284,12 +284,13 @@ pub fn geodesic_step(x: &[f64], y: &[f64], step: f64, kappa: f64) -> Vec<f64> {
 /// outermost point, and `geodesic`'s Möbius operations lose digits there (its midpoint of two
 /// nodes at radius 29 was 3.5× the minimum).
 ///
-/// Each step of the descent first tries a damped Newton step (see `newton_direction`), halved
-/// up to 8 times while the objective does not decrease, then a Riemannian gradient step
-/// `m ← exp_m(η·Σ wᵢ log_m(xᵢ) / Σ wᵢ)` from η = 1, halved up to 29 times. It stops after 100
-/// steps, when the gradient is below 10⁻¹³ (hyperbolic), when no step decreases the objective,
-/// or when a step gains less than the objective's rounding (10⁻¹²; 10⁻¹⁰ for a full Newton
-/// step, which converges quadratically). Gradient steps alone need many steps: in negative
+/// Each step of the descent first tries a damped Newton step (see `newton_direction`; up to 48
+/// weighted points), halved up to 8 times while the objective does not decrease, then a
+/// Riemannian gradient step `m ← exp_m(η·Σ wᵢ log_m(xᵢ) / Σ wᵢ)` from η = 1, halved up to 29
+/// times. It stops after 100 steps, when the gradient is below 10⁻¹³ (hyperbolic), when the
+/// Newton step is at most 10⁻¹⁰·(1 + √f) long, when no step decreases the objective, or when a
+/// step gains less than the objective's rounding (10⁻¹²; 10⁻¹⁰ for a full Newton step, which
+/// converges quadratically). Gradient steps alone need many steps: in negative
 /// curvature `d²` is steeper across the geodesic than along it (by `√κd·coth(√κd)`), so
 /// far-apart points need η near `1/d`. The log maps are computed in a form without cancellation
 /// (see the loop), which Newton needs near the edge.
@@ -460,8 +461,8 @@ pub fn frechet_mean(points: &[Vec<f64>], weights: &[f64], kappa: f64) -> Result<
     Ok(m)
 }
 
-/// The weighted Einstein midpoint of projected points (weights summing to 1), the descent's
-/// start from three points on.
+/// The weighted Einstein midpoint of projected points (weights summing to 1): one of the
+/// descent's candidate starts.
 fn einstein_midpoint(pts: &[Vec<f64>], w: &[f64], k: f64) -> Vec<f64> {
     // Einstein midpoint: Klein kᵢ = 2xᵢ/(1+κ‖xᵢ‖²), γᵢ = 1/√(1−κ‖kᵢ‖²); k̄ = Σwᵢγᵢkᵢ/Σwᵢγᵢ;
     // back to Poincaré: x = k̄/(1+√(1−κ‖k̄‖²)).
@@ -827,12 +828,17 @@ mod tests {
         }
 
         #[test]
-        fn frechet_mean_of_two_equal_weights_is_the_geodesic_midpoint(
+        fn frechet_mean_of_two_points_divides_their_distance_in_the_inverse_ratio_of_the_weights(
             (x, y) in (2usize..6).prop_flat_map(|d| (point(d, 5.0), point(d, 5.0))),
+            (a, b) in (0.1..5.0f64, 0.1..5.0f64),
         ) {
-            let m = frechet_mean(&[x.clone(), y.clone()], &[1.0, 1.0], 1.0).unwrap();
-            let mid = geodesic(&x, &y, 0.5, 1.0);
-            prop_assert!(distance(&m, &mid, 1.0) <= 1e-5, "{}", distance(&m, &mid, 1.0));
+            // The minimiser of a·d(m,x)² + b·d(m,y)² lies on the geodesic with
+            // d(m,x) = b/(a+b)·D and d(m,y) = a/(a+b)·D: checked with `distance` alone.
+            let m = frechet_mean(&[x.clone(), y.clone()], &[a, b], 1.0).unwrap();
+            let whole = distance(&x, &y, 1.0);
+            let (dx, dy) = (distance(&m, &x, 1.0), distance(&m, &y, 1.0));
+            prop_assert!((dx - b / (a + b) * whole).abs() <= 1e-6 * (1.0 + whole), "{dx} of {whole}");
+            prop_assert!((dy - a / (a + b) * whole).abs() <= 1e-6 * (1.0 + whole), "{dy} of {whole}");
         }
     }
 
