@@ -333,18 +333,22 @@ pub fn frechet_mean(points: &[Vec<f64>], weights: &[f64], kappa: f64) -> Result<
     if let [only] = weighted[..] {
         return Ok(pts[only].clone());
     }
-    let objective = |m: &[f64]| -> f64 {
-        pts.iter()
-            .zip(&w)
-            .map(|(p, wi)| {
-                let d = distance(m, p, k);
-                wi * d * d
-            })
-            .sum()
+    // The objective Σ wᵢ·d(m, xᵢ)² over the weighted points, keeping each d(m, xᵢ) in `dists`:
+    // the log maps at the next point of the descent reuse those of the point it accepted.
+    let objective = |m: &[f64], dists: &mut [f64]| -> f64 {
+        let mut f = 0.0;
+        for (d, &i) in dists.iter_mut().zip(&weighted) {
+            *d = distance(m, &pts[i], k);
+            f += w[i] * *d * *d;
+        }
+        f
     };
+    let n = weighted.len();
+    let mut dists = vec![0.0; n]; // d(m, xᵢ)
+    let mut cand_dists = vec![0.0; n]; // d(candidate, xᵢ)
     // Start from the best of several (see the doc comment).
     let mut m = einstein_midpoint(&pts, &w, k);
-    let mut f = objective(&m);
+    let mut f = objective(&m, &mut dists);
     let pairs = if weighted.len() <= START_PAIRS_MAX_POINTS {
         weighted.len()
     } else {
@@ -356,16 +360,15 @@ pub fn frechet_mean(points: &[Vec<f64>], weights: &[f64], kappa: f64) -> Result<
             .map(|(a, b)| two_point_mean(weighted[a], weighted[b])),
     );
     for c in candidates {
-        let fc = objective(&c);
+        let fc = objective(&c, &mut cand_dists);
         if fc < f {
             (m, f) = (c, fc);
+            std::mem::swap(&mut dists, &mut cand_dists);
         }
     }
     let sk = k.sqrt();
-    let n = weighted.len();
     let mut logs = vec![0.0; n * dim]; // log_m(xᵢ) of the weighted points, Euclidean coordinates
     let mut lens = vec![0.0; n]; // ‖log_m(xᵢ)‖ (Euclidean)
-    let mut dists = vec![0.0; n]; // d(m, xᵢ)
     let mut g = vec![0.0; dim];
     let mut newton = vec![0.0; dim];
     let mut v = vec![0.0; dim];
@@ -379,8 +382,8 @@ pub fn frechet_mean(points: &[Vec<f64>], weights: &[f64], kappa: f64) -> Result<
             // log_m(xᵢ) = (d(m,xᵢ)/λ_m)·u/‖u‖, u = (−m)⊕xᵢ. Expanding the Möbius sum with
             // 1 − 2κ⟨m,x⟩ + κ‖x‖² = κ‖x − m‖² + (1 − κ‖m‖²) gives its direction without the
             // cancellation `mobius_add` suffers near the edge (there it gave gradients 10× too
-            // long): u ∝ (1 − κ‖m‖²)·(x − m) − κ‖x − m‖²·m. The distance comes from `distance`,
-            // whose formula uses ‖x − m‖² and the gaps 1 − κ‖·‖² directly too.
+            // long): u ∝ (1 − κ‖m‖²)·(x − m) − κ‖x − m‖²·m. The distance is the objective's, from
+            // `distance`, whose formula uses ‖x − m‖² and the gaps 1 − κ‖·‖² directly too.
             let l = &mut logs[j * dim..(j + 1) * dim];
             let mut diff2 = 0.0;
             for ((o, xi), mi) in l.iter_mut().zip(&pts[i]).zip(&m) {
@@ -391,12 +394,10 @@ pub fn frechet_mean(points: &[Vec<f64>], weights: &[f64], kappa: f64) -> Result<
                 *o = gap * *o - k * diff2 * mi;
             }
             let nu = norm(l);
-            let d = distance(&m, &pts[i], k);
-            let coef = if nu == 0.0 { 0.0 } else { d / (lam * nu) };
+            let coef = if nu == 0.0 { 0.0 } else { dists[j] / (lam * nu) };
             for c in l.iter_mut() {
                 *c *= coef;
             }
-            dists[j] = d;
             lens[j] = nu * coef;
             for (gi, li) in g.iter_mut().zip(l.iter()) {
                 *gi += w[i] * li;
@@ -435,9 +436,10 @@ pub fn frechet_mean(points: &[Vec<f64>], weights: &[f64], kappa: f64) -> Result<
                 }
                 project_in_place(&mut v, sk);
                 mobius_add_projected(&m, &v, m2, dot(&v, &v), k, &mut cand);
-                let fc = objective(&cand);
+                let fc = objective(&cand, &mut cand_dists);
                 if fc < f {
                     std::mem::swap(&mut m, &mut cand);
+                    std::mem::swap(&mut dists, &mut cand_dists);
                     // A decrease at the objective's rounding level ends the descent: the steps
                     // that follow would chase rounding, not the mean. So does a full Newton step
                     // that gained less than 10⁻¹⁰ of it: Newton converges quadratically, so
@@ -613,27 +615,7 @@ mod tests {
         let pts: Vec<Vec<f64>> = points.iter().map(|p| project(p, k)).collect();
         let w: Vec<f64> = weights.iter().map(|w| w / total).collect();
         let dim = pts[0].len();
-        let mut num = vec![0.0; dim];
-        let mut den = 0.0;
-        for (p, wi) in pts.iter().zip(&w) {
-            if *wi == 0.0 {
-                continue;
-            }
-            let p2 = k * dot(p, p);
-            let kl: Vec<f64> = p.iter().map(|c| 2.0 * c / (1.0 + p2)).collect();
-            let kl2 = (k * dot(&kl, &kl)).min(1.0 - 1e-16);
-            let g = 1.0 / (1.0 - kl2).sqrt();
-            for (n, c) in num.iter_mut().zip(&kl) {
-                *n += wi * g * c;
-            }
-            den += wi * g;
-        }
-        let kbar: Vec<f64> = num.iter().map(|c| c / den).collect();
-        let kb2 = (k * dot(&kbar, &kbar)).min(1.0);
-        let mut m = project(
-            &kbar.iter().map(|c| c / (1.0 + (1.0 - kb2).sqrt())).collect::<Vec<_>>(),
-            k,
-        );
+        let mut m = einstein_midpoint(&pts, &w, k);
         let objective = |m: &[f64]| -> f64 {
             pts.iter()
                 .zip(&w)
