@@ -78,8 +78,7 @@ def kubectl(*args, stdin=None):
 
 
 def read_network(name):
-    """One TopoHub network: its sites (ids prefixed with `prefix`), names, positions and links,
-    restricted to its largest connected component."""
+    """One TopoHub network: its sites' names and positions ([lon, lat]) and its links' delays."""
     g = json.load(open(os.path.join(DATA, "TopoHub/topozoo", name + ".json")))
     names = {n["id"]: n.get("name") or n["id"] for n in g["nodes"]}
     pos = {n["id"]: n.get("pos") for n in g["nodes"]}
@@ -327,19 +326,18 @@ def main():
     wait_nodes_ready(len(nodes["items"]))
     want = sum(AGENTS.values())
 
-    kubectl("create", "namespace", "bench-default")
-    kubectl("create", "-f", "-", stdin=json.dumps(default_pods("bench-default")))
-    placed_default = wait_running("bench-default", want)
-    default_ms, default_sites = weighted_latency(placed_default, site_of, delay)
-    log(f"default scheduler: {default_ms:.3f} ms")
-    kubectl("delete", "namespace", "bench-default", "--wait=true", "--timeout=120s")
+    def stock_run(ns, pods, what):
+        """Plain pods through the default kube-scheduler; their latency, then the namespace goes."""
+        kubectl("create", "namespace", ns)
+        kubectl("create", "-f", "-", stdin=json.dumps(pods(ns)))
+        ms, sites = weighted_latency(wait_running(ns, want), site_of, delay)
+        log(f"{what}: {ms:.3f} ms")
+        kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s")
+        return ms, sites
 
-    kubectl("create", "namespace", "bench-affinity")
-    kubectl("create", "-f", "-", stdin=json.dumps(affinity_pods("bench-affinity")))
-    placed_affinity = wait_running("bench-affinity", want)
-    affinity_ms, affinity_sites = weighted_latency(placed_affinity, site_of, delay)
-    log(f"default scheduler with peer affinity by zone: {affinity_ms:.3f} ms")
-    kubectl("delete", "namespace", "bench-affinity", "--wait=true", "--timeout=120s")
+    default_ms, default_sites = stock_run("bench-default", default_pods, "default scheduler")
+    affinity_ms, affinity_sites = stock_run("bench-affinity", affinity_pods,
+                                            "default scheduler with peer affinity by zone")
 
     kubectl("create", "namespace", "bench-mom")
     kubectl("apply", "-f", "-", stdin=json.dumps(mom_agents("bench-mom")))
