@@ -1,7 +1,7 @@
 //! Crash loop: the operator is killed with SIGKILL at least 20 times in the middle of a stream of
-//! scaling actions — more, up to 60, until a kill has been seen to cut an action short — and
-//! restarted (alternately as the same Lease identity, like a container restart in
-//! its pod, and as a new one that must wait for the Lease to expire).
+//! scaling actions — more, up to 60, until a decision has been seen to find an action that a kill
+//! cut short — and restarted (alternately as the same Lease identity, like a container restart
+//! in its pod, and as a new one that must wait for the Lease to expire).
 //!
 //! What "no gap, no fork, no duplicate action" is checked as:
 //! - chain: every receipt from the first one this test caused on has a distinct sequence, the
@@ -37,7 +37,7 @@ use rand::{Rng, SeedableRng};
 const AGENTS: usize = 8;
 /// Kills at least this many…
 const KILLS: usize = 20;
-/// …and more, up to this many, until one has been seen to land in the middle of an action.
+/// …and more, up to this many, until a decision has found an action a kill cut short.
 const MAX_KILLS: usize = 60;
 const AGENT_LABEL: &str = "mom.hypersync.io/agent";
 
@@ -102,7 +102,7 @@ fn revision(meta: &kube::api::ObjectMeta) -> u64 {
 /// dead, so nothing moves but kwok finishing deletions): their pods that are alive and not
 /// being deleted are not the `to` of that receipt. The next decision for such an agent starts
 /// from a count other than that `to`: an interrupted action in the final check.
-async fn cut_short(client: &kube::Client, ns: &str, names: &[String]) -> Vec<String> {
+async fn cut_short(client: &kube::Client, ns: &str, names: &[String]) -> Vec<(String, String)> {
     let receipts = all_receipts(client).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let mut out = Vec::new();
@@ -133,10 +133,45 @@ async fn cut_short(client: &kube::Client, ns: &str, names: &[String]) -> Vec<Str
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .count();
         if live != to {
-            out.push(format!("{name}: receipt {} wants {to}, {live} alive", last.sequence));
+            out.push((
+                name.clone(),
+                format!("{name}: receipt {} wants {to}, {live} alive", last.sequence),
+            ));
         }
     }
     out
+}
+
+/// Scaling receipts of agent `name` in `ns`, in sequence order (its `agent.change` spec record
+/// decides no pods and is left out).
+fn scaling_receipts<'a>(receipts: &'a [Receipt], ns: &str, name: &str) -> Vec<&'a Receipt> {
+    receipts
+        .iter()
+        .filter(|r| r.subject.namespace == ns && r.subject.name == name)
+        .filter(|r| r.decision["kind"] != mom::decisions::config_change::AGENT_CHANGE_KIND)
+        .collect()
+}
+
+/// A receipt's `(from, to)`: the pods that existed when it was decided, and the count it decided.
+fn from_to(r: &Receipt) -> (i64, i64) {
+    (
+        r.decision["from"].as_i64().unwrap_or(-1),
+        r.decision["to"].as_i64().unwrap_or(-1),
+    )
+}
+
+/// How many of `names`' scaling receipts were followed by a decision that found their action
+/// incomplete (its `from` is not the previous receipt's `to`).
+fn interrupted_actions(receipts: &[Receipt], ns: &str, names: &[String]) -> usize {
+    names
+        .iter()
+        .map(|name| {
+            scaling_receipts(receipts, ns, name)
+                .windows(2)
+                .filter(|pair| from_to(pair[1]).0 != from_to(pair[0]).1)
+                .count()
+        })
+        .sum()
 }
 
 /// What the test saw of each agent's pods (from a watch).
@@ -226,14 +261,28 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
     // A stream of scaling requests: every 100 ms one agent gets a new replica count (seeded).
     let stop = Arc::new(AtomicBool::new(false));
     let max_desired: Arc<Mutex<BTreeMap<String, i32>>> = Default::default();
+    // Agents a kill was seen to cut short: the stream leaves their replicas alone from then on,
+    // so the next term must find the action incomplete and finish it (a new request could
+    // otherwise make the half-done count the wanted one, and no decision would be needed).
+    let pinned: Arc<Mutex<BTreeSet<String>>> = Default::default();
     let driver = {
-        let (agents, names, stop, max_desired) = (agents.clone(), names.clone(), stop.clone(), max_desired.clone());
+        let (agents, names, stop, max_desired, pinned) = (
+            agents.clone(),
+            names.clone(),
+            stop.clone(),
+            max_desired.clone(),
+            pinned.clone(),
+        );
         tokio::spawn(async move {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
             let mut requests = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 let name = &names[rng.random_range(0..names.len())];
                 let replicas: i32 = rng.random_range(0..=3);
+                if pinned.lock().unwrap().contains(name) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
                 {
                     let mut m = max_desired.lock().unwrap();
                     let e = m.entry(name.clone()).or_insert(0);
@@ -260,7 +309,11 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
     // Kills seen landing mid-action (the checks below must have seen one to mean anything).
     let mut cut_short_seen: Vec<String> = Vec::new();
     let mut kills = 0;
-    while kills < KILLS || (cut_short_seen.is_empty() && kills < MAX_KILLS) {
+    // Decisions so far that found an earlier action incomplete: the crash loop goes on past
+    // KILLS until there is one (a kill seen mid-action is not enough on its own: a create the
+    // dead operator had already sent can still land after the look).
+    let mut interrupted_so_far = 0;
+    while kills < KILLS || (interrupted_so_far == 0 && kills < MAX_KILLS) {
         let kill = kills;
         kills += 1;
         // Even kills: the same identity comes back (a container restart in the same pod) and
@@ -283,12 +336,11 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
         .await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
         op.kill();
-        cut_short_seen.extend(
-            cut_short(&client, &ns.name, &names)
-                .await
-                .into_iter()
-                .map(|c| format!("kill {kill}: {c}")),
-        );
+        for (name, what) in cut_short(&client, &ns.name, &names).await {
+            pinned.lock().unwrap().insert(name);
+            cut_short_seen.push(format!("kill {kill}: {what}"));
+        }
+        interrupted_so_far = interrupted_actions(&all_receipts(&client).await, &ns.name, &names);
         if kill == KILLS / 2 {
             // A configuration change while the operator is down.
             let patch = serde_json::json!({"spec": {"tickSeconds": 15 + (first % 7) as i32 + 1}});
@@ -399,7 +451,7 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
     let (created_pods, deleted_pods, max_active, first_seen) = log;
     let versions = receipt_versions(&client).await;
     let mut pods_checked_against_receipts = 0;
-    let mut interrupted = 0;
+    let interrupted = interrupted_actions(&receipts, &ns.name, &names);
     let mut actions = 0;
     for name in &names {
         // The agent's spec is recorded once (`agent.change`, at its first reconcile): only its
@@ -417,13 +469,17 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
             "{name}: agent.change receipts {spec_records:?} over {kills} restarts that changed only replicas"
         );
         // Its scaling receipts (the spec record decides no pods).
-        let mine: Vec<&Receipt> = receipts
-            .iter()
-            .filter(|r| r.subject.namespace == ns.name && &r.subject.name == name)
-            .filter(|r| r.decision["kind"] != mom::decisions::config_change::AGENT_CHANGE_KIND)
-            .collect();
+        let mine = scaling_receipts(&receipts, &ns.name, name);
         actions += mine.len();
-        let from_to = |r: &Receipt| (r.decision["from"].as_i64().unwrap(), r.decision["to"].as_i64().unwrap());
+        for r in &mine {
+            let (f, t) = from_to(r);
+            assert!(
+                f >= 0 && t >= 0,
+                "{name}: receipt {} has no decision.from/to: {}",
+                r.sequence,
+                r.decision
+            );
+        }
         for pair in mine.windows(2) {
             let ((f0, t0), (f1, _)) = (from_to(pair[0]), from_to(pair[1]));
             assert!(
@@ -432,9 +488,6 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
                 pair[1].sequence,
                 pair[0].sequence
             );
-            if f1 != t0 {
-                interrupted += 1;
-            }
         }
         let announced_up: i64 = mine.iter().map(|r| from_to(r)).map(|(f, t)| (t - f).max(0)).sum();
         let announced_down: i64 = mine.iter().map(|r| from_to(r)).map(|(f, t)| (f - t).max(0)).sum();
@@ -489,9 +542,9 @@ async fn twenty_kill_9_restarts_in_a_stream_of_actions_leave_no_gap_no_fork_and_
         "only {actions} agent receipts over {kills} restarts: the kills did not land in a stream of actions"
     );
 
-    // A kill landed mid-action at least once (the loop above kept killing until one was seen
-    // right after a kill), and the decision after it found the action incomplete: the
-    // invariants above were put to the case they are about.
+    // A kill landed mid-action at least once, and a decision after one found the action
+    // incomplete (the loop above kept killing until it did, pinning each agent seen cut short):
+    // the invariants above were put to the case they are about.
     assert!(
         !cut_short_seen.is_empty(),
         "no kill in {kills} landed in the middle of an action"
