@@ -359,6 +359,13 @@ def main():
     def regions_used(by_agent):
         return len({region[s] for sites in by_agent.values() for s in sites})
 
+    if os.environ.get("BENCH_DUMP"):
+        # Where each run put each agent's pods (sites), for looking into a result.
+        with open(os.environ["BENCH_DUMP"], "w") as f:
+            json.dump({"sites_by_agent": {"mom": mom_sites, "default": default_sites,
+                                          "affinity": affinity_sites},
+                       "region": {str(s): region[s] for s in ids},
+                       "delay_ms": {str(s): {str(t): delay[s][t] for t in ids} for s in ids}}, f, default=str)
     print(json.dumps({
         "mom_weighted_latency_ms": round(mom_ms, 4),
         "default_weighted_latency_ms": round(default_ms, 4),

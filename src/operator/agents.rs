@@ -889,9 +889,9 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
             }
         }
     }
-    if active.is_empty() && desired > 0 && waits_for_peers(agent, &peer_agents, &ctx.view) {
+    if active.is_empty() && desired > 0 && waits_for_peers(agent, agents, &ctx.view) {
         // A group of talking agents created together would otherwise each pick its own home;
-        // the peer with the smallest name goes first and the others follow its replicas.
+        // its most tied agent goes first and the others follow their placed peers.
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     // While pods of an older template remain, a template edit is rolled out a step at a time
@@ -1483,10 +1483,25 @@ async fn write_receipt(
     })
 }
 
-/// Whether a new agent should hold its first replicas back until a peer with a smaller name
-/// has placed some (for at most 30 s after the agent's creation), so that the first placement
-/// of a group already follows its peers.
-fn waits_for_peers(agent: &GeometricAgent, peers: &[Arc<GeometricAgent>], view: &SharedView) -> bool {
+/// Most agents of a peer group gathered to order its first placements; a larger group is
+/// ordered over the part found first (breadth-first from the agent, through its peer lists).
+const PLACEMENT_GROUP_MAX: usize = 256;
+
+/// Whether a new agent should hold its first replicas back (for at most 30 s after its
+/// creation) until the peers before it in its group's first-placement order
+/// (`placement::order`: the most strongly tied first) have placed some, so that a group
+/// created together places by its strongest ties and its most loosely tied agents come last,
+/// the ones to spill when the group's home fills.
+///
+/// The group is gathered breadth-first from the agent through the peer lists (agents of its
+/// namespace that want replicas), up to [`PLACEMENT_GROUP_MAX`] agents. A peer listed on one
+/// side only is reached from that side only, so two agents may see different groups; the
+/// 30 s bound ends any wait that causes.
+fn waits_for_peers(
+    agent: &GeometricAgent,
+    store: &kube::runtime::reflector::Store<GeometricAgent>,
+    view: &SharedView,
+) -> bool {
     let young = agent
         .metadata
         .creation_timestamp
@@ -1497,13 +1512,47 @@ fn waits_for_peers(agent: &GeometricAgent, peers: &[Arc<GeometricAgent>], view: 
     }
     let me = agent.name_any();
     let ns = agent.namespace().unwrap_or_default();
+    let group = placement_group(agent, store);
+    let order = placement::order::first_placement_order(&group);
+    let mine = order.iter().position(|n| *n == me).unwrap_or(0);
+    let before: BTreeSet<&str> = order[..mine].iter().map(String::as_str).collect();
     let v = view.read();
     agent.spec.peers.iter().any(|p| {
-        p.agent < me
-            && peers.iter().any(|s| s.name_any() == p.agent && s.spec.replicas > 0)
+        before.contains(p.agent.as_str())
             && v.agent_replica_positions(&AgentKey::new(ns.clone(), p.agent.clone()))
                 .is_empty()
     })
+}
+
+/// The agent's peer group for [`waits_for_peers`]: itself and the agents of its namespace that
+/// want replicas, reached through peer lists, breadth-first, at most [`PLACEMENT_GROUP_MAX`].
+fn placement_group(
+    agent: &GeometricAgent,
+    store: &kube::runtime::reflector::Store<GeometricAgent>,
+) -> Vec<placement::order::GroupMember> {
+    let ns = agent.namespace().unwrap_or_default();
+    let member = |a: &GeometricAgent| placement::order::GroupMember {
+        name: a.name_any(),
+        peers: a.spec.peers.iter().map(|p| (p.agent.clone(), p.weight)).collect(),
+    };
+    let mut seen: BTreeSet<String> = BTreeSet::from([agent.name_any()]);
+    let mut group = vec![member(agent)];
+    let mut next = 0;
+    while next < group.len() && group.len() < PLACEMENT_GROUP_MAX {
+        let peers: Vec<String> = group[next].peers.iter().map(|(p, _)| p.clone()).collect();
+        next += 1;
+        for peer in peers {
+            if group.len() >= PLACEMENT_GROUP_MAX || !seen.insert(peer.clone()) {
+                continue;
+            }
+            if let Some(a) = store.get(&ObjectRef::new(&peer).within(&ns))
+                && a.spec.replicas > 0
+            {
+                group.push(member(&a));
+            }
+        }
+    }
+    group
 }
 
 /// Decision kind of a pod deleted because someone else changed it (`spec.onDrift: replace`).

@@ -14,6 +14,7 @@ pub mod failover;
 pub mod locality;
 pub mod measured;
 pub mod nearest;
+pub mod order;
 pub mod quantity;
 pub mod redundancy;
 pub mod rollout;

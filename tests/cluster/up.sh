@@ -178,7 +178,27 @@ kwok_metrics=(--node-ip 10.1.0.1)
 if [[ $metrics_server == 1 ]]; then
   kwok_metrics=(--config "$cache/kwok-metrics.yaml" --node-ip 127.0.0.1 --node-port "$kwok_port")
 fi
+# A real cluster's kubelets each renew their own Lease; kwok renews them all from a pool of
+# workers (4 by default), so at thousands of nodes renewals queue behind one another and
+# arrive late — the nodes look silent though nothing failed. More workers keep the simulated
+# heartbeats as independent as real ones (the same renewals per second, less queueing). A
+# configuration file gets none of kwok's defaults, so the other options carry kwok v0.8.0's.
+cat > "$state/kwok-options.yaml" <<'YAML'
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  nodeLeaseParallelism: 64
+  podPlayStageParallelism: 4
+  nodePlayStageParallelism: 4
+  podsOnNodeSyncParallelism: 1
+  enableDebuggingHandlers: true
+  enableContentionProfiling: false
+  enableProfilingHandler: true
+  enablePodsOnNodeSyncListPager: true
+  enablePodsOnNodeSyncStreamWatch: false
+YAML
 start kwok "$bin/kwok" --kubeconfig "$kubeconfig" --config "$cache/kwok-stages.yaml" "${kwok_metrics[@]}" \
+  --config "$state/kwok-options.yaml" \
   --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
   --server-address "127.0.0.1:$kwok_port" --cidr 10.244.0.0/16 \
   --node-lease-duration-seconds 40
