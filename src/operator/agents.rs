@@ -313,10 +313,13 @@ pub fn node_selector(
 }
 
 /// Resolves the agent's placement policy (pure over the view) and stores it for the extender.
+///
+/// `home_key` names the agent's peer group ([`group_home_key`]) for the ties of a new home.
 pub fn resolve_policy(
     agent: &GeometricAgent,
     strategy: Option<&OrchestrationStrategy>,
     view: &SharedView,
+    home_key: Option<String>,
 ) -> AgentPolicy {
     let ns = agent.namespace().unwrap_or_default();
     let key = AgentKey::new(ns.clone(), agent.name_any());
@@ -379,6 +382,7 @@ pub fn resolve_policy(
             .flatten()
     });
     inputs.free_capacity = v.free_capacity();
+    inputs.home_key = home_key;
     let target = placement::agent_target(&inputs, kappa).unwrap_or_default();
     let policy = AgentPolicy {
         target,
@@ -648,7 +652,12 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
     check.problems.extend(coordinate_problems.iter().cloned());
 
     // Decide the placement policy (every replica: the extender needs it).
-    let policy = resolve_policy(agent, strategy, &ctx.view);
+    // Only a new home needs the group's name (rule 6 of the target: no previous target).
+    let has_target = ctx.view.read().previous_target(&AgentKey::of(agent)).is_some();
+    let home_key = (!has_target)
+        .then(|| group_home_key(agent, |name| agents.get(&ObjectRef::new(name).within(&ns))))
+        .flatten();
+    let policy = resolve_policy(agent, strategy, &ctx.view, home_key);
     if !ctx.is_leader() {
         // The next term reloads the chain from what is persisted; taking the Lease reconciles
         // every agent at once (`reconcile_all_on`).
@@ -1494,9 +1503,10 @@ const PLACEMENT_GROUP_MAX: usize = 256;
 /// the ones to spill when the group's home fills.
 ///
 /// The group is gathered breadth-first from the agent through the peer lists (agents of its
-/// namespace that want replicas), up to [`PLACEMENT_GROUP_MAX`] agents. A peer listed on one
-/// side only is reached from that side only, so two agents may see different groups; the
-/// 30 s bound ends any wait that causes.
+/// namespace that want replicas); one of [`PLACEMENT_GROUP_MAX`] agents or more does not wait.
+/// A peer listed on one side only is reached from that side only, so two agents may see
+/// different groups; the 30 s bound ends any wait that causes. A long chain of ties (a ring
+/// of agents) places a link at a time, also for at most those 30 s.
 fn waits_for_peers(
     agent: &GeometricAgent,
     store: &kube::runtime::reflector::Store<GeometricAgent>,
@@ -1512,7 +1522,12 @@ fn waits_for_peers(
     }
     let me = agent.name_any();
     let ns = agent.namespace().unwrap_or_default();
-    let group = placement_group(agent, store);
+    let group = placement_group(agent, |name| store.get(&ObjectRef::new(name).within(&ns)));
+    if group.len() >= PLACEMENT_GROUP_MAX {
+        // Too large to place as one: agents gathering different parts of it would order them
+        // differently and could wait on one another.
+        return false;
+    }
     let order = placement::order::first_placement_order(&group);
     let mine = order.iter().position(|n| *n == me).unwrap_or(0);
     let before: BTreeSet<&str> = order[..mine].iter().map(String::as_str).collect();
@@ -1524,13 +1539,13 @@ fn waits_for_peers(
     })
 }
 
-/// The agent's peer group for [`waits_for_peers`]: itself and the agents of its namespace that
-/// want replicas, reached through peer lists, breadth-first, at most [`PLACEMENT_GROUP_MAX`].
-fn placement_group(
+/// The agent's peer group for [`waits_for_peers`] and [`group_home_key`]: itself and the
+/// agents of its namespace that want replicas, reached through peer lists, breadth-first, at
+/// most [`PLACEMENT_GROUP_MAX`]. `lookup` finds an agent of the namespace by name.
+fn placement_group<A: std::ops::Deref<Target = GeometricAgent>>(
     agent: &GeometricAgent,
-    store: &kube::runtime::reflector::Store<GeometricAgent>,
+    lookup: impl Fn(&str) -> Option<A>,
 ) -> Vec<placement::order::GroupMember> {
-    let ns = agent.namespace().unwrap_or_default();
     let member = |a: &GeometricAgent| placement::order::GroupMember {
         name: a.name_any(),
         peers: a.spec.peers.iter().map(|p| (p.agent.clone(), p.weight)).collect(),
@@ -1545,7 +1560,7 @@ fn placement_group(
             if group.len() >= PLACEMENT_GROUP_MAX || !seen.insert(peer.clone()) {
                 continue;
             }
-            if let Some(a) = store.get(&ObjectRef::new(&peer).within(&ns))
+            if let Some(a) = lookup(&peer)
                 && a.spec.replicas > 0
             {
                 group.push(member(&a));
@@ -1553,6 +1568,22 @@ fn placement_group(
         }
     }
     group
+}
+
+/// The name rule 6 of the target (`placement::target`) breaks a new home's ties by: the
+/// agent's namespace and the first agent of its group's first-placement order, the same for
+/// every agent of the group, so groups created together get homes of their own. `None` for an
+/// agent without peers.
+pub fn group_home_key<A: std::ops::Deref<Target = GeometricAgent>>(
+    agent: &GeometricAgent,
+    lookup: impl Fn(&str) -> Option<A>,
+) -> Option<String> {
+    if agent.spec.peers.is_empty() {
+        return None;
+    }
+    let group = placement_group(agent, lookup);
+    let first = placement::order::first_placement_order(&group).into_iter().next()?;
+    Some(format!("{}/{first}", agent.namespace().unwrap_or_default()))
 }
 
 /// Decision kind of a pod deleted because someone else changed it (`spec.onDrift: replace`).
@@ -1629,6 +1660,50 @@ async fn publish(ctx: &Context, reference: &k8s_openapi::api::core::v1::ObjectRe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn agent_with_peers(name: &str, replicas: i32, peers: &[(&str, f64)]) -> GeometricAgent {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "mom.hypersync.io/v1alpha1", "kind": "GeometricAgent",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"workloadType": "interactive", "replicas": replicas,
+                     "peers": peers.iter().map(|(a, w)| serde_json::json!({"agent": a, "weight": w})).collect::<Vec<_>>(),
+                     "template": {"spec": {"containers": [{"name": "c", "image": "pause"}]}}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_agent_of_a_group_names_it_by_its_most_tied_agent_and_groups_differ() {
+        let agents = [
+            agent_with_peers("db", 2, &[("api", 3.0)]),
+            agent_with_peers("api", 2, &[("db", 3.0), ("web", 5.0)]),
+            agent_with_peers("web", 2, &[("api", 5.0)]),
+            agent_with_peers("solo", 1, &[]),
+            agent_with_peers("other", 1, &[("idle", 9.0)]),
+            agent_with_peers("idle", 0, &[("other", 9.0)]),
+        ];
+        let lookup = |name: &str| agents.iter().find(|a| a.name_any() == name);
+        let keys: Vec<Option<String>> = agents.iter().map(|a| group_home_key(a, lookup)).collect();
+        assert_eq!(keys[0].as_deref(), Some("shop/api"));
+        assert_eq!(keys[1], keys[0]);
+        assert_eq!(keys[2], keys[0]);
+        assert_eq!(keys[3], None, "an agent without peers has no group");
+        // A peer that wants no replicas is not part of the group: "other" is its own.
+        assert_eq!(keys[4].as_deref(), Some("shop/other"));
+        let group = placement_group(&agents[4], lookup);
+        assert_eq!(group.len(), 1, "{group:?}");
+    }
+
+    #[test]
+    fn a_peer_group_is_gathered_through_peers_of_peers_up_to_its_limit() {
+        // A chain of 300 agents, each naming the next.
+        let agents: Vec<GeometricAgent> = (0..300)
+            .map(|i| agent_with_peers(&format!("link-{i:03}"), 1, &[(&format!("link-{:03}", i + 1), 1.0)]))
+            .collect();
+        let lookup = |name: &str| agents.iter().find(|a| a.name_any() == name);
+        assert_eq!(placement_group(&agents[0], lookup).len(), PLACEMENT_GROUP_MAX);
+        assert_eq!(placement_group(&agents[290], lookup).len(), 10);
+    }
 
     #[test]
     fn only_overload_and_unreachable_apiserver_errors_back_off() {

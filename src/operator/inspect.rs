@@ -122,7 +122,12 @@ impl Live {
                         .iter()
                         .find(|s| s.name_any() == name && s.namespace().as_deref() == Some(ns.as_str()))
                 });
-            super::agents::resolve_policy(agent, strategy, &shared);
+            let home_key = super::agents::group_home_key(agent, |name| {
+                agents
+                    .iter()
+                    .find(|a| a.name_any() == name && a.namespace().as_deref() == Some(ns.as_str()))
+            });
+            super::agents::resolve_policy(agent, strategy, &shared, home_key);
         }
         let view = Arc::unwrap_or_clone(shared.read());
         Ok(Self {

@@ -9,7 +9,11 @@
 //! 4. the mean of its own placed replicas (stay together);
 //! 5. its previous target (so a new agent's home does not drift while its first replicas are
 //!    still being scheduled);
-//! 6. the node with the most free CPU (ties: name) — a deterministic home for a new group.
+//! 6. the node with the most free CPU — a deterministic home for a new group. Ties go to the
+//!    node ranked first for the agent's group (`home_key`) by rendezvous hashing (the largest
+//!    [`rendezvous`] weight of the key and the node's name), so groups created together get homes of their own
+//!    rather than all the same node, and every agent of one group the same; without a group
+//!    key, ties go to the smallest name.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +39,10 @@ pub struct TargetInputs {
     pub previous: Option<Vec<f64>>,
     /// (free CPU millis, node name, position) of every schedulable node.
     pub free_capacity: Vec<(u64, String, Vec<f64>)>,
+    /// The agent's peer group, as one name for it (the operator's: `namespace/first agent of
+    /// its first-placement order`); rule 6 breaks ties by it. `None`: an agent without peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_key: Option<String>,
 }
 
 /// The target point; `None` only when there is nothing at all to anchor to (no nodes).
@@ -71,11 +79,32 @@ pub fn agent_target(inputs: &TargetInputs, kappa: f64) -> Option<Vec<f64>> {
     if let Some(p) = &inputs.previous {
         return Some(poincare::project(p, kappa));
     }
-    inputs
-        .free_capacity
-        .iter()
-        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)))
-        .map(|(_, _, p)| p.clone())
+    let most = inputs.free_capacity.iter().map(|(free, ..)| *free).max()?;
+    let tied = inputs.free_capacity.iter().filter(|(free, ..)| *free == most);
+    match &inputs.home_key {
+        Some(key) => tied.max_by_key(|(_, name, _)| (rendezvous(key, name), std::cmp::Reverse(name.as_str()))),
+        None => tied.min_by(|a, b| a.1.cmp(&b.1)),
+    }
+    .map(|(_, _, p)| p.clone())
+}
+
+/// Rendezvous weight of `node` for the group `key`: 64-bit FNV-1a over the key's bytes, a zero
+/// byte and the node's name, then MurmurHash3's 64-bit finaliser (FNV alone barely mixes its
+/// last bytes, and names differ mostly there). Fixed by its definition, so homes replay across
+/// builds and machines.
+fn rendezvous(key: &str, node: &str) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h = key
+        .bytes()
+        .chain(std::iter::once(0))
+        .chain(node.bytes())
+        .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 fn mean(points: &[Vec<f64>], weights: &[f64], kappa: f64) -> Option<Vec<f64>> {

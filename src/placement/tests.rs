@@ -326,6 +326,58 @@ fn a_target_follows_the_peers_and_falls_back_deterministically() {
     );
 }
 
+#[test]
+fn new_groups_get_homes_of_their_own_among_equally_free_nodes_and_each_group_one_home() {
+    // 1,000 equally free nodes named as the benches name them, 10 groups named alike.
+    let free: Vec<(u64, String, Vec<f64>)> = (0..1000)
+        .map(|i| (2000, format!("site{}-{}", i / 6, i % 6), vec![0.0005 * i as f64, 0.0]))
+        .collect();
+    let home = |key: Option<&str>| {
+        agent_target(
+            &TargetInputs {
+                free_capacity: free.clone(),
+                home_key: key.map(str::to_string),
+                ..Default::default()
+            },
+            1.0,
+        )
+        .unwrap()
+    };
+    let homes: Vec<Vec<f64>> = (0..10).map(|k| home(Some(&format!("bench/a{k}-gateway")))).collect();
+    let distinct: std::collections::BTreeSet<String> = homes.iter().map(|h| format!("{h:?}")).collect();
+    assert_eq!(distinct.len(), 10, "groups share homes: {homes:?}");
+    // The same group, asked again (any agent of it, any order of the nodes), the same home.
+    let mut shuffled = free.clone();
+    shuffled.reverse();
+    let again = agent_target(
+        &TargetInputs {
+            free_capacity: shuffled,
+            home_key: Some("bench/a3-gateway".into()),
+            ..Default::default()
+        },
+        1.0,
+    )
+    .unwrap();
+    assert_eq!(again, homes[3]);
+    // Without a group, ties go to the smallest name, as before.
+    assert_eq!(home(None), free.iter().min_by(|a, b| a.1.cmp(&b.1)).unwrap().2);
+    // Free capacity still comes first: one node with more room is every group's home.
+    let mut roomy = free.clone();
+    roomy[517].0 = 2001;
+    for k in 0..10 {
+        let t = agent_target(
+            &TargetInputs {
+                free_capacity: roomy.clone(),
+                home_key: Some(format!("bench/a{k}-gateway")),
+                ..Default::default()
+            },
+            1.0,
+        )
+        .unwrap();
+        assert_eq!(t, roomy[517].2);
+    }
+}
+
 fn data_selector() -> NodeSelector {
     NodeSelector {
         match_labels: [("data".to_string(), "yes".to_string())].into(),
