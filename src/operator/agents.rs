@@ -1573,7 +1573,7 @@ fn placement_group<A: std::ops::Deref<Target = GeometricAgent>>(
 /// The name rule 6 of the target (`placement::target`) breaks a new home's ties by: the
 /// agent's namespace and the first agent of its group's first-placement order, the same for
 /// every agent of the group, so groups created together get homes of their own. `None` for an
-/// agent without peers.
+/// agent without peers or in a group of [`PLACEMENT_GROUP_MAX`] agents or more.
 pub fn group_home_key<A: std::ops::Deref<Target = GeometricAgent>>(
     agent: &GeometricAgent,
     lookup: impl Fn(&str) -> Option<A>,
@@ -1582,6 +1582,10 @@ pub fn group_home_key<A: std::ops::Deref<Target = GeometricAgent>>(
         return None;
     }
     let group = placement_group(agent, lookup);
+    if group.len() >= PLACEMENT_GROUP_MAX {
+        // Its agents gather different parts of it, so they would not agree on a name.
+        return None;
+    }
     let first = placement::order::first_placement_order(&group).into_iter().next()?;
     Some(format!("{}/{first}", agent.namespace().unwrap_or_default()))
 }
@@ -1703,6 +1707,9 @@ mod tests {
         let lookup = |name: &str| agents.iter().find(|a| a.name_any() == name);
         assert_eq!(placement_group(&agents[0], lookup).len(), PLACEMENT_GROUP_MAX);
         assert_eq!(placement_group(&agents[290], lookup).len(), 10);
+        // Too large to agree on a name: no group name (ties by node name); a small one has one.
+        assert_eq!(group_home_key(&agents[0], lookup), None);
+        assert_eq!(group_home_key(&agents[290], lookup).as_deref(), Some("shop/link-291"));
     }
 
     #[test]
