@@ -111,6 +111,11 @@ impl Live {
         view.replace_pods(&pods);
         // Each agent's policy as the agent controller resolves it, under the strategy it reports.
         let shared = super::view::SharedView::new(view);
+        // (namespace, name) → agent, for gathering peer groups without a scan per peer.
+        let by_key: BTreeMap<(String, String), &GeometricAgent> = agents
+            .iter()
+            .map(|a| ((a.namespace().unwrap_or_default(), a.name_any()), a))
+            .collect();
         for agent in &agents {
             let ns = agent.namespace().unwrap_or_default();
             let strategy = agent
@@ -122,11 +127,8 @@ impl Live {
                         .iter()
                         .find(|s| s.name_any() == name && s.namespace().as_deref() == Some(ns.as_str()))
                 });
-            let home_key = super::agents::group_home_key(agent, |name| {
-                agents
-                    .iter()
-                    .find(|a| a.name_any() == name && a.namespace().as_deref() == Some(ns.as_str()))
-            });
+            let home_key =
+                super::agents::group_home_key(agent, |name| by_key.get(&(ns.clone(), name.to_string())).copied());
             super::agents::resolve_policy(agent, strategy, &shared, home_key);
         }
         let view = Arc::unwrap_or_clone(shared.read());
