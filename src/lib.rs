@@ -23,6 +23,7 @@ pub mod labels;
 pub mod operator;
 pub mod placement;
 pub mod receipts;
+pub mod stable_hash;
 
 pub mod forecast;
 pub mod hpa;

@@ -24,14 +24,8 @@ pub const MAX_REMEMBERED: usize = 16_384;
 pub fn retry_after(key: &str, failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(16);
     let base = FIRST_RETRY.saturating_mul(1u32 << doublings).min(LONGEST_RETRY);
-    let spread = (fnv1a(key) % 1024) as f64 / 1024.0;
+    let spread = (crate::stable_hash::fnv1a(key.bytes()) % 1024) as f64 / 1024.0;
     base + base.mul_f64(spread / 4.0)
-}
-
-fn fnv1a(key: &str) -> u64 {
-    key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Failures in a row per object.

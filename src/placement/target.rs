@@ -11,9 +11,9 @@
 //!    still being scheduled);
 //! 6. the node with the most free CPU — a deterministic home for a new group. Ties go to the
 //!    node ranked first for the agent's group (`home_key`) by rendezvous hashing (the largest
-//!    [`rendezvous`] weight of the key and the node's name), so groups created together get homes of their own
-//!    rather than all the same node, and every agent of one group the same; without a group
-//!    key, ties go to the smallest name.
+//!    [`rendezvous`] weight of the key and the node's name), so groups created together get
+//!    homes of their own rather than all the same node, and every agent of one group the same;
+//!    without a group key, ties go to the smallest name.
 
 use serde::{Deserialize, Serialize};
 
@@ -93,13 +93,7 @@ pub fn agent_target(inputs: &TargetInputs, kappa: f64) -> Option<Vec<f64>> {
 /// last bytes, and names differ mostly there). Fixed by its definition, so homes replay across
 /// builds and machines.
 fn rendezvous(key: &str, node: &str) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h = key
-        .bytes()
-        .chain(std::iter::once(0))
-        .chain(node.bytes())
-        .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+    let mut h = crate::stable_hash::fnv1a(key.bytes().chain(std::iter::once(0)).chain(node.bytes()));
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
