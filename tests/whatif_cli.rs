@@ -293,3 +293,54 @@ fn the_bench_times_a_generated_snapshot_and_its_sweep_and_refuses_a_zero_duratio
     assert_ne!(code, 0);
     assert!(err.contains("--hours: must be > 0, got 0"), "{err}");
 }
+
+#[test]
+fn a_pareto_plot_path_that_cannot_be_written_exits_2_naming_it_and_a_failed_sweep_leaves_no_plot() {
+    let s = snapshot("pareto-plot");
+    let s = s.to_str().unwrap();
+    let dir = std::path::Path::new(s).parent().unwrap().to_path_buf();
+    let missing = dir.join("no-such-dir/frontier.svg");
+    let (code, out, err) = mom(&[
+        "whatif",
+        "pareto",
+        "--snapshot",
+        s,
+        "--points",
+        "2",
+        "--plot",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&format!("--plot {}", missing.display())), "{err}");
+    assert!(out.is_empty(), "printed a frontier despite the bad plot path: {out}");
+    // A sweep refused after the file was created (one point) removes it again.
+    let plot = dir.join("frontier.svg");
+    let (code, _, err) = mom(&[
+        "whatif",
+        "pareto",
+        "--snapshot",
+        s,
+        "--points",
+        "1",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--points"), "{err}");
+    assert!(!plot.exists(), "a failed sweep left {}", plot.display());
+    // Positive control: a good sweep writes the plot and still prints its JSON.
+    let (code, out, err) = mom(&[
+        "whatif",
+        "pareto",
+        "--snapshot",
+        s,
+        "--points",
+        "2",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok(), "{out}");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<circle"), "{svg}");
+}

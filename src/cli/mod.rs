@@ -22,6 +22,7 @@ mod kubectl;
 mod lofo;
 #[cfg(feature = "operator")]
 mod operator;
+mod plot_file;
 mod progress;
 mod rca;
 mod receipts;

@@ -1,7 +1,6 @@
 //! `mom forecast eval` and `mom simulate`: score the forecasters on traces (MAE, MASE against
 //! the best seasonal-naive) and replay traces through the autoscaling simulator.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -19,6 +18,7 @@ use mom::simulator::plot::{Panel, policies_svg};
 use mom::simulator::report::{timeline_csv, timeline_svg};
 use mom::simulator::{ClusterModel, OperatorPolicyConfig, PolicySpec, SimReport, simulate_with_progress};
 
+use super::plot_file::PlotFile;
 use super::progress::{Mode, Progress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -384,22 +384,6 @@ fn report_json(trace: &Trace, r: &SimReport, secs: f64) -> Value {
     })
 }
 
-/// The `--plot` file, created before simulating; removed again when dropped unless `keep`, so
-/// a run that fails leaves no empty plot behind.
-struct PlotFile {
-    path: PathBuf,
-    file: std::fs::File,
-    keep: bool,
-}
-
-impl Drop for PlotFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let model = ModelKind::parse(&args.model)?;
     if args.validate == Some(ValidateArg::Lofo) {
@@ -411,19 +395,9 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         bail!("--capacity-per-replica must be > 0, got {c}");
     }
     // The plot file is created before the (long) simulation, so a bad path fails at once.
-    let mut plot_file = match &args.plot {
-        None => None,
-        Some(path) => match std::fs::File::create(path) {
-            Ok(file) => Some(PlotFile {
-                path: path.clone(),
-                file,
-                keep: false,
-            }),
-            Err(err) => {
-                eprintln!("error: --plot {}: cannot write it: {err}", path.display());
-                return Ok(ExitCode::from(2));
-            }
-        },
+    let plot_file = match args.plot.as_deref().map(PlotFile::create).transpose() {
+        Ok(file) => file,
+        Err(code) => return Ok(code),
     };
     let mode = Mode::for_stderr(args.progress);
     let traces = collect_traces(&args.trace, args.bin)?;
@@ -494,7 +468,7 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             plotted.push((trace.name.clone(), cluster.capacity_per_replica, per));
         }
     }
-    if let Some(plot) = plot_file.as_mut() {
+    if let Some(plot) = plot_file {
         let panels: Vec<Panel<'_>> = plotted
             .iter()
             .map(|(name, capacity, reports)| Panel {
@@ -506,11 +480,9 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                     .collect(),
             })
             .collect();
-        if let Err(err) = plot.file.write_all(policies_svg(&panels).as_bytes()) {
-            eprintln!("error: --plot {}: cannot write it: {err}", plot.path.display());
-            return Ok(ExitCode::from(2));
+        if let Err(code) = plot.finish(&policies_svg(&panels)) {
+            return Ok(code);
         }
-        plot.keep = true;
     }
     let out = if runs.len() == 1 {
         runs[0].clone()

@@ -133,6 +133,10 @@ struct ParetoArgs {
     points: usize,
     #[arg(long, value_enum, default_value_t = ParetoFormat::Json)]
     format: ParetoFormat,
+    /// Also write the frontier's SVG plot to this file (created before the sweep; removed if
+    /// the sweep fails), whatever --format prints.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
     #[arg(long)]
     progress: bool,
 }
@@ -371,9 +375,18 @@ fn run_whatif(a: RunArgs) -> anyhow::Result<ExitCode> {
 fn run_pareto(a: ParetoArgs) -> anyhow::Result<ExitCode> {
     let s = load(&a.snapshot)?;
     let objectives: Vec<String> = a.objectives.iter().map(|o| o.trim().to_string()).collect();
+    let plot = match a.plot.as_deref().map(super::plot_file::PlotFile::create).transpose() {
+        Ok(plot) => plot,
+        Err(code) => return Ok(code),
+    };
     let mut p = progress_for("whatif pareto: runs".into(), a.progress);
     let points = pareto::frontier(&s, &objectives, a.points, &mut |done, total| p.count(done, total))?;
     p.finish();
+    if let Some(plot) = plot
+        && let Err(code) = plot.finish(&pareto::svg(&points, &objectives))
+    {
+        return Ok(code);
+    }
     match a.format {
         ParetoFormat::Json => println!("{}", json!({"objectives": objectives, "points": points})),
         ParetoFormat::Svg => print!("{}", pareto::svg(&points, &objectives)),

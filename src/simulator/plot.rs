@@ -53,7 +53,7 @@ fn buckets(samples: &[Sample], capacity: f64) -> Vec<Point> {
 }
 
 /// A "nice" step (1, 2 or 5 × 10^k) giving about `ticks` intervals up to `max`.
-fn nice_step(max: f64, ticks: f64) -> f64 {
+pub(crate) fn nice_step(max: f64, ticks: f64) -> f64 {
     let raw = (max / ticks).max(1e-9);
     let magnitude = 10f64.powf(raw.log10().floor());
     let norm = raw / magnitude;
@@ -116,24 +116,26 @@ pub fn policies_svg(panels: &[Panel<'_>]) -> String {
             escape(&panel.title)
         );
         // Gridlines and y labels.
-        let mut v = 0.0;
-        while v <= y_top + y_step / 2.0 {
+        let decimals = (-y_step.log10().floor()).clamp(0.0, 6.0) as usize;
+        for k in 0..=((y_top / y_step).round() as usize).min(100) {
+            let v = k as f64 * y_step;
             let _ = writeln!(
                 s,
-                r##"<line x1="{left}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#e0e0e0"/><text x="{2:.1}" y="{3:.1}" text-anchor="end">{4}</text>"##,
+                r##"<line x1="{left}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#e0e0e0"/><text x="{2:.1}" y="{3:.1}" text-anchor="end">{4:.5$}</text>"##,
                 y(v),
                 left + plot_w,
                 left - 6.0,
                 y(v) + 4.0,
-                v
+                v,
+                decimals
             );
-            v += y_step;
         }
         // x labels, in hours.
         let hours = t_max / 3600.0;
         let x_step = nice_step(hours, 8.0);
         let mut t = 0.0;
-        while t <= hours + x_step / 2.0 {
+        // Only labels inside the axis: the last nice step may lie past the data.
+        while t <= hours * (1.0 + 1e-9) {
             let _ = writeln!(
                 s,
                 r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
@@ -270,5 +272,45 @@ mod tests {
             policies: vec![("p".into(), &[])],
         }]);
         assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+    }
+
+    #[test]
+    fn time_labels_stay_on_the_time_axis_when_the_last_nice_step_lies_past_the_data() {
+        // 672 half-hours = 336 h: the 50-h step would put a "350" label past the axis' end.
+        let a: Vec<Sample> = (0..673)
+            .map(|i| Sample {
+                time_seconds: i as f64 * 1800.0,
+                demand: 1.0,
+                ready_capacity: 1.0,
+                replicas: 1,
+                ready: 1,
+            })
+            .collect();
+        let svg = policies_svg(&[Panel {
+            title: "t".into(),
+            capacity_per_replica: 1.0,
+            policies: vec![("static".into(), &a)],
+        }]);
+        let axis_end = 1000.0 - 170.0;
+        let labels: Vec<f64> = svg
+            .lines()
+            .filter(|l| {
+                l.starts_with("<text x=") && l.contains(r#"text-anchor="middle">"#) && !l.contains("time (hours)")
+            })
+            .map(|l| {
+                l.split("x=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(labels.len(), 7, "0, 50, …, 300: {svg}");
+        assert!(labels.iter().all(|&x| x <= axis_end + 1e-6), "labels at {labels:?}");
+        // Value labels are printed at the step's precision (no 0.6000000000000001).
+        assert!(svg.contains(">0.6</text>") && !svg.contains("00000"), "{svg}");
     }
 }

@@ -225,82 +225,172 @@ pub fn frontier_on(
     Ok(out)
 }
 
+/// Whether `a` is no worse than `b` on both plotted values and better on one.
+fn beats_on_plot(a: (f64, f64), b: (f64, f64)) -> bool {
+    a.0 <= b.0 && a.1 <= b.1 && (a.0 < b.0 || a.1 < b.1)
+}
+
 /// A scatter plot (SVG) of the frontier on the first two named objectives' metrics.
+///
+/// Axes span the data plus 8 % on each side, with gridlines at "nice" steps (1, 2 or 5 × 10^k).
+/// Each point is labelled with the first objective's weight. A point is drawn filled when no
+/// other point beats it on both plotted metrics, hollow when one does: it is on the frontier
+/// only for a metric the plot does not show (e.g. `sloViolationMinutes` for performance), which
+/// the caption names. The dashed line joins the filled points, left to right.
 pub fn svg(points: &[Point], objectives: &[String]) -> String {
+    use std::fmt::Write as _;
     let (xo, yo) = (&objectives[0], &objectives[1]);
-    let xs: Vec<f64> = points.iter().filter_map(|p| metric(xo, &p.metrics)).collect();
-    let ys: Vec<f64> = points.iter().filter_map(|p| metric(yo, &p.metrics)).collect();
-    let range = |v: &[f64]| {
-        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        if lo.is_finite() && hi > lo {
-            (lo, hi)
+    let mut sorted: Vec<(f64, f64, &Point)> = points
+        .iter()
+        .filter_map(|p| Some((metric(xo, &p.metrics)?, metric(yo, &p.metrics)?, p)))
+        .filter(|(x, y, _)| x.is_finite() && y.is_finite())
+        .collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let range = |v: &mut dyn Iterator<Item = f64>| {
+        let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
+        if !lo.is_finite() {
+            (0.0, 1.0)
+        } else if hi > lo {
+            let margin = (hi - lo) * 0.08;
+            (lo - margin, hi + margin)
         } else {
-            (lo.min(0.0), lo.max(0.0) + 1.0)
+            let margin = (lo.abs() * 0.05).max(0.5);
+            (lo - margin, lo + margin)
         }
     };
-    let ((x0, x1), (y0, y1)) = (range(&xs), range(&ys));
-    let (w, h, pad) = (640.0, 480.0, 70.0);
-    let px = |x: f64| pad + (x - x0) / (x1 - x0) * (w - 2.0 * pad);
-    let py = |y: f64| h - pad - (y - y0) / (y1 - y0) * (h - 2.0 * pad);
+    let (x0, x1) = range(&mut sorted.iter().map(|p| p.0));
+    let (y0, y1) = range(&mut sorted.iter().map(|p| p.1));
+    let (w, h) = (720.0, 540.0);
+    let (left, right, top, bottom) = (80.0, 30.0, 50.0, 105.0);
+    let px = |x: f64| left + (x - x0) / (x1 - x0) * (w - left - right);
+    let py = |y: f64| top + (1.0 - (y - y0) / (y1 - y0)) * (h - top - bottom);
     let name = |o: &str| match o {
         "performance" => "latency (ms)",
         "cost" => "cost ($)",
         "reliability" => "SLO violation (min)",
         _ => "energy (class-weighted replica-h)",
     };
-    let mut out = format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="white"/>
-<text x="{}" y="24" text-anchor="middle" font-size="15">Pareto frontier: {xo} vs {yo} ({} points)</text>
-<line x1="{pad}" y1="{}" x2="{}" y2="{}" stroke="black"/>
-<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{}" stroke="black"/>
-<text x="{}" y="{}" text-anchor="middle">{}</text>
-<text x="18" y="{}" text-anchor="middle" transform="rotate(-90 18 {})">{}</text>
-<text x="{pad}" y="{}" text-anchor="middle">{x0:.3}</text><text x="{}" y="{}" text-anchor="middle">{x1:.3}</text>
-<text x="{}" y="{}" text-anchor="end">{y0:.3}</text><text x="{}" y="{pad}" text-anchor="end">{y1:.3}</text>
-"##,
-        w / 2.0,
-        points.len(),
-        h - pad,
-        w - pad,
-        h - pad,
-        h - pad,
-        w / 2.0,
-        h - 20.0,
-        name(xo),
-        h / 2.0,
-        h / 2.0,
-        name(yo),
-        h - pad + 16.0,
-        w - pad,
-        h - pad + 16.0,
-        pad - 6.0,
-        h - pad,
-        pad - 6.0,
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
     );
-    let mut sorted: Vec<(f64, f64, &Point)> = points
+    let _ = writeln!(out, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="26" text-anchor="middle" font-size="15">Pareto frontier: {xo} vs {yo} ({} points)</text>"#,
+        w / 2.0,
+        points.len()
+    );
+    // Gridlines and tick labels at nice steps inside the padded range.
+    let ticks = |lo: f64, hi: f64, n: f64| {
+        let step = crate::simulator::plot::nice_step(hi - lo, n);
+        let mut v = (lo / step).ceil() * step;
+        let mut out = Vec::new();
+        while v <= hi && out.len() < 50 {
+            out.push((v, step));
+            v += step;
+        }
+        out
+    };
+    let label = |v: f64, step: f64| {
+        let decimals = (-step.log10().floor()).clamp(0.0, 6.0) as usize;
+        format!("{v:.decimals$}")
+    };
+    for (v, step) in ticks(x0, x1, 6.0) {
+        let _ = writeln!(
+            out,
+            r##"<line class="grid" x1="{0:.1}" y1="{top}" x2="{0:.1}" y2="{1:.1}" stroke="#e6e6e6"/><text x="{0:.1}" y="{2:.1}" text-anchor="middle">{3}</text>"##,
+            px(v),
+            h - bottom,
+            h - bottom + 16.0,
+            label(v, step)
+        );
+    }
+    for (v, step) in ticks(y0, y1, 6.0) {
+        let _ = writeln!(
+            out,
+            r##"<line class="grid" x1="{left}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#e6e6e6"/><text x="{2:.1}" y="{3:.1}" text-anchor="end">{4}</text>"##,
+            py(v),
+            w - right,
+            left - 6.0,
+            py(v) + 4.0,
+            label(v, step)
+        );
+    }
+    let _ = writeln!(
+        out,
+        r#"<line x1="{left}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{b}" stroke="black"/>"#,
+        b = h - bottom,
+        r = w - right
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+        left + (w - left - right) / 2.0,
+        h - bottom + 38.0,
+        name(xo)
+    );
+    let _ = writeln!(
+        out,
+        r#"<text transform="translate(20 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
+        top + (h - top - bottom) / 2.0,
+        name(yo)
+    );
+    let beaten: Vec<bool> = sorted
         .iter()
-        .filter_map(|p| Some((metric(xo, &p.metrics)?, metric(yo, &p.metrics)?, p)))
+        .map(|a| sorted.iter().any(|b| beats_on_plot((b.0, b.1), (a.0, a.1))))
         .collect();
-    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
     let path: Vec<String> = sorted
         .iter()
-        .map(|(x, y, _)| format!("{:.1},{:.1}", px(*x), py(*y)))
+        .zip(&beaten)
+        .filter(|(_, beaten)| !**beaten)
+        .map(|((x, y, _), _)| format!("{:.1},{:.1}", px(*x), py(*y)))
         .collect();
-    out.push_str(&format!(
-        "<polyline points=\"{}\" fill=\"none\" stroke=\"#888\" stroke-dasharray=\"4 3\"/>\n",
+    let _ = writeln!(
+        out,
+        r##"<polyline points="{}" fill="none" stroke="#888" stroke-dasharray="4 3"/>"##,
         path.join(" ")
-    ));
-    for (x, y, p) in &sorted {
-        out.push_str(&format!(
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"#1f6feb\"><title>{xo} {:.2}, {yo} {:.2}: {}</title></circle>\n",
+    );
+    for ((x, y, p), beaten) in sorted.iter().zip(&beaten) {
+        let fill = if *beaten { "white" } else { "#1f6feb" };
+        let _ = writeln!(
+            out,
+            r##"<circle class="{}" cx="{:.1}" cy="{:.1}" r="5" fill="{fill}" stroke="#1f6feb" stroke-width="2"><title>{xo} {:.2}, {yo} {:.2}: {x:.3}, {y:.3}</title></circle><text class="weight" x="{:.1}" y="{:.1}" font-size="11" fill="#444">{:.2}</text>"##,
+            if *beaten { "point beaten-on-plot" } else { "point" },
             px(*x),
             py(*y),
             get(&p.weights, xo),
             get(&p.weights, yo),
-            format_args!("{x:.3}, {y:.3}")
+            px(*x) + 8.0,
+            py(*y) - 7.0,
+            get(&p.weights, xo),
+        );
+    }
+    let hidden: Vec<&str> = judged(objectives)
+        .into_iter()
+        .filter(|m| ![xo, yo].iter().any(|o| judged_by(o).first() == Some(m)))
+        .collect();
+    let mut caption = vec![format!(
+        "Labels: the weight of {xo}. Filled: no point is better on both axes."
+    )];
+    if beaten.iter().any(|b| *b) {
+        caption.push(format!(
+            "Hollow: beaten on both axes, kept for {}.",
+            if hidden.is_empty() {
+                "a tie".to_string()
+            } else {
+                hidden.join(", ")
+            }
         ));
+    }
+    caption.push(format!("Judged by: {}.", judged(objectives).join(", ")));
+    for (k, line) in caption.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            r##"<text class="caption" x="{left}" y="{:.1}" font-size="11" fill="#444">{line}</text>"##,
+            h - 13.0 - 15.0 * (caption.len() - 1 - k) as f64
+        );
     }
     out.push_str("</svg>\n");
     out

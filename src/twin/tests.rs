@@ -376,3 +376,62 @@ fn performance_is_judged_by_latency_and_slo_minutes_so_a_faster_run_with_more_vi
     let evicting = Metrics { evictions: 3, ..steady };
     assert!(pareto::dominates(&steady, &evicting, &reliability));
 }
+
+#[test]
+fn the_pareto_plot_draws_hollow_exactly_the_points_beaten_on_both_axes_and_names_the_hidden_metric() {
+    let objectives = vec!["performance".to_string(), "cost".to_string()];
+    let point = |latency_ms: f64, slo: f64, cost: f64, performance: f64| pareto::Point {
+        weights: crate::placement::Objectives {
+            performance,
+            cost: 1.0 - performance,
+            reliability: 0.0,
+            sustainability: 0.0,
+        },
+        metrics: Metrics {
+            latency_ms,
+            slo_violation_minutes: slo,
+            cost,
+            ..Metrics::default()
+        },
+    };
+    // The middle point is slower and dearer than the first: kept only for its SLO minutes.
+    let points = [
+        point(10.0, 30.0, 2.0, 0.0),
+        point(11.0, 5.0, 3.0, 0.5),
+        point(12.0, 30.0, 1.0, 1.0),
+    ];
+    let svg = pareto::svg(&points, &objectives);
+    assert_eq!(svg.matches("<circle").count(), 3, "{svg}");
+    assert_eq!(svg.matches(r#"class="point beaten-on-plot""#).count(), 1, "{svg}");
+    let hollow = svg.lines().find(|l| l.contains("beaten-on-plot")).unwrap();
+    assert!(
+        hollow.contains(">0.50</text>") && hollow.contains(r#"fill="white""#),
+        "{hollow}"
+    );
+    assert!(
+        svg.contains("Hollow: beaten on both axes, kept for sloViolationMinutes."),
+        "{svg}"
+    );
+    // The dashed frontier joins the two filled points only.
+    let line = svg.lines().find(|l| l.starts_with("<polyline")).unwrap();
+    assert_eq!(
+        line.split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .split(' ')
+            .count(),
+        2
+    );
+    // Without a beaten point there is no hollow caption.
+    let svg = pareto::svg(&[points[0].clone(), points[2].clone()], &objectives);
+    assert!(!svg.contains("beaten-on-plot") && !svg.contains("Hollow"), "{svg}");
+    // One point, or all on one spot, still gives a document with finite coordinates.
+    let svg = pareto::svg(&points[..1], &objectives);
+    assert!(
+        svg.trim_end().ends_with("</svg>") && !svg.contains("NaN") && !svg.contains("inf"),
+        "{svg}"
+    );
+}
