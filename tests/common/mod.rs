@@ -5,6 +5,8 @@
 //! it is torn down when the test binary exits, however it exits.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
