@@ -43,11 +43,75 @@ pub struct PlanContext<'a> {
     pub policies: Vec<AgentPolicy>,
 }
 
+/// Distances `d(T₀, m)` from agents' targets to every node, kept between plans by a caller
+/// that plans again and again over nodes that do not move (the twin plans every few ticks).
+/// An entry is used only for the same κ, the same node positions and the same T₀, bit for bit,
+/// so a plan with a memo is the plan without one; anything else clears the memo.
+#[derive(Debug, Default)]
+pub struct DistanceMemo {
+    kappa_bits: u64,
+    positions: Vec<Vec<u64>>,
+    by_target: std::collections::HashMap<Vec<u64>, Vec<f64>>,
+}
+
+/// Entries kept at most (one per agent target); the memo is cleared when it would grow past.
+const MEMO_MAX_TARGETS: usize = 200_000;
+
+fn bits(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+impl DistanceMemo {
+    /// Keeps the entries only if κ and every node position are those of the last plan.
+    fn prepare(&mut self, snapshot: &Snapshot) {
+        let same =
+            self.kappa_bits == snapshot.kappa.to_bits()
+                && self.positions.len() == snapshot.nodes.len()
+                && self.positions.iter().zip(&snapshot.nodes).all(|(p, n)| {
+                    p.len() == n.position.len() && p.iter().zip(&n.position).all(|(a, b)| *a == b.to_bits())
+                });
+        if !same {
+            self.kappa_bits = snapshot.kappa.to_bits();
+            self.positions = snapshot.nodes.iter().map(|n| bits(&n.position)).collect();
+            self.by_target.clear();
+        }
+    }
+
+    /// `d(target, m)` for every node m, computed once per target.
+    fn distances(&mut self, snapshot: &Snapshot, target: &[f64], kappa: f64) -> Vec<f64> {
+        let key = bits(target);
+        if let Some(d) = self.by_target.get(&key) {
+            return d.clone();
+        }
+        let d: Vec<f64> = snapshot
+            .nodes
+            .iter()
+            .map(|n| poincare::distance(target, &n.position, kappa))
+            .collect();
+        if self.by_target.len() >= MEMO_MAX_TARGETS {
+            self.by_target.clear();
+        }
+        self.by_target.insert(key, d.clone());
+        d
+    }
+}
+
 impl<'a> PlanContext<'a> {
     /// Validates the snapshot (every problem reported) and steps each agent's target toward
     /// its optimum `Agent::target` (see the module doc).
     pub fn new(snapshot: &'a Snapshot, settings: &'a Settings) -> Result<Self, DeschedulerError> {
+        Self::with_memo(snapshot, settings, &mut DistanceMemo::default())
+    }
+
+    /// [`PlanContext::new`], taking the distances from targets to nodes from `memo` when it
+    /// holds them (see [`DistanceMemo`]).
+    pub fn with_memo(
+        snapshot: &'a Snapshot,
+        settings: &'a Settings,
+        memo: &mut DistanceMemo,
+    ) -> Result<Self, DeschedulerError> {
         validate_snapshot(snapshot)?;
+        memo.prepare(snapshot);
         let kappa = snapshot.kappa;
         let node_index: BTreeMap<&str, usize> = snapshot
             .nodes
@@ -108,11 +172,7 @@ impl<'a> PlanContext<'a> {
             });
             // Distances from T₀ are needed only for agents with replicas to move.
             let d: Vec<f64> = match &path {
-                Some(p) if has_replicas[node_distance.len()] => snapshot
-                    .nodes
-                    .iter()
-                    .map(|n| poincare::distance(&p[0], &n.position, kappa))
-                    .collect(),
+                Some(p) if has_replicas[node_distance.len()] => memo.distances(snapshot, &p[0], kappa),
                 _ => Vec::new(),
             };
             nearest.push(d.iter().copied().fold(f64::INFINITY, f64::min));

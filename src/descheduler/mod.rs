@@ -48,8 +48,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+pub use context::DistanceMemo;
 pub use optimum::{agent_optima, with_agent_optima};
-pub use planner::{PlannerArgs, plan};
+pub use planner::{PlannerArgs, plan, plan_with_memo};
 
 use crate::placement::Resources;
 

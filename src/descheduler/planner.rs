@@ -37,7 +37,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use serde::{Deserialize, Serialize};
 
-use super::context::{ClusterState, PlanContext};
+use super::context::{ClusterState, DistanceMemo, PlanContext};
 use super::{
     Candidate, DeschedulerError, Move, Plan, Settings, Skip, SkipKind, Snapshot, TargetStep, drift, evacuation,
     imbalance, violations,
@@ -193,18 +193,12 @@ impl Planner<'_, '_> {
         g
     }
 
-    fn feasible(&self, pod: usize, to: usize) -> bool {
+    fn feasible(&self, pod: usize, demand: &PodDemand, to: usize) -> bool {
         let ctx = self.ctx;
         let p = &ctx.snapshot.pods[pod];
         if self.flagged[to] || !violations::selector_matches(p, &ctx.snapshot.nodes[to].labels) {
             return false;
         }
-        let demand = PodDemand {
-            requests: p.requests,
-            tenant: p.tenant.clone(),
-            strict_isolation: p.strict_isolation,
-            standby: p.standby,
-        };
         if let Some(a) = ctx.pod_agent[pod] {
             let rules = &ctx.snapshot.agents[a].label_rules;
             let nodes = &ctx.snapshot.nodes;
@@ -213,13 +207,9 @@ impl Planner<'_, '_> {
             }
         }
         let policy = ctx.pod_agent[pod].map(|a| &ctx.policies[a]);
-        placement::filter(&demand, policy, &[&self.state.nodes[to]], ctx.kappa)
-            .passed
-            .len()
-            == 1
+        placement::passes(demand, policy, &self.state.nodes[to], ctx.kappa)
     }
 
-    /// The best of the first `destinationsConsidered` feasible destinations, if any.
     fn best(&mut self, pod: usize, from: usize) -> Option<Choice> {
         self.prepare_order(pod);
         let ctx = self.ctx;
@@ -227,10 +217,16 @@ impl Planner<'_, '_> {
         let args = &ctx.settings.planner;
         let cost = args.migration_cost + args.cost_per_gib * p.requests.memory_bytes as f64 / f64::from(1u32 << 30);
         let fixed = self.fixed_gain(pod, from);
+        let demand = PodDemand {
+            requests: p.requests,
+            tenant: p.tenant.clone(),
+            strict_isolation: p.strict_isolation,
+            standby: p.standby,
+        };
         let mut best: Option<Choice> = None;
         let mut seen = 0;
         for &to in self.order(pod) {
-            if to == from || !self.feasible(pod, to) {
+            if to == from || !self.feasible(pod, &demand, to) {
                 continue;
             }
             let gain = fixed + self.destination_gain(pod, from, to);
@@ -255,8 +251,18 @@ fn below_min_gain(ch: Choice, net: f64, min_gain: f64) -> String {
 
 /// Plans one tick. See the module doc for the model.
 pub fn plan(snapshot: &Snapshot, settings: &Settings) -> Result<Plan, DeschedulerError> {
+    plan_with_memo(snapshot, settings, &mut DistanceMemo::default())
+}
+
+/// [`plan`], with the distances from targets to nodes kept in `memo` between calls (the same
+/// plan; see [`DistanceMemo`]).
+pub fn plan_with_memo(
+    snapshot: &Snapshot,
+    settings: &Settings,
+    memo: &mut DistanceMemo,
+) -> Result<Plan, DeschedulerError> {
     settings.validate()?;
-    let ctx = PlanContext::new(snapshot, settings)?;
+    let ctx = PlanContext::with_memo(snapshot, settings, memo)?;
     let state = ClusterState::new(&ctx);
     let args = &settings.planner;
 

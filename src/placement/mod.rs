@@ -254,6 +254,14 @@ pub fn filter(pod: &PodDemand, agent: Option<&AgentPolicy>, nodes: &[&NodeState]
     verdict
 }
 
+/// Whether [`filter`] passes `node` when it is the only candidate: exactly its hard
+/// constraints ([`check_node`]; with one candidate the preferred-regions tier keeps it). For
+/// loops that ask about one node at a time (the descheduler's destinations), without building
+/// a verdict.
+pub fn passes(pod: &PodDemand, agent: Option<&AgentPolicy>, node: &NodeState, kappa: f64) -> bool {
+    check_node(pod, agent, node, kappa).is_ok()
+}
+
 /// Under a redundancy cap (at most `max_per_domain` replicas per failure domain), narrows the
 /// nodes that passed [`filter`] to one failure domain: that of the passing node prioritize ranks
 /// first (`scores`, from [`score_breakdown`] over the passing nodes). kube-scheduler binds
@@ -360,7 +368,7 @@ fn check_node(pod: &PodDemand, agent: Option<&AgentPolicy>, node: &NodeState, ka
     }
     let tenant = pod.tenant.as_deref().unwrap_or("");
     for (other, strict) in &node.tenants {
-        if other != tenant && (pod.strict_isolation || *strict) {
+        if (pod.strict_isolation || *strict) && other != tenant {
             return Err(Rejection::Unresolvable(format!(
                 "strict tenant isolation: node runs pods of tenant {other:?}, this pod belongs to {tenant:?}"
             )));

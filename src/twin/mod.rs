@@ -334,6 +334,8 @@ pub fn run_report(s: &Snapshot, steps: bool, progress: &mut dyn FnMut(u64, u64))
     let mut next_id = 0u64;
     let mut latency_sum = 0.0;
     let mut latency_ticks = 0u64;
+    // Nodes and targets stay put in the twin: the descheduler's distances are computed once.
+    let mut memo = crate::descheduler::DistanceMemo::default();
     let startup_ticks = (s.startup_seconds / tick).ceil() as u64;
     let hours = tick / 3600.0;
     for t in 0..ticks {
@@ -426,7 +428,7 @@ pub fn run_report(s: &Snapshot, steps: bool, progress: &mut dyn FnMut(u64, u64))
         }
         if s.descheduler_every_ticks > 0 && t > 0 && t % s.descheduler_every_ticks == 0 {
             let index = (&agent_index, &node_index);
-            step.evictions = deschedule(s, &mut runs, &mut states, index, t, startup_ticks)?;
+            step.evictions = deschedule(s, &mut runs, &mut states, index, t, startup_ticks, &mut memo)?;
             m.evictions += step.evictions;
         }
         // Metrics of this tick.
@@ -485,6 +487,7 @@ fn deschedule(
     (agent_index, node_index): (&BTreeMap<&str, usize>, &BTreeMap<&str, usize>),
     t: u64,
     startup_ticks: u64,
+    memo: &mut crate::descheduler::DistanceMemo,
 ) -> Result<u64, TwinError> {
     use crate::descheduler as d;
     let now = (t as f64 * s.tick_seconds) as u64;
@@ -549,7 +552,7 @@ fn deschedule(
         pods,
         agents,
     };
-    let plan = d::plan(&snapshot, &d::Settings::default()).map_err(|e| TwinError::BadField {
+    let plan = d::plan_with_memo(&snapshot, &d::Settings::default(), memo).map_err(|e| TwinError::BadField {
         field: "descheduler".into(),
         reason: e.to_string(),
     })?;
@@ -618,17 +621,13 @@ fn remove_replicas(s: &Snapshot, a: &AgentSpec, run: &mut AgentRun, count: u32, 
 /// filter over every node, then the top score among those that pass (ties: first name).
 fn place(s: &Snapshot, a: &AgentSpec, replicas: &[Replica], states: &[NodeState], zone_of: &[String]) -> Option<usize> {
     let (demand, policy) = extender_inputs_for(s, a, replicas, zone_of);
-    let refs: Vec<&NodeState> = states.iter().collect();
-    let verdict = placement::filter(&demand, Some(&policy), &refs, s.kappa);
-    // `passed` keeps the input order: one merge walk.
-    let mut passed = verdict.passed.iter().peekable();
-    let mut passing: Vec<&NodeState> = Vec::with_capacity(verdict.passed.len());
-    for n in &refs {
-        if passed.peek().is_some_and(|p| **p == n.name) {
-            passing.push(n);
-            passed.next();
-        }
-    }
+    // The filter's verdict node by node ([`placement::passes`], no rejection texts built): the
+    // twin's policy names no preferred regions, so no tier narrows what passes.
+    debug_assert!(policy.region_label.is_none() && policy.preferred_regions.is_empty());
+    let passing: Vec<&NodeState> = states
+        .iter()
+        .filter(|n| placement::passes(&demand, Some(&policy), n, s.kappa))
+        .collect();
     let scores = placement::score_breakdown(&demand, Some(&policy), &passing, &s.objectives, s.routing, s.kappa);
     let best = scores
         .iter()

@@ -579,3 +579,42 @@ fn the_property_cases_plan_moves_and_reach_every_guard() {
         assert!(counts.get(what).copied().unwrap_or(0) >= at_least, "{what}: {counts:?}");
     }
 }
+
+#[test]
+fn a_plan_with_a_distance_memo_is_the_plan_without_one_across_churn_moved_nodes_and_a_new_kappa() {
+    use crate::descheduler::synthetic::{SyntheticSpec, apply_plan, churn, drifted_cluster};
+    use rand::SeedableRng;
+    let mut s = drifted_cluster(&SyntheticSpec {
+        pods: 120,
+        nodes: 60,
+        seed: 7,
+    })
+    .unwrap()
+    .snapshot;
+    let settings = Settings::default();
+    let mut memo = DistanceMemo::default();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let mut moved = 0;
+    for tick in 0..12u64 {
+        // Tick 5 moves a node, tick 8 changes κ: the memo's entries must not be used then.
+        if tick == 5 {
+            let p = &mut s.nodes[3].position;
+            p[0] *= 0.5;
+        }
+        if tick == 8 {
+            s.kappa *= 0.5;
+        }
+        let fresh = plan(&s, &settings).unwrap();
+        let memoised = plan_with_memo(&s, &settings, &mut memo).unwrap();
+        assert_eq!(
+            serde_json::to_string(&memoised).unwrap(),
+            serde_json::to_string(&fresh).unwrap(),
+            "tick {tick}"
+        );
+        moved += fresh.moves.len();
+        apply_plan(&mut s, &fresh, 60);
+        churn(&mut s, &mut rng);
+        s.now += 60;
+    }
+    assert!(moved > 0, "no plan moved anything: the comparison saw only empty plans");
+}
