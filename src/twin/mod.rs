@@ -33,7 +33,9 @@
 //! replicas at a tick; `recorded.placements`: the node pod `AGENT-N` was bound to at a tick),
 //! the fraction of them the run reproduces exactly.
 //!
-//! Not modelled (yet): the auction, failover, the strategies' placement rules (avoid-lists,
+//! Not modelled (yet): agents' targets moving (each keeps the snapshot's `target`; the operator
+//! recomputes an agent's target from where its peers' replicas run, `placement::target`), the
+//! auction, failover, the strategies' placement rules (avoid-lists,
 //! locality, preferred regions, redundancy caps and the extender's narrowing to one failure
 //! domain, tenancy isolation), real node usage (the descheduler sees requests as usage), and
 //! the scheduler's own scores besides the extender's. Pure and deterministic: sorted maps, no
