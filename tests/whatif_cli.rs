@@ -313,7 +313,7 @@ fn a_pareto_plot_path_that_cannot_be_written_exits_2_naming_it_and_a_failed_swee
     assert_eq!(code, 2, "{err}");
     assert!(err.contains(&format!("--plot {}", missing.display())), "{err}");
     assert!(out.is_empty(), "printed a frontier despite the bad plot path: {out}");
-    // A sweep refused after the file was created (one point) removes it again.
+    // A sweep refused after the plot was opened (one point) leaves no plot.
     let plot = dir.join("frontier.svg");
     let (code, _, err) = mom(&[
         "whatif",
@@ -328,6 +328,19 @@ fn a_pareto_plot_path_that_cannot_be_written_exits_2_naming_it_and_a_failed_swee
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--points"), "{err}");
     assert!(!plot.exists(), "a failed sweep left {}", plot.display());
+    // An existing plot stays as it was, with no temporary file behind.
+    std::fs::write(&plot, "the plot of an earlier sweep").unwrap();
+    let p = plot.to_str().unwrap();
+    let (code, _, _) = mom(&["whatif", "pareto", "--snapshot", s, "--points", "1", "--plot", p]);
+    assert_eq!(code, 2);
+    assert_eq!(std::fs::read_to_string(&plot).unwrap(), "the plot of an earlier sweep");
+    let leftovers: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     // Positive control: a good sweep writes the plot and still prints its JSON.
     let (code, out, err) = mom(&[
         "whatif",

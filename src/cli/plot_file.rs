@@ -1,5 +1,6 @@
-//! The `--plot FILE.svg` file of a long CLI run: created before the run so a bad path fails at
-//! once, removed again if the run fails, so no empty plot is left behind.
+//! The `--plot FILE.svg` file of a long CLI run: a temporary file beside it is created before
+//! the run, so a path that cannot be written fails at once, and renamed onto FILE only when the
+//! run succeeds; a failed run removes the temporary file and leaves whatever FILE was untouched.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -7,31 +8,38 @@ use std::process::ExitCode;
 
 pub struct PlotFile {
     path: PathBuf,
-    file: std::fs::File,
-    keep: bool,
+    temporary: PathBuf,
+    file: Option<std::fs::File>,
 }
 
 impl PlotFile {
-    /// Creates `path`; on failure prints `error: --plot PATH: cannot write it: …` and gives the
-    /// exit code 2 to return.
+    /// Creates the temporary file beside `path`; on failure prints `error: --plot PATH: cannot
+    /// write it: …` and gives the exit code 2 to return.
     pub fn create(path: &Path) -> Result<Self, ExitCode> {
-        match std::fs::File::create(path) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        match std::fs::File::create(&temporary) {
             Ok(file) => Ok(Self {
                 path: path.to_path_buf(),
-                file,
-                keep: false,
+                temporary,
+                file: Some(file),
             }),
             Err(err) => Err(Self::refused(path, &err)),
         }
     }
 
-    /// Writes the document and keeps the file; on failure the same message and exit code 2.
+    /// Writes the document and renames it onto the path; on failure the same message and exit
+    /// code 2 (and the temporary file is removed).
     pub fn finish(mut self, svg: &str) -> Result<(), ExitCode> {
-        match self.file.write_all(svg.as_bytes()).and_then(|()| self.file.flush()) {
-            Ok(()) => {
-                self.keep = true;
-                Ok(())
-            }
+        let written = match self.file.take() {
+            Some(mut file) => file.write_all(svg.as_bytes()).and_then(|()| file.flush()),
+            None => Ok(()),
+        };
+        match written.and_then(|()| std::fs::rename(&self.temporary, &self.path)) {
+            Ok(()) => Ok(()),
             Err(err) => Err(Self::refused(&self.path, &err)),
         }
     }
@@ -44,8 +52,7 @@ impl PlotFile {
 
 impl Drop for PlotFile {
     fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        // After a successful rename the temporary name no longer exists.
+        let _ = std::fs::remove_file(&self.temporary);
     }
 }

@@ -233,10 +233,11 @@ fn beats_on_plot(a: (f64, f64), b: (f64, f64)) -> bool {
 /// A scatter plot (SVG) of the frontier on the first two named objectives' metrics.
 ///
 /// Axes span the data plus 8 % on each side, with gridlines at "nice" steps (1, 2 or 5 × 10^k).
-/// Each point is labelled with the first objective's weight. A point is drawn filled when no
-/// other point beats it on both plotted metrics, hollow when one does: it is on the frontier
-/// only for a metric the plot does not show (e.g. `sloViolationMinutes` for performance), which
-/// the caption names. The dashed line joins the filled points, left to right.
+/// Each point is labelled with the first objective's weight. A point is drawn hollow when
+/// another point is at least as good on both plotted metrics and better on one (it is on the
+/// frontier only for a metric the plot does not show, e.g. `sloViolationMinutes` for
+/// performance, which the caption names), filled otherwise. The dashed line joins the filled
+/// points, left to right.
 pub fn svg(points: &[Point], objectives: &[String]) -> String {
     use std::fmt::Write as _;
     let (xo, yo) = (&objectives[0], &objectives[1]);
@@ -280,18 +281,17 @@ pub fn svg(points: &[Point], objectives: &[String]) -> String {
         out,
         r#"<text x="{}" y="26" text-anchor="middle" font-size="15">Pareto frontier: {xo} vs {yo} ({} points)</text>"#,
         w / 2.0,
-        points.len()
+        sorted.len()
     );
     // Gridlines and tick labels at nice steps inside the padded range.
     let ticks = |lo: f64, hi: f64, n: f64| {
         let step = crate::simulator::plot::nice_step(hi - lo, n);
-        let mut v = (lo / step).ceil() * step;
-        let mut out = Vec::new();
-        while v <= hi && out.len() < 50 {
-            out.push((v, step));
-            v += step;
-        }
-        out
+        let first = (lo / step).ceil();
+        // k·step (not a running sum) and + 0.0 (no "-0" label); at most 50 gridlines.
+        (0..50)
+            .map(|k| ((first + f64::from(k)) * step + 0.0, step))
+            .take_while(|(v, _)| *v <= hi)
+            .collect::<Vec<_>>()
     };
     let label = |v: f64, step: f64| {
         let decimals = (-step.log10().floor()).clamp(0.0, 6.0) as usize;
@@ -371,12 +371,10 @@ pub fn svg(points: &[Point], objectives: &[String]) -> String {
         .into_iter()
         .filter(|m| ![xo, yo].iter().any(|o| judged_by(o).first() == Some(m)))
         .collect();
-    let mut caption = vec![format!(
-        "Labels: the weight of {xo}. Filled: no point is better on both axes."
-    )];
+    let mut caption = vec![format!("Labels: the weight of {xo}.")];
     if beaten.iter().any(|b| *b) {
         caption.push(format!(
-            "Hollow: beaten on both axes, kept for {}.",
+            "Hollow: another point is as good on both axes and better on one; kept for {}.",
             if hidden.is_empty() {
                 "a tie".to_string()
             } else {

@@ -409,7 +409,7 @@ fn the_pareto_plot_draws_hollow_exactly_the_points_beaten_on_both_axes_and_names
         "{hollow}"
     );
     assert!(
-        svg.contains("Hollow: beaten on both axes, kept for sloViolationMinutes."),
+        svg.contains("Hollow: another point is as good on both axes and better on one; kept for sloViolationMinutes."),
         "{svg}"
     );
     // The dashed frontier joins the two filled points only.

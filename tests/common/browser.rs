@@ -72,7 +72,7 @@ impl Browser {
     pub fn start() -> Self {
         Self::require();
         let port = super::free_port();
-        let log = std::env::temp_dir().join(format!("mom-webview-chromedriver-{}.log", std::process::id()));
+        let log = std::env::temp_dir().join(format!("mom-chromedriver-{}-{port}.log", std::process::id()));
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", log.display()))
