@@ -299,39 +299,32 @@ fn a_pareto_plot_path_that_cannot_be_written_exits_2_naming_it_and_a_failed_swee
     let s = snapshot("pareto-plot");
     let s = s.to_str().unwrap();
     let dir = std::path::Path::new(s).parent().unwrap().to_path_buf();
+    let sweep = |points: &str, plot: &std::path::Path| {
+        mom(&[
+            "whatif",
+            "pareto",
+            "--snapshot",
+            s,
+            "--points",
+            points,
+            "--plot",
+            plot.to_str().unwrap(),
+        ])
+    };
     let missing = dir.join("no-such-dir/frontier.svg");
-    let (code, out, err) = mom(&[
-        "whatif",
-        "pareto",
-        "--snapshot",
-        s,
-        "--points",
-        "2",
-        "--plot",
-        missing.to_str().unwrap(),
-    ]);
+    let (code, out, err) = sweep("2", &missing);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains(&format!("--plot {}", missing.display())), "{err}");
     assert!(out.is_empty(), "printed a frontier despite the bad plot path: {out}");
     // A sweep refused after the plot was opened (one point) leaves no plot.
     let plot = dir.join("frontier.svg");
-    let (code, _, err) = mom(&[
-        "whatif",
-        "pareto",
-        "--snapshot",
-        s,
-        "--points",
-        "1",
-        "--plot",
-        plot.to_str().unwrap(),
-    ]);
+    let (code, _, err) = sweep("1", &plot);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--points"), "{err}");
     assert!(!plot.exists(), "a failed sweep left {}", plot.display());
     // An existing plot stays as it was, with no temporary file behind.
     std::fs::write(&plot, "the plot of an earlier sweep").unwrap();
-    let p = plot.to_str().unwrap();
-    let (code, _, _) = mom(&["whatif", "pareto", "--snapshot", s, "--points", "1", "--plot", p]);
+    let (code, _, _) = sweep("1", &plot);
     assert_eq!(code, 2);
     assert_eq!(std::fs::read_to_string(&plot).unwrap(), "the plot of an earlier sweep");
     let leftovers: Vec<String> = std::fs::read_dir(&dir)
@@ -342,16 +335,7 @@ fn a_pareto_plot_path_that_cannot_be_written_exits_2_naming_it_and_a_failed_swee
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     // Positive control: a good sweep writes the plot and still prints its JSON.
-    let (code, out, err) = mom(&[
-        "whatif",
-        "pareto",
-        "--snapshot",
-        s,
-        "--points",
-        "2",
-        "--plot",
-        plot.to_str().unwrap(),
-    ]);
+    let (code, out, err) = sweep("2", &plot);
     assert_eq!(code, 0, "{err}");
     assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok(), "{out}");
     let svg = std::fs::read_to_string(&plot).unwrap();
