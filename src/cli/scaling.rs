@@ -38,6 +38,129 @@ pub struct ForecastArgs {
 enum ForecastCommand {
     /// Rolling-origin MAE and MASE (against the best seasonal-naive) of every model.
     Eval(EvalArgs),
+    /// CPU per scaler tick: every agent refits its sliding window (one new sample) and
+    /// forecasts, on one core; JSON.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Trace file or directory of them; agent i replays trace i mod (number of traces) from an
+    /// offset of its own; repeatable.
+    #[arg(long, required = true)]
+    trace: Vec<PathBuf>,
+    /// Agents, each with its own forecaster.
+    #[arg(long, default_value_t = 10_000)]
+    agents: usize,
+    /// Samples in each agent's window (the scaler's 1 h at 15 s is 240).
+    #[arg(long, default_value_t = 240)]
+    window: usize,
+    /// Ticks timed after the first (which fits every window from nothing).
+    #[arg(long, default_value_t = 5)]
+    ticks: usize,
+    /// Steps forecast per agent and tick (the scaler's 900 s horizon + 45 s lead at 15 s is 63).
+    #[arg(long, default_value_t = 63)]
+    horizon: usize,
+    /// Models to time (repeatable; default: neural, ensemble, ensemble_neural).
+    #[arg(long)]
+    model: Vec<String>,
+    /// Also time each model built afresh at every tick (what `mom operator --scaler-model`
+    /// does today: a cold fit per decision, so a receipt's window alone replays it).
+    #[arg(long)]
+    cold: bool,
+    /// Bin length in seconds for request logs (Azure).
+    #[arg(long, default_value_t = 10.0)]
+    bin: f64,
+}
+
+/// Resident bytes of this process (`VmRSS` of /proc/self/status); `None` without /proc.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+fn run_forecast_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.agents == 0 || args.window == 0 || args.horizon == 0 {
+        bail!("--agents, --window and --horizon must be ≥ 1");
+    }
+    let traces = collect_traces(&args.trace, args.bin)?;
+    let need = args.window + args.ticks + 1;
+    let usable: Vec<&Trace> = traces.iter().filter(|t| t.values.len() >= need).collect();
+    if usable.is_empty() {
+        bail!(
+            "no trace has the {need} points --window {} and --ticks {} need",
+            args.window,
+            args.ticks
+        );
+    }
+    let names: Vec<String> = if args.model.is_empty() {
+        vec!["neural".into(), "ensemble".into(), "ensemble_neural".into()]
+    } else {
+        args.model.clone()
+    };
+    let models = names
+        .iter()
+        .map(|m| ModelKind::parse(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Agent i: trace i mod T from offset (i·7919) mod (len − need + 1).
+    let series: Vec<(&[f64], usize)> = (0..args.agents)
+        .map(|i| {
+            let y = &usable[i % usable.len()].values;
+            (y.as_slice(), (i * 7919) % (y.len() - need + 1))
+        })
+        .collect();
+    let mut results = Vec::new();
+    for &kind in &models {
+        for cold in [false, true] {
+            if cold && !args.cold {
+                continue;
+            }
+            let rss0 = resident_bytes();
+            let mut agents: Vec<Box<dyn mom::forecast::Forecaster + Send>> =
+                (0..args.agents).map(|_| kind.build()).collect();
+            let mut tick_seconds = Vec::new();
+            let mut sink = 0.0;
+            for tick in 0..=args.ticks {
+                let t0 = Instant::now();
+                for (agent, &(y, off)) in agents.iter_mut().zip(&series) {
+                    if cold {
+                        *agent = kind.build();
+                    }
+                    let w = &y[off + tick..off + tick + args.window];
+                    agent.fit(w).with_context(|| format!("{} fit", kind.name()))?;
+                    sink += agent.forecast(args.horizon)?[args.horizon - 1];
+                }
+                tick_seconds.push(t0.elapsed().as_secs_f64());
+            }
+            let rss = match (rss0, resident_bytes()) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / args.agents as f64),
+                _ => None,
+            };
+            drop(agents);
+            let first = tick_seconds[0];
+            let mut rest = tick_seconds[1..].to_vec();
+            rest.sort_by(f64::total_cmp);
+            let median = rest.get(rest.len() / 2).copied();
+            results.push(json!({
+                "model": kind.name(),
+                "mode": if cold { "cold" } else { "warm" },
+                "first_tick_seconds": first,
+                "tick_seconds_median": median,
+                "tick_seconds_max": rest.last(),
+                "ms_per_agent": median.map(|m| 1e3 * m / args.agents as f64),
+                "rss_bytes_per_agent": rss,
+                "checksum": sink,
+            }));
+            eprintln!("{}", results.last().map(|r| r.to_string()).unwrap_or_default());
+        }
+    }
+    println!(
+        "{}",
+        json!({"agents": args.agents, "window": args.window, "ticks": args.ticks, "horizon": args.horizon, "results": results})
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -57,7 +180,8 @@ struct EvalArgs {
     /// Bin length in seconds for request logs (Azure).
     #[arg(long, default_value_t = 10.0)]
     bin: f64,
-    /// Score only these models (repeatable; default: all).
+    /// Score only these models (repeatable; default: ensemble, auto, holt_winters, ridge, combo,
+    /// seasonal_naive; `neural` and `ensemble_neural` only when named).
     #[arg(long)]
     model: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -199,7 +323,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 }
 
 pub fn run_forecast(args: ForecastArgs) -> anyhow::Result<ExitCode> {
-    let ForecastCommand::Eval(args) = args.command;
+    let args = match args.command {
+        ForecastCommand::Eval(args) => args,
+        ForecastCommand::Bench(args) => return run_forecast_bench(args),
+    };
     let horizons = match args.horizon {
         Some(0) => bail!("--horizon must be ≥ 1"),
         Some(h) => vec![h],
@@ -308,26 +435,33 @@ pub fn run_forecast(args: ForecastArgs) -> anyhow::Result<ExitCode> {
     match args.format {
         Format::Json => println!("{out}"),
         Format::Table => {
-            println!(
-                "{:<40} {:>3} {:>6} {:>12} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
-                "trace", "h", "season", "base_mae", "ens", "auto", "hw", "ridge", "combo", "snaive"
-            );
+            let short = |k: &ModelKind| match k {
+                ModelKind::Ensemble => "ens",
+                ModelKind::HoltWinters => "hw",
+                ModelKind::SeasonalNaive => "snaive",
+                ModelKind::EnsembleNeural => "ens+nn",
+                ModelKind::Neural => "nn",
+                other => other.name(),
+            };
+            let mut header = format!("{:<40} {:>3} {:>6} {:>12}", "trace", "h", "season", "base_mae");
+            for k in &models {
+                header.push_str(&format!(" {:>7}", short(k)));
+            }
+            println!("{header}");
             for r in out["traces"].as_array().into_iter().flatten() {
                 for hr in r["horizons"].as_array().into_iter().flatten() {
-                    let g = |m: &str| hr["models"][m]["mase"].as_f64().unwrap_or(f64::NAN);
-                    println!(
-                        "{:<40} {:>3} {:>6} {:>12.4} {:>7.3} {:>7.3} {:>7.3} {:>7.3} {:>7.3} {:>7.3}",
+                    let mut line = format!(
+                        "{:<40} {:>3} {:>6} {:>12.4}",
                         r["trace"].as_str().unwrap_or(""),
                         hr["horizon"],
                         hr["baseline"]["season"],
                         hr["baseline"]["mae"].as_f64().unwrap_or(f64::NAN),
-                        g("ensemble"),
-                        g("auto"),
-                        g("holt_winters"),
-                        g("ridge"),
-                        g("combo"),
-                        g("seasonal_naive")
                     );
+                    for k in &models {
+                        let v = hr["models"][k.name()]["mase"].as_f64().unwrap_or(f64::NAN);
+                        line.push_str(&format!(" {v:>7.3}"));
+                    }
+                    println!("{line}");
                 }
             }
             println!("mean MASE: {}", out["mean_mase"]);

@@ -16,12 +16,17 @@
 //! Only the history given to `fit` is used, so this is a fair online forecaster.
 
 use super::holt_winters::HoltWinters;
+use super::neural::{self, Neural};
 use super::ridge::RidgeLags;
 use super::seasonal_naive::seasonal_naive_at;
 use super::{ForecastError, Forecaster, check_history, check_horizon, detect_seasons};
 
 /// Largest step the selection scores; later steps reuse its choice.
 const MAX_H: usize = 12;
+const _: () = assert!(
+    MAX_H == neural::OUT,
+    "the network forecasts every step the ensemble selects for"
+);
 /// Seasonal-naive candidates always scored: seasons 1..=SHORT_SEASONS.
 const SHORT_SEASONS: usize = 24;
 /// Windows of the rolling median and rolling mean candidates.
@@ -47,6 +52,8 @@ pub enum Candidate {
     SeasonalMedian(usize, usize),
     HoltWinters,
     Ridge,
+    /// The online network of [`super::neural`], scored on its prequential forecasts.
+    Neural,
 }
 
 /// Which model-based candidates take part (the cheap ones always do).
@@ -63,6 +70,10 @@ pub enum Candidate {
 pub struct EnsembleConfig {
     pub holt_winters: bool,
     pub ridge: bool,
+    /// The network of [`super::neural`] (warm-started across fits; its validation forecasts are
+    /// the ones it made before seeing their targets). Off by default: see the README's
+    /// forecasting section for what it earns and costs.
+    pub neural: bool,
 }
 
 impl Default for EnsembleConfig {
@@ -70,6 +81,7 @@ impl Default for EnsembleConfig {
         Self {
             holt_winters: true,
             ridge: true,
+            neural: false,
         }
     }
 }
@@ -81,6 +93,8 @@ pub struct Ensemble {
     hw: HoltWinters,
     ridge: RidgeLags,
     ridge_ok: bool,
+    neural: Neural,
+    neural_ok: bool,
     history: Vec<f64>,
     seasons: Vec<usize>,
     fits_since_detect: usize,
@@ -138,7 +152,7 @@ pub fn cheap_forecast(c: Candidate, y: &[f64], h: usize, scratch: &mut Vec<f64>)
             scratch.extend((0..depth).map(|j| y[last + j * m]));
             Some(median_of(scratch))
         }
-        Candidate::HoltWinters | Candidate::Ridge => None,
+        Candidate::HoltWinters | Candidate::Ridge | Candidate::Neural => None,
     }
 }
 
@@ -149,6 +163,8 @@ impl Ensemble {
             hw: HoltWinters::default(),
             ridge: RidgeLags::default(),
             ridge_ok: false,
+            neural: Neural::default(),
+            neural_ok: false,
             history: Vec::new(),
             seasons: Vec::new(),
             fits_since_detect: usize::MAX,
@@ -265,6 +281,21 @@ impl Forecaster for Ensemble {
             }
         }
 
+        self.neural_ok = false;
+        if self.config.neural && n >= neural::MIN_HISTORY {
+            self.neural.fit(history)?;
+            self.neural_ok = true;
+            cands.push(Candidate::Neural);
+            preds.push(
+                self.neural
+                    .validation_forecasts(from, MAX_H)
+                    .into_iter()
+                    .chain(std::iter::repeat(f64::NAN))
+                    .take(v * MAX_H)
+                    .collect(),
+            );
+        }
+
         // Selection per step.
         let mut choice: Vec<Vec<Candidate>> = Vec::with_capacity(MAX_H);
         for h in 1..=MAX_H {
@@ -333,6 +364,11 @@ impl Forecaster for Ensemble {
         } else {
             self.ridge_forecast.clone()
         };
+        let net = if needs(Candidate::Neural) && self.neural_ok {
+            self.neural.forecast(horizon)?
+        } else {
+            Vec::new()
+        };
         let y = &self.history;
         let naive = y[y.len() - 1];
         let mut scratch = Vec::new();
@@ -344,6 +380,7 @@ impl Forecaster for Ensemble {
                     .map(|&c| match c {
                         Candidate::HoltWinters => hw.get(h - 1).copied().unwrap_or(naive),
                         Candidate::Ridge => ridge.get(h - 1).copied().unwrap_or(naive),
+                        Candidate::Neural => net.get(h - 1).copied().unwrap_or(naive),
                         _ => cheap_forecast(c, y, h, &mut scratch).unwrap_or(naive),
                     })
                     .sum();
@@ -402,12 +439,44 @@ mod tests {
             let mut e = Ensemble::with_config(EnsembleConfig {
                 holt_winters: true,
                 ridge,
+                neural: false,
             });
             e.fit(&s[..24 * 11]).unwrap();
             let f = e.forecast(24).unwrap();
             let mae: f64 = f.iter().zip(&s[24 * 11..]).map(|(a, b)| (a - b).abs()).sum::<f64>() / 24.0;
             assert!(mae < 2.5, "ridge {ridge}: mae {mae}");
         }
+    }
+
+    #[test]
+    fn on_a_chaotic_series_the_network_is_chosen_for_the_next_step_and_beats_the_ensemble_without_it() {
+        // The logistic map y' = 3.9·y·(1 − y): one step ahead is a fixed quadratic of the last
+        // value, which no level, seasonal or linear candidate captures and a small network learns.
+        let mut y = vec![0.3];
+        for _ in 1..3000 {
+            let v = y[y.len() - 1];
+            y.push(3.9 * v * (1.0 - v));
+        }
+        let mut with = Ensemble::with_config(EnsembleConfig {
+            neural: true,
+            ..EnsembleConfig::default()
+        });
+        let mut without = Ensemble::default();
+        let (mut err_with, mut err_without) = (0.0, 0.0);
+        for end in (1500..1800).step_by(10) {
+            let w = &y[end - 900..end];
+            with.fit(w).unwrap();
+            without.fit(w).unwrap();
+            err_with += (with.forecast(1).unwrap()[0] - y[end]).abs();
+            err_without += (without.forecast(1).unwrap()[0] - y[end]).abs();
+        }
+        assert!(
+            with.choices()[0].contains(&Candidate::Neural),
+            "{:?}",
+            with.choices()[0]
+        );
+        assert!(without.choices().iter().all(|s| !s.contains(&Candidate::Neural)));
+        assert!(err_with < 0.7 * err_without, "with {err_with} without {err_without}");
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! season length detected by autocorrelation) and [`ridge`] (ridge regression on lags and
 //! seasonal features, one direct model per step). [`metrics`] scores them with MAE/MASE by
 //! rolling-origin evaluation; [`trace`] loads the NAB and Azure traces. [`ensemble`] averages
-//! the best of these and of robust level forecasts per step, chosen by validation in the window.
+//! the best of these and of robust level forecasts per step, chosen by validation in the window;
+//! [`neural`] is a small online-trained network, used alone or as one more ensemble candidate.
 
 pub mod auto;
 pub mod ensemble;
 pub mod holt_winters;
 pub mod metrics;
+pub mod neural;
 pub mod ridge;
 pub mod seasonal_naive;
 pub mod trace;
@@ -31,7 +33,9 @@ pub enum ForecastError {
     NotFitted,
     #[error("forecast: season length must be ≥ 1, got {0}")]
     BadSeason(usize),
-    #[error("forecast: unknown model `{0}` (expected seasonal_naive, holt_winters, ridge, combo, auto, ensemble)")]
+    #[error(
+        "forecast: unknown model `{0}` (expected seasonal_naive, holt_winters, ridge, combo, auto, ensemble, neural, ensemble_neural)"
+    )]
     UnknownModel(String),
 }
 
@@ -60,16 +64,22 @@ pub enum ModelKind {
     /// Per-step mean of the best candidates (naive, seasonal, robust level, Holt-Winters,
     /// ridge) by rolling-origin validation inside the window.
     Ensemble,
+    /// The online-trained network of [`neural`] alone.
+    Neural,
+    /// [`ModelKind::Ensemble`] with the network as one more candidate.
+    EnsembleNeural,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 6] = [
+    pub const ALL: [ModelKind; 8] = [
         ModelKind::SeasonalNaive,
         ModelKind::HoltWinters,
         ModelKind::Ridge,
         ModelKind::Combo,
         ModelKind::Auto,
         ModelKind::Ensemble,
+        ModelKind::Neural,
+        ModelKind::EnsembleNeural,
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,6 +90,8 @@ impl ModelKind {
             ModelKind::Combo => "combo",
             ModelKind::Auto => "auto",
             ModelKind::Ensemble => "ensemble",
+            ModelKind::Neural => "neural",
+            ModelKind::EnsembleNeural => "ensemble_neural",
         }
     }
 
@@ -99,6 +111,11 @@ impl ModelKind {
             ModelKind::Combo => Box::new(Combo::default()),
             ModelKind::Auto => Box::new(auto::AutoSelect::default()),
             ModelKind::Ensemble => Box::new(ensemble::Ensemble::default()),
+            ModelKind::Neural => Box::new(neural::Neural::default()),
+            ModelKind::EnsembleNeural => Box::new(ensemble::Ensemble::with_config(ensemble::EnsembleConfig {
+                neural: true,
+                ..ensemble::EnsembleConfig::default()
+            })),
         }
     }
 }
