@@ -76,7 +76,8 @@ pub struct Args {
     /// Seconds a new replica needs before it serves (the predictive scaler looks that far ahead).
     #[arg(long, default_value_t = 30.0)]
     scaler_startup_seconds: f64,
-    /// Forecasting model of the predictive scaler (seasonal_naive, holt_winters, ridge, combo, auto).
+    /// Forecasting model of the predictive scaler (seasonal_naive, holt_winters, ridge, combo,
+    /// auto, ensemble, neural, ensemble_neural); a fresh model is fitted at every decision.
     #[arg(long, default_value = "holt_winters")]
     scaler_model: String,
     /// Seconds between two ticks of the auction loop (quotas under resource pressure). Given

@@ -208,7 +208,8 @@ pub struct SimulateArgs {
     /// Bin length in seconds for request logs (Azure).
     #[arg(long, default_value_t = 10.0)]
     bin: f64,
-    /// Forecaster of the predictive policy (the strategy's `scaling.model`).
+    /// Forecaster of the predictive policy, as `mom operator --scaler-model` sets it (seasonal_naive,
+    /// holt_winters, ridge, combo, auto, ensemble, neural, ensemble_neural).
     #[arg(long, default_value = "holt_winters")]
     model: String,
     /// `hpa` policy: target utilisation of the plain Kubernetes HPA baseline.
