@@ -13,7 +13,10 @@
 //! only on targets before `n − V`):
 //! `MAE_c(h) = mean_t |y_{t+h−1} − ŷ^c_t(h)|`. Candidates are ranked by `MAE_c(h)`, and the
 //! forecast is the mean of the top k, `k ∈ 1..=5` minimising the validation MAE of that mean.
-//! Only the history given to `fit` is used, so this is a fair online forecaster.
+//! Nothing after the window's end is used, so this is a fair online forecaster. With the network
+//! ([`EnsembleConfig::neural`]) the forecast also depends on earlier fits: the network keeps its
+//! weights across fits (warm start) and is scored on the forecasts it made at each origin before
+//! it had trained on that origin's targets (prequential validation).
 
 use super::holt_winters::HoltWinters;
 use super::neural::{self, Neural};
@@ -34,7 +37,7 @@ const LEVEL_WINDOWS: [usize; 6] = [3, 6, 12, 24, 48, 96];
 /// Seasons averaged by the seasonal-median candidates.
 const SEASONAL_MEDIAN_DEPTHS: [usize; 2] = [3, 5];
 /// At most this many validation origins.
-const MAX_VALIDATION: usize = 500;
+pub(crate) const MAX_VALIDATION: usize = 500;
 /// At most this many candidates averaged.
 const MAX_TOP: usize = 5;
 /// Shortest history the ensemble accepts (enough for a few validation origins).

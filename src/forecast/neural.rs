@@ -16,13 +16,15 @@
 //! **Training** (L1, the loss MASE is scored with): when `y[j]` arrives, the origin
 //! `j + 1 − OUT` has all its targets; one Adam step on it (gradient `sign(o − ỹ)/OUT`), then
 //! [`REPLAY`] steps on origins drawn uniformly from the complete ones still in the window
-//! (ChaCha8 from the seed: same histories → same weights, bit for bit); then the forecast from
+//! (ChaCha8 from the seed: same histories → same weights, bit for bit on one platform — `tanh`
+//! comes from the platform's maths library); then the forecast from
 //! origin `j + 1` is made and stored. A fit whose history continues the previous one (the old
 //! window's tail is the new one's head) only consumes the new points: warm start. Any other
 //! history resets the network to its seeded initial weights and streams the whole window.
 //!
-//! Why by hand and not a tensor crate: the network has 1,277 weights; a step is ~7,700
-//! multiply-adds, so per-call dispatch and allocation of a general framework (candle, burn)
+//! Why by hand and not a tensor crate: the network has 1,256 weights ([`PARAMS`]); a step is
+//! ~2,700 multiply-adds for the gradient plus the Adam update of the weights, so per-call
+//! dispatch and allocation of a general framework (candle, burn)
 //! would cost more than the arithmetic, and exact reproducibility is simplest with one loop
 //! order in plain `f64`.
 
@@ -48,7 +50,7 @@ const CLIP: f64 = 20.0;
 /// Forecasts kept for validation: the origins the ensemble scores, `min(500, ⌊n/3⌋)` of a
 /// window of n, plus the one from the window's end.
 fn kept_for(n: usize) -> usize {
-    (n / 3).min(500) + 1
+    (n / 3).min(super::ensemble::MAX_VALIDATION) + 1
 }
 /// The season is re-detected every this many points consumed.
 const REDETECT: u64 = 1000;
@@ -233,7 +235,8 @@ impl Neural {
     fn train_on(&mut self, y: &[f64], t: usize) {
         let f = self.frame(y, t);
         let (o, a) = self.forward(&f.x);
-        let mut g = vec![0.0; PARAMS];
+        // 10 KB on the stack: no allocation per step.
+        let mut g = [0.0; PARAMS];
         let mut da = [0.0; HIDDEN];
         for h in 0..OUT {
             let target = ((y[t + h] - f.c) / f.s).clamp(-CLIP, CLIP);
@@ -275,7 +278,8 @@ impl Neural {
         const B1C: f64 = 0.9;
         const B2C: f64 = 0.999;
         self.steps += 1;
-        let k = self.steps as i32;
+        // The bias corrections are 1 to machine precision long before 2^20 steps.
+        let k = self.steps.min(1 << 20) as i32;
         let lr = self.config.learning_rate * (1.0 - B2C.powi(k)).sqrt() / (1.0 - B1C.powi(k));
         for (((w, m), v), &gi) in self.w.iter_mut().zip(&mut self.adam_m).zip(&mut self.adam_v).zip(g) {
             *m = B1C * *m + (1.0 - B1C) * gi;
@@ -418,6 +422,12 @@ mod tests {
     }
 
     #[test]
+    fn the_network_has_the_documented_number_of_weights() {
+        assert_eq!(PARAMS, 1_256);
+        assert_eq!(Neural::default().w.len(), PARAMS);
+    }
+
+    #[test]
     fn an_untrained_network_forecasts_close_to_the_last_value() {
         let y: Vec<f64> = (0..MIN_HISTORY).map(|i| (i % 5) as f64 * 10.0).collect();
         let fresh = Neural::default();
@@ -446,7 +456,7 @@ mod tests {
     }
 
     #[test]
-    fn a_window_that_continues_the_last_one_warm_starts_and_gives_the_same_weights_as_one_pass() {
+    fn a_window_that_continues_the_last_one_warm_starts_on_its_new_points_and_another_window_resets() {
         let s = seasonal_series(900, 24);
         let mut stepwise = Neural::default();
         stepwise.fit(&s[..600]).unwrap();
