@@ -22,7 +22,7 @@ use super::holt_winters::HoltWinters;
 use super::neural::{self, Neural};
 use super::ridge::RidgeLags;
 use super::seasonal_naive::seasonal_naive_at;
-use super::{ForecastError, Forecaster, check_history, check_horizon, detect_seasons};
+use super::{ForecastError, Forecaster, MAX_VALIDATION, check_history, check_horizon, detect_seasons};
 
 /// Largest step the selection scores; later steps reuse its choice.
 const MAX_H: usize = 12;
@@ -36,8 +36,6 @@ const SHORT_SEASONS: usize = 24;
 const LEVEL_WINDOWS: [usize; 6] = [3, 6, 12, 24, 48, 96];
 /// Seasons averaged by the seasonal-median candidates.
 const SEASONAL_MEDIAN_DEPTHS: [usize; 2] = [3, 5];
-/// At most this many validation origins.
-pub(crate) const MAX_VALIDATION: usize = 500;
 /// At most this many candidates averaged.
 const MAX_TOP: usize = 5;
 /// Shortest history the ensemble accepts (enough for a few validation origins).

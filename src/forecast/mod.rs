@@ -20,6 +20,9 @@ pub mod trace;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+/// At most this many validation origins in the ensemble (and forecasts the network keeps for it).
+pub(crate) const MAX_VALIDATION: usize = 500;
+
 /// Errors of the forecasting area; each names the offending field and value.
 #[derive(Debug, Error, PartialEq)]
 pub enum ForecastError {

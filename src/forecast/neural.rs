@@ -50,7 +50,7 @@ const CLIP: f64 = 20.0;
 /// Forecasts kept for validation: the origins the ensemble scores, `min(500, ⌊n/3⌋)` of a
 /// window of n, plus the one from the window's end.
 fn kept_for(n: usize) -> usize {
-    (n / 3).min(super::ensemble::MAX_VALIDATION) + 1
+    (n / 3).min(super::MAX_VALIDATION) + 1
 }
 /// The season is re-detected every this many points consumed.
 const REDETECT: u64 = 1000;
