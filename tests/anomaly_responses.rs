@@ -5,7 +5,9 @@
 //! get the same bad template change before the spike. The agent whose strategy says `auto` gets
 //! its previous spec back (an `agent.rollback` receipt first, then the spec, `replicas` kept,
 //! Event `RolledBack`); the one whose strategy says `manual` keeps the bad spec though it is
-//! flagged too.
+//! flagged too. A third agent's strategy (`auto`) gets a bad change of its own after the agent's
+//! spec was recorded: the strategy, not the agent, gets its previous spec back (a
+//! `strategy.rollback` receipt first, then the spec, Event `RolledBack` on the strategy).
 //!
 //! Quarantine (`spec.resilience.quarantine: isolate`): a third agent is isolated while its flag
 //! is up (a deny-all NetworkPolicy over its pods, condition `Quarantined`, no new replicas when
@@ -23,7 +25,7 @@ use anomaly_support::{patch_momconfig, replay_report};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use mom::operator::crd::{GeometricAgent, Receipt};
+use mom::operator::crd::{GeometricAgent, OrchestrationStrategy, Receipt};
 
 const FLAG: &str = "agent-errors-high";
 
@@ -93,7 +95,8 @@ fn image(ns: &str, name: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_flagged_agent_is_rolled_back_under_auto_kept_under_manual_and_isolated_under_quarantine() {
+async fn a_flagged_agent_or_its_newer_strategy_change_is_rolled_back_under_auto_kept_under_manual_and_isolated_under_quarantine()
+ {
     common::use_private_control_plane();
     common::ensure_kwok_nodes(1, 2, 1);
     let dir = std::env::temp_dir().join(format!("mom-auto-rollback-{}", std::process::id()));
@@ -115,7 +118,9 @@ async fn a_flagged_agent_is_rolled_back_under_auto_kept_under_manual_and_isolate
     common::apply(&agent(n, "web", "guarded"));
     common::apply(&agent(n, "api", "by-hand"));
     common::apply(&agent(n, "cache", "isolating"));
-    for name in ["web", "api"] {
+    common::apply(&strategy(n, "tuned", "auto", "none"));
+    common::apply(&agent(n, "svc", "tuned"));
+    for name in ["web", "api", "svc"] {
         common::eventually(
             &format!("{name}'s first spec recorded"),
             Duration::from_secs(60),
@@ -140,6 +145,26 @@ async fn a_flagged_agent_is_rolled_back_under_auto_kept_under_manual_and_isolate
         .await;
     }
     let (good_sequence, _) = decisions(n, "agent.change", "web").await[0].clone();
+    // svc's strategy changes after svc's spec was recorded: maxReplicas 5 → 4.
+    let tuned = || async move { decisions(n, "strategy.change", "tuned").await };
+    common::eventually("tuned's first spec recorded", Duration::from_secs(60), || async move {
+        (tuned().await.len() == 1).then_some(())
+    })
+    .await;
+    let strategies: Api<OrchestrationStrategy> = Api::namespaced(ns.client(), n);
+    let lower = serde_json::json!({"spec": {"scaling": {"maxReplicas": 4}}});
+    strategies
+        .patch("tuned", &PatchParams::default(), &Patch::Merge(&lower))
+        .await
+        .unwrap();
+    common::eventually("tuned's bad spec recorded", Duration::from_secs(60), || async move {
+        (tuned().await.len() == 2).then_some(())
+    })
+    .await;
+    let tuned_changes = tuned().await;
+    let (tuned_good, first) = tuned_changes[0].clone();
+    assert_eq!(first["spec"]["scaling"]["maxReplicas"], 5, "{first:#}");
+    assert_eq!(tuned_changes[1].1["previousGeneration"], 1, "{tuned_changes:#?}");
 
     // Now the series: the same spike for both agents.
     // cache's series is scored by the level-shift detector (MomConfig `detector: shift`): the
@@ -155,7 +180,7 @@ async fn a_flagged_agent_is_rolled_back_under_auto_kept_under_manual_and_isolate
     };
     let patch = serde_json::json!({"spec": {"anomaly": {
         "windowMinutes": 3, "stepSeconds": 1, "clearPoints": 60,
-        "agentSeries": [series("web"), series("api"), series("cache")]}}});
+        "agentSeries": [series("web"), series("api"), series("cache"), series("svc")]}}});
     patch_momconfig("merge", &patch.to_string());
     let mut exporter = common::spawn_guarded(
         Command::new(env!("CARGO_BIN_EXE_mom")).args([
@@ -173,7 +198,7 @@ async fn a_flagged_agent_is_rolled_back_under_auto_kept_under_manual_and_isolate
     );
 
     // Both are flagged; web (auto) gets its first spec back, with the replicas of now.
-    for name in ["web", "api", "cache"] {
+    for name in ["web", "api", "cache", "svc"] {
         common::eventually(&format!("{name} flagged"), Duration::from_secs(240), || async move {
             let raised = decisions(n, "anomaly.flag", name).await;
             raised.iter().any(|(_, d)| d["output"]["flagged"] == true).then_some(())
@@ -224,6 +249,69 @@ async fn a_flagged_agent_is_rolled_back_under_auto_kept_under_manual_and_isolate
     let events = common::kubectl(&["get", "events", "-n", n, "-o", "json"], None).1;
     assert!(events.contains("RolledBack"), "no RolledBack Event: {events}");
 
+    // svc's strategy changed after svc's spec: the strategy gets maxReplicas 5 back, svc keeps
+    // its spec.
+    let max_replicas = || {
+        common::kubectl(
+            &[
+                "get",
+                "orchestrationstrategy",
+                "tuned",
+                "-n",
+                n,
+                "-o",
+                "jsonpath={.spec.scaling.maxReplicas}",
+            ],
+            None,
+        )
+        .1
+    };
+    common::eventually(
+        "tuned rolled back to maxReplicas 5",
+        Duration::from_secs(60),
+        || async move { (max_replicas() == "5").then_some(()) },
+    )
+    .await;
+    let strategy_rollbacks = decisions(n, "strategy.rollback", "tuned").await;
+    assert_eq!(strategy_rollbacks.len(), 1, "{strategy_rollbacks:#?}");
+    let (strategy_rollback_sequence, record) = &strategy_rollbacks[0];
+    assert_eq!(record["output"]["toSequence"], tuned_good, "{record:#}");
+    assert_eq!(record["inputs"]["flags"][0]["agent"], format!("{n}/svc"), "{record:#}");
+    let restored = common::eventually(
+        "tuned's restored spec recorded",
+        Duration::from_secs(60),
+        || async move {
+            let changes = tuned().await;
+            (changes.len() == 3).then(|| changes[2].clone())
+        },
+    )
+    .await;
+    assert!(restored.0 > *strategy_rollback_sequence, "{restored:#?}");
+    assert_eq!(restored.1["spec"]["scaling"]["maxReplicas"], 5);
+    assert!(
+        decisions(n, "agent.rollback", "svc").await.is_empty(),
+        "svc's own spec was blamed"
+    );
+    assert_eq!(decisions(n, "agent.change", "svc").await.len(), 1);
+    let strategy_events = common::kubectl(
+        &[
+            "get",
+            "events",
+            "-n",
+            n,
+            "--field-selector",
+            "involvedObject.kind=OrchestrationStrategy,reason=RolledBack",
+            "-o",
+            "name",
+        ],
+        None,
+    )
+    .1;
+    assert!(
+        !strategy_events.trim().is_empty(),
+        "no RolledBack Event on the strategy"
+    );
+
     // api (manual) was flagged too and keeps its bad spec; nothing rolled it back.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(image(n, "api"), "pause:broken");
@@ -253,7 +341,7 @@ async fn a_flagged_agent_is_rolled_back_under_auto_kept_under_manual_and_isolate
         (condition(n, "cache", "Quarantined") == "True").then_some(())
     })
     .await;
-    for name in ["web", "api"] {
+    for name in ["web", "api", "svc"] {
         assert!(quarantine_policy(n, name).await.is_none(), "{name} has no quarantine");
     }
     assert_eq!(pods(n, "cache").await, 2);
@@ -285,6 +373,7 @@ async fn a_flagged_agent_is_rolled_back_under_auto_kept_under_manual_and_isolate
     let replay = replay_report().await;
     assert!(replay["mismatches"].as_array().is_none_or(|m| m.is_empty()), "{replay}");
     assert!(replay["unregistered"].get("agent.rollback").is_none(), "{replay}");
+    assert!(replay["unregistered"].get("strategy.rollback").is_none(), "{replay}");
     assert!(replay["unregistered"].get("agent.quarantine").is_none(), "{replay}");
 
     patch_momconfig("json", r#"[{"op":"remove","path":"/spec/anomaly"}]"#);

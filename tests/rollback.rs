@@ -4,7 +4,9 @@
 //! keeping today's replica count — after checking the receipt's hash, its signature by a
 //! published key and that it is this agent's. Refused, naming why: a receipt of another agent,
 //! a forged one (edited content), a sequence with no configure receipt. `--dry-run` writes
-//! nothing.
+//! nothing. An OrchestrationStrategy's spec is recorded the same way (`strategy.change`, when an
+//! agent it governs is reconciled under a new generation) and `mom rollback strategy/NAME --to
+//! SEQ` puts it back; an agent's receipt is refused for it.
 
 mod common;
 
@@ -189,4 +191,112 @@ async fn a_bad_template_change_is_rolled_back_from_its_signed_receipt_and_forged
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(r#""changed":false"#), "{out}");
     let _ = receipts.delete("forged-change", &Default::default()).await;
+}
+
+/// The operator's `strategy.change` receipts of strategy `name`, in chain order, once there are
+/// `count`.
+async fn strategy_changes(receipts: &Api<Receipt>, name: &str, count: usize) -> Vec<Receipt> {
+    common::eventually(
+        &format!("{count} strategy.change receipts of {name}"),
+        Duration::from_secs(60),
+        || {
+            let receipts = receipts.clone();
+            async move {
+                let mut list: Vec<Receipt> = receipts
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .filter(|r| r.spec.decision["kind"] == "strategy.change" && r.spec.subject.name == name)
+                    .collect();
+                list.sort_by_key(|r| r.spec.sequence);
+                (list.len() >= count).then_some(list)
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_strategy_change_is_recorded_and_put_back_by_hand_and_an_agents_receipt_is_refused_for_it() {
+    common::mom();
+    common::apply_test_momconfig("full_audit");
+    let ns = common::TestNamespace::new("rollback-strategy").await;
+    let n = &ns.name;
+    let receipts: Api<Receipt> = Api::namespaced(ns.client(), n);
+    let strategy = |max: i32| {
+        format!(
+            r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"OrchestrationStrategy","metadata":{{"name":"tuned","namespace":"{n}"}},
+                "spec":{{"scaling":{{"method":"manual","minReplicas":0,"maxReplicas":{max}}}}}}}"#
+        )
+    };
+    common::apply(&strategy(5));
+    let mut job: serde_json::Value = serde_json::from_str(&agent(n, "job", 1, "good")).unwrap();
+    job["spec"]["strategyRef"] = serde_json::json!({"name": "tuned"});
+    common::apply(&job.to_string());
+    let first = strategy_changes(&receipts, "tuned", 1).await;
+    assert_eq!(first[0].spec.subject.kind, "OrchestrationStrategy");
+    assert_eq!(first[0].spec.decision["spec"]["scaling"]["maxReplicas"], 5);
+    assert!(first[0].spec.decision["previousGeneration"].is_null());
+    let good_seq = first[0].spec.sequence.to_string();
+
+    // The change: the strategy watch wakes the agent, whose reconcile records it.
+    common::apply(&strategy(4));
+    let two = strategy_changes(&receipts, "tuned", 2).await;
+    assert_eq!(two[1].spec.decision["spec"]["scaling"]["maxReplicas"], 4);
+    assert_eq!(two[1].spec.decision["previousGeneration"], 1);
+    let max_replicas = || {
+        common::kubectl(
+            &[
+                "get",
+                "orchestrationstrategy",
+                "tuned",
+                "-n",
+                n,
+                "-o",
+                "jsonpath={.spec.scaling.maxReplicas}",
+            ],
+            None,
+        )
+        .1
+    };
+
+    // Refusals: the agent's receipt is not a strategy's, and an unknown kind is named.
+    let agent_seq = changes(&receipts, "job", 1).await[0].spec.sequence.to_string();
+    let (code, _, err) = rollback(&["strategy/tuned", "-n", n, "--to", &agent_seq]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(r#"records "agent.change"; a spec change of kind OrchestrationStrategy is "strategy.change""#),
+        "{err}"
+    );
+    let (code, _, err) = rollback(&["pod/tuned", "-n", n, "--to", &good_seq]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(r#"unknown kind "pod""#), "{err}");
+    assert_eq!(max_replicas(), "4", "a refusal wrote the strategy");
+
+    // The rollback, recorded by the operator as the next change.
+    let (code, out, err) = rollback(&["strategy/tuned", "-n", n, "--to", &good_seq]);
+    assert_eq!(code, 0, "{err}");
+    let rolled: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            rolled["kind"].as_str(),
+            rolled["strategy"].as_str(),
+            rolled["changed"].as_bool()
+        ),
+        (
+            Some("OrchestrationStrategy"),
+            Some(format!("{n}/tuned").as_str()),
+            Some(true)
+        ),
+        "{out}"
+    );
+    assert_eq!(max_replicas(), "5");
+    let three = strategy_changes(&receipts, "tuned", 3).await;
+    assert_eq!(three[2].spec.decision["spec"]["scaling"]["maxReplicas"], 5);
+    // Control: again changes nothing.
+    let (code, out, err) = rollback(&["strategy/tuned", "-n", n, "--to", &good_seq]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(r#""changed":false"#), "{out}");
 }

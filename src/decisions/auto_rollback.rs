@@ -1,37 +1,47 @@
 //! Automatic rollback (`OrchestrationStrategy` `spec.resilience.rollback.mode: auto`): which
-//! recorded spec a GeometricAgent goes back to when an anomaly flag is raised on it soon after a
-//! change of its spec (receipt decision kind `agent.rollback`, replayed by `mom verify --replay`).
+//! recorded spec a GeometricAgent (receipt decision kind `agent.rollback`) or its
+//! OrchestrationStrategy (`strategy.rollback`) goes back to when an anomaly flag is raised on the
+//! agent soon after a change of that spec. Both are replayed by `mom verify --replay`.
 //!
-//! Input ([`AutoRollbackInputs`]): the agent's spec changes as its trusted `agent.change`
-//! receipts recorded them (sequence, time, generation, a digest of the spec without `replicas`),
-//! its flag history from its `anomaly.flag` receipts (time, flag, raised or cleared), its
-//! generation now and the window. Output ([`AutoRollback`]): roll back or not, from which change
-//! to which, and why. Pure: the operator reads the receipts and writes the spec.
+//! Input ([`AutoRollbackInputs`], [`StrategyRollbackInputs`]): the object's spec changes as its
+//! trusted `agent.change` / `strategy.change` receipts recorded them (sequence, time, generation,
+//! a digest of the spec — an agent's without `replicas`), the flag history from the `anomaly.flag`
+//! receipts of the agent (for a strategy: of every agent it governs), the object's generation
+//! now and the window. Output ([`AutoRollback`]): roll back or not, from which change to which,
+//! and why. Pure: the operator reads the receipts and writes the spec.
 //!
-//! The rule, with the changes sorted by sequence and `C` the newest one at or below the agent's
-//! generation (a `replicas`-only edit bumps the generation without a change record):
+//! The rule, with the changes sorted by sequence and `C` the newest one at or below the object's
+//! generation (a `replicas`-only edit of an agent bumps the generation without a change record):
 //! 1. a flag must have been raised at `t ≥ C.time` with `t − C.time ≤ within`
 //!    (a flag long after the change is not blamed on it);
-//! 2. the target is the newest earlier change `R` (before `C`) whose spec differs from `C`'s and
+//! 2. the newest change before the raise is blamed, an agent's or its strategy's, never both:
+//!    an agent's raise is not blamed on the agent when its strategy's spec changed after `C` and
+//!    not after the raise; a strategy is blamed only for raises on agents whose own spec in
+//!    force is not newer than `C`;
+//! 3. the target is the newest earlier change `R` (before `C`) whose spec differs from `C`'s and
 //!    under which no flag was up: none raised in `[R.time, next.time)` and none still up from
-//!    before `R.time` ("the last spec under which its SLO series was healthy");
-//! 3. no such `R` (the agent's first spec, or every earlier one was flagged too): no rollback.
+//!    before `R.time` ("the last spec under which its SLO series was healthy"; for a strategy,
+//!    the series of every agent it governs now);
+//! 4. no such `R` (the first spec, or every earlier one was flagged too): no rollback.
 //!
 //! After a rollback the restored spec is recorded as a new change, later than the raise, so the
 //! same raise never rolls back twice; a new raise within the window of that change would look
-//! for a healthy spec before it, and the flagged one is skipped by rule 2.
+//! for a healthy spec before it, and the flagged one is skipped by rule 3.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::receipts::replay::ReplayError;
 
-/// Decision kind of an automatic rollback.
+/// Decision kind of an automatic rollback of an agent.
 pub const AUTO_ROLLBACK_KIND: &str = "agent.rollback";
 
-/// One recorded spec of the agent (`agent.change` receipt).
+/// Decision kind of an automatic rollback of a strategy.
+pub const STRATEGY_ROLLBACK_KIND: &str = "strategy.rollback";
+
+/// One recorded spec of the agent or strategy (`agent.change` / `strategy.change` receipt).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SpecChange {
@@ -40,11 +50,11 @@ pub struct SpecChange {
     pub at_ms: i64,
     /// The agent's generation the spec was recorded at.
     pub generation: i64,
-    /// SHA-256 (hex) of the canonical JSON of the spec without `replicas`.
+    /// SHA-256 (hex) of the canonical JSON of the spec (an agent's without `replicas`).
     pub spec_digest: String,
 }
 
-/// A flag of the agent raised or cleared (`anomaly.flag` / `anomaly.unnamed` receipt).
+/// A flag of an agent raised or cleared (`anomaly.flag` / `anomaly.unnamed` receipt).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FlagChange {
@@ -52,6 +62,9 @@ pub struct FlagChange {
     pub at_ms: i64,
     pub flag: String,
     pub raised: bool,
+    /// `namespace/name` of the flagged agent, in a strategy's inputs (absent in an agent's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// Everything the decision depends on (inline in its receipt).
@@ -64,6 +77,28 @@ pub struct AutoRollbackInputs {
     pub generation: i64,
     pub changes: Vec<SpecChange>,
     pub flags: Vec<FlagChange>,
+    /// `spec.resilience.rollback.withinMinutes`, in milliseconds.
+    pub within_ms: i64,
+    /// Time (ms) of the newest recorded spec of the agent's strategy, when it has one: a raise
+    /// after a strategy change newer than the agent's spec is blamed on the strategy (rule 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy_changed_ms: Option<i64>,
+}
+
+/// Everything a strategy's decision depends on (inline in its receipt).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StrategyRollbackInputs {
+    /// `namespace/name` of the strategy.
+    pub strategy: String,
+    /// The strategy's `metadata.generation` now.
+    pub generation: i64,
+    pub changes: Vec<SpecChange>,
+    /// The flag changes of every agent the strategy governs, each naming its agent.
+    pub flags: Vec<FlagChange>,
+    /// Per governed agent (`namespace/name`): the time (ms) of its own spec in force (its
+    /// newest `agent.change`); an agent without one is left out.
+    pub agent_changes_ms: BTreeMap<String, i64>,
     /// `spec.resilience.rollback.withinMinutes`, in milliseconds.
     pub within_ms: i64,
 }
@@ -87,11 +122,68 @@ pub fn decision_record(inputs: &AutoRollbackInputs, output: &AutoRollback) -> Va
     serde_json::json!({"kind": AUTO_ROLLBACK_KIND, "inputs": inputs, "output": output})
 }
 
-/// Applies the rule of the module doc.
+/// `{kind: strategy.rollback, inputs, output}`.
+pub fn strategy_decision_record(inputs: &StrategyRollbackInputs, output: &AutoRollback) -> Value {
+    serde_json::json!({"kind": STRATEGY_ROLLBACK_KIND, "inputs": inputs, "output": output})
+}
+
+/// Applies the rule of the module doc to an agent.
 pub fn decide(inputs: &AutoRollbackInputs) -> AutoRollback {
-    let mut changes = inputs.changes.clone();
+    let strategy_changed = inputs.strategy_changed_ms;
+    decide_for(
+        &inputs.agent,
+        inputs.generation,
+        &inputs.changes,
+        &inputs.flags,
+        inputs.within_ms,
+        |raise, current| {
+            let t = strategy_changed?;
+            (t > current.at_ms && t <= raise.at_ms).then(|| {
+                format!(
+                    "its strategy's spec changed {} s after the spec of receipt {} and before flag {} was raised: the raise is blamed on the strategy",
+                    (t - current.at_ms) / 1000,
+                    current.sequence,
+                    raise.flag
+                )
+            })
+        },
+    )
+}
+
+/// Applies the rule of the module doc to a strategy.
+pub fn decide_strategy(inputs: &StrategyRollbackInputs) -> AutoRollback {
+    decide_for(
+        &inputs.strategy,
+        inputs.generation,
+        &inputs.changes,
+        &inputs.flags,
+        inputs.within_ms,
+        |raise, current| {
+            let agent = raise.agent.as_deref().unwrap_or_default();
+            let own = *inputs.agent_changes_ms.get(agent)?;
+            (own > current.at_ms).then(|| {
+                format!(
+                    "flag {} of {agent} was raised after its own spec changed, later than the spec of receipt {}: the raise is blamed on the agent",
+                    raise.flag, current.sequence
+                )
+            })
+        },
+    )
+}
+
+/// Rules 1, 3 and 4 for `what`; `elsewhere(raise, C)` says why a raise is blamed on another
+/// change (rule 2), `None` when it may be blamed on `C`.
+fn decide_for(
+    what: &str,
+    generation: i64,
+    changes: &[SpecChange],
+    flags: &[FlagChange],
+    within_ms: i64,
+    elsewhere: impl Fn(&FlagChange, &SpecChange) -> Option<String>,
+) -> AutoRollback {
+    let mut changes = changes.to_vec();
     changes.sort_by_key(|c| c.sequence);
-    let mut flags = inputs.flags.clone();
+    let mut flags = flags.to_vec();
     flags.sort_by_key(|f| f.sequence);
     let no = |from: Option<u64>, raised: Option<u64>, reason: String| AutoRollback {
         rollback: false,
@@ -100,26 +192,37 @@ pub fn decide(inputs: &AutoRollbackInputs) -> AutoRollback {
         raised_sequence: raised,
         reason,
     };
-    let Some(at) = changes.iter().rposition(|c| c.generation <= inputs.generation) else {
+    let Some(at) = changes.iter().rposition(|c| c.generation <= generation) else {
         return no(
             None,
             None,
-            format!(
-                "no recorded spec of {} at or below generation {}",
-                inputs.agent, inputs.generation
-            ),
+            format!("no recorded spec of {what} at or below generation {generation}"),
         );
     };
     let current = &changes[at];
-    let Some(raise) = flags.iter().find(|f| f.raised && f.at_ms >= current.at_ms) else {
-        return no(
-            Some(current.sequence),
-            None,
-            format!("no flag raised since the spec of receipt {}", current.sequence),
-        );
+    let mut blamed_elsewhere = None;
+    let raise = flags
+        .iter()
+        .filter(|f| f.raised && f.at_ms >= current.at_ms)
+        .find(|f| match elsewhere(f, current) {
+            Some(why) => {
+                blamed_elsewhere.get_or_insert((f.sequence, why));
+                false
+            }
+            None => true,
+        });
+    let Some(raise) = raise else {
+        return match blamed_elsewhere {
+            Some((sequence, why)) => no(Some(current.sequence), Some(sequence), why),
+            None => no(
+                Some(current.sequence),
+                None,
+                format!("no flag raised since the spec of receipt {}", current.sequence),
+            ),
+        };
     };
     let after_ms = raise.at_ms - current.at_ms;
-    if after_ms > inputs.within_ms {
+    if after_ms > within_ms {
         return no(
             Some(current.sequence),
             Some(raise.sequence),
@@ -128,7 +231,7 @@ pub fn decide(inputs: &AutoRollbackInputs) -> AutoRollback {
                 raise.flag,
                 after_ms / 1000,
                 current.sequence,
-                inputs.within_ms / 1000
+                within_ms / 1000
             ),
         );
     }
@@ -165,14 +268,15 @@ pub fn decide(inputs: &AutoRollbackInputs) -> AutoRollback {
 }
 
 /// Whether any flag was up at some time in `[from, until)`: up at `from` (raised before and not
-/// cleared by then) or raised inside.
+/// cleared by then, per agent and flag) or raised inside.
 fn flag_up_during(flags: &[FlagChange], from: i64, until: i64) -> bool {
-    let mut up: BTreeSet<&str> = BTreeSet::new();
+    let mut up: BTreeSet<(Option<&str>, &str)> = BTreeSet::new();
     for f in flags.iter().filter(|f| f.at_ms < from) {
+        let key = (f.agent.as_deref(), f.flag.as_str());
         if f.raised {
-            up.insert(&f.flag);
+            up.insert(key);
         } else {
-            up.remove(f.flag.as_str());
+            up.remove(&key);
         }
     }
     !up.is_empty() || flags.iter().any(|f| f.raised && f.at_ms >= from && f.at_ms < until)
@@ -182,6 +286,13 @@ fn flag_up_during(flags: &[FlagChange], from: i64, until: i64) -> bool {
 pub fn replay(inputs: &Value) -> Result<Value, ReplayError> {
     crate::receipts::replay::replay_typed(inputs, |i: &AutoRollbackInputs| {
         Ok::<_, std::convert::Infallible>(decide(i))
+    })
+}
+
+/// Recomputes a recorded strategy decision from its inputs, for `mom verify --replay`.
+pub fn replay_strategy(inputs: &Value) -> Result<Value, ReplayError> {
+    crate::receipts::replay::replay_typed(inputs, |i: &StrategyRollbackInputs| {
+        Ok::<_, std::convert::Infallible>(decide_strategy(i))
     })
 }
 
@@ -206,6 +317,7 @@ mod tests {
             at_ms: at_min * MIN,
             flag: "latency-high".into(),
             raised,
+            agent: None,
         }
     }
 
@@ -216,6 +328,7 @@ mod tests {
             changes,
             flags,
             within_ms: 30 * MIN,
+            strategy_changed_ms: None,
         }
     }
 
@@ -324,5 +437,131 @@ mod tests {
         assert_eq!(replayed, record["output"]);
         let e = replay(&serde_json::json!({"agent": 1})).unwrap_err();
         assert!(e.to_string().contains("inputs field inputs"), "{e}");
+    }
+
+    fn raised_on(sequence: u64, at_min: i64, agent: &str, raised: bool) -> FlagChange {
+        FlagChange {
+            agent: Some(agent.into()),
+            ..flag(sequence, at_min, raised)
+        }
+    }
+
+    fn strategy_inputs(
+        generation: i64,
+        changes: Vec<SpecChange>,
+        flags: Vec<FlagChange>,
+        own: &[(&str, i64)],
+    ) -> StrategyRollbackInputs {
+        StrategyRollbackInputs {
+            strategy: "shop/tuned".into(),
+            generation,
+            changes,
+            flags,
+            agent_changes_ms: own.iter().map(|(a, m)| (a.to_string(), m * MIN)).collect(),
+            within_ms: 30 * MIN,
+        }
+    }
+
+    #[test]
+    fn a_flag_raised_on_a_governed_agent_soon_after_a_strategy_change_rolls_the_strategy_back() {
+        let changes = vec![change(1, 0, 1, "max5"), change(5, 60, 2, "max4")];
+        let d = decide_strategy(&strategy_inputs(
+            2,
+            changes.clone(),
+            vec![raised_on(6, 65, "shop/svc", true)],
+            &[("shop/svc", 0)],
+        ));
+        assert_eq!(
+            (d.rollback, d.from_sequence, d.to_sequence, d.raised_sequence),
+            (true, Some(5), Some(1), Some(6)),
+            "{d:?}"
+        );
+        // No raise: nothing.
+        let d = decide_strategy(&strategy_inputs(2, changes.clone(), vec![], &[("shop/svc", 0)]));
+        assert!(!d.rollback && d.reason.contains("no flag raised"), "{d:?}");
+        // The agent's own spec changed after the strategy's: the agent is blamed, not the strategy.
+        let d = decide_strategy(&strategy_inputs(
+            2,
+            changes,
+            vec![raised_on(6, 65, "shop/svc", true)],
+            &[("shop/svc", 62)],
+        ));
+        assert!(
+            !d.rollback && d.reason.contains("blamed on the agent") && d.raised_sequence == Some(6),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn an_earlier_strategy_spec_is_healthy_only_if_no_governed_agent_was_flagged_under_it() {
+        // good (0..60) → shaky (60..120: db flagged at 70, never cleared) → bad (120..).
+        let changes = vec![
+            change(1, 0, 1, "good"),
+            change(4, 60, 2, "shaky"),
+            change(9, 120, 3, "bad"),
+        ];
+        let d = decide_strategy(&strategy_inputs(
+            3,
+            changes.clone(),
+            vec![raised_on(5, 70, "shop/db", true), raised_on(10, 125, "shop/svc", true)],
+            &[("shop/svc", 0), ("shop/db", 0)],
+        ));
+        assert_eq!((d.rollback, d.to_sequence), (true, Some(1)), "{d:?}");
+        // Cleared on db before 120, and svc's flag of the same name is another agent's: still
+        // up only if the same agent's flag was not cleared.
+        let d = decide_strategy(&strategy_inputs(
+            3,
+            changes.clone(),
+            vec![
+                raised_on(3, 50, "shop/db", true),
+                raised_on(5, 58, "shop/svc", false),
+                raised_on(10, 125, "shop/svc", true),
+            ],
+            &[("shop/svc", 0), ("shop/db", 0)],
+        ));
+        assert_eq!(
+            (d.rollback, d.to_sequence),
+            (false, None),
+            "db's flag is up through every earlier spec (svc's clear does not clear it): {d:?}"
+        );
+    }
+
+    #[test]
+    fn an_agent_is_not_blamed_for_a_raise_after_its_strategy_changed() {
+        let changes = vec![change(1, 0, 1, "good"), change(5, 60, 2, "bad")];
+        let flags = vec![flag(8, 70, true)];
+        // Control: the strategy changed before the agent's spec: the agent is rolled back.
+        let mut i = inputs(2, changes.clone(), flags.clone());
+        i.strategy_changed_ms = Some(30 * MIN);
+        assert!(decide(&i).rollback);
+        // The strategy changed at 65, between the agent's change and the raise.
+        i.strategy_changed_ms = Some(65 * MIN);
+        let d = decide(&i);
+        assert!(!d.rollback && d.reason.contains("blamed on the strategy"), "{d:?}");
+        // After the raise: the agent is blamed again.
+        i.strategy_changed_ms = Some(75 * MIN);
+        assert!(decide(&i).rollback);
+    }
+
+    #[test]
+    fn the_recorded_strategy_decision_replays_and_old_agent_inputs_still_read() {
+        let i = strategy_inputs(
+            2,
+            vec![change(5, 60, 2, "max4"), change(1, 0, 1, "max5")],
+            vec![raised_on(6, 65, "shop/svc", true)],
+            &[("shop/svc", 0)],
+        );
+        let out = decide_strategy(&i);
+        let record = strategy_decision_record(&i, &out);
+        assert_eq!(record["kind"], STRATEGY_ROLLBACK_KIND);
+        assert_eq!(replay_strategy(&record["inputs"]).unwrap(), record["output"]);
+        // An agent.rollback recorded before flags named agents and strategies had changes.
+        let old = serde_json::json!({"agent": "shop/web", "generation": 2, "withinMs": 1_800_000,
+            "changes": [{"sequence": 1, "atMs": 0, "generation": 1, "specDigest": "a"},
+                        {"sequence": 5, "atMs": 3_600_000, "generation": 2, "specDigest": "b"}],
+            "flags": [{"sequence": 6, "atMs": 3_900_000, "flag": "x", "raised": true}]});
+        assert_eq!(replay(&old).unwrap()["rollback"], true);
+        let written = serde_json::to_value(inputs(2, vec![], vec![flag(1, 0, true)])).unwrap();
+        assert!(written.get("strategyChangedMs").is_none() && written["flags"][0].get("agent").is_none());
     }
 }

@@ -52,15 +52,45 @@ pub fn agent_change_subject(spec: &Value) -> Value {
     s
 }
 
-/// A recorded agent spec, as compared with the next generation: the agent's uid, the
-/// generation, and the digest of its [`agent_change_subject`] (`None` for any other decision).
-pub fn recorded_agent_spec(decision: &Value) -> Option<(String, i64, String)> {
-    if decision["kind"] != AGENT_CHANGE_KIND {
+/// Decision kind of an OrchestrationStrategy spec change.
+pub const STRATEGY_CHANGE_KIND: &str = "strategy.change";
+
+/// `{kind: strategy.change, uid, generation, previousGeneration, spec}`: an
+/// OrchestrationStrategy's whole spec at `generation`, recorded when an agent it governs is
+/// first reconciled under that generation; `previousGeneration` is the generation recorded
+/// before (`null` for the first). Automatic rollback ([`super::auto_rollback`]) and `mom rollback
+/// strategy/NAME` put a strategy back to such a spec.
+pub fn strategy_change_record(uid: &str, generation: i64, previous_generation: Option<i64>, spec: &Value) -> Value {
+    serde_json::json!({
+        "kind": STRATEGY_CHANGE_KIND,
+        "uid": uid,
+        "generation": generation,
+        "previousGeneration": previous_generation,
+        "spec": spec,
+    })
+}
+
+/// What a recorded spec change is about: an agent's spec without `replicas`
+/// ([`agent_change_subject`]), a strategy's whole spec.
+pub fn change_subject(kind: &str, spec: &Value) -> Value {
+    if kind == AGENT_CHANGE_KIND {
+        agent_change_subject(spec)
+    } else {
+        spec.clone()
+    }
+}
+
+/// A recorded agent or strategy spec, as compared with the next generation: the object's uid,
+/// the generation, and the digest of its [`change_subject`] (`None` for any other decision).
+/// Uids are unique across kinds, so one map keyed by uid holds both.
+pub fn recorded_spec(decision: &Value) -> Option<(String, i64, String)> {
+    let kind = decision["kind"].as_str()?;
+    if kind != AGENT_CHANGE_KIND && kind != STRATEGY_CHANGE_KIND {
         return None;
     }
     let uid = decision["uid"].as_str()?;
     let generation = decision["generation"].as_i64()?;
-    let digest = crate::receipts::inputs_digest(&agent_change_subject(decision.get("spec")?)).ok()?;
+    let digest = crate::receipts::inputs_digest(&change_subject(kind, decision.get("spec")?)).ok()?;
     Some((uid.to_string(), generation, digest))
 }
 
@@ -71,13 +101,23 @@ mod tests {
     #[test]
     fn a_recorded_agent_spec_ignores_replicas_and_other_decisions() {
         let spec = |replicas: i64, image: &str| serde_json::json!({"replicas": replicas, "template": {"spec": {"containers": [{"name": "c", "image": image}]}}});
-        let (uid, generation, a) = recorded_agent_spec(&agent_change_record("u", 3, Some(2), &spec(1, "v1"))).unwrap();
+        let (uid, generation, a) = recorded_spec(&agent_change_record("u", 3, Some(2), &spec(1, "v1"))).unwrap();
         assert_eq!((uid.as_str(), generation), ("u", 3));
-        let (_, _, b) = recorded_agent_spec(&agent_change_record("u", 4, Some(3), &spec(5, "v1"))).unwrap();
+        let (_, _, b) = recorded_spec(&agent_change_record("u", 4, Some(3), &spec(5, "v1"))).unwrap();
         assert_eq!(a, b, "replicas alone is not part of what an agent.change is about");
-        let (_, _, c) = recorded_agent_spec(&agent_change_record("u", 5, Some(4), &spec(1, "v2"))).unwrap();
+        let (_, _, c) = recorded_spec(&agent_change_record("u", 5, Some(4), &spec(1, "v2"))).unwrap();
         assert_ne!(a, c, "a template change is");
-        assert_eq!(recorded_agent_spec(&change_record("u", 3, None, &spec(1, "v1"))), None);
+        assert_eq!(recorded_spec(&change_record("u", 3, None, &spec(1, "v1"))), None);
+    }
+
+    #[test]
+    fn a_recorded_strategy_spec_is_its_whole_spec() {
+        let spec = |max: i64| serde_json::json!({"scaling": {"maxReplicas": max}});
+        let (uid, generation, a) = recorded_spec(&strategy_change_record("s", 2, Some(1), &spec(5))).unwrap();
+        assert_eq!((uid.as_str(), generation), ("s", 2));
+        let (_, _, b) = recorded_spec(&strategy_change_record("s", 3, Some(2), &spec(4))).unwrap();
+        assert_ne!(a, b, "every field of a strategy's spec is part of it");
+        assert_eq!(a, crate::receipts::inputs_digest(&spec(5)).unwrap());
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! - `anomaly.unnamed` (`anomaly::flag::replay_unnamed`: a flag no series names any more),
 //! - `agent.rollback` ([`auto_rollback::replay`]: which recorded spec an agent flagged soon
 //!   after a spec change goes back to),
+//! - `strategy.rollback` ([`auto_rollback::replay_strategy`]: the same for the strategy of a
+//!   flagged agent, when its change is the newer),
 //! - `agent.quarantine` ([`quarantine::replay`]: whether a flagged agent is isolated),
 //! - `node.quarantine` ([`node_quarantine::replay`]: whether a flagged node is cordoned and
 //!   tainted).
@@ -48,17 +50,22 @@ pub fn registry() -> ReplayRegistry {
     r.register(anomaly::flag::FLAG_KIND, Box::new(anomaly::flag::replay));
     r.register(anomaly::flag::UNNAMED_KIND, Box::new(anomaly::flag::replay_unnamed));
     r.register(auto_rollback::AUTO_ROLLBACK_KIND, Box::new(auto_rollback::replay));
+    r.register(
+        auto_rollback::STRATEGY_ROLLBACK_KIND,
+        Box::new(auto_rollback::replay_strategy),
+    );
     r.register(quarantine::QUARANTINE_KIND, Box::new(quarantine::replay));
     r.register(node_quarantine::NODE_QUARANTINE_KIND, Box::new(node_quarantine::replay));
     r
 }
 
 /// Decision kinds recorded in receipts whose inputs are only hashed (not replayed).
-pub const RECORDED_ONLY_KINDS: [&str; 4] = [
+pub const RECORDED_ONLY_KINDS: [&str; 5] = [
     placement::SCALE_KIND,
     auction::quota::RELEASE_KIND,
     config_change::CONFIG_CHANGE_KIND,
     config_change::AGENT_CHANGE_KIND,
+    config_change::STRATEGY_CHANGE_KIND,
 ];
 
 #[cfg(test)]
@@ -202,6 +209,7 @@ mod tests {
             "scaling.manual",
             "scaling.predictive",
             "scaling.reactive",
+            "strategy.rollback",
             "test.sum",
         ];
         want.sort();
@@ -262,6 +270,11 @@ mod tests {
             (
                 Action::Configure,
                 config_change::agent_change_record("uid-2", 1, None, &spec),
+                spec.clone(),
+            ),
+            (
+                Action::Configure,
+                config_change::strategy_change_record("uid-3", 1, None, &spec),
                 spec.clone(),
             ),
         ]);

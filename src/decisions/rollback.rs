@@ -1,10 +1,10 @@
-//! Rollback by hand: the spec a GeometricAgent is put back to, taken from a signed
-//! `agent.change` receipt of that agent (`mom rollback`).
+//! Rollback by hand: the spec a GeometricAgent or an OrchestrationStrategy is put back to, taken
+//! from a signed `agent.change` / `strategy.change` receipt of that object (`mom rollback`).
 //!
-//! Input: the stored receipt, the trusted public keys and the agent as it is now (namespace,
-//! name, uid). Output: the recorded spec and the generation it was recorded at, or why the
-//! receipt cannot be trusted or is not that agent's. Pure: the caller reads and writes the
-//! cluster.
+//! Input: the stored receipt, the trusted public keys and the object as it is now (kind,
+//! namespace, name, uid). Output: the recorded spec and the generation it was recorded at, or
+//! why the receipt cannot be trusted or is not that object's. Pure: the caller reads and writes
+//! the cluster.
 //!
 //! A receipt is believed only when its content hashes to its stored `hash`
 //! ([`crate::receipts::hash::receipt_hash`]) and a trusted key signs that hash
@@ -13,36 +13,67 @@
 
 use serde_json::Value;
 
-use super::config_change::AGENT_CHANGE_KIND;
+use super::config_change::{AGENT_CHANGE_KIND, STRATEGY_CHANGE_KIND};
 use crate::receipts::provenance::split_trusted;
 use crate::receipts::{Receipt, TrustedKeys};
 
 /// Kind of the subject an `agent.change` receipt is about.
 pub const AGENT_KIND: &str = "GeometricAgent";
 
-/// Why a receipt cannot give the agent its spec back.
+/// Kind of the subject a `strategy.change` receipt is about.
+pub const STRATEGY_KIND: &str = "OrchestrationStrategy";
+
+/// The kinds of object whose specs are recorded and can be rolled back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecKind {
+    Agent,
+    Strategy,
+}
+
+impl SpecKind {
+    /// The Kubernetes kind (the receipt subject's).
+    pub fn object_kind(self) -> &'static str {
+        match self {
+            Self::Agent => AGENT_KIND,
+            Self::Strategy => STRATEGY_KIND,
+        }
+    }
+
+    /// The decision kind of its change receipts.
+    pub fn change_kind(self) -> &'static str {
+        match self {
+            Self::Agent => AGENT_CHANGE_KIND,
+            Self::Strategy => STRATEGY_CHANGE_KIND,
+        }
+    }
+}
+
+/// Why a receipt cannot give the object its spec back.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RollbackError {
     #[error("receipt {sequence}: its content does not hash to its stored hash (edited after it was written)")]
     Edited { sequence: u64 },
     #[error("receipt {sequence}: not trusted: {why}")]
     Untrusted { sequence: u64, why: String },
-    #[error(
-        "receipt {sequence} records {found:?}, not a GeometricAgent spec change (decision kind {AGENT_CHANGE_KIND:?})"
-    )]
-    NotASpecChange { sequence: u64, found: String },
-    #[error("receipt {sequence} is about {found}, not GeometricAgent {wanted}")]
+    #[error("receipt {sequence} records {found:?}; a spec change of kind {object} is {change:?}")]
+    NotASpecChange {
+        sequence: u64,
+        found: String,
+        object: &'static str,
+        change: &'static str,
+    },
+    #[error("receipt {sequence} is about {found}, not {wanted}")]
     OtherSubject {
         sequence: u64,
         found: String,
         wanted: String,
     },
     #[error(
-        "receipt {sequence} is about an earlier GeometricAgent {agent} (uid {recorded}); the agent now has uid {current} (deleted and re-created): give --allow-recreated to apply it anyway"
+        "receipt {sequence} is about an earlier {object} (uid {recorded}); it now has uid {current} (deleted and re-created): give --allow-recreated to apply it anyway"
     )]
     Recreated {
         sequence: u64,
-        agent: String,
+        object: String,
         recorded: String,
         current: String,
     },
@@ -50,19 +81,27 @@ pub enum RollbackError {
     Incomplete { sequence: u64, field: &'static str },
 }
 
-/// The agent a rollback is for, as it is now.
+/// The object a rollback is for, as it is now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Agent {
+pub struct Target {
+    pub kind: SpecKind,
     pub namespace: String,
     pub name: String,
     pub uid: String,
 }
 
-/// The spec recorded by receipt `r` for `agent` and the generation it was recorded at.
+impl Target {
+    /// `Kind namespace/name`.
+    pub fn describe(&self) -> String {
+        format!("{} {}/{}", self.kind.object_kind(), self.namespace, self.name)
+    }
+}
+
+/// The spec recorded by receipt `r` for `target` and the generation it was recorded at.
 pub fn spec_to_restore(
     r: &Receipt,
     keys: &TrustedKeys,
-    agent: &Agent,
+    target: &Target,
     allow_recreated: bool,
 ) -> Result<(Value, i64), RollbackError> {
     let sequence = r.sequence;
@@ -78,27 +117,29 @@ pub fn spec_to_restore(
         });
     }
     let kind = r.decision["kind"].as_str().unwrap_or_default();
-    if kind != AGENT_CHANGE_KIND {
+    if kind != target.kind.change_kind() {
         return Err(RollbackError::NotASpecChange {
             sequence,
             found: kind.to_string(),
+            object: target.kind.object_kind(),
+            change: target.kind.change_kind(),
         });
     }
     let s = &r.subject;
-    if s.kind != AGENT_KIND || s.namespace != agent.namespace || s.name != agent.name {
+    if s.kind != target.kind.object_kind() || s.namespace != target.namespace || s.name != target.name {
         return Err(RollbackError::OtherSubject {
             sequence,
             found: format!("{} {}/{}", s.kind, s.namespace, s.name),
-            wanted: format!("{}/{}", agent.namespace, agent.name),
+            wanted: target.describe(),
         });
     }
     let recorded = r.decision["uid"].as_str().unwrap_or_default();
-    if recorded != agent.uid && !allow_recreated {
+    if recorded != target.uid && !allow_recreated {
         return Err(RollbackError::Recreated {
             sequence,
-            agent: format!("{}/{}", agent.namespace, agent.name),
+            object: target.describe(),
             recorded: recorded.to_string(),
-            current: agent.uid.clone(),
+            current: target.uid.clone(),
         });
     }
     let spec = r.decision.get("spec").filter(|v| v.is_object()).cloned();
@@ -122,12 +163,16 @@ mod tests {
     use crate::receipts::{Action, ReceiptDraft, SubjectRef, inputs_digest};
 
     fn receipt(decision: Value, name: &str, seed: u8) -> Receipt {
+        receipt_of(AGENT_KIND, decision, name, seed)
+    }
+
+    fn receipt_of(kind: &str, decision: Value, name: &str, seed: u8) -> Receipt {
         let spec = decision["spec"].clone();
         let draft = ReceiptDraft {
             action: Action::Configure,
             subject: SubjectRef {
                 api_version: "mom.hypersync.io/v1alpha1".into(),
-                kind: AGENT_KIND.into(),
+                kind: kind.into(),
                 namespace: "shop".into(),
                 name: name.into(),
                 uid: Some("uid-1".into()),
@@ -140,8 +185,9 @@ mod tests {
         ChainBuilder::genesis(signer(seed)).seal(draft).unwrap()
     }
 
-    fn agent(uid: &str) -> Agent {
-        Agent {
+    fn agent(uid: &str) -> Target {
+        Target {
+            kind: SpecKind::Agent,
             namespace: "shop".into(),
             name: "web".into(),
             uid: uid.into(),
@@ -191,5 +237,40 @@ mod tests {
         let e = spec_to_restore(&good, &keys(1), &agent("uid-2"), false).unwrap_err();
         assert!(e.to_string().contains("--allow-recreated"), "{e}");
         assert!(spec_to_restore(&good, &keys(1), &agent("uid-2"), true).is_ok());
+    }
+
+    #[test]
+    fn a_strategy_is_given_back_only_its_own_strategy_change() {
+        use crate::decisions::config_change::strategy_change_record;
+        let spec = serde_json::json!({"scaling": {"maxReplicas": 5}});
+        let r = receipt_of(
+            STRATEGY_KIND,
+            strategy_change_record("uid-1", 2, Some(1), &spec),
+            "tuned",
+            1,
+        );
+        let tuned = Target {
+            kind: SpecKind::Strategy,
+            namespace: "shop".into(),
+            name: "tuned".into(),
+            uid: "uid-1".into(),
+        };
+        assert_eq!(spec_to_restore(&r, &keys(1), &tuned, false), Ok((spec, 2)));
+        // An agent's change of the same name is not a strategy's.
+        let agents = receipt(
+            agent_change_record("uid-1", 3, None, &serde_json::json!({})),
+            "tuned",
+            1,
+        );
+        let e = spec_to_restore(&agents, &keys(1), &tuned, false).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "records \"agent.change\"; a spec change of kind OrchestrationStrategy is \"strategy.change\""
+            ),
+            "{e}"
+        );
+        // Nor is a strategy's change an agent's.
+        let e = spec_to_restore(&r, &keys(1), &agent("uid-1"), false).unwrap_err();
+        assert!(e.to_string().contains("a spec change of kind GeometricAgent is"), "{e}");
     }
 }

@@ -458,7 +458,7 @@ async fn record_spec_change(agent: &GeometricAgent, ctx: &Context) -> Result<(),
     };
     // As for every receipt: at `full_audit` nothing is done without it; below, a chain that
     // cannot be read is logged and the agent acted on.
-    let last = match ctx.writer.recorded_agent_spec(&uid).await {
+    let last = match ctx.writer.recorded_spec(&uid).await {
         Ok(last) => last,
         Err(e) if level == VerificationLevel::FullAudit => {
             return Err(receipt_error(super::receipts::Withheld {
@@ -490,7 +490,7 @@ async fn record_spec_change(agent: &GeometricAgent, ctx: &Context) -> Result<(),
     }
     let digest = crate::receipts::inputs_digest(&agent_change_subject(spec)).unwrap_or_default();
     if last.is_some_and(|(_, d)| d == digest) {
-        ctx.writer.same_agent_spec_at(&uid, stored_generation);
+        ctx.writer.same_spec_at(&uid, stored_generation);
         return Ok(());
     }
     let intent = Intent {
@@ -507,7 +507,105 @@ async fn record_spec_change(agent: &GeometricAgent, ctx: &Context) -> Result<(),
     ctx.record_before(intent).await.map_err(receipt_error)?;
     // Also when sampling left it out: this spec is decided on, and the next replicas-only
     // generation compares with it instead of drawing again.
-    ctx.writer.decided_agent_spec(&uid, stored_generation, digest);
+    ctx.writer.decided_spec(&uid, stored_generation, digest);
+    Ok(())
+}
+
+/// Records the spec of the agent's strategy as a `strategy.change` receipt (action
+/// `configure`) when an agent it governs is reconciled under a generation of it whose spec is
+/// not the one the receipt chain records last for it: automatic rollback and `mom rollback
+/// strategy/NAME` put a strategy back to such a spec. As for agents, at `full_audit` the agent
+/// is not acted on under a strategy spec that could not be recorded.
+async fn record_strategy_change(
+    strategy: &OrchestrationStrategy,
+    agent: &GeometricAgent,
+    ctx: &Context,
+) -> Result<(), AgentError> {
+    use crate::decisions::config_change::strategy_change_record;
+    use crate::operator::crd::momconfig::VerificationLevel;
+    let (Some(uid), Some(generation)) = (strategy.uid(), strategy.metadata.generation) else {
+        return Ok(());
+    };
+    let level = ctx.recording().level;
+    if level == VerificationLevel::None {
+        return Ok(());
+    }
+    // Every reconcile of every agent under the strategy comes here: the common case (this
+    // generation known) takes no lock a receipt write holds.
+    if ctx.writer.known_spec(&uid).is_some_and(|(g, _)| g >= generation) {
+        return Ok(());
+    }
+    let (ns, name) = (strategy.namespace().unwrap_or_default(), strategy.name_any());
+    let receipt_error = |source| AgentError::Receipt {
+        agent: agent.name_any(),
+        action: "configure",
+        source,
+    };
+    let last = match ctx.writer.recorded_spec(&uid).await {
+        Ok(last) => last,
+        Err(e) if level == VerificationLevel::FullAudit => {
+            return Err(receipt_error(super::receipts::Withheld {
+                message: format!(
+                    "strategy {ns}/{name} generation {generation} cannot be compared with the receipt chain, so {} is not acted on yet",
+                    AgentKey::of(agent)
+                ),
+                source: Box::new(e),
+            }));
+        }
+        Err(e) => {
+            tracing::warn!(strategy = %name, error = %e, "receipt chain not readable (level below full_audit: acting anyway)");
+            return Ok(());
+        }
+    };
+    if last.as_ref().is_some_and(|(g, _)| *g >= generation) {
+        return Ok(());
+    }
+    // The stored object's spec, as written (the typed one has its defaults filled in).
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &ns,
+        &super::rollback::resource(crate::decisions::rollback::SpecKind::Strategy),
+    );
+    let Some(stored) = api.get_opt(&name).await? else {
+        return Ok(());
+    };
+    let (Some(stored_generation), Some(spec)) = (stored.metadata.generation, stored.data.get("spec")) else {
+        return Ok(());
+    };
+    if stored.metadata.uid.as_deref() != Some(uid.as_str()) || stored_generation < generation {
+        return Ok(());
+    }
+    let digest = crate::receipts::inputs_digest(spec).unwrap_or_default();
+    if last.as_ref().is_some_and(|(_, d)| *d == digest) {
+        ctx.writer.same_spec_at(&uid, stored_generation);
+        return Ok(());
+    }
+    if !ctx.writer.claim_spec(&uid, stored_generation, digest) {
+        return Ok(());
+    }
+    let previous = last.clone();
+    let intent = Intent {
+        action: crate::receipts::Action::Configure,
+        subject: crate::receipts::SubjectRef {
+            api_version: OrchestrationStrategy::api_version(&()).into_owned(),
+            kind: OrchestrationStrategy::kind(&()).into_owned(),
+            namespace: ns.clone(),
+            name: name.clone(),
+            uid: Some(uid.clone()),
+        },
+        decision: strategy_change_record(&uid, stored_generation, last.map(|(g, _)| g), spec),
+        inputs: spec.clone(),
+        regarding: Some(strategy.object_ref(&())),
+        withheld: format!(
+            "strategy {ns}/{name} generation {stored_generation} was not recorded, so {} is not acted on yet",
+            AgentKey::of(agent)
+        ),
+    };
+    if let Err(e) = ctx.record_before(intent).await {
+        // Not recorded: the next reconcile tries again.
+        ctx.writer.release_spec(&uid, stored_generation, previous);
+        return Err(receipt_error(e));
+    }
     Ok(())
 }
 
@@ -665,17 +763,21 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
         return Ok(Action::requeue(resync_after(&ns, &name)));
     }
     record_spec_change(agent, ctx).await?;
-    // A flag raised soon after a spec change, under a strategy with automatic rollback: the
-    // last spec that ran without a flag comes back (`decisions::auto_rollback`).
-    if let Some(rollback) = strategy
-        .map(|s| &s.spec.resilience.rollback)
-        .filter(|r| r.mode == RollbackMode::Auto)
+    if let Some(s) = strategy {
+        record_strategy_change(s, agent, ctx).await?;
+    }
+    // A flag raised soon after a change of the agent's or its strategy's spec, under a strategy
+    // with automatic rollback: the last spec that ran without a flag comes back
+    // (`decisions::auto_rollback`).
+    if let Some((s, rollback)) = strategy
+        .map(|s| (s, &s.spec.resilience.rollback))
+        .filter(|(_, r)| r.mode == RollbackMode::Auto)
         && !tenant_refused
         && !ctx.anomaly_flags(&AgentKey::of(agent)).is_empty()
     {
-        match super::rollback::auto_rollback(ctx, agent, rollback.within_minutes, &reconciler.auto_rolled).await {
+        match super::rollback::auto_rollback(ctx, agent, s, rollback.within_minutes, &reconciler.auto_rolled).await {
             Ok(Some(rolled)) if rolled.changed => {
-                tracing::info!(agent = %name, receipt = rolled.receipt, "spec rolled back automatically");
+                tracing::info!(agent = %name, kind = rolled.kind, receipt = rolled.receipt, "spec rolled back automatically");
                 return Ok(Action::requeue(Duration::from_secs(1)));
             }
             Ok(_) => {}

@@ -1,18 +1,24 @@
-//! `mom rollback`: puts a GeometricAgent back to the spec a signed `agent.change` receipt
-//! recorded (the decision is `decisions::rollback`; this reads and writes the cluster).
+//! `mom rollback`: puts a GeometricAgent or an OrchestrationStrategy back to the spec a signed
+//! `agent.change` / `strategy.change` receipt recorded (the decision is `decisions::rollback`;
+//! this reads and writes the cluster), and the automatic rollback of both
+//! (`decisions::auto_rollback`).
 
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 
-use crate::decisions::config_change::agent_change_subject;
-use crate::decisions::rollback::{Agent, RollbackError, spec_to_restore};
+use crate::decisions::config_change::change_subject;
+use crate::decisions::rollback::{RollbackError, SpecKind, Target, spec_to_restore};
 use crate::receipts::{Receipt, TrustedKeys};
 
 /// Why a rollback was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum RollbackFailure {
-    #[error("GeometricAgent {namespace}/{name} not found")]
-    AgentNotFound { namespace: String, name: String },
+    #[error("{kind} {namespace}/{name} not found")]
+    NotFound {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+    },
     #[error("no Receipt with sequence {sequence} in namespace {namespace} (action configure)")]
     NoSuchReceipt { namespace: String, sequence: u64 },
     #[error("{0}")]
@@ -29,11 +35,18 @@ pub enum RollbackFailure {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rolled {
-    pub agent: String,
+    /// `GeometricAgent` or `OrchestrationStrategy`.
+    pub kind: &'static str,
+    /// `namespace/name` of the agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// `namespace/name` of the strategy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
     pub receipt: u64,
     /// The generation the receipt recorded.
     pub recorded_generation: i64,
-    /// The agent's generation before and after (the same when dry, or when nothing changed).
+    /// The object's generation before and after (the same when dry, or when nothing changed).
     pub generation_before: i64,
     pub generation_after: i64,
     /// Whether the spec differed from the recorded one.
@@ -46,13 +59,25 @@ fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> RollbackFailu
     move |source| RollbackFailure::Api { what, source }
 }
 
-/// Puts agent `namespace/name` back to the spec of receipt `sequence` (stored in the agent's
-/// namespace), all but `replicas`, after checking the receipt's hash, its signature by one of `keys`, and that it
-/// records this agent's spec. The write replaces `spec` as a whole, guarded by the agent's uid
-/// and generation (a concurrent spec edit fails the rollback instead of being overwritten; a
-/// status write, which changes the resourceVersion but not the generation, does not).
+/// The API resource of the objects of `kind`, read and written untyped (the spec goes back
+/// as the receipt recorded it).
+pub fn resource(kind: SpecKind) -> ApiResource {
+    match kind {
+        SpecKind::Agent => crate::operator::lenient::agent_resource(),
+        SpecKind::Strategy => ApiResource::erase::<crate::operator::crd::OrchestrationStrategy>(&()),
+    }
+}
+
+/// Puts agent or strategy `namespace/name` back to the spec of receipt `sequence` (stored in
+/// its namespace), for an agent all but `replicas`, after checking the receipt's hash, its
+/// signature by one of `keys`, and that it records this object's spec. The write replaces
+/// `spec` as a whole, guarded by the object's uid and generation (a concurrent spec edit fails
+/// the rollback instead of being overwritten; a status write, which changes the resourceVersion
+/// but not the generation, does not).
+#[allow(clippy::too_many_arguments)]
 pub async fn rollback(
     client: &Client,
+    kind: SpecKind,
     namespace: &str,
     name: &str,
     sequence: u64,
@@ -60,17 +85,18 @@ pub async fn rollback(
     allow_recreated: bool,
     dry_run: bool,
 ) -> Result<Rolled, RollbackFailure> {
-    let agents: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), namespace, &crate::operator::lenient::agent_resource());
-    let current = agents
+    let objects: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource(kind));
+    let current = objects
         .get_opt(name)
         .await
-        .map_err(api_err(format!("reading GeometricAgent {namespace}/{name}")))?
-        .ok_or_else(|| RollbackFailure::AgentNotFound {
+        .map_err(api_err(format!("reading {} {namespace}/{name}", kind.object_kind())))?
+        .ok_or_else(|| RollbackFailure::NotFound {
+            kind: kind.object_kind(),
             namespace: namespace.into(),
             name: name.into(),
         })?;
-    let agent = Agent {
+    let target = Target {
+        kind,
         namespace: namespace.into(),
         name: name.into(),
         uid: current.metadata.uid.clone().unwrap_or_default(),
@@ -93,7 +119,7 @@ pub async fn rollback(
     let mut refusal = None;
     let mut restored = None;
     for r in &candidates {
-        match spec_to_restore(r, keys, &agent, allow_recreated) {
+        match spec_to_restore(r, keys, &target, allow_recreated) {
             Ok(found) => {
                 restored = Some(found);
                 break;
@@ -111,15 +137,21 @@ pub async fn rollback(
             });
         }
     };
-    // `replicas` stays as it is (scaling has its own receipts and the scaler would move it).
-    let mut spec = agent_change_subject(&spec);
-    if let (Some(m), Some(r)) = (spec.as_object_mut(), current.data["spec"].get("replicas")) {
+    // An agent's `replicas` stays as it is (scaling has its own receipts and the scaler would
+    // move it).
+    let mut spec = change_subject(kind.change_kind(), &spec);
+    if kind == SpecKind::Agent
+        && let (Some(m), Some(r)) = (spec.as_object_mut(), current.data["spec"].get("replicas"))
+    {
         m.insert("replicas".into(), r.clone());
     }
     let before = current.metadata.generation.unwrap_or(0);
     let changed = current.data.get("spec") != Some(&spec);
+    let full_name = format!("{namespace}/{name}");
     let mut rolled = Rolled {
-        agent: format!("{namespace}/{name}"),
+        kind: kind.object_kind(),
+        agent: (kind == SpecKind::Agent).then(|| full_name.clone()),
+        strategy: (kind == SpecKind::Strategy).then(|| full_name.clone()),
         receipt: sequence,
         recorded_generation,
         generation_before: before,
@@ -131,7 +163,7 @@ pub async fn rollback(
         return Ok(rolled);
     }
     let patch = serde_json::json!([
-        {"op": "test", "path": "/metadata/uid", "value": agent.uid},
+        {"op": "test", "path": "/metadata/uid", "value": target.uid},
         {"op": "test", "path": "/metadata/generation", "value": current.metadata.generation},
         {"op": "replace", "path": "/spec", "value": spec},
     ]);
@@ -143,29 +175,36 @@ pub async fn rollback(
         field_manager: Some("mom-rollback".into()),
         ..Default::default()
     };
-    let after = agents
+    let after = objects
         .patch(name, &params, &Patch::<()>::Json(patch))
         .await
         .map_err(api_err(format!(
-            "writing the spec of GeometricAgent {namespace}/{name}"
+            "writing the spec of {} {full_name}",
+            kind.object_kind()
         )))?;
     rolled.generation_after = after.metadata.generation.unwrap_or(before);
     Ok(rolled)
 }
 
-/// Automatic rollback (strategy `spec.resilience.rollback.mode: auto`) of a flagged agent:
-/// reads the agent's trusted `agent.change` and flag receipts from its namespace, lets
-/// [`crate::decisions::auto_rollback::decide`] pick the spec, and when it says so records the
-/// `agent.rollback` receipt and then writes the spec back ([`rollback`]). `done` holds the
-/// (agent uid, raise receipt) pairs this process has acted on, so one raise rolls back once.
-/// `Ok(None)`: nothing to roll back.
+/// Automatic rollback under a strategy with `spec.resilience.rollback.mode: auto`, for an agent
+/// with a flag up: reads the trusted `agent.change`, `strategy.change` and flag receipts of the
+/// namespace; first lets [`crate::decisions::auto_rollback::decide_strategy`] judge the strategy
+/// (over the flags of every agent it governs: `status.matchedAgents` and this one), then
+/// [`crate::decisions::auto_rollback::decide`] the agent, the newest change before the raise
+/// being the one blamed. When one says so, records its `strategy.rollback` / `agent.rollback`
+/// receipt, then writes the spec back ([`rollback`]), then the Event `RolledBack` on the object
+/// rolled back. `done` holds the (object uid, raise receipt) pairs this process has acted on,
+/// so one raise rolls back once. `Ok(None)`: nothing to roll back.
 pub async fn auto_rollback(
     ctx: &crate::operator::context::Context,
     agent: &crate::operator::crd::GeometricAgent,
+    strategy: &crate::operator::crd::OrchestrationStrategy,
     within_minutes: i32,
     done: &std::sync::Mutex<std::collections::BTreeSet<(String, u64)>>,
 ) -> Result<Option<Rolled>, AutoRollbackFailure> {
-    use crate::decisions::auto_rollback::{AutoRollbackInputs, decide, decision_record};
+    use crate::decisions::auto_rollback::{
+        AutoRollbackInputs, StrategyRollbackInputs, decide, decide_strategy, decision_record, strategy_decision_record,
+    };
     use kube::{Resource, ResourceExt};
     let (Some(uid), Some(generation)) = (agent.uid(), agent.metadata.generation) else {
         return Ok(None);
@@ -193,13 +232,95 @@ pub async fn auto_rollback(
         .into_iter()
         .filter_map(|o| crate::operator::store::read_object(o).2.ok())
         .collect();
-    let (changes, flags) = history(&stored, &keys, &namespace, &name, &uid);
+    let within_ms = i64::from(within_minutes.clamp(1, 1440)) * 60_000;
+    let trusted = trusted_intact(&stored, &keys);
+
+    // The strategy first: blamed for a raise after its newest change on an agent whose own
+    // spec is older.
+    let strategy_name = strategy.name_any();
+    let mut strategy_changed_ms = None;
+    if let (Some(strategy_uid), Some(strategy_generation)) = (strategy.uid(), strategy.metadata.generation) {
+        let mut governed: std::collections::BTreeSet<String> = strategy
+            .status
+            .as_ref()
+            .map(|s| s.matched_agents.iter().cloned().collect())
+            .unwrap_or_default();
+        governed.insert(name.clone());
+        let (changes, flags, agent_changes_ms) =
+            strategy_history(&trusted, &namespace, &strategy_name, &strategy_uid, &governed);
+        strategy_changed_ms = changes
+            .iter()
+            .filter(|c| c.generation <= strategy_generation)
+            .max_by_key(|c| c.sequence)
+            .map(|c| c.at_ms);
+        let inputs = StrategyRollbackInputs {
+            strategy: format!("{namespace}/{strategy_name}"),
+            generation: strategy_generation,
+            changes,
+            flags,
+            agent_changes_ms,
+            within_ms,
+        };
+        let output = decide_strategy(&inputs);
+        if let (true, Some(to), Some(raised)) = (output.rollback, output.to_sequence, output.raised_sequence) {
+            if done.lock().is_ok_and(|d| d.contains(&(strategy_uid.clone(), raised))) {
+                return Ok(None);
+            }
+            let intent = crate::operator::receipts::Intent {
+                action: crate::receipts::Action::Configure,
+                subject: crate::receipts::SubjectRef {
+                    api_version: "mom.hypersync.io/v1alpha1".into(),
+                    kind: SpecKind::Strategy.object_kind().into(),
+                    namespace: namespace.clone(),
+                    name: strategy_name.clone(),
+                    uid: Some(strategy_uid.clone()),
+                },
+                decision: strategy_decision_record(&inputs, &output),
+                inputs: serde_json::to_value(&inputs).unwrap_or_default(),
+                regarding: Some(strategy.object_ref(&())),
+                withheld: format!("strategy {namespace}/{strategy_name} was not rolled back to receipt {to}"),
+            };
+            ctx.record_before(intent)
+                .await
+                .map_err(|w| AutoRollbackFailure::Receipt(w.message))?;
+            let rolled = rollback(
+                &ctx.client,
+                SpecKind::Strategy,
+                &namespace,
+                &strategy_name,
+                to,
+                &keys,
+                false,
+                false,
+            )
+            .await?;
+            if let Ok(mut d) = done.lock() {
+                d.insert((strategy_uid, raised));
+            }
+            ctx.publish(
+                &strategy.object_ref(&()),
+                kube::runtime::events::EventType::Warning,
+                "Rollback",
+                "RolledBack",
+                format!(
+                    "spec rolled back to the one recorded by receipt {to}: {}",
+                    output.reason
+                ),
+            )
+            .await;
+            return Ok(Some(rolled));
+        }
+        tracing::debug!(strategy = %inputs.strategy, reason = %output.reason, "no automatic rollback of the strategy");
+    }
+
+    let (changes, flags) = agent_history(&trusted, &namespace, &name, &uid);
     let inputs = AutoRollbackInputs {
         agent: format!("{namespace}/{name}"),
         generation,
         changes,
         flags,
-        within_ms: i64::from(within_minutes.clamp(1, 1440)) * 60_000,
+        within_ms,
+        strategy_changed_ms,
     };
     let output = decide(&inputs);
     let (true, Some(to), Some(raised)) = (output.rollback, output.to_sequence, output.raised_sequence) else {
@@ -213,7 +334,7 @@ pub async fn auto_rollback(
         action: crate::receipts::Action::Configure,
         subject: crate::receipts::SubjectRef {
             api_version: "mom.hypersync.io/v1alpha1".into(),
-            kind: crate::decisions::rollback::AGENT_KIND.into(),
+            kind: SpecKind::Agent.object_kind().into(),
             namespace: namespace.clone(),
             name: name.clone(),
             uid: Some(uid.clone()),
@@ -226,7 +347,7 @@ pub async fn auto_rollback(
     ctx.record_before(intent)
         .await
         .map_err(|w| AutoRollbackFailure::Receipt(w.message))?;
-    let rolled = rollback(&ctx.client, &namespace, &name, to, &keys, false, false).await?;
+    let rolled = rollback(&ctx.client, SpecKind::Agent, &namespace, &name, to, &keys, false, false).await?;
     if let Ok(mut d) = done.lock() {
         d.insert((uid, raised));
     }
@@ -249,19 +370,106 @@ pub async fn auto_rollback(
 pub enum AutoRollbackFailure {
     #[error("reading the published receipt keys: {0}")]
     Keys(String),
-    #[error("the agent.rollback receipt could not be written, so nothing was rolled back: {0}")]
+    #[error("the rollback receipt could not be written, so nothing was rolled back: {0}")]
     Receipt(String),
     #[error(transparent)]
     Failed(#[from] RollbackFailure),
 }
 
-/// The agent's spec changes (trusted `agent.change` receipts of this uid) and flag changes
-/// (trusted `anomaly.flag`/`anomaly.unnamed` receipts of `agent/<namespace>/<name>`, from its
-/// first change on), from the Receipts of its namespace. A receipt is used only when a trusted
-/// key signs its hash and its content hashes to that hash; of two with one sequence, the first.
-pub fn history(
-    stored: &[Receipt],
-    keys: &TrustedKeys,
+/// The receipts a rollback may believe, with their time (ms since the Unix epoch): a trusted key
+/// signs the hash and the content hashes to it; of two with one sequence, the first.
+pub fn trusted_intact(stored: &[Receipt], keys: &TrustedKeys) -> Vec<(Receipt, i64)> {
+    let (trusted, _) =
+        crate::receipts::provenance::split_trusted(stored.iter().map(|r| ((), r.clone())).collect(), keys);
+    let mut seen = std::collections::BTreeSet::new();
+    trusted
+        .into_iter()
+        .filter_map(|(_, r)| {
+            // The signature covers the stored hash; the content must hash to it too.
+            let intact = crate::receipts::hash::receipt_hash(&r).is_ok_and(|h| hex::encode(h) == r.hash);
+            if !intact || !seen.insert(r.sequence) {
+                return None;
+            }
+            let at = crate::auction::cost_report::rfc3339_seconds(&r.time).map(|s| (s * 1000.0).round() as i64)?;
+            Some((r, at))
+        })
+        .collect()
+}
+
+/// The recorded spec changes of `kind` `namespace/name` (of uid `uid` when given).
+fn spec_changes(
+    trusted: &[(Receipt, i64)],
+    kind: SpecKind,
+    namespace: &str,
+    name: &str,
+    uid: Option<&str>,
+) -> Vec<crate::decisions::auto_rollback::SpecChange> {
+    trusted
+        .iter()
+        .filter_map(|(r, at)| {
+            let d = &r.decision;
+            let ours = d["kind"] == kind.change_kind()
+                && r.subject.kind == kind.object_kind()
+                && r.subject.namespace == namespace
+                && r.subject.name == name
+                && uid.is_none_or(|u| d["uid"] == u);
+            if !ours {
+                return None;
+            }
+            let (generation, spec) = (d["generation"].as_i64()?, d.get("spec")?);
+            Some(crate::decisions::auto_rollback::SpecChange {
+                sequence: r.sequence,
+                at_ms: *at,
+                generation,
+                spec_digest: crate::receipts::inputs_digest(&change_subject(kind.change_kind(), spec))
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// The flags of agent `namespace/name` raised or cleared (`anomaly.flag`/`anomaly.unnamed`
+/// receipts about `agent/<namespace>/<name>`).
+fn flag_changes(
+    trusted: &[(Receipt, i64)],
+    namespace: &str,
+    name: &str,
+) -> Vec<crate::decisions::auto_rollback::FlagChange> {
+    let subject = format!("agent/{namespace}/{name}");
+    trusted
+        .iter()
+        .filter_map(|(r, at)| {
+            let d = &r.decision;
+            let kind = d["kind"].as_str().unwrap_or_default();
+            let is_flag = kind == crate::anomaly::flag::FLAG_KIND || kind == crate::anomaly::flag::UNNAMED_KIND;
+            if !is_flag || d["inputs"]["subject"] != subject.as_str() {
+                return None;
+            }
+            Some(crate::decisions::auto_rollback::FlagChange {
+                sequence: r.sequence,
+                at_ms: *at,
+                flag: d["inputs"]["flag"].as_str()?.to_string(),
+                raised: d["output"]["flagged"].as_bool().unwrap_or(false),
+                agent: None,
+            })
+        })
+        .collect()
+}
+
+/// Keeps the flags from the first change on.
+fn since_first(
+    changes: &[crate::decisions::auto_rollback::SpecChange],
+    mut flags: Vec<crate::decisions::auto_rollback::FlagChange>,
+) -> Vec<crate::decisions::auto_rollback::FlagChange> {
+    let first = changes.iter().map(|c| c.at_ms).min();
+    flags.retain(|f| first.is_some_and(|t| f.at_ms >= t));
+    flags
+}
+
+/// The agent's spec changes (its `agent.change` receipts of this uid) and flag changes, from
+/// its first change on, out of [`trusted_intact`] receipts of its namespace.
+pub fn agent_history(
+    trusted: &[(Receipt, i64)],
     namespace: &str,
     name: &str,
     uid: &str,
@@ -269,67 +477,79 @@ pub fn history(
     Vec<crate::decisions::auto_rollback::SpecChange>,
     Vec<crate::decisions::auto_rollback::FlagChange>,
 ) {
-    use crate::decisions::auto_rollback::{FlagChange, SpecChange};
-    use crate::decisions::config_change::AGENT_CHANGE_KIND;
-    let (trusted, _) =
-        crate::receipts::provenance::split_trusted(stored.iter().map(|r| ((), r.clone())).collect(), keys);
-    let at_ms =
-        |r: &Receipt| crate::auction::cost_report::rfc3339_seconds(&r.time).map(|s| (s * 1000.0).round() as i64);
-    let mut changes = Vec::new();
+    let changes = spec_changes(trusted, SpecKind::Agent, namespace, name, Some(uid));
+    let flags = since_first(&changes, flag_changes(trusted, namespace, name));
+    (changes, flags)
+}
+
+/// The strategy's spec changes (its `strategy.change` receipts of this uid), the flag changes
+/// of the agents named in `governed` from its first change on, and per governed agent the
+/// time of its newest recorded spec (`namespace/name` → ms), out of [`trusted_intact`]
+/// receipts of the namespace.
+pub fn strategy_history(
+    trusted: &[(Receipt, i64)],
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    governed: &std::collections::BTreeSet<String>,
+) -> (
+    Vec<crate::decisions::auto_rollback::SpecChange>,
+    Vec<crate::decisions::auto_rollback::FlagChange>,
+    std::collections::BTreeMap<String, i64>,
+) {
+    let changes = spec_changes(trusted, SpecKind::Strategy, namespace, name, Some(uid));
+    // One pass over the receipts, each governed agent looked up by name.
+    let prefix = format!("agent/{namespace}/");
+    fn governed_agent<'a>(
+        subject: &'a str,
+        prefix: &str,
+        governed: &std::collections::BTreeSet<String>,
+    ) -> Option<&'a str> {
+        subject.strip_prefix(prefix).filter(|a| governed.contains(*a))
+    }
     let mut flags = Vec::new();
-    let subject = format!("agent/{namespace}/{name}");
-    let mut seen = std::collections::BTreeSet::new();
-    for (_, r) in trusted {
-        // The signature covers the stored hash; the content must hash to it too.
-        let intact = crate::receipts::hash::receipt_hash(&r).is_ok_and(|h| hex::encode(h) == r.hash);
-        if !intact || !seen.insert(r.sequence) {
-            continue;
-        }
-        let Some(at) = at_ms(&r) else { continue };
+    let mut own: std::collections::BTreeMap<String, (u64, i64)> = std::collections::BTreeMap::new();
+    for (r, at) in trusted {
         let d = &r.decision;
-        match d["kind"].as_str().unwrap_or_default() {
-            AGENT_CHANGE_KIND
-                if r.subject.kind == crate::decisions::rollback::AGENT_KIND
-                    && r.subject.namespace == namespace
-                    && r.subject.name == name
-                    && d["uid"] == uid =>
-            {
-                let (Some(generation), Some(spec)) = (d["generation"].as_i64(), d.get("spec")) else {
-                    continue;
-                };
-                let digest = crate::receipts::inputs_digest(&agent_change_subject(spec)).unwrap_or_default();
-                changes.push(SpecChange {
-                    sequence: r.sequence,
-                    at_ms: at,
-                    generation,
-                    spec_digest: digest,
-                });
+        let kind = d["kind"].as_str().unwrap_or_default();
+        if kind == crate::anomaly::flag::FLAG_KIND || kind == crate::anomaly::flag::UNNAMED_KIND {
+            let (Some(agent), Some(flag)) = (
+                d["inputs"]["subject"]
+                    .as_str()
+                    .and_then(|s| governed_agent(s, &prefix, governed)),
+                d["inputs"]["flag"].as_str(),
+            ) else {
+                continue;
+            };
+            flags.push(crate::decisions::auto_rollback::FlagChange {
+                sequence: r.sequence,
+                at_ms: *at,
+                flag: flag.to_string(),
+                raised: d["output"]["flagged"].as_bool().unwrap_or(false),
+                agent: Some(format!("{namespace}/{agent}")),
+            });
+        } else if kind == SpecKind::Agent.change_kind()
+            && r.subject.kind == SpecKind::Agent.object_kind()
+            && r.subject.namespace == namespace
+            && governed.contains(&r.subject.name)
+        {
+            let newest = own
+                .entry(format!("{namespace}/{}", r.subject.name))
+                .or_insert((r.sequence, *at));
+            if r.sequence >= newest.0 {
+                *newest = (r.sequence, *at);
             }
-            crate::anomaly::flag::FLAG_KIND | crate::anomaly::flag::UNNAMED_KIND
-                if d["inputs"]["subject"] == subject.as_str() =>
-            {
-                let Some(flag) = d["inputs"]["flag"].as_str() else {
-                    continue;
-                };
-                flags.push(FlagChange {
-                    sequence: r.sequence,
-                    at_ms: at,
-                    flag: flag.to_string(),
-                    raised: d["output"]["flagged"].as_bool().unwrap_or(false),
-                });
-            }
-            _ => {}
         }
     }
-    let first = changes.iter().map(|c| c.at_ms).min();
-    flags.retain(|f| first.is_some_and(|t| f.at_ms >= t));
-    (changes, flags)
+    flags.sort_by_key(|f| f.sequence);
+    let flags = since_first(&changes, flags);
+    (changes, flags, own.into_iter().map(|(a, (_, at))| (a, at)).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decisions::config_change::agent_change_record;
+    use crate::decisions::config_change::{agent_change_record, agent_change_subject};
     use crate::receipts::chain::ChainBuilder;
     use crate::receipts::testutil::signer;
     use crate::receipts::{Action, Level, ReceiptDraft, SubjectRef, inputs_digest};
@@ -385,7 +605,7 @@ mod tests {
         );
         let mut keys = TrustedKeys::new();
         keys.add(signer(1).public_key());
-        let (changes, flags) = history(&stored, &keys, "shop", "web", "uid-1");
+        let (changes, flags) = agent_history(&trusted_intact(&stored, &keys), "shop", "web", "uid-1");
         let seqs: Vec<u64> = changes.iter().map(|c| c.sequence).collect();
         assert_eq!(seqs, vec![0, 1]);
         assert_ne!(changes[0].spec_digest, changes[1].spec_digest);
@@ -404,7 +624,94 @@ mod tests {
             changes,
             flags,
             within_ms: 30 * 60_000,
+            strategy_changed_ms: None,
         });
         assert_eq!((d.rollback, d.to_sequence), (true, Some(0)), "{d:?}");
+    }
+
+    #[test]
+    fn a_strategys_history_holds_its_changes_the_flags_of_the_agents_it_governs_and_their_newest_specs() {
+        use crate::decisions::config_change::strategy_change_record;
+        let of = |kind: &str, name: &str, decision: serde_json::Value, minute: u32| {
+            let mut d = draft(decision, minute);
+            d.subject.kind = kind.into();
+            d.subject.name = name.into();
+            d
+        };
+        let max = |n: i64| serde_json::json!({"scaling": {"maxReplicas": n}});
+        let image = |i: &str| serde_json::json!({"template": {"spec": {"containers": [{"image": i}]}}});
+        let mut b = ChainBuilder::genesis(signer(1));
+        let stored = vec![
+            b.seal(of(
+                "GeometricAgent",
+                "svc",
+                agent_change_record("a1", 1, None, &image("v1")),
+                0,
+            ))
+            .unwrap(),
+            b.seal(of(
+                "OrchestrationStrategy",
+                "tuned",
+                strategy_change_record("s1", 1, None, &max(5)),
+                1,
+            ))
+            .unwrap(),
+            b.seal(of(
+                "GeometricAgent",
+                "svc",
+                agent_change_record("a1", 2, Some(1), &image("v2")),
+                2,
+            ))
+            .unwrap(),
+            b.seal(of(
+                "OrchestrationStrategy",
+                "tuned",
+                strategy_change_record("s1", 2, Some(1), &max(4)),
+                10,
+            ))
+            .unwrap(),
+            b.seal(draft(flag("agent/shop/svc", true), 12)).unwrap(),
+            // Not governed: another agent's flag, and a strategy of another name.
+            b.seal(draft(flag("agent/shop/db", true), 13)).unwrap(),
+            b.seal(of(
+                "OrchestrationStrategy",
+                "other",
+                strategy_change_record("s2", 1, None, &max(1)),
+                14,
+            ))
+            .unwrap(),
+        ];
+        let mut keys = TrustedKeys::new();
+        keys.add(signer(1).public_key());
+        let governed: std::collections::BTreeSet<String> = ["svc".to_string()].into();
+        let trusted = trusted_intact(&stored, &keys);
+        let (changes, flags, own) = strategy_history(&trusted, "shop", "tuned", "s1", &governed);
+        assert_eq!(changes.iter().map(|c| c.sequence).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(changes[0].spec_digest, inputs_digest(&max(5)).unwrap());
+        assert_eq!(flags.len(), 1, "{flags:?}");
+        assert_eq!(flags[0].agent.as_deref(), Some("shop/svc"));
+        assert_eq!(own.len(), 1, "{own:?}");
+        assert_eq!(
+            own["shop/svc"] % 3_600_000,
+            2 * 60_000,
+            "svc's newest spec is the one of minute 2"
+        );
+        // The decision: svc's spec (minute 2) is older than the strategy's change (minute 10).
+        let d = crate::decisions::auto_rollback::decide_strategy(
+            &crate::decisions::auto_rollback::StrategyRollbackInputs {
+                strategy: "shop/tuned".into(),
+                generation: 2,
+                changes,
+                flags,
+                agent_changes_ms: own,
+                within_ms: 30 * 60_000,
+            },
+        );
+        assert_eq!((d.rollback, d.to_sequence), (true, Some(1)), "{d:?}");
+        // With db governed too, its flag is in the history; db has no recorded spec of its own.
+        let governed: std::collections::BTreeSet<String> = ["svc".to_string(), "db".to_string()].into();
+        let (_, flags, own) = strategy_history(&trusted, "shop", "tuned", "s1", &governed);
+        assert_eq!(flags.len(), 2);
+        assert!(!own.contains_key("shop/db"), "db has no recorded spec");
     }
 }

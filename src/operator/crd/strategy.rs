@@ -328,8 +328,8 @@ pub struct ResilienceSpec {
     /// `mom.hypersync.io/role` (`active` or `standby`); point Services at `role=active`.
     #[serde(default)]
     pub failover: Failover,
-    /// What happens to a matching agent's spec when an anomaly flag is raised on it (condition
-    /// `Anomalous`) soon after its spec changed.
+    /// What happens to a matching agent's spec, or to this strategy's, when an anomaly flag is
+    /// raised on the agent (condition `Anomalous`) soon after that spec changed.
     #[serde(default)]
     pub rollback: RollbackSpec,
     /// What happens to a matching agent while an anomaly flag is up on it (condition
@@ -354,17 +354,21 @@ pub enum Quarantine {
     Isolate,
 }
 
-/// Rollback of an agent's spec to the last one under which it ran without an anomaly flag.
+/// Rollback of an agent's spec, or of its strategy's, to the last one under which it ran without
+/// an anomaly flag.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RollbackSpec {
-    /// `manual` (the default): nothing happens by itself; `mom rollback AGENT --to SEQ` puts a
-    /// recorded spec back by hand. `auto`: when a flag is raised on the agent at most
-    /// `withinMinutes` after its spec (all but `replicas`) last changed, the operator puts back
-    /// the newest earlier recorded spec (signed `agent.change` receipt) that differs and under
-    /// which no flag was up; first an `agent.rollback` receipt, then the spec write (keeping
-    /// `replicas`), then the Event `RolledBack`. Nothing is rolled back when the agent has no
-    /// such earlier spec. Anomaly flags come from MomConfig `spec.anomaly.agentSeries`.
+    /// `manual` (the default): nothing happens by itself; `mom rollback AGENT --to SEQ` (or
+    /// `mom rollback strategy/NAME --to SEQ`) puts a recorded spec back by hand. `auto`: when a
+    /// flag is raised on a matching agent at most `withinMinutes` after a spec changed, the
+    /// newer of the two changes before the raise is blamed, the agent's spec (all but
+    /// `replicas`) or this strategy's. The operator puts back the newest earlier recorded spec
+    /// of the blamed object (signed `agent.change` / `strategy.change` receipt) that differs and
+    /// under which no flag was up (for the strategy: on no agent it matches now); first an
+    /// `agent.rollback` / `strategy.rollback` receipt, then the spec write (an agent keeps its
+    /// `replicas`), then the Event `RolledBack` on that object. Nothing is rolled back when there
+    /// is no such earlier spec. Anomaly flags come from MomConfig `spec.anomaly.agentSeries`.
     #[serde(default)]
     pub mode: RollbackMode,
     /// How long after a spec change a raised flag is blamed on it; 1…1440 (a day), default 30.

@@ -115,11 +115,12 @@ pub struct ReceiptWriter {
     /// sequence is ever sealed twice with different content (resealing one whose first create
     /// landed late is how a chain forks under an overloaded apiserver).
     unconfirmed: std::sync::Mutex<Vec<(Receipt, String)>>,
-    /// Per GeometricAgent uid: the newest generation known to carry the spec its newest
-    /// `agent.change` receipt records, and that spec's digest. Rebuilt from the stored chain at
-    /// every load (so a new leader knows what the chain says) and kept up as this writer seals
-    /// `agent.change` receipts (and as the agent controller decides on specs sampling left out).
-    agent_specs: std::sync::Mutex<std::collections::HashMap<String, (i64, String)>>,
+    /// Per GeometricAgent or OrchestrationStrategy uid: the newest generation known to carry
+    /// the spec its newest `agent.change` / `strategy.change` receipt records, and that spec's
+    /// digest. Rebuilt from the stored chain at every load (so a new leader knows what the chain
+    /// says) and kept up as this writer seals change receipts (and as the agent controller
+    /// decides on specs sampling left out).
+    recorded_specs: std::sync::Mutex<std::collections::HashMap<String, (i64, String)>>,
     /// Signing keys this process has read (key id → signer): a changed key is handed over by
     /// the outgoing one, which may no longer be in its Secret.
     held_keys: std::sync::Mutex<BTreeMap<String, Signer>>,
@@ -194,7 +195,7 @@ impl ReceiptWriter {
             foreign: std::sync::Mutex::new(Vec::new()),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             unconfirmed: std::sync::Mutex::new(Vec::new()),
-            agent_specs: std::sync::Mutex::default(),
+            recorded_specs: std::sync::Mutex::default(),
             held_keys: std::sync::Mutex::new(BTreeMap::new()),
             key_state: std::sync::Mutex::new(None),
         }
@@ -384,36 +385,44 @@ impl ReceiptWriter {
         self.head.read().ok().and_then(|h| h.clone())
     }
 
-    /// What the chain records of the agent `uid`'s spec: the newest generation known to carry
-    /// the spec of its newest `agent.change` receipt, and that spec's digest (see
-    /// [`crate::decisions::config_change::recorded_agent_spec`]). Loads the chain first when
+    /// What the chain records of the spec of agent or strategy `uid`: the newest generation
+    /// known to carry the spec of its newest `agent.change` / `strategy.change` receipt, and
+    /// that spec's digest (see
+    /// [`crate::decisions::config_change::recorded_spec`]). Loads the chain first when
     /// this writer has none loaded (a new process, or after [`Self::reset`]: the agent
     /// controller resets the writer when it finds it no longer leads, and a failed write
     /// drops the chain).
-    pub async fn recorded_agent_spec(&self, uid: &str) -> Result<Option<(i64, String)>, WriteError> {
+    pub async fn recorded_spec(&self, uid: &str) -> Result<Option<(i64, String)>, WriteError> {
         {
             let mut guard = self.chain.lock().await;
             if guard.is_none() {
                 *guard = Some(self.load().await?);
             }
         }
-        Ok(self.agent_specs.lock().ok().and_then(|m| m.get(uid).cloned()))
+        Ok(self.recorded_specs.lock().ok().and_then(|m| m.get(uid).cloned()))
     }
 
-    /// Notes that `generation` of the agent `uid` carries the spec its newest `agent.change`
-    /// receipt records (a change of `replicas` alone), so it is not compared again.
-    pub fn same_agent_spec_at(&self, uid: &str, generation: i64) {
-        if let Ok(mut m) = self.agent_specs.lock()
+    /// What this writer holds of `uid`'s recorded spec, without loading the chain (see
+    /// [`Self::recorded_spec`]); `None` also when no chain is loaded yet. For a fast check on
+    /// every reconcile: it takes no lock a receipt write holds.
+    pub fn known_spec(&self, uid: &str) -> Option<(i64, String)> {
+        self.recorded_specs.lock().ok().and_then(|m| m.get(uid).cloned())
+    }
+
+    /// Notes that `generation` of agent or strategy `uid` carries the spec its newest change
+    /// receipt records (for an agent, a change of `replicas` alone), so it is not compared again.
+    pub fn same_spec_at(&self, uid: &str, generation: i64) {
+        if let Ok(mut m) = self.recorded_specs.lock()
             && let Some(entry) = m.get_mut(uid)
         {
             entry.0 = entry.0.max(generation);
         }
     }
 
-    /// Notes `generation` of the agent `uid` with the spec digest `digest` as the one decided
+    /// Notes `generation` of agent or strategy `uid` with the spec digest `digest` as the one decided
     /// on (recorded, or left out by sampling), until the next load of the chain.
-    pub fn decided_agent_spec(&self, uid: &str, generation: i64, digest: String) {
-        if let Ok(mut m) = self.agent_specs.lock() {
+    pub fn decided_spec(&self, uid: &str, generation: i64, digest: String) {
+        if let Ok(mut m) = self.recorded_specs.lock() {
             let entry = m.entry(uid.to_string()).or_insert((generation, digest.clone()));
             if generation >= entry.0 {
                 *entry = (generation, digest);
@@ -421,10 +430,40 @@ impl ReceiptWriter {
         }
     }
 
-    /// Keeps [`Self::recorded_agent_spec`] current over a receipt now stored.
+    /// Claims `generation` of agent or strategy `uid` with the spec digest `digest` for
+    /// recording: `true` for the one caller that finds no record at or above `generation` (it
+    /// then writes the change receipt), `false` for every other. Check and claim are one step,
+    /// so agents of one strategy reconciled at once record its change once.
+    pub fn claim_spec(&self, uid: &str, generation: i64, digest: String) -> bool {
+        let Ok(mut m) = self.recorded_specs.lock() else {
+            return false;
+        };
+        match m.get(uid) {
+            Some((g, _)) if *g >= generation => false,
+            _ => {
+                m.insert(uid.to_string(), (generation, digest));
+                true
+            }
+        }
+    }
+
+    /// Gives up a claim of [`Self::claim_spec`] whose receipt was not written: `uid`'s entry
+    /// goes back to `previous` if it still holds the claimed `generation`.
+    pub fn release_spec(&self, uid: &str, generation: i64, previous: Option<(i64, String)>) {
+        if let Ok(mut m) = self.recorded_specs.lock()
+            && m.get(uid).is_some_and(|(g, _)| *g == generation)
+        {
+            match previous {
+                Some(p) => m.insert(uid.to_string(), p),
+                None => m.remove(uid),
+            };
+        }
+    }
+
+    /// Keeps [`Self::recorded_spec`] current over a receipt now stored.
     fn note_recorded_spec(&self, receipt: &Receipt) {
-        if let Some((uid, generation, digest)) = crate::decisions::config_change::recorded_agent_spec(&receipt.decision)
-            && let Ok(mut m) = self.agent_specs.lock()
+        if let Some((uid, generation, digest)) = crate::decisions::config_change::recorded_spec(&receipt.decision)
+            && let Ok(mut m) = self.recorded_specs.lock()
         {
             m.insert(uid, (generation, digest));
         }
@@ -555,11 +594,11 @@ impl ReceiptWriter {
         if let Ok(mut h) = self.head.write() {
             *h = builder.head().cloned();
         }
-        if let Ok(mut specs) = self.agent_specs.lock() {
+        if let Ok(mut specs) = self.recorded_specs.lock() {
             specs.clear();
             for (uid, generation, digest) in stored
                 .iter()
-                .filter_map(|r| crate::decisions::config_change::recorded_agent_spec(&r.decision))
+                .filter_map(|r| crate::decisions::config_change::recorded_spec(&r.decision))
             {
                 specs.insert(uid, (generation, digest));
             }
