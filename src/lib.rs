@@ -22,6 +22,7 @@ pub mod labels;
 #[cfg(feature = "operator")]
 pub mod operator;
 pub mod placement;
+pub mod proc_status;
 pub mod receipts;
 pub mod stable_hash;
 

@@ -2,25 +2,10 @@
 //! ensemble with it on a real NAB trace (JSON and table); `bench` times each model warm and
 //! cold per tick; bad arguments exit non-zero naming the flag, the need or the model.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod cli_support;
 
+use cli_support::{data_dir, mom};
 use serde_json::Value;
-
-fn data_dir() -> PathBuf {
-    std::env::var("MOM_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")))
-}
-
-fn mom(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mom")).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 fn nab_trace() -> String {
     let p = data_dir().join("NAB/data/realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv");

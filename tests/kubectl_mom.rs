@@ -4,6 +4,7 @@
 //! sum to each node's score), `top` and `verify`; and bad input (a pod that does not exist, a
 //! malformed argument) refused with exit code 2 naming it.
 
+mod cli_support;
 mod common;
 mod placement_support;
 
@@ -360,9 +361,7 @@ fn whatif_through_kubectl_gives_what_mom_whatif_gives_and_refuses_dash_o() {
     // No cluster is read: the twin runs a snapshot built from the shared Geant topology and
     // NAB traces. kubectl still needs a kubeconfig to start the plugin, so this binary's plane.
     setup();
-    let data = std::env::var("MOM_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")));
+    let data = cli_support::data_dir();
     let snapshot = std::env::temp_dir().join(format!("kubectl-mom-whatif-{}.json", std::process::id()));
     let (topology, traces) = (
         data.join("TopoHub/topozoo/Geant2012.json"),

@@ -7,28 +7,20 @@
 //! (decoded and measured). With `MOM_UPDATE_SCREENSHOT=1` they are saved as `docs/simulate.png`
 //! and `docs/pareto.png` (the README's pictures). No cluster.
 
+mod cli_support;
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use cli_support::data_dir;
 use common::browser::{Browser, png_spread, severe};
 use serde_json::Value;
 
-fn data_dir() -> PathBuf {
-    std::env::var("MOM_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")))
-}
-
+/// `mom ARGS…`'s stdout, after checking it succeeded.
 fn mom(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_mom")).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "mom {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into()
+    let (code, out, err) = cli_support::mom(args);
+    assert_eq!(code, 0, "mom {args:?}: {err}");
+    out
 }
 
 fn workdir(name: &str) -> PathBuf {

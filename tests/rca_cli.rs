@@ -1,23 +1,9 @@
 //! `mom rca` as a process, no cluster: `eval` on a real TopoHub file prints the JSON shape and
 //! beats its own chance baseline; bad input exits 2 naming the file or field.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod cli_support;
 
-fn data_dir() -> PathBuf {
-    std::env::var("MOM_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")))
-}
-
-fn mom(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mom")).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use cli_support::{data_dir, mom};
 
 #[test]
 fn rca_eval_on_abilene_prints_the_shape_and_beats_chance() {

@@ -3,23 +3,11 @@
 //! performance weight of 1; the Pareto points are mutually non-dominated; bad input exits 2
 //! naming the file, field or key.
 
+mod cli_support;
+
 use std::path::PathBuf;
-use std::process::Command;
 
-fn data_dir() -> PathBuf {
-    std::env::var("MOM_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")))
-}
-
-fn mom(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mom")).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use cli_support::{data_dir, mom};
 
 /// A 3-hour snapshot of 6 agents on Geant2012 (one node per site), written to a temp file.
 fn snapshot(tag: &str) -> PathBuf {

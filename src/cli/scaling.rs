@@ -73,14 +73,6 @@ struct BenchArgs {
     bin: f64,
 }
 
-/// Resident bytes of this process (`VmRSS` of /proc/self/status); `None` without /proc.
-fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kb.checked_mul(1024)
-}
-
 fn run_forecast_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.agents == 0 || args.window == 0 || args.horizon == 0 {
         bail!("--agents, --window and --horizon must be ≥ 1");
@@ -117,7 +109,7 @@ fn run_forecast_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             if cold && !args.cold {
                 continue;
             }
-            let rss0 = resident_bytes();
+            let rss0 = mom::proc_status::resident_bytes();
             let mut agents: Vec<Box<dyn mom::forecast::Forecaster + Send>> =
                 (0..args.agents).map(|_| kind.build()).collect();
             let mut tick_seconds = Vec::new();
@@ -134,7 +126,7 @@ fn run_forecast_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 }
                 tick_seconds.push(t0.elapsed().as_secs_f64());
             }
-            let rss = match (rss0, resident_bytes()) {
+            let rss = match (rss0, mom::proc_status::resident_bytes()) {
                 (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / args.agents as f64),
                 _ => None,
             };

@@ -191,8 +191,7 @@ impl Neural {
 
     fn frame(&self, y: &[f64], t: usize) -> Frame {
         let lags = &y[t - LAGS..t];
-        let c = lags.iter().sum::<f64>() / LAGS as f64;
-        let local = lags.iter().map(|v| (v - c).abs()).sum::<f64>() / LAGS as f64;
+        let (c, local) = centre_and_spread(lags);
         let s = local.max(0.25 * self.scale_mean).max(1e-9 * (1.0 + c.abs()));
         let norm = |v: f64| ((v - c) / s).clamp(-CLIP, CLIP);
         let mut x = [0.0; D_IN];
@@ -305,9 +304,7 @@ impl Neural {
             self.consumed_at_detect = self.consumed;
         }
         if j + 1 >= LAGS {
-            let lags = &y[j + 1 - LAGS..=j];
-            let c = lags.iter().sum::<f64>() / LAGS as f64;
-            let local = lags.iter().map(|v| (v - c).abs()).sum::<f64>() / LAGS as f64;
+            let (_, local) = centre_and_spread(&y[j + 1 - LAGS..=j]);
             self.scale_mean = if self.scale_mean == 0.0 {
                 local
             } else {
@@ -410,6 +407,14 @@ impl Forecaster for Neural {
             .ok_or(ForecastError::NotFitted)?;
         Ok((0..horizon).map(|h| f[h.min(OUT - 1)]).collect())
     }
+}
+
+/// The mean `c` of the lags and their mean absolute deviation from it (the module doc's `c` and
+/// local scale).
+fn centre_and_spread(lags: &[f64]) -> (f64, f64) {
+    let n = lags.len() as f64;
+    let c = lags.iter().sum::<f64>() / n;
+    (c, lags.iter().map(|v| (v - c).abs()).sum::<f64>() / n)
 }
 
 #[cfg(test)]

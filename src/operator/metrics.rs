@@ -379,7 +379,7 @@ impl Metrics {
     fn refresh_process(&self) {
         if let Some(rss) = std::fs::read_to_string("/proc/self/status")
             .ok()
-            .and_then(|s| resident_bytes(&s))
+            .and_then(|s| crate::proc_status::resident_bytes_in(&s))
         {
             self.process_resident_memory.set(i64::try_from(rss).unwrap_or(i64::MAX));
         }
@@ -409,17 +409,6 @@ impl Metrics {
 /// architecture the kernel exposes to user space).
 const USER_HZ: f64 = 100.0;
 
-/// Bytes of the `VmRSS:` line of a `/proc/PID/status` text (the kernel writes it in kB).
-fn resident_bytes(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let mut fields = line.split_whitespace().skip(1);
-    let value: u64 = fields.next()?.parse().ok()?;
-    match fields.next() {
-        Some("kB") => value.checked_mul(1024),
-        _ => None,
-    }
-}
-
 /// utime + stime of a `/proc/PID/stat` line, in seconds. The command name (field 2) may hold
 /// spaces and parentheses, so fields are counted after its last `)`.
 fn cpu_seconds(stat: &str) -> Option<f64> {
@@ -434,14 +423,6 @@ fn cpu_seconds(stat: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_resident_set_is_read_in_bytes_from_the_status_file() {
-        let status = "Name:\tmom\nVmPeak:\t  9000 kB\nVmRSS:\t   2048 kB\nThreads:\t4\n";
-        assert_eq!(resident_bytes(status), Some(2048 * 1024));
-        assert_eq!(resident_bytes("Name:\tmom\n"), None);
-        assert_eq!(resident_bytes("VmRSS:\t lots kB\n"), None);
-    }
 
     #[test]
     fn cpu_seconds_add_user_and_system_ticks_past_a_name_with_spaces() {
