@@ -5,9 +5,9 @@
 //! get the same bad template change before the spike. The agent whose strategy says `auto` gets
 //! its previous spec back (an `agent.rollback` receipt first, then the spec, `replicas` kept,
 //! Event `RolledBack`); the one whose strategy says `manual` keeps the bad spec though it is
-//! flagged too. A third agent's strategy (`auto`) gets a bad change of its own after the agent's
-//! spec was recorded: the strategy, not the agent, gets its previous spec back (a
-//! `strategy.rollback` receipt first, then the spec, Event `RolledBack` on the strategy).
+//! flagged too. A third agent gets a second spec, then its strategy (`auto`) a bad change: the
+//! strategy, not the agent, gets its previous spec back (a `strategy.rollback` receipt first,
+//! then the spec, Event `RolledBack` on the strategy), and the agent keeps its second spec.
 //!
 //! Quarantine (`spec.resilience.quarantine: isolate`): a third agent is isolated while its flag
 //! is up (a deny-all NetworkPolicy over its pods, condition `Quarantined`, no new replicas when
@@ -145,7 +145,18 @@ async fn a_flagged_agent_or_its_newer_strategy_change_is_rolled_back_under_auto_
         .await;
     }
     let (good_sequence, _) = decisions(n, "agent.change", "web").await[0].clone();
-    // svc's strategy changes after svc's spec was recorded: maxReplicas 5 → 4.
+    // svc gets a second spec (so that it has one to be rolled back to, were it blamed), then
+    // its strategy changes: maxReplicas 5 → 4.
+    let second =
+        serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "pause:2"}]}}}});
+    agents
+        .patch("svc", &PatchParams::default(), &Patch::Merge(&second))
+        .await
+        .unwrap();
+    common::eventually("svc's second spec recorded", Duration::from_secs(60), || async move {
+        (decisions(n, "agent.change", "svc").await.len() == 2).then_some(())
+    })
+    .await;
     let tuned = || async move { decisions(n, "strategy.change", "tuned").await };
     common::eventually("tuned's first spec recorded", Duration::from_secs(60), || async move {
         (tuned().await.len() == 1).then_some(())
@@ -249,69 +260,6 @@ async fn a_flagged_agent_or_its_newer_strategy_change_is_rolled_back_under_auto_
     let events = common::kubectl(&["get", "events", "-n", n, "-o", "json"], None).1;
     assert!(events.contains("RolledBack"), "no RolledBack Event: {events}");
 
-    // svc's strategy changed after svc's spec: the strategy gets maxReplicas 5 back, svc keeps
-    // its spec.
-    let max_replicas = || {
-        common::kubectl(
-            &[
-                "get",
-                "orchestrationstrategy",
-                "tuned",
-                "-n",
-                n,
-                "-o",
-                "jsonpath={.spec.scaling.maxReplicas}",
-            ],
-            None,
-        )
-        .1
-    };
-    common::eventually(
-        "tuned rolled back to maxReplicas 5",
-        Duration::from_secs(60),
-        || async move { (max_replicas() == "5").then_some(()) },
-    )
-    .await;
-    let strategy_rollbacks = decisions(n, "strategy.rollback", "tuned").await;
-    assert_eq!(strategy_rollbacks.len(), 1, "{strategy_rollbacks:#?}");
-    let (strategy_rollback_sequence, record) = &strategy_rollbacks[0];
-    assert_eq!(record["output"]["toSequence"], tuned_good, "{record:#}");
-    assert_eq!(record["inputs"]["flags"][0]["agent"], format!("{n}/svc"), "{record:#}");
-    let restored = common::eventually(
-        "tuned's restored spec recorded",
-        Duration::from_secs(60),
-        || async move {
-            let changes = tuned().await;
-            (changes.len() == 3).then(|| changes[2].clone())
-        },
-    )
-    .await;
-    assert!(restored.0 > *strategy_rollback_sequence, "{restored:#?}");
-    assert_eq!(restored.1["spec"]["scaling"]["maxReplicas"], 5);
-    assert!(
-        decisions(n, "agent.rollback", "svc").await.is_empty(),
-        "svc's own spec was blamed"
-    );
-    assert_eq!(decisions(n, "agent.change", "svc").await.len(), 1);
-    let strategy_events = common::kubectl(
-        &[
-            "get",
-            "events",
-            "-n",
-            n,
-            "--field-selector",
-            "involvedObject.kind=OrchestrationStrategy,reason=RolledBack",
-            "-o",
-            "name",
-        ],
-        None,
-    )
-    .1;
-    assert!(
-        !strategy_events.trim().is_empty(),
-        "no RolledBack Event on the strategy"
-    );
-
     // api (manual) was flagged too and keeps its bad spec; nothing rolled it back.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(image(n, "api"), "pause:broken");
@@ -368,6 +316,73 @@ async fn a_flagged_agent_or_its_newer_strategy_change_is_rolled_back_under_auto_
         .map(|(_, d)| d["output"]["isolated"] == true)
         .collect();
     assert_eq!(isolations, vec![true, false]);
+
+    // (Checked after the quarantine, whose flag clears on its own clock.) svc's strategy changed
+    // after svc's spec: the strategy gets maxReplicas 5 back, svc keeps
+    // its spec.
+    let max_replicas = || {
+        common::kubectl(
+            &[
+                "get",
+                "orchestrationstrategy",
+                "tuned",
+                "-n",
+                n,
+                "-o",
+                "jsonpath={.spec.scaling.maxReplicas}",
+            ],
+            None,
+        )
+        .1
+    };
+    common::eventually(
+        "tuned rolled back to maxReplicas 5",
+        Duration::from_secs(60),
+        || async move { (max_replicas() == "5").then_some(()) },
+    )
+    .await;
+    let strategy_rollbacks = decisions(n, "strategy.rollback", "tuned").await;
+    assert_eq!(strategy_rollbacks.len(), 1, "{strategy_rollbacks:#?}");
+    let (strategy_rollback_sequence, record) = &strategy_rollbacks[0];
+    assert_eq!(record["output"]["toSequence"], tuned_good, "{record:#}");
+    assert_eq!(record["inputs"]["flags"][0]["agent"], format!("{n}/svc"), "{record:#}");
+    let restored = common::eventually(
+        "tuned's restored spec recorded",
+        Duration::from_secs(60),
+        || async move {
+            let changes = tuned().await;
+            (changes.len() == 3).then(|| changes[2].clone())
+        },
+    )
+    .await;
+    assert!(restored.0 > *strategy_rollback_sequence, "{restored:#?}");
+    assert_eq!(restored.1["spec"]["scaling"]["maxReplicas"], 5);
+    // Minutes of reconciles have passed since the strategy's restored spec (the quarantine
+    // above): the same raise did not roll svc back too.
+    assert!(
+        decisions(n, "agent.rollback", "svc").await.is_empty(),
+        "svc's own spec was blamed"
+    );
+    assert_eq!(image(n, "svc"), "pause:2");
+    assert_eq!(decisions(n, "agent.change", "svc").await.len(), 2);
+    let strategy_events = common::kubectl(
+        &[
+            "get",
+            "events",
+            "-n",
+            n,
+            "--field-selector",
+            "involvedObject.kind=OrchestrationStrategy,reason=RolledBack",
+            "-o",
+            "name",
+        ],
+        None,
+    )
+    .1;
+    assert!(
+        !strategy_events.trim().is_empty(),
+        "no RolledBack Event on the strategy"
+    );
 
     // The rollback and quarantine decisions replay from their receipts.
     let replay = replay_report().await;

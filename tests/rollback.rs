@@ -267,7 +267,7 @@ async fn a_strategy_change_is_recorded_and_put_back_by_hand_and_an_agents_receip
     let (code, _, err) = rollback(&["strategy/tuned", "-n", n, "--to", &agent_seq]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains(r#"records "agent.change"; a spec change of kind OrchestrationStrategy is "strategy.change""#),
+        err.contains(r#"records "agent.change", not "strategy.change" (a spec change of kind OrchestrationStrategy); it is an agent's: mom rollback agent/NAME"#),
         "{err}"
     );
     let (code, _, err) = rollback(&["pod/tuned", "-n", n, "--to", &good_seq]);

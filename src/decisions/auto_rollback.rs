@@ -14,18 +14,20 @@
 //! generation (a `replicas`-only edit of an agent bumps the generation without a change record):
 //! 1. a flag must have been raised at `t ≥ C.time` with `t − C.time ≤ within`
 //!    (a flag long after the change is not blamed on it);
-//! 2. the newest change before the raise is blamed, an agent's or its strategy's, never both:
-//!    an agent's raise is not blamed on the agent when its strategy's spec changed after `C` and
-//!    not after the raise; a strategy is blamed only for raises on agents whose own spec in
-//!    force is not newer than `C`;
+//! 2. the newest change before the raise (in receipt order) is blamed, the agent's or its
+//!    strategy's, never both: an agent's raise is not blamed on the agent when its strategy's
+//!    spec changed after `C` and before the raise (a strategy's first record is the spec it
+//!    had, not a change); a strategy is not blamed for a raise on an agent whose own spec
+//!    changed after `C` and before the raise; and a raise a rollback receipt already acted on
+//!    is not blamed again;
 //! 3. the target is the newest earlier change `R` (before `C`) whose spec differs from `C`'s and
 //!    under which no flag was up: none raised in `[R.time, next.time)` and none still up from
 //!    before `R.time` ("the last spec under which its SLO series was healthy"; for a strategy,
 //!    the series of every agent it governs now);
 //! 4. no such `R` (the first spec, or every earlier one was flagged too): no rollback.
 //!
-//! After a rollback the restored spec is recorded as a new change, later than the raise, so the
-//! same raise never rolls back twice; a new raise within the window of that change would look
+//! After a rollback the restored spec is recorded as a new change, later than the raise, and the
+//! rollback receipt names the raise, so the same raise never rolls back twice; a new raise within the window of that change would look
 //! for a healthy spec before it, and the flagged one is skipped by rule 3.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -79,10 +81,15 @@ pub struct AutoRollbackInputs {
     pub flags: Vec<FlagChange>,
     /// `spec.resilience.rollback.withinMinutes`, in milliseconds.
     pub within_ms: i64,
-    /// Time (ms) of the newest recorded spec of the agent's strategy, when it has one: a raise
-    /// after a strategy change newer than the agent's spec is blamed on the strategy (rule 2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub strategy_changed_ms: Option<i64>,
+    /// Receipt sequences of the changes of the agent's strategy (each `strategy.change` but its
+    /// first, which records the spec it had, not a change): a raise after one newer than the
+    /// agent's spec is blamed on the strategy (rule 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub strategy_changes: Vec<u64>,
+    /// Raises (receipt sequences) a trusted `agent.rollback` / `strategy.rollback` receipt has
+    /// already acted on: none is blamed again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acted_raises: Vec<u64>,
 }
 
 /// Everything a strategy's decision depends on (inline in its receipt).
@@ -96,11 +103,14 @@ pub struct StrategyRollbackInputs {
     pub changes: Vec<SpecChange>,
     /// The flag changes of every agent the strategy governs, each naming its agent.
     pub flags: Vec<FlagChange>,
-    /// Per governed agent (`namespace/name`): the time (ms) of its own spec in force (its
-    /// newest `agent.change`); an agent without one is left out.
-    pub agent_changes_ms: BTreeMap<String, i64>,
+    /// Per governed agent (`namespace/name`): the receipt sequences of its `agent.change`
+    /// receipts; an agent without one is left out.
+    pub agent_changes: BTreeMap<String, Vec<u64>>,
     /// `spec.resilience.rollback.withinMinutes`, in milliseconds.
     pub within_ms: i64,
+    /// Raises a trusted rollback receipt has already acted on (as for an agent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acted_raises: Vec<u64>,
 }
 
 /// The decision.
@@ -129,23 +139,22 @@ pub fn strategy_decision_record(inputs: &StrategyRollbackInputs, output: &AutoRo
 
 /// Applies the rule of the module doc to an agent.
 pub fn decide(inputs: &AutoRollbackInputs) -> AutoRollback {
-    let strategy_changed = inputs.strategy_changed_ms;
     decide_for(
         &inputs.agent,
         inputs.generation,
         &inputs.changes,
         &inputs.flags,
         inputs.within_ms,
+        &inputs.acted_raises,
         |raise, current| {
-            let t = strategy_changed?;
-            (t > current.at_ms && t <= raise.at_ms).then(|| {
-                format!(
-                    "its strategy's spec changed {} s after the spec of receipt {} and before flag {} was raised: the raise is blamed on the strategy",
-                    (t - current.at_ms) / 1000,
-                    current.sequence,
-                    raise.flag
-                )
-            })
+            let s = inputs
+                .strategy_changes
+                .iter()
+                .find(|s| **s > current.sequence && **s < raise.sequence)?;
+            Some(format!(
+                "its strategy's spec changed (receipt {s}) after the spec of receipt {} and before flag {} was raised: the raise is blamed on the strategy",
+                current.sequence, raise.flag
+            ))
         },
     )
 }
@@ -158,27 +167,31 @@ pub fn decide_strategy(inputs: &StrategyRollbackInputs) -> AutoRollback {
         &inputs.changes,
         &inputs.flags,
         inputs.within_ms,
+        &inputs.acted_raises,
         |raise, current| {
             let agent = raise.agent.as_deref().unwrap_or_default();
-            let own = *inputs.agent_changes_ms.get(agent)?;
-            (own > current.at_ms).then(|| {
-                format!(
-                    "flag {} of {agent} was raised after its own spec changed, later than the spec of receipt {}: the raise is blamed on the agent",
-                    raise.flag, current.sequence
-                )
-            })
+            let own = inputs
+                .agent_changes
+                .get(agent)?
+                .iter()
+                .find(|a| **a > current.sequence && **a < raise.sequence)?;
+            Some(format!(
+                "flag {} of {agent} was raised after its own spec changed (receipt {own}), later than the spec of receipt {}: the raise is blamed on the agent",
+                raise.flag, current.sequence
+            ))
         },
     )
 }
 
 /// Rules 1, 3 and 4 for `what`; `elsewhere(raise, C)` says why a raise is blamed on another
-/// change (rule 2), `None` when it may be blamed on `C`.
+/// change (rule 2), `None` when it may be blamed on `C`. A raise in `acted` is not blamed again.
 fn decide_for(
     what: &str,
     generation: i64,
     changes: &[SpecChange],
     flags: &[FlagChange],
     within_ms: i64,
+    acted: &[u64],
     elsewhere: impl Fn(&FlagChange, &SpecChange) -> Option<String>,
 ) -> AutoRollback {
     let mut changes = changes.to_vec();
@@ -201,16 +214,23 @@ fn decide_for(
     };
     let current = &changes[at];
     let mut blamed_elsewhere = None;
-    let raise = flags
-        .iter()
-        .filter(|f| f.raised && f.at_ms >= current.at_ms)
-        .find(|f| match elsewhere(f, current) {
+    let raise = flags.iter().filter(|f| f.raised && f.at_ms >= current.at_ms).find(|f| {
+        let why = if acted.contains(&f.sequence) {
+            Some(format!(
+                "flag {} (receipt {}) was already acted on by a rollback",
+                f.flag, f.sequence
+            ))
+        } else {
+            elsewhere(f, current)
+        };
+        match why {
             Some(why) => {
                 blamed_elsewhere.get_or_insert((f.sequence, why));
                 false
             }
             None => true,
-        });
+        }
+    });
     let Some(raise) = raise else {
         return match blamed_elsewhere {
             Some((sequence, why)) => no(Some(current.sequence), Some(sequence), why),
@@ -328,7 +348,8 @@ mod tests {
             changes,
             flags,
             within_ms: 30 * MIN,
-            strategy_changed_ms: None,
+            strategy_changes: vec![],
+            acted_raises: vec![],
         }
     }
 
@@ -450,44 +471,47 @@ mod tests {
         generation: i64,
         changes: Vec<SpecChange>,
         flags: Vec<FlagChange>,
-        own: &[(&str, i64)],
+        own: &[(&str, u64)],
     ) -> StrategyRollbackInputs {
         StrategyRollbackInputs {
             strategy: "shop/tuned".into(),
             generation,
             changes,
             flags,
-            agent_changes_ms: own.iter().map(|(a, m)| (a.to_string(), m * MIN)).collect(),
+            agent_changes: own.iter().map(|(a, seq)| (a.to_string(), vec![*seq])).collect(),
             within_ms: 30 * MIN,
+            acted_raises: vec![],
         }
     }
 
     #[test]
     fn a_flag_raised_on_a_governed_agent_soon_after_a_strategy_change_rolls_the_strategy_back() {
         let changes = vec![change(1, 0, 1, "max5"), change(5, 60, 2, "max4")];
-        let d = decide_strategy(&strategy_inputs(
-            2,
-            changes.clone(),
-            vec![raised_on(6, 65, "shop/svc", true)],
-            &[("shop/svc", 0)],
-        ));
+        let raise = vec![raised_on(8, 65, "shop/svc", true)];
+        let d = decide_strategy(&strategy_inputs(2, changes.clone(), raise.clone(), &[("shop/svc", 0)]));
         assert_eq!(
             (d.rollback, d.from_sequence, d.to_sequence, d.raised_sequence),
-            (true, Some(5), Some(1), Some(6)),
+            (true, Some(5), Some(1), Some(8)),
             "{d:?}"
         );
         // No raise: nothing.
         let d = decide_strategy(&strategy_inputs(2, changes.clone(), vec![], &[("shop/svc", 0)]));
         assert!(!d.rollback && d.reason.contains("no flag raised"), "{d:?}");
-        // The agent's own spec changed after the strategy's: the agent is blamed, not the strategy.
-        let d = decide_strategy(&strategy_inputs(
-            2,
-            changes,
-            vec![raised_on(6, 65, "shop/svc", true)],
-            &[("shop/svc", 62)],
-        ));
+        // The agent's own spec changed after the strategy's and before the raise: the agent is
+        // blamed, not the strategy.
+        let d = decide_strategy(&strategy_inputs(2, changes.clone(), raise.clone(), &[("shop/svc", 6)]));
         assert!(
-            !d.rollback && d.reason.contains("blamed on the agent") && d.raised_sequence == Some(6),
+            !d.rollback && d.reason.contains("blamed on the agent") && d.raised_sequence == Some(8),
+            "{d:?}"
+        );
+        // An agent change after the raise (its own rollback, say) does not take the blame.
+        assert!(decide_strategy(&strategy_inputs(2, changes.clone(), raise.clone(), &[("shop/svc", 9)])).rollback);
+        // A raise a rollback receipt already acted on is not blamed again.
+        let mut acted = strategy_inputs(2, changes, raise, &[("shop/svc", 0)]);
+        acted.acted_raises = vec![8];
+        let d = decide_strategy(&acted);
+        assert!(
+            !d.rollback && d.reason.contains("already acted on by a rollback"),
             "{d:?}"
         );
     }
@@ -527,20 +551,25 @@ mod tests {
     }
 
     #[test]
-    fn an_agent_is_not_blamed_for_a_raise_after_its_strategy_changed() {
+    fn an_agent_is_not_blamed_for_a_raise_after_its_strategy_changed_nor_for_one_already_acted_on() {
         let changes = vec![change(1, 0, 1, "good"), change(5, 60, 2, "bad")];
         let flags = vec![flag(8, 70, true)];
         // Control: the strategy changed before the agent's spec: the agent is rolled back.
         let mut i = inputs(2, changes.clone(), flags.clone());
-        i.strategy_changed_ms = Some(30 * MIN);
+        i.strategy_changes = vec![3];
         assert!(decide(&i).rollback);
-        // The strategy changed at 65, between the agent's change and the raise.
-        i.strategy_changed_ms = Some(65 * MIN);
+        // The strategy changed (receipt 6) between the agent's change and the raise; its
+        // restored spec (receipt 9, after the raise) does not hand the blame back to the agent.
+        i.strategy_changes = vec![3, 6, 9];
         let d = decide(&i);
         assert!(!d.rollback && d.reason.contains("blamed on the strategy"), "{d:?}");
-        // After the raise: the agent is blamed again.
-        i.strategy_changed_ms = Some(75 * MIN);
+        // Only after the raise: the agent is blamed.
+        i.strategy_changes = vec![9];
         assert!(decide(&i).rollback);
+        // The strategy's rollback receipt named this raise: not again, whatever the changes say.
+        i.acted_raises = vec![8];
+        let d = decide(&i);
+        assert!(!d.rollback && d.reason.contains("already acted on"), "{d:?}");
     }
 
     #[test]
@@ -560,8 +589,23 @@ mod tests {
             "changes": [{"sequence": 1, "atMs": 0, "generation": 1, "specDigest": "a"},
                         {"sequence": 5, "atMs": 3_600_000, "generation": 2, "specDigest": "b"}],
             "flags": [{"sequence": 6, "atMs": 3_900_000, "flag": "x", "raised": true}]});
-        assert_eq!(replay(&old).unwrap()["rollback"], true);
-        let written = serde_json::to_value(inputs(2, vec![], vec![flag(1, 0, true)])).unwrap();
-        assert!(written.get("strategyChangedMs").is_none() && written["flags"][0].get("agent").is_none());
+        let same = inputs(
+            2,
+            vec![change(1, 0, 1, "a"), change(5, 60, 2, "b")],
+            vec![FlagChange {
+                flag: "x".into(),
+                ..flag(6, 65, true)
+            }],
+        );
+        assert_eq!(
+            replay(&old).unwrap(),
+            serde_json::to_value(decide(&same)).unwrap(),
+            "the whole output, reason included"
+        );
+        assert_eq!(
+            serde_json::to_value(&same).unwrap(),
+            old,
+            "written as before: no new keys when empty"
+        );
     }
 }

@@ -55,12 +55,14 @@ pub enum RollbackError {
     Edited { sequence: u64 },
     #[error("receipt {sequence}: not trusted: {why}")]
     Untrusted { sequence: u64, why: String },
-    #[error("receipt {sequence} records {found:?}; a spec change of kind {object} is {change:?}")]
+    #[error("receipt {sequence} records {found:?}, not {change:?} (a spec change of kind {object}){hint}")]
     NotASpecChange {
         sequence: u64,
         found: String,
         object: &'static str,
         change: &'static str,
+        /// Which `mom rollback` the receipt is for, when it is the other kind's spec change.
+        hint: &'static str,
     },
     #[error("receipt {sequence} is about {found}, not {wanted}")]
     OtherSubject {
@@ -118,11 +120,17 @@ pub fn spec_to_restore(
     }
     let kind = r.decision["kind"].as_str().unwrap_or_default();
     if kind != target.kind.change_kind() {
+        let hint = match kind {
+            STRATEGY_CHANGE_KIND => "; it is a strategy's: mom rollback strategy/NAME",
+            AGENT_CHANGE_KIND => "; it is an agent's: mom rollback agent/NAME",
+            _ => "",
+        };
         return Err(RollbackError::NotASpecChange {
             sequence,
             found: kind.to_string(),
             object: target.kind.object_kind(),
             change: target.kind.change_kind(),
+            hint,
         });
     }
     let s = &r.subject;
@@ -265,12 +273,17 @@ mod tests {
         let e = spec_to_restore(&agents, &keys(1), &tuned, false).unwrap_err();
         assert!(
             e.to_string().contains(
-                "records \"agent.change\"; a spec change of kind OrchestrationStrategy is \"strategy.change\""
+                "records \"agent.change\", not \"strategy.change\" (a spec change of kind OrchestrationStrategy); it is an agent's: mom rollback agent/NAME"
             ),
             "{e}"
         );
         // Nor is a strategy's change an agent's.
         let e = spec_to_restore(&r, &keys(1), &agent("uid-1"), false).unwrap_err();
-        assert!(e.to_string().contains("a spec change of kind GeometricAgent is"), "{e}");
+        assert!(
+            e.to_string().contains(
+                "not \"agent.change\" (a spec change of kind GeometricAgent); it is a strategy's: mom rollback strategy/NAME"
+            ),
+            "{e}"
+        );
     }
 }

@@ -515,26 +515,30 @@ async fn record_spec_change(agent: &GeometricAgent, ctx: &Context) -> Result<(),
 /// `configure`) when an agent it governs is reconciled under a generation of it whose spec is
 /// not the one the receipt chain records last for it: automatic rollback and `mom rollback
 /// strategy/NAME` put a strategy back to such a spec. As for agents, at `full_audit` the agent
-/// is not acted on under a strategy spec that could not be recorded.
+/// is not acted on under a strategy spec that could not be recorded. Recordings are one at a
+/// time (the writer's lock), so agents of one strategy reconciled at once record it once and
+/// none acts before the receipt is written. `Ok(false)`: the strategy as stored is not the one
+/// listed (changed, re-created or deleted since); the caller requeues to act on the fresh one.
 async fn record_strategy_change(
     strategy: &OrchestrationStrategy,
     agent: &GeometricAgent,
     ctx: &Context,
-) -> Result<(), AgentError> {
+) -> Result<bool, AgentError> {
     use crate::decisions::config_change::strategy_change_record;
     use crate::operator::crd::momconfig::VerificationLevel;
     let (Some(uid), Some(generation)) = (strategy.uid(), strategy.metadata.generation) else {
-        return Ok(());
+        return Ok(true);
     };
     let level = ctx.recording().level;
     if level == VerificationLevel::None {
-        return Ok(());
+        return Ok(true);
     }
     // Every reconcile of every agent under the strategy comes here: the common case (this
-    // generation known) takes no lock a receipt write holds.
+    // generation recorded) takes no lock.
     if ctx.writer.known_spec(&uid).is_some_and(|(g, _)| g >= generation) {
-        return Ok(());
+        return Ok(true);
     }
+    let _one_at_a_time = ctx.writer.spec_recording().await;
     let (ns, name) = (strategy.namespace().unwrap_or_default(), strategy.name_any());
     let receipt_error = |source| AgentError::Receipt {
         agent: agent.name_any(),
@@ -554,11 +558,11 @@ async fn record_strategy_change(
         }
         Err(e) => {
             tracing::warn!(strategy = %name, error = %e, "receipt chain not readable (level below full_audit: acting anyway)");
-            return Ok(());
+            return Ok(true);
         }
     };
     if last.as_ref().is_some_and(|(g, _)| *g >= generation) {
-        return Ok(());
+        return Ok(true);
     }
     // The stored object's spec, as written (the typed one has its defaults filled in).
     let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
@@ -566,24 +570,31 @@ async fn record_strategy_change(
         &ns,
         &super::rollback::resource(crate::decisions::rollback::SpecKind::Strategy),
     );
-    let Some(stored) = api.get_opt(&name).await? else {
-        return Ok(());
+    let stored = match api.get_opt(&name).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return Ok(false),
+        Err(e) if level == VerificationLevel::FullAudit => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(strategy = %name, error = %e, "strategy not readable to record its spec (level below full_audit: acting anyway)");
+            return Ok(true);
+        }
     };
     let (Some(stored_generation), Some(spec)) = (stored.metadata.generation, stored.data.get("spec")) else {
-        return Ok(());
+        return Ok(true);
     };
-    if stored.metadata.uid.as_deref() != Some(uid.as_str()) || stored_generation < generation {
-        return Ok(());
+    if stored.metadata.uid.as_deref() != Some(uid.as_str()) {
+        return Ok(false);
+    }
+    let current = stored_generation == generation;
+    if stored_generation < generation {
+        // Older than the list (a lagging read): the next reconcile looks again.
+        return Ok(false);
     }
     let digest = crate::receipts::inputs_digest(spec).unwrap_or_default();
     if last.as_ref().is_some_and(|(_, d)| *d == digest) {
         ctx.writer.same_spec_at(&uid, stored_generation);
-        return Ok(());
+        return Ok(current);
     }
-    if !ctx.writer.claim_spec(&uid, stored_generation, digest) {
-        return Ok(());
-    }
-    let previous = last.clone();
     let intent = Intent {
         action: crate::receipts::Action::Configure,
         subject: crate::receipts::SubjectRef {
@@ -601,12 +612,10 @@ async fn record_strategy_change(
             AgentKey::of(agent)
         ),
     };
-    if let Err(e) = ctx.record_before(intent).await {
-        // Not recorded: the next reconcile tries again.
-        ctx.writer.release_spec(&uid, stored_generation, previous);
-        return Err(receipt_error(e));
-    }
-    Ok(())
+    ctx.record_before(intent).await.map_err(receipt_error)?;
+    // Also when sampling left it out: this spec is decided on.
+    ctx.writer.decided_spec(&uid, stored_generation, digest);
+    Ok(current)
 }
 
 /// The pod for one new replica, from the agent's template; `tenant` (the namespace's) is shown
@@ -763,8 +772,10 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
         return Ok(Action::requeue(resync_after(&ns, &name)));
     }
     record_spec_change(agent, ctx).await?;
-    if let Some(s) = strategy {
-        record_strategy_change(s, agent, ctx).await?;
+    if let Some(s) = strategy
+        && !record_strategy_change(s, agent, ctx).await?
+    {
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     // A flag raised soon after a change of the agent's or its strategy's spec, under a strategy
     // with automatic rollback: the last spec that ran without a flag comes back

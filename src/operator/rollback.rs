@@ -187,14 +187,16 @@ pub async fn rollback(
 }
 
 /// Automatic rollback under a strategy with `spec.resilience.rollback.mode: auto`, for an agent
-/// with a flag up: reads the trusted `agent.change`, `strategy.change` and flag receipts of the
-/// namespace; first lets [`crate::decisions::auto_rollback::decide_strategy`] judge the strategy
-/// (over the flags of every agent it governs: `status.matchedAgents` and this one), then
-/// [`crate::decisions::auto_rollback::decide`] the agent, the newest change before the raise
-/// being the one blamed. When one says so, records its `strategy.rollback` / `agent.rollback`
-/// receipt, then writes the spec back ([`rollback`]), then the Event `RolledBack` on the object
-/// rolled back. `done` holds the (object uid, raise receipt) pairs this process has acted on,
-/// so one raise rolls back once. `Ok(None)`: nothing to roll back.
+/// with a flag up: reads the trusted `agent.change`, `strategy.change`, flag and rollback
+/// receipts of the namespace; first lets [`crate::decisions::auto_rollback::decide_strategy`]
+/// judge the strategy (over the flags of every agent it governs: `status.matchedAgents` and this
+/// one), then [`crate::decisions::auto_rollback::decide`] the agent, the newest change before
+/// the raise being the one blamed and a raise a rollback receipt already names never blamed
+/// again. When one says so, records its `strategy.rollback` / `agent.rollback` receipt, then
+/// writes the spec back ([`rollback`]), then the Event `RolledBack` on the object rolled back.
+/// `done` holds the (object uid, raise receipt) pairs this process is acting or has acted on,
+/// claimed before the receipt, so concurrent reconciles of two agents act on one raise once.
+/// `Ok(None)`: nothing to roll back.
 pub async fn auto_rollback(
     ctx: &crate::operator::context::Context,
     agent: &crate::operator::crd::GeometricAgent,
@@ -234,11 +236,12 @@ pub async fn auto_rollback(
         .collect();
     let within_ms = i64::from(within_minutes.clamp(1, 1440)) * 60_000;
     let trusted = trusted_intact(&stored, &keys);
+    let acted_raises = acted_raises(&trusted);
 
-    // The strategy first: blamed for a raise after its newest change on an agent whose own
-    // spec is older.
+    // The strategy first: blamed for a raise after its change on an agent whose own spec did
+    // not change in between.
     let strategy_name = strategy.name_any();
-    let mut strategy_changed_ms = None;
+    let mut strategy_changes = Vec::new();
     if let (Some(strategy_uid), Some(strategy_generation)) = (strategy.uid(), strategy.metadata.generation) {
         let mut governed: std::collections::BTreeSet<String> = strategy
             .status
@@ -246,69 +249,33 @@ pub async fn auto_rollback(
             .map(|s| s.matched_agents.iter().cloned().collect())
             .unwrap_or_default();
         governed.insert(name.clone());
-        let (changes, flags, agent_changes_ms) =
+        let (changes, flags, agent_changes) =
             strategy_history(&trusted, &namespace, &strategy_name, &strategy_uid, &governed);
-        strategy_changed_ms = changes
-            .iter()
-            .filter(|c| c.generation <= strategy_generation)
-            .max_by_key(|c| c.sequence)
-            .map(|c| c.at_ms);
+        // Its first record is the spec it had, not a change.
+        let mut sequences: Vec<u64> = changes.iter().map(|c| c.sequence).collect();
+        sequences.sort_unstable();
+        strategy_changes = sequences.into_iter().skip(1).collect();
         let inputs = StrategyRollbackInputs {
             strategy: format!("{namespace}/{strategy_name}"),
             generation: strategy_generation,
             changes,
             flags,
-            agent_changes_ms,
+            agent_changes,
             within_ms,
+            acted_raises: acted_raises.clone(),
         };
         let output = decide_strategy(&inputs);
         if let (true, Some(to), Some(raised)) = (output.rollback, output.to_sequence, output.raised_sequence) {
-            if done.lock().is_ok_and(|d| d.contains(&(strategy_uid.clone(), raised))) {
-                return Ok(None);
-            }
-            let intent = crate::operator::receipts::Intent {
-                action: crate::receipts::Action::Configure,
-                subject: crate::receipts::SubjectRef {
-                    api_version: "mom.hypersync.io/v1alpha1".into(),
-                    kind: SpecKind::Strategy.object_kind().into(),
-                    namespace: namespace.clone(),
-                    name: strategy_name.clone(),
-                    uid: Some(strategy_uid.clone()),
-                },
-                decision: strategy_decision_record(&inputs, &output),
-                inputs: serde_json::to_value(&inputs).unwrap_or_default(),
-                regarding: Some(strategy.object_ref(&())),
-                withheld: format!("strategy {namespace}/{strategy_name} was not rolled back to receipt {to}"),
+            let object = Acting {
+                kind: SpecKind::Strategy,
+                namespace: &namespace,
+                name: &strategy_name,
+                uid: &strategy_uid,
+                reference: strategy.object_ref(&()),
             };
-            ctx.record_before(intent)
-                .await
-                .map_err(|w| AutoRollbackFailure::Receipt(w.message))?;
-            let rolled = rollback(
-                &ctx.client,
-                SpecKind::Strategy,
-                &namespace,
-                &strategy_name,
-                to,
-                &keys,
-                false,
-                false,
-            )
-            .await?;
-            if let Ok(mut d) = done.lock() {
-                d.insert((strategy_uid, raised));
-            }
-            ctx.publish(
-                &strategy.object_ref(&()),
-                kube::runtime::events::EventType::Warning,
-                "Rollback",
-                "RolledBack",
-                format!(
-                    "spec rolled back to the one recorded by receipt {to}: {}",
-                    output.reason
-                ),
-            )
-            .await;
-            return Ok(Some(rolled));
+            let decision = strategy_decision_record(&inputs, &output);
+            let inputs = serde_json::to_value(&inputs).unwrap_or_default();
+            return act(ctx, object, decision, inputs, (to, raised), &output.reason, &keys, done).await;
         }
         tracing::debug!(strategy = %inputs.strategy, reason = %output.reason, "no automatic rollback of the strategy");
     }
@@ -320,49 +287,121 @@ pub async fn auto_rollback(
         changes,
         flags,
         within_ms,
-        strategy_changed_ms,
+        strategy_changes,
+        acted_raises,
     };
     let output = decide(&inputs);
     let (true, Some(to), Some(raised)) = (output.rollback, output.to_sequence, output.raised_sequence) else {
         tracing::debug!(agent = %inputs.agent, reason = %output.reason, "no automatic rollback");
         return Ok(None);
     };
-    if done.lock().is_ok_and(|d| d.contains(&(uid.clone(), raised))) {
+    let object = Acting {
+        kind: SpecKind::Agent,
+        namespace: &namespace,
+        name: &name,
+        uid: &uid,
+        reference: agent.object_ref(&()),
+    };
+    let decision = decision_record(&inputs, &output);
+    let inputs = serde_json::to_value(&inputs).unwrap_or_default();
+    act(ctx, object, decision, inputs, (to, raised), &output.reason, &keys, done).await
+}
+
+/// The object an automatic rollback writes.
+struct Acting<'a> {
+    kind: SpecKind,
+    namespace: &'a str,
+    name: &'a str,
+    uid: &'a str,
+    reference: k8s_openapi::api::core::v1::ObjectReference,
+}
+
+/// Claims the raise in `done`, records the decision, writes the spec of receipt `to` back and
+/// publishes `RolledBack`; the claim is given up when the receipt or the write fails.
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    ctx: &crate::operator::context::Context,
+    object: Acting<'_>,
+    decision: serde_json::Value,
+    inputs: serde_json::Value,
+    (to, raised): (u64, u64),
+    reason: &str,
+    keys: &TrustedKeys,
+    done: &std::sync::Mutex<std::collections::BTreeSet<(String, u64)>>,
+) -> Result<Option<Rolled>, AutoRollbackFailure> {
+    let key = (object.uid.to_string(), raised);
+    let claimed = done.lock().is_ok_and(|mut d| d.insert(key.clone()));
+    if !claimed {
         return Ok(None);
     }
+    let release = || {
+        if let Ok(mut d) = done.lock() {
+            d.remove(&key);
+        }
+    };
+    let (namespace, name) = (object.namespace, object.name);
     let intent = crate::operator::receipts::Intent {
         action: crate::receipts::Action::Configure,
         subject: crate::receipts::SubjectRef {
             api_version: "mom.hypersync.io/v1alpha1".into(),
-            kind: SpecKind::Agent.object_kind().into(),
-            namespace: namespace.clone(),
-            name: name.clone(),
-            uid: Some(uid.clone()),
+            kind: object.kind.object_kind().into(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            uid: Some(object.uid.to_string()),
         },
-        decision: decision_record(&inputs, &output),
-        inputs: serde_json::to_value(&inputs).unwrap_or_default(),
-        regarding: Some(agent.object_ref(&())),
-        withheld: format!("{namespace}/{name} was not rolled back to receipt {to}"),
+        decision,
+        inputs,
+        regarding: Some(object.reference.clone()),
+        withheld: format!(
+            "{} {namespace}/{name} was not rolled back to receipt {to}",
+            object.kind.object_kind()
+        ),
     };
-    ctx.record_before(intent)
-        .await
-        .map_err(|w| AutoRollbackFailure::Receipt(w.message))?;
-    let rolled = rollback(&ctx.client, SpecKind::Agent, &namespace, &name, to, &keys, false, false).await?;
-    if let Ok(mut d) = done.lock() {
-        d.insert((uid, raised));
+    if let Err(w) = ctx.record_before(intent).await {
+        release();
+        return Err(AutoRollbackFailure::Receipt(w.message));
     }
+    let rolled = match rollback(&ctx.client, object.kind, namespace, name, to, keys, false, false).await {
+        Ok(rolled) => rolled,
+        Err(e) => {
+            // The receipt names the raise, so it is not acted on again: say so where users look.
+            ctx.publish(
+                &object.reference,
+                kube::runtime::events::EventType::Warning,
+                "Rollback",
+                "RollbackFailed",
+                format!("the spec of receipt {to} was not written back: {e}"),
+            )
+            .await;
+            return Err(e.into());
+        }
+    };
     ctx.publish(
-        &agent.object_ref(&()),
+        &object.reference,
         kube::runtime::events::EventType::Warning,
         "Rollback",
         "RolledBack",
-        format!(
-            "spec rolled back to the one recorded by receipt {to}: {}",
-            output.reason
-        ),
+        format!("spec rolled back to the one recorded by receipt {to}: {reason}"),
     )
     .await;
     Ok(Some(rolled))
+}
+
+/// The raises (receipt sequences) trusted `agent.rollback` / `strategy.rollback` receipts acted
+/// on, sorted.
+pub fn acted_raises(trusted: &[(Receipt, i64)]) -> Vec<u64> {
+    use crate::decisions::auto_rollback::{AUTO_ROLLBACK_KIND, STRATEGY_ROLLBACK_KIND};
+    let mut raises: Vec<u64> = trusted
+        .iter()
+        .filter(|(r, _)| {
+            let kind = &r.decision["kind"];
+            (kind == AUTO_ROLLBACK_KIND || kind == STRATEGY_ROLLBACK_KIND) && r.decision["output"]["rollback"] == true
+        })
+        .filter_map(|(r, _)| r.decision["output"]["raisedSequence"].as_u64())
+        .collect();
+    raises.sort_unstable();
+    raises.dedup();
+    raises
 }
 
 /// Why an automatic rollback did not happen.
@@ -484,8 +523,9 @@ pub fn agent_history(
 
 /// The strategy's spec changes (its `strategy.change` receipts of this uid), the flag changes
 /// of the agents named in `governed` from its first change on, and per governed agent the
-/// time of its newest recorded spec (`namespace/name` → ms), out of [`trusted_intact`]
-/// receipts of the namespace.
+/// sequences of its `agent.change` receipts (`namespace/name` → sorted sequences; by name: a
+/// deleted agent of the same name counts too), out of [`trusted_intact`] receipts of the
+/// namespace.
 pub fn strategy_history(
     trusted: &[(Receipt, i64)],
     namespace: &str,
@@ -495,7 +535,7 @@ pub fn strategy_history(
 ) -> (
     Vec<crate::decisions::auto_rollback::SpecChange>,
     Vec<crate::decisions::auto_rollback::FlagChange>,
-    std::collections::BTreeMap<String, i64>,
+    std::collections::BTreeMap<String, Vec<u64>>,
 ) {
     let changes = spec_changes(trusted, SpecKind::Strategy, namespace, name, Some(uid));
     // One pass over the receipts, each governed agent looked up by name.
@@ -508,7 +548,7 @@ pub fn strategy_history(
         subject.strip_prefix(prefix).filter(|a| governed.contains(*a))
     }
     let mut flags = Vec::new();
-    let mut own: std::collections::BTreeMap<String, (u64, i64)> = std::collections::BTreeMap::new();
+    let mut own: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
     for (r, at) in trusted {
         let d = &r.decision;
         let kind = d["kind"].as_str().unwrap_or_default();
@@ -533,17 +573,17 @@ pub fn strategy_history(
             && r.subject.namespace == namespace
             && governed.contains(&r.subject.name)
         {
-            let newest = own
-                .entry(format!("{namespace}/{}", r.subject.name))
-                .or_insert((r.sequence, *at));
-            if r.sequence >= newest.0 {
-                *newest = (r.sequence, *at);
-            }
+            own.entry(format!("{namespace}/{}", r.subject.name))
+                .or_default()
+                .push(r.sequence);
         }
     }
     flags.sort_by_key(|f| f.sequence);
     let flags = since_first(&changes, flags);
-    (changes, flags, own.into_iter().map(|(a, (_, at))| (a, at)).collect())
+    for sequences in own.values_mut() {
+        sequences.sort_unstable();
+    }
+    (changes, flags, own)
 }
 
 #[cfg(test)]
@@ -624,13 +664,15 @@ mod tests {
             changes,
             flags,
             within_ms: 30 * 60_000,
-            strategy_changed_ms: None,
+            strategy_changes: vec![],
+            acted_raises: vec![],
         });
         assert_eq!((d.rollback, d.to_sequence), (true, Some(0)), "{d:?}");
     }
 
     #[test]
-    fn a_strategys_history_holds_its_changes_the_flags_of_the_agents_it_governs_and_their_newest_specs() {
+    fn a_strategys_history_holds_its_changes_the_flags_and_spec_changes_of_the_agents_it_governs_and_the_raises_acted_on()
+     {
         use crate::decisions::config_change::strategy_change_record;
         let of = |kind: &str, name: &str, decision: serde_json::Value, minute: u32| {
             let mut d = draft(decision, minute);
@@ -681,8 +723,23 @@ mod tests {
             ))
             .unwrap(),
         ];
+        // Rollback receipts: one that acted on raise 4, one that did not act (raise 5).
+        let rolled = |acted: bool, raise: u64| {
+            serde_json::json!({"kind": "agent.rollback", "inputs": {},
+                               "output": {"rollback": acted, "raisedSequence": raise}})
+        };
+        let mut stored = stored;
+        stored.push(b.seal(draft(rolled(true, 4), 15)).unwrap());
+        stored.push(b.seal(draft(rolled(false, 5), 16)).unwrap());
         let mut keys = TrustedKeys::new();
         keys.add(signer(1).public_key());
+        assert_eq!(acted_raises(&trusted_intact(&stored, &keys)), vec![4]);
+        // Signed by an untrusted key: not believed.
+        let forged = ChainBuilder::genesis(signer(9))
+            .seal(draft(rolled(true, 6), 17))
+            .unwrap();
+        stored.push(forged);
+        assert_eq!(acted_raises(&trusted_intact(&stored, &keys)), vec![4]);
         let governed: std::collections::BTreeSet<String> = ["svc".to_string()].into();
         let trusted = trusted_intact(&stored, &keys);
         let (changes, flags, own) = strategy_history(&trusted, "shop", "tuned", "s1", &governed);
@@ -691,23 +748,23 @@ mod tests {
         assert_eq!(flags.len(), 1, "{flags:?}");
         assert_eq!(flags[0].agent.as_deref(), Some("shop/svc"));
         assert_eq!(own.len(), 1, "{own:?}");
-        assert_eq!(
-            own["shop/svc"] % 3_600_000,
-            2 * 60_000,
-            "svc's newest spec is the one of minute 2"
-        );
-        // The decision: svc's spec (minute 2) is older than the strategy's change (minute 10).
-        let d = crate::decisions::auto_rollback::decide_strategy(
-            &crate::decisions::auto_rollback::StrategyRollbackInputs {
-                strategy: "shop/tuned".into(),
-                generation: 2,
-                changes,
-                flags,
-                agent_changes_ms: own,
-                within_ms: 30 * 60_000,
-            },
-        );
+        assert_eq!(own["shop/svc"], vec![0, 2], "svc's two agent.change receipts");
+        // The decision: svc's newest spec (receipt 2) is older than the strategy's change (3),
+        // so the raise (4) is the strategy's, unless a rollback receipt already acted on it.
+        let mut inputs = crate::decisions::auto_rollback::StrategyRollbackInputs {
+            strategy: "shop/tuned".into(),
+            generation: 2,
+            changes,
+            flags,
+            agent_changes: own,
+            within_ms: 30 * 60_000,
+            acted_raises: vec![],
+        };
+        let d = crate::decisions::auto_rollback::decide_strategy(&inputs);
         assert_eq!((d.rollback, d.to_sequence), (true, Some(1)), "{d:?}");
+        inputs.acted_raises = acted_raises(&trusted);
+        let d = crate::decisions::auto_rollback::decide_strategy(&inputs);
+        assert_eq!((d.rollback, d.raised_sequence), (false, Some(4)), "{d:?}");
         // With db governed too, its flag is in the history; db has no recorded spec of its own.
         let governed: std::collections::BTreeSet<String> = ["svc".to_string(), "db".to_string()].into();
         let (_, flags, own) = strategy_history(&trusted, "shop", "tuned", "s1", &governed);

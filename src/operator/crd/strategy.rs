@@ -363,12 +363,15 @@ pub struct RollbackSpec {
     /// `mom rollback strategy/NAME --to SEQ`) puts a recorded spec back by hand. `auto`: when a
     /// flag is raised on a matching agent at most `withinMinutes` after a spec changed, the
     /// newer of the two changes before the raise is blamed, the agent's spec (all but
-    /// `replicas`) or this strategy's. The operator puts back the newest earlier recorded spec
-    /// of the blamed object (signed `agent.change` / `strategy.change` receipt) that differs and
-    /// under which no flag was up (for the strategy: on no agent it matches now); first an
-    /// `agent.rollback` / `strategy.rollback` receipt, then the spec write (an agent keeps its
-    /// `replicas`), then the Event `RolledBack` on that object. Nothing is rolled back when there
-    /// is no such earlier spec. Anomaly flags come from MomConfig `spec.anomaly.agentSeries`.
+    /// `replicas`) or this strategy's (its first recorded spec is not a change); a raise is
+    /// acted on once. The operator puts back the newest earlier recorded spec of the blamed
+    /// object (signed `agent.change` / `strategy.change` receipt) that differs and under which no
+    /// flag was up (for the strategy: on no agent it matches now); first an `agent.rollback` /
+    /// `strategy.rollback` receipt, then the spec write (an agent keeps its `replicas`), then
+    /// the Event `RolledBack` on that object. Nothing is rolled back when there is no such
+    /// earlier spec. A strategy's spec is recorded when an agent it matches is reconciled under a
+    /// new generation of it, and nothing is recorded at MomConfig verification level `none`.
+    /// Anomaly flags come from MomConfig `spec.anomaly.agentSeries`.
     #[serde(default)]
     pub mode: RollbackMode,
     /// How long after a spec change a raised flag is blamed on it; 1…1440 (a day), default 30.

@@ -121,6 +121,8 @@ pub struct ReceiptWriter {
     /// says) and kept up as this writer seals change receipts (and as the agent controller
     /// decides on specs sampling left out).
     recorded_specs: std::sync::Mutex<std::collections::HashMap<String, (i64, String)>>,
+    /// See [`Self::spec_recording`].
+    spec_recording: tokio::sync::Mutex<()>,
     /// Signing keys this process has read (key id → signer): a changed key is handed over by
     /// the outgoing one, which may no longer be in its Secret.
     held_keys: std::sync::Mutex<BTreeMap<String, Signer>>,
@@ -196,6 +198,7 @@ impl ReceiptWriter {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             unconfirmed: std::sync::Mutex::new(Vec::new()),
             recorded_specs: std::sync::Mutex::default(),
+            spec_recording: tokio::sync::Mutex::default(),
             held_keys: std::sync::Mutex::new(BTreeMap::new()),
             key_state: std::sync::Mutex::new(None),
         }
@@ -403,7 +406,8 @@ impl ReceiptWriter {
     }
 
     /// What this writer holds of `uid`'s recorded spec, without loading the chain (see
-    /// [`Self::recorded_spec`]); `None` also when no chain is loaded yet. For a fast check on
+    /// [`Self::recorded_spec`]): what the last loaded chain and the receipts written since
+    /// say (kept across [`Self::reset`]; empty before the first load). For a fast check on
     /// every reconcile: it takes no lock a receipt write holds.
     pub fn known_spec(&self, uid: &str) -> Option<(i64, String)> {
         self.recorded_specs.lock().ok().and_then(|m| m.get(uid).cloned())
@@ -430,34 +434,11 @@ impl ReceiptWriter {
         }
     }
 
-    /// Claims `generation` of agent or strategy `uid` with the spec digest `digest` for
-    /// recording: `true` for the one caller that finds no record at or above `generation` (it
-    /// then writes the change receipt), `false` for every other. Check and claim are one step,
-    /// so agents of one strategy reconciled at once record its change once.
-    pub fn claim_spec(&self, uid: &str, generation: i64, digest: String) -> bool {
-        let Ok(mut m) = self.recorded_specs.lock() else {
-            return false;
-        };
-        match m.get(uid) {
-            Some((g, _)) if *g >= generation => false,
-            _ => {
-                m.insert(uid.to_string(), (generation, digest));
-                true
-            }
-        }
-    }
-
-    /// Gives up a claim of [`Self::claim_spec`] whose receipt was not written: `uid`'s entry
-    /// goes back to `previous` if it still holds the claimed `generation`.
-    pub fn release_spec(&self, uid: &str, generation: i64, previous: Option<(i64, String)>) {
-        if let Ok(mut m) = self.recorded_specs.lock()
-            && m.get(uid).is_some_and(|(g, _)| *g == generation)
-        {
-            match previous {
-                Some(p) => m.insert(uid.to_string(), p),
-                None => m.remove(uid),
-            };
-        }
+    /// Held while a spec change is compared with the chain and recorded (the agent controller's
+    /// strategy records), so two reconciles do not record one generation twice and neither
+    /// acts before the receipt is written.
+    pub async fn spec_recording(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.spec_recording.lock().await
     }
 
     /// Keeps [`Self::recorded_spec`] current over a receipt now stored.
