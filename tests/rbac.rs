@@ -28,6 +28,12 @@ const SCHEDULER_SA: &str = "mom-scheduler";
 /// stays. Keys are `group/resource[/subresource]:verb` (core group written as `core`).
 const UNEXERCISED: &[(&str, &str)] = &[
     (
+        "mom.hypersync.io/orchestrationstrategies:patch",
+        "automatic rollback writes a strategy's recorded spec back only when an agent flag is \
+         raised soon after a strategy change under spec.resilience.rollback.mode: auto \
+         (tests/anomaly_responses.rs); this scenario configures no series",
+    ),
+    (
         "events.k8s.io/events:patch",
         "the recorder patches an Event only to fold a repeat of it into a series, which this \
          scenario need not produce",
