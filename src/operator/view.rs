@@ -297,18 +297,18 @@ impl Heartbeat {
     }
 }
 
-/// Fewest late nodes that make a domain partially disrupted (the node lifecycle controller's
-/// "more than 2").
+/// A domain is partially disrupted only with more than this many late nodes (the node
+/// lifecycle controller's "more than 2").
 pub const HOLD_MIN_SILENT: usize = 2;
 
-/// Share of a domain's nodes late that makes it partially disrupted (the node lifecycle
-/// controller's `--unhealthy-zone-threshold`, 0.55).
-pub const HOLD_RATIO: f64 = 0.55;
+/// Share of a domain's nodes late, in percent, that makes it partially disrupted (the node
+/// lifecycle controller's `--unhealthy-zone-threshold`, 0.55).
+pub const HOLD_PERCENT: usize = 55;
 
-/// More than [`HOLD_MIN_SILENT`] of `total` nodes and at least [`HOLD_RATIO`] of them silent,
-/// but not all.
+/// More than [`HOLD_MIN_SILENT`] of `total` nodes and at least [`HOLD_PERCENT`] of them silent,
+/// but not all (in integers: exactly 55 of 100 counts).
 fn partially_disrupted(silent: usize, total: usize) -> bool {
-    silent > HOLD_MIN_SILENT && silent < total && silent as f64 >= HOLD_RATIO * total as f64
+    silent > HOLD_MIN_SILENT && silent < total && silent.saturating_mul(100) >= HOLD_PERCENT.saturating_mul(total)
 }
 
 /// A tentative placement made at `at` is dropped after 30 s (the scheduler did not follow it).
@@ -926,14 +926,15 @@ impl View {
     /// evicting in a full disruption.
     ///
     /// A failure domain in partial disruption is held: when more than [`HOLD_MIN_SILENT`] of its
-    /// nodes and at least [`HOLD_RATIO`] of them would be silent while others still renew, no
-    /// further node of it is judged silent (those already judged stay; a node that renews comes
-    /// back). A real outage of a domain silences all of its nodes within one renewal period (the
-    /// domain rule above); many nodes late while their neighbours renew is an apiserver or
-    /// watch falling behind. The node lifecycle controller slows its evictions in a partially
-    /// disrupted zone (to none in small clusters) for the same reason; as there, a rack dying
-    /// inside a zone waits for the nodes' NotReady. Nodes without the domain label count as one
-    /// domain.
+    /// nodes and at least [`HOLD_PERCENT`] % of them would be silent while others still renew,
+    /// no further node of it is judged silent (those already judged stay; a node that renews
+    /// comes back). Nodes not renewed for a whole Lease duration are not counted. A real outage
+    /// of a domain silences all of its nodes within one renewal period (the domain rule above);
+    /// many nodes late while their neighbours renew is an apiserver or watch falling behind. A
+    /// backlog that makes every node of a domain late is not told from an outage. The node
+    /// lifecycle controller slows its evictions in a partially disrupted zone (to none in small
+    /// clusters) for the same reason; as there, a rack dying inside a zone waits for the nodes'
+    /// NotReady. For the hold, nodes without the domain label count as one domain.
     ///
     /// A change of the set counts as a health change ([`View::failed_epoch`]). Returns the nodes
     /// that went silent and those that came back.
@@ -963,9 +964,14 @@ impl View {
                 silent.entry((*node).clone()).or_insert(lag);
             }
         }
-        // Partial disruption: hold the domain.
+        // Partial disruption: hold the domain. Nodes not renewed for a whole Lease duration
+        // (long dead, or dead before this episode) are left out of both counts, so dead nodes
+        // not yet deleted do not hold their domain against a new failure.
         let mut per_domain: BTreeMap<Option<&String>, (usize, usize)> = BTreeMap::new();
-        for (node, _, domain) in &known {
+        for (node, h, domain) in &known {
+            if h.lagging(now_ms, 4).is_some() {
+                continue;
+            }
             let counts = per_domain.entry(*domain).or_default();
             counts.1 += 1;
             counts.0 += usize::from(silent.contains_key(*node));
@@ -981,15 +987,19 @@ impl View {
         }
         let name = |d: &Option<&String>| d.map_or_else(|| "(no domain label)".to_string(), |d| d.to_string());
         let held_names: Vec<String> = held.keys().map(name).collect();
-        if !held.is_empty() && held_names != self.held_domains {
-            let counts: Vec<String> = held
-                .iter()
-                .map(|(d, (s, t))| format!("{}: {s} of {t} nodes late", name(d)))
-                .collect();
-            tracing::warn!(
-                domains = ?counts,
-                "heartbeats late in part of a failure domain while the rest renews: held as an apiserver or watch backlog, no further node of it is treated as failed"
-            );
+        // Logged when a domain starts or stops being held, not at every judgement.
+        for (d, (s, t)) in &held {
+            if !self.held_domains.contains(&name(d)) {
+                tracing::warn!(
+                    domain = %name(d),
+                    late = s,
+                    nodes = t,
+                    "heartbeats late in most of a failure domain while the rest renews: held as an apiserver or watch backlog, no further node of it is treated as failed"
+                );
+            }
+        }
+        for d in self.held_domains.iter().filter(|d| !held_names.contains(d)) {
+            tracing::info!(domain = %d, "failure domain no longer held");
         }
         let went: Vec<String> = silent
             .keys()
@@ -2308,6 +2318,38 @@ mod tests {
         let (went, back) = view.mark_silent(32_000);
         assert_eq!((went, back), (vec![], vec!["za-1".to_string(), "za-4".to_string()]));
         assert!(view.node_failed("za-0") && view.node_failed("za-2"));
+    }
+
+    #[test]
+    fn nodes_dead_for_a_whole_lease_do_not_hold_their_zone_against_a_new_failure() {
+        let mut view = View::default();
+        view.settings.topology_keys = vec![crate::labels::ZONE_LABEL.into(), crate::labels::HOSTNAME_LABEL.into()];
+        for i in 0..5 {
+            view.apply_node(&zoned_node(&format!("za-{i}"), "za"));
+        }
+        let beat = |ms| {
+            Some(Heartbeat {
+                renewed_ms: ms,
+                duration_s: 40,
+            })
+        };
+        // za-0 and za-1 died long ago (not deleted); za-2 dies now; za-3 and za-4 renew.
+        for (node, renewed) in [
+            ("za-0", 0),
+            ("za-1", 0),
+            ("za-2", 78_000),
+            ("za-3", 95_000),
+            ("za-4", 99_000),
+        ] {
+            view.apply_heartbeat(node, beat(renewed));
+        }
+        let (went, _) = view.mark_silent(100_000);
+        assert_eq!(
+            went,
+            vec!["za-0".to_string(), "za-1".to_string(), "za-2".to_string()],
+            "3 of 5 late would hold za, but two of them are long dead: 1 of 3 counts"
+        );
+        assert!(view.held_domains().is_empty());
     }
 
     #[test]
