@@ -252,9 +252,7 @@ pub async fn auto_rollback(
         let (changes, flags, agent_changes) =
             strategy_history(&trusted, &namespace, &strategy_name, &strategy_uid, &governed);
         // Its first record is the spec it had, not a change.
-        let mut sequences: Vec<u64> = changes.iter().map(|c| c.sequence).collect();
-        sequences.sort_unstable();
-        strategy_changes = sequences.into_iter().skip(1).collect();
+        strategy_changes = replacing_changes(&trusted, &namespace, &strategy_name, &strategy_uid);
         let inputs = StrategyRollbackInputs {
             strategy: format!("{namespace}/{strategy_name}"),
             generation: strategy_generation,
@@ -317,7 +315,9 @@ struct Acting<'a> {
 }
 
 /// Claims the raise in `done`, records the decision, writes the spec of receipt `to` back and
-/// publishes `RolledBack`; the claim is given up when the receipt or the write fails.
+/// publishes `RolledBack`. The claim is given up when the receipt fails; once the receipt is
+/// written it names the raise, which is then not acted on again: the write is tried 3 times,
+/// 1 s apart, and when it still fails a `RollbackFailed` Event says so (`mom rollback` by hand).
 #[allow(clippy::too_many_arguments)]
 async fn act(
     ctx: &crate::operator::context::Context,
@@ -361,7 +361,17 @@ async fn act(
         release();
         return Err(AutoRollbackFailure::Receipt(w.message));
     }
-    let rolled = match rollback(&ctx.client, object.kind, namespace, name, to, keys, false, false).await {
+    let mut attempt = 1;
+    let written = loop {
+        match rollback(&ctx.client, object.kind, namespace, name, to, keys, false, false).await {
+            Err(RollbackFailure::Api { .. }) if attempt < 3 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            other => break other,
+        }
+    };
+    let rolled = match written {
         Ok(rolled) => rolled,
         Err(e) => {
             // The receipt names the raise, so it is not acted on again: say so where users look.
@@ -385,6 +395,27 @@ async fn act(
     )
     .await;
     Ok(Some(rolled))
+}
+
+/// The sequences of the trusted `strategy.change` receipts of strategy `namespace/name` (uid
+/// `uid`) that replaced a recorded spec (`previousGeneration` set): its first record, the spec
+/// it had when recording began, is not a change. Sorted.
+pub fn replacing_changes(trusted: &[(Receipt, i64)], namespace: &str, name: &str, uid: &str) -> Vec<u64> {
+    let mut sequences: Vec<u64> = trusted
+        .iter()
+        .filter(|(r, _)| {
+            let d = &r.decision;
+            d["kind"] == SpecKind::Strategy.change_kind()
+                && r.subject.kind == SpecKind::Strategy.object_kind()
+                && r.subject.namespace == namespace
+                && r.subject.name == name
+                && d["uid"] == uid
+                && !d["previousGeneration"].is_null()
+        })
+        .map(|(r, _)| r.sequence)
+        .collect();
+    sequences.sort_unstable();
+    sequences
 }
 
 /// The raises (receipt sequences) trusted `agent.rollback` / `strategy.rollback` receipts acted
@@ -744,6 +775,11 @@ mod tests {
         let trusted = trusted_intact(&stored, &keys);
         let (changes, flags, own) = strategy_history(&trusted, "shop", "tuned", "s1", &governed);
         assert_eq!(changes.iter().map(|c| c.sequence).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(
+            replacing_changes(&trusted, "shop", "tuned", "s1"),
+            vec![3],
+            "the first record is not a change"
+        );
         assert_eq!(changes[0].spec_digest, inputs_digest(&max(5)).unwrap());
         assert_eq!(flags.len(), 1, "{flags:?}");
         assert_eq!(flags[0].agent.as_deref(), Some("shop/svc"));
