@@ -227,8 +227,6 @@ pub struct View {
     /// Nodes whose heartbeat stopped ([`View::mark_silent`]): failed before the node lifecycle
     /// controller says so.
     silent: Map<String, u64>,
-    /// See [`View::held_domains`].
-    held_domains: Vec<String>,
     /// Failure domains the failover planner acts on ahead of a predicted failure
     /// ([`View::set_predicted`]): domain → its action (`add_standby` while standbys are held
     /// for it, or a move).
@@ -295,20 +293,6 @@ impl Heartbeat {
         let lag = now_ms.saturating_sub(self.renewed_ms);
         (self.duration_s > 0 && lag > self.duration_s * 1000 * missed / 4).then_some(lag / 1000)
     }
-}
-
-/// A domain is partially disrupted only with more than this many late nodes (the node
-/// lifecycle controller's "more than 2").
-pub const HOLD_MIN_SILENT: usize = 2;
-
-/// Share of a domain's nodes late, in percent, that makes it partially disrupted (the node
-/// lifecycle controller's `--unhealthy-zone-threshold`, 0.55).
-pub const HOLD_PERCENT: usize = 55;
-
-/// More than [`HOLD_MIN_SILENT`] of `total` nodes and at least [`HOLD_PERCENT`] of them silent,
-/// but not all (in integers: exactly 55 of 100 counts).
-fn partially_disrupted(silent: usize, total: usize) -> bool {
-    silent > HOLD_MIN_SILENT && silent < total && silent.saturating_mul(100) >= HOLD_PERCENT.saturating_mul(total)
 }
 
 /// A tentative placement made at `at` is dropped after 30 s (the scheduler did not follow it).
@@ -925,17 +909,6 @@ impl View {
     /// replica's watch lagging, not the nodes' — as the node lifecycle controller stops
     /// evicting in a full disruption.
     ///
-    /// A failure domain in partial disruption is held: when more than [`HOLD_MIN_SILENT`] of its
-    /// nodes and at least [`HOLD_PERCENT`] % of them would be silent while others still renew,
-    /// no further node of it is judged silent (those already judged stay; a node that renews
-    /// comes back). Nodes not renewed for a whole Lease duration are not counted. A real outage
-    /// of a domain silences all of its nodes within one renewal period (the domain rule above);
-    /// many nodes late while their neighbours renew is an apiserver or watch falling behind. A
-    /// backlog that makes every node of a domain late is not told from an outage. The node
-    /// lifecycle controller slows its evictions in a partially disrupted zone (to none in small
-    /// clusters) for the same reason; as there, a rack dying inside a zone waits for the nodes'
-    /// NotReady. For the hold, nodes without the domain label count as one domain.
-    ///
     /// A change of the set counts as a health change ([`View::failed_epoch`]). Returns the nodes
     /// that went silent and those that came back.
     pub fn mark_silent(&mut self, now_ms: u64) -> (Vec<String>, Vec<String>) {
@@ -964,43 +937,6 @@ impl View {
                 silent.entry((*node).clone()).or_insert(lag);
             }
         }
-        // Partial disruption: hold the domain. Nodes not renewed for a whole Lease duration
-        // (long dead, or dead before this episode) are left out of both counts, so dead nodes
-        // not yet deleted do not hold their domain against a new failure.
-        let mut per_domain: BTreeMap<Option<&String>, (usize, usize)> = BTreeMap::new();
-        for (node, h, domain) in &known {
-            if h.lagging(now_ms, 4).is_some() {
-                continue;
-            }
-            let counts = per_domain.entry(*domain).or_default();
-            counts.1 += 1;
-            counts.0 += usize::from(silent.contains_key(*node));
-        }
-        let held: BTreeMap<Option<&String>, (usize, usize)> = per_domain
-            .into_iter()
-            .filter(|(_, (silent, total))| partially_disrupted(*silent, *total))
-            .collect();
-        for (node, _, domain) in &known {
-            if held.contains_key(domain) && !self.silent.contains_key(*node) {
-                silent.remove(*node);
-            }
-        }
-        let name = |d: &Option<&String>| d.map_or_else(|| "(no domain label)".to_string(), |d| d.to_string());
-        let held_names: Vec<String> = held.keys().map(name).collect();
-        // Logged when a domain starts or stops being held, not at every judgement.
-        for (d, (s, t)) in &held {
-            if !self.held_domains.contains(&name(d)) {
-                tracing::warn!(
-                    domain = %name(d),
-                    late = s,
-                    nodes = t,
-                    "heartbeats late in most of a failure domain while the rest renews: held as an apiserver or watch backlog, no further node of it is treated as failed"
-                );
-            }
-        }
-        for d in self.held_domains.iter().filter(|d| !held_names.contains(d)) {
-            tracing::info!(domain = %d, "failure domain no longer held");
-        }
         let went: Vec<String> = silent
             .keys()
             .filter(|n| !self.silent.contains_key(*n))
@@ -1016,14 +952,7 @@ impl View {
             self.failed_epoch += 1;
         }
         self.silent = silent.into_iter().collect();
-        self.held_domains = held_names;
         (went, back)
-    }
-
-    /// The failure domains [`View::mark_silent`] last held (`(no domain label)` for the nodes
-    /// without one), sorted.
-    pub fn held_domains(&self) -> &[String] {
-        &self.held_domains
     }
 
     pub fn delete_node(&mut self, name: &str) -> bool {
@@ -2259,121 +2188,6 @@ mod tests {
         let (went, _) = view.mark_silent(21_000);
         assert_eq!(went, vec!["a1".to_string(), "a2".to_string()]);
         assert!(!view.node_failed("a3") && !view.node_failed("b1"));
-    }
-
-    #[test]
-    fn most_of_a_zone_late_while_its_other_nodes_renew_is_held_but_a_whole_zone_silent_fails() {
-        let mut view = View::default();
-        view.settings.topology_keys = vec![crate::labels::ZONE_LABEL.into(), crate::labels::HOSTNAME_LABEL.into()];
-        let zones = [("za", 5), ("zb", 5), ("zc", 3)];
-        for (zone, count) in zones {
-            for i in 0..count {
-                view.apply_node(&zoned_node(&format!("{zone}-{i}"), zone));
-            }
-        }
-        let beat = |ms| {
-            Some(Heartbeat {
-                renewed_ms: ms,
-                duration_s: 40,
-            })
-        };
-        // za: an apiserver backlog: 4 of 5 late (one by two renewals), one renews on time.
-        // zb: a real outage: all 5 stopped renewing. zc: 2 of 3 late, one by two renewals
-        // (too few to be a disruption: judged as always).
-        for (node, renewed) in [
-            ("za-0", 0),
-            ("za-1", 8_000),
-            ("za-2", 8_000),
-            ("za-3", 9_000),
-            ("za-4", 20_000),
-            ("zb-0", 0),
-            ("zb-1", 5_000),
-            ("zb-2", 8_000),
-            ("zb-3", 9_000),
-            ("zb-4", 9_500),
-            ("zc-0", 0),
-            ("zc-1", 8_000),
-            ("zc-2", 20_000),
-        ] {
-            view.apply_heartbeat(node, beat(renewed));
-        }
-        let (went, _) = view.mark_silent(21_000);
-        let expected: Vec<String> = ["zb-0", "zb-1", "zb-2", "zb-3", "zb-4", "zc-0", "zc-1"]
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
-        assert_eq!(went, expected, "za held; zb (all silent) and zc (two) judged");
-        assert!(!view.node_failed("za-0") && view.node_failed("zb-4"));
-        assert_eq!(view.held_domains(), ["za"]);
-        // Control: za's last node stops too: the whole zone is silent, no longer held (zc-2
-        // still renews, so the control plane is not the one away).
-        view.apply_heartbeat("zc-2", beat(30_000));
-        let (went, _) = view.mark_silent(31_000);
-        assert_eq!(went.len(), 5, "{went:?}");
-        assert!(view.held_domains().is_empty());
-        // Once judged, a node stays silent while its zone is held again (only a renewal brings
-        // it back); the renewed one comes back.
-        view.apply_heartbeat("za-4", beat(31_000));
-        view.apply_heartbeat("za-1", beat(31_000));
-        let (went, back) = view.mark_silent(32_000);
-        assert_eq!((went, back), (vec![], vec!["za-1".to_string(), "za-4".to_string()]));
-        assert!(view.node_failed("za-0") && view.node_failed("za-2"));
-    }
-
-    #[test]
-    fn nodes_dead_for_a_whole_lease_do_not_hold_their_zone_against_a_new_failure() {
-        let mut view = View::default();
-        view.settings.topology_keys = vec![crate::labels::ZONE_LABEL.into(), crate::labels::HOSTNAME_LABEL.into()];
-        for i in 0..5 {
-            view.apply_node(&zoned_node(&format!("za-{i}"), "za"));
-        }
-        let beat = |ms| {
-            Some(Heartbeat {
-                renewed_ms: ms,
-                duration_s: 40,
-            })
-        };
-        // za-0 and za-1 died long ago (not deleted); za-2 dies now; za-3 and za-4 renew.
-        for (node, renewed) in [
-            ("za-0", 0),
-            ("za-1", 0),
-            ("za-2", 78_000),
-            ("za-3", 95_000),
-            ("za-4", 99_000),
-        ] {
-            view.apply_heartbeat(node, beat(renewed));
-        }
-        let (went, _) = view.mark_silent(100_000);
-        assert_eq!(
-            went,
-            vec!["za-0".to_string(), "za-1".to_string(), "za-2".to_string()],
-            "3 of 5 late would hold za, but two of them are long dead: 1 of 3 counts"
-        );
-        assert!(view.held_domains().is_empty());
-    }
-
-    #[test]
-    fn nodes_without_a_domain_label_are_held_as_one_domain() {
-        let mut view = View::default();
-        for n in ["n1", "n2", "n3", "n4", "n5"] {
-            view.apply_node(&node(n));
-        }
-        let beat = |ms| {
-            Some(Heartbeat {
-                renewed_ms: ms,
-                duration_s: 40,
-            })
-        };
-        for (n, renewed) in [("n1", 0), ("n2", 0), ("n3", 0), ("n4", 20_000), ("n5", 20_000)] {
-            view.apply_heartbeat(n, beat(renewed));
-        }
-        // 3 of 5 silent (60 %): held.
-        assert_eq!(view.mark_silent(21_000), (vec![], vec![]));
-        assert_eq!(view.held_domains(), ["(no domain label)"]);
-        // Control: 2 of 5 (40 %) are judged.
-        view.apply_heartbeat("n3", beat(20_000));
-        let (went, _) = view.mark_silent(21_000);
-        assert_eq!(went, vec!["n1".to_string(), "n2".to_string()]);
     }
 
     #[test]
