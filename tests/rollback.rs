@@ -28,8 +28,20 @@ fn agent(ns: &str, name: &str, replicas: i32, version: &str) -> String {
 /// The operator's `agent.change` receipts of agent `name`, in chain order, once there are
 /// `count`. The forgery this test plants (named `forged-change`) is not one of them.
 async fn changes(receipts: &Api<Receipt>, name: &str, count: usize) -> Vec<Receipt> {
+    recorded(receipts, "agent.change", name, count).await
+}
+
+/// The operator's `strategy.change` receipts of strategy `name`, in chain order, once there are
+/// `count`.
+async fn strategy_changes(receipts: &Api<Receipt>, name: &str, count: usize) -> Vec<Receipt> {
+    recorded(receipts, "strategy.change", name, count).await
+}
+
+/// The receipts of decision `kind` about `name`, in chain order, once there are `count` (the
+/// planted `forged-change` left out).
+async fn recorded(receipts: &Api<Receipt>, kind: &str, name: &str, count: usize) -> Vec<Receipt> {
     common::eventually(
-        &format!("{count} agent.change receipts of {name}"),
+        &format!("{count} {kind} receipts of {name}"),
         Duration::from_secs(60),
         || {
             let receipts = receipts.clone();
@@ -40,7 +52,7 @@ async fn changes(receipts: &Api<Receipt>, name: &str, count: usize) -> Vec<Recei
                     .ok()?
                     .items
                     .into_iter()
-                    .filter(|r| r.spec.decision["kind"] == "agent.change" && r.spec.subject.name == name)
+                    .filter(|r| r.spec.decision["kind"] == kind && r.spec.subject.name == name)
                     .filter(|r| r.metadata.name.as_deref() != Some("forged-change"))
                     .collect();
                 list.sort_by_key(|r| r.spec.sequence);
@@ -191,31 +203,6 @@ async fn a_bad_template_change_is_rolled_back_from_its_signed_receipt_and_forged
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(r#""changed":false"#), "{out}");
     let _ = receipts.delete("forged-change", &Default::default()).await;
-}
-
-/// The operator's `strategy.change` receipts of strategy `name`, in chain order, once there are
-/// `count`.
-async fn strategy_changes(receipts: &Api<Receipt>, name: &str, count: usize) -> Vec<Receipt> {
-    common::eventually(
-        &format!("{count} strategy.change receipts of {name}"),
-        Duration::from_secs(60),
-        || {
-            let receipts = receipts.clone();
-            async move {
-                let mut list: Vec<Receipt> = receipts
-                    .list(&ListParams::default())
-                    .await
-                    .ok()?
-                    .items
-                    .into_iter()
-                    .filter(|r| r.spec.decision["kind"] == "strategy.change" && r.spec.subject.name == name)
-                    .collect();
-                list.sort_by_key(|r| r.spec.sequence);
-                (list.len() >= count).then_some(list)
-            }
-        },
-    )
-    .await
 }
 
 #[tokio::test]

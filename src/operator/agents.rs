@@ -456,23 +456,9 @@ async fn record_spec_change(agent: &GeometricAgent, ctx: &Context) -> Result<(),
         action: "configure",
         source,
     };
-    // As for every receipt: at `full_audit` nothing is done without it; below, a chain that
-    // cannot be read is logged and the agent acted on.
-    let last = match ctx.writer.recorded_spec(&uid).await {
-        Ok(last) => last,
-        Err(e) if level == VerificationLevel::FullAudit => {
-            return Err(receipt_error(super::receipts::Withheld {
-                message: format!(
-                    "{} spec generation {generation} cannot be compared with the receipt chain, so it is not acted on yet",
-                    AgentKey::of(agent)
-                ),
-                source: Box::new(e),
-            }));
-        }
-        Err(e) => {
-            tracing::warn!(agent = %AgentKey::of(agent), error = %e, "receipt chain not readable (level below full_audit: acting anyway)");
-            return Ok(());
-        }
+    let what = || format!("{} spec generation {generation}", AgentKey::of(agent));
+    let Some(last) = chain_record(ctx, &uid, level, agent, what, "it").await? else {
+        return Ok(());
     };
     if last.as_ref().is_some_and(|(g, _)| *g >= generation) {
         return Ok(());
@@ -511,6 +497,38 @@ async fn record_spec_change(agent: &GeometricAgent, ctx: &Context) -> Result<(),
     Ok(())
 }
 
+/// What the receipt chain records of the spec of `uid` ([`super::receipts::ReceiptWriter::recorded_spec`]).
+/// As for every receipt: at `full_audit` nothing is done without it (an error naming `what`
+/// and who is `not acted on`); below, a chain that cannot be read is logged and `Ok(None)`
+/// says to act anyway.
+async fn chain_record(
+    ctx: &Context,
+    uid: &str,
+    level: crate::operator::crd::momconfig::VerificationLevel,
+    agent: &GeometricAgent,
+    what: impl Fn() -> String,
+    not_acted_on: &str,
+) -> Result<Option<Option<(i64, String)>>, AgentError> {
+    match ctx.writer.recorded_spec(uid).await {
+        Ok(last) => Ok(Some(last)),
+        Err(e) if level == crate::operator::crd::momconfig::VerificationLevel::FullAudit => Err(AgentError::Receipt {
+            agent: agent.name_any(),
+            action: "configure",
+            source: super::receipts::Withheld {
+                message: format!(
+                    "{} cannot be compared with the receipt chain, so {not_acted_on} is not acted on yet",
+                    what()
+                ),
+                source: Box::new(e),
+            },
+        }),
+        Err(e) => {
+            tracing::warn!(subject = %what(), error = %e, "receipt chain not readable (level below full_audit: acting anyway)");
+            Ok(None)
+        }
+    }
+}
+
 /// Records the spec of the agent's strategy as a `strategy.change` receipt (action
 /// `configure`) when an agent it governs is reconciled under a generation of it whose spec is
 /// not the one the receipt chain records last for it: automatic rollback and `mom rollback
@@ -545,21 +563,10 @@ async fn record_strategy_change(
         action: "configure",
         source,
     };
-    let last = match ctx.writer.recorded_spec(&uid).await {
-        Ok(last) => last,
-        Err(e) if level == VerificationLevel::FullAudit => {
-            return Err(receipt_error(super::receipts::Withheld {
-                message: format!(
-                    "strategy {ns}/{name} generation {generation} cannot be compared with the receipt chain, so {} is not acted on yet",
-                    AgentKey::of(agent)
-                ),
-                source: Box::new(e),
-            }));
-        }
-        Err(e) => {
-            tracing::warn!(strategy = %name, error = %e, "receipt chain not readable (level below full_audit: acting anyway)");
-            return Ok(true);
-        }
+    let what = || format!("strategy {ns}/{name} generation {generation}");
+    let subject = AgentKey::of(agent).to_string();
+    let Some(last) = chain_record(ctx, &uid, level, agent, what, &subject).await? else {
+        return Ok(true);
     };
     if last.as_ref().is_some_and(|(g, _)| *g >= generation) {
         return Ok(true);
