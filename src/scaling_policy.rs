@@ -405,6 +405,16 @@ impl DecisionInputs {
     }
 }
 
+impl DecisionInputs {
+    /// `combined()?.settings.hpa_config()`, without copying the inputs when there is one target.
+    fn combined_hpa_config(&self) -> Result<HpaConfig, PolicyError> {
+        if self.other_targets.is_empty() {
+            return Ok(self.settings.hpa_config());
+        }
+        Ok(self.combined()?.settings.hpa_config())
+    }
+}
+
 /// Why `desired` is what it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -863,7 +873,7 @@ pub fn decide_observed(
     if method == Method::Reactive || guarded {
         // The HPA runs on the combined problem when there are several targets (the guarded
         // predictive method keeps it as its fallback).
-        let cfg = inputs.combined()?.settings.hpa_config();
+        let cfg = inputs.combined_hpa_config()?;
         let state = match hpa {
             Some(s) if s.config == cfg => s.clone(),
             _ => HpaState::new(cfg)?,

@@ -312,14 +312,16 @@ pub fn validate_snapshot(s: &Snapshot) -> Result<(), DeschedulerError> {
         f64::INFINITY
     };
     let dim = s.nodes.first().map(|n| n.position.len()).unwrap_or(0);
-    let check_point = |what: String, x: &[f64], problems: &mut Vec<String>| {
+    // `what` names the point; it is only built for a problem (plans run every few seconds).
+    let check_point = |what: &dyn Fn() -> String, x: &[f64], problems: &mut Vec<String>| {
         if x.len() != dim {
-            problems.push(format!("{what} has dimension {}, the nodes have {dim}", x.len()));
+            problems.push(format!("{} has dimension {}, the nodes have {dim}", what(), x.len()));
         } else if x.iter().any(|c| !c.is_finite()) {
-            problems.push(format!("{what} has a non-finite coordinate"));
+            problems.push(format!("{} has a non-finite coordinate", what()));
         } else if poincare::norm(x) >= radius {
             problems.push(format!(
-                "{what} lies outside the ball (norm {} ≥ radius {radius})",
+                "{} lies outside the ball (norm {} ≥ radius {radius})",
+                what(),
                 poincare::norm(x)
             ));
         }
@@ -334,7 +336,11 @@ pub fn validate_snapshot(s: &Snapshot) -> Result<(), DeschedulerError> {
         if n.position.is_empty() {
             problems.push(format!("nodes[{i}] ({}).position is empty", n.name));
         } else {
-            check_point(format!("nodes[{i}] ({}).position", n.name), &n.position, &mut problems);
+            check_point(
+                &|| format!("nodes[{i}] ({}).position", n.name),
+                &n.position,
+                &mut problems,
+            );
         }
     }
     let mut agents = BTreeMap::new();
@@ -361,10 +367,10 @@ pub fn validate_snapshot(s: &Snapshot) -> Result<(), DeschedulerError> {
             }
         }
         if let Some(t) = &a.target {
-            check_point(format!("agents[{i}] ({}).target", a.name), t, &mut problems);
+            check_point(&|| format!("agents[{i}] ({}).target", a.name), t, &mut problems);
         }
         if let Some(t) = &a.previous_target {
-            check_point(format!("agents[{i}] ({}).previousTarget", a.name), t, &mut problems);
+            check_point(&|| format!("agents[{i}] ({}).previousTarget", a.name), t, &mut problems);
         }
         if let Some(m) = a.max_distance
             && (!m.is_finite() || m < 0.0)
@@ -379,7 +385,7 @@ pub fn validate_snapshot(s: &Snapshot) -> Result<(), DeschedulerError> {
     for (i, p) in s.pods.iter().enumerate() {
         if p.name.is_empty() || p.namespace.is_empty() {
             problems.push(format!("pods[{i}] needs a name and a namespace, got {:?}", p.key()));
-        } else if pods.insert(p.key(), i).is_some() {
+        } else if pods.insert((p.namespace.as_str(), p.name.as_str()), i).is_some() {
             problems.push(format!("pods[{i}] {:?} appears twice", p.key()));
         }
         if !names.contains_key(p.node.as_str()) {

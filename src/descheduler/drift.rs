@@ -91,9 +91,20 @@ pub fn gain(ctx: &PlanContext<'_>, args: &Args, pod: usize, from: usize, to: usi
         _ => 0.0,
     };
     for th in horizon.iter().skip(if d0.is_empty() { 0 } else { 1 }) {
-        sum += poincare::distance(th, s, ctx.kappa) - poincare::distance(th, t, ctx.kappa);
+        // A target that has reached its optimum stays: T_h = T₀ bit for bit, and the distances
+        // are T₀'s, already at hand.
+        let at_t0 = !d0.is_empty() && same_point(th, &horizon[0]);
+        sum += match (d0.get(from), d0.get(to)) {
+            (Some(ds), Some(dt)) if at_t0 => ds - dt,
+            _ => poincare::distance(th, s, ctx.kappa) - poincare::distance(th, t, ctx.kappa),
+        };
     }
     args.weight * sum
+}
+
+/// Whether two points are the same bit for bit (so every function of them is the same).
+fn same_point(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 #[cfg(test)]
@@ -146,6 +157,36 @@ mod tests {
         let away = gain(&ctx, &settings.drift, 0, east, west);
         assert!(toward > 0.0, "{toward}");
         assert!((toward + away).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_gain_is_the_sum_of_distances_over_the_horizon_whether_or_not_the_target_still_moves() {
+        let mut snap = four_node_snapshot();
+        snap.pods = vec![pod("p", "west-1", Some("a"))];
+        let at = snap.nodes[1].position.clone();
+        // At its optimum (previous = optimum: T_h = T₀ for every h), and far from it (T_h moves).
+        for previous in [Some(at.clone()), Some(vec![-0.5, 0.3])] {
+            let mut a = agent_at("a", &at);
+            a.previous_target = previous.clone();
+            snap.agents = vec![a];
+            let settings = Settings::default();
+            let ctx = PlanContext::new(&snap, &settings).unwrap();
+            let horizon = ctx.horizon[0].as_ref().unwrap();
+            let stationary = horizon.iter().all(|t| same_point(t, &horizon[0]));
+            assert_eq!(stationary, previous.as_ref() == Some(&at), "{horizon:?}");
+            let (from, to) = (2, 0);
+            let (s, t) = (&snap.nodes[from].position, &snap.nodes[to].position);
+            let direct: f64 = horizon
+                .iter()
+                .map(|th| poincare::distance(th, s, 1.0) - poincare::distance(th, t, 1.0))
+                .sum();
+            let g = gain(&ctx, &settings.drift, 0, from, to);
+            assert_eq!(
+                g.to_bits(),
+                (settings.drift.weight * direct).to_bits(),
+                "{g} vs {direct}"
+            );
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 pub use embed::{NodeEmbedding, embed_nodes};
 pub use locality::{LocalityPolicy, NodeSelector, SelectorOperator, SelectorRequirement};
 pub use scale::{SCALE_KIND, scale_action, scale_inputs, scale_record};
-pub use score::{DataTier, NodeScore, ScoreTerm, prioritize, scale_down_order, score_breakdown};
+pub use score::{DataTier, NodeScore, ScoreTerm, node_scores, prioritize, scale_down_order, score_breakdown};
 pub use target::{TargetInputs, agent_target};
 
 use crate::geometry::poincare;
@@ -222,11 +222,11 @@ pub fn filter(pod: &PodDemand, agent: Option<&AgentPolicy>, nodes: &[&NodeState]
     for node in nodes {
         match check_node(pod, agent, node, kappa) {
             Ok(()) => passed.push(node),
-            Err(Rejection::Resolvable(reason)) => {
-                verdict.failed.insert(node.name.clone(), reason);
+            Err(why) if why.resolvable() => {
+                verdict.failed.insert(node.name.clone(), why.describe(agent));
             }
-            Err(Rejection::Unresolvable(reason)) => {
-                verdict.unresolvable.insert(node.name.clone(), reason);
+            Err(why) => {
+                verdict.unresolvable.insert(node.name.clone(), why.describe(agent));
             }
         }
     }
@@ -317,23 +317,97 @@ pub fn one_failure_domain(
     }
 }
 
-enum Rejection {
-    Resolvable(String),
-    Unresolvable(String),
+/// Why [`check_node`] rejects a node, described only when a verdict needs the text
+/// ([`passes`] asks thousands of times per plan and never reads it).
+enum Rejection<'a> {
+    AvoidList,
+    Locality(&'a LocalityPolicy),
+    TooFar {
+        d: f64,
+        max: f64,
+    },
+    ActiveRegion {
+        label: &'a str,
+        region: &'a str,
+    },
+    DomainFull {
+        label: &'a str,
+        domain: &'a str,
+        have: u32,
+        cap: u32,
+    },
+    Tenant {
+        other: &'a str,
+        tenant: &'a str,
+    },
+    Cpu {
+        after: u64,
+        allocatable: u64,
+    },
+    Memory {
+        after: u64,
+        allocatable: u64,
+    },
+    Pods {
+        pods: u32,
+        max: u32,
+    },
 }
 
-fn check_node(pod: &PodDemand, agent: Option<&AgentPolicy>, node: &NodeState, kappa: f64) -> Result<(), Rejection> {
+impl Rejection<'_> {
+    /// Whether preemption could fix it (capacity): the verdict's `failed`, else `unresolvable`.
+    fn resolvable(&self) -> bool {
+        matches!(self, Self::Cpu { .. } | Self::Memory { .. } | Self::Pods { .. })
+    }
+
+    /// The reason the verdict gives, naming the rule.
+    fn describe(&self, agent: Option<&AgentPolicy>) -> String {
+        let strategy = agent.map(AgentPolicy::strategy_name).unwrap_or("(none)");
+        match self {
+            Self::AvoidList => "node is on the agent's avoid-list".into(),
+            Self::Locality(loc) => locality::locality_reason(strategy, &loc.data_nodes),
+            Self::TooFar { d, max } => {
+                format!("hyperbolic distance {d:.3} from the agent's target exceeds maxDistance {max}")
+            }
+            Self::ActiveRegion { label, region } => format!(
+                "{label}={region} runs the agent's active replicas; its standbys go to another region (failover active_passive of {strategy})"
+            ),
+            Self::DomainFull {
+                label,
+                domain,
+                have,
+                cap,
+            } => format!(
+                "{label}={domain} already holds {have} of the agent's replicas; the redundancy policy allows {cap}"
+            ),
+            Self::Tenant { other, tenant } => {
+                format!("strict tenant isolation: node runs pods of tenant {other:?}, this pod belongs to {tenant:?}")
+            }
+            Self::Cpu { after, allocatable } => {
+                format!("insufficient cpu: {after}m requested of {allocatable}m allocatable")
+            }
+            Self::Memory { after, allocatable } => {
+                format!("insufficient memory: {after} bytes requested of {allocatable} allocatable")
+            }
+            Self::Pods { pods, max } => format!("too many pods: {pods} of {max}"),
+        }
+    }
+}
+
+fn check_node<'a>(
+    pod: &'a PodDemand,
+    agent: Option<&'a AgentPolicy>,
+    node: &'a NodeState,
+    kappa: f64,
+) -> Result<(), Rejection<'a>> {
     if let Some(agent) = agent {
         if agent.avoid_nodes.contains(&node.name) {
-            return Err(Rejection::Unresolvable("node is on the agent's avoid-list".into()));
+            return Err(Rejection::AvoidList);
         }
         if let Some(loc) = agent.locality.as_ref().filter(|l| l.required)
             && !loc.data_nodes.matches(&node.labels)
         {
-            return Err(Rejection::Unresolvable(locality::locality_reason(
-                agent.strategy_name(),
-                &loc.data_nodes,
-            )));
+            return Err(Rejection::Locality(loc));
         }
         if let Some(max) = agent.max_distance
             && !agent.target.is_empty()
@@ -341,37 +415,35 @@ fn check_node(pod: &PodDemand, agent: Option<&AgentPolicy>, node: &NodeState, ka
         {
             let d = poincare::distance(&agent.target, &node.position, kappa);
             if d > max {
-                return Err(Rejection::Unresolvable(format!(
-                    "hyperbolic distance {d:.3} from the agent's target exceeds maxDistance {max}"
-                )));
+                return Err(Rejection::TooFar { d, max });
             }
         }
         if let Some(active) = agent.active_regions.as_ref().filter(|_| pod.standby) {
             let region = node.labels.get(&active.label).map(String::as_str).unwrap_or("");
             if active.regions.contains(region) {
-                return Err(Rejection::Unresolvable(format!(
-                    "{}={region} runs the agent's active replicas; its standbys go to another region (failover active_passive of {})",
-                    active.label,
-                    agent.strategy_name()
-                )));
+                return Err(Rejection::ActiveRegion {
+                    label: &active.label,
+                    region,
+                });
             }
         }
         if let (Some(label), Some(cap)) = (&agent.spread_label, agent.max_per_domain) {
             let domain = node.labels.get(label).map(String::as_str).unwrap_or("");
             let have = agent.replicas_by_domain.get(domain).copied().unwrap_or(0);
             if have >= cap {
-                return Err(Rejection::Unresolvable(format!(
-                    "{label}={domain} already holds {have} of the agent's replicas; the redundancy policy allows {cap}"
-                )));
+                return Err(Rejection::DomainFull {
+                    label,
+                    domain,
+                    have,
+                    cap,
+                });
             }
         }
     }
     let tenant = pod.tenant.as_deref().unwrap_or("");
     for (other, strict) in &node.tenants {
         if (pod.strict_isolation || *strict) && other != tenant {
-            return Err(Rejection::Unresolvable(format!(
-                "strict tenant isolation: node runs pods of tenant {other:?}, this pod belongs to {tenant:?}"
-            )));
+            return Err(Rejection::Tenant { other, tenant });
         }
     }
     let held = Resources {
@@ -380,23 +452,23 @@ fn check_node(pod: &PodDemand, agent: Option<&AgentPolicy>, node: &NodeState, ka
     };
     let after = held.saturating_add(pod.requests);
     if after.cpu_millis > node.allocatable.cpu_millis {
-        return Err(Rejection::Resolvable(format!(
-            "insufficient cpu: {}m requested of {}m allocatable",
-            after.cpu_millis, node.allocatable.cpu_millis
-        )));
+        return Err(Rejection::Cpu {
+            after: after.cpu_millis,
+            allocatable: node.allocatable.cpu_millis,
+        });
     }
     if after.memory_bytes > node.allocatable.memory_bytes {
-        return Err(Rejection::Resolvable(format!(
-            "insufficient memory: {} bytes requested of {} allocatable",
-            after.memory_bytes, node.allocatable.memory_bytes
-        )));
+        return Err(Rejection::Memory {
+            after: after.memory_bytes,
+            allocatable: node.allocatable.memory_bytes,
+        });
     }
     let pods = node.pods.saturating_sub(node.tentative_pods);
     if pods >= node.max_pods {
-        return Err(Rejection::Resolvable(format!(
-            "too many pods: {} of {}",
-            pods, node.max_pods
-        )));
+        return Err(Rejection::Pods {
+            pods,
+            max: node.max_pods,
+        });
     }
     Ok(())
 }

@@ -29,7 +29,8 @@ use super::{AgentPolicy, NodeState, Objectives, PodDemand, Routing};
 use crate::geometry::poincare;
 
 /// Scores the candidate nodes; the result is sorted by node name. The score of each node is
-/// [`NodeScore::score`] of [`score_breakdown`], so an explanation cannot drift from it.
+/// [`NodeScore::score`] of [`score_breakdown`]: both come from one blend, so an explanation
+/// cannot drift from it.
 pub fn prioritize(
     pod: &PodDemand,
     agent: Option<&AgentPolicy>,
@@ -38,9 +39,35 @@ pub fn prioritize(
     routing: Routing,
     kappa: f64,
 ) -> Vec<(String, i64)> {
-    score_breakdown(pod, agent, nodes, objectives, routing, kappa)
-        .into_iter()
-        .map(|s| (s.node, s.score))
+    let blend = Blend::new(pod, agent, nodes, objectives, routing, kappa);
+    let mut out: Vec<(String, i64)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| (node.name.clone(), blend.node(i, node).score))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Each candidate's `(score, points)` in input order: [`NodeScore::score`] and
+/// [`NodeScore::points`] of [`score_breakdown`], without the names, terms and sort it builds
+/// (for callers that pick one node, as the cluster twin does for every replica).
+pub fn node_scores(
+    pod: &PodDemand,
+    agent: Option<&AgentPolicy>,
+    nodes: &[&NodeState],
+    objectives: &Objectives,
+    routing: Routing,
+    kappa: f64,
+) -> Vec<(i64, f64)> {
+    let blend = Blend::new(pod, agent, nodes, objectives, routing, kappa);
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let n = blend.node(i, node);
+            (n.score, n.points)
+        })
         .collect()
 }
 
@@ -90,71 +117,131 @@ pub fn score_breakdown(
     routing: Routing,
     kappa: f64,
 ) -> Vec<NodeScore> {
-    let perf = performance_terms(agent, nodes, routing, kappa);
-    let reliability = reliability_terms(agent, nodes);
-    let max_price = nodes.iter().filter_map(|n| effective_price(n)).fold(0.0_f64, f64::max);
-    let near_data = agent
-        .and_then(|a| a.locality.as_ref())
-        .filter(|l| !l.required)
-        .map(|l| (l, data_closeness(l, nodes, kappa)));
+    let blend = Blend::new(pod, agent, nodes, objectives, routing, kappa);
     let mut out: Vec<NodeScore> = nodes
         .iter()
         .enumerate()
         .map(|(i, node)| {
-            let cost = match effective_price(node) {
-                Some(p) if max_price > 0.0 => 1.0 - p / max_price,
-                _ => 1.0,
-            };
-            let green = match node.energy_class.map(|c| c.to_ascii_uppercase()) {
-                Some(c @ 'A'..='E') => 1.0 - f64::from(c as u8 - b'A') * 0.25,
-                _ => 0.5,
-            };
-            let load = 1.0 - utilisation_after(node, pod);
-            let term = |name: &'static str, value: f64, weight: f64| ScoreTerm {
-                name,
-                value,
-                weight,
-                points: 10.0 * weight * value,
-            };
-            let terms = vec![
-                term("performance", perf[i], 0.85 * objectives.performance),
-                term("reliability", reliability[i], 0.85 * objectives.reliability),
-                term("cost", cost, 0.85 * objectives.cost),
-                term("sustainability", green, 0.85 * objectives.sustainability),
-                term("load", load, 0.15),
-            ];
-            let points: f64 = terms.iter().map(|t| t.points).sum();
-            let total = (points / 10.0).clamp(0.0, 1.0);
-            let total = if total.is_finite() { total } else { 0.0 };
-            let (score, data_tier) = match &near_data {
-                Some((loc, near)) => {
-                    let data_node = loc.data_nodes.matches(&node.labels);
-                    let score = if data_node {
-                        6.0 + (4.0 * total).round()
-                    } else {
-                        (4.0 * (0.5 * near[i] + 0.5 * total)).round()
-                    };
-                    (
-                        score,
-                        Some(DataTier {
-                            data_node,
-                            closeness: near[i],
-                        }),
-                    )
-                }
-                None => ((10.0 * total).round(), None),
-            };
+            let n = blend.node(i, node);
             NodeScore {
                 node: node.name.clone(),
-                terms,
-                points,
-                data_tier,
-                score: score as i64,
+                terms: TERMS
+                    .iter()
+                    .zip(n.values)
+                    .zip(blend.weights)
+                    .map(|((&name, value), weight)| ScoreTerm {
+                        name,
+                        value,
+                        weight,
+                        points: term_points(value, weight),
+                    })
+                    .collect(),
+                points: n.points,
+                data_tier: n.data_tier,
+                score: n.score,
             }
         })
         .collect();
     out.sort_by(|a, b| a.node.cmp(&b.node));
     out
+}
+
+/// The terms of the blend, in the order of [`Blend::weights`] and [`NodeScore::terms`].
+const TERMS: [&str; 5] = ["performance", "reliability", "cost", "sustainability", "load"];
+
+/// `10 · weight · value`: the points a term contributes.
+fn term_points(value: f64, weight: f64) -> f64 {
+    10.0 * weight * value
+}
+
+/// What one node's blend comes to (module doc).
+struct Blended {
+    values: [f64; 5],
+    points: f64,
+    data_tier: Option<DataTier>,
+    score: i64,
+}
+
+/// The per-candidate terms that depend on the whole candidate set (performance, reliability,
+/// the highest price, data closeness), computed once; [`Blend::node`] finishes one node.
+struct Blend<'a> {
+    pod: &'a PodDemand,
+    perf: Vec<f64>,
+    reliability: Vec<f64>,
+    max_price: f64,
+    near_data: Option<(&'a super::LocalityPolicy, Vec<f64>)>,
+    weights: [f64; 5],
+}
+
+impl<'a> Blend<'a> {
+    fn new(
+        pod: &'a PodDemand,
+        agent: Option<&'a AgentPolicy>,
+        nodes: &[&NodeState],
+        objectives: &Objectives,
+        routing: Routing,
+        kappa: f64,
+    ) -> Self {
+        Self {
+            pod,
+            perf: performance_terms(agent, nodes, routing, kappa),
+            reliability: reliability_terms(agent, nodes),
+            max_price: nodes.iter().filter_map(|n| effective_price(n)).fold(0.0_f64, f64::max),
+            near_data: agent
+                .and_then(|a| a.locality.as_ref())
+                .filter(|l| !l.required)
+                .map(|l| (l, data_closeness(l, nodes, kappa))),
+            weights: [
+                0.85 * objectives.performance,
+                0.85 * objectives.reliability,
+                0.85 * objectives.cost,
+                0.85 * objectives.sustainability,
+                0.15,
+            ],
+        }
+    }
+
+    /// Candidate `i` (`node`): its term values, their points summed, the data tier and the
+    /// integer score.
+    fn node(&self, i: usize, node: &NodeState) -> Blended {
+        let cost = match effective_price(node) {
+            Some(p) if self.max_price > 0.0 => 1.0 - p / self.max_price,
+            _ => 1.0,
+        };
+        let green = match node.energy_class.map(|c| c.to_ascii_uppercase()) {
+            Some(c @ 'A'..='E') => 1.0 - f64::from(c as u8 - b'A') * 0.25,
+            _ => 0.5,
+        };
+        let load = 1.0 - utilisation_after(node, self.pod);
+        let values = [self.perf[i], self.reliability[i], cost, green, load];
+        let points: f64 = values.iter().zip(self.weights).map(|(&v, w)| term_points(v, w)).sum();
+        let total = (points / 10.0).clamp(0.0, 1.0);
+        let total = if total.is_finite() { total } else { 0.0 };
+        let (score, data_tier) = match &self.near_data {
+            Some((loc, near)) => {
+                let data_node = loc.data_nodes.matches(&node.labels);
+                let score = if data_node {
+                    6.0 + (4.0 * total).round()
+                } else {
+                    (4.0 * (0.5 * near[i] + 0.5 * total)).round()
+                };
+                (
+                    score,
+                    Some(DataTier {
+                        data_node,
+                        closeness: near[i],
+                    }),
+                )
+            }
+            None => ((10.0 * total).round(), None),
+        };
+        Blended {
+            values,
+            points,
+            data_tier,
+            score: score as i64,
+        }
+    }
 }
 
 /// `1 − d/d_max` per candidate, d = hyperbolic distance to the nearest data node (module doc).
@@ -270,6 +357,10 @@ fn reliability_terms(agent: Option<&AgentPolicy>, nodes: &[&NodeState]) -> Vec<f
     let Some(label) = &agent.spread_label else {
         return vec![1.0; nodes.len()];
     };
+    if agent.replicas_by_domain.is_empty() {
+        // Every c(m) is 0: r = 1 − 0/1 everywhere, without looking up each node's domain.
+        return vec![1.0; nodes.len()];
+    }
     let counts: Vec<u32> = nodes
         .iter()
         .map(|n| {

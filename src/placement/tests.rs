@@ -656,3 +656,48 @@ fn the_terms_of_a_score_sum_to_its_points_and_round_to_the_score_prioritize_answ
         assert!(broken.iter().any(|b| b.score != broken[0].score), "{broken:?}");
     }
 }
+
+#[test]
+fn node_scores_are_the_breakdowns_scores_and_points_in_input_order() {
+    let (mut nodes, _) = cluster();
+    for (i, n) in nodes.iter_mut().enumerate() {
+        n.hourly_cost = Some(0.5 + i as f64);
+        n.energy_class = Some((b'A' + (i % 5) as u8) as char);
+        n.requested.cpu_millis = n.allocatable.cpu_millis / (i as u64 + 2);
+    }
+    // Input order is not name order, so a lookup by position would be caught.
+    nodes.reverse();
+    let mut agent = AgentPolicy {
+        target: nodes[2].position.clone(),
+        replicas: 3,
+        spread_label: Some(ZONE_LABEL.into()),
+        ..Default::default()
+    };
+    let no_replicas = agent.clone();
+    agent.replicas_by_domain.insert(nodes[0].labels[ZONE_LABEL].clone(), 2);
+    let mut local = agent.clone();
+    local.locality = Some(LocalityPolicy {
+        data_nodes: NodeSelector {
+            match_labels: [(ZONE_LABEL.to_string(), nodes[5].labels[ZONE_LABEL].clone())].into(),
+            ..Default::default()
+        },
+        required: false,
+        data_node_positions: vec![nodes[5].position.clone()],
+    });
+    for policy in [None, Some(&no_replicas), Some(&agent), Some(&local)] {
+        for routing in [
+            Routing::GreedyForwarding,
+            Routing::MultipathHyperbolic,
+            Routing::GradientFlow,
+        ] {
+            let o = Objectives::default();
+            let fast = node_scores(&pod(100), policy, &refs(&nodes), &o, routing, 1.0);
+            let broken = score_breakdown(&pod(100), policy, &refs(&nodes), &o, routing, 1.0);
+            assert_eq!(fast.len(), nodes.len());
+            for (n, (score, points)) in nodes.iter().zip(&fast) {
+                let b = broken.iter().find(|b| b.node == n.name).unwrap();
+                assert_eq!((b.score, b.points.to_bits()), (*score, points.to_bits()), "{}", n.name);
+            }
+        }
+    }
+}

@@ -626,15 +626,22 @@ fn place(s: &Snapshot, a: &AgentSpec, replicas: &[Replica], states: &[NodeState]
     // The filter's verdict node by node ([`placement::passes`], no rejection texts built): the
     // twin's policy names no preferred regions, so no tier narrows what passes.
     debug_assert!(policy.region_label.is_none() && policy.preferred_regions.is_empty());
-    let passing: Vec<&NodeState> = states
+    let (index, passing): (Vec<usize>, Vec<&NodeState>) = states
         .iter()
-        .filter(|n| placement::passes(&demand, Some(&policy), n, s.kappa))
-        .collect();
-    let scores = placement::score_breakdown(&demand, Some(&policy), &passing, &s.objectives, s.routing, s.kappa);
-    let best = scores
-        .iter()
-        .max_by(|x, y| x.score.cmp(&y.score).then_with(|| y.node.cmp(&x.node)))?;
-    s.nodes.iter().position(|n| n.name == best.node)
+        .enumerate()
+        .filter(|(_, n)| placement::passes(&demand, Some(&policy), n, s.kappa))
+        .unzip();
+    // The extender's scores ([`placement::node_scores`] is what `score_breakdown` answers,
+    // without building the explanation), in `passing` order.
+    let scores = placement::node_scores(&demand, Some(&policy), &passing, &s.objectives, s.routing, s.kappa);
+    let best = (0..passing.len()).max_by(|&x, &y| {
+        scores[x]
+            .0
+            .cmp(&scores[y].0)
+            .then_with(|| passing[y].name.cmp(&passing[x].name))
+    })?;
+    // `states` is in snapshot node order.
+    Some(index[best])
 }
 
 /// The inputs the extender builds for one more replica of `a`: its demand and its agent's
