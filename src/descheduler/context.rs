@@ -15,7 +15,7 @@
 //! `T_h = geodesic_step(T_{h−1}, O_a, targetStep)` for h = 1…H−1 (the optimum is assumed to
 //! stay).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{DeschedulerError, Settings, Snapshot, TargetStep};
 use crate::geometry::poincare;
@@ -110,21 +110,12 @@ impl<'a> PlanContext<'a> {
         settings: &'a Settings,
         memo: &mut DistanceMemo,
     ) -> Result<Self, DeschedulerError> {
-        validate_snapshot(snapshot)?;
+        let Index {
+            nodes: node_index,
+            agents: agent_index,
+        } = validate_and_index(snapshot)?;
         memo.prepare(snapshot);
         let kappa = snapshot.kappa;
-        let node_index: BTreeMap<&str, usize> = snapshot
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.as_str(), i))
-            .collect();
-        let agent_index: BTreeMap<&str, usize> = snapshot
-            .agents
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.name.as_str(), i))
-            .collect();
         // Validation guarantees these lookups succeed; fall back to 0 rather than panic.
         let pod_node: Vec<usize> = snapshot
             .pods
@@ -302,6 +293,18 @@ fn tenant_flags(counts: &BTreeMap<String, (u32, u32)>) -> BTreeMap<String, bool>
 
 /// Every problem of the snapshot, each naming the field and value.
 pub fn validate_snapshot(s: &Snapshot) -> Result<(), DeschedulerError> {
+    validate_and_index(s).map(|_| ())
+}
+
+/// Node and agent names → their index in a valid snapshot (names are unique). Hash maps, used
+/// only for lookups: nothing iterates them, so no order leaks into a plan.
+struct Index<'a> {
+    nodes: HashMap<&'a str, usize>,
+    agents: HashMap<&'a str, usize>,
+}
+
+/// [`validate_snapshot`], returning the name indexes it builds on the way.
+fn validate_and_index(s: &Snapshot) -> Result<Index<'_>, DeschedulerError> {
     let mut problems = Vec::new();
     if !s.kappa.is_finite() || s.kappa <= 0.0 {
         problems.push(format!("kappa must be finite and > 0, got {}", s.kappa));
@@ -326,7 +329,7 @@ pub fn validate_snapshot(s: &Snapshot) -> Result<(), DeschedulerError> {
             ));
         }
     };
-    let mut names = BTreeMap::new();
+    let mut names = HashMap::with_capacity(s.nodes.len());
     for (i, n) in s.nodes.iter().enumerate() {
         if n.name.is_empty() {
             problems.push(format!("nodes[{i}].name is empty"));
@@ -343,7 +346,7 @@ pub fn validate_snapshot(s: &Snapshot) -> Result<(), DeschedulerError> {
             );
         }
     }
-    let mut agents = BTreeMap::new();
+    let mut agents = HashMap::with_capacity(s.agents.len());
     for (i, a) in s.agents.iter().enumerate() {
         if a.name.is_empty() {
             problems.push(format!("agents[{i}].name is empty"));
@@ -381,11 +384,11 @@ pub fn validate_snapshot(s: &Snapshot) -> Result<(), DeschedulerError> {
             ));
         }
     }
-    let mut pods = BTreeMap::new();
+    let mut pods = HashSet::with_capacity(s.pods.len());
     for (i, p) in s.pods.iter().enumerate() {
         if p.name.is_empty() || p.namespace.is_empty() {
             problems.push(format!("pods[{i}] needs a name and a namespace, got {:?}", p.key()));
-        } else if pods.insert((p.namespace.as_str(), p.name.as_str()), i).is_some() {
+        } else if !pods.insert((p.namespace.as_str(), p.name.as_str())) {
             problems.push(format!("pods[{i}] {:?} appears twice", p.key()));
         }
         if !names.contains_key(p.node.as_str()) {
@@ -405,7 +408,7 @@ pub fn validate_snapshot(s: &Snapshot) -> Result<(), DeschedulerError> {
         }
     }
     if problems.is_empty() {
-        Ok(())
+        Ok(Index { nodes: names, agents })
     } else {
         Err(DeschedulerError::InvalidSnapshot(problems))
     }
