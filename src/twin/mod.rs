@@ -652,12 +652,22 @@ fn extender_inputs_for(
     replicas: &[Replica],
     zone_of: &[String],
 ) -> (PodDemand, AgentPolicy) {
-    let mut by_domain: BTreeMap<String, u32> = BTreeMap::new();
-    let mut replica_positions = Vec::new();
+    let mut counted: BTreeMap<&str, u32> = BTreeMap::new();
     for n in replicas.iter().filter_map(|r| r.node) {
-        *by_domain.entry(zone_of[n].clone()).or_default() += 1;
-        replica_positions.push(s.nodes[n].position.clone());
+        *counted.entry(zone_of[n].as_str()).or_default() += 1;
     }
+    let by_domain = counted.into_iter().map(|(zone, c)| (zone.to_string(), c)).collect();
+    // Only gradient_flow scores read where the replicas run (`placement::score`); the
+    // operator's view always fills them, the twin only when they change a score.
+    let replica_positions = if s.routing == Routing::GradientFlow {
+        replicas
+            .iter()
+            .filter_map(|r| r.node)
+            .map(|n| s.nodes[n].position.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let policy = AgentPolicy {
         target: a.target.clone(),
         spread_label: Some(crate::labels::ZONE_LABEL.to_string()),
