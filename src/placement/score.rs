@@ -39,11 +39,11 @@ pub fn prioritize(
     routing: Routing,
     kappa: f64,
 ) -> Vec<(String, i64)> {
-    let blend = Blend::new(pod, agent, nodes, objectives, routing, kappa);
+    let scores = node_scores(pod, agent, nodes, objectives, routing, kappa);
     let mut out: Vec<(String, i64)> = nodes
         .iter()
-        .enumerate()
-        .map(|(i, node)| (node.name.clone(), blend.node(i, node).score))
+        .zip(scores)
+        .map(|(node, (score, _))| (node.name.clone(), score))
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
