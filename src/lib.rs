@@ -28,6 +28,7 @@ pub mod stable_hash;
 
 pub mod forecast;
 pub mod hpa;
+pub mod learned;
 pub mod mpc;
 pub mod scaling_policy;
 pub mod simulator;

@@ -49,6 +49,7 @@ use thiserror::Error;
 
 use crate::forecast::{self, ModelKind};
 use crate::hpa::{HpaConfig, HpaDecision, HpaError, HpaState};
+use crate::learned::{self, LearnedError, LearnedModel};
 use crate::mpc::{self, MpcError, MpcProblem};
 use crate::receipts::replay::ReplayError;
 
@@ -56,8 +57,9 @@ use crate::receipts::replay::ReplayError;
 pub const KIND_PREDICTIVE: &str = "scaling.predictive";
 pub const KIND_REACTIVE: &str = "scaling.reactive";
 pub const KIND_MANUAL: &str = "scaling.manual";
+pub const KIND_LEARNED: &str = "scaling.learned";
 /// Every kind [`replay`] handles.
-pub const KINDS: [&str; 3] = [KIND_PREDICTIVE, KIND_REACTIVE, KIND_MANUAL];
+pub const KINDS: [&str; 4] = [KIND_PREDICTIVE, KIND_REACTIVE, KIND_MANUAL, KIND_LEARNED];
 
 /// Errors of a scaling decision; each names the offending field and value.
 #[derive(Debug, Error, PartialEq)]
@@ -78,6 +80,10 @@ pub enum PolicyError {
     BadOtherTarget { target: usize, value: f64 },
     #[error("scaling.other_targets[{target}].demand[{index}] must be finite and ≥ 0, got {value}")]
     BadOtherDemand { target: usize, index: usize, value: f64 },
+    #[error("scaling.learned is missing: the learned method needs a trained model")]
+    MissingModel,
+    #[error("scaling.{0}")]
+    Model(#[from] LearnedError),
     #[error("scaling.hpa is missing: the reactive method needs the HPA state")]
     MissingHpaState,
     #[error("scaling.hpa.state.config does not match the settings (min/max/target changed; start a new state)")]
@@ -95,6 +101,8 @@ pub enum Method {
     Predictive,
     Reactive,
     Manual,
+    /// The trained policy of [`crate::learned`] (its model in [`PolicySettings::learned`]).
+    Learned,
 }
 
 impl Method {
@@ -103,6 +111,7 @@ impl Method {
             Method::Predictive => "predictive",
             Method::Reactive => "reactive",
             Method::Manual => "manual",
+            Method::Learned => "learned",
         }
     }
 
@@ -112,6 +121,7 @@ impl Method {
             Method::Predictive => KIND_PREDICTIVE,
             Method::Reactive => KIND_REACTIVE,
             Method::Manual => KIND_MANUAL,
+            Method::Learned => KIND_LEARNED,
         }
     }
 }
@@ -147,6 +157,9 @@ pub struct PolicySettings {
     /// before they existed hold) is the unguarded policy: fixed `headroom`, forecast always used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<Guard>,
+    /// Learned: the trained model, recorded whole so a receipt replays without its file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<LearnedModel>,
 }
 
 /// The predictive policy's guards (see [`decide`]): margins from a conformal quantile of the
@@ -218,6 +231,7 @@ impl PolicySettings {
             headroom: 0.1,
             change_penalty: 0.05,
             guard: None,
+            learned: None,
         }
     }
 
@@ -274,6 +288,9 @@ impl PolicySettings {
             if !(ok && value.is_finite()) {
                 return Err(PolicyError::BadSetting { field, rule, value });
             }
+        }
+        if self.method == Method::Learned {
+            self.learned.as_ref().ok_or(PolicyError::MissingModel)?.validate()?;
         }
         if let Some(g) = &self.guard {
             if !(g.conformal_level > 0.0 && g.conformal_level < 1.0) {
@@ -431,6 +448,8 @@ pub enum Basis {
     Hpa,
     /// Guarded predictive with the HPA floor: pre-scaled above the HPA's decision on the forecast.
     Prescale,
+    /// The learned policy's headroom rule.
+    Learned,
 }
 
 /// The outcome of [`decide`]; recorded in the receipt as the decision's output.
@@ -460,6 +479,20 @@ pub struct Decision {
     /// Guarded predictive: the forecast's skill against persistence (None: not measurable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skill: Option<f64>,
+    /// Learned: the headroom the network chose, and the model's digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<LearnedChoice>,
+}
+
+/// What the learned policy chose at one decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LearnedChoice {
+    /// Index into [`learned::HEADROOMS`].
+    pub action: usize,
+    pub headroom: f64,
+    /// [`LearnedModel::digest`] of the model that chose.
+    pub model: String,
 }
 
 impl Decision {
@@ -474,6 +507,7 @@ impl Decision {
             hpa: None,
             margin: None,
             skill: None,
+            learned: None,
         }
     }
 }
@@ -547,7 +581,49 @@ pub fn decide(inputs: &DecisionInputs) -> Result<(Decision, Option<HpaState>), P
             Ok((decision, Some(state)))
         }
         Method::Manual => Ok((Decision::simple(clamped, Basis::Manual), None)),
+        Method::Learned => {
+            let model = s.learned.as_ref().ok_or(PolicyError::MissingModel)?;
+            let window = learned_window(inputs);
+            let action = model.greedy(&learned::features(&window));
+            Ok((learned_decision(&window, s, cooling, action, model.digest()), None))
+        }
     }
+}
+
+/// What the learned policy reads of single-target inputs (demand already checked, not empty).
+pub fn learned_window(inputs: &DecisionInputs) -> learned::Window<'_> {
+    learned::Window {
+        demand: &inputs.demand,
+        per_replica: inputs.settings.target_per_replica,
+        current: inputs.current_replicas,
+        ready: inputs.ready_replicas.min(inputs.current_replicas),
+        step_seconds: inputs.settings.step_seconds,
+    }
+}
+
+/// The learned method's decision for `action` (the trainer samples it, [`decide`] takes the
+/// arg-max): the headroom rule, within bounds, held while the cooldown runs.
+pub fn learned_decision(
+    window: &learned::Window<'_>,
+    s: &PolicySettings,
+    cooling: Option<f64>,
+    action: usize,
+    model: String,
+) -> Decision {
+    let current = window.current;
+    let ruled = learned::rule(window, action).clamp(s.min_replicas, s.max_replicas);
+    let (desired, basis) = if cooling.is_some() && ruled != current {
+        (current, Basis::Cooldown)
+    } else {
+        (ruled, Basis::Learned)
+    };
+    let mut d = Decision::simple(desired, basis);
+    d.learned = Some(LearnedChoice {
+        action,
+        headroom: learned::HEADROOMS[action.min(learned::ACTIONS - 1)],
+        model,
+    });
+    d
 }
 
 fn predictive(inputs: &DecisionInputs, demand_now: f64, cooling: Option<f64>) -> Result<Decision, PolicyError> {
@@ -621,6 +697,7 @@ fn predictive_with(
         hpa: None,
         margin: None,
         skill: None,
+        learned: None,
     })
 }
 
@@ -1110,6 +1187,79 @@ mod tests {
         assert!(current > 1);
         let rep = registry().replay_all(&rs, &InlineOnly);
         assert_eq!((rep.replayed, rep.matched), (3, 3), "{rep:?}");
+    }
+
+    /// A model with seeded random weights (not trained: the tests pin the decision path).
+    fn some_model(seed: u64) -> LearnedModel {
+        let mut next = lcg(seed);
+        let weights = (0..learned::PARAMS).map(|_| 2.0 * next() - 1.0).collect();
+        LearnedModel::new(weights, learned::Provenance::default())
+    }
+
+    fn learned_inputs(demand: Vec<f64>, current: u32, seed: u64) -> DecisionInputs {
+        let mut i = inputs(Method::Learned, demand, current);
+        i.settings.learned = Some(some_model(seed));
+        i
+    }
+
+    #[test]
+    fn a_learned_decision_is_the_rule_at_the_networks_arg_max_headroom() {
+        let i = learned_inputs(ramp_until(60), 2, 7);
+        let (d, state) = decide(&i).unwrap();
+        assert!(state.is_none());
+        let model = i.settings.learned.as_ref().unwrap();
+        let window = learned_window(&i);
+        let action = model.greedy(&learned::features(&window));
+        assert_eq!(d.basis, Basis::Learned);
+        assert_eq!(d.desired, learned::rule(&window, action).clamp(1, 10));
+        let choice = d.learned.as_ref().unwrap();
+        assert_eq!((choice.action, choice.headroom), (action, learned::HEADROOMS[action]));
+        assert_eq!(choice.model, model.digest());
+        // Demand 30 at 20 per replica with no headroom is 2 replicas; the ramp asks for more.
+        assert!(d.desired >= 2);
+    }
+
+    #[test]
+    fn the_learned_method_holds_during_the_cooldown_and_refuses_a_missing_or_broken_model() {
+        let mut i = learned_inputs(vec![100.0; 10], 1, 3);
+        i.settings.cooldown_seconds = 60.0;
+        i.since_last_change_seconds = Some(10.0);
+        let d = decide(&i).unwrap().0;
+        assert_eq!((d.desired, d.basis), (1, Basis::Cooldown));
+        // Positive control: after the cooldown the same inputs scale up.
+        i.since_last_change_seconds = Some(61.0);
+        let d = decide(&i).unwrap().0;
+        assert!(d.desired >= 5 && d.basis == Basis::Learned, "{d:?}");
+        let mut none = i.clone();
+        none.settings.learned = None;
+        assert_eq!(decide(&none).unwrap_err(), PolicyError::MissingModel);
+        let mut broken = i.clone();
+        broken.settings.learned.as_mut().unwrap().weights[3] = f64::INFINITY;
+        let e = decide(&broken).unwrap_err().to_string();
+        assert!(e.contains("weights[3]"), "{e}");
+    }
+
+    #[test]
+    fn learned_decisions_replay_from_their_recorded_inputs_with_the_model_inline() {
+        let rs: Vec<_> = [(ramp_until(47), 1, 1), (vec![5.0; 30], 4, 2), (ramp_until(80), 3, 3)]
+            .into_iter()
+            .map(|(demand, current, seed)| receipt_for(&learned_inputs(demand, current, seed)))
+            .collect();
+        let rep = registry().replay_all(&rs, &InlineOnly);
+        assert_eq!((rep.replayed, rep.matched), (3, 3), "{rep:?}");
+        // Positive controls: weights edited after the fact no longer hash to the recorded
+        // digest; a recorded choice the model did not make does not replay.
+        let mut r = receipt_for(&learned_inputs(ramp_until(47), 1, 1));
+        r.decision["inputs"]["settings"]["learned"]["weights"][0] = serde_json::json!(0.125);
+        let rep = registry().replay_all(&[r], &InlineOnly);
+        assert_eq!(rep.mismatches.len(), 1);
+        assert_eq!(rep.mismatches[0].what, MismatchKind::InputsDigest);
+        let mut r = receipt_for(&learned_inputs(ramp_until(47), 1, 1));
+        let action = r.decision["output"]["learned"]["action"].as_u64().unwrap();
+        r.decision["output"]["learned"]["action"] = serde_json::json!((action + 1) % 7);
+        let rep = registry().replay_all(&[r], &InlineOnly);
+        assert_eq!(rep.mismatches.len(), 1);
+        assert_eq!(rep.mismatches[0].what, MismatchKind::Output);
     }
 
     fn floor_guard() -> Guard {

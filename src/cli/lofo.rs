@@ -62,7 +62,7 @@ impl From<&SimReport> for Score {
 }
 
 impl Score {
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         json!({
             "slo_violation_minutes": self.violation_minutes,
             "replica_hours": self.replica_hours,
@@ -92,7 +92,7 @@ pub fn aggregate_target_met(p: &Score, h: &Score) -> bool {
     p.violation_minutes <= 0.5 * h.violation_minutes && p.replica_hours <= h.replica_hours
 }
 
-fn sum<'a>(scores: impl Iterator<Item = &'a Score>) -> Score {
+pub fn sum<'a>(scores: impl Iterator<Item = &'a Score>) -> Score {
     scores.fold(
         Score {
             violation_minutes: 0.0,
@@ -108,7 +108,7 @@ fn sum<'a>(scores: impl Iterator<Item = &'a Score>) -> Score {
 }
 
 /// The `.csv` files of `paths` (directories walked), sorted.
-fn collect_trace_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+pub fn collect_trace_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let p = entry?.path();

@@ -30,6 +30,7 @@ mod report;
 #[cfg(feature = "operator")]
 mod rollback;
 mod scaling;
+mod train;
 mod verify;
 mod verify_args;
 mod verify_tenant;
@@ -56,8 +57,11 @@ enum Command {
     Route(geometry::RouteArgs),
     /// Forecast accuracy on traces (MAE, MASE against the best seasonal-naive).
     Forecast(scaling::ForecastArgs),
-    /// Replay traces through the autoscaling simulator (predictive, hpa, static).
+    /// Replay traces through the autoscaling simulator (predictive, reactive, learned, hpa, static).
     Simulate(scaling::SimulateArgs),
+    /// Train the learned scaling policy in the simulator (PPO).
+    #[command(subcommand)]
+    Train(train::Command),
     /// Streaming anomaly detection on metric series, scored with NAB's rules.
     Anomaly(anomaly::Args),
     /// Root cause on the topology: name the failure domain behind anomalies (offline, or the live cluster's flags).
@@ -119,6 +123,7 @@ pub fn main() -> ExitCode {
         Command::Route(args) => geometry::run_route(args),
         Command::Forecast(args) => scaling::run_forecast(args),
         Command::Simulate(args) => scaling::run_simulate(args),
+        Command::Train(command) => train::run(command),
         Command::Anomaly(args) => anomaly::run(args),
         Command::Rca(args) => rca::run(args),
         Command::Auction(args) => auction::run(args),

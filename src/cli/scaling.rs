@@ -204,6 +204,9 @@ pub struct SimulateArgs {
     /// holt_winters, ridge, combo, auto, ensemble, neural, ensemble_neural).
     #[arg(long, default_value = "holt_winters")]
     model: String,
+    /// `learned` policy: the model file `mom train scaling --out` wrote.
+    #[arg(long, value_name = "FILE.json")]
+    learned_model: Option<PathBuf>,
     /// `hpa` policy: target utilisation of the plain Kubernetes HPA baseline.
     #[arg(long, default_value_t = 0.8)]
     hpa_target: f64,
@@ -279,11 +282,14 @@ enum PolicyArg {
     Predictive,
     /// The operator's reactive policy (the HPA algorithm on the demand per replica).
     Reactive,
+    /// The learned policy of `mom train scaling` (`--learned-model FILE`), as the scaler runs it.
+    Learned,
     /// The plain Kubernetes HPA with a utilisation target (`--hpa-target`).
     Hpa,
     /// A fixed count sized for the trace's 95th percentile (hindsight).
     Static,
-    /// All four, and the predictive-vs-hpa and predictive-vs-reactive comparisons.
+    /// All four (and `learned` when `--learned-model` is given), and the predictive-vs-hpa and
+    /// predictive-vs-reactive comparisons.
     All,
 }
 
@@ -539,10 +545,25 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             s.headroom = args.headroom.unwrap_or(s.headroom);
             s.change_penalty = args.change_penalty.unwrap_or(s.change_penalty);
             cfg.history_seconds = args.history_seconds;
-            PolicySpec::Operator(cfg)
+            cfg
         };
-        let predictive = operator(Method::Predictive);
-        let reactive = operator(Method::Reactive);
+        let learned = match &args.learned_model {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --learned-model {}", path.display()))?;
+                let model = mom::learned::LearnedModel::from_json(&text)
+                    .with_context(|| format!("--learned-model {}", path.display()))?;
+                let mut cfg = operator(Method::Learned);
+                cfg.settings.learned = Some(model);
+                Some(PolicySpec::Operator(cfg))
+            }
+            None if args.policy == PolicyArg::Learned => {
+                bail!("--policy learned needs --learned-model FILE (written by `mom train scaling --out FILE`)")
+            }
+            None => None,
+        };
+        let predictive = PolicySpec::Operator(operator(Method::Predictive));
+        let reactive = PolicySpec::Operator(operator(Method::Reactive));
         let hpa = PolicySpec::Hpa(HpaConfig {
             target_utilisation: args.hpa_target,
             ..HpaConfig::default()
@@ -552,7 +573,17 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             PolicyArg::Reactive => vec![reactive],
             PolicyArg::Hpa => vec![hpa],
             PolicyArg::Static => vec![PolicySpec::Static(None)],
-            PolicyArg::All => vec![predictive, reactive, hpa, PolicySpec::Static(None)],
+            PolicyArg::Learned => learned.into_iter().collect(),
+            PolicyArg::All => [
+                Some(predictive),
+                Some(reactive),
+                learned,
+                Some(hpa),
+                Some(PolicySpec::Static(None)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         }
     };
     let mut runs = Vec::new();
@@ -621,7 +652,7 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 .sum()
         };
         let mut totals = serde_json::Map::new();
-        for pol in ["predictive", "reactive", "hpa", "static"] {
+        for pol in ["predictive", "reactive", "learned", "hpa", "static"] {
             if runs.iter().any(|r| r["policy"] == pol) {
                 totals.insert(
                     pol.into(),

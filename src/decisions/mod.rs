@@ -206,6 +206,7 @@ mod tests {
             "failover.plan",
             "node.quarantine",
             "placement.bind",
+            "scaling.learned",
             "scaling.manual",
             "scaling.predictive",
             "scaling.reactive",

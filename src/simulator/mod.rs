@@ -209,19 +209,7 @@ pub fn simulate_with_progress(
     policy: &PolicySpec,
     progress: &mut dyn FnMut(f64),
 ) -> Result<SimReport, SimError> {
-    if demand.is_empty() {
-        return Err(SimError::EmptyTrace);
-    }
-    if let Some((index, &value)) = demand.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
-        return Err(SimError::BadDemand { index, value });
-    }
-    cluster.validate()?;
-    let bin = cluster.bin_seconds as u64;
-    let sync = cluster.sync_seconds as u64;
-    let startup = cluster.startup_seconds as u64;
-    let tick = gcd(gcd(bin, sync), startup);
-    let end = bin * demand.len() as u64;
-
+    check(demand, cluster)?;
     let mut running = match policy {
         PolicySpec::Operator(cfg) => Running::Operator(Box::new(OperatorPolicy::new(cfg, cluster)?)),
         PolicySpec::Hpa(cfg) => {
@@ -242,6 +230,51 @@ pub fn simulate_with_progress(
         Running::Hpa(h) => cluster.replicas_for(demand[0] / h.config.target_utilisation),
         Running::Static(n) => *n,
     };
+    let capacity_per_replica = cluster.capacity_per_replica;
+    let mut decide = |obs: &Observation<'_>| -> Result<u32, SimError> {
+        Ok(match &mut running {
+            Running::Operator(p) => p.decide(obs)?,
+            Running::Hpa(h) => {
+                let ready = obs.ready_replicas;
+                let util = if ready > 0 {
+                    obs.history[obs.bin] / (f64::from(ready) * capacity_per_replica)
+                } else {
+                    0.0
+                };
+                h.step(obs.now, obs.spec_replicas, ready, util)?.desired
+            }
+            Running::Static(n) => *n,
+        })
+    };
+    simulate_with(demand, cluster, policy.name(), initial, &mut decide, progress)
+}
+
+fn check(demand: &[f64], cluster: &ClusterModel) -> Result<(), SimError> {
+    if demand.is_empty() {
+        return Err(SimError::EmptyTrace);
+    }
+    if let Some((index, &value)) = demand.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
+        return Err(SimError::BadDemand { index, value });
+    }
+    cluster.validate()
+}
+
+/// The replay loop with decisions from `decide`, called at every sync (the policies above, or
+/// the learned policy's trainer sampling its actions); `initial` replicas are ready at t = 0.
+pub fn simulate_with(
+    demand: &[f64],
+    cluster: &ClusterModel,
+    policy: &str,
+    initial: u32,
+    decide: &mut dyn FnMut(&Observation<'_>) -> Result<u32, SimError>,
+    progress: &mut dyn FnMut(f64),
+) -> Result<SimReport, SimError> {
+    check(demand, cluster)?;
+    let bin = cluster.bin_seconds as u64;
+    let sync = cluster.sync_seconds as u64;
+    let startup = cluster.startup_seconds as u64;
+    let tick = gcd(gcd(bin, sync), startup);
+    let end = bin * demand.len() as u64;
     let mut ready = initial;
     let mut pending: Vec<u64> = Vec::new(); // ready-at times, ascending
     let mut violation_seconds = 0u64;
@@ -269,18 +302,7 @@ pub fn simulate_with_progress(
                 spec_replicas: spec,
                 ready_replicas: ready,
             };
-            let desired = match &mut running {
-                Running::Operator(p) => p.decide(&obs)?,
-                Running::Hpa(h) => {
-                    let util = if ready > 0 {
-                        d / (f64::from(ready) * cluster.capacity_per_replica)
-                    } else {
-                        0.0
-                    };
-                    h.step(t as f64, spec, ready, util)?.desired
-                }
-                Running::Static(n) => *n,
-            };
+            let desired = decide(&obs)?;
             if desired != spec {
                 actions += 1;
                 if desired > spec {
@@ -313,7 +335,7 @@ pub fn simulate_with_progress(
     }
     progress(1.0);
     Ok(SimReport {
-        policy: policy.name().to_string(),
+        policy: policy.to_string(),
         slo_violation_minutes: violation_seconds as f64 / 60.0,
         replica_hours: replica_seconds as f64 / 3600.0,
         scaling_actions: actions,

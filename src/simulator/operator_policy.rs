@@ -5,7 +5,7 @@
 //! What the scaler observes at time `now` (see `operator::scaler`):
 //! - the demand window of a Prometheus range query with `step = step_seconds`, ending at
 //!   `end = ⌊now/step⌋·step` and starting `points − 1` steps earlier, where
-//!   `points = clamp(⌊history/step⌋, 1, 10 000)` for `predictive` and 4 (of which the last is
+//!   `points = clamp(⌊history/step⌋, 1, 10 000)` for `predictive` and `learned` and 4 (of which the last is
 //!   kept) for `reactive`; a sample at time t is the demand of the trace bin holding t, and times
 //!   before the trace starts have no sample (Prometheus returns none);
 //! - `spec.replicas` (requested, ready or starting) and the ready replicas;
@@ -66,7 +66,7 @@ impl OperatorPolicy {
                 value: cfg.history_seconds,
             });
         }
-        let points = if settings.method == Method::Predictive {
+        let points = if matches!(settings.method, Method::Predictive | Method::Learned) {
             ((cfg.history_seconds / settings.step_seconds).floor() as usize).clamp(1, 10_000)
         } else {
             4
@@ -78,6 +78,11 @@ impl OperatorPolicy {
             last_change: None,
             hpa: None,
         })
+    }
+
+    /// The settings in force (the cluster's bounds, target and timings applied).
+    pub fn settings(&self) -> &PolicySettings {
+        &self.settings
     }
 
     /// The demand window the scaler's range query returns at `obs.now` (oldest first).
@@ -180,8 +185,15 @@ mod tests {
     #[test]
     fn a_simulator_step_decides_what_the_operators_policy_decides_on_the_same_window() {
         let history = cyclic_pattern(3);
-        for method in [Method::Predictive, Method::Reactive] {
-            let mut policy = OperatorPolicy::new(&OperatorPolicyConfig::new(method), &cluster()).unwrap();
+        for method in [Method::Predictive, Method::Reactive, Method::Learned] {
+            let mut cfg = OperatorPolicyConfig::new(method);
+            if method == Method::Learned {
+                let weights = (0..crate::learned::PARAMS)
+                    .map(|k| ((k * 37 % 11) as f64 - 5.0) / 7.0)
+                    .collect();
+                cfg.settings.learned = Some(crate::learned::LearnedModel::new(weights, Default::default()));
+            }
+            let mut policy = OperatorPolicy::new(&cfg, &cluster()).unwrap();
             // Bin 36 opens the plateau (80 = 8 replicas' worth).
             let obs = Observation {
                 now: 300.0 * 36.0,

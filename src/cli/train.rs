@@ -1,0 +1,313 @@
+//! `mom train scaling`: trains the learned scaling policy by PPO in the simulator, and
+//! `--validate lofo` scores it the only honest way: per trace family held out, a model trained
+//! on the other families only, against the plain HPA on the held-out traces.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use super::lofo::{
+    Score, aggregate_target_met, collect_trace_files, dominated, family_of, sum, trace_target_met, within_budget,
+};
+use mom::forecast::trace::{Trace, load_trace};
+use mom::hpa::HpaConfig;
+use mom::learned::LearnedModel;
+use mom::learned::ppo::{IterationStats, TrainConfig, TrainingTrace, train};
+use mom::scaling_policy::Method;
+use mom::simulator::{ClusterModel, OperatorPolicyConfig, PolicySpec, simulate};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train the learned scaling policy (PPO in the simulator) on traces; write the model JSON.
+    Scaling(ScalingArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValidateArg {
+    /// Leave one trace family (directory) out: train on the others, score it against the HPA.
+    Lofo,
+}
+
+/// `mom train scaling …`
+#[derive(Debug, Args)]
+pub struct ScalingArgs {
+    /// Trace file or directory of traces; repeatable. A trace's family is its directory.
+    #[arg(long, required = true)]
+    trace: Vec<PathBuf>,
+    /// Seed of the initial weights, the segments drawn and the actions sampled.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// PPO iterations.
+    #[arg(long, default_value_t = 40)]
+    iterations: u32,
+    /// Segments simulated per iteration.
+    #[arg(long, default_value_t = 8)]
+    segments: usize,
+    /// Hours per segment (a trace shorter than that is used whole).
+    #[arg(long, default_value_t = 24.0)]
+    segment_hours: f64,
+    /// Replica-hours one SLO-violation minute costs in the reward.
+    #[arg(long, default_value_t = 1.0)]
+    violation_minute_cost: f64,
+    /// Seconds from request to ready in the simulated cluster.
+    #[arg(long, default_value_t = 60.0)]
+    startup_seconds: f64,
+    /// Bin length in seconds for request logs (Azure).
+    #[arg(long, default_value_t = 10.0)]
+    bin: f64,
+    /// Threads (the model does not depend on it).
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+    /// Write the trained model here (JSON; `mom simulate --policy learned --learned-model FILE`).
+    #[arg(long, required_unless_present = "validate")]
+    out: Option<PathBuf>,
+    /// `lofo`: per family held out, train on the other families only and score the held-out
+    /// traces against the HPA (`--hpa-target`); prints JSON per trace, per family, aggregate.
+    #[arg(long, value_enum)]
+    validate: Option<ValidateArg>,
+    /// LOFO: write each held-out family's model here as `<family>.json`.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// LOFO: the HPA baseline's target utilisation.
+    #[arg(long, default_value_t = 0.8)]
+    hpa_target: f64,
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let Command::Scaling(args) = command;
+    if !(args.segment_hours.is_finite() && args.segment_hours > 0.0) {
+        bail!("--segment-hours must be > 0, got {}", args.segment_hours);
+    }
+    let files = collect_trace_files(&args.trace)?;
+    if files.is_empty() {
+        bail!("--trace: no .csv traces under {:?}", args.trace);
+    }
+    let traces: Vec<(String, TrainingTrace)> = files
+        .iter()
+        .map(|f| {
+            let t = load_trace(f, args.bin).with_context(|| format!("loading {}", f.display()))?;
+            Ok((family_of(f), training_trace(t, args.startup_seconds)))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let cfg = TrainConfig {
+        seed: args.seed,
+        iterations: args.iterations,
+        segments: args.segments,
+        segment_seconds: args.segment_hours * 3600.0,
+        violation_minute_cost: args.violation_minute_cost,
+        threads: args.jobs.max(1),
+        ..TrainConfig::default()
+    };
+    match args.validate {
+        None => {
+            let out = args.out.as_deref().context("--out is required")?;
+            let all: Vec<TrainingTrace> = traces.into_iter().map(|(_, t)| t).collect();
+            let model = fit(&all, &cfg, "all")?;
+            write_model(out, &model)?;
+            eprintln!("train: wrote {} ({})", out.display(), model.digest());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(ValidateArg::Lofo) => lofo(&traces, &cfg, &args),
+    }
+}
+
+fn training_trace(t: Trace, startup_seconds: f64) -> TrainingTrace {
+    let mut cluster = ClusterModel::for_trace(&t.values, t.step_seconds);
+    cluster.startup_seconds = startup_seconds;
+    TrainingTrace {
+        name: t.name,
+        values: t.values,
+        cluster,
+    }
+}
+
+fn fit(traces: &[TrainingTrace], cfg: &TrainConfig, label: &str) -> anyhow::Result<LearnedModel> {
+    let started = std::time::Instant::now();
+    let (model, _) = train(traces, cfg, &mut |s: &IterationStats| {
+        eprintln!(
+            "train {label}: iteration {}/{}: reward {:.3}/sync, {:.1} violation min, {:.1} replica-h, mean headroom {:.2} ({:.0} s)",
+            s.iteration + 1,
+            cfg.iterations,
+            s.mean_reward,
+            s.violation_minutes,
+            s.replica_hours,
+            s.mean_headroom,
+            started.elapsed().as_secs_f64()
+        );
+    })?;
+    Ok(model)
+}
+
+fn write_model(path: &Path, model: &LearnedModel) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(model)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+/// The learned policy with `model` as the simulator runs the operator's scaler.
+pub fn learned_policy(model: LearnedModel) -> PolicySpec {
+    let mut cfg = OperatorPolicyConfig::new(Method::Learned);
+    cfg.settings.learned = Some(model);
+    PolicySpec::Operator(cfg)
+}
+
+fn lofo(traces: &[(String, TrainingTrace)], cfg: &TrainConfig, args: &ScalingArgs) -> anyhow::Result<ExitCode> {
+    let mut families: Vec<String> = traces.iter().map(|(f, _)| f.clone()).collect();
+    families.sort();
+    families.dedup();
+    if families.len() < 2 {
+        bail!(
+            "--validate lofo needs traces of at least two families (directories), got {}",
+            families.len()
+        );
+    }
+    if let Some(dir) = &args.out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let hpa_policy = PolicySpec::Hpa(HpaConfig {
+        target_utilisation: args.hpa_target,
+        ..HpaConfig::default()
+    });
+    let mut learned_scores: Vec<Option<Score>> = vec![None; traces.len()];
+    let mut hpa_scores: Vec<Option<Score>> = vec![None; traces.len()];
+    let mut family_rows = Vec::new();
+    for fam in &families {
+        let train_on: Vec<TrainingTrace> = traces
+            .iter()
+            .filter(|(f, _)| f != fam)
+            .map(|(_, t)| t.clone())
+            .collect();
+        let model = fit(&train_on, cfg, fam)?;
+        if let Some(dir) = &args.out_dir {
+            write_model(&dir.join(format!("{fam}.json")), &model)?;
+        }
+        let held: Vec<usize> = (0..traces.len()).filter(|&t| &traces[t].0 == fam).collect();
+        let learned = learned_policy(model.clone());
+        let jobs: Vec<(usize, bool)> = held.iter().flat_map(|&t| [(t, true), (t, false)]).collect();
+        let results = run_jobs(&jobs, args.jobs, |&(t, is_learned)| {
+            let tr = &traces[t].1;
+            let policy = if is_learned { &learned } else { &hpa_policy };
+            let r = simulate(&tr.values, &tr.cluster, policy).with_context(|| format!("simulating {}", tr.name))?;
+            let score = Score::from(&r);
+            eprintln!(
+                "lofo: {} {}: {:.1} violation min, {:.1} replica-h, {} actions",
+                tr.name,
+                if is_learned { "learned" } else { "hpa" },
+                score.violation_minutes,
+                score.replica_hours,
+                score.actions
+            );
+            Ok(score)
+        })?;
+        for (&(t, is_learned), s) in jobs.iter().zip(results) {
+            if is_learned {
+                learned_scores[t] = Some(s);
+            } else {
+                hpa_scores[t] = Some(s);
+            }
+        }
+        let p = sum(held.iter().filter_map(|&t| learned_scores[t].as_ref()));
+        let h = sum(held.iter().filter_map(|&t| hpa_scores[t].as_ref()));
+        family_rows.push(json!({
+            "family": fam,
+            "held_out_traces": held.iter().map(|&t| traces[t].1.name.clone()).collect::<Vec<_>>(),
+            "trained_on_traces": train_on.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
+            "model": model.digest(),
+            "learned": p.json(),
+            "hpa": h.json(),
+        }));
+    }
+    let learned: Vec<Score> = learned_scores
+        .into_iter()
+        .map(|s| s.context("a trace was not scored"))
+        .collect::<anyhow::Result<_>>()?;
+    let hpa: Vec<Score> = hpa_scores
+        .into_iter()
+        .map(|s| s.context("a trace was not scored"))
+        .collect::<anyhow::Result<_>>()?;
+    let mut rows = Vec::new();
+    let mut met = 0;
+    for (t, (fam, tr)) in traces.iter().enumerate() {
+        let (p, h) = (&learned[t], &hpa[t]);
+        let ok = trace_target_met(p, h);
+        met += usize::from(ok);
+        rows.push(json!({
+            "trace": tr.name,
+            "family": fam,
+            "learned": p.json(),
+            "hpa": h.json(),
+            "violation_reduction": reduction(p, h),
+            "replica_hours_ratio": p.replica_hours / h.replica_hours.max(1e-12),
+            "dominated_by_hpa": dominated(p, h),
+            "within_replica_budget": within_budget(p, h),
+            "target_met": ok,
+        }));
+    }
+    let p = sum(learned.iter());
+    let h = sum(hpa.iter());
+    let out = json!({
+        "protocol": "leave-one-family-out: per held-out family a model is trained (PPO, same seed and settings) on the other families' traces only; the held-out traces are scored with it against the HPA",
+        "settings": {
+            "seed": cfg.seed,
+            "iterations": cfg.iterations,
+            "segments": cfg.segments,
+            "segment_seconds": cfg.segment_seconds,
+            "violation_minute_cost": cfg.violation_minute_cost,
+            "hpa_target": args.hpa_target,
+        },
+        "families": family_rows,
+        "traces": rows,
+        "aggregate": {
+            "learned": p.json(),
+            "hpa": h.json(),
+            "violation_reduction": reduction(&p, &h),
+            "replica_hours_ratio": p.replica_hours / h.replica_hours.max(1e-12),
+        },
+        "targets": {
+            "per_trace_met": met,
+            "per_trace_total": traces.len(),
+            "per_trace": met == traces.len(),
+            "aggregate": aggregate_target_met(&p, &h),
+        },
+    });
+    println!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reduction(p: &Score, h: &Score) -> Option<f64> {
+    (h.violation_minutes > 0.0).then(|| 1.0 - p.violation_minutes / h.violation_minutes)
+}
+
+/// Runs `f` on every job on `threads` threads; results in job order.
+fn run_jobs<J: Sync, R: Send>(
+    jobs: &[J],
+    threads: usize,
+    f: impl Fn(&J) -> anyhow::Result<R> + Sync,
+) -> anyhow::Result<Vec<R>> {
+    let results: Mutex<Vec<Option<anyhow::Result<R>>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, jobs.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(job) = jobs.get(i) else { break };
+                    let r = f(job);
+                    if let Ok(mut all) = results.lock() {
+                        all[i] = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a simulation thread panicked"))?
+        .into_iter()
+        .map(|r| r.context("a job did not run")?)
+        .collect()
+}
