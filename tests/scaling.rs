@@ -12,6 +12,10 @@
 //! - reactive: the HPA algorithm follows the same ramp on the most demanding of two targets, its
 //!   receipts record the recommendation and the demand since the previous receipt, from which
 //!   `mom whatif --cluster` reproduces the decisions;
+//! - learned: with no model ConfigMap the replicas stay and `ScalingReady=False` names it; once
+//!   `mom-scaling-models` holds the model (one whose output always picks a 20 % headroom), the
+//!   agent follows the ramp to `⌈70 · 1.2 / 20⌉`, every receipt records the model and the
+//!   choice, and `mom verify --replay` reproduces them;
 //! - a broken query leaves the replicas unchanged and sets `ScalingReady=False` naming the query;
 //!   so does a cpu target while the resource metrics API is missing (no metrics-server here).
 
@@ -64,7 +68,7 @@ fn demand_source() -> &'static Demand {
         let trace = dir.join("ramp.csv");
         std::fs::write(&trace, csv).unwrap();
 
-        let jobs = ["predictive", "reactive"];
+        let jobs = ["predictive", "reactive", "learned"];
         let exporter_ports: Vec<u16> = jobs.iter().map(|_| common::free_port()).collect();
         let jobs_targets: Vec<(String, String)> = jobs
             .iter()
@@ -439,6 +443,141 @@ async fn reactive_scaling_follows_the_most_demanding_target_with_the_hpa_algorit
     let agreement = whatif["agreement"].as_f64().unwrap();
     assert!(
         agreement >= 0.8,
+        "the twin reproduced {agreement} of the recorded decisions: {whatif}"
+    );
+}
+
+#[tokio::test]
+async fn learned_scaling_waits_for_its_model_configmap_then_follows_the_ramp_and_replays() {
+    use mom::learned::{ACTIONS, HEADROOMS, LearnedModel, PARAMS, Provenance};
+    demand_source();
+    common::apply_test_momconfig("full_audit");
+    let ns = common::TestNamespace::new("scaling-learned").await;
+    let n = ns.name.clone();
+    let manifest = strategy_and_agent(&n, "learned", r#"mom_replay_demand{job="learned"}"#, 1)
+        .replace(r#""targets":"#, r#""learnedModel":"web","targets":"#);
+    common::apply(&manifest);
+    // No ConfigMap yet: nothing is decided, and the condition says what is missing.
+    let (_, reason, message) = common::eventually(
+        "ScalingReady=False naming the ConfigMap",
+        Duration::from_secs(90),
+        || {
+            let n = n.clone();
+            async move { scaling_ready(&agent(&n).await).filter(|c| c.0 == "False") }
+        },
+    )
+    .await;
+    assert_eq!(reason, "ModelUnavailable", "{message}");
+    assert!(
+        message.contains("mom-scaling-models") && message.contains("\"web\""),
+        "{message}"
+    );
+    assert_eq!(agent(&n).await.spec.replicas, 1);
+    assert!(scaling_receipts(&n, "scaling.learned").await.is_empty());
+
+    // A model whose network always picks action 2 (20 % headroom): zero weights, one bias.
+    let mut weights = vec![0.0; PARAMS];
+    weights[PARAMS - ACTIONS + 2] = 5.0;
+    let model = LearnedModel::new(weights, Provenance::default());
+    let maps: Api<ConfigMap> = Api::namespaced(common::client().await, &n);
+    let mut data = std::collections::BTreeMap::new();
+    data.insert("web".to_string(), serde_json::to_string(&model).unwrap());
+    let map = ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some("mom-scaling-models".into()),
+            ..Default::default()
+        },
+        data: Some(data),
+        ..Default::default()
+    };
+    maps.create(&kube::api::PostParams::default(), &map).await.unwrap();
+    common::eventually(
+        "ScalingReady=True once the model is there",
+        Duration::from_secs(90),
+        || {
+            let n = n.clone();
+            async move { scaling_ready(&agent(&n).await).filter(|c| c.0 == "True") }
+        },
+    )
+    .await;
+    start_replay("learned");
+    let plateau = whole_replicas(70.0, HEADROOMS[2]);
+    assert_eq!(plateau, 5);
+    common::eventually(
+        "the plateau's count with 20 % headroom",
+        Duration::from_secs(150),
+        || {
+            let n = n.clone();
+            async move { (agent(&n).await.spec.replicas == plateau).then_some(()) }
+        },
+    )
+    .await;
+    let receipts = scaling_receipts(&n, "scaling.learned").await;
+    assert!(!receipts.is_empty());
+    for d in &receipts {
+        assert_eq!(d["output"]["learned"]["action"], 2, "{d}");
+        assert_eq!(d["output"]["learned"]["model"], model.digest().as_str(), "{d}");
+        assert_eq!(
+            d["inputs"]["settings"]["learned"]["weights"].as_array().unwrap().len(),
+            PARAMS
+        );
+        // Up at once to ⌈demand · 1.2 / 20⌉ (the ramp only rises, so never the 5-minute hold).
+        let now = d["inputs"]["demand"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .as_f64()
+            .unwrap();
+        assert_eq!(
+            d["to"].as_i64().unwrap(),
+            i64::from(whole_replicas(now, 0.2).max(1)),
+            "{d}"
+        );
+    }
+    let replay = verify_replay().await;
+    let mismatches: Vec<&serde_json::Value> = replay["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "scaling.learned")
+        .collect();
+    assert!(mismatches.is_empty(), "{replay}");
+    assert!(
+        !replay["unregistered"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+            .contains_key("scaling.learned"),
+        "{replay}"
+    );
+    assert!(replay["matched"].as_u64().unwrap() >= receipts.len() as u64, "{replay}");
+    // The twin rebuilt from these receipts (the model is in their inputs) runs the learned
+    // method as the scaler did.
+    let out = Command::new(env!("CARGO_BIN_EXE_mom"))
+        .args([
+            "whatif",
+            "--cluster",
+            "--since",
+            "15m",
+            "--namespace",
+            &n,
+            "--format",
+            "json",
+        ])
+        .env("KUBECONFIG", &common::control_plane().kubeconfig)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let whatif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    println!(
+        "measured: whatif --cluster over {} learned receipts: {whatif}",
+        receipts.len()
+    );
+    assert_eq!(whatif["coverage"]["receipts"], receipts.len(), "{whatif}");
+    let agreement = whatif["agreement"].as_f64().unwrap();
+    assert!(
+        agreement >= 0.5,
         "the twin reproduced {agreement} of the recorded decisions: {whatif}"
     );
 }

@@ -53,10 +53,10 @@ pub struct ActionLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ScalingLabels {
-    /// predictive, reactive, manual (none when the policy could not be read).
+    /// predictive, reactive, learned, manual (none when the policy could not be read).
     pub method: String,
     /// scaled_up, scaled_down, unchanged, query_failed, metrics_pending, failed, receipt_failed,
-    /// not_ready.
+    /// not_ready, model_unavailable (learned: its model could not be read).
     pub outcome: String,
 }
 

@@ -132,10 +132,24 @@ pub enum ResourcePressure {
 #[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas")
     .message("spec.scaling.minReplicas must be <= spec.scaling.maxReplicas")
     .field_path(".minReplicas"))]
+#[x_kube(validation = Rule::new("(has(self.method) && self.method == 'learned') == has(self.learnedModel)")
+    .message("spec.scaling.learnedModel is required for method learned, and only then")
+    .field_path(".learnedModel"))]
 pub struct ScalingSpec {
-    /// `predictive` (forecast + MPC), `reactive` (the HPA algorithm) or `manual` (spec.replicas).
+    /// `predictive` (forecast + MPC), `reactive` (the HPA algorithm), `learned` (a policy
+    /// trained by `mom train scaling`, see learnedModel) or `manual` (spec.replicas).
     #[serde(default)]
     pub method: ScalingMethod,
+    /// Method `learned` only: the key, in the ConfigMap `mom-scaling-models` of this strategy's
+    /// namespace, holding the model JSON that `mom train scaling --out` wrote. It is read at
+    /// every scaler tick; while it is missing or not a valid model the agents' replicas are left
+    /// unchanged and their ScalingReady condition is False with reason ModelUnavailable. Every
+    /// decision's receipt records the whole model, so `mom verify --replay` needs no ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]+$')")
+        .message("spec.scaling.learnedModel must be a ConfigMap key (letters, digits, '-', '_', '.')"))]
+    #[schemars(length(min = 1, max = 253))]
+    pub learned_model: Option<String>,
     /// Fewest replicas MOM will run; 0…1000.
     #[serde(default = "default_min_replicas")]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 1000").message("spec.scaling.minReplicas must be between 0 and 1000"))]
@@ -180,6 +194,9 @@ pub enum ScalingMethod {
     Reactive,
     /// Exactly `spec.replicas` of the agent (within min/max).
     Manual,
+    /// A trained policy (`mom train scaling`) chooses the headroom over the current demand;
+    /// scale-down is stabilised over 5 minutes. The model comes from `learnedModel`.
+    Learned,
 }
 
 /// One metric to scale on and its target value.

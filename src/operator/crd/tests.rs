@@ -410,7 +410,7 @@ fn enum_values_are_the_snake_case_names_of_the_issue() {
     );
     assert_eq!(
         enum_of("OrchestrationStrategy", "spec.scaling.method"),
-        vec!["predictive", "reactive", "manual"]
+        vec!["predictive", "reactive", "manual", "learned"]
     );
     assert_eq!(
         enum_of("GeometricAgent", "spec.workloadType"),

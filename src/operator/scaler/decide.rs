@@ -39,6 +39,42 @@ pub mod reason {
     pub const DECISION_FAILED: &str = "DecisionFailed";
     /// The receipt could not be written at full_audit, so nothing was changed.
     pub const RECEIPT_FAILED: &str = "ReceiptFailed";
+    /// Method `learned`: the model ConfigMap, its key or the model in it is missing or invalid;
+    /// replicas are left unchanged.
+    pub const MODEL_UNAVAILABLE: &str = "ModelUnavailable";
+}
+
+/// The ConfigMap (in the strategy's namespace) whose keys hold learned scaling models.
+pub const MODELS_CONFIGMAP: &str = "mom-scaling-models";
+
+/// The learned model under `key` of the models ConfigMap's `data` (`None`: no such ConfigMap);
+/// `Err` is the condition to report, naming the ConfigMap, the key and what is wrong.
+pub(super) fn learned_model(
+    data: Option<&std::collections::BTreeMap<String, String>>,
+    namespace: &str,
+    key: &str,
+    strategy: &str,
+) -> Result<crate::learned::LearnedModel, DesiredCondition> {
+    let unavailable = |what: String| {
+        DesiredCondition::new(
+            SCALING_READY,
+            ConditionStatus::False,
+            reason::MODEL_UNAVAILABLE,
+            format!("strategy {strategy}: spec.scaling.learnedModel {key:?}: {what}; replicas left unchanged"),
+        )
+    };
+    let Some(data) = data else {
+        return Err(unavailable(format!(
+            "ConfigMap {namespace}/{MODELS_CONFIGMAP} not found"
+        )));
+    };
+    let Some(text) = data.get(key) else {
+        return Err(unavailable(format!(
+            "ConfigMap {namespace}/{MODELS_CONFIGMAP} has no key {key:?}"
+        )));
+    };
+    crate::learned::LearnedModel::from_json(text)
+        .map_err(|e| unavailable(format!("ConfigMap {namespace}/{MODELS_CONFIGMAP} key {key:?}: {e}")))
 }
 
 /// How the scaler runs (from `mom operator` flags).
@@ -79,6 +115,7 @@ pub(super) fn policy_settings(
         ScalingMethod::Predictive => Method::Predictive,
         ScalingMethod::Reactive => Method::Reactive,
         ScalingMethod::Manual => Method::Manual,
+        ScalingMethod::Learned => Method::Learned,
     };
     // Clamped to the CRD's bounds too (an object stored under an older CRD may exceed them):
     // the plan table grows with horizon × replicas.
@@ -201,6 +238,36 @@ mod tests {
             cooldown_seconds: 30,
             targets,
             horizon_seconds: 120,
+            learned_model: None,
+        }
+    }
+
+    #[test]
+    fn a_learned_model_is_read_from_its_key_and_every_problem_is_named() {
+        use crate::learned::{LearnedModel, PARAMS, Provenance};
+        let model = LearnedModel::new(vec![0.25; PARAMS], Provenance::default());
+        let mut data = std::collections::BTreeMap::new();
+        data.insert("web".to_string(), serde_json::to_string(&model).unwrap());
+        data.insert(
+            "bad".to_string(),
+            r#"{"format":1,"headrooms":[0.0],"weights":[]}"#.to_string(),
+        );
+        assert_eq!(learned_model(Some(&data), "ns", "web", "s"), Ok(model));
+        for (data, key, says) in [
+            (None, "web", "ConfigMap ns/mom-scaling-models not found"),
+            (Some(&data), "other", "has no key \"other\""),
+            (Some(&data), "bad", "headrooms must be"),
+        ] {
+            let c = learned_model(data, "ns", key, "s").unwrap_err();
+            assert_eq!(
+                (c.status, c.reason.as_str()),
+                (ConditionStatus::False, reason::MODEL_UNAVAILABLE)
+            );
+            assert!(
+                c.message.contains(says) && c.message.contains("strategy s"),
+                "{}",
+                c.message
+            );
         }
     }
 

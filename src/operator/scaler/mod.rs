@@ -18,6 +18,10 @@
 //! The reactive method decides on the current value only; its receipt's `inputs.demand` holds
 //! the values observed at each tick since the agent's previous receipt (kept in memory, at most
 //! the history's points; a new leader starts over), the current one last.
+//! The learned method reads its model from the key `spec.scaling.learnedModel` of the ConfigMap
+//! `mom-scaling-models` in the agent's namespace (one read per namespace per tick); while it is
+//! missing or invalid the replicas are left unchanged (`ScalingReady=False`, reason
+//! `ModelUnavailable`, a Warning Event). Its receipts hold the whole model.
 
 mod decide;
 
@@ -26,6 +30,7 @@ pub use decide::{SCALER_MANAGER, SCALING_READY, ScalerSettings, reason};
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
@@ -56,6 +61,9 @@ struct Memory {
     /// the newest; the receipt records them all, so the demand between two changes is on record
     /// (`mom whatif --cluster` rebuilds it from there).
     reactive: BTreeMap<(AgentKey, usize), Vec<f64>>,
+    /// Method `learned`: each namespace's models ConfigMap as read this tick (one read per
+    /// namespace per tick; `Err` the read's error).
+    models: BTreeMap<String, Result<Option<ConfigMap>, String>>,
 }
 
 /// The scaler loop: how its period is chosen (`--scaler-tick-seconds` or `spec.tickSeconds`),
@@ -122,6 +130,7 @@ async fn tick(
     let Some(agents) = ctx.agents.sorted() else {
         return Ok(());
     };
+    memory.models.clear();
     let strategies = Api::<OrchestrationStrategy>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await?
@@ -208,13 +217,54 @@ async fn scale_agent(
     let key = AgentKey::of(agent);
     let (ns, name) = (key.namespace.clone(), key.name.clone());
     let strategy_name = strategy.name_any();
-    let (settings, queries) = match policy_settings(&strategy.spec.scaling, &strategy_name, scaler) {
+    let (mut settings, queries) = match policy_settings(&strategy.spec.scaling, &strategy_name, scaler) {
         Ok(s) => s,
         Err(condition) => {
             count(ctx, "none", "not_ready");
             return report(ctx, agent, condition, None).await;
         }
     };
+    if settings.method == Method::Learned {
+        let model_key = strategy.spec.scaling.learned_model.as_deref().unwrap_or_default();
+        if !memory.models.contains_key(&ns) {
+            let read = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(MODELS_CONFIGMAP)
+                .await
+                .map_err(|e| e.to_string());
+            memory.models.insert(ns.clone(), read);
+        }
+        let model = match memory.models.get(&ns) {
+            Some(Ok(map)) => learned_model(
+                map.as_ref().and_then(|m| m.data.as_ref()),
+                &ns,
+                model_key,
+                &strategy_name,
+            ),
+            Some(Err(e)) => Err(DesiredCondition::new(
+                SCALING_READY,
+                ConditionStatus::False,
+                reason::MODEL_UNAVAILABLE,
+                format!(
+                    "strategy {strategy_name}: reading ConfigMap {ns}/{MODELS_CONFIGMAP}: {e}; replicas left unchanged"
+                ),
+            )),
+            None => Err(DesiredCondition::new(
+                SCALING_READY,
+                ConditionStatus::False,
+                reason::MODEL_UNAVAILABLE,
+                format!("strategy {strategy_name}: ConfigMap {ns}/{MODELS_CONFIGMAP} was not read"),
+            )),
+        };
+        match model {
+            Ok(model) => settings.learned = Some(model),
+            Err(condition) => {
+                count(ctx, "learned", "model_unavailable");
+                let warn = condition.message.clone();
+                let reason = condition.reason.clone();
+                return report(ctx, agent, condition, Some((&reason, warn))).await;
+            }
+        }
+    }
     let method = settings.method;
     let now = unix_now();
     let current = agent.spec.replicas.max(0) as u32;
@@ -223,7 +273,7 @@ async fn scale_agent(
     // Observe the demand window (predictive) or the current demand (reactive), per target, and
     // what one replica carries of it.
     let step = settings.step_seconds;
-    let points = if method == Method::Predictive {
+    let points = if matches!(method, Method::Predictive | Method::Learned) {
         ((scaler.history.as_secs_f64() / step).floor() as usize).clamp(1, 10_000)
     } else {
         // The HPA reads the current value; a few points bridge a missed scrape.
