@@ -203,6 +203,20 @@ async fn verify_replay() -> serde_json::Value {
     report["replay"].clone()
 }
 
+/// `mom whatif --cluster --since 15m --namespace NS [extra…] --format json`, as JSON.
+fn whatif_cluster(ns: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["whatif", "--cluster", "--since", "15m", "--namespace", ns];
+    args.extend(extra);
+    args.extend(["--format", "json"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_mom"))
+        .args(&args)
+        .env("KUBECONFIG", &common::control_plane().kubeconfig)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn start_replay(job: &str) {
     common::http_get(&format!("{}/start", exporter(job))).expect("starting the replay");
 }
@@ -325,25 +339,7 @@ async fn predictive_scaling_adds_replicas_before_the_ramp_exceeds_them_and_repla
     // The twin rebuilds the window from the cluster and these receipts and replays it: its
     // recorded decisions are the receipts (the one in the window's first tick is its start
     // state), and it reproduces them; the counterfactual runs the same demand reactively.
-    let cp = common::control_plane();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mom"))
-        .args([
-            "whatif",
-            "--cluster",
-            "--since",
-            "15m",
-            "--namespace",
-            &n,
-            "--set",
-            "agent/*.scaling.method=reactive",
-            "--format",
-            "json",
-        ])
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let whatif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let whatif = whatif_cluster(&n, &["--set", "agent/*.scaling.method=reactive"]);
     println!("measured: whatif --cluster over {count} predictive receipts: {whatif}");
     assert_eq!(whatif["coverage"]["agentsRecorded"], 1, "{whatif}");
     assert_eq!(whatif["coverage"]["receipts"], count, "{whatif}");
@@ -426,14 +422,7 @@ async fn reactive_scaling_follows_the_most_demanding_target_with_the_hpa_algorit
         "{samples} samples in {} receipts",
         receipts.len()
     );
-    let cp = common::control_plane();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mom"))
-        .args(["whatif", "--cluster", "--since", "15m", "-n", &n, "--format", "json"])
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let whatif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let whatif = whatif_cluster(&n, &[]);
     println!(
         "measured: whatif --cluster over {} reactive receipts ({samples} samples): {whatif}",
         receipts.len()
@@ -554,22 +543,7 @@ async fn learned_scaling_waits_for_its_model_configmap_then_follows_the_ramp_and
     assert!(replay["matched"].as_u64().unwrap() >= receipts.len() as u64, "{replay}");
     // The twin rebuilt from these receipts (the model is in their inputs) runs the learned
     // method as the scaler did.
-    let out = Command::new(env!("CARGO_BIN_EXE_mom"))
-        .args([
-            "whatif",
-            "--cluster",
-            "--since",
-            "15m",
-            "--namespace",
-            &n,
-            "--format",
-            "json",
-        ])
-        .env("KUBECONFIG", &common::control_plane().kubeconfig)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let whatif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let whatif = whatif_cluster(&n, &[]);
     println!(
         "measured: whatif --cluster over {} learned receipts: {whatif}",
         receipts.len()

@@ -107,6 +107,28 @@ pub fn sum<'a>(scores: impl Iterator<Item = &'a Score>) -> Score {
     )
 }
 
+/// `1 − violations / the HPA's violations` (None when the HPA had none).
+pub fn violation_reduction(p: &Score, h: &Score) -> Option<f64> {
+    (h.violation_minutes > 0.0).then(|| 1.0 - p.violation_minutes / h.violation_minutes)
+}
+
+/// The `aggregate` and `targets` sections of a report, the policy's sums `p` under `side`.
+pub fn summary(side: &str, p: &Score, h: &Score, met: usize, total: usize) -> (Value, Value) {
+    let aggregate = json!({
+        side: p.json(),
+        "hpa": h.json(),
+        "violation_reduction": violation_reduction(p, h),
+        "replica_hours_ratio": p.replica_hours / h.replica_hours.max(1e-12),
+    });
+    let targets = json!({
+        "per_trace_met": met,
+        "per_trace_total": total,
+        "per_trace": met == total,
+        "aggregate": aggregate_target_met(p, h),
+    });
+    (aggregate, targets)
+}
+
 /// The `.csv` files of `paths` (directories walked), sorted.
 pub fn collect_trace_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
@@ -316,11 +338,7 @@ pub fn run(paths: &[PathBuf], opts: &Options) -> anyhow::Result<ExitCode> {
             "chosen": guard_json(&opts.grid[g]),
             "predictive": p.json(),
             "hpa": h.json(),
-            "violation_reduction": if h.violation_minutes > 0.0 {
-                Some(1.0 - p.violation_minutes / h.violation_minutes)
-            } else {
-                None
-            },
+            "violation_reduction": violation_reduction(p, h),
             "replica_hours_ratio": p.replica_hours / h.replica_hours.max(1e-12),
             "dominated_by_hpa": dominated(p, h),
             "within_replica_budget": within_budget(p, h),
@@ -330,27 +348,14 @@ pub fn run(paths: &[PathBuf], opts: &Options) -> anyhow::Result<ExitCode> {
     }
     let p = sum((0..traces.len()).map(|t| &grid[chosen_for_trace[t]][t]));
     let h = sum(hpa.iter());
+    let (aggregate, targets) = summary("predictive", &p, &h, met, traces.len());
     let out = json!({
         "protocol": "leave-one-family-out: per held-out family the guard is chosen on the other families' traces (most per-trace targets met, then aggregate target, fewest violation minutes, fewest replica-hours, grid order); the held-out traces are scored with it",
         "grid": opts.grid.iter().map(guard_json).collect::<Vec<_>>(),
         "families": family_rows,
         "traces": rows,
-        "aggregate": {
-            "predictive": p.json(),
-            "hpa": h.json(),
-            "violation_reduction": if h.violation_minutes > 0.0 {
-                Some(1.0 - p.violation_minutes / h.violation_minutes)
-            } else {
-                None
-            },
-            "replica_hours_ratio": p.replica_hours / h.replica_hours.max(1e-12),
-        },
-        "targets": {
-            "per_trace_met": met,
-            "per_trace_total": traces.len(),
-            "per_trace": met == traces.len(),
-            "aggregate": aggregate_target_met(&p, &h),
-        },
+        "aggregate": aggregate,
+        "targets": targets,
     });
     println!("{out}");
     Ok(ExitCode::SUCCESS)

@@ -12,7 +12,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::lofo::{
-    Score, aggregate_target_met, collect_trace_files, dominated, family_of, sum, trace_target_met, within_budget,
+    Score, collect_trace_files, dominated, family_of, sum, summary, trace_target_met, violation_reduction,
+    within_budget,
 };
 use mom::forecast::trace::{Trace, load_trace};
 use mom::hpa::HpaConfig;
@@ -240,7 +241,7 @@ fn lofo(traces: &[(String, TrainingTrace)], cfg: &TrainConfig, args: &ScalingArg
             "family": fam,
             "learned": p.json(),
             "hpa": h.json(),
-            "violation_reduction": reduction(p, h),
+            "violation_reduction": violation_reduction(p, h),
             "replica_hours_ratio": p.replica_hours / h.replica_hours.max(1e-12),
             "dominated_by_hpa": dominated(p, h),
             "within_replica_budget": within_budget(p, h),
@@ -249,6 +250,7 @@ fn lofo(traces: &[(String, TrainingTrace)], cfg: &TrainConfig, args: &ScalingArg
     }
     let p = sum(learned.iter());
     let h = sum(hpa.iter());
+    let (aggregate, targets) = summary("learned", &p, &h, met, traces.len());
     let out = json!({
         "protocol": "leave-one-family-out: per held-out family a model is trained (PPO, same seed and settings) on the other families' traces only; the held-out traces are scored with it against the HPA",
         "settings": {
@@ -261,25 +263,11 @@ fn lofo(traces: &[(String, TrainingTrace)], cfg: &TrainConfig, args: &ScalingArg
         },
         "families": family_rows,
         "traces": rows,
-        "aggregate": {
-            "learned": p.json(),
-            "hpa": h.json(),
-            "violation_reduction": reduction(&p, &h),
-            "replica_hours_ratio": p.replica_hours / h.replica_hours.max(1e-12),
-        },
-        "targets": {
-            "per_trace_met": met,
-            "per_trace_total": traces.len(),
-            "per_trace": met == traces.len(),
-            "aggregate": aggregate_target_met(&p, &h),
-        },
+        "aggregate": aggregate,
+        "targets": targets,
     });
     println!("{out}");
     Ok(ExitCode::SUCCESS)
-}
-
-fn reduction(p: &Score, h: &Score) -> Option<f64> {
-    (h.violation_minutes > 0.0).then(|| 1.0 - p.violation_minutes / h.violation_minutes)
 }
 
 /// Runs `f` on every job on `threads` threads; results in job order.

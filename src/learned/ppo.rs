@@ -544,15 +544,21 @@ fn gradients<'a>(
 mod tests {
     use super::*;
 
-    fn cluster(bin: f64) -> ClusterModel {
-        ClusterModel {
+    /// One trace of 5-minute bins, one replica per 10 of demand.
+    fn traces(name: &str, values: Vec<f64>) -> Vec<TrainingTrace> {
+        let cluster = ClusterModel {
             capacity_per_replica: 10.0,
             startup_seconds: 60.0,
-            bin_seconds: bin,
+            bin_seconds: 300.0,
             sync_seconds: 15.0,
             min_replicas: 1,
             max_replicas: 1000,
-        }
+        };
+        vec![TrainingTrace {
+            name: name.into(),
+            values,
+            cluster,
+        }]
     }
 
     #[test]
@@ -594,11 +600,7 @@ mod tests {
     #[test]
     fn the_same_seed_trains_the_same_model_on_any_number_of_threads() {
         let values: Vec<f64> = (0..200).map(|i| 50.0 + 40.0 * ((i as f64) / 9.0).sin()).collect();
-        let traces = vec![TrainingTrace {
-            name: "sine".into(),
-            values,
-            cluster: cluster(300.0),
-        }];
+        let traces = traces("sine", values);
         let cfg = TrainConfig {
             iterations: 2,
             segments: 3,
@@ -628,11 +630,7 @@ mod tests {
         // violations. Dear violations should raise the chosen headroom above the untrained
         // policy's mean (uniform over the headrooms: ~0.41).
         let values: Vec<f64> = (0..400).map(|i| if (i / 3) % 2 == 0 { 40.0 } else { 60.0 }).collect();
-        let traces = vec![TrainingTrace {
-            name: "steps".into(),
-            values,
-            cluster: cluster(300.0),
-        }];
+        let traces = traces("steps", values);
         let cfg = TrainConfig {
             iterations: 25,
             segments: 4,
