@@ -149,6 +149,24 @@ fn a_missing_or_broken_model_and_a_single_family_are_refused_naming_them() {
     assert!(err.contains("weights has 1 values"), "{err}");
 
     let fam_a = dir.join("famA");
+    // A grid of costs means something only when validating.
+    let grid_out = dir.join("grid.json");
+    let mut args = vec![
+        "train",
+        "scaling",
+        "--trace",
+        path(&fam_a),
+        "--violation-minute-cost",
+        "1,5",
+        "--out",
+        path(&grid_out),
+    ];
+    args.extend(SMALL);
+    let (code, _, err) = mom(&args);
+    assert_ne!(code, 0);
+    assert!(err.contains("--violation-minute-cost takes one value"), "{err}");
+    assert!(!grid_out.exists());
+
     let mut args = vec!["train", "scaling", "--trace", path(&fam_a), "--validate", "lofo"];
     args.extend(SMALL);
     let (code, _, err) = mom(&args);
@@ -176,6 +194,8 @@ fn leave_one_family_out_trains_without_the_held_out_family_and_scores_it_against
         "lofo",
         "--out-dir",
         path(&models),
+        "--violation-minute-cost",
+        "1,20",
     ];
     args.extend(SMALL);
     let (code, out, err) = mom(&args);
@@ -210,6 +230,16 @@ fn leave_one_family_out_trains_without_the_held_out_family_and_scores_it_against
             .map(|t| t.as_str().unwrap())
             .collect();
         assert_eq!(names, trained);
+        // The cost was chosen from the grid on the training traces' scores, one row per cost.
+        let chosen = f["violation_minute_cost"].as_f64().unwrap();
+        assert!(chosen == 1.0 || chosen == 20.0, "{f}");
+        let grid = f["on_training_traces"].as_array().unwrap();
+        assert_eq!(grid.len(), 2, "{f}");
+        assert_eq!(
+            model["provenance"]["violationMinuteCost"].as_f64().unwrap(),
+            chosen,
+            "{f}"
+        );
     }
     let rows = v["traces"].as_array().unwrap();
     assert_eq!(rows.len(), 4);

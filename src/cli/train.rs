@@ -12,7 +12,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::lofo::{
-    Score, collect_trace_files, dominated, family_of, sum, summary, trace_target_met, violation_reduction,
+    Score, choose, collect_trace_files, dominated, family_of, sum, summary, trace_target_met, violation_reduction,
     within_budget,
 };
 use mom::forecast::trace::{Trace, load_trace};
@@ -52,9 +52,13 @@ pub struct ScalingArgs {
     /// Hours per segment (a trace shorter than that is used whole).
     #[arg(long, default_value_t = 24.0)]
     segment_hours: f64,
-    /// Replica-hours one SLO-violation minute costs in the reward.
-    #[arg(long, default_value_t = 1.0)]
-    violation_minute_cost: f64,
+    /// Replica-hours one SLO-violation minute costs in the reward. With `--validate lofo` a
+    /// comma-separated list is a grid: per held-out family, one model per value is trained on
+    /// the other families, and the value whose model scores best on those same training traces
+    /// (most per-trace targets met, then the aggregate target, fewest violation minutes, fewest
+    /// replica-hours, list order) is the one the held-out family is scored with.
+    #[arg(long, value_delimiter = ',', default_values_t = [1.0])]
+    violation_minute_cost: Vec<f64>,
     /// Seconds from request to ready in the simulated cluster.
     #[arg(long, default_value_t = 60.0)]
     startup_seconds: f64,
@@ -95,12 +99,15 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok((family_of(f), training_trace(t, args.startup_seconds)))
         })
         .collect::<anyhow::Result<_>>()?;
+    if args.violation_minute_cost.is_empty() || (args.validate.is_none() && args.violation_minute_cost.len() > 1) {
+        bail!("--violation-minute-cost takes one value (a list only with --validate lofo)");
+    }
     let cfg = TrainConfig {
         seed: args.seed,
         iterations: args.iterations,
         segments: args.segments,
         segment_seconds: args.segment_hours * 3600.0,
-        violation_minute_cost: args.violation_minute_cost,
+        violation_minute_cost: args.violation_minute_cost[0],
         threads: args.jobs.max(1),
         ..TrainConfig::default()
     };
@@ -173,60 +180,91 @@ fn lofo(traces: &[(String, TrainingTrace)], cfg: &TrainConfig, args: &ScalingArg
         target_utilisation: args.hpa_target,
         ..HpaConfig::default()
     });
-    let mut learned_scores: Vec<Option<Score>> = vec![None; traces.len()];
-    let mut hpa_scores: Vec<Option<Score>> = vec![None; traces.len()];
+    let score = |t: usize, policy: &PolicySpec, what: &str| -> anyhow::Result<Score> {
+        let tr = &traces[t].1;
+        let r = simulate(&tr.values, &tr.cluster, policy).with_context(|| format!("simulating {}", tr.name))?;
+        let s = Score::from(&r);
+        eprintln!(
+            "lofo: {} {what}: {:.1} violation min, {:.1} replica-h, {} actions",
+            tr.name, s.violation_minutes, s.replica_hours, s.actions
+        );
+        Ok(s)
+    };
+    let all: Vec<usize> = (0..traces.len()).collect();
+    let hpa: Vec<Score> = run_jobs(&all, args.jobs, |&t| score(t, &hpa_policy, "hpa"))?;
+    let costs = &args.violation_minute_cost;
+    let mut learned: Vec<Option<Score>> = vec![None; traces.len()];
     let mut family_rows = Vec::new();
     for fam in &families {
-        let train_on: Vec<TrainingTrace> = traces
-            .iter()
-            .filter(|(f, _)| f != fam)
-            .map(|(_, t)| t.clone())
-            .collect();
-        let model = fit(&train_on, cfg, fam)?;
+        let train: Vec<usize> = all.iter().copied().filter(|&t| &traces[t].0 != fam).collect();
+        let held: Vec<usize> = all.iter().copied().filter(|&t| &traces[t].0 == fam).collect();
+        let train_on: Vec<TrainingTrace> = train.iter().map(|&t| traces[t].1.clone()).collect();
+        // One model per cost; with several, each is scored on the training traces (never on
+        // the held-out ones) and the best there is kept.
+        let mut models = Vec::new();
+        let mut on_training: Vec<Vec<Score>> = Vec::new();
+        for &c in costs {
+            let cfg = TrainConfig {
+                violation_minute_cost: c,
+                ..cfg.clone()
+            };
+            let model = fit(&train_on, &cfg, &format!("{fam} c={c}"))?;
+            if costs.len() > 1 {
+                let policy = learned_policy(model.clone());
+                let what = format!("learned c={c} (training)");
+                let scores = run_jobs(&train, args.jobs, |&t| score(t, &policy, &what))?;
+                // Held-out entries stay the HPA's: `choose` reads the training ones only.
+                let mut row = hpa.clone();
+                for (&t, s) in train.iter().zip(scores) {
+                    row[t] = s;
+                }
+                on_training.push(row);
+            }
+            models.push(model);
+        }
+        let chosen = if costs.len() > 1 {
+            choose(&train, &hpa, &on_training)
+        } else {
+            0
+        };
+        let model = models.swap_remove(chosen);
         if let Some(dir) = &args.out_dir {
             write_model(&dir.join(format!("{fam}.json")), &model)?;
         }
-        let held: Vec<usize> = (0..traces.len()).filter(|&t| &traces[t].0 == fam).collect();
-        let learned = learned_policy(model.clone());
-        let jobs: Vec<(usize, bool)> = held.iter().flat_map(|&t| [(t, true), (t, false)]).collect();
-        let results = run_jobs(&jobs, args.jobs, |&(t, is_learned)| {
-            let tr = &traces[t].1;
-            let policy = if is_learned { &learned } else { &hpa_policy };
-            let r = simulate(&tr.values, &tr.cluster, policy).with_context(|| format!("simulating {}", tr.name))?;
-            let score = Score::from(&r);
-            eprintln!(
-                "lofo: {} {}: {:.1} violation min, {:.1} replica-h, {} actions",
-                tr.name,
-                if is_learned { "learned" } else { "hpa" },
-                score.violation_minutes,
-                score.replica_hours,
-                score.actions
-            );
-            Ok(score)
-        })?;
-        for (&(t, is_learned), s) in jobs.iter().zip(results) {
-            if is_learned {
-                learned_scores[t] = Some(s);
-            } else {
-                hpa_scores[t] = Some(s);
-            }
+        let policy = learned_policy(model.clone());
+        for (&t, s) in held
+            .iter()
+            .zip(run_jobs(&held, args.jobs, |&t| score(t, &policy, "learned"))?)
+        {
+            learned[t] = Some(s);
         }
-        let p = sum(held.iter().filter_map(|&t| learned_scores[t].as_ref()));
-        let h = sum(held.iter().filter_map(|&t| hpa_scores[t].as_ref()));
+        let p = sum(held.iter().filter_map(|&t| learned[t].as_ref()));
+        let h = sum(held.iter().map(|&t| &hpa[t]));
+        let every_cost: Vec<_> = on_training
+            .iter()
+            .zip(costs)
+            .map(|(row, c)| {
+                let met = train.iter().filter(|&&t| trace_target_met(&row[t], &hpa[t])).count();
+                json!({
+                    "violation_minute_cost": c,
+                    "training_traces_meeting_target": met,
+                    "learned": sum(train.iter().map(|&t| &row[t])).json(),
+                    "hpa": sum(train.iter().map(|&t| &hpa[t])).json(),
+                })
+            })
+            .collect();
         family_rows.push(json!({
             "family": fam,
             "held_out_traces": held.iter().map(|&t| traces[t].1.name.clone()).collect::<Vec<_>>(),
             "trained_on_traces": train_on.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
+            "violation_minute_cost": costs[chosen],
+            "on_training_traces": every_cost,
             "model": model.digest(),
             "learned": p.json(),
             "hpa": h.json(),
         }));
     }
-    let learned: Vec<Score> = learned_scores
-        .into_iter()
-        .map(|s| s.context("a trace was not scored"))
-        .collect::<anyhow::Result<_>>()?;
-    let hpa: Vec<Score> = hpa_scores
+    let learned: Vec<Score> = learned
         .into_iter()
         .map(|s| s.context("a trace was not scored"))
         .collect::<anyhow::Result<_>>()?;
@@ -252,13 +290,13 @@ fn lofo(traces: &[(String, TrainingTrace)], cfg: &TrainConfig, args: &ScalingArg
     let h = sum(hpa.iter());
     let (aggregate, targets) = summary("learned", &p, &h, met, traces.len());
     let out = json!({
-        "protocol": "leave-one-family-out: per held-out family a model is trained (PPO, same seed and settings) on the other families' traces only; the held-out traces are scored with it against the HPA",
+        "protocol": "leave-one-family-out: per held-out family a model is trained (PPO, same seed and settings) per violation-minute cost on the other families' traces only; with several costs the one whose model scores best on those training traces is kept (most per-trace targets met, aggregate target, fewest violation minutes, fewest replica-hours, list order); the held-out traces are scored with it against the HPA",
         "settings": {
             "seed": cfg.seed,
             "iterations": cfg.iterations,
             "segments": cfg.segments,
             "segment_seconds": cfg.segment_seconds,
-            "violation_minute_cost": cfg.violation_minute_cost,
+            "violation_minute_costs": costs,
             "hpa_target": args.hpa_target,
         },
         "families": family_rows,
