@@ -18,6 +18,9 @@
 //! pods; and a replica whose replacement cannot become Ready is deleted anyway one grace period
 //! before the deadline its node's notice carries.
 //!
+//! And: a replacement the scheduler bound to a node that then fails before the replacement is
+//! Ready (the failure reaches MOM late) is deleted at once, not left holding its place.
+//!
 //! Runs on a control plane of its own: the outage would disturb other tests' pods.
 
 mod common;
@@ -538,5 +541,148 @@ async fn a_replica_is_deleted_a_grace_period_before_its_nodes_termination_deadli
         grace_s
     );
     taint(&noticed, "aws-node-termination-handler/spot-itn", None);
+    retire(ns);
+}
+
+/// Sets (or with `None` removes) a label on a node.
+fn label_node(node: &str, key: &str, value: Option<&str>) {
+    let arg = match value {
+        Some(v) => format!("{key}={v}"),
+        None => format!("{key}-"),
+    };
+    let (ok, _, err) = common::kubectl(&["label", "nodes", node, &arg, "--overwrite"], None);
+    assert!(ok, "kubectl label {node} {arg}: {err}");
+}
+
+#[tokio::test]
+async fn a_replacement_bound_to_a_node_that_fails_before_it_is_ready_is_deleted_at_once_and_made_again() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::api::{Patch, PatchParams};
+    use mom::labels::UNHEALTHY_LABEL;
+    let _turn = SERIAL.lock().await;
+    common::use_private_control_plane();
+    setup();
+    common::apply_test_momconfig("full_audit");
+    let ns = common::TestNamespace::new("late-failure").await;
+    let n = &ns.name;
+    let client = ns.client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    // Two nodes of different zones: `first` runs the replica, `late` gets its replacement.
+    let labels = node_labels(client.clone()).await;
+    let first = labels.keys().next().expect("a node").clone();
+    let late = labels
+        .iter()
+        .find(|(_, l)| l.get(ZONE_LABEL) != labels[&first].get(ZONE_LABEL))
+        .map(|(node, _)| node.clone())
+        .expect("a node in another zone");
+    let hold = "mom.test/hold";
+    taint(&late, hold, Some("yes"));
+    common::apply(&agent(
+        n,
+        "late",
+        1,
+        "",
+        &format!(
+            r#""affinity":{{"nodeAffinity":{{"requiredDuringSchedulingIgnoredDuringExecution":{{"nodeSelectorTerms":[{{"matchExpressions":[{{"key":"kubernetes.io/hostname","operator":"In","values":["{first}","{late}"]}}]}}]}}}}}},"#
+        ),
+    ));
+    let original = common::eventually("the replica Ready", Duration::from_secs(90), || {
+        let pods = pods.clone();
+        async move {
+            let p = pods_of(&pods, "late").await;
+            p.iter()
+                .find(|(_, (node, ready, _))| *ready && node.is_some())
+                .map(|(name, (node, ..))| (name.clone(), node.clone().unwrap_or_default()))
+        }
+    })
+    .await;
+    assert_eq!(original.1, first, "the other node is tainted");
+    // `late` keeps being heard from (its Lease renewed by this test) while nothing runs its
+    // pods (its kubelet is gone): a pod bound there stays not Ready, and MOM does not know yet.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let renewing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let renewer = {
+        let (leases, late, renewing) = (leases.clone(), late.clone(), renewing.clone());
+        tokio::spawn(async move {
+            while renewing.load(std::sync::atomic::Ordering::SeqCst) {
+                let now =
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(k8s_openapi::jiff::Timestamp::now());
+                let patch = serde_json::json!({"spec": {"renewTime": now}});
+                let _ = leases
+                    .patch(&late, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    };
+    fail_domain(&["--label", &format!("kubernetes.io/hostname={late}")]);
+    taint(&late, hold, None);
+    // The first node fails: its replica is stranded, and the replacement can only go to `late`.
+    label_node(&first, UNHEALTHY_LABEL, Some("true"));
+    let replacement = common::eventually("a replacement bound to the late node", Duration::from_secs(90), || {
+        let pods = pods.clone();
+        let late = late.clone();
+        async move {
+            let p = pods_of(&pods, "late").await;
+            p.into_iter()
+                .find(|(_, (node, _, deleting))| node.as_deref() == Some(late.as_str()) && !deleting)
+                .map(|(name, _)| name)
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let p = pods_of(&pods, "late").await;
+    assert!(
+        p.get(&replacement).is_some_and(|(_, ready, _)| !ready),
+        "the replacement became Ready on a node without a kubelet: {p:?}"
+    );
+    // Now `late` falls silent too, with the replacement on it not Ready.
+    renewing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let _ = renewer.await;
+    let last_seen = std::cell::RefCell::new(PodStates::new());
+    common::eventually_explained(
+        "the unready replacement on the failed node deleted",
+        Duration::from_secs(120),
+        || {
+            let pods = pods.clone();
+            let replacement = replacement.clone();
+            let last_seen = &last_seen;
+            async move {
+                let p = pods_of(&pods, "late").await;
+                let done = p.get(&replacement).is_none_or(|(_, _, deleting)| *deleting);
+                *last_seen.borrow_mut() = p;
+                done.then_some(())
+            }
+        },
+        || format!("{:?}", last_seen.borrow()),
+    )
+    .await;
+    let receipts: Api<Receipt> = Api::namespaced(client.clone(), n);
+    let record = receipts
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|r| r.spec.decision)
+        .find(|d| d["kind"] == "agent.stranded")
+        .expect("an agent.stranded receipt");
+    // Every replica retired as unready was a replacement on `late` (the failover planner may
+    // add a standby while a node is failing, so there may be two), and nothing else was
+    // retired.
+    let unready: Vec<String> = serde_json::from_value(record["unready"].clone()).unwrap_or_default();
+    assert!(unready.contains(&replacement), "{record:#}");
+    // Control: the original, Ready on its (labelled) node, is not retired by this rule.
+    assert!(!unready.contains(&original.0), "{record:#}");
+    let p = pods_of(&pods, "late").await;
+    assert!(
+        unready.iter().all(|u| p
+            .get(u)
+            .is_none_or(|(node, _, _)| node.as_deref() == Some(late.as_str()))),
+        "{record:#}\n{p:?}"
+    );
+    assert_eq!(record["retire"], record["unready"], "{record:#}");
+    label_node(&first, UNHEALTHY_LABEL, None);
+    fail_domain(&["--restore"]);
     retire(ns);
 }

@@ -990,15 +990,41 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
             .filter(|r| !plan.retire.contains(&r.name))
             .cloned()
             .collect();
-        let stranded = failover::stranded_at(mode, &left, desired, now_ms);
+        // Pods of this agent already deleted on failed nodes (Terminating there until the node
+        // is back or gone) use up the budget for retiring unready stranded replicas early.
+        let left_behind = {
+            let v = ctx.view.read();
+            pods.iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_some())
+                .filter(|p| p.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref()))
+                .filter(|p| {
+                    p.spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_deref())
+                        .is_some_and(|n| v.node_failed(n))
+                })
+                .count()
+        };
+        let stranded = failover::stranded_at(mode, &left, desired, now_ms, desired.saturating_sub(left_behind));
         if !stranded.retire.is_empty()
             && let Some(receipt) = super::failover::retire_stranded(ctx, agent, &pods_api, desired, &stranded).await?
         {
             last_receipt = Some(receipt);
         }
-        // At most `desired` are counted out: should replacements land on failed nodes too
-        // (the extender keeps them off), the agent stops at twice its size instead of looping.
-        let counted_out: Vec<&String> = stranded.pods.iter().take(desired).collect();
+        // Retired ones are gone. Of the rest, at most `desired` are counted out: should
+        // replacements land on failed nodes too (the extender keeps them off), the agent stops
+        // at twice its size (plus the unready ones retired within their budget) instead of
+        // looping.
+        active.retain(|p| !stranded.retire.contains(&p.name_any()));
+        for name in &stranded.retire {
+            roles.remove(name);
+        }
+        let counted_out: Vec<&String> = stranded
+            .pods
+            .iter()
+            .filter(|p| !stranded.retire.contains(p))
+            .take(desired)
+            .collect();
         active.retain(|p| !counted_out.contains(&&p.name_any()));
         for name in counted_out {
             roles.remove(name);

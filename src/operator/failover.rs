@@ -164,6 +164,7 @@ pub async fn retire_stranded(
             "stranded": stranded.pods,
             "healthyReady": stranded.healthy_ready,
             "dueToDeadline": stranded.due,
+            "unready": stranded.unready,
         }),
         regarding: Some(agent.object_ref(&())),
         withheld: format!("stranded replicas {:?} were not retired", stranded.retire),
@@ -188,7 +189,13 @@ pub async fn retire_stranded(
         EventType::Normal,
         "Failover",
         "ReplacedStranded",
-        if stranded.due.is_empty() {
+        if !stranded.unready.is_empty() && stranded.due.is_empty() && stranded.retire.len() == stranded.unready.len() {
+            format!(
+                "{} on failed nodes and not Ready deleted before their replacements are Ready ({} Ready elsewhere): they serve nothing, and new replicas are made off failed nodes",
+                stranded.unready.join(", "),
+                stranded.healthy_ready
+            )
+        } else if stranded.due.is_empty() {
             format!(
                 "{} on failed nodes replaced by {} Ready replicas elsewhere; deleted (each stays Terminating until its node is back or gone)",
                 stranded.retire.join(", "),
@@ -200,7 +207,7 @@ pub async fn retire_stranded(
                 stranded.due.join(", "),
                 stranded.healthy_ready,
                 if stranded.retire.len() > stranded.due.len() {
-                    format!("; also retired, replaced: {}", stranded.retire.iter().filter(|p| !stranded.due.contains(p)).cloned().collect::<Vec<_>>().join(", "))
+                    format!("; also retired (replaced, or not Ready): {}", stranded.retire.iter().filter(|p| !stranded.due.contains(p)).cloned().collect::<Vec<_>>().join(", "))
                 } else {
                     String::new()
                 }

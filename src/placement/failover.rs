@@ -178,7 +178,7 @@ pub struct Stranded {
     /// Every replica on a failed node, by name.
     pub pods: Vec<String>,
     /// The stranded replicas to delete now: all of them once `desired` replicas off failed
-    /// nodes are Ready, none before. On an unreachable node the deleted pod stays Terminating
+    /// nodes are Ready; before that only those `due` and those `unready`. On an unreachable node the deleted pod stays Terminating
     /// until the node is back (its kubelet stops it) or gone (the pod garbage collector removes
     /// it), so nothing runs twice once the domain returns.
     pub retire: Vec<String>,
@@ -192,6 +192,12 @@ pub struct Stranded {
     /// termination deadline.
     #[serde(default)]
     pub retire_by: std::collections::BTreeMap<String, u64>,
+    /// Of `retire`, those retired before their replacements are Ready because they are not
+    /// Ready themselves: they serve nothing, and a replacement bound to a node that failed
+    /// after it was placed would otherwise hold its slot for good (no Ready replacement can
+    /// ever retire it).
+    #[serde(default)]
+    pub unready: Vec<String>,
 }
 
 /// Which of `replicas` are stranded on failed nodes, and whether they are replaced yet.
@@ -204,13 +210,18 @@ pub struct Stranded {
 ///
 /// [`stranded_at`] without deadlines due.
 pub fn stranded(mode: Mode, replicas: &[Replica], desired: usize) -> Stranded {
-    stranded_at(mode, replicas, desired, 0)
+    stranded_at(mode, replicas, desired, 0, desired)
 }
 
 /// [`stranded`] at `now_ms`: the stranded replicas come earliest retire-by time first (then by
 /// name), so the first replaced are the first to go; a stranded replica whose retire-by time
-/// has come is retired even before replacements are Ready (`due`).
-pub fn stranded_at(mode: Mode, replicas: &[Replica], desired: usize, now_ms: u64) -> Stranded {
+/// has come is retired even before replacements are Ready (`due`), and so are up to
+/// `unready_budget` stranded replicas that are not Ready (`unready`, in the same order).
+///
+/// The budget is the caller's bound on churn: the operator passes `desired` minus the agent's
+/// pods already Terminating on failed nodes, so should replacements keep landing on failed
+/// nodes (a scheduler without the extender), at most `desired` of them are ever left behind.
+pub fn stranded_at(mode: Mode, replicas: &[Replica], desired: usize, now_ms: u64, unready_budget: usize) -> Stranded {
     let mut failed: Vec<&Replica> = replicas.iter().filter(|r| r.failed).collect();
     failed.sort_by(|a, b| {
         (a.retire_by_ms.unwrap_or(u64::MAX), &a.name).cmp(&(b.retire_by_ms.unwrap_or(u64::MAX), &b.name))
@@ -237,12 +248,25 @@ pub fn stranded_at(mode: Mode, replicas: &[Replica], desired: usize, now_ms: u64
         .filter(|r| pods.contains(&r.name) && r.retire_by_ms.is_some_and(|t| t <= now_ms))
         .map(|r| r.name.clone())
         .collect();
+    let unready: Vec<String> = failed
+        .iter()
+        .filter(|r| pods.contains(&r.name) && !r.ready && !due.contains(&r.name))
+        .take(unready_budget)
+        .map(|r| r.name.clone())
+        .collect();
     let retire = if healthy_ready >= desired {
         pods.clone()
     } else {
-        due.clone()
+        pods.iter()
+            .filter(|p| due.contains(p) || unready.contains(p))
+            .cloned()
+            .collect()
     };
-    let due = if healthy_ready >= desired { Vec::new() } else { due };
+    let (due, unready) = if healthy_ready >= desired {
+        (Vec::new(), Vec::new())
+    } else {
+        (due, unready)
+    };
     let retire_by = failed
         .iter()
         .filter(|r| pods.contains(&r.name))
@@ -254,6 +278,7 @@ pub fn stranded_at(mode: Mode, replicas: &[Replica], desired: usize, now_ms: u64
         healthy_ready,
         due,
         retire_by,
+        unready,
     }
 }
 
@@ -269,6 +294,10 @@ pub fn stranded_record(desired: usize, stranded: &Stranded) -> serde_json::Value
     if !stranded.due.is_empty() {
         // Retired for their node's termination deadline, before replacements were Ready.
         record["dueToDeadline"] = serde_json::json!(stranded.due);
+    }
+    if !stranded.unready.is_empty() {
+        // Retired before replacements are Ready because they were not Ready either.
+        record["unready"] = serde_json::json!(stranded.unready);
     }
     if !stranded.retire_by.is_empty() {
         // When each had to go at the latest (its node's deadline minus its grace period).
@@ -310,6 +339,7 @@ mod tests {
             ..r(name, Role::Active, true, true)
         };
         // a and b on a node retiring at 90 s, c at 60 s; one healthy replica, three wanted.
+        // (No budget for unready ones: e waits like a Ready replica would.)
         let replicas = vec![
             doomed("a", 90_000),
             doomed("b", 90_000),
@@ -317,16 +347,16 @@ mod tests {
             r("d", Role::Active, true, false),
             r("e", Role::Active, false, true),
         ];
-        let s = stranded_at(Mode::ActiveActive, &replicas, 3, 59_999);
+        let s = stranded_at(Mode::ActiveActive, &replicas, 3, 59_999, 0);
         // Earliest deadline first, no deadline last.
         assert_eq!(s.pods, vec!["c", "a", "b", "e"]);
         assert!(s.retire.is_empty() && s.due.is_empty(), "{s:?}");
-        let s = stranded_at(Mode::ActiveActive, &replicas, 3, 60_000);
+        let s = stranded_at(Mode::ActiveActive, &replicas, 3, 60_000, 0);
         assert_eq!(
             (s.retire.clone(), s.due.clone()),
             (vec!["c".to_string()], vec!["c".to_string()])
         );
-        let s = stranded_at(Mode::ActiveActive, &replicas, 3, 90_000);
+        let s = stranded_at(Mode::ActiveActive, &replicas, 3, 90_000, 0);
         assert_eq!(s.due, vec!["c", "a", "b"]);
         assert!(
             !s.retire.contains(&"e".to_string()),
@@ -343,7 +373,7 @@ mod tests {
         // Positive control: once replacements are Ready, all go and none is counted as due.
         let mut ready = replicas.clone();
         ready.extend(["x", "y"].map(|n| r(n, Role::Active, true, false)));
-        let s = stranded_at(Mode::ActiveActive, &ready, 3, 0);
+        let s = stranded_at(Mode::ActiveActive, &ready, 3, 0, 0);
         assert_eq!(s.retire.len(), 4);
         assert!(s.due.is_empty() && stranded_record(3, &s).get("dueToDeadline").is_none());
     }
@@ -353,7 +383,7 @@ mod tests {
         let mut pods = vec![
             r("web-a", Role::Active, true, false),
             r("web-b", Role::Active, true, true),
-            r("web-c", Role::Active, false, true),
+            r("web-c", Role::Active, true, true),
         ];
         // Two stranded, one healthy of three: nothing is retired, both are to be replaced.
         let s = stranded(Mode::ActiveActive, &pods, 3);
@@ -378,8 +408,40 @@ mod tests {
                 healthy_ready: 3,
                 due: vec![],
                 retire_by: Default::default(),
+                unready: vec![],
             }
         );
+    }
+
+    #[test]
+    fn a_replacement_whose_node_fails_before_it_is_ready_is_retired_at_once_so_another_can_be_made() {
+        // A zone failed: web-a and web-b (Ready when it went dark) were replaced by web-c and
+        // web-d, which the scheduler bound to a node of the same region that failed next,
+        // before they were Ready.
+        let pods = vec![
+            r("web-a", Role::Active, true, true),
+            r("web-b", Role::Active, true, true),
+            r("web-c", Role::Active, false, true),
+            r("web-d", Role::Active, false, true),
+        ];
+        let s = stranded_at(Mode::ActiveActive, &pods, 2, 0, 2);
+        assert_eq!(s.pods, vec!["web-a", "web-b", "web-c", "web-d"]);
+        // The unready replacements go now; the Ready ones wait for their replacements.
+        assert_eq!(s.retire, vec!["web-c", "web-d"]);
+        assert_eq!(s.unready, vec!["web-c", "web-d"]);
+        assert_eq!(stranded_record(2, &s)["unready"], serde_json::json!(["web-c", "web-d"]));
+        // The budget bounds the churn: one left, one goes; none left, none goes (then the
+        // replicas stay counted out, and the agent stops at twice its size).
+        assert_eq!(stranded_at(Mode::ActiveActive, &pods, 2, 0, 1).retire, vec!["web-c"]);
+        let s = stranded_at(Mode::ActiveActive, &pods, 2, 0, 0);
+        assert!(s.retire.is_empty() && s.unready.is_empty(), "{s:?}");
+        assert!(stranded_record(2, &s).get("unready").is_none());
+        // Positive control: with two Ready elsewhere all four go, none of them as unready.
+        let mut replaced = pods.clone();
+        replaced.extend(["web-e", "web-f"].map(|n| r(n, Role::Active, true, false)));
+        let s = stranded_at(Mode::ActiveActive, &replaced, 2, 0, 2);
+        assert_eq!(s.retire.len(), 4);
+        assert!(s.unready.is_empty());
     }
 
     #[test]
