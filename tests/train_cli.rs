@@ -254,3 +254,76 @@ fn leave_one_family_out_trains_without_the_held_out_family_and_scores_it_against
     assert!(v["aggregate"]["replica_hours_ratio"].is_number());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_reward_weight_comes_from_momconfig_objectives_when_given_and_bad_objectives_are_refused_naming_the_field() {
+    let dir = traces("objectives");
+    let out = dir.join("o.json");
+    let train = |objectives: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "scaling",
+            "--trace",
+            path(&dir),
+            "--objectives",
+            objectives,
+            "--out",
+            path(&out),
+        ];
+        args.extend(extra);
+        args.extend(SMALL);
+        mom(&args)
+    };
+    // As `kubectl get momconfig default -o jsonpath='{.spec.objectives}'` prints them.
+    let (code, _, err) = train(
+        r#"{"cost":0.3,"performance":0.4,"reliability":0.2,"sustainability":0.1}"#,
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("a violation minute costs 1.500 replica-hours"), "{err}");
+    let model: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let c = model["provenance"]["violationMinuteCost"].as_f64().unwrap_or(0.0);
+    assert!((c - 1.5).abs() < 1e-9, "{model}");
+    assert_eq!(model["provenance"]["objectives"]["cost"], 0.3, "{model}");
+    // Refused, naming what is wrong; no model is written.
+    std::fs::remove_file(&out).unwrap();
+    for (bad, says) in [
+        (
+            r#"{"cost":0.5,"performance":0.5,"reliability":0.5,"sustainability":0.0}"#,
+            "must sum to 1",
+        ),
+        (
+            r#"{"cost":0.0,"performance":0.6,"reliability":0.4,"sustainability":0.0}"#,
+            "cost and sustainability are both 0",
+        ),
+        (
+            r#"{"cost":0.3,"performance":0.4,"reliability":0.2}"#,
+            "missing field `sustainability`",
+        ),
+        (
+            r#"{"cost":0.3,"performance":0.4,"reliability":0.2,"sustainability":0.1,"speed":1}"#,
+            "unknown field `speed`",
+        ),
+    ] {
+        let (code, _, err) = train(bad, &[]);
+        assert_ne!(code, 0, "{bad} was accepted");
+        assert!(err.contains("--objectives") && err.contains(says), "{bad}: {err}");
+        assert!(!out.exists(), "{bad} wrote a model");
+    }
+    // Both ways of setting the weight at once is an error.
+    let (code, _, err) = train(
+        r#"{"cost":0.3,"performance":0.4,"reliability":0.2,"sustainability":0.1}"#,
+        &["--violation-minute-cost", "2"],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot be used with"), "{err}");
+    // Control: without --objectives the provenance has none.
+    let mut args = vec!["train", "scaling", "--trace", path(&dir), "--out", path(&out)];
+    args.extend(SMALL);
+    let (code, _, err) = mom(&args);
+    assert_eq!(code, 0, "{err}");
+    let model: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(model["provenance"].get("objectives").is_none(), "{model}");
+    assert_eq!(model["provenance"]["violationMinuteCost"], 1.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -59,6 +59,12 @@ pub struct ScalingArgs {
     /// replica-hours, list order) is the one the held-out family is scored with.
     #[arg(long, value_delimiter = ',', default_values_t = [1.0])]
     violation_minute_cost: Vec<f64>,
+    /// Take the violation-minute cost from a MomConfig's objectives instead: their JSON, as
+    /// `kubectl get momconfig default -o jsonpath='{.spec.objectives}'` prints it. The cost is
+    /// (performance + reliability) / (cost + sustainability), and the objectives are kept in
+    /// the model's provenance.
+    #[arg(long, conflicts_with = "violation_minute_cost")]
+    objectives: Option<String>,
     /// Seconds from request to ready in the simulated cluster.
     #[arg(long, default_value_t = 60.0)]
     startup_seconds: f64,
@@ -102,12 +108,24 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     if args.violation_minute_cost.is_empty() || (args.validate.is_none() && args.violation_minute_cost.len() > 1) {
         bail!("--violation-minute-cost takes one value (a list only with --validate lofo)");
     }
+    let objectives = args.objectives.as_deref().map(parse_objectives).transpose()?;
+    let violation_minute_cost = match &objectives {
+        Some(o) => mom::learned::violation_minute_cost(o).context("--objectives")?,
+        None => args.violation_minute_cost[0],
+    };
+    if let Some(o) = &objectives {
+        eprintln!(
+            "train: --objectives performance {} cost {} reliability {} sustainability {}: a violation minute costs {violation_minute_cost:.3} replica-hours",
+            o.performance, o.cost, o.reliability, o.sustainability
+        );
+    }
     let cfg = TrainConfig {
         seed: args.seed,
         iterations: args.iterations,
         segments: args.segments,
         segment_seconds: args.segment_hours * 3600.0,
-        violation_minute_cost: args.violation_minute_cost[0],
+        violation_minute_cost,
+        objectives,
         threads: args.jobs.max(1),
         ..TrainConfig::default()
     };
@@ -122,6 +140,29 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Some(ValidateArg::Lofo) => lofo(&traces, &cfg, &args),
     }
+}
+
+/// `--objectives`: a MomConfig's `spec.objectives` as JSON (every field required, no others).
+fn parse_objectives(text: &str) -> anyhow::Result<mom::placement::Objectives> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Strict {
+        performance: f64,
+        cost: f64,
+        reliability: f64,
+        sustainability: f64,
+    }
+    let o: Strict = serde_json::from_str(text).with_context(|| {
+        format!(
+            "--objectives: {text:?} is not the JSON of spec.objectives (performance, cost, reliability, sustainability)"
+        )
+    })?;
+    Ok(mom::placement::Objectives {
+        performance: o.performance,
+        cost: o.cost,
+        reliability: o.reliability,
+        sustainability: o.sustainability,
+    })
 }
 
 fn training_trace(t: Trace, startup_seconds: f64) -> TrainingTrace {
@@ -192,7 +233,13 @@ fn lofo(traces: &[(String, TrainingTrace)], cfg: &TrainConfig, args: &ScalingArg
     };
     let all: Vec<usize> = (0..traces.len()).collect();
     let hpa: Vec<Score> = run_jobs(&all, args.jobs, |&t| score(t, &hpa_policy, "hpa"))?;
-    let costs = &args.violation_minute_cost;
+    // With --objectives, the one cost they give (no grid).
+    let from_objectives = [cfg.violation_minute_cost];
+    let costs: &[f64] = if cfg.objectives.is_some() {
+        &from_objectives
+    } else {
+        &args.violation_minute_cost
+    };
     let mut learned: Vec<Option<Score>> = vec![None; traces.len()];
     let mut family_rows = Vec::new();
     for fam in &families {

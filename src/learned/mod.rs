@@ -72,6 +72,57 @@ pub enum LearnedError {
     Headrooms { got: Vec<f64> },
     #[error("learned model: not valid JSON: {0}")]
     Parse(String),
+    #[error("objectives: {field} must be a number in [0, 1], got {value}")]
+    ObjectiveRange { field: &'static str, value: f64 },
+    #[error("objectives: performance + cost + reliability + sustainability must sum to 1 (within 1e-6), got {sum}")]
+    ObjectiveSum { sum: f64 },
+    #[error(
+        "objectives: {which} are both 0, so a violation minute costs {cost} replica-hours; give {which} some weight"
+    )]
+    ObjectiveDegenerate { which: &'static str, cost: f64 },
+}
+
+/// Replica-hours one SLO-violation minute costs in the trainer's reward, from a MomConfig's
+/// `spec.objectives`: violations hurt performance and reliability, replica-hours are cost and
+/// sustainability, so
+///
+/// `c = (performance + reliability) / (cost + sustainability)`
+///
+/// — 1 when both sides weigh the same (the trainer's default), 1.5 for the example MomConfig
+/// (0.4, 0.3, 0.2, 0.1), 3 for the operator's defaults (0.55, 0.15, 0.2, 0.1). The weights must
+/// be what the CRD admits (each in [0, 1], summing to 1 within 1e-6), and neither side may be
+/// 0 (a reward that ignores violations or replicas trains nothing useful).
+pub fn violation_minute_cost(objectives: &crate::placement::Objectives) -> Result<f64, LearnedError> {
+    let fields = [
+        ("performance", objectives.performance),
+        ("cost", objectives.cost),
+        ("reliability", objectives.reliability),
+        ("sustainability", objectives.sustainability),
+    ];
+    for (field, value) in fields {
+        if !(value.is_finite() && (0.0..=1.0).contains(&value)) {
+            return Err(LearnedError::ObjectiveRange { field, value });
+        }
+    }
+    let sum: f64 = fields.iter().map(|(_, v)| v).sum();
+    if (sum - 1.0).abs() > 1e-6 {
+        return Err(LearnedError::ObjectiveSum { sum });
+    }
+    let harm = objectives.performance + objectives.reliability;
+    let spend = objectives.cost + objectives.sustainability;
+    if spend == 0.0 {
+        return Err(LearnedError::ObjectiveDegenerate {
+            which: "cost and sustainability",
+            cost: f64::INFINITY,
+        });
+    }
+    if harm == 0.0 {
+        return Err(LearnedError::ObjectiveDegenerate {
+            which: "performance and reliability",
+            cost: 0.0,
+        });
+    }
+    Ok(harm / spend)
 }
 
 /// How a model was trained (kept with it, for the reader; decisions do not read it).
@@ -85,6 +136,10 @@ pub struct Provenance {
     pub iterations: u32,
     /// Replica-hours one SLO-violation minute costs in the reward.
     pub violation_minute_cost: f64,
+    /// The MomConfig objectives that cost was derived from ([`violation_minute_cost`]), when
+    /// it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objectives: Option<crate::placement::Objectives>,
 }
 
 /// A trained policy: what `scaling.method: learned` decides with. Recorded whole in every
@@ -284,6 +339,39 @@ pub fn rule(w: &Window<'_>, action: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::placement::Objectives;
+
+    fn objectives(performance: f64, cost: f64, reliability: f64, sustainability: f64) -> Objectives {
+        Objectives {
+            performance,
+            cost,
+            reliability,
+            sustainability,
+        }
+    }
+
+    #[test]
+    fn the_reward_weighs_a_violation_minute_by_performance_and_reliability_over_cost_and_sustainability() {
+        let c = |o: Objectives| violation_minute_cost(&o).unwrap();
+        assert!((c(objectives(0.25, 0.25, 0.25, 0.25)) - 1.0).abs() < 1e-12);
+        assert!((c(objectives(0.4, 0.3, 0.2, 0.1)) - 1.5).abs() < 1e-12);
+        assert!((c(Objectives::default()) - 3.0).abs() < 1e-12);
+        // More weight on cost makes violations cheaper, on reliability dearer.
+        assert!(c(objectives(0.1, 0.6, 0.1, 0.2)) < 1.0);
+        assert!(c(objectives(0.1, 0.1, 0.7, 0.1)) > 1.0);
+    }
+
+    #[test]
+    fn objectives_the_crd_would_refuse_or_that_ignore_one_side_are_refused_naming_the_field() {
+        let err = |o: Objectives| violation_minute_cost(&o).unwrap_err().to_string();
+        assert!(err(objectives(1.2, -0.2, 0.0, 0.0)).contains("performance must be a number in [0, 1], got 1.2"));
+        assert!(err(objectives(0.5, 0.5, f64::NAN, 0.0)).contains("reliability"));
+        assert!(err(objectives(0.5, 0.5, 0.5, 0.0)).contains("sum to 1"));
+        assert!(err(objectives(0.6, 0.0, 0.4, 0.0)).contains("cost and sustainability are both 0"));
+        assert!(err(objectives(0.0, 0.7, 0.0, 0.3)).contains("performance and reliability are both 0"));
+        // Control: one side light but not empty is fine.
+        assert!(violation_minute_cost(&objectives(0.0, 0.7, 0.01, 0.29)).is_ok());
+    }
 
     fn window(r: &[f64], current: u32) -> Window<'_> {
         Window {

@@ -70,6 +70,9 @@ pub struct TrainConfig {
     pub segment_seconds: f64,
     /// Replica-hours one SLO-violation minute costs in the reward (> 0).
     pub violation_minute_cost: f64,
+    /// The MomConfig objectives `violation_minute_cost` came from, if it did (kept in the
+    /// model's provenance; training reads only the cost).
+    pub objectives: Option<crate::placement::Objectives>,
     /// Seconds of demand history the scaler queries (the window the features read).
     pub history_seconds: f64,
     /// The strategy's cooldown in the simulated policy.
@@ -94,6 +97,7 @@ impl Default for TrainConfig {
             segments: 8,
             segment_seconds: 86_400.0,
             violation_minute_cost: 1.0,
+            objectives: None,
             history_seconds: 3600.0,
             cooldown_seconds: 60.0,
             gamma: 0.99,
@@ -437,6 +441,7 @@ pub fn train(
         traces: traces.iter().map(|t| t.name.clone()).collect(),
         iterations: cfg.iterations,
         violation_minute_cost: cfg.violation_minute_cost,
+        objectives: cfg.objectives,
     };
     Ok((LearnedModel::new(w, provenance), history))
 }

@@ -142,7 +142,8 @@ pub struct MomConfigSpec {
     /// Weights of the four objectives in the scheduler extender's node scores (prioritize); each
     /// in [0,1], summing to 1. The failover planner also scales its cost weights by
     /// performance, cost and reliability. The scaler, the auction and the descheduler do not
-    /// read them.
+    /// read them; `mom train scaling --objectives` takes them as the learned scaling policy's
+    /// reward weight.
     pub objectives: Objectives,
     /// The hyperbolic space nodes and workloads are placed in, and how pods are routed to nodes.
     #[serde(default)]
