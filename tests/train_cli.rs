@@ -327,3 +327,31 @@ fn the_reward_weight_comes_from_momconfig_objectives_when_given_and_bad_objectiv
     assert_eq!(model["provenance"]["violationMinuteCost"], 1.0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_price_on_scaling_actions_is_kept_in_the_model_and_a_negative_one_is_refused() {
+    let dir = traces("change-cost");
+    let out = dir.join("m.json");
+    let train = |cost: &str| {
+        let flag = format!("--change-cost={cost}");
+        let mut args = vec!["train", "scaling", "--trace", path(&dir), &flag, "--out", path(&out)];
+        args.extend(SMALL);
+        mom(&args)
+    };
+    let (code, _, err) = train("0.5");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(" changes, "), "progress counts the changes: {err}");
+    let model: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(model["provenance"]["changeCost"], 0.5, "{model}");
+    std::fs::remove_file(&out).unwrap();
+    let (code, _, err) = train("-1");
+    assert_ne!(code, 0);
+    assert!(err.contains("change_cost must be finite and ≥ 0, got -1"), "{err}");
+    assert!(!out.exists());
+    // Control: without a price, the provenance has none (files from before are unchanged).
+    let (code, _, err) = train("0");
+    assert_eq!(code, 0, "{err}");
+    let model: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(model["provenance"].get("changeCost").is_none(), "{model}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

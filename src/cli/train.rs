@@ -65,6 +65,10 @@ pub struct ScalingArgs {
     /// the model's provenance.
     #[arg(long, conflicts_with = "violation_minute_cost")]
     objectives: Option<String>,
+    /// Replica-hours one scaling action (a change of the replica count) costs in the reward;
+    /// 0 leaves changes free.
+    #[arg(long, default_value_t = 0.0)]
+    change_cost: f64,
     /// Seconds from request to ready in the simulated cluster.
     #[arg(long, default_value_t = 60.0)]
     startup_seconds: f64,
@@ -125,6 +129,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         segments: args.segments,
         segment_seconds: args.segment_hours * 3600.0,
         violation_minute_cost,
+        change_cost: args.change_cost,
         objectives,
         threads: args.jobs.max(1),
         ..TrainConfig::default()
@@ -179,12 +184,13 @@ fn fit(traces: &[TrainingTrace], cfg: &TrainConfig, label: &str) -> anyhow::Resu
     let started = std::time::Instant::now();
     let (model, _) = train(traces, cfg, &mut |s: &IterationStats| {
         eprintln!(
-            "train {label}: iteration {}/{}: reward {:.3}/sync, {:.1} violation min, {:.1} replica-h, mean headroom {:.2} ({:.0} s)",
+            "train {label}: iteration {}/{}: reward {:.3}/sync, {:.1} violation min, {:.1} replica-h, {} changes, mean headroom {:.2} ({:.0} s)",
             s.iteration + 1,
             cfg.iterations,
             s.mean_reward,
             s.violation_minutes,
             s.replica_hours,
+            s.changes,
             s.mean_headroom,
             started.elapsed().as_secs_f64()
         );
@@ -344,6 +350,7 @@ fn lofo(traces: &[(String, TrainingTrace)], cfg: &TrainConfig, args: &ScalingArg
             "segments": cfg.segments,
             "segment_seconds": cfg.segment_seconds,
             "violation_minute_costs": costs,
+            "change_cost": cfg.change_cost,
             "hpa_target": args.hpa_target,
         },
         "families": family_rows,

@@ -136,10 +136,17 @@ pub struct Provenance {
     pub iterations: u32,
     /// Replica-hours one SLO-violation minute costs in the reward.
     pub violation_minute_cost: f64,
+    /// Replica-hours one scaling action cost in the reward (0: changes were free).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub change_cost: f64,
     /// The MomConfig objectives that cost was derived from ([`violation_minute_cost`]), when
     /// it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objectives: Option<crate::placement::Objectives>,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// A trained policy: what `scaling.method: learned` decides with. Recorded whole in every

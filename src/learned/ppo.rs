@@ -8,10 +8,11 @@
 //! trace's [`ClusterModel::for_trace`] (capacity = p95/10, 60 s start-up, 15 s syncs).
 //!
 //! **Reward** of the decision at sync k, over the sync period that follows it:
-//! `r_k = −(c · violation_minutes_k + replica_hours_k) / (r̄ · sync/3600)`, with `c`
-//! ([`TrainConfig::violation_minute_cost`]) the replica-hours one SLO-violation minute costs and
-//! `r̄` the segment's mean replicas needed, so a segment that is provisioned exactly earns
-//! about −1 per sync whatever the trace's size.
+//! `r_k = −(c · violation_minutes_k + replica_hours_k + k_Δ · [desired_k ≠ current_k]) / (r̄ · sync/3600)`,
+//! with `c` ([`TrainConfig::violation_minute_cost`]) the replica-hours one SLO-violation minute
+//! costs, `k_Δ` ([`TrainConfig::change_cost`], 0 by default) the replica-hours one scaling
+//! action costs, and `r̄` the segment's mean replicas needed, so a segment that is provisioned
+//! exactly earns about −1 per sync whatever the trace's size.
 //!
 //! **PPO** (Schulman et al. 2017): clipped surrogate `min(ρÂ, clip(ρ, 1 ± ε)Â)` with
 //! `ρ = π(a|x)/π_old(a|x)`, advantages by GAE(γ, λ) normalised per batch, an entropy bonus, and a
@@ -70,6 +71,9 @@ pub struct TrainConfig {
     pub segment_seconds: f64,
     /// Replica-hours one SLO-violation minute costs in the reward (> 0).
     pub violation_minute_cost: f64,
+    /// Replica-hours one scaling action (a change of the replica count) costs in the reward
+    /// (≥ 0; 0 leaves changes free).
+    pub change_cost: f64,
     /// The MomConfig objectives `violation_minute_cost` came from, if it did (kept in the
     /// model's provenance; training reads only the cost).
     pub objectives: Option<crate::placement::Objectives>,
@@ -97,6 +101,7 @@ impl Default for TrainConfig {
             segments: 8,
             segment_seconds: 86_400.0,
             violation_minute_cost: 1.0,
+            change_cost: 0.0,
             objectives: None,
             history_seconds: 3600.0,
             cooldown_seconds: 60.0,
@@ -121,6 +126,12 @@ impl TrainConfig {
                 self.violation_minute_cost,
                 "finite and > 0",
                 self.violation_minute_cost > 0.0,
+            ),
+            (
+                "change_cost",
+                self.change_cost,
+                "finite and ≥ 0",
+                self.change_cost >= 0.0,
             ),
             (
                 "segment_seconds",
@@ -168,6 +179,8 @@ pub struct IterationStats {
     pub replica_hours: f64,
     /// Mean headroom chosen.
     pub mean_headroom: f64,
+    /// Scaling actions (changes of the replica count), summed over the segments.
+    pub changes: usize,
 }
 
 const V_W1: usize = 0;
@@ -184,6 +197,8 @@ struct Step {
     logp: f64,
     value: f64,
     reward: f64,
+    /// The decision changed the replica count.
+    changed: bool,
 }
 
 /// Adam state for one parameter vector.
@@ -294,6 +309,8 @@ fn rollout(
     settings.settings.learned = Some(LearnedModel::new(w.to_vec(), Provenance::default()));
     let scaler = OperatorPolicy::new(&settings, cluster).map_err(fail)?;
     let policy = scaler.settings().clone();
+    let needed: f64 = demand.iter().map(|d| d / cluster.capacity_per_replica).sum::<f64>() / bins as f64;
+    let norm = needed.max(1.0) * cluster.sync_seconds / 3600.0;
     let mut last_change: Option<f64> = None;
     let mut steps: Vec<Step> = Vec::new();
     let mut decide = |obs: &Observation<'_>| -> Result<u32, SimError> {
@@ -321,7 +338,8 @@ fn rollout(
             .filter(|since| *since < policy.cooldown_seconds)
             .map(|since| policy.cooldown_seconds - since);
         let desired = learned_decision(&win, &policy, cooling, action, String::new()).desired;
-        if desired != obs.spec_replicas {
+        let changed = desired != obs.spec_replicas;
+        if changed {
             last_change = Some(obs.now);
         }
         steps.push(Step {
@@ -329,14 +347,13 @@ fn rollout(
             action,
             logp: p[action].max(1e-300).ln(),
             value: value(v, &x).0,
-            reward: 0.0,
+            reward: if changed { -cfg.change_cost / norm } else { 0.0 },
+            changed,
         });
         Ok(desired)
     };
     let initial = cluster.replicas_for(demand[0]);
     let report = simulate_with(demand, cluster, "learned", initial, &mut decide, &mut |_| {}).map_err(fail)?;
-    let needed: f64 = demand.iter().map(|d| d / cluster.capacity_per_replica).sum::<f64>() / bins as f64;
-    let norm = needed.max(1.0) * cluster.sync_seconds / 3600.0;
     let sync = cluster.sync_seconds;
     let tick = report
         .timeline
@@ -385,6 +402,7 @@ pub fn train(
         let results = run_segments(traces, &plan, &w, &v, cfg, iteration)?;
         let mut batch: Vec<(Step, f64, f64)> = Vec::new(); // step, advantage, return
         let (mut viol, mut rh, mut reward_sum, mut headroom_sum) = (0.0, 0.0, 0.0, 0.0);
+        let mut changes = 0;
         for (steps, vm, rhs) in results {
             viol += vm;
             rh += rhs;
@@ -402,6 +420,7 @@ pub fn train(
             for (s, (a, r)) in steps.into_iter().zip(out) {
                 reward_sum += s.reward;
                 headroom_sum += super::HEADROOMS[s.action];
+                changes += usize::from(s.changed);
                 batch.push((s, a, r));
             }
         }
@@ -432,6 +451,7 @@ pub fn train(
             violation_minutes: viol,
             replica_hours: rh,
             mean_headroom: headroom_sum / n,
+            changes,
         };
         progress(&stats);
         history.push(stats);
@@ -441,6 +461,7 @@ pub fn train(
         traces: traces.iter().map(|t| t.name.clone()).collect(),
         iterations: cfg.iterations,
         violation_minute_cost: cfg.violation_minute_cost,
+        change_cost: cfg.change_cost,
         objectives: cfg.objectives,
     };
     Ok((LearnedModel::new(w, provenance), history))
@@ -583,6 +604,7 @@ mod tests {
             logp: p0[2].ln(),
             value: 0.0,
             reward: 0.0,
+            changed: false,
         };
         let item = (step, 0.7, 0.0);
         let (g, _) = gradients(&w, &v, std::iter::once(&item), &cfg);
@@ -661,6 +683,66 @@ mod tests {
     }
 
     #[test]
+    fn a_price_on_changes_costs_exactly_the_changing_decisions_and_training_under_it_changes_less() {
+        let values: Vec<f64> = (0..400)
+            .map(|i| 50.0 + 15.0 * (f64::from(i) / 7.0).sin() + if i % 23 < 3 { 20.0 } else { 0.0 })
+            .collect();
+        let traces = traces("wavy", values);
+        let free = TrainConfig {
+            segment_seconds: 6.0 * 3600.0,
+            ..TrainConfig::default()
+        };
+        let priced = TrainConfig {
+            change_cost: 2.0,
+            ..free.clone()
+        };
+        // The same sampled decisions (same stream): only the changing ones cost more, by k/norm.
+        let (w, v) = initial(&mut stream(1, u32::MAX, usize::MAX));
+        let bins = traces[0].values.len();
+        let run = |cfg: &TrainConfig| {
+            rollout(&traces[0], 0, bins, &w, &v, cfg, &mut stream(1, 0, 0))
+                .unwrap()
+                .0
+        };
+        let (a, b) = (run(&free), run(&priced));
+        assert_eq!(a.len(), b.len());
+        let needed = traces[0]
+            .values
+            .iter()
+            .map(|d| d / traces[0].cluster.capacity_per_replica)
+            .sum::<f64>()
+            / bins as f64;
+        let norm = needed.max(1.0) * traces[0].cluster.sync_seconds / 3600.0;
+        let changing = a.iter().filter(|s| s.changed).count();
+        assert!(changing > 0, "the untrained policy changes the count");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!((x.action, x.changed), (y.action, y.changed));
+            let expected = if x.changed { 2.0 / norm } else { 0.0 };
+            assert!(
+                (x.reward - y.reward - expected).abs() < 1e-9,
+                "{} vs {}",
+                x.reward,
+                y.reward
+            );
+        }
+        // Trained under a high price, the policy changes the count less than trained without.
+        let train_cfg = |change_cost| TrainConfig {
+            iterations: 12,
+            segments: 4,
+            segment_seconds: 3.0 * 3600.0,
+            change_cost,
+            ..free.clone()
+        };
+        let last_changes = |cfg: TrainConfig| train(&traces, &cfg, &mut |_| {}).unwrap().1.last().unwrap().changes;
+        let (without, with) = (last_changes(train_cfg(0.0)), last_changes(train_cfg(20.0)));
+        eprintln!("changes in the last iteration: {with} priced, {without} free");
+        assert!(
+            with < without,
+            "changes in the last iteration: {with} priced, {without} free"
+        );
+    }
+
+    #[test]
     fn bad_settings_and_no_traces_are_refused_naming_them() {
         let cfg = TrainConfig {
             violation_minute_cost: 0.0,
@@ -668,6 +750,19 @@ mod tests {
         };
         let e = train(&[], &cfg, &mut |_| {}).unwrap_err();
         assert!(e.to_string().contains("violation_minute_cost"), "{e}");
+        let e = train(
+            &[],
+            &TrainConfig {
+                change_cost: -1.0,
+                ..TrainConfig::default()
+            },
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("change_cost must be finite and ≥ 0, got -1"),
+            "{e}"
+        );
         let e = train(&[], &TrainConfig::default(), &mut |_| {}).unwrap_err();
         assert!(matches!(e, TrainError::NoTraces));
     }
