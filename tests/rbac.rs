@@ -4,7 +4,10 @@
 //! agents under a strategy, scale one down, receipts at `full_audit`, `mom verify --cluster` clean). The
 //! apiserver's audit log then shows every request the operator made: none may be forbidden,
 //! and every permission the chart grants but the operator never used is listed — the test
-//! fails unless each such permission is in [`UNEXERCISED`] with the reason it stays.
+//! fails unless each such permission is in [`UNEXERCISED`] with the reason it stays. A grant
+//! limited to resourceNames counts per name (`group/resource:verb@name`): it must be used on
+//! that very object. The scenario also scales an agent by a learned policy whose model the
+//! operator reads from `mom-scaling-models` (first absent, then present).
 //!
 //! This binary always starts its own, audited control plane (never a shared one), since the
 //! audit log must hold this operator's requests only.
@@ -27,6 +30,17 @@ const SCHEDULER_SA: &str = "mom-scheduler";
 /// Permissions the chart grants that the placement scenario does not reach, each with why it
 /// stays. Keys are `group/resource[/subresource]:verb` (core group written as `core`).
 const UNEXERCISED: &[(&str, &str)] = &[
+    (
+        "core/configmaps:patch@mom-receipt-journal",
+        "the journal is written only before a batch of several receipts sealed at once is \
+         created (tests/receipts_journal.rs); this scenario's receipts are written one at a time",
+    ),
+    (
+        "core/configmaps:patch@mom-failover-history",
+        "the failover history is created on its first save and patched only when a stored \
+         history is saved again after further node health transitions \
+         (tests/failover_predictive.rs); this scenario does not get that far",
+    ),
     (
         "mom.hypersync.io/orchestrationstrategies:patch",
         "automatic rollback writes a strategy's recorded spec back only when an agent flag is \
@@ -80,11 +94,19 @@ fn granted(role: &serde_json::Value) -> BTreeSet<String> {
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect()
         };
+        // A rule limited to resourceNames grants `group/resource:verb@name` per name, so each
+        // named grant must be used on that very object.
+        let names = strings("resourceNames");
         for group in strings("apiGroups") {
             let group = if group.is_empty() { "core".to_string() } else { group };
             for resource in strings("resources") {
                 for verb in strings("verbs") {
-                    out.insert(format!("{group}/{resource}:{verb}"));
+                    let key = format!("{group}/{resource}:{verb}");
+                    if names.is_empty() {
+                        out.insert(key);
+                    } else {
+                        out.extend(names.iter().map(|name| format!("{key}@{name}")));
+                    }
                 }
             }
         }
@@ -123,6 +145,9 @@ fn used_by(user: &str) -> (BTreeSet<String>, Vec<String>) {
             // authorized for `create` too.
             if verb == "patch" && code == 201 {
                 used.insert(format!("{group}/{resource}:create"));
+            }
+            if let Some(name) = object["name"].as_str() {
+                used.insert(format!("{key}@{name}"));
             }
             used.insert(key);
         }
@@ -276,6 +301,14 @@ async fn the_chart_rbac_runs_the_placement_scenario_and_grants_nothing_it_does_n
                       "targets":[{{"metric":"cpu","target":0.5}}]}}}}}}"#
     ));
     common::apply(&agent(n, "worker", 1, r#","strategyRef":{"name":"by-cpu"}"#, ""));
+    // Learned, with its model in the ConfigMap `mom-scaling-models` (not there yet).
+    common::apply(&format!(
+        r#"{{"apiVersion":"mom.hypersync.io/v1alpha1","kind":"OrchestrationStrategy",
+            "metadata":{{"name":"learned","namespace":"{n}"}},
+            "spec":{{"scaling":{{"method":"learned","learnedModel":"m","minReplicas":1,"maxReplicas":3,
+                      "targets":[{{"metric":"cpu","target":0.5}}]}}}}}}"#
+    ));
+    common::apply(&agent(n, "learner", 1, r#","strategyRef":{"name":"learned"}"#, ""));
     let pair = r#","strategyRef":{"name":"pair"}"#;
     common::apply(&agent(
         n,
@@ -341,6 +374,55 @@ async fn the_chart_rbac_runs_the_placement_scenario_and_grants_nothing_it_does_n
                 .any(|c| c["type"] == "ScalingReady" && c["reason"] == "MetricsUnavailable")
                 .then_some(())
         },
+    )
+    .await;
+    // The learned scaler reads its model under the chart's RBAC: first absent (not forbidden),
+    // then, once the ConfigMap holds a model, read, so the scaler goes on to the metrics API.
+    let scaling_ready = |agent: &str| {
+        let agent = kubectl_json(&["get", "geometricagent", agent, "-n", n]);
+        agent["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "ScalingReady")
+            .map(|c| {
+                (
+                    c["reason"].as_str().unwrap_or("").to_string(),
+                    c["message"].as_str().unwrap_or("").to_string(),
+                )
+            })
+    };
+    let (_, message) = common::eventually(
+        "the learned scaler to miss its model",
+        Duration::from_secs(90),
+        || async { scaling_ready("learner").filter(|(reason, _)| reason == "ModelUnavailable") },
+    )
+    .await;
+    assert!(
+        message.contains("mom-scaling-models") && !message.contains("forbidden"),
+        "{message}"
+    );
+    let model = serde_json::json!({
+        "format": 1,
+        "headrooms": mom::learned::HEADROOMS,
+        "weights": vec![0.0; mom::learned::PARAMS],
+    });
+    let (ok, _, err) = common::kubectl(
+        &[
+            "create",
+            "configmap",
+            "mom-scaling-models",
+            "-n",
+            n,
+            &format!("--from-literal=m={model}"),
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    common::eventually(
+        "the learned scaler to read its model and ask the metrics API",
+        Duration::from_secs(90),
+        || async { scaling_ready("learner").filter(|(reason, _)| reason == "MetricsUnavailable") },
     )
     .await;
     // The leader reported on the agents and on MomConfig default.
