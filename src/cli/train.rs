@@ -149,25 +149,21 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 /// `--objectives`: a MomConfig's `spec.objectives` as JSON (every field required, no others).
 fn parse_objectives(text: &str) -> anyhow::Result<mom::placement::Objectives> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Strict {
-        performance: f64,
-        cost: f64,
-        reliability: f64,
-        sustainability: f64,
-    }
-    let o: Strict = serde_json::from_str(text).with_context(|| {
+    const FIELDS: [&str; 4] = ["performance", "cost", "reliability", "sustainability"];
+    let shape = || {
         format!(
-            "--objectives: {text:?} is not the JSON of spec.objectives (performance, cost, reliability, sustainability)"
+            "--objectives: {text:?} is not the JSON of spec.objectives ({})",
+            FIELDS.join(", ")
         )
-    })?;
-    Ok(mom::placement::Objectives {
-        performance: o.performance,
-        cost: o.cost,
-        reliability: o.reliability,
-        sustainability: o.sustainability,
-    })
+    };
+    let value: serde_json::Value = serde_json::from_str(text).with_context(shape)?;
+    if let Some(unknown) = value
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !FIELDS.contains(&k.as_str())))
+    {
+        bail!("{}: unknown field `{unknown}`", shape());
+    }
+    serde_json::from_value(value).with_context(shape)
 }
 
 fn training_trace(t: Trace, startup_seconds: f64) -> TrainingTrace {

@@ -105,7 +105,7 @@ pub fn violation_minute_cost(objectives: &crate::placement::Objectives) -> Resul
         }
     }
     let sum: f64 = fields.iter().map(|(_, v)| v).sum();
-    if (sum - 1.0).abs() > 1e-6 {
+    if (sum - 1.0).abs() > crate::placement::OBJECTIVE_SUM_TOLERANCE {
         return Err(LearnedError::ObjectiveSum { sum });
     }
     let harm = objectives.performance + objectives.reliability;

@@ -861,10 +861,11 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
         .await?
         .items;
     let uid = agent.uid();
+    let owned = |p: &&Pod| p.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref());
     let mut active: Vec<&Pod> = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| p.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref()))
+        .filter(owned)
         .filter(|p| {
             !matches!(
                 p.status.as_ref().and_then(|s| s.phase.as_deref()),
@@ -996,7 +997,7 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
             let v = ctx.view.read();
             pods.iter()
                 .filter(|p| p.metadata.deletion_timestamp.is_some())
-                .filter(|p| p.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref()))
+                .filter(owned)
                 .filter(|p| {
                     p.spec
                         .as_ref()

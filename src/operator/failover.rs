@@ -189,7 +189,7 @@ pub async fn retire_stranded(
         EventType::Normal,
         "Failover",
         "ReplacedStranded",
-        if !stranded.unready.is_empty() && stranded.due.is_empty() && stranded.retire.len() == stranded.unready.len() {
+        if !stranded.unready.is_empty() && stranded.due.is_empty() {
             format!(
                 "{} on failed nodes and not Ready deleted before their replacements are Ready ({} Ready elsewhere): they serve nothing, and new replicas are made off failed nodes",
                 stranded.unready.join(", "),

@@ -178,9 +178,10 @@ pub struct Stranded {
     /// Every replica on a failed node, by name.
     pub pods: Vec<String>,
     /// The stranded replicas to delete now: all of them once `desired` replicas off failed
-    /// nodes are Ready; before that only those `due` and those `unready`. On an unreachable node the deleted pod stays Terminating
-    /// until the node is back (its kubelet stops it) or gone (the pod garbage collector removes
-    /// it), so nothing runs twice once the domain returns.
+    /// nodes are Ready; before that only those `due` and those `unready`. On an unreachable
+    /// node the deleted pod stays Terminating until the node is back (its kubelet stops it) or
+    /// gone (the pod garbage collector removes it), so nothing runs twice once the domain
+    /// returns.
     pub retire: Vec<String>,
     /// Ready replicas off failed nodes.
     pub healthy_ready: usize,
@@ -254,18 +255,15 @@ pub fn stranded_at(mode: Mode, replicas: &[Replica], desired: usize, now_ms: u64
         .take(unready_budget)
         .map(|r| r.name.clone())
         .collect();
-    let retire = if healthy_ready >= desired {
-        pods.clone()
+    let (retire, due, unready) = if healthy_ready >= desired {
+        (pods.clone(), Vec::new(), Vec::new())
     } else {
-        pods.iter()
+        let early = pods
+            .iter()
             .filter(|p| due.contains(p) || unready.contains(p))
             .cloned()
-            .collect()
-    };
-    let (due, unready) = if healthy_ready >= desired {
-        (Vec::new(), Vec::new())
-    } else {
-        (due, unready)
+            .collect();
+        (early, due, unready)
     };
     let retire_by = failed
         .iter()

@@ -129,6 +129,9 @@ pub enum Routing {
     GradientFlow,
 }
 
+/// How far from 1 the objective weights' sum may be (the CRD's rule, and the trainer's).
+pub const OBJECTIVE_SUM_TOLERANCE: f64 = 1e-6;
+
 /// Objective weights of MomConfig; they sum to 1.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -18,7 +18,7 @@ use super::conditions::{self, ConditionStatus, DesiredCondition};
 pub const ACTIVE_NAME: &str = "default";
 
 /// Tolerance on the sum of the objective weights (the CEL rule uses the same literal).
-pub const OBJECTIVE_SUM_TOLERANCE: f64 = 1e-6;
+pub use crate::placement::OBJECTIVE_SUM_TOLERANCE;
 
 /// Whether the operator acts on this MomConfig (only the one named [`ACTIVE_NAME`]).
 pub fn is_active(config: &MomConfig) -> bool {
