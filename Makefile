@@ -126,6 +126,11 @@ bench-core: ## Core placement at scale, no cluster: one decision over CORE_NODES
 	@$(CARGO) build --release --no-default-features --example core_scale >&2
 	@$(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/examples/core_scale $(or $(CORE_AGENTS),100000) $(or $(CORE_NODES),5000) $(or $(DIMENSION),64)
 
+.PHONY: bench-ownership
+bench-ownership: ## Mesh ownership by position in the ball vs a consistent-hash ring: agents moved per replica join/leave and load, no cluster (OWN_AGENTS=10000 MAX_REPLICAS=8 ANCHORS=16 TOPOLOGY=TataNld EPSILON=0.25; one JSON line)
+	@$(CARGO) build --release --no-default-features --example mesh_ownership >&2
+	@$(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/examples/mesh_ownership $(or $(OWN_AGENTS),10000) $(or $(MAX_REPLICAS),8) $(or $(ANCHORS),16) $(or $(TOPOLOGY),TataNld) 1 $(or $(EPSILON),0.25)
+
 .PHONY: bench-deschedule
 bench-deschedule: build-release ## Descheduler on a drifted kwok cluster (120 nodes, 200 pods): latency before/after, evictions, repeats; plan time at 10,000 pods / 1,000 nodes (one JSON line)
 	@MOM_BIN="$(MOM_RELEASE_BIN)" hack/bench-deschedule.sh

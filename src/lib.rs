@@ -19,6 +19,7 @@ pub mod drift;
 pub mod failover_mdp;
 pub mod geometry;
 pub mod labels;
+pub mod mesh;
 #[cfg(feature = "operator")]
 pub mod operator;
 pub mod placement;
