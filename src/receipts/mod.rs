@@ -45,6 +45,7 @@
 pub mod borrowed;
 pub mod canonical;
 pub mod chain;
+pub mod cluster;
 pub mod demo;
 pub mod hash;
 pub mod merkle;

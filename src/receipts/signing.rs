@@ -5,7 +5,8 @@
 //! Key id = hex of the first 8 bytes of SHA-256(public key bytes).
 //! Messages: receipt = `"mom-receipt-v1\0" ‖ hash₃₂`;
 //! checkpoint = `"mom-checkpoint-v1\0" ‖ treeSize as u64 big-endian ‖ root₃₂`;
-//! key hand-over = `"mom-key-rotation-v1\0" ‖ sequence as u64 big-endian ‖ prevHash₃₂ ‖ fromKeyId`.
+//! key hand-over = `"mom-key-rotation-v1\0" ‖ sequence as u64 big-endian ‖ prevHash₃₂ ‖ fromKeyId`;
+//! cluster checkpoint = `"mom-cluster-checkpoint-v1\0" ‖ digest₃₂` (see `receipts::cluster`).
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,15 @@ use super::ReceiptError;
 const RECEIPT_DOMAIN: &[u8] = b"mom-receipt-v1\0";
 const CHECKPOINT_DOMAIN: &[u8] = b"mom-checkpoint-v1\0";
 const ROTATION_DOMAIN: &[u8] = b"mom-key-rotation-v1\0";
+const CLUSTER_DOMAIN: &[u8] = b"mom-cluster-checkpoint-v1\0";
+
+/// The message a shard signs to countersign a cluster checkpoint whose digest is `digest`.
+pub fn cluster_checkpoint_message(digest: &[u8; 32]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(CLUSTER_DOMAIN.len() + 32);
+    m.extend_from_slice(CLUSTER_DOMAIN);
+    m.extend_from_slice(digest);
+    m
+}
 
 /// The message signed for a receipt whose hash is `hash`.
 pub fn receipt_message(hash: &[u8; 32]) -> [u8; 47] {
@@ -131,6 +141,11 @@ impl Signer {
     /// Hex signature over a tree head.
     pub fn sign_checkpoint(&self, size: u64, root: &[u8; 32]) -> String {
         hex::encode(self.key.sign(&checkpoint_message(size, root)).to_bytes())
+    }
+
+    /// Hex signature countersigning a cluster checkpoint ([`cluster_checkpoint_message`]).
+    pub fn sign_cluster_checkpoint(&self, digest: &[u8; 32]) -> String {
+        hex::encode(self.key.sign(&cluster_checkpoint_message(digest)).to_bytes())
     }
 }
 
