@@ -112,24 +112,22 @@ fn main() {
         let (before_names, after_names) = (names(r), names(r + 1));
         let before_set: BTreeSet<String> = before_names.iter().cloned().collect();
         let after_set: BTreeSet<String> = after_names.iter().cloned().collect();
-        let replicas = |n: &[String]| -> Vec<Replica> { n.iter().map(|x| Replica::new(x.clone())).collect() };
+        let anchors = |n: &[String]| {
+            let replicas: Vec<Replica> = n.iter().map(|x| Replica::new(x.clone())).collect();
+            mesh::anchors(&replicas, &embedding.positions, per_replica, kappa, 1.0).expect("anchors")
+        };
         let started = Instant::now();
-        let mesh_before = mesh::anchors(&replicas(&before_names), &embedding.positions, per_replica, kappa, 1.0)
-            .expect("anchors")
-            .owners(&agents);
+        let anchors_before = anchors(&before_names);
+        let mesh_before = anchors_before.owners(&agents);
         if r == max_replicas {
             mesh_seconds = started.elapsed().as_secs_f64();
         }
-        let mesh_after = mesh::anchors(&replicas(&after_names), &embedding.positions, per_replica, kappa, 1.0)
-            .expect("anchors")
-            .owners(&agents);
-        let bounded = |names: &[String]| {
-            mesh::anchors(&replicas(names), &embedding.positions, per_replica, kappa, 1.0)
-                .expect("anchors")
-                .owners_bounded(&agents, epsilon)
-                .expect("a valid epsilon")
-        };
-        let (bounded_before, bounded_after) = (bounded(&before_names), bounded(&after_names));
+        let anchors_after = anchors(&after_names);
+        let mesh_after = anchors_after.owners(&agents);
+        let bounded_before = anchors_before
+            .owners_bounded(&agents, epsilon)
+            .expect("a valid epsilon");
+        let bounded_after = anchors_after.owners_bounded(&agents, epsilon).expect("a valid epsilon");
         let ring_before = ring_owners(&agent_keys, &before_names, 100);
         let ring_after = ring_owners(&agent_keys, &after_names, 100);
         let report = |before: &BTreeMap<String, String>, after: &BTreeMap<String, String>| {

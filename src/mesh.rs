@@ -139,15 +139,15 @@ pub fn anchors(
                 .map(|i| {
                     // Highest random weight over the candidates; names are unique (map keys), so
                     // the maximum of (hash, name) is unique.
-                    let (name, position) = candidates
+                    candidates
                         .iter()
                         .max_by_key(|(name, _)| (anchor_hash(&r.identity, i, name), name.as_str()))
-                        .expect("candidates is not empty");
-                    (name.clone(), position.clone())
+                        .map(|(name, position)| (name.clone(), position.clone()))
+                        .ok_or(MeshError::NoCandidates)
                 })
-                .collect()
+                .collect::<Result<Vec<_>, _>>()
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Anchors {
         replicas: sorted,
         points,
@@ -157,11 +157,6 @@ pub fn anchors(
 }
 
 impl Anchors {
-    /// The live replicas, sorted by identity.
-    pub fn replicas(&self) -> &[Replica] {
-        &self.replicas
-    }
-
     /// The candidate names chosen as anchors of `identity` (empty for an unknown replica).
     pub fn anchor_names(&self, identity: &str) -> Vec<&str> {
         self.replicas
@@ -171,25 +166,32 @@ impl Anchors {
             .unwrap_or_default()
     }
 
-    /// The score of replica index `r` for a point: `ln w_r − s · min_i d(x, p_{r,i})`.
-    fn score(&self, r: usize, position: &[f64]) -> f64 {
-        let nearest = self.points[r]
-            .iter()
-            .map(|(_, p)| poincare::distance(position, p, self.kappa))
-            .fold(f64::INFINITY, f64::min);
-        self.replicas[r].weight.ln() - self.sharpness * nearest
+    /// How much replica index `r` wants `agent` at `position`: the score
+    /// `ln w_r − s · min_i d(x, p_{r,i})` (0 without a position), then `h(agent, r)`.
+    /// Larger is better; [`Self::prefers`] compares two.
+    fn preference(&self, r: usize, agent: &str, position: Option<&[f64]>) -> (f64, u64) {
+        let score = position.map_or(0.0, |x| {
+            let nearest = self.points[r]
+                .iter()
+                .map(|(_, p)| poincare::distance(x, p, self.kappa))
+                .fold(f64::INFINITY, f64::min);
+            self.replicas[r].weight.ln() - self.sharpness * nearest
+        });
+        (score, agent_hash(agent, &self.replicas[r].identity))
+    }
+
+    fn prefers(a: (f64, u64), b: (f64, u64)) -> std::cmp::Ordering {
+        a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
     }
 
     /// The identity of the replica that owns `agent` (its key, e.g. `namespace/name`) at
     /// `position` (`None`: not yet placed; then rendezvous hashing on the key alone).
     pub fn owner(&self, agent: &str, position: Option<&[f64]>) -> &str {
-        let best = (0..self.replicas.len())
-            .map(|r| {
-                let score = position.map_or(0.0, |x| self.score(r, x));
-                (r, score, agent_hash(agent, &self.replicas[r].identity))
-            })
-            .max_by(|a, b| a.1.total_cmp(&b.1).then(a.2.cmp(&b.2)))
-            .expect("replicas is not empty");
+        // `anchors` refuses an empty membership, so index 0 exists.
+        let best = (1..self.replicas.len()).fold((0, self.preference(0, agent, position)), |best, r| {
+            let p = self.preference(r, agent, position);
+            if Self::prefers(p, best.1).is_gt() { (r, p) } else { best }
+        });
         &self.replicas[best.0].identity
     }
 
@@ -224,13 +226,10 @@ impl Anchors {
             .collect();
         let mut owners = BTreeMap::new();
         for (key, position) in agents {
-            let mut ranked: Vec<(usize, f64, u64)> = (0..self.replicas.len())
-                .map(|r| {
-                    let score = position.as_deref().map_or(0.0, |x| self.score(r, x));
-                    (r, score, agent_hash(key, &self.replicas[r].identity))
-                })
+            let mut ranked: Vec<(usize, (f64, u64))> = (0..self.replicas.len())
+                .map(|r| (r, self.preference(r, key, position.as_deref())))
                 .collect();
-            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.2.cmp(&a.2)));
+            ranked.sort_by(|a, b| Self::prefers(b.1, a.1));
             // Σ room ≥ (1+ε)·n ≥ n, so some replica always has room.
             let r = ranked.iter().map(|x| x.0).find(|&r| room[r] > 0).unwrap_or(ranked[0].0);
             room[r] = room[r].saturating_sub(1);

@@ -259,9 +259,15 @@ pub fn verify_cluster(
             });
             continue;
         };
-        let position = head.size.saturating_sub(1);
+        if head.size == 0 {
+            problems.push(ClusterProblem::Malformed {
+                message: format!("shard {shard:?}: a head of size 0 names no receipt"),
+            });
+            continue;
+        }
+        let position = head.size - 1;
         let held = chain.last().map_or(0, |r| r.sequence + 1);
-        if head.size == 0 || held < head.size {
+        if held < head.size {
             problems.push(ClusterProblem::Truncated {
                 shard: shard.to_string(),
                 signed: head.size,
