@@ -280,6 +280,19 @@ fn the_bench_times_a_generated_snapshot_and_its_sweep_and_refuses_a_zero_duratio
     let (code, _, err) = mom(&args);
     assert_ne!(code, 0);
     assert!(err.contains("--hours: must be > 0, got 0"), "{err}");
+    // A `--set` reaches the run: with fixed targets the metrics differ; a bad one is named.
+    let no_sweep = &common[..common.len() - 2];
+    let mut args = no_sweep.to_vec();
+    args.extend(["--hours", "0.5", "--points", "0", "--set", "targets.fixed=true"]);
+    let (code, out, err) = mom(&args);
+    assert_eq!(code, 0, "{err}");
+    let fixed: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_ne!(fixed["metrics"], v["metrics"], "fixed targets changed nothing: {fixed}");
+    let mut args = no_sweep.to_vec();
+    args.extend(["--hours", "0.5", "--points", "0", "--set", "targets.fixed=sometimes"]);
+    let (code, _, err) = mom(&args);
+    assert_ne!(code, 0);
+    assert!(err.contains("--set targets.fixed=sometimes"), "{err}");
 }
 
 #[test]

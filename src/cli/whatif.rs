@@ -55,7 +55,8 @@ struct RunArgs {
     cluster: ClusterArgs,
     /// A change for the counterfactual run (repeatable): `objectives.NAME=W` (the other weights
     /// rescaled to keep the sum 1), `agent/NAME.scaling.method=predictive|reactive|manual`
-    /// (`agent/*` for all), `descheduler.everyTicks=N` (0: none), `kappa=K`, `routing=ALGORITHM`.
+    /// (`agent/*` for all), `descheduler.everyTicks=N` (0: none), `targets.fixed=true|false`,
+    /// `kappa=K`, `routing=ALGORITHM`.
     #[arg(long, value_name = "KEY=VALUE")]
     set: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -117,6 +118,10 @@ struct BenchArgs {
     pareto_hours: f64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// A change to the generated snapshot, as `mom whatif --set` (repeatable; applied after
+    /// `--method`, to the run and to the sweep), e.g. `targets.fixed=true`.
+    #[arg(long, value_name = "KEY=VALUE")]
+    set: Vec<String>,
     #[arg(long)]
     progress: bool,
 }
@@ -478,7 +483,14 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let mut s = generated(&topology, &traces, &cfg)?;
     let method = format!("agent/*.scaling.method={}", a.method);
-    twin::apply_set(&mut s, &method).with_context(|| format!("--method {}", a.method))?;
+    let changes = |s: &mut twin::Snapshot| -> anyhow::Result<()> {
+        twin::apply_set(s, &method).with_context(|| format!("--method {}", a.method))?;
+        for set in &a.set {
+            twin::apply_set(s, set).with_context(|| format!("--set {set}"))?;
+        }
+        Ok(())
+    };
+    changes(&mut s)?;
     eprintln!(
         "whatif bench: {} agents, {} nodes, {} ticks",
         s.agents.len(),
@@ -493,7 +505,7 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     if a.points > 0 {
         cfg.duration_seconds = (a.pareto_hours * 3600.0).round();
         let mut sweep = generated(&topology, &traces, &cfg)?;
-        twin::apply_set(&mut sweep, &method).with_context(|| format!("--method {}", a.method))?;
+        changes(&mut sweep)?;
         let objectives = vec!["performance".to_string(), "cost".to_string()];
         let started = Instant::now();
         let mut p = progress_for("whatif bench pareto: runs".into(), a.progress);

@@ -328,12 +328,15 @@ pub fn resolve_policy(
     };
     let kappa = v.settings.kappa;
     let mut inputs = TargetInputs::default();
-    let mut peers: BTreeMap<String, f64> = agent.spec.peers.iter().map(|p| (p.agent.clone(), p.weight)).collect();
     let placement_spec = strategy.map(|s| s.spec.placement.clone()).unwrap_or_default();
+    let peers = placement::followed_agents(
+        agent.spec.peers.iter().map(|p| (p.agent.clone(), p.weight)),
+        placement_spec
+            .geometric_affinity
+            .as_ref()
+            .map_or(&[][..], |a| &a.near_agents),
+    );
     if let Some(aff) = &placement_spec.geometric_affinity {
-        for a in &aff.near_agents {
-            peers.entry(a.clone()).or_insert(1.0);
-        }
         if !aff.coordinates.is_empty() {
             inputs.explicit = Some(aff.coordinates.clone());
         }

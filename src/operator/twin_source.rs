@@ -15,6 +15,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
 use super::crd::momconfig::ACTIVE_NAME;
+use super::crd::strategy::OrchestrationStrategy;
 use super::crd::{GeometricAgent, MomConfig, Receipt};
 use crate::labels::{ENERGY_CLASS_LABEL, HOURLY_COST_LABEL, SPOT_LABEL};
 use crate::placement::{self, Objectives};
@@ -157,6 +158,25 @@ pub async fn read(
         None => Api::<GeometricAgent>::all(client.clone()),
     };
     let agents = agents.list(&ListParams::default()).await?.items;
+    // The coordinates each strategy pins its agents to (`namespace/name`), where they have the
+    // nodes' dimension (the agent controller skips others, rule 1 of `placement::agent_target`).
+    let strategies = match namespace {
+        Some(ns) => Api::<OrchestrationStrategy>::namespaced(client.clone(), ns),
+        None => Api::<OrchestrationStrategy>::all(client.clone()),
+    };
+    // And the agents (names in its namespace) each strategy's agents also follow.
+    let mut pinned: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut near: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in strategies.list(&ListParams::default()).await?.items {
+        let key = format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any());
+        let Some(affinity) = s.spec.placement.geometric_affinity.as_ref() else {
+            continue;
+        };
+        if affinity.coordinates.len() == dimension {
+            pinned.insert(key.clone(), affinity.coordinates.clone());
+        }
+        near.insert(key, affinity.near_agents.clone());
+    }
     let mut recorded = Vec::new();
     for a in agents {
         let namespace = a.namespace().unwrap_or_default();
@@ -166,6 +186,12 @@ pub async fn read(
             ..Pod::default()
         };
         let requests = super::view::pod_requests(&pod).unwrap_or_default();
+        // Its strategy (`status.strategy`: a name in the agent's namespace).
+        let strategy = a
+            .status
+            .as_ref()
+            .and_then(|s| s.strategy.as_ref())
+            .map(|s| format!("{namespace}/{s}"));
         recorded.push(RecordedAgent {
             tenant: a.spec.tenant.clone(),
             cpu_millis: requests.cpu_millis,
@@ -177,6 +203,12 @@ pub async fn read(
                 .and_then(|s| s.position.as_ref())
                 .map(|p| p.coordinates.clone())
                 .filter(|c| c.len() == dimension)
+                .unwrap_or_default(),
+            coordinates: strategy.as_ref().and_then(|s| pinned.get(s)).cloned(),
+            near_agents: strategy
+                .as_ref()
+                .and_then(|s| near.get(s))
+                .map(|names| names.iter().map(|n| format!("{namespace}/{n}")).collect())
                 .unwrap_or_default(),
             peers: a
                 .spec

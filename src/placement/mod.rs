@@ -32,7 +32,7 @@ pub use embed::{NodeEmbedding, embed_nodes};
 pub use locality::{LocalityPolicy, NodeSelector, SelectorOperator, SelectorRequirement};
 pub use scale::{SCALE_KIND, scale_action, scale_inputs, scale_record};
 pub use score::{DataTier, NodeScore, ScoreTerm, node_scores, prioritize, scale_down_order, score_breakdown};
-pub use target::{TargetInputs, agent_target};
+pub use target::{TargetInputs, agent_target, followed_agents};
 
 use crate::geometry::poincare;
 

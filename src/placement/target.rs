@@ -15,6 +15,8 @@
 //!    homes of their own rather than all the same node, and every agent of one group the same;
 //!    without a group key, ties go to the smallest name.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::geometry::poincare;
@@ -43,6 +45,19 @@ pub struct TargetInputs {
     /// its first-placement order`); rule 6 breaks ties by it. `None`: an agent without peers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home_key: Option<String>,
+}
+
+/// The agents whose placed replicas rule 2 follows, by name, with their weights: the agent's
+/// peers, then each of its strategy's `nearAgents` that is not already a peer, at weight 1.
+pub fn followed_agents(
+    peers: impl IntoIterator<Item = (String, f64)>,
+    near_agents: &[String],
+) -> BTreeMap<String, f64> {
+    let mut followed: BTreeMap<String, f64> = peers.into_iter().collect();
+    for a in near_agents {
+        followed.entry(a.clone()).or_insert(1.0);
+    }
+    followed
 }
 
 /// The target point; `None` only when there is nothing at all to anchor to (no nodes).

@@ -701,3 +701,19 @@ fn node_scores_are_the_breakdowns_scores_and_points_in_input_order() {
         }
     }
 }
+
+#[test]
+fn near_agents_are_followed_at_weight_one_unless_already_a_peer() {
+    let followed = crate::placement::followed_agents(
+        [("db".to_string(), 3.0), ("cache".to_string(), 0.5)],
+        &["db".to_string(), "auth".to_string()],
+    );
+    assert_eq!(
+        followed.into_iter().collect::<Vec<_>>(),
+        vec![
+            ("auth".to_string(), 1.0),
+            ("cache".to_string(), 0.5),
+            ("db".to_string(), 3.0)
+        ]
+    );
+}

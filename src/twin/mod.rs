@@ -33,13 +33,25 @@
 //! replicas at a tick; `recorded.placements`: the node pod `AGENT-N` was bound to at a tick),
 //! the fraction of them the run reproduces exactly.
 //!
-//! Not modelled (yet): agents' targets moving (each keeps the snapshot's `target`; the operator
-//! recomputes an agent's target from where its peers' replicas run, `placement::target`), the
-//! auction, failover, the strategies' placement rules (avoid-lists,
-//! locality, preferred regions, redundancy caps and the extender's narrowing to one failure
-//! domain, tenancy isolation), real node usage (the descheduler sees requests as usage), and
-//! the scheduler's own scores besides the extender's. Pure and deterministic: sorted maps, no
-//! clock.
+//! Targets move as the agent controller moves them: an agent's target is recomputed with
+//! [`crate::placement::agent_target`] (the function the controller calls) after the placements
+//! of every tick in which one of its replicas was bound or removed, and after the descheduler's
+//! moves (the controller reconciles on its pods' events, within seconds), and otherwise when
+//! its resync comes due: `agentResyncSeconds` plus a spread of up to half of it from a stable
+//! hash of its name, counted from its last reconcile (the controller's 300 s + 0–150 s). The
+//! inputs are the controller's: the strategy's `coordinates` (rule 1), the bound replicas of
+//! its peers with their weights and of its strategy's `nearAgents` at weight 1 (rule 2), its
+//! own bound replicas (rule 4) and its previous target (rule 5; the snapshot's `target` at the
+//! start, so rule 6, a new agent's home, never applies). The descheduler is given each target
+//! as its optimum and the target it steered toward at its last plan (none before the first),
+//! as the operator's descheduler loop is from its start. `fixedTargets: true` keeps every agent
+//! at its `target` (and the descheduler's previous target with it).
+//!
+//! Not modelled (yet): the auction, failover, the strategies' placement rules (avoid-lists,
+//! locality, `nearNodes`, preferred regions, redundancy caps and the extender's narrowing to
+//! one failure domain, tenancy isolation), real node usage (the descheduler sees requests as
+//! usage), and the scheduler's own scores besides the extender's. Pure and deterministic: sorted
+//! maps, no clock.
 
 pub mod pareto;
 pub mod recorded;
@@ -114,6 +126,9 @@ pub struct Report {
     pub agreement: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Step>,
+    /// With the steps: each agent's target at the end of the run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub targets: BTreeMap<String, Vec<f64>>,
 }
 
 /// One replica in the twin.
@@ -135,6 +150,131 @@ struct AgentRun {
     replicas: Vec<Replica>,
     history: Vec<f64>,
     created: u64,
+}
+
+/// The agents' targets during a run (module doc), by snapshot agent index.
+struct Targets {
+    /// The agent controller's target.
+    current: Vec<Vec<f64>>,
+    /// The target the descheduler steered toward at its last plan (its `previousTarget`; none
+    /// before the first plan, as in the operator).
+    steered: Vec<Option<Vec<f64>>>,
+    /// A replica of the agent was bound, removed or moved since its last recompute.
+    moved: Vec<bool>,
+    /// The agents whose replicas a target follows ([`placement::followed_agents`]), with their
+    /// weights; `None`: not in the snapshot (no replicas).
+    followed: Vec<Vec<(Option<usize>, f64)>>,
+    /// Each agent's resync period (ticks) and the tick its next resync comes due.
+    period: Vec<u64>,
+    due: Vec<u64>,
+    dimension: usize,
+    /// The nodes of the replicas each target was last computed from (see
+    /// [`Targets::recompute`]); `None` per agent before its first computation, and `None` as a
+    /// whole when not kept.
+    computed_from: Option<Vec<Option<Vec<u32>>>>,
+}
+
+impl Targets {
+    /// `reuse`: skip a recompute whose replica nodes are those of the last one (see
+    /// [`Targets::recompute`]).
+    fn new(s: &Snapshot, agent_index: &BTreeMap<&str, usize>, reuse: bool) -> Self {
+        let current: Vec<Vec<f64>> = s.agents.iter().map(|a| a.target.clone()).collect();
+        // The controller's resync: `agentResyncSeconds` plus a spread of up to half of it from
+        // a stable hash of the name (its 300 s + 0–150 s), counted from the last reconcile.
+        let spread_ms = ((s.agent_resync_seconds * 500.0).round() as u64).max(1);
+        let period: Vec<u64> = s
+            .agents
+            .iter()
+            .map(|a| {
+                let seconds =
+                    s.agent_resync_seconds + (crate::stable_hash::mixed(a.name.bytes()) % spread_ms) as f64 / 1000.0;
+                ((seconds / s.tick_seconds).round() as u64).max(1)
+            })
+            .collect();
+        let followed = s
+            .agents
+            .iter()
+            .map(|a| {
+                placement::followed_agents(a.peers.clone(), &a.near_agents)
+                    .into_iter()
+                    .map(|(p, w)| (agent_index.get(p.as_str()).copied(), w))
+                    .collect()
+            })
+            .collect();
+        Self {
+            steered: vec![None; s.agents.len()],
+            current,
+            moved: vec![false; s.agents.len()],
+            followed,
+            due: period.clone(),
+            period,
+            dimension: s.nodes.first().map_or(0, |n| n.position.len()),
+            computed_from: reuse.then(|| vec![None; s.agents.len()]),
+        }
+    }
+
+    /// The agent controller's reconciles at tick `t`: recomputes the target of every agent
+    /// whose replicas were bound, removed or moved since its last one, or whose resync is due
+    /// (none with `fixedTargets`); each resets the agent's resync.
+    ///
+    /// With `computed_from` kept, a recompute from the same replica nodes, in the same order, as
+    /// the agent's last one is skipped: the target is then bit for bit what it would compute.
+    /// Rules 1–4 read only those positions and the snapshot: the followed agents of positive
+    /// weight, and the agent's own replicas only when none of those has a bound replica (the
+    /// snapshot keeps weights within [1e-300, 1e300], so the weighted mean of bound replicas
+    /// does not fail over to rule 4); rule 5 gives the previous target, already inside the
+    /// ball, back unchanged.
+    fn recompute(&mut self, s: &Snapshot, runs: &[AgentRun], t: u64) {
+        if s.fixed_targets {
+            return;
+        }
+        let bound = |j: usize| -> Vec<Vec<f64>> {
+            runs[j]
+                .replicas
+                .iter()
+                .filter_map(|r| r.node)
+                .map(|n| s.nodes[n].position.clone())
+                .collect()
+        };
+        for (i, a) in s.agents.iter().enumerate() {
+            if !(self.moved[i] || t >= self.due[i]) {
+                continue;
+            }
+            self.moved[i] = false;
+            self.due[i] = t + self.period[i];
+            if let Some(seen) = &mut self.computed_from {
+                let mut key = Vec::new();
+                for &(j, w) in &self.followed[i] {
+                    if let Some(j) = j.filter(|_| w > 0.0) {
+                        key.extend(runs[j].replicas.iter().filter_map(|r| r.node).map(|n| n as u32));
+                    }
+                    key.push(u32::MAX);
+                }
+                if key.iter().all(|&n| n == u32::MAX) {
+                    key.extend(runs[i].replicas.iter().filter_map(|r| r.node).map(|n| n as u32));
+                }
+                if seen[i].as_ref() == Some(&key) {
+                    continue;
+                }
+                seen[i] = Some(key);
+            }
+            let inputs = placement::TargetInputs {
+                explicit: a.coordinates.clone(),
+                dimension: self.dimension,
+                peers: self.followed[i]
+                    .iter()
+                    .map(|&(j, w)| (w, j.map(bound).unwrap_or_default()))
+                    .collect(),
+                own_replicas: bound(i),
+                previous: Some(self.current[i].clone()),
+                // Rule 6 (free capacity) is reached only without a previous target.
+                ..placement::TargetInputs::default()
+            };
+            if let Some(target) = placement::agent_target(&inputs, s.kappa) {
+                self.current[i] = target;
+            }
+        }
+    }
 }
 
 /// Energy-class weight (A = 1 … E = 5, unknown 3).
@@ -277,6 +417,17 @@ impl Agreement {
 /// each move re-binds the replica to the plan's destination, where it serves again after
 /// `startupSeconds`, and counts one eviction. Then the tick's metrics.
 pub fn run_report(s: &Snapshot, steps: bool, progress: &mut dyn FnMut(u64, u64)) -> Result<Report, TwinError> {
+    run_with(s, steps, progress, true)
+}
+
+/// [`run_report`]; `reuse_targets: false` recomputes every due target even from unchanged
+/// inputs (the tests compare both).
+fn run_with(
+    s: &Snapshot,
+    steps: bool,
+    progress: &mut dyn FnMut(u64, u64),
+    reuse_targets: bool,
+) -> Result<Report, TwinError> {
     s.validate()?;
     let tick = s.tick_seconds;
     let latency = LatencyTable::new(s);
@@ -319,6 +470,9 @@ pub fn run_report(s: &Snapshot, steps: bool, progress: &mut dyn FnMut(u64, u64))
         });
     }
     let agent_index: BTreeMap<&str, usize> = s.agents.iter().enumerate().map(|(i, a)| (a.name.as_str(), i)).collect();
+    // Each agent's target (the agent controller's), the target the descheduler steered toward at
+    // its last plan, and whether a replica of the agent was bound, removed or moved.
+    let mut targets = Targets::new(s, &agent_index, reuse_targets);
     let peers: Vec<Vec<(usize, f64)>> = s
         .agents
         .iter()
@@ -336,7 +490,7 @@ pub fn run_report(s: &Snapshot, steps: bool, progress: &mut dyn FnMut(u64, u64))
     let mut next_id = 0u64;
     let mut latency_sum = 0.0;
     let mut latency_ticks = 0u64;
-    // Nodes and targets stay put in the twin: the descheduler's distances are computed once.
+    // Nodes stay put in the twin: the descheduler's distances are kept while a target stays.
     let mut memo = crate::descheduler::DistanceMemo::default();
     let startup_ticks = (s.startup_seconds / tick).ceil() as u64;
     let hours = tick / 3600.0;
@@ -402,8 +556,8 @@ pub fn run_report(s: &Snapshot, steps: bool, progress: &mut dyn FnMut(u64, u64))
                 next_id += 1;
                 run.created += 1;
             }
-            if desired < spec {
-                remove_replicas(s, a, run, spec - desired, t, &mut states);
+            if desired < spec && remove_replicas(s, a, &targets.current[i], run, spec - desired, t, &mut states) {
+                targets.moved[i] = true;
             }
         }
         // Place every Pending replica (new ones and earlier misses), agents in order.
@@ -412,8 +566,9 @@ pub fn run_report(s: &Snapshot, steps: bool, progress: &mut dyn FnMut(u64, u64))
                 if runs[i].replicas[k].node.is_some() {
                     continue;
                 }
-                match place(s, a, &runs[i].replicas, &states, &zone_of) {
+                match place(s, a, &targets.current[i], &runs[i].replicas, &states, &zone_of) {
                     Some(n) => {
+                        targets.moved[i] = true;
                         let r = &mut runs[i].replicas[k];
                         r.node = Some(n);
                         bind(&mut states[n], a);
@@ -428,11 +583,25 @@ pub fn run_report(s: &Snapshot, steps: bool, progress: &mut dyn FnMut(u64, u64))
                 }
             }
         }
+        // The agent controller reacts to the bindings within seconds, before the descheduler's
+        // plan of this tick.
+        targets.recompute(s, &runs, t);
         if s.descheduler_every_ticks > 0 && t > 0 && t % s.descheduler_every_ticks == 0 {
             let index = (&agent_index, &node_index);
-            step.evictions = deschedule(s, &mut runs, &mut states, index, t, startup_ticks, &mut memo)?;
+            step.evictions = deschedule(
+                s,
+                &mut runs,
+                &mut states,
+                &mut targets,
+                index,
+                t,
+                startup_ticks,
+                &mut memo,
+            )?;
             m.evictions += step.evictions;
         }
+        // And to the descheduler's moves.
+        targets.recompute(s, &runs, t);
         // Metrics of this tick.
         for (i, a) in s.agents.iter().enumerate() {
             let run = &runs[i];
@@ -478,14 +647,19 @@ pub fn run_report(s: &Snapshot, steps: bool, progress: &mut dyn FnMut(u64, u64))
         0.0
     };
     report.agreement = (agree.total() > 0).then(|| agree.matched as f64 / agree.total() as f64);
+    if steps {
+        report.targets = s.agents.iter().map(|a| a.name.clone()).zip(targets.current).collect();
+    }
     Ok(report)
 }
 
 /// One descheduler plan over the twin's serving replicas, applied; returns the evictions.
+#[allow(clippy::too_many_arguments)]
 fn deschedule(
     s: &Snapshot,
     runs: &mut [AgentRun],
     states: &mut [NodeState],
+    targets: &mut Targets,
     (agent_index, node_index): (&BTreeMap<&str, usize>, &BTreeMap<&str, usize>),
     t: u64,
     startup_ticks: u64,
@@ -532,8 +706,8 @@ fn deschedule(
         }
         agents.push(d::Agent {
             name: a.name.clone(),
-            target: Some(a.target.clone()),
-            previous_target: Some(a.target.clone()),
+            target: Some(targets.current[i].clone()),
+            previous_target: targets.steered[i].clone(),
             peers: a
                 .peers
                 .iter()
@@ -558,6 +732,13 @@ fn deschedule(
         field: "descheduler".into(),
         reason: e.to_string(),
     })?;
+
+    // What the operator keeps for the next plan (`View::set_steered_target`).
+    for step in &plan.targets {
+        if let Some(&i) = agent_index.get(step.agent.as_str()) {
+            targets.steered[i] = Some(step.target.clone());
+        }
+    }
     let mut evictions = 0;
     for mv in &plan.moves {
         let (Some(&i), Some(&to)) = (
@@ -583,14 +764,23 @@ fn deschedule(
         r.node = Some(to);
         r.serves_from = t + startup_ticks;
         r.last_evicted_at = Some(now);
+        targets.moved[i] = true;
         evictions += 1;
     }
     Ok(evictions)
 }
 
 /// Removes `count` replicas of agent `a`: Pending and starting ones first (newest first), then
-/// the serving ones in [`placement::scale_down_order`].
-fn remove_replicas(s: &Snapshot, a: &AgentSpec, run: &mut AgentRun, count: u32, t: u64, states: &mut [NodeState]) {
+/// the serving ones in [`placement::scale_down_order`] from `target`. True when a bound one went.
+fn remove_replicas(
+    s: &Snapshot,
+    a: &AgentSpec,
+    target: &[f64],
+    run: &mut AgentRun,
+    count: u32,
+    t: u64,
+    states: &mut [NodeState],
+) -> bool {
     let mut order: Vec<u64> = run
         .replicas
         .iter()
@@ -605,24 +795,34 @@ fn remove_replicas(s: &Snapshot, a: &AgentSpec, run: &mut AgentRun, count: u32, 
         .map(|r| (format!("{:020}", r.id), r.node.map(|n| s.nodes[n].position.clone())))
         .collect();
     order.extend(
-        placement::scale_down_order(&serving, &a.target, s.kappa)
+        placement::scale_down_order(&serving, target, s.kappa)
             .iter()
             .filter_map(|name| name.parse::<u64>().ok()),
     );
+    let mut unbound = false;
     for id in order.into_iter().take(count as usize) {
         if let Some(k) = run.replicas.iter().position(|r| r.id == id) {
             let r = run.replicas.remove(k);
             if let Some(n) = r.node {
                 unbind(&mut states[n], a);
+                unbound = true;
             }
         }
     }
+    unbound
 }
 
 /// The node the scheduler with MOM's extender binds one more replica of `a` to: the extender's
 /// filter over every node, then the top score among those that pass (ties: first name).
-fn place(s: &Snapshot, a: &AgentSpec, replicas: &[Replica], states: &[NodeState], zone_of: &[String]) -> Option<usize> {
-    let (demand, policy) = extender_inputs_for(s, a, replicas, zone_of);
+fn place(
+    s: &Snapshot,
+    a: &AgentSpec,
+    target: &[f64],
+    replicas: &[Replica],
+    states: &[NodeState],
+    zone_of: &[String],
+) -> Option<usize> {
+    let (demand, policy) = extender_inputs_for(s, a, target, replicas, zone_of);
     // The filter's verdict node by node ([`placement::passes`], no rejection texts built): the
     // twin's policy names no preferred regions, so no tier narrows what passes.
     debug_assert!(policy.region_label.is_none() && policy.preferred_regions.is_empty());
@@ -649,6 +849,7 @@ fn place(s: &Snapshot, a: &AgentSpec, replicas: &[Replica], states: &[NodeState]
 fn extender_inputs_for(
     s: &Snapshot,
     a: &AgentSpec,
+    target: &[f64],
     replicas: &[Replica],
     zone_of: &[String],
 ) -> (PodDemand, AgentPolicy) {
@@ -669,7 +870,7 @@ fn extender_inputs_for(
         Vec::new()
     };
     let policy = AgentPolicy {
-        target: a.target.clone(),
+        target: target.to_vec(),
         spread_label: Some(crate::labels::ZONE_LABEL.to_string()),
         replicas_by_domain: by_domain,
         replica_positions,
@@ -773,7 +974,8 @@ pub fn with_objective(objectives: &Objectives, name: &str, value: f64) -> Result
 
 /// Applies one `--set KEY=VALUE` to a snapshot: `objectives.NAME=W` (the others rescaled, see
 /// [`with_objective`]), `agent/NAME.scaling.method=predictive|reactive|manual` (`agent/*` for
-/// every agent), `descheduler.everyTicks=N` (0: no descheduler), `kappa=K`,
+/// every agent), `descheduler.everyTicks=N` (0: no descheduler), `targets.fixed=true|false`
+/// (`fixedTargets`), `kappa=K`,
 /// `routing=greedy_forwarding|multipath_hyperbolic|gradient_flow`.
 pub fn apply_set(s: &mut Snapshot, set: &str) -> Result<(), TwinError> {
     let bad = |field: &str, reason: String| TwinError::BadField {
@@ -819,6 +1021,11 @@ pub fn apply_set(s: &mut Snapshot, set: &str) -> Result<(), TwinError> {
                 .parse()
                 .map_err(|_| bad(key, format!("{value:?} is not a whole number of ticks")))?;
         }
+        "targets.fixed" => {
+            s.fixed_targets = value
+                .parse()
+                .map_err(|_| bad(key, format!("{value:?} is not true or false")))?;
+        }
         "kappa" => {
             s.kappa = value
                 .parse()
@@ -831,7 +1038,7 @@ pub fn apply_set(s: &mut Snapshot, set: &str) -> Result<(), TwinError> {
         _ => {
             return Err(bad(
                 key,
-                "unknown key (known: objectives.NAME, agent/NAME.scaling.method, descheduler.everyTicks, kappa, routing)"
+                "unknown key (known: objectives.NAME, agent/NAME.scaling.method, descheduler.everyTicks, targets.fixed, kappa, routing)"
                     .into(),
             ));
         }

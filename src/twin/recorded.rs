@@ -54,8 +54,13 @@ pub struct RecordedAgent {
     pub replicas: u32,
     /// Its `status.position` (empty: none yet; the twin needs one, so the agent is skipped).
     pub target: Vec<f64>,
+    /// The coordinates its strategy pins it to (`placement.geometricAffinity.coordinates`, with
+    /// the nodes' dimension), if any.
+    pub coordinates: Option<Vec<f64>>,
     /// Peers (`namespace/name`) and weights.
     pub peers: BTreeMap<String, f64>,
+    /// Its strategy's `nearAgents` (`namespace/name`).
+    pub near_agents: Vec<String>,
     /// Its scale receipts in the window, in any order.
     pub scales: Vec<ScaleRecord>,
 }
@@ -187,6 +192,8 @@ pub fn snapshot_of(
                 max_replicas: a.replicas.max(1),
                 replicas: a.replicas,
                 target: a.target,
+                coordinates: a.coordinates,
+                near_agents: a.near_agents,
                 peers: a.peers,
                 scaling: None,
                 history_seconds: None,
@@ -245,6 +252,8 @@ pub fn snapshot_of(
             max_replicas: settings.max_replicas,
             replicas: a.replicas,
             target: a.target,
+            coordinates: a.coordinates,
+            near_agents: a.near_agents,
             peers: a.peers,
             history_seconds: Some(longest as f64 * tick),
             // The count when the window opens: a decision at tick 0 is the start state.
@@ -275,6 +284,8 @@ pub fn snapshot_of(
         agents: specs,
         ms_per_distance: 1.0,
         descheduler_every_ticks: 0,
+        fixed_targets: false,
+        agent_resync_seconds: 300.0,
         recorded: Some(super::snapshot::Recorded {
             replicas: recorded,
             placements: Vec::new(),
@@ -391,7 +402,9 @@ mod tests {
             memory_bytes: 64 << 20,
             replicas: 3,
             target: vec![0.0, 0.0],
+            coordinates: None,
             peers: BTreeMap::new(),
+            near_agents: Vec::new(),
             scales,
         }
     }

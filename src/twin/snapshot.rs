@@ -60,6 +60,14 @@ pub struct Snapshot {
     /// Decisions a real run made, which the twin's run as given should reproduce.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recorded: Option<Recorded>,
+    /// `true`: every agent keeps the `target` it is given for the whole run. `false` (default):
+    /// targets move as the agent controller moves them (see [`crate::twin`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fixed_targets: bool,
+    /// The agent controller's periodic resync (seconds): each agent's target is also
+    /// recomputed this often when none of its replicas moved (the operator's is 300–450 s).
+    #[serde(default = "three_hundred")]
+    pub agent_resync_seconds: f64,
 }
 
 /// Decisions recorded by a real run (the operator's receipts), by tick of the snapshot.
@@ -135,11 +143,19 @@ pub struct AgentSpec {
     /// `spec.replicas` (what `manual` keeps).
     #[serde(default = "one_u32")]
     pub replicas: u32,
-    /// Where the agent's replicas belong (its `status.position`).
+    /// Where the agent's replicas belong when the run starts (its `status.position`).
     pub target: Vec<f64>,
+    /// The strategy's `placement.geometricAffinity.coordinates`: when given, the target is
+    /// always their projection into the ball (rule 1 of [`crate::placement::agent_target`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinates: Option<Vec<f64>>,
     /// Peer agents and traffic weights.
     #[serde(default)]
     pub peers: BTreeMap<String, f64>,
+    /// The strategy's `placement.geometricAffinity.nearAgents`: agents whose replicas the
+    /// target also follows (at weight 1 unless already a peer), without traffic between them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub near_agents: Vec<String>,
     /// The scaling settings a recorded run used (a scale receipt's `inputs.settings`): every
     /// field but `minReplicas`, `maxReplicas`, `targetPerReplica`, `stepSeconds` and
     /// `leadSeconds`, which come from this agent and the snapshot. Absent: the strategy
@@ -169,6 +185,9 @@ fn sixty() -> f64 {
 }
 fn max_pods() -> u32 {
     110
+}
+fn three_hundred() -> f64 {
+    300.0
 }
 fn one_u32() -> u32 {
     1
@@ -350,8 +369,23 @@ impl Snapshot {
             if Some(a.target.len()) != dimension || a.target.iter().any(|x| !x.is_finite()) {
                 return bad(field("target"), "must be finite with the nodes' dimension".into());
             }
-            if let Some((p, w)) = a.peers.iter().find(|(_, w)| !(w.is_finite() && **w >= 0.0)) {
-                return bad(field(&format!("peers.{p}")), format!("weight must be ≥ 0, got {w}"));
+            if let Some(c) = &a.coordinates
+                && (Some(c.len()) != dimension || c.iter().any(|x| !x.is_finite()))
+            {
+                return bad(
+                    field("coordinates"),
+                    format!("must be finite with the nodes' dimension, got {c:?}"),
+                );
+            }
+            if let Some((p, w)) = a
+                .peers
+                .iter()
+                .find(|(_, w)| !(**w == 0.0 || (1e-300..=1e300).contains(*w)))
+            {
+                return bad(
+                    field(&format!("peers.{p}")),
+                    format!("weight must be 0 or within [1e-300, 1e300], got {w:?}"),
+                );
             }
             if let Some(scaling) = &a.scaling {
                 if scaling.method != a.method {
@@ -370,6 +404,12 @@ impl Snapshot {
             {
                 return bad(field("historySeconds"), format!("must be ≥ 1, got {h}"));
             }
+        }
+        if !(self.agent_resync_seconds.is_finite() && self.agent_resync_seconds > 0.0) {
+            return bad(
+                "agentResyncSeconds".into(),
+                format!("must be > 0, got {}", self.agent_resync_seconds),
+            );
         }
         if !(self.ms_per_distance.is_finite() && self.ms_per_distance >= 0.0) {
             return bad(
@@ -515,6 +555,8 @@ pub fn generate(graph: &Graph, traces: &[Trace], cfg: &GenerateConfig) -> Result
             max_replicas: 50,
             replicas: 1,
             target: home.position.clone(),
+            coordinates: None,
+            near_agents: Vec::new(),
             peers: if cfg.agents > 1 {
                 BTreeMap::from([(peer, 1.0)])
             } else {
@@ -539,6 +581,8 @@ pub fn generate(graph: &Graph, traces: &[Trace], cfg: &GenerateConfig) -> Result
         ms_per_distance: 1.0,
         descheduler_every_ticks: 20,
         recorded: None,
+        fixed_targets: false,
+        agent_resync_seconds: 300.0,
     };
     s.validate()?;
     Ok(s)

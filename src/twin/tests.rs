@@ -32,6 +32,8 @@ fn agent(name: &str, demand: Vec<f64>, target: f64, peer: Option<&str>) -> Agent
         max_replicas: 20,
         replicas: 1,
         target: vec![target, 0.0],
+        coordinates: None,
+        near_agents: Vec::new(),
         peers: peer.map(|p| BTreeMap::from([(p.to_string(), 1.0)])).unwrap_or_default(),
         scaling: None,
         history_seconds: None,
@@ -64,6 +66,8 @@ fn near_and_far() -> Snapshot {
         ms_per_distance: 1.0,
         descheduler_every_ticks: 20,
         recorded: None,
+        fixed_targets: false,
+        agent_resync_seconds: 300.0,
     }
 }
 
@@ -76,7 +80,7 @@ fn a_replica_goes_where_the_extenders_filter_and_top_score_send_it() {
         .iter()
         .map(|n| n.labels[crate::labels::ZONE_LABEL].clone())
         .collect();
-    let chosen = place(&s, &s.agents[0], &[], &node_states(&s), &zones).unwrap();
+    let chosen = place(&s, &s.agents[0], &s.agents[0].target, &[], &node_states(&s), &zones).unwrap();
     // The same call the extender makes, by hand: every node passes, the top score wins.
     let states: Vec<NodeState> = s
         .nodes
@@ -130,7 +134,7 @@ fn a_replica_goes_where_the_extenders_filter_and_top_score_send_it() {
         cpu_millis: 4000,
         memory_bytes: 0,
     };
-    let other = place(&s, &s.agents[0], &[], &full, &zones).unwrap();
+    let other = place(&s, &s.agents[0], &s.agents[0].target, &[], &full, &zones).unwrap();
     assert_ne!(other, near1);
 }
 
@@ -171,6 +175,16 @@ fn bad_snapshot_fields_and_settings_are_named() {
             "agents[0].capacityPerReplica",
         ),
         (r#""far":40.0"#, r#""elsewhere":40.0"#, "zoneLatencyMs"),
+        (
+            r#""agentResyncSeconds":300.0"#,
+            r#""agentResyncSeconds":0.0"#,
+            "agentResyncSeconds",
+        ),
+        (
+            r#""target":[0.6,0.0],"#,
+            r#""target":[0.6,0.0],"coordinates":[0.1,0.2,0.3],"#,
+            "agents[0].coordinates",
+        ),
     ];
     for (from, to, field) in cases {
         assert!(text.contains(from), "{from} not in {text}");
@@ -189,6 +203,7 @@ fn bad_snapshot_fields_and_settings_are_named() {
         ("agent/api.scaling.method=magic", "magic"),
         ("colour=blue", "colour"),
         ("descheduler.everyTicks=often", "descheduler.everyTicks"),
+        ("targets.fixed=maybe", "targets.fixed"),
         ("kappa", "KEY=VALUE"),
     ] {
         let e = apply_set(&mut s, set).unwrap_err().to_string();
@@ -201,6 +216,9 @@ fn bad_snapshot_fields_and_settings_are_named() {
     );
     apply_set(&mut s, "agent/*.scaling.method=manual").unwrap();
     assert!(s.agents.iter().all(|a| a.method == Method::Manual));
+    assert!(!s.fixed_targets);
+    apply_set(&mut s, "targets.fixed=true").unwrap();
+    assert!(s.fixed_targets);
 }
 
 #[test]
@@ -268,6 +286,11 @@ fn a_snapshot_from_the_geant_topology_and_nab_traces_runs() {
     assert_eq!(snapshot::generate(&graph, &traces, &cfg).unwrap(), s, "deterministic");
     let m = run(&s, &mut |_, _| {}).unwrap();
     assert!(m.placements >= 6 && m.cost > 0.0 && m.latency_ms > 0.0, "{m:?}");
+    // Targets recomputed only from changed replica nodes: the same run as recomputing them all.
+    assert_eq!(
+        run_with(&s, true, &mut |_, _| {}, true).unwrap(),
+        run_with(&s, true, &mut |_, _| {}, false).unwrap()
+    );
 }
 
 #[test]
@@ -279,6 +302,7 @@ fn a_run_that_records_its_own_decisions_agrees_fully_and_a_changed_one_does_not(
     let first = place(
         &s,
         &s.agents[0],
+        &s.agents[0].target,
         &[],
         &node_states(&s),
         &["far".into(), "far".into(), "near".into(), "near".into()],
@@ -434,4 +458,135 @@ fn the_pareto_plot_draws_hollow_exactly_the_points_beaten_on_both_axes_and_names
         svg.trim_end().ends_with("</svg>") && !svg.contains("NaN") && !svg.contains("inf"),
         "{svg}"
     );
+}
+
+/// `db` pinned far by its strategy's coordinates and given a far target; `api` given a near one.
+fn api_near_db_pinned_far() -> Snapshot {
+    let mut s = near_and_far();
+    s.agents[1].coordinates = Some(vec![-0.61, 0.0]);
+    s.agents[1].target = vec![-0.61, 0.0];
+    s
+}
+
+#[test]
+fn an_agents_target_follows_its_peers_replicas_and_stays_where_it_is_given_with_fixed_targets() {
+    let s = api_near_db_pinned_far();
+    let moving = run_report(&s, true, &mut |_, _| {}).unwrap();
+    let mut fixed_snapshot = s.clone();
+    fixed_snapshot.fixed_targets = true;
+    let fixed = run_report(&fixed_snapshot, true, &mut |_, _| {}).unwrap();
+    // Positive control: as given, api's replicas stay near, 40 ms from db's.
+    assert_eq!(fixed.targets["api"], vec![0.6, 0.0]);
+    assert!(fixed.metrics.latency_ms > 30.0, "{:?}", fixed.metrics);
+    // Moving: db's target is its coordinates (rule 1); api's the Fréchet mean of db's bound
+    // replicas (rule 2), all on the far nodes, so api ends far and near its peer.
+    let db = &moving.targets["db"];
+    assert_eq!(db, &crate::geometry::poincare::project(&[-0.61, 0.0], s.kappa));
+    let api = &moving.targets["api"];
+    assert!((-0.62..=-0.6).contains(&api[0]) && api[1].abs() < 1e-9, "{api:?}");
+    assert!(
+        moving.metrics.latency_ms < fixed.metrics.latency_ms / 2.0,
+        "moving {:?} fixed {:?}",
+        moving.metrics,
+        fixed.metrics
+    );
+    // Deterministic, like every run.
+    assert_eq!(run_report(&s, true, &mut |_, _| {}).unwrap(), moving);
+}
+
+#[test]
+fn a_peers_replicas_moving_reach_an_agents_target_at_its_resync_and_not_before() {
+    // db's target starts near, so its replicas are placed near at tick 0; its coordinates then
+    // pin it far and the descheduler moves its replicas there. api's own replicas never change
+    // (steady demand), so only its resync sees where db went.
+    // Nodes near the boundary, so that db's replicas, once its target is far, lie more than the
+    // drift strategy's slack (`minExcess`, 10) beyond the nearest node.
+    let mut s = api_near_db_pinned_far();
+    for (n, x) in s.nodes.iter_mut().zip([-0.998, -0.999, 0.998, 0.999]) {
+        n.position[0] = x;
+    }
+    s.agents[0].target = vec![0.998, 0.0];
+    s.agents[1].target = vec![0.998, 0.0];
+    s.agents[1].coordinates = Some(vec![-0.998, 0.0]);
+    s.agents[1].peers.clear();
+    s.agents[0].demand = vec![25.0; 24];
+    s.agents[1].demand = vec![25.0; 24];
+    let resyncing = run_report(&s, true, &mut |_, _| {}).unwrap();
+    assert!(
+        resyncing.metrics.evictions > 0,
+        "db's replicas must move: {:?}",
+        resyncing.metrics
+    );
+    let api = &resyncing.targets["api"];
+    assert!(api[0] < -0.9, "resync every 300 s: api follows db far, got {api:?}");
+    // No resync within the run: api keeps the target of its last pod event, near.
+    s.agent_resync_seconds = 1e12;
+    let never = run_report(&s, true, &mut |_, _| {}).unwrap();
+    let api = &never.targets["api"];
+    assert!(api[0] > 0.9, "without a resync api stays near, got {api:?}");
+}
+
+#[test]
+fn skipping_a_target_recompute_from_unchanged_replica_nodes_changes_no_figure() {
+    for mut s in [near_and_far(), api_near_db_pinned_far()] {
+        s.agent_resync_seconds = 30.0;
+        let reused = run_with(&s, true, &mut |_, _| {}, true).unwrap();
+        let recomputed = run_with(&s, true, &mut |_, _| {}, false).unwrap();
+        assert_eq!(reused, recomputed);
+    }
+    // Positive control: the comparison sees a changed target.
+    let s = api_near_db_pinned_far();
+    let mut fixed = s.clone();
+    fixed.fixed_targets = true;
+    assert_ne!(
+        run_with(&s, true, &mut |_, _| {}, false).unwrap().targets,
+        run_with(&fixed, true, &mut |_, _| {}, false).unwrap().targets
+    );
+}
+
+#[test]
+fn an_agent_with_no_replicas_and_no_peers_still_gets_its_pinned_coordinates_at_its_first_resync() {
+    // No replica is ever bound (manual, 0 replicas) and it has no peers: only a resync reconciles
+    // it, and the first one must compute its target (rule 1), not keep the snapshot's.
+    let mut s = near_and_far();
+    for (k, name) in ["idle-a", "idle-b", "idle-c", "idle-d"].iter().enumerate() {
+        let mut idle = agent(name, vec![0.0; 24], 0.6, None);
+        idle.method = Method::Manual;
+        idle.min_replicas = 0;
+        idle.replicas = 0;
+        idle.initial_replicas = Some(0);
+        idle.coordinates = Some(vec![-0.3, 0.1 * k as f64]);
+        s.agents.push(idle);
+    }
+    s.agents.sort_by(|a, b| a.name.cmp(&b.name));
+    for reuse in [true, false] {
+        let r = run_with(&s, true, &mut |_, _| {}, reuse).unwrap();
+        for (k, name) in ["idle-a", "idle-b", "idle-c", "idle-d"].iter().enumerate() {
+            assert_eq!(
+                r.targets[*name],
+                crate::geometry::poincare::project(&[-0.3, 0.1 * k as f64], s.kappa),
+                "{name}, reuse {reuse}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_target_follows_the_near_agents_of_its_strategy_as_it_follows_peers() {
+    // api has no peer, so no traffic; its strategy's nearAgents names db, pinned far.
+    let mut s = api_near_db_pinned_far();
+    s.agents[0].peers.clear();
+    s.agents[0].near_agents = vec!["db".into(), "not-in-the-snapshot".into()];
+    let r = run_report(&s, true, &mut |_, _| {}).unwrap();
+    let api = &r.targets["api"];
+    assert!((-0.62..=-0.6).contains(&api[0]), "api follows db: {api:?}");
+    // Positive control: without it, api's target is the mean of its own replicas, near.
+    s.agents[0].near_agents.clear();
+    let r = run_report(&s, true, &mut |_, _| {}).unwrap();
+    assert!(r.targets["api"][0] > 0.55, "{:?}", r.targets["api"]);
+    // Bad peer weights are named: a weight whose share of a replica would underflow.
+    let mut bad = api_near_db_pinned_far();
+    bad.agents[0].peers.insert("db".into(), 1e-320);
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.contains("agents[0].peers.db") && e.contains("1e-320"), "{e}");
 }
