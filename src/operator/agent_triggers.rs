@@ -13,7 +13,6 @@
 //! periodic resync covers it, so a burst never grows memory or blocks the watch feeding the cache.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,13 +29,14 @@ use super::metrics::{ErrorLabels, Metrics};
 pub const TRIGGER_BUFFER: usize = 4096;
 
 /// The periodic resync of a reconciled agent: 300 s plus a spread of up to 150 s derived from
-/// its namespace and name (deterministic), so agents applied together do not come due together.
+/// `namespace/name` by a hash fixed by its definition ([`crate::stable_hash::mixed`]), so agents
+/// applied together do not come due together and the twin (`crate::twin`, which hashes its
+/// agents' names the same way) replays the same spread on every build and machine.
 /// What changes an agent's decision arrives as an event (the agent, its pods, a peer, a
 /// strategy); the resync catches the rest (pool pressure, node positions, tenants).
 pub fn resync_after(namespace: &str, name: &str) -> Duration {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (namespace, name).hash(&mut h);
-    Duration::from_millis(300_000 + h.finish() % 150_000)
+    let h = crate::stable_hash::mixed(namespace.bytes().chain(std::iter::once(b'/')).chain(name.bytes()));
+    Duration::from_millis(300_000 + h % 150_000)
 }
 
 /// Sends agent references to the controller (`Controller::reconcile_on`).
@@ -355,6 +355,11 @@ mod tests {
         let d = resync_after("shop", "a1");
         assert!(d >= Duration::from_secs(300) && d < Duration::from_secs(450), "{d:?}");
         assert_eq!(d, resync_after("shop", "a1"));
+        // The twin's spread for an agent named `shop/a1` at its default 300 s resync.
+        assert_eq!(
+            d.as_millis() as u64,
+            300_000 + crate::stable_hash::mixed("shop/a1".bytes()) % 150_000
+        );
         let spread: HashSet<Duration> = (0..100).map(|i| resync_after("shop", &format!("a{i}"))).collect();
         assert!(
             spread.len() > 50,
