@@ -1050,7 +1050,13 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
     }
     if active.is_empty() && desired > 0 && waits_for_peers(agent, agents, &ctx.view) {
         // A group of talking agents created together would otherwise each pick its own home;
-        // its most tied agent goes first and the others follow their placed peers.
+        // its most tied agent goes first and the others follow their placed peers. The target
+        // computed meanwhile is not kept: with no replica placed yet, the next reconcile
+        // computes it afresh (rule 5 of the target would otherwise hold a home chosen from a
+        // part of the group).
+        if let Ok(mut v) = ctx.view.write() {
+            v.forget_target(&AgentKey::of(agent));
+        }
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     // While pods of an older template remain, a template edit is rolled out a step at a time
@@ -1644,19 +1650,12 @@ async fn write_receipt(
 
 /// Most agents of a peer group gathered to order its first placements; a larger group is
 /// ordered over the part found first (breadth-first from the agent, through its peer lists).
-const PLACEMENT_GROUP_MAX: usize = 256;
+const PLACEMENT_GROUP_MAX: usize = placement::order::GROUP_MAX;
 
 /// Whether a new agent should hold its first replicas back (for at most 30 s after its
-/// creation) until the peers before it in its group's first-placement order
-/// (`placement::order`: the most strongly tied first) have placed some, so that a group
-/// created together places by its strongest ties and its most loosely tied agents come last,
-/// the ones to spill when the group's home fills.
-///
-/// The group is gathered breadth-first from the agent through the peer lists (agents of its
-/// namespace that want replicas); one of [`PLACEMENT_GROUP_MAX`] agents or more does not wait.
-/// A peer listed on one side only is reached from that side only, so two agents may see
-/// different groups; the 30 s bound ends any wait that causes. A long chain of ties (a ring
-/// of agents) places a link at a time, also for at most those 30 s.
+/// creation; [`holds_for_peers`] says why), so that a group created together places by its
+/// strongest ties and its most loosely tied agents come last, the ones to spill when the
+/// group's home fills.
 fn waits_for_peers(
     agent: &GeometricAgent,
     store: &kube::runtime::reflector::Store<GeometricAgent>,
@@ -1670,28 +1669,65 @@ fn waits_for_peers(
     if !young {
         return false;
     }
-    let me = agent.name_any();
     let ns = agent.namespace().unwrap_or_default();
-    let group = placement_group(agent, |name| store.get(&ObjectRef::new(name).within(&ns)));
+    let v = view.read();
+    holds_for_peers(
+        agent,
+        |name| store.get(&ObjectRef::new(name).within(&ns)),
+        |peer| {
+            !v.agent_replica_positions(&AgentKey::new(ns.clone(), peer.to_string()))
+                .is_empty()
+        },
+    )
+}
+
+/// The decision of [`waits_for_peers`] for a young agent: it holds back while
+/// - an agent named with a positive weight in its group's peer lists is not there yet (`lookup`
+///   does not find it): the group is still being created, and ordered over the part that is
+///   there its first agent, and so its home (rule 6 of the target, [`group_home_key`]), could
+///   be another one than that of the whole group (a `kubectl apply` of a list creates its
+///   agents one by one); or
+/// - a peer before it in its group's first-placement order (`placement::order`: the most
+///   strongly tied first) has placed nothing yet (`placed`).
+///
+/// The group is gathered breadth-first from the agent through the peer lists (agents of its
+/// namespace that want replicas); one of [`PLACEMENT_GROUP_MAX`] agents or more does not wait.
+/// A peer listed on one side only is reached from that side only, so two agents may see
+/// different groups; the 30 s bound ends any wait that causes, and the wait for a peer that is
+/// never created. A long chain of ties (a ring of agents) places a link at a time, also for at
+/// most those 30 s.
+fn holds_for_peers<A: std::ops::Deref<Target = GeometricAgent>>(
+    agent: &GeometricAgent,
+    lookup: impl Fn(&str) -> Option<A>,
+    placed: impl Fn(&str) -> bool,
+) -> bool {
+    let group = placement_group(agent, &lookup);
     if group.len() >= PLACEMENT_GROUP_MAX {
         // Too large to place as one: agents gathering different parts of it would order them
         // differently and could wait on one another.
         return false;
     }
+    let arriving = group
+        .iter()
+        .flat_map(|m| &m.peers)
+        .any(|(p, w)| w.is_finite() && *w > 0.0 && lookup(p).is_none());
+    if arriving {
+        return true;
+    }
+    let me = agent.name_any();
     let order = placement::order::first_placement_order(&group);
     let mine = order.iter().position(|n| *n == me).unwrap_or(0);
     let before: BTreeSet<&str> = order[..mine].iter().map(String::as_str).collect();
-    let v = view.read();
-    agent.spec.peers.iter().any(|p| {
-        before.contains(p.agent.as_str())
-            && v.agent_replica_positions(&AgentKey::new(ns.clone(), p.agent.clone()))
-                .is_empty()
-    })
+    agent
+        .spec
+        .peers
+        .iter()
+        .any(|p| before.contains(p.agent.as_str()) && !placed(&p.agent))
 }
 
-/// The agent's peer group for [`waits_for_peers`] and [`group_home_key`]: itself and the
-/// agents of its namespace that want replicas, reached through peer lists, breadth-first, at
-/// most [`PLACEMENT_GROUP_MAX`]. `lookup` finds an agent of the namespace by name.
+/// The agent's peer group for [`waits_for_peers`] and [`group_home_key`]
+/// ([`placement::order::gather_group`]): itself and the agents of its namespace that want
+/// replicas, reached through peer lists. `lookup` finds an agent of the namespace by name.
 fn placement_group<A: std::ops::Deref<Target = GeometricAgent>>(
     agent: &GeometricAgent,
     lookup: impl Fn(&str) -> Option<A>,
@@ -1700,30 +1736,16 @@ fn placement_group<A: std::ops::Deref<Target = GeometricAgent>>(
         name: a.name_any(),
         peers: a.spec.peers.iter().map(|p| (p.agent.clone(), p.weight)).collect(),
     };
-    let mut seen: BTreeSet<String> = BTreeSet::from([agent.name_any()]);
-    let mut group = vec![member(agent)];
-    let mut next = 0;
-    while next < group.len() && group.len() < PLACEMENT_GROUP_MAX {
-        let peers: Vec<String> = group[next].peers.iter().map(|(p, _)| p.clone()).collect();
-        next += 1;
-        for peer in peers {
-            if group.len() >= PLACEMENT_GROUP_MAX || !seen.insert(peer.clone()) {
-                continue;
-            }
-            if let Some(a) = lookup(&peer)
-                && a.spec.replicas > 0
-            {
-                group.push(member(&a));
-            }
-        }
-    }
-    group
+    placement::order::gather_group(member(agent), |name| {
+        lookup(name).filter(|a| a.spec.replicas > 0).map(|a| member(&a))
+    })
 }
 
-/// The name rule 6 of the target (`placement::target`) breaks a new home's ties by: the
-/// agent's namespace and the first agent of its group's first-placement order, the same for
-/// every agent of the group, so groups created together get homes of their own. `None` for an
-/// agent without peers or in a group of [`PLACEMENT_GROUP_MAX`] agents or more.
+/// The name rule 6 of the target (`placement::target`) breaks a new home's ties by
+/// ([`placement::order::home_key`] over the agent's [`placement_group`]): the agent's
+/// namespace and the first agent of its group's first-placement order, the same for every
+/// agent of the group, so groups created together get homes of their own. `None` for an agent
+/// without peers or in a group of [`PLACEMENT_GROUP_MAX`] agents or more.
 pub fn group_home_key<A: std::ops::Deref<Target = GeometricAgent>>(
     agent: &GeometricAgent,
     lookup: impl Fn(&str) -> Option<A>,
@@ -1731,13 +1753,7 @@ pub fn group_home_key<A: std::ops::Deref<Target = GeometricAgent>>(
     if agent.spec.peers.is_empty() {
         return None;
     }
-    let group = placement_group(agent, lookup);
-    if group.len() >= PLACEMENT_GROUP_MAX {
-        // Its agents gather different parts of it, so they would not agree on a name.
-        return None;
-    }
-    let first = placement::order::first_placement_order(&group).into_iter().next()?;
-    Some(format!("{}/{first}", agent.namespace().unwrap_or_default()))
+    placement::order::home_key(&agent.namespace().unwrap_or_default(), &placement_group(agent, lookup))
 }
 
 /// Decision kind of a pod deleted because someone else changed it (`spec.onDrift: replace`).
@@ -1846,6 +1862,38 @@ mod tests {
         assert_eq!(keys[4].as_deref(), Some("shop/other"));
         let group = placement_group(&agents[4], lookup);
         assert_eq!(group.len(), 1, "{group:?}");
+    }
+
+    #[test]
+    fn a_young_agent_holds_while_its_group_is_still_arriving_or_a_peer_before_it_has_not_placed() {
+        // The bench's shop in part: gateway is the most tied, frontend and catalog follow it.
+        let all = [
+            agent_with_peers("frontend", 3, &[("gateway", 10.0)]),
+            agent_with_peers("gateway", 3, &[("frontend", 10.0), ("catalog", 6.0)]),
+            agent_with_peers("catalog", 3, &[("gateway", 6.0), ("db", 3.0)]),
+            agent_with_peers("db", 3, &[("catalog", 3.0), ("ghost", 0.0)]),
+        ];
+        let present = |names: &'static [&'static str]| {
+            let all = &all;
+            move |name: &str| all.iter().find(|a| a.name_any() == name && names.contains(&name))
+        };
+        let nothing_placed = |_: &str| false;
+        let everything_placed = |_: &str| true;
+        // Created first, with its peer not there yet: frontend holds, even with nothing before
+        // it in the part of the group it sees (it would have taken a home of its own).
+        let first_two: &[&str] = &["frontend", "catalog"];
+        assert!(holds_for_peers(&all[0], present(first_two), everything_placed));
+        // db's peer catalog is there, but catalog's peer gateway is not: the group is arriving.
+        assert!(holds_for_peers(&all[3], present(&["catalog", "db"]), everything_placed));
+        let whole: &[&str] = &["frontend", "gateway", "catalog", "db"];
+        // The whole group there (a peer of weight 0 that never comes is no tie): gateway goes
+        // first; frontend holds until gateway has placed, then goes.
+        assert!(!holds_for_peers(&all[1], present(whole), nothing_placed));
+        assert!(holds_for_peers(&all[0], present(whole), nothing_placed));
+        assert!(!holds_for_peers(&all[0], present(whole), everything_placed));
+        // Only the peers before it count: db waits on catalog alone.
+        assert!(holds_for_peers(&all[3], present(whole), |p: &str| p != "catalog"));
+        assert!(!holds_for_peers(&all[3], present(whole), |p: &str| p == "catalog"));
     }
 
     #[test]

@@ -1412,6 +1412,14 @@ impl View {
         placement::redundancy::plan(demand, self.failure_domains(), rule)
     }
 
+    /// Drops the target stored for an agent (its policy stays): the next one is computed
+    /// without a previous one (rule 5 of `placement::agent_target` does not apply).
+    pub fn forget_target(&mut self, key: &AgentKey) {
+        if let Some(p) = self.policies.get_mut(key) {
+            p.target.clear();
+        }
+    }
+
     /// The target last stored for an agent, if it was computed in the current embedding.
     pub fn previous_target(&self, key: &AgentKey) -> Option<&Vec<f64>> {
         if self.policy_generation.get(key) != Some(&self.generation) {

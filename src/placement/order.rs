@@ -76,6 +76,47 @@ pub fn first_placement_order(members: &[GroupMember]) -> Vec<String> {
     order
 }
 
+/// Largest group placed as one: a group of this many agents or more does not wait on its
+/// peers and gets no shared home key (agents gathering different parts of it would order them
+/// differently).
+pub const GROUP_MAX: usize = 256;
+
+/// The group of `start`: itself and the agents reached breadth-first through peer lists (a
+/// peer listed on one side only is reached from that side only), as `lookup` finds them by
+/// name (`None`: not an agent of the group, e.g. one that wants no replicas), at most
+/// [`GROUP_MAX`].
+pub fn gather_group(start: GroupMember, lookup: impl Fn(&str) -> Option<GroupMember>) -> Vec<GroupMember> {
+    let mut seen: std::collections::BTreeSet<String> = std::collections::BTreeSet::from([start.name.clone()]);
+    let mut group = vec![start];
+    let mut next = 0;
+    while next < group.len() && group.len() < GROUP_MAX {
+        let peers: Vec<String> = group[next].peers.iter().map(|(p, _)| p.clone()).collect();
+        next += 1;
+        for peer in peers {
+            if group.len() >= GROUP_MAX || !seen.insert(peer.clone()) {
+                continue;
+            }
+            if let Some(m) = lookup(&peer) {
+                group.push(m);
+            }
+        }
+    }
+    group
+}
+
+/// The name rule 6 of the target ([`crate::placement::agent_target`]) breaks a new home's
+/// ties by, for an agent whose group is `group` ([`gather_group`]): `namespace/` and the first
+/// agent of the group's first-placement order, the same for every agent of the group. `None`
+/// when the agent (the group's first member) has no peers or the group has [`GROUP_MAX`]
+/// agents.
+pub fn home_key(namespace: &str, group: &[GroupMember]) -> Option<String> {
+    if group.first().is_none_or(|m| m.peers.is_empty()) || group.len() >= GROUP_MAX {
+        return None;
+    }
+    let first = first_placement_order(group).into_iter().next()?;
+    Some(format!("{namespace}/{first}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +199,29 @@ mod tests {
         ];
         assert_eq!(first_placement_order(&group), ["a", "b", "c"]);
         assert!(first_placement_order(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_groups_home_key_names_its_namespace_and_first_agent_whichever_member_asks() {
+        let agents = [
+            member("db", &[("catalog", 1.0)]),
+            member("catalog", &[("gateway", 10.0), ("db", 1.0)]),
+            member("gateway", &[("catalog", 10.0)]),
+            member("loner", &[]),
+        ];
+        let lookup = |name: &str| agents.iter().find(|m| m.name == name).cloned();
+        for start in &agents[..3] {
+            let group = gather_group(start.clone(), lookup);
+            assert_eq!(group.len(), 3, "{group:?}");
+            assert_eq!(home_key("shop", &group).as_deref(), Some("shop/catalog"));
+        }
+        // No peers, no key (rule 6 then takes the smallest name among ties).
+        assert_eq!(home_key("shop", &gather_group(agents[3].clone(), lookup)), None);
+        // An agent the lookup does not return (e.g. one that wants no replicas) is not gathered.
+        let group = gather_group(agents[0].clone(), |n: &str| lookup(n).filter(|m| m.name != "gateway"));
+        assert_eq!(
+            group.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+            ["db", "catalog"]
+        );
     }
 }
