@@ -342,3 +342,79 @@ fn a_pareto_plot_path_that_cannot_be_written_exits_2_naming_it_and_a_failed_swee
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("<circle"), "{svg}");
 }
+
+#[test]
+fn new_agents_on_real_data_place_closer_under_mom_than_under_the_default_scheduler_model() {
+    // The generated snapshot's six agents made new: no target, two replicas each, one tick, no
+    // descheduler; placement weighs performance alone (the snapshot's nodes have random prices
+    // and energy classes, which the default scheduler ignores). The generated ring names each
+    // agent's next one only; here each also names its previous one, as a user lists both ends
+    // of a call (an agent follows the peers it lists, not those that list it).
+    let path = snapshot("new");
+    let mut s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let n = s["agents"].as_array().unwrap().len();
+    for (i, a) in s["agents"].as_array_mut().unwrap().iter_mut().enumerate() {
+        a["peers"][format!("agent-{:03}", (i + n - 1) % n)] = 1.0.into();
+        a["target"] = serde_json::json!([]);
+        a["method"] = "manual".into();
+        a["replicas"] = 2.into();
+        a["initialReplicas"] = 2.into();
+    }
+    s["durationSeconds"] = 15.0.into();
+    s["deschedulerEveryTicks"] = 0.into();
+    std::fs::write(&path, s.to_string()).unwrap();
+    let p = path.to_str().unwrap();
+    let latency = |set: &[&str]| {
+        let mut args = vec![
+            "whatif",
+            "--snapshot",
+            p,
+            "--format",
+            "json",
+            "--set",
+            "objectives.performance=1",
+        ];
+        for x in set {
+            args.extend(["--set", x]);
+        }
+        let (code, out, err) = mom(&args);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["counterfactual"]["placements"].as_u64(), Some(12), "{v}");
+        metric(&v, "counterfactual", "latencyMs")
+    };
+    let mom_ms = latency(&[]);
+    let mut default_ms = Vec::new();
+    for seed in 0..4 {
+        default_ms.push(latency(&["scheduler=default", &format!("scheduler.seed={seed}")]));
+    }
+    println!("new ring of 6 on Geant2012: mom {mom_ms:.3} ms, default model {default_ms:?}");
+    assert!(
+        default_ms.iter().all(|&d| d > 2.0 * mom_ms),
+        "mom {mom_ms} default {default_ms:?}"
+    );
+    // The seed draws among ties: not every seed places alike.
+    assert!(default_ms.iter().any(|&d| d != default_ms[0]), "{default_ms:?}");
+    // --steps: where each agent's replicas ended, under each scheduler.
+    let (code, out, err) = mom(&[
+        "whatif",
+        "--snapshot",
+        p,
+        "--set",
+        "scheduler=default",
+        "--steps",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for run in ["recorded", "counterfactual"] {
+        let placed = v["placements"][run].as_object().unwrap();
+        assert_eq!(placed.len(), n, "{v}");
+        assert!(placed.values().all(|nodes| nodes.as_array().unwrap().len() == 2), "{v}");
+        assert_eq!(v["targets"][run].as_object().unwrap().len(), n, "{v}");
+    }
+    let (code, _, err) = mom(&["whatif", "--snapshot", p, "--set", "scheduler=kube"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("scheduler") && err.contains("kube"), "{err}");
+}

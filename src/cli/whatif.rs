@@ -56,7 +56,7 @@ struct RunArgs {
     /// A change for the counterfactual run (repeatable): `objectives.NAME=W` (the other weights
     /// rescaled to keep the sum 1), `agent/NAME.scaling.method=predictive|reactive|manual`
     /// (`agent/*` for all), `descheduler.everyTicks=N` (0: none), `targets.fixed=true|false`,
-    /// `kappa=K`, `routing=ALGORITHM`.
+    /// `kappa=K`, `routing=ALGORITHM`, `scheduler=mom|default`, `scheduler.seed=N`.
     #[arg(long, value_name = "KEY=VALUE")]
     set: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -64,7 +64,9 @@ struct RunArgs {
     /// Show progress on stderr even when it is not a terminal.
     #[arg(long)]
     progress: bool,
-    /// Also print each tick's metrics (JSON: `steps.recorded`, `steps.counterfactual`).
+    /// Also print each tick's metrics (JSON: `steps.recorded`, `steps.counterfactual`) and, in
+    /// JSON, each agent's target and the nodes of its replicas at the end of each run
+    /// (`targets.*`, `placements.*`).
     #[arg(long)]
     steps: bool,
 }
@@ -307,6 +309,8 @@ fn run_whatif(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
             if a.steps {
                 out["steps"] = json!({"recorded": as_given.steps, "counterfactual": changes.steps});
+                out["targets"] = json!({"recorded": as_given.targets, "counterfactual": changes.targets});
+                out["placements"] = json!({"recorded": as_given.placements, "counterfactual": changes.placements});
             }
             println!("{out}");
         }

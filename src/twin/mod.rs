@@ -42,16 +42,32 @@
 //! inputs are the controller's: the strategy's `coordinates` (rule 1), the bound replicas of
 //! its peers with their weights and of its strategy's `nearAgents` at weight 1 (rule 2), its
 //! own bound replicas (rule 4) and its previous target (rule 5; the snapshot's `target` at the
-//! start, so rule 6, a new agent's home, never applies). The descheduler is given each target
-//! as its optimum and the target it steered toward at its last plan (none before the first),
-//! as the operator's descheduler loop is from its start. `fixedTargets: true` keeps every agent
-//! at its `target` (and the descheduler's previous target with it).
+//! start). The descheduler is given each target as its optimum and the target it steered
+//! toward at its last plan (none before the first), as the operator's descheduler loop is from
+//! its start. `fixedTargets: true` keeps every agent at its `target` (and the descheduler's
+//! previous target with it).
+//!
+//! New agents (an empty `target`: a group of GeometricAgents just applied) place as the agent
+//! controller places a group created together: after the agents that have a target (in
+//! snapshot order), in [`crate::placement::order::first_placement_order`] over the new agents
+//! (the most strongly tied first; the controller holds each new agent's pods back until the
+//! peers before it have placed). Just before a new agent's first replicas are placed, its
+//! target is computed with the controller's inputs and no previous target: its coordinates
+//! (rule 1), its placed peers (rule 2), else rule 6, a home on the node with the most free CPU,
+//! ties broken by rendezvous on `NAMESPACE/first agent of its group`
+//! ([`crate::placement::order::home_key`] over the agents that want replicas; `namespace`
+//! empty: the agents' names carry theirs). Its replicas of that tick are all placed toward that
+//! target (the extender scores them before the controller sees the first bind).
+//!
+//! `scheduler: default` binds with a model of the stock kube-scheduler instead of MOM's
+//! extender (see [`place_default`]); targets are still computed (the descheduler and the
+//! scale-down order read them) but play no part in placement.
 //!
 //! Not modelled (yet): the auction, failover, the strategies' placement rules (avoid-lists,
 //! locality, `nearNodes`, preferred regions, redundancy caps and the extender's narrowing to
 //! one failure domain, tenancy isolation), real node usage (the descheduler sees requests as
-//! usage), and the scheduler's own scores besides the extender's. Pure and deterministic: sorted
-//! maps, no clock.
+//! usage), and kube-scheduler's own scores besides the extender's under `scheduler: mom`. Pure
+//! and deterministic: sorted maps, no clock.
 
 pub mod pareto;
 pub mod recorded;
@@ -66,7 +82,7 @@ use thiserror::Error;
 use crate::placement::{self, AgentPolicy, NodeState, Objectives, PodDemand, Resources, Routing};
 use crate::scaling_policy::{Method, PolicySettings};
 use crate::simulator::{ClusterModel, Observation, OperatorPolicy, OperatorPolicyConfig};
-pub use snapshot::{AgentSpec, NodeSpec, Snapshot};
+pub use snapshot::{AgentSpec, NodeSpec, Scheduler, Snapshot};
 
 /// Errors of the twin; each names the field and value.
 #[derive(Debug, Error)]
@@ -129,6 +145,10 @@ pub struct Report {
     /// With the steps: each agent's target at the end of the run.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub targets: BTreeMap<String, Vec<f64>>,
+    /// With the steps: the nodes each agent's bound replicas are on at the end of the run
+    /// (sorted; a node once per replica).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub placements: BTreeMap<String, Vec<String>>,
 }
 
 /// One replica in the twin.
@@ -228,14 +248,7 @@ impl Targets {
         if s.fixed_targets {
             return;
         }
-        let bound = |j: usize| -> Vec<Vec<f64>> {
-            runs[j]
-                .replicas
-                .iter()
-                .filter_map(|r| r.node)
-                .map(|n| s.nodes[n].position.clone())
-                .collect()
-        };
+        let bound = |j: usize| bound_positions(s, runs, j);
         for (i, a) in s.agents.iter().enumerate() {
             if !(self.moved[i] || t >= self.due[i]) {
                 continue;
@@ -266,8 +279,9 @@ impl Targets {
                     .map(|&(j, w)| (w, j.map(bound).unwrap_or_default()))
                     .collect(),
                 own_replicas: bound(i),
-                previous: Some(self.current[i].clone()),
-                // Rule 6 (free capacity) is reached only without a previous target.
+                // None only for a new agent not placed yet (see [`Targets::first`]).
+                previous: (!self.current[i].is_empty()).then(|| self.current[i].clone()),
+                // Rule 6 (free capacity) is for a new agent's first placement only.
                 ..placement::TargetInputs::default()
             };
             if let Some(target) = placement::agent_target(&inputs, s.kappa) {
@@ -275,6 +289,106 @@ impl Targets {
             }
         }
     }
+
+    /// A new agent's first target (module doc), computed just before its first replicas are
+    /// placed; an agent that has one keeps it.
+    fn first(
+        &mut self,
+        s: &Snapshot,
+        runs: &[AgentRun],
+        states: &[NodeState],
+        agent_index: &BTreeMap<&str, usize>,
+        i: usize,
+    ) {
+        if !self.current[i].is_empty() {
+            return;
+        }
+        let a = &s.agents[i];
+        let inputs = placement::TargetInputs {
+            explicit: a.coordinates.clone(),
+            dimension: self.dimension,
+            peers: self.followed[i]
+                .iter()
+                .map(|&(j, w)| (w, j.map(|j| bound_positions(s, runs, j)).unwrap_or_default()))
+                .collect(),
+            own_replicas: bound_positions(s, runs, i),
+            previous: None,
+            free_capacity: states
+                .iter()
+                .map(|n| {
+                    (
+                        n.allocatable.cpu_millis.saturating_sub(n.requested.cpu_millis),
+                        n.name.clone(),
+                        n.position.clone(),
+                    )
+                })
+                .collect(),
+            home_key: home_key(s, runs, agent_index, i),
+            ..placement::TargetInputs::default()
+        };
+        if let Some(target) = placement::agent_target(&inputs, s.kappa) {
+            self.current[i] = target;
+        }
+    }
+}
+
+/// Positions of the nodes agent `j`'s replicas are bound to.
+fn bound_positions(s: &Snapshot, runs: &[AgentRun], j: usize) -> Vec<Vec<f64>> {
+    runs[j]
+        .replicas
+        .iter()
+        .filter_map(|r| r.node)
+        .map(|n| s.nodes[n].position.clone())
+        .collect()
+}
+
+fn group_member(a: &AgentSpec) -> placement::order::GroupMember {
+    placement::order::GroupMember {
+        name: a.name.clone(),
+        peers: a.peers.iter().map(|(p, w)| (p.clone(), *w)).collect(),
+    }
+}
+
+/// Agent `i`'s home key (module doc): its group is gathered over the agents that want replicas
+/// now, as the operator's over those whose `spec.replicas` is above 0.
+fn home_key(s: &Snapshot, runs: &[AgentRun], agent_index: &BTreeMap<&str, usize>, i: usize) -> Option<String> {
+    if s.agents[i].peers.is_empty() {
+        return None;
+    }
+    let lookup = |name: &str| {
+        let j = *agent_index.get(name)?;
+        (!runs[j].replicas.is_empty()).then(|| group_member(&s.agents[j]))
+    };
+    let group = placement::order::gather_group(group_member(&s.agents[i]), lookup);
+    let key = placement::order::home_key(&s.namespace, &group)?;
+    Some(if s.namespace.is_empty() {
+        key[1..].to_string()
+    } else {
+        key
+    })
+}
+
+/// The order agents' Pending replicas are placed in each tick (module doc): the agents with a
+/// target in snapshot order, then the new ones in their first-placement order.
+fn placement_sequence(s: &Snapshot) -> Vec<usize> {
+    let mut sequence: Vec<usize> = (0..s.agents.len())
+        .filter(|&i| !s.agents[i].target.is_empty())
+        .collect();
+    let new: Vec<placement::order::GroupMember> = s
+        .agents
+        .iter()
+        .filter(|a| a.target.is_empty())
+        .map(group_member)
+        .collect();
+    if !new.is_empty() {
+        let index: BTreeMap<&str, usize> = s.agents.iter().enumerate().map(|(i, a)| (a.name.as_str(), i)).collect();
+        sequence.extend(
+            placement::order::first_placement_order(&new)
+                .iter()
+                .filter_map(|n| index.get(n.as_str()).copied()),
+        );
+    }
+    sequence
 }
 
 /// Energy-class weight (A = 1 … E = 5, unknown 3).
@@ -473,6 +587,7 @@ fn run_with(
     // Each agent's target (the agent controller's), the target the descheduler steered toward at
     // its last plan, and whether a replica of the agent was bound, removed or moved.
     let mut targets = Targets::new(s, &agent_index, reuse_targets);
+    let sequence = placement_sequence(s);
     let peers: Vec<Vec<(usize, f64)>> = s
         .agents
         .iter()
@@ -560,13 +675,25 @@ fn run_with(
                 targets.moved[i] = true;
             }
         }
-        // Place every Pending replica (new ones and earlier misses), agents in order.
-        for (i, a) in s.agents.iter().enumerate() {
+        // Place every Pending replica (new ones and earlier misses), agents in their sequence.
+        for &i in &sequence {
+            let a = &s.agents[i];
+            if runs[i].replicas.iter().all(|r| r.node.is_some()) {
+                continue;
+            }
+            targets.first(s, &runs, &states, &agent_index, i);
             for k in 0..runs[i].replicas.len() {
                 if runs[i].replicas[k].node.is_some() {
                     continue;
                 }
-                match place(s, a, &targets.current[i], &runs[i].replicas, &states, &zone_of) {
+                let chosen = match s.scheduler {
+                    Scheduler::Mom if targets.current[i].is_empty() => None,
+                    Scheduler::Mom => place(s, a, &targets.current[i], &runs[i].replicas, &states, &zone_of),
+                    Scheduler::Default => {
+                        place_default(s, a, &format!("{}-{}", a.name, runs[i].replicas[k].seq), &states)
+                    }
+                };
+                match chosen {
                     Some(n) => {
                         targets.moved[i] = true;
                         let r = &mut runs[i].replicas[k];
@@ -648,6 +775,21 @@ fn run_with(
     };
     report.agreement = (agree.total() > 0).then(|| agree.matched as f64 / agree.total() as f64);
     if steps {
+        report.placements = s
+            .agents
+            .iter()
+            .zip(&runs)
+            .map(|(a, run)| {
+                let mut nodes: Vec<String> = run
+                    .replicas
+                    .iter()
+                    .filter_map(|r| r.node)
+                    .map(|n| s.nodes[n].name.clone())
+                    .collect();
+                nodes.sort();
+                (a.name.clone(), nodes)
+            })
+            .collect();
         report.targets = s.agents.iter().map(|a| a.name.clone()).zip(targets.current).collect();
     }
     Ok(report)
@@ -706,7 +848,7 @@ fn deschedule(
         }
         agents.push(d::Agent {
             name: a.name.clone(),
-            target: Some(targets.current[i].clone()),
+            target: (!targets.current[i].is_empty()).then(|| targets.current[i].clone()),
             previous_target: targets.steered[i].clone(),
             peers: a
                 .peers
@@ -842,6 +984,79 @@ fn place(
     })?;
     // `states` is in snapshot node order.
     Some(index[best])
+}
+
+/// The node the stock kube-scheduler binds plain pod `pod` of `a` to (`scheduler: default`):
+/// among the nodes it fits (CPU, memory, pod count), the best total of the default plugins that
+/// tell such nodes apart, weight 1 each, with `r` over CPU and memory and `req_r` the node's
+/// requests with the pod's:
+///
+/// - NodeResourcesFit, `LeastAllocated`: `⌊Σ_r ⌊(alloc_r − req_r)·100 / alloc_r⌋ / 2⌋`;
+/// - NodeResourcesBalancedAllocation: `⌊(1 − |f_cpu − f_mem| / 2)·100⌋`, `f_r = min(1,
+///   req_r / alloc_r)` (the standard deviation of the two fractions);
+///
+/// the other default plugins score every node alike for a pod with no affinity, spread
+/// constraints, tolerations or images on the nodes, and no Service selecting it. kube-scheduler
+/// picks one of the best at random; the twin picks the one with the largest
+/// [`crate::stable_hash::mixed`] of `schedulerSeed`, the pod and the node, so a run replays.
+/// Not modelled: `percentageOfNodesToScore` (kube-scheduler scores 100 of 148 nodes, all of
+/// fewer than 100, starting where its last search stopped).
+fn place_default(s: &Snapshot, a: &AgentSpec, pod: &str, states: &[NodeState]) -> Option<usize> {
+    let demand = PodDemand {
+        requests: a.requests(),
+        tenant: a.tenant.clone(),
+        strict_isolation: false,
+        standby: false,
+    };
+    let score = |n: &NodeState| -> u64 {
+        let resources = [
+            (
+                n.allocatable.cpu_millis,
+                n.requested.cpu_millis.saturating_add(a.cpu_millis),
+            ),
+            (
+                n.allocatable.memory_bytes,
+                n.requested.memory_bytes.saturating_add(a.memory_bytes),
+            ),
+        ];
+        let least = resources
+            .iter()
+            .map(|&(alloc, req)| {
+                if alloc == 0 || req > alloc {
+                    0
+                } else {
+                    (u128::from(alloc - req) * 100 / u128::from(alloc)) as u64
+                }
+            })
+            .sum::<u64>()
+            / 2;
+        let fraction = |(alloc, req): (u64, u64)| {
+            if alloc == 0 {
+                1.0
+            } else {
+                (req as f64 / alloc as f64).min(1.0)
+            }
+        };
+        let spread = (fraction(resources[0]) - fraction(resources[1])).abs() / 2.0;
+        let balanced = ((1.0 - spread) * 100.0) as u64;
+        least + balanced
+    };
+    let tie = |n: &NodeState| {
+        crate::stable_hash::mixed(
+            s.scheduler_seed
+                .to_le_bytes()
+                .into_iter()
+                .chain(pod.bytes())
+                .chain(std::iter::once(0))
+                .chain(n.name.bytes()),
+        )
+    };
+    states
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| placement::passes(&demand, None, n, s.kappa))
+        .max_by_key(|(_, n)| (score(n), tie(n)))
+        .map(|(i, _)| i)
 }
 
 /// The inputs the extender builds for one more replica of `a`: its demand and its agent's
@@ -1031,6 +1246,15 @@ pub fn apply_set(s: &mut Snapshot, set: &str) -> Result<(), TwinError> {
                 .parse()
                 .map_err(|_| bad(key, format!("{value:?} is not a number")))?;
         }
+        "scheduler" => {
+            s.scheduler = serde_json::from_value::<Scheduler>(serde_json::Value::String(value.into()))
+                .map_err(|_| bad(key, format!("{value:?} is not mom or default")))?;
+        }
+        "scheduler.seed" => {
+            s.scheduler_seed = value
+                .parse()
+                .map_err(|_| bad(key, format!("{value:?} is not a whole number")))?;
+        }
         "routing" => {
             s.routing = serde_json::from_value::<Routing>(serde_json::Value::String(value.into()))
                 .map_err(|_| bad(key, format!("{value:?} is not a routing algorithm")))?;
@@ -1038,7 +1262,7 @@ pub fn apply_set(s: &mut Snapshot, set: &str) -> Result<(), TwinError> {
         _ => {
             return Err(bad(
                 key,
-                "unknown key (known: objectives.NAME, agent/NAME.scaling.method, descheduler.everyTicks, targets.fixed, kappa, routing)"
+                "unknown key (known: objectives.NAME, agent/NAME.scaling.method, descheduler.everyTicks, targets.fixed, kappa, routing, scheduler, scheduler.seed)"
                     .into(),
             ));
         }

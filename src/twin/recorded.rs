@@ -52,7 +52,8 @@ pub struct RecordedAgent {
     pub memory_bytes: u64,
     /// `spec.replicas` now.
     pub replicas: u32,
-    /// Its `status.position` (empty: none yet; the twin needs one, so the agent is skipped).
+    /// Its `status.position` (empty: none yet; the window is replayed from where the agents
+    /// are, so the agent is left out).
     pub target: Vec<f64>,
     /// The coordinates its strategy pins it to (`placement.geometricAffinity.coordinates`, with
     /// the nodes' dimension), if any.
@@ -286,6 +287,10 @@ pub fn snapshot_of(
         descheduler_every_ticks: 0,
         fixed_targets: false,
         agent_resync_seconds: 300.0,
+        scheduler: Default::default(),
+        scheduler_seed: 0,
+        // The agents' names are `namespace/name` already.
+        namespace: String::new(),
         recorded: Some(super::snapshot::Recorded {
             replicas: recorded,
             placements: Vec::new(),

@@ -68,6 +68,45 @@ pub struct Snapshot {
     /// recomputed this often when none of its replicas moved (the operator's is 300–450 s).
     #[serde(default = "three_hundred")]
     pub agent_resync_seconds: f64,
+    /// What binds the replicas: `mom` (default), kube-scheduler with MOM's extender (see
+    /// [`crate::twin`]), or `default`, a model of the stock kube-scheduler's scoring for plain
+    /// pods (see [`crate::twin`]: no extender, targets play no part in placement).
+    #[serde(default, skip_serializing_if = "Scheduler::is_mom")]
+    pub scheduler: Scheduler,
+    /// Seeds the `default` scheduler's choice among nodes of equal score (kube-scheduler picks
+    /// one at random).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub scheduler_seed: u64,
+    /// The agents' namespace: a new agent's home (rule 6 of the target) breaks ties by
+    /// `NAMESPACE/first agent of its group`, as the operator's does. Empty: the agents' names
+    /// carry their namespace (`namespace/name`, as `mom whatif --cluster` names them).
+    #[serde(default = "twin_namespace")]
+    pub namespace: String,
+}
+
+/// What binds the twin's replicas ([`Snapshot::scheduler`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduler {
+    /// kube-scheduler with MOM's extender: the extender's filter and top score.
+    #[default]
+    Mom,
+    /// kube-scheduler's default plugins alone, as they score plain pods.
+    Default,
+}
+
+impl Scheduler {
+    fn is_mom(&self) -> bool {
+        *self == Scheduler::Mom
+    }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn twin_namespace() -> String {
+    "twin".into()
 }
 
 /// Decisions recorded by a real run (the operator's receipts), by tick of the snapshot.
@@ -143,7 +182,11 @@ pub struct AgentSpec {
     /// `spec.replicas` (what `manual` keeps).
     #[serde(default = "one_u32")]
     pub replicas: u32,
-    /// Where the agent's replicas belong when the run starts (its `status.position`).
+    /// Where the agent's replicas belong when the run starts (its `status.position`). Empty: a
+    /// new agent (none yet), whose target is computed just before its first replicas are
+    /// placed, as the agent controller does (rules 1, 2 and 6 of
+    /// [`crate::placement::agent_target`]; see [`crate::twin`]).
+    #[serde(default)]
     pub target: Vec<f64>,
     /// The strategy's `placement.geometricAffinity.coordinates`: when given, the target is
     /// always their projection into the ball (rule 1 of [`crate::placement::agent_target`]).
@@ -366,8 +409,11 @@ impl Snapshot {
                     format!("{} < minReplicas {}", a.max_replicas, a.min_replicas),
                 );
             }
-            if Some(a.target.len()) != dimension || a.target.iter().any(|x| !x.is_finite()) {
-                return bad(field("target"), "must be finite with the nodes' dimension".into());
+            if !a.target.is_empty() && Some(a.target.len()) != dimension || a.target.iter().any(|x| !x.is_finite()) {
+                return bad(
+                    field("target"),
+                    "must be empty (a new agent) or finite with the nodes' dimension".into(),
+                );
             }
             if let Some(c) = &a.coordinates
                 && (Some(c.len()) != dimension || c.iter().any(|x| !x.is_finite()))
@@ -583,6 +629,9 @@ pub fn generate(graph: &Graph, traces: &[Trace], cfg: &GenerateConfig) -> Result
         recorded: None,
         fixed_targets: false,
         agent_resync_seconds: 300.0,
+        scheduler: Scheduler::Mom,
+        scheduler_seed: 0,
+        namespace: twin_namespace(),
     };
     s.validate()?;
     Ok(s)

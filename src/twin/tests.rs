@@ -68,6 +68,9 @@ fn near_and_far() -> Snapshot {
         recorded: None,
         fixed_targets: false,
         agent_resync_seconds: 300.0,
+        scheduler: Default::default(),
+        scheduler_seed: 0,
+        namespace: "twin".into(),
     }
 }
 
@@ -589,4 +592,184 @@ fn a_target_follows_the_near_agents_of_its_strategy_as_it_follows_peers() {
     bad.agents[0].peers.insert("db".into(), 1e-320);
     let e = bad.validate().unwrap_err().to_string();
     assert!(e.contains("agents[0].peers.db") && e.contains("1e-320"), "{e}");
+}
+
+/// Three zones of two 2-CPU nodes, 10 ms apart (0.1 ms within a zone); a new group of three
+/// agents (no targets), `gateway`–`catalog` tied 10, `catalog`–`db` 1, two replicas of 250m
+/// each, held at two (`manual`), for one tick.
+fn new_group() -> Snapshot {
+    let mut nodes = Vec::new();
+    for (z, x) in [("z1", -0.5), ("z2", 0.0), ("z3", 0.5)] {
+        for k in 0..2 {
+            let mut n = node(&format!("{z}-n{k}"), z, x + 0.01 * k as f64, 0.1);
+            n.cpu_millis = 2000;
+            nodes.push(n);
+        }
+    }
+    let mut latency: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for a in ["z1", "z2", "z3"] {
+        for b in ["z1", "z2", "z3"] {
+            latency
+                .entry(a.into())
+                .or_default()
+                .insert(b.into(), if a == b { 0.1 } else { 10.0 });
+        }
+    }
+    let new = |name: &str, peers: &[(&str, f64)]| {
+        let mut a = agent(name, vec![1.0], 0.0, None);
+        a.target = Vec::new();
+        a.cpu_millis = 250;
+        a.method = Method::Manual;
+        a.replicas = 2;
+        a.peers = peers.iter().map(|(p, w)| (p.to_string(), *w)).collect();
+        a
+    };
+    Snapshot {
+        duration_seconds: 15.0,
+        nodes,
+        zone_latency_ms: latency,
+        agents: vec![
+            new("catalog", &[("gateway", 10.0), ("db", 1.0)]),
+            new("db", &[("catalog", 1.0)]),
+            new("gateway", &[("catalog", 10.0)]),
+        ],
+        descheduler_every_ticks: 0,
+        ..near_and_far()
+    }
+}
+
+#[test]
+fn a_new_group_gets_one_home_from_rule_6_and_its_agents_place_around_it_most_tied_first() {
+    let s = new_group();
+    assert!(s.validate().is_ok(), "an empty target is a new agent");
+    // catalog (total tie 11) first, then gateway (10 to catalog), then db.
+    assert_eq!(
+        placement_sequence(&s)
+            .iter()
+            .map(|&i| s.agents[i].name.as_str())
+            .collect::<Vec<_>>(),
+        ["catalog", "gateway", "db"]
+    );
+    let r = run_report(&s, true, &mut |_, _| {}).unwrap();
+    assert_eq!(r.metrics.placements, 6);
+    // The home: every node is empty, so rule 6's rendezvous on "twin/catalog" picks it.
+    let inputs = placement::TargetInputs {
+        free_capacity: s
+            .nodes
+            .iter()
+            .map(|n| (2000, n.name.clone(), n.position.clone()))
+            .collect(),
+        home_key: Some("twin/catalog".into()),
+        ..placement::TargetInputs::default()
+    };
+    let home = placement::agent_target(&inputs, s.kappa).unwrap();
+    let home_zone = s.nodes.iter().find(|n| n.position == home).unwrap().labels[crate::labels::ZONE_LABEL].clone();
+    // All six replicas (1.5 CPU) fit in the home's zone, and the extender keeps them there:
+    // every pair is 0.1 ms apart.
+    assert!((r.metrics.latency_ms - 0.1).abs() < 1e-9, "{:?}", r.metrics);
+    for name in ["catalog", "gateway", "db"] {
+        let t = &r.targets[name];
+        let nearest = s
+            .nodes
+            .iter()
+            .min_by(|a, b| {
+                let d = |n: &NodeSpec| crate::geometry::poincare::distance(&n.position, t, s.kappa);
+                d(a).total_cmp(&d(b))
+            })
+            .unwrap();
+        assert_eq!(nearest.labels[crate::labels::ZONE_LABEL], home_zone, "{name}: {t:?}");
+    }
+    // Control: the same group with a namespace of another name gets a home of its own key.
+    let mut other = s.clone();
+    other.namespace = "elsewhere".into();
+    let again = run_report(&other, true, &mut |_, _| {}).unwrap();
+    assert!((again.metrics.latency_ms - 0.1).abs() < 1e-9, "{:?}", again.metrics);
+    // Negative control: given targets in three different zones (and kept there), the group
+    // spreads and pays the 10 ms hops.
+    let mut given = s.clone();
+    given.fixed_targets = true;
+    for (a, x) in given.agents.iter_mut().zip([-0.5, 0.0, 0.5]) {
+        a.target = vec![x, 0.0];
+    }
+    let spread = run(&given, &mut |_, _| {}).unwrap();
+    assert!(spread.latency_ms > 5.0, "{spread:?}");
+}
+
+#[test]
+fn a_new_agent_whose_group_spills_follows_its_placed_peers_rather_than_a_home_of_its_own() {
+    // Nodes of 500m: each holds two replicas, so the group of six replicas needs three nodes.
+    let mut s = new_group();
+    for n in &mut s.nodes {
+        n.cpu_millis = 500;
+    }
+    let r = run_report(&s, true, &mut |_, _| {}).unwrap();
+    assert_eq!(r.metrics.placements, 6);
+    // catalog and gateway fill the home's zone (four replicas); db, placed last, goes next
+    // door: 4 of the 11 weight-units see 0.1 ms, db's edge (weight 1) 10 ms.
+    let expected = (10.0 * 0.1 + 1.0 * 10.0) / 11.0;
+    assert!((r.metrics.latency_ms - expected).abs() < 1e-9, "{:?}", r.metrics);
+}
+
+#[test]
+fn the_default_scheduler_model_fills_the_emptiest_nodes_first_and_its_seed_only_breaks_ties() {
+    let s = new_group();
+    let a = &s.agents[0];
+    let place_all = |seed: u64, mut states: Vec<NodeState>| -> Vec<usize> {
+        let mut s = s.clone();
+        s.scheduler_seed = seed;
+        (0..6)
+            .map(|k| {
+                let n = place_default(&s, a, &format!("catalog-{k}"), &states).unwrap();
+                bind(&mut states[n], a);
+                n
+            })
+            .collect()
+    };
+    // Six pods on six empty nodes: one each (LeastAllocated), in an order the seed draws.
+    let mut firsts = std::collections::BTreeSet::new();
+    for seed in 0..16 {
+        let chosen = place_all(seed, node_states(&s));
+        let distinct: std::collections::BTreeSet<_> = chosen.iter().collect();
+        assert_eq!(distinct.len(), 6, "seed {seed}: {chosen:?}");
+        assert_eq!(chosen, place_all(seed, node_states(&s)), "a seed replays");
+        firsts.insert(chosen[0]);
+    }
+    assert!(firsts.len() > 2, "the seed picks among the ties: {firsts:?}");
+    // A node with requests already scores lower whatever the seed: the empty ones go first.
+    let mut busy = node_states(&s);
+    for n in busy.iter_mut().skip(1) {
+        bind(n, a);
+    }
+    for seed in 0..16 {
+        assert_eq!(place_all(seed, busy.clone())[0], 0, "seed {seed}");
+    }
+    // A pod that fits nowhere is not placed.
+    let mut full = node_states(&s);
+    for n in &mut full {
+        n.requested.cpu_millis = n.allocatable.cpu_millis;
+    }
+    assert_eq!(place_default(&s, a, "catalog-0", &full), None);
+}
+
+#[test]
+fn the_default_scheduler_spreads_a_group_that_mom_keeps_together() {
+    let s = new_group();
+    let mut default = s.clone();
+    apply_set(&mut default, "scheduler=default").unwrap();
+    let mom = run(&s, &mut |_, _| {}).unwrap();
+    for seed in 0..8 {
+        apply_set(&mut default, &format!("scheduler.seed={seed}")).unwrap();
+        let d = run(&default, &mut |_, _| {}).unwrap();
+        assert_eq!(d.placements, 6);
+        // Six replicas on six nodes of three zones: some pair crosses zones.
+        assert!(d.latency_ms > mom.latency_ms + 1.0, "seed {seed}: {d:?} vs {mom:?}");
+    }
+    for (set, needle) in [("scheduler=kube", "scheduler"), ("scheduler.seed=-1", "scheduler.seed")] {
+        let e = apply_set(&mut default.clone(), set).unwrap_err().to_string();
+        assert!(e.contains(needle), "{set}: {e}");
+    }
+    // A target of the wrong dimension is still refused.
+    let mut bad = s.clone();
+    bad.agents[0].target = vec![0.1];
+    assert!(bad.validate().unwrap_err().to_string().contains("agents[0].target"));
 }
