@@ -2,13 +2,14 @@
 //! decision functions — the scaling policy the operator's scaler runs
 //! ([`crate::simulator::OperatorPolicy`], i.e. `scaling_policy::decide_observed`), the
 //! extender's filter and scores ([`crate::placement::filter`], [`crate::placement::score_breakdown`],
-//! the scheduler binding the top score), the scale-down order
+//! kube-scheduler adding them to its own and binding the best), the scale-down order
 //! ([`crate::placement::scale_down_order`]) and the descheduler's planner
 //! ([`crate::descheduler::plan`]) — and reports what they cost.
 //!
 //! Model, per tick of `tickSeconds` (the scaler's sync): each agent's demand is the value of its
 //! trace bin holding the tick; its policy decides the replicas; added replicas are placed one by
-//! one (filter, then the best score, ties by name) and serve `startupSeconds` later; removed
+//! one (the extender's filter, then the best of its score and kube-scheduler's own, see
+//! [`place`]) and serve `startupSeconds` later; removed
 //! replicas go at once, starting ones first, then the farthest from the agent's target. A
 //! replica that fits nowhere stays Pending (requested, not serving) and is tried again each tick.
 //! Every `deschedulerEveryTicks` ticks (default 20, 0 = never) the descheduler plans over the
@@ -66,8 +67,8 @@
 //! Not modelled (yet): the auction, failover, the strategies' placement rules (avoid-lists,
 //! locality, `nearNodes`, preferred regions, redundancy caps and the extender's narrowing to
 //! one failure domain, tenancy isolation), real node usage (the descheduler sees requests as
-//! usage), and kube-scheduler's own scores besides the extender's under `scheduler: mom`. Pure
-//! and deterministic: sorted maps, no clock.
+//! usage), and `percentageOfNodesToScore` (kube-scheduler scores only part of a large
+//! cluster's nodes). Pure and deterministic: sorted maps, no clock.
 
 pub mod pareto;
 pub mod recorded;
@@ -686,12 +687,11 @@ fn run_with(
                 if runs[i].replicas[k].node.is_some() {
                     continue;
                 }
+                let pod = format!("{}-{}", a.name, runs[i].replicas[k].seq);
                 let chosen = match s.scheduler {
                     Scheduler::Mom if targets.current[i].is_empty() => None,
-                    Scheduler::Mom => place(s, a, &targets.current[i], &runs[i].replicas, &states, &zone_of),
-                    Scheduler::Default => {
-                        place_default(s, a, &format!("{}-{}", a.name, runs[i].replicas[k].seq), &states)
-                    }
+                    Scheduler::Mom => place(s, a, &pod, &targets.current[i], &runs[i].replicas, &states, &zone_of),
+                    Scheduler::Default => place_default(s, a, &pod, &states),
                 };
                 match chosen {
                     Some(n) => {
@@ -954,11 +954,26 @@ fn remove_replicas(
     unbound
 }
 
-/// The node the scheduler with MOM's extender binds one more replica of `a` to: the extender's
-/// filter over every node, then the top score among those that pass (ties: first name).
+/// The node `mom-scheduler` (kube-scheduler with MOM's extender,
+/// `manifests/scheduler/mom-scheduler-config.yaml`) binds pod `pod`, one more replica of `a`,
+/// to: the extender's filter over every node, then the best total score among those that pass,
+/// as kube-scheduler adds it up:
+///
+/// `total(n) = extender(n) · 10 · 10 + least(n)`
+///
+/// the extender's 0…10 score times its weight (10) times kube-scheduler's scale from extender
+/// to plugin scores (`MaxNodeScore / MaxExtenderPriority` = 10), plus NodeResourcesFit's
+/// `LeastAllocated` score `least(n)` (0…100, [`least_allocated`]), the one in-tree score of
+/// that profile that tells the twin's nodes apart (it disables BalancedAllocation, topology
+/// spreading and image locality; the rest score every node alike here). A point of the
+/// extender's outweighs any `least` difference, so `least` chooses among the nodes the
+/// extender ties, the emptier first — with coarse 0…10 scores, that often sends a replica off
+/// a filling home to an equally scored empty node. Remaining ties are drawn at random by
+/// kube-scheduler; the twin takes the largest [`tie_draw`].
 fn place(
     s: &Snapshot,
     a: &AgentSpec,
+    pod: &str,
     target: &[f64],
     replicas: &[Replica],
     states: &[NodeState],
@@ -976,31 +991,72 @@ fn place(
     // The extender's scores ([`placement::node_scores`] is what `score_breakdown` answers,
     // without building the explanation), in `passing` order.
     let scores = placement::node_scores(&demand, Some(&policy), &passing, &s.objectives, s.routing, s.kappa);
-    let best = (0..passing.len()).max_by(|&x, &y| {
-        scores[x]
-            .0
-            .cmp(&scores[y].0)
-            .then_with(|| passing[y].name.cmp(&passing[x].name))
+    let best = (0..passing.len()).max_by_key(|&x| {
+        let extender = u64::try_from(scores[x].0).unwrap_or(0) * 100;
+        (extender + least_allocated(passing[x], a), tie_draw(s, pod, passing[x]))
     })?;
     // `states` is in snapshot node order.
     Some(index[best])
 }
 
+/// NodeResourcesFit's `LeastAllocated` score of node `n` for one more pod of `a`:
+/// `⌊Σ_r ⌊(alloc_r − req_r)·100 / alloc_r⌋ / 2⌋` over CPU and memory, `req_r` the node's
+/// requests with the pod's (a resource over its allocatable, or of none, scores 0).
+fn least_allocated(n: &NodeState, a: &AgentSpec) -> u64 {
+    allocation(n, a)
+        .iter()
+        .map(|&(alloc, req)| {
+            if alloc == 0 || req > alloc {
+                0
+            } else {
+                (u128::from(alloc - req) * 100 / u128::from(alloc)) as u64
+            }
+        })
+        .sum::<u64>()
+        / 2
+}
+
+/// `(allocatable, requested with one more pod of a)` of node `n`, for CPU and memory.
+fn allocation(n: &NodeState, a: &AgentSpec) -> [(u64, u64); 2] {
+    [
+        (
+            n.allocatable.cpu_millis,
+            n.requested.cpu_millis.saturating_add(a.cpu_millis),
+        ),
+        (
+            n.allocatable.memory_bytes,
+            n.requested.memory_bytes.saturating_add(a.memory_bytes),
+        ),
+    ]
+}
+
+/// The twin's stand-in for kube-scheduler's random pick among nodes of equal total score: a
+/// hash ([`crate::stable_hash::mixed`]) of `schedulerSeed`, the pod and the node, so a run
+/// replays.
+fn tie_draw(s: &Snapshot, pod: &str, n: &NodeState) -> u64 {
+    crate::stable_hash::mixed(
+        s.scheduler_seed
+            .to_le_bytes()
+            .into_iter()
+            .chain(pod.bytes())
+            .chain(std::iter::once(0))
+            .chain(n.name.bytes()),
+    )
+}
+
 /// The node the stock kube-scheduler binds plain pod `pod` of `a` to (`scheduler: default`):
 /// among the nodes it fits (CPU, memory, pod count), the best total of the default plugins that
-/// tell such nodes apart, weight 1 each, with `r` over CPU and memory and `req_r` the node's
-/// requests with the pod's:
+/// tell such nodes apart, weight 1 each:
 ///
-/// - NodeResourcesFit, `LeastAllocated`: `⌊Σ_r ⌊(alloc_r − req_r)·100 / alloc_r⌋ / 2⌋`;
+/// - NodeResourcesFit, `LeastAllocated` ([`least_allocated`]);
 /// - NodeResourcesBalancedAllocation: `⌊(1 − |f_cpu − f_mem| / 2)·100⌋`, `f_r = min(1,
 ///   req_r / alloc_r)` (the standard deviation of the two fractions);
 ///
 /// the other default plugins score every node alike for a pod with no affinity, spread
-/// constraints, tolerations or images on the nodes, and no Service selecting it. kube-scheduler
-/// picks one of the best at random; the twin picks the one with the largest
-/// [`crate::stable_hash::mixed`] of `schedulerSeed`, the pod and the node, so a run replays.
-/// Not modelled: `percentageOfNodesToScore` (kube-scheduler scores 100 of 148 nodes, all of
-/// fewer than 100, starting where its last search stopped).
+/// constraints, tolerations or images on the nodes, and no Service selecting it. Ties: the
+/// largest [`tie_draw`], where kube-scheduler draws at random. Not modelled:
+/// `percentageOfNodesToScore` (kube-scheduler scores 100 of 148 nodes, all of fewer than 100,
+/// starting where its last search stopped).
 fn place_default(s: &Snapshot, a: &AgentSpec, pod: &str, states: &[NodeState]) -> Option<usize> {
     let demand = PodDemand {
         requests: a.requests(),
@@ -1009,27 +1065,7 @@ fn place_default(s: &Snapshot, a: &AgentSpec, pod: &str, states: &[NodeState]) -
         standby: false,
     };
     let score = |n: &NodeState| -> u64 {
-        let resources = [
-            (
-                n.allocatable.cpu_millis,
-                n.requested.cpu_millis.saturating_add(a.cpu_millis),
-            ),
-            (
-                n.allocatable.memory_bytes,
-                n.requested.memory_bytes.saturating_add(a.memory_bytes),
-            ),
-        ];
-        let least = resources
-            .iter()
-            .map(|&(alloc, req)| {
-                if alloc == 0 || req > alloc {
-                    0
-                } else {
-                    (u128::from(alloc - req) * 100 / u128::from(alloc)) as u64
-                }
-            })
-            .sum::<u64>()
-            / 2;
+        let [cpu, memory] = allocation(n, a);
         let fraction = |(alloc, req): (u64, u64)| {
             if alloc == 0 {
                 1.0
@@ -1037,25 +1073,14 @@ fn place_default(s: &Snapshot, a: &AgentSpec, pod: &str, states: &[NodeState]) -
                 (req as f64 / alloc as f64).min(1.0)
             }
         };
-        let spread = (fraction(resources[0]) - fraction(resources[1])).abs() / 2.0;
-        let balanced = ((1.0 - spread) * 100.0) as u64;
-        least + balanced
-    };
-    let tie = |n: &NodeState| {
-        crate::stable_hash::mixed(
-            s.scheduler_seed
-                .to_le_bytes()
-                .into_iter()
-                .chain(pod.bytes())
-                .chain(std::iter::once(0))
-                .chain(n.name.bytes()),
-        )
+        let spread = (fraction(cpu) - fraction(memory)).abs() / 2.0;
+        least_allocated(n, a) + ((1.0 - spread) * 100.0) as u64
     };
     states
         .iter()
         .enumerate()
         .filter(|(_, n)| placement::passes(&demand, None, n, s.kappa))
-        .max_by_key(|(_, n)| (score(n), tie(n)))
+        .max_by_key(|(_, n)| (score(n), tie_draw(s, pod, n)))
         .map(|(i, _)| i)
 }
 

@@ -83,7 +83,16 @@ fn a_replica_goes_where_the_extenders_filter_and_top_score_send_it() {
         .iter()
         .map(|n| n.labels[crate::labels::ZONE_LABEL].clone())
         .collect();
-    let chosen = place(&s, &s.agents[0], &s.agents[0].target, &[], &node_states(&s), &zones).unwrap();
+    let chosen = place(
+        &s,
+        &s.agents[0],
+        "api-0",
+        &s.agents[0].target,
+        &[],
+        &node_states(&s),
+        &zones,
+    )
+    .unwrap();
     // The same call the extender makes, by hand: every node passes, the top score wins.
     let states: Vec<NodeState> = s
         .nodes
@@ -125,11 +134,10 @@ fn a_replica_goes_where_the_extenders_filter_and_top_score_send_it() {
         s.routing,
         s.kappa,
     );
-    let top = scores
-        .iter()
-        .max_by(|a, b| a.score.cmp(&b.score).then_with(|| b.node.cmp(&a.node)))
-        .unwrap();
-    assert_eq!(s.nodes[chosen].name, top.node);
+    // Every node is empty, so kube-scheduler's LeastAllocated ties: the top extender score wins.
+    let top = scores.iter().map(|n| n.score).max().unwrap();
+    let chosen_score = scores.iter().find(|n| n.node == s.nodes[chosen].name).unwrap().score;
+    assert_eq!(chosen_score, top, "{scores:?}");
     // A full node is filtered out: with near-1 full the replica goes elsewhere.
     let mut full = node_states(&s);
     let near1 = s.nodes.iter().position(|n| n.name == "near-1").unwrap();
@@ -137,8 +145,58 @@ fn a_replica_goes_where_the_extenders_filter_and_top_score_send_it() {
         cpu_millis: 4000,
         memory_bytes: 0,
     };
-    let other = place(&s, &s.agents[0], &s.agents[0].target, &[], &full, &zones).unwrap();
+    let other = place(&s, &s.agents[0], "api-0", &s.agents[0].target, &[], &full, &zones).unwrap();
     assert_ne!(other, near1);
+}
+
+#[test]
+fn among_nodes_the_extender_scores_alike_kube_schedulers_least_allocated_picks_the_emptier() {
+    // Two nodes at one position (the extender cannot tell them apart), one of them half full.
+    let mut s = near_and_far();
+    s.nodes.truncate(2);
+    s.nodes[1].position = s.nodes[0].position.clone();
+    s.objectives = with_objective(&s.objectives, "performance", 1.0).unwrap();
+    let zones = vec!["far".to_string(); 2];
+    let a = &s.agents[0];
+    let target = s.nodes[0].position.clone();
+    let mut states = node_states(&s);
+    let demand = PodDemand {
+        requests: a.requests(),
+        ..PodDemand::default()
+    };
+    let extender = |states: &[NodeState]| {
+        let refs: Vec<&NodeState> = states.iter().collect();
+        let policy = AgentPolicy {
+            target: target.clone(),
+            spread_label: Some(crate::labels::ZONE_LABEL.into()),
+            replicas: 0,
+            ..AgentPolicy::default()
+        };
+        placement::node_scores(&demand, Some(&policy), &refs, &s.objectives, s.routing, s.kappa)
+    };
+    // Control: both empty, the same extender score; the seed's draw decides, and not always
+    // the same way.
+    let e = extender(&states);
+    assert_eq!(e[0].0, e[1].0, "{e:?}");
+    let picks: std::collections::BTreeSet<usize> = (0..16)
+        .map(|k| place(&s, a, &format!("api-{k}"), &target, &[], &states, &zones).unwrap())
+        .collect();
+    assert_eq!(picks.len(), 2, "ties are drawn: {picks:?}");
+    // far-1 half full: the extender's load term may still round both to one score, and then
+    // LeastAllocated sends every pod to the emptier far-2.
+    states[0].requested.cpu_millis = 2000;
+    let e = extender(&states);
+    if e[0].0 == e[1].0 {
+        for k in 0..16 {
+            assert_eq!(
+                place(&s, a, &format!("api-{k}"), &target, &[], &states, &zones),
+                Some(1)
+            );
+        }
+    } else {
+        assert!(e[1].0 > e[0].0, "{e:?}");
+        assert_eq!(place(&s, a, "api-0", &target, &[], &states, &zones), Some(1));
+    }
 }
 
 #[test]
@@ -305,6 +363,7 @@ fn a_run_that_records_its_own_decisions_agrees_fully_and_a_changed_one_does_not(
     let first = place(
         &s,
         &s.agents[0],
+        "api-0",
         &s.agents[0].target,
         &[],
         &node_states(&s),
@@ -341,8 +400,18 @@ fn a_run_that_records_its_own_decisions_agrees_fully_and_a_changed_one_does_not(
 #[test]
 fn the_descheduler_moves_cost_placed_replicas_toward_their_target_and_counts_evictions() {
     // Cost weight 1 binds replicas on the cheap far nodes; the descheduler's drift strategy
-    // (which does not weigh price) moves them toward the agents' target near by.
+    // (which does not weigh price) moves them toward the agents' target near by, kept there
+    // (with moving targets the agents follow their far replicas and nothing is far from them).
+    // Drift nominates a replica more than `minExcess` (10) farther from its target than the
+    // nearest node: the two sides sit near the rim, ~21 apart.
     let mut s = near_and_far();
+    s.fixed_targets = true;
+    for (n, x) in s.nodes.iter_mut().zip([-0.99995, -0.99994, 0.99995, 0.99994]) {
+        n.position = vec![x, 0.0];
+    }
+    for a in &mut s.agents {
+        a.target = vec![0.99995, 0.0];
+    }
     s.objectives = with_objective(&s.objectives, "cost", 1.0).unwrap();
     s.descheduler_every_ticks = 0;
     let without = run(&s, &mut |_, _| {}).unwrap();
