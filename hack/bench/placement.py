@@ -20,6 +20,13 @@ peers' pods (preferred inter-pod affinity, topologyKey zone, one term per peer w
 edge's traffic weight x 10, at most 100), still the default kube-scheduler. Run 3:
 GeometricAgents with those peers and weights, placed by mom-scheduler + MOM's extender.
 Metric: traffic-weighted mean latency = sum_e w_e * mean_{replica pairs of e} lat / sum_e w_e.
+
+Then the twin's figures for the same cluster and workload (issue 20 item 5): `mom whatif
+snapshot --cluster` reads the MOM run's nodes (positions as the operator embeds them) and
+agents; the agents become new again (no target, held at their replica counts, no descheduler,
+one 15 s tick) and the pair latencies those of this benchmark; `mom whatif --snapshot` then
+gives the twin's latency under MOM and, for TWIN_SEEDS seeds, under its model of the stock
+kube-scheduler (`--set scheduler=default`).
 Prints one JSON line on stdout; progress goes to stderr.
 """
 import heapq
@@ -39,6 +46,8 @@ KM_PER_MS = 200.0
 CPU_REQ, MEM_REQ = "250m", "256Mi"
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
 APPS = int(os.environ.get("BENCH_APPS", "1"))
+TWIN_SEEDS = int(os.environ.get("TWIN_SEEDS", "10"))
+ZONE_LABEL = "topology.kubernetes.io/zone"
 
 # agent -> replicas (one copy of the application)
 APP = {
@@ -260,17 +269,25 @@ def mom_agents(ns):
 
 
 def wait_nodes_ready(want, timeout=600):
-    """Polls until `want` kwok nodes are Ready (one `kubectl wait` per node is too slow for
-    thousands: at 5,064 nodes it timed out after 120 s with every node Ready soon after)."""
+    """Polls until `want` kwok nodes are Ready and none carries the node lifecycle controller's
+    not-ready or unreachable taint (one `kubectl wait` per node is too slow for thousands: at
+    5,064 nodes it timed out after 120 s with every node Ready soon after). The taints go some
+    seconds after Ready; a run started before that has only the first nodes to schedule on (on
+    2026-12-07 the default scheduler put all 34 pods on the first 4 sites' nodes)."""
     deadline = time.time() + timeout
     while True:
         out = kubectl("get", "nodes", "-l", "type=kwok", "-o",
-                      "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}")
-        ready = sum(1 for line in out.splitlines() if line.strip() == "True")
-        if ready >= want:
+                      "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}"
+                      " {.spec.taints[*].key}{'\\n'}{end}")
+        lines = out.splitlines()
+        ready = sum(1 for line in lines if line.split(" ", 1)[0].strip() == "True")
+        tainted = sum(1 for line in lines if "node.kubernetes.io/not-ready" in line
+                      or "node.kubernetes.io/unreachable" in line)
+        if ready >= want and tainted == 0:
             return
         if time.time() > deadline:
-            raise SystemExit(f"only {ready}/{want} kwok nodes Ready after {timeout}s")
+            raise SystemExit(f"only {ready}/{want} kwok nodes Ready ({tainted} still tainted not-ready or "
+                             f"unreachable) after {timeout}s")
         time.sleep(2)
 
 
@@ -317,6 +334,58 @@ def weighted_latency(placed, site_of, delay):
     return num / den, by_agent
 
 
+def twin_figures(ns, site_of, delay, placed_sites):
+    """The twin's latency for this cluster and workload (module doc), MOM's and the mean over
+    TWIN_SEEDS seeds of the default scheduler model's, with their standard deviation; and the
+    fraction of MOM's pods the twin put on the same site as the real run (per agent, as
+    multisets: pod names differ)."""
+    mom_bin = os.environ.get("MOM_BIN")
+    if not mom_bin:
+        raise SystemExit("MOM_BIN is not set (run through hack/bench-placement.sh)")
+    path = os.path.join(os.environ.get("BENCH_STATE") or "/tmp", "twin-snapshot.json")
+
+    def mom(*args):
+        r = subprocess.run([mom_bin, *args], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit(f"mom {' '.join(args[:3])} failed: {r.stderr.strip()}")
+        return r.stdout
+
+    mom("whatif", "snapshot", "--cluster", "-n", ns, "--since", "1h", "--out", path)
+    snap = json.load(open(path))
+    zone_site = {n["labels"][ZONE_LABEL]: site_of[n["name"]] for n in snap["nodes"]}
+    zones = sorted(zone_site)
+    snap["zoneLatencyMs"] = {a: {b: INTRA_SITE_MS if a == b else delay[zone_site[a]][zone_site[b]]
+                                 for b in zones} for a in zones}
+    for a in snap["agents"]:
+        r = AGENTS[a["name"].split("/", 1)[1]]
+        a.update(target=[], method="manual", replicas=r, initialReplicas=r, minReplicas=1, maxReplicas=r,
+                 demand=[1.0], binSeconds=15.0, capacityPerReplica=1.0)
+        for k in ("scaling", "historySeconds", "coordinates"):
+            a.pop(k, None)
+    snap.update(durationSeconds=15.0, tickSeconds=15.0, deschedulerEveryTicks=0)
+    snap.pop("recorded", None)
+    if len(snap["agents"]) != len(AGENTS):
+        raise SystemExit(f"twin snapshot holds {len(snap['agents'])} of {len(AGENTS)} agents")
+    with open(path, "w") as f:
+        json.dump(snap, f)
+    out = json.loads(mom("whatif", "--snapshot", path, "--format", "json", "--steps"))
+    twin_mom = out["recorded"]["latencyMs"]
+    same = 0
+    for name, nodes in out["placements"]["recorded"].items():
+        real = list(placed_sites.get(name.split("/", 1)[1], []))
+        for n in nodes:
+            if site_of[n] in real:
+                real.remove(site_of[n])
+                same += 1
+    agreement = same / sum(AGENTS.values())
+    default = [json.loads(mom("whatif", "--snapshot", path, "--format", "json", "--set", "scheduler=default",
+                              "--set", f"scheduler.seed={k}"))["counterfactual"]["latencyMs"]
+               for k in range(TWIN_SEEDS)]
+    mean = sum(default) / len(default)
+    sd = (sum((x - mean) ** 2 for x in default) / max(1, len(default) - 1)) ** 0.5
+    return twin_mom, mean, sd, agreement
+
+
 def main():
     ids, names, delay, network = load_graph()
     region = regions(ids, delay, network, REGIONS)
@@ -346,6 +415,9 @@ def main():
     placed_mom = wait_running("bench-mom", want)
     mom_ms, mom_sites = weighted_latency(placed_mom, site_of, delay)
     log(f"mom-scheduler: {mom_ms:.3f} ms")
+    twin_mom, twin_default, twin_default_sd, twin_agreement = twin_figures("bench-mom", site_of, delay, mom_sites)
+    log(f"twin: mom {twin_mom:.3f} ms (same site as the run for {twin_agreement:.0%} of the pods), "
+        f"default {twin_default:.3f} ± {twin_default_sd:.3f} ms ({TWIN_SEEDS} seeds)")
     disturbed = disturbances("bench-mom")
     if any(disturbed.values()):
         log(f"WARNING: this run does not measure placement alone: {disturbed} (MOM judged nodes "
@@ -381,6 +453,12 @@ def main():
         "regions_used": {"mom": regions_used(mom_sites), "default": regions_used(default_sites),
                          "affinity": regions_used(affinity_sites)},
         "mom_disturbances": disturbed,
+        "twin": {"mom_weighted_latency_ms": round(twin_mom, 4),
+                 "mom_relative_error": round(abs(twin_mom - mom_ms) / mom_ms, 4),
+                 "mom_same_site_fraction": round(twin_agreement, 4),
+                 "default_weighted_latency_ms": round(twin_default, 4),
+                 "default_sd_ms": round(twin_default_sd, 4), "default_seeds": TWIN_SEEDS,
+                 "default_relative_error": round(abs(twin_default - default_ms) / default_ms, 4)},
     }))
 
 
