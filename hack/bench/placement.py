@@ -46,7 +46,7 @@ KM_PER_MS = 200.0
 CPU_REQ, MEM_REQ = "250m", "256Mi"
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
 APPS = int(os.environ.get("BENCH_APPS", "1"))
-TWIN_SEEDS = int(os.environ.get("TWIN_SEEDS", "10"))
+TWIN_SEEDS = max(1, int(os.environ.get("TWIN_SEEDS", "10")))
 ZONE_LABEL = "topology.kubernetes.io/zone"
 
 # agent -> replicas (one copy of the application)

@@ -1054,8 +1054,11 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
         // computed meanwhile is not kept: with no replica placed yet, the next reconcile
         // computes it afresh (rule 5 of the target would otherwise hold a home chosen from a
         // part of the group).
-        if let Ok(mut v) = ctx.view.write() {
-            v.forget_target(&AgentKey::of(agent));
+        let key = AgentKey::of(agent);
+        if ctx.view.read().previous_target(&key).is_some()
+            && let Ok(mut v) = ctx.view.write()
+        {
+            v.forget_target(&key);
         }
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
@@ -1682,11 +1685,11 @@ fn waits_for_peers(
 }
 
 /// The decision of [`waits_for_peers`] for a young agent: it holds back while
-/// - an agent named with a positive weight in its group's peer lists is not there yet (`lookup`
-///   does not find it): the group is still being created, and ordered over the part that is
-///   there its first agent, and so its home (rule 6 of the target, [`group_home_key`]), could
-///   be another one than that of the whole group (a `kubectl apply` of a list creates its
-///   agents one by one); or
+/// - no agent of its group has placed yet and an agent named with a positive weight in the
+///   group's peer lists is not there yet (`lookup` does not find it): the group is still being
+///   created, and ordered over the part that is there its first agent, and so its home (rule 6
+///   of the target, [`group_home_key`]), could be another one than that of the whole group (a
+///   `kubectl apply` of a list creates its agents one by one); or
 /// - a peer before it in its group's first-placement order (`placement::order`: the most
 ///   strongly tied first) has placed nothing yet (`placed`).
 ///
@@ -1707,10 +1710,13 @@ fn holds_for_peers<A: std::ops::Deref<Target = GeometricAgent>>(
         // differently and could wait on one another.
         return false;
     }
-    let arriving = group
-        .iter()
-        .flat_map(|m| &m.peers)
-        .any(|(p, w)| w.is_finite() && *w > 0.0 && lookup(p).is_none());
+    // Only a group none of whose agents has placed yet is still arriving: one that has placed
+    // is followed through rule 2 whatever else its members name (a typo, a deleted agent).
+    let arriving = !group.iter().any(|m| placed(&m.name))
+        && group
+            .iter()
+            .flat_map(|m| &m.peers)
+            .any(|(p, w)| w.is_finite() && *w > 0.0 && lookup(p).is_none());
     if arriving {
         return true;
     }
@@ -1882,15 +1888,25 @@ mod tests {
         // Created first, with its peer not there yet: frontend holds, even with nothing before
         // it in the part of the group it sees (it would have taken a home of its own).
         let first_two: &[&str] = &["frontend", "catalog"];
-        assert!(holds_for_peers(&all[0], present(first_two), everything_placed));
-        // db's peer catalog is there, but catalog's peer gateway is not: the group is arriving.
-        assert!(holds_for_peers(&all[3], present(&["catalog", "db"]), everything_placed));
+        assert!(holds_for_peers(&all[0], present(first_two), nothing_placed));
         let whole: &[&str] = &["frontend", "gateway", "catalog", "db"];
         // The whole group there (a peer of weight 0 that never comes is no tie): gateway goes
         // first; frontend holds until gateway has placed, then goes.
         assert!(!holds_for_peers(&all[1], present(whole), nothing_placed));
         assert!(holds_for_peers(&all[0], present(whole), nothing_placed));
         assert!(!holds_for_peers(&all[0], present(whole), everything_placed));
+        // A group that has placed is not arriving, whatever its members name: a new agent
+        // joining it (search, calling catalog, with catalog's peer gateway gone) follows the
+        // placed ones at once.
+        let search = agent_with_peers("search", 2, &[("catalog", 2.0)]);
+        let joined = |name: &str| {
+            (name == "search")
+                .then_some(&search)
+                .or_else(|| all.iter().find(|a| a.name_any() == name && name != "gateway"))
+        };
+        assert!(!holds_for_peers(&search, joined, |p: &str| p == "catalog"));
+        // Control: the same before catalog has placed holds.
+        assert!(holds_for_peers(&search, joined, |_: &str| false));
         // Only the peers before it count: db waits on catalog alone.
         assert!(holds_for_peers(&all[3], present(whole), |p: &str| p != "catalog"));
         assert!(!holds_for_peers(&all[3], present(whole), |p: &str| p == "catalog"));

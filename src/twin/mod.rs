@@ -966,10 +966,14 @@ fn remove_replicas(
 /// `LeastAllocated` score `least(n)` (0…100, [`least_allocated`]), the one in-tree score of
 /// that profile that tells the twin's nodes apart (it disables BalancedAllocation, topology
 /// spreading and image locality; the rest score every node alike here). A point of the
-/// extender's outweighs any `least` difference, so `least` chooses among the nodes the
-/// extender ties, the emptier first — with coarse 0…10 scores, that often sends a replica off
-/// a filling home to an equally scored empty node. Remaining ties are drawn at random by
-/// kube-scheduler; the twin takes the largest [`tie_draw`].
+/// extender's at least matches any `least` difference (100 only for a pod requesting nothing),
+/// so `least` chooses among the nodes the extender ties, the emptier first — with coarse 0…10
+/// scores, that often sends a replica off a filling home to an equally scored empty node.
+/// Remaining ties are drawn at random by kube-scheduler; the twin takes the largest
+/// [`tie_draw`]. Simplified: kube-scheduler counts a pod that requests nothing as 100m CPU and
+/// 200 MiB, the twin as requested; `percentageOfNodesToScore` is not modelled (above 100 nodes
+/// kube-scheduler filters, and so sends the extender, only part of them, from a rotating
+/// start).
 fn place(
     s: &Snapshot,
     a: &AgentSpec,
@@ -1054,7 +1058,9 @@ fn tie_draw(s: &Snapshot, pod: &str, n: &NodeState) -> u64 {
 ///
 /// the other default plugins score every node alike for a pod with no affinity, spread
 /// constraints, tolerations or images on the nodes, and no Service selecting it. Ties: the
-/// largest [`tie_draw`], where kube-scheduler draws at random. Not modelled:
+/// largest [`tie_draw`], where kube-scheduler draws at random. Simplified as in [`place`], and
+/// a node without allocatable memory or CPU counts as full here (kube-scheduler's balance
+/// skips that resource). Not modelled:
 /// `percentageOfNodesToScore` (kube-scheduler scores 100 of 148 nodes, all of fewer than 100,
 /// starting where its last search stopped).
 fn place_default(s: &Snapshot, a: &AgentSpec, pod: &str, states: &[NodeState]) -> Option<usize> {
