@@ -249,8 +249,7 @@ impl Targets {
         if s.fixed_targets {
             return;
         }
-        let bound = |j: usize| bound_positions(s, runs, j);
-        for (i, a) in s.agents.iter().enumerate() {
+        for i in 0..s.agents.len() {
             if !(self.moved[i] || t >= self.due[i]) {
                 continue;
             }
@@ -273,21 +272,30 @@ impl Targets {
                 seen[i] = Some(key);
             }
             let inputs = placement::TargetInputs {
-                explicit: a.coordinates.clone(),
-                dimension: self.dimension,
-                peers: self.followed[i]
-                    .iter()
-                    .map(|&(j, w)| (w, j.map(bound).unwrap_or_default()))
-                    .collect(),
-                own_replicas: bound(i),
                 // None only for a new agent not placed yet (see [`Targets::first`]).
                 previous: (!self.current[i].is_empty()).then(|| self.current[i].clone()),
                 // Rule 6 (free capacity) is for a new agent's first placement only.
-                ..placement::TargetInputs::default()
+                ..self.inputs(s, runs, i)
             };
             if let Some(target) = placement::agent_target(&inputs, s.kappa) {
                 self.current[i] = target;
             }
+        }
+    }
+
+    /// The controller's inputs for agent `i`'s target that both [`Targets::recompute`] and
+    /// [`Targets::first`] give: its coordinates, the bound replicas of the agents it follows and
+    /// its own; no previous target, free capacity or home key.
+    fn inputs(&self, s: &Snapshot, runs: &[AgentRun], i: usize) -> placement::TargetInputs {
+        placement::TargetInputs {
+            explicit: s.agents[i].coordinates.clone(),
+            dimension: self.dimension,
+            peers: self.followed[i]
+                .iter()
+                .map(|&(j, w)| (w, j.map(|j| bound_positions(s, runs, j)).unwrap_or_default()))
+                .collect(),
+            own_replicas: bound_positions(s, runs, i),
+            ..placement::TargetInputs::default()
         }
     }
 
@@ -304,16 +312,7 @@ impl Targets {
         if !self.current[i].is_empty() {
             return;
         }
-        let a = &s.agents[i];
         let inputs = placement::TargetInputs {
-            explicit: a.coordinates.clone(),
-            dimension: self.dimension,
-            peers: self.followed[i]
-                .iter()
-                .map(|&(j, w)| (w, j.map(|j| bound_positions(s, runs, j)).unwrap_or_default()))
-                .collect(),
-            own_replicas: bound_positions(s, runs, i),
-            previous: None,
             free_capacity: states
                 .iter()
                 .map(|n| {
@@ -325,7 +324,7 @@ impl Targets {
                 })
                 .collect(),
             home_key: home_key(s, runs, agent_index, i),
-            ..placement::TargetInputs::default()
+            ..self.inputs(s, runs, i)
         };
         if let Some(target) = placement::agent_target(&inputs, s.kappa) {
             self.current[i] = target;
@@ -362,16 +361,13 @@ fn home_key(s: &Snapshot, runs: &[AgentRun], agent_index: &BTreeMap<&str, usize>
     };
     let group = placement::order::gather_group(group_member(&s.agents[i]), lookup);
     let key = placement::order::home_key(&s.namespace, &group)?;
-    Some(if s.namespace.is_empty() {
-        key[1..].to_string()
-    } else {
-        key
-    })
+    // An empty namespace gives `/first`: the agents' names carry theirs.
+    Some(key.strip_prefix('/').map_or_else(|| key.clone(), str::to_string))
 }
 
 /// The order agents' Pending replicas are placed in each tick (module doc): the agents with a
 /// target in snapshot order, then the new ones in their first-placement order.
-fn placement_sequence(s: &Snapshot) -> Vec<usize> {
+fn placement_sequence(s: &Snapshot, agent_index: &BTreeMap<&str, usize>) -> Vec<usize> {
     let mut sequence: Vec<usize> = (0..s.agents.len())
         .filter(|&i| !s.agents[i].target.is_empty())
         .collect();
@@ -382,11 +378,10 @@ fn placement_sequence(s: &Snapshot) -> Vec<usize> {
         .map(group_member)
         .collect();
     if !new.is_empty() {
-        let index: BTreeMap<&str, usize> = s.agents.iter().enumerate().map(|(i, a)| (a.name.as_str(), i)).collect();
         sequence.extend(
             placement::order::first_placement_order(&new)
                 .iter()
-                .filter_map(|n| index.get(n.as_str()).copied()),
+                .filter_map(|n| agent_index.get(n.as_str()).copied()),
         );
     }
     sequence
@@ -588,7 +583,7 @@ fn run_with(
     // Each agent's target (the agent controller's), the target the descheduler steered toward at
     // its last plan, and whether a replica of the agent was bound, removed or moved.
     let mut targets = Targets::new(s, &agent_index, reuse_targets);
-    let sequence = placement_sequence(s);
+    let sequence = placement_sequence(s, &agent_index);
     let peers: Vec<Vec<(usize, f64)>> = s
         .agents
         .iter()
@@ -1064,12 +1059,7 @@ fn tie_draw(s: &Snapshot, pod: &str, n: &NodeState) -> u64 {
 /// `percentageOfNodesToScore` (kube-scheduler scores 100 of 148 nodes, all of fewer than 100,
 /// starting where its last search stopped).
 fn place_default(s: &Snapshot, a: &AgentSpec, pod: &str, states: &[NodeState]) -> Option<usize> {
-    let demand = PodDemand {
-        requests: a.requests(),
-        tenant: a.tenant.clone(),
-        strict_isolation: false,
-        standby: false,
-    };
+    let demand = demand_of(a);
     let score = |n: &NodeState| -> u64 {
         let [cpu, memory] = allocation(n, a);
         let fraction = |(alloc, req): (u64, u64)| {
@@ -1088,6 +1078,17 @@ fn place_default(s: &Snapshot, a: &AgentSpec, pod: &str, states: &[NodeState]) -
         .filter(|(_, n)| placement::passes(&demand, None, n, s.kappa))
         .max_by_key(|(_, n)| (score(n), tie_draw(s, pod, n)))
         .map(|(i, _)| i)
+}
+
+/// What one replica of `a` asks of a node: its requests and tenant (the twin has no isolated
+/// tenants or standbys).
+fn demand_of(a: &AgentSpec) -> PodDemand {
+    PodDemand {
+        requests: a.requests(),
+        tenant: a.tenant.clone(),
+        strict_isolation: false,
+        standby: false,
+    }
 }
 
 /// The inputs the extender builds for one more replica of `a`: its demand and its agent's
@@ -1123,12 +1124,7 @@ fn extender_inputs_for(
         replicas: replicas.len() as u32,
         ..AgentPolicy::default()
     };
-    let demand = PodDemand {
-        requests: a.requests(),
-        tenant: a.tenant.clone(),
-        strict_isolation: false,
-        standby: false,
-    };
+    let demand = demand_of(a);
     (demand, policy)
 }
 

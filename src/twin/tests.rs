@@ -712,10 +712,13 @@ fn a_new_group_gets_one_home_from_rule_6_and_its_agents_place_around_it_most_tie
     // catalog (total tie 22: both sides list each tie) first, then gateway (20 to catalog),
     // then db.
     assert_eq!(
-        placement_sequence(&s)
-            .iter()
-            .map(|&i| s.agents[i].name.as_str())
-            .collect::<Vec<_>>(),
+        placement_sequence(
+            &s,
+            &s.agents.iter().enumerate().map(|(i, a)| (a.name.as_str(), i)).collect()
+        )
+        .iter()
+        .map(|&i| s.agents[i].name.as_str())
+        .collect::<Vec<_>>(),
         ["catalog", "gateway", "db"]
     );
     let r = run_report(&s, true, &mut |_, _| {}).unwrap();
