@@ -10,6 +10,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod anomaly;
+pub mod batch;
 pub mod bounded_input;
 pub mod budget;
 pub mod cluster_layout;

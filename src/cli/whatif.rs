@@ -303,6 +303,9 @@ fn run_whatif(a: RunArgs) -> anyhow::Result<ExitCode> {
             let mut out = json!({"agreement": as_given.agreement, "recorded": before, "counterfactual": after,
                    "decisions": decisions, "changes": a.set, "ticks": recorded.ticks(),
                    "agents": recorded.agents.len(), "nodes": recorded.nodes.len(), "seconds": seconds});
+            if !as_given.batch.is_empty() || !changes.batch.is_empty() {
+                out["batch"] = json!({"recorded": as_given.batch, "counterfactual": changes.batch});
+            }
             if let Some(c) = &coverage {
                 out["recordedDecisions"] = json!(recorded.recorded.as_ref().map_or(0, |r| r.replicas.len()));
                 out["coverage"] = json!(c);
@@ -337,6 +340,7 @@ fn run_whatif(a: RunArgs) -> anyhow::Result<ExitCode> {
                 ),
                 ("replica-hours", before.replica_hours, after.replica_hours),
                 ("cost", before.cost, after.cost),
+                ("batch cost", before.batch_cost, after.batch_cost),
                 ("energy", before.energy, after.energy),
                 ("evictions", before.evictions as f64, after.evictions as f64),
             ];

@@ -64,6 +64,18 @@
 //! extender (see [`place_default`]); targets are still computed (the descheduler and the
 //! scale-down order read them) but play no part in placement.
 //!
+//! Batch agents (an agent with `batch`: replica-hours due by a deadline, see
+//! [`snapshot::BatchSpec`]): at tick 0, at the start of every forecast slot and whenever the
+//! plan has run out with work left, the agent is re-planned from the work still to do
+//! ([`crate::batch::plan`], or [`crate::batch::run_at_once`] under `batchTiming: atOnce`, with
+//! the snapshot's `pricing`, `clockStartSeconds` and the objectives' cost and sustainability
+//! weights); its replicas are then brought to the plan's count per pool (Pending ones and the
+//! newest beyond a pool's count go) and placed on nodes of their pool only (the pool furthest
+//! below its count first; the descheduler keeps them in it by node selector). Work is counted
+//! while a replica serves; cost and carbon while it is bound, at its pool's forecast for the
+//! slot ([`BatchOutcome`], `batchCost` in the metrics). A batch agent has no SLO series: it adds
+//! no violation minutes.
+//!
 //! Not modelled (yet): the auction, failover, the strategies' placement rules (avoid-lists,
 //! locality, `nearNodes`, preferred regions, redundancy caps and the extender's narrowing to
 //! one failure domain, tenancy isolation), real node usage (the descheduler sees requests as
@@ -83,7 +95,7 @@ use thiserror::Error;
 use crate::placement::{self, AgentPolicy, NodeState, Objectives, PodDemand, Resources, Routing};
 use crate::scaling_policy::{Method, PolicySettings};
 use crate::simulator::{ClusterModel, Observation, OperatorPolicy, OperatorPolicyConfig};
-pub use snapshot::{AgentSpec, NodeSpec, Scheduler, Snapshot};
+pub use snapshot::{AgentSpec, BatchSpec, BatchTiming, NodeSpec, Scheduler, Snapshot};
 
 /// Errors of the twin; each names the field and value.
 #[derive(Debug, Error)]
@@ -115,6 +127,10 @@ pub struct Metrics {
     pub evictions: u64,
     /// Ticks (after the first) at which an agent's replica count changed.
     pub scaling_decisions: u64,
+    /// What the batch agents' bound replicas cost at their pools' forecast prices (see
+    /// [`BatchOutcome`]); 0 without batch agents.
+    #[serde(default)]
+    pub batch_cost: f64,
 }
 
 /// What one tick added to the totals (`--steps`); `latencyMs` is that tick's traffic-weighted
@@ -150,6 +166,157 @@ pub struct Report {
     /// (sorted; a node once per replica).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub placements: BTreeMap<String, Vec<String>>,
+    /// Each batch agent's outcome, in snapshot order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch: Vec<BatchOutcome>,
+}
+
+/// How a batch agent's work went (module doc, "Batch agents").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchOutcome {
+    pub agent: String,
+    pub timing: snapshot::BatchTiming,
+    /// Replica-hours served (the work done).
+    pub replica_hours: f64,
+    /// Σ over ticks of bound replicas × tick hours × their pool's price then (start-up included).
+    pub cost: f64,
+    pub carbon: f64,
+    /// Seconds from the start of the run to the end of the tick that completed the work.
+    pub finished_at_seconds: Option<f64>,
+    pub deadline_seconds: f64,
+    pub deadline_met: bool,
+    /// `Some(false)`: `cost` is over the agent's budget.
+    pub within_budget: Option<bool>,
+    /// What the first plan ([`crate::batch::plan`]) and running at once
+    /// ([`crate::batch::run_at_once`]) predicted at tick 0, with no start-up.
+    pub planned_cost: f64,
+    pub at_once_cost: f64,
+}
+
+/// A batch agent during a run.
+struct BatchRun {
+    plan: Option<crate::batch::BatchPlan>,
+    planned_slot: Option<u64>,
+    /// Replicas per pool the plan runs now.
+    want: BTreeMap<String, u32>,
+    done: f64,
+    finished_at: Option<f64>,
+    cost: f64,
+    carbon: f64,
+    predicted: Option<(f64, f64)>,
+}
+
+/// The pool of a node: its `mom.hypersync.io/pool` label, `default` without one.
+fn node_pool(n: &NodeSpec) -> &str {
+    n.labels
+        .get(crate::labels::POOL_LABEL)
+        .map_or(crate::batch::DEFAULT_POOL, String::as_str)
+}
+
+/// Re-plans batch agent `a` when a new slot begins or its plan ran out with work left; returns
+/// the replicas per pool to run now.
+fn batch_want(s: &Snapshot, a: &AgentSpec, br: &mut BatchRun, now: f64) -> Result<BTreeMap<String, u32>, TwinError> {
+    let (Some(spec), Some(pricing)) = (&a.batch, &s.pricing) else {
+        return Ok(BTreeMap::new());
+    };
+    if br.finished_at.is_some() {
+        return Ok(BTreeMap::new());
+    }
+    let clock = s.clock_start_seconds + now;
+    let slot = (clock / pricing.slot_seconds).floor() as u64;
+    let ran_out = br
+        .plan
+        .as_ref()
+        .is_some_and(|p| p.execution.finish_seconds.is_some_and(|f| clock >= f));
+    if br.planned_slot != Some(slot) || ran_out {
+        let job = crate::batch::BatchJob {
+            work_replica_hours: (spec.replica_hours - br.done).max(0.0),
+            max_replicas: a.max_replicas,
+            now_seconds: clock,
+            deadline_seconds: s.clock_start_seconds + spec.deadline_seconds,
+            budget: spec.budget.map(|b| (b - br.cost).max(0.0)),
+        };
+        let weights = crate::batch::Weights {
+            cost: s.objectives.cost,
+            sustainability: s.objectives.sustainability,
+        };
+        let bad = |e: crate::batch::BatchError| TwinError::BadField {
+            field: format!("agents.{}.batch", a.name),
+            reason: e.to_string(),
+        };
+        let planned = crate::batch::plan(&job, pricing, &weights).map_err(bad)?;
+        let at_once = crate::batch::run_at_once(&job, pricing, &weights).map_err(bad)?;
+        if br.predicted.is_none() {
+            br.predicted = Some((planned.execution.cost, at_once.execution.cost));
+        }
+        br.plan = Some(match s.batch_timing {
+            snapshot::BatchTiming::Planned => planned,
+            snapshot::BatchTiming::AtOnce => at_once,
+        });
+        br.planned_slot = Some(slot);
+    }
+    Ok(br.plan.as_ref().map(|p| p.replicas_at(clock)).unwrap_or_default())
+}
+
+/// Brings batch agent `a`'s replicas to `want` (replicas per pool): drops its Pending replicas
+/// and its bound ones beyond their pool's count (newest first), then adds Pending ones up to the
+/// total; returns whether a bound replica was removed.
+fn batch_scale(
+    s: &Snapshot,
+    a: &AgentSpec,
+    run: &mut AgentRun,
+    want: &BTreeMap<String, u32>,
+    next_id: &mut u64,
+    serves_from: u64,
+    states: &mut [NodeState],
+) -> bool {
+    let mut kept: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut unbound = false;
+    let mut keep = Vec::with_capacity(run.replicas.len());
+    for r in run.replicas.drain(..) {
+        let Some(n) = r.node else { continue };
+        let pool = node_pool(&s.nodes[n]);
+        let count = kept.entry(pool).or_insert(0);
+        if *count < want.get(pool).copied().unwrap_or(0) {
+            *count += 1;
+            keep.push(r);
+        } else {
+            unbind(&mut states[n], a);
+            unbound = true;
+        }
+    }
+    run.replicas = keep;
+    let total: u32 = want.values().sum();
+    for _ in run.replicas.len() as u32..total {
+        run.replicas.push(Replica {
+            id: *next_id,
+            seq: run.created,
+            node: None,
+            serves_from,
+            last_evicted_at: None,
+        });
+        *next_id += 1;
+        run.created += 1;
+    }
+    unbound
+}
+
+/// The pool a Pending replica of a batch agent goes to: the one furthest below its planned
+/// count (ties: the pool name).
+fn batch_pool<'w>(s: &Snapshot, run: &AgentRun, want: &'w BTreeMap<String, u32>) -> Option<&'w str> {
+    want.iter()
+        .map(|(pool, n)| {
+            let bound = run
+                .replicas
+                .iter()
+                .filter(|r| r.node.is_some_and(|k| node_pool(&s.nodes[k]) == pool))
+                .count() as i64;
+            (pool.as_str(), i64::from(*n) - bound)
+        })
+        .filter(|(_, deficit)| *deficit > 0)
+        .max_by(|x, y| x.1.cmp(&y.1).then(y.0.cmp(x.0)))
+        .map(|(pool, _)| pool)
 }
 
 /// One replica in the twin.
@@ -580,6 +747,22 @@ fn run_with(
         });
     }
     let agent_index: BTreeMap<&str, usize> = s.agents.iter().enumerate().map(|(i, a)| (a.name.as_str(), i)).collect();
+    let mut batch_runs: Vec<Option<BatchRun>> = s
+        .agents
+        .iter()
+        .map(|a| {
+            a.batch.as_ref().map(|_| BatchRun {
+                plan: None,
+                planned_slot: None,
+                want: BTreeMap::new(),
+                done: 0.0,
+                finished_at: None,
+                cost: 0.0,
+                carbon: 0.0,
+                predicted: None,
+            })
+        })
+        .collect();
     // Each agent's target (the agent controller's), the target the descheduler steered toward at
     // its last plan, and whether a replica of the agent was bound, removed or moved.
     let mut targets = Targets::new(s, &agent_index, reuse_targets);
@@ -622,6 +805,17 @@ fn run_with(
                 run.history.extend_from_slice(&a.demand[run.history.len()..=bin]);
             }
             let spec = run.replicas.len() as u32;
+            if let Some(br) = batch_runs[i].as_mut() {
+                br.want = batch_want(s, a, br, now)?;
+                let serves_from = if t == 0 { 0 } else { t + startup_ticks };
+                if batch_scale(s, a, run, &br.want, &mut next_id, serves_from, &mut states) {
+                    targets.moved[i] = true;
+                }
+                if t > 0 && run.replicas.len() as u32 != spec {
+                    m.scaling_decisions += 1;
+                }
+                continue;
+            }
             let ready = run
                 .replicas
                 .iter()
@@ -683,10 +877,26 @@ fn run_with(
                     continue;
                 }
                 let pod = format!("{}-{}", a.name, runs[i].replicas[k].seq);
+                let pool = match &batch_runs[i] {
+                    Some(br) => match batch_pool(s, &runs[i], &br.want) {
+                        Some(p) => Some(p),
+                        None => continue,
+                    },
+                    None => None,
+                };
                 let chosen = match s.scheduler {
                     Scheduler::Mom if targets.current[i].is_empty() => None,
-                    Scheduler::Mom => place(s, a, &pod, &targets.current[i], &runs[i].replicas, &states, &zone_of),
-                    Scheduler::Default => place_default(s, a, &pod, &states),
+                    Scheduler::Mom => place(
+                        s,
+                        a,
+                        &pod,
+                        &targets.current[i],
+                        &runs[i].replicas,
+                        &states,
+                        &zone_of,
+                        pool,
+                    ),
+                    Scheduler::Default => place_default(s, a, &pod, &states, pool),
                 };
                 match chosen {
                     Some(n) => {
@@ -733,7 +943,22 @@ fn run_with(
                 .filter(|r| r.node.is_some() && r.serves_from <= t)
                 .count();
             let bin = ((now / a.bin_seconds).floor() as usize).min(a.demand.len() - 1);
-            if a.demand[bin] > serving as f64 * a.capacity_per_replica * (1.0 + 1e-12) {
+            if let (Some(br), Some(spec), Some(pricing)) = (batch_runs[i].as_mut(), &a.batch, &s.pricing) {
+                // Work is what serving replicas do; cost runs from the bind.
+                br.done += serving as f64 * hours;
+                let slot = ((s.clock_start_seconds + now) / pricing.slot_seconds).floor() as u64;
+                for n in run.replicas.iter().filter_map(|r| r.node) {
+                    if let Some(f) = pricing.pools.get(node_pool(&s.nodes[n])) {
+                        let (price, carbon) = f.at(slot);
+                        br.cost += price * hours;
+                        br.carbon += carbon * hours;
+                        m.batch_cost += price * hours;
+                    }
+                }
+                if br.finished_at.is_none() && br.done >= spec.replica_hours - 1e-9 {
+                    br.finished_at = Some(now + tick);
+                }
+            } else if a.demand[bin] > serving as f64 * a.capacity_per_replica * (1.0 + 1e-12) {
                 step.slo_violation_minutes += tick / 60.0;
             }
             step.replica_hours += run.replicas.len() as f64 * hours;
@@ -769,6 +994,28 @@ fn run_with(
         0.0
     };
     report.agreement = (agree.total() > 0).then(|| agree.matched as f64 / agree.total() as f64);
+    report.batch = s
+        .agents
+        .iter()
+        .zip(&batch_runs)
+        .filter_map(|(a, br)| {
+            let (spec, br) = (a.batch.as_ref()?, br.as_ref()?);
+            let (planned_cost, at_once_cost) = br.predicted.unwrap_or_default();
+            Some(BatchOutcome {
+                agent: a.name.clone(),
+                timing: s.batch_timing,
+                replica_hours: br.done,
+                cost: br.cost,
+                carbon: br.carbon,
+                finished_at_seconds: br.finished_at,
+                deadline_seconds: spec.deadline_seconds,
+                deadline_met: br.finished_at.is_some_and(|f| f <= spec.deadline_seconds),
+                within_budget: spec.budget.map(|b| br.cost <= b),
+                planned_cost,
+                at_once_cost,
+            })
+        })
+        .collect();
     if steps {
         report.placements = s
             .agents
@@ -836,7 +1083,11 @@ fn deschedule(
                 standby: false,
                 requests: a.requests(),
                 usage: a.requests(),
-                node_selector: BTreeMap::new(),
+                // A batch replica stays in its plan's pool.
+                node_selector: match (&a.batch, s.nodes[n].labels.get(crate::labels::POOL_LABEL)) {
+                    (Some(_), Some(pool)) => BTreeMap::from([(crate::labels::POOL_LABEL.to_string(), pool.clone())]),
+                    _ => BTreeMap::new(),
+                },
                 last_evicted_at: r.last_evicted_at,
                 protected: false,
             });
@@ -969,6 +1220,7 @@ fn remove_replicas(
 /// 200 MiB, the twin as requested; `percentageOfNodesToScore` is not modelled (above 100 nodes
 /// kube-scheduler filters, and so sends the extender, only part of them, from a rotating
 /// start).
+#[allow(clippy::too_many_arguments)]
 fn place(
     s: &Snapshot,
     a: &AgentSpec,
@@ -977,6 +1229,7 @@ fn place(
     replicas: &[Replica],
     states: &[NodeState],
     zone_of: &[String],
+    pool: Option<&str>,
 ) -> Option<usize> {
     let (demand, policy) = extender_inputs_for(s, a, target, replicas, zone_of);
     // The filter's verdict node by node ([`placement::passes`], no rejection texts built): the
@@ -985,6 +1238,7 @@ fn place(
     let (index, passing): (Vec<usize>, Vec<&NodeState>) = states
         .iter()
         .enumerate()
+        .filter(|(i, _)| pool.is_none_or(|p| node_pool(&s.nodes[*i]) == p))
         .filter(|(_, n)| placement::passes(&demand, Some(&policy), n, s.kappa))
         .unzip();
     // The extender's scores ([`placement::node_scores`] is what `score_breakdown` answers,
@@ -1058,7 +1312,7 @@ fn tie_draw(s: &Snapshot, pod: &str, n: &NodeState) -> u64 {
 /// skips that resource). Not modelled:
 /// `percentageOfNodesToScore` (kube-scheduler scores 100 of 148 nodes, all of fewer than 100,
 /// starting where its last search stopped).
-fn place_default(s: &Snapshot, a: &AgentSpec, pod: &str, states: &[NodeState]) -> Option<usize> {
+fn place_default(s: &Snapshot, a: &AgentSpec, pod: &str, states: &[NodeState], pool: Option<&str>) -> Option<usize> {
     let demand = demand_of(a);
     let score = |n: &NodeState| -> u64 {
         let [cpu, memory] = allocation(n, a);
@@ -1075,6 +1329,7 @@ fn place_default(s: &Snapshot, a: &AgentSpec, pod: &str, states: &[NodeState]) -
     states
         .iter()
         .enumerate()
+        .filter(|(i, _)| pool.is_none_or(|p| node_pool(&s.nodes[*i]) == p))
         .filter(|(_, n)| placement::passes(&demand, None, n, s.kappa))
         .max_by_key(|(_, n)| (score(n), tie_draw(s, pod, n)))
         .map(|(i, _)| i)
@@ -1218,7 +1473,8 @@ pub fn with_objective(objectives: &Objectives, name: &str, value: f64) -> Result
 /// [`with_objective`]), `agent/NAME.scaling.method=predictive|reactive|manual` (`agent/*` for
 /// every agent), `descheduler.everyTicks=N` (0: no descheduler), `targets.fixed=true|false`
 /// (`fixedTargets`), `kappa=K`,
-/// `routing=greedy_forwarding|multipath_hyperbolic|gradient_flow`.
+/// `routing=greedy_forwarding|multipath_hyperbolic|gradient_flow`, `scheduler=mom|default`,
+/// `scheduler.seed=N`, `batch.timing=planned|atOnce`.
 pub fn apply_set(s: &mut Snapshot, set: &str) -> Result<(), TwinError> {
     let bad = |field: &str, reason: String| TwinError::BadField {
         field: field.to_string(),
@@ -1282,6 +1538,10 @@ pub fn apply_set(s: &mut Snapshot, set: &str) -> Result<(), TwinError> {
                 .parse()
                 .map_err(|_| bad(key, format!("{value:?} is not a whole number")))?;
         }
+        "batch.timing" => {
+            s.batch_timing = serde_json::from_value::<BatchTiming>(serde_json::Value::String(value.into()))
+                .map_err(|_| bad(key, format!("{value:?} is not planned or atOnce")))?;
+        }
         "routing" => {
             s.routing = serde_json::from_value::<Routing>(serde_json::Value::String(value.into()))
                 .map_err(|_| bad(key, format!("{value:?} is not a routing algorithm")))?;
@@ -1289,7 +1549,7 @@ pub fn apply_set(s: &mut Snapshot, set: &str) -> Result<(), TwinError> {
         _ => {
             return Err(bad(
                 key,
-                "unknown key (known: objectives.NAME, agent/NAME.scaling.method, descheduler.everyTicks, targets.fixed, kappa, routing, scheduler, scheduler.seed)"
+                "unknown key (known: objectives.NAME, agent/NAME.scaling.method, descheduler.everyTicks, targets.fixed, kappa, routing, scheduler, scheduler.seed, batch.timing)"
                     .into(),
             ));
         }

@@ -199,6 +199,7 @@ pub fn snapshot_of(
                 scaling: None,
                 history_seconds: None,
                 initial_replicas: None,
+                batch: None,
             });
             continue;
         };
@@ -264,6 +265,7 @@ pub fn snapshot_of(
                 None => a.replicas,
             }),
             scaling: Some(settings),
+            batch: None,
         });
     }
     // Peers outside the snapshot (no position) are dropped.
@@ -289,6 +291,9 @@ pub fn snapshot_of(
         agent_resync_seconds: 300.0,
         scheduler: Default::default(),
         scheduler_seed: 0,
+        pricing: None,
+        clock_start_seconds: 0.0,
+        batch_timing: Default::default(),
         // The agents' names are `namespace/name` already.
         namespace: String::new(),
         recorded: Some(super::snapshot::Recorded {

@@ -82,6 +82,54 @@ pub struct Snapshot {
     /// carry their namespace (`namespace/name`, as `mom whatif --cluster` names them).
     #[serde(default = "twin_namespace")]
     pub namespace: String,
+    /// Forecasts of price, carbon and spot capacity per node pool, for batch agents
+    /// ([`crate::batch`]); required when an agent has `batch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<crate::batch::Pricing>,
+    /// Seconds since the forecasts' origin at tick 0 (e.g. 32400: the run starts at 09:00 of
+    /// the hourly forecasts' first day).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub clock_start_seconds: f64,
+    /// How batch agents are timed: `planned` (default: the least-cost plan that meets the
+    /// deadline, [`crate::batch::plan`]) or `atOnce` (all replicas from the start,
+    /// [`crate::batch::run_at_once`]), the counterfactual the plan saves against.
+    #[serde(default, skip_serializing_if = "BatchTiming::is_planned")]
+    pub batch_timing: BatchTiming,
+}
+
+/// How the twin times batch agents ([`Snapshot::batch_timing`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BatchTiming {
+    #[default]
+    Planned,
+    AtOnce,
+}
+
+impl BatchTiming {
+    fn is_planned(&self) -> bool {
+        *self == BatchTiming::Planned
+    }
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
+}
+
+/// A batch agent's work (`workloadType: batch`): replica-hours to run by a deadline, placed in
+/// time and pool by [`crate::batch`]. Its replicas follow the plan (its `method`, `demand` and
+/// `minReplicas` are not used; `maxReplicas` bounds the replicas at once), on nodes of the
+/// plan's pools only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BatchSpec {
+    /// Replica-hours of work (counted while a replica serves, after its start-up).
+    pub replica_hours: f64,
+    /// Seconds from the start of the run by which the work must be done.
+    pub deadline_seconds: f64,
+    /// Most the work may cost, in the forecasts' price unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<f64>,
 }
 
 /// What binds the twin's replicas ([`Snapshot::scheduler`]).
@@ -212,6 +260,9 @@ pub struct AgentSpec {
     /// the first demand needs (`manual`: `replicas`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_replicas: Option<u32>,
+    /// Present: a batch agent (see [`BatchSpec`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchSpec>,
 }
 
 fn one() -> f64 {
@@ -450,6 +501,39 @@ impl Snapshot {
             {
                 return bad(field("historySeconds"), format!("must be ≥ 1, got {h}"));
             }
+            if let Some(b) = &a.batch {
+                let Some(pricing) = &self.pricing else {
+                    return bad(
+                        field("batch"),
+                        "needs the snapshot's pricing (forecasts per pool)".into(),
+                    );
+                };
+                let job = crate::batch::BatchJob {
+                    work_replica_hours: b.replica_hours,
+                    max_replicas: a.max_replicas,
+                    now_seconds: self.clock_start_seconds,
+                    deadline_seconds: self.clock_start_seconds + b.deadline_seconds,
+                    budget: b.budget,
+                };
+                if !(b.deadline_seconds.is_finite() && b.deadline_seconds > 0.0) {
+                    return bad(
+                        field("batch.deadlineSeconds"),
+                        format!("must be > 0, got {}", b.deadline_seconds),
+                    );
+                }
+                crate::batch::plan(&job, pricing, &crate::batch::Weights::default()).map_err(|e| {
+                    TwinError::BadField {
+                        field: field("batch"),
+                        reason: e.to_string(),
+                    }
+                })?;
+            }
+        }
+        if !(self.clock_start_seconds.is_finite() && self.clock_start_seconds >= 0.0) {
+            return bad(
+                "clockStartSeconds".into(),
+                format!("must be ≥ 0, got {}", self.clock_start_seconds),
+            );
         }
         if !(self.agent_resync_seconds.is_finite() && self.agent_resync_seconds > 0.0) {
             return bad(
@@ -611,6 +695,7 @@ pub fn generate(graph: &Graph, traces: &[Trace], cfg: &GenerateConfig) -> Result
             scaling: None,
             history_seconds: None,
             initial_replicas: None,
+            batch: None,
         });
     }
     let s = Snapshot {
@@ -631,6 +716,9 @@ pub fn generate(graph: &Graph, traces: &[Trace], cfg: &GenerateConfig) -> Result
         agent_resync_seconds: 300.0,
         scheduler: Scheduler::Mom,
         scheduler_seed: 0,
+        pricing: None,
+        clock_start_seconds: 0.0,
+        batch_timing: Default::default(),
         namespace: twin_namespace(),
     };
     s.validate()?;

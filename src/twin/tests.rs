@@ -38,6 +38,7 @@ fn agent(name: &str, demand: Vec<f64>, target: f64, peer: Option<&str>) -> Agent
         scaling: None,
         history_seconds: None,
         initial_replicas: None,
+        batch: None,
     }
 }
 
@@ -70,6 +71,9 @@ fn near_and_far() -> Snapshot {
         agent_resync_seconds: 300.0,
         scheduler: Default::default(),
         scheduler_seed: 0,
+        pricing: None,
+        clock_start_seconds: 0.0,
+        batch_timing: Default::default(),
         namespace: "twin".into(),
     }
 }
@@ -91,6 +95,7 @@ fn a_replica_goes_where_the_extenders_filter_and_top_score_send_it() {
         &[],
         &node_states(&s),
         &zones,
+        None,
     )
     .unwrap();
     // The same call the extender makes, by hand: every node passes, the top score wins.
@@ -145,7 +150,7 @@ fn a_replica_goes_where_the_extenders_filter_and_top_score_send_it() {
         cpu_millis: 4000,
         memory_bytes: 0,
     };
-    let other = place(&s, &s.agents[0], "api-0", &s.agents[0].target, &[], &full, &zones).unwrap();
+    let other = place(&s, &s.agents[0], "api-0", &s.agents[0].target, &[], &full, &zones, None).unwrap();
     assert_ne!(other, near1);
 }
 
@@ -179,7 +184,7 @@ fn among_nodes_the_extender_scores_alike_kube_schedulers_least_allocated_picks_t
     let e = extender(&states);
     assert_eq!(e[0].0, e[1].0, "{e:?}");
     let picks: std::collections::BTreeSet<usize> = (0..16)
-        .map(|k| place(&s, a, &format!("api-{k}"), &target, &[], &states, &zones).unwrap())
+        .map(|k| place(&s, a, &format!("api-{k}"), &target, &[], &states, &zones, None).unwrap())
         .collect();
     assert_eq!(picks.len(), 2, "ties are drawn: {picks:?}");
     // far-1 with one more pod's worth of requests: the extender's load term moves its points
@@ -191,7 +196,7 @@ fn among_nodes_the_extender_scores_alike_kube_schedulers_least_allocated_picks_t
     assert!(e[0].1 < e[1].1, "{e:?}");
     for k in 0..16 {
         assert_eq!(
-            place(&s, a, &format!("api-{k}"), &target, &[], &states, &zones),
+            place(&s, a, &format!("api-{k}"), &target, &[], &states, &zones, None),
             Some(1)
         );
     }
@@ -366,6 +371,7 @@ fn a_run_that_records_its_own_decisions_agrees_fully_and_a_changed_one_does_not(
         &[],
         &node_states(&s),
         &["far".into(), "far".into(), "near".into(), "near".into()],
+        None,
     )
     .unwrap();
     let replicas0 = (s.agents[0].demand[0] / s.agents[0].capacity_per_replica).ceil() as u32;
@@ -818,7 +824,7 @@ fn the_default_scheduler_model_fills_the_emptiest_nodes_first_and_its_seed_only_
         s.scheduler_seed = seed;
         (0..6)
             .map(|k| {
-                let n = place_default(&s, a, &format!("catalog-{k}"), &states).unwrap();
+                let n = place_default(&s, a, &format!("catalog-{k}"), &states, None).unwrap();
                 bind(&mut states[n], a);
                 n
             })
@@ -847,7 +853,7 @@ fn the_default_scheduler_model_fills_the_emptiest_nodes_first_and_its_seed_only_
     for n in &mut full {
         n.requested.cpu_millis = n.allocatable.cpu_millis;
     }
-    assert_eq!(place_default(&s, a, "catalog-0", &full), None);
+    assert_eq!(place_default(&s, a, "catalog-0", &full, None), None);
 }
 
 #[test]
@@ -871,4 +877,127 @@ fn the_default_scheduler_spreads_a_group_that_mom_keeps_together() {
     let mut bad = s.clone();
     bad.agents[0].target = vec![0.1];
     assert!(bad.validate().unwrap_err().to_string().contains("agents[0].target"));
+}
+
+/// `near_and_far` with a batch agent `render` (12 replica-hours, at most 4 replicas at once, due
+/// 20 h after a 09:00 start) and a day-night price per pool: pool `spot` (the far nodes) holds
+/// 2 of its replicas at 0.2 by night, 0.8 by day; `ondemand` (the near ones) 1.0 at all hours.
+fn with_batch() -> Snapshot {
+    let mut s = near_and_far();
+    s.duration_seconds = 24.0 * 3600.0;
+    s.tick_seconds = 60.0;
+    s.descheduler_every_ticks = 0;
+    s.clock_start_seconds = 9.0 * 3600.0;
+    for a in &mut s.agents {
+        a.demand = a.demand.repeat(12);
+    }
+    for n in &mut s.nodes {
+        let pool = if n.name.starts_with("far") { "spot" } else { "ondemand" };
+        n.labels.insert(crate::labels::POOL_LABEL.into(), pool.into());
+    }
+    let day_night: Vec<f64> = (0..24).map(|h| if (8..20).contains(&h) { 0.8 } else { 0.2 }).collect();
+    s.pricing = Some(crate::batch::Pricing {
+        slot_seconds: 3600.0,
+        pools: BTreeMap::from([
+            (
+                "spot".to_string(),
+                crate::batch::PoolForecast {
+                    price: day_night,
+                    carbon: vec![],
+                    capacity: Some(vec![2]),
+                },
+            ),
+            (
+                "ondemand".to_string(),
+                crate::batch::PoolForecast {
+                    price: vec![1.0],
+                    carbon: vec![],
+                    capacity: None,
+                },
+            ),
+        ]),
+    });
+    let mut render = agent("render", vec![0.0], 0.0, None);
+    render.max_replicas = 4;
+    render.batch = Some(BatchSpec {
+        replica_hours: 12.0,
+        deadline_seconds: 20.0 * 3600.0,
+        budget: None,
+    });
+    s.agents.push(render);
+    s
+}
+
+#[test]
+fn a_batch_agent_runs_in_the_cheap_night_pool_and_finishes_by_its_deadline_for_less_than_running_at_once() {
+    let s = with_batch();
+    let planned = run_report(&s, false, &mut |_, _| {}).unwrap();
+    let mut now = s.clone();
+    apply_set(&mut now, "batch.timing=atOnce").unwrap();
+    let at_once = run_report(&now, false, &mut |_, _| {}).unwrap();
+    let (p, o) = (&planned.batch[0], &at_once.batch[0]);
+    assert_eq!(p.agent, "render");
+    assert!(p.deadline_met && o.deadline_met, "{p:?} {o:?}");
+    assert!(p.replica_hours >= 12.0 - 1e-9 && o.replica_hours >= 12.0 - 1e-9);
+    // Planned: 2 spot replicas from 20:00 (0.2 each an hour), 6 h: about 12 × 0.2 = 2.4 plus
+    // the start-up minutes. At once: 2 spot + 2 on-demand by day, 0.8 and 1.0.
+    assert!(p.cost < 3.0, "{p:?}");
+    assert!(o.cost > 2.0 * p.cost, "planned {} at once {}", p.cost, o.cost);
+    assert!(p.finished_at_seconds.unwrap() > 11.0 * 3600.0, "{p:?}");
+    assert!(o.finished_at_seconds.unwrap() < 5.0 * 3600.0, "{o:?}");
+    // The predictions at tick 0 agree with the runs to within the start-up minutes.
+    assert!(
+        (p.planned_cost - 2.4).abs() < 1e-9 && (p.cost - p.planned_cost) < 0.2,
+        "{p:?}"
+    );
+    assert!((planned.metrics.batch_cost - p.cost).abs() < 1e-9);
+    // The other agents are not batch agents and are unchanged by the timing.
+    assert_eq!(planned.batch.len(), 1);
+}
+
+#[test]
+fn batch_replicas_bind_only_to_nodes_of_their_plans_pool() {
+    let mut s = with_batch();
+    // No night: spot costs 0.2 at every hour but holds 2 replicas; 4 at once need on-demand too.
+    s.pricing.as_mut().unwrap().pools.get_mut("spot").unwrap().price = vec![0.2];
+    s.agents.last_mut().unwrap().batch.as_mut().unwrap().deadline_seconds = 3.0 * 3600.0;
+    let r = run_report(&s, true, &mut |_, _| {}).unwrap();
+    let b = &r.batch[0];
+    assert!(b.deadline_met, "{b:?}");
+    // 12 replica-hours in 3 h at 4 replicas: 2 spot + 2 on-demand the whole time.
+    assert!((b.planned_cost - (6.0 * 0.2 + 6.0 * 1.0)).abs() < 1e-9, "{b:?}");
+    // Each replica paid its own pool's price: the run costs the plan plus its start-up minutes
+    // (a spot replica on an on-demand node would add 0.8 an hour).
+    assert!(
+        b.cost >= b.planned_cost - 1e-6 && b.cost - b.planned_cost < 0.3,
+        "{b:?}"
+    );
+    // Positive control for the pool filter: with every node in one pool priced, the replicas go
+    // wherever MOM scores best, and the cost follows that pool's price.
+    let mut one = with_batch();
+    for n in &mut one.nodes {
+        n.labels.insert(crate::labels::POOL_LABEL.into(), "spot".into());
+    }
+    let pricing = one.pricing.as_mut().unwrap();
+    pricing.pools.remove("ondemand");
+    pricing.pools.get_mut("spot").unwrap().capacity = None;
+    let r = run_report(&one, false, &mut |_, _| {}).unwrap();
+    assert!(r.batch[0].deadline_met);
+}
+
+#[test]
+fn a_batch_agent_without_pricing_or_with_a_bad_deadline_is_refused_naming_the_field() {
+    let mut s = with_batch();
+    s.pricing = None;
+    let err = s.validate().unwrap_err().to_string();
+    assert!(err.contains("agents[2].batch") && err.contains("pricing"), "{err}");
+    let mut s = with_batch();
+    s.agents[2].batch.as_mut().unwrap().deadline_seconds = f64::NAN;
+    let err = s.validate().unwrap_err().to_string();
+    assert!(err.contains("agents[2].batch.deadlineSeconds"), "{err}");
+    let mut s = with_batch();
+    let err = apply_set(&mut s, "batch.timing=soon").unwrap_err().to_string();
+    assert!(err.contains("batch.timing"), "{err}");
+    // Positive control.
+    assert!(with_batch().validate().is_ok());
 }
