@@ -9,7 +9,9 @@
 # CLIENT_KEY are the scheduler's client certificate for mutual TLS (`tlsConfig.certFile`,
 # `keyFile`).
 # MOM_SCHEDULER_NAME (default mom-scheduler) names the scheduler profile, so a test can run a
-# second one beside it.
+# second one beside it. MOM_SCHEDULER_PERCENTAGE_OF_NODES_TO_SCORE (unset: kube-scheduler's
+# adaptive default) sets `percentageOfNodesToScore`, so a benchmark can offer the extender
+# every feasible node.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -40,6 +42,9 @@ mkdir -p "$state/logs"
     if [[ -n $client_cert ]]; then
       printf '      certFile: %s\n      keyFile: %s\n' "$client_cert" "$client_key"
     fi
+  fi
+  if [[ -n ${MOM_SCHEDULER_PERCENTAGE_OF_NODES_TO_SCORE:-} ]]; then
+    printf 'percentageOfNodesToScore: %s\n' "$MOM_SCHEDULER_PERCENTAGE_OF_NODES_TO_SCORE"
   fi
   printf 'clientConnection:\n  kubeconfig: %s\n' "$kubeconfig"
 } > "$config"
