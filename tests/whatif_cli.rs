@@ -418,3 +418,78 @@ fn new_agents_on_real_data_place_closer_under_mom_than_under_the_default_schedul
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("scheduler") && err.contains("kube"), "{err}");
 }
+
+#[test]
+fn a_batch_agent_planned_into_the_night_costs_less_than_running_it_at_once_on_a_geant_snapshot() {
+    // A 12-hour Geant snapshot from 18:00, plus a batch agent (8 replica-hours, at most 4
+    // replicas, due by 05:00) and an hourly price profile: 1.0 by day, 0.25 from 20:00 to 08:00.
+    let dir = std::env::temp_dir().join(format!("whatif-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = data_dir();
+    let base = dir.join("base.json");
+    let (code, _, err) = mom(&[
+        "whatif",
+        "snapshot",
+        "--topology",
+        d.join("TopoHub/topozoo/Geant2012.json").to_str().unwrap(),
+        "--traces",
+        d.join("NAB/data/realAWSCloudwatch").to_str().unwrap(),
+        "--agents",
+        "4",
+        "--hours",
+        "12",
+        "--seed",
+        "5",
+        "--out",
+        base.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let mut s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&base).unwrap()).unwrap();
+    let day_night: Vec<f64> = (0..24).map(|h| if (8..20).contains(&h) { 1.0 } else { 0.25 }).collect();
+    s["pricing"] = serde_json::json!({"slotSeconds": 3600, "pools": {"default": {"price": day_night}}});
+    s["clockStartSeconds"] = serde_json::json!(18 * 3600);
+    let mut batch = s["agents"][0].clone();
+    batch["name"] = "render".into();
+    batch["peers"] = serde_json::json!({});
+    batch["maxReplicas"] = 4.into();
+    batch["batch"] = serde_json::json!({"replicaHours": 8, "deadlineSeconds": 11 * 3600});
+    s["agents"].as_array_mut().unwrap().push(batch);
+    let with_batch = dir.join("batch.json");
+    std::fs::write(&with_batch, s.to_string()).unwrap();
+    let (code, out, err) = mom(&[
+        "whatif",
+        "--snapshot",
+        with_batch.to_str().unwrap(),
+        "--set",
+        "batch.timing=atOnce",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (planned, at_once) = (&v["batch"]["recorded"][0], &v["batch"]["counterfactual"][0]);
+    assert_eq!(planned["agent"], "render", "{v}");
+    assert_eq!(planned["deadlineMet"], true, "{planned}");
+    assert_eq!(at_once["deadlineMet"], true, "{at_once}");
+    let cost = |b: &serde_json::Value| b["cost"].as_f64().unwrap();
+    // At once: 4 replicas from 18:00, two day hours at 1.0 (8 + start-up). Planned: from 20:00.
+    assert!(
+        cost(planned) < 0.5 * cost(at_once),
+        "planned {planned} at once {at_once}"
+    );
+    assert!(
+        planned["finishedAtSeconds"].as_f64().unwrap() >= 2.0 * 3600.0,
+        "{planned}"
+    );
+    assert!(
+        at_once["finishedAtSeconds"].as_f64().unwrap() <= 2.5 * 3600.0,
+        "{at_once}"
+    );
+    assert!((metric(&v, "recorded", "batchCost") - cost(planned)).abs() < 1e-9);
+    // Without the pricing the batch agent is refused, naming it.
+    s.as_object_mut().unwrap().remove("pricing");
+    std::fs::write(&with_batch, s.to_string()).unwrap();
+    let (code, _, err) = mom(&["whatif", "--snapshot", with_batch.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("agents[4].batch") && err.contains("pricing"), "{err}");
+}

@@ -56,7 +56,8 @@ struct RunArgs {
     /// A change for the counterfactual run (repeatable): `objectives.NAME=W` (the other weights
     /// rescaled to keep the sum 1), `agent/NAME.scaling.method=predictive|reactive|manual`
     /// (`agent/*` for all), `descheduler.everyTicks=N` (0: none), `targets.fixed=true|false`,
-    /// `kappa=K`, `routing=ALGORITHM`, `scheduler=mom|default`, `scheduler.seed=N`.
+    /// `kappa=K`, `routing=ALGORITHM`, `scheduler=mom|default`, `scheduler.seed=N`,
+    /// `batch.timing=planned|atOnce` (batch agents by their least-cost plan, or all at once).
     #[arg(long, value_name = "KEY=VALUE")]
     set: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
