@@ -736,3 +736,108 @@ mod tests {
         assert!(done.deadline_met);
     }
 }
+
+/// The decision kind of a batch agent's replicas in receipts.
+pub const PLAN_KIND: &str = "batch.plan";
+
+/// What the operator decides a batch agent's replicas from (recorded inline in its receipt).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BatchInputs {
+    pub job: BatchJob,
+    pub pricing: Pricing,
+    pub weights: Weights,
+}
+
+/// The decision: replicas per pool now (and their sum), and what the plan expects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchDecision {
+    pub replicas: u32,
+    pub pools: BTreeMap<String, u32>,
+    pub deadline_met: bool,
+    pub shortfall_replica_hours: f64,
+    pub finish_seconds: Option<f64>,
+    pub planned_cost: f64,
+    pub at_once_cost: f64,
+    pub within_budget: Option<bool>,
+}
+
+/// Plans the job from `inputs` and reads off the replicas to run at its `now`.
+pub fn decide(inputs: &BatchInputs) -> Result<BatchDecision, BatchError> {
+    let plan = plan(&inputs.job, &inputs.pricing, &inputs.weights)?;
+    let at_once = run_at_once(&inputs.job, &inputs.pricing, &inputs.weights)?;
+    let pools = plan.replicas_at(inputs.job.now_seconds);
+    Ok(BatchDecision {
+        replicas: pools.values().sum(),
+        pools,
+        deadline_met: plan.deadline_met,
+        shortfall_replica_hours: plan.shortfall_replica_hours,
+        finish_seconds: plan.execution.finish_seconds,
+        planned_cost: plan.execution.cost,
+        at_once_cost: at_once.execution.cost,
+        within_budget: plan.within_budget,
+    })
+}
+
+/// The receipt's decision record: `{"kind": "batch.plan", "output": decision, "inputs": inputs}`.
+pub fn decision_record(inputs: &BatchInputs, decision: &BatchDecision) -> serde_json::Value {
+    serde_json::json!({"kind": PLAN_KIND, "output": decision, "inputs": inputs})
+}
+
+/// Replays a `batch.plan` receipt from its inline inputs.
+pub fn replay(inputs: &serde_json::Value) -> Result<serde_json::Value, crate::receipts::replay::ReplayError> {
+    crate::receipts::replay::replay_typed(inputs, decide)
+}
+
+#[cfg(test)]
+mod decision_tests {
+    use super::*;
+
+    fn inputs(now_h: f64) -> BatchInputs {
+        BatchInputs {
+            job: BatchJob {
+                work_replica_hours: 4.0,
+                max_replicas: 2,
+                now_seconds: now_h * 3600.0,
+                deadline_seconds: (now_h + 12.0) * 3600.0,
+                budget: None,
+            },
+            pricing: Pricing {
+                slot_seconds: 3600.0,
+                pools: BTreeMap::from([(
+                    "default".to_string(),
+                    PoolForecast {
+                        price: (0..24).map(|h| if (8..20).contains(&h) { 1.0 } else { 0.25 }).collect(),
+                        carbon: vec![],
+                        capacity: None,
+                    },
+                )]),
+            },
+            weights: Weights::default(),
+        }
+    }
+
+    #[test]
+    fn a_batch_decision_waits_by_day_runs_at_night_and_replays_from_its_record() {
+        let day = decide(&inputs(10.0)).unwrap();
+        assert_eq!(day.replicas, 0);
+        assert!((day.planned_cost - 1.0).abs() < 1e-9 && (day.at_once_cost - 4.0).abs() < 1e-9);
+        let night = decide(&inputs(21.0)).unwrap();
+        assert_eq!(night.replicas, 2);
+        assert_eq!(night.pools, BTreeMap::from([("default".to_string(), 2)]));
+        // The record round-trips through JSON text and replays to the same output.
+        let record: serde_json::Value =
+            serde_json::from_str(&decision_record(&inputs(21.0), &night).to_string()).unwrap();
+        assert_eq!(record["kind"], PLAN_KIND);
+        let replayed = replay(&record["inputs"]).unwrap();
+        assert_eq!(
+            crate::receipts::canonical::to_string(&replayed).unwrap(),
+            crate::receipts::canonical::to_string(&record["output"]).unwrap()
+        );
+        // A changed input replays to another output (the check can fail).
+        let mut other = record["inputs"].clone();
+        other["job"]["nowSeconds"] = serde_json::json!(10.0 * 3600.0);
+        assert_ne!(replay(&other).unwrap(), record["output"]);
+    }
+}

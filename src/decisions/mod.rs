@@ -17,7 +17,8 @@
 //!   flagged agent, when its change is the newer),
 //! - `agent.quarantine` ([`quarantine::replay`]: whether a flagged agent is isolated),
 //! - `node.quarantine` ([`node_quarantine::replay`]: whether a flagged node is cordoned and
-//!   tainted).
+//!   tainted),
+//! - `batch.plan` (`batch::replay`: a batch agent's replicas per pool now, from its plan).
 //!
 //! Layering: the receipts layer sits below the decisions it records (it imports no decision
 //! module); each decision module exports its decision record and kind, using the generic
@@ -33,7 +34,7 @@ pub mod quarantine;
 pub mod rollback;
 
 use crate::receipts::replay::{ReplayRegistry, TEST_SUM_KIND, test_sum};
-use crate::{anomaly, auction, budget, descheduler, failover_mdp, placement, scaling_policy};
+use crate::{anomaly, auction, batch, budget, descheduler, failover_mdp, placement, scaling_policy};
 
 /// Every replayable decision kind, each with its decision function.
 pub fn registry() -> ReplayRegistry {
@@ -56,6 +57,7 @@ pub fn registry() -> ReplayRegistry {
     );
     r.register(quarantine::QUARANTINE_KIND, Box::new(quarantine::replay));
     r.register(node_quarantine::NODE_QUARANTINE_KIND, Box::new(node_quarantine::replay));
+    r.register(batch::PLAN_KIND, Box::new(batch::replay));
     r
 }
 
@@ -197,6 +199,7 @@ mod tests {
         let kinds: Vec<&str> = registry.kinds().collect();
         let mut want = vec![
             "agent.quarantine",
+            "batch.plan",
             "agent.rollback",
             "anomaly.flag",
             "anomaly.unnamed",

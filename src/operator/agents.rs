@@ -644,6 +644,12 @@ pub fn build_pod(agent: &GeometricAgent, tenant: &str) -> Result<Pod, AgentError
         });
     }
     spec.scheduler_name = Some(SCHEDULER_NAME.to_string());
+    if agent.spec.batch.is_some()
+        && let Some(pools) = agent.status.as_ref().and_then(|s| s.batch.as_ref()).map(|b| &b.pools)
+        && !pools.is_empty()
+    {
+        pin_to_pools(&mut spec, pools.keys());
+    }
     let mut labels = template
         .metadata
         .as_ref()
@@ -675,6 +681,50 @@ pub fn build_pod(agent: &GeometricAgent, tenant: &str) -> Result<Pod, AgentError
         spec: Some(spec),
         status: None,
     })
+}
+
+/// Requires a node of one of `pools` (the `mom.hypersync.io/pool` label; `default`: nodes
+/// without it) on top of the template's own required node affinity: each of its terms (or one
+/// empty term) is ANDed with the pool condition, one term per form of it (kube-scheduler ORs
+/// terms).
+pub fn pin_to_pools<'p>(spec: &mut k8s_openapi::api::core::v1::PodSpec, pools: impl Iterator<Item = &'p String>) {
+    use k8s_openapi::api::core::v1::{Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm};
+    let (defaults, named): (Vec<&String>, Vec<&String>) = pools.partition(|p| p.as_str() == crate::batch::DEFAULT_POOL);
+    let mut conditions = Vec::new();
+    if !named.is_empty() {
+        conditions.push(NodeSelectorRequirement {
+            key: crate::labels::POOL_LABEL.into(),
+            operator: "In".into(),
+            values: Some(named.into_iter().cloned().collect()),
+        });
+    }
+    if !defaults.is_empty() {
+        conditions.push(NodeSelectorRequirement {
+            key: crate::labels::POOL_LABEL.into(),
+            operator: "DoesNotExist".into(),
+            values: None,
+        });
+    }
+    let affinity = spec.affinity.get_or_insert_with(Affinity::default);
+    let node = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
+    let required = node
+        .required_during_scheduling_ignored_during_execution
+        .get_or_insert_with(NodeSelector::default);
+    let existing = if required.node_selector_terms.is_empty() {
+        vec![NodeSelectorTerm::default()]
+    } else {
+        std::mem::take(&mut required.node_selector_terms)
+    };
+    required.node_selector_terms = existing
+        .iter()
+        .flat_map(|term| {
+            conditions.iter().map(move |c| {
+                let mut t = term.clone();
+                t.match_expressions.get_or_insert_with(Vec::new).push(c.clone());
+                t
+            })
+        })
+        .collect();
 }
 
 fn is_ready(pod: &Pod) -> bool {
@@ -1359,11 +1409,14 @@ async fn reconcile_inner(agent: &GeometricAgent, reconciler: &Reconciler) -> Res
         updated_replicas: Some(updated),
         spare_replicas: Some(spares as i32),
         root_cause: ctx.agent_root_cause(&AgentKey::of(agent)),
+        // Owned by the scaler (batch agents): left out of this merge patch.
+        batch: None,
     };
     let same = agent.status.as_ref().is_some_and(|old| {
         let mut a = old.clone();
         let mut b = status.clone();
         a.allocation = None;
+        a.batch = None;
         a.conditions.clear();
         b.conditions.clear();
         if b.last_receipt.is_none() {
@@ -1846,6 +1899,59 @@ mod tests {
                      "template": {"spec": {"containers": [{"name": "c", "image": "pause"}]}}}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_batch_agents_new_pods_require_a_node_of_the_pools_its_plan_runs_now_and_keep_the_templates_affinity() {
+        let mut agent: GeometricAgent = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mom.hypersync.io/v1alpha1", "kind": "GeometricAgent",
+            "metadata": {"name": "render", "namespace": "shop"},
+            "spec": {"workloadType": "batch", "replicas": 2,
+                     "batch": {"replicaHours": 4, "deadline": "2026-12-08T06:00:00Z", "maxReplicas": 2},
+                     "template": {"spec": {"containers": [{"name": "c", "image": "pause"}],
+                        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}}}}},
+            "status": {"batch": {"completedReplicaHours": 0, "cost": 0, "accountedAt": "2026-12-07T00:00:00Z",
+                       "pools": {"default": 1, "spot": 1}, "plannedCost": 1, "atOnceCost": 2, "phase": "Running"}}
+        }))
+        .unwrap();
+        let pod = build_pod(&agent, "shop").unwrap();
+        let terms = serde_json::to_value(
+            &pod.spec
+                .unwrap()
+                .affinity
+                .unwrap()
+                .node_affinity
+                .unwrap()
+                .required_during_scheduling_ignored_during_execution
+                .unwrap()
+                .node_selector_terms,
+        )
+        .unwrap();
+        assert_eq!(
+            terms,
+            serde_json::json!([
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]},
+                                      {"key": crate::labels::POOL_LABEL, "operator": "In", "values": ["spot"]}]},
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]},
+                                      {"key": crate::labels::POOL_LABEL, "operator": "DoesNotExist"}]}
+            ])
+        );
+        // Positive control: without a plan (no status.batch pools) the template stands.
+        agent.status = None;
+        let pod = build_pod(&agent, "shop").unwrap();
+        let terms = pod
+            .spec
+            .unwrap()
+            .affinity
+            .unwrap()
+            .node_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .node_selector_terms;
+        assert_eq!(terms.len(), 1);
+        assert_eq!(terms[0].match_expressions.as_ref().unwrap().len(), 1);
     }
 
     #[test]

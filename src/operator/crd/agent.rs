@@ -85,6 +85,7 @@ use super::strategy::WorkloadType;
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
+#[x_kube(validation = Rule::new("!has(self.batch) || self.workloadType == 'batch'").message("spec.batch needs spec.workloadType batch"))]
 #[serde(rename_all = "camelCase")]
 pub struct GeometricAgentSpec {
     /// The kind of work; selects strategies by their `triggers.workloadTypes`.
@@ -137,6 +138,65 @@ pub struct GeometricAgentSpec {
     /// is Ready and the agent is neither scaling nor rolling out.
     #[serde(default)]
     pub on_drift: DriftResponse,
+    /// Work to finish by a deadline (`workloadType: batch` only). MOM's scaler then sets
+    /// `spec.replicas` at every tick from the least-cost plan over the MomConfig's
+    /// `spec.pricing` forecasts (when and in which node pool the remaining replica-hours run),
+    /// and the pods it creates from then on require a node of the pools the plan runs now
+    /// (`status.batch`). Unset: the replicas are yours or your strategy's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<AgentBatch>,
+}
+
+/// A batch agent's work (`spec.batch`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentBatch {
+    /// Replica-hours of work. MOM counts the hours the agent's Ready replicas run
+    /// (`status.batch.completedReplicaHours`); it does not read the job's own progress.
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 1000000.0").message("spec.batch.replicaHours must be in (0, 1000000]"))]
+    pub replica_hours: f64,
+    /// When the work must be done (RFC 3339, e.g. `2026-12-08T06:00:00Z`).
+    #[schemars(extend("format" = "date-time"))]
+    pub deadline: String,
+    /// Most replicas at once (1…1000).
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message("spec.batch.maxReplicas must be between 1 and 1000"))]
+    pub max_replicas: i32,
+    /// Most the work may cost, in the price unit of the MomConfig `spec.pricing`. Reported in
+    /// `status.batch.withinBudget`, not enforced: the deadline comes first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.batch.budget must be >= 0"))]
+    pub budget: Option<f64>,
+}
+
+/// What MOM knows of a batch agent's work (`status.batch`), written by the scaler.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchStatus {
+    /// Replica-hours done: at each scaler tick, the agent's Ready replicas × the time since the
+    /// last count (`accountedAt`).
+    pub completed_replica_hours: f64,
+    /// What those replica-hours cost at their pools' forecast prices.
+    pub cost: f64,
+    /// When the last count was made (RFC 3339).
+    pub accounted_at: String,
+    /// Replicas per node pool the plan runs now; pods created now require a node of these
+    /// pools (`default`: nodes without the `mom.hypersync.io/pool` label).
+    #[serde(default)]
+    pub pools: BTreeMap<String, i32>,
+    /// When the plan expects the work done (RFC 3339); absent when it cannot be done by the
+    /// deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_finish: Option<String>,
+    /// What the plan expects the remaining work to cost.
+    pub planned_cost: f64,
+    /// What running the remaining work at full width from now would cost.
+    pub at_once_cost: f64,
+    /// `Waiting` (nothing runs now: cheaper hours come), `Running`, `Complete`, or `Late` (the
+    /// work does not fit before the deadline: it runs at full width from now).
+    pub phase: String,
+    /// False when `cost` plus `plannedCost` is over `spec.batch.budget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_budget: Option<bool>,
 }
 
 /// Rolling-update settings of an agent (defaults: 25 %, 25 %, 600 s).
@@ -410,6 +470,9 @@ pub struct GeometricAgentStatus {
     /// when the evidence is weak.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_cause: Option<super::momconfig::RootCauseStatus>,
+    /// A batch agent's progress and plan (see `spec.batch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchStatus>,
 }
 
 /// A point in the Poincaré ball.

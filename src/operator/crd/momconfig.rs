@@ -168,6 +168,72 @@ pub struct MomConfigSpec {
     /// `--prometheus-url`; see [`AnomalySpec`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly: Option<AnomalySpec>,
+    /// Forecasts per node pool of the price (and optionally carbon intensity and spot capacity)
+    /// of one replica-hour, which batch agents (GeometricAgent `spec.batch`) are planned over.
+    /// MOM reads no price feed: these values are the forecast. Unset: batch agents are not
+    /// scaled (their condition `ScalingReady` False, reason `NoPricing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<PricingSpec>,
+}
+
+/// `spec.pricing`: one forecast per node pool, one value per slot of `slotSeconds` counted
+/// from the Unix epoch (so with 3600, entry `h` is the UTC hour `h`); a list shorter than the
+/// horizon repeats (24 hourly values: a daily profile).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PricingSpec {
+    /// Length of one slot, seconds (60…86400).
+    #[x_kube(validation = Rule::new("self >= 60 && self <= 86400").message("spec.pricing.slotSeconds must be between 60 and 86400"))]
+    pub slot_seconds: i32,
+    /// Forecast per pool: the node label `mom.hypersync.io/pool` value (`default` for nodes
+    /// without it).
+    #[schemars(length(max = 64))]
+    pub pools: std::collections::BTreeMap<String, PoolForecastSpec>,
+}
+
+/// One pool's forecast (`spec.pricing.pools.NAME`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolForecastSpec {
+    /// Price of one replica-hour per slot (≥ 0; 1…10080 values).
+    #[schemars(length(min = 1, max = 10080), inner(range(min = 0.0)))]
+    pub price: Vec<f64>,
+    /// gCO₂e of one replica-hour per slot (≥ 0); weighed against the price by the objectives'
+    /// `sustainability` and `cost`. Empty: not forecast.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10080), inner(range(min = 0.0)))]
+    pub carbon: Vec<f64>,
+    /// Replicas the pool can host for one batch agent per slot (spot capacity). Unset: as
+    /// many as `spec.batch.maxReplicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 10080), inner(range(min = 0)))]
+    pub capacity: Option<Vec<i32>>,
+}
+
+impl PricingSpec {
+    /// The core's forecasts ([`crate::batch::Pricing`]).
+    pub fn to_core(&self) -> crate::batch::Pricing {
+        crate::batch::Pricing {
+            slot_seconds: f64::from(self.slot_seconds),
+            pools: self
+                .pools
+                .iter()
+                .map(|(name, p)| {
+                    (
+                        name.clone(),
+                        crate::batch::PoolForecast {
+                            price: p.price.clone(),
+                            carbon: p.carbon.clone(),
+                            capacity: p
+                                .capacity
+                                .as_ref()
+                                .map(|c| c.iter().map(|v| u32::try_from(*v).unwrap_or(0)).collect()),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The anomaly loop: every `stepSeconds` the leader runs each series' range query over the last
@@ -792,6 +858,7 @@ mod tests {
             tick_seconds: default_tick_seconds(),
             budget: None,
             anomaly: None,
+            pricing: None,
         };
         MomConfig::new(name, spec)
     }

@@ -23,6 +23,7 @@
 //! missing or invalid the replicas are left unchanged (`ScalingReady=False`, reason
 //! `ModelUnavailable`, a Warning Event). Its receipts hold the whole model.
 
+mod batch;
 mod decide;
 
 use decide::*;
@@ -147,9 +148,25 @@ async fn tick(
             .insert(a.name_any());
     }
     let mut seen = BTreeSet::new();
+    // The MomConfig, read once per tick when a batch agent needs its pricing.
+    let mut config: Option<Option<crate::operator::crd::momconfig::MomConfig>> = None;
     for agent in &agents {
         let ns = agent.namespace().unwrap_or_default();
         seen.insert(AgentKey::of(agent));
+        if agent.spec.batch.is_some() {
+            // Batch agents follow their plan, whatever strategy they have (`batch`).
+            if config.is_none() {
+                config = Some(
+                    Api::<crate::operator::crd::momconfig::MomConfig>::all(ctx.client.clone())
+                        .get_opt(crate::operator::crd::momconfig::ACTIVE_NAME)
+                        .await?,
+                );
+            }
+            if let Err(err) = batch::scale_batch(ctx, agent, config.as_ref().and_then(Option::as_ref)).await {
+                tracing::warn!(agent = %agent.name_any(), namespace = %ns, error = %err, "scaling a batch agent failed");
+            }
+            continue;
+        }
         let in_ns = by_ns.get(&ns).cloned().unwrap_or_default();
         let facts: Vec<StrategyFacts> = in_ns.iter().map(|s| StrategyFacts::from_strategy(s)).collect();
         // The strategy the agent controller selects: with its pool's pressure, so a strategy
