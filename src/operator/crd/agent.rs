@@ -172,8 +172,9 @@ pub struct AgentBatch {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchStatus {
-    /// Replica-hours done: at each scaler tick, the agent's Ready replicas × the time since the
-    /// last count (`accountedAt`).
+    /// Replica-hours done: the agent's Ready replicas × the time since the last count
+    /// (`accountedAt`), counted at a scaler tick when the plan's now changes and at least every
+    /// 30 s.
     pub completed_replica_hours: f64,
     /// What those replica-hours cost at their pools' forecast prices.
     pub cost: f64,

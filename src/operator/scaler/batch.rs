@@ -6,7 +6,9 @@
 //!
 //! Order of writes: `status.batch` first (the agent controller pins the pods it creates to
 //! `status.batch.pools`), then the receipt and `spec.replicas`. A tick that fails leaves
-//! `accountedAt` where it was, so the next one counts the same time once.
+//! `accountedAt` where it was, so the next one counts the same time once. While the plan's now
+//! (pools, phase) and the replicas stand, `status.batch` is written at most every
+//! [`ACCOUNT_EVERY_SECONDS`]: the Ready pods seen at that write count for the whole interval.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +28,9 @@ use crate::operator::crd::momconfig::MomConfig;
 use crate::operator::receipts::{Intent, agent_subject};
 use crate::operator::view::AgentKey;
 use crate::receipts::Action as ReceiptAction;
+
+/// Most seconds between two writes of `status.batch` while the plan's now stands.
+pub const ACCOUNT_EVERY_SECONDS: f64 = 30.0;
 
 /// Reasons of `ScalingReady` for batch agents.
 pub mod reason {
@@ -170,6 +175,17 @@ pub(super) async fn scale_batch(
         within_budget: spec.budget.map(|b| cost + decision.planned_cost <= b + 1e-9),
     };
     let agents = Api::<GeometricAgent>::namespaced(ctx.client.clone(), &ns);
+    let desired = i32::try_from(decision.replicas).unwrap_or(i32::MAX);
+    // One status write per agent per tick would load the apiserver with many batch agents:
+    // while the plan's now (pools, phase) and the replicas stand, the count is written at most
+    // every ACCOUNT_EVERY_SECONDS (the time since `accountedAt` is counted at the next write).
+    let steady = previous.pools == status.pools
+        && previous.phase == status.phase
+        && desired == agent.spec.replicas
+        && since * 3600.0 < ACCOUNT_EVERY_SECONDS;
+    if steady {
+        return Ok(());
+    }
     // The spec patch below is made over the version this write returns.
     let mut latest = agents
         .patch_status(
@@ -178,7 +194,6 @@ pub(super) async fn scale_batch(
             &Patch::Merge(&serde_json::json!({"status": {"batch": status}})),
         )
         .await?;
-    let desired = i32::try_from(decision.replicas).unwrap_or(i32::MAX);
     if desired != agent.spec.replicas {
         let record = batch::decision_record(&inputs, &decision);
         let intent = Intent {
@@ -235,11 +250,12 @@ pub(super) async fn scale_batch(
         "Running" => (reason::BATCH_RUNNING, ConditionStatus::True),
         _ => (reason::BATCH_WAITING, ConditionStatus::True),
     };
-    let message = format!(
-        "{completed:.3} of {} replica-hours done; {}",
-        spec.replica_hours,
+    // Progress and costs are in `status.batch`; the condition changes with the plan's now.
+    let message = if phase == "Complete" {
+        format!("the {} replica-hours are done (status.batch)", spec.replica_hours)
+    } else {
         describe(&decision)
-    );
+    };
     report(
         ctx,
         &latest,
@@ -265,12 +281,9 @@ fn describe(d: &BatchDecision) -> String {
         )
     };
     let finish = if d.deadline_met {
-        format!("planned cost {:.4} (at once {:.4})", d.planned_cost, d.at_once_cost)
+        "the plan finishes by the deadline (progress and costs: status.batch)"
     } else {
-        format!(
-            "{:.3} replica-hours do not fit before the deadline: running at full width",
-            d.shortfall_replica_hours
-        )
+        "the work does not fit before the deadline: it runs at full width"
     };
     format!("{now}; {finish}")
 }
