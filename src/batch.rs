@@ -17,19 +17,21 @@
 //! horizon and the pools, so the two terms are comparable; `w_c`, `w_s`: the objectives' `cost`
 //! and `sustainability`, both 0 counting as cost only; no carbon forecast: the price alone).
 //!
-//! Greedy: take replica-slots in increasing `e` (ties: the earlier slot, then the pool name)
-//! while their slot has room under `R` and the pool's capacity, until `W` is covered. Without
-//! the integrality of `r` this is exact (the constraints nest, a pool's cap inside its slot's
-//! `R`: a laminar matroid, on which greedy is optimal); with it, the plan overshoots `W` by less
-//! than one replica-slot. The plan is then executed in time order ([`Execution`]): the work stops
-//! when `W` is done, so the last slot used runs only the fraction it needs, and the reported
-//! cost, carbon and finish time are those of the execution.
+//! Greedy: take the offers in increasing `e` (ties: the earlier slot, then the pool name),
+//! each at the replicas its slot still has room for under `R` and the pool's capacity, until
+//! `W` is covered; the last one taken runs whole replicas for only the part of its slot the
+//! work left needs. So the cheapest replica-hours carry all the work and the plan costs exactly
+//! the optimum without the integrality of `r` (the constraints nest, a pool's cap inside its
+//! slot's `R`: a fractional knapsack on a laminar matroid), which is a lower bound on any
+//! whole-replica plan. The plan is then executed in time order ([`Execution`]), and the
+//! reported cost, carbon and finish time are those of the execution.
 //!
 //! Run at once ([`run_at_once`], the baseline): from now, in every slot, `R` replicas (as far as
 //! capacity allows) on the pools with the lowest `e` in that slot, until `W` is done.
 //!
-//! Not enough room before the deadline: the plan is the run-at-once plan (the soonest finish),
-//! with `deadlineMet: false` and the shortfall in replica-hours. Not modelled: start-up time
+//! Not enough room before the deadline: the plan is to run at once from now and on past the
+//! deadline until the work is done (the soonest finish), with `deadlineMet: false` and the
+//! shortfall (the replica-hours that do not fit before it). Not modelled: start-up time
 //! (the caller re-plans with the work actually done, which makes up for it), preemption of spot
 //! replicas within a slot. Pure and deterministic: no clock (now and the deadline are inputs),
 //! sorted maps.
@@ -43,6 +45,12 @@ pub const DEFAULT_POOL: &str = "default";
 
 /// Most slots one plan may span (a year of hourly slots is 8,760).
 pub const MAX_SLOTS: u64 = 100_000;
+/// Latest time accepted, seconds since the origin (about the year 33,658 from the epoch).
+pub const MAX_SECONDS: f64 = 1e12;
+/// Highest price (or carbon) per replica-hour accepted.
+pub const MAX_PRICE: f64 = 1e9;
+/// Most replicas at once accepted.
+pub const MAX_REPLICAS: u32 = 100_000;
 
 /// Errors naming the offending field and value.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -199,10 +207,10 @@ struct Offer {
 }
 
 fn validate(job: &BatchJob, pricing: &Pricing, weights: &Weights) -> Result<Vec<Slot>, BatchError> {
-    if !(pricing.slot_seconds.is_finite() && pricing.slot_seconds > 0.0) {
+    if !(pricing.slot_seconds.is_finite() && pricing.slot_seconds >= 1.0) {
         return Err(bad(
             "pricing.slotSeconds",
-            format!("must be finite and > 0, got {}", pricing.slot_seconds),
+            format!("must be finite and ≥ 1, got {}", pricing.slot_seconds),
         ));
     }
     if pricing.pools.is_empty() {
@@ -214,18 +222,18 @@ fn validate(job: &BatchJob, pricing: &Pricing, weights: &Weights) -> Result<Vec<
             return Err(bad(field("price"), "needs at least one value"));
         }
         for (i, v) in pool.price.iter().enumerate() {
-            if !(v.is_finite() && *v >= 0.0) {
+            if !(v.is_finite() && (0.0..=MAX_PRICE).contains(v)) {
                 return Err(bad(
                     format!("{}[{i}]", field("price")),
-                    format!("must be finite and ≥ 0, got {v}"),
+                    format!("must be within [0, {MAX_PRICE}], got {v}"),
                 ));
             }
         }
         for (i, v) in pool.carbon.iter().enumerate() {
-            if !(v.is_finite() && *v >= 0.0) {
+            if !(v.is_finite() && (0.0..=MAX_PRICE).contains(v)) {
                 return Err(bad(
                     format!("{}[{i}]", field("carbon")),
-                    format!("must be finite and ≥ 0, got {v}"),
+                    format!("must be within [0, {MAX_PRICE}], got {v}"),
                 ));
             }
         }
@@ -234,17 +242,29 @@ fn validate(job: &BatchJob, pricing: &Pricing, weights: &Weights) -> Result<Vec<
         }
     }
     let work = job.work_replica_hours;
-    if !(work.is_finite() && work >= 0.0) {
-        return Err(bad("workReplicaHours", format!("must be finite and ≥ 0, got {work}")));
+    if !(work.is_finite() && (0.0..=1e9).contains(&work)) {
+        return Err(bad("workReplicaHours", format!("must be within [0, 1e9], got {work}")));
     }
     if job.max_replicas == 0 {
         return Err(bad("maxReplicas", "must be at least 1"));
     }
-    if !job.now_seconds.is_finite() || job.now_seconds < 0.0 {
-        return Err(bad("now", format!("must be finite and ≥ 0, got {}", job.now_seconds)));
+    if !(job.now_seconds.is_finite() && (0.0..=MAX_SECONDS).contains(&job.now_seconds)) {
+        return Err(bad(
+            "now",
+            format!("must be within [0, {MAX_SECONDS}] s, got {}", job.now_seconds),
+        ));
     }
-    if !job.deadline_seconds.is_finite() {
-        return Err(bad("deadline", format!("must be finite, got {}", job.deadline_seconds)));
+    if !(job.deadline_seconds.is_finite() && job.deadline_seconds <= MAX_SECONDS) {
+        return Err(bad(
+            "deadline",
+            format!("must be at most {MAX_SECONDS} s, got {}", job.deadline_seconds),
+        ));
+    }
+    if job.max_replicas > MAX_REPLICAS {
+        return Err(bad(
+            "maxReplicas",
+            format!("at most {MAX_REPLICAS}, got {}", job.max_replicas),
+        ));
     }
     if let Some(b) = job.budget
         && !(b.is_finite() && b >= 0.0)
@@ -343,56 +363,81 @@ fn offers(slots: &[Slot], pricing: &Pricing, weights: &Weights, max_replicas: u3
         .collect()
 }
 
-/// Runs allocations (slot index → pool → replicas) in time order until `work` is done.
+/// Work below this many replica-hours counts as none (float noise; 0.0036 replica-seconds).
+pub const EPSILON_REPLICA_HOURS: f64 = 1e-9;
+
+/// A chosen offer: whole replicas for a fraction of its slot's usable time (1 but for the
+/// greedy's last pick).
+#[derive(Debug, Clone, Copy)]
+struct Pick {
+    replicas: u32,
+    fraction: f64,
+}
+
+/// Runs the picks (slot index → pool → pick) in time order until `work` is done.
 fn execute(
     job: &BatchJob,
     slots: &[Slot],
     offers: &[BTreeMap<String, Offer>],
-    chosen: &[BTreeMap<String, u32>],
+    chosen: &[BTreeMap<String, Pick>],
 ) -> (Vec<Allocation>, Execution) {
     let mut allocations = Vec::new();
     let mut exec = Execution::default();
     let mut done = 0.0;
     let work = job.work_replica_hours;
-    if work <= 0.0 {
+    if work <= EPSILON_REPLICA_HOURS {
         exec.finish_seconds = Some(job.now_seconds);
         return (allocations, exec);
     }
     for (i, slot) in slots.iter().enumerate() {
-        let pools = &chosen[i];
-        let slot_work: f64 = pools.values().map(|r| f64::from(*r) * slot.hours).sum();
+        let picks = &chosen[i];
+        let slot_work: f64 = picks
+            .values()
+            .map(|p| f64::from(p.replicas) * slot.hours * p.fraction)
+            .sum();
         if slot_work <= 0.0 {
             continue;
         }
-        let fraction = ((work - done) / slot_work).min(1.0);
-        for (pool, replicas) in pools.iter().filter(|(_, r)| **r > 0) {
+        // The work may end inside this slot: every pick of it stops then.
+        let cut = ((work - done) / slot_work).min(1.0);
+        let mut end = slot.start;
+        for (pool, pick) in picks.iter().filter(|(_, p)| p.replicas > 0 && p.fraction > 0.0) {
             let offer = &offers[i][pool];
-            let rh = f64::from(*replicas) * slot.hours * fraction;
+            let fraction = pick.fraction * cut;
+            let rh = f64::from(pick.replicas) * slot.hours * fraction;
             exec.cost += rh * offer.price;
             exec.carbon += rh * offer.carbon;
             exec.replica_hours += rh;
+            let until = slot.start + (slot.end - slot.start) * fraction;
+            end = end.max(until);
             allocations.push(Allocation {
                 slot: slot.number,
                 start_seconds: slot.start,
-                end_seconds: slot.start + (slot.end - slot.start) * fraction,
+                end_seconds: until,
                 pool: pool.clone(),
-                replicas: *replicas,
+                replicas: pick.replicas,
             });
         }
-        done += slot_work * fraction;
-        if fraction < 1.0 || done >= work {
-            exec.finish_seconds = Some(slot.start + (slot.end - slot.start) * fraction);
+        done += slot_work * cut;
+        if done >= work - EPSILON_REPLICA_HOURS {
+            exec.finish_seconds = Some(end);
             break;
         }
     }
     (allocations, exec)
 }
 
-fn finish(job: &BatchJob, allocations: Vec<Allocation>, execution: Execution, deadline_met: bool) -> BatchPlan {
+fn finish(
+    job: &BatchJob,
+    allocations: Vec<Allocation>,
+    execution: Execution,
+    deadline_met: bool,
+    room: f64,
+) -> BatchPlan {
     let shortfall = if deadline_met {
         0.0
     } else {
-        (job.work_replica_hours - execution.replica_hours).max(0.0)
+        (job.work_replica_hours - room).max(0.0)
     };
     BatchPlan {
         allocations,
@@ -403,21 +448,30 @@ fn finish(job: &BatchJob, allocations: Vec<Allocation>, execution: Execution, de
     }
 }
 
-/// The least-cost plan that finishes by the deadline (module doc); the run-at-once plan,
-/// flagged, when none does.
+/// Replica-hours that fit in `slots` (every pool's capacity, at most `R` per slot).
+fn room(job: &BatchJob, slots: &[Slot], offers: &[BTreeMap<String, Offer>]) -> f64 {
+    slots
+        .iter()
+        .zip(offers)
+        .map(|(slot, per_pool)| {
+            let cap = per_pool
+                .values()
+                .map(|o| u64::from(o.capacity))
+                .sum::<u64>()
+                .min(u64::from(job.max_replicas));
+            cap as f64 * slot.hours
+        })
+        .sum()
+}
+
+/// The least-cost plan that finishes by the deadline (module doc); when none does, the
+/// run-at-once plan from now, past the deadline until the work is done, flagged.
 pub fn plan(job: &BatchJob, pricing: &Pricing, weights: &Weights) -> Result<BatchPlan, BatchError> {
     let slots = validate(job, pricing, weights)?;
     let offers = offers(&slots, pricing, weights, job.max_replicas);
-    let room: f64 = slots
-        .iter()
-        .zip(&offers)
-        .map(|(slot, per_pool)| {
-            let cap: u32 = per_pool.values().map(|o| o.capacity).sum::<u32>().min(job.max_replicas);
-            f64::from(cap) * slot.hours
-        })
-        .sum();
-    if room + 1e-9 < job.work_replica_hours {
-        return run_at_once_over(job, &slots, &offers, false);
+    let room = room(job, &slots, &offers);
+    if room + EPSILON_REPLICA_HOURS < job.work_replica_hours {
+        return late(job, pricing, weights, room);
     }
     // Every (slot, pool) offer, cheapest first; ties: earlier slot, then pool name.
     let mut order: Vec<(usize, &String, &Offer)> = offers
@@ -431,49 +485,90 @@ pub fn plan(job: &BatchJob, pricing: &Pricing, weights: &Weights) -> Result<Batc
             .then(a.0.cmp(&b.0))
             .then(a.1.cmp(b.1))
     });
-    let mut chosen: Vec<BTreeMap<String, u32>> = vec![BTreeMap::new(); slots.len()];
+    let mut chosen: Vec<BTreeMap<String, Pick>> = vec![BTreeMap::new(); slots.len()];
     let mut used: Vec<u32> = vec![0; slots.len()];
     let mut covered = 0.0;
     for (i, name, offer) in order {
-        if covered >= job.work_replica_hours {
+        let left = job.work_replica_hours - covered;
+        if left <= EPSILON_REPLICA_HOURS {
             break;
         }
         let slot = &slots[i];
-        let free = offer.capacity.min(job.max_replicas - used[i]);
+        let free = offer.capacity.min(job.max_replicas.saturating_sub(used[i]));
         if free == 0 {
             continue;
         }
-        let needed = ((job.work_replica_hours - covered) / slot.hours).ceil();
-        let take = (needed.min(f64::from(free))) as u32;
-        chosen[i].insert(name.clone(), take);
-        used[i] += take;
-        covered += f64::from(take) * slot.hours;
+        let full = f64::from(free) * slot.hours;
+        // The last pick runs only as long as the work left needs (whole replicas, part of the
+        // slot), so the cheapest offers carry all of it.
+        let pick = if full <= left {
+            Pick {
+                replicas: free,
+                fraction: 1.0,
+            }
+        } else {
+            let replicas = ((left / slot.hours).ceil() as u32).clamp(1, free);
+            Pick {
+                replicas,
+                fraction: (left / (f64::from(replicas) * slot.hours)).min(1.0),
+            }
+        };
+        chosen[i].insert(name.clone(), pick);
+        used[i] += pick.replicas;
+        covered += f64::from(pick.replicas) * slot.hours * pick.fraction;
     }
     let (allocations, execution) = execute(job, &slots, &offers, &chosen);
-    Ok(finish(job, allocations, execution, true))
+    Ok(finish(job, allocations, execution, true, room))
 }
 
-/// Runs the job from now at full width on the cheapest pools of each slot (module doc).
+/// Runs the job from now at full width on the cheapest pools of each slot (module doc), past
+/// the deadline when the work needs it.
 pub fn run_at_once(job: &BatchJob, pricing: &Pricing, weights: &Weights) -> Result<BatchPlan, BatchError> {
     let slots = validate(job, pricing, weights)?;
     let offers = offers(&slots, pricing, weights, job.max_replicas);
-    let room: f64 = slots
-        .iter()
-        .zip(&offers)
-        .map(|(slot, per_pool)| {
-            f64::from(per_pool.values().map(|o| o.capacity).sum::<u32>().min(job.max_replicas)) * slot.hours
-        })
-        .sum();
-    run_at_once_over(job, &slots, &offers, room + 1e-9 >= job.work_replica_hours)
+    let room = room(job, &slots, &offers);
+    if room + EPSILON_REPLICA_HOURS < job.work_replica_hours {
+        return late(job, pricing, weights, room);
+    }
+    let (allocations, execution) = execute(job, &slots, &offers, &at_once_picks(job, &offers));
+    Ok(finish(job, allocations, execution, true, room))
 }
 
-fn run_at_once_over(
-    job: &BatchJob,
-    slots: &[Slot],
-    offers: &[BTreeMap<String, Offer>],
-    deadline_met: bool,
-) -> Result<BatchPlan, BatchError> {
-    let chosen: Vec<BTreeMap<String, u32>> = offers
+/// Work that does not fit before the deadline: run at once from now over a horizon doubled
+/// until it is done (at most [`MAX_SLOTS`] slots), flagged late with the shortfall.
+fn late(job: &BatchJob, pricing: &Pricing, weights: &Weights, room_by_deadline: f64) -> Result<BatchPlan, BatchError> {
+    let width = f64::from(job.max_replicas.max(1));
+    let mut horizon = (job.work_replica_hours / width * 3600.0).max(pricing.slot_seconds) * 2.0;
+    loop {
+        let extended = BatchJob {
+            deadline_seconds: job.now_seconds + horizon,
+            ..*job
+        };
+        let slots = match validate(&extended, pricing, weights) {
+            Ok(slots) => slots,
+            // Past the longest horizon (a pool with no capacity at all): as far as it goes.
+            Err(_) => break,
+        };
+        let offers = offers(&slots, pricing, weights, job.max_replicas);
+        let (allocations, execution) = execute(&extended, &slots, &offers, &at_once_picks(job, &offers));
+        if execution.finish_seconds.is_some() || slots.len() as u64 >= MAX_SLOTS / 2 {
+            return Ok(finish(job, allocations, execution, false, room_by_deadline));
+        }
+        horizon *= 2.0;
+    }
+    let extended = BatchJob {
+        deadline_seconds: job.now_seconds + pricing.slot_seconds * (MAX_SLOTS / 2) as f64,
+        ..*job
+    };
+    let slots = validate(&extended, pricing, weights)?;
+    let offers = offers(&slots, pricing, weights, job.max_replicas);
+    let (allocations, execution) = execute(&extended, &slots, &offers, &at_once_picks(job, &offers));
+    Ok(finish(job, allocations, execution, false, room_by_deadline))
+}
+
+/// Full width in every slot, on the pools with the lowest effective price there.
+fn at_once_picks(job: &BatchJob, offers: &[BTreeMap<String, Offer>]) -> Vec<BTreeMap<String, Pick>> {
+    offers
         .iter()
         .map(|per_pool| {
             let mut pools: Vec<(&String, &Offer)> = per_pool.iter().collect();
@@ -483,15 +578,19 @@ fn run_at_once_over(
             for (name, offer) in pools {
                 let take = offer.capacity.min(left);
                 if take > 0 {
-                    out.insert(name.clone(), take);
+                    out.insert(
+                        name.clone(),
+                        Pick {
+                            replicas: take,
+                            fraction: 1.0,
+                        },
+                    );
                     left -= take;
                 }
             }
             out
         })
-        .collect();
-    let (allocations, execution) = execute(job, slots, offers, &chosen);
-    Ok(finish(job, allocations, execution, deadline_met))
+        .collect()
 }
 
 #[cfg(test)]
@@ -575,7 +674,12 @@ mod tests {
             "{}",
             p.shortfall_replica_hours
         );
-        assert_eq!(p.execution.finish_seconds, None);
+        // It keeps running at full width past the deadline until the work is done: 14:00.
+        assert_eq!(p.execution.finish_seconds, Some(14.0 * 3600.0));
+        assert_eq!(
+            p.replicas_at(12.5 * 3600.0),
+            BTreeMap::from([("default".to_string(), 4)])
+        );
         // Positive control: the same work with room enough meets it.
         let ok = plan(&job(12.0, 4, 9.0, 12.0), &pricing, &Weights::default()).unwrap();
         assert!(ok.deadline_met && ok.shortfall_replica_hours == 0.0);
@@ -709,6 +813,66 @@ mod tests {
     }
 
     #[test]
+    fn the_last_pick_runs_only_as_long_as_the_work_needs_so_the_cheapest_hours_carry_it() {
+        // 1.5 replica-hours, one replica, hours priced 0.5, 1.0, 0.25: all of the 0.25 hour and
+        // half of the 0.5 hour (0.5), not all of the 0.5 hour and half of the 0.25 one (0.625).
+        let pricing = hourly(&[("default", vec![0.5, 1.0, 0.25])]);
+        let p = plan(&job(1.5, 1, 0.0, 3.0), &pricing, &Weights::default()).unwrap();
+        assert!((p.execution.cost - 0.5).abs() < 1e-9, "{p:?}");
+        assert!((p.execution.replica_hours - 1.5).abs() < 1e-9, "{p:?}");
+        assert_eq!(p.execution.finish_seconds, Some(3.0 * 3600.0));
+        // The half hour is the first half of hour 0; hour 1 is idle.
+        assert_eq!(p.replicas_at(0.25 * 3600.0).values().sum::<u32>(), 1);
+        assert!(p.replicas_at(0.75 * 3600.0).is_empty() && p.replicas_at(1.5 * 3600.0).is_empty());
+    }
+
+    #[test]
+    fn the_plan_costs_what_the_fractional_optimum_costs_on_random_cases_with_partial_slots() {
+        // Without whole replicas the problem is a fractional knapsack over nested caps, whose
+        // optimum fills the cheapest replica-hours first; the plan's whole replicas run for
+        // part of a slot, so it must cost exactly that.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for _ in 0..300 {
+            let n = rng.random_range(2..6usize);
+            let a: Vec<f64> = (0..n).map(|_| f64::from(rng.random_range(1..20u32)) / 4.0).collect();
+            let pricing = hourly(&[("a", a.clone())]);
+            let now = f64::from(rng.random_range(0..60u32)) / 60.0;
+            let r = rng.random_range(1..4u32);
+            let j = BatchJob {
+                work_replica_hours: f64::from(rng.random_range(1..40u32)) / 10.0,
+                ..job(0.0, r, now, n as f64)
+            };
+            let p = plan(&j, &pricing, &Weights::default()).unwrap();
+            // The optimum: sort the slots' replica-hours by price and take the cheapest.
+            let mut units: Vec<(f64, f64)> = (0..n)
+                .map(|i| {
+                    let hours = (i as f64 + 1.0).min(n as f64) - (i as f64).max(now);
+                    (a[i], hours.max(0.0) * f64::from(r))
+                })
+                .collect();
+            units.sort_by(|x, y| x.0.total_cmp(&y.0));
+            let (mut left, mut best) = (j.work_replica_hours, 0.0);
+            for (price, rh) in units {
+                let take = rh.min(left);
+                best += take * price;
+                left -= take;
+            }
+            if left > 1e-9 {
+                assert!(!p.deadline_met);
+                continue;
+            }
+            assert!(p.deadline_met, "{j:?} {p:?}");
+            assert!(
+                (p.execution.cost - best).abs() < 1e-6,
+                "plan {} optimum {best}: {j:?} {a:?}",
+                p.execution.cost
+            );
+            assert!((p.execution.replica_hours - j.work_replica_hours).abs() < 1e-6);
+        }
+    }
+
+    #[test]
     fn bad_forecasts_and_jobs_are_refused_naming_the_field() {
         let mut pricing = hourly(&[("default", vec![1.0, f64::NAN])]);
         let err = plan(&job(1.0, 1, 0.0, 5.0), &pricing, &Weights::default()).unwrap_err();
@@ -731,7 +895,10 @@ mod tests {
     fn a_deadline_already_past_is_not_met_unless_nothing_is_left() {
         let pricing = hourly(&[("default", vec![1.0])]);
         let p = plan(&job(1.0, 1, 5.0, 4.0), &pricing, &Weights::default()).unwrap();
-        assert!(!p.deadline_met && p.allocations.is_empty());
+        // Late: still run, at full width from now.
+        assert!(!p.deadline_met, "{p:?}");
+        assert_eq!(p.replicas_at(5.0 * 3600.0).values().sum::<u32>(), 1);
+        assert_eq!(p.execution.finish_seconds, Some(6.0 * 3600.0));
         let done = plan(&job(0.0, 1, 5.0, 4.0), &pricing, &Weights::default()).unwrap();
         assert!(done.deadline_met);
     }

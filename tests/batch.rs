@@ -4,7 +4,8 @@
 //! scaler plans 0.01 replica-hours into the spot pool (one replica), records a `batch.plan`
 //! receipt before `spec.replicas` changes, the pod requires a spot node and binds to one, the
 //! Ready time is counted in `status.batch`, and once the work is done the agent scales to 0
-//! (`BatchComplete`); `mom verify --replay` reproduces every plan. Admission refuses
+//! (`BatchComplete`); `mom whatif --cluster` rebuilds it from the plans' receipts and runs it
+//! planned and at once; `mom verify --replay` reproduces every plan. Admission refuses
 //! `spec.batch` on a non-batch agent, naming the field.
 //!
 //! Runs on a control plane of its own: it labels nodes with pools.
@@ -167,6 +168,27 @@ async fn a_batch_agent_runs_its_work_in_the_cheap_spot_pool_and_scales_to_zero_w
             .then_some(())
     })
     .await;
+
+    // `mom whatif --cluster` rebuilds the batch agent from its plans' receipts (work, deadline,
+    // forecasts) and runs it by the plan and, as the counterfactual, at once.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mom"))
+        .args(["whatif", "--cluster", "--since", "15m", "--namespace", n])
+        .args(["--set", "batch.timing=atOnce", "--format", "json"])
+        .env("KUBECONFIG", &common::control_plane().kubeconfig)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let whatif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (planned, at_once) = (&whatif["batch"]["recorded"][0], &whatif["batch"]["counterfactual"][0]);
+    assert_eq!(planned["agent"], format!("{n}/render"), "{whatif}");
+    assert_eq!(planned["deadlineMet"], true, "{whatif}");
+    assert!(planned["replicaHours"].as_f64().unwrap() >= 0.01 - 1e-9, "{whatif}");
+    assert_eq!(at_once["timing"], "atOnce", "{whatif}");
+    // Planned in the spot pool at 0.1: cheaper than at once, which also fills the default pool.
+    assert!(
+        planned["cost"].as_f64().unwrap() <= at_once["cost"].as_f64().unwrap() + 1e-12,
+        "{whatif}"
+    );
 
     // `mom verify --replay` reproduces every batch plan from its recorded inputs.
     let keys = common::published_keys(&client).await;

@@ -3,7 +3,7 @@
 //! the label embedding the operator starts from, `placement::embed_nodes` with the MomConfig's
 //! `geometry.topologyKeys` and `dimension`), the GeometricAgents (requests of their template,
 //! `spec.replicas`, `spec.peers`, `status.position`), the MomConfig's objectives, curvature and
-//! tick, and the `scaling.*` receipts of the window, by agent.
+//! tick, and the `scaling.*` and `batch.plan` receipts of the window, by agent.
 //!
 //! Receipts are read as stored: a what-if is not a verification (`mom verify` is). Node
 //! positions fitted to measured latencies (`geometry.latencySource`) are not reproduced.
@@ -20,7 +20,7 @@ use super::crd::{GeometricAgent, MomConfig, Receipt};
 use crate::labels::{ENERGY_CLASS_LABEL, HOURLY_COST_LABEL, SPOT_LABEL};
 use crate::placement::{self, Objectives};
 use crate::scaling_policy::{DecisionInputs, KINDS};
-use crate::twin::recorded::{RecordedAgent, ScaleRecord, Window};
+use crate::twin::recorded::{BatchRecord, RecordedAgent, ScaleRecord, Window};
 use crate::twin::snapshot::NodeSpec;
 
 /// Why the cluster could not be read into a twin snapshot.
@@ -127,10 +127,12 @@ pub async fn read(
         Some(ns) => Api::<Receipt>::namespaced(client.clone(), ns),
         None => Api::<Receipt>::all(client.clone()),
     };
+    let mut batch_plans: BTreeMap<String, Vec<BatchRecord>> = BTreeMap::new();
     for r in receipts.list(&ListParams::default()).await?.items {
         let d = &r.spec.decision;
         let kind = d["kind"].as_str().unwrap_or_default();
-        if !KINDS.contains(&kind) || r.spec.subject.kind != "GeometricAgent" {
+        let batch = kind == crate::batch::PLAN_KIND;
+        if !(KINDS.contains(&kind) || batch) || r.spec.subject.kind != "GeometricAgent" {
             continue;
         }
         let Ok(time) = r.spec.time.parse::<k8s_openapi::jiff::Timestamp>() else {
@@ -138,6 +140,23 @@ pub async fn read(
         };
         let time = time.as_millisecond() as f64 / 1000.0;
         if time < since || time > until {
+            continue;
+        }
+        if batch {
+            let (Ok(inputs), Some(to)) = (
+                serde_json::from_value::<crate::batch::BatchInputs>(d["inputs"].clone()),
+                d["output"]["replicas"].as_u64().and_then(|t| u32::try_from(t).ok()),
+            ) else {
+                continue;
+            };
+            if namespace.is_some_and(|ns| ns != r.spec.subject.namespace) {
+                continue;
+            }
+            let key = format!("{}/{}", r.spec.subject.namespace, r.spec.subject.name);
+            batch_plans
+                .entry(key)
+                .or_default()
+                .push(BatchRecord { time, inputs, to });
             continue;
         }
         let (Ok(inputs), Some(to)) = (
@@ -217,6 +236,7 @@ pub async fn read(
                 .map(|p| (format!("{namespace}/{}", p.agent), p.weight))
                 .collect(),
             scales: scales.remove(&name).unwrap_or_default(),
+            batch_plans: batch_plans.remove(&name).unwrap_or_default(),
             name,
         });
     }

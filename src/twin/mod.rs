@@ -811,6 +811,10 @@ fn run_with(
                 if batch_scale(s, a, run, &br.want, &mut next_id, serves_from, &mut states) {
                     targets.moved[i] = true;
                 }
+                let count = run.replicas.len() as u32;
+                if !agree.replicas.is_empty() && agree.replicas.get(&(t, a.name.clone())) == Some(&count) {
+                    agree.matched += 1;
+                }
                 if t > 0 && run.replicas.len() as u32 != spec {
                     m.scaling_decisions += 1;
                 }

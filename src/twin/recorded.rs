@@ -42,6 +42,15 @@ pub struct ScaleRecord {
     pub to: u32,
 }
 
+/// A `batch.plan` receipt of a batch agent: when, what it was planned from, the replicas set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRecord {
+    /// Unix seconds of the receipt.
+    pub time: f64,
+    pub inputs: crate::batch::BatchInputs,
+    pub to: u32,
+}
+
 /// An agent as the cluster holds it now, with its scale receipts of the window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedAgent {
@@ -64,6 +73,8 @@ pub struct RecordedAgent {
     pub near_agents: Vec<String>,
     /// Its scale receipts in the window, in any order.
     pub scales: Vec<ScaleRecord>,
+    /// Its `batch.plan` receipts in the window (a batch agent), in any order.
+    pub batch_plans: Vec<BatchRecord>,
 }
 
 /// The window and the settings the cluster does not record per agent.
@@ -160,11 +171,60 @@ pub fn snapshot_of(
     let bins = (duration / tick) as usize;
     let mut specs = Vec::new();
     let mut recorded = Vec::new();
+    // The forecasts of the newest batch plan of the window (one pricing per snapshot).
+    let mut pricing: Option<crate::batch::Pricing> = None;
     let mut sorted = agents;
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     for mut a in sorted {
         if a.target.is_empty() {
             coverage.agents_without_position.push(a.name);
+            continue;
+        }
+        if !a.batch_plans.is_empty() {
+            // A batch agent: the work and deadline of its first plan in the window, run by the
+            // twin's planner from the window's start (module doc).
+            a.batch_plans.sort_by(|x, y| x.time.total_cmp(&y.time));
+            let first = &a.batch_plans[0].inputs;
+            for r in &a.batch_plans {
+                let t = ((r.time - window.since) / tick).floor();
+                if t >= 1.0 && (t as usize) < bins {
+                    recorded.push(RecordedReplicas {
+                        tick: t as u64,
+                        agent: a.name.clone(),
+                        replicas: r.to,
+                    });
+                }
+            }
+            if let Some(newest) = a.batch_plans.last() {
+                pricing = Some(newest.inputs.pricing.clone());
+            }
+            coverage.agents_recorded += 1;
+            coverage.receipts += a.batch_plans.len();
+            specs.push(AgentSpec {
+                name: a.name,
+                tenant: a.tenant,
+                cpu_millis: a.cpu_millis,
+                memory_bytes: a.memory_bytes,
+                capacity_per_replica: 1.0,
+                bin_seconds: tick,
+                demand: vec![0.0],
+                method: Method::Manual,
+                min_replicas: 0,
+                max_replicas: first.job.max_replicas.max(1),
+                replicas: a.replicas,
+                target: a.target,
+                coordinates: a.coordinates,
+                near_agents: a.near_agents,
+                peers: a.peers,
+                scaling: None,
+                history_seconds: None,
+                initial_replicas: None,
+                batch: Some(super::snapshot::BatchSpec {
+                    replica_hours: first.job.work_replica_hours,
+                    deadline_seconds: first.job.deadline_seconds - window.since,
+                    budget: first.job.budget,
+                }),
+            });
             continue;
         }
         a.scales.sort_by(|x, y| x.time.total_cmp(&y.time));
@@ -291,8 +351,9 @@ pub fn snapshot_of(
         agent_resync_seconds: 300.0,
         scheduler: Default::default(),
         scheduler_seed: 0,
-        pricing: None,
-        clock_start_seconds: 0.0,
+        // Batch agents plan over the recorded forecasts, on the operator's clock (Unix seconds).
+        clock_start_seconds: if pricing.is_some() { window.since } else { 0.0 },
+        pricing,
         batch_timing: Default::default(),
         // The agents' names are `namespace/name` already.
         namespace: String::new(),
@@ -416,7 +477,73 @@ mod tests {
             peers: BTreeMap::new(),
             near_agents: Vec::new(),
             scales,
+            batch_plans: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_batch_agents_plans_in_the_window_become_a_batch_agent_of_the_snapshot_that_reproduces_them() {
+        let w = window();
+        let inputs = |time: f64, work: f64| crate::batch::BatchInputs {
+            job: crate::batch::BatchJob {
+                work_replica_hours: work,
+                max_replicas: 2,
+                now_seconds: time,
+                deadline_seconds: w.since + 2.0 * 3600.0,
+                budget: None,
+            },
+            pricing: crate::batch::Pricing {
+                slot_seconds: 3600.0,
+                pools: BTreeMap::from([(
+                    "default".to_string(),
+                    crate::batch::PoolForecast {
+                        price: vec![1.0],
+                        carbon: vec![],
+                        capacity: None,
+                    },
+                )]),
+            },
+            weights: crate::batch::Weights::default(),
+        };
+        let mut a = agent("ns/render", Vec::new());
+        let decided = |time: f64, work: f64| {
+            let i = inputs(time, work);
+            let to = crate::batch::decide(&i).unwrap().replicas;
+            BatchRecord { time, inputs: i, to }
+        };
+        // As the scaler records them: two replicas from the start (tick 2); the hour turns 800 s
+        // in (the window starts at 13:46:40 UTC) and the 0.05 replica-hours left take one
+        // replica (tick 54); none once the half replica-hour is done (990 s, tick 66).
+        a.batch_plans = vec![
+            decided(w.since + 30.0, 0.5),
+            decided(w.since + 810.0, 0.5 - 2.0 * 810.0 / 3600.0),
+            decided(w.since + 990.0, 0.0),
+        ];
+        let to: Vec<u32> = a.batch_plans.iter().map(|r| r.to).collect();
+        assert_eq!(to, [2, 1, 0]);
+        let (s, coverage) = snapshot_of(nodes(), vec![a], &w).unwrap();
+        assert_eq!(coverage.agents_recorded, 1);
+        assert_eq!(s.clock_start_seconds, w.since);
+        assert!(s.pricing.is_some());
+        let b = s.agents[0].batch.as_ref().unwrap();
+        assert_eq!((b.replica_hours, b.deadline_seconds), (0.5, 7200.0));
+        let report = crate::twin::run_report(&s, false, &mut |_, _| {}).unwrap();
+        assert_eq!(report.agreement, Some(1.0), "{report:?}");
+        let outcome = &report.batch[0];
+        assert!(
+            outcome.deadline_met && outcome.replica_hours >= 0.5 - 1e-9,
+            "{outcome:?}"
+        );
+        // Control: a recorded count the plan never makes is not reproduced.
+        let mut wrong = agent("ns/render", Vec::new());
+        let mut r = decided(w.since + 30.0, 0.5);
+        r.to = 1;
+        wrong.batch_plans = vec![r];
+        let (s, _) = snapshot_of(nodes(), vec![wrong], &w).unwrap();
+        assert_eq!(
+            crate::twin::run_report(&s, false, &mut |_, _| {}).unwrap().agreement,
+            Some(0.0)
+        );
     }
 
     #[test]

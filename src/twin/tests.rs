@@ -972,17 +972,26 @@ fn batch_replicas_bind_only_to_nodes_of_their_plans_pool() {
         b.cost >= b.planned_cost - 1e-6 && b.cost - b.planned_cost < 0.3,
         "{b:?}"
     );
-    // Positive control for the pool filter: with every node in one pool priced, the replicas go
-    // wherever MOM scores best, and the cost follows that pool's price.
-    let mut one = with_batch();
+    // Where they run, an hour in (the run stopped while the job runs): 2 on the spot pool's
+    // far nodes, 2 on the on-demand pool's near ones.
+    s.duration_seconds = 3600.0;
+    let r = run_report(&s, true, &mut |_, _| {}).unwrap();
+    let nodes = &r.placements["render"];
+    assert_eq!(nodes.iter().filter(|n| n.starts_with("far")).count(), 2, "{nodes:?}");
+    assert_eq!(nodes.iter().filter(|n| n.starts_with("near")).count(), 2, "{nodes:?}");
+    // Control: with one pool for every node, the same four replicas go where MOM scores best,
+    // which is not that split (the filter, not the scores, made it).
+    let mut one = s.clone();
     for n in &mut one.nodes {
         n.labels.insert(crate::labels::POOL_LABEL.into(), "spot".into());
     }
     let pricing = one.pricing.as_mut().unwrap();
     pricing.pools.remove("ondemand");
     pricing.pools.get_mut("spot").unwrap().capacity = None;
-    let r = run_report(&one, false, &mut |_, _| {}).unwrap();
-    assert!(r.batch[0].deadline_met);
+    let r = run_report(&one, true, &mut |_, _| {}).unwrap();
+    let nodes = &r.placements["render"];
+    assert_eq!(nodes.len(), 4, "{nodes:?}");
+    assert_ne!(nodes.iter().filter(|n| n.starts_with("far")).count(), 2, "{nodes:?}");
 }
 
 #[test]

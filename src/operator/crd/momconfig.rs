@@ -195,13 +195,13 @@ pub struct PricingSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolForecastSpec {
-    /// Price of one replica-hour per slot (≥ 0; 1…10080 values).
-    #[schemars(length(min = 1, max = 10080), inner(range(min = 0.0)))]
+    /// Price of one replica-hour per slot (0…10⁹; 1…10080 values).
+    #[schemars(length(min = 1, max = 10080), inner(range(min = 0.0, max = 1000000000.0)))]
     pub price: Vec<f64>,
     /// gCO₂e of one replica-hour per slot (≥ 0); weighed against the price by the objectives'
     /// `sustainability` and `cost`. Empty: not forecast.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 10080), inner(range(min = 0.0)))]
+    #[schemars(length(max = 10080), inner(range(min = 0.0, max = 1000000000.0)))]
     pub carbon: Vec<f64>,
     /// Replicas the pool can host for one batch agent per slot (spot capacity). Unset: as
     /// many as `spec.batch.maxReplicas`.

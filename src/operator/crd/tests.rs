@@ -584,12 +584,14 @@ fn the_example_app_resolves_every_strategy_and_peer_without_problems() {
 }
 
 /// Messages the apiserver itself writes for schema (non-CEL) violations.
-const APISERVER_PHRASES: [&str; 5] = [
+const APISERVER_PHRASES: [&str; 7] = [
     "Unsupported value",
     "Required value",
     "Duplicate value",
     "in body should match",
     "in body should have at least",
+    "in body must be of type",
+    "in body should be greater than or equal to",
 ];
 
 #[test]

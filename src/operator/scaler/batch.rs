@@ -4,9 +4,14 @@
 //! now (a `scale` receipt with decision `batch.plan` and its inputs inline, written before the
 //! change).
 //!
-//! Order of writes: `status.batch` first (the agent controller pins the pods it creates to
-//! `status.batch.pools`), then the receipt and `spec.replicas`. A tick that fails leaves
-//! `accountedAt` where it was, so the next one counts the same time once. While the plan's now
+//! Order of writes: `status.batch` first, over the agent's `resourceVersion` as read (the
+//! agent controller pins the pods it creates to `status.batch.pools`), then the receipt and
+//! `spec.replicas` over the version that write returned. A tick whose status write fails
+//! leaves `accountedAt` where it was, so the next one counts the same time once; once it is
+//! written, a failed receipt or a conflicting spec patch leaves the replicas to the next tick
+//! (a receipt may then be written twice for one change, as for the other scaling methods).
+//! Cost is counted at the price of the slot of the count for the whole interval since the last
+//! one (exact while counts are at most a slot apart). While the plan's now
 //! (pools, phase) and the replicas stand, `status.batch` is written at most every
 //! [`ACCOUNT_EVERY_SECONDS`]: the Ready pods seen at that write count for the whole interval.
 
@@ -146,7 +151,7 @@ pub(super) async fn scale_batch(
             return report(ctx, agent, invalid(reason::INVALID_BATCH, message), None).await;
         }
     };
-    let done = inputs.job.work_replica_hours <= 0.0;
+    let done = inputs.job.work_replica_hours <= batch::EPSILON_REPLICA_HOURS;
     let phase = if done {
         "Complete"
     } else if !decision.deadline_met {
@@ -186,14 +191,21 @@ pub(super) async fn scale_batch(
     if steady {
         return Ok(());
     }
-    // The spec patch below is made over the version this write returns.
-    let mut latest = agents
-        .patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(&serde_json::json!({"status": {"batch": status}})),
-        )
-        .await?;
+    // Only over the version read (the scaler reads the controller's cache, which may lag): a
+    // newer agent (its spec.batch or spec.replicas changed) is decided on at the next tick. The
+    // spec patch below is then made over the version this write returns.
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": agent.resource_version()},
+        "status": {"batch": status},
+    });
+    let mut latest = match agents
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(a) => a,
+        Err(kube::Error::Api(s)) if s.code == 409 => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
     if desired != agent.spec.replicas {
         let record = batch::decision_record(&inputs, &decision);
         let intent = Intent {

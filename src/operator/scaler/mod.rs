@@ -149,7 +149,7 @@ async fn tick(
     }
     let mut seen = BTreeSet::new();
     // The MomConfig, read once per tick when a batch agent needs its pricing.
-    let mut config: Option<Option<crate::operator::crd::momconfig::MomConfig>> = None;
+    let mut config: Option<Result<Option<crate::operator::crd::momconfig::MomConfig>, String>> = None;
     for agent in &agents {
         let ns = agent.namespace().unwrap_or_default();
         seen.insert(AgentKey::of(agent));
@@ -159,11 +159,20 @@ async fn tick(
                 config = Some(
                     Api::<crate::operator::crd::momconfig::MomConfig>::all(ctx.client.clone())
                         .get_opt(crate::operator::crd::momconfig::ACTIVE_NAME)
-                        .await?,
+                        .await
+                        .map_err(|e| e.to_string()),
                 );
             }
-            if let Err(err) = batch::scale_batch(ctx, agent, config.as_ref().and_then(Option::as_ref)).await {
-                tracing::warn!(agent = %agent.name_any(), namespace = %ns, error = %err, "scaling a batch agent failed");
+            match config.as_ref() {
+                Some(Ok(c)) => {
+                    if let Err(err) = batch::scale_batch(ctx, agent, c.as_ref()).await {
+                        tracing::warn!(agent = %agent.name_any(), namespace = %ns, error = %err, "scaling a batch agent failed");
+                    }
+                }
+                // The other agents are still scaled; batch agents wait for the next tick.
+                _ => {
+                    tracing::warn!(agent = %agent.name_any(), namespace = %ns, "the MomConfig could not be read: batch agent left as it is this tick")
+                }
             }
             continue;
         }
