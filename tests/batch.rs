@@ -6,7 +6,8 @@
 //! Ready time is counted in `status.batch`, and once the work is done the agent scales to 0
 //! (`BatchComplete`); `mom whatif --cluster` rebuilds it from the plans' receipts and runs it
 //! planned and at once; `mom verify --replay` reproduces every plan. Admission refuses
-//! `spec.batch` on a non-batch agent, naming the field.
+//! `spec.batch` on a non-batch agent, naming the field. A second agent whose deadline has
+//! passed, with a budget of 0, runs at full width over both pools, flagged late and over budget.
 //!
 //! Runs on a control plane of its own: it labels nodes with pools.
 
@@ -138,6 +139,43 @@ async fn a_batch_agent_runs_its_work_in_the_cheap_spot_pool_and_scales_to_zero_w
         "{terms}"
     );
 
+    // A deadline already past and a budget of 0: the work runs at full width at once (spot
+    // holds one replica, the default pool the other), flagged late and over budget. Were the
+    // deadline ignored, the plan would wait in the cheap spot pool; were the budget ignored,
+    // withinBudget would be absent.
+    let late = agent("late", "batch")
+        .replace(&deadline, "2020-01-01T00:00:00Z")
+        .replace(r#""maxReplicas":2}"#, r#""maxReplicas":2,"budget":0}"#);
+    common::apply(&late);
+    let late_plan = common::eventually("the late agent's batch.plan receipt", Duration::from_secs(60), || {
+        let receipts = receipts.clone();
+        async move {
+            receipts
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter(|r| r.spec.decision["kind"] == "batch.plan" && r.spec.subject.name == "late")
+                .min_by_key(|r| r.spec.sequence)
+        }
+    })
+    .await;
+    let d = &late_plan.spec.decision;
+    assert_eq!(d["output"]["deadlineMet"], false, "{d}");
+    assert_eq!(d["output"]["replicas"], 2, "{d}");
+    assert_eq!(
+        d["output"]["pools"],
+        serde_json::json!({"default": 1, "spot": 1}),
+        "{d}"
+    );
+    assert_eq!(d["output"]["withinBudget"], false, "{d}");
+    let late_status = common::eventually("the late agent's status.batch", Duration::from_secs(30), || async {
+        agents.get("late").await.ok()?.status?.batch
+    })
+    .await;
+    assert_eq!(late_status.within_budget, Some(false), "{late_status:?}");
+
     // 0.01 replica-hours of one Ready replica: 36 s; then the agent scales to 0.
     let done = common::eventually("the work done and 0 replicas", Duration::from_secs(120), || async {
         let a = agents.get("render").await.ok()?;
@@ -179,7 +217,14 @@ async fn a_batch_agent_runs_its_work_in_the_cheap_spot_pool_and_scales_to_zero_w
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let whatif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let (planned, at_once) = (&whatif["batch"]["recorded"][0], &whatif["batch"]["counterfactual"][0]);
+    let render = |run: &str| {
+        whatif["batch"][run]
+            .as_array()
+            .and_then(|a| a.iter().find(|b| b["agent"] == format!("{n}/render")))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {run} outcome of render: {whatif}"))
+    };
+    let (planned, at_once) = (&render("recorded"), &render("counterfactual"));
     assert_eq!(planned["agent"], format!("{n}/render"), "{whatif}");
     assert_eq!(planned["deadlineMet"], true, "{whatif}");
     assert!(planned["replicaHours"].as_f64().unwrap() >= 0.01 - 1e-9, "{whatif}");

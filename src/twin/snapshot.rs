@@ -125,7 +125,7 @@ fn is_zero_f64(v: &f64) -> bool {
 pub struct BatchSpec {
     /// Replica-hours of work (counted while a replica serves, after its start-up).
     pub replica_hours: f64,
-    /// Seconds from the start of the run by which the work must be done.
+    /// Seconds from the start of the run by which the work must be done (≤ 0: already late).
     pub deadline_seconds: f64,
     /// Most the work may cost, in the forecasts' price unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -515,10 +515,11 @@ impl Snapshot {
                     deadline_seconds: self.clock_start_seconds + b.deadline_seconds,
                     budget: b.budget,
                 };
-                if !(b.deadline_seconds.is_finite() && b.deadline_seconds > 0.0) {
+                // At or before the start is a late job (it runs at full width until done).
+                if !b.deadline_seconds.is_finite() {
                     return bad(
                         field("batch.deadlineSeconds"),
-                        format!("must be > 0, got {}", b.deadline_seconds),
+                        format!("must be finite, got {}", b.deadline_seconds),
                     );
                 }
                 crate::batch::plan(&job, pricing, &crate::batch::Weights::default()).map_err(|e| {

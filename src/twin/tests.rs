@@ -1010,3 +1010,15 @@ fn a_batch_agent_without_pricing_or_with_a_bad_deadline_is_refused_naming_the_fi
     // Positive control.
     assert!(with_batch().validate().is_ok());
 }
+
+#[test]
+fn a_batch_agent_whose_deadline_passed_before_the_run_runs_at_full_width_and_is_reported_late() {
+    let mut s = with_batch();
+    s.agents.last_mut().unwrap().batch.as_mut().unwrap().deadline_seconds = -3600.0;
+    let r = run_report(&s, true, &mut |_, _| {}).unwrap();
+    let b = &r.batch[0];
+    assert!(!b.deadline_met, "{b:?}");
+    // 12 replica-hours at full width (4 replicas: 2 spot, 2 on-demand) from the start: 3 h.
+    assert!(b.replica_hours >= 12.0 - 1e-9, "{b:?}");
+    assert!(b.finished_at_seconds.is_some_and(|f| f <= 3.0 * 3600.0 + 60.0), "{b:?}");
+}
