@@ -639,52 +639,71 @@ async fn a_replacement_bound_to_a_node_that_fails_before_it_is_ready_is_deleted_
     // Now `late` falls silent too, with the replacement on it not Ready.
     renewing.store(false, std::sync::atomic::Ordering::SeqCst);
     let _ = renewer.await;
+    // The stranded rule deletes an unready replica on `late` once MOM hears `late` is silent,
+    // its `agent.stranded` receipt first. The replacement first seen there may be gone sooner
+    // by another path (the failover planner releasing a standby scales the Deployment down, and
+    // the ReplicaSet deletes unready pods first), and its successor may be bound to `late` too
+    // before MOM hears the silence: any replica seen on `late` counts (none runs there, and one
+    // deleted there stays Terminating while `late` is silent, so each is seen).
+    let receipts: Api<Receipt> = Api::namespaced(client.clone(), n);
+    let stranded_records = || {
+        let receipts = receipts.clone();
+        async move {
+            receipts
+                .list(&ListParams::default())
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.spec.decision)
+                .filter(|d| d["kind"] == "agent.stranded")
+                .collect::<Vec<serde_json::Value>>()
+        }
+    };
+    let unready_of = |records: &[serde_json::Value]| -> Vec<String> {
+        records
+            .iter()
+            .flat_map(|r| serde_json::from_value::<Vec<String>>(r["unready"].clone()).unwrap_or_default())
+            .collect()
+    };
+    let on_late = std::cell::RefCell::new(BTreeSet::from([replacement.clone()]));
     let last_seen = std::cell::RefCell::new(PodStates::new());
-    common::eventually_explained(
-        "the unready replacement on the failed node deleted",
+    let deleted = common::eventually_explained(
+        "an unready replica on the failed node deleted by the stranded rule",
         Duration::from_secs(120),
         || {
             let pods = pods.clone();
-            let replacement = replacement.clone();
-            let last_seen = &last_seen;
+            let (late, on_late, last_seen) = (late.clone(), &on_late, &last_seen);
+            let records = stranded_records();
             async move {
                 let p = pods_of(&pods, "late").await;
-                let done = p.get(&replacement).is_none_or(|(_, _, deleting)| *deleting);
-                *last_seen.borrow_mut() = p;
-                done.then_some(())
+                on_late.borrow_mut().extend(
+                    p.iter()
+                        .filter(|(_, (node, ..))| node.as_deref() == Some(late.as_str()))
+                        .map(|(name, _)| name.clone()),
+                );
+                *last_seen.borrow_mut() = p.clone();
+                let unready = unready_of(&records.await);
+                let on_late = on_late.borrow();
+                unready
+                    .into_iter()
+                    .find(|u| on_late.contains(u) && p.get(u).is_none_or(|(_, _, deleting)| *deleting))
             }
         },
-        || format!("{:?}", last_seen.borrow()),
+        || format!("{:?}; seen on {late}: {:?}", last_seen.borrow(), on_late.borrow()),
     )
     .await;
-    // Every `agent.stranded` receipt (there may be several: the failover planner may add a
-    // standby while a node is failing, and each retirement is its own receipt).
-    let receipts: Api<Receipt> = Api::namespaced(client.clone(), n);
-    let records: Vec<serde_json::Value> = receipts
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|r| r.spec.decision)
-        .filter(|d| d["kind"] == "agent.stranded")
-        .collect();
+    let records = stranded_records().await;
     let p = pods_of(&pods, "late").await;
-    let context = format!("receipts {records:#?}\npods {p:?}\nreplacement {replacement}, original {original:?}");
-    let unready: Vec<String> = records
-        .iter()
-        .flat_map(|r| serde_json::from_value::<Vec<String>>(r["unready"].clone()).unwrap_or_default())
-        .collect();
-    assert!(unready.contains(&replacement), "{context}");
+    let on_late = on_late.into_inner();
+    let context = format!(
+        "receipts {records:#?}\npods {p:?}\nfirst replacement {replacement}, deleted {deleted}, seen on {late}: {on_late:?}, original {original:?}"
+    );
+    let unready = unready_of(&records);
     // Control: the original, Ready on its (labelled) node, is not retired by this rule.
     assert!(!unready.contains(&original.0), "{context}");
     // Every replica retired as unready was on `late`, and nothing else was retired early.
-    assert!(
-        unready.iter().all(|u| p
-            .get(u)
-            .is_none_or(|(node, _, _)| node.as_deref() == Some(late.as_str()))),
-        "{context}"
-    );
+    assert!(unready.iter().all(|u| on_late.contains(u)), "{context}");
     assert!(records.iter().all(|r| r["retire"] == r["unready"]), "{context}");
     label_node(&first, UNHEALTHY_LABEL, None);
     fail_domain(&["--restore"]);

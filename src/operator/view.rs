@@ -899,10 +899,13 @@ impl View {
 
     /// Re-judges which nodes are silent at `now_ms` (only nodes the view knows):
     /// - a node that missed two renewals ([`Heartbeat::silent_at`]);
-    /// - a node that missed one while a node of its failure domain
-    ///   ([`View::failure_domain_key`]) missed two: failures of a domain are correlated, and its
-    ///   kubelets' renewals are spread over one renewal period, so waiting for each node's own
-    ///   second miss would send replacements to the domain's not-yet-silent nodes.
+    /// - a node that missed one while a node of one of its failure domains, at any level
+    ///   ([`View::failure_domain_levels`]: a zone, its region), missed two: failures of a
+    ///   domain are correlated, and its kubelets' renewals are spread over one renewal period,
+    ///   so waiting for each node's own second miss would send replacements to the domain's
+    ///   not-yet-silent nodes. In a region's outage its zones' first nodes miss their second
+    ///   renewal up to a period apart; judged zone by zone, the zones still heard from would
+    ///   take replacements meant to leave the region.
     ///
     /// While no known node has renewed within a quarter of its Lease, nothing is judged (the
     /// set stays as it was): silence everywhere at once is the control plane's outage, or this
@@ -912,11 +915,21 @@ impl View {
     /// A change of the set counts as a health change ([`View::failed_epoch`]). Returns the nodes
     /// that went silent and those that came back.
     pub fn mark_silent(&mut self, now_ms: u64) -> (Vec<String>, Vec<String>) {
-        let key = self.failure_domain_key();
-        let known: Vec<(&String, &Heartbeat, Option<&String>)> = self
+        /// A failure domain: a topology key and its value.
+        type Domain<'a> = (&'a str, &'a String);
+        let levels = self.failure_domain_levels();
+        // Each known node with its domains: (topology key, value) at every level.
+        let known: Vec<(&String, &Heartbeat, Vec<Domain<'_>>)> = self
             .heartbeats
             .iter()
-            .filter_map(|(node, h)| Some((node, h, self.nodes.get(node)?.labels.get(&key))))
+            .filter_map(|(node, h)| {
+                let labels = &self.nodes.get(node)?.labels;
+                let domains = levels
+                    .iter()
+                    .filter_map(|k| Some((k.as_str(), labels.get(k)?)))
+                    .collect();
+                Some((node, h, domains))
+            })
             .collect();
         if known.iter().all(|(_, h, _)| h.lagging(now_ms, 1).is_some()) {
             return (Vec::new(), Vec::new());
@@ -925,13 +938,13 @@ impl View {
             .iter()
             .filter_map(|(node, h, _)| Some(((*node).clone(), h.silent_at(now_ms)?)))
             .collect();
-        let dark: std::collections::BTreeSet<&String> = known
+        let dark: std::collections::BTreeSet<Domain<'_>> = known
             .iter()
             .filter(|(node, ..)| silent.contains_key(*node))
-            .filter_map(|(_, _, domain)| *domain)
+            .flat_map(|(_, _, domains)| domains.iter().copied())
             .collect();
-        for (node, h, domain) in &known {
-            if domain.is_some_and(|d| dark.contains(d))
+        for (node, h, domains) in &known {
+            if domains.iter().any(|d| dark.contains(d))
                 && let Some(lag) = h.lagging(now_ms, 1)
             {
                 silent.entry((*node).clone()).or_insert(lag);
@@ -1376,6 +1389,23 @@ impl View {
             Some(rule) => self.spares.insert(key, rule),
             None => self.spares.remove(&key),
         };
+    }
+
+    /// The topology keys that name failure domains, widest first: every configured key but
+    /// the hostname, and [`Self::failure_domain_key`] when it is not among them.
+    pub fn failure_domain_levels(&self) -> Vec<String> {
+        let mut levels: Vec<String> = self
+            .settings
+            .topology_keys
+            .iter()
+            .filter(|k| k.as_str() != crate::labels::HOSTNAME_LABEL)
+            .cloned()
+            .collect();
+        let key = self.failure_domain_key();
+        if !levels.contains(&key) {
+            levels.push(key);
+        }
+        levels
     }
 
     /// The label whose values are the failure domains redundancy rules count: the deepest
@@ -2196,6 +2226,47 @@ mod tests {
         let (went, _) = view.mark_silent(21_000);
         assert_eq!(went, vec!["a1".to_string(), "a2".to_string()]);
         assert!(!view.node_failed("a3") && !view.node_failed("b1"));
+    }
+
+    #[test]
+    fn a_silent_node_takes_the_nodes_of_its_region_that_missed_one_renewal_in_its_other_zones() {
+        let mut view = View::default();
+        view.settings.topology_keys = vec![
+            crate::labels::REGION_LABEL.into(),
+            crate::labels::ZONE_LABEL.into(),
+            crate::labels::HOSTNAME_LABEL.into(),
+        ];
+        for (name, region, zone) in [
+            ("a1", "r0", "r0-za"),
+            ("b1", "r0", "r0-zb"),
+            ("b2", "r0", "r0-zb"),
+            ("c1", "r1", "r1-zc"),
+        ] {
+            let node: Node = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "labels": {
+                    crate::labels::REGION_LABEL: region, crate::labels::ZONE_LABEL: zone}},
+                "status": {"allocatable": {"cpu": "4", "memory": "8Gi"}}
+            }))
+            .expect("a valid node");
+            view.apply_node(&node);
+        }
+        let beat = |ms| {
+            Some(Heartbeat {
+                renewed_ms: ms,
+                duration_s: 40,
+            })
+        };
+        // Region r0 goes dark after a1 renewed at 0 and b1 at 8 s; b2 renewed at 15 s; c1 (in
+        // r1) missed one renewal as b1 did.
+        view.apply_heartbeat("a1", beat(0));
+        view.apply_heartbeat("b1", beat(8_000));
+        view.apply_heartbeat("b2", beat(15_000));
+        view.apply_heartbeat("c1", beat(8_000));
+        // a1 is silent; b1, in another zone of a1's region, missed one renewal: silent too. b2
+        // (renewed 6 s ago) stays, and so does c1, in another region: control.
+        let (went, _) = view.mark_silent(21_000);
+        assert_eq!(went, vec!["a1".to_string(), "b1".to_string()]);
+        assert!(!view.node_failed("b2") && !view.node_failed("c1"));
     }
 
     #[test]
