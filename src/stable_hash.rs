@@ -3,9 +3,15 @@
 
 /// 64-bit FNV-1a: `h ← (h ⊕ byte) · 0x100000001b3` from the offset basis `0xcbf29ce484222325`.
 pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
-    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    fnv1a_from(0xcbf2_9ce4_8422_2325, bytes)
+}
+
+/// [`fnv1a`] continued from the state `h` it reached over a prefix:
+/// `fnv1a(a ‖ b) = fnv1a_from(fnv1a(a), b)`, so a shared prefix is hashed once.
+pub fn fnv1a_from(h: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes
+        .into_iter()
+        .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// MurmurHash3's 64-bit finaliser `fmix64`: `h ^= h≫33; h ·= 0xff51afd7ed558ccd; h ^= h≫33;
@@ -50,6 +56,12 @@ mod tests {
         let fnv_flips = top_bits_flipped(|b| fnv1a(b.iter().copied()));
         assert!(fnv_flips < 4.0, "{fnv_flips}");
         assert_eq!(fmix64(0), 0);
+    }
+
+    #[test]
+    fn fnv1a_continued_from_a_prefix_is_fnv1a_of_the_whole() {
+        assert_eq!(fnv1a_from(fnv1a("foo".bytes()), "bar".bytes()), fnv1a("foobar".bytes()));
+        assert_ne!(fnv1a_from(fnv1a("foo".bytes()), "baz".bytes()), fnv1a("foobar".bytes()));
     }
 
     #[test]

@@ -137,10 +137,45 @@ struct Planner<'c, 'a> {
     ctx: &'c PlanContext<'a>,
     state: ClusterState,
     /// Destination scan order per agent (nearest to T₀ first), computed on demand.
-    order_by_agent: BTreeMap<usize, Vec<usize>>,
+    order_by_agent: Vec<Option<ScanOrder>>,
     /// Scan order for pods without a target: least utilised first.
     order_by_load: Vec<usize>,
     flagged: Vec<bool>,
+}
+
+/// An agent's destinations nearest to its target first (distance, then node index: a total
+/// order), sorted only as far as a scan has read. Most scans stop after
+/// `destinationsConsidered` feasible nodes, so the nearest [`SCAN_PREFIX`] are selected and
+/// sorted first and the rest only when a scan reads past them: the same sequence as a full
+/// sort, since every node after the prefix is farther than every node in it.
+struct ScanOrder {
+    nodes: Vec<usize>,
+    sorted: usize,
+}
+
+/// Nodes of a [`ScanOrder`] sorted up front.
+const SCAN_PREFIX: usize = 64;
+
+impl ScanOrder {
+    fn new(distance: &[f64]) -> Self {
+        let mut nodes: Vec<usize> = (0..distance.len()).collect();
+        let k = SCAN_PREFIX.min(nodes.len());
+        let nearer = |x: &usize, y: &usize| distance[*x].total_cmp(&distance[*y]).then(x.cmp(y));
+        if k < nodes.len() {
+            nodes.select_nth_unstable_by(k, nearer);
+        }
+        nodes[..k].sort_by(nearer);
+        Self { nodes, sorted: k }
+    }
+
+    /// The `i`-th nearest node, sorting the rest first when `i` is past the sorted prefix.
+    fn get(&mut self, i: usize, distance: &[f64]) -> Option<usize> {
+        if i >= self.sorted && self.sorted < self.nodes.len() {
+            self.nodes[self.sorted..].sort_by(|x, y| distance[*x].total_cmp(&distance[*y]).then(x.cmp(y)));
+            self.sorted = self.nodes.len();
+        }
+        self.nodes.get(i).copied()
+    }
 }
 
 impl Planner<'_, '_> {
@@ -148,20 +183,17 @@ impl Planner<'_, '_> {
     fn prepare_order(&mut self, pod: usize) {
         let ctx = self.ctx;
         if let Some(a) = ctx.pod_agent[pod].filter(|&a| !ctx.node_distance[a].is_empty()) {
-            self.order_by_agent.entry(a).or_insert_with(|| {
-                let d = &ctx.node_distance[a];
-                let mut order: Vec<usize> = (0..d.len()).collect();
-                order.sort_by(|&x, &y| d[x].total_cmp(&d[y]).then(x.cmp(&y)));
-                order
-            });
+            self.order_by_agent[a].get_or_insert_with(|| ScanOrder::new(&ctx.node_distance[a]));
         }
     }
 
-    /// Destination scan order of `pod` (after [`Self::prepare_order`]).
-    fn order(&self, pod: usize) -> &[usize] {
-        self.ctx.pod_agent[pod]
-            .and_then(|a| self.order_by_agent.get(&a))
-            .map_or(&self.order_by_load, Vec::as_slice)
+    /// The `i`-th destination in `pod`'s scan order (after [`Self::prepare_order`]).
+    fn destination(&mut self, pod: usize, i: usize) -> Option<usize> {
+        let ctx = self.ctx;
+        match ctx.pod_agent[pod].and_then(|a| Some((a, self.order_by_agent[a].as_mut()?))) {
+            Some((a, order)) => order.get(i, &ctx.node_distance[a]),
+            None => self.order_by_load.get(i).copied(),
+        }
     }
 
     /// The part of the gain over the horizon that does not depend on the destination:
@@ -225,7 +257,9 @@ impl Planner<'_, '_> {
         };
         let mut best: Option<Choice> = None;
         let mut seen = 0;
-        for &to in self.order(pod) {
+        let mut i = 0;
+        while let Some(to) = self.destination(pod, i) {
+            i += 1;
             if to == from || !self.feasible(pod, &demand, to) {
                 continue;
             }
@@ -340,7 +374,7 @@ pub fn plan_with_memo(
     let mut planner = Planner {
         ctx: &ctx,
         state,
-        order_by_agent: BTreeMap::new(),
+        order_by_agent: (0..snapshot.agents.len()).map(|_| None).collect(),
         order_by_load: order_by_load.into_iter().map(|(_, i)| i).collect(),
         flagged,
     };

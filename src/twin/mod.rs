@@ -785,7 +785,7 @@ fn run_with(
     let mut latency_sum = 0.0;
     let mut latency_ticks = 0u64;
     // Nodes stay put in the twin: the descheduler's distances are kept while a target stays.
-    let mut memo = crate::descheduler::DistanceMemo::default();
+    let mut kept = Kept::default();
     let startup_ticks = (s.startup_seconds / tick).ceil() as u64;
     let hours = tick / 3600.0;
     for t in 0..ticks {
@@ -932,7 +932,7 @@ fn run_with(
                 index,
                 t,
                 startup_ticks,
-                &mut memo,
+                &mut kept,
             )?;
             m.evictions += step.evictions;
         }
@@ -1041,20 +1041,27 @@ fn run_with(
     Ok(report)
 }
 
-/// One descheduler plan over the twin's serving replicas, applied; returns the evictions.
-#[allow(clippy::too_many_arguments)]
-fn deschedule(
+/// What the descheduler's plans keep between calls in a run: the last plan's input, updated in
+/// place for the next (node and agent entries, and the pods of replicas still serving, are
+/// taken again rather than built anew), and the distances from targets to nodes
+/// ([`crate::descheduler::DistanceMemo`]).
+#[derive(Default)]
+struct Kept {
+    snapshot: Option<crate::descheduler::Snapshot>,
+    memo: crate::descheduler::DistanceMemo,
+}
+
+/// The descheduler's input built from nothing, as [`deschedule`] keeps it up to date (tests
+/// compare the two at every plan).
+#[cfg(test)]
+fn built_anew(
     s: &Snapshot,
-    runs: &mut [AgentRun],
-    states: &mut [NodeState],
-    targets: &mut Targets,
-    (agent_index, node_index): (&BTreeMap<&str, usize>, &BTreeMap<&str, usize>),
+    runs: &[AgentRun],
+    states: &[NodeState],
+    targets: &Targets,
     t: u64,
-    startup_ticks: u64,
-    memo: &mut crate::descheduler::DistanceMemo,
-) -> Result<u64, TwinError> {
+) -> crate::descheduler::Snapshot {
     use crate::descheduler as d;
-    let now = (t as f64 * s.tick_seconds) as u64;
     let nodes = states
         .iter()
         .map(|n| d::Node {
@@ -1087,7 +1094,6 @@ fn deschedule(
                 standby: false,
                 requests: a.requests(),
                 usage: a.requests(),
-                // A batch replica stays in its plan's pool.
                 node_selector: match (&a.batch, s.nodes[n].labels.get(crate::labels::POOL_LABEL)) {
                     (Some(_), Some(pool)) => BTreeMap::from([(crate::labels::POOL_LABEL.to_string(), pool.clone())]),
                     _ => BTreeMap::new(),
@@ -1113,18 +1119,161 @@ fn deschedule(
             label_rules: Default::default(),
         });
     }
-    let snapshot = d::Snapshot {
+    d::Snapshot {
         kappa: s.kappa,
-        now,
+        now: (t as f64 * s.tick_seconds) as u64,
         nodes,
         pods,
         agents,
-    };
-    let plan = d::plan_with_memo(&snapshot, &d::Settings::default(), memo).map_err(|e| TwinError::BadField {
+    }
+}
+
+/// Sets `point` to a copy of `to`, reusing its allocation.
+fn set_point(point: &mut Option<Vec<f64>>, to: Option<&Vec<f64>>) {
+    match (point.as_mut(), to) {
+        (Some(p), Some(t)) => p.clone_from(t),
+        (_, t) => *point = t.cloned(),
+    }
+}
+
+/// One descheduler plan over the twin's serving replicas, applied; returns the evictions.
+#[allow(clippy::too_many_arguments)]
+fn deschedule(
+    s: &Snapshot,
+    runs: &mut [AgentRun],
+    states: &mut [NodeState],
+    targets: &mut Targets,
+    (agent_index, node_index): (&BTreeMap<&str, usize>, &BTreeMap<&str, usize>),
+    t: u64,
+    startup_ticks: u64,
+    kept: &mut Kept,
+) -> Result<u64, TwinError> {
+    use crate::descheduler as d;
+    let now = (t as f64 * s.tick_seconds) as u64;
+    let Kept { snapshot: kept, memo } = kept;
+    let kept = kept.get_or_insert_with(|| d::Snapshot {
+        kappa: s.kappa,
+        now,
+        nodes: Vec::new(),
+        pods: Vec::new(),
+        agents: Vec::new(),
+    });
+    if kept.nodes.len() != states.len() {
+        kept.nodes = states
+            .iter()
+            .map(|n| d::Node {
+                name: n.name.clone(),
+                labels: (*n.labels).clone(),
+                position: n.position.clone(),
+                allocatable: n.allocatable,
+                requested: n.requested,
+                used: n.requested,
+                max_pods: n.max_pods,
+                pods: n.pods,
+                unhealthy: false,
+                anomalous: false,
+            })
+            .collect();
+    }
+    for (node, n) in kept.nodes.iter_mut().zip(states.iter()) {
+        // Names, labels and positions do not change during a run.
+        node.requested = n.requested;
+        node.used = n.requested;
+        node.pods = n.pods;
+    }
+    if kept.agents.len() != s.agents.len() {
+        kept.agents = s
+            .agents
+            .iter()
+            .map(|a| d::Agent {
+                name: a.name.clone(),
+                target: None,
+                previous_target: None,
+                peers: a
+                    .peers
+                    .iter()
+                    .map(|(p, w)| d::Peer {
+                        agent: p.clone(),
+                        weight: *w,
+                    })
+                    .collect(),
+                avoid_nodes: Default::default(),
+                max_distance: None,
+                label_rules: Default::default(),
+            })
+            .collect();
+    }
+    // The last plan's pods by agent, in its order, to be taken again (no new strings) by the
+    // replicas still serving.
+    let mut last: Vec<std::collections::VecDeque<d::Pod>> = (0..s.agents.len()).map(|_| Default::default()).collect();
+    for pod in kept.pods.drain(..) {
+        if let Some(&i) = pod.agent.as_deref().and_then(|a| agent_index.get(a)) {
+            last[i].push_back(pod);
+        }
+    }
+    for (i, a) in s.agents.iter().enumerate() {
+        let agent = &mut kept.agents[i];
+        set_point(
+            &mut agent.target,
+            (!targets.current[i].is_empty()).then_some(&targets.current[i]),
+        );
+        set_point(&mut agent.previous_target, targets.steered[i].as_ref());
+        for r in &runs[i].replicas {
+            let Some(n) = r.node.filter(|_| r.serves_from <= t) else {
+                continue;
+            };
+            let name_matches = |p: &d::Pod| {
+                p.name
+                    .strip_prefix(a.name.as_str())
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .and_then(|seq| seq.parse::<u64>().ok())
+                    == Some(r.seq)
+            };
+            // Replicas keep their order, so a kept pod is found at the front (after the pods
+            // of replicas gone since).
+            while last[i].front().is_some_and(|p| !name_matches(p)) {
+                last[i].pop_front();
+            }
+            let mut pod = last[i].pop_front().unwrap_or_else(|| d::Pod {
+                name: format!("{}-{}", a.name, r.seq),
+                namespace: "twin".into(),
+                node: String::new(),
+                agent: Some(a.name.clone()),
+                tenant: a.tenant.clone(),
+                strict_isolation: false,
+                standby: false,
+                requests: a.requests(),
+                usage: a.requests(),
+                node_selector: BTreeMap::new(),
+                last_evicted_at: None,
+                protected: false,
+            });
+            if pod.node != s.nodes[n].name {
+                pod.node.clone_from(&s.nodes[n].name);
+                // A batch replica stays in its plan's pool.
+                pod.node_selector = match (&a.batch, s.nodes[n].labels.get(crate::labels::POOL_LABEL)) {
+                    (Some(_), Some(pool)) => BTreeMap::from([(crate::labels::POOL_LABEL.to_string(), pool.clone())]),
+                    _ => BTreeMap::new(),
+                };
+            }
+            pod.last_evicted_at = r.last_evicted_at;
+            kept.pods.push(pod);
+        }
+    }
+    kept.kappa = s.kappa;
+    kept.now = now;
+    let snapshot = &*kept;
+    #[cfg(test)]
+    assert_eq!(
+        snapshot,
+        &built_anew(s, runs, states, targets, t),
+        "the kept plan input differs from one built anew"
+    );
+    let plan = d::plan_with_memo(snapshot, &d::Settings::default(), memo);
+    let plan = plan.map_err(|e| TwinError::BadField {
         field: "descheduler".into(),
         reason: e.to_string(),
     })?;
-
     // What the operator keeps for the next plan (`View::set_steered_target`).
     for step in &plan.targets {
         if let Some(&i) = agent_index.get(step.agent.as_str()) {
@@ -1248,10 +1397,14 @@ fn place(
     // The extender's scores ([`placement::node_scores`] is what `score_breakdown` answers,
     // without building the explanation), in `passing` order.
     let scores = placement::node_scores(&demand, Some(&policy), &passing, &s.objectives, s.routing, s.kappa);
-    let best = (0..passing.len()).max_by_key(|&x| {
-        let extender = u64::try_from(scores[x].0).unwrap_or(0) * 100;
-        (extender + least_allocated(passing[x], a), tie_draw(s, pod, passing[x]))
-    })?;
+    let best = best_with_tie_draw(
+        s,
+        pod,
+        (0..passing.len()).map(|x| {
+            let extender = u64::try_from(scores[x].0).unwrap_or(0) * 100;
+            (x, passing[x], extender + least_allocated(passing[x], a))
+        }),
+    )?;
     // `states` is in snapshot node order.
     Some(index[best])
 }
@@ -1288,17 +1441,48 @@ fn allocation(n: &NodeState, a: &AgentSpec) -> [(u64, u64); 2] {
 }
 
 /// The twin's stand-in for kube-scheduler's random pick among nodes of equal total score: a
-/// hash ([`crate::stable_hash::mixed`]) of `schedulerSeed`, the pod and the node, so a run
-/// replays.
-fn tie_draw(s: &Snapshot, pod: &str, n: &NodeState) -> u64 {
-    crate::stable_hash::mixed(
+/// hash ([`crate::stable_hash::mixed`]) of `schedulerSeed ‖ pod ‖ 0 ‖ node`, so a run replays;
+/// `prefix` is [`tie_prefix`]'s hash state of `schedulerSeed ‖ pod ‖ 0`, computed once per pod.
+fn tie_draw(prefix: u64, n: &NodeState) -> u64 {
+    crate::stable_hash::fmix64(crate::stable_hash::fnv1a_from(prefix, n.name.bytes()))
+}
+
+/// The FNV-1a state of `schedulerSeed ‖ pod ‖ 0` that [`tie_draw`] continues.
+fn tie_prefix(s: &Snapshot, pod: &str) -> u64 {
+    crate::stable_hash::fnv1a(
         s.scheduler_seed
             .to_le_bytes()
             .into_iter()
             .chain(pod.bytes())
-            .chain(std::iter::once(0))
-            .chain(n.name.bytes()),
+            .chain(std::iter::once(0)),
     )
+}
+
+/// Of `candidates` (index, node, score), the one with the best score, ties going to the
+/// largest [`tie_draw`] (and then to the last, as `max_by_key`). The draw is computed only for
+/// the nodes that tie on the best score: the same choice as `max_by_key(|c| (score,
+/// tie_draw(..)))`, which hashed every node of every placement.
+fn best_with_tie_draw<'a>(
+    s: &Snapshot,
+    pod: &str,
+    candidates: impl Iterator<Item = (usize, &'a NodeState, u64)>,
+) -> Option<usize> {
+    let mut top: Vec<(usize, &NodeState)> = Vec::new();
+    let mut best = 0;
+    for (i, n, score) in candidates {
+        if top.is_empty() || score > best {
+            top.clear();
+            best = score;
+        }
+        if score == best {
+            top.push((i, n));
+        }
+    }
+    if top.len() <= 1 {
+        return top.first().map(|(i, _)| *i);
+    }
+    let prefix = tie_prefix(s, pod);
+    top.into_iter().max_by_key(|(_, n)| tie_draw(prefix, n)).map(|(i, _)| i)
 }
 
 /// The node the stock kube-scheduler binds plain pod `pod` of `a` to (`scheduler: default`):
@@ -1330,13 +1514,16 @@ fn place_default(s: &Snapshot, a: &AgentSpec, pod: &str, states: &[NodeState], p
         let spread = (fraction(cpu) - fraction(memory)).abs() / 2.0;
         least_allocated(n, a) + ((1.0 - spread) * 100.0) as u64
     };
-    states
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| pool.is_none_or(|p| node_pool(&s.nodes[*i]) == p))
-        .filter(|(_, n)| placement::passes(&demand, None, n, s.kappa))
-        .max_by_key(|(_, n)| (score(n), tie_draw(s, pod, n)))
-        .map(|(i, _)| i)
+    best_with_tie_draw(
+        s,
+        pod,
+        states
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| pool.is_none_or(|p| node_pool(&s.nodes[*i]) == p))
+            .filter(|(_, n)| placement::passes(&demand, None, n, s.kappa))
+            .map(|(i, n)| (i, n, score(n))),
+    )
 }
 
 /// What one replica of `a` asks of a node: its requests and tenant (the twin has no isolated

@@ -1022,3 +1022,48 @@ fn a_batch_agent_whose_deadline_passed_before_the_run_runs_at_full_width_and_is_
     assert!(b.replica_hours >= 12.0 - 1e-9, "{b:?}");
     assert!(b.finished_at_seconds.is_some_and(|f| f <= 3.0 * 3600.0 + 60.0), "{b:?}");
 }
+
+#[test]
+fn the_best_node_with_draws_only_among_top_scores_is_the_node_the_full_draw_picks() {
+    let mut s = near_and_far();
+    // Many nodes, few distinct scores: ties at the top are the rule, not the exception.
+    let states: Vec<NodeState> = (0..40)
+        .map(|i| {
+            let mut st = node_states(&s)[0].clone();
+            st.name = format!("node-{i:02}");
+            st
+        })
+        .collect();
+    let naive = |s: &Snapshot, pod: &str, scores: &[u64]| {
+        states
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, n)| {
+                let whole = crate::stable_hash::mixed(
+                    s.scheduler_seed
+                        .to_le_bytes()
+                        .into_iter()
+                        .chain(pod.bytes())
+                        .chain(std::iter::once(0))
+                        .chain(n.name.bytes()),
+                );
+                (scores[*i], whole)
+            })
+            .map(|(i, _)| i)
+    };
+    let mut differ = 0;
+    for case in 0..300u64 {
+        s.scheduler_seed = case;
+        let pod = format!("api-{case}");
+        let scores: Vec<u64> = (0..states.len() as u64)
+            .map(|i| crate::stable_hash::mixed((case * 100 + i).to_le_bytes()) % 4)
+            .collect();
+        let fast = best_with_tie_draw(&s, &pod, states.iter().enumerate().map(|(i, n)| (i, n, scores[i])));
+        assert_eq!(fast, naive(&s, &pod, &scores), "case {case}");
+        // Control: the draw decides (a choice by position alone would differ).
+        let top = *scores.iter().max().unwrap();
+        differ += usize::from(fast != scores.iter().rposition(|&x| x == top));
+    }
+    assert!(differ > 100, "{differ}");
+    assert_eq!(best_with_tie_draw(&s, "p", std::iter::empty()), None);
+}

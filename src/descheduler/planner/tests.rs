@@ -618,3 +618,21 @@ fn a_plan_with_a_distance_memo_is_the_plan_without_one_across_churn_moved_nodes_
     }
     assert!(moved > 0, "no plan moved anything: the comparison saw only empty plans");
 }
+
+#[test]
+fn a_scan_order_read_in_full_is_the_fully_sorted_order_with_ties_by_node_index() {
+    for (case, len) in [(0u64, 0usize), (1, 1), (2, 63), (3, 64), (4, 65), (5, 222), (6, 500)] {
+        // Few distinct distances, so ties are common.
+        let distance: Vec<f64> = (0..len as u64)
+            .map(|i| (crate::stable_hash::mixed((case * 1000 + i).to_le_bytes()) % 17) as f64 / 4.0)
+            .collect();
+        let mut full: Vec<usize> = (0..len).collect();
+        full.sort_by(|x, y| distance[*x].total_cmp(&distance[*y]).then(x.cmp(y)));
+        let mut order = ScanOrder::new(&distance);
+        let read: Vec<usize> = (0..).map_while(|i| order.get(i, &distance)).collect();
+        assert_eq!(read, full, "{len} nodes");
+        // Only the prefix was sorted up front; the rest once read past it.
+        assert_eq!(order.sorted, len);
+        assert_eq!(ScanOrder::new(&distance).sorted, len.min(SCAN_PREFIX));
+    }
+}
