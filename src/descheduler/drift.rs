@@ -81,22 +81,49 @@ pub fn nominate(ctx: &PlanContext<'_>, args: &Args) -> Vec<Candidate> {
 
 /// `weight · Σ_h [d(T_h, from) − d(T_h, to)]`; 0 for pods without a target.
 pub fn gain(ctx: &PlanContext<'_>, args: &Args, pod: usize, from: usize, to: usize) -> f64 {
+    gain_from(ctx, args, pod, from, to, &source_distances(ctx, pod, from))
+}
+
+/// The terms `d(T_h, from)` of [`gain`] that do not depend on the destination, computed once
+/// for all the destinations a scan weighs (`NaN` where `T_h = T₀`, whose distances are at hand).
+pub fn source_distances(ctx: &PlanContext<'_>, pod: usize, from: usize) -> Vec<f64> {
+    let Some(a) = ctx.pod_agent[pod] else { return Vec::new() };
+    let Some(horizon) = &ctx.horizon[a] else {
+        return Vec::new();
+    };
+    let d0 = &ctx.node_distance[a];
+    let s = &ctx.snapshot.nodes[from].position;
+    horizon
+        .iter()
+        .skip(if d0.is_empty() { 0 } else { 1 })
+        .map(|th| {
+            if !d0.is_empty() && same_point(th, &horizon[0]) {
+                f64::NAN
+            } else {
+                poincare::distance(th, s, ctx.kappa)
+            }
+        })
+        .collect()
+}
+
+/// [`gain`] given [`source_distances`]`(ctx, pod, from)`: the same sum, term by term.
+pub fn gain_from(ctx: &PlanContext<'_>, args: &Args, pod: usize, from: usize, to: usize, source: &[f64]) -> f64 {
     let Some(a) = ctx.pod_agent[pod] else { return 0.0 };
     let Some(horizon) = &ctx.horizon[a] else { return 0.0 };
-    let (s, t) = (&ctx.snapshot.nodes[from].position, &ctx.snapshot.nodes[to].position);
+    let t = &ctx.snapshot.nodes[to].position;
     // h = 0 from the cached distances to T₀.
     let d0 = &ctx.node_distance[a];
     let mut sum = match (d0.get(from), d0.get(to)) {
         (Some(ds), Some(dt)) => ds - dt,
         _ => 0.0,
     };
-    for th in horizon.iter().skip(if d0.is_empty() { 0 } else { 1 }) {
+    for (h, th) in horizon.iter().skip(if d0.is_empty() { 0 } else { 1 }).enumerate() {
         // A target that has reached its optimum stays: T_h = T₀ bit for bit, and the distances
         // are T₀'s, already at hand.
         let at_t0 = !d0.is_empty() && same_point(th, &horizon[0]);
         sum += match (d0.get(from), d0.get(to)) {
             (Some(ds), Some(dt)) if at_t0 => ds - dt,
-            _ => poincare::distance(th, s, ctx.kappa) - poincare::distance(th, t, ctx.kappa),
+            _ => source[h] - poincare::distance(th, t, ctx.kappa),
         };
     }
     args.weight * sum
@@ -175,6 +202,37 @@ mod tests {
             let stationary = horizon.iter().all(|t| same_point(t, &horizon[0]));
             assert_eq!(stationary, previous.as_ref() == Some(&at), "{horizon:?}");
             let (from, to) = (2, 0);
+            let (s, t) = (&snap.nodes[from].position, &snap.nodes[to].position);
+            let direct: f64 = horizon
+                .iter()
+                .map(|th| poincare::distance(th, s, 1.0) - poincare::distance(th, t, 1.0))
+                .sum();
+            let g = gain(&ctx, &settings.drift, 0, from, to);
+            assert_eq!(
+                g.to_bits(),
+                (settings.drift.weight * direct).to_bits(),
+                "{g} vs {direct}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_gain_is_the_sum_of_distances_over_the_horizon_when_the_target_moves_at_every_step() {
+        let mut snap = four_node_snapshot();
+        snap.pods = vec![pod("p", "west-1", Some("a"))];
+        let mut a = agent_at("a", &snap.nodes[1].position.clone());
+        a.previous_target = Some(vec![-0.5, 0.3]);
+        snap.agents = vec![a];
+        let mut settings = Settings::default();
+        // Short steps: T₀ … T₃ all differ, so every term of the sum is its own.
+        settings.planner.target_step = 0.05;
+        let ctx = PlanContext::new(&snap, &settings).unwrap();
+        let horizon = ctx.horizon[0].as_ref().unwrap();
+        assert_eq!(horizon.len(), 4);
+        for (i, x) in horizon.iter().enumerate() {
+            assert!(horizon[i + 1..].iter().all(|y| !same_point(x, y)), "{horizon:?}");
+        }
+        for (from, to) in [(2, 0), (0, 2), (3, 1)] {
             let (s, t) = (&snap.nodes[from].position, &snap.nodes[to].position);
             let direct: f64 = horizon
                 .iter()

@@ -154,7 +154,7 @@ struct ScanOrder {
 }
 
 /// Nodes of a [`ScanOrder`] sorted up front.
-const SCAN_PREFIX: usize = 64;
+const SCAN_PREFIX: usize = 32;
 
 impl ScanOrder {
     fn new(distance: &[f64]) -> Self {
@@ -211,8 +211,9 @@ impl Planner<'_, '_> {
         f64::from(s.planner.horizon) * per_tick
     }
 
-    /// The destination-dependent part: `drift + H·imbalance`.
-    fn destination_gain(&self, pod: usize, from: usize, to: usize) -> f64 {
+    /// The destination-dependent part: `drift + H·imbalance`; `source` is
+    /// [`drift::source_distances`]`(pod, from)` when drift is enabled.
+    fn destination_gain(&self, pod: usize, from: usize, to: usize, source: &[f64]) -> f64 {
         let ctx = self.ctx;
         let s = ctx.settings;
         let mut g = 0.0;
@@ -220,7 +221,7 @@ impl Planner<'_, '_> {
             g += f64::from(s.planner.horizon) * imbalance::gain(ctx, &self.state, &s.imbalance, pod, from, to);
         }
         if s.drift.enabled {
-            g += drift::gain(ctx, &s.drift, pod, from, to);
+            g += drift::gain_from(ctx, &s.drift, pod, from, to, source);
         }
         g
     }
@@ -255,6 +256,11 @@ impl Planner<'_, '_> {
             strict_isolation: p.strict_isolation,
             standby: p.standby,
         };
+        let source = if ctx.settings.drift.enabled {
+            drift::source_distances(ctx, pod, from)
+        } else {
+            Vec::new()
+        };
         let mut best: Option<Choice> = None;
         let mut seen = 0;
         let mut i = 0;
@@ -263,7 +269,7 @@ impl Planner<'_, '_> {
             if to == from || !self.feasible(pod, &demand, to) {
                 continue;
             }
-            let gain = fixed + self.destination_gain(pod, from, to);
+            let gain = fixed + self.destination_gain(pod, from, to, &source);
             if gain.is_finite() && best.is_none_or(|b| gain > b.gain) {
                 best = Some(Choice { to, gain, cost });
             }
