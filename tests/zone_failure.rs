@@ -18,19 +18,18 @@
 //! pods; and a replica whose replacement cannot become Ready is deleted anyway one grace period
 //! before the deadline its node's notice carries.
 //!
-//! And: a replacement the scheduler bound to a node that then fails before the replacement is
-//! Ready (the failure reaches MOM late) is deleted at once, not left holding its place.
+//! (A replacement bound to a node that fails before it is Ready: `tests/zone_failure_late.rs`.)
 //!
 //! Runs on a control plane of its own: the outage would disturb other tests' pods.
 
 mod common;
 mod placement_support;
+mod zone_failure_support;
 
 use placement_support::*;
+use zone_failure_support::*;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
@@ -42,72 +41,6 @@ const AGENTS: [(&str, usize); 2] = [("web", 4), ("api", 3)];
 
 /// The tests of this binary take turns: an outage or a drained node moves the other's pods.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn fail_domain(args: &[&str]) -> u64 {
-    let state = common::control_plane()
-        .kubeconfig
-        .parent()
-        .expect("state dir")
-        .to_path_buf();
-    let out = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/fail-domain.sh"))
-        .arg(&state)
-        .args(args)
-        .output()
-        .expect("running fail-domain.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "fail-domain.sh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-        .lines()
-        .find_map(|l| l.split_once("_at_ms=").map(|(_, v)| v.trim().to_string()))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("fail-domain.sh printed no time: {stdout}"))
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// pod → (node, Ready, being deleted) of an agent's pods.
-type PodStates = BTreeMap<String, (Option<String>, bool, bool)>;
-
-async fn pods_of(pods: &Api<Pod>, agent: &str) -> PodStates {
-    pods.list(&ListParams::default().labels(&format!("mom.hypersync.io/agent={agent}")))
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| {
-            let ready = p
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            (
-                p.metadata.name.clone().unwrap_or_default(),
-                (
-                    p.spec.as_ref().and_then(|s| s.node_name.clone()),
-                    ready,
-                    p.metadata.deletion_timestamp.is_some(),
-                ),
-            )
-        })
-        .collect()
-}
-
-fn node_not_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status != "True")
-}
 
 #[tokio::test]
 async fn a_failed_zones_replicas_are_replaced_outside_it_before_the_node_grace_period_and_nothing_is_duplicated_on_return()
@@ -321,27 +254,6 @@ async fn outage(key: &'static str, flag: &str) {
     retire(ns);
 }
 
-/// Deletes the test's agents (their pods go with them) but keeps the namespace and so its
-/// receipts: the next test of this binary verifies the whole chain on the same control plane.
-fn retire(ns: common::TestNamespace) {
-    let (ok, _, err) = common::kubectl(
-        &["delete", "geometricagents", "--all", "-n", &ns.name, "--wait=true"],
-        None,
-    );
-    assert!(ok, "deleting the agents of {}: {err}", ns.name);
-    ns.keep();
-}
-
-/// Sets (or with `None` removes) a NoSchedule taint on a node.
-fn taint(node: &str, key: &str, value: Option<&str>) {
-    let arg = match value {
-        Some(v) => format!("{key}={v}:NoSchedule"),
-        None => format!("{key}:NoSchedule-"),
-    };
-    let (ok, _, err) = common::kubectl(&["taint", "nodes", node, &arg, "--overwrite"], None);
-    assert!(ok, "kubectl taint {node} {arg}: {err}");
-}
-
 #[tokio::test]
 async fn a_spot_node_with_a_termination_notice_is_drained_replacements_first_and_an_unrelated_taint_changes_nothing() {
     let _turn = SERIAL.lock().await;
@@ -541,171 +453,5 @@ async fn a_replica_is_deleted_a_grace_period_before_its_nodes_termination_deadli
         grace_s
     );
     taint(&noticed, "aws-node-termination-handler/spot-itn", None);
-    retire(ns);
-}
-
-/// Sets (or with `None` removes) a label on a node.
-fn label_node(node: &str, key: &str, value: Option<&str>) {
-    let arg = match value {
-        Some(v) => format!("{key}={v}"),
-        None => format!("{key}-"),
-    };
-    let (ok, _, err) = common::kubectl(&["label", "nodes", node, &arg, "--overwrite"], None);
-    assert!(ok, "kubectl label {node} {arg}: {err}");
-}
-
-#[tokio::test]
-async fn a_replacement_bound_to_a_node_that_fails_before_it_is_ready_is_deleted_at_once_and_made_again() {
-    use k8s_openapi::api::coordination::v1::Lease;
-    use kube::api::{Patch, PatchParams};
-    use mom::labels::UNHEALTHY_LABEL;
-    let _turn = SERIAL.lock().await;
-    common::use_private_control_plane();
-    setup();
-    common::apply_test_momconfig("full_audit");
-    let ns = common::TestNamespace::new("late-failure").await;
-    let n = &ns.name;
-    let client = ns.client();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
-    // Two nodes of different zones: `first` runs the replica, `late` gets its replacement.
-    let labels = node_labels(client.clone()).await;
-    let first = labels.keys().next().expect("a node").clone();
-    let late = labels
-        .iter()
-        .find(|(_, l)| l.get(ZONE_LABEL) != labels[&first].get(ZONE_LABEL))
-        .map(|(node, _)| node.clone())
-        .expect("a node in another zone");
-    let hold = "mom.test/hold";
-    taint(&late, hold, Some("yes"));
-    common::apply(&agent(
-        n,
-        "late",
-        1,
-        "",
-        &format!(
-            r#""affinity":{{"nodeAffinity":{{"requiredDuringSchedulingIgnoredDuringExecution":{{"nodeSelectorTerms":[{{"matchExpressions":[{{"key":"kubernetes.io/hostname","operator":"In","values":["{first}","{late}"]}}]}}]}}}}}},"#
-        ),
-    ));
-    let original = common::eventually("the replica Ready", Duration::from_secs(90), || {
-        let pods = pods.clone();
-        async move {
-            let p = pods_of(&pods, "late").await;
-            p.iter()
-                .find(|(_, (node, ready, _))| *ready && node.is_some())
-                .map(|(name, (node, ..))| (name.clone(), node.clone().unwrap_or_default()))
-        }
-    })
-    .await;
-    assert_eq!(original.1, first, "the other node is tainted");
-    // `late` keeps being heard from (its Lease renewed by this test) while nothing runs its
-    // pods (its kubelet is gone): a pod bound there stays not Ready, and MOM does not know yet.
-    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-    let renewing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let renewer = {
-        let (leases, late, renewing) = (leases.clone(), late.clone(), renewing.clone());
-        tokio::spawn(async move {
-            while renewing.load(std::sync::atomic::Ordering::SeqCst) {
-                let now =
-                    k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(k8s_openapi::jiff::Timestamp::now());
-                let patch = serde_json::json!({"spec": {"renewTime": now}});
-                let _ = leases
-                    .patch(&late, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await;
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        })
-    };
-    fail_domain(&["--label", &format!("kubernetes.io/hostname={late}")]);
-    taint(&late, hold, None);
-    // The first node fails: its replica is stranded, and the replacement can only go to `late`.
-    label_node(&first, UNHEALTHY_LABEL, Some("true"));
-    let replacement = common::eventually("a replacement bound to the late node", Duration::from_secs(90), || {
-        let pods = pods.clone();
-        let late = late.clone();
-        async move {
-            let p = pods_of(&pods, "late").await;
-            p.into_iter()
-                .find(|(_, (node, _, deleting))| node.as_deref() == Some(late.as_str()) && !deleting)
-                .map(|(name, _)| name)
-        }
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let p = pods_of(&pods, "late").await;
-    assert!(
-        p.get(&replacement).is_some_and(|(_, ready, _)| !ready),
-        "the replacement became Ready on a node without a kubelet: {p:?}"
-    );
-    // Now `late` falls silent too, with the replacement on it not Ready.
-    renewing.store(false, std::sync::atomic::Ordering::SeqCst);
-    let _ = renewer.await;
-    // The stranded rule deletes an unready replica on `late` once MOM hears `late` is silent,
-    // its `agent.stranded` receipt first. The replacement first seen there may be gone sooner
-    // by another path (the failover planner releasing a standby scales the Deployment down, and
-    // the ReplicaSet deletes unready pods first), and its successor may be bound to `late` too
-    // before MOM hears the silence: any replica seen on `late` counts (none runs there, and one
-    // deleted there stays Terminating while `late` is silent, so each is seen).
-    let receipts: Api<Receipt> = Api::namespaced(client.clone(), n);
-    let stranded_records = || {
-        let receipts = receipts.clone();
-        async move {
-            receipts
-                .list(&ListParams::default())
-                .await
-                .map(|l| l.items)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|r| r.spec.decision)
-                .filter(|d| d["kind"] == "agent.stranded")
-                .collect::<Vec<serde_json::Value>>()
-        }
-    };
-    let unready_of = |records: &[serde_json::Value]| -> Vec<String> {
-        records
-            .iter()
-            .flat_map(|r| serde_json::from_value::<Vec<String>>(r["unready"].clone()).unwrap_or_default())
-            .collect()
-    };
-    let on_late = std::cell::RefCell::new(BTreeSet::from([replacement.clone()]));
-    let last_seen = std::cell::RefCell::new(PodStates::new());
-    let deleted = common::eventually_explained(
-        "an unready replica on the failed node deleted by the stranded rule",
-        Duration::from_secs(120),
-        || {
-            let pods = pods.clone();
-            let (late, on_late, last_seen) = (late.clone(), &on_late, &last_seen);
-            let records = stranded_records();
-            async move {
-                let p = pods_of(&pods, "late").await;
-                on_late.borrow_mut().extend(
-                    p.iter()
-                        .filter(|(_, (node, ..))| node.as_deref() == Some(late.as_str()))
-                        .map(|(name, _)| name.clone()),
-                );
-                *last_seen.borrow_mut() = p.clone();
-                let unready = unready_of(&records.await);
-                let on_late = on_late.borrow();
-                unready
-                    .into_iter()
-                    .find(|u| on_late.contains(u) && p.get(u).is_none_or(|(_, _, deleting)| *deleting))
-            }
-        },
-        || format!("{:?}; seen on {late}: {:?}", last_seen.borrow(), on_late.borrow()),
-    )
-    .await;
-    let records = stranded_records().await;
-    let p = pods_of(&pods, "late").await;
-    let on_late = on_late.into_inner();
-    let context = format!(
-        "receipts {records:#?}\npods {p:?}\nfirst replacement {replacement}, deleted {deleted}, seen on {late}: {on_late:?}, original {original:?}"
-    );
-    let unready = unready_of(&records);
-    // Control: the original, Ready on its (labelled) node, is not retired by this rule.
-    assert!(!unready.contains(&original.0), "{context}");
-    // Every replica retired as unready was on `late`, and nothing else was retired early.
-    assert!(unready.iter().all(|u| on_late.contains(u)), "{context}");
-    assert!(records.iter().all(|r| r["retire"] == r["unready"]), "{context}");
-    label_node(&first, UNHEALTHY_LABEL, None);
-    fail_domain(&["--restore"]);
     retire(ns);
 }
