@@ -186,6 +186,14 @@ mod tests {
         assert!((toward + away).abs() < 1e-9);
     }
 
+    /// `Σ_h [d(T_h, s) − d(T_h, t)]` term by term, at κ = 1.
+    fn direct_sum(horizon: &[Vec<f64>], s: &[f64], t: &[f64]) -> f64 {
+        horizon
+            .iter()
+            .map(|th| poincare::distance(th, s, 1.0) - poincare::distance(th, t, 1.0))
+            .sum()
+    }
+
     #[test]
     fn the_gain_is_the_sum_of_distances_over_the_horizon_whether_or_not_the_target_still_moves() {
         let mut snap = four_node_snapshot();
@@ -202,11 +210,7 @@ mod tests {
             let stationary = horizon.iter().all(|t| same_point(t, &horizon[0]));
             assert_eq!(stationary, previous.as_ref() == Some(&at), "{horizon:?}");
             let (from, to) = (2, 0);
-            let (s, t) = (&snap.nodes[from].position, &snap.nodes[to].position);
-            let direct: f64 = horizon
-                .iter()
-                .map(|th| poincare::distance(th, s, 1.0) - poincare::distance(th, t, 1.0))
-                .sum();
+            let direct = direct_sum(horizon, &snap.nodes[from].position, &snap.nodes[to].position);
             let g = gain(&ctx, &settings.drift, 0, from, to);
             assert_eq!(
                 g.to_bits(),
@@ -233,11 +237,7 @@ mod tests {
             assert!(horizon[i + 1..].iter().all(|y| !same_point(x, y)), "{horizon:?}");
         }
         for (from, to) in [(2, 0), (0, 2), (3, 1)] {
-            let (s, t) = (&snap.nodes[from].position, &snap.nodes[to].position);
-            let direct: f64 = horizon
-                .iter()
-                .map(|th| poincare::distance(th, s, 1.0) - poincare::distance(th, t, 1.0))
-                .sum();
+            let direct = direct_sum(horizon, &snap.nodes[from].position, &snap.nodes[to].position);
             let g = gain(&ctx, &settings.drift, 0, from, to);
             assert_eq!(
                 g.to_bits(),

@@ -1391,16 +1391,20 @@ impl View {
         };
     }
 
-    /// The topology keys that name failure domains, widest first: every configured key but
-    /// the hostname, and [`Self::failure_domain_key`] when it is not among them.
-    pub fn failure_domain_levels(&self) -> Vec<String> {
-        let mut levels: Vec<String> = self
-            .settings
+    /// The MomConfig `topologyKeys` other than `kubernetes.io/hostname`, in their order.
+    pub fn topology_keys_above_host(&self) -> Vec<String> {
+        self.settings
             .topology_keys
             .iter()
             .filter(|k| k.as_str() != crate::labels::HOSTNAME_LABEL)
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// The topology keys that name failure domains, widest first: every configured key but
+    /// the hostname, and [`Self::failure_domain_key`] when it is not among them.
+    pub fn failure_domain_levels(&self) -> Vec<String> {
+        let mut levels = self.topology_keys_above_host();
         let key = self.failure_domain_key();
         if !levels.contains(&key) {
             levels.push(key);

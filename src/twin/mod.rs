@@ -1051,6 +1051,69 @@ struct Kept {
     memo: crate::descheduler::DistanceMemo,
 }
 
+/// The descheduler's entry for node state `n` (names, labels and positions do not change
+/// during a run; the rest is updated before each plan).
+fn plan_node(n: &NodeState) -> crate::descheduler::Node {
+    crate::descheduler::Node {
+        name: n.name.clone(),
+        labels: (*n.labels).clone(),
+        position: n.position.clone(),
+        allocatable: n.allocatable,
+        requested: n.requested,
+        used: n.requested,
+        max_pods: n.max_pods,
+        pods: n.pods,
+        unhealthy: false,
+        anomalous: false,
+    }
+}
+
+/// The descheduler's entry for agent `a`, without its targets (set before each plan).
+fn plan_agent(a: &AgentSpec) -> crate::descheduler::Agent {
+    crate::descheduler::Agent {
+        name: a.name.clone(),
+        target: None,
+        previous_target: None,
+        peers: a
+            .peers
+            .iter()
+            .map(|(p, w)| crate::descheduler::Peer {
+                agent: p.clone(),
+                weight: *w,
+            })
+            .collect(),
+        avoid_nodes: Default::default(),
+        max_distance: None,
+        label_rules: Default::default(),
+    }
+}
+
+/// The descheduler's pod for replica `r` of `a`, serving on node `n` (named `AGENT-SEQ`).
+fn plan_pod(s: &Snapshot, a: &AgentSpec, r: &Replica, n: usize) -> crate::descheduler::Pod {
+    crate::descheduler::Pod {
+        name: format!("{}-{}", a.name, r.seq),
+        namespace: "twin".into(),
+        node: s.nodes[n].name.clone(),
+        agent: Some(a.name.clone()),
+        tenant: a.tenant.clone(),
+        strict_isolation: false,
+        standby: false,
+        requests: a.requests(),
+        usage: a.requests(),
+        node_selector: pool_selector(s, a, n),
+        last_evicted_at: r.last_evicted_at,
+        protected: false,
+    }
+}
+
+/// A batch replica stays in its plan's pool: the pool label of node `n` as its node selector.
+fn pool_selector(s: &Snapshot, a: &AgentSpec, n: usize) -> BTreeMap<String, String> {
+    match (&a.batch, s.nodes[n].labels.get(crate::labels::POOL_LABEL)) {
+        (Some(_), Some(pool)) => BTreeMap::from([(crate::labels::POOL_LABEL.to_string(), pool.clone())]),
+        _ => BTreeMap::new(),
+    }
+}
+
 /// The descheduler's input built from nothing, as [`deschedule`] keeps it up to date (tests
 /// compare the two at every plan).
 #[cfg(test)]
@@ -1062,21 +1125,7 @@ fn built_anew(
     t: u64,
 ) -> crate::descheduler::Snapshot {
     use crate::descheduler as d;
-    let nodes = states
-        .iter()
-        .map(|n| d::Node {
-            name: n.name.clone(),
-            labels: (*n.labels).clone(),
-            position: n.position.clone(),
-            allocatable: n.allocatable,
-            requested: n.requested,
-            used: n.requested,
-            max_pods: n.max_pods,
-            pods: n.pods,
-            unhealthy: false,
-            anomalous: false,
-        })
-        .collect();
+    let nodes = states.iter().map(plan_node).collect();
     let mut pods = Vec::new();
     let mut agents = Vec::with_capacity(s.agents.len());
     for (i, a) in s.agents.iter().enumerate() {
@@ -1084,40 +1133,12 @@ fn built_anew(
             let Some(n) = r.node.filter(|_| r.serves_from <= t) else {
                 continue;
             };
-            pods.push(d::Pod {
-                name: format!("{}-{}", a.name, r.seq),
-                namespace: "twin".into(),
-                node: s.nodes[n].name.clone(),
-                agent: Some(a.name.clone()),
-                tenant: a.tenant.clone(),
-                strict_isolation: false,
-                standby: false,
-                requests: a.requests(),
-                usage: a.requests(),
-                node_selector: match (&a.batch, s.nodes[n].labels.get(crate::labels::POOL_LABEL)) {
-                    (Some(_), Some(pool)) => BTreeMap::from([(crate::labels::POOL_LABEL.to_string(), pool.clone())]),
-                    _ => BTreeMap::new(),
-                },
-                last_evicted_at: r.last_evicted_at,
-                protected: false,
-            });
+            pods.push(plan_pod(s, a, r, n));
         }
-        agents.push(d::Agent {
-            name: a.name.clone(),
-            target: (!targets.current[i].is_empty()).then(|| targets.current[i].clone()),
-            previous_target: targets.steered[i].clone(),
-            peers: a
-                .peers
-                .iter()
-                .map(|(p, w)| d::Peer {
-                    agent: p.clone(),
-                    weight: *w,
-                })
-                .collect(),
-            avoid_nodes: Default::default(),
-            max_distance: None,
-            label_rules: Default::default(),
-        });
+        let mut agent = plan_agent(a);
+        agent.target = (!targets.current[i].is_empty()).then(|| targets.current[i].clone());
+        agent.previous_target = targets.steered[i].clone();
+        agents.push(agent);
     }
     d::Snapshot {
         kappa: s.kappa,
@@ -1159,21 +1180,7 @@ fn deschedule(
         agents: Vec::new(),
     });
     if kept.nodes.len() != states.len() {
-        kept.nodes = states
-            .iter()
-            .map(|n| d::Node {
-                name: n.name.clone(),
-                labels: (*n.labels).clone(),
-                position: n.position.clone(),
-                allocatable: n.allocatable,
-                requested: n.requested,
-                used: n.requested,
-                max_pods: n.max_pods,
-                pods: n.pods,
-                unhealthy: false,
-                anomalous: false,
-            })
-            .collect();
+        kept.nodes = states.iter().map(plan_node).collect();
     }
     for (node, n) in kept.nodes.iter_mut().zip(states.iter()) {
         // Names, labels and positions do not change during a run.
@@ -1182,26 +1189,7 @@ fn deschedule(
         node.pods = n.pods;
     }
     if kept.agents.len() != s.agents.len() {
-        kept.agents = s
-            .agents
-            .iter()
-            .map(|a| d::Agent {
-                name: a.name.clone(),
-                target: None,
-                previous_target: None,
-                peers: a
-                    .peers
-                    .iter()
-                    .map(|(p, w)| d::Peer {
-                        agent: p.clone(),
-                        weight: *w,
-                    })
-                    .collect(),
-                avoid_nodes: Default::default(),
-                max_distance: None,
-                label_rules: Default::default(),
-            })
-            .collect();
+        kept.agents = s.agents.iter().map(plan_agent).collect();
     }
     // The last plan's pods by agent, in its order, to be taken again (no new strings) by the
     // replicas still serving.
@@ -1234,29 +1222,17 @@ fn deschedule(
             while last[i].front().is_some_and(|p| !name_matches(p)) {
                 last[i].pop_front();
             }
-            let mut pod = last[i].pop_front().unwrap_or_else(|| d::Pod {
-                name: format!("{}-{}", a.name, r.seq),
-                namespace: "twin".into(),
-                node: String::new(),
-                agent: Some(a.name.clone()),
-                tenant: a.tenant.clone(),
-                strict_isolation: false,
-                standby: false,
-                requests: a.requests(),
-                usage: a.requests(),
-                node_selector: BTreeMap::new(),
-                last_evicted_at: None,
-                protected: false,
-            });
-            if pod.node != s.nodes[n].name {
-                pod.node.clone_from(&s.nodes[n].name);
-                // A batch replica stays in its plan's pool.
-                pod.node_selector = match (&a.batch, s.nodes[n].labels.get(crate::labels::POOL_LABEL)) {
-                    (Some(_), Some(pool)) => BTreeMap::from([(crate::labels::POOL_LABEL.to_string(), pool.clone())]),
-                    _ => BTreeMap::new(),
-                };
-            }
-            pod.last_evicted_at = r.last_evicted_at;
+            let pod = match last[i].pop_front() {
+                Some(mut pod) => {
+                    if pod.node != s.nodes[n].name {
+                        pod.node.clone_from(&s.nodes[n].name);
+                        pod.node_selector = pool_selector(s, a, n);
+                    }
+                    pod.last_evicted_at = r.last_evicted_at;
+                    pod
+                }
+                None => plan_pod(s, a, r, n),
+            };
             kept.pods.push(pod);
         }
     }

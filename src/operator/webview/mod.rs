@@ -153,13 +153,7 @@ impl Source {
         } else {
             core::Layout::Tree
         };
-        let keys: Vec<String> = view
-            .settings
-            .topology_keys
-            .iter()
-            .filter(|k| k.as_str() != crate::labels::HOSTNAME_LABEL)
-            .cloned()
-            .collect();
+        let keys = view.topology_keys_above_host();
         input.max_hourly_cost = view.settings.max_hourly_cost;
         if input.max_hourly_cost.is_some() {
             let (pods, nodes, _) = view.priced();
