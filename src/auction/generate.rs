@@ -71,6 +71,7 @@ pub fn random_instance(cfg: GenConfig, seed: u64) -> AuctionInput {
         solver: SolverChoice::Auto,
         shapley: ShapleyConfig::default(),
         mip_max_integer_variables: None,
+        fill_unvalued: false,
     }
 }
 

@@ -170,6 +170,11 @@ pub struct AuctionInput {
     /// on a control loop: the MIP's branch and bound can take minutes on mixed requests.
     #[serde(default)]
     pub mip_max_integer_variables: Option<u64>,
+    /// After the winners are determined, hand the capacity they left to replicas bid at 0
+    /// ([`fill_unvalued`]), at no charge. Absent (false) in inputs recorded before it existed,
+    /// so those replay as they ran.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fill_unvalued: bool,
 }
 
 /// The solver that actually determined the winners.
@@ -318,6 +323,67 @@ impl Assignment {
     }
 }
 
+/// Gives the capacity the winners left to replicas bid at 0 (an agent without a bid bids 0 for
+/// each replica it wants): one replica per such agent in turn, agents in name order, each on
+/// the first node in name order where it fits, until none fits. Positive-valued replicas left
+/// out by the winner determination did not fit what is left, so only zero-valued ones are placed.
+///
+/// Welfare is unchanged (the added replicas are worth 0), and so is every Clarke payment
+/// `pᵢ = W*₋ᵢ − (W* − vᵢ)`: neither optimum moves when worthless replicas take capacity no
+/// optimum used. Deterministic: bids and nodes are in the instance's sorted order.
+pub fn fill_unvalued(inst: &Instance, assignment: &mut Assignment) {
+    let mut left: Vec<[u128; 2]> = inst
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(j, n)| {
+            let cap = n.as_array();
+            let mut left = [cap[0] as u128, cap[1] as u128];
+            for (i, b) in inst.bids.iter().enumerate() {
+                let req = b.request.as_array();
+                for (r, l) in left.iter_mut().enumerate() {
+                    *l = l.saturating_sub(req[r] as u128 * assignment.counts[i][j] as u128);
+                }
+            }
+            left
+        })
+        .collect();
+    // The zero-valued slots each bid still has, and whether it can still be placed.
+    let mut open: Vec<usize> = inst
+        .bids
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let given = assignment.replicas(i);
+            b.marginal_values.iter().skip(given).filter(|v| **v == 0.0).count()
+        })
+        .collect();
+    loop {
+        let mut placed_any = false;
+        for (i, b) in inst.bids.iter().enumerate() {
+            if open[i] == 0 {
+                continue;
+            }
+            let req = b.request.as_array();
+            let fits = |l: &[u128; 2]| (0..2).all(|r| req[r] as u128 <= l[r]);
+            match left.iter().position(fits) {
+                Some(j) => {
+                    for (r, l) in left[j].iter_mut().enumerate() {
+                        *l -= req[r] as u128;
+                    }
+                    assignment.counts[i][j] += 1;
+                    open[i] -= 1;
+                    placed_any = true;
+                }
+                None => open[i] = 0,
+            }
+        }
+        if !placed_any {
+            break;
+        }
+    }
+}
+
 /// Checks every field and returns the instance with bids sorted by agent and nodes by name.
 ///
 /// Rules: agent and node names non-empty and unique; marginal values finite, ≥ 0 and
@@ -431,7 +497,10 @@ pub fn run(input: &AuctionInput) -> Result<AuctionOutcome, AuctionError> {
             )));
         }
     }
-    let (assignment, payments, solver) = allocate_and_charge(&inst, input.solver)?;
+    let (mut assignment, payments, solver) = allocate_and_charge(&inst, input.solver)?;
+    if input.fill_unvalued {
+        fill_unvalued(&inst, &mut assignment);
+    }
     let allocations: Vec<AgentAllocation> = inst
         .bids
         .iter()
@@ -548,6 +617,7 @@ mod tests {
             solver: SolverChoice::Auto,
             shapley: Default::default(),
             mip_max_integer_variables: None,
+            fill_unvalued: false,
         })
         .unwrap_err();
         assert!(err.to_string().contains("nodes: empty"), "{err}");
@@ -591,6 +661,7 @@ mod tests {
             solver: SolverChoice::Fast,
             shapley: Default::default(),
             mip_max_integer_variables: None,
+            fill_unvalued: false,
         };
         assert!(matches!(run(&input), Err(AuctionError::FastPathNotApplicable(_))));
         input.solver = SolverChoice::Auto;
@@ -618,6 +689,7 @@ mod tests {
             solver: SolverChoice::Auto,
             shapley: Default::default(),
             mip_max_integer_variables: None,
+            fill_unvalued: false,
         };
         let out = run(&input).unwrap();
         // Everything fits: every positive value is won.
@@ -636,6 +708,7 @@ mod tests {
             solver: SolverChoice::Auto,
             shapley: Default::default(),
             mip_max_integer_variables: Some(3),
+            fill_unvalued: false,
         };
         let err = run(&input).unwrap_err();
         assert!(

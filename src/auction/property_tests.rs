@@ -303,3 +303,69 @@ fn the_misreport_grid_lists_every_non_increasing_vector_up_to_the_length() {
     assert_eq!(g.len(), 21);
     assert!(g.iter().all(|v| v.windows(2).all(|w| w[0] >= w[1])));
 }
+
+/// Filling leftover capacity with zero-valued replicas: still within capacity, no bid beyond its
+/// listed replicas, no replica taken away, welfare unchanged, and nothing zero-valued left that
+/// would still fit (the fill is maximal).
+fn check_fill(inst: &Instance, choice: SolverChoice) -> Result<(), TestCaseError> {
+    let (before, _, _) = allocate_and_charge(inst, choice).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let mut after = before.clone();
+    fill_unvalued(inst, &mut after);
+    prop_assert!(after.fits(inst), "the fill exceeds capacity");
+    let (w0, w1) = (before.welfare(&inst.bids), after.welfare(&inst.bids));
+    prop_assert!((w0 - w1).abs() < TOL, "welfare {w0} -> {w1}");
+    for (i, b) in inst.bids.iter().enumerate() {
+        prop_assert!(after.replicas(i) >= before.replicas(i), "agent {i} lost replicas");
+        prop_assert!(after.replicas(i) <= b.marginal_values.len(), "agent {i} beyond its bid");
+        for j in 0..inst.nodes.len() {
+            prop_assert!(
+                after.counts[i][j] >= before.counts[i][j],
+                "agent {i} moved off node {j}"
+            );
+        }
+        let open = b.marginal_values.iter().skip(after.replicas(i)).any(|v| *v == 0.0);
+        if open {
+            // No node has room for one more of its replicas.
+            for j in 0..inst.nodes.len() {
+                let mut more = after.clone();
+                more.counts[i][j] += 1;
+                prop_assert!(
+                    !more.fits(inst),
+                    "agent {i}: a zero-valued replica still fits on node {j}"
+                );
+            }
+        }
+    }
+    // Through `run`: every payment is the one without the fill.
+    let input = |fill_unvalued| AuctionInput {
+        bids: inst.bids.clone(),
+        nodes: inst.nodes.clone(),
+        solver: choice,
+        shapley: ShapleyConfig::default(),
+        mip_max_integer_variables: None,
+        fill_unvalued,
+    };
+    let (plain, filled) = (run(&input(false)), run(&input(true)));
+    let (plain, filled) = (
+        plain.map_err(|e| TestCaseError::fail(e.to_string()))?,
+        filled.map_err(|e| TestCaseError::fail(e.to_string()))?,
+    );
+    for (p, f) in plain.allocations.iter().zip(&filled.allocations) {
+        prop_assert_eq!(p.payment, f.payment, "agent {}: payment changed by the fill", &p.agent);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(1024)))]
+
+    #[test]
+    fn the_fill_keeps_welfare_and_capacity_and_leaves_no_zero_valued_replica_that_fits(inst in tiny_instance(false)) {
+        check_fill(&inst, SolverChoice::Auto)?;
+    }
+
+    #[test]
+    fn the_fill_is_maximal_on_the_fast_path_too(inst in tiny_instance(true)) {
+        check_fill(&inst, SolverChoice::Auto)?;
+    }
+}

@@ -104,17 +104,17 @@ impl AgentDemand {
         self.wanted > 0 && (self.request.cpu_millis > 0 || self.request.memory_bytes > 0)
     }
 
-    /// The auction bid: the marginal values of the wanted replicas (replicas not wanted are not bid for).
+    /// The auction bid: one marginal value per wanted replica (replicas not wanted are not bid
+    /// for); wanted replicas beyond the declared values, and every replica of an agent without a
+    /// bid, are bid at 0, so they take only capacity nobody values ([`crate::auction::fill_unvalued`]).
     pub fn bid(&self) -> Bid {
+        let wanted = self.wanted as usize;
+        let mut marginal_values: Vec<f64> = self.marginal_values.iter().take(wanted).copied().collect();
+        marginal_values.resize(wanted, 0.0);
         Bid {
             agent: self.agent.clone(),
             tenant: self.tenant.clone(),
-            marginal_values: self
-                .marginal_values
-                .iter()
-                .take(self.wanted as usize)
-                .copied()
-                .collect(),
+            marginal_values,
             request: self.request,
         }
     }
@@ -186,6 +186,7 @@ pub fn auction_input(agents: &[AgentDemand], nodes: &[NodeCapacity], settings: Q
         solver: SolverChoice::Auto,
         shapley: settings.shapley,
         mip_max_integer_variables: settings.mip_max_integer_variables,
+        fill_unvalued: true,
     }
 }
 
@@ -337,6 +338,66 @@ mod tests {
         let got: Vec<(u32, f64)> = outcome.allocations.iter().map(|a| (a.replicas, a.payment)).collect();
         assert_eq!(got, vec![(1, 1.0), (1, 4.0)]);
         assert_eq!(*outcome, crate::auction::run(&input).unwrap());
+    }
+
+    #[test]
+    fn agents_without_a_bid_share_the_capacity_the_bidders_left_and_pay_nothing() {
+        // 10 one-cpu slots; the bidder wants 6, two agents without a bid want 3 each: u = 1.2.
+        let agents = [
+            demand("bidder", 6, &[5.0; 6], 1000),
+            demand("free-a", 3, &[], 1000),
+            demand("free-b", 3, &[], 1000),
+        ];
+        let nodes = [node("n1", 4000, 1 << 30), node("n2", 6000, 1 << 30)];
+        let PoolDecision::Auctioned { input, outcome, .. } = decide(&agents, &nodes, QuotaSettings::default()).unwrap()
+        else {
+            panic!("expected an auction");
+        };
+        assert_eq!(
+            input.bids[1].marginal_values,
+            vec![0.0; 3],
+            "no bid: 0 per wanted replica"
+        );
+        let got: Vec<(&str, u32, f64)> = outcome
+            .allocations
+            .iter()
+            .map(|a| (a.agent.as_str(), a.replicas, a.payment))
+            .collect();
+        // The bidder's 6 first; the 4 slots left go one by one to free-a and free-b in turn.
+        assert_eq!(got, vec![("bidder", 6, 0.0), ("free-a", 2, 0.0), ("free-b", 2, 0.0)]);
+        assert_eq!(outcome.welfare, 30.0);
+        // Control: the same input without the fill leaves the agents without a bid nothing.
+        let mut unfilled = input.clone();
+        unfilled.fill_unvalued = false;
+        let bare = crate::auction::run(&unfilled).unwrap();
+        let bare: Vec<u32> = bare.allocations.iter().map(|a| a.replicas).collect();
+        assert_eq!(bare, vec![6, 0, 0]);
+    }
+
+    #[test]
+    fn wanted_replicas_beyond_the_declared_values_are_bid_at_zero() {
+        let d = demand("a", 4, &[3.0, 2.0], 1000);
+        assert_eq!(d.bid().marginal_values, vec![3.0, 2.0, 0.0, 0.0]);
+        let fewer = demand("a", 1, &[3.0, 2.0], 1000);
+        assert_eq!(fewer.bid().marginal_values, vec![3.0]);
+    }
+
+    #[test]
+    fn a_recorded_input_without_the_fill_field_replays_without_filling() {
+        // Inputs recorded before `fill_unvalued` existed lack the field: they replay as they ran.
+        let old = serde_json::json!({
+            "bids": [
+                {"agent": "a", "tenant": "a", "marginal_values": [5.0], "request": {"cpu_millis": 1000, "memory_bytes": 1}},
+                {"agent": "b", "tenant": "b", "marginal_values": [0.0, 0.0], "request": {"cpu_millis": 1000, "memory_bytes": 1}}
+            ],
+            "nodes": [{"node": "n1", "cpu_millis": 3000, "memory_bytes": 10}]
+        });
+        let out = replay(&old).unwrap();
+        assert_eq!(out["allocations"][1]["replicas"], 0);
+        let mut new = old.clone();
+        new["fill_unvalued"] = serde_json::json!(true);
+        let out = replay(&new).unwrap();
+        assert_eq!(out["allocations"][1]["replicas"], 2);
     }
 
     #[test]

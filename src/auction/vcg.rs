@@ -86,6 +86,7 @@ mod tests {
             solver: SolverChoice::Mip,
             shapley: Default::default(),
             mip_max_integer_variables: None,
+            fill_unvalued: false,
         }
     }
 

@@ -4,6 +4,8 @@
 //! (a JSON array of nodes, or `{"nodes": [...]}`); see `manifests/examples/auction/`.
 //! Output: allocation per agent and node, Clarke payments, welfare, revenue, baseline welfare,
 //! Shapley cost shares and the solve time — one JSON object with `--format json`, else a table.
+//! As in the operator's auction, capacity the winners leave goes to replicas bid at 0 (no
+//! charge) unless `--no-fill`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -52,6 +54,10 @@ pub struct Args {
     /// Refuse to run the integer program with more integer variables than this.
     #[arg(long)]
     mip_max_integer_variables: Option<u64>,
+    /// Leave the capacity the winners did not take empty instead of giving it to replicas bid
+    /// at 0 (the operator's auction gives it; see `mom::auction::fill_unvalued`).
+    #[arg(long)]
+    no_fill: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             seed: args.shapley_seed,
         },
         mip_max_integer_variables: args.mip_max_integer_variables,
+        fill_unvalued: !args.no_fill,
     };
     let started = Instant::now();
     let outcome = mom::auction::run(&input)?;
@@ -184,6 +191,7 @@ mod tests {
             solver: SolverChoice::Auto,
             shapley: ShapleyConfig::default(),
             mip_max_integer_variables: None,
+            fill_unvalued: true,
         })
     }
 

@@ -30,8 +30,8 @@
 //! cap holds its agents).
 //!
 //! Bids: `spec.bid` (marginal values, or `valuePerReplica` for each wanted replica); an agent
-//! without a bid values its replicas at 0 and so gets only what nobody values while the pool is
-//! contended. A bid the CRD schema let through but the auction rejects (e.g. increasing
+//! without a bid values its replicas at 0 and so gets only the capacity the bids leave while the
+//! pool is contended ([`crate::auction::fill_unvalued`]). A bid the CRD schema let through but the auction rejects (e.g. increasing
 //! marginal values) counts as no bid, with a Warning Event naming the field.
 
 pub mod snapshot;

@@ -351,6 +351,24 @@ mod tests {
     }
 
     #[test]
+    fn an_agent_without_a_bid_in_a_contended_pool_gets_the_capacity_the_bidders_left() {
+        // 5 one-cpu slots, 6 wanted (critical): the bidder's 3, then the 2 left for `free`.
+        let agents = vec![
+            snap(&agent("ns", "bidder", 3, "1", None, json!({"valuePerReplica": 4.0}))),
+            snap(&agent("ns", "free", 3, "1", None, serde_json::Value::Null)),
+        ];
+        let pools = pool_snapshots(agents, &[node("d1", None, 5000)], &[]);
+        let pool = &pools[DEFAULT_POOL];
+        let demands: Vec<_> = pool.agents.iter().map(|a| a.demand.clone()).collect();
+        let decision = quota::decide(&demands, &pool.nodes, QuotaSettings::default()).unwrap();
+        let quotas: Vec<Option<i32>> = target_allocations(pool, &decision)
+            .into_iter()
+            .map(|a| a.map(|a| a.quota))
+            .collect();
+        assert_eq!(quotas, vec![Some(3), Some(2)]);
+    }
+
+    #[test]
     fn replicas_beyond_the_crd_bound_are_clamped_before_a_bid_vector_is_sized() {
         // Stored under an older CRD without the bound: the vector stays at MAX_REPLICAS.
         let s = snap(&agent("ns", "a", i32::MAX, "1", None, json!({"valuePerReplica": 1.0})));

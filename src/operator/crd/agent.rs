@@ -120,7 +120,10 @@ pub struct GeometricAgentSpec {
     #[schemars(length(max = 64))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["agent".into()]))]
     pub peers: Vec<Peer>,
-    /// What this agent declares each replica is worth, used when capacity is auctioned.
+    /// What this agent declares each replica is worth, used when capacity is auctioned. Without
+    /// a bid every replica is worth 0: while its pool is contended the agent gets only the
+    /// capacity the bids leave, one replica at a time in turn with the other agents bidding 0
+    /// for a replica, at no charge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bid: Option<Bid>,
     /// How an edit of `template` replaces the running pods: a rolling update as a Deployment's.
@@ -392,7 +395,7 @@ pub struct Bid {
     #[x_kube(validation = Rule::new("self >= 0.0").message("spec.bid.valuePerReplica must be >= 0"))]
     pub value_per_replica: f64,
     /// Value per hour of the 1st, 2nd, … replica, each ≥ 0; must not increase (diminishing marginal
-    /// value). Replicas beyond the list are worth nothing.
+    /// value). Replicas beyond the list are worth 0 (they get only capacity the bids leave).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 1000))]
     #[x_kube(
