@@ -120,6 +120,67 @@ impl AgentDemand {
     }
 }
 
+/// Problems of a declared bid, naming the field (the rules of the auction's validation).
+pub fn bid_problem(values: &[f64], value_per_replica: f64) -> Option<String> {
+    if values.is_empty() {
+        if !value_per_replica.is_finite() || value_per_replica < 0.0 {
+            return Some(format!(
+                "spec.bid.valuePerReplica: {value_per_replica} must be a finite number >= 0"
+            ));
+        }
+        return None;
+    }
+    for (k, &v) in values.iter().enumerate() {
+        if !v.is_finite() || v < 0.0 {
+            return Some(format!(
+                "spec.bid.marginalValues[{k}]: {v} must be a finite number >= 0"
+            ));
+        }
+        if k > 0 && v > values[k - 1] {
+            return Some(format!(
+                "spec.bid.marginalValues[{k}]: {v} is larger than spec.bid.marginalValues[{}] = {} (marginal values must not increase)",
+                k - 1,
+                values[k - 1]
+            ));
+        }
+    }
+    None
+}
+
+/// The marginal values a declared bid gives `wanted` replicas: `marginal_values` as given, or
+/// `value_per_replica` for each of them when the list is empty (a GeometricAgent's `spec.bid`;
+/// [`AgentDemand::bid`] then bids 0 for wanted replicas beyond the list).
+pub fn declared_values(marginal_values: &[f64], value_per_replica: f64, wanted: usize) -> Vec<f64> {
+    if marginal_values.is_empty() {
+        vec![value_per_replica; wanted]
+    } else {
+        marginal_values.to_vec()
+    }
+}
+
+/// What a pool offers its auction: each node's `allocatable` minus what pods outside the pool's
+/// agents hold on it (`held_by_others`; the pool's own agents' pods are what the auction
+/// reallocates), nodes left without cpu or memory dropped, in node name order.
+pub fn offered_capacity<'a>(
+    nodes: impl IntoIterator<Item = (&'a str, crate::placement::Resources, crate::placement::Resources, f64)>,
+) -> Vec<NodeCapacity> {
+    let mut caps: Vec<NodeCapacity> = nodes
+        .into_iter()
+        .map(|(name, allocatable, held_by_others, cost)| NodeCapacity {
+            node: name.to_string(),
+            cpu_millis: allocatable.cpu_millis.saturating_sub(held_by_others.cpu_millis),
+            memory_bytes: allocatable.memory_bytes.saturating_sub(held_by_others.memory_bytes),
+            cost,
+        })
+        .filter(|c| c.cpu_millis > 0 && c.memory_bytes > 0)
+        .collect();
+    caps.sort_by(|a, b| a.node.cmp(&b.node));
+    caps
+}
+
+/// The pool auction refuses an integer program beyond this many variables: a tick must not stall.
+pub const MIP_MAX_INTEGER_VARIABLES: u64 = 5_000;
+
 /// Knobs of the pool auction.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct QuotaSettings {
@@ -143,16 +204,28 @@ pub enum PoolDecision {
 
 /// u = max_r Σᵢ wantedᵢ·ρᵢᵣ / Σⱼ Cⱼᵣ over the competing agents (exact integer sums).
 pub fn pressure(agents: &[AgentDemand], nodes: &[NodeCapacity]) -> Pressure {
+    pressure_of(
+        agents.iter().filter(|a| a.competes()).map(|a| (a.wanted, a.request)),
+        nodes.iter().map(NodeCapacity::as_array),
+    )
+}
+
+/// [`pressure`] from each competing agent's wanted replicas and request and each node's
+/// capacity, for a caller that has not built the [`AgentDemand`]s (the twin, every tick).
+pub fn pressure_of(
+    wants: impl IntoIterator<Item = (u32, ResourceRequest)>,
+    capacities: impl IntoIterator<Item = [u64; 2]>,
+) -> Pressure {
     let mut want = [0u128; 2];
-    for a in agents.iter().filter(|a| a.competes()) {
+    for (wanted, request) in wants {
         for (r, w) in want.iter_mut().enumerate() {
-            *w += a.request.as_array()[r] as u128 * a.wanted as u128;
+            *w += request.as_array()[r] as u128 * wanted as u128;
         }
     }
     let mut cap = [0u128; 2];
-    for n in nodes {
-        for (r, c) in cap.iter_mut().enumerate() {
-            *c += n.as_array()[r] as u128;
+    for c in capacities {
+        for (r, total) in cap.iter_mut().enumerate() {
+            *total += c[r] as u128;
         }
     }
     let mut u: f64 = 0.0;

@@ -2,7 +2,7 @@
 //! (labels, allocatable cpu/memory/pods, the price, energy-class and spot labels, positions from
 //! the label embedding the operator starts from, `placement::embed_nodes` with the MomConfig's
 //! `geometry.topologyKeys` and `dimension`), the GeometricAgents (requests of their template,
-//! `spec.replicas`, `spec.peers`, `status.position`), the MomConfig's objectives, curvature and
+//! `spec.replicas`, `spec.peers`, `spec.bid`, the pool their template selects, `status.position`), the MomConfig's objectives, curvature and
 //! tick, and the `scaling.*` and `batch.plan` receipts of the window, by agent.
 //!
 //! Receipts are read as stored: a what-if is not a verification (`mom verify` is). Node
@@ -237,6 +237,23 @@ pub async fn read(
                 .collect(),
             scales: scales.remove(&name).unwrap_or_default(),
             batch_plans: batch_plans.remove(&name).unwrap_or_default(),
+            // A bid the auction refuses counts as none, as in the operator's auction loop.
+            bid: a
+                .spec
+                .bid
+                .as_ref()
+                .filter(|b| crate::auction::quota::bid_problem(&b.marginal_values, b.value_per_replica).is_none())
+                .map(|b| crate::twin::snapshot::BidSpec {
+                    value_per_replica: b.value_per_replica,
+                    marginal_values: b.marginal_values.clone(),
+                }),
+            pool: a
+                .spec
+                .template
+                .summary()
+                .node_selector
+                .get(crate::labels::POOL_LABEL)
+                .cloned(),
             name,
         });
     }

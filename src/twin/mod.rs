@@ -28,7 +28,9 @@
 //! - `cost`: Σ over ticks and nodes hosting at least one replica of `hourlyCost × tick/3600`
 //!   (what the node-hours of used nodes cost);
 //! - `energy`: Σ replica-hours × the node's energy-class weight (A = 1 … E = 5, unknown 3);
-//! - `evictions`: pods the descheduler moved.
+//! - `evictions`: pods the descheduler moved;
+//! - `auctions`: pool-ticks whose capacity was auctioned; `auctionPayments`: Σ of the agents'
+//!   Clarke payments (per hour, as `status.allocation.payment`) × tick hours.
 //!
 //! Agreement: when the snapshot carries recorded decisions (`recorded.replicas`: an agent's
 //! replicas at a tick; `recorded.placements`: the node pod `AGENT-N` was bound to at a tick),
@@ -76,7 +78,17 @@
 //! slot ([`BatchOutcome`], `batchCost` in the metrics). A batch agent has no SLO series: it adds
 //! no violation minutes.
 //!
-//! Not modelled (yet): the auction, failover, the strategies' placement rules (avoid-lists,
+//! The auction (see [`auction`]): from the second tick on, before scaling, each pool's agents
+//! (by the pool their template selects, `pool`) bid their `bid` for the `spec.replicas` the
+//! scaler left at the last tick, and at pressure `high` or `critical` the core's
+//! [`crate::auction::quota::decide`] (the function the operator's auction loop calls) sets
+//! their quotas; an agent keeps at most its quota of replicas, as the agent controller does
+//! (the scaler still decides `spec.replicas` above it). Payments are summed in
+//! `auctionPayments`. Batch agents take part in the auction with their planned count but are
+//! not capped by their quota here; the MomConfig budget's cut of the pools' capacity is not
+//! applied.
+//!
+//! Not modelled (yet): failover, the strategies' placement rules (avoid-lists,
 //! locality, `nearNodes`, preferred regions, redundancy caps and the extender's narrowing to
 //! one failure domain, tenancy isolation), real node usage (the descheduler sees requests as
 //! usage), and `percentageOfNodesToScore` (kube-scheduler scores only part of a large
@@ -131,6 +143,12 @@ pub struct Metrics {
     /// [`BatchOutcome`]); 0 without batch agents.
     #[serde(default)]
     pub batch_cost: f64,
+    /// Pool-ticks whose capacity was auctioned (pressure `high` or `critical`, see [`auction`]).
+    #[serde(default)]
+    pub auctions: u64,
+    /// Σ over auctioned pool-ticks of the agents' Clarke payments (per hour) × tick hours.
+    #[serde(default)]
+    pub auction_payments: f64,
 }
 
 /// What one tick added to the totals (`--steps`); `latencyMs` is that tick's traffic-weighted
@@ -338,6 +356,10 @@ struct AgentRun {
     replicas: Vec<Replica>,
     history: Vec<f64>,
     created: u64,
+    /// `spec.replicas`: the scaler's last decision (the replicas exist up to the quota).
+    spec: u32,
+    /// The auction's quota (`status.allocation.quota`) while the agent's pool is contended.
+    quota: Option<u32>,
 }
 
 /// The agents' targets during a run (module doc), by snapshot agent index.
@@ -653,6 +675,108 @@ fn unbind(state: &mut NodeState, a: &AgentSpec) {
     state.pods = state.pods.saturating_sub(1);
 }
 
+/// One tick of the operator's auction loop (`operator::auction`), pool by pool (`pools`: agent
+/// indices by the pool their template selects): each agent wants its `spec.replicas`
+/// ([`AgentRun::spec`]) at its bid ([`crate::auction::quota::declared_values`]; none: 0 per
+/// replica); the pool offers its nodes' allocatable minus what replicas of agents outside it
+/// hold there ([`crate::auction::quota::offered_capacity`], node cost its `hourlyCost`, 1
+/// without one, as the operator's label default); [`crate::auction::quota::decide`] runs the
+/// VCG auction at pressure `high` or `critical`. Its allocations become the agents' quotas, and
+/// below `high` the quotas are released. A pool whose auction fails (e.g. an integer program
+/// over [`crate::auction::quota::MIP_MAX_INTEGER_VARIABLES`]) keeps its quotas, as the operator's
+/// tick does. No MomConfig budget cut is applied.
+fn auction(
+    s: &Snapshot,
+    runs: &mut [AgentRun],
+    pools: &BTreeMap<&str, Vec<usize>>,
+    agent_pool: &[&str],
+    hours: f64,
+    m: &mut Metrics,
+) {
+    use crate::auction::quota::{self, AgentDemand, PoolDecision, QuotaSettings};
+    let settings = QuotaSettings {
+        shapley: Default::default(),
+        mip_max_integer_variables: Some(quota::MIP_MAX_INTEGER_VARIABLES),
+    };
+    for (pool, members) in pools {
+        let mut others = vec![Resources::default(); s.nodes.len()];
+        for (i, run) in runs.iter().enumerate() {
+            if agent_pool[i] == *pool {
+                continue;
+            }
+            for n in run.replicas.iter().filter_map(|r| r.node) {
+                others[n] = others[n].saturating_add(s.agents[i].requests());
+            }
+        }
+        let capacity = quota::offered_capacity(s.nodes.iter().enumerate().filter(|(_, n)| node_pool(n) == *pool).map(
+            |(k, n)| {
+                let allocatable = Resources {
+                    cpu_millis: n.cpu_millis,
+                    memory_bytes: n.memory_bytes,
+                };
+                (n.name.as_str(), allocatable, others[k], n.hourly_cost.unwrap_or(1.0))
+            },
+        ));
+        let request = |a: &AgentSpec| crate::auction::ResourceRequest {
+            cpu_millis: a.cpu_millis,
+            memory_bytes: a.memory_bytes,
+        };
+        // Below `high` (most ticks) `decide` would release the quotas without an auction: the
+        // same pressure is measured first without building the bids.
+        let pressure = quota::pressure_of(
+            members.iter().map(|&i| (runs[i].spec, request(&s.agents[i]))),
+            capacity.iter().map(crate::auction::NodeCapacity::as_array),
+        );
+        if !pressure.level.auctions() {
+            for &i in members {
+                runs[i].quota = None;
+            }
+            continue;
+        }
+        let demands: Vec<AgentDemand> = members
+            .iter()
+            .map(|&i| {
+                let a = &s.agents[i];
+                let wanted = runs[i].spec;
+                AgentDemand {
+                    agent: a.name.clone(),
+                    // The operator charges the namespace's tenant: the namespace here.
+                    tenant: match a.name.split_once('/') {
+                        Some((namespace, _)) => namespace.to_string(),
+                        None if s.namespace.is_empty() => "default".to_string(),
+                        None => s.namespace.clone(),
+                    },
+                    wanted,
+                    request: request(a),
+                    marginal_values: a
+                        .bid
+                        .as_ref()
+                        .map(|b| quota::declared_values(&b.marginal_values, b.value_per_replica, wanted as usize))
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        match quota::decide(&demands, &capacity, settings) {
+            Ok(PoolDecision::Uncontended { .. }) => {
+                for &i in members {
+                    runs[i].quota = None;
+                }
+            }
+            Ok(PoolDecision::Auctioned { outcome, .. }) => {
+                m.auctions += 1;
+                let by_agent: BTreeMap<&str, &crate::auction::AgentAllocation> =
+                    outcome.allocations.iter().map(|x| (x.agent.as_str(), x)).collect();
+                for &i in members {
+                    let given = by_agent.get(s.agents[i].name.as_str());
+                    runs[i].quota = given.map(|x| x.replicas);
+                    m.auction_payments += given.map_or(0.0, |x| x.payment) * hours;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// Recorded decisions, indexed for the run, and how many the run matched.
 #[derive(Default)]
 struct Agreement {
@@ -744,6 +868,8 @@ fn run_with(
             replicas: Vec::new(),
             history: Vec::new(),
             created: 0,
+            spec: 0,
+            quota: None,
         });
     }
     let agent_index: BTreeMap<&str, usize> = s.agents.iter().enumerate().map(|(i, a)| (a.name.as_str(), i)).collect();
@@ -788,6 +914,15 @@ fn run_with(
     let mut kept = Kept::default();
     let startup_ticks = (s.startup_seconds / tick).ceil() as u64;
     let hours = tick / 3600.0;
+    let agent_pool: Vec<&str> = s
+        .agents
+        .iter()
+        .map(|a| a.pool.as_deref().unwrap_or(crate::batch::DEFAULT_POOL))
+        .collect();
+    let mut pools: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, p) in agent_pool.iter().enumerate() {
+        pools.entry(p).or_default().push(i);
+    }
     for t in 0..ticks {
         if t % (ticks / 100).max(1) == 0 {
             progress(t, ticks);
@@ -797,6 +932,10 @@ fn run_with(
             tick: t,
             ..Step::default()
         };
+        // The auction loop: quotas from the `spec.replicas` the scaler left at the last tick.
+        if t > 0 {
+            auction(s, &mut runs, &pools, &agent_pool, hours, m);
+        }
         // Scaling, then placement, agent by agent in snapshot order (sorted by name).
         for (i, a) in s.agents.iter().enumerate() {
             let bin = ((now / a.bin_seconds).floor() as usize).min(a.demand.len().saturating_sub(1));
@@ -804,7 +943,7 @@ fn run_with(
             if run.history.len() <= bin {
                 run.history.extend_from_slice(&a.demand[run.history.len()..=bin]);
             }
-            let spec = run.replicas.len() as u32;
+            let pods = run.replicas.len() as u32;
             if let Some(br) = batch_runs[i].as_mut() {
                 br.want = batch_want(s, a, br, now)?;
                 let serves_from = if t == 0 { 0 } else { t + startup_ticks };
@@ -812,10 +951,11 @@ fn run_with(
                     targets.moved[i] = true;
                 }
                 let count = run.replicas.len() as u32;
+                run.spec = count;
                 if !agree.replicas.is_empty() && agree.replicas.get(&(t, a.name.clone())) == Some(&count) {
                     agree.matched += 1;
                 }
-                if t > 0 && run.replicas.len() as u32 != spec {
+                if t > 0 && run.replicas.len() as u32 != pods {
                     m.scaling_decisions += 1;
                 }
                 continue;
@@ -839,7 +979,7 @@ fn run_with(
                     now,
                     bin,
                     history: &run.history,
-                    spec_replicas: spec,
+                    spec_replicas: run.spec,
                     ready_replicas: ready,
                 };
                 run.policy.decide(&obs).map_err(|source| TwinError::Policy {
@@ -850,11 +990,14 @@ fn run_with(
             if !agree.replicas.is_empty() && agree.replicas.get(&(t, a.name.clone())) == Some(&desired) {
                 agree.matched += 1;
             }
-            if t > 0 && desired != spec {
+            if t > 0 && desired != run.spec {
                 m.scaling_decisions += 1;
             }
+            run.spec = desired;
+            // The agent controller keeps at most the auction's quota of pods.
+            let want = run.quota.map_or(desired, |q| desired.min(q));
             let serves_from = if t == 0 { 0 } else { t + startup_ticks };
-            for _ in spec..desired {
+            for _ in pods..want {
                 run.replicas.push(Replica {
                     id: next_id,
                     seq: run.created,
@@ -865,7 +1008,7 @@ fn run_with(
                 next_id += 1;
                 run.created += 1;
             }
-            if desired < spec && remove_replicas(s, a, &targets.current[i], run, spec - desired, t, &mut states) {
+            if want < pods && remove_replicas(s, a, &targets.current[i], run, pods - want, t, &mut states) {
                 targets.moved[i] = true;
             }
         }
@@ -886,7 +1029,8 @@ fn run_with(
                         Some(p) => Some(p),
                         None => continue,
                     },
-                    None => None,
+                    // The template's pool selector, if any.
+                    None => a.pool.as_deref(),
                 };
                 let chosen = match s.scheduler {
                     Scheduler::Mom if targets.current[i].is_empty() => None,
@@ -1106,11 +1250,16 @@ fn plan_pod(s: &Snapshot, a: &AgentSpec, r: &Replica, n: usize) -> crate::desche
     }
 }
 
-/// A batch replica stays in its plan's pool: the pool label of node `n` as its node selector.
+/// A batch replica stays in its plan's pool: the pool label of node `n` as its node selector;
+/// another agent's replicas carry its template's pool selector, if any.
 fn pool_selector(s: &Snapshot, a: &AgentSpec, n: usize) -> BTreeMap<String, String> {
-    match (&a.batch, s.nodes[n].labels.get(crate::labels::POOL_LABEL)) {
-        (Some(_), Some(pool)) => BTreeMap::from([(crate::labels::POOL_LABEL.to_string(), pool.clone())]),
-        _ => BTreeMap::new(),
+    let pool = match &a.batch {
+        Some(_) => s.nodes[n].labels.get(crate::labels::POOL_LABEL),
+        None => a.pool.as_ref(),
+    };
+    match pool {
+        Some(pool) => BTreeMap::from([(crate::labels::POOL_LABEL.to_string(), pool.clone())]),
+        None => BTreeMap::new(),
     }
 }
 

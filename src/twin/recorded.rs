@@ -75,6 +75,10 @@ pub struct RecordedAgent {
     pub scales: Vec<ScaleRecord>,
     /// Its `batch.plan` receipts in the window (a batch agent), in any order.
     pub batch_plans: Vec<BatchRecord>,
+    /// Its `spec.bid`, if any (see [`super::snapshot::AgentSpec::bid`]).
+    pub bid: Option<super::snapshot::BidSpec>,
+    /// The pool its template selects, if any.
+    pub pool: Option<String>,
 }
 
 /// The window and the settings the cluster does not record per agent.
@@ -224,6 +228,8 @@ pub fn snapshot_of(
                     deadline_seconds: first.job.deadline_seconds - window.since,
                     budget: first.job.budget,
                 }),
+                bid: a.bid.clone(),
+                pool: a.pool.clone(),
             });
             continue;
         }
@@ -260,6 +266,8 @@ pub fn snapshot_of(
                 history_seconds: None,
                 initial_replicas: None,
                 batch: None,
+                bid: a.bid.clone(),
+                pool: a.pool.clone(),
             });
             continue;
         };
@@ -326,6 +334,8 @@ pub fn snapshot_of(
             }),
             scaling: Some(settings),
             batch: None,
+            bid: a.bid.clone(),
+            pool: a.pool.clone(),
         });
     }
     // Peers outside the snapshot (no position) are dropped.
@@ -478,6 +488,8 @@ mod tests {
             near_agents: Vec::new(),
             scales,
             batch_plans: Vec::new(),
+            bid: None,
+            pool: None,
         }
     }
 

@@ -263,6 +263,26 @@ pub struct AgentSpec {
     /// Present: a batch agent (see [`BatchSpec`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<BatchSpec>,
+    /// Its `spec.bid`: what it bids when its pool's capacity is auctioned. Absent: 0 for every
+    /// replica (it then gets only the capacity the bids leave).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bid: Option<BidSpec>,
+    /// The node pool its pod template selects (`nodeSelector: {mom.hypersync.io/pool: NAME}`):
+    /// its replicas go only to nodes labelled with it, and it competes in that pool's auction.
+    /// Absent: no selector (any node), and the `default` pool's auction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+}
+
+/// A GeometricAgent's `spec.bid`: value per hour of the 1st, 2nd, … replica (non-increasing,
+/// ≥ 0), or, when that list is empty, `valuePerReplica` for each replica it wants.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BidSpec {
+    #[serde(default)]
+    pub value_per_replica: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marginal_values: Vec<f64>,
 }
 
 fn one() -> f64 {
@@ -459,6 +479,15 @@ impl Snapshot {
                     field("maxReplicas"),
                     format!("{} < minReplicas {}", a.max_replicas, a.min_replicas),
                 );
+            }
+            if let Some(b) = &a.bid
+                && let Some(problem) = crate::auction::quota::bid_problem(&b.marginal_values, b.value_per_replica)
+            {
+                // The problem names `spec.bid.…` as the operator reports it.
+                return bad(field("bid"), problem);
+            }
+            if a.pool.as_deref().is_some_and(str::is_empty) {
+                return bad(field("pool"), "must not be empty (leave it out for no selector)".into());
             }
             if !a.target.is_empty() && Some(a.target.len()) != dimension || a.target.iter().any(|x| !x.is_finite()) {
                 return bad(
@@ -697,6 +726,8 @@ pub fn generate(graph: &Graph, traces: &[Trace], cfg: &GenerateConfig) -> Result
             history_seconds: None,
             initial_replicas: None,
             batch: None,
+            bid: None,
+            pool: None,
         });
     }
     let s = Snapshot {

@@ -39,6 +39,8 @@ fn agent(name: &str, demand: Vec<f64>, target: f64, peer: Option<&str>) -> Agent
         history_seconds: None,
         initial_replicas: None,
         batch: None,
+        bid: None,
+        pool: None,
     }
 }
 
@@ -1066,4 +1068,152 @@ fn the_best_node_with_draws_only_among_top_scores_is_the_node_the_full_draw_pick
     }
     assert!(differ > 100, "{differ}");
     assert_eq!(best_with_tie_draw(&s, "p", std::iter::empty()), None);
+}
+
+/// Two manual agents wanting 5 replicas of 500m each on `nodes` nodes of 1,500m (3 replicas
+/// each): `bidder` bids 3 per replica, `cheap` 2 for its first and 1 for its second. `cheap`
+/// sorts first, so without the auction it would place first and keep 5.
+fn contended(nodes: usize) -> Snapshot {
+    let mut s = near_and_far();
+    s.duration_seconds = 3600.0;
+    s.descheduler_every_ticks = 0;
+    s.nodes.truncate(nodes.min(s.nodes.len()));
+    for n in &mut s.nodes {
+        n.cpu_millis = 1500;
+    }
+    let mut bidder = agent("z-bidder", vec![50.0], 0.6, None);
+    let mut cheap = agent("cheap", vec![50.0], 0.6, None);
+    for a in [&mut bidder, &mut cheap] {
+        a.method = Method::Manual;
+        a.replicas = 5;
+    }
+    bidder.bid = Some(snapshot::BidSpec {
+        value_per_replica: 3.0,
+        marginal_values: Vec::new(),
+    });
+    cheap.bid = Some(snapshot::BidSpec {
+        value_per_replica: 0.0,
+        marginal_values: vec![2.0, 1.0],
+    });
+    s.agents = vec![cheap, bidder];
+    s
+}
+
+#[test]
+fn in_a_contended_pool_the_auction_caps_each_agent_at_its_quota_and_charges_the_clarke_payment() {
+    // 6 slots for 10 wanted (critical). By hand: bidder's 5 × 3 and cheap's first (2) win, welfare
+    // 17. Bidder pays what it displaces of cheap (2 + 1 − 2 = 1 per hour); cheap pays 0 (bidder
+    // gets all 5 with or without it).
+    let s = contended(2);
+    let report = run_report(&s, true, &mut |_, _| {}).unwrap();
+    let count = |a: &str| report.placements.get(a).map_or(0, Vec::len);
+    assert_eq!((count("z-bidder"), count("cheap")), (5, 1), "{:?}", report.placements);
+    let ticks = s.ticks();
+    assert_eq!(
+        report.metrics.auctions,
+        ticks - 1,
+        "every tick after the first auctions"
+    );
+    let hours = (ticks - 1) as f64 * s.tick_seconds / 3600.0;
+    assert!(
+        (report.metrics.auction_payments - hours).abs() < 1e-9,
+        "{}",
+        report.metrics.auction_payments
+    );
+    // The same pool through the core's auction (the operator's function) gives the same quotas.
+    let demand = |a: &AgentSpec| crate::auction::quota::AgentDemand {
+        agent: a.name.clone(),
+        tenant: "twin".into(),
+        wanted: 5,
+        request: crate::auction::ResourceRequest {
+            cpu_millis: a.cpu_millis,
+            memory_bytes: a.memory_bytes,
+        },
+        marginal_values: a
+            .bid
+            .as_ref()
+            .map(|b| crate::auction::quota::declared_values(&b.marginal_values, b.value_per_replica, 5))
+            .unwrap_or_default(),
+    };
+    let demands: Vec<_> = s.agents.iter().map(demand).collect();
+    let capacity: Vec<_> = s
+        .nodes
+        .iter()
+        .map(|n| crate::auction::NodeCapacity {
+            node: n.name.clone(),
+            cpu_millis: n.cpu_millis,
+            memory_bytes: n.memory_bytes,
+            cost: n.hourly_cost.unwrap_or(1.0),
+        })
+        .collect();
+    let crate::auction::quota::PoolDecision::Auctioned { outcome, .. } =
+        crate::auction::quota::decide(&demands, &capacity, Default::default()).unwrap()
+    else {
+        panic!("expected an auction");
+    };
+    let quotas: Vec<u32> = outcome.allocations.iter().map(|a| a.replicas).collect();
+    assert_eq!(quotas, vec![1, 5]);
+}
+
+#[test]
+fn an_agent_without_a_bid_gets_the_capacity_the_bidder_leaves_and_a_roomy_pool_holds_no_auction() {
+    let mut s = contended(2);
+    s.agents[0].bid = None;
+    let report = run_report(&s, true, &mut |_, _| {}).unwrap();
+    let count = |r: &Report, a: &str| r.placements.get(a).map_or(0, Vec::len);
+    assert_eq!((count(&report, "z-bidder"), count(&report, "cheap")), (5, 1));
+    assert_eq!(report.metrics.auction_payments, 0.0, "nobody else values the capacity");
+    // Control: four nodes (12 slots) hold both agents' 10 replicas below high pressure.
+    let roomy = contended(4);
+    let report = run_report(&roomy, true, &mut |_, _| {}).unwrap();
+    assert_eq!((count(&report, "z-bidder"), count(&report, "cheap")), (5, 5));
+    assert_eq!(report.metrics.auctions, 0);
+}
+
+#[test]
+fn an_agent_of_another_pool_neither_lands_on_the_pools_nodes_nor_takes_part_in_its_auction() {
+    let mut s = contended(4);
+    let pool_label = crate::labels::POOL_LABEL.to_string();
+    for n in &mut s.nodes[..2] {
+        n.labels.insert(pool_label.clone(), "gpu".into());
+    }
+    // Both agents select the two `gpu` nodes: 6 slots for 10, contended as above.
+    for a in &mut s.agents {
+        a.pool = Some("gpu".into());
+    }
+    let gpu: Vec<String> = s.nodes[..2].iter().map(|n| n.name.clone()).collect();
+    let report = run_report(&s, true, &mut |_, _| {}).unwrap();
+    assert_eq!(report.placements["z-bidder"].len(), 5);
+    assert_eq!(report.placements.get("cheap").map_or(0, Vec::len), 1);
+    assert!(
+        report.placements.values().flatten().all(|n| gpu.contains(n)),
+        "{:?}",
+        report.placements
+    );
+    // `cheap` without a selector instead: it leaves the gpu pool's auction (what its pods hold
+    // on gpu nodes is subtracted from the pool's offer), so bidder keeps all 5 there and cheap
+    // places its 5 wherever they fit.
+    s.agents[0].pool = None;
+    let report = run_report(&s, true, &mut |_, _| {}).unwrap();
+    assert_eq!(report.placements["z-bidder"].len(), 5);
+    assert_eq!(report.placements["cheap"].len(), 5);
+    assert!(report.placements["z-bidder"].iter().all(|n| gpu.contains(n)));
+}
+
+#[test]
+fn a_bid_the_auction_would_refuse_and_an_empty_pool_are_named() {
+    let mut s = contended(2);
+    s.agents[1].bid = Some(snapshot::BidSpec {
+        value_per_replica: 0.0,
+        marginal_values: vec![1.0, 5.0],
+    });
+    let err = run(&s, &mut |_, _| {}).unwrap_err().to_string();
+    assert!(
+        err.contains("agents[1].bid") && err.contains("spec.bid.marginalValues[1]"),
+        "{err}"
+    );
+    let mut s = contended(2);
+    s.agents[1].pool = Some(String::new());
+    let err = run(&s, &mut |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("agents[1].pool"), "{err}");
 }

@@ -54,8 +54,7 @@ use crate::auction::AuctionError;
 use crate::auction::quota::{self, AgentDemand, PoolDecision, QuotaSettings};
 use crate::receipts::{Action as ReceiptAction, SubjectRef};
 
-/// The integer program is refused beyond this many variables: a tick must not stall.
-pub const MIP_MAX_INTEGER_VARIABLES: u64 = 5_000;
+pub use crate::auction::quota::MIP_MAX_INTEGER_VARIABLES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuctionLoopError {

@@ -97,32 +97,7 @@ pub fn agent_id(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
 
-/// Problems of a declared bid, naming the field (the rules of the auction's validation).
-pub fn bid_problem(values: &[f64], value_per_replica: f64) -> Option<String> {
-    if values.is_empty() {
-        if !value_per_replica.is_finite() || value_per_replica < 0.0 {
-            return Some(format!(
-                "spec.bid.valuePerReplica: {value_per_replica} must be a finite number >= 0"
-            ));
-        }
-        return None;
-    }
-    for (k, &v) in values.iter().enumerate() {
-        if !v.is_finite() || v < 0.0 {
-            return Some(format!(
-                "spec.bid.marginalValues[{k}]: {v} must be a finite number >= 0"
-            ));
-        }
-        if k > 0 && v > values[k - 1] {
-            return Some(format!(
-                "spec.bid.marginalValues[{k}]: {v} is larger than spec.bid.marginalValues[{}] = {} (marginal values must not increase)",
-                k - 1,
-                values[k - 1]
-            ));
-        }
-    }
-    None
-}
+pub use crate::auction::quota::bid_problem;
 
 /// What the auction needs from an agent object; `tenant` is its namespace's tenant (the one
 /// its costs are charged to, see `operator::tenancy`).
@@ -213,24 +188,17 @@ pub fn pool_snapshots(
                 *u = u.saturating_add(p.demand.requests);
             }
         }
-        let mut caps: Vec<NodeCapacity> = by_pool
-            .get(pool)
-            .map(|ns| ns.as_slice())
-            .unwrap_or_default()
-            .iter()
-            .map(|n| {
-                let u = used.get(n.name.as_str()).copied().unwrap_or_default();
-                NodeCapacity {
-                    node: n.name.clone(),
-                    cpu_millis: n.allocatable.cpu_millis.saturating_sub(u.cpu_millis),
-                    memory_bytes: n.allocatable.memory_bytes.saturating_sub(u.memory_bytes),
-                    cost: node_cost(&n.labels),
-                }
-            })
-            .filter(|c| c.cpu_millis > 0 && c.memory_bytes > 0)
-            .collect();
-        caps.sort_by(|a, b| a.node.cmp(&b.node));
-        snap.nodes = caps;
+        snap.nodes = crate::auction::quota::offered_capacity(
+            by_pool
+                .get(pool)
+                .map(|ns| ns.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .map(|n| {
+                    let u = used.get(n.name.as_str()).copied().unwrap_or_default();
+                    (n.name.as_str(), n.allocatable, u, node_cost(&n.labels))
+                }),
+        );
     }
     pools
 }

@@ -409,11 +409,7 @@ impl Bid {
     /// The marginal values the auction uses: `marginalValues` as given, or `valuePerReplica`
     /// repeated `max_replicas` times (the auction passes `spec.replicas`) when the list is empty.
     pub fn marginal_values_up_to(&self, max_replicas: usize) -> Vec<f64> {
-        if self.marginal_values.is_empty() {
-            vec![self.value_per_replica; max_replicas]
-        } else {
-            self.marginal_values.clone()
-        }
+        crate::auction::quota::declared_values(&self.marginal_values, self.value_per_replica, max_replicas)
     }
 }
 
