@@ -147,7 +147,9 @@ fn offline_auction(dir: &Path, ns: &str, nodes: &PoolNodes, wants: &[Want]) -> (
     let input: AuctionInput = serde_json::from_value(json!({
         "bids": serde_json::from_str::<Value>(&std::fs::read_to_string(dir.join("bids.json")).unwrap()).unwrap(),
         "nodes": serde_json::from_str::<Value>(&std::fs::read_to_string(dir.join("capacity.json")).unwrap()).unwrap(),
-        "mip_max_integer_variables": 5000
+        "mip_max_integer_variables": 5000,
+        // `mom auction` and the operator both hand leftover capacity to replicas bid at 0.
+        "fill_unvalued": true
     }))
     .unwrap();
     (input, serde_json::from_value(printed).unwrap())
