@@ -57,7 +57,9 @@ struct RunArgs {
     /// rescaled to keep the sum 1), `agent/NAME.scaling.method=predictive|reactive|manual`
     /// (`agent/*` for all), `descheduler.everyTicks=N` (0: none), `targets.fixed=true|false`,
     /// `kappa=K`, `routing=ALGORITHM`, `scheduler=mom|default`, `scheduler.seed=N`,
-    /// `batch.timing=planned|atOnce` (batch agents by their least-cost plan, or all at once).
+    /// `batch.timing=planned|atOnce` (batch agents by their least-cost plan, or all at once),
+    /// `outage=node/NAME@FROM-UNTIL` or `outage=LABEL=VALUE@FROM-UNTIL` (those nodes fail over
+    /// that window of run seconds; repeatable), `failure.detectionSeconds=S` (default 30).
     #[arg(long, value_name = "KEY=VALUE")]
     set: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -344,6 +346,9 @@ fn run_whatif(a: RunArgs) -> anyhow::Result<ExitCode> {
                 ("batch cost", before.batch_cost, after.batch_cost),
                 ("energy", before.energy, after.energy),
                 ("evictions", before.evictions as f64, after.evictions as f64),
+                ("stranded replicas", before.stranded as f64, after.stranded as f64),
+                ("auctions", before.auctions as f64, after.auctions as f64),
+                ("auction payments", before.auction_payments, after.auction_payments),
             ];
             for (name, x, y) in rows {
                 println!("{name:<22} {x:>14.3} {y:>14.3}");

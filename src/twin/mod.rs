@@ -30,7 +30,8 @@
 //! - `energy`: Σ replica-hours × the node's energy-class weight (A = 1 … E = 5, unknown 3);
 //! - `evictions`: pods the descheduler moved;
 //! - `auctions`: pool-ticks whose capacity was auctioned; `auctionPayments`: Σ of the agents'
-//!   Clarke payments (per hour, as `status.allocation.payment`) × tick hours.
+//!   Clarke payments (per hour, as `status.allocation.payment`) × tick hours;
+//! - `stranded`: replicas replaced because their node was judged silent in an outage.
 //!
 //! Agreement: when the snapshot carries recorded decisions (`recorded.replicas`: an agent's
 //! replicas at a tick; `recorded.placements`: the node pod `AGENT-N` was bound to at a tick),
@@ -88,7 +89,17 @@
 //! not capped by their quota here; the MomConfig budget's cut of the pools' capacity is not
 //! applied.
 //!
-//! Not modelled (yet): failover, the strategies' placement rules (avoid-lists,
+//! Outages ([`snapshot::Outage`], `--set outage=…`): from `fromSeconds` a failed node's
+//! replicas stop serving (no demand served, no traffic); `failureDetectionSeconds` later the
+//! operator judges it silent (two missed heartbeat renewals): the extender and the model of
+//! kube-scheduler place nothing there, the descheduler sees it unhealthy (no destination), the
+//! auction does not offer it, and the replicas on it are replaced at once (the stranded rule:
+//! new pods, placed elsewhere that tick, serving after `startupSeconds`; `stranded` counts
+//! them). Replicas placed on it before it was judged silent never serve and are replaced too.
+//! From `untilSeconds` it is a node like any other.
+//!
+//! Not modelled (yet): the failover planner's predictive actions (drains, standbys, the
+//! decision process over domain health) and active/passive roles, the strategies' placement rules (avoid-lists,
 //! locality, `nearNodes`, preferred regions, redundancy caps and the extender's narrowing to
 //! one failure domain, tenancy isolation), real node usage (the descheduler sees requests as
 //! usage), and `percentageOfNodesToScore` (kube-scheduler scores only part of a large
@@ -149,6 +160,9 @@ pub struct Metrics {
     /// Σ over auctioned pool-ticks of the agents' Clarke payments (per hour) × tick hours.
     #[serde(default)]
     pub auction_payments: f64,
+    /// Replicas replaced because their node was judged silent during an outage.
+    #[serde(default)]
+    pub stranded: u64,
 }
 
 /// What one tick added to the totals (`--steps`); `latencyMs` is that tick's traffic-weighted
@@ -680,7 +694,8 @@ fn unbind(state: &mut NodeState, a: &AgentSpec) {
 /// ([`AgentRun::spec`]) at its bid ([`crate::auction::quota::declared_values`]; none: 0 per
 /// replica); the pool offers its nodes' allocatable minus what replicas of agents outside it
 /// hold there ([`crate::auction::quota::offered_capacity`], node cost its `hourlyCost`, 1
-/// without one, as the operator's label default); [`crate::auction::quota::decide`] runs the
+/// without one, as the operator's label default; nodes judged silent are not offered);
+/// [`crate::auction::quota::decide`] runs the
 /// VCG auction at pressure `high` or `critical`. Its allocations become the agents' quotas, and
 /// below `high` the quotas are released. A pool whose auction fails (e.g. an integer program
 /// over [`crate::auction::quota::MIP_MAX_INTEGER_VARIABLES`]) keeps its quotas, as the operator's
@@ -690,6 +705,7 @@ fn auction(
     runs: &mut [AgentRun],
     pools: &BTreeMap<&str, Vec<usize>>,
     agent_pool: &[&str],
+    down: &[bool],
     hours: f64,
     m: &mut Metrics,
 ) {
@@ -708,15 +724,19 @@ fn auction(
                 others[n] = others[n].saturating_add(s.agents[i].requests());
             }
         }
-        let capacity = quota::offered_capacity(s.nodes.iter().enumerate().filter(|(_, n)| node_pool(n) == *pool).map(
-            |(k, n)| {
-                let allocatable = Resources {
-                    cpu_millis: n.cpu_millis,
-                    memory_bytes: n.memory_bytes,
-                };
-                (n.name.as_str(), allocatable, others[k], n.hourly_cost.unwrap_or(1.0))
-            },
-        ));
+        let capacity = quota::offered_capacity(
+            s.nodes
+                .iter()
+                .enumerate()
+                .filter(|(k, n)| node_pool(n) == *pool && !down[*k])
+                .map(|(k, n)| {
+                    let allocatable = Resources {
+                        cpu_millis: n.cpu_millis,
+                        memory_bytes: n.memory_bytes,
+                    };
+                    (n.name.as_str(), allocatable, others[k], n.hourly_cost.unwrap_or(1.0))
+                }),
+        );
         let request = |a: &AgentSpec| crate::auction::ResourceRequest {
             cpu_millis: a.cpu_millis,
             memory_bytes: a.memory_bytes,
@@ -923,6 +943,20 @@ fn run_with(
     for (i, p) in agent_pool.iter().enumerate() {
         pools.entry(p).or_default().push(i);
     }
+    // Each node's outages as run-time windows, and which nodes are failed / judged silent now.
+    let outage_windows: Vec<Vec<(f64, f64)>> = s
+        .nodes
+        .iter()
+        .map(|n| {
+            s.outages
+                .iter()
+                .filter(|o| o.covers(n))
+                .map(|o| (o.from_seconds, o.until_seconds))
+                .collect()
+        })
+        .collect();
+    let mut failed = vec![false; s.nodes.len()];
+    let mut down = vec![false; s.nodes.len()];
     for t in 0..ticks {
         if t % (ticks / 100).max(1) == 0 {
             progress(t, ticks);
@@ -932,9 +966,41 @@ fn run_with(
             tick: t,
             ..Step::default()
         };
+        // Outages: a failed node's replicas stop serving at once; once the operator judges it
+        // silent (`failureDetectionSeconds` later) no replica is placed there and those on it
+        // are replaced (the stranded rule: the pods are deleted and the agent controller makes
+        // new ones, placed elsewhere this tick).
+        if !s.outages.is_empty() {
+            for (n, windows) in outage_windows.iter().enumerate() {
+                failed[n] = windows.iter().any(|&(from, until)| from <= now && now < until);
+                down[n] = windows
+                    .iter()
+                    .any(|&(from, until)| from + s.failure_detection_seconds <= now && now < until);
+            }
+            for (i, a) in s.agents.iter().enumerate() {
+                let run = &mut runs[i];
+                for r in run.replicas.iter_mut() {
+                    let Some(n) = r.node.filter(|&n| down[n]) else {
+                        continue;
+                    };
+                    unbind(&mut states[n], a);
+                    *r = Replica {
+                        id: next_id,
+                        seq: run.created,
+                        node: None,
+                        serves_from: t + startup_ticks,
+                        last_evicted_at: None,
+                    };
+                    next_id += 1;
+                    run.created += 1;
+                    m.stranded += 1;
+                    targets.moved[i] = true;
+                }
+            }
+        }
         // The auction loop: quotas from the `spec.replicas` the scaler left at the last tick.
         if t > 0 {
-            auction(s, &mut runs, &pools, &agent_pool, hours, m);
+            auction(s, &mut runs, &pools, &agent_pool, &down, hours, m);
         }
         // Scaling, then placement, agent by agent in snapshot order (sorted by name).
         for (i, a) in s.agents.iter().enumerate() {
@@ -1042,9 +1108,9 @@ fn run_with(
                         &runs[i].replicas,
                         &states,
                         &zone_of,
-                        pool,
+                        Eligible { pool, down: &down },
                     ),
-                    Scheduler::Default => place_default(s, a, &pod, &states, pool),
+                    Scheduler::Default => place_default(s, a, &pod, &states, Eligible { pool, down: &down }),
                 };
                 match chosen {
                     Some(n) => {
@@ -1077,6 +1143,7 @@ fn run_with(
                 t,
                 startup_ticks,
                 &mut kept,
+                &down,
             )?;
             m.evictions += step.evictions;
         }
@@ -1088,7 +1155,7 @@ fn run_with(
             let serving = run
                 .replicas
                 .iter()
-                .filter(|r| r.node.is_some() && r.serves_from <= t)
+                .filter(|r| r.node.is_some_and(|n| !failed[n]) && r.serves_from <= t)
                 .count();
             let bin = ((now / a.bin_seconds).floor() as usize).min(a.demand.len() - 1);
             if let (Some(br), Some(spec), Some(pricing)) = (batch_runs[i].as_mut(), &a.batch, &s.pricing) {
@@ -1122,7 +1189,7 @@ fn run_with(
                 step.cost += node.hourly_cost.unwrap_or(0.0) * hours;
             }
         }
-        step.latency_ms = traffic_latency(&runs, &peers, &latency, t);
+        step.latency_ms = traffic_latency(&runs, &peers, &latency, t, &failed);
         if let Some(l) = step.latency_ms {
             latency_sum += l;
             latency_ticks += 1;
@@ -1197,7 +1264,7 @@ struct Kept {
 
 /// The descheduler's entry for node state `n` (names, labels and positions do not change
 /// during a run; the rest is updated before each plan).
-fn plan_node(n: &NodeState) -> crate::descheduler::Node {
+fn plan_node(n: &NodeState, unhealthy: bool) -> crate::descheduler::Node {
     crate::descheduler::Node {
         name: n.name.clone(),
         labels: (*n.labels).clone(),
@@ -1207,7 +1274,7 @@ fn plan_node(n: &NodeState) -> crate::descheduler::Node {
         used: n.requested,
         max_pods: n.max_pods,
         pods: n.pods,
-        unhealthy: false,
+        unhealthy,
         anomalous: false,
     }
 }
@@ -1272,9 +1339,10 @@ fn built_anew(
     states: &[NodeState],
     targets: &Targets,
     t: u64,
+    down: &[bool],
 ) -> crate::descheduler::Snapshot {
     use crate::descheduler as d;
-    let nodes = states.iter().map(plan_node).collect();
+    let nodes = states.iter().zip(down).map(|(n, &d)| plan_node(n, d)).collect();
     let mut pods = Vec::new();
     let mut agents = Vec::with_capacity(s.agents.len());
     for (i, a) in s.agents.iter().enumerate() {
@@ -1317,6 +1385,7 @@ fn deschedule(
     t: u64,
     startup_ticks: u64,
     kept: &mut Kept,
+    down: &[bool],
 ) -> Result<u64, TwinError> {
     use crate::descheduler as d;
     let now = (t as f64 * s.tick_seconds) as u64;
@@ -1329,13 +1398,14 @@ fn deschedule(
         agents: Vec::new(),
     });
     if kept.nodes.len() != states.len() {
-        kept.nodes = states.iter().map(plan_node).collect();
+        kept.nodes = states.iter().zip(down).map(|(n, &d)| plan_node(n, d)).collect();
     }
-    for (node, n) in kept.nodes.iter_mut().zip(states.iter()) {
-        // Names, labels and positions do not change during a run.
+    for ((node, n), &d) in kept.nodes.iter_mut().zip(states.iter()).zip(down) {
+        // Names, labels and positions do not change during a run; health does in an outage.
         node.requested = n.requested;
         node.used = n.requested;
         node.pods = n.pods;
+        node.unhealthy = d;
     }
     if kept.agents.len() != s.agents.len() {
         kept.agents = s.agents.iter().map(plan_agent).collect();
@@ -1391,7 +1461,7 @@ fn deschedule(
     #[cfg(test)]
     assert_eq!(
         snapshot,
-        &built_anew(s, runs, states, targets, t),
+        &built_anew(s, runs, states, targets, t, down),
         "the kept plan input differs from one built anew"
     );
     let plan = d::plan_with_memo(snapshot, &d::Settings::default(), memo);
@@ -1478,6 +1548,25 @@ fn remove_replicas(
     unbound
 }
 
+/// The nodes a replica may go to: those of its pool (when it has one) that are not judged
+/// silent (the extender refuses silent nodes, and kube-scheduler a NotReady one).
+#[derive(Clone, Copy)]
+struct Eligible<'a> {
+    pool: Option<&'a str>,
+    down: &'a [bool],
+}
+
+impl Eligible<'_> {
+    /// Any node (no pool, none silent).
+    #[cfg(test)]
+    const ANYWHERE: Eligible<'static> = Eligible { pool: None, down: &[] };
+
+    /// Node `n` is eligible (a node past the end of `down` counts as heard from).
+    fn admits(&self, s: &Snapshot, n: usize) -> bool {
+        !self.down.get(n).copied().unwrap_or(false) && self.pool.is_none_or(|p| node_pool(&s.nodes[n]) == p)
+    }
+}
+
 /// The node `mom-scheduler` (kube-scheduler with MOM's extender,
 /// `manifests/scheduler/mom-scheduler-config.yaml`) binds pod `pod`, one more replica of `a`,
 /// to: the extender's filter over every node, then the best total score among those that pass,
@@ -1507,7 +1596,7 @@ fn place(
     replicas: &[Replica],
     states: &[NodeState],
     zone_of: &[String],
-    pool: Option<&str>,
+    eligible: Eligible<'_>,
 ) -> Option<usize> {
     let (demand, policy) = extender_inputs_for(s, a, target, replicas, zone_of);
     // The filter's verdict node by node ([`placement::passes`], no rejection texts built): the
@@ -1516,7 +1605,7 @@ fn place(
     let (index, passing): (Vec<usize>, Vec<&NodeState>) = states
         .iter()
         .enumerate()
-        .filter(|(i, _)| pool.is_none_or(|p| node_pool(&s.nodes[*i]) == p))
+        .filter(|(i, _)| eligible.admits(s, *i))
         .filter(|(_, n)| placement::passes(&demand, Some(&policy), n, s.kappa))
         .unzip();
     // The extender's scores ([`placement::node_scores`] is what `score_breakdown` answers,
@@ -1625,7 +1714,13 @@ fn best_with_tie_draw<'a>(
 /// skips that resource). Not modelled:
 /// `percentageOfNodesToScore` (kube-scheduler scores 100 of 148 nodes, all of fewer than 100,
 /// starting where its last search stopped).
-fn place_default(s: &Snapshot, a: &AgentSpec, pod: &str, states: &[NodeState], pool: Option<&str>) -> Option<usize> {
+fn place_default(
+    s: &Snapshot,
+    a: &AgentSpec,
+    pod: &str,
+    states: &[NodeState],
+    eligible: Eligible<'_>,
+) -> Option<usize> {
     let demand = demand_of(a);
     let score = |n: &NodeState| -> u64 {
         let [cpu, memory] = allocation(n, a);
@@ -1645,7 +1740,7 @@ fn place_default(s: &Snapshot, a: &AgentSpec, pod: &str, states: &[NodeState], p
         states
             .iter()
             .enumerate()
-            .filter(|(i, _)| pool.is_none_or(|p| node_pool(&s.nodes[*i]) == p))
+            .filter(|(i, _)| eligible.admits(s, *i))
             .filter(|(_, n)| placement::passes(&demand, None, n, s.kappa))
             .map(|(i, n)| (i, n, score(n))),
     )
@@ -1701,14 +1796,20 @@ fn extender_inputs_for(
 
 /// Traffic-weighted mean replica-to-replica latency between agents and their peers at tick `t`
 /// (module doc); `None` when no agent–peer pair has serving replicas on both sides.
-fn traffic_latency(runs: &[AgentRun], peers: &[Vec<(usize, f64)>], latency: &LatencyTable, t: u64) -> Option<f64> {
+fn traffic_latency(
+    runs: &[AgentRun],
+    peers: &[Vec<(usize, f64)>],
+    latency: &LatencyTable,
+    t: u64,
+    failed: &[bool],
+) -> Option<f64> {
     // Serving replicas per latency group, per agent (sorted by group).
     let groups: Vec<Vec<(usize, u32)>> = runs
         .iter()
         .map(|run| {
             let mut g: Vec<(usize, u32)> = Vec::new();
             for r in run.replicas.iter().filter(|r| r.serves_from <= t) {
-                if let Some(n) = r.node {
+                if let Some(n) = r.node.filter(|&n| !failed[n]) {
                     let k = latency.group[n];
                     match g.iter_mut().find(|(x, _)| *x == k) {
                         Some((_, c)) => *c += 1,
@@ -1790,7 +1891,10 @@ pub fn with_objective(objectives: &Objectives, name: &str, value: f64) -> Result
 /// every agent), `descheduler.everyTicks=N` (0: no descheduler), `targets.fixed=true|false`
 /// (`fixedTargets`), `kappa=K`,
 /// `routing=greedy_forwarding|multipath_hyperbolic|gradient_flow`, `scheduler=mom|default`,
-/// `scheduler.seed=N`, `batch.timing=planned|atOnce`.
+/// `scheduler.seed=N`, `batch.timing=planned|atOnce`, `outage=SELECTOR@FROM-UNTIL` (one more
+/// [`snapshot::Outage`]: `SELECTOR` is `node/NAME` or `LABEL=VALUE`, e.g.
+/// `outage=topology.kubernetes.io/zone=z1@3600-7200`, times in run seconds; repeatable),
+/// `failure.detectionSeconds=S`.
 pub fn apply_set(s: &mut Snapshot, set: &str) -> Result<(), TwinError> {
     let bad = |field: &str, reason: String| TwinError::BadField {
         field: field.to_string(),
@@ -1862,10 +1966,38 @@ pub fn apply_set(s: &mut Snapshot, set: &str) -> Result<(), TwinError> {
             s.routing = serde_json::from_value::<Routing>(serde_json::Value::String(value.into()))
                 .map_err(|_| bad(key, format!("{value:?} is not a routing algorithm")))?;
         }
+        "outage" => {
+            let form = "expected node/NAME@FROM-UNTIL or LABEL=VALUE@FROM-UNTIL (run seconds)";
+            let (selector, window) = value
+                .rsplit_once('@')
+                .ok_or_else(|| bad(key, format!("{value:?}: {form}")))?;
+            let (from, until) = window
+                .split_once('-')
+                .and_then(|(f, u)| Some((f.trim().parse::<f64>().ok()?, u.trim().parse::<f64>().ok()?)))
+                .ok_or_else(|| bad(key, format!("{window:?} is not FROM-UNTIL in seconds: {form}")))?;
+            let mut outage = snapshot::Outage {
+                from_seconds: from,
+                until_seconds: until,
+                ..Default::default()
+            };
+            match (selector.strip_prefix("node/"), selector.split_once('=')) {
+                (Some(node), _) => outage.nodes.push(node.to_string()),
+                (None, Some((label, v))) => {
+                    outage.selector.insert(label.to_string(), v.to_string());
+                }
+                (None, None) => return Err(bad(key, format!("{selector:?}: {form}"))),
+            }
+            s.outages.push(outage);
+        }
+        "failure.detectionSeconds" => {
+            s.failure_detection_seconds = value
+                .parse()
+                .map_err(|_| bad(key, format!("{value:?} is not a number of seconds")))?;
+        }
         _ => {
             return Err(bad(
                 key,
-                "unknown key (known: objectives.NAME, agent/NAME.scaling.method, descheduler.everyTicks, targets.fixed, kappa, routing, scheduler, scheduler.seed, batch.timing)"
+                "unknown key (known: objectives.NAME, agent/NAME.scaling.method, descheduler.everyTicks, targets.fixed, kappa, routing, scheduler, scheduler.seed, batch.timing, outage, failure.detectionSeconds)"
                     .into(),
             ));
         }

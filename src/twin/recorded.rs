@@ -365,6 +365,8 @@ pub fn snapshot_of(
         clock_start_seconds: if pricing.is_some() { window.since } else { 0.0 },
         pricing,
         batch_timing: Default::default(),
+        outages: Vec::new(),
+        failure_detection_seconds: 30.0,
         // The agents' names are `namespace/name` already.
         namespace: String::new(),
         recorded: Some(super::snapshot::Recorded {

@@ -95,6 +95,43 @@ pub struct Snapshot {
     /// [`crate::batch::run_at_once`]), the counterfactual the plan saves against.
     #[serde(default, skip_serializing_if = "BatchTiming::is_planned")]
     pub batch_timing: BatchTiming,
+    /// Node failures to play (see [`crate::twin`]): each takes its nodes down for a time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outages: Vec<Outage>,
+    /// Seconds from a node's failure until the operator judges it silent: two missed renewals
+    /// of its 10-s heartbeat Lease (`View::mark_silent`), so 20–30 s; default 30.
+    #[serde(default = "thirty", skip_serializing_if = "is_thirty")]
+    pub failure_detection_seconds: f64,
+}
+
+fn thirty() -> f64 {
+    30.0
+}
+
+fn is_thirty(v: &f64) -> bool {
+    *v == 30.0
+}
+
+/// A failure of some nodes from `fromSeconds` until `untilSeconds` (run time): the nodes named
+/// in `nodes` and those whose labels hold every pair of `selector` (e.g.
+/// `{"topology.kubernetes.io/zone": "z1"}` for a zone, the region label for a region).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outage {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selector: BTreeMap<String, String>,
+    pub from_seconds: f64,
+    pub until_seconds: f64,
+}
+
+impl Outage {
+    /// Whether node `n` is one of this outage's nodes.
+    pub fn covers(&self, n: &NodeSpec) -> bool {
+        self.nodes.contains(&n.name)
+            || (!self.selector.is_empty() && self.selector.iter().all(|(k, v)| n.labels.get(k) == Some(v)))
+    }
 }
 
 /// How the twin times batch agents ([`Snapshot::batch_timing`]).
@@ -448,6 +485,33 @@ impl Snapshot {
         {
             return bad(format!("zoneLatencyMs.{a}.{b}"), format!("must be ≥ 0, got {v}"));
         }
+        if !(self.failure_detection_seconds.is_finite() && self.failure_detection_seconds >= 0.0) {
+            return bad(
+                "failureDetectionSeconds".into(),
+                format!("must be ≥ 0, got {}", self.failure_detection_seconds),
+            );
+        }
+        for (k, o) in self.outages.iter().enumerate() {
+            let field = |f: &str| format!("outages[{k}].{f}");
+            if !(o.from_seconds.is_finite() && o.from_seconds >= 0.0) {
+                return bad(field("fromSeconds"), format!("must be ≥ 0, got {}", o.from_seconds));
+            }
+            if !(o.until_seconds.is_finite() && o.until_seconds > o.from_seconds) {
+                return bad(
+                    field("untilSeconds"),
+                    format!("must be after fromSeconds {}, got {}", o.from_seconds, o.until_seconds),
+                );
+            }
+            if let Some(name) = o.nodes.iter().find(|name| !self.nodes.iter().any(|n| n.name == **name)) {
+                return bad(field("nodes"), format!("{name:?} is not a node of the snapshot"));
+            }
+            if !self.nodes.iter().any(|n| o.covers(n)) {
+                return bad(
+                    field("selector"),
+                    format!("{:?} and nodes {:?} select no node", o.selector, o.nodes),
+                );
+            }
+        }
         let mut agents = std::collections::BTreeSet::new();
         for (i, a) in self.agents.iter().enumerate() {
             let field = |f: &str| format!("agents[{i}].{f}");
@@ -751,6 +815,8 @@ pub fn generate(graph: &Graph, traces: &[Trace], cfg: &GenerateConfig) -> Result
         pricing: None,
         clock_start_seconds: 0.0,
         batch_timing: Default::default(),
+        outages: Vec::new(),
+        failure_detection_seconds: 30.0,
         namespace: twin_namespace(),
     };
     s.validate()?;

@@ -76,6 +76,8 @@ fn near_and_far() -> Snapshot {
         pricing: None,
         clock_start_seconds: 0.0,
         batch_timing: Default::default(),
+        outages: Vec::new(),
+        failure_detection_seconds: 30.0,
         namespace: "twin".into(),
     }
 }
@@ -97,7 +99,7 @@ fn a_replica_goes_where_the_extenders_filter_and_top_score_send_it() {
         &[],
         &node_states(&s),
         &zones,
-        None,
+        Eligible::ANYWHERE,
     )
     .unwrap();
     // The same call the extender makes, by hand: every node passes, the top score wins.
@@ -152,7 +154,17 @@ fn a_replica_goes_where_the_extenders_filter_and_top_score_send_it() {
         cpu_millis: 4000,
         memory_bytes: 0,
     };
-    let other = place(&s, &s.agents[0], "api-0", &s.agents[0].target, &[], &full, &zones, None).unwrap();
+    let other = place(
+        &s,
+        &s.agents[0],
+        "api-0",
+        &s.agents[0].target,
+        &[],
+        &full,
+        &zones,
+        Eligible::ANYWHERE,
+    )
+    .unwrap();
     assert_ne!(other, near1);
 }
 
@@ -186,7 +198,19 @@ fn among_nodes_the_extender_scores_alike_kube_schedulers_least_allocated_picks_t
     let e = extender(&states);
     assert_eq!(e[0].0, e[1].0, "{e:?}");
     let picks: std::collections::BTreeSet<usize> = (0..16)
-        .map(|k| place(&s, a, &format!("api-{k}"), &target, &[], &states, &zones, None).unwrap())
+        .map(|k| {
+            place(
+                &s,
+                a,
+                &format!("api-{k}"),
+                &target,
+                &[],
+                &states,
+                &zones,
+                Eligible::ANYWHERE,
+            )
+            .unwrap()
+        })
         .collect();
     assert_eq!(picks.len(), 2, "ties are drawn: {picks:?}");
     // far-1 with one more pod's worth of requests: the extender's load term moves its points
@@ -198,7 +222,16 @@ fn among_nodes_the_extender_scores_alike_kube_schedulers_least_allocated_picks_t
     assert!(e[0].1 < e[1].1, "{e:?}");
     for k in 0..16 {
         assert_eq!(
-            place(&s, a, &format!("api-{k}"), &target, &[], &states, &zones, None),
+            place(
+                &s,
+                a,
+                &format!("api-{k}"),
+                &target,
+                &[],
+                &states,
+                &zones,
+                Eligible::ANYWHERE
+            ),
             Some(1)
         );
     }
@@ -373,7 +406,7 @@ fn a_run_that_records_its_own_decisions_agrees_fully_and_a_changed_one_does_not(
         &[],
         &node_states(&s),
         &["far".into(), "far".into(), "near".into(), "near".into()],
-        None,
+        Eligible::ANYWHERE,
     )
     .unwrap();
     let replicas0 = (s.agents[0].demand[0] / s.agents[0].capacity_per_replica).ceil() as u32;
@@ -826,7 +859,7 @@ fn the_default_scheduler_model_fills_the_emptiest_nodes_first_and_its_seed_only_
         s.scheduler_seed = seed;
         (0..6)
             .map(|k| {
-                let n = place_default(&s, a, &format!("catalog-{k}"), &states, None).unwrap();
+                let n = place_default(&s, a, &format!("catalog-{k}"), &states, Eligible::ANYWHERE).unwrap();
                 bind(&mut states[n], a);
                 n
             })
@@ -855,7 +888,7 @@ fn the_default_scheduler_model_fills_the_emptiest_nodes_first_and_its_seed_only_
     for n in &mut full {
         n.requested.cpu_millis = n.allocatable.cpu_millis;
     }
-    assert_eq!(place_default(&s, a, "catalog-0", &full, None), None);
+    assert_eq!(place_default(&s, a, "catalog-0", &full, Eligible::ANYWHERE), None);
 }
 
 #[test]
@@ -1216,4 +1249,148 @@ fn a_bid_the_auction_would_refuse_and_an_empty_pool_are_named() {
     s.agents[1].pool = Some(String::new());
     let err = run(&s, &mut |_, _| {}).unwrap_err().to_string();
     assert!(err.contains("agents[1].pool"), "{err}");
+}
+
+/// `near_and_far` for `hours`, descheduler off, each agent at a steady 25 (3 replicas of 10).
+fn steady(hours: f64) -> Snapshot {
+    let mut s = near_and_far();
+    s.duration_seconds = hours * 3600.0;
+    s.descheduler_every_ticks = 0;
+    for a in &mut s.agents {
+        a.demand = vec![25.0; 24];
+    }
+    s
+}
+
+fn zone_of_node<'a>(s: &'a Snapshot, node: &str) -> &'a str {
+    let n = s.nodes.iter().find(|n| n.name == node).unwrap();
+    n.labels[crate::labels::ZONE_LABEL].as_str()
+}
+
+#[test]
+fn a_zone_outage_replaces_its_replicas_once_judged_silent_and_nothing_lands_there_while_it_lasts() {
+    // Control: without the outage the agents sit in zone `near`, by their targets.
+    let s = steady(1.0);
+    let calm = run_report(&s, true, &mut |_, _| {}).unwrap();
+    let in_near: usize = calm
+        .placements
+        .values()
+        .flatten()
+        .filter(|n| zone_of_node(&s, n) == "near")
+        .count();
+    assert!(in_near > 0, "{:?}", calm.placements);
+    assert_eq!(calm.metrics.stranded, 0);
+    // Zone `near` fails at 30 min until after the run's end.
+    let mut failing = s.clone();
+    apply_set(&mut failing, "outage=topology.kubernetes.io/zone=near@1800-9000").unwrap();
+    let report = run_report(&failing, true, &mut |_, _| {}).unwrap();
+    assert!(
+        report
+            .placements
+            .values()
+            .flatten()
+            .all(|n| zone_of_node(&s, n) == "far"),
+        "{:?}",
+        report.placements
+    );
+    assert_eq!(
+        report.metrics.stranded, in_near as u64,
+        "every replica in `near` replaced once"
+    );
+    // Until the replacements serve (30 s to judge, 60 s to start), demand went unserved.
+    assert!(report.metrics.slo_violation_minutes > calm.metrics.slo_violation_minutes);
+    // The tick the zone failed, its replicas stopped serving at once: that tick violates.
+    let failed_tick = (1800.0 / s.tick_seconds) as usize;
+    assert_eq!(calm.steps[failed_tick].slo_violation_minutes, 0.0);
+    assert!(report.steps[failed_tick].slo_violation_minutes > 0.0);
+}
+
+#[test]
+fn a_slower_judgement_of_silence_costs_more_violation_minutes() {
+    let mut s = steady(2.0);
+    apply_set(&mut s, "outage=topology.kubernetes.io/zone=near@1800-3600").unwrap();
+    let mut fast = s.clone();
+    apply_set(&mut fast, "failure.detectionSeconds=0").unwrap();
+    let mut slow = s.clone();
+    apply_set(&mut slow, "failure.detectionSeconds=300").unwrap();
+    let (fast, slow) = (run(&fast, &mut |_, _| {}).unwrap(), run(&slow, &mut |_, _| {}).unwrap());
+    assert!(fast.stranded > 0 && slow.stranded > 0);
+    assert!(
+        slow.slo_violation_minutes > fast.slo_violation_minutes,
+        "{} vs {}",
+        slow.slo_violation_minutes,
+        fast.slo_violation_minutes
+    );
+}
+
+#[test]
+fn the_descheduler_moves_replicas_back_to_a_recovered_zone_but_never_into_a_silent_one() {
+    let near = |s: &Snapshot, r: &Report| -> usize {
+        r.placements
+            .values()
+            .flatten()
+            .filter(|n| zone_of_node(s, n) == "near")
+            .count()
+    };
+    // Drift moves a replica only when it is far from its target (see the cost test above): the
+    // zones sit near the rim, the targets in `near` and kept there (moving targets would follow
+    // the replicas to `far`, as the agent controller's do).
+    let mut s = steady(2.0);
+    s.fixed_targets = true;
+    s.descheduler_every_ticks = 20;
+    for (n, x) in s.nodes.iter_mut().zip([-0.99995, -0.99994, 0.99995, 0.99994]) {
+        n.position = vec![x, 0.0];
+    }
+    for a in &mut s.agents {
+        a.target = vec![0.99995, 0.0];
+    }
+    let calm = run_report(&s, true, &mut |_, _| {}).unwrap();
+    let before = near(&s, &calm);
+    assert!(before > 0, "{:?}", calm.placements);
+    // Still down at the end: the descheduler steers toward `near` every 5 min but never sends a
+    // replica there, so each replica is stranded once, when the zone is judged silent.
+    let mut down = s.clone();
+    apply_set(&mut down, "outage=topology.kubernetes.io/zone=near@1800-9000").unwrap();
+    let report = run_report(&down, true, &mut |_, _| {}).unwrap();
+    assert_eq!(report.metrics.stranded, before as u64);
+    assert_eq!(near(&down, &report), 0, "{:?}", report.placements);
+    // Recovered at 1 h: by 2 h the descheduler has moved replicas back to `near`.
+    apply_set(&mut s, "outage=topology.kubernetes.io/zone=near@1800-3600").unwrap();
+    let report = run_report(&s, true, &mut |_, _| {}).unwrap();
+    assert_eq!(report.metrics.stranded, before as u64);
+    assert!(
+        report.metrics.evictions > 0 && near(&s, &report) > 0,
+        "{:?}",
+        report.placements
+    );
+}
+
+#[test]
+fn outages_that_select_nothing_or_end_before_they_start_are_named() {
+    let mut s = near_and_far();
+    let err = apply_set(&mut s, "outage=topology.kubernetes.io/zone=moon@0-60")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("outages[0].selector") && err.contains("select no node"),
+        "{err}"
+    );
+    let mut s = near_and_far();
+    let err = apply_set(&mut s, "outage=node/far-1@60-60").unwrap_err().to_string();
+    assert!(err.contains("outages[0].untilSeconds"), "{err}");
+    let mut s = near_and_far();
+    let err = apply_set(&mut s, "outage=node/nowhere@0-60").unwrap_err().to_string();
+    assert!(err.contains("outages[0].nodes") && err.contains("nowhere"), "{err}");
+    let mut s = near_and_far();
+    let err = apply_set(&mut s, "outage=far-1@0-60").unwrap_err().to_string();
+    assert!(err.contains("node/NAME@FROM-UNTIL"), "{err}");
+    let mut s = near_and_far();
+    let err = apply_set(&mut s, "failure.detectionSeconds=-1")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("failureDetectionSeconds"), "{err}");
+    // Control: a node by name is accepted.
+    let mut s = near_and_far();
+    apply_set(&mut s, "outage=node/far-1@0-60").unwrap();
+    assert_eq!(s.outages[0].nodes, ["far-1"]);
 }
