@@ -228,12 +228,54 @@ fn bad_whatif_input_exits_2_naming_the_file_field_or_key() {
             "/no/such/kubeconfig",
         ),
         (vec!["whatif", "snapshot", "--out", "/tmp/x.json"], "--topology"),
+        (
+            vec!["whatif", "--snapshot", good, "--set", "outage=node/nowhere@0-60"],
+            "outages[0].nodes",
+        ),
+        (
+            vec![
+                "whatif",
+                "--snapshot",
+                good,
+                "--set",
+                "outage=topology.kubernetes.io/zone=site-000@60-30",
+            ],
+            "outages[0].untilSeconds",
+        ),
     ];
     for (args, needle) in cases {
         let (code, _, err) = mom(&args);
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(needle) && !err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn a_node_outage_on_real_data_strands_its_replicas_and_costs_violation_minutes() {
+    let s = snapshot("outage");
+    let s = s.to_str().unwrap();
+    // The node the six agents gather on (the run as given, end of the run).
+    let (code, out, err) = mom(&["whatif", "--snapshot", s, "--steps", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for nodes in v["placements"]["recorded"].as_object().unwrap().values() {
+        for n in nodes.as_array().unwrap() {
+            *counts.entry(n.as_str().unwrap().to_string()).or_default() += 1;
+        }
+    }
+    let (busiest, _) = counts.iter().max_by_key(|(_, c)| **c).unwrap();
+    let outage = format!("outage=node/{busiest}@3600-7200");
+    let (code, out, err) = mom(&["whatif", "--snapshot", s, "--set", &outage, "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    println!("{outage}: {}", v["counterfactual"]);
+    assert_eq!(metric(&v, "recorded", "stranded"), 0.0);
+    assert!(metric(&v, "counterfactual", "stranded") > 0.0, "{v}");
+    assert!(
+        metric(&v, "counterfactual", "sloViolationMinutes") > metric(&v, "recorded", "sloViolationMinutes"),
+        "{v}"
+    );
 }
 
 #[test]
