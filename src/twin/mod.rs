@@ -85,8 +85,8 @@
 //! [`crate::auction::quota::decide`] (the function the operator's auction loop calls) sets
 //! their quotas; an agent keeps at most its quota of replicas, as the agent controller does
 //! (the scaler still decides `spec.replicas` above it). Payments are summed in
-//! `auctionPayments`. Batch agents take part in the auction with their planned count but are
-//! not capped by their quota here; the MomConfig budget's cut of the pools' capacity is not
+//! `auctionPayments`. A batch agent bids for its plan's count and keeps at most its quota of
+//! replicas (its oldest bound ones); the MomConfig budget's cut of the pools' capacity is not
 //! applied.
 //!
 //! Outages ([`snapshot::Outage`], `--set outage=…`): from `fromSeconds` a failed node's
@@ -303,6 +303,8 @@ fn batch_scale(
     serves_from: u64,
     states: &mut [NodeState],
 ) -> bool {
+    // The agent controller keeps at most the auction's quota of pods (the oldest bound ones).
+    let total: u32 = want.values().sum::<u32>().min(run.quota.unwrap_or(u32::MAX));
     let mut kept: BTreeMap<&str, u32> = BTreeMap::new();
     let mut unbound = false;
     let mut keep = Vec::with_capacity(run.replicas.len());
@@ -310,7 +312,7 @@ fn batch_scale(
         let Some(n) = r.node else { continue };
         let pool = node_pool(&s.nodes[n]);
         let count = kept.entry(pool).or_insert(0);
-        if *count < want.get(pool).copied().unwrap_or(0) {
+        if *count < want.get(pool).copied().unwrap_or(0) && (keep.len() as u32) < total {
             *count += 1;
             keep.push(r);
         } else {
@@ -319,7 +321,6 @@ fn batch_scale(
         }
     }
     run.replicas = keep;
-    let total: u32 = want.values().sum();
     for _ in run.replicas.len() as u32..total {
         run.replicas.push(Replica {
             id: *next_id,
@@ -1016,14 +1017,16 @@ fn run_with(
                 if batch_scale(s, a, run, &br.want, &mut next_id, serves_from, &mut states) {
                     targets.moved[i] = true;
                 }
-                let count = run.replicas.len() as u32;
-                run.spec = count;
-                if !agree.replicas.is_empty() && agree.replicas.get(&(t, a.name.clone())) == Some(&count) {
+                // `spec.replicas` is the plan's count (the batch scaler writes it, and its receipt
+                // records it); the pods stop at the quota.
+                let planned: u32 = br.want.values().sum();
+                if !agree.replicas.is_empty() && agree.replicas.get(&(t, a.name.clone())) == Some(&planned) {
                     agree.matched += 1;
                 }
-                if t > 0 && run.replicas.len() as u32 != pods {
+                if t > 0 && planned != run.spec {
                     m.scaling_decisions += 1;
                 }
+                run.spec = planned;
                 continue;
             }
             let ready = run

@@ -1394,3 +1394,45 @@ fn outages_that_select_nothing_or_end_before_they_start_are_named() {
     apply_set(&mut s, "outage=node/far-1@0-60").unwrap();
     assert_eq!(s.outages[0].nodes, ["far-1"]);
 }
+
+#[test]
+fn a_batch_agent_keeps_at_most_its_quota_when_a_higher_bid_fills_its_pool() {
+    // The spot pool (2 × 4,000m: 16 replicas of 500m) is wanted by `hog`, bidding 100 per
+    // replica, and by `render`'s plan (no bid). Both select the spot pool.
+    let with_hog = |hog_replicas: u32| {
+        let mut s = with_batch();
+        let mut render = s.agents.pop().unwrap();
+        render.pool = Some("spot".into());
+        let mut hog = agent("hog", vec![1.0], 0.0, None);
+        hog.method = Method::Manual;
+        hog.replicas = hog_replicas;
+        hog.pool = Some("spot".into());
+        hog.bid = Some(snapshot::BidSpec {
+            value_per_replica: 100.0,
+            marginal_values: Vec::new(),
+        });
+        s.agents = vec![hog, render];
+        run_report(&s, true, &mut |_, _| {}).unwrap()
+    };
+    // The quotas hold: hog's replicas plus render's exceed the 16 slots only in the tick
+    // render's plan first asks for more, before the next auction caps it (the operator's
+    // auction also runs after the scaler's write), never two ticks running.
+    let lag_only = |r: &Report| {
+        let over: Vec<u64> = r.steps.iter().filter(|x| x.replicas > 16).map(|x| x.tick).collect();
+        over.windows(2).all(|w| w[1] > w[0] + 1)
+    };
+    let served = |r: &Report| r.batch[0].replica_hours;
+    let full = with_hog(16);
+    assert!(full.metrics.auctions > 0);
+    assert!(lag_only(&full));
+    assert_eq!(served(&full), 0.0, "no slot left for render");
+    // One slot left: render gets it (at no charge) and works.
+    let one_left = with_hog(15);
+    assert!(lag_only(&one_left));
+    assert!(served(&one_left) > 0.0);
+    // render values its replicas at 0, so hog displaces nothing of value: no payment.
+    assert_eq!(one_left.metrics.auction_payments, 0.0);
+    // Control: with room for render's plan (hog wants 8), render runs more than one at once.
+    let roomy = with_hog(8);
+    assert!(roomy.steps.iter().any(|x| x.replicas > 9), "{:?}", &roomy.steps[..4]);
+}
