@@ -251,7 +251,7 @@ fn bad_whatif_input_exits_2_naming_the_file_field_or_key() {
 }
 
 #[test]
-fn a_node_outage_on_real_data_strands_its_replicas_and_costs_violation_minutes() {
+fn a_node_outage_on_real_data_strands_its_replicas_and_a_slow_judgement_costs_violation_minutes() {
     let s = snapshot("outage");
     let s = s.to_str().unwrap();
     // The node the six agents gather on (the run as given, end of the run).
@@ -266,15 +266,29 @@ fn a_node_outage_on_real_data_strands_its_replicas_and_costs_violation_minutes()
     }
     let (busiest, _) = counts.iter().max_by_key(|(_, c)| **c).unwrap();
     let outage = format!("outage=node/{busiest}@3600-7200");
-    let (code, out, err) = mom(&["whatif", "--snapshot", s, "--set", &outage, "--format", "json"]);
-    assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["whatif", "--snapshot", s, "--set", &outage, "--format", "json"];
+        args.extend_from_slice(extra);
+        let (code, out, err) = mom(&args);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    // Judged silent within a tick (the default 15 s): replicas are replaced before demand goes
+    // unserved on this snapshot, but the agents serve from farther away.
+    let v = run(&[]);
     println!("{outage}: {}", v["counterfactual"]);
     assert_eq!(metric(&v, "recorded", "stranded"), 0.0);
     assert!(metric(&v, "counterfactual", "stranded") > 0.0, "{v}");
     assert!(
-        metric(&v, "counterfactual", "sloViolationMinutes") > metric(&v, "recorded", "sloViolationMinutes"),
+        metric(&v, "counterfactual", "latencyMs") > metric(&v, "recorded", "latencyMs"),
         "{v}"
+    );
+    // Judged silent only after 5 minutes: demand goes unserved meanwhile.
+    let slow = run(&["--set", "failure.detectionSeconds=300"]);
+    println!("{outage}, 300 s to judge: {}", slow["counterfactual"]);
+    assert!(
+        metric(&slow, "counterfactual", "sloViolationMinutes") > metric(&slow, "recorded", "sloViolationMinutes"),
+        "{slow}"
     );
 }
 

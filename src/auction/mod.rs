@@ -324,13 +324,16 @@ impl Assignment {
 }
 
 /// Gives the capacity the winners left to replicas bid at 0 (an agent without a bid bids 0 for
-/// each replica it wants): one replica per such agent in turn, agents in name order, each on
-/// the first node in name order where it fits, until none fits. Positive-valued replicas left
-/// out by the winner determination did not fit what is left, so only zero-valued ones are placed.
+/// each replica it wants): one replica per such agent in turn, agents in (`namespace/name`)
+/// order, each on the first node in name order where it fits, until none fits. An agent is
+/// filled only when its next unallocated replica is bid at 0 (so a positive-valued replica the
+/// winner determination left out is never given away).
 ///
-/// Welfare is unchanged (the added replicas are worth 0), and so is every Clarke payment
-/// `pᵢ = W*₋ᵢ − (W* − vᵢ)`: neither optimum moves when worthless replicas take capacity no
-/// optimum used. Deterministic: bids and nodes are in the instance's sorted order.
+/// Welfare is unchanged (the added replicas are worth 0). [`run`] charges the Clarke payments
+/// of the winner determination before the fill, so they are unchanged too; the fill cannot
+/// change what an agent gains by misreporting either, since it never changes a positively
+/// valued allocation. The pool's cost ([`shapley`]) is shared over the filled allocation.
+/// Deterministic: bids and nodes are in the instance's sorted order.
 pub fn fill_unvalued(inst: &Instance, assignment: &mut Assignment) {
     let mut left: Vec<[u128; 2]> = inst
         .nodes
@@ -355,7 +358,10 @@ pub fn fill_unvalued(inst: &Instance, assignment: &mut Assignment) {
         .enumerate()
         .map(|(i, b)| {
             let given = assignment.replicas(i);
-            b.marginal_values.iter().skip(given).filter(|v| **v == 0.0).count()
+            match b.marginal_values.get(given) {
+                Some(v) if *v == 0.0 => b.marginal_values.len() - given,
+                _ => 0,
+            }
         })
         .collect();
     loop {

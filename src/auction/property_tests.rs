@@ -336,7 +336,8 @@ fn check_fill(inst: &Instance, choice: SolverChoice) -> Result<(), TestCaseError
             }
         }
     }
-    // Through `run`: every payment is the one without the fill.
+    // Through `run`: every payment is the one without the fill (`run` charges before filling;
+    // this guards that order).
     let input = |fill_unvalued| AuctionInput {
         bids: inst.bids.clone(),
         nodes: inst.nodes.clone(),

@@ -59,7 +59,7 @@ struct RunArgs {
     /// `kappa=K`, `routing=ALGORITHM`, `scheduler=mom|default`, `scheduler.seed=N`,
     /// `batch.timing=planned|atOnce` (batch agents by their least-cost plan, or all at once),
     /// `outage=node/NAME@FROM-UNTIL` or `outage=LABEL=VALUE@FROM-UNTIL` (those nodes fail over
-    /// that window of run seconds; repeatable), `failure.detectionSeconds=S` (default 30).
+    /// that window of run seconds; repeatable), `failure.detectionSeconds=S` (default 15).
     #[arg(long, value_name = "KEY=VALUE")]
     set: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]

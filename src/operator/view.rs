@@ -1543,11 +1543,13 @@ impl View {
         self.pool_pressure.get(pool).copied()
     }
 
-    /// Schedulable nodes as (name, labels, allocatable), by name (for the auction loop).
+    /// Schedulable nodes as (name, labels, allocatable), by name (for the auction loop): not
+    /// cordoned, and not counted as failed ([`Self::node_failed`]: silent, not ready, or drained
+    /// by the failover planner), since the extender places nothing on those.
     pub fn schedulable_nodes(&self) -> Vec<(String, BTreeMap<String, String>, Resources)> {
         self.nodes
             .iter()
-            .filter(|(_, r)| r.schedulable)
+            .filter(|(n, r)| r.schedulable && !self.node_failed(n))
             .map(|(n, r)| (n.clone(), (*r.labels).clone(), r.allocatable))
             .collect()
     }
@@ -2271,6 +2273,9 @@ mod tests {
         let (went, _) = view.mark_silent(21_000);
         assert_eq!(went, vec!["a1".to_string(), "b1".to_string()]);
         assert!(!view.node_failed("b2") && !view.node_failed("c1"));
+        // The auction is not offered the silent nodes' capacity.
+        let offered: Vec<String> = view.schedulable_nodes().into_iter().map(|(n, _, _)| n).collect();
+        assert_eq!(offered, ["b2", "c1"]);
     }
 
     #[test]

@@ -91,8 +91,10 @@
 //!
 //! Outages ([`snapshot::Outage`], `--set outage=…`): from `fromSeconds` a failed node's
 //! replicas stop serving (no demand served, no traffic); `failureDetectionSeconds` later the
-//! operator judges it silent (two missed heartbeat renewals): the extender and the model of
-//! kube-scheduler place nothing there, the descheduler sees it unhealthy (no destination), the
+//! operator judges it silent (more than 20 s since its last heartbeat renewal; no node when
+//! every node is out at once): the extender and the model of kube-scheduler place nothing
+//! there, the descheduler sees it unhealthy (no destination; the operator's learns it later,
+//! from the node's Ready condition), the
 //! auction does not offer it, and the replicas on it are replaced at once (the stranded rule:
 //! new pods, placed elsewhere that tick, serving after `startupSeconds`; `stranded` counts
 //! them). Replicas placed on it before it was judged silent never serve and are replaced too.
@@ -163,6 +165,10 @@ pub struct Metrics {
     /// Replicas replaced because their node was judged silent during an outage.
     #[serde(default)]
     pub stranded: u64,
+    /// Pool-ticks whose auction failed (e.g. an integer program over the limit); the pool's
+    /// quotas stayed as they were.
+    #[serde(default)]
+    pub auction_failures: u64,
 }
 
 /// What one tick added to the totals (`--steps`); `latencyMs` is that tick's traffic-weighted
@@ -793,7 +799,8 @@ fn auction(
                     m.auction_payments += given.map_or(0.0, |x| x.payment) * hours;
                 }
             }
-            Err(_) => {}
+            // Quotas stay as they were, as the operator's tick leaves them.
+            Err(_) => m.auction_failures += 1,
         }
     }
 }
@@ -978,6 +985,11 @@ fn run_with(
                     .iter()
                     .any(|&(from, until)| from + s.failure_detection_seconds <= now && now < until);
             }
+            // The operator judges no node silent when every node lags at once (its own link to
+            // the apiserver is the likelier fault).
+            if down.iter().all(|d| *d) {
+                down.fill(false);
+            }
             for (i, a) in s.agents.iter().enumerate() {
                 let run = &mut runs[i];
                 for r in run.replicas.iter_mut() {
@@ -1094,8 +1106,14 @@ fn run_with(
                 }
                 let pod = format!("{}-{}", a.name, runs[i].replicas[k].seq);
                 let pool = match &batch_runs[i] {
+                    // The plan's pool, and the template's selector too when it has one (the
+                    // operator adds the plan's pools to the template's node selector).
                     Some(br) => match batch_pool(s, &runs[i], &br.want) {
-                        Some(p) => Some(p),
+                        Some(p) if a.pool.as_deref().is_none_or(|q| q == p) => Some(p),
+                        Some(_) => {
+                            m.pending_ticks += 1;
+                            continue;
+                        }
                         None => continue,
                     },
                     // The template's pool selector, if any.

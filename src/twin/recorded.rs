@@ -366,7 +366,7 @@ pub fn snapshot_of(
         pricing,
         batch_timing: Default::default(),
         outages: Vec::new(),
-        failure_detection_seconds: 30.0,
+        failure_detection_seconds: 15.0,
         // The agents' names are `namespace/name` already.
         namespace: String::new(),
         recorded: Some(super::snapshot::Recorded {

@@ -98,18 +98,19 @@ pub struct Snapshot {
     /// Node failures to play (see [`crate::twin`]): each takes its nodes down for a time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outages: Vec<Outage>,
-    /// Seconds from a node's failure until the operator judges it silent: two missed renewals
-    /// of its 10-s heartbeat Lease (`View::mark_silent`), so 20–30 s; default 30.
-    #[serde(default = "thirty", skip_serializing_if = "is_thirty")]
+    /// Seconds from a node's failure until the operator judges it silent: more than 20 s since
+    /// its last 10-s heartbeat renewal (`View::mark_silent`, checked every second), so 10–20 s
+    /// after the failure; default 15, the mean.
+    #[serde(default = "fifteen_seconds", skip_serializing_if = "is_fifteen")]
     pub failure_detection_seconds: f64,
 }
 
-fn thirty() -> f64 {
-    30.0
+fn fifteen_seconds() -> f64 {
+    15.0
 }
 
-fn is_thirty(v: &f64) -> bool {
-    *v == 30.0
+fn is_fifteen(v: &f64) -> bool {
+    *v == 15.0
 }
 
 /// A failure of some nodes from `fromSeconds` until `untilSeconds` (run time): the nodes named
@@ -305,7 +306,8 @@ pub struct AgentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bid: Option<BidSpec>,
     /// The node pool its pod template selects (`nodeSelector: {mom.hypersync.io/pool: NAME}`):
-    /// its replicas go only to nodes labelled with it, and it competes in that pool's auction.
+    /// its replicas go only to nodes labelled with it (a batch agent's only where its plan's
+    /// pool is this one), and it competes in that pool's auction.
     /// Absent: no selector (any node), and the `default` pool's auction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
@@ -816,7 +818,7 @@ pub fn generate(graph: &Graph, traces: &[Trace], cfg: &GenerateConfig) -> Result
         clock_start_seconds: 0.0,
         batch_timing: Default::default(),
         outages: Vec::new(),
-        failure_detection_seconds: 30.0,
+        failure_detection_seconds: 15.0,
         namespace: twin_namespace(),
     };
     s.validate()?;

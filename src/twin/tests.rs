@@ -77,7 +77,7 @@ fn near_and_far() -> Snapshot {
         clock_start_seconds: 0.0,
         batch_timing: Default::default(),
         outages: Vec::new(),
-        failure_detection_seconds: 30.0,
+        failure_detection_seconds: 15.0,
         namespace: "twin".into(),
     }
 }

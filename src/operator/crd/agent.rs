@@ -123,7 +123,7 @@ pub struct GeometricAgentSpec {
     /// What this agent declares each replica is worth, used when capacity is auctioned. Without
     /// a bid every replica is worth 0: while its pool is contended the agent gets only the
     /// capacity the bids leave, one replica at a time in turn with the other agents bidding 0
-    /// for a replica, at no charge.
+    /// for a replica, with no payment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bid: Option<Bid>,
     /// How an edit of `template` replaces the running pods: a rolling update as a Deployment's.
