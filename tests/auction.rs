@@ -588,3 +588,67 @@ async fn operator_metrics(url: &str) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// An agent without `spec.bid` (every replica bid at 0) in a contended pool gets the capacity the
+/// bidder leaves (CRD `spec.bid`: "while its pool is contended the agent gets only the capacity
+/// the bids leave"), with no payment, and runs that many pods. Before the fill it got quota 0.
+#[tokio::test]
+async fn an_agent_without_a_bid_gets_the_capacity_the_bidder_leaves_in_a_contended_pool() {
+    let _mom = common::mom_with(&["--auction-tick-seconds", "2", "--scaler-tick-seconds", "2"]);
+    common::apply_test_momconfig("full_audit");
+    let ns = common::TestNamespace::new("auction-free").await;
+    let n = ns.name.clone();
+    let _nodes = PoolNodes::create(&n);
+    // 2 nodes × 4 cpu = 8 one-cpu slots; 5 + 4 = 9 wanted (critical pressure).
+    let bidder = Want {
+        name: "bidder",
+        tenant: n.clone(),
+        wanted: 5,
+        bid: json!({"valuePerReplica": 5}),
+        values: vec![5.0; 5],
+    };
+    let free = Want {
+        name: "free",
+        tenant: n.clone(),
+        wanted: 4,
+        bid: Value::Null,
+        values: Vec::new(),
+    };
+    for w in [&bidder, &free] {
+        let mut manifest: Value = serde_json::from_str(&agent_manifest(&n, &n, w)).unwrap();
+        if w.bid.is_null() {
+            manifest["spec"].as_object_mut().unwrap().remove("bid");
+        }
+        common::apply(&manifest.to_string());
+    }
+    let agents: Api<GeometricAgent> = Api::namespaced(ns.client(), &n);
+    let want = BTreeMap::from([("bidder".to_string(), (5, 0.0)), ("free".to_string(), (3, 0.0))]);
+    common::eventually(
+        "quotas bidder 5, free 3 (what the bidder leaves)",
+        Duration::from_secs(60),
+        || {
+            let agents = agents.clone();
+            let want = want.clone();
+            async move { (status_allocations(&agents).await? == want).then_some(()) }
+        },
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(ns.client(), &n);
+    common::eventually("free running its 3 pods", Duration::from_secs(90), || {
+        let pods = pods.clone();
+        async move {
+            let list = pods
+                .list(&ListParams::default().labels("mom.hypersync.io/agent=free"))
+                .await
+                .ok()?
+                .items;
+            let bound = list
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
+                .count();
+            (bound == 3 && list.len() == 3).then_some(())
+        }
+    })
+    .await;
+}
