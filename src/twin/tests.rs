@@ -197,21 +197,19 @@ fn among_nodes_the_extender_scores_alike_kube_schedulers_least_allocated_picks_t
     // the same way.
     let e = extender(&states);
     assert_eq!(e[0].0, e[1].0, "{e:?}");
-    let picks: std::collections::BTreeSet<usize> = (0..16)
-        .map(|k| {
-            place(
-                &s,
-                a,
-                &format!("api-{k}"),
-                &target,
-                &[],
-                &states,
-                &zones,
-                Eligible::ANYWHERE,
-            )
-            .unwrap()
-        })
-        .collect();
+    let place_api = |k: usize, states: &[NodeState]| {
+        place(
+            &s,
+            a,
+            &format!("api-{k}"),
+            &target,
+            &[],
+            states,
+            &zones,
+            Eligible::ANYWHERE,
+        )
+    };
+    let picks: std::collections::BTreeSet<usize> = (0..16).map(|k| place_api(k, &states).unwrap()).collect();
     assert_eq!(picks.len(), 2, "ties are drawn: {picks:?}");
     // far-1 with one more pod's worth of requests: the extender's load term moves its points
     // but not its whole score, so the two still tie there, and LeastAllocated sends every pod
@@ -221,19 +219,7 @@ fn among_nodes_the_extender_scores_alike_kube_schedulers_least_allocated_picks_t
     assert_eq!(e[0].0, e[1].0, "{e:?}");
     assert!(e[0].1 < e[1].1, "{e:?}");
     for k in 0..16 {
-        assert_eq!(
-            place(
-                &s,
-                a,
-                &format!("api-{k}"),
-                &target,
-                &[],
-                &states,
-                &zones,
-                Eligible::ANYWHERE
-            ),
-            Some(1)
-        );
+        assert_eq!(place_api(k, &states), Some(1));
     }
 }
 
