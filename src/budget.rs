@@ -298,18 +298,31 @@ impl BudgetOutcome {
 pub fn decide(inputs: &BudgetInputs) -> BudgetOutcome {
     let hourly_cost = hourly_cost(&inputs.pods, &inputs.nodes);
     let per_replica_cost = unbound_cost(inputs.replica.requests, &inputs.replica.node_selector, &inputs.nodes);
-    let allowed = if inputs.wanted <= inputs.active {
-        inputs.wanted
-    } else {
-        match affordable_replicas(hourly_cost, per_replica_cost, inputs.max_hourly_cost) {
-            None => inputs.wanted,
-            Some(k) => (u64::from(inputs.active) + k).min(u64::from(inputs.wanted)) as u32,
-        }
-    };
     BudgetOutcome {
         hourly_cost,
         per_replica_cost,
-        allowed,
+        allowed: allowed(
+            hourly_cost,
+            per_replica_cost,
+            inputs.active,
+            inputs.wanted,
+            inputs.max_hourly_cost,
+        ),
+    }
+}
+
+/// The replicas allowed from `active` toward `wanted` when the pods that exist cost
+/// `hourly_cost` per hour and one more `per_replica_cost`, under a budget of `max_hourly_cost`
+/// (the cap of the module doc): `wanted` when it is no scale-up or a replica costs nothing,
+/// else `min(wanted, active + k)`. [`decide`] computes its costs and calls this; the twin calls
+/// it with the costs of its own replicas.
+pub fn allowed(hourly_cost: f64, per_replica_cost: f64, active: u32, wanted: u32, max_hourly_cost: f64) -> u32 {
+    if wanted <= active {
+        return wanted;
+    }
+    match affordable_replicas(hourly_cost, per_replica_cost, max_hourly_cost) {
+        None => wanted,
+        Some(k) => (u64::from(active) + k).min(u64::from(wanted)) as u32,
     }
 }
 

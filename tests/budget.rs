@@ -7,6 +7,7 @@
 //! condition turns False and the cost reads 1.5. Then: spot labels bring the cost to 0.45, a
 //! budget lowered below it turns the condition True (`MaxHourlyCostExceeded`) without removing
 //! a pod, an unreadable price label is named, and a negative budget is refused at admission.
+//! `mom whatif snapshot --cluster` carries the budget into the twin's snapshot.
 //!
 //! Runs on a control plane of its own: the budget counts the pods of every agent in the
 //! cluster, so other tests' agents must not share it.
@@ -198,6 +199,28 @@ async fn a_scale_up_beyond_max_hourly_cost_gets_exactly_the_affordable_replicas_
         note.contains("spec.budget.maxHourlyCost 1.1") && note.contains("4 of 6"),
         "{note}"
     );
+
+    // `mom whatif snapshot --cluster` carries the budget into the twin, which applies it.
+    let file = std::env::temp_dir().join(format!("mom-budget-twin-{}.json", std::process::id()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mom"))
+        .args([
+            "whatif",
+            "snapshot",
+            "--cluster",
+            "--since",
+            "15m",
+            "--namespace",
+            n,
+            "--out",
+        ])
+        .arg(&file)
+        .env("KUBECONFIG", &common::control_plane().kubeconfig)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let twin: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    std::fs::remove_file(&file).ok();
+    assert_eq!(twin["maxHourlyCost"], 1.1, "the twin snapshot's budget");
 
     // `mom verify --replay` recomputes the refusal from its recorded inputs.
     let keys = common::published_keys(&client).await;

@@ -233,6 +233,10 @@ fn bad_whatif_input_exits_2_naming_the_file_field_or_key() {
             "outages[0].nodes",
         ),
         (
+            vec!["whatif", "--snapshot", good, "--set", "budget.maxHourlyCost=-1"],
+            "maxHourlyCost",
+        ),
+        (
             vec![
                 "whatif",
                 "--snapshot",
@@ -549,4 +553,35 @@ fn a_batch_agent_planned_into_the_night_costs_less_than_running_it_at_once_on_a_
     let (code, _, err) = mom(&["whatif", "--snapshot", with_batch.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("agents[4].batch") && err.contains("pricing"), "{err}");
+}
+
+#[test]
+fn a_budget_on_real_data_caps_scale_ups_and_a_roomy_one_changes_nothing() {
+    let s = snapshot("budget");
+    let s = s.to_str().unwrap();
+    let run = |budget: &str| -> serde_json::Value {
+        let set = format!("budget.maxHourlyCost={budget}");
+        let (code, out, err) = mom(&["whatif", "--snapshot", s, "--set", &set, "--format", "json"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    // Six agents of 250m on Geant2012 cost well under 1 per hour: 5 changes nothing.
+    let roomy = run("5");
+    assert_eq!(metric(&roomy, "counterfactual", "budgetRefusals"), 0.0, "{roomy}");
+    for name in ["sloViolationMinutes", "replicaHours", "cost"] {
+        assert_eq!(
+            metric(&roomy, "counterfactual", name),
+            metric(&roomy, "recorded", name),
+            "{name}: {roomy}"
+        );
+    }
+    // 0.2 per hour holds scale-ups back: less spent, more demand unserved.
+    let tight = run("0.2");
+    println!("budget 0.2: {}", tight["counterfactual"]);
+    assert!(metric(&tight, "counterfactual", "budgetRefusals") > 0.0, "{tight}");
+    assert!(metric(&tight, "counterfactual", "cost") < metric(&tight, "recorded", "cost"));
+    assert!(
+        metric(&tight, "counterfactual", "sloViolationMinutes") > metric(&tight, "recorded", "sloViolationMinutes"),
+        "{tight}"
+    );
 }

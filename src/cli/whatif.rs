@@ -59,7 +59,8 @@ struct RunArgs {
     /// `kappa=K`, `routing=ALGORITHM`, `scheduler=mom|default`, `scheduler.seed=N`,
     /// `batch.timing=planned|atOnce` (batch agents by their least-cost plan, or all at once),
     /// `outage=node/NAME@FROM-UNTIL` or `outage=LABEL=VALUE@FROM-UNTIL` (those nodes fail over
-    /// that window of run seconds; repeatable), `failure.detectionSeconds=S` (default 15).
+    /// that window of run seconds; repeatable), `failure.detectionSeconds=S` (default 15),
+    /// `budget.maxHourlyCost=X|none` (the MomConfig budget: scale-ups capped, pools cut).
     #[arg(long, value_name = "KEY=VALUE")]
     set: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -349,6 +350,11 @@ fn run_whatif(a: RunArgs) -> anyhow::Result<ExitCode> {
                 ("stranded replicas", before.stranded as f64, after.stranded as f64),
                 ("auctions", before.auctions as f64, after.auctions as f64),
                 ("auction payments", before.auction_payments, after.auction_payments),
+                (
+                    "budget refusals",
+                    before.budget_refusals as f64,
+                    after.budget_refusals as f64,
+                ),
             ];
             for (name, x, y) in rows {
                 println!("{name:<22} {x:>14.3} {y:>14.3}");

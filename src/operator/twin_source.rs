@@ -2,7 +2,7 @@
 //! (labels, allocatable cpu/memory/pods, the price, energy-class and spot labels, positions from
 //! the label embedding the operator starts from, `placement::embed_nodes` with the MomConfig's
 //! `geometry.topologyKeys` and `dimension`), the GeometricAgents (requests of their template,
-//! `spec.replicas`, `spec.peers`, `spec.bid`, the pool their template selects, `status.position`), the MomConfig's objectives, curvature and
+//! `spec.replicas`, `spec.peers`, `spec.bid`, the pool their template selects, `status.position`), the MomConfig's objectives, budget, curvature and
 //! tick, and the `scaling.*` and `batch.plan` receipts of the window, by agent.
 //!
 //! Receipts are read as stored: a what-if is not a verification (`mom verify` is). Node
@@ -264,6 +264,7 @@ pub async fn read(
         startup_seconds: 60.0,
         objectives,
         kappa,
+        max_hourly_cost: spec.as_ref().and_then(|s| s.budget.as_ref()).map(|b| b.max_hourly_cost),
     };
     Ok((node_specs, recorded, window))
 }

@@ -31,7 +31,8 @@
 //! - `evictions`: pods the descheduler moved;
 //! - `auctions`: pool-ticks whose capacity was auctioned; `auctionPayments`: Σ of the agents'
 //!   Clarke payments (per hour, as `status.allocation.payment`) × tick hours;
-//! - `stranded`: replicas replaced because their node was judged silent in an outage.
+//! - `stranded`: replicas replaced because their node was judged silent in an outage;
+//! - `budgetRefusals`: agent-ticks at which the MomConfig budget capped a scale-up.
 //!
 //! Agreement: when the snapshot carries recorded decisions (`recorded.replicas`: an agent's
 //! replicas at a tick; `recorded.placements`: the node pod `AGENT-N` was bound to at a tick),
@@ -86,8 +87,13 @@
 //! their quotas; an agent keeps at most its quota of replicas, as the agent controller does
 //! (the scaler still decides `spec.replicas` above it). Payments are summed in
 //! `auctionPayments`. A batch agent bids for its plan's count and keeps at most its quota of
-//! replicas (its oldest bound ones); the MomConfig budget's cut of the pools' capacity is not
-//! applied.
+//! replicas (its oldest bound ones).
+//!
+//! The MomConfig budget (snapshot `maxHourlyCost`, see [`BudgetBook`]): as the agent
+//! controller, a scale-up goes only as far as [`crate::budget::allowed`] affords given what every
+//! agent's replicas cost now (agents in snapshot order, so one agent's new Pending replicas count
+//! for the next), and the auction offers each pool only the capacity the budget left pays for.
+//! `budgetRefusals` counts the agent-ticks it held back. Batch agents' scale-ups are not capped.
 //!
 //! Outages ([`snapshot::Outage`], `--set outage=…`): from `fromSeconds` a failed node's
 //! replicas stop serving (no demand served, no traffic); `failureDetectionSeconds` later the
@@ -169,6 +175,10 @@ pub struct Metrics {
     /// quotas stayed as they were.
     #[serde(default)]
     pub auction_failures: u64,
+    /// Agent-ticks at which the MomConfig budget (`maxHourlyCost`) refused or capped a
+    /// scale-up (see [`BudgetBook`]).
+    #[serde(default)]
+    pub budget_refusals: u64,
 }
 
 /// What one tick added to the totals (`--steps`); `latencyMs` is that tick's traffic-weighted
@@ -697,7 +707,7 @@ fn unbind(state: &mut NodeState, a: &AgentSpec) {
 }
 
 /// One tick of the operator's auction loop (`operator::auction`), pool by pool (`pools`: agent
-/// indices by the pool their template selects): each agent wants its `spec.replicas`
+/// indices by the pool their template selects; `agent_pool`: each agent's pool): each agent wants its `spec.replicas`
 /// ([`AgentRun::spec`]) at its bid ([`crate::auction::quota::declared_values`]; none: 0 per
 /// replica); the pool offers its nodes' allocatable minus what replicas of agents outside it
 /// hold there ([`crate::auction::quota::offered_capacity`], node cost its `hourlyCost`, 1
@@ -706,13 +716,15 @@ fn unbind(state: &mut NodeState, a: &AgentSpec) {
 /// VCG auction at pressure `high` or `critical`. Its allocations become the agents' quotas, and
 /// below `high` the quotas are released. A pool whose auction fails (e.g. an integer program
 /// over [`crate::auction::quota::MIP_MAX_INTEGER_VARIABLES`]) keeps its quotas, as the operator's
-/// tick does. No MomConfig budget cut is applied.
+/// tick does. With a MomConfig budget ([`BudgetBook`]) each pool is offered only the capacity
+/// the budget left pays for ([`crate::budget::affordable_capacity`], the operator's
+/// `apply_budget`), and pressure is measured against that.
 fn auction(
     s: &Snapshot,
     runs: &mut [AgentRun],
-    pools: &BTreeMap<&str, Vec<usize>>,
-    agent_pool: &[&str],
+    (pools, agent_pool): (&BTreeMap<&str, Vec<usize>>, &[&str]),
     down: &[bool],
+    book: Option<&BudgetBook>,
     hours: f64,
     m: &mut Metrics,
 ) {
@@ -744,6 +756,14 @@ fn auction(
                     (n.name.as_str(), allocatable, others[k], n.hourly_cost.unwrap_or(1.0))
                 }),
         );
+        // The budget's cut: what is left of it once the agents outside the pool are paid for.
+        let capacity = match book {
+            Some(b) => {
+                let others_cost = b.cost_where(|i| agent_pool[i] != *pool);
+                crate::budget::affordable_capacity(&capacity, &b.prices, b.max_hourly_cost - others_cost)
+            }
+            None => capacity,
+        };
         let request = |a: &AgentSpec| crate::auction::ResourceRequest {
             cpu_millis: a.cpu_millis,
             memory_bytes: a.memory_bytes,
@@ -802,6 +822,107 @@ fn auction(
             // Quotas stay as they were, as the operator's tick leaves them.
             Err(_) => m.auction_failures += 1,
         }
+    }
+}
+
+/// The MomConfig budget as the twin applies it (snapshot `maxHourlyCost`): every node priced as
+/// the operator's budget prices it ([`crate::budget::PricedNode`]: `hourlyCost`, 1 when absent,
+/// × [`crate::budget::SPOT_PRICE_FACTOR`] when spot), a bound replica costing its pro-rata share
+/// of its node and a Pending one the most it could cost where its template's pool admits it
+/// ([`crate::budget::unbound_cost`]). Batch agents' replicas are counted in the cost, but their
+/// scale-ups are not capped (not modelled).
+///
+/// The cost of every agent's replicas is summed afresh once per tick ([`BudgetBook::refresh`],
+/// before the auction) and kept up to date as each agent scales ([`BudgetBook::update`]), so a
+/// decision sees the replicas the agents before it created that tick.
+struct BudgetBook {
+    max_hourly_cost: f64,
+    prices: Vec<crate::budget::PricedNode>,
+    /// Per agent: what one more (Pending) replica costs per hour.
+    unbound: Vec<f64>,
+    /// Per agent: what its replicas cost per hour now.
+    agent_cost: Vec<f64>,
+    /// Σ of `agent_cost`.
+    total: f64,
+}
+
+impl BudgetBook {
+    fn new(s: &Snapshot) -> Option<Self> {
+        let max_hourly_cost = s.max_hourly_cost?;
+        let prices: Vec<crate::budget::PricedNode> = s
+            .nodes
+            .iter()
+            .map(|n| crate::budget::PricedNode {
+                name: n.name.clone(),
+                allocatable: Resources {
+                    cpu_millis: n.cpu_millis,
+                    memory_bytes: n.memory_bytes,
+                },
+                hourly_cost: n.hourly_cost.unwrap_or(crate::budget::DEFAULT_HOURLY_COST),
+                spot: n.spot,
+                labels: n.labels.clone(),
+            })
+            .collect();
+        let unbound = s
+            .agents
+            .iter()
+            .map(|a| {
+                let selector = match &a.pool {
+                    Some(pool) => BTreeMap::from([(crate::labels::POOL_LABEL.to_string(), pool.clone())]),
+                    None => BTreeMap::new(),
+                };
+                crate::budget::unbound_cost(a.requests(), &selector, &prices)
+            })
+            .collect();
+        Some(Self {
+            max_hourly_cost,
+            prices,
+            unbound,
+            agent_cost: vec![0.0; s.agents.len()],
+            total: 0.0,
+        })
+    }
+
+    /// What agent `i`'s replicas cost per hour.
+    fn cost_of(&self, s: &Snapshot, runs: &[AgentRun], i: usize) -> f64 {
+        let requests = s.agents[i].requests();
+        runs[i]
+            .replicas
+            .iter()
+            .map(|r| match r.node {
+                Some(n) => self.prices[n].pod_cost(requests),
+                None => self.unbound[i],
+            })
+            .sum()
+    }
+
+    /// Every agent's cost summed afresh.
+    fn refresh(&mut self, s: &Snapshot, runs: &[AgentRun]) {
+        for i in 0..runs.len() {
+            self.agent_cost[i] = self.cost_of(s, runs, i);
+        }
+        self.total = self.agent_cost.iter().sum();
+    }
+
+    /// Agent `i`'s replicas changed.
+    fn update(&mut self, s: &Snapshot, runs: &[AgentRun], i: usize) {
+        let now = self.cost_of(s, runs, i);
+        self.total += now - self.agent_cost[i];
+        self.agent_cost[i] = now;
+    }
+
+    /// What the agents `counted` admits cost per hour (agent order).
+    fn cost_where(&self, counted: impl Fn(usize) -> bool) -> f64 {
+        (0..self.agent_cost.len())
+            .filter(|&i| counted(i))
+            .map(|i| self.agent_cost[i])
+            .sum()
+    }
+
+    /// The agent controller's cap ([`crate::budget::allowed`]): agent `i`, with `active` pods,
+    /// may grow to at most this many of the `wanted`, given every agent's replicas now.
+    fn cap(&self, i: usize, active: u32, wanted: u32) -> u32 {
+        crate::budget::allowed(self.total, self.unbound[i], active, wanted, self.max_hourly_cost)
     }
 }
 
@@ -965,6 +1086,7 @@ fn run_with(
         .collect();
     let mut failed = vec![false; s.nodes.len()];
     let mut down = vec![false; s.nodes.len()];
+    let mut book = BudgetBook::new(s);
     for t in 0..ticks {
         if t % (ticks / 100).max(1) == 0 {
             progress(t, ticks);
@@ -1012,8 +1134,11 @@ fn run_with(
             }
         }
         // The auction loop: quotas from the `spec.replicas` the scaler left at the last tick.
+        if let Some(b) = book.as_mut() {
+            b.refresh(s, &runs);
+        }
         if t > 0 {
-            auction(s, &mut runs, &pools, &agent_pool, &down, hours, m);
+            auction(s, &mut runs, (&pools, &agent_pool), &down, book.as_ref(), hours, m);
         }
         // Scaling, then placement, agent by agent in snapshot order (sorted by name).
         for (i, a) in s.agents.iter().enumerate() {
@@ -1039,6 +1164,9 @@ fn run_with(
                     m.scaling_decisions += 1;
                 }
                 run.spec = planned;
+                if let Some(b) = book.as_mut() {
+                    b.update(s, &runs, i);
+                }
                 continue;
             }
             let ready = run
@@ -1075,8 +1203,20 @@ fn run_with(
                 m.scaling_decisions += 1;
             }
             run.spec = desired;
-            // The agent controller keeps at most the auction's quota of pods.
+            // The agent controller keeps at most the auction's quota of pods, and creates no more
+            // than the budget affords.
             let want = run.quota.map_or(desired, |q| desired.min(q));
+            let want = match &book {
+                Some(b) if want > pods => {
+                    let allowed = b.cap(i, pods, want);
+                    if allowed < want {
+                        m.budget_refusals += 1;
+                    }
+                    allowed
+                }
+                _ => want,
+            };
+            let run = &mut runs[i];
             let serves_from = if t == 0 { 0 } else { t + startup_ticks };
             for _ in pods..want {
                 run.replicas.push(Replica {
@@ -1091,6 +1231,9 @@ fn run_with(
             }
             if want < pods && remove_replicas(s, a, &targets.current[i], run, pods - want, t, &mut states) {
                 targets.moved[i] = true;
+            }
+            if let Some(b) = book.as_mut() {
+                b.update(s, &runs, i);
             }
         }
         // Place every Pending replica (new ones and earlier misses), agents in their sequence.
@@ -2010,6 +2153,16 @@ pub fn apply_set(s: &mut Snapshot, set: &str) -> Result<(), TwinError> {
             }
             s.outages.push(outage);
         }
+        "budget.maxHourlyCost" => {
+            s.max_hourly_cost = match value {
+                "none" => None,
+                _ => Some(
+                    value
+                        .parse()
+                        .map_err(|_| bad(key, format!("{value:?} is not a number or none")))?,
+                ),
+            };
+        }
         "failure.detectionSeconds" => {
             s.failure_detection_seconds = value
                 .parse()
@@ -2018,7 +2171,7 @@ pub fn apply_set(s: &mut Snapshot, set: &str) -> Result<(), TwinError> {
         _ => {
             return Err(bad(
                 key,
-                "unknown key (known: objectives.NAME, agent/NAME.scaling.method, descheduler.everyTicks, targets.fixed, kappa, routing, scheduler, scheduler.seed, batch.timing, outage, failure.detectionSeconds)"
+                "unknown key (known: objectives.NAME, agent/NAME.scaling.method, descheduler.everyTicks, targets.fixed, kappa, routing, scheduler, scheduler.seed, batch.timing, outage, failure.detectionSeconds, budget.maxHourlyCost)"
                     .into(),
             ));
         }

@@ -93,6 +93,8 @@ pub struct Window {
     pub startup_seconds: f64,
     pub objectives: Objectives,
     pub kappa: f64,
+    /// MomConfig `spec.budget.maxHourlyCost`, if any.
+    pub max_hourly_cost: Option<f64>,
 }
 
 /// What [`snapshot_of`] left out or estimated, for the report.
@@ -367,6 +369,7 @@ pub fn snapshot_of(
         batch_timing: Default::default(),
         outages: Vec::new(),
         failure_detection_seconds: 15.0,
+        max_hourly_cost: window.max_hourly_cost,
         // The agents' names are `namespace/name` already.
         namespace: String::new(),
         recorded: Some(super::snapshot::Recorded {
@@ -407,6 +410,7 @@ mod tests {
             startup_seconds: 0.0,
             objectives: Objectives::default(),
             kappa: 1.0,
+            max_hourly_cost: None,
         }
     }
 

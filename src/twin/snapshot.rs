@@ -103,6 +103,11 @@ pub struct Snapshot {
     /// after the failure; default 15, the mean.
     #[serde(default = "fifteen_seconds", skip_serializing_if = "is_fifteen")]
     pub failure_detection_seconds: f64,
+    /// MomConfig `spec.budget.maxHourlyCost` (see [`crate::budget`]): what the pods of every
+    /// agent may cost per hour. The agent controller's cap on scale-ups and the auction's cut
+    /// of each pool's capacity apply it; absent, no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hourly_cost: Option<f64>,
 }
 
 fn fifteen_seconds() -> f64 {
@@ -487,6 +492,12 @@ impl Snapshot {
         {
             return bad(format!("zoneLatencyMs.{a}.{b}"), format!("must be ≥ 0, got {v}"));
         }
+        if self.max_hourly_cost.is_some_and(|b| !(b.is_finite() && b >= 0.0)) {
+            return bad(
+                "maxHourlyCost".into(),
+                format!("must be ≥ 0, got {:?}", self.max_hourly_cost),
+            );
+        }
         if !(self.failure_detection_seconds.is_finite() && self.failure_detection_seconds >= 0.0) {
             return bad(
                 "failureDetectionSeconds".into(),
@@ -819,6 +830,7 @@ pub fn generate(graph: &Graph, traces: &[Trace], cfg: &GenerateConfig) -> Result
         batch_timing: Default::default(),
         outages: Vec::new(),
         failure_detection_seconds: 15.0,
+        max_hourly_cost: None,
         namespace: twin_namespace(),
     };
     s.validate()?;

@@ -78,6 +78,7 @@ fn near_and_far() -> Snapshot {
         batch_timing: Default::default(),
         outages: Vec::new(),
         failure_detection_seconds: 15.0,
+        max_hourly_cost: None,
         namespace: "twin".into(),
     }
 }
@@ -1421,4 +1422,82 @@ fn a_batch_agent_keeps_at_most_its_quota_when_a_higher_bid_fills_its_pool() {
     // Control: with room for render's plan (hog wants 8), render runs more than one at once.
     let roomy = with_hog(8);
     assert!(roomy.steps.iter().any(|x| x.replicas > 9), "{:?}", &roomy.steps[..4]);
+}
+
+#[test]
+fn a_budget_caps_scale_ups_at_the_replicas_it_affords_and_no_budget_does_not() {
+    // Every node at 0.9 per hour: a 500m replica on a 4-cpu node costs 0.9 · 1/8 = 0.1125 per
+    // hour wherever it lands, so a budget of 0.45 affords 4 of the up to 10 the wave asks for.
+    let mut s = near_and_far();
+    for n in &mut s.nodes {
+        n.hourly_cost = Some(0.9);
+    }
+    let free = run_report(&s, true, &mut |_, _| {}).unwrap();
+    s.max_hourly_cost = Some(0.45);
+    let capped = run_report(&s, true, &mut |_, _| {}).unwrap();
+    let most = |r: &Report| r.steps.iter().map(|x| x.replicas).max().unwrap();
+    // Control: without a budget the wave takes more than 4, and nothing is refused.
+    assert!(most(&free) > 4, "{}", most(&free));
+    assert_eq!(free.metrics.budget_refusals, 0);
+    // With it: never more than 4 at the end of any tick, the cap is reached, and the demand the
+    // refused replicas would have served goes unserved.
+    assert_eq!(most(&capped), 4);
+    assert!(capped.metrics.budget_refusals > 0);
+    assert!(capped.metrics.slo_violation_minutes > free.metrics.slo_violation_minutes);
+    assert!(capped.metrics.replica_hours < free.metrics.replica_hours);
+    // The cap is the core's: 4 pods (0.45 per hour) leave room for none; 3 for one.
+    assert_eq!(crate::budget::allowed(4.0 * 0.1125, 0.1125, 4, 6, 0.45), 4);
+    assert_eq!(crate::budget::allowed(3.0 * 0.1125, 0.1125, 3, 6, 0.45), 4);
+    // A budget of 0 creates nothing; scale-downs are never refused.
+    s.max_hourly_cost = Some(0.0);
+    let none = run_report(&s, true, &mut |_, _| {}).unwrap();
+    assert_eq!(most(&none), 0);
+    assert_eq!(none.metrics.placements, 0);
+}
+
+#[test]
+fn a_budget_cuts_the_pools_offer_so_a_roomy_pool_is_auctioned_over_what_it_pays_for() {
+    // Four 1,500m nodes at 0.1 per hour (12 slots of 500m for the 10 wanted: no auction). A
+    // replica costs 0.1 · 1/3 per hour; a budget of 0.2 pays for two whole nodes (6 slots), so
+    // the pool is critical and the auction gives bidder its 5 and cheap 1, as on two nodes.
+    let mut s = contended(4);
+    for n in &mut s.nodes {
+        n.hourly_cost = Some(0.1);
+    }
+    let count = |r: &Report, a: &str| r.placements.get(a).map_or(0, Vec::len);
+    let free = run_report(&s, true, &mut |_, _| {}).unwrap();
+    assert_eq!((count(&free, "z-bidder"), count(&free, "cheap")), (5, 5));
+    assert_eq!(free.metrics.auctions, 0);
+    s.max_hourly_cost = Some(0.2001);
+    let cut = run_report(&s, true, &mut |_, _| {}).unwrap();
+    assert_eq!(
+        (count(&cut, "z-bidder"), count(&cut, "cheap")),
+        (5, 1),
+        "{:?}",
+        cut.placements
+    );
+    assert_eq!(
+        cut.metrics.auctions,
+        s.ticks() - 1,
+        "every tick after the first auctions"
+    );
+    // At the first tick (no quotas yet) the cap alone decided: cheap, first by name, took 5 of
+    // the 6 affordable and bidder was held to 1.
+    assert!(cut.metrics.budget_refusals > 0);
+}
+
+#[test]
+fn a_budget_is_set_cleared_and_refused_by_name() {
+    let mut s = near_and_far();
+    apply_set(&mut s, "budget.maxHourlyCost=2.5").unwrap();
+    assert_eq!(s.max_hourly_cost, Some(2.5));
+    apply_set(&mut s, "budget.maxHourlyCost=none").unwrap();
+    assert_eq!(s.max_hourly_cost, None);
+    let err = apply_set(&mut s, "budget.maxHourlyCost=cheap").unwrap_err().to_string();
+    assert!(
+        err.contains("budget.maxHourlyCost") && err.contains("\"cheap\""),
+        "{err}"
+    );
+    let err = apply_set(&mut s, "budget.maxHourlyCost=-1").unwrap_err().to_string();
+    assert!(err.contains("maxHourlyCost") && err.contains("≥ 0"), "{err}");
 }
