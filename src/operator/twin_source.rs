@@ -2,7 +2,7 @@
 //! (labels, allocatable cpu/memory/pods, the price, energy-class and spot labels, positions from
 //! the label embedding the operator starts from, `placement::embed_nodes` with the MomConfig's
 //! `geometry.topologyKeys` and `dimension`), the GeometricAgents (requests of their template,
-//! `spec.replicas`, `spec.peers`, `spec.bid`, the pool their template selects, `status.position`), the MomConfig's objectives, budget, curvature and
+//! `spec.replicas`, `spec.peers`, `spec.bid`, the pool their template selects, `status.position`, their strategy's coordinates, nearAgents, avoidNodes and maxDistance), the MomConfig's objectives, budget, curvature and
 //! tick, and the `scaling.*` and `batch.plan` receipts of the window, by agent.
 //!
 //! Receipts are read as stored: a what-if is not a verification (`mom verify` is). Node
@@ -186,9 +186,19 @@ pub async fn read(
     // And the agents (names in its namespace) each strategy's agents also follow.
     let mut pinned: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut near: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // And each strategy's avoid-list and distance limit.
+    let mut rules: BTreeMap<String, (Vec<String>, Option<f64>)> = BTreeMap::new();
     for s in strategies.list(&ListParams::default()).await?.items {
         let key = format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any());
-        let Some(affinity) = s.spec.placement.geometric_affinity.as_ref() else {
+        let placement = &s.spec.placement;
+        rules.insert(
+            key.clone(),
+            (
+                placement.avoid_nodes.clone(),
+                placement.geometric_affinity.as_ref().and_then(|a| a.max_distance),
+            ),
+        );
+        let Some(affinity) = placement.geometric_affinity.as_ref() else {
             continue;
         };
         if affinity.coordinates.len() == dimension {
@@ -254,6 +264,12 @@ pub async fn read(
                 .node_selector
                 .get(crate::labels::POOL_LABEL)
                 .cloned(),
+            avoid_nodes: strategy
+                .as_ref()
+                .and_then(|s| rules.get(s))
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+            max_distance: strategy.as_ref().and_then(|s| rules.get(s)).and_then(|r| r.1),
             name,
         });
     }

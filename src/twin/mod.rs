@@ -95,6 +95,11 @@
 //! for the next), and the auction offers each pool only the capacity the budget left pays for.
 //! `budgetRefusals` counts the agent-ticks it held back. Batch agents' scale-ups are not capped.
 //!
+//! Placement rules: an agent's `avoidNodes` and `maxDistance` (its strategy's) go into the
+//! extender's policy ([`crate::placement::filter`] refuses those nodes) and into the
+//! descheduler's agent (its violations strategy moves replicas off them, and no move lands
+//! there); the model of the stock kube-scheduler ignores them, as kube-scheduler does.
+//!
 //! Outages ([`snapshot::Outage`], `--set outage=…`): from `fromSeconds` a failed node's
 //! replicas stop serving (no demand served, no traffic); `failureDetectionSeconds` later the
 //! operator judges it silent (more than 20 s since its last heartbeat renewal; no node when
@@ -107,9 +112,9 @@
 //! From `untilSeconds` it is a node like any other.
 //!
 //! Not modelled (yet): the failover planner's predictive actions (drains, standbys, the
-//! decision process over domain health) and active/passive roles, the strategies' placement rules (avoid-lists,
-//! locality, `nearNodes`, preferred regions, redundancy caps and the extender's narrowing to
-//! one failure domain, tenancy isolation), real node usage (the descheduler sees requests as
+//! decision process over domain health) and active/passive roles, the strategies' placement
+//! rules other than `avoidNodes` and `maxDistance` (locality, `nearNodes`, preferred regions,
+//! redundancy caps and the extender's narrowing to one failure domain, tenancy isolation), real node usage (the descheduler sees requests as
 //! usage), and `percentageOfNodesToScore` (kube-scheduler scores only part of a large
 //! cluster's nodes). Pure and deterministic: sorted maps, no clock.
 
@@ -1457,8 +1462,8 @@ fn plan_agent(a: &AgentSpec) -> crate::descheduler::Agent {
                 weight: *w,
             })
             .collect(),
-        avoid_nodes: Default::default(),
-        max_distance: None,
+        avoid_nodes: a.avoid_nodes.iter().cloned().collect(),
+        max_distance: a.max_distance,
         label_rules: Default::default(),
     }
 }
@@ -1952,6 +1957,8 @@ fn extender_inputs_for(
         replicas_by_domain: by_domain,
         replica_positions,
         replicas: replicas.len() as u32,
+        avoid_nodes: a.avoid_nodes.iter().cloned().collect(),
+        max_distance: a.max_distance,
         ..AgentPolicy::default()
     };
     let demand = demand_of(a);

@@ -79,6 +79,10 @@ pub struct RecordedAgent {
     pub bid: Option<super::snapshot::BidSpec>,
     /// The pool its template selects, if any.
     pub pool: Option<String>,
+    /// Its strategy's `placement.avoidNodes`.
+    pub avoid_nodes: Vec<String>,
+    /// Its strategy's `placement.geometricAffinity.maxDistance`, if any.
+    pub max_distance: Option<f64>,
 }
 
 /// The window and the settings the cluster does not record per agent.
@@ -232,6 +236,8 @@ pub fn snapshot_of(
                 }),
                 bid: a.bid.clone(),
                 pool: a.pool.clone(),
+                avoid_nodes: a.avoid_nodes.clone(),
+                max_distance: a.max_distance,
             });
             continue;
         }
@@ -270,6 +276,8 @@ pub fn snapshot_of(
                 batch: None,
                 bid: a.bid.clone(),
                 pool: a.pool.clone(),
+                avoid_nodes: a.avoid_nodes.clone(),
+                max_distance: a.max_distance,
             });
             continue;
         };
@@ -338,6 +346,8 @@ pub fn snapshot_of(
             batch: None,
             bid: a.bid.clone(),
             pool: a.pool.clone(),
+            avoid_nodes: a.avoid_nodes.clone(),
+            max_distance: a.max_distance,
         });
     }
     // Peers outside the snapshot (no position) are dropped.
@@ -496,6 +506,8 @@ mod tests {
             batch_plans: Vec::new(),
             bid: None,
             pool: None,
+            avoid_nodes: Vec::new(),
+            max_distance: None,
         }
     }
 

@@ -316,6 +316,14 @@ pub struct AgentSpec {
     /// Absent: no selector (any node), and the `default` pool's auction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// Its strategy's `placement.avoidNodes`: nodes its replicas never go to (MOM's extender
+    /// filters them; the descheduler moves replicas off them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub avoid_nodes: Vec<String>,
+    /// Its strategy's `placement.geometricAffinity.maxDistance`: the farthest (hyperbolic
+    /// distance) a replica's node may be from its target (> 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_distance: Option<f64>,
 }
 
 /// A GeometricAgent's `spec.bid`: value per hour of the 1st, 2nd, … replica (non-increasing,
@@ -566,6 +574,9 @@ impl Snapshot {
             if a.pool.as_deref().is_some_and(str::is_empty) {
                 return bad(field("pool"), "must not be empty (leave it out for no selector)".into());
             }
+            if a.max_distance.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
+                return bad(field("maxDistance"), format!("must be > 0, got {:?}", a.max_distance));
+            }
             if !a.target.is_empty() && Some(a.target.len()) != dimension || a.target.iter().any(|x| !x.is_finite()) {
                 return bad(
                     field("target"),
@@ -805,6 +816,8 @@ pub fn generate(graph: &Graph, traces: &[Trace], cfg: &GenerateConfig) -> Result
             batch: None,
             bid: None,
             pool: None,
+            avoid_nodes: Vec::new(),
+            max_distance: None,
         });
     }
     let s = Snapshot {

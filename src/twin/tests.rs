@@ -41,6 +41,8 @@ fn agent(name: &str, demand: Vec<f64>, target: f64, peer: Option<&str>) -> Agent
         batch: None,
         bid: None,
         pool: None,
+        avoid_nodes: Vec::new(),
+        max_distance: None,
     }
 }
 
@@ -1500,4 +1502,54 @@ fn a_budget_is_set_cleared_and_refused_by_name() {
     );
     let err = apply_set(&mut s, "budget.maxHourlyCost=-1").unwrap_err().to_string();
     assert!(err.contains("maxHourlyCost") && err.contains("≥ 0"), "{err}");
+}
+
+#[test]
+fn an_avoid_list_and_a_distance_limit_keep_replicas_off_the_nodes_they_exclude() {
+    let nodes_of = |r: &Report, a: &str| -> std::collections::BTreeSet<String> {
+        r.placements.get(a).into_iter().flatten().cloned().collect()
+    };
+    // Control: the node api's replicas use most at the end of the run.
+    let mut s = near_and_far();
+    let free = run_report(&s, true, &mut |_, _| {}).unwrap();
+    let mut counts = BTreeMap::<&str, usize>::new();
+    for n in &free.placements["api"] {
+        *counts.entry(n.as_str()).or_default() += 1;
+    }
+    let (busiest, _) = counts.iter().max_by_key(|(_, c)| **c).unwrap();
+    let busiest = busiest.to_string();
+    // Avoiding it: never there, after the descheduler's moves, nor without the descheduler
+    // (the extender's filter alone; the descheduler would move a replica off it).
+    s.agents[0].avoid_nodes = vec![busiest.clone()];
+    for every in [20, 0] {
+        s.descheduler_every_ticks = every;
+        let avoided = run_report(&s, true, &mut |_, _| {}).unwrap();
+        assert!(!nodes_of(&avoided, "api").is_empty());
+        assert!(
+            !nodes_of(&avoided, "api").contains(&busiest),
+            "descheduler every {every}: {:?}",
+            avoided.placements
+        );
+    }
+    // db pinned near (coordinates at 0.6): cost alone still sends it to the cheap far nodes;
+    // within 1.0 of its target it stays near.
+    let mut s = near_and_far();
+    s.objectives = with_objective(&s.objectives, "cost", 1.0).unwrap();
+    s.agents[1].coordinates = Some(vec![0.6, 0.0]);
+    let cheap = run_report(&s, true, &mut |_, _| {}).unwrap();
+    assert!(
+        nodes_of(&cheap, "db").iter().any(|n| n.starts_with("far")),
+        "{:?}",
+        cheap.placements
+    );
+    s.agents[1].max_distance = Some(1.0);
+    let near = run_report(&s, true, &mut |_, _| {}).unwrap();
+    assert!(
+        !nodes_of(&near, "db").is_empty() && nodes_of(&near, "db").iter().all(|n| n.starts_with("near")),
+        "{:?}",
+        near.placements
+    );
+    s.agents[1].max_distance = Some(0.0);
+    let err = run(&s, &mut |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("agents[1].maxDistance"), "{err}");
 }
