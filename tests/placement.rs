@@ -122,6 +122,37 @@ async fn avoid_listed_nodes_are_never_used_even_when_the_other_nodes_are_full() 
         bound.len(),
         waiting.len()
     );
+    // The twin's snapshot of the cluster carries the strategy's avoid-list on the agent.
+    let file = std::env::temp_dir().join(format!("mom-place-avoid-twin-{}.json", std::process::id()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mom"))
+        .args([
+            "whatif",
+            "snapshot",
+            "--cluster",
+            "--since",
+            "15m",
+            "--namespace",
+            n,
+            "--out",
+        ])
+        .arg(&file)
+        .env("KUBECONFIG", &common::control_plane().kubeconfig)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let twin: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    std::fs::remove_file(&file).ok();
+    let agent = twin["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == format!("{n}/busy"))
+        .unwrap_or_else(|| panic!("no busy agent in the twin snapshot: {}", twin["agents"]));
+    let mut listed: Vec<String> = serde_json::from_value(agent["avoidNodes"].clone()).unwrap();
+    let mut expected = avoided.clone();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected, "the twin agent's avoidNodes");
 }
 
 /// Whether the scheduler has tried `pod` and found no node for it.
