@@ -2,7 +2,7 @@
 //! (labels, allocatable cpu/memory/pods, the price, energy-class and spot labels, positions from
 //! the label embedding the operator starts from, `placement::embed_nodes` with the MomConfig's
 //! `geometry.topologyKeys` and `dimension`), the GeometricAgents (requests of their template,
-//! `spec.replicas`, `spec.peers`, `spec.bid`, the pool their template selects, `status.position`, their strategy's coordinates, nearAgents, avoidNodes and maxDistance), the MomConfig's objectives, budget, curvature and
+//! `spec.replicas`, `spec.peers`, `spec.bid`, the pool their template selects, `status.position`, their strategy's coordinates, nearAgents, avoidNodes, maxDistance and preferredRegions), the MomConfig's objectives, budget, curvature and
 //! tick, and the `scaling.*` and `batch.plan` receipts of the window, by agent.
 //!
 //! Receipts are read as stored: a what-if is not a verification (`mom verify` is). Node
@@ -36,6 +36,13 @@ pub enum TwinSourceError {
 
 /// The cluster's inputs for the window `[since, until]` (Unix seconds); with `namespace`, only
 /// that namespace's agents (and their receipts).
+/// A strategy's placement rules the twin applies.
+struct PlacementRules {
+    avoid_nodes: Vec<String>,
+    max_distance: Option<f64>,
+    preferred_regions: Vec<String>,
+}
+
 pub async fn read(
     client: &kube::Client,
     since: f64,
@@ -186,17 +193,18 @@ pub async fn read(
     // And the agents (names in its namespace) each strategy's agents also follow.
     let mut pinned: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut near: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    // And each strategy's avoid-list and distance limit.
-    let mut rules: BTreeMap<String, (Vec<String>, Option<f64>)> = BTreeMap::new();
+    // And each strategy's placement rules.
+    let mut rules: BTreeMap<String, PlacementRules> = BTreeMap::new();
     for s in strategies.list(&ListParams::default()).await?.items {
         let key = format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any());
         let placement = &s.spec.placement;
         rules.insert(
             key.clone(),
-            (
-                placement.avoid_nodes.clone(),
-                placement.geometric_affinity.as_ref().and_then(|a| a.max_distance),
-            ),
+            PlacementRules {
+                avoid_nodes: placement.avoid_nodes.clone(),
+                max_distance: placement.geometric_affinity.as_ref().and_then(|a| a.max_distance),
+                preferred_regions: placement.preferred_regions.clone(),
+            },
         );
         let Some(affinity) = placement.geometric_affinity.as_ref() else {
             continue;
@@ -221,6 +229,7 @@ pub async fn read(
             .as_ref()
             .and_then(|s| s.strategy.as_ref())
             .map(|s| format!("{namespace}/{s}"));
+        let rules_of = strategy.as_ref().and_then(|s| rules.get(s));
         recorded.push(RecordedAgent {
             tenant: a.spec.tenant.clone(),
             cpu_millis: requests.cpu_millis,
@@ -264,12 +273,9 @@ pub async fn read(
                 .node_selector
                 .get(crate::labels::POOL_LABEL)
                 .cloned(),
-            avoid_nodes: strategy
-                .as_ref()
-                .and_then(|s| rules.get(s))
-                .map(|r| r.0.clone())
-                .unwrap_or_default(),
-            max_distance: strategy.as_ref().and_then(|s| rules.get(s)).and_then(|r| r.1),
+            avoid_nodes: rules_of.map(|r| r.avoid_nodes.clone()).unwrap_or_default(),
+            max_distance: rules_of.and_then(|r| r.max_distance),
+            preferred_regions: rules_of.map(|r| r.preferred_regions.clone()).unwrap_or_default(),
             name,
         });
     }

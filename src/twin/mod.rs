@@ -98,7 +98,11 @@
 //! Placement rules: an agent's `avoidNodes` and `maxDistance` (its strategy's) go into the
 //! extender's policy ([`crate::placement::filter`] refuses those nodes) and into the
 //! descheduler's agent (its violations strategy moves replicas off them, and no move lands
-//! there); the model of the stock kube-scheduler ignores them, as kube-scheduler does.
+//! there); its `preferredRegions` (values of the region label) narrow what passes to the first
+//! listed region with a passing node ([`crate::placement::locality::preferred_region`], as the
+//! filter's tier), give the target rule 3 (the nodes of the first listed region that has any)
+//! and rank regions for the descheduler. The model of the stock kube-scheduler ignores them, as
+//! kube-scheduler does.
 //!
 //! Outages ([`snapshot::Outage`], `--set outage=…`): from `fromSeconds` a failed node's
 //! replicas stop serving (no demand served, no traffic); `failureDetectionSeconds` later the
@@ -113,7 +117,7 @@
 //!
 //! Not modelled (yet): the failover planner's predictive actions (drains, standbys, the
 //! decision process over domain health) and active/passive roles, the strategies' placement
-//! rules other than `avoidNodes` and `maxDistance` (locality, `nearNodes`, preferred regions,
+//! rules other than `avoidNodes`, `maxDistance` and `preferredRegions` (locality, `nearNodes`,
 //! redundancy caps and the extender's narrowing to one failure domain, tenancy isolation), real node usage (the descheduler sees requests as
 //! usage), and `percentageOfNodesToScore` (kube-scheduler scores only part of a large
 //! cluster's nodes). Pure and deterministic: sorted maps, no clock.
@@ -418,6 +422,8 @@ struct Targets {
     /// [`Targets::recompute`]); `None` per agent before its first computation, and `None` as a
     /// whole when not kept.
     computed_from: Option<Vec<Option<Vec<u32>>>>,
+    /// Per agent: rule 3's nodes (its first preferred region that has any), positions.
+    preferred_region_nodes: Vec<Vec<Vec<f64>>>,
 }
 
 impl Targets {
@@ -447,8 +453,28 @@ impl Targets {
                     .collect()
             })
             .collect();
+        // Rule 3: the nodes of the first preferred region that has any, as the controller takes
+        // them (the twin's regions are values of the region label).
+        let preferred_region_nodes = s
+            .agents
+            .iter()
+            .map(|a| {
+                a.preferred_regions
+                    .iter()
+                    .map(|region| {
+                        s.nodes
+                            .iter()
+                            .filter(|n| n.labels.get(crate::labels::REGION_LABEL) == Some(region))
+                            .map(|n| n.position.clone())
+                            .collect::<Vec<_>>()
+                    })
+                    .find(|nodes| !nodes.is_empty())
+                    .unwrap_or_default()
+            })
+            .collect();
         Self {
             steered: vec![None; s.agents.len()],
+            preferred_region_nodes,
             current,
             moved: vec![false; s.agents.len()],
             followed,
@@ -520,6 +546,7 @@ impl Targets {
                 .map(|&(j, w)| (w, j.map(|j| bound_positions(s, runs, j)).unwrap_or_default()))
                 .collect(),
             own_replicas: bound_positions(s, runs, i),
+            preferred_region_nodes: self.preferred_region_nodes[i].clone(),
             ..placement::TargetInputs::default()
         }
     }
@@ -1464,7 +1491,11 @@ fn plan_agent(a: &AgentSpec) -> crate::descheduler::Agent {
             .collect(),
         avoid_nodes: a.avoid_nodes.iter().cloned().collect(),
         max_distance: a.max_distance,
-        label_rules: Default::default(),
+        label_rules: crate::descheduler::LabelRules {
+            required_data_nodes: None,
+            preferred_regions: a.preferred_regions.clone(),
+            region_label: (!a.preferred_regions.is_empty()).then(|| crate::labels::REGION_LABEL.to_string()),
+        },
     }
 }
 
@@ -1768,15 +1799,28 @@ fn place(
     eligible: Eligible<'_>,
 ) -> Option<usize> {
     let (demand, policy) = extender_inputs_for(s, a, target, replicas, zone_of);
-    // The filter's verdict node by node ([`placement::passes`], no rejection texts built): the
-    // twin's policy names no preferred regions, so no tier narrows what passes.
-    debug_assert!(policy.region_label.is_none() && policy.preferred_regions.is_empty());
-    let (index, passing): (Vec<usize>, Vec<&NodeState>) = states
+    // The filter's verdict node by node ([`placement::passes`], no rejection texts built), then
+    // its preferred-regions tier: only the first listed region with a passing node, as
+    // `placement::filter` narrows it.
+    let (mut index, mut passing): (Vec<usize>, Vec<&NodeState>) = states
         .iter()
         .enumerate()
         .filter(|(i, _)| eligible.admits(s, *i))
         .filter(|(_, n)| placement::passes(&demand, Some(&policy), n, s.kappa))
         .unzip();
+    if let Some(label) = &policy.region_label {
+        let regions: Vec<Option<&str>> = passing
+            .iter()
+            .map(|n| n.labels.get(label).map(String::as_str))
+            .collect();
+        if let Some(region) = placement::locality::preferred_region(&policy.preferred_regions, &regions) {
+            let keep: Vec<bool> = regions.iter().map(|r| *r == Some(region)).collect();
+            let mut k = keep.iter();
+            index.retain(|_| *k.next().unwrap_or(&false));
+            let mut k = keep.iter();
+            passing.retain(|_| *k.next().unwrap_or(&false));
+        }
+    }
     // The extender's scores ([`placement::node_scores`] is what `score_breakdown` answers,
     // without building the explanation), in `passing` order.
     let scores = placement::node_scores(&demand, Some(&policy), &passing, &s.objectives, s.routing, s.kappa);
@@ -1959,6 +2003,8 @@ fn extender_inputs_for(
         replicas: replicas.len() as u32,
         avoid_nodes: a.avoid_nodes.iter().cloned().collect(),
         max_distance: a.max_distance,
+        preferred_regions: a.preferred_regions.clone(),
+        region_label: (!a.preferred_regions.is_empty()).then(|| crate::labels::REGION_LABEL.to_string()),
         ..AgentPolicy::default()
     };
     let demand = demand_of(a);

@@ -83,6 +83,8 @@ pub struct RecordedAgent {
     pub avoid_nodes: Vec<String>,
     /// Its strategy's `placement.geometricAffinity.maxDistance`, if any.
     pub max_distance: Option<f64>,
+    /// Its strategy's `placement.preferredRegions`.
+    pub preferred_regions: Vec<String>,
 }
 
 /// The window and the settings the cluster does not record per agent.
@@ -238,6 +240,7 @@ pub fn snapshot_of(
                 pool: a.pool.clone(),
                 avoid_nodes: a.avoid_nodes.clone(),
                 max_distance: a.max_distance,
+                preferred_regions: a.preferred_regions.clone(),
             });
             continue;
         }
@@ -278,6 +281,7 @@ pub fn snapshot_of(
                 pool: a.pool.clone(),
                 avoid_nodes: a.avoid_nodes.clone(),
                 max_distance: a.max_distance,
+                preferred_regions: a.preferred_regions.clone(),
             });
             continue;
         };
@@ -348,6 +352,7 @@ pub fn snapshot_of(
             pool: a.pool.clone(),
             avoid_nodes: a.avoid_nodes.clone(),
             max_distance: a.max_distance,
+            preferred_regions: a.preferred_regions.clone(),
         });
     }
     // Peers outside the snapshot (no position) are dropped.
@@ -508,6 +513,7 @@ mod tests {
             pool: None,
             avoid_nodes: Vec::new(),
             max_distance: None,
+            preferred_regions: Vec::new(),
         }
     }
 

@@ -324,6 +324,12 @@ pub struct AgentSpec {
     /// distance) a replica's node may be from its target (> 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_distance: Option<f64>,
+    /// Its strategy's `placement.preferredRegions` (values of the region label), in order: a
+    /// replica goes to the first listed region with a node that passes every other check; the
+    /// target follows the first listed region that has nodes when nothing else places it; the
+    /// descheduler never moves a replica to a lower-ranked region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferred_regions: Vec<String>,
 }
 
 /// A GeometricAgent's `spec.bid`: value per hour of the 1st, 2nd, … replica (non-increasing,
@@ -818,6 +824,7 @@ pub fn generate(graph: &Graph, traces: &[Trace], cfg: &GenerateConfig) -> Result
             pool: None,
             avoid_nodes: Vec::new(),
             max_distance: None,
+            preferred_regions: Vec::new(),
         });
     }
     let s = Snapshot {

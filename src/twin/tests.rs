@@ -43,6 +43,7 @@ fn agent(name: &str, demand: Vec<f64>, target: f64, peer: Option<&str>) -> Agent
         pool: None,
         avoid_nodes: Vec::new(),
         max_distance: None,
+        preferred_regions: Vec::new(),
     }
 }
 
@@ -1552,4 +1553,43 @@ fn an_avoid_list_and_a_distance_limit_keep_replicas_off_the_nodes_they_exclude()
     s.agents[1].max_distance = Some(0.0);
     let err = run(&s, &mut |_, _| {}).unwrap_err().to_string();
     assert!(err.contains("agents[1].maxDistance"), "{err}");
+}
+
+#[test]
+fn preferred_regions_keep_replicas_in_the_first_listed_region_that_has_room() {
+    let nodes_of = |r: &Report, a: &str| -> Vec<String> { r.placements.get(a).cloned().unwrap_or_default() };
+    let mut s = near_and_far();
+    for n in &mut s.nodes {
+        let region = if n.name.starts_with("near") { "east" } else { "west" };
+        n.labels
+            .insert(crate::labels::REGION_LABEL.to_string(), region.to_string());
+    }
+    // Control: cost alone sends db to the cheap west (far) nodes.
+    s.objectives = with_objective(&s.objectives, "cost", 1.0).unwrap();
+    let cheap = run_report(&s, true, &mut |_, _| {}).unwrap();
+    assert!(
+        nodes_of(&cheap, "db").iter().any(|n| n.starts_with("far")),
+        "{:?}",
+        cheap.placements
+    );
+    // An unknown region first, then east: every db replica in east, with and without the
+    // descheduler (which never moves a replica to a lower-ranked region).
+    s.agents[1].preferred_regions = vec!["nowhere".into(), "east".into()];
+    for every in [20, 0] {
+        s.descheduler_every_ticks = every;
+        let east = run_report(&s, true, &mut |_, _| {}).unwrap();
+        let db = nodes_of(&east, "db");
+        assert!(
+            !db.is_empty() && db.iter().all(|n| n.starts_with("near")),
+            "descheduler every {every}: {:?}",
+            east.placements
+        );
+    }
+    // The descheduler gets the same rule (it never moves a replica to a lower-ranked region;
+    // on this snapshot its drift never nominates a move across, so the rule is checked on its
+    // input).
+    let rules = plan_agent(&s.agents[1]).label_rules;
+    assert_eq!(rules.preferred_regions, vec!["nowhere".to_string(), "east".to_string()]);
+    assert_eq!(rules.region_label.as_deref(), Some(crate::labels::REGION_LABEL));
+    assert!(plan_agent(&s.agents[0]).label_rules.is_empty());
 }
