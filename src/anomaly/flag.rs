@@ -48,6 +48,8 @@ pub enum FlagError {
     TooManyPoints(usize),
     #[error("the window's timestamps are not increasing at point {0}")]
     NotIncreasing(usize),
+    #[error("rarityEdge must be in [0, 1e9], got {0}")]
+    BadRarityEdge(f64),
 }
 
 /// Everything a flag decision depends on (recorded inline in its receipt).
@@ -72,6 +74,11 @@ pub struct FlagInputs {
     /// and for the default, so their inputs and replay are unchanged).
     #[serde(default, skip_serializing_if = "Detector::is_default")]
     pub detector: Detector,
+    /// The streaming detector's rarity `edge` ([`Params::edge`]) the window was scored with.
+    /// Absent in receipts written before that rule existed: they replay with 0, the rule they
+    /// ran with (a value beyond the range as rare as an empty bin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rarity_edge: Option<f64>,
 }
 
 /// The detector a series is scored with (MomConfig `spec.anomaly.*Series[].detector`).
@@ -135,8 +142,18 @@ pub fn evaluate(inputs: &FlagInputs) -> Result<FlagOutput, FlagError> {
         .copied()
         .zip(inputs.values.iter().copied())
         .collect();
+    let edge = inputs.rarity_edge.unwrap_or(0.0);
+    if !(0.0..=1e9).contains(&edge) {
+        return Err(FlagError::BadRarityEdge(edge));
+    }
     let mut scores = match inputs.detector {
-        Detector::Nab => score_timed_series(&rows, Params::default()),
+        Detector::Nab => score_timed_series(
+            &rows,
+            Params {
+                edge,
+                ..Params::default()
+            },
+        ),
         Detector::Shift => {
             let mut d = super::shift::ShiftDetector::new(super::shift::ShiftParams::default());
             rows.iter().map(|&(_, v)| d.update(v)).collect()
@@ -274,6 +291,7 @@ mod tests {
             times: (0..n).map(|i| 1_700_000_000.0 + 15.0 * i as f64).collect(),
             values,
             detector: Detector::Nab,
+            rarity_edge: Some(Params::default().edge),
         }
     }
 
@@ -304,6 +322,38 @@ mod tests {
         // The default is left out of the inputs: receipts from before the choice replay as they were.
         let record = decision_record(&window(120, 0..0, 0.0), &evaluate(&window(120, 0..0, 0.0)).unwrap());
         assert!(record["inputs"].get("detector").is_none(), "{record:#}");
+    }
+
+    #[test]
+    fn a_receipt_from_before_the_rarity_edge_replays_with_the_rule_it_ran_with() {
+        // A window whose last point is a new maximum by a hair: the rarity edge scores it as
+        // common as the top bin, the rule before it as an empty bin (a record).
+        let mut inputs = window(400, 0..0, 0.0);
+        let top = inputs.values.iter().cloned().fold(f64::MIN, f64::max);
+        *inputs.values.last_mut().unwrap() = top + 1e-6;
+        inputs.threshold = 0.45;
+        inputs.clear_points = 1;
+        let now = evaluate(&inputs).unwrap();
+        let record = decision_record(&inputs, &now);
+        assert_eq!(record["inputs"]["rarityEdge"], Params::default().edge);
+        assert_eq!(replay(&record["inputs"]).unwrap(), record["output"]);
+        // The same inputs as an older receipt holds them (no `rarityEdge`).
+        let mut old = record["inputs"].clone();
+        old.as_object_mut().unwrap().remove("rarityEdge");
+        let before = evaluate(&FlagInputs {
+            rarity_edge: None,
+            ..inputs.clone()
+        })
+        .unwrap();
+        assert_eq!(replay(&old).unwrap(), serde_json::to_value(&before).unwrap());
+        assert!(before.recent_score > now.recent_score, "{before:?} vs {now:?}");
+        // A bad edge is named.
+        let err = evaluate(&FlagInputs {
+            rarity_edge: Some(-1.0),
+            ..inputs
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("rarityEdge"), "{err}");
     }
 
     #[test]

@@ -443,6 +443,9 @@ pub fn inputs_for(
         times: points.iter().map(|p| p.0).collect(),
         values: points.iter().map(|p| p.1).collect(),
         detector: series.detector.into(),
+        // Recorded so a receipt replays with the rule it ran with (the shift detector has none).
+        rarity_edge: (flag::Detector::from(series.detector) == flag::Detector::Nab)
+            .then(|| crate::anomaly::detector::Params::default().edge),
     }
 }
 
