@@ -34,8 +34,6 @@ pub enum TwinSourceError {
     Embedding(String),
 }
 
-/// The cluster's inputs for the window `[since, until]` (Unix seconds); with `namespace`, only
-/// that namespace's agents (and their receipts).
 /// A strategy's placement rules the twin applies.
 struct PlacementRules {
     avoid_nodes: Vec<String>,
@@ -43,6 +41,8 @@ struct PlacementRules {
     preferred_regions: Vec<String>,
 }
 
+/// The cluster's inputs for the window `[since, until]` (Unix seconds); with `namespace`, only
+/// that namespace's agents (and their receipts).
 pub async fn read(
     client: &kube::Client,
     since: f64,

@@ -93,7 +93,10 @@
 //! controller, a scale-up goes only as far as [`crate::budget::allowed`] affords given what every
 //! agent's replicas cost now (agents in snapshot order, so one agent's new Pending replicas count
 //! for the next), and the auction offers each pool only the capacity the budget left pays for.
-//! `budgetRefusals` counts the agent-ticks it held back. Batch agents' scale-ups are not capped.
+//! `budgetRefusals` counts the agent-ticks it held back. Not capped (not modelled): batch agents'
+//! scale-ups, and the replacements of stranded replicas and descheduler moves, which the twin
+//! re-places directly where the operator deletes the pods and its agent controller's new ones
+//! pass the cap (under a tight budget the operator can refuse a replacement; the twin does not).
 //!
 //! Placement rules: an agent's `avoidNodes` and `maxDistance` (its strategy's) go into the
 //! extender's policy ([`crate::placement::filter`] refuses those nodes) and into the
@@ -102,7 +105,10 @@
 //! listed region with a passing node ([`crate::placement::locality::preferred_region`], as the
 //! filter's tier), give the target rule 3 (the nodes of the first listed region that has any)
 //! and rank regions for the descheduler. The model of the stock kube-scheduler ignores them, as
-//! kube-scheduler does.
+//! kube-scheduler does. Regions are values of `topology.kubernetes.io/region`: the operator reads
+//! them under the first MomConfig `geometry.topologyKeys` entry (no tier when the list is
+//! empty), which `--cluster` does not carry yet, so on a cluster whose first key is another
+//! label the twin finds no listed region and applies no tier.
 //!
 //! Outages ([`snapshot::Outage`], `--set outage=…`): from `fromSeconds` a failed node's
 //! replicas stop serving (no demand served, no traffic); `failureDetectionSeconds` later the
