@@ -201,25 +201,7 @@ async fn a_scale_up_beyond_max_hourly_cost_gets_exactly_the_affordable_replicas_
     );
 
     // `mom whatif snapshot --cluster` carries the budget into the twin, which applies it.
-    let file = std::env::temp_dir().join(format!("mom-budget-twin-{}.json", std::process::id()));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mom"))
-        .args([
-            "whatif",
-            "snapshot",
-            "--cluster",
-            "--since",
-            "15m",
-            "--namespace",
-            n,
-            "--out",
-        ])
-        .arg(&file)
-        .env("KUBECONFIG", &common::control_plane().kubeconfig)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let twin: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    std::fs::remove_file(&file).ok();
+    let twin = common::twin_snapshot(n);
     assert_eq!(twin["maxHourlyCost"], 1.1, "the twin snapshot's budget");
 
     // `mom verify --replay` recomputes the refusal from its recorded inputs.

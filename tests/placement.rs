@@ -123,25 +123,7 @@ async fn avoid_listed_nodes_are_never_used_even_when_the_other_nodes_are_full() 
         waiting.len()
     );
     // The twin's snapshot of the cluster carries the strategy's avoid-list on the agent.
-    let file = std::env::temp_dir().join(format!("mom-place-avoid-twin-{}.json", std::process::id()));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mom"))
-        .args([
-            "whatif",
-            "snapshot",
-            "--cluster",
-            "--since",
-            "15m",
-            "--namespace",
-            n,
-            "--out",
-        ])
-        .arg(&file)
-        .env("KUBECONFIG", &common::control_plane().kubeconfig)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let twin: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    std::fs::remove_file(&file).ok();
+    let twin = common::twin_snapshot(n);
     let agent = twin["agents"]
         .as_array()
         .unwrap()

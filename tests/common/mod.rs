@@ -790,6 +790,31 @@ pub fn try_mom_verify(args: &[&str]) -> Option<(bool, serde_json::Value)> {
     Some((out.status.success(), report))
 }
 
+/// The twin snapshot `mom whatif snapshot --cluster --since 15m --namespace NS` writes of the
+/// shared control plane, as JSON.
+pub fn twin_snapshot(namespace: &str) -> serde_json::Value {
+    let file = std::env::temp_dir().join(format!("mom-twin-{namespace}-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_mom"))
+        .args([
+            "whatif",
+            "snapshot",
+            "--cluster",
+            "--since",
+            "15m",
+            "--namespace",
+            namespace,
+            "--out",
+        ])
+        .arg(&file)
+        .env("KUBECONFIG", &control_plane().kubeconfig)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let twin = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    std::fs::remove_file(&file).ok();
+    twin
+}
+
 /// [`try_mom_verify`] that must print a report.
 pub fn mom_verify(args: &[&str]) -> (bool, serde_json::Value) {
     try_mom_verify(args).unwrap_or_else(|| panic!("mom verify {args:?} printed no JSON report"))
